@@ -1,0 +1,294 @@
+// Package config loads and checks the switchboard configuration file.
+//
+// The file is YAML. Every key is known in advance: an unknown key, a value of
+// the wrong type or a value out of range stops the start with an error that
+// names the file, the line and the dotted key (for example
+// "switchboard.yaml:12: timers.t1: ..."). Keys left out take the defaults
+// documented in docs/configuration.md, which are also the values of Default().
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of one switchboard process.
+type Config struct {
+	// Listen lists the SIP sockets. Each needs a protocol and an address.
+	Listen []Listener `yaml:"listen"`
+	// Domains are the SIP domains this server is responsible for: REGISTER
+	// and calls for them are handled locally, others are relayed.
+	Domains []string `yaml:"domains"`
+	// Routes names the compiled-in route set that handles traffic.
+	Routes   string   `yaml:"routes"`
+	Timers   Timers   `yaml:"timers"`
+	Limits   Limits   `yaml:"limits"`
+	Storage  Storage  `yaml:"storage"`
+	Log      Log      `yaml:"log"`
+	Mgmt     Mgmt     `yaml:"mgmt"`
+	TLS      TLS      `yaml:"tls"`
+	Outbound Outbound `yaml:"outbound"`
+}
+
+// Listener is one SIP socket.
+type Listener struct {
+	Proto string `yaml:"proto"`
+	// Address is host:port to bind, e.g. 127.0.0.1:5060 or [::1]:5060.
+	Address string `yaml:"address"`
+	// Advertise is host[:port] written into Via and Record-Route instead of
+	// the bound address, for a node behind NAT or an anycast address.
+	Advertise string `yaml:"advertise"`
+
+	addr netip.AddrPort
+}
+
+// AddrPort is the parsed bind address, valid after Load or Check.
+func (l *Listener) AddrPort() netip.AddrPort { return l.addr }
+
+// Timers are the RFC 3261 timer values.
+type Timers struct {
+	T1     Duration `yaml:"t1"`
+	T2     Duration `yaml:"t2"`
+	T4     Duration `yaml:"t4"`
+	TimerC Duration `yaml:"timer_c"`
+}
+
+// Limits bound what peers can make the server hold.
+type Limits struct {
+	MaxMessageSize      int      `yaml:"max_message_size"`
+	MaxTransactions     int      `yaml:"max_transactions"`
+	MaxConnections      int      `yaml:"max_connections"`
+	MaxConnectionsPerIP int      `yaml:"max_connections_per_ip"`
+	IdleTimeout         Duration `yaml:"idle_timeout"`
+	Shards              int      `yaml:"shards"`
+}
+
+// Storage says where persistent data lives.
+type Storage struct {
+	Driver string `yaml:"driver"`
+	Dir    string `yaml:"dir"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Mgmt configures the HTTP listener for /metrics, health and the management API.
+type Mgmt struct {
+	Listen string `yaml:"listen"`
+	// Token, when set, is required as "Authorization: Bearer <token>" on the
+	// management API (not on /metrics or health).
+	Token string `yaml:"token"`
+}
+
+// TLS holds the certificate used by tls listeners and outbound TLS.
+type TLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// ClientCA, when set, makes tls listeners require client certificates
+	// signed by this CA (mutual TLS for trunks).
+	ClientCA   string `yaml:"client_ca"`
+	MinVersion string `yaml:"min_version"`
+}
+
+// Outbound restricts where the server sends requests and replies.
+type Outbound struct {
+	// Allow lists the networks the server may send to. Empty means anywhere.
+	Allow []string `yaml:"allow"`
+	// Resolver is host:port of the DNS server used for SIP name lookups.
+	// Empty means the system resolver.
+	Resolver string `yaml:"resolver"`
+
+	allow []netip.Prefix
+}
+
+// AllowPrefixes is the parsed allow-list, valid after Load or Check.
+func (o *Outbound) AllowPrefixes() []netip.Prefix { return o.allow }
+
+// Duration is a time.Duration written as "500ms", "4s" or "3m" in the file.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d *Duration) setScalar(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("not a duration (want e.g. 500ms, 4s, 3m): %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Default returns the configuration used when no file is given: a demo
+// server on 127.0.0.1:5060 (UDP and TCP) serving the domain "localhost",
+// with its data under ./data.
+func Default() *Config {
+	return &Config{
+		Listen: []Listener{
+			{Proto: "udp", Address: "127.0.0.1:5060"},
+			{Proto: "tcp", Address: "127.0.0.1:5060"},
+		},
+		Domains: []string{"localhost", "127.0.0.1"},
+		Routes:  "provider",
+		Timers: Timers{
+			T1:     Duration(500 * time.Millisecond),
+			T2:     Duration(4 * time.Second),
+			T4:     Duration(5 * time.Second),
+			TimerC: Duration(3 * time.Minute),
+		},
+		Limits: Limits{
+			MaxMessageSize:      65535,
+			MaxTransactions:     1_000_000,
+			MaxConnections:      10_000,
+			MaxConnectionsPerIP: 100,
+			IdleTimeout:         Duration(10 * time.Minute),
+			Shards:              0,
+		},
+		Storage: Storage{Driver: "sqlite", Dir: "data"},
+		Log:     Log{Level: "info", Format: "text"},
+		Mgmt:    Mgmt{Listen: "127.0.0.1:8080"},
+		TLS:     TLS{MinVersion: "1.2"},
+	}
+}
+
+// check validates values that the decoder cannot: ranges, addresses and
+// combinations. at returns the line of a dotted key for error messages.
+func (c *Config) check(at func(key string) int) error {
+	fail := func(key, format string, args ...any) error {
+		return &Error{Line: at(key), Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	if len(c.Listen) == 0 {
+		return fail("listen", "at least one listener is needed")
+	}
+	needTLS := false
+	for i := range c.Listen {
+		l := &c.Listen[i]
+		key := fmt.Sprintf("listen[%d]", i)
+		switch l.Proto {
+		case "udp", "tcp":
+		case "tls":
+			needTLS = true
+		case "":
+			return fail(key+".proto", "missing; one of udp, tcp, tls")
+		default:
+			return fail(key+".proto", "unknown protocol %q; one of udp, tcp, tls", l.Proto)
+		}
+		if l.Address == "" {
+			return fail(key+".address", "missing; host:port such as 127.0.0.1:5060 or [::1]:5060")
+		}
+		ap, err := netip.ParseAddrPort(l.Address)
+		if err != nil {
+			return fail(key+".address", "not an IP address with a port (%q): %v", l.Address, err)
+		}
+		l.addr = ap
+		if l.Advertise != "" && strings.ContainsAny(l.Advertise, " \t;,<>\"") {
+			return fail(key+".advertise", "not a host[:port]: %q", l.Advertise)
+		}
+		for j := 0; j < i; j++ {
+			if c.Listen[j].Proto == l.Proto && c.Listen[j].addr == ap {
+				return fail(key+".address", "%s %s is already listed as listen[%d]", l.Proto, l.Address, j)
+			}
+		}
+	}
+	if needTLS && (c.TLS.Cert == "" || c.TLS.Key == "") {
+		return fail("tls", "a tls listener needs tls.cert and tls.key")
+	}
+	switch c.TLS.MinVersion {
+	case "1.2", "1.3":
+	default:
+		return fail("tls.min_version", "must be 1.2 or 1.3, not %q", c.TLS.MinVersion)
+	}
+	for i, d := range c.Domains {
+		if d == "" || strings.ContainsAny(d, " \t;,<>@:\"") {
+			return fail(fmt.Sprintf("domains[%d]", i), "not a domain name: %q", d)
+		}
+	}
+	if c.Routes == "" {
+		return fail("routes", "missing; the name of a compiled-in route set such as provider")
+	}
+	t := c.Timers
+	if t.T1 <= 0 || t.T1.D() > 10*time.Second {
+		return fail("timers.t1", "must be between 1ms and 10s, not %s", t.T1.D())
+	}
+	if t.T2 < t.T1 || t.T2.D() > time.Minute {
+		return fail("timers.t2", "must be at least timers.t1 and at most 1m, not %s", t.T2.D())
+	}
+	if t.T4 <= 0 || t.T4.D() > time.Minute {
+		return fail("timers.t4", "must be between 1ms and 1m, not %s", t.T4.D())
+	}
+	if t.TimerC.D() < time.Second || t.TimerC.D() > time.Hour {
+		return fail("timers.timer_c", "must be between 1s and 1h, not %s", t.TimerC.D())
+	}
+	lim := c.Limits
+	if lim.MaxMessageSize < 1024 || lim.MaxMessageSize > 1<<20 {
+		return fail("limits.max_message_size", "must be between 1024 and 1048576 bytes, not %d", lim.MaxMessageSize)
+	}
+	if lim.MaxTransactions < 1 {
+		return fail("limits.max_transactions", "must be at least 1, not %d", lim.MaxTransactions)
+	}
+	if lim.MaxConnections < 1 {
+		return fail("limits.max_connections", "must be at least 1, not %d", lim.MaxConnections)
+	}
+	if lim.MaxConnectionsPerIP < 1 || lim.MaxConnectionsPerIP > lim.MaxConnections {
+		return fail("limits.max_connections_per_ip", "must be between 1 and limits.max_connections (%d), not %d", lim.MaxConnections, lim.MaxConnectionsPerIP)
+	}
+	if lim.IdleTimeout.D() < time.Second {
+		return fail("limits.idle_timeout", "must be at least 1s, not %s", lim.IdleTimeout.D())
+	}
+	if lim.Shards < 0 || lim.Shards > 65536 || lim.Shards&(lim.Shards-1) != 0 {
+		return fail("limits.shards", "must be 0 (automatic) or a power of two up to 65536, not %d", lim.Shards)
+	}
+	switch c.Storage.Driver {
+	case "sqlite":
+		if c.Storage.Dir == "" {
+			return fail("storage.dir", "missing; the directory for the SQLite database")
+		}
+	default:
+		return fail("storage.driver", "unknown driver %q; supported: sqlite", c.Storage.Driver)
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		return fail("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fail("log.format", "must be text or json, not %q", c.Log.Format)
+	}
+	if c.Mgmt.Listen != "" {
+		if _, err := netip.ParseAddrPort(c.Mgmt.Listen); err != nil {
+			return fail("mgmt.listen", "not an IP address with a port (%q); empty disables the management listener", c.Mgmt.Listen)
+		}
+	}
+	c.Outbound.allow = nil
+	for i, s := range c.Outbound.Allow {
+		p, err := parsePrefix(s)
+		if err != nil {
+			return fail(fmt.Sprintf("outbound.allow[%d]", i), "not an address or network (%q): %v", s, err)
+		}
+		c.Outbound.allow = append(c.Outbound.allow, p)
+	}
+	if c.Outbound.Resolver != "" {
+		if _, err := netip.ParseAddrPort(c.Outbound.Resolver); err != nil {
+			return fail("outbound.resolver", "not an IP address with a port (%q)", c.Outbound.Resolver)
+		}
+	}
+	return nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}

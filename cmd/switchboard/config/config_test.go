@@ -1,0 +1,132 @@
+package config
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultYAMLMatchesDefault(t *testing.T) {
+	cfg, err := Load("default.yaml", DefaultYAML, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	if err := want.check(func(string) int { return 0 }); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("embedded default.yaml differs from Default():\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestEmptyFileIsDefault(t *testing.T) {
+	cfg, err := Load("empty.yaml", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Timers.T1.D() != 500*time.Millisecond || len(cfg.Listen) != 2 {
+		t.Fatalf("empty file did not give defaults: %+v", cfg)
+	}
+}
+
+func TestValues(t *testing.T) {
+	src := `
+listen:
+  - proto: udp
+    address: "[::1]:5070"
+    advertise: sip.example.com:5060
+domains: [example.com]
+timers:
+  t1: 250ms
+  timer_c: 90s
+limits:
+  shards: 64
+outbound:
+  allow: [127.0.0.0/8, "::1"]
+  resolver: 127.0.0.1:5353
+`
+	cfg, err := Load("x.yaml", []byte(src), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Listen[0].AddrPort().String(); got != "[::1]:5070" {
+		t.Errorf("listen address %s", got)
+	}
+	if cfg.Timers.T1.D() != 250*time.Millisecond || cfg.Timers.T2.D() != 4*time.Second || cfg.Timers.TimerC.D() != 90*time.Second {
+		t.Errorf("timers %+v", cfg.Timers)
+	}
+	if cfg.Limits.Shards != 64 || cfg.Limits.MaxMessageSize != 65535 {
+		t.Errorf("limits %+v", cfg.Limits)
+	}
+	p := cfg.Outbound.AllowPrefixes()
+	if len(p) != 2 || p[0].String() != "127.0.0.0/8" || p[1].String() != "::1/128" {
+		t.Errorf("allow %v", p)
+	}
+}
+
+func TestErrorsNameKeyAndLine(t *testing.T) {
+	cases := []struct {
+		name, src, want string
+	}{
+		{"unknown top key", "listen:\n  - {proto: udp, address: 127.0.0.1:5060}\nlisen: 1\n", "x.yaml:3: lisen: unknown key"},
+		{"unknown nested key", "timers:\n  t1: 1s\n  t3: 2s\n", "x.yaml:3: timers.t3: unknown key; known keys here: t1, t2, t4, timer_c"},
+		{"bad duration", "timers:\n  t1: fast\n", "x.yaml:2: timers.t1: not a duration"},
+		{"duration out of range", "timers:\n  t1: 20s\n", "x.yaml:2: timers.t1: must be between 1ms and 10s"},
+		{"t2 below t1", "timers:\n  t1: 2s\n  t2: 1s\n", "x.yaml:3: timers.t2: must be at least timers.t1"},
+		{"bad proto", "listen:\n  - proto: sctp\n    address: 127.0.0.1:5060\n", "x.yaml:2: listen[0].proto: unknown protocol \"sctp\""},
+		{"bad address", "listen:\n  - proto: udp\n    address: localhost:5060\n", "x.yaml:3: listen[0].address: not an IP address with a port"},
+		{"missing address", "listen:\n  - proto: udp\n", "x.yaml:2: listen[0].address: missing"},
+		{"duplicate listener", "listen:\n  - {proto: udp, address: 127.0.0.1:5060}\n  - {proto: udp, address: 127.0.0.1:5060}\n", "x.yaml:3: listen[1].address: udp 127.0.0.1:5060 is already listed as listen[0]"},
+		{"tls without cert", "listen:\n  - {proto: tls, address: 127.0.0.1:5061}\n", "tls: a tls listener needs tls.cert and tls.key"},
+		{"not a number", "limits:\n  max_connections: many\n", "x.yaml:2: limits.max_connections: want a whole number, not \"many\""},
+		{"shards not power of two", "limits:\n  shards: 12\n", "x.yaml:2: limits.shards: must be 0 (automatic) or a power of two"},
+		{"list where section", "timers: [1, 2]\n", "x.yaml:1: timers: want a section of keys, not a list"},
+		{"bad driver", "storage:\n  driver: mysql\n", "x.yaml:2: storage.driver: unknown driver \"mysql\""},
+		{"bad log level", "log:\n  level: loud\n", "x.yaml:2: log.level: must be debug, info, warn or error"},
+		{"bad allow", "outbound:\n  allow: [10.0.0.0/33]\n", "x.yaml:2: outbound.allow[0]: not an address or network"},
+		{"given twice", "routes: a\nroutes: b\n", "routes"},
+		{"bad yaml", "timers:\n  t1: [\n", "x.yaml:"},
+		{"bad domain", "domains: [\"a b\"]\n", "x.yaml:1: domains[0]: not a domain name"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Load("x.yaml", []byte(c.src), nil)
+			if err == nil {
+				t.Fatalf("no error for %q", c.src)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q does not contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestOverrides(t *testing.T) {
+	cfg, err := Load("x.yaml", []byte("timers:\n  t1: 1s\n"), []string{
+		"timers.t1=250ms",
+		"log.level=debug",
+		"listen=[{proto: udp, address: 127.0.0.1:5099}]",
+		"mgmt.listen=",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Timers.T1.D() != 250*time.Millisecond || cfg.Log.Level != "debug" || cfg.Mgmt.Listen != "" {
+		t.Fatalf("overrides not applied: %+v", cfg)
+	}
+	if len(cfg.Listen) != 1 || cfg.Listen[0].AddrPort().Port() != 5099 {
+		t.Fatalf("listen override: %+v", cfg.Listen)
+	}
+	_, err = Load("x.yaml", nil, []string{"timers.t9=1s"})
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Key != "timers.t9" {
+		t.Fatalf("unknown override key: %v", err)
+	}
+	_, err = Load("x.yaml", nil, []string{"novalue"})
+	if err == nil || !strings.Contains(err.Error(), "not key=value") {
+		t.Fatalf("malformed override: %v", err)
+	}
+}
