@@ -1,0 +1,173 @@
+package transport
+
+import (
+	"errors"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"time"
+)
+
+// ListenerConfig is one socket to serve.
+type ListenerConfig struct {
+	// Proto is UDP, TCP or TLS.
+	Proto Proto
+	// Addr is "ip:port", e.g. "0.0.0.0:5060" or "[::1]:5061". Port 0 binds
+	// an ephemeral port (tests); Listener.Local shows the real one.
+	Addr string
+	// AdvertisedHost and AdvertisedPort, when set, are what goes into Via and
+	// Record-Route instead of the local address (NAT, anycast).
+	AdvertisedHost string
+	AdvertisedPort uint16
+}
+
+// Config is the transport configuration. Zero values take the defaults
+// listed on each field.
+type Config struct {
+	Listeners []ListenerConfig
+
+	// MaxMessageSize bounds one SIP message on any transport; larger UDP
+	// datagrams are dropped and counted, a larger stream message closes the
+	// connection. Default 65535.
+	MaxMessageSize int
+
+	// UDPReaders is the number of SO_REUSEPORT sockets and reader threads
+	// per UDP listener. Default GOMAXPROCS.
+	UDPReaders int
+	// UDPBatch is the number of datagrams one recvmmsg call may return.
+	// Default 16.
+	UDPBatch int
+	// SocketBuffer sets SO_RCVBUF and SO_SNDBUF on UDP sockets when > 0
+	// (the kernel caps it at net.core.rmem_max / wmem_max).
+	SocketBuffer int
+
+	// StreamLoops is the number of gnet event loops for TCP. Default GOMAXPROCS.
+	StreamLoops int
+	// MaxConns bounds open stream connections (TCP and TLS, both directions).
+	// Default 65536.
+	MaxConns int
+	// MaxConnsPerIP bounds inbound stream connections from one source IP.
+	// Default 256.
+	MaxConnsPerIP int
+	// IdleTimeout closes a stream connection that received nothing for this
+	// long; it also releases a peer that sent half a message and stalled.
+	// Default 120s (RFC 5626 keep-alives are sent every 30s or less).
+	IdleTimeout time.Duration
+	// DialTimeout bounds an outbound TCP connect plus TLS handshake, and an
+	// inbound TLS handshake. Default 5s.
+	DialTimeout time.Duration
+	// WriteQueueBytes bounds the bytes waiting to be written on one stream
+	// connection; beyond it the connection is closed (a peer that does not
+	// read must not grow memory). For a connection still being opened,
+	// sends beyond it are refused with ErrQueueFull. Default 1 MiB.
+	WriteQueueBytes int
+
+	// TLS: certificate and key files (PEM). More pairs may be listed in
+	// TLSCertificates for SNI; the first pair is the default.
+	TLSCertFile string
+	TLSKeyFile  string
+	// TLSCertificates are further certificate/key pairs chosen by SNI.
+	TLSCertificates []CertKeyFiles
+	// TLSClientCAFile, when set, makes TLS listeners request and verify
+	// client certificates against these CAs (mutual TLS for trunks).
+	TLSClientCAFile string
+	// TLSRequireClientCert rejects TLS clients that present no certificate.
+	// Only meaningful with TLSClientCAFile.
+	TLSRequireClientCert bool
+	// TLSRootCAFile verifies servers on outbound TLS connections; when empty
+	// the system roots are used.
+	TLSRootCAFile string
+	// TLSInsecureSkipVerify disables verification of servers on outbound TLS
+	// connections (peers addressed by IP without matching certificates).
+	TLSInsecureSkipVerify bool
+	// TLSMinVersion is the lowest accepted version. Default and minimum TLS 1.2.
+	TLSMinVersion uint16
+}
+
+// CertKeyFiles is one certificate chain and its key, both PEM files.
+type CertKeyFiles struct {
+	CertFile string
+	KeyFile  string
+}
+
+const (
+	defaultMaxMessageSize = 65535
+	defaultUDPBatch       = 16
+	defaultMaxConns       = 65536
+	defaultMaxConnsPerIP  = 256
+	defaultIdleTimeout    = 120 * time.Second
+	defaultDialTimeout    = 5 * time.Second
+	defaultWriteQueue     = 1 << 20
+	maxUDPDatagram        = 65535
+)
+
+func (c *Config) withDefaults() Config {
+	d := *c
+	if d.MaxMessageSize <= 0 {
+		d.MaxMessageSize = defaultMaxMessageSize
+	}
+	if d.UDPReaders <= 0 {
+		d.UDPReaders = runtime.GOMAXPROCS(0)
+	}
+	if d.UDPBatch <= 0 {
+		d.UDPBatch = defaultUDPBatch
+	}
+	if d.StreamLoops <= 0 {
+		d.StreamLoops = runtime.GOMAXPROCS(0)
+	}
+	if d.MaxConns <= 0 {
+		d.MaxConns = defaultMaxConns
+	}
+	if d.MaxConnsPerIP <= 0 {
+		d.MaxConnsPerIP = defaultMaxConnsPerIP
+	}
+	if d.IdleTimeout <= 0 {
+		d.IdleTimeout = defaultIdleTimeout
+	}
+	if d.DialTimeout <= 0 {
+		d.DialTimeout = defaultDialTimeout
+	}
+	if d.WriteQueueBytes <= 0 {
+		d.WriteQueueBytes = defaultWriteQueue
+	}
+	return d
+}
+
+// ConfigError names the offending key.
+type ConfigError struct {
+	Key string
+	Err error
+}
+
+func (e *ConfigError) Error() string { return "transport: " + e.Key + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func (c *Config) validate() error {
+	if len(c.Listeners) == 0 {
+		return &ConfigError{"listeners", errors.New("no listener configured")}
+	}
+	hasTLS := false
+	for i, l := range c.Listeners {
+		key := "listeners[" + strconv.Itoa(i) + "]"
+		switch l.Proto {
+		case UDP, TCP:
+		case TLS:
+			hasTLS = true
+		default:
+			return &ConfigError{key + ".proto", errors.New("unsupported protocol " + l.Proto.String())}
+		}
+		if _, err := netip.ParseAddrPort(l.Addr); err != nil {
+			return &ConfigError{key + ".addr", err}
+		}
+	}
+	if hasTLS && (c.TLSCertFile == "" || c.TLSKeyFile == "") {
+		return &ConfigError{"tls_cert_file", errors.New("a TLS listener needs a certificate and key file")}
+	}
+	if c.MaxMessageSize > 1<<24 {
+		return &ConfigError{"max_message_size", errors.New("larger than 16 MiB")}
+	}
+	if c.TLSMinVersion != 0 && c.TLSMinVersion < 0x0303 {
+		return &ConfigError{"tls_min_version", errors.New("below TLS 1.2")}
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package transport
+
+import "sync/atomic"
+
+// Counters are striped so that UDP readers on different cores do not share
+// a cache line: each reader adds to its own stripe, Stats sums them.
+const statStripes = 8
+
+type counterStripe struct {
+	packetsIn  [numProto]atomic.Uint64
+	bytesIn    [numProto]atomic.Uint64
+	packetsOut [numProto]atomic.Uint64
+	bytesOut   [numProto]atomic.Uint64
+	_          [64]byte
+}
+
+type counters struct {
+	stripes [statStripes]counterStripe
+
+	errors         atomic.Uint64 // receive/send syscall failures, framing errors
+	dropsIn        atomic.Uint64 // oversize or truncated datagrams dropped
+	sendDrops      atomic.Uint64 // sends refused: full queue, EAGAIN, no route
+	connsOpen      atomic.Int64  // stream connections open now
+	connsAccepted  atomic.Uint64 // inbound stream connections accepted
+	connsDialed    atomic.Uint64 // outbound stream connections established
+	connsRejected  atomic.Uint64 // inbound connections refused by limits
+	connsIdle      atomic.Uint64 // connections closed by the idle timeout
+	connsOversize  atomic.Uint64 // connections closed for an oversize/bad message
+	connsOverflow  atomic.Uint64 // connections closed because the write queue overflowed
+	tlsHandshakeKO atomic.Uint64 // failed TLS handshakes (both directions)
+	keepalivePings atomic.Uint64 // CRLFCRLF pings answered
+}
+
+// ProtoStats are the traffic counters of one protocol.
+type ProtoStats struct {
+	PacketsIn, BytesIn, PacketsOut, BytesOut uint64
+}
+
+// Stats is a snapshot of the transport counters. The metrics package reads
+// it periodically; every field only grows except ConnsOpen.
+type Stats struct {
+	Proto [numProto]ProtoStats // indexed by Proto
+
+	Errors         uint64 // socket errors and stream framing errors
+	DropsIn        uint64 // received datagrams dropped (oversize, truncated)
+	SendDrops      uint64 // sends refused (queue full, EAGAIN, no connection)
+	ConnsOpen      int64  // stream connections open now
+	ConnsAccepted  uint64
+	ConnsDialed    uint64
+	ConnsRejected  uint64 // refused by MaxConns / MaxConnsPerIP
+	ConnsIdle      uint64 // closed by IdleTimeout
+	ConnsOversize  uint64 // closed for an oversize or unframeable message
+	ConnsOverflow  uint64 // closed because the write queue bound was reached
+	TLSHandshakeKO uint64
+	KeepalivePings uint64 // RFC 5626 CRLFCRLF pings answered with CRLF
+}
+
+func (c *counters) in(stripe int, p Proto, n int) {
+	s := &c.stripes[stripe&(statStripes-1)]
+	s.packetsIn[p].Add(1)
+	s.bytesIn[p].Add(uint64(n))
+}
+
+func (c *counters) out(stripe int, p Proto, n int) {
+	s := &c.stripes[stripe&(statStripes-1)]
+	s.packetsOut[p].Add(1)
+	s.bytesOut[p].Add(uint64(n))
+}
+
+func (c *counters) snapshot() Stats {
+	var st Stats
+	for i := range c.stripes {
+		s := &c.stripes[i]
+		for p := range st.Proto {
+			st.Proto[p].PacketsIn += s.packetsIn[p].Load()
+			st.Proto[p].BytesIn += s.bytesIn[p].Load()
+			st.Proto[p].PacketsOut += s.packetsOut[p].Load()
+			st.Proto[p].BytesOut += s.bytesOut[p].Load()
+		}
+	}
+	st.Errors = c.errors.Load()
+	st.DropsIn = c.dropsIn.Load()
+	st.SendDrops = c.sendDrops.Load()
+	st.ConnsOpen = c.connsOpen.Load()
+	st.ConnsAccepted = c.connsAccepted.Load()
+	st.ConnsDialed = c.connsDialed.Load()
+	st.ConnsRejected = c.connsRejected.Load()
+	st.ConnsIdle = c.connsIdle.Load()
+	st.ConnsOversize = c.connsOversize.Load()
+	st.ConnsOverflow = c.connsOverflow.Load()
+	st.TLSHandshakeKO = c.tlsHandshakeKO.Load()
+	st.KeepalivePings = c.keepalivePings.Load()
+	return st
+}

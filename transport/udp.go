@@ -1,0 +1,218 @@
+package transport
+
+import (
+	"errors"
+	"net/netip"
+	"runtime"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// UDP is served without gnet: one SO_REUSEPORT socket per reader, each read
+// by a goroutine locked to its OS thread that calls recvmmsg in blocking
+// mode. gnet v2.9 allocates a conn, a sockaddr and a net.UDPAddr per
+// datagram; this loop allocates nothing (see README.md for the figures).
+
+type udpSocket struct {
+	fd int
+	l  *Listener
+	v6 bool
+}
+
+// openUDP binds one UDP socket with SO_REUSEPORT so that several sockets
+// (one per reader) share the address and port.
+func openUDP(ap netip.AddrPort, sockBuf int) (int, netip.AddrPort, error) {
+	family := unix.AF_INET
+	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
+		family = unix.AF_INET6
+	} else {
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return -1, ap, err
+	}
+	fail := func(err error) (int, netip.AddrPort, error) {
+		unix.Close(fd)
+		return -1, ap, err
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fail(err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		return fail(err)
+	}
+	if family == unix.AF_INET6 {
+		// One listener, one family: a v6 listener does not also take v4,
+		// so the source address of a send is always the listener's.
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			return fail(err)
+		}
+	}
+	if sockBuf > 0 {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, sockBuf)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sockBuf)
+	}
+	// A receive timeout lets a blocked reader notice Close even if the
+	// shutdown wake-up were missed.
+	tv := unix.Timeval{Usec: 250000}
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fail(err)
+	}
+	if err := unix.Bind(fd, sockaddrOf(ap)); err != nil {
+		return fail(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return fail(err)
+	}
+	return fd, addrPortOf(sa), nil
+}
+
+// udpReader owns the buffers of one recvmmsg loop.
+type udpReader struct {
+	fd    int
+	hdrs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet6
+	bufs  []byte
+	size  int
+}
+
+func newUDPReader(fd, batch, size int) *udpReader {
+	r := &udpReader{
+		fd:    fd,
+		hdrs:  make([]unix.Mmsghdr, batch),
+		iovs:  make([]unix.Iovec, batch),
+		names: make([]unix.RawSockaddrInet6, batch),
+		bufs:  make([]byte, batch*size),
+		size:  size,
+	}
+	for i := range r.hdrs {
+		r.iovs[i].Base = &r.bufs[i*size]
+		r.iovs[i].SetLen(size)
+		h := &r.hdrs[i].Hdr
+		h.Name = (*byte)(unsafe.Pointer(&r.names[i]))
+		h.Namelen = unix.SizeofSockaddrInet6
+		h.Iov = &r.iovs[i]
+		h.SetIovlen(1)
+	}
+	return r
+}
+
+// recv blocks until at least one datagram is there and returns how many
+// slots were filled.
+func (r *udpReader) recv() (int, syscall.Errno) {
+	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(r.fd),
+		uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)),
+		unix.MSG_WAITFORONE, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), 0
+}
+
+// datagram returns slot i and re-arms it for the next call.
+func (r *udpReader) datagram(i int) (data []byte, src netip.AddrPort, truncated bool) {
+	h := &r.hdrs[i]
+	n := int(h.Len)
+	off := i * r.size
+	data = r.bufs[off : off+n : off+n]
+	src = getSockaddr(&r.names[i])
+	truncated = h.Hdr.Flags&unix.MSG_TRUNC != 0
+	h.Hdr.Namelen = unix.SizeofSockaddrInet6
+	h.Hdr.Flags = 0
+	return
+}
+
+func (t *Transport) runUDPReader(s *udpSocket, stripe int) {
+	defer t.wg.Done()
+	// One thread per reader: the blocking recvmmsg keeps its thread, and the
+	// handler runs with warm caches on the same core.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	r := newUDPReader(s.fd, t.cfg.UDPBatch, t.udpBufSize)
+	p := &Packet{Listener: s.l, Proto: UDP}
+	h := t.handler
+	for !t.closing.Load() {
+		n, errno := r.recv()
+		if errno != 0 {
+			switch errno {
+			case unix.EAGAIN, unix.EINTR:
+				continue
+			}
+			if t.closing.Load() {
+				return
+			}
+			t.stats.errors.Add(1)
+			continue
+		}
+		for i := 0; i < n; i++ {
+			data, src, trunc := r.datagram(i)
+			if trunc || len(data) > t.cfg.MaxMessageSize {
+				t.stats.dropsIn.Add(1)
+				continue
+			}
+			t.stats.in(stripe, UDP, len(data))
+			p.Data = data
+			p.Src = src
+			p.Conn = 0
+			h.HandleMessage(p)
+		}
+		p.Data = nil
+	}
+}
+
+// Errors returned by Send.
+var (
+	ErrClosed        = errors.New("transport: closed")
+	ErrNoListener    = errors.New("transport: no listener for this protocol and address family")
+	ErrAddressFamily = errors.New("transport: destination address family differs from the listener's")
+	ErrInvalidAddr   = errors.New("transport: invalid destination address")
+	ErrTooLarge      = errors.New("transport: message larger than the maximum size")
+	ErrWouldBlock    = errors.New("transport: socket send buffer full, datagram dropped")
+	ErrQueueFull     = errors.New("transport: connection write queue full")
+	ErrNoConn        = errors.New("transport: no such connection")
+)
+
+// sendUDP sends one datagram from the listener's socket. It never blocks:
+// a full socket buffer drops the datagram (SIP over UDP retransmits).
+func (t *Transport) sendUDP(l *Listener, dst netip.AddrPort, data []byte) error {
+	if len(data) > maxUDPDatagram || len(data) == 0 {
+		if len(data) == 0 {
+			return nil
+		}
+		return ErrTooLarge
+	}
+	if !dst.IsValid() || dst.Port() == 0 {
+		return ErrInvalidAddr
+	}
+	s := l.udp[0]
+	dstV6 := dst.Addr().Is6() && !dst.Addr().Is4In6()
+	if dstV6 != s.v6 {
+		return ErrAddressFamily
+	}
+	var rsa unix.RawSockaddrInet6
+	salen := putSockaddr(&rsa, dst, s.v6)
+	for {
+		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd),
+			uintptr(unsafe.Pointer(&data[0])), uintptr(len(data)),
+			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&rsa)), uintptr(salen))
+		switch e {
+		case 0:
+			t.stats.out(int(dst.Port()), UDP, len(data))
+			return nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			t.stats.sendDrops.Add(1)
+			return ErrWouldBlock
+		default:
+			t.stats.errors.Add(1)
+			return e
+		}
+	}
+}
