@@ -1,0 +1,650 @@
+package shards
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// txn stands in for a transaction: state, a buffer it owns, and two timers.
+type txn struct {
+	state  int
+	buf    []byte
+	retx   Timer
+	expire Timer
+	fired  []uint8
+}
+
+func newTable(t testing.TB, cfg Config[txn]) *Table[txn] {
+	t.Helper()
+	if cfg.Clock == nil {
+		cfg.Clock = NewManualClock(1_000_000)
+	}
+	tbl, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tbl.Close)
+	return tbl
+}
+
+func callID(i int) []byte {
+	return fmt.Appendf(nil, "%08x-%04x@pbx%d.example.com", uint32(i*2654435761), i&0xffff, i%7)
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	c := NewManualClock(0)
+	for _, cfg := range []Config[txn]{
+		{},
+		{Clock: c, Shards: 3},
+		{Clock: c, Shards: -4},
+		{Clock: c, Shards: 1 << 17},
+		{Clock: c, MaxBytes: -1},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) accepted a bad config", cfg)
+		}
+	}
+	tbl, err := New(Config[txn]{Clock: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tbl.Close()
+	n := tbl.NumShards()
+	if n < DefaultShardsPerProc*runtime.GOMAXPROCS(0) || n&(n-1) != 0 {
+		t.Errorf("default shards = %d for GOMAXPROCS %d", n, runtime.GOMAXPROCS(0))
+	}
+}
+
+func TestInsertGetRemove(t *testing.T) {
+	tbl := newTable(t, Config[txn]{Shards: 4})
+	key := []byte("a84b4c76e66710@pc33.atlanta.com")
+	h := Sum(key)
+	s := tbl.Shard(h)
+	s.Lock()
+	defer s.Unlock()
+	if s.Get(h, key) != nil {
+		t.Fatal("Get on an empty table found something")
+	}
+	e, err := s.Insert(h, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Value.state = 7
+	key[0] = 'X' // the entry holds its own copy
+	if string(e.Key()) != "a84b4c76e66710@pc33.atlanta.com" || e.Hash() != h || !e.Live() {
+		t.Fatalf("entry key %q hash %x live %v", e.Key(), e.Hash(), e.Live())
+	}
+	key[0] = 'a'
+	if got := s.Get(h, key); got != e {
+		t.Fatalf("Get = %p, want %p", got, e)
+	}
+	if got, found, err := s.GetOrInsert(h, key); got != e || !found || err != nil {
+		t.Fatalf("GetOrInsert = %p %v %v", got, found, err)
+	}
+	if s.Get(h, []byte("a84b4c76e66710@pc33.atlanta.co")) != nil {
+		t.Fatal("Get matched a prefix")
+	}
+	if s.Find(h, func(e *Entry[txn]) bool { return e.Value.state == 7 }) != e {
+		t.Fatal("Find did not match on the value")
+	}
+	if s.Find(h, func(e *Entry[txn]) bool { return e.Value.state == 8 }) != nil {
+		t.Fatal("Find matched a false predicate")
+	}
+	s.Remove(e)
+	if s.Get(h, key) != nil || e.Live() || s.Len() != 0 {
+		t.Fatal("entry still present after Remove")
+	}
+	s.Remove(e) // no effect
+	// The pooled entry comes back, reset.
+	e2, _ := s.Insert(h, key)
+	if e2 != e || e2.Value.state != 0 {
+		t.Fatalf("reuse: got %p state %d, want %p state 0", e2, e2.Value.state, e)
+	}
+}
+
+func TestSameHashDifferentKeys(t *testing.T) {
+	// Forced collisions: entries with one hash are told apart by key, and
+	// removing one leaves the others reachable.
+	tbl := newTable(t, Config[txn]{Shards: 1, BucketsPerShard: 1})
+	s := tbl.ShardAt(0)
+	s.Lock()
+	defer s.Unlock()
+	var es []*Entry[txn]
+	for i := 0; i < 50; i++ {
+		e, err := s.Insert(42, fmt.Appendf(nil, "z9hG4bK-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		es = append(es, e)
+	}
+	for i := 0; i < 50; i += 2 {
+		s.Remove(es[i])
+	}
+	for i := 0; i < 50; i++ {
+		got := s.Get(42, fmt.Appendf(nil, "z9hG4bK-%d", i))
+		if (i%2 == 0) != (got == nil) || (got != nil && got != es[i]) {
+			t.Fatalf("key %d: got %p", i, got)
+		}
+	}
+}
+
+func TestGrowKeepsEveryEntry(t *testing.T) {
+	tbl := newTable(t, Config[txn]{Shards: 2, BucketsPerShard: 1})
+	const n = 20_000
+	for i := 0; i < n; i++ {
+		k := callID(i)
+		tbl.With(Sum(k), func(s *Shard[txn]) {
+			e, err := s.Insert(Sum(k), k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Value.state = i
+		})
+	}
+	for i := 0; i < n; i++ {
+		k := callID(i)
+		tbl.With(Sum(k), func(s *Shard[txn]) {
+			if e := s.Get(Sum(k), k); e == nil || e.Value.state != i {
+				t.Fatalf("key %d lost after growth", i)
+			}
+		})
+	}
+	if tbl.Len() != n {
+		t.Fatalf("Len = %d", tbl.Len())
+	}
+}
+
+func TestRangeMayRemove(t *testing.T) {
+	tbl := newTable(t, Config[txn]{Shards: 4})
+	for i := 0; i < 1000; i++ {
+		k := callID(i)
+		tbl.With(Sum(k), func(s *Shard[txn]) {
+			e, _ := s.Insert(Sum(k), k)
+			e.Value.state = i
+		})
+	}
+	seen := 0
+	tbl.Range(func(s *Shard[txn], e *Entry[txn]) bool {
+		seen++
+		if e.Value.state%2 == 1 {
+			s.Remove(e)
+		}
+		return true
+	})
+	if seen != 1000 || tbl.Len() != 500 {
+		t.Fatalf("seen %d, left %d", seen, tbl.Len())
+	}
+	seen = 0
+	tbl.Range(func(s *Shard[txn], e *Entry[txn]) bool {
+		if e.Value.state%2 == 1 {
+			t.Fatal("removed entry listed")
+		}
+		seen++
+		return seen < 10
+	})
+	if seen != 10 {
+		t.Fatalf("Range did not stop: %d", seen)
+	}
+}
+
+func TestKeyTooLong(t *testing.T) {
+	tbl := newTable(t, Config[txn]{Shards: 1, MaxKeyLen: 16})
+	s := tbl.ShardAt(0)
+	s.Lock()
+	defer s.Unlock()
+	if _, err := s.Insert(1, make([]byte, 17)); !errors.Is(err, ErrKeyTooLong) {
+		t.Fatalf("err = %v, want ErrKeyTooLong", err)
+	}
+	if _, err := s.Insert(1, make([]byte, 16)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCapRefusesInsertAndAccount(t *testing.T) {
+	tbl := newTable(t, Config[txn]{Shards: 4, MaxBytes: 64 << 10, BucketsPerShard: 16})
+	perEntry := tbl.EntrySize() + keyCap(len(callID(0)))
+	inserted := 0
+	var full int
+	for i := 0; i < 10_000; i++ {
+		k := callID(i)
+		tbl.With(Sum(k), func(s *Shard[txn]) {
+			e, err := s.Insert(Sum(k), k)
+			switch {
+			case errors.Is(err, ErrFull):
+				full++
+			case err != nil:
+				t.Fatal(err)
+			default:
+				inserted++
+				if s.EntryBytes(e) != perEntry {
+					t.Fatalf("EntryBytes = %d, want %d", s.EntryBytes(e), perEntry)
+				}
+				if s.Bytes() > s.Limit() {
+					t.Fatalf("shard %d holds %d bytes over its limit %d", s.Index(), s.Bytes(), s.Limit())
+				}
+			}
+		})
+	}
+	st := tbl.Stats()
+	if full == 0 || st.Bytes > 64<<10 || uint64(full) != st.Rejected {
+		t.Fatalf("inserted %d, refused %d, stats %+v", inserted, full, st)
+	}
+	// Each shard fills to within one entry (plus the doubling of its bucket
+	// array, when that is what the next insert needs) of its share.
+	var allowed int64
+	for i := 0; i < tbl.NumShards(); i++ {
+		allowed += perEntry + int64(len(tbl.ShardAt(i).buckets))*ptrSize
+	}
+	if slack := st.MaxBytes - st.Bytes; slack > allowed {
+		t.Errorf("table refused inserts with %d of %d bytes free", slack, st.MaxBytes)
+	}
+	// Account past the cap is refused; freeing space lets it through.
+	k := callID(0)
+	h := Sum(k)
+	s := tbl.Shard(h)
+	s.Lock()
+	e := s.Get(h, k)
+	if e == nil {
+		t.Fatal("first key missing")
+	}
+	if err := s.Account(e, int(s.Limit())); !errors.Is(err, ErrFull) {
+		t.Fatalf("Account over the cap: %v", err)
+	}
+	if e.Extra() != 0 {
+		t.Fatal("refused Account was recorded")
+	}
+	before := s.Bytes()
+	var victims []*Entry[txn]
+	s.Range(func(x *Entry[txn]) bool {
+		if x != e && len(victims) < 10 {
+			victims = append(victims, x)
+		}
+		return true
+	})
+	for _, x := range victims {
+		s.Remove(x)
+	}
+	if err := s.Account(e, 1500); err != nil {
+		t.Fatalf("Account after freeing space: %v", err)
+	}
+	if s.Bytes() != before-10*perEntry+1500 {
+		t.Fatalf("Bytes = %d, want %d", s.Bytes(), before-10*perEntry+1500)
+	}
+	if err := s.Account(e, 100); err != nil || s.Bytes() != before-10*perEntry+100 {
+		t.Fatalf("shrinking Account: %v, bytes %d", err, s.Bytes())
+	}
+	s.Remove(e)
+	s.Unlock()
+	// Removing everything returns the accounted bytes to the bucket arrays.
+	tbl.Range(func(s *Shard[txn], e *Entry[txn]) bool { s.Remove(e); return true })
+	var buckets int64
+	for i := 0; i < tbl.NumShards(); i++ {
+		buckets += int64(len(tbl.ShardAt(i).buckets)) * ptrSize
+	}
+	if st := tbl.Stats(); st.Entries != 0 || st.Bytes != buckets {
+		t.Fatalf("after removing all: %+v, bucket bytes %d", st, buckets)
+	}
+}
+
+func TestResetKeepsBuffers(t *testing.T) {
+	tbl := newTable(t, Config[txn]{Shards: 1, Reset: func(v *txn) {
+		*v = txn{buf: v.buf[:0]}
+	}})
+	s := tbl.ShardAt(0)
+	s.Lock()
+	defer s.Unlock()
+	e, _ := s.Insert(1, []byte("k"))
+	e.Value.buf = append(e.Value.buf, make([]byte, 1500)...)
+	e.Value.state = 3
+	s.Remove(e)
+	e2, _ := s.Insert(2, []byte("k2"))
+	if e2 != e || cap(e2.Value.buf) < 1500 || len(e2.Value.buf) != 0 || e2.Value.state != 0 {
+		t.Fatalf("reused entry: cap %d len %d state %d", cap(e2.Value.buf), len(e2.Value.buf), e2.Value.state)
+	}
+}
+
+func TestFreeListBounded(t *testing.T) {
+	tbl := newTable(t, Config[txn]{Shards: 1, FreePerShard: 5})
+	s := tbl.ShardAt(0)
+	s.Lock()
+	defer s.Unlock()
+	var es []*Entry[txn]
+	for i := 0; i < 20; i++ {
+		e, _ := s.Insert(uint64(i), []byte{byte(i)})
+		es = append(es, e)
+	}
+	for _, e := range es {
+		s.Remove(e)
+	}
+	if s.nfree != 5 {
+		t.Fatalf("free list holds %d, want 5", s.nfree)
+	}
+}
+
+func TestTimersThroughTable(t *testing.T) {
+	clk := NewManualClock(10_000)
+	var tbl *Table[txn]
+	tbl = newTable(t, Config[txn]{Clock: clk, Shards: 2, OnTimer: func(s *Shard[txn], e *Entry[txn], tm *Timer) {
+		e.Value.fired = append(e.Value.fired, tm.Kind)
+		switch tm.Kind {
+		case 'A': // retransmit: restart
+			s.StartTimer(e, &e.Value.retx, 'A', 500*time.Millisecond)
+		case 'B': // transaction timeout: stop A, remove
+			s.StopTimer(&e.Value.retx)
+			e.Value.state = -1
+			s.Remove(e)
+		}
+	}})
+	k := []byte("call-1@example.com")
+	h := Sum(k)
+	var e *Entry[txn]
+	tbl.With(h, func(s *Shard[txn]) {
+		e, _ = s.Insert(h, k)
+		s.StartTimer(e, &e.Value.retx, 'A', 500*time.Millisecond)
+		s.StartTimer(e, &e.Value.expire, 'B', 32*time.Second)
+		if e.Timers() != 2 || s.Timers() != 2 {
+			t.Fatalf("timers: entry %d shard %d", e.Timers(), s.Timers())
+		}
+	})
+	clk.Advance(499 * time.Millisecond)
+	if len(e.Value.fired) != 0 {
+		t.Fatal("fired early")
+	}
+	clk.Advance(time.Millisecond)
+	if string(e.Value.fired) != "A" {
+		t.Fatalf("fired %q after 500 ms", e.Value.fired)
+	}
+	clk.Advance(31*time.Second + 500*time.Millisecond)
+	// 63 retransmissions at 500 ms intervals, then B; the entry is removed
+	// and pooled with its Value reset.
+	st := tbl.Stats()
+	if st.Entries != 0 || st.Timers != 0 || st.Dead != 0 || st.Free != 1 || e.Value.state != 0 {
+		t.Fatalf("after B: %+v, state %d", st, e.Value.state)
+	}
+}
+
+func TestRemoveWithActiveTimers(t *testing.T) {
+	clk := NewManualClock(0)
+	calls := 0
+	tbl := newTable(t, Config[txn]{Clock: clk, Shards: 1, OnTimer: func(*Shard[txn], *Entry[txn], *Timer) { calls++ }})
+	s := tbl.ShardAt(0)
+	s.Lock()
+	e, _ := s.Insert(1, []byte("x"))
+	s.StartTimer(e, &e.Value.retx, 1, 100*time.Millisecond)
+	s.StartTimer(e, &e.Value.expire, 2, 200*time.Millisecond)
+	bytes := s.Bytes()
+	s.Remove(e)
+	if e.Live() || s.Len() != 0 || s.dead != 1 || s.Bytes() != bytes {
+		t.Fatalf("dead entry: live %v len %d dead %d bytes %d/%d", e.Live(), s.Len(), s.dead, s.Bytes(), bytes)
+	}
+	// A new insert must not get the dead entry.
+	e2, _ := s.Insert(2, []byte("y"))
+	if e2 == e {
+		t.Fatal("dead entry reused while its timers run")
+	}
+	s.Unlock()
+	clk.Advance(150 * time.Millisecond)
+	s.Lock()
+	if s.dead != 1 {
+		t.Fatal("dead entry pooled with a timer still active")
+	}
+	if !s.StopTimer(&e.Value.expire) {
+		t.Fatal("StopTimer on the dead entry's timer")
+	}
+	if s.dead != 0 || s.nfree != 1 || s.Bytes() != bytes {
+		t.Fatalf("after last timer: dead %d free %d bytes %d", s.dead, s.nfree, s.Bytes())
+	}
+	s.Unlock()
+	clk.Advance(time.Second)
+	if calls != 0 {
+		t.Fatalf("OnTimer called %d times for a removed entry", calls)
+	}
+}
+
+func TestRealClockFiresTimers(t *testing.T) {
+	clk := NewClock()
+	done := make(chan int64, 1)
+	tbl := newTable(t, Config[txn]{Clock: clk, Shards: 2, OnTimer: func(s *Shard[txn], e *Entry[txn], tm *Timer) {
+		done <- s.Now()
+	}})
+	if err := clk.Start(time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	defer clk.Stop()
+	if clk.Start(time.Millisecond) == nil {
+		t.Fatal("second Start accepted")
+	}
+	var start int64
+	tbl.With(7, func(s *Shard[txn]) {
+		e, _ := s.Insert(7, []byte("k"))
+		start = s.Now()
+		s.StartTimer(e, &e.Value.retx, 1, 20*time.Millisecond)
+	})
+	select {
+	case at := <-done:
+		if at-start < 20 {
+			t.Fatalf("fired after %d ms, want >= 20", at-start)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("timer did not fire")
+	}
+	if d := time.Now().UnixMilli() - clk.Now(); d < -5 || d > 1000 {
+		t.Errorf("coarse clock off by %d ms", d)
+	}
+}
+
+// TestConcurrent runs writers, readers and a clock mover at once; with -race
+// it checks the locking, and the final state checks nothing was lost.
+func TestConcurrent(t *testing.T) {
+	clk := NewManualClock(0)
+	var fired sync.Map
+	tbl := newTable(t, Config[txn]{Clock: clk, Shards: 8, OnTimer: func(s *Shard[txn], e *Entry[txn], tm *Timer) {
+		fired.Store(string(e.Key()), true)
+		s.Remove(e)
+	}})
+	const workers, perWorker = 8, 3000
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	go func() { // time moves while the others work
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				clk.Advance(time.Millisecond)
+				runtime.Gosched()
+			}
+		}
+	}()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for i := 0; i < perWorker; i++ {
+				k := callID(w*perWorker + i)
+				h := Sum(k)
+				s := tbl.Shard(h)
+				s.Lock()
+				e, err := s.Insert(h, k)
+				if err != nil {
+					s.Unlock()
+					t.Error(err)
+					return
+				}
+				e.Value.state = w
+				if i%10 == 0 { // some entries end by timer
+					s.StartTimer(e, &e.Value.expire, 1, time.Duration(1+rng.IntN(20))*time.Millisecond)
+				}
+				s.Unlock()
+				// Look up someone else's recent key.
+				o := callID(rng.IntN(workers)*perWorker + rng.IntN(i+1))
+				tbl.With(Sum(o), func(s *Shard[txn]) {
+					if e := s.Get(Sum(o), o); e != nil && string(e.Key()) != string(o) {
+						t.Error("Get returned another key")
+					}
+				})
+				// Remove every other own entry that no timer owns.
+				if i%2 == 1 && i%10 != 0 {
+					s.Lock()
+					if e := s.Get(h, k); e == nil || e.Value.state != w {
+						t.Errorf("own key %q lost", k)
+					} else {
+						s.Remove(e)
+					}
+					s.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	clk.Advance(time.Minute)
+	want := 0
+	for w := 0; w < workers; w++ {
+		for i := 0; i < perWorker; i++ {
+			k := callID(w*perWorker + i)
+			present := false
+			tbl.With(Sum(k), func(s *Shard[txn]) { present = s.Get(Sum(k), k) != nil })
+			_, byTimer := fired.Load(string(k))
+			switch {
+			case i%10 == 0:
+				if present || !byTimer {
+					t.Fatalf("timed key %d/%d: present %v fired %v", w, i, present, byTimer)
+				}
+			case i%2 == 1:
+				if present {
+					t.Fatalf("removed key %d/%d present", w, i)
+				}
+			default:
+				want++
+				if !present {
+					t.Fatalf("key %d/%d lost", w, i)
+				}
+			}
+		}
+	}
+	if st := tbl.Stats(); st.Entries != want || st.Timers != 0 || st.Dead != 0 {
+		t.Fatalf("stats %+v, want %d entries", st, want)
+	}
+}
+
+// TestShardDistribution checks that realistic Call-IDs spread evenly over
+// the shards (chi-squared) and that chains inside a shard stay short.
+func TestShardDistribution(t *testing.T) {
+	const shards, n = 64, 256_000
+	tbl := newTable(t, Config[txn]{Shards: shards})
+	counts := make([]int, shards)
+	rng := rand.New(rand.NewPCG(7, 7))
+	key := make([]byte, 0, 64)
+	for i := 0; i < n; i++ {
+		// Shapes seen in the wild: hex@host, UUIDs, counters with a prefix.
+		switch i % 3 {
+		case 0:
+			key = fmt.Appendf(key[:0], "%016x@10.0.%d.%d", rng.Uint64(), i%256, i%7)
+		case 1:
+			key = fmt.Appendf(key[:0], "%08x-%04x-%04x-%04x-%012x", rng.Uint32(), rng.Uint32()&0xffff, rng.Uint32()&0xffff, rng.Uint32()&0xffff, rng.Uint64()&0xffffffffffff)
+		default:
+			key = fmt.Appendf(key[:0], "call-%d", i)
+		}
+		h := Sum(key)
+		s := tbl.Shard(h)
+		counts[s.Index()]++
+		s.Lock()
+		s.Insert(h, key)
+		s.Unlock()
+	}
+	exp := float64(n) / shards
+	chi := 0.0
+	for _, c := range counts {
+		chi += (float64(c) - exp) * (float64(c) - exp) / exp
+	}
+	// 63 degrees of freedom: p = 0.001 at about 103.4.
+	if chi > 103.4 {
+		t.Errorf("chi-squared %.1f over %d shards: %v", chi, shards, counts)
+	}
+	longest := 0
+	for i := 0; i < shards; i++ {
+		s := tbl.ShardAt(i)
+		for _, e := range s.buckets {
+			l := 0
+			for ; e != nil; e = e.next {
+				l++
+			}
+			longest = max(longest, l)
+		}
+	}
+	// With a load factor at most 1, the longest of ~256k chains should be
+	// around ln n / ln ln n; far longer means the bucket bits correlate with
+	// the shard bits.
+	if lim := int(2 * math.Log(n) / math.Log(math.Log(n))); longest > lim {
+		t.Errorf("longest chain %d, want <= %d", longest, lim)
+	}
+}
+
+func TestLongKeysAccounted(t *testing.T) {
+	tbl := newTable(t, Config[txn]{Shards: 1})
+	s := tbl.ShardAt(0)
+	s.Lock()
+	defer s.Unlock()
+	short := []byte("z9hG4bK776asdhds")
+	long := make([]byte, 200)
+	for i := range long {
+		long[i] = byte('a' + i%26)
+	}
+	e, _ := s.Insert(1, short)
+	if s.EntryBytes(e) != tbl.EntrySize() {
+		t.Fatalf("short key: EntryBytes %d, want EntrySize %d", s.EntryBytes(e), tbl.EntrySize())
+	}
+	before := s.Bytes()
+	l, _ := s.Insert(2, long)
+	if got := s.EntryBytes(l); got != tbl.EntrySize()+256 {
+		t.Fatalf("200-byte key: EntryBytes %d, want %d", got, tbl.EntrySize()+256)
+	}
+	if s.Bytes() != before+tbl.EntrySize()+256 {
+		t.Fatalf("Bytes grew by %d", s.Bytes()-before)
+	}
+	if s.Get(2, long) != l || s.Get(1, short) != e || s.Get(2, long[:199]) != nil {
+		t.Fatal("lookup by long or short key failed")
+	}
+	s.Remove(l)
+	s.Remove(e)
+	if s.Bytes() != int64(len(s.buckets))*ptrSize {
+		t.Fatalf("Bytes after removing both = %d", s.Bytes())
+	}
+}
+
+func TestHandlerTimelineIndependentOfStepSize(t *testing.T) {
+	run := func(step time.Duration) []int64 {
+		clk := NewManualClock(0)
+		var at []int64
+		tbl := newTable(t, Config[txn]{Clock: clk, Shards: 1, OnTimer: func(s *Shard[txn], e *Entry[txn], tm *Timer) {
+			at = append(at, s.Now())
+			if len(at) < 12 {
+				s.StartTimer(e, tm, tm.Kind, time.Duration(len(at))*70*time.Millisecond)
+			}
+		}})
+		s := tbl.ShardAt(0)
+		s.Lock()
+		e, _ := s.Insert(1, []byte("k"))
+		s.StartTimer(e, &e.Value.retx, 1, 500*time.Millisecond)
+		s.Unlock()
+		for d := time.Duration(0); d < 10*time.Second; d += step {
+			clk.Advance(step)
+		}
+		return at
+	}
+	small, big := run(time.Millisecond), run(10*time.Second)
+	if len(small) != 12 || fmt.Sprint(small) != fmt.Sprint(big) {
+		t.Fatalf("1 ms steps fired at %v, one jump at %v", small, big)
+	}
+	if small[0] != 500 || small[1] != 570 || small[11] != 500+70*66 {
+		t.Fatalf("fired at %v", small)
+	}
+}
