@@ -1,0 +1,415 @@
+package parser
+
+// MaxEdits is how many splices one Editor holds. Every edit method returns
+// false instead of recording an edit beyond it.
+const MaxEdits = 48
+
+type opKind uint8
+
+const (
+	opBytes    opKind = iota // a
+	opLine                   // name ": " a CRLF
+	opLineNum                // name ": " n CRLF
+	opNum                    // n
+	opParam                  // ";" name "=" a
+	opParamNum               // ";" name "=" n, or "=" n when name is ""
+)
+
+// splice replaces buf[start:end] (an insertion when start == end).
+type splice struct {
+	start, end int
+	seq        int
+	kind       opKind
+	name       string
+	a          []byte
+	n          int
+}
+
+// Editor records changes to a parsed Message as splices and writes the
+// changed message in one pass with AppendTo. Offsets always refer to the
+// message as parsed: edits do not see each other, so removing the top Via
+// and then inserting one works in either order. Overlapping edits are not
+// meaningful; an insertion inside a removed range is dropped.
+//
+// The Editor keeps references to the []byte values it is given until
+// AppendTo; it copies nothing and allocates nothing.
+type Editor struct {
+	m         *Message
+	ops       [MaxEdits]splice
+	n         int
+	bodySet   bool
+	body      []byte
+	clHandled bool
+}
+
+// Reset starts a new set of edits on m (a parsed message).
+func (e *Editor) Reset(m *Message) {
+	e.m = m
+	e.n = 0
+	e.bodySet = false
+	e.body = nil
+	e.clHandled = false
+}
+
+// Message returns the message being edited.
+func (e *Editor) Message() *Message { return e.m }
+
+func (e *Editor) add(op splice) bool {
+	if e.n == MaxEdits {
+		return false
+	}
+	op.seq = e.n
+	e.ops[e.n] = op
+	e.n++
+	return true
+}
+
+// headersEnd is where a header appended at the end of the header section
+// goes: the start of the empty line.
+func (e *Editor) headersEnd() int { return e.m.st.blank }
+
+// firstLine returns the start of the first header line named h, or -1.
+func (e *Editor) firstLine(h HeaderName) int {
+	if f := e.m.st.first[h]; f != 0 {
+		return int(e.m.hdrs[f-1].start)
+	}
+	return -1
+}
+
+// topOfHeaders is where a header that must come first goes.
+func (e *Editor) topOfHeaders() int {
+	if e.m.st.nh > 0 {
+		return int(e.m.hdrs[0].start)
+	}
+	return e.m.st.blank
+}
+
+// InsertVia adds "Via: value" above every other Via (RFC 3261 §16.6 step
+// 8). value is the via-parm, e.g. "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK...".
+func (e *Editor) InsertVia(value []byte) bool {
+	pos := e.firstLine(HdrVia)
+	if pos < 0 {
+		pos = e.topOfHeaders()
+	}
+	return e.add(splice{start: pos, end: pos, kind: opLine, name: "Via", a: value})
+}
+
+// removeFirstValue removes the first value of the first line named h: the
+// whole line when it holds one value, else the value and its comma.
+func (e *Editor) removeFirstValue(h HeaderName, raw []byte, valueEnd int) bool {
+	f := e.m.st.first[h]
+	if f == 0 || raw == nil {
+		return false
+	}
+	x := &e.m.hdrs[f-1]
+	b := e.m.st.buf
+	n := skipLWS(b[:x.ve], valueEnd)
+	if n >= int(x.ve) {
+		return e.add(splice{start: int(x.start), end: int(x.end), kind: opBytes})
+	}
+	// n is at ','; remove up to the next value.
+	next := skipLWS(b[:x.ve], n+1)
+	return e.add(splice{start: int(x.vs), end: next, kind: opBytes})
+}
+
+// RemoveTopVia removes the first Via value (RFC 3261 §16.7 step 3 / §18.1.2).
+func (e *Editor) RemoveTopVia() bool {
+	v := &e.m.st.via
+	return e.removeFirstValue(HdrVia, v.Raw, e.m.off(v.Raw)+len(v.Raw))
+}
+
+// SetViaReceived sets received=host on the top Via (replacing one that is
+// there) and, when rport > 0 and the Via has an rport parameter, its value
+// (RFC 3581). Either can be skipped with nil / 0.
+func (e *Editor) SetViaReceived(received []byte, rport int) bool {
+	v := &e.m.st.via
+	if v.Raw == nil {
+		return false
+	}
+	end := e.m.off(v.Raw) + len(v.Raw)
+	// rport first: a bare rport at the end of the Via gets its value before
+	// a received parameter appended at the same position.
+	if rport > 0 && v.HasRPort {
+		if v.RPort != nil {
+			s := e.m.off(v.RPort)
+			if !e.add(splice{start: s, end: s + len(v.RPort), kind: opNum, n: rport}) {
+				return false
+			}
+		} else {
+			// find the end of the bare "rport" name
+			p := v.Params
+			i := 0
+			for i < len(p) {
+				name, _, next, ok := scanParam(p, i)
+				if !ok {
+					return false
+				}
+				if eqFold(name, "rport") {
+					s := e.m.off(name) + len(name)
+					if !e.add(splice{start: s, end: s, kind: opParamNum, n: rport}) {
+						return false
+					}
+					break
+				}
+				i = skipLWS(p, next)
+				if i < len(p) && p[i] == ';' {
+					i++
+				}
+			}
+		}
+	}
+	if received != nil {
+		if v.Received != nil {
+			s := e.m.off(v.Received)
+			if !e.add(splice{start: s, end: s + len(v.Received), kind: opBytes, a: received}) {
+				return false
+			}
+		} else if !e.add(splice{start: end, end: end, kind: opParam, name: "received", a: received}) {
+			return false
+		}
+	}
+	return true
+}
+
+// SetRequestURI replaces the Request-URI.
+func (e *Editor) SetRequestURI(uri []byte) bool {
+	if !e.m.st.request {
+		return false
+	}
+	u := e.m.st.line1[1]
+	s := e.m.off(u)
+	return e.add(splice{start: s, end: s + len(u), kind: opBytes, a: uri})
+}
+
+// RemoveFirstRoute removes the first Route value, which may share its line
+// with others (RFC 3261 §16.4 loose routing).
+func (e *Editor) RemoveFirstRoute() bool {
+	it := e.m.NameAddrs(HdrRoute)
+	if !it.Next() {
+		return false
+	}
+	return e.removeFirstValue(HdrRoute, it.NameAddr.Raw, it.End)
+}
+
+// InsertRecordRoute adds "Record-Route: value" above the existing ones
+// (RFC 3261 §16.6 step 4). Call it twice for a proxy that changes
+// transport or interface: the first call's value ends up on top.
+func (e *Editor) InsertRecordRoute(value []byte) bool {
+	pos := e.firstLine(HdrRecordRoute)
+	if pos < 0 {
+		pos = e.afterVias()
+	}
+	return e.add(splice{start: pos, end: pos, kind: opLine, name: "Record-Route", a: value})
+}
+
+// afterVias is the start of the first header line after the first run of
+// Via lines (the top of the headers when the message does not start with Via).
+func (e *Editor) afterVias() int {
+	k := 0
+	for k < e.m.st.nh && e.m.hdrs[k].name == HdrVia {
+		k++
+	}
+	if k < e.m.st.nh {
+		return int(e.m.hdrs[k].start)
+	}
+	return e.m.st.blank
+}
+
+// SetMaxForwards sets Max-Forwards to n, adding the header if absent.
+func (e *Editor) SetMaxForwards(n int) bool {
+	if n < 0 {
+		n = 0
+	}
+	if f := e.m.st.first[HdrMaxForwards]; f != 0 {
+		x := &e.m.hdrs[f-1]
+		return e.add(splice{start: int(x.vs), end: int(x.ve), kind: opNum, n: n})
+	}
+	pos := e.afterVias()
+	return e.add(splice{start: pos, end: pos, kind: opLineNum, name: "Max-Forwards", n: n})
+}
+
+// DecrementMaxForwards sets Max-Forwards to its value minus one, or to 70
+// when absent (RFC 3261 §16.6 step 3). The caller has already answered 483
+// for zero.
+func (e *Editor) DecrementMaxForwards() bool {
+	n, ok := e.m.MaxForwards()
+	if !ok {
+		return e.SetMaxForwards(70)
+	}
+	return e.SetMaxForwards(n - 1)
+}
+
+// AddHeader appends "name: value" at the end of the header section.
+func (e *Editor) AddHeader(name string, value []byte) bool {
+	pos := e.headersEnd()
+	return e.add(splice{start: pos, end: pos, kind: opLine, name: name, a: value})
+}
+
+// AddHeaderTop inserts "name: value" as the first header line.
+func (e *Editor) AddHeaderTop(name string, value []byte) bool {
+	pos := e.topOfHeaders()
+	return e.add(splice{start: pos, end: pos, kind: opLine, name: name, a: value})
+}
+
+// RemoveHeaderAt removes header line i (as numbered by HeaderAt).
+func (e *Editor) RemoveHeaderAt(i int) bool {
+	if i < 0 || i >= e.m.st.nh {
+		return false
+	}
+	x := &e.m.hdrs[i]
+	if x.name == HdrContentLength {
+		e.clHandled = true
+	}
+	return e.add(splice{start: int(x.start), end: int(x.end), kind: opBytes})
+}
+
+// RemoveHeaders removes every line of header h (a known name).
+func (e *Editor) RemoveHeaders(h HeaderName) bool {
+	ok := true
+	for k := 0; k < e.m.st.nh; k++ {
+		if e.m.hdrs[k].name == h && h != HdrOther {
+			ok = e.RemoveHeaderAt(k) && ok
+		}
+	}
+	return ok
+}
+
+// RemoveHeadersByName removes every line whose name equals name
+// (case-insensitive; known names and compact forms resolved).
+func (e *Editor) RemoveHeadersByName(name []byte) bool {
+	h := LookupHeader(name)
+	if h != HdrOther {
+		return e.RemoveHeaders(h)
+	}
+	ok := true
+	b := e.m.st.buf
+	for k := 0; k < e.m.st.nh; k++ {
+		x := &e.m.hdrs[k]
+		if x.name == HdrOther && EqualFold(b[x.start:x.nameEnd], name) {
+			ok = e.RemoveHeaderAt(k) && ok
+		}
+	}
+	return ok
+}
+
+// SetBody replaces the body and fixes Content-Length. A non-nil
+// contentType replaces (or adds) Content-Type; an empty body with a nil
+// contentType keeps Content-Type as it is.
+func (e *Editor) SetBody(body, contentType []byte) bool {
+	m := e.m
+	if !e.add(splice{start: m.st.hdrEnd, end: m.st.end, kind: opBytes, a: body}) {
+		return false
+	}
+	e.bodySet, e.body = true, body
+	if contentType != nil {
+		if f := m.st.first[HdrContentType]; f != 0 {
+			x := &m.hdrs[f-1]
+			if !e.add(splice{start: int(x.vs), end: int(x.ve), kind: opBytes, a: contentType}) {
+				return false
+			}
+		} else if !e.add(splice{start: m.st.blank, end: m.st.blank, kind: opLine, name: "Content-Type", a: contentType}) {
+			return false
+		}
+	}
+	return true
+}
+
+// AppendTo appends the edited message to dst and returns it. A message
+// without Content-Length gets one (RFC 3261 §18.3: required on streams);
+// bytes after the body (UDP trailing octets) are not written. With enough
+// capacity in dst it does not allocate.
+func (e *Editor) AppendTo(dst []byte) []byte {
+	m := e.m
+	b := m.st.buf
+	// Content-Length: replace the value(s) when the body changed, add one
+	// when there is none.
+	n0 := e.n
+	if !e.clHandled {
+		blen := m.st.end - m.st.hdrEnd
+		if e.bodySet {
+			blen = len(e.body)
+		}
+		if m.st.hasCL {
+			if e.bodySet {
+				for k := 0; k < m.st.nh && e.n < MaxEdits; k++ {
+					if x := &m.hdrs[k]; x.name == HdrContentLength {
+						e.ops[e.n] = splice{start: int(x.vs), end: int(x.ve), seq: e.n, kind: opNum, n: blen}
+						e.n++
+					}
+				}
+			}
+		} else if e.n < MaxEdits {
+			e.ops[e.n] = splice{start: m.st.blank, end: m.st.blank, seq: e.n, kind: opLineNum, name: "Content-Length", n: blen}
+			e.n++
+		}
+	}
+	ops := e.ops[:e.n]
+	// insertion sort: few edits, no allocation
+	for i := 1; i < len(ops); i++ {
+		for j := i; j > 0 && opLess(&ops[j], &ops[j-1]); j-- {
+			ops[j], ops[j-1] = ops[j-1], ops[j]
+		}
+	}
+	pos := m.st.start
+	for k := range ops {
+		op := &ops[k]
+		if op.start < pos {
+			continue // inside a removed range
+		}
+		dst = append(dst, b[pos:op.start]...)
+		switch op.kind {
+		case opBytes:
+			dst = append(dst, op.a...)
+		case opLine:
+			dst = append(dst, op.name...)
+			dst = append(dst, ": "...)
+			dst = append(dst, op.a...)
+			dst = append(dst, "\r\n"...)
+		case opLineNum:
+			dst = append(dst, op.name...)
+			dst = append(dst, ": "...)
+			dst = appendUint(dst, uint64(op.n))
+			dst = append(dst, "\r\n"...)
+		case opNum:
+			dst = appendUint(dst, uint64(op.n))
+		case opParam:
+			dst = append(dst, ';')
+			dst = append(dst, op.name...)
+			dst = append(dst, '=')
+			dst = append(dst, op.a...)
+		case opParamNum:
+			dst = append(dst, '=')
+			dst = appendUint(dst, uint64(op.n))
+		}
+		pos = op.end
+	}
+	if pos < m.st.end {
+		dst = append(dst, b[pos:m.st.end]...)
+	}
+	// Drop the Content-Length splices so AppendTo can be called again.
+	// Sorting moved them, so rebuild by seq.
+	if e.n != n0 {
+		w := 0
+		for k := 0; k < e.n; k++ {
+			if e.ops[k].seq < n0 {
+				e.ops[w] = e.ops[k]
+				w++
+			}
+		}
+		e.n = n0
+	}
+	return dst
+}
+
+// opLess orders splices by position; at one position insertions come
+// before replacements, then call order.
+func opLess(a, b *splice) bool {
+	if a.start != b.start {
+		return a.start < b.start
+	}
+	ai, bi := a.start == a.end, b.start == b.end
+	if ai != bi {
+		return ai
+	}
+	return a.seq < b.seq
+}

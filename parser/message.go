@@ -1,0 +1,566 @@
+// Package parser turns SIP messages (RFC 3261) into indexed views of the
+// bytes they arrived in, without allocating, and writes edited copies of
+// them in one pass. See README.md for the API and the figures.
+package parser
+
+import "bytes"
+
+// MaxHeaders is the largest number of header lines a message may have.
+// Parse fails with KindTooManyHeaders beyond it; the fixed array keeps a
+// Message free of heap allocations.
+const MaxHeaders = 64
+
+// DefaultMaxSize is the size limit used when Message.MaxSize is 0: the
+// largest UDP datagram.
+const DefaultMaxSize = 65535
+
+// hdr is one header line: offsets into Message.buf.
+type hdr struct {
+	name    HeaderName
+	start   int32 // first byte of the name
+	nameEnd int32
+	vs, ve  int32 // value, LWS trimmed, folding CRLFs kept inside
+	end     int32 // first byte of the next line
+}
+
+// Message is a parsed SIP request or response. Every []byte it returns is a
+// view into the buffer given to Parse and is valid until the next Parse or
+// Reset; the caller must not modify that buffer meanwhile. A Message is
+// reused across parses and never allocates.
+type Message struct {
+	// MaxSize limits the size of a message; 0 means DefaultMaxSize. It is
+	// kept across Reset.
+	MaxSize int
+
+	st   state
+	hdrs [MaxHeaders]hdr
+}
+
+// state is everything Reset clears (the header array is only overwritten).
+type state struct {
+	buf     []byte
+	start   int // first byte of the start line (after leading CRLFs)
+	hdrEnd  int // first byte of the body
+	blank   int // first byte of the empty line that ends the headers
+	end     int // end of the message (end of body)
+	request bool
+	method  Method
+	status  int
+	line1   [3][]byte // request: method, URI, version; response: version, code, reason
+	nh      int
+	first   [numHeaderNames]uint8 // index+1 of the first header of each name
+	count   [numHeaderNames]uint8 // saturating count per name
+	clen    int
+	hasCL   bool
+	maxFwd  int
+	hasMF   bool
+	ruri    URI
+	via     Via
+	viaEnd  int // offset after the top Via value (before "," or line end)
+	from    NameAddr
+	to      NameAddr
+	callID  []byte
+	cseq    CSeq
+	err     Error
+}
+
+// Reset clears the message so it holds nothing. Parse calls it.
+func (m *Message) Reset() {
+	m.st = state{}
+}
+
+func (m *Message) fail(k ErrorKind, off int, h HeaderName) *Error {
+	m.st.err = Error{Kind: k, Offset: off, Header: h, Code: 400}
+	if k == KindTooLarge || k == KindTooManyHeaders {
+		m.st.err.Code = 513
+	}
+	return &m.st.err
+}
+
+func (m *Message) failHdr(k ErrorKind, x *hdr) *Error {
+	e := m.fail(k, int(x.start), x.name)
+	if x.name == HdrOther {
+		e.Name = m.st.buf[x.start:x.nameEnd]
+	}
+	return e
+}
+
+// Parse parses one message from b (for UDP: one datagram). It never keeps
+// a reference to b beyond the Message and never allocates.
+//
+// Octets after the body that Content-Length announces are ignored (RFC 3261
+// §18.3); without Content-Length the body is the rest of b. The error, if
+// any, is an *Error. When the start line and the header lines could be
+// split (every kind except KindTooLarge, KindTooManyHeaders,
+// KindNoHeaderEnd and an unrecognisable start line), the header index is
+// complete, so a request can still be answered with AppendResponse.
+func (m *Message) Parse(b []byte) error {
+	m.st = state{buf: b}
+	st := &m.st
+	max := m.MaxSize
+	if max <= 0 {
+		max = DefaultMaxSize
+	}
+	if len(b) > max {
+		return m.fail(KindTooLarge, max, HdrOther)
+	}
+	i := 0
+	for i < len(b) && (b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	st.start = i
+	nl := bytes.IndexByte(b[i:], '\n')
+	if nl < 0 {
+		return m.fail(KindNoHeaderEnd, len(b), HdrOther)
+	}
+	le := i + nl
+	if le > i && b[le-1] == '\r' {
+		le--
+	}
+	var deferred *Error
+	if e := m.parseStartLine(b[i:le], i); e != nil {
+		if st.line1[0] == nil {
+			return e
+		}
+		deferred = e
+	}
+	i += nl + 1
+
+	// Header lines. A line continues while the next one starts with SP or HT.
+	for {
+		if i >= len(b) {
+			return m.fail(KindNoHeaderEnd, i, HdrOther)
+		}
+		if b[i] == '\n' {
+			st.blank = i
+			i++
+			break
+		}
+		if b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n' {
+			st.blank = i
+			i += 2
+			break
+		}
+		ls := i
+		j := i
+		for {
+			n := bytes.IndexByte(b[j:], '\n')
+			if n < 0 {
+				return m.fail(KindNoHeaderEnd, len(b), HdrOther)
+			}
+			j += n + 1
+			if j < len(b) && (b[j] == ' ' || b[j] == '\t') {
+				continue
+			}
+			break
+		}
+		if st.nh == MaxHeaders {
+			return m.fail(KindTooManyHeaders, ls, HdrOther)
+		}
+		k := skipToken(b, ls)
+		if k == ls {
+			if deferred == nil {
+				deferred = m.fail(KindBadHeader, ls, HdrOther)
+			}
+			i = j
+			continue
+		}
+		nameEnd := k
+		for k < j && (b[k] == ' ' || b[k] == '\t') {
+			k++
+		}
+		name := LookupHeader(b[ls:nameEnd])
+		x := &m.hdrs[st.nh]
+		*x = hdr{name: name, start: int32(ls), nameEnd: int32(nameEnd), end: int32(j)}
+		if k >= j || b[k] != ':' {
+			if deferred == nil {
+				deferred = m.failHdr(KindBadHeader, x)
+			}
+			i = j
+			continue
+		}
+		vs, ve := k+1, j
+		for vs < ve && lwsTab[b[vs]] {
+			vs++
+		}
+		for ve > vs && lwsTab[b[ve-1]] {
+			ve--
+		}
+		x.vs, x.ve = int32(vs), int32(ve)
+		st.nh++
+		if st.first[name] == 0 {
+			st.first[name] = uint8(st.nh)
+		}
+		if st.count[name] < 255 {
+			st.count[name]++
+		}
+		i = j
+	}
+	st.hdrEnd = i
+
+	// Framing: Content-Length decides where the body ends.
+	if e := m.frameBody(); e != nil {
+		return e
+	}
+	if deferred != nil {
+		return deferred
+	}
+	return m.parseCore()
+}
+
+// frameBody sets the body from Content-Length (all values must agree).
+func (m *Message) frameBody() *Error {
+	st := &m.st
+	if st.count[HdrContentLength] > 0 {
+		for k := 0; k < st.nh; k++ {
+			x := &m.hdrs[k]
+			if x.name != HdrContentLength {
+				continue
+			}
+			n, ok := parseUint(st.buf[x.vs:x.ve], 1<<31-1)
+			if !ok || (st.hasCL && int(n) != st.clen) {
+				return m.failHdr(KindBadContentLength, x)
+			}
+			st.clen, st.hasCL = int(n), true
+		}
+		if st.clen > len(st.buf)-st.hdrEnd {
+			return m.fail(KindShortBody, len(st.buf), HdrContentLength)
+		}
+		st.end = st.hdrEnd + st.clen
+	} else {
+		st.end = len(st.buf)
+	}
+	return nil
+}
+
+func isSIPVersion(v []byte) bool {
+	if len(v) < 7 || !eqFold(v[:4], "sip/") {
+		return false
+	}
+	v = v[4:]
+	dot := bytes.IndexByte(v, '.')
+	if dot <= 0 || dot == len(v)-1 {
+		return false
+	}
+	for k, c := range v {
+		if k != dot && !digitTab[c] {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *Message) parseStartLine(line []byte, off int) *Error {
+	st := &m.st
+	if len(line) >= 4 && eqFold(line[:4], "sip/") {
+		// Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+		sp := bytes.IndexByte(line, ' ')
+		if sp < 0 || !isSIPVersion(line[:sp]) {
+			return m.fail(KindBadStartLine, off, HdrOther)
+		}
+		code := line[sp+1:]
+		reason := []byte(nil)
+		if sp2 := bytes.IndexByte(code, ' '); sp2 >= 0 {
+			code, reason = code[:sp2], code[sp2+1:]
+		} else {
+			reason = code[len(code):]
+		}
+		n, ok := parseUint(code, 999)
+		if !ok || len(code) != 3 || n < 100 || n > 699 {
+			return m.fail(KindBadStartLine, off+sp+1, HdrOther)
+		}
+		for _, c := range reason {
+			if c < 0x20 && c != '\t' || c == 0x7f {
+				return m.fail(KindBadStartLine, off, HdrOther)
+			}
+		}
+		st.line1 = [3][]byte{line[:sp], code, reason}
+		st.status = int(n)
+		return nil
+	}
+	// Request-Line = Method SP Request-URI SP SIP-Version
+	sp1 := bytes.IndexByte(line, ' ')
+	if sp1 <= 0 || skipToken(line, 0) != sp1 {
+		return m.fail(KindBadStartLine, off, HdrOther)
+	}
+	st.request = true
+	st.method = LookupMethod(line[:sp1])
+	sp2 := bytes.LastIndexByte(line, ' ')
+	st.line1 = [3][]byte{line[:sp1], line[sp1+1 : max(sp1+1, sp2)], line[sp2+1:]}
+	if sp2 == sp1 {
+		return m.fail(KindBadStartLine, off+sp1, HdrOther)
+	}
+	if !isSIPVersion(st.line1[2]) {
+		return m.fail(KindBadStartLine, off+sp2+1, HdrOther)
+	}
+	uri := st.line1[1]
+	if len(uri) == 0 || bytes.IndexByte(uri, ' ') >= 0 || bytes.IndexByte(uri, '\t') >= 0 {
+		return m.fail(KindBadStartLine, off+sp1+1, HdrOther)
+	}
+	if st.ruri.Parse(uri) != nil {
+		return m.fail(KindBadRequestURI, off+sp1+1, HdrOther)
+	}
+	if (st.ruri.Scheme == SchemeSIP || st.ruri.Scheme == SchemeSIPS) && st.ruri.Headers != nil {
+		// RFC 3261 §19.1.1: headers are not allowed in a Request-URI.
+		return m.fail(KindBadRequestURI, off+sp1+1, HdrOther)
+	}
+	return nil
+}
+
+// single returns the only header named h, nil if absent, and fails with
+// KindDuplicateHeader when there are several.
+func (m *Message) single(h HeaderName) (*hdr, *Error) {
+	f := m.st.first[h]
+	if f == 0 {
+		return nil, nil
+	}
+	x := &m.hdrs[f-1]
+	if m.st.count[h] > 1 {
+		for k := int(f); k < m.st.nh; k++ {
+			if m.hdrs[k].name == h {
+				return nil, m.failHdr(KindDuplicateHeader, &m.hdrs[k])
+			}
+		}
+	}
+	return x, nil
+}
+
+// parseCore parses the headers every message needs on the hot path: the
+// top Via, From, To, Call-ID, CSeq and Max-Forwards, then checks that the
+// mandatory ones are present and that CSeq matches the method.
+func (m *Message) parseCore() error {
+	st := &m.st
+	b := st.buf
+	if f := st.first[HdrVia]; f != 0 {
+		x := &m.hdrs[f-1]
+		n, ok := parseVia(b[:x.ve], int(x.vs), &st.via)
+		if !ok {
+			return m.failHdr(KindBadHeader, x)
+		}
+		st.viaEnd = n
+	}
+	for _, h := range [2]HeaderName{HdrFrom, HdrTo} {
+		x, e := m.single(h)
+		if e != nil {
+			return e
+		}
+		if x == nil {
+			continue
+		}
+		na := &st.from
+		if h == HdrTo {
+			na = &st.to
+		}
+		n, ok := parseNameAddr(b[:x.ve], int(x.vs), na)
+		if !ok || n != int(x.ve) {
+			return m.failHdr(KindBadHeader, x)
+		}
+	}
+	x, e := m.single(HdrCallID)
+	if e != nil {
+		return e
+	}
+	if x != nil {
+		st.callID = b[x.vs:x.ve]
+		if !validCallID(st.callID) {
+			return m.failHdr(KindBadHeader, x)
+		}
+	}
+	if x, e = m.single(HdrCSeq); e != nil {
+		return e
+	}
+	if x != nil {
+		if !parseCSeq(b[x.vs:x.ve], &st.cseq) {
+			return m.failHdr(KindBadHeader, x)
+		}
+	}
+	if x, e = m.single(HdrMaxForwards); e != nil {
+		return e
+	}
+	if x != nil {
+		n, ok := parseUint(b[x.vs:x.ve], 255)
+		if !ok {
+			return m.failHdr(KindBadHeader, x)
+		}
+		st.maxFwd, st.hasMF = int(n), true
+	}
+	for _, h := range [5]HeaderName{HdrTo, HdrFrom, HdrCallID, HdrCSeq, HdrVia} {
+		if st.first[h] == 0 {
+			return m.fail(KindMissingHeader, st.hdrEnd, h)
+		}
+	}
+	if st.request && !bytes.Equal(st.cseq.MethodRaw, st.line1[0]) {
+		e := m.failHdr(KindCSeqMismatch, &m.hdrs[st.first[HdrCSeq]-1])
+		if st.method == MethodOther {
+			e.Code = 501
+		}
+		return e
+	}
+	return nil
+}
+
+func validCallID(v []byte) bool {
+	if len(v) == 0 {
+		return false
+	}
+	at := false
+	for k, c := range v {
+		if c == '@' {
+			if at || k == 0 || k == len(v)-1 {
+				return false
+			}
+			at = true
+			continue
+		}
+		if !wordTab[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// Bytes returns the message as parsed: from the start line to the end of
+// the body (leading CRLFs and trailing datagram octets excluded).
+func (m *Message) Bytes() []byte { return m.st.buf[m.st.start:m.st.end] }
+
+// Buffer returns the whole buffer given to Parse.
+func (m *Message) Buffer() []byte { return m.st.buf }
+
+// IsRequest reports whether the message is a request.
+func (m *Message) IsRequest() bool { return m.st.request }
+
+// Method returns the request method (MethodOther for unknown methods and
+// for responses; see CSeq for a response's method).
+func (m *Message) Method() Method { return m.st.method }
+
+// MethodBytes returns the request method as sent.
+func (m *Message) MethodBytes() []byte {
+	if !m.st.request {
+		return nil
+	}
+	return m.st.line1[0]
+}
+
+// RequestURI returns the Request-URI as sent.
+func (m *Message) RequestURI() []byte {
+	if !m.st.request {
+		return nil
+	}
+	return m.st.line1[1]
+}
+
+// RURI returns the parsed Request-URI (Scheme is SchemeOther for schemes
+// other than sip, sips and tel). The pointer is into m: read only.
+func (m *Message) RURI() *URI { return &m.st.ruri }
+
+// Version returns the SIP-Version of the start line, e.g. "SIP/2.0".
+func (m *Message) Version() []byte {
+	if m.st.request {
+		return m.st.line1[2]
+	}
+	return m.st.line1[0]
+}
+
+// StatusCode returns the status code of a response, 0 for a request.
+func (m *Message) StatusCode() int { return m.st.status }
+
+// Reason returns the reason phrase of a response (possibly empty).
+func (m *Message) Reason() []byte {
+	if m.st.request {
+		return nil
+	}
+	return m.st.line1[2]
+}
+
+// Body returns the body (empty if none).
+func (m *Message) Body() []byte { return m.st.buf[m.st.hdrEnd:m.st.end] }
+
+// ContentLength returns the Content-Length value and whether the header
+// was present.
+func (m *Message) ContentLength() (int, bool) { return m.st.clen, m.st.hasCL }
+
+// CallID returns the Call-ID value.
+func (m *Message) CallID() []byte { return m.st.callID }
+
+// CSeq returns the parsed CSeq.
+func (m *Message) CSeq() CSeq { return m.st.cseq }
+
+// MaxForwards returns the Max-Forwards value and whether it was present.
+func (m *Message) MaxForwards() (int, bool) { return m.st.maxFwd, m.st.hasMF }
+
+// TopVia returns the first Via value. The pointer is into m: read only.
+func (m *Message) TopVia() *Via { return &m.st.via }
+
+// From returns the parsed From header. The pointer is into m: read only.
+func (m *Message) From() *NameAddr { return &m.st.from }
+
+// To returns the parsed To header. The pointer is into m: read only.
+func (m *Message) To() *NameAddr { return &m.st.to }
+
+// FromTag returns the From tag, nil if there is none (RFC 2543 peers).
+func (m *Message) FromTag() []byte { return m.st.from.Tag }
+
+// ToTag returns the To tag, nil if there is none.
+func (m *Message) ToTag() []byte { return m.st.to.Tag }
+
+// NumHeaders returns the number of header lines.
+func (m *Message) NumHeaders() int { return m.st.nh }
+
+// Header is one header line of a message, as returned by HeaderAt.
+type Header struct {
+	Name    HeaderName
+	RawName []byte // as sent: "v", "VIA", "X-Foo"
+	Value   []byte // LWS-trimmed; folded lines keep their CRLF + LWS inside
+	Line    []byte // the whole line including its CRLF
+}
+
+// HeaderAt returns header line i (0 <= i < NumHeaders) in message order.
+func (m *Message) HeaderAt(i int) Header {
+	x := &m.hdrs[i]
+	b := m.st.buf
+	return Header{Name: x.name, RawName: b[x.start:x.nameEnd], Value: b[x.vs:x.ve], Line: b[x.start:x.end]}
+}
+
+// Get returns the value of the first header named h, nil if absent. For
+// HdrOther use GetByName.
+func (m *Message) Get(h HeaderName) []byte {
+	if h == HdrOther || h >= numHeaderNames {
+		return nil
+	}
+	f := m.st.first[h]
+	if f == 0 {
+		return nil
+	}
+	x := &m.hdrs[f-1]
+	return m.st.buf[x.vs:x.ve]
+}
+
+// Has reports whether a header named h is present.
+func (m *Message) Has(h HeaderName) bool { return h < numHeaderNames && m.st.first[h] != 0 }
+
+// Count returns how many header lines are named h.
+func (m *Message) Count(h HeaderName) int {
+	if h >= numHeaderNames {
+		return 0
+	}
+	return int(m.st.count[h])
+}
+
+// GetByName returns the value of the first header whose name equals name
+// (case-insensitive, compact forms resolved), nil if absent.
+func (m *Message) GetByName(name []byte) []byte {
+	h := LookupHeader(name)
+	if h != HdrOther {
+		return m.Get(h)
+	}
+	for k := 0; k < m.st.nh; k++ {
+		x := &m.hdrs[k]
+		if x.name == HdrOther && EqualFold(m.st.buf[x.start:x.nameEnd], name) {
+			return m.st.buf[x.vs:x.ve]
+		}
+	}
+	return nil
+}
+
+// off returns the offset in the parse buffer of a view taken from it.
+func (m *Message) off(v []byte) int { return cap(m.st.buf) - cap(v) }
