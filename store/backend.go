@@ -1,0 +1,70 @@
+package store
+
+import "context"
+
+// Backend is the database work behind a Store. It is kept small so that a
+// PostgreSQL (or other) implementation needs only these methods: validation,
+// credential hashing and error wording stay in Store and are shared.
+//
+// Implementations return the package's sentinel errors (ErrSubscriberExists,
+// ErrNoSubscriber, ErrDomainExists, ErrUnknownDomain, ErrDomainInUse) unwrapped
+// or wrapped; Store adds the names. Every subscriber and domain write must
+// append to the change log in the same transaction.
+type Backend interface {
+	AddDomain(ctx context.Context, domain string, created int64) error
+	DeleteDomain(ctx context.Context, domain string) error
+	ListDomains(ctx context.Context) ([]Domain, error)
+	DomainExists(ctx context.Context, domain string) (bool, error)
+
+	AddSubscriber(ctx context.Context, s *Subscriber) error
+	// SetCredentials replaces password, ha1 and ha1_sha256 of one subscriber.
+	SetCredentials(ctx context.Context, username, domain, password, ha1, ha1SHA256 string) error
+	DeleteSubscriber(ctx context.Context, username, domain string) error
+	// GetSubscriber fills s; it returns ErrNoSubscriber when there is none.
+	GetSubscriber(ctx context.Context, username, domain string, s *Subscriber) error
+	// ListSubscribers lists one domain, or all when domain is "".
+	ListSubscribers(ctx context.Context, domain string) ([]Subscriber, error)
+
+	// LoadBindings returns the bindings with expires > now.
+	LoadBindings(ctx context.Context, now int64) ([]Binding, error)
+	// ApplyBindings applies ops in order in one transaction.
+	ApplyBindings(ctx context.Context, ops []BindingOp) error
+	// DeleteExpiredBindings removes bindings with expires <= now.
+	DeleteExpiredBindings(ctx context.Context, now int64) (int64, error)
+
+	// Changes returns up to limit change-log entries with Seq > since, and
+	// the latest Seq. When entries after since were already pruned (or since
+	// is ahead of the log, e.g. the database was replaced) it returns a
+	// single ChangeAll entry. With limit 0 it returns only the latest Seq.
+	Changes(ctx context.Context, since uint64, limit int) ([]Change, uint64, error)
+
+	Close() error
+}
+
+// Domain is a SIP domain served by this proxy.
+type Domain struct {
+	Domain  string
+	Created int64 // unix seconds
+}
+
+// ChangeKind says what a change-log entry invalidates.
+type ChangeKind uint8
+
+const (
+	// ChangeSubscriber: the subscriber Username@Domain was added, changed or
+	// deleted.
+	ChangeSubscriber ChangeKind = 1
+	// ChangeDomain: Domain was added or deleted.
+	ChangeDomain ChangeKind = 2
+	// ChangeAll: the reader fell behind the kept log; drop every cached
+	// entry.
+	ChangeAll ChangeKind = 3
+)
+
+// Change is one entry of the change log.
+type Change struct {
+	Seq      uint64
+	Kind     ChangeKind
+	Username string
+	Domain   string
+}

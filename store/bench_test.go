@@ -1,0 +1,93 @@
+package store
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// BenchmarkGetSubscriber is the credential lookup auth makes on a cache miss.
+func BenchmarkGetSubscriber(b *testing.B) {
+	s := openT(b, b.TempDir(), Options{})
+	s.AddDomain(ctx, "example.com")
+	const n = 10000
+	users := make([]string, n)
+	ops := 0
+	for i := range users {
+		users[i] = fmt.Sprintf("user%05d", i)
+		ha1 := HA1MD5(users[i], "example.com", "pw")
+		if err := s.b.AddSubscriber(ctx, &Subscriber{Username: users[i], Domain: "example.com", HA1: ha1, Created: 1}); err != nil {
+			b.Fatal(err)
+		}
+		ops++
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.GetSubscriber(ctx, users[i%n], "example.com"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWriterUpsert measures sustained write-behind throughput: a
+// producer queues b.N upserts (spread over 10,000 AORs, so most are
+// refreshes) as fast as the writer accepts them, then flushes. ops/s is end
+// to end (queued and committed); batch is the mean operations per
+// transaction the writer chose.
+func BenchmarkWriterUpsert(b *testing.B) {
+	for _, maxBatch := range []int{1, 64, 512} {
+		b.Run(fmt.Sprintf("maxbatch=%d", maxBatch), func(b *testing.B) {
+			s := openT(b, b.TempDir(), Options{})
+			w := s.NewLocationWriter(WriterOptions{QueueSize: 16384, MaxBatch: maxBatch})
+			const aors = 10000
+			bs := make([]Binding, aors)
+			exp := time.Now().Add(time.Hour).Unix()
+			for i := range bs {
+				bs[i] = binding(fmt.Sprintf("user%05d@example.com", i), fmt.Sprintf("sip:user%05d@192.0.2.1:5060", i), exp)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			full := 0
+			for i := 0; i < b.N; i++ {
+				for w.Upsert(bs[i%aors]) == ErrQueueFull {
+					full++
+					runtime.Gosched()
+				}
+			}
+			if err := w.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			el := time.Since(start)
+			b.StopTimer()
+			st := w.Stats()
+			b.ReportMetric(float64(b.N)/el.Seconds(), "ops/s")
+			b.ReportMetric(float64(st.Applied)/float64(st.Batches), "batch")
+			w.Close()
+		})
+	}
+}
+
+// BenchmarkApplyBindings is the cost of one transaction of n upserts, without
+// the queue: the commit cost that batching shares.
+func BenchmarkApplyBindings(b *testing.B) {
+	for _, n := range []int{1, 64, 512} {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			s := openT(b, b.TempDir(), Options{})
+			exp := time.Now().Add(time.Hour).Unix()
+			ops := make([]BindingOp, n)
+			for i := range ops {
+				ops[i] = BindingOp{Kind: OpUpsert, Binding: binding(fmt.Sprintf("user%05d@example.com", i), "sip:x@192.0.2.1", exp)}
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := s.b.ApplyBindings(ctx, ops); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "ops/s")
+		})
+	}
+}

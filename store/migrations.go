@@ -1,0 +1,61 @@
+package store
+
+// migration is one numbered schema step. Steps are applied in order, each
+// once, inside the transaction that opens the database; the highest applied
+// number is recorded in schema_version. Never edit a released step: append a
+// new one.
+type migration struct {
+	version int
+	name    string
+	stmts   []string
+}
+
+var sqliteMigrations = []migration{
+	{1, "subscribers, domains, location, change log", []string{
+		`CREATE TABLE domains (
+			domain  TEXT PRIMARY KEY NOT NULL,
+			created INTEGER NOT NULL
+		)`,
+		`CREATE TABLE subscribers (
+			username   TEXT NOT NULL,
+			domain     TEXT NOT NULL REFERENCES domains(domain),
+			password   TEXT NOT NULL DEFAULT '',
+			ha1        TEXT NOT NULL,
+			ha1_sha256 TEXT NOT NULL DEFAULT '',
+			email      TEXT NOT NULL DEFAULT '',
+			created    INTEGER NOT NULL,
+			PRIMARY KEY (username, domain)
+		)`,
+		`CREATE INDEX subscribers_domain ON subscribers(domain, username)`,
+		// binding_key is (instance, reg_id) when an instance is present and the
+		// contact otherwise; see Binding.Key.
+		`CREATE TABLE location (
+			aor           TEXT NOT NULL,
+			binding_key   TEXT NOT NULL,
+			contact       TEXT NOT NULL,
+			received      TEXT NOT NULL DEFAULT '',
+			path          TEXT NOT NULL DEFAULT '',
+			q             INTEGER NOT NULL DEFAULT 1000,
+			expires       INTEGER NOT NULL,
+			call_id       TEXT NOT NULL DEFAULT '',
+			cseq          INTEGER NOT NULL DEFAULT 0,
+			user_agent    TEXT NOT NULL DEFAULT '',
+			instance      TEXT NOT NULL DEFAULT '',
+			reg_id        INTEGER NOT NULL DEFAULT 0,
+			socket        TEXT NOT NULL DEFAULT '',
+			flags         INTEGER NOT NULL DEFAULT 0,
+			last_modified INTEGER NOT NULL,
+			PRIMARY KEY (aor, binding_key)
+		)`,
+		`CREATE INDEX location_expires ON location(expires)`,
+		// change_log lets another process (the server) see subscriber and
+		// domain writes made here (the CLI) without restarting; see Changes.
+		`CREATE TABLE change_log (
+			seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+			kind     INTEGER NOT NULL,
+			username TEXT NOT NULL DEFAULT '',
+			domain   TEXT NOT NULL,
+			at       INTEGER NOT NULL
+		)`,
+	}},
+}
