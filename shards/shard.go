@@ -13,9 +13,9 @@ import (
 // goroutine holding the lock or a timer of the entry removes it).
 type Entry[V any] struct {
 	// The fields a lookup reads come first and keys up to inlineKey bytes
-	// live in the entry itself, so a hit usually costs the bucket slot and
+	// live in the entry itself, so a hit usually costs the index cell and
 	// one or two cache lines of the entry, with no separate key buffer.
-	next   *Entry[V] // bucket chain, or free list
+	next   *Entry[V] // free list
 	hash   uint64
 	key    []byte // owned copy: inline[:n], or a heap buffer for long keys
 	inline [inlineKey]byte
@@ -62,13 +62,13 @@ func (e *Entry[V]) keyHeap() int64 {
 	return 0
 }
 
-// Shard is one lock's worth of a table: a chained hash table of entries keyed
-// by (hash, key bytes), a pool of free entries and a timing wheel. Every
+// Shard is one lock's worth of a table: an open-addressing index of entries
+// keyed by (hash, key bytes), a pool of free entries and a timing wheel. Every
 // method except Lock, Unlock, Index and Now requires the lock to be held.
 type Shard[V any] struct {
 	mu       sync.Mutex
 	t        *Table[V]
-	buckets  []*Entry[V]
+	buckets  []bucket[V] // open addressing, linear probing, at most half full
 	mask     uint64
 	count    int
 	dead     int
@@ -103,26 +103,40 @@ func (s *Shard[V]) Now() int64 {
 	return s.t.clock.Now()
 }
 
+// bucket is one cell of a shard's index. The hash sits beside the pointer
+// so probing compares hashes in the index's own cache lines and reads an
+// entry only when its full hash matches: a miss usually touches one line.
+type bucket[V any] struct {
+	hash uint64
+	e    *Entry[V]
+}
+
 // Get returns the live entry with hash h and key, or nil.
 func (s *Shard[V]) Get(h uint64, key []byte) *Entry[V] {
-	for e := s.buckets[h&s.mask]; e != nil; e = e.next {
-		if e.hash == h && string(e.key) == string(key) {
-			return e
+	for i := h & s.mask; ; i = (i + 1) & s.mask {
+		b := &s.buckets[i]
+		if b.e == nil {
+			return nil
+		}
+		if b.hash == h && string(b.e.key) == string(key) {
+			return b.e
 		}
 	}
-	return nil
 }
 
 // Find returns the first live entry with hash h for which match returns
 // true, or nil. It serves lookups that compare more than the key bytes (for
 // example RFC 2543 transaction matching on several header fields).
 func (s *Shard[V]) Find(h uint64, match func(e *Entry[V]) bool) *Entry[V] {
-	for e := s.buckets[h&s.mask]; e != nil; e = e.next {
-		if e.hash == h && match(e) {
-			return e
+	for i := h & s.mask; ; i = (i + 1) & s.mask {
+		b := &s.buckets[i]
+		if b.e == nil {
+			return nil
+		}
+		if b.hash == h && match(b.e) {
+			return b.e
 		}
 	}
-	return nil
 }
 
 // Insert adds a new entry with hash h and a copy of key, and returns it with
@@ -135,8 +149,8 @@ func (s *Shard[V]) Insert(h uint64, key []byte) (*Entry[V], error) {
 	}
 	if s.limit > 0 {
 		need := s.t.entrySize + keyCap(len(key))
-		if s.count >= len(s.buckets) { // this insert doubles the buckets
-			need += int64(len(s.buckets)) * ptrSize
+		if 2*(s.count+1) > len(s.buckets) { // this insert doubles the index
+			need += int64(len(s.buckets)) * bucketSize
 		}
 		if s.bytes+need > s.limit {
 			s.rejected++
@@ -162,13 +176,12 @@ func (s *Shard[V]) Insert(h uint64, key []byte) (*Entry[V], error) {
 	e.hash = h
 	e.state = stateLive
 	s.bytes += e.size(s.t.entrySize)
-	b := &s.buckets[h&s.mask]
-	e.next = *b
-	*b = e
+	e.next = nil
 	s.count++
-	if s.count > len(s.buckets) {
+	if 2*s.count > len(s.buckets) {
 		s.grow()
 	}
+	s.place(h, e)
 	return e, nil
 }
 
@@ -190,13 +203,11 @@ func (s *Shard[V]) Remove(e *Entry[V]) {
 	if e.state != stateLive {
 		return
 	}
-	for p := &s.buckets[e.hash&s.mask]; *p != nil; p = &(*p).next {
-		if *p == e {
-			*p = e.next
-			break
-		}
+	i := e.hash & s.mask
+	for s.buckets[i].e != e {
+		i = (i + 1) & s.mask
 	}
-	e.next = nil
+	s.unplace(i)
 	s.count--
 	if e.timers > 0 {
 		e.state = stateDead
@@ -225,13 +236,27 @@ func (s *Shard[V]) Account(e *Entry[V], n int) error {
 // Range calls fn for each live entry of the shard until fn returns false.
 // fn may remove the entry it is given, but must not insert.
 func (s *Shard[V]) Range(fn func(e *Entry[V]) bool) {
-	for i := range s.buckets {
-		for e := s.buckets[i]; e != nil; {
-			next := e.next
-			if !fn(e) {
-				return
-			}
-			e = next
+	// Start after an empty cell: a removal shifts later entries of the same
+	// run back by one, never across an empty cell, so walking from one
+	// visits every entry once provided the current cell is looked at again
+	// when its entry was removed.
+	n := uint64(len(s.buckets))
+	start := uint64(0)
+	for s.buckets[start].e != nil {
+		start++
+	}
+	for k := uint64(1); k <= n; {
+		i := (start + k) & s.mask
+		e := s.buckets[i].e
+		if e == nil {
+			k++
+			continue
+		}
+		if !fn(e) {
+			return
+		}
+		if s.buckets[i].e == e {
+			k++
 		}
 	}
 }
@@ -332,23 +357,56 @@ func (s *Shard[V]) release(e *Entry[V]) {
 	s.nfree++
 }
 
-// grow doubles the bucket array. It allocates, but only while the shard's
-// population reaches a new high; buckets are not shrunk.
+// place puts e with hash h in the first empty cell of its probe sequence.
+func (s *Shard[V]) place(h uint64, e *Entry[V]) {
+	i := h & s.mask
+	for s.buckets[i].e != nil {
+		i = (i + 1) & s.mask
+	}
+	s.buckets[i] = bucket[V]{hash: h, e: e}
+}
+
+// unplace empties cell i and shifts back the entries after it in the same
+// run whose probe sequence passes through i (backward-shift deletion: no
+// tombstones, so probes never lengthen over time).
+func (s *Shard[V]) unplace(i uint64) {
+	for {
+		s.buckets[i] = bucket[V]{}
+		j := i
+		for {
+			j = (j + 1) & s.mask
+			if s.buckets[j].e == nil {
+				return
+			}
+			home := s.buckets[j].hash & s.mask
+			// The entry at j may move to i unless its home lies
+			// cyclically in (i, j].
+			if i <= j {
+				if i < home && home <= j {
+					continue
+				}
+			} else if i < home || home <= j {
+				continue
+			}
+			break
+		}
+		s.buckets[i] = s.buckets[j]
+		i = j
+	}
+}
+
+// grow doubles the index. It allocates, but only while the shard's
+// population reaches a new high; the index is not shrunk.
 func (s *Shard[V]) grow() {
-	nb := make([]*Entry[V], 2*len(s.buckets))
-	mask := uint64(len(nb) - 1)
-	for _, e := range s.buckets {
-		for e != nil {
-			next := e.next
-			b := &nb[e.hash&mask]
-			e.next = *b
-			*b = e
-			e = next
+	old := s.buckets
+	s.buckets = make([]bucket[V], 2*len(old))
+	s.mask = uint64(len(s.buckets) - 1)
+	for _, b := range old {
+		if b.e != nil {
+			s.place(b.hash, b.e)
 		}
 	}
-	s.bytes += int64(len(nb)-len(s.buckets)) * ptrSize
-	s.buckets = nb
-	s.mask = mask
+	s.bytes += int64(len(s.buckets)-len(old)) * bucketSize
 }
 
 // keyCap returns the bytes a key of n bytes costs beyond the entry: none

@@ -54,9 +54,9 @@ type Config[V any] struct {
 	MaxBytes int64
 	// MaxKeyLen bounds key length (bytes); zero means DefaultMaxKeyLen.
 	MaxKeyLen int
-	// BucketsPerShard is the initial bucket count per shard, rounded up to a
-	// power of two; buckets double when entries outnumber them. Zero means
-	// DefaultBucketsPerShard.
+	// BucketsPerShard is the initial size of each shard's index, rounded up
+	// to a power of two; the index doubles when it would be more than half
+	// full. Zero means DefaultBucketsPerShard.
 	BucketsPerShard int
 	// FreePerShard bounds each shard's list of free entries kept for reuse.
 	// Zero means DefaultFreePerShard; negative keeps none.
@@ -131,9 +131,9 @@ func New[V any](cfg Config[V]) (*Table[V], error) {
 		s.t = t
 		s.index = i
 		s.limit = limit
-		s.buckets = make([]*Entry[V], buckets)
+		s.buckets = make([]bucket[V], buckets)
 		s.mask = uint64(buckets - 1)
-		s.bytes = int64(buckets) * ptrSize
+		s.bytes = int64(buckets) * bucketSize
 		s.wheel.Init(now, s.fire)
 	}
 	cfg.Clock.register(t)
@@ -243,7 +243,8 @@ func (t *Table[V]) advance(now int64) {
 	}
 }
 
-const ptrSize = int64(unsafe.Sizeof(uintptr(0)))
+// bucketSize is the bytes of one index cell (a hash and a pointer).
+const bucketSize = int64(unsafe.Sizeof(bucket[struct{}]{}))
 
 func nextPow2(n int) int {
 	p := 1
