@@ -10,10 +10,15 @@ var (
 	uriTab   [256]bool // anything a URI may hold (no LWS, CTL, "<", ">", "\"")
 	digitTab [256]bool
 	lwsTab   [256]bool // SP HT CR LF (CR LF only occur inside folded values)
+	lowerTab [256]byte // ASCII lower-casing, every other byte unchanged
 )
 
 func init() {
 	for c := 0; c < 256; c++ {
+		lowerTab[c] = byte(c)
+		if c >= 'A' && c <= 'Z' {
+			lowerTab[c] = byte(c) + 'a' - 'A'
+		}
 		alnum := (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
 		tokenTab[c] = alnum
 		hostTab[c] = alnum
@@ -67,13 +72,13 @@ func skipToken(b []byte, i int) int {
 }
 
 // eqFold reports whether b equals the lower-case ASCII string s, ignoring the
-// case of b. Only valid for token characters, which is all callers pass.
+// case of b.
 func eqFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}
 	for i := 0; i < len(b); i++ {
-		if b[i]|0x20 != s[i] {
+		if lowerTab[b[i]] != s[i] {
 			return false
 		}
 	}

@@ -157,29 +157,33 @@ func (m *Message) Parse(b []byte) error {
 		if st.nh == MaxHeaders {
 			return m.fail(KindTooManyHeaders, ls, HdrOther)
 		}
-		k := skipToken(b, ls)
-		if k == ls {
-			if deferred == nil {
-				deferred = m.fail(KindBadHeader, ls, HdrOther)
-			}
-			i = j
-			continue
+		// The name runs to ":" (SP/HT allowed before it). Known names are
+		// matched exactly, so only unknown ones need the token check.
+		c := bytes.IndexByte(b[ls:j], ':')
+		nameEnd := ls + c
+		if c < 0 {
+			nameEnd = ls
 		}
-		nameEnd := k
-		for k < j && (b[k] == ' ' || b[k] == '\t') {
-			k++
+		for nameEnd > ls && (b[nameEnd-1] == ' ' || b[nameEnd-1] == '\t') {
+			nameEnd--
 		}
-		name := LookupHeader(b[ls:nameEnd])
+		var name HeaderName
+		if nameEnd > ls {
+			name = LookupHeader(b[ls:nameEnd])
+		}
 		x := &m.hdrs[st.nh]
 		*x = hdr{name: name, start: int32(ls), nameEnd: int32(nameEnd), end: int32(j)}
-		if k >= j || b[k] != ':' {
+		if c < 0 || nameEnd == ls || (name == HdrOther && skipToken(b, ls) != nameEnd) {
 			if deferred == nil {
 				deferred = m.failHdr(KindBadHeader, x)
 			}
 			i = j
 			continue
 		}
-		vs, ve := k+1, j
+		vs, ve := ls+c+1, j-1 // j-1 is the LF
+		if ve > vs && b[ve-1] == '\r' {
+			ve--
+		}
 		for vs < ve && lwsTab[b[vs]] {
 			vs++
 		}
@@ -211,7 +215,18 @@ func (m *Message) Parse(b []byte) error {
 // frameBody sets the body from Content-Length (all values must agree).
 func (m *Message) frameBody() *Error {
 	st := &m.st
-	if st.count[HdrContentLength] > 0 {
+	if c := st.count[HdrContentLength]; c == 1 {
+		x := &m.hdrs[st.first[HdrContentLength]-1]
+		n, ok := parseUint(st.buf[x.vs:x.ve], 1<<31-1)
+		if !ok {
+			return m.failHdr(KindBadContentLength, x)
+		}
+		st.clen, st.hasCL = int(n), true
+		if st.clen > len(st.buf)-st.hdrEnd {
+			return m.fail(KindShortBody, len(st.buf), HdrContentLength)
+		}
+		st.end = st.hdrEnd + st.clen
+	} else if c > 1 {
 		for k := 0; k < st.nh; k++ {
 			x := &m.hdrs[k]
 			if x.name != HdrContentLength {
@@ -234,6 +249,9 @@ func (m *Message) frameBody() *Error {
 }
 
 func isSIPVersion(v []byte) bool {
+	if string(v) == "SIP/2.0" {
+		return true
+	}
 	if len(v) < 7 || !eqFold(v[:4], "sip/") {
 		return false
 	}
@@ -361,8 +379,10 @@ func (m *Message) parseCore() error {
 		return e
 	}
 	if x != nil {
+		// Only emptiness is checked here; Validate checks the characters.
+		// The Call-ID is an opaque key for the transaction layer.
 		st.callID = b[x.vs:x.ve]
-		if !validCallID(st.callID) {
+		if len(st.callID) == 0 {
 			return m.failHdr(KindBadHeader, x)
 		}
 	}

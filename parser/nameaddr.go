@@ -1,5 +1,7 @@
 package parser
 
+import "bytes"
+
 // NameAddr is a name-addr or addr-spec with header parameters: From, To,
 // Contact, Route, Record-Route, Path, Refer-To, P-Asserted-Identity...
 // (RFC 3261 §20). URI is the URI text without "<" ">"; parse it with
@@ -184,21 +186,18 @@ func parseNameAddr(b []byte, i int, na *NameAddr) (int, bool) {
 	return i, true
 }
 
+// parseAngle takes the URI between "<" and ">". Parse only checks that the
+// URI is not empty and has no LWS at its ends (RFC 4475 §3.1.2.14);
+// Validate checks its characters.
 func parseAngle(b []byte, i int, na *NameAddr) (int, bool) {
 	i++ // '<'
-	us := i
-	for i < len(b) && b[i] != '>' {
-		if !uriTab[b[i]] {
-			return i, false
-		}
-		i++
-	}
-	if i >= len(b) || i == us {
+	k := bytes.IndexByte(b[i:], '>')
+	if k <= 0 || lwsTab[b[i]] || lwsTab[b[i+k-1]] {
 		return i, false
 	}
-	na.URI = b[us:i]
+	na.URI = b[i : i+k]
 	na.Bracketed = true
-	return i + 1, true
+	return i + k + 1, true
 }
 
 // NameAddrIter iterates over the values of every header line with one name

@@ -1,5 +1,7 @@
 package parser
 
+import "encoding/binary"
+
 // Method is a known SIP request method. Unknown methods are MethodOther; the
 // raw bytes are always available from Message.MethodBytes.
 type Method uint8
@@ -198,11 +200,21 @@ var compactNames = [26]HeaderName{
 }
 
 // The full names are found through a small hash of (length, first, last
-// byte) into buckets of candidates, then one case-folded comparison.
+// byte) into buckets of candidates, then a comparison eight bytes at a
+// time: (word | fold) == lower, where fold has 0x20 on letter positions
+// only, so letters match either case and every other byte matches exactly.
 const hashBuckets = 256
 
+type nameKey struct {
+	h     HeaderName
+	n     int
+	lower [3]uint64
+	fold  [3]uint64
+	keep  [3]uint64
+}
+
 var (
-	hashTab   [hashBuckets][4]HeaderName
+	hashTab   [hashBuckets][4]nameKey
 	lowerName [numHeaderNames]string
 )
 
@@ -213,16 +225,29 @@ func nameHash(n int, first, last byte) int {
 func init() {
 	for h := HdrVia; h < numHeaderNames; h++ {
 		s := headerNames[h]
+		if len(s) > 24 {
+			panic("parser: header name longer than 24 bytes: " + s)
+		}
+		key := nameKey{h: h, n: len(s)}
 		low := make([]byte, len(s))
 		for i := 0; i < len(s); i++ {
-			low[i] = s[i] | 0x20
+			c := s[i]
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			low[i] = c
+			if c >= 'a' && c <= 'z' {
+				key.fold[i/8] |= 0x20 << (8 * (i % 8))
+			}
+			key.lower[i/8] |= uint64(c) << (8 * (i % 8))
+			key.keep[i/8] |= 0xff << (8 * (i % 8))
 		}
 		lowerName[h] = string(low)
 		k := nameHash(len(s), s[0], s[len(s)-1])
 		placed := false
 		for j := range hashTab[k] {
-			if hashTab[k][j] == HdrOther {
-				hashTab[k][j] = h
+			if hashTab[k][j].h == HdrOther {
+				hashTab[k][j] = key
 				placed = true
 				break
 			}
@@ -231,6 +256,20 @@ func init() {
 			panic("parser: header name hash bucket overflow for " + s)
 		}
 	}
+}
+
+// load8 reads eight bytes of b from i, little-endian, looking past len(b)
+// into its capacity when it can (the caller masks those bytes off), else
+// zero-padded.
+func load8(b []byte, i int) uint64 {
+	if i+8 <= cap(b) {
+		return binary.LittleEndian.Uint64(b[i : i+8 : i+8])
+	}
+	var w uint64
+	for k := 0; i+k < len(b); k++ {
+		w |= uint64(b[i+k]) << (8 * k)
+	}
+	return w
 }
 
 // LookupHeader maps a header name (full or compact, any case) to its
@@ -247,14 +286,26 @@ func LookupHeader(name []byte) HeaderName {
 		}
 		return HdrOther
 	}
-	b := &hashTab[nameHash(n, name[0], name[n-1])]
-	for _, h := range b {
-		if h == HdrOther {
+	if n > 24 {
+		return HdrOther
+	}
+	bucket := &hashTab[nameHash(n, name[0], name[n-1])]
+	w0 := load8(name, 0)
+	for k := range bucket {
+		c := &bucket[k]
+		if c.h == HdrOther {
 			break
 		}
-		if eqFold(name, lowerName[h]) {
-			return h
+		if c.n != n || (w0|c.fold[0])&c.keep[0] != c.lower[0] {
+			continue
 		}
+		if n > 8 && (load8(name, 8)|c.fold[1])&c.keep[1] != c.lower[1] {
+			continue
+		}
+		if n > 16 && (load8(name, 16)|c.fold[2])&c.keep[2] != c.lower[2] {
+			continue
+		}
+		return c.h
 	}
 	return HdrOther
 }

@@ -1,5 +1,7 @@
 package parser
 
+import "bytes"
+
 // Parameter lists (";name=value" sequences in URIs and header values) are
 // validated once when the value is parsed and kept as one raw view; lookups
 // rescan that view, which is faster than storing every parameter for the
@@ -9,20 +11,22 @@ package parser
 // (which must be '"'), or -1 when it is not terminated.
 func skipQuoted(b []byte, i int) int {
 	i++
-	for i < len(b) {
-		switch b[i] {
-		case '"':
-			return i + 1
-		case '\\':
-			if i+1 >= len(b) || b[i+1] == '\r' || b[i+1] == '\n' {
-				return -1
-			}
-			i += 2
-		default:
-			i++
+	for {
+		k := bytes.IndexByte(b[i:], '"')
+		if k < 0 {
+			return -1
 		}
+		j := i + k
+		// The quote is escaped when an odd run of backslashes precedes it.
+		bs := 0
+		for j-1-bs >= i && b[j-1-bs] == '\\' {
+			bs++
+		}
+		if bs&1 == 0 {
+			return j + 1
+		}
+		i = j + 1
 	}
-	return -1
 }
 
 // scanParam parses one generic-param (token [EQUAL (token / host /

@@ -58,6 +58,10 @@ func ParseURI(b []byte) (URI, error) {
 // Parse parses b into u, overwriting it.
 func (u *URI) Parse(b []byte) error {
 	*u = URI{Raw: b}
+	if len(b) > 4 && string(b[:4]) == "sip:" {
+		u.SchemeRaw, u.Scheme = b[:3], SchemeSIP
+		return u.parseSIP(b[4:])
+	}
 	colon := bytes.IndexByte(b, ':')
 	if colon <= 0 {
 		return ErrBadURI

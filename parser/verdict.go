@@ -108,6 +108,20 @@ func (m *Message) UASVerdict(supported []string, methods []string, buf []byte) V
 // headers, Expires, Event) and returns the first error. Parse checks only
 // what the hot path needs; a registrar or a strict UAS calls Validate.
 func (m *Message) Validate() error {
+	for _, h := range [2]HeaderName{HdrFrom, HdrTo} {
+		if f := m.st.first[h]; f != 0 {
+			na := &m.st.from
+			if h == HdrTo {
+				na = &m.st.to
+			}
+			if !validURI(na.URI) {
+				return m.failHdr(KindBadHeader, &m.hdrs[f-1])
+			}
+		}
+	}
+	if f := m.st.first[HdrCallID]; f != 0 && !validCallID(m.st.callID) {
+		return m.failHdr(KindBadHeader, &m.hdrs[f-1])
+	}
 	vi := m.Vias()
 	for vi.Next() {
 	}
@@ -121,6 +135,9 @@ func (m *Message) Validate() error {
 		for it.Next() {
 			n++
 			if it.NameAddr.Star && (h != HdrContact || n > 1) {
+				return m.failHdr(KindBadHeader, &m.hdrs[it.h])
+			}
+			if !it.NameAddr.Star && !validURI(it.NameAddr.URI) {
 				return m.failHdr(KindBadHeader, &m.hdrs[it.h])
 			}
 		}
@@ -146,4 +163,9 @@ func (m *Message) Validate() error {
 		}
 	}
 	return nil
+}
+
+func validURI(b []byte) bool {
+	var u URI
+	return u.Parse(b) == nil
 }

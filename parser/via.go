@@ -36,7 +36,21 @@ func parseVia(b []byte, i int, v *Via) (int, bool) {
 	i = skipLWS(b, i)
 	start := i
 	var parts [3][]byte
-	for p := 0; p < 3; p++ {
+	p := 0
+	if len(b)-i > 8 && eqFold(b[i:i+8], "sip/2.0/") {
+		// the common spelling, without LWS around the slashes
+		parts[0], parts[1] = b[i:i+3], b[i+4:i+7]
+		i += 8
+		p = 2
+		s := i
+		i = skipToken(b, i)
+		if i == s {
+			return i, false
+		}
+		parts[2] = b[s:i]
+		p = 3
+	}
+	for ; p < 3; p++ {
 		if p > 0 {
 			i = skipLWS(b, i)
 			if i >= len(b) || b[i] != '/' {
@@ -74,32 +88,40 @@ func parseVia(b []byte, i int, v *Via) (int, bool) {
 		} else {
 			v.Params = v.Params[:len(v.Params)+(next-end)]
 		}
-		switch {
-		case eqFold(name, "branch"):
-			if val == nil {
-				return next, false
-			}
-			v.Branch = val
-		case eqFold(name, "received"):
-			if val == nil {
-				return next, false
-			}
-			v.Received = val
-		case eqFold(name, "rport"):
-			v.HasRPort = true
-			if val != nil {
-				if _, okr := parseUint(val, 65535); !okr {
+		switch len(name) {
+		case 6:
+			if eqFold(name, "branch") {
+				if val == nil {
 					return next, false
 				}
+				v.Branch = val
 			}
-			v.RPort = val
-		case eqFold(name, "maddr"):
-			v.MAddr = val
-		case eqFold(name, "ttl"):
-			if _, okt := parseUint(val, 255); !okt {
-				return next, false
+		case 8:
+			if eqFold(name, "received") {
+				if val == nil {
+					return next, false
+				}
+				v.Received = val
 			}
-			v.TTL = val
+		case 5:
+			if eqFold(name, "rport") {
+				v.HasRPort = true
+				if val != nil {
+					if _, okr := parseUint(val, 65535); !okr {
+						return next, false
+					}
+				}
+				v.RPort = val
+			} else if eqFold(name, "maddr") {
+				v.MAddr = val
+			}
+		case 3:
+			if eqFold(name, "ttl") {
+				if _, okt := parseUint(val, 255); !okt {
+					return next, false
+				}
+				v.TTL = val
+			}
 		}
 		end = next
 		i = skipLWS(b, next)
