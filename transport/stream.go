@@ -1,0 +1,524 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// ErrConnLimit is returned by Send when a new outbound connection would
+// exceed MaxConns.
+var ErrConnLimit = errors.New("transport: connection limit reached")
+
+const (
+	connDialing uint8 = iota // outbound connect or TLS handshake in progress
+	connOpen
+	connClosed
+)
+
+// wbuf is a pooled copy of data waiting to be written on a stream.
+type wbuf struct{ b []byte }
+
+var wbufPool = sync.Pool{New: func() any { return &wbuf{b: make([]byte, 0, 2048)} }}
+
+func getWbuf(data []byte) *wbuf {
+	w := wbufPool.Get().(*wbuf)
+	w.b = append(w.b[:0], data...)
+	return w
+}
+
+func putWbuf(w *wbuf) {
+	if cap(w.b) > 64<<10 {
+		return // do not keep rare huge buffers
+	}
+	wbufPool.Put(w)
+}
+
+var crlf = []byte("\r\n")
+
+// streamConn is one TCP or TLS connection, inbound or outbound.
+type streamConn struct {
+	s       *streams
+	id      ConnID
+	proto   Proto
+	l       *Listener
+	remote  netip.AddrPort
+	inbound bool
+	keys    []connKey // table keys (address, aliases); guarded by connTable.mu
+
+	lastRead atomic.Int64 // coarse clock, unix nanoseconds
+	pkt      Packet       // reused for every message read on this connection
+
+	mu          sync.Mutex
+	state       uint8
+	queue       []*wbuf // dialing: waiting; TCP open: handed to gnet, not yet written; TLS: for the writer
+	queuedBytes int
+	gc          gnet.Conn // TCP
+	raw         net.Conn  // TLS: the TCP connection under tc
+	tc          *tls.Conn
+	wake        chan struct{} // TLS writer signal
+	done        chan struct{} // closed when the connection is closed
+
+	closeOnce sync.Once
+	onWritten gnet.AsyncCallback // bound once: no allocation per send
+}
+
+func (s *streams) newConn(proto Proto, l *Listener, remote netip.AddrPort, inbound bool) *streamConn {
+	c := &streamConn{
+		s:       s,
+		proto:   proto,
+		l:       l,
+		remote:  remote,
+		inbound: inbound,
+		done:    make(chan struct{}),
+	}
+	c.onWritten = c.written
+	c.lastRead.Store(s.now.Load())
+	return c
+}
+
+// send queues data on the connection. It never blocks on the network.
+func (c *streamConn) send(data []byte) error {
+	limit := c.s.t.cfg.WriteQueueBytes
+	c.mu.Lock()
+	switch c.state {
+	case connClosed:
+		c.mu.Unlock()
+		return ErrNoConn
+	case connDialing:
+		if c.queuedBytes+len(data) > limit {
+			c.mu.Unlock()
+			c.s.t.stats.sendDrops.Add(1)
+			return ErrQueueFull
+		}
+		c.queue = append(c.queue, getWbuf(data))
+		c.queuedBytes += len(data)
+		c.mu.Unlock()
+		return nil
+	}
+	if c.queuedBytes+len(data) > limit {
+		// The peer does not read: close rather than grow without bound.
+		c.mu.Unlock()
+		c.s.t.stats.connsOverflow.Add(1)
+		c.s.t.stats.sendDrops.Add(1)
+		c.close()
+		return ErrQueueFull
+	}
+	w := getWbuf(data)
+	c.queue = append(c.queue, w)
+	c.queuedBytes += len(data)
+	if c.proto == TCP {
+		// Under c.mu so that gnet runs the writes, and calls written, in
+		// the order of c.queue.
+		if err := c.gc.AsyncWrite(w.b, c.onWritten); err != nil {
+			c.queue = c.queue[:len(c.queue)-1]
+			c.queuedBytes -= len(data)
+			c.mu.Unlock()
+			putWbuf(w)
+			c.s.t.stats.errors.Add(1)
+			return err
+		}
+		c.mu.Unlock()
+	} else {
+		c.mu.Unlock()
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+	c.s.t.stats.out(int(c.id), c.proto, len(data))
+	return nil
+}
+
+// written runs on the gnet event loop after one AsyncWrite was written to
+// the socket or to gnet's outbound buffer.
+func (c *streamConn) written(gc gnet.Conn, _ error) error {
+	c.mu.Lock()
+	var w *wbuf
+	if len(c.queue) > 0 {
+		w = c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		c.queuedBytes -= len(w.b)
+	}
+	c.mu.Unlock()
+	if w != nil {
+		putWbuf(w)
+	}
+	// gnet's outbound buffer grows when the peer does not read: bound it.
+	if gc != nil && gc.OutboundBuffered() > c.s.t.cfg.WriteQueueBytes {
+		c.s.t.stats.connsOverflow.Add(1)
+		c.close()
+	}
+	return nil
+}
+
+// close removes the connection from the table and closes its socket. It is
+// idempotent and safe from any goroutine.
+func (c *streamConn) close() {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		prev := c.state
+		c.state = connClosed
+		q := c.queue
+		c.queue = nil
+		c.queuedBytes = 0
+		gc, raw := c.gc, c.raw
+		c.mu.Unlock()
+		if c.proto != TCP || prev == connDialing {
+			// TLS buffers and not-yet-sent TCP buffers are ours again; TCP
+			// buffers handed to gnet come back through written.
+			for _, w := range q {
+				putWbuf(w)
+			}
+		}
+		c.s.table.remove(c)
+		c.s.t.stats.connsOpen.Add(-1)
+		close(c.done)
+		if gc != nil {
+			_ = gc.Close()
+		}
+		if raw != nil {
+			_ = raw.Close()
+		}
+	})
+}
+
+func (c *streamConn) dialing() bool {
+	c.mu.Lock()
+	d := c.state == connDialing
+	c.mu.Unlock()
+	return d
+}
+
+// consume delivers the complete messages at the start of b to the handler
+// and returns the bytes used. An error means the stream cannot be framed
+// any more and the connection must be closed.
+func (c *streamConn) consume(b []byte) (int, error) {
+	t := c.s.t
+	used := 0
+	for {
+		n, pings, need := skipKeepalives(b[used:])
+		used += n
+		for ; pings > 0; pings-- {
+			t.stats.keepalivePings.Add(1)
+			c.pong()
+		}
+		rest := b[used:]
+		if need || len(rest) == 0 {
+			return used, nil
+		}
+		m, err := frameMessage(rest, t.cfg.MaxMessageSize)
+		if err != nil || m == 0 {
+			return used, err
+		}
+		p := &c.pkt
+		p.Data = rest[:m:m]
+		p.Src = c.remote
+		p.Listener = c.l
+		p.Proto = c.proto
+		p.Conn = c.id
+		t.stats.in(int(c.id), c.proto, m)
+		t.handler.HandleMessage(p)
+		p.Data = nil
+		used += m
+	}
+}
+
+// pong answers an RFC 5626 CRLFCRLF ping with CRLF.
+func (c *streamConn) pong() {
+	if c.proto == TCP && c.gc != nil {
+		// On the event loop: write directly.
+		_, _ = c.gc.Write(crlf)
+		return
+	}
+	_ = c.send(crlf)
+}
+
+// streams is the stream half of the transport: the gnet engine for TCP,
+// the TLS listeners and workers, the connection table and the idle sweep.
+type streams struct {
+	t     *Transport
+	table connTable
+	now   atomic.Int64 // coarse clock, advanced by the sweeper
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// TCP on gnet.
+	tcpAddrs   []string
+	tcpByLocal map[netip.AddrPort]*Listener
+	eng        gnet.Engine
+	engRunning bool
+	engDone    chan error
+
+	// TLS.
+	tlsLns []net.Listener
+	tls    *tlsState
+}
+
+func (t *Transport) bindStreams() error {
+	s := &streams{t: t, tcpByLocal: make(map[netip.AddrPort]*Listener)}
+	s.table.init()
+	s.now.Store(time.Now().UnixNano())
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	any := false
+	for _, l := range t.listeners {
+		if !l.Proto.Stream() {
+			continue
+		}
+		any = true
+		key := "listeners[" + strconv.Itoa(l.Index) + "].addr"
+		network := "tcp4"
+		if l.Local.Addr().Is6() {
+			network = "tcp6"
+		}
+		switch l.Proto {
+		case TCP:
+			if l.Local.Port() == 0 {
+				// gnet binds by address string and cannot report an
+				// ephemeral port before it accepts: pick one here.
+				ln, err := net.Listen(network, l.Local.String())
+				if err != nil {
+					return &ConfigError{key, err}
+				}
+				l.Local = ln.Addr().(*net.TCPAddr).AddrPort()
+				ln.Close()
+			}
+			s.tcpAddrs = append(s.tcpAddrs, network+"://"+l.Local.String())
+			s.tcpByLocal[l.Local] = l
+		case TLS:
+			ln, err := net.Listen(network, l.Local.String())
+			if err != nil {
+				return &ConfigError{key, err}
+			}
+			l.Local = ln.Addr().(*net.TCPAddr).AddrPort()
+			s.tlsLns = append(s.tlsLns, ln)
+		}
+	}
+	if !any {
+		return nil
+	}
+	t.streams = s
+	if len(s.tlsLns) > 0 {
+		st, err := newTLSState(&t.cfg)
+		if err != nil {
+			for _, ln := range s.tlsLns {
+				ln.Close()
+			}
+			s.tlsLns = nil
+			return err
+		}
+		s.tls = st
+	}
+	return nil
+}
+
+func (t *Transport) startStreams() error {
+	s := t.streams
+	if s == nil {
+		return nil
+	}
+	if len(s.tcpAddrs) > 0 {
+		if err := s.startTCP(); err != nil {
+			return err
+		}
+	}
+	for i, ln := range s.tlsLns {
+		s.wg.Add(1)
+		go s.acceptTLS(ln, s.tlsListener(i))
+	}
+	s.wg.Add(1)
+	go s.sweep()
+	return nil
+}
+
+func (s *streams) tlsListener(i int) *Listener {
+	for _, l := range s.t.listeners {
+		if l.Proto == TLS {
+			if i == 0 {
+				return l
+			}
+			i--
+		}
+	}
+	return nil
+}
+
+func (t *Transport) stopStreams() {
+	s := t.streams
+	if s == nil {
+		return
+	}
+	s.cancel()
+	for _, ln := range s.tlsLns {
+		ln.Close()
+	}
+	for _, c := range s.table.snapshot(nil) {
+		c.close()
+	}
+	if s.engRunning {
+		// Stop polls for completion every 500 ms; with a done context it
+		// only triggers the shutdown, and Rotate's return says it is over.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = s.eng.Stop(ctx)
+		<-s.engDone
+	}
+	s.wg.Wait()
+}
+
+// sweep advances the coarse clock and closes idle connections. Idle
+// covers a peer that sent half a message and stalled: it is released
+// after IdleTimeout like a silent one.
+func (s *streams) sweep() {
+	defer s.wg.Done()
+	idle := s.t.cfg.IdleTimeout
+	tick := idle / 4
+	if tick > time.Second {
+		tick = time.Second
+	}
+	if tick < 5*time.Millisecond {
+		tick = 5 * time.Millisecond
+	}
+	tk := time.NewTicker(tick)
+	defer tk.Stop()
+	var conns []*streamConn
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-tk.C:
+			n := now.UnixNano()
+			s.now.Store(n)
+			conns = s.table.snapshot(conns[:0])
+			for i, c := range conns {
+				// Connections being opened have their own (dial and
+				// handshake) timeout.
+				if n-c.lastRead.Load() > int64(idle) && !c.dialing() {
+					s.t.stats.connsIdle.Add(1)
+					c.close()
+				}
+				conns[i] = nil
+			}
+		}
+	}
+}
+
+func (t *Transport) sendStream(l *Listener, dst netip.AddrPort, data []byte) error {
+	s := t.streams
+	if s == nil {
+		return ErrNoListener
+	}
+	if !dst.IsValid() || dst.Port() == 0 {
+		return ErrInvalidAddr
+	}
+	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	c := s.table.lookup(connKey{l.Proto, dst})
+	if c == nil {
+		var err error
+		if c, err = s.dial(l, dst); err != nil {
+			t.stats.sendDrops.Add(1)
+			return err
+		}
+	}
+	return c.send(data)
+}
+
+// dial registers an outbound connection in the dialing state and connects
+// in the background; sends queue on it meanwhile.
+func (s *streams) dial(l *Listener, dst netip.AddrPort) (*streamConn, error) {
+	if l.Proto == TCP && !s.engRunning {
+		return nil, ErrNoListener
+	}
+	if l.Proto == TLS && s.tls == nil {
+		return nil, ErrNoListener
+	}
+	c := s.newConn(l.Proto, l, dst, false)
+	c.state = connDialing
+	existing, ok := s.table.admit(c, s.t.cfg.MaxConns, s.t.cfg.MaxConnsPerIP)
+	if existing != nil {
+		return existing, nil
+	}
+	if !ok {
+		return nil, ErrConnLimit
+	}
+	s.t.stats.connsOpen.Add(1)
+	s.wg.Add(1)
+	if l.Proto == TCP {
+		go s.dialTCP(c)
+	} else {
+		go s.dialTLS(c)
+	}
+	return c, nil
+}
+
+// SendConn sends data on the stream connection id (the one a request came
+// on, to send its responses). ErrNoConn when it is closed.
+func (t *Transport) SendConn(id ConnID, data []byte) error {
+	if t.closing.Load() {
+		return ErrClosed
+	}
+	if t.streams == nil {
+		return ErrNoConn
+	}
+	if len(data) > t.cfg.MaxMessageSize {
+		return ErrTooLarge
+	}
+	c := t.streams.table.get(id)
+	if c == nil {
+		t.stats.sendDrops.Add(1)
+		return ErrNoConn
+	}
+	return c.send(data)
+}
+
+// Alias makes connection id the one used by Send for addr as well (RFC
+// 5923: a request's top Via has ";alias", and later requests to its
+// sent-by address reuse the connection). It reports false when the
+// connection is gone.
+func (t *Transport) Alias(id ConnID, addr netip.AddrPort) bool {
+	if t.streams == nil {
+		return false
+	}
+	c := t.streams.table.get(id)
+	if c == nil {
+		return false
+	}
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	return t.streams.table.alias(id, connKey{c.proto, addr})
+}
+
+// CloseConn closes stream connection id. It reports false when it is gone.
+func (t *Transport) CloseConn(id ConnID) bool {
+	if t.streams == nil {
+		return false
+	}
+	c := t.streams.table.get(id)
+	if c == nil {
+		return false
+	}
+	c.close()
+	return true
+}
+
+// ConnRemote returns the remote address of stream connection id.
+func (t *Transport) ConnRemote(id ConnID) (netip.AddrPort, bool) {
+	if t.streams == nil {
+		return netip.AddrPort{}, false
+	}
+	c := t.streams.table.get(id)
+	if c == nil {
+		return netip.AddrPort{}, false
+	}
+	return c.remote, true
+}

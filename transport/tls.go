@@ -1,0 +1,292 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// TLS runs in worker goroutines with crypto/tls (gnet has no TLS): per
+// connection one reader, which frames and calls the handler, and one
+// writer, which drains the bounded queue. Certificates live behind an
+// atomic pointer so that ReloadCertificates takes effect for the next
+// handshake without a restart.
+
+type tlsState struct {
+	server atomic.Pointer[tls.Config]
+	client atomic.Pointer[tls.Config]
+}
+
+func newTLSState(cfg *Config) (*tlsState, error) {
+	st := &tlsState{}
+	if err := st.load(cfg); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (st *tlsState) load(cfg *Config) error {
+	minVer := cfg.TLSMinVersion
+	if minVer < tls.VersionTLS12 {
+		minVer = tls.VersionTLS12
+	}
+	pairs := append([]CertKeyFiles{{cfg.TLSCertFile, cfg.TLSKeyFile}}, cfg.TLSCertificates...)
+	certs := make([]tls.Certificate, 0, len(pairs))
+	for i, p := range pairs {
+		c, err := tls.LoadX509KeyPair(p.CertFile, p.KeyFile)
+		if err != nil {
+			key := "tls_cert_file"
+			if i > 0 {
+				key = "tls_certificates[" + strconv.Itoa(i-1) + "]"
+			}
+			return &ConfigError{key, err}
+		}
+		certs = append(certs, c)
+	}
+	server := &tls.Config{
+		// With several certificates crypto/tls picks the first one that
+		// matches the client's SNI and algorithms.
+		Certificates: certs,
+		MinVersion:   minVer,
+	}
+	if cfg.TLSClientCAFile != "" {
+		pool, err := loadPool(cfg.TLSClientCAFile)
+		if err != nil {
+			return &ConfigError{"tls_client_ca_file", err}
+		}
+		server.ClientCAs = pool
+		server.ClientAuth = tls.VerifyClientCertIfGiven
+		if cfg.TLSRequireClientCert {
+			server.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	client := &tls.Config{
+		Certificates:       certs[:1], // presented to trunks that ask
+		MinVersion:         minVer,
+		InsecureSkipVerify: cfg.TLSInsecureSkipVerify,
+	}
+	if cfg.TLSRootCAFile != "" {
+		pool, err := loadPool(cfg.TLSRootCAFile)
+		if err != nil {
+			return &ConfigError{"tls_root_ca_file", err}
+		}
+		client.RootCAs = pool
+	}
+	st.server.Store(server)
+	st.client.Store(client)
+	return nil
+}
+
+func loadPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("no PEM certificate in " + file)
+	}
+	return pool, nil
+}
+
+// ReloadCertificates reads the certificate, key and CA files again. New
+// handshakes use them; open connections keep theirs. On error the previous
+// certificates stay in use.
+func (t *Transport) ReloadCertificates() error {
+	if t.streams == nil || t.streams.tls == nil {
+		return errors.New("transport: no TLS listener")
+	}
+	return t.streams.tls.load(&t.cfg)
+}
+
+func (s *streams) acceptTLS(ln net.Listener, l *Listener) {
+	defer s.wg.Done()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			// EMFILE and friends: count, back off, keep serving.
+			s.t.stats.errors.Add(1)
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		ra, _ := nc.RemoteAddr().(*net.TCPAddr)
+		if ra == nil {
+			nc.Close()
+			continue
+		}
+		c := s.newConn(TLS, l, unmapAP(ra.AddrPort()), true)
+		c.state = connDialing // until the handshake is done
+		c.raw = nc
+		if _, ok := s.table.admit(c, s.t.cfg.MaxConns, s.t.cfg.MaxConnsPerIP); !ok {
+			s.t.stats.connsRejected.Add(1)
+			nc.Close()
+			continue
+		}
+		s.t.stats.connsOpen.Add(1)
+		s.t.stats.connsAccepted.Add(1)
+		// Serve through the dynamic config so reloads apply.
+		tc := tls.Server(nc, &tls.Config{
+			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+				return s.tls.server.Load(), nil
+			},
+		})
+		s.wg.Add(1)
+		go s.serveTLS(c, tc)
+	}
+}
+
+func (s *streams) dialTLS(c *streamConn) {
+	defer s.wg.Done()
+	cfg := s.tls.client.Load().Clone()
+	cfg.ServerName = c.remote.Addr().String()
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: s.t.cfg.DialTimeout}, Config: cfg}
+	ctx, cancel := context.WithTimeout(s.ctx, s.t.cfg.DialTimeout)
+	nc, err := d.DialContext(ctx, "tcp", c.remote.String())
+	cancel()
+	if err != nil {
+		s.t.stats.tlsHandshakeKO.Add(1)
+		s.t.stats.errors.Add(1)
+		c.close()
+		return
+	}
+	tc := nc.(*tls.Conn)
+	c.mu.Lock()
+	if c.state == connClosed {
+		c.mu.Unlock()
+		tc.NetConn().Close()
+		return
+	}
+	c.raw = tc.NetConn()
+	c.mu.Unlock()
+	s.t.stats.connsDialed.Add(1)
+	s.wg.Add(1)
+	s.runTLS(c, tc)
+}
+
+// serveTLS does the server handshake, then runs the connection.
+func (s *streams) serveTLS(c *streamConn, tc *tls.Conn) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithTimeout(s.ctx, s.t.cfg.DialTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		s.t.stats.tlsHandshakeKO.Add(1)
+		c.close()
+		return
+	}
+	s.wg.Add(1)
+	s.runTLS(c, tc)
+}
+
+// runTLS starts the writer and reads until the connection ends.
+func (s *streams) runTLS(c *streamConn, tc *tls.Conn) {
+	defer s.wg.Done()
+	c.mu.Lock()
+	if c.state == connClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.tc = tc
+	c.wake = make(chan struct{}, 1)
+	c.state = connOpen
+	pending := len(c.queue) > 0
+	c.mu.Unlock()
+	c.lastRead.Store(s.now.Load())
+	if pending {
+		c.wake <- struct{}{}
+	}
+	s.wg.Add(1)
+	go s.writeTLS(c, tc)
+	defer c.close()
+
+	max := s.t.cfg.MaxMessageSize + 4
+	buf := make([]byte, 4096)
+	start, end := 0, 0
+	for {
+		if end == len(buf) {
+			if start > 0 {
+				end = copy(buf, buf[start:end])
+				start = 0
+			} else if len(buf) < max {
+				n := 2 * len(buf)
+				if n > max {
+					n = max
+				}
+				nb := make([]byte, n)
+				copy(nb, buf[:end])
+				buf = nb
+			}
+		}
+		n, err := tc.Read(buf[end:])
+		if n > 0 {
+			end += n
+			c.lastRead.Store(s.now.Load())
+			used, ferr := c.consume(buf[start:end])
+			start += used
+			if start == end {
+				start, end = 0, 0
+			}
+			if ferr != nil {
+				s.t.stats.connsOversize.Add(1)
+				s.t.stats.errors.Add(1)
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// writeTLS drains the connection's queue. A peer that stops reading blocks
+// it; the queue bound then closes the connection, which unblocks it.
+func (s *streams) writeTLS(c *streamConn, tc *tls.Conn) {
+	defer s.wg.Done()
+	var batch []*wbuf
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.wake:
+		}
+		c.mu.Lock()
+		batch = append(batch[:0], c.queue...)
+		for i := range c.queue {
+			c.queue[i] = nil
+		}
+		c.queue = c.queue[:0]
+		c.mu.Unlock()
+		written := 0
+		for i, w := range batch {
+			if _, err := tc.Write(w.b); err != nil {
+				c.close()
+				return
+			}
+			written += len(w.b)
+			putWbuf(w)
+			batch[i] = nil
+		}
+		c.mu.Lock()
+		if c.state != connClosed {
+			c.queuedBytes -= written
+		}
+		c.mu.Unlock()
+	}
+}
