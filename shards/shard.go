@@ -19,8 +19,9 @@ type Entry[V any] struct {
 	hash   uint64
 	key    []byte // owned copy: inline[:n], or a heap buffer for long keys
 	inline [inlineKey]byte
-	extra  int64 // bytes reported with Account
-	timers int32 // active timers owned by the entry
+	extra  int64  // bytes reported with Account
+	timers int32  // active timers owned by the entry
+	gen    uint32 // bumped each time the entry returns to the pool
 	state  uint8
 
 	// Value is the caller's state. Timers embedded in it are started with
@@ -48,6 +49,31 @@ func (e *Entry[V]) Live() bool { return e.state == stateLive }
 
 // Timers returns the number of the entry's active timers.
 func (e *Entry[V]) Timers() int { return int(e.timers) }
+
+// Ref is a handle to an entry that is safe to keep after the shard is
+// unlocked (across an asynchronous lookup, or from one transaction to
+// another): it resolves to nil once the entry has been removed, even if the
+// pooled entry has since been reused.
+type Ref[V any] struct {
+	s   *Shard[V]
+	e   *Entry[V]
+	gen uint32
+}
+
+// Ref returns a handle to e, a live entry of s.
+func (s *Shard[V]) Ref(e *Entry[V]) Ref[V] { return Ref[V]{s: s, e: e, gen: e.gen} }
+
+// Shard returns the shard to lock before calling Entry (nil for the zero Ref).
+func (r Ref[V]) Shard() *Shard[V] { return r.s }
+
+// Entry returns the entry if it is still the live entry the handle was made
+// for, else nil. The shard must be locked.
+func (r Ref[V]) Entry() *Entry[V] {
+	if r.e == nil || r.e.gen != r.gen || r.e.state != stateLive {
+		return nil
+	}
+	return r.e
+}
 
 // Extra returns the bytes last reported with Account.
 func (e *Entry[V]) Extra() int64 { return e.extra }
@@ -345,6 +371,7 @@ func (s *Shard[V]) release(e *Entry[V]) {
 		e.Value = zero
 	}
 	e.state = stateFree
+	e.gen++
 	e.extra = 0
 	e.hash = 0
 	e.key = e.key[:0]

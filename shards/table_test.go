@@ -723,3 +723,91 @@ func TestIndexAgainstModel(t *testing.T) {
 		s.Unlock()
 	}
 }
+
+func TestRefDetectsReuse(t *testing.T) {
+	tbl := newTable(t, Config[txn]{Shards: 1})
+	s := tbl.ShardAt(0)
+	s.Lock()
+	defer s.Unlock()
+	var zero Ref[txn]
+	if zero.Entry() != nil || zero.Shard() != nil {
+		t.Fatal("zero Ref resolves")
+	}
+	e, _ := s.Insert(1, []byte("a"))
+	r := s.Ref(e)
+	if r.Entry() != e || r.Shard() != s {
+		t.Fatal("fresh Ref does not resolve")
+	}
+	s.StartTimer(e, &e.Value.retx, 1, time.Second)
+	s.Remove(e) // dead, not yet pooled
+	if r.Entry() != nil {
+		t.Fatal("Ref resolves to a removed entry")
+	}
+	s.StopTimer(&e.Value.retx) // pooled now
+	e2, _ := s.Insert(2, []byte("b"))
+	if e2 != e {
+		t.Fatal("expected the pooled entry back")
+	}
+	if r.Entry() != nil || s.Ref(e2).Entry() != e2 {
+		t.Fatal("Ref to the old use resolves to the new one")
+	}
+}
+
+func TestClockRules(t *testing.T) {
+	m := NewManualClock(100)
+	if m.Start(0) == nil {
+		t.Fatal("Start on a manual clock accepted")
+	}
+	m.Set(50) // never backwards
+	if m.Now() != 100 {
+		t.Fatalf("Set backwards moved the clock to %d", m.Now())
+	}
+	m.Advance(1500 * time.Microsecond)
+	if m.Now() != 101 {
+		t.Fatalf("Advance(1.5ms) gave %d, want 101", m.Now())
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("Advance on a real clock did not panic")
+			}
+		}()
+		NewClock().Advance(time.Millisecond)
+	}()
+	r := NewClock()
+	r.Stop() // not started: no effect
+	if err := r.Start(time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	r.Stop()
+	r.Stop()
+	if err := r.Start(time.Millisecond); err != nil { // restartable
+		t.Fatal(err)
+	}
+	r.Stop()
+}
+
+func TestCloseDetachesFromClock(t *testing.T) {
+	clk := NewManualClock(0)
+	fired := 0
+	tbl, err := New(Config[txn]{Clock: clk, Shards: 1, OnTimer: func(*Shard[txn], *Entry[txn], *Timer) { fired++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := newTable(t, Config[txn]{Clock: clk, Shards: 1})
+	s := tbl.ShardAt(0)
+	s.Lock()
+	e, _ := s.Insert(1, []byte("k"))
+	s.StartTimer(e, &e.Value.retx, 1, 10*time.Millisecond)
+	s.StartTimer(e, &e.Value.expire, 1, 30*time.Millisecond)
+	s.Unlock()
+	clk.Advance(20 * time.Millisecond)
+	tbl.Close()
+	clk.Advance(20 * time.Millisecond)
+	if fired != 1 {
+		t.Fatalf("fired %d, want 1 (the timer due after Close must not fire)", fired)
+	}
+	if len(clk.tables) != 1 || clk.tables[0] != advancer(other) {
+		t.Fatal("Close removed the wrong table")
+	}
+}
