@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"time"
 )
@@ -66,17 +65,17 @@ func checkBinding(op *BindingOp) error {
 		return nil
 	}
 	if b.Contact == "" && b.Instance == "" {
-		return fmt.Errorf("binding of %s: empty contact: %w", b.AOR, ErrMalformedBinding)
+		return errorf(ErrMalformedBinding, "binding of %s: empty contact", b.AOR)
 	}
 	if op.Kind == OpUpsert {
 		if b.Contact == "" {
-			return fmt.Errorf("binding of %s: empty contact: %w", b.AOR, ErrMalformedBinding)
+			return errorf(ErrMalformedBinding, "binding of %s: empty contact", b.AOR)
 		}
 		if b.Expires <= 0 {
-			return fmt.Errorf("binding %s of %s: expires must be an absolute unix time: %w", b.Contact, b.AOR, ErrMalformedBinding)
+			return errorf(ErrMalformedBinding, "binding %s of %s: expires must be an absolute unix time", b.Contact, b.AOR)
 		}
 		if b.Q > 1000 {
-			return fmt.Errorf("binding %s of %s: q %d above 1000: %w", b.Contact, b.AOR, b.Q, ErrMalformedBinding)
+			return errorf(ErrMalformedBinding, "binding %s of %s: q %d above 1000", b.Contact, b.AOR, b.Q)
 		}
 	}
 	return nil

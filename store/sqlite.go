@@ -22,7 +22,11 @@ type SQLite struct {
 	path    string
 	logSize int
 
-	getSub *sql.Stmt
+	// Statements prepared once: database/sql prepares each on a connection
+	// the first time it is used there and reuses it after, also inside
+	// transactions (Tx.StmtContext). Parsing the upsert otherwise costs as
+	// much as executing it.
+	getSub, upsert, del, delAOR *sql.Stmt
 }
 
 // OpenSQLite opens or creates the database file at path and applies pending
@@ -63,11 +67,26 @@ func openSQLite(path string, opts Options, migs []migration) (*SQLite, error) {
 		db.Close()
 		return nil, err
 	}
-	b.getSub, err = db.PrepareContext(ctx,
-		`SELECT password, ha1, ha1_sha256, email, created FROM subscribers WHERE username = ? AND domain = ?`)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: %s: prepare: %w", path, err)
+	for _, p := range []struct {
+		st *(*sql.Stmt)
+		q  string
+	}{
+		{&b.getSub, `SELECT password, ha1, ha1_sha256, email, created FROM subscribers WHERE username = ? AND domain = ?`},
+		{&b.upsert, `INSERT INTO location (binding_key, ` + bindingCols + `)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (aor, binding_key) DO UPDATE SET
+				contact = excluded.contact, received = excluded.received, path = excluded.path,
+				q = excluded.q, expires = excluded.expires, call_id = excluded.call_id,
+				cseq = excluded.cseq, user_agent = excluded.user_agent, instance = excluded.instance,
+				reg_id = excluded.reg_id, socket = excluded.socket, flags = excluded.flags,
+				last_modified = excluded.last_modified`},
+		{&b.del, `DELETE FROM location WHERE aor = ? AND binding_key = ?`},
+		{&b.delAOR, `DELETE FROM location WHERE aor = ?`},
+	} {
+		if *p.st, err = db.PrepareContext(ctx, p.q); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("store: %s: prepare: %w", path, err)
+		}
 	}
 	return b, nil
 }
@@ -105,8 +124,8 @@ func (b *SQLite) migrate(ctx context.Context, migs []migration) error {
 	}
 	want := len(migs)
 	if have > want {
-		return fmt.Errorf("store: %s has schema version %d but this switchboard knows only up to %d; run a newer switchboard binary: %w",
-			b.path, have, want, ErrSchemaTooNew)
+		return errorf(ErrSchemaTooNew, "store: %s has schema version %d but this switchboard knows only up to %d; run a newer switchboard binary",
+			b.path, have, want)
 	}
 	for i, m := range migs[have:] {
 		if m.version != have+i+1 {
@@ -137,8 +156,10 @@ func (b *SQLite) SchemaVersion(ctx context.Context) (int, error) {
 
 // Close closes the database.
 func (b *SQLite) Close() error {
-	if b.getSub != nil {
-		b.getSub.Close()
+	for _, st := range []*sql.Stmt{b.getSub, b.upsert, b.del, b.delAOR} {
+		if st != nil {
+			st.Close()
+		}
 	}
 	return b.db.Close()
 }
@@ -376,16 +397,7 @@ func (b *SQLite) ApplyBindings(ctx context.Context, ops []BindingOp) error {
 		switch op.Kind {
 		case OpUpsert:
 			if upsert == nil {
-				if upsert, err = tx.PrepareContext(ctx, `INSERT INTO location (binding_key, `+bindingCols+`)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-					ON CONFLICT (aor, binding_key) DO UPDATE SET
-						contact = excluded.contact, received = excluded.received, path = excluded.path,
-						q = excluded.q, expires = excluded.expires, call_id = excluded.call_id,
-						cseq = excluded.cseq, user_agent = excluded.user_agent, instance = excluded.instance,
-						reg_id = excluded.reg_id, socket = excluded.socket, flags = excluded.flags,
-						last_modified = excluded.last_modified`); err != nil {
-					return err
-				}
+				upsert = tx.StmtContext(ctx, b.upsert)
 			}
 			lm := x.LastModified
 			if lm == 0 {
@@ -395,20 +407,16 @@ func (b *SQLite) ApplyBindings(ctx context.Context, ops []BindingOp) error {
 				x.CallID, int64(x.CSeq), x.UserAgent, x.Instance, int64(x.RegID), x.Socket, int64(x.Flags), lm)
 		case OpDelete:
 			if del == nil {
-				if del, err = tx.PrepareContext(ctx, `DELETE FROM location WHERE aor = ? AND binding_key = ?`); err != nil {
-					return err
-				}
+				del = tx.StmtContext(ctx, b.del)
 			}
 			_, err = del.ExecContext(ctx, x.AOR, x.Key())
 		case OpDeleteAOR:
 			if delAOR == nil {
-				if delAOR, err = tx.PrepareContext(ctx, `DELETE FROM location WHERE aor = ?`); err != nil {
-					return err
-				}
+				delAOR = tx.StmtContext(ctx, b.delAOR)
 			}
 			_, err = delAOR.ExecContext(ctx, x.AOR)
 		default:
-			err = fmt.Errorf("unknown binding operation %d: %w", op.Kind, ErrMalformedBinding)
+			err = errorf(ErrMalformedBinding, "unknown binding operation %d", op.Kind)
 		}
 		if err != nil {
 			return fmt.Errorf("binding %s %s: %w", x.AOR, x.Contact, err)

@@ -91,7 +91,13 @@ func Open(dir string, opts Options) (*Store, error) {
 	if strings.ContainsAny(opts.FileName, "/\\?#") {
 		return nil, fmt.Errorf("store: database file name %q must be a plain file name", opts.FileName)
 	}
-	b, err := OpenSQLite(filepath.Join(dir, opts.FileName), opts)
+	path := filepath.Join(dir, opts.FileName)
+	// Create the file ourselves so it is private: it holds credential
+	// digests. SQLite gives its -wal and -shm files the same mode.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	}
+	b, err := OpenSQLite(path, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -113,17 +119,17 @@ func (s *Store) Close() error { return s.b.Close() }
 // directory instead of an obscure SQLite error on the first write.
 func prepareDir(dir string) error {
 	if dir == "" {
-		return fmt.Errorf("store: no data directory configured: %w", ErrDataDirUnavailable)
+		return errorf(ErrDataDirUnavailable, "store: no data directory configured")
 	}
 	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
-		return fmt.Errorf("store: data directory %q exists but is not a directory: %w", dir, ErrDataDirUnavailable)
+		return errorf(ErrDataDirUnavailable, "store: data directory %q exists but is not a directory", dir)
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("store: cannot create data directory %q: %v: %w", dir, unwrapPathErr(err), ErrDataDirUnavailable)
+		return errorf(ErrDataDirUnavailable, "store: cannot create data directory %q: %v", dir, unwrapPathErr(err))
 	}
 	f, err := os.CreateTemp(dir, ".write-probe-*")
 	if err != nil {
-		return fmt.Errorf("store: data directory %q is not writable: %v: %w", dir, unwrapPathErr(err), ErrDataDirUnavailable)
+		return errorf(ErrDataDirUnavailable, "store: data directory %q is not writable: %v", dir, unwrapPathErr(err))
 	}
 	name := f.Name()
 	f.Close()
@@ -140,3 +146,17 @@ func unwrapPathErr(err error) error {
 }
 
 func unixNow() int64 { return time.Now().Unix() }
+
+// wordedError is an error whose message already says what the sentinel
+// says, so the sentinel's text is not repeated after a colon.
+type wordedError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *wordedError) Error() string { return e.msg }
+func (e *wordedError) Unwrap() error { return e.sentinel }
+
+func errorf(sentinel error, format string, args ...any) error {
+	return &wordedError{msg: fmt.Sprintf(format, args...), sentinel: sentinel}
+}

@@ -39,6 +39,11 @@ func TestOpenCreatesDatabaseAndMigrates(t *testing.T) {
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("database file not created: %v", err)
 	}
+	for _, name := range []string{path, path + "-wal", path + "-shm"} {
+		if fi, err := os.Stat(name); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, %v; want -rw-------", name, fi.Mode(), err)
+		}
+	}
 	sb := s.b.(*SQLite)
 	v, err := sb.SchemaVersion(ctx)
 	if err != nil || v != len(sqliteMigrations) {

@@ -72,10 +72,10 @@ func (s *Store) fillCredentials(sub *Subscriber) error {
 		return ErrNoCredentials
 	}
 	if !isHex(sub.HA1, 32) {
-		return fmt.Errorf("ha1 must be 32 lower-case hex digits (MD5): %w", ErrMalformedHA1)
+		return errorf(ErrMalformedHA1, "ha1 must be 32 lower-case hex digits (MD5)")
 	}
 	if sub.HA1SHA256 != "" && !isHex(sub.HA1SHA256, 64) {
-		return fmt.Errorf("ha1_sha256 must be 64 lower-case hex digits (SHA-256): %w", ErrMalformedHA1)
+		return errorf(ErrMalformedHA1, "ha1_sha256 must be 64 lower-case hex digits (SHA-256)")
 	}
 	return nil
 }
@@ -84,7 +84,7 @@ func (s *Store) fillCredentials(sub *Subscriber) error {
 // derived from password.
 func (s *Store) SetPassword(ctx context.Context, username, domain, password string) error {
 	if password == "" {
-		return fmt.Errorf("subscriber %s@%s: empty password: %w", username, domain, ErrNoCredentials)
+		return errorf(ErrNoCredentials, "subscriber %s@%s: empty password", username, domain)
 	}
 	return s.SetCredentials(ctx, Subscriber{Username: username, Domain: domain, Password: password})
 }
@@ -148,7 +148,7 @@ func (s *Store) ListSubscribers(ctx context.Context, domain string) ([]Subscribe
 			return nil, err
 		}
 		if !ok {
-			return nil, fmt.Errorf("domain %q: %w", d, ErrUnknownDomain)
+			return nil, errorf(ErrUnknownDomain, "domain %q is not served", d)
 		}
 		domain = d
 	}
@@ -161,15 +161,15 @@ func (s *Store) nameErr(err error, user, domain string) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrSubscriberExists):
-		return fmt.Errorf("subscriber %s@%s already exists: %w", user, domain, ErrSubscriberExists)
+		return errorf(ErrSubscriberExists, "subscriber %s@%s already exists", user, domain)
 	case errors.Is(err, ErrNoSubscriber):
-		return fmt.Errorf("subscriber %s@%s does not exist: %w", user, domain, ErrNoSubscriber)
+		return errorf(ErrNoSubscriber, "subscriber %s@%s does not exist", user, domain)
 	case errors.Is(err, ErrUnknownDomain):
-		return fmt.Errorf("domain %q is not served (add it first): %w", domain, ErrUnknownDomain)
+		return errorf(ErrUnknownDomain, "domain %q is not served (add it first)", domain)
 	case errors.Is(err, ErrDomainExists):
-		return fmt.Errorf("domain %q already exists: %w", domain, ErrDomainExists)
+		return errorf(ErrDomainExists, "domain %q already exists", domain)
 	case errors.Is(err, ErrDomainInUse):
-		return fmt.Errorf("domain %q still has subscribers (delete them first): %w", domain, ErrDomainInUse)
+		return errorf(ErrDomainInUse, "domain %q still has subscribers (delete them first)", domain)
 	}
 	return err
 }

@@ -1,9 +1,6 @@
 package store
 
-import (
-	"fmt"
-	"strings"
-)
+import "strings"
 
 const (
 	maxUserLen   = 128
@@ -15,14 +12,14 @@ const (
 // whitespace, so a stored name can always be written back into a URI.
 func checkUser(u string) error {
 	if u == "" {
-		return fmt.Errorf("empty username: %w", ErrMalformedUser)
+		return errorf(ErrMalformedUser, "empty username")
 	}
 	if len(u) > maxUserLen {
-		return fmt.Errorf("username %.20q... longer than %d bytes: %w", u, maxUserLen, ErrMalformedUser)
+		return errorf(ErrMalformedUser, "username %.20q... longer than %d bytes", u, maxUserLen)
 	}
 	for i := 0; i < len(u); i++ {
 		if !isUserChar(u[i]) {
-			return fmt.Errorf("username %q has invalid character %q: %w", u, u[i], ErrMalformedUser)
+			return errorf(ErrMalformedUser, "username %q has invalid character %q", u, u[i])
 		}
 	}
 	return nil
@@ -40,19 +37,19 @@ func isUserChar(c byte) bool {
 // not part of a served domain.
 func normDomain(d string) (string, error) {
 	if d == "" {
-		return "", fmt.Errorf("empty domain: %w", ErrMalformedDomain)
+		return "", errorf(ErrMalformedDomain, "empty domain")
 	}
 	if len(d) > maxDomainLen {
-		return "", fmt.Errorf("domain %.20q... longer than %d bytes: %w", d, maxDomainLen, ErrMalformedDomain)
+		return "", errorf(ErrMalformedDomain, "domain %.20q... longer than %d bytes", d, maxDomainLen)
 	}
 	if d[0] == '[' {
 		if d[len(d)-1] != ']' || len(d) < 3 {
-			return "", fmt.Errorf("domain %q: unterminated IPv6 literal: %w", d, ErrMalformedDomain)
+			return "", errorf(ErrMalformedDomain, "domain %q: unterminated IPv6 literal", d)
 		}
 		for i := 1; i < len(d)-1; i++ {
 			c := d[i]
 			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == ':' || c == '.') {
-				return "", fmt.Errorf("domain %q: invalid character %q in IPv6 literal: %w", d, c, ErrMalformedDomain)
+				return "", errorf(ErrMalformedDomain, "domain %q: invalid character %q in IPv6 literal", d, c)
 			}
 		}
 		return strings.ToLower(d), nil
@@ -60,11 +57,11 @@ func normDomain(d string) (string, error) {
 	for i := 0; i < len(d); i++ {
 		c := d[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return "", fmt.Errorf("domain %q has invalid character %q: %w", d, c, ErrMalformedDomain)
+			return "", errorf(ErrMalformedDomain, "domain %q has invalid character %q", d, c)
 		}
 	}
 	if d[0] == '.' || d[0] == '-' || d[len(d)-1] == '-' || strings.Contains(d, "..") {
-		return "", fmt.Errorf("domain %q is not a valid host name: %w", d, ErrMalformedDomain)
+		return "", errorf(ErrMalformedDomain, "domain %q is not a valid host name", d)
 	}
 	return strings.ToLower(d), nil
 }
@@ -74,18 +71,18 @@ func normDomain(d string) (string, error) {
 func SplitAOR(aor string) (user, domain string, err error) {
 	at := strings.LastIndexByte(aor, '@')
 	if at < 0 {
-		return "", "", fmt.Errorf("AOR %q: missing '@' (want user@domain): %w", aor, ErrMalformedAOR)
+		return "", "", errorf(ErrMalformedAOR, "AOR %q: missing '@' (want user@domain)", aor)
 	}
 	if strings.HasPrefix(aor, "sip:") || strings.HasPrefix(aor, "sips:") {
-		return "", "", fmt.Errorf("AOR %q: give user@domain without the URI scheme: %w", aor, ErrMalformedAOR)
+		return "", "", errorf(ErrMalformedAOR, "AOR %q: give user@domain without the URI scheme", aor)
 	}
 	user, domain = aor[:at], aor[at+1:]
 	if err := checkUser(user); err != nil {
-		return "", "", fmt.Errorf("AOR %q: %v: %w", aor, err, ErrMalformedAOR)
+		return "", "", errorf(ErrMalformedAOR, "AOR %q: %v", aor, err)
 	}
 	d, err := normDomain(domain)
 	if err != nil {
-		return "", "", fmt.Errorf("AOR %q: %v: %w", aor, err, ErrMalformedAOR)
+		return "", "", errorf(ErrMalformedAOR, "AOR %q: %v", aor, err)
 	}
 	return user, d, nil
 }
@@ -98,7 +95,7 @@ func checkAOR(aor string) error {
 		return err
 	}
 	if !strings.HasSuffix(aor, d) {
-		return fmt.Errorf("AOR %q: domain must be lower case: %w", aor, ErrMalformedAOR)
+		return errorf(ErrMalformedAOR, "AOR %q: domain must be lower case", aor)
 	}
 	return nil
 }
