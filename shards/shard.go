@@ -90,23 +90,24 @@ func (e *Entry[V]) keyHeap() int64 {
 
 // Shard is one lock's worth of a table: an open-addressing index of entries
 // keyed by (hash, key bytes), a pool of free entries and a timing wheel. Every
-// method except Lock, Unlock, Index and Now requires the lock to be held.
+// method except Lock, Unlock and Index requires the lock to be held.
 type Shard[V any] struct {
-	mu       sync.Mutex
-	t        *Table[V]
-	buckets  []bucket[V] // open addressing, linear probing, at most half full
-	mask     uint64
-	count    int
-	dead     int
-	free     *Entry[V]
-	nfree    int
-	bytes    int64
-	limit    int64
-	rejected uint64
-	index    int
-	firing   bool
-	wheel    Wheel
-	_        [64]byte // keep the next shard's lock off this shard's last cache line
+	mu         sync.Mutex
+	t          *Table[V]
+	buckets    []bucket[V] // open addressing, linear probing, at most half full
+	mask       uint64
+	minBuckets int
+	count      int
+	dead       int
+	free       *Entry[V]
+	nfree      int
+	bytes      int64
+	limit      int64
+	rejected   uint64
+	index      int
+	firing     bool
+	wheel      Wheel
+	_          [64]byte // keep the next shard's lock off this shard's last cache line
 }
 
 // Lock locks the shard. Never hold two shard locks at once.
@@ -119,7 +120,8 @@ func (s *Shard[V]) Unlock() { s.mu.Unlock() }
 func (s *Shard[V]) Index() int { return s.index }
 
 // Now returns the time in milliseconds: the coarse clock, except inside
-// OnTimer, where it is the deadline of the timer being fired. Timers started
+// OnTimer, where it is the deadline of the timer being fired. Like the
+// other methods it needs the lock; Table.Now reads the clock without it. Timers started
 // from a handler are thus scheduled from when they were due, and a manual
 // clock moved in one big step replays the same timeline as many small ones.
 func (s *Shard[V]) Now() int64 {
@@ -423,17 +425,29 @@ func (s *Shard[V]) unplace(i uint64) {
 }
 
 // grow doubles the index. It allocates, but only while the shard's
-// population reaches a new high; the index is not shrunk.
-func (s *Shard[V]) grow() {
+// population reaches a new high.
+func (s *Shard[V]) grow() { s.resize(2 * len(s.buckets)) }
+
+// shrink halves an index that is less than one eighth full, so the memory
+// of a past surge is given back. The clock's tick calls it (never Range's
+// caller, which may be removing entries mid-walk), so the allocation is off
+// the hot path.
+func (s *Shard[V]) shrink() {
+	if len(s.buckets) > s.minBuckets && 8*s.count < len(s.buckets) {
+		s.resize(len(s.buckets) / 2)
+	}
+}
+
+func (s *Shard[V]) resize(n int) {
 	old := s.buckets
-	s.buckets = make([]bucket[V], 2*len(old))
-	s.mask = uint64(len(s.buckets) - 1)
+	s.buckets = make([]bucket[V], n)
+	s.mask = uint64(n - 1)
 	for _, b := range old {
 		if b.e != nil {
 			s.place(b.hash, b.e)
 		}
 	}
-	s.bytes += int64(len(s.buckets)-len(old)) * bucketSize
+	s.bytes += int64(n-len(old)) * bucketSize
 }
 
 // keyCap returns the bytes a key of n bytes costs beyond the entry: none

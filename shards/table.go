@@ -54,9 +54,10 @@ type Config[V any] struct {
 	MaxBytes int64
 	// MaxKeyLen bounds key length (bytes); zero means DefaultMaxKeyLen.
 	MaxKeyLen int
-	// BucketsPerShard is the initial size of each shard's index, rounded up
-	// to a power of two; the index doubles when it would be more than half
-	// full. Zero means DefaultBucketsPerShard.
+	// BucketsPerShard is the initial (and smallest) size of each shard's
+	// index, rounded up to a power of two; the index doubles when it would
+	// be more than half full and halves, on a clock tick, when less than one
+	// eighth full. Zero means DefaultBucketsPerShard.
 	BucketsPerShard int
 	// FreePerShard bounds each shard's list of free entries kept for reuse.
 	// Zero means DefaultFreePerShard; negative keeps none.
@@ -132,6 +133,7 @@ func New[V any](cfg Config[V]) (*Table[V], error) {
 		s.index = i
 		s.limit = limit
 		s.buckets = make([]bucket[V], buckets)
+		s.minBuckets = buckets
 		s.mask = uint64(buckets - 1)
 		s.bytes = int64(buckets) * bucketSize
 		s.wheel.Init(now, s.fire)
@@ -239,6 +241,7 @@ func (t *Table[V]) advance(now int64) {
 		s := &t.shards[i]
 		s.mu.Lock()
 		s.wheel.Advance(now)
+		s.shrink()
 		s.mu.Unlock()
 	}
 }

@@ -811,3 +811,37 @@ func TestCloseDetachesFromClock(t *testing.T) {
 		t.Fatal("Close removed the wrong table")
 	}
 }
+
+func TestIndexShrinksAfterSurge(t *testing.T) {
+	clk := NewManualClock(0)
+	tbl := newTable(t, Config[txn]{Clock: clk, Shards: 1, BucketsPerShard: 16})
+	s := tbl.ShardAt(0)
+	var es []*Entry[txn]
+	s.Lock()
+	for i := 0; i < 10_000; i++ {
+		e, _ := s.Insert(Sum(callID(i)), callID(i))
+		es = append(es, e)
+	}
+	peak := len(s.buckets)
+	for _, e := range es[10:] {
+		s.Remove(e)
+	}
+	s.Unlock()
+	for i := 0; i < 20; i++ {
+		clk.Advance(time.Millisecond)
+	}
+	s.Lock()
+	defer s.Unlock()
+	// Halving stops once 8 × entries reaches the size: 80 >= 64.
+	if len(s.buckets) != 64 {
+		t.Fatalf("index still %d cells (peak %d) for %d entries", len(s.buckets), peak, s.Len())
+	}
+	if s.Bytes() != int64(len(s.buckets))*bucketSize+10*tbl.EntrySize() {
+		t.Fatalf("Bytes %d after shrink", s.Bytes())
+	}
+	for _, e := range es[:10] {
+		if s.Get(e.Hash(), e.Key()) != e {
+			t.Fatal("entry lost in shrink")
+		}
+	}
+}
