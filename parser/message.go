@@ -162,7 +162,7 @@ func (m *Message) Parse(b []byte) error {
 		c := bytes.IndexByte(b[ls:j], ':')
 		nameEnd := ls + c
 		if c < 0 {
-			nameEnd = ls
+			nameEnd = skipToken(b, ls) // for the error's Name
 		}
 		for nameEnd > ls && (b[nameEnd-1] == ' ' || b[nameEnd-1] == '\t') {
 			nameEnd--
@@ -441,7 +441,12 @@ func validCallID(v []byte) bool {
 
 // Bytes returns the message as parsed: from the start line to the end of
 // the body (leading CRLFs and trailing datagram octets excluded).
-func (m *Message) Bytes() []byte { return m.st.buf[m.st.start:m.st.end] }
+func (m *Message) Bytes() []byte {
+	if m.st.end < m.st.start {
+		return nil // Parse failed before framing
+	}
+	return m.st.buf[m.st.start:m.st.end]
+}
 
 // Buffer returns the whole buffer given to Parse.
 func (m *Message) Buffer() []byte { return m.st.buf }
@@ -493,7 +498,12 @@ func (m *Message) Reason() []byte {
 }
 
 // Body returns the body (empty if none).
-func (m *Message) Body() []byte { return m.st.buf[m.st.hdrEnd:m.st.end] }
+func (m *Message) Body() []byte {
+	if m.st.end < m.st.hdrEnd {
+		return nil // Parse failed before framing
+	}
+	return m.st.buf[m.st.hdrEnd:m.st.end]
+}
 
 // ContentLength returns the Content-Length value and whether the header
 // was present.

@@ -1,0 +1,267 @@
+package parser
+
+import (
+	"strings"
+	"testing"
+)
+
+const editBase = "INVITE sip:bob@example.com SIP/2.0\r\n" +
+	"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa;rport, SIP/2.0/TCP 192.0.2.2;branch=z9hG4bKb\r\n" +
+	"Via: SIP/2.0/UDP 192.0.2.3;branch=z9hG4bKc\r\n" +
+	"Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\r\n" +
+	"Route: <sip:p3.example.com;lr>\r\n" +
+	"Max-Forwards: 10\r\n" +
+	"From: <sip:alice@example.com>;tag=f\r\n" +
+	"To: <sip:bob@example.com>\r\n" +
+	"Call-ID: edit-1\r\n" +
+	"CSeq: 1 INVITE\r\n" +
+	"X-Remove-Me: 1\r\n" +
+	"Content-Type: text/plain\r\n" +
+	"Content-Length: 5\r\n" +
+	"\r\n" +
+	"hello"
+
+func parseOrDie(t *testing.T, b []byte) *Message {
+	t.Helper()
+	var m Message
+	if err := m.Parse(b); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	return &m
+}
+
+func edit(t *testing.T, f func(e *Editor)) (*Message, string) {
+	t.Helper()
+	m := parseOrDie(t, []byte(editBase))
+	var e Editor
+	e.Reset(m)
+	f(&e)
+	out := e.AppendTo(nil)
+	return parseOrDie(t, out), string(out)
+}
+
+func vias(m *Message) []string {
+	var out []string
+	it := m.Vias()
+	for it.Next() {
+		out = append(out, string(it.Via.Raw))
+	}
+	return out
+}
+
+func values(m *Message, h HeaderName) []string {
+	var out []string
+	it := m.NameAddrs(h)
+	for it.Next() {
+		out = append(out, string(it.NameAddr.URI))
+	}
+	return out
+}
+
+func TestEditorNoEdits(t *testing.T) {
+	_, out := edit(t, func(e *Editor) {})
+	if out != editBase {
+		t.Errorf("unedited output differs:\n%s", out)
+	}
+}
+
+func TestEditorRemoveTopViaSharedLine(t *testing.T) {
+	m, out := edit(t, func(e *Editor) { e.RemoveTopVia() })
+	got := vias(m)
+	if len(got) != 2 || got[0] != "SIP/2.0/TCP 192.0.2.2;branch=z9hG4bKb" {
+		t.Errorf("vias %q\n%s", got, out)
+	}
+	// removing the only value of a line removes the line
+	b := strings.Replace(editBase, ", SIP/2.0/TCP 192.0.2.2;branch=z9hG4bKb", "", 1)
+	m0 := parseOrDie(t, []byte(b))
+	var e Editor
+	e.Reset(m0)
+	e.RemoveTopVia()
+	out = string(e.AppendTo(nil))
+	if strings.Contains(out, "192.0.2.1") || strings.Count(out, "Via:") != 1 {
+		t.Errorf("line not removed:\n%s", out)
+	}
+}
+
+func TestEditorInsertAndRemoveViaEitherOrder(t *testing.T) {
+	for _, insertFirst := range []bool{true, false} {
+		m, out := edit(t, func(e *Editor) {
+			if insertFirst {
+				e.InsertVia([]byte("SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKnew"))
+				e.RemoveTopVia()
+			} else {
+				e.RemoveTopVia()
+				e.InsertVia([]byte("SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKnew"))
+			}
+		})
+		got := vias(m)
+		if len(got) != 3 || string(m.TopVia().Branch) != "z9hG4bKnew" || got[1] != "SIP/2.0/TCP 192.0.2.2;branch=z9hG4bKb" {
+			t.Errorf("insertFirst=%v: %q\n%s", insertFirst, got, out)
+		}
+	}
+}
+
+func TestEditorReceivedRPort(t *testing.T) {
+	m, out := edit(t, func(e *Editor) { e.SetViaReceived([]byte("198.51.100.7"), 40000) })
+	v := m.TopVia()
+	if string(v.Received) != "198.51.100.7" || string(v.RPort) != "40000" || string(v.Branch) != "z9hG4bKa" {
+		t.Errorf("%+v\n%s", v, out)
+	}
+	if len(vias(m)) != 3 {
+		t.Error("values lost")
+	}
+	// replacing existing values; rport not asked for is not added
+	b := strings.Replace(editBase, ";branch=z9hG4bKa;rport", ";received=10.0.0.1;branch=z9hG4bKa;rport=1", 1)
+	m0 := parseOrDie(t, []byte(b))
+	var e Editor
+	e.Reset(m0)
+	e.SetViaReceived([]byte("198.51.100.8"), 2)
+	m1 := parseOrDie(t, e.AppendTo(nil))
+	if string(m1.TopVia().Received) != "198.51.100.8" || string(m1.TopVia().RPort) != "2" {
+		t.Errorf("%+v", m1.TopVia())
+	}
+	b = strings.Replace(editBase, ";rport", "", 1)
+	m0 = parseOrDie(t, []byte(b))
+	e.Reset(m0)
+	e.SetViaReceived(nil, 5)
+	m1 = parseOrDie(t, e.AppendTo(nil))
+	if m1.TopVia().HasRPort || m1.TopVia().Received != nil {
+		t.Errorf("rport added although not requested: %+v", m1.TopVia())
+	}
+}
+
+func TestEditorRoutes(t *testing.T) {
+	m, out := edit(t, func(e *Editor) { e.RemoveFirstRoute() })
+	got := values(m, HdrRoute)
+	if strings.Join(got, " ") != "sip:p2.example.com;lr sip:p3.example.com;lr" {
+		t.Errorf("routes %q\n%s", got, out)
+	}
+	// twice removes the same first value (edits refer to the parsed message)
+	m, _ = edit(t, func(e *Editor) {
+		e.InsertRecordRoute([]byte("<sip:rr1.example.com;lr>"))
+		e.InsertRecordRoute([]byte("<sip:rr2.example.com;lr>"))
+	})
+	got = values(m, HdrRecordRoute)
+	if strings.Join(got, " ") != "sip:rr1.example.com;lr sip:rr2.example.com;lr" {
+		t.Errorf("record-routes %q", got)
+	}
+	// above an existing Record-Route
+	b := strings.Replace(editBase, "Max-Forwards: 10\r\n", "Max-Forwards: 10\r\nRecord-Route: <sip:old.example.com;lr>\r\n", 1)
+	m0 := parseOrDie(t, []byte(b))
+	var e Editor
+	e.Reset(m0)
+	e.InsertRecordRoute([]byte("<sip:new.example.com;lr>"))
+	m1 := parseOrDie(t, e.AppendTo(nil))
+	got = values(m1, HdrRecordRoute)
+	if strings.Join(got, " ") != "sip:new.example.com;lr sip:old.example.com;lr" {
+		t.Errorf("record-routes %q", got)
+	}
+}
+
+func TestEditorMaxForwardsAndURI(t *testing.T) {
+	m, _ := edit(t, func(e *Editor) {
+		e.DecrementMaxForwards()
+		e.SetRequestURI([]byte("sip:bob@192.0.2.50:5080;transport=tcp"))
+	})
+	if n, _ := m.MaxForwards(); n != 9 {
+		t.Errorf("Max-Forwards %d", n)
+	}
+	if string(m.RURI().Host) != "192.0.2.50" || m.RURI().Port != 5080 {
+		t.Errorf("R-URI %s", m.RequestURI())
+	}
+	b := strings.Replace(editBase, "Max-Forwards: 10\r\n", "", 1)
+	m0 := parseOrDie(t, []byte(b))
+	var e Editor
+	e.Reset(m0)
+	e.DecrementMaxForwards()
+	m1 := parseOrDie(t, e.AppendTo(nil))
+	if n, ok := m1.MaxForwards(); !ok || n != 70 {
+		t.Errorf("added Max-Forwards %d %v", n, ok)
+	}
+}
+
+func TestEditorHeadersAndBody(t *testing.T) {
+	m, out := edit(t, func(e *Editor) {
+		e.AddHeader("X-Added", []byte("yes"))
+		e.AddHeaderTop("X-Top", []byte("1"))
+		e.RemoveHeadersByName([]byte("x-remove-me"))
+		e.SetBody([]byte("v=0\r\n"), []byte("application/sdp"))
+	})
+	if string(m.GetByName([]byte("X-Added"))) != "yes" || m.GetByName([]byte("X-Remove-Me")) != nil {
+		t.Errorf("headers:\n%s", out)
+	}
+	if m.HeaderAt(0).Name != HdrOther || string(m.HeaderAt(0).RawName) != "X-Top" {
+		t.Errorf("top header %q", m.HeaderAt(0).RawName)
+	}
+	if string(m.Body()) != "v=0\r\n" || string(m.MediaType()) != "application/sdp" {
+		t.Errorf("body %q type %q", m.Body(), m.MediaType())
+	}
+	if n, _ := m.ContentLength(); n != 5 {
+		t.Errorf("Content-Length %d", n)
+	}
+	// body removed, Content-Type added when absent
+	b := strings.Replace(editBase, "Content-Type: text/plain\r\n", "", 1)
+	m0 := parseOrDie(t, []byte(b))
+	var e Editor
+	e.Reset(m0)
+	e.SetBody([]byte("xyzxyzxyz"), []byte("text/x"))
+	m1 := parseOrDie(t, e.AppendTo(nil))
+	if n, _ := m1.ContentLength(); n != 9 || string(m1.ContentType()) != "text/x" {
+		t.Errorf("CL %d CT %q", n, m1.ContentType())
+	}
+	e.Reset(m0)
+	e.RemoveHeaders(HdrContentType)
+	e.SetBody(nil, nil)
+	m1 = parseOrDie(t, e.AppendTo(nil))
+	if n, _ := m1.ContentLength(); n != 0 || len(m1.Body()) != 0 {
+		t.Errorf("emptied body: %d %q", n, m1.Body())
+	}
+}
+
+func TestEditorAddsContentLengthAndDropsTrailing(t *testing.T) {
+	b := []byte("OPTIONS sip:b@example.com SIP/2.0\r\n" + okHeaders + "\r\nbody")
+	m := parseOrDie(t, b)
+	var e Editor
+	e.Reset(m)
+	out := e.AppendTo(nil)
+	out2 := e.AppendTo(nil) // idempotent
+	if string(out) != string(out2) {
+		t.Error("AppendTo not repeatable")
+	}
+	m1 := parseOrDie(t, out)
+	if n, ok := m1.ContentLength(); !ok || n != 4 {
+		t.Errorf("Content-Length %d %v\n%s", n, ok, out)
+	}
+	// trailing datagram octets after Content-Length are not written
+	b = []byte(req("Content-Length: 2\r\n\r\nokJUNK"))
+	m = parseOrDie(t, b)
+	e.Reset(m)
+	if out := e.AppendTo(nil); strings.Contains(string(out), "JUNK") {
+		t.Errorf("trailing octets written:\n%s", out)
+	}
+}
+
+func TestEditorLimit(t *testing.T) {
+	m := parseOrDie(t, []byte(editBase))
+	var e Editor
+	e.Reset(m)
+	for i := 0; i < MaxEdits; i++ {
+		if !e.AddHeader("X-N", []byte("1")) {
+			t.Fatalf("edit %d refused", i)
+		}
+	}
+	if e.AddHeader("X-N", []byte("1")) {
+		t.Error("edit beyond MaxEdits accepted")
+	}
+	m1 := parseOrDie(t, e.AppendTo(nil))
+	if m1.Count(HdrOther) != 0 && m1.NumHeaders() != m.NumHeaders()+MaxEdits {
+		t.Errorf("%d headers", m1.NumHeaders())
+	}
+	e.Reset(m)
+	var r Message
+	r.Parse([]byte("SIP/2.0 200 OK\r\n" + okHeaders + "\r\n"))
+	e.Reset(&r)
+	if e.SetRequestURI([]byte("sip:x")) {
+		t.Error("R-URI set on a response")
+	}
+}
