@@ -91,3 +91,43 @@ func BenchmarkApplyBindings(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLoadBindings is the start-up load of 10,000 bindings.
+func BenchmarkLoadBindings(b *testing.B) {
+	s := openT(b, b.TempDir(), Options{})
+	exp := time.Now().Add(time.Hour).Unix()
+	ops := make([]BindingOp, 10000)
+	for i := range ops {
+		ops[i] = BindingOp{Kind: OpUpsert, Binding: binding(fmt.Sprintf("user%05d@example.com", i), "sip:x@192.0.2.1", exp)}
+	}
+	if err := s.ApplyBindings(ctx, ops); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		bs, err := s.LoadBindings(ctx, time.Now())
+		if err != nil || len(bs) != len(ops) {
+			b.Fatal(len(bs), err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ops)), "ns/binding")
+}
+
+// BenchmarkChangesPoll is the once-a-second poll when nothing changed.
+func BenchmarkChangesPoll(b *testing.B) {
+	s := openT(b, b.TempDir(), Options{})
+	s.AddDomain(ctx, "example.com")
+	for i := 0; i < 100; i++ {
+		s.AddSubscriber(ctx, Subscriber{Username: fmt.Sprintf("u%d", i), Domain: "example.com", Password: "p"})
+	}
+	since, _ := s.LastChange(ctx)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ch, next, err := s.Changes(ctx, since)
+		if err != nil || len(ch) != 0 || next != since {
+			b.Fatal(ch, next, err)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -40,7 +41,7 @@ func HA1SHA256(user, realm, password string) string {
 
 // AddSubscriber adds s. With s.Password set both HA1 values are derived from
 // it (any given HA1 is ignored); otherwise s.HA1 (and optionally s.HA1SHA256)
-// must be given as lower-case hex. The domain must already be served.
+// must be given as hex (stored lower-case). The domain must already be served.
 func (s *Store) AddSubscriber(ctx context.Context, sub Subscriber) error {
 	if err := checkUser(sub.Username); err != nil {
 		return err
@@ -71,11 +72,14 @@ func (s *Store) fillCredentials(sub *Subscriber) error {
 	if sub.HA1 == "" {
 		return ErrNoCredentials
 	}
+	// Digests copied from other systems are sometimes upper case; the
+	// comparison in auth is on lower-case hex.
+	sub.HA1, sub.HA1SHA256 = strings.ToLower(sub.HA1), strings.ToLower(sub.HA1SHA256)
 	if !isHex(sub.HA1, 32) {
-		return errorf(ErrMalformedHA1, "ha1 must be 32 lower-case hex digits (MD5)")
+		return errorf(ErrMalformedHA1, "ha1 must be 32 hex digits (MD5)")
 	}
 	if sub.HA1SHA256 != "" && !isHex(sub.HA1SHA256, 64) {
-		return errorf(ErrMalformedHA1, "ha1_sha256 must be 64 lower-case hex digits (SHA-256)")
+		return errorf(ErrMalformedHA1, "ha1_sha256 must be 64 hex digits (SHA-256)")
 	}
 	return nil
 }

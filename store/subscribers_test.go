@@ -86,6 +86,15 @@ func TestSubscribers(t *testing.T) {
 	if got.HA1 != ha1 || got.HA1SHA256 != "" {
 		t.Fatalf("ha1-only = %+v", got)
 	}
+	sha := HA1SHA256("erin", "example.com", "pw")
+	if err := s.AddSubscriber(ctx, Subscriber{Username: "erin", Domain: "example.com",
+		HA1: strings.ToUpper(HA1MD5("erin", "example.com", "pw")), HA1SHA256: strings.ToUpper(sha)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ = s.GetSubscriber(ctx, "erin", "example.com"); got.HA1SHA256 != sha || got.HA1 != HA1MD5("erin", "example.com", "pw") {
+		t.Fatalf("upper-case ha1 not stored lower-case: %+v", got)
+	}
+	s.DeleteSubscriber(ctx, "erin", "example.com")
 	wantErr(t, s.AddSubscriber(ctx, Subscriber{Username: "dave", Domain: "example.com", HA1: "XYZ"}), ErrMalformedHA1, "dave@example.com", "32")
 	wantErr(t, s.AddSubscriber(ctx, Subscriber{Username: "dave", Domain: "example.com", HA1: ha1, HA1SHA256: ha1}), ErrMalformedHA1, "64")
 	wantErr(t, s.AddSubscriber(ctx, Subscriber{Username: "dave", Domain: "example.com"}), ErrNoCredentials)
