@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -364,5 +365,24 @@ func TestExpiredBindings(t *testing.T) {
 	}
 	if bs, _ := s.LoadBindings(ctx, time.Unix(0, 0)); len(bs) != 1 {
 		t.Fatalf("%d rows left after periodic cleanup, want 1", len(bs))
+	}
+}
+
+// The database going away under a running writer loses the batch with a
+// counted, reported error; nothing hangs or panics.
+func TestWriterDatabaseGone(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	must(t, err)
+	w := s.NewLocationWriter(WriterOptions{})
+	s.Close()
+	must(t, w.Upsert(binding("a@example.com", "sip:a@192.0.2.1", time.Now().Add(time.Hour).Unix())))
+	if err := w.Close(); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("Close = %v, want the database-closed error", err)
+	}
+	if st := w.Stats(); st.Failed != 1 || st.Applied != 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+	if _, err := s.GetSubscriber(ctx, "a", "example.com"); err == nil || errors.Is(err, ErrNoSubscriber) {
+		t.Fatalf("GetSubscriber on a closed store = %v", err)
 	}
 }
