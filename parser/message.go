@@ -3,7 +3,11 @@
 // them in one pass. See README.md for the API and the figures.
 package parser
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/binary"
+	"math/bits"
+)
 
 // MaxHeaders is the largest number of header lines a message may have.
 // Parse fails with KindTooManyHeaders beyond it; the fixed array keeps a
@@ -142,7 +146,20 @@ func (m *Message) Parse(b []byte) error {
 			break
 		}
 		ls := i
-		j := i
+		if st.nh == MaxHeaders {
+			return m.fail(KindTooManyHeaders, ls, HdrOther)
+		}
+		// name [SP/HT] ":" value; a line continues while the next one
+		// starts with SP or HT.
+		c := indexColon(b, ls)
+		if c < 0 {
+			c = skipToken(b, ls) // no colon anywhere: report the name
+		}
+		nameEnd := c
+		for nameEnd > ls && (b[nameEnd-1] == ' ' || b[nameEnd-1] == '\t') {
+			nameEnd--
+		}
+		j := c
 		for {
 			n := bytes.IndexByte(b[j:], '\n')
 			if n < 0 {
@@ -154,33 +171,25 @@ func (m *Message) Parse(b []byte) error {
 			}
 			break
 		}
-		if st.nh == MaxHeaders {
-			return m.fail(KindTooManyHeaders, ls, HdrOther)
-		}
-		// The name runs to ":" (SP/HT allowed before it). Known names are
-		// matched exactly, so only unknown ones need the token check.
-		c := bytes.IndexByte(b[ls:j], ':')
-		nameEnd := ls + c
-		if c < 0 {
-			nameEnd = skipToken(b, ls) // for the error's Name
-		}
-		for nameEnd > ls && (b[nameEnd-1] == ' ' || b[nameEnd-1] == '\t') {
-			nameEnd--
-		}
 		var name HeaderName
 		if nameEnd > ls {
 			name = LookupHeader(b[ls:nameEnd])
 		}
 		x := &m.hdrs[st.nh]
 		*x = hdr{name: name, start: int32(ls), nameEnd: int32(nameEnd), end: int32(j)}
-		if c < 0 || nameEnd == ls || (name == HdrOther && skipToken(b, ls) != nameEnd) {
+		// Known names matched exactly; others must be tokens, which also
+		// rules out a colon found past the end of this line.
+		if nameEnd == ls || b[c] != ':' || c >= j || (name == HdrOther && skipToken(b, ls) != nameEnd) {
+			if name == HdrOther {
+				x.nameEnd = int32(skipToken(b, ls))
+			}
 			if deferred == nil {
 				deferred = m.failHdr(KindBadHeader, x)
 			}
 			i = j
 			continue
 		}
-		vs, ve := ls+c+1, j-1 // j-1 is the LF
+		vs, ve := c+1, j-1 // j-1 is the LF
 		if ve > vs && b[ve-1] == '\r' {
 			ve--
 		}
@@ -590,6 +599,24 @@ func (m *Message) GetByName(name []byte) []byte {
 		}
 	}
 	return nil
+}
+
+// indexColon returns the index of the first ':' at or after i, -1 if none.
+// Header names are short, so it tests eight bytes at a time rather than
+// paying for a bytes.IndexByte call per line.
+func indexColon(b []byte, i int) int {
+	const ones, highs, colons = 0x0101010101010101, 0x8080808080808080, 0x3a3a3a3a3a3a3a3a
+	for i+8 <= len(b) {
+		x := binary.LittleEndian.Uint64(b[i:]) ^ colons
+		if t := (x - ones) &^ x & highs; t != 0 {
+			return i + bits.TrailingZeros64(t)/8
+		}
+		i += 8
+	}
+	if k := bytes.IndexByte(b[i:], ':'); k >= 0 {
+		return i + k
+	}
+	return -1
 }
 
 // off returns the offset in the parse buffer of a view taken from it.

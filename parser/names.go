@@ -206,15 +206,17 @@ var compactNames = [26]HeaderName{
 const hashBuckets = 256
 
 type nameKey struct {
-	h     HeaderName
 	n     int
 	lower [3]uint64
 	fold  [3]uint64
 	keep  [3]uint64
 }
 
+// hashTab holds up to two HeaderNames per bucket (HdrOther = empty); keys
+// is indexed by HeaderName. Both stay small enough for L1.
 var (
-	hashTab   [hashBuckets][4]nameKey
+	hashTab   [hashBuckets][2]HeaderName
+	keys      [numHeaderNames]nameKey
 	lowerName [numHeaderNames]string
 )
 
@@ -228,7 +230,7 @@ func init() {
 		if len(s) > 24 {
 			panic("parser: header name longer than 24 bytes: " + s)
 		}
-		key := nameKey{h: h, n: len(s)}
+		key := nameKey{n: len(s)}
 		low := make([]byte, len(s))
 		for i := 0; i < len(s); i++ {
 			c := s[i]
@@ -243,11 +245,12 @@ func init() {
 			key.keep[i/8] |= 0xff << (8 * (i % 8))
 		}
 		lowerName[h] = string(low)
+		keys[h] = key
 		k := nameHash(len(s), s[0], s[len(s)-1])
 		placed := false
 		for j := range hashTab[k] {
-			if hashTab[k][j].h == HdrOther {
-				hashTab[k][j] = key
+			if hashTab[k][j] == HdrOther {
+				hashTab[k][j] = h
 				placed = true
 				break
 			}
@@ -291,11 +294,11 @@ func LookupHeader(name []byte) HeaderName {
 	}
 	bucket := &hashTab[nameHash(n, name[0], name[n-1])]
 	w0 := load8(name, 0)
-	for k := range bucket {
-		c := &bucket[k]
-		if c.h == HdrOther {
+	for _, h := range bucket {
+		if h == HdrOther {
 			break
 		}
+		c := &keys[h]
 		if c.n != n || (w0|c.fold[0])&c.keep[0] != c.lower[0] {
 			continue
 		}
@@ -305,7 +308,7 @@ func LookupHeader(name []byte) HeaderName {
 		if n > 16 && (load8(name, 16)|c.fold[2])&c.keep[2] != c.lower[2] {
 			continue
 		}
-		return c.h
+		return h
 	}
 	return HdrOther
 }
