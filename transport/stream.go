@@ -216,10 +216,12 @@ func (c *streamConn) consume(b []byte) (int, error) {
 		if need || len(rest) == 0 {
 			return used, nil
 		}
-		m, err := frameMessage(rest, t.cfg.MaxMessageSize)
+		skip, m, err := frameMessage(rest, t.cfg.MaxMessageSize)
 		if err != nil || m == 0 {
 			return used, err
 		}
+		used += skip
+		rest = rest[skip:]
 		p := &c.pkt
 		p.Data = rest[:m:m]
 		p.Src = c.remote

@@ -4,8 +4,10 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -394,5 +396,52 @@ func TestTCPWriteBackPressure(t *testing.T) {
 	}
 	if n := tr.Stats().ConnsOverflow; n == 0 {
 		t.Fatalf("overflow closes %d (last error %v)", n, sendErr)
+	}
+}
+
+// Framing and delivery of stream messages allocate nothing.
+func TestStreamConsumeNoAllocs(t *testing.T) {
+	var n int
+	tr := &Transport{cfg: (&Config{}).withDefaults(), handler: HandlerFunc(func(p *Packet) { n += len(p.Data) })}
+	s := &streams{t: tr}
+	c := s.newConn(TCP, &Listener{Proto: TCP}, netip.MustParseAddrPort("127.0.0.1:5060"), true)
+	stream := []byte("\r\n" + sipMsg("INVITE", "v=0\r\n") + sipMsg("ACK", "") + sipMsg("BYE", "")[:40])
+	allocs := testing.AllocsPerRun(1000, func() {
+		used, err := c.consume(stream)
+		if err != nil || used != len(stream)-40 {
+			t.Fatalf("used %d err %v", used, err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per call", allocs)
+	}
+}
+
+// The whole TCP receive path, socket to handler, allocates nothing in
+// steady state (gnet's read, framing, delivery).
+func TestTCPReceiveNoAllocs(t *testing.T) {
+	var got atomic.Int64
+	tr := startTransport(t, tcpConfig(func(c *Config) { c.StreamLoops = 1 }), HandlerFunc(func(p *Packet) { got.Add(1) }))
+	c := dialTCP(t, tr.Listeners()[0].Local)
+	msg := []byte(sipMsg("OPTIONS", "") + sipMsg("OPTIONS", ""))
+	for i := 0; i < 100; i++ {
+		c.Write(msg)
+	}
+	waitCount(t, &got, 200)
+	const n = 2000
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 0; i < n; i++ {
+		c.Write(msg)
+		if i%64 == 0 {
+			waitCount(t, &got, int64(200+2*i))
+		}
+	}
+	waitCount(t, &got, 200+2*n)
+	runtime.ReadMemStats(&after)
+	allocs := after.Mallocs - before.Mallocs
+	t.Logf("%d allocations for %d messages", allocs, 2*n)
+	if allocs > n/20 {
+		t.Fatalf("%d allocations for %d messages", allocs, 2*n)
 	}
 }
