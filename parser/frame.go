@@ -69,9 +69,12 @@ func FrameLength(b []byte, maxSize int) (skip, n int, err error) {
 			if k >= le || b[k] != ':' {
 				return skip, 0, &Error{Kind: KindBadContentLength, Offset: skip + ls, Header: HdrContentLength, Code: 400}
 			}
-			v, ok := parseUint(trimLWS(b[k+1:le]), uint64(maxSize))
+			v, ok := parseUint(trimLWS(b[k+1:le]), 1<<31-1)
 			if !ok || (found && int(v) != clen) {
 				return skip, 0, &Error{Kind: KindBadContentLength, Offset: skip + ls, Header: HdrContentLength, Code: 400}
+			}
+			if int(v) > maxSize {
+				return skip, 0, &Error{Kind: KindTooLarge, Offset: skip + ls, Header: HdrContentLength, Code: 513}
 			}
 			clen, found = int(v), true
 		}

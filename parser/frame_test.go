@@ -28,7 +28,8 @@ func TestFrameLength(t *testing.T) {
 		{"missing Content-Length", req("\r\n"), 0, 0, 0, KindMissingContentLength},
 		{"negative", req("Content-Length: -1\r\n\r\n"), 0, 0, 0, KindBadContentLength},
 		{"conflicting", req("Content-Length: 1\r\nContent-Length: 2\r\n\r\n"), 0, 0, 0, KindBadContentLength},
-		{"body over limit", req("Content-Length: 5000\r\n\r\n"), 1000, 0, 0, KindBadContentLength},
+		{"body over limit", req("Content-Length: 5000\r\n\r\n"), 1000, 0, 0, KindTooLarge},
+		{"Content-Length overflow", req("Content-Length: 99999999999\r\n\r\n"), 1000, 0, 0, KindBadContentLength},
 		{"header over limit", req(strings.Repeat("X-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", 40)), 1000, 0, 0, KindTooLarge},
 		{"message over limit", req("Content-Length: 900\r\n\r\n"), 1000, 0, 0, KindTooLarge},
 	}

@@ -18,6 +18,9 @@ const MaxHeaders = 64
 // largest UDP datagram.
 const DefaultMaxSize = 65535
 
+// maxOffset bounds MaxSize so offsets fit the int32 fields of the index.
+const maxOffset = 1<<31 - 1
+
 // hdr is one header line: offsets into Message.buf.
 type hdr struct {
 	name    HeaderName
@@ -30,7 +33,8 @@ type hdr struct {
 // Message is a parsed SIP request or response. Every []byte it returns is a
 // view into the buffer given to Parse and is valid until the next Parse or
 // Reset; the caller must not modify that buffer meanwhile. A Message is
-// reused across parses and never allocates.
+// reused across parses and never allocates. It is not safe for concurrent
+// use: iterators and Validate record their errors in it.
 type Message struct {
 	// MaxSize limits the size of a message; 0 means DefaultMaxSize. It is
 	// kept across Reset.
@@ -104,6 +108,9 @@ func (m *Message) Parse(b []byte) error {
 	max := m.MaxSize
 	if max <= 0 {
 		max = DefaultMaxSize
+	}
+	if max > maxOffset {
+		max = maxOffset
 	}
 	if len(b) > max {
 		return m.fail(KindTooLarge, max, HdrOther)
@@ -321,10 +328,11 @@ func (m *Message) parseStartLine(line []byte, off int) *Error {
 		return m.fail(KindBadStartLine, off+sp2+1, HdrOther)
 	}
 	uri := st.line1[1]
-	if len(uri) == 0 || bytes.IndexByte(uri, ' ') >= 0 || bytes.IndexByte(uri, '\t') >= 0 {
-		return m.fail(KindBadStartLine, off+sp1+1, HdrOther)
-	}
-	if st.ruri.Parse(uri) != nil {
+	if st.ruri.parse(uri) != nil {
+		// Extra SP (RFC 4475 §3.1.2.8-9) breaks the Request-Line itself.
+		if len(uri) == 0 || bytes.IndexByte(uri, ' ') >= 0 || bytes.IndexByte(uri, '\t') >= 0 {
+			return m.fail(KindBadStartLine, off+sp1+1, HdrOther)
+		}
 		return m.fail(KindBadRequestURI, off+sp1+1, HdrOther)
 	}
 	if (st.ruri.Scheme == SchemeSIP || st.ruri.Scheme == SchemeSIPS) && st.ruri.Headers != nil {

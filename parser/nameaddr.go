@@ -87,11 +87,10 @@ func (n *NameAddr) RegID() int {
 	return int(x)
 }
 
-// parseNameAddr parses one value at b[i:]; b ends where the header value
+// parseNameAddr parses one value at b[i:] into na, which must be zero; b ends where the header value
 // ends. It returns the index after the value (at "," or len(b), LWS
 // skipped).
 func parseNameAddr(b []byte, i int, na *NameAddr) (int, bool) {
-	*na = NameAddr{}
 	i = skipLWS(b, i)
 	start := i
 	if i >= len(b) {
@@ -227,6 +226,7 @@ func (it *NameAddrIter) Next() bool {
 		return false
 	}
 	b := it.m.st.buf
+	it.NameAddr = NameAddr{}
 	n, ok := parseNameAddr(b[:ve], it.pos, &it.NameAddr)
 	if !ok {
 		it.err = it.m.failHdr(KindBadHeader, &it.m.hdrs[it.h])

@@ -57,7 +57,13 @@ func ParseURI(b []byte) (URI, error) {
 
 // Parse parses b into u, overwriting it.
 func (u *URI) Parse(b []byte) error {
-	*u = URI{Raw: b}
+	*u = URI{}
+	return u.parse(b)
+}
+
+// parse is Parse for a zero u.
+func (u *URI) parse(b []byte) error {
+	u.Raw = b
 	if len(b) > 4 && string(b[:4]) == "sip:" {
 		u.SchemeRaw, u.Scheme = b[:3], SchemeSIP
 		return u.parseSIP(b[4:])

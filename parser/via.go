@@ -29,10 +29,10 @@ func (v *Via) RFC3261Branch() bool {
 	return len(v.Branch) > len(MagicCookie) && string(v.Branch[:len(MagicCookie)]) == MagicCookie
 }
 
-// parseVia parses one via-parm at b[i:]. b ends where the header value
-// ends. It returns the index after the value (at "," or len(b)).
+// parseVia parses one via-parm at b[i:] into v, which must be zero. b ends
+// where the header value ends. It returns the index after the value (at ","
+// or len(b)).
 func parseVia(b []byte, i int, v *Via) (int, bool) {
-	*v = Via{}
 	i = skipLWS(b, i)
 	start := i
 	var parts [3][]byte
@@ -219,6 +219,7 @@ func (it *ViaIter) Next() bool {
 		return false
 	}
 	b := it.m.st.buf
+	it.Via = Via{}
 	n, ok := parseVia(b[:ve], it.pos, &it.Via)
 	if !ok {
 		it.err = it.m.failHdr(KindBadHeader, &it.m.hdrs[it.h])
