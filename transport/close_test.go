@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -110,4 +112,49 @@ func mustPair(t *testing.T, cf, kf string) tls.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// The proxy answers from inside HandleMessage: sends from the event loop
+// (TCP) and the TLS reader must work and keep order.
+func TestStreamAnswerFromHandler(t *testing.T) {
+	pki := newPKI(t, "ca")
+	cf, kf, _ := pki.issue(t, "server", []string{"sip.example.com"}, false)
+	var trp atomic.Pointer[Transport]
+	tr := startTransport(t, Config{
+		Listeners:   []ListenerConfig{{Proto: TCP, Addr: "127.0.0.1:0"}, {Proto: TLS, Addr: "[::1]:0"}},
+		TLSCertFile: cf,
+		TLSKeyFile:  kf,
+		StreamLoops: 2,
+	}, HandlerFunc(func(p *Packet) {
+		if err := trp.Load().SendConn(p.Conn, p.Data); err != nil {
+			t.Error(err)
+		}
+	}))
+	trp.Store(tr)
+	ls := tr.Listeners()
+	tcpc, err := net.Dial("tcp", ls[0].Local.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcpc.Close()
+	tlsc, err := dialTLSClient(ls[1].Local, &tls.Config{RootCAs: pki.pool, ServerName: "sip.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tlsc.Close()
+	for _, c := range []net.Conn{tcpc, tlsc} {
+		var all []byte
+		for i := 0; i < 200; i++ {
+			all = append(all, sipMsg("MESSAGE", strconv.Itoa(i))...)
+		}
+		go c.Write(all)
+		got := make([]byte, len(all))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, got); err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(all) {
+			t.Fatalf("%T: echoed stream differs", c)
+		}
+	}
 }

@@ -67,8 +67,15 @@ type streamConn struct {
 	wake        chan struct{} // TLS writer signal
 	done        chan struct{} // closed when the connection is closed
 
+	// TCP writes are coalesced: senders append to queue and, when no flush
+	// is pending, wake the event loop once; flush writes the whole queue.
+	flushPending bool
+	spare        []*wbuf
+	iov          [][]byte // event loop only
+	unread       int      // TCP: bytes left in gnet's inbound buffer; event loop only
+
 	closeOnce sync.Once
-	onWritten gnet.AsyncCallback // bound once: no allocation per send
+	onFlush   gnet.AsyncCallback // bound once: no allocation per send
 }
 
 func (s *streams) newConn(proto Proto, l *Listener, remote netip.AddrPort, inbound bool) *streamConn {
@@ -80,7 +87,7 @@ func (s *streams) newConn(proto Proto, l *Listener, remote netip.AddrPort, inbou
 		inbound: inbound,
 		done:    make(chan struct{}),
 	}
-	c.onWritten = c.written
+	c.onFlush = c.flush
 	c.lastRead.Store(s.now.Load())
 	return c
 }
@@ -112,49 +119,68 @@ func (c *streamConn) send(data []byte) error {
 		c.close()
 		return ErrQueueFull
 	}
-	w := getWbuf(data)
-	c.queue = append(c.queue, w)
+	c.queue = append(c.queue, getWbuf(data))
 	c.queuedBytes += len(data)
+	wake := !c.flushPending
+	c.flushPending = true
+	gc := c.gc
+	c.mu.Unlock()
 	if c.proto == TCP {
-		// Under c.mu so that gnet runs the writes, and calls written, in
-		// the order of c.queue.
-		if err := c.gc.AsyncWrite(w.b, c.onWritten); err != nil {
-			c.queue = c.queue[:len(c.queue)-1]
-			c.queuedBytes -= len(data)
-			c.mu.Unlock()
-			putWbuf(w)
-			c.s.t.stats.errors.Add(1)
-			return err
+		// One wake-up per burst: gnet allocates a little per Wake, and
+		// under load many sends share one flush.
+		if wake {
+			if err := gc.Wake(c.onFlush); err != nil {
+				c.s.t.stats.errors.Add(1)
+				c.close()
+				return err
+			}
 		}
-		c.mu.Unlock()
-	} else {
-		c.mu.Unlock()
+	} else if wake {
 		select {
 		case c.wake <- struct{}{}:
-		default:
+		default: // a wake-up is already pending
 		}
 	}
 	c.s.t.stats.out(int(c.id), c.proto, len(data))
 	return nil
 }
 
-// written runs on the gnet event loop after one AsyncWrite was written to
-// the socket or to gnet's outbound buffer.
-func (c *streamConn) written(gc gnet.Conn, _ error) error {
+// flush runs on the gnet event loop (after Wake) and writes everything
+// queued, in order, to the socket or to gnet's outbound buffer.
+func (c *streamConn) flush(gc gnet.Conn, _ error) error {
 	c.mu.Lock()
-	var w *wbuf
-	if len(c.queue) > 0 {
-		w = c.queue[0]
-		c.queue[0] = nil
-		c.queue = c.queue[1:]
-		c.queuedBytes -= len(w.b)
-	}
+	batch := c.queue
+	c.queue = c.spare[:0]
+	c.queuedBytes = 0
+	c.flushPending = false
+	closed := c.state == connClosed
 	c.mu.Unlock()
-	if w != nil {
-		putWbuf(w)
+	if !closed && gc != nil && len(batch) > 0 {
+		// writev takes at most IOV_MAX (1024) buffers; gnet closes the
+		// connection on EINVAL, so write in chunks.
+		const maxIOV = 512
+		iov := c.iov[:0]
+		for i := 0; i < len(batch); i += maxIOV {
+			iov = iov[:0]
+			for _, w := range batch[i:min(i+maxIOV, len(batch))] {
+				iov = append(iov, w.b)
+			}
+			if _, err := gc.Writev(iov); err != nil {
+				break
+			}
+		}
+		clear(iov)
+		c.iov = iov[:0]
 	}
+	for i, w := range batch {
+		putWbuf(w)
+		batch[i] = nil
+	}
+	c.mu.Lock()
+	c.spare = batch[:0]
+	c.mu.Unlock()
 	// gnet's outbound buffer grows when the peer does not read: bound it.
-	if gc != nil && gc.OutboundBuffered() > c.s.t.cfg.WriteQueueBytes {
+	if !closed && gc != nil && gc.OutboundBuffered() > c.s.t.cfg.WriteQueueBytes {
 		c.s.t.stats.connsOverflow.Add(1)
 		c.close()
 	}
@@ -166,19 +192,14 @@ func (c *streamConn) written(gc gnet.Conn, _ error) error {
 func (c *streamConn) close() {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
-		prev := c.state
 		c.state = connClosed
 		q := c.queue
 		c.queue = nil
 		c.queuedBytes = 0
 		gc, raw := c.gc, c.raw
 		c.mu.Unlock()
-		if c.proto != TCP || prev == connDialing {
-			// TLS buffers and not-yet-sent TCP buffers are ours again; TCP
-			// buffers handed to gnet come back through written.
-			for _, w := range q {
-				putWbuf(w)
-			}
+		for _, w := range q {
+			putWbuf(w)
 		}
 		c.s.table.remove(c)
 		c.s.t.stats.connsOpen.Add(-1)

@@ -76,6 +76,7 @@ func (ev *tcpEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		}
 		c.queue = c.queue[:0]
 		c.queuedBytes = 0
+		c.flushPending = false
 		c.gc = gc
 		c.state = connOpen
 		c.mu.Unlock()
@@ -113,8 +114,12 @@ func (ev *tcpEvents) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	buf, _ := gc.Peek(-1)
-	c.lastRead.Store(ev.s.now.Load())
+	if len(buf) > c.unread {
+		// New bytes (OnTraffic also runs for Wake, which sends use).
+		c.lastRead.Store(ev.s.now.Load())
+	}
 	used, err := c.consume(buf)
+	c.unread = len(buf) - used
 	if used > 0 {
 		_, _ = gc.Discard(used)
 	}
@@ -152,7 +157,14 @@ func (s *streams) dialTCP(c *streamConn) {
 		c.close()
 		return
 	}
-	res := <-ch
+	var res gnet.RegisteredResult
+	select {
+	case res = <-ch:
+	case <-s.ctx.Done():
+		// The engine stops: the registration may never be answered.
+		c.close()
+		return
+	}
 	c.mu.Lock()
 	opened := c.state == connOpen
 	c.mu.Unlock()

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"net/netip"
@@ -443,5 +444,73 @@ func TestTCPReceiveNoAllocs(t *testing.T) {
 	t.Logf("%d allocations for %d messages", allocs, 2*n)
 	if allocs > n/20 {
 		t.Fatalf("%d allocations for %d messages", allocs, 2*n)
+	}
+}
+
+// BenchmarkTCPSendConn measures a send on an open TCP connection from a
+// goroutine outside the event loop (copy into a pooled buffer, AsyncWrite).
+func BenchmarkTCPSendConn(b *testing.B) {
+	rec := newRecorder()
+	tr, err := New(tcpConfig(func(c *Config) { c.StreamLoops = 1; c.WriteQueueBytes = 64 << 20 }), rec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := tr.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	c, err := net.Dial("tcp", tr.Listeners()[0].Local.String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	go io.Copy(io.Discard, c)
+	c.Write([]byte(sipMsg("OPTIONS", "")))
+	deadline := time.Now().Add(5 * time.Second)
+	var id ConnID
+	for id == 0 {
+		if time.Now().After(deadline) {
+			b.Fatal("no message")
+		}
+		time.Sleep(time.Millisecond)
+		rec.mu.Lock()
+		if len(rec.pkts) > 0 {
+			id = rec.pkts[0].Conn
+		}
+		rec.mu.Unlock()
+	}
+	msg := []byte(sipMsg("MESSAGE", strings.Repeat("x", 200)))
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := tr.SendConn(id, msg); err != nil {
+			b.Fatalf("send %d: %v, %+v", i, err, tr.Stats())
+		}
+	}
+}
+
+// A burst of sends larger than IOV_MAX buffers arrives whole and in order.
+func TestTCPSendBurstInOrder(t *testing.T) {
+	rec := newRecorder()
+	tr := startTransport(t, tcpConfig(func(c *Config) { c.WriteQueueBytes = 8 << 20 }), rec)
+	c := dialTCP(t, tr.Listeners()[0].Local)
+	c.Write([]byte(sipMsg("OPTIONS", "")))
+	id := rec.wait(t, 1)[0].Conn
+	var want []byte
+	for i := 0; i < 5000; i++ {
+		m := []byte(sipMsg("NOTIFY", strconv.Itoa(i)))
+		want = append(want, m...)
+		if err := tr.SendConn(id, m); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	got := make([]byte, len(want))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("stream differs")
 	}
 }

@@ -207,6 +207,7 @@ func (s *streams) runTLS(c *streamConn, tc *tls.Conn) {
 	c.wake = make(chan struct{}, 1)
 	c.state = connOpen
 	pending := len(c.queue) > 0
+	c.flushPending = pending
 	c.mu.Unlock()
 	c.lastRead.Store(s.now.Load())
 	if pending {
@@ -233,6 +234,11 @@ func (s *streams) runTLS(c *streamConn, tc *tls.Conn) {
 				copy(nb, buf[:end])
 				buf = nb
 			}
+		}
+		if end == len(buf) {
+			// Cannot happen with FrameLength's limits; never spin on it.
+			s.t.stats.connsOversize.Add(1)
+			return
 		}
 		n, err := tc.Read(buf[end:])
 		if n > 0 {
@@ -272,6 +278,7 @@ func (s *streams) writeTLS(c *streamConn, tc *tls.Conn) {
 			c.queue[i] = nil
 		}
 		c.queue = c.queue[:0]
+		c.flushPending = false
 		c.mu.Unlock()
 		written := 0
 		for i, w := range batch {
