@@ -59,7 +59,7 @@ type streamConn struct {
 
 	mu          sync.Mutex
 	state       uint8
-	queue       []*wbuf // dialing: waiting; TCP open: handed to gnet, not yet written; TLS: for the writer
+	queue       []*wbuf // waiting for the connection (dialing) or for the next flush
 	queuedBytes int
 	gc          gnet.Conn // TCP
 	raw         net.Conn  // TLS: the TCP connection under tc

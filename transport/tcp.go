@@ -69,17 +69,24 @@ func (ev *tcpEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 			gc.SetContext(nil)
 			return nil, gnet.Close
 		}
-		for i, w := range c.queue {
-			_, _ = gc.Write(w.b)
-			putWbuf(w)
-			c.queue[i] = nil
-		}
-		c.queue = c.queue[:0]
+		q := c.queue
+		c.queue = nil
 		c.queuedBytes = 0
 		c.flushPending = false
 		c.gc = gc
 		c.state = connOpen
 		c.mu.Unlock()
+		// Written outside c.mu: a failed write closes the connection
+		// through OnClose, which takes c.mu. Later sends are flushed by the
+		// loop after this callback, so the order holds.
+		var werr error
+		for i, w := range q {
+			if werr == nil {
+				_, werr = gc.Write(w.b)
+			}
+			putWbuf(w)
+			q[i] = nil
+		}
 		c.lastRead.Store(s.now.Load())
 		s.t.stats.connsDialed.Add(1)
 		return nil, gnet.None
