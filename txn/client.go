@@ -1,0 +1,451 @@
+package txn
+
+import (
+	"switchboard/parser"
+	"switchboard/shards"
+	"switchboard/transport"
+)
+
+// onResponse matches a response to its client branch by the top Via
+// branch and the CSeq method (§17.1.3); without a match it is forwarded
+// statelessly per the next Via.
+func (c *Core) onResponse(x *ctx, p *transport.Packet) {
+	m := &x.msg
+	h, id, idx, ok := c.parseBranch(m.TopVia().Branch)
+	if !ok {
+		c.forwardResponse(x, m)
+		return
+	}
+	s := c.tbl.Shard(shards.Sum(m.CallID()))
+	s.Lock()
+	e := s.Find(h, func(e *shards.Entry[txn]) bool { return e.Value.id == id })
+	if e == nil || idx >= e.Value.nbr {
+		s.Unlock()
+		c.forwardResponse(x, m)
+		return
+	}
+	t := &e.Value
+	b := &t.br[idx]
+	cs := m.CSeq()
+	switch {
+	case cs.Method == parser.MethodCancel:
+		if m.StatusCode() >= 200 && b.cancelSent && !b.cancelAcked {
+			// The CANCEL is answered: no more retransmissions, but keep the
+			// deadline after which the INVITE branch is given up (§9.1).
+			b.cancelAcked = true
+			s.StartTimerAt(e, &b.tCancel, b.idx<<4|kCancel, b.cancelStart+64*c.t1)
+		}
+	case string(cs.MethodRaw) == string(t.msg.MethodBytes()):
+		c.branchResponse(x, s, e, b, m)
+	}
+	c.gc(s, e)
+	s.Unlock()
+}
+
+// hook returns the goroutine's handle on transaction e for a Router hook.
+func (c *Core) hook(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) *Request {
+	r := &x.hreq
+	r.bind(c, s.Ref(e), &e.Value, x)
+	return r
+}
+
+// buildUp writes the response as it goes upstream: without our Via.
+func (c *Core) buildUp(x *ctx, m *parser.Message) []byte {
+	x.ed.Reset(m)
+	x.ed.RemoveTopVia()
+	x.out = x.ed.AppendTo(x.out[:0])
+	return x.out
+}
+
+// branchResponse runs the client state machine (§17.1.1, §17.1.2) and the
+// response processing of §16.7 for one response on branch b. The shard is
+// locked.
+func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch, m *parser.Message) {
+	t := &e.Value
+	code := m.StatusCode()
+	kind := b.idx << 4
+	switch b.state {
+	case bCalling, bProceeding:
+	case bCompleted:
+		if t.invite && code >= 300 {
+			c.sendAck(x, b, m) // the final was retransmitted: our ACK was lost
+		}
+		return
+	case bAccepted, bTerminated:
+		if t.invite && code >= 200 && code < 300 {
+			// 2xx retransmissions (and late 2xx) go upstream: the UAC's
+			// ACK is end to end.
+			c.sendTo(t.respL, t.respDst, c.buildUp(x, m))
+		}
+		return
+	default:
+		return
+	}
+	if code < 200 {
+		if t.invite {
+			s.StopTimer(&b.tRetr)
+			s.StopTimer(&b.tTimeout)
+			if code > 100 {
+				s.StartTimer(e, &b.tC, kind|kC, msDur(c.timerC)) // §16.7 step 2
+			}
+		} else if b.state == bCalling {
+			b.interval = c.t2 // timer E runs at T2 in Proceeding
+		}
+		b.state = bProceeding
+		b.gotProv = true
+		if b.cancelWant && !b.cancelSent {
+			c.sendCancel(x, s, e, b)
+		}
+		if code == 100 || t.finalSent || t.canceled {
+			return
+		}
+		if !c.router.Reply(c.hook(x, s, e), b, m) {
+			return
+		}
+		c.serverSend(s, e, c.buildUp(x, m), code)
+		return
+	}
+
+	// A final response ends the branch.
+	s.StopTimer(&b.tRetr)
+	s.StopTimer(&b.tTimeout)
+	s.StopTimer(&b.tC)
+	t.pending--
+	b.code = code
+	reliable := b.proto.Stream()
+	switch {
+	case t.invite && code >= 300:
+		c.sendAck(x, b, m) // §17.1.1.3: hop-by-hop ACK, same branch
+		b.state = bCompleted
+		if reliable {
+			b.state = bTerminated
+		} else {
+			s.StartTimer(e, &b.tRetr, kind|kD, msDur(64*c.t1)) // timer D
+		}
+	case t.invite:
+		b.state = bAccepted
+		s.StartTimer(e, &b.tRetr, kind|kD, msDur(64*c.t1)) // RFC 6026 timer M
+	default:
+		b.state = bCompleted
+		if reliable {
+			b.state = bTerminated
+		} else {
+			s.StartTimer(e, &b.tRetr, kind|kD, msDur(c.t4)) // timer K
+		}
+	}
+	c.router.Reply(c.hook(x, s, e), b, m) // a final response always ends its branch
+	if !e.Live() {
+		return
+	}
+	if code < 300 {
+		// §16.7 step 5: 2xx forwarded at once, for every branch; step 10:
+		// the other branches are canceled.
+		t.got2xx = true
+		c.serverSend(s, e, c.buildUp(x, m), code)
+		if t.invite {
+			c.cancelOthers(x, s, e, b)
+		}
+		return
+	}
+	b.resp = append(b.resp[:0], m.Bytes()...)
+	s.Account(e, t.owned())
+	if code >= 600 && t.invite {
+		t.got6xx = true
+		c.cancelOthers(x, s, e, b)
+	}
+	c.checkDone(x, s, e)
+}
+
+func (c *Core) cancelOthers(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], except *Branch) {
+	t := &e.Value
+	for i := 0; i < t.nbr; i++ {
+		if b := &t.br[i]; b != except {
+			c.cancelBranch(x, s, e, b)
+		}
+	}
+}
+
+// cancelBranch cancels a pending INVITE branch (§9.1): at once when it had
+// a provisional response, else when one arrives.
+func (c *Core) cancelBranch(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch) {
+	if !b.active() || !e.Value.invite {
+		return
+	}
+	switch {
+	case b.state == bResolving:
+		c.branchFailed(s, e, b, 487) // never sent
+	case b.gotProv:
+		c.sendCancel(x, s, e, b)
+	default:
+		b.cancelWant = true
+	}
+}
+
+// appendHopRequest writes a CANCEL or ACK for the branch request in
+// x.aux (§9.1, §17.1.1.3): same Request-URI, top Via, From, Call-ID, CSeq
+// number and Route; To from the response for an ACK.
+func appendHopRequest(dst []byte, req *parser.Message, method string, to []byte) []byte {
+	dst = append(dst, method...)
+	dst = append(dst, ' ')
+	dst = append(dst, req.RequestURI()...)
+	dst = append(dst, " SIP/2.0\r\nVia: "...)
+	dst = append(dst, req.TopVia().Raw...)
+	dst = append(dst, "\r\nMax-Forwards: 70\r\nFrom: "...)
+	dst = append(dst, req.Get(parser.HdrFrom)...)
+	dst = append(dst, "\r\nTo: "...)
+	if to == nil {
+		to = req.Get(parser.HdrTo)
+	}
+	dst = append(dst, to...)
+	dst = append(dst, "\r\nCall-ID: "...)
+	dst = append(dst, req.CallID()...)
+	dst = append(dst, "\r\nCSeq: "...)
+	dst = appendUint(dst, uint64(req.CSeq().Num))
+	dst = append(dst, ' ')
+	dst = append(dst, method...)
+	dst = append(dst, "\r\n"...)
+	for i := 0; i < req.NumHeaders(); i++ {
+		if h := req.HeaderAt(i); h.Name == parser.HdrRoute {
+			dst = append(dst, "Route: "...)
+			dst = append(dst, h.Value...)
+			dst = append(dst, "\r\n"...)
+		}
+	}
+	return append(dst, "Content-Length: 0\r\n\r\n"...)
+}
+
+func (c *Core) sendCancel(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch) {
+	if b.cancelSent || x.aux.Parse(b.out) != nil {
+		return
+	}
+	b.cancel = appendHopRequest(b.cancel[:0], &x.aux, "CANCEL", nil)
+	b.cancelSent = true
+	b.cancelStart = s.Now()
+	c.sendTo(b.l, b.dst, b.cancel)
+	kind := b.idx<<4 | kCancel
+	if b.proto.Stream() {
+		b.cancelAcked = true
+		s.StartTimerAt(e, &b.tCancel, kind, b.cancelStart+64*c.t1)
+	} else {
+		b.cancelInt = c.t1
+		s.StartTimer(e, &b.tCancel, kind, msDur(c.t1))
+	}
+	s.Account(e, e.Value.owned())
+}
+
+func (c *Core) sendAck(x *ctx, b *Branch, resp *parser.Message) {
+	if x.aux.Parse(b.out) != nil {
+		return
+	}
+	b.ack = appendHopRequest(b.ack[:0], &x.aux, "ACK", resp.Get(parser.HdrTo))
+	c.sendTo(b.l, b.dst, b.ack)
+}
+
+// better reports whether final status a beats b in the §16.7 step 6 choice:
+// 6xx first, then the lowest class; within 4xx the responses that let the
+// client retry (401, 407, 415, 420, 484).
+func better(a, b int) bool {
+	if b == 0 {
+		return true
+	}
+	if a6, b6 := a >= 600, b >= 600; a6 != b6 {
+		return a6
+	}
+	if a/100 != b/100 {
+		return a/100 < b/100
+	}
+	return retryable(a) && !retryable(b)
+}
+
+func retryable(code int) bool {
+	switch code {
+	case 401, 407, 415, 420, 484:
+		return true
+	}
+	return false
+}
+
+func bestBranch(t *txn) int {
+	best, code := -1, 0
+	for i := 0; i < t.nbr; i++ {
+		if b := &t.br[i]; b.code >= 300 && better(b.code, code) {
+			best, code = i, b.code
+		}
+	}
+	return best
+}
+
+// checkDone runs when a branch ended: with every branch ended and no 2xx,
+// the failure route runs (unless the request was canceled or a 6xx
+// arrived) and may start new branches; otherwise the best response goes
+// upstream (§16.7 steps 4–6). The shard is locked.
+func (c *Core) checkDone(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) {
+	t := &e.Value
+	if t.finalSent || t.got2xx || t.pending > 0 || t.inFailure || !e.Live() {
+		return
+	}
+	if !t.canceled && !t.got6xx {
+		t.inFailure = true
+		best := c.bestMessage(x, e)
+		c.router.Failure(c.hook(x, s, e), best)
+		t.inFailure = false
+		if !e.Live() || t.finalSent || t.pending > 0 {
+			return
+		}
+	}
+	c.forwardBest(x, s, e)
+}
+
+// bestMessage parses the best response so far into x.best, generating it
+// for local failures (timeouts, transport errors).
+func (c *Core) bestMessage(x *ctx, e *shards.Entry[txn]) *parser.Message {
+	t := &e.Value
+	i := bestBranch(t)
+	if i >= 0 && len(t.br[i].resp) > 0 && x.best.Parse(t.br[i].resp) == nil {
+		return &x.best
+	}
+	code := 500
+	if i >= 0 {
+		code = t.br[i].code
+	}
+	x.key = appendHex(x.key[:0], e.Hash(), 16)
+	x.synth = parser.AppendResponse(x.synth[:0], &t.msg, code, nil, x.key)
+	x.best.Parse(x.synth)
+	return &x.best
+}
+
+// forwardBest sends the chosen final response upstream: a 503 becomes 500
+// (§16.7 step 6), challenges of every 401/407 are merged (step 7).
+func (c *Core) forwardBest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) {
+	t := &e.Value
+	i := bestBranch(t)
+	if i < 0 {
+		c.replyLocal(x, s, e, 500, "", nil)
+		return
+	}
+	b := &t.br[i]
+	code := b.code
+	if code == 503 || len(b.resp) == 0 || x.aux.Parse(b.resp) != nil {
+		if code == 503 {
+			code = 500
+		}
+		c.replyLocal(x, s, e, code, "", nil)
+		return
+	}
+	x.ed.Reset(&x.aux)
+	x.ed.RemoveTopVia()
+	if code == 401 || code == 407 {
+		c.mergeChallenges(x, t, i)
+	}
+	x.out = x.ed.AppendTo(x.out[:0])
+	c.serverSend(s, e, x.out, code)
+}
+
+// mergeChallenges adds the WWW-Authenticate and Proxy-Authenticate headers
+// of every other 401/407 branch to the response being edited in x.ed.
+func (c *Core) mergeChallenges(x *ctx, t *txn, best int) {
+	type hdr struct {
+		proxy bool
+		off   int
+		n     int
+	}
+	var hs [16]hdr
+	nh := 0
+	x.auth = x.auth[:0]
+	for j := 0; j < t.nbr; j++ {
+		b := &t.br[j]
+		if j == best || (b.code != 401 && b.code != 407) || len(b.resp) == 0 || x.best.Parse(b.resp) != nil {
+			continue
+		}
+		for k := 0; k < x.best.NumHeaders() && nh < len(hs); k++ {
+			h := x.best.HeaderAt(k)
+			if h.Name != parser.HdrWWWAuthenticate && h.Name != parser.HdrProxyAuthenticate {
+				continue
+			}
+			hs[nh] = hdr{h.Name == parser.HdrProxyAuthenticate, len(x.auth), len(h.Value)}
+			nh++
+			x.auth = append(x.auth, h.Value...)
+		}
+	}
+	for k := 0; k < nh; k++ {
+		v := x.auth[hs[k].off : hs[k].off+hs[k].n]
+		if hs[k].proxy {
+			x.ed.AddHeader("Proxy-Authenticate", v)
+		} else {
+			x.ed.AddHeader("WWW-Authenticate", v)
+		}
+	}
+}
+
+// onTimer runs every transaction timer, on the ticker goroutine with the
+// shard locked.
+func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Timer) {
+	x := c.getCtx()
+	defer c.putCtx(x)
+	t := &e.Value
+	b := &t.br[tm.Kind>>4]
+	kind := tm.Kind & 15
+	switch kind {
+	case kG: // retransmit the final response until the ACK
+		if t.state != sCompleted || len(t.resp) == 0 {
+			return
+		}
+		c.sendTo(t.respL, t.respDst, t.resp)
+		t.gInt = min(2*t.gInt, c.t2)
+		s.StartTimer(e, &t.tG, kG, msDur(t.gInt))
+	case kH: // H, I, J, L: the server transaction ends
+		c.terminate(s, e)
+	case kA: // A, E: retransmit the request
+		if !b.active() {
+			return
+		}
+		c.sendTo(b.l, b.dst, b.out)
+		switch {
+		case t.invite:
+			b.interval *= 2
+		case b.state == bProceeding:
+			b.interval = c.t2
+		default:
+			b.interval = min(2*b.interval, c.t2)
+		}
+		s.StartTimer(e, &b.tRetr, tm.Kind, msDur(b.interval))
+	case kB: // B, F: no final response
+		if !b.active() {
+			return
+		}
+		c.branchFailed(s, e, b, 408)
+		c.checkDone(x, s, e)
+	case kC: // §16.8: CANCEL a branch that rang, and treat it as 408
+		if !b.active() {
+			return
+		}
+		if b.gotProv {
+			c.sendCancel(x, s, e, b)
+		}
+		t.pending--
+		s.StopTimer(&b.tRetr)
+		s.StopTimer(&b.tTimeout)
+		b.code = 408
+		b.state = bCompleted // a late final still gets its ACK
+		b.resp = b.resp[:0]
+		s.StartTimer(e, &b.tRetr, b.idx<<4|kD, msDur(64*c.t1))
+		c.checkDone(x, s, e)
+	case kD: // D, K, M: the client transaction ends
+		b.state = bTerminated
+	case kCancel:
+		if !b.active() {
+			return
+		}
+		if b.cancelAcked || s.Now()-b.cancelStart >= 64*c.t1 {
+			if s.Now()-b.cancelStart >= 64*c.t1 {
+				c.branchFailed(s, e, b, 487) // §9.1: give the branch up
+				c.checkDone(x, s, e)
+			}
+			return
+		}
+		c.sendTo(b.l, b.dst, b.cancel)
+		b.cancelInt = min(2*b.cancelInt, c.t2)
+		s.StartTimer(e, &b.tCancel, tm.Kind, msDur(b.cancelInt))
+	}
+	c.gc(s, e)
+}

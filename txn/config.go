@@ -1,0 +1,121 @@
+package txn
+
+import (
+	"errors"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"switchboard/shards"
+	"switchboard/transport"
+)
+
+// Sender puts a message on the wire. *transport.Transport implements it:
+// Send never blocks (UDP sendto with MSG_DONTWAIT, a queue for streams), so
+// the core calls it with a shard locked.
+type Sender interface {
+	Send(l *transport.Listener, dst netip.AddrPort, data []byte) error
+}
+
+// ListenerSet picks the local socket for a destination and lists every
+// listener (to recognise our own addresses in Route and Via).
+// *transport.Transport implements it.
+type ListenerSet interface {
+	Listener(proto transport.Proto, dst netip.Addr) *transport.Listener
+	Listeners() []*transport.Listener
+}
+
+// Config configures a Core. Sender, Listeners and Router are required;
+// zero durations and sizes take the defaults named on each field.
+type Config struct {
+	Sender    Sender
+	Listeners ListenerSet
+	Router    Router
+
+	// Clock drives the transaction timers. Nil: New creates a real clock
+	// (1 ms tick) and Close stops it. Tests pass shards.NewManualClock.
+	Clock *shards.Clock
+
+	// RFC 3261 timer values: T1 (RTT estimate, default 500 ms), T2 (maximum
+	// retransmission interval for non-INVITE requests and INVITE responses,
+	// default 4 s), T4 (maximum duration a message stays in the network,
+	// default 5 s). TimerC is the proxy INVITE timeout (§16.6 step 11),
+	// default 3 min, reset by provisional responses.
+	T1, T2, T4, TimerC time.Duration
+
+	// Shards is the number of shards of the transaction table (a power of
+	// two; 0: 8 × GOMAXPROCS).
+	Shards int
+	// MaxTransactions bounds live transactions (0: no bound); MaxBytes
+	// bounds the memory accounted to them (0: no bound). Past either, new
+	// requests get 503 with Retry-After, statelessly.
+	MaxTransactions int
+	MaxBytes        int64
+	// RetryAfter is the Retry-After value in seconds of those 503s
+	// (default 5).
+	RetryAfter int
+
+	// AllowOutbound lists the networks the core may send to. A destination
+	// outside every prefix is not sent to: the branch fails as on a
+	// transport error (503 for the failure handling). Empty allows every
+	// destination.
+	AllowOutbound []netip.Prefix
+
+	// Resolver resolves hostnames in Route and Request-URI off the receive
+	// path. Nil: a Resolver on the system DNS configuration.
+	Resolver *Resolver
+
+	// Supported lists the option tags accepted in Proxy-Require (others
+	// get 420).
+	Supported []string
+
+	// Logger receives error-path log lines (never one per message in the
+	// normal flow). Nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultT1         = 500 * time.Millisecond
+	DefaultT2         = 4 * time.Second
+	DefaultT4         = 5 * time.Second
+	DefaultTimerC     = 3 * time.Minute
+	DefaultRetryAfter = 5
+)
+
+func (c *Config) check() error {
+	if c.Sender == nil {
+		return errors.New("txn: Config.Sender is required")
+	}
+	if c.Listeners == nil {
+		return errors.New("txn: Config.Listeners is required")
+	}
+	if c.Router == nil {
+		return errors.New("txn: Config.Router is required")
+	}
+	if c.T1 < 0 || c.T2 < 0 || c.T4 < 0 || c.TimerC < 0 || c.MaxTransactions < 0 || c.MaxBytes < 0 {
+		return errors.New("txn: negative timer or limit in Config")
+	}
+	if c.T1 == 0 {
+		c.T1 = DefaultT1
+	}
+	if c.T2 == 0 {
+		c.T2 = DefaultT2
+	}
+	if c.T4 == 0 {
+		c.T4 = DefaultT4
+	}
+	if c.TimerC == 0 {
+		c.TimerC = DefaultTimerC
+	}
+	if c.T2 < c.T1 {
+		return errors.New("txn: T2 shorter than T1")
+	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = DefaultRetryAfter
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}

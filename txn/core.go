@@ -1,0 +1,313 @@
+// Package txn is the stateful SIP proxy core: RFC 3261 §17 transactions
+// (server and client, INVITE and non-INVITE, timers A–K), §16 proxy
+// behaviour (Max-Forwards, loop detection, Via, Record-Route, loose and
+// strict routing, forking, best-response selection, CANCEL, hop-by-hop ACK)
+// and RFC 3581. It receives every message from the transport, keeps state
+// in a shards table, and calls a Router for routing decisions. See
+// README.md for the API, the locking rules and the figures.
+package txn
+
+import (
+	"crypto/rand"
+	"errors"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"switchboard/parser"
+	"switchboard/shards"
+	"switchboard/transport"
+)
+
+// Errors returned by Request actions.
+var (
+	ErrNotAllowed      = errors.New("txn: destination outside the outbound allow-list")
+	ErrNoDestination   = errors.New("txn: no usable destination")
+	ErrFinal           = errors.New("txn: a final response was already sent")
+	ErrCanceled        = errors.New("txn: the request was canceled")
+	ErrTooManyBranches = errors.New("txn: too many branches")
+	ErrStateless       = errors.New("txn: no transaction for this request (ACK)")
+	ErrNoTransaction   = errors.New("txn: the transaction has ended")
+	ErrSend            = errors.New("txn: every branch failed to send")
+)
+
+// Core is the proxy core. It implements transport.Handler.
+type Core struct {
+	cfg    Config
+	tbl    *shards.Table[txn]
+	clock  *shards.Clock
+	own    bool // clock created (and stopped) by the core
+	router Router
+	send   Sender
+	ls     ListenerSet
+	res    *Resolver
+
+	perShardMax int
+	t1, t2, t4  int64 // ms
+	timerC      int64
+	prefix      [13]byte // "z9hG4bK" + 6 random characters
+	nextID      atomic.Uint32
+	pool        sync.Pool
+	stats       counters
+}
+
+type counters struct {
+	requests, responses, retrans, malformed, stateless, full, loops, sendErrs atomic.Uint64
+}
+
+// Stats are the core's counters.
+type Stats struct {
+	Requests, Responses uint64 // messages handled
+	Retransmissions     uint64 // requests absorbed or answered by a transaction
+	Malformed           uint64 // messages that did not parse
+	Stateless           uint64 // responses forwarded without a transaction
+	Full                uint64 // requests refused with 503 at the memory or count cap
+	Loops               uint64 // 482 sent
+	SendErrors          uint64 // sends refused by the allow-list or the transport
+	Transactions        int    // live transactions
+	Bytes               int64  // bytes accounted to them
+}
+
+// New creates a core. Call Close when done.
+func New(cfg Config) (*Core, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	c := &Core{cfg: cfg, router: cfg.Router, send: cfg.Sender, ls: cfg.Listeners, res: cfg.Resolver}
+	c.clock = cfg.Clock
+	if c.clock == nil {
+		c.clock = shards.NewClock()
+		c.own = true
+	}
+	tbl, err := shards.New(shards.Config[txn]{
+		Clock:    c.clock,
+		Shards:   cfg.Shards,
+		MaxBytes: cfg.MaxBytes,
+		OnTimer:  c.onTimer,
+		Reset:    resetTxn,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.tbl = tbl
+	if cfg.MaxTransactions > 0 {
+		n := tbl.NumShards()
+		c.perShardMax = (cfg.MaxTransactions + n - 1) / n
+	}
+	c.t1, c.t2, c.t4 = ms(cfg.T1), ms(cfg.T2), ms(cfg.T4)
+	c.timerC = ms(cfg.TimerC)
+	copy(c.prefix[:], parser.MagicCookie)
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	for i, b := range rnd {
+		c.prefix[7+i] = alphabet[int(b)%len(alphabet)]
+	}
+	c.nextID.Store(uint32(rnd[0])<<24 | uint32(rnd[1])<<16)
+	c.pool.New = func() any { return newCtx() }
+	if c.res == nil {
+		c.res = NewResolver(ResolverConfig{})
+	}
+	if c.own {
+		if err := c.clock.Start(0); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Close stops the timers (and the clock when New created it).
+func (c *Core) Close() {
+	c.tbl.Close()
+	if c.own {
+		c.clock.Stop()
+	}
+}
+
+// Stats returns the counters and table figures.
+func (c *Core) Stats() Stats {
+	ts := c.tbl.Stats()
+	return Stats{
+		Requests: c.stats.requests.Load(), Responses: c.stats.responses.Load(),
+		Retransmissions: c.stats.retrans.Load(), Malformed: c.stats.malformed.Load(),
+		Stateless: c.stats.stateless.Load(), Full: c.stats.full.Load(), Loops: c.stats.loops.Load(),
+		SendErrors: c.stats.sendErrs.Load(), Transactions: ts.Entries, Bytes: ts.Bytes,
+	}
+}
+
+// Table returns the transaction table (for metrics and listings).
+func (c *Core) Table() *shards.Table[txn] { return c.tbl }
+
+func ms(d time.Duration) int64 { return int64((d + time.Millisecond - 1) / time.Millisecond) }
+
+// ctx is the scratch state of one goroutine handling a message: a reader,
+// the ticker or a resolver callback. It comes from a sync.Pool, so readers
+// running concurrently never share one and steady state allocates nothing.
+type ctx struct {
+	msg   parser.Message // the message being handled
+	best  parser.Message // the response handed to Router.Failure
+	aux   parser.Message // a stored branch request or response, reparsed
+	ed    parser.Editor  // responses forwarded upstream, stateless requests
+	bed   parser.Editor  // branch requests
+	red   parser.Editor  // the route's edits
+	out   []byte
+	key   []byte
+	via   []byte
+	rr    []byte
+	recv  []byte
+	tmp   []byte
+	auth  []byte
+	rt    []byte
+	synth []byte
+	hreq  Request    // the handle given to hooks
+	rs    routeState // route state of a request without a transaction (ACK)
+	loop  uint32     // loop hash of the request being handled
+}
+
+func newCtx() *ctx {
+	return &ctx{
+		out: make([]byte, 0, 4096), key: make([]byte, 0, 256), via: make([]byte, 0, 256),
+		rr: make([]byte, 0, 512), recv: make([]byte, 0, 64), tmp: make([]byte, 0, 512),
+		auth: make([]byte, 0, 1024), rt: make([]byte, 0, 1024),
+	}
+}
+
+func (c *Core) getCtx() *ctx  { return c.pool.Get().(*ctx) }
+func (c *Core) putCtx(x *ctx) { c.pool.Put(x) }
+
+// HandleMessage is the transport handler: one message from the network.
+// It runs on the transport's reader goroutines, concurrently.
+func (c *Core) HandleMessage(p *transport.Packet) {
+	x := c.getCtx()
+	c.handle(x, p)
+	c.putCtx(x)
+}
+
+func (c *Core) handle(x *ctx, p *transport.Packet) {
+	m := &x.msg
+	if err := m.Parse(p.Data); err != nil {
+		c.stats.malformed.Add(1)
+		if pe, ok := err.(*parser.Error); ok && m.IsRequest() && m.Method() != parser.MethodAck {
+			x.tmp = pe.AppendReason(x.tmp[:0])
+			x.out = parser.AppendResponse(x.out[:0], m, pe.Status(), x.tmp, nil)
+			c.sendTo(p.Listener, p.Src, x.out)
+		}
+		return
+	}
+	if !m.IsRequest() {
+		c.stats.responses.Add(1)
+		c.onResponse(x, p)
+		return
+	}
+	c.stats.requests.Add(1)
+	switch m.Method() {
+	case parser.MethodAck:
+		c.onAck(x, p)
+	case parser.MethodCancel:
+		c.onCancel(x, p)
+	default:
+		c.onRequest(x, p)
+	}
+}
+
+// allowed reports whether dst is inside the outbound allow-list.
+func (c *Core) allowed(a netip.Addr) bool {
+	if len(c.cfg.AllowOutbound) == 0 {
+		return true
+	}
+	a = a.Unmap()
+	for _, p := range c.cfg.AllowOutbound {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// sendTo sends after the allow-list check. Every send goes through it.
+func (c *Core) sendTo(l *transport.Listener, dst netip.AddrPort, data []byte) error {
+	if !dst.IsValid() || !c.allowed(dst.Addr()) {
+		c.stats.sendErrs.Add(1)
+		return ErrNotAllowed
+	}
+	if err := c.send.Send(l, dst, data); err != nil {
+		c.stats.sendErrs.Add(1)
+		return err
+	}
+	return nil
+}
+
+// respDest is where responses to a request go (RFC 3261 §18.2.2, RFC
+// 3581): the connection for streams; the source address, with the source
+// port when the Via asked for rport, else the Via port (5060 by default).
+func respDest(p *transport.Packet, v *parser.Via) netip.AddrPort {
+	if p.Proto.Stream() || v.HasRPort {
+		return p.Src
+	}
+	port := v.Port
+	if port == 0 {
+		port = 5060
+	}
+	return netip.AddrPortFrom(p.Src.Addr(), uint16(port))
+}
+
+// replyStateless answers a request without a transaction.
+func (c *Core) replyStateless(x *ctx, p *transport.Packet, code int, reason string, extra []byte) {
+	m := &x.msg
+	x.tmp = append(x.tmp[:0], reason...)
+	var tag []byte
+	if code > 100 && m.ToTag() == nil {
+		x.key = appendHex(x.key[:0], shards.Sum(m.TopVia().Branch)^shards.Sum(m.CallID()), 16)
+		tag = x.key
+	}
+	x.out = parser.AppendResponseHeaders(x.out[:0], m, code, x.tmp, tag, extra)
+	c.sendTo(p.Listener, respDest(p, m.TopVia()), x.out)
+}
+
+// replyFull answers 503 with Retry-After when the table is at its cap.
+func (c *Core) replyFull(x *ctx, p *transport.Packet) {
+	c.stats.full.Add(1)
+	x.rt = append(x.rt[:0], "Retry-After: "...)
+	x.rt = appendUint(x.rt, uint64(c.cfg.RetryAfter))
+	x.rt = append(x.rt, "\r\n"...)
+	c.replyStateless(x, p, 503, "Service Unavailable", x.rt)
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendHex(dst []byte, v uint64, n int) []byte {
+	for i := n - 1; i >= 0; i-- {
+		dst = append(dst, hexDigits[(v>>(uint(i)*4))&15])
+	}
+	return dst
+}
+
+func parseHex(b []byte) (uint64, bool) {
+	var v uint64
+	for _, ch := range b {
+		switch {
+		case ch >= '0' && ch <= '9':
+			v = v<<4 | uint64(ch-'0')
+		case ch >= 'a' && ch <= 'f':
+			v = v<<4 | uint64(ch-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return v, true
+}
+
+func appendUint(dst []byte, n uint64) []byte {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	return append(dst, b[i:]...)
+}

@@ -1,0 +1,665 @@
+package txn
+
+import (
+	"bytes"
+	"net/netip"
+	"time"
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
+
+	"switchboard/parser"
+	"switchboard/shards"
+	"switchboard/transport"
+)
+
+func msDur(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
+
+// Branch parameters. Every branch starts with "z9hG4bK" and six random
+// characters chosen per process, then the loop-detection hash (§16.6 step
+// 8: the fields that decide routing), then either the transaction part
+// (hash of the server key, transaction id, branch index) or, for
+// stateless forwarding, "s" and a hash of the incoming branch (§16.11).
+const (
+	prefixLen    = 13
+	loopEnd      = prefixLen + 8
+	statefulLen  = loopEnd + 16 + 8 + 1
+	statelessLen = loopEnd + 1 + 16
+)
+
+func (c *Core) appendBranch(dst []byte, loop uint32, h uint64, id uint32, idx int) []byte {
+	dst = append(dst, c.prefix[:]...)
+	dst = appendHex(dst, uint64(loop), 8)
+	dst = appendHex(dst, h, 16)
+	dst = appendHex(dst, uint64(id), 8)
+	return append(dst, hexDigits[idx&15])
+}
+
+// parseBranch decodes a branch this process generated statefully.
+func (c *Core) parseBranch(b []byte) (h uint64, id uint32, idx int, ok bool) {
+	if len(b) != statefulLen || string(b[:prefixLen]) != string(c.prefix[:]) {
+		return 0, 0, 0, false
+	}
+	h, ok1 := parseHex(b[loopEnd : loopEnd+16])
+	v, ok2 := parseHex(b[loopEnd+16 : loopEnd+24])
+	i, ok3 := parseHex(b[loopEnd+24:])
+	return h, uint32(v), int(i), ok1 && ok2 && ok3
+}
+
+// loopHash hashes the fields whose change makes a returning request a
+// spiral rather than a loop (§16.6 step 8, §16.3 step 4): Request-URI,
+// From and To tags, Call-ID, CSeq number, Route, Proxy-Require and
+// Proxy-Authorization.
+func loopHash(m *parser.Message) uint32 {
+	var d xxhash.Digest
+	d.Reset()
+	d.Write(m.RequestURI())
+	d.Write([]byte{0})
+	d.Write(m.FromTag())
+	d.Write([]byte{0})
+	d.Write(m.ToTag())
+	d.Write([]byte{0})
+	d.Write(m.CallID())
+	n := m.CSeq().Num
+	d.Write([]byte{0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+	for i := 0; i < m.NumHeaders(); i++ {
+		hd := m.HeaderAt(i)
+		switch hd.Name {
+		case parser.HdrRoute, parser.HdrProxyRequire, parser.HdrProxyAuthorization:
+			d.Write(hd.Value)
+			d.Write([]byte{0})
+		}
+	}
+	return uint32(d.Sum64())
+}
+
+// isLoop computes the request's loop hash into x.loop and reports whether
+// a Via of ours carries the same hash: the request came back unchanged
+// (482), as opposed to a spiral.
+func (c *Core) isLoop(x *ctx, m *parser.Message) bool {
+	x.loop = loopHash(m)
+	it := m.Vias()
+	for it.Next() {
+		v := &it.Via
+		b := v.Branch
+		if len(b) < loopEnd || string(b[:prefixLen]) != string(c.prefix[:]) {
+			continue
+		}
+		if !c.isUsHostPort(v.Host, v.Port, v.Transport) {
+			continue
+		}
+		if l, ok := parseHex(b[prefixLen:loopEnd]); ok && uint32(l) == x.loop {
+			return true
+		}
+	}
+	return false
+}
+
+// parseIP parses an IP literal (IPv6 with or without brackets) without
+// allocating; ok is false for a hostname.
+func parseIP(b []byte) (netip.Addr, bool) {
+	if len(b) == 0 {
+		return netip.Addr{}, false
+	}
+	if b[0] == '[' {
+		if len(b) < 3 || b[len(b)-1] != ']' {
+			return netip.Addr{}, false
+		}
+		b = b[1 : len(b)-1]
+	}
+	v4 := true
+	for _, ch := range b {
+		if ch == ':' {
+			v4 = false
+			break
+		}
+		if (ch < '0' || ch > '9') && ch != '.' {
+			return netip.Addr{}, false
+		}
+	}
+	if v4 {
+		var a [4]byte
+		k, n, digits := 0, 0, 0
+		for _, ch := range b {
+			if ch == '.' {
+				if digits == 0 || k == 3 {
+					return netip.Addr{}, false
+				}
+				a[k] = byte(n)
+				k, n, digits = k+1, 0, 0
+				continue
+			}
+			n = n*10 + int(ch-'0')
+			digits++
+			if n > 255 || digits > 3 {
+				return netip.Addr{}, false
+			}
+		}
+		if k != 3 || digits == 0 {
+			return netip.Addr{}, false
+		}
+		a[3] = byte(n)
+		return netip.AddrFrom4(a), true
+	}
+	for _, ch := range b {
+		if !(ch == ':' || ch == '.' || ch >= '0' && ch <= '9' || ch|0x20 >= 'a' && ch|0x20 <= 'f') {
+			return netip.Addr{}, false
+		}
+	}
+	a, err := netip.ParseAddr(unsafe.String(&b[0], len(b)))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+func protoFromBytes(b []byte, def transport.Proto) transport.Proto {
+	switch {
+	case len(b) == 0:
+		return def
+	case parser.EqualFold(b, []byte("udp")):
+		return transport.UDP
+	case parser.EqualFold(b, []byte("tcp")):
+		return transport.TCP
+	case parser.EqualFold(b, []byte("tls")):
+		return transport.TLS
+	case parser.EqualFold(b, []byte("ws")):
+		return transport.WS
+	}
+	return def
+}
+
+func defaultPort(p transport.Proto) int {
+	if p == transport.TLS {
+		return 5061
+	}
+	return 5060
+}
+
+// isUsHostPort reports whether host:port names one of our listeners: its
+// advertised host and port, or its bound address.
+func (c *Core) isUsHostPort(host []byte, port int, tp []byte) bool {
+	if port == 0 {
+		port = defaultPort(protoFromBytes(tp, transport.UDP))
+	}
+	ip, isIP := parseIP(host)
+	for _, l := range c.ls.Listeners() {
+		if int(l.AdvertisedPort) == port && parser.EqualFold(host, unsafe.Slice(unsafe.StringData(l.AdvertisedHost), len(l.AdvertisedHost))) {
+			return true
+		}
+		if isIP && int(l.Local.Port()) == port && l.Local.Addr().Unmap() == ip.Unmap() {
+			return true
+		}
+	}
+	return false
+}
+
+// isUsURI reports whether a SIP URI points at us.
+func (c *Core) isUsURI(uri []byte) bool {
+	var u parser.URI
+	if u.Parse(uri) != nil || (u.Scheme != parser.SchemeSIP && u.Scheme != parser.SchemeSIPS) {
+		return false
+	}
+	tp := u.Transport()
+	if tp == nil && u.Scheme == parser.SchemeSIPS {
+		tp = []byte("tls")
+	}
+	return c.isUsHostPort(u.Host, u.Port, tp)
+}
+
+// nextHop returns where a request for uri goes (§16.6 step 7, RFC 3263
+// without SRV/NAPTR): maddr or host, the port or the transport's default,
+// the transport parameter (sips: TLS).
+func nextHop(uri []byte) (proto transport.Proto, host []byte, port int, ok bool) {
+	var u parser.URI
+	if u.Parse(uri) != nil || (u.Scheme != parser.SchemeSIP && u.Scheme != parser.SchemeSIPS) {
+		return 0, nil, 0, false
+	}
+	proto = transport.UDP
+	if u.Scheme == parser.SchemeSIPS {
+		proto = transport.TLS
+	}
+	proto = protoFromBytes(u.Transport(), proto)
+	host = u.Host
+	if ma := u.MAddr(); len(ma) > 0 {
+		host = ma
+	}
+	port = u.Port
+	if port == 0 {
+		port = defaultPort(proto)
+	}
+	return proto, host, port, len(host) > 0
+}
+
+// preprocessRoutes does §16.4 once per request: count the Route values,
+// find our own at the top, and detect a strict router before us.
+func (c *Core) preprocessRoutes(r *Request) {
+	st := r.st
+	if st.routed {
+		return
+	}
+	st.routed = true
+	m := r.Msg
+	it := m.NameAddrs(parser.HdrRoute)
+	n, skip, top := 0, 0, true
+	var last []byte
+	for it.Next() {
+		n++
+		last = it.NameAddr.URI
+		if top && c.isUsURI(it.NameAddr.URI) {
+			skip++
+		} else {
+			top = false
+		}
+	}
+	st.nroutes, st.skip, st.strict = n, skip, false
+	if n > skip && skip == 0 && c.isUsURI(m.RequestURI()) {
+		// The previous hop was a strict router: the Request-URI is the
+		// Record-Route value we left; the real target is the last Route.
+		st.strict = true
+		st.ruri = append(st.ruri[:0], last...)
+		st.ruriSet = true
+	}
+}
+
+// routeEdits removes our Route entries (and the last one after a strict
+// router) from the copy being edited.
+func (c *Core) routeEdits(x *ctx, ed *parser.Editor, st *routeState, m *parser.Message) {
+	from, to := st.skip, st.nroutes
+	if st.strict {
+		to--
+	}
+	switch {
+	case from == 0 && to == st.nroutes:
+	case from == 1 && to == st.nroutes:
+		ed.RemoveFirstRoute()
+	default:
+		// Several values, possibly sharing lines: rewrite the Route set as
+		// one line holding what remains, in order.
+		ed.RemoveHeaders(parser.HdrRoute)
+		x.rt = x.rt[:0]
+		it := m.NameAddrs(parser.HdrRoute)
+		for i := 0; it.Next(); i++ {
+			if i < from || i >= to {
+				continue
+			}
+			if len(x.rt) > 0 {
+				x.rt = append(x.rt, ", "...)
+			}
+			x.rt = append(x.rt, it.NameAddr.Raw...)
+		}
+		if len(x.rt) > 0 {
+			ed.AddHeader("Route", x.rt)
+		}
+	}
+}
+
+// firstRoute returns the URI of the first Route value left after
+// preprocessing, nil if none.
+func firstRoute(st *routeState, m *parser.Message) []byte {
+	to := st.nroutes
+	if st.strict {
+		to--
+	}
+	if st.skip >= to {
+		return nil
+	}
+	it := m.NameAddrs(parser.HdrRoute)
+	for i := 0; it.Next(); i++ {
+		if i == st.skip {
+			return it.NameAddr.URI
+		}
+	}
+	return nil
+}
+
+// viaReceived adds received and rport to the incoming top Via (§18.2.1,
+// RFC 3581).
+func viaReceived(x *ctx, ed *parser.Editor, m *parser.Message, src netip.AddrPort) {
+	v := m.TopVia()
+	a := src.Addr().Unmap()
+	ip, isIP := parseIP(v.Host)
+	var recv []byte
+	if !isIP || ip.Unmap() != a || v.HasRPort {
+		x.recv = a.AppendTo(x.recv[:0])
+		recv = x.recv
+	}
+	rport := 0
+	if v.HasRPort {
+		rport = int(src.Port())
+	}
+	if recv != nil || rport > 0 {
+		ed.SetViaReceived(recv, rport)
+	}
+}
+
+func appendHostPort(dst []byte, l *transport.Listener) []byte {
+	dst = append(dst, l.AdvertisedHost...)
+	dst = append(dst, ':')
+	return appendUint(dst, uint64(l.AdvertisedPort))
+}
+
+func appendVia(dst []byte, l *transport.Listener, branch func([]byte) []byte) []byte {
+	dst = append(dst, "SIP/2.0/"...)
+	dst = append(dst, l.Proto.String()...)
+	dst = append(dst, ' ')
+	dst = appendHostPort(dst, l)
+	dst = append(dst, ";branch="...)
+	return branch(dst)
+}
+
+func appendRR(dst []byte, l *transport.Listener) []byte {
+	dst = append(dst, "<sip:"...)
+	dst = appendHostPort(dst, l)
+	if l.Proto != transport.UDP {
+		dst = append(dst, ";transport="...)
+		switch l.Proto {
+		case transport.TCP:
+			dst = append(dst, "tcp"...)
+		case transport.TLS:
+			dst = append(dst, "tls"...)
+		default:
+			dst = append(dst, "ws"...)
+		}
+	}
+	return append(dst, ";lr>"...)
+}
+
+// proxyEdits adds the §16.6 edits common to stateful and stateless
+// forwarding to ed: Request-URI, Route, received/rport, our Via,
+// Max-Forwards, Record-Route. x.via must hold the Via value.
+func (c *Core) proxyEdits(x *ctx, ed *parser.Editor, r *Request, m *parser.Message, uri []byte, out *transport.Listener) {
+	st := r.st
+	if !bytes.Equal(uri, m.RequestURI()) {
+		ed.SetRequestURI(uri)
+	}
+	c.routeEdits(x, ed, st, m)
+	viaReceived(x, ed, m, r.Src)
+	ed.InsertVia(x.via)
+	ed.DecrementMaxForwards()
+	if st.rr && m.Method() != parser.MethodAck && m.Method() != parser.MethodCancel {
+		x.rr = appendRR(x.rr[:0], out)
+		n := len(x.rr)
+		in := r.Listener
+		if in != nil && in != out && (in.Proto != out.Proto || in.AdvertisedHost != out.AdvertisedHost || in.AdvertisedPort != out.AdvertisedPort) {
+			// Double Record-Route (RFC 5658): the side facing the next hop
+			// on top, the side facing the previous hop below.
+			x.rr = appendRR(x.rr, in)
+			ed.InsertRecordRoute(x.rr[:n])
+			ed.InsertRecordRoute(x.rr[n:])
+		} else {
+			ed.InsertRecordRoute(x.rr[:n])
+		}
+	}
+}
+
+// applyRouteEdits writes the route's Editor changes into the transaction's
+// request, so every branch (serial ones too) carries them.
+func (c *Core) applyRouteEdits(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Request) error {
+	t := &e.Value
+	if !r.st.edUsed {
+		return nil
+	}
+	r.st.edUsed = false
+	t.buf2 = x.red.AppendTo(t.buf2[:0])
+	t.buf, t.buf2 = t.buf2, t.buf
+	if err := t.msg.Parse(t.buf); err != nil {
+		// The route's edits made the request unparsable: keep the original.
+		t.buf, t.buf2 = t.buf2, t.buf
+		t.msg.Parse(t.buf)
+		return err
+	}
+	r.st.routed = false
+	s.Account(e, t.owned())
+	return nil
+}
+
+// relay sends the branches Relay asks for. The shard is locked.
+func (c *Core) relay(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Request) error {
+	t := &e.Value
+	switch {
+	case t.finalSent:
+		return ErrFinal
+	case t.canceled:
+		return ErrCanceled
+	case t.got6xx || t.got2xx:
+		return ErrFinal // §16.7 step 5: no new branches after a 6xx
+	}
+	if err := c.applyRouteEdits(x, s, e, r); err != nil {
+		return err
+	}
+	c.preprocessRoutes(r)
+	first := !t.relayed
+	t.relayed = true
+	ok, tried := 0, 0
+	try := func(uri []byte, main bool) {
+		tried++
+		if c.startBranch(x, s, e, r, uri, main) {
+			ok++
+		}
+	}
+	switch {
+	case first:
+		try(r.RequestURI(), true)
+		for !r.st.serial && t.qi < t.nq {
+			q := t.queue[t.qi]
+			t.qi++
+			try(t.uris[q.off:q.off+q.n], false)
+		}
+	case t.qi < t.nq:
+		for t.qi < t.nq {
+			q := t.queue[t.qi]
+			t.qi++
+			try(t.uris[q.off:q.off+q.n], false)
+			if r.st.serial {
+				break
+			}
+		}
+	default:
+		try(r.RequestURI(), true)
+	}
+	if ok == 0 {
+		return ErrSend
+	}
+	return nil
+}
+
+// startBranch creates a branch to uri and sends it, or starts resolving
+// its next hop. It returns false when the branch failed at once (it then
+// holds 503, or is not created when there is no free slot).
+func (c *Core) startBranch(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Request, uri []byte, main bool) bool {
+	t := &e.Value
+	if t.nbr >= MaxBranches {
+		return false
+	}
+	b := &t.br[t.nbr]
+	b.idx = uint8(t.nbr)
+	t.nbr++
+	b.state, b.code, b.gotProv, b.cancelWant, b.cancelSent, b.cancelAcked, b.destSet = bCalling, 0, false, false, false, false, false
+	b.uri = append(b.uri[:0], uri...)
+	b.host = b.host[:0]
+	t.pending++
+	if main && r.st.destSet {
+		b.proto, b.dst, b.destSet = r.st.proto, r.st.dst, true
+	} else {
+		hop := firstRoute(r.st, &t.msg)
+		if hop == nil {
+			hop = b.uri
+		}
+		proto, host, port, ok := nextHop(hop)
+		if !ok {
+			c.branchFailed(s, e, b, 503)
+			return false
+		}
+		b.proto = proto
+		if ip, isIP := parseIP(host); isIP {
+			b.dst = netip.AddrPortFrom(ip, uint16(port))
+		} else {
+			b.host = append(b.host[:0], host...)
+			b.dst = netip.AddrPortFrom(netip.Addr{}, uint16(port))
+			b.state = bResolving
+			c.resolve(s.Ref(e), t.id, int(b.idx), b.host)
+			return true
+		}
+	}
+	return c.sendBranch(x, s, e, r, b)
+}
+
+// sendBranch calls Router.Branch, builds the branch's request and sends it,
+// starting timers A/E, B/F and C. The shard is locked.
+func (c *Core) sendBranch(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Request, b *Branch) bool {
+	t := &e.Value
+	ed := &x.bed
+	ed.Reset(&t.msg)
+	b.ed = ed
+	c.router.Branch(r, b)
+	b.ed = nil
+	if !b.dst.IsValid() || !c.allowed(b.dst.Addr()) {
+		c.stats.sendErrs.Add(1)
+		c.branchFailed(s, e, b, 503)
+		return false
+	}
+	l := c.ls.Listener(b.proto, b.dst.Addr())
+	if l == nil {
+		c.branchFailed(s, e, b, 503)
+		return false
+	}
+	b.l = l
+	x.via = appendVia(x.via[:0], l, func(dst []byte) []byte {
+		return c.appendBranch(dst, t.rs.loop, e.Hash(), t.id, int(b.idx))
+	})
+	c.proxyEdits(x, ed, r, &t.msg, b.uri, l)
+	b.out = ed.AppendTo(b.out[:0])
+	if c.sendTo(l, b.dst, b.out) != nil {
+		c.branchFailed(s, e, b, 503)
+		return false
+	}
+	b.state = bCalling
+	kind := b.idx << 4
+	if !b.proto.Stream() {
+		b.interval = c.t1
+		s.StartTimer(e, &b.tRetr, kind|kA, msDur(c.t1))
+	}
+	s.StartTimer(e, &b.tTimeout, kind|kB, msDur(64*c.t1))
+	if t.invite {
+		s.StartTimer(e, &b.tC, kind|kC, msDur(c.timerC))
+	}
+	s.Account(e, t.owned())
+	return true
+}
+
+// branchFailed ends a branch that could not be sent or timed out, with a
+// locally generated status (503 or 408).
+func (c *Core) branchFailed(s *shards.Shard[txn], e *shards.Entry[txn], b *Branch, code int) {
+	t := &e.Value
+	if b.active() {
+		t.pending--
+	}
+	s.StopTimer(&b.tRetr)
+	s.StopTimer(&b.tTimeout)
+	s.StopTimer(&b.tC)
+	b.code = code
+	b.state = bTerminated
+	b.resp = b.resp[:0]
+}
+
+// forwardStateless forwards a request without a transaction (§16.11).
+func (c *Core) forwardStateless(x *ctx, r *Request) error {
+	m := r.Msg
+	st := r.st
+	c.preprocessRoutes(r)
+	var ed *parser.Editor
+	if st.edUsed {
+		ed = &x.red // the route's edits, plus ours
+		st.edUsed = false
+	} else {
+		ed = &x.ed
+		ed.Reset(m)
+	}
+	uri := r.RequestURI()
+	var proto transport.Proto
+	var dst netip.AddrPort
+	if st.destSet {
+		proto, dst = st.proto, st.dst
+	} else {
+		hop := firstRoute(st, m)
+		if hop == nil {
+			hop = uri
+		}
+		p, host, port, ok := nextHop(hop)
+		ip, isIP := parseIP(host)
+		if !ok || !isIP {
+			return ErrNoDestination // hostnames are resolved for stateful relays only
+		}
+		proto, dst = p, netip.AddrPortFrom(ip, uint16(port))
+	}
+	l := c.ls.Listener(proto, dst.Addr())
+	if l == nil {
+		return ErrNoDestination
+	}
+	if st.loop == 0 {
+		st.loop = loopHash(m)
+	}
+	v := m.TopVia()
+	bh := xxhash.Sum64(v.Branch) ^ xxhash.Sum64(v.Host)*31 ^ uint64(v.Port)
+	if !v.RFC3261Branch() {
+		bh ^= xxhash.Sum64(v.Raw) ^ xxhash.Sum64(m.CallID()) ^ uint64(m.CSeq().Num)
+	}
+	loop := st.loop
+	x.via = appendVia(x.via[:0], l, func(dst []byte) []byte {
+		dst = append(dst, c.prefix[:]...)
+		dst = appendHex(dst, uint64(loop), 8)
+		dst = append(dst, 's')
+		return appendHex(dst, bh, 16)
+	})
+	c.proxyEdits(x, ed, r, m, uri, l)
+	x.out = ed.AppendTo(x.out[:0])
+	return c.sendTo(l, dst, x.out)
+}
+
+// forwardResponse forwards a response that matches no transaction
+// (§16.7 step 3 and §18.2.2 applied statelessly): it must carry our Via on
+// top; the next Via says where it goes.
+func (c *Core) forwardResponse(x *ctx, m *parser.Message) {
+	v := m.TopVia()
+	if !c.isUsHostPort(v.Host, v.Port, v.Transport) {
+		return // §18.1.2: not ours
+	}
+	it := m.Vias()
+	if !it.Next() || !it.Next() {
+		return // it was for us
+	}
+	v2 := &it.Via
+	host := v2.Host
+	if len(v2.MAddr) > 0 {
+		host = v2.MAddr
+	} else if len(v2.Received) > 0 {
+		host = v2.Received
+	}
+	ip, ok := parseIP(host)
+	if !ok {
+		return // a hostname sent-by without received: not resolved statelessly
+	}
+	proto := protoFromBytes(v2.Transport, transport.UDP)
+	port := v2.Port
+	if len(v2.RPort) > 0 {
+		n := 0
+		for _, ch := range v2.RPort {
+			n = n*10 + int(ch-'0')
+		}
+		port = n
+	}
+	if port == 0 {
+		port = defaultPort(proto)
+	}
+	dst := netip.AddrPortFrom(ip, uint16(port))
+	l := c.ls.Listener(proto, ip)
+	if l == nil {
+		return
+	}
+	c.stats.stateless.Add(1)
+	x.ed.Reset(m)
+	x.ed.RemoveTopVia()
+	x.out = x.ed.AppendTo(x.out[:0])
+	c.sendTo(l, dst, x.out)
+}

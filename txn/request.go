@@ -1,0 +1,341 @@
+package txn
+
+import (
+	"net/netip"
+
+	"switchboard/parser"
+	"switchboard/shards"
+	"switchboard/transport"
+)
+
+// Router makes the routing decisions. The core calls it:
+//
+//   - Request for every new request, and for ACKs of 2xx responses and
+//     unmatched ACKs (which have no transaction);
+//   - Branch before each branch is sent (it may edit the branch's copy);
+//   - Reply for every response on a branch (false drops a provisional);
+//   - Failure when every branch ended without a 2xx; it may AddBranch and
+//     Relay again (serial forking), Reply, or do nothing (the best
+//     response is forwarded).
+//
+// Locking: every hook of a request with a transaction runs with that
+// transaction's shard locked (on a transport reader, the timer goroutine or
+// a resolver goroutine). A hook may use the Request and Branch it is given
+// and any other table, but must not block, must not call into the Core
+// (HandleMessage, another Request's methods) and must not be called while
+// the caller holds a lock of another table that a transaction path might
+// take. Work that waits (database, HTTP) goes off the goroutine: call
+// Suspend, keep the returned *Request, and call Reply or Relay on it later
+// from any goroutine. The ACK hook runs without a lock.
+type Router interface {
+	Request(r *Request)
+	Branch(r *Request, b *Branch)
+	Reply(r *Request, b *Branch, resp *parser.Message) bool
+	Failure(r *Request, best *parser.Message)
+}
+
+// NumValues is the number of per-transaction values a route can keep.
+const NumValues = 8
+
+// actions recorded on a transaction's route state.
+const (
+	actReply uint8 = 1 << iota
+	actRelay
+	actForward
+	actDrop
+	actSuspend
+)
+
+// routeState is what the route decided for a request; it lives in the
+// transaction (or in the goroutine's scratch state for an ACK).
+type routeState struct {
+	flags   uint64
+	values  [NumValues]int64
+	acted   uint8
+	edUsed  bool
+	rr      bool
+	serial  bool
+	routed  bool // Route preprocessing done
+	skip    int  // own Route values at the top to remove
+	strict  bool // the previous hop was a strict router (§16.4)
+	nroutes int
+	ruriSet bool
+	destSet bool
+	proto   transport.Proto
+	dst     netip.AddrPort
+	loop    uint32 // loop-detection hash of the request as received
+	ruri    []byte // replacement Request-URI (owned)
+}
+
+// Request is a handle on a request for the Router. Handles are scratch
+// state of the goroutine calling the hook and valid only during the hook,
+// except the one Suspend returns, which stays valid until the transaction
+// ends. No handle is allocated per message.
+type Request struct {
+	// Msg is the parsed request (the transaction's own copy).
+	Msg *parser.Message
+	// Src, Listener, Proto and Conn say where the request came from.
+	Src      netip.AddrPort
+	Listener *transport.Listener
+	Proto    transport.Proto
+	Conn     transport.ConnID
+
+	c      *Core
+	ref    shards.Ref[txn]
+	t      *txn
+	st     *routeState
+	x      *ctx
+	locked bool // the caller holds the shard lock (inside a hook)
+}
+
+// HasTransaction reports whether the request has a transaction (false for
+// ACK).
+func (r *Request) HasTransaction() bool { return r.t != nil }
+
+// HasToTag reports whether the To header has a tag (an in-dialog request).
+func (r *Request) HasToTag() bool { return r.Msg.ToTag() != nil }
+
+// Method returns the request method.
+func (r *Request) Method() parser.Method { return r.Msg.Method() }
+
+// Flags returns the route's flags; SetFlag, ResetFlag and IsFlagSet work
+// on single bits (0–63).
+func (r *Request) Flags() uint64         { return r.st.flags }
+func (r *Request) SetFlags(f uint64)     { r.st.flags = f }
+func (r *Request) SetFlag(n uint)        { r.st.flags |= 1 << (n & 63) }
+func (r *Request) ResetFlag(n uint)      { r.st.flags &^= 1 << (n & 63) }
+func (r *Request) IsFlagSet(n uint) bool { return r.st.flags&(1<<(n&63)) != 0 }
+
+// Value returns per-transaction value i (0 <= i < NumValues); SetValue
+// sets it. The routing layer names the slots.
+func (r *Request) Value(i int) int64 {
+	if uint(i) >= NumValues {
+		return 0
+	}
+	return r.st.values[i]
+}
+
+// SetValue sets value i.
+func (r *Request) SetValue(i int, v int64) {
+	if uint(i) < NumValues {
+		r.st.values[i] = v
+	}
+}
+
+// RequestURI returns the Request-URI the request will be relayed with.
+func (r *Request) RequestURI() []byte {
+	if r.st.ruriSet {
+		return r.st.ruri
+	}
+	return r.Msg.RequestURI()
+}
+
+// SetRequestURI replaces the Request-URI of the next branch sent to the
+// Request-URI (the URI is copied).
+func (r *Request) SetRequestURI(uri []byte) {
+	r.st.ruri = append(r.st.ruri[:0], uri...)
+	r.st.ruriSet = true
+}
+
+// SetDestination sends the Request-URI branch to dst over proto instead of
+// the next hop from Route or the Request-URI (OpenSIPS $du).
+func (r *Request) SetDestination(proto transport.Proto, dst netip.AddrPort) {
+	r.st.destSet, r.st.proto, r.st.dst = true, proto, dst
+}
+
+// RecordRoute asks for a Record-Route header on the relayed request (two
+// when the outgoing interface or transport differs from the incoming one).
+func (r *Request) RecordRoute() { r.st.rr = true }
+
+// SetSerial makes branches added with AddBranch go one at a time: the
+// first Relay sends the Request-URI branch, each later Relay (from
+// Router.Failure) the next added one. The default is parallel.
+func (r *Request) SetSerial(serial bool) { r.st.serial = serial }
+
+// Editor returns an editor on Msg for changes to every relayed copy; they
+// are applied by the next Relay or Forward in the same hook call.
+func (r *Request) Editor() *parser.Editor {
+	if !r.st.edUsed {
+		r.x.red.Reset(r.Msg)
+		r.st.edUsed = true
+	}
+	return &r.x.red
+}
+
+// Canceled reports whether a CANCEL for the request arrived.
+func (r *Request) Canceled() bool {
+	if r.t == nil {
+		return false
+	}
+	if r.locked {
+		return r.t.canceled
+	}
+	s := r.ref.Shard()
+	s.Lock()
+	defer s.Unlock()
+	return r.ref.Entry() != nil && r.t.canceled
+}
+
+// LooseRoute processes the Route headers (RFC 3261 §16.4, OpenSIPS
+// loose_route): our own entries at the top are removed from the relayed
+// copy; a Request-URI that is ours, left by a strict router, is replaced
+// by the last Route value. It returns true when the request had Route
+// headers. The next hop is then the first remaining Route, or the
+// Request-URI. Relay does the same processing when the route did not call
+// it.
+func (r *Request) LooseRoute() bool {
+	r.c.preprocessRoutes(r)
+	return r.st.nroutes > 0
+}
+
+// AddBranch adds a branch to uri (copied). Relay sends it in parallel with
+// the Request-URI branch, or after it with SetSerial(true).
+func (r *Request) AddBranch(uri []byte) error {
+	if r.t == nil {
+		return ErrStateless
+	}
+	t := r.t
+	if t.nbr+t.nq-t.qi >= MaxBranches || t.nq >= MaxBranches {
+		return ErrTooManyBranches
+	}
+	off := len(t.uris)
+	t.uris = append(t.uris, uri...)
+	t.queue[t.nq] = span{int32(off), int32(len(uri))}
+	t.nq++
+	return nil
+}
+
+// Reply answers the request statefully. A reason of "" uses the standard
+// phrase.
+func (r *Request) Reply(code int, reason string) error {
+	return r.ReplyWithHeaders(code, reason, nil)
+}
+
+// ReplyWithHeaders is Reply with extra header lines (each ending in CRLF).
+func (r *Request) ReplyWithHeaders(code int, reason string, headers []byte) error {
+	r.st.acted |= actReply
+	if r.t == nil {
+		return ErrStateless // an ACK is never answered
+	}
+	x, s, e, err := r.enter()
+	if err != nil {
+		return err
+	}
+	defer r.leave(x, s)
+	if e.Value.finalSent {
+		return ErrFinal
+	}
+	r.c.replyLocal(x, s, e, code, reason, headers)
+	return nil
+}
+
+// Drop ends the request without an answer. The transaction stays for
+// 64·T1 to absorb retransmissions.
+func (r *Request) Drop() {
+	r.st.acted |= actDrop
+	if r.t == nil {
+		return
+	}
+	x, s, e, err := r.enter()
+	if err != nil {
+		return
+	}
+	defer r.leave(x, s)
+	t := &e.Value
+	if !t.finalSent && t.pending == 0 {
+		t.finalSent = true
+		t.state = sCompleted
+		t.resp = t.resp[:0]
+		s.StartTimer(e, &t.tH, kH, msDur(64*r.c.t1))
+	}
+}
+
+// Suspend tells the core the route will act later, after work done off
+// the receive path, by calling Reply or Relay on the returned handle from
+// any goroutine. The handle stays valid until the transaction ends (its
+// methods then return ErrNoTransaction). Nil for an ACK.
+func (r *Request) Suspend() *Request {
+	r.st.acted |= actSuspend
+	if r.t == nil {
+		return nil
+	}
+	h := &r.t.handle
+	*h = *r
+	h.x, h.locked = nil, false
+	return h
+}
+
+// Relay relays the request statefully: one branch to the Request-URI (or
+// the destination set), plus the branches added with AddBranch (in
+// parallel, or one per Relay when serial). From Router.Failure it sends the
+// next added branch, or a new branch to the Request-URI when none is left
+// (serial forking). An ACK is forwarded statelessly.
+func (r *Request) Relay() error {
+	r.st.acted |= actRelay
+	if r.t == nil {
+		return r.Forward()
+	}
+	x, s, e, err := r.enter()
+	if err != nil {
+		return err
+	}
+	defer r.leave(x, s)
+	return r.c.relay(x, s, e, r)
+}
+
+// Forward forwards the request statelessly (§16.11): no client
+// transaction, a branch computed from the incoming one so retransmissions
+// get the same. A request that had a transaction loses it.
+func (r *Request) Forward() error {
+	r.st.acted |= actForward
+	if r.t == nil {
+		return r.c.forwardStateless(r.x, r)
+	}
+	x, s, e, err := r.enter()
+	if err != nil {
+		return err
+	}
+	defer r.leave(x, s)
+	err = r.c.forwardStateless(x, r)
+	t := &e.Value
+	t.finalSent = true
+	if r.locked {
+		// Inside a hook: the caller still uses the entry; let timer J
+		// remove it.
+		t.state = sCompleted
+		s.StartTimer(e, &t.tH, kH, 0)
+	} else {
+		r.c.terminate(s, e)
+	}
+	return err
+}
+
+// enter locks the shard unless a hook holds it and returns a scratch
+// context and the live entry.
+func (r *Request) enter() (*ctx, *shards.Shard[txn], *shards.Entry[txn], error) {
+	s := r.ref.Shard()
+	x := r.x
+	if !r.locked {
+		x = r.c.getCtx()
+		s.Lock()
+	}
+	e := r.ref.Entry()
+	if e == nil {
+		r.leave(x, s)
+		return nil, nil, nil, ErrNoTransaction
+	}
+	return x, s, e, nil
+}
+
+func (r *Request) leave(x *ctx, s *shards.Shard[txn]) {
+	if !r.locked {
+		s.Unlock()
+		r.c.putCtx(x)
+	}
+}
+
+// bind makes h a hook handle on transaction e; the shard is locked.
+func (h *Request) bind(c *Core, ref shards.Ref[txn], t *txn, x *ctx) {
+	*h = Request{Msg: &t.msg, Src: t.src, Listener: t.respL, Proto: t.proto, Conn: t.conn,
+		c: c, ref: ref, t: t, st: &t.rs, x: x, locked: true}
+}

@@ -1,0 +1,313 @@
+package txn
+
+import (
+	"time"
+
+	"switchboard/parser"
+	"switchboard/shards"
+	"switchboard/transport"
+)
+
+// serverKey builds the key of a server transaction into x.key: the method
+// class, then the RFC 3261 branch and sent-by (§17.2.3), or, for RFC 2543
+// peers without the magic cookie, the Request-URI, From tag, CSeq number
+// and top Via (§17.2.3, last paragraphs; the To tag is left out so the
+// ACK of a non-2xx response, which carries the tag, still matches).
+func serverKey(x *ctx, m *parser.Message, class byte) []byte {
+	v := m.TopVia()
+	k := append(x.key[:0], class)
+	if v.RFC3261Branch() {
+		k = append(k, v.Branch...)
+		k = append(k, '|')
+		k = append(k, v.Host...)
+		k = append(k, ':')
+		k = appendUint(k, uint64(v.Port))
+	} else {
+		k = append(k, '#')
+		k = append(k, m.RequestURI()...)
+		k = append(k, '|')
+		k = append(k, m.FromTag()...)
+		k = append(k, '|')
+		k = appendUint(k, uint64(m.CSeq().Num))
+		k = append(k, '|')
+		k = append(k, v.Raw...)
+	}
+	x.key = k
+	return k
+}
+
+func classOf(m parser.Method) byte {
+	if m == parser.MethodInvite || m == parser.MethodAck || m == parser.MethodCancel {
+		return 'I'
+	}
+	return 'N'
+}
+
+// onRequest handles a request other than ACK and CANCEL: a retransmission
+// is answered by its transaction; a new request passes the proxy checks
+// (§16.3), gets a server transaction (INVITE: 100 Trying at once) and goes
+// to Router.Request.
+func (c *Core) onRequest(x *ctx, p *transport.Packet) {
+	m := &x.msg
+	if v := m.ProxyVerdict(c.cfg.Supported, x.auth[:0]); v.Code != 0 {
+		var extra []byte
+		if v.Code == 420 {
+			x.rt = append(x.rt[:0], "Unsupported: "...)
+			x.rt = append(x.rt, v.Unsupported...)
+			x.rt = append(x.rt, "\r\n"...)
+			extra = x.rt
+		}
+		c.replyStateless(x, p, v.Code, v.Reason, extra)
+		return
+	}
+	key := serverKey(x, m, classOf(m.Method()))
+	h := shards.Sum(key)
+	s := c.tbl.Shard(shards.Sum(m.CallID()))
+	s.Lock()
+	if e := s.Get(h, key); e != nil {
+		c.retransmitted(e)
+		s.Unlock()
+		return
+	}
+	if c.isLoop(x, m) {
+		s.Unlock()
+		c.stats.loops.Add(1)
+		c.replyStateless(x, p, 482, "Loop Detected", nil)
+		return
+	}
+	if c.perShardMax > 0 && s.Len() >= c.perShardMax {
+		s.Unlock()
+		c.replyFull(x, p)
+		return
+	}
+	e, err := s.Insert(h, key)
+	if err != nil {
+		s.Unlock()
+		c.replyFull(x, p)
+		return
+	}
+	t := &e.Value
+	t.id = c.nextID.Add(1)
+	t.invite = m.Method() == parser.MethodInvite
+	t.proto = p.Proto
+	t.buf = append(t.buf[:0], m.Bytes()...)
+	if t.msg.Parse(t.buf) != nil {
+		// The same bytes parsed a moment ago; this cannot fail.
+		s.Remove(e)
+		s.Unlock()
+		c.replyStateless(x, p, 500, "Server Internal Error", nil)
+		return
+	}
+	t.respL = p.Listener
+	t.respDst = respDest(p, t.msg.TopVia())
+	if s.Account(e, t.owned()) != nil {
+		s.Remove(e)
+		s.Unlock()
+		c.replyFull(x, p)
+		return
+	}
+	t.src, t.conn = p.Src, p.Conn
+	t.rs.loop = x.loop
+	if t.invite {
+		// §16.2 / §17.2.1: a stateful proxy answers INVITE with 100 at once.
+		t.resp = parser.AppendResponse(t.resp[:0], &t.msg, 100, nil, nil)
+		t.state = sProceeding
+		c.sendTo(t.respL, t.respDst, t.resp)
+	}
+	r := &x.hreq
+	r.bind(c, s.Ref(e), t, x)
+	c.runRequest(x, s, e, r)
+	s.Unlock()
+}
+
+// retransmitted answers a retransmitted request with the last response
+// (§17.2.1, §17.2.2); with none yet it is absorbed.
+func (c *Core) retransmitted(e *shards.Entry[txn]) {
+	c.stats.retrans.Add(1)
+	t := &e.Value
+	if len(t.resp) > 0 && t.state != sAccepted && t.state != sTerminated {
+		c.sendTo(t.respL, t.respDst, t.resp)
+	}
+}
+
+// runRequest calls Router.Request with the shard locked, then makes sure
+// the request was dealt with: a route that did nothing gets a 500.
+func (c *Core) runRequest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Request) {
+	c.router.Request(r)
+	if !e.Live() || r.ref.Entry() == nil {
+		return
+	}
+	t := &e.Value
+	acted := t.rs.acted
+	switch {
+	case t.finalSent || t.pending > 0:
+	case acted&actSuspend != 0 && acted&(actRelay|actReply|actForward|actDrop) == 0:
+	case t.relayed:
+		c.checkDone(x, s, e)
+	default:
+		if acted == 0 {
+			c.cfg.Logger.Warn("txn: route did nothing with the request; answering 500",
+				"method", string(t.msg.MethodBytes()), "call-id", string(t.msg.CallID()))
+		}
+		c.replyLocal(x, s, e, 500, "Server Internal Error", nil)
+	}
+}
+
+// onAck: the ACK of a non-2xx final response ends the INVITE server
+// transaction (§17.2.1); any other ACK (for a 2xx, or unmatched) goes to
+// the Router as a request to forward statelessly.
+func (c *Core) onAck(x *ctx, p *transport.Packet) {
+	m := &x.msg
+	key := serverKey(x, m, 'I')
+	h := shards.Sum(key)
+	s := c.tbl.Shard(shards.Sum(m.CallID()))
+	s.Lock()
+	if e := s.Get(h, key); e != nil {
+		t := &e.Value
+		switch t.state {
+		case sCompleted:
+			c.stats.retrans.Add(1)
+			t.state = sConfirmed
+			s.StopTimer(&t.tG)
+			if t.proto.Stream() {
+				c.terminate(s, e)
+			} else {
+				s.StartTimer(e, &t.tH, kH, time.Duration(c.t4)*time.Millisecond) // timer I
+			}
+			s.Unlock()
+			return
+		case sConfirmed:
+			c.stats.retrans.Add(1)
+			s.Unlock()
+			return
+		}
+	}
+	s.Unlock()
+	if n, ok := m.MaxForwards(); ok && n == 0 {
+		return // an ACK cannot be answered: drop it
+	}
+	x.rs = routeState{ruri: x.rs.ruri[:0]}
+	r := &x.hreq
+	*r = Request{Msg: m, Src: p.Src, Listener: p.Listener, Proto: p.Proto, Conn: p.Conn, c: c, st: &x.rs, x: x}
+	c.router.Request(r)
+}
+
+// onCancel: 200 to the CANCEL, CANCEL on every pending branch, 487 to the
+// INVITE once they end (§16.10); 481 without a matching INVITE. The CANCEL
+// is answered statelessly: a retransmission finds the INVITE again.
+func (c *Core) onCancel(x *ctx, p *transport.Packet) {
+	m := &x.msg
+	key := serverKey(x, m, 'I')
+	h := shards.Sum(key)
+	s := c.tbl.Shard(shards.Sum(m.CallID()))
+	s.Lock()
+	e := s.Get(h, key)
+	if e == nil || !e.Value.invite {
+		s.Unlock()
+		c.replyStateless(x, p, 481, "Call/Transaction Does Not Exist", nil)
+		return
+	}
+	t := &e.Value
+	x.tmp = appendHex(x.tmp[:0], e.Hash(), 16)
+	x.out = parser.AppendResponse(x.out[:0], m, 200, nil, x.tmp)
+	c.sendTo(p.Listener, respDest(p, m.TopVia()), x.out)
+	if !t.finalSent && !t.canceled {
+		t.canceled = true
+		for i := 0; i < t.nbr; i++ {
+			c.cancelBranch(x, s, e, &t.br[i])
+		}
+		if t.pending == 0 {
+			c.replyLocal(x, s, e, 487, "Request Terminated", nil)
+		}
+	}
+	s.Unlock()
+}
+
+// replyLocal sends a response generated from the transaction's request.
+// The shard is locked.
+func (c *Core) replyLocal(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], code int, reason string, extra []byte) {
+	t := &e.Value
+	var tag []byte
+	if code > 100 && t.msg.ToTag() == nil {
+		x.key = appendHex(x.key[:0], e.Hash(), 16)
+		tag = x.key
+	}
+	x.tmp = append(x.tmp[:0], reason...)
+	if reason == "" {
+		x.tmp = append(x.tmp, parser.StatusText(code)...)
+	}
+	x.out = parser.AppendResponseHeaders(x.out[:0], &t.msg, code, x.tmp, tag, extra)
+	c.serverSend(s, e, x.out, code)
+}
+
+// serverSend sends a response on the server transaction and moves its
+// state machine (§17.2.1, §17.2.2, RFC 6026). The shard is locked.
+func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byte, code int) {
+	t := &e.Value
+	if t.state == sTerminated {
+		return
+	}
+	if code < 200 {
+		if t.finalSent {
+			return
+		}
+		t.resp = append(t.resp[:0], data...)
+		t.state = sProceeding
+		c.sendTo(t.respL, t.respDst, data)
+		s.Account(e, t.owned())
+		return
+	}
+	if t.finalSent {
+		return
+	}
+	t.finalSent = true
+	c.sendTo(t.respL, t.respDst, data)
+	if code < 300 && t.invite {
+		// Accepted: absorb INVITE retransmissions for 64·T1 (timer L).
+		t.state = sAccepted
+		t.resp = t.resp[:0]
+		s.StartTimer(e, &t.tH, kH, time.Duration(64*c.t1)*time.Millisecond)
+		return
+	}
+	t.resp = append(t.resp[:0], data...)
+	s.Account(e, t.owned())
+	t.state = sCompleted
+	reliable := t.proto.Stream()
+	switch {
+	case t.invite:
+		if !reliable {
+			t.gInt = c.t1
+			s.StartTimer(e, &t.tG, kG, time.Duration(c.t1)*time.Millisecond)
+		}
+		s.StartTimer(e, &t.tH, kH, time.Duration(64*c.t1)*time.Millisecond) // timer H
+	case reliable:
+		c.terminate(s, e)
+	default:
+		s.StartTimer(e, &t.tH, kH, time.Duration(64*c.t1)*time.Millisecond) // timer J
+	}
+}
+
+// terminate ends the server side and removes the transaction when no
+// branch needs it any more.
+func (c *Core) terminate(s *shards.Shard[txn], e *shards.Entry[txn]) {
+	t := &e.Value
+	t.state = sTerminated
+	s.StopTimer(&t.tG)
+	s.StopTimer(&t.tH)
+	c.gc(s, e)
+}
+
+// gc removes the transaction once its server side and every branch have
+// terminated.
+func (c *Core) gc(s *shards.Shard[txn], e *shards.Entry[txn]) {
+	t := &e.Value
+	if t.state != sTerminated || !e.Live() {
+		return
+	}
+	for i := 0; i < t.nbr; i++ {
+		if st := t.br[i].state; st != bTerminated && st != bNone {
+			return
+		}
+	}
+	s.Remove(e)
+}

@@ -1,0 +1,182 @@
+package txn
+
+import (
+	"net/netip"
+
+	"switchboard/parser"
+	"switchboard/shards"
+	"switchboard/transport"
+)
+
+// MaxBranches is the number of client branches one proxied request can
+// have over its life: parallel branches and the serial ones a failure
+// route adds. Each branch carries its own timers inside the transaction,
+// so the bound keeps a transaction a fixed-size, poolable value.
+const MaxBranches = 8
+
+// Server transaction states (RFC 3261 §17.2, RFC 6026 for Accepted).
+const (
+	sTrying     uint8 = iota // non-INVITE, nothing sent yet
+	sProceeding              // a provisional was sent (INVITE: 100 at once)
+	sCompleted               // a non-2xx final was sent
+	sConfirmed               // INVITE: the ACK for it arrived
+	sAccepted                // INVITE: a 2xx was forwarded
+	sTerminated
+)
+
+// Client branch states (RFC 3261 §17.1).
+const (
+	bNone       uint8 = iota // slot unused
+	bResolving               // waiting for DNS
+	bCalling                 // sent; INVITE Calling / non-INVITE Trying
+	bProceeding              // a provisional arrived
+	bCompleted               // a non-2xx final arrived (or a timeout ended it)
+	bAccepted                // INVITE: a 2xx arrived (RFC 6026)
+	bTerminated
+)
+
+// Timer kinds: the low nibble says which timer, the high nibble the
+// branch it belongs to.
+const (
+	kG      uint8 = iota + 1 // server: retransmit the final response (INVITE, UDP)
+	kH                       // server: end of Completed/Confirmed/Accepted (H, I, J, L)
+	kA                       // branch: retransmit the request (A, E)
+	kB                       // branch: transaction timeout (B, F)
+	kC                       // branch: proxy INVITE timeout (§16.6 step 11)
+	kD                       // branch: end of Completed/Accepted (D, K, M)
+	kCancel                  // branch: retransmit the CANCEL, give up after 64·T1
+)
+
+// txn is one proxied request: the server transaction, its client branches
+// and the routing state. It lives in the transaction table, keyed by the
+// request's branch, sent-by and method class inside the shard of its
+// Call-ID; buffers keep their capacity across reuse.
+type txn struct {
+	id     uint32
+	invite bool
+	state  uint8
+	proto  transport.Proto // of the server side
+
+	canceled  bool // CANCEL received
+	got2xx    bool
+	got6xx    bool
+	finalSent bool // the server side sent a final response
+	inFailure bool
+	relayed   bool
+
+	// The request as received, copied once and parsed; buf2 holds a
+	// version edited by the route when it used the Editor.
+	buf, buf2 []byte
+	msg       parser.Message
+
+	// Where responses go (§18.2.2, RFC 3581) and the last one sent.
+	respL   *transport.Listener
+	respDst netip.AddrPort
+	resp    []byte
+	gInt    int64
+	tG, tH  shards.Timer
+	pending int // branches in bResolving..bProceeding
+
+	src    netip.AddrPort
+	conn   transport.ConnID
+	rs     routeState
+	handle Request // the handle Suspend returns
+	nbr    int
+	br     [MaxBranches]Branch
+
+	// Branch URIs added by the route and not sent yet.
+	uris  []byte
+	queue [MaxBranches]span
+	nq    int
+	qi    int
+}
+
+type span struct{ off, n int32 }
+
+// Branch is one client transaction of a proxied request. The Router sees
+// it in Branch (before it is sent) and Reply; it lives inside the
+// transaction.
+type Branch struct {
+	idx         uint8
+	state       uint8
+	code        int // final status, 0 while pending; 408/503 for local failures
+	gotProv     bool
+	cancelWant  bool
+	cancelSent  bool
+	cancelAcked bool
+	destSet     bool
+	proto       transport.Proto
+	l           *transport.Listener
+	dst         netip.AddrPort
+	host        []byte // hostname to resolve (owned)
+	interval    int64
+	cancelStart int64
+	cancelInt   int64
+	uri         []byte // R-URI of the branch (owned)
+	out         []byte // the request as sent (owned), for retransmission
+	resp        []byte // its final non-2xx response (owned), for the best-response choice
+	cancel      []byte // the CANCEL as sent
+	ack         []byte // the ACK for a non-2xx final
+	ed          *parser.Editor
+	tRetr       shards.Timer // A/E, then D/K/M
+	tTimeout    shards.Timer // B/F
+	tC          shards.Timer
+	tCancel     shards.Timer
+}
+
+// Index returns the branch number (0 for the first branch).
+func (b *Branch) Index() int { return int(b.idx) }
+
+// URI returns the Request-URI the branch is sent with.
+func (b *Branch) URI() []byte { return b.uri }
+
+// SetURI changes the branch's Request-URI. Only in Router.Branch.
+func (b *Branch) SetURI(uri []byte) { b.uri = append(b.uri[:0], uri...) }
+
+// Editor returns the editor for the branch's copy of the request; valid
+// only during Router.Branch. The core adds its own edits (Via,
+// Max-Forwards, Record-Route, Route, Request-URI) after the hook returns.
+func (b *Branch) Editor() *parser.Editor { return b.ed }
+
+// SetDestination sends the branch to dst over proto instead of the
+// address taken from Route or the Request-URI. Only in Router.Branch.
+func (b *Branch) SetDestination(proto transport.Proto, dst netip.AddrPort) {
+	b.proto, b.dst, b.destSet = proto, dst, true
+	b.host = b.host[:0]
+}
+
+// Destination returns where the branch is (or will be) sent.
+func (b *Branch) Destination() (transport.Proto, netip.AddrPort) { return b.proto, b.dst }
+
+// Code returns the branch's final status: 0 while it is pending, 408 for a
+// timeout and 503 for a transport failure generated locally.
+func (b *Branch) Code() int { return b.code }
+
+func (b *Branch) active() bool { return b.state >= bResolving && b.state <= bProceeding }
+
+// resetTxn prepares a pooled transaction for reuse, keeping buffers.
+func resetTxn(t *txn) {
+	buf, buf2, resp, uris, ruri := t.buf[:0], t.buf2[:0], t.resp[:0], t.uris[:0], t.rs.ruri[:0]
+	var bufs [MaxBranches][6][]byte
+	for i := range t.br {
+		b := &t.br[i]
+		bufs[i] = [6][]byte{b.host[:0], b.uri[:0], b.out[:0], b.resp[:0], b.cancel[:0], b.ack[:0]}
+	}
+	*t = txn{}
+	t.buf, t.buf2, t.resp, t.uris, t.rs.ruri = buf, buf2, resp, uris, ruri
+	for i := range t.br {
+		b := &t.br[i]
+		k := &bufs[i]
+		b.host, b.uri, b.out, b.resp, b.cancel, b.ack = k[0], k[1], k[2], k[3], k[4], k[5]
+	}
+}
+
+// owned returns the bytes the transaction's buffers hold, for Account.
+func (t *txn) owned() int {
+	n := cap(t.buf) + cap(t.buf2) + cap(t.resp) + cap(t.uris) + cap(t.rs.ruri)
+	for i := range t.br {
+		b := &t.br[i]
+		n += cap(b.host) + cap(b.uri) + cap(b.out) + cap(b.resp) + cap(b.cancel) + cap(b.ack)
+	}
+	return n
+}
