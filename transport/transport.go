@@ -3,6 +3,7 @@ package transport
 import (
 	"errors"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -137,6 +138,9 @@ func (t *Transport) Close() error {
 		t.wg.Wait()
 		for _, l := range t.listeners {
 			for _, s := range l.udp {
+				for s.inflight.Load() != 0 {
+					runtime.Gosched()
+				}
 				unix.Close(s.fd)
 			}
 		}

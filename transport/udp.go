@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -19,6 +20,10 @@ type udpSocket struct {
 	fd int
 	l  *Listener
 	v6 bool
+	// inflight counts sends inside sendto, so that Close does not close
+	// the descriptor under them (and a reused descriptor number never gets
+	// a stray datagram).
+	inflight atomic.Int64
 }
 
 // openUDP binds one UDP socket with SO_REUSEPORT so that several sockets
@@ -197,6 +202,11 @@ func (t *Transport) sendUDP(l *Listener, dst netip.AddrPort, data []byte) error 
 	}
 	var rsa unix.RawSockaddrInet6
 	salen := putSockaddr(&rsa, dst, s.v6)
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	if t.closing.Load() {
+		return ErrClosed
+	}
 	for {
 		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd),
 			uintptr(unsafe.Pointer(&data[0])), uintptr(len(data)),

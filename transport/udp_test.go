@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -289,5 +290,43 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatal("bound a busy port")
 	} else if ce, ok := err.(*ConfigError); !ok || ce.Key != "listeners[0].addr" {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// Sends racing with Close either complete or return ErrClosed.
+func TestUDPSendDuringClose(t *testing.T) {
+	tr, err := New(Config{Listeners: []ListenerConfig{{Proto: UDP, Addr: "127.0.0.1:0"}}, UDPReaders: 1}, newRecorder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sink := udpPeer(t, "udp4", "127.0.0.1:0")
+	dst := sink.LocalAddr().(*net.UDPAddr).AddrPort()
+	var wg sync.WaitGroup
+	var closedSeen atomic.Int64
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				err := tr.SendProto(UDP, dst, []byte("x"))
+				if err == ErrClosed {
+					closedSeen.Add(1)
+					return
+				}
+				if err != nil && err != ErrWouldBlock {
+					t.Errorf("send: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	tr.Close()
+	wg.Wait()
+	if closedSeen.Load() != 4 {
+		t.Fatalf("%d senders saw ErrClosed", closedSeen.Load())
 	}
 }
