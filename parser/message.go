@@ -163,8 +163,10 @@ func (m *Message) Parse(b []byte) error {
 			c = skipToken(b, ls) // no colon anywhere: report the name
 		}
 		nameEnd := c
-		for nameEnd > ls && (b[nameEnd-1] == ' ' || b[nameEnd-1] == '\t') {
-			nameEnd--
+		if nameEnd > ls && (b[nameEnd-1] == ' ' || b[nameEnd-1] == '\t') {
+			for nameEnd > ls && (b[nameEnd-1] == ' ' || b[nameEnd-1] == '\t') {
+				nameEnd--
+			}
 		}
 		j := c
 		for {
@@ -200,11 +202,17 @@ func (m *Message) Parse(b []byte) error {
 		if ve > vs && b[ve-1] == '\r' {
 			ve--
 		}
-		for vs < ve && lwsTab[b[vs]] {
+		// Usually one SP after the colon and nothing before the CRLF.
+		if vs < ve && b[vs] == ' ' {
 			vs++
 		}
-		for ve > vs && lwsTab[b[ve-1]] {
-			ve--
+		if vs < ve && lwsTab[b[vs]] {
+			vs = skipLWS(b[:ve], vs)
+		}
+		if ve > vs && lwsTab[b[ve-1]] {
+			for ve > vs && lwsTab[b[ve-1]] {
+				ve--
+			}
 		}
 		x.vs, x.ve = int32(vs), int32(ve)
 		st.nh++

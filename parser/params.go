@@ -50,9 +50,7 @@ func scanParam(b []byte, i int) (name, val []byte, next int, ok bool) {
 				return nil, nil, len(b), false
 			}
 		} else {
-			for j < len(b) && paramTab[b[j]] {
-				j++
-			}
+			j = span(&paramTab, b, j)
 			if j == vs {
 				return nil, nil, j, false
 			}

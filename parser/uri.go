@@ -119,10 +119,8 @@ func (u *URI) parseSIP(r []byte) error {
 		if len(ui) == 0 {
 			return ErrBadURI
 		}
-		for _, c := range ui {
-			if !uriTab[c] {
-				return ErrBadURI
-			}
+		if span(&uriTab, ui, 0) != len(ui) {
+			return ErrBadURI
 		}
 		if c := bytes.IndexByte(ui, ':'); c >= 0 {
 			u.User, u.Password = ui[:c], ui[c+1:]
@@ -204,9 +202,7 @@ func parseHostPort(b []byte, i int, lws bool) (host []byte, port int, next int, 
 		}
 		i = end + 1
 	} else {
-		for i < len(b) && hostTab[b[i]] {
-			i++
-		}
+		i = span(&hostTab, b, i)
 		if i == start {
 			return nil, 0, i, false
 		}

@@ -1,5 +1,7 @@
 package parser
 
+import "encoding/binary"
+
 // Via is one via-parm (RFC 3261 §20.42). Host keeps IPv6 brackets; Port is
 // 0 when absent. Received may be an IPv4 address or an IPv6 address with or
 // without brackets (RFC 5118 §4.5).
@@ -37,7 +39,8 @@ func parseVia(b []byte, i int, v *Via) (int, bool) {
 	start := i
 	var parts [3][]byte
 	p := 0
-	if len(b)-i > 8 && eqFold(b[i:i+8], "sip/2.0/") {
+	// "SIP/2.0/" as one word; 0x202020 folds the case of the three letters.
+	if len(b)-i > 8 && binary.LittleEndian.Uint64(b[i:])|0x202020 == 0x2f302e322f706973 {
 		// the common spelling, without LWS around the slashes
 		parts[0], parts[1] = b[i:i+3], b[i+4:i+7]
 		i += 8
