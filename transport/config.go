@@ -156,8 +156,18 @@ func (c *Config) validate() error {
 		default:
 			return &ConfigError{key + ".proto", errors.New("unsupported protocol " + l.Proto.String())}
 		}
-		if _, err := netip.ParseAddrPort(l.Addr); err != nil {
+		ap, err := netip.ParseAddrPort(l.Addr)
+		if err != nil {
 			return &ConfigError{key + ".addr", err}
+		}
+		// SO_REUSEPORT would let two UDP listeners on one address bind
+		// and split the traffic between them silently.
+		for j, o := range c.Listeners[:i] {
+			if o.Proto.Stream() == l.Proto.Stream() && ap.Port() != 0 {
+				if oap, err := netip.ParseAddrPort(o.Addr); err == nil && oap == ap {
+					return &ConfigError{key + ".addr", errors.New("same address as listeners[" + strconv.Itoa(j) + "]")}
+				}
+			}
 		}
 	}
 	if hasTLS && (c.TLSCertFile == "" || c.TLSKeyFile == "") {
