@@ -33,31 +33,51 @@ func skipQuoted(b []byte, i int) int {
 // quoted-string)]) at b[i], LWS allowed around "=". It returns the name, the
 // raw value (quotes kept; nil when there is no "="), and the index after it.
 func scanParam(b []byte, i int) (name, val []byte, next int, ok bool) {
-	i = skipLWS(b, i)
+	if i < len(b) && lwsTab[b[i]] {
+		i = skipLWS(b, i)
+	}
 	ns := i
-	i = skipToken(b, i)
+	i = span(&tokenTab, b, i)
 	if i == ns {
 		return nil, nil, i, false
 	}
 	name = b[ns:i]
-	j := skipLWS(b, i)
-	if j < len(b) && b[j] == '=' {
-		j = skipLWS(b, j+1)
-		vs := j
-		if j < len(b) && b[j] == '"' {
-			j = skipQuoted(b, j)
-			if j < 0 {
-				return nil, nil, len(b), false
+	if i < len(b) {
+		c := b[i]
+		if c == '=' {
+			vs := i + 1
+			if vs < len(b) && paramTab[b[vs]] {
+				// the common case: no LWS, no quotes
+				j := span(&paramTab, b, vs)
+				return name, b[vs:j], j, true
 			}
-		} else {
-			j = span(&paramTab, b, j)
-			if j == vs {
-				return nil, nil, j, false
+			return scanValue(b, name, vs)
+		}
+		if lwsTab[c] {
+			if j := skipLWS(b, i); j < len(b) && b[j] == '=' {
+				return scanValue(b, name, j+1)
 			}
 		}
-		return name, b[vs:j], j, true
 	}
 	return name, nil, i, true
+}
+
+// scanValue parses the value of a parameter after "=" (LWS allowed first).
+func scanValue(b, name []byte, j int) ([]byte, []byte, int, bool) {
+	j = skipLWS(b, j)
+	vs := j
+	if j < len(b) && b[j] == '"' {
+		j = skipQuoted(b, j)
+		if j < 0 {
+			return nil, nil, len(b), false
+		}
+	} else {
+		j = span(&paramTab, b, j)
+		if j == vs {
+			return nil, nil, j, false
+		}
+	}
+	return name, b[vs:j], j, true
 }
 
 // scanParams parses ";"-separated parameters starting at b[i], where b[i]
