@@ -74,6 +74,8 @@ type streamConn struct {
 	iov          [][]byte // event loop only
 	unread       int      // TCP: bytes left in gnet's inbound buffer; event loop only
 
+	serverName string // outbound TLS: name to verify and send as SNI ("" = the IP)
+
 	closeOnce sync.Once
 	onFlush   gnet.AsyncCallback // bound once: no allocation per send
 }
@@ -449,7 +451,7 @@ func (t *Transport) sendStream(l *Listener, dst netip.AddrPort, data []byte) err
 	c := s.table.lookup(connKey{l.Proto, dst})
 	if c == nil {
 		var err error
-		if c, err = s.dial(l, dst); err != nil {
+		if c, err = s.dial(l, dst, ""); err != nil {
 			t.stats.sendDrops.Add(1)
 			return err
 		}
@@ -459,7 +461,7 @@ func (t *Transport) sendStream(l *Listener, dst netip.AddrPort, data []byte) err
 
 // dial registers an outbound connection in the dialing state and connects
 // in the background; sends queue on it meanwhile.
-func (s *streams) dial(l *Listener, dst netip.AddrPort) (*streamConn, error) {
+func (s *streams) dial(l *Listener, dst netip.AddrPort, serverName string) (*streamConn, error) {
 	if l.Proto == TCP && !s.engRunning {
 		return nil, ErrNoListener
 	}
@@ -468,6 +470,7 @@ func (s *streams) dial(l *Listener, dst netip.AddrPort) (*streamConn, error) {
 	}
 	c := s.newConn(l.Proto, l, dst, false)
 	c.state = connDialing
+	c.serverName = serverName
 	existing, ok := s.table.admit(c, s.t.cfg.MaxConns, s.t.cfg.MaxConnsPerIP)
 	if existing != nil {
 		return existing, nil
@@ -483,6 +486,32 @@ func (s *streams) dial(l *Listener, dst netip.AddrPort) (*streamConn, error) {
 		go s.dialTLS(c)
 	}
 	return c, nil
+}
+
+// Connect returns the stream connection to dst on l's protocol, opening
+// one in the background if there is none (sends queue on it until it is
+// up). For TLS, serverName is sent as SNI and the server's certificate is
+// verified for it; "" verifies for dst's IP address. Later Sends to dst use
+// this connection.
+func (t *Transport) Connect(l *Listener, dst netip.AddrPort, serverName string) (ConnID, error) {
+	if t.closing.Load() {
+		return 0, ErrClosed
+	}
+	if l == nil || !l.Proto.Stream() || t.streams == nil {
+		return 0, ErrNoListener
+	}
+	if !dst.IsValid() || dst.Port() == 0 {
+		return 0, ErrInvalidAddr
+	}
+	dst = unmapAP(dst)
+	if c := t.streams.table.lookup(connKey{l.Proto, dst}); c != nil {
+		return c.id, nil
+	}
+	c, err := t.streams.dial(l, dst, serverName)
+	if err != nil {
+		return 0, err
+	}
+	return c.id, nil
 }
 
 // SendConn sends data on the stream connection id (the one a request came

@@ -155,7 +155,10 @@ func (s *streams) acceptTLS(ln net.Listener, l *Listener) {
 func (s *streams) dialTLS(c *streamConn) {
 	defer s.wg.Done()
 	cfg := s.tls.client.Load().Clone()
-	cfg.ServerName = c.remote.Addr().String()
+	cfg.ServerName = c.serverName
+	if cfg.ServerName == "" {
+		cfg.ServerName = c.remote.Addr().String()
+	}
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: s.t.cfg.DialTimeout}, Config: cfg}
 	ctx, cancel := context.WithTimeout(s.ctx, s.t.cfg.DialTimeout)
 	nc, err := d.DialContext(ctx, "tcp", c.remote.String())

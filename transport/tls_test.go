@@ -351,3 +351,76 @@ func TestTLSStallReleased(t *testing.T) {
 		t.Fatalf("%+v", st)
 	}
 }
+
+// Connect with a server name verifies the peer's certificate for that name
+// (a trunk known by its domain); without it the IP must be in the
+// certificate.
+func TestTLSConnectServerName(t *testing.T) {
+	pki := newPKI(t, "ca")
+	tr, _ := startTLS(t, pki, newRecorder(), func(c *Config) { c.TLSRootCAFile = pki.caFile })
+	l := tr.Listeners()[0]
+	// A peer certificate with a DNS name only.
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(999), Subject: pkix.Name{CommonName: "trunk"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames: []string{"trunk.example.com"},
+	}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, pki.caCert, &key.PublicKey, pki.caKey)
+	peerCert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	serve := func() (netip.AddrPort, chan string, func()) {
+		ln, err := tls.Listen("tcp4", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{peerCert}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan string, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			tc := c.(*tls.Conn)
+			if tc.Handshake() != nil {
+				got <- ""
+				return
+			}
+			got <- tc.ConnectionState().ServerName
+			io.Copy(io.Discard, c)
+		}()
+		return ln.Addr().(*net.TCPAddr).AddrPort(), got, func() { ln.Close() }
+	}
+	addr, got, stop := serve()
+	defer stop()
+	id, err := tr.Connect(l, addr, "trunk.example.com")
+	if err != nil || id == 0 {
+		t.Fatal(id, err)
+	}
+	if sni := <-got; sni != "trunk.example.com" {
+		t.Fatalf("SNI %q", sni)
+	}
+	if id2, _ := tr.Connect(l, addr, "trunk.example.com"); id2 != id {
+		t.Fatalf("second Connect opened %d, want %d", id2, id)
+	}
+	if err := tr.Send(l, addr, []byte(sipMsg("OPTIONS", ""))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for tr.Stats().ConnsDialed != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%+v", tr.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Without the name, verification for the IP fails.
+	addr2, _, stop2 := serve()
+	defer stop2()
+	tr.Send(l, addr2, []byte(sipMsg("OPTIONS", "")))
+	for tr.Stats().TLSHandshakeKO != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%+v", tr.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
