@@ -43,8 +43,8 @@ type writerItem struct {
 }
 
 // LocationWriter persists registrar binding changes write-behind: Upsert,
-// Delete and DeleteAOR only copy the operation into a bounded queue (no
-// allocation, no lock, no I/O) and return; one goroutine applies queued
+// Delete and DeleteAOR only copy the operation into a bounded channel (no
+// allocation, no I/O, never waiting) and return; one goroutine applies queued
 // operations in order, as many per transaction as are waiting (up to
 // MaxBatch), so the commit cost is shared under load.
 type LocationWriter struct {
