@@ -53,8 +53,12 @@ func Example() {
 	s.Lock()
 	bh := shards.Sum(branch)
 	e, err := s.Insert(bh, branch)
-	if errors.Is(err, shards.ErrFull) {
-		// answer 503 with Retry-After
+	if err != nil {
+		s.Unlock()
+		if errors.Is(err, shards.ErrFull) {
+			fmt.Println("503 Service Unavailable, Retry-After: 5")
+		}
+		return
 	}
 	e.Value.state = "calling"
 	s.StartTimer(e, &e.Value.timerA, timerA, 500*time.Millisecond)

@@ -177,10 +177,9 @@ func (w *Wheel) process(t int64) int {
 
 // place links t into the slot for relative deadline rel (rel >= w.now).
 func (w *Wheel) place(t *Timer, rel int64) {
+	// rel == w.now gives Len64 0 and level (0-1)/6 == 0: level 0, slot of
+	// now, which process fires right after cascading.
 	level := (bits.Len64(uint64(rel^w.now)) - 1) / wheelBits
-	if level < 0 {
-		level = 0
-	}
 	slot := (rel >> (uint(level) * wheelBits)) & wheelMask
 	t.level, t.slot = uint8(level), uint8(slot)
 	head := &w.slots[level][slot]
