@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"switchboard/cmd/switchboard/config"
+	"switchboard/mgmt"
+	"switchboard/routing"
+	_ "switchboard/routing/provider"
+	_ "switchboard/routing/relay"
+	"switchboard/store"
+	"switchboard/transport"
+	"switchboard/txn"
+)
+
+// server is one running switchboard: the parts in the order a message
+// passes them, and what SIGHUP and SIGTERM act on.
+type server struct {
+	cfgPath string
+	sets    []string
+	cfg     *config.Config
+	log     *slog.Logger
+	level   *slog.LevelVar
+	// reloadMu serialises reloads from SIGHUP and the management API.
+	reloadMu sync.Mutex
+
+	store   *store.Store
+	mgmt    *mgmt.Server
+	domains *routing.Domains
+	router  *routing.Router
+	core    *txn.Core
+	tr      *transport.Transport
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path, sets := configFlags(fs)
+	drain := fs.Duration("drain-timeout", 32*time.Second, "on SIGTERM, how long open transactions may take to finish")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := loadConfig(*path, *sets)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	s := &server{cfgPath: *path, sets: *sets, cfg: cfg}
+	s.level = new(slog.LevelVar)
+	s.level.Set(parseLevel(cfg.Log.Level))
+	s.log = newLogger(stderr, cfg.Log.Format, s.level)
+	if err := s.start(); err != nil {
+		s.log.Error("start failed", "err", err)
+		s.stop()
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			return 2
+		}
+		return 1
+	}
+	s.wait(*drain)
+	return 0
+}
+
+func (s *server) start() error {
+	cfg := s.cfg
+	var err error
+	s.store, err = store.Open(cfg.Storage.Dir, store.Options{})
+	if err != nil {
+		return fmt.Errorf("storage.dir %s: %w", cfg.Storage.Dir, err)
+	}
+	s.mgmt = mgmt.New(mgmt.Config{Listen: cfg.Mgmt.Listen, Token: cfg.Mgmt.Token, Version: version, Logger: s.log})
+
+	rs, err := routing.Lookup(cfg.Routes)
+	if err != nil {
+		return &config.Error{Key: "routes", Msg: err.Error()}
+	}
+	s.domains = routing.NewDomains(s.localNames())
+	env := &routing.Env{Domains: s.domains, Logger: s.log, Metrics: s.mgmt.Metrics()}
+	s.router, err = routing.NewRouter(rs, env)
+	if err != nil {
+		return fmt.Errorf("route set %s: %w", rs.Name, err)
+	}
+
+	var h coreHandler
+	s.tr, err = transport.New(s.transportConfig(), &h)
+	if err != nil {
+		return err
+	}
+	var resolver *txn.Resolver
+	if cfg.Outbound.Resolver != "" {
+		resolver = txn.NewResolver(txn.ResolverConfig{Server: cfg.Outbound.Resolver})
+	}
+	s.core, err = txn.New(txn.Config{
+		Sender:          s.tr,
+		Listeners:       s.tr,
+		Router:          s.router,
+		T1:              cfg.Timers.T1.D(),
+		T2:              cfg.Timers.T2.D(),
+		T4:              cfg.Timers.T4.D(),
+		TimerC:          cfg.Timers.TimerC.D(),
+		Shards:          cfg.Limits.Shards,
+		MaxTransactions: cfg.Limits.MaxTransactions,
+		AllowOutbound:   cfg.Outbound.AllowPrefixes(),
+		Resolver:        resolver,
+		Logger:          s.log,
+	})
+	if err != nil {
+		return err
+	}
+	h.core = s.core
+	if err := s.tr.Start(); err != nil {
+		return err
+	}
+	// The bound addresses (port 0 resolved) are ours too.
+	s.domains.Replace(s.localNames())
+	registerMetrics(s.mgmt.Metrics(), s.tr, s.core)
+	s.registerCommands()
+	if cfg.Mgmt.Listen != "" {
+		if err := s.mgmt.Start(); err != nil {
+			return err
+		}
+	}
+	s.mgmt.SetReady(true)
+	for _, l := range s.tr.Listeners() {
+		s.log.Info("listening", "proto", l.Proto.String(), "addr", l.Local.String(), "advertise", l.AdvertisedHost+":"+strconv.Itoa(int(l.AdvertisedPort)))
+	}
+	s.log.Info("switchboard started", "version", version, "routes", cfg.Routes, "domains", strings.Join(cfg.Domains, ","), "mgmt", s.mgmt.Addr(), "data", cfg.Storage.Dir)
+	return nil
+}
+
+// coreHandler passes received messages to the transaction layer, which is
+// created after the transport it sends through.
+type coreHandler struct{ core *txn.Core }
+
+func (h *coreHandler) HandleMessage(p *transport.Packet) { h.core.HandleMessage(p) }
+
+func (s *server) transportConfig() transport.Config {
+	cfg := s.cfg
+	tc := transport.Config{
+		MaxMessageSize: cfg.Limits.MaxMessageSize,
+		MaxConns:       cfg.Limits.MaxConnections,
+		MaxConnsPerIP:  cfg.Limits.MaxConnectionsPerIP,
+		IdleTimeout:    cfg.Limits.IdleTimeout.D(),
+		TLSCertFile:    cfg.TLS.Cert,
+		TLSKeyFile:     cfg.TLS.Key,
+		TLSMinVersion:  tlsVersion(cfg.TLS.MinVersion),
+	}
+	if cfg.TLS.ClientCA != "" {
+		tc.TLSClientCAFile = cfg.TLS.ClientCA
+		tc.TLSRequireClientCert = true
+	}
+	for _, l := range cfg.Listen {
+		p, _ := transport.ParseProto(l.Proto)
+		lc := transport.ListenerConfig{Proto: p, Addr: l.Address}
+		if l.Advertise != "" {
+			host, port := splitHostPort(l.Advertise)
+			lc.AdvertisedHost, lc.AdvertisedPort = host, port
+		}
+		tc.Listeners = append(tc.Listeners, lc)
+	}
+	return tc
+}
+
+// localNames is what is_myself recognises: the served domains, the
+// listeners' addresses and their advertised hosts.
+func (s *server) localNames() []string {
+	names := append([]string(nil), s.cfg.Domains...)
+	for _, l := range s.cfg.Listen {
+		names = append(names, l.AddrPort().Addr().String())
+		if a := l.AddrPort().Addr(); a.Is6() {
+			names = append(names, "["+a.String()+"]")
+		}
+		if l.Advertise != "" {
+			h, _ := splitHostPort(l.Advertise)
+			names = append(names, h)
+		}
+	}
+	if s.tr != nil {
+		for _, l := range s.tr.Listeners() {
+			names = append(names, l.AdvertisedHost)
+		}
+	}
+	return names
+}
+
+func splitHostPort(hp string) (string, uint16) {
+	if ap, err := netip.ParseAddrPort(hp); err == nil {
+		return ap.Addr().String(), ap.Port()
+	}
+	if i := strings.LastIndexByte(hp, ':'); i > 0 && !strings.HasSuffix(hp, "]") && strings.Count(hp, ":") == 1 {
+		if p, err := strconv.ParseUint(hp[i+1:], 10, 16); err == nil {
+			return hp[:i], uint16(p)
+		}
+	}
+	return hp, 0
+}
+
+func tlsVersion(v string) uint16 {
+	if v == "1.3" {
+		return 0x0304
+	}
+	return 0x0303
+}
+
+// wait serves until SIGTERM or SIGINT, reloading on SIGHUP, then drains.
+func (s *server) wait(drain time.Duration) {
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sig)
+	for v := range sig {
+		if v == syscall.SIGHUP {
+			s.reload()
+			continue
+		}
+		s.log.Info("shutting down: refusing new requests, letting open transactions finish", "signal", v.String(), "bound", drain.String())
+		s.mgmt.SetReady(false)
+		s.router.SetDraining(true)
+		deadline := time.Now().Add(drain)
+		for s.core.Stats().Transactions > 0 && time.Now().Before(deadline) {
+			select {
+			case v2 := <-sig:
+				if v2 != syscall.SIGHUP {
+					s.log.Warn("second signal: stopping now", "signal", v2.String())
+					deadline = time.Now()
+				}
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		if n := s.core.Stats().Transactions; n > 0 {
+			s.log.Warn("drain bound reached; stopping with transactions open", "open", n)
+		}
+		s.stop()
+		s.log.Info("stopped")
+		return
+	}
+}
+
+func (s *server) stop() {
+	if s.tr != nil {
+		s.tr.Close()
+	}
+	if s.core != nil {
+		s.core.Close()
+	}
+	if s.mgmt != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		s.mgmt.Close(ctx)
+		cancel()
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+}
+
+// reload re-reads the configuration file and applies what can change while
+// running: log level, served domains, TLS certificates. Anything else that
+// changed needs a restart, and the log says so.
+func (s *server) reload() {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	var reloaded, restart []string
+	cfg, err := loadConfig(s.cfgPath, s.sets)
+	if err != nil {
+		s.log.Error("reload: configuration not applied", "err", err)
+		return
+	}
+	if cfg.Log.Level != s.cfg.Log.Level {
+		s.level.Set(parseLevel(cfg.Log.Level))
+		reloaded = append(reloaded, "log.level")
+	}
+	if strings.Join(cfg.Domains, ",") != strings.Join(s.cfg.Domains, ",") {
+		s.cfg.Domains = cfg.Domains
+		s.domains.Replace(s.localNames())
+		reloaded = append(reloaded, "domains")
+	}
+	if cfg.TLS.Cert != "" {
+		if err := s.tr.ReloadCertificates(); err != nil {
+			s.log.Error("reload: TLS certificates not reloaded", "err", err)
+		} else {
+			reloaded = append(reloaded, "tls certificates")
+		}
+	}
+	for key, changed := range map[string]bool{
+		"listen":  fmt.Sprint(cfg.Listen) != fmt.Sprint(s.cfg.Listen),
+		"routes":  cfg.Routes != s.cfg.Routes,
+		"timers":  cfg.Timers != s.cfg.Timers,
+		"limits":  cfg.Limits != s.cfg.Limits,
+		"storage": cfg.Storage != s.cfg.Storage,
+		"mgmt":    cfg.Mgmt != s.cfg.Mgmt,
+	} {
+		if changed {
+			restart = append(restart, key)
+		}
+	}
+	s.cfg.Log = cfg.Log
+	s.log.Info("reloaded", "applied", strings.Join(reloaded, ","), "need_restart", strings.Join(restart, ","))
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	l.UnmarshalText([]byte(strings.ToUpper(s)))
+	return l
+}
+
+func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,365 @@
+package routing
+
+import (
+	"net/netip"
+	"unsafe"
+
+	"switchboard/parser"
+	"switchboard/transport"
+	"switchboard/txn"
+)
+
+// Ctx is what a request route sees: the request, where it came from, and
+// the actions a route can take. It is reused: valid only during the route
+// call (use Suspend to act later).
+//
+// Read accessors return views into the request; they stay valid during the
+// route call and must be copied to be kept.
+type Ctx struct {
+	// R is the transaction layer's handle, for what this vocabulary lacks.
+	R   *txn.Request
+	Env *Env
+
+	ruri    parser.URI
+	ruriSt  int8 // 0 not parsed, 1 parsed, -1 unparsable
+	fromURI parser.URI
+	fromSt  int8
+	toURI   parser.URI
+	toSt    int8
+	buf     []byte // scratch for rewritten URIs
+}
+
+func (c *Ctx) reset(r *txn.Request, env *Env) {
+	c.R, c.Env = r, env
+	c.ruriSt, c.fromSt, c.toSt = 0, 0, 0
+}
+
+// Msg is the parsed request.
+func (c *Ctx) Msg() *parser.Message { return c.R.Msg }
+
+// ---- methods and headers ----
+
+// Method returns the request method (OpenSIPS: $rm).
+func (c *Ctx) Method() parser.Method { return c.R.Msg.Method() }
+
+// IsMethod reports whether the method is one of ms (OpenSIPS:
+// is_method("INVITE|BYE")).
+func (c *Ctx) IsMethod(ms ...parser.Method) bool {
+	m := c.R.Msg.Method()
+	for _, x := range ms {
+		if m == x {
+			return true
+		}
+	}
+	return false
+}
+
+// HasToTag reports whether the To header carries a tag, i.e. the request
+// is inside a dialog (OpenSIPS: has_totag()).
+func (c *Ctx) HasToTag() bool { return c.R.HasToTag() }
+
+// Header returns the first value of the header called name, compact forms
+// and case folded (OpenSIPS: $hdr(name)); nil when absent.
+func (c *Ctx) Header(name string) []byte { return c.R.Msg.GetByName(sbytes(name)) }
+
+// HasHeader reports whether the header is present (OpenSIPS:
+// is_present_hf("name")).
+func (c *Ctx) HasHeader(name string) bool { return c.Header(name) != nil }
+
+// AppendHeader adds "name: value" to the relayed request (OpenSIPS:
+// append_hf("name: value\r\n")).
+func (c *Ctx) AppendHeader(name string, value []byte) bool {
+	return c.R.Editor().AddHeader(name, value)
+}
+
+// RemoveHeader removes every header called name from the relayed request
+// (OpenSIPS: remove_hf("name")).
+func (c *Ctx) RemoveHeader(name string) bool {
+	h := parser.LookupHeader(sbytes(name))
+	if h != parser.HdrOther {
+		return c.R.Editor().RemoveHeaders(h)
+	}
+	return c.R.Editor().RemoveHeadersByName(sbytes(name))
+}
+
+// ---- pseudo-variables ----
+
+// RU is the Request-URI the request will be relayed with (OpenSIPS: $ru).
+func (c *Ctx) RU() []byte { return c.R.RequestURI() }
+
+func (c *Ctx) parsedRURI() *parser.URI {
+	if c.ruriSt == 0 {
+		c.ruriSt = 1
+		if c.ruri.Parse(c.R.RequestURI()) != nil {
+			c.ruriSt = -1
+		}
+	}
+	if c.ruriSt < 0 {
+		return nil
+	}
+	return &c.ruri
+}
+
+// RUser is the user part of the Request-URI (OpenSIPS: $rU).
+func (c *Ctx) RUser() []byte {
+	if u := c.parsedRURI(); u != nil {
+		return u.User
+	}
+	return nil
+}
+
+// RDomain is the host of the Request-URI (OpenSIPS: $rd).
+func (c *Ctx) RDomain() []byte {
+	if u := c.parsedRURI(); u != nil {
+		return u.Host
+	}
+	return nil
+}
+
+// RPort is the port of the Request-URI, 0 when absent (OpenSIPS: $rp).
+func (c *Ctx) RPort() int {
+	if u := c.parsedRURI(); u != nil {
+		return u.Port
+	}
+	return 0
+}
+
+// RScheme is the Request-URI scheme (sip, sips, tel, or other).
+func (c *Ctx) RScheme() parser.Scheme {
+	if u := c.parsedRURI(); u != nil {
+		return u.Scheme
+	}
+	return c.R.Msg.RURI().Scheme
+}
+
+// FU is the From URI (OpenSIPS: $fu).
+func (c *Ctx) FU() []byte { return c.R.Msg.From().URI }
+
+// FUser is the user part of the From URI (OpenSIPS: $fU).
+func (c *Ctx) FUser() []byte {
+	if u := parseOnce(&c.fromURI, &c.fromSt, c.R.Msg.From().URI); u != nil {
+		return u.User
+	}
+	return nil
+}
+
+// FDomain is the host of the From URI (OpenSIPS: $fd).
+func (c *Ctx) FDomain() []byte {
+	if u := parseOnce(&c.fromURI, &c.fromSt, c.R.Msg.From().URI); u != nil {
+		return u.Host
+	}
+	return nil
+}
+
+// FTag is the From tag (OpenSIPS: $ft).
+func (c *Ctx) FTag() []byte { return c.R.Msg.FromTag() }
+
+// TU is the To URI (OpenSIPS: $tu).
+func (c *Ctx) TU() []byte { return c.R.Msg.To().URI }
+
+// TUser is the user part of the To URI (OpenSIPS: $tU).
+func (c *Ctx) TUser() []byte {
+	if u := parseOnce(&c.toURI, &c.toSt, c.R.Msg.To().URI); u != nil {
+		return u.User
+	}
+	return nil
+}
+
+// TDomain is the host of the To URI (OpenSIPS: $td).
+func (c *Ctx) TDomain() []byte {
+	if u := parseOnce(&c.toURI, &c.toSt, c.R.Msg.To().URI); u != nil {
+		return u.Host
+	}
+	return nil
+}
+
+// TTag is the To tag (OpenSIPS: $tt).
+func (c *Ctx) TTag() []byte { return c.R.Msg.ToTag() }
+
+// CallID is the Call-ID (OpenSIPS: $ci).
+func (c *Ctx) CallID() []byte { return c.R.Msg.CallID() }
+
+// CSeq is the CSeq number and method (OpenSIPS: $cs and $rm).
+func (c *Ctx) CSeq() parser.CSeq { return c.R.Msg.CSeq() }
+
+// UserAgent is the User-Agent header (OpenSIPS: $ua).
+func (c *Ctx) UserAgent() []byte { return c.R.Msg.UserAgent() }
+
+// SrcIP is the source address the request came from (OpenSIPS: $si).
+func (c *Ctx) SrcIP() netip.Addr { return c.R.Src.Addr() }
+
+// SrcPort is the source port (OpenSIPS: $sp).
+func (c *Ctx) SrcPort() uint16 { return c.R.Src.Port() }
+
+// Proto is the transport the request came over (OpenSIPS: $pr / $proto).
+func (c *Ctx) Proto() transport.Proto { return c.R.Proto }
+
+// Listener is the local socket the request came in on (OpenSIPS: $socket_in).
+func (c *Ctx) Listener() *transport.Listener { return c.R.Listener }
+
+// ---- domains ----
+
+// IsMyself reports whether host is a served domain or one of our own
+// addresses (OpenSIPS: is_myself / is_domain_local).
+func (c *Ctx) IsMyself(host []byte) bool {
+	return c.Env != nil && c.Env.Domains != nil && c.Env.Domains.Has(host)
+}
+
+// IsURIHostLocal reports whether the Request-URI host is served here
+// (OpenSIPS: is_uri_host_local()).
+func (c *Ctx) IsURIHostLocal() bool { return c.IsMyself(c.RDomain()) }
+
+// IsFromLocal reports whether the From host is served here (OpenSIPS:
+// is_from_local()).
+func (c *Ctx) IsFromLocal() bool { return c.IsMyself(c.FDomain()) }
+
+// ---- rewriting ----
+
+// SetRU replaces the Request-URI of the relayed request (OpenSIPS:
+// $ru = "..." / rewriteuri). The bytes are copied.
+func (c *Ctx) SetRU(uri []byte) {
+	c.R.SetRequestURI(uri)
+	c.ruriSt = 0
+}
+
+// SetRUser replaces the user part of the Request-URI, adding one when
+// there is none (OpenSIPS: $rU = "..." / rewriteuser).
+func (c *Ctx) SetRUser(user []byte) bool {
+	u := c.parsedRURI()
+	if u == nil || u.Host == nil {
+		return false
+	}
+	raw := u.Raw
+	var start, end int
+	if u.User != nil {
+		start = offsetIn(raw, u.User)
+		end = start + len(u.User)
+		if u.Password != nil {
+			end = offsetIn(raw, u.Password) + len(u.Password)
+		}
+	} else {
+		start = len(u.SchemeRaw) + 1
+		end = start
+	}
+	c.buf = append(c.buf[:0], raw[:start]...)
+	c.buf = append(c.buf, user...)
+	if u.User == nil {
+		c.buf = append(c.buf, '@')
+	}
+	c.buf = append(c.buf, raw[end:]...)
+	c.SetRU(c.buf)
+	return true
+}
+
+// SetRDomain replaces the host of the Request-URI (OpenSIPS: $rd = "..." /
+// rewritehost).
+func (c *Ctx) SetRDomain(host []byte) bool {
+	u := c.parsedRURI()
+	if u == nil || u.Host == nil {
+		return false
+	}
+	start := offsetIn(u.Raw, u.Host)
+	c.buf = append(c.buf[:0], u.Raw[:start]...)
+	c.buf = append(c.buf, host...)
+	c.buf = append(c.buf, u.Raw[start+len(u.Host):]...)
+	c.SetRU(c.buf)
+	return true
+}
+
+// SetDestination sends the request to dst over proto whatever the
+// Request-URI says (OpenSIPS: $du = "sip:ip:port;transport=...").
+func (c *Ctx) SetDestination(proto transport.Proto, dst netip.AddrPort) {
+	c.R.SetDestination(proto, dst)
+}
+
+// ---- flags and values ----
+
+// SetFlag sets transaction flag n (0–63) (OpenSIPS: setflag(n)).
+func (c *Ctx) SetFlag(n uint) { c.R.SetFlag(n) }
+
+// ResetFlag clears transaction flag n (OpenSIPS: resetflag(n)).
+func (c *Ctx) ResetFlag(n uint) { c.R.ResetFlag(n) }
+
+// IsFlagSet tests transaction flag n (OpenSIPS: isflagset(n)).
+func (c *Ctx) IsFlagSet(n uint) bool { return c.R.IsFlagSet(n) }
+
+// Value returns per-transaction value i, 0 <= i < txn.NumValues (OpenSIPS:
+// an integer $avp kept with the transaction).
+func (c *Ctx) Value(i int) int64 { return c.R.Value(i) }
+
+// SetValue sets per-transaction value i.
+func (c *Ctx) SetValue(i int, v int64) { c.R.SetValue(i, v) }
+
+// ---- proxy actions ----
+
+// LooseRoute processes the Route headers (OpenSIPS: loose_route()): it
+// removes our own entries and reports whether the request carried a route
+// set, in which case the next hop comes from it.
+func (c *Ctx) LooseRoute() bool {
+	ok := c.R.LooseRoute()
+	c.ruriSt = 0 // a strict router's Request-URI may have been replaced
+	return ok
+}
+
+// RecordRoute adds a Record-Route header to the relayed request, two when
+// it leaves on another interface or transport (OpenSIPS: record_route()).
+func (c *Ctx) RecordRoute() { c.R.RecordRoute() }
+
+// Reply answers the request statefully; reason "" uses the standard phrase
+// (OpenSIPS: t_reply / sl_send_reply).
+func (c *Ctx) Reply(code int, reason string) error { return c.R.Reply(code, reason) }
+
+// ReplyWithHeaders answers with extra header lines, each ending in CRLF
+// (OpenSIPS: append_to_reply + t_reply).
+func (c *Ctx) ReplyWithHeaders(code int, reason string, headers []byte) error {
+	return c.R.ReplyWithHeaders(code, reason, headers)
+}
+
+// Relay forwards the request statefully to the next hop, or to every branch
+// added (OpenSIPS: t_relay()).
+func (c *Ctx) Relay() error { return c.R.Relay() }
+
+// Forward forwards the request statelessly (OpenSIPS: forward()).
+func (c *Ctx) Forward() error { return c.R.Forward() }
+
+// Drop ends the request without an answer (OpenSIPS: drop() / exit
+// without a reply).
+func (c *Ctx) Drop() { c.R.Drop() }
+
+// AppendBranch adds a branch to uri; Relay sends all branches in parallel,
+// or one at a time after SetSerial (OpenSIPS: append_branch("uri")).
+func (c *Ctx) AppendBranch(uri []byte) error { return c.R.AddBranch(uri) }
+
+// SetSerial makes added branches go one after another, each tried from the
+// failure route (OpenSIPS: serialize_branches / t_next_contacts).
+func (c *Ctx) SetSerial(serial bool) { c.R.SetSerial(serial) }
+
+// Canceled reports whether a CANCEL for this request has arrived (OpenSIPS:
+// t_was_cancelled()).
+func (c *Ctx) Canceled() bool { return c.R.Canceled() }
+
+// Suspend lets the route finish the request later, after work done off the
+// receive path, through the returned handle's Reply or Relay (OpenSIPS:
+// async()). Nil for an ACK.
+func (c *Ctx) Suspend() *txn.Request { return c.R.Suspend() }
+
+func parseOnce(u *parser.URI, st *int8, raw []byte) *parser.URI {
+	if *st == 0 {
+		*st = 1
+		if u.Parse(raw) != nil {
+			*st = -1
+		}
+	}
+	if *st < 0 {
+		return nil
+	}
+	return u
+}
+
+// offsetIn returns the offset of sub inside b; sub must be a sub-slice of b.
+func offsetIn(b, sub []byte) int {
+	return int(uintptr(unsafe.Pointer(unsafe.SliceData(sub))) - uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+}
+
+// sbytes views a string as bytes without copying; the callee must only read.
+func sbytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

@@ -1,0 +1,50 @@
+// Package relay registers two minimal route sets:
+//
+//   - "relay": every request is relayed statefully to its Request-URI (or
+//     its Route set), initial INVITE and SUBSCRIBE with Record-Route. It is
+//     the proxy of the stateful-relay benchmark and of end-to-end tests.
+//   - "stateless": every request is forwarded statelessly (OpenSIPS
+//     forward()), the stateless-relay benchmark.
+//
+// They serve no domain and authenticate nobody: never expose them to the
+// Internet.
+package relay
+
+import (
+	"switchboard/parser"
+	"switchboard/routing"
+)
+
+func init() {
+	routing.Register(routing.RouteSet{
+		Name: "relay",
+		Doc:  "stateful relay of every request to its Request-URI, with Record-Route",
+		New: func(*routing.Env) (*routing.Routes, error) {
+			return &routing.Routes{Request: statefulRelay}, nil
+		},
+	})
+	routing.Register(routing.RouteSet{
+		Name: "stateless",
+		Doc:  "stateless forwarding of every request to its Request-URI",
+		New: func(*routing.Env) (*routing.Routes, error) {
+			return &routing.Routes{Request: statelessRelay}, nil
+		},
+	})
+}
+
+func statefulRelay(c *routing.Ctx) {
+	c.LooseRoute()
+	if !c.HasToTag() && c.IsMethod(parser.MethodInvite, parser.MethodSubscribe) {
+		c.RecordRoute()
+	}
+	if err := c.Relay(); err != nil {
+		c.Reply(500, "Relay Failed")
+	}
+}
+
+func statelessRelay(c *routing.Ctx) {
+	c.LooseRoute()
+	if err := c.Forward(); err != nil {
+		c.Reply(500, "Forward Failed")
+	}
+}

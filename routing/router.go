@@ -1,0 +1,201 @@
+package routing
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"switchboard/parser"
+	"switchboard/txn"
+)
+
+// Branch is the outgoing branch a branch route or reply route sees.
+type Branch struct {
+	b *txn.Branch
+}
+
+// Index is the branch number, 0 for the first (OpenSIPS: $T_branch_idx).
+func (b *Branch) Index() int { return b.b.Index() }
+
+// ReplyCtx is what a reply route sees: the response and the request it
+// answers.
+type ReplyCtx struct {
+	// Req is the request the response answers; its actions (Reply, Relay)
+	// must not be used from a reply route.
+	Req    *Ctx
+	Branch Branch
+	resp   *parser.Message
+}
+
+// Msg is the response.
+func (c *ReplyCtx) Msg() *parser.Message { return c.resp }
+
+// Status is the response code (OpenSIPS: $rs).
+func (c *ReplyCtx) Status() int { return c.resp.StatusCode() }
+
+// Reason is the reason phrase (OpenSIPS: $rr).
+func (c *ReplyCtx) Reason() []byte { return c.resp.Reason() }
+
+// Header returns the first value of a response header (OpenSIPS:
+// $hdr(name) in onreply_route).
+func (c *ReplyCtx) Header(name string) []byte { return c.resp.GetByName(sbytes(name)) }
+
+// FailureCtx is what a failure route sees: the request, with every request
+// action (AppendBranch, Relay, Reply), and the best response received.
+type FailureCtx struct {
+	*Ctx
+	best *parser.Message
+}
+
+// Best is the best final response collected from the branches (OpenSIPS:
+// the reply in failure_route, $T_reply_code); nil when every branch failed
+// locally (timeout or transport error).
+func (c *FailureCtx) Best() *parser.Message { return c.best }
+
+// Status is the code of the best response (OpenSIPS: $T_reply_code); 408
+// or 503 for local failures without a response.
+func (c *FailureCtx) Status() int {
+	if c.best == nil {
+		return 408
+	}
+	return c.best.StatusCode()
+}
+
+// Router adapts a route set to the transaction layer (it implements
+// txn.Router). Contexts are pooled: a route call allocates nothing.
+type Router struct {
+	routes *Routes
+	env    *Env
+
+	ctxs     sync.Pool
+	calls    atomic.Uint64
+	draining atomic.Bool
+	latency  *metrics.Histogram
+	byMeth   [numMethods]*metrics.Counter
+}
+
+// numMethods is one past the last known method.
+const numMethods = parser.MethodPublish + 1
+
+// latencySample is how often a route call is timed: 1 in latencySample,
+// so the clock is read far less often than once per message.
+const latencySample = 64
+
+// NewRouter builds the route functions of rs with env.
+func NewRouter(rs RouteSet, env *Env) (*Router, error) {
+	routes, err := rs.New(env)
+	if err != nil {
+		return nil, err
+	}
+	if routes == nil || routes.Request == nil {
+		return nil, &setupError{rs.Name}
+	}
+	rt := &Router{routes: routes, env: env}
+	rt.ctxs.New = func() any { return new(frame) }
+	set := env.Metrics
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	rt.latency = set.NewHistogram(`switchboard_route_duration_seconds{route="request"}`)
+	for m := parser.Method(0); m < numMethods; m++ {
+		name := m.String()
+		if m == parser.MethodOther {
+			name = "other"
+		}
+		rt.byMeth[m] = set.NewCounter(`switchboard_requests_routed_total{method="` + name + `"}`)
+	}
+	return rt, nil
+}
+
+type setupError struct{ name string }
+
+func (e *setupError) Error() string { return "route set " + e.name + " has no request route" }
+
+// frame holds every context a route call may need, pooled as one object so
+// that passing them to route functions (which makes them escape) costs no
+// allocation.
+type frame struct {
+	ctx Ctx
+	br  Branch
+	rc  ReplyCtx
+	fc  FailureCtx
+}
+
+func (rt *Router) get(r *txn.Request) *frame {
+	f := rt.ctxs.Get().(*frame)
+	f.ctx.reset(r, rt.env)
+	return f
+}
+
+func (rt *Router) put(f *frame) {
+	f.ctx.R = nil
+	f.br.b = nil
+	f.rc = ReplyCtx{}
+	f.fc = FailureCtx{}
+	rt.ctxs.Put(f)
+}
+
+// SetDraining makes the router refuse new dialogs and out-of-dialog
+// requests with 503 and Retry-After while requests inside dialogs (BYE,
+// re-INVITE, ACK) still reach the route set, so calls in progress can end
+// during a graceful shutdown.
+func (rt *Router) SetDraining(v bool) { rt.draining.Store(v) }
+
+var drainingHeaders = []byte("Retry-After: 5\r\n")
+
+// Request implements txn.Router.
+func (rt *Router) Request(r *txn.Request) {
+	m := r.Msg.Method()
+	if m < numMethods {
+		rt.byMeth[m].Inc()
+	}
+	if rt.draining.Load() && !r.HasToTag() && m != parser.MethodAck {
+		r.ReplyWithHeaders(503, "Shutting Down", drainingHeaders)
+		return
+	}
+	f := rt.get(r)
+	if rt.calls.Add(1)%latencySample == 0 {
+		start := time.Now()
+		rt.routes.Request(&f.ctx)
+		rt.latency.UpdateDuration(start)
+	} else {
+		rt.routes.Request(&f.ctx)
+	}
+	rt.put(f)
+}
+
+// Branch implements txn.Router.
+func (rt *Router) Branch(r *txn.Request, b *txn.Branch) {
+	if rt.routes.Branch == nil {
+		return
+	}
+	f := rt.get(r)
+	f.br.b = b
+	rt.routes.Branch(&f.ctx, &f.br)
+	rt.put(f)
+}
+
+// Reply implements txn.Router.
+func (rt *Router) Reply(r *txn.Request, b *txn.Branch, resp *parser.Message) bool {
+	if rt.routes.Reply == nil {
+		return true
+	}
+	f := rt.get(r)
+	f.rc = ReplyCtx{Req: &f.ctx, Branch: Branch{b: b}, resp: resp}
+	ok := rt.routes.Reply(&f.rc)
+	rt.put(f)
+	return ok
+}
+
+// Failure implements txn.Router.
+func (rt *Router) Failure(r *txn.Request, best *parser.Message) {
+	if rt.routes.Failure == nil {
+		return
+	}
+	f := rt.get(r)
+	f.fc = FailureCtx{Ctx: &f.ctx, best: best}
+	rt.routes.Failure(&f.fc)
+	rt.put(f)
+}
