@@ -67,8 +67,14 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 	switch b.state {
 	case bCalling, bProceeding:
 	case bCompleted:
-		if t.invite && code >= 300 {
-			c.sendAck(x, b, m) // the final was retransmitted: our ACK was lost
+		s.StopTimer(&b.tCancel)
+		switch {
+		case t.invite && code >= 300:
+			c.sendAck(x, b, m) // a retransmitted final (our ACK was lost), or the one after timer C
+		case t.invite && code >= 200:
+			// A 2xx after timer C gave the branch up: the call was answered
+			// after all, and the UAC must see it to ACK (and BYE) it.
+			c.serverSend(s, e, c.buildUp(x, m), code)
 		}
 		return
 	case bAccepted, bTerminated:
@@ -110,6 +116,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 	s.StopTimer(&b.tRetr)
 	s.StopTimer(&b.tTimeout)
 	s.StopTimer(&b.tC)
+	s.StopTimer(&b.tCancel)
 	t.pending--
 	b.code = code
 	reliable := b.proto.Stream()
@@ -325,6 +332,12 @@ func (c *Core) forwardBest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) {
 	}
 	b := &t.br[i]
 	code := b.code
+	if t.canceled && code != 487 {
+		// §16.10: a canceled request ends with 487 whatever a branch that
+		// never rang (timer B) or gave up said.
+		c.replyLocal(x, s, e, 487, "", nil)
+		return
+	}
 	if code == 503 || len(b.resp) == 0 || x.aux.Parse(b.resp) != nil {
 		if code == 503 {
 			code = 500
@@ -433,15 +446,15 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 	case kD: // D, K, M: the client transaction ends
 		b.state = bTerminated
 	case kCancel:
-		if !b.active() {
-			return
-		}
-		if b.cancelAcked || s.Now()-b.cancelStart >= 64*c.t1 {
-			if s.Now()-b.cancelStart >= 64*c.t1 {
+		if s.Now()-b.cancelStart >= 64*c.t1 {
+			if b.active() {
 				c.branchFailed(s, e, b, 487) // §9.1: give the branch up
 				c.checkDone(x, s, e)
 			}
-			return
+			break
+		}
+		if b.cancelAcked {
+			break
 		}
 		c.sendTo(b.l, b.dst, b.cancel)
 		b.cancelInt = min(2*b.cancelInt, c.t2)

@@ -558,6 +558,7 @@ func (c *Core) branchFailed(s *shards.Shard[txn], e *shards.Entry[txn], b *Branc
 	s.StopTimer(&b.tRetr)
 	s.StopTimer(&b.tTimeout)
 	s.StopTimer(&b.tC)
+	s.StopTimer(&b.tCancel)
 	b.code = code
 	b.state = bTerminated
 	b.resp = b.resp[:0]

@@ -299,13 +299,11 @@ func (r *Request) Forward() error {
 	err = r.c.forwardStateless(x, r)
 	t := &e.Value
 	t.finalSent = true
-	if r.locked {
-		// Inside a hook: the caller still uses the entry; let timer J
-		// remove it.
-		t.state = sCompleted
-		s.StartTimer(e, &t.tH, kH, 0)
-	} else {
-		r.c.terminate(s, e)
+	t.state = sTerminated
+	if !r.locked {
+		// Inside a hook the caller still uses the entry: runRequest
+		// removes it when the hook returns.
+		r.c.gc(s, e)
 	}
 	return err
 }

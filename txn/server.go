@@ -140,6 +140,8 @@ func (c *Core) runRequest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r 
 	t := &e.Value
 	acted := t.rs.acted
 	switch {
+	case t.state == sTerminated:
+		c.gc(s, e) // forwarded statelessly
 	case t.finalSent || t.pending > 0:
 	case acted&actSuspend != 0 && acted&(actRelay|actReply|actForward|actDrop) == 0:
 	case t.relayed:
@@ -186,7 +188,11 @@ func (c *Core) onAck(x *ctx, p *transport.Packet) {
 	if n, ok := m.MaxForwards(); ok && n == 0 {
 		return // an ACK cannot be answered: drop it
 	}
-	x.rs = routeState{ruri: x.rs.ruri[:0]}
+	if c.isLoop(x, m) {
+		c.stats.loops.Add(1)
+		return
+	}
+	x.rs = routeState{ruri: x.rs.ruri[:0], loop: x.loop}
 	r := &x.hreq
 	*r = Request{Msg: m, Src: p.Src, Listener: p.Listener, Proto: p.Proto, Conn: p.Conn, c: c, st: &x.rs, x: x}
 	c.router.Request(r)
@@ -258,6 +264,10 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		return
 	}
 	if t.finalSent {
+		if t.invite && code < 300 && (t.state == sAccepted || t.state == sTerminated) {
+			// §16.7 step 5: every 2xx goes upstream, not just the first.
+			c.sendTo(t.respL, t.respDst, data)
+		}
 		return
 	}
 	t.finalSent = true

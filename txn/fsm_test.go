@@ -1,0 +1,622 @@
+package txn
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"switchboard/parser"
+	"switchboard/transport"
+)
+
+// Tests of the transaction state machines and timers, on a manual clock
+// with the default T1 = 500 ms, T2 = 4 s, T4 = 5 s.
+
+func request(method, branch, callID, ruri string, extra string) string {
+	return method + ` ` + ruri + ` SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=` + branch + `
+Max-Forwards: 70
+From: <sip:alice@127.0.0.1>;tag=a1
+To: <sip:bob@127.0.0.1>
+Call-ID: ` + callID + `
+CSeq: 1 ` + method + `
+` + extra + `
+`
+}
+
+// only returns the messages sent to dst, failing when their first lines
+// differ from want.
+func (h *harness) only(msgs []sentMsg, want ...string) {
+	h.t.Helper()
+	got := firstLines(msgs)
+	if len(got) != len(want) {
+		h.t.Fatalf("sent %d messages, want %d:\n%s", len(got), len(want), describe(msgs))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			h.t.Fatalf("message %d: %q, want %q\nall:\n%s", i, got[i], want[i], describe(msgs))
+		}
+	}
+}
+
+const (
+	toUAC = "127.0.0.1:5070 "
+	toUAS = "127.0.0.1:5080 "
+	toUA2 = "127.0.0.1:5090 "
+)
+
+func TestNonInviteTimerE(t *testing.T) {
+	h := newHarness(t, nil)
+	h.in(uacAddr, request("MESSAGE", "z9hG4bKm1", "m1@x", "sip:bob@127.0.0.1:5080", ""))
+	msgs := h.snd.take()
+	h.only(msgs, toUAS+"MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0")
+	fwd := msgs[0].data
+	// Timer E: T1, 2·T1, 4·T1, then T2.
+	for _, step := range []time.Duration{500, 1000, 2000, 4000, 4000} {
+		h.advance((step - 1) * time.Millisecond)
+		if n := len(h.snd.take()); n != 0 {
+			t.Fatalf("retransmitted early (step %v)", step)
+		}
+		h.advance(time.Millisecond)
+		h.only(h.snd.take(), toUAS+"MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0")
+	}
+	// A provisional: E continues at T2.
+	h.in(uasAddr, respond(fwd, 180, "b"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 180 Ringing")
+	h.advance(4000 * time.Millisecond)
+	h.only(h.snd.take(), toUAS+"MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0")
+	// Final: forwarded, no more retransmissions; the server answers
+	// retransmissions with it.
+	h.in(uasAddr, respond(fwd, 200, "b"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+	h.in(uacAddr, request("MESSAGE", "z9hG4bKm1", "m1@x", "sip:bob@127.0.0.1:5080", ""))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+	h.advance(5 * time.Second) // timer K
+	h.only(h.snd.take())
+	h.advance(32 * time.Second) // timer J
+	if n := h.core.Stats().Transactions; n != 0 {
+		t.Fatalf("%d transactions after J", n)
+	}
+}
+
+func TestNonInviteTimerF(t *testing.T) {
+	h := newHarness(t, nil)
+	var failed []int
+	h.rt.failure = func(r *Request, best *parser.Message) { failed = append(failed, best.StatusCode()) }
+	h.in(uacAddr, request("OPTIONS", "z9hG4bKo1", "o1@x", "sip:bob@127.0.0.1:5080", ""))
+	h.snd.take()
+	h.advance(32*time.Second - time.Millisecond)
+	h.snd.take()
+	h.advance(time.Millisecond)
+	h.only(h.snd.take(), toUAC+"SIP/2.0 408 Request Timeout")
+	if len(failed) != 1 || failed[0] != 408 {
+		t.Fatalf("failure route saw %v", failed)
+	}
+}
+
+func TestInviteTimersAB(t *testing.T) {
+	h := newHarness(t, nil)
+	h.in(uacAddr, invite("z9hG4bKi1", "i1@x"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 100 Trying", toUAS+"INVITE sip:bob@127.0.0.1:5080 SIP/2.0")
+	// Timer A doubles without a cap: 0.5, 1, 2, 4, 8, 16 s after the previous.
+	at := []int{500, 1500, 3500, 7500, 15500, 31500}
+	prev := 0
+	for _, ms := range at {
+		h.advance(time.Duration(ms-prev) * time.Millisecond)
+		prev = ms
+		h.only(h.snd.take(), toUAS+"INVITE sip:bob@127.0.0.1:5080 SIP/2.0")
+	}
+	// Timer B at 64·T1 = 32 s: 408 upstream, no failure route configured.
+	h.advance(time.Duration(32000-prev) * time.Millisecond)
+	h.only(h.snd.take(), toUAC+"SIP/2.0 408 Request Timeout")
+	// Timer G retransmits the 408 until the ACK.
+	h.advance(500 * time.Millisecond)
+	h.only(h.snd.take(), toUAC+"SIP/2.0 408 Request Timeout")
+	h.in(uacAddr, strings.Replace(strings.Replace(invite("z9hG4bKi1", "i1@x"), "INVITE sip", "ACK sip", 1), "1 INVITE", "1 ACK", 1))
+	h.advance(10 * time.Second)
+	h.only(h.snd.take()) // ACK absorbed, G stopped
+	if n := h.core.Stats().Transactions; n != 0 {
+		t.Fatalf("%d transactions left after timer I", n)
+	}
+}
+
+func TestInviteProvisionalStopsA(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.TimerC = 10 * time.Second })
+	h.in(uacAddr, invite("z9hG4bKi2", "i2@x"))
+	fwd := h.snd.take()[1].data
+	h.in(uasAddr, respond(fwd, 100, ""))
+	h.only(h.snd.take()) // 100 is not forwarded
+	h.advance(9 * time.Second)
+	h.only(h.snd.take()) // no retransmission after a provisional
+	// Timer C (10 s) from the INVITE: no 101-199 reset it; the branch had
+	// only a 100, so CANCEL goes out and 408 comes back.
+	h.advance(time.Second)
+	h.only(h.snd.take(), toUAS+"CANCEL sip:bob@127.0.0.1:5080 SIP/2.0", toUAC+"SIP/2.0 408 Request Timeout")
+}
+
+func TestTimerCResetByRinging(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.TimerC = 10 * time.Second })
+	h.in(uacAddr, invite("z9hG4bKc1", "c1@x"))
+	fwd := h.snd.take()[1].data
+	h.advance(5 * time.Second)
+	h.snd.take()
+	h.in(uasAddr, respond(fwd, 180, "b"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 180 Ringing")
+	h.advance(9999 * time.Millisecond)
+	h.only(h.snd.take())
+	h.advance(time.Millisecond)
+	msgs := h.snd.take()
+	h.only(msgs, toUAS+"CANCEL sip:bob@127.0.0.1:5080 SIP/2.0", toUAC+"SIP/2.0 408 Request Timeout")
+	cancel := msgs[0].data
+	if topBranch(cancel) != topBranch(fwd) || header(cancel, "CSeq") != "1 CANCEL" || len(headers(cancel, "Via")) != 1 {
+		t.Fatalf("CANCEL:\n%s", cancel)
+	}
+	// The CANCEL is retransmitted until answered, the 408 (timer G) until
+	// the ACK.
+	h.advance(500 * time.Millisecond)
+	h.only(h.snd.take(), toUAS+"CANCEL sip:bob@127.0.0.1:5080 SIP/2.0", toUAC+"SIP/2.0 408 Request Timeout")
+	h.in(uacAddr, strings.Replace(strings.Replace(strings.Replace(invite("z9hG4bKc1", "c1@x"), "INVITE sip", "ACK sip", 1), "1 INVITE", "1 ACK", 1), "To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=x", 1))
+	h.in(uasAddr, respond(cancel, 200, "b"))
+	h.advance(2 * time.Second)
+	h.only(h.snd.take())
+	// The late 487 is ACKed hop by hop, not forwarded.
+	h.in(uasAddr, respond(fwd, 487, "b"))
+	msgs = h.snd.take()
+	h.only(msgs, toUAS+"ACK sip:bob@127.0.0.1:5080 SIP/2.0")
+	if topBranch(msgs[0].data) != topBranch(fwd) || !strings.Contains(header(msgs[0].data, "To"), "tag=b") {
+		t.Fatalf("ACK:\n%s", msgs[0].data)
+	}
+}
+
+func TestInviteNon2xx(t *testing.T) {
+	h := newHarness(t, nil)
+	h.in(uacAddr, invite("z9hG4bKn1", "n1@x"))
+	fwd := h.snd.take()[1].data
+	h.in(uasAddr, respond(fwd, 486, "b"))
+	msgs := h.snd.take()
+	h.only(msgs, toUAS+"ACK sip:bob@127.0.0.1:5080 SIP/2.0", toUAC+"SIP/2.0 486 Busy Here")
+	if vias := headers(msgs[1].data, "Via"); len(vias) != 1 {
+		t.Fatalf("486 upstream has Vias %q", vias)
+	}
+	// UAS retransmits the 486 (our ACK lost): ACK again, nothing upstream.
+	h.in(uasAddr, respond(fwd, 486, "b"))
+	h.only(h.snd.take(), toUAS+"ACK sip:bob@127.0.0.1:5080 SIP/2.0")
+	// Timer G: 0.5, 1, 2, 4, 4 s ... (capped at T2)
+	prev := 0
+	for _, ms := range []int{500, 1500, 3500, 7500, 11500} {
+		h.advance(time.Duration(ms-prev) * time.Millisecond)
+		prev = ms
+		h.only(h.snd.take(), toUAC+"SIP/2.0 486 Busy Here")
+	}
+	// retransmitted INVITE: the 486 again
+	h.in(uacAddr, invite("z9hG4bKn1", "n1@x"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 486 Busy Here")
+	// No ACK: timer H at 32 s ends the server transaction.
+	h.advance(time.Duration(32000-prev) * time.Millisecond)
+	h.snd.take()
+	h.advance(10 * time.Second)
+	h.only(h.snd.take())
+	if n := h.core.Stats().Transactions; n != 0 {
+		t.Fatalf("%d transactions left after H and D", n)
+	}
+}
+
+func TestCancelRinging(t *testing.T) {
+	h := newHarness(t, nil)
+	inv := invite("z9hG4bKx1", "x1@x")
+	h.in(uacAddr, inv)
+	fwd := h.snd.take()[1].data
+	h.in(uasAddr, respond(fwd, 180, "b"))
+	h.snd.take()
+	cancel := strings.Replace(strings.Replace(inv, "INVITE sip", "CANCEL sip", 1), "1 INVITE", "1 CANCEL", 1)
+	h.in(uacAddr, cancel)
+	msgs := h.snd.take()
+	h.only(msgs, toUAC+"SIP/2.0 200 OK", toUAS+"CANCEL sip:bob@127.0.0.1:5080 SIP/2.0")
+	if header(msgs[0].data, "CSeq") != "1 CANCEL" {
+		t.Fatalf("200 is not for the CANCEL:\n%s", msgs[0].data)
+	}
+	// retransmitted CANCEL: 200 again, no second CANCEL downstream
+	h.in(uacAddr, cancel)
+	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+	h.in(uasAddr, respond(msgs[1].data, 200, "b"))
+	h.in(uasAddr, respond(fwd, 487, "b"))
+	h.only(h.snd.take(), toUAS+"ACK sip:bob@127.0.0.1:5080 SIP/2.0", toUAC+"SIP/2.0 487 Request Terminated")
+	// CANCEL without a transaction: 481
+	h.in(uacAddr, strings.Replace(cancel, "x1@x", "other@x", 1))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 481 Call/Transaction Does Not Exist")
+}
+
+func TestCancelBeforeProvisional(t *testing.T) {
+	h := newHarness(t, nil)
+	inv := invite("z9hG4bKx2", "x2@x")
+	h.in(uacAddr, inv)
+	fwd := h.snd.take()[1].data
+	h.in(uacAddr, strings.Replace(strings.Replace(inv, "INVITE sip", "CANCEL sip", 1), "1 INVITE", "1 CANCEL", 1))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK") // §9.1: no CANCEL before a provisional
+	h.in(uasAddr, respond(fwd, 100, ""))
+	h.only(h.snd.take(), toUAS+"CANCEL sip:bob@127.0.0.1:5080 SIP/2.0")
+}
+
+func TestCancelBeforeRelay(t *testing.T) {
+	h := newHarness(t, nil)
+	var held *Request
+	h.rt.request = func(r *Request) { held = r.Suspend() }
+	inv := invite("z9hG4bKx3", "x3@x")
+	h.in(uacAddr, inv)
+	h.only(h.snd.take(), toUAC+"SIP/2.0 100 Trying")
+	h.in(uacAddr, strings.Replace(strings.Replace(inv, "INVITE sip", "CANCEL sip", 1), "1 INVITE", "1 CANCEL", 1))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK", toUAC+"SIP/2.0 487 Request Terminated")
+	if err := held.Relay(); err != ErrFinal {
+		t.Fatalf("relay after the 487: %v", err)
+	}
+}
+
+func TestForkBestResponse(t *testing.T) {
+	cases := []struct {
+		codes []int
+		want  string
+	}{
+		{[]int{404, 486}, "SIP/2.0 404 Not Found"},
+		{[]int{486, 401}, "SIP/2.0 401 Unauthorized"},
+		{[]int{503, 408}, "SIP/2.0 408 Request Timeout"},
+		{[]int{503, 503}, "SIP/2.0 500 Server Internal Error"},
+		{[]int{302, 404}, "SIP/2.0 302 Moved Temporarily"},
+		{[]int{500, 404}, "SIP/2.0 404 Not Found"},
+	}
+	for _, tc := range cases {
+		h := newHarness(t, nil)
+		h.rt.request = func(r *Request) {
+			r.AddBranch([]byte("sip:carol@127.0.0.1:5090"))
+			r.Relay()
+		}
+		h.in(uacAddr, request("MESSAGE", "z9hG4bKf", "f@x", "sip:bob@127.0.0.1:5080", ""))
+		msgs := h.snd.take()
+		h.only(msgs, toUAS+"MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0", toUA2+"MESSAGE sip:carol@127.0.0.1:5090 SIP/2.0")
+		if topBranch(msgs[0].data) == topBranch(msgs[1].data) {
+			t.Fatal("two branches with one branch id")
+		}
+		h.in(uasAddr, respond(msgs[0].data, tc.codes[0], "b"))
+		h.only(h.snd.take())
+		h.in(uas2Addr, respond(msgs[1].data, tc.codes[1], "c"))
+		h.only(h.snd.take(), toUAC+tc.want)
+	}
+}
+
+func TestChallengesMerged(t *testing.T) {
+	h := newHarness(t, nil)
+	h.rt.request = func(r *Request) {
+		r.AddBranch([]byte("sip:carol@127.0.0.1:5090"))
+		r.Relay()
+	}
+	h.in(uacAddr, request("MESSAGE", "z9hG4bKa", "a@x", "sip:bob@127.0.0.1:5080", ""))
+	msgs := h.snd.take()
+	r1 := strings.Replace(respond(msgs[0].data, 401, "b"), "Content-Length: 0", "WWW-Authenticate: Digest realm=\"a\", nonce=\"1\"\r\nContent-Length: 0", 1)
+	r2 := strings.Replace(respond(msgs[1].data, 407, "c"), "Content-Length: 0", "Proxy-Authenticate: Digest realm=\"b\", nonce=\"2\"\r\nContent-Length: 0", 1)
+	h.in(uasAddr, r1)
+	h.in(uas2Addr, r2)
+	out := h.snd.take()
+	h.only(out, toUAC+"SIP/2.0 401 Unauthorized")
+	if w, p := headers(out[0].data, "WWW-Authenticate"), headers(out[0].data, "Proxy-Authenticate"); len(w) != 1 || len(p) != 1 || !strings.Contains(p[0], `realm="b"`) {
+		t.Fatalf("challenges not merged:\n%s", out[0].data)
+	}
+}
+
+func TestFork2xxCancelsOthers(t *testing.T) {
+	h := newHarness(t, nil)
+	h.rt.request = func(r *Request) {
+		r.AddBranch([]byte("sip:carol@127.0.0.1:5090"))
+		r.Relay()
+	}
+	h.in(uacAddr, invite("z9hG4bKp", "p@x"))
+	msgs := h.snd.take()
+	h.only(msgs, toUAC+"SIP/2.0 100 Trying", toUAS+"INVITE sip:bob@127.0.0.1:5080 SIP/2.0", toUA2+"INVITE sip:carol@127.0.0.1:5090 SIP/2.0")
+	h.in(uasAddr, respond(msgs[1].data, 180, "b"))
+	h.in(uas2Addr, respond(msgs[2].data, 180, "c"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 180 Ringing", toUAC+"SIP/2.0 180 Ringing")
+	h.in(uas2Addr, respond(msgs[2].data, 200, "c"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK", toUAS+"CANCEL sip:bob@127.0.0.1:5080 SIP/2.0")
+	// A 2xx from the other branch too (it answered before the CANCEL): forwarded as well.
+	h.in(uasAddr, respond(msgs[1].data, 200, "b"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+}
+
+func TestFork6xx(t *testing.T) {
+	h := newHarness(t, nil)
+	failures := 0
+	h.rt.failure = func(r *Request, best *parser.Message) { failures++ }
+	h.rt.request = func(r *Request) {
+		r.AddBranch([]byte("sip:carol@127.0.0.1:5090"))
+		r.Relay()
+	}
+	h.in(uacAddr, invite("z9hG4bK6", "6@x"))
+	msgs := h.snd.take()
+	h.in(uas2Addr, respond(msgs[2].data, 180, "c"))
+	h.snd.take()
+	h.in(uasAddr, respond(msgs[1].data, 603, "b"))
+	h.only(h.snd.take(), toUAS+"ACK sip:bob@127.0.0.1:5080 SIP/2.0", toUA2+"CANCEL sip:carol@127.0.0.1:5090 SIP/2.0")
+	h.in(uas2Addr, respond(msgs[2].data, 487, "c"))
+	h.only(h.snd.take(), toUA2+"ACK sip:carol@127.0.0.1:5090 SIP/2.0", toUAC+"SIP/2.0 603 Decline")
+	if failures != 0 {
+		t.Fatal("failure route ran after a 6xx")
+	}
+}
+
+func TestSerialFromFailure(t *testing.T) {
+	h := newHarness(t, nil)
+	h.rt.request = func(r *Request) {
+		r.SetSerial(true)
+		r.AddBranch([]byte("sip:carol@127.0.0.1:5090"))
+		r.SetFlag(3)
+		r.Relay()
+	}
+	var seen []int
+	h.rt.failure = func(r *Request, best *parser.Message) {
+		seen = append(seen, best.StatusCode())
+		if !r.IsFlagSet(3) {
+			t.Error("flag lost")
+		}
+		if err := r.Relay(); err != nil {
+			t.Errorf("serial relay: %v", err)
+		}
+	}
+	h.in(uacAddr, invite("z9hG4bKs", "s@x"))
+	msgs := h.snd.take()
+	h.only(msgs, toUAC+"SIP/2.0 100 Trying", toUAS+"INVITE sip:bob@127.0.0.1:5080 SIP/2.0")
+	h.in(uasAddr, respond(msgs[1].data, 503, "b"))
+	msgs = h.snd.take()
+	h.only(msgs, toUAS+"ACK sip:bob@127.0.0.1:5080 SIP/2.0", toUA2+"INVITE sip:carol@127.0.0.1:5090 SIP/2.0")
+	h.in(uas2Addr, respond(msgs[1].data, 200, "c"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+	if len(seen) != 1 || seen[0] != 503 {
+		t.Fatalf("failure route saw %v", seen)
+	}
+}
+
+func TestMaxForwards(t *testing.T) {
+	h := newHarness(t, nil)
+	h.in(uacAddr, strings.Replace(invite("z9hG4bKmf", "mf@x"), "Max-Forwards: 70", "Max-Forwards: 0", 1))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 483 Too Many Hops")
+	h.in(uacAddr, strings.Replace(invite("z9hG4bKmf2", "mf2@x"), "Max-Forwards: 70\n", "", 1))
+	msgs := h.snd.take()
+	if header(msgs[1].data, "Max-Forwards") != "70" {
+		t.Fatalf("absent Max-Forwards not set to 70:\n%s", msgs[1].data)
+	}
+}
+
+func TestLoopAndSpiral(t *testing.T) {
+	h := newHarness(t, nil)
+	h.in(uacAddr, invite("z9hG4bKl", "l@x"))
+	fwd := h.snd.take()[1].data
+	// The relayed request comes back to us unchanged: a loop.
+	back := strings.Replace(fwd, "Via: SIP/2.0/UDP 127.0.0.1:5060", "Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKhop\r\nVia: SIP/2.0/UDP 127.0.0.1:5060", 1)
+	h.in(uasAddr, back)
+	h.only(h.snd.take(), toUAS+"SIP/2.0 482 Loop Detected")
+	// Same, with the Request-URI changed on the way: a spiral, relayed.
+	spiral := strings.Replace(back, "INVITE sip:bob@127.0.0.1:5080", "INVITE sip:bob@127.0.0.1:5090", 1)
+	h.in(uasAddr, spiral)
+	h.only(h.snd.take(), toUAS+"SIP/2.0 100 Trying", toUA2+"INVITE sip:bob@127.0.0.1:5090 SIP/2.0")
+}
+
+func TestViaReceivedRport(t *testing.T) {
+	h := newHarness(t, nil)
+	msg := strings.Replace(invite("z9hG4bKr", "r@x"), "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKr", "Via: SIP/2.0/UDP uac.example.com:5070;branch=z9hG4bKr;rport", 1)
+	src := netip.MustParseAddrPort("127.0.0.2:40000")
+	h.in(src, msg)
+	msgs := h.snd.take()
+	if msgs[0].dst != src {
+		t.Fatalf("100 sent to %v, want the source (rport)", msgs[0].dst)
+	}
+	vias := headers(msgs[1].data, "Via")
+	if len(vias) != 2 || vias[1] != "SIP/2.0/UDP uac.example.com:5070;branch=z9hG4bKr;rport=40000;received=127.0.0.2" {
+		t.Fatalf("vias %q", vias)
+	}
+}
+
+func TestDoubleRecordRoute(t *testing.T) {
+	h := newHarness(t, nil)
+	h.rt.request = func(r *Request) { r.RecordRoute(); r.Relay() }
+	h.in(uacAddr, strings.Replace(invite("z9hG4bKrr", "rr@x"), "sip:bob@127.0.0.1:5080", "sip:bob@127.0.0.1:5080;transport=tcp", 1))
+	msgs := h.snd.take()
+	if msgs[1].l.Proto != transport.TCP {
+		t.Fatalf("sent over %v", msgs[1].l.Proto)
+	}
+	rr := headers(msgs[1].data, "Record-Route")
+	if len(rr) != 2 || rr[0] != "<sip:127.0.0.1:5060;transport=tcp;lr>" || rr[1] != "<sip:127.0.0.1:5060;lr>" {
+		t.Fatalf("Record-Route %q", rr)
+	}
+	if v := headers(msgs[1].data, "Via"); !strings.HasPrefix(v[0], "SIP/2.0/TCP ") {
+		t.Fatalf("Via %q", v)
+	}
+}
+
+func TestLooseRouting(t *testing.T) {
+	h := newHarness(t, nil)
+	var loose bool
+	h.rt.request = func(r *Request) { loose = r.LooseRoute(); r.Relay() }
+	bye := request("BYE", "z9hG4bKb1", "b@x", "sip:bob@127.0.0.1:5090",
+		"Route: <sip:127.0.0.1:5060;transport=tcp;lr>, <sip:127.0.0.1:5060;lr>\nRoute: <sip:127.0.0.1:5080;lr>")
+	h.in(uacAddr, bye)
+	msgs := h.snd.take()
+	h.only(msgs, toUAS+"BYE sip:bob@127.0.0.1:5090 SIP/2.0")
+	if !loose || headers(msgs[0].data, "Route")[0] != "<sip:127.0.0.1:5080;lr>" || len(headers(msgs[0].data, "Route")) != 1 {
+		t.Fatalf("loose=%v routes %q", loose, headers(msgs[0].data, "Route"))
+	}
+	// no Route: false, next hop from the R-URI
+	h.in(uacAddr, request("BYE", "z9hG4bKb2", "b2@x", "sip:bob@127.0.0.1:5090", ""))
+	h.only(h.snd.take(), toUA2+"BYE sip:bob@127.0.0.1:5090 SIP/2.0")
+	if loose {
+		t.Fatal("LooseRoute true without Route")
+	}
+}
+
+func TestStrictRouter(t *testing.T) {
+	h := newHarness(t, nil)
+	// The previous hop was a strict router: the R-URI is our Record-Route
+	// value and the real target is the last Route.
+	bye := request("BYE", "z9hG4bKst", "st@x", "sip:127.0.0.1:5060;lr",
+		"Route: <sip:127.0.0.1:5080;lr>\nRoute: <sip:bob@127.0.0.1:5090>")
+	h.in(uacAddr, bye)
+	msgs := h.snd.take()
+	h.only(msgs, toUAS+"BYE sip:bob@127.0.0.1:5090 SIP/2.0")
+	if r := headers(msgs[0].data, "Route"); len(r) != 1 || r[0] != "<sip:127.0.0.1:5080;lr>" {
+		t.Fatalf("routes %q", r)
+	}
+}
+
+func TestAllowListAndTransportError(t *testing.T) {
+	h := newHarness(t, nil)
+	var seen []int
+	h.rt.failure = func(r *Request, best *parser.Message) { seen = append(seen, best.StatusCode()) }
+	h.in(uacAddr, request("MESSAGE", "z9hG4bKal", "al@x", "sip:bob@192.0.2.10:5060", ""))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 500 Server Internal Error")
+	if len(seen) != 1 || seen[0] != 503 {
+		t.Fatalf("failure route saw %v, want [503]", seen)
+	}
+	h.snd.fail = map[netip.AddrPort]error{uasAddr: transport.ErrWouldBlock}
+	h.in(uacAddr, request("MESSAGE", "z9hG4bKal2", "al2@x", "sip:bob@127.0.0.1:5080", ""))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 500 Server Internal Error")
+	if len(seen) != 2 || seen[1] != 503 {
+		t.Fatalf("failure route saw %v", seen)
+	}
+}
+
+func TestMalformedAndNoAction(t *testing.T) {
+	h := newHarness(t, nil)
+	h.in(uacAddr, strings.Replace(invite("z9hG4bKbad", "bad@x"), "CSeq: 1 INVITE", "CSeq: one INVITE", 1))
+	msgs := h.snd.take()
+	h.only(msgs, toUAC+"SIP/2.0 400 Bad Request - Malformed Header CSeq")
+	h.in(uasAddr, "SIP/2.0 200 OK\r\nVia: x\r\n\r\n")
+	h.only(h.snd.take())
+	h.rt.request = func(r *Request) {}
+	h.in(uacAddr, request("OPTIONS", "z9hG4bKnone", "none@x", "sip:bob@127.0.0.1:5080", ""))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 500 Server Internal Error")
+}
+
+func TestTableFull(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxTransactions = 4 }) // 1 per shard
+	var got []string
+	for i := 0; i < 40 && len(got) == 0; i++ {
+		h.in(uacAddr, request("OPTIONS", "z9hG4bKfull"+itoa(i), "full"+itoa(i)+"@x", "sip:bob@127.0.0.1:5080", ""))
+		for _, m := range h.snd.take() {
+			if strings.HasPrefix(m.data, "SIP/2.0 503") {
+				got = append(got, m.data)
+			}
+		}
+	}
+	if len(got) == 0 || header(got[0], "Retry-After") != "5" {
+		t.Fatalf("no 503 with Retry-After: %q", got)
+	}
+	if h.core.Stats().Full == 0 {
+		t.Fatal("not counted")
+	}
+}
+
+func TestRFC2543Matching(t *testing.T) {
+	h := newHarness(t, nil)
+	inv := invite("old1", "old@x")
+	h.in(uacAddr, inv)
+	fwd := h.snd.take()[1].data
+	h.in(uacAddr, inv)
+	h.only(h.snd.take(), toUAC+"SIP/2.0 100 Trying")
+	h.in(uasAddr, respond(fwd, 404, "b"))
+	h.only(h.snd.take(), toUAS+"ACK sip:bob@127.0.0.1:5080 SIP/2.0", toUAC+"SIP/2.0 404 Not Found")
+	ack := strings.Replace(strings.Replace(strings.Replace(inv, "INVITE sip", "ACK sip", 1), "1 INVITE", "1 ACK", 1), "To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=b", 1)
+	h.in(uacAddr, ack)
+	h.only(h.snd.take()) // absorbed by the transaction
+}
+
+func TestStatelessForward(t *testing.T) {
+	h := newHarness(t, nil)
+	h.rt.request = func(r *Request) { r.Forward() }
+	msg := request("OPTIONS", "z9hG4bKsl", "sl@x", "sip:bob@127.0.0.1:5080", "")
+	h.in(uacAddr, msg)
+	a := h.snd.take()
+	h.in(uacAddr, msg)
+	b := h.snd.take()
+	h.only(a, toUAS+"OPTIONS sip:bob@127.0.0.1:5080 SIP/2.0")
+	if topBranch(a[0].data) != topBranch(b[0].data) {
+		t.Fatalf("retransmission got another branch: %s vs %s", topBranch(a[0].data), topBranch(b[0].data))
+	}
+	// its response has no transaction: forwarded per the next Via
+	h.in(uasAddr, respond(a[0].data, 200, "b"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+	// a response whose top Via is not ours is dropped
+	h.in(uasAddr, respond(msg, 200, "b"))
+	h.only(h.snd.take())
+}
+
+func TestACKFor2xxRoutedStatelessly(t *testing.T) {
+	h := newHarness(t, nil)
+	ack := request("ACK", "z9hG4bKack2", "a2@x", "sip:bob@127.0.0.1:5080", "Route: <sip:127.0.0.1:5060;lr>")
+	ack = strings.Replace(ack, "To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=b", 1)
+	h.in(uacAddr, ack)
+	msgs := h.snd.take()
+	h.only(msgs, toUAS+"ACK sip:bob@127.0.0.1:5080 SIP/2.0")
+	if len(headers(msgs[0].data, "Route")) != 0 || len(headers(msgs[0].data, "Via")) != 2 {
+		t.Fatalf("ACK:\n%s", msgs[0].data)
+	}
+}
+
+func TestReplyHookDropsProvisional(t *testing.T) {
+	h := newHarness(t, nil)
+	h.rt.reply = func(r *Request, b *Branch, m *parser.Message) bool { return m.StatusCode() != 183 }
+	h.in(uacAddr, invite("z9hG4bKrh", "rh@x"))
+	fwd := h.snd.take()[1].data
+	h.in(uasAddr, respond(fwd, 183, "b"))
+	h.only(h.snd.take())
+	h.in(uasAddr, respond(fwd, 180, "b"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 180 Ringing")
+}
+
+func TestBranchHookEdits(t *testing.T) {
+	h := newHarness(t, nil)
+	h.rt.branch = func(r *Request, b *Branch) {
+		b.Editor().AddHeader("X-Branch", []byte{'0' + byte(b.Index())})
+		if b.Index() == 1 {
+			b.SetDestination(transport.UDP, uasAddr)
+		}
+	}
+	h.rt.request = func(r *Request) {
+		r.Editor().AddHeader("X-Route", []byte("yes"))
+		r.AddBranch([]byte("sip:carol@127.0.0.1:5090"))
+		r.Relay()
+	}
+	h.in(uacAddr, request("MESSAGE", "z9hG4bKbh", "bh@x", "sip:bob@127.0.0.1:5080", ""))
+	msgs := h.snd.take()
+	h.only(msgs, toUAS+"MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0", toUAS+"MESSAGE sip:carol@127.0.0.1:5090 SIP/2.0")
+	for i, m := range msgs {
+		if header(m.data, "X-Route") != "yes" || header(m.data, "X-Branch") != string(rune('0'+i)) {
+			t.Fatalf("branch %d:\n%s", i, m.data)
+		}
+	}
+}
+
+func TestSuspendResume(t *testing.T) {
+	h := newHarness(t, nil)
+	done := make(chan error)
+	h.rt.request = func(r *Request) {
+		held := r.Suspend()
+		go func() { done <- held.Relay() }()
+	}
+	h.in(uacAddr, request("MESSAGE", "z9hG4bKsu", "su@x", "sip:bob@127.0.0.1:5080", ""))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	h.only(h.snd.take(), toUAS+"MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0")
+}
+
+func TestReliableTransportTimers(t *testing.T) {
+	h := newHarness(t, nil)
+	h.inProto(uacAddr, transport.TCP, request("MESSAGE", "z9hG4bKtcp", "tcp@x", "sip:bob@127.0.0.1:5080;transport=tcp", ""))
+	msgs := h.snd.take()
+	h.only(msgs, toUAS+"MESSAGE sip:bob@127.0.0.1:5080;transport=tcp SIP/2.0")
+	h.advance(10 * time.Second)
+	h.only(h.snd.take()) // no timer E on TCP
+	h.in(uasAddr, respond(msgs[0].data, 200, "b"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+	h.advance(time.Millisecond)
+	if n := h.core.Stats().Transactions; n != 0 {
+		t.Fatalf("%d transactions: J and K are zero on TCP", n)
+	}
+}
