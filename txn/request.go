@@ -213,11 +213,11 @@ func (r *Request) Reply(code int, reason string) error {
 
 // ReplyWithHeaders is Reply with extra header lines (each ending in CRLF).
 func (r *Request) ReplyWithHeaders(code int, reason string, headers []byte) error {
-	r.st.acted |= actReply
 	if r.t == nil {
+		r.st.acted |= actReply
 		return ErrStateless // an ACK is never answered
 	}
-	x, s, e, err := r.enter()
+	x, s, e, err := r.enter(actReply)
 	if err != nil {
 		return err
 	}
@@ -232,11 +232,11 @@ func (r *Request) ReplyWithHeaders(code int, reason string, headers []byte) erro
 // Drop ends the request without an answer. The transaction stays for
 // 64·T1 to absorb retransmissions.
 func (r *Request) Drop() {
-	r.st.acted |= actDrop
 	if r.t == nil {
+		r.st.acted |= actDrop
 		return
 	}
-	x, s, e, err := r.enter()
+	x, s, e, err := r.enter(actDrop)
 	if err != nil {
 		return
 	}
@@ -271,11 +271,10 @@ func (r *Request) Suspend() *Request {
 // next added branch, or a new branch to the Request-URI when none is left
 // (serial forking). An ACK is forwarded statelessly.
 func (r *Request) Relay() error {
-	r.st.acted |= actRelay
 	if r.t == nil {
 		return r.Forward()
 	}
-	x, s, e, err := r.enter()
+	x, s, e, err := r.enter(actRelay)
 	if err != nil {
 		return err
 	}
@@ -287,11 +286,11 @@ func (r *Request) Relay() error {
 // transaction, a branch computed from the incoming one so retransmissions
 // get the same. A request that had a transaction loses it.
 func (r *Request) Forward() error {
-	r.st.acted |= actForward
 	if r.t == nil {
+		r.st.acted |= actForward
 		return r.c.forwardStateless(r.x, r)
 	}
-	x, s, e, err := r.enter()
+	x, s, e, err := r.enter(actForward)
 	if err != nil {
 		return err
 	}
@@ -310,7 +309,7 @@ func (r *Request) Forward() error {
 
 // enter locks the shard unless a hook holds it and returns a scratch
 // context and the live entry.
-func (r *Request) enter() (*ctx, *shards.Shard[txn], *shards.Entry[txn], error) {
+func (r *Request) enter(act uint8) (*ctx, *shards.Shard[txn], *shards.Entry[txn], error) {
 	s := r.ref.Shard()
 	x := r.x
 	if !r.locked {
@@ -322,6 +321,7 @@ func (r *Request) enter() (*ctx, *shards.Shard[txn], *shards.Entry[txn], error) 
 		r.leave(x, s)
 		return nil, nil, nil, ErrNoTransaction
 	}
+	r.st.acted |= act
 	return x, s, e, nil
 }
 
