@@ -158,3 +158,44 @@ func TestStreamAnswerFromHandler(t *testing.T) {
 		}
 	}
 }
+
+// A Start that fails half-way (a busy port, a missing certificate)
+// releases what it had bound and names the key.
+func TestStartFailureReleases(t *testing.T) {
+	busy, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	pki := newPKI(t, "ca")
+	cf, kf, _ := pki.issue(t, "server", nil, false)
+	g0, f0 := countGoroutines(), countFDs(t)
+	cases := []struct {
+		cfg Config
+		key string
+	}{
+		{Config{Listeners: []ListenerConfig{
+			{Proto: UDP, Addr: "127.0.0.1:0"},
+			{Proto: TLS, Addr: "127.0.0.1:0"},
+			{Proto: TLS, Addr: busy.Addr().String()},
+		}, TLSCertFile: cf, TLSKeyFile: kf}, "listeners[2].addr"},
+		{Config{Listeners: []ListenerConfig{
+			{Proto: TLS, Addr: "127.0.0.1:0"},
+		}, TLSCertFile: cf + ".missing", TLSKeyFile: kf}, "tls_cert_file"},
+		{Config{Listeners: []ListenerConfig{
+			{Proto: TCP, Addr: busy.Addr().String()},
+		}}, "listeners[0].addr"},
+	}
+	for _, c := range cases {
+		tr, err := New(c.cfg, newRecorder())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = tr.Start()
+		ce, ok := err.(*ConfigError)
+		if !ok || ce.Key != c.key {
+			t.Errorf("got %v, want key %s", err, c.key)
+		}
+	}
+	expectNoLeak(t, g0, f0)
+}

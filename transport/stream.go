@@ -296,12 +296,13 @@ func (t *Transport) bindStreams() error {
 	s.table.init()
 	s.now.Store(time.Now().UnixNano())
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	any := false
 	for _, l := range t.listeners {
 		if !l.Proto.Stream() {
 			continue
 		}
-		any = true
+		// Set before binding so that Close releases what was bound when a
+		// later listener fails.
+		t.streams = s
 		key := "listeners[" + strconv.Itoa(l.Index) + "].addr"
 		network := "tcp4"
 		if l.Local.Addr().Is6() {
@@ -309,16 +310,16 @@ func (t *Transport) bindStreams() error {
 		}
 		switch l.Proto {
 		case TCP:
-			if l.Local.Port() == 0 {
-				// gnet binds by address string and cannot report an
-				// ephemeral port before it accepts: pick one here.
-				ln, err := net.Listen(network, l.Local.String())
-				if err != nil {
-					return &ConfigError{key, err}
-				}
-				l.Local = ln.Addr().(*net.TCPAddr).AddrPort()
-				ln.Close()
+			// gnet binds by address string, reports errors without the
+			// address, and cannot tell an ephemeral port before it
+			// accepts: bind once here to check the address and pick the
+			// port, then hand it to gnet.
+			ln, err := net.Listen(network, l.Local.String())
+			if err != nil {
+				return &ConfigError{key, err}
 			}
+			l.Local = ln.Addr().(*net.TCPAddr).AddrPort()
+			ln.Close()
 			s.tcpAddrs = append(s.tcpAddrs, network+"://"+l.Local.String())
 			s.tcpByLocal[l.Local] = l
 		case TLS:
@@ -330,17 +331,9 @@ func (t *Transport) bindStreams() error {
 			s.tlsLns = append(s.tlsLns, ln)
 		}
 	}
-	if !any {
-		return nil
-	}
-	t.streams = s
 	if len(s.tlsLns) > 0 {
 		st, err := newTLSState(&t.cfg)
 		if err != nil {
-			for _, ln := range s.tlsLns {
-				ln.Close()
-			}
-			s.tlsLns = nil
 			return err
 		}
 		s.tls = st
