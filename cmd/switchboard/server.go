@@ -63,7 +63,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	s.level.Set(parseLevel(cfg.Log.Level))
 	s.log = newLogger(stderr, cfg.Log.Format, s.level)
 	if err := s.start(); err != nil {
-		s.log.Error("start failed", "err", err)
+		fmt.Fprintln(stderr, "switchboard: not started:", err)
 		s.stop()
 		var ce *config.Error
 		if errors.As(err, &ce) {
