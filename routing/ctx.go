@@ -307,11 +307,15 @@ func (c *Ctx) RecordRoute() { c.R.RecordRoute() }
 
 // Reply answers the request statefully; reason "" uses the standard phrase
 // (OpenSIPS: t_reply / sl_send_reply).
-func (c *Ctx) Reply(code int, reason string) error { return c.R.Reply(code, reason) }
+func (c *Ctx) Reply(code int, reason string) error {
+	c.Env.countReply(code)
+	return c.R.Reply(code, reason)
+}
 
 // ReplyWithHeaders answers with extra header lines, each ending in CRLF
 // (OpenSIPS: append_to_reply + t_reply).
 func (c *Ctx) ReplyWithHeaders(code int, reason string, headers []byte) error {
+	c.Env.countReply(code)
 	return c.R.ReplyWithHeaders(code, reason, headers)
 }
 

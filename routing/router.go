@@ -73,7 +73,10 @@ type Router struct {
 	calls    atomic.Uint64
 	draining atomic.Bool
 	latency  *metrics.Histogram
-	byMeth   [numMethods]*metrics.Counter
+	byMeth   [numMethods]*metrics.Counter // new requests routed
+	relayed  [numMethods]*metrics.Counter // branches sent
+	repIn    [7]*metrics.Counter          // replies received on branches, by class
+	repLocal [7]*metrics.Counter          // replies the route set sent, by class
 }
 
 // numMethods is one past the last known method.
@@ -105,7 +108,14 @@ func NewRouter(rs RouteSet, env *Env) (*Router, error) {
 			name = "other"
 		}
 		rt.byMeth[m] = set.NewCounter(`switchboard_requests_routed_total{method="` + name + `"}`)
+		rt.relayed[m] = set.NewCounter(`switchboard_requests_relayed_total{method="` + name + `"}`)
 	}
+	for class := 1; class <= 6; class++ {
+		l := `{class="` + string(rune('0'+class)) + `xx"}`
+		rt.repIn[class] = set.NewCounter(`switchboard_replies_received_total` + l)
+		rt.repLocal[class] = set.NewCounter(`switchboard_replies_local_total` + l)
+	}
+	env.replyCounters = &rt.repLocal
 	return rt, nil
 }
 
@@ -168,6 +178,9 @@ func (rt *Router) Request(r *txn.Request) {
 
 // Branch implements txn.Router.
 func (rt *Router) Branch(r *txn.Request, b *txn.Branch) {
+	if m := r.Msg.Method(); m < numMethods {
+		rt.relayed[m].Inc()
+	}
 	if rt.routes.Branch == nil {
 		return
 	}
@@ -179,6 +192,9 @@ func (rt *Router) Branch(r *txn.Request, b *txn.Branch) {
 
 // Reply implements txn.Router.
 func (rt *Router) Reply(r *txn.Request, b *txn.Branch, resp *parser.Message) bool {
+	if class := resp.StatusCode() / 100; class >= 1 && class <= 6 {
+		rt.repIn[class].Inc()
+	}
 	if rt.routes.Reply == nil {
 		return true
 	}

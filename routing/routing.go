@@ -53,6 +53,22 @@ type Env struct {
 	Domains *Domains
 	Logger  *slog.Logger
 	Metrics *metrics.Set
+	// Modules holds the services of modules/ by name ("registrar",
+	// "auth"). A route set takes the ones it uses once, when it is built,
+	// and keeps them typed; nothing is looked up per message.
+	Modules map[string]any
+
+	// replyCounters counts the replies route functions send, by class.
+	replyCounters *[7]*metrics.Counter
+}
+
+func (e *Env) countReply(code int) {
+	if e == nil || e.replyCounters == nil {
+		return
+	}
+	if class := code / 100; class >= 1 && class <= 6 {
+		e.replyCounters[class].Inc()
+	}
 }
 
 var (

@@ -46,6 +46,16 @@ func TestE2ERelayedCallsWithRecordRoute(t *testing.T) {
 			t.Errorf("routed %s: +%v, want +%v", method, got, want)
 		}
 	}
+	for name, want := range map[string]float64{
+		`switchboard_requests_relayed_total{method="INVITE"}`: 5,
+		`switchboard_requests_relayed_total{method="BYE"}`:    5,
+		`switchboard_replies_received_total{class="2xx"}`:     10, // 200 to INVITE and to BYE
+		`switchboard_replies_received_total{class="1xx"}`:     5,  // 180 (the callee sends no 100)
+	} {
+		if got := delta(name); got != want {
+			t.Errorf("%s: +%v, want +%v", name, got, want)
+		}
+	}
 	// Each call: INVITE, ACK, BYE in; 100/180/200 and the BYE's 200 back
 	// from the callee at least.
 	if got := delta(`switchboard_sip_packets_received_total{proto="UDP"}`); got < 5*5 {
@@ -136,6 +146,10 @@ func TestE2EProviderSanity(t *testing.T) {
 		t.Errorf("stray ACK answered: %q", statusLine(reply))
 	}
 	after := srv.metrics()
+	// 404, 403 and 403 come from the route set; 483, 400, 416, 420 from the core.
+	if d := after[`switchboard_replies_local_total{class="4xx"}`] - before[`switchboard_replies_local_total{class="4xx"}`]; d != 3 {
+		t.Errorf("4xx replies from the route set +%v, want +3", d)
+	}
 	if d := after["switchboard_parse_errors_total"] - before["switchboard_parse_errors_total"]; d != 1 {
 		t.Errorf("parse errors +%v, want +1", d)
 	}
