@@ -1,0 +1,223 @@
+package registrar
+
+import (
+	"bytes"
+
+	"switchboard/routing"
+	"switchboard/shards"
+	"switchboard/txn"
+)
+
+// Lookup finds the bindings of the Request-URI's address-of-record
+// (OpenSIPS: lookup("location")) and prepares the request for Relay:
+//
+//   - the binding with the highest q rewrites the Request-URI, and the
+//     destination becomes the address its REGISTER came from when the phone
+//     is behind NAT (its contact is not where it registered from), on a
+//     connection, or behind an edge proxy (Path);
+//   - the other bindings with that same q become parallel branches
+//     (their destination and Path are set by BranchRoute);
+//   - bindings with lower q wait for NextContacts in the failure route,
+//     one q-group at a time (serial forking).
+//
+// It returns false when the AOR has no live binding (the route answers
+// 480 or 404). Lookup never touches the disk and does not allocate.
+func (r *Registrar) Lookup(c *routing.Ctx) bool {
+	r.lookups.Add(1)
+	var kb [maxAOR]byte
+	key, ok := aorKey(kb[:0], c.RUser(), c.RDomain())
+	if !ok || len(c.RUser()) == 0 {
+		return false
+	}
+	h := shards.Sum(key)
+	s := r.tbl.Shard(h)
+	s.Lock()
+	e := s.Get(h, key)
+	if e == nil {
+		s.Unlock()
+		return false
+	}
+	var order [txn.MaxBranches]int16
+	n := best(e.Value.b, s.Now(), 1<<15-1, &order)
+	if n == 0 {
+		s.Unlock()
+		return false
+	}
+	bs := e.Value.b
+	top := bs[order[0]].q
+	b := &bs[order[0]]
+	c.SetRU(b.contact)
+	if b.useSource() {
+		c.SetDestination(b.proto, b.src)
+	}
+	more := false
+	for i := 1; i < n; i++ {
+		b := &bs[order[i]]
+		if b.q != top {
+			more = true
+			break
+		}
+		if c.AppendBranch(b.contact) != nil {
+			break
+		}
+	}
+	if !more {
+		more = hasBelow(bs, s.Now(), top)
+	}
+	s.Unlock()
+	c.SetValue(SlotAOR, int64(h))
+	if more {
+		c.SetValue(SlotNextQ, int64(top)+1)
+	} else {
+		c.SetValue(SlotNextQ, 0)
+	}
+	r.found.Add(1)
+	return true
+}
+
+// NextContacts, in a failure route, relays the request to the next group
+// of contacts (the next lower q) found by Lookup (OpenSIPS:
+// t_next_contacts() followed by t_relay()). It returns false when none is
+// left; the failure route then lets the best response go upstream.
+func (r *Registrar) NextContacts(c *routing.FailureCtx) bool {
+	below := c.Value(SlotNextQ) - 1
+	h := uint64(c.Value(SlotAOR))
+	if below < 0 || h == 0 {
+		return false
+	}
+	s := r.tbl.Shard(h)
+	s.Lock()
+	e := s.Find(h, anyEntry)
+	if e == nil {
+		s.Unlock()
+		return false
+	}
+	var order [txn.MaxBranches]int16
+	bs := e.Value.b
+	now := s.Now()
+	n := best(bs, now, int16(below-1), &order)
+	added := 0
+	var q int16
+	if n > 0 {
+		q = bs[order[0]].q
+		for i := 0; i < n && bs[order[i]].q == q; i++ {
+			if c.AppendBranch(bs[order[i]].contact) != nil {
+				break
+			}
+			added++
+		}
+	}
+	more := added > 0 && hasBelow(bs, now, q)
+	s.Unlock()
+	if added == 0 {
+		c.SetValue(SlotNextQ, 0)
+		return false
+	}
+	if more {
+		c.SetValue(SlotNextQ, int64(q)+1)
+	} else {
+		c.SetValue(SlotNextQ, 0)
+	}
+	return c.Relay() == nil
+}
+
+// BranchRoute, called from the route set's branch route, sends a branch
+// that Lookup or NextContacts made to the address its binding registered
+// from (NAT, connection, edge proxy) and puts the binding's Path in a
+// Route header (RFC 3327). Branches of other origins are left alone.
+func (r *Registrar) BranchRoute(c *routing.Ctx, br *routing.Branch) {
+	h := uint64(c.Value(SlotAOR))
+	tb := br.Txn()
+	if h == 0 || tb == nil {
+		return
+	}
+	uri := tb.URI()
+	s := r.tbl.Shard(h)
+	s.Lock()
+	if e := s.Find(h, anyEntry); e != nil {
+		for i := range e.Value.b {
+			b := &e.Value.b[i]
+			if !bytes.Equal(b.contact, uri) {
+				continue
+			}
+			if b.useSource() {
+				tb.SetDestination(b.proto, b.src)
+			}
+			if len(b.path) > 0 {
+				tb.Editor().AddHeaderTop("Route", b.path)
+			}
+			break
+		}
+	}
+	s.Unlock()
+}
+
+// Registered reports whether aor ("user@domain") has a live binding
+// (OpenSIPS: registered("location")).
+func (r *Registrar) Registered(aor []byte) bool {
+	h := shards.Sum(aor)
+	s := r.tbl.Shard(h)
+	s.Lock()
+	defer s.Unlock()
+	e := s.Get(h, aor)
+	if e == nil {
+		return false
+	}
+	now := s.Now()
+	for i := range e.Value.b {
+		if e.Value.b[i].expires > now {
+			return true
+		}
+	}
+	return false
+}
+
+// anyEntry matches the entry found by hash alone: the 64-bit hash of the
+// AOR identifies it (the key was compared when Lookup found it).
+func anyEntry(*shards.Entry[record]) bool { return true }
+
+// best fills order with the indexes of the live bindings whose q is at
+// most maxQ, highest q first, most recently refreshed first among equals,
+// keeping the first len(order). It returns how many it kept.
+func best(bs []binding, now int64, maxQ int16, order *[txn.MaxBranches]int16) int {
+	n := 0
+	for i := range bs {
+		b := &bs[i]
+		if b.expires <= now || b.q > maxQ {
+			continue
+		}
+		// insertion into the sorted prefix
+		j := n
+		if j == len(order) {
+			j--
+			if !before(b, &bs[order[j]]) {
+				continue
+			}
+		} else {
+			n++
+		}
+		for j > 0 && before(b, &bs[order[j-1]]) {
+			order[j] = order[j-1]
+			j--
+		}
+		order[j] = int16(i)
+	}
+	return n
+}
+
+func before(a, b *binding) bool {
+	if a.q != b.q {
+		return a.q > b.q
+	}
+	return a.modified > b.modified
+}
+
+// hasBelow reports whether a live binding has a q below q.
+func hasBelow(bs []binding, now int64, q int16) bool {
+	for i := range bs {
+		if bs[i].expires > now && bs[i].q < q {
+			return true
+		}
+	}
+	return false
+}

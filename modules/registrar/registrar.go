@@ -1,0 +1,315 @@
+// Package registrar is the location service and registrar (RFC 3261 §10,
+// RFC 3327 Path, RFC 5626 instance and reg-id): Save handles a REGISTER,
+// Lookup turns a Request-URI of a served domain into the registered
+// contacts. Bindings live in memory in a shards table keyed by the
+// address-of-record, so Lookup never touches the disk and allocates nothing;
+// each record has one timer on its shard's timing wheel for the earliest
+// expiry. Every change is written behind to the store through a
+// store.LocationWriter, and Load fills the table from the store at start.
+//
+// OpenSIPS equivalents: save("location") is Save, lookup("location") is
+// Lookup, t_next_contacts() in a failure route is NextContacts, and
+// registered() is Registered.
+package registrar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"switchboard/shards"
+	"switchboard/store"
+	"switchboard/transport"
+	"switchboard/txn"
+)
+
+// Per-transaction value slots Lookup uses to hand state to the branch and
+// failure routes (see routing.Ctx.Value). A route set that calls Lookup
+// must leave these two slots alone.
+const (
+	// SlotAOR holds the hash of the address-of-record that was looked up.
+	SlotAOR = txn.NumValues - 2
+	// SlotNextQ holds 1 + the q-value (in thousandths) below which the
+	// next serial group of contacts starts; 0 when no group is left.
+	SlotNextQ = txn.NumValues - 1
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultExpires     = 3600 * time.Second
+	DefaultMinExpires  = 60 * time.Second
+	DefaultMaxExpires  = 7200 * time.Second
+	DefaultMaxContacts = 10
+)
+
+// Config configures a Registrar.
+type Config struct {
+	// Clock drives expiry. Required.
+	Clock *shards.Clock
+	// DefaultExpires applies to a contact with neither an expires
+	// parameter nor an Expires header; MinExpires is the shortest
+	// registration accepted (shorter gets 423 with Min-Expires);
+	// MaxExpires caps longer ones.
+	DefaultExpires, MinExpires, MaxExpires time.Duration
+	// MaxContacts bounds the bindings of one address-of-record; a REGISTER
+	// that would exceed it gets 503 and changes nothing.
+	MaxContacts int
+	// Shards is the number of table shards (0: automatic).
+	Shards int
+	// Writer, when set, receives every binding change (write-behind).
+	Writer *store.LocationWriter
+	// Logger receives error-path lines. Nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// Registrar is the location service. It is safe for concurrent use.
+type Registrar struct {
+	cfg     Config
+	tbl     *shards.Table[record]
+	w       *store.LocationWriter
+	log     *slog.Logger
+	scratch sync.Pool // *scratch
+
+	// counters
+	saved, removed, expired, refused, lookups, found atomic.Uint64
+	writeDrops                                       atomic.Uint64
+}
+
+// record is the value of one address-of-record in the table.
+type record struct {
+	b     []binding // live bindings; inner buffers are kept across reuse
+	timer shards.Timer
+}
+
+// binding is one registered contact. Byte slices are owned by the record.
+type binding struct {
+	contact  []byte // contact URI
+	params   []byte // contact header parameters other than expires and q
+	callID   []byte
+	instance []byte
+	path     []byte
+	ua       []byte
+	src      netip.AddrPort // where the REGISTER came from
+	socket   netip.AddrPort // the listener it came in on
+	proto    transport.Proto
+	nat      bool // src differs from the contact's host and port
+	q        int16
+	regID    uint32
+	cseq     uint32
+	expires  int64 // clock ms
+	modified int64 // clock ms
+}
+
+const timerExpire = 1
+
+// New creates a registrar. Call Load to fill it from the store and Close
+// when done.
+func New(cfg Config) (*Registrar, error) {
+	if cfg.Clock == nil {
+		return nil, errors.New("registrar: Config.Clock is required")
+	}
+	if cfg.DefaultExpires == 0 {
+		cfg.DefaultExpires = DefaultExpires
+	}
+	if cfg.MinExpires == 0 {
+		cfg.MinExpires = DefaultMinExpires
+	}
+	if cfg.MaxExpires == 0 {
+		cfg.MaxExpires = DefaultMaxExpires
+	}
+	if cfg.MaxContacts == 0 {
+		cfg.MaxContacts = DefaultMaxContacts
+	}
+	if cfg.MinExpires > cfg.MaxExpires || cfg.DefaultExpires < cfg.MinExpires || cfg.DefaultExpires > cfg.MaxExpires {
+		return nil, fmt.Errorf("registrar: need min_expires (%s) <= default_expires (%s) <= max_expires (%s)", cfg.MinExpires, cfg.DefaultExpires, cfg.MaxExpires)
+	}
+	if cfg.MaxContacts < 1 || cfg.MaxContacts > 1000 {
+		return nil, fmt.Errorf("registrar: max_contacts must be between 1 and 1000, not %d", cfg.MaxContacts)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	r := &Registrar{cfg: cfg, w: cfg.Writer, log: cfg.Logger}
+	r.scratch.New = func() any { return new(scratch) }
+	tbl, err := shards.New(shards.Config[record]{
+		Clock:     cfg.Clock,
+		Shards:    cfg.Shards,
+		MaxKeyLen: maxAOR,
+		OnTimer:   r.onTimer,
+		Reset: func(v *record) {
+			v.b = v.b[:0]
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.tbl = tbl
+	return r, nil
+}
+
+// Close detaches the table from the clock. The writer belongs to the
+// caller, who closes it after the registrar.
+func (r *Registrar) Close() { r.tbl.Close() }
+
+// maxAOR bounds an address-of-record "user@domain".
+const maxAOR = 320
+
+// Load fills the table with the unexpired bindings in st (server start).
+// It returns how many were loaded.
+func (r *Registrar) Load(ctx context.Context, st *store.Store) (int, error) {
+	now := r.tbl.Now()
+	bs, err := st.LoadBindings(ctx, time.UnixMilli(now))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range bs {
+		sb := &bs[i]
+		if len(sb.AOR) > maxAOR {
+			continue
+		}
+		var b binding
+		b.contact = []byte(sb.Contact)
+		b.callID = []byte(sb.CallID)
+		b.instance = []byte(sb.Instance)
+		b.path = []byte(sb.Path)
+		b.ua = []byte(sb.UserAgent)
+		b.regID = sb.RegID
+		b.cseq = sb.CSeq
+		b.q = int16(sb.Q)
+		b.expires = sb.Expires * 1000
+		b.modified = sb.LastModified * 1000
+		b.proto, b.src = parseAddr(sb.Received)
+		_, b.socket = parseAddr(sb.Socket)
+		b.nat = sb.Flags&flagNAT != 0
+		b.params = []byte(paramsFromFlags(sb))
+		key := []byte(sb.AOR)
+		h := shards.Sum(key)
+		s := r.tbl.Shard(h)
+		s.Lock()
+		e, _, err := s.GetOrInsert(h, key)
+		if err == nil {
+			e.Value.b = append(e.Value.b, b)
+			r.schedule(s, e)
+			n++
+		}
+		s.Unlock()
+	}
+	return n, nil
+}
+
+// Stored flags.
+const flagNAT = 1
+
+// paramsFromFlags: the contact parameters are not a store column; the ones
+// that matter on the wire (+sip.instance, reg-id) are rebuilt from theirs.
+func paramsFromFlags(sb *store.Binding) string {
+	p := ""
+	if sb.Instance != "" {
+		p = `+sip.instance="` + sb.Instance + `"`
+		if sb.RegID != 0 {
+			p += ";reg-id=" + strconv.FormatUint(uint64(sb.RegID), 10)
+		}
+	}
+	return p
+}
+
+// parseAddr parses "udp:198.51.100.7:5062".
+func parseAddr(s string) (transport.Proto, netip.AddrPort) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ':' {
+			p, _ := transport.ParseProto(s[:i])
+			ap, _ := netip.ParseAddrPort(s[i+1:])
+			return p, ap
+		}
+	}
+	return transport.UDP, netip.AddrPort{}
+}
+
+func formatAddr(p transport.Proto, ap netip.AddrPort) string {
+	if !ap.IsValid() {
+		return ""
+	}
+	var name string
+	switch p {
+	case transport.TCP:
+		name = "tcp"
+	case transport.TLS:
+		name = "tls"
+	case transport.WS:
+		name = "ws"
+	default:
+		name = "udp"
+	}
+	return name + ":" + ap.String()
+}
+
+// schedule starts the record's timer for its earliest expiry, or removes
+// the record when it has no binding left. The shard is locked.
+func (r *Registrar) schedule(s *shards.Shard[record], e *shards.Entry[record]) {
+	v := &e.Value
+	if len(v.b) == 0 {
+		s.StopTimer(&v.timer)
+		s.Remove(e)
+		return
+	}
+	first := v.b[0].expires
+	for i := 1; i < len(v.b); i++ {
+		first = min(first, v.b[i].expires)
+	}
+	if !v.timer.Active() || v.timer.When() != first {
+		s.StartTimerAt(e, &v.timer, timerExpire, first)
+	}
+}
+
+// onTimer removes the expired bindings of a record. The store is not
+// written: a stored binding carries its own expiry, is never loaded once
+// past it, and the writer's periodic cleanup deletes it.
+func (r *Registrar) onTimer(s *shards.Shard[record], e *shards.Entry[record], _ *shards.Timer) {
+	now := s.Now()
+	v := &e.Value
+	n := 0
+	for i := range v.b {
+		if v.b[i].expires > now {
+			if n != i {
+				v.b[n], v.b[i] = v.b[i], v.b[n]
+			}
+			n++
+		}
+	}
+	r.expired.Add(uint64(len(v.b) - n))
+	v.b = v.b[:n]
+	r.schedule(s, e)
+}
+
+// Stats are the registrar's counters.
+type Stats struct {
+	AORs, Bindings int
+	Saved          uint64 // bindings added or refreshed
+	Removed        uint64 // bindings removed by REGISTER or the management API
+	Expired        uint64 // bindings removed by expiry
+	Refused        uint64 // REGISTERs answered with an error
+	Lookups, Found uint64
+	WriteDrops     uint64 // changes the store writer refused (queue full)
+}
+
+// Stats returns the counters and the table's size.
+func (r *Registrar) Stats() Stats {
+	st := Stats{
+		Saved: r.saved.Load(), Removed: r.removed.Load(), Expired: r.expired.Load(),
+		Refused: r.refused.Load(), Lookups: r.lookups.Load(), Found: r.found.Load(),
+		WriteDrops: r.writeDrops.Load(),
+	}
+	r.tbl.Range(func(_ *shards.Shard[record], e *shards.Entry[record]) bool {
+		st.AORs++
+		st.Bindings += len(e.Value.b)
+		return true
+	})
+	return st
+}
