@@ -137,69 +137,54 @@ func (m *Message) Parse(b []byte) error {
 	}
 	i += nl + 1
 
-	// Header lines. A line continues while the next one starts with SP or HT.
+	// Header lines: name [SP/HT] ":" value. A line continues while the next
+	// one starts with SP or HT.
 	for {
 		if i >= len(b) {
 			return m.fail(KindNoHeaderEnd, i, HdrOther)
 		}
-		if b[i] == '\n' {
-			st.blank = i
-			i++
-			break
-		}
-		if b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n' {
-			st.blank = i
-			i += 2
-			break
-		}
-		ls := i
-		if st.nh == MaxHeaders {
-			return m.fail(KindTooManyHeaders, ls, HdrOther)
-		}
-		// name [SP/HT] ":" value; a line continues while the next one
-		// starts with SP or HT.
-		c := indexColon(b, ls)
-		if c < 0 {
-			c = skipToken(b, ls) // no colon anywhere: report the name
-		}
-		nameEnd := c
-		if nameEnd > ls && (b[nameEnd-1] == ' ' || b[nameEnd-1] == '\t') {
-			for nameEnd > ls && (b[nameEnd-1] == ' ' || b[nameEnd-1] == '\t') {
-				nameEnd--
+		if c0 := b[i]; c0 == '\r' || c0 == '\n' {
+			if c0 == '\n' {
+				st.blank = i
+				i++
+				break
+			}
+			if i+1 < len(b) && b[i+1] == '\n' {
+				st.blank = i
+				i += 2
+				break
 			}
 		}
-		j := c
+		if st.nh == MaxHeaders {
+			return m.fail(KindTooManyHeaders, i, HdrOther)
+		}
+		c, nameEnd, name := scanName(b, i)
+		j := c + 1
+		if c < 0 {
+			j = i
+		}
 		for {
 			n := bytes.IndexByte(b[j:], '\n')
 			if n < 0 {
 				return m.fail(KindNoHeaderEnd, len(b), HdrOther)
 			}
 			j += n + 1
-			if j < len(b) && (b[j] == ' ' || b[j] == '\t') {
-				continue
+			if j >= len(b) || (b[j] != ' ' && b[j] != '\t') {
+				break
 			}
-			break
 		}
-		var name HeaderName
-		if nameEnd > ls {
-			name = LookupHeader(b[ls:nameEnd])
-		}
-		x := &m.hdrs[st.nh]
-		*x = hdr{name: name, start: int32(ls), nameEnd: int32(nameEnd), end: int32(j)}
-		// Known names matched exactly; others must be tokens, which also
-		// rules out a colon found past the end of this line.
-		if nameEnd == ls || b[c] != ':' || c >= j || (name == HdrOther && skipToken(b, ls) != nameEnd) {
-			if name == HdrOther {
-				x.nameEnd = int32(skipToken(b, ls))
-			}
+		// A known name was matched byte for byte; an unknown one must be a
+		// token, which also rules out a colon found on a later line.
+		if c < 0 || (name == HdrOther && (nameEnd == i || skipToken(b, i) != nameEnd)) {
 			if deferred == nil {
-				deferred = m.failHdr(KindBadHeader, x)
+				x := hdr{start: int32(i), nameEnd: int32(skipToken(b, i))}
+				deferred = m.failHdr(KindBadHeader, &x)
 			}
 			i = j
 			continue
 		}
 		vs, ve := c+1, j-1 // j-1 is the LF
-		if ve > vs && b[ve-1] == '\r' {
+		if b[ve-1] == '\r' && ve > vs {
 			ve--
 		}
 		// Usually one SP after the colon and nothing before the CRLF.
@@ -209,12 +194,10 @@ func (m *Message) Parse(b []byte) error {
 		if vs < ve && lwsTab[b[vs]] {
 			vs = skipLWS(b[:ve], vs)
 		}
-		if ve > vs && lwsTab[b[ve-1]] {
-			for ve > vs && lwsTab[b[ve-1]] {
-				ve--
-			}
+		for ve > vs && lwsTab[b[ve-1]] {
+			ve--
 		}
-		x.vs, x.ve = int32(vs), int32(ve)
+		m.hdrs[st.nh] = hdr{name: name, start: int32(i), nameEnd: int32(nameEnd), vs: int32(vs), ve: int32(ve), end: int32(j)}
 		st.nh++
 		if st.first[name] == 0 {
 			st.first[name] = uint8(st.nh)

@@ -1,6 +1,9 @@
 package parser
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // Method is a known SIP request method. Unknown methods are MethodOther; the
 // raw bytes are always available from Message.MethodBytes.
@@ -199,11 +202,13 @@ var compactNames = [26]HeaderName{
 	'y' - 'a': HdrIdentity,
 }
 
-// The full names are found through a small hash of (length, first, last
-// byte) into buckets of candidates, then a comparison eight bytes at a
-// time: (word | fold) == lower, where fold has 0x20 on letter positions
-// only, so letters match either case and every other byte matches exactly.
-const hashBuckets = 256
+// The full names are found through a hash of the case-folded first eight
+// bytes and the length, into buckets of candidates, then a comparison
+// eight bytes at a time: (word | fold) & keep == lower, where fold has 0x20
+// on letter positions only, so letters match either case and every other
+// byte matches exactly. Parse hands over the words it already loaded while
+// looking for the colon, so a header name is read once.
+const hashBits = 7
 
 type nameKey struct {
 	n     int
@@ -212,19 +217,24 @@ type nameKey struct {
 	keep  [3]uint64
 }
 
-// hashTab holds up to two HeaderNames per bucket (HdrOther = empty); keys
+// hashTab holds up to three HeaderNames per bucket (HdrOther = empty); keys
 // is indexed by HeaderName. Both stay small enough for L1.
 var (
-	hashTab   [hashBuckets][2]HeaderName
+	hashTab   [1 << hashBits][3]HeaderName
 	keys      [numHeaderNames]nameKey
 	lowerName [numHeaderNames]string
+	keepBytes [9]uint64 // keepBytes[k] keeps the low k bytes of a word
 )
 
-func nameHash(n int, first, last byte) int {
-	return (n*13 + int(first|0x20)*5 + int(last|0x20)*3) & (hashBuckets - 1)
+func nameHash(n int, w0 uint64) int {
+	fw := (w0 | 0x2020202020202020) & keepBytes[min(n, 8)]
+	return int(((fw ^ uint64(n)) * 0x9E3779B97F4A7C15) >> (64 - hashBits))
 }
 
 func init() {
+	for k := 1; k <= 8; k++ {
+		keepBytes[k] = keepBytes[k-1]<<8 | 0xff
+	}
 	for h := HdrVia; h < numHeaderNames; h++ {
 		s := headerNames[h]
 		if len(s) > 24 {
@@ -246,7 +256,7 @@ func init() {
 		}
 		lowerName[h] = string(low)
 		keys[h] = key
-		k := nameHash(len(s), s[0], s[len(s)-1])
+		k := nameHash(len(s), key.lower[0])
 		placed := false
 		for j := range hashTab[k] {
 			if hashTab[k][j] == HdrOther {
@@ -275,11 +285,27 @@ func load8(b []byte, i int) uint64 {
 	return w
 }
 
+// matchName finds the known header of length n (2..24) whose bytes are the
+// words w0, w1, w2 (bytes past n are ignored).
+func matchName(n int, w0, w1, w2 uint64) HeaderName {
+	for _, h := range &hashTab[nameHash(n, w0)] {
+		if h == HdrOther {
+			break
+		}
+		c := &keys[h]
+		if c.n == n && (w0|c.fold[0])&c.keep[0] == c.lower[0] &&
+			(w1|c.fold[1])&c.keep[1] == c.lower[1] && (w2|c.fold[2])&c.keep[2] == c.lower[2] {
+			return h
+		}
+	}
+	return HdrOther
+}
+
 // LookupHeader maps a header name (full or compact, any case) to its
 // HeaderName, HdrOther if unknown.
 func LookupHeader(name []byte) HeaderName {
 	n := len(name)
-	if n == 0 {
+	if n == 0 || n > 24 {
 		return HdrOther
 	}
 	if n == 1 {
@@ -289,26 +315,56 @@ func LookupHeader(name []byte) HeaderName {
 		}
 		return HdrOther
 	}
-	if n > 24 {
-		return HdrOther
+	var w1, w2 uint64
+	if n > 8 {
+		w1 = load8(name, 8)
 	}
-	bucket := &hashTab[nameHash(n, name[0], name[n-1])]
-	w0 := load8(name, 0)
-	for _, h := range bucket {
-		if h == HdrOther {
-			break
-		}
-		c := &keys[h]
-		if c.n != n || (w0|c.fold[0])&c.keep[0] != c.lower[0] {
-			continue
-		}
-		if n > 8 && (load8(name, 8)|c.fold[1])&c.keep[1] != c.lower[1] {
-			continue
-		}
-		if n > 16 && (load8(name, 16)|c.fold[2])&c.keep[2] != c.lower[2] {
-			continue
-		}
-		return h
+	if n > 16 {
+		w2 = load8(name, 16)
 	}
-	return HdrOther
+	return matchName(n, load8(name, 0), w1, w2)
+}
+
+// scanName reads the header name at b[i:] up to its colon, eight bytes at
+// a time. It returns the colon's index (-1 if there is none), the end of
+// the name (before any SP/HT) and the name; the common case (no SP before
+// the colon, name within 24 bytes, 24 bytes of buffer left) reads every
+// byte once.
+func scanName(b []byte, i int) (colon, end int, h HeaderName) {
+	const ones, highs, colons = 0x0101010101010101, 0x8080808080808080, 0x3a3a3a3a3a3a3a3a
+	if i+24 <= len(b) {
+		w := b[i : i+24 : i+24]
+		w0 := binary.LittleEndian.Uint64(w[0:8])
+		x := w0 ^ colons
+		n := -1
+		var w1, w2 uint64
+		if t := (x - ones) &^ x & highs; t != 0 {
+			n = bits.TrailingZeros64(t) / 8
+		} else {
+			w1 = binary.LittleEndian.Uint64(w[8:16])
+			x = w1 ^ colons
+			if t := (x - ones) &^ x & highs; t != 0 {
+				n = 8 + bits.TrailingZeros64(t)/8
+			} else {
+				w2 = binary.LittleEndian.Uint64(w[16:24])
+				x = w2 ^ colons
+				if t := (x - ones) &^ x & highs; t != 0 {
+					n = 16 + bits.TrailingZeros64(t)/8
+				}
+			}
+		}
+		if n > 1 && w[n-1] != ' ' && w[n-1] != '\t' {
+			return i + n, i + n, matchName(n, w0, w1, w2)
+		}
+	}
+	// Short buffer, long name, compact name or SP before the colon.
+	c := indexColon(b, i)
+	if c < 0 {
+		return -1, i, HdrOther
+	}
+	e := c
+	for e > i && (b[e-1] == ' ' || b[e-1] == '\t') {
+		e--
+	}
+	return c, e, LookupHeader(b[i:e])
 }
