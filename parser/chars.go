@@ -67,25 +67,10 @@ func trimLWS(b []byte) []byte {
 func skipToken(b []byte, i int) int { return span(&tokenTab, b, i) }
 
 // span returns the index of the first byte at or after i that is not in
-// tab. Four bytes per step: the common values (branches, tags, hosts) are
-// 10 to 30 bytes, and the unrolled test halves the branches per byte.
+// tab. Small enough to be inlined: the runs it scans (methods, hosts,
+// parameter names and values) are short, so a call would cost more than
+// the loop.
 func span(tab *[256]bool, b []byte, i int) int {
-	for i+4 <= len(b) {
-		w := b[i : i+4 : i+4]
-		if !tab[w[0]] {
-			return i
-		}
-		if !tab[w[1]] {
-			return i + 1
-		}
-		if !tab[w[2]] {
-			return i + 2
-		}
-		if !tab[w[3]] {
-			return i + 3
-		}
-		i += 4
-	}
 	for i < len(b) && tab[b[i]] {
 		i++
 	}
