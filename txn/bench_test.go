@@ -1,9 +1,13 @@
 package txn
 
 import (
+	"net"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"switchboard/parser"
 	"switchboard/transport"
 )
 
@@ -80,5 +84,74 @@ func BenchmarkResponseMatch(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		l.deliver(uasAddr, transport.UDP, ringing)
+	}
+}
+
+// BenchmarkRelayedCallUDP: a whole call (INVITE, 100, 200, ACK, BYE, 200)
+// through the real transport and core on loopback, UAC and UAS being
+// plain UDP sockets in the benchmark. Wall time per call: dominated by
+// syscalls and goroutine wake-ups, one call at a time.
+func BenchmarkRelayedCallUDP(b *testing.B) {
+	p := startProxy(b, nil)
+	uacC, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer uacC.Close()
+	uasC, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer uasC.Close()
+	proxyUDP := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p.udpPort}
+	uacPort := uacC.LocalAddr().(*net.UDPAddr).Port
+	uasPort := uasC.LocalAddr().(*net.UDPAddr).Port
+	ruri := "sip:bob@127.0.0.1:" + strconv.Itoa(uasPort)
+	mk := func(method, branch, cseq, extra string) []byte {
+		return []byte(fixCL(method + " " + ruri + " SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:" + strconv.Itoa(uacPort) + ";branch=" + branch +
+			"\nMax-Forwards: 70\nFrom: <sip:alice@127.0.0.1>;tag=a1\nTo: <sip:bob@127.0.0.1>" + extra +
+			"\nCall-ID: 00000000@bench\nCSeq: " + cseq + " " + method + "\n"))
+	}
+	inv := mk("INVITE", "z9hG4bK00000000i", "1", "")
+	ack := mk("ACK", "z9hG4bK00000000a", "1", ";tag=uas")
+	bye := mk("BYE", "z9hG4bK00000000b", "2", ";tag=uas")
+	atI, atA, atB := counterAt(inv), counterAt(ack), counterAt(bye)
+	buf := make([]byte, 65535)
+	var m parser.Message
+	out := make([]byte, 0, 4096)
+	// read until a message whose first line starts with prefix arrives
+	read := func(c net.PacketConn, prefix string) []byte {
+		for {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				b.Fatalf("waiting for %q: %v", prefix, err)
+			}
+			if strings.HasPrefix(string(buf[:n]), prefix) {
+				return buf[:n]
+			}
+		}
+	}
+	answer := func(req []byte, code int) {
+		if err := m.Parse(req); err != nil {
+			b.Fatal(err)
+		}
+		out = parser.AppendResponse(out[:0], &m, code, nil, []byte("uas"))
+		uasC.WriteTo(out, proxyUDP)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		setCounter(inv, atI, i)
+		setCounter(ack, atA, i)
+		setCounter(bye, atB, i)
+		uacC.WriteTo(inv, proxyUDP)
+		answer(read(uasC, "INVITE"), 200)
+		read(uacC, "SIP/2.0 200")
+		uacC.WriteTo(ack, proxyUDP)
+		read(uasC, "ACK")
+		uacC.WriteTo(bye, proxyUDP)
+		answer(read(uasC, "BYE"), 200)
+		read(uacC, "SIP/2.0 200")
 	}
 }

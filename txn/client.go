@@ -407,6 +407,13 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 		t.gInt = min(2*t.gInt, c.t2)
 		s.StartTimer(e, &t.tG, kG, msDur(t.gInt))
 	case kH: // H, I, J, L: the server transaction ends
+		if !t.finalSent {
+			// A suspended route did not act in time.
+			c.cfg.Logger.Warn("txn: suspended route did not act; answering 408",
+				"method", string(t.msg.MethodBytes()), "call-id", string(t.msg.CallID()))
+			c.replyLocal(x, s, e, 408, "", nil)
+			break
+		}
 		c.terminate(s, e)
 	case kA: // A, E: retransmit the request
 		if !b.active() {

@@ -112,11 +112,11 @@ type proxy struct {
 	tcpPort int
 }
 
-func startProxy(t *testing.T, mod func(*Config)) *proxy {
+func startProxy(t testing.TB, mod func(*Config)) *proxy {
 	return startProxyRouter(t, mod, &e2eRouter{})
 }
 
-func startProxyRouter(t *testing.T, mod func(*Config), rt *e2eRouter) *proxy {
+func startProxyRouter(t testing.TB, mod func(*Config), rt *e2eRouter) *proxy {
 	t.Helper()
 	p := &proxy{router: rt}
 	var core *Core
@@ -210,9 +210,7 @@ func runSipp(t *testing.T, name string, args ...string) *sippProc {
 	}
 	go func() { p.done <- cmd.Wait(); cancel() }()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-		}
+		cmd.Process.Kill() // an error when it already exited: fine
 		cancel()
 		<-p.done
 		p.done <- nil
@@ -236,6 +234,9 @@ func (p *sippProc) wait(t *testing.T, d time.Duration) {
 }
 
 func (p *sippProc) logs() string {
+	if d := os.Getenv("SIPP_LOG_DIR"); d != "" {
+		exec.Command("cp", "-r", p.dir, filepath.Join(d, p.name+"-"+filepath.Base(p.dir))).Run()
+	}
 	var b strings.Builder
 	for _, f := range []string{"errors.log", "messages.log"} {
 		data, err := os.ReadFile(filepath.Join(p.dir, f))
@@ -343,7 +344,7 @@ func TestSippPacketLoss(t *testing.T) {
 	needSipp(t)
 	p := startProxy(t, nil)
 	up := freePort(t, "udp")
-	const calls = 10
+	const calls = 20
 	s := uas(t, "uas", "uas_answer.xml", up, "u1", calls, "-lost", "10")
 	time.Sleep(200 * time.Millisecond)
 	c := uac(t, "uac_call.xml", 0, p.udpPort, "u1", sipURI("bob", up, ""), calls, "-lost", "10")

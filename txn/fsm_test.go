@@ -620,3 +620,36 @@ func TestReliableTransportTimers(t *testing.T) {
 		t.Fatalf("%d transactions: J and K are zero on TCP", n)
 	}
 }
+
+func TestSuspendedRouteTimesOut(t *testing.T) {
+	h := newHarness(t, nil)
+	h.rt.request = func(r *Request) { r.Suspend() }
+	h.in(uacAddr, request("MESSAGE", "z9hG4bKst1", "st1@x", "sip:bob@127.0.0.1:5080", ""))
+	h.only(h.snd.take())
+	h.advance(32 * time.Second)
+	h.only(h.snd.take(), toUAC+"SIP/2.0 408 Request Timeout")
+	h.advance(32 * time.Second)
+	if n := h.core.Stats().Transactions; n != 0 {
+		t.Fatalf("%d transactions left", n)
+	}
+}
+
+func TestAcceptedAbsorbsRetransmissions(t *testing.T) {
+	h := newHarness(t, nil)
+	inv := invite("z9hG4bKacc", "acc@x")
+	h.in(uacAddr, inv)
+	fwd := h.snd.take()[1].data
+	h.in(uasAddr, respond(fwd, 200, "b"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+	h.in(uacAddr, inv) // RFC 6026: absorbed in Accepted, not relayed again
+	h.only(h.snd.take())
+	h.advance(31 * time.Second)
+	h.in(uasAddr, respond(fwd, 200, "b")) // timer M still running: forwarded
+	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+	h.advance(2 * time.Second) // L and M fired
+	if n := h.core.Stats().Transactions; n != 0 {
+		t.Fatalf("%d transactions left after L and M", n)
+	}
+	h.in(uasAddr, respond(fwd, 200, "b")) // no transaction: forwarded statelessly per Via
+	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+}

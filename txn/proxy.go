@@ -429,6 +429,9 @@ func (c *Core) relay(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Requ
 		return err
 	}
 	c.preprocessRoutes(r)
+	if !t.finalSent {
+		s.StopTimer(&t.tH) // the suspended-route deadline, if any
+	}
 	first := !t.relayed
 	t.relayed = true
 	ok, tried := 0, 0

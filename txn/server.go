@@ -144,6 +144,13 @@ func (c *Core) runRequest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r 
 		c.gc(s, e) // forwarded statelessly
 	case t.finalSent || t.pending > 0:
 	case acted&actSuspend != 0 && acted&(actRelay|actReply|actForward|actDrop) == 0:
+		// A route that never comes back must not leak the transaction:
+		// after Timer C (INVITE) or 64·T1 it is answered 408.
+		d := 64 * c.t1
+		if t.invite {
+			d = c.timerC
+		}
+		s.StartTimer(e, &t.tH, kH, msDur(d))
 	case t.relayed:
 		c.checkDone(x, s, e)
 	default:
