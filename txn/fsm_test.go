@@ -596,14 +596,22 @@ func TestSuspendResume(t *testing.T) {
 	h := newHarness(t, nil)
 	done := make(chan error)
 	h.rt.request = func(r *Request) {
+		r.Editor().AddHeader("X-Before", []byte("1"))
 		held := r.Suspend()
-		go func() { done <- held.Relay() }()
+		go func() {
+			held.Editor().AddHeader("X-After", []byte("2"))
+			done <- held.Relay()
+		}()
 	}
 	h.in(uacAddr, request("MESSAGE", "z9hG4bKsu", "su@x", "sip:bob@127.0.0.1:5080", ""))
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	h.only(h.snd.take(), toUAS+"MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0")
+	msgs := h.snd.take()
+	h.only(msgs, toUAS+"MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0")
+	if header(msgs[0].data, "X-Before") != "1" || header(msgs[0].data, "X-After") != "2" {
+		t.Fatalf("edits lost:\n%s", msgs[0].data)
+	}
 }
 
 func TestReliableTransportTimers(t *testing.T) {

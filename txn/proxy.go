@@ -401,7 +401,7 @@ func (c *Core) applyRouteEdits(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn
 		return nil
 	}
 	r.st.edUsed = false
-	t.buf2 = x.red.AppendTo(t.buf2[:0])
+	t.buf2 = r.editor().AppendTo(t.buf2[:0])
 	t.buf, t.buf2 = t.buf2, t.buf
 	if err := t.msg.Parse(t.buf); err != nil {
 		// The route's edits made the request unparsable: keep the original.
@@ -574,7 +574,7 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 	c.preprocessRoutes(r)
 	var ed *parser.Editor
 	if st.edUsed {
-		ed = &x.red // the route's edits, plus ours
+		ed = r.editor() // the route's edits, plus ours
 		st.edUsed = false
 	} else {
 		ed = &x.ed

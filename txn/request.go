@@ -155,11 +155,25 @@ func (r *Request) SetSerial(serial bool) { r.st.serial = serial }
 // Editor returns an editor on Msg for changes to every relayed copy; they
 // are applied by the next Relay or Forward in the same hook call.
 func (r *Request) Editor() *parser.Editor {
+	ed := r.editor()
 	if !r.st.edUsed {
-		r.x.red.Reset(r.Msg)
+		ed.Reset(r.Msg)
 		r.st.edUsed = true
 	}
-	return &r.x.red
+	return ed
+}
+
+// editor is the route's editor: the goroutine's inside a hook, the
+// transaction's own for a suspended handle (allocated once per pooled
+// transaction, on that slow path only).
+func (r *Request) editor() *parser.Editor {
+	if r.x != nil {
+		return &r.x.red
+	}
+	if r.t.ed == nil {
+		r.t.ed = new(parser.Editor)
+	}
+	return r.t.ed
 }
 
 // Canceled reports whether a CANCEL for the request arrived.
@@ -262,6 +276,10 @@ func (r *Request) Suspend() *Request {
 	h := &r.t.handle
 	*h = *r
 	h.x, h.locked = nil, false
+	if r.st.edUsed {
+		// Edits made before suspending carry over to the handle.
+		*h.editor() = r.x.red
+	}
 	return h
 }
 

@@ -80,7 +80,8 @@ type txn struct {
 	src    netip.AddrPort
 	conn   transport.ConnID
 	rs     routeState
-	handle Request // the handle Suspend returns
+	handle Request        // the handle Suspend returns
+	ed     *parser.Editor // the route's editor for a suspended handle
 	nbr    int
 	br     [MaxBranches]Branch
 
@@ -156,14 +157,14 @@ func (b *Branch) active() bool { return b.state >= bResolving && b.state <= bPro
 
 // resetTxn prepares a pooled transaction for reuse, keeping buffers.
 func resetTxn(t *txn) {
-	buf, buf2, resp, uris, ruri := t.buf[:0], t.buf2[:0], t.resp[:0], t.uris[:0], t.rs.ruri[:0]
+	buf, buf2, resp, uris, ruri, ed := t.buf[:0], t.buf2[:0], t.resp[:0], t.uris[:0], t.rs.ruri[:0], t.ed
 	var bufs [MaxBranches][6][]byte
 	for i := range t.br {
 		b := &t.br[i]
 		bufs[i] = [6][]byte{b.host[:0], b.uri[:0], b.out[:0], b.resp[:0], b.cancel[:0], b.ack[:0]}
 	}
 	*t = txn{}
-	t.buf, t.buf2, t.resp, t.uris, t.rs.ruri = buf, buf2, resp, uris, ruri
+	t.buf, t.buf2, t.resp, t.uris, t.rs.ruri, t.ed = buf, buf2, resp, uris, ruri, ed
 	for i := range t.br {
 		b := &t.br[i]
 		k := &bufs[i]
