@@ -661,3 +661,27 @@ func TestAcceptedAbsorbsRetransmissions(t *testing.T) {
 	h.in(uasAddr, respond(fwd, 200, "b")) // no transaction: forwarded statelessly per Via
 	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
 }
+
+func TestOversizedBranch(t *testing.T) {
+	h := newHarness(t, nil)
+	h.in(uacAddr, invite("z9hG4bK"+strings.Repeat("x", 1100), "long@x"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 400 Bad Request - Transaction Key Too Long")
+}
+
+func TestIPv6(t *testing.T) {
+	h := newHarness(t, nil)
+	v6 := &transport.Listener{Index: 2, Proto: transport.UDP, Local: netip.MustParseAddrPort("[::1]:5060"), AdvertisedHost: "[::1]", AdvertisedPort: 5060}
+	h.snd.ls = append(h.snd.ls, v6)
+	uac6 := netip.MustParseAddrPort("[::1]:5070")
+	msg := strings.Replace(request("MESSAGE", "z9hG4bK6v", "v6@x", "sip:bob@[::1]:5080", ""), "Via: SIP/2.0/UDP 127.0.0.1:5070", "Via: SIP/2.0/UDP [::1]:5070;rport", 1)
+	p := transport.Packet{Data: []byte(fixCL(msg)), Src: uac6, Listener: v6, Proto: transport.UDP}
+	h.core.HandleMessage(&p)
+	msgs := h.snd.take()
+	h.only(msgs, "[::1]:5080 MESSAGE sip:bob@[::1]:5080 SIP/2.0")
+	vias := headers(msgs[0].data, "Via")
+	if !strings.HasPrefix(vias[0], "SIP/2.0/UDP [::1]:5060;branch=") || vias[1] != "SIP/2.0/UDP [::1]:5070;rport=5070;branch=z9hG4bK6v;received=::1" {
+		t.Fatalf("vias %q", vias)
+	}
+	h.in(netip.MustParseAddrPort("[::1]:5080"), respond(msgs[0].data, 200, "b"))
+	h.only(h.snd.take(), "[::1]:5070 SIP/2.0 200 OK")
+}

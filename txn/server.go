@@ -81,6 +81,11 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 		return
 	}
 	e, err := s.Insert(h, key)
+	if err == shards.ErrKeyTooLong {
+		s.Unlock()
+		c.replyStateless(x, p, 400, "Bad Request - Transaction Key Too Long", nil)
+		return
+	}
 	if err != nil {
 		s.Unlock()
 		c.replyFull(x, p)
