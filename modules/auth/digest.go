@@ -1,0 +1,226 @@
+package auth
+
+import (
+	"crypto/md5"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"hash"
+
+	"switchboard/parser"
+)
+
+// algorithm is a digest algorithm (RFC 7616 §3.4.2): the hash and whether
+// it is the -sess variant.
+type algorithm struct {
+	h    uint8 // algMD5 or algSHA256
+	sess bool
+}
+
+const (
+	algMD5 = iota
+	algSHA256
+	numAlgs
+)
+
+var hexSize = [numAlgs]int{32, 64}
+
+// parseAlgorithm maps the algorithm parameter; empty means MD5 (RFC 2617).
+func parseAlgorithm(v []byte) (algorithm, bool) {
+	switch {
+	case len(v) == 0 || parser.EqualFold(v, []byte("MD5")):
+		return algorithm{algMD5, false}, true
+	case parser.EqualFold(v, []byte("MD5-sess")):
+		return algorithm{algMD5, true}, true
+	case parser.EqualFold(v, []byte("SHA-256")):
+		return algorithm{algSHA256, false}, true
+	case parser.EqualFold(v, []byte("SHA-256-sess")):
+		return algorithm{algSHA256, true}, true
+	}
+	return algorithm{}, false
+}
+
+func (a algorithm) name() string {
+	if a.h == algSHA256 {
+		return "SHA-256"
+	}
+	return "MD5"
+}
+
+// appendHash appends the lower-case hex digest of in to dst.
+func appendHash(dst []byte, h uint8, in []byte) []byte {
+	const digits = "0123456789abcdef"
+	var sum [32]byte
+	n := 16
+	if h == algSHA256 {
+		sum = sha256.Sum256(in)
+		n = 32
+	} else {
+		s := md5.Sum(in)
+		copy(sum[:], s[:])
+	}
+	for _, b := range sum[:n] {
+		dst = append(dst, digits[b>>4], digits[b&15])
+	}
+	return dst
+}
+
+// scratch is per-check working memory.
+type scratch struct {
+	in, ha1, ha2, want, got, hdr, key []byte
+}
+
+// response computes the expected digest response (RFC 7616 §3.4.1) for
+// credentials a with stored HA1 (hex) and method, into sc.want.
+func response(sc *scratch, alg algorithm, ha1 []byte, method []byte, a *parser.Auth) []byte {
+	sc.ha1 = append(sc.ha1[:0], ha1...)
+	if alg.sess {
+		sc.in = append(append(append(append(append(sc.in[:0], ha1...), ':'), a.Nonce...), ':'), a.CNonce...)
+		sc.ha1 = appendHash(sc.ha1[:0], alg.h, sc.in)
+	}
+	sc.in = append(append(append(sc.in[:0], method...), ':'), a.URI...)
+	sc.ha2 = appendHash(sc.ha2[:0], alg.h, sc.in)
+	in := append(append(append(sc.in[:0], sc.ha1...), ':'), a.Nonce...)
+	in = append(in, ':')
+	if len(a.QOP) > 0 {
+		in = append(append(append(append(append(append(in, a.NC...), ':'), a.CNonce...), ':'), a.QOP...), ':')
+	}
+	in = append(in, sc.ha2...)
+	sc.in = in
+	sc.want = appendHash(sc.want[:0], alg.h, in)
+	return sc.want
+}
+
+// equalHex compares a response as sent (any case) with the expected lower-case
+// hex in constant time.
+func equalHex(sc *scratch, sent, want []byte) bool {
+	sc.got = sc.got[:0]
+	for _, c := range sent {
+		if c >= 'A' && c <= 'F' {
+			c += 'a' - 'A'
+		}
+		sc.got = append(sc.got, c)
+	}
+	return subtle.ConstantTimeCompare(sc.got, want) == 1
+}
+
+// ---- nonces ----
+
+// A nonce is base64url(expiry[4] | seq[4] | mac[16]): the unix second it
+// expires, a sequence number that indexes the nonce-count table, and the
+// first 16 bytes of HMAC-SHA-256(secret, expiry|seq).
+const (
+	nonceRaw = 24
+	nonceLen = 32 // base64url without padding
+)
+
+// appendNonce issues a nonce valid for the configured lifetime.
+func (a *Auth) appendNonce(dst []byte) []byte {
+	seq := a.seq.Add(1)
+	if seq == 0 {
+		seq = a.seq.Add(1) // 0 marks an empty slot
+	}
+	a.slots[seq&(nonceSlots-1)].Store(uint64(seq) << 32)
+	var raw [nonceRaw]byte
+	binary.BigEndian.PutUint32(raw[0:], uint32(a.clock.Now()/1000+a.lifetime))
+	binary.BigEndian.PutUint32(raw[4:], seq)
+	a.sign(&raw)
+	var enc [nonceLen]byte
+	base64.RawURLEncoding.Encode(enc[:], raw[:])
+	return append(dst, enc[:]...)
+}
+
+func (a *Auth) sign(raw *[nonceRaw]byte) {
+	sg := a.macs.Get().(*signer)
+	// The input and output go through the signer's own arrays: passed to
+	// the hash interface, a stack array would escape and allocate.
+	copy(sg.in[:], raw[:8])
+	sg.h.Reset()
+	sg.h.Write(sg.in[:])
+	sg.h.Sum(sg.out[:0])
+	copy(raw[8:], sg.out[:16])
+	a.macs.Put(sg)
+}
+
+// signer is a pooled HMAC-SHA-256 under the secret, with its buffers.
+type signer struct {
+	h   hash.Hash
+	in  [8]byte
+	out [32]byte
+}
+
+// nonceState is what checking a nonce found.
+type nonceState uint8
+
+const (
+	nonceOK nonceState = iota
+	nonceForged
+	nonceExpired
+	nonceReplayed // nc not above the last one seen, or the slot was reused
+)
+
+// decodeNonce checks a nonce's signature and returns its expiry and seq.
+func (a *Auth) decodeNonce(n []byte) (exp int64, seq uint32, ok bool) {
+	if len(n) != nonceLen {
+		return 0, 0, false
+	}
+	var raw, want [nonceRaw]byte
+	if _, err := base64.RawURLEncoding.Decode(raw[:], n); err != nil {
+		return 0, 0, false
+	}
+	copy(want[:8], raw[:8])
+	a.sign(&want)
+	if subtle.ConstantTimeCompare(raw[8:], want[8:]) != 1 {
+		return 0, 0, false
+	}
+	return int64(binary.BigEndian.Uint32(raw[0:])), binary.BigEndian.Uint32(raw[4:]), true
+}
+
+// useNonce checks expiry and records nonce-count nc for the nonce with seq;
+// it fails for a count not higher than one already used.
+func (a *Auth) useNonce(exp int64, seq, nc uint32) nonceState {
+	if a.clock.Now()/1000 >= exp {
+		return nonceExpired
+	}
+	slot := &a.slots[seq&(nonceSlots-1)]
+	for {
+		v := slot.Load()
+		owner, last := uint32(v>>32), uint32(v)
+		switch {
+		case v == 0:
+			// Issued before this process started (the secret is kept
+			// across restarts): its counts were not remembered; take the
+			// slot from here on.
+		case owner != seq:
+			return nonceReplayed // a newer nonce has the slot
+		case nc <= last:
+			return nonceReplayed
+		}
+		if slot.CompareAndSwap(v, uint64(seq)<<32|uint64(nc)) {
+			return nonceOK
+		}
+	}
+}
+
+// parseNC parses the 8-hex-digit nonce count.
+func parseNC(v []byte) (uint32, bool) {
+	if len(v) != 8 {
+		return 0, false
+	}
+	var n uint32
+	for _, c := range v {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		n = n<<4 | uint32(c)
+	}
+	return n, n > 0
+}
