@@ -685,3 +685,14 @@ func TestIPv6(t *testing.T) {
 	h.in(netip.MustParseAddrPort("[::1]:5080"), respond(msgs[0].data, 200, "b"))
 	h.only(h.snd.take(), "[::1]:5070 SIP/2.0 200 OK")
 }
+
+func TestStrictNextHop(t *testing.T) {
+	h := newHarness(t, nil)
+	h.in(uacAddr, request("MESSAGE", "z9hG4bKsn", "sn@x", "sip:bob@127.0.0.1:5090",
+		"Route: <sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5080>, <sip:192.0.2.9;lr>"))
+	msgs := h.snd.take()
+	h.only(msgs, toUAS+"MESSAGE sip:127.0.0.1:5080 SIP/2.0")
+	if r := headers(msgs[0].data, "Route"); len(r) != 1 || r[0] != "<sip:192.0.2.9;lr>, <sip:bob@127.0.0.1:5090>" {
+		t.Fatalf("routes %q", r)
+	}
+}

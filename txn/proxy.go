@@ -294,6 +294,34 @@ func (c *Core) routeEdits(x *ctx, ed *parser.Editor, st *routeState, m *parser.M
 	}
 }
 
+func looseURI(uri []byte) bool {
+	var u parser.URI
+	return u.Parse(uri) == nil && u.LR()
+}
+
+// strictRouteEdits rewrites the Route set for a strict next hop: the
+// values after it, then the target URI.
+func strictRouteEdits(x *ctx, ed *parser.Editor, st *routeState, m *parser.Message, target []byte) {
+	to := st.nroutes
+	if st.strict {
+		to--
+	}
+	ed.RemoveHeaders(parser.HdrRoute)
+	x.rt = x.rt[:0]
+	it := m.NameAddrs(parser.HdrRoute)
+	for i := 0; it.Next(); i++ {
+		if i <= st.skip || i >= to {
+			continue
+		}
+		x.rt = append(x.rt, it.NameAddr.Raw...)
+		x.rt = append(x.rt, ", "...)
+	}
+	x.rt = append(x.rt, '<')
+	x.rt = append(x.rt, target...)
+	x.rt = append(x.rt, '>')
+	ed.AddHeader("Route", x.rt)
+}
+
 // firstRoute returns the URI of the first Route value left after
 // preprocessing, nil if none.
 func firstRoute(st *routeState, m *parser.Message) []byte {
@@ -370,10 +398,17 @@ func appendRR(dst []byte, l *transport.Listener) []byte {
 // Max-Forwards, Record-Route. x.via must hold the Via value.
 func (c *Core) proxyEdits(x *ctx, ed *parser.Editor, r *Request, m *parser.Message, uri []byte, out *transport.Listener) {
 	st := r.st
-	if !bytes.Equal(uri, m.RequestURI()) {
-		ed.SetRequestURI(uri)
+	if hop := firstRoute(st, m); hop != nil && !looseURI(hop) {
+		// §16.6 step 6: the next hop is a strict router. It gets its own
+		// URI as the Request-URI; the target goes to the end of Route.
+		ed.SetRequestURI(hop)
+		strictRouteEdits(x, ed, st, m, uri)
+	} else {
+		if !bytes.Equal(uri, m.RequestURI()) {
+			ed.SetRequestURI(uri)
+		}
+		c.routeEdits(x, ed, st, m)
 	}
-	c.routeEdits(x, ed, st, m)
 	viaReceived(x, ed, m, r.Src)
 	ed.InsertVia(x.via)
 	ed.DecrementMaxForwards()
