@@ -30,6 +30,7 @@ var (
 	ErrStateless       = errors.New("txn: no transaction for this request (ACK)")
 	ErrNoTransaction   = errors.New("txn: the transaction has ended")
 	ErrSend            = errors.New("txn: every branch failed to send")
+	ErrRelayed         = errors.New("txn: already relayed, and no new branch was added")
 )
 
 // Core is the proxy core. It implements transport.Handler.

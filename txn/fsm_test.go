@@ -696,3 +696,35 @@ func TestStrictNextHop(t *testing.T) {
 		t.Fatalf("routes %q", r)
 	}
 }
+
+func TestRelayTwice(t *testing.T) {
+	h := newHarness(t, nil)
+	var errs []error
+	h.rt.request = func(r *Request) {
+		errs = append(errs, r.Relay(), r.Relay())
+		r.AddBranch([]byte("sip:carol@127.0.0.1:5090"))
+		errs = append(errs, r.Relay())
+	}
+	h.in(uacAddr, request("MESSAGE", "z9hG4bKtw", "tw@x", "sip:bob@127.0.0.1:5080", ""))
+	h.only(h.snd.take(), toUAS+"MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0", toUA2+"MESSAGE sip:carol@127.0.0.1:5090 SIP/2.0")
+	if errs[0] != nil || errs[1] != ErrRelayed || errs[2] != nil {
+		t.Fatalf("errors %v", errs)
+	}
+}
+
+func TestMemoryCap(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxBytes = 64 << 10 }) // 16 KB per shard: two transactions
+	full := 0
+	for i := 0; i < 40; i++ {
+		h.in(uacAddr, invite("z9hG4bKcap"+itoa(i), "cap"+itoa(i)+"@x"))
+		for _, m := range h.snd.take() {
+			if strings.HasPrefix(m.data, "SIP/2.0 503") && header(m.data, "Retry-After") == "5" {
+				full++
+			}
+		}
+	}
+	st := h.core.Stats()
+	if full == 0 || st.Bytes > 64<<10 || st.Transactions == 0 {
+		t.Fatalf("503s %d, stats %+v", full, st)
+	}
+}

@@ -460,6 +460,9 @@ func (c *Core) relay(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Requ
 	case t.got6xx || t.got2xx:
 		return ErrFinal // §16.7 step 5: no new branches after a 6xx
 	}
+	if t.relayed && !t.inFailure && t.qi >= t.nq && t.pending > 0 {
+		return ErrRelayed // a second Relay with nothing new to send
+	}
 	if err := c.applyRouteEdits(x, s, e, r); err != nil {
 		return err
 	}
