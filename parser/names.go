@@ -293,8 +293,10 @@ func matchName(n int, w0, w1, w2 uint64) HeaderName {
 			break
 		}
 		c := &keys[h]
-		if c.n == n && (w0|c.fold[0])&c.keep[0] == c.lower[0] &&
-			(w1|c.fold[1])&c.keep[1] == c.lower[1] && (w2|c.fold[2])&c.keep[2] == c.lower[2] {
+		if c.n != n || (w0|c.fold[0])&c.keep[0] != c.lower[0] {
+			continue
+		}
+		if n <= 8 || (w1|c.fold[1])&c.keep[1] == c.lower[1] && (w2|c.fold[2])&c.keep[2] == c.lower[2] {
 			return h
 		}
 	}

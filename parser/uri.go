@@ -217,15 +217,17 @@ func parseHostPort(b []byte, i int, lws bool) (host []byte, port int, next int, 
 		if lws {
 			j = skipLWS(b, j)
 		}
-		ps := j
+		ps, p := j, 0
 		for j < len(b) && digitTab[b[j]] {
+			if p = p*10 + int(b[j]-'0'); p > 65535 {
+				return nil, 0, j, false
+			}
 			j++
 		}
-		p, okp := parseUint(b[ps:j], 65535)
-		if !okp {
+		if j == ps {
 			return nil, 0, j, false
 		}
-		return host, int(p), j, true
+		return host, p, j, true
 	}
 	return host, 0, i, true
 }
