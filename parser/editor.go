@@ -42,7 +42,8 @@ type Editor struct {
 	clHandled bool
 }
 
-// Reset starts a new set of edits on m (a parsed message).
+// Reset starts a new set of edits on m, which must have parsed without
+// error (edits on a partial index are not meaningful).
 func (e *Editor) Reset(m *Message) {
 	e.m = m
 	e.n = 0
