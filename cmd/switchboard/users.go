@@ -30,30 +30,20 @@ Without --password, --password-stdin or --ha1 the password is read from the term
 `
 
 func cmdUser(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, userUsage)
-		return 2
+	var password, ha1, ha1sha, email *string
+	var passwordStdin *bool
+	sub, c, code := openStoreCommand("user", userUsage, args, stderr, func(fs *flag.FlagSet) {
+		password = fs.String("password", "", "the password (visible in the process list; prefer --password-stdin)")
+		passwordStdin = fs.Bool("password-stdin", false, "read the password from standard input")
+		ha1 = fs.String("ha1", "", "store this MD5 HA1 (hex of MD5(user:domain:password)) instead of a password")
+		ha1sha = fs.String("ha1-sha256", "", "with --ha1: the SHA-256 HA1 as well")
+		email = fs.String("email", "", "e-mail address")
+	})
+	if c == nil {
+		return code
 	}
-	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, userUsage) }
-	path, sets := configFlags(fs)
-	password := fs.String("password", "", "the password (visible in the process list; prefer --password-stdin)")
-	passwordStdin := fs.Bool("password-stdin", false, "read the password from standard input")
-	ha1 := fs.String("ha1", "", "store this MD5 HA1 (hex of MD5(user:domain:password)) instead of a password")
-	ha1sha := fs.String("ha1-sha256", "", "with --ha1: the SHA-256 HA1 as well")
-	email := fs.String("email", "", "e-mail address")
-	if err := fs.Parse(reorderFlags(rest)); err != nil {
-		return 2
-	}
-	st, err := openStore(*path, *sets)
-	if err != nil {
-		return exitCode(err, stderr)
-	}
-	defer st.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	defer c.close()
+	fs, st, ctx := c.fs, c.st, c.ctx
 
 	switch sub {
 	case "add", "passwd":
@@ -131,25 +121,13 @@ Common flags: -c FILE, --set key=value (storage.dir).
 `
 
 func cmdDomain(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, domainUsage)
-		return 2
+	sub, c, code := openStoreCommand("domain", domainUsage, args, stderr, nil)
+	if c == nil {
+		return code
 	}
-	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("domain "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, domainUsage) }
-	path, sets := configFlags(fs)
-	if err := fs.Parse(reorderFlags(rest)); err != nil {
-		return 2
-	}
-	st, err := openStore(*path, *sets)
-	if err != nil {
-		return exitCode(err, stderr)
-	}
-	defer st.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	defer c.close()
+	fs, st, ctx := c.fs, c.st, c.ctx
+	var err error
 	switch sub {
 	case "add", "del":
 		if fs.NArg() != 1 {
@@ -178,6 +156,46 @@ func cmdDomain(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "switchboard domain: unknown subcommand %q\n\n%s", sub, domainUsage)
 	return 2
+}
+
+// storeCommand is a parsed user or domain subcommand with its store open.
+type storeCommand struct {
+	fs     *flag.FlagSet
+	st     *store.Store
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (c *storeCommand) close() {
+	c.cancel()
+	c.st.Close()
+}
+
+// openStoreCommand parses "SUB [flags] ARGS" for the command group name,
+// with the common -c/--set flags and those addFlags registers, and opens
+// the store. On failure it returns a nil command and the exit code.
+func openStoreCommand(name, usage string, args []string, stderr io.Writer, addFlags func(*flag.FlagSet)) (string, *storeCommand, int) {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return "", nil, 2
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet(name+" "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	path, sets := configFlags(fs)
+	if addFlags != nil {
+		addFlags(fs)
+	}
+	if err := fs.Parse(reorderFlags(args[1:])); err != nil {
+		return sub, nil, 2
+	}
+	st, err := openStore(*path, *sets)
+	if err != nil {
+		return sub, nil, exitCode(err, stderr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return sub, &storeCommand{fs: fs, st: st, ctx: ctx, cancel: cancel}, 0
 }
 
 func openStore(path string, sets []string) (*store.Store, error) {
