@@ -2,7 +2,9 @@
 #
 #   make run     build and start the server on its embedded defaults (127.0.0.1:5060)
 #   make test    install missing test tools, then vet, race-test every package and fuzz briefly
-#   make bench   hot-path Go benchmarks with allocation counts
+#   make bench        hot-path Go benchmarks (benchstat summary), then every sipp scenario against
+#                     Switchboard and Kamailio side by side; report in bench/results/latest.md
+#   make bench-short  every Go benchmark once and a short relay run against Switchboard (part of make test)
 #   make fuzz    run the parser fuzzer until interrupted (FUZZTIME=30s to bound it)
 
 GO        ?= go
@@ -11,7 +13,7 @@ FUZZTIME  ?= 20s
 BENCHTIME ?= 1s
 COUNT     ?= 6
 
-.PHONY: all build run test test-deps vet unit allocs fuzz-short fuzz bench clean
+.PHONY: all build run test test-deps vet unit allocs fuzz-short fuzz bench bench-go bench-short sipbench clean
 
 all: build
 
@@ -41,13 +43,38 @@ allocs:
 fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./parser
 
-test: test-deps vet unit allocs fuzz-short
+test: test-deps vet unit allocs fuzz-short bench-short
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(if $(filter 20s,$(FUZZTIME)),1h,$(FUZZTIME)) ./parser
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) -benchtime $(BENCHTIME) ./... | tee bench/results/go-bench.txt
+# Benchmarks (bench/README.md). BENCHSTAT runs benchstat through the module
+# proxy unless it is installed; SIPBENCH_FLAGS are passed to the sipp runner
+# (e.g. SIPBENCH_FLAGS='-scenarios relay -servers switchboard').
+BENCHSTAT      ?= $(shell command -v benchstat 2>/dev/null || echo "$(GO) run golang.org/x/perf/cmd/benchstat@latest")
+SIPBENCH       := bin/sipbench
+SIPBENCH_FLAGS ?=
+
+sipbench:
+	$(GO) build -o $(SIPBENCH) ./bench/cmd/sipbench
+
+bench-go:
+	mkdir -p bench/results
+	bash -o pipefail -c "$(GO) test -run '^\$$' -bench . -benchmem -count $(COUNT) -benchtime $(BENCHTIME) ./... | tee bench/results/go-bench.txt"
+	$(BENCHSTAT) bench/results/go-bench.txt > bench/results/go-benchstat.txt
+	cd bench/parsercompare && $(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) -benchtime 200ms -cpu 1 . \
+		> ../results/parsercompare.txt
+	$(BENCHSTAT) -col /impl bench/results/parsercompare.txt > bench/results/parsercompare-benchstat.txt
+
+bench: build sipbench bench-go
+	./$(SIPBENCH) -switchboard $(BIN) -gobench bench/results/go-benchstat.txt $(SIPBENCH_FLAGS)
+
+# The CI run, about a minute: every benchmark once (their figures are not
+# meaningful at one iteration; the run shows they work), then 1,000 calls
+# through the stateful relay, failing if any call fails, never on timing.
+bench-short: build sipbench
+	bash -o pipefail -c "$(GO) test -run '^\$$' -bench . -benchtime 1x -benchmem ./... | grep -Ev '^(goos|goarch|pkg|cpu|PASS)'"
+	./$(SIPBENCH) -short -switchboard $(BIN)
 
 clean:
 	rm -rf bin

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// The UDP echo floor: the least CPU a process can spend to receive a
+// datagram and send one, with blocking recvfrom and sendto on one socket and
+// nothing else. A proxy relaying a call passes about datagramsPerCall
+// datagrams through itself, each received once and sent once, so the floor
+// per call is the echo's CPU per datagram times that number.
+
+// datagramsPerCall counts what a stateful relay with Record-Route receives
+// for one call of the benchmark: INVITE, 180, 200, ACK and BYE, 200 in from
+// one side and out to the other (12), plus the 100 Trying it sends.
+const datagramsPerCall = 13
+
+// echoServer answers every datagram with its own bytes, until killed.
+func echoServer(args []string) int {
+	fs := flag.NewFlagSet("echo-server", flag.ExitOnError)
+	port := fs.Int("port", 0, "UDP port on 127.0.0.1")
+	fs.Parse(args)
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM, 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "echo-server:", err)
+		return 1
+	}
+	syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<20)
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: *port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		fmt.Fprintln(os.Stderr, "echo-server:", err)
+		return 1
+	}
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := syscall.Recvfrom(fd, buf, 0)
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			fmt.Fprintln(os.Stderr, "echo-server:", err)
+			return 1
+		}
+		syscall.Sendto(fd, buf[:n], 0, from)
+	}
+}
+
+// echoClient sends count datagrams of size bytes at rate per second to the
+// echo server and counts the answers. It prints "sent N received M".
+func echoClient(args []string) int {
+	fs := flag.NewFlagSet("echo-client", flag.ExitOnError)
+	port := fs.Int("port", 0, "echo server UDP port on 127.0.0.1")
+	rate := fs.Int("rate", 10000, "datagrams per second")
+	count := fs.Int("count", 50000, "datagrams to send")
+	size := fs.Int("size", 600, "datagram size in bytes (a typical SIP message)")
+	fs.Parse(args)
+	c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: *port})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "echo-client:", err)
+		return 1
+	}
+	c.SetReadBuffer(4 << 20)
+	var received atomic.Int64
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+			received.Add(1)
+		}
+	}()
+	msg := make([]byte, *size)
+	for i := range msg {
+		msg[i] = 'a' + byte(i%26)
+	}
+	// Send in 1 ms slices, as sipp paces its calls.
+	start := time.Now()
+	sent := 0
+	for sent < *count {
+		due := int(time.Since(start).Seconds() * float64(*rate))
+		if due > *count {
+			due = *count
+		}
+		for ; sent < due; sent++ {
+			c.Write(msg)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for received.Load() < int64(sent) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Println("sent " + strconv.Itoa(sent) + " received " + strconv.FormatInt(received.Load(), 10))
+	return 0
+}
+
+// echoResult is the floor measured at one datagram rate.
+type echoResult struct {
+	Rate      int // datagrams per second
+	Sent      int
+	Received  int
+	CPU       time.Duration // echo server CPU
+	ClientCPU time.Duration
+	Wall      time.Duration
+}
+
+func (e echoResult) perDatagram() time.Duration {
+	if e.Received == 0 {
+		return 0
+	}
+	return e.CPU / time.Duration(e.Received)
+}
+
+// runEcho measures the echo server at rate datagrams per second for d.
+func (b *bench) runEcho(rate int, d time.Duration) (echoResult, error) {
+	r := echoResult{Rate: rate}
+	port, err := b.freePort()
+	if err != nil {
+		return r, err
+	}
+	self, _ := os.Executable()
+	srv, err := b.procs.start("echo-server", b.proxyCPU, b.work+"/echo-server.log", self, "echo-server", "-port", strconv.Itoa(port))
+	if err != nil {
+		return r, err
+	}
+	defer srv.stop(syscall.SIGKILL, time.Second)
+	if !waitUDPBound(port, 5*time.Second) {
+		return r, fmt.Errorf("echo server did not bind: %s", srv.logTail(5))
+	}
+	count := int(float64(rate) * d.Seconds())
+	before := treeCPU(srv.pid())
+	t0 := time.Now()
+	out := b.work + fmt.Sprintf("/echo-client-%d.log", rate)
+	cl, err := b.procs.start("echo-client", b.loadCPU, out, self, "echo-client", "-port", strconv.Itoa(port),
+		"-rate", strconv.Itoa(rate), "-count", strconv.Itoa(count))
+	if err != nil {
+		return r, err
+	}
+	if !cl.wait(d + 30*time.Second) {
+		cl.stop(syscall.SIGKILL, time.Second)
+		return r, fmt.Errorf("echo client did not finish")
+	}
+	r.Wall = time.Since(t0)
+	r.CPU = treeCPU(srv.pid()) - before
+	r.ClientCPU = cl.cpuTime()
+	if _, err := fmt.Sscanf(cl.logTail(1), "sent %d received %d", &r.Sent, &r.Received); err != nil {
+		return r, fmt.Errorf("echo client: %q", cl.logTail(3))
+	}
+	return r, nil
+}

@@ -1,0 +1,443 @@
+// Command sipbench measures Switchboard and Kamailio side by side with the
+// same sipp traffic: the proxy pinned to one core and every load generator
+// to the other, the proxy's CPU time read from /proc before and after each
+// run. See bench/README.md.
+//
+//	sipbench                    every scenario, both servers, report in bench/results/latest.md
+//	sipbench -short             the relay at 200 calls/s for 5 s against Switchboard only;
+//	                            exits 1 if any call failed (make bench-short)
+//	sipbench -scenarios relay -servers switchboard -rates 500,1000
+package main
+
+import (
+	"embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+//go:embed scenarios/*.xml
+var scenarioFS embed.FS
+
+// bench is one run of the suite.
+type bench struct {
+	procs   *procs
+	work    string
+	scenDir string
+	users   string
+	out     io.Writer
+	ports   map[int]bool
+	seq     int
+
+	sbBin, kamBin, sippBin, kamDir string
+	sbSets                         []string
+	proxyCPU, loadCPU, kamChildren int
+
+	rates, regRates []int
+	stepDur, hold   time.Duration
+	fillRate        int
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "echo-server":
+			os.Exit(echoServer(os.Args[2:]))
+		case "echo-client":
+			os.Exit(echoClient(os.Args[2:]))
+		}
+	}
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		short      = flag.Bool("short", false, "CI run: relay at -short-rate for -short-time against Switchboard alone; exit 1 if any call fails")
+		shortRate  = flag.Int("short-rate", 200, "calls per second of the -short run")
+		shortTime  = flag.Duration("short-time", 5*time.Second, "duration of the -short run")
+		serversF   = flag.String("servers", "switchboard,kamailio", "servers to measure")
+		scensF     = flag.String("scenarios", "relay,register,register-auth,lookup,stateless,echo,concurrent", "scenarios to run")
+		ratesF     = flag.String("rates", "500,1000,2000,3000,4000,6000,8000", "call-rate ladder (calls/s), in increasing order")
+		regRatesF  = flag.String("reg-rates", "1000,2000,4000,6000,8000", "registration-rate ladder (registrations/s)")
+		stepDur    = flag.Duration("step", 6*time.Second, "traffic time of each rung of a ladder")
+		hold       = flag.Duration("hold", time.Second, "call duration between ACK and BYE")
+		fillRate   = flag.Int("fill-rate", 1000, "rate of the 10,000 first REGISTERs")
+		concurrent = flag.Int("concurrent", 50000, "calls held up at once in the concurrency scenario")
+		concRate   = flag.Int("concurrent-rate", 1000, "call rate that builds up the concurrent calls")
+		sbBin      = flag.String("switchboard", "", "switchboard binary (default: go build ./cmd/switchboard into the work directory)")
+		kamBin     = flag.String("kamailio", "kamailio", "kamailio binary")
+		install    = flag.Bool("install", true, "install Kamailio with apt-get when it is missing and running as root")
+		kamDir     = flag.String("kamailio-configs", "", "directory of the Kamailio configurations (default: bench/kamailio of the repository)")
+		kamKids    = flag.Int("kamailio-children", 2, "Kamailio UDP worker processes (-n)")
+		proxyCPU   = flag.Int("proxy-cpu", 0, "CPU the proxy is pinned to")
+		loadCPU    = flag.Int("load-cpu", 1, "CPU sipp, the echo client and this runner are pinned to")
+		outPath    = flag.String("out", "", "write the Markdown report here (default bench/results/latest.md, none with -short)")
+		goBench    = flag.String("gobench", "", "benchstat summary of the Go benchmarks to include in the report")
+		workDir    = flag.String("work", "", "directory for configurations, logs and sipp statistics (default: a new temporary directory)")
+		keep       = flag.Bool("keep", false, "keep the work directory")
+	)
+	var sets multiFlag
+	flag.Var(&sets, "set", "extra --set key=value for switchboard (repeatable)")
+	flag.Parse()
+
+	if pinned, err := pinSelf(*loadCPU); err != nil {
+		fmt.Fprintln(os.Stderr, "sipbench: pinning to CPU", *loadCPU, ":", err)
+	} else if pinned {
+		return 0 // unreachable: pinSelf execs
+	}
+
+	root, err := repoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sipbench:", err)
+		return 2
+	}
+	b := &bench{procs: newProcs(), out: os.Stdout, ports: map[int]bool{}, sbSets: sets,
+		proxyCPU: *proxyCPU, loadCPU: *loadCPU, kamChildren: *kamKids, kamBin: *kamBin,
+		stepDur: *stepDur, hold: *hold, fillRate: *fillRate}
+	if b.rates, err = parseRates(*ratesF); err == nil {
+		b.regRates, err = parseRates(*regRatesF)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sipbench:", err)
+		return 2
+	}
+	b.kamDir = *kamDir
+	if b.kamDir == "" {
+		b.kamDir = filepath.Join(root, "bench", "kamailio")
+	}
+	if b.work = *workDir; b.work == "" {
+		if b.work, err = os.MkdirTemp("", "sipbench-"); err != nil {
+			fmt.Fprintln(os.Stderr, "sipbench:", err)
+			return 2
+		}
+	}
+	b.work = absPath(b.work)
+	os.MkdirAll(b.work, 0o755)
+
+	// Every process started is stopped on the way out, also on Ctrl-C.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "\nsipbench: %v: stopping every process started\n", s)
+		b.procs.stopAll()
+		os.Exit(130)
+	}()
+	defer b.procs.stopAll()
+
+	code := b.main(root, *short, *shortRate, *shortTime, *serversF, *scensF, *concurrent, *concRate,
+		*sbBin, *install, *outPath, *goBench)
+	if *keep || code != 0 {
+		fmt.Fprintln(b.out, "work directory (logs, sipp statistics):", b.work)
+	} else {
+		os.RemoveAll(b.work)
+	}
+	return code
+}
+
+func (b *bench) main(root string, short bool, shortRate int, shortTime time.Duration, serversF, scensF string,
+	concurrent, concRate int, sbBin string, install bool, outPath, goBench string) int {
+	var err error
+	if b.sippBin, err = exec.LookPath("sipp"); err != nil {
+		fmt.Fprintln(os.Stderr, "sipbench: sipp not found (Debian package sip-tester; scripts/test-deps.sh installs it)")
+		return 2
+	}
+	if err := b.writeScenarios(); err != nil {
+		fmt.Fprintln(os.Stderr, "sipbench:", err)
+		return 2
+	}
+	if b.users, err = b.writeUsers(); err != nil {
+		fmt.Fprintln(os.Stderr, "sipbench:", err)
+		return 2
+	}
+	b.sbBin = sbBin
+	if b.sbBin == "" {
+		b.sbBin = filepath.Join(b.work, "switchboard")
+		fmt.Fprintln(b.out, "building switchboard ...")
+		cmd := exec.Command("go", "build", "-o", b.sbBin, "./cmd/switchboard")
+		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "sipbench: building switchboard:", err)
+			return 2
+		}
+	}
+	b.sbBin = absPath(b.sbBin)
+
+	if short {
+		return b.runShort(shortRate, shortTime)
+	}
+
+	servers := splitList(serversF)
+	notes := []string{}
+	if contains2(servers, kamailio) {
+		if note, ok := b.ensureKamailio(install); !ok {
+			fmt.Fprintln(os.Stderr, "\n"+strings.Repeat("!", 72)+"\n!! "+note+"\n!! ONLY SWITCHBOARD IS MEASURED: no ratios.\n"+strings.Repeat("!", 72)+"\n")
+			notes = append(notes, "**Kamailio was not measured**: "+note)
+			servers = remove(servers, kamailio)
+		} else if note != "" {
+			notes = append(notes, note)
+		}
+	}
+	rep := &report{servers: servers, notes: notes, started: time.Now(), loadStart: loadavg()}
+	for _, name := range splitList(scensF) {
+		switch name {
+		case "echo":
+			b.runEchoFloor(rep)
+			continue
+		case "concurrent":
+			for _, srv := range servers {
+				s, err := b.startServer(srv, workRelay)
+				if err != nil {
+					rep.concurrent = append(rep.concurrent, concurrentResult{Server: srv, Err: err.Error()})
+					fmt.Fprintln(b.out, err)
+					continue
+				}
+				fmt.Fprintf(b.out, "== concurrent / %s: %d calls at %d/s\n", srv, concurrent, concRate)
+				c := b.runConcurrent(s, concurrent, concRate)
+				s.stop()
+				fmt.Fprintf(b.out, "   held %d calls, PSS %s -> %s, %s per call, failed %d %s\n", c.Held,
+					mib(c.Baseline.PSS), mib(c.Peak.PSS), kib(c.perCall()), c.Failed, c.Err)
+				rep.concurrent = append(rep.concurrent, c)
+			}
+			continue
+		}
+		sc, ok := scenarioByName(name)
+		if !ok {
+			fmt.Fprintf(os.Stderr, "sipbench: unknown scenario %q\n", name)
+			return 2
+		}
+		rep.order = append(rep.order, sc)
+		for _, srv := range servers {
+			fmt.Fprintf(b.out, "== %s / %s: %s\n", sc.name, srv, sc.doc)
+			s, err := b.startServer(srv, sc.work)
+			if err != nil {
+				fmt.Fprintln(b.out, "  ", err)
+				rep.add(sc.name, scenarioResult{Server: srv, Err: err.Error()})
+				continue
+			}
+			res := b.runLadder(sc, s)
+			s.stop()
+			fmt.Fprintf(b.out, "   max rate %d/s (%s)\n", res.MaxRate, res.Limit)
+			rep.add(sc.name, res)
+		}
+	}
+	rep.loadEnd = loadavg()
+	rep.ended = time.Now()
+	rep.machine = machineInfo(b)
+	rep.goBench = goBench
+	rep.b = b
+	text := rep.markdown()
+	fmt.Fprintln(b.out)
+	fmt.Fprint(b.out, rep.summary())
+	if outPath == "" {
+		outPath = filepath.Join(root, "bench", "results", "latest.md")
+	}
+	if err := os.WriteFile(outPath, []byte(text), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "sipbench:", err)
+		return 1
+	}
+	fmt.Fprintln(b.out, "report:", outPath)
+	return 0
+}
+
+// runShort is the CI run: the relay scenario against Switchboard alone at a
+// moderate fixed rate. It fails only when calls fail, never on timing.
+func (b *bench) runShort(rate int, d time.Duration) int {
+	fmt.Fprintf(b.out, "== bench-short: stateful relay through switchboard, %d calls/s for %s\n", rate, d)
+	s, err := b.startServer(switchboard, workRelay)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sipbench:", err)
+		return 1
+	}
+	defer s.stop()
+	n := int(float64(rate) * d.Seconds())
+	st := b.relayStep(s, rate, n)
+	fmt.Fprintf(b.out, "calls %d, ok %d, failed %d (UAS %d), retransmissions %d, unexpected %d\n",
+		st.Target, st.OK, st.Failed, st.UASFailed, st.Retrans, st.Unexpect)
+	fmt.Fprintf(b.out, "proxy CPU %s per call (%.0f%% of its core), sipp CPU %.0f%% of its core, wall %.1fs, proxy PSS %s, VmHWM %s\n",
+		us(st.cpuPerUnit()), 100*st.proxyLoad(), 100*st.sippLoad(), st.Wall.Seconds(), mib(st.Mem.PSS), mib(st.Mem.HWM))
+	if st.Failed > 0 || st.UASFailed > 0 || st.OK != n {
+		fmt.Fprintln(os.Stderr, "bench-short: FAILED:", st.Why)
+		if st.Errors != "" {
+			fmt.Fprintln(os.Stderr, "sipp unexpected messages:\n"+st.Errors)
+		}
+		if st.ProxyLog != "" {
+			fmt.Fprintln(os.Stderr, "switchboard log:\n"+st.ProxyLog)
+		}
+		return 1
+	}
+	fmt.Fprintln(b.out, "bench-short: ok (figures are informative; timing never fails this run)")
+	return 0
+}
+
+// runEchoFloor measures the echo at the datagram rates of the 500 and
+// 2,000 calls/s rungs.
+func (b *bench) runEchoFloor(rep *report) {
+	for _, cps := range []int{500, 2000} {
+		rate := cps * datagramsPerCall
+		fmt.Fprintf(b.out, "== echo floor: %d datagrams/s (%d calls/s x %d)\n", rate, cps, datagramsPerCall)
+		r, err := b.runEcho(rate, 5*time.Second)
+		if err != nil {
+			fmt.Fprintln(b.out, "  ", err)
+			continue
+		}
+		fmt.Fprintf(b.out, "   sent %d received %d, %s per datagram, %s per call\n", r.Sent, r.Received,
+			us(r.perDatagram()), us(r.perDatagram()*datagramsPerCall))
+		rep.echo = append(rep.echo, r)
+	}
+}
+
+// ensureKamailio finds Kamailio or installs it. It returns a note for the
+// report and whether Kamailio can be measured.
+func (b *bench) ensureKamailio(install bool) (string, bool) {
+	if _, err := exec.LookPath(b.kamBin); err == nil {
+		return "", b.haveSQLiteModule()
+	}
+	if !install {
+		return "kamailio not found and -install=false", false
+	}
+	if os.Geteuid() != 0 {
+		return "kamailio not found; run as root to install it (apt-get install kamailio kamailio-sqlite-modules)", false
+	}
+	fmt.Fprintln(b.out, "installing kamailio with apt-get ...")
+	cmd := exec.Command("sh", "-c", "apt-get update -qq && apt-get install -y -qq kamailio kamailio-sqlite-modules")
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "installing kamailio failed: " + err.Error(), false
+	}
+	if _, err := exec.LookPath(b.kamBin); err != nil {
+		return "kamailio still not found after apt-get install", false
+	}
+	return "Kamailio was installed by this run (apt-get install kamailio kamailio-sqlite-modules).", b.haveSQLiteModule()
+}
+
+// haveSQLiteModule installs db_sqlite when missing: the auth scenario needs it.
+func (b *bench) haveSQLiteModule() bool {
+	if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/kamailio/modules/db_sqlite.so"); err == nil {
+		return true
+	}
+	if os.Geteuid() == 0 {
+		cmd := exec.Command("sh", "-c", "apt-get install -y -qq kamailio-sqlite-modules")
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		cmd.Run()
+	}
+	return true // the auth scenario reports its own failure to start
+}
+
+// pinSelf re-executes the runner under taskset so that it and the goroutines
+// that sample /proc stay off the proxy's core. It returns true only in the
+// parent that did not exec (never: Exec replaces the process).
+func pinSelf(cpu int) (bool, error) {
+	if cpu < 0 || os.Getenv("SIPBENCH_PINNED") != "" {
+		return false, nil
+	}
+	ts, err := exec.LookPath("taskset")
+	if err != nil {
+		return false, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return false, err
+	}
+	env := append(os.Environ(), "SIPBENCH_PINNED=1")
+	args := append([]string{"taskset", "-c", strconv.Itoa(cpu), self}, os.Args[1:]...)
+	return false, syscall.Exec(ts, args, env)
+}
+
+// repoRoot finds the directory of the main module's go.mod.
+func repoRoot() (string, error) {
+	dir, _ := os.Getwd()
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.HasPrefix(string(data), "module switchboard\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run sipbench inside the switchboard repository")
+		}
+		dir = parent
+	}
+}
+
+// writeScenarios copies the embedded sipp scenarios into the work directory.
+func (b *bench) writeScenarios() error {
+	b.scenDir = filepath.Join(b.work, "scenarios")
+	if err := os.MkdirAll(b.scenDir, 0o755); err != nil {
+		return err
+	}
+	ents, err := scenarioFS.ReadDir("scenarios")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		data, _ := scenarioFS.ReadFile("scenarios/" + e.Name())
+		if err := os.WriteFile(filepath.Join(b.scenDir, e.Name()), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parseRates(s string) ([]int, error) {
+	var out []int
+	for _, f := range splitList(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("bad rate %q", f)
+		}
+		if len(out) > 0 && n <= out[len(out)-1] {
+			return nil, fmt.Errorf("rates must increase: %s", s)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no rates")
+	}
+	return out, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func contains2(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func remove(s []string, v string) []string {
+	var out []string
+	for _, x := range s {
+		if x != v {
+			out = append(out, x)
+		}
+	}
+	return out
+}

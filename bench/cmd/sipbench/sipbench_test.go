@@ -1,0 +1,118 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A statistics file as sipp 3.6 writes it (-trace_stat -fd 1), cut to the
+// columns the runner reads plus neighbours; the values are from a real run.
+const statsCSV = "StartTime;LastResetTime;CurrentTime;ElapsedTime(C);TotalCallCreated;CurrentCall;" +
+	"SuccessfulCall(C);FailedCall(C);FailedMaxUDPRetrans(C);FailedTimeoutOnRecv(C);OutOfCallMsgs(C);" +
+	"DeadCallMsgs(C);Retransmissions(C);\n" +
+	"2026-11-27\t04:23:26.170764\t1795753406.170764;x;2026-11-27\t04:23:27.170764\t1795753407.170764;00:00:01;400;120;280;0;0;0;0;0;0;\n" +
+	"2026-11-27\t04:23:26.170764\t1795753406.170764;x;2026-11-27\t04:23:28.170764\t1795753408.170764;00:00:02;1000;40;958;2;1;1;3;4;17;\n" +
+	"2026-11-27\t04:23:26.170764\t1795753406.170764;x;2026-11-27\t04:23:29.170764\t1795753409.170764;00:00:03;1000;0;997;3;1;2;3;5;21;\n"
+
+func TestParseSippStats(t *testing.T) {
+	s, err := parseSippStats(statsCSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sippStats{Created: 1000, Successful: 997, Failed: 3, Retrans: 21, OutOfCall: 3, Dead: 5,
+		Current: 0, Timeouts: 3, CreatedBy: 2 * time.Second}
+	if s != want {
+		t.Fatalf("got %+v\nwant %+v", s, want)
+	}
+}
+
+func TestParseSippStatsEmpty(t *testing.T) {
+	if _, err := parseSippStats("StartTime;SuccessfulCall(C)\n"); err == nil {
+		t.Fatal("a file without a dump parsed")
+	}
+	if _, err := parseSippStats("a;b\n1;2\n"); err == nil {
+		t.Fatal("a file without SuccessfulCall(C) parsed")
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	// The command name may contain spaces and parentheses.
+	line := "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 3 4 20 0 9 0 123 456 789"
+	f, err := parseStat([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f[0] != "S" || f[4-3] != "1" {
+		t.Fatalf("state %q ppid %q", f[0], f[4-3])
+	}
+	if got := statCPU(f); got != 325*clockTick {
+		t.Fatalf("cpu %v, want %v", got, 325*clockTick)
+	}
+	if _, err := parseStat([]byte("4242 (x) S 1")); err == nil {
+		t.Fatal("short stat parsed")
+	}
+}
+
+func TestOwnProcessFigures(t *testing.T) {
+	// Burn a little CPU so that the reading cannot be zero.
+	deadline := time.Now().Add(60 * time.Millisecond)
+	for x := 0; time.Now().Before(deadline); x++ {
+	}
+	if cpu := treeCPU(os.Getpid()); cpu <= 0 {
+		t.Fatalf("own CPU time %v", cpu)
+	}
+	if m := treeMemory(os.Getpid()); m.RSS <= 0 || m.HWM <= 0 || m.PSS <= 0 {
+		t.Fatalf("own memory %+v", m)
+	}
+	b0, t0 := cpuBusy()
+	if len(t0) == 0 || len(b0) == 0 {
+		t.Fatal("no CPUs in /proc/stat")
+	}
+}
+
+func TestJudge(t *testing.T) {
+	cases := []struct {
+		st   step
+		pass bool
+		why  string
+	}{
+		{step{Rate: 1000, Target: 10000, OK: 10000, CreatedBy: 10 * time.Second}, true, ""},
+		{step{Rate: 1000, Target: 10000, OK: 9991, Failed: 9, CreatedBy: 10 * time.Second}, true, ""},
+		{step{Rate: 1000, Target: 10000, OK: 9990, Failed: 10, CreatedBy: 10 * time.Second}, false, "0.10% failed"},
+		{step{Rate: 1000, Target: 10000, OK: 10000, CreatedBy: 14 * time.Second}, false, "rate not kept"},
+	}
+	for i, c := range cases {
+		c.st.judge()
+		if c.st.Pass != c.pass || !strings.Contains(c.st.Why, c.why) {
+			t.Errorf("case %d: pass %v why %q", i, c.st.Pass, c.st.Why)
+		}
+	}
+}
+
+func TestParseRates(t *testing.T) {
+	if r, err := parseRates("500, 1000,2000"); err != nil || len(r) != 3 || r[2] != 2000 {
+		t.Fatalf("%v %v", r, err)
+	}
+	for _, bad := range []string{"", "1000,500", "x", "0"} {
+		if _, err := parseRates(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestLimitSide(t *testing.T) {
+	st := step{Wall: time.Second, ProxyCPU: 950 * time.Millisecond, SippCPU: 400 * time.Millisecond, ProxyCore: 0.97, LoadCore: 0.5}
+	if got := limitSide(st); !strings.HasPrefix(got, "proxy (") {
+		t.Fatalf("%q", got)
+	}
+	st = step{Wall: time.Second, ProxyCPU: 300 * time.Millisecond, SippCPU: 980 * time.Millisecond, ProxyCore: 0.4, LoadCore: 1}
+	if got := limitSide(st); !strings.HasPrefix(got, "sipp (") {
+		t.Fatalf("%q", got)
+	}
+	st = step{Wall: time.Second, ProxyCPU: 300 * time.Millisecond, SippCPU: 300 * time.Millisecond, ProxyCore: 0.95, LoadCore: 0.4}
+	if got := limitSide(st); !strings.HasPrefix(got, "proxy core shared") {
+		t.Fatalf("%q", got)
+	}
+}
