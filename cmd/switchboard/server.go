@@ -43,6 +43,7 @@ type server struct {
 	router  *routing.Router
 	core    *txn.Core
 	tr      *transport.Transport
+	mods    *modules // registrar and auth (modules.go)
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
@@ -90,6 +91,9 @@ func (s *server) start() error {
 	}
 	s.domains = routing.NewDomains(s.localNames())
 	env := &routing.Env{Domains: s.domains, Logger: s.log, Metrics: s.mgmt.Metrics()}
+	if err := s.startModules(env); err != nil {
+		return err
+	}
 	s.router, err = routing.NewRouter(rs, env)
 	if err != nil {
 		return fmt.Errorf("route set %s: %w", rs.Name, err)
@@ -261,6 +265,7 @@ func (s *server) stop() {
 		s.mgmt.Close(ctx)
 		cancel()
 	}
+	s.stopModules()
 	if s.store != nil {
 		s.store.Close()
 	}

@@ -29,18 +29,40 @@
 //	    if (is_from_local() && !proxy_authorize("", "subscriber")) { proxy_challenge(...); exit; }
 //	    if (!does_uri_exist()) { sl_send_reply(404, "Not Found"); exit; }
 //	    if (!lookup("location")) { sl_send_reply(480, "Temporarily Unavailable"); exit; }
+//	    t_on_failure("next_contacts"); t_on_branch("contact");
 //	    t_relay();
 //	}
+//	branch_route[contact] { }                    # NAT destination and Path of each contact
+//	failure_route[next_contacts] {               # lower-q contacts, one group at a time
+//	    if (t_next_contacts()) t_relay();
+//	}
 //
-// The registrar and authentication steps run when those modules are
-// configured in routing.Env; without them REGISTER gets 501 and calls to
-// served domains 480, so the rest of the route set still works.
+// proxy_authorize, www_authorize and does_uri_exist read the store only on
+// a credential-cache miss, and then off the receive path: the request is
+// suspended and the route carries on from a worker (see modules/auth).
+//
+// The registrar and authentication steps run when those modules are in
+// routing.Env.Modules ("registrar", "auth"); without them REGISTER gets 501,
+// requests for other domains 403 and calls to served domains 480, so the rest
+// of the route set still works. With Options.RegisterWithoutAuth (the
+// configuration key auth.register: false) REGISTER is saved without
+// www_authorize: for registration benchmarks only.
 package provider
 
 import (
+	"switchboard/modules/auth"
+	"switchboard/modules/registrar"
 	"switchboard/parser"
 	"switchboard/routing"
 )
+
+// Options are the route set's own settings, passed as
+// routing.Env.Modules["provider"].
+type Options struct {
+	// RegisterWithoutAuth saves REGISTER without authentication. Only for
+	// benchmarks of the registrar: anyone could take over any AOR.
+	RegisterWithoutAuth bool
+}
 
 func init() {
 	routing.Register(routing.RouteSet{
@@ -50,11 +72,37 @@ func init() {
 	})
 }
 
-func newRoutes(env *routing.Env) (*routing.Routes, error) {
-	return &routing.Routes{Request: request}, nil
+// routes holds the modules and the continuations, built once so that
+// passing them to the modules allocates nothing.
+type routes struct {
+	reg  *registrar.Registrar
+	auth *auth.Auth
+	opts Options
+
+	afterRegisterAuth auth.Next
+	afterForeignAuth  auth.Next
+	afterLocalAuth    auth.Next
+	afterExists       func(c *routing.Ctx, exists bool, err error)
 }
 
-func request(c *routing.Ctx) {
+func newRoutes(env *routing.Env) (*routing.Routes, error) {
+	p := &routes{}
+	p.reg, _ = env.Module("registrar").(*registrar.Registrar)
+	p.auth, _ = env.Module("auth").(*auth.Auth)
+	p.opts, _ = env.Module("provider").(Options)
+	p.afterRegisterAuth = p.registerAuthorized
+	p.afterForeignAuth = p.foreignAuthorized
+	p.afterLocalAuth = p.localAuthorized
+	p.afterExists = p.userChecked
+	rs := &routing.Routes{Request: p.request}
+	if p.reg != nil {
+		rs.Branch = p.reg.BranchRoute
+		rs.Failure = p.failure
+	}
+	return rs, nil
+}
+
+func (p *routes) request(c *routing.Ctx) {
 	if c.HasToTag() {
 		inDialog(c)
 		return
@@ -77,22 +125,28 @@ func request(c *routing.Ctx) {
 		c.RecordRoute()
 	}
 	if !c.IsURIHostLocal() {
-		toForeignDomain(c)
+		p.toForeignDomain(c)
 		return
 	}
 	if c.IsMethod(parser.MethodRegister) {
-		register(c)
+		p.register(c)
 		return
 	}
-	toLocalUser(c)
+	if c.IsFromLocal() {
+		if p.auth == nil {
+			c.Reply(403, "Authentication Not Configured")
+			return
+		}
+		p.auth.ProxyAuthorize(c, p.afterLocalAuth)
+		return
+	}
+	p.toLocalUser(c)
 }
 
 // inDialog routes requests inside a dialog by their Route set.
 func inDialog(c *routing.Ctx) {
 	if c.LooseRoute() {
-		if err := c.Relay(); err != nil {
-			c.Reply(500, "Relay Failed")
-		}
+		relay(c)
 		return
 	}
 	if c.IsMethod(parser.MethodAck) {
@@ -104,33 +158,107 @@ func inDialog(c *routing.Ctx) {
 
 // toForeignDomain relays a request for another domain, only for
 // authenticated local subscribers.
-func toForeignDomain(c *routing.Ctx) {
+func (p *routes) toForeignDomain(c *routing.Ctx) {
 	if !c.IsFromLocal() {
 		c.Reply(403, "Relay Forbidden")
 		return
 	}
-	if !authorize(c) {
+	if p.auth == nil {
+		c.Reply(403, "Authentication Not Configured")
 		return
 	}
-	if err := c.Relay(); err != nil {
-		c.Reply(500, "Relay Failed")
+	p.auth.ProxyAuthorize(c, p.afterForeignAuth)
+}
+
+func (p *routes) foreignAuthorized(c *routing.Ctx, res auth.Result) {
+	if p.refused(c, res, true) {
+		return
 	}
+	relay(c)
 }
 
 // register handles REGISTER for a served domain.
-func register(c *routing.Ctx) {
-	c.Reply(501, "Registrar Not Configured")
+func (p *routes) register(c *routing.Ctx) {
+	if p.reg == nil {
+		c.Reply(501, "Registrar Not Configured")
+		return
+	}
+	if p.opts.RegisterWithoutAuth {
+		p.reg.Save(c)
+		return
+	}
+	if p.auth == nil {
+		c.Reply(403, "Authentication Not Configured")
+		return
+	}
+	p.auth.WWWAuthorize(c, p.afterRegisterAuth)
 }
 
-// authorize checks the caller's credentials, challenging when needed. It
-// returns true when the request may proceed.
-func authorize(c *routing.Ctx) bool {
-	c.Reply(403, "Authentication Not Configured")
-	return false
+func (p *routes) registerAuthorized(c *routing.Ctx, res auth.Result) {
+	if p.refused(c, res, false) {
+		return
+	}
+	p.reg.Save(c)
+}
+
+// refused answers a failed authorization (challenge, 403 or 500) and
+// reports whether it did.
+func (p *routes) refused(c *routing.Ctx, res auth.Result, proxy bool) bool {
+	switch res {
+	case auth.Authorized:
+		return false
+	case auth.Forbidden:
+		c.Reply(403, "Forbidden")
+	case auth.Unavailable:
+		c.Reply(500, "Server Internal Error")
+	default:
+		p.auth.Challenge(c, auth.Options{Proxy: proxy}, res == auth.StaleNonce)
+	}
+	return true
+}
+
+func (p *routes) localAuthorized(c *routing.Ctx, res auth.Result) {
+	if p.refused(c, res, true) {
+		return
+	}
+	p.toLocalUser(c)
 }
 
 // toLocalUser delivers a request to a subscriber of a served domain
-// through the location service.
-func toLocalUser(c *routing.Ctx) {
-	c.Reply(480, "Temporarily Unavailable")
+// through the location service: 404 for a user who is not a subscriber,
+// 480 for one who is not registered.
+func (p *routes) toLocalUser(c *routing.Ctx) {
+	if p.auth != nil {
+		p.auth.SubscriberExists(c, c.RUser(), c.RDomain(), p.afterExists)
+		return
+	}
+	p.userChecked(c, true, nil)
+}
+
+func (p *routes) userChecked(c *routing.Ctx, exists bool, err error) {
+	switch {
+	case err != nil:
+		c.Reply(500, "Server Internal Error")
+	case !exists:
+		c.Reply(404, "Not Found")
+	case p.reg == nil || !p.reg.Lookup(c):
+		c.Reply(480, "Temporarily Unavailable")
+	default:
+		relay(c)
+	}
+}
+
+// failure tries the next q-group of contacts, if any; otherwise the best
+// response goes upstream.
+func (p *routes) failure(c *routing.FailureCtx) {
+	if c.Canceled() {
+		return
+	}
+	p.reg.NextContacts(c)
+}
+
+func relay(c *routing.Ctx) {
+	if err := c.Relay(); err != nil {
+		c.Reply(500, "Relay Failed")
+	}
 }

@@ -30,6 +30,39 @@ type Config struct {
 	Mgmt     Mgmt     `yaml:"mgmt"`
 	TLS      TLS      `yaml:"tls"`
 	Outbound Outbound `yaml:"outbound"`
+	// Registrar configures the location service (modules/registrar).
+	Registrar Registrar `yaml:"registrar"`
+	// Auth configures digest authentication (modules/auth).
+	Auth Auth `yaml:"auth"`
+}
+
+// Registrar configures the location service.
+type Registrar struct {
+	// DefaultExpires applies to a contact without expires parameter or
+	// Expires header; MinExpires is the shortest registration accepted
+	// (shorter gets 423 Interval Too Brief); MaxExpires caps longer ones.
+	DefaultExpires Duration `yaml:"default_expires"`
+	MinExpires     Duration `yaml:"min_expires"`
+	MaxExpires     Duration `yaml:"max_expires"`
+	// MaxContacts bounds the bindings of one address-of-record.
+	MaxContacts int `yaml:"max_contacts"`
+}
+
+// Auth configures digest authentication.
+type Auth struct {
+	// Register makes REGISTER authenticate. false saves registrations
+	// without a password: for registrar benchmarks only.
+	Register bool `yaml:"register"`
+	// Algorithms offered in challenges, most preferred first.
+	Algorithms []string `yaml:"algorithms"`
+	// NonceLifetime is how long a nonce is accepted.
+	NonceLifetime Duration `yaml:"nonce_lifetime"`
+	// CacheEntries bounds the credential cache (subscribers).
+	CacheEntries int `yaml:"cache_entries"`
+	// Workers read the store on a credential-cache miss.
+	Workers int `yaml:"workers"`
+	// PollInterval is how often the store is asked for changed users.
+	PollInterval Duration `yaml:"poll_interval"`
 }
 
 // Listener is one SIP socket.
@@ -153,6 +186,20 @@ func Default() *Config {
 		Log:     Log{Level: "info", Format: "text"},
 		Mgmt:    Mgmt{Listen: "127.0.0.1:8080"},
 		TLS:     TLS{MinVersion: "1.2"},
+		Registrar: Registrar{
+			DefaultExpires: Duration(time.Hour),
+			MinExpires:     Duration(time.Minute),
+			MaxExpires:     Duration(2 * time.Hour),
+			MaxContacts:    10,
+		},
+		Auth: Auth{
+			Register:      true,
+			Algorithms:    []string{"SHA-256", "MD5"},
+			NonceLifetime: Duration(5 * time.Minute),
+			CacheEntries:  100_000,
+			Workers:       4,
+			PollInterval:  Duration(time.Second),
+		},
 	}
 }
 
@@ -278,6 +325,52 @@ func (c *Config) check(at func(key string) int) error {
 		if _, err := netip.ParseAddrPort(c.Outbound.Resolver); err != nil {
 			return fail("outbound.resolver", "not an IP address with a port (%q)", c.Outbound.Resolver)
 		}
+	}
+	return c.checkModules(fail)
+}
+
+// checkModules checks the registrar and auth sections.
+func (c *Config) checkModules(fail func(key, format string, args ...any) error) error {
+	r := c.Registrar
+	whole := func(d Duration) bool { return d.D()%time.Second == 0 }
+	if r.MinExpires.D() < time.Second || !whole(r.MinExpires) {
+		return fail("registrar.min_expires", "must be whole seconds, at least 1s, not %s", r.MinExpires.D())
+	}
+	if r.MaxExpires < r.MinExpires || !whole(r.MaxExpires) || r.MaxExpires.D() > 365*24*time.Hour {
+		return fail("registrar.max_expires", "must be whole seconds between registrar.min_expires (%s) and 8760h, not %s", r.MinExpires.D(), r.MaxExpires.D())
+	}
+	if r.DefaultExpires < r.MinExpires || r.DefaultExpires > r.MaxExpires || !whole(r.DefaultExpires) {
+		return fail("registrar.default_expires", "must be whole seconds between registrar.min_expires and registrar.max_expires, not %s", r.DefaultExpires.D())
+	}
+	if r.MaxContacts < 1 || r.MaxContacts > 1000 {
+		return fail("registrar.max_contacts", "must be between 1 and 1000, not %d", r.MaxContacts)
+	}
+	a := c.Auth
+	if len(a.Algorithms) == 0 {
+		return fail("auth.algorithms", "at least one of SHA-256, MD5")
+	}
+	seen := map[string]bool{}
+	for i, alg := range a.Algorithms {
+		key := fmt.Sprintf("auth.algorithms[%d]", i)
+		if alg != "SHA-256" && alg != "MD5" {
+			return fail(key, "unknown algorithm %q; SHA-256 or MD5", alg)
+		}
+		if seen[alg] {
+			return fail(key, "%s is listed twice", alg)
+		}
+		seen[alg] = true
+	}
+	if a.NonceLifetime.D() < 10*time.Second || a.NonceLifetime.D() > 24*time.Hour {
+		return fail("auth.nonce_lifetime", "must be between 10s and 24h, not %s", a.NonceLifetime.D())
+	}
+	if a.CacheEntries < 100 {
+		return fail("auth.cache_entries", "must be at least 100, not %d", a.CacheEntries)
+	}
+	if a.Workers < 1 || a.Workers > 256 {
+		return fail("auth.workers", "must be between 1 and 256, not %d", a.Workers)
+	}
+	if a.PollInterval.D() < 10*time.Millisecond || a.PollInterval.D() > time.Minute {
+		return fail("auth.poll_interval", "must be between 10ms and 1m, not %s", a.PollInterval.D())
 	}
 	return nil
 }

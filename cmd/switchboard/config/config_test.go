@@ -130,3 +130,62 @@ func TestOverrides(t *testing.T) {
 		t.Fatalf("malformed override: %v", err)
 	}
 }
+
+func TestModuleKeys(t *testing.T) {
+	src := `
+registrar:
+  default_expires: 10m
+  min_expires: 30s
+  max_expires: 1h
+  max_contacts: 3
+auth:
+  register: false
+  algorithms: [MD5]
+  nonce_lifetime: 1m
+  cache_entries: 500
+  workers: 2
+  poll_interval: 250ms
+`
+	cfg, err := Load("x.yaml", []byte(src), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, a := cfg.Registrar, cfg.Auth
+	if r.DefaultExpires.D() != 10*time.Minute || r.MinExpires.D() != 30*time.Second || r.MaxExpires.D() != time.Hour || r.MaxContacts != 3 {
+		t.Errorf("registrar %+v", r)
+	}
+	if a.Register || len(a.Algorithms) != 1 || a.Algorithms[0] != "MD5" || a.NonceLifetime.D() != time.Minute ||
+		a.CacheEntries != 500 || a.Workers != 2 || a.PollInterval.D() != 250*time.Millisecond {
+		t.Errorf("auth %+v", a)
+	}
+	d := Default()
+	if !d.Auth.Register || d.Auth.Algorithms[0] != "SHA-256" || d.Registrar.MinExpires.D() != time.Minute {
+		t.Errorf("defaults %+v %+v", d.Auth, d.Registrar)
+	}
+	cfg, err = Load("x.yaml", nil, []string{"auth.register=false", "registrar.min_expires=2s"})
+	if err != nil || cfg.Auth.Register || cfg.Registrar.MinExpires.D() != 2*time.Second {
+		t.Errorf("overrides: %v %+v", err, cfg)
+	}
+
+	for _, tc := range []struct{ src, want string }{
+		{"registrar:\n  min_expires: 0s\n", "x.yaml:2: registrar.min_expires: must be whole seconds, at least 1s"},
+		{"registrar:\n  min_expires: 1500ms\n", "x.yaml:2: registrar.min_expires: must be whole seconds"},
+		{"registrar:\n  max_expires: 30s\n", "x.yaml:2: registrar.max_expires: must be whole seconds between registrar.min_expires (1m0s)"},
+		{"registrar:\n  default_expires: 3h\n", "x.yaml:2: registrar.default_expires: must be whole seconds between"},
+		{"registrar:\n  max_contacts: 0\n", "x.yaml:2: registrar.max_contacts: must be between 1 and 1000"},
+		{"registrar:\n  max_contact: 5\n", "x.yaml:2: registrar.max_contact: unknown key"},
+		{"auth:\n  algorithms: []\n", "x.yaml:2: auth.algorithms: at least one of SHA-256, MD5"},
+		{"auth:\n  algorithms: [MD5, SHA-512]\n", `x.yaml:2: auth.algorithms[1]: unknown algorithm "SHA-512"`},
+		{"auth:\n  algorithms: [MD5, MD5]\n", "x.yaml:2: auth.algorithms[1]: MD5 is listed twice"},
+		{"auth:\n  nonce_lifetime: 1s\n", "x.yaml:2: auth.nonce_lifetime: must be between 10s and 24h"},
+		{"auth:\n  cache_entries: 5\n", "x.yaml:2: auth.cache_entries: must be at least 100"},
+		{"auth:\n  workers: 0\n", "x.yaml:2: auth.workers: must be between 1 and 256"},
+		{"auth:\n  poll_interval: 1ms\n", "x.yaml:2: auth.poll_interval: must be between 10ms and 1m"},
+		{"auth:\n  register: maybe\n", "x.yaml:2: auth.register:"},
+	} {
+		_, err := Load("x.yaml", []byte(tc.src), nil)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want prefix %q", tc.src, err, tc.want)
+		}
+	}
+}
