@@ -3,6 +3,7 @@ package txn
 import (
 	"bytes"
 	"context"
+	"math/rand"
 	"net"
 	"net/netip"
 	"os"
@@ -173,9 +174,16 @@ type sippProc struct {
 
 // scenario returns the path of a scenario file, substituting EXPECTED_CODE.
 func scenario(t *testing.T, name string, code int) string {
+	return scenarioLoss(t, name, code, 0)
+}
+
+// scenarioLoss is scenario with every <send> not marked lost="0" losing
+// pct percent of its messages (sends only: SIPp's loss on receive records
+// the dropped message and then ignores its retransmissions).
+func scenarioLoss(t *testing.T, name string, code, pct int) string {
 	t.Helper()
 	src := filepath.Join("testdata", "sipp", name)
-	if code == 0 {
+	if code == 0 && pct == 0 {
 		abs, _ := filepath.Abs(src)
 		return abs
 	}
@@ -184,7 +192,12 @@ func scenario(t *testing.T, name string, code int) string {
 		t.Fatal(err)
 	}
 	b = bytes.ReplaceAll(b, []byte("EXPECTED_CODE"), []byte(strconv.Itoa(code)))
-	dst := filepath.Join(t.TempDir(), strings.TrimSuffix(name, ".xml")+"_"+strconv.Itoa(code)+".xml")
+	if pct > 0 {
+		lost := ` lost="` + strconv.Itoa(pct) + `">`
+		b = bytes.ReplaceAll(b, []byte("<send>"), []byte("<send"+lost))
+		b = bytes.ReplaceAll(b, []byte(`<send retrans="500">`), []byte(`<send retrans="500"`+lost))
+	}
+	dst := filepath.Join(t.TempDir(), strings.TrimSuffix(name, ".xml")+"_"+strconv.Itoa(code)+"_"+strconv.Itoa(pct)+".xml")
 	if err := os.WriteFile(dst, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -255,13 +268,21 @@ func uas(t *testing.T, name, sf string, port int, proto string, calls int, extra
 }
 
 func uasCode(t *testing.T, name, sf string, code, port int, proto string, calls int, extra ...string) *sippProc {
-	args := []string{"-sf", scenario(t, sf, code), "-i", "127.0.0.1", "-p", strconv.Itoa(port),
+	return uasLoss(t, name, sf, code, 0, port, proto, calls, extra...)
+}
+
+func uasLoss(t *testing.T, name, sf string, code, pct, port int, proto string, calls int, extra ...string) *sippProc {
+	args := []string{"-sf", scenarioLoss(t, sf, code, pct), "-i", "127.0.0.1", "-p", strconv.Itoa(port),
 		"-m", strconv.Itoa(calls), "-timeout", "40s", "-timeout_error", "-t", proto}
 	return runSipp(t, name, append(args, extra...)...)
 }
 
 func uac(t *testing.T, sf string, code int, proxyPort int, proto string, ruri string, calls int, extra ...string) *sippProc {
-	args := []string{"127.0.0.1:" + strconv.Itoa(proxyPort), "-sf", scenario(t, sf, code), "-i", "127.0.0.1",
+	return uacLoss(t, sf, code, 0, proxyPort, proto, ruri, calls, extra...)
+}
+
+func uacLoss(t *testing.T, sf string, code, pct int, proxyPort int, proto string, ruri string, calls int, extra ...string) *sippProc {
+	args := []string{"127.0.0.1:" + strconv.Itoa(proxyPort), "-sf", scenarioLoss(t, sf, code, pct), "-i", "127.0.0.1",
 		"-p", strconv.Itoa(freePort(t, "udp")), "-m", strconv.Itoa(calls), "-r", "10", "-l", "5",
 		"-timeout", "40s", "-timeout_error", "-t", proto, "-key", "ruri", ruri, "-key", "maxfwd", "70"}
 	return runSipp(t, "uac", append(args, extra...)...)
@@ -340,16 +361,62 @@ func TestSippTimerC(t *testing.T) {
 	s.wait(t, 10*time.Second)
 }
 
+// lossySender drops a share of the proxy's sends, so the proxy's side of
+// both legs loses packets too.
+type lossySender struct {
+	next    Sender
+	mu      sync.Mutex
+	rnd     *rand.Rand
+	pct     int
+	dropped int
+}
+
+func (l *lossySender) Send(ls *transport.Listener, dst netip.AddrPort, data []byte) error {
+	l.mu.Lock()
+	drop := l.rnd.Intn(100) < l.pct
+	if drop {
+		l.dropped++
+	}
+	l.mu.Unlock()
+	if drop {
+		return nil
+	}
+	return l.next.Send(ls, dst, data)
+}
+
+// 10 % loss on every leg in both directions: SIPp loses its own sends (all
+// but the three its retransmission detection needs, see the scenarios),
+// the proxy loses 10 % of everything it sends. Every call must complete.
 func TestSippPacketLoss(t *testing.T) {
 	needSipp(t)
-	p := startProxy(t, nil)
+	loss := &lossySender{rnd: rand.New(rand.NewSource(time.Now().UnixNano())), pct: 10}
+	p := startProxy(t, func(c *Config) {
+		loss.next = c.Sender
+		c.Sender = loss
+	})
 	up := freePort(t, "udp")
 	const calls = 20
-	s := uas(t, "uas", "uas_answer.xml", up, "u1", calls, "-lost", "10")
+	s := uasLoss(t, "uas", "uas_answer.xml", 0, 10, up, "u1", calls)
 	time.Sleep(200 * time.Millisecond)
-	c := uac(t, "uac_call.xml", 0, p.udpPort, "u1", sipURI("bob", up, ""), calls, "-lost", "10")
+	c := uacLoss(t, "uac_call.xml", 0, 10, p.udpPort, "u1", sipURI("bob", up, ""), calls)
 	c.wait(t, 45*time.Second)
 	s.wait(t, 20*time.Second)
+	for _, sp := range []*sippProc{c, s} {
+		if n := sippLost(sp.out.String()); n == 0 {
+			t.Errorf("%s lost no message:\n%s", sp.name, sp.out.String())
+		} else {
+			t.Logf("%s lost %d of its sends", sp.name, n)
+			if os.Getenv("SIPP_SHOW") != "" {
+				t.Log(sp.out.String())
+			}
+		}
+	}
+	loss.mu.Lock()
+	defer loss.mu.Unlock()
+	if loss.dropped == 0 {
+		t.Fatal("the proxy lost nothing")
+	}
+	t.Logf("proxy dropped %d of its sends", loss.dropped)
 }
 
 func TestSippForkOneAnswers(t *testing.T) {
@@ -446,4 +513,36 @@ func TestSippUDPToTCP(t *testing.T) {
 	c := uac(t, "uac_call.xml", 0, p.udpPort, "u1", sipURI("bob", up, ";transport=tcp"), 2)
 	c.wait(t, 30*time.Second)
 	s.wait(t, 10*time.Second)
+}
+
+// sippLost sums the Lost column of SIPp's final screen (read by the
+// column's position under its heading).
+func sippLost(screen string) int {
+	lines := strings.Split(screen, "\n")
+	head := -1
+	for i, l := range lines {
+		if strings.Contains(l, "Unexp.") && strings.Contains(l, "Lost") {
+			head = i
+		}
+	}
+	if head < 0 {
+		return 0
+	}
+	col := strings.Index(lines[head], "Lost")
+	total := 0
+	for _, l := range lines[head+1:] {
+		if strings.Contains(l, "Screen") || strings.Contains(l, "Terminated") {
+			break
+		}
+		if !strings.Contains(l, "-->") && !strings.Contains(l, "<--") || len(l) <= col-3 {
+			continue
+		}
+		f := strings.Fields(l[col-3:])
+		if len(f) > 0 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				total += n
+			}
+		}
+	}
+	return total
 }
