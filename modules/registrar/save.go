@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"strconv"
+	"unsafe"
 
 	"switchboard/parser"
 	"switchboard/routing"
@@ -400,7 +401,12 @@ func behindNAT(u *parser.URI, src netip.Addr, srcPort uint16) bool {
 	if len(host) > 1 && host[0] == '[' {
 		host = host[1 : len(host)-1]
 	}
-	a, err := netip.ParseAddr(string(host)) // no allocation: the conversion does not escape
+	if len(host) == 0 || !(host[0] >= '0' && host[0] <= '9' || bytes.IndexByte(host, ':') >= 0) {
+		return true // a host name: calls go to where it registered from
+	}
+	// A string view of the message bytes: a converted copy would escape
+	// into ParseAddr's error and allocate.
+	a, err := netip.ParseAddr(unsafe.String(unsafe.SliceData(host), len(host)))
 	if err != nil {
 		return true
 	}
