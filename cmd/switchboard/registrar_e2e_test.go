@@ -332,3 +332,75 @@ func TestE2EDigest(t *testing.T) {
 		t.Fatalf("old password after passwd: %s", r)
 	}
 }
+
+// TestE2EManagementCommands: subscribers, domains and registrations
+// through the management API of the running binary.
+func TestE2EManagementCommands(t *testing.T) {
+	needSipp(t)
+	srv := startServer(t, "auth:\n  register: false\n")
+	mgmtCall(t, srv, "domains.add", `{"domain":"example.com"}`)
+	mgmtCall(t, srv, "users.add", `{"user":"fay@example.com","password":"pw1"}`)
+	var users []struct{ User string }
+	json.Unmarshal(mgmtCall(t, srv, "users.list", `{"domain":"example.com"}`), &users)
+	if len(users) != 1 || users[0].User != "fay@example.com" {
+		t.Fatalf("users.list: %+v", users)
+	}
+	var domains []string
+	json.Unmarshal(mgmtCall(t, srv, "domains.list", ""), &domains)
+	if strings.Join(domains, ",") != "127.0.0.1,example.com,localhost" {
+		t.Fatalf("domains.list: %v", domains)
+	}
+	mgmtCall(t, srv, "users.passwd", `{"user":"fay@example.com","password":"pw2"}`)
+
+	// auth.register: false (the benchmark hook) saves without a challenge,
+	// for a domain added through the API a moment ago.
+	reg := func(user, contact string) string {
+		msg := (&digestUA{user: user}).register(nil, 0, "")
+		msg = strings.ReplaceAll(msg, "@localhost>", "@example.com>")
+		msg = strings.Replace(msg, "sip:localhost", "sip:example.com", 1)
+		msg = strings.Replace(msg, "<sip:"+user+"@127.0.0.1:5999>", "<"+contact+">", 1)
+		return sendUDP(t, srv.Port, msg, 3*time.Second)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for statusLine(reg("fay", "sip:fay@127.0.0.1:5999")) != "SIP/2.0 200 OK" {
+		if time.Now().After(deadline) {
+			t.Fatal("REGISTER for a domain added through the API not accepted")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	reg("gus", "sip:gus@127.0.0.1:5998")
+	if l := bindings(t, srv, ""); len(l) != 2 {
+		t.Fatalf("registrations.list: %+v", l)
+	}
+	mgmtCall(t, srv, "registrations.delete", `{"aor":"fay@example.com","contact":"sip:fay@127.0.0.1:5999"}`)
+	if l := bindings(t, srv, "fay@example.com"); len(l) != 0 {
+		t.Fatalf("after registrations.delete: %+v", l)
+	}
+	var flushed map[string]int
+	json.Unmarshal(mgmtCall(t, srv, "registrations.flush", ""), &flushed)
+	if flushed["removed"] != 1 || len(bindings(t, srv, "")) != 0 {
+		t.Fatalf("registrations.flush: %v", flushed)
+	}
+	// Errors: a missing binding is 404, bad arguments 400.
+	for _, c := range []struct {
+		cmd, args string
+		code      int
+	}{
+		{"registrations.delete", `{"aor":"nobody@example.com"}`, 404},
+		{"users.add", `{"user":"no-domain"}`, 400},
+		{"users.del", `{"user":"nobody@example.com"}`, 404},
+		{"domains.add", `{"domain":"example.com"}`, 400},
+		{"registrations.list", `{"aor":1}`, 400},
+	} {
+		resp, err := http.Post("http://"+srv.Mgmt+"/api/v1/"+c.cmd, "application/json", strings.NewReader(c.args))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.code {
+			t.Errorf("%s %s: %d, want %d", c.cmd, c.args, resp.StatusCode, c.code)
+		}
+	}
+	mgmtCall(t, srv, "users.del", `{"user":"fay@example.com"}`)
+	mgmtCall(t, srv, "domains.del", `{"domain":"example.com"}`)
+}

@@ -63,7 +63,7 @@ func BenchmarkRegister(b *testing.B) {
 			u, ch := warm(b, h, alg)
 			h.keep = false
 			src := netip.MustParseAddrPort("127.0.0.1:5062")
-			const chunk = 2000
+			const chunk = 1000
 			msgs := make([][]byte, chunk)
 			nc := 2
 			fill := func() {
