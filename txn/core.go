@@ -152,6 +152,7 @@ type ctx struct {
 	ed    parser.Editor  // responses forwarded upstream, stateless requests
 	bed   parser.Editor  // branch requests
 	red   parser.Editor  // the route's edits
+	in    []byte         // copy of the message being handled
 	out   []byte
 	key   []byte
 	via   []byte
@@ -168,7 +169,7 @@ type ctx struct {
 
 func newCtx() *ctx {
 	return &ctx{
-		out: make([]byte, 0, 4096), key: make([]byte, 0, 256), via: make([]byte, 0, 256),
+		in: make([]byte, 0, 4096), out: make([]byte, 0, 4096), key: make([]byte, 0, 256), via: make([]byte, 0, 256),
 		rr: make([]byte, 0, 512), recv: make([]byte, 0, 64), tmp: make([]byte, 0, 512),
 		auth: make([]byte, 0, 1024), rt: make([]byte, 0, 1024),
 	}
@@ -187,7 +188,11 @@ func (c *Core) HandleMessage(p *transport.Packet) {
 
 func (c *Core) handle(x *ctx, p *transport.Packet) {
 	m := &x.msg
-	if err := m.Parse(p.Data); err != nil {
+	// Parse the goroutine's own copy of the message: a new transaction
+	// takes that buffer, with the parsed views, instead of copying and
+	// parsing again (see onRequest).
+	x.in = append(x.in[:0], p.Data...)
+	if err := m.Parse(x.in); err != nil {
 		c.stats.malformed.Add(1)
 		if pe, ok := err.(*parser.Error); ok && m.IsRequest() && m.Method() != parser.MethodAck {
 			x.tmp = pe.AppendReason(x.tmp[:0])

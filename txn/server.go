@@ -95,14 +95,11 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 	t.id = c.nextID.Add(1)
 	t.invite = m.Method() == parser.MethodInvite
 	t.proto = p.Proto
-	t.buf = append(t.buf[:0], m.Bytes()...)
-	if t.msg.Parse(t.buf) != nil {
-		// The same bytes parsed a moment ago; this cannot fail.
-		s.Remove(e)
-		s.Unlock()
-		c.replyStateless(x, p, 500, "Server Internal Error", nil)
-		return
-	}
+	// The transaction takes the buffer the request was parsed in, and the
+	// parsed views with it; the goroutine gets the transaction's previous
+	// buffer for the next message. No second copy, no second parse.
+	t.buf, x.in = x.in, t.buf[:0]
+	t.msg = *m
 	t.respL = p.Listener
 	t.respDst = respDest(p, t.msg.TopVia())
 	if s.Account(e, t.owned()) != nil {
