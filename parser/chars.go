@@ -171,3 +171,22 @@ func appendUint(dst []byte, n uint64) []byte {
 	}
 	return append(dst, tmp[i:]...)
 }
+
+// Parameter names read on every message, as little-endian words for
+// nameIs.
+const (
+	wordBranch   = 0x68636e617262     // "branch"
+	wordReceived = 0x6465766965636572 // "received"
+	wordRport    = 0x74726f7072       // "rport"
+	wordMaddr    = 0x726464616d       // "maddr"
+	wordTTL      = 0x6c7474           // "ttl"
+	wordTag      = 0x676174           // "tag"
+)
+
+// nameIs reports whether name equals the lower-case letters-only word w of
+// length n (at most 8), ignoring case: one load and one compare instead of
+// a byte loop. For a letter target, c|0x20 matches only that letter in
+// either case, so the comparison is exact.
+func nameIs(name []byte, w uint64, n int) bool {
+	return len(name) == n && (load8(name, 0)|0x2020202020202020)&keepBytes[n] == w
+}

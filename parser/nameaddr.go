@@ -169,7 +169,7 @@ func parseNameAddr(b []byte, i int, na *NameAddr) (int, bool) {
 		} else {
 			na.Params = na.Params[:len(na.Params)+(next-end)]
 		}
-		if eqFold(name, "tag") {
+		if nameIs(name, wordTag, 3) {
 			if val == nil {
 				return next, false
 			}

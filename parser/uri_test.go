@@ -136,3 +136,21 @@ func TestLookupMethod(t *testing.T) {
 		t.Error("methods are case-sensitive")
 	}
 }
+
+func TestNameIs(t *testing.T) {
+	words := map[string]uint64{"branch": wordBranch, "received": wordReceived, "rport": wordRport,
+		"maddr": wordMaddr, "ttl": wordTTL, "tag": wordTag}
+	for s, w := range words {
+		for _, v := range []string{s, strings.ToUpper(s), strings.ToUpper(s[:1]) + s[1:]} {
+			buf := []byte(v + "=value;x")
+			if !nameIs(buf[:len(v)], w, len(s)) || !nameIs([]byte(v), w, len(s)) {
+				t.Errorf("%s not matched", v)
+			}
+		}
+		for _, v := range []string{s[:len(s)-1], s + "x", "x" + s[1:], s[:len(s)-1] + "@", s[:len(s)-1] + "\x00"} {
+			if nameIs([]byte(v), w, len(s)) {
+				t.Errorf("%q matched %s", v, s)
+			}
+		}
+	}
+}

@@ -93,21 +93,21 @@ func parseVia(b []byte, i int, v *Via) (int, bool) {
 		}
 		switch len(name) {
 		case 6:
-			if eqFold(name, "branch") {
+			if nameIs(name, wordBranch, 6) {
 				if val == nil {
 					return next, false
 				}
 				v.Branch = val
 			}
 		case 8:
-			if eqFold(name, "received") {
+			if nameIs(name, wordReceived, 8) {
 				if val == nil {
 					return next, false
 				}
 				v.Received = val
 			}
 		case 5:
-			if eqFold(name, "rport") {
+			if nameIs(name, wordRport, 5) {
 				v.HasRPort = true
 				if val != nil {
 					if _, okr := parseUint(val, 65535); !okr {
@@ -115,11 +115,11 @@ func parseVia(b []byte, i int, v *Via) (int, bool) {
 					}
 				}
 				v.RPort = val
-			} else if eqFold(name, "maddr") {
+			} else if nameIs(name, wordMaddr, 5) {
 				v.MAddr = val
 			}
 		case 3:
-			if eqFold(name, "ttl") {
+			if nameIs(name, wordTTL, 3) {
 				if _, okt := parseUint(val, 255); !okt {
 					return next, false
 				}
