@@ -11,15 +11,17 @@ import (
 	"time"
 )
 
-// The UDP echo floor: the least CPU a process can spend to receive a
-// datagram and send one, with blocking recvfrom and sendto on one socket and
-// nothing else. A proxy relaying a call passes about datagramsPerCall
-// datagrams through itself, each received once and sent once, so the floor
-// per call is the echo's CPU per datagram times that number.
+// The UDP echo floor: the least CPU a process can spend to receive and send
+// datagrams, with blocking recvfrom and sendto on one socket and nothing
+// else. The echo's CPU per datagram is its CPU time over the datagrams it
+// received plus those it sent; a proxy relaying one call of the benchmark
+// handles datagramsPerCall datagrams, so the floor per call is the echo's
+// cost per datagram times that number.
 
-// datagramsPerCall counts what a stateful relay with Record-Route receives
-// for one call of the benchmark: INVITE, 180, 200, ACK and BYE, 200 in from
-// one side and out to the other (12), plus the 100 Trying it sends.
+// datagramsPerCall counts what a stateful relay with Record-Route handles for
+// one call of the benchmark: INVITE, 180, 200, ACK, BYE and its 200 each
+// received from one side and sent to the other (12), plus the 100 Trying it
+// sends.
 const datagramsPerCall = 13
 
 // echoServer answers every datagram with its own bytes, until killed.
@@ -103,7 +105,8 @@ func echoClient(args []string) int {
 
 // echoResult is the floor measured at one datagram rate.
 type echoResult struct {
-	Rate      int // datagrams per second
+	Rate      int // datagrams per second sent to the echo (it handles twice as many)
+	Calls     int // the call rate whose datagram rate this matches
 	Sent      int
 	Received  int
 	CPU       time.Duration // echo server CPU
@@ -111,11 +114,12 @@ type echoResult struct {
 	Wall      time.Duration
 }
 
+// perDatagram is the echo's CPU per datagram handled (received or sent).
 func (e echoResult) perDatagram() time.Duration {
 	if e.Received == 0 {
 		return 0
 	}
-	return e.CPU / time.Duration(e.Received)
+	return e.CPU / time.Duration(2*e.Received)
 }
 
 // runEcho measures the echo server at rate datagrams per second for d.

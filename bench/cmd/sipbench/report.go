@@ -139,7 +139,7 @@ func (r *report) rows() []row {
 func (r *report) floorRows(sb, kam scenarioResult) []row {
 	var rows []row
 	for _, e := range r.echo {
-		cps := e.Rate / datagramsPerCall
+		cps := e.Calls
 		floor := e.perDatagram() * datagramsPerCall
 		s1, ok1 := stepAt(sb, cps)
 		s2, ok2 := stepAt(kam, cps)
@@ -338,10 +338,11 @@ func (r *report) markdown() string {
 		}
 	}
 	if len(r.echo) > 0 {
-		sb.WriteString("\n## UDP echo floor\n\n| datagrams/s | sent | received | echo CPU per datagram | × " +
-			fmt.Sprint(datagramsPerCall) + " per call | echo core | client core |\n|---|---|---|---|---|---|---|\n")
+		sb.WriteString("\n## UDP echo floor\n\nCPU per datagram is the echo's CPU time over the datagrams it received and sent.\n\n" +
+			"| calls/s matched | datagrams/s each way | sent | received | echo CPU per datagram | × " +
+			fmt.Sprint(datagramsPerCall) + " per call | echo core | client core |\n|---|---|---|---|---|---|---|---|\n")
 		for _, e := range r.echo {
-			fmt.Fprintf(&sb, "| %d | %d | %d | %s | %s | %.0f%% | %.0f%% |\n", e.Rate, e.Sent, e.Received,
+			fmt.Fprintf(&sb, "| %d | %d | %d | %d | %s | %s | %.0f%% | %.0f%% |\n", e.Calls, e.Rate, e.Sent, e.Received,
 				us(e.perDatagram()), us(e.perDatagram()*datagramsPerCall), 100*load(e.CPU, e.Wall), 100*load(e.ClientCPU, e.Wall))
 		}
 	}

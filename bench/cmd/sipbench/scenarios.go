@@ -243,14 +243,20 @@ func (b *bench) relayStep(s *server, rate, n int) step {
 }
 
 // registerStep sends n REGISTERs at rate, cycling through the users file.
+// When the server has a UAS port (lookup), REGISTERs are sent from it and
+// the contacts point at it: the binding's contact is then where the request
+// came from, and a registrar that sends to the source of the REGISTER when
+// the two differ (NAT handling) sends calls to the same place as one that
+// uses the contact.
 func (b *bench) registerStep(s *server, rate, n int, xml string) step {
 	contact := s.uasPort
+	uacPort := s.uasPort
 	if contact == 0 {
 		contact = 9 // discard: the register scenarios never call the users
+		uacPort, _ = b.freePort()
 	}
 	st := step{Rate: rate, Target: n}
 	timeout := sippTimeout(n, rate, 0)
-	uacPort, _ := b.freePort()
 	cpu0, m := s.cpu(), startMeter()
 	uac, err := b.startSipp("register", "127.0.0.1:"+strconv.Itoa(s.port), "-sf", b.scenarioFile(xml),
 		"-i", "127.0.0.1", "-p", strconv.Itoa(uacPort), "-inf", b.users,
