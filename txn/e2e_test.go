@@ -242,10 +242,14 @@ func (p *sippProc) wait(t *testing.T, d time.Duration) {
 		}
 	case <-time.After(d):
 		p.cmd.Process.Kill()
+		err := <-p.done // the output copy is complete once Wait returned
+		p.done <- err
 		t.Errorf("%s: did not finish within %v\n%s", p.name, d, p.logs())
 	}
 }
 
+// logs returns the tail of SIPp's error and message logs; with
+// SIPP_LOG_DIR set it also keeps a copy of them there.
 func (p *sippProc) logs() string {
 	if d := os.Getenv("SIPP_LOG_DIR"); d != "" {
 		exec.Command("cp", "-r", p.dir, filepath.Join(d, p.name+"-"+filepath.Base(p.dir))).Run()
@@ -400,7 +404,10 @@ func TestSippPacketLoss(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	c := uacLoss(t, "uac_call.xml", 0, 10, p.udpPort, "u1", sipURI("bob", up, ""), calls)
 	c.wait(t, 45*time.Second)
-	s.wait(t, 20*time.Second)
+	s.wait(t, 30*time.Second)
+	if t.Failed() {
+		return
+	}
 	for _, sp := range []*sippProc{c, s} {
 		if n := sippLost(sp.out.String()); n == 0 {
 			t.Errorf("%s lost no message:\n%s", sp.name, sp.out.String())
