@@ -621,6 +621,8 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 	uri := r.RequestURI()
 	var proto transport.Proto
 	var dst netip.AddrPort
+	var resolveHost []byte
+	var resolvePort int
 	if st.destSet {
 		proto, dst = st.proto, st.dst
 	} else {
@@ -629,13 +631,26 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 			hop = uri
 		}
 		p, host, port, ok := nextHop(hop)
-		ip, isIP := parseIP(host)
-		if !ok || !isIP {
-			return ErrNoDestination // hostnames are resolved for stateful relays only
+		if !ok {
+			return ErrNoDestination
 		}
-		proto, dst = p, netip.AddrPortFrom(ip, uint16(port))
+		proto = p
+		if ip, isIP := parseIP(host); isIP {
+			dst = netip.AddrPortFrom(ip, uint16(port))
+		} else {
+			resolveHost, resolvePort = host, port
+		}
 	}
-	l := c.ls.Listener(proto, dst.Addr())
+	var l *transport.Listener
+	if resolveHost != nil {
+		// A hostname: build the message for the IPv4 listener (IPv6 when
+		// there is none) and send it once the name resolved.
+		if l = c.ls.Listener(proto, netip.IPv4Unspecified()); l == nil {
+			l = c.ls.Listener(proto, netip.IPv6Unspecified())
+		}
+	} else {
+		l = c.ls.Listener(proto, dst.Addr())
+	}
 	if l == nil {
 		return ErrNoDestination
 	}
@@ -656,7 +671,25 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 	})
 	c.proxyEdits(x, ed, r, m, uri, l)
 	x.out = ed.AppendTo(x.out[:0])
+	if resolveHost != nil {
+		c.forwardResolved(proto, string(resolveHost), resolvePort, append([]byte(nil), x.out...))
+		return nil
+	}
 	return c.sendTo(l, dst, x.out)
+}
+
+// forwardResolved sends a statelessly forwarded request once its next hop
+// resolved (slow path: the message was copied).
+func (c *Core) forwardResolved(proto transport.Proto, host string, port int, data []byte) {
+	c.res.Lookup(host, func(a netip.Addr, err error) {
+		if err != nil {
+			c.cfg.Logger.Warn("txn: stateless next hop did not resolve", "host", host, "err", err)
+			return
+		}
+		if l := c.ls.Listener(proto, a); l != nil {
+			c.sendTo(l, netip.AddrPortFrom(a, uint16(port)), data)
+		}
+	})
 }
 
 // forwardResponse forwards a response that matches no transaction

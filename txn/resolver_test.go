@@ -99,3 +99,21 @@ func TestResolverHostnameNextHop(t *testing.T) {
 		t.Fatalf("failure route saw %v", failures)
 	}
 }
+
+func TestResolverStatelessACK(t *testing.T) {
+	dns := dnsServer(t, "uas.test")
+	h := newHarness(t, func(c *Config) {
+		c.Resolver = NewResolver(ResolverConfig{Server: dns, Timeout: 2 * time.Second})
+	})
+	ack := request("ACK", "z9hG4bKdnsack", "dnsack@x", "sip:bob@127.0.0.1:5090", "Route: <sip:127.0.0.1:5060;lr>, <sip:uas.test:5080;lr>")
+	h.in(uacAddr, strings.Replace(ack, "To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=b", 1))
+	var msgs []sentMsg
+	for i := 0; i < 200 && len(msgs) == 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+		msgs = h.snd.take()
+	}
+	h.only(msgs, toUAS+"ACK sip:bob@127.0.0.1:5090 SIP/2.0")
+	if r := headers(msgs[0].data, "Route"); len(r) != 1 || r[0] != "<sip:uas.test:5080;lr>" {
+		t.Fatalf("routes %q", r)
+	}
+}
