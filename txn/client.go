@@ -70,7 +70,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		s.StopTimer(&b.tCancel)
 		switch {
 		case t.invite && code >= 300:
-			c.sendAck(x, b, m) // a retransmitted final (our ACK was lost), or the one after timer C
+			c.sendAck(x, s, e, b, m) // a retransmitted final (our ACK was lost), or the one after timer C
 		case t.invite && code >= 200:
 			// A 2xx after timer C gave the branch up: the call was answered
 			// after all, and the UAC must see it to ACK (and BYE) it.
@@ -122,7 +122,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 	reliable := b.proto.Stream()
 	switch {
 	case t.invite && code >= 300:
-		c.sendAck(x, b, m) // §17.1.1.3: hop-by-hop ACK, same branch
+		c.sendAck(x, s, e, b, m) // §17.1.1.3: hop-by-hop ACK, same branch
 		b.state = bCompleted
 		if reliable {
 			b.state = bTerminated
@@ -226,6 +226,9 @@ func (c *Core) sendCancel(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b 
 		return
 	}
 	b.cancel = appendHopRequest(b.cancel[:0], &x.aux, "CANCEL", nil)
+	if c.local != nil {
+		c.local.Local(c.hook(x, s, e), b, parser.MethodCancel, b.cancel)
+	}
 	b.cancelSent = true
 	b.cancelStart = s.Now()
 	c.sendTo(b.l, b.dst, b.cancel)
@@ -240,11 +243,14 @@ func (c *Core) sendCancel(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b 
 	s.Account(e, e.Value.owned())
 }
 
-func (c *Core) sendAck(x *ctx, b *Branch, resp *parser.Message) {
+func (c *Core) sendAck(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch, resp *parser.Message) {
 	if x.aux.Parse(b.out) != nil {
 		return
 	}
 	b.ack = appendHopRequest(b.ack[:0], &x.aux, "ACK", resp.Get(parser.HdrTo))
+	if c.local != nil {
+		c.local.Local(c.hook(x, s, e), b, parser.MethodAck, b.ack)
+	}
 	c.sendTo(b.l, b.dst, b.ack)
 }
 

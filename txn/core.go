@@ -40,6 +40,7 @@ type Core struct {
 	clock  *shards.Clock
 	own    bool // clock created (and stopped) by the core
 	router Router
+	local  LocalRouter // the Router, when it implements LocalRouter
 	send   Sender
 	ls     ListenerSet
 	res    *Resolver
@@ -76,6 +77,7 @@ func New(cfg Config) (*Core, error) {
 		return nil, err
 	}
 	c := &Core{cfg: cfg, router: cfg.Router, send: cfg.Sender, ls: cfg.Listeners, res: cfg.Resolver}
+	c.local, _ = cfg.Router.(LocalRouter)
 	c.clock = cfg.Clock
 	if c.clock == nil {
 		c.clock = shards.NewClock()

@@ -728,3 +728,28 @@ func TestMemoryCap(t *testing.T) {
 		t.Fatalf("503s %d, stats %+v", full, st)
 	}
 }
+
+type localRouter struct {
+	funcRouter
+	seen []string
+}
+
+func (l *localRouter) Local(r *Request, b *Branch, method parser.Method, req []byte) {
+	line, _, _ := strings.Cut(string(req), "\r\n")
+	l.seen = append(l.seen, itoa(b.Index())+" "+method.String()+" "+line)
+}
+
+func TestLocalRoute(t *testing.T) {
+	lr := &localRouter{}
+	h := newHarness(t, func(c *Config) { c.Router = lr })
+	inv := invite("z9hG4bKlr", "lr@x")
+	h.in(uacAddr, inv)
+	fwd := h.snd.take()[1].data
+	h.in(uasAddr, respond(fwd, 180, "b"))
+	h.in(uacAddr, strings.Replace(strings.Replace(inv, "INVITE sip", "CANCEL sip", 1), "1 INVITE", "1 CANCEL", 1))
+	h.in(uasAddr, respond(fwd, 487, "b"))
+	want := []string{"0 CANCEL CANCEL sip:bob@127.0.0.1:5080 SIP/2.0", "0 ACK ACK sip:bob@127.0.0.1:5080 SIP/2.0"}
+	if strings.Join(lr.seen, "|") != strings.Join(want, "|") {
+		t.Fatalf("local route saw %q", lr.seen)
+	}
+}

@@ -34,6 +34,15 @@ type Router interface {
 	Failure(r *Request, best *parser.Message)
 }
 
+// LocalRouter is implemented by a Router that wants to see the requests
+// the core generates itself (OpenSIPS local_route): the CANCEL and the ACK
+// of a non-2xx response sent on branch b. It runs with the shard locked,
+// just before the send; req is the message as it goes out, valid only
+// during the call. It cannot change or stop the message.
+type LocalRouter interface {
+	Local(r *Request, b *Branch, method parser.Method, req []byte)
+}
+
 // NumValues is the number of per-transaction values a route can keep.
 const NumValues = 8
 
