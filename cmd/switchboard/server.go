@@ -300,12 +300,14 @@ func (s *server) reload() {
 		}
 	}
 	for key, changed := range map[string]bool{
-		"listen":  fmt.Sprint(cfg.Listen) != fmt.Sprint(s.cfg.Listen),
-		"routes":  cfg.Routes != s.cfg.Routes,
-		"timers":  cfg.Timers != s.cfg.Timers,
-		"limits":  cfg.Limits != s.cfg.Limits,
-		"storage": cfg.Storage != s.cfg.Storage,
-		"mgmt":    cfg.Mgmt != s.cfg.Mgmt,
+		"listen":    fmt.Sprint(cfg.Listen) != fmt.Sprint(s.cfg.Listen),
+		"routes":    cfg.Routes != s.cfg.Routes,
+		"timers":    cfg.Timers != s.cfg.Timers,
+		"limits":    cfg.Limits != s.cfg.Limits,
+		"storage":   cfg.Storage != s.cfg.Storage,
+		"mgmt":      cfg.Mgmt != s.cfg.Mgmt,
+		"registrar": cfg.Registrar != s.cfg.Registrar,
+		"auth":      fmt.Sprint(cfg.Auth) != fmt.Sprint(s.cfg.Auth),
 	} {
 		if changed {
 			restart = append(restart, key)
