@@ -338,14 +338,12 @@ func TestSippTimerB(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hole.Close()
-	var got int
 	go func() {
 		buf := make([]byte, 65535)
 		for {
 			if _, _, err := hole.ReadFrom(buf); err != nil {
 				return
 			}
-			got++
 		}
 	}()
 	port := hole.LocalAddr().(*net.UDPAddr).Port
