@@ -1,0 +1,249 @@
+package provider
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"switchboard/modules/auth"
+	"switchboard/modules/registrar"
+	"switchboard/routing"
+	"switchboard/shards"
+	"switchboard/store"
+	"switchboard/transport"
+	"switchboard/txn"
+)
+
+// harness runs the provider route set with the real registrar and auth
+// on a real SQLite store, inside a real transaction core whose socket is a
+// recording double (nothing leaves the process).
+type harness struct {
+	t    *testing.T
+	core *txn.Core
+	l    transport.Listener
+
+	mu   sync.Mutex
+	sent []sentMsg
+}
+
+type sentMsg struct {
+	dst  string
+	data string
+}
+
+func (h *harness) Send(_ *transport.Listener, dst netip.AddrPort, data []byte) error {
+	h.mu.Lock()
+	h.sent = append(h.sent, sentMsg{dst.String(), string(data)})
+	h.mu.Unlock()
+	return nil
+}
+func (h *harness) Listener(transport.Proto, netip.Addr) *transport.Listener { return &h.l }
+func (h *harness) Listeners() []*transport.Listener                         { return []*transport.Listener{&h.l} }
+
+// newHarness builds the route set; withModules false leaves Env.Modules
+// empty (the placeholders' behaviour).
+func newHarness(t *testing.T, withModules bool, opts Options) *harness {
+	h := &harness{t: t}
+	h.l = transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("127.0.0.1:5060"), AdvertisedHost: "127.0.0.1", AdvertisedPort: 5060}
+	clock := shards.NewManualClock(1_700_000_000_000)
+	env := &routing.Env{Domains: routing.NewDomains([]string{"example.com", "127.0.0.1"})}
+	if withModules {
+		st, err := store.Open(t.TempDir(), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		st.AddDomain(ctx, "example.com")
+		for _, u := range []string{"alice", "bob", "carol"} {
+			if err := st.AddSubscriber(ctx, store.Subscriber{Username: u, Domain: "example.com", Password: u + "-pw"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		reg, err := registrar.New(registrar.Config{Clock: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := auth.New(auth.Config{Store: st, Clock: clock, Secret: []byte("0123456789abcdef"), Algorithms: []string{auth.MD5}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close(); reg.Close(); st.Close() })
+		env.Modules = map[string]any{"registrar": reg, "auth": a, "provider": opts}
+	}
+	rs, err := routing.Lookup("provider")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := routing.NewRouter(rs, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.core, err = txn.New(txn.Config{Sender: h, Listeners: h, Router: rt, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.core.Close)
+	return h
+}
+
+// send delivers msg from src and waits until something matching want (a
+// prefix of a message, or of "dst data") was sent, which it returns.
+func (h *harness) send(src, msg string, want func(sentMsg) bool) sentMsg {
+	h.t.Helper()
+	h.mu.Lock()
+	h.sent = nil
+	h.mu.Unlock()
+	h.core.HandleMessage(&transport.Packet{Data: []byte(msg), Src: netip.MustParseAddrPort(src), Listener: &h.l, Proto: transport.UDP})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h.mu.Lock()
+		for _, s := range h.sent {
+			if want(s) {
+				h.mu.Unlock()
+				return s
+			}
+		}
+		got := h.sent
+		h.mu.Unlock()
+		if time.Now().After(deadline) {
+			h.t.Fatalf("nothing expected sent for\n%s\nsent: %+v", msg, got)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func final(s sentMsg) bool {
+	return strings.HasPrefix(s.data, "SIP/2.0 ") && !strings.HasPrefix(s.data, "SIP/2.0 1")
+}
+
+func (h *harness) reply(src, msg string) string {
+	h.t.Helper()
+	return h.send(src, msg, final).data
+}
+
+var seq int
+
+func req(method, ruri, from, to, extra string) string {
+	seq++
+	if !strings.Contains(extra, "Contact:") {
+		extra = "Contact: <sip:x@127.0.0.1:5062>\r\n" + extra
+	}
+	return fmt.Sprintf("%s %s SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK-p%d;rport\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:%s>;tag=f%d\r\nTo: <sip:%s>\r\nCall-ID: c%d\r\nCSeq: %d %s\r\n%sContent-Length: 0\r\n\r\n",
+		method, ruri, seq, from, seq, to, seq, seq, method, extra)
+}
+
+var nonceRE = regexp.MustCompile(`nonce="([^"]+)"`)
+
+// creds answers the MD5 challenge in resp for user with nonce-count 1.
+func creds(resp, header, user, password, method, uri string) string {
+	nonce := nonceRE.FindStringSubmatch(resp)[1]
+	h := func(s string) string { x := md5.Sum([]byte(s)); return hex.EncodeToString(x[:]) }
+	r := h(h(user+":example.com:"+password) + ":" + nonce + ":00000001:cn:auth:" + h(method+":"+uri))
+	return fmt.Sprintf("%s: Digest username=\"%s\", realm=\"example.com\", nonce=\"%s\", uri=\"%s\", response=\"%s\", algorithm=MD5, cnonce=\"cn\", qop=auth, nc=00000001\r\n",
+		header, user, nonce, uri, r)
+}
+
+func status(resp string) string {
+	line, _, _ := strings.Cut(resp, "\r\n")
+	return strings.TrimPrefix(line, "SIP/2.0 ")
+}
+
+func TestProviderRoutes(t *testing.T) {
+	h := newHarness(t, true, Options{})
+	const phone = "127.0.0.1:6000"
+
+	// REGISTER: challenged, then saved.
+	r := h.reply(phone, req("REGISTER", "sip:example.com", "bob@example.com", "bob@example.com", ""))
+	if status(r) != "401 Unauthorized" {
+		t.Fatalf("REGISTER: %s", r)
+	}
+	r = h.reply(phone, req("REGISTER", "sip:example.com", "bob@example.com", "bob@example.com",
+		"Contact: <sip:bob@127.0.0.1:6000>\r\n"+creds(r, "Authorization", "bob", "bob-pw", "REGISTER", "sip:example.com")))
+	if status(r) != "200 OK" || !strings.Contains(r, "Contact: <sip:bob@127.0.0.1:6000>;expires=3600") {
+		t.Fatalf("authenticated REGISTER: %s", r)
+	}
+
+	// A call from outside to bob needs no credentials and reaches his phone.
+	inv := h.send("127.0.0.1:7000", req("INVITE", "sip:bob@example.com", "someone@example.net", "bob@example.com", ""),
+		func(s sentMsg) bool { return strings.HasPrefix(s.data, "INVITE ") })
+	if inv.dst != phone || !strings.HasPrefix(inv.data, "INVITE sip:bob@127.0.0.1:6000 SIP/2.0") || !strings.Contains(inv.data, "Record-Route: ") {
+		t.Fatalf("call to bob: %+v", inv)
+	}
+	// Not a subscriber: 404. A subscriber not registered: 480.
+	if r := h.reply("127.0.0.1:7000", req("INVITE", "sip:dave@example.com", "someone@example.net", "dave@example.com", "")); status(r) != "404 Not Found" {
+		t.Fatalf("non-subscriber: %s", r)
+	}
+	if r := h.reply("127.0.0.1:7000", req("INVITE", "sip:carol@example.com", "someone@example.net", "carol@example.com", "")); status(r) != "480 Temporarily Unavailable" {
+		t.Fatalf("unregistered: %s", r)
+	}
+
+	// From a local subscriber: 407 first, then relayed.
+	r = h.reply("127.0.0.1:6100", req("INVITE", "sip:bob@example.com", "alice@example.com", "bob@example.com", ""))
+	if status(r) != "407 Proxy Authentication Required" {
+		t.Fatalf("local caller without credentials: %s", r)
+	}
+	inv = h.send("127.0.0.1:6100", req("INVITE", "sip:bob@example.com", "alice@example.com", "bob@example.com",
+		creds(r, "Proxy-Authorization", "alice", "alice-pw", "INVITE", "sip:bob@example.com")),
+		func(s sentMsg) bool { return strings.HasPrefix(s.data, "INVITE ") })
+	if inv.dst != phone {
+		t.Fatalf("authenticated call: %+v", inv)
+	}
+	// alice's credentials with bob in From: 403.
+	r = h.reply("127.0.0.1:6100", req("INVITE", "sip:carol@example.com", "bob@example.com", "carol@example.com", ""))
+	r = h.reply("127.0.0.1:6100", req("INVITE", "sip:carol@example.com", "bob@example.com", "carol@example.com",
+		creds(r, "Proxy-Authorization", "alice", "alice-pw", "INVITE", "sip:carol@example.com")))
+	if status(r) != "403 Forbidden" {
+		t.Fatalf("credentials of another user: %s", r)
+	}
+
+	// Another domain: refused from outside, relayed for an authenticated
+	// local subscriber.
+	if r := h.reply("127.0.0.1:7000", req("MESSAGE", "sip:x@127.0.0.2:5090", "someone@example.net", "x@127.0.0.2", "")); status(r) != "403 Relay Forbidden" {
+		t.Fatalf("relay for outsiders: %s", r)
+	}
+	r = h.reply("127.0.0.1:6100", req("MESSAGE", "sip:x@127.0.0.2:5090", "alice@example.com", "x@127.0.0.2", ""))
+	if status(r) != "407 Proxy Authentication Required" {
+		t.Fatalf("relay without credentials: %s", r)
+	}
+	msg := h.send("127.0.0.1:6100", req("MESSAGE", "sip:x@127.0.0.2:5090", "alice@example.com", "x@127.0.0.2",
+		creds(r, "Proxy-Authorization", "alice", "alice-pw", "MESSAGE", "sip:x@127.0.0.2:5090")),
+		func(s sentMsg) bool { return strings.HasPrefix(s.data, "MESSAGE ") })
+	if msg.dst != "127.0.0.2:5090" {
+		t.Fatalf("relay to another domain: %+v", msg)
+	}
+}
+
+func TestRegisterWithoutAuth(t *testing.T) {
+	h := newHarness(t, true, Options{RegisterWithoutAuth: true})
+	r := h.reply("127.0.0.1:6000", req("REGISTER", "sip:example.com", "anyone@example.com", "anyone@example.com", "Contact: <sip:anyone@127.0.0.1:6000>\r\n"))
+	if status(r) != "200 OK" {
+		t.Fatalf("REGISTER without auth: %s", r)
+	}
+	// Calls from local users still authenticate.
+	r = h.reply("127.0.0.1:6100", req("INVITE", "sip:anyone@example.com", "alice@example.com", "anyone@example.com", ""))
+	if status(r) != "407 Proxy Authentication Required" {
+		t.Fatalf("call: %s", r)
+	}
+}
+
+func TestWithoutModules(t *testing.T) {
+	h := newHarness(t, false, Options{})
+	for _, c := range []struct{ msg, want string }{
+		{req("REGISTER", "sip:example.com", "bob@example.com", "bob@example.com", ""), "501 Registrar Not Configured"},
+		{req("INVITE", "sip:bob@example.com", "someone@example.net", "bob@example.com", ""), "480 Temporarily Unavailable"},
+		{req("INVITE", "sip:x@127.0.0.2", "alice@example.com", "x@127.0.0.2", ""), "403 Authentication Not Configured"},
+		{req("OPTIONS", "sip:127.0.0.1", "someone@example.net", "127.0.0.1", ""), "200 OK"},
+	} {
+		if r := h.reply("127.0.0.1:7000", c.msg); status(r) != c.want {
+			t.Errorf("%s: %s", strings.SplitN(c.msg, "\r\n", 2)[0], status(r))
+		}
+	}
+}
