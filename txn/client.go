@@ -105,7 +105,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		if code == 100 || t.finalSent || t.canceled {
 			return
 		}
-		if !c.router.Reply(c.hook(x, s, e), b, m) {
+		if !c.callReply(c.hook(x, s, e), b, m) {
 			return
 		}
 		c.serverSend(s, e, c.buildUp(x, m), code)
@@ -140,7 +140,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 			s.StartTimer(e, &b.tRetr, kind|kD, msDur(c.t4)) // timer K
 		}
 	}
-	c.router.Reply(c.hook(x, s, e), b, m) // a final response always ends its branch
+	c.callReply(c.hook(x, s, e), b, m) // a final response always ends its branch
 	if !e.Live() {
 		return
 	}
@@ -227,7 +227,7 @@ func (c *Core) sendCancel(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b 
 	}
 	b.cancel = appendHopRequest(b.cancel[:0], &x.aux, "CANCEL", nil)
 	if c.local != nil {
-		c.local.Local(c.hook(x, s, e), b, parser.MethodCancel, b.cancel)
+		c.callLocal(c.hook(x, s, e), b, parser.MethodCancel, b.cancel)
 	}
 	b.cancelSent = true
 	b.cancelStart = s.Now()
@@ -249,7 +249,7 @@ func (c *Core) sendAck(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Br
 	}
 	b.ack = appendHopRequest(b.ack[:0], &x.aux, "ACK", resp.Get(parser.HdrTo))
 	if c.local != nil {
-		c.local.Local(c.hook(x, s, e), b, parser.MethodAck, b.ack)
+		c.callLocal(c.hook(x, s, e), b, parser.MethodAck, b.ack)
 	}
 	c.sendTo(b.l, b.dst, b.ack)
 }
@@ -300,7 +300,7 @@ func (c *Core) checkDone(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) {
 	if !t.canceled && !t.got6xx {
 		t.inFailure = true
 		best := c.bestMessage(x, e)
-		c.router.Failure(c.hook(x, s, e), best)
+		c.callFailure(c.hook(x, s, e), best)
 		t.inFailure = false
 		if !e.Live() || t.finalSent || t.pending > 0 {
 			return

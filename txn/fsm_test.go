@@ -753,3 +753,19 @@ func TestLocalRoute(t *testing.T) {
 		t.Fatalf("local route saw %q", lr.seen)
 	}
 }
+
+func TestRouterPanicIsContained(t *testing.T) {
+	h := newHarness(t, nil)
+	h.rt.request = func(r *Request) { panic("route bug") }
+	h.in(uacAddr, request("OPTIONS", "z9hG4bKpan", "pan@x", "sip:bob@127.0.0.1:5080", ""))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 500 Server Internal Error")
+	h.rt.request = nil
+	h.rt.failure = func(r *Request, best *parser.Message) { panic("failure route bug") }
+	h.in(uacAddr, request("OPTIONS", "z9hG4bKpan2", "pan2@x", "sip:bob@127.0.0.1:5080", ""))
+	fwd := h.snd.take()[0].data
+	h.in(uasAddr, respond(fwd, 404, "b"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 404 Not Found")
+	// the shard is not left locked
+	h.in(uacAddr, request("OPTIONS", "z9hG4bKpan3", "pan@x", "sip:bob@127.0.0.1:5080", ""))
+	h.only(h.snd.take(), toUAS+"OPTIONS sip:bob@127.0.0.1:5080 SIP/2.0")
+}

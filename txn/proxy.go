@@ -553,7 +553,7 @@ func (c *Core) sendBranch(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r 
 	ed := &x.bed
 	ed.Reset(&t.msg)
 	b.ed = ed
-	c.router.Branch(r, b)
+	c.callBranch(r, b)
 	b.ed = nil
 	if !b.dst.IsValid() || !c.allowed(b.dst.Addr()) {
 		c.stats.sendErrs.Add(1)

@@ -135,7 +135,7 @@ func (c *Core) retransmitted(e *shards.Entry[txn]) {
 // runRequest calls Router.Request with the shard locked, then makes sure
 // the request was dealt with: a route that did nothing gets a 500.
 func (c *Core) runRequest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Request) {
-	c.router.Request(r)
+	c.callRequest(r)
 	if !e.Live() || r.ref.Entry() == nil {
 		return
 	}
@@ -204,7 +204,7 @@ func (c *Core) onAck(x *ctx, p *transport.Packet) {
 	x.rs = routeState{ruri: x.rs.ruri[:0], loop: x.loop}
 	r := &x.hreq
 	*r = Request{Msg: m, Src: p.Src, Listener: p.Listener, Proto: p.Proto, Conn: p.Conn, c: c, st: &x.rs, x: x}
-	c.router.Request(r)
+	c.callRequest(r)
 }
 
 // onCancel: 200 to the CANCEL, CANCEL on every pending branch, 487 to the

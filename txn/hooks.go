@@ -1,0 +1,62 @@
+package txn
+
+import (
+	"runtime/debug"
+
+	"switchboard/parser"
+)
+
+// The Router is code outside the core, run with a shard locked. A panic in
+// it must not take the shard lock (and the process) with it: each call is
+// guarded, the panic logged with its stack, and the core goes on as if the
+// hook had done nothing more (a request then gets its 500).
+
+func (c *Core) hookPanicked(hook string, v any) {
+	c.cfg.Logger.Error("txn: router hook panicked", "hook", hook, "panic", v, "stack", string(debug.Stack()))
+}
+
+func (c *Core) callRequest(r *Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.hookPanicked("Request", v)
+		}
+	}()
+	c.router.Request(r)
+}
+
+func (c *Core) callBranch(r *Request, b *Branch) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.hookPanicked("Branch", v)
+		}
+	}()
+	c.router.Branch(r, b)
+}
+
+func (c *Core) callReply(r *Request, b *Branch, m *parser.Message) (keep bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.hookPanicked("Reply", v)
+			keep = true
+		}
+	}()
+	return c.router.Reply(r, b, m)
+}
+
+func (c *Core) callFailure(r *Request, best *parser.Message) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.hookPanicked("Failure", v)
+		}
+	}()
+	c.router.Failure(r, best)
+}
+
+func (c *Core) callLocal(r *Request, b *Branch, method parser.Method, req []byte) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.hookPanicked("Local", v)
+		}
+	}()
+	c.local.Local(r, b, method, req)
+}
