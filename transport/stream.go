@@ -283,7 +283,10 @@ type streams struct {
 	tcpAddrs   []string
 	tcpByLocal map[netip.AddrPort]*Listener
 	eng        gnet.Engine
-	engRunning bool
+	// engRunning is set once eng may be used. It is atomic because event
+	// loops already serve (and may dial) before startTCP returns; eng is
+	// written before the flag and read only after it is seen set.
+	engRunning atomic.Bool
 	engDone    chan error
 
 	// TLS.
@@ -384,7 +387,7 @@ func (t *Transport) stopStreams() {
 	for _, c := range s.table.snapshot(nil) {
 		c.close()
 	}
-	if s.engRunning {
+	if s.engRunning.Load() {
 		// Stop polls for completion every 500 ms; with a done context it
 		// only triggers the shutdown, and Rotate's return says it is over.
 		ctx, cancel := context.WithCancel(context.Background())
@@ -455,7 +458,7 @@ func (t *Transport) sendStream(l *Listener, dst netip.AddrPort, data []byte) err
 // dial registers an outbound connection in the dialing state and connects
 // in the background; sends queue on it meanwhile.
 func (s *streams) dial(l *Listener, dst netip.AddrPort, serverName string) (*streamConn, error) {
-	if l.Proto == TCP && !s.engRunning {
+	if l.Proto == TCP && !s.engRunning.Load() {
 		return nil, ErrNoListener
 	}
 	if l.Proto == TLS && s.tls == nil {

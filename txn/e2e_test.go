@@ -488,17 +488,8 @@ func TestSippLoop(t *testing.T) {
 	}
 }
 
-func skipTCPUnderRace(t *testing.T) {
-	if raceEnabled {
-		// transport/stream.go reads streams.engRunning in dial without
-		// synchronisation against Start; the race detector flags it.
-		t.Skip("TCP end-to-end skipped under -race: data race inside transport (streams.engRunning read in dial)")
-	}
-}
-
 func TestSippTCP(t *testing.T) {
 	needSipp(t)
-	skipTCPUnderRace(t)
 	p := startProxy(t, nil)
 	up := freePort(t, "tcp")
 	s := uas(t, "uas", "uas_answer.xml", up, "t1", 2)
@@ -510,7 +501,6 @@ func TestSippTCP(t *testing.T) {
 
 func TestSippUDPToTCP(t *testing.T) {
 	needSipp(t)
-	skipTCPUnderRace(t)
 	p := startProxy(t, nil)
 	up := freePort(t, "tcp")
 	s := uas(t, "uas", "uas_answer.xml", up, "t1", 2)
