@@ -67,6 +67,7 @@ func (s *server) startModules(env *routing.Env) error {
 		MinExpires:     rc.MinExpires.D(),
 		MaxExpires:     rc.MaxExpires.D(),
 		MaxContacts:    rc.MaxContacts,
+		MaxBytes:       int64(rc.MaxMemory) << 20,
 		Shards:         cfg.Limits.Shards,
 		Writer:         m.writer,
 		Logger:         s.log,

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"switchboard/shards"
 	"switchboard/store"
@@ -60,6 +61,10 @@ type Config struct {
 	// MaxContacts bounds the bindings of one address-of-record; a REGISTER
 	// that would exceed it gets 503 and changes nothing.
 	MaxContacts int
+	// MaxBytes caps the memory the bindings take (0: no cap). A REGISTER
+	// that would add bindings past it gets 503; refreshes and removals
+	// still work.
+	MaxBytes int64
 	// Shards is the number of table shards (0: automatic).
 	Shards int
 	// Writer, when set, receives every binding change (write-behind).
@@ -108,6 +113,16 @@ type binding struct {
 
 const timerExpire = 1
 
+// bytes is the memory the record's bindings hold beyond the entry.
+func (v *record) bytes() int {
+	n := cap(v.b) * int(unsafe.Sizeof(binding{}))
+	for i := range v.b[:cap(v.b)] {
+		b := &v.b[:cap(v.b)][i]
+		n += cap(b.contact) + cap(b.params) + cap(b.callID) + cap(b.instance) + cap(b.path) + cap(b.ua)
+	}
+	return n
+}
+
 // New creates a registrar. Call Load to fill it from the store and Close
 // when done.
 func New(cfg Config) (*Registrar, error) {
@@ -140,6 +155,7 @@ func New(cfg Config) (*Registrar, error) {
 	tbl, err := shards.New(shards.Config[record]{
 		Clock:     cfg.Clock,
 		Shards:    cfg.Shards,
+		MaxBytes:  cfg.MaxBytes,
 		MaxKeyLen: maxAOR,
 		OnTimer:   r.onTimer,
 		Reset: func(v *record) {
@@ -196,6 +212,7 @@ func (r *Registrar) Load(ctx context.Context, st *store.Store) (int, error) {
 		e, _, err := s.GetOrInsert(h, key)
 		if err == nil {
 			e.Value.b = append(e.Value.b, b)
+			s.Account(e, e.Value.bytes())
 			r.schedule(s, e)
 			n++
 		}

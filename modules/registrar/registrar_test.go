@@ -294,3 +294,37 @@ func invitesSent(ss []sent) []sent {
 	}
 	return out
 }
+
+func TestMemoryCap(t *testing.T) {
+	h := newHarness(t, Config{MaxBytes: 64 << 10, Shards: 1})
+	full := -1
+	for i := 0; i < 1000; i++ {
+		u := "user" + itoa(i)
+		resp := h.request("127.0.0.1:5062", register(u, "m"+u, 1, "Contact: <sip:"+u+"@127.0.0.1:5062>\r\n"))
+		if statusOf(resp) == "503 Registrar Full" {
+			full = i
+			break
+		}
+		if statusOf(resp) != "200 OK" {
+			t.Fatalf("user %d: %s", i, resp)
+		}
+	}
+	t.Logf("full after %d AORs", full)
+	if full < 10 {
+		t.Fatalf("cap reached after %d users", full)
+	}
+	st := h.reg.tbl.Stats()
+	if st.Bytes > 64<<10 {
+		t.Fatalf("accounted %d bytes over the 64 KiB cap", st.Bytes)
+	}
+	// Refreshes and removals still work when full.
+	if resp := h.request("127.0.0.1:5062", register("user0", "muser0", 2, "Contact: <sip:user0@127.0.0.1:5062>\r\n")); statusOf(resp) != "200 OK" {
+		t.Fatalf("refresh when full: %s", resp)
+	}
+	if resp := h.request("127.0.0.1:5062", register("user1", "muser1", 2, "Contact: *\r\nExpires: 0\r\n")); statusOf(resp) != "200 OK" {
+		t.Fatalf("removal when full: %s", resp)
+	}
+	if st := h.reg.Stats(); st.AORs != full-1 {
+		t.Fatalf("AORs %d, want %d", st.AORs, full-1)
+	}
+}

@@ -138,7 +138,7 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch) int {
 		var err error
 		if e, err = s.Insert(h, key); err != nil {
 			s.Unlock()
-			return reply(c, 500, "Server Internal Error", nil)
+			return reply(c, 503, "Registrar Full", nil)
 		}
 	}
 	if e != nil {
@@ -165,7 +165,19 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch) int {
 				s.Unlock()
 				return reply(c, 503, "Too Many Registered Contacts", nil)
 			}
+			// Reserve what new bindings may take before storing them, so
+			// the memory cap holds (a refresh reuses its buffers).
+			if grow := sc.growth(len(v.b), count, len(m.UserAgent()), len(callID)); grow > 0 {
+				if s.Account(e, v.bytes()+grow) != nil {
+					if len(v.b) == 0 {
+						s.Remove(e)
+					}
+					s.Unlock()
+					return reply(c, 503, "Registrar Full", nil)
+				}
+			}
 			r.apply(c, v, sc, key, callID, cseq, now)
+			s.Account(e, v.bytes())
 		}
 		sc.hdr = appendContacts(sc.hdr[:0], v.b, now)
 		r.schedule(s, e)
@@ -177,6 +189,22 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch) int {
 		sc.hdr = append(append(append(sc.hdr, "Path: "...), sc.path...), "\r\n"...)
 	}
 	return reply(c, 200, "OK", sc.hdr)
+}
+
+// growth estimates the bytes new bindings need: 0 when the count does not
+// grow (refreshes and replacements reuse buffers).
+func (sc *scratch) growth(have, count, ua, callID int) int {
+	if count <= have {
+		return 0
+	}
+	n := 0
+	for i := range sc.cs {
+		ci := &sc.cs[i]
+		if ci.expires > 0 {
+			n += len(ci.uri) + len(ci.params) + len(ci.instance) + len(sc.path) + ua + callID
+		}
+	}
+	return n + (count-have)*int(unsafe.Sizeof(binding{}))
 }
 
 // apply changes the bindings of v as sc.cs says. The shard is locked.

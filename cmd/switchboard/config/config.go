@@ -46,6 +46,8 @@ type Registrar struct {
 	MaxExpires     Duration `yaml:"max_expires"`
 	// MaxContacts bounds the bindings of one address-of-record.
 	MaxContacts int `yaml:"max_contacts"`
+	// MaxMemory caps the memory of the bindings, in MiB.
+	MaxMemory int `yaml:"max_memory"`
 }
 
 // Auth configures digest authentication.
@@ -191,6 +193,7 @@ func Default() *Config {
 			MinExpires:     Duration(time.Minute),
 			MaxExpires:     Duration(2 * time.Hour),
 			MaxContacts:    10,
+			MaxMemory:      1024,
 		},
 		Auth: Auth{
 			Register:      true,
@@ -344,6 +347,9 @@ func (c *Config) checkModules(fail func(key, format string, args ...any) error) 
 	}
 	if r.MaxContacts < 1 || r.MaxContacts > 1000 {
 		return fail("registrar.max_contacts", "must be between 1 and 1000, not %d", r.MaxContacts)
+	}
+	if r.MaxMemory < 1 || r.MaxMemory > 1<<20 {
+		return fail("registrar.max_memory", "must be between 1 and 1048576 (MiB), not %d", r.MaxMemory)
 	}
 	a := c.Auth
 	if len(a.Algorithms) == 0 {

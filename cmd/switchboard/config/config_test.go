@@ -138,6 +138,7 @@ registrar:
   min_expires: 30s
   max_expires: 1h
   max_contacts: 3
+  max_memory: 16
 auth:
   register: false
   algorithms: [MD5]
@@ -151,7 +152,7 @@ auth:
 		t.Fatal(err)
 	}
 	r, a := cfg.Registrar, cfg.Auth
-	if r.DefaultExpires.D() != 10*time.Minute || r.MinExpires.D() != 30*time.Second || r.MaxExpires.D() != time.Hour || r.MaxContacts != 3 {
+	if r.DefaultExpires.D() != 10*time.Minute || r.MinExpires.D() != 30*time.Second || r.MaxExpires.D() != time.Hour || r.MaxContacts != 3 || r.MaxMemory != 16 {
 		t.Errorf("registrar %+v", r)
 	}
 	if a.Register || len(a.Algorithms) != 1 || a.Algorithms[0] != "MD5" || a.NonceLifetime.D() != time.Minute ||
@@ -174,6 +175,7 @@ auth:
 		{"registrar:\n  default_expires: 3h\n", "x.yaml:2: registrar.default_expires: must be whole seconds between"},
 		{"registrar:\n  max_contacts: 0\n", "x.yaml:2: registrar.max_contacts: must be between 1 and 1000"},
 		{"registrar:\n  max_contact: 5\n", "x.yaml:2: registrar.max_contact: unknown key"},
+		{"registrar:\n  max_memory: 0\n", "x.yaml:2: registrar.max_memory: must be between 1 and 1048576"},
 		{"auth:\n  algorithms: []\n", "x.yaml:2: auth.algorithms: at least one of SHA-256, MD5"},
 		{"auth:\n  algorithms: [MD5, SHA-512]\n", `x.yaml:2: auth.algorithms[1]: unknown algorithm "SHA-512"`},
 		{"auth:\n  algorithms: [MD5, MD5]\n", "x.yaml:2: auth.algorithms[1]: MD5 is listed twice"},
