@@ -198,7 +198,7 @@ func TestE2ESigtermLetsCallsFinish(t *testing.T) {
 	go func() {
 		done <- runSipp(t, 30*time.Second, "-sf", "uac_call_hold.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
 			"-key", "ruri", "sip:callee@127.0.0.1:"+strconv.Itoa(uas),
-			"-rsa", "127.0.0.1:"+strconv.Itoa(srv.Port), "-d", "2000", "-m", "3", "-r", "20",
+			"-rsa", "127.0.0.1:"+strconv.Itoa(srv.Port), "-d", "1000", "-m", "3", "-r", "20",
 			"127.0.0.1:"+strconv.Itoa(uas))
 	}()
 	time.Sleep(800 * time.Millisecond) // the three calls are up

@@ -50,7 +50,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path, sets := configFlags(fs)
-	drain := fs.Duration("drain-timeout", 32*time.Second, "on SIGTERM, how long open transactions may take to finish")
+	drain := fs.Duration("drain-timeout", 32*time.Second, "on SIGTERM, the longest wait for open transactions and calls to finish")
+	quiet := fs.Duration("drain-quiet", 2*time.Second, "on SIGTERM, exit once no transaction is open and no request came for this long")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -72,7 +73,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		}
 		return 1
 	}
-	s.wait(*drain)
+	s.wait(*drain, *quiet)
 	return 0
 }
 
@@ -221,7 +222,7 @@ func tlsVersion(v string) uint16 {
 }
 
 // wait serves until SIGTERM or SIGINT, reloading on SIGHUP, then drains.
-func (s *server) wait(drain time.Duration) {
+func (s *server) wait(drain, quiet time.Duration) {
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sig)
@@ -230,26 +231,44 @@ func (s *server) wait(drain time.Duration) {
 			s.reload()
 			continue
 		}
-		s.log.Info("shutting down: refusing new requests, letting open transactions finish", "signal", v.String(), "bound", drain.String())
+		s.log.Info("shutting down: refusing new requests, letting open transactions and calls finish",
+			"signal", v.String(), "quiet", quiet.String(), "bound", drain.String())
 		s.mgmt.SetReady(false)
 		s.router.SetDraining(true)
-		deadline := time.Now().Add(drain)
-		for s.core.Stats().Transactions > 0 && time.Now().Before(deadline) {
-			select {
-			case v2 := <-sig:
-				if v2 != syscall.SIGHUP {
-					s.log.Warn("second signal: stopping now", "signal", v2.String())
-					deadline = time.Now()
-				}
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-		if n := s.core.Stats().Transactions; n > 0 {
-			s.log.Warn("drain bound reached; stopping with transactions open", "open", n)
-		}
+		s.drain(sig, drain, quiet)
 		s.stop()
 		s.log.Info("stopped")
 		return
+	}
+}
+
+// drain waits until no transaction is at work and no request has arrived
+// for the quiet period, or until the bound. The proxy keeps no dialog
+// state, so the quiet period is what lets a call that is up send its BYE
+// through this node (its Record-Route names it) before the node exits. A
+// second SIGTERM or SIGINT ends the wait at once.
+func (s *server) drain(sig <-chan os.Signal, bound, quiet time.Duration) {
+	deadline := time.Now().Add(bound)
+	lastReqs := s.core.Stats().Requests
+	lastChange := time.Now()
+	for time.Now().Before(deadline) {
+		if reqs := s.core.Stats().Requests; reqs != lastReqs {
+			lastReqs, lastChange = reqs, time.Now()
+		}
+		if s.core.Pending() == 0 && time.Since(lastChange) >= quiet {
+			return
+		}
+		select {
+		case v := <-sig:
+			if v != syscall.SIGHUP {
+				s.log.Warn("second signal: stopping now", "signal", v.String())
+				return
+			}
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if n := s.core.Pending(); n > 0 {
+		s.log.Warn("drain bound reached; stopping with transactions open", "open", n)
 	}
 }
 
