@@ -36,7 +36,7 @@ func (s *streams) startTCP() error {
 	select {
 	case eng := <-ev.ready:
 		s.eng = eng
-		s.engRunning = true
+		s.engRunning.Store(true)
 		return nil
 	case err := <-s.engDone:
 		return &ConfigError{"listeners", err}
