@@ -63,6 +63,24 @@ func (c *FailureCtx) Status() int {
 	return c.best.StatusCode()
 }
 
+// LocalCtx is what a local route sees: a request the proxy generated on
+// its own (a CANCEL for a pending branch, an ACK for a non-2xx final).
+type LocalCtx struct {
+	// Req is the original request the generated one belongs to; its
+	// actions must not be used from a local route.
+	Req    *Ctx
+	Branch Branch
+	method parser.Method
+	raw    []byte
+}
+
+// Method is the generated request's method (CANCEL or ACK).
+func (c *LocalCtx) Method() parser.Method { return c.method }
+
+// Raw is the generated request as it will be sent; read only, valid
+// during the call.
+func (c *LocalCtx) Raw() []byte { return c.raw }
+
 // Router adapts a route set to the transaction layer (it implements
 // txn.Router). Contexts are pooled: a route call allocates nothing.
 type Router struct {
@@ -131,6 +149,7 @@ type frame struct {
 	br  Branch
 	rc  ReplyCtx
 	fc  FailureCtx
+	lc  LocalCtx
 }
 
 func (rt *Router) get(r *txn.Request) *frame {
@@ -144,6 +163,7 @@ func (rt *Router) put(f *frame) {
 	f.br.b = nil
 	f.rc = ReplyCtx{}
 	f.fc = FailureCtx{}
+	f.lc = LocalCtx{}
 	rt.ctxs.Put(f)
 }
 
@@ -168,11 +188,35 @@ func (rt *Router) Request(r *txn.Request) {
 	f := rt.get(r)
 	if rt.calls.Add(1)%latencySample == 0 {
 		start := time.Now()
-		rt.routes.Request(&f.ctx)
+		rt.request(&f.ctx)
 		rt.latency.UpdateDuration(start)
 	} else {
-		rt.routes.Request(&f.ctx)
+		rt.request(&f.ctx)
 	}
+	rt.put(f)
+}
+
+// request runs the request route, handing a panic to the error route when
+// there is one (the transaction layer recovers it otherwise).
+func (rt *Router) request(c *Ctx) {
+	if rt.routes.Error != nil {
+		defer func() {
+			if v := recover(); v != nil {
+				rt.routes.Error(c, v)
+			}
+		}()
+	}
+	rt.routes.Request(c)
+}
+
+// Local implements txn.LocalRouter.
+func (rt *Router) Local(r *txn.Request, b *txn.Branch, method parser.Method, req []byte) {
+	if rt.routes.Local == nil {
+		return
+	}
+	f := rt.get(r)
+	f.lc = LocalCtx{Req: &f.ctx, Branch: Branch{b: b}, method: method, raw: req}
+	rt.routes.Local(&f.lc)
 	rt.put(f)
 }
 

@@ -44,6 +44,13 @@ type Routes struct {
 	// failure_route). It may add branches and Relay again (serial
 	// forking) or Reply; doing nothing forwards the best response.
 	Failure func(c *FailureCtx)
+	// Local runs for each CANCEL or ACK the proxy itself generates
+	// (OpenSIPS: local_route), before it is sent; it may only look.
+	Local func(c *LocalCtx)
+	// Error runs when a request route function panics (OpenSIPS:
+	// error_route): it gets the request and the panic value, logs or
+	// answers. A request it leaves unanswered gets 500 from the core.
+	Error func(c *Ctx, err any)
 }
 
 // Env is what route functions may use beside the message: the served

@@ -265,3 +265,53 @@ func BenchmarkRouteCall(b *testing.B) {
 		i++
 	}
 }
+
+func TestErrorRouteGetsPanics(t *testing.T) {
+	var got any
+	h := newHarness(t, &Routes{
+		Request: func(c *Ctx) { panic("route bug") },
+		Error: func(c *Ctx, err any) {
+			got = err
+			c.Reply(503, "Route Error")
+		},
+	}, "example.com")
+	h.receive([]byte(invite))
+	if got != "route bug" {
+		t.Fatalf("error route got %v", got)
+	}
+	if last := string(h.sent[len(h.sent)-1]); !strings.HasPrefix(last, "SIP/2.0 503 Route Error\r\n") {
+		t.Fatalf("reply sent:\n%s", last)
+	}
+}
+
+func TestLocalRouteSeesGeneratedCancel(t *testing.T) {
+	var methods []parser.Method
+	var raw string
+	h := newHarness(t, &Routes{
+		Request: func(c *Ctx) { c.Relay() },
+		Local: func(c *LocalCtx) {
+			methods = append(methods, c.Method())
+			raw = string(c.Raw())
+		},
+	}, "example.com")
+	inv := strings.Replace(invite, "sip:Alice@Example.COM:5070;transport=udp", "sip:alice@127.0.0.1:5080", 1)
+	h.receive([]byte(inv))
+	var relayed parser.Message
+	for _, m := range h.sent {
+		if strings.HasPrefix(string(m), "INVITE ") {
+			if err := relayed.Parse(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !relayed.IsRequest() {
+		t.Fatal("INVITE not relayed")
+	}
+	ringing := parser.AppendResponse(nil, &relayed, 180, nil, []byte("uas1"))
+	h.core.HandleMessage(&transport.Packet{Data: ringing, Src: netip.MustParseAddrPort("127.0.0.1:5080"), Listener: &h.l, Proto: transport.UDP})
+	cancel := strings.Replace(strings.Replace(inv, "INVITE sip:", "CANCEL sip:", 1), "CSeq: 7 INVITE", "CSeq: 7 CANCEL", 1)
+	h.receive([]byte(cancel))
+	if len(methods) != 1 || methods[0] != parser.MethodCancel || !strings.HasPrefix(raw, "CANCEL sip:alice@127.0.0.1:5080 SIP/2.0\r\n") {
+		t.Fatalf("local route saw %v:\n%s", methods, raw)
+	}
+}
