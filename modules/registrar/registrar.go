@@ -204,7 +204,7 @@ func (r *Registrar) Load(ctx context.Context, st *store.Store) (int, error) {
 		b.proto, b.src = parseAddr(sb.Received)
 		_, b.socket = parseAddr(sb.Socket)
 		b.nat = sb.Flags&flagNAT != 0
-		b.params = []byte(paramsFromFlags(sb))
+		b.params = []byte(storedParams(sb))
 		key := []byte(sb.AOR)
 		h := shards.Sum(key)
 		s := r.tbl.Shard(h)
@@ -224,9 +224,10 @@ func (r *Registrar) Load(ctx context.Context, st *store.Store) (int, error) {
 // Stored flags.
 const flagNAT = 1
 
-// paramsFromFlags: the contact parameters are not a store column; the ones
-// that matter on the wire (+sip.instance, reg-id) are rebuilt from theirs.
-func paramsFromFlags(sb *store.Binding) string {
+// storedParams rebuilds the contact parameters that matter on the wire
+// (+sip.instance, reg-id) from their store columns; the parameters
+// themselves are not stored.
+func storedParams(sb *store.Binding) string {
 	p := ""
 	if sb.Instance != "" {
 		p = `+sip.instance="` + sb.Instance + `"`
