@@ -100,6 +100,14 @@ func run() int {
 		return 0 // unreachable: pinSelf execs
 	}
 
+	// sipp wants more descriptors than calls held (50,000 in the
+	// concurrency scenario); children inherit the limit.
+	var rl syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil && rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+	}
+
 	root, err := repoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sipbench:", err)
@@ -266,8 +274,8 @@ func (b *bench) runShort(rate int, d time.Duration) int {
 	defer s.stop()
 	n := int(float64(rate) * d.Seconds())
 	st := b.relayStep(s, rate, n)
-	fmt.Fprintf(b.out, "calls %d, ok %d, failed %d (UAS %d), retransmissions %d, unexpected %d\n",
-		st.Target, st.OK, st.Failed, st.UASFailed, st.Retrans, st.Unexpect)
+	fmt.Fprintf(b.out, "calls %d, ok %d, failed %d (UAS %d), retransmissions %d, unexpected %d, UDP drops %d (at the proxy %d)\n",
+		st.Target, st.OK, st.Failed, st.UASFailed, st.Retrans, st.Unexpect, st.Drops, st.ProxyDrops)
 	fmt.Fprintf(b.out, "proxy CPU %s per call (%.0f%% of its core), sipp CPU %.0f%% of its core, wall %.1fs, proxy PSS %s, VmHWM %s\n",
 		us(st.cpuPerUnit()), 100*st.proxyLoad(), 100*st.sippLoad(), st.Wall.Seconds(), mib(st.Mem.PSS), mib(st.Mem.HWM))
 	if st.Failed > 0 || st.UASFailed > 0 || st.OK != n {

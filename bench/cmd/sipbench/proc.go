@@ -396,3 +396,23 @@ func udpRcvbufErrors() int64 {
 	}
 	return 0
 }
+
+// udpPortDrops sums the drops column of /proc/net/udp for the sockets bound
+// to 127.0.0.1:port (several when a server opens one socket per worker).
+func udpPortDrops(port int) int64 {
+	data, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return 0
+	}
+	want := fmt.Sprintf("0100007F:%04X", port)
+	var sum int64
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 13 || f[1] != want {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[len(f)-1], 10, 64)
+		sum += v
+	}
+	return sum
+}

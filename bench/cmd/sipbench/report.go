@@ -52,9 +52,10 @@ func ratio(sb, kam float64) string {
 }
 
 // stepAt returns the rung at rate, if run.
+// A retried rung is there twice; the last run counts.
 func stepAt(res scenarioResult, rate int) (step, bool) {
-	for _, s := range res.Steps {
-		if s.Rate == rate {
+	for i := len(res.Steps) - 1; i >= 0; i-- {
+		if s := res.Steps[i]; s.Rate == rate {
 			return s, true
 		}
 	}
@@ -309,8 +310,8 @@ func (r *report) markdown() string {
 		"proxy and sipp % are CPU time over wall time of the rung for the proxy (all its processes) and for the sipp " +
 		"processes (UAC + UAS, all on the other core); core 0/1 busy is how busy the proxy's and sipp's cores were " +
 		"in all (/proc/stat), other processes included; UDP drops is the kernel's RcvbufErrors count over the rung " +
-		"(datagrams dropped for a full socket receive buffer, any socket).\n\n")
-	sb.WriteString("| scenario | server | rate/s | units | ok | failed | retrans | unexpected | UDP drops | proxy CPU/unit | proxy | sipp | core 0/1 busy | PSS | verdict |\n")
+		"(datagrams dropped for a full socket receive buffer, any socket), in brackets those dropped at the proxy's socket.\n\n")
+	sb.WriteString("| scenario | server | rate/s | units | ok | failed | retrans | unexpected | UDP drops (at proxy) | proxy CPU/unit | proxy | sipp | core 0/1 busy | PSS | verdict |\n")
 	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, sc := range r.order {
 		for _, srv := range r.servers {
@@ -331,8 +332,8 @@ func (r *report) markdown() string {
 				if !s.Pass {
 					verdict = "FAIL: " + cut(s.Why, 80)
 				}
-				fmt.Fprintf(&sb, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %s | %.0f%% | %.0f%% | %.0f%% / %.0f%% | %s | %s |\n",
-					label, srv, s.Rate, s.Target, s.OK, s.Failed, s.Retrans, s.Unexpect, s.Drops, us(s.cpuPerUnit()),
+				fmt.Fprintf(&sb, "| %s | %s | %d | %d | %d | %d | %d | %d | %d (%d) | %s | %.0f%% | %.0f%% | %.0f%% / %.0f%% | %s | %s |\n",
+					label, srv, s.Rate, s.Target, s.OK, s.Failed, s.Retrans, s.Unexpect, s.Drops, s.ProxyDrops, us(s.cpuPerUnit()),
 					100*s.proxyLoad(), 100*s.sippLoad(), 100*s.ProxyCore, 100*s.LoadCore, mib(s.Mem.PSS), verdict)
 			}
 		}
@@ -391,16 +392,20 @@ func (r *report) markdown() string {
 // machineInfo describes the machine and the versions measured.
 func machineInfo(b *bench) []string {
 	var out []string
-	model := ""
+	// Counted from /proc/cpuinfo: runtime.NumCPU and nproc see only the
+	// runner's own affinity (one core).
+	model, cores := "", 0
 	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(data), "\n") {
 			if strings.HasPrefix(l, "model name") {
-				model = strings.TrimSpace(l[strings.Index(l, ":")+1:])
-				break
+				cores++
+				if model == "" {
+					model = strings.TrimSpace(l[strings.Index(l, ":")+1:])
+				}
 			}
 		}
 	}
-	out = append(out, fmt.Sprintf("CPU: %s, %d cores online (nproc)", model, runtime.NumCPU()))
+	out = append(out, fmt.Sprintf("CPU: %s, %d cores", model, cores))
 	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
 		out = append(out, "memory: "+strings.TrimSpace(strings.SplitN(string(data), "\n", 2)[0]))
 	}
@@ -454,8 +459,8 @@ func (b *bench) printStep(sc scenario, s *server, label string, st step) {
 	if label != "" {
 		label += " "
 	}
-	fmt.Fprintf(b.out, "   %s%5d/s %6d %s: ok %d failed %d retrans %d unexp %d drops %d | proxy %s/%s (%.0f%%) sipp %.0f%% | cores %.0f%%/%.0f%% | PSS %s | %s\n",
-		label, st.Rate, st.Target, unit+"s", st.OK, st.Failed, st.Retrans, st.Unexpect, st.Drops, us(st.cpuPerUnit()), unit,
+	fmt.Fprintf(b.out, "   %s%5d/s %6d %s: ok %d failed %d retrans %d unexp %d drops %d (proxy %d) | proxy %s/%s (%.0f%%) sipp %.0f%% | cores %.0f%%/%.0f%% | PSS %s | %s\n",
+		label, st.Rate, st.Target, unit+"s", st.OK, st.Failed, st.Retrans, st.Unexpect, st.Drops, st.ProxyDrops, us(st.cpuPerUnit()), unit,
 		100*st.proxyLoad(), 100*st.sippLoad(), 100*st.ProxyCore, 100*st.LoadCore, mib(st.Mem.PSS), v)
 	if st.Failed > 0 && st.Errors != "" {
 		fmt.Fprintln(b.out, "     sipp:", cut(st.Errors, 300))

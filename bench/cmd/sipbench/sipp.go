@@ -170,10 +170,24 @@ func (s *sipp) errorSample(n int) string {
 		return ""
 	}
 	defer f.Close()
+	// sipp writes events on one line each, messages on several; leave out
+	// the events that are not failures.
 	var out []string
+	skip := false
 	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() && len(out) < n {
-		out = append(out, sc.Text())
+		l := sc.Text()
+		if strings.Contains(l, "The following events occurred") {
+			continue
+		}
+		if strings.Contains(l, "\t") { // a new timestamped event
+			skip = strings.Contains(l, "Maximum number of open sockets") ||
+				strings.Contains(l, "Overload warning") || strings.Contains(l, "Continuing call on unexpected")
+		}
+		if !skip {
+			out = append(out, l)
+		}
 	}
 	return strings.Join(out, "\n")
 }
