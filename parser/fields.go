@@ -9,12 +9,17 @@ type CSeq struct {
 }
 
 func parseCSeq(v []byte, c *CSeq) bool {
+	// 1*DIGIT below 2^32, accumulated in the one pass that finds its end.
 	i := 0
-	for i < len(v) && digitTab[v[i]] {
+	var n uint64
+	for i < len(v) && v[i]-'0' <= 9 {
+		n = n*10 + uint64(v[i]-'0')
+		if n > 1<<32-1 {
+			return false
+		}
 		i++
 	}
-	n, ok := parseUint(v[:i], 1<<32-1)
-	if !ok {
+	if i == 0 {
 		return false
 	}
 	j := skipLWS(v, i)

@@ -138,9 +138,16 @@ func (m *Message) Parse(b []byte) error {
 	i += nl + 1
 
 	// Header lines: name [SP/HT] ":" value. A line continues while the next
-	// one starts with SP or HT.
+	// one starts with SP or HT. The common case (a name of 2-23 bytes
+	// followed directly by the colon, a line within 32 bytes of its value)
+	// makes no call: the name and the line end are found eight bytes at a
+	// time, and the name is looked up from the words already loaded.
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	const colons = 0x3a3a3a3a3a3a3a3a
+	nh := 0
 	for {
 		if i >= len(b) {
+			st.nh = nh
 			return m.fail(KindNoHeaderEnd, i, HdrOther)
 		}
 		if c0 := b[i]; c0 == '\r' || c0 == '\n' {
@@ -155,10 +162,40 @@ func (m *Message) Parse(b []byte) error {
 				break
 			}
 		}
-		if st.nh == MaxHeaders {
+		if nh == MaxHeaders {
+			st.nh = nh
 			return m.fail(KindTooManyHeaders, i, HdrOther)
 		}
-		c, nameEnd, name := scanName(b, i)
+		c, nameEnd, name := -1, 0, HdrOther
+		if i+24 <= len(b) {
+			w := b[i : i+24 : i+24]
+			w0 := binary.LittleEndian.Uint64(w[0:8])
+			x := w0 ^ colons
+			if t := (x - ones) &^ x & highs; t != 0 {
+				n := bits.TrailingZeros64(t) >> 3
+				if n > 1 && w[n-1] != ' ' && w[n-1] != '\t' {
+					c, nameEnd, name = i+n, i+n, matchShort(n, w0)
+				} else if n == 1 && w[0] > ' ' {
+					c, nameEnd = i+1, i+1
+					if l := w0 | 0x20; byte(l) >= 'a' && byte(l) <= 'z' {
+						name = compactNames[byte(l)-'a']
+					}
+				}
+			} else {
+				w1 := binary.LittleEndian.Uint64(w[8:16])
+				x = w1 ^ colons
+				if t := (x - ones) &^ x & highs; t != 0 {
+					n := 8 + bits.TrailingZeros64(t)>>3
+					if w[n-1] != ' ' && w[n-1] != '\t' {
+						c, nameEnd, name = i+n, i+n, matchName(n, w0, w1, 0)
+					}
+				}
+			}
+		}
+		if c < 0 {
+			// Short buffer, long name, SP before the colon, no colon.
+			c, nameEnd, name = scanName(b, i)
+		}
 		j := c + 1
 		if c < 0 {
 			j = i
@@ -166,9 +203,11 @@ func (m *Message) Parse(b []byte) error {
 		for {
 			n := bytes.IndexByte(b[j:], '\n')
 			if n < 0 {
+				st.nh = nh
 				return m.fail(KindNoHeaderEnd, len(b), HdrOther)
 			}
-			j += n + 1
+			j += n
+			j++ // past the LF
 			if j >= len(b) || (b[j] != ' ' && b[j] != '\t') {
 				break
 			}
@@ -184,29 +223,36 @@ func (m *Message) Parse(b []byte) error {
 			continue
 		}
 		vs, ve := c+1, j-1 // j-1 is the LF
-		if b[ve-1] == '\r' && ve > vs {
-			ve--
-		}
-		// Usually one SP after the colon and nothing before the CRLF.
-		if vs < ve && b[vs] == ' ' {
+		if v := b[vs:ve]; len(v) >= 3 && v[len(v)-1] == '\r' && v[0] == ' ' && !lwsTab[v[1]] && !lwsTab[v[len(v)-2]] {
+			// The usual ": value\r\n": one SP, nothing to trim.
 			vs++
-		}
-		if vs < ve && lwsTab[b[vs]] {
-			vs = skipLWS(b[:ve], vs)
-		}
-		for ve > vs && lwsTab[b[ve-1]] {
 			ve--
+		} else {
+			if b[ve-1] == '\r' && ve > vs {
+				ve--
+			}
+			if vs < ve && b[vs] == ' ' {
+				vs++
+			}
+			if vs < ve && lwsTab[b[vs]] {
+				vs = skipLWS(b[:ve], vs)
+			}
+			for ve > vs && lwsTab[b[ve-1]] {
+				ve--
+			}
 		}
-		m.hdrs[st.nh] = hdr{name: name, start: int32(i), nameEnd: int32(nameEnd), vs: int32(vs), ve: int32(ve), end: int32(j)}
-		st.nh++
+		x := &m.hdrs[nh]
+		x.name, x.start, x.nameEnd, x.vs, x.ve, x.end = name, int32(i), int32(nameEnd), int32(vs), int32(ve), int32(j)
+		nh++
 		if st.first[name] == 0 {
-			st.first[name] = uint8(st.nh)
+			st.first[name] = uint8(nh)
 		}
 		if st.count[name] < 255 {
 			st.count[name]++
 		}
 		i = j
 	}
+	st.nh = nh
 	st.hdrEnd = i
 
 	// Framing: Content-Length decides where the body ends.
@@ -334,21 +380,28 @@ func (m *Message) parseStartLine(line []byte, off int) *Error {
 }
 
 // single returns the only header named h, nil if absent, and fails with
-// KindDuplicateHeader when there are several.
+// KindDuplicateHeader when there are several. Small enough to be inlined;
+// the duplicate search is out of line.
 func (m *Message) single(h HeaderName) (*hdr, *Error) {
 	f := m.st.first[h]
 	if f == 0 {
 		return nil, nil
 	}
-	x := &m.hdrs[f-1]
 	if m.st.count[h] > 1 {
-		for k := int(f); k < m.st.nh; k++ {
-			if m.hdrs[k].name == h {
-				return nil, m.failHdr(KindDuplicateHeader, &m.hdrs[k])
-			}
+		return nil, m.duplicate(h, int(f))
+	}
+	return &m.hdrs[f-1], nil
+}
+
+// duplicate fails with KindDuplicateHeader on the second header named h,
+// the first being at index f-1.
+func (m *Message) duplicate(h HeaderName, f int) *Error {
+	for k := f; k < m.st.nh; k++ {
+		if m.hdrs[k].name == h {
+			return m.failHdr(KindDuplicateHeader, &m.hdrs[k])
 		}
 	}
-	return x, nil
+	return nil
 }
 
 // parseCore parses the headers every message needs on the hot path: the
@@ -365,32 +418,33 @@ func (m *Message) parseCore() error {
 		}
 		st.viaEnd = n
 	}
-	for _, h := range [2]HeaderName{HdrFrom, HdrTo} {
-		x, e := m.single(h)
-		if e != nil {
-			return e
-		}
-		if x == nil {
-			continue
-		}
-		na := &st.from
-		if h == HdrTo {
-			na = &st.to
-		}
-		n, ok := parseNameAddr(b[:x.ve], int(x.vs), na)
+	x, e := m.single(HdrFrom)
+	if e != nil {
+		return e
+	}
+	if x != nil {
+		n, ok := parseNameAddr(b[:x.ve], int(x.vs), &st.from)
 		if !ok || n != int(x.ve) {
 			return m.failHdr(KindBadHeader, x)
 		}
 	}
-	x, e := m.single(HdrCallID)
-	if e != nil {
+	if x, e = m.single(HdrTo); e != nil {
+		return e
+	}
+	if x != nil {
+		n, ok := parseNameAddr(b[:x.ve], int(x.vs), &st.to)
+		if !ok || n != int(x.ve) {
+			return m.failHdr(KindBadHeader, x)
+		}
+	}
+	if x, e = m.single(HdrCallID); e != nil {
 		return e
 	}
 	if x != nil {
 		// Only emptiness is checked here; Validate checks the characters.
 		// The Call-ID is an opaque key for the transaction layer.
 		st.callID = b[x.vs:x.ve]
-		if len(st.callID) == 0 {
+		if x.vs == x.ve {
 			return m.failHdr(KindBadHeader, x)
 		}
 	}
@@ -412,12 +466,15 @@ func (m *Message) parseCore() error {
 		}
 		st.maxFwd, st.hasMF = int(n), true
 	}
-	for _, h := range [5]HeaderName{HdrTo, HdrFrom, HdrCallID, HdrCSeq, HdrVia} {
-		if st.first[h] == 0 {
-			return m.fail(KindMissingHeader, st.hdrEnd, h)
+	if st.first[HdrTo] == 0 || st.first[HdrFrom] == 0 || st.first[HdrCallID] == 0 ||
+		st.first[HdrCSeq] == 0 || st.first[HdrVia] == 0 {
+		for _, h := range [5]HeaderName{HdrTo, HdrFrom, HdrCallID, HdrCSeq, HdrVia} {
+			if st.first[h] == 0 {
+				return m.fail(KindMissingHeader, st.hdrEnd, h)
+			}
 		}
 	}
-	if st.request && !bytes.Equal(st.cseq.MethodRaw, st.line1[0]) {
+	if st.request && string(st.cseq.MethodRaw) != string(st.line1[0]) {
 		e := m.failHdr(KindCSeqMismatch, &m.hdrs[st.first[HdrCSeq]-1])
 		if st.method == MethodOther {
 			e.Code = 501

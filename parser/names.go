@@ -202,13 +202,17 @@ var compactNames = [26]HeaderName{
 	'y' - 'a': HdrIdentity,
 }
 
-// The full names are found through a hash of the case-folded first eight
-// bytes and the length, into buckets of candidates, then a comparison
-// eight bytes at a time: (word | fold) & keep == lower, where fold has 0x20
-// on letter positions only, so letters match either case and every other
-// byte matches exactly. Parse hands over the words it already loaded while
-// looking for the colon, so a header name is read once.
-const hashBits = 7
+// The full names are found through a perfect hash of the case-folded
+// first eight bytes and the length (no two known names share a slot, which
+// init checks), then one comparison eight bytes at a time: (word | fold) &
+// keep == lower, where fold has 0x20 on letter positions only, so letters
+// match either case and every other byte matches exactly. Parse hands over
+// the words it already loaded while looking for the colon, so a header name
+// is read once.
+const (
+	hashBits = 8
+	hashMult = 0x98e09052e5853c3f // found by trying multipliers until no slot is shared
+)
 
 type nameKey struct {
 	n     int
@@ -217,18 +221,19 @@ type nameKey struct {
 	keep  [3]uint64
 }
 
-// hashTab holds up to three HeaderNames per bucket (HdrOther = empty); keys
-// is indexed by HeaderName. Both stay small enough for L1.
+// hashTab holds the one HeaderName of each slot (HdrOther = empty); keys is
+// indexed by HeaderName, and keys[HdrOther] matches nothing (n = 0). Both
+// stay small enough for L1.
 var (
-	hashTab   [1 << hashBits][3]HeaderName
+	hashTab   [1 << hashBits]HeaderName
 	keys      [numHeaderNames]nameKey
 	lowerName [numHeaderNames]string
 	keepBytes [9]uint64 // keepBytes[k] keeps the low k bytes of a word
 )
 
-func nameHash(n int, w0 uint64) int {
-	fw := (w0 | 0x2020202020202020) & keepBytes[min(n, 8)]
-	return int(((fw ^ uint64(n)) * 0x9E3779B97F4A7C15) >> (64 - hashBits))
+func nameHash(n int, w0 uint64) uint {
+	fw := (w0 | 0x2020202020202020) & keepBytes[min(uint(n), 8)]
+	return uint(((fw ^ uint64(n)) * hashMult) >> (64 - hashBits))
 }
 
 func init() {
@@ -237,8 +242,8 @@ func init() {
 	}
 	for h := HdrVia; h < numHeaderNames; h++ {
 		s := headerNames[h]
-		if len(s) > 24 {
-			panic("parser: header name longer than 24 bytes: " + s)
+		if len(s) < 2 || len(s) > 24 {
+			panic("parser: header name not 2-24 bytes long: " + s)
 		}
 		key := nameKey{n: len(s)}
 		low := make([]byte, len(s))
@@ -257,17 +262,10 @@ func init() {
 		lowerName[h] = string(low)
 		keys[h] = key
 		k := nameHash(len(s), key.lower[0])
-		placed := false
-		for j := range hashTab[k] {
-			if hashTab[k][j] == HdrOther {
-				hashTab[k][j] = h
-				placed = true
-				break
-			}
+		if hashTab[k] != HdrOther {
+			panic("parser: header name hash collision: " + s + ", " + headerNames[hashTab[k]])
 		}
-		if !placed {
-			panic("parser: header name hash bucket overflow for " + s)
-		}
+		hashTab[k] = h
 	}
 }
 
@@ -286,19 +284,25 @@ func load8(b []byte, i int) uint64 {
 }
 
 // matchName finds the known header of length n (2..24) whose bytes are the
-// words w0, w1, w2 (bytes past n are ignored).
+// words w0, w1, w2 (bytes past n are ignored; w1 and w2 may be 0 when n is
+// at most 8 or 16).
 func matchName(n int, w0, w1, w2 uint64) HeaderName {
-	for _, h := range &hashTab[nameHash(n, w0)] {
-		if h == HdrOther {
-			break
-		}
-		c := &keys[h]
-		if c.n != n || (w0|c.fold[0])&c.keep[0] != c.lower[0] {
-			continue
-		}
-		if n <= 8 || (w1|c.fold[1])&c.keep[1] == c.lower[1] && (w2|c.fold[2])&c.keep[2] == c.lower[2] {
-			return h
-		}
+	h := hashTab[nameHash(n, w0)]
+	c := &keys[h]
+	if c.n == n && (w0|c.fold[0])&c.keep[0] == c.lower[0] &&
+		(w1|c.fold[1])&c.keep[1] == c.lower[1] && (w2|c.fold[2])&c.keep[2] == c.lower[2] {
+		return h
+	}
+	return HdrOther
+}
+
+// matchShort is matchName for a name of at most 8 bytes, small enough to
+// be inlined into the header loop.
+func matchShort(n int, w0 uint64) HeaderName {
+	h := hashTab[nameHash(n, w0)]
+	c := &keys[h]
+	if c.n == n && (w0|c.fold[0])&c.keep[0] == c.lower[0] {
+		return h
 	}
 	return HdrOther
 }
