@@ -12,12 +12,17 @@ func (e *Env) Module(name string) any {
 
 // Resume runs fn with a context on r, a handle returned by Ctx.Suspend,
 // from the goroutine that finished the work the route waited for (a
-// credential lookup on disk, for example). The context is built for this
-// one call; it is not pooled, since resuming is the slow path.
-func Resume(env *Env, r *txn.Request, fn func(c *Ctx)) {
-	c := &Ctx{}
-	c.reset(r, env)
-	fn(c)
+// credential lookup on disk, for example). It goes through
+// txn.Request.Resume: the transaction is locked and checked to be alive
+// first, so a continuation that comes after the transaction timed out is
+// not run (the result is txn.ErrNoTransaction). The context is built for
+// this one call; it is not pooled, since resuming is the slow path.
+func Resume(env *Env, r *txn.Request, fn func(c *Ctx)) error {
+	return r.Resume(func(h *txn.Request) {
+		c := &Ctx{}
+		c.reset(h, env)
+		fn(c)
+	})
 }
 
 // Txn is the transaction layer's branch, for what this vocabulary lacks

@@ -1,6 +1,9 @@
 package txn
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestPendingCountsOnlyTransactionsAtWork(t *testing.T) {
 	h := newHarness(t, nil)
@@ -33,5 +36,52 @@ func TestPendingCountsOnlyTransactionsAtWork(t *testing.T) {
 	}
 	if n := h.core.Stats().Transactions; n == 0 {
 		t.Fatal("finished transactions should linger to absorb retransmissions")
+	}
+}
+
+func TestResumeRunsLockedAndCarriesEdits(t *testing.T) {
+	h := newHarness(t, nil)
+	done := make(chan error)
+	h.rt.request = func(r *Request) {
+		r.Editor().AddHeader("X-Before", []byte("1"))
+		held := r.Suspend()
+		go func() {
+			done <- held.Resume(func(r *Request) {
+				if string(r.Msg.CallID()) != "rs@x" {
+					t.Errorf("resumed on the wrong message: %q", r.Msg.CallID())
+				}
+				r.Editor().AddHeader("X-After", []byte("2"))
+				if err := r.Relay(); err != nil {
+					t.Error(err)
+				}
+			})
+		}()
+	}
+	h.in(uacAddr, request("MESSAGE", "z9hG4bKrs", "rs@x", "sip:bob@127.0.0.1:5080", ""))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	msgs := h.snd.take()
+	h.only(msgs, toUAS+"MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0")
+	if header(msgs[0].data, "X-Before") != "1" || header(msgs[0].data, "X-After") != "2" {
+		t.Fatalf("edits lost:\n%s", msgs[0].data)
+	}
+}
+
+// A continuation that comes after the transaction timed out and its entry
+// was reused must not run on the new transaction.
+func TestResumeAfterTimeoutDoesNotRun(t *testing.T) {
+	h := newHarness(t, nil)
+	var held *Request
+	h.rt.request = func(r *Request) { held = r.Suspend() }
+	h.in(uacAddr, request("MESSAGE", "z9hG4bKro1", "ro1@x", "sip:bob@127.0.0.1:5080", ""))
+	h.advance(32 * time.Second) // 408
+	h.advance(32 * time.Second) // gone
+	h.rt.request = func(r *Request) { r.Reply(200, "") }
+	h.in(uacAddr, request("MESSAGE", "z9hG4bKro2", "ro1@x", "sip:bob@127.0.0.1:5080", "")) // likely reuses the entry
+	h.snd.take()
+	ran := false
+	if err := held.Resume(func(*Request) { ran = true }); err != ErrNoTransaction || ran {
+		t.Fatalf("Resume after the end: err %v, ran %v", err, ran)
 	}
 }

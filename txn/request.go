@@ -275,14 +275,19 @@ func (r *Request) Drop() {
 
 // Suspend tells the core the route will act later, after work done off
 // the receive path, by calling Reply or Relay on the returned handle from
-// any goroutine. The handle stays valid until the transaction ends (its
-// methods then return ErrNoTransaction). Nil for an ACK.
+// any goroutine, or better through Resume, which also makes reading Msg
+// safe. The handle refers to this transaction only: once it ended, its
+// methods return ErrNoTransaction. Nil for an ACK.
 func (r *Request) Suspend() *Request {
 	r.st.acted |= actSuspend
 	if r.t == nil {
 		return nil
 	}
-	h := &r.t.handle
+	// The handle is allocated, not kept in the pooled entry: it must stay
+	// a handle on this transaction even after the entry is reused, so that
+	// a late continuation is refused (the Ref's generation check) instead
+	// of acting on another request. Suspending is the slow path.
+	h := new(Request)
 	*h = *r
 	h.x, h.locked = nil, false
 	if r.st.edUsed {
@@ -290,6 +295,39 @@ func (r *Request) Suspend() *Request {
 		*h.editor() = r.x.red
 	}
 	return h
+}
+
+// Resume continues a suspended request. Call it on the handle Suspend
+// returned, from any goroutine, when the work the route waited for is
+// done: it locks the transaction's shard, checks that the transaction is
+// still alive (it may have timed out, and its pooled entry been reused,
+// while the route waited), and runs fn with a handle that behaves as
+// inside a hook: Msg is safe to read and every action works. Edits made
+// before Suspend carry over. When the transaction has ended it returns
+// ErrNoTransaction without calling fn.
+func (r *Request) Resume(fn func(h *Request)) error {
+	if r.t == nil || r.c == nil {
+		return ErrStateless
+	}
+	s := r.ref.Shard()
+	x := r.c.getCtx()
+	s.Lock()
+	defer func() {
+		s.Unlock()
+		r.c.putCtx(x)
+	}()
+	e := r.ref.Entry()
+	if e == nil {
+		return ErrNoTransaction
+	}
+	t := &e.Value
+	if t.rs.edUsed && t.ed != nil {
+		x.red = *t.ed
+	}
+	var h Request
+	h.bind(r.c, r.ref, t, x)
+	fn(&h)
+	return nil
 }
 
 // Relay relays the request statefully: one branch to the Request-URI (or

@@ -77,13 +77,12 @@ type txn struct {
 	tG, tH  shards.Timer
 	pending int // branches in bResolving..bProceeding
 
-	src    netip.AddrPort
-	conn   transport.ConnID
-	rs     routeState
-	handle Request        // the handle Suspend returns
-	ed     *parser.Editor // the route's editor for a suspended handle
-	nbr    int
-	br     [MaxBranches]Branch
+	src  netip.AddrPort
+	conn transport.ConnID
+	rs   routeState
+	ed   *parser.Editor // the route's editor for a suspended handle
+	nbr  int
+	br   [MaxBranches]Branch
 
 	// Branch URIs added by the route and not sent yet.
 	uris  []byte
