@@ -386,3 +386,31 @@ func TestWriterDatabaseGone(t *testing.T) {
 		t.Fatalf("GetSubscriber on a closed store = %v", err)
 	}
 }
+
+// Operations arriving within the linger time share one transaction; with
+// no linger each commits on its own.
+func TestWriterLingerGathersOperations(t *testing.T) {
+	exp := time.Now().Add(time.Hour).Unix()
+	for _, c := range []struct {
+		linger      time.Duration
+		wantBatches uint64
+	}{{200 * time.Millisecond, 1}, {-1, 3}} {
+		s := openT(t, t.TempDir(), Options{})
+		w := s.NewLocationWriter(WriterOptions{Linger: c.linger})
+		for i, u := range []string{"a", "b", "c"} {
+			if i > 0 {
+				time.Sleep(30 * time.Millisecond)
+			}
+			must(t, w.Upsert(binding(u+"@example.com", "sip:"+u+"@198.51.100.7", exp)))
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for w.Stats().Applied < 3 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		st := w.Stats()
+		w.Close()
+		if st.Applied != 3 || st.Batches != c.wantBatches {
+			t.Errorf("linger %v: applied %d in %d batches, want 3 in %d", c.linger, st.Applied, st.Batches, c.wantBatches)
+		}
+	}
+}
