@@ -47,7 +47,7 @@ func init() {
 // skipLWS returns the index of the first byte at or after i that is not
 // linear white space. Folding CRLFs inside a header value count as LWS.
 func skipLWS(b []byte, i int) int {
-	for i < len(b) && lwsTab[b[i]] {
+	for uint(i) < uint(len(b)) && lwsTab[b[i]] {
 		i++
 	}
 	return i
@@ -71,7 +71,9 @@ func skipToken(b []byte, i int) int { return span(&tokenTab, b, i) }
 // parameter names and values) are short, so a call would cost more than
 // the loop.
 func span(tab *[256]bool, b []byte, i int) int {
-	for i < len(b) && tab[b[i]] {
+	// uint(i) < uint(len(b)) tells the compiler i is a valid index, which
+	// drops the bounds check from the per-byte loop.
+	for uint(i) < uint(len(b)) && tab[b[i]] {
 		i++
 	}
 	return i
@@ -188,5 +190,5 @@ const (
 // a byte loop. For a letter target, c|0x20 matches only that letter in
 // either case, so the comparison is exact.
 func nameIs(name []byte, w uint64, n int) bool {
-	return len(name) == n && (load8(name, 0)|0x2020202020202020)&keepBytes[n] == w
+	return nameAt(name, 0, len(name), w, n)
 }

@@ -8,7 +8,10 @@ type CSeq struct {
 	MethodRaw []byte
 }
 
-func parseCSeq(v []byte, c *CSeq) bool {
+// parseCSeq parses a CSeq value. known is the request's method (nil for a
+// response) and km its Method: a CSeq method equal to it, already checked
+// to be a token in the start line, needs no second scan or lookup.
+func parseCSeq(v []byte, c *CSeq, known []byte, km Method) bool {
 	// 1*DIGIT below 2^32, accumulated in the one pass that finds its end.
 	i := 0
 	var n uint64
@@ -26,11 +29,15 @@ func parseCSeq(v []byte, c *CSeq) bool {
 	if j == i {
 		return false
 	}
+	c.Num = uint32(n)
+	if len(known) > 0 && string(v[j:]) == string(known) {
+		c.MethodRaw, c.Method = v[j:], km
+		return true
+	}
 	k := skipToken(v, j)
 	if k == j || k != len(v) {
 		return false
 	}
-	c.Num = uint32(n)
 	c.MethodRaw = v[j:k]
 	c.Method = LookupMethod(c.MethodRaw)
 	return true

@@ -138,10 +138,10 @@ func (m *Message) Parse(b []byte) error {
 	i += nl + 1
 
 	// Header lines: name [SP/HT] ":" value. A line continues while the next
-	// one starts with SP or HT. The common case (a name of 2-23 bytes
-	// followed directly by the colon, a line within 32 bytes of its value)
-	// makes no call: the name and the line end are found eight bytes at a
-	// time, and the name is looked up from the words already loaded.
+	// one starts with SP or HT. The common case (a name of 1-15 bytes
+	// followed directly by the colon) needs no call to find the name: the
+	// colon is found eight bytes at a time and the name is looked up from
+	// the words already loaded.
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	const colons = 0x3a3a3a3a3a3a3a3a
 	nh := 0
@@ -167,8 +167,8 @@ func (m *Message) Parse(b []byte) error {
 			return m.fail(KindTooManyHeaders, i, HdrOther)
 		}
 		c, nameEnd, name := -1, 0, HdrOther
-		if i+24 <= len(b) {
-			w := b[i : i+24 : i+24]
+		if i+16 <= len(b) {
+			w := b[i : i+16 : i+16]
 			w0 := binary.LittleEndian.Uint64(w[0:8])
 			x := w0 ^ colons
 			if t := (x - ones) &^ x & highs; t != 0 {
@@ -223,8 +223,9 @@ func (m *Message) Parse(b []byte) error {
 			continue
 		}
 		vs, ve := c+1, j-1 // j-1 is the LF
-		if v := b[vs:ve]; len(v) >= 3 && v[len(v)-1] == '\r' && v[0] == ' ' && !lwsTab[v[1]] && !lwsTab[v[len(v)-2]] {
-			// The usual ": value\r\n": one SP, nothing to trim.
+		if v := b[vs:ve]; len(v) >= 3 && v[0] == ' ' && v[1] > ' ' && v[len(v)-1] == '\r' && v[len(v)-2] > ' ' {
+			// The usual ": value\r\n": one SP, nothing to trim (LWS
+			// bytes are all <= SP).
 			vs++
 			ve--
 		} else {
@@ -325,16 +326,22 @@ func (m *Message) parseStartLine(line []byte, off int) *Error {
 	st := &m.st
 	if len(line) >= 4 && eqFold(line[:4], "sip/") {
 		// Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-		sp := bytes.IndexByte(line, ' ')
-		if sp < 0 || !isSIPVersion(line[:sp]) {
-			return m.fail(KindBadStartLine, off, HdrOther)
-		}
-		code := line[sp+1:]
-		reason := []byte(nil)
-		if sp2 := bytes.IndexByte(code, ' '); sp2 >= 0 {
-			code, reason = code[:sp2], code[sp2+1:]
+		var sp int
+		var code, reason []byte
+		if len(line) >= 12 && string(line[:8]) == "SIP/2.0 " && line[11] == ' ' {
+			// the usual spelling; the code's digits are checked below
+			sp, code, reason = 7, line[8:11], line[12:]
 		} else {
-			reason = code[len(code):]
+			sp = bytes.IndexByte(line, ' ')
+			if sp < 0 || !isSIPVersion(line[:sp]) {
+				return m.fail(KindBadStartLine, off, HdrOther)
+			}
+			code = line[sp+1:]
+			if sp2 := bytes.IndexByte(code, ' '); sp2 >= 0 {
+				code, reason = code[:sp2], code[sp2+1:]
+			} else {
+				reason = code[len(code):]
+			}
 		}
 		n, ok := parseUint(code, 999)
 		if !ok || len(code) != 3 || n < 100 || n > 699 {
@@ -350,18 +357,23 @@ func (m *Message) parseStartLine(line []byte, off int) *Error {
 		return nil
 	}
 	// Request-Line = Method SP Request-URI SP SIP-Version
-	sp1 := bytes.IndexByte(line, ' ')
-	if sp1 <= 0 || skipToken(line, 0) != sp1 {
+	// The method is a token ended by the first SP.
+	sp1 := skipToken(line, 0)
+	if sp1 == 0 || sp1 >= len(line) || line[sp1] != ' ' {
 		return m.fail(KindBadStartLine, off, HdrOther)
 	}
 	st.request = true
 	st.method = LookupMethod(line[:sp1])
-	sp2 := bytes.LastIndexByte(line, ' ')
+	// The last SP; the usual version needs no search and no check.
+	sp2, version := len(line)-8, true
+	if sp2 <= sp1 || string(line[sp2:]) != " SIP/2.0" {
+		sp2, version = bytes.LastIndexByte(line, ' '), false
+	}
 	st.line1 = [3][]byte{line[:sp1], line[sp1+1 : max(sp1+1, sp2)], line[sp2+1:]}
 	if sp2 == sp1 {
 		return m.fail(KindBadStartLine, off+sp1, HdrOther)
 	}
-	if !isSIPVersion(st.line1[2]) {
+	if !version && !isSIPVersion(st.line1[2]) {
 		return m.fail(KindBadStartLine, off+sp2+1, HdrOther)
 	}
 	uri := st.line1[1]
@@ -379,24 +391,21 @@ func (m *Message) parseStartLine(line []byte, off int) *Error {
 	return nil
 }
 
-// single returns the only header named h, nil if absent, and fails with
-// KindDuplicateHeader when there are several. Small enough to be inlined;
-// the duplicate search is out of line.
-func (m *Message) single(h HeaderName) (*hdr, *Error) {
-	f := m.st.first[h]
-	if f == 0 {
-		return nil, nil
+// firstHdr returns the first header named h, nil if absent.
+func (m *Message) firstHdr(h HeaderName) *hdr {
+	if f := m.st.first[h]; f != 0 {
+		return &m.hdrs[f-1]
 	}
-	if m.st.count[h] > 1 {
-		return nil, m.duplicate(h, int(f))
-	}
-	return &m.hdrs[f-1], nil
+	return nil
 }
 
 // duplicate fails with KindDuplicateHeader on the second header named h,
-// the first being at index f-1.
-func (m *Message) duplicate(h HeaderName, f int) *Error {
-	for k := f; k < m.st.nh; k++ {
+// if there is one.
+func (m *Message) duplicate(h HeaderName) *Error {
+	if m.st.count[h] < 2 {
+		return nil
+	}
+	for k := int(m.st.first[h]); k < m.st.nh; k++ {
 		if m.hdrs[k].name == h {
 			return m.failHdr(KindDuplicateHeader, &m.hdrs[k])
 		}
@@ -418,29 +427,37 @@ func (m *Message) parseCore() error {
 		}
 		st.viaEnd = n
 	}
-	x, e := m.single(HdrFrom)
-	if e != nil {
-		return e
+	// Duplicates of the single-valued headers are rare: one test for all,
+	// then each is looked for in the order its errors are reported.
+	dup := st.count[HdrFrom]|st.count[HdrTo]|st.count[HdrCallID]|st.count[HdrCSeq]|st.count[HdrMaxForwards] > 1
+	if dup {
+		if e := m.duplicate(HdrFrom); e != nil {
+			return e
+		}
 	}
-	if x != nil {
+	if x := m.firstHdr(HdrFrom); x != nil {
 		n, ok := parseNameAddr(b[:x.ve], int(x.vs), &st.from)
 		if !ok || n != int(x.ve) {
 			return m.failHdr(KindBadHeader, x)
 		}
 	}
-	if x, e = m.single(HdrTo); e != nil {
-		return e
+	if dup {
+		if e := m.duplicate(HdrTo); e != nil {
+			return e
+		}
 	}
-	if x != nil {
+	if x := m.firstHdr(HdrTo); x != nil {
 		n, ok := parseNameAddr(b[:x.ve], int(x.vs), &st.to)
 		if !ok || n != int(x.ve) {
 			return m.failHdr(KindBadHeader, x)
 		}
 	}
-	if x, e = m.single(HdrCallID); e != nil {
-		return e
+	if dup {
+		if e := m.duplicate(HdrCallID); e != nil {
+			return e
+		}
 	}
-	if x != nil {
+	if x := m.firstHdr(HdrCallID); x != nil {
 		// Only emptiness is checked here; Validate checks the characters.
 		// The Call-ID is an opaque key for the transaction layer.
 		st.callID = b[x.vs:x.ve]
@@ -448,18 +465,26 @@ func (m *Message) parseCore() error {
 			return m.failHdr(KindBadHeader, x)
 		}
 	}
-	if x, e = m.single(HdrCSeq); e != nil {
-		return e
+	if dup {
+		if e := m.duplicate(HdrCSeq); e != nil {
+			return e
+		}
 	}
-	if x != nil {
-		if !parseCSeq(b[x.vs:x.ve], &st.cseq) {
+	if x := m.firstHdr(HdrCSeq); x != nil {
+		var known []byte
+		if st.request {
+			known = st.line1[0]
+		}
+		if !parseCSeq(b[x.vs:x.ve], &st.cseq, known, st.method) {
 			return m.failHdr(KindBadHeader, x)
 		}
 	}
-	if x, e = m.single(HdrMaxForwards); e != nil {
-		return e
+	if dup {
+		if e := m.duplicate(HdrMaxForwards); e != nil {
+			return e
+		}
 	}
-	if x != nil {
+	if x := m.firstHdr(HdrMaxForwards); x != nil {
 		n, ok := parseUint(b[x.vs:x.ve], 255)
 		if !ok {
 			return m.failHdr(KindBadHeader, x)

@@ -159,24 +159,26 @@ func parseNameAddr(b []byte, i int, na *NameAddr) (int, bool) {
 	}
 	end := i
 	i = skipLWS(b, i)
+	ps := -1
 	for i < len(b) && b[i] == ';' {
-		name, val, next, okp := scanParam(b, i+1)
+		ns, ne, vs, next, okp := paramAt(b, i+1)
 		if !okp {
 			return next, false
 		}
-		if na.Params == nil {
-			na.Params = b[skipLWS(b, i+1):next]
-		} else {
-			na.Params = na.Params[:len(na.Params)+(next-end)]
+		if ps < 0 {
+			ps = ns
 		}
-		if nameIs(name, wordTag, 3) {
-			if val == nil {
+		if nameAt(b, ns, ne, wordTag, 3) {
+			if vs < 0 {
 				return next, false
 			}
-			na.Tag = val
+			na.Tag = b[vs:next]
 		}
 		end = next
 		i = skipLWS(b, next)
+	}
+	if ps >= 0 {
+		na.Params = b[ps:end]
 	}
 	if i < len(b) && b[i] != ',' {
 		return i, false

@@ -33,51 +33,72 @@ func skipQuoted(b []byte, i int) int {
 // quoted-string)]) at b[i], LWS allowed around "=". It returns the name, the
 // raw value (quotes kept; nil when there is no "="), and the index after it.
 func scanParam(b []byte, i int) (name, val []byte, next int, ok bool) {
-	if i < len(b) && lwsTab[b[i]] {
+	ns, ne, vs, next, ok := paramAt(b, i)
+	if !ok {
+		return nil, nil, next, false
+	}
+	if vs >= 0 {
+		val = b[vs:next]
+	}
+	return b[ns:ne], val, next, true
+}
+
+// paramAt is scanParam returning offsets, which the hot paths (Via and
+// name-addr parameters) keep instead of building views they do not store:
+// the name is b[ns:ne], the value b[vs:next], vs < 0 when there is no "=".
+func paramAt(b []byte, i int) (ns, ne, vs, next int, ok bool) {
+	if uint(i) < uint(len(b)) && lwsTab[b[i]] {
 		i = skipLWS(b, i)
 	}
-	ns := i
+	ns = i
 	i = span(&tokenTab, b, i)
 	if i == ns {
-		return nil, nil, i, false
+		return ns, ns, -1, i, false
 	}
-	name = b[ns:i]
-	if i < len(b) {
+	if uint(i) < uint(len(b)) {
 		c := b[i]
 		if c == '=' {
 			vs := i + 1
-			if vs < len(b) && paramTab[b[vs]] {
+			if uint(vs) < uint(len(b)) && paramTab[b[vs]] {
 				// the common case: no LWS, no quotes
-				j := span(&paramTab, b, vs)
-				return name, b[vs:j], j, true
+				return ns, i, vs, span(&paramTab, b, vs), true
 			}
-			return scanValue(b, name, vs)
+			vs, next, ok := valueAt(b, vs)
+			return ns, i, vs, next, ok
 		}
 		if lwsTab[c] {
 			if j := skipLWS(b, i); j < len(b) && b[j] == '=' {
-				return scanValue(b, name, j+1)
+				vs, next, ok := valueAt(b, j+1)
+				return ns, i, vs, next, ok
 			}
 		}
 	}
-	return name, nil, i, true
+	return ns, i, -1, i, true
 }
 
-// scanValue parses the value of a parameter after "=" (LWS allowed first).
-func scanValue(b, name []byte, j int) ([]byte, []byte, int, bool) {
+// valueAt parses the value of a parameter after "=" (LWS allowed first):
+// b[vs:next].
+func valueAt(b []byte, j int) (vs, next int, ok bool) {
 	j = skipLWS(b, j)
-	vs := j
+	vs = j
 	if j < len(b) && b[j] == '"' {
 		j = skipQuoted(b, j)
 		if j < 0 {
-			return nil, nil, len(b), false
+			return -1, len(b), false
 		}
 	} else {
 		j = span(&paramTab, b, j)
 		if j == vs {
-			return nil, nil, j, false
+			return -1, j, false
 		}
 	}
-	return name, b[vs:j], j, true
+	return vs, j, true
+}
+
+// nameAt reports whether b[ns:ne] equals the lower-case letters-only word w
+// of length n (at most 8), ignoring case; nameIs without the view.
+func nameAt(b []byte, ns, ne int, w uint64, n int) bool {
+	return ne-ns == n && (load8(b, ns)|0x2020202020202020)&keepBytes[n] == w
 }
 
 // scanParams parses ";"-separated parameters starting at b[i], where b[i]

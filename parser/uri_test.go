@@ -146,6 +146,14 @@ func TestNameIs(t *testing.T) {
 			if !nameIs(buf[:len(v)], w, len(s)) || !nameIs([]byte(v), w, len(s)) {
 				t.Errorf("%s not matched", v)
 			}
+			// at an offset, as the Via and name-addr parsers use it
+			line := []byte(";" + v + "=value")
+			if !nameAt(line, 1, 1+len(v), w, len(s)) || !nameAt(line[:1+len(v)], 1, 1+len(v), w, len(s)) {
+				t.Errorf("%s not matched at offset 1", v)
+			}
+			if nameAt(line, 0, len(v), w, len(s)) || nameAt(line, 1, len(v), w, len(s)) {
+				t.Errorf("%s matched at a wrong offset", v)
+			}
 		}
 		for _, v := range []string{s[:len(s)-1], s + "x", "x" + s[1:], s[:len(s)-1] + "@", s[:len(s)-1] + "\x00"} {
 			if nameIs([]byte(v), w, len(s)) {

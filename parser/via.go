@@ -81,33 +81,36 @@ func parseVia(b []byte, i int, v *Via) (int, bool) {
 	v.Host, v.Port = host, port
 	end := n
 	i = skipLWS(b, n)
+	ps := -1
 	for i < len(b) && b[i] == ';' {
-		name, val, next, okp := scanParam(b, i+1)
+		ns, ne, vs, next, okp := paramAt(b, i+1)
 		if !okp {
 			return next, false
 		}
-		if v.Params == nil {
-			v.Params = b[skipLWS(b, i+1):next]
-		} else {
-			v.Params = v.Params[:len(v.Params)+(next-end)]
+		if ps < 0 {
+			ps = ns
 		}
-		switch len(name) {
+		var val []byte // nil when the parameter has no value
+		if vs >= 0 {
+			val = b[vs:next]
+		}
+		switch ne - ns {
 		case 6:
-			if nameIs(name, wordBranch, 6) {
+			if nameAt(b, ns, ne, wordBranch, 6) {
 				if val == nil {
 					return next, false
 				}
 				v.Branch = val
 			}
 		case 8:
-			if nameIs(name, wordReceived, 8) {
+			if nameAt(b, ns, ne, wordReceived, 8) {
 				if val == nil {
 					return next, false
 				}
 				v.Received = val
 			}
 		case 5:
-			if nameIs(name, wordRport, 5) {
+			if nameAt(b, ns, ne, wordRport, 5) {
 				v.HasRPort = true
 				if val != nil {
 					if _, okr := parseUint(val, 65535); !okr {
@@ -115,11 +118,11 @@ func parseVia(b []byte, i int, v *Via) (int, bool) {
 					}
 				}
 				v.RPort = val
-			} else if nameIs(name, wordMaddr, 5) {
+			} else if nameAt(b, ns, ne, wordMaddr, 5) {
 				v.MAddr = val
 			}
 		case 3:
-			if nameIs(name, wordTTL, 3) {
+			if nameAt(b, ns, ne, wordTTL, 3) {
 				if _, okt := parseUint(val, 255); !okt {
 					return next, false
 				}
@@ -128,6 +131,9 @@ func parseVia(b []byte, i int, v *Via) (int, bool) {
 		}
 		end = next
 		i = skipLWS(b, next)
+	}
+	if ps >= 0 {
+		v.Params = b[ps:end]
 	}
 	if i < len(b) && b[i] != ',' {
 		return i, false
