@@ -147,10 +147,11 @@ func parseUint(b []byte, max uint64) (uint64, bool) {
 	}
 	var n uint64
 	for _, c := range b {
-		if c < '0' || c > '9' {
+		d := c - '0' // bytes below '0' wrap around above 9
+		if d > 9 {
 			return 0, false
 		}
-		n = n*10 + uint64(c-'0')
+		n = n*10 + uint64(d)
 		if n > max {
 			return 0, false
 		}

@@ -218,8 +218,12 @@ func parseHostPort(b []byte, i int, lws bool) (host []byte, port int, next int, 
 			j = skipLWS(b, j)
 		}
 		ps, p := j, 0
-		for j < len(b) && digitTab[b[j]] {
-			if p = p*10 + int(b[j]-'0'); p > 65535 {
+		for uint(j) < uint(len(b)) {
+			d := b[j] - '0' // bytes below '0' wrap around above 9
+			if d > 9 {
+				break
+			}
+			if p = p*10 + int(d); p > 65535 {
 				return nil, 0, j, false
 			}
 			j++
