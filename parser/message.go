@@ -138,8 +138,8 @@ func (m *Message) Parse(b []byte) error {
 	i += nl + 1
 
 	// Header lines: name [SP/HT] ":" value. A line continues while the next
-	// one starts with SP or HT. The common case (a name of 1-15 bytes
-	// followed directly by the colon) needs no call to find the name: the
+	// one starts with SP or HT. The common case (a name of 1-23 bytes
+	// followed directly by the colon) needs no search for the name: the
 	// colon is found eight bytes at a time and the name is looked up from
 	// the words already loaded.
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
@@ -187,7 +187,16 @@ func (m *Message) Parse(b []byte) error {
 				if t := (x - ones) &^ x & highs; t != 0 {
 					n := 8 + bits.TrailingZeros64(t)>>3
 					if w[n-1] != ' ' && w[n-1] != '\t' {
-						c, nameEnd, name = i+n, i+n, matchName(n, w0, w1, 0)
+						c, nameEnd, name = i+n, i+n, matchMid(n, w0, w1)
+					}
+				} else if i+24 <= len(b) {
+					w2 := binary.LittleEndian.Uint64(b[i+16 : i+24])
+					x = w2 ^ colons
+					if t := (x - ones) &^ x & highs; t != 0 {
+						n := 16 + bits.TrailingZeros64(t)>>3
+						if b[i+n-1] != ' ' && b[i+n-1] != '\t' {
+							c, nameEnd, name = i+n, i+n, matchName(n, w0, w1, w2)
+						}
 					}
 				}
 			}

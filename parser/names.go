@@ -307,6 +307,17 @@ func matchShort(n int, w0 uint64) HeaderName {
 	return HdrOther
 }
 
+// matchMid is matchName for a name of 8 to 15 bytes, small enough to be
+// inlined into the header loop.
+func matchMid(n int, w0, w1 uint64) HeaderName {
+	h := hashTab[nameHash(n, w0)]
+	c := &keys[h]
+	if c.n == n && w0|c.fold[0] == c.lower[0] && (w1|c.fold[1])&c.keep[1] == c.lower[1] {
+		return h
+	}
+	return HdrOther
+}
+
 // LookupHeader maps a header name (full or compact, any case) to its
 // HeaderName, HdrOther if unknown.
 func LookupHeader(name []byte) HeaderName {
