@@ -23,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 //go:embed scenarios/*.xml
@@ -83,8 +85,8 @@ func run() int {
 		install    = flag.Bool("install", true, "install Kamailio with apt-get when it is missing and running as root")
 		kamDir     = flag.String("kamailio-configs", "", "directory of the Kamailio configurations (default: bench/kamailio of the repository)")
 		kamKids    = flag.Int("kamailio-children", 2, "Kamailio UDP worker processes (-n)")
-		proxyCPU   = flag.Int("proxy-cpu", 0, "CPU the proxy is pinned to")
-		loadCPU    = flag.Int("load-cpu", 1, "CPU sipp, the echo client and this runner are pinned to")
+		proxyCPU   = flag.Int("proxy-cpu", -1, "CPU the proxy is pinned to (default: the first CPU this process may use)")
+		loadCPU    = flag.Int("load-cpu", -1, "CPU sipp, the echo client and this runner are pinned to (default: the second)")
 		outPath    = flag.String("out", "", "write the Markdown report here (default bench/results/latest.md, none with -short)")
 		goBench    = flag.String("gobench", "", "benchstat summary of the Go benchmarks to include in the report")
 		workDir    = flag.String("work", "", "directory for configurations, logs and sipp statistics (default: a new temporary directory)")
@@ -94,6 +96,29 @@ func run() int {
 	flag.Var(&sets, "set", "extra --set key=value for switchboard (repeatable)")
 	flag.Parse()
 
+	if os.Getenv("SIPBENCH_PINNED") == "" && (*proxyCPU < 0 || *loadCPU < 0) {
+		cpus := allowedCPUs()
+		if len(cpus) < 2 {
+			// One core (a small CI machine): nothing to pin apart. The
+			// figures then include sipp's share of the same core.
+			fmt.Fprintln(os.Stderr, "sipbench: fewer than two CPUs available: proxy and sipp are not pinned apart")
+			*proxyCPU, *loadCPU = -1, -1
+		} else {
+			if *proxyCPU < 0 {
+				*proxyCPU = cpus[0]
+			}
+			if *loadCPU < 0 {
+				*loadCPU = cpus[1]
+				if *loadCPU == *proxyCPU {
+					*loadCPU = cpus[0]
+				}
+			}
+		}
+		// The re-executed runner gets the same choice.
+		os.Setenv("SIPBENCH_CPUS", strconv.Itoa(*proxyCPU)+","+strconv.Itoa(*loadCPU))
+	} else if v := os.Getenv("SIPBENCH_CPUS"); v != "" {
+		fmt.Sscanf(v, "%d,%d", proxyCPU, loadCPU)
+	}
 	if pinned, err := pinSelf(*loadCPU); err != nil {
 		fmt.Fprintln(os.Stderr, "sipbench: pinning to CPU", *loadCPU, ":", err)
 	} else if pinned {
@@ -368,6 +393,21 @@ func pinSelf(cpu int) (bool, error) {
 	env := append(os.Environ(), "SIPBENCH_PINNED=1")
 	args := append([]string{"taskset", "-c", strconv.Itoa(cpu), self}, os.Args[1:]...)
 	return false, syscall.Exec(ts, args, env)
+}
+
+// allowedCPUs lists the CPUs this process may run on.
+func allowedCPUs() []int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil
+	}
+	var out []int
+	for i := 0; i < 1024 && len(out) < set.Count(); i++ {
+		if set.IsSet(i) {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // repoRoot finds the directory of the main module's go.mod.

@@ -382,8 +382,13 @@ func (r *report) markdown() string {
 		}
 	}
 	sb.WriteString("\n## Commands\n\n```\n" + strings.Join(os.Args, " ") + "\n```\n\n")
-	sb.WriteString("Proxy pinned with `taskset -c " + fmt.Sprint(r.b.proxyCPU) + "`, sipp and the runner with `taskset -c " +
-		fmt.Sprint(r.b.loadCPU) + "`. Kamailio: `kamailio -f bench/kamailio/<work>.cfg -DD -E -n " + fmt.Sprint(r.b.kamChildren) +
+	if r.b.proxyCPU < 0 {
+		sb.WriteString("Nothing pinned (fewer than two CPUs). ")
+	} else {
+		sb.WriteString("Proxy pinned with `taskset -c " + fmt.Sprint(r.b.proxyCPU) + "`, sipp and the runner with `taskset -c " +
+			fmt.Sprint(r.b.loadCPU) + "`. ")
+	}
+	sb.WriteString("Kamailio: `kamailio -f bench/kamailio/<work>.cfg -DD -E -n " + fmt.Sprint(r.b.kamChildren) +
 		" -m 1024 -M 16 -l udp:127.0.0.1:PORT`. Switchboard: `switchboard run -c <generated yaml>` (UDP only, log level warn, " +
 		"management listener off). Rung length " + r.b.stepDur.String() + ", calls held " + r.b.hold.String() + ".\n")
 	return sb.String()

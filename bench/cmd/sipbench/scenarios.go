@@ -402,8 +402,12 @@ func limitSide(st step) string {
 		return "proxy core shared with other processes (" + figs + ")"
 	case lc >= 0.9 && lc-l > 0.1:
 		return "sipp core shared with other processes (" + figs + ")"
+	case st.Drops > 0 && st.ProxyDrops*2 < st.Drops:
+		return fmt.Sprintf("sipp: its sockets dropped %d of %d datagrams lost (%s)", st.Drops-st.ProxyDrops, st.Drops, figs)
+	case st.Drops > 0:
+		return fmt.Sprintf("proxy: its socket dropped %d of %d datagrams lost (%s)", st.ProxyDrops, st.Drops, figs)
 	default:
-		return "neither core full (" + figs + "): losses or latency"
+		return "neither core full, no drops (" + figs + "): latency"
 	}
 }
 

@@ -115,4 +115,13 @@ func TestLimitSide(t *testing.T) {
 	if got := limitSide(st); !strings.HasPrefix(got, "proxy core shared") {
 		t.Fatalf("%q", got)
 	}
+	st = step{Wall: time.Second, ProxyCPU: 300 * time.Millisecond, SippCPU: 300 * time.Millisecond, ProxyCore: 0.3, LoadCore: 0.3,
+		Drops: 1000, ProxyDrops: 100}
+	if got := limitSide(st); !strings.HasPrefix(got, "sipp: its sockets dropped 900 of 1000") {
+		t.Fatalf("%q", got)
+	}
+	st.ProxyDrops = 900
+	if got := limitSide(st); !strings.HasPrefix(got, "proxy: its socket dropped 900") {
+		t.Fatalf("%q", got)
+	}
 }
