@@ -319,6 +319,15 @@ func (c *Ctx) ReplyWithHeaders(code int, reason string, headers []byte) error {
 	return c.R.ReplyWithHeaders(code, reason, headers)
 }
 
+// ReplyStateless answers without keeping a transaction to absorb
+// retransmissions, as OpenSIPS sl_send_reply does: a retransmitted request
+// is routed again. For cheap, repeatable answers (REGISTER saved,
+// challenges) it saves a transaction's memory for 64·T1 per request.
+func (c *Ctx) ReplyStateless(code int, reason string, headers []byte) error {
+	c.Env.countReply(code)
+	return c.R.ReplyStateless(code, reason, headers)
+}
+
 // Relay forwards the request statefully to the next hop, or to every branch
 // added (OpenSIPS: t_relay()).
 func (c *Ctx) Relay() error { return c.R.Relay() }

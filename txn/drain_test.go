@@ -85,3 +85,22 @@ func TestResumeAfterTimeoutDoesNotRun(t *testing.T) {
 		t.Fatalf("Resume after the end: err %v, ran %v", err, ran)
 	}
 }
+
+func TestReplyStatelessEndsTheTransaction(t *testing.T) {
+	h := newHarness(t, nil)
+	h.rt.request = func(r *Request) {
+		if err := r.ReplyStateless(200, "", []byte("Contact: <sip:a@127.0.0.1>;expires=60\r\n")); err != nil {
+			t.Error(err)
+		}
+	}
+	reg := request("REGISTER", "z9hG4bKsl1", "sl1@x", "sip:127.0.0.1", "")
+	h.in(uacAddr, reg)
+	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+	h.advance(20 * time.Millisecond) // one tick, not 64·T1
+	if n := h.core.Stats().Transactions; n != 0 {
+		t.Fatalf("%d transactions after a stateless reply", n)
+	}
+	// A retransmission is routed (and answered) again.
+	h.in(uacAddr, reg)
+	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+}

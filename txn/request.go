@@ -252,6 +252,44 @@ func (r *Request) ReplyWithHeaders(code int, reason string, headers []byte) erro
 	return nil
 }
 
+// ReplyStateless answers a final response the way OpenSIPS sl_send_reply
+// does: the response is sent and the transaction ends at once, instead of
+// staying Completed for 64·T1 (32 s by default) to answer retransmissions;
+// a retransmitted request is routed again. Use it for answers that are
+// cheap and harmless to compute twice — a REGISTER the registrar saved,
+// an authentication challenge — where holding a transaction per request
+// for 32 s would cost far more memory than the rare retransmission costs
+// CPU. A provisional code is sent statefully, as Reply does.
+func (r *Request) ReplyStateless(code int, reason string, headers []byte) error {
+	if code < 200 {
+		return r.ReplyWithHeaders(code, reason, headers)
+	}
+	if r.t == nil {
+		r.st.acted |= actReply
+		return ErrStateless
+	}
+	x, s, e, err := r.enter(actReply)
+	if err != nil {
+		return err
+	}
+	defer r.leave(x, s)
+	t := &e.Value
+	if t.finalSent {
+		return ErrFinal
+	}
+	r.c.replyLocal(x, s, e, code, reason, headers)
+	s.StopTimer(&t.tG)
+	if r.locked {
+		// Inside a hook the caller still uses the entry: end it on the
+		// next tick, as Forward does.
+		t.state = sCompleted
+		s.StartTimer(e, &t.tH, kH, 0)
+	} else {
+		r.c.terminate(s, e)
+	}
+	return nil
+}
+
 // Drop ends the request without an answer. The transaction stays for
 // 64·T1 to absorb retransmissions.
 func (r *Request) Drop() {

@@ -194,7 +194,10 @@ func (a *Auth) Challenge(c *routing.Ctx, o Options, stale bool) {
 		h = append(h, "\r\n"...)
 	}
 	sc.hdr = h
-	c.ReplyWithHeaders(code, reason, h)
+	// Challenges go out statelessly, like OpenSIPS www_challenge and
+	// proxy_challenge: the client answers with a new request, and a
+	// retransmitted one is simply challenged again.
+	c.ReplyStateless(code, reason, h)
 	a.scratch.Put(sc)
 	a.challenges.Add(1)
 }

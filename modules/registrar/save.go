@@ -464,12 +464,12 @@ func aorKey(dst, user, host []byte) ([]byte, bool) {
 	return dst, true
 }
 
+// reply answers a REGISTER statelessly (as OpenSIPS save() does through
+// sl): saving again on a retransmission gives the same bindings, while a
+// transaction kept per REGISTER for 64·T1 cost about 8 KB each, 2 GB at
+// 8,000 registrations a second.
 func reply(c *routing.Ctx, code int, reason string, hdrs []byte) int {
-	if len(hdrs) > 0 {
-		c.ReplyWithHeaders(code, reason, hdrs)
-	} else {
-		c.Reply(code, reason)
-	}
+	c.ReplyStateless(code, reason, hdrs)
 	return code
 }
 
