@@ -136,6 +136,8 @@ func echoClient(tb testing.TB, srv netip.AddrPort, n int, start func()) (lost in
 		tb.Fatal(err)
 	}
 	defer unix.Close(fd)
+	// The client blocks in recvmmsg with a timeout that detects losses.
+	unix.SetNonblock(fd, false)
 	tv := unix.Timeval{Usec: 100000}
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	var sender Transport
@@ -149,7 +151,7 @@ func echoClient(tb testing.TB, srv netip.AddrPort, n int, start func()) (lost in
 		sender.sendUDP(l, srv, benchMsg)
 	}
 	for recvd < n {
-		got, errno := r.recv()
+		got, errno := r.recvWait()
 		if errno == unix.EAGAIN {
 			// Lost in flight: count them and refill the window.
 			lost += sent - recvd

@@ -3,12 +3,11 @@ package transport
 import (
 	"errors"
 	"net/netip"
+	"os"
 	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
-
-	"golang.org/x/sys/unix"
 )
 
 // Transport owns every listening socket, the stream connection table and
@@ -104,7 +103,10 @@ func (t *Transport) bindUDP() error {
 			// Port 0: the first socket picks the port, the others join it.
 			ap = bound
 			l.Local = bound
-			l.udp = append(l.udp, &udpSocket{fd: fd, l: l, v6: bound.Addr().Is6()})
+			// A non-blocking descriptor handed to os.NewFile joins the
+			// network poller.
+			f := os.NewFile(uintptr(fd), "udp "+bound.String())
+			l.udp = append(l.udp, &udpSocket{fd: fd, file: f, l: l, v6: bound.Addr().Is6()})
 		}
 	}
 	return nil
@@ -127,23 +129,19 @@ func (t *Transport) startUDP() {
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.closing.Store(true)
-		for _, l := range t.listeners {
-			for _, s := range l.udp {
-				// Wakes a reader blocked in recvmmsg on Linux even for an
-				// unconnected UDP socket; SO_RCVTIMEO is the fallback.
-				_ = unix.Shutdown(s.fd, unix.SHUT_RD)
-			}
-		}
-		t.stopStreams()
-		t.wg.Wait()
+		// Sends check closing after counting themselves in flight: once
+		// the count drops to zero no send can use the descriptor, and
+		// closing the file wakes the reader parked on it.
 		for _, l := range t.listeners {
 			for _, s := range l.udp {
 				for s.inflight.Load() != 0 {
 					runtime.Gosched()
 				}
-				unix.Close(s.fd)
+				s.file.Close()
 			}
 		}
+		t.stopStreams()
+		t.wg.Wait()
 	})
 	return nil
 }
