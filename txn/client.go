@@ -127,11 +127,11 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		if reliable {
 			b.state = bTerminated
 		} else {
-			s.StartTimer(e, &b.tRetr, kind|kD, msDur(64*c.t1)) // timer D
+			s.StartTimer(e, &b.tRetr, kind|kD, msDur(c.wait)) // timer D
 		}
 	case t.invite:
 		b.state = bAccepted
-		s.StartTimer(e, &b.tRetr, kind|kD, msDur(64*c.t1)) // RFC 6026 timer M
+		s.StartTimer(e, &b.tRetr, kind|kD, msDur(c.wait)) // RFC 6026 timer M
 	default:
 		b.state = bCompleted
 		if reliable {
@@ -454,7 +454,7 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 		b.code = 408
 		b.state = bCompleted // a late final still gets its ACK
 		b.resp = b.resp[:0]
-		s.StartTimer(e, &b.tRetr, b.idx<<4|kD, msDur(64*c.t1))
+		s.StartTimer(e, &b.tRetr, b.idx<<4|kD, msDur(c.wait))
 		c.checkDone(x, s, e)
 	case kD: // D, K, M: the client transaction ends
 		b.state = bTerminated

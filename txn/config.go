@@ -43,6 +43,17 @@ type Config struct {
 	// default 3 min, reset by provisional responses.
 	T1, T2, T4, TimerC time.Duration
 
+	// Wait is how long a finished transaction stays to absorb
+	// retransmissions: a non-INVITE server transaction after its final
+	// response (timer J), an INVITE one after a 2xx (RFC 6026 timer L), a
+	// client INVITE branch after its final response (timers D and M).
+	// RFC 3261 and 6026 give 64·T1 (32 s) for all four; the default is
+	// 5 s, Kamailio's and OpenSIPS's wait timer: a retransmission later
+	// than that is forwarded as a new request and a late 2xx statelessly,
+	// and the table holds six times fewer finished transactions. Timer H
+	// (no ACK for a non-2xx final) always runs 64·T1; I and K are T4.
+	Wait time.Duration
+
 	// Shards is the number of shards of the transaction table (a power of
 	// two; 0: 8 × GOMAXPROCS).
 	Shards int
@@ -80,6 +91,7 @@ const (
 	DefaultT2         = 4 * time.Second
 	DefaultT4         = 5 * time.Second
 	DefaultTimerC     = 3 * time.Minute
+	DefaultWait       = 5 * time.Second
 	DefaultRetryAfter = 5
 )
 
@@ -93,7 +105,7 @@ func (c *Config) check() error {
 	if c.Router == nil {
 		return errors.New("txn: Config.Router is required")
 	}
-	if c.T1 < 0 || c.T2 < 0 || c.T4 < 0 || c.TimerC < 0 || c.MaxTransactions < 0 || c.MaxBytes < 0 {
+	if c.T1 < 0 || c.T2 < 0 || c.T4 < 0 || c.TimerC < 0 || c.Wait < 0 || c.MaxTransactions < 0 || c.MaxBytes < 0 {
 		return errors.New("txn: negative timer or limit in Config")
 	}
 	if c.T1 == 0 {
@@ -107,6 +119,9 @@ func (c *Config) check() error {
 	}
 	if c.TimerC == 0 {
 		c.TimerC = DefaultTimerC
+	}
+	if c.Wait == 0 {
+		c.Wait = DefaultWait
 	}
 	if c.T2 < c.T1 {
 		return errors.New("txn: T2 shorter than T1")

@@ -48,6 +48,7 @@ type Core struct {
 	perShardMax int
 	t1, t2, t4  int64 // ms
 	timerC      int64
+	wait        int64    // ms: timers J, L, D, M
 	prefix      [13]byte // "z9hG4bK" + 6 random characters
 	nextID      atomic.Uint32
 	pool        sync.Pool
@@ -100,6 +101,7 @@ func New(cfg Config) (*Core, error) {
 	}
 	c.t1, c.t2, c.t4 = ms(cfg.T1), ms(cfg.T2), ms(cfg.T4)
 	c.timerC = ms(cfg.TimerC)
+	c.wait = ms(cfg.Wait)
 	copy(c.prefix[:], parser.MagicCookie)
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])

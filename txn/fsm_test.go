@@ -643,23 +643,59 @@ func TestSuspendedRouteTimesOut(t *testing.T) {
 }
 
 func TestAcceptedAbsorbsRetransmissions(t *testing.T) {
-	h := newHarness(t, nil)
-	inv := invite("z9hG4bKacc", "acc@x")
-	h.in(uacAddr, inv)
-	fwd := h.snd.take()[1].data
-	h.in(uasAddr, respond(fwd, 200, "b"))
-	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
-	h.in(uacAddr, inv) // RFC 6026: absorbed in Accepted, not relayed again
-	h.only(h.snd.take())
-	h.advance(31 * time.Second)
-	h.in(uasAddr, respond(fwd, 200, "b")) // timer M still running: forwarded
-	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
-	h.advance(2 * time.Second) // L and M fired
-	if n := h.core.Stats().Transactions; n != 0 {
-		t.Fatalf("%d transactions left after L and M", n)
+	for _, wait := range []time.Duration{0, 32 * time.Second} {
+		h := newHarness(t, func(c *Config) { c.Wait = wait })
+		if wait == 0 {
+			wait = DefaultWait
+		}
+		inv := invite("z9hG4bKacc", "acc@x")
+		h.in(uacAddr, inv)
+		fwd := h.snd.take()[1].data
+		h.in(uasAddr, respond(fwd, 200, "b"))
+		h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+		h.in(uacAddr, inv) // RFC 6026: absorbed in Accepted, not relayed again
+		h.only(h.snd.take())
+		h.advance(wait - time.Millisecond)
+		h.in(uacAddr, inv) // timer L still running: absorbed
+		h.only(h.snd.take())
+		h.in(uasAddr, respond(fwd, 200, "b")) // timer M still running: forwarded by the branch
+		h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+		if n := h.core.Stats().Stateless; n != 0 {
+			t.Fatalf("wait %v: %d responses forwarded statelessly before L and M", wait, n)
+		}
+		h.advance(time.Millisecond) // L and M fire
+		if n := h.core.Stats().Transactions; n != 0 {
+			t.Fatalf("wait %v: %d transactions left after L and M", wait, n)
+		}
+		h.in(uasAddr, respond(fwd, 200, "b")) // no transaction: forwarded statelessly per Via
+		h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+		if n := h.core.Stats().Stateless; n != 1 {
+			t.Fatalf("wait %v: %d responses forwarded statelessly after L and M, want 1", wait, n)
+		}
 	}
-	h.in(uasAddr, respond(fwd, 200, "b")) // no transaction: forwarded statelessly per Via
-	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+}
+
+func TestNonInviteWait(t *testing.T) {
+	for _, wait := range []time.Duration{0, 32 * time.Second} {
+		h := newHarness(t, func(c *Config) { c.Wait = wait })
+		if wait == 0 {
+			wait = DefaultWait
+		}
+		req := request("MESSAGE", "z9hG4bKnw", "nw@x", "sip:bob@127.0.0.1:5080", "")
+		h.in(uacAddr, req)
+		fwd := h.snd.take()[0].data
+		h.in(uasAddr, respond(fwd, 200, "b"))
+		h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+		h.advance(wait - time.Millisecond)
+		h.in(uacAddr, req) // timer J running: answered from the transaction
+		h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+		h.advance(time.Millisecond)
+		if n := h.core.Stats().Transactions; n != 0 {
+			t.Fatalf("wait %v: %d transactions after timer J", wait, n)
+		}
+		h.in(uacAddr, req) // later: a new transaction, relayed again
+		h.only(h.snd.take(), toUAS+"MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0")
+	}
 }
 
 func TestOversizedBranch(t *testing.T) {

@@ -307,7 +307,7 @@ func (r *Request) Drop() {
 		t.finalSent = true
 		t.state = sCompleted
 		t.resp = t.resp[:0]
-		s.StartTimer(e, &t.tH, kH, msDur(64*r.c.t1))
+		s.StartTimer(e, &t.tH, kH, msDur(r.c.wait))
 	}
 }
 

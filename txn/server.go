@@ -282,10 +282,10 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 	t.finalSent = true
 	c.sendTo(t.respL, t.respDst, data)
 	if code < 300 && t.invite {
-		// Accepted: absorb INVITE retransmissions for 64·T1 (timer L).
+		// Accepted: absorb INVITE retransmissions (timer L).
 		t.state = sAccepted
 		t.resp = t.resp[:0]
-		s.StartTimer(e, &t.tH, kH, time.Duration(64*c.t1)*time.Millisecond)
+		s.StartTimer(e, &t.tH, kH, msDur(c.wait))
 		return
 	}
 	t.resp = append(t.resp[:0], data...)
@@ -302,7 +302,7 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 	case reliable:
 		c.terminate(s, e)
 	default:
-		s.StartTimer(e, &t.tH, kH, time.Duration(64*c.t1)*time.Millisecond) // timer J
+		s.StartTimer(e, &t.tH, kH, msDur(c.wait)) // timer J
 	}
 }
 

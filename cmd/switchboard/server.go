@@ -117,6 +117,7 @@ func (s *server) start() error {
 		T2:              cfg.Timers.T2.D(),
 		T4:              cfg.Timers.T4.D(),
 		TimerC:          cfg.Timers.TimerC.D(),
+		Wait:            cfg.Timers.Wait.D(),
 		Shards:          cfg.Limits.Shards,
 		MaxTransactions: cfg.Limits.MaxTransactions,
 		AllowOutbound:   cfg.Outbound.AllowPrefixes(),

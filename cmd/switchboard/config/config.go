@@ -88,6 +88,7 @@ type Timers struct {
 	T2     Duration `yaml:"t2"`
 	T4     Duration `yaml:"t4"`
 	TimerC Duration `yaml:"timer_c"`
+	Wait   Duration `yaml:"wait"`
 }
 
 // Limits bound what peers can make the server hold.
@@ -175,6 +176,7 @@ func Default() *Config {
 			T2:     Duration(4 * time.Second),
 			T4:     Duration(5 * time.Second),
 			TimerC: Duration(3 * time.Minute),
+			Wait:   Duration(5 * time.Second),
 		},
 		Limits: Limits{
 			MaxMessageSize:      65535,
@@ -273,6 +275,9 @@ func (c *Config) check(at func(key string) int) error {
 	}
 	if t.TimerC.D() < time.Second || t.TimerC.D() > time.Hour {
 		return fail("timers.timer_c", "must be between 1s and 1h, not %s", t.TimerC.D())
+	}
+	if t.Wait.D() < 100*time.Millisecond || t.Wait.D() > 5*time.Minute {
+		return fail("timers.wait", "must be between 100ms and 5m, not %s", t.Wait.D())
 	}
 	lim := c.Limits
 	if lim.MaxMessageSize < 1024 || lim.MaxMessageSize > 1<<20 {
