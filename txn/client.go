@@ -25,7 +25,7 @@ func (c *Core) onResponse(x *ctx, p *transport.Packet) {
 		return
 	}
 	t := &e.Value
-	b := &t.br[idx]
+	b := t.branch(idx)
 	cs := m.CSeq()
 	switch {
 	case cs.Method == parser.MethodCancel:
@@ -166,7 +166,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 func (c *Core) cancelOthers(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], except *Branch) {
 	t := &e.Value
 	for i := 0; i < t.nbr; i++ {
-		if b := &t.br[i]; b != except {
+		if b := t.branch(i); b != except {
 			c.cancelBranch(x, s, e, b)
 		}
 	}
@@ -281,7 +281,7 @@ func retryable(code int) bool {
 func bestBranch(t *txn) int {
 	best, code := -1, 0
 	for i := 0; i < t.nbr; i++ {
-		if b := &t.br[i]; b.code >= 300 && better(b.code, code) {
+		if b := t.branch(i); b.code >= 300 && better(b.code, code) {
 			best, code = i, b.code
 		}
 	}
@@ -314,12 +314,12 @@ func (c *Core) checkDone(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) {
 func (c *Core) bestMessage(x *ctx, e *shards.Entry[txn]) *parser.Message {
 	t := &e.Value
 	i := bestBranch(t)
-	if i >= 0 && len(t.br[i].resp) > 0 && x.best.Parse(t.br[i].resp) == nil {
+	if i >= 0 && len(t.branch(i).resp) > 0 && x.best.Parse(t.branch(i).resp) == nil {
 		return &x.best
 	}
 	code := 500
 	if i >= 0 {
-		code = t.br[i].code
+		code = t.branch(i).code
 	}
 	x.key = appendHex(x.key[:0], e.Hash(), 16)
 	x.synth = parser.AppendResponse(x.synth[:0], &t.msg, code, nil, x.key)
@@ -336,7 +336,7 @@ func (c *Core) forwardBest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) {
 		c.replyLocal(x, s, e, 500, "", nil)
 		return
 	}
-	b := &t.br[i]
+	b := t.branch(i)
 	code := b.code
 	if t.canceled && code != 487 {
 		// §16.10: a canceled request ends with 487 whatever a branch that
@@ -372,7 +372,7 @@ func (c *Core) mergeChallenges(x *ctx, t *txn, best int) {
 	nh := 0
 	x.auth = x.auth[:0]
 	for j := 0; j < t.nbr; j++ {
-		b := &t.br[j]
+		b := t.branch(j)
 		if j == best || (b.code != 401 && b.code != 407) || len(b.resp) == 0 || x.best.Parse(b.resp) != nil {
 			continue
 		}
@@ -402,7 +402,7 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 	x := c.getCtx()
 	defer c.putCtx(x)
 	t := &e.Value
-	b := &t.br[tm.Kind>>4]
+	b := t.branch(int(tm.Kind >> 4))
 	kind := tm.Kind & 15
 	switch kind {
 	case kG: // retransmit the final response until the ACK

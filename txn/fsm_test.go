@@ -2,6 +2,7 @@ package txn
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -804,4 +805,56 @@ func TestRouterPanicIsContained(t *testing.T) {
 	// the shard is not left locked
 	h.in(uacAddr, request("OPTIONS", "z9hG4bKpan3", "pan@x", "sip:bob@127.0.0.1:5080", ""))
 	h.only(h.snd.take(), toUAS+"OPTIONS sip:bob@127.0.0.1:5080 SIP/2.0")
+}
+
+// TestForkMaxBranches forks to MaxBranches destinations (the first branch
+// inside the transaction, the others pooled), refuses one more, answers
+// from the last branch, and checks the accounted bytes go back to the baseline
+// when the transaction ends, twice so the second call reuses the pool.
+func TestForkMaxBranches(t *testing.T) {
+	h := newHarness(t, nil)
+	var addErr error
+	h.rt.request = func(r *Request) {
+		for i := 1; i < MaxBranches; i++ {
+			if err := r.AddBranch([]byte("sip:u" + strconv.Itoa(i) + "@127.0.0.1:" + strconv.Itoa(6000+i))); err != nil {
+				t.Fatalf("branch %d: %v", i, err)
+			}
+		}
+		addErr = r.AddBranch([]byte("sip:extra@127.0.0.1:7000"))
+		r.Relay()
+	}
+	base := h.core.Stats().Bytes // the shards' indexes
+	for call := 0; call < 2; call++ {
+		id := "mb" + strconv.Itoa(call) + "@x"
+		h.in(uacAddr, request("MESSAGE", "z9hG4bKmb"+strconv.Itoa(call), id, "sip:bob@127.0.0.1:5080", ""))
+		if addErr != ErrTooManyBranches {
+			t.Fatalf("branch %d: %v, want ErrTooManyBranches", MaxBranches+1, addErr)
+		}
+		msgs := h.snd.take()
+		if len(msgs) != MaxBranches {
+			t.Fatalf("%d requests sent, want %d", len(msgs), MaxBranches)
+		}
+		seen := map[string]bool{}
+		for _, m := range msgs {
+			b := topBranch(m.data)
+			if seen[b] {
+				t.Fatalf("branch id %s used twice", b)
+			}
+			seen[b] = true
+		}
+		if got, one := h.core.Stats().Bytes-base, h.core.Table().EntrySize(); got < one+int64((MaxBranches-1)*branchSize) {
+			t.Fatalf("accounted %d bytes, want at least the entry (%d) and %d pooled branches", got, one, MaxBranches-1)
+		}
+		last := msgs[MaxBranches-1]
+		h.in(last.dst, respond(last.data, 200, "z"))
+		h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+		for _, m := range msgs[:MaxBranches-1] {
+			h.in(m.dst, respond(m.data, 404, "n"))
+		}
+		h.only(h.snd.take())
+		h.advance(DefaultWait + 32*time.Second)
+		if st := h.core.Stats(); st.Transactions != 0 || st.Bytes != base {
+			t.Fatalf("call %d: %d transactions, %d bytes accounted, want %d", call, st.Transactions, st.Bytes, base)
+		}
+	}
 }

@@ -513,9 +513,7 @@ func (c *Core) startBranch(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r
 	if t.nbr >= MaxBranches {
 		return false
 	}
-	b := &t.br[t.nbr]
-	b.idx = uint8(t.nbr)
-	t.nbr++
+	b := t.newBranch()
 	b.state, b.code, b.gotProv, b.cancelWant, b.cancelSent, b.cancelAcked, b.destSet = bCalling, 0, false, false, false, false, false
 	b.uri = append(b.uri[:0], uri...)
 	b.host = b.host[:0]

@@ -218,7 +218,11 @@ func (r *Request) AddBranch(uri []byte) error {
 		return ErrStateless
 	}
 	t := r.t
-	if t.nbr+t.nq-t.qi >= MaxBranches || t.nq >= MaxBranches {
+	main := 0
+	if !t.relayed {
+		main = 1 // the first Relay starts the Request-URI branch too
+	}
+	if t.nbr+main+t.nq-t.qi >= MaxBranches || t.nq >= MaxBranches {
 		return ErrTooManyBranches
 	}
 	off := len(t.uris)

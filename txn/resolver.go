@@ -109,7 +109,7 @@ func (c *Core) resolve(ref shards.Ref[txn], id uint32, idx int, host []byte) {
 			return
 		}
 		t := &e.Value
-		b := &t.br[idx]
+		b := t.branch(idx)
 		if b.state != bResolving {
 			return
 		}

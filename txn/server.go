@@ -229,7 +229,7 @@ func (c *Core) onCancel(x *ctx, p *transport.Packet) {
 	if !t.finalSent && !t.canceled {
 		t.canceled = true
 		for i := 0; i < t.nbr; i++ {
-			c.cancelBranch(x, s, e, &t.br[i])
+			c.cancelBranch(x, s, e, t.branch(i))
 		}
 		if t.pending == 0 {
 			c.replyLocal(x, s, e, 487, "Request Terminated", nil)
@@ -324,7 +324,7 @@ func (c *Core) gc(s *shards.Shard[txn], e *shards.Entry[txn]) {
 		return
 	}
 	for i := 0; i < t.nbr; i++ {
-		if st := t.br[i].state; st != bTerminated && st != bNone {
+		if st := t.branch(i).state; st != bTerminated && st != bNone {
 			return
 		}
 	}

@@ -2,6 +2,8 @@ package txn
 
 import (
 	"net/netip"
+	"sync"
+	"unsafe"
 
 	"switchboard/parser"
 	"switchboard/shards"
@@ -10,9 +12,9 @@ import (
 
 // MaxBranches is the number of client branches one proxied request can
 // have over its life: parallel branches and the serial ones a failure
-// route adds. Each branch carries its own timers inside the transaction,
-// so the bound keeps a transaction a fixed-size, poolable value.
-const MaxBranches = 8
+// route adds (Kamailio's default is 12). The branch index travels in the
+// high nibble of a timer kind, hence at most 16.
+const MaxBranches = 16
 
 // Server transaction states (RFC 3261 §17.2, RFC 6026 for Accepted).
 const (
@@ -81,8 +83,13 @@ type txn struct {
 	conn transport.ConnID
 	rs   routeState
 	ed   *parser.Editor // the route's editor for a suspended handle
+	// The first branch lives in the transaction; the others, which only
+	// forking needs, come from branchPool and go back when the
+	// transaction is released. A Branch never moves: the timer wheel
+	// links its timers.
 	nbr  int
-	br   [MaxBranches]Branch
+	br0  Branch
+	more []*Branch
 
 	// Branch URIs added by the route and not sent yet.
 	uris  []byte
@@ -154,29 +161,65 @@ func (b *Branch) Code() int { return b.code }
 
 func (b *Branch) active() bool { return b.state >= bResolving && b.state <= bProceeding }
 
-// resetTxn prepares a pooled transaction for reuse, keeping buffers.
-func resetTxn(t *txn) {
-	buf, buf2, resp, uris, ruri, ed := t.buf[:0], t.buf2[:0], t.resp[:0], t.uris[:0], t.rs.ruri[:0], t.ed
-	var bufs [MaxBranches][6][]byte
-	for i := range t.br {
-		b := &t.br[i]
-		bufs[i] = [6][]byte{b.host[:0], b.uri[:0], b.out[:0], b.resp[:0], b.cancel[:0], b.ack[:0]}
+// branchPool holds the Branches beyond the first, with their buffers.
+var branchPool = sync.Pool{New: func() any { return new(Branch) }}
+
+// branchSize is what one pooled Branch adds to a transaction, buffers
+// aside.
+const branchSize = int(unsafe.Sizeof(Branch{}))
+
+// branch returns branch i (< t.nbr).
+func (t *txn) branch(i int) *Branch {
+	if i == 0 {
+		return &t.br0
 	}
-	*t = txn{}
-	t.buf, t.buf2, t.resp, t.uris, t.rs.ruri, t.ed = buf, buf2, resp, uris, ruri, ed
-	for i := range t.br {
-		b := &t.br[i]
-		k := &bufs[i]
-		b.host, b.uri, b.out, b.resp, b.cancel, b.ack = k[0], k[1], k[2], k[3], k[4], k[5]
-	}
+	return t.more[i-1]
 }
 
-// owned returns the bytes the transaction's buffers hold, for Account.
+// newBranch appends a cleared branch; the caller checks MaxBranches.
+func (t *txn) newBranch() *Branch {
+	b := &t.br0
+	if t.nbr > 0 {
+		b = branchPool.Get().(*Branch)
+		t.more = append(t.more, b)
+	}
+	b.idx = uint8(t.nbr)
+	t.nbr++
+	return b
+}
+
+// resetBranch clears b, keeping its buffers' capacity.
+func resetBranch(b *Branch) {
+	host, uri, out, resp, cancel, ack := b.host[:0], b.uri[:0], b.out[:0], b.resp[:0], b.cancel[:0], b.ack[:0]
+	*b = Branch{}
+	b.host, b.uri, b.out, b.resp, b.cancel, b.ack = host, uri, out, resp, cancel, ack
+}
+
+// resetTxn prepares a pooled transaction for reuse, keeping buffers; the
+// extra branches go back to branchPool. It runs once no timer of the
+// transaction is left.
+func resetTxn(t *txn) {
+	buf, buf2, resp, uris, ruri, ed := t.buf[:0], t.buf2[:0], t.resp[:0], t.uris[:0], t.rs.ruri[:0], t.ed
+	more := t.more
+	for i, b := range more {
+		resetBranch(b)
+		branchPool.Put(b)
+		more[i] = nil
+	}
+	resetBranch(&t.br0)
+	br0 := t.br0
+	*t = txn{}
+	t.buf, t.buf2, t.resp, t.uris, t.rs.ruri, t.ed = buf, buf2, resp, uris, ruri, ed
+	t.br0, t.more = br0, more[:0]
+}
+
+// owned returns the bytes the transaction holds beyond its fixed size
+// (buffers and extra branches), for Account.
 func (t *txn) owned() int {
 	n := cap(t.buf) + cap(t.buf2) + cap(t.resp) + cap(t.uris) + cap(t.rs.ruri)
-	for i := range t.br {
-		b := &t.br[i]
+	for i := 0; i < t.nbr; i++ {
+		b := t.branch(i)
 		n += cap(b.host) + cap(b.uri) + cap(b.out) + cap(b.resp) + cap(b.cancel) + cap(b.ack)
 	}
-	return n
+	return n + len(t.more)*branchSize
 }
