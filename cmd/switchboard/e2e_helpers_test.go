@@ -121,19 +121,32 @@ type testServer struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	waitErr error
+	env     []string // added to the test's environment
 }
 
 // startServer writes a configuration (the base below plus extra YAML keys,
 // which must not repeat a base key) and starts the binary on it.
 func startServer(t *testing.T, extra string) *testServer {
 	t.Helper()
+	return startServerWith(t, extra, serverOptions{})
+}
+
+// serverOptions are what startServerWith adds to startServer's base.
+type serverOptions struct {
+	Listen string   // more listen entries, YAML list lines ("  - {proto: tls, ...}\n")
+	Env    []string // more environment variables for the process
+}
+
+// startServerWith is startServer with more listeners or environment.
+func startServerWith(t *testing.T, extra string, o serverOptions) *testServer {
+	t.Helper()
 	dir := t.TempDir()
-	s := &testServer{t: t, Port: freeSIPPort(t), Mgmt: freeTCPAddr(t), Dir: filepath.Join(dir, "data")}
+	s := &testServer{t: t, Port: freeSIPPort(t), Mgmt: freeTCPAddr(t), Dir: filepath.Join(dir, "data"), env: o.Env}
 	s.Config = filepath.Join(dir, "switchboard.yaml")
 	cfg := fmt.Sprintf(`listen:
   - {proto: udp, address: "127.0.0.1:%d"}
   - {proto: tcp, address: "127.0.0.1:%d"}
-mgmt:
+%smgmt:
   listen: %q
 storage:
   dir: %q
@@ -142,7 +155,7 @@ outbound:
   resolver: "127.0.0.1:9"
 log:
   level: debug
-%s`, s.Port, s.Port, s.Mgmt, s.Dir, extra)
+%s`, s.Port, s.Port, o.Listen, s.Mgmt, s.Dir, extra)
 	if !strings.Contains(extra, "timers:") {
 		cfg += "timers:\n  t1: 100ms\n  t2: 400ms\n  t4: 500ms\n  timer_c: 5s\n"
 	}
@@ -160,6 +173,9 @@ func (s *testServer) start() {
 	s.Log = &syncBuffer{}
 	s.cmd = exec.Command(switchboardBinary(t), "run", "-c", s.Config)
 	s.cmd.Stdout, s.cmd.Stderr = s.Log, s.Log
+	if s.env != nil {
+		s.cmd.Env = append(os.Environ(), s.env...)
+	}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
