@@ -46,6 +46,7 @@ type bench struct {
 
 	rates, regRates []int
 	stepDur, hold   time.Duration
+	warmup          time.Duration
 	fillRate        int
 }
 
@@ -76,6 +77,7 @@ func run() int {
 		ratesF     = flag.String("rates", "500,1000,2000,3000,4000,6000,8000", "call-rate ladder (calls/s), in increasing order")
 		regRatesF  = flag.String("reg-rates", "1000,2000,4000,6000,8000", "registration-rate ladder (registrations/s)")
 		stepDur    = flag.Duration("step", 6*time.Second, "traffic time of each rung of a ladder")
+		warmup     = flag.Duration("warmup", 3*time.Second, "traffic time at the first rate before a ladder, not measured (both servers: heaps, pools and caches reach their working size); 0 skips it")
 		hold       = flag.Duration("hold", time.Second, "call duration between ACK and BYE")
 		fillRate   = flag.Int("fill-rate", 1000, "rate of the 10,000 first REGISTERs")
 		concurrent = flag.Int("concurrent", 50000, "calls held up at once in the concurrency scenario")
@@ -140,7 +142,7 @@ func run() int {
 	}
 	b := &bench{procs: newProcs(), out: os.Stdout, ports: map[int]bool{}, sbSets: sets,
 		proxyCPU: *proxyCPU, loadCPU: *loadCPU, kamChildren: *kamKids, kamBin: *kamBin,
-		stepDur: *stepDur, hold: *hold, fillRate: *fillRate}
+		stepDur: *stepDur, hold: *hold, warmup: *warmup, fillRate: *fillRate}
 	if b.rates, err = parseRates(*ratesF); err == nil {
 		b.regRates, err = parseRates(*regRatesF)
 	}

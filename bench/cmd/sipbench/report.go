@@ -390,7 +390,8 @@ func (r *report) markdown() string {
 	}
 	sb.WriteString("Kamailio: `kamailio -f bench/kamailio/<work>.cfg -DD -E -n " + fmt.Sprint(r.b.kamChildren) +
 		" -m 1024 -M 16 -l udp:127.0.0.1:PORT`. Switchboard: `switchboard run -c <generated yaml>` (UDP only, log level warn, " +
-		"management listener off). Rung length " + r.b.stepDur.String() + ", calls held " + r.b.hold.String() + ".\n")
+		"management listener off). Rung length " + r.b.stepDur.String() + ", calls held " + r.b.hold.String() +
+		", each ladder preceded by an unmeasured warm-up of " + r.b.warmup.String() + " at its first rate.\n")
 	return sb.String()
 }
 
