@@ -169,6 +169,8 @@ func (s *server) transportConfig() transport.Config {
 		tc.TLSClientCAFile = cfg.TLS.ClientCA
 		tc.TLSRequireClientCert = true
 	}
+	tc.TLSRootCAFile = cfg.TLS.CA
+	tc.TLSInsecureSkipVerify = !cfg.TLS.VerifyServer
 	for _, l := range cfg.Listen {
 		p, _ := transport.ParseProto(l.Proto)
 		lc := transport.ListenerConfig{Proto: p, Addr: l.Address}

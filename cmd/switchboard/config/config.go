@@ -8,8 +8,11 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 )
@@ -129,6 +132,12 @@ type TLS struct {
 	// signed by this CA (mutual TLS for trunks).
 	ClientCA   string `yaml:"client_ca"`
 	MinVersion string `yaml:"min_version"`
+	// CA verifies the servers of outbound TLS connections (trunks,
+	// gateways); empty means the system's trusted roots.
+	CA string `yaml:"ca"`
+	// VerifyServer checks the certificate of outbound TLS peers. Off only
+	// for lab set-ups: anyone on the path can then read the calls.
+	VerifyServer bool `yaml:"verify_server"`
 }
 
 // Outbound restricts where the server sends requests and replies.
@@ -189,7 +198,7 @@ func Default() *Config {
 		Storage: Storage{Driver: "sqlite", Dir: "data"},
 		Log:     Log{Level: "info", Format: "text"},
 		Mgmt:    Mgmt{Listen: "127.0.0.1:8080"},
-		TLS:     TLS{MinVersion: "1.2"},
+		TLS:     TLS{MinVersion: "1.2", VerifyServer: true},
 		Registrar: Registrar{
 			DefaultExpires: Duration(time.Hour),
 			MinExpires:     Duration(time.Minute),
@@ -254,6 +263,9 @@ func (c *Config) check(at func(key string) int) error {
 	case "1.2", "1.3":
 	default:
 		return fail("tls.min_version", "must be 1.2 or 1.3, not %q", c.TLS.MinVersion)
+	}
+	if key, msg := checkTLSFiles(&c.TLS); key != "" {
+		return fail(key, "%s", msg)
 	}
 	for i, d := range c.Domains {
 		if d == "" || strings.ContainsAny(d, " \t;,<>@:\"") {
@@ -395,4 +407,34 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// checkTLSFiles loads the certificate, key and CA bundles the tls section
+// names, so that check-config and a reload catch a wrong path or a key
+// that does not match before the server is started with them. It returns
+// the key at fault and why.
+func checkTLSFiles(t *TLS) (key, msg string) {
+	switch {
+	case t.Cert != "" && t.Key == "":
+		return "tls.key", "missing; tls.cert needs its private key"
+	case t.Key != "" && t.Cert == "":
+		return "tls.cert", "missing; tls.key needs its certificate"
+	case t.Cert != "":
+		if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
+			return "tls.cert", "cannot load the certificate and key: " + err.Error()
+		}
+	}
+	for _, ca := range []struct{ key, path string }{{"tls.client_ca", t.ClientCA}, {"tls.ca", t.CA}} {
+		if ca.path == "" {
+			continue
+		}
+		pem, err := os.ReadFile(ca.path)
+		if err != nil {
+			return ca.key, err.Error()
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return ca.key, "no PEM certificate in " + ca.path
+		}
+	}
+	return "", ""
 }

@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -190,5 +192,27 @@ auth:
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want prefix %q", tc.src, err, tc.want)
 		}
+	}
+}
+
+func TestTLSFilesChecked(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.txt")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, src, want string }{
+		{"cert without key", "tls:\n  cert: c.pem\n", "x.yaml:2: tls.key: missing; tls.cert needs its private key"},
+		{"missing cert file", "tls:\n  cert: " + dir + "/none.pem\n  key: " + dir + "/none.key\n", "x.yaml:2: tls.cert: cannot load the certificate and key: open " + dir + "/none.pem: no such file or directory"},
+		{"missing ca", "tls:\n  ca: " + dir + "/none.pem\n", "x.yaml:2: tls.ca: open " + dir + "/none.pem: no such file or directory"},
+		{"ca not PEM", "tls:\n  client_ca: " + notPEM + "\n", "x.yaml:2: tls.client_ca: no PEM certificate in " + notPEM},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Load("x.yaml", []byte(c.src), nil)
+			if err == nil || err.Error() != c.want {
+				t.Fatalf("got %v\nwant %s", err, c.want)
+			}
+		})
 	}
 }
