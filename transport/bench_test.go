@@ -1,11 +1,14 @@
 package transport
 
 import (
+	"bufio"
 	"context"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -294,4 +297,146 @@ func processCPU() time.Duration {
 	var ru unix.Rusage
 	unix.Getrusage(unix.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Low-rate echo: one round trip at a time with a pause between them, so
+// that every datagram finds the reader idle and costs a wake-up. This is
+// the proxy's usual load (a few hundred messages per second per core), and
+// where a reader blocked in a system call paid a thread hand-off per
+// datagram. The client is another process (TestEchoPacedClientProcess,
+// started by the benchmark), so getrusage(RUSAGE_SELF) counts only the
+// servers' process: its CPU and context switches per datagram.
+//
+//	go test -run '^$' -bench UDPEchoPaced -benchtime 2000x -count 3 ./transport
+//
+// b.N is the number of round trips per server; the servers take turns in
+// slices of 500. SWB_ECHO_PACE sets the pause (default 200µs).
+func BenchmarkUDPEchoPaced(b *testing.B) {
+	servers := []struct {
+		name  string
+		start func(testing.TB) echoServer
+	}{
+		{"recvmmsg", startRecvmmsgEcho},
+		{"gnet", startGnetEcho},
+		{"stdlib", startStdEcho},
+	}
+	pace := os.Getenv("SWB_ECHO_PACE")
+	if pace == "" {
+		pace = "200us"
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestEchoPacedClientProcess$")
+	cmd.Env = append(os.Environ(), "SWB_ECHO_PACED_CLIENT=1", "SWB_ECHO_PACE="+pace)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	out := bufio.NewReader(outPipe)
+	defer func() { in.Close(); cmd.Wait() }()
+	// run asks the client for n paced round trips against srv.
+	run := func(srv netip.AddrPort, n int) {
+		if _, err := in.Write([]byte(srv.String() + " " + strconv.Itoa(n) + "\n")); err != nil {
+			b.Fatal(err)
+		}
+		line, err := out.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "done") {
+			b.Fatalf("client: %q %v", line, err)
+		}
+	}
+
+	srvs := make([]echoServer, len(servers))
+	for i, s := range servers {
+		srvs[i] = s.start(b)
+		defer srvs[i].stop()
+		run(srvs[i].addr, 100) // warm up
+	}
+	cpu := make([]time.Duration, len(servers))
+	csw := make([]int64, len(servers))
+	const slice = 500
+	b.ResetTimer()
+	for done := 0; done < b.N; done += slice {
+		n := min(slice, b.N-done)
+		for i := range srvs {
+			c0, s0 := processCPU(), contextSwitches()
+			run(srvs[i].addr, n)
+			cpu[i] += processCPU() - c0
+			csw[i] += contextSwitches() - s0
+		}
+	}
+	b.StopTimer()
+	std := len(servers) - 1
+	for i, s := range servers {
+		b.ReportMetric(float64(cpu[i].Nanoseconds())/float64(b.N), s.name+"-cpu-ns/dgram")
+		b.ReportMetric(float64(csw[i])/float64(b.N), s.name+"-ctxsw/dgram")
+		if i != std {
+			b.ReportMetric(float64(cpu[i])/float64(cpu[std]), s.name+"/stdlib-cpu")
+		}
+	}
+}
+
+// contextSwitches is the number of voluntary and involuntary context
+// switches of every thread of this process so far.
+func contextSwitches() int64 {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return ru.Nvcsw + ru.Nivcsw
+}
+
+// TestEchoPacedClientProcess is the client of BenchmarkUDPEchoPaced and of
+// the paced mode of syscalls.sh; it runs only when SWB_ECHO_PACED_CLIENT is
+// set. For each line "addr n" on stdin it makes n round trips against addr
+// one at a time, pausing SWB_ECHO_PACE between them, and answers
+// "done <lost> <round trips/s>".
+func TestEchoPacedClientProcess(t *testing.T) {
+	if os.Getenv("SWB_ECHO_PACED_CLIENT") == "" {
+		t.Skip("SWB_ECHO_PACED_CLIENT not set")
+	}
+	pace, err := time.ParseDuration(os.Getenv("SWB_ECHO_PACE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, _, err := openUDP(netip.MustParseAddrPort("127.0.0.1:0"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	// Blocking receive with a timeout that detects a loss.
+	unix.SetNonblock(fd, false)
+	tv := unix.Timeval{Usec: 100000}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	var sender Transport
+	l := &Listener{Proto: UDP, udp: []*udpSocket{{fd: fd}}}
+	r := newUDPReader(fd, 1, 2048)
+	ts := unix.NsecToTimespec(pace.Nanoseconds())
+	lines := bufio.NewScanner(os.Stdin)
+	for lines.Scan() {
+		f := strings.Fields(lines.Text())
+		if len(f) != 2 {
+			t.Fatalf("bad command %q", lines.Text())
+		}
+		srv := netip.MustParseAddrPort(f[0])
+		n, _ := strconv.Atoi(f[1])
+		lost := 0
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			sender.sendUDP(l, srv, benchMsg)
+			if _, errno := r.recvWait(); errno != 0 {
+				lost++
+			} else {
+				r.datagram(0)
+			}
+			// nanosleep keeps the pause exact (Go timers round up
+			// to the millisecond).
+			unix.Nanosleep(&ts, nil)
+		}
+		rate := float64(n) / time.Since(start).Seconds()
+		os.Stdout.WriteString("done " + strconv.Itoa(lost) + " " + strconv.Itoa(int(rate)) + "\n")
+	}
 }

@@ -130,8 +130,9 @@ func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.closing.Store(true)
 		// Sends check closing after counting themselves in flight: once
-		// the count drops to zero no send can use the descriptor, and
-		// closing the file wakes the reader parked on it.
+		// the count drops to zero no send can use the descriptor. Closing
+		// the file wakes the reader parked on it; a reader serving a batch
+		// sees closing after it, and the file's Close waits for it.
 		for _, l := range t.listeners {
 			for _, s := range l.udp {
 				for s.inflight.Load() != 0 {

@@ -163,48 +163,54 @@ func (t *Transport) runUDPReader(s *udpSocket, stripe int) {
 	p := &Packet{Listener: s.l, Proto: UDP}
 	h := t.handler
 
-	// A batch shorter than the array means the socket was empty when the
-	// kernel returned it: the next read parks at once instead of paying a
-	// recvmmsg for a sure EAGAIN. A datagram that arrived since then has
-	// already marked the descriptor ready, so the park returns at once.
-	var (
-		n     int
-		errno syscall.Errno
-		empty bool
-	)
-	read := func(uintptr) bool {
-		if empty {
-			empty = false
-			return false
-		}
-		n, errno = r.recv()
-		return errno != unix.EAGAIN
-	}
-	for {
-		if err := rc.Read(read); err != nil {
-			return // the socket was closed
-		}
-		if errno != 0 {
-			if errno != unix.EINTR {
-				t.stats.errors.Add(1)
+	// Batches are served inside the callback of a single RawConn.Read: the
+	// callback returns false to park, and the poller calls it again when the
+	// socket is readable. Read clears the descriptor's readiness on entry,
+	// so leaving it after each batch and entering it again would drop the
+	// readiness of a datagram that arrived while the handler ran, and that
+	// datagram would wait for the next one.
+	//
+	// Because the readiness is kept, a batch shorter than the array (the
+	// socket was empty when the kernel returned it) parks at once instead of
+	// paying a recvmmsg for a sure EAGAIN: a datagram that arrived since then
+	// has marked the descriptor ready, so the park returns at once.
+	serve := func(uintptr) bool {
+		for {
+			if t.closing.Load() {
+				return true
 			}
-			continue
-		}
-		for i := 0; i < n; i++ {
-			data, src, trunc := r.datagram(i)
-			if trunc || len(data) > t.cfg.MaxMessageSize {
-				t.stats.dropsIn.Add(1)
+			n, errno := r.recv()
+			switch errno {
+			case 0:
+			case unix.EAGAIN:
+				return false
+			case unix.EINTR:
+				continue
+			default:
+				t.stats.errors.Add(1)
 				continue
 			}
-			t.stats.in(stripe, UDP, len(data))
-			p.Data = data
-			p.Src = src
-			p.Conn = 0
-			h.HandleMessage(p)
+			for i := 0; i < n; i++ {
+				data, src, trunc := r.datagram(i)
+				if trunc || len(data) > t.cfg.MaxMessageSize {
+					t.stats.dropsIn.Add(1)
+					continue
+				}
+				t.stats.in(stripe, UDP, len(data))
+				p.Data = data
+				p.Src = src
+				p.Conn = 0
+				h.HandleMessage(p)
+			}
+			p.Data = nil
+			if n < len(r.hdrs) {
+				return false
+			}
 		}
-		p.Data = nil
-		empty = n < len(r.hdrs)
 	}
+	// Read returns when Close has begun: nil if the loop saw closing,
+	// an error if closing the file woke the parked reader.
+	_ = rc.Read(serve)
 }
 
 // Errors returned by Send.

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -330,5 +331,172 @@ func TestUDPSendDuringClose(t *testing.T) {
 	wg.Wait()
 	if closedSeen.Load() != 4 {
 		t.Fatalf("%d senders saw ErrClosed", closedSeen.Load())
+	}
+}
+
+// A datagram that arrives while the handler runs is delivered without
+// waiting for another one. The poller records its readiness while the
+// reader is busy; the reader must not throw that away before it parks
+// again (a short batch means the socket was empty only until the handler
+// started).
+func TestUDPDatagramDuringHandlerDelivered(t *testing.T) {
+	entered := make(chan struct{}, 4)
+	release := make(chan struct{})
+	var got atomic.Int64
+	tr := startTransport(t, Config{Listeners: []ListenerConfig{{Proto: UDP, Addr: "127.0.0.1:0"}}, UDPReaders: 1},
+		HandlerFunc(func(p *Packet) {
+			if got.Add(1) == 1 {
+				entered <- struct{}{}
+				<-release
+			}
+		}))
+	dst := tr.Listeners()[0].Local
+	peer := udpPeer(t, "udp4", "127.0.0.1:0")
+	msg := []byte("OPTIONS sip:x SIP/2.0\r\n\r\n")
+	for round := 0; round < 3; round++ {
+		got.Store(0)
+		if _, err := peer.WriteToUDPAddrPort(msg, dst); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-entered:
+		case <-time.After(5 * time.Second):
+			t.Fatal("first datagram not delivered")
+		}
+		// The second datagram arrives while the handler holds the reader;
+		// the sleep gives an idle thread time to take its readiness from
+		// epoll before the reader parks again.
+		if _, err := peer.WriteToUDPAddrPort(msg, dst); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(30 * time.Millisecond)
+		release <- struct{}{}
+		deadline := time.Now().Add(2 * time.Second)
+		for got.Load() < 2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the datagram sent during the handler was not delivered", round)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// Close wakes readers parked in the poller, after they have served a
+// datagram and parked again, and every reader goroutine returns.
+func TestUDPCloseWakesParkedReader(t *testing.T) {
+	g0, f0 := countGoroutines(), countFDs(t)
+	rec := newRecorder()
+	tr, err := New(Config{
+		Listeners:  []ListenerConfig{{Proto: UDP, Addr: "127.0.0.1:0"}, {Proto: UDP, Addr: "[::1]:0"}},
+		UDPReaders: 2,
+	}, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Start(); err != nil {
+		t.Fatal(err)
+	}
+	peer := udpPeer(t, "udp4", "127.0.0.1:0")
+	if _, err := peer.WriteToUDPAddrPort([]byte("OPTIONS sip:x SIP/2.0\r\n\r\n"), tr.Listeners()[0].Local); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, 1)
+	// All four readers parked in the poller ("IO wait"), none in a system
+	// call or running.
+	deadline := time.Now().Add(5 * time.Second)
+	for parkedReaders() != 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 4 readers parked in the poller", parkedReaders())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	closed := make(chan struct{})
+	go func() { tr.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Close hangs: %d readers still parked", parkedReaders())
+	}
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("Close took %v: the parked readers were not woken at once", d)
+	}
+	if n := readerGoroutines(); n != 0 {
+		t.Fatalf("%d reader goroutines left after Close", n)
+	}
+	peer.Close()
+	expectNoLeak(t, g0, f0)
+}
+
+// parkedReaders counts UDP reader goroutines parked in the network poller.
+func parkedReaders() int {
+	n := 0
+	for _, g := range goroutineStacks() {
+		if strings.Contains(g, "runUDPReader") && strings.Contains(g, "[IO wait") {
+			n++
+		}
+	}
+	return n
+}
+
+func readerGoroutines() int {
+	n := 0
+	for _, g := range goroutineStacks() {
+		if strings.Contains(g, "runUDPReader") {
+			n++
+		}
+	}
+	return n
+}
+
+func goroutineStacks() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Split(string(buf), "\n\n")
+}
+
+// Close returns while the reader is never idle: each datagram handled
+// sends another one to the same socket, so with more datagrams queued than
+// one batch takes the socket never runs empty, and the reader stops after
+// the batch in hand.
+func TestUDPCloseUnderLoad(t *testing.T) {
+	g0 := countGoroutines()
+	peer := udpPeer(t, "udp4", "127.0.0.1:0")
+	var dst atomic.Pointer[netip.AddrPort]
+	tr, err := New(Config{Listeners: []ListenerConfig{{Proto: UDP, Addr: "127.0.0.1:0"}}, UDPReaders: 1},
+		HandlerFunc(func(p *Packet) { peer.WriteToUDPAddrPort(p.Data, *dst.Load()) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Start(); err != nil {
+		t.Fatal(err)
+	}
+	local := tr.Listeners()[0].Local
+	dst.Store(&local)
+	msg := []byte("OPTIONS sip:x SIP/2.0\r\n\r\n")
+	for i := 0; i < 64; i++ {
+		if _, err := peer.WriteToUDPAddrPort(msg, local); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for tr.Stats().Proto[UDP].PacketsIn < 2000 {
+		if time.Now().After(deadline) {
+			t.Fatal("the datagrams did not circulate")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan struct{})
+	go func() { tr.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hangs while the reader is busy")
+	}
+	if n := readerGoroutines(); n != 0 {
+		t.Fatalf("%d reader goroutines left after Close", n)
+	}
+	if g := countGoroutines(); g > g0 {
+		t.Fatalf("goroutines %d -> %d", g0, g)
 	}
 }
