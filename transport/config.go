@@ -31,7 +31,7 @@ type Config struct {
 	// connection. Default 65535.
 	MaxMessageSize int
 
-	// UDPReaders is the number of SO_REUSEPORT sockets and reader threads
+	// UDPReaders is the number of SO_REUSEPORT sockets and reader goroutines
 	// per UDP listener. Default GOMAXPROCS.
 	UDPReaders int
 	// UDPBatch is the number of datagrams one recvmmsg call may return.
