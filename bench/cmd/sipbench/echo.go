@@ -112,6 +112,11 @@ type echoResult struct {
 	CPU       time.Duration // echo server CPU
 	ClientCPU time.Duration
 	Wall      time.Duration
+	// The echo server's context switches and system calls over the same
+	// window as CPU (SyscallsOK false when not counted).
+	CtxSwitches int64
+	Syscalls    int64
+	SyscallsOK  bool
 }
 
 // perDatagram is the echo's CPU per datagram handled (received or sent).
@@ -120,6 +125,24 @@ func (e echoResult) perDatagram() time.Duration {
 		return 0
 	}
 	return e.CPU / time.Duration(2*e.Received)
+}
+
+// syscallsPerDatagram is the echo's system calls per datagram handled: one
+// recvfrom or sendto each, plus what the Go runtime adds. 0 when not
+// counted.
+func (e echoResult) syscallsPerDatagram() float64 {
+	if e.Received == 0 || !e.SyscallsOK {
+		return 0
+	}
+	return float64(e.Syscalls) / float64(2*e.Received)
+}
+
+// ctxPerDatagram is the echo's context switches per datagram handled.
+func (e echoResult) ctxPerDatagram() float64 {
+	if e.Received == 0 {
+		return 0
+	}
+	return float64(e.CtxSwitches) / float64(2*e.Received)
 }
 
 // runEcho measures the echo server at rate datagrams per second for d.
@@ -139,20 +162,26 @@ func (b *bench) runEcho(rate int, d time.Duration) (echoResult, error) {
 		return r, fmt.Errorf("echo server did not bind: %s", srv.logTail(5))
 	}
 	count := int(float64(rate) * d.Seconds())
+	sys := b.countSyscalls([]int{srv.pid()})
+	ctx0 := treeCtxSwitches(srv.pid())
 	before := treeCPU(srv.pid())
 	t0 := time.Now()
 	out := b.work + fmt.Sprintf("/echo-client-%d.log", rate)
 	cl, err := b.procs.start("echo-client", b.loadCPU, out, self, "echo-client", "-port", strconv.Itoa(port),
 		"-rate", strconv.Itoa(rate), "-count", strconv.Itoa(count))
 	if err != nil {
+		b.stopSyscalls(sys)
 		return r, err
 	}
 	if !cl.wait(d + 30*time.Second) {
+		b.stopSyscalls(sys)
 		cl.stop(syscall.SIGKILL, time.Second)
 		return r, fmt.Errorf("echo client did not finish")
 	}
 	r.Wall = time.Since(t0)
 	r.CPU = treeCPU(srv.pid()) - before
+	r.CtxSwitches = treeCtxSwitches(srv.pid()) - ctx0
+	r.Syscalls, r.SyscallsOK = b.stopSyscalls(sys)
 	r.ClientCPU = cl.cpuTime()
 	if _, err := fmt.Sscanf(cl.logTail(1), "sent %d received %d", &r.Sent, &r.Received); err != nil {
 		return r, fmt.Errorf("echo client: %q", cl.logTail(3))

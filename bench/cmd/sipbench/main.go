@@ -48,6 +48,12 @@ type bench struct {
 	stepDur, hold   time.Duration
 	warmup          time.Duration
 	fillRate        int
+
+	// perfBin is perf when system calls are counted in this run; perfWhy
+	// says why they are not; perfFailures counts the measurements where
+	// perf failed anyway, perfFirstErr says how the first one did.
+	perfBin, perfWhy, perfFirstErr string
+	perfFailures                   int
 }
 
 type multiFlag []string
@@ -93,6 +99,7 @@ func run() int {
 		goBench    = flag.String("gobench", "", "benchstat summary of the Go benchmarks to include in the report")
 		workDir    = flag.String("work", "", "directory for configurations, logs and sipp statistics (default: a new temporary directory)")
 		keep       = flag.Bool("keep", false, "keep the work directory")
+		syscallsF  = flag.Bool("syscalls", true, "count the proxy's system calls per unit with perf stat (needs root and perf)")
 	)
 	var sets multiFlag
 	flag.Var(&sets, "set", "extra --set key=value for switchboard (repeatable)")
@@ -175,7 +182,7 @@ func run() int {
 	defer b.procs.stopAll()
 
 	code := b.main(root, *short, *shortRate, *shortTime, *serversF, *scensF, *concurrent, *concRate,
-		*sbBin, *install, *outPath, *goBench)
+		*sbBin, *install, *syscallsF, *outPath, *goBench)
 	if *keep || code != 0 {
 		fmt.Fprintln(b.out, "work directory (logs, sipp statistics):", b.work)
 	} else {
@@ -185,7 +192,7 @@ func run() int {
 }
 
 func (b *bench) main(root string, short bool, shortRate int, shortTime time.Duration, serversF, scensF string,
-	concurrent, concRate int, sbBin string, install bool, outPath, goBench string) int {
+	concurrent, concRate int, sbBin string, install, syscalls bool, outPath, goBench string) int {
 	var err error
 	if b.sippBin, err = exec.LookPath("sipp"); err != nil {
 		fmt.Fprintln(os.Stderr, "sipbench: sipp not found (Debian package sip-tester; scripts/test-deps.sh installs it)")
@@ -211,6 +218,12 @@ func (b *bench) main(root string, short bool, shortRate int, shortTime time.Dura
 		}
 	}
 	b.sbBin = absPath(b.sbBin)
+
+	if b.perfWhy = b.setupSyscalls(syscalls); b.perfWhy == "" {
+		fmt.Fprintln(b.out, "system calls: counted with perf stat -e "+syscallEvent)
+	} else {
+		fmt.Fprintln(b.out, "system calls: NOT counted: "+b.perfWhy)
+	}
 
 	if short {
 		return b.runShort(shortRate, shortTime)
@@ -270,6 +283,9 @@ func (b *bench) main(root string, short bool, shortRate int, shortTime time.Dura
 			rep.add(sc.name, res)
 		}
 	}
+	if note := b.syscallNote(); note != "" {
+		rep.notes = append(rep.notes, note)
+	}
 	rep.loadEnd = loadavg()
 	rep.ended = time.Now()
 	rep.machine = machineInfo(b)
@@ -305,6 +321,10 @@ func (b *bench) runShort(rate int, d time.Duration) int {
 		st.Target, st.OK, st.Failed, st.UASFailed, st.Retrans, st.Unexpect, st.Drops, st.ProxyDrops)
 	fmt.Fprintf(b.out, "proxy CPU %s per call (%.0f%% of its core), sipp CPU %.0f%% of its core, wall %.1fs, proxy PSS %s, VmHWM %s\n",
 		us(st.cpuPerUnit()), 100*st.proxyLoad(), 100*st.sippLoad(), st.Wall.Seconds(), mib(st.Mem.PSS), mib(st.Mem.HWM))
+	fmt.Fprintf(b.out, "proxy context switches %s per call, system calls %s per call\n", perUnit(st.ctxPerUnit()), perUnit(st.syscallsPerUnit()))
+	if b.perfFailures > 0 {
+		fmt.Fprintln(b.out, b.syscallNote())
+	}
 	if st.Failed > 0 || st.UASFailed > 0 || st.OK != n {
 		fmt.Fprintln(os.Stderr, "bench-short: FAILED:", st.Why)
 		if st.Errors != "" {
@@ -332,8 +352,9 @@ func (b *bench) runEchoFloor(rep *report) {
 			fmt.Fprintln(b.out, "  ", err)
 			continue
 		}
-		fmt.Fprintf(b.out, "   sent %d received %d, %s per datagram, %s per call\n", r.Sent, r.Received,
-			us(r.perDatagram()), us(r.perDatagram()*datagramsPerCall))
+		fmt.Fprintf(b.out, "   sent %d received %d, %s per datagram, %s per call; per datagram %s system calls, %s context switches\n",
+			r.Sent, r.Received, us(r.perDatagram()), us(r.perDatagram()*datagramsPerCall),
+			perUnit2(r.syscallsPerDatagram()), perUnit2(r.ctxPerDatagram()))
 		rep.echo = append(rep.echo, r)
 	}
 }

@@ -96,6 +96,16 @@ func (r *report) rows() []row {
 				stepCPU(s1, ok1), stepCPU(s2, ok2), ratioIf(ok1 && ok2 && s1.OK > 0 && s2.OK > 0,
 					float64(s1.cpuPerUnit()), float64(s2.cpuPerUnit()))})
 		}
+		for _, rate := range rates {
+			s1, ok1 := stepAt(sb, rate)
+			s2, ok2 := stepAt(kam, rate)
+			if !ok1 && !ok2 {
+				continue
+			}
+			rows = append(rows, row{name, fmt.Sprintf("syscalls per %s at %d/s", sc.unit, rate),
+				stepSyscalls(s1, ok1), stepSyscalls(s2, ok2), ratioIf(ok1 && ok2,
+					s1.syscallsPerUnit(), s2.syscallsPerUnit())})
+		}
 		rows = append(rows,
 			row{name, "highest rate with < 0.1% failed", maxRate(sb), maxRate(kam),
 				ratio(float64(sb.MaxRate), float64(kam.MaxRate))},
@@ -147,8 +157,53 @@ func (r *report) floorRows(sb, kam scenarioResult) []row {
 		rows = append(rows, row{"relay", fmt.Sprintf("UDP echo floor per call at %d/s (%d datagrams × %s)", cps, datagramsPerCall, us(e.perDatagram())),
 			us(floor), us(floor), ""},
 			row{"relay", fmt.Sprintf("  proxy CPU per call ÷ floor at %d/s", cps), overFloor(s1, ok1, floor), overFloor(s2, ok2, floor), ""})
+		if e.SyscallsOK {
+			sysFloor := e.syscallsPerDatagram() * datagramsPerCall
+			// Not a strict floor: besides one recvfrom or sendto per
+			// datagram, the echo pays for Go's runtime around a blocking
+			// system call (sysmon's nanosleep, futex wake-ups), and a
+			// server that batches makes fewer than one per datagram.
+			rows = append(rows, row{"relay", fmt.Sprintf("UDP echo syscalls per call at %d/s (%d datagrams × %s)",
+				cps, datagramsPerCall, perUnit2(e.syscallsPerDatagram())), perUnit(sysFloor), perUnit(sysFloor), ""},
+				row{"relay", fmt.Sprintf("  proxy syscalls per call ÷ echo's at %d/s", cps),
+					sysOverFloor(s1, ok1, sysFloor), sysOverFloor(s2, ok2, sysFloor), ""})
+		}
 	}
 	return rows
+}
+
+func sysOverFloor(s step, ok bool, floor float64) string {
+	if !ok || s.syscallsPerUnit() <= 0 || floor <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f×", s.syscallsPerUnit()/floor)
+}
+
+func stepSyscalls(s step, ok bool) string {
+	if !ok {
+		return "—"
+	}
+	v := perUnit(s.syscallsPerUnit())
+	if v != "—" && !s.Pass {
+		v += " (failed rung)"
+	}
+	return v
+}
+
+// perUnit formats a count per unit; 0 (not measured) is "—".
+func perUnit(v float64) string {
+	if v <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+// perUnit2 is perUnit with two decimals, for counts per datagram.
+func perUnit2(v float64) string {
+	if v <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f", v)
 }
 
 func overFloor(s step, ok bool, floor time.Duration) string {
@@ -310,9 +365,12 @@ func (r *report) markdown() string {
 		"proxy and sipp % are CPU time over wall time of the rung for the proxy (all its processes) and for the sipp " +
 		"processes (UAC + UAS, all on the other core); core 0/1 busy is how busy the proxy's and sipp's cores were " +
 		"in all (/proc/stat), other processes included; UDP drops is the kernel's RcvbufErrors count over the rung " +
-		"(datagrams dropped for a full socket receive buffer, any socket), in brackets those dropped at the proxy's socket.\n\n")
-	sb.WriteString("| scenario | server | rate/s | units | ok | failed | retrans | unexpected | UDP drops (at proxy) | proxy CPU/unit | proxy | sipp | core 0/1 busy | PSS | verdict |\n")
-	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		"(datagrams dropped for a full socket receive buffer, any socket), in brackets those dropped at the proxy's socket. " +
+		"ctx sw/unit is the proxy's context switches (voluntary + involuntary, every thread of every process, from " +
+		"/proc/PID/task/*/status) and syscalls/unit its system calls (perf stat -e " + syscallEvent + "), over the same " +
+		"window as its CPU time, divided by the units completed.\n\n")
+	sb.WriteString("| scenario | server | rate/s | units | ok | failed | retrans | unexpected | UDP drops (at proxy) | proxy CPU/unit | ctx sw/unit | syscalls/unit | proxy | sipp | core 0/1 busy | PSS | verdict |\n")
+	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, sc := range r.order {
 		for _, srv := range r.servers {
 			res, ok := r.results[sc.name][srv]
@@ -332,19 +390,22 @@ func (r *report) markdown() string {
 				if !s.Pass {
 					verdict = "FAIL: " + cut(s.Why, 80)
 				}
-				fmt.Fprintf(&sb, "| %s | %s | %d | %d | %d | %d | %d | %d | %d (%d) | %s | %.0f%% | %.0f%% | %.0f%% / %.0f%% | %s | %s |\n",
+				fmt.Fprintf(&sb, "| %s | %s | %d | %d | %d | %d | %d | %d | %d (%d) | %s | %s | %s | %.0f%% | %.0f%% | %.0f%% / %.0f%% | %s | %s |\n",
 					label, srv, s.Rate, s.Target, s.OK, s.Failed, s.Retrans, s.Unexpect, s.Drops, s.ProxyDrops, us(s.cpuPerUnit()),
-					100*s.proxyLoad(), 100*s.sippLoad(), 100*s.ProxyCore, 100*s.LoadCore, mib(s.Mem.PSS), verdict)
+					perUnit(s.ctxPerUnit()), perUnit(s.syscallsPerUnit()), 100*s.proxyLoad(), 100*s.sippLoad(), 100*s.ProxyCore, 100*s.LoadCore, mib(s.Mem.PSS), verdict)
 			}
 		}
 	}
 	if len(r.echo) > 0 {
-		sb.WriteString("\n## UDP echo floor\n\nCPU per datagram is the echo's CPU time over the datagrams it received and sent.\n\n" +
+		sb.WriteString("\n## UDP echo floor\n\nCPU, system calls and context switches per datagram are the echo server's " +
+			"over the datagrams it received and sent.\n\n" +
 			"| calls/s matched | datagrams/s each way | sent | received | echo CPU per datagram | × " +
-			fmt.Sprint(datagramsPerCall) + " per call | echo core | client core |\n|---|---|---|---|---|---|---|---|\n")
+			fmt.Sprint(datagramsPerCall) + " per call | syscalls per datagram | ctx sw per datagram | echo core | client core |\n" +
+			"|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, e := range r.echo {
-			fmt.Fprintf(&sb, "| %d | %d | %d | %d | %s | %s | %.0f%% | %.0f%% |\n", e.Calls, e.Rate, e.Sent, e.Received,
-				us(e.perDatagram()), us(e.perDatagram()*datagramsPerCall), 100*load(e.CPU, e.Wall), 100*load(e.ClientCPU, e.Wall))
+			fmt.Fprintf(&sb, "| %d | %d | %d | %d | %s | %s | %s | %s | %.0f%% | %.0f%% |\n", e.Calls, e.Rate, e.Sent, e.Received,
+				us(e.perDatagram()), us(e.perDatagram()*datagramsPerCall), perUnit2(e.syscallsPerDatagram()),
+				perUnit2(e.ctxPerDatagram()), 100*load(e.CPU, e.Wall), 100*load(e.ClientCPU, e.Wall))
 		}
 	}
 	var problems []string
@@ -391,7 +452,12 @@ func (r *report) markdown() string {
 	sb.WriteString("Kamailio: `kamailio -f bench/kamailio/<work>.cfg -DD -E -n " + fmt.Sprint(r.b.kamChildren) +
 		" -m 1024 -M 16 -l udp:127.0.0.1:PORT`. Switchboard: `switchboard run -c <generated yaml>` (UDP only, log level warn, " +
 		"management listener off). Rung length " + r.b.stepDur.String() + ", calls held " + r.b.hold.String() +
-		", each ladder preceded by an unmeasured warm-up of " + r.b.warmup.String() + " at its first rate.\n")
+		", each ladder preceded by an unmeasured warm-up of " + r.b.warmup.String() + " at its first rate.")
+	if r.b.perfWhy == "" {
+		sb.WriteString(" System calls: `perf stat -e " + syscallEvent + " -x, --control fd:3,4 -D -1 -p <the proxy's PIDs>`, " +
+			"enabled just before the UAC starts and disabled after UAC and UAS ended.")
+	}
+	sb.WriteString("\n")
 	return sb.String()
 }
 
@@ -465,9 +531,9 @@ func (b *bench) printStep(sc scenario, s *server, label string, st step) {
 	if label != "" {
 		label += " "
 	}
-	fmt.Fprintf(b.out, "   %s%5d/s %6d %s: ok %d failed %d retrans %d unexp %d drops %d (proxy %d) | proxy %s/%s (%.0f%%) sipp %.0f%% | cores %.0f%%/%.0f%% | PSS %s | %s\n",
+	fmt.Fprintf(b.out, "   %s%5d/s %6d %s: ok %d failed %d retrans %d unexp %d drops %d (proxy %d) | proxy %s/%s (%.0f%%) ctxsw %s syscalls %s /%s | sipp %.0f%% | cores %.0f%%/%.0f%% | PSS %s | %s\n",
 		label, st.Rate, st.Target, unit+"s", st.OK, st.Failed, st.Retrans, st.Unexpect, st.Drops, st.ProxyDrops, us(st.cpuPerUnit()), unit,
-		100*st.proxyLoad(), 100*st.sippLoad(), 100*st.ProxyCore, 100*st.LoadCore, mib(st.Mem.PSS), v)
+		100*st.proxyLoad(), perUnit(st.ctxPerUnit()), perUnit(st.syscallsPerUnit()), unit, 100*st.sippLoad(), 100*st.ProxyCore, 100*st.LoadCore, mib(st.Mem.PSS), v)
 	if st.Failed > 0 && st.Errors != "" {
 		fmt.Fprintln(b.out, "     sipp:", cut(st.Errors, 300))
 	}

@@ -74,8 +74,15 @@ type step struct {
 	Wall      time.Duration
 	CreatedBy time.Duration // when the UAC had started its last unit
 	ProxyCPU  time.Duration
-	SippCPU   time.Duration // UAC + UAS
-	Mem       memory        // the server after the step
+	// CtxSwitches counts the proxy's context switches (every thread and
+	// process, voluntary and involuntary) and Syscalls its system calls,
+	// over the same window as ProxyCPU; SyscallsOK is false when they were
+	// not counted.
+	CtxSwitches int64
+	Syscalls    int64
+	SyscallsOK  bool
+	SippCPU     time.Duration // UAC + UAS
+	Mem         memory        // the server after the step
 	// ProxyCore and LoadCore are how busy the two cores were in all
 	// (/proc/stat), whoever used them; Drops is the kernel's count of UDP
 	// datagrams dropped for a full receive buffer during the step.
@@ -95,6 +102,23 @@ func (s step) cpuPerUnit() time.Duration {
 		return 0
 	}
 	return s.ProxyCPU / time.Duration(s.OK)
+}
+
+// ctxPerUnit is the proxy's context switches per successful unit.
+func (s step) ctxPerUnit() float64 {
+	if s.OK == 0 {
+		return 0
+	}
+	return float64(s.CtxSwitches) / float64(s.OK)
+}
+
+// syscallsPerUnit is the proxy's system calls per successful unit, 0 when
+// they were not counted.
+func (s step) syscallsPerUnit() float64 {
+	if s.OK == 0 || !s.SyscallsOK {
+		return 0
+	}
+	return float64(s.Syscalls) / float64(s.OK)
 }
 
 func (s step) proxyLoad() float64 { return load(s.ProxyCPU, s.Wall) }
@@ -134,20 +158,35 @@ func (s *step) judge() {
 	}
 }
 
-// meter takes the system-wide readings at the start of a step.
+// meter takes the readings of a step: the proxy's CPU time, context
+// switches and system calls, and the system-wide figures.
 type meter struct {
+	cpu0       time.Duration
+	ctx0       int64
+	sys        *syscallCounter
 	b0, t0     map[int]int64
 	drops      int64
 	proxyDrops int64
 	port       int
 }
 
-func startMeter(s *server) meter {
-	b, t := cpuBusy()
-	return meter{b0: b, t0: t, drops: udpRcvbufErrors(), proxyDrops: udpPortDrops(s.port), port: s.port}
+// startMeter is called just before the UAC starts. perf is started first:
+// it takes a moment, and counts from when it acknowledged, while the proxy
+// is still idle.
+func (b *bench) startMeter(s *server) meter {
+	m := meter{sys: b.countSyscalls(tree(s.p.pid())), port: s.port}
+	m.b0, m.t0 = cpuBusy()
+	m.drops, m.proxyDrops = udpRcvbufErrors(), udpPortDrops(s.port)
+	m.ctx0 = treeCtxSwitches(s.p.pid())
+	m.cpu0 = s.cpu()
+	return m
 }
 
-func (m meter) finish(b *bench, st *step) {
+// finish is called after the UAC and UAS have ended.
+func (m meter) finish(b *bench, s *server, st *step) {
+	st.ProxyCPU = s.cpu() - m.cpu0
+	st.CtxSwitches = treeCtxSwitches(s.p.pid()) - m.ctx0
+	st.Syscalls, st.SyscallsOK = b.stopSyscalls(m.sys)
 	b1, t1 := cpuBusy()
 	st.ProxyCore = coreLoad(b.proxyCPU, m.b0, m.t0, b1, t1)
 	st.LoadCore = coreLoad(b.loadCPU, m.b0, m.t0, b1, t1)
@@ -187,9 +226,10 @@ func (b *bench) callRun(s *server, rate, n, uasPort int, hold time.Duration, uac
 		"-r", strconv.Itoa(rate), "-m", strconv.Itoa(n), "-l", strconv.Itoa(limitFor(rate, hold, n)),
 		"-d", strconv.Itoa(int(hold.Milliseconds())), "-recv_timeout", "10s",
 		"-timeout", strconv.Itoa(int(timeout.Seconds())) + "s", "-timeout_error"}, uacArgs...)
-	cpu0, m := s.cpu(), startMeter(s)
+	m := b.startMeter(s)
 	uac, err := b.startSipp("uac", args...)
 	if err != nil {
+		b.stopSyscalls(m.sys)
 		uas.finish(0)
 		st.Why = err.Error()
 		st.Failed = n
@@ -199,8 +239,7 @@ func (b *bench) callRun(s *server, rate, n, uasPort int, hold time.Duration, uac
 	// The UAS ends when it has seen n calls; after a failed call it would
 	// wait for one that never comes.
 	uas.finish(4 * time.Second)
-	st.ProxyCPU = s.cpu() - cpu0
-	m.finish(b, &st)
+	m.finish(b, s, &st)
 	st.Wall = uac.end.Sub(uac.start)
 	st.SippCPU = uac.cpuTime() + uas.cpuTime()
 	st.Mem = s.memory()
@@ -262,19 +301,19 @@ func (b *bench) registerStep(s *server, rate, n int, xml string) step {
 	}
 	st := step{Rate: rate, Target: n}
 	timeout := sippTimeout(n, rate, 0)
-	cpu0, m := s.cpu(), startMeter(s)
+	m := b.startMeter(s)
 	uac, err := b.startSipp("register", "127.0.0.1:"+strconv.Itoa(s.port), "-sf", b.scenarioFile(xml),
 		"-i", "127.0.0.1", "-p", strconv.Itoa(uacPort), "-inf", b.users,
 		"-key", "domain", benchDomain, "-key", "contact_port", strconv.Itoa(contact),
 		"-r", strconv.Itoa(rate), "-m", strconv.Itoa(n), "-l", strconv.Itoa(limitFor(rate, 0, n)),
 		"-recv_timeout", "10s", "-timeout", strconv.Itoa(int(timeout.Seconds()))+"s", "-timeout_error")
 	if err != nil {
+		b.stopSyscalls(m.sys)
 		st.Why, st.Failed = err.Error(), n
 		return st
 	}
 	uac.finish(timeout)
-	st.ProxyCPU = s.cpu() - cpu0
-	m.finish(b, &st)
+	m.finish(b, s, &st)
 	st.Wall = uac.end.Sub(uac.start)
 	st.SippCPU = uac.cpuTime()
 	st.Mem = s.memory()

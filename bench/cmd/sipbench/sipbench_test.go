@@ -2,7 +2,9 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -123,5 +125,119 @@ func TestLimitSide(t *testing.T) {
 	st.ProxyDrops = 900
 	if got := limitSide(st); !strings.HasPrefix(got, "proxy: its socket dropped 900") {
 		t.Fatalf("%q", got)
+	}
+}
+
+func TestParseCtxSwitches(t *testing.T) {
+	status := "Name:\tswitchboard\nState:\tS (sleeping)\nThreads:\t7\n" +
+		"Cpus_allowed_list:\t0\nvoluntary_ctxt_switches:\t123456\nnonvoluntary_ctxt_switches:\t789\n"
+	v, nv, err := parseCtxSwitches([]byte(status))
+	if err != nil || v != 123456 || nv != 789 {
+		t.Fatalf("got %d %d %v", v, nv, err)
+	}
+	if _, _, err := parseCtxSwitches([]byte("Name:\tx\nvoluntary_ctxt_switches:\t5\n")); err == nil {
+		t.Fatal("a status without nonvoluntary_ctxt_switches parsed")
+	}
+	if _, _, err := parseCtxSwitches([]byte("voluntary_ctxt_switches:\tx\nnonvoluntary_ctxt_switches:\t1\n")); err == nil {
+		t.Fatal("a bad count parsed")
+	}
+}
+
+func TestOwnCtxSwitches(t *testing.T) {
+	pid := os.Getpid()
+	before := treeCtxSwitches(pid)
+	if before <= 0 {
+		t.Fatalf("own context switches %d", before)
+	}
+	// Every thread of the process is counted: at least the main thread's.
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, nv, err := parseCtxSwitches(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before < v+nv {
+		t.Fatalf("sum over threads %d < main thread's %d", before, v+nv)
+	}
+	// Each sleep with nothing else to run blocks a thread: a voluntary
+	// switch at least.
+	const sleeps = 50
+	for i := 0; i < sleeps; i++ {
+		time.Sleep(time.Millisecond)
+	}
+	if d := treeCtxSwitches(pid) - before; d < sleeps/2 {
+		t.Fatalf("%d context switches over %d sleeps", d, sleeps)
+	}
+}
+
+func TestParsePerfStat(t *testing.T) {
+	// perf stat -x, -o FILE output as perf 6.1 writes it.
+	out := "# started on Fri Nov 27 07:20:38 2026\n\n1724,,raw_syscalls:sys_enter,28270985,100.00,,\n"
+	if n, err := parsePerfStat([]byte(out), syscallEvent); err != nil || n != 1724 {
+		t.Fatalf("got %d %v", n, err)
+	}
+	// Another event first, and a count with decimals.
+	out = "5,,context-switches,3766194,100.00,,\n991.00,,raw_syscalls:sys_enter,3766194,100.00,,\n"
+	if n, err := parsePerfStat([]byte(out), syscallEvent); err != nil || n != 991 {
+		t.Fatalf("got %d %v", n, err)
+	}
+	for _, bad := range []string{
+		"<not counted>,,raw_syscalls:sys_enter,0,100.00,,\n",
+		"<not supported>,,raw_syscalls:sys_enter,0,100.00,,\n",
+		"# started on Fri Nov 27 07:20:38 2026\n\n",
+		"5,,context-switches,3766194,100.00,,\n",
+		"x,,raw_syscalls:sys_enter,3766194,100.00,,\n",
+	} {
+		if n, err := parsePerfStat([]byte(bad), syscallEvent); err == nil {
+			t.Errorf("%q parsed as %d", bad, n)
+		}
+	}
+}
+
+// TestCountOwnSyscalls runs perf stat on the test's own process the way a
+// rung runs it on the proxy.
+func TestCountOwnSyscalls(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts perf")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("perf needs root for the raw_syscalls tracepoint")
+	}
+	if _, err := exec.LookPath("perf"); err != nil {
+		t.Skip("perf not installed")
+	}
+	b := &bench{procs: newProcs(), work: t.TempDir()}
+	defer b.procs.stopAll()
+	if why := b.setupSyscalls(true); why != "" {
+		t.Fatal(why)
+	}
+	c, err := b.startSyscalls([]int{os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const calls = 5000
+	for i := 0; i < calls; i++ {
+		syscall.Getppid()
+	}
+	n, err := c.stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Go runtime adds its own (futex, epoll, nanosleep) but not
+	// thousands while the test waits on perf.
+	if n < calls || n > 4*calls {
+		t.Fatalf("counted %d system calls for %d getppid", n, calls)
+	}
+	t.Logf("%d system calls counted for %d getppid", n, calls)
+	// A process that does not exist: the failure is kept for the report.
+	if c := b.countSyscalls([]int{1 << 30}); c != nil {
+		b.stopSyscalls(c)
+		t.Fatal("counting a process that does not exist started")
+	}
+	t.Log(b.syscallNote())
+	if b.perfFailures != 1 || !strings.Contains(b.syscallNote(), "not counted in 1") {
+		t.Fatalf("failures %d, note %q", b.perfFailures, b.syscallNote())
 	}
 }
