@@ -9,6 +9,7 @@ package shards
 
 import (
 	"errors"
+	"math"
 	"runtime"
 	"unsafe"
 
@@ -75,14 +76,15 @@ type Config[V any] struct {
 
 // Table is a sharded hash table of *Entry[V] with per-shard timing wheels.
 type Table[V any] struct {
-	shards    []Shard[V]
-	shift     uint // shard index = hash >> shift
-	clock     *Clock
-	entrySize int64
-	maxKey    int
-	freeMax   int
-	onTimer   func(*Shard[V], *Entry[V], *Timer)
-	reset     func(*V)
+	shards     []Shard[V]
+	shift      uint // shard index = hash >> shift
+	clock      *Clock
+	entrySize  int64
+	maxKey     int
+	freeMax    int
+	onTimer    func(*Shard[V], *Entry[V], *Timer)
+	reset      func(*V)
+	nextShrink int64 // ticker only: next time advance visits every shard
 }
 
 // New creates a table and registers it with cfg.Clock, whose ticks will
@@ -137,6 +139,7 @@ func New[V any](cfg Config[V]) (*Table[V], error) {
 		s.mask = uint64(buckets - 1)
 		s.bytes = int64(buckets) * bucketSize
 		s.wheel.Init(now, s.fire)
+		s.due.Store(math.MaxInt64)
 	}
 	cfg.Clock.register(t)
 	return t, nil
@@ -236,12 +239,32 @@ func (t *Table[V]) Len() int { return t.Stats().Entries }
 // Bytes returns the accounted bytes.
 func (t *Table[V]) Bytes() int64 { return t.Stats().Bytes }
 
+// shrinkEvery is how often the ticker visits every shard, due or not, to
+// give back the index memory of a past surge.
+const shrinkEvery = 1000 // ms
+
+// advance runs on the clock's ticker (with the clock's lock held). A shard
+// is locked only when its wheel has work due or a shrink pass is on.
 func (t *Table[V]) advance(now int64) {
+	visitAll := now >= t.nextShrink
+	if visitAll {
+		t.nextShrink = now + shrinkEvery
+	}
 	for i := range t.shards {
 		s := &t.shards[i]
+		if !visitAll && now < s.due.Load() {
+			continue
+		}
 		s.mu.Lock()
 		s.wheel.Advance(now)
-		s.shrink()
+		if next, ok := s.wheel.NextEvent(); ok {
+			s.due.Store(next)
+		} else {
+			s.due.Store(math.MaxInt64)
+		}
+		if visitAll {
+			s.shrink()
+		}
 		s.mu.Unlock()
 	}
 }

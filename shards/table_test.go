@@ -827,8 +827,9 @@ func TestIndexShrinksAfterSurge(t *testing.T) {
 		s.Remove(e)
 	}
 	s.Unlock()
+	// One halving per shrink pass (every shrinkEvery ms).
 	for i := 0; i < 20; i++ {
-		clk.Advance(time.Millisecond)
+		clk.Advance(shrinkEvery * time.Millisecond)
 	}
 	s.Lock()
 	defer s.Unlock()
@@ -843,5 +844,43 @@ func TestIndexShrinksAfterSurge(t *testing.T) {
 		if s.Get(e.Hash(), e.Key()) != e {
 			t.Fatal("entry lost in shrink")
 		}
+	}
+}
+
+// TestIdleShardSkipped checks that a tick leaves a shard without due
+// timers unlocked, and that timers started later (one earlier than the
+// other, lowering the shard's due time) still fire at their millisecond.
+func TestIdleShardSkipped(t *testing.T) {
+	clk := NewManualClock(1_000_000)
+	var fired []int64
+	var tbl *Table[txn]
+	tbl = newTable(t, Config[txn]{Clock: clk, Shards: 2, OnTimer: func(s *Shard[txn], e *Entry[txn], tm *Timer) {
+		fired = append(fired, s.Now())
+	}})
+	clk.Advance(time.Millisecond) // the first tick is a shrink pass over every shard
+	s := tbl.ShardAt(0)
+	s.Lock()
+	done := make(chan struct{})
+	go func() {
+		clk.Advance(time.Millisecond)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		s.Unlock()
+		<-done
+		t.Fatal("a tick waited for the lock of a shard with no timers")
+	}
+	start := clk.Now()
+	e, _ := s.Insert(Sum([]byte("a")), []byte("a"))
+	s.StartTimer(e, &e.Value.expire, 1, 50*time.Millisecond)
+	s.StartTimer(e, &e.Value.retx, 2, 20*time.Millisecond)
+	s.Unlock()
+	for i := 0; i < 60; i++ {
+		clk.Advance(time.Millisecond)
+	}
+	if len(fired) != 2 || fired[0] != start+20 || fired[1] != start+50 {
+		t.Fatalf("fired at %v, want [%d %d]", fired, start+20, start+50)
 	}
 }

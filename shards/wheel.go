@@ -125,6 +125,14 @@ func (w *Wheel) Advance(now int64) int {
 	return fired
 }
 
+// NextEvent returns the absolute time of the next event Advance has to
+// process (a timer to fire or a slot to cascade), or false when no timer
+// is active. It is never later than the earliest deadline.
+func (w *Wheel) NextEvent() (int64, bool) {
+	rel, ok := w.nextEvent()
+	return w.epoch + rel, ok
+}
+
 // nextEvent returns the next relative time after w.now at which a slot must
 // be cascaded or fired. By construction every non-empty slot at level L has
 // an index above the level-L digit of w.now, and the lowest level with a
