@@ -49,8 +49,10 @@ func (s *server) startModules(env *routing.Env) error {
 		}
 	}
 
+	// The clock of every table: the transaction core's as well (each
+	// clock is a ticker waking the process every tick).
 	m.clock = shards.NewClock()
-	if err := m.clock.Start(10 * time.Millisecond); err != nil {
+	if err := m.clock.Start(shards.DefaultTick); err != nil {
 		return err
 	}
 	m.writer = s.store.NewLocationWriter(store.WriterOptions{

@@ -113,6 +113,7 @@ func (s *server) start() error {
 		Sender:          s.tr,
 		Listeners:       s.tr,
 		Router:          s.router,
+		Clock:           s.mods.clock, // one ticker for every table
 		T1:              cfg.Timers.T1.D(),
 		T2:              cfg.Timers.T2.D(),
 		T4:              cfg.Timers.T4.D(),
