@@ -24,14 +24,20 @@ const (
 	connClosed
 )
 
-// wbuf is a pooled copy of data waiting to be written on a stream.
-type wbuf struct{ b []byte }
+// wbuf is a pooled copy of data waiting to be written on a stream, with
+// the destination and tag it was sent with (for SendFailure).
+type wbuf struct {
+	b   []byte
+	dst netip.AddrPort
+	tag Tag
+}
 
 var wbufPool = sync.Pool{New: func() any { return &wbuf{b: make([]byte, 0, 2048)} }}
 
-func getWbuf(data []byte) *wbuf {
+func getWbuf(data []byte, dst netip.AddrPort, tag Tag) *wbuf {
 	w := wbufPool.Get().(*wbuf)
 	w.b = append(w.b[:0], data...)
+	w.dst, w.tag = dst, tag
 	return w
 }
 
@@ -77,6 +83,7 @@ type streamConn struct {
 	serverName string // outbound TLS: name to verify and send as SNI ("" = the IP)
 
 	closeOnce sync.Once
+	closeErr  error              // why the connection failed, if it did; guarded by mu
 	onFlush   gnet.AsyncCallback // bound once: no allocation per send
 }
 
@@ -95,7 +102,9 @@ func (s *streams) newConn(proto Proto, l *Listener, remote netip.AddrPort, inbou
 }
 
 // send queues data on the connection. It never blocks on the network.
-func (c *streamConn) send(data []byte) error {
+// dst and tag are kept with the data for a SendFailure should the
+// connection close before writing it (zero tag: not reported).
+func (c *streamConn) send(data []byte, dst netip.AddrPort, tag Tag) error {
 	limit := c.s.t.cfg.WriteQueueBytes
 	c.mu.Lock()
 	switch c.state {
@@ -108,7 +117,7 @@ func (c *streamConn) send(data []byte) error {
 			c.s.t.stats.sendDrops.Add(1)
 			return ErrQueueFull
 		}
-		c.queue = append(c.queue, getWbuf(data))
+		c.queue = append(c.queue, getWbuf(data, dst, tag))
 		c.queuedBytes += len(data)
 		c.mu.Unlock()
 		return nil
@@ -118,10 +127,11 @@ func (c *streamConn) send(data []byte) error {
 		c.mu.Unlock()
 		c.s.t.stats.connsOverflow.Add(1)
 		c.s.t.stats.sendDrops.Add(1)
-		c.close()
+		c.fail(ErrQueueFull, false)
 		return ErrQueueFull
 	}
-	c.queue = append(c.queue, getWbuf(data))
+	w := getWbuf(data, dst, tag)
+	c.queue = append(c.queue, w)
 	c.queuedBytes += len(data)
 	wake := !c.flushPending
 	c.flushPending = true
@@ -133,7 +143,9 @@ func (c *streamConn) send(data []byte) error {
 		if wake {
 			if err := gc.Wake(c.onFlush); err != nil {
 				c.s.t.stats.errors.Add(1)
-				c.close()
+				// The caller learns from err: not from a SendFailure too.
+				c.unqueue(w)
+				c.fail(err, false)
 				return err
 			}
 		}
@@ -145,6 +157,21 @@ func (c *streamConn) send(data []byte) error {
 	}
 	c.s.t.stats.out(int(c.id), c.proto, len(data))
 	return nil
+}
+
+// unqueue takes w back out of the queue if it is still there.
+func (c *streamConn) unqueue(w *wbuf) {
+	c.mu.Lock()
+	for i := len(c.queue) - 1; i >= 0; i-- {
+		if c.queue[i] == w {
+			c.queue = append(c.queue[:i], c.queue[i+1:]...)
+			c.queuedBytes -= len(w.b)
+			c.mu.Unlock()
+			putWbuf(w)
+			return
+		}
+	}
+	c.mu.Unlock()
 }
 
 // flush runs on the gnet event loop (after Wake) and writes everything
@@ -168,6 +195,10 @@ func (c *streamConn) flush(gc gnet.Conn, _ error) error {
 				iov = append(iov, w.b)
 			}
 			if _, err := gc.Writev(iov); err != nil {
+				// gnet closes the connection; the rest is lost.
+				if lost := taggedOf(batch[i:]); len(lost) > 0 && c.s.t.onSendErr.Load() != nil {
+					go c.s.reportDropped(c, lost, err)
+				}
 				break
 			}
 		}
@@ -184,22 +215,35 @@ func (c *streamConn) flush(gc gnet.Conn, _ error) error {
 	// gnet's outbound buffer grows when the peer does not read: bound it.
 	if !closed && gc != nil && gc.OutboundBuffered() > c.s.t.cfg.WriteQueueBytes {
 		c.s.t.stats.connsOverflow.Add(1)
-		c.close()
+		c.fail(ErrQueueFull, false)
 	}
 	return nil
 }
 
 // close removes the connection from the table and closes its socket. It is
-// idempotent and safe from any goroutine.
-func (c *streamConn) close() {
+// idempotent and safe from any goroutine. Tagged messages still queued are
+// reported to the SendErrorHandler on a new goroutine: close may run on an
+// event loop, which must not wait for the handler.
+func (c *streamConn) close() { c.fail(nil, false) }
+
+// fail closes the connection because of err (nil: no error of its own).
+// With inline set the queued tagged messages are reported on the calling
+// goroutine, which must hold no lock and be no event loop: a dialer or
+// the TLS writer.
+func (c *streamConn) fail(err error, inline bool) {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.state = connClosed
+		if c.closeErr == nil {
+			c.closeErr = err
+		}
+		err = c.closeErr
 		q := c.queue
 		c.queue = nil
 		c.queuedBytes = 0
 		gc, raw := c.gc, c.raw
 		c.mu.Unlock()
+		lost := taggedOf(q)
 		for _, w := range q {
 			putWbuf(w)
 		}
@@ -211,6 +255,13 @@ func (c *streamConn) close() {
 		}
 		if raw != nil {
 			_ = raw.Close()
+		}
+		if len(lost) > 0 && c.s.t.onSendErr.Load() != nil {
+			if inline {
+				c.s.reportDropped(c, lost, err)
+			} else {
+				go c.s.reportDropped(c, lost, err)
+			}
 		}
 	})
 }
@@ -265,7 +316,7 @@ func (c *streamConn) pong() {
 		_, _ = c.gc.Write(crlf)
 		return
 	}
-	_ = c.send(crlf)
+	_ = c.send(crlf, c.remote, Tag{})
 }
 
 // streams is the stream half of the transport: the gnet engine for TCP,
@@ -435,7 +486,7 @@ func (s *streams) sweep() {
 	}
 }
 
-func (t *Transport) sendStream(l *Listener, dst netip.AddrPort, data []byte) error {
+func (t *Transport) sendStream(l *Listener, dst netip.AddrPort, data []byte, tag Tag) error {
 	s := t.streams
 	if s == nil {
 		return ErrNoListener
@@ -446,42 +497,57 @@ func (t *Transport) sendStream(l *Listener, dst netip.AddrPort, data []byte) err
 	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
 	c := s.table.lookup(connKey{l.Proto, dst})
 	if c == nil {
-		var err error
-		if c, err = s.dial(l, dst, ""); err != nil {
+		nc, fresh, err := s.open(l, dst, "")
+		if err != nil {
 			t.stats.sendDrops.Add(1)
 			return err
 		}
+		if fresh {
+			// Queue before connecting: a connect refused at once must
+			// find the message there (and report it), not close the
+			// connection under this send.
+			err = nc.send(data, dst, tag)
+			s.connect(nc)
+			return err
+		}
+		c = nc
 	}
-	return c.send(data)
+	return c.send(data, dst, tag)
 }
 
-// dial registers an outbound connection in the dialing state and connects
-// in the background; sends queue on it meanwhile.
-func (s *streams) dial(l *Listener, dst netip.AddrPort, serverName string) (*streamConn, error) {
+// open registers an outbound connection to dst in the dialing state, for
+// connect to open; fresh is false when another sender registered one
+// first (that one is returned).
+func (s *streams) open(l *Listener, dst netip.AddrPort, serverName string) (c *streamConn, fresh bool, err error) {
 	if l.Proto == TCP && !s.engRunning.Load() {
-		return nil, ErrNoListener
+		return nil, false, ErrNoListener
 	}
 	if l.Proto == TLS && s.tls == nil {
-		return nil, ErrNoListener
+		return nil, false, ErrNoListener
 	}
-	c := s.newConn(l.Proto, l, dst, false)
+	c = s.newConn(l.Proto, l, dst, false)
 	c.state = connDialing
 	c.serverName = serverName
 	existing, ok := s.table.admit(c, s.t.cfg.MaxConns, s.t.cfg.MaxConnsPerIP)
 	if existing != nil {
-		return existing, nil
+		return existing, false, nil
 	}
 	if !ok {
-		return nil, ErrConnLimit
+		return nil, false, ErrConnLimit
 	}
 	s.t.stats.connsOpen.Add(1)
+	return c, true, nil
+}
+
+// connect opens a connection registered by open in the background; sends
+// queue on it meanwhile.
+func (s *streams) connect(c *streamConn) {
 	s.wg.Add(1)
-	if l.Proto == TCP {
+	if c.proto == TCP {
 		go s.dialTCP(c)
 	} else {
 		go s.dialTLS(c)
 	}
-	return c, nil
 }
 
 // Connect returns the stream connection to dst on l's protocol, opening
@@ -503,9 +569,12 @@ func (t *Transport) Connect(l *Listener, dst netip.AddrPort, serverName string) 
 	if c := t.streams.table.lookup(connKey{l.Proto, dst}); c != nil {
 		return c.id, nil
 	}
-	c, err := t.streams.dial(l, dst, serverName)
+	c, fresh, err := t.streams.open(l, dst, serverName)
 	if err != nil {
 		return 0, err
+	}
+	if fresh {
+		t.streams.connect(c)
 	}
 	return c.id, nil
 }
@@ -527,7 +596,7 @@ func (t *Transport) SendConn(id ConnID, data []byte) error {
 		t.stats.sendDrops.Add(1)
 		return ErrNoConn
 	}
-	return c.send(data)
+	return c.send(data, c.remote, Tag{})
 }
 
 // Alias makes connection id the one used by Send for addr as well (RFC

@@ -82,7 +82,12 @@ func (ev *tcpEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		var werr error
 		for i, w := range q {
 			if werr == nil {
-				_, werr = gc.Write(w.b)
+				if _, werr = gc.Write(w.b); werr != nil {
+					// gnet closes the connection; the rest is lost.
+					if lost := taggedOf(q[i:]); len(lost) > 0 && s.t.onSendErr.Load() != nil {
+						go s.reportDropped(c, lost, werr)
+					}
+				}
 			}
 			putWbuf(w)
 			q[i] = nil
@@ -154,14 +159,14 @@ func (s *streams) dialTCP(c *streamConn) {
 	nc, err := d.DialContext(s.ctx, "tcp", c.remote.String())
 	if err != nil {
 		s.t.stats.errors.Add(1)
-		c.close()
+		c.fail(err, true)
 		return
 	}
 	ctx := gnet.NewContext(gnet.NewNetConnContext(s.ctx, nc), c)
 	ch, err := s.eng.Register(ctx)
 	if err != nil {
 		nc.Close()
-		c.close()
+		c.fail(err, true)
 		return
 	}
 	var res gnet.RegisteredResult
@@ -179,7 +184,7 @@ func (s *streams) dialTCP(c *streamConn) {
 		if res.Err != nil {
 			s.t.stats.errors.Add(1)
 		}
-		c.close()
+		c.fail(res.Err, true)
 	}
 }
 

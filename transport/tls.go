@@ -166,7 +166,7 @@ func (s *streams) dialTLS(c *streamConn) {
 	if err != nil {
 		s.t.stats.tlsHandshakeKO.Add(1)
 		s.t.stats.errors.Add(1)
-		c.close()
+		c.fail(err, true)
 		return
 	}
 	tc := nc.(*tls.Conn)
@@ -286,7 +286,7 @@ func (s *streams) writeTLS(c *streamConn, tc *tls.Conn) {
 		written := 0
 		for i, w := range batch {
 			if _, err := tc.Write(w.b); err != nil {
-				c.close()
+				c.writeFailed(batch[i:], err)
 				return
 			}
 			written += len(w.b)
@@ -298,5 +298,26 @@ func (s *streams) writeTLS(c *streamConn, tc *tls.Conn) {
 			c.queuedBytes -= written
 		}
 		c.mu.Unlock()
+	}
+}
+
+// writeFailed closes a TLS connection whose write failed. The messages not
+// written go back to the head of the queue, so that closing reports them;
+// if the connection was closed meanwhile (the reader saw the error first)
+// they are reported here.
+func (c *streamConn) writeFailed(rest []*wbuf, err error) {
+	c.mu.Lock()
+	if c.state != connClosed {
+		c.queue = append(rest[:len(rest):len(rest)], c.queue...)
+		c.mu.Unlock()
+		c.fail(err, true)
+		return
+	}
+	c.mu.Unlock()
+	if lost := taggedOf(rest); len(lost) > 0 {
+		c.s.reportDropped(c, lost, err)
+	}
+	for _, w := range rest {
+		putWbuf(w)
 	}
 }

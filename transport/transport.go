@@ -25,6 +25,7 @@ type Transport struct {
 
 	closeOnce sync.Once
 	streams   *streams // TCP (gnet) and TLS (workers); nil without stream listeners
+	onSendErr atomic.Pointer[errHandler]
 }
 
 // New checks cfg and prepares a transport that delivers every received
@@ -37,6 +38,9 @@ func New(cfg Config, h Handler) (*Transport, error) {
 		return nil, err
 	}
 	t := &Transport{cfg: cfg.withDefaults(), handler: h}
+	if eh, ok := h.(SendErrorHandler); ok {
+		t.SetSendErrorHandler(eh)
+	}
 	t.udpBufSize = t.cfg.MaxMessageSize
 	if t.udpBufSize > maxUDPDatagram {
 		t.udpBufSize = maxUDPDatagram
@@ -182,21 +186,11 @@ func (t *Transport) Listener(proto Proto, dst netip.Addr) *Listener {
 // alias registered with Alias); without one, a connection is opened in the
 // background and data is queued up to WriteQueueBytes meanwhile. data is
 // copied or written before Send returns: the caller may reuse it at once.
-// Send may be called from a Handler and from any goroutine.
+// Send may be called from a Handler and from any goroutine. A queued
+// message that is lost when the connection cannot be opened is not
+// reported: use SendTagged for that.
 func (t *Transport) Send(l *Listener, dst netip.AddrPort, data []byte) error {
-	if t.closing.Load() {
-		return ErrClosed
-	}
-	if l == nil {
-		return ErrNoListener
-	}
-	if len(data) > t.cfg.MaxMessageSize {
-		return ErrTooLarge
-	}
-	if l.Proto == UDP {
-		return t.sendUDP(l, dst, data)
-	}
-	return t.sendStream(l, dst, data)
+	return t.SendTagged(l, dst, data, Tag{})
 }
 
 // SendProto is Send with the listener chosen by Listener(proto, dst.Addr()).

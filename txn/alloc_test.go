@@ -29,6 +29,11 @@ func (s *lastSender) Send(l *transport.Listener, dst netip.AddrPort, data []byte
 	return nil
 }
 
+// SendTagged keeps the tagged branch requests (streams) the same way.
+func (s *lastSender) SendTagged(l *transport.Listener, dst netip.AddrPort, data []byte, _ transport.Tag) error {
+	return s.Send(l, dst, data)
+}
+
 // loop drives the core with prebuilt packets and builds responses to what
 // it sent without allocating.
 type loop struct {

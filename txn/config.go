@@ -17,6 +17,18 @@ type Sender interface {
 	Send(l *transport.Listener, dst netip.AddrPort, data []byte) error
 }
 
+// TaggedSender is a Sender whose stream sends can fail after Send returned
+// nil: the message waits on a connection being opened, and the connect or
+// the TLS handshake then fails. *transport.Transport implements it. New
+// makes the core the sender's SendErrorHandler and tags every branch
+// request sent over a stream, so that such a failure ends the branch with
+// 503 at once (RFC 3261 §8.1.3.1, §16.7) instead of on timer B, F or C.
+// One core per sender: the last New wins.
+type TaggedSender interface {
+	SendTagged(l *transport.Listener, dst netip.AddrPort, data []byte, tag transport.Tag) error
+	SetSendErrorHandler(h transport.SendErrorHandler)
+}
+
 // ListenerSet picks the local socket for a destination and lists every
 // listener (to recognise our own addresses in Route and Via).
 // *transport.Transport implements it.

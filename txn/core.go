@@ -119,6 +119,7 @@ func New(cfg Config) (*Core, error) {
 			return nil, err
 		}
 	}
+	c.watchSendFailures()
 	return c, nil
 }
 

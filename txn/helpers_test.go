@@ -22,15 +22,21 @@ type recSender struct {
 	fail map[netip.AddrPort]error
 	keep bool // false: count only (benchmarks)
 	n    int
+	eh   transport.SendErrorHandler // set by the core (TaggedSender)
 }
 
 type sentMsg struct {
 	l    *transport.Listener
 	dst  netip.AddrPort
 	data string
+	tag  transport.Tag
 }
 
 func (r *recSender) Send(l *transport.Listener, dst netip.AddrPort, data []byte) error {
+	return r.SendTagged(l, dst, data, transport.Tag{})
+}
+
+func (r *recSender) SendTagged(l *transport.Listener, dst netip.AddrPort, data []byte, tag transport.Tag) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.fail[dst]; err != nil {
@@ -38,9 +44,30 @@ func (r *recSender) Send(l *transport.Listener, dst netip.AddrPort, data []byte)
 	}
 	r.n++
 	if r.keep {
-		r.msgs = append(r.msgs, sentMsg{l, dst, string(data)})
+		r.msgs = append(r.msgs, sentMsg{l, dst, string(data), tag})
 	}
 	return nil
+}
+
+func (r *recSender) SetSendErrorHandler(h transport.SendErrorHandler) {
+	r.mu.Lock()
+	r.eh = h
+	r.mu.Unlock()
+}
+
+// lost reports m as the transport does when the connection it was queued
+// on could not be opened: later, from another goroutine than the sender's,
+// with no lock held.
+func (r *recSender) lost(m sentMsg, err error) {
+	r.mu.Lock()
+	eh := r.eh
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		eh.SendFailed(transport.SendFailure{Listener: m.l, Dst: m.dst, Proto: m.l.Proto, Tag: m.tag, Err: err})
+		close(done)
+	}()
+	<-done
 }
 
 func (r *recSender) Listener(proto transport.Proto, dst netip.Addr) *transport.Listener {

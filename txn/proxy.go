@@ -569,7 +569,7 @@ func (c *Core) sendBranch(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r 
 	})
 	c.proxyEdits(x, ed, r, &t.msg, b.uri, l)
 	b.out = ed.AppendTo(b.out[:0])
-	if c.sendTo(l, b.dst, b.out) != nil {
+	if c.sendBranchRequest(s, e, b) != nil {
 		c.branchFailed(s, e, b, 503)
 		return false
 	}
