@@ -439,7 +439,18 @@ func parkedReaders() int {
 	return n
 }
 
+// readerGoroutines counts reader goroutines, waiting up to a second for
+// them to end: Close returns once each has called wg.Done, a moment
+// before the goroutine itself is gone.
 func readerGoroutines() int {
+	n := countReaders()
+	for deadline := time.Now().Add(time.Second); n != 0 && time.Now().Before(deadline); n = countReaders() {
+		time.Sleep(time.Millisecond)
+	}
+	return n
+}
+
+func countReaders() int {
 	n := 0
 	for _, g := range goroutineStacks() {
 		if strings.Contains(g, "runUDPReader") {
