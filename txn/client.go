@@ -11,7 +11,7 @@ import (
 // statelessly per the next Via.
 func (c *Core) onResponse(x *ctx, p *transport.Packet) {
 	m := &x.msg
-	h, id, idx, ok := c.parseBranch(m.TopVia().Branch)
+	h, id, idx, att, ok := c.parseBranch(m.TopVia().Branch)
 	if !ok {
 		c.forwardResponse(x, m)
 		return
@@ -28,6 +28,8 @@ func (c *Core) onResponse(x *ctx, p *transport.Packet) {
 	b := t.branch(idx)
 	cs := m.CSeq()
 	switch {
+	case att != b.fo.attempt():
+		c.staleResponse(x, e, m.StatusCode())
 	case cs.Method == parser.MethodCancel:
 		if m.StatusCode() >= 200 && b.cancelSent && !b.cancelAcked {
 			// The CANCEL is answered: no more retransmissions, but keep the
@@ -439,7 +441,9 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 		if !b.active() {
 			return
 		}
-		c.branchFailed(s, e, b, 408)
+		if !c.failOver(x, s, e, b) { // RFC 3263 §4.3: silent target, try the next
+			c.branchFailed(s, e, b, 408)
+		}
 		c.checkDone(x, s, e)
 	case kC: // §16.8: CANCEL a branch that rang, and treat it as 408
 		if !b.active() {

@@ -18,32 +18,36 @@ func msDur(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond
 // Branch parameters. Every branch starts with "z9hG4bK" and six random
 // characters chosen per process, then the loop-detection hash (§16.6 step
 // 8: the fields that decide routing), then either the transaction part
-// (hash of the server key, transaction id, branch index) or, for
+// (hash of the server key, transaction id, branch index, attempt) or, for
 // stateless forwarding, "s" and a hash of the incoming branch (§16.11).
+// The attempt counts the targets a branch failed over to (RFC 3263 §4.3):
+// each is a new client transaction, so it gets a new branch, and a late
+// response from a target given up is told apart.
 const (
 	prefixLen    = 13
 	loopEnd      = prefixLen + 8
-	statefulLen  = loopEnd + 16 + 8 + 1
+	statefulLen  = loopEnd + 16 + 8 + 2
 	statelessLen = loopEnd + 1 + 16
 )
 
-func (c *Core) appendBranch(dst []byte, loop uint32, h uint64, id uint32, idx int) []byte {
+func (c *Core) appendBranch(dst []byte, loop uint32, h uint64, id uint32, idx, att int) []byte {
 	dst = append(dst, c.prefix[:]...)
 	dst = appendHex(dst, uint64(loop), 8)
 	dst = appendHex(dst, h, 16)
 	dst = appendHex(dst, uint64(id), 8)
-	return append(dst, hexDigits[idx&15])
+	return append(dst, hexDigits[idx&15], hexDigits[att&15])
 }
 
 // parseBranch decodes a branch this process generated statefully.
-func (c *Core) parseBranch(b []byte) (h uint64, id uint32, idx int, ok bool) {
+func (c *Core) parseBranch(b []byte) (h uint64, id uint32, idx, att int, ok bool) {
 	if len(b) != statefulLen || string(b[:prefixLen]) != string(c.prefix[:]) {
-		return 0, 0, 0, false
+		return 0, 0, 0, 0, false
 	}
 	h, ok1 := parseHex(b[loopEnd : loopEnd+16])
 	v, ok2 := parseHex(b[loopEnd+16 : loopEnd+24])
-	i, ok3 := parseHex(b[loopEnd+24:])
-	return h, uint32(v), int(i), ok1 && ok2 && ok3
+	i, ok3 := parseHex(b[loopEnd+24 : loopEnd+25])
+	a, ok4 := parseHex(b[loopEnd+25:])
+	return h, uint32(v), int(i), int(a), ok1 && ok2 && ok3 && ok4
 }
 
 // loopHash hashes the fields whose change makes a returning request a
@@ -207,28 +211,45 @@ func (c *Core) isUsURI(uri []byte) bool {
 	return c.isUsHostPort(u.Host, u.Port, tp)
 }
 
-// nextHop returns where a request for uri goes (§16.6 step 7, RFC 3263
-// without SRV/NAPTR): maddr or host, the port or the transport's default,
-// the transport parameter (sips: TLS).
-func nextHop(uri []byte) (proto transport.Proto, host []byte, port int, ok bool) {
+// hop is where a request for a URI goes (§16.6 step 7, RFC 3263 §4): the
+// host (maddr first), the port (0 when the URI has none), the transport
+// (its parameter, or UDP, or TLS for sips) and whether the URI named it.
+type hop struct {
+	proto    transport.Proto
+	host     []byte
+	port     int
+	protoSet bool
+	secure   bool
+}
+
+// portOrDefault is the port to use for an IP literal.
+func (h *hop) portOrDefault() int {
+	if h.port == 0 {
+		return defaultPort(h.proto)
+	}
+	return h.port
+}
+
+func nextHop(uri []byte) (h hop, ok bool) {
 	var u parser.URI
 	if u.Parse(uri) != nil || (u.Scheme != parser.SchemeSIP && u.Scheme != parser.SchemeSIPS) {
-		return 0, nil, 0, false
+		return hop{}, false
 	}
-	proto = transport.UDP
-	if u.Scheme == parser.SchemeSIPS {
-		proto = transport.TLS
+	h.secure = u.Scheme == parser.SchemeSIPS
+	h.proto = transport.UDP
+	if h.secure {
+		h.proto = transport.TLS
 	}
-	proto = protoFromBytes(u.Transport(), proto)
-	host = u.Host
+	if tp := u.Transport(); len(tp) > 0 {
+		h.proto = protoFromBytes(tp, h.proto)
+		h.protoSet = true
+	}
+	h.host = u.Host
 	if ma := u.MAddr(); len(ma) > 0 {
-		host = ma
+		h.host = ma
 	}
-	port = u.Port
-	if port == 0 {
-		port = defaultPort(proto)
-	}
-	return proto, host, port, len(host) > 0
+	h.port = u.Port
+	return h, len(h.host) > 0
 }
 
 // preprocessRoutes does §16.4 once per request: count the Route values,
@@ -515,62 +536,87 @@ func (c *Core) startBranch(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r
 	}
 	b := t.newBranch()
 	b.state, b.code, b.gotProv, b.cancelWant, b.cancelSent, b.cancelAcked, b.destSet = bCalling, 0, false, false, false, false, false
+	b.fo = failover{}
 	b.uri = append(b.uri[:0], uri...)
 	b.host = b.host[:0]
 	t.pending++
 	if main && r.st.destSet {
 		b.proto, b.dst, b.destSet = r.st.proto, r.st.dst, true
 	} else {
-		hop := firstRoute(r.st, &t.msg)
-		if hop == nil {
-			hop = b.uri
+		uri := firstRoute(r.st, &t.msg)
+		if uri == nil {
+			uri = b.uri
 		}
-		proto, host, port, ok := nextHop(hop)
+		h, ok := nextHop(uri)
 		if !ok {
 			c.branchFailed(s, e, b, 503)
 			return false
 		}
-		b.proto = proto
-		if ip, isIP := parseIP(host); isIP {
-			b.dst = netip.AddrPortFrom(ip, uint16(port))
+		b.proto = h.proto
+		if ip, isIP := parseIP(h.host); isIP {
+			b.dst = netip.AddrPortFrom(ip, uint16(h.portOrDefault()))
 		} else {
-			b.host = append(b.host[:0], host...)
-			b.dst = netip.AddrPortFrom(netip.Addr{}, uint16(port))
+			// RFC 3263: from the cache when every answer is there, else
+			// off this goroutine.
+			b.host = append(b.host[:0], h.host...)
+			b.dst = netip.AddrPort{}
+			q := c.nextHopQuery(&h)
+			if ts, ok := c.res.Cached(q); ok {
+				return c.sendTargets(x, s, e, r, b, ts)
+			}
 			b.state = bResolving
-			c.resolve(s.Ref(e), t.id, int(b.idx), b.host)
+			c.resolve(s.Ref(e), t.id, int(b.idx), q)
 			return true
 		}
 	}
 	return c.sendBranch(x, s, e, r, b)
 }
 
-// sendBranch calls Router.Branch, builds the branch's request and sends it,
-// starting timers A/E, B/F and C. The shard is locked.
+// sendBranch sends the branch to its destination; when that fails at once
+// and resolution gave other targets, to the next one (RFC 3263 §4.3). With
+// none left the branch fails with 503 and the result is false.
 func (c *Core) sendBranch(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Request, b *Branch) bool {
+	for {
+		if c.sendAttempt(x, s, e, r, b) {
+			return true
+		}
+		if !c.nextTarget(e, b) {
+			c.branchFailed(s, e, b, 503)
+			return false
+		}
+	}
+}
+
+// sendAttempt calls Router.Branch, builds the branch's request and sends
+// it, starting timers A/E, B/F and C. It reports whether the send went
+// out; the branch is left as it was otherwise. The shard is locked.
+func (c *Core) sendAttempt(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Request, b *Branch) bool {
 	t := &e.Value
 	ed := &x.bed
 	ed.Reset(&t.msg)
 	b.ed = ed
+	destSet := b.destSet
 	c.callBranch(r, b)
 	b.ed = nil
+	if b.destSet && !destSet {
+		b.fo.targets = nil // the route chose the destination: no fail-over
+	}
 	if !b.dst.IsValid() || !c.allowed(b.dst.Addr()) {
 		c.stats.sendErrs.Add(1)
-		c.branchFailed(s, e, b, 503)
 		return false
 	}
 	l := c.ls.Listener(b.proto, b.dst.Addr())
 	if l == nil {
-		c.branchFailed(s, e, b, 503)
 		return false
 	}
 	b.l = l
+	att := b.fo.attempt()
 	x.via = appendVia(x.via[:0], l, func(dst []byte) []byte {
-		return c.appendBranch(dst, t.rs.loop, e.Hash(), t.id, int(b.idx))
+		return c.appendBranch(dst, t.rs.loop, e.Hash(), t.id, int(b.idx), att)
 	})
 	c.proxyEdits(x, ed, r, &t.msg, b.uri, l)
 	b.out = ed.AppendTo(b.out[:0])
 	if c.sendBranchRequest(s, e, b) != nil {
-		c.branchFailed(s, e, b, 503)
 		return false
 	}
 	b.state = bCalling
@@ -619,28 +665,32 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 	uri := r.RequestURI()
 	var proto transport.Proto
 	var dst netip.AddrPort
-	var resolveHost []byte
-	var resolvePort int
+	var q NextHop
+	resolving := false
 	if st.destSet {
 		proto, dst = st.proto, st.dst
 	} else {
-		hop := firstRoute(st, m)
-		if hop == nil {
-			hop = uri
+		to := firstRoute(st, m)
+		if to == nil {
+			to = uri
 		}
-		p, host, port, ok := nextHop(hop)
+		h, ok := nextHop(to)
 		if !ok {
 			return ErrNoDestination
 		}
-		proto = p
-		if ip, isIP := parseIP(host); isIP {
-			dst = netip.AddrPortFrom(ip, uint16(port))
+		proto = h.proto
+		if ip, isIP := parseIP(h.host); isIP {
+			dst = netip.AddrPortFrom(ip, uint16(h.portOrDefault()))
 		} else {
-			resolveHost, resolvePort = host, port
+			// The message is built for the transport's listener before the
+			// name resolves, so the transport stays: SRV for it, then
+			// A/AAAA (no NAPTR).
+			h.protoSet = true
+			q, resolving = c.nextHopQuery(&h), true
 		}
 	}
 	var l *transport.Listener
-	if resolveHost != nil {
+	if resolving {
 		// A hostname: build the message for the IPv4 listener (IPv6 when
 		// there is none) and send it once the name resolved.
 		if l = c.ls.Listener(proto, netip.IPv4Unspecified()); l == nil {
@@ -669,25 +719,35 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 	})
 	c.proxyEdits(x, ed, r, m, uri, l)
 	x.out = ed.AppendTo(x.out[:0])
-	if resolveHost != nil {
-		c.forwardResolved(proto, string(resolveHost), resolvePort, append([]byte(nil), x.out...))
+	if resolving {
+		c.forwardResolved(q, append([]byte(nil), x.out...))
 		return nil
 	}
 	return c.sendTo(l, dst, x.out)
 }
 
-// forwardResolved sends a statelessly forwarded request once its next hop
-// resolved (slow path: the message was copied).
-func (c *Core) forwardResolved(proto transport.Proto, host string, port int, data []byte) {
-	c.res.Lookup(host, func(a netip.Addr, err error) {
+// forwardResolved sends a statelessly forwarded request to the first
+// usable target of its next hop once resolved (slow path: the message was
+// copied). There is no fail-over without a transaction.
+func (c *Core) forwardResolved(q NextHop, data []byte) {
+	send := func(ts []Target, err error) {
 		if err != nil {
-			c.cfg.Logger.Warn("txn: stateless next hop did not resolve", "host", host, "err", err)
+			c.cfg.Logger.Warn("txn: stateless next hop did not resolve", "host", q.Host, "err", err)
 			return
 		}
-		if l := c.ls.Listener(proto, a); l != nil {
-			c.sendTo(l, netip.AddrPortFrom(a, uint16(port)), data)
+		for _, tg := range ts {
+			if l := c.ls.Listener(tg.Proto, tg.Addr.Addr()); l != nil && c.allowed(tg.Addr.Addr()) {
+				c.sendTo(l, tg.Addr, data)
+				return
+			}
 		}
-	})
+		c.stats.sendErrs.Add(1)
+	}
+	if ts, ok := c.res.Cached(q); ok {
+		send(ts, nil)
+		return
+	}
+	c.res.Resolve(q, send)
 }
 
 // forwardResponse forwards a response that matches no transaction

@@ -1,39 +1,77 @@
 package txn
 
 import (
+	"bufio"
 	"context"
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
+	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
+	"sync"
 	"time"
-
-	"switchboard/shards"
 )
 
-// ErrResolverBusy is returned when every lookup slot is taken.
-var ErrResolverBusy = errors.New("txn: too many DNS lookups in flight")
+// Errors of the resolver.
+var (
+	// ErrResolverBusy is returned when every lookup slot is taken.
+	ErrResolverBusy = errors.New("txn: too many DNS lookups in flight")
+	// ErrNoTarget is returned when a next hop's name has no usable
+	// target: NXDOMAIN, or no SRV and no address records.
+	ErrNoTarget = errors.New("txn: next hop has no DNS target")
+	// ErrDNSServer is returned when the server answered with an error
+	// code other than NXDOMAIN (SERVFAIL, REFUSED).
+	ErrDNSServer = errors.New("txn: DNS server error")
+
+	errNotCached = errors.New("txn: not in the DNS cache")
+)
 
 // ResolverConfig configures a Resolver.
 type ResolverConfig struct {
-	// Server is the DNS server "ip:port" to ask; empty uses the system
-	// configuration (/etc/resolv.conf).
+	// Server is the DNS server "ip:port" (or "ip", port 53) to ask; empty
+	// uses the nameservers of /etc/resolv.conf and the names of
+	// /etc/hosts (both read once, by NewResolver).
 	Server string
 	// MaxInFlight bounds concurrent lookups (default 256); beyond it a
 	// lookup fails at once (the branch gets 503) instead of piling up
 	// goroutines.
 	MaxInFlight int
-	// Timeout bounds one lookup (default 5 s).
+	// Timeout bounds the whole resolution of one next hop, NAPTR, SRV and
+	// address queries together (default 5 s).
 	Timeout time.Duration
+	// CacheSize bounds the number of cached answers, one per name and
+	// record type (default 4096; negative: no cache).
+	CacheSize int
+	// MaxTTL caps how long a positive answer is kept (default 1 h; the
+	// record's TTL when shorter).
+	MaxTTL time.Duration
+	// NegativeTTL caps how long NXDOMAIN or an empty answer is kept
+	// (default 30 s; the SOA minimum when shorter).
+	NegativeTTL time.Duration
 }
 
-// Resolver turns hostnames of next hops into addresses off the receive
-// path: each lookup runs on its own goroutine, bounded by MaxInFlight, and
-// calls back when done. It asks for A and AAAA records (RFC 3263 SRV and
-// NAPTR are not done yet) and keeps no cache.
+// Resolver finds where a next hop's hostname leads, per RFC 3263 §4:
+// NAPTR, then SRV, then A/AAAA, with its own DNS client (UDP, TCP when the
+// answer is truncated) and a cache. A resolution that needs the network
+// runs on its own goroutine, bounded by MaxInFlight, and calls back when
+// done; one answered from the cache needs neither (Cached).
 type Resolver struct {
-	r       *net.Resolver
+	servers []netip.AddrPort
+	srvErr  error // a Server that did not parse
+	hosts   map[string][]netip.Addr
 	sem     chan struct{}
 	timeout time.Duration
+	maxTTL  time.Duration
+	negTTL  time.Duration
+	cache   *dnsCache
+	now     func() time.Time // the cache's clock; tests replace it
+
+	mu  sync.Mutex // rnd
+	rnd *rand.Rand // SRV weights and query ids
 }
 
 // NewResolver creates a resolver.
@@ -44,88 +82,333 @@ func NewResolver(cfg ResolverConfig) *Resolver {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	r := &Resolver{sem: make(chan struct{}, cfg.MaxInFlight), timeout: cfg.Timeout}
-	if cfg.Server == "" {
-		r.r = net.DefaultResolver
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = 4096
+	}
+	if cfg.MaxTTL <= 0 {
+		cfg.MaxTTL = time.Hour
+	}
+	if cfg.NegativeTTL <= 0 {
+		cfg.NegativeTTL = 30 * time.Second
+	}
+	var seed [32]byte
+	_, _ = crand.Read(seed[:])
+	r := &Resolver{
+		sem:     make(chan struct{}, cfg.MaxInFlight),
+		timeout: cfg.Timeout,
+		maxTTL:  cfg.MaxTTL,
+		negTTL:  cfg.NegativeTTL,
+		cache:   newDNSCache(cfg.CacheSize),
+		now:     time.Now,
+		rnd:     rand.New(rand.NewChaCha8(seed)),
+	}
+	if cfg.Server != "" {
+		ap, err := parseServer(cfg.Server)
+		r.servers, r.srvErr = []netip.AddrPort{ap}, err
 	} else {
-		server := cfg.Server
-		r.r = &net.Resolver{
-			PreferGo: true,
-			Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, server)
-			},
-		}
+		r.servers = readResolvConf("/etc/resolv.conf")
+		r.hosts = readHosts("/etc/hosts")
 	}
 	return r
 }
 
-// Lookup resolves host and calls done with the first address (IPv4
-// preferred) on another goroutine.
-func (r *Resolver) Lookup(host string, done func(netip.Addr, error)) {
+func parseServer(s string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap, nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.AddrPortFrom(a, 53), nil
+	}
+	return netip.AddrPort{}, errors.New("txn: DNS server " + s + " is not ip:port")
+}
+
+// readResolvConf returns the nameservers of a resolv.conf file (the
+// loopback resolver when there is none, as the C library does).
+func readResolvConf(path string) []netip.AddrPort {
+	var out []netip.AddrPort
+	if f, err := os.Open(path); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fs := strings.Fields(sc.Text())
+			if len(fs) >= 2 && fs[0] == "nameserver" {
+				if a, err := netip.ParseAddr(fs[1]); err == nil && a.Zone() == "" {
+					out = append(out, netip.AddrPortFrom(a, 53))
+				}
+			}
+		}
+		f.Close()
+	}
+	if len(out) == 0 {
+		out = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53")}
+	}
+	return out
+}
+
+// readHosts reads the name → address table of a hosts file.
+func readHosts(path string) map[string][]netip.Addr {
+	m := map[string][]netip.Addr{}
+	f, err := os.Open(path)
+	if err != nil {
+		return m
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		fs := strings.Fields(line)
+		if len(fs) < 2 {
+			continue
+		}
+		a, err := netip.ParseAddr(fs[0])
+		if err != nil || a.Zone() != "" {
+			continue
+		}
+		for _, n := range fs[1:] {
+			n = strings.ToLower(strings.TrimSuffix(n, "."))
+			m[n] = append(m[n], a.Unmap())
+		}
+	}
+	return m
+}
+
+// Resolve finds the targets of next hop h (RFC 3263 §4) and calls done
+// with them, in the order to try, on another goroutine. An answer from the
+// cache still goes through a goroutine: use Cached first to avoid it.
+func (r *Resolver) Resolve(h NextHop, done func([]Target, error)) {
 	select {
 	case r.sem <- struct{}{}:
 	default:
-		go done(netip.Addr{}, ErrResolverBusy)
+		go done(nil, ErrResolverBusy)
 		return
 	}
 	go func() {
 		defer func() { <-r.sem }()
 		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 		defer cancel()
-		addrs, err := r.r.LookupNetIP(ctx, "ip", host)
+		done(r.targets(ctx, h, true))
+	}()
+}
+
+// Cached returns the targets of h when every answer the resolution needs
+// is in the cache (positive or negative); ok is false when one is not, or
+// when the cached answers lead nowhere (Resolve then asks again and reports
+// the error).
+func (r *Resolver) Cached(h NextHop) ([]Target, bool) {
+	ts, err := r.targets(context.Background(), h, false)
+	return ts, err == nil
+}
+
+// Lookup resolves host's A and AAAA records and calls done with the first
+// address (IPv4 preferred) on another goroutine.
+func (r *Resolver) Lookup(host string, done func(netip.Addr, error)) {
+	r.Resolve(NextHop{Host: host, Port: 5060}, func(ts []Target, err error) {
 		if err != nil {
 			done(netip.Addr{}, err)
 			return
 		}
-		best := netip.Addr{}
-		for _, a := range addrs {
-			a = a.Unmap()
-			if a.Is4() {
-				best = a
-				break
-			}
-			if !best.IsValid() {
-				best = a
-			}
-		}
-		if !best.IsValid() {
-			done(best, errors.New("txn: no address for "+host))
-			return
-		}
-		done(best, nil)
-	}()
+		done(ts[0].Addr.Addr(), nil)
+	})
 }
 
-// resolve looks up a branch's next hop and resumes the branch. The
-// shard is locked by the caller; the callback locks it again.
-func (c *Core) resolve(ref shards.Ref[txn], id uint32, idx int, host []byte) {
-	c.res.Lookup(string(host), func(a netip.Addr, err error) {
-		s := ref.Shard()
-		s.Lock()
-		defer s.Unlock()
-		e := ref.Entry()
-		if e == nil || e.Value.id != id {
-			return
+// lookup returns the answer for (name, qtype): from the cache, or when
+// network is set from the server (then cached). CNAMEs are followed.
+func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16, network bool) (*cacheEntry, error) {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	if r.hosts != nil && (qtype == typeA || qtype == typeAAAA) {
+		if as, ok := r.hosts[name]; ok {
+			e := &cacheEntry{neg: true}
+			for _, a := range as {
+				if a.Is4() == (qtype == typeA) {
+					e.rrs = append(e.rrs, dnsRR{name: name, typ: qtype, addr: a})
+					e.neg = false
+				}
+			}
+			return e, nil
 		}
-		t := &e.Value
-		b := t.branch(idx)
-		if b.state != bResolving {
-			return
+	}
+	k := cacheKey{name, qtype}
+	if e, ok := r.cache.get(k, r.now()); ok {
+		return e, nil
+	}
+	if !network {
+		return nil, errNotCached
+	}
+	e, err := r.query(ctx, name, qtype, 0)
+	if err != nil {
+		return nil, err
+	}
+	r.cache.put(k, e, r.now())
+	return e, nil
+}
+
+// query asks the server and builds the cache entry: the records of
+// qtype owned by name or by the end of its CNAME chain.
+func (r *Resolver) query(ctx context.Context, name string, qtype uint16, depth int) (*cacheEntry, error) {
+	m, err := r.exchange(ctx, name, qtype)
+	if err != nil {
+		return nil, err
+	}
+	now := r.now()
+	switch m.rcode {
+	case rcodeOK:
+	case rcodeNXDomain:
+		return r.negative(m, now), nil
+	default:
+		return nil, ErrDNSServer
+	}
+	ttl := uint32(r.maxTTL / time.Second)
+	owner := name
+	var rrs []dnsRR
+	for hops := 0; hops < 8 && rrs == nil; hops++ {
+		next := ""
+		for _, rr := range m.ans {
+			switch {
+			case rr.name != owner:
+			case rr.typ == qtype:
+				rrs = append(rrs, rr)
+				ttl = min(ttl, rr.ttl)
+			case rr.typ == typeCNAME && next == "":
+				next = rr.host
+				ttl = min(ttl, rr.ttl)
+			}
 		}
-		x := c.getCtx()
-		defer c.putCtx(x)
-		switch {
-		case err != nil:
-			c.cfg.Logger.Warn("txn: next hop did not resolve", "host", string(b.host), "err", err)
-			c.branchFailed(s, e, b, 503)
-		case t.canceled:
-			c.branchFailed(s, e, b, 487)
-		default:
-			b.dst = netip.AddrPortFrom(a, b.dst.Port())
-			c.sendBranch(x, s, e, c.hook(x, s, e), b)
+		if rrs != nil || next == "" {
+			break
 		}
-		c.checkDone(x, s, e)
-		c.gc(s, e)
-	})
+		owner = next
+	}
+	if rrs == nil && owner != name && depth < 4 {
+		// The chain leaves the answer: ask for its end.
+		e, err := r.query(ctx, owner, qtype, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		if e.exp.After(now.Add(time.Duration(ttl) * time.Second)) {
+			e.exp = now.Add(time.Duration(ttl) * time.Second)
+		}
+		return e, nil
+	}
+	if rrs == nil {
+		return r.negative(m, now), nil
+	}
+	e := &cacheEntry{rrs: rrs}
+	if qtype == typeSRV {
+		for _, rr := range m.extra {
+			if rr.typ == typeA || rr.typ == typeAAAA {
+				e.extra = append(e.extra, rr)
+				ttl = min(ttl, rr.ttl)
+			}
+		}
+	}
+	e.exp = now.Add(time.Duration(ttl) * time.Second)
+	return e, nil
+}
+
+// negative builds the entry for NXDOMAIN or no data: kept for the SOA's
+// minimum (RFC 2308 §5), at most NegativeTTL.
+func (r *Resolver) negative(m *dnsMsg, now time.Time) *cacheEntry {
+	d := r.negTTL
+	for _, rr := range m.auth {
+		if rr.typ == typeSOA {
+			d = min(d, time.Duration(min(rr.ttl, rr.min))*time.Second)
+			break
+		}
+	}
+	return &cacheEntry{neg: true, exp: now.Add(d)}
+}
+
+func (r *Resolver) queryID() uint16 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return uint16(r.rnd.Uint32())
+}
+
+// exchange sends one question and returns the answer: over UDP, each
+// server in turn, twice, sharing the context's deadline; over TCP when
+// the UDP answer is truncated.
+func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dnsMsg, error) {
+	if r.srvErr != nil {
+		return nil, r.srvErr
+	}
+	id := r.queryID()
+	q, err := appendQuery(make([]byte, 0, 64+len(name)), id, name, qtype)
+	if err != nil {
+		return nil, err
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(r.timeout)
+	}
+	tries := 2 * len(r.servers)
+	var last error
+	for i := 0; i < tries; i++ {
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		srv := r.servers[i%len(r.servers)]
+		m, err := exchangeUDP(srv, q, id, name, qtype, time.Now().Add(left/time.Duration(tries-i)))
+		if err == nil && m.tc {
+			m, err = exchangeTCP(srv, q, id, name, qtype, deadline)
+		}
+		if err == nil {
+			return m, nil
+		}
+		last = err
+	}
+	if last == nil {
+		last = context.DeadlineExceeded
+	}
+	return nil, last
+}
+
+func exchangeUDP(srv netip.AddrPort, q []byte, id uint16, name string, qtype uint16, deadline time.Time) (*dnsMsg, error) {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(srv))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.SetDeadline(deadline)
+	if _, err := c.Write(q); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, ednsSize)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			return nil, err
+		}
+		m, err := parseAnswer(buf[:n], id, name, qtype)
+		if err == errDNSMismatch {
+			continue // a stray datagram: keep waiting for ours
+		}
+		return m, err
+	}
+}
+
+func exchangeTCP(srv netip.AddrPort, q []byte, id uint16, name string, qtype uint16, deadline time.Time) (*dnsMsg, error) {
+	d := net.Dialer{Deadline: deadline}
+	c, err := d.Dial("tcp", srv.String())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.SetDeadline(deadline)
+	out := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(q)), uint16(len(q)))
+	if _, err := c.Write(append(out, q...)); err != nil {
+		return nil, err
+	}
+	var hdr [2]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, binary.BigEndian.Uint16(hdr[:]))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return nil, err
+	}
+	m, err := parseAnswer(buf, id, name, qtype)
+	if err == nil && m.tc {
+		return nil, errDNSShort
+	}
+	return m, err
 }

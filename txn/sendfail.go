@@ -20,17 +20,18 @@ import (
 // for an answer from that destination.
 
 // branchTag encodes where branch idx of transaction id (hash h, in shard
-// si) lives. The top bit keeps every branch tag non-zero.
-func branchTag(si int, h uint64, id uint32, idx int) transport.Tag {
-	return transport.Tag{h, 1<<63 | uint64(si)<<36 | uint64(id)<<4 | uint64(idx&15)}
+// si) lives; slot is the branch index, plus the fail-over attempt times 16
+// (srvcore.go). The top bit keeps every branch tag non-zero.
+func branchTag(si int, h uint64, id uint32, slot int) transport.Tag {
+	return transport.Tag{h, 1<<63 | uint64(slot>>4&15)<<59 | uint64(si&(1<<23-1))<<36 | uint64(id)<<4 | uint64(slot&15)}
 }
 
-func parseBranchTag(tag transport.Tag) (si int, h uint64, id uint32, idx int, ok bool) {
+func parseBranchTag(tag transport.Tag) (si int, h uint64, id uint32, slot int, ok bool) {
 	w := tag[1]
 	if w>>63 == 0 {
 		return 0, 0, 0, 0, false
 	}
-	return int(w >> 36 & (1<<27 - 1)), tag[0], uint32(w >> 4), int(w & 15), true
+	return int(w >> 36 & (1<<23 - 1)), tag[0], uint32(w >> 4), int(w>>59&15)<<4 | int(w&15), true
 }
 
 // watchSendFailures makes the core the sender's SendErrorHandler when the
@@ -56,7 +57,7 @@ func (c *Core) sendBranchRequest(s *shards.Shard[txn], e *shards.Entry[txn], b *
 		c.stats.sendErrs.Add(1)
 		return ErrNotAllowed
 	}
-	tag := branchTag(s.Index(), e.Hash(), e.Value.id, int(b.idx))
+	tag := branchTag(s.Index(), e.Hash(), e.Value.id, b.fo.attempt()<<4|int(b.idx))
 	if err := ts.SendTagged(b.l, b.dst, b.out, tag); err != nil {
 		c.stats.sendErrs.Add(1)
 		return err
@@ -71,7 +72,8 @@ func (c *Core) sendBranchRequest(s *shards.Shard[txn], e *shards.Entry[txn], b *
 // (a lone 503 as 500, §16.7 step 6). Stale reports (the transaction ended,
 // the branch already answered or moved on) are ignored.
 func (c *Core) SendFailed(f transport.SendFailure) {
-	si, h, id, idx, ok := parseBranchTag(f.Tag)
+	si, h, id, slot, ok := parseBranchTag(f.Tag)
+	idx, att := slot&15, slot>>4
 	if !ok || si >= c.tbl.NumShards() {
 		return
 	}
@@ -84,14 +86,16 @@ func (c *Core) SendFailed(f transport.SendFailure) {
 	}
 	t := &e.Value
 	b := t.branch(idx)
-	if (b.state != bCalling && b.state != bProceeding) || b.proto != f.Proto || unmap(b.dst) != unmap(f.Dst) {
+	if (b.state != bCalling && b.state != bProceeding) || b.fo.attempt() != att || b.proto != f.Proto || unmap(b.dst) != unmap(f.Dst) {
 		return
 	}
 	c.stats.sendErrs.Add(1)
 	c.cfg.Logger.Warn("txn: next hop unreachable", "proto", f.Proto.String(), "dst", f.Dst.String(), "err", f.Err)
 	x := c.getCtx()
 	defer c.putCtx(x)
-	c.branchFailed(s, e, b, 503)
+	if !c.failOver(x, s, e, b) { // RFC 3263 §4.3: try the next target
+		c.branchFailed(s, e, b, 503)
+	}
 	c.checkDone(x, s, e)
 	c.gc(s, e)
 }

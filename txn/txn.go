@@ -115,7 +115,8 @@ type Branch struct {
 	proto       transport.Proto
 	l           *transport.Listener
 	dst         netip.AddrPort
-	host        []byte // hostname to resolve (owned)
+	host        []byte   // hostname to resolve (owned)
+	fo          failover // resolved targets (RFC 3263 §4.3), see srvcore.go
 	interval    int64
 	cancelStart int64
 	cancelInt   int64

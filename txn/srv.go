@@ -1,0 +1,283 @@
+package txn
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"switchboard/transport"
+)
+
+// MaxTargets bounds the targets one resolution returns; the core tries at
+// most MaxAttempts of them for one branch (RFC 3263 §4.3 fail-over).
+const (
+	MaxTargets  = 8
+	MaxAttempts = 4
+)
+
+// Protos is a set of transports, one bit per transport.Proto.
+type Protos uint8
+
+// Has reports whether p is in the set.
+func (s Protos) Has(p transport.Proto) bool { return s&(1<<p) != 0 }
+
+// With returns the set with p added.
+func (s Protos) With(p transport.Proto) Protos { return s | 1<<p }
+
+// NextHop is what RFC 3263 §4 resolves: the host of a SIP URI (or its
+// maddr) and what the URI says about port and transport.
+type NextHop struct {
+	Host     string
+	Port     int             // 0: the URI has no port
+	Proto    transport.Proto // the transport parameter (when ProtoSet)
+	ProtoSet bool            // the URI has a transport parameter
+	Secure   bool            // a sips URI: TLS only
+	// Supported lists the transports the caller has listeners for; NAPTR
+	// and SRV records of others are skipped. Zero: UDP, TCP and TLS.
+	Supported Protos
+}
+
+// Target is one address to send to, in the order resolution gave.
+type Target struct {
+	Proto transport.Proto
+	Addr  netip.AddrPort
+}
+
+func (h *NextHop) supports(p transport.Proto) bool {
+	if h.Secure && p != transport.TLS {
+		return false
+	}
+	return h.Supported == 0 && p <= transport.TLS || h.Supported.Has(p)
+}
+
+// srvName is the SRV owner name of host for a transport (RFC 3263 §4.1:
+// TLS is "_sips._tcp").
+func srvName(p transport.Proto, host string) string {
+	switch p {
+	case transport.TCP:
+		return "_sip._tcp." + host
+	case transport.TLS:
+		return "_sips._tcp." + host
+	}
+	return "_sip._udp." + host
+}
+
+// naptrProto maps the services of a NAPTR record to a transport (RFC 3263
+// §4.1: SIP+D2U, SIP+D2T, SIPS+D2T).
+func naptrProto(svc string) (transport.Proto, bool) {
+	switch {
+	case strings.EqualFold(svc, "SIP+D2U"):
+		return transport.UDP, true
+	case strings.EqualFold(svc, "SIP+D2T"):
+		return transport.TCP, true
+	case strings.EqualFold(svc, "SIPS+D2T"):
+		return transport.TLS, true
+	}
+	return 0, false
+}
+
+// targets runs the RFC 3263 §4 procedure for h. With network false every
+// answer must come from the cache (errNotCached otherwise).
+func (r *Resolver) targets(ctx context.Context, h NextHop, network bool) ([]Target, error) {
+	host := strings.ToLower(strings.TrimSuffix(h.Host, "."))
+	proto := transport.UDP
+	switch {
+	case h.ProtoSet:
+		proto = h.Proto
+	case h.Secure:
+		proto = transport.TLS
+	}
+	port := h.Port
+	if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		if port == 0 {
+			port = defaultPort(proto)
+		}
+		return []Target{{proto, netip.AddrPortFrom(a.Unmap(), uint16(port))}}, nil
+	}
+	var ts []Target
+	var err error
+	switch {
+	case port != 0:
+		// §4.2: an explicit port means A/AAAA only.
+		return r.addrTargets(ctx, nil, host, proto, port, network)
+	case h.ProtoSet:
+		// §4.2: the transport is known; SRV for it, else A/AAAA.
+		if ts, err = r.srvTargets(ctx, ts, srvName(proto, host), proto, network); err != nil || len(ts) > 0 {
+			return ts, err
+		}
+		return r.addrTargets(ctx, nil, host, proto, defaultPort(proto), network)
+	}
+
+	// §4.1: NAPTR records of the transports we have, in order and
+	// preference; each names an SRV record.
+	e, err := r.lookup(ctx, host, typeNAPTR, network)
+	if err != nil {
+		return nil, err
+	}
+	var recs []dnsRR
+	for _, rr := range e.rrs {
+		if p, ok := naptrProto(rr.svc); ok && strings.EqualFold(rr.flags, "s") && rr.host != "" && h.supports(p) {
+			recs = append(recs, rr)
+		}
+	}
+	slices.SortStableFunc(recs, func(a, b dnsRR) int {
+		if a.prio != b.prio {
+			return int(a.prio) - int(b.prio)
+		}
+		return int(a.wt) - int(b.wt)
+	})
+	var firstErr error
+	for _, rr := range recs {
+		if len(ts) >= MaxTargets {
+			break
+		}
+		p, _ := naptrProto(rr.svc)
+		if ts, err = r.srvTargets(ctx, ts, rr.host, p, network); err == errNotCached {
+			return nil, err
+		} else if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if len(ts) > 0 {
+		return ts, nil
+	}
+
+	// No (usable) NAPTR: SRV for each transport we have, UDP, TCP, TLS.
+	for _, p := range [...]transport.Proto{transport.UDP, transport.TCP, transport.TLS} {
+		if !h.supports(p) || len(ts) >= MaxTargets {
+			continue
+		}
+		if ts, err = r.srvTargets(ctx, ts, srvName(p, host), p, network); err == errNotCached {
+			return nil, err
+		} else if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if len(ts) > 0 {
+		return ts, nil
+	}
+
+	// No SRV: A/AAAA on the default port, UDP (TLS for sips).
+	if !h.Secure && !h.supports(transport.UDP) && h.supports(transport.TCP) {
+		proto = transport.TCP
+	}
+	ts, err = r.addrTargets(ctx, nil, host, proto, defaultPort(proto), network)
+	if err == ErrNoTarget && firstErr != nil {
+		err = firstErr // say why SRV did not answer rather than "no target"
+	}
+	return ts, err
+}
+
+// srvTargets appends the targets of the SRV records at name, ordered per
+// RFC 2782, each target's addresses taken from the additional section when
+// the server sent them, else looked up. A missing or empty record set
+// appends nothing and is no error.
+func (r *Resolver) srvTargets(ctx context.Context, ts []Target, name string, p transport.Proto, network bool) ([]Target, error) {
+	e, err := r.lookup(ctx, name, typeSRV, network)
+	if err != nil || e.neg {
+		return ts, err
+	}
+	recs := slices.Clone(e.rrs)
+	r.mu.Lock()
+	orderSRV(recs, r.rnd)
+	r.mu.Unlock()
+	for _, rr := range recs {
+		if len(ts) >= MaxTargets {
+			break
+		}
+		if rr.host == "" {
+			continue // "." : the service is decidedly not available here
+		}
+		n := len(ts)
+		for _, fam := range [...]uint16{typeA, typeAAAA} {
+			for _, x := range e.extra {
+				if x.typ == fam && x.name == rr.host && len(ts) < MaxTargets {
+					ts = append(ts, Target{p, netip.AddrPortFrom(x.addr.Unmap(), rr.port)})
+				}
+			}
+		}
+		if len(ts) > n {
+			continue
+		}
+		var err error
+		if ts, err = r.addrTargets(ctx, ts, rr.host, p, int(rr.port), network); err == errNotCached {
+			return nil, err
+		}
+		// Another target may still resolve: an error here only skips this one.
+	}
+	return ts, nil
+}
+
+// addrTargets appends the A then AAAA addresses of host (IPv4 first, as
+// most next hops listen on both and IPv4 paths are the common ones).
+func (r *Resolver) addrTargets(ctx context.Context, ts []Target, host string, p transport.Proto, port int, network bool) ([]Target, error) {
+	n := len(ts)
+	var firstErr error
+	for _, fam := range [...]uint16{typeA, typeAAAA} {
+		e, err := r.lookup(ctx, host, fam, network)
+		if err == errNotCached {
+			return nil, err
+		}
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		for _, rr := range e.rrs {
+			if len(ts) < MaxTargets {
+				ts = append(ts, Target{p, netip.AddrPortFrom(rr.addr.Unmap(), uint16(port))})
+			}
+		}
+	}
+	if len(ts) == n {
+		if firstErr != nil {
+			return ts, firstErr
+		}
+		return ts, ErrNoTarget
+	}
+	return ts, nil
+}
+
+// orderSRV sorts SRV records for use (RFC 2782): by priority, and within
+// one priority by a weighted random draw: a record is picked with
+// probability weight/sum of the weights left, weight-0 records only
+// rarely before the others.
+func orderSRV(recs []dnsRR, rnd *rand.Rand) {
+	slices.SortStableFunc(recs, func(a, b dnsRR) int { return int(a.prio) - int(b.prio) })
+	for i := 0; i < len(recs); {
+		j := i
+		for j < len(recs) && recs[j].prio == recs[i].prio {
+			j++
+		}
+		group := recs[i:j]
+		// Weight-0 records first, as RFC 2782 says to arrange them before
+		// the draw.
+		slices.SortStableFunc(group, func(a, b dnsRR) int {
+			return min(int(a.wt), 1) - min(int(b.wt), 1)
+		})
+		for k := range group {
+			sum := 0
+			for _, rr := range group[k:] {
+				sum += int(rr.wt)
+			}
+			pick := 0
+			if sum > 0 {
+				pick = rnd.IntN(sum + 1)
+			}
+			run := 0
+			for m := k; m < len(group); m++ {
+				run += int(group[m].wt)
+				if run >= pick {
+					rr := group[m]
+					copy(group[k+1:m+1], group[k:m])
+					group[k] = rr
+					break
+				}
+			}
+		}
+		i = j
+	}
+}

@@ -1,0 +1,144 @@
+package txn
+
+import (
+	"switchboard/shards"
+	"switchboard/transport"
+)
+
+// A branch whose next hop is a hostname gets the list of targets RFC 3263
+// resolution gave (srv.go) and tries them in order (§4.3): when a target
+// cannot be sent to (a send error at once, or a stream connection that
+// could not be opened, sendfail.go), or stays silent until timer B/F, the
+// branch moves on to the next target as a new client transaction: new Via
+// branch (the attempt is part of it), timers started again. Only when no
+// target is left (at most MaxAttempts are tried) does the branch end,
+// with 503 or 408, for the route's failure handling. A branch that
+// received anything, was canceled, or belongs to a request already
+// answered does not move.
+
+// failover is a branch's resolved targets and how many it tried.
+type failover struct {
+	targets []Target // shared with nobody: a fresh list per resolution
+	next    uint8    // index of the next target in targets
+	tried   uint8    // targets sent to (or attempted)
+}
+
+// attempt is the number of the current try (0 for the first), carried in
+// the branch parameter.
+func (f *failover) attempt() int { return max(int(f.tried)-1, 0) }
+
+// nextHopQuery turns a URI's next hop into a resolver query, with the
+// transports we have listeners for.
+func (c *Core) nextHopQuery(h *hop) NextHop {
+	var sup Protos
+	for _, l := range c.ls.Listeners() {
+		sup = sup.With(l.Proto)
+	}
+	if sup == 0 {
+		sup = sup.With(transport.UDP) // no listener yet: the send will fail anyway
+	}
+	return NextHop{Host: string(h.host), Port: h.port, Proto: h.proto, ProtoSet: h.protoSet, Secure: h.secure, Supported: sup}
+}
+
+// resolve resolves a branch's next hop off the locked path and resumes
+// the branch. The shard is locked by the caller; the callback locks it
+// again and checks the transaction and branch are still the same.
+func (c *Core) resolve(ref shards.Ref[txn], id uint32, idx int, q NextHop) {
+	c.res.Resolve(q, func(ts []Target, err error) {
+		s := ref.Shard()
+		s.Lock()
+		defer s.Unlock()
+		e := ref.Entry()
+		if e == nil || e.Value.id != id || idx >= e.Value.nbr {
+			return
+		}
+		t := &e.Value
+		b := t.branch(idx)
+		if b.state != bResolving {
+			return
+		}
+		x := c.getCtx()
+		defer c.putCtx(x)
+		switch {
+		case err != nil:
+			c.cfg.Logger.Warn("txn: next hop did not resolve", "host", q.Host, "err", err)
+			c.branchFailed(s, e, b, 503)
+		case t.canceled:
+			c.branchFailed(s, e, b, 487)
+		default:
+			c.sendTargets(x, s, e, c.hook(x, s, e), b, ts)
+		}
+		c.checkDone(x, s, e)
+		c.gc(s, e)
+	})
+}
+
+// sendTargets sends branch b to the first usable of ts, failing over on
+// send errors. The shard is locked.
+func (c *Core) sendTargets(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Request, b *Branch, ts []Target) bool {
+	b.fo = failover{targets: ts}
+	if !c.nextTarget(e, b) {
+		c.cfg.Logger.Warn("txn: no usable target for next hop", "host", string(b.host), "targets", len(ts))
+		c.branchFailed(s, e, b, 503)
+		return false
+	}
+	return c.sendBranch(x, s, e, r, b)
+}
+
+// nextTarget points b at its next target. Targets we cannot send to (no
+// listener for the transport and address family, or outside
+// Config.AllowOutbound) are skipped without counting as an attempt. It
+// reports false when no target is left or MaxAttempts were made.
+func (c *Core) nextTarget(e *shards.Entry[txn], b *Branch) bool {
+	f := &b.fo
+	for int(f.next) < len(f.targets) && f.tried < MaxAttempts {
+		tg := f.targets[f.next]
+		f.next++
+		a := tg.Addr.Addr()
+		if !c.allowed(a) {
+			c.stats.sendErrs.Add(1)
+			continue
+		}
+		if c.ls.Listener(tg.Proto, a) == nil {
+			continue
+		}
+		f.tried++
+		b.proto, b.dst = tg.Proto, tg.Addr
+		return true
+	}
+	return false
+}
+
+// failOver moves branch b to its next target after a transport error or
+// a timeout with nothing received. It reports false, leaving the branch
+// alone, when the branch must end instead: no target left, a response
+// came, the request was canceled or answered. When every remaining
+// target fails at once the branch ends with 503 here and the result is
+// still true. The shard is locked; the caller runs checkDone.
+func (c *Core) failOver(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch) bool {
+	t := &e.Value
+	if b.gotProv || b.fo.targets == nil || t.canceled || b.cancelWant || t.got2xx || t.got6xx || t.finalSent {
+		return false
+	}
+	from := b.dst
+	if !c.nextTarget(e, b) {
+		return false
+	}
+	c.cfg.Logger.Warn("txn: next hop target failed, trying the next", "host", string(b.host), "from", from.String(), "to", b.dst.String())
+	s.StopTimer(&b.tRetr)
+	s.StopTimer(&b.tTimeout)
+	s.StopTimer(&b.tC)
+	c.sendBranch(x, s, e, c.hook(x, s, e), b)
+	return true
+}
+
+// staleResponse handles a response to an attempt the branch failed over
+// from (a client transaction given up): a 2xx to an INVITE goes upstream
+// like any late 2xx (the caller ACKs it and ends that dialog); anything
+// else is dropped.
+func (c *Core) staleResponse(x *ctx, e *shards.Entry[txn], code int) {
+	t := &e.Value
+	if t.invite && code >= 200 && code < 300 && t.respL != nil {
+		c.sendTo(t.respL, t.respDst, c.buildUp(x, &x.msg))
+	}
+}
