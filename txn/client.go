@@ -417,7 +417,7 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 	case kH: // H, I, J, L: the server transaction ends
 		if !t.finalSent {
 			// A suspended route did not act in time.
-			c.cfg.Logger.Warn("txn: suspended route did not act; answering 408",
+			c.warn("txn: suspended route did not act; answering 408",
 				"method", string(t.msg.MethodBytes()), "call-id", string(t.msg.CallID()))
 			c.replyLocal(x, s, e, 408, "", nil)
 			break

@@ -53,6 +53,7 @@ type Core struct {
 	nextID      atomic.Uint32
 	pool        sync.Pool
 	stats       counters
+	warns       warnLimiter
 }
 
 type counters struct {

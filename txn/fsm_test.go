@@ -1,6 +1,8 @@
 package txn
 
 import (
+	"bytes"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -856,5 +858,32 @@ func TestForkMaxBranches(t *testing.T) {
 		if st := h.core.Stats(); st.Transactions != 0 || st.Bytes != base {
 			t.Fatalf("call %d: %d transactions, %d bytes accounted, want %d", call, st.Transactions, st.Bytes, base)
 		}
+	}
+}
+
+// TestWarningsRateLimited checks per-request warnings are bounded per
+// second and the dropped ones are counted in the next line let through.
+func TestWarningsRateLimited(t *testing.T) {
+	var out bytes.Buffer
+	h := newHarness(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&out, nil))
+	})
+	h.rt.request = func(r *Request) {} // does nothing: 500 and a warning
+	send := func(i int) {
+		id := "w" + strconv.Itoa(i) + "@x"
+		h.in(uacAddr, request("MESSAGE", "z9hG4bKw"+strconv.Itoa(i), id, "sip:bob@127.0.0.1:5080", ""))
+		h.only(h.snd.take(), toUAC+"SIP/2.0 500 Server Internal Error")
+	}
+	for i := 0; i < 25; i++ {
+		send(i)
+	}
+	if n := strings.Count(out.String(), "route did nothing"); n != warnPerSecond {
+		t.Fatalf("%d warnings in one second, want %d:\n%s", n, warnPerSecond, out.String())
+	}
+	h.advance(time.Second)
+	out.Reset()
+	send(99)
+	if !strings.Contains(out.String(), "suppressed=15") {
+		t.Fatalf("the next warning does not count the 15 suppressed:\n%s", out.String())
 	}
 }

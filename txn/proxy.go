@@ -732,7 +732,7 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 func (c *Core) forwardResolved(q NextHop, data []byte) {
 	send := func(ts []Target, err error) {
 		if err != nil {
-			c.cfg.Logger.Warn("txn: stateless next hop did not resolve", "host", q.Host, "err", err)
+			c.warn("txn: stateless next hop did not resolve", "host", q.Host, "err", err)
 			return
 		}
 		for _, tg := range ts {
