@@ -406,15 +406,19 @@ func TestSippPacketLoss(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	// Each sipp has about 40 sends that may be lost: one of them losing
+	// none happens (0.9^40, 1.5%), both losing none does not (0.02%).
+	lost := 0
 	for _, sp := range []*sippProc{c, s} {
-		if n := sippLost(sp.out.String()); n == 0 {
-			t.Errorf("%s lost no message:\n%s", sp.name, sp.out.String())
-		} else {
-			t.Logf("%s lost %d of its sends", sp.name, n)
-			if os.Getenv("SIPP_SHOW") != "" {
-				t.Log(sp.out.String())
-			}
+		n := sippLost(sp.out.String())
+		lost += n
+		t.Logf("%s lost %d of its sends", sp.name, n)
+		if os.Getenv("SIPP_SHOW") != "" {
+			t.Log(sp.out.String())
 		}
+	}
+	if lost == 0 {
+		t.Errorf("sipp lost no message:\n%s\n%s", c.out.String(), s.out.String())
 	}
 	loss.mu.Lock()
 	defer loss.mu.Unlock()
