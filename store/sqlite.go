@@ -58,7 +58,7 @@ func openSQLite(path string, opts Options, migs []migration) (*SQLite, error) {
 	db.SetMaxIdleConns(4)
 	db.SetConnMaxIdleTime(0)
 	ctx := context.Background()
-	if err := db.PingContext(ctx); err != nil {
+	if err := pingSQLite(ctx, db, opts.BusyTimeout); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open database %s: %s", path, describeOpenErr(err))
 	}
@@ -89,6 +89,23 @@ func openSQLite(path string, opts Options, migs []migration) (*SQLite, error) {
 		}
 	}
 	return b, nil
+}
+
+// pingSQLite opens the first connection, which sets the pragmas. Two
+// processes opening a new database at once (the server and the CLI) race
+// to switch it to WAL, and SQLite reports the loser SQLITE_BUSY without
+// calling the busy handler, so busy_timeout does not cover it: retry
+// within the same timeout.
+func pingSQLite(ctx context.Context, db *sql.DB, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := db.PingContext(ctx)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func describeOpenErr(err error) string {
