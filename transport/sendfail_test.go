@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -193,17 +194,26 @@ func TestSendFailedTLSUntrusted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rln.Close()
-	got := make(chan int, 1)
+	// Both messages usually queue on one connection; on a loaded machine the
+	// handshake may fail before the second send, which then dials again.
+	// Every connection is served, and must receive nothing.
+	var received atomic.Int64
+	var conns sync.WaitGroup
 	go func() {
-		c, err := rln.Accept()
-		if err != nil {
-			got <- -1
-			return
+		for {
+			c, err := rln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer conns.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				n, _ := io.Copy(io.Discard, c) // handshake, then whatever arrives
+				received.Add(n)
+			}()
 		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		n, _ := io.Copy(io.Discard, c) // handshake, then whatever arrives
-		got <- int(n)
 	}()
 	peer := rln.Addr().(*net.TCPAddr).AddrPort()
 	for i := uint64(1); i <= 2; i++ {
@@ -222,10 +232,12 @@ func TestSendFailedTLSUntrusted(t *testing.T) {
 			t.Errorf("failure %d: error %v, want an unknown authority", i, f.Err)
 		}
 	}
-	if n := <-got; n != 0 {
+	rln.Close()
+	conns.Wait()
+	if n := received.Load(); n != 0 {
 		t.Fatalf("untrusted peer received %d bytes", n)
 	}
-	if st := tr.Stats(); st.TLSHandshakeKO != 1 || st.ConnsOpen != 0 {
+	if st := tr.Stats(); st.TLSHandshakeKO < 1 || st.TLSHandshakeKO > 2 || st.ConnsOpen != 0 {
 		t.Fatalf("handshake failures %d, open %d", st.TLSHandshakeKO, st.ConnsOpen)
 	}
 }
