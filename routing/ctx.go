@@ -2,6 +2,7 @@ package routing
 
 import (
 	"net/netip"
+	"time"
 	"unsafe"
 
 	"switchboard/parser"
@@ -346,6 +347,14 @@ func (c *Ctx) AppendBranch(uri []byte) error { return c.R.AddBranch(uri) }
 // SetSerial makes added branches go one after another, each tried from the
 // failure route (OpenSIPS: serialize_branches / t_next_contacts).
 func (c *Ctx) SetSerial(serial bool) { c.R.SetSerial(serial) }
+
+// SetTimeouts changes, for the branches relayed from now on, how long a
+// branch waits for a first response (fr: timers.fr) and how long an INVITE
+// branch waits for its final response after ringing (frInv:
+// timers.timer_c); zero keeps the configured value (Kamailio:
+// t_set_fr(fr_inv, fr); OpenSIPS: $T_fr_timeout, $T_fr_inv_timeout). A short
+// fr moves calls to the next gateway quickly when one is silent.
+func (c *Ctx) SetTimeouts(fr, frInv time.Duration) { c.R.SetTimeouts(fr, frInv) }
 
 // Canceled reports whether a CANCEL for this request has arrived (OpenSIPS:
 // t_was_cancelled()).

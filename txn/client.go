@@ -94,7 +94,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 			s.StopTimer(&b.tRetr)
 			s.StopTimer(&b.tTimeout)
 			if code > 100 {
-				s.StartTimer(e, &b.tC, kind|kC, msDur(c.timerC)) // §16.7 step 2
+				s.StartTimer(e, &b.tC, kind|kC, msDur(c.timerCOf(t))) // §16.7 step 2
 			}
 		} else if b.state == bCalling {
 			b.interval = c.t2 // timer E runs at T2 in Proceeding

@@ -55,6 +55,14 @@ type Config struct {
 	// default 3 min, reset by provisional responses.
 	T1, T2, T4, TimerC time.Duration
 
+	// FR is how long a branch waits for a response before it counts as
+	// 408 (or, with RFC 3263 targets left, moves to the next one): for an
+	// INVITE until the first provisional, for other requests until the
+	// final response. Kamailio's fr_timer and OpenSIPS's fr_timeout; the
+	// default is 64·T1, RFC 3261's timers B and F. A route may change it
+	// per request with Request.SetTimeouts.
+	FR time.Duration
+
 	// Wait is how long a finished transaction stays to absorb
 	// retransmissions: a non-INVITE server transaction after its final
 	// response (timer J), an INVITE one after a 2xx (RFC 6026 timer L), a
@@ -117,7 +125,7 @@ func (c *Config) check() error {
 	if c.Router == nil {
 		return errors.New("txn: Config.Router is required")
 	}
-	if c.T1 < 0 || c.T2 < 0 || c.T4 < 0 || c.TimerC < 0 || c.Wait < 0 || c.MaxTransactions < 0 || c.MaxBytes < 0 {
+	if c.T1 < 0 || c.T2 < 0 || c.T4 < 0 || c.TimerC < 0 || c.Wait < 0 || c.FR < 0 || c.MaxTransactions < 0 || c.MaxBytes < 0 {
 		return errors.New("txn: negative timer or limit in Config")
 	}
 	if c.T1 == 0 {
@@ -134,6 +142,9 @@ func (c *Config) check() error {
 	}
 	if c.Wait == 0 {
 		c.Wait = DefaultWait
+	}
+	if c.FR == 0 {
+		c.FR = 64 * c.T1
 	}
 	if c.T2 < c.T1 {
 		return errors.New("txn: T2 shorter than T1")

@@ -49,6 +49,7 @@ type Core struct {
 	t1, t2, t4  int64 // ms
 	timerC      int64
 	wait        int64    // ms: timers J, L, D, M
+	fr          int64    // ms: timers B and F unless the route set its own
 	prefix      [13]byte // "z9hG4bK" + 6 random characters
 	nextID      atomic.Uint32
 	pool        sync.Pool
@@ -103,6 +104,7 @@ func New(cfg Config) (*Core, error) {
 	c.t1, c.t2, c.t4 = ms(cfg.T1), ms(cfg.T2), ms(cfg.T4)
 	c.timerC = ms(cfg.TimerC)
 	c.wait = ms(cfg.Wait)
+	c.fr = ms(cfg.FR)
 	copy(c.prefix[:], parser.MagicCookie)
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])

@@ -887,3 +887,39 @@ func TestWarningsRateLimited(t *testing.T) {
 		t.Fatalf("the next warning does not count the 15 suppressed:\n%s", out.String())
 	}
 }
+
+// TestFirstResponseTimeout checks Config.FR replaces timers B and F, and
+// that a route's SetTimeouts overrides both it and timer C per request.
+func TestFirstResponseTimeout(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.FR = 2 * time.Second })
+	h.in(uacAddr, request("OPTIONS", "z9hG4bKfr1", "fr1@x", "sip:bob@127.0.0.1:5080", ""))
+	h.snd.take()
+	h.advance(2*time.Second - time.Millisecond)
+	h.snd.take() // retransmissions only
+	h.advance(time.Millisecond)
+	h.only(h.snd.take(), toUAC+"SIP/2.0 408 Request Timeout")
+
+	// Per request: 700 ms for a first response, then 1.5 s after ringing.
+	h.rt.request = func(r *Request) {
+		r.SetTimeouts(700*time.Millisecond, 1500*time.Millisecond)
+		r.Relay()
+	}
+	h.in(uacAddr, invite("z9hG4bKfr2", "fr2@x"))
+	fwd := h.snd.take()[1].data
+	h.advance(699 * time.Millisecond)
+	h.snd.take()
+	h.advance(time.Millisecond)
+	h.only(h.snd.take(), toUAC+"SIP/2.0 408 Request Timeout")
+	// The ACK stops timer G's retransmissions of that 408.
+	h.in(uacAddr, strings.Replace(strings.Replace(strings.Replace(invite("z9hG4bKfr2", "fr2@x"), "INVITE sip", "ACK sip", 1), "1 INVITE", "1 ACK", 1), "To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=x", 1))
+	h.only(h.snd.take())
+
+	h.in(uacAddr, invite("z9hG4bKfr3", "fr3@x"))
+	fwd = h.snd.take()[1].data
+	h.in(uasAddr, respond(fwd, 180, "b"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 180 Ringing")
+	h.advance(1499 * time.Millisecond)
+	h.snd.take()
+	h.advance(time.Millisecond)
+	h.only(h.snd.take(), toUAS+"CANCEL sip:bob@127.0.0.1:5080 SIP/2.0", toUAC+"SIP/2.0 408 Request Timeout")
+}

@@ -625,9 +625,9 @@ func (c *Core) sendAttempt(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r
 		b.interval = c.t1
 		s.StartTimer(e, &b.tRetr, kind|kA, msDur(c.t1))
 	}
-	s.StartTimer(e, &b.tTimeout, kind|kB, msDur(64*c.t1))
+	s.StartTimer(e, &b.tTimeout, kind|kB, msDur(c.frOf(t)))
 	if t.invite {
-		s.StartTimer(e, &b.tC, kind|kC, msDur(c.timerC))
+		s.StartTimer(e, &b.tC, kind|kC, msDur(c.timerCOf(t)))
 	}
 	s.Account(e, t.owned())
 	return true
@@ -795,4 +795,21 @@ func (c *Core) forwardResponse(x *ctx, m *parser.Message) {
 	x.ed.RemoveTopVia()
 	x.out = x.ed.AppendTo(x.out[:0])
 	c.sendTo(l, dst, x.out)
+}
+
+// frOf is the branch's first-response timeout (timers B and F): the
+// route's (SetTimeouts) or the configured one.
+func (c *Core) frOf(t *txn) int64 {
+	if t.rs.fr > 0 {
+		return t.rs.fr
+	}
+	return c.fr
+}
+
+// timerCOf is the INVITE branch's timeout after a provisional (timer C).
+func (c *Core) timerCOf(t *txn) int64 {
+	if t.rs.frInv > 0 {
+		return t.rs.frInv
+	}
+	return c.timerC
 }

@@ -2,6 +2,7 @@ package txn
 
 import (
 	"net/netip"
+	"time"
 
 	"switchboard/parser"
 	"switchboard/shards"
@@ -73,6 +74,8 @@ type routeState struct {
 	proto   transport.Proto
 	dst     netip.AddrPort
 	loop    uint32 // loop-detection hash of the request as received
+	fr      int64  // ms, 0: Config.FR (SetTimeouts)
+	frInv   int64  // ms, 0: Config.TimerC (SetTimeouts)
 	ruri    []byte // replacement Request-URI (owned)
 }
 
@@ -160,6 +163,20 @@ func (r *Request) RecordRoute() { r.st.rr = true }
 // first Relay sends the Request-URI branch, each later Relay (from
 // Router.Failure) the next added one. The default is parallel.
 func (r *Request) SetSerial(serial bool) { r.st.serial = serial }
+
+// SetTimeouts changes, for the branches this request starts from now on,
+// how long a branch waits for a first response (fr: Config.FR, timers B
+// and F) and how long an INVITE branch waits for its final response
+// after a provisional (frInv: Config.TimerC, reset by each provisional).
+// Zero keeps the configured value. Kamailio's t_set_fr(fr_inv, fr).
+func (r *Request) SetTimeouts(fr, frInv time.Duration) {
+	if fr > 0 {
+		r.st.fr = ms(fr)
+	}
+	if frInv > 0 {
+		r.st.frInv = ms(frInv)
+	}
+}
 
 // Editor returns an editor on Msg for changes to every relayed copy; they
 // are applied by the next Relay or Forward in the same hook call.

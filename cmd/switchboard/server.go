@@ -119,6 +119,7 @@ func (s *server) start() error {
 		T4:              cfg.Timers.T4.D(),
 		TimerC:          cfg.Timers.TimerC.D(),
 		Wait:            cfg.Timers.Wait.D(),
+		FR:              cfg.Timers.FR.D(),
 		Shards:          cfg.Limits.Shards,
 		MaxTransactions: cfg.Limits.MaxTransactions,
 		AllowOutbound:   cfg.Outbound.AllowPrefixes(),

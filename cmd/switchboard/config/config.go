@@ -92,6 +92,7 @@ type Timers struct {
 	T4     Duration `yaml:"t4"`
 	TimerC Duration `yaml:"timer_c"`
 	Wait   Duration `yaml:"wait"`
+	FR     Duration `yaml:"fr"`
 }
 
 // Limits bound what peers can make the server hold.
@@ -287,6 +288,9 @@ func (c *Config) check(at func(key string) int) error {
 	}
 	if t.TimerC.D() < time.Second || t.TimerC.D() > time.Hour {
 		return fail("timers.timer_c", "must be between 1s and 1h, not %s", t.TimerC.D())
+	}
+	if t.FR != 0 && (t.FR.D() < 100*time.Millisecond || t.FR.D() > 5*time.Minute) {
+		return fail("timers.fr", "must be 0 (64×t1) or between 100ms and 5m, not %s", t.FR.D())
 	}
 	if t.Wait.D() < 100*time.Millisecond || t.Wait.D() > 5*time.Minute {
 		return fail("timers.wait", "must be between 100ms and 5m, not %s", t.Wait.D())

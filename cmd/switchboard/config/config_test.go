@@ -74,7 +74,8 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		name, src, want string
 	}{
 		{"unknown top key", "listen:\n  - {proto: udp, address: 127.0.0.1:5060}\nlisen: 1\n", "x.yaml:3: lisen: unknown key"},
-		{"unknown nested key", "timers:\n  t1: 1s\n  t3: 2s\n", "x.yaml:3: timers.t3: unknown key; known keys here: t1, t2, t4, timer_c, wait"},
+		{"unknown nested key", "timers:\n  t1: 1s\n  t3: 2s\n", "x.yaml:3: timers.t3: unknown key; known keys here: fr, t1, t2, t4, timer_c, wait"},
+		{"fr out of range", "timers:\n  fr: 50ms\n", "x.yaml:2: timers.fr: must be 0 (64×t1) or between 100ms and 5m, not 50ms"},
 		{"wait out of range", "timers:\n  wait: 10m\n", "x.yaml:2: timers.wait: must be between 100ms and 5m, not 10m0s"},
 		{"bad duration", "timers:\n  t1: fast\n", "x.yaml:2: timers.t1: not a duration"},
 		{"duration out of range", "timers:\n  t1: 20s\n", "x.yaml:2: timers.t1: must be between 1ms and 10s"},
