@@ -29,7 +29,7 @@ func (c *Core) onResponse(x *ctx, p *transport.Packet) {
 	cs := m.CSeq()
 	switch {
 	case att != b.fo.attempt():
-		c.staleResponse(x, e, m.StatusCode())
+		c.staleResponse(x, e, b, p, m.StatusCode())
 	case cs.Method == parser.MethodCancel:
 		if m.StatusCode() >= 200 && b.cancelSent && !b.cancelAcked {
 			// The CANCEL is answered: no more retransmissions, but keep the
@@ -193,12 +193,15 @@ func (c *Core) cancelBranch(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], 
 // appendHopRequest writes a CANCEL or ACK for the branch request in
 // x.aux (§9.1, §17.1.1.3): same Request-URI, top Via, From, Call-ID, CSeq
 // number and Route; To from the response for an ACK.
-func appendHopRequest(dst []byte, req *parser.Message, method string, to []byte) []byte {
+func appendHopRequest(dst []byte, req *parser.Message, method string, to, via []byte) []byte {
 	dst = append(dst, method...)
 	dst = append(dst, ' ')
 	dst = append(dst, req.RequestURI()...)
 	dst = append(dst, " SIP/2.0\r\nVia: "...)
-	dst = append(dst, req.TopVia().Raw...)
+	if via == nil {
+		via = req.TopVia().Raw
+	}
+	dst = append(dst, via...)
 	dst = append(dst, "\r\nMax-Forwards: 70\r\nFrom: "...)
 	dst = append(dst, req.Get(parser.HdrFrom)...)
 	dst = append(dst, "\r\nTo: "...)
@@ -227,7 +230,7 @@ func (c *Core) sendCancel(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b 
 	if b.cancelSent || x.aux.Parse(b.out) != nil {
 		return
 	}
-	b.cancel = appendHopRequest(b.cancel[:0], &x.aux, "CANCEL", nil)
+	b.cancel = appendHopRequest(b.cancel[:0], &x.aux, "CANCEL", nil, nil)
 	if c.local != nil {
 		c.callLocal(c.hook(x, s, e), b, parser.MethodCancel, b.cancel)
 	}
@@ -249,7 +252,7 @@ func (c *Core) sendAck(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Br
 	if x.aux.Parse(b.out) != nil {
 		return
 	}
-	b.ack = appendHopRequest(b.ack[:0], &x.aux, "ACK", resp.Get(parser.HdrTo))
+	b.ack = appendHopRequest(b.ack[:0], &x.aux, "ACK", resp.Get(parser.HdrTo), nil)
 	if c.local != nil {
 		c.callLocal(c.hook(x, s, e), b, parser.MethodAck, b.ack)
 	}

@@ -1,6 +1,7 @@
 package txn
 
 import (
+	"switchboard/parser"
 	"switchboard/shards"
 	"switchboard/transport"
 )
@@ -136,9 +137,21 @@ func (c *Core) failOver(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *B
 // from (a client transaction given up): a 2xx to an INVITE goes upstream
 // like any late 2xx (the caller ACKs it and ends that dialog); anything
 // else is dropped.
-func (c *Core) staleResponse(x *ctx, e *shards.Entry[txn], code int) {
+func (c *Core) staleResponse(x *ctx, e *shards.Entry[txn], b *Branch, p *transport.Packet, code int) {
 	t := &e.Value
-	if t.invite && code >= 200 && code < 300 && t.respL != nil {
-		c.sendTo(t.respL, t.respDst, c.buildUp(x, &x.msg))
+	switch {
+	case !t.invite || code < 200:
+	case code < 300:
+		if t.respL != nil {
+			c.sendTo(t.respL, t.respDst, c.buildUp(x, &x.msg))
+		}
+	case x.aux.Parse(b.out) == nil:
+		// The given-up attempt's client transaction would ACK its final
+		// response (§17.1.1.3); unanswered, the target retransmits it for
+		// 64·T1. The ACK is the current attempt's request turned into an
+		// ACK with the old attempt's Via, sent where the response came from.
+		m := &x.msg
+		x.tmp = appendHopRequest(x.tmp[:0], &x.aux, "ACK", m.Get(parser.HdrTo), m.TopVia().Raw)
+		c.sendTo(p.Listener, p.Src, x.tmp)
 	}
 }

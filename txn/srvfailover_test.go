@@ -53,7 +53,8 @@ func invitesTo(msgs []sentMsg) map[netip.AddrPort][]sentMsg {
 // The first SRV target stays silent: on timer B the branch moves to the
 // second as a new client transaction (new branch parameter), whose 200
 // goes upstream. A late 486 from the first target is not taken for the
-// branch's answer; a late 200 from it goes upstream as a late 2xx.
+// branch's answer but is ACKed; a late 200 from it goes upstream as a late
+// 2xx.
 func TestFailoverSilentTarget(t *testing.T) {
 	z := newZone(t,
 		rrSRV("_sip._udp.carrier.test", 300, 10, 0, 5080, "a.carrier.test"),
@@ -83,8 +84,15 @@ func TestFailoverSilentTarget(t *testing.T) {
 		t.Fatal("the second target got the first attempt's branch parameter")
 	}
 
+	// The late 486 is not the branch's answer, but the given-up attempt
+	// ACKs it (same branch as its INVITE), so the target stops resending.
 	h.in(uasAddr, respond(first.data, 486, "late"))
-	h.only(h.snd.take())
+	acks := h.snd.take()
+	h.only(acks, toUAS+"ACK "+carrierURI+" SIP/2.0")
+	if topBranch(acks[0].data) != topBranch(first.data) || !strings.Contains(header(acks[0].data, "To"), "tag=late") ||
+		header(acks[0].data, "CSeq") != "1 ACK" {
+		t.Fatalf("ACK of the late 486:\n%s", acks[0].data)
+	}
 	h.in(uas2Addr, respond(second.data, 180, "b"))
 	h.only(h.snd.take(), toUAC+"SIP/2.0 180 Ringing")
 	h.in(uas2Addr, respond(second.data, 200, "b"))
