@@ -2,6 +2,7 @@ package routing
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -148,16 +149,22 @@ func TestDomains(t *testing.T) {
 	}
 }
 
+// registryRuns names TestRegistry's route set apart in each run: the
+// registry is process-wide, and -count N runs the test N times.
+var registryRuns int
+
 func TestRegistry(t *testing.T) {
-	Register(RouteSet{Name: "test-registry", New: func(*Env) (*Routes, error) { return &Routes{}, nil }})
-	if _, err := Lookup("test-registry"); err != nil {
+	registryRuns++
+	name := "test-registry-" + strconv.Itoa(registryRuns)
+	Register(RouteSet{Name: name, New: func(*Env) (*Routes, error) { return &Routes{}, nil }})
+	if _, err := Lookup(name); err != nil {
 		t.Fatal(err)
 	}
 	_, err := Lookup("nope")
-	if err == nil || !strings.Contains(err.Error(), `no route set named "nope"`) || !strings.Contains(err.Error(), "test-registry") {
+	if err == nil || !strings.Contains(err.Error(), `no route set named "nope"`) || !strings.Contains(err.Error(), name) {
 		t.Fatalf("Lookup error: %v", err)
 	}
-	rs, _ := Lookup("test-registry")
+	rs, _ := Lookup(name)
 	if _, err := NewRouter(rs, &Env{}); err == nil || !strings.Contains(err.Error(), "no request route") {
 		t.Fatalf("route set without request route accepted: %v", err)
 	}
@@ -166,7 +173,7 @@ func TestRegistry(t *testing.T) {
 			t.Fatal("duplicate registration did not panic")
 		}
 	}()
-	Register(RouteSet{Name: "test-registry", New: func(*Env) (*Routes, error) { return &Routes{}, nil }})
+	Register(RouteSet{Name: name, New: func(*Env) (*Routes, error) { return &Routes{}, nil }})
 }
 
 // usualChecks is what most request routes start with: method and dialog
