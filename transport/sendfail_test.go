@@ -99,6 +99,14 @@ func TestSendFailedTCPConnectRefused(t *testing.T) {
 			t.Errorf("failure %d: error %v, want connection refused", i, f.Err)
 		}
 	}
+	// All four were accepted and lost: they count as send drops.
+	deadline := time.Now().Add(2 * time.Second)
+	for tr.Stats().SendDrops < 4 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := tr.Stats().SendDrops; n != 4 {
+		t.Fatalf("SendDrops %d, want 4", n)
+	}
 }
 
 // The handler can be set after New (the layer that tags messages is often

@@ -19,7 +19,7 @@ type counters struct {
 
 	errors         atomic.Uint64 // receive/send syscall failures, framing errors
 	dropsIn        atomic.Uint64 // oversize or truncated datagrams dropped
-	sendDrops      atomic.Uint64 // sends refused: full queue, EAGAIN, no route
+	sendDrops      atomic.Uint64 // sends refused (full queue, EAGAIN, no route) or queued and lost with their connection
 	connsOpen      atomic.Int64  // stream connections open now
 	connsAccepted  atomic.Uint64 // inbound stream connections accepted
 	connsDialed    atomic.Uint64 // outbound stream connections established
@@ -43,7 +43,7 @@ type Stats struct {
 
 	Errors         uint64 // socket errors and stream framing errors
 	DropsIn        uint64 // received datagrams dropped (oversize, truncated)
-	SendDrops      uint64 // sends refused (queue full, EAGAIN, no connection)
+	SendDrops      uint64 // sends refused (queue full, EAGAIN, no connection), or accepted and lost when their connection failed or closed first
 	ConnsOpen      int64  // stream connections open now
 	ConnsAccepted  uint64
 	ConnsDialed    uint64

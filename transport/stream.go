@@ -196,6 +196,7 @@ func (c *streamConn) flush(gc gnet.Conn, _ error) error {
 			}
 			if _, err := gc.Writev(iov); err != nil {
 				// gnet closes the connection; the rest is lost.
+				c.s.t.stats.sendDrops.Add(uint64(len(batch) - i))
 				if lost := taggedOf(batch[i:]); len(lost) > 0 && c.s.t.onSendErr.Load() != nil {
 					go c.s.reportDropped(c, lost, err)
 				}
@@ -244,6 +245,7 @@ func (c *streamConn) fail(err error, inline bool) {
 		gc, raw := c.gc, c.raw
 		c.mu.Unlock()
 		lost := taggedOf(q)
+		c.s.t.stats.sendDrops.Add(uint64(len(q)))
 		for _, w := range q {
 			putWbuf(w)
 		}

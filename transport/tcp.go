@@ -84,6 +84,7 @@ func (ev *tcpEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 			if werr == nil {
 				if _, werr = gc.Write(w.b); werr != nil {
 					// gnet closes the connection; the rest is lost.
+					s.t.stats.sendDrops.Add(uint64(len(q) - i))
 					if lost := taggedOf(q[i:]); len(lost) > 0 && s.t.onSendErr.Load() != nil {
 						go s.reportDropped(c, lost, werr)
 					}

@@ -314,6 +314,7 @@ func (c *streamConn) writeFailed(rest []*wbuf, err error) {
 		return
 	}
 	c.mu.Unlock()
+	c.s.t.stats.sendDrops.Add(uint64(len(rest)))
 	if lost := taggedOf(rest); len(lost) > 0 {
 		c.s.reportDropped(c, lost, err)
 	}
