@@ -248,6 +248,12 @@ func (c *Config) check(at func(key string) int) error {
 			return fail(key+".address", "not an IP address with a port (%q): %v", l.Address, err)
 		}
 		l.addr = ap
+		if ap.Addr().IsUnspecified() && l.Advertise == "" {
+			// A socket on every interface cannot tell which local address a
+			// datagram reached, and "0.0.0.0" in Via and Record-Route sends
+			// responses and in-dialog requests nowhere.
+			return fail(key+".advertise", "required when listening on %s: the address or name peers reach this server at, written into Via and Record-Route (or listen on that address itself)", ap.Addr())
+		}
 		if l.Advertise != "" && strings.ContainsAny(l.Advertise, " \t;,<>\"") {
 			return fail(key+".advertise", "not a host[:port]: %q", l.Advertise)
 		}

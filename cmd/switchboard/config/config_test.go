@@ -82,6 +82,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"t2 below t1", "timers:\n  t1: 2s\n  t2: 1s\n", "x.yaml:3: timers.t2: must be at least timers.t1"},
 		{"bad proto", "listen:\n  - proto: sctp\n    address: 127.0.0.1:5060\n", "x.yaml:2: listen[0].proto: unknown protocol \"sctp\""},
 		{"bad address", "listen:\n  - proto: udp\n    address: localhost:5060\n", "x.yaml:3: listen[0].address: not an IP address with a port"},
+		{"wildcard without advertise", "listen:\n  - proto: udp\n    address: 0.0.0.0:5060\n", "x.yaml:2: listen[0].advertise: required when listening on 0.0.0.0: the address or name peers reach this server at"},
 		{"missing address", "listen:\n  - proto: udp\n", "x.yaml:2: listen[0].address: missing"},
 		{"duplicate listener", "listen:\n  - {proto: udp, address: 127.0.0.1:5060}\n  - {proto: udp, address: 127.0.0.1:5060}\n", "x.yaml:3: listen[1].address: udp 127.0.0.1:5060 is already listed as listen[0]"},
 		{"tls without cert", "listen:\n  - {proto: tls, address: 127.0.0.1:5061}\n", "tls: a tls listener needs tls.cert and tls.key"},
