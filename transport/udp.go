@@ -174,6 +174,7 @@ func (t *Transport) runUDPReader(s *udpSocket, stripe int) {
 	// socket was empty when the kernel returned it) parks at once instead of
 	// paying a recvmmsg for a sure EAGAIN: a datagram that arrived since then
 	// has marked the descriptor ready, so the park returns at once.
+	errs := 0 // consecutive failed recvmmsg calls
 	serve := func(uintptr) bool {
 		for {
 			if t.closing.Load() {
@@ -182,12 +183,19 @@ func (t *Transport) runUDPReader(s *udpSocket, stripe int) {
 			n, errno := r.recv()
 			switch errno {
 			case 0:
+				errs = 0
 			case unix.EAGAIN:
 				return false
 			case unix.EINTR:
 				continue
 			default:
+				// Retry a transient error (ENOMEM) a few times, then park
+				// rather than spin on one that persists.
 				t.stats.errors.Add(1)
+				if errs++; errs >= 8 {
+					errs = 0
+					return false
+				}
 				continue
 			}
 			for i := 0; i < n; i++ {
