@@ -131,21 +131,26 @@ func startStdEcho(tb testing.TB) echoServer {
 	return echoServer{c.LocalAddr().(*net.UDPAddr).AddrPort(), func() { c.Close(); wg.Wait() }}
 }
 
-// echoClient drives n round trips against srv and returns how many
-// datagrams were lost (resent after a 100 ms silence).
-func echoClient(tb testing.TB, srv netip.AddrPort, n int, start func()) (lost int) {
-	fd, _, err := openUDP(netip.MustParseAddrPort("127.0.0.1:0"), 4<<20)
+// blockingClient opens the echo clients' socket: blocking recvmmsg with a
+// 100 ms timeout that detects a loss, sends through a bare Listener. The
+// socket is closed when the test ends.
+func blockingClient(tb testing.TB, sockBuf, batch int) (*Listener, *udpReader) {
+	fd, _, err := openUDP(netip.MustParseAddrPort("127.0.0.1:0"), sockBuf)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer unix.Close(fd)
-	// The client blocks in recvmmsg with a timeout that detects losses.
+	tb.Cleanup(func() { unix.Close(fd) })
 	unix.SetNonblock(fd, false)
 	tv := unix.Timeval{Usec: 100000}
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	return &Listener{Proto: UDP, udp: []*udpSocket{{fd: fd}}}, newUDPReader(fd, batch, 2048)
+}
+
+// echoClient drives n round trips against srv and returns how many
+// datagrams were lost (resent after a 100 ms silence).
+func echoClient(tb testing.TB, srv netip.AddrPort, n int, start func()) (lost int) {
+	l, r := blockingClient(tb, 4<<20, 64)
 	var sender Transport
-	l := &Listener{Proto: UDP, udp: []*udpSocket{{fd: fd}}}
-	r := newUDPReader(fd, 64, 2048)
 	if start != nil {
 		start()
 	}
@@ -402,18 +407,8 @@ func TestEchoPacedClientProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fd, _, err := openUDP(netip.MustParseAddrPort("127.0.0.1:0"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	// Blocking receive with a timeout that detects a loss.
-	unix.SetNonblock(fd, false)
-	tv := unix.Timeval{Usec: 100000}
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	l, r := blockingClient(t, 0, 1)
 	var sender Transport
-	l := &Listener{Proto: UDP, udp: []*udpSocket{{fd: fd}}}
-	r := newUDPReader(fd, 1, 2048)
 	ts := unix.NsecToTimespec(pace.Nanoseconds())
 	lines := bufio.NewScanner(os.Stdin)
 	for lines.Scan() {

@@ -55,13 +55,19 @@ func invitesTo(msgs []sentMsg) map[netip.AddrPort][]sentMsg {
 // goes upstream. A late 486 from the first target is not taken for the
 // branch's answer but is ACKed; a late 200 from it goes upstream as a late
 // 2xx.
-func TestFailoverSilentTarget(t *testing.T) {
-	z := newZone(t,
+// twoTargetZone serves carrier.test by SRV: a.carrier.test:5080 first
+// (the UAS), b.carrier.test:5090 second (the second UAS), both 127.0.0.1.
+func twoTargetZone(t *testing.T) *zone {
+	return newZone(t,
 		rrSRV("_sip._udp.carrier.test", 300, 10, 0, 5080, "a.carrier.test"),
 		rrSRV("_sip._udp.carrier.test", 300, 20, 0, 5090, "b.carrier.test"),
 		rrA("a.carrier.test", 300, "127.0.0.1"),
 		rrA("b.carrier.test", 300, "127.0.0.1"),
 	)
+}
+
+func TestFailoverSilentTarget(t *testing.T) {
+	z := twoTargetZone(t)
 	h := carrierHarness(t, z)
 	var failures []int
 	h.rt.failure = func(r *Request, best *parser.Message) { failures = append(failures, best.StatusCode()) }
@@ -106,12 +112,7 @@ func TestFailoverSilentTarget(t *testing.T) {
 
 // A send that fails at once moves to the next target at once.
 func TestFailoverSendError(t *testing.T) {
-	z := newZone(t,
-		rrSRV("_sip._udp.carrier.test", 300, 10, 0, 5080, "a.carrier.test"),
-		rrSRV("_sip._udp.carrier.test", 300, 20, 0, 5090, "b.carrier.test"),
-		rrA("a.carrier.test", 300, "127.0.0.1"),
-		rrA("b.carrier.test", 300, "127.0.0.1"),
-	)
+	z := twoTargetZone(t)
 	h := carrierHarness(t, z)
 	h.snd.fail = map[netip.AddrPort]error{uasAddr: syscall.ENETUNREACH}
 	h.in(uacAddr, carrierInvite("z9hG4bKfo2", "fo2@x"))
@@ -224,12 +225,7 @@ func TestFailoverBounded(t *testing.T) {
 // A branch that had a provisional response, or was canceled, does not
 // move: timer C / CANCEL behave as before.
 func TestFailoverNotAfterCancel(t *testing.T) {
-	z := newZone(t,
-		rrSRV("_sip._udp.carrier.test", 300, 10, 0, 5080, "a.carrier.test"),
-		rrSRV("_sip._udp.carrier.test", 300, 20, 0, 5090, "b.carrier.test"),
-		rrA("a.carrier.test", 300, "127.0.0.1"),
-		rrA("b.carrier.test", 300, "127.0.0.1"),
-	)
+	z := twoTargetZone(t)
 	h := carrierHarness(t, z)
 	inv := carrierInvite("z9hG4bKfo7", "fo7@x")
 	h.in(uacAddr, inv)
@@ -246,12 +242,7 @@ func TestFailoverNotAfterCancel(t *testing.T) {
 // The asynchronous path: nothing cached, the branch waits for DNS, then
 // fails over on a send error.
 func TestFailoverAfterAsyncResolution(t *testing.T) {
-	z := newZone(t,
-		rrSRV("_sip._udp.carrier.test", 300, 10, 0, 5080, "a.carrier.test"),
-		rrSRV("_sip._udp.carrier.test", 300, 20, 0, 5090, "b.carrier.test"),
-		rrA("a.carrier.test", 300, "127.0.0.1"),
-		rrA("b.carrier.test", 300, "127.0.0.1"),
-	)
+	z := twoTargetZone(t)
 	h := newHarness(t, func(c *Config) { c.Resolver = newTestResolver(z, nil) })
 	h.snd.mu.Lock()
 	h.snd.fail = map[netip.AddrPort]error{uasAddr: syscall.ENETUNREACH}
