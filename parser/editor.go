@@ -102,7 +102,19 @@ func (e *Editor) removeFirstValue(h HeaderName, raw []byte, valueEnd int) bool {
 	if f == 0 || raw == nil {
 		return false
 	}
-	x := &e.m.hdrs[f-1]
+	// The first value is usually on the first line of the name, but lines
+	// holding only empty values come before it ("Route:" then "Route: <a>").
+	off := e.m.off(raw)
+	var x *hdr
+	for k := int(f - 1); k < e.m.st.nh; k++ {
+		if y := &e.m.hdrs[k]; y.name == h && int(y.vs) <= off && off <= int(y.ve) {
+			x = y
+			break
+		}
+	}
+	if x == nil {
+		return false
+	}
 	b := e.m.st.buf
 	n := skipLWS(b[:x.ve], valueEnd)
 	if n >= int(x.ve) {

@@ -136,6 +136,19 @@ func TestEditorRoutes(t *testing.T) {
 	if strings.Join(got, " ") != "sip:p2.example.com;lr sip:p3.example.com;lr" {
 		t.Errorf("routes %q\n%s", got, out)
 	}
+	// the first value after a Route line that holds none is removed, not
+	// the empty line (found by FuzzParse)
+	b0 := strings.Replace(editBase, "Route: <sip:p1", "Route:\r\nRoute: <sip:p1", 1)
+	me := parseOrDie(t, []byte(b0))
+	var e0 Editor
+	e0.Reset(me)
+	if !e0.RemoveFirstRoute() {
+		t.Fatal("RemoveFirstRoute after an empty Route line did nothing")
+	}
+	out0 := e0.AppendTo(nil)
+	if got := values(parseOrDie(t, out0), HdrRoute); strings.Join(got, " ") != "sip:p2.example.com;lr sip:p3.example.com;lr" {
+		t.Errorf("routes after an empty Route line %q\n%s", got, out0)
+	}
 	// twice removes the same first value (edits refer to the parsed message)
 	m, _ = edit(t, func(e *Editor) {
 		e.InsertRecordRoute([]byte("<sip:rr1.example.com;lr>"))
