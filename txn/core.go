@@ -58,7 +58,7 @@ type Core struct {
 }
 
 type counters struct {
-	requests, responses, retrans, malformed, stateless, full, loops, sendErrs atomic.Uint64
+	requests, responses, retrans, malformed, stateless, full, loops, sendErrs, selfLoops atomic.Uint64
 }
 
 // Stats are the core's counters.
@@ -70,8 +70,14 @@ type Stats struct {
 	Full                uint64 // requests refused with 503 at the memory or count cap
 	Loops               uint64 // 482 sent
 	SendErrors          uint64 // sends refused by the allow-list or the transport
-	Transactions        int    // live transactions
-	Bytes               int64  // bytes accounted to them
+	// ResponseLoops counts what was dropped because a response would have
+	// gone to one of our own listeners: a response without transaction
+	// whose next Via is ours again, and a request from our own address
+	// that we did not send (a spoofed source, which would make us answer
+	// ourselves).
+	ResponseLoops uint64
+	Transactions  int   // live transactions
+	Bytes         int64 // bytes accounted to them
 }
 
 // New creates a core. Call Close when done.
@@ -141,7 +147,8 @@ func (c *Core) Stats() Stats {
 		Requests: c.stats.requests.Load(), Responses: c.stats.responses.Load(),
 		Retransmissions: c.stats.retrans.Load(), Malformed: c.stats.malformed.Load(),
 		Stateless: c.stats.stateless.Load(), Full: c.stats.full.Load(), Loops: c.stats.loops.Load(),
-		SendErrors: c.stats.sendErrs.Load(), Transactions: ts.Entries, Bytes: ts.Bytes,
+		SendErrors: c.stats.sendErrs.Load(), ResponseLoops: c.stats.selfLoops.Load(),
+		Transactions: ts.Entries, Bytes: ts.Bytes,
 	}
 }
 
@@ -204,6 +211,10 @@ func (c *Core) handle(x *ctx, p *transport.Packet) {
 		c.stats.malformed.Add(1)
 		if pe, ok := err.(*parser.Error); ok && m.IsRequest() && m.Method() != parser.MethodAck {
 			x.tmp = pe.AppendReason(x.tmp[:0])
+			if c.isOwnAddr(p.Src) {
+				c.stats.selfLoops.Add(1) // never answer ourselves
+				return
+			}
 			x.out = parser.AppendResponse(x.out[:0], m, pe.Status(), x.tmp, nil)
 			c.sendTo(p.Listener, p.Src, x.out)
 		}
@@ -269,6 +280,11 @@ func respDest(p *transport.Packet, v *parser.Via) netip.AddrPort {
 // replyStateless answers a request without a transaction.
 func (c *Core) replyStateless(x *ctx, p *transport.Packet, code int, reason string, extra []byte) {
 	m := &x.msg
+	dst := respDest(p, m.TopVia())
+	if c.isOwnAddr(dst) && !c.sentByUsUnlocked(m) {
+		c.stats.selfLoops.Add(1) // a spoofed source: never answer ourselves
+		return
+	}
 	x.tmp = append(x.tmp[:0], reason...)
 	var tag []byte
 	if code > 100 && m.ToTag() == nil {
@@ -276,7 +292,15 @@ func (c *Core) replyStateless(x *ctx, p *transport.Packet, code int, reason stri
 		tag = x.key
 	}
 	x.out = parser.AppendResponseHeaders(x.out[:0], m, code, x.tmp, tag, extra)
-	c.sendTo(p.Listener, respDest(p, m.TopVia()), x.out)
+	c.sendTo(p.Listener, dst, x.out)
+}
+
+// sentByUsUnlocked is sentByUs for a caller that holds no shard lock.
+func (c *Core) sentByUsUnlocked(m *parser.Message) bool {
+	s := c.tbl.Shard(shards.Sum(m.CallID()))
+	s.Lock()
+	defer s.Unlock()
+	return c.sentByUs(s, m)
 }
 
 // replyFull answers 503 with Retry-After when the table is at its cap.

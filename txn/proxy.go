@@ -198,6 +198,29 @@ func (c *Core) isUsHostPort(host []byte, port int, tp []byte) bool {
 	return false
 }
 
+// isOwnAddr reports whether a message sent to dst would reach one of our
+// own listeners: its bound address and port, or its advertised address and
+// port. A listener bound to the unspecified address also receives what is
+// sent to a loopback address on its port, and sending to the unspecified
+// address reaches the local host.
+func (c *Core) isOwnAddr(dst netip.AddrPort) bool {
+	a, port := dst.Addr().Unmap(), dst.Port()
+	for _, l := range c.ls.Listeners() {
+		if l.Local.Port() == port {
+			la := l.Local.Addr().Unmap()
+			if la == a || a.IsUnspecified() || la.IsUnspecified() && a.IsLoopback() {
+				return true
+			}
+		}
+		if l.AdvertisedPort == port {
+			if ip, ok := parseIP(unsafe.Slice(unsafe.StringData(l.AdvertisedHost), len(l.AdvertisedHost))); ok && ip.Unmap() == a {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // isUsURI reports whether a SIP URI points at us.
 func (c *Core) isUsURI(uri []byte) bool {
 	var u parser.URI
@@ -786,6 +809,13 @@ func (c *Core) forwardResponse(x *ctx, m *parser.Message) {
 		port = defaultPort(proto)
 	}
 	dst := netip.AddrPortFrom(ip, uint16(port))
+	if c.isOwnAddr(dst) {
+		// The next Via is ours again: forwarding would hand the response
+		// back to us, once per Via of ours it carries. A response for a
+		// spiral is matched to its transaction and never gets here.
+		c.stats.selfLoops.Add(1)
+		return
+	}
 	l := c.ls.Listener(proto, ip)
 	if l == nil {
 		return

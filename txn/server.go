@@ -69,6 +69,13 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 		s.Unlock()
 		return
 	}
+	dst := respDest(p, m.TopVia())
+	if c.isOwnAddr(dst) && !c.sentByUs(s, m) {
+		// A spoofed source: every answer would go to ourselves.
+		s.Unlock()
+		c.stats.selfLoops.Add(1)
+		return
+	}
 	if c.isLoop(x, m) {
 		s.Unlock()
 		c.stats.loops.Add(1)
@@ -101,7 +108,7 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 	t.buf, x.in = x.in, t.buf[:0]
 	t.msg = *m
 	t.respL = p.Listener
-	t.respDst = respDest(p, t.msg.TopVia())
+	t.respDst = dst
 	if s.Account(e, t.owned()) != nil {
 		s.Remove(e)
 		s.Unlock()
@@ -120,6 +127,29 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 	r.bind(c, s.Ref(e), t, x)
 	c.runRequest(x, s, e, r)
 	s.Unlock()
+}
+
+// sentByUs reports whether a request whose answers would go to one of our
+// own listeners is one we sent ourselves (a spiral, or a loop back to us):
+// its top Via is ours and carries the branch of a client transaction alive
+// here, or a branch this process forwarded statelessly. Anything else
+// coming from our own address has a spoofed source. s is the shard of the
+// request's Call-ID (a spiral keeps the Call-ID), locked.
+func (c *Core) sentByUs(s *shards.Shard[txn], m *parser.Message) bool {
+	v := m.TopVia()
+	if !c.isUsHostPort(v.Host, v.Port, v.Transport) {
+		return false
+	}
+	b := v.Branch
+	if len(b) == statelessLen && string(b[:prefixLen]) == string(c.prefix[:]) && b[loopEnd] == 's' {
+		return true
+	}
+	h, id, idx, _, ok := c.parseBranch(b)
+	if !ok {
+		return false
+	}
+	e := s.Find(h, func(e *shards.Entry[txn]) bool { return e.Value.id == id })
+	return e != nil && idx < e.Value.nbr
 }
 
 // retransmitted answers a retransmitted request with the last response
@@ -216,6 +246,12 @@ func (c *Core) onCancel(x *ctx, p *transport.Packet) {
 	h := shards.Sum(key)
 	s := c.tbl.Shard(shards.Sum(m.CallID()))
 	s.Lock()
+	dst := respDest(p, m.TopVia())
+	if c.isOwnAddr(dst) && !c.sentByUs(s, m) {
+		s.Unlock()
+		c.stats.selfLoops.Add(1)
+		return
+	}
 	e := s.Get(h, key)
 	if e == nil || !e.Value.invite {
 		s.Unlock()
@@ -225,7 +261,7 @@ func (c *Core) onCancel(x *ctx, p *transport.Packet) {
 	t := &e.Value
 	x.tmp = appendHex(x.tmp[:0], e.Hash(), 16)
 	x.out = parser.AppendResponse(x.out[:0], m, 200, nil, x.tmp)
-	c.sendTo(p.Listener, respDest(p, m.TopVia()), x.out)
+	c.sendTo(p.Listener, dst, x.out)
 	if !t.finalSent && !t.canceled {
 		t.canceled = true
 		for i := 0; i < t.nbr; i++ {
