@@ -50,6 +50,7 @@ type Core struct {
 	timerC      int64
 	wait        int64    // ms: timers J, L, D, M
 	fr          int64    // ms: timers B and F unless the route set its own
+	trying      int64    // ms: when a non-INVITE request still unanswered gets 100 (RFC 4320 §4.1)
 	prefix      [13]byte // "z9hG4bK" + 6 random characters
 	nextID      atomic.Uint32
 	pool        sync.Pool
@@ -111,6 +112,7 @@ func New(cfg Config) (*Core, error) {
 	c.timerC = ms(cfg.TimerC)
 	c.wait = ms(cfg.Wait)
 	c.fr = ms(cfg.FR)
+	c.trying = timerEAtT2(c.t1, c.t2)
 	copy(c.prefix[:], parser.MagicCookie)
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
@@ -154,6 +156,19 @@ func (c *Core) Stats() Stats {
 
 // Table returns the transaction table (for metrics and listings).
 func (c *Core) Table() *shards.Table[txn] { return c.tbl }
+
+// timerEAtT2 is how long after sending a non-INVITE request a client's
+// timer E, starting at T1 and doubling, takes to reach T2: 3.5 s with the
+// default T1 and T2. RFC 4320 §4.1 forbids a 100 over UDP before then (it
+// would slow the client's retransmissions) and requires one after it when
+// nothing else was sent.
+func timerEAtT2(t1, t2 int64) int64 {
+	at := int64(0)
+	for e := max(t1, 1); e < t2; e *= 2 {
+		at += e
+	}
+	return at
+}
 
 func ms(d time.Duration) int64 { return int64((d + time.Millisecond - 1) / time.Millisecond) }
 

@@ -122,6 +122,8 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 		t.resp = parser.AppendResponse(t.resp[:0], &t.msg, 100, nil, nil)
 		t.state = sProceeding
 		c.sendTo(t.respL, t.respDst, t.resp)
+	} else {
+		s.StartTimer(e, &t.tG, kTrying, msDur(c.trying))
 	}
 	r := &x.hreq
 	r.bind(c, s.Ref(e), t, x)
@@ -299,7 +301,11 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		return
 	}
 	if code < 200 {
-		if t.finalSent {
+		if t.finalSent || !t.invite {
+			// RFC 4320 §4.1: a non-INVITE request gets no provisional
+			// response but the 100 sent when the client's timer E reached
+			// T2 (sendTrying); neither one relayed from downstream nor a
+			// route's.
 			return
 		}
 		t.resp = append(t.resp[:0], data...)
@@ -315,7 +321,15 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		}
 		return
 	}
+	if code == 408 && !t.invite {
+		// RFC 4320 §4.2: no 408 to a non-INVITE request. The client's own
+		// timer F has fired by now, so the 408 would only add load (one per
+		// hop): the transaction ends without a response.
+		c.endSilently(s, e)
+		return
+	}
 	t.finalSent = true
+	s.StopTimer(&t.tG) // a non-INVITE's 100 is no longer due
 	c.sendTo(t.respL, t.respDst, data)
 	if code < 300 && t.invite {
 		// Accepted: absorb INVITE retransmissions (timer L).
@@ -340,6 +354,36 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 	default:
 		s.StartTimer(e, &t.tH, kH, msDur(c.wait)) // timer J
 	}
+}
+
+// endSilently ends the server side without a response: the transaction
+// stays Completed for Config.Wait (timer J) to absorb retransmissions, or
+// ends at once over a reliable transport. The shard is locked.
+func (c *Core) endSilently(s *shards.Shard[txn], e *shards.Entry[txn]) {
+	t := &e.Value
+	t.finalSent = true
+	t.state = sCompleted
+	t.resp = t.resp[:0]
+	s.StopTimer(&t.tG)
+	if t.proto.Stream() {
+		c.terminate(s, e)
+		return
+	}
+	s.StartTimer(e, &t.tH, kH, msDur(c.wait))
+}
+
+// sendTrying sends the 100 of RFC 4320 §4.1 to a non-INVITE request that
+// nothing was sent to by the time the client's timer E reached T2. The
+// shard is locked.
+func (c *Core) sendTrying(s *shards.Shard[txn], e *shards.Entry[txn]) {
+	t := &e.Value
+	if t.invite || t.finalSent || t.state != sTrying {
+		return
+	}
+	t.resp = parser.AppendResponse(t.resp[:0], &t.msg, 100, nil, nil)
+	t.state = sProceeding
+	c.sendTo(t.respL, t.respDst, t.resp)
+	s.Account(e, t.owned())
 }
 
 // terminate ends the server side and removes the transaction when no
