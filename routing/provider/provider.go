@@ -20,13 +20,16 @@
 //	    if (!is_uri_host_local()) {              # to another domain
 //	        if (!is_from_local()) { sl_send_reply(403, "Relay Forbidden"); exit; }
 //	        if (!proxy_authorize("", "subscriber")) { proxy_challenge("", "auth"); exit; }
-//	        t_relay(); exit;
+//	        consume_credentials(); t_relay(); exit;
 //	    }
 //	    if (is_method("REGISTER")) {
 //	        if (!www_authorize("", "subscriber")) { www_challenge("", "auth"); exit; }
 //	        save("location"); exit;
 //	    }
-//	    if (is_from_local() && !proxy_authorize("", "subscriber")) { proxy_challenge(...); exit; }
+//	    if (is_from_local()) {
+//	        if (!proxy_authorize("", "subscriber")) { proxy_challenge(...); exit; }
+//	        consume_credentials();
+//	    }
 //	    if (!does_uri_exist()) { sl_send_reply(404, "Not Found"); exit; }
 //	    if (!lookup("location")) { sl_send_reply(480, "Temporarily Unavailable"); exit; }
 //	    t_on_failure("next_contacts"); t_on_branch("contact");
@@ -174,6 +177,7 @@ func (p *routes) foreignAuthorized(c *routing.Ctx, res auth.Result) {
 	if p.refused(c, res, true) {
 		return
 	}
+	auth.ConsumeCredentials(c)
 	relay(c)
 }
 
@@ -221,6 +225,7 @@ func (p *routes) localAuthorized(c *routing.Ctx, res auth.Result) {
 	if p.refused(c, res, true) {
 		return
 	}
+	auth.ConsumeCredentials(c)
 	p.toLocalUser(c)
 }
 
