@@ -14,6 +14,7 @@
 //	    }
 //	    if (loose_route()) { sl_send_reply(403, "Preload Route denied"); exit; }
 //	    if (is_method("OPTIONS") && $rU == NULL && is_uri_host_local()) {
+//	        if (is_present_hf("Require")) { sl_send_reply(420, "Bad Extension"); exit; }
 //	        sl_send_reply(200, "OK"); exit;       # keep-alive probes to the proxy
 //	    }
 //	    if (is_method("INVITE|SUBSCRIBE")) record_route();
@@ -121,7 +122,9 @@ func (p *routes) request(c *routing.Ctx) {
 		return
 	}
 	if c.IsMethod(parser.MethodOptions) && len(c.RUser()) == 0 && c.IsURIHostLocal() {
-		c.Reply(200, "OK")
+		if c.CheckRequire() { // we answer as the UAS: no extension supported
+			c.Reply(200, "OK")
+		}
 		return
 	}
 	if c.IsMethod(parser.MethodInvite, parser.MethodSubscribe) {

@@ -28,6 +28,7 @@ type harness struct {
 	t    *testing.T
 	core *txn.Core
 	l    transport.Listener
+	ls   []*transport.Listener // [&l], made once as the transport keeps its own
 
 	mu   sync.Mutex
 	sent []sentMsg
@@ -45,13 +46,14 @@ func (h *harness) Send(_ *transport.Listener, dst netip.AddrPort, data []byte) e
 	return nil
 }
 func (h *harness) Listener(transport.Proto, netip.Addr) *transport.Listener { return &h.l }
-func (h *harness) Listeners() []*transport.Listener                         { return []*transport.Listener{&h.l} }
+func (h *harness) Listeners() []*transport.Listener                         { return h.ls }
 
 // newHarness builds the route set; withModules false leaves Env.Modules
 // empty (the placeholders' behaviour).
 func newHarness(t *testing.T, withModules bool, opts Options) *harness {
 	h := &harness{t: t}
 	h.l = transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("127.0.0.1:5060"), AdvertisedHost: "127.0.0.1", AdvertisedPort: 5060}
+	h.ls = []*transport.Listener{&h.l}
 	clock := shards.NewManualClock(1_700_000_000_000)
 	env := &routing.Env{Domains: routing.NewDomains([]string{"example.com", "127.0.0.1"})}
 	if withModules {
