@@ -28,6 +28,12 @@ func (s *streams) startTCP() error {
 			// Register (outbound connections) is racy with RoundRobin.
 			gnet.WithLoadBalancing(gnet.LeastConnections),
 			gnet.WithReusePort(false),
+			// Connections this server closed sit in TIME-WAIT on the
+			// SIP port for a minute; without SO_REUSEADDR on the
+			// listener (which they inherit) a restart cannot bind it.
+			// Go's net.Listen (TLS, and the check in bindStreams) sets
+			// it already.
+			gnet.WithReuseAddr(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithLogger(quietLogger{}),
 			gnet.WithTicker(true),
