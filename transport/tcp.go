@@ -117,8 +117,8 @@ func (ev *tcpEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c := s.newConn(TCP, l, remote, true)
 	c.state = connOpen
 	c.gc = gc
-	if _, ok := s.table.admit(c, s.t.cfg.MaxConns, s.t.cfg.MaxConnsPerIP); !ok {
-		s.t.stats.connsRejected.Add(1)
+	if _, err := s.table.admit(c, s.limits); err != nil {
+		s.t.stats.rejected(err)
 		return nil, gnet.Close
 	}
 	s.t.stats.connsOpen.Add(1)

@@ -33,6 +33,7 @@ func registerMetrics(set *metrics.Set, tr *transport.Transport, core *txn.Core) 
 		metrics.WriteCounterUint64(w, "switchboard_connections_accepted_total", ts.ConnsAccepted)
 		metrics.WriteCounterUint64(w, "switchboard_connections_dialed_total", ts.ConnsDialed)
 		metrics.WriteCounterUint64(w, "switchboard_connections_rejected_total", ts.ConnsRejected)
+		metrics.WriteCounterUint64(w, "switchboard_connections_rejected_inbound_share_total", ts.ConnsShareFull)
 		metrics.WriteCounterUint64(w, `switchboard_connections_closed_total{reason="idle"}`, ts.ConnsIdle)
 		metrics.WriteCounterUint64(w, `switchboard_connections_closed_total{reason="oversize"}`, ts.ConnsOversize)
 		metrics.WriteCounterUint64(w, `switchboard_connections_closed_total{reason="write_overflow"}`, ts.ConnsOverflow)
@@ -67,6 +68,7 @@ func (s *server) registerCommands() {
 			out := map[string]any{
 				"errors": ts.Errors, "drops_in": ts.DropsIn, "send_drops": ts.SendDrops,
 				"connections_open": ts.ConnsOpen, "connections_rejected": ts.ConnsRejected,
+				"connections_rejected_inbound_share": ts.ConnsShareFull,
 			}
 			for _, p := range []transport.Proto{transport.UDP, transport.TCP, transport.TLS} {
 				out[p.String()] = ts.Proto[p]

@@ -159,13 +159,14 @@ func (h *coreHandler) HandleMessage(p *transport.Packet) { h.core.HandleMessage(
 func (s *server) transportConfig() transport.Config {
 	cfg := s.cfg
 	tc := transport.Config{
-		MaxMessageSize: cfg.Limits.MaxMessageSize,
-		MaxConns:       cfg.Limits.MaxConnections,
-		MaxConnsPerIP:  cfg.Limits.MaxConnectionsPerIP,
-		IdleTimeout:    cfg.Limits.IdleTimeout.D(),
-		TLSCertFile:    cfg.TLS.Cert,
-		TLSKeyFile:     cfg.TLS.Key,
-		TLSMinVersion:  tlsVersion(cfg.TLS.MinVersion),
+		MaxMessageSize:  cfg.Limits.MaxMessageSize,
+		MaxConns:        cfg.Limits.MaxConnections,
+		MaxConnsPerIP:   cfg.Limits.MaxConnectionsPerIP,
+		OutboundReserve: cfg.Limits.OutboundReserved(),
+		IdleTimeout:     cfg.Limits.IdleTimeout.D(),
+		TLSCertFile:     cfg.TLS.Cert,
+		TLSKeyFile:      cfg.TLS.Key,
+		TLSMinVersion:   tlsVersion(cfg.TLS.MinVersion),
 	}
 	if cfg.TLS.ClientCA != "" {
 		tc.TLSClientCAFile = cfg.TLS.ClientCA
