@@ -102,7 +102,7 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 	t.msg = *m
 	t.respL = p.Listener
 	t.respDst = respDest(p, t.msg.TopVia())
-	if s.Account(e, t.owned()) != nil {
+	if s.Account(e, t.admission()) != nil {
 		s.Remove(e)
 		s.Unlock()
 		c.replyFull(x, p)
@@ -269,7 +269,7 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		t.resp = append(t.resp[:0], data...)
 		t.state = sProceeding
 		c.sendTo(t.respL, t.respDst, data)
-		s.Account(e, t.owned())
+		s.Charge(e, t.owned())
 		return
 	}
 	if t.finalSent {
@@ -289,7 +289,7 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		return
 	}
 	t.resp = append(t.resp[:0], data...)
-	s.Account(e, t.owned())
+	s.Charge(e, t.owned())
 	t.state = sCompleted
 	reliable := t.proto.Stream()
 	switch {
