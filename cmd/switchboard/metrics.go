@@ -51,6 +51,7 @@ func registerMetrics(set *metrics.Set, tr *transport.Transport, core *txn.Core) 
 		metrics.WriteCounterUint64(w, "switchboard_send_errors_total", cs.SendErrors)
 		metrics.WriteGaugeUint64(w, "switchboard_transactions_active", uint64(max(cs.Transactions, 0)))
 		metrics.WriteGaugeUint64(w, "switchboard_transactions_memory_bytes", uint64(max(cs.Bytes, 0)))
+		metrics.WriteGaugeUint64(w, "switchboard_transactions_memory_limit_bytes", uint64(max(cs.MaxBytes, 0)))
 	})
 }
 

@@ -109,6 +109,7 @@ func (s *server) start() error {
 	if cfg.Outbound.Resolver != "" {
 		resolver = txn.NewResolver(txn.ResolverConfig{Server: cfg.Outbound.Resolver})
 	}
+	txnMemory, txnMemorySource := cfg.Limits.TransactionMemory()
 	s.core, err = txn.New(txn.Config{
 		Sender:          s.tr,
 		Listeners:       s.tr,
@@ -122,6 +123,7 @@ func (s *server) start() error {
 		FR:              cfg.Timers.FR.D(),
 		Shards:          cfg.Limits.Shards,
 		MaxTransactions: cfg.Limits.MaxTransactions,
+		MaxBytes:        txnMemory,
 		AllowOutbound:   cfg.Outbound.AllowPrefixes(),
 		Resolver:        resolver,
 		Logger:          s.log,
@@ -146,6 +148,7 @@ func (s *server) start() error {
 	for _, l := range s.tr.Listeners() {
 		s.log.Info("listening", "proto", l.Proto.String(), "addr", l.Local.String(), "advertise", l.AdvertisedHost+":"+strconv.Itoa(int(l.AdvertisedPort)))
 	}
+	s.log.Info("transaction memory cap", "mib", txnMemory>>20, "from", txnMemorySource)
 	s.log.Info("switchboard started", "version", version, "routes", cfg.Routes, "domains", strings.Join(cfg.Domains, ","), "mgmt", s.mgmt.Addr(), "data", cfg.Storage.Dir)
 	return nil
 }

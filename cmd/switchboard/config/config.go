@@ -97,10 +97,13 @@ type Timers struct {
 
 // Limits bound what peers can make the server hold.
 type Limits struct {
-	MaxMessageSize      int `yaml:"max_message_size"`
-	MaxTransactions     int `yaml:"max_transactions"`
-	MaxConnections      int `yaml:"max_connections"`
-	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	MaxMessageSize  int `yaml:"max_message_size"`
+	MaxTransactions int `yaml:"max_transactions"`
+	// MaxTransactionMemory caps the memory of the transaction table, in
+	// MiB; 0 takes a share of the available memory (TransactionMemory).
+	MaxTransactionMemory int `yaml:"max_transaction_memory"`
+	MaxConnections       int `yaml:"max_connections"`
+	MaxConnectionsPerIP  int `yaml:"max_connections_per_ip"`
 	// OutboundReservedPercent is the share of MaxConnections, in percent,
 	// that inbound connections may not take: kept for the connections
 	// the server dials to next hops.
@@ -201,6 +204,7 @@ func Default() *Config {
 		Limits: Limits{
 			MaxMessageSize:          65535,
 			MaxTransactions:         1_000_000,
+			MaxTransactionMemory:    0,
 			MaxConnections:          10_000,
 			MaxConnectionsPerIP:     100,
 			OutboundReservedPercent: 10,
@@ -318,6 +322,9 @@ func (c *Config) check(at func(key string) int) error {
 	}
 	if lim.MaxTransactions < 1 {
 		return fail("limits.max_transactions", "must be at least 1, not %d", lim.MaxTransactions)
+	}
+	if lim.MaxTransactionMemory < 0 || lim.MaxTransactionMemory > 1<<20 {
+		return fail("limits.max_transaction_memory", "must be 0 (a share of the available memory) or between 1 and 1048576 (MiB), not %d", lim.MaxTransactionMemory)
 	}
 	if lim.MaxConnections < 1 {
 		return fail("limits.max_connections", "must be at least 1, not %d", lim.MaxConnections)

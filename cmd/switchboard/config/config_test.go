@@ -87,6 +87,8 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"duplicate listener", "listen:\n  - {proto: udp, address: 127.0.0.1:5060}\n  - {proto: udp, address: 127.0.0.1:5060}\n", "x.yaml:3: listen[1].address: udp 127.0.0.1:5060 is already listed as listen[0]"},
 		{"tls without cert", "listen:\n  - {proto: tls, address: 127.0.0.1:5061}\n", "tls: a tls listener needs tls.cert and tls.key"},
 		{"not a number", "limits:\n  max_connections: many\n", "x.yaml:2: limits.max_connections: want a whole number, not \"many\""},
+		{"negative transaction memory", "limits:\n  max_transaction_memory: -1\n", "x.yaml:2: limits.max_transaction_memory: must be 0 (a share of the available memory) or between 1 and 1048576 (MiB), not -1"},
+		{"transaction memory not a number", "limits:\n  max_transaction_memory: 4GB\n", "x.yaml:2: limits.max_transaction_memory: want a whole number"},
 		{"reserve over 90%", "limits:\n  outbound_connections_reserved_percent: 95\n", "x.yaml:2: limits.outbound_connections_reserved_percent: must be between 0 and 90"},
 		{"shards not power of two", "limits:\n  shards: 12\n", "x.yaml:2: limits.shards: must be 0 (automatic) or a power of two"},
 		{"list where section", "timers: [1, 2]\n", "x.yaml:1: timers: want a section of keys, not a list"},
