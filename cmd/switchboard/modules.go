@@ -83,7 +83,7 @@ func (s *server) startModules(env *routing.Env) error {
 	}
 	s.log.Info("registrar: bindings loaded", "bindings", n)
 
-	secret, err := auth.LoadSecret(filepath.Join(cfg.Storage.Dir, "auth.secret"))
+	secret, err := store.LoadSecret(filepath.Join(cfg.Storage.Dir, "auth.secret"), "nonce secret")
 	if err != nil {
 		return err
 	}
@@ -109,7 +109,10 @@ func (s *server) startModules(env *routing.Env) error {
 	env.Modules = map[string]any{
 		"registrar": m.reg,
 		"auth":      m.auth,
-		"provider":  provider.Options{RegisterWithoutAuth: !ac.Register},
+		"provider": provider.Options{
+			RegisterWithoutAuth: !ac.Register,
+			RevealUnknownUsers:  cfg.Provider.RevealUnknownUsers,
+		},
 	}
 	s.registerModuleMetrics()
 	s.registerModuleCommands()

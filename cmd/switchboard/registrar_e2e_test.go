@@ -155,11 +155,12 @@ func TestE2ERegistrarWithSipp(t *testing.T) {
 		t.Errorf("authorized during the call +%v, want +1", d)
 	}
 
-	// carol is a subscriber but not registered: 480; dave is nobody: 404.
+	// carol is a subscriber but not registered, dave is nobody: both 480
+	// (provider.reveal_unknown_users is off).
 	if r := sippUA(t, srv, "uac_auth_call_480.xml", freeSIPPort(t), "alice", "alice-pw", "callee", "carol"); r.Code != 0 {
 		t.Fatalf("call to an unregistered subscriber: exit %d\n%s", r.Code, r.Output)
 	}
-	if r := sippUA(t, srv, "uac_auth_call_404.xml", freeSIPPort(t), "alice", "alice-pw", "callee", "dave"); r.Code != 0 {
+	if r := sippUA(t, srv, "uac_auth_call_480.xml", freeSIPPort(t), "alice", "alice-pw", "callee", "dave"); r.Code != 0 {
 		t.Fatalf("call to a non-subscriber: exit %d\n%s", r.Code, r.Output)
 	}
 

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,6 +110,13 @@ func (s *server) start() error {
 	if cfg.Outbound.Resolver != "" {
 		resolver = txn.NewResolver(txn.ResolverConfig{Server: cfg.Outbound.Resolver})
 	}
+	// The key of our Record-Route signatures: on disk, so that calls up
+	// across a restart can still be ended, and copied to every node that
+	// shares calls.
+	routeSecret, err := store.LoadSecret(filepath.Join(cfg.Storage.Dir, "route.secret"), "route secret")
+	if err != nil {
+		return err
+	}
 	s.core, err = txn.New(txn.Config{
 		Sender:          s.tr,
 		Listeners:       s.tr,
@@ -124,6 +132,7 @@ func (s *server) start() error {
 		MaxTransactions: cfg.Limits.MaxTransactions,
 		AllowOutbound:   cfg.Outbound.AllowPrefixes(),
 		Resolver:        resolver,
+		RouteSecret:     routeSecret,
 		Logger:          s.log,
 	})
 	if err != nil {

@@ -37,6 +37,16 @@ type Config struct {
 	Registrar Registrar `yaml:"registrar"`
 	// Auth configures digest authentication (modules/auth).
 	Auth Auth `yaml:"auth"`
+	// Provider configures the provider route set (routing/provider).
+	Provider Provider `yaml:"provider"`
+}
+
+// Provider configures the provider route set.
+type Provider struct {
+	// RevealUnknownUsers answers 404 to a call for a name that is no
+	// subscriber; false answers the 480 of a subscriber who is not
+	// registered, so that scanners cannot tell which names exist.
+	RevealUnknownUsers bool `yaml:"reveal_unknown_users"`
 }
 
 // Registrar configures the location service.
