@@ -317,8 +317,12 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	// No browser may read an answer as anything but JSON, so "<token>" in
+	// a message can stay readable instead of \u003ctoken\u003e.
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
 }
