@@ -63,7 +63,7 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 		if *addr == "" {
 			*addr = cfg.Mgmt.Listen
 		}
-		if tok.value == "" {
+		if *addr != "" && tok.value == "" {
 			if tok, err = configToken(cfg, *path); err != nil {
 				fmt.Fprintln(stderr, "switchboard ctl:", err)
 				return 2

@@ -32,6 +32,10 @@ func TestCtlFindsToken(t *testing.T) {
 		return runCLI(t, "", append([]string{"ctl", "-a", srv.Addr(), "--set", "storage.dir=" + dir}, args...)...)
 	}
 
+	// No listener configured: that is what ctl reports, not the token.
+	if code, _, errs := runCLI(t, "", "ctl", "--set", "mgmt.listen=", "--set", "storage.dir="+dir, "info"); code != 2 || !strings.Contains(errs, "no management address") {
+		t.Fatalf("no listener: %d %q", code, errs)
+	}
 	// No token anywhere: the path, and how to get one.
 	code, _, errs := ctl("", "info")
 	if code != 2 || !strings.Contains(errs, file+" does not exist") || !strings.Contains(errs, "--token") || !strings.Contains(errs, "-c") {
