@@ -124,3 +124,42 @@ func TestMemoryCapCountsWhatIsHeld(t *testing.T) {
 		t.Fatalf("503s %d, stats %+v", refused, st)
 	}
 }
+
+// The room reserved at admission for a request's relayed copy stays while
+// its route waits (Suspend, 100 Trying sent), so requests admitted
+// meanwhile cannot take it and the relay after the wait stays under the
+// cap.
+func TestReservationKeptWhileSuspended(t *testing.T) {
+	const maxBytes = 256 << 10 // one shard: room for one held 58 KB INVITE and its reservation
+	h := newHarness(t, func(c *Config) { c.Shards = 1; c.MaxBytes = maxBytes })
+	var held []*Request
+	h.rt.request = func(r *Request) { held = append(held, r.Suspend()) }
+	refused := 0
+	for i := 0; i < 3; i++ {
+		h.in(uacAddr, bigInvite("z9hG4bKsusp"+itoa(i), "susp"+itoa(i)+"@x", 58<<10))
+		for _, m := range h.snd.take() {
+			if strings.HasPrefix(m.data, "SIP/2.0 503") {
+				refused++
+			}
+		}
+	}
+	if len(held) != 1 || refused != 2 {
+		t.Fatalf("%d requests waiting, %d refused; want 1 and 2", len(held), refused)
+	}
+	for _, r := range held {
+		if err := r.Relay(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := h.core.Stats()
+	if st.Bytes > maxBytes {
+		t.Fatalf("%d bytes accounted after the relay, over the cap of %d", st.Bytes, maxBytes)
+	}
+	tbl := h.core.Table()
+	tbl.Range(func(s *shards.Shard[txn], e *shards.Entry[txn]) bool {
+		if got := s.EntryBytes(e) - tbl.EntrySize(); got != int64(e.Value.owned()) {
+			t.Errorf("relayed transaction accounted at %d bytes, holds %d", got, e.Value.owned())
+		}
+		return true
+	})
+}

@@ -129,7 +129,9 @@ func (c *Core) trying(s *shards.Shard[txn], e *shards.Entry[txn]) {
 	t.resp = parser.AppendResponse(t.resp[:0], &t.msg, 100, nil, nil)
 	t.state = sProceeding
 	c.sendTo(t.respL, t.respDst, t.resp)
-	s.Account(e, t.owned())
+	// Not below the room reserved at admission: the relayed copy, which
+	// it is for, does not exist yet (a suspended route relays later).
+	s.Charge(e, max(t.owned(), int(e.Extra())))
 }
 
 // retransmitted answers a retransmitted request with the last response
