@@ -166,10 +166,11 @@ CSeq: 1 ACK
 	}
 }
 
-// recordRouted makes the loop's router record-route initial requests and
-// loose-route in-dialog ones, as a provider's route set does.
-func recordRouted(l *loop) {
-	l.h.rt.request = func(r *Request) {
+// recordRouted makes the harness's router record-route initial requests
+// and loose-route in-dialog ones (403 when LooseRoute is false), as a
+// provider's route set does.
+func recordRouted(h *harness) {
+	h.rt.request = func(r *Request) {
 		if r.HasToTag() {
 			if !r.LooseRoute() {
 				r.Reply(403, "Forbidden Route")
@@ -196,7 +197,7 @@ type signedCall struct {
 }
 
 func newSignedCall(l *loop) *signedCall {
-	recordRouted(l)
+	recordRouted(l.h)
 	route := "Route: <sip:127.0.0.1:5060;lr;sig=ssssssssssssssss>\n"
 	c := &signedCall{l: l, sig: make([]byte, 0, routeSigLen), tag: []byte("a1")}
 	c.inv = []byte(fixCL(invite("z9hG4bK00000000", "00000000@x")))
