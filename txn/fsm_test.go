@@ -503,22 +503,12 @@ func TestRouteKinds(t *testing.T) {
 	}
 }
 
-// TestForgedRouteNotFollowed: a request with a forged Route is not sent
-// along it when a route relays it anyway after checking RouteKind; with
-// the Record-Route of its own dialog it is.
+// TestSignedRecordRouteRoundTrip: the callee's BYE along the Record-Route
+// the core signed is loose-routed; the same Route on a request of another
+// call is not.
 func TestSignedRecordRouteRoundTrip(t *testing.T) {
 	h := newHarness(t, nil)
-	h.rt.request = func(r *Request) {
-		if r.HasToTag() {
-			if !r.LooseRoute() {
-				r.Reply(403, "Forbidden Route")
-				return
-			}
-		} else {
-			r.RecordRoute()
-		}
-		r.Relay()
-	}
+	recordRouted(h)
 	h.in(uacAddr, invite("z9hG4bKrt1", "rt@x"))
 	msgs := h.snd.take()
 	fwd := msgs[len(msgs)-1].data
