@@ -50,12 +50,13 @@ type Core struct {
 	timerC      int64
 	wait        int64    // ms: timers J, L, D, M
 	fr          int64    // ms: timers B and F unless the route set its own
-	trying      int64    // ms: when a non-INVITE request still unanswered gets 100 (RFC 4320 §4.1)
+	tryingAfter int64    // ms: when a non-INVITE request still unanswered gets 100 (RFC 4320 §4.1)
 	prefix      [13]byte // "z9hG4bK" + 6 random characters
 	nextID      atomic.Uint32
 	pool        sync.Pool
 	stats       counters
 	warns       warnLimiter
+	sigs        routeSigners // Record-Route signatures
 }
 
 type counters struct {
@@ -79,6 +80,7 @@ type Stats struct {
 	ResponseLoops uint64
 	Transactions  int   // live transactions
 	Bytes         int64 // bytes accounted to them
+	MaxBytes      int64 // the cap on Bytes (Config.MaxBytes; 0: none)
 }
 
 // New creates a core. Call Close when done.
@@ -112,7 +114,7 @@ func New(cfg Config) (*Core, error) {
 	c.timerC = ms(cfg.TimerC)
 	c.wait = ms(cfg.Wait)
 	c.fr = ms(cfg.FR)
-	c.trying = timerEAtT2(c.t1, c.t2)
+	c.tryingAfter = timerEAtT2(c.t1, c.t2)
 	copy(c.prefix[:], parser.MagicCookie)
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
@@ -122,6 +124,7 @@ func New(cfg Config) (*Core, error) {
 	}
 	c.nextID.Store(uint32(rnd[0])<<24 | uint32(rnd[1])<<16)
 	c.pool.New = func() any { return newCtx() }
+	c.sigs.init(cfg.RouteSecret)
 	if c.res == nil {
 		c.res = NewResolver(ResolverConfig{})
 	}
@@ -150,7 +153,7 @@ func (c *Core) Stats() Stats {
 		Retransmissions: c.stats.retrans.Load(), Malformed: c.stats.malformed.Load(),
 		Stateless: c.stats.stateless.Load(), Full: c.stats.full.Load(), Loops: c.stats.loops.Load(),
 		SendErrors: c.stats.sendErrs.Load(), ResponseLoops: c.stats.selfLoops.Load(),
-		Transactions: ts.Entries, Bytes: ts.Bytes,
+		Transactions: ts.Entries, Bytes: ts.Bytes, MaxBytes: ts.MaxBytes,
 	}
 }
 
@@ -187,6 +190,7 @@ type ctx struct {
 	key   []byte
 	via   []byte
 	rr    []byte
+	sig   []byte
 	recv  []byte
 	tmp   []byte
 	auth  []byte
@@ -200,7 +204,7 @@ type ctx struct {
 func newCtx() *ctx {
 	return &ctx{
 		in: make([]byte, 0, 4096), out: make([]byte, 0, 4096), key: make([]byte, 0, 256), via: make([]byte, 0, 256),
-		rr: make([]byte, 0, 512), recv: make([]byte, 0, 64), tmp: make([]byte, 0, 512),
+		rr: make([]byte, 0, 512), sig: make([]byte, 0, routeSigLen), recv: make([]byte, 0, 64), tmp: make([]byte, 0, 512),
 		auth: make([]byte, 0, 1024), rt: make([]byte, 0, 1024),
 	}
 }
