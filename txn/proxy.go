@@ -2,7 +2,9 @@ package txn
 
 import (
 	"bytes"
+	"net"
 	"net/netip"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -201,14 +203,15 @@ func (c *Core) isUsHostPort(host []byte, port int, tp []byte) bool {
 // isOwnAddr reports whether a message sent to dst would reach one of our
 // own listeners: its bound address and port, or its advertised address and
 // port. A listener bound to the unspecified address also receives what is
-// sent to a loopback address on its port, and sending to the unspecified
-// address reaches the local host.
+// sent on its port to a loopback address or to an address of the host's
+// interfaces, and sending to the unspecified address reaches the local
+// host.
 func (c *Core) isOwnAddr(dst netip.AddrPort) bool {
 	a, port := dst.Addr().Unmap(), dst.Port()
 	for _, l := range c.ls.Listeners() {
 		if l.Local.Port() == port {
 			la := l.Local.Addr().Unmap()
-			if la == a || a.IsUnspecified() || la.IsUnspecified() && a.IsLoopback() {
+			if la == a || a.IsUnspecified() || la.IsUnspecified() && (a.IsLoopback() || slices.Contains(c.hostAddrs, a)) {
 				return true
 			}
 		}
@@ -219,6 +222,30 @@ func (c *Core) isOwnAddr(dst netip.AddrPort) bool {
 		}
 	}
 	return false
+}
+
+// wildcardHostAddrs returns the addresses of the host's interfaces when a
+// listener is bound to the unspecified address (nil otherwise, or when
+// they cannot be read). Read once: an address added later is not known.
+func wildcardHostAddrs(ls []*transport.Listener) []netip.Addr {
+	wild := false
+	for _, l := range ls {
+		wild = wild || l.Local.Addr().IsUnspecified()
+	}
+	if !wild {
+		return nil
+	}
+	ifas, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, ifa := range ifas {
+		if p, err := netip.ParsePrefix(ifa.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
+		}
+	}
+	return out
 }
 
 // isUsURI reports whether a SIP URI points at us.

@@ -3,6 +3,7 @@ package txn
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"switchboard/parser"
+	"switchboard/shards"
+	"switchboard/transport"
 )
 
 // A response never goes back to one of our own listeners unless it answers
@@ -198,5 +201,40 @@ func TestResponseLoopOverSockets(t *testing.T) {
 	}
 	if n := got.Load(); n != 0 {
 		t.Fatalf("the listener behind the loop received %d packets", n)
+	}
+}
+
+// TestOwnAddrWildcardListener: a listener on 0.0.0.0 receives what is sent
+// on its port to loopback, to any address of the host's interfaces, to the
+// unspecified address and to its advertised address; other addresses and
+// ports are not ours.
+func TestOwnAddrWildcardListener(t *testing.T) {
+	l := &transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("0.0.0.0:5060"), AdvertisedHost: "192.0.2.10", AdvertisedPort: 5060}
+	snd := &recSender{ls: []*transport.Listener{l}}
+	c, err := New(Config{Sender: snd, Listeners: snd, Router: &funcRouter{}, Clock: shards.NewManualClock(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	own := []string{"127.0.0.1:5060", "127.0.0.53:5060", "0.0.0.0:5060", "192.0.2.10:5060", "[::ffff:127.0.0.1]:5060"}
+	if ifas, err := net.InterfaceAddrs(); err == nil {
+		for _, ifa := range ifas {
+			if p, err := netip.ParsePrefix(ifa.String()); err == nil && p.Addr().Is4() && !p.Addr().IsLoopback() {
+				own = append(own, netip.AddrPortFrom(p.Addr(), 5060).String())
+			}
+		}
+	}
+	for _, a := range own {
+		if !c.isOwnAddr(netip.MustParseAddrPort(a)) {
+			t.Errorf("%s is not recognised as ours", a)
+		}
+	}
+	for _, a := range []string{"192.0.2.11:5060", "127.0.0.1:5061", "198.51.100.7:5060"} {
+		if slices.Contains(own, a) {
+			continue // this machine has that address
+		}
+		if c.isOwnAddr(netip.MustParseAddrPort(a)) {
+			t.Errorf("%s is taken for ours", a)
+		}
 	}
 }
