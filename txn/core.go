@@ -56,10 +56,11 @@ type Core struct {
 	pool        sync.Pool
 	stats       counters
 	warns       warnLimiter
+	sigs        routeSigners // Record-Route signatures
+
 	// hostAddrs are the addresses of the host's interfaces, read at New
 	// when a listener is bound to a wildcard address (isOwnAddr).
 	hostAddrs []netip.Addr
-	sigs      routeSigners // Record-Route signatures
 }
 
 type counters struct {
