@@ -17,6 +17,7 @@ import (
 
 	"switchboard/parser"
 	"switchboard/shards"
+	"switchboard/sipdns"
 	"switchboard/transport"
 )
 
@@ -43,7 +44,7 @@ type Core struct {
 	local  LocalRouter // the Router, when it implements LocalRouter
 	send   Sender
 	ls     ListenerSet
-	res    *Resolver
+	res    *sipdns.Resolver
 
 	perShardMax int
 	t1, t2, t4  int64 // ms
@@ -115,7 +116,7 @@ func New(cfg Config) (*Core, error) {
 	c.nextID.Store(uint32(rnd[0])<<24 | uint32(rnd[1])<<16)
 	c.pool.New = func() any { return newCtx() }
 	if c.res == nil {
-		c.res = NewResolver(ResolverConfig{})
+		c.res = sipdns.New(sipdns.Config{})
 	}
 	if c.own {
 		if err := c.clock.Start(0); err != nil {

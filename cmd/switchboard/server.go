@@ -21,6 +21,7 @@ import (
 	"switchboard/routing"
 	_ "switchboard/routing/provider"
 	_ "switchboard/routing/relay"
+	"switchboard/sipdns"
 	"switchboard/store"
 	"switchboard/transport"
 	"switchboard/txn"
@@ -105,9 +106,9 @@ func (s *server) start() error {
 	if err != nil {
 		return err
 	}
-	var resolver *txn.Resolver
+	var resolver *sipdns.Resolver
 	if cfg.Outbound.Resolver != "" {
-		resolver = txn.NewResolver(txn.ResolverConfig{Server: cfg.Outbound.Resolver})
+		resolver = sipdns.New(sipdns.Config{Server: cfg.Outbound.Resolver})
 	}
 	s.core, err = txn.New(txn.Config{
 		Sender:          s.tr,

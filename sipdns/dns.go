@@ -1,4 +1,4 @@
-package txn
+package sipdns
 
 import (
 	"encoding/binary"
@@ -35,9 +35,9 @@ const (
 const ednsSize = 1232
 
 var (
-	errDNSShort    = errors.New("txn: DNS message truncated")
-	errDNSName     = errors.New("txn: bad DNS name")
-	errDNSMismatch = errors.New("txn: DNS answer does not match the question")
+	errDNSShort    = errors.New("sipdns: DNS message truncated")
+	errDNSName     = errors.New("sipdns: bad DNS name")
+	errDNSMismatch = errors.New("sipdns: DNS answer does not match the question")
 )
 
 // dnsRR is one resource record of an answer, decoded.

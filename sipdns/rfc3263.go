@@ -1,4 +1,4 @@
-package txn
+package sipdns
 
 import (
 	"context"
@@ -10,12 +10,9 @@ import (
 	"switchboard/transport"
 )
 
-// MaxTargets bounds the targets one resolution returns; the core tries at
-// most MaxAttempts of them for one branch (RFC 3263 §4.3 fail-over).
-const (
-	MaxTargets  = 8
-	MaxAttempts = 4
-)
+// MaxTargets bounds the targets one resolution returns: the order to try
+// them in for RFC 3263 §4.3 fail-over, of which a proxy tries a few.
+const MaxTargets = 8
 
 // Protos is a set of transports, one bit per transport.Proto.
 type Protos uint8
@@ -280,4 +277,13 @@ func orderSRV(recs []dnsRR, rnd *rand.Rand) {
 		}
 		i = j
 	}
+}
+
+// defaultPort is the port of a SIP URI without one (RFC 3261 §19.1.2):
+// 5061 for TLS, 5060 otherwise.
+func defaultPort(p transport.Proto) int {
+	if p == transport.TLS {
+		return 5061
+	}
+	return 5060
 }

@@ -1,4 +1,4 @@
-package txn
+package sipdns
 
 import (
 	"bufio"
@@ -19,22 +19,22 @@ import (
 // Errors of the resolver.
 var (
 	// ErrResolverBusy is returned when every lookup slot is taken.
-	ErrResolverBusy = errors.New("txn: too many DNS lookups in flight")
+	ErrResolverBusy = errors.New("sipdns: too many DNS lookups in flight")
 	// ErrNoTarget is returned when a next hop's name has no usable
 	// target: NXDOMAIN, or no SRV and no address records.
-	ErrNoTarget = errors.New("txn: next hop has no DNS target")
+	ErrNoTarget = errors.New("sipdns: next hop has no DNS target")
 	// ErrDNSServer is returned when the server answered with an error
 	// code other than NXDOMAIN (SERVFAIL, REFUSED).
-	ErrDNSServer = errors.New("txn: DNS server error")
+	ErrDNSServer = errors.New("sipdns: DNS server error")
 
-	errNotCached = errors.New("txn: not in the DNS cache")
+	errNotCached = errors.New("sipdns: not in the DNS cache")
 )
 
-// ResolverConfig configures a Resolver.
-type ResolverConfig struct {
+// Config configures a Resolver.
+type Config struct {
 	// Server is the DNS server "ip:port" (or "ip", port 53) to ask; empty
 	// uses the nameservers of /etc/resolv.conf and the names of
-	// /etc/hosts (both read once, by NewResolver).
+	// /etc/hosts (both read once, by New).
 	Server string
 	// MaxInFlight bounds concurrent lookups (default 256); beyond it a
 	// lookup fails at once (the branch gets 503) instead of piling up
@@ -74,8 +74,8 @@ type Resolver struct {
 	rnd *rand.Rand // SRV weights and query ids
 }
 
-// NewResolver creates a resolver.
-func NewResolver(cfg ResolverConfig) *Resolver {
+// New creates a resolver.
+func New(cfg Config) *Resolver {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 256
 	}
@@ -119,7 +119,7 @@ func parseServer(s string) (netip.AddrPort, error) {
 	if a, err := netip.ParseAddr(s); err == nil {
 		return netip.AddrPortFrom(a, 53), nil
 	}
-	return netip.AddrPort{}, errors.New("txn: DNS server " + s + " is not ip:port")
+	return netip.AddrPort{}, errors.New("sipdns: DNS server " + s + " is not ip:port")
 }
 
 // readResolvConf returns the nameservers of a resolv.conf file (the
