@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"switchboard/sipdns/dnstest"
 )
 
@@ -62,19 +64,20 @@ func BenchmarkResolveMiss(b *testing.B) {
 func BenchmarkWireFormat(b *testing.B) {
 	z := carrierZone(b)
 	const name = "_sip._udp.carrier.test"
-	q, err := appendQuery(nil, 7, name, typeSRV)
-	if err != nil {
-		b.Fatal(err)
-	}
-	resp := z.Answer(q, true)
+	_, qb := query(b, 7, name, dns.TypeSRV)
+	resp := z.Answer(qb, true)
 	b.ReportAllocs()
 	b.ResetTimer()
-	var buf []byte
 	for i := 0; i < b.N; i++ {
-		if buf, err = appendQuery(buf[:0], 7, name, typeSRV); err != nil {
+		q, err := newQuery(name, dns.TypeSRV)
+		if err != nil {
 			b.Fatal(err)
 		}
-		m, err := parseAnswer(resp, 7, name, typeSRV)
+		q.Id = 7
+		if _, err = q.Pack(); err != nil {
+			b.Fatal(err)
+		}
+		m, err := parseAnswer(resp, q)
 		if err != nil || len(m.ans) != 2 || len(m.extra) != 2 {
 			b.Fatalf("%v %+v", err, m)
 		}

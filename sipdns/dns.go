@@ -1,41 +1,23 @@
 package sipdns
 
 import (
-	"encoding/binary"
 	"errors"
 	"net/netip"
 	"strings"
+
+	"github.com/miekg/dns"
 )
 
-// The DNS wire format (RFC 1035 §4, RFC 2782 SRV, RFC 3403 NAPTR, RFC 6891
-// EDNS0), only as much as next-hop resolution needs: one question out,
-// A, AAAA, CNAME, SRV, NAPTR and SOA records in. Every length is checked
-// against the message: a malformed answer is an error, never a panic.
-
-// Record types and classes.
-const (
-	typeA     uint16 = 1
-	typeCNAME uint16 = 5
-	typeSOA   uint16 = 6
-	typeAAAA  uint16 = 28
-	typeSRV   uint16 = 33
-	typeNAPTR uint16 = 35
-	typeOPT   uint16 = 41
-	classIN   uint16 = 1
-)
-
-// Response codes.
-const (
-	rcodeOK       = 0
-	rcodeNXDomain = 3
-)
+// DNS messages are built, sent and read by github.com/miekg/dns. This
+// file turns a question into a query and an answer into the few fields
+// RFC 3263 uses (dnsRR), so the cache and the resolution steps keep small
+// values of their own rather than the library's records.
 
 // ednsSize is the UDP payload size advertised in the OPT record: the
 // DNS flag day 2020 value, which avoids IP fragmentation.
 const ednsSize = 1232
 
 var (
-	errDNSShort    = errors.New("sipdns: DNS message truncated")
 	errDNSName     = errors.New("sipdns: bad DNS name")
 	errDNSMismatch = errors.New("sipdns: DNS answer does not match the question")
 )
@@ -46,7 +28,7 @@ type dnsRR struct {
 	typ   uint16
 	ttl   uint32
 	addr  netip.Addr // A, AAAA
-	host  string     // CNAME target, SRV target, NAPTR replacement
+	host  string     // CNAME target, SRV target, NAPTR replacement ("" for the root)
 	prio  uint16     // SRV priority, NAPTR order
 	wt    uint16     // SRV weight, NAPTR preference
 	port  uint16     // SRV
@@ -65,239 +47,85 @@ type dnsMsg struct {
 	extra []dnsRR
 }
 
-// appendQuery writes a recursive query for name/qtype with an EDNS0 OPT
-// record.
-func appendQuery(dst []byte, id uint16, name string, qtype uint16) ([]byte, error) {
-	dst = binary.BigEndian.AppendUint16(dst, id)
-	dst = append(dst, 0x01, 0x00) // RD
-	dst = append(dst, 0, 1, 0, 0, 0, 0, 0, 1)
-	var err error
-	if dst, err = appendName(dst, name); err != nil {
-		return nil, err
-	}
-	dst = binary.BigEndian.AppendUint16(dst, qtype)
-	dst = binary.BigEndian.AppendUint16(dst, classIN)
-	// OPT: root owner, type 41, class = UDP size, TTL 0, no options.
-	dst = append(dst, 0)
-	dst = binary.BigEndian.AppendUint16(dst, typeOPT)
-	dst = binary.BigEndian.AppendUint16(dst, ednsSize)
-	return append(dst, 0, 0, 0, 0, 0, 0), nil
-}
-
-// appendName writes name as labels. A trailing dot is allowed; empty
-// labels, labels over 63 bytes and names over 255 bytes are not.
-func appendName(dst []byte, name string) ([]byte, error) {
-	name = strings.TrimSuffix(name, ".")
-	if name == "" || len(name) > 253 {
+// newQuery returns a recursive query for name/qtype with an EDNS0 OPT
+// record and a random id. A name the wire format cannot carry (an empty
+// label, a label over 63 bytes, a name over 255) is an error.
+func newQuery(name string, qtype uint16) (*dns.Msg, error) {
+	fqdn := dns.Fqdn(name)
+	if _, ok := dns.IsDomainName(fqdn); !ok || fqdn == "." {
 		return nil, errDNSName
 	}
-	for name != "" {
-		label, rest, _ := strings.Cut(name, ".")
-		if len(label) == 0 || len(label) > 63 {
-			return nil, errDNSName
-		}
-		dst = append(dst, byte(len(label)))
-		dst = append(dst, label...)
-		name = rest
-	}
-	return append(dst, 0), nil
+	q := new(dns.Msg)
+	q.SetQuestion(fqdn, qtype)
+	q.SetEdns0(ednsSize, false)
+	return q, nil
 }
 
-// readName decodes the (possibly compressed) name at off. It returns the
-// name in lower case without the trailing dot and the offset after it in
-// the record (after the first pointer when compressed).
-func readName(msg []byte, off int) (string, int, error) {
-	var b []byte
-	end := -1
-	for jumps := 0; ; {
-		if off >= len(msg) {
-			return "", 0, errDNSShort
-		}
-		l := int(msg[off])
-		switch {
-		case l == 0:
-			if end < 0 {
-				end = off + 1
-			}
-			if len(b) > 255 {
-				return "", 0, errDNSName
-			}
-			return strings.ToLower(string(b)), end, nil
-		case l&0xc0 == 0xc0:
-			if off+1 >= len(msg) {
-				return "", 0, errDNSShort
-			}
-			if end < 0 {
-				end = off + 2
-			}
-			if jumps++; jumps > 32 {
-				return "", 0, errDNSName // a pointer loop
-			}
-			off = (l&0x3f)<<8 | int(msg[off+1])
-		case l&0xc0 != 0:
-			return "", 0, errDNSName // extended label types are not used
-		default:
-			if off+1+l > len(msg) {
-				return "", 0, errDNSShort
-			}
-			if len(b) > 0 {
-				b = append(b, '.')
-			}
-			b = append(b, msg[off+1:off+1+l]...)
-			if len(b) > 255 {
-				return "", 0, errDNSName
-			}
-			off += 1 + l
-		}
-	}
-}
-
-// readString decodes a <character-string> (NAPTR flags, services, regexp).
-func readString(msg []byte, off, end int) (string, int, error) {
-	if off >= end {
-		return "", 0, errDNSShort
-	}
-	l := int(msg[off])
-	if off+1+l > end {
-		return "", 0, errDNSShort
-	}
-	return string(msg[off+1 : off+1+l]), off + 1 + l, nil
-}
-
-// parseAnswer decodes a response to the question (name, qtype) sent with
-// id. Records of types other than the ones above are skipped.
-func parseAnswer(msg []byte, id uint16, name string, qtype uint16) (*dnsMsg, error) {
-	if len(msg) < 12 {
-		return nil, errDNSShort
-	}
-	if binary.BigEndian.Uint16(msg) != id || msg[2]&0x80 == 0 {
+// decodeAnswer checks that r answers q (a response, same id, same single
+// question) and decodes it; records of classes and types not used are
+// left out.
+func decodeAnswer(q, r *dns.Msg) (*dnsMsg, error) {
+	if !r.Response || r.Id != q.Id || len(r.Question) != 1 {
 		return nil, errDNSMismatch
 	}
-	m := &dnsMsg{rcode: int(msg[3] & 0x0f), tc: msg[2]&0x02 != 0}
-	qd := int(binary.BigEndian.Uint16(msg[4:]))
-	counts := [3]int{int(binary.BigEndian.Uint16(msg[6:])), int(binary.BigEndian.Uint16(msg[8:])), int(binary.BigEndian.Uint16(msg[10:]))}
-	off := 12
-	if qd != 1 {
+	rq, qq := r.Question[0], q.Question[0]
+	if rq.Qtype != qq.Qtype || !strings.EqualFold(rq.Name, qq.Name) {
 		return nil, errDNSMismatch
 	}
-	qn, off, err := readName(msg, off)
-	if err != nil {
-		return nil, err
-	}
-	if off+4 > len(msg) {
-		return nil, errDNSShort
-	}
-	if qn != strings.ToLower(strings.TrimSuffix(name, ".")) || binary.BigEndian.Uint16(msg[off:]) != qtype {
-		return nil, errDNSMismatch
-	}
-	off += 4
+	m := &dnsMsg{rcode: r.Rcode, tc: r.Truncated}
 	if m.tc {
 		return m, nil // the caller asks again over TCP
 	}
-	for sec := 0; sec < 3; sec++ {
-		for i := 0; i < counts[sec]; i++ {
-			var rr dnsRR
-			var keep bool
-			if off, keep, err = readRR(msg, off, &rr); err != nil {
-				return nil, err
-			}
-			if !keep {
-				continue
-			}
-			switch sec {
-			case 0:
-				m.ans = append(m.ans, rr)
-			case 1:
-				m.auth = append(m.auth, rr)
-			default:
-				m.extra = append(m.extra, rr)
-			}
-		}
-	}
+	m.ans = records(r.Answer)
+	m.auth = records(r.Ns)
+	m.extra = records(r.Extra)
 	return m, nil
 }
 
-// readRR decodes the record at off; keep is false for a type not used.
-func readRR(msg []byte, off int, rr *dnsRR) (next int, keep bool, err error) {
-	if rr.name, off, err = readName(msg, off); err != nil {
-		return 0, false, err
+func records(rrs []dns.RR) []dnsRR {
+	var out []dnsRR
+	for _, rr := range rrs {
+		if d, ok := record(rr); ok {
+			out = append(out, d)
+		}
 	}
-	if off+10 > len(msg) {
-		return 0, false, errDNSShort
-	}
-	rr.typ = binary.BigEndian.Uint16(msg[off:])
-	class := binary.BigEndian.Uint16(msg[off+2:])
-	rr.ttl = binary.BigEndian.Uint32(msg[off+4:])
-	if rr.ttl > 1<<31-1 {
-		rr.ttl = 0 // RFC 2181 §8: treat as zero
-	}
-	n := int(binary.BigEndian.Uint16(msg[off+8:]))
-	off += 10
-	end := off + n
-	if end > len(msg) {
-		return 0, false, errDNSShort
-	}
-	if class != classIN {
-		return end, false, nil
-	}
-	d := msg[off:end]
-	switch rr.typ {
-	case typeA:
-		if n != 4 {
-			return 0, false, errDNSShort
-		}
-		rr.addr = netip.AddrFrom4([4]byte(d))
-	case typeAAAA:
-		if n != 16 {
-			return 0, false, errDNSShort
-		}
-		rr.addr = netip.AddrFrom16([16]byte(d))
-	case typeCNAME:
-		if rr.host, _, err = readName(msg, off); err != nil {
-			return 0, false, err
-		}
-	case typeSRV:
-		if n < 7 {
-			return 0, false, errDNSShort
-		}
-		rr.prio = binary.BigEndian.Uint16(d)
-		rr.wt = binary.BigEndian.Uint16(d[2:])
-		rr.port = binary.BigEndian.Uint16(d[4:])
-		if rr.host, _, err = readName(msg[:end], off+6); err != nil {
-			return 0, false, err
-		}
-	case typeNAPTR:
-		if n < 7 {
-			return 0, false, errDNSShort
-		}
-		rr.prio = binary.BigEndian.Uint16(d)
-		rr.wt = binary.BigEndian.Uint16(d[2:])
-		p := off + 4
-		if rr.flags, p, err = readString(msg, p, end); err != nil {
-			return 0, false, err
-		}
-		if rr.svc, p, err = readString(msg, p, end); err != nil {
-			return 0, false, err
-		}
-		if _, p, err = readString(msg, p, end); err != nil { // regexp: not used for SIP
-			return 0, false, err
-		}
-		if rr.host, _, err = readName(msg[:end], p); err != nil {
-			return 0, false, err
-		}
-	case typeSOA:
-		p := off
-		for i := 0; i < 2; i++ { // MNAME, RNAME
-			if _, p, err = readName(msg, p); err != nil {
-				return 0, false, err
-			}
-		}
-		if p+20 > end {
-			return 0, false, errDNSShort
-		}
-		rr.min = binary.BigEndian.Uint32(msg[p+16:])
-	default:
-		return end, false, nil
-	}
-	return end, true, nil
+	return out
 }
+
+// record keeps what resolution uses of an A, AAAA, CNAME, SRV, NAPTR or
+// SOA record of class IN.
+func record(rr dns.RR) (dnsRR, bool) {
+	h := rr.Header()
+	if h.Class != dns.ClassINET {
+		return dnsRR{}, false
+	}
+	d := dnsRR{name: hostName(h.Name), typ: h.Rrtype, ttl: h.Ttl}
+	if d.ttl > 1<<31-1 {
+		d.ttl = 0 // RFC 2181 §8: treat as zero
+	}
+	var ok bool
+	switch v := rr.(type) {
+	case *dns.A:
+		d.addr, ok = netip.AddrFromSlice(v.A.To4())
+		return d, ok
+	case *dns.AAAA:
+		d.addr, ok = netip.AddrFromSlice(v.AAAA.To16())
+		return d, ok && len(v.AAAA) == 16
+	case *dns.CNAME:
+		d.host = hostName(v.Target)
+	case *dns.SRV:
+		d.prio, d.wt, d.port, d.host = v.Priority, v.Weight, v.Port, hostName(v.Target)
+	case *dns.NAPTR:
+		// The regexp is not used for SIP (RFC 3263 §4.1: replacement only).
+		d.prio, d.wt, d.flags, d.svc, d.host = v.Order, v.Preference, v.Flags, v.Service, hostName(v.Replacement)
+	case *dns.SOA:
+		d.min = v.Minttl
+	default:
+		return dnsRR{}, false
+	}
+	return d, true
+}
+
+// hostName is a domain name as the cache keys it: lower case, without the
+// trailing dot ("" for the root).
+func hostName(n string) string { return strings.ToLower(strings.TrimSuffix(n, ".")) }

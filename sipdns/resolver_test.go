@@ -4,11 +4,14 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"switchboard/sipdns/dnstest"
 	"switchboard/transport"
@@ -310,12 +313,12 @@ func TestResolverCacheBounded(t *testing.T) {
 	c := newDNSCache(64)
 	now := time.Now()
 	for i := 0; i < 1000; i++ {
-		c.put(cacheKey{strconv.Itoa(i), typeA}, &cacheEntry{exp: now.Add(time.Hour)}, now)
+		c.put(cacheKey{strconv.Itoa(i), dns.TypeA}, &cacheEntry{exp: now.Add(time.Hour)}, now)
 		if c.len() > 64 {
 			t.Fatalf("%d entries", c.len())
 		}
 	}
-	if _, ok := c.get(cacheKey{"999", typeA}, now); !ok {
+	if _, ok := c.get(cacheKey{"999", dns.TypeA}, now); !ok {
 		t.Fatal("the newest entry was evicted")
 	}
 }
@@ -354,36 +357,91 @@ func TestResolverTimeout(t *testing.T) {
 	}
 }
 
-// Every prefix of a valid answer, and every single-byte change of it,
-// decodes to an error or a message: never a panic.
-func TestParseAnswerMalformed(t *testing.T) {
+// query is the query the resolver sends for name/qtype, with id, and its
+// wire form.
+func query(t testing.TB, id uint16, name string, qtype uint16) (*dns.Msg, []byte) {
+	t.Helper()
+	q, err := newQuery(name, qtype)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Id = id
+	b, err := q.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q, b
+}
+
+// parseAnswer decodes b as the client does: unpacked by the DNS library,
+// then checked against the question and reduced to the records used.
+func parseAnswer(b []byte, q *dns.Msg) (*dnsMsg, error) {
+	var r dns.Msg
+	if err := r.Unpack(b); err != nil {
+		return nil, err
+	}
+	return decodeAnswer(q, &r)
+}
+
+// The zone's answers decode to the fields resolution uses; an answer to
+// another id or question is refused.
+func TestParseAnswer(t *testing.T) {
 	z := dnstest.New()
 	z.Add(dnstest.SRV("_sip._udp.carrier.test", 300, 10, 5, 5080, "a.carrier.test"),
 		dnstest.NAPTR("carrier.test", 300, 10, 10, "s", "SIP+D2U", "x.test"))
 	z.AddExtra("_sip._udp.carrier.test", dnstest.TypeSRV, dnstest.A("a.carrier.test", 300, "127.0.0.2"))
-	q, err := appendQuery(nil, 0x1234, "_sip._udp.carrier.test", typeSRV)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp := z.Answer(q, false)
-	m, err := parseAnswer(resp, 0x1234, "_sip._udp.carrier.test", typeSRV)
+	q, qb := query(t, 0x1234, "_sip._udp.carrier.test", dns.TypeSRV)
+	resp := z.Answer(qb, false)
+	m, err := parseAnswer(resp, q)
 	if err != nil || len(m.ans) != 1 || len(m.extra) != 1 || m.ans[0].host != "a.carrier.test" || m.ans[0].port != 5080 || m.ans[0].wt != 5 || m.extra[0].addr != netip.MustParseAddr("127.0.0.2") {
 		t.Fatalf("parsed %+v %v", m, err)
 	}
-	qn, _ := appendQuery(nil, 9, "carrier.test", typeNAPTR)
-	mn, err := parseAnswer(z.Answer(qn, false), 9, "carrier.test", typeNAPTR)
+	qn, qnb := query(t, 9, "Carrier.Test", dns.TypeNAPTR)
+	mn, err := parseAnswer(z.Answer(qnb, false), qn)
 	if err != nil || len(mn.ans) != 1 || mn.ans[0].svc != "SIP+D2U" || mn.ans[0].flags != "s" || mn.ans[0].host != "x.test" || mn.ans[0].prio != 10 {
 		t.Fatalf("NAPTR parsed %+v %v", mn, err)
 	}
-	if _, err := parseAnswer(resp, 0x1235, "_sip._udp.carrier.test", typeSRV); err != errDNSMismatch {
+	other, _ := query(t, 0x1235, "_sip._udp.carrier.test", dns.TypeSRV)
+	if _, err := parseAnswer(resp, other); err != errDNSMismatch {
 		t.Fatalf("wrong id: %v", err)
 	}
-	if _, err := parseAnswer(resp, 0x1234, "_sip._tcp.carrier.test", typeSRV); err != errDNSMismatch {
+	other, _ = query(t, 0x1234, "_sip._tcp.carrier.test", dns.TypeSRV)
+	if _, err := parseAnswer(resp, other); err != errDNSMismatch {
 		t.Fatalf("wrong name: %v", err)
 	}
+	other, _ = query(t, 0x1234, "_sip._udp.carrier.test", dns.TypeA)
+	if _, err := parseAnswer(resp, other); err != errDNSMismatch {
+		t.Fatalf("wrong type: %v", err)
+	}
+	for _, name := range []string{strings.Repeat("a", 64) + ".test", "a..test", "", "."} {
+		if _, err := newQuery(name, dns.TypeA); err == nil {
+			t.Fatalf("name %q accepted", name)
+		}
+	}
+}
+
+// Every prefix of a valid answer, and every single-byte change of it,
+// decodes to an error or to a message, never a panic; a prefix never
+// yields a record the whole answer does not have (the library accepts a
+// message cut after a whole record as one with fewer records).
+func TestParseAnswerMalformed(t *testing.T) {
+	z := dnstest.New()
+	z.Add(dnstest.SRV("_sip._udp.carrier.test", 300, 10, 5, 5080, "a.carrier.test"),
+		dnstest.SRV("_sip._udp.carrier.test", 300, 20, 5, 5090, "b.carrier.test"))
+	z.AddExtra("_sip._udp.carrier.test", dnstest.TypeSRV, dnstest.A("a.carrier.test", 300, "127.0.0.2"))
+	q, qb := query(t, 0x1234, "_sip._udp.carrier.test", dns.TypeSRV)
+	resp := z.Answer(qb, false)
+	full, err := parseAnswer(resp, q)
+	if err != nil || len(full.ans) != 2 || len(full.extra) != 1 {
+		t.Fatalf("parsed %+v %v", full, err)
+	}
+	isPrefix := func(part, whole []dnsRR) bool {
+		return len(part) <= len(whole) && slices.Equal(part, whole[:len(part)])
+	}
 	for n := 0; n < len(resp); n++ {
-		if _, err := parseAnswer(resp[:n], 0x1234, "_sip._udp.carrier.test", typeSRV); err == nil {
-			t.Fatalf("prefix of %d bytes parsed", n)
+		m, err := parseAnswer(resp[:n], q)
+		if err == nil && (!isPrefix(m.ans, full.ans) || !isPrefix(m.extra, full.extra) || len(m.auth) != 0) {
+			t.Fatalf("prefix of %d bytes: %+v", n, m)
 		}
 	}
 	b := append([]byte(nil), resp...)
@@ -391,29 +449,24 @@ func TestParseAnswerMalformed(t *testing.T) {
 		for _, v := range []byte{0, 0xff, 0xc0, 0x3f} {
 			old := b[i]
 			b[i] = v
-			parseAnswer(b, 0x1234, "_sip._udp.carrier.test", typeSRV)
+			parseAnswer(b, q)
 			b[i] = old
 		}
 	}
-	// A compression pointer to itself.
-	loop := append(append([]byte(nil), resp[:len(q)-11]...), 0xc0, 0)
+	// A compression pointer to itself as the first answer's owner.
+	loop := append(append([]byte(nil), resp[:len(qb)-11]...), 0xc0, byte(len(qb)-11))
 	loop[7] = 1
-	parseAnswer(loop, 0x1234, "_sip._udp.carrier.test", typeSRV)
-	if _, err := appendQuery(nil, 1, strings.Repeat("a", 64)+".test", typeA); err == nil {
-		t.Fatal("a 64-byte label was accepted")
-	}
-	if _, err := appendQuery(nil, 1, "a..test", typeA); err == nil {
-		t.Fatal("an empty label was accepted")
+	if _, err := parseAnswer(loop, q); err == nil {
+		t.Fatal("a compression loop decoded")
 	}
 }
 
 func FuzzParseAnswer(f *testing.F) {
-	z := dnstest.New()
-	z.Add(dnstest.SRV("s.test", 300, 10, 5, 5080, "a.test"), dnstest.NAPTR("s.test", 300, 1, 1, "s", "SIP+D2U", "x.test"), dnstest.CNAME("s.test", 1, "c.test"))
-	q, _ := appendQuery(nil, 7, "s.test", typeSRV)
-	f.Add(z.Answer(q, false))
+	z := dnstest.New(dnstest.SRV("s.test", 300, 10, 5, 5080, "a.test"), dnstest.NAPTR("s.test", 300, 1, 1, "s", "SIP+D2U", "x.test"), dnstest.CNAME("s.test", 1, "c.test"))
+	q, qb := query(f, 7, "s.test", dns.TypeSRV)
+	f.Add(z.Answer(qb, false))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		parseAnswer(b, 7, "s.test", typeSRV)
+		parseAnswer(b, q)
 	})
 }
 
