@@ -323,17 +323,24 @@ func TestResolverCacheBounded(t *testing.T) {
 	}
 }
 
-// A truncated UDP answer is asked again over TCP.
+// A truncated UDP answer is asked again over TCP, whether the server sent
+// no records or cut the message inside one.
 func TestResolverTruncatedOverTCP(t *testing.T) {
-	z := dnstest.NewZone(t, dnstest.A("pbx.test", 300, "127.0.0.5"))
-	z.SetTruncate(true)
-	r := newTestResolver(z, nil)
-	ts, err := resolveNow(t, r, NextHop{Host: "pbx.test", Port: 5060})
-	if err != nil || targetsString(ts) != "UDP 127.0.0.5:5060" {
-		t.Fatalf("targets %s %v", targetsString(ts), err)
-	}
-	if q := z.Log(); strings.Join(q, " ") != "pbx.test/A/udp pbx.test/A/tcp pbx.test/AAAA/udp pbx.test/AAAA/tcp" {
-		t.Fatalf("queries %v", q)
+	for _, mode := range []dnstest.Truncation{dnstest.TruncateEmpty, dnstest.TruncateCut} {
+		z := dnstest.NewZone(t, dnstest.A("pbx.test", 300, "127.0.0.5"))
+		z.SetTruncate(mode)
+		r := newTestResolver(z, nil)
+		ts, err := resolveNow(t, r, NextHop{Host: "pbx.test", Port: 5060})
+		if err != nil || targetsString(ts) != "UDP 127.0.0.5:5060" {
+			t.Fatalf("mode %d: targets %s %v", mode, targetsString(ts), err)
+		}
+		want := "pbx.test/A/udp pbx.test/A/tcp pbx.test/AAAA/udp"
+		if mode == dnstest.TruncateEmpty {
+			want += " pbx.test/AAAA/tcp" // an empty answer is truncated too
+		}
+		if q := z.Log(); strings.Join(q, " ") != want {
+			t.Fatalf("mode %d: queries %v, want %s", mode, q, want)
+		}
 	}
 }
 

@@ -38,7 +38,7 @@ type Zone struct {
 	rrs      map[string][]RR // "name/type"
 	extra    map[string][]RR // additional section for "name/type"
 	soaMin   uint32
-	truncate bool // UDP answers carry TC and no records
+	truncate Truncation
 	queries  []string
 }
 
@@ -216,11 +216,23 @@ func (z *Zone) SetSOAMin(min uint32) {
 	z.mu.Unlock()
 }
 
-// SetTruncate makes every UDP answer truncated (TC, no records), so the
-// client must ask again over TCP.
-func (z *Zone) SetTruncate(on bool) {
+// Truncation is how the zone truncates its UDP answers.
+type Truncation int
+
+const (
+	NoTruncation Truncation = iota
+	// TruncateEmpty: TC set, no records (what most servers send).
+	TruncateEmpty
+	// TruncateCut: TC set, the whole answer cut inside its first record,
+	// the counts left as they were.
+	TruncateCut
+)
+
+// SetTruncate makes every UDP answer truncated, so the client must ask
+// again over TCP.
+func (z *Zone) SetTruncate(t Truncation) {
 	z.mu.Lock()
-	z.truncate = on
+	z.truncate = t
 	z.mu.Unlock()
 }
 
@@ -287,7 +299,7 @@ func (z *Zone) Answer(q []byte, udp bool) []byte {
 	resp := append([]byte(nil), q[:qend]...)
 	resp[2], resp[3] = 0x84, 0x00 // response, authoritative, NOERROR
 	resp[4], resp[5] = 0, 1
-	if udp && z.truncate {
+	if udp && z.truncate == TruncateEmpty {
 		resp[2] |= 0x02
 		ans, extra = nil, nil
 		exists = true
@@ -319,6 +331,10 @@ func (z *Zone) Answer(q []byte, udp bool) []byte {
 	put(ans)
 	put(auth)
 	put(extra)
+	if udp && z.truncate == TruncateCut && len(ans) > 0 {
+		resp[2] |= 0x02
+		resp = resp[:qend+5] // inside the first answer record
+	}
 	return resp
 }
 
