@@ -56,6 +56,7 @@ type Core struct {
 	pool        sync.Pool
 	stats       counters
 	warns       warnLimiter
+	sigs        routeSigners // Record-Route signatures
 }
 
 type counters struct {
@@ -115,6 +116,7 @@ func New(cfg Config) (*Core, error) {
 	}
 	c.nextID.Store(uint32(rnd[0])<<24 | uint32(rnd[1])<<16)
 	c.pool.New = func() any { return newCtx() }
+	c.sigs.init(cfg.RouteSecret)
 	if c.res == nil {
 		c.res = sipdns.New(sipdns.Config{})
 	}
@@ -166,6 +168,7 @@ type ctx struct {
 	key   []byte
 	via   []byte
 	rr    []byte
+	sig   []byte
 	recv  []byte
 	tmp   []byte
 	auth  []byte
@@ -179,7 +182,7 @@ type ctx struct {
 func newCtx() *ctx {
 	return &ctx{
 		in: make([]byte, 0, 4096), out: make([]byte, 0, 4096), key: make([]byte, 0, 256), via: make([]byte, 0, 256),
-		rr: make([]byte, 0, 512), recv: make([]byte, 0, 64), tmp: make([]byte, 0, 512),
+		rr: make([]byte, 0, 512), sig: make([]byte, 0, routeSigLen), recv: make([]byte, 0, 64), tmp: make([]byte, 0, 512),
 		auth: make([]byte, 0, 1024), rt: make([]byte, 0, 1024),
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -234,6 +234,39 @@ func (s *testServer) kill() {
 	if s.t.Failed() {
 		s.t.Logf("switchboard log:\n%s", s.Log)
 	}
+}
+
+// token is the management API token the server created in its data
+// directory at start (mgmt.token is empty in the test configuration).
+func (s *testServer) token() string {
+	s.t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.Dir, "mgmt.token"))
+	if err != nil {
+		s.t.Fatalf("management token: %v", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// api runs a management command as switchboard ctl does (POST, JSON
+// arguments, the bearer token) and returns the status and the body.
+func (s *testServer) api(cmd, args string) (int, []byte) {
+	s.t.Helper()
+	req, err := http.NewRequest("POST", "http://"+s.Mgmt+"/api/v1/"+cmd, strings.NewReader(args))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+s.token())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return resp.StatusCode, body
 }
 
 // metrics scrapes /metrics into name{labels} -> value.

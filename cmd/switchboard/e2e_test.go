@@ -130,7 +130,7 @@ func TestE2EProviderSanity(t *testing.T) {
 		{"malformed CSeq", strings.Replace(request("INVITE", "sip:alice@localhost", "To: <sip:alice@localhost>\r\nMax-Forwards: 70\r\n"), "CSeq: 1 INVITE", "CSeq: one INVITE", 1), "SIP/2.0 400 Bad Request - Malformed Header CSeq"},
 		{"BYE without route", request("BYE", "sip:alice@127.0.0.1", "To: <sip:alice@localhost>;tag=t1\r\nMax-Forwards: 70\r\n"), "SIP/2.0 404 Not here"},
 		{"relay to a foreign domain refused", request("INVITE", "sip:carol@example.net", "To: <sip:carol@example.net>\r\nMax-Forwards: 70\r\n"), "SIP/2.0 403 "},
-		{"preloaded route refused", request("INVITE", "sip:carol@example.net", "To: <sip:carol@example.net>\r\nRoute: <sip:127.0.0.1;lr>\r\nMax-Forwards: 70\r\n"), "SIP/2.0 403 Preload Route denied"},
+		{"route preloaded to another proxy refused", request("INVITE", "sip:carol@example.net", "To: <sip:carol@example.net>\r\nRoute: <sip:127.0.0.1:1;lr>\r\nMax-Forwards: 70\r\n"), "SIP/2.0 403 Preload Route denied"},
 		{"unsupported scheme", request("OPTIONS", "mailto:alice@example.com", "To: <sip:alice@example.com>\r\nMax-Forwards: 70\r\n"), "SIP/2.0 416 "},
 		{"unknown Proxy-Require", request("OPTIONS", "sip:alice@example.com", "To: <sip:alice@example.com>\r\nProxy-Require: foo\r\nMax-Forwards: 70\r\n"), "SIP/2.0 420 "},
 	}

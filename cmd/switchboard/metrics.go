@@ -55,13 +55,15 @@ func registerMetrics(set *metrics.Set, tr *transport.Transport, core *txn.Core) 
 
 func (s *server) registerCommands() {
 	s.mgmt.Register("transactions", mgmt.Command{
-		Help: "transaction counters and the number open now",
+		Help:     "transaction counters and the number open now",
+		ReadOnly: true,
 		Run: func(context.Context, json.RawMessage) (any, error) {
 			return s.core.Stats(), nil
 		},
 	})
 	s.mgmt.Register("transport", mgmt.Command{
-		Help: "packet, byte and connection counters per protocol",
+		Help:     "packet, byte and connection counters per protocol",
+		ReadOnly: true,
 		Run: func(context.Context, json.RawMessage) (any, error) {
 			ts := s.tr.Stats()
 			out := map[string]any{
@@ -82,7 +84,8 @@ func (s *server) registerCommands() {
 		},
 	})
 	s.mgmt.Register("domains", mgmt.Command{
-		Help: "the names this server treats as its own (served domains and listener addresses)",
+		Help:     "the names this server treats as its own (served domains and listener addresses)",
+		ReadOnly: true,
 		Run: func(context.Context, json.RawMessage) (any, error) {
 			return s.domains.List(), nil
 		},

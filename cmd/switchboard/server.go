@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,7 +86,11 @@ func (s *server) start() error {
 	if err != nil {
 		return fmt.Errorf("storage.dir %s: %w", cfg.Storage.Dir, err)
 	}
-	s.mgmt = mgmt.New(mgmt.Config{Listen: cfg.Mgmt.Listen, Token: cfg.Mgmt.Token, Version: version, Logger: s.log})
+	token, err := s.mgmtToken()
+	if err != nil {
+		return err
+	}
+	s.mgmt = mgmt.New(mgmt.Config{Listen: cfg.Mgmt.Listen, Token: token, AllowedHosts: cfg.Mgmt.AllowedHosts, Version: version, Logger: s.log})
 
 	rs, err := routing.Lookup(cfg.Routes)
 	if err != nil {
@@ -110,6 +115,13 @@ func (s *server) start() error {
 	if cfg.Outbound.Resolver != "" {
 		resolver = sipdns.New(sipdns.Config{Server: cfg.Outbound.Resolver})
 	}
+	// The key of our Record-Route signatures: on disk, so that calls up
+	// across a restart can still be ended, and copied to every node that
+	// shares calls.
+	routeSecret, err := store.LoadSecret(filepath.Join(cfg.Storage.Dir, "route.secret"), "route secret")
+	if err != nil {
+		return err
+	}
 	s.core, err = txn.New(txn.Config{
 		Sender:          s.tr,
 		Listeners:       s.tr,
@@ -125,6 +137,7 @@ func (s *server) start() error {
 		MaxTransactions: cfg.Limits.MaxTransactions,
 		AllowOutbound:   cfg.Outbound.AllowPrefixes(),
 		Resolver:        resolver,
+		RouteSecret:     routeSecret,
 		Logger:          s.log,
 	})
 	if err != nil {
@@ -149,6 +162,27 @@ func (s *server) start() error {
 	}
 	s.log.Info("switchboard started", "version", version, "routes", cfg.Routes, "domains", strings.Join(cfg.Domains, ","), "mgmt", s.mgmt.Addr(), "data", cfg.Storage.Dir)
 	return nil
+}
+
+// mgmtToken is the management API's bearer token: mgmt.token of the
+// configuration, else the token file in the data directory, created with
+// a random token at the first start so that the API is never open.
+func (s *server) mgmtToken() (string, error) {
+	if s.cfg.Mgmt.Token != "" || s.cfg.Mgmt.Listen == "" {
+		return s.cfg.Mgmt.Token, nil
+	}
+	path := filepath.Join(s.cfg.Storage.Dir, mgmt.TokenFile)
+	tok, created, err := mgmt.LoadOrCreateToken(path)
+	if err != nil {
+		return "", fmt.Errorf("mgmt: %w", err)
+	}
+	if created {
+		s.log.Info("management API token created; switchboard ctl reads it from there", "file", path)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o007 != 0 {
+		s.log.Warn("the management API token can be read by every user of this host: chmod o-rwx it", "file", path)
+	}
+	return tok, nil
 }
 
 // coreHandler passes received messages to the transaction layer, which is
@@ -330,7 +364,7 @@ func (s *server) reload() {
 		"timers":    cfg.Timers != s.cfg.Timers,
 		"limits":    cfg.Limits != s.cfg.Limits,
 		"storage":   cfg.Storage != s.cfg.Storage,
-		"mgmt":      cfg.Mgmt != s.cfg.Mgmt,
+		"mgmt":      fmt.Sprint(cfg.Mgmt) != fmt.Sprint(s.cfg.Mgmt),
 		"registrar": cfg.Registrar != s.cfg.Registrar,
 		"auth":      fmt.Sprint(cfg.Auth) != fmt.Sprint(s.cfg.Auth),
 	} {

@@ -218,3 +218,28 @@ func TestTLSFilesChecked(t *testing.T) {
 		})
 	}
 }
+
+func TestMgmtKeys(t *testing.T) {
+	cfg, err := Load("x.yaml", []byte("mgmt:\n  token: 0123456789abcdef-XYZ\n  allowed_hosts: [sb.example.net, \"sb.example.net:8443\", \"192.0.2.1:8080\", \"[2001:db8::1]:8080\", \"[::1]\"]\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mgmt.Token != "0123456789abcdef-XYZ" || len(cfg.Mgmt.AllowedHosts) != 5 {
+		t.Fatalf("mgmt: %+v", cfg.Mgmt)
+	}
+	for _, c := range []struct{ src, want string }{
+		{"mgmt:\n  token: short\n", "x.yaml:2: mgmt.token: a token needs at least 16 characters, this one has 5; leave it empty"},
+		{"mgmt:\n  token: \"0123456789abcdef 0\"\n", "x.yaml:2: mgmt.token: a token may hold letters, digits"},
+		{"mgmt:\n  allowed_hosts: [\"http://sb.example.net\"]\n", "x.yaml:2: mgmt.allowed_hosts[0]: not a host name or host:port"},
+		{"mgmt:\n  allowed_hosts: [ok.example.net, \"sb.example.net:0\"]\n", "x.yaml:2: mgmt.allowed_hosts[1]:"},
+		{"mgmt:\n  allowed_hosts: [\"2001:db8::1\"]\n", "mgmt.allowed_hosts[0]:"},
+		{"mgmt:\n  allowed_hosts: [\"sb.example.net/api\"]\n", "mgmt.allowed_hosts[0]:"},
+		{"mgmt:\n  allowed_hosts: [\"\"]\n", "mgmt.allowed_hosts[0]:"},
+		{"mgmt:\n  allowed_host: [a]\n", "x.yaml:2: mgmt.allowed_host: unknown key; known keys here: allowed_hosts, listen, token"},
+	} {
+		_, err := Load("x.yaml", []byte(c.src), nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want %q", c.src, err, c.want)
+		}
+	}
+}
