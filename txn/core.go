@@ -74,6 +74,7 @@ type Stats struct {
 	SendErrors          uint64 // sends refused by the allow-list or the transport
 	Transactions        int    // live transactions
 	Bytes               int64  // bytes accounted to them
+	MaxBytes            int64  // the cap on Bytes (Config.MaxBytes; 0: none)
 }
 
 // New creates a core. Call Close when done.
@@ -144,7 +145,7 @@ func (c *Core) Stats() Stats {
 		Requests: c.stats.requests.Load(), Responses: c.stats.responses.Load(),
 		Retransmissions: c.stats.retrans.Load(), Malformed: c.stats.malformed.Load(),
 		Stateless: c.stats.stateless.Load(), Full: c.stats.full.Load(), Loops: c.stats.loops.Load(),
-		SendErrors: c.stats.sendErrs.Load(), Transactions: ts.Entries, Bytes: ts.Bytes,
+		SendErrors: c.stats.sendErrs.Load(), Transactions: ts.Entries, Bytes: ts.Bytes, MaxBytes: ts.MaxBytes,
 	}
 }
 

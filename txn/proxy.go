@@ -497,7 +497,7 @@ func (c *Core) applyRouteEdits(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn
 		return err
 	}
 	r.st.routed = false
-	s.Account(e, t.owned())
+	s.Charge(e, t.owned())
 	return nil
 }
 
@@ -663,7 +663,7 @@ func (c *Core) sendAttempt(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r
 	if t.invite {
 		s.StartTimer(e, &b.tC, kind|kC, msDur(c.timerCOf(t)))
 	}
-	s.Account(e, t.owned())
+	s.Charge(e, t.owned())
 	return true
 }
 

@@ -102,7 +102,7 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 	t.msg = *m
 	t.respL = p.Listener
 	t.respDst = respDest(p, t.msg.TopVia())
-	if s.Account(e, t.owned()) != nil {
+	if s.Account(e, t.admission()) != nil {
 		s.Remove(e)
 		s.Unlock()
 		c.replyFull(x, p)
@@ -129,7 +129,9 @@ func (c *Core) trying(s *shards.Shard[txn], e *shards.Entry[txn]) {
 	t.resp = parser.AppendResponse(t.resp[:0], &t.msg, 100, nil, nil)
 	t.state = sProceeding
 	c.sendTo(t.respL, t.respDst, t.resp)
-	s.Account(e, t.owned())
+	// Not below the room reserved at admission: the relayed copy, which
+	// it is for, does not exist yet (a suspended route relays later).
+	s.Charge(e, max(t.owned(), int(e.Extra())))
 }
 
 // retransmitted answers a retransmitted request with the last response
@@ -280,7 +282,7 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		t.resp = append(t.resp[:0], data...)
 		t.state = sProceeding
 		c.sendTo(t.respL, t.respDst, data)
-		s.Account(e, t.owned())
+		s.Charge(e, t.owned())
 		return
 	}
 	if t.finalSent {
@@ -300,7 +302,7 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		return
 	}
 	t.resp = append(t.resp[:0], data...)
-	s.Account(e, t.owned())
+	s.Charge(e, t.owned())
 	t.state = sCompleted
 	reliable := t.proto.Stream()
 	switch {

@@ -122,6 +122,7 @@ func (s *server) start() error {
 	if err != nil {
 		return err
 	}
+	txnMemory, txnMemorySource := cfg.Limits.TransactionMemory()
 	s.core, err = txn.New(txn.Config{
 		Sender:          s.tr,
 		Listeners:       s.tr,
@@ -135,6 +136,7 @@ func (s *server) start() error {
 		FR:              cfg.Timers.FR.D(),
 		Shards:          cfg.Limits.Shards,
 		MaxTransactions: cfg.Limits.MaxTransactions,
+		MaxBytes:        txnMemory,
 		AllowOutbound:   cfg.Outbound.AllowPrefixes(),
 		Resolver:        resolver,
 		RouteSecret:     routeSecret,
@@ -160,6 +162,7 @@ func (s *server) start() error {
 	for _, l := range s.tr.Listeners() {
 		s.log.Info("listening", "proto", l.Proto.String(), "addr", l.Local.String(), "advertise", l.AdvertisedHost+":"+strconv.Itoa(int(l.AdvertisedPort)))
 	}
+	s.log.Info("transaction memory cap", "mib", txnMemory>>20, "from", txnMemorySource)
 	s.log.Info("switchboard started", "version", version, "routes", cfg.Routes, "domains", strings.Join(cfg.Domains, ","), "mgmt", s.mgmt.Addr(), "data", cfg.Storage.Dir)
 	return nil
 }
@@ -194,13 +197,14 @@ func (h *coreHandler) HandleMessage(p *transport.Packet) { h.core.HandleMessage(
 func (s *server) transportConfig() transport.Config {
 	cfg := s.cfg
 	tc := transport.Config{
-		MaxMessageSize: cfg.Limits.MaxMessageSize,
-		MaxConns:       cfg.Limits.MaxConnections,
-		MaxConnsPerIP:  cfg.Limits.MaxConnectionsPerIP,
-		IdleTimeout:    cfg.Limits.IdleTimeout.D(),
-		TLSCertFile:    cfg.TLS.Cert,
-		TLSKeyFile:     cfg.TLS.Key,
-		TLSMinVersion:  tlsVersion(cfg.TLS.MinVersion),
+		MaxMessageSize:  cfg.Limits.MaxMessageSize,
+		MaxConns:        cfg.Limits.MaxConnections,
+		MaxConnsPerIP:   cfg.Limits.MaxConnectionsPerIP,
+		OutboundReserve: cfg.Limits.OutboundReserved(),
+		IdleTimeout:     cfg.Limits.IdleTimeout.D(),
+		TLSCertFile:     cfg.TLS.Cert,
+		TLSKeyFile:      cfg.TLS.Key,
+		TLSMinVersion:   tlsVersion(cfg.TLS.MinVersion),
 	}
 	if cfg.TLS.ClientCA != "" {
 		tc.TLSClientCAFile = cfg.TLS.ClientCA

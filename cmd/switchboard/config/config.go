@@ -111,12 +111,25 @@ type Timers struct {
 
 // Limits bound what peers can make the server hold.
 type Limits struct {
-	MaxMessageSize      int      `yaml:"max_message_size"`
-	MaxTransactions     int      `yaml:"max_transactions"`
-	MaxConnections      int      `yaml:"max_connections"`
-	MaxConnectionsPerIP int      `yaml:"max_connections_per_ip"`
-	IdleTimeout         Duration `yaml:"idle_timeout"`
-	Shards              int      `yaml:"shards"`
+	MaxMessageSize  int `yaml:"max_message_size"`
+	MaxTransactions int `yaml:"max_transactions"`
+	// MaxTransactionMemory caps the memory of the transaction table, in
+	// MiB; 0 takes a share of the available memory (TransactionMemory).
+	MaxTransactionMemory int `yaml:"max_transaction_memory"`
+	MaxConnections       int `yaml:"max_connections"`
+	MaxConnectionsPerIP  int `yaml:"max_connections_per_ip"`
+	// OutboundReservedPercent is the share of MaxConnections, in percent,
+	// that inbound connections may not take: kept for the connections
+	// the server dials to next hops.
+	OutboundReservedPercent int      `yaml:"outbound_connections_reserved_percent"`
+	IdleTimeout             Duration `yaml:"idle_timeout"`
+	Shards                  int      `yaml:"shards"`
+}
+
+// OutboundReserved is the number of connection slots kept for outbound
+// connections: OutboundReservedPercent of MaxConnections, rounded down.
+func (l Limits) OutboundReserved() int {
+	return l.MaxConnections * l.OutboundReservedPercent / 100
 }
 
 // Storage says where persistent data lives.
@@ -208,12 +221,14 @@ func Default() *Config {
 			Wait:   Duration(5 * time.Second),
 		},
 		Limits: Limits{
-			MaxMessageSize:      65535,
-			MaxTransactions:     1_000_000,
-			MaxConnections:      10_000,
-			MaxConnectionsPerIP: 100,
-			IdleTimeout:         Duration(10 * time.Minute),
-			Shards:              0,
+			MaxMessageSize:          65535,
+			MaxTransactions:         1_000_000,
+			MaxTransactionMemory:    0,
+			MaxConnections:          10_000,
+			MaxConnectionsPerIP:     100,
+			OutboundReservedPercent: 10,
+			IdleTimeout:             Duration(10 * time.Minute),
+			Shards:                  0,
 		},
 		Storage: Storage{Driver: "sqlite", Dir: "data"},
 		Log:     Log{Level: "info", Format: "text"},
@@ -327,11 +342,17 @@ func (c *Config) check(at func(key string) int) error {
 	if lim.MaxTransactions < 1 {
 		return fail("limits.max_transactions", "must be at least 1, not %d", lim.MaxTransactions)
 	}
+	if lim.MaxTransactionMemory < 0 || lim.MaxTransactionMemory > 1<<20 {
+		return fail("limits.max_transaction_memory", "must be 0 (a share of the available memory) or between 1 and 1048576 (MiB), not %d", lim.MaxTransactionMemory)
+	}
 	if lim.MaxConnections < 1 {
 		return fail("limits.max_connections", "must be at least 1, not %d", lim.MaxConnections)
 	}
 	if lim.MaxConnectionsPerIP < 1 || lim.MaxConnectionsPerIP > lim.MaxConnections {
 		return fail("limits.max_connections_per_ip", "must be between 1 and limits.max_connections (%d), not %d", lim.MaxConnections, lim.MaxConnectionsPerIP)
+	}
+	if lim.OutboundReservedPercent < 0 || lim.OutboundReservedPercent > 90 {
+		return fail("limits.outbound_connections_reserved_percent", "must be between 0 and 90 (percent of limits.max_connections), not %d", lim.OutboundReservedPercent)
 	}
 	if lim.IdleTimeout.D() < time.Second {
 		return fail("limits.idle_timeout", "must be at least 1s, not %s", lim.IdleTimeout.D())
