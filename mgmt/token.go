@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"switchboard/store"
 )
 
 // TokenFile is the name of the token file in the data directory: the
@@ -61,11 +62,9 @@ func ReadTokenFile(path string) (string, error) {
 // random token (32 bytes, hex) and mode 0600 when it does not exist.
 // created says whether this call wrote it.
 //
-// The file appears complete or not at all: the token is written to a
-// private temporary file that is then linked to path, and link(2) fails
-// when path exists, as O_EXCL does. Two processes starting on the same
-// data directory therefore end up with the same token, and neither can
-// read a half-written file.
+// The file appears complete or not at all (store.CreateFileOnce): two
+// processes starting on the same data directory end up with the same
+// token, and neither can read a half-written file.
 func LoadOrCreateToken(path string) (tok string, created bool, err error) {
 	tok, err = ReadTokenFile(path)
 	if err == nil || !errors.Is(err, os.ErrNotExist) {
@@ -76,33 +75,13 @@ func LoadOrCreateToken(path string) (tok string, created bool, err error) {
 		return "", false, err
 	}
 	tok = hex.EncodeToString(b)
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", false, fmt.Errorf("creating the management token: %w", err)
-	}
-	// CreateTemp opens with O_EXCL and mode 0600.
-	f, err := os.CreateTemp(dir, "."+TokenFile+"-*")
+	created, err = store.CreateFileOnce(path, []byte(tok+"\n"))
 	if err != nil {
-		return "", false, fmt.Errorf("creating the management token in %s: %w", dir, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	_, err = f.WriteString(tok + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return "", false, fmt.Errorf("writing the management token %s: %w", tmp, err)
-	}
-	if err := os.Link(tmp, path); err != nil {
-		if errors.Is(err, os.ErrExist) { // another process was first: use its token
-			tok, err = ReadTokenFile(path)
-			return tok, false, err
-		}
 		return "", false, fmt.Errorf("creating the management token %s: %w", path, err)
+	}
+	if !created { // another process was first: use its token
+		tok, err = ReadTokenFile(path)
+		return tok, false, err
 	}
 	return tok, true, nil
 }

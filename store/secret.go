@@ -13,7 +13,8 @@ import (
 // LoadSecret reads a key the server keeps in its data directory (the
 // nonce secret of digest authentication, the Record-Route signing key),
 // creating it on first use: 32 random bytes, hex, mode 0600, created
-// exclusively so that two processes starting together agree on one. Keys
+// once (CreateFileOnce) so that two processes starting together agree on
+// one. Keys
 // on disk keep nonces and signed routes valid across a restart, and can be
 // copied to every node that must accept them. what names the key in
 // errors.
@@ -33,22 +34,49 @@ func LoadSecret(path, what string) ([]byte, error) {
 	if _, err := rand.Read(s); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	created, err := CreateFileOnce(path, []byte(hex.EncodeToString(s)+"\n"))
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		if errors.Is(err, os.ErrExist) { // another process created it first
-			return LoadSecret(path, what)
-		}
-		return nil, fmt.Errorf("%s: creating %s: %w", what, path, err)
+	if !created { // another process was first: use its key
+		return LoadSecret(path, what)
 	}
-	_, err = f.WriteString(hex.EncodeToString(s) + "\n")
+	return s, nil
+}
+
+// CreateFileOnce writes data to path with mode 0600 unless path exists,
+// and reports whether it did. The file appears whole or not at all: data
+// is written to a private temporary file in the same directory, synced,
+// and linked to path; link(2) fails when path exists, as O_EXCL does. So
+// two processes starting on one data directory end up with the same file,
+// and neither can read it half-written. The directory is created (0700)
+// when missing.
+func CreateFileOnce(path string, data []byte) (created bool, err error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*") // O_EXCL, mode 0600
+	if err != nil {
+		return false, err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: writing %s: %w", what, path, err)
+		return false, fmt.Errorf("writing %s: %w", tmp, err)
 	}
-	return s, nil
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
 }

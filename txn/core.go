@@ -17,6 +17,7 @@ import (
 
 	"switchboard/parser"
 	"switchboard/shards"
+	"switchboard/sipdns"
 	"switchboard/transport"
 )
 
@@ -43,7 +44,7 @@ type Core struct {
 	local  LocalRouter // the Router, when it implements LocalRouter
 	send   Sender
 	ls     ListenerSet
-	res    *Resolver
+	res    *sipdns.Resolver
 
 	perShardMax int
 	t1, t2, t4  int64 // ms
@@ -130,7 +131,7 @@ func New(cfg Config) (*Core, error) {
 	c.pool.New = func() any { return newCtx() }
 	c.sigs.init(cfg.RouteSecret)
 	if c.res == nil {
-		c.res = NewResolver(ResolverConfig{})
+		c.res = sipdns.New(sipdns.Config{})
 	}
 	if c.own {
 		if err := c.clock.Start(0); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"switchboard/parser"
 	"switchboard/shards"
+	"switchboard/sipdns"
 	"switchboard/transport"
 )
 
@@ -748,7 +749,7 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 	uri := r.RequestURI()
 	var proto transport.Proto
 	var dst netip.AddrPort
-	var q NextHop
+	var q sipdns.NextHop
 	resolving := false
 	if st.destSet {
 		proto, dst = st.proto, st.dst
@@ -812,8 +813,8 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 // forwardResolved sends a statelessly forwarded request to the first
 // usable target of its next hop once resolved (slow path: the message was
 // copied). There is no fail-over without a transaction.
-func (c *Core) forwardResolved(q NextHop, data []byte) {
-	send := func(ts []Target, err error) {
+func (c *Core) forwardResolved(q sipdns.NextHop, data []byte) {
+	send := func(ts []sipdns.Target, err error) {
 		if err != nil {
 			c.warn("txn: stateless next hop did not resolve", "host", q.Host, "err", err)
 			return

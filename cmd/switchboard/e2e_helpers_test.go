@@ -135,6 +135,8 @@ func startServer(t *testing.T, extra string) *testServer {
 type serverOptions struct {
 	Listen string   // more listen entries, YAML list lines ("  - {proto: tls, ...}\n")
 	Env    []string // more environment variables for the process
+
+	Resolver string // outbound.resolver instead of 127.0.0.1:9 (nothing answers there)
 }
 
 // startServerWith is startServer with more listeners or environment.
@@ -143,6 +145,10 @@ func startServerWith(t *testing.T, extra string, o serverOptions) *testServer {
 	dir := t.TempDir()
 	s := &testServer{t: t, Port: freeSIPPort(t), Mgmt: freeTCPAddr(t), Dir: filepath.Join(dir, "data"), env: o.Env}
 	s.Config = filepath.Join(dir, "switchboard.yaml")
+	resolver := "127.0.0.1:9"
+	if o.Resolver != "" {
+		resolver = o.Resolver
+	}
 	cfg := fmt.Sprintf(`listen:
   - {proto: udp, address: "127.0.0.1:%d"}
   - {proto: tcp, address: "127.0.0.1:%d"}
@@ -152,10 +158,10 @@ storage:
   dir: %q
 outbound:
   allow: [127.0.0.0/8, "::1"]
-  resolver: "127.0.0.1:9"
+  resolver: %q
 log:
   level: debug
-%s`, s.Port, s.Port, o.Listen, s.Mgmt, s.Dir, extra)
+%s`, s.Port, s.Port, o.Listen, s.Mgmt, s.Dir, resolver, extra)
 	if !strings.Contains(extra, "timers:") {
 		cfg += "timers:\n  t1: 100ms\n  t2: 400ms\n  t4: 500ms\n  timer_c: 5s\n"
 	}

@@ -29,7 +29,7 @@ func TestE2ERelayedCallsWithRecordRoute(t *testing.T) {
 	before := srv.metrics()
 
 	uas := freeSIPPort(t)
-	startSipp(t, "-sf", "uas_check_route.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-m", "5")
+	callee := startSippPeer(t, "-sf", "uas_check_route.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-m", "5")
 	time.Sleep(200 * time.Millisecond)
 	res := runSipp(t, 30*time.Second, "-sf", "uac_call_hold.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
 		"-key", "ruri", "sip:callee@127.0.0.1:"+strconv.Itoa(uas),
@@ -37,6 +37,9 @@ func TestE2ERelayedCallsWithRecordRoute(t *testing.T) {
 		"127.0.0.1:"+strconv.Itoa(uas))
 	if res.Code != 0 {
 		t.Fatalf("sipp caller exit %d:\n%s", res.Code, res.Output)
+	}
+	if code := callee.wait(5 * time.Second); code != 0 {
+		t.Fatalf("sipp callee exit %d (its checks of Record-Route, Via and Route failed):\n%s", code, callee.out.String())
 	}
 
 	after := srv.metrics()

@@ -22,6 +22,7 @@ import (
 	"switchboard/routing"
 	_ "switchboard/routing/provider"
 	_ "switchboard/routing/relay"
+	"switchboard/sipdns"
 	"switchboard/store"
 	"switchboard/transport"
 	"switchboard/txn"
@@ -110,9 +111,9 @@ func (s *server) start() error {
 	if err != nil {
 		return err
 	}
-	var resolver *txn.Resolver
+	var resolver *sipdns.Resolver
 	if cfg.Outbound.Resolver != "" {
-		resolver = txn.NewResolver(txn.ResolverConfig{Server: cfg.Outbound.Resolver})
+		resolver = sipdns.New(sipdns.Config{Server: cfg.Outbound.Resolver})
 	}
 	// The key of our Record-Route signatures: on disk, so that calls up
 	// across a restart can still be ended, and copied to every node that
