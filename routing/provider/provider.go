@@ -180,9 +180,11 @@ func (p *routes) request(c *routing.Ctx) {
 // Record-Route we signed for this dialog. Anything else is not relayed:
 // a Route of ours that does not verify gets 403, a request with no Route
 // of ours (a stray BYE, a request "inside a dialog" made up to reach some
-// address through us) 404.
+// address through us) 404. Credentials for our realm a phone may still
+// send on in-dialog requests are not passed on.
 func inDialog(c *routing.Ctx) {
 	if c.LooseRoute() {
+		auth.ConsumeCredentials(c)
 		relay(c)
 		return
 	}

@@ -369,11 +369,13 @@ func TestInDialogNeedsOurSignedRoute(t *testing.T) {
 		}
 		return m + "Content-Length: 0\r\n\r\n"
 	}
-	// bob hangs up along the recorded route: relayed to the caller.
-	bye := h.send(phone, inDialog("BYE", "sip:someone@127.0.0.1:7000", callID, rr),
-		func(s sentMsg) bool { return strings.HasPrefix(s.data, "BYE ") })
-	if bye.dst != "127.0.0.1:7000" {
-		t.Fatalf("BYE sent to %s", bye.dst)
+	// bob hangs up along the recorded route: relayed to the caller,
+	// without the credentials for our realm his phone added.
+	byeMsg := strings.Replace(inDialog("BYE", "sip:someone@127.0.0.1:7000", callID, rr), "Content-Length: 0",
+		`Proxy-Authorization: Digest username="bob", realm="example.com", nonce="n", uri="sip:someone@127.0.0.1:7000", response="00"`+"\r\nContent-Length: 0", 1)
+	bye := h.send(phone, byeMsg, func(s sentMsg) bool { return strings.HasPrefix(s.data, "BYE ") })
+	if bye.dst != "127.0.0.1:7000" || strings.Contains(bye.data, "Proxy-Authorization") {
+		t.Fatalf("BYE sent to %s:\n%s", bye.dst, bye.data)
 	}
 	const target = "127.0.0.1:25099"
 	for _, c := range []struct{ name, msg, want string }{
