@@ -214,6 +214,7 @@ func (s *server) registerModuleMetrics() {
 		"stale": func(s auth.Stats) uint64 { return s.Stale }, "forbidden": func(s auth.Stats) uint64 { return s.Forbidden },
 		"challenges": func(s auth.Stats) uint64 { return s.Challenges }, "cache_misses": func(s auth.Stats) uint64 { return s.CacheMisses },
 		"busy": func(s auth.Stats) uint64 { return s.Busy }, "store_errors": func(s auth.Stats) uint64 { return s.StoreErrors },
+		"bad_uri": func(s auth.Stats) uint64 { return s.BadURI }, "retransmits": func(s auth.Stats) uint64 { return s.Retransmits },
 	} {
 		set.NewGauge(`switchboard_auth_`+name+`_total`, func() float64 { return float64(f(m.auth.Stats())) })
 	}
