@@ -62,7 +62,10 @@ func (s *server) startModules(env *routing.Env) error {
 		},
 	})
 	rc := cfg.Registrar
-	var err error
+	natTests, err := registrar.ParseNATTests(rc.NATTests)
+	if err != nil {
+		return fmt.Errorf("registrar.nat_tests: %w", err)
+	}
 	m.reg, err = registrar.New(registrar.Config{
 		Clock:          m.clock,
 		DefaultExpires: rc.DefaultExpires.D(),
@@ -71,6 +74,7 @@ func (s *server) startModules(env *routing.Env) error {
 		MaxContacts:    rc.MaxContacts,
 		MaxBytes:       int64(rc.MaxMemory) << 20,
 		Shards:         cfg.Limits.Shards,
+		NATTests:       natTests,
 		Writer:         m.writer,
 		Logger:         s.log,
 	})

@@ -330,7 +330,7 @@ func (s *server) reload() {
 		"limits":    cfg.Limits != s.cfg.Limits,
 		"storage":   cfg.Storage != s.cfg.Storage,
 		"mgmt":      cfg.Mgmt != s.cfg.Mgmt,
-		"registrar": cfg.Registrar != s.cfg.Registrar,
+		"registrar": fmt.Sprint(cfg.Registrar) != fmt.Sprint(s.cfg.Registrar),
 		"auth":      fmt.Sprint(cfg.Auth) != fmt.Sprint(s.cfg.Auth),
 	} {
 		if changed {

@@ -293,7 +293,8 @@ func TestDigestURIMustBeTheRequestURI(t *testing.T) {
 		{"INVITE", "sip:%62ob@example.com", "sip:bob@example.com;lr"},    // escapes are their characters
 		{"INVITE", "sip:bob@example.com;user=phone;x=1", "sip:bob@Example.COM;X=1;USER=phone"},
 	} {
-		u := &ua{user: "alice", method: tc.method, ruri: tc.ruri, duri: tc.duri}
+		// seq: every REGISTER shares alice's Call-ID, so its CSeq must grow.
+		u := &ua{user: "alice", method: tc.method, ruri: tc.ruri, duri: tc.duri, seq: h.cseq()}
 		if tc.method == "INVITE" {
 			u.to = "bob"
 		}

@@ -192,6 +192,10 @@ func (u *ua) target() string {
 
 var branchSeq int
 
+// cseq returns a CSeq above any used so far, for a new ua on a Call-ID
+// already registered.
+func (h *harness) cseq() int { return 1000 + branchSeq }
+
 func (u *ua) msg(auth string) string {
 	u.seq++
 	branchSeq++

@@ -29,6 +29,8 @@ type harness struct {
 	// inRoute, when set, runs inside the request route instead of the
 	// default handling (benchmarks and allocation tests).
 	inRoute func(c *routing.Ctx)
+	// authenticated makes the route save REGISTERs as authenticated.
+	authenticated bool
 }
 
 type sent struct {
@@ -65,7 +67,7 @@ func newHarness(t testing.TB, cfg Config) *harness {
 				return
 			}
 			if c.IsMethod(parser.MethodRegister) {
-				reg.Save(c)
+				reg.SaveWith(c, SaveOptions{Authenticated: h.authenticated})
 				return
 			}
 			if !reg.Lookup(c) {

@@ -67,6 +67,10 @@ type Config struct {
 	MaxBytes int64
 	// Shards is the number of table shards (0: automatic).
 	Shards int
+	// NATTests decide which contacts of an authenticated REGISTER are
+	// behind NAT and reached at the REGISTER's source (0:
+	// DefaultNATTests; NATNone: none).
+	NATTests NATTests
 	// Writer, when set, receives every binding change (write-behind).
 	Writer *store.LocationWriter
 	// Logger receives error-path lines. Nil: slog.Default().
@@ -75,11 +79,12 @@ type Config struct {
 
 // Registrar is the location service. It is safe for concurrent use.
 type Registrar struct {
-	cfg     Config
-	tbl     *shards.Table[record]
-	w       *store.LocationWriter
-	log     *slog.Logger
-	scratch sync.Pool // *scratch
+	cfg      Config
+	natTests NATTests
+	tbl      *shards.Table[record]
+	w        *store.LocationWriter
+	log      *slog.Logger
+	scratch  sync.Pool // *scratch
 
 	// counters
 	saved, removed, expired, refused, lookups, found atomic.Uint64
@@ -103,12 +108,15 @@ type binding struct {
 	src      netip.AddrPort // where the REGISTER came from
 	socket   netip.AddrPort // the listener it came in on
 	proto    transport.Proto
-	nat      bool // src differs from the contact's host and port
+	nat      bool            // reached at src (see natted)
+	hop      netip.AddrPort  // the first Path hop, when it is an IP address
+	hopProto transport.Proto // and its transport
 	q        int16
 	regID    uint32
 	cseq     uint32
-	expires  int64 // clock ms
-	modified int64 // clock ms
+	branch   uint64 // hash of the REGISTER's Via branch; 0 when loaded from the store
+	expires  int64  // clock ms
+	modified int64  // clock ms
 }
 
 const timerExpire = 1
@@ -150,7 +158,10 @@ func New(cfg Config) (*Registrar, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	r := &Registrar{cfg: cfg, w: cfg.Writer, log: cfg.Logger}
+	r := &Registrar{cfg: cfg, w: cfg.Writer, log: cfg.Logger, natTests: cfg.NATTests}
+	if r.natTests == 0 {
+		r.natTests = DefaultNATTests
+	}
 	r.scratch.New = func() any { return new(scratch) }
 	tbl, err := shards.New(shards.Config[record]{
 		Clock:     cfg.Clock,
@@ -204,6 +215,7 @@ func (r *Registrar) Load(ctx context.Context, st *store.Store) (int, error) {
 		b.proto, b.src = parseAddr(sb.Received)
 		_, b.socket = parseAddr(sb.Socket)
 		b.nat = sb.Flags&flagNAT != 0
+		b.hopProto, b.hop, _ = pathHop(b.path)
 		b.params = []byte(storedParams(sb))
 		key := []byte(sb.AOR)
 		h := shards.Sum(key)

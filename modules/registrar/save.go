@@ -10,6 +10,7 @@ import (
 	"switchboard/routing"
 	"switchboard/shards"
 	"switchboard/store"
+	"switchboard/transport"
 )
 
 // scratch is per-call working memory, pooled so a REGISTER that refreshes
@@ -33,16 +34,33 @@ type contactIn struct {
 	idx      int // index of the existing binding with the same key, -1 if none
 }
 
+// SaveOptions say what the route knows about a REGISTER.
+type SaveOptions struct {
+	// Authenticated: the route checked the REGISTER's credentials for the
+	// To AOR (auth.Authorized). Only then is a contact that points
+	// elsewhere than the REGISTER's source stored to be reached as given
+	// (third-party registration, an edge proxy's Path); from a REGISTER
+	// that was not authenticated such a contact is reached through the
+	// address the REGISTER came from, whatever the NAT tests say.
+	Authenticated bool
+}
+
 // Save handles a REGISTER for a served domain (OpenSIPS:
 // save("location")): it adds, refreshes or removes the bindings of the
 // address-of-record in the To header and answers: 200 with every current
 // binding and its remaining expiry, 423 with Min-Expires, 400 for a
 // malformed Contact or To, 404 when the To domain is not served, 503 when
-// the AOR would have more than MaxContacts bindings. It returns the status
-// sent. The route has authenticated the request before, if it wants to.
-func (r *Registrar) Save(c *routing.Ctx) int {
+// the AOR would have more than MaxContacts bindings, 400 for a CSeq not
+// above the binding's (RFC 3261 §10.3 step 7). It returns the status sent.
+//
+// Save treats the REGISTER as not authenticated: use SaveWith after the
+// route checked its credentials.
+func (r *Registrar) Save(c *routing.Ctx) int { return r.SaveWith(c, SaveOptions{}) }
+
+// SaveWith is Save with what the route knows about the request.
+func (r *Registrar) SaveWith(c *routing.Ctx, o SaveOptions) int {
 	sc := r.scratch.Get().(*scratch)
-	code := r.save(c, sc)
+	code := r.save(c, sc, o)
 	r.scratch.Put(sc)
 	if code != 200 {
 		r.refused.Add(1)
@@ -50,7 +68,7 @@ func (r *Registrar) Save(c *routing.Ctx) int {
 	return code
 }
 
-func (r *Registrar) save(c *routing.Ctx, sc *scratch) int {
+func (r *Registrar) save(c *routing.Ctx, sc *scratch, o SaveOptions) int {
 	m := c.Msg()
 	user, host := c.TUser(), c.TDomain()
 	if len(user) == 0 || len(host) == 0 {
@@ -66,6 +84,16 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch) int {
 	hdrExp, hasHdrExp := m.Expires()
 	callID := m.CallID()
 	cseq := m.CSeq().Num
+	branch := shards.Sum(m.TopVia().Branch)
+	sc.path = sc.path[:0]
+	for i, n := 0, m.NumHeaders(); i < n; i++ {
+		if h := m.HeaderAt(i); h.Name == parser.HdrPath {
+			if len(sc.path) > 0 {
+				sc.path = append(sc.path, ',')
+			}
+			sc.path = append(sc.path, h.Value...)
+		}
+	}
 
 	// Parse and check every Contact before changing anything: a request
 	// is applied whole or not at all.
@@ -110,7 +138,8 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch) int {
 			ci.regID = uint32(id)
 		}
 		ci.params = na.Params
-		ci.nat = behindNAT(&u, c.SrcIP(), c.SrcPort())
+		_, ob := u.Param("ob")
+		ci.nat = r.natted(c, &u, ob, ci.regID > 0, len(sc.path) > 0, o.Authenticated)
 		sc.cs = append(sc.cs, ci)
 	}
 	if it.Err() != nil {
@@ -118,15 +147,6 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch) int {
 	}
 	if star && (len(sc.cs) > 0 || !hasHdrExp || hdrExp != 0) {
 		return reply(c, 400, "Invalid Wildcard Contact", nil)
-	}
-	sc.path = sc.path[:0]
-	for i, n := 0, m.NumHeaders(); i < n; i++ {
-		if h := m.HeaderAt(i); h.Name == parser.HdrPath {
-			if len(sc.path) > 0 {
-				sc.path = append(sc.path, ',')
-			}
-			sc.path = append(sc.path, h.Value...)
-		}
 	}
 
 	h := shards.Sum(key)
@@ -143,8 +163,15 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch) int {
 	}
 	if e != nil {
 		v := &e.Value
+		if !v.inOrder(sc, star, callID, cseq, branch) {
+			if len(v.b) == 0 {
+				s.Remove(e)
+			}
+			s.Unlock()
+			return reply(c, 400, "Out of Order CSeq", nil)
+		}
 		if star {
-			r.removeAll(v, key, callID, cseq)
+			r.removeAll(v, key, callID, cseq, branch)
 		} else if len(sc.cs) > 0 {
 			// Match contacts to bindings and check the count first.
 			count := len(v.b)
@@ -176,7 +203,7 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch) int {
 					return reply(c, 503, "Registrar Full", nil)
 				}
 			}
-			r.apply(c, v, sc, key, callID, cseq, now)
+			r.apply(c, v, sc, key, callID, cseq, branch, now)
 			s.Account(e, v.bytes())
 		}
 		sc.hdr = appendContacts(sc.hdr[:0], v.b, now)
@@ -208,7 +235,7 @@ func (sc *scratch) growth(have, count, ua, callID int) int {
 }
 
 // apply changes the bindings of v as sc.cs says. The shard is locked.
-func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []byte, cseq uint32, now int64) {
+func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []byte, cseq uint32, branch uint64, now int64) {
 	m := c.Msg()
 	for i := range sc.cs {
 		ci := &sc.cs[i]
@@ -217,8 +244,8 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 		idx := v.find(ci.instance, ci.regID, ci.uri)
 		if idx >= 0 {
 			b := &v.b[idx]
-			if bytes.Equal(b.callID, callID) && cseq <= b.cseq {
-				continue // out of order or repeated (RFC 3261 §10.3 step 7)
+			if b.order(callID, cseq, branch) == repeated {
+				continue // a retransmission, or the same contact twice
 			}
 			if ci.expires == 0 {
 				r.persistDelete(key, b)
@@ -254,6 +281,8 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 		b.q = ci.q
 		b.regID = ci.regID
 		b.cseq = cseq
+		b.branch = branch
+		b.hopProto, b.hop, _ = pathHop(b.path)
 		b.expires = now + ci.expires*1000
 		b.modified = now
 		r.persistUpsert(key, b)
@@ -261,10 +290,11 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 	}
 }
 
-// removeAll handles "Contact: *" with Expires 0: every binding goes,
-// except one whose Call-ID matches with a CSeq not higher than stored.
-func (r *Registrar) removeAll(v *record, key, callID []byte, cseq uint32) {
-	keep := func(b *binding) bool { return bytes.Equal(b.callID, callID) && cseq <= b.cseq }
+// removeAll handles "Contact: *" with Expires 0: every binding goes but
+// one the request is a retransmission for (inOrder refused the request if
+// a binding of its Call-ID has a higher CSeq).
+func (r *Registrar) removeAll(v *record, key, callID []byte, cseq uint32, branch uint64) {
+	keep := func(b *binding) bool { return b.order(callID, cseq, branch) == repeated }
 	kept := 0
 	for i := range v.b {
 		if keep(&v.b[i]) {
@@ -285,6 +315,51 @@ func (r *Registrar) removeAll(v *record, key, callID []byte, cseq uint32) {
 		v.remove(i)
 		r.removed.Add(1)
 	}
+}
+
+// Where a request stands against a binding of the same key (RFC 3261
+// §10.3 steps 6 and 7).
+const (
+	newer    = iota // another Call-ID, or a higher CSeq: apply it
+	repeated        // the same Call-ID, CSeq and branch: a retransmission
+	older           // the same Call-ID and a lower CSeq, or the same CSeq in another request
+)
+
+// order compares a request (Call-ID, CSeq, hash of its Via branch) with b.
+// A binding loaded from the store has no branch (0): a request with its
+// CSeq is taken for a retransmission that straddled the restart.
+func (b *binding) order(callID []byte, cseq uint32, branch uint64) int {
+	switch {
+	case !bytes.Equal(b.callID, callID) || cseq > b.cseq:
+		return newer
+	case cseq == b.cseq && (b.branch == branch || b.branch == 0):
+		return repeated
+	}
+	return older
+}
+
+// inOrder reports whether the request may change the bindings: none of
+// those it touches (every one for "*") has its Call-ID with a higher CSeq,
+// or with the same CSeq from another request. RFC 3261 §10.3 step 7: "If
+// not, the update MUST be aborted and the request fails"; the request is
+// checked whole before anything changes. A retransmission (same CSeq and
+// branch) is in order and changes nothing.
+func (v *record) inOrder(sc *scratch, star bool, callID []byte, cseq uint32, branch uint64) bool {
+	if star {
+		for i := range v.b {
+			if v.b[i].order(callID, cseq, branch) == older {
+				return false
+			}
+		}
+		return true
+	}
+	for i := range sc.cs {
+		ci := &sc.cs[i]
+		if j := v.find(ci.instance, ci.regID, ci.uri); j >= 0 && v.b[j].order(callID, cseq, branch) == older {
+			return false
+		}
+	}
+	return true
 }
 
 // find returns the index of the binding with the key of (instance,
@@ -422,32 +497,6 @@ func paramEnd(p []byte) int {
 	return len(p)
 }
 
-// behindNAT reports whether the contact's host and port differ from where
-// the REGISTER came from; calls then go to the source address.
-func behindNAT(u *parser.URI, src netip.Addr, srcPort uint16) bool {
-	host := u.Host
-	if len(host) > 1 && host[0] == '[' {
-		host = host[1 : len(host)-1]
-	}
-	if len(host) == 0 || !(host[0] >= '0' && host[0] <= '9' || bytes.IndexByte(host, ':') >= 0) {
-		return true // a host name: calls go to where it registered from
-	}
-	// A string view of the message bytes: a converted copy would escape
-	// into ParseAddr's error and allocate.
-	a, err := netip.ParseAddr(unsafe.String(unsafe.SliceData(host), len(host)))
-	if err != nil {
-		return true
-	}
-	port := u.Port
-	if port == 0 {
-		port = 5060
-		if u.Scheme == parser.SchemeSIPS {
-			port = 5061
-		}
-	}
-	return a.Unmap() != src.Unmap() || uint16(port) != srcPort
-}
-
 // aorKey writes "user@host" with the host lower-cased into dst.
 func aorKey(dst, user, host []byte) ([]byte, bool) {
 	if len(user)+1+len(host) > maxAOR {
@@ -473,9 +522,27 @@ func reply(c *routing.Ctx, code int, reason string, hdrs []byte) int {
 	return code
 }
 
-// useSource reports whether requests to b go to the address its REGISTER
-// came from: behind NAT, over a connection (RFC 5626: the flow), or
-// through an edge proxy that added Path.
-func (b *binding) useSource() bool {
-	return b.src.IsValid() && (b.nat || b.proto.Stream() || len(b.path) > 0)
+// destination returns where requests to b go when it is not the contact
+// itself: the address its REGISTER came from for a phone behind NAT (or a
+// REGISTER that was not authenticated, see natted) and over a connection
+// (RFC 5626: the flow); the first Path hop when an edge proxy added Path
+// (its source when that hop is not an IP address).
+func (b *binding) destination() (transport.Proto, netip.AddrPort, bool) {
+	switch {
+	case !b.src.IsValid():
+		if b.hop.IsValid() {
+			return b.hopProto, b.hop, true
+		}
+		return 0, netip.AddrPort{}, false
+	case b.nat:
+		return b.proto, b.src, true
+	case len(b.path) > 0:
+		if b.hop.IsValid() {
+			return b.hopProto, b.hop, true
+		}
+		return b.proto, b.src, true
+	case b.proto.Stream():
+		return b.proto, b.src, true
+	}
+	return 0, netip.AddrPort{}, false
 }
