@@ -80,7 +80,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 func (s *server) start() error {
 	cfg := s.cfg
 	var err error
-	s.store, err = store.Open(cfg.Storage.Dir, store.Options{})
+	// write-through promises a 200 only for a binding on disk: every
+	// commit waits for the disk (a power loss keeps it too).
+	s.store, err = store.Open(cfg.Storage.Dir, store.Options{SyncCommits: cfg.Registrar.Persist == "write-through"})
 	if err != nil {
 		return fmt.Errorf("storage.dir %s: %w", cfg.Storage.Dir, err)
 	}

@@ -71,8 +71,11 @@ type Config struct {
 	// behind NAT and reached at the REGISTER's source (0:
 	// DefaultNATTests; NATNone: none).
 	NATTests NATTests
-	// Writer, when set, receives every binding change (write-behind).
+	// Writer, when set, receives every binding change.
 	Writer *store.LocationWriter
+	// Persist says whether the 200 waits for the Writer's commit
+	// (WriteThrough) or not (WriteBack, the default).
+	Persist Persist
 	// Logger receives error-path lines. Nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -88,7 +91,7 @@ type Registrar struct {
 
 	// counters
 	saved, removed, expired, refused, lookups, found atomic.Uint64
-	writeDrops                                       atomic.Uint64
+	writeDrops, storeBusy, storeErrors               atomic.Uint64
 }
 
 // record is the value of one address-of-record in the table.
@@ -326,7 +329,9 @@ type Stats struct {
 	Expired        uint64 // bindings removed by expiry
 	Refused        uint64 // REGISTERs answered with an error
 	Lookups, Found uint64
-	WriteDrops     uint64 // changes the store writer refused (queue full)
+	WriteDrops     uint64 // changes the store cannot hold (malformed for it); they stay in memory only
+	StoreBusy      uint64 // REGISTERs answered 503 because the store's queue had no room
+	StoreErrors    uint64 // write-through REGISTERs answered 500 because the commit failed
 }
 
 // Stats returns the counters and the table's size.
@@ -334,7 +339,7 @@ func (r *Registrar) Stats() Stats {
 	st := Stats{
 		Saved: r.saved.Load(), Removed: r.removed.Load(), Expired: r.expired.Load(),
 		Refused: r.refused.Load(), Lookups: r.lookups.Load(), Found: r.found.Load(),
-		WriteDrops: r.writeDrops.Load(),
+		WriteDrops: r.writeDrops.Load(), StoreBusy: r.storeBusy.Load(), StoreErrors: r.storeErrors.Load(),
 	}
 	r.tbl.Range(func(_ *shards.Shard[record], e *shards.Entry[record]) bool {
 		st.AORs++

@@ -275,14 +275,14 @@ func TestManagementDelete(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.request("127.0.0.1:5062", register("lea", "c1", 1, "Contact: <sip:lea@127.0.0.1:5062>\r\nContact: <sip:lea@127.0.0.1:5063>\r\n"))
 	h.request("127.0.0.1:5062", register("max", "c2", 1, "Contact: <sip:max@127.0.0.1:5062>\r\n"))
-	if n := h.reg.Delete("lea@example.com", "sip:lea@127.0.0.1:5063"); n != 1 {
-		t.Fatalf("Delete one: %d", n)
+	if n, err := h.reg.Delete("lea@example.com", "sip:lea@127.0.0.1:5063"); n != 1 || err != nil {
+		t.Fatalf("Delete one: %d %v", n, err)
 	}
 	if l := h.reg.List("lea@example.com"); len(l) != 1 {
 		t.Fatalf("after delete: %+v", l)
 	}
-	if n := h.reg.Flush(); n != 2 || len(h.reg.List("")) != 0 {
-		t.Fatalf("Flush: %d", n)
+	if n, err := h.reg.Flush(); n != 2 || err != nil || len(h.reg.List("")) != 0 {
+		t.Fatalf("Flush: %d %v", n, err)
 	}
 }
 

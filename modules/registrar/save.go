@@ -19,6 +19,7 @@ type scratch struct {
 	cs   []contactIn
 	hdr  []byte
 	path []byte
+	ops  []store.BindingOp // the change for the store
 	key  [maxAOR]byte
 }
 
@@ -85,15 +86,7 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch, o SaveOptions) int {
 	callID := m.CallID()
 	cseq := m.CSeq().Num
 	branch := shards.Sum(m.TopVia().Branch)
-	sc.path = sc.path[:0]
-	for i, n := 0, m.NumHeaders(); i < n; i++ {
-		if h := m.HeaderAt(i); h.Name == parser.HdrPath {
-			if len(sc.path) > 0 {
-				sc.path = append(sc.path, ',')
-			}
-			sc.path = append(sc.path, h.Value...)
-		}
-	}
+	sc.path = pathOf(m, sc.path[:0])
 
 	// Parse and check every Contact before changing anything: a request
 	// is applied whole or not at all.
@@ -161,61 +154,113 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch, o SaveOptions) int {
 			return reply(c, 503, "Registrar Full", nil)
 		}
 	}
+	wait := false
+	sc.hdr = sc.hdr[:0]
 	if e != nil {
 		v := &e.Value
-		if !v.inOrder(sc, star, callID, cseq, branch) {
+		var res store.Reservation
+		if code, reason, hdr := r.admit(s, e, sc, star, callID, cseq, branch, len(m.UserAgent()), &res); code != 0 {
 			if len(v.b) == 0 {
 				s.Remove(e)
 			}
 			s.Unlock()
-			return reply(c, 400, "Out of Order CSeq", nil)
+			return reply(c, code, reason, hdr)
 		}
+		sc.ops = sc.ops[:0]
 		if star {
-			r.removeAll(v, key, callID, cseq, branch)
+			r.removeAll(v, sc, key, callID, cseq, branch)
 		} else if len(sc.cs) > 0 {
-			// Match contacts to bindings and check the count first.
-			count := len(v.b)
-			for i := range sc.cs {
-				ci := &sc.cs[i]
-				ci.idx = v.find(ci.instance, ci.regID, ci.uri)
-				switch {
-				case ci.idx < 0 && ci.expires > 0:
-					count++
-				case ci.idx >= 0 && ci.expires == 0:
-					count--
-				}
-			}
-			if count > r.cfg.MaxContacts {
-				if len(v.b) == 0 {
-					s.Remove(e)
-				}
-				s.Unlock()
-				return reply(c, 503, "Too Many Registered Contacts", nil)
-			}
-			// Reserve what new bindings may take before storing them, so
-			// the memory cap holds (a refresh reuses its buffers).
-			if grow := sc.growth(len(v.b), count, len(m.UserAgent()), len(callID)); grow > 0 {
-				if s.Account(e, v.bytes()+grow) != nil {
-					if len(v.b) == 0 {
-						s.Remove(e)
-					}
-					s.Unlock()
-					return reply(c, 503, "Registrar Full", nil)
-				}
-			}
 			r.apply(c, v, sc, key, callID, cseq, branch, now)
 			s.Account(e, v.bytes())
 		}
-		sc.hdr = appendContacts(sc.hdr[:0], v.b, now)
+		wait = r.persist(c, sc, &res, key)
+		if !wait {
+			sc.hdr = appendContacts(sc.hdr, v.b, now)
+		}
 		r.schedule(s, e)
-	} else {
-		sc.hdr = sc.hdr[:0]
 	}
 	s.Unlock()
-	if len(sc.path) > 0 {
-		sc.hdr = append(append(append(sc.hdr, "Path: "...), sc.path...), "\r\n"...)
+	if wait {
+		return 200 // sent once the store has committed the change
 	}
+	sc.hdr = appendPath(sc.hdr, sc.path)
 	return reply(c, 200, "OK", sc.hdr)
+}
+
+// admit checks, with the AOR's shard locked and before anything changes,
+// that the request may be applied: CSeq order, the contact count, room in
+// the store's queue for the change (reserved into res) and the memory cap.
+// It returns the refusal (code 0: go on).
+func (r *Registrar) admit(s *shards.Shard[record], e *shards.Entry[record], sc *scratch, star bool, callID []byte, cseq uint32, branch uint64, ua int, res *store.Reservation) (int, string, []byte) {
+	v := &e.Value
+	if !v.inOrder(sc, star, callID, cseq, branch) {
+		return 400, "Out of Order CSeq", nil
+	}
+	if !star && len(sc.cs) == 0 {
+		return 0, "", nil // a query: nothing changes
+	}
+	// Match contacts to bindings and check the count.
+	count := len(v.b)
+	ops := len(v.b) + 1 // "*": a delete per binding, or one for the AOR
+	if !star {
+		for i := range sc.cs {
+			ci := &sc.cs[i]
+			ci.idx = v.find(ci.instance, ci.regID, ci.uri)
+			switch {
+			case ci.idx < 0 && ci.expires > 0:
+				count++
+			case ci.idx >= 0 && ci.expires == 0:
+				count--
+			}
+		}
+		if count > r.cfg.MaxContacts {
+			return 503, "Too Many Registered Contacts", nil
+		}
+		ops = len(sc.cs)
+	}
+	// Room for every operation of the change, or the change is refused
+	// whole: a change half stored (a delete dropped) would come back at
+	// the next start.
+	if r.w != nil {
+		var err error
+		if *res, err = r.w.Reserve(ops); err != nil {
+			r.storeBusy.Add(1)
+			return 503, "Location Store Busy", retryAfter
+		}
+	}
+	// Reserve what new bindings may take before storing them, so the
+	// memory cap holds (a refresh reuses its buffers).
+	if grow := sc.growth(len(v.b), count, ua, len(callID)); grow > 0 {
+		if s.Account(e, v.bytes()+grow) != nil {
+			res.Release()
+			return 503, "Registrar Full", nil
+		}
+	}
+	return 0, "", nil
+}
+
+// pathOf appends the values of the Path headers, comma separated.
+func pathOf(m *parser.Message, dst []byte) []byte {
+	for i, n := 0, m.NumHeaders(); i < n; i++ {
+		if h := m.HeaderAt(i); h.Name == parser.HdrPath {
+			if len(dst) > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, h.Value...)
+		}
+	}
+	return dst
+}
+
+// retryAfter goes with a 503 that a retry a little later will get past.
+var retryAfter = []byte("Retry-After: 5\r\n")
+
+// appendPath echoes the REGISTER's Path in the 200 (RFC 3327 §5.3).
+func appendPath(dst, path []byte) []byte {
+	if len(path) == 0 {
+		return dst
+	}
+	return append(append(append(dst, "Path: "...), path...), "\r\n"...)
 }
 
 // growth estimates the bytes new bindings need: 0 when the count does not
@@ -248,7 +293,7 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 				continue // a retransmission, or the same contact twice
 			}
 			if ci.expires == 0 {
-				r.persistDelete(key, b)
+				r.persistDelete(sc, key, b)
 				v.remove(idx)
 				r.removed.Add(1)
 				continue
@@ -285,7 +330,7 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 		b.hopProto, b.hop, _ = pathHop(b.path)
 		b.expires = now + ci.expires*1000
 		b.modified = now
-		r.persistUpsert(key, b)
+		r.persistUpsert(sc, key, b)
 		r.saved.Add(1)
 	}
 }
@@ -293,7 +338,7 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 // removeAll handles "Contact: *" with Expires 0: every binding goes but
 // one the request is a retransmission for (inOrder refused the request if
 // a binding of its Call-ID has a higher CSeq).
-func (r *Registrar) removeAll(v *record, key, callID []byte, cseq uint32, branch uint64) {
+func (r *Registrar) removeAll(v *record, sc *scratch, key, callID []byte, cseq uint32, branch uint64) {
 	keep := func(b *binding) bool { return b.order(callID, cseq, branch) == repeated }
 	kept := 0
 	for i := range v.b {
@@ -301,8 +346,8 @@ func (r *Registrar) removeAll(v *record, key, callID []byte, cseq uint32, branch
 			kept++
 		}
 	}
-	if kept == 0 && r.w != nil {
-		r.noteWrite(r.w.DeleteAOR(string(key)))
+	if kept == 0 {
+		r.persistDeleteAOR(sc, key)
 	}
 	for i := 0; i < len(v.b); {
 		if keep(&v.b[i]) {
@@ -310,7 +355,7 @@ func (r *Registrar) removeAll(v *record, key, callID []byte, cseq uint32, branch
 			continue
 		}
 		if kept > 0 {
-			r.persistDelete(key, &v.b[i])
+			r.persistDelete(sc, key, &v.b[i])
 		}
 		v.remove(i)
 		r.removed.Add(1)
@@ -383,38 +428,6 @@ func (v *record) remove(i int) {
 	last := len(v.b) - 1
 	v.b[i], v.b[last] = v.b[last], v.b[i]
 	v.b = v.b[:last]
-}
-
-func (r *Registrar) persistUpsert(key []byte, b *binding) {
-	if r.w == nil {
-		return
-	}
-	sb := store.Binding{
-		AOR: string(key), Contact: string(b.contact), Received: formatAddr(b.proto, b.src),
-		Path: string(b.path), Q: uint16(b.q), Expires: (b.expires + 999) / 1000,
-		CallID: string(b.callID), CSeq: b.cseq, UserAgent: string(b.ua),
-		Instance: string(b.instance), RegID: b.regID, Socket: formatAddr(b.proto, b.socket),
-		LastModified: b.modified / 1000,
-	}
-	if b.nat {
-		sb.Flags |= flagNAT
-	}
-	r.noteWrite(r.w.Upsert(sb))
-}
-
-func (r *Registrar) persistDelete(key []byte, b *binding) {
-	if r.w == nil {
-		return
-	}
-	r.noteWrite(r.w.Delete(store.Binding{AOR: string(key), Contact: string(b.contact), Instance: string(b.instance), RegID: b.regID}))
-}
-
-func (r *Registrar) noteWrite(err error) {
-	if err != nil {
-		// The binding is right in memory; it is written again at its
-		// next refresh.
-		r.writeDrops.Add(1)
-	}
 }
 
 // appendContacts writes the 200's Contact lines: every binding with its
