@@ -106,6 +106,7 @@ func (s *server) startModules(env *routing.Env) error {
 		CacheEntries:   int64(ac.CacheEntries),
 		Workers:        ac.Workers,
 		PollInterval:   ac.PollInterval.D(),
+		SkipURICheck:   !ac.CheckURI,
 		OnDomainChange: s.syncStoreDomains,
 		Logger:         s.log,
 	})

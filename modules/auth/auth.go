@@ -89,6 +89,11 @@ type Config struct {
 	// PollInterval is how often the store's change log is read to drop
 	// changed users from the cache (default 1s).
 	PollInterval time.Duration
+	// SkipURICheck accepts credentials whose uri is not the Request-URI
+	// (OpenSIPS and Kamailio do not compare them; sipp 3.6 computes the
+	// uri as sip:<server address>:<port>). The default compares them, as
+	// RFC 7616 §3.4.6 requires.
+	SkipURICheck bool
 	// OnDomainChange, when set, is called from the poller when domains
 	// were added or removed in the store.
 	OnDomainChange func()

@@ -306,6 +306,17 @@ func TestDigestURIMustBeTheRequestURI(t *testing.T) {
 	}
 }
 
+// TestSkipURICheck: auth.check_uri false accepts credentials computed for
+// another URI, as OpenSIPS and Kamailio do (sipp needs it).
+func TestSkipURICheck(t *testing.T) {
+	h := newHarness(t, Config{SkipURICheck: true})
+	u := &ua{user: "alice", method: "REGISTER", duri: "sip:127.0.0.1:5060"}
+	ch := pick(t, h.request(u.msg("")), "MD5")
+	if r := h.request(u.msg(u.answer(ch, 1, "secret"))); status(r) != "200 OK" {
+		t.Fatalf("uri not checked: %s", r)
+	}
+}
+
 func TestSameResource(t *testing.T) {
 	for _, tc := range []struct {
 		a, b string

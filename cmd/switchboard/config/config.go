@@ -80,6 +80,8 @@ type Auth struct {
 	Workers int `yaml:"workers"`
 	// PollInterval is how often the store is asked for changed users.
 	PollInterval Duration `yaml:"poll_interval"`
+	// CheckURI requires the digest uri to be the Request-URI.
+	CheckURI bool `yaml:"check_uri"`
 }
 
 // Listener is one SIP socket.
@@ -228,6 +230,7 @@ func Default() *Config {
 			CacheEntries:  100_000,
 			Workers:       4,
 			PollInterval:  Duration(time.Second),
+			CheckURI:      true,
 		},
 	}
 }

@@ -154,6 +154,7 @@ auth:
   cache_entries: 500
   workers: 2
   poll_interval: 250ms
+  check_uri: false
 `
 	cfg, err := Load("x.yaml", []byte(src), nil)
 	if err != nil {
@@ -165,11 +166,11 @@ auth:
 		t.Errorf("registrar %+v", r)
 	}
 	if a.Register || len(a.Algorithms) != 1 || a.Algorithms[0] != "MD5" || a.NonceLifetime.D() != time.Minute ||
-		a.CacheEntries != 500 || a.Workers != 2 || a.PollInterval.D() != 250*time.Millisecond {
+		a.CacheEntries != 500 || a.Workers != 2 || a.PollInterval.D() != 250*time.Millisecond || a.CheckURI {
 		t.Errorf("auth %+v", a)
 	}
 	d := Default()
-	if !d.Auth.Register || d.Auth.Algorithms[0] != "SHA-256" || d.Registrar.MinExpires.D() != time.Minute {
+	if !d.Auth.Register || d.Auth.Algorithms[0] != "SHA-256" || d.Registrar.MinExpires.D() != time.Minute || !d.Auth.CheckURI {
 		t.Errorf("defaults %+v %+v", d.Auth, d.Registrar)
 	}
 	cfg, err = Load("x.yaml", nil, []string{"auth.register=false", "registrar.min_expires=2s"})
