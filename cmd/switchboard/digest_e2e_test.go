@@ -9,32 +9,32 @@ import (
 	"time"
 )
 
-// udpPeer is a raw SIP peer on one UDP socket, so that a retransmission
+// sipPhone is a raw SIP phone on one UDP socket, so that a retransmission
 // comes from the same source as the original.
-type udpPeer struct {
+type sipPhone struct {
 	t    *testing.T
 	conn *net.UDPConn
 	port int
 	srv  *net.UDPAddr
 }
 
-func newUDPPeer(t *testing.T, srvPort int) *udpPeer {
+func newSIPPhone(t *testing.T, srvPort int) *sipPhone {
 	t.Helper()
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &udpPeer{t: t, conn: c, port: c.LocalAddr().(*net.UDPAddr).Port, srv: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: srvPort}}
+	return &sipPhone{t: t, conn: c, port: c.LocalAddr().(*net.UDPAddr).Port, srv: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: srvPort}}
 }
 
 // fill puts the peer's port where the message says LOCALPORT.
-func (p *udpPeer) fill(msg string) string {
+func (p *sipPhone) fill(msg string) string {
 	return strings.ReplaceAll(msg, "LOCALPORT", strconv.Itoa(p.port))
 }
 
 // send sends msg (as filled) and returns the first final answer.
-func (p *udpPeer) send(msg string) string {
+func (p *sipPhone) send(msg string) string {
 	p.t.Helper()
 	if _, err := p.conn.WriteTo([]byte(msg), p.srv); err != nil {
 		p.t.Fatal(err)
@@ -78,7 +78,7 @@ func TestE2EDigestURIRetransmissionAndOrder(t *testing.T) {
 	}
 	srv := startServer(t, "")
 	addUser(t, srv, "hal@localhost", "hal-pw")
-	p := newUDPPeer(t, srv.Port)
+	p := newSIPPhone(t, srv.Port)
 	u := &digestUA{user: "hal"}
 
 	// Credentials for another Request-URI (a served domain too): 400,
@@ -140,7 +140,7 @@ func TestE2EUnauthenticatedContactIsItsSource(t *testing.T) {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}
 	srv := startServer(t, "auth:\n  register: false\n")
-	p := newUDPPeer(t, srv.Port)
+	p := newSIPPhone(t, srv.Port)
 	if r := p.send(p.fill((&digestUA{user: "ida"}).register(nil, 0, ""))); statusLine(r) != "SIP/2.0 200 OK" {
 		t.Fatal(r)
 	}
