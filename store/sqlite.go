@@ -43,11 +43,16 @@ func openSQLite(path string, opts Options, migs []migration) (*SQLite, error) {
 	// _txlock=immediate takes the write lock at BEGIN, so a transaction that
 	// reads then writes cannot fail with SQLITE_BUSY half way (which
 	// busy_timeout cannot retry); synchronous=NORMAL is durable across a
-	// process crash in WAL mode and only risks the last commits on power loss.
+	// process crash in WAL mode and only risks the last commits on power
+	// loss, FULL (Options.SyncCommits) syncs the WAL at every commit.
+	sync := "NORMAL"
+	if opts.SyncCommits {
+		sync = "FULL"
+	}
 	dsn := "file:" + path +
 		"?_txlock=immediate" +
 		"&_busy_timeout=" + strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10) +
-		"&_journal_mode=WAL&_foreign_keys=1&_synchronous=NORMAL"
+		"&_journal_mode=WAL&_foreign_keys=1&_synchronous=" + sync
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store: open database %s: %w", path, err)

@@ -58,6 +58,13 @@ type Options struct {
 	// Changes (default 10000). A reader that falls further behind gets a
 	// ChangeAll entry and must drop its whole cache.
 	ChangeLogSize int
+	// SyncCommits makes every commit wait for the disk (SQLite
+	// synchronous=FULL), so a committed change survives a power loss or an
+	// operating-system crash, not only a crash of the process (the default,
+	// synchronous=NORMAL in WAL mode). The server sets it with
+	// registrar.persist: write-through, whose 200 promises the binding is
+	// stored.
+	SyncCommits bool
 }
 
 func (o *Options) setDefaults() {

@@ -9,9 +9,11 @@ import (
 
 // WriterOptions configure a LocationWriter. The zero value is usable.
 type WriterOptions struct {
-	// QueueSize bounds the operations waiting to be written (default 16384).
-	// When the queue is full further operations are dropped and counted,
-	// never blocking the caller and never growing memory.
+	// QueueSize bounds the operations waiting to be written (default 16384),
+	// counting those reserved (Reserve) and not yet queued. When it is full
+	// Reserve, Upsert, Delete and DeleteAOR refuse at once with
+	// ErrQueueFull, never blocking the caller and never growing memory; an
+	// operation queued with room reserved for it is never dropped.
 	QueueSize int
 	// MaxBatch bounds the operations applied in one transaction
 	// (default 512).
@@ -28,7 +30,8 @@ type WriterOptions struct {
 	// from the writer goroutine.
 	CleanupInterval time.Duration
 	// OnError, when set, is called from the writer goroutine with every
-	// batch that failed after retries. Its operations are lost.
+	// batch that failed after retries. Its operations are lost (those of a
+	// Commit are reported to its done function too).
 	OnError func(err error, ops int)
 }
 
@@ -39,34 +42,49 @@ type WriterStats struct {
 	Batches   uint64 // transactions committed
 	MaxBatch  int    // largest batch committed
 	Dropped   uint64 // operations refused because the queue was full or the writer closed
+	Refused   uint64 // reservations refused because the queue was full
 	Failed    uint64 // operations lost because their batch failed after retries
 	Cleaned   uint64 // expired bindings removed by the periodic cleanup
 	LastError error  // last batch or cleanup failure, nil if none
 }
 
 type writerItem struct {
-	op   BindingOp
-	done chan error // set on Flush and Close markers; op is then unused
-	stop bool
+	op    BindingOp
+	group *opGroup   // set by Commit; op is then unused
+	done  chan error // set on Flush and Close markers; op is then unused
+	stop  bool
 }
 
-// LocationWriter persists registrar binding changes write-behind: Upsert,
-// Delete and DeleteAOR only copy the operation into a bounded channel (no
-// allocation, no I/O, never waiting) and return; one goroutine applies queued
-// operations in order, as many per transaction as are waiting (up to
-// MaxBatch), so the commit cost is shared under load.
+// opGroup is the operations of one Commit, applied in one transaction, and
+// the function told how that went.
+type opGroup struct {
+	ops  []BindingOp
+	done func(error)
+}
+
+// LocationWriter persists registrar binding changes behind the caller:
+// Upsert, Delete and DeleteAOR only copy the operation into a bounded
+// channel (no allocation, no I/O, never waiting) and return; one goroutine
+// applies queued operations in order, as many per transaction as are
+// waiting (up to MaxBatch), so the commit cost is shared under load.
+//
+// A change made of several operations (one REGISTER) reserves room for all
+// of them first (Reserve), so it is queued whole or refused whole and its
+// operations are never dropped; Commit queues such a change with a function
+// called once its transaction has committed (write-through).
 type LocationWriter struct {
 	b    Backend
 	opts WriterOptions
 	q    chan writerItem
+	used atomic.Int64 // operations and markers queued or reserved
 
 	closed atomic.Bool
 	// Counters written by the writer goroutine; read by Stats.
-	applied, batches, dropped, failed, cleaned atomic.Uint64
-	maxBatch                                   atomic.Int64
-	mu                                         sync.Mutex
-	lastErr                                    error
-	errSinceFlush                              error // reported by the next Flush
+	applied, batches, dropped, failed, cleaned, refused atomic.Uint64
+	maxBatch                                            atomic.Int64
+	mu                                                  sync.Mutex
+	lastErr                                             error
+	errSinceFlush                                       error // reported by the next Flush
 
 	exited    chan struct{}
 	closeOnce sync.Once
@@ -121,17 +139,113 @@ func (w *LocationWriter) enqueue(op BindingOp) error {
 	if err := checkBinding(&op); err != nil {
 		return err
 	}
-	if w.closed.Load() {
+	res, err := w.Reserve(1)
+	if err != nil {
 		w.dropped.Add(1)
-		return ErrWriterClosed
+		return err
 	}
-	select {
-	case w.q <- writerItem{op: op}:
-		return nil
-	default:
-		w.dropped.Add(1)
+	res.send(writerItem{op: op}, 1)
+	return nil
+}
+
+// Reservation is room in the queue claimed by Reserve for the operations
+// of one change. Its Queue and Commit never block and never drop; Release
+// gives back what was not used. It is a value: keep it on the stack.
+type Reservation struct {
+	w *LocationWriter
+	n int
+}
+
+// Reserve claims room for n operations, so that a change of several
+// operations is queued whole or not at all: ErrQueueFull when the queue has
+// not that much room now (nothing is claimed; the caller refuses the change
+// and changes nothing), ErrWriterClosed after Close. It never blocks and
+// does not allocate.
+func (w *LocationWriter) Reserve(n int) (Reservation, error) {
+	if w.closed.Load() {
+		return Reservation{}, ErrWriterClosed
+	}
+	for {
+		u := w.used.Load()
+		if u+int64(n) > int64(w.opts.QueueSize) {
+			w.refused.Add(1)
+			return Reservation{}, ErrQueueFull
+		}
+		if w.used.CompareAndSwap(u, u+int64(n)) {
+			return Reservation{w: w, n: n}, nil
+		}
+	}
+}
+
+// ReserveWait is Reserve that waits up to timeout for room, for callers off
+// the event loop (the management API) whose change must not be refused.
+func (w *LocationWriter) ReserveWait(n int, timeout time.Duration) (Reservation, error) {
+	if n > w.opts.QueueSize {
+		n = w.opts.QueueSize // more than the queue: wait for it empty
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		res, err := w.Reserve(n)
+		if err != ErrQueueFull || time.Now().After(deadline) {
+			return res, err
+		}
+		select {
+		case <-w.exited:
+			return Reservation{}, ErrWriterClosed
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// Left is how many reserved operations are still unused.
+func (r *Reservation) Left() int { return r.n }
+
+// Queue queues op with the reserved room: ErrQueueFull when none is left
+// (a caller's counting error), or a malformed-binding error. It never
+// blocks.
+func (r *Reservation) Queue(op BindingOp) error {
+	if err := checkBinding(&op); err != nil {
+		return err
+	}
+	if r.n < 1 {
 		return ErrQueueFull
 	}
+	r.send(writerItem{op: op}, 1)
+	return nil
+}
+
+// Commit queues ops as one change, applied in one transaction, and calls
+// done from the writer goroutine once that transaction committed (nil) or
+// failed after retries (the error). The writer owns ops after the call.
+// The ops are checked first: on an error nothing is queued and done is not
+// called.
+func (r *Reservation) Commit(ops []BindingOp, done func(error)) error {
+	for i := range ops {
+		if err := checkBinding(&ops[i]); err != nil {
+			return err
+		}
+	}
+	if r.n < len(ops) {
+		return ErrQueueFull
+	}
+	r.send(writerItem{group: &opGroup{ops: ops, done: done}}, len(ops))
+	return nil
+}
+
+// Release gives back the reserved room not used.
+func (r *Reservation) Release() {
+	if r.n > 0 && r.w != nil {
+		r.w.used.Add(-int64(r.n))
+	}
+	r.n = 0
+}
+
+// send puts it on the channel, using k units of the reservation. The
+// channel holds QueueSize items and every item queued or waiting holds at
+// least one unit, so the send never blocks.
+func (r *Reservation) send(it writerItem, k int) {
+	r.n -= k
+	r.w.q <- it
 }
 
 // Flush waits until every operation queued before it is committed (or has
@@ -141,12 +255,12 @@ func (w *LocationWriter) Flush() error {
 	if w.closed.Load() {
 		return ErrWriterClosed
 	}
-	done := make(chan error, 1)
-	select {
-	case w.q <- writerItem{done: done}:
-	case <-w.exited:
-		return ErrWriterClosed
+	res, err := w.ReserveWait(1, time.Hour)
+	if err != nil {
+		return err
 	}
+	done := make(chan error, 1)
+	res.send(writerItem{done: done}, 1)
 	select {
 	case err := <-done:
 		return err
@@ -161,6 +275,16 @@ func (w *LocationWriter) Flush() error {
 // producers first.
 func (w *LocationWriter) Close() error {
 	w.closeOnce.Do(func() {
+		// The marker takes room like an operation (waiting for the
+		// writer to drain a full queue), so that no reserved send can
+		// find the channel full.
+		for {
+			u := w.used.Load()
+			if u < int64(w.opts.QueueSize) && w.used.CompareAndSwap(u, u+1) {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
 		w.closed.Store(true)
 		done := make(chan error, 1)
 		w.q <- writerItem{done: done, stop: true}
@@ -170,10 +294,9 @@ func (w *LocationWriter) Close() error {
 	return w.closeErr
 }
 
-// Dropped returns how many operations were refused because the queue was
-// full or the writer closed. Those bindings are still in the registrar's
-// memory but not on disk; a refresh or the next change of the binding will
-// write them again.
+// Dropped returns how many operations Upsert, Delete and DeleteAOR refused
+// because the queue was full or the writer closed. (The registrar reserves
+// room instead and refuses the REGISTER when there is none.)
 func (w *LocationWriter) Dropped() uint64 { return w.dropped.Load() }
 
 // Stats returns the writer's counters.
@@ -187,6 +310,7 @@ func (w *LocationWriter) Stats() WriterStats {
 		Batches:   w.batches.Load(),
 		MaxBatch:  int(w.maxBatch.Load()),
 		Dropped:   w.dropped.Load(),
+		Refused:   w.refused.Load(),
 		Failed:    w.failed.Load(),
 		Cleaned:   w.cleaned.Load(),
 		LastError: last,
@@ -195,15 +319,14 @@ func (w *LocationWriter) Stats() WriterStats {
 
 func (w *LocationWriter) run() {
 	defer close(w.exited)
-	batch := make([]BindingOp, 0, w.opts.MaxBatch)
-	var waiters []chan error
+	var b batch
+	b.ops = make([]BindingOp, 0, w.opts.MaxBatch)
 	var tick <-chan time.Time
 	if w.opts.CleanupInterval > 0 {
 		t := time.NewTicker(w.opts.CleanupInterval)
 		defer t.Stop()
 		tick = t.C
 	}
-	stopping := false
 	var linger *time.Timer
 	if w.opts.Linger > 0 {
 		linger = time.NewTimer(time.Hour)
@@ -221,67 +344,95 @@ func (w *LocationWriter) run() {
 		// Take what else is waiting, without waiting for more: under load
 		// the queue refills while a batch commits, so batches grow with the
 		// load and an idle writer commits single operations at once.
+		b.add(w, it)
 	collect:
-		for {
-			if it.done != nil {
-				waiters = append(waiters, it.done)
-				stopping = stopping || it.stop
-			} else {
-				batch = append(batch, it.op)
-			}
-			if len(batch) == cap(batch) {
-				break
-			}
+		for !b.full(w) {
 			select {
 			case it = <-w.q:
+				b.add(w, it)
 			default:
 				break collect
 			}
 		}
 		// Then linger for more, unless a Flush or Close is waiting.
-		if linger != nil && len(waiters) == 0 && len(batch) < cap(batch) {
+		if linger != nil && len(b.waiters) == 0 && !b.full(w) {
 			linger.Reset(w.opts.Linger)
 		wait:
-			for len(batch) < cap(batch) {
+			for !b.full(w) {
 				select {
 				case it = <-w.q:
+					b.add(w, it)
 					if it.done != nil {
-						waiters = append(waiters, it.done)
-						stopping = stopping || it.stop
 						break wait
 					}
-					batch = append(batch, it.op)
 				case <-linger.C:
 					break wait
 				}
 			}
 			linger.Stop()
 		}
-		w.commit(batch)
-		clear(batch) // drop string references held by the backing array
-		batch = batch[:0]
-		if len(waiters) > 0 && (!stopping || len(w.q) == 0) {
+		err := w.commit(b.ops)
+		for _, g := range b.groups {
+			g.done(err)
+		}
+		if len(b.waiters) > 0 && (!b.stopping || len(w.q) == 0) {
 			w.mu.Lock()
 			err := w.errSinceFlush
 			w.errSinceFlush = nil
 			w.mu.Unlock()
-			for _, d := range waiters {
+			for _, d := range b.waiters {
 				d <- err
 			}
-			waiters = waiters[:0]
+			b.waiters = b.waiters[:0]
 		}
-		if stopping && len(w.q) == 0 {
+		b.reset()
+		if b.stopping && len(w.q) == 0 {
 			return
 		}
 	}
 }
 
+// batch is what the writer gathered for one transaction.
+type batch struct {
+	ops      []BindingOp
+	groups   []*opGroup   // Commits in ops, told the outcome
+	waiters  []chan error // Flush and Close markers
+	stopping bool
+}
+
+// add takes one item off the queue and gives back its room.
+func (b *batch) add(w *LocationWriter, it writerItem) {
+	switch {
+	case it.done != nil:
+		b.waiters = append(b.waiters, it.done)
+		b.stopping = b.stopping || it.stop
+		w.used.Add(-1)
+	case it.group != nil:
+		// A Commit's operations stay together, even past MaxBatch.
+		b.ops = append(b.ops, it.group.ops...)
+		b.groups = append(b.groups, it.group)
+		w.used.Add(-int64(len(it.group.ops)))
+	default:
+		b.ops = append(b.ops, it.op)
+		w.used.Add(-1)
+	}
+}
+
+func (b *batch) full(w *LocationWriter) bool { return len(b.ops) >= w.opts.MaxBatch }
+
+func (b *batch) reset() {
+	clear(b.ops) // drop string references held by the backing array
+	b.ops = b.ops[:0]
+	clear(b.groups)
+	b.groups = b.groups[:0]
+}
+
 // commit applies one batch, retrying a few times: the usual failure is
 // SQLITE_BUSY when another process held the write lock past the busy
-// timeout, which a later attempt survives.
-func (w *LocationWriter) commit(batch []BindingOp) {
+// timeout, which a later attempt survives. It returns the last failure.
+func (w *LocationWriter) commit(batch []BindingOp) error {
 	if len(batch) == 0 {
-		return
+		return nil
 	}
 	var err error
 	delay := 50 * time.Millisecond
@@ -296,7 +447,7 @@ func (w *LocationWriter) commit(batch []BindingOp) {
 			if int64(len(batch)) > w.maxBatch.Load() {
 				w.maxBatch.Store(int64(len(batch)))
 			}
-			return
+			return nil
 		}
 	}
 	w.failed.Add(uint64(len(batch)))
@@ -304,6 +455,7 @@ func (w *LocationWriter) commit(batch []BindingOp) {
 	if w.opts.OnError != nil {
 		w.opts.OnError(err, len(batch))
 	}
+	return err
 }
 
 func (w *LocationWriter) cleanup() {

@@ -414,3 +414,136 @@ func TestWriterLingerGathersOperations(t *testing.T) {
 		}
 	}
 }
+
+// A change of several operations reserves room first: it is refused whole
+// when the queue cannot take it, and once reserved nothing of it is
+// dropped, however full the queue gets.
+func TestWriterReservation(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	w := newLocationWriter(s.b, WriterOptions{QueueSize: 8})
+	exp := time.Now().Add(time.Hour).Unix()
+	res, err := w.Reserve(5)
+	must(t, err)
+	if _, err := w.Reserve(4); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("Reserve(4) with 3 left = %v", err)
+	}
+	// Other producers fill the rest; the reserved room stays.
+	for i := 0; i < 3; i++ {
+		must(t, w.Upsert(binding(fmt.Sprintf("other%d@example.com", i), "sip:x@192.0.2.1", exp)))
+	}
+	wantErr(t, w.Upsert(binding("late@example.com", "sip:x@192.0.2.1", exp)), ErrQueueFull)
+	for i := 0; i < 4; i++ {
+		must(t, res.Queue(BindingOp{Kind: OpUpsert, Binding: binding(fmt.Sprintf("r%d@example.com", i), "sip:x@192.0.2.1", exp)}))
+	}
+	wantErr(t, res.Queue(BindingOp{Kind: OpUpsert, Binding: Binding{AOR: "no-at-sign"}}), ErrMalformedAOR)
+	if res.Left() != 1 {
+		t.Fatalf("left %d", res.Left())
+	}
+	res.Release()
+	res.Release() // idempotent
+	wantErr(t, res.Queue(BindingOp{Kind: OpDeleteAOR, Binding: Binding{AOR: "r0@example.com"}}), ErrQueueFull)
+	if st := w.Stats(); st.Queued != 7 || st.Refused != 2 || st.Dropped != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	if _, err := w.Reserve(1); err != nil {
+		t.Fatalf("the released unit: %v", err)
+	}
+	go w.run()
+	must(t, w.Flush())
+	must(t, w.Close())
+	if n := len(loadMap(t, s, time.Now())); n != 7 {
+		t.Fatalf("%d bindings stored, want 7", n)
+	}
+	if _, err := w.Reserve(1); !errors.Is(err, ErrWriterClosed) {
+		t.Fatalf("Reserve after Close = %v", err)
+	}
+}
+
+// Commit: the operations of one change in one transaction (even past
+// MaxBatch), and done called once they are on disk, or with the error.
+func TestWriterCommit(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{BusyTimeout: 100 * time.Millisecond, SyncCommits: true})
+	w := s.NewLocationWriter(WriterOptions{MaxBatch: 4})
+	defer w.Close()
+	exp := time.Now().Add(time.Hour).Unix()
+	var ops []BindingOp
+	for i := 0; i < 10; i++ {
+		ops = append(ops, BindingOp{Kind: OpUpsert, Binding: binding("big@example.com", fmt.Sprintf("sip:x@192.0.2.%d", i), exp)})
+	}
+	res, err := w.Reserve(len(ops))
+	must(t, err)
+	done := make(chan error, 1)
+	seen := make(chan int, 1)
+	must(t, res.Commit(ops, func(err error) {
+		// Called after the commit: another handle sees all of it.
+		other := openT(t, dir, Options{})
+		seen <- len(loadMap(t, other, time.Now()))
+		done <- err
+	}))
+	if err := <-done; err != nil || <-seen != 10 {
+		t.Fatalf("Commit: %v", err)
+	}
+	if st := w.Stats(); st.MaxBatch != 10 || st.Batches != 1 {
+		t.Fatalf("one change split: %+v", st)
+	}
+	// A malformed operation: nothing queued, done not called.
+	res, err = w.Reserve(1)
+	must(t, err)
+	wantErr(t, res.Commit([]BindingOp{{Kind: OpUpsert, Binding: Binding{AOR: "x@example.com"}}}, func(error) { t.Error("done called") }), ErrMalformedBinding)
+	res.Release()
+
+	// Another process holds the write lock past the retries: done gets the
+	// error.
+	conn, err := rawDB(t, s.b.(*SQLite).path).Conn(ctx)
+	must(t, err)
+	_, err = conn.ExecContext(ctx, "BEGIN IMMEDIATE")
+	must(t, err)
+	res, err = w.Reserve(1)
+	must(t, err)
+	must(t, res.Commit([]BindingOp{{Kind: OpDeleteAOR, Binding: Binding{AOR: "big@example.com"}}}, func(err error) { done <- err }))
+	if err := <-done; err == nil {
+		t.Fatal("a failed commit reported success")
+	}
+	conn.ExecContext(ctx, "ROLLBACK")
+	conn.Close()
+	if n := len(loadMap(t, s, time.Now())); n != 10 {
+		t.Fatalf("after the failed delete: %d bindings", n)
+	}
+}
+
+// Reserving and queueing with the reservation is on the REGISTER path: no
+// allocation.
+func TestWriterReserveDoesNotAllocate(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	w := newLocationWriter(s.b, WriterOptions{QueueSize: 4096})
+	op := BindingOp{Kind: OpUpsert, Binding: binding("alice@example.com", "sip:alice@192.0.2.1", time.Now().Add(time.Hour).Unix())}
+	allocs := testing.AllocsPerRun(1000, func() {
+		res, err := w.Reserve(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Queue(op)
+		res.Release()
+	})
+	if allocs != 0 {
+		t.Fatalf("Reserve+Queue+Release allocates %.1f times", allocs)
+	}
+	go w.run()
+	must(t, w.Close())
+}
+
+// SyncCommits turns SQLite's synchronous to FULL; the default is NORMAL.
+func TestSyncCommits(t *testing.T) {
+	for _, c := range []struct {
+		sync bool
+		want int
+	}{{false, 1}, {true, 2}} {
+		s := openT(t, t.TempDir(), Options{SyncCommits: c.sync})
+		var v int
+		must(t, s.b.(*SQLite).db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&v))
+		if v != c.want {
+			t.Errorf("SyncCommits %v: synchronous=%d, want %d", c.sync, v, c.want)
+		}
+	}
+}

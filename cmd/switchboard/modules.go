@@ -58,11 +58,18 @@ func (s *server) startModules(env *routing.Env) error {
 	m.writer = s.store.NewLocationWriter(store.WriterOptions{
 		CleanupInterval: time.Minute,
 		OnError: func(err error, ops int) {
-			s.log.Error("registrar: location changes not stored (they are rewritten at the next refresh)", "ops", ops, "err", err)
+			s.log.Error("registrar: location changes not stored (they are rewritten at the next refresh)", "ops", ops, "err", err, "persist", cfg.Registrar.Persist)
 		},
 	})
 	rc := cfg.Registrar
-	var err error
+	natTests, err := registrar.ParseNATTests(rc.NATTests)
+	if err != nil {
+		return fmt.Errorf("registrar.nat_tests: %w", err)
+	}
+	persist, err := registrar.ParsePersist(rc.Persist)
+	if err != nil {
+		return fmt.Errorf("registrar.persist: %w", err)
+	}
 	m.reg, err = registrar.New(registrar.Config{
 		Clock:          m.clock,
 		DefaultExpires: rc.DefaultExpires.D(),
@@ -71,7 +78,9 @@ func (s *server) startModules(env *routing.Env) error {
 		MaxContacts:    rc.MaxContacts,
 		MaxBytes:       int64(rc.MaxMemory) << 20,
 		Shards:         cfg.Limits.Shards,
+		NATTests:       natTests,
 		Writer:         m.writer,
+		Persist:        persist,
 		Logger:         s.log,
 	})
 	if err != nil {
@@ -97,6 +106,7 @@ func (s *server) startModules(env *routing.Env) error {
 		CacheEntries:   int64(ac.CacheEntries),
 		Workers:        ac.Workers,
 		PollInterval:   ac.PollInterval.D(),
+		SkipURICheck:   !ac.CheckURI,
 		OnDomainChange: s.syncStoreDomains,
 		Logger:         s.log,
 	})
@@ -208,7 +218,9 @@ func (s *server) registerModuleMetrics() {
 		"saved": func(s registrar.Stats) uint64 { return s.Saved }, "removed": func(s registrar.Stats) uint64 { return s.Removed },
 		"expired": func(s registrar.Stats) uint64 { return s.Expired }, "refused": func(s registrar.Stats) uint64 { return s.Refused },
 		"lookups": func(s registrar.Stats) uint64 { return s.Lookups }, "found": func(s registrar.Stats) uint64 { return s.Found },
-		"write_drops": func(s registrar.Stats) uint64 { return s.WriteDrops },
+		"write_drops":  func(s registrar.Stats) uint64 { return s.WriteDrops },
+		"store_busy":   func(s registrar.Stats) uint64 { return s.StoreBusy },
+		"store_errors": func(s registrar.Stats) uint64 { return s.StoreErrors },
 	} {
 		set.NewGauge(`switchboard_registrar_`+name+`_total`, func() float64 { return float64(f(stats())) })
 	}
@@ -217,6 +229,7 @@ func (s *server) registerModuleMetrics() {
 		"stale": func(s auth.Stats) uint64 { return s.Stale }, "forbidden": func(s auth.Stats) uint64 { return s.Forbidden },
 		"challenges": func(s auth.Stats) uint64 { return s.Challenges }, "cache_misses": func(s auth.Stats) uint64 { return s.CacheMisses },
 		"busy": func(s auth.Stats) uint64 { return s.Busy }, "store_errors": func(s auth.Stats) uint64 { return s.StoreErrors },
+		"bad_uri": func(s auth.Stats) uint64 { return s.BadURI }, "retransmits": func(s auth.Stats) uint64 { return s.Retransmits },
 	} {
 		set.NewGauge(`switchboard_auth_`+name+`_total`, func() float64 { return float64(f(m.auth.Stats())) })
 	}
@@ -259,7 +272,10 @@ func (s *server) registerModuleCommands() {
 			if args.AOR == "" {
 				return nil, &mgmt.ArgError{Msg: `"aor" is required`}
 			}
-			n := reg.Delete(args.AOR, args.Contact)
+			n, err := reg.Delete(args.AOR, args.Contact)
+			if err != nil {
+				return nil, err
+			}
 			if n == 0 {
 				return nil, fmt.Errorf("no such binding of %s: %w", args.AOR, mgmt.ErrNotFound)
 			}
@@ -271,10 +287,17 @@ func (s *server) registerModuleCommands() {
 			if err := mgmt.DecodeArgs(raw, &args); err != nil {
 				return nil, err
 			}
+			var n int
+			var err error
 			if args.AOR != "" {
-				return map[string]int{"removed": reg.Delete(args.AOR, "")}, nil
+				n, err = reg.Delete(args.AOR, "")
+			} else {
+				n, err = reg.Flush()
 			}
-			return map[string]int{"removed": reg.Flush()}, nil
+			if err != nil {
+				return nil, err
+			}
+			return map[string]int{"removed": n}, nil
 		})
 
 	type userArgs struct {

@@ -82,7 +82,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 func (s *server) start() error {
 	cfg := s.cfg
 	var err error
-	s.store, err = store.Open(cfg.Storage.Dir, store.Options{})
+	// write-through promises a 200 only for a binding on disk: every
+	// commit waits for the disk (a power loss keeps it too).
+	s.store, err = store.Open(cfg.Storage.Dir, store.Options{SyncCommits: cfg.Registrar.Persist == "write-through"})
 	if err != nil {
 		return fmt.Errorf("storage.dir %s: %w", cfg.Storage.Dir, err)
 	}
@@ -369,7 +371,7 @@ func (s *server) reload() {
 		"limits":    cfg.Limits != s.cfg.Limits,
 		"storage":   cfg.Storage != s.cfg.Storage,
 		"mgmt":      fmt.Sprint(cfg.Mgmt) != fmt.Sprint(s.cfg.Mgmt),
-		"registrar": cfg.Registrar != s.cfg.Registrar,
+		"registrar": fmt.Sprint(cfg.Registrar) != fmt.Sprint(s.cfg.Registrar),
 		"auth":      fmt.Sprint(cfg.Auth) != fmt.Sprint(s.cfg.Auth),
 	} {
 		if changed {

@@ -25,6 +25,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -54,8 +55,9 @@ const (
 // nonceSlots is the size of the nonce-count table: the number of nonces
 // whose counts are remembered at once. A nonce whose slot was taken by a
 // newer one is answered stale=true, so the phone simply retries with a fresh
-// nonce. 2^18 slots (2 MiB) cover about 870 challenges a second over the
-// default five-minute lifetime.
+// nonce. 2^18 slots (2 MiB, plus 3 MiB of retransmission fingerprints)
+// cover about 870 challenges a second over the default five-minute
+// lifetime.
 const nonceSlots = 1 << 18
 
 // Config configures an Auth.
@@ -83,6 +85,11 @@ type Config struct {
 	// PollInterval is how often the store's change log is read to drop
 	// changed users from the cache (default 1s).
 	PollInterval time.Duration
+	// SkipURICheck accepts credentials whose uri is not the Request-URI
+	// (OpenSIPS and Kamailio do not compare them; sipp 3.6 computes the
+	// uri as sip:<server address>:<port>). The default compares them, as
+	// RFC 7616 §3.4.6 requires.
+	SkipURICheck bool
 	// OnDomainChange, when set, is called from the poller when domains
 	// were added or removed in the store.
 	OnDomainChange func()
@@ -102,6 +109,9 @@ type Auth struct {
 	gen      atomic.Uint64 // bumped on every invalidation
 	jobs     chan job
 	slots    []atomic.Uint64
+	prints   []atomic.Uint64 // per slot: fingerprint of the REGISTER accepted with its nc
+	printAt  []atomic.Uint32 // per slot: when (unix seconds)
+	seed     maphash.Seed
 	seq      atomic.Uint32
 	macs     sync.Pool // *signer
 	scratch  sync.Pool // *scratch
@@ -110,6 +120,7 @@ type Auth struct {
 
 	// counters
 	ok, failed, stale, forbidden, challenges, misses, busy, storeErrors atomic.Uint64
+	badURI, retrans                                                     atomic.Uint64
 }
 
 // cred is a cached subscriber: its two HA1 values as lower-case hex, or
@@ -170,6 +181,9 @@ func New(cfg Config) (*Auth, error) {
 	a.macs.New = func() any { return &signer{h: hmac.New(sha256.New, secret)} }
 	a.scratch.New = func() any { return new(scratch) }
 	a.slots = make([]atomic.Uint64, nonceSlots)
+	a.prints = make([]atomic.Uint64, nonceSlots)
+	a.printAt = make([]atomic.Uint32, nonceSlots)
+	a.seed = maphash.MakeSeed()
 	var r [4]byte
 	rand.Read(r[:])
 	a.seq.Store(uint32(r[0]) | uint32(r[1])<<8 | uint32(r[2])<<16 | uint32(r[3])<<24)
@@ -282,12 +296,15 @@ type Stats struct {
 	CacheMisses uint64 // lookups sent to the store
 	Busy        uint64 // misses refused because the queue was full
 	StoreErrors uint64
+	BadURI      uint64 // credentials whose uri is not the Request-URI (answered 400)
+	Retransmits uint64 // REGISTER retransmissions accepted with the nonce-count of the original
 }
 
 // Stats returns the counters.
 func (a *Auth) Stats() Stats {
 	return Stats{a.ok.Load(), a.failed.Load(), a.stale.Load(), a.forbidden.Load(),
-		a.challenges.Load(), a.misses.Load(), a.busy.Load(), a.storeErrors.Load()}
+		a.challenges.Load(), a.misses.Load(), a.busy.Load(), a.storeErrors.Load(),
+		a.badURI.Load(), a.retrans.Load()}
 }
 
 // cacheKey writes "user@domain" with the domain lower-cased.

@@ -238,3 +238,145 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestDigestURIMustBeTheRequestURI: credentials computed for another URI
+// are refused with 400 before the subscriber is looked up (RFC 7616
+// §3.4.6), for REGISTER and for a call; the forms RFC 3261 §19.1.4 calls
+// equal are accepted.
+func TestDigestURIMustBeTheRequestURI(t *testing.T) {
+	h := newHarness(t, Config{})
+	for _, tc := range []struct {
+		method, ruri, duri string
+	}{
+		{"REGISTER", "", "sip:other.example.org"},
+		{"REGISTER", "", "sip:example.com:5060"}, // an explicit default port is another URI
+		{"REGISTER", "", "sips:example.com"},
+		{"INVITE", "", "sip:carol@example.com"},
+		{"INVITE", "", "sip:BOB@example.com"}, // the user part has case
+		{"INVITE", "sip:bob@example.com;user=phone", "sip:bob@example.com"},
+	} {
+		u := &ua{user: "alice", method: tc.method, ruri: tc.ruri, duri: tc.duri}
+		if tc.method == "INVITE" {
+			u.to = "bob"
+		}
+		ch := pick(t, h.request(u.msg("")), "SHA-256")
+		r := h.request(u.msg(u.answer(ch, 1, "secret")))
+		if status(r) != "400 Digest URI Mismatch" {
+			t.Errorf("%s %q for uri %q: %s", tc.method, tc.ruri, tc.duri, status(r))
+		}
+	}
+	if st := h.a.Stats(); st.BadURI != 6 || st.Authorized != 0 || st.CacheMisses != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if l := h.reg.List(""); len(l) != 0 {
+		t.Fatalf("a REGISTER with another uri was saved: %+v", l)
+	}
+	for _, tc := range []struct {
+		method, ruri, duri string
+	}{
+		{"REGISTER", "", ""},
+		{"REGISTER", "sip:example.com;transport=udp", "SIP:EXAMPLE.COM"}, // a parameter in one only, case of scheme and host
+		{"INVITE", "sip:%62ob@example.com", "sip:bob@example.com;lr"},    // escapes are their characters
+		{"INVITE", "sip:bob@example.com;user=phone;x=1", "sip:bob@Example.COM;X=1;USER=phone"},
+	} {
+		// seq: every REGISTER shares alice's Call-ID, so its CSeq must grow.
+		u := &ua{user: "alice", method: tc.method, ruri: tc.ruri, duri: tc.duri, seq: h.cseq()}
+		if tc.method == "INVITE" {
+			u.to = "bob"
+		}
+		ch := pick(t, h.request(u.msg("")), "MD5")
+		r := h.request(u.msg(u.answer(ch, 1, "secret")))
+		if status(r) != "200 OK" && status(r) != "200 Authorized" {
+			t.Errorf("%s %q for uri %q: %s", tc.method, tc.ruri, tc.duri, status(r))
+		}
+	}
+}
+
+// TestSkipURICheck: auth.check_uri false accepts credentials computed for
+// another URI, as OpenSIPS and Kamailio do (sipp needs it).
+func TestSkipURICheck(t *testing.T) {
+	h := newHarness(t, Config{SkipURICheck: true})
+	u := &ua{user: "alice", method: "REGISTER", duri: "sip:127.0.0.1:5060"}
+	ch := pick(t, h.request(u.msg("")), "MD5")
+	if r := h.request(u.msg(u.answer(ch, 1, "secret"))); status(r) != "200 OK" {
+		t.Fatalf("uri not checked: %s", r)
+	}
+}
+
+func TestSameResource(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		same bool
+	}{
+		{"sip:alice@example.com", "sip:alice@example.com", true},
+		{"sip:alice@example.com", "sip:ALICE@example.com", false},
+		{"sip:alice@EXAMPLE.com", "SIP:alice@example.COM", true},
+		{"sip:alice@example.com", "sip:alice@example.com:5060", false},
+		{"sip:alice@example.com:5080", "sip:alice@example.com:5080", true},
+		{"sip:%61lice@example.com", "sip:alice@example.com", true},
+		{"sip:alice@example.com;transport=tcp", "sip:alice@example.com", true},
+		{"sip:alice@example.com;transport=tcp", "sip:alice@example.com;transport=udp", false},
+		{"sip:alice@example.com;maddr=192.0.2.1", "sip:alice@example.com", false},
+		{"sip:alice@example.com", "sip:alice@example.com;ttl=1", false},
+		{"sip:alice@example.com;a=1;b=2", "sip:alice@example.com;b=2;a=1", true},
+		{"sip:alice@example.com?subject=x&priority=urgent", "sip:alice@example.com?priority=urgent&subject=x", true},
+		{"sip:alice@example.com?subject=x", "sip:alice@example.com", false},
+		{"sip:alice@example.com", "sips:alice@example.com", false},
+		{"tel:+15551234", "tel:+15551234", true},
+		{"tel:+15551234", "TEL:+15551234", false},
+		{"", "sip:example.com", false},
+		{"sip:alice@example.com;a=%zz", "sip:alice@example.com;a=%zz", true},
+	} {
+		if got := sameResource([]byte(tc.a), []byte(tc.b)); got != tc.same {
+			t.Errorf("sameResource(%q, %q) = %v", tc.a, tc.b, got)
+		}
+	}
+}
+
+// TestRegisterRetransmission: a REGISTER is answered statelessly, so its
+// retransmission (the same bytes, same branch, same nonce-count) reaches
+// the route again and must get the 200 again, not 401 stale; the same
+// nonce-count in any other request is still a replay.
+func TestRegisterRetransmission(t *testing.T) {
+	h := newHarness(t, Config{})
+	u, ch := warm(t, h, "SHA-256")
+	msg := u.msg(u.answer(ch, 2, "secret"))
+	if r := h.request(msg); status(r) != "200 OK" {
+		t.Fatalf("first: %s", r)
+	}
+	h.clock.Advance(time.Second) // the stateless answer's transaction ends
+	if r := h.request(msg); status(r) != "200 OK" {
+		t.Fatalf("retransmission: %s", r)
+	}
+	if st := h.a.Stats(); st.Retransmits != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	// The same credentials in a new request (new branch and CSeq).
+	replays := map[string]string{
+		"new request":     u.msg(u.answer(ch, 2, "secret")),
+		"another contact": strings.Replace(msg, "Contact: <sip:alice@127.0.0.1:5062>", "Contact: <sip:alice@192.0.2.66:5062>", 1),
+		"another branch":  strings.Replace(msg, ";branch=z9hG4bK-a", ";branch=z9hG4bK-b", 1),
+	}
+	for name, m := range replays {
+		if m == msg {
+			t.Fatalf("%s: not changed", name)
+		}
+		h.clock.Advance(time.Second)
+		if r := h.request(m); status(r) != "401 Unauthorized" || !challenges(r)[0].stale {
+			t.Errorf("%s with a used nonce-count: %s", name, status(r))
+		}
+	}
+	h.clock.Advance(time.Second)
+	if r := h.requestFrom("127.0.0.1:5999", msg); status(r) != "401 Unauthorized" {
+		t.Errorf("the same bytes from another source: %s", status(r))
+	}
+	// Still a retransmission after the refusals; not after 64·T1.
+	h.clock.Advance(time.Second)
+	if r := h.request(msg); status(r) != "200 OK" {
+		t.Fatalf("retransmission after the replays: %s", r)
+	}
+	h.clock.Advance(retransmitWindow * time.Second)
+	if r := h.request(msg); status(r) != "401 Unauthorized" {
+		t.Errorf("the same bytes after %d s: %s", retransmitWindow+5, status(r))
+	}
+}

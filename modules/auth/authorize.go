@@ -111,6 +111,18 @@ func (a *Auth) Authorize(c *routing.Ctx, o Options, next Next) {
 		next(c, InvalidCredentials)
 		return
 	}
+	if !a.cfg.SkipURICheck && !sameResource(cr.URI, c.Msg().RequestURI()) {
+		// Credentials computed for another request (RFC 7616 §3.4.6: the
+		// server SHOULD answer 400). Checked before the subscriber is
+		// looked up, so the answer says nothing about the user.
+		a.badURI.Add(1)
+		if c.IsMethod(parser.MethodAck) {
+			next(c, InvalidCredentials) // an ACK cannot be answered
+			return
+		}
+		c.ReplyStateless(400, "Digest URI Mismatch", nil)
+		return
+	}
 	sc := a.scratch.Get().(*scratch)
 	sc.key = cacheKey(sc.key[:0], cr.Username, realm)
 	if v, ok := a.cache.Get(sc.key); ok {
@@ -272,7 +284,22 @@ func (a *Auth) check(c *routing.Ctx, o Options, v *cred, cr *parser.Auth, sc *sc
 		a.failed.Add(1)
 		return InvalidCredentials
 	}
-	if a.useNonce(exp, seq, nc) != nonceOK {
+	switch a.useNonce(exp, seq, nc) {
+	case nonceOK:
+		if c.IsMethod(parser.MethodRegister) {
+			a.remember(seq, c)
+		}
+	case nonceRepeated:
+		// The count was used once already. A REGISTER is answered
+		// statelessly, so its retransmission comes back here: the same
+		// bytes from the same source within a transaction's lifetime get
+		// the same answer as the first; anything else is a replay.
+		if !c.IsMethod(parser.MethodRegister) || !a.retransmission(seq, c) {
+			a.stale.Add(1)
+			return StaleNonce
+		}
+		a.retrans.Add(1)
+	default:
 		a.stale.Add(1)
 		return StaleNonce
 	}

@@ -36,7 +36,8 @@ func TestCachedAuthorizeAllocatesNothing(t *testing.T) {
 			if got != Authorized {
 				t.Errorf("%s: first check %v", alg, got)
 			}
-			// Repeats are replays (stale) but run the whole check.
+			// Repeats are retransmissions (the same bytes): the whole
+			// check, the fingerprint included.
 			if n := testing.AllocsPerRun(500, func() { h.a.WWWAuthorize(c, next) }); n != 0 {
 				t.Errorf("%s: a cached check allocated %.1f times", alg, n)
 			}

@@ -7,8 +7,10 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"hash"
+	"hash/maphash"
 
 	"switchboard/parser"
+	"switchboard/routing"
 )
 
 // algorithm is a digest algorithm (RFC 7616 §3.4.2): the hash and whether
@@ -157,7 +159,8 @@ const (
 	nonceOK nonceState = iota
 	nonceForged
 	nonceExpired
-	nonceReplayed // nc not above the last one seen, or the slot was reused
+	nonceReplayed // nc below the last one seen, or the slot was reused
+	nonceRepeated // nc equal to the last one seen: a replay or a retransmission
 )
 
 // decodeNonce checks a nonce's signature and returns its expiry and seq.
@@ -178,7 +181,9 @@ func (a *Auth) decodeNonce(n []byte) (exp int64, seq uint32, ok bool) {
 }
 
 // useNonce checks expiry and records nonce-count nc for the nonce with seq;
-// it fails for a count not higher than one already used.
+// it fails for a count not higher than one already used (nonceRepeated when
+// it is the last one used, which the caller may accept for a
+// retransmission).
 func (a *Auth) useNonce(exp int64, seq, nc uint32) nonceState {
 	if a.clock.Now()/1000 >= exp {
 		return nonceExpired
@@ -194,7 +199,9 @@ func (a *Auth) useNonce(exp int64, seq, nc uint32) nonceState {
 			// slot from here on.
 		case owner != seq:
 			return nonceReplayed // a newer nonce has the slot
-		case nc <= last:
+		case nc == last:
+			return nonceRepeated
+		case nc < last:
 			return nonceReplayed
 		}
 		if slot.CompareAndSwap(v, uint64(seq)<<32|uint64(nc)) {
@@ -223,4 +230,47 @@ func parseNC(v []byte) (uint32, bool) {
 		n = n<<4 | uint32(c)
 	}
 	return n, n > 0
+}
+
+// retransmitWindow is how long after a nonce-count was accepted a
+// retransmission of that request is still accepted: 64·T1 (32 s with the
+// default T1 of 500 ms), the client's Timer F, after which it has stopped
+// retransmitting.
+const retransmitWindow = 32
+
+// remember records, in the nonce's slot, a fingerprint of the request that
+// was accepted with the slot's current nonce-count, for retransmission.
+func (a *Auth) remember(seq uint32, c *routing.Ctx) {
+	i := seq & (nonceSlots - 1)
+	a.prints[i].Store(a.fingerprint(c))
+	a.printAt[i].Store(uint32(a.clock.Now() / 1000))
+}
+
+// retransmission reports whether the request is a retransmission of the
+// one accepted with the slot's current nonce-count: the same fingerprint,
+// within retransmitWindow. useNonce found the count equal to the slot's.
+// The fingerprint covers the whole message (Via branch, CSeq, Contact,
+// body, the credentials with their nc) and the source, so a different
+// request with the same nonce-count, or the same bytes sent from elsewhere,
+// is still a replay.
+func (a *Auth) retransmission(seq uint32, c *routing.Ctx) bool {
+	i := seq & (nonceSlots - 1)
+	age := uint32(a.clock.Now()/1000) - a.printAt[i].Load()
+	return age <= retransmitWindow && a.prints[i].Load() == a.fingerprint(c)
+}
+
+// fingerprint hashes the request as received and its source with a key
+// chosen at start (hash/maphash: an attacker who cannot see the values
+// cannot build a different request with the same one).
+func (a *Auth) fingerprint(c *routing.Ctx) uint64 {
+	var h maphash.Hash
+	h.SetSeed(a.seed)
+	h.Write(c.Msg().Bytes())
+	var src [19]byte
+	ip := c.SrcIP().As16()
+	copy(src[:16], ip[:])
+	port := c.SrcPort()
+	src[16], src[17], src[18] = byte(port>>8), byte(port), byte(c.Proto())
+	h.Write(src[:])
+	return h.Sum64()
 }

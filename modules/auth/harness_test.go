@@ -141,10 +141,16 @@ func must(t testing.TB, err error) {
 // worker goroutine when the credentials were not cached.
 func (h *harness) request(msg string) string {
 	h.t.Helper()
+	return h.requestFrom("127.0.0.1:5062", msg)
+}
+
+// requestFrom is request with the packet coming from src.
+func (h *harness) requestFrom(src, msg string) string {
+	h.t.Helper()
 	h.mu.Lock()
 	h.sent = nil
 	h.mu.Unlock()
-	h.core.HandleMessage(&transport.Packet{Data: []byte(msg), Src: netip.MustParseAddrPort("127.0.0.1:5062"), Listener: &h.l, Proto: transport.UDP})
+	h.core.HandleMessage(&transport.Packet{Data: []byte(msg), Src: netip.MustParseAddrPort(src), Listener: &h.l, Proto: transport.UDP})
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		h.mu.Lock()
@@ -168,9 +174,29 @@ type ua struct {
 	user, password, method, to string
 	seq                        int
 	nc                         int
+	// ruri replaces the Request-URI sent, duri the uri the digest is
+	// computed for (both default to the AOR's URI, or the domain for
+	// REGISTER).
+	ruri, duri string
+}
+
+// target is the URI the request is for.
+func (u *ua) target() string {
+	if u.method == "REGISTER" {
+		return "sip:example.com"
+	}
+	to := u.to
+	if to == "" {
+		to = u.user
+	}
+	return "sip:" + to + "@example.com"
 }
 
 var branchSeq int
+
+// cseq returns a CSeq above any used so far, for a new ua on a Call-ID
+// already registered.
+func (h *harness) cseq() int { return 1000 + branchSeq }
 
 func (u *ua) msg(auth string) string {
 	u.seq++
@@ -179,9 +205,9 @@ func (u *ua) msg(auth string) string {
 	if to == "" {
 		to = u.user
 	}
-	ruri := "sip:example.com"
-	if u.method != "REGISTER" {
-		ruri = "sip:" + to + "@example.com"
+	ruri := u.target()
+	if u.ruri != "" {
+		ruri = u.ruri
 	}
 	m := u.method + " " + ruri + " SIP/2.0\r\n" +
 		fmt.Sprintf("Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK-a%d;rport\r\n", branchSeq) +
@@ -223,13 +249,9 @@ func hexHash(alg, s string) string {
 
 // answer builds the credentials header answering ch with nonce-count nc.
 func (u *ua) answer(ch challenge, nc int, password string) string {
-	uri := "sip:example.com"
-	if u.method != "REGISTER" {
-		to := u.to
-		if to == "" {
-			to = u.user
-		}
-		uri = "sip:" + to + "@example.com"
+	uri := u.target()
+	if u.duri != "" {
+		uri = u.duri
 	}
 	ha1 := hexHash(ch.alg, u.user+":"+ch.realm+":"+password)
 	ha2 := hexHash(ch.alg, u.method+":"+uri)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"switchboard/parser"
 	"switchboard/routing"
@@ -30,6 +31,8 @@ type harness struct {
 	// inRoute, when set, runs inside the request route instead of the
 	// default handling (benchmarks and allocation tests).
 	inRoute func(c *routing.Ctx)
+	// authenticated makes the route save REGISTERs as authenticated.
+	authenticated bool
 }
 
 type sent struct {
@@ -67,7 +70,7 @@ func newHarness(t testing.TB, cfg Config) *harness {
 				return
 			}
 			if c.IsMethod(parser.MethodRegister) {
-				reg.Save(c)
+				reg.SaveWith(c, SaveOptions{Authenticated: h.authenticated})
 				return
 			}
 			if !reg.Lookup(c) {
@@ -201,4 +204,34 @@ func contacts(resp string) []string {
 func statusOf(resp string) string {
 	line, _, _ := strings.Cut(resp, "\r\n")
 	return strings.TrimPrefix(line, "SIP/2.0 ")
+}
+
+// await sends msg from src and waits up to d for the final response, which
+// may come from another goroutine (write-through answers from the store's
+// writer); "" when none came.
+func (h *harness) await(src, msg string, d time.Duration) string {
+	h.t.Helper()
+	h.take()
+	h.receive(src, msg)
+	return h.final(d)
+}
+
+// final waits up to d for a final response among what is sent.
+func (h *harness) final(d time.Duration) string {
+	deadline := time.Now().Add(d)
+	for {
+		h.mu.Lock()
+		for i, s := range h.sent {
+			if strings.HasPrefix(s.data, "SIP/2.0 ") && !strings.HasPrefix(s.data, "SIP/2.0 1") {
+				h.sent = append(h.sent[:i:i], h.sent[i+1:]...)
+				h.mu.Unlock()
+				return s.data
+			}
+		}
+		h.mu.Unlock()
+		if time.Now().After(deadline) {
+			return ""
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

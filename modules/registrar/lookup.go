@@ -47,8 +47,8 @@ func (r *Registrar) Lookup(c *routing.Ctx) bool {
 	top := bs[order[0]].q
 	b := &bs[order[0]]
 	c.SetRU(b.contact)
-	if b.useSource() {
-		c.SetDestination(b.proto, b.src)
+	if proto, dst, ok := b.destination(); ok {
+		c.SetDestination(proto, dst)
 	}
 	more := false
 	for i := 1; i < n; i++ {
@@ -140,8 +140,8 @@ func (r *Registrar) BranchRoute(c *routing.Ctx, br *routing.Branch) {
 			if !bytes.Equal(b.contact, uri) {
 				continue
 			}
-			if b.useSource() {
-				tb.SetDestination(b.proto, b.src)
+			if proto, dst, ok := b.destination(); ok {
+				tb.SetDestination(proto, dst)
 			}
 			if len(b.path) > 0 {
 				tb.Editor().AddHeaderTop("Route", b.path)

@@ -1,9 +1,11 @@
 package registrar
 
 import (
+	"errors"
 	"sort"
 
 	"switchboard/shards"
+	"switchboard/store"
 )
 
 // Info describes one binding for the management API (OpenSIPS:
@@ -69,45 +71,88 @@ func (r *Registrar) List(aor string) []Info {
 
 // Delete removes the binding of aor whose contact URI is contact, or every
 // binding of aor when contact is "" (OpenSIPS: ul_rm_contact / ul_rm).
-// It returns how many were removed; the store is updated write-behind.
-func (r *Registrar) Delete(aor, contact string) int {
+// It returns how many were removed. The store gets the change like a
+// REGISTER's (in write-through mode Delete returns once it is committed),
+// except that Delete waits for room in the store's queue instead of
+// refusing; when the queue stays full for 30 s nothing is removed and the
+// error says so.
+func (r *Registrar) Delete(aor, contact string) (int, error) {
 	key := []byte(normalAOR(aor))
 	h := shards.Sum(key)
 	s := r.tbl.Shard(h)
-	s.Lock()
-	defer s.Unlock()
-	e := s.Get(h, key)
-	if e == nil {
-		return 0
-	}
-	v := &e.Value
-	n := 0
-	if contact == "" {
-		n = len(v.b)
-		for len(v.b) > 0 {
-			v.remove(0)
-		}
+	need := 1 // operations for the store: one per binding, one for the AOR
+	for {
+		var res store.Reservation
 		if r.w != nil {
-			r.noteWrite(r.w.DeleteAOR(string(key)))
+			var err error
+			if res, err = r.w.ReserveWait(need, reserveWait); errors.Is(err, store.ErrQueueFull) {
+				return 0, errNoRoom
+			} else if err != nil {
+				return 0, err
+			}
 		}
-	} else {
-		for i := 0; i < len(v.b); {
-			if string(v.b[i].contact) == contact {
-				r.persistDelete(key, &v.b[i])
-				v.remove(i)
-				n++
+		s.Lock()
+		e := s.Get(h, key)
+		if e == nil {
+			s.Unlock()
+			res.Release()
+			return 0, nil
+		}
+		v := &e.Value
+		if contact != "" {
+			n := 0
+			for i := range v.b {
+				if string(v.b[i].contact) == contact {
+					n++
+				}
+			}
+			if n > need {
+				// More than reserved: wait for room for all of them
+				// without holding the shard.
+				s.Unlock()
+				res.Release()
+				need = n
 				continue
 			}
-			i++
 		}
+		sc := r.scratch.Get().(*scratch)
+		sc.ops = sc.ops[:0]
+		n := 0
+		if contact == "" {
+			n = len(v.b)
+			for len(v.b) > 0 {
+				v.remove(0)
+			}
+			r.persistDeleteAOR(sc, key)
+		} else {
+			for i := 0; i < len(v.b); {
+				if string(v.b[i].contact) == contact {
+					r.persistDelete(sc, key, &v.b[i])
+					v.remove(i)
+					n++
+					continue
+				}
+				i++
+			}
+		}
+		r.removed.Add(uint64(n))
+		r.schedule(s, e)
+		ops := append([]store.BindingOp(nil), sc.ops...)
+		clear(sc.ops)
+		r.scratch.Put(sc)
+		// Queued with the shard locked, which keeps the AOR's changes in
+		// order; a write-through commit is waited for after releasing it.
+		done, err := r.queueChange(&res, ops)
+		s.Unlock()
+		if err == nil && done != nil {
+			err = <-done
+		}
+		return n, err
 	}
-	r.removed.Add(uint64(n))
-	r.schedule(s, e)
-	return n
 }
 
 // Flush removes every binding of every AOR and returns how many.
-func (r *Registrar) Flush() int {
+func (r *Registrar) Flush() (int, error) {
 	var aors []string
 	r.tbl.Range(func(_ *shards.Shard[record], e *shards.Entry[record]) bool {
 		aors = append(aors, string(e.Key()))
@@ -115,9 +160,13 @@ func (r *Registrar) Flush() int {
 	})
 	n := 0
 	for _, a := range aors {
-		n += r.Delete(a, "")
+		k, err := r.Delete(a, "")
+		n += k
+		if err != nil {
+			return n, err
+		}
 	}
-	return n
+	return n, nil
 }
 
 // normalAOR lower-cases the domain of "user@domain" (the user part is

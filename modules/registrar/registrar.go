@@ -67,23 +67,31 @@ type Config struct {
 	MaxBytes int64
 	// Shards is the number of table shards (0: automatic).
 	Shards int
-	// Writer, when set, receives every binding change (write-behind).
+	// NATTests decide which contacts of an authenticated REGISTER are
+	// behind NAT and reached at the REGISTER's source (0:
+	// DefaultNATTests; NATNone: none).
+	NATTests NATTests
+	// Writer, when set, receives every binding change.
 	Writer *store.LocationWriter
+	// Persist says whether the 200 waits for the Writer's commit
+	// (WriteThrough) or not (WriteBack, the default).
+	Persist Persist
 	// Logger receives error-path lines. Nil: slog.Default().
 	Logger *slog.Logger
 }
 
 // Registrar is the location service. It is safe for concurrent use.
 type Registrar struct {
-	cfg     Config
-	tbl     *shards.Table[record]
-	w       *store.LocationWriter
-	log     *slog.Logger
-	scratch sync.Pool // *scratch
+	cfg      Config
+	natTests NATTests
+	tbl      *shards.Table[record]
+	w        *store.LocationWriter
+	log      *slog.Logger
+	scratch  sync.Pool // *scratch
 
 	// counters
 	saved, removed, expired, refused, lookups, found atomic.Uint64
-	writeDrops                                       atomic.Uint64
+	writeDrops, storeBusy, storeErrors               atomic.Uint64
 }
 
 // record is the value of one address-of-record in the table.
@@ -103,12 +111,15 @@ type binding struct {
 	src      netip.AddrPort // where the REGISTER came from
 	socket   netip.AddrPort // the listener it came in on
 	proto    transport.Proto
-	nat      bool // src differs from the contact's host and port
+	nat      bool            // reached at src (see natted)
+	hop      netip.AddrPort  // the first Path hop, when it is an IP address
+	hopProto transport.Proto // and its transport
 	q        int16
 	regID    uint32
 	cseq     uint32
-	expires  int64 // clock ms
-	modified int64 // clock ms
+	branch   uint64 // hash of the REGISTER's Via branch; 0 when loaded from the store
+	expires  int64  // clock ms
+	modified int64  // clock ms
 }
 
 const timerExpire = 1
@@ -150,7 +161,10 @@ func New(cfg Config) (*Registrar, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	r := &Registrar{cfg: cfg, w: cfg.Writer, log: cfg.Logger}
+	r := &Registrar{cfg: cfg, w: cfg.Writer, log: cfg.Logger, natTests: cfg.NATTests}
+	if r.natTests == 0 {
+		r.natTests = DefaultNATTests
+	}
 	r.scratch.New = func() any { return new(scratch) }
 	tbl, err := shards.New(shards.Config[record]{
 		Clock:     cfg.Clock,
@@ -204,6 +218,7 @@ func (r *Registrar) Load(ctx context.Context, st *store.Store) (int, error) {
 		b.proto, b.src = parseAddr(sb.Received)
 		_, b.socket = parseAddr(sb.Socket)
 		b.nat = sb.Flags&flagNAT != 0
+		b.hopProto, b.hop, _ = pathHop(b.path)
 		b.params = []byte(storedParams(sb))
 		key := []byte(sb.AOR)
 		h := shards.Sum(key)
@@ -314,7 +329,9 @@ type Stats struct {
 	Expired        uint64 // bindings removed by expiry
 	Refused        uint64 // REGISTERs answered with an error
 	Lookups, Found uint64
-	WriteDrops     uint64 // changes the store writer refused (queue full)
+	WriteDrops     uint64 // changes the store cannot hold (malformed for it); they stay in memory only
+	StoreBusy      uint64 // REGISTERs answered 503 because the store's queue had no room
+	StoreErrors    uint64 // write-through REGISTERs answered 500 because the commit failed
 }
 
 // Stats returns the counters and the table's size.
@@ -322,7 +339,7 @@ func (r *Registrar) Stats() Stats {
 	st := Stats{
 		Saved: r.saved.Load(), Removed: r.removed.Load(), Expired: r.expired.Load(),
 		Refused: r.refused.Load(), Lookups: r.lookups.Load(), Found: r.found.Load(),
-		WriteDrops: r.writeDrops.Load(),
+		WriteDrops: r.writeDrops.Load(), StoreBusy: r.storeBusy.Load(), StoreErrors: r.storeErrors.Load(),
 	}
 	r.tbl.Range(func(_ *shards.Shard[record], e *shards.Entry[record]) bool {
 		st.AORs++

@@ -76,10 +76,11 @@ func TestWildcardAndOrdering(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.request("127.0.0.1:5062", register("carol", "c1", 5, "Contact: <sip:carol@127.0.0.1:5062>\r\n"))
 	h.request("127.0.0.1:5064", register("carol", "c2", 1, "Contact: <sip:carol@127.0.0.1:5064>\r\n"))
-	// An older CSeq with the same Call-ID is ignored: no change, still 200.
+	// An older CSeq with the same Call-ID fails (RFC 3261 §10.3 step 7);
+	// TestCSeqOrder has the details.
 	resp := h.request("127.0.0.1:5062", register("carol", "c1", 4, "Contact: <sip:carol@127.0.0.1:5062>;expires=0\r\n"))
-	if statusOf(resp) != "200 OK" || len(contacts(resp)) != 2 {
-		t.Fatalf("old CSeq changed bindings: %s", resp)
+	if statusOf(resp) != "400 Out of Order CSeq" || len(h.reg.List("carol@example.com")) != 2 {
+		t.Fatalf("old CSeq: %s", resp)
 	}
 	resp = h.request("127.0.0.1:5062", register("carol", "c9", 1, "Contact: *\r\n"))
 	if statusOf(resp) != "400 Invalid Wildcard Contact" {
@@ -274,14 +275,14 @@ func TestManagementDelete(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.request("127.0.0.1:5062", register("lea", "c1", 1, "Contact: <sip:lea@127.0.0.1:5062>\r\nContact: <sip:lea@127.0.0.1:5063>\r\n"))
 	h.request("127.0.0.1:5062", register("max", "c2", 1, "Contact: <sip:max@127.0.0.1:5062>\r\n"))
-	if n := h.reg.Delete("lea@example.com", "sip:lea@127.0.0.1:5063"); n != 1 {
-		t.Fatalf("Delete one: %d", n)
+	if n, err := h.reg.Delete("lea@example.com", "sip:lea@127.0.0.1:5063"); n != 1 || err != nil {
+		t.Fatalf("Delete one: %d %v", n, err)
 	}
 	if l := h.reg.List("lea@example.com"); len(l) != 1 {
 		t.Fatalf("after delete: %+v", l)
 	}
-	if n := h.reg.Flush(); n != 2 || len(h.reg.List("")) != 0 {
-		t.Fatalf("Flush: %d", n)
+	if n, err := h.reg.Flush(); n != 2 || err != nil || len(h.reg.List("")) != 0 {
+		t.Fatalf("Flush: %d %v", n, err)
 	}
 }
 

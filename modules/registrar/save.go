@@ -10,6 +10,7 @@ import (
 	"switchboard/routing"
 	"switchboard/shards"
 	"switchboard/store"
+	"switchboard/transport"
 )
 
 // scratch is per-call working memory, pooled so a REGISTER that refreshes
@@ -18,6 +19,7 @@ type scratch struct {
 	cs   []contactIn
 	hdr  []byte
 	path []byte
+	ops  []store.BindingOp // the change for the store
 	key  [maxAOR]byte
 }
 
@@ -37,18 +39,35 @@ type contactIn struct {
 // Require (RFC 3327 Path); others get 420.
 var OptionTags = []string{"path"}
 
+// SaveOptions say what the route knows about a REGISTER.
+type SaveOptions struct {
+	// Authenticated: the route checked the REGISTER's credentials for the
+	// To AOR (auth.Authorized). Only then is a contact that points
+	// elsewhere than the REGISTER's source stored to be reached as given
+	// (third-party registration, an edge proxy's Path); from a REGISTER
+	// that was not authenticated such a contact is reached through the
+	// address the REGISTER came from, whatever the NAT tests say.
+	Authenticated bool
+}
+
 // Save handles a REGISTER for a served domain (OpenSIPS:
 // save("location")): it adds, refreshes or removes the bindings of the
 // address-of-record in the To header and answers: 200 with every current
 // binding and its remaining expiry, 423 with Min-Expires, 400 for a
 // malformed Contact or To, 404 when the To domain is not served, 420 with
 // Unsupported for a Require option tag not in OptionTags (§10.3 step 2),
-// 503 when the AOR would have more than MaxContacts bindings. It returns
-// the status sent. The route has authenticated the request before, if it
-// wants to.
-func (r *Registrar) Save(c *routing.Ctx) int {
+// 503 when the AOR would have more than MaxContacts bindings, 400 for a
+// CSeq not above the binding's (RFC 3261 §10.3 step 7). It returns the
+// status sent.
+//
+// Save treats the REGISTER as not authenticated: use SaveWith after the
+// route checked its credentials.
+func (r *Registrar) Save(c *routing.Ctx) int { return r.SaveWith(c, SaveOptions{}) }
+
+// SaveWith is Save with what the route knows about the request.
+func (r *Registrar) SaveWith(c *routing.Ctx, o SaveOptions) int {
 	sc := r.scratch.Get().(*scratch)
-	code := r.save(c, sc)
+	code := r.save(c, sc, o)
 	r.scratch.Put(sc)
 	if code != 200 {
 		r.refused.Add(1)
@@ -56,7 +75,7 @@ func (r *Registrar) Save(c *routing.Ctx) int {
 	return code
 }
 
-func (r *Registrar) save(c *routing.Ctx, sc *scratch) int {
+func (r *Registrar) save(c *routing.Ctx, sc *scratch, o SaveOptions) int {
 	if !c.CheckRequire(OptionTags...) {
 		return 420
 	}
@@ -75,6 +94,8 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch) int {
 	hdrExp, hasHdrExp := m.Expires()
 	callID := m.CallID()
 	cseq := m.CSeq().Num
+	branch := shards.Sum(m.TopVia().Branch)
+	sc.path = pathOf(m, sc.path[:0])
 
 	// Parse and check every Contact before changing anything: a request
 	// is applied whole or not at all.
@@ -119,7 +140,8 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch) int {
 			ci.regID = uint32(id)
 		}
 		ci.params = na.Params
-		ci.nat = behindNAT(&u, c.SrcIP(), c.SrcPort())
+		_, ob := u.Param("ob")
+		ci.nat = r.natted(c, &u, ob, ci.regID > 0, len(sc.path) > 0, o.Authenticated)
 		sc.cs = append(sc.cs, ci)
 	}
 	if it.Err() != nil {
@@ -127,15 +149,6 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch) int {
 	}
 	if star && (len(sc.cs) > 0 || !hasHdrExp || hdrExp != 0) {
 		return reply(c, 400, "Invalid Wildcard Contact", nil)
-	}
-	sc.path = sc.path[:0]
-	for i, n := 0, m.NumHeaders(); i < n; i++ {
-		if h := m.HeaderAt(i); h.Name == parser.HdrPath {
-			if len(sc.path) > 0 {
-				sc.path = append(sc.path, ',')
-			}
-			sc.path = append(sc.path, h.Value...)
-		}
 	}
 
 	h := shards.Sum(key)
@@ -150,54 +163,113 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch) int {
 			return reply(c, 503, "Registrar Full", nil)
 		}
 	}
+	wait := false
+	sc.hdr = sc.hdr[:0]
 	if e != nil {
 		v := &e.Value
+		var res store.Reservation
+		if code, reason, hdr := r.admit(s, e, sc, star, callID, cseq, branch, len(m.UserAgent()), &res); code != 0 {
+			if len(v.b) == 0 {
+				s.Remove(e)
+			}
+			s.Unlock()
+			return reply(c, code, reason, hdr)
+		}
+		sc.ops = sc.ops[:0]
 		if star {
-			r.removeAll(v, key, callID, cseq)
+			r.removeAll(v, sc, key, callID, cseq, branch)
 		} else if len(sc.cs) > 0 {
-			// Match contacts to bindings and check the count first.
-			count := len(v.b)
-			for i := range sc.cs {
-				ci := &sc.cs[i]
-				ci.idx = v.find(ci.instance, ci.regID, ci.uri)
-				switch {
-				case ci.idx < 0 && ci.expires > 0:
-					count++
-				case ci.idx >= 0 && ci.expires == 0:
-					count--
-				}
-			}
-			if count > r.cfg.MaxContacts {
-				if len(v.b) == 0 {
-					s.Remove(e)
-				}
-				s.Unlock()
-				return reply(c, 503, "Too Many Registered Contacts", nil)
-			}
-			// Reserve what new bindings may take before storing them, so
-			// the memory cap holds (a refresh reuses its buffers).
-			if grow := sc.growth(len(v.b), count, len(m.UserAgent()), len(callID)); grow > 0 {
-				if s.Account(e, v.bytes()+grow) != nil {
-					if len(v.b) == 0 {
-						s.Remove(e)
-					}
-					s.Unlock()
-					return reply(c, 503, "Registrar Full", nil)
-				}
-			}
-			r.apply(c, v, sc, key, callID, cseq, now)
+			r.apply(c, v, sc, key, callID, cseq, branch, now)
 			s.Account(e, v.bytes())
 		}
-		sc.hdr = appendContacts(sc.hdr[:0], v.b, now)
+		wait = r.persist(c, sc, &res, key)
+		if !wait {
+			sc.hdr = appendContacts(sc.hdr, v.b, now)
+		}
 		r.schedule(s, e)
-	} else {
-		sc.hdr = sc.hdr[:0]
 	}
 	s.Unlock()
-	if len(sc.path) > 0 {
-		sc.hdr = append(append(append(sc.hdr, "Path: "...), sc.path...), "\r\n"...)
+	if wait {
+		return 200 // sent once the store has committed the change
 	}
+	sc.hdr = appendPath(sc.hdr, sc.path)
 	return reply(c, 200, "OK", sc.hdr)
+}
+
+// admit checks, with the AOR's shard locked and before anything changes,
+// that the request may be applied: CSeq order, the contact count, room in
+// the store's queue for the change (reserved into res) and the memory cap.
+// It returns the refusal (code 0: go on).
+func (r *Registrar) admit(s *shards.Shard[record], e *shards.Entry[record], sc *scratch, star bool, callID []byte, cseq uint32, branch uint64, ua int, res *store.Reservation) (int, string, []byte) {
+	v := &e.Value
+	if !v.inOrder(sc, star, callID, cseq, branch) {
+		return 400, "Out of Order CSeq", nil
+	}
+	if !star && len(sc.cs) == 0 {
+		return 0, "", nil // a query: nothing changes
+	}
+	// Match contacts to bindings and check the count.
+	count := len(v.b)
+	ops := len(v.b) + 1 // "*": a delete per binding, or one for the AOR
+	if !star {
+		for i := range sc.cs {
+			ci := &sc.cs[i]
+			ci.idx = v.find(ci.instance, ci.regID, ci.uri)
+			switch {
+			case ci.idx < 0 && ci.expires > 0:
+				count++
+			case ci.idx >= 0 && ci.expires == 0:
+				count--
+			}
+		}
+		if count > r.cfg.MaxContacts {
+			return 503, "Too Many Registered Contacts", nil
+		}
+		ops = len(sc.cs)
+	}
+	// Room for every operation of the change, or the change is refused
+	// whole: a change half stored (a delete dropped) would come back at
+	// the next start.
+	if r.w != nil {
+		var err error
+		if *res, err = r.w.Reserve(ops); err != nil {
+			r.storeBusy.Add(1)
+			return 503, "Location Store Busy", retryAfter
+		}
+	}
+	// Reserve what new bindings may take before storing them, so the
+	// memory cap holds (a refresh reuses its buffers).
+	if grow := sc.growth(len(v.b), count, ua, len(callID)); grow > 0 {
+		if s.Account(e, v.bytes()+grow) != nil {
+			res.Release()
+			return 503, "Registrar Full", nil
+		}
+	}
+	return 0, "", nil
+}
+
+// pathOf appends the values of the Path headers, comma separated.
+func pathOf(m *parser.Message, dst []byte) []byte {
+	for i, n := 0, m.NumHeaders(); i < n; i++ {
+		if h := m.HeaderAt(i); h.Name == parser.HdrPath {
+			if len(dst) > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, h.Value...)
+		}
+	}
+	return dst
+}
+
+// retryAfter goes with a 503 that a retry a little later will get past.
+var retryAfter = []byte("Retry-After: 5\r\n")
+
+// appendPath echoes the REGISTER's Path in the 200 (RFC 3327 §5.3).
+func appendPath(dst, path []byte) []byte {
+	if len(path) == 0 {
+		return dst
+	}
+	return append(append(append(dst, "Path: "...), path...), "\r\n"...)
 }
 
 // growth estimates the bytes new bindings need: 0 when the count does not
@@ -217,7 +289,7 @@ func (sc *scratch) growth(have, count, ua, callID int) int {
 }
 
 // apply changes the bindings of v as sc.cs says. The shard is locked.
-func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []byte, cseq uint32, now int64) {
+func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []byte, cseq uint32, branch uint64, now int64) {
 	m := c.Msg()
 	for i := range sc.cs {
 		ci := &sc.cs[i]
@@ -226,11 +298,11 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 		idx := v.find(ci.instance, ci.regID, ci.uri)
 		if idx >= 0 {
 			b := &v.b[idx]
-			if bytes.Equal(b.callID, callID) && cseq <= b.cseq {
-				continue // out of order or repeated (RFC 3261 §10.3 step 7)
+			if b.order(callID, cseq, branch) == repeated {
+				continue // a retransmission, or the same contact twice
 			}
 			if ci.expires == 0 {
-				r.persistDelete(key, b)
+				r.persistDelete(sc, key, b)
 				v.remove(idx)
 				r.removed.Add(1)
 				continue
@@ -263,25 +335,28 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 		b.q = ci.q
 		b.regID = ci.regID
 		b.cseq = cseq
+		b.branch = branch
+		b.hopProto, b.hop, _ = pathHop(b.path)
 		b.expires = now + ci.expires*1000
 		b.modified = now
-		r.persistUpsert(key, b)
+		r.persistUpsert(sc, key, b)
 		r.saved.Add(1)
 	}
 }
 
-// removeAll handles "Contact: *" with Expires 0: every binding goes,
-// except one whose Call-ID matches with a CSeq not higher than stored.
-func (r *Registrar) removeAll(v *record, key, callID []byte, cseq uint32) {
-	keep := func(b *binding) bool { return bytes.Equal(b.callID, callID) && cseq <= b.cseq }
+// removeAll handles "Contact: *" with Expires 0: every binding goes but
+// one the request is a retransmission for (inOrder refused the request if
+// a binding of its Call-ID has a higher CSeq).
+func (r *Registrar) removeAll(v *record, sc *scratch, key, callID []byte, cseq uint32, branch uint64) {
+	keep := func(b *binding) bool { return b.order(callID, cseq, branch) == repeated }
 	kept := 0
 	for i := range v.b {
 		if keep(&v.b[i]) {
 			kept++
 		}
 	}
-	if kept == 0 && r.w != nil {
-		r.noteWrite(r.w.DeleteAOR(string(key)))
+	if kept == 0 {
+		r.persistDeleteAOR(sc, key)
 	}
 	for i := 0; i < len(v.b); {
 		if keep(&v.b[i]) {
@@ -289,11 +364,56 @@ func (r *Registrar) removeAll(v *record, key, callID []byte, cseq uint32) {
 			continue
 		}
 		if kept > 0 {
-			r.persistDelete(key, &v.b[i])
+			r.persistDelete(sc, key, &v.b[i])
 		}
 		v.remove(i)
 		r.removed.Add(1)
 	}
+}
+
+// Where a request stands against a binding of the same key (RFC 3261
+// §10.3 steps 6 and 7).
+const (
+	newer    = iota // another Call-ID, or a higher CSeq: apply it
+	repeated        // the same Call-ID, CSeq and branch: a retransmission
+	older           // the same Call-ID and a lower CSeq, or the same CSeq in another request
+)
+
+// order compares a request (Call-ID, CSeq, hash of its Via branch) with b.
+// A binding loaded from the store has no branch (0): a request with its
+// CSeq is taken for a retransmission that straddled the restart.
+func (b *binding) order(callID []byte, cseq uint32, branch uint64) int {
+	switch {
+	case !bytes.Equal(b.callID, callID) || cseq > b.cseq:
+		return newer
+	case cseq == b.cseq && (b.branch == branch || b.branch == 0):
+		return repeated
+	}
+	return older
+}
+
+// inOrder reports whether the request may change the bindings: none of
+// those it touches (every one for "*") has its Call-ID with a higher CSeq,
+// or with the same CSeq from another request. RFC 3261 §10.3 step 7: "If
+// not, the update MUST be aborted and the request fails"; the request is
+// checked whole before anything changes. A retransmission (same CSeq and
+// branch) is in order and changes nothing.
+func (v *record) inOrder(sc *scratch, star bool, callID []byte, cseq uint32, branch uint64) bool {
+	if star {
+		for i := range v.b {
+			if v.b[i].order(callID, cseq, branch) == older {
+				return false
+			}
+		}
+		return true
+	}
+	for i := range sc.cs {
+		ci := &sc.cs[i]
+		if j := v.find(ci.instance, ci.regID, ci.uri); j >= 0 && v.b[j].order(callID, cseq, branch) == older {
+			return false
+		}
+	}
+	return true
 }
 
 // find returns the index of the binding with the key of (instance,
@@ -317,38 +437,6 @@ func (v *record) remove(i int) {
 	last := len(v.b) - 1
 	v.b[i], v.b[last] = v.b[last], v.b[i]
 	v.b = v.b[:last]
-}
-
-func (r *Registrar) persistUpsert(key []byte, b *binding) {
-	if r.w == nil {
-		return
-	}
-	sb := store.Binding{
-		AOR: string(key), Contact: string(b.contact), Received: formatAddr(b.proto, b.src),
-		Path: string(b.path), Q: uint16(b.q), Expires: (b.expires + 999) / 1000,
-		CallID: string(b.callID), CSeq: b.cseq, UserAgent: string(b.ua),
-		Instance: string(b.instance), RegID: b.regID, Socket: formatAddr(b.proto, b.socket),
-		LastModified: b.modified / 1000,
-	}
-	if b.nat {
-		sb.Flags |= flagNAT
-	}
-	r.noteWrite(r.w.Upsert(sb))
-}
-
-func (r *Registrar) persistDelete(key []byte, b *binding) {
-	if r.w == nil {
-		return
-	}
-	r.noteWrite(r.w.Delete(store.Binding{AOR: string(key), Contact: string(b.contact), Instance: string(b.instance), RegID: b.regID}))
-}
-
-func (r *Registrar) noteWrite(err error) {
-	if err != nil {
-		// The binding is right in memory; it is written again at its
-		// next refresh.
-		r.writeDrops.Add(1)
-	}
 }
 
 // appendContacts writes the 200's Contact lines: every binding with its
@@ -431,32 +519,6 @@ func paramEnd(p []byte) int {
 	return len(p)
 }
 
-// behindNAT reports whether the contact's host and port differ from where
-// the REGISTER came from; calls then go to the source address.
-func behindNAT(u *parser.URI, src netip.Addr, srcPort uint16) bool {
-	host := u.Host
-	if len(host) > 1 && host[0] == '[' {
-		host = host[1 : len(host)-1]
-	}
-	if len(host) == 0 || !(host[0] >= '0' && host[0] <= '9' || bytes.IndexByte(host, ':') >= 0) {
-		return true // a host name: calls go to where it registered from
-	}
-	// A string view of the message bytes: a converted copy would escape
-	// into ParseAddr's error and allocate.
-	a, err := netip.ParseAddr(unsafe.String(unsafe.SliceData(host), len(host)))
-	if err != nil {
-		return true
-	}
-	port := u.Port
-	if port == 0 {
-		port = 5060
-		if u.Scheme == parser.SchemeSIPS {
-			port = 5061
-		}
-	}
-	return a.Unmap() != src.Unmap() || uint16(port) != srcPort
-}
-
 // aorKey writes "user@host" with the host lower-cased into dst.
 func aorKey(dst, user, host []byte) ([]byte, bool) {
 	if len(user)+1+len(host) > maxAOR {
@@ -482,9 +544,27 @@ func reply(c *routing.Ctx, code int, reason string, hdrs []byte) int {
 	return code
 }
 
-// useSource reports whether requests to b go to the address its REGISTER
-// came from: behind NAT, over a connection (RFC 5626: the flow), or
-// through an edge proxy that added Path.
-func (b *binding) useSource() bool {
-	return b.src.IsValid() && (b.nat || b.proto.Stream() || len(b.path) > 0)
+// destination returns where requests to b go when it is not the contact
+// itself: the address its REGISTER came from for a phone behind NAT (or a
+// REGISTER that was not authenticated, see natted) and over a connection
+// (RFC 5626: the flow); the first Path hop when an edge proxy added Path
+// (its source when that hop is not an IP address).
+func (b *binding) destination() (transport.Proto, netip.AddrPort, bool) {
+	switch {
+	case !b.src.IsValid():
+		if b.hop.IsValid() {
+			return b.hopProto, b.hop, true
+		}
+		return 0, netip.AddrPort{}, false
+	case b.nat:
+		return b.proto, b.src, true
+	case len(b.path) > 0:
+		if b.hop.IsValid() {
+			return b.hopProto, b.hop, true
+		}
+		return b.proto, b.src, true
+	case b.proto.Stream():
+		return b.proto, b.src, true
+	}
+	return 0, netip.AddrPort{}, false
 }

@@ -249,7 +249,7 @@ func (p *routes) registerAuthorized(c *routing.Ctx, res auth.Result) {
 	if p.refused(c, res, false) {
 		return
 	}
-	p.reg.Save(c)
+	p.reg.SaveWith(c, registrar.SaveOptions{Authenticated: true})
 }
 
 // refused answers a failed authorization (challenge, 403 or 500) and

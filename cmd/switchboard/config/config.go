@@ -65,7 +65,19 @@ type Registrar struct {
 	MaxContacts int `yaml:"max_contacts"`
 	// MaxMemory caps the memory of the bindings, in MiB.
 	MaxMemory int `yaml:"max_memory"`
+	// NATTests name the tests that mark a contact of an authenticated
+	// REGISTER as behind NAT (reached at the REGISTER's source), like
+	// nathelper's nat_uac_test flags. Empty: none.
+	NATTests []string `yaml:"nat_tests"`
+	// Persist is when a binding change is written to the store:
+	// write-back (after the 200, from a bounded queue) or write-through
+	// (the 200 waits for the commit).
+	Persist string `yaml:"persist"`
 }
+
+// NATTestNames are the values registrar.nat_tests accepts (the names of
+// modules/registrar.ParseNATTests).
+var NATTestNames = []string{"private_contact", "via_received", "private_via", "via_rport", "contact_port", "flow"}
 
 // Auth configures digest authentication.
 type Auth struct {
@@ -82,6 +94,8 @@ type Auth struct {
 	Workers int `yaml:"workers"`
 	// PollInterval is how often the store is asked for changed users.
 	PollInterval Duration `yaml:"poll_interval"`
+	// CheckURI requires the digest uri to be the Request-URI.
+	CheckURI bool `yaml:"check_uri"`
 }
 
 // Listener is one SIP socket.
@@ -240,6 +254,8 @@ func Default() *Config {
 			MaxExpires:     Duration(2 * time.Hour),
 			MaxContacts:    10,
 			MaxMemory:      1024,
+			NATTests:       []string{"private_contact", "via_received", "via_rport", "flow"},
+			Persist:        "write-back",
 		},
 		Auth: Auth{
 			Register:      true,
@@ -248,6 +264,7 @@ func Default() *Config {
 			CacheEntries:  100_000,
 			Workers:       4,
 			PollInterval:  Duration(time.Second),
+			CheckURI:      true,
 		},
 	}
 }
@@ -467,6 +484,26 @@ func (c *Config) checkModules(fail func(key, format string, args ...any) error) 
 	}
 	if r.MaxMemory < 1 || r.MaxMemory > 1<<20 {
 		return fail("registrar.max_memory", "must be between 1 and 1048576 (MiB), not %d", r.MaxMemory)
+	}
+	seenTest := map[string]bool{}
+	for i, n := range r.NATTests {
+		key := fmt.Sprintf("registrar.nat_tests[%d]", i)
+		known := false
+		for _, k := range NATTestNames {
+			known = known || n == k
+		}
+		if !known {
+			return fail(key, "unknown NAT test %q; one of %s", n, strings.Join(NATTestNames, ", "))
+		}
+		if seenTest[n] {
+			return fail(key, "%s is listed twice", n)
+		}
+		seenTest[n] = true
+	}
+	switch r.Persist {
+	case "write-back", "write-through":
+	default:
+		return fail("registrar.persist", "must be write-back or write-through, not %q", r.Persist)
 	}
 	a := c.Auth
 	if len(a.Algorithms) == 0 {

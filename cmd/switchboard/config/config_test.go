@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"switchboard/modules/registrar"
 	"testing"
 	"time"
 )
@@ -147,6 +148,8 @@ registrar:
   max_expires: 1h
   max_contacts: 3
   max_memory: 16
+  nat_tests: [private_via, flow]
+  persist: write-through
 auth:
   register: false
   algorithms: [MD5]
@@ -154,21 +157,23 @@ auth:
   cache_entries: 500
   workers: 2
   poll_interval: 250ms
+  check_uri: false
 `
 	cfg, err := Load("x.yaml", []byte(src), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r, a := cfg.Registrar, cfg.Auth
-	if r.DefaultExpires.D() != 10*time.Minute || r.MinExpires.D() != 30*time.Second || r.MaxExpires.D() != time.Hour || r.MaxContacts != 3 || r.MaxMemory != 16 {
+	if r.DefaultExpires.D() != 10*time.Minute || r.MinExpires.D() != 30*time.Second || r.MaxExpires.D() != time.Hour || r.MaxContacts != 3 || r.MaxMemory != 16 ||
+		strings.Join(r.NATTests, ",") != "private_via,flow" || r.Persist != "write-through" {
 		t.Errorf("registrar %+v", r)
 	}
 	if a.Register || len(a.Algorithms) != 1 || a.Algorithms[0] != "MD5" || a.NonceLifetime.D() != time.Minute ||
-		a.CacheEntries != 500 || a.Workers != 2 || a.PollInterval.D() != 250*time.Millisecond {
+		a.CacheEntries != 500 || a.Workers != 2 || a.PollInterval.D() != 250*time.Millisecond || a.CheckURI {
 		t.Errorf("auth %+v", a)
 	}
 	d := Default()
-	if !d.Auth.Register || d.Auth.Algorithms[0] != "SHA-256" || d.Registrar.MinExpires.D() != time.Minute {
+	if !d.Auth.Register || d.Auth.Algorithms[0] != "SHA-256" || d.Registrar.MinExpires.D() != time.Minute || !d.Auth.CheckURI {
 		t.Errorf("defaults %+v %+v", d.Auth, d.Registrar)
 	}
 	cfg, err = Load("x.yaml", nil, []string{"auth.register=false", "registrar.min_expires=2s"})
@@ -184,6 +189,9 @@ auth:
 		{"registrar:\n  max_contacts: 0\n", "x.yaml:2: registrar.max_contacts: must be between 1 and 1000"},
 		{"registrar:\n  max_contact: 5\n", "x.yaml:2: registrar.max_contact: unknown key"},
 		{"registrar:\n  max_memory: 0\n", "x.yaml:2: registrar.max_memory: must be between 1 and 1048576"},
+		{"registrar:\n  nat_tests: [flow, rfc1918]\n", `x.yaml:2: registrar.nat_tests[1]: unknown NAT test "rfc1918"; one of private_contact, via_received, private_via, via_rport, contact_port, flow`},
+		{"registrar:\n  nat_tests: [flow, flow]\n", "x.yaml:2: registrar.nat_tests[1]: flow is listed twice"},
+		{"registrar:\n  persist: sync\n", `x.yaml:2: registrar.persist: must be write-back or write-through, not "sync"`},
 		{"auth:\n  algorithms: []\n", "x.yaml:2: auth.algorithms: at least one of SHA-256, MD5"},
 		{"auth:\n  algorithms: [MD5, SHA-512]\n", `x.yaml:2: auth.algorithms[1]: unknown algorithm "SHA-512"`},
 		{"auth:\n  algorithms: [MD5, MD5]\n", "x.yaml:2: auth.algorithms[1]: MD5 is listed twice"},
@@ -219,6 +227,17 @@ func TestTLSFilesChecked(t *testing.T) {
 				t.Fatalf("got %v\nwant %s", err, c.want)
 			}
 		})
+	}
+}
+
+// TestNATTestNames: the names the configuration accepts are the ones the
+// registrar knows.
+func TestNATTestNames(t *testing.T) {
+	if got, want := strings.Join(NATTestNames, ","), strings.Join(registrar.NATTestNames(), ","); got != want {
+		t.Fatalf("config knows %s, the registrar %s", got, want)
+	}
+	if got, want := strings.Join(Default().Registrar.NATTests, ","), strings.Join(registrar.DefaultNATTests.Names(), ","); got != want {
+		t.Fatalf("default %s, the registrar's default %s", got, want)
 	}
 }
 
