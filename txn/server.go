@@ -114,12 +114,18 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 		// §16.2 / §17.2.1: a stateful proxy answers INVITE with 100 at once.
 		t.resp = parser.AppendResponse(t.resp[:0], &t.msg, 100, nil, nil)
 		t.state = sProceeding
-		c.sendTo(t.respL, t.respDst, t.resp)
+		c.sendUp(t, t.resp)
 	}
 	r := &x.hreq
 	r.bind(c, s.Ref(e), t, x)
 	c.runRequest(x, s, e, r)
 	s.Unlock()
+}
+
+// sendUp sends a response of server transaction t: on the connection
+// its request came in on for a stream, else to t.respDst.
+func (c *Core) sendUp(t *txn, data []byte) error {
+	return c.sendResponse(t.respL, t.respDst, t.conn, data)
 }
 
 // retransmitted answers a retransmitted request with the last response
@@ -128,22 +134,24 @@ func (c *Core) retransmitted(e *shards.Entry[txn]) {
 	c.stats.retrans.Add(1)
 	t := &e.Value
 	if len(t.resp) > 0 && t.state != sAccepted && t.state != sTerminated {
-		c.sendTo(t.respL, t.respDst, t.resp)
+		c.sendUp(t, t.resp)
 	}
 }
 
 // runRequest calls Router.Request with the shard locked, then makes sure
 // the request was dealt with: a route that did nothing gets a 500.
 func (c *Core) runRequest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Request) {
+	t := &e.Value
+	t.held = true
 	c.callRequest(r)
 	if !e.Live() || r.ref.Entry() == nil {
 		return
 	}
-	t := &e.Value
+	t.held = false
 	acted := t.rs.acted
 	switch {
 	case t.state == sTerminated:
-		c.gc(s, e) // forwarded statelessly
+		c.terminate(s, e) // forwarded statelessly, or answered over a stream
 	case t.finalSent || t.pending > 0:
 	case acted&actSuspend != 0 && acted&(actRelay|actReply|actForward|actDrop) == 0:
 		// A route that never comes back must not leak the transaction:
@@ -268,19 +276,19 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		}
 		t.resp = append(t.resp[:0], data...)
 		t.state = sProceeding
-		c.sendTo(t.respL, t.respDst, data)
+		c.sendUp(t, data)
 		s.Account(e, t.owned())
 		return
 	}
 	if t.finalSent {
 		if t.invite && code < 300 && (t.state == sAccepted || t.state == sTerminated) {
 			// §16.7 step 5: every 2xx goes upstream, not just the first.
-			c.sendTo(t.respL, t.respDst, data)
+			c.sendUp(t, data)
 		}
 		return
 	}
 	t.finalSent = true
-	c.sendTo(t.respL, t.respDst, data)
+	c.sendUp(t, data)
 	if code < 300 && t.invite {
 		// Accepted: absorb INVITE retransmissions (timer L).
 		t.state = sAccepted
@@ -300,7 +308,12 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		}
 		s.StartTimer(e, &t.tH, kH, time.Duration(64*c.t1)*time.Millisecond) // timer H
 	case reliable:
-		c.terminate(s, e)
+		// Timer J is 0 over a reliable transport (§17.2.2).
+		if t.held {
+			t.state = sTerminated // removed when the hook returns
+		} else {
+			c.terminate(s, e)
+		}
 	default:
 		s.StartTimer(e, &t.tH, kH, msDur(c.wait)) // timer J
 	}

@@ -65,6 +65,12 @@ type txn struct {
 	finalSent bool // the server side sent a final response
 	inFailure bool
 	relayed   bool
+	// held: the Request hook or a resumed continuation is running on the
+	// transaction. A final response that ends it (a non-INVITE over a
+	// stream: timer J is 0) only marks it terminated; whoever holds it
+	// removes it when the hook returns, so the route can still read the
+	// request, and an action that answered never touches a pooled entry.
+	held bool
 
 	// The request as received, copied once and parsed; buf2 holds a
 	// version edited by the route when it used the Editor.
