@@ -18,33 +18,44 @@ type Client struct {
 	HTTP  *http.Client
 }
 
+// APIError is a refusal or failure the API answered: the HTTP status and
+// the server's message.
+type APIError struct {
+	Command string
+	Status  int
+	Msg     string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%s: %d: %s", e.Command, e.Status, e.Msg)
+}
+
 // Call runs command name with args (marshalled to JSON; nil for none) and
-// returns the raw "result" value.
+// returns the raw "result" value. Commands go as POST with a JSON body,
+// which every command accepts; "help" (or "") reads the list of commands.
+// An answer other than 200 is an *APIError.
 func (c *Client) Call(ctx context.Context, name string, args any) (json.RawMessage, error) {
-	var body io.Reader
+	var body []byte
 	if args != nil {
 		b, err := json.Marshal(args)
 		if err != nil {
 			return nil, err
 		}
-		body = bytes.NewReader(b)
+		body = b
 	}
 	url := "http://" + c.Addr + "/api/v1/" + name
-	if name == "" || name == "help" {
-		url = "http://" + c.Addr + "/api/v1"
-	}
 	method := http.MethodPost
-	if body == nil {
-		method = http.MethodGet
+	if name == "" || name == "help" {
+		url, method, body = "http://"+c.Addr+"/api/v1", http.MethodGet, nil
 	}
-	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	if body != nil {
+	if method == http.MethodPost {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	hc := c.HTTP
@@ -63,11 +74,12 @@ func (c *Client) Call(ctx context.Context, name string, args any) (json.RawMessa
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&out); err != nil {
 		return nil, fmt.Errorf("management API at %s answered %s with a body that is not JSON", c.Addr, resp.Status)
 	}
-	if out.Error != "" {
-		return nil, fmt.Errorf("%s: %s", name, out.Error)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", name, resp.Status)
+	if resp.StatusCode != http.StatusOK || out.Error != "" {
+		msg := out.Error
+		if msg == "" {
+			msg = http.StatusText(resp.StatusCode)
+		}
+		return nil, &APIError{Command: name, Status: resp.StatusCode, Msg: msg}
 	}
 	return out.Result, nil
 }

@@ -6,20 +6,28 @@
 //
 //	GET  /api/v1                 list of commands with their help text
 //	POST /api/v1/<command>       run a command; the body is its JSON arguments
-//	                             (GET works for commands that take none)
+//	                             (Content-Type: application/json)
+//	GET  /api/v1/<command>       run a read-only command without arguments
 //
 // Every answer is a JSON object: {"result": ...} on success,
 // {"error": "..."} otherwise, with a status code that says whose fault it was.
+//
+// The API is a privileged interface that a web page in a browser on the
+// same host can reach, so every API request must carry the bearer token,
+// name this listener (or an allowed name) in Host and, when it has an
+// Origin, come from that origin; a command that changes state runs only
+// on a POST with a JSON body, which a page cannot send to another origin
+// without the CORS permission this server never gives (see guard).
 package mgmt
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"os"
@@ -37,18 +45,29 @@ import (
 type Config struct {
 	// Listen is host:port; use port 0 in tests and read Addr().
 	Listen string
-	// Token, when set, is required as "Authorization: Bearer <token>" on
-	// /api/v1. /metrics and the health endpoints stay open for scrapers and
+	// Token is required as "Authorization: Bearer <token>" on /api/v1;
+	// when empty, every API request is refused (LoadOrCreateToken makes
+	// one). /metrics and the health endpoints stay open for scrapers and
 	// load balancers.
-	Token   string
-	Version string
-	Logger  *slog.Logger
+	Token string
+	// AllowedHosts are more names (or name:port) the API answers to in
+	// Host and Origin, besides the listen address: the name of a reverse
+	// proxy in front of it, or a DNS name of the host. A name without a
+	// port matches any port.
+	AllowedHosts []string
+	Version      string
+	Logger       *slog.Logger
 }
 
 // Command is one management API command.
 type Command struct {
 	// Help is one line shown by GET /api/v1 and `switchboard ctl help`.
 	Help string
+	// ReadOnly marks a command that changes nothing (a listing, counters):
+	// it may also be run with GET. Every other command changes state and
+	// runs only on POST with Content-Type: application/json, so that a
+	// link, an image or a form on a web page cannot trigger it.
+	ReadOnly bool
 	// Run executes the command. args is the raw JSON body (nil when empty).
 	// Return an *ArgError for bad arguments (400), ErrNotFound wrapped for a
 	// missing object (404); anything else is a 500.
@@ -86,8 +105,8 @@ func New(cfg Config) *Server {
 		log = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: log, set: metrics.NewSet(), started: time.Now(), cmds: map[string]Command{}}
-	s.Register("info", Command{Help: "server version, uptime and process facts", Run: s.info})
-	s.Register("stats", Command{Help: "every metric as name: value", Run: s.stats})
+	s.Register("info", Command{Help: "server version, uptime and process facts", ReadOnly: true, Run: s.info})
+	s.Register("stats", Command{Help: "every metric as name: value", ReadOnly: true, Run: s.stats})
 	return s
 }
 
@@ -112,6 +131,9 @@ func (s *Server) Start() error {
 		return fmt.Errorf("mgmt: listen on %s: %w", s.cfg.Listen, err)
 	}
 	s.ln = ln
+	if s.cfg.Token == "" {
+		s.log.Warn("management API has no token: every API request is refused")
+	}
 	s.srv = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -144,6 +166,8 @@ func (s *Server) Close(ctx context.Context) error {
 }
 
 // Handler is the HTTP handler, usable without Start (tests, embedding).
+// The Host and Origin checks accept the bound address after Start, the
+// configured Listen before.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
@@ -157,9 +181,15 @@ func (s *Server) Handler() http.Handler {
 		}
 		io.WriteString(w, "ready\n")
 	})
-	mux.HandleFunc("GET /api/v1", s.authorized(s.serveList))
-	mux.HandleFunc("GET /api/v1/{cmd}", s.authorized(s.serveCommand))
-	mux.HandleFunc("POST /api/v1/{cmd}", s.authorized(s.serveCommand))
+	listen := s.cfg.Listen
+	if s.ln != nil {
+		listen = s.ln.Addr().String()
+	}
+	g := newGuard(listen, s.cfg.AllowedHosts, s.cfg.Token, s.set)
+	// Every method reaches the API handlers, so that a wrong one gets a
+	// JSON 405 like every other refusal.
+	mux.Handle("/api/v1", g.wrap(http.HandlerFunc(s.serveList)))
+	mux.Handle("/api/v1/{cmd}", g.wrap(http.HandlerFunc(s.serveCommand)))
 	return mux
 }
 
@@ -169,23 +199,12 @@ func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 	metrics.WriteProcessMetrics(w)
 }
 
-func (s *Server) authorized(h http.HandlerFunc) http.HandlerFunc {
-	if s.cfg.Token == "" {
-		return h
+func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET")
+		writeError(w, http.StatusMethodNotAllowed, "the list of commands is read with GET")
+		return
 	}
-	want := []byte("Bearer " + s.cfg.Token)
-	return func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token (mgmt.token)"})
-			return
-		}
-		h(w, r)
-	}
-}
-
-func (s *Server) serveList(w http.ResponseWriter, _ *http.Request) {
 	s.mu.RLock()
 	list := make(map[string]string, len(s.cmds))
 	for name, c := range s.cmds {
@@ -205,6 +224,13 @@ func (s *Server) serveCommand(w http.ResponseWriter, r *http.Request) {
 	s.mu.RUnlock()
 	if !ok {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("unknown command %q; known: %s", name, strings.Join(known, ", "))})
+		return
+	}
+	if code, msg := checkMethod(r, name, c.ReadOnly); code != 0 {
+		if code == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", allowed(c.ReadOnly))
+		}
+		writeError(w, code, msg)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxArgsBytes+1))
@@ -250,10 +276,53 @@ func (s *Server) commandNamesLocked() []string {
 	return names
 }
 
+// checkMethod applies the method and content-type rules of a command: a
+// read-only command runs on GET (no arguments) or POST, any other only on
+// POST; a POST carries Content-Type: application/json, which no HTML form
+// and no cross-origin request without a CORS preflight can send. It
+// returns 0 when the request may run the command.
+func checkMethod(r *http.Request, name string, readOnly bool) (int, string) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		if !readOnly {
+			return http.StatusMethodNotAllowed, fmt.Sprintf("%s changes state: send it as POST with Content-Type: application/json", name)
+		}
+		if r.ContentLength > 0 || len(r.TransferEncoding) > 0 {
+			return http.StatusBadRequest, fmt.Sprintf("GET takes no arguments: POST them to %s as JSON", name)
+		}
+		return 0, ""
+	case http.MethodPost:
+		ct := r.Header.Get("Content-Type")
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			if ct == "" {
+				ct = "none"
+			}
+			return http.StatusUnsupportedMediaType, fmt.Sprintf("arguments must be sent with Content-Type: application/json (got %s)", ct)
+		}
+		return 0, ""
+	}
+	return http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed: use %s", r.Method, allowed(readOnly))
+}
+
+func allowed(readOnly bool) string {
+	if readOnly {
+		return "GET, POST"
+	}
+	return "POST"
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	// No browser may read an answer as anything but JSON, so "<token>" in
+	// a message can stay readable instead of \u003ctoken\u003e.
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
 }

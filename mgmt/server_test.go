@@ -10,9 +10,17 @@ import (
 	"testing"
 )
 
+const testToken = "test-token-0123456789"
+
 func startServer(t *testing.T, token string) *Server {
 	t.Helper()
-	s := New(Config{Listen: "127.0.0.1:0", Token: token, Version: "test-1"})
+	return startServerConfig(t, Config{Listen: "127.0.0.1:0", Token: token})
+}
+
+func startServerConfig(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	cfg.Version = "test-1"
+	s := New(cfg)
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -22,8 +30,25 @@ func startServer(t *testing.T, token string) *Server {
 
 func get(t *testing.T, url string, hdr ...string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", url, nil)
+	return do(t, "GET", url, "", hdr...)
+}
+
+// do sends one request with the header pairs hdr ("Host" sets the Host
+// line) and returns the status and body.
+func do(t *testing.T, method, url, body string, hdr ...string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body == "" {
+		req.Body, req.ContentLength = nil, 0
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Host" {
+			req.Host = hdr[i+1]
+			continue
+		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -59,7 +84,7 @@ func TestMetricsAndHealth(t *testing.T) {
 }
 
 func TestCommandsThroughClient(t *testing.T) {
-	s := startServer(t, "sekret")
+	s := startServer(t, testToken)
 	s.Metrics().NewCounter("switchboard_x_total").Add(7)
 	s.Register("echo", Command{Help: "returns its argument", Run: func(_ context.Context, args json.RawMessage) (any, error) {
 		var a struct {
@@ -76,7 +101,7 @@ func TestCommandsThroughClient(t *testing.T) {
 		}
 		return a.Word, nil
 	}})
-	cl := &Client{Addr: s.Addr(), Token: "sekret"}
+	cl := &Client{Addr: s.Addr(), Token: testToken}
 	ctx := context.Background()
 
 	res, err := cl.Call(ctx, "echo", map[string]string{"word": "hi"})
@@ -106,7 +131,8 @@ func TestCommandsThroughClient(t *testing.T) {
 	}
 
 	bad := &Client{Addr: s.Addr(), Token: "wrong"}
-	if _, err := bad.Call(ctx, "info", nil); err == nil || !strings.Contains(err.Error(), "bearer token") {
+	var ae *APIError
+	if _, err := bad.Call(ctx, "info", nil); !errors.As(err, &ae) || ae.Status != 401 || !strings.Contains(err.Error(), "wrong token") {
 		t.Fatalf("wrong token accepted: %v", err)
 	}
 	// Scrapers need no token.
@@ -120,13 +146,9 @@ func TestCommandsThroughClient(t *testing.T) {
 }
 
 func TestBadJSONBody(t *testing.T) {
-	s := startServer(t, "")
-	resp, err := http.Post("http://"+s.Addr()+"/api/v1/info", "application/json", strings.NewReader("{not json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 400 {
-		t.Fatalf("bad JSON: %d", resp.StatusCode)
+	s := startServer(t, testToken)
+	code, body := do(t, "POST", "http://"+s.Addr()+"/api/v1/info", "{not json", "Content-Type", "application/json", "Authorization", "Bearer "+testToken)
+	if code != 400 || !strings.Contains(body, "not valid JSON") {
+		t.Fatalf("bad JSON: %d %s", code, body)
 	}
 }

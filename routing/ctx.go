@@ -294,13 +294,43 @@ func (c *Ctx) SetValue(i int, v int64) { c.R.SetValue(i, v) }
 // ---- proxy actions ----
 
 // LooseRoute processes the Route headers (OpenSIPS: loose_route()): it
-// removes our own entries and reports whether the request carried a route
-// set, in which case the next hop comes from it.
+// removes our own entries and reports whether the request is to be routed
+// by its Route set, which is true only when it carries a Record-Route we
+// signed for its own dialog. A forged or copied Route, a Route preloaded
+// to another proxy, and an outbound proxy's preloaded Route to us give
+// false; RouteKind tells them apart. So an in-dialog request relayed on
+// LooseRoute's word needs no authentication, and cannot be steered
+// through us by anyone outside the dialog.
 func (c *Ctx) LooseRoute() bool {
 	ok := c.R.LooseRoute()
 	c.ruriSt = 0 // a strict router's Request-URI may have been replaced
 	return ok
 }
+
+// RouteKind classifies the Route set: RouteNone, RouteLocal (only our own
+// unsigned values, which an outbound proxy setting preloads: they are
+// removed and the request is routed as an initial one), RouteDialog (our
+// signed Record-Route of this dialog: LooseRoute is true), RouteForged
+// (our address with a signature that does not verify, or a route through
+// us that we did not record) or RouteForeign (a route preloaded to another
+// proxy).
+func (c *Ctx) RouteKind() RouteKind {
+	k := c.R.RouteKind()
+	c.ruriSt = 0
+	return k
+}
+
+// RouteKind is what a request's Route set says (see Ctx.RouteKind).
+type RouteKind = txn.RouteKind
+
+// The kinds of Route set.
+const (
+	RouteNone    = txn.RouteNone
+	RouteLocal   = txn.RouteLocal
+	RouteDialog  = txn.RouteDialog
+	RouteForged  = txn.RouteForged
+	RouteForeign = txn.RouteForeign
+)
 
 // RecordRoute adds a Record-Route header to the relayed request, two when
 // it leaves on another interface or transport (OpenSIPS: record_route()).

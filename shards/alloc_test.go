@@ -65,6 +65,7 @@ func TestAllocsInsertRemove(t *testing.T) {
 		if err := s.Account(e, 1500); err != nil {
 			t.Fatal(err)
 		}
+		s.Charge(e, 3000)
 		s.Remove(e)
 		s.Unlock()
 	}

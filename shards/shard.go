@@ -267,6 +267,18 @@ func (s *Shard[V]) Account(e *Entry[V], n int) error {
 	return nil
 }
 
+// Charge records that e owns n bytes beyond its fixed size and key, as
+// Account does, but always: it is for bytes the entry holds already (its
+// buffers grew while it was being served), which the figures must show
+// even past the cap. It reports false when the shard is then over its
+// share of Config.MaxBytes; Insert and Account refuse until enough is
+// released, so the cap is enforced where new work is admitted.
+func (s *Shard[V]) Charge(e *Entry[V], n int) bool {
+	s.bytes += int64(n) - e.extra
+	e.extra = int64(n)
+	return s.limit == 0 || s.bytes <= s.limit
+}
+
 // Range calls fn for each live entry of the shard until fn returns false.
 // fn may remove the entry it is given, but must not insert.
 func (s *Shard[V]) Range(fn func(e *Entry[V]) bool) {

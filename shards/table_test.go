@@ -269,6 +269,21 @@ func TestCapRefusesInsertAndAccount(t *testing.T) {
 	for _, x := range victims {
 		s.Remove(x)
 	}
+	// Charge records bytes already held even past the cap, and then the
+	// shard refuses new entries and increases until it is back under.
+	base := s.Bytes()
+	if s.Charge(e, int(s.Limit())) || e.Extra() != s.Limit() || s.Bytes() != base+s.Limit() {
+		t.Fatalf("Charge over the cap: extra %d, bytes %d (before %d)", e.Extra(), s.Bytes(), base)
+	}
+	if _, err := s.Insert(Sum([]byte("new")), []byte("new")); !errors.Is(err, ErrFull) {
+		t.Fatalf("Insert while charged over the cap: %v", err)
+	}
+	if err := s.Account(e, int(s.Limit())+1); !errors.Is(err, ErrFull) {
+		t.Fatalf("Account over the cap: %v", err)
+	}
+	if !s.Charge(e, 0) || s.Bytes() != base {
+		t.Fatalf("Charge back to 0: bytes %d, want %d", s.Bytes(), base)
+	}
 	if err := s.Account(e, 1500); err != nil {
 		t.Fatalf("Account after freeing space: %v", err)
 	}

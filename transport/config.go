@@ -46,6 +46,13 @@ type Config struct {
 	// MaxConns bounds open stream connections (TCP and TLS, both directions).
 	// Default 65536.
 	MaxConns int
+	// OutboundReserve is the number of MaxConns slots inbound connections
+	// may not take: kept for the connections the proxy dials (to the next
+	// hop, a trunk), so that peers connecting in cannot make every relay
+	// over TCP/TLS fail. Inbound connections are accepted while fewer
+	// than MaxConns − OutboundReserve are open; outbound ones use any
+	// free slot. Default 0 (no reserve); at most MaxConns − 1.
+	OutboundReserve int
 	// MaxConnsPerIP bounds inbound stream connections from one source IP.
 	// Default 256.
 	MaxConnsPerIP int
@@ -172,6 +179,9 @@ func (c *Config) validate() error {
 	}
 	if hasTLS && (c.TLSCertFile == "" || c.TLSKeyFile == "") {
 		return &ConfigError{"tls_cert_file", errors.New("a TLS listener needs a certificate and key file")}
+	}
+	if c.OutboundReserve < 0 || c.OutboundReserve >= c.withDefaults().MaxConns {
+		return &ConfigError{"outbound_reserve", errors.New("must be between 0 and max_conns - 1")}
 	}
 	if c.MaxMessageSize > 1<<24 {
 		return &ConfigError{"max_message_size", errors.New("larger than 16 MiB")}

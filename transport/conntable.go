@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"errors"
 	"net/netip"
 	"sync"
 )
@@ -16,12 +17,30 @@ type connKey struct {
 // Lookups take a read lock; opening and closing connections take the write
 // lock, which is not per message.
 type connTable struct {
-	mu     sync.RWMutex
-	byID   map[ConnID]*streamConn
-	byAddr map[connKey]*streamConn
-	perIP  map[netip.Addr]int
-	nextID ConnID
+	mu      sync.RWMutex
+	byID    map[ConnID]*streamConn
+	byAddr  map[connKey]*streamConn
+	perIP   map[netip.Addr]int
+	inbound int // inbound connections in byID
+	nextID  ConnID
 }
+
+// connLimits bound the table: every connection, the inbound ones (all
+// connections less the slots kept for outbound dials), and the inbound
+// ones from one IP address.
+type connLimits struct {
+	total, inbound, perIP int
+}
+
+func (c *Config) connLimits() connLimits {
+	return connLimits{total: c.MaxConns, inbound: c.MaxConns - c.OutboundReserve, perIP: c.MaxConnsPerIP}
+}
+
+// Reasons admit refuses a connection.
+var (
+	errInboundShare = errors.New("transport: inbound connections use their whole share")
+	errPerIP        = errors.New("transport: per-IP connection limit reached")
+)
 
 func (ct *connTable) init() {
 	ct.byID = make(map[ConnID]*streamConn)
@@ -29,25 +48,32 @@ func (ct *connTable) init() {
 	ct.perIP = make(map[netip.Addr]int)
 }
 
-// admit registers c when the limits allow it and gives it an id. Inbound
-// connections count against the per-IP limit. An outbound connection with
-// the same key as an existing one returns that one instead (two senders
-// raced to open it).
-func (ct *connTable) admit(c *streamConn, maxTotal, maxPerIP int) (existing *streamConn, ok bool) {
+// admit registers c when the limits allow it and gives it an id; else it
+// returns ErrConnLimit, errInboundShare or errPerIP. Inbound connections
+// count against their share and the per-IP limit, so that peers dialing
+// in cannot take the slots outbound dials need. An outbound connection
+// with the same key as an existing one returns that one instead (two
+// senders raced to open it).
+func (ct *connTable) admit(c *streamConn, lim connLimits) (existing *streamConn, err error) {
 	ct.mu.Lock()
 	defer ct.mu.Unlock()
 	key := connKey{c.proto, c.remote}
 	if !c.inbound {
 		if e := ct.byAddr[key]; e != nil {
-			return e, false
+			return e, nil
 		}
 	}
-	if len(ct.byID) >= maxTotal {
-		return nil, false
+	if len(ct.byID) >= lim.total {
+		return nil, ErrConnLimit
 	}
 	ip := c.remote.Addr()
-	if c.inbound && ct.perIP[ip] >= maxPerIP {
-		return nil, false
+	if c.inbound {
+		if ct.inbound >= lim.inbound {
+			return nil, errInboundShare
+		}
+		if ct.perIP[ip] >= lim.perIP {
+			return nil, errPerIP
+		}
 	}
 	ct.nextID++
 	c.id = ct.nextID
@@ -58,8 +84,9 @@ func (ct *connTable) admit(c *streamConn, maxTotal, maxPerIP int) (existing *str
 	c.keys = append(c.keys, key)
 	if c.inbound {
 		ct.perIP[ip]++
+		ct.inbound++
 	}
-	return nil, true
+	return nil, nil
 }
 
 func (ct *connTable) remove(c *streamConn) {
@@ -75,6 +102,7 @@ func (ct *connTable) remove(c *streamConn) {
 		}
 	}
 	if c.inbound {
+		ct.inbound--
 		ip := c.remote.Addr()
 		if n := ct.perIP[ip] - 1; n > 0 {
 			ct.perIP[ip] = n

@@ -259,8 +259,8 @@ func TestSendFailedQueuedOnClose(t *testing.T) {
 	l := tr.Listeners()[0]
 	c := tr.streams.newConn(TCP, l, netip.MustParseAddrPort("127.0.0.1:9"), false)
 	c.state = connDialing
-	if _, ok := tr.streams.table.admit(c, 10, 10); !ok {
-		t.Fatal("not admitted")
+	if _, err := tr.streams.table.admit(c, connLimits{total: 10, inbound: 10, perIP: 10}); err != nil {
+		t.Fatal("not admitted:", err)
 	}
 	tr.streams.t.stats.connsOpen.Add(1)
 	for i := uint64(1); i <= 3; i++ {

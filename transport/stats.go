@@ -24,6 +24,7 @@ type counters struct {
 	connsAccepted  atomic.Uint64 // inbound stream connections accepted
 	connsDialed    atomic.Uint64 // outbound stream connections established
 	connsRejected  atomic.Uint64 // inbound connections refused by limits
+	connsShareFull atomic.Uint64 // of which: inbound connections had used their share
 	connsIdle      atomic.Uint64 // connections closed by the idle timeout
 	connsOversize  atomic.Uint64 // connections closed for an oversize/bad message
 	connsOverflow  atomic.Uint64 // connections closed because the write queue overflowed
@@ -41,13 +42,17 @@ type ProtoStats struct {
 type Stats struct {
 	Proto [numProto]ProtoStats // indexed by Proto
 
-	Errors         uint64 // socket errors and stream framing errors
-	DropsIn        uint64 // received datagrams dropped (oversize, truncated)
-	SendDrops      uint64 // sends refused (queue full, EAGAIN, no connection), or accepted and lost when their connection failed or closed first
-	ConnsOpen      int64  // stream connections open now
-	ConnsAccepted  uint64
-	ConnsDialed    uint64
-	ConnsRejected  uint64 // refused by MaxConns / MaxConnsPerIP
+	Errors        uint64 // socket errors and stream framing errors
+	DropsIn       uint64 // received datagrams dropped (oversize, truncated)
+	SendDrops     uint64 // sends refused (queue full, EAGAIN, no connection), or accepted and lost when their connection failed or closed first
+	ConnsOpen     int64  // stream connections open now
+	ConnsAccepted uint64
+	ConnsDialed   uint64
+	ConnsRejected uint64 // inbound connections refused by MaxConns, the inbound share or MaxConnsPerIP
+	// ConnsShareFull counts, among ConnsRejected, the connections refused
+	// because inbound ones held every slot not kept for outbound dials
+	// (MaxConns − OutboundReserve).
+	ConnsShareFull uint64
 	ConnsIdle      uint64 // closed by IdleTimeout
 	ConnsOversize  uint64 // closed for an oversize or unframeable message
 	ConnsOverflow  uint64 // closed because the write queue bound was reached
@@ -85,10 +90,19 @@ func (c *counters) snapshot() Stats {
 	st.ConnsAccepted = c.connsAccepted.Load()
 	st.ConnsDialed = c.connsDialed.Load()
 	st.ConnsRejected = c.connsRejected.Load()
+	st.ConnsShareFull = c.connsShareFull.Load()
 	st.ConnsIdle = c.connsIdle.Load()
 	st.ConnsOversize = c.connsOversize.Load()
 	st.ConnsOverflow = c.connsOverflow.Load()
 	st.TLSHandshakeKO = c.tlsHandshakeKO.Load()
 	st.KeepalivePings = c.keepalivePings.Load()
 	return st
+}
+
+// rejected counts an inbound connection refused by admit's err.
+func (c *counters) rejected(err error) {
+	c.connsRejected.Add(1)
+	if err == errInboundShare {
+		c.connsShareFull.Add(1)
+	}
 }

@@ -324,9 +324,10 @@ func (c *streamConn) pong() {
 // streams is the stream half of the transport: the gnet engine for TCP,
 // the TLS listeners and workers, the connection table and the idle sweep.
 type streams struct {
-	t     *Transport
-	table connTable
-	now   atomic.Int64 // coarse clock, advanced by the sweeper
+	t      *Transport
+	table  connTable
+	limits connLimits
+	now    atomic.Int64 // coarse clock, advanced by the sweeper
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -348,7 +349,7 @@ type streams struct {
 }
 
 func (t *Transport) bindStreams() error {
-	s := &streams{t: t, tcpByLocal: make(map[netip.AddrPort]*Listener)}
+	s := &streams{t: t, tcpByLocal: make(map[netip.AddrPort]*Listener), limits: t.cfg.connLimits()}
 	s.table.init()
 	s.now.Store(time.Now().UnixNano())
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -530,12 +531,12 @@ func (s *streams) open(l *Listener, dst netip.AddrPort, serverName string) (c *s
 	c = s.newConn(l.Proto, l, dst, false)
 	c.state = connDialing
 	c.serverName = serverName
-	existing, ok := s.table.admit(c, s.t.cfg.MaxConns, s.t.cfg.MaxConnsPerIP)
+	existing, err := s.table.admit(c, s.limits)
 	if existing != nil {
 		return existing, false, nil
 	}
-	if !ok {
-		return nil, false, ErrConnLimit
+	if err != nil {
+		return nil, false, err
 	}
 	s.t.stats.connsOpen.Add(1)
 	return c, true, nil

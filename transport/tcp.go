@@ -28,6 +28,12 @@ func (s *streams) startTCP() error {
 			// Register (outbound connections) is racy with RoundRobin.
 			gnet.WithLoadBalancing(gnet.LeastConnections),
 			gnet.WithReusePort(false),
+			// Connections this server closed sit in TIME-WAIT on the
+			// SIP port for a minute; without SO_REUSEADDR on the
+			// listener (which they inherit) a restart cannot bind it.
+			// Go's net.Listen (TLS, and the check in bindStreams) sets
+			// it already.
+			gnet.WithReuseAddr(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithLogger(quietLogger{}),
 			gnet.WithTicker(true),
@@ -111,8 +117,8 @@ func (ev *tcpEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c := s.newConn(TCP, l, remote, true)
 	c.state = connOpen
 	c.gc = gc
-	if _, ok := s.table.admit(c, s.t.cfg.MaxConns, s.t.cfg.MaxConnsPerIP); !ok {
-		s.t.stats.connsRejected.Add(1)
+	if _, err := s.table.admit(c, s.limits); err != nil {
+		s.t.stats.rejected(err)
 		return nil, gnet.Close
 	}
 	s.t.stats.connsOpen.Add(1)

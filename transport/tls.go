@@ -134,8 +134,8 @@ func (s *streams) acceptTLS(ln net.Listener, l *Listener) {
 		c := s.newConn(TLS, l, unmapAP(ra.AddrPort()), true)
 		c.state = connDialing // until the handshake is done
 		c.raw = nc
-		if _, ok := s.table.admit(c, s.t.cfg.MaxConns, s.t.cfg.MaxConnsPerIP); !ok {
-			s.t.stats.connsRejected.Add(1)
+		if _, err := s.table.admit(c, s.limits); err != nil {
+			s.t.stats.rejected(err)
 			nc.Close()
 			continue
 		}

@@ -2,6 +2,7 @@ package txn
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,4 +171,84 @@ CSeq: 1 ACK
 	if st := l.h.core.Stats(); st.Transactions > before+200 {
 		t.Fatalf("%d transactions live: calls are not ending", st.Transactions)
 	}
+}
+
+// recordRouted makes the harness's router record-route initial requests
+// and loose-route in-dialog ones (403 when LooseRoute is false), as a
+// provider's route set does.
+func recordRouted(h *harness) {
+	h.rt.request = func(r *Request) {
+		if r.HasToTag() {
+			if !r.LooseRoute() {
+				r.Reply(403, "Forbidden Route")
+				return
+			}
+		} else {
+			r.RecordRoute()
+		}
+		r.Relay()
+	}
+}
+
+// signedCall is a record-routed call: the INVITE, the callee's 180 and
+// 200, the caller's ACK and the callee's BYE along the signed route, and
+// the BYE's 200. Each run gets a new Call-ID and signs it anew.
+type signedCall struct {
+	l             *loop
+	inv, ack, bye []byte
+	atInv, atAck  []int
+	atBye         []int
+	sigAck, sigBy []int
+	sig, tag      []byte
+	n             int
+}
+
+func newSignedCall(l *loop) *signedCall {
+	recordRouted(l.h)
+	route := "Route: <sip:127.0.0.1:5060;lr;sig=ssssssssssssssss>\n"
+	c := &signedCall{l: l, sig: make([]byte, 0, routeSigLen), tag: []byte("a1")}
+	c.inv = []byte(fixCL(invite("z9hG4bK00000000", "00000000@x")))
+	c.ack = []byte(fixCL("ACK sip:bob@127.0.0.1:5080 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK00000000a\nMax-Forwards: 70\n" +
+		route + "From: <sip:alice@127.0.0.1>;tag=a1\nTo: <sip:bob@127.0.0.1>;tag=uas1\nCall-ID: 00000000@x\nCSeq: 1 ACK\n"))
+	c.bye = []byte(fixCL("BYE sip:alice@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK00000000b\nMax-Forwards: 70\n" +
+		route + "From: <sip:bob@127.0.0.1>;tag=uas1\nTo: <sip:alice@127.0.0.1>;tag=a1\nCall-ID: 00000000@x\nCSeq: 1 BYE\n"))
+	c.atInv, c.atAck, c.atBye = counterAt(c.inv), counterAt(c.ack), counterAt(c.bye)
+	c.sigAck = []int{strings.Index(string(c.ack), "ssssssssssssssss")}
+	c.sigBy = []int{strings.Index(string(c.bye), "ssssssssssssssss")}
+	return c
+}
+
+func (c *signedCall) run() {
+	c.n++
+	setCounter(c.inv, c.atInv, c.n)
+	setCounter(c.ack, c.atAck, c.n)
+	setCounter(c.bye, c.atBye, c.n)
+	c.sig = c.l.h.core.sigs.appendSig(c.sig[:0], c.inv[c.atInv[len(c.atInv)-1]:c.atInv[len(c.atInv)-1]+10], c.tag)
+	copy(c.ack[c.sigAck[0]:], c.sig)
+	copy(c.bye[c.sigBy[0]:], c.sig)
+	l := c.l
+	l.deliver(uacAddr, transport.UDP, c.inv)
+	l.deliver(uasAddr, transport.UDP, l.answer(180))
+	l.deliver(uasAddr, transport.UDP, l.answer(200))
+	l.deliver(uacAddr, transport.UDP, c.ack)
+	l.deliver(uasAddr, transport.UDP, c.bye)
+	l.deliver(uacAddr, transport.UDP, l.answer(200))
+}
+
+// TestSignedRouteAllocatesNothing: signing our Record-Route and checking
+// the signature of in-dialog requests stay allocation-free.
+func TestSignedRouteAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	l := newLoop(t, nil)
+	c := newSignedCall(l)
+	c.run()
+	if !strings.HasPrefix(string(l.snd.last), "BYE sip:alice@127.0.0.1:5070 ") {
+		t.Fatalf("the BYE was not relayed; last sent:\n%s", l.snd.lastAny)
+	}
+	mustZero(t, "record-routed call with ACK and BYE along the signed route", func() {
+		c.run()
+		l.h.clock.Advance(200 * time.Millisecond)
+	})
 }

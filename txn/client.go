@@ -157,7 +157,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		return
 	}
 	b.resp = append(b.resp[:0], m.Bytes()...)
-	s.Account(e, t.owned())
+	s.Charge(e, t.owned())
 	if code >= 600 && t.invite {
 		t.got6xx = true
 		c.cancelOthers(x, s, e, b)
@@ -245,7 +245,7 @@ func (c *Core) sendCancel(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b 
 		b.cancelInt = c.t1
 		s.StartTimer(e, &b.tCancel, kind, msDur(c.t1))
 	}
-	s.Account(e, e.Value.owned())
+	s.Charge(e, e.Value.owned())
 }
 
 func (c *Core) sendAck(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch, resp *parser.Message) {

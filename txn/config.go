@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"switchboard/shards"
+	"switchboard/sipdns"
 	"switchboard/transport"
 )
 
@@ -105,8 +106,15 @@ type Config struct {
 	AllowOutbound []netip.Prefix
 
 	// Resolver resolves hostnames in Route and Request-URI off the receive
-	// path. Nil: a Resolver on the system DNS configuration.
-	Resolver *Resolver
+	// path (RFC 3263). Nil: a resolver on the system DNS configuration.
+	Resolver *sipdns.Resolver
+
+	// RouteSecret keys the signature of our Record-Route values: an
+	// in-dialog request is loose-routed only on a Route we recorded for its
+	// dialog (routesig.go). Keep it on disk so that calls survive a
+	// restart, and the same on every node that shares calls. Nil: a random
+	// key for this process only.
+	RouteSecret []byte
 
 	// Supported lists the option tags accepted in Proxy-Require (others
 	// get 420).

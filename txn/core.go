@@ -17,6 +17,7 @@ import (
 
 	"switchboard/parser"
 	"switchboard/shards"
+	"switchboard/sipdns"
 	"switchboard/transport"
 )
 
@@ -44,7 +45,7 @@ type Core struct {
 	send   Sender
 	conns  ConnSender // the Sender, when it implements ConnSender
 	ls     ListenerSet
-	res    *Resolver
+	res    *sipdns.Resolver
 
 	perShardMax int
 	t1, t2, t4  int64 // ms
@@ -56,6 +57,7 @@ type Core struct {
 	pool        sync.Pool
 	stats       counters
 	warns       warnLimiter
+	sigs        routeSigners // Record-Route signatures
 }
 
 type counters struct {
@@ -73,6 +75,7 @@ type Stats struct {
 	SendErrors          uint64 // sends refused by the allow-list or the transport
 	Transactions        int    // live transactions
 	Bytes               int64  // bytes accounted to them
+	MaxBytes            int64  // the cap on Bytes (Config.MaxBytes; 0: none)
 }
 
 // New creates a core. Call Close when done.
@@ -116,8 +119,9 @@ func New(cfg Config) (*Core, error) {
 	}
 	c.nextID.Store(uint32(rnd[0])<<24 | uint32(rnd[1])<<16)
 	c.pool.New = func() any { return newCtx() }
+	c.sigs.init(cfg.RouteSecret)
 	if c.res == nil {
-		c.res = NewResolver(ResolverConfig{})
+		c.res = sipdns.New(sipdns.Config{})
 	}
 	if c.own {
 		if err := c.clock.Start(0); err != nil {
@@ -143,7 +147,7 @@ func (c *Core) Stats() Stats {
 		Requests: c.stats.requests.Load(), Responses: c.stats.responses.Load(),
 		Retransmissions: c.stats.retrans.Load(), Malformed: c.stats.malformed.Load(),
 		Stateless: c.stats.stateless.Load(), Full: c.stats.full.Load(), Loops: c.stats.loops.Load(),
-		SendErrors: c.stats.sendErrs.Load(), Transactions: ts.Entries, Bytes: ts.Bytes,
+		SendErrors: c.stats.sendErrs.Load(), Transactions: ts.Entries, Bytes: ts.Bytes, MaxBytes: ts.MaxBytes,
 	}
 }
 
@@ -167,6 +171,7 @@ type ctx struct {
 	key   []byte
 	via   []byte
 	rr    []byte
+	sig   []byte
 	recv  []byte
 	tmp   []byte
 	auth  []byte
@@ -180,7 +185,7 @@ type ctx struct {
 func newCtx() *ctx {
 	return &ctx{
 		in: make([]byte, 0, 4096), out: make([]byte, 0, 4096), key: make([]byte, 0, 256), via: make([]byte, 0, 256),
-		rr: make([]byte, 0, 512), recv: make([]byte, 0, 64), tmp: make([]byte, 0, 512),
+		rr: make([]byte, 0, 512), sig: make([]byte, 0, routeSigLen), recv: make([]byte, 0, 64), tmp: make([]byte, 0, 512),
 		auth: make([]byte, 0, 1024), rt: make([]byte, 0, 1024),
 	}
 }

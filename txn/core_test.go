@@ -24,7 +24,7 @@ func TestInviteCall(t *testing.T) {
 	if vias := headers(fwd, "Via"); len(vias) != 2 || !strings.HasPrefix(vias[0], "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK") {
 		t.Fatalf("vias %q", vias)
 	}
-	if header(fwd, "Max-Forwards") != "69" || header(fwd, "Record-Route") != "<sip:127.0.0.1:5060;lr>" {
+	if header(fwd, "Max-Forwards") != "69" || header(fwd, "Record-Route") != "<sip:127.0.0.1:5060;lr;sig="+h.sig("call1@x", "a1")+">" {
 		t.Fatalf("forwarded:\n%s", fwd)
 	}
 	// retransmission: 100 again, nothing forwarded

@@ -425,7 +425,8 @@ func TestDoubleRecordRoute(t *testing.T) {
 		t.Fatalf("sent over %v", msgs[1].l.Proto)
 	}
 	rr := headers(msgs[1].data, "Record-Route")
-	if len(rr) != 2 || rr[0] != "<sip:127.0.0.1:5060;transport=tcp;lr>" || rr[1] != "<sip:127.0.0.1:5060;lr>" {
+	sig := h.sig("rr@x", "a1")
+	if len(rr) != 2 || rr[0] != "<sip:127.0.0.1:5060;transport=tcp;lr;sig="+sig+">" || rr[1] != "<sip:127.0.0.1:5060;lr;sig="+sig+">" {
 		t.Fatalf("Record-Route %q", rr)
 	}
 	if v := headers(msgs[1].data, "Via"); !strings.HasPrefix(v[0], "SIP/2.0/TCP ") {
@@ -437,8 +438,9 @@ func TestLooseRouting(t *testing.T) {
 	h := newHarness(t, nil)
 	var loose bool
 	h.rt.request = func(r *Request) { loose = r.LooseRoute(); r.Relay() }
+	sig := h.sig("b@x", "a1")
 	bye := request("BYE", "z9hG4bKb1", "b@x", "sip:bob@127.0.0.1:5090",
-		"Route: <sip:127.0.0.1:5060;transport=tcp;lr>, <sip:127.0.0.1:5060;lr>\nRoute: <sip:127.0.0.1:5080;lr>")
+		"Route: <sip:127.0.0.1:5060;transport=tcp;lr;sig="+sig+">, <sip:127.0.0.1:5060;lr;sig="+sig+">\nRoute: <sip:127.0.0.1:5080;lr>")
 	h.in(uacAddr, bye)
 	msgs := h.snd.take()
 	h.only(msgs, toUAS+"BYE sip:bob@127.0.0.1:5090 SIP/2.0")
@@ -453,11 +455,83 @@ func TestLooseRouting(t *testing.T) {
 	}
 }
 
+// TestRouteKinds: what the Route set of a request says, for each shape an
+// attacker or a phone may send. Only a Record-Route value we signed for
+// the request's own dialog lets LooseRoute return true.
+func TestRouteKinds(t *testing.T) {
+	h := newHarness(t, nil)
+	var kind RouteKind
+	var loose bool
+	h.rt.request = func(r *Request) {
+		kind, loose = r.RouteKind(), r.LooseRoute()
+		r.Reply(200, "")
+	}
+	own := "sip:127.0.0.1:5060;lr"
+	sig := h.sig("k@x", "a1")
+	toSig := h.sig("k@x", "b1") // signed for the callee's tag: its requests have the tags swapped
+	cases := []struct {
+		name, callID, ruri, route string
+		want                      RouteKind
+	}{
+		{"no Route", "k@x", "sip:bob@127.0.0.1:5090", "", RouteNone},
+		{"outbound proxy preload", "k@x", "sip:bob@127.0.0.1", "<" + own + ">", RouteLocal},
+		{"outbound proxy preload by name, twice", "k@x", "sip:bob@127.0.0.1", "<sip:127.0.0.1;lr>, <sip:127.0.0.1:5060;lr;transport=udp>", RouteLocal},
+		{"signed for this dialog", "k@x", "sip:bob@127.0.0.1:5090", "<" + own + ";sig=" + sig + ">", RouteDialog},
+		{"signed for the other party's tag", "k@x", "sip:bob@127.0.0.1:5090", "<" + own + ";sig=" + toSig + ">", RouteDialog},
+		{"preload then signed", "k@x", "sip:bob@127.0.0.1:5090", "<" + own + ">, <" + own + ";sig=" + sig + ">, <sip:127.0.0.1:5080;lr>", RouteDialog},
+		{"signed for another Call-ID", "other@x", "sip:bob@127.0.0.1:5090", "<" + own + ";sig=" + sig + ">", RouteForged},
+		{"made-up signature", "k@x", "sip:bob@127.0.0.1:5090", "<" + own + ";sig=0123456789abcdef>", RouteForged},
+		{"short signature", "k@x", "sip:bob@127.0.0.1:5090", "<" + own + ";sig=" + sig[:8] + ">", RouteForged},
+		{"unsigned route through us to elsewhere", "k@x", "sip:bob@127.0.0.1:5090", "<" + own + ">, <sip:127.0.0.1:25099;lr>", RouteForged},
+		{"good and forged", "k@x", "sip:bob@127.0.0.1:5090", "<" + own + ";sig=" + sig + ">, <" + own + ";sig=0123456789abcdef>", RouteForged},
+		{"preloaded to another proxy", "k@x", "sip:bob@127.0.0.1", "<sip:127.0.0.1:25099;lr>", RouteForeign},
+		{"strict router, signed R-URI", "k@x", "sip:127.0.0.1:5060;sig=" + sig, "<sip:bob@127.0.0.1:5090>", RouteDialog},
+		{"strict router, forged R-URI", "k@x", "sip:127.0.0.1:5060;sig=0123456789abcdef", "<sip:bob@127.0.0.1:5090>", RouteForged},
+		{"our address as R-URI, Route elsewhere", "k@x", "sip:127.0.0.1:5060", "<sip:bob@127.0.0.1:5090>", RouteForeign},
+	}
+	for i, c := range cases {
+		msg := request("MESSAGE", "z9hG4bKk"+itoa(i), c.callID, c.ruri, "To: <sip:bob@127.0.0.1>;tag=b1")
+		msg = strings.Replace(msg, "To: <sip:bob@127.0.0.1>\n", "", 1)
+		if c.route != "" {
+			msg = strings.Replace(msg, "Max-Forwards: 70\n", "Max-Forwards: 70\nRoute: "+c.route+"\n", 1)
+		}
+		h.in(uacAddr, msg)
+		h.snd.take()
+		if kind != c.want || loose != (c.want == RouteDialog) {
+			t.Errorf("%s: kind %v loose %v, want %v", c.name, kind, loose, c.want)
+		}
+	}
+}
+
+// TestSignedRecordRouteRoundTrip: the callee's BYE along the Record-Route
+// the core signed is loose-routed; the same Route on a request of another
+// call is not.
+func TestSignedRecordRouteRoundTrip(t *testing.T) {
+	h := newHarness(t, nil)
+	recordRouted(h)
+	h.in(uacAddr, invite("z9hG4bKrt1", "rt@x"))
+	msgs := h.snd.take()
+	fwd := msgs[len(msgs)-1].data
+	rr := header(fwd, "Record-Route")
+	// The callee's BYE carries the recorded route; its From tag is the To
+	// tag of the dialog and its To tag the caller's From tag.
+	bye := "BYE sip:alice@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKbye1\nMax-Forwards: 70\n" +
+		"Route: " + rr + "\nFrom: <sip:bob@127.0.0.1>;tag=b1\nTo: <sip:alice@127.0.0.1>;tag=a1\nCall-ID: rt@x\nCSeq: 1 BYE\n\n"
+	h.in(uasAddr, bye)
+	h.only(h.snd.take(), toUAC+"BYE sip:alice@127.0.0.1:5070 SIP/2.0")
+	// The same Route on a request of another call is refused, and nothing
+	// goes to the Request-URI the attacker chose.
+	forged := strings.Replace(strings.Replace(bye, "rt@x", "other@x", 1), "z9hG4bKbye1", "z9hG4bKbye2", 1)
+	forged = strings.Replace(forged, "sip:alice@127.0.0.1:5070", "sip:+19005551234@127.0.0.1:25099", 1)
+	h.in(uasAddr, forged)
+	h.only(h.snd.take(), "127.0.0.1:5080 SIP/2.0 403 Forbidden Route")
+}
+
 func TestStrictRouter(t *testing.T) {
 	h := newHarness(t, nil)
 	// The previous hop was a strict router: the R-URI is our Record-Route
 	// value and the real target is the last Route.
-	bye := request("BYE", "z9hG4bKst", "st@x", "sip:127.0.0.1:5060;lr",
+	bye := request("BYE", "z9hG4bKst", "st@x", "sip:127.0.0.1:5060;lr;sig="+h.sig("st@x", "a1"),
 		"Route: <sip:127.0.0.1:5080;lr>\nRoute: <sip:bob@127.0.0.1:5090>")
 	h.in(uacAddr, bye)
 	msgs := h.snd.take()
@@ -922,4 +996,33 @@ func TestFirstResponseTimeout(t *testing.T) {
 	h.snd.take()
 	h.advance(time.Millisecond)
 	h.only(h.snd.take(), toUAS+"CANCEL sip:bob@127.0.0.1:5080 SIP/2.0", toUAC+"SIP/2.0 408 Request Timeout")
+}
+
+// TestTryingOnlyWhenWaiting: an INVITE the route refuses at once gets its
+// final response alone (no 100 ahead of it: a spoofed INVITE gets one
+// packet back); one it relays or suspends gets 100 Trying first.
+func TestTryingOnlyWhenWaiting(t *testing.T) {
+	h := newHarness(t, nil)
+	var held *Request
+	h.rt.request = func(r *Request) {
+		switch r.Msg.CallID()[0] {
+		case 'r':
+			r.ReplyStateless(404, "Not Found", nil)
+		case 's':
+			held = r.Suspend()
+		default:
+			r.Relay()
+		}
+	}
+	h.in(uacAddr, invite("z9hG4bKt1", "refused@x"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 404 Not Found")
+	h.in(uacAddr, invite("z9hG4bKt2", "suspended@x"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 100 Trying")
+	// A retransmission while the route waits gets the 100 again.
+	h.in(uacAddr, invite("z9hG4bKt2", "suspended@x"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 100 Trying")
+	held.Resume(func(r *Request) { r.ReplyStateless(403, "Forbidden", nil) })
+	h.only(h.snd.take(), toUAC+"SIP/2.0 403 Forbidden")
+	h.in(uacAddr, invite("z9hG4bKt3", "xrelayed@x"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 100 Trying", toUAS+"INVITE sip:bob@127.0.0.1:5080 SIP/2.0")
 }

@@ -178,6 +178,11 @@ func (h *harness) inProto(src netip.AddrPort, proto transport.Proto, msg string)
 
 func (h *harness) advance(d time.Duration) { h.clock.Advance(d) }
 
+// sig is the Record-Route signature the core gives the dialog (callID, tag).
+func (h *harness) sig(callID, tag string) string {
+	return string(h.core.sigs.appendSig(nil, []byte(callID), []byte(tag)))
+}
+
 // fixCL normalises line ends to CRLF and sets Content-Length.
 func fixCL(msg string) string {
 	msg = strings.ReplaceAll(msg, "\r\n", "\n")

@@ -10,6 +10,7 @@ import (
 
 	"switchboard/parser"
 	"switchboard/shards"
+	"switchboard/sipdns"
 	"switchboard/transport"
 )
 
@@ -200,15 +201,8 @@ func (c *Core) isUsHostPort(host []byte, port int, tp []byte) bool {
 
 // isUsURI reports whether a SIP URI points at us.
 func (c *Core) isUsURI(uri []byte) bool {
-	var u parser.URI
-	if u.Parse(uri) != nil || (u.Scheme != parser.SchemeSIP && u.Scheme != parser.SchemeSIPS) {
-		return false
-	}
-	tp := u.Transport()
-	if tp == nil && u.Scheme == parser.SchemeSIPS {
-		tp = []byte("tls")
-	}
-	return c.isUsHostPort(u.Host, u.Port, tp)
+	ours, _ := c.ourRoute(uri)
+	return ours
 }
 
 // hop is where a request for a URI goes (§16.6 step 7, RFC 3263 §4): the
@@ -253,7 +247,8 @@ func nextHop(uri []byte) (h hop, ok bool) {
 }
 
 // preprocessRoutes does §16.4 once per request: count the Route values,
-// find our own at the top, and detect a strict router before us.
+// find our own at the top, detect a strict router before us, and classify
+// the Route set (RouteKind), checking the signature of our values.
 func (c *Core) preprocessRoutes(r *Request) {
 	st := r.st
 	if st.routed {
@@ -263,23 +258,54 @@ func (c *Core) preprocessRoutes(r *Request) {
 	m := r.Msg
 	it := m.NameAddrs(parser.HdrRoute)
 	n, skip, top := 0, 0, true
+	valid, bad := false, false
 	var last []byte
 	for it.Next() {
 		n++
 		last = it.NameAddr.URI
-		if top && c.isUsURI(it.NameAddr.URI) {
-			skip++
-		} else {
+		if !top {
+			continue
+		}
+		ours, sig := c.ourRoute(it.NameAddr.URI)
+		if !ours {
 			top = false
+			continue
+		}
+		skip++
+		if sig != nil {
+			if c.sigs.verify(sig, m) {
+				valid = true
+			} else {
+				bad = true
+			}
 		}
 	}
 	st.nroutes, st.skip, st.strict = n, skip, false
-	if n > skip && skip == 0 && c.isUsURI(m.RequestURI()) {
-		// The previous hop was a strict router: the Request-URI is the
-		// Record-Route value we left; the real target is the last Route.
-		st.strict = true
-		st.ruri = append(st.ruri[:0], last...)
-		st.ruriSet = true
+	switch {
+	case n == 0:
+		st.kind = RouteNone
+	case skip == 0:
+		st.kind = RouteForeign
+		if ours, sig := c.ourRoute(m.RequestURI()); ours && sig != nil {
+			// The previous hop was a strict router: the Request-URI is the
+			// Record-Route value we left (it carries our signature); the
+			// real target is the last Route.
+			st.strict = true
+			st.ruri = append(st.ruri[:0], last...)
+			st.ruriSet = true
+			st.kind = RouteForged
+			if c.sigs.verify(sig, m) {
+				st.kind = RouteDialog
+			}
+		}
+	case bad:
+		st.kind = RouteForged
+	case valid:
+		st.kind = RouteDialog
+	case skip == n:
+		st.kind = RouteLocal
+	default:
+		st.kind = RouteForged // unsigned values of ours leading elsewhere
 	}
 }
 
@@ -397,7 +423,9 @@ func appendVia(dst []byte, l *transport.Listener, branch func([]byte) []byte) []
 	return branch(dst)
 }
 
-func appendRR(dst []byte, l *transport.Listener) []byte {
+// appendRR appends our Record-Route value for listener l, signed with sig
+// (see routesig.go).
+func appendRR(dst []byte, l *transport.Listener, sig []byte) []byte {
 	dst = append(dst, "<sip:"...)
 	dst = appendHostPort(dst, l)
 	if l.Proto != transport.UDP {
@@ -411,7 +439,9 @@ func appendRR(dst []byte, l *transport.Listener) []byte {
 			dst = append(dst, "ws"...)
 		}
 	}
-	return append(dst, ";lr>"...)
+	dst = append(dst, ";lr;"+routeSigParam+"="...)
+	dst = append(dst, sig...)
+	return append(dst, '>')
 }
 
 // proxyEdits adds the §16.6 edits common to stateful and stateless
@@ -434,13 +464,14 @@ func (c *Core) proxyEdits(x *ctx, ed *parser.Editor, r *Request, m *parser.Messa
 	ed.InsertVia(x.via)
 	ed.DecrementMaxForwards()
 	if st.rr && m.Method() != parser.MethodAck && m.Method() != parser.MethodCancel {
-		x.rr = appendRR(x.rr[:0], out)
+		x.sig = c.sigs.appendSig(x.sig[:0], m.CallID(), m.FromTag())
+		x.rr = appendRR(x.rr[:0], out, x.sig)
 		n := len(x.rr)
 		in := r.Listener
 		if in != nil && in != out && (in.Proto != out.Proto || in.AdvertisedHost != out.AdvertisedHost || in.AdvertisedPort != out.AdvertisedPort) {
 			// Double Record-Route (RFC 5658): the side facing the next hop
 			// on top, the side facing the previous hop below.
-			x.rr = appendRR(x.rr, in)
+			x.rr = appendRR(x.rr, in, x.sig)
 			ed.InsertRecordRoute(x.rr[:n])
 			ed.InsertRecordRoute(x.rr[n:])
 		} else {
@@ -466,7 +497,7 @@ func (c *Core) applyRouteEdits(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn
 		return err
 	}
 	r.st.routed = false
-	s.Account(e, t.owned())
+	s.Charge(e, t.owned())
 	return nil
 }
 
@@ -492,6 +523,9 @@ func (c *Core) relay(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Requ
 		s.StopTimer(&t.tH) // the suspended-route deadline, if any
 	}
 	first := !t.relayed
+	if first {
+		c.trying(s, e)
+	}
 	t.relayed = true
 	ok, tried := 0, 0
 	try := func(uri []byte, main bool) {
@@ -629,7 +663,7 @@ func (c *Core) sendAttempt(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r
 	if t.invite {
 		s.StartTimer(e, &b.tC, kind|kC, msDur(c.timerCOf(t)))
 	}
-	s.Account(e, t.owned())
+	s.Charge(e, t.owned())
 	return true
 }
 
@@ -665,7 +699,7 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 	uri := r.RequestURI()
 	var proto transport.Proto
 	var dst netip.AddrPort
-	var q NextHop
+	var q sipdns.NextHop
 	resolving := false
 	if st.destSet {
 		proto, dst = st.proto, st.dst
@@ -729,8 +763,8 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 // forwardResolved sends a statelessly forwarded request to the first
 // usable target of its next hop once resolved (slow path: the message was
 // copied). There is no fail-over without a transaction.
-func (c *Core) forwardResolved(q NextHop, data []byte) {
-	send := func(ts []Target, err error) {
+func (c *Core) forwardResolved(q sipdns.NextHop, data []byte) {
+	send := func(ts []sipdns.Target, err error) {
 		if err != nil {
 			c.warn("txn: stateless next hop did not resolve", "host", q.Host, "err", err)
 			return

@@ -69,6 +69,7 @@ type routeState struct {
 	skip    int  // own Route values at the top to remove
 	strict  bool // the previous hop was a strict router (§16.4)
 	nroutes int
+	kind    RouteKind
 	ruriSet bool
 	destSet bool
 	proto   transport.Proto
@@ -217,15 +218,21 @@ func (r *Request) Canceled() bool {
 }
 
 // LooseRoute processes the Route headers (RFC 3261 §16.4, OpenSIPS
-// loose_route): our own entries at the top are removed from the relayed
-// copy; a Request-URI that is ours, left by a strict router, is replaced
-// by the last Route value. It returns true when the request had Route
-// headers. The next hop is then the first remaining Route, or the
-// Request-URI. Relay does the same processing when the route did not call
-// it.
-func (r *Request) LooseRoute() bool {
+// loose_route) and reports whether the request is to be routed by them: it
+// carries a Record-Route value we signed for its dialog (RouteDialog). Our
+// own values at the top are removed from the relayed copy; a Request-URI
+// that is ours, left by a strict router, is replaced by the last Route
+// value. The next hop is then the first remaining Route, or the
+// Request-URI. Any other Route set gives false: RouteKind says which.
+// Relay does the same processing when the route did not call it.
+func (r *Request) LooseRoute() bool { return r.RouteKind() == RouteDialog }
+
+// RouteKind classifies the request's Route set: none, only our own
+// unsigned values (an outbound proxy's preloaded Route), our signed
+// Record-Route of this dialog, a forged one, or a Route to another proxy.
+func (r *Request) RouteKind() RouteKind {
 	r.c.preprocessRoutes(r)
-	return r.st.nroutes > 0
+	return r.st.kind
 }
 
 // AddBranch adds a branch to uri (copied). Relay sends it in parallel with

@@ -45,8 +45,8 @@ func classOf(m parser.Method) byte {
 
 // onRequest handles a request other than ACK and CANCEL: a retransmission
 // is answered by its transaction; a new request passes the proxy checks
-// (§16.3), gets a server transaction (INVITE: 100 Trying at once) and goes
-// to Router.Request.
+// (§16.3), gets a server transaction and goes to Router.Request. An INVITE
+// gets 100 Trying when the route relays or suspends it (see trying).
 func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 	m := &x.msg
 	if v := m.ProxyVerdict(c.cfg.Supported, x.auth[:0]); v.Code != 0 {
@@ -102,7 +102,7 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 	t.msg = *m
 	t.respL = p.Listener
 	t.respDst = respDest(p, t.msg.TopVia())
-	if s.Account(e, t.owned()) != nil {
+	if s.Account(e, t.admission()) != nil {
 		s.Remove(e)
 		s.Unlock()
 		c.replyFull(x, p)
@@ -110,12 +110,6 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 	}
 	t.src, t.conn = p.Src, p.Conn
 	t.rs.loop = x.loop
-	if t.invite {
-		// §16.2 / §17.2.1: a stateful proxy answers INVITE with 100 at once.
-		t.resp = parser.AppendResponse(t.resp[:0], &t.msg, 100, nil, nil)
-		t.state = sProceeding
-		c.sendUp(t, t.resp)
-	}
 	r := &x.hreq
 	r.bind(c, s.Ref(e), t, x)
 	c.runRequest(x, s, e, r)
@@ -126,6 +120,24 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 // its request came in on for a stream, else to t.respDst.
 func (c *Core) sendUp(t *txn, data []byte) error {
 	return c.sendResponse(t.respL, t.respDst, t.conn, data)
+}
+
+// trying sends 100 Trying on an INVITE server transaction that is going to
+// wait: relayed, or suspended while its route waits for the store (§16.2,
+// §17.2.1). It is not sent ahead of the route: a route that refuses at once
+// answers with its final response alone, so that a spoofed INVITE gets one
+// packet back, not two. The shard is locked.
+func (c *Core) trying(s *shards.Shard[txn], e *shards.Entry[txn]) {
+	t := &e.Value
+	if !t.invite || t.finalSent || len(t.resp) > 0 || t.state == sTerminated {
+		return // not an INVITE, answered, or a provisional went out already
+	}
+	t.resp = parser.AppendResponse(t.resp[:0], &t.msg, 100, nil, nil)
+	t.state = sProceeding
+	c.sendUp(t, t.resp)
+	// Not below the room reserved at admission: the relayed copy, which
+	// it is for, does not exist yet (a suspended route relays later).
+	s.Charge(e, max(t.owned(), int(e.Extra())))
 }
 
 // retransmitted answers a retransmitted request with the last response
@@ -154,6 +166,7 @@ func (c *Core) runRequest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r 
 		c.terminate(s, e) // forwarded statelessly, or answered over a stream
 	case t.finalSent || t.pending > 0:
 	case acted&actSuspend != 0 && acted&(actRelay|actReply|actForward|actDrop) == 0:
+		c.trying(s, e)
 		// A route that never comes back must not leak the transaction:
 		// after Timer C (INVITE) or 64·T1 it is answered 408.
 		d := 64 * c.t1
@@ -277,7 +290,7 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		t.resp = append(t.resp[:0], data...)
 		t.state = sProceeding
 		c.sendUp(t, data)
-		s.Account(e, t.owned())
+		s.Charge(e, t.owned())
 		return
 	}
 	if t.finalSent {
@@ -297,7 +310,7 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		return
 	}
 	t.resp = append(t.resp[:0], data...)
-	s.Account(e, t.owned())
+	s.Charge(e, t.owned())
 	t.state = sCompleted
 	reliable := t.proto.Stream()
 	switch {

@@ -3,11 +3,17 @@ package txn
 import (
 	"switchboard/parser"
 	"switchboard/shards"
+	"switchboard/sipdns"
 	"switchboard/transport"
 )
 
+// MaxAttempts bounds the targets of a resolved next hop that one branch
+// tries (RFC 3263 §4.3 fail-over), of the sipdns.MaxTargets resolution
+// gives.
+const MaxAttempts = 4
+
 // A branch whose next hop is a hostname gets the list of targets RFC 3263
-// resolution gave (srv.go) and tries them in order (§4.3): when a target
+// resolution gave (package sipdns) and tries them in order (§4.3): when a target
 // cannot be sent to (a send error at once, or a stream connection that
 // could not be opened, sendfail.go), or stays silent until timer B/F, the
 // branch moves on to the next target as a new client transaction: new Via
@@ -19,9 +25,9 @@ import (
 
 // failover is a branch's resolved targets and how many it tried.
 type failover struct {
-	targets []Target // shared with nobody: a fresh list per resolution
-	next    uint8    // index of the next target in targets
-	tried   uint8    // targets sent to (or attempted)
+	targets []sipdns.Target // shared with nobody: a fresh list per resolution
+	next    uint8           // index of the next target in targets
+	tried   uint8           // targets sent to (or attempted)
 }
 
 // attempt is the number of the current try (0 for the first), carried in
@@ -30,22 +36,22 @@ func (f *failover) attempt() int { return max(int(f.tried)-1, 0) }
 
 // nextHopQuery turns a URI's next hop into a resolver query, with the
 // transports we have listeners for.
-func (c *Core) nextHopQuery(h *hop) NextHop {
-	var sup Protos
+func (c *Core) nextHopQuery(h *hop) sipdns.NextHop {
+	var sup sipdns.Protos
 	for _, l := range c.ls.Listeners() {
 		sup = sup.With(l.Proto)
 	}
 	if sup == 0 {
 		sup = sup.With(transport.UDP) // no listener yet: the send will fail anyway
 	}
-	return NextHop{Host: string(h.host), Port: h.port, Proto: h.proto, ProtoSet: h.protoSet, Secure: h.secure, Supported: sup}
+	return sipdns.NextHop{Host: string(h.host), Port: h.port, Proto: h.proto, ProtoSet: h.protoSet, Secure: h.secure, Supported: sup}
 }
 
 // resolve resolves a branch's next hop off the locked path and resumes
 // the branch. The shard is locked by the caller; the callback locks it
 // again and checks the transaction and branch are still the same.
-func (c *Core) resolve(ref shards.Ref[txn], id uint32, idx int, q NextHop) {
-	c.res.Resolve(q, func(ts []Target, err error) {
+func (c *Core) resolve(ref shards.Ref[txn], id uint32, idx int, q sipdns.NextHop) {
+	c.res.Resolve(q, func(ts []sipdns.Target, err error) {
 		s := ref.Shard()
 		s.Lock()
 		defer s.Unlock()
@@ -76,7 +82,7 @@ func (c *Core) resolve(ref shards.Ref[txn], id uint32, idx int, q NextHop) {
 
 // sendTargets sends branch b to the first usable of ts, failing over on
 // send errors. The shard is locked.
-func (c *Core) sendTargets(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Request, b *Branch, ts []Target) bool {
+func (c *Core) sendTargets(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Request, b *Branch, ts []sipdns.Target) bool {
 	b.fo = failover{targets: ts}
 	if !c.nextTarget(e, b) {
 		c.warn("txn: no usable target for next hop", "host", string(b.host), "targets", len(ts))

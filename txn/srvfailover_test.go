@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"switchboard/parser"
+	"switchboard/sipdns"
+	"switchboard/sipdns/dnstest"
 	"switchboard/transport"
 )
 
@@ -25,11 +27,11 @@ func carrierInvite(branch, callID string) string {
 
 // carrierHarness is a harness whose resolver asks z, with the answers for
 // carrier.test already cached so the branch is sent synchronously.
-func carrierHarness(t *testing.T, z *zone) *harness {
+func carrierHarness(t *testing.T, z *dnstest.Zone) *harness {
 	t.Helper()
-	res := newTestResolver(z, nil)
+	res := sipdns.New(sipdns.Config{Server: z.Addr, Timeout: 2 * time.Second})
 	h := newHarness(t, func(c *Config) { c.Resolver = res })
-	q := NextHop{Host: "carrier.test", Supported: udpTCP}
+	q := sipdns.NextHop{Host: "carrier.test", Supported: udpTCP}
 	if _, err := resolveNow(t, res, q); err != nil {
 		t.Fatal(err)
 	}
@@ -50,22 +52,22 @@ func invitesTo(msgs []sentMsg) map[netip.AddrPort][]sentMsg {
 	return out
 }
 
+// twoTargetZone serves carrier.test by SRV: a.carrier.test:5080 first
+// (the UAS), b.carrier.test:5090 second (the second UAS), both 127.0.0.1.
+func twoTargetZone(t *testing.T) *dnstest.Zone {
+	return dnstest.NewZone(t,
+		dnstest.SRV("_sip._udp.carrier.test", 300, 10, 0, 5080, "a.carrier.test"),
+		dnstest.SRV("_sip._udp.carrier.test", 300, 20, 0, 5090, "b.carrier.test"),
+		dnstest.A("a.carrier.test", 300, "127.0.0.1"),
+		dnstest.A("b.carrier.test", 300, "127.0.0.1"),
+	)
+}
+
 // The first SRV target stays silent: on timer B the branch moves to the
 // second as a new client transaction (new branch parameter), whose 200
 // goes upstream. A late 486 from the first target is not taken for the
 // branch's answer but is ACKed; a late 200 from it goes upstream as a late
 // 2xx.
-// twoTargetZone serves carrier.test by SRV: a.carrier.test:5080 first
-// (the UAS), b.carrier.test:5090 second (the second UAS), both 127.0.0.1.
-func twoTargetZone(t *testing.T) *zone {
-	return newZone(t,
-		rrSRV("_sip._udp.carrier.test", 300, 10, 0, 5080, "a.carrier.test"),
-		rrSRV("_sip._udp.carrier.test", 300, 20, 0, 5090, "b.carrier.test"),
-		rrA("a.carrier.test", 300, "127.0.0.1"),
-		rrA("b.carrier.test", 300, "127.0.0.1"),
-	)
-}
-
 func TestFailoverSilentTarget(t *testing.T) {
 	z := twoTargetZone(t)
 	h := carrierHarness(t, z)
@@ -126,12 +128,12 @@ func TestFailoverSendError(t *testing.T) {
 // opened (reported after Send returned nil), the branch moves to the
 // second target; a report for the attempt given up changes nothing.
 func TestFailoverAsyncStreamFailure(t *testing.T) {
-	z := newZone(t,
-		rrNAPTR("carrier.test", 300, 10, 10, "s", "SIP+D2T", "_sip._tcp.carrier.test"),
-		rrSRV("_sip._tcp.carrier.test", 300, 10, 0, 5080, "a.carrier.test"),
-		rrSRV("_sip._tcp.carrier.test", 300, 20, 0, 5090, "b.carrier.test"),
-		rrA("a.carrier.test", 300, "127.0.0.1"),
-		rrA("b.carrier.test", 300, "127.0.0.1"),
+	z := dnstest.NewZone(t,
+		dnstest.NAPTR("carrier.test", 300, 10, 10, "s", "SIP+D2T", "_sip._tcp.carrier.test"),
+		dnstest.SRV("_sip._tcp.carrier.test", 300, 10, 0, 5080, "a.carrier.test"),
+		dnstest.SRV("_sip._tcp.carrier.test", 300, 20, 0, 5090, "b.carrier.test"),
+		dnstest.A("a.carrier.test", 300, "127.0.0.1"),
+		dnstest.A("b.carrier.test", 300, "127.0.0.1"),
 	)
 	h := carrierHarness(t, z)
 	h.in(uacAddr, carrierInvite("z9hG4bKfo3", "fo3@x"))
@@ -155,11 +157,11 @@ func TestFailoverAsyncStreamFailure(t *testing.T) {
 // Targets outside Config.AllowOutbound are never sent to: the branch goes
 // to the next one, and the refusal is counted.
 func TestFailoverAllowList(t *testing.T) {
-	z := newZone(t,
-		rrSRV("_sip._udp.carrier.test", 300, 10, 0, 5080, "a.carrier.test"),
-		rrSRV("_sip._udp.carrier.test", 300, 20, 0, 5090, "b.carrier.test"),
-		rrA("a.carrier.test", 300, "192.0.2.10"), // documentation range: outside the allow-list
-		rrA("b.carrier.test", 300, "127.0.0.1"),
+	z := dnstest.NewZone(t,
+		dnstest.SRV("_sip._udp.carrier.test", 300, 10, 0, 5080, "a.carrier.test"),
+		dnstest.SRV("_sip._udp.carrier.test", 300, 20, 0, 5090, "b.carrier.test"),
+		dnstest.A("a.carrier.test", 300, "192.0.2.10"), // documentation range: outside the allow-list
+		dnstest.A("b.carrier.test", 300, "127.0.0.1"),
 	)
 	h := carrierHarness(t, z)
 	errs := h.core.Stats().SendErrors
@@ -172,7 +174,7 @@ func TestFailoverAllowList(t *testing.T) {
 
 	// Every target outside: 503 for the branch, 500 upstream, nothing sent
 	// anywhere else.
-	z.reset(rrA("pbx.test", 300, "192.0.2.11"))
+	z.Reset(dnstest.A("pbx.test", 300, "192.0.2.11"))
 	h.in(uacAddr, request("MESSAGE", "z9hG4bKfo5", "fo5@x", "sip:x@pbx.test", ""))
 	var out []sentMsg
 	for i := 0; i < 200 && len(out) == 0; i++ {
@@ -185,11 +187,11 @@ func TestFailoverAllowList(t *testing.T) {
 // At most MaxAttempts targets are tried; then the branch ends (408 here,
 // every target silent) and the failure handling runs once.
 func TestFailoverBounded(t *testing.T) {
-	var rrs []testRR
+	var rrs []dnstest.RR
 	for i := 0; i < 6; i++ {
-		rrs = append(rrs, rrSRV("_sip._udp.carrier.test", 300, 10+i, 0, 5101+i, "a.carrier.test"))
+		rrs = append(rrs, dnstest.SRV("_sip._udp.carrier.test", 300, 10+i, 0, 5101+i, "a.carrier.test"))
 	}
-	z := newZone(t, append(rrs, rrA("a.carrier.test", 300, "127.0.0.1"))...)
+	z := dnstest.NewZone(t, append(rrs, dnstest.A("a.carrier.test", 300, "127.0.0.1"))...)
 	h := carrierHarness(t, z)
 	var failures []int
 	h.rt.failure = func(r *Request, best *parser.Message) { failures = append(failures, best.StatusCode()) }
@@ -243,7 +245,7 @@ func TestFailoverNotAfterCancel(t *testing.T) {
 // fails over on a send error.
 func TestFailoverAfterAsyncResolution(t *testing.T) {
 	z := twoTargetZone(t)
-	h := newHarness(t, func(c *Config) { c.Resolver = newTestResolver(z, nil) })
+	h := newHarness(t, func(c *Config) { c.Resolver = sipdns.New(sipdns.Config{Server: z.Addr, Timeout: 2 * time.Second}) })
 	h.snd.mu.Lock()
 	h.snd.fail = map[netip.AddrPort]error{uasAddr: syscall.ENETUNREACH}
 	h.snd.mu.Unlock()
@@ -283,15 +285,15 @@ func TestFailoverEndToEnd(t *testing.T) {
 			uas.WriteToUDP(parser.AppendResponse(nil, &m, 200, nil, []byte("uas")), src)
 		}
 	}()
-	z := newZone(t,
-		rrNAPTR("carrier.test", 300, 10, 10, "s", "SIP+D2T", "_sip._tcp.carrier.test"),
-		rrNAPTR("carrier.test", 300, 20, 10, "s", "SIP+D2U", "_sip._udp.carrier.test"),
-		rrSRV("_sip._tcp.carrier.test", 300, 10, 0, dead, "dead.carrier.test"),
-		rrSRV("_sip._udp.carrier.test", 300, 10, 0, uasPort, "live.carrier.test"),
-		rrA("dead.carrier.test", 300, "127.0.0.1"),
-		rrA("live.carrier.test", 300, "127.0.0.1"),
+	z := dnstest.NewZone(t,
+		dnstest.NAPTR("carrier.test", 300, 10, 10, "s", "SIP+D2T", "_sip._tcp.carrier.test"),
+		dnstest.NAPTR("carrier.test", 300, 20, 10, "s", "SIP+D2U", "_sip._udp.carrier.test"),
+		dnstest.SRV("_sip._tcp.carrier.test", 300, 10, 0, dead, "dead.carrier.test"),
+		dnstest.SRV("_sip._udp.carrier.test", 300, 10, 0, uasPort, "live.carrier.test"),
+		dnstest.A("dead.carrier.test", 300, "127.0.0.1"),
+		dnstest.A("live.carrier.test", 300, "127.0.0.1"),
 	)
-	p := startProxy(t, func(c *Config) { c.Resolver = NewResolver(ResolverConfig{Server: z.addr, Timeout: 2 * time.Second}) })
+	p := startProxy(t, func(c *Config) { c.Resolver = sipdns.New(sipdns.Config{Server: z.Addr, Timeout: 2 * time.Second}) })
 	uac, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)

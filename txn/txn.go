@@ -195,18 +195,33 @@ func (t *txn) newBranch() *Branch {
 	return b
 }
 
-// resetBranch clears b, keeping its buffers' capacity.
+// maxPooledBuf is the largest buffer a pooled transaction keeps for the
+// next one. Everyday messages (1 to 4 KB, WebRTC offers up to about 8 KB)
+// reuse their buffers without allocating; the buffer of a rare larger one
+// (a 58 KB INVITE) is dropped when its transaction ends, rather than
+// pinned in a free entry, where the memory cap does not see it.
+const maxPooledBuf = 8 << 10
+
+// keep returns b emptied for reuse, or nil when it grew past maxPooledBuf.
+func keep(b []byte) []byte {
+	if cap(b) > maxPooledBuf {
+		return nil
+	}
+	return b[:0]
+}
+
+// resetBranch clears b, keeping its buffers' capacity up to maxPooledBuf.
 func resetBranch(b *Branch) {
-	host, uri, out, resp, cancel, ack := b.host[:0], b.uri[:0], b.out[:0], b.resp[:0], b.cancel[:0], b.ack[:0]
+	host, uri, out, resp, cancel, ack := keep(b.host), keep(b.uri), keep(b.out), keep(b.resp), keep(b.cancel), keep(b.ack)
 	*b = Branch{}
 	b.host, b.uri, b.out, b.resp, b.cancel, b.ack = host, uri, out, resp, cancel, ack
 }
 
-// resetTxn prepares a pooled transaction for reuse, keeping buffers; the
-// extra branches go back to branchPool. It runs once no timer of the
-// transaction is left.
+// resetTxn prepares a pooled transaction for reuse, keeping buffers up to
+// maxPooledBuf; the extra branches go back to branchPool. It runs once no
+// timer of the transaction is left.
 func resetTxn(t *txn) {
-	buf, buf2, resp, uris, ruri, ed := t.buf[:0], t.buf2[:0], t.resp[:0], t.uris[:0], t.rs.ruri[:0], t.ed
+	buf, buf2, resp, uris, ruri, ed := keep(t.buf), keep(t.buf2), keep(t.resp), keep(t.uris), keep(t.rs.ruri), t.ed
 	more := t.more
 	for i, b := range more {
 		resetBranch(b)
@@ -220,13 +235,34 @@ func resetTxn(t *txn) {
 	t.br0, t.more = br0, more[:0]
 }
 
-// owned returns the bytes the transaction holds beyond its fixed size
-// (buffers and extra branches), for Account.
+// Sizes of what a transaction may hold behind pointers.
+const (
+	editorSize = int(unsafe.Sizeof(parser.Editor{}))
+	targetSize = int(unsafe.Sizeof(failover{}.targets[0]))
+	ptrSize    = int(unsafe.Sizeof(uintptr(0)))
+)
+
+// owned returns the bytes the transaction holds beyond its fixed size:
+// the capacity of every buffer (not the length: a buffer that grew for a
+// large message holds all of it), the route's editor, the RFC 3263 target
+// lists and the extra branches. The table accounts it (Charge).
 func (t *txn) owned() int {
 	n := cap(t.buf) + cap(t.buf2) + cap(t.resp) + cap(t.uris) + cap(t.rs.ruri)
+	if t.ed != nil {
+		n += editorSize
+	}
 	for i := 0; i < t.nbr; i++ {
 		b := t.branch(i)
 		n += cap(b.host) + cap(b.uri) + cap(b.out) + cap(b.resp) + cap(b.cancel) + cap(b.ack)
+		n += cap(b.fo.targets) * targetSize
 	}
-	return n + len(t.more)*branchSize
+	return n + len(t.more)*branchSize + cap(t.more)*ptrSize
 }
+
+// admission is what a new transaction is accounted at when it is
+// admitted: what it owns, plus room for its request twice more (the copy
+// relayed to the next hop, and a response such as the 100 Trying, which
+// repeats the request's Via headers), so that serving it does not take
+// the shard past its share of the cap. The first Charge after the copies
+// exist replaces the reservation with the real figure.
+func (t *txn) admission() int { return t.owned() + 2*len(t.buf) }

@@ -5,7 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -135,6 +135,8 @@ func startServer(t *testing.T, extra string) *testServer {
 type serverOptions struct {
 	Listen string   // more listen entries, YAML list lines ("  - {proto: tls, ...}\n")
 	Env    []string // more environment variables for the process
+
+	Resolver string // outbound.resolver instead of 127.0.0.1:9 (nothing answers there)
 }
 
 // startServerWith is startServer with more listeners or environment.
@@ -143,6 +145,10 @@ func startServerWith(t *testing.T, extra string, o serverOptions) *testServer {
 	dir := t.TempDir()
 	s := &testServer{t: t, Port: freeSIPPort(t), Mgmt: freeTCPAddr(t), Dir: filepath.Join(dir, "data"), env: o.Env}
 	s.Config = filepath.Join(dir, "switchboard.yaml")
+	resolver := "127.0.0.1:9"
+	if o.Resolver != "" {
+		resolver = o.Resolver
+	}
 	cfg := fmt.Sprintf(`listen:
   - {proto: udp, address: "127.0.0.1:%d"}
   - {proto: tcp, address: "127.0.0.1:%d"}
@@ -152,10 +158,10 @@ storage:
   dir: %q
 outbound:
   allow: [127.0.0.0/8, "::1"]
-  resolver: "127.0.0.1:9"
+  resolver: %q
 log:
   level: debug
-%s`, s.Port, s.Port, o.Listen, s.Mgmt, s.Dir, extra)
+%s`, s.Port, s.Port, o.Listen, s.Mgmt, s.Dir, resolver, extra)
 	if !strings.Contains(extra, "timers:") {
 		cfg += "timers:\n  t1: 100ms\n  t2: 400ms\n  t4: 500ms\n  timer_c: 5s\n"
 	}
@@ -234,6 +240,39 @@ func (s *testServer) kill() {
 	if s.t.Failed() {
 		s.t.Logf("switchboard log:\n%s", s.Log)
 	}
+}
+
+// token is the management API token the server created in its data
+// directory at start (mgmt.token is empty in the test configuration).
+func (s *testServer) token() string {
+	s.t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.Dir, "mgmt.token"))
+	if err != nil {
+		s.t.Fatalf("management token: %v", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// api runs a management command as switchboard ctl does (POST, JSON
+// arguments, the bearer token) and returns the status and the body.
+func (s *testServer) api(cmd, args string) (int, []byte) {
+	s.t.Helper()
+	req, err := http.NewRequest("POST", "http://"+s.Mgmt+"/api/v1/"+cmd, strings.NewReader(args))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+s.token())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return resp.StatusCode, body
 }
 
 // metrics scrapes /metrics into name{labels} -> value.

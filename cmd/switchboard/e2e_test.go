@@ -29,7 +29,7 @@ func TestE2ERelayedCallsWithRecordRoute(t *testing.T) {
 	before := srv.metrics()
 
 	uas := freeSIPPort(t)
-	startSipp(t, "-sf", "uas_check_route.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-m", "5")
+	callee := startSippPeer(t, "-sf", "uas_check_route.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-m", "5")
 	time.Sleep(200 * time.Millisecond)
 	res := runSipp(t, 30*time.Second, "-sf", "uac_call_hold.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
 		"-key", "ruri", "sip:callee@127.0.0.1:"+strconv.Itoa(uas),
@@ -37,6 +37,9 @@ func TestE2ERelayedCallsWithRecordRoute(t *testing.T) {
 		"127.0.0.1:"+strconv.Itoa(uas))
 	if res.Code != 0 {
 		t.Fatalf("sipp caller exit %d:\n%s", res.Code, res.Output)
+	}
+	if code := callee.wait(5 * time.Second); code != 0 {
+		t.Fatalf("sipp callee exit %d (its checks of Record-Route, Via and Route failed):\n%s", code, callee.out.String())
 	}
 
 	after := srv.metrics()
@@ -130,7 +133,7 @@ func TestE2EProviderSanity(t *testing.T) {
 		{"malformed CSeq", strings.Replace(request("INVITE", "sip:alice@localhost", "To: <sip:alice@localhost>\r\nMax-Forwards: 70\r\n"), "CSeq: 1 INVITE", "CSeq: one INVITE", 1), "SIP/2.0 400 Bad Request - Malformed Header CSeq"},
 		{"BYE without route", request("BYE", "sip:alice@127.0.0.1", "To: <sip:alice@localhost>;tag=t1\r\nMax-Forwards: 70\r\n"), "SIP/2.0 404 Not here"},
 		{"relay to a foreign domain refused", request("INVITE", "sip:carol@example.net", "To: <sip:carol@example.net>\r\nMax-Forwards: 70\r\n"), "SIP/2.0 403 "},
-		{"preloaded route refused", request("INVITE", "sip:carol@example.net", "To: <sip:carol@example.net>\r\nRoute: <sip:127.0.0.1;lr>\r\nMax-Forwards: 70\r\n"), "SIP/2.0 403 Preload Route denied"},
+		{"route preloaded to another proxy refused", request("INVITE", "sip:carol@example.net", "To: <sip:carol@example.net>\r\nRoute: <sip:127.0.0.1:1;lr>\r\nMax-Forwards: 70\r\n"), "SIP/2.0 403 Preload Route denied"},
 		{"unsupported scheme", request("OPTIONS", "mailto:alice@example.com", "To: <sip:alice@example.com>\r\nMax-Forwards: 70\r\n"), "SIP/2.0 416 "},
 		{"unknown Proxy-Require", request("OPTIONS", "sip:alice@example.com", "To: <sip:alice@example.com>\r\nProxy-Require: foo\r\nMax-Forwards: 70\r\n"), "SIP/2.0 420 "},
 	}

@@ -33,6 +33,7 @@ func registerMetrics(set *metrics.Set, tr *transport.Transport, core *txn.Core) 
 		metrics.WriteCounterUint64(w, "switchboard_connections_accepted_total", ts.ConnsAccepted)
 		metrics.WriteCounterUint64(w, "switchboard_connections_dialed_total", ts.ConnsDialed)
 		metrics.WriteCounterUint64(w, "switchboard_connections_rejected_total", ts.ConnsRejected)
+		metrics.WriteCounterUint64(w, "switchboard_connections_rejected_inbound_share_total", ts.ConnsShareFull)
 		metrics.WriteCounterUint64(w, `switchboard_connections_closed_total{reason="idle"}`, ts.ConnsIdle)
 		metrics.WriteCounterUint64(w, `switchboard_connections_closed_total{reason="oversize"}`, ts.ConnsOversize)
 		metrics.WriteCounterUint64(w, `switchboard_connections_closed_total{reason="write_overflow"}`, ts.ConnsOverflow)
@@ -50,23 +51,27 @@ func registerMetrics(set *metrics.Set, tr *transport.Transport, core *txn.Core) 
 		metrics.WriteCounterUint64(w, "switchboard_send_errors_total", cs.SendErrors)
 		metrics.WriteGaugeUint64(w, "switchboard_transactions_active", uint64(max(cs.Transactions, 0)))
 		metrics.WriteGaugeUint64(w, "switchboard_transactions_memory_bytes", uint64(max(cs.Bytes, 0)))
+		metrics.WriteGaugeUint64(w, "switchboard_transactions_memory_limit_bytes", uint64(max(cs.MaxBytes, 0)))
 	})
 }
 
 func (s *server) registerCommands() {
 	s.mgmt.Register("transactions", mgmt.Command{
-		Help: "transaction counters and the number open now",
+		Help:     "transaction counters and the number open now",
+		ReadOnly: true,
 		Run: func(context.Context, json.RawMessage) (any, error) {
 			return s.core.Stats(), nil
 		},
 	})
 	s.mgmt.Register("transport", mgmt.Command{
-		Help: "packet, byte and connection counters per protocol",
+		Help:     "packet, byte and connection counters per protocol",
+		ReadOnly: true,
 		Run: func(context.Context, json.RawMessage) (any, error) {
 			ts := s.tr.Stats()
 			out := map[string]any{
 				"errors": ts.Errors, "drops_in": ts.DropsIn, "send_drops": ts.SendDrops,
 				"connections_open": ts.ConnsOpen, "connections_rejected": ts.ConnsRejected,
+				"connections_rejected_inbound_share": ts.ConnsShareFull,
 			}
 			for _, p := range []transport.Proto{transport.UDP, transport.TCP, transport.TLS} {
 				out[p.String()] = ts.Proto[p]
@@ -82,7 +87,8 @@ func (s *server) registerCommands() {
 		},
 	})
 	s.mgmt.Register("domains", mgmt.Command{
-		Help: "the names this server treats as its own (served domains and listener addresses)",
+		Help:     "the names this server treats as its own (served domains and listener addresses)",
+		ReadOnly: true,
 		Run: func(context.Context, json.RawMessage) (any, error) {
 			return s.domains.List(), nil
 		},

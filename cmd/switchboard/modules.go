@@ -83,7 +83,7 @@ func (s *server) startModules(env *routing.Env) error {
 	}
 	s.log.Info("registrar: bindings loaded", "bindings", n)
 
-	secret, err := auth.LoadSecret(filepath.Join(cfg.Storage.Dir, "auth.secret"))
+	secret, err := store.LoadSecret(filepath.Join(cfg.Storage.Dir, "auth.secret"), "nonce secret")
 	if err != nil {
 		return err
 	}
@@ -109,7 +109,10 @@ func (s *server) startModules(env *routing.Env) error {
 	env.Modules = map[string]any{
 		"registrar": m.reg,
 		"auth":      m.auth,
-		"provider":  provider.Options{RegisterWithoutAuth: !ac.Register},
+		"provider": provider.Options{
+			RegisterWithoutAuth: !ac.Register,
+			RevealUnknownUsers:  cfg.Provider.RevealUnknownUsers,
+		},
 	}
 	s.registerModuleMetrics()
 	s.registerModuleCommands()
@@ -221,17 +224,21 @@ func (s *server) registerModuleMetrics() {
 
 // registerModuleCommands adds the management API commands of the
 // registrar and of subscriber and domain management (the same operations
-// as `switchboard user` and `switchboard domain`).
+// as `switchboard user` and `switchboard domain`). cmd registers a command
+// that changes state (POST only), view one that only reads.
 func (s *server) registerModuleCommands() {
 	reg, a, st := s.mods.reg, s.mods.auth, s.store
 	cmd := func(name, help string, run func(ctx context.Context, args json.RawMessage) (any, error)) {
 		s.mgmt.Register(name, mgmt.Command{Help: help, Run: run})
 	}
+	view := func(name, help string, run func(ctx context.Context, args json.RawMessage) (any, error)) {
+		s.mgmt.Register(name, mgmt.Command{Help: help, ReadOnly: true, Run: run})
+	}
 	type aorArgs struct {
 		AOR     string `json:"aor"`
 		Contact string `json:"contact"`
 	}
-	cmd("registrations.list", `registered contacts: {"aor":"alice@example.com"} for one AOR, none for all`,
+	view("registrations.list", `registered contacts: {"aor":"alice@example.com"} for one AOR, none for all`,
 		func(_ context.Context, raw json.RawMessage) (any, error) {
 			var args aorArgs
 			if err := mgmt.DecodeArgs(raw, &args); err != nil {
@@ -339,7 +346,7 @@ func (s *server) registerModuleCommands() {
 			a.Invalidate(sub.Username, sub.Domain)
 			return "deleted " + sub.Username + "@" + sub.Domain, nil
 		})
-	cmd("users.list", `list subscribers: {"domain":"example.com"}, or all`,
+	view("users.list", `list subscribers: {"domain":"example.com"}, or all`,
 		func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var args userArgs
 			if err := mgmt.DecodeArgs(raw, &args); err != nil {
@@ -381,7 +388,7 @@ func (s *server) registerModuleCommands() {
 	}
 	domainCmd("domains.add", `serve a domain and allow subscribers in it: {"domain":"example.com"}`, st.AddDomain, "added")
 	domainCmd("domains.del", `remove a domain from the store (it must have no subscribers): {"domain":"example.com"}`, st.DeleteDomain, "deleted")
-	cmd("domains.list", "the domains in the store (subscribers' domains)", func(ctx context.Context, _ json.RawMessage) (any, error) {
+	view("domains.list", "the domains in the store (subscribers' domains)", func(ctx context.Context, _ json.RawMessage) (any, error) {
 		ds, err := st.ListDomains(ctx)
 		if err != nil {
 			return nil, err

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"switchboard/routing"
 	_ "switchboard/routing/provider"
 	_ "switchboard/routing/relay"
+	"switchboard/sipdns"
 	"switchboard/store"
 	"switchboard/transport"
 	"switchboard/txn"
@@ -84,7 +86,11 @@ func (s *server) start() error {
 	if err != nil {
 		return fmt.Errorf("storage.dir %s: %w", cfg.Storage.Dir, err)
 	}
-	s.mgmt = mgmt.New(mgmt.Config{Listen: cfg.Mgmt.Listen, Token: cfg.Mgmt.Token, Version: version, Logger: s.log})
+	token, err := s.mgmtToken()
+	if err != nil {
+		return err
+	}
+	s.mgmt = mgmt.New(mgmt.Config{Listen: cfg.Mgmt.Listen, Token: token, AllowedHosts: cfg.Mgmt.AllowedHosts, Version: version, Logger: s.log})
 
 	rs, err := routing.Lookup(cfg.Routes)
 	if err != nil {
@@ -105,10 +111,18 @@ func (s *server) start() error {
 	if err != nil {
 		return err
 	}
-	var resolver *txn.Resolver
+	var resolver *sipdns.Resolver
 	if cfg.Outbound.Resolver != "" {
-		resolver = txn.NewResolver(txn.ResolverConfig{Server: cfg.Outbound.Resolver})
+		resolver = sipdns.New(sipdns.Config{Server: cfg.Outbound.Resolver})
 	}
+	// The key of our Record-Route signatures: on disk, so that calls up
+	// across a restart can still be ended, and copied to every node that
+	// shares calls.
+	routeSecret, err := store.LoadSecret(filepath.Join(cfg.Storage.Dir, "route.secret"), "route secret")
+	if err != nil {
+		return err
+	}
+	txnMemory, txnMemorySource := cfg.Limits.TransactionMemory()
 	s.core, err = txn.New(txn.Config{
 		Sender:          s.tr,
 		Listeners:       s.tr,
@@ -122,8 +136,10 @@ func (s *server) start() error {
 		FR:              cfg.Timers.FR.D(),
 		Shards:          cfg.Limits.Shards,
 		MaxTransactions: cfg.Limits.MaxTransactions,
+		MaxBytes:        txnMemory,
 		AllowOutbound:   cfg.Outbound.AllowPrefixes(),
 		Resolver:        resolver,
+		RouteSecret:     routeSecret,
 		Logger:          s.log,
 	})
 	if err != nil {
@@ -146,8 +162,30 @@ func (s *server) start() error {
 	for _, l := range s.tr.Listeners() {
 		s.log.Info("listening", "proto", l.Proto.String(), "addr", l.Local.String(), "advertise", l.AdvertisedHost+":"+strconv.Itoa(int(l.AdvertisedPort)))
 	}
+	s.log.Info("transaction memory cap", "mib", txnMemory>>20, "from", txnMemorySource)
 	s.log.Info("switchboard started", "version", version, "routes", cfg.Routes, "domains", strings.Join(cfg.Domains, ","), "mgmt", s.mgmt.Addr(), "data", cfg.Storage.Dir)
 	return nil
+}
+
+// mgmtToken is the management API's bearer token: mgmt.token of the
+// configuration, else the token file in the data directory, created with
+// a random token at the first start so that the API is never open.
+func (s *server) mgmtToken() (string, error) {
+	if s.cfg.Mgmt.Token != "" || s.cfg.Mgmt.Listen == "" {
+		return s.cfg.Mgmt.Token, nil
+	}
+	path := filepath.Join(s.cfg.Storage.Dir, mgmt.TokenFile)
+	tok, created, err := mgmt.LoadOrCreateToken(path)
+	if err != nil {
+		return "", fmt.Errorf("mgmt: %w", err)
+	}
+	if created {
+		s.log.Info("management API token created; switchboard ctl reads it from there", "file", path)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o007 != 0 {
+		s.log.Warn("the management API token can be read by every user of this host: chmod o-rwx it", "file", path)
+	}
+	return tok, nil
 }
 
 // coreHandler passes received messages to the transaction layer, which is
@@ -159,13 +197,14 @@ func (h *coreHandler) HandleMessage(p *transport.Packet) { h.core.HandleMessage(
 func (s *server) transportConfig() transport.Config {
 	cfg := s.cfg
 	tc := transport.Config{
-		MaxMessageSize: cfg.Limits.MaxMessageSize,
-		MaxConns:       cfg.Limits.MaxConnections,
-		MaxConnsPerIP:  cfg.Limits.MaxConnectionsPerIP,
-		IdleTimeout:    cfg.Limits.IdleTimeout.D(),
-		TLSCertFile:    cfg.TLS.Cert,
-		TLSKeyFile:     cfg.TLS.Key,
-		TLSMinVersion:  tlsVersion(cfg.TLS.MinVersion),
+		MaxMessageSize:  cfg.Limits.MaxMessageSize,
+		MaxConns:        cfg.Limits.MaxConnections,
+		MaxConnsPerIP:   cfg.Limits.MaxConnectionsPerIP,
+		OutboundReserve: cfg.Limits.OutboundReserved(),
+		IdleTimeout:     cfg.Limits.IdleTimeout.D(),
+		TLSCertFile:     cfg.TLS.Cert,
+		TLSKeyFile:      cfg.TLS.Key,
+		TLSMinVersion:   tlsVersion(cfg.TLS.MinVersion),
 	}
 	if cfg.TLS.ClientCA != "" {
 		tc.TLSClientCAFile = cfg.TLS.ClientCA
@@ -329,7 +368,7 @@ func (s *server) reload() {
 		"timers":    cfg.Timers != s.cfg.Timers,
 		"limits":    cfg.Limits != s.cfg.Limits,
 		"storage":   cfg.Storage != s.cfg.Storage,
-		"mgmt":      cfg.Mgmt != s.cfg.Mgmt,
+		"mgmt":      fmt.Sprint(cfg.Mgmt) != fmt.Sprint(s.cfg.Mgmt),
 		"registrar": cfg.Registrar != s.cfg.Registrar,
 		"auth":      fmt.Sprint(cfg.Auth) != fmt.Sprint(s.cfg.Auth),
 	} {

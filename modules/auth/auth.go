@@ -23,13 +23,9 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -292,45 +288,6 @@ type Stats struct {
 func (a *Auth) Stats() Stats {
 	return Stats{a.ok.Load(), a.failed.Load(), a.stale.Load(), a.forbidden.Load(),
 		a.challenges.Load(), a.misses.Load(), a.busy.Load(), a.storeErrors.Load()}
-}
-
-// LoadSecret reads the nonce secret from path, creating it (32 random
-// bytes, hex, mode 0600) when it does not exist, so nonces issued before a
-// restart stay valid after it.
-func LoadSecret(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		s, derr := hex.DecodeString(strings.TrimSpace(string(b)))
-		if derr != nil || len(s) < 16 {
-			return nil, fmt.Errorf("auth: %s is not a hex secret of at least 16 bytes; delete it to create a new one", path)
-		}
-		return s, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("auth: reading the nonce secret: %w", err)
-	}
-	s := make([]byte, 32)
-	if _, err := rand.Read(s); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("auth: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		if errors.Is(err, os.ErrExist) { // another process created it first
-			return LoadSecret(path)
-		}
-		return nil, fmt.Errorf("auth: creating the nonce secret: %w", err)
-	}
-	_, err = f.WriteString(hex.EncodeToString(s) + "\n")
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("auth: writing the nonce secret: %w", err)
-	}
-	return s, nil
 }
 
 // cacheKey writes "user@domain" with the domain lower-cased.

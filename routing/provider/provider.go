@@ -8,11 +8,15 @@
 //	    # the core already answered 400 (malformed), 483 (Max-Forwards),
 //	    # 482 (loop), 416, 420 and 505 before the route runs
 //	    if (has_totag()) {                       # in-dialog
-//	        if (loose_route()) { t_relay(); exit; }
+//	        if (loose_route()) { t_relay(); exit; }  # our signed Record-Route only
 //	        if (is_method("ACK")) exit;          # stray ACK: drop
+//	        if ($route_kind == forged) { sl_send_reply(403, "Forbidden Route"); exit; }
 //	        sl_send_reply(404, "Not here"); exit;
 //	    }
-//	    if (loose_route()) { sl_send_reply(403, "Preload Route denied"); exit; }
+//	    # an outbound proxy's Route to us was removed; any other Route set:
+//	    if ($route_kind != none && $route_kind != local) {
+//	        sl_send_reply(403, "Preload Route denied"); exit;
+//	    }
 //	    if (is_method("OPTIONS") && $rU == NULL && is_uri_host_local()) {
 //	        sl_send_reply(200, "OK"); exit;       # keep-alive probes to the proxy
 //	    }
@@ -27,7 +31,7 @@
 //	        save("location"); exit;
 //	    }
 //	    if (is_from_local() && !proxy_authorize("", "subscriber")) { proxy_challenge(...); exit; }
-//	    if (!does_uri_exist()) { sl_send_reply(404, "Not Found"); exit; }
+//	    if ($reveal_unknown_users && !does_uri_exist()) { sl_send_reply(404, "Not Found"); exit; }
 //	    if (!lookup("location")) { sl_send_reply(480, "Temporarily Unavailable"); exit; }
 //	    t_on_failure("next_contacts"); t_on_branch("contact");
 //	    t_relay();
@@ -36,6 +40,17 @@
 //	failure_route[next_contacts] {               # lower-q contacts, one group at a time
 //	    if (t_next_contacts()) t_relay();
 //	}
+//
+// Every refusal is a stateless reply (sl_send_reply): one response packet
+// for one request, no transaction held and no retransmissions, so a
+// spoofed request cannot make the server send more than it received. An
+// INVITE gets 100 Trying only when it is relayed or waits for the store.
+//
+// A call to a subscriber who is not registered and a call to a name that is
+// no subscriber get the same answer, 480, by default: a scanner cannot tell
+// which extensions exist. Options.RevealUnknownUsers (the configuration key
+// provider.reveal_unknown_users) answers 404 to names that are not
+// subscribers, at the cost of a store look-up per unknown name.
 //
 // proxy_authorize, www_authorize and does_uri_exist read the store only on
 // a credential-cache miss, and then off the receive path: the request is
@@ -62,6 +77,11 @@ type Options struct {
 	// RegisterWithoutAuth saves REGISTER without authentication. Only for
 	// benchmarks of the registrar: anyone could take over any AOR.
 	RegisterWithoutAuth bool
+	// RevealUnknownUsers answers 404 to a call for a name that is no
+	// subscriber of a served domain, instead of the 480 a subscriber who
+	// is not registered gets. Off by default: the difference tells a
+	// scanner which extensions exist.
+	RevealUnknownUsers bool
 }
 
 func init() {
@@ -107,8 +127,15 @@ func (p *routes) request(c *routing.Ctx) {
 		inDialog(c)
 		return
 	}
-	if c.LooseRoute() {
-		c.Reply(403, "Preload Route denied")
+	switch c.RouteKind() {
+	case routing.RouteNone, routing.RouteLocal:
+		// No Route, or only the Route to us that a phone's outbound proxy
+		// setting preloads (RFC 3261 §8.1.2, RFC 5626): ours are removed
+		// and the request is routed by its Request-URI.
+	default:
+		// A Route to another proxy, or through us to somewhere we never
+		// recorded: relaying it would make us an open relay.
+		refuse(c, 403, "Preload Route denied")
 		return
 	}
 	if c.IsMethod(parser.MethodAck) {
@@ -118,7 +145,7 @@ func (p *routes) request(c *routing.Ctx) {
 		return
 	}
 	if c.IsMethod(parser.MethodOptions) && len(c.RUser()) == 0 && c.IsURIHostLocal() {
-		c.Reply(200, "OK")
+		c.ReplyStateless(200, "OK", nil)
 		return
 	}
 	if c.IsMethod(parser.MethodInvite, parser.MethodSubscribe) {
@@ -134,7 +161,7 @@ func (p *routes) request(c *routing.Ctx) {
 	}
 	if c.IsFromLocal() {
 		if p.auth == nil {
-			c.Reply(403, "Authentication Not Configured")
+			refuse(c, 403, "Authentication Not Configured")
 			return
 		}
 		p.auth.ProxyAuthorize(c, p.afterLocalAuth)
@@ -143,7 +170,11 @@ func (p *routes) request(c *routing.Ctx) {
 	p.toLocalUser(c)
 }
 
-// inDialog routes requests inside a dialog by their Route set.
+// inDialog routes requests inside a dialog by their Route set: only on a
+// Record-Route we signed for this dialog. Anything else is not relayed:
+// a Route of ours that does not verify gets 403, a request with no Route
+// of ours (a stray BYE, a request "inside a dialog" made up to reach some
+// address through us) 404.
 func inDialog(c *routing.Ctx) {
 	if c.LooseRoute() {
 		relay(c)
@@ -153,18 +184,29 @@ func inDialog(c *routing.Ctx) {
 		c.Drop() // a stray ACK cannot be answered
 		return
 	}
-	c.Reply(404, "Not here")
+	switch c.RouteKind() {
+	case routing.RouteForged, routing.RouteForeign:
+		refuse(c, 403, "Forbidden Route")
+	default:
+		refuse(c, 404, "Not here")
+	}
+}
+
+// refuse answers statelessly (OpenSIPS sl_send_reply): one packet for one
+// request, nothing held, nothing retransmitted.
+func refuse(c *routing.Ctx, code int, reason string) {
+	c.ReplyStateless(code, reason, nil)
 }
 
 // toForeignDomain relays a request for another domain, only for
 // authenticated local subscribers.
 func (p *routes) toForeignDomain(c *routing.Ctx) {
 	if !c.IsFromLocal() {
-		c.Reply(403, "Relay Forbidden")
+		refuse(c, 403, "Relay Forbidden")
 		return
 	}
 	if p.auth == nil {
-		c.Reply(403, "Authentication Not Configured")
+		refuse(c, 403, "Authentication Not Configured")
 		return
 	}
 	p.auth.ProxyAuthorize(c, p.afterForeignAuth)
@@ -180,7 +222,7 @@ func (p *routes) foreignAuthorized(c *routing.Ctx, res auth.Result) {
 // register handles REGISTER for a served domain.
 func (p *routes) register(c *routing.Ctx) {
 	if p.reg == nil {
-		c.Reply(501, "Registrar Not Configured")
+		refuse(c, 501, "Registrar Not Configured")
 		return
 	}
 	if p.opts.RegisterWithoutAuth {
@@ -188,7 +230,7 @@ func (p *routes) register(c *routing.Ctx) {
 		return
 	}
 	if p.auth == nil {
-		c.Reply(403, "Authentication Not Configured")
+		refuse(c, 403, "Authentication Not Configured")
 		return
 	}
 	p.auth.WWWAuthorize(c, p.afterRegisterAuth)
@@ -208,9 +250,9 @@ func (p *routes) refused(c *routing.Ctx, res auth.Result, proxy bool) bool {
 	case auth.Authorized:
 		return false
 	case auth.Forbidden:
-		c.Reply(403, "Forbidden")
+		refuse(c, 403, "Forbidden")
 	case auth.Unavailable:
-		c.Reply(500, "Server Internal Error")
+		refuse(c, 500, "Server Internal Error")
 	default:
 		p.auth.Challenge(c, auth.Options{Proxy: proxy}, res == auth.StaleNonce)
 	}
@@ -225,27 +267,36 @@ func (p *routes) localAuthorized(c *routing.Ctx, res auth.Result) {
 }
 
 // toLocalUser delivers a request to a subscriber of a served domain
-// through the location service: 404 for a user who is not a subscriber,
-// 480 for one who is not registered.
+// through the location service. A name that is no subscriber gets the 480
+// of a subscriber who is not registered, on the same path and with the
+// same timing (no store look-up), unless RevealUnknownUsers asks for 404.
 func (p *routes) toLocalUser(c *routing.Ctx) {
-	if p.auth != nil {
+	if p.auth != nil && p.opts.RevealUnknownUsers {
 		p.auth.SubscriberExists(c, c.RUser(), c.RDomain(), p.afterExists)
 		return
 	}
-	p.userChecked(c, true, nil)
+	p.deliver(c)
 }
 
 func (p *routes) userChecked(c *routing.Ctx, exists bool, err error) {
 	switch {
 	case err != nil:
-		c.Reply(500, "Server Internal Error")
+		refuse(c, 500, "Server Internal Error")
 	case !exists:
-		c.Reply(404, "Not Found")
-	case p.reg == nil || !p.reg.Lookup(c):
-		c.Reply(480, "Temporarily Unavailable")
+		refuse(c, 404, "Not Found")
 	default:
-		relay(c)
+		p.deliver(c)
 	}
+}
+
+// deliver relays the request to the registered contacts of its
+// Request-URI, or answers 480.
+func (p *routes) deliver(c *routing.Ctx) {
+	if p.reg == nil || !p.reg.Lookup(c) {
+		refuse(c, 480, "Temporarily Unavailable")
+		return
+	}
+	relay(c)
 }
 
 // failure tries the next q-group of contacts, if any; otherwise the best
@@ -259,6 +310,6 @@ func (p *routes) failure(c *routing.FailureCtx) {
 
 func relay(c *routing.Ctx) {
 	if err := c.Relay(); err != nil {
-		c.Reply(500, "Relay Failed")
+		refuse(c, 500, "Relay Failed")
 	}
 }

@@ -25,9 +25,10 @@ import (
 // on a real SQLite store, inside a real transaction core whose socket is a
 // recording double (nothing leaves the process).
 type harness struct {
-	t    *testing.T
-	core *txn.Core
-	l    transport.Listener
+	t     *testing.T
+	core  *txn.Core
+	clock *shards.Clock
+	l     transport.Listener
 
 	mu   sync.Mutex
 	sent []sentMsg
@@ -53,6 +54,7 @@ func newHarness(t *testing.T, withModules bool, opts Options) *harness {
 	h := &harness{t: t}
 	h.l = transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("127.0.0.1:5060"), AdvertisedHost: "127.0.0.1", AdvertisedPort: 5060}
 	clock := shards.NewManualClock(1_700_000_000_000)
+	h.clock = clock
 	env := &routing.Env{Domains: routing.NewDomains([]string{"example.com", "127.0.0.1"})}
 	if withModules {
 		st, err := store.Open(t.TempDir(), store.Options{})
@@ -177,8 +179,8 @@ func TestProviderRoutes(t *testing.T) {
 	if inv.dst != phone || !strings.HasPrefix(inv.data, "INVITE sip:bob@127.0.0.1:6000 SIP/2.0") || !strings.Contains(inv.data, "Record-Route: ") {
 		t.Fatalf("call to bob: %+v", inv)
 	}
-	// Not a subscriber: 404. A subscriber not registered: 480.
-	if r := h.reply("127.0.0.1:7000", req("INVITE", "sip:dave@example.com", "someone@example.net", "dave@example.com", "")); status(r) != "404 Not Found" {
+	// Not a subscriber, and a subscriber not registered: the same 480.
+	if r := h.reply("127.0.0.1:7000", req("INVITE", "sip:dave@example.com", "someone@example.net", "dave@example.com", "")); status(r) != "480 Temporarily Unavailable" {
 		t.Fatalf("non-subscriber: %s", r)
 	}
 	if r := h.reply("127.0.0.1:7000", req("INVITE", "sip:carol@example.com", "someone@example.net", "carol@example.com", "")); status(r) != "480 Temporarily Unavailable" {
@@ -244,6 +246,149 @@ func TestWithoutModules(t *testing.T) {
 	} {
 		if r := h.reply("127.0.0.1:7000", c.msg); status(r) != c.want {
 			t.Errorf("%s: %s", strings.SplitN(c.msg, "\r\n", 2)[0], status(r))
+		}
+	}
+}
+
+// sentNow returns what was sent since the last send or sentNow, after
+// letting the timers run for d (retransmissions, if any).
+func (h *harness) sentNow(d time.Duration) []sentMsg {
+	h.clock.Advance(d)
+	time.Sleep(20 * time.Millisecond)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := h.sent
+	h.sent = nil
+	return out
+}
+
+// TestUnknownUsersLookLikeUnregistered: a scanner probing extensions gets
+// the same answer, headers and all but the tags, for a subscriber who is
+// not registered and for a name that is no subscriber; with
+// RevealUnknownUsers the latter gets 404.
+func TestUnknownUsersLookLikeUnregistered(t *testing.T) {
+	h := newHarness(t, true, Options{})
+	strip := func(r string) string {
+		r = regexp.MustCompile(`(?m)^(To|From|Call-ID|CSeq|Via):.*\r\n`).ReplaceAllString(r, "")
+		return r
+	}
+	for _, method := range []string{"INVITE", "OPTIONS", "MESSAGE"} {
+		known := h.reply("127.0.0.1:7000", req(method, "sip:carol@example.com", "scanner@example.net", "carol@example.com", ""))
+		unknown := h.reply("127.0.0.1:7000", req(method, "sip:nobody@example.com", "scanner@example.net", "nobody@example.com", ""))
+		if strip(known) != strip(unknown) || status(known) != "480 Temporarily Unavailable" {
+			t.Errorf("%s: unregistered subscriber %q, unknown name %q", method, known, unknown)
+		}
+	}
+	h = newHarness(t, true, Options{RevealUnknownUsers: true})
+	if r := h.reply("127.0.0.1:7000", req("INVITE", "sip:nobody@example.com", "scanner@example.net", "nobody@example.com", "")); status(r) != "404 Not Found" {
+		t.Fatalf("RevealUnknownUsers: %s", r)
+	}
+	if r := h.reply("127.0.0.1:7000", req("INVITE", "sip:carol@example.com", "scanner@example.net", "carol@example.com", "")); status(r) != "480 Temporarily Unavailable" {
+		t.Fatalf("RevealUnknownUsers, unregistered: %s", r)
+	}
+}
+
+// TestRefusalsAreSingleAndStateless: a refused request gets one response
+// and nothing more (no 100 Trying ahead, no retransmission of the final
+// response while waiting for an ACK that a spoofed source never sends).
+func TestRefusalsAreSingleAndStateless(t *testing.T) {
+	h := newHarness(t, true, Options{})
+	for _, c := range []struct{ name, msg, want string }{
+		{"unknown user", req("INVITE", "sip:nobody@example.com", "someone@example.net", "nobody@example.com", ""), "480 Temporarily Unavailable"},
+		{"relay", req("INVITE", "sip:x@127.0.0.2:5090", "someone@example.net", "x@127.0.0.2", ""), "403 Relay Forbidden"},
+		{"preload elsewhere", req("INVITE", "sip:bob@example.com", "someone@example.net", "bob@example.com", "Route: <sip:127.0.0.3;lr>\r\n"), "403 Preload Route denied"},
+		{"challenge", req("INVITE", "sip:bob@example.com", "alice@example.com", "bob@example.com", ""), "407 Proxy Authentication Required"},
+	} {
+		h.reply("127.0.0.1:7000", c.msg)
+		msgs := h.sentNow(0)
+		msgs = append(msgs, h.sentNow(40*time.Second)...)
+		if len(msgs) != 1 || status(msgs[0].data) != c.want {
+			t.Errorf("%s: sent %d messages %+v, want one %s", c.name, len(msgs), msgs, c.want)
+		}
+	}
+}
+
+// TestOutboundProxyPreload: a phone configured with an outbound proxy
+// preloads "Route: <sip:proxy;lr>" on REGISTER and INVITE; the proxy
+// removes its own Route and handles the request as any other.
+func TestOutboundProxyPreload(t *testing.T) {
+	h := newHarness(t, true, Options{})
+	const phone = "127.0.0.1:6000"
+	route := "Route: <sip:127.0.0.1;lr>\r\n"
+	r := h.reply(phone, req("REGISTER", "sip:example.com", "bob@example.com", "bob@example.com", route))
+	if status(r) != "401 Unauthorized" {
+		t.Fatalf("REGISTER: %s", r)
+	}
+	r = h.reply(phone, req("REGISTER", "sip:example.com", "bob@example.com", "bob@example.com",
+		route+"Contact: <sip:bob@127.0.0.1:6000>\r\n"+creds(r, "Authorization", "bob", "bob-pw", "REGISTER", "sip:example.com")))
+	if status(r) != "200 OK" {
+		t.Fatalf("REGISTER with credentials: %s", r)
+	}
+	r = h.reply("127.0.0.1:6100", req("INVITE", "sip:bob@example.com", "alice@example.com", "bob@example.com", route))
+	if status(r) != "407 Proxy Authentication Required" {
+		t.Fatalf("INVITE: %s", r)
+	}
+	inv := h.send("127.0.0.1:6100", req("INVITE", "sip:bob@example.com", "alice@example.com", "bob@example.com",
+		route+creds(r, "Proxy-Authorization", "alice", "alice-pw", "INVITE", "sip:bob@example.com")),
+		func(s sentMsg) bool { return strings.HasPrefix(s.data, "INVITE ") })
+	if inv.dst != phone || strings.Contains(inv.data, "\r\nRoute:") {
+		t.Fatalf("INVITE relayed to %s with our Route left in:\n%s", inv.dst, inv.data)
+	}
+	// OPTIONS keep-alive to the proxy through the outbound proxy setting.
+	if r := h.reply(phone, req("OPTIONS", "sip:127.0.0.1", "bob@example.com", "127.0.0.1", route)); status(r) != "200 OK" {
+		t.Fatalf("OPTIONS: %s", r)
+	}
+}
+
+// TestInDialogNeedsOurSignedRoute: the attacks of an open relay. An
+// in-dialog request is relayed only along the Record-Route the proxy
+// signed for that dialog; a made-up Route, a Route copied from another
+// call, or none at all gets 403 or 404 and nothing is sent to the address
+// the attacker chose.
+func TestInDialogNeedsOurSignedRoute(t *testing.T) {
+	h := newHarness(t, true, Options{})
+	const phone = "127.0.0.1:6000"
+	r := h.reply(phone, req("REGISTER", "sip:example.com", "bob@example.com", "bob@example.com", ""))
+	h.reply(phone, req("REGISTER", "sip:example.com", "bob@example.com", "bob@example.com",
+		"Contact: <sip:bob@127.0.0.1:6000>\r\n"+creds(r, "Authorization", "bob", "bob-pw", "REGISTER", "sip:example.com")))
+	inv := h.send("127.0.0.1:7000", req("INVITE", "sip:bob@example.com", "someone@example.net", "bob@example.com", ""),
+		func(s sentMsg) bool { return strings.HasPrefix(s.data, "INVITE ") })
+	rr := regexp.MustCompile(`Record-Route: (<[^>]+>)`).FindStringSubmatch(inv.data)[1]
+	callID := regexp.MustCompile(`Call-ID: (\S+)`).FindStringSubmatch(inv.data)[1]
+	fromTag := regexp.MustCompile(`From: <[^>]+>;tag=(\S+)`).FindStringSubmatch(inv.data)[1]
+
+	inDialog := func(method, ruri, callID, route string) string {
+		m := fmt.Sprintf("%s %s SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:6000;branch=z9hG4bK-d%d;rport\r\nMax-Forwards: 70\r\n"+
+			"From: <sip:bob@example.com>;tag=b1\r\nTo: <sip:someone@example.net>;tag=%s\r\nCall-ID: %s\r\nCSeq: 2 %s\r\n",
+			method, ruri, seq, fromTag, callID, method)
+		seq++
+		if route != "" {
+			m += "Route: " + route + "\r\n"
+		}
+		return m + "Content-Length: 0\r\n\r\n"
+	}
+	// bob hangs up along the recorded route: relayed to the caller.
+	bye := h.send(phone, inDialog("BYE", "sip:someone@127.0.0.1:7000", callID, rr),
+		func(s sentMsg) bool { return strings.HasPrefix(s.data, "BYE ") })
+	if bye.dst != "127.0.0.1:7000" {
+		t.Fatalf("BYE sent to %s", bye.dst)
+	}
+	const target = "127.0.0.1:25099"
+	for _, c := range []struct{ name, msg, want string }{
+		{"recorded Route reused for another Call-ID", inDialog("INVITE", "sip:+19005551234@"+target, "other-call", rr), "403 Forbidden Route"},
+		{"Route to us, made up", inDialog("INVITE", "sip:+19005551234@"+target, callID, "<sip:127.0.0.1:5060;lr>"), "404 Not here"},
+		{"Route to us, made-up signature", inDialog("BYE", "sip:x@"+target, callID, "<sip:127.0.0.1:5060;lr;sig=0123456789abcdef>"), "403 Forbidden Route"},
+		{"Route to the target", inDialog("INVITE", "sip:+19005551234@"+target, callID, "<sip:"+target+";lr>"), "403 Forbidden Route"},
+		{"no Route, TCP target (SSRF)", inDialog("MESSAGE", "sip:x@127.0.0.1:25555;transport=tcp", "ssrf", ""), "404 Not here"},
+	} {
+		r := h.reply("127.0.0.1:7777", c.msg)
+		if status(r) != c.want {
+			t.Errorf("%s: %s, want %s", c.name, status(r), c.want)
+		}
+		for _, m := range h.sentNow(0) {
+			if m.dst != "127.0.0.1:7777" {
+				t.Errorf("%s: something sent to %s:\n%s", c.name, m.dst, m.data)
+			}
 		}
 	}
 }

@@ -11,10 +11,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+
+	"switchboard/mgmt"
 )
 
 // Config is the whole configuration of one switchboard process.
@@ -37,6 +41,16 @@ type Config struct {
 	Registrar Registrar `yaml:"registrar"`
 	// Auth configures digest authentication (modules/auth).
 	Auth Auth `yaml:"auth"`
+	// Provider configures the provider route set (routing/provider).
+	Provider Provider `yaml:"provider"`
+}
+
+// Provider configures the provider route set.
+type Provider struct {
+	// RevealUnknownUsers answers 404 to a call for a name that is no
+	// subscriber; false answers the 480 of a subscriber who is not
+	// registered, so that scanners cannot tell which names exist.
+	RevealUnknownUsers bool `yaml:"reveal_unknown_users"`
 }
 
 // Registrar configures the location service.
@@ -97,12 +111,25 @@ type Timers struct {
 
 // Limits bound what peers can make the server hold.
 type Limits struct {
-	MaxMessageSize      int      `yaml:"max_message_size"`
-	MaxTransactions     int      `yaml:"max_transactions"`
-	MaxConnections      int      `yaml:"max_connections"`
-	MaxConnectionsPerIP int      `yaml:"max_connections_per_ip"`
-	IdleTimeout         Duration `yaml:"idle_timeout"`
-	Shards              int      `yaml:"shards"`
+	MaxMessageSize  int `yaml:"max_message_size"`
+	MaxTransactions int `yaml:"max_transactions"`
+	// MaxTransactionMemory caps the memory of the transaction table, in
+	// MiB; 0 takes a share of the available memory (TransactionMemory).
+	MaxTransactionMemory int `yaml:"max_transaction_memory"`
+	MaxConnections       int `yaml:"max_connections"`
+	MaxConnectionsPerIP  int `yaml:"max_connections_per_ip"`
+	// OutboundReservedPercent is the share of MaxConnections, in percent,
+	// that inbound connections may not take: kept for the connections
+	// the server dials to next hops.
+	OutboundReservedPercent int      `yaml:"outbound_connections_reserved_percent"`
+	IdleTimeout             Duration `yaml:"idle_timeout"`
+	Shards                  int      `yaml:"shards"`
+}
+
+// OutboundReserved is the number of connection slots kept for outbound
+// connections: OutboundReservedPercent of MaxConnections, rounded down.
+func (l Limits) OutboundReserved() int {
+	return l.MaxConnections * l.OutboundReservedPercent / 100
 }
 
 // Storage says where persistent data lives.
@@ -120,9 +147,14 @@ type Log struct {
 // Mgmt configures the HTTP listener for /metrics, health and the management API.
 type Mgmt struct {
 	Listen string `yaml:"listen"`
-	// Token, when set, is required as "Authorization: Bearer <token>" on the
-	// management API (not on /metrics or health).
+	// Token is required as "Authorization: Bearer <token>" on the
+	// management API (not on /metrics or health). Empty: the server uses
+	// the file mgmt.token in storage.dir, creating it at the first start.
 	Token string `yaml:"token"`
+	// AllowedHosts are names (host or host:port) the API answers to in
+	// Host and Origin besides mgmt.listen: a reverse proxy in front of it,
+	// a DNS name of the host.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
 // TLS holds the certificate used by tls listeners and outbound TLS.
@@ -189,12 +221,14 @@ func Default() *Config {
 			Wait:   Duration(5 * time.Second),
 		},
 		Limits: Limits{
-			MaxMessageSize:      65535,
-			MaxTransactions:     1_000_000,
-			MaxConnections:      10_000,
-			MaxConnectionsPerIP: 100,
-			IdleTimeout:         Duration(10 * time.Minute),
-			Shards:              0,
+			MaxMessageSize:          65535,
+			MaxTransactions:         1_000_000,
+			MaxTransactionMemory:    0,
+			MaxConnections:          10_000,
+			MaxConnectionsPerIP:     100,
+			OutboundReservedPercent: 10,
+			IdleTimeout:             Duration(10 * time.Minute),
+			Shards:                  0,
 		},
 		Storage: Storage{Driver: "sqlite", Dir: "data"},
 		Log:     Log{Level: "info", Format: "text"},
@@ -308,11 +342,17 @@ func (c *Config) check(at func(key string) int) error {
 	if lim.MaxTransactions < 1 {
 		return fail("limits.max_transactions", "must be at least 1, not %d", lim.MaxTransactions)
 	}
+	if lim.MaxTransactionMemory < 0 || lim.MaxTransactionMemory > 1<<20 {
+		return fail("limits.max_transaction_memory", "must be 0 (a share of the available memory) or between 1 and 1048576 (MiB), not %d", lim.MaxTransactionMemory)
+	}
 	if lim.MaxConnections < 1 {
 		return fail("limits.max_connections", "must be at least 1, not %d", lim.MaxConnections)
 	}
 	if lim.MaxConnectionsPerIP < 1 || lim.MaxConnectionsPerIP > lim.MaxConnections {
 		return fail("limits.max_connections_per_ip", "must be between 1 and limits.max_connections (%d), not %d", lim.MaxConnections, lim.MaxConnectionsPerIP)
+	}
+	if lim.OutboundReservedPercent < 0 || lim.OutboundReservedPercent > 90 {
+		return fail("limits.outbound_connections_reserved_percent", "must be between 0 and 90 (percent of limits.max_connections), not %d", lim.OutboundReservedPercent)
 	}
 	if lim.IdleTimeout.D() < time.Second {
 		return fail("limits.idle_timeout", "must be at least 1s, not %s", lim.IdleTimeout.D())
@@ -338,10 +378,8 @@ func (c *Config) check(at func(key string) int) error {
 	default:
 		return fail("log.format", "must be text or json, not %q", c.Log.Format)
 	}
-	if c.Mgmt.Listen != "" {
-		if _, err := netip.ParseAddrPort(c.Mgmt.Listen); err != nil {
-			return fail("mgmt.listen", "not an IP address with a port (%q); empty disables the management listener", c.Mgmt.Listen)
-		}
+	if err := c.Mgmt.check(fail); err != nil {
+		return err
 	}
 	c.Outbound.allow = nil
 	for i, s := range c.Outbound.Allow {
@@ -357,6 +395,58 @@ func (c *Config) check(at func(key string) int) error {
 		}
 	}
 	return c.checkModules(fail)
+}
+
+func (m *Mgmt) check(fail func(key, format string, args ...any) error) error {
+	if m.Listen != "" {
+		if _, err := netip.ParseAddrPort(m.Listen); err != nil {
+			return fail("mgmt.listen", "not an IP address with a port (%q); empty disables the management listener", m.Listen)
+		}
+	}
+	if m.Token != "" {
+		if err := mgmt.CheckToken(m.Token); err != nil {
+			return fail("mgmt.token", "%v; leave it empty to use a random token kept in storage.dir", err)
+		}
+	}
+	for i, h := range m.AllowedHosts {
+		if !validHost(h) {
+			return fail(fmt.Sprintf("mgmt.allowed_hosts[%d]", i), "not a host name or host:port as written in a Host header (%q), e.g. switchboard.example.net or 192.0.2.10:8080", h)
+		}
+	}
+	return nil
+}
+
+// validHost says whether s is a name, an IPv4 address or a bracketed IPv6
+// address, with an optional port: what a Host header carries.
+func validHost(s string) bool {
+	host, port := s, ""
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		host, port = h, p
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return false
+		}
+	} else if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		host = s[1 : len(s)-1]
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		// An IPv6 address needs brackets (with or without a port).
+		return !a.Is6() || strings.HasPrefix(s, "[") || port != ""
+	}
+	if host == "" || len(host) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(host, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // checkModules checks the registrar and auth sections.

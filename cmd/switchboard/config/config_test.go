@@ -87,6 +87,9 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"duplicate listener", "listen:\n  - {proto: udp, address: 127.0.0.1:5060}\n  - {proto: udp, address: 127.0.0.1:5060}\n", "x.yaml:3: listen[1].address: udp 127.0.0.1:5060 is already listed as listen[0]"},
 		{"tls without cert", "listen:\n  - {proto: tls, address: 127.0.0.1:5061}\n", "tls: a tls listener needs tls.cert and tls.key"},
 		{"not a number", "limits:\n  max_connections: many\n", "x.yaml:2: limits.max_connections: want a whole number, not \"many\""},
+		{"negative transaction memory", "limits:\n  max_transaction_memory: -1\n", "x.yaml:2: limits.max_transaction_memory: must be 0 (a share of the available memory) or between 1 and 1048576 (MiB), not -1"},
+		{"transaction memory not a number", "limits:\n  max_transaction_memory: 4GB\n", "x.yaml:2: limits.max_transaction_memory: want a whole number"},
+		{"reserve over 90%", "limits:\n  outbound_connections_reserved_percent: 95\n", "x.yaml:2: limits.outbound_connections_reserved_percent: must be between 0 and 90"},
 		{"shards not power of two", "limits:\n  shards: 12\n", "x.yaml:2: limits.shards: must be 0 (automatic) or a power of two"},
 		{"list where section", "timers: [1, 2]\n", "x.yaml:1: timers: want a section of keys, not a list"},
 		{"bad driver", "storage:\n  driver: mysql\n", "x.yaml:2: storage.driver: unknown driver \"mysql\""},
@@ -216,5 +219,30 @@ func TestTLSFilesChecked(t *testing.T) {
 				t.Fatalf("got %v\nwant %s", err, c.want)
 			}
 		})
+	}
+}
+
+func TestMgmtKeys(t *testing.T) {
+	cfg, err := Load("x.yaml", []byte("mgmt:\n  token: 0123456789abcdef-XYZ\n  allowed_hosts: [sb.example.net, \"sb.example.net:8443\", \"192.0.2.1:8080\", \"[2001:db8::1]:8080\", \"[::1]\"]\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mgmt.Token != "0123456789abcdef-XYZ" || len(cfg.Mgmt.AllowedHosts) != 5 {
+		t.Fatalf("mgmt: %+v", cfg.Mgmt)
+	}
+	for _, c := range []struct{ src, want string }{
+		{"mgmt:\n  token: short\n", "x.yaml:2: mgmt.token: a token needs at least 16 characters, this one has 5; leave it empty"},
+		{"mgmt:\n  token: \"0123456789abcdef 0\"\n", "x.yaml:2: mgmt.token: a token may hold letters, digits"},
+		{"mgmt:\n  allowed_hosts: [\"http://sb.example.net\"]\n", "x.yaml:2: mgmt.allowed_hosts[0]: not a host name or host:port"},
+		{"mgmt:\n  allowed_hosts: [ok.example.net, \"sb.example.net:0\"]\n", "x.yaml:2: mgmt.allowed_hosts[1]:"},
+		{"mgmt:\n  allowed_hosts: [\"2001:db8::1\"]\n", "mgmt.allowed_hosts[0]:"},
+		{"mgmt:\n  allowed_hosts: [\"sb.example.net/api\"]\n", "mgmt.allowed_hosts[0]:"},
+		{"mgmt:\n  allowed_hosts: [\"\"]\n", "mgmt.allowed_hosts[0]:"},
+		{"mgmt:\n  allowed_host: [a]\n", "x.yaml:2: mgmt.allowed_host: unknown key; known keys here: allowed_hosts, listen, token"},
+	} {
+		_, err := Load("x.yaml", []byte(c.src), nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want %q", c.src, err, c.want)
+		}
 	}
 }

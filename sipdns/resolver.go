@@ -1,40 +1,40 @@
-package txn
+package sipdns
 
 import (
 	"bufio"
 	"context"
 	crand "crypto/rand"
-	"encoding/binary"
 	"errors"
-	"io"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // Errors of the resolver.
 var (
 	// ErrResolverBusy is returned when every lookup slot is taken.
-	ErrResolverBusy = errors.New("txn: too many DNS lookups in flight")
+	ErrResolverBusy = errors.New("sipdns: too many DNS lookups in flight")
 	// ErrNoTarget is returned when a next hop's name has no usable
 	// target: NXDOMAIN, or no SRV and no address records.
-	ErrNoTarget = errors.New("txn: next hop has no DNS target")
+	ErrNoTarget = errors.New("sipdns: next hop has no DNS target")
 	// ErrDNSServer is returned when the server answered with an error
 	// code other than NXDOMAIN (SERVFAIL, REFUSED).
-	ErrDNSServer = errors.New("txn: DNS server error")
+	ErrDNSServer = errors.New("sipdns: DNS server error")
 
-	errNotCached = errors.New("txn: not in the DNS cache")
+	errNotCached    = errors.New("sipdns: not in the DNS cache")
+	errTruncatedTCP = errors.New("sipdns: DNS answer truncated over TCP")
 )
 
-// ResolverConfig configures a Resolver.
-type ResolverConfig struct {
+// Config configures a Resolver.
+type Config struct {
 	// Server is the DNS server "ip:port" (or "ip", port 53) to ask; empty
 	// uses the nameservers of /etc/resolv.conf and the names of
-	// /etc/hosts (both read once, by NewResolver).
+	// /etc/hosts (both read once, by New).
 	Server string
 	// MaxInFlight bounds concurrent lookups (default 256); beyond it a
 	// lookup fails at once (the branch gets 503) instead of piling up
@@ -69,13 +69,15 @@ type Resolver struct {
 	negTTL  time.Duration
 	cache   *dnsCache
 	now     func() time.Time // the cache's clock; tests replace it
+	udp     *dns.Client
+	tcp     *dns.Client // when the UDP answer is truncated
 
 	mu  sync.Mutex // rnd
-	rnd *rand.Rand // SRV weights and query ids
+	rnd *rand.Rand // SRV weights
 }
 
-// NewResolver creates a resolver.
-func NewResolver(cfg ResolverConfig) *Resolver {
+// New creates a resolver.
+func New(cfg Config) *Resolver {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 256
 	}
@@ -101,6 +103,8 @@ func NewResolver(cfg ResolverConfig) *Resolver {
 		cache:   newDNSCache(cfg.CacheSize),
 		now:     time.Now,
 		rnd:     rand.New(rand.NewChaCha8(seed)),
+		udp:     &dns.Client{Net: "udp", Timeout: cfg.Timeout},
+		tcp:     &dns.Client{Net: "tcp", Timeout: cfg.Timeout},
 	}
 	if cfg.Server != "" {
 		ap, err := parseServer(cfg.Server)
@@ -119,7 +123,7 @@ func parseServer(s string) (netip.AddrPort, error) {
 	if a, err := netip.ParseAddr(s); err == nil {
 		return netip.AddrPortFrom(a, 53), nil
 	}
-	return netip.AddrPort{}, errors.New("txn: DNS server " + s + " is not ip:port")
+	return netip.AddrPort{}, errors.New("sipdns: DNS server " + s + " is not ip:port")
 }
 
 // readResolvConf returns the nameservers of a resolv.conf file (the
@@ -214,11 +218,11 @@ func (r *Resolver) Lookup(host string, done func(netip.Addr, error)) {
 // network is set from the server (then cached). CNAMEs are followed.
 func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16, network bool) (*cacheEntry, error) {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
-	if r.hosts != nil && (qtype == typeA || qtype == typeAAAA) {
+	if r.hosts != nil && (qtype == dns.TypeA || qtype == dns.TypeAAAA) {
 		if as, ok := r.hosts[name]; ok {
 			e := &cacheEntry{neg: true}
 			for _, a := range as {
-				if a.Is4() == (qtype == typeA) {
+				if a.Is4() == (qtype == dns.TypeA) {
 					e.rrs = append(e.rrs, dnsRR{name: name, typ: qtype, addr: a})
 					e.neg = false
 				}
@@ -250,8 +254,8 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16, depth i
 	}
 	now := r.now()
 	switch m.rcode {
-	case rcodeOK:
-	case rcodeNXDomain:
+	case dns.RcodeSuccess:
+	case dns.RcodeNameError:
 		return r.negative(m, now), nil
 	default:
 		return nil, ErrDNSServer
@@ -267,7 +271,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16, depth i
 			case rr.typ == qtype:
 				rrs = append(rrs, rr)
 				ttl = min(ttl, rr.ttl)
-			case rr.typ == typeCNAME && next == "":
+			case rr.typ == dns.TypeCNAME && next == "":
 				next = rr.host
 				ttl = min(ttl, rr.ttl)
 			}
@@ -292,9 +296,9 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16, depth i
 		return r.negative(m, now), nil
 	}
 	e := &cacheEntry{rrs: rrs}
-	if qtype == typeSRV {
+	if qtype == dns.TypeSRV {
 		for _, rr := range m.extra {
-			if rr.typ == typeA || rr.typ == typeAAAA {
+			if rr.typ == dns.TypeA || rr.typ == dns.TypeAAAA {
 				e.extra = append(e.extra, rr)
 				ttl = min(ttl, rr.ttl)
 			}
@@ -309,18 +313,12 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16, depth i
 func (r *Resolver) negative(m *dnsMsg, now time.Time) *cacheEntry {
 	d := r.negTTL
 	for _, rr := range m.auth {
-		if rr.typ == typeSOA {
+		if rr.typ == dns.TypeSOA {
 			d = min(d, time.Duration(min(rr.ttl, rr.min))*time.Second)
 			break
 		}
 	}
 	return &cacheEntry{neg: true, exp: now.Add(d)}
-}
-
-func (r *Resolver) queryID() uint16 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return uint16(r.rnd.Uint32())
 }
 
 // exchange sends one question and returns the answer: over UDP, each
@@ -330,8 +328,7 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 	if r.srvErr != nil {
 		return nil, r.srvErr
 	}
-	id := r.queryID()
-	q, err := appendQuery(make([]byte, 0, 64+len(name)), id, name, qtype)
+	q, err := newQuery(name, qtype)
 	if err != nil {
 		return nil, err
 	}
@@ -346,10 +343,12 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 		if left <= 0 {
 			break
 		}
-		srv := r.servers[i%len(r.servers)]
-		m, err := exchangeUDP(srv, q, id, name, qtype, time.Now().Add(left/time.Duration(tries-i)))
+		srv := r.servers[i%len(r.servers)].String()
+		m, err := ask(ctx, r.udp, q, srv, time.Now().Add(left/time.Duration(tries-i)))
 		if err == nil && m.tc {
-			m, err = exchangeTCP(srv, q, id, name, qtype, deadline)
+			if m, err = ask(ctx, r.tcp, q, srv, deadline); err == nil && m.tc {
+				err = errTruncatedTCP
+			}
 		}
 		if err == nil {
 			return m, nil
@@ -362,53 +361,18 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 	return nil, last
 }
 
-func exchangeUDP(srv netip.AddrPort, q []byte, id uint16, name string, qtype uint16, deadline time.Time) (*dnsMsg, error) {
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(srv))
+// ask sends q to srv with client c and decodes the answer.
+func ask(ctx context.Context, c *dns.Client, q *dns.Msg, srv string, deadline time.Time) (*dnsMsg, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	resp, _, err := c.ExchangeContext(ctx, q, srv)
 	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	c.SetDeadline(deadline)
-	if _, err := c.Write(q); err != nil {
-		return nil, err
-	}
-	buf := make([]byte, ednsSize)
-	for {
-		n, err := c.Read(buf)
-		if err != nil {
-			return nil, err
+		// A truncated UDP answer may end inside a record, which does not
+		// unpack: its header is enough to ask again over TCP.
+		if resp != nil && resp.Truncated && resp.Response && resp.Id == q.Id && c.Net == "udp" {
+			return &dnsMsg{tc: true}, nil
 		}
-		m, err := parseAnswer(buf[:n], id, name, qtype)
-		if err == errDNSMismatch {
-			continue // a stray datagram: keep waiting for ours
-		}
-		return m, err
-	}
-}
-
-func exchangeTCP(srv netip.AddrPort, q []byte, id uint16, name string, qtype uint16, deadline time.Time) (*dnsMsg, error) {
-	d := net.Dialer{Deadline: deadline}
-	c, err := d.Dial("tcp", srv.String())
-	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
-	c.SetDeadline(deadline)
-	out := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(q)), uint16(len(q)))
-	if _, err := c.Write(append(out, q...)); err != nil {
-		return nil, err
-	}
-	var hdr [2]byte
-	if _, err := io.ReadFull(c, hdr[:]); err != nil {
-		return nil, err
-	}
-	buf := make([]byte, binary.BigEndian.Uint16(hdr[:]))
-	if _, err := io.ReadFull(c, buf); err != nil {
-		return nil, err
-	}
-	m, err := parseAnswer(buf, id, name, qtype)
-	if err == nil && m.tc {
-		return nil, errDNSShort
-	}
-	return m, err
+	return decodeAnswer(q, resp)
 }

@@ -1,4 +1,4 @@
-package txn
+package sipdns
 
 import (
 	"context"
@@ -7,15 +7,14 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/miekg/dns"
+
 	"switchboard/transport"
 )
 
-// MaxTargets bounds the targets one resolution returns; the core tries at
-// most MaxAttempts of them for one branch (RFC 3263 §4.3 fail-over).
-const (
-	MaxTargets  = 8
-	MaxAttempts = 4
-)
+// MaxTargets bounds the targets one resolution returns: the order to try
+// them in for RFC 3263 §4.3 fail-over, of which a proxy tries a few.
+const MaxTargets = 8
 
 // Protos is a set of transports, one bit per transport.Proto.
 type Protos uint8
@@ -112,7 +111,7 @@ func (r *Resolver) targets(ctx context.Context, h NextHop, network bool) ([]Targ
 
 	// §4.1: NAPTR records of the transports we have, in order and
 	// preference; each names an SRV record.
-	e, err := r.lookup(ctx, host, typeNAPTR, network)
+	e, err := r.lookup(ctx, host, dns.TypeNAPTR, network)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +174,7 @@ func (r *Resolver) targets(ctx context.Context, h NextHop, network bool) ([]Targ
 // the server sent them, else looked up. A missing or empty record set
 // appends nothing and is no error.
 func (r *Resolver) srvTargets(ctx context.Context, ts []Target, name string, p transport.Proto, network bool) ([]Target, error) {
-	e, err := r.lookup(ctx, name, typeSRV, network)
+	e, err := r.lookup(ctx, name, dns.TypeSRV, network)
 	if err != nil || e.neg {
 		return ts, err
 	}
@@ -191,7 +190,7 @@ func (r *Resolver) srvTargets(ctx context.Context, ts []Target, name string, p t
 			continue // "." : the service is decidedly not available here
 		}
 		n := len(ts)
-		for _, fam := range [...]uint16{typeA, typeAAAA} {
+		for _, fam := range [...]uint16{dns.TypeA, dns.TypeAAAA} {
 			for _, x := range e.extra {
 				if x.typ == fam && x.name == rr.host && len(ts) < MaxTargets {
 					ts = append(ts, Target{p, netip.AddrPortFrom(x.addr.Unmap(), rr.port)})
@@ -215,7 +214,7 @@ func (r *Resolver) srvTargets(ctx context.Context, ts []Target, name string, p t
 func (r *Resolver) addrTargets(ctx context.Context, ts []Target, host string, p transport.Proto, port int, network bool) ([]Target, error) {
 	n := len(ts)
 	var firstErr error
-	for _, fam := range [...]uint16{typeA, typeAAAA} {
+	for _, fam := range [...]uint16{dns.TypeA, dns.TypeAAAA} {
 		e, err := r.lookup(ctx, host, fam, network)
 		if err == errNotCached {
 			return nil, err
@@ -280,4 +279,13 @@ func orderSRV(recs []dnsRR, rnd *rand.Rand) {
 		}
 		i = j
 	}
+}
+
+// defaultPort is the port of a SIP URI without one (RFC 3261 §19.1.2):
+// 5061 for TLS, 5060 otherwise.
+func defaultPort(p transport.Proto) int {
+	if p == transport.TLS {
+		return 5061
+	}
+	return 5060
 }

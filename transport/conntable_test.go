@@ -1,0 +1,104 @@
+package transport
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// Peers that connect in cannot take the slots kept for outbound dials:
+// with MaxConns 8 and OutboundReserve 3, the sixth inbound connection (TCP
+// or TLS) is refused at accept and counted, and the proxy still opens
+// three outbound connections and delivers on them.
+func TestStreamOutboundReserve(t *testing.T) {
+	pki := newPKI(t, "ca")
+	cf, kf, _ := pki.issue(t, "server", []string{"sip.example.com"}, false)
+	tr := startTransport(t, Config{
+		Listeners: []ListenerConfig{
+			{Proto: TCP, Addr: "127.0.0.1:0"},
+			{Proto: TLS, Addr: "127.0.0.1:0"},
+		},
+		TLSCertFile: cf, TLSKeyFile: kf,
+		StreamLoops: 2, MaxConns: 8, OutboundReserve: 3, MaxConnsPerIP: 100,
+	}, newRecorder())
+	tcpL, tlsL := tr.Listeners()[0], tr.Listeners()[1]
+	open := func(proto Proto) net.Conn {
+		addr := tcpL.Local
+		if proto == TLS {
+			addr = tlsL.Local
+		}
+		c := dialStream(t, proto, addr)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	var in []net.Conn
+	for _, p := range []Proto{TCP, TLS, TCP, TLS, TCP} {
+		c := open(p)
+		if !stillOpen(c) {
+			t.Fatalf("inbound %s connection %d within the share was closed", p, len(in)+1)
+		}
+		in = append(in, c)
+	}
+	if _, err := dialTLSClient(tlsL.Local, &tls.Config{InsecureSkipVerify: true}); err == nil {
+		t.Fatal("sixth inbound connection (TLS) completed a handshake")
+	}
+	if c := open(TCP); stillOpen(c) {
+		t.Fatal("seventh inbound connection (TCP) accepted beyond the share")
+	}
+	if st := tr.Stats(); st.ConnsRejected != 2 || st.ConnsShareFull != 2 || st.ConnsOpen != 5 {
+		t.Fatalf("rejected %d (share %d), open %d; want 2 (2), 5", st.ConnsRejected, st.ConnsShareFull, st.ConnsOpen)
+	}
+
+	// The reserve serves outbound dials: three peers get their message.
+	msg := []byte(sipMsg("INVITE", ""))
+	for i := 0; i < 3; i++ {
+		peer, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer peer.Close()
+		if err := tr.Send(tcpL, peer.Addr().(*net.TCPAddr).AddrPort(), msg); err != nil {
+			t.Fatalf("outbound dial %d: %v", i+1, err)
+		}
+		peer.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
+		pc, err := peer.Accept()
+		if err != nil {
+			t.Fatalf("outbound dial %d never connected: %v", i+1, err)
+		}
+		defer pc.Close()
+		buf := make([]byte, len(msg))
+		pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(pc, buf); err != nil || string(buf) != string(msg) {
+			t.Fatalf("peer %d got %q, %v", i+1, buf, err)
+		}
+	}
+	// Now every slot is taken: outbound too is refused.
+	if err := tr.Send(tcpL, netip.MustParseAddrPort("127.0.0.1:9"), msg); err != ErrConnLimit {
+		t.Fatalf("outbound over MaxConns: %v", err)
+	}
+	// An inbound connection that closes gives its slot back to inbound.
+	in[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for tr.Stats().ConnsOpen != 7 {
+		if time.Now().After(deadline) {
+			t.Fatalf("open %d after an inbound close", tr.Stats().ConnsOpen)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if c := open(TCP); !stillOpen(c) {
+		t.Fatal("inbound slot not given back")
+	}
+}
+
+// stillOpen reports whether the server keeps c open (a refused connection
+// is closed at once).
+func stillOpen(c net.Conn) bool {
+	c.SetReadDeadline(time.Now().Add(150 * time.Millisecond))
+	_, err := c.Read(make([]byte, 1))
+	c.SetReadDeadline(time.Time{})
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
