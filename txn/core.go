@@ -212,7 +212,7 @@ func (c *Core) handle(x *ctx, p *transport.Packet) {
 		if pe, ok := err.(*parser.Error); ok && m.IsRequest() && m.Method() != parser.MethodAck {
 			x.tmp = pe.AppendReason(x.tmp[:0])
 			x.out = parser.AppendResponse(x.out[:0], m, pe.Status(), x.tmp, nil)
-			c.sendTo(p.Listener, p.Src, x.out)
+			c.sendResponse(p.Listener, p.Src, p.Conn, x.out)
 		}
 		return
 	}

@@ -246,7 +246,7 @@ func (c *Core) onCancel(x *ctx, p *transport.Packet) {
 	t := &e.Value
 	x.tmp = appendHex(x.tmp[:0], e.Hash(), 16)
 	x.out = parser.AppendResponse(x.out[:0], m, 200, nil, x.tmp)
-	c.sendTo(p.Listener, respDest(p, m.TopVia()), x.out)
+	c.sendResponse(p.Listener, respDest(p, m.TopVia()), p.Conn, x.out)
 	if !t.finalSent && !t.canceled {
 		t.canceled = true
 		for i := 0; i < t.nbr; i++ {

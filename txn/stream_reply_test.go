@@ -210,6 +210,24 @@ func TestStreamAnswersOnConnection(t *testing.T) {
 		t.Fatalf("sent by address as well: %s", describe(out))
 	}
 
+	// A CANCEL's 200 (the CANCEL on a connection of its own), and a 400
+	// for a request that does not parse.
+	inv = strings.Replace(invite("z9hG4bKc7", "cancel@stream"), "SIP/2.0/UDP", "SIP/2.0/TCP", 1)
+	h.inConn(uacAddr, 13, inv)
+	cancel := strings.Replace(request("CANCEL", "z9hG4bKc7", "cancel@stream", "sip:bob@127.0.0.1:5080", ""), "SIP/2.0/UDP", "SIP/2.0/TCP", 1)
+	h.inConn(uacAddr, 14, cancel)
+	h.inConn(uacAddr, 15, strings.Replace(msg("bad@stream", "z9hG4bKc8"), "CSeq: 1 OPTIONS", "CSeq: one OPTIONS", 1))
+	var got []string
+	for _, l := range connLines(cs.takeConn()) {
+		if !strings.Contains(l, " 100 Trying") && !strings.Contains(l, " 487 ") {
+			got = append(got, l)
+		}
+	}
+	if len(got) != 2 || got[0] != "14 SIP/2.0 200 OK" || !strings.HasPrefix(got[1], "15 SIP/2.0 400 ") {
+		t.Fatalf("CANCEL and malformed request answered on: %q", got)
+	}
+	h.snd.take()
+
 	// The connection closed before the answer: to the source address.
 	h.inConn(uacAddr, 11, msg("later@stream", "z9hG4bKc6"))
 	cs.mu.Lock()
