@@ -63,8 +63,8 @@ type phoneFamily struct {
 var phoneFamilies = []phoneFamily{
 	{
 		name: "baresip", pkg: "baresip-core", start: startBaresip,
-		// baresip 1.0 (libre 1.1) answers only the first challenge of
-		// a 401 and knows only MD5: with SHA-256 offered first it gives
+		// baresip 1.0 (libre 1.1) knows only MD5, and a 401 with any
+		// SHA-256 challenge in it, even after an MD5 one, makes it give
 		// up ("Register: Function not implemented").
 		srvConf: "auth:\n  algorithms: [MD5]\n",
 		alg:     "MD5",
