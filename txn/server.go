@@ -321,12 +321,7 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		}
 		s.StartTimer(e, &t.tH, kH, time.Duration(64*c.t1)*time.Millisecond) // timer H
 	case reliable:
-		// Timer J is 0 over a reliable transport (§17.2.2).
-		if t.held {
-			t.state = sTerminated // removed when the hook returns
-		} else {
-			c.terminate(s, e)
-		}
+		c.terminate(s, e) // timer J is 0 over a reliable transport (§17.2.2)
 	default:
 		s.StartTimer(e, &t.tH, kH, msDur(c.wait)) // timer J
 	}
@@ -346,8 +341,8 @@ func (c *Core) terminate(s *shards.Shard[txn], e *shards.Entry[txn]) {
 // terminated.
 func (c *Core) gc(s *shards.Shard[txn], e *shards.Entry[txn]) {
 	t := &e.Value
-	if t.state != sTerminated || !e.Live() {
-		return
+	if t.state != sTerminated || !e.Live() || t.held {
+		return // a held transaction is removed by its holder (runRequest, Resume)
 	}
 	for i := 0; i < t.nbr; i++ {
 		if st := t.branch(i).state; st != bTerminated && st != bNone {

@@ -66,10 +66,10 @@ type txn struct {
 	inFailure bool
 	relayed   bool
 	// held: the Request hook or a resumed continuation is running on the
-	// transaction. A final response that ends it (a non-INVITE over a
-	// stream: timer J is 0) only marks it terminated; whoever holds it
-	// removes it when the hook returns, so the route can still read the
-	// request, and an action that answered never touches a pooled entry.
+	// transaction. gc leaves a held transaction in the table even once it
+	// terminated (a non-INVITE answered over a stream: timer J is 0); the
+	// holder removes it when the hook returns. So the route can still read
+	// the request after answering, and no action touches a pooled entry.
 	held bool
 
 	// The request as received, copied once and parsed; buf2 holds a
