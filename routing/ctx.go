@@ -28,6 +28,7 @@ type Ctx struct {
 	toURI   parser.URI
 	toSt    int8
 	buf     []byte // scratch for rewritten URIs
+	hdr     []byte // scratch for reply headers
 }
 
 func (c *Ctx) reset(r *txn.Request, env *Env) {
@@ -357,6 +358,32 @@ func (c *Ctx) ReplyWithHeaders(code int, reason string, headers []byte) error {
 func (c *Ctx) ReplyStateless(code int, reason string, headers []byte) error {
 	c.Env.countReply(code)
 	return c.R.ReplyStateless(code, reason, headers)
+}
+
+// CheckRequire is the UAS check of RFC 3261 §8.2.2.3 for a request the
+// route answers itself (an OPTIONS to the proxy, a REGISTER the registrar
+// saves): when Require lists option tags that are not in supported, it
+// answers 420 Bad Extension with an Unsupported header naming them,
+// statelessly, and returns false; otherwise it returns true. The Require
+// of ACK and CANCEL is ignored (§8.2.2.3). Never check a request the route
+// relays: a proxy honours Proxy-Require only (§16.3), which the core
+// checks before the route runs. OpenSIPS scripts do this by hand:
+// is_present_hf("Require"), then append_to_reply("Unsupported: ...") and
+// sl_send_reply(420, "Bad Extension"). It allocates nothing.
+func (c *Ctx) CheckRequire(supported ...string) bool {
+	m := c.R.Msg
+	if m.Method() == parser.MethodAck || m.Method() == parser.MethodCancel || !m.Has(parser.HdrRequire) {
+		return true
+	}
+	c.hdr = append(c.hdr[:0], "Unsupported: "...)
+	n := len(c.hdr)
+	c.hdr = m.AppendUnsupported(c.hdr, parser.HdrRequire, supported)
+	if len(c.hdr) == n {
+		return true
+	}
+	c.hdr = append(c.hdr, "\r\n"...)
+	c.ReplyStateless(420, "Bad Extension", c.hdr)
+	return false
 }
 
 // Relay forwards the request statefully to the next hop, or to every branch

@@ -34,6 +34,7 @@ type harness struct {
 	sent  [][]byte
 	keep  bool
 	l     transport.Listener
+	ls    []*transport.Listener // [&l], made once as the transport keeps its own
 }
 
 func (h *harness) Send(_ *transport.Listener, _ netip.AddrPort, data []byte) error {
@@ -43,12 +44,13 @@ func (h *harness) Send(_ *transport.Listener, _ netip.AddrPort, data []byte) err
 	return nil
 }
 func (h *harness) Listener(transport.Proto, netip.Addr) *transport.Listener { return &h.l }
-func (h *harness) Listeners() []*transport.Listener                         { return []*transport.Listener{&h.l} }
+func (h *harness) Listeners() []*transport.Listener                         { return h.ls }
 
 func newHarness(t testing.TB, routes *Routes, domains ...string) *harness {
 	t.Helper()
 	h := &harness{clock: shards.NewManualClock(1_000_000), keep: true}
 	h.l = transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("127.0.0.1:5060"), AdvertisedHost: "127.0.0.1", AdvertisedPort: 5060}
+	h.ls = []*transport.Listener{&h.l}
 	rs := RouteSet{Name: "test", New: func(*Env) (*Routes, error) { return routes, nil }}
 	rt, err := NewRouter(rs, &Env{Domains: NewDomains(domains)})
 	if err != nil {
@@ -320,5 +322,59 @@ func TestLocalRouteSeesGeneratedCancel(t *testing.T) {
 	h.receive([]byte(cancel))
 	if len(methods) != 1 || methods[0] != parser.MethodCancel || !strings.HasPrefix(raw, "CANCEL sip:alice@127.0.0.1:5080 SIP/2.0\r\n") {
 		t.Fatalf("local route saw %v:\n%s", methods, raw)
+	}
+}
+
+// TestCheckRequire: option tags the route does not list in Require get
+// 420 with Unsupported naming them (RFC 3261 §8.2.2.3); supported ones,
+// none, and an ACK's pass.
+func TestCheckRequire(t *testing.T) {
+	h := newHarness(t, &Routes{Request: func(c *Ctx) {
+		if c.CheckRequire("path", "timer") {
+			c.Reply(200, "")
+		}
+	}}, "example.com")
+	for i, c := range []struct{ require, want, unsupported string }{
+		{"", "SIP/2.0 200 OK", ""},
+		{"Require: path\r\n", "SIP/2.0 200 OK", ""},
+		{"Require: TIMER, path\r\n", "SIP/2.0 200 OK", ""},
+		{"Require: foo, path, Bar\r\n", "SIP/2.0 420 Bad Extension", "foo, Bar"},
+		{"Require: path\r\nRequire: 100rel\r\n", "SIP/2.0 420 Bad Extension", "100rel"},
+	} {
+		msg := []byte(strings.Replace(string(options), "X-Account: 42\r\n", c.require, 1))
+		numberMessage(msg, i+1) // X-Account comes after the numbered branch and Call-ID
+		h.sent = nil
+		h.receive(msg)
+		if len(h.sent) != 1 {
+			t.Fatalf("%q: %d messages sent", c.require, len(h.sent))
+		}
+		got := string(h.sent[0])
+		line, _, _ := strings.Cut(got, "\r\n")
+		if line != c.want || (c.unsupported != "" && !strings.Contains(got, "\r\nUnsupported: "+c.unsupported+"\r\n")) {
+			t.Errorf("%q: got\n%s", c.require, got)
+		}
+	}
+	ack := strings.Replace(strings.Replace(string(options), "OPTIONS", "ACK", 2), "X-Account: 42\r\n", "Require: foo\r\n", 1)
+	h.sent = nil
+	h.receive([]byte(ack))
+	if len(h.sent) != 0 {
+		t.Fatalf("an ACK was answered:\n%s", h.sent[0])
+	}
+}
+
+func TestCheckRequireAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	ran := false
+	h := newHarness(t, &Routes{Request: func(c *Ctx) {
+		ran = true
+		if n := testing.AllocsPerRun(100, func() { c.CheckRequire("path") }); n != 0 {
+			t.Errorf("CheckRequire allocated %.1f times", n)
+		}
+	}}, "example.com")
+	h.receive([]byte(strings.Replace(string(options), "X-Account: 42\r\n", "Require: foo, path\r\n", 1)))
+	if !ran {
+		t.Fatal("route did not run")
 	}
 }

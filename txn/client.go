@@ -21,6 +21,12 @@ func (c *Core) onResponse(x *ctx, p *transport.Packet) {
 	e := s.Find(h, func(e *shards.Entry[txn]) bool { return e.Value.id == id })
 	if e == nil || idx >= e.Value.nbr {
 		s.Unlock()
+		if m.CSeq().Method != parser.MethodInvite {
+			// RFC 4320 §4.3: a response to a non-INVITE request we sent
+			// statefully goes upstream only through its server
+			// transaction; once that ended it is late, and dropped.
+			return
+		}
 		c.forwardResponse(x, m)
 		return
 	}
@@ -286,7 +292,20 @@ func retryable(code int) bool {
 func bestBranch(t *txn) int {
 	best, code := -1, 0
 	for i := 0; i < t.nbr; i++ {
-		if b := t.branch(i); b.code >= 300 && better(b.code, code) {
+		b := t.branch(i)
+		if b.code < 300 {
+			continue
+		}
+		if !t.invite && (b.code == 408) != (code == 408) && code != 0 {
+			// RFC 4320 §4.2: a non-INVITE request is never answered 408,
+			// so any other final response of a branch goes upstream
+			// instead of a timeout.
+			if code == 408 {
+				best, code = i, b.code
+			}
+			continue
+		}
+		if better(b.code, code) {
 			best, code = i, b.code
 		}
 	}
@@ -419,13 +438,16 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 		s.StartTimer(e, &t.tG, kG, msDur(t.gInt))
 	case kH: // H, I, J, L: the server transaction ends
 		if !t.finalSent {
-			// A suspended route did not act in time.
-			c.warn("txn: suspended route did not act; answering 408",
+			// A suspended route did not act in time: 408 (for a
+			// non-INVITE request the transaction ends silently, RFC 4320).
+			c.warn("txn: suspended route did not act; request timed out",
 				"method", string(t.msg.MethodBytes()), "call-id", string(t.msg.CallID()))
 			c.replyLocal(x, s, e, 408, "", nil)
 			break
 		}
 		c.terminate(s, e)
+	case kTrying:
+		c.sendTrying(s, e)
 	case kA: // A, E: retransmit the request
 		if !b.active() {
 			return

@@ -52,16 +52,21 @@ type Core struct {
 	timerC      int64
 	wait        int64    // ms: timers J, L, D, M
 	fr          int64    // ms: timers B and F unless the route set its own
+	tryingAfter int64    // ms: when a non-INVITE request still unanswered gets 100 (RFC 4320 §4.1)
 	prefix      [13]byte // "z9hG4bK" + 6 random characters
 	nextID      atomic.Uint32
 	pool        sync.Pool
 	stats       counters
 	warns       warnLimiter
 	sigs        routeSigners // Record-Route signatures
+
+	// hostAddrs are the addresses of the host's interfaces, read at New
+	// when a listener is bound to a wildcard address (isOwnAddr).
+	hostAddrs []netip.Addr
 }
 
 type counters struct {
-	requests, responses, retrans, malformed, stateless, full, loops, sendErrs atomic.Uint64
+	requests, responses, retrans, malformed, stateless, full, loops, sendErrs, selfLoops atomic.Uint64
 }
 
 // Stats are the core's counters.
@@ -73,9 +78,15 @@ type Stats struct {
 	Full                uint64 // requests refused with 503 at the memory or count cap
 	Loops               uint64 // 482 sent
 	SendErrors          uint64 // sends refused by the allow-list or the transport
-	Transactions        int    // live transactions
-	Bytes               int64  // bytes accounted to them
-	MaxBytes            int64  // the cap on Bytes (Config.MaxBytes; 0: none)
+	// ResponseLoops counts what was dropped because a response would have
+	// gone to one of our own listeners: a response without transaction
+	// whose next Via is ours again, and a request from our own address
+	// that we did not send (a spoofed source, which would make us answer
+	// ourselves).
+	ResponseLoops uint64
+	Transactions  int   // live transactions
+	Bytes         int64 // bytes accounted to them
+	MaxBytes      int64 // the cap on Bytes (Config.MaxBytes; 0: none)
 }
 
 // New creates a core. Call Close when done.
@@ -110,6 +121,7 @@ func New(cfg Config) (*Core, error) {
 	c.timerC = ms(cfg.TimerC)
 	c.wait = ms(cfg.Wait)
 	c.fr = ms(cfg.FR)
+	c.tryingAfter = timerEAtT2(c.t1, c.t2)
 	copy(c.prefix[:], parser.MagicCookie)
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
@@ -129,6 +141,7 @@ func New(cfg Config) (*Core, error) {
 		}
 	}
 	c.watchSendFailures()
+	c.hostAddrs = wildcardHostAddrs(c.ls.Listeners())
 	return c, nil
 }
 
@@ -147,12 +160,26 @@ func (c *Core) Stats() Stats {
 		Requests: c.stats.requests.Load(), Responses: c.stats.responses.Load(),
 		Retransmissions: c.stats.retrans.Load(), Malformed: c.stats.malformed.Load(),
 		Stateless: c.stats.stateless.Load(), Full: c.stats.full.Load(), Loops: c.stats.loops.Load(),
-		SendErrors: c.stats.sendErrs.Load(), Transactions: ts.Entries, Bytes: ts.Bytes, MaxBytes: ts.MaxBytes,
+		SendErrors: c.stats.sendErrs.Load(), ResponseLoops: c.stats.selfLoops.Load(),
+		Transactions: ts.Entries, Bytes: ts.Bytes, MaxBytes: ts.MaxBytes,
 	}
 }
 
 // Table returns the transaction table (for metrics and listings).
 func (c *Core) Table() *shards.Table[txn] { return c.tbl }
+
+// timerEAtT2 is how long after sending a non-INVITE request a client's
+// timer E, starting at T1 and doubling, takes to reach T2: 3.5 s with the
+// default T1 and T2. RFC 4320 §4.1 forbids a 100 over UDP before then (it
+// would slow the client's retransmissions) and requires one after it when
+// nothing else was sent.
+func timerEAtT2(t1, t2 int64) int64 {
+	at := int64(0)
+	for e := max(t1, 1); e < t2; e *= 2 {
+		at += e
+	}
+	return at
+}
 
 func ms(d time.Duration) int64 { return int64((d + time.Millisecond - 1) / time.Millisecond) }
 
@@ -211,6 +238,10 @@ func (c *Core) handle(x *ctx, p *transport.Packet) {
 		c.stats.malformed.Add(1)
 		if pe, ok := err.(*parser.Error); ok && m.IsRequest() && m.Method() != parser.MethodAck {
 			x.tmp = pe.AppendReason(x.tmp[:0])
+			if c.isOwnAddr(p.Src) {
+				c.stats.selfLoops.Add(1) // never answer ourselves
+				return
+			}
 			x.out = parser.AppendResponse(x.out[:0], m, pe.Status(), x.tmp, nil)
 			c.sendResponse(p.Listener, p.Src, p.Conn, x.out)
 		}
@@ -276,6 +307,11 @@ func respDest(p *transport.Packet, v *parser.Via) netip.AddrPort {
 // replyStateless answers a request without a transaction.
 func (c *Core) replyStateless(x *ctx, p *transport.Packet, code int, reason string, extra []byte) {
 	m := &x.msg
+	dst := respDest(p, m.TopVia())
+	if c.isOwnAddr(dst) && !c.sentByUsUnlocked(m) {
+		c.stats.selfLoops.Add(1) // a spoofed source: never answer ourselves
+		return
+	}
 	x.tmp = append(x.tmp[:0], reason...)
 	var tag []byte
 	if code > 100 && m.ToTag() == nil {
@@ -283,7 +319,15 @@ func (c *Core) replyStateless(x *ctx, p *transport.Packet, code int, reason stri
 		tag = x.key
 	}
 	x.out = parser.AppendResponseHeaders(x.out[:0], m, code, x.tmp, tag, extra)
-	c.sendResponse(p.Listener, respDest(p, m.TopVia()), p.Conn, x.out)
+	c.sendResponse(p.Listener, dst, p.Conn, x.out)
+}
+
+// sentByUsUnlocked is sentByUs for a caller that holds no shard lock.
+func (c *Core) sentByUsUnlocked(m *parser.Message) bool {
+	s := c.tbl.Shard(shards.Sum(m.CallID()))
+	s.Lock()
+	defer s.Unlock()
+	return c.sentByUs(s, m)
 }
 
 // sendResponse sends a response to a request received on l from dst

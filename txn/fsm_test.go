@@ -55,18 +55,25 @@ func TestNonInviteTimerE(t *testing.T) {
 	msgs := h.snd.take()
 	h.only(msgs, toUAS+"MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0")
 	fwd := msgs[0].data
-	// Timer E: T1, 2·T1, 4·T1, then T2.
+	// Timer E: T1, 2·T1, 4·T1, then T2. When the UAC's own timer E
+	// reached T2 (3.5 s), the request still unanswered gets a 100 (RFC 4320
+	// §4.1), sent with the retransmission due then.
 	for _, step := range []time.Duration{500, 1000, 2000, 4000, 4000} {
 		h.advance((step - 1) * time.Millisecond)
 		if n := len(h.snd.take()); n != 0 {
 			t.Fatalf("retransmitted early (step %v)", step)
 		}
 		h.advance(time.Millisecond)
+		if step == 2000 {
+			h.only(h.snd.take(), toUAC+"SIP/2.0 100 Trying", toUAS+"MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0")
+			continue
+		}
 		h.only(h.snd.take(), toUAS+"MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0")
 	}
-	// A provisional: E continues at T2.
+	// A provisional: E continues at T2. A 180 to a non-INVITE request is
+	// not relayed (RFC 4320 §4.1: only 100).
 	h.in(uasAddr, respond(fwd, 180, "b"))
-	h.only(h.snd.take(), toUAC+"SIP/2.0 180 Ringing")
+	h.only(h.snd.take())
 	h.advance(4000 * time.Millisecond)
 	h.only(h.snd.take(), toUAS+"MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0")
 	// Final: forwarded, no more retransmissions; the server answers
@@ -83,18 +90,38 @@ func TestNonInviteTimerE(t *testing.T) {
 	}
 }
 
+// TestNonInviteTimerF: timer F ends the branch and the failure route sees
+// the timeout as a 408, but no 408 goes upstream (RFC 4320 §4.2): the
+// UAC's own timer F has fired too. Retransmissions are absorbed until the
+// transaction ends.
 func TestNonInviteTimerF(t *testing.T) {
 	h := newHarness(t, nil)
 	var failed []int
 	h.rt.failure = func(r *Request, best *parser.Message) { failed = append(failed, best.StatusCode()) }
-	h.in(uacAddr, request("OPTIONS", "z9hG4bKo1", "o1@x", "sip:bob@127.0.0.1:5080", ""))
+	req := request("OPTIONS", "z9hG4bKo1", "o1@x", "sip:bob@127.0.0.1:5080", "")
+	h.in(uacAddr, req)
 	h.snd.take()
 	h.advance(32*time.Second - time.Millisecond)
-	h.snd.take()
+	h.snd.take() // retransmissions, and the 100 at 3.5 s
 	h.advance(time.Millisecond)
-	h.only(h.snd.take(), toUAC+"SIP/2.0 408 Request Timeout")
+	h.only(h.snd.take())
 	if len(failed) != 1 || failed[0] != 408 {
 		t.Fatalf("failure route saw %v", failed)
+	}
+	h.in(uacAddr, req) // a late retransmission: absorbed, not relayed again
+	h.only(h.snd.take())
+	h.advance(DefaultWait)
+	if n := h.core.Stats().Transactions; n != 0 {
+		t.Fatalf("%d transactions after timer J", n)
+	}
+
+	// An INVITE still gets its 408 after timer B.
+	h.in(uacAddr, invite("z9hG4bKo2", "o2@x"))
+	h.snd.take()
+	h.advance(32 * time.Second)
+	msgs := firstLines(h.snd.take())
+	if !contains(msgs, toUAC+"SIP/2.0 408 Request Timeout") {
+		t.Fatalf("INVITE after timer B: %v", msgs)
 	}
 }
 
@@ -262,7 +289,7 @@ func TestForkBestResponse(t *testing.T) {
 	}{
 		{[]int{404, 486}, "SIP/2.0 404 Not Found"},
 		{[]int{486, 401}, "SIP/2.0 401 Unauthorized"},
-		{[]int{503, 408}, "SIP/2.0 408 Request Timeout"},
+		{[]int{503, 408}, "SIP/2.0 500 Server Internal Error"}, // not 408 to a non-INVITE (RFC 4320 §4.2)
 		{[]int{503, 503}, "SIP/2.0 500 Server Internal Error"},
 		{[]int{302, 404}, "SIP/2.0 302 Moved Temporarily"},
 		{[]int{500, 404}, "SIP/2.0 404 Not Found"},
@@ -697,7 +724,7 @@ func TestReliableTransportTimers(t *testing.T) {
 	msgs := h.snd.take()
 	h.only(msgs, toUAS+"MESSAGE sip:bob@127.0.0.1:5080;transport=tcp SIP/2.0")
 	h.advance(10 * time.Second)
-	h.only(h.snd.take()) // no timer E on TCP
+	h.only(h.snd.take(), toUAC+"SIP/2.0 100 Trying") // no timer E on TCP; the 100 of RFC 4320 §4.1
 	h.in(uasAddr, respond(msgs[0].data, 200, "b"))
 	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
 	h.advance(time.Millisecond)
@@ -707,13 +734,23 @@ func TestReliableTransportTimers(t *testing.T) {
 }
 
 func TestSuspendedRouteTimesOut(t *testing.T) {
-	h := newHarness(t, nil)
+	h := newHarness(t, func(c *Config) { c.TimerC = 32 * time.Second })
 	h.rt.request = func(r *Request) { r.Suspend() }
+	// A non-INVITE request: the 100 of RFC 4320 §4.1 when the UAC's timer E
+	// reached T2, and no 408 at the deadline (§4.2).
 	h.in(uacAddr, request("MESSAGE", "z9hG4bKst1", "st1@x", "sip:bob@127.0.0.1:5080", ""))
 	h.only(h.snd.take())
+	h.advance(3500 * time.Millisecond)
+	h.only(h.snd.take(), toUAC+"SIP/2.0 100 Trying")
+	h.advance(32 * time.Second)
+	h.only(h.snd.take())
+	// An INVITE: 408 after timer C.
+	h.in(uacAddr, invite("z9hG4bKst2", "st2@x"))
+	h.only(h.snd.take(), toUAC+"SIP/2.0 100 Trying")
 	h.advance(32 * time.Second)
 	h.only(h.snd.take(), toUAC+"SIP/2.0 408 Request Timeout")
-	h.advance(32 * time.Second)
+	h.in(uacAddr, strings.Replace(strings.Replace(strings.Replace(invite("z9hG4bKst2", "st2@x"), "INVITE sip", "ACK sip", 1), "1 INVITE", "1 ACK", 1), "To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=x", 1))
+	h.advance(64 * time.Second)
 	if n := h.core.Stats().Transactions; n != 0 {
 		t.Fatalf("%d transactions left", n)
 	}
@@ -966,12 +1003,20 @@ func TestWarningsRateLimited(t *testing.T) {
 // that a route's SetTimeouts overrides both it and timer C per request.
 func TestFirstResponseTimeout(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.FR = 2 * time.Second })
+	var failed []int
+	h.rt.failure = func(r *Request, best *parser.Message) { failed = append(failed, best.StatusCode()) }
 	h.in(uacAddr, request("OPTIONS", "z9hG4bKfr1", "fr1@x", "sip:bob@127.0.0.1:5080", ""))
 	h.snd.take()
 	h.advance(2*time.Second - time.Millisecond)
 	h.snd.take() // retransmissions only
+	if len(failed) != 0 {
+		t.Fatalf("timer F before Config.FR: %v", failed)
+	}
 	h.advance(time.Millisecond)
-	h.only(h.snd.take(), toUAC+"SIP/2.0 408 Request Timeout")
+	h.only(h.snd.take()) // no 408 to a non-INVITE (RFC 4320 §4.2)
+	if len(failed) != 1 || failed[0] != 408 {
+		t.Fatalf("failure route saw %v at Config.FR", failed)
+	}
 
 	// Per request: 700 ms for a first response, then 1.5 s after ringing.
 	h.rt.request = func(r *Request) {

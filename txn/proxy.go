@@ -2,7 +2,9 @@ package txn
 
 import (
 	"bytes"
+	"net"
 	"net/netip"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -197,6 +199,54 @@ func (c *Core) isUsHostPort(host []byte, port int, tp []byte) bool {
 		}
 	}
 	return false
+}
+
+// isOwnAddr reports whether a message sent to dst would reach one of our
+// own listeners: its bound address and port, or its advertised address and
+// port. A listener bound to the unspecified address also receives what is
+// sent on its port to a loopback address or to an address of the host's
+// interfaces, and sending to the unspecified address reaches the local
+// host.
+func (c *Core) isOwnAddr(dst netip.AddrPort) bool {
+	a, port := dst.Addr().Unmap(), dst.Port()
+	for _, l := range c.ls.Listeners() {
+		if l.Local.Port() == port {
+			la := l.Local.Addr().Unmap()
+			if la == a || a.IsUnspecified() || la.IsUnspecified() && (a.IsLoopback() || slices.Contains(c.hostAddrs, a)) {
+				return true
+			}
+		}
+		if l.AdvertisedPort == port {
+			if ip, ok := parseIP(unsafe.Slice(unsafe.StringData(l.AdvertisedHost), len(l.AdvertisedHost))); ok && ip.Unmap() == a {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// wildcardHostAddrs returns the addresses of the host's interfaces when a
+// listener is bound to the unspecified address (nil otherwise, or when
+// they cannot be read). Read once: an address added later is not known.
+func wildcardHostAddrs(ls []*transport.Listener) []netip.Addr {
+	wild := false
+	for _, l := range ls {
+		wild = wild || l.Local.Addr().IsUnspecified()
+	}
+	if !wild {
+		return nil
+	}
+	ifas, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, ifa := range ifas {
+		if p, err := netip.ParsePrefix(ifa.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
+		}
+	}
+	return out
 }
 
 // isUsURI reports whether a SIP URI points at us.
@@ -820,6 +870,13 @@ func (c *Core) forwardResponse(x *ctx, m *parser.Message) {
 		port = defaultPort(proto)
 	}
 	dst := netip.AddrPortFrom(ip, uint16(port))
+	if c.isOwnAddr(dst) {
+		// The next Via is ours again: forwarding would hand the response
+		// back to us, once per Via of ours it carries. A response for a
+		// spiral is matched to its transaction and never gets here.
+		c.stats.selfLoops.Add(1)
+		return
+	}
 	l := c.ls.Listener(proto, ip)
 	if l == nil {
 		return

@@ -341,6 +341,7 @@ func (r *Request) Drop() {
 		t.finalSent = true
 		t.state = sCompleted
 		t.resp = t.resp[:0]
+		s.StopTimer(&t.tG)
 		s.StartTimer(e, &t.tH, kH, msDur(r.c.wait))
 	}
 }
@@ -442,6 +443,7 @@ func (r *Request) Forward() error {
 	t := &e.Value
 	t.finalSent = true
 	t.state = sTerminated
+	s.StopTimer(&t.tG)
 	if !r.locked {
 		// Inside a hook the caller still uses the entry: runRequest
 		// removes it when the hook returns.

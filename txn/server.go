@@ -69,6 +69,13 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 		s.Unlock()
 		return
 	}
+	dst := respDest(p, m.TopVia())
+	if c.isOwnAddr(dst) && !c.sentByUs(s, m) {
+		// A spoofed source: every answer would go to ourselves.
+		s.Unlock()
+		c.stats.selfLoops.Add(1)
+		return
+	}
 	if c.isLoop(x, m) {
 		s.Unlock()
 		c.stats.loops.Add(1)
@@ -101,7 +108,7 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 	t.buf, x.in = x.in, t.buf[:0]
 	t.msg = *m
 	t.respL = p.Listener
-	t.respDst = respDest(p, t.msg.TopVia())
+	t.respDst = dst
 	if s.Account(e, t.admission()) != nil {
 		s.Remove(e)
 		s.Unlock()
@@ -110,6 +117,9 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 	}
 	t.src, t.conn = p.Src, p.Conn
 	t.rs.loop = x.loop
+	if !t.invite {
+		s.StartTimer(e, &t.tG, kTrying, msDur(c.tryingAfter))
+	}
 	r := &x.hreq
 	r.bind(c, s.Ref(e), t, x)
 	c.runRequest(x, s, e, r)
@@ -120,6 +130,29 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 // its request came in on for a stream, else to t.respDst.
 func (c *Core) sendUp(t *txn, data []byte) error {
 	return c.sendResponse(t.respL, t.respDst, t.conn, data)
+}
+
+// sentByUs reports whether a request whose answers would go to one of our
+// own listeners is one we sent ourselves (a spiral, or a loop back to us):
+// its top Via is ours and carries the branch of a client transaction alive
+// here, or a branch this process forwarded statelessly. Anything else
+// coming from our own address has a spoofed source. s is the shard of the
+// request's Call-ID (a spiral keeps the Call-ID), locked.
+func (c *Core) sentByUs(s *shards.Shard[txn], m *parser.Message) bool {
+	v := m.TopVia()
+	if !c.isUsHostPort(v.Host, v.Port, v.Transport) {
+		return false
+	}
+	b := v.Branch
+	if len(b) == statelessLen && string(b[:prefixLen]) == string(c.prefix[:]) && b[loopEnd] == 's' {
+		return true
+	}
+	h, id, idx, _, ok := c.parseBranch(b)
+	if !ok {
+		return false
+	}
+	e := s.Find(h, func(e *shards.Entry[txn]) bool { return e.Value.id == id })
+	return e != nil && idx < e.Value.nbr
 }
 
 // trying sends 100 Trying on an INVITE server transaction that is going to
@@ -237,6 +270,12 @@ func (c *Core) onCancel(x *ctx, p *transport.Packet) {
 	h := shards.Sum(key)
 	s := c.tbl.Shard(shards.Sum(m.CallID()))
 	s.Lock()
+	dst := respDest(p, m.TopVia())
+	if c.isOwnAddr(dst) && !c.sentByUs(s, m) {
+		s.Unlock()
+		c.stats.selfLoops.Add(1)
+		return
+	}
 	e := s.Get(h, key)
 	if e == nil || !e.Value.invite {
 		s.Unlock()
@@ -246,7 +285,7 @@ func (c *Core) onCancel(x *ctx, p *transport.Packet) {
 	t := &e.Value
 	x.tmp = appendHex(x.tmp[:0], e.Hash(), 16)
 	x.out = parser.AppendResponse(x.out[:0], m, 200, nil, x.tmp)
-	c.sendResponse(p.Listener, respDest(p, m.TopVia()), p.Conn, x.out)
+	c.sendResponse(p.Listener, dst, p.Conn, x.out)
 	if !t.finalSent && !t.canceled {
 		t.canceled = true
 		for i := 0; i < t.nbr; i++ {
@@ -284,7 +323,11 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		return
 	}
 	if code < 200 {
-		if t.finalSent {
+		if t.finalSent || !t.invite {
+			// RFC 4320 §4.1: a non-INVITE request gets no provisional
+			// response but the 100 sent when the client's timer E reached
+			// T2 (sendTrying); neither one relayed from downstream nor a
+			// route's.
 			return
 		}
 		t.resp = append(t.resp[:0], data...)
@@ -300,7 +343,15 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		}
 		return
 	}
+	if code == 408 && !t.invite {
+		// RFC 4320 §4.2: no 408 to a non-INVITE request. The client's own
+		// timer F has fired by now, so the 408 would only add load (one per
+		// hop): the transaction ends without a response.
+		c.endSilently(s, e)
+		return
+	}
 	t.finalSent = true
+	s.StopTimer(&t.tG) // a non-INVITE's 100 is no longer due
 	c.sendUp(t, data)
 	if code < 300 && t.invite {
 		// Accepted: absorb INVITE retransmissions (timer L).
@@ -325,6 +376,36 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 	default:
 		s.StartTimer(e, &t.tH, kH, msDur(c.wait)) // timer J
 	}
+}
+
+// endSilently ends the server side without a response: the transaction
+// stays Completed for Config.Wait (timer J) to absorb retransmissions, or
+// ends at once over a reliable transport. The shard is locked.
+func (c *Core) endSilently(s *shards.Shard[txn], e *shards.Entry[txn]) {
+	t := &e.Value
+	t.finalSent = true
+	t.state = sCompleted
+	t.resp = t.resp[:0]
+	s.StopTimer(&t.tG)
+	if t.proto.Stream() {
+		c.terminate(s, e)
+		return
+	}
+	s.StartTimer(e, &t.tH, kH, msDur(c.wait))
+}
+
+// sendTrying sends the 100 of RFC 4320 §4.1 to a non-INVITE request that
+// nothing was sent to by the time the client's timer E reached T2. The
+// shard is locked.
+func (c *Core) sendTrying(s *shards.Shard[txn], e *shards.Entry[txn]) {
+	t := &e.Value
+	if t.invite || t.finalSent || t.state != sTrying {
+		return
+	}
+	t.resp = parser.AppendResponse(t.resp[:0], &t.msg, 100, nil, nil)
+	t.state = sProceeding
+	c.sendUp(t, t.resp)
+	s.Charge(e, max(t.owned(), int(e.Extra()))) // as trying: keep the room reserved at admission
 }
 
 // terminate ends the server side and removes the transaction when no

@@ -185,7 +185,8 @@ func TestFailoverAllowList(t *testing.T) {
 }
 
 // At most MaxAttempts targets are tried; then the branch ends (408 here,
-// every target silent) and the failure handling runs once.
+// every target silent) and the failure handling runs once. The request is
+// a MESSAGE: upstream gets the 100 of RFC 4320 §4.1 and no 408 (§4.2).
 func TestFailoverBounded(t *testing.T) {
 	var rrs []dnstest.RR
 	for i := 0; i < 6; i++ {
@@ -219,7 +220,7 @@ func TestFailoverBounded(t *testing.T) {
 			t.Fatalf("target %d (priority order) not tried: %v", i, tried)
 		}
 	}
-	if len(failures) != 1 || failures[0] != 408 || len(final) != 1 || final[0] != toUAC+"SIP/2.0 408 Request Timeout" {
+	if len(failures) != 1 || failures[0] != 408 || len(final) != 1 || final[0] != toUAC+"SIP/2.0 100 Trying" {
 		t.Fatalf("failures %v, upstream %v", failures, final)
 	}
 }

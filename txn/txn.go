@@ -47,6 +47,7 @@ const (
 	kC                       // branch: proxy INVITE timeout (§16.6 step 11)
 	kD                       // branch: end of Completed/Accepted (D, K, M)
 	kCancel                  // branch: retransmit the CANCEL, give up after 64·T1
+	kTrying                  // server, non-INVITE: 100 once the client's timer E reached T2 (RFC 4320 §4.1)
 )
 
 // txn is one proxied request: the server transaction, its client branches
@@ -82,8 +83,8 @@ type txn struct {
 	respDst netip.AddrPort
 	resp    []byte
 	gInt    int64
-	tG, tH  shards.Timer
-	pending int // branches in bResolving..bProceeding
+	tG, tH  shards.Timer // tG: timer G (INVITE), or the 100 of RFC 4320 §4.1 (non-INVITE)
+	pending int          // branches in bResolving..bProceeding
 
 	src  netip.AddrPort
 	conn transport.ConnID

@@ -43,6 +43,9 @@ func TestCachedAuthorizeAllocatesNothing(t *testing.T) {
 			if n := testing.AllocsPerRun(500, func() { h.a.WWWChallenge(c, false) }); n != 0 {
 				t.Errorf("%s: a challenge allocated %.1f times", alg, n)
 			}
+			if n := testing.AllocsPerRun(500, func() { ConsumeCredentials(c) }); n != 0 {
+				t.Errorf("%s: ConsumeCredentials allocated %.1f times", alg, n)
+			}
 			c.Reply(500, "")
 		}
 		h.request(u.msg(u.answer(ch, 2, "secret")))

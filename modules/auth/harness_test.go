@@ -32,6 +32,7 @@ type harness struct {
 	core  *txn.Core
 	clock *shards.Clock
 	l     transport.Listener
+	ls    []*transport.Listener // [&l], made once as the transport keeps its own
 
 	mu   sync.Mutex
 	sent []string
@@ -53,12 +54,13 @@ func (h *harness) Send(_ *transport.Listener, _ netip.AddrPort, data []byte) err
 	return nil
 }
 func (h *harness) Listener(transport.Proto, netip.Addr) *transport.Listener { return &h.l }
-func (h *harness) Listeners() []*transport.Listener                         { return []*transport.Listener{&h.l} }
+func (h *harness) Listeners() []*transport.Listener                         { return h.ls }
 
 func newHarness(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: shards.NewManualClock(1_700_000_000_000), keep: true}
 	h.l = transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("127.0.0.1:5060"), AdvertisedHost: "127.0.0.1", AdvertisedPort: 5060}
+	h.ls = []*transport.Listener{&h.l}
 	dir := t.TempDir()
 	h.tmp = dir
 	var err error

@@ -33,13 +33,19 @@ type contactIn struct {
 	idx      int // index of the existing binding with the same key, -1 if none
 }
 
+// OptionTags are the extensions the registrar supports in a REGISTER's
+// Require (RFC 3327 Path); others get 420.
+var OptionTags = []string{"path"}
+
 // Save handles a REGISTER for a served domain (OpenSIPS:
 // save("location")): it adds, refreshes or removes the bindings of the
 // address-of-record in the To header and answers: 200 with every current
 // binding and its remaining expiry, 423 with Min-Expires, 400 for a
-// malformed Contact or To, 404 when the To domain is not served, 503 when
-// the AOR would have more than MaxContacts bindings. It returns the status
-// sent. The route has authenticated the request before, if it wants to.
+// malformed Contact or To, 404 when the To domain is not served, 420 with
+// Unsupported for a Require option tag not in OptionTags (§10.3 step 2),
+// 503 when the AOR would have more than MaxContacts bindings. It returns
+// the status sent. The route has authenticated the request before, if it
+// wants to.
 func (r *Registrar) Save(c *routing.Ctx) int {
 	sc := r.scratch.Get().(*scratch)
 	code := r.save(c, sc)
@@ -51,6 +57,9 @@ func (r *Registrar) Save(c *routing.Ctx) int {
 }
 
 func (r *Registrar) save(c *routing.Ctx, sc *scratch) int {
+	if !c.CheckRequire(OptionTags...) {
+		return 420
+	}
 	m := c.Msg()
 	user, host := c.TUser(), c.TDomain()
 	if len(user) == 0 || len(host) == 0 {

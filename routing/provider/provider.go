@@ -18,19 +18,23 @@
 //	        sl_send_reply(403, "Preload Route denied"); exit;
 //	    }
 //	    if (is_method("OPTIONS") && $rU == NULL && is_uri_host_local()) {
+//	        if (is_present_hf("Require")) { sl_send_reply(420, "Bad Extension"); exit; }
 //	        sl_send_reply(200, "OK"); exit;       # keep-alive probes to the proxy
 //	    }
 //	    if (is_method("INVITE|SUBSCRIBE")) record_route();
 //	    if (!is_uri_host_local()) {              # to another domain
 //	        if (!is_from_local()) { sl_send_reply(403, "Relay Forbidden"); exit; }
 //	        if (!proxy_authorize("", "subscriber")) { proxy_challenge("", "auth"); exit; }
-//	        t_relay(); exit;
+//	        consume_credentials(); t_relay(); exit;
 //	    }
 //	    if (is_method("REGISTER")) {
 //	        if (!www_authorize("", "subscriber")) { www_challenge("", "auth"); exit; }
 //	        save("location"); exit;
 //	    }
-//	    if (is_from_local() && !proxy_authorize("", "subscriber")) { proxy_challenge(...); exit; }
+//	    if (is_from_local()) {
+//	        if (!proxy_authorize("", "subscriber")) { proxy_challenge(...); exit; }
+//	        consume_credentials();
+//	    }
 //	    if ($reveal_unknown_users && !does_uri_exist()) { sl_send_reply(404, "Not Found"); exit; }
 //	    if (!lookup("location")) { sl_send_reply(480, "Temporarily Unavailable"); exit; }
 //	    t_on_failure("next_contacts"); t_on_branch("contact");
@@ -145,7 +149,9 @@ func (p *routes) request(c *routing.Ctx) {
 		return
 	}
 	if c.IsMethod(parser.MethodOptions) && len(c.RUser()) == 0 && c.IsURIHostLocal() {
-		c.ReplyStateless(200, "OK", nil)
+		if c.CheckRequire() { // we answer as the UAS: no extension supported
+			c.ReplyStateless(200, "OK", nil)
+		}
 		return
 	}
 	if c.IsMethod(parser.MethodInvite, parser.MethodSubscribe) {
@@ -174,9 +180,11 @@ func (p *routes) request(c *routing.Ctx) {
 // Record-Route we signed for this dialog. Anything else is not relayed:
 // a Route of ours that does not verify gets 403, a request with no Route
 // of ours (a stray BYE, a request "inside a dialog" made up to reach some
-// address through us) 404.
+// address through us) 404. Credentials for our realm a phone may still
+// send on in-dialog requests are not passed on.
 func inDialog(c *routing.Ctx) {
 	if c.LooseRoute() {
+		auth.ConsumeCredentials(c)
 		relay(c)
 		return
 	}
@@ -216,6 +224,7 @@ func (p *routes) foreignAuthorized(c *routing.Ctx, res auth.Result) {
 	if p.refused(c, res, true) {
 		return
 	}
+	auth.ConsumeCredentials(c)
 	relay(c)
 }
 
@@ -263,6 +272,7 @@ func (p *routes) localAuthorized(c *routing.Ctx, res auth.Result) {
 	if p.refused(c, res, true) {
 		return
 	}
+	auth.ConsumeCredentials(c)
 	p.toLocalUser(c)
 }
 

@@ -29,6 +29,7 @@ type harness struct {
 	core  *txn.Core
 	clock *shards.Clock
 	l     transport.Listener
+	ls    []*transport.Listener // [&l], made once as the transport keeps its own
 
 	mu   sync.Mutex
 	sent []sentMsg
@@ -46,13 +47,14 @@ func (h *harness) Send(_ *transport.Listener, dst netip.AddrPort, data []byte) e
 	return nil
 }
 func (h *harness) Listener(transport.Proto, netip.Addr) *transport.Listener { return &h.l }
-func (h *harness) Listeners() []*transport.Listener                         { return []*transport.Listener{&h.l} }
+func (h *harness) Listeners() []*transport.Listener                         { return h.ls }
 
 // newHarness builds the route set; withModules false leaves Env.Modules
 // empty (the placeholders' behaviour).
 func newHarness(t *testing.T, withModules bool, opts Options) *harness {
 	h := &harness{t: t}
 	h.l = transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("127.0.0.1:5060"), AdvertisedHost: "127.0.0.1", AdvertisedPort: 5060}
+	h.ls = []*transport.Listener{&h.l}
 	clock := shards.NewManualClock(1_700_000_000_000)
 	h.clock = clock
 	env := &routing.Env{Domains: routing.NewDomains([]string{"example.com", "127.0.0.1"})}
@@ -367,11 +369,13 @@ func TestInDialogNeedsOurSignedRoute(t *testing.T) {
 		}
 		return m + "Content-Length: 0\r\n\r\n"
 	}
-	// bob hangs up along the recorded route: relayed to the caller.
-	bye := h.send(phone, inDialog("BYE", "sip:someone@127.0.0.1:7000", callID, rr),
-		func(s sentMsg) bool { return strings.HasPrefix(s.data, "BYE ") })
-	if bye.dst != "127.0.0.1:7000" {
-		t.Fatalf("BYE sent to %s", bye.dst)
+	// bob hangs up along the recorded route: relayed to the caller,
+	// without the credentials for our realm his phone added.
+	byeMsg := strings.Replace(inDialog("BYE", "sip:someone@127.0.0.1:7000", callID, rr), "Content-Length: 0",
+		`Proxy-Authorization: Digest username="bob", realm="example.com", nonce="n", uri="sip:someone@127.0.0.1:7000", response="00"`+"\r\nContent-Length: 0", 1)
+	bye := h.send(phone, byeMsg, func(s sentMsg) bool { return strings.HasPrefix(s.data, "BYE ") })
+	if bye.dst != "127.0.0.1:7000" || strings.Contains(bye.data, "Proxy-Authorization") {
+		t.Fatalf("BYE sent to %s:\n%s", bye.dst, bye.data)
 	}
 	const target = "127.0.0.1:25099"
 	for _, c := range []struct{ name, msg, want string }{
