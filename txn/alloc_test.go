@@ -35,6 +35,13 @@ func (s *lastSender) SendTagged(l *transport.Listener, dst netip.AddrPort, data 
 	return s.Send(l, dst, data)
 }
 
+// SendConn keeps responses sent on a stream connection the same way.
+func (s *lastSender) SendConn(_ transport.ConnID, data []byte) error {
+	s.lastAny = append(s.lastAny[:0], data...)
+	s.n++
+	return nil
+}
+
 // loop drives the core with prebuilt packets and builds responses to what
 // it sent without allocating.
 type loop struct {
@@ -48,14 +55,14 @@ type loop struct {
 func newLoop(tb testing.TB, mod func(*Config)) *loop {
 	h := newHarness(tb, mod)
 	ls := &lastSender{recSender: h.snd, last: make([]byte, 0, 4096), lastAny: make([]byte, 0, 4096)}
-	h.core.send = ls
+	h.core.send, h.core.conns = ls, ls
 	return &loop{h: h, snd: ls, resp: make([]byte, 0, 4096)}
 }
 
 func (l *loop) deliver(src netip.AddrPort, proto transport.Proto, data []byte) {
 	l.pkt = transport.Packet{Data: data, Src: src, Listener: l.h.udp, Proto: proto}
 	if proto == transport.TCP {
-		l.pkt.Listener = l.h.tcp
+		l.pkt.Listener, l.pkt.Conn = l.h.tcp, 1
 	}
 	l.h.core.HandleMessage(&l.pkt)
 }

@@ -89,7 +89,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		if t.invite && code >= 200 && code < 300 {
 			// 2xx retransmissions (and late 2xx) go upstream: the UAC's
 			// ACK is end to end.
-			c.sendTo(t.respL, t.respDst, c.buildUp(x, m))
+			c.sendUp(t, c.buildUp(x, m))
 		}
 		return
 	default:
@@ -433,7 +433,7 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 		if t.state != sCompleted || len(t.resp) == 0 {
 			return
 		}
-		c.sendTo(t.respL, t.respDst, t.resp)
+		c.sendUp(t, t.resp)
 		t.gInt = min(2*t.gInt, c.t2)
 		s.StartTimer(e, &t.tG, kG, msDur(t.gInt))
 	case kH: // H, I, J, L: the server transaction ends

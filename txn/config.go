@@ -30,6 +30,18 @@ type TaggedSender interface {
 	SetSendErrorHandler(h transport.SendErrorHandler)
 }
 
+// ConnSender is a Sender that also sends on a given stream connection.
+// *transport.Transport implements it. With it, the responses to a request
+// that came over TCP or TLS go back on that very connection (RFC 3261
+// §18.2.2), whichever connection the table holds for the source address
+// (a peer may reach two listeners from one port), and whatever goroutine
+// sends them (a suspended request answered later). Without it, or once
+// that connection has closed, they go to the source address: the
+// transport uses the connection it has from there or opens one.
+type ConnSender interface {
+	SendConn(id transport.ConnID, data []byte) error
+}
+
 // ListenerSet picks the local socket for a destination and lists every
 // listener (to recognise our own addresses in Route and Via).
 // *transport.Transport implements it.

@@ -43,6 +43,7 @@ type Core struct {
 	router Router
 	local  LocalRouter // the Router, when it implements LocalRouter
 	send   Sender
+	conns  ConnSender // the Sender, when it implements ConnSender
 	ls     ListenerSet
 	res    *sipdns.Resolver
 
@@ -95,6 +96,7 @@ func New(cfg Config) (*Core, error) {
 	}
 	c := &Core{cfg: cfg, router: cfg.Router, send: cfg.Sender, ls: cfg.Listeners, res: cfg.Resolver}
 	c.local, _ = cfg.Router.(LocalRouter)
+	c.conns, _ = cfg.Sender.(ConnSender)
 	c.clock = cfg.Clock
 	if c.clock == nil {
 		c.clock = shards.NewClock()
@@ -241,7 +243,7 @@ func (c *Core) handle(x *ctx, p *transport.Packet) {
 				return
 			}
 			x.out = parser.AppendResponse(x.out[:0], m, pe.Status(), x.tmp, nil)
-			c.sendTo(p.Listener, p.Src, x.out)
+			c.sendResponse(p.Listener, p.Src, p.Conn, x.out)
 		}
 		return
 	}
@@ -317,7 +319,7 @@ func (c *Core) replyStateless(x *ctx, p *transport.Packet, code int, reason stri
 		tag = x.key
 	}
 	x.out = parser.AppendResponseHeaders(x.out[:0], m, code, x.tmp, tag, extra)
-	c.sendTo(p.Listener, dst, x.out)
+	c.sendResponse(p.Listener, dst, p.Conn, x.out)
 }
 
 // sentByUsUnlocked is sentByUs for a caller that holds no shard lock.
@@ -326,6 +328,23 @@ func (c *Core) sentByUsUnlocked(m *parser.Message) bool {
 	s.Lock()
 	defer s.Unlock()
 	return c.sentByUs(s, m)
+}
+
+// sendResponse sends a response to a request received on l from dst
+// (respDest) over stream connection conn (0 for UDP): on that connection
+// (§18.2.2), or, when it has closed, to dst, where the transport opens a
+// new one. The allow-list applies as to every send.
+func (c *Core) sendResponse(l *transport.Listener, dst netip.AddrPort, conn transport.ConnID, data []byte) error {
+	if conn != 0 && c.conns != nil && dst.IsValid() && c.allowed(dst.Addr()) {
+		err := c.conns.SendConn(conn, data)
+		if err != transport.ErrNoConn {
+			if err != nil {
+				c.stats.sendErrs.Add(1)
+			}
+			return err
+		}
+	}
+	return c.sendTo(l, dst, data)
 }
 
 // replyFull answers 503 with Retry-After when the table is at its cap.

@@ -306,6 +306,12 @@ func (r *Request) ReplyStateless(code int, reason string, headers []byte) error 
 		return ErrFinal
 	}
 	r.c.replyLocal(x, s, e, code, reason, headers)
+	if t.state == sTerminated || r.ref.Entry() == nil {
+		// Over a stream the answer ended a non-INVITE transaction
+		// (timer J is 0): the hook holding it removes it when it
+		// returns, or it is gone already. Nothing is left to end.
+		return nil
+	}
 	s.StopTimer(&t.tG)
 	if r.locked {
 		// Inside a hook the caller still uses the entry: end it on the
@@ -393,7 +399,13 @@ func (r *Request) Resume(fn func(h *Request)) error {
 	}
 	var h Request
 	h.bind(r.c, r.ref, t, x)
+	t.held = true
 	fn(&h)
+	t.held = false
+	if t.state == sTerminated {
+		// Answered over a stream, or forwarded statelessly, by fn.
+		r.c.terminate(s, e)
+	}
 	return nil
 }
 

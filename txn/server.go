@@ -126,6 +126,12 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 	s.Unlock()
 }
 
+// sendUp sends a response of server transaction t: on the connection
+// its request came in on for a stream, else to t.respDst.
+func (c *Core) sendUp(t *txn, data []byte) error {
+	return c.sendResponse(t.respL, t.respDst, t.conn, data)
+}
+
 // sentByUs reports whether a request whose answers would go to one of our
 // own listeners is one we sent ourselves (a spiral, or a loop back to us):
 // its top Via is ours and carries the branch of a client transaction alive
@@ -161,7 +167,7 @@ func (c *Core) trying(s *shards.Shard[txn], e *shards.Entry[txn]) {
 	}
 	t.resp = parser.AppendResponse(t.resp[:0], &t.msg, 100, nil, nil)
 	t.state = sProceeding
-	c.sendTo(t.respL, t.respDst, t.resp)
+	c.sendUp(t, t.resp)
 	// Not below the room reserved at admission: the relayed copy, which
 	// it is for, does not exist yet (a suspended route relays later).
 	s.Charge(e, max(t.owned(), int(e.Extra())))
@@ -173,22 +179,24 @@ func (c *Core) retransmitted(e *shards.Entry[txn]) {
 	c.stats.retrans.Add(1)
 	t := &e.Value
 	if len(t.resp) > 0 && t.state != sAccepted && t.state != sTerminated {
-		c.sendTo(t.respL, t.respDst, t.resp)
+		c.sendUp(t, t.resp)
 	}
 }
 
 // runRequest calls Router.Request with the shard locked, then makes sure
 // the request was dealt with: a route that did nothing gets a 500.
 func (c *Core) runRequest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Request) {
+	t := &e.Value
+	t.held = true
 	c.callRequest(r)
 	if !e.Live() || r.ref.Entry() == nil {
 		return
 	}
-	t := &e.Value
+	t.held = false
 	acted := t.rs.acted
 	switch {
 	case t.state == sTerminated:
-		c.gc(s, e) // forwarded statelessly
+		c.terminate(s, e) // forwarded statelessly, or answered over a stream
 	case t.finalSent || t.pending > 0:
 	case acted&actSuspend != 0 && acted&(actRelay|actReply|actForward|actDrop) == 0:
 		c.trying(s, e)
@@ -277,7 +285,7 @@ func (c *Core) onCancel(x *ctx, p *transport.Packet) {
 	t := &e.Value
 	x.tmp = appendHex(x.tmp[:0], e.Hash(), 16)
 	x.out = parser.AppendResponse(x.out[:0], m, 200, nil, x.tmp)
-	c.sendTo(p.Listener, dst, x.out)
+	c.sendResponse(p.Listener, dst, p.Conn, x.out)
 	if !t.finalSent && !t.canceled {
 		t.canceled = true
 		for i := 0; i < t.nbr; i++ {
@@ -324,14 +332,14 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		}
 		t.resp = append(t.resp[:0], data...)
 		t.state = sProceeding
-		c.sendTo(t.respL, t.respDst, data)
+		c.sendUp(t, data)
 		s.Charge(e, t.owned())
 		return
 	}
 	if t.finalSent {
 		if t.invite && code < 300 && (t.state == sAccepted || t.state == sTerminated) {
 			// §16.7 step 5: every 2xx goes upstream, not just the first.
-			c.sendTo(t.respL, t.respDst, data)
+			c.sendUp(t, data)
 		}
 		return
 	}
@@ -344,7 +352,7 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 	}
 	t.finalSent = true
 	s.StopTimer(&t.tG) // a non-INVITE's 100 is no longer due
-	c.sendTo(t.respL, t.respDst, data)
+	c.sendUp(t, data)
 	if code < 300 && t.invite {
 		// Accepted: absorb INVITE retransmissions (timer L).
 		t.state = sAccepted
@@ -364,7 +372,7 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		}
 		s.StartTimer(e, &t.tH, kH, time.Duration(64*c.t1)*time.Millisecond) // timer H
 	case reliable:
-		c.terminate(s, e)
+		c.terminate(s, e) // timer J is 0 over a reliable transport (§17.2.2)
 	default:
 		s.StartTimer(e, &t.tH, kH, msDur(c.wait)) // timer J
 	}
@@ -396,7 +404,7 @@ func (c *Core) sendTrying(s *shards.Shard[txn], e *shards.Entry[txn]) {
 	}
 	t.resp = parser.AppendResponse(t.resp[:0], &t.msg, 100, nil, nil)
 	t.state = sProceeding
-	c.sendTo(t.respL, t.respDst, t.resp)
+	c.sendUp(t, t.resp)
 	s.Charge(e, max(t.owned(), int(e.Extra()))) // as trying: keep the room reserved at admission
 }
 
@@ -414,8 +422,8 @@ func (c *Core) terminate(s *shards.Shard[txn], e *shards.Entry[txn]) {
 // terminated.
 func (c *Core) gc(s *shards.Shard[txn], e *shards.Entry[txn]) {
 	t := &e.Value
-	if t.state != sTerminated || !e.Live() {
-		return
+	if t.state != sTerminated || !e.Live() || t.held {
+		return // a held transaction is removed by its holder (runRequest, Resume)
 	}
 	for i := 0; i < t.nbr; i++ {
 		if st := t.branch(i).state; st != bTerminated && st != bNone {

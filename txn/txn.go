@@ -66,6 +66,12 @@ type txn struct {
 	finalSent bool // the server side sent a final response
 	inFailure bool
 	relayed   bool
+	// held: the Request hook or a resumed continuation is running on the
+	// transaction. gc leaves a held transaction in the table even once it
+	// terminated (a non-INVITE answered over a stream: timer J is 0); the
+	// holder removes it when the hook returns. So the route can still read
+	// the request after answering, and no action touches a pooled entry.
+	held bool
 
 	// The request as received, copied once and parsed; buf2 holds a
 	// version edited by the route when it used the Editor.
