@@ -1,0 +1,181 @@
+// Package modules is the plug-in point of the services that route sets
+// call (registrar, auth, pike, permissions, ratelimit...). Each module is a
+// package under modules/ that registers a Definition from its init
+// function, the way a CoreDNS plugin registers its setup or a Caddy module
+// its provision, validate and cleanup steps:
+//
+//	func init() {
+//	    modules.Register(modules.Definition{
+//	        Name:     "pike",
+//	        Doc:      "flood detection and source bans",
+//	        Settings: func() any { return &Settings{Window: 2 * time.Second, ...} },
+//	        Check:    checkSettings,
+//	        New:      newPike,
+//	    })
+//	}
+//
+// The server imports every module package for its side effect (one line
+// each in cmd/switchboard/plugins.go) and then, for each registered module
+// in dependency order:
+//
+//  1. decodes the configuration file's section named after the module into
+//     the value Settings returned (its defaults stand for keys left out;
+//     unknown keys are errors naming file, line and key);
+//  2. calls Check, whose *KeyError names the key at fault (relative to the
+//     section: the server prefixes the section name and finds the line);
+//  3. calls New with a Host (the store, the clock, the logger, metrics, the
+//     management API, the modules built before) and the checked settings;
+//     the result goes into routing.Env.Modules under the module's name;
+//  4. calls Start on each instance once the transport listens, and Stop in
+//     reverse order at shutdown, after the transport and the transaction
+//     core have stopped.
+//
+// `switchboard check-config` runs steps 1 and 2. A module whose settings
+// can change without a restart implements Reloader; a SIGHUP (or the
+// reload management command) calls it with the new settings.
+package modules
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// Definition describes a module to the server.
+type Definition struct {
+	// Name is the module's configuration section, its key in
+	// routing.Env.Modules and the prefix of its metrics
+	// (switchboard_<name>_...) and management commands (<name>.list...).
+	Name string
+	// Doc is one line for `switchboard modules` and the docs.
+	Doc string
+	// After names modules this one uses: they are built (and started)
+	// before it, and Host.Module returns them. A name that is not
+	// registered is an error at start.
+	After []string
+	// Settings returns the module's settings with their defaults, as a
+	// pointer to a struct with yaml tags. Field types: string, int,
+	// int64, float64, bool, time.Duration ("500ms", "4s"), slices and
+	// nested structs of those. Nil: the module takes no settings (a
+	// section in the file is then an error).
+	Settings func() any
+	// Check validates decoded settings (ranges, combinations) and returns
+	// a *KeyError for the key at fault. Nil: nothing to check.
+	Check func(settings any) error
+	// New builds the module from checked settings. It may register
+	// management commands and metrics on h, read the store, and use the
+	// modules named in After; it must not start goroutines that send SIP
+	// (the transport is not listening yet): Start does that.
+	New func(h *Host, settings any) (Instance, error)
+}
+
+// Instance is a built module.
+type Instance interface {
+	// Start begins the module's background work (timers, pollers, probes)
+	// once the transport listens.
+	Start() error
+	// Stop ends it and releases what the module holds (writes queued
+	// changes, closes files). Called once, after the transport and the
+	// transaction core stopped, in the reverse order of Start.
+	Stop()
+}
+
+// Reloader is implemented by an Instance whose settings can change while
+// the server runs. Reload gets settings that passed Check; an error keeps
+// the old ones (and is logged).
+type Reloader interface {
+	Reload(settings any) error
+}
+
+// KeyError is a settings error: the key (relative to the module's
+// section, e.g. "window" or "rules[2].prefix") and what is wrong.
+type KeyError struct {
+	Key string
+	Msg string
+}
+
+func (e *KeyError) Error() string {
+	if e.Key == "" {
+		return e.Msg
+	}
+	return e.Key + ": " + e.Msg
+}
+
+// Errorf returns a *KeyError for key.
+func Errorf(key, format string, args ...any) error {
+	return &KeyError{Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+var (
+	mu   sync.Mutex
+	defs = map[string]Definition{}
+)
+
+// Register adds a module definition. It panics on a duplicate or unnamed
+// module: that is a programming error found at the first start.
+func Register(d Definition) {
+	if d.Name == "" || d.New == nil {
+		panic("modules: a definition needs a Name and a New function")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := defs[d.Name]; dup {
+		panic("modules: " + d.Name + " registered twice")
+	}
+	defs[d.Name] = d
+}
+
+// Lookup returns the definition registered under name.
+func Lookup(name string) (Definition, bool) {
+	mu.Lock()
+	defer mu.Unlock()
+	d, ok := defs[name]
+	return d, ok
+}
+
+// Ordered returns every registered definition, each after the ones it
+// names in After (ties by name, so the order is the same on every start).
+func Ordered() ([]Definition, error) {
+	mu.Lock()
+	names := make([]string, 0, len(defs))
+	for n := range defs {
+		names = append(names, n)
+	}
+	all := make(map[string]Definition, len(defs))
+	for n, d := range defs {
+		all[n] = d
+	}
+	mu.Unlock()
+	sort.Strings(names)
+	var out []Definition
+	state := map[string]int{} // 1 visiting, 2 done
+	var visit func(n string, from string) error
+	visit = func(n, from string) error {
+		d, ok := all[n]
+		if !ok {
+			return fmt.Errorf("modules: %s needs %s, which is not compiled in", from, n)
+		}
+		switch state[n] {
+		case 1:
+			return errors.New("modules: dependency cycle through " + n)
+		case 2:
+			return nil
+		}
+		state[n] = 1
+		for _, dep := range d.After {
+			if err := visit(dep, n); err != nil {
+				return err
+			}
+		}
+		state[n] = 2
+		out = append(out, d)
+		return nil
+	}
+	for _, n := range names {
+		if err := visit(n, n); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
