@@ -36,10 +36,14 @@
 package modules
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"sync"
+
+	"switchboard/store"
 )
 
 // Definition describes a module to the server.
@@ -68,6 +72,25 @@ type Definition struct {
 	// modules named in After; it must not start goroutines that send SIP
 	// (the transport is not listening yet): Start does that.
 	New func(h *Host, settings any) (Instance, error)
+	// CLI are the module's offline subcommands for its tables,
+	// `switchboard <name> <verb> [args] [-c config]`, run on the store of
+	// that configuration whether the server runs or not (a running server
+	// picks the change up from the store's change log, as it does for
+	// `switchboard user`). Nil: none; the management commands (ctl) are
+	// registered by New.
+	CLI map[string]CLICommand
+}
+
+// CLICommand is one offline subcommand of a module.
+type CLICommand struct {
+	// Usage shows the arguments: "add <ip[/bits]> [--group N] [--port N]".
+	Usage string
+	// Help is one line.
+	Help string
+	// Run does the work; args are what follows the verb, with -c and its
+	// value removed. An error is printed with the usage and exits 1
+	// (*KeyError or an error wrapping flag.ErrHelp: exit 2).
+	Run func(ctx context.Context, st *store.Store, args []string, out io.Writer) error
 }
 
 // Instance is a built module.
