@@ -38,6 +38,20 @@ type Backend interface {
 	// single ChangeAll entry. With limit 0 it returns only the latest Seq.
 	Changes(ctx context.Context, since uint64, limit int) ([]Change, uint64, error)
 
+	// AddFraudRule inserts r and sets r.ID; UpdateFraudRule replaces the
+	// row with r.ID (ErrNoFraudRule when there is none). Both return
+	// ErrFraudRuleExists for a duplicate (profile, prefix, hours, days).
+	// Every fraud rule write bumps the "fraud_rules" table version in the
+	// same transaction.
+	AddFraudRule(ctx context.Context, r *FraudRule) error
+	UpdateFraudRule(ctx context.Context, r *FraudRule) error
+	DeleteFraudRule(ctx context.Context, id int64) error
+	// GetFraudRule fills r; ErrNoFraudRule when there is no such rule.
+	GetFraudRule(ctx context.Context, id int64, r *FraudRule) error
+	ListFraudRules(ctx context.Context) ([]FraudRule, error)
+	// TableVersion returns the write counter of a table reloaded whole.
+	TableVersion(ctx context.Context, name string) (int64, error)
+
 	Close() error
 }
 

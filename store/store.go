@@ -36,6 +36,9 @@ var (
 	ErrWriterClosed       = errors.New("location writer is closed")
 	ErrMalformedBinding   = errors.New("malformed binding")
 	ErrDataDirUnavailable = errors.New("data directory unavailable")
+	ErrMalformedFraudRule = errors.New("malformed fraud rule")
+	ErrFraudRuleExists    = errors.New("fraud rule already exists")
+	ErrNoFraudRule        = errors.New("no such fraud rule")
 )
 
 // DefaultFileName is the database file created in the data directory.
