@@ -87,6 +87,9 @@ type Registrar struct {
 	tbl      *shards.Table[record]
 	w        *store.LocationWriter
 	log      *slog.Logger
+	// ownWriter is the writer the module built (newModule) and closes at
+	// Stop; nil when the caller of New owns cfg.Writer.
+	ownWriter *store.LocationWriter
 	scratch  sync.Pool // *scratch
 
 	// counters
