@@ -373,13 +373,13 @@ func (s *server) reload() {
 		}
 	}
 	for key, changed := range map[string]bool{
-		"listen":    fmt.Sprint(cfg.Listen) != fmt.Sprint(s.cfg.Listen),
-		"routes":    cfg.Routes != s.cfg.Routes,
-		"timers":    cfg.Timers != s.cfg.Timers,
-		"limits":    cfg.Limits != s.cfg.Limits,
-		"storage":   cfg.Storage != s.cfg.Storage,
-		"mgmt":      fmt.Sprint(cfg.Mgmt) != fmt.Sprint(s.cfg.Mgmt),
-		"provider":  cfg.Provider != s.cfg.Provider,
+		"listen":   fmt.Sprint(cfg.Listen) != fmt.Sprint(s.cfg.Listen),
+		"routes":   cfg.Routes != s.cfg.Routes,
+		"timers":   cfg.Timers != s.cfg.Timers,
+		"limits":   cfg.Limits != s.cfg.Limits,
+		"storage":  cfg.Storage != s.cfg.Storage,
+		"mgmt":     fmt.Sprint(cfg.Mgmt) != fmt.Sprint(s.cfg.Mgmt),
+		"provider": cfg.Provider != s.cfg.Provider,
 	} {
 		if changed {
 			restart = append(restart, key)

@@ -90,7 +90,7 @@ type Registrar struct {
 	// ownWriter is the writer the module built (newModule) and closes at
 	// Stop; nil when the caller of New owns cfg.Writer.
 	ownWriter *store.LocationWriter
-	scratch  sync.Pool // *scratch
+	scratch   sync.Pool // *scratch
 
 	// counters
 	saved, removed, expired, refused, lookups, found atomic.Uint64
