@@ -16,7 +16,7 @@ import (
 // server, sipp and the tool share that loopback and nothing can leave.
 
 const (
-	netnsEnv       = "SWITCHBOARD_TEST_NETNS"   // set inside: the namespace's name
+	netnsEnv       = "SWITCHBOARD_TEST_NETNS"  // set inside: the namespace's name
 	netnsBinaryEnv = "SWITCHBOARD_TEST_BINARY" // the server binary, built outside
 )
 
