@@ -2,6 +2,7 @@ package fraud
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -40,9 +41,10 @@ var cliCommands = map[string]modules.CLICommand{
 	},
 }
 
-// usageErr marks bad arguments (exit status 2, with the usage).
+// usageErr reports bad arguments: the server prints it with the usage and
+// exits with status 2.
 func usageErr(format string, args ...any) error {
-	return fmt.Errorf(format+": %w", append(args, flag.ErrHelp)...)
+	return &modules.KeyError{Msg: fmt.Sprintf(format, args...)}
 }
 
 // ruleFlags defines the rule's fields as flags on fs, initialised from r.
@@ -63,6 +65,9 @@ func ruleFlags(fs *flag.FlagSet, r *store.FraudRule) {
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
 		return usageErr("%v", err)
 	}
 	return nil

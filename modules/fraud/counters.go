@@ -23,6 +23,48 @@ type counter struct {
 	conc    int32  // calls counted and not yet ended
 	seq     int32  // consecutive calls to lastNum
 	win     [window]uint16
+
+	// prev and next link the shard's counters from the most recently
+	// used to the least (lru), so that a full shard evicts in O(1).
+	prev, next *shards.Entry[counter]
+}
+
+// lru is one shard's list of counters by last use, guarded by the shard's
+// lock (Fraud.lru is indexed by Shard.Index).
+type lru struct {
+	head, tail *shards.Entry[counter]
+}
+
+func (l *lru) pushFront(e *shards.Entry[counter]) {
+	e.Value.prev, e.Value.next = nil, l.head
+	if l.head != nil {
+		l.head.Value.prev = e
+	} else {
+		l.tail = e
+	}
+	l.head = e
+}
+
+func (l *lru) unlink(e *shards.Entry[counter]) {
+	v := &e.Value
+	if v.prev != nil {
+		v.prev.Value.next = v.next
+	} else {
+		l.head = v.next
+	}
+	if v.next != nil {
+		v.next.Value.prev = v.prev
+	} else {
+		l.tail = v.prev
+	}
+	v.prev, v.next = nil, nil
+}
+
+func (l *lru) touch(e *shards.Entry[counter]) {
+	if l.head != e {
+		l.unlink(e)
+		l.pushFront(e)
+	}
 }
 
 // count records a call to a number (hashed) at sec, on local day, that
@@ -127,42 +169,51 @@ func splitKey(k []byte) (caller []byte, profile int, prefix []byte) {
 }
 
 // counterFor returns the caller's counter in s (locked), adding it when
-// there is none. A full shard first loses the entry idle the longest,
-// preferring one without calls in progress.
+// there is none, and marks it most recently used. A full shard first
+// evicts a counter (evictOne).
 func (f *Fraud) counterFor(s *shards.Shard[counter], h uint64, key []byte) *shards.Entry[counter] {
+	l := &f.lru[s.Index()]
 	if e := s.Get(h, key); e != nil {
+		l.touch(e)
 		return e
 	}
 	if s.Len() >= f.perShard {
-		f.evictOne(s)
+		f.evictOne(s, l)
 	}
 	e, err := s.Insert(h, key)
 	if err != nil {
 		return nil
 	}
+	l.pushFront(e)
 	return e
 }
 
-func (f *Fraud) evictOne(s *shards.Shard[counter]) {
-	var victim *shards.Entry[counter]
-	s.Range(func(e *shards.Entry[counter]) bool {
-		if victim == nil || older(&e.Value, &victim.Value) {
+// evictLook is how many of the least recently used counters eviction
+// looks at for one without calls in progress.
+const evictLook = 16
+
+// evictOne removes the least recently used counter without calls in
+// progress among the evictLook least recently used, or the least recently
+// used of all when each of those has calls in progress (their ends then
+// release nothing).
+func (f *Fraud) evictOne(s *shards.Shard[counter], l *lru) {
+	victim := l.tail
+	for e, n := l.tail, 0; e != nil && n < evictLook; e, n = e.Value.prev, n+1 {
+		if e.Value.conc == 0 {
 			victim = e
+			break
 		}
-		return true
-	})
+	}
 	if victim != nil {
-		s.Remove(victim)
+		f.removeCounter(s, victim)
 		f.evicted.Inc()
 	}
 }
 
-// older orders eviction: no calls in progress first, then the oldest call.
-func older(a, b *counter) bool {
-	if (a.conc == 0) != (b.conc == 0) {
-		return a.conc == 0
-	}
-	return a.lastSec < b.lastSec
+// removeCounter unlinks e from its shard's list and removes it (s locked).
+func (f *Fraud) removeCounter(s *shards.Shard[counter], e *shards.Entry[counter]) {
+	f.lru[s.Index()].unlink(e)
+	s.Remove(e)
 }
 
 // idleFor is how long a counter without calls in progress is kept after
@@ -174,7 +225,7 @@ const idleFor = 24 * 60 * 60 // seconds
 func (f *Fraud) sweepCounters(nowSec int64) {
 	f.counters.Range(func(s *shards.Shard[counter], e *shards.Entry[counter]) bool {
 		if v := &e.Value; v.conc == 0 && nowSec-v.lastSec >= idleFor {
-			s.Remove(e)
+			f.removeCounter(s, e)
 		}
 		return true
 	})

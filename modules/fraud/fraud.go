@@ -126,7 +126,8 @@ type Fraud struct {
 	rules   atomic.Pointer[ruleSet]
 
 	counters *shards.Table[counter]
-	perShard int // counter entries per shard
+	lru      []lru // per counter shard
+	perShard int   // counter entries per shard
 	calls    *callTable
 	tracker  Tracker
 	timeout  atomic.Int64 // ms
@@ -139,13 +140,16 @@ type Fraud struct {
 	sweepBuf         []Lease
 	lastCounterSweep int64
 
-	stop     chan struct{}
-	done     chan struct{}
-	poll     time.Duration
-	max      [2]int // MaxCallers, MaxCalls: need a restart to change
+	stop chan struct{}
+	done chan struct{}
+	poll time.Duration
+	max  [2]int // MaxCallers, MaxCalls: need a restart to change
 
-	results [numResults]*metrics.Counter
-	evicted, timedOut, untracked, reloadErrors *metrics.Counter
+	results      [numResults]*metrics.Counter
+	evicted      *metrics.Counter
+	timedOut     *metrics.Counter
+	untracked    *metrics.Counter
+	reloadErrors *metrics.Counter
 }
 
 func newModule(h *modules.Host, v any) (modules.Instance, error) {
@@ -167,6 +171,7 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 		return nil, err
 	}
 	f.perShard = perShard(s.MaxCallers, f.counters.NumShards())
+	f.lru = make([]lru, f.counters.NumShards())
 	if f.calls, err = newCallTable(f, h.Clock, h.Shards, s.MaxCalls); err != nil {
 		f.counters.Close()
 		return nil, err
@@ -192,8 +197,13 @@ func perShard(max, shards int) int {
 }
 
 // Profile is the profile the provider route set checks calls against (the
-// setting profile); 0: none.
-func (f *Fraud) Profile() int { return int(f.profile.Load()) }
+// setting profile); 0: none, also for a nil *Fraud.
+func (f *Fraud) Profile() int {
+	if f == nil {
+		return 0
+	}
+	return int(f.profile.Load())
+}
 
 // Start polls the store for rule changes and sweeps the tables (calls past
 // their timeout, counters idle for a day).

@@ -262,7 +262,7 @@ func (f *Fraud) Stats(user string) []StatInfo {
 func (f *Fraud) Reset(user string) int {
 	n := 0
 	f.forUser(user, func(s *shards.Shard[counter], e *shards.Entry[counter]) {
-		s.Remove(e)
+		f.removeCounter(s, e)
 		n++
 	})
 	return n

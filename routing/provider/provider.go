@@ -8,7 +8,10 @@
 //	    # the core already answered 400 (malformed), 483 (Max-Forwards),
 //	    # 482 (loop), 416, 420 and 505 before the route runs
 //	    if (has_totag()) {                       # in-dialog
-//	        if (loose_route()) { t_relay(); exit; }  # our signed Record-Route only
+//	        if (loose_route()) {                 # our signed Record-Route only
+//	            if (is_method("BYE")) route(fraud_release);
+//	            t_relay(); exit;
+//	        }
 //	        if (is_method("ACK")) exit;          # stray ACK: drop
 //	        if ($route_kind == forged) { sl_send_reply(403, "Forbidden Route"); exit; }
 //	        sl_send_reply(404, "Not here"); exit;
@@ -25,7 +28,7 @@
 //	    if (!is_uri_host_local()) {              # to another domain
 //	        if (!is_from_local()) { sl_send_reply(403, "Relay Forbidden"); exit; }
 //	        if (!proxy_authorize("", "subscriber")) { proxy_challenge("", "auth"); exit; }
-//	        consume_credentials(); t_relay(); exit;
+//	        consume_credentials(); route(fraud); t_relay(); exit;
 //	    }
 //	    if (is_method("REGISTER")) {
 //	        if (!www_authorize("", "subscriber")) { www_challenge("", "auth"); exit; }
@@ -37,13 +40,28 @@
 //	    }
 //	    if ($reveal_unknown_users && !does_uri_exist()) { sl_send_reply(404, "Not Found"); exit; }
 //	    if (!lookup("location")) { sl_send_reply(480, "Temporarily Unavailable"); exit; }
+//	    if (is_from_local()) route(fraud);       # authenticated above
 //	    t_on_failure("next_contacts"); t_on_branch("contact");
 //	    t_relay();
 //	}
-//	branch_route[contact] { }                    # NAT destination and Path of each contact
-//	failure_route[next_contacts] {               # lower-q contacts, one group at a time
-//	    if (t_next_contacts()) t_relay();
+//	route[fraud] {                               # fraud_detection, fraud.profile
+//	    if (is_method("INVITE") && $fraud_profile != 0) {
+//	        check_fraud("$fU@$fd", "$oU", $fraud_profile);  # the dialled number
+//	        if ($rc == -2) { sl_send_reply(403, "Forbidden"); exit; }  # critical
+//	    }                                        # -1, warning: logged, goes on
 //	}
+//	branch_route[contact] { }                    # NAT destination and Path of each contact
+//	onreply_route {                              # 6xx, or a final after CANCEL
+//	    if (is_method("INVITE") && $rs >= 300) route(fraud_release);
+//	}
+//	failure_route[next_contacts] {               # lower-q contacts, one group at a time
+//	    if (t_next_contacts()) { t_relay(); exit; }
+//	    route(fraud_release);                    # the call failed
+//	}
+//
+// route(fraud_release) ends a call counted in the caller's concurrent
+// calls; OpenSIPS's fraud_detection does it from dialog callbacks, this
+// route set without dialog state (see modules/fraud).
 //
 // Every refusal is a stateless reply (sl_send_reply): one response packet
 // for one request, no transaction held and no retransmissions, so a
@@ -70,6 +88,7 @@ package provider
 
 import (
 	"switchboard/modules/auth"
+	"switchboard/modules/fraud"
 	"switchboard/modules/registrar"
 	"switchboard/parser"
 	"switchboard/routing"
@@ -99,9 +118,10 @@ func init() {
 // routes holds the modules and the continuations, built once so that
 // passing them to the modules allocates nothing.
 type routes struct {
-	reg  *registrar.Registrar
-	auth *auth.Auth
-	opts Options
+	reg   *registrar.Registrar
+	auth  *auth.Auth
+	fraud *fraud.Fraud
+	opts  Options
 
 	afterRegisterAuth auth.Next
 	afterForeignAuth  auth.Next
@@ -114,6 +134,7 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.reg, _ = env.Module("registrar").(*registrar.Registrar)
 	p.auth, _ = env.Module("auth").(*auth.Auth)
 	p.opts, _ = env.Module("provider").(Options)
+	p.fraud, _ = env.Module("fraud").(*fraud.Fraud)
 	if p.auth != nil && p.auth.RegisterWithoutAuth() {
 		p.opts.RegisterWithoutAuth = true // auth.register: false
 	}
@@ -121,17 +142,19 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.afterForeignAuth = p.foreignAuthorized
 	p.afterLocalAuth = p.localAuthorized
 	p.afterExists = p.userChecked
-	rs := &routing.Routes{Request: p.request}
+	rs := &routing.Routes{Request: p.request, Failure: p.failure}
 	if p.reg != nil {
 		rs.Branch = p.reg.BranchRoute
-		rs.Failure = p.failure
+	}
+	if p.fraud != nil {
+		rs.Reply = p.reply
 	}
 	return rs, nil
 }
 
 func (p *routes) request(c *routing.Ctx) {
 	if c.HasToTag() {
-		inDialog(c)
+		p.inDialog(c)
 		return
 	}
 	switch c.RouteKind() {
@@ -185,9 +208,10 @@ func (p *routes) request(c *routing.Ctx) {
 // of ours (a stray BYE, a request "inside a dialog" made up to reach some
 // address through us) 404. Credentials for our realm a phone may still
 // send on in-dialog requests are not passed on.
-func inDialog(c *routing.Ctx) {
+func (p *routes) inDialog(c *routing.Ctx) {
 	if c.LooseRoute() {
 		auth.ConsumeCredentials(c)
+		p.fraud.CallEnded(c) // a BYE ends the call the fraud limits count
 		relay(c)
 		return
 	}
@@ -228,7 +252,7 @@ func (p *routes) foreignAuthorized(c *routing.Ctx, res auth.Result) {
 		return
 	}
 	auth.ConsumeCredentials(c)
-	relay(c)
+	p.relayCall(c)
 }
 
 // register handles REGISTER for a served domain.
@@ -309,16 +333,42 @@ func (p *routes) deliver(c *routing.Ctx) {
 		refuse(c, 480, "Temporarily Unavailable")
 		return
 	}
-	relay(c)
+	p.relayCall(c)
 }
 
 // failure tries the next q-group of contacts, if any; otherwise the best
 // response goes upstream.
 func (p *routes) failure(c *routing.FailureCtx) {
-	if c.Canceled() {
+	if !c.Canceled() && p.reg != nil && p.reg.NextContacts(c) {
 		return
 	}
-	p.reg.NextContacts(c)
+	p.fraud.CallFailed(c.Ctx)
+}
+
+// reply is the reply route: finals that end an INVITE without the failure
+// route (6xx, after a CANCEL) end the call the fraud limits count.
+func (p *routes) reply(c *routing.ReplyCtx) bool {
+	p.fraud.Reply(c)
+	return true
+}
+
+// relayCall relays a new request after the fraud limits (route[fraud]):
+// an INVITE of an authenticated local subscriber (every request from a
+// served domain was authorized before it gets here) is checked against
+// the profile fraud.profile; critical gets 403, a warning goes on.
+func (p *routes) relayCall(c *routing.Ctx) {
+	if profile := p.fraud.Profile(); profile != 0 && c.IsMethod(parser.MethodInvite) && c.IsFromLocal() {
+		var buf [256]byte
+		caller := fraud.AppendCaller(buf[:0], c)
+		if p.fraud.Check(c, caller, c.Msg().RURI().User, profile) == fraud.Critical {
+			refuse(c, 403, "Forbidden")
+			return
+		}
+	}
+	if err := c.Relay(); err != nil {
+		p.fraud.CallFailed(c)
+		refuse(c, 500, "Relay Failed")
+	}
 }
 
 func relay(c *routing.Ctx) {
