@@ -18,24 +18,24 @@ import (
 // fraud.poll_interval.
 var cliCommands = map[string]modules.CLICommand{
 	"add": {
-		Usage: "add [--profile N] [--prefix DIGITS] [--start HH:MM] [--end HH:MM] [--days Mon-Fri] [--cpm-warning N] [--cpm-critical N] " +
+		Usage: "[--profile N] [--prefix DIGITS] [--start HH:MM] [--end HH:MM] [--days Mon-Fri] [--cpm-warning N] [--cpm-critical N] " +
 			"[--total-calls-warning N] [--total-calls-critical N] [--concurrent-calls-warning N] [--concurrent-calls-critical N] " +
 			"[--sequential-calls-warning N] [--sequential-calls-critical N]",
 		Help: "add a fraud rule (profile 1 and every number by default; thresholds 0 are off)",
 		Run:  cliAdd,
 	},
 	"set": {
-		Usage: "set ID [the flags of add]",
+		Usage: "ID [the flags of add]",
 		Help:  "change the fields given of a fraud rule, keeping its counters",
 		Run:   cliSet,
 	},
 	"del": {
-		Usage: "del ID",
+		Usage: "ID",
 		Help:  "delete a fraud rule",
 		Run:   cliDel,
 	},
 	"list": {
-		Usage: "list [--profile N]",
+		Usage: "[--profile N]",
 		Help:  "list the fraud rules",
 		Run:   cliList,
 	},
