@@ -41,9 +41,10 @@ type Tracker interface {
 	Track(c *routing.Ctx, l Lease) bool
 }
 
-// SetTracker replaces the module's call table as the keeper of leases. The
-// table's release functions (CallEnded, CallFailed, Reply) then find
-// nothing to release.
+// SetTracker replaces the module's call table as the keeper of leases;
+// call it while the server is being built (a module's New), before calls
+// arrive. The table's release functions (CallEnded, CallFailed, Reply)
+// then find nothing to release.
 func (f *Fraud) SetTracker(t Tracker) { f.tracker = t }
 
 // call is a tracked call: its lease, the INVITE transaction that created

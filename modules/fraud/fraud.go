@@ -77,7 +77,7 @@ func DefaultSettings() *Settings {
 func checkSettings(v any) error {
 	s := v.(*Settings)
 	switch {
-	case s.Profile < 0:
+	case s.Profile < 0 || s.Profile > 1<<31-1:
 		return modules.Errorf("profile", "%d: want 0 (off) or a profile number", s.Profile)
 	case s.MaxCallers < 100 || s.MaxCallers > 10_000_000:
 		return modules.Errorf("max_callers", "%d: want 100 to 10000000", s.MaxCallers)
