@@ -92,12 +92,15 @@ func (f *Fraud) Check(c *routing.Ctx, user, number []byte, profile int) Result {
 	return res
 }
 
-// numberHash hashes the number without its visual separators, so that
-// "0900-123" and "0900123" are the same number for sequential calls.
+// numberHash hashes the number as matching reads it (escapes decoded,
+// visual separators skipped), so that "0900-123", "%30900123" and
+// "0900123" are the same number for sequential calls.
 func numberHash(number []byte) uint64 {
 	var b [64]byte
 	n := 0
-	for _, c := range number {
+	for i := 0; i < len(number); {
+		var c byte
+		c, i = numberByte(number, i)
 		if isSeparator(c) {
 			continue
 		}

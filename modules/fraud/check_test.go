@@ -118,8 +118,9 @@ func TestSequentialCalls(t *testing.T) {
 		e.clock.Advance(time.Minute)
 		return e.check("alice@example.com", number)
 	}
-	got := []Result{step("0900111"), step("0900-111"), step("0900111"), step("0900222"), step("0900222"), step("0900111")}
-	// The separators make no other number; another number starts again.
+	got := []Result{step("0900111"), step("0900-111"), step("%30900111"), step("0900222"), step("0900222"), step("0900111")}
+	// Separators and escapes make no other number; another number starts
+	// again.
 	if want := []Result{OK, Warning, Critical, OK, Warning, OK}; !same(got, want) {
 		t.Fatalf("results %v, want %v", got, want)
 	}

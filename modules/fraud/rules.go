@@ -73,6 +73,34 @@ func isSeparator(c byte) bool {
 	return c == '-' || c == '.' || c == '(' || c == ')' || c == ' '
 }
 
+// numberByte returns the character of number at i, with an escaped
+// character (RFC 3261 §19.1.2: "%30" is '0') decoded, and the index after
+// it. A user part may escape any character and the next hop sees the
+// number unescaped, so matching must too.
+func numberByte(number []byte, i int) (byte, int) {
+	c := number[i]
+	if c == '%' && i+2 < len(number) {
+		if h, ok := unhex(number[i+1]); ok {
+			if l, ok := unhex(number[i+2]); ok {
+				return h<<4 | l, i + 3
+			}
+		}
+	}
+	return c, i + 1
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
 // node is a trie node: children by digit (0: none; the root is never a
 // child) and the node's rules, order[first:first+n], by ID.
 type node struct {
@@ -93,7 +121,9 @@ type trie struct {
 func (t *trie) match(rules []rule, number []byte, minute, weekday int) *rule {
 	best := t.active(rules, 0, minute, weekday)
 	n := int32(0)
-	for _, c := range number {
+	for i := 0; i < len(number); {
+		var c byte
+		c, i = numberByte(number, i)
 		if isSeparator(c) {
 			continue
 		}

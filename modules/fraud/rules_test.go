@@ -36,7 +36,13 @@ func TestPrefixMatch(t *testing.T) {
 		{1, "alice", 1},      // a name: nothing but the empty prefix
 		{1, "0900-123-4", 4}, // visual separators are skipped
 		{1, "(0900) 123", 4},
-		{1, "0900x123", 3}, // a letter ends the walk
+		{1, "0900x123", 3},     // a letter ends the walk
+		{1, "%30900123456", 4}, // escaped digits are the digits (the next hop unescapes them)
+		{1, "09%30%30123", 4},
+		{1, "%2B447700", 5},
+		{1, "0900%2D123", 4}, // an escaped separator
+		{1, "0900%3", 3},     // not an escape: '%' ends the walk
+		{1, "0900%zz1", 3},
 		{1, "+447700", 5},
 		{1, "44", 1},
 		{1, "*#06#", 6},
