@@ -219,17 +219,17 @@ func apiErr(err error) error {
 // permissions.poll_interval.
 var cliCommands = map[string]modules.CLICommand{
 	"add": {
-		Usage: "add <ip[/bits]> [--group N] [--port N] [--proto udp|tcp|tls|ws|any] [--pattern RE] [--info TEXT]",
+		Usage: "<ip[/bits]> [--group N] [--port N] [--proto udp|tcp|tls|ws|any] [--pattern RE] [--info TEXT]",
 		Help:  "add an address or subnet to a group (default 1: trusted gateways)",
 		Run:   cliAdd,
 	},
 	"list": {
-		Usage: "list [--group N]",
+		Usage: "[--group N]",
 		Help:  "list the address entries, of one group or all",
 		Run:   cliList,
 	},
 	"del": {
-		Usage: "del <id> | del <ip[/bits]> [--group N]",
+		Usage: "<id> | <ip[/bits]> [--group N]",
 		Help:  "delete an entry by id, or every entry of a group for an address or subnet",
 		Run:   cliDel,
 	},
@@ -360,11 +360,6 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// usageError is a mistake in the command line: the server prints it with
+// usageErr is a mistake in the command line: the server prints it with
 // the usage and exits 2.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-func (e *usageError) Unwrap() error { return flag.ErrHelp }
-
-func usageErr(msg string) error { return &usageError{msg} }
+func usageErr(msg string) error { return &modules.KeyError{Msg: msg} }

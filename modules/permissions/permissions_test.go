@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -375,8 +374,9 @@ func TestCLI(t *testing.T) {
 		{[]string{"del", "192.0.2.0/24"}, false, "no entry for 192.0.2.0/24 in group 1"},
 	} {
 		_, err := f.cli(t, c.args[0], c.args[1:]...)
-		if err == nil || errors.Is(err, flag.ErrHelp) != c.usage || !strings.Contains(err.Error(), c.words) {
-			t.Errorf("%v: %v (usage error %v), want one mentioning %q (usage error %v)", c.args, err, errors.Is(err, flag.ErrHelp), c.words, c.usage)
+		var ke *modules.KeyError
+		if usage := errors.As(err, &ke); err == nil || usage != c.usage || !strings.Contains(err.Error(), c.words) {
+			t.Errorf("%v: %v (usage error %v), want one mentioning %q (usage error %v)", c.args, err, usage, c.words, c.usage)
 		}
 	}
 	out, err = f.cli(t, "del", "192.0.2.0/24", "--group", "2")
