@@ -53,7 +53,7 @@ func (a *Address) Prefix() string {
 // Limits of the address table's text columns.
 const (
 	MaxAddressGroup   = 65535
-	maxPatternLen     = 512
+	MaxPatternLen     = 512 // bytes of Address.Pattern
 	maxContextInfoLen = 255
 )
 
@@ -149,8 +149,8 @@ func NormalizeAddress(a *Address) error {
 		return errorf(ErrMalformedAddress, "proto %q: want one of %s", a.Proto, strings.Join(AddressProtos, ", "))
 	}
 	a.Proto = proto
-	if len(a.Pattern) > maxPatternLen {
-		return errorf(ErrMalformedAddress, "pattern %.20q... longer than %d bytes", a.Pattern, maxPatternLen)
+	if len(a.Pattern) > MaxPatternLen {
+		return errorf(ErrMalformedAddress, "pattern %.20q... longer than %d bytes", a.Pattern, MaxPatternLen)
 	}
 	if a.Pattern != "" {
 		if _, err := regexp.Compile(a.Pattern); err != nil {

@@ -2,6 +2,7 @@ package permissions
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"regexp"
 	"sort"
@@ -153,9 +154,14 @@ func buildTable(rows []store.Address, subj subject, prev *table, skip func(a sto
 }
 
 func toEntry(a store.Address, compiled map[string]*regexp.Regexp) (entry, netip.Prefix, error) {
+	// The pattern is compiled below, once per distinct text, rather than
+	// by NormalizeAddress for every row and reload.
+	pattern := a.Pattern
+	a.Pattern = ""
 	if err := store.NormalizeAddress(&a); err != nil {
 		return entry{}, netip.Prefix{}, err
 	}
+	a.Pattern = pattern
 	p := netip.PrefixFrom(netip.MustParseAddr(a.IP), a.Mask)
 	e := entry{id: a.ID, group: uint16(a.Group), port: uint16(a.Port), info: a.ContextInfo, protos: anyProto}
 	if a.Proto != "any" {
@@ -165,7 +171,13 @@ func toEntry(a store.Address, compiled map[string]*regexp.Regexp) (entry, netip.
 	if a.Pattern != "" {
 		re := compiled[a.Pattern]
 		if re == nil {
-			re = regexp.MustCompile(a.Pattern) // NormalizeAddress compiled it already
+			if len(a.Pattern) > store.MaxPatternLen {
+				return entry{}, netip.Prefix{}, fmt.Errorf("pattern %.20q... longer than %d bytes", a.Pattern, store.MaxPatternLen)
+			}
+			var err error
+			if re, err = regexp.Compile(a.Pattern); err != nil {
+				return entry{}, netip.Prefix{}, fmt.Errorf("pattern %q: %v", a.Pattern, err)
+			}
 			compiled[a.Pattern] = re
 		}
 		e.pattern = re
