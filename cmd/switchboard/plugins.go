@@ -9,5 +9,6 @@ package main
 import (
 	_ "switchboard/modules/auth"
 	_ "switchboard/modules/fraud"
+	_ "switchboard/modules/permissions"
 	_ "switchboard/modules/registrar"
 )
