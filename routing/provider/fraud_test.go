@@ -57,10 +57,12 @@ func newFraudHarness(t *testing.T, rules ...store.FraudRule) (*harness, *fraud.F
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { set.Stop(); a.Close(); reg.Close(); st.Close() })
+	perms := trustedGateways(t, st, h.clock) // 127.0.0.2 (UDP) is a trusted gateway
+	t.Cleanup(func() { set.Stop(); perms.Stop(); a.Close(); reg.Close(); st.Close() })
 	f := set.Get("fraud").(*fraud.Fraud)
 	env := &routing.Env{Domains: routing.NewDomains([]string{"example.com", "127.0.0.1"}),
-		Modules: map[string]any{"registrar": reg, "auth": a, "fraud": f}}
+		Modules: map[string]any{"registrar": reg, "auth": a, "fraud": f, "permissions": perms.Get("permissions"),
+			"provider": Options{TrustedGroup: 1}}}
 	rs, _ := routing.Lookup("provider")
 	rt, err := routing.NewRouter(rs, env)
 	if err != nil {
@@ -127,6 +129,12 @@ func TestFraudLimits(t *testing.T) {
 	// go through.
 	for i := 0; i < 3; i++ {
 		h.send("127.0.0.1:7000", req("INVITE", "sip:0900555@example.com", "someone@example.net", "0900555@example.com", ""),
+			func(s sentMsg) bool { return strings.HasPrefix(s.data, "INVITE ") })
+	}
+	// Nor are a trusted gateway's, whose From names our domain: it was not
+	// authenticated, and the number in its From is no subscriber's.
+	for i := 0; i < 3; i++ {
+		h.send("127.0.0.2:5060", req("INVITE", "sip:0900555@example.com", "+4930123@example.com", "0900555@example.com", ""),
 			func(s sentMsg) bool { return strings.HasPrefix(s.data, "INVITE ") })
 	}
 	if n := len(f.Events("", "")); n != 3 {

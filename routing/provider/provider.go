@@ -41,7 +41,8 @@
 //	    }
 //	    if ($reveal_unknown_users && !does_uri_exist()) { sl_send_reply(404, "Not Found"); exit; }
 //	    if (!lookup("location")) { sl_send_reply(480, "Temporarily Unavailable"); exit; }
-//	    if (is_from_local()) route(fraud);       # authenticated above
+//	    if (is_from_local() && !check_source_address($trusted_group))
+//	        route(fraud);                        # authenticated above
 //	    t_on_failure("next_contacts"); t_on_branch("contact");
 //	    t_relay();
 //	}
@@ -281,7 +282,7 @@ func (p *routes) foreignAuthorized(c *routing.Ctx, res auth.Result) {
 		return
 	}
 	auth.ConsumeCredentials(c)
-	p.relayCall(c)
+	p.relayCall(c, true)
 }
 
 // register handles REGISTER for a served domain.
@@ -362,7 +363,9 @@ func (p *routes) deliver(c *routing.Ctx) {
 		refuse(c, 480, "Temporarily Unavailable")
 		return
 	}
-	p.relayCall(c)
+	// Requests from our domains were authenticated, but for a trusted
+	// gateway's: the caller there is no subscriber of ours.
+	p.relayCall(c, c.IsFromLocal() && !p.trustedGateway(c))
 }
 
 // failure tries the next q-group of contacts, if any; otherwise the best
@@ -382,11 +385,10 @@ func (p *routes) reply(c *routing.ReplyCtx) bool {
 }
 
 // relayCall relays a new request after the fraud limits (route[fraud]):
-// an INVITE of an authenticated local subscriber (every request from a
-// served domain was authorized before it gets here) is checked against
-// the profile fraud.profile; critical gets 403, a warning goes on.
-func (p *routes) relayCall(c *routing.Ctx) {
-	if profile := p.fraud.Profile(); profile != 0 && c.IsMethod(parser.MethodInvite) && c.IsFromLocal() {
+// an INVITE of an authenticated local subscriber is checked against the
+// profile fraud.profile; critical gets 403, a warning goes on.
+func (p *routes) relayCall(c *routing.Ctx, authenticated bool) {
+	if profile := p.fraud.Profile(); profile != 0 && authenticated && c.IsMethod(parser.MethodInvite) {
 		var buf [256]byte
 		caller := fraud.AppendCaller(buf[:0], c)
 		if p.fraud.Check(c, caller, c.Msg().RURI().User, profile) == fraud.Critical {
