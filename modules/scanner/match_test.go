@@ -211,7 +211,7 @@ func TestCreateTagShape(t *testing.T) {
 		"3130300131613334":                               false, // "1a34": not all digits
 		"3130300101313233":                               false, // two 0x01
 		"1f30300131323334":                               false, // control byte before
-		"3766303030303031336537360133393135353936363831a": false,
+		"3766303030303031336537360133393135353936363831a":  false,
 		"3766303030303031336537360133393135353936363831AB": false,
 		"2582d0b3405ba440": false, // baresip
 		"3206210844":       false, // svcrack's constant is matched on its own
