@@ -508,7 +508,9 @@ func TestCheck(t *testing.T) {
 		{func(s *Settings) { s.Pipes = []PipeSettings{{Name: "p", Limit: 1, Algorithm: "leaky"}} }, "pipes[0].algorithm"},
 		{func(s *Settings) { s.Pipes = []PipeSettings{{Name: "p", Limit: 0}} }, "pipes[0].limit"},
 		{func(s *Settings) { s.Pipes = []PipeSettings{{Name: "p", Limit: 101, Algorithm: "feedback"}} }, "pipes[0].limit"},
-		{func(s *Settings) { s.Pipes = []PipeSettings{{Name: "p", Limit: 50, Algorithm: "feedback", Key: "source"}} }, "pipes[0].key"},
+		{func(s *Settings) {
+			s.Pipes = []PipeSettings{{Name: "p", Limit: 50, Algorithm: "feedback", Key: "source"}}
+		}, "pipes[0].key"},
 		{func(s *Settings) { s.Pipes = []PipeSettings{{Name: "p", Limit: 1, Key: "ip"}} }, "pipes[0].key"},
 		{func(s *Settings) { s.Pipes = []PipeSettings{{Name: "p", Limit: 1, Interval: time.Millisecond}} }, "pipes[0].interval"},
 		{func(s *Settings) { s.Pipes = []PipeSettings{{Name: "p", Limit: 1, Interval: 2 * time.Hour}} }, "pipes[0].interval"},
