@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -275,4 +277,45 @@ func TestE2ERateLimit(t *testing.T) {
 	if code, _ := srv.api("ratelimit.set", `{"pipe": "nope", "limit": 3}`); code != 404 {
 		t.Errorf("unknown pipe: %d", code)
 	}
+}
+
+// TestE2EReloadScannerAndRateLimit: a SIGHUP applies changed patterns and
+// pipes without a restart.
+func TestE2EReloadScannerAndRateLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end tests skipped in -short mode")
+	}
+	srv := startServer(t, "scanner:\n  patterns: [friendly-scanner]\nratelimit:\n  pipes:\n    - {name: invite, limit: 100, interval: 60s, key: source, methods: [INVITE]}\n")
+	peer := newUDPPeerOn(t, "127.0.0.3")
+	peer.send(srv.Port, uaRequest("INVITE", "sip:nobody@localhost", "EvilDialer 2.0"))
+	peer.waitFor("SIP/2.0 480 ", 5*time.Second)
+
+	b, err := os.ReadFile(srv.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(b), "[friendly-scanner]", "[friendly-scanner, ^evildialer]", 1)
+	cfg = strings.Replace(cfg, "limit: 100", "limit: 1", 1)
+	if err := os.WriteFile(srv.Config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(srv.Log.String(), "msg=reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload:\n%s", srv.Log)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if l := srv.Log.String(); !strings.Contains(l, "scanner") || !strings.Contains(l[strings.Index(l, "msg=reloaded"):], "ratelimit") {
+		t.Fatalf("reload did not apply both modules:\n%s", l)
+	}
+	peer.send(srv.Port, uaRequest("INVITE", "sip:nobody@localhost", "EvilDialer 2.0"))
+	if got := peer.take(time.Second); len(got) != 0 {
+		t.Fatalf("the new pattern did not apply: %q", got)
+	}
+	// The pipe kept its count (1 INVITE) and now allows 1.
+	other := newUDPPeerOn(t, "127.0.0.3")
+	other.send(srv.Port, uaRequest("INVITE", "sip:nobody@localhost", "Phone/1.0"))
+	other.waitFor("SIP/2.0 503 ", 5*time.Second)
 }
