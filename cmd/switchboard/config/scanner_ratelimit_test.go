@@ -1,11 +1,13 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
-	_ "switchboard/modules/ratelimit" // their sections are in default.yaml
-	_ "switchboard/modules/scanner"
+	// Their sections are in default.yaml.
+	"switchboard/modules/ratelimit"
+	"switchboard/modules/scanner"
 )
 
 // TestScannerAndRateLimitErrors: a bad value in the scanner or ratelimit
@@ -24,5 +26,22 @@ func TestScannerAndRateLimitErrors(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %s...", tc.src, err, tc.want)
 		}
+	}
+}
+
+// TestRateLimitPipesReplaceDefaults: pipes in the file replace the default
+// pipes whole; a pipe takes nothing from the default at its position.
+func TestRateLimitPipesReplaceDefaults(t *testing.T) {
+	cfg, err := Load("x.yaml", []byte("ratelimit:\n  pipes:\n    - {name: a, limit: 5}\nscanner:\n  patterns: [x]\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := cfg.Modules["ratelimit"].(*ratelimit.Settings)
+	want := []ratelimit.PipeSettings{{Name: "a", Limit: 5}}
+	if !reflect.DeepEqual(rl.Pipes, want) || rl.MaxKeys != ratelimit.DefaultMaxKeys {
+		t.Fatalf("pipes %+v, max_keys %d", rl.Pipes, rl.MaxKeys)
+	}
+	if sc := cfg.Modules["scanner"].(*scanner.Settings); !reflect.DeepEqual(sc.Patterns, []string{"x"}) || len(sc.Fingerprints) != 2 {
+		t.Fatalf("scanner %+v", sc)
 	}
 }
