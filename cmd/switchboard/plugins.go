@@ -8,6 +8,7 @@ package main
 // orders them.
 import (
 	_ "switchboard/modules/auth"
+	_ "switchboard/modules/permissions"
 	_ "switchboard/modules/ratelimit"
 	_ "switchboard/modules/registrar"
 	_ "switchboard/modules/scanner"

@@ -84,8 +84,9 @@ func newHarnessWith(t *testing.T, withModules bool, opts Options, extra func(*sh
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { a.Close(); reg.Close(); st.Close() })
-		env.Modules = map[string]any{"registrar": reg, "auth": a, "provider": opts}
+		perms := trustedGateways(t, st, clock)
+		t.Cleanup(func() { a.Close(); reg.Close(); perms.Stop(); st.Close() })
+		env.Modules = map[string]any{"registrar": reg, "auth": a, "permissions": perms.Get("permissions"), "provider": opts}
 		if extra != nil {
 			for name, m := range extra(clock) {
 				env.Modules[name] = m
