@@ -10,5 +10,7 @@ import (
 	_ "switchboard/modules/auth"
 	_ "switchboard/modules/fraud"
 	_ "switchboard/modules/permissions"
+	_ "switchboard/modules/ratelimit"
 	_ "switchboard/modules/registrar"
+	_ "switchboard/modules/scanner"
 )

@@ -7,6 +7,7 @@
 //	route {
 //	    # the core already answered 400 (malformed), 483 (Max-Forwards),
 //	    # 482 (loop), 416, 420 and 505 before the route runs
+//	    if ($ua =~ "friendly-scanner" || ...) drop;  # scanner: patterns and fingerprints, no answer
 //	    if (has_totag()) {                       # in-dialog
 //	        if (loose_route()) {                 # our signed Record-Route only
 //	            if (is_method("BYE")) route(fraud_release);
@@ -15,6 +16,10 @@
 //	        if (is_method("ACK")) exit;          # stray ACK: drop
 //	        if ($route_kind == forged) { sl_send_reply(403, "Forbidden Route"); exit; }
 //	        sl_send_reply(404, "Not here"); exit;
+//	    }
+//	    if (!rl_check()) {                       # ratelimit: the pipes of this method
+//	        append_to_reply("Retry-After: 10\r\n");  # (INVITE, REGISTER per source)
+//	        sl_send_reply(503, "Rate Limit Exceeded"); exit;
 //	    }
 //	    # an outbound proxy's Route to us was removed; any other Route set:
 //	    if ($route_kind != none && $route_kind != local) {
@@ -94,6 +99,12 @@
 // a credential-cache miss, and then off the receive path: the request is
 // suspended and the route carries on from a worker (see modules/auth).
 //
+// The scanner block list and the rate limits apply when those modules are
+// in routing.Env.Modules ("scanner", "ratelimit"): a request from a
+// scanner is dropped before anything else, so it is never answered, and an
+// initial request over a pipe's limit gets one stateless 503 with
+// Retry-After (modules/scanner, modules/ratelimit).
+//
 // The registrar and authentication steps run when those modules are in
 // routing.Env.Modules ("registrar", "auth"); without them REGISTER gets 501,
 // requests for other domains 403 and calls to served domains 480, so the rest
@@ -106,7 +117,9 @@ import (
 	"switchboard/modules/auth"
 	"switchboard/modules/fraud"
 	"switchboard/modules/permissions"
+	"switchboard/modules/ratelimit"
 	"switchboard/modules/registrar"
+	"switchboard/modules/scanner"
 	"switchboard/parser"
 	"switchboard/routing"
 )
@@ -139,11 +152,13 @@ func init() {
 // routes holds the modules and the continuations, built once so that
 // passing them to the modules allocates nothing.
 type routes struct {
-	reg   *registrar.Registrar
-	auth  *auth.Auth
-	fraud *fraud.Fraud
-	perms *permissions.Permissions
-	opts  Options
+	reg     *registrar.Registrar
+	auth    *auth.Auth
+	fraud   *fraud.Fraud
+	perms   *permissions.Permissions
+	scanner *scanner.Scanner
+	rl      *ratelimit.RateLimit
+	opts    Options
 
 	afterRegisterAuth auth.Next
 	afterForeignAuth  auth.Next
@@ -156,6 +171,8 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.reg, _ = env.Module("registrar").(*registrar.Registrar)
 	p.auth, _ = env.Module("auth").(*auth.Auth)
 	p.perms, _ = env.Module("permissions").(*permissions.Permissions)
+	p.scanner, _ = env.Module("scanner").(*scanner.Scanner)
+	p.rl, _ = env.Module("ratelimit").(*ratelimit.RateLimit)
 	p.opts, _ = env.Module("provider").(Options)
 	p.fraud, _ = env.Module("fraud").(*fraud.Fraud)
 	if p.auth != nil && p.auth.RegisterWithoutAuth() {
@@ -176,9 +193,15 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 }
 
 func (p *routes) request(c *routing.Ctx) {
+	if p.scanner != nil && p.scanner.Blocked(c) {
+		return // dropped unanswered: a scanner learns nothing
+	}
 	if c.HasToTag() {
 		p.inDialog(c)
 		return
+	}
+	if p.rl != nil && p.rl.Limited(c) {
+		return // answered 503 with Retry-After
 	}
 	switch c.RouteKind() {
 	case routing.RouteNone, routing.RouteLocal:
