@@ -197,3 +197,43 @@ func BenchmarkUDPAdmit(b *testing.B) {
 		})
 	}
 }
+
+// A connection open before its source was refused is closed at its next
+// message, which is not handled.
+func TestStreamAdmitClosesOpenConnection(t *testing.T) {
+	for _, proto := range []Proto{TCP, TLS} {
+		t.Run(proto.String(), func(t *testing.T) {
+			rec := newRecorder()
+			var banned atomic.Bool
+			admit := func(netip.Addr) bool { return !banned.Load() }
+			var c net.Conn
+			var tr *Transport
+			if proto == TCP {
+				tr = startTransport(t, tcpConfig(func(c *Config) { c.Admit = admit }), rec)
+				c = dialTCP(t, tr.Listeners()[0].Local)
+			} else {
+				pki := newPKI(t, "ca")
+				tr, _ = startTLS(t, pki, rec, func(c *Config) { c.Admit = admit })
+				tc, err := dialTLSClient(tr.Listeners()[0].Local, &tls.Config{RootCAs: pki.pool, ServerName: "sip.example.com"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tc.Close()
+				c = tc
+			}
+			c.Write([]byte(sipMsg("OPTIONS", "")))
+			rec.wait(t, 1)
+			banned.Store(true)
+			c.Write([]byte(sipMsg("MESSAGE", "hi")))
+			expectClosed(t, c, 5*time.Second)
+			time.Sleep(20 * time.Millisecond)
+			if n := len(rec.wait(t, 1)); n != 1 {
+				t.Fatalf("%d messages handled, want only the one before the ban", n)
+			}
+			st := tr.Stats()
+			if st.AdmitClosed != 1 || st.ConnsOversize != 0 || st.Errors != 0 {
+				t.Fatalf("closed %d oversize %d errors %d, want 1 0 0", st.AdmitClosed, st.ConnsOversize, st.Errors)
+			}
+		})
+	}
+}

@@ -30,6 +30,7 @@ type counters struct {
 	connsOversize  atomic.Uint64 // connections closed for an oversize/bad message
 	connsOverflow  atomic.Uint64 // connections closed because the write queue overflowed
 	admitRefused   atomic.Uint64 // inbound connections Config.Admit refused
+	admitClosed    atomic.Uint64 // open inbound connections closed when Admit began refusing their source
 	tlsHandshakeKO atomic.Uint64 // failed TLS handshakes (both directions)
 	keepalivePings atomic.Uint64 // CRLFCRLF pings answered
 }
@@ -68,6 +69,10 @@ type Stats struct {
 	// because Config.Admit refused their source; they are not in
 	// ConnsAccepted or ConnsRejected.
 	AdmitRefused uint64
+	// AdmitClosed counts inbound connections that were open when
+	// Config.Admit began refusing their source, closed at their next
+	// message (which is not handled).
+	AdmitClosed uint64
 }
 
 func (c *counters) in(stripe int, p Proto, n int) {
@@ -108,6 +113,7 @@ func (c *counters) snapshot() Stats {
 	st.TLSHandshakeKO = c.tlsHandshakeKO.Load()
 	st.KeepalivePings = c.keepalivePings.Load()
 	st.AdmitRefused = c.admitRefused.Load()
+	st.AdmitClosed = c.admitClosed.Load()
 	return st
 }
 

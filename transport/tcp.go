@@ -150,8 +150,10 @@ func (ev *tcpEvents) OnTraffic(gc gnet.Conn) gnet.Action {
 		_, _ = gc.Discard(used)
 	}
 	if err != nil {
-		ev.s.t.stats.connsOversize.Add(1)
-		ev.s.t.stats.errors.Add(1)
+		if err != errRefused {
+			ev.s.t.stats.connsOversize.Add(1)
+			ev.s.t.stats.errors.Add(1)
+		}
 		return gnet.Close
 	}
 	return gnet.None

@@ -263,8 +263,10 @@ func (s *streams) runTLS(c *streamConn, tc *tls.Conn) {
 				start, end = 0, 0
 			}
 			if ferr != nil {
-				s.t.stats.connsOversize.Add(1)
-				s.t.stats.errors.Add(1)
+				if ferr != errRefused {
+					s.t.stats.connsOversize.Add(1)
+					s.t.stats.errors.Add(1)
+				}
 				return
 			}
 		}
