@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -36,29 +35,32 @@ type Host struct {
 	// Domains are the domains the server serves.
 	Domains *routing.Domains
 
-	name    string
-	logger  *slog.Logger
-	mgmt    *mgmt.Server
-	built   map[string]Instance
-	after   []string
-	admit   *[]func(netip.Addr) bool
-	warnMu  sync.Mutex
-	warnSec int64
-	warnN   int
-	dropped int
+	name     string
+	logger   *slog.Logger
+	mgmt     *mgmt.Server
+	built    map[string]Instance
+	commands map[string]string // command name -> module, shared by the set
+	after    []string
+	admit    *[]func(netip.Addr) bool
+	warnMu   sync.Mutex
+	warnSec  int64
+	warnN    int
+	dropped  int
 }
 
 // Logger returns the module's logger (its lines carry module=<name>).
 func (h *Host) Logger() *slog.Logger { return h.logger }
 
 // Command registers a management API command (and `switchboard ctl`
-// command). Its name must begin with the module's name and a dot
-// ("pike.bans", "permissions.add"), so that modules cannot shadow one
-// another's commands.
+// command). Name it "<module>.<verb>" ("pike.bans", "permissions.add"),
+// or after the family operators know the module's tables by
+// ("registrations.list", "users.add"). A name another module registered
+// already is a programming error: Command panics, at the first start.
 func (h *Host) Command(name string, c mgmt.Command) {
-	if !strings.HasPrefix(name, h.name+".") {
-		panic(fmt.Sprintf("modules: %s registers command %q: it must begin with %q", h.name, name, h.name+"."))
+	if owner, dup := h.commands[name]; dup {
+		panic(fmt.Sprintf("modules: %s registers command %q, which %s registered", h.name, name, owner))
 	}
+	h.commands[name] = h.name
 	if h.mgmt != nil {
 		h.mgmt.Register(name, c)
 	}

@@ -72,6 +72,10 @@ type Definition struct {
 	// Check validates decoded settings (ranges, combinations) and returns
 	// a *KeyError for the key at fault. Nil: nothing to check.
 	Check func(settings any) error
+	// StoreOptions adjusts the options the server opens the store with,
+	// from the module's checked settings (the registrar's write-through
+	// mode makes every commit wait for the disk). Nil: nothing to adjust.
+	StoreOptions func(settings any, o *store.Options)
 	// New builds the module from checked settings. It may register
 	// management commands and metrics on h, read the store, and use the
 	// modules named in After; it must not start goroutines that send SIP

@@ -57,6 +57,7 @@ func Build(svc Services, settings map[string]any, only ...string) (*Set, error) 
 	}
 	s := &Set{}
 	built := map[string]Instance{}
+	commands := map[string]string{}
 	for _, d := range defs {
 		cfg, ok := settings[d.Name]
 		if !ok && d.Settings != nil {
@@ -72,7 +73,7 @@ func Build(svc Services, settings map[string]any, only ...string) (*Set, error) 
 			Store: svc.Store, Clock: svc.Clock, Metrics: svc.Metrics, DataDir: svc.DataDir,
 			Shards: svc.Shards, Domains: svc.Domains,
 			name: d.Name, logger: svc.Logger.With("module", d.Name), mgmt: svc.Mgmt,
-			built: built, after: append(append([]string(nil), d.After...), d.Uses...), admit: &s.admit,
+			built: built, commands: commands, after: append(append([]string(nil), d.After...), d.Uses...), admit: &s.admit,
 		}
 		inst, err := d.New(h, cfg)
 		if err != nil {
@@ -204,4 +205,20 @@ func (s *Set) Reload(settings map[string]any, differ func(name string) bool) (ap
 		applied = append(applied, d.Name)
 	}
 	return applied, restart, errs
+}
+
+// StoreOptions applies every module's StoreOptions hook to o, with the
+// module's settings from settings (defaults when missing).
+func StoreOptions(settings map[string]any, o *store.Options) {
+	defs, _ := Ordered()
+	for _, d := range defs {
+		if d.StoreOptions == nil {
+			continue
+		}
+		st, ok := settings[d.Name]
+		if !ok && d.Settings != nil {
+			st = d.Settings()
+		}
+		d.StoreOptions(st, o)
+	}
 }

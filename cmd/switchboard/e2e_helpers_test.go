@@ -34,6 +34,9 @@ var (
 // switchboardBinary builds cmd/switchboard once per test process.
 func switchboardBinary(t *testing.T) string {
 	t.Helper()
+	if p := os.Getenv(netnsBinaryEnv); p != "" {
+		return p // built by the test process outside the namespace
+	}
 	binOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "switchboard-e2e-bin")
 		if err != nil {

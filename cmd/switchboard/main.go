@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"switchboard/cmd/switchboard/config"
+	"switchboard/modules"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -46,7 +47,7 @@ func main() {
 // 1 failure at run time, 2 bad usage or configuration.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usageText())
 		return 2
 	}
 	cmd, rest := args[0], args[1:]
@@ -68,11 +69,22 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "domain":
 		return cmdDomain(rest, stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usageText())
 		return 0
 	}
-	fmt.Fprintf(stderr, "switchboard: unknown command %q\n\n%s", cmd, usage)
+	if d, ok := modules.Lookup(cmd); ok && len(d.CLI) > 0 {
+		return cmdModule(d, rest, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "switchboard: unknown command %q\n\n%s", cmd, usageText())
 	return 2
+}
+
+// usageText is the usage with the modules' subcommands.
+func usageText() string {
+	if m := moduleCommands(); m != "" {
+		return strings.Replace(usage, "  version ", m+"  version ", 1)
+	}
+	return usage
 }
 
 // setFlags collects repeated --set key=value overrides.

@@ -19,9 +19,11 @@ import (
 
 	"switchboard/cmd/switchboard/config"
 	"switchboard/mgmt"
+	"switchboard/modules"
 	"switchboard/routing"
 	_ "switchboard/routing/provider"
 	_ "switchboard/routing/relay"
+	"switchboard/shards"
 	"switchboard/sipdns"
 	"switchboard/store"
 	"switchboard/transport"
@@ -45,7 +47,8 @@ type server struct {
 	router  *routing.Router
 	core    *txn.Core
 	tr      *transport.Transport
-	mods    *modules // registrar and auth (modules.go)
+	clock   *shards.Clock // of every table and the transaction core
+	mods    *modules.Set  // the modules of plugins.go (modules.go)
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
@@ -84,7 +87,9 @@ func (s *server) start() error {
 	var err error
 	// write-through promises a 200 only for a binding on disk: every
 	// commit waits for the disk (a power loss keeps it too).
-	s.store, err = store.Open(cfg.Storage.Dir, store.Options{SyncCommits: cfg.Registrar.Persist == "write-through"})
+	var storeOpts store.Options
+	modules.StoreOptions(cfg.Modules, &storeOpts)
+	s.store, err = store.Open(cfg.Storage.Dir, storeOpts)
 	if err != nil {
 		return fmt.Errorf("storage.dir %s: %w", cfg.Storage.Dir, err)
 	}
@@ -129,7 +134,7 @@ func (s *server) start() error {
 		Sender:          s.tr,
 		Listeners:       s.tr,
 		Router:          s.router,
-		Clock:           s.mods.clock, // one ticker for every table
+		Clock:           s.clock, // one ticker for every table
 		T1:              cfg.Timers.T1.D(),
 		T2:              cfg.Timers.T2.D(),
 		T4:              cfg.Timers.T4.D(),
@@ -153,6 +158,9 @@ func (s *server) start() error {
 	}
 	// The bound addresses (port 0 resolved) are ours too.
 	s.domains.Replace(s.localNames())
+	if err := s.startedModules(); err != nil {
+		return err
+	}
 	registerMetrics(s.mgmt.Metrics(), s.tr, s.core)
 	s.registerCommands()
 	if cfg.Mgmt.Listen != "" {
@@ -365,19 +373,30 @@ func (s *server) reload() {
 		}
 	}
 	for key, changed := range map[string]bool{
-		"listen":    fmt.Sprint(cfg.Listen) != fmt.Sprint(s.cfg.Listen),
-		"routes":    cfg.Routes != s.cfg.Routes,
-		"timers":    cfg.Timers != s.cfg.Timers,
-		"limits":    cfg.Limits != s.cfg.Limits,
-		"storage":   cfg.Storage != s.cfg.Storage,
-		"mgmt":      fmt.Sprint(cfg.Mgmt) != fmt.Sprint(s.cfg.Mgmt),
-		"registrar": fmt.Sprint(cfg.Registrar) != fmt.Sprint(s.cfg.Registrar),
-		"auth":      fmt.Sprint(cfg.Auth) != fmt.Sprint(s.cfg.Auth),
+		"listen":   fmt.Sprint(cfg.Listen) != fmt.Sprint(s.cfg.Listen),
+		"routes":   cfg.Routes != s.cfg.Routes,
+		"timers":   cfg.Timers != s.cfg.Timers,
+		"limits":   cfg.Limits != s.cfg.Limits,
+		"storage":  cfg.Storage != s.cfg.Storage,
+		"mgmt":     fmt.Sprint(cfg.Mgmt) != fmt.Sprint(s.cfg.Mgmt),
+		"provider": cfg.Provider != s.cfg.Provider,
 	} {
 		if changed {
 			restart = append(restart, key)
 		}
 	}
+	// Modules whose settings changed take them if they can (Reloader).
+	applied, needRestart, errs := s.mods.Reload(cfg.Modules, func(name string) bool {
+		return fmt.Sprint(cfg.Modules[name]) != fmt.Sprint(s.cfg.Modules[name])
+	})
+	for _, err := range errs {
+		s.log.Error("reload: module settings not applied", "err", err)
+	}
+	for _, name := range applied {
+		s.cfg.Modules[name] = cfg.Modules[name]
+	}
+	reloaded = append(reloaded, applied...)
+	restart = append(restart, needRestart...)
 	s.cfg.Log = cfg.Log
 	s.log.Info("reloaded", "applied", strings.Join(reloaded, ","), "need_restart", strings.Join(restart, ","))
 }

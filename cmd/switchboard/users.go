@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"switchboard/modules"
 	"switchboard/store"
 )
 
@@ -203,7 +204,9 @@ func openStore(path string, sets []string) (*store.Store, error) {
 	if err != nil {
 		return nil, &exitError{2, err}
 	}
-	return store.Open(cfg.Storage.Dir, store.Options{})
+	var o store.Options
+	modules.StoreOptions(cfg.Modules, &o)
+	return store.Open(cfg.Storage.Dir, o)
 }
 
 func splitAOR(s string) (user, domain string, err error) {

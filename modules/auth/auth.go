@@ -33,6 +33,7 @@ import (
 
 	"github.com/dgraph-io/ristretto/v2"
 
+	"switchboard/routing"
 	"switchboard/shards"
 	"switchboard/store"
 )
@@ -90,6 +91,13 @@ type Config struct {
 	// uri as sip:<server address>:<port>). The default compares them, as
 	// RFC 7616 §3.4.6 requires.
 	SkipURICheck bool
+	// RegisterWithoutAuth tells the route set that REGISTER is to be saved
+	// without authentication (auth.register: false): for registrar
+	// benchmarks only.
+	RegisterWithoutAuth bool
+	// Domains, when set, is the server's served set: the store's domains
+	// are added to it when they change (SyncDomains).
+	Domains *routing.Domains
 	// OnDomainChange, when set, is called from the poller when domains
 	// were added or removed in the store.
 	OnDomainChange func()
@@ -117,6 +125,7 @@ type Auth struct {
 	scratch  sync.Pool // *scratch
 	stop     chan struct{}
 	wg       sync.WaitGroup
+	domainMu sync.Mutex
 
 	// counters
 	ok, failed, stale, forbidden, challenges, misses, busy, storeErrors atomic.Uint64
@@ -266,6 +275,9 @@ func (a *Auth) poll(since uint64) {
 					a.cache.Clear()
 					domains = true
 				}
+			}
+			if domains {
+				a.SyncDomains()
 			}
 			if domains && a.cfg.OnDomainChange != nil {
 				a.cfg.OnDomainChange()

@@ -87,7 +87,10 @@ type Registrar struct {
 	tbl      *shards.Table[record]
 	w        *store.LocationWriter
 	log      *slog.Logger
-	scratch  sync.Pool // *scratch
+	// ownWriter is the writer the module built (newModule) and closes at
+	// Stop; nil when the caller of New owns cfg.Writer.
+	ownWriter *store.LocationWriter
+	scratch   sync.Pool // *scratch
 
 	// counters
 	saved, removed, expired, refused, lookups, found atomic.Uint64

@@ -114,6 +114,9 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.reg, _ = env.Module("registrar").(*registrar.Registrar)
 	p.auth, _ = env.Module("auth").(*auth.Auth)
 	p.opts, _ = env.Module("provider").(Options)
+	if p.auth != nil && p.auth.RegisterWithoutAuth() {
+		p.opts.RegisterWithoutAuth = true // auth.register: false
+	}
 	p.afterRegisterAuth = p.registerAuthorized
 	p.afterForeignAuth = p.foreignAuthorized
 	p.afterLocalAuth = p.localAuthorized

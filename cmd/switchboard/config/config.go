@@ -10,6 +10,7 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"switchboard/mgmt"
+	"switchboard/modules"
 )
 
 // Config is the whole configuration of one switchboard process.
@@ -37,12 +39,27 @@ type Config struct {
 	Mgmt     Mgmt     `yaml:"mgmt"`
 	TLS      TLS      `yaml:"tls"`
 	Outbound Outbound `yaml:"outbound"`
-	// Registrar configures the location service (modules/registrar).
-	Registrar Registrar `yaml:"registrar"`
-	// Auth configures digest authentication (modules/auth).
-	Auth Auth `yaml:"auth"`
 	// Provider configures the provider route set (routing/provider).
 	Provider Provider `yaml:"provider"`
+
+	// Modules holds the settings of every module compiled in (registrar,
+	// auth, ...), by name: the section of the file named after a module
+	// decodes into the value its modules.Definition.Settings returned
+	// (see modules/module.go).
+	Modules map[string]any `yaml:"-"`
+}
+
+// ModuleSettings returns fresh default settings of every registered module
+// that takes settings.
+func ModuleSettings() map[string]any {
+	defs, _ := modules.Ordered()
+	m := make(map[string]any, len(defs))
+	for _, d := range defs {
+		if d.Settings != nil {
+			m[d.Name] = d.Settings()
+		}
+	}
+	return m
 }
 
 // Provider configures the provider route set.
@@ -51,51 +68,6 @@ type Provider struct {
 	// subscriber; false answers the 480 of a subscriber who is not
 	// registered, so that scanners cannot tell which names exist.
 	RevealUnknownUsers bool `yaml:"reveal_unknown_users"`
-}
-
-// Registrar configures the location service.
-type Registrar struct {
-	// DefaultExpires applies to a contact without expires parameter or
-	// Expires header; MinExpires is the shortest registration accepted
-	// (shorter gets 423 Interval Too Brief); MaxExpires caps longer ones.
-	DefaultExpires Duration `yaml:"default_expires"`
-	MinExpires     Duration `yaml:"min_expires"`
-	MaxExpires     Duration `yaml:"max_expires"`
-	// MaxContacts bounds the bindings of one address-of-record.
-	MaxContacts int `yaml:"max_contacts"`
-	// MaxMemory caps the memory of the bindings, in MiB.
-	MaxMemory int `yaml:"max_memory"`
-	// NATTests name the tests that mark a contact of an authenticated
-	// REGISTER as behind NAT (reached at the REGISTER's source), like
-	// nathelper's nat_uac_test flags. Empty: none.
-	NATTests []string `yaml:"nat_tests"`
-	// Persist is when a binding change is written to the store:
-	// write-back (after the 200, from a bounded queue) or write-through
-	// (the 200 waits for the commit).
-	Persist string `yaml:"persist"`
-}
-
-// NATTestNames are the values registrar.nat_tests accepts (the names of
-// modules/registrar.ParseNATTests).
-var NATTestNames = []string{"private_contact", "via_received", "private_via", "via_rport", "contact_port", "flow"}
-
-// Auth configures digest authentication.
-type Auth struct {
-	// Register makes REGISTER authenticate. false saves registrations
-	// without a password: for registrar benchmarks only.
-	Register bool `yaml:"register"`
-	// Algorithms offered in challenges, most preferred first.
-	Algorithms []string `yaml:"algorithms"`
-	// NonceLifetime is how long a nonce is accepted.
-	NonceLifetime Duration `yaml:"nonce_lifetime"`
-	// CacheEntries bounds the credential cache (subscribers).
-	CacheEntries int `yaml:"cache_entries"`
-	// Workers read the store on a credential-cache miss.
-	Workers int `yaml:"workers"`
-	// PollInterval is how often the store is asked for changed users.
-	PollInterval Duration `yaml:"poll_interval"`
-	// CheckURI requires the digest uri to be the Request-URI.
-	CheckURI bool `yaml:"check_uri"`
 }
 
 // Listener is one SIP socket.
@@ -248,24 +220,7 @@ func Default() *Config {
 		Log:     Log{Level: "info", Format: "text"},
 		Mgmt:    Mgmt{Listen: "127.0.0.1:8080"},
 		TLS:     TLS{MinVersion: "1.2", VerifyServer: true},
-		Registrar: Registrar{
-			DefaultExpires: Duration(time.Hour),
-			MinExpires:     Duration(time.Minute),
-			MaxExpires:     Duration(2 * time.Hour),
-			MaxContacts:    10,
-			MaxMemory:      1024,
-			NATTests:       []string{"private_contact", "via_received", "via_rport", "flow"},
-			Persist:        "write-back",
-		},
-		Auth: Auth{
-			Register:      true,
-			Algorithms:    []string{"SHA-256", "MD5"},
-			NonceLifetime: Duration(5 * time.Minute),
-			CacheEntries:  100_000,
-			Workers:       4,
-			PollInterval:  Duration(time.Second),
-			CheckURI:      true,
-		},
+		Modules: ModuleSettings(),
 	}
 }
 
@@ -411,7 +366,35 @@ func (c *Config) check(at func(key string) int) error {
 			return fail("outbound.resolver", "not an IP address with a port (%q)", c.Outbound.Resolver)
 		}
 	}
-	return c.checkModules(fail)
+	return c.checkModules(at)
+}
+
+// checkModules runs each module's Check on its settings; a *modules.KeyError
+// gets the section's name in front and the line of its key.
+func (c *Config) checkModules(at func(key string) int) error {
+	defs, err := modules.Ordered()
+	if err != nil {
+		return &Error{Msg: err.Error()}
+	}
+	for _, d := range defs {
+		st, ok := c.Modules[d.Name]
+		if !ok || d.Check == nil {
+			continue
+		}
+		if err := d.Check(st); err != nil {
+			key := d.Name
+			var ke *modules.KeyError
+			msg := err.Error()
+			if errors.As(err, &ke) {
+				if ke.Key != "" {
+					key += "." + ke.Key
+				}
+				msg = ke.Msg
+			}
+			return &Error{Line: at(key), Key: key, Msg: msg}
+		}
+	}
+	return nil
 }
 
 func (m *Mgmt) check(fail func(key, format string, args ...any) error) error {
@@ -464,75 +447,6 @@ func validHost(s string) bool {
 		}
 	}
 	return true
-}
-
-// checkModules checks the registrar and auth sections.
-func (c *Config) checkModules(fail func(key, format string, args ...any) error) error {
-	r := c.Registrar
-	whole := func(d Duration) bool { return d.D()%time.Second == 0 }
-	if r.MinExpires.D() < time.Second || !whole(r.MinExpires) {
-		return fail("registrar.min_expires", "must be whole seconds, at least 1s, not %s", r.MinExpires.D())
-	}
-	if r.MaxExpires < r.MinExpires || !whole(r.MaxExpires) || r.MaxExpires.D() > 365*24*time.Hour {
-		return fail("registrar.max_expires", "must be whole seconds between registrar.min_expires (%s) and 8760h, not %s", r.MinExpires.D(), r.MaxExpires.D())
-	}
-	if r.DefaultExpires < r.MinExpires || r.DefaultExpires > r.MaxExpires || !whole(r.DefaultExpires) {
-		return fail("registrar.default_expires", "must be whole seconds between registrar.min_expires and registrar.max_expires, not %s", r.DefaultExpires.D())
-	}
-	if r.MaxContacts < 1 || r.MaxContacts > 1000 {
-		return fail("registrar.max_contacts", "must be between 1 and 1000, not %d", r.MaxContacts)
-	}
-	if r.MaxMemory < 1 || r.MaxMemory > 1<<20 {
-		return fail("registrar.max_memory", "must be between 1 and 1048576 (MiB), not %d", r.MaxMemory)
-	}
-	seenTest := map[string]bool{}
-	for i, n := range r.NATTests {
-		key := fmt.Sprintf("registrar.nat_tests[%d]", i)
-		known := false
-		for _, k := range NATTestNames {
-			known = known || n == k
-		}
-		if !known {
-			return fail(key, "unknown NAT test %q; one of %s", n, strings.Join(NATTestNames, ", "))
-		}
-		if seenTest[n] {
-			return fail(key, "%s is listed twice", n)
-		}
-		seenTest[n] = true
-	}
-	switch r.Persist {
-	case "write-back", "write-through":
-	default:
-		return fail("registrar.persist", "must be write-back or write-through, not %q", r.Persist)
-	}
-	a := c.Auth
-	if len(a.Algorithms) == 0 {
-		return fail("auth.algorithms", "at least one of SHA-256, MD5")
-	}
-	seen := map[string]bool{}
-	for i, alg := range a.Algorithms {
-		key := fmt.Sprintf("auth.algorithms[%d]", i)
-		if alg != "SHA-256" && alg != "MD5" {
-			return fail(key, "unknown algorithm %q; SHA-256 or MD5", alg)
-		}
-		if seen[alg] {
-			return fail(key, "%s is listed twice", alg)
-		}
-		seen[alg] = true
-	}
-	if a.NonceLifetime.D() < 10*time.Second || a.NonceLifetime.D() > 24*time.Hour {
-		return fail("auth.nonce_lifetime", "must be between 10s and 24h, not %s", a.NonceLifetime.D())
-	}
-	if a.CacheEntries < 100 {
-		return fail("auth.cache_entries", "must be at least 100, not %d", a.CacheEntries)
-	}
-	if a.Workers < 1 || a.Workers > 256 {
-		return fail("auth.workers", "must be between 1 and 256, not %d", a.Workers)
-	}
-	if a.PollInterval.D() < 10*time.Millisecond || a.PollInterval.D() > time.Minute {
-		return fail("auth.poll_interval", "must be between 10ms and 1m, not %s", a.PollInterval.D())
-	}
-	return nil
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {

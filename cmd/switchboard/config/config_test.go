@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"switchboard/modules/auth"
 	"switchboard/modules/registrar"
 	"testing"
 	"time"
@@ -163,22 +164,26 @@ auth:
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, a := cfg.Registrar, cfg.Auth
-	if r.DefaultExpires.D() != 10*time.Minute || r.MinExpires.D() != 30*time.Second || r.MaxExpires.D() != time.Hour || r.MaxContacts != 3 || r.MaxMemory != 16 ||
+	r, a := cfg.Modules["registrar"].(*registrar.Settings), cfg.Modules["auth"].(*auth.Settings)
+	if r.DefaultExpires != 10*time.Minute || r.MinExpires != 30*time.Second || r.MaxExpires != time.Hour || r.MaxContacts != 3 || r.MaxMemory != 16 ||
 		strings.Join(r.NATTests, ",") != "private_via,flow" || r.Persist != "write-through" {
 		t.Errorf("registrar %+v", r)
 	}
-	if a.Register || len(a.Algorithms) != 1 || a.Algorithms[0] != "MD5" || a.NonceLifetime.D() != time.Minute ||
-		a.CacheEntries != 500 || a.Workers != 2 || a.PollInterval.D() != 250*time.Millisecond || a.CheckURI {
+	if a.Register || len(a.Algorithms) != 1 || a.Algorithms[0] != "MD5" || a.NonceLifetime != time.Minute ||
+		a.CacheEntries != 500 || a.Workers != 2 || a.PollInterval != 250*time.Millisecond || a.CheckURI {
 		t.Errorf("auth %+v", a)
 	}
 	d := Default()
-	if !d.Auth.Register || d.Auth.Algorithms[0] != "SHA-256" || d.Registrar.MinExpires.D() != time.Minute || !d.Auth.CheckURI {
-		t.Errorf("defaults %+v %+v", d.Auth, d.Registrar)
+	da, dr := d.Modules["auth"].(*auth.Settings), d.Modules["registrar"].(*registrar.Settings)
+	if !da.Register || da.Algorithms[0] != "SHA-256" || dr.MinExpires != time.Minute || !da.CheckURI {
+		t.Errorf("defaults %+v %+v", da, dr)
 	}
 	cfg, err = Load("x.yaml", nil, []string{"auth.register=false", "registrar.min_expires=2s"})
-	if err != nil || cfg.Auth.Register || cfg.Registrar.MinExpires.D() != 2*time.Second {
+	if err != nil || cfg.Modules["auth"].(*auth.Settings).Register || cfg.Modules["registrar"].(*registrar.Settings).MinExpires != 2*time.Second {
 		t.Errorf("overrides: %v %+v", err, cfg)
+	}
+	if Default().Modules["auth"] == d.Modules["auth"] {
+		t.Error("Default shares the modules' settings between calls")
 	}
 
 	for _, tc := range []struct{ src, want string }{
@@ -230,13 +235,9 @@ func TestTLSFilesChecked(t *testing.T) {
 	}
 }
 
-// TestNATTestNames: the names the configuration accepts are the ones the
-// registrar knows.
+// TestNATTestNames: the default NAT tests are the registrar's.
 func TestNATTestNames(t *testing.T) {
-	if got, want := strings.Join(NATTestNames, ","), strings.Join(registrar.NATTestNames(), ","); got != want {
-		t.Fatalf("config knows %s, the registrar %s", got, want)
-	}
-	if got, want := strings.Join(Default().Registrar.NATTests, ","), strings.Join(registrar.DefaultNATTests.Names(), ","); got != want {
+	if got, want := strings.Join(Default().Modules["registrar"].(*registrar.Settings).NATTests, ","), strings.Join(registrar.DefaultNATTests.Names(), ","); got != want {
 		t.Fatalf("default %s, the registrar's default %s", got, want)
 	}
 }

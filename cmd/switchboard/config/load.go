@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -80,6 +81,7 @@ func Load(name string, data []byte, overrides []string) (*Config, error) {
 			return nil, err
 		}
 	}
+	d.sections = cfg.Modules
 	if err := d.decode(root, reflect.ValueOf(cfg).Elem(), ""); err != nil {
 		if ce, ok := err.(*Error); ok {
 			ce.File = name
@@ -170,9 +172,12 @@ func yamlErrorLine(err error) int {
 }
 
 // decoder walks the YAML tree into the config structs by their yaml tags,
-// rejecting unknown keys and recording the line of every key it sees.
+// rejecting unknown keys and recording the line of every key it sees. A
+// top-level key that names a module decodes into that module's settings
+// (sections).
 type decoder struct {
-	lines map[string]int
+	lines    map[string]int
+	sections map[string]any
 }
 
 func (d *decoder) line(key string) int {
@@ -230,8 +235,25 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string) error {
 				sub = key + "." + k.Value
 			}
 			fi, ok := fields[k.Value]
+			if !ok && key == "" && d.sections != nil {
+				if st, isModule := d.sections[k.Value]; isModule {
+					if seen[k.Value] {
+						return &Error{Line: k.Line, Key: sub, Msg: "given twice"}
+					}
+					seen[k.Value] = true
+					d.lines[sub] = k.Line
+					if err := d.decode(val, reflect.ValueOf(st).Elem(), sub); err != nil {
+						return err
+					}
+					continue
+				}
+			}
 			if !ok {
-				return &Error{Line: k.Line, Key: sub, Msg: "unknown key; known keys here: " + knownKeys(fields)}
+				known := knownKeys(fields)
+				if key == "" {
+					known = knownKeys(fields, d.sectionNames()...)
+				}
+				return &Error{Line: k.Line, Key: sub, Msg: "unknown key; known keys here: " + known}
 			}
 			if seen[k.Value] {
 				return &Error{Line: k.Line, Key: sub, Msg: "given twice"}
@@ -265,6 +287,19 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string) error {
 		}
 		v.SetString(n.Value)
 		return nil
+	case reflect.Int64:
+		if v.Type() == durationType {
+			if n.Kind != yaml.ScalarNode {
+				return fail("want a single value, not a %s", kindName(n))
+			}
+			var dur Duration
+			if err := dur.setScalar(n.Value); err != nil {
+				return fail("%v", err)
+			}
+			v.SetInt(int64(dur))
+			return nil
+		}
+		fallthrough
 	case reflect.Int:
 		if n.Kind != yaml.ScalarNode {
 			return fail("want a number, not a %s", kindName(n))
@@ -274,6 +309,16 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string) error {
 			return fail("want a whole number, not %q", n.Value)
 		}
 		v.SetInt(i)
+		return nil
+	case reflect.Float64:
+		if n.Kind != yaml.ScalarNode {
+			return fail("want a number, not a %s", kindName(n))
+		}
+		f, err := strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64)
+		if err != nil {
+			return fail("want a number, not %q", n.Value)
+		}
+		v.SetFloat(f)
 		return nil
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode {
@@ -304,11 +349,22 @@ func kindName(n *yaml.Node) string {
 	return "value"
 }
 
-func knownKeys(fields map[string]int) string {
-	keys := make([]string, 0, len(fields))
+var durationType = reflect.TypeOf(time.Duration(0))
+
+func (d *decoder) sectionNames() []string {
+	names := make([]string, 0, len(d.sections))
+	for n := range d.sections {
+		names = append(names, n)
+	}
+	return names
+}
+
+func knownKeys(fields map[string]int, more ...string) string {
+	keys := make([]string, 0, len(fields)+len(more))
 	for k := range fields {
 		keys = append(keys, k)
 	}
+	keys = append(keys, more...)
 	sort.Strings(keys)
 	return strings.Join(keys, ", ")
 }

@@ -1,0 +1,12 @@
+package main
+
+// The modules compiled into the binary, one blank import each: a module
+// registers itself from its init function (modules.Register), and the
+// server builds, starts and stops every registered module from its
+// configuration section. Add a module here; nothing else in
+// cmd/switchboard changes. Order does not matter: modules.Definition.After
+// orders them.
+import (
+	_ "switchboard/modules/auth"
+	_ "switchboard/modules/registrar"
+)
