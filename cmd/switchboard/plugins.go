@@ -8,5 +8,6 @@ package main
 // orders them.
 import (
 	_ "switchboard/modules/auth"
+	_ "switchboard/modules/pike"
 	_ "switchboard/modules/registrar"
 )

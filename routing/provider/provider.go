@@ -9,10 +9,12 @@
 //	    # 482 (loop), 416, 420 and 505 before the route runs
 //	    if (has_totag()) {                       # in-dialog
 //	        if (loose_route()) { t_relay(); exit; }  # our signed Record-Route only
+//	        if (!pike_check_req()) drop;         # not ours: counted as a flood would be
 //	        if (is_method("ACK")) exit;          # stray ACK: drop
 //	        if ($route_kind == forged) { sl_send_reply(403, "Forbidden Route"); exit; }
 //	        sl_send_reply(404, "Not here"); exit;
 //	    }
+//	    if (!pike_check_req()) drop;             # over the rate: banned, no answer
 //	    # an outbound proxy's Route to us was removed; any other Route set:
 //	    if ($route_kind != none && $route_kind != local) {
 //	        sl_send_reply(403, "Preload Route denied"); exit;
@@ -60,6 +62,12 @@
 // a credential-cache miss, and then off the receive path: the request is
 // suspended and the route carries on from a worker (see modules/auth).
 //
+// pike_check_req is the pike module's Check (modules/pike): the first
+// step for an initial request, and for an in-dialog one that is not of a
+// dialog of ours; a source over its rate is banned and the transport drops
+// its datagrams before parsing from then on. Without the module the step
+// is skipped.
+//
 // The registrar and authentication steps run when those modules are in
 // routing.Env.Modules ("registrar", "auth"); without them REGISTER gets 501,
 // requests for other domains 403 and calls to served domains 480, so the rest
@@ -70,6 +78,7 @@ package provider
 
 import (
 	"switchboard/modules/auth"
+	"switchboard/modules/pike"
 	"switchboard/modules/registrar"
 	"switchboard/parser"
 	"switchboard/routing"
@@ -101,6 +110,7 @@ func init() {
 type routes struct {
 	reg  *registrar.Registrar
 	auth *auth.Auth
+	pike *pike.Pike
 	opts Options
 
 	afterRegisterAuth auth.Next
@@ -113,6 +123,7 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p := &routes{}
 	p.reg, _ = env.Module("registrar").(*registrar.Registrar)
 	p.auth, _ = env.Module("auth").(*auth.Auth)
+	p.pike, _ = env.Module("pike").(*pike.Pike)
 	p.opts, _ = env.Module("provider").(Options)
 	if p.auth != nil && p.auth.RegisterWithoutAuth() {
 		p.opts.RegisterWithoutAuth = true // auth.register: false
@@ -131,7 +142,10 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 
 func (p *routes) request(c *routing.Ctx) {
 	if c.HasToTag() {
-		inDialog(c)
+		p.inDialog(c)
+		return
+	}
+	if !p.pikeCheck(c) {
 		return
 	}
 	switch c.RouteKind() {
@@ -185,10 +199,15 @@ func (p *routes) request(c *routing.Ctx) {
 // of ours (a stray BYE, a request "inside a dialog" made up to reach some
 // address through us) 404. Credentials for our realm a phone may still
 // send on in-dialog requests are not passed on.
-func inDialog(c *routing.Ctx) {
+func (p *routes) inDialog(c *routing.Ctx) {
 	if c.LooseRoute() {
 		auth.ConsumeCredentials(c)
 		relay(c)
+		return
+	}
+	// Not a dialog of ours: counted like an initial request, or a To tag
+	// would be all a flood needs to go unnoticed.
+	if !p.pikeCheck(c) {
 		return
 	}
 	if c.IsMethod(parser.MethodAck) {
@@ -201,6 +220,17 @@ func inDialog(c *routing.Ctx) {
 	default:
 		refuse(c, 404, "Not here")
 	}
+}
+
+// pikeCheck is pike_check_req: a source over its rate (now banned: the
+// transport drops what follows) or banned already gets no answer at all.
+// Trusted sources (pike.exempt, the permissions module's group) pass.
+func (p *routes) pikeCheck(c *routing.Ctx) bool {
+	if p.pike == nil || p.pike.Check(c) {
+		return true
+	}
+	c.Drop()
+	return false
 }
 
 // refuse answers statelessly (OpenSIPS sl_send_reply): one packet for one
