@@ -8,6 +8,7 @@ package main
 // orders them.
 import (
 	_ "switchboard/modules/auth"
+	_ "switchboard/modules/authban"
 	_ "switchboard/modules/pike"
 	_ "switchboard/modules/registrar"
 )

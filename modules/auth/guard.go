@@ -62,6 +62,9 @@ type Guard interface {
 // New), before requests arrive; nil removes it.
 func (a *Auth) SetGuard(g Guard) { a.guard = g }
 
+// Guard returns the guard installed, or nil.
+func (a *Auth) Guard() Guard { return a.guard }
+
 // tell tells the guard of a failure.
 func (a *Auth) tell(c *routing.Ctx, cr *parser.Auth, why Failure) {
 	if a.guard != nil {

@@ -251,6 +251,10 @@ func (p *Pike) Admit(a netip.Addr) bool {
 	return !p.bans.refuse(KeyOf(a, p.v6bits), p.clock.Now())
 }
 
+// KeyOf is a's key in pike's tables (its IPv6 prefix grouped by
+// ipv6_prefix), for modules that count per source as pike does.
+func (p *Pike) KeyOf(a netip.Addr) Key { return KeyOf(a, p.v6bits) }
+
 // Exempt reports whether a is trusted: listed in exempt, or in the
 // permissions module's exempt_group.
 func (p *Pike) Exempt(a netip.Addr) bool { return p.exempt(p.params.Load(), a) }
