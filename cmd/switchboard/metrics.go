@@ -76,7 +76,7 @@ func (s *server) registerCommands() {
 				"errors": ts.Errors, "drops_in": ts.DropsIn, "send_drops": ts.SendDrops,
 				"connections_open": ts.ConnsOpen, "connections_rejected": ts.ConnsRejected,
 				"connections_rejected_inbound_share": ts.ConnsShareFull,
-				"refused_datagrams": ts.AdmitDrops, "connections_refused": ts.AdmitRefused + ts.AdmitClosed,
+				"refused_datagrams":                  ts.AdmitDrops, "connections_refused": ts.AdmitRefused + ts.AdmitClosed,
 			}
 			for _, p := range []transport.Proto{transport.UDP, transport.TCP, transport.TLS} {
 				out[p.String()] = ts.Proto[p]
