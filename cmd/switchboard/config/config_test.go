@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"switchboard/modules/auth"
+	_ "switchboard/modules/authban" // its section is in default.yaml
+	_ "switchboard/modules/pike"
 	"switchboard/modules/registrar"
 	"testing"
 	"time"
