@@ -92,7 +92,7 @@ type Definition struct {
 
 // CLICommand is one offline subcommand of a module.
 type CLICommand struct {
-	// Usage shows the arguments: "add <ip[/bits]> [--group N] [--port N]".
+	// Usage shows the arguments after the verb: "<ip[/bits]> [--group N]".
 	Usage string
 	// Help is one line.
 	Help string

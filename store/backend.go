@@ -7,9 +7,10 @@ import "context"
 // credential hashing and error wording stay in Store and are shared.
 //
 // Implementations return the package's sentinel errors (ErrSubscriberExists,
-// ErrNoSubscriber, ErrDomainExists, ErrUnknownDomain, ErrDomainInUse) unwrapped
-// or wrapped; Store adds the names. Every subscriber and domain write must
-// append to the change log in the same transaction.
+// ErrNoSubscriber, ErrDomainExists, ErrUnknownDomain, ErrDomainInUse,
+// ErrNoAddress) unwrapped or wrapped; Store adds the names. Every
+// subscriber, domain and address write must append to the change log in
+// the same transaction.
 type Backend interface {
 	AddDomain(ctx context.Context, domain string, created int64) error
 	DeleteDomain(ctx context.Context, domain string) error
@@ -38,6 +39,19 @@ type Backend interface {
 	// single ChangeAll entry. With limit 0 it returns only the latest Seq.
 	Changes(ctx context.Context, since uint64, limit int) ([]Change, uint64, error)
 
+	// AddAddresses inserts validated addresses in one transaction and
+	// sets their ID; a duplicate is an *addressExistsError (naming the
+	// entry and the stored row's id). One ChangeAddress entry is logged.
+	AddAddresses(ctx context.Context, as []Address) error
+	// DeleteAddress removes and returns one entry (ErrNoAddress).
+	DeleteAddress(ctx context.Context, id int64) (Address, error)
+	// DeleteAddressesOf removes and returns the entries of group with
+	// exactly this ip and mask (ErrNoAddress, and nothing logged, when
+	// there is none).
+	DeleteAddressesOf(ctx context.Context, group int, ip string, mask int) ([]Address, error)
+	// ListAddresses lists one group, or all when group is 0, by group and id.
+	ListAddresses(ctx context.Context, group int) ([]Address, error)
+
 	Close() error
 }
 
@@ -59,6 +73,9 @@ const (
 	// ChangeAll: the reader fell behind the kept log; drop every cached
 	// entry.
 	ChangeAll ChangeKind = 3
+	// ChangeAddress: the address table (permissions) changed; Username
+	// and Domain are empty. Readers reload the whole table.
+	ChangeAddress ChangeKind = 4
 )
 
 // Change is one entry of the change log.

@@ -58,4 +58,21 @@ var sqliteMigrations = []migration{
 			at       INTEGER NOT NULL
 		)`,
 	}},
+	{2, "address table (permissions)", []string{
+		// OpenSIPS' address table: grp, ip, mask, port, proto, pattern,
+		// context_info. Empty text instead of NULL for "no pattern" and
+		// "no context", so the unique key treats them as values.
+		`CREATE TABLE address (
+			id           INTEGER PRIMARY KEY AUTOINCREMENT,
+			grp          INTEGER NOT NULL,
+			ip           TEXT NOT NULL,
+			mask         INTEGER NOT NULL,
+			port         INTEGER NOT NULL DEFAULT 0,
+			proto        TEXT NOT NULL DEFAULT 'any',
+			pattern      TEXT NOT NULL DEFAULT '',
+			context_info TEXT NOT NULL DEFAULT '',
+			created      INTEGER NOT NULL,
+			UNIQUE (grp, ip, mask, port, proto, pattern)
+		)`,
+	}},
 }

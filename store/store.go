@@ -36,6 +36,9 @@ var (
 	ErrWriterClosed       = errors.New("location writer is closed")
 	ErrMalformedBinding   = errors.New("malformed binding")
 	ErrDataDirUnavailable = errors.New("data directory unavailable")
+	ErrMalformedAddress   = errors.New("malformed address entry")
+	ErrAddressExists      = errors.New("address entry already exists")
+	ErrNoAddress          = errors.New("no such address entry")
 )
 
 // DefaultFileName is the database file created in the data directory.

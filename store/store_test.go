@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,7 +108,8 @@ func TestMigrationStepsAndNewerSchema(t *testing.T) {
 	if !errors.Is(err, ErrSchemaTooNew) {
 		t.Fatalf("err = %v, want ErrSchemaTooNew", err)
 	}
-	for _, want := range []string{path, "schema version 2", "only up to 1", "newer switchboard"} {
+	n := len(sqliteMigrations)
+	for _, want := range []string{path, fmt.Sprintf("schema version %d", n+1), fmt.Sprintf("only up to %d", n), "newer switchboard"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
@@ -121,8 +123,9 @@ func TestMigrationIsAtomic(t *testing.T) {
 		migration{len(sqliteMigrations) + 1, "broken", []string{`CREATE TABLE ok1 (x)`, `THIS IS NOT SQL`}})
 	var opts Options
 	opts.setDefaults()
-	if _, err := openSQLite(path, opts, bad); err == nil || !strings.Contains(err.Error(), "migration 2 (broken)") {
-		t.Fatalf("err = %v, want failure naming migration 2", err)
+	step := fmt.Sprintf("migration %d (broken)", len(bad))
+	if _, err := openSQLite(path, opts, bad); err == nil || !strings.Contains(err.Error(), step) {
+		t.Fatalf("err = %v, want failure naming %s", err, step)
 	}
 	// Nothing of the failed run is left: not even step 1.
 	db := rawDB(t, path)

@@ -45,7 +45,7 @@ func (s *server) startModules(env *routing.Env) error {
 	}
 	s.mods = set
 	env.Modules = set.Env()
-	env.Modules["provider"] = provider.Options{RevealUnknownUsers: cfg.Provider.RevealUnknownUsers}
+	env.Modules["provider"] = provider.Options{RevealUnknownUsers: cfg.Provider.RevealUnknownUsers, TrustedGroup: cfg.Provider.TrustedGroup}
 	return nil
 }
 

@@ -271,6 +271,8 @@ func (a *Auth) poll(since uint64) {
 					a.cache.Del(key)
 				case store.ChangeDomain:
 					domains = true
+				case store.ChangeAddress:
+					// The permissions module's table: no credentials.
 				default:
 					a.gen.Add(1)
 					a.cache.Clear()

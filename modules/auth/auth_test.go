@@ -192,6 +192,46 @@ func TestPasswordChangeFromAnotherProcess(t *testing.T) {
 	}
 }
 
+// The change log also carries the permissions module's address changes:
+// they do not concern credentials and must not empty the cache (a
+// provider adding gateways would otherwise send every subscriber's next
+// request to the store).
+func TestAddressChangesKeepTheCache(t *testing.T) {
+	h := newHarness(t, Config{})
+	alice := &ua{user: "alice", method: "REGISTER"}
+	ch := pick(t, h.request(alice.msg("")), "MD5")
+	if r := h.request(alice.msg(alice.answer(ch, 1, "secret"))); status(r) != "200 OK" {
+		t.Fatal(r)
+	}
+	bob := &ua{user: "bob", method: "REGISTER"}
+	bch := pick(t, h.request(bob.msg("")), "MD5")
+	if r := h.request(bob.msg(bob.answer(bch, 1, "hunter2"))); status(r) != "200 OK" {
+		t.Fatal(r)
+	}
+	h.a.cache.Wait()
+	ctx := context.Background()
+	if _, err := h.st.AddAddress(ctx, store.Address{Group: 1, IP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	// A subscriber change logged after it: once the poller has dropped
+	// bob, it has read the address change too.
+	must(t, h.st.SetPassword(ctx, "bob", "example.com", "new-secret"))
+	deadline := time.Now().Add(3 * time.Second)
+	for nc := 2; status(h.request(bob.msg(bob.answer(bch, nc, "new-secret")))) != "200 OK"; nc++ {
+		if time.Now().After(deadline) {
+			t.Fatal("bob's new password never accepted")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	misses := h.a.Stats().CacheMisses
+	if r := h.request(alice.msg(alice.answer(ch, 2, "secret"))); status(r) != "200 OK" {
+		t.Fatal(r)
+	}
+	if got := h.a.Stats().CacheMisses; got != misses {
+		t.Fatalf("alice's credentials were read from the store again (misses %d -> %d): the address change emptied the cache", misses, got)
+	}
+}
+
 func (h *harness) dbPath() string {
 	// The store was opened on the harness's temporary directory.
 	return filepath.Join(h.dir(), store.DefaultFileName)

@@ -2,6 +2,7 @@ package pike
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"net/netip"
@@ -13,7 +14,9 @@ import (
 
 	"switchboard/mgmt"
 	"switchboard/modules"
+	_ "switchboard/modules/permissions"
 	"switchboard/shards"
+	"switchboard/store"
 )
 
 // built is pike as the server builds it: through the module framework,
@@ -192,5 +195,44 @@ func TestModuleReload(t *testing.T) {
 		if !b.p.CheckAddr(a) {
 			t.Fatal("an exempt source is counted")
 		}
+	}
+}
+
+// With the permissions module compiled in (Definition.Uses), its group
+// exempt_group is exempt: a gateway added to the store's address table
+// is never banned for its rate, while other sources are.
+func TestModuleExemptsPermissionsGroup(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.AddAddress(context.Background(), store.Address{Group: 1, IP: "192.0.2.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	s := DefaultSettings()
+	s.MaxRequests = 3
+	set, err := modules.Build(modules.Services{Store: st, Clock: shards.NewManualClock(1_700_000_000_000), DataDir: dir},
+		map[string]any{"pike": s}, "permissions", "pike")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Stop()
+	p := set.Get("pike").(*Pike)
+	if p.groups == nil {
+		t.Fatal("pike did not find the permissions module")
+	}
+	gw, other := netip.MustParseAddr("192.0.2.200"), netip.MustParseAddr("198.51.100.1")
+	for i := 0; i < 100; i++ {
+		if !p.CheckAddr(gw) {
+			t.Fatalf("trusted gateway refused at request %d", i+1)
+		}
+	}
+	for i := 0; i < 4; i++ {
+		p.CheckAddr(other)
+	}
+	if !p.Banned(other) || p.Banned(gw) {
+		t.Fatal("exemption by group wrong")
 	}
 }

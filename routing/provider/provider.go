@@ -33,7 +33,8 @@
 //	        if (!www_authorize("", "subscriber")) { www_challenge("", "auth"); exit; }
 //	        save("location"); exit;
 //	    }
-//	    if (is_from_local()) {
+//	    if (is_from_local() && !check_source_address($trusted_group)) {
+//	        # trusted gateways (permissions) call our users without a digest
 //	        if (!proxy_authorize("", "subscriber")) { proxy_challenge(...); exit; }
 //	        consume_credentials();
 //	    }
@@ -58,6 +59,20 @@
 // provider.reveal_unknown_users) answers 404 to names that are not
 // subscribers, at the cost of a store look-up per unknown name.
 //
+// Trusted gateways: a request for a served domain from a source in the
+// permissions module's group Options.TrustedGroup (provider.trusted_group,
+// 1 by default; OpenSIPS check_source_address("1")) is not challenged even
+// when its From names one of our domains, as PSTN gateways' calls in do
+// (a gateway has no password, and its From is often a number "at" our
+// domain); it goes to the location service like any call to our users.
+// The trust ends there. A gateway's REGISTER is authenticated as anyone's,
+// and its requests for other domains are refused or challenged as
+// anyone's: trust lets a gateway reach our subscribers, not use us as a
+// relay to the PSTN or other providers, which is what a UDP source
+// spoofed to look like the gateway would try. The source address decides,
+// never a header: a From that names the gateway (or matches an entry's
+// pattern) from another address is challenged as usual.
+//
 // proxy_authorize, www_authorize and does_uri_exist read the store only on
 // a credential-cache miss, and then off the receive path: the request is
 // suspended and the route carries on from a worker (see modules/auth).
@@ -78,6 +93,7 @@ package provider
 
 import (
 	"switchboard/modules/auth"
+	"switchboard/modules/permissions"
 	"switchboard/modules/pike"
 	"switchboard/modules/registrar"
 	"switchboard/parser"
@@ -95,6 +111,10 @@ type Options struct {
 	// is not registered gets. Off by default: the difference tells a
 	// scanner which extensions exist.
 	RevealUnknownUsers bool
+	// TrustedGroup is the permissions group whose sources call served
+	// domains without digest authentication (trusted gateways); 0 trusts
+	// no one. The configuration key provider.trusted_group defaults to 1.
+	TrustedGroup int
 }
 
 func init() {
@@ -108,10 +128,11 @@ func init() {
 // routes holds the modules and the continuations, built once so that
 // passing them to the modules allocates nothing.
 type routes struct {
-	reg  *registrar.Registrar
-	auth *auth.Auth
-	pike *pike.Pike
-	opts Options
+	reg   *registrar.Registrar
+	auth  *auth.Auth
+	perms *permissions.Permissions
+	pike  *pike.Pike
+	opts  Options
 
 	afterRegisterAuth auth.Next
 	afterForeignAuth  auth.Next
@@ -123,6 +144,7 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p := &routes{}
 	p.reg, _ = env.Module("registrar").(*registrar.Registrar)
 	p.auth, _ = env.Module("auth").(*auth.Auth)
+	p.perms, _ = env.Module("permissions").(*permissions.Permissions)
 	p.pike, _ = env.Module("pike").(*pike.Pike)
 	p.opts, _ = env.Module("provider").(Options)
 	if p.auth != nil && p.auth.RegisterWithoutAuth() {
@@ -182,7 +204,7 @@ func (p *routes) request(c *routing.Ctx) {
 		p.register(c)
 		return
 	}
-	if c.IsFromLocal() {
+	if c.IsFromLocal() && !p.trustedGateway(c) {
 		if p.auth == nil {
 			refuse(c, 403, "Authentication Not Configured")
 			return
@@ -191,6 +213,13 @@ func (p *routes) request(c *routing.Ctx) {
 		return
 	}
 	p.toLocalUser(c)
+}
+
+// trustedGateway reports whether the request comes from a source of the
+// trusted group (check_source_address: address, port, transport and the
+// entry's pattern).
+func (p *routes) trustedGateway(c *routing.Ctx) bool {
+	return p.perms != nil && p.opts.TrustedGroup > 0 && p.perms.CheckSourceAddress(c, p.opts.TrustedGroup)
 }
 
 // inDialog routes requests inside a dialog by their Route set: only on a

@@ -78,8 +78,9 @@ func newHarness(t *testing.T, withModules bool, opts Options) *harness {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { a.Close(); reg.Close(); st.Close() })
-		env.Modules = map[string]any{"registrar": reg, "auth": a, "provider": opts}
+		perms := trustedGateways(t, st, clock)
+		t.Cleanup(func() { a.Close(); reg.Close(); perms.Stop(); st.Close() })
+		env.Modules = map[string]any{"registrar": reg, "auth": a, "permissions": perms.Get("permissions"), "provider": opts}
 	}
 	rs, err := routing.Lookup("provider")
 	if err != nil {

@@ -68,6 +68,10 @@ type Provider struct {
 	// subscriber; false answers the 480 of a subscriber who is not
 	// registered, so that scanners cannot tell which names exist.
 	RevealUnknownUsers bool `yaml:"reveal_unknown_users"`
+	// TrustedGroup is the permissions group whose sources (trusted
+	// gateways) call served domains without digest authentication; 0
+	// trusts no one.
+	TrustedGroup int `yaml:"trusted_group"`
 }
 
 // Listener is one SIP socket.
@@ -216,11 +220,12 @@ func Default() *Config {
 			IdleTimeout:             Duration(10 * time.Minute),
 			Shards:                  0,
 		},
-		Storage: Storage{Driver: "sqlite", Dir: "data"},
-		Log:     Log{Level: "info", Format: "text"},
-		Mgmt:    Mgmt{Listen: "127.0.0.1:8080"},
-		TLS:     TLS{MinVersion: "1.2", VerifyServer: true},
-		Modules: ModuleSettings(),
+		Storage:  Storage{Driver: "sqlite", Dir: "data"},
+		Log:      Log{Level: "info", Format: "text"},
+		Mgmt:     Mgmt{Listen: "127.0.0.1:8080"},
+		TLS:      TLS{MinVersion: "1.2", VerifyServer: true},
+		Provider: Provider{TrustedGroup: 1},
+		Modules:  ModuleSettings(),
 	}
 }
 
@@ -360,6 +365,9 @@ func (c *Config) check(at func(key string) int) error {
 			return fail(fmt.Sprintf("outbound.allow[%d]", i), "not an address or network (%q): %v", s, err)
 		}
 		c.Outbound.allow = append(c.Outbound.allow, p)
+	}
+	if g := c.Provider.TrustedGroup; g < 0 || g > 65535 {
+		return fail("provider.trusted_group", "must be a permissions group (1-65535) or 0 for none, not %d", g)
 	}
 	if c.Outbound.Resolver != "" {
 		if _, err := netip.ParseAddrPort(c.Outbound.Resolver); err != nil {

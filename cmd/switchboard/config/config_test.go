@@ -8,6 +8,7 @@ import (
 	"strings"
 	"switchboard/modules/auth"
 	_ "switchboard/modules/authban" // its section is in default.yaml
+	"switchboard/modules/permissions"
 	_ "switchboard/modules/pike"
 	"switchboard/modules/registrar"
 	"testing"
@@ -265,6 +266,35 @@ func TestMgmtKeys(t *testing.T) {
 		_, err := Load("x.yaml", []byte(c.src), nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: error %v, want %q", c.src, err, c.want)
+		}
+	}
+}
+
+func TestPermissionsKeys(t *testing.T) {
+	src := "permissions:\n  poll_interval: 250ms\n  max_entries: 500\n  pattern_on: ruri\nprovider:\n  trusted_group: 7\n"
+	cfg, err := Load("x.yaml", []byte(src), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Modules["permissions"].(*permissions.Settings)
+	if p.PollInterval != 250*time.Millisecond || p.MaxEntries != 500 || p.PatternOn != "ruri" || cfg.Provider.TrustedGroup != 7 {
+		t.Errorf("permissions %+v, provider %+v", p, cfg.Provider)
+	}
+	d := Default()
+	if dp := d.Modules["permissions"].(*permissions.Settings); dp.PollInterval != time.Second || dp.MaxEntries != 1_000_000 || dp.PatternOn != "from" || d.Provider.TrustedGroup != 1 {
+		t.Errorf("defaults %+v, trusted_group %d", dp, d.Provider.TrustedGroup)
+	}
+	for _, tc := range []struct{ src, want string }{
+		{"permissions:\n  poll_interval: 5ms\n", "x.yaml:2: permissions.poll_interval: must be between 10ms and 1m"},
+		{"permissions:\n  max_entries: 0\n", "x.yaml:2: permissions.max_entries: must be between 1 and 100000000"},
+		{"permissions:\n  pattern_on: to\n", `x.yaml:2: permissions.pattern_on: must be from or ruri, not "to"`},
+		{"permissions:\n  patern_on: to\n", "x.yaml:2: permissions.patern_on: unknown key"},
+		{"provider:\n  trusted_group: 70000\n", "x.yaml:2: provider.trusted_group: must be a permissions group (1-65535) or 0 for none, not 70000"},
+		{"provider:\n  trusted_group: -1\n", "x.yaml:2: provider.trusted_group:"},
+	} {
+		_, err := Load("x.yaml", []byte(tc.src), nil)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want prefix %q", tc.src, err, tc.want)
 		}
 	}
 }
