@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is missing. Safe to run repeatedly.
 # The end-to-end tests drive the real server with sipp (Debian package sip-tester)
-# and create loopback-only network namespaces with iproute2: both are required.
+# and create loopback-only network namespaces with iproute2, and attack it with
+# the sipvicious tools (svcrack, svmap, svwar): all are required.
 # The interop tests drive real phones, baresip (baresip-core) and linphonec
 # (linphone-cli): installed when the archive has them; where it does not, those
 # tests skip and say so.
@@ -10,6 +11,7 @@ set -euo pipefail
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v svcrack >/dev/null 2>&1 || need+=(sipvicious)
 phones=()
 command -v baresip >/dev/null 2>&1 || phones+=(baresip-core)
 command -v linphonec >/dev/null 2>&1 || phones+=(linphone-cli)

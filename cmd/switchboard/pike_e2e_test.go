@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -362,5 +364,39 @@ func TestE2EAuthFailureBans(t *testing.T) {
 	ch = pickChallenge(t, phone.send(c.registerFrom("127.0.0.9", nil, 0, ""), 2*time.Second), "MD5")
 	if r := phone.send(c.registerFrom("127.0.0.9", ch, 1, "carol-pw"), 2*time.Second); statusLine(r) != "SIP/2.0 200 OK" {
 		t.Fatalf("after authban.unlock: %s", r)
+	}
+}
+
+// TestE2ESvcrackBanned: sipvicious svcrack guessing a four-digit password
+// (the 42nd it would try) is banned at authban.max_failures (10) and
+// never finds it. svcrack sends from 127.0.0.1 whatever its --bindingip
+// says, so the host is not exempt in this test.
+func TestE2ESvcrackBanned(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end tests skipped in -short mode")
+	}
+	if _, err := exec.LookPath("svcrack"); err != nil {
+		t.Skip("svcrack not installed (Debian package sipvicious)")
+	}
+	srv := startServer(t, "auth:\n  algorithms: [MD5]\npike:\n  exempt: []\n")
+	addUser(t, srv, "1000@127.0.0.1", "0042")
+	time.Sleep(1200 * time.Millisecond) // the server serves the new user after its poll
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, "svcrack", "-u", "1000", "-r", "1-9999", "-z", "4", "--maximumtime=5",
+		"udp://127.0.0.1:"+strconv.Itoa(srv.Port)).CombinedOutput()
+	if strings.Contains(string(out), "0042") {
+		t.Fatalf("svcrack found the password:\n%s", out)
+	}
+	bans := pikeBans(t, srv)
+	if len(bans) != 1 || bans[0].Source != "127.0.0.1" || bans[0].Reason != "auth" {
+		t.Fatalf("pike.bans: %+v\nsvcrack:\n%s", bans, out)
+	}
+	m := srv.metrics()
+	if got := m[`switchboard_authban_failures_total{why="password"}`]; got != 10 {
+		t.Errorf("password failures %v, want exactly max_failures (10): nothing after the ban reached auth", got)
+	}
+	if m["switchboard_transport_refused_datagrams_total"] < 1 {
+		t.Errorf("no datagram of svcrack's was refused after the ban")
 	}
 }
