@@ -1,31 +1,32 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is missing. Safe to run repeatedly.
 # The end-to-end tests drive the real server with sipp (Debian package sip-tester)
-# and create loopback-only network namespaces with iproute2, and attack it with
-# the sipvicious tools (svcrack, svmap, svwar): all are required.
+# and create loopback-only network namespaces with iproute2: both are required.
 # The interop tests drive real phones, baresip (baresip-core) and linphonec
 # (linphone-cli): installed when the archive has them; where it does not, those
-# tests skip and say so.
+# tests skip and say so. The scanner tests run SIPVicious (sipvicious) against
+# the server inside a loopback-only namespace: installed when missing, skipped
+# where it cannot be.
 set -euo pipefail
 
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
-command -v svcrack >/dev/null 2>&1 || need+=(sipvicious)
-phones=()
-command -v baresip >/dev/null 2>&1 || phones+=(baresip-core)
-command -v linphonec >/dev/null 2>&1 || phones+=(linphone-cli)
+optional=()
+command -v baresip >/dev/null 2>&1 || optional+=(baresip-core)
+command -v linphonec >/dev/null 2>&1 || optional+=(linphone-cli)
+command -v svmap >/dev/null 2>&1 || optional+=(sipvicious)
 
-if [ ${#need[@]} -eq 0 ] && [ ${#phones[@]} -eq 0 ]; then
+if [ ${#need[@]} -eq 0 ] && [ ${#optional[@]} -eq 0 ]; then
 	exit 0
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
 	if [ ${#need[@]} -ne 0 ]; then
-		echo "test-deps: missing ${need[*]} ${phones[*]}; run 'sudo apt-get install ${need[*]} ${phones[*]}' or run make test as root" >&2
+		echo "test-deps: missing ${need[*]} ${optional[*]}; run 'sudo apt-get install ${need[*]} ${optional[*]}' or run make test as root" >&2
 		exit 1
 	fi
-	echo "test-deps: ${phones[*]} not installed, the phone interop tests will skip; 'sudo apt-get install ${phones[*]}' to run them" >&2
+	echo "test-deps: ${optional[*]} not installed, the tests that use them will skip; 'sudo apt-get install ${optional[*]}' to run them" >&2
 	exit 0
 fi
 
@@ -37,7 +38,7 @@ if [ ${#need[@]} -ne 0 ]; then
 	echo "test-deps: installing ${need[*]}"
 	apt_install "${need[@]}"
 fi
-for p in "${phones[@]}"; do
+for p in "${optional[@]}"; do
 	echo "test-deps: installing $p"
 	apt_install "$p" || echo "test-deps: $p cannot be installed here; the tests that use it will skip" >&2
 done

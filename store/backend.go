@@ -52,6 +52,20 @@ type Backend interface {
 	// ListAddresses lists one group, or all when group is 0, by group and id.
 	ListAddresses(ctx context.Context, group int) ([]Address, error)
 
+	// AddFraudRule inserts r and sets r.ID; UpdateFraudRule replaces the
+	// row with r.ID (ErrNoFraudRule when there is none). Both return
+	// ErrFraudRuleExists for a duplicate (profile, prefix, hours, days).
+	// Every fraud rule write bumps the "fraud_rules" table version in the
+	// same transaction.
+	AddFraudRule(ctx context.Context, r *FraudRule) error
+	UpdateFraudRule(ctx context.Context, r *FraudRule) error
+	DeleteFraudRule(ctx context.Context, id int64) error
+	// GetFraudRule fills r; ErrNoFraudRule when there is no such rule.
+	GetFraudRule(ctx context.Context, id int64, r *FraudRule) error
+	ListFraudRules(ctx context.Context) ([]FraudRule, error)
+	// TableVersion returns the write counter of a table reloaded whole.
+	TableVersion(ctx context.Context, name string) (int64, error)
+
 	Close() error
 }
 

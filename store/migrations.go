@@ -75,4 +75,36 @@ var sqliteMigrations = []migration{
 			UNIQUE (grp, ip, mask, port, proto, pattern)
 		)`,
 	}},
+	{3, "fraud rules", []string{
+		// fraud_rules is OpenSIPS's fraud_detection table (modules/fraud):
+		// per profile and number prefix, within hours and days of the week,
+		// warning and critical thresholds for calls per minute, calls per
+		// day, concurrent and sequential calls. 0 leaves a threshold off.
+		`CREATE TABLE fraud_rules (
+			id                        INTEGER PRIMARY KEY AUTOINCREMENT,
+			profile                   INTEGER NOT NULL,
+			prefix                    TEXT NOT NULL DEFAULT '',
+			start_hour                TEXT NOT NULL DEFAULT '00:00',
+			end_hour                  TEXT NOT NULL DEFAULT '23:59',
+			days                      TEXT NOT NULL DEFAULT '',
+			cpm_warning               INTEGER NOT NULL DEFAULT 0,
+			cpm_critical              INTEGER NOT NULL DEFAULT 0,
+			total_calls_warning       INTEGER NOT NULL DEFAULT 0,
+			total_calls_critical      INTEGER NOT NULL DEFAULT 0,
+			concurrent_calls_warning  INTEGER NOT NULL DEFAULT 0,
+			concurrent_calls_critical INTEGER NOT NULL DEFAULT 0,
+			sequential_calls_warning  INTEGER NOT NULL DEFAULT 0,
+			sequential_calls_critical INTEGER NOT NULL DEFAULT 0,
+			created                   INTEGER NOT NULL,
+			UNIQUE (profile, prefix, start_hour, end_hour, days)
+		)`,
+		// table_versions counts the writes to tables that a running server
+		// reloads whole (a reader compares the number it loaded with this
+		// one) rather than entry by entry through change_log.
+		`CREATE TABLE IF NOT EXISTS table_versions (
+			name    TEXT PRIMARY KEY NOT NULL,
+			version INTEGER NOT NULL
+		)`,
+		`INSERT OR IGNORE INTO table_versions (name, version) VALUES ('fraud_rules', 0)`,
+	}},
 }

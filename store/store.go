@@ -39,6 +39,9 @@ var (
 	ErrMalformedAddress   = errors.New("malformed address entry")
 	ErrAddressExists      = errors.New("address entry already exists")
 	ErrNoAddress          = errors.New("no such address entry")
+	ErrMalformedFraudRule = errors.New("malformed fraud rule")
+	ErrFraudRuleExists    = errors.New("fraud rule already exists")
+	ErrNoFraudRule        = errors.New("no such fraud rule")
 )
 
 // DefaultFileName is the database file created in the data directory.

@@ -12,6 +12,10 @@ import (
 
 // registerBurst sends n REGISTERs for users prefix0..prefix(n-1) from one
 // UDP socket as fast as it can, and returns the socket for the answers.
+// noRateLimit turns the default ratelimit pipes off: a burst of
+// thousands of REGISTERs from one address is what they refuse.
+const noRateLimit = "ratelimit:\n  pipes: []\n"
+
 func registerBurst(t *testing.T, srv *testServer, prefix string, n int) *net.UDPConn {
 	t.Helper()
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -87,7 +91,7 @@ func TestE2EWriteThroughSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}
-	srv := startServer(t, "auth:\n  register: false\nregistrar:\n  persist: write-through\n")
+	srv := startServer(t, "auth:\n  register: false\nregistrar:\n  persist: write-through\n"+noRateLimit)
 	const n = 2000
 	c := registerBurst(t, srv, "wt", n)
 	ok := answered(c, n/4, 2*time.Second) // a quarter answered: kill now
@@ -123,7 +127,7 @@ func TestE2EWriteBackFlushesOnSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}
-	srv := startServer(t, "auth:\n  register: false\n")
+	srv := startServer(t, "auth:\n  register: false\n"+noRateLimit)
 	const n = 1000
 	c := registerBurst(t, srv, "wb", n)
 	ok := answered(c, n, time.Second)

@@ -7,14 +7,22 @@
 //	route {
 //	    # the core already answered 400 (malformed), 483 (Max-Forwards),
 //	    # 482 (loop), 416, 420 and 505 before the route runs
+//	    if ($ua =~ "friendly-scanner" || ...) drop;  # scanner: patterns and fingerprints, no answer
 //	    if (has_totag()) {                       # in-dialog
-//	        if (loose_route()) { t_relay(); exit; }  # our signed Record-Route only
+//	        if (loose_route()) {                 # our signed Record-Route only
+//	            if (is_method("BYE")) route(fraud_release);
+//	            t_relay(); exit;
+//	        }
 //	        if (!pike_check_req()) drop;         # not ours: counted as a flood would be
 //	        if (is_method("ACK")) exit;          # stray ACK: drop
 //	        if ($route_kind == forged) { sl_send_reply(403, "Forbidden Route"); exit; }
 //	        sl_send_reply(404, "Not here"); exit;
 //	    }
 //	    if (!pike_check_req()) drop;             # over the rate: banned, no answer
+//	    if (!rl_check()) {                       # ratelimit: the pipes of this method
+//	        append_to_reply("Retry-After: 10\r\n");  # (INVITE, REGISTER per source)
+//	        sl_send_reply(503, "Rate Limit Exceeded"); exit;
+//	    }
 //	    # an outbound proxy's Route to us was removed; any other Route set:
 //	    if ($route_kind != none && $route_kind != local) {
 //	        sl_send_reply(403, "Preload Route denied"); exit;
@@ -27,7 +35,7 @@
 //	    if (!is_uri_host_local()) {              # to another domain
 //	        if (!is_from_local()) { sl_send_reply(403, "Relay Forbidden"); exit; }
 //	        if (!proxy_authorize("", "subscriber")) { proxy_challenge("", "auth"); exit; }
-//	        consume_credentials(); t_relay(); exit;
+//	        consume_credentials(); route(fraud); t_relay(); exit;
 //	    }
 //	    if (is_method("REGISTER")) {
 //	        if (!www_authorize("", "subscriber")) { www_challenge("", "auth"); exit; }
@@ -40,13 +48,29 @@
 //	    }
 //	    if ($reveal_unknown_users && !does_uri_exist()) { sl_send_reply(404, "Not Found"); exit; }
 //	    if (!lookup("location")) { sl_send_reply(480, "Temporarily Unavailable"); exit; }
+//	    if (is_from_local() && !check_source_address($trusted_group))
+//	        route(fraud);                        # authenticated above
 //	    t_on_failure("next_contacts"); t_on_branch("contact");
 //	    t_relay();
 //	}
-//	branch_route[contact] { }                    # NAT destination and Path of each contact
-//	failure_route[next_contacts] {               # lower-q contacts, one group at a time
-//	    if (t_next_contacts()) t_relay();
+//	route[fraud] {                               # fraud_detection, fraud.profile
+//	    if (is_method("INVITE") && $fraud_profile != 0) {
+//	        check_fraud("$fU@$fd", "$oU", $fraud_profile);  # the dialled number
+//	        if ($rc == -2) { sl_send_reply(403, "Forbidden"); exit; }  # critical
+//	    }                                        # -1, warning: logged, goes on
 //	}
+//	branch_route[contact] { }                    # NAT destination and Path of each contact
+//	onreply_route {                              # 6xx, or a final after CANCEL
+//	    if (is_method("INVITE") && $rs >= 300) route(fraud_release);
+//	}
+//	failure_route[next_contacts] {               # lower-q contacts, one group at a time
+//	    if (t_next_contacts()) { t_relay(); exit; }
+//	    route(fraud_release);                    # the call failed
+//	}
+//
+// route(fraud_release) ends a call counted in the caller's concurrent
+// calls; OpenSIPS's fraud_detection does it from dialog callbacks, this
+// route set without dialog state (see modules/fraud).
 //
 // Every refusal is a stateless reply (sl_send_reply): one response packet
 // for one request, no transaction held and no retransmissions, so a
@@ -77,11 +101,16 @@
 // a credential-cache miss, and then off the receive path: the request is
 // suspended and the route carries on from a worker (see modules/auth).
 //
-// pike_check_req is the pike module's Check (modules/pike): the first
-// step for an initial request, and for an in-dialog one that is not of a
-// dialog of ours; a source over its rate is banned and the transport drops
-// its datagrams before parsing from then on. Without the module the step
-// is skipped.
+// pike_check_req is the pike module's Check (modules/pike): for an initial
+// request, and for an in-dialog one that is not of a dialog of ours; a
+// source over its rate is banned and the transport drops its datagrams
+// before parsing from then on. Without the module the step is skipped.
+//
+// The scanner block list and the rate limits apply when those modules are
+// in routing.Env.Modules ("scanner", "ratelimit"): a request from a
+// scanner is dropped before anything else, so it is never answered, and an
+// initial request over a pipe's limit gets one stateless 503 with
+// Retry-After (modules/scanner, modules/ratelimit).
 //
 // The registrar and authentication steps run when those modules are in
 // routing.Env.Modules ("registrar", "auth"); without them REGISTER gets 501,
@@ -93,9 +122,12 @@ package provider
 
 import (
 	"switchboard/modules/auth"
+	"switchboard/modules/fraud"
 	"switchboard/modules/permissions"
 	"switchboard/modules/pike"
+	"switchboard/modules/ratelimit"
 	"switchboard/modules/registrar"
+	"switchboard/modules/scanner"
 	"switchboard/parser"
 	"switchboard/routing"
 )
@@ -128,11 +160,14 @@ func init() {
 // routes holds the modules and the continuations, built once so that
 // passing them to the modules allocates nothing.
 type routes struct {
-	reg   *registrar.Registrar
-	auth  *auth.Auth
-	perms *permissions.Permissions
-	pike  *pike.Pike
-	opts  Options
+	reg     *registrar.Registrar
+	auth    *auth.Auth
+	fraud   *fraud.Fraud
+	perms   *permissions.Permissions
+	pike    *pike.Pike
+	scanner *scanner.Scanner
+	rl      *ratelimit.RateLimit
+	opts    Options
 
 	afterRegisterAuth auth.Next
 	afterForeignAuth  auth.Next
@@ -146,7 +181,10 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.auth, _ = env.Module("auth").(*auth.Auth)
 	p.perms, _ = env.Module("permissions").(*permissions.Permissions)
 	p.pike, _ = env.Module("pike").(*pike.Pike)
+	p.scanner, _ = env.Module("scanner").(*scanner.Scanner)
+	p.rl, _ = env.Module("ratelimit").(*ratelimit.RateLimit)
 	p.opts, _ = env.Module("provider").(Options)
+	p.fraud, _ = env.Module("fraud").(*fraud.Fraud)
 	if p.auth != nil && p.auth.RegisterWithoutAuth() {
 		p.opts.RegisterWithoutAuth = true // auth.register: false
 	}
@@ -154,21 +192,29 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.afterForeignAuth = p.foreignAuthorized
 	p.afterLocalAuth = p.localAuthorized
 	p.afterExists = p.userChecked
-	rs := &routing.Routes{Request: p.request}
+	rs := &routing.Routes{Request: p.request, Failure: p.failure}
 	if p.reg != nil {
 		rs.Branch = p.reg.BranchRoute
-		rs.Failure = p.failure
+	}
+	if p.fraud != nil {
+		rs.Reply = p.reply
 	}
 	return rs, nil
 }
 
 func (p *routes) request(c *routing.Ctx) {
+	if p.scanner != nil && p.scanner.Blocked(c) {
+		return // dropped unanswered: a scanner learns nothing
+	}
 	if c.HasToTag() {
 		p.inDialog(c)
 		return
 	}
 	if !p.pikeCheck(c) {
 		return
+	}
+	if p.rl != nil && p.rl.Limited(c) {
+		return // answered 503 with Retry-After
 	}
 	switch c.RouteKind() {
 	case routing.RouteNone, routing.RouteLocal:
@@ -231,6 +277,7 @@ func (p *routes) trustedGateway(c *routing.Ctx) bool {
 func (p *routes) inDialog(c *routing.Ctx) {
 	if c.LooseRoute() {
 		auth.ConsumeCredentials(c)
+		p.fraud.CallEnded(c) // a BYE ends the call the fraud limits count
 		relay(c)
 		return
 	}
@@ -287,7 +334,7 @@ func (p *routes) foreignAuthorized(c *routing.Ctx, res auth.Result) {
 		return
 	}
 	auth.ConsumeCredentials(c)
-	relay(c)
+	p.relayCall(c, true)
 }
 
 // register handles REGISTER for a served domain.
@@ -368,16 +415,43 @@ func (p *routes) deliver(c *routing.Ctx) {
 		refuse(c, 480, "Temporarily Unavailable")
 		return
 	}
-	relay(c)
+	// Requests from our domains were authenticated, but for a trusted
+	// gateway's: the caller there is no subscriber of ours.
+	p.relayCall(c, c.IsFromLocal() && !p.trustedGateway(c))
 }
 
 // failure tries the next q-group of contacts, if any; otherwise the best
 // response goes upstream.
 func (p *routes) failure(c *routing.FailureCtx) {
-	if c.Canceled() {
+	if !c.Canceled() && p.reg != nil && p.reg.NextContacts(c) {
 		return
 	}
-	p.reg.NextContacts(c)
+	p.fraud.CallFailed(c.Ctx)
+}
+
+// reply is the reply route: finals that end an INVITE without the failure
+// route (6xx, after a CANCEL) end the call the fraud limits count.
+func (p *routes) reply(c *routing.ReplyCtx) bool {
+	p.fraud.Reply(c)
+	return true
+}
+
+// relayCall relays a new request after the fraud limits (route[fraud]):
+// an INVITE of an authenticated local subscriber is checked against the
+// profile fraud.profile; critical gets 403, a warning goes on.
+func (p *routes) relayCall(c *routing.Ctx, authenticated bool) {
+	if profile := p.fraud.Profile(); profile != 0 && authenticated && c.IsMethod(parser.MethodInvite) {
+		var buf [256]byte
+		caller := fraud.AppendCaller(buf[:0], c)
+		if p.fraud.Check(c, caller, c.Msg().RURI().User, profile) == fraud.Critical {
+			refuse(c, 403, "Forbidden")
+			return
+		}
+	}
+	if err := c.Relay(); err != nil {
+		p.fraud.CallFailed(c)
+		refuse(c, 500, "Relay Failed")
+	}
 }
 
 func relay(c *routing.Ctx) {

@@ -52,6 +52,12 @@ func (h *harness) Listeners() []*transport.Listener                         { re
 // newHarness builds the route set; withModules false leaves Env.Modules
 // empty (the placeholders' behaviour).
 func newHarness(t *testing.T, withModules bool, opts Options) *harness {
+	return newHarnessWith(t, withModules, opts, nil)
+}
+
+// newHarnessWith adds the modules extra builds on the harness's clock
+// (scanner, ratelimit...).
+func newHarnessWith(t *testing.T, withModules bool, opts Options, extra func(*shards.Clock) map[string]any) *harness {
 	h := &harness{t: t}
 	h.l = transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("127.0.0.1:5060"), AdvertisedHost: "127.0.0.1", AdvertisedPort: 5060}
 	h.ls = []*transport.Listener{&h.l}
@@ -81,6 +87,11 @@ func newHarness(t *testing.T, withModules bool, opts Options) *harness {
 		perms := trustedGateways(t, st, clock)
 		t.Cleanup(func() { a.Close(); reg.Close(); perms.Stop(); st.Close() })
 		env.Modules = map[string]any{"registrar": reg, "auth": a, "permissions": perms.Get("permissions"), "provider": opts}
+		if extra != nil {
+			for name, m := range extra(clock) {
+				env.Modules[name] = m
+			}
+		}
 	}
 	rs, err := routing.Lookup("provider")
 	if err != nil {

@@ -144,6 +144,10 @@ mgmt:
   listen: ""
 outbound:
   allow: [127.0.0.0/8]
+# One sipp address sends thousands of REGISTERs and INVITEs a second:
+# the default per-source pipes would refuse most of them.
+ratelimit:
+  pipes: []
 `, port, benchDomain, routes, data)
 	path := filepath.Join(dir, "switchboard.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {

@@ -1,0 +1,273 @@
+package fraud
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"switchboard/routing"
+	"switchboard/store"
+)
+
+// concurrentRule: the 3rd simultaneous call of a caller to 0900 is refused
+// (the count includes the call checked), the 2nd is a warning.
+func concurrentProxy(t *testing.T, o envOptions) *proxy {
+	p := newProxy(t, o)
+	p.rule(store.FraudRule{Prefix: "0900", ConcurrentCalls: store.FraudLimit{Warning: 2, Critical: 3}})
+	return p
+}
+
+func TestConcurrentCallsReleasedOnBye(t *testing.T) {
+	p := concurrentProxy(t, envOptions{})
+	a, answer := p.invite("alice", "0900111")
+	if answer != "" || p.last != OK {
+		t.Fatalf("first call: %q, %v", answer, p.last)
+	}
+	a.answer(200)
+	b, answer := p.invite("alice", "0900222")
+	if answer != "" || p.last != Warning {
+		t.Fatalf("second call: %q, %v", answer, p.last)
+	}
+	b.answer(200)
+	if _, answer := p.invite("alice", "0900333"); answer != "SIP/2.0 403 Forbidden" || p.last != Critical {
+		t.Fatalf("third call: %q, %v", answer, p.last)
+	}
+	if n := p.concurrent("0900"); n != 2 {
+		t.Fatalf("%d concurrent after a refused third call, want 2", n)
+	}
+	// Another caller has its own count.
+	if _, answer := p.invite("bob", "0900333"); answer != "" {
+		t.Fatalf("bob: %q", answer)
+	}
+	a.bye()
+	if n := p.concurrent("0900"); n != 1 {
+		t.Fatalf("%d concurrent after a BYE, want 1", n)
+	}
+	a.bye() // a second BYE (retransmitted, or a forgery) releases nothing more
+	if n := p.concurrent("0900"); n != 1 {
+		t.Fatalf("%d concurrent after the BYE again, want 1", n)
+	}
+	if _, answer := p.invite("alice", "0900333"); answer != "" || p.last != Warning {
+		t.Fatalf("a call after the BYE: %q, %v", answer, p.last)
+	}
+}
+
+func TestConcurrentCallsReleasedOnFailure(t *testing.T) {
+	p := concurrentProxy(t, envOptions{})
+	a, _ := p.invite("alice", "0900111")
+	b, _ := p.invite("alice", "0900222")
+	if n := p.concurrent("0900"); n != 2 {
+		t.Fatalf("%d concurrent", n)
+	}
+	a.answer(486) // busy: the failure route runs
+	if n := p.concurrent("0900"); n != 1 {
+		t.Fatalf("%d concurrent after a 486, want 1", n)
+	}
+	b.answer(603) // 6xx: no failure route, the reply route sees it
+	if n := p.concurrent("0900"); n != 0 {
+		t.Fatalf("%d concurrent after a 603, want 0", n)
+	}
+	c, _ := p.invite("alice", "0900333")
+	c.cancel()
+	c.answer(487) // canceled: no failure route either
+	if n := p.concurrent("0900"); n != 0 {
+		t.Fatalf("%d concurrent after a canceled call, want 0", n)
+	}
+	// No answer at all: the transaction times out (408), failure route.
+	d, _ := p.invite("alice", "0900444")
+	if n := p.concurrent("0900"); n != 1 {
+		t.Fatalf("%d concurrent", n)
+	}
+	p.clock.Advance(40 * time.Second)
+	if n := p.concurrent("0900"); n != 0 {
+		t.Fatalf("%d concurrent after the INVITE timed out, want 0", n)
+	}
+	_ = d
+	// A route that refuses the call after Check (its lookup failed, say)
+	// releases it with CallFailed.
+	p.refuseAfterCheck = true
+	if _, answer := p.invite("alice", "0900555"); answer != "SIP/2.0 480 Temporarily Unavailable" {
+		t.Fatalf("refused after check: %q", answer)
+	}
+	if n := p.concurrent("0900"); n != 0 {
+		t.Fatalf("%d concurrent after a refusal, want 0", n)
+	}
+}
+
+func TestConcurrentCallsReleasedOnTimeout(t *testing.T) {
+	s := DefaultSettings()
+	s.Timezone, s.CallTimeout = "UTC", time.Hour
+	p := concurrentProxy(t, envOptions{settings: s})
+	a, _ := p.invite("alice", "0900111")
+	a.answer(200) // the call is up, and its BYE will never come this way
+	p.clock.Advance(59 * time.Minute)
+	p.f.sweep()
+	if n := p.concurrent("0900"); n != 1 {
+		t.Fatalf("%d concurrent before the timeout", n)
+	}
+	p.clock.Advance(time.Minute)
+	p.f.sweep()
+	if n := p.concurrent("0900"); n != 0 {
+		t.Fatalf("%d concurrent after call_timeout, want 0", n)
+	}
+	if p.counter(`switchboard_fraud_calls_timed_out_total`) != 1 || p.counter(`switchboard_fraud_calls`) != 0 {
+		t.Error("timeout metrics")
+	}
+	a.bye() // the late BYE finds nothing to release
+	if n := p.concurrent("0900"); n != 0 {
+		t.Fatalf("%d concurrent", n)
+	}
+}
+
+func TestOnlyTheCountedTransactionReleases(t *testing.T) {
+	p := concurrentProxy(t, envOptions{})
+	a, _ := p.invite("alice", "0900111")
+	a.answer(200)
+	// A second INVITE with the call's Call-ID (not in its dialog: no To
+	// tag) is checked but not counted twice, and its failure does not end
+	// the first call: a caller cannot shed a call in progress this way.
+	again := &testCall{p: p, callID: a.callID, from: "alice", number: "0900999", cseq: 5}
+	if answer := again.send(); answer != "" {
+		t.Fatalf("second INVITE: %q", answer)
+	}
+	if n := p.concurrent("0900"); n != 1 {
+		t.Fatalf("%d concurrent after a second INVITE on one Call-ID, want 1", n)
+	}
+	again.answer(404)
+	if n := p.concurrent("0900"); n != 1 {
+		t.Fatalf("%d concurrent after the second INVITE failed, want 1 (the call is still up)", n)
+	}
+	a.bye()
+	if n := p.concurrent("0900"); n != 0 {
+		t.Fatalf("%d concurrent after the BYE", n)
+	}
+}
+
+func TestRulesReloadDoesNotDropCalls(t *testing.T) {
+	p := concurrentProxy(t, envOptions{})
+	a, _ := p.invite("alice", "0900111")
+	a.answer(200)
+	b, _ := p.invite("alice", "0900222")
+	b.answer(200)
+	// Every rule is replaced: the calls in progress keep their count and
+	// their release.
+	rules, _ := p.st.ListFraudRules(ctx)
+	for _, r := range rules {
+		r.ConcurrentCalls.Critical = 4
+		if err := p.st.UpdateFraudRule(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.f.LoadRules(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.concurrent("0900"); n != 2 {
+		t.Fatalf("%d concurrent after the reload", n)
+	}
+	c, answer := p.invite("alice", "0900333")
+	if answer != "" || p.last != Warning {
+		t.Fatalf("third call with the new threshold 4: %q, %v", answer, p.last)
+	}
+	if _, answer := p.invite("alice", "0900444"); answer != "SIP/2.0 403 Forbidden" {
+		t.Fatalf("fourth call: %q", answer)
+	}
+	for _, x := range []*testCall{a, b} {
+		x.bye()
+	}
+	c.answer(486)
+	if n := p.concurrent("0900"); n != 0 {
+		t.Fatalf("%d concurrent after every call ended", n)
+	}
+}
+
+func TestCallTableBounded(t *testing.T) {
+	s := DefaultSettings()
+	s.Timezone, s.MaxCalls = "UTC", 100
+	p := newProxy(t, envOptions{settings: s, shards: 1})
+	p.rule(store.FraudRule{Prefix: "", ConcurrentCalls: store.FraudLimit{Critical: 1000}})
+	for i := 0; i < 150; i++ {
+		if _, answer := p.invite(fmt.Sprintf("u%d", i), "0900"); answer != "" {
+			t.Fatalf("call %d: %q", i, answer)
+		}
+	}
+	if n := p.f.calls.n.Load(); n != 100 {
+		t.Fatalf("%d calls tracked, bound 100", n)
+	}
+	if p.counter(`switchboard_fraud_calls_untracked_total`) != 50 {
+		t.Error("untracked calls not counted")
+	}
+	// An untracked call is not counted as concurrent either.
+	if s := p.f.Stats("u149@example.com"); len(s) != 1 || s[0].ConcurrentCalls != 0 {
+		t.Fatalf("untracked call's counter: %+v", s)
+	}
+	if s := p.f.Stats("u0@example.com"); len(s) != 1 || s[0].ConcurrentCalls != 1 {
+		t.Fatalf("tracked call's counter: %+v", s)
+	}
+}
+
+func TestResetDropsCallsInProgress(t *testing.T) {
+	p := concurrentProxy(t, envOptions{})
+	a, _ := p.invite("alice", "0900111")
+	a.answer(200)
+	p.f.Reset("alice@example.com")
+	// The call's end releases nothing from the new counter.
+	b, _ := p.invite("alice", "0900222")
+	a.bye()
+	if n := p.concurrent("0900"); n != 1 {
+		t.Fatalf("%d concurrent: the BYE of a call from before the reset took the new call's count", n)
+	}
+	b.bye()
+}
+
+func TestTrackerReplaced(t *testing.T) {
+	p := concurrentProxy(t, envOptions{})
+	rec := &recordingTracker{}
+	p.f.SetTracker(rec)
+	a, _ := p.invite("alice", "0900111")
+	if len(rec.leases) != 1 || p.concurrent("0900") != 1 {
+		t.Fatalf("leases %d, concurrent %d", len(rec.leases), p.concurrent("0900"))
+	}
+	a.bye() // the built-in table has nothing: the dialog module releases
+	if p.concurrent("0900") != 1 {
+		t.Fatal("released by the built-in table")
+	}
+	rec.leases[0].Release()
+	if p.concurrent("0900") != 0 {
+		t.Fatal("lease release")
+	}
+}
+
+type recordingTracker struct{ leases []Lease }
+
+func (r *recordingTracker) Track(_ *routing.Ctx, l Lease) bool {
+	r.leases = append(r.leases, l)
+	return true
+}
+
+func TestEvictionSparesCallsInProgress(t *testing.T) {
+	s := DefaultSettings()
+	s.Timezone, s.MaxCallers = "UTC", 100
+	p := newProxy(t, envOptions{settings: s, shards: 1})
+	p.rule(store.FraudRule{Prefix: "", ConcurrentCalls: store.FraudLimit{Critical: 2}})
+	a, _ := p.invite("alice", "0900111")
+	a.answer(200)
+	// 300 other callers since: alice's counter is the least recently used,
+	// but the one with a call in progress.
+	for i := 0; i < 300; i++ {
+		p.clock.Advance(time.Second)
+		p.check(fmt.Sprintf("user%d@example.com", i), "0900")
+	}
+	if n := p.f.counters.Len(); n != 100 {
+		t.Fatalf("%d counters", n)
+	}
+	if n := p.concurrent(""); n != 1 {
+		t.Fatalf("alice's call in progress lost from the counters: %d", n)
+	}
+	if _, answer := p.invite("alice", "0900222"); answer != "SIP/2.0 403 Forbidden" {
+		t.Fatalf("second concurrent call: %q", answer)
+	}
+	a.bye()
+	if n := p.concurrent(""); n != 0 {
+		t.Fatalf("%d concurrent after the BYE", n)
+	}
+}

@@ -1,0 +1,143 @@
+package provider
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"switchboard/modules"
+	"switchboard/modules/auth"
+	"switchboard/modules/fraud"
+	"switchboard/modules/registrar"
+	"switchboard/routing"
+	"switchboard/shards"
+	"switchboard/store"
+	"switchboard/transport"
+	"switchboard/txn"
+)
+
+// newFraudHarness is newHarness with the fraud module built as the server
+// builds it (settings: profile 1, UTC) and the given rules in the store.
+func newFraudHarness(t *testing.T, rules ...store.FraudRule) (*harness, *fraud.Fraud) {
+	h := &harness{t: t}
+	h.l = transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("127.0.0.1:5060"), AdvertisedHost: "127.0.0.1", AdvertisedPort: 5060}
+	h.ls = []*transport.Listener{&h.l}
+	h.clock = shards.NewManualClock(1_700_000_000_000)
+	ctx := context.Background()
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.AddDomain(ctx, "example.com")
+	for _, u := range []string{"alice", "bob", "0900555"} {
+		if err := st.AddSubscriber(ctx, store.Subscriber{Username: u, Domain: "example.com", Password: u + "-pw"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range rules {
+		if _, err := st.AddFraudRule(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg, err := registrar.New(registrar.Config{Clock: h.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(auth.Config{Store: st, Clock: h.clock, Secret: []byte("0123456789abcdef"), Algorithms: []string{auth.MD5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := fraud.DefaultSettings()
+	settings.Timezone = "UTC"
+	set, err := modules.Build(modules.Services{Store: st, Clock: h.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		map[string]any{"fraud": settings}, "fraud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	perms := trustedGateways(t, st, h.clock) // 127.0.0.2 (UDP) is a trusted gateway
+	t.Cleanup(func() { set.Stop(); perms.Stop(); a.Close(); reg.Close(); st.Close() })
+	f := set.Get("fraud").(*fraud.Fraud)
+	env := &routing.Env{Domains: routing.NewDomains([]string{"example.com", "127.0.0.1"}),
+		Modules: map[string]any{"registrar": reg, "auth": a, "fraud": f, "permissions": perms.Get("permissions"),
+			"provider": Options{TrustedGroup: 1}}}
+	rs, _ := routing.Lookup("provider")
+	rt, err := routing.NewRouter(rs, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.core, err = txn.New(txn.Config{Sender: h, Listeners: h, Router: rt, Clock: h.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.core.Close)
+	return h, f
+}
+
+// call places an authenticated INVITE from user to ruri and returns the
+// final answer, or "relayed".
+func (h *harness) call(user, ruri string) string {
+	h.t.Helper()
+	to := strings.TrimPrefix(ruri, "sip:")
+	r := h.reply("127.0.0.1:6100", req("INVITE", ruri, user+"@example.com", to, ""))
+	if status(r) != "407 Proxy Authentication Required" {
+		h.t.Fatalf("INVITE without credentials: %s", r)
+	}
+	s := h.send("127.0.0.1:6100", req("INVITE", ruri, user+"@example.com", to,
+		creds(r, "Proxy-Authorization", user, user+"-pw", "INVITE", ruri)),
+		func(s sentMsg) bool { return final(s) || strings.HasPrefix(s.data, "INVITE ") })
+	if strings.HasPrefix(s.data, "INVITE ") {
+		return "relayed"
+	}
+	return status(s.data)
+}
+
+func TestFraudLimits(t *testing.T) {
+	h, f := newFraudHarness(t,
+		store.FraudRule{Profile: 1, Prefix: "0900", CPM: store.FraudLimit{Warning: 2, Critical: 3}})
+	// A subscriber of ours whose name is a premium number (say, a service
+	// line), registered.
+	r := h.reply("127.0.0.1:6200", req("REGISTER", "sip:example.com", "0900555@example.com", "0900555@example.com", ""))
+	r = h.reply("127.0.0.1:6200", req("REGISTER", "sip:example.com", "0900555@example.com", "0900555@example.com",
+		"Contact: <sip:0900555@127.0.0.1:6200>\r\n"+creds(r, "Authorization", "0900555", "0900555-pw", "REGISTER", "sip:example.com")))
+	if status(r) != "200 OK" {
+		t.Fatalf("REGISTER: %s", r)
+	}
+	// Calls to another domain (a gateway) and to a served one are checked
+	// (the latter once the location lookup found the callee): the third
+	// call to 0900 within a minute is refused.
+	for i, c := range []struct{ user, ruri, want string }{
+		{"alice", "sip:0900123@127.0.0.2:5090", "relayed"},
+		{"alice", "sip:0900555@example.com", "relayed"}, // warning: goes on
+		{"alice", "sip:0900456@127.0.0.2:5090", "403 Forbidden"},
+		{"alice", "sip:0900555@example.com", "403 Forbidden"},
+		{"alice", "sip:0800123@127.0.0.2:5090", "relayed"}, // no rule for 0800
+		{"bob", "sip:0900123@127.0.0.2:5090", "relayed"},   // bob has his own count
+	} {
+		if got := h.call(c.user, c.ruri); got != c.want {
+			t.Fatalf("call %d, %s to %s: %s, want %s", i, c.user, c.ruri, got, c.want)
+		}
+	}
+	ev := f.Events("", "")
+	if len(ev) != 3 || ev[0].Level != "critical" || ev[0].User != "alice@example.com" || ev[0].Number != "0900555" || ev[2].Level != "warning" {
+		t.Fatalf("events %+v", ev)
+	}
+	// Calls from outside (unauthenticated, to a subscriber) are not
+	// checked: the caller is no subscriber of ours. Three in a minute all
+	// go through.
+	for i := 0; i < 3; i++ {
+		h.send("127.0.0.1:7000", req("INVITE", "sip:0900555@example.com", "someone@example.net", "0900555@example.com", ""),
+			func(s sentMsg) bool { return strings.HasPrefix(s.data, "INVITE ") })
+	}
+	// Nor are a trusted gateway's, whose From names our domain: it was not
+	// authenticated, and the number in its From is no subscriber's.
+	for i := 0; i < 3; i++ {
+		h.send("127.0.0.2:5060", req("INVITE", "sip:0900555@example.com", "+4930123@example.com", "0900555@example.com", ""),
+			func(s sentMsg) bool { return strings.HasPrefix(s.data, "INVITE ") })
+	}
+	if n := len(f.Events("", "")); n != 3 {
+		t.Fatalf("%d events after calls from outside", n)
+	}
+}
