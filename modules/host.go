@@ -67,7 +67,7 @@ func (h *Host) Command(name string, c mgmt.Command) {
 }
 
 // Module returns a module built before this one; it must be named in the
-// Definition's After (nil otherwise, or when it is not built).
+// Definition's After or Uses (nil otherwise, or when it is not built).
 func (h *Host) Module(name string) Instance {
 	for _, a := range h.after {
 		if a == name {

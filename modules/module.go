@@ -58,6 +58,11 @@ type Definition struct {
 	// before it, and Host.Module returns them. A name that is not
 	// registered is an error at start.
 	After []string
+	// Uses names modules this one works with when they are compiled in:
+	// those present are built (and started) before it and Host.Module
+	// returns them; absent ones are skipped. For an optional partner,
+	// e.g. pike exempting the permissions module's trusted addresses.
+	Uses []string
 	// Settings returns the module's settings with their defaults, as a
 	// pointer to a struct with yaml tags. Field types: string, int,
 	// int64, float64, bool, time.Duration ("500ms", "4s"), slices and
@@ -191,6 +196,14 @@ func Ordered() ([]Definition, error) {
 		}
 		state[n] = 1
 		for _, dep := range d.After {
+			if err := visit(dep, n); err != nil {
+				return err
+			}
+		}
+		for _, dep := range d.Uses {
+			if _, ok := all[dep]; !ok {
+				continue
+			}
 			if err := visit(dep, n); err != nil {
 				return err
 			}

@@ -73,7 +73,7 @@ func Build(svc Services, settings map[string]any, only ...string) (*Set, error) 
 			Store: svc.Store, Clock: svc.Clock, Metrics: svc.Metrics, DataDir: svc.DataDir,
 			Shards: svc.Shards, Domains: svc.Domains,
 			name: d.Name, logger: svc.Logger.With("module", d.Name), mgmt: svc.Mgmt,
-			built: built, commands: commands, after: d.After, admit: &s.admit,
+			built: built, commands: commands, after: append(append([]string(nil), d.After...), d.Uses...), admit: &s.admit,
 		}
 		inst, err := d.New(h, cfg)
 		if err != nil {

@@ -89,6 +89,16 @@ type Config struct {
 	TLSInsecureSkipVerify bool
 	// TLSMinVersion is the lowest accepted version. Default and minimum TLS 1.2.
 	TLSMinVersion uint16
+
+	// Admit, when set, is asked about the source address of every received
+	// datagram before it is parsed, and of every inbound TCP/TLS connection
+	// at accept (before a TLS handshake): false drops the datagram
+	// (Stats.AdmitDrops) or closes the connection with a reset
+	// (Stats.AdmitRefused). Bans (modules/pike) plug in here, so a banned
+	// source costs one call per datagram and nothing more. It runs on every
+	// UDP reader for every datagram: it must be cheap, allocation-free and
+	// safe for concurrent use. Nil admits everyone.
+	Admit func(netip.Addr) bool
 }
 
 // CertKeyFiles is one certificate chain and its key, both PEM files.

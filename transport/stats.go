@@ -11,6 +11,7 @@ type counterStripe struct {
 	bytesIn    [numProto]atomic.Uint64
 	packetsOut [numProto]atomic.Uint64
 	bytesOut   [numProto]atomic.Uint64
+	admitDrops atomic.Uint64 // datagrams Config.Admit refused
 	_          [64]byte
 }
 
@@ -28,6 +29,8 @@ type counters struct {
 	connsIdle      atomic.Uint64 // connections closed by the idle timeout
 	connsOversize  atomic.Uint64 // connections closed for an oversize/bad message
 	connsOverflow  atomic.Uint64 // connections closed because the write queue overflowed
+	admitRefused   atomic.Uint64 // inbound connections Config.Admit refused
+	admitClosed    atomic.Uint64 // open inbound connections closed when Admit began refusing their source
 	tlsHandshakeKO atomic.Uint64 // failed TLS handshakes (both directions)
 	keepalivePings atomic.Uint64 // CRLFCRLF pings answered
 }
@@ -58,6 +61,18 @@ type Stats struct {
 	ConnsOverflow  uint64 // closed because the write queue bound was reached
 	TLSHandshakeKO uint64
 	KeepalivePings uint64 // RFC 5626 CRLFCRLF pings answered with CRLF
+	// AdmitDrops counts datagrams dropped before parsing because
+	// Config.Admit refused their source (a banned address); they are not
+	// in PacketsIn.
+	AdmitDrops uint64
+	// AdmitRefused counts inbound TCP/TLS connections closed at accept
+	// because Config.Admit refused their source; they are not in
+	// ConnsAccepted or ConnsRejected.
+	AdmitRefused uint64
+	// AdmitClosed counts inbound connections that were open when
+	// Config.Admit began refusing their source, closed at their next
+	// message (which is not handled).
+	AdmitClosed uint64
 }
 
 func (c *counters) in(stripe int, p Proto, n int) {
@@ -82,6 +97,7 @@ func (c *counters) snapshot() Stats {
 			st.Proto[p].PacketsOut += s.packetsOut[p].Load()
 			st.Proto[p].BytesOut += s.bytesOut[p].Load()
 		}
+		st.AdmitDrops += s.admitDrops.Load()
 	}
 	st.Errors = c.errors.Load()
 	st.DropsIn = c.dropsIn.Load()
@@ -96,6 +112,8 @@ func (c *counters) snapshot() Stats {
 	st.ConnsOverflow = c.connsOverflow.Load()
 	st.TLSHandshakeKO = c.tlsHandshakeKO.Load()
 	st.KeepalivePings = c.keepalivePings.Load()
+	st.AdmitRefused = c.admitRefused.Load()
+	st.AdmitClosed = c.admitClosed.Load()
 	return st
 }
 

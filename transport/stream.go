@@ -278,6 +278,10 @@ func (c *streamConn) dialing() bool {
 // consume delivers the complete messages at the start of b to the handler
 // and returns the bytes used. An error means the stream cannot be framed
 // any more and the connection must be closed.
+// errRefused ends an inbound connection whose source Config.Admit now
+// refuses.
+var errRefused = errors.New("transport: source refused")
+
 func (c *streamConn) consume(b []byte) (int, error) {
 	t := c.s.t
 	used := 0
@@ -298,6 +302,12 @@ func (c *streamConn) consume(b []byte) (int, error) {
 		}
 		used += skip
 		rest = rest[skip:]
+		if c.inbound && t.cfg.Admit != nil && !t.cfg.Admit(c.remote.Addr()) {
+			// The source was refused (banned) after it connected: the
+			// connection goes at its next message.
+			t.stats.admitClosed.Add(1)
+			return used, errRefused
+		}
 		p := &c.pkt
 		p.Data = rest[:m:m]
 		p.Src = c.remote

@@ -109,6 +109,13 @@ func (ev *tcpEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	remote := unmapAP(ra.AddrPort())
+	if admit := s.t.cfg.Admit; admit != nil && !admit(remote.Addr()) {
+		// A reset rather than a FIN: no TIME-WAIT socket is left on the
+		// SIP port for each connection a banned source opens.
+		_ = gc.SetLinger(0)
+		s.t.stats.admitRefused.Add(1)
+		return nil, gnet.Close
+	}
 	l := s.tcpByLocal[unmapAP(la.AddrPort())]
 	if l == nil {
 		s.t.stats.errors.Add(1)
@@ -143,8 +150,10 @@ func (ev *tcpEvents) OnTraffic(gc gnet.Conn) gnet.Action {
 		_, _ = gc.Discard(used)
 	}
 	if err != nil {
-		ev.s.t.stats.connsOversize.Add(1)
-		ev.s.t.stats.errors.Add(1)
+		if err != errRefused {
+			ev.s.t.stats.connsOversize.Add(1)
+			ev.s.t.stats.errors.Add(1)
+		}
 		return gnet.Close
 	}
 	return gnet.None

@@ -131,6 +131,16 @@ func (s *streams) acceptTLS(ln net.Listener, l *Listener) {
 			nc.Close()
 			continue
 		}
+		if admit := s.t.cfg.Admit; admit != nil && !admit(ra.AddrPort().Addr().Unmap()) {
+			// Refused before the handshake costs anything; a reset
+			// leaves no TIME-WAIT socket behind.
+			if tc, ok := nc.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			nc.Close()
+			s.t.stats.admitRefused.Add(1)
+			continue
+		}
 		c := s.newConn(TLS, l, unmapAP(ra.AddrPort()), true)
 		c.state = connDialing // until the handshake is done
 		c.raw = nc
@@ -253,8 +263,10 @@ func (s *streams) runTLS(c *streamConn, tc *tls.Conn) {
 				start, end = 0, 0
 			}
 			if ferr != nil {
-				s.t.stats.connsOversize.Add(1)
-				s.t.stats.errors.Add(1)
+				if ferr != errRefused {
+					s.t.stats.connsOversize.Add(1)
+					s.t.stats.errors.Add(1)
+				}
 				return
 			}
 		}

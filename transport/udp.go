@@ -162,6 +162,8 @@ func (t *Transport) runUDPReader(s *udpSocket, stripe int) {
 	r := newUDPReader(s.fd, t.cfg.UDPBatch, t.udpBufSize)
 	p := &Packet{Listener: s.l, Proto: UDP}
 	h := t.handler
+	admit := t.cfg.Admit
+	drops := &t.stats.stripes[stripe&(statStripes-1)].admitDrops
 
 	// Batches are served inside the callback of a single RawConn.Read: the
 	// callback returns false to park, and the poller calls it again when the
@@ -200,6 +202,13 @@ func (t *Transport) runUDPReader(s *udpSocket, stripe int) {
 			}
 			for i := 0; i < n; i++ {
 				data, src, trunc := r.datagram(i)
+				// A refused source (a ban) costs this call and a
+				// counter on the reader's own stripe: no parse, no
+				// allocation, no answer.
+				if admit != nil && !admit(src.Addr()) {
+					drops.Add(1)
+					continue
+				}
 				if trunc || len(data) > t.cfg.MaxMessageSize {
 					t.stats.dropsIn.Add(1)
 					continue

@@ -29,6 +29,9 @@ func registerMetrics(set *metrics.Set, tr *transport.Transport, core *txn.Core) 
 		metrics.WriteCounterUint64(w, "switchboard_transport_errors_total", ts.Errors)
 		metrics.WriteCounterUint64(w, `switchboard_transport_drops_total{direction="in"}`, ts.DropsIn)
 		metrics.WriteCounterUint64(w, `switchboard_transport_drops_total{direction="out"}`, ts.SendDrops)
+		metrics.WriteCounterUint64(w, "switchboard_transport_refused_datagrams_total", ts.AdmitDrops)
+		metrics.WriteCounterUint64(w, `switchboard_connections_refused_total{when="accept"}`, ts.AdmitRefused)
+		metrics.WriteCounterUint64(w, `switchboard_connections_refused_total{when="open"}`, ts.AdmitClosed)
 		metrics.WriteGaugeUint64(w, "switchboard_connections_open", uint64(max(ts.ConnsOpen, 0)))
 		metrics.WriteCounterUint64(w, "switchboard_connections_accepted_total", ts.ConnsAccepted)
 		metrics.WriteCounterUint64(w, "switchboard_connections_dialed_total", ts.ConnsDialed)
@@ -73,6 +76,7 @@ func (s *server) registerCommands() {
 				"errors": ts.Errors, "drops_in": ts.DropsIn, "send_drops": ts.SendDrops,
 				"connections_open": ts.ConnsOpen, "connections_rejected": ts.ConnsRejected,
 				"connections_rejected_inbound_share": ts.ConnsShareFull,
+				"refused_datagrams":                  ts.AdmitDrops, "connections_refused": ts.AdmitRefused + ts.AdmitClosed,
 			}
 			for _, p := range []transport.Proto{transport.UDP, transport.TCP, transport.TLS} {
 				out[p.String()] = ts.Proto[p]

@@ -8,8 +8,10 @@ package main
 // orders them.
 import (
 	_ "switchboard/modules/auth"
+	_ "switchboard/modules/authban"
 	_ "switchboard/modules/fraud"
 	_ "switchboard/modules/permissions"
+	_ "switchboard/modules/pike"
 	_ "switchboard/modules/ratelimit"
 	_ "switchboard/modules/registrar"
 	_ "switchboard/modules/scanner"

@@ -215,6 +215,7 @@ func (s *server) transportConfig() transport.Config {
 		TLSCertFile:     cfg.TLS.Cert,
 		TLSKeyFile:      cfg.TLS.Key,
 		TLSMinVersion:   tlsVersion(cfg.TLS.MinVersion),
+		Admit:           s.mods.Admit(), // bans (modules/pike): dropped before parsing
 	}
 	if cfg.TLS.ClientCA != "" {
 		tc.TLSClientCAFile = cfg.TLS.ClientCA

@@ -126,6 +126,7 @@ type Auth struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	domainMu sync.Mutex
+	guard    Guard // nil: no failure accounting, no account locks (guard.go)
 
 	// counters
 	ok, failed, stale, forbidden, challenges, misses, busy, storeErrors atomic.Uint64

@@ -108,6 +108,7 @@ func (a *Auth) Authorize(c *routing.Ctx, o Options, next Next) {
 	}
 	if len(cr.Username) == 0 || len(cr.Username)+len(realm) > 320 {
 		a.failed.Add(1)
+		a.tell(c, &cr, FailMalformed)
 		next(c, InvalidCredentials)
 		return
 	}
@@ -116,6 +117,7 @@ func (a *Auth) Authorize(c *routing.Ctx, o Options, next Next) {
 		// server SHOULD answer 400). Checked before the subscriber is
 		// looked up, so the answer says nothing about the user.
 		a.badURI.Add(1)
+		a.tell(c, &cr, FailBadURI)
 		if c.IsMethod(parser.MethodAck) {
 			next(c, InvalidCredentials) // an ACK cannot be answered
 			return
@@ -257,20 +259,27 @@ func (a *Auth) check(c *routing.Ctx, o Options, v *cred, cr *parser.Auth, sc *sc
 	}
 	if !ok || len(cr.Nonce) == 0 || len(cr.Response) != hexSize[alg.h] {
 		a.failed.Add(1)
+		a.tell(c, cr, FailMalformed)
 		return InvalidCredentials
 	}
 	nc := uint32(1) // without qop a nonce is good for one request
 	if len(cr.QOP) > 0 {
 		if !parser.EqualFold(cr.QOP, []byte("auth")) || len(cr.CNonce) == 0 {
 			a.failed.Add(1)
+			a.tell(c, cr, FailMalformed)
 			return InvalidCredentials
 		}
 		if nc, ok = parseNC(cr.NC); !ok {
 			a.failed.Add(1)
+			a.tell(c, cr, FailMalformed)
 			return InvalidCredentials
 		}
 	}
 	exp, seq, signed := a.decodeNonce(cr.Nonce)
+	// A locked account (guard.go) fails as a wrong password does, after
+	// the same work: the lock is looked up before the password is checked
+	// and changes neither the answer nor the path.
+	locked := a.guard != nil && a.guard.Locked(cr.Username, cr.Realm)
 	// The digest is computed for an unknown user too (with a dummy HA1),
 	// so the time taken does not tell the two apart.
 	ha1 := v.ha1[alg.h]
@@ -280,11 +289,12 @@ func (a *Auth) check(c *routing.Ctx, o Options, v *cred, cr *parser.Auth, sc *sc
 	}
 	want := response(sc, alg, ha1, c.Msg().MethodBytes(), cr)
 	match := equalHex(sc, cr.Response, want)
-	if !known || !match || !signed {
+	if !known || !match || !signed || locked {
 		a.failed.Add(1)
+		a.tell(c, cr, failureOf(known, match && signed))
 		return InvalidCredentials
 	}
-	switch a.useNonce(exp, seq, nc) {
+	switch st := a.useNonce(exp, seq, nc); st {
 	case nonceOK:
 		if c.IsMethod(parser.MethodRegister) {
 			a.remember(seq, c)
@@ -296,11 +306,17 @@ func (a *Auth) check(c *routing.Ctx, o Options, v *cred, cr *parser.Auth, sc *sc
 		// the same answer as the first; anything else is a replay.
 		if !c.IsMethod(parser.MethodRegister) || !a.retransmission(seq, c) {
 			a.stale.Add(1)
+			a.tell(c, cr, FailReplay)
 			return StaleNonce
 		}
 		a.retrans.Add(1)
 	default:
 		a.stale.Add(1)
+		if st == nonceExpired {
+			a.tell(c, cr, FailExpired)
+		} else {
+			a.tell(c, cr, FailReplay)
+		}
 		return StaleNonce
 	}
 	if !o.AnyUser {

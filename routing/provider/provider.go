@@ -13,10 +13,12 @@
 //	            if (is_method("BYE")) route(fraud_release);
 //	            t_relay(); exit;
 //	        }
+//	        if (!pike_check_req()) drop;         # not ours: counted as a flood would be
 //	        if (is_method("ACK")) exit;          # stray ACK: drop
 //	        if ($route_kind == forged) { sl_send_reply(403, "Forbidden Route"); exit; }
 //	        sl_send_reply(404, "Not here"); exit;
 //	    }
+//	    if (!pike_check_req()) drop;             # over the rate: banned, no answer
 //	    if (!rl_check()) {                       # ratelimit: the pipes of this method
 //	        append_to_reply("Retry-After: 10\r\n");  # (INVITE, REGISTER per source)
 //	        sl_send_reply(503, "Rate Limit Exceeded"); exit;
@@ -99,6 +101,11 @@
 // a credential-cache miss, and then off the receive path: the request is
 // suspended and the route carries on from a worker (see modules/auth).
 //
+// pike_check_req is the pike module's Check (modules/pike): for an initial
+// request, and for an in-dialog one that is not of a dialog of ours; a
+// source over its rate is banned and the transport drops its datagrams
+// before parsing from then on. Without the module the step is skipped.
+//
 // The scanner block list and the rate limits apply when those modules are
 // in routing.Env.Modules ("scanner", "ratelimit"): a request from a
 // scanner is dropped before anything else, so it is never answered, and an
@@ -117,6 +124,7 @@ import (
 	"switchboard/modules/auth"
 	"switchboard/modules/fraud"
 	"switchboard/modules/permissions"
+	"switchboard/modules/pike"
 	"switchboard/modules/ratelimit"
 	"switchboard/modules/registrar"
 	"switchboard/modules/scanner"
@@ -156,6 +164,7 @@ type routes struct {
 	auth    *auth.Auth
 	fraud   *fraud.Fraud
 	perms   *permissions.Permissions
+	pike    *pike.Pike
 	scanner *scanner.Scanner
 	rl      *ratelimit.RateLimit
 	opts    Options
@@ -171,6 +180,7 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.reg, _ = env.Module("registrar").(*registrar.Registrar)
 	p.auth, _ = env.Module("auth").(*auth.Auth)
 	p.perms, _ = env.Module("permissions").(*permissions.Permissions)
+	p.pike, _ = env.Module("pike").(*pike.Pike)
 	p.scanner, _ = env.Module("scanner").(*scanner.Scanner)
 	p.rl, _ = env.Module("ratelimit").(*ratelimit.RateLimit)
 	p.opts, _ = env.Module("provider").(Options)
@@ -198,6 +208,9 @@ func (p *routes) request(c *routing.Ctx) {
 	}
 	if c.HasToTag() {
 		p.inDialog(c)
+		return
+	}
+	if !p.pikeCheck(c) {
 		return
 	}
 	if p.rl != nil && p.rl.Limited(c) {
@@ -268,6 +281,11 @@ func (p *routes) inDialog(c *routing.Ctx) {
 		relay(c)
 		return
 	}
+	// Not a dialog of ours: counted like an initial request, or a To tag
+	// would be all a flood needs to go unnoticed.
+	if !p.pikeCheck(c) {
+		return
+	}
 	if c.IsMethod(parser.MethodAck) {
 		c.Drop() // a stray ACK cannot be answered
 		return
@@ -278,6 +296,17 @@ func (p *routes) inDialog(c *routing.Ctx) {
 	default:
 		refuse(c, 404, "Not here")
 	}
+}
+
+// pikeCheck is pike_check_req: a source over its rate (now banned: the
+// transport drops what follows) or banned already gets no answer at all.
+// Trusted sources (pike.exempt, the permissions module's group) pass.
+func (p *routes) pikeCheck(c *routing.Ctx) bool {
+	if p.pike == nil || p.pike.Check(c) {
+		return true
+	}
+	c.Drop()
+	return false
 }
 
 // refuse answers statelessly (OpenSIPS sl_send_reply): one packet for one

@@ -7,7 +7,9 @@ import (
 	"reflect"
 	"strings"
 	"switchboard/modules/auth"
+	_ "switchboard/modules/authban" // its section is in default.yaml
 	"switchboard/modules/permissions"
+	_ "switchboard/modules/pike"
 	"switchboard/modules/registrar"
 	"testing"
 	"time"

@@ -1,0 +1,85 @@
+package auth
+
+import (
+	"net/netip"
+
+	"switchboard/parser"
+	"switchboard/routing"
+)
+
+// Failure says why a digest answer failed, as a Guard is told.
+type Failure uint8
+
+// The failures a Guard is told of.
+const (
+	// FailPassword: a subscriber's name with a wrong password (or a
+	// nonce that was not ours).
+	FailPassword Failure = iota + 1
+	// FailUnknownUser: a name that is no subscriber.
+	FailUnknownUser
+	// FailReplay: the right password on a nonce-count used before, not
+	// a retransmission: a replayed request.
+	FailReplay
+	// FailExpired: the right password on an expired nonce; phones meet
+	// it in normal operation and retry with the new nonce.
+	FailExpired
+	// FailBadURI: the digest uri is not the Request-URI (400).
+	FailBadURI
+	// FailMalformed: credentials that cannot be checked (no name, an
+	// algorithm not offered, a bad qop or nonce-count).
+	FailMalformed
+	// FailLocked: the right password for an account the Guard locked.
+	FailLocked
+)
+
+var failureNames = [...]string{"", "password", "unknown_user", "replay", "expired", "bad_uri", "malformed", "locked"}
+
+func (f Failure) String() string {
+	if int(f) < len(failureNames) && f != 0 {
+		return failureNames[f]
+	}
+	return "unknown"
+}
+
+// Guard watches failed authorizations and may lock accounts: the authban
+// module (fail2ban for digest authentication) is one. Both methods run on
+// the receive path or an auth worker and must be cheap, allocation-free
+// and safe for concurrent use; the byte slices are only valid during the
+// call.
+type Guard interface {
+	// Locked reports whether the account user@realm may not authenticate
+	// now. It is asked for every digest answer checked against a
+	// subscriber (before the password is compared); a locked account's
+	// answer fails exactly as a wrong password does, with the same work
+	// and the same challenge, so that the lock tells an attacker nothing.
+	Locked(user, realm []byte) bool
+	// Failed is told of every failed digest answer: the source address,
+	// the user name and realm as sent, and why.
+	Failed(src netip.Addr, user, realm []byte, why Failure)
+}
+
+// SetGuard installs g. Call it while the server is built (from a module's
+// New), before requests arrive; nil removes it.
+func (a *Auth) SetGuard(g Guard) { a.guard = g }
+
+// Guard returns the guard installed, or nil.
+func (a *Auth) Guard() Guard { return a.guard }
+
+// tell tells the guard of a failure.
+func (a *Auth) tell(c *routing.Ctx, cr *parser.Auth, why Failure) {
+	if a.guard != nil {
+		a.guard.Failed(c.SrcIP(), cr.Username, cr.Realm, why)
+	}
+}
+
+// failureOf names a failed password check: the user unknown, the digest
+// (or nonce) wrong, or else the account locked.
+func failureOf(known, right bool) Failure {
+	switch {
+	case !known:
+		return FailUnknownUser
+	case !right:
+		return FailPassword
+	}
+	return FailLocked
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package authban
+
+const raceEnabled = false

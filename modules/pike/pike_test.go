@@ -1,0 +1,273 @@
+package pike
+
+import (
+	"net/netip"
+	"strconv"
+	"testing"
+	"time"
+
+	"switchboard/shards"
+	"switchboard/transport"
+)
+
+func newPike(t testing.TB, s *Settings, groups GroupChecker) (*Pike, *shards.Clock) {
+	t.Helper()
+	clock := shards.NewManualClock(1_700_000_000_000)
+	if s == nil {
+		s = DefaultSettings()
+	}
+	p, err := New(clock, *s, groups, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, clock
+}
+
+// The 31st request within the window bans the source: Check refuses it,
+// the transport's filter drops it, others are served; after ban_time it is
+// served again.
+func TestCheckBansOverLimit(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	for i := 0; i < 30; i++ {
+		h.receive("192.0.2.7:5060")
+		h.clock.Advance(10 * time.Millisecond)
+	}
+	if got := h.answered("192.0.2.7"); got != 30 {
+		t.Fatalf("%d of the first 30 answered", got)
+	}
+	bad := netip.MustParseAddr("192.0.2.7")
+	if h.p.Banned(bad) || !h.p.Admit(bad) {
+		t.Fatal("banned at the limit")
+	}
+	for i := 0; i < 10; i++ {
+		h.receive("192.0.2.7:5062") // another port: the same source
+	}
+	if got := h.answered("192.0.2.7"); got != 30 || h.dropped != 10 {
+		t.Fatalf("answered %d, dropped %d: want 30 and 10", got, h.dropped)
+	}
+	if !h.p.Banned(bad) || h.p.Admit(bad) {
+		t.Fatal("not banned over the limit")
+	}
+	good := netip.MustParseAddr("192.0.2.8")
+	h.receive("192.0.2.8:5060")
+	if h.answered("192.0.2.8") != 1 || !h.p.Admit(good) {
+		t.Fatal("another source refused")
+	}
+	list := h.p.List()
+	if len(list) != 1 || list[0].Source != "192.0.2.7" || list[0].Reason != "flood" || list[0].Remaining != 300 {
+		t.Fatalf("bans %+v", list)
+	}
+	h.clock.Advance(5*time.Minute - time.Millisecond)
+	if h.p.Admit(bad) {
+		t.Fatal("ban ended early")
+	}
+	h.clock.Advance(time.Millisecond)
+	if !h.p.Admit(bad) || h.p.Banned(bad) {
+		t.Fatal("ban did not end after ban_time")
+	}
+	h.receive("192.0.2.7:5060")
+	if got := h.answered("192.0.2.7"); got != 31 {
+		t.Fatalf("not served after the ban: %d answers", got)
+	}
+	st := h.p.bans.Stats(h.clock.Now())
+	if st.Made[Flood] != 1 || st.Active != 0 || st.Refused != 9+2 { // 9 by Check after the ban, 2 by Admit above
+		t.Fatalf("ban stats %+v", st)
+	}
+}
+
+// A flood spread over one /64 is one source; the next /64 is another.
+func TestIPv6FloodBansPrefix(t *testing.T) {
+	p, _ := newPike(t, nil, nil)
+	for i := 0; i < 31; i++ {
+		p.CheckAddr(netip.MustParseAddr("2001:db8:a:b::" + strconv.FormatInt(int64(i+1), 16)))
+	}
+	if !p.Banned(netip.MustParseAddr("2001:db8:a:b:1234::1")) {
+		t.Fatal("the /64 of a spread flood is not banned")
+	}
+	if p.Banned(netip.MustParseAddr("2001:db8:a:c::1")) || !p.CheckAddr(netip.MustParseAddr("2001:db8:a:c::1")) {
+		t.Fatal("the next /64 is banned")
+	}
+	if l := p.List(); len(l) != 1 || l[0].Source != "2001:db8:a:b::/64" {
+		t.Fatalf("bans %+v", l)
+	}
+}
+
+type groupSet map[netip.Addr]int
+
+func (g groupSet) InGroup(group int, a netip.Addr) bool { return g[a] == group }
+
+// Exempt addresses and the trusted group are never counted or refused by
+// Check.
+func TestExemptSources(t *testing.T) {
+	s := DefaultSettings()
+	s.Exempt = []string{"10.0.0.0/8", "2001:db8::1"}
+	s.MaxRequests = 5
+	groups := groupSet{netip.MustParseAddr("192.0.2.50"): 1, netip.MustParseAddr("192.0.2.51"): 2}
+	p, _ := newPike(t, s, groups)
+	for _, a := range []string{"10.1.2.3", "2001:db8::1", "192.0.2.50", "::ffff:10.9.9.9"} {
+		for i := 0; i < 100; i++ {
+			if !p.CheckAddr(netip.MustParseAddr(a)) {
+				t.Fatalf("exempt %s refused", a)
+			}
+		}
+	}
+	for _, a := range []string{"192.0.2.51", "2001:db8::2", "11.0.0.1"} {
+		ok := true
+		for i := 0; i < 6; i++ {
+			ok = p.CheckAddr(netip.MustParseAddr(a))
+		}
+		if ok {
+			t.Fatalf("%s (not exempt) not refused over the limit", a)
+		}
+	}
+	s.ExemptGroup = 0
+	p2, _ := newPike(t, s, groups)
+	for i := 0; i < 6; i++ {
+		p2.CheckAddr(netip.MustParseAddr("192.0.2.50"))
+	}
+	if !p2.Banned(netip.MustParseAddr("192.0.2.50")) {
+		t.Fatal("exempt_group 0 still exempts group 1")
+	}
+}
+
+// The ban table never holds more than max_bans, whatever the number of
+// offenders; a long ban outlasts the short ones it shares a bucket with.
+func TestBanTableBounded(t *testing.T) {
+	s := DefaultSettings()
+	s.MaxBans = 1024
+	p, clock := newPike(t, s, nil)
+	long := netip.MustParseAddr("203.0.113.9")
+	p.Ban(long, 24*time.Hour, Manual)
+	for i := 0; i < 100_000; i++ {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		p.Ban(a, time.Minute+time.Duration(i)*time.Millisecond, Flood)
+		if i%1000 == 0 {
+			clock.Advance(time.Millisecond)
+		}
+	}
+	st := p.bans.Stats(clock.Now())
+	if st.Slots != 1024 || st.Active != 1024 || st.Evictions != 100_001-1024 {
+		t.Fatalf("stats %+v", st)
+	}
+	if !p.Banned(long) {
+		t.Fatal("the day-long ban was displaced by minute-long ones")
+	}
+	// The newest offender is banned (it displaced the oldest of its bucket).
+	if !p.Banned(netip.AddrFrom4([4]byte{10, 1, 0x86, 0x9f})) { // i = 99999
+		t.Fatal("the newest ban is missing")
+	}
+	clock.Advance(25 * time.Hour)
+	if n := p.bans.Sweep(clock.Now(), 0, nil); n != 0 || p.bans.live.Load() != 0 {
+		t.Fatalf("after expiry: %d in force, %d slots held", n, p.bans.live.Load())
+	}
+	if !p.Admit(long) {
+		t.Fatal("expired ban still refused")
+	}
+}
+
+// A ban is extended, never shortened, and Unban lifts it (and forgets the
+// rate, so the source starts afresh).
+func TestBanExtendAndUnban(t *testing.T) {
+	p, clock := newPike(t, nil, nil)
+	a := netip.MustParseAddr("192.0.2.20")
+	if !p.Ban(a, time.Hour, Manual) || p.Ban(a, time.Minute, Flood) {
+		t.Fatal("Ban's report of a new ban is wrong")
+	}
+	clock.Advance(30 * time.Minute)
+	if !p.Banned(a) {
+		t.Fatal("a shorter ban shortened the longer one")
+	}
+	if l := p.List(); len(l) != 1 || l[0].Reason != "manual" {
+		t.Fatalf("bans %+v", l)
+	}
+	if !p.Unban(a) || p.Banned(a) || p.Unban(a) {
+		t.Fatal("Unban")
+	}
+	if p.bans.live.Load() != 0 {
+		t.Fatalf("live %d after unban", p.bans.live.Load())
+	}
+	if n := RegisterReason("unit-test"); n.String() != "unit-test" || RegisterReason("unit-test") != n {
+		t.Fatal("RegisterReason")
+	}
+}
+
+// Check, Admit and the ban decision allocate nothing.
+func TestCheckAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	p, clock := newPike(t, nil, groupSet{})
+	ok := netip.MustParseAddr("192.0.2.1")
+	v6 := netip.MustParseAddr("2001:db8::5")
+	i := 0
+	if a := testing.AllocsPerRun(1000, func() {
+		i++
+		p.CheckAddr(netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)})) // new sources, ban decisions
+		p.CheckAddr(ok)
+		p.CheckAddr(v6)
+		clock.Advance(time.Millisecond)
+	}); a != 0 {
+		t.Fatalf("CheckAddr: %.1f allocations", a)
+	}
+	if p.Banned(ok) == false && p.Banned(v6) == false {
+		t.Fatal("the allocation test did not reach the over-limit path")
+	}
+	if a := testing.AllocsPerRun(1000, func() {
+		p.Admit(ok)
+		p.Admit(netip.MustParseAddr("192.0.2.99"))
+	}); a != 0 {
+		t.Fatalf("Admit: %.1f allocations", a)
+	}
+}
+
+// Through the real core and router, a request checked by pike and answered
+// costs no allocation, and neither does one refused.
+func TestCheckInRouteAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	h := newHarness(t, nil, nil)
+	h.keep = false
+	msgs := make([][]byte, 4096)
+	for i := range msgs {
+		msgs[i] = []byte(options(100000 + i))
+	}
+	pkt := &transport.Packet{Listener: &h.l, Proto: transport.UDP}
+	i := 0
+	send := func(src netip.AddrPort) {
+		i++
+		pkt.Data, pkt.Src = msgs[i%len(msgs)], src
+		h.core.HandleMessage(pkt)
+	}
+	good := netip.MustParseAddrPort("192.0.2.1:5060")
+	for j := 0; j < 100; j++ {
+		send(good) // warm the pools
+		h.clock.Advance(100 * time.Millisecond)
+	}
+	if a := testing.AllocsPerRun(1000, func() {
+		send(good)
+		h.clock.Advance(100 * time.Millisecond) // 20 per window: under the limit
+	}); a != 0 {
+		t.Fatalf("a checked and answered request: %.1f allocations", a)
+	}
+	// A banned source's request (one on a connection opened before the
+	// ban: UDP ones never reach the core) is dropped. Dropping keeps the
+	// transaction for 64·T1 to absorb retransmissions: the clock moves
+	// so that their pool is reused rather than grown.
+	bad := netip.MustParseAddrPort("192.0.2.66:5060")
+	h.p.Ban(bad.Addr(), 24*time.Hour, Manual)
+	banned := func() {
+		send(bad)
+		h.clock.Advance(100 * time.Millisecond)
+	}
+	for j := 0; j < 1000; j++ {
+		banned()
+	}
+	before := h.dropped
+	if a := testing.AllocsPerRun(1000, banned); a != 0 {
+		t.Fatalf("a banned source's request: %.1f allocations", a)
+	}
+	if h.dropped-before != 1001 {
+		t.Fatalf("%d of 1001 requests from a banned source dropped", h.dropped-before)
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package pike
+
+const raceEnabled = false
