@@ -371,7 +371,15 @@ func sippDir(t *testing.T) string {
 // (provisional ones are skipped), or "" when none came within wait.
 func sendUDP(t *testing.T, port int, msg string, wait time.Duration) string {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	return sendUDPFrom(t, "127.0.0.1", port, msg, wait)
+}
+
+// sendUDPFrom is sendUDP from a socket bound to srcIP (a loopback address
+// such as 127.0.0.2), so the server sees that source address. LOCALPORT in
+// msg becomes the socket's port.
+func sendUDPFrom(t *testing.T, srcIP string, port int, msg string, wait time.Duration) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", srcIP+":0")
 	if err != nil {
 		t.Fatal(err)
 	}

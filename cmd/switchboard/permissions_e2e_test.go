@@ -2,39 +2,12 @@ package main
 
 import (
 	"encoding/json"
-	"net"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
-
-// sendUDPFrom is sendUDP from a socket bound to srcIP (a loopback address
-// such as 127.0.0.2), so the server sees that source address.
-func sendUDPFrom(t *testing.T, srcIP string, port int, msg string, wait time.Duration) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", srcIP+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	msg = strings.ReplaceAll(msg, "LOCALPORT", strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port))
-	if _, err := c.WriteTo([]byte(msg), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err != nil {
-		t.Fatal(err)
-	}
-	c.SetReadDeadline(time.Now().Add(wait))
-	buf := make([]byte, 65536)
-	for {
-		n, _, err := c.ReadFrom(buf)
-		if err != nil {
-			return ""
-		}
-		if !strings.HasPrefix(string(buf[:n]), "SIP/2.0 1") {
-			return string(buf[:n])
-		}
-	}
-}
 
 // gatewayInvite is an INVITE to bob as a PSTN gateway sends it: the
 // caller's number "at" our domain in From. via is the host the Via

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -13,31 +12,6 @@ import (
 	"testing"
 	"time"
 )
-
-// newUDPPeerOn is newUDPPeer bound to another loopback address, so that
-// the server sees another source.
-func newUDPPeerOn(t *testing.T, ip string) *udpPeer {
-	t.Helper()
-	c, err := net.ListenPacket("udp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &udpPeer{t: t, conn: c}
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, _, err := c.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			p.got = append(p.got, string(buf[:n]))
-			p.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { c.Close() })
-	return p
-}
 
 // apiResult runs a management command and decodes its result into v.
 func apiResult(t *testing.T, srv *testServer, cmd, args string, v any) {

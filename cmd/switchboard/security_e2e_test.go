@@ -23,9 +23,17 @@ type udpPeer struct {
 	got  []string
 }
 
+// newUDPPeer is a peer on 127.0.0.1.
 func newUDPPeer(t *testing.T) *udpPeer {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	return newUDPPeerOn(t, "127.0.0.1")
+}
+
+// newUDPPeerOn is a peer bound to another loopback address ip (such as
+// 127.0.0.2), so that the server sees another source.
+func newUDPPeerOn(t *testing.T, ip string) *udpPeer {
+	t.Helper()
+	c, err := net.ListenPacket("udp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
