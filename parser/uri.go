@@ -370,11 +370,23 @@ func Unescape(dst, src []byte) ([]byte, error) {
 			dst = append(dst, c)
 			continue
 		}
-		if i+2 >= len(src) || !isHex(src[i+1]) || !isHex(src[i+2]) {
+		d, ok := DecodeEscape(src, i)
+		if !ok {
 			return dst, ErrBadEscape
 		}
-		dst = append(dst, unhex(src[i+1])<<4|unhex(src[i+2]))
+		dst = append(dst, d)
 		i += 2
 	}
 	return dst, nil
+}
+
+// DecodeEscape returns the character that the escape "%HH" at b[i] stands
+// for (RFC 3261 §25.1), and false when b[i:] does not start with "%" and
+// two hex digits. Modules that compare or match URI parts with escapes
+// decoded use it one character at a time, without a copy.
+func DecodeEscape(b []byte, i int) (byte, bool) {
+	if i+2 >= len(b) || b[i] != '%' || !isHex(b[i+1]) || !isHex(b[i+2]) {
+		return 0, false
+	}
+	return unhex(b[i+1])<<4 | unhex(b[i+2]), true
 }

@@ -86,6 +86,34 @@ func TestUnescape(t *testing.T) {
 	}
 }
 
+// TestDecodeEscape: an escape decodes wherever it stands and in either
+// case; anything else that starts with "%" is not one.
+func TestDecodeEscape(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		i    int
+		want byte
+		ok   bool
+	}{
+		{"%30", 0, '0', true},
+		{"a%2Fb", 1, '/', true},
+		{"%2f", 0, '/', true},
+		{"%00", 0, 0, true},
+		{"%ff", 0, 0xff, true},
+		{"a%30", 0, 0, false},
+		{"%3", 0, 0, false},
+		{"%", 0, 0, false},
+		{"%g0", 0, 0, false},
+		{"%0g", 0, 0, false},
+		{"x%30", 2, 0, false},
+	} {
+		c, ok := DecodeEscape([]byte(tc.s), tc.i)
+		if c != tc.want || ok != tc.ok {
+			t.Errorf("DecodeEscape(%q, %d) = %q %v, want %q %v", tc.s, tc.i, c, ok, tc.want, tc.ok)
+		}
+	}
+}
+
 func TestLookupHeader(t *testing.T) {
 	for h := HdrVia; h < numHeaderNames; h++ {
 		name := h.String()

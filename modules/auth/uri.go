@@ -143,29 +143,13 @@ func equalEscaped(a, b []byte, fold bool) bool {
 }
 
 // unescapeAt returns the character at s[i] (decoding %HH) and the index
-// after it.
+// after it; ok is false for a "%" that starts no escape.
 func unescapeAt(s []byte, i int) (c byte, next int, ok bool) {
 	if s[i] != '%' {
 		return s[i], i + 1, true
 	}
-	if i+2 >= len(s) {
-		return 0, 0, false
-	}
-	h, okh := fromHex(s[i+1])
-	l, okl := fromHex(s[i+2])
-	return h<<4 | l, i + 3, okh && okl
-}
-
-func fromHex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
+	c, ok = parser.DecodeEscape(s, i)
+	return c, i + 3, ok
 }
 
 func lower(c byte) byte {

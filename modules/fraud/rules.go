@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"switchboard/parser"
 	"switchboard/store"
 )
 
@@ -78,27 +79,10 @@ func isSeparator(c byte) bool {
 // it. A user part may escape any character and the next hop sees the
 // number unescaped, so matching must too.
 func numberByte(number []byte, i int) (byte, int) {
-	c := number[i]
-	if c == '%' && i+2 < len(number) {
-		if h, ok := unhex(number[i+1]); ok {
-			if l, ok := unhex(number[i+2]); ok {
-				return h<<4 | l, i + 3
-			}
-		}
+	if c, ok := parser.DecodeEscape(number, i); ok {
+		return c, i + 3
 	}
-	return c, i + 1
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
+	return number[i], i + 1
 }
 
 // node is a trie node: children by digit (0: none; the root is never a
