@@ -29,18 +29,10 @@ func scanFraudRule(sc interface{ Scan(...any) error }, r *FraudRule) error {
 
 // writeFraud runs fn in a transaction that bumps the fraud_rules version.
 func (b *SQLite) writeFraud(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := b.db.BeginTx(ctx, nil)
-	if err != nil {
+	return b.inTx(ctx, fn, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE table_versions SET version = version + 1 WHERE name = 'fraud_rules'`)
 		return err
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE table_versions SET version = version + 1 WHERE name = 'fraud_rules'`); err != nil {
-		return err
-	}
-	return tx.Commit()
+	})
 }
 
 func fraudConstraint(err error) error {
@@ -86,14 +78,7 @@ func (b *SQLite) UpdateFraudRule(ctx context.Context, r *FraudRule) error {
 
 func (b *SQLite) DeleteFraudRule(ctx context.Context, id int64) error {
 	return b.writeFraud(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM fraud_rules WHERE id = ?`, id)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNoFraudRule
-		}
-		return nil
+		return execOne(ctx, tx, ErrNoFraudRule, `DELETE FROM fraud_rules WHERE id = ?`, id)
 	})
 }
 

@@ -211,6 +211,13 @@ func (b *SQLite) logChange(ctx context.Context, tx *sql.Tx, kind ChangeKind, use
 
 // write runs fn in a transaction that also logs a change.
 func (b *SQLite) write(ctx context.Context, kind ChangeKind, user, domain string, fn func(tx *sql.Tx) error) error {
+	return b.inTx(ctx, fn, func(tx *sql.Tx) error { return b.logChange(ctx, tx, kind, user, domain) })
+}
+
+// inTx runs fn and then mark in one transaction: mark records that the
+// data changed (the change log, a table version), so that readers that
+// poll it never miss a change nor see one that was rolled back.
+func (b *SQLite) inTx(ctx context.Context, fn, mark func(tx *sql.Tx) error) error {
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -219,10 +226,23 @@ func (b *SQLite) write(ctx context.Context, kind ChangeKind, user, domain string
 	if err := fn(tx); err != nil {
 		return err
 	}
-	if err := b.logChange(ctx, tx, kind, user, domain); err != nil {
+	if err := mark(tx); err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+// execOne runs a statement that must change one row at least, and returns
+// missing when it changed none.
+func execOne(ctx context.Context, tx *sql.Tx, missing error, query string, args ...any) error {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return missing
+	}
+	return nil
 }
 
 func txDomainExists(ctx context.Context, tx *sql.Tx, domain string) (bool, error) {
@@ -253,14 +273,7 @@ func (b *SQLite) DeleteDomain(ctx context.Context, domain string) error {
 		if n > 0 {
 			return ErrDomainInUse
 		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM domains WHERE domain = ?`, domain)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrUnknownDomain
-		}
-		return nil
+		return execOne(ctx, tx, ErrUnknownDomain, `DELETE FROM domains WHERE domain = ?`, domain)
 	})
 }
 
@@ -314,28 +327,14 @@ func (b *SQLite) AddSubscriber(ctx context.Context, s *Subscriber) error {
 
 func (b *SQLite) SetCredentials(ctx context.Context, user, domain, password, ha1, ha1SHA256 string) error {
 	return b.write(ctx, ChangeSubscriber, user, domain, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE subscribers SET password = ?, ha1 = ?, ha1_sha256 = ?
+		return execOne(ctx, tx, ErrNoSubscriber, `UPDATE subscribers SET password = ?, ha1 = ?, ha1_sha256 = ?
 			WHERE username = ? AND domain = ?`, password, ha1, ha1SHA256, user, domain)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNoSubscriber
-		}
-		return nil
 	})
 }
 
 func (b *SQLite) DeleteSubscriber(ctx context.Context, user, domain string) error {
 	return b.write(ctx, ChangeSubscriber, user, domain, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM subscribers WHERE username = ? AND domain = ?`, user, domain)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNoSubscriber
-		}
-		return nil
+		return execOne(ctx, tx, ErrNoSubscriber, `DELETE FROM subscribers WHERE username = ? AND domain = ?`, user, domain)
 	})
 }
 
