@@ -141,12 +141,12 @@ func BenchmarkBannedDatagram(b *testing.B) {
 // costs the transport's Admit call only ("banned", as BenchmarkAdmit).
 func BenchmarkRequest(b *testing.B) {
 	h := newHarness(b, nil, nil)
-	h.keep = false
+	h.Keep = false
 	msgs := make([][]byte, 4096)
 	for i := range msgs {
 		msgs[i] = []byte(options(200000 + i))
 	}
-	pkt := &transport.Packet{Listener: &h.l, Proto: transport.UDP}
+	pkt := &transport.Packet{Listener: h.Listener(transport.UDP, netip.Addr{}), Proto: transport.UDP}
 	srcs := make([]netip.AddrPort, 1024)
 	for i := range srcs {
 		srcs[i] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)}), 5060)
@@ -155,10 +155,10 @@ func BenchmarkRequest(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
 			if i%1024 == 0 {
-				h.clock.Advance(time.Second) // 1024 sources, one request each per second
+				h.Clock.Advance(time.Second) // 1024 sources, one request each per second
 			}
 			pkt.Data, pkt.Src = msgs[i%len(msgs)], srcs[i%len(srcs)]
-			h.core.HandleMessage(pkt)
+			h.Handle(pkt)
 		}
 	})
 	banned := netip.MustParseAddr("192.0.2.66")

@@ -1,79 +1,43 @@
 package pike
 
 import (
-	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
+	"switchboard/modules/internal/routetest"
 	"switchboard/routing"
-	"switchboard/shards"
-	"switchboard/transport"
-	"switchboard/txn"
 )
 
-// harness is a real transaction core and router whose request route runs
-// pike's Check first, as the provider route set does, and answers 200 to
-// what passes; the socket is a double that records what would be sent.
+// harness is a real transaction core and router (routetest's) whose
+// request route runs pike's Check first, as the provider route set does,
+// and answers 200 to what passes; nothing leaves the process.
 type harness struct {
-	t     testing.TB
-	p     *Pike
-	core  *txn.Core
-	clock *shards.Clock
-	l     transport.Listener
-	ls    []*transport.Listener
-
-	mu      sync.Mutex
+	*routetest.Harness
+	p       *Pike
 	answers map[string]int // 200s sent, by destination address
 	dropped int
-	keep    bool
 }
-
-func (h *harness) Send(_ *transport.Listener, dst netip.AddrPort, data []byte) error {
-	if h.keep {
-		h.mu.Lock()
-		if strings.HasPrefix(string(data), "SIP/2.0 200") {
-			h.answers[dst.Addr().String()]++
-		}
-		h.mu.Unlock()
-	}
-	return nil
-}
-func (h *harness) Listener(transport.Proto, netip.Addr) *transport.Listener { return &h.l }
-func (h *harness) Listeners() []*transport.Listener                         { return h.ls }
 
 func newHarness(t testing.TB, s *Settings, groups GroupChecker) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: shards.NewManualClock(1_700_000_000_000), answers: map[string]int{}, keep: true}
-	h.l = transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("127.0.0.1:5060"), AdvertisedHost: "127.0.0.1", AdvertisedPort: 5060}
-	h.ls = []*transport.Listener{&h.l}
+	h := &harness{Harness: routetest.New(t, nil), answers: map[string]int{}}
 	if s == nil {
 		s = DefaultSettings()
 	}
-	p, err := New(h.clock, *s, groups, 8)
+	p, err := New(h.Clock, *s, groups, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.p = p
-	routes := &routing.Routes{Request: func(c *routing.Ctx) {
+	h.Route = func(c *routing.Ctx) {
 		if !p.Check(c) {
 			h.dropped++
 			c.Drop()
 			return
 		}
 		c.ReplyStateless(200, "OK", nil)
-	}}
-	rs := routing.RouteSet{Name: "pike-test", New: func(*routing.Env) (*routing.Routes, error) { return routes, nil }}
-	rt, err := routing.NewRouter(rs, &routing.Env{Domains: routing.NewDomains([]string{"example.com"})})
-	if err != nil {
-		t.Fatal(err)
 	}
-	h.core, err = txn.New(txn.Config{Sender: h, Listeners: h, Router: rt, Clock: h.clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.core.Close)
 	return h
 }
 
@@ -93,11 +57,15 @@ func options(n int) string {
 // receive hands a new OPTIONS to the core as if it came from src over UDP.
 func (h *harness) receive(src string) {
 	seq++
-	h.core.HandleMessage(&transport.Packet{Data: []byte(options(seq)), Src: netip.MustParseAddrPort(src), Listener: &h.l, Proto: transport.UDP})
+	h.Receive(src, options(seq))
 }
 
+// answered is the number of 200s sent to addr so far.
 func (h *harness) answered(addr string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	for _, s := range h.Take() {
+		if strings.HasPrefix(s.Data, "SIP/2.0 200") {
+			h.answers[s.Dst.Addr().String()]++
+		}
+	}
 	return h.answers[addr]
 }

@@ -30,7 +30,7 @@ func TestCheckBansOverLimit(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	for i := 0; i < 30; i++ {
 		h.receive("192.0.2.7:5060")
-		h.clock.Advance(10 * time.Millisecond)
+		h.Clock.Advance(10 * time.Millisecond)
 	}
 	if got := h.answered("192.0.2.7"); got != 30 {
 		t.Fatalf("%d of the first 30 answered", got)
@@ -57,11 +57,11 @@ func TestCheckBansOverLimit(t *testing.T) {
 	if len(list) != 1 || list[0].Source != "192.0.2.7" || list[0].Reason != "flood" || list[0].Remaining != 300 {
 		t.Fatalf("bans %+v", list)
 	}
-	h.clock.Advance(5*time.Minute - time.Millisecond)
+	h.Clock.Advance(5*time.Minute - time.Millisecond)
 	if h.p.Admit(bad) {
 		t.Fatal("ban ended early")
 	}
-	h.clock.Advance(time.Millisecond)
+	h.Clock.Advance(time.Millisecond)
 	if !h.p.Admit(bad) || h.p.Banned(bad) {
 		t.Fatal("ban did not end after ban_time")
 	}
@@ -69,7 +69,7 @@ func TestCheckBansOverLimit(t *testing.T) {
 	if got := h.answered("192.0.2.7"); got != 31 {
 		t.Fatalf("not served after the ban: %d answers", got)
 	}
-	st := h.p.bans.Stats(h.clock.Now())
+	st := h.p.bans.Stats(h.Clock.Now())
 	if st.Made[Flood] != 1 || st.Active != 0 || st.Refused != 9+2 { // 9 by Check after the ban, 2 by Admit above
 		t.Fatalf("ban stats %+v", st)
 	}
@@ -227,26 +227,26 @@ func TestCheckInRouteAllocatesNothing(t *testing.T) {
 		t.Skip("allocation counts are not meaningful under -race")
 	}
 	h := newHarness(t, nil, nil)
-	h.keep = false
+	h.Keep = false
 	msgs := make([][]byte, 4096)
 	for i := range msgs {
 		msgs[i] = []byte(options(100000 + i))
 	}
-	pkt := &transport.Packet{Listener: &h.l, Proto: transport.UDP}
+	pkt := &transport.Packet{Listener: h.Listener(transport.UDP, netip.Addr{}), Proto: transport.UDP}
 	i := 0
 	send := func(src netip.AddrPort) {
 		i++
 		pkt.Data, pkt.Src = msgs[i%len(msgs)], src
-		h.core.HandleMessage(pkt)
+		h.Handle(pkt)
 	}
 	good := netip.MustParseAddrPort("192.0.2.1:5060")
 	for j := 0; j < 100; j++ {
 		send(good) // warm the pools
-		h.clock.Advance(100 * time.Millisecond)
+		h.Clock.Advance(100 * time.Millisecond)
 	}
 	if a := testing.AllocsPerRun(1000, func() {
 		send(good)
-		h.clock.Advance(100 * time.Millisecond) // 20 per window: under the limit
+		h.Clock.Advance(100 * time.Millisecond) // 20 per window: under the limit
 	}); a != 0 {
 		t.Fatalf("a checked and answered request: %.1f allocations", a)
 	}
@@ -258,7 +258,7 @@ func TestCheckInRouteAllocatesNothing(t *testing.T) {
 	h.p.Ban(bad.Addr(), 24*time.Hour, Manual)
 	banned := func() {
 		send(bad)
-		h.clock.Advance(100 * time.Millisecond)
+		h.Clock.Advance(100 * time.Millisecond)
 	}
 	for j := 0; j < 1000; j++ {
 		banned()

@@ -83,6 +83,13 @@ func (h *Harness) Receive(src string, msg string) {
 	h.core.HandleMessage(&transport.Packet{Data: []byte(msg), Src: netip.MustParseAddrPort(src), Listener: &h.l, Proto: transport.UDP})
 }
 
+// Handle hands pkt to the core as it is (its Listener is the harness's:
+// h.Listener(transport.UDP, netip.Addr{})); tests that count allocations
+// reuse one packet.
+func (h *Harness) Handle(pkt *transport.Packet) {
+	h.core.HandleMessage(pkt)
+}
+
 // Take returns and forgets what was sent.
 func (h *Harness) Take() []Sent {
 	h.mu.Lock()
