@@ -55,7 +55,7 @@ func TestTrackedCallAllocatesNothing(t *testing.T) {
 	// it as concurrent (Track), the route refusing it after all
 	// (CallFailed releases the lease), the stateless answer.
 	p := newProxy(t, envOptions{})
-	p.keep = false
+	p.Keep = false
 	p.refuseAfterCheck = true
 	p.rule(store.FraudRule{Prefix: "0900", ConcurrentCalls: store.FraudLimit{Warning: 1000, Critical: 2000}})
 	msg := []byte("INVITE sip:0900123@gw.example.net SIP/2.0\r\n" +
@@ -68,7 +68,7 @@ func TestTrackedCallAllocatesNothing(t *testing.T) {
 	// their pool.
 	send := func() {
 		numberMessage(msg, i)
-		p.core.HandleMessage(packet(p, msg))
+		p.Handle(packet(p, msg))
 		if i%1000 == 999 {
 			p.clock.Advance(time.Minute)
 		}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,11 +14,11 @@ import (
 
 	"switchboard/mgmt"
 	"switchboard/modules"
+	"switchboard/modules/internal/routetest"
 	"switchboard/routing"
 	"switchboard/shards"
 	"switchboard/store"
 	"switchboard/transport"
-	"switchboard/txn"
 )
 
 // monday10 is Monday 2 March 2026, 10:00:00 UTC, when the tests start.
@@ -125,19 +124,12 @@ func (e *env) stats(user, prefix string) StatInfo {
 	return StatInfo{}
 }
 
-// proxy is a real transaction core and router running a route set that
-// checks INVITEs with the module and relays them to a callee at
-// 127.0.0.1:5070; the socket is a double that records what would be sent,
-// so nothing leaves the process.
+// proxy is a real transaction core and router (routetest's) running a
+// route set that checks INVITEs with the module and relays them to a
+// callee at 127.0.0.1:5070; nothing leaves the process.
 type proxy struct {
 	*env
-	core *txn.Core
-	l    transport.Listener
-	ls   []*transport.Listener
-
-	mu   sync.Mutex
-	sent []string
-	keep bool
+	*routetest.Harness
 	// refuseAfterCheck makes the route refuse a checked INVITE (480)
 	// instead of relaying it, as a route whose next step fails would.
 	refuseAfterCheck bool
@@ -147,72 +139,49 @@ type proxy struct {
 
 var callee = netip.MustParseAddrPort("127.0.0.1:5070")
 
-func (p *proxy) Send(_ *transport.Listener, _ netip.AddrPort, data []byte) error {
-	if p.keep {
-		p.mu.Lock()
-		p.sent = append(p.sent, string(data))
-		p.mu.Unlock()
-	}
-	return nil
-}
-func (p *proxy) Listener(transport.Proto, netip.Addr) *transport.Listener { return &p.l }
-func (p *proxy) Listeners() []*transport.Listener                         { return p.ls }
-
 func newProxy(t testing.TB, o envOptions) *proxy {
 	t.Helper()
-	p := &proxy{env: newEnv(t, o), keep: true}
-	p.l = transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("127.0.0.1:5060"), AdvertisedHost: "127.0.0.1", AdvertisedPort: 5060}
-	p.ls = []*transport.Listener{&p.l}
+	e := newEnv(t, o)
+	p := &proxy{env: e, Harness: routetest.New(t, e.clock)}
 	f := p.f
-	routes := &routing.Routes{
-		Request: func(c *routing.Ctx) {
-			if c.HasToTag() {
-				f.CallEnded(c)
-				c.ReplyStateless(200, "OK", nil)
-				return
-			}
-			var buf [64]byte
-			p.last = f.Check(c, AppendCaller(buf[:0], c), c.RUser(), 1)
-			switch {
-			case p.last == Critical:
-				c.ReplyStateless(403, "Forbidden", nil)
-			case p.refuseAfterCheck:
+	p.Route = func(c *routing.Ctx) {
+		if c.HasToTag() {
+			f.CallEnded(c)
+			c.ReplyStateless(200, "OK", nil)
+			return
+		}
+		var buf [64]byte
+		p.last = f.Check(c, AppendCaller(buf[:0], c), c.RUser(), 1)
+		switch {
+		case p.last == Critical:
+			c.ReplyStateless(403, "Forbidden", nil)
+		case p.refuseAfterCheck:
+			f.CallFailed(c)
+			c.ReplyStateless(480, "Temporarily Unavailable", nil)
+		default:
+			c.SetDestination(transport.UDP, callee)
+			if c.Relay() != nil {
 				f.CallFailed(c)
-				c.ReplyStateless(480, "Temporarily Unavailable", nil)
-			default:
-				c.SetDestination(transport.UDP, callee)
-				if c.Relay() != nil {
-					f.CallFailed(c)
-					c.ReplyStateless(500, "Relay Failed", nil)
-				}
+				c.ReplyStateless(500, "Relay Failed", nil)
 			}
-		},
-		Reply:   func(c *routing.ReplyCtx) bool { f.Reply(c); return true },
-		Failure: func(c *routing.FailureCtx) { f.CallFailed(c.Ctx) },
+		}
 	}
-	rs := routing.RouteSet{Name: "fraud-test", New: func(*routing.Env) (*routing.Routes, error) { return routes, nil }}
-	rt, err := routing.NewRouter(rs, &routing.Env{Domains: routing.NewDomains([]string{"example.com"})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.core, err = txn.New(txn.Config{Sender: p, Listeners: p, Router: rt, Clock: p.clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.core.Close)
+	p.Reply = func(c *routing.ReplyCtx) bool { f.Reply(c); return true }
+	p.Failure = func(c *routing.FailureCtx) { f.CallFailed(c.Ctx) }
 	return p
 }
 
 func (p *proxy) receive(src netip.AddrPort, msg string) {
-	p.core.HandleMessage(&transport.Packet{Data: []byte(msg), Src: src, Listener: &p.l, Proto: transport.UDP})
+	p.Handle(&transport.Packet{Data: []byte(msg), Src: src, Listener: p.Listener(transport.UDP, netip.Addr{}), Proto: transport.UDP})
 }
 
+// take returns and forgets what was sent.
 func (p *proxy) take() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s := p.sent
-	p.sent = nil
-	return s
+	var out []string
+	for _, s := range p.Take() {
+		out = append(out, s.Data)
+	}
+	return out
 }
 
 var phone = netip.MustParseAddrPort("127.0.0.1:5080")
@@ -323,6 +292,6 @@ func (c *testCall) tag() string { return "ft-" + strings.ReplaceAll(c.callID, "@
 
 // packet is a received datagram; tests that count allocations reuse one.
 func packet(p *proxy, data []byte) *transport.Packet {
-	p.pkt = transport.Packet{Data: data, Src: phone, Listener: &p.l, Proto: transport.UDP}
+	p.pkt = transport.Packet{Data: data, Src: phone, Listener: p.Listener(transport.UDP, netip.Addr{}), Proto: transport.UDP}
 	return &p.pkt
 }

@@ -22,6 +22,9 @@ type Harness struct {
 	Clock *shards.Clock
 	// Route is the request route; set it before sending.
 	Route func(c *routing.Ctx)
+	// Reply and Failure, when set, are the on-reply and failure routes.
+	Reply   func(c *routing.ReplyCtx) bool
+	Failure func(c *routing.FailureCtx)
 	// Keep records what the core sends (true by default); benchmarks turn
 	// it off.
 	Keep bool
@@ -60,11 +63,21 @@ func New(t testing.TB, clock *shards.Clock) *Harness {
 	h := &Harness{Clock: clock, Keep: true}
 	h.l = transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("127.0.0.1:5060"), AdvertisedHost: "127.0.0.1", AdvertisedPort: 5060}
 	h.ls = []*transport.Listener{&h.l}
-	routes := &routing.Routes{Request: func(c *routing.Ctx) {
-		if h.Route != nil {
-			h.Route(c)
-		}
-	}}
+	routes := &routing.Routes{
+		Request: func(c *routing.Ctx) {
+			if h.Route != nil {
+				h.Route(c)
+			}
+		},
+		Reply: func(c *routing.ReplyCtx) bool {
+			return h.Reply == nil || h.Reply(c)
+		},
+		Failure: func(c *routing.FailureCtx) {
+			if h.Failure != nil {
+				h.Failure(c)
+			}
+		},
+	}
 	rs := routing.RouteSet{Name: "routetest", New: func(*routing.Env) (*routing.Routes, error) { return routes, nil }}
 	rt, err := routing.NewRouter(rs, &routing.Env{Domains: routing.NewDomains([]string{"example.com", "127.0.0.1"})})
 	if err != nil {
