@@ -63,6 +63,21 @@ type Backend interface {
 	// GetFraudRule fills r; ErrNoFraudRule when there is no such rule.
 	GetFraudRule(ctx context.Context, id int64, r *FraudRule) error
 	ListFraudRules(ctx context.Context) ([]FraudRule, error)
+	// AddDispatcherDests inserts validated destinations in one
+	// transaction and sets their ID, after deleting every row first when
+	// replace is set; a destination already in its set is a
+	// *dispatcherExistsError. DeleteDispatcherDest removes and returns
+	// the row with id, or (id 0) the one of set and destination;
+	// SetDispatcherState changes the state of one. Both return
+	// ErrNoDispatcher when there is none. Every write bumps the
+	// "dispatcher" table version in the same transaction.
+	AddDispatcherDests(ctx context.Context, ds []DispatcherDest, replace bool) error
+	DeleteDispatcherDest(ctx context.Context, id int64, set int, destination string) (DispatcherDest, error)
+	SetDispatcherState(ctx context.Context, set int, destination string, state int) (DispatcherDest, error)
+	// ListDispatcherDests lists every row by set, priority (highest
+	// first) and id.
+	ListDispatcherDests(ctx context.Context) ([]DispatcherDest, error)
+
 	// TableVersion returns the write counter of a table reloaded whole.
 	TableVersion(ctx context.Context, name string) (int64, error)
 

@@ -107,4 +107,27 @@ var sqliteMigrations = []migration{
 		)`,
 		`INSERT OR IGNORE INTO table_versions (name, version) VALUES ('fraud_rules', 0)`,
 	}},
+	{4, "dispatcher destinations", []string{
+		// OpenSIPS's dispatcher table (modules/dispatcher): destinations
+		// grouped in sets, with the state an operator gave them, a weight,
+		// a priority (higher first), opaque attributes handed to routes,
+		// whether they are probed while active, and a description. The
+		// destination is stored in canonical form (see
+		// ParseDispatcherURI), so one address is one row per set.
+		`CREATE TABLE dispatcher (
+			id          INTEGER PRIMARY KEY AUTOINCREMENT,
+			setid       INTEGER NOT NULL DEFAULT 0,
+			destination TEXT NOT NULL,
+			socket      TEXT NOT NULL DEFAULT '',
+			state       INTEGER NOT NULL DEFAULT 0,
+			weight      INTEGER NOT NULL DEFAULT 1,
+			priority    INTEGER NOT NULL DEFAULT 0,
+			attrs       TEXT NOT NULL DEFAULT '',
+			probe_mode  INTEGER NOT NULL DEFAULT 0,
+			description TEXT NOT NULL DEFAULT '',
+			created     INTEGER NOT NULL,
+			UNIQUE (setid, destination)
+		)`,
+		`INSERT OR IGNORE INTO table_versions (name, version) VALUES ('dispatcher', 0)`,
+	}},
 }
