@@ -163,7 +163,7 @@ type proxy struct {
 	alg Algorithm
 	// markOn408 marks a destination that did not answer with
 	// MarkDst(Probing) before failing over.
-	markOn408 bool
+	markOn408  bool
 	noFailover bool
 }
 
