@@ -18,20 +18,21 @@ import (
 
 // cliCommands are `switchboard dispatcher <verb>`: they work on the store
 // of the configuration, and a running server loads the change within
-// dispatcher.poll_interval.
+// dispatcher.poll_interval. The set is --setid (the table's column):
+// --set is the server's own option (--set key=value).
 var cliCommands = map[string]modules.CLICommand{
 	"add": {
-		Usage: "<destination> [--set N] [--weight N] [--priority N] [--state active|inactive|probing] [--probe-mode 0|1] [--socket proto:ip[:port]] [--attrs TEXT] [--description TEXT]",
+		Usage: "<destination> [--setid N] [--weight N] [--priority N] [--state active|inactive|probing] [--probe-mode 0|1] [--socket proto:ip[:port]] [--attrs TEXT] [--description TEXT]",
 		Help:  "add a destination (sip:ip[:port][;transport=udp|tcp|tls]) to a set (0 by default)",
 		Run:   cliAdd,
 	},
 	"list": {
-		Usage: "[--set N]",
+		Usage: "[--setid N]",
 		Help:  "list the destinations in the store, of one set or all",
 		Run:   cliList,
 	},
 	"del": {
-		Usage: "<id> | <destination> [--set N]",
+		Usage: "<id> | <destination> [--setid N]",
 		Help:  "delete a destination by id, or by destination and set",
 		Run:   cliDel,
 	},
@@ -41,7 +42,7 @@ var cliCommands = map[string]modules.CLICommand{
 		Run:   cliImport,
 	},
 	"export": {
-		Usage: "[file.csv | -] [--set N]",
+		Usage: "[file.csv | -] [--setid N]",
 		Help:  "write the destinations as CSV (the format import reads), to a file or standard output",
 		Run:   cliExport,
 	},
@@ -87,7 +88,7 @@ func cliAdd(ctx context.Context, st *store.Store, args []string, out io.Writer) 
 	d := store.DispatcherDest{Weight: 1}
 	var state string
 	fs := newFlags("add")
-	fs.IntVar(&d.SetID, "set", 0, "set `N` (0-65535)")
+	fs.IntVar(&d.SetID, "setid", 0, "set `N` (0-65535)")
 	fs.IntVar(&d.Weight, "weight", 1, "weight `N` (1-1000)")
 	fs.IntVar(&d.Priority, "priority", 0, "priority `N` (0-65535, higher first)")
 	fs.StringVar(&state, "state", "active", "active, inactive or probing")
@@ -116,13 +117,13 @@ func cliAdd(ctx context.Context, st *store.Store, args []string, out io.Writer) 
 
 func cliList(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
 	fs := newFlags("list")
-	set := fs.Int("set", -1, "only set `N`")
+	set := fs.Int("setid", -1, "only set `N`")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 0 {
-		return usageErr("list takes no arguments but --set")
+		return usageErr("list takes no arguments but --setid")
 	}
 	ds, err := st.ListDispatcherDests(ctx)
 	if err != nil {
@@ -146,7 +147,7 @@ func cliList(ctx context.Context, st *store.Store, args []string, out io.Writer)
 
 func cliDel(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
 	fs := newFlags("del")
-	set := fs.Int("set", 0, "with a destination: its set `N`")
+	set := fs.Int("setid", 0, "with a destination: its set `N`")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -353,7 +354,7 @@ func csvRow(cols, rec []string) (store.DispatcherDest, error) {
 
 func cliExport(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
 	fs := newFlags("export")
-	set := fs.Int("set", -1, "only set `N`")
+	set := fs.Int("setid", -1, "only set `N`")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err

@@ -133,12 +133,12 @@ func TestCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	out, err := runVerb(t, st, "add", "sip:127.0.0.1:5071", "--set", "1", "--weight", "3", "--priority", "5", "--attrs", "room=1",
+	out, err := runVerb(t, st, "add", "sip:127.0.0.1:5071", "--setid", "1", "--weight", "3", "--priority", "5", "--attrs", "room=1",
 		"--probe-mode", "1", "--socket", "udp:127.0.0.1:5060", "--description", "media a")
 	if err != nil || out != "added id 1: set 1 sip:127.0.0.1:5071\n" {
 		t.Fatalf("add: %q %v", out, err)
 	}
-	if _, err := runVerb(t, st, "add", "--set", "2", "--state", "inactive", "sip:[::1]:5090;transport=tcp"); err != nil {
+	if _, err := runVerb(t, st, "add", "--setid", "2", "--state", "inactive", "sip:[::1]:5090;transport=tcp"); err != nil {
 		t.Fatal(err)
 	}
 	out, err = runVerb(t, st, "list")
@@ -146,7 +146,7 @@ func TestCLI(t *testing.T) {
 		!strings.Contains(out, "inactive") || !strings.Contains(out, "media a") {
 		t.Fatalf("list: %v\n%s", err, out)
 	}
-	if out, _ := runVerb(t, st, "list", "--set", "2"); strings.Contains(out, "5071") {
+	if out, _ := runVerb(t, st, "list", "--setid", "2"); strings.Contains(out, "5071") {
 		t.Fatalf("list --set 2:\n%s", out)
 	}
 
@@ -181,7 +181,7 @@ func TestCLI(t *testing.T) {
 			t.Fatalf("round trip:\n%+v\n%+v", before[i], after[i])
 		}
 	}
-	out, _ = runVerb(t, st, "export", "--set", "1")
+	out, _ = runVerb(t, st, "export", "--setid", "1")
 	if out != "setid,destination,socket,state,weight,priority,attrs,probe_mode,description\n"+
 		"1,sip:127.0.0.1:5071,udp:127.0.0.1:5060,active,3,5,room=1,1,media a\n" {
 		t.Fatalf("export --set 1:\n%s", out)
@@ -220,7 +220,7 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("a refused import added rows: %d", len(rows))
 	}
 
-	if out, err := runVerb(t, st, "del", "sip:127.0.0.1:5081", "--set", "3"); err != nil || !strings.Contains(out, "deleted id") {
+	if out, err := runVerb(t, st, "del", "sip:127.0.0.1:5081", "--setid", "3"); err != nil || !strings.Contains(out, "deleted id") {
 		t.Fatalf("del by destination: %q %v", out, err)
 	}
 	if out, err := runVerb(t, st, "del", "1"); err == nil || !strings.Contains(err.Error(), "no dispatcher destination with id 1") {
