@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
@@ -143,12 +144,35 @@ func (s *set) rendezvous(h uint64) int {
 			continue
 		}
 		// u in (0, 1]: 53 random bits, never 0 (ln 0 is -Inf).
-		u := float64(mix64(h^d.seed)>>11+1) / (1 << 53)
-		if v := -math.Log(u) / float64(d.weight); best < 0 || v < low {
+		if v := negLn53(mix64(h^d.seed)>>11+1) * d.invWeight; best < 0 || v < low {
 			best, low = i, v
 		}
 	}
 	return best
+}
+
+// lnTable holds ln(1 + i/lnSteps) for i = 0..lnSteps.
+const lnSteps = 1024
+
+var lnTable = func() (t [lnSteps + 1]float64) {
+	for i := range t {
+		t[i] = math.Log1p(float64(i) / lnSteps)
+	}
+	return t
+}()
+
+// negLn53 returns -ln(x / 2^53) for x in [1, 2^53], by table and linear
+// interpolation: within 2e-7 of math.Log, monotonic, and several times
+// quicker, which is what a weighted rendezvous score taken for every
+// destination of a set needs (only the order of scores matters).
+func negLn53(x uint64) float64 {
+	lz := bits.LeadingZeros64(x) // 10 for 2^53, up to 63 for 1
+	f := x << lz << 1            // x = 2^(63-lz) * (1 + f/2^64)
+	i := f >> (64 - 10)          // lnSteps = 2^10
+	frac := float64(f<<10>>11) / (1 << 53)
+	ln1f := lnTable[i] + (lnTable[i+1]-lnTable[i])*frac
+	// ln(x/2^53) = ln(1 + f/2^64) + (63 - lz - 53)·ln 2
+	return -(ln1f + float64(10-lz)*math.Ln2)
 }
 
 // roundRobin takes the next destination in set order, skipping those not

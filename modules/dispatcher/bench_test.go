@@ -47,6 +47,32 @@ func BenchmarkSelectDst(b *testing.B) {
 	}
 }
 
+// BenchmarkSelectDstUniform is the hashes on 32 destinations of equal
+// weight, where rendezvous hashing compares integers and takes no
+// logarithm.
+func BenchmarkSelectDstUniform(b *testing.B) {
+	p := newProxy(b, envOptions{})
+	p.Keep = false
+	benchSet(p, 32)
+	p.d.reloadMu.Lock()
+	rows := make([]store.DispatcherDest, 32)
+	for i := range rows {
+		rows[i] = store.DispatcherDest{ID: int64(i + 1), SetID: 1, Destination: fmt.Sprintf("sip:127.0.0.%d:5060", i+1), Weight: 1}
+	}
+	p.d.build(rows)
+	p.d.reloadMu.Unlock()
+	for _, a := range []Algorithm{CallID, FromUser, RURI} {
+		b.Run(a.String(), func(b *testing.B) {
+			b.ReportAllocs()
+			p.InRoute(b, "127.0.0.1:5080", benchInvite(), func(c *routing.Ctx) {
+				for b.Loop() {
+					p.d.SelectDst(c, 1, a)
+				}
+			})
+		})
+	}
+}
+
 // BenchmarkSelectDstOptions is SelectDst for a request that is not an
 // initial INVITE: the choice alone, nothing counted.
 func BenchmarkSelectDstOptions(b *testing.B) {

@@ -87,7 +87,6 @@ func DefaultSettings() *Settings {
 		ProbeFailures:     3,
 		ProbeSuccesses:    1,
 		ProbeFrom:         "sip:dispatcher@localhost",
-		ProbeReplyCodes:   []int{},
 		DispatchSet:       1,
 		DispatchAlgorithm: "round_robin",
 	}

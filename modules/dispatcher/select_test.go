@@ -453,3 +453,31 @@ func TestAttrs(t *testing.T) {
 		}
 	})
 }
+
+// negLn53 stands in for math.Log in rendezvous scores: close and in the
+// same order.
+func TestNegLn53(t *testing.T) {
+	prev := math.Inf(1)
+	check := func(x uint64) {
+		want := -math.Log(float64(x) / (1 << 53))
+		got := negLn53(x)
+		if math.Abs(got-want) > 2e-7 {
+			t.Fatalf("x=%d: %v, math.Log gives %v", x, got, want)
+		}
+	}
+	for _, x := range []uint64{1, 2, 3, 1 << 20, 1<<52 - 1, 1 << 52, 1<<53 - 1, 1 << 53} {
+		check(x)
+	}
+	for i := uint64(0); i < 200_000; i++ {
+		x := mix64(i)>>11 + 1
+		check(x)
+	}
+	// Monotonic (decreasing in x) across table steps.
+	for x := uint64(1<<53 - 1<<40); x <= 1<<53; x += 1 << 30 {
+		v := negLn53(x)
+		if v > prev {
+			t.Fatalf("not monotonic at %d", x)
+		}
+		prev = v
+	}
+}

@@ -79,6 +79,7 @@ type dest struct {
 	proto       transport.Proto
 	addr        netip.AddrPort
 	weight      uint32
+	invWeight   float64 // 1/weight: the rendezvous score's divisor
 	priority    int
 	socket      string
 	source      netip.Addr // the socket's address: where probes leave from
@@ -228,7 +229,7 @@ func (d *Dispatcher) toDest(r store.DispatcherDest, seen map[stateKey]bool) (des
 		st.oks.Store(0)
 		st.state.Store(uint32(r.State))
 	}
-	ds := dest{id: r.ID, uri: r.Destination, proto: proto, addr: t.Addr, weight: uint32(r.Weight), priority: r.Priority,
+	ds := dest{id: r.ID, uri: r.Destination, proto: proto, addr: t.Addr, weight: uint32(r.Weight), invWeight: 1 / float64(r.Weight), priority: r.Priority,
 		socket: r.Socket, probeAlways: r.ProbeMode == 1, attrs: r.Attrs, desc: r.Description,
 		seed: shards.SumString(r.Destination), st: st}
 	if r.Socket != "" {
