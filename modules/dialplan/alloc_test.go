@@ -74,7 +74,9 @@ func TestTranslateRUserAllocatesNothing(t *testing.T) {
 	h.Keep = false
 	var translated bool
 	var ru []byte
+	var routed int
 	h.Route = func(c *routing.Ctx) {
+		routed++
 		translated = e.d.TranslateRUser(c, 1)
 		ru = append(ru[:0], c.RU()...)
 		c.ReplyStateless(404, "Not Found", nil)
@@ -99,8 +101,8 @@ func TestTranslateRUserAllocatesNothing(t *testing.T) {
 	if allocs := testing.AllocsPerRun(2000, send); allocs != 0 {
 		t.Errorf("%v allocations per INVITE", allocs)
 	}
-	if !translated || string(ru) != "sip:+33612345678@example.com" {
-		t.Fatalf("translated %v, R-URI %s", translated, ru)
+	if !translated || string(ru) != "sip:+33612345678@example.com" || routed != i {
+		t.Fatalf("translated %v, R-URI %s, %d of %d requests routed", translated, ru, routed, i)
 	}
 }
 
