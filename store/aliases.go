@@ -102,7 +102,7 @@ func indexedAlias(err error, i, n int) error {
 	}
 	var we *wordedError
 	if errors.As(err, &we) {
-		return &wordedError{msg: "line " + strconv.Itoa(i+1) + ": " + we.msg, sentinel: we.sentinel}
+		return &wordedError{msg: "alias " + strconv.Itoa(i+1) + " of the batch: " + we.msg, sentinel: we.sentinel}
 	}
 	return err
 }

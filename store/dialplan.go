@@ -346,9 +346,9 @@ func indexed(err error, i, n int) error {
 	}
 	var we *wordedError
 	if errors.As(err, &we) {
-		return &wordedError{msg: "rule " + strconv.Itoa(i+1) + ": " + we.msg, sentinel: we.sentinel}
+		return &wordedError{msg: "rule " + strconv.Itoa(i+1) + " of the batch: " + we.msg, sentinel: we.sentinel}
 	}
-	return fmt.Errorf("rule %d: %w", i+1, err)
+	return fmt.Errorf("rule %d of the batch: %w", i+1, err)
 }
 
 // dialplanExistsError is how a backend says which rule of a batch was a

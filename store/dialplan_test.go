@@ -120,9 +120,9 @@ func TestDialplanRules(t *testing.T) {
 		{DPID: 3, MatchOp: DialplanExact, MatchExp: "1"},
 		{DPID: 3, MatchOp: DialplanRegex, MatchExp: "("},
 	}
-	wantErr(t, s.AddDialplanRules(ctx, batch, false), ErrMalformedDialplanRule, "rule 2: dialplan rule (dpid 3")
+	wantErr(t, s.AddDialplanRules(ctx, batch, false), ErrMalformedDialplanRule, "rule 2 of the batch: dialplan rule (dpid 3")
 	batch[1] = DialplanRule{DPID: 1, Priority: 5, MatchOp: DialplanPrefix, MatchExp: "00"}
-	wantErr(t, s.AddDialplanRules(ctx, batch, false), ErrDialplanRuleExists, "rule 2: ")
+	wantErr(t, s.AddDialplanRules(ctx, batch, false), ErrDialplanRuleExists, "rule 2 of the batch: ")
 	if rules, _ := s.ListDialplanRules(ctx, 3); len(rules) != 0 {
 		t.Fatalf("half a batch stored: %+v", rules)
 	}
@@ -195,7 +195,7 @@ func TestAliases(t *testing.T) {
 	// Import: all or none, line numbers; replace.
 	batch := []Alias{{AliasUser: "200", AliasDomain: "example.com", User: "bob", Domain: "example.com"},
 		{AliasUser: "+33123456789", AliasDomain: "example.com", User: "bob", Domain: "example.com"}}
-	wantErr(t, s.AddAliases(ctx, batch, false), ErrAliasExists, "line 2: alias +33123456789@example.com")
+	wantErr(t, s.AddAliases(ctx, batch, false), ErrAliasExists, "alias 2 of the batch: alias +33123456789@example.com")
 	if as, _ := s.ListAliases(ctx, ""); len(as) != 1 {
 		t.Fatalf("half a batch stored: %+v", as)
 	}
