@@ -143,3 +143,25 @@ func TestTableMemory(t *testing.T) {
 		runtime.KeepAlive(tab)
 	}
 }
+
+// BenchmarkLoad is a whole reload of 10,000 prefix rules: read from
+// SQLite, validated, built and swapped in (what the poller does when the
+// table's version moves).
+func BenchmarkLoad(b *testing.B) {
+	e := newEnv(b, envOptions{})
+	t, _ := benchTable(b, "prefix", 10_000)
+	rows := make([]store.DialplanRule, 0, len(t.rules))
+	for _, r := range t.rules {
+		rows = append(rows, store.DialplanRule{DPID: 1, Priority: r.pr, MatchOp: "prefix", MatchExp: r.matchExp, ReplExp: `+33\2`})
+	}
+	if err := e.st.AddDialplanRules(ctx, rows, true); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := e.d.Load(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -271,16 +271,16 @@ func (t *table) translate(id int, in, out []byte) ([]byte, *rule, bool) {
 	if p == nil {
 		return out, nil, false
 	}
-	best := int32(-1)
+	// cand is the best exact or prefix rule found, plen the length of
+	// its prefix.
 	var cand *rule
-	pick := func(i int32) {
-		if r := &t.rules[i]; cand == nil || before(r, cand) {
-			best, cand = i, r
-		}
+	plen := 0
+	better := func(i int32) bool {
+		return i >= 0 && (cand == nil || before(&t.rules[i], cand))
 	}
 	if p.exact != nil {
 		if i, ok := p.exact[string(in)]; ok {
-			pick(i)
+			cand = &t.rules[i]
 		}
 	}
 	if p.fold != nil && len(in) <= p.foldMax {
@@ -292,17 +292,14 @@ func (t *table) translate(id int, in, out []byte) ([]byte, *rule, bool) {
 			}
 			k[j] = c
 		}
-		if i, ok := p.fold[string(k)]; ok {
-			pick(i)
+		if i, ok := p.fold[string(k)]; ok && better(i) {
+			cand = &t.rules[i]
 		}
 	}
-	plen := 0
 	if p.trie != nil {
 		n := int32(0)
-		if b := p.trie[0].best; b >= 0 {
-			if pick(b); best == b {
-				plen = 0
-			}
+		if b := p.trie[0].best; better(b) {
+			cand, plen = &t.rules[b], 0
 		}
 		for j := 0; j < len(in); j++ {
 			d := digitIndex(in[j])
@@ -312,10 +309,8 @@ func (t *table) translate(id int, in, out []byte) ([]byte, *rule, bool) {
 			if n = p.trie[n].next[d]; n == 0 {
 				break
 			}
-			if b := p.trie[n].best; b >= 0 {
-				if pick(b); best == b {
-					plen = j + 1
-				}
+			if b := p.trie[n].best; better(b) {
+				cand, plen = &t.rules[b], j+1
 			}
 		}
 	}
