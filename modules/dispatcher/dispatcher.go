@@ -34,6 +34,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"switchboard/modules"
+	"switchboard/modules/internal/tablepoll"
 	"switchboard/shards"
 	"switchboard/store"
 )
@@ -182,6 +183,7 @@ type Dispatcher struct {
 	fixed    [2]any // poll_interval, max_calls: need a restart
 	poll     time.Duration
 
+	poller *tablepoll.Poller
 	stop   chan struct{}
 	ctx    context.Context // ends at Stop: probes in flight give up
 	cancel context.CancelFunc
@@ -279,8 +281,23 @@ func (d *Dispatcher) SetTracker(t Tracker) { d.tracker = t }
 func (d *Dispatcher) Start() error {
 	d.stop = make(chan struct{})
 	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.reloadMu.Lock()
+	loaded := d.version
+	d.reloadMu.Unlock()
+	d.poller = tablepoll.Start(tablepoll.Config{
+		Interval: func() time.Duration { return d.poll },
+		Version:  d.st.DispatcherVersion,
+		Load: func(ctx context.Context) (int64, error) {
+			v, _, err := d.load(ctx)
+			return v, err
+		},
+		Loaded: loaded,
+		Failed: func(err error) {
+			d.log.Warn("dispatcher: reading the table failed; the destinations loaded before stay in use", "err", err)
+		},
+	})
 	d.wg.Add(2)
-	go d.run()
+	go d.sweep()
 	go d.probeLoop()
 	return nil
 }
@@ -288,6 +305,7 @@ func (d *Dispatcher) Start() error {
 // Stop ends the background work.
 func (d *Dispatcher) Stop() {
 	if d.stop != nil {
+		d.poller.Stop()
 		close(d.stop)
 		d.cancel()
 		d.wg.Wait()
@@ -299,31 +317,17 @@ func (d *Dispatcher) Stop() {
 // sweepEvery is how often calls past call_timeout are released.
 const sweepEvery = 5 * time.Second
 
-func (d *Dispatcher) run() {
+// sweep releases the calls past call_timeout until Stop.
+func (d *Dispatcher) sweep() {
 	defer d.wg.Done()
-	poll := time.NewTicker(d.poll)
-	defer poll.Stop()
-	sweep := time.NewTicker(sweepEvery)
-	defer sweep.Stop()
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
 	var buf []Lease
 	for {
 		select {
 		case <-d.stop:
 			return
-		case <-poll.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			v, err := d.st.DispatcherVersion(ctx)
-			d.reloadMu.Lock()
-			seen := d.version
-			d.reloadMu.Unlock()
-			if err == nil && v != seen {
-				_, err = d.LoadTable(ctx)
-			}
-			cancel()
-			if err != nil {
-				d.log.Warn("dispatcher: reading the table failed; the destinations loaded before stay in use", "err", err)
-			}
-		case <-sweep.C:
+		case <-t.C:
 			buf = d.calls.sweep(d.clock.Now(), buf)
 		}
 	}
@@ -334,6 +338,14 @@ func (d *Dispatcher) run() {
 // new one, never a mix; destinations that stay keep their state, calls
 // and counters. On error the table in use stays.
 func (d *Dispatcher) LoadTable(ctx context.Context) (Summary, error) {
+	_, sum, err := d.load(ctx)
+	return sum, err
+}
+
+// load is LoadTable returning the table version it loaded: read before
+// the rows, so that a write committed meanwhile is loaded again at the
+// next poll rather than missed.
+func (d *Dispatcher) load(ctx context.Context) (int64, Summary, error) {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	v, err := d.st.DispatcherVersion(ctx)
@@ -347,13 +359,13 @@ func (d *Dispatcher) LoadTable(ctx context.Context) (Summary, error) {
 				d.version = v
 				d.reloads.Inc()
 				d.log.Info("dispatcher: table loaded", "destinations", t.dests, "sets", len(t.sets), "skipped", t.skipped)
-				return t.summary(), nil
+				return v, t.summary(), nil
 			}
 		}
 	}
 	d.reloadErrors.Inc()
 	d.log.Error("dispatcher: loading the table failed; the table in use stays", "err", err)
-	return Summary{}, err
+	return 0, Summary{}, err
 }
 
 // Reload applies changed settings (modules.Reloader): the probe keys,
