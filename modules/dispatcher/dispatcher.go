@@ -173,11 +173,12 @@ type Dispatcher struct {
 	tracker Tracker
 	timeout atomic.Int64 // call_timeout, ms
 
-	probe   atomic.Pointer[probeSettings]
-	pinger  Pinger
-	wakeup  chan struct{} // a probe round now (tests, settings changed)
-	dispSet atomic.Int64
-	dispAlg atomic.Uint32
+	probe     atomic.Pointer[probeSettings]
+	pinger    Pinger
+	pingerSet bool          // SetPinger chose it
+	wakeup    chan struct{} // a probe round now (tests, settings changed)
+	dispSet   atomic.Int64
+	dispAlg   atomic.Uint32
 
 	maxDests atomic.Int64
 	fixed    [2]any // poll_interval, max_calls: need a restart
@@ -266,9 +267,10 @@ func (d *Dispatcher) Dispatch() (set int, alg Algorithm) {
 }
 
 // SetPinger replaces the OPTIONS sender the probes use; call it before
-// Start. The module's own (a socket per probe, see options.go) is the
-// default.
-func (d *Dispatcher) SetPinger(p Pinger) { d.pinger = p }
+// Start. By default probes go through the transaction core the server
+// hands the modules (corePinger), or, without one (a module built alone),
+// through the module's own sockets (optionsPinger).
+func (d *Dispatcher) SetPinger(p Pinger) { d.pinger, d.pingerSet = p, true }
 
 // SetTracker replaces the module's call table as the keeper of the leases
 // of calls in progress (a dialog module); call it while the server is
@@ -279,6 +281,9 @@ func (d *Dispatcher) SetTracker(t Tracker) { d.tracker = t }
 // Start polls the store for table changes, sweeps calls past their
 // timeout and probes destinations.
 func (d *Dispatcher) Start() error {
+	if core := d.h.Core(); core != nil && !d.pingerSet {
+		d.pinger = corePinger{core: core}
+	}
 	d.stop = make(chan struct{})
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.reloadMu.Lock()

@@ -16,9 +16,9 @@ import (
 	"switchboard/transport"
 )
 
-// optionsPinger is the module's own OPTIONS sender, for want of a way in
-// the transaction core to send a request of the proxy's own: each probe
-// opens a socket of its own, bound to the destination's socket address
+// optionsPinger is the module's own OPTIONS sender, for a module built
+// without a transaction core (the server hands its core to the modules and
+// probes go through it: corePinger). Each probe opens a socket of its own, bound to the destination's socket address
 // (or the kernel's choice) with a port the kernel picks, sends the
 // request, waits for the final response and closes the socket. It runs on
 // the probe goroutines, never on the receive path.
@@ -177,17 +177,24 @@ func finalCode(msg []byte, branch string) int {
 func optionsRequest(p Ping, proto string, local netip.AddrPort) ([]byte, string) {
 	id := randomHex(12)
 	branch := "z9hG4bK-ds" + id
+	via := "Via: SIP/2.0/" + proto + " " + local.String() + ";branch=" + branch + ";rport\r\n"
+	return optionsMessage(p, via, id, local.Addr().String()), branch
+}
+
+// optionsMessage is the probe with the Via given ("" for none: the
+// transaction core adds its own), id making its tag and Call-ID.
+func optionsMessage(p Ping, via, id, host string) []byte {
 	var b strings.Builder
 	b.WriteString("OPTIONS " + p.URI + " SIP/2.0\r\n")
-	b.WriteString("Via: SIP/2.0/" + proto + " " + local.String() + ";branch=" + branch + ";rport\r\n")
+	b.WriteString(via)
 	b.WriteString("Max-Forwards: 70\r\n")
 	b.WriteString("From: <" + p.From + ">;tag=" + id[:8] + "\r\n")
 	b.WriteString("To: <" + p.URI + ">\r\n")
-	b.WriteString("Call-ID: ds-" + id + "@" + local.Addr().String() + "\r\n")
+	b.WriteString("Call-ID: ds-" + id + "@" + host + "\r\n")
 	b.WriteString("CSeq: 1 OPTIONS\r\n")
 	b.WriteString("Accept: application/sdp\r\n")
 	b.WriteString("Content-Length: 0\r\n\r\n")
-	return []byte(b.String()), branch
+	return []byte(b.String())
 }
 
 func randomHex(n int) string {

@@ -12,9 +12,9 @@ import (
 
 // Pinger sends one OPTIONS request to a destination and returns the status
 // code of its final response, or an error when none came before ctx ends.
-// The module's own is optionsPinger (options.go); a transaction-layer
-// implementation that sends from the listeners can take its place
-// (SetPinger) without anything else changing.
+// The server's is corePinger (the transaction core's own requests, from
+// the listeners); a module built without a core uses optionsPinger (a
+// socket of its own per probe). SetPinger takes another.
 type Pinger interface {
 	Ping(ctx context.Context, p Ping) (int, error)
 }
@@ -138,6 +138,11 @@ func (d *Dispatcher) probeOne(ps *probeSettings, ds *dest) {
 	}
 	st.oks.Store(0)
 	st.probeFailures.Inc()
+	if err != nil && !errors.Is(err, errNoAnswer) {
+		// Refused before or while sending (outside outbound.allow, no
+		// listener for the transport, a connection refused): say why.
+		d.h.Warn("dispatcher: probe failed", "set", st.key.set, "destination", st.key.uri, "err", err)
+	}
 	if st.fails.Add(1) >= ps.failures {
 		why := "stopped answering probes"
 		if err == nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/modules/internal/routetest"
 	"switchboard/parser"
 	"switchboard/store"
 	"switchboard/transport"
@@ -380,5 +381,78 @@ func TestSetPinger(t *testing.T) {
 	if q.Proto != transport.TLS || q.Dst.String() != "127.0.0.1:5999" || q.URI != "sips:127.0.0.1:5999" || q.From != "sip:dispatcher@localhost" ||
 		q.Source.String() != "127.0.0.3" {
 		t.Fatalf("ping %+v", q)
+	}
+}
+
+// Probes through the transaction core (what the server uses): the core
+// adds its Via (the listener's address and port), the response to it is
+// the probe's answer; no answer ends at probe_timeout.
+func TestCorePinger(t *testing.T) {
+	h := routetest.New(t, nil)
+	p := corePinger{core: h.Core()}
+	dst := netip.MustParseAddrPort("127.0.0.1:5999")
+	q := Ping{Proto: transport.UDP, Dst: dst, URI: "sip:127.0.0.1:5999", From: "sip:ds@example.com"}
+	got := make(chan pingResult, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		code, err := p.Ping(ctx, q)
+		got <- pingResult{code, err}
+	}()
+	var req string
+	deadline := time.Now().Add(2 * time.Second)
+	for req == "" && time.Now().Before(deadline) {
+		for _, s := range h.Take() {
+			if strings.HasPrefix(s.Data, "OPTIONS ") && s.Dst == dst {
+				req = s.Data
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	var m parser.Message
+	if req == "" || m.Parse([]byte(req)) != nil {
+		t.Fatalf("no OPTIONS sent: %q", req)
+	}
+	if string(m.RequestURI()) != "sip:127.0.0.1:5999" || strings.Count(req, "Via: ") != 1 || !strings.Contains(req, "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=") ||
+		!strings.Contains(req, "From: <sip:ds@example.com>;tag=") {
+		t.Fatalf("probe:\n%s", req)
+	}
+	r := newResponder(t, "udp") // only for its answer(): builds the response
+	h.Receive(dst.String(), r.answer(req, &net.UDPAddr{}))
+	if res := <-got; res.err != nil || res.code != 200 {
+		t.Fatalf("answered: %+v", res)
+	}
+	// No answer: the probe gives up at its context's end.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := p.Ping(ctx, q); err == nil {
+		t.Fatal("an unanswered probe succeeded")
+	}
+}
+
+// The server hands the modules its core (modules.Set.SetCore) before
+// Start: probes then go through it.
+func TestProbesThroughTheCore(t *testing.T) {
+	s := DefaultSettings()
+	s.ProbeInterval, s.ProbeTimeout, s.ProbeSuccesses = 100*time.Millisecond, 90*time.Millisecond, 1
+	d := store.DispatcherDest{SetID: 1, Destination: "sip:127.0.0.1:5998", Weight: 1, State: store.DispatcherProbing}
+	e := newEnv(t, envOptions{settings: s, rows: []store.DispatcherDest{d}})
+	h := routetest.New(t, nil)
+	e.mods.SetCore(h.Core())
+	if err := e.mods.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := newResponder(t, "udp")
+	deadline := time.Now().Add(3 * time.Second)
+	for e.state(1, d.Destination) != "active" {
+		if time.Now().After(deadline) {
+			t.Fatal("the probe through the core was not answered")
+		}
+		for _, sent := range h.Take() {
+			if strings.HasPrefix(sent.Data, "OPTIONS sip:127.0.0.1:5998 ") {
+				h.Receive("127.0.0.1:5998", r.answer(sent.Data, &net.UDPAddr{}))
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -91,6 +91,10 @@ func New(t testing.TB, clock *shards.Clock) *Harness {
 	return h
 }
 
+// Core is the harness's transaction core, for modules that send requests
+// of their own through it (txn.Core.SendLocal).
+func (h *Harness) Core() *txn.Core { return h.core }
+
 // Receive hands msg to the core as if it came from src over UDP.
 func (h *Harness) Receive(src string, msg string) {
 	h.core.HandleMessage(&transport.Packet{Data: []byte(msg), Src: netip.MustParseAddrPort(src), Listener: &h.l, Proto: transport.UDP})
