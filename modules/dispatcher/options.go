@@ -17,11 +17,12 @@ import (
 )
 
 // optionsPinger is the module's own OPTIONS sender, for a module built
-// without a transaction core (the server hands its core to the modules and
-// probes go through it: corePinger). Each probe opens a socket of its own, bound to the destination's socket address
-// (or the kernel's choice) with a port the kernel picks, sends the
-// request, waits for the final response and closes the socket. It runs on
-// the probe goroutines, never on the receive path.
+// without a transaction core (the server hands its core to the modules,
+// and probes go through it: corePinger). Each probe opens a socket of its
+// own, bound to the destination's socket address (or the kernel's choice)
+// with a port the kernel picks, sends the request, waits for the final
+// response and closes the socket. It runs on the probe goroutines, never
+// on the receive path.
 //
 // The probes cannot leave from the listener's own port: a second UDP
 // socket on the same address and port fails to bind (EADDRINUSE), and with
