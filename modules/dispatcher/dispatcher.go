@@ -201,14 +201,14 @@ type probeSettings struct {
 	failures          int32
 	successes         int32
 	from              string
-	okCodes           [7]uint64 // bit per code 100-699 counted as answered besides 2xx
+	okCodes           [700/64 + 1]uint64 // bit per code 100-699 counted as answered besides 2xx
 }
 
 func newProbeSettings(s *Settings) *probeSettings {
 	p := &probeSettings{interval: s.ProbeInterval, timeout: s.ProbeTimeout,
 		failures: int32(s.ProbeFailures), successes: int32(s.ProbeSuccesses), from: s.ProbeFrom}
 	for _, c := range s.ProbeReplyCodes {
-		p.okCodes[c/100] |= 1 << (c % 100)
+		p.okCodes[c/64] |= 1 << (c % 64)
 	}
 	return p
 }
@@ -219,7 +219,7 @@ func (p *probeSettings) answered(code int) bool {
 	if code >= 200 && code < 300 {
 		return true
 	}
-	return code >= 100 && code < 700 && p.okCodes[code/100]&(1<<(code%100)) != 0
+	return code >= 100 && code < 700 && p.okCodes[code/64]&(1<<(code%64)) != 0
 }
 
 func newModule(h *modules.Host, v any) (modules.Instance, error) {

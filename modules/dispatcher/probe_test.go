@@ -456,3 +456,15 @@ func TestProbesThroughTheCore(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestProbeReplyCodesAnswered(t *testing.T) {
+	s := DefaultSettings()
+	s.ProbeReplyCodes = []int{403, 480, 501, 699}
+	ps := newProbeSettings(s)
+	for code, want := range map[int]bool{200: true, 299: true, 403: true, 480: true, 501: true, 699: true,
+		100: false, 404: false, 481: false, 500: false, 503: false, 0: false, 700: false} {
+		if ps.answered(code) != want {
+			t.Errorf("%d: %v", code, !want)
+		}
+	}
+}
