@@ -57,10 +57,14 @@ func (c *Core) hook(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) *Request
 	return r
 }
 
-// buildUp writes the response as it goes upstream: without our Via.
-func (c *Core) buildUp(x *ctx, m *parser.Message) []byte {
+// buildUp writes the response as it goes upstream: without our Via, with
+// the From, To and CSeq its client sent (restore.go).
+func (c *Core) buildUp(x *ctx, t *txn, m *parser.Message) []byte {
 	x.ed.Reset(m)
 	x.ed.RemoveTopVia()
+	if t.restoring() {
+		t.restoreUp(x, &x.ed, m)
+	}
 	x.out = x.ed.AppendTo(x.out[:0])
 	return x.out
 }
@@ -82,14 +86,14 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		case t.invite && code >= 200:
 			// A 2xx after timer C gave the branch up: the call was answered
 			// after all, and the UAC must see it to ACK (and BYE) it.
-			c.serverSend(s, e, c.buildUp(x, m), code)
+			c.serverSend(s, e, c.buildUp(x, t, m), code)
 		}
 		return
 	case bAccepted, bTerminated:
 		if t.invite && code >= 200 && code < 300 {
 			// 2xx retransmissions (and late 2xx) go upstream: the UAC's
 			// ACK is end to end.
-			c.sendUp(t, c.buildUp(x, m))
+			c.sendUp(t, c.buildUp(x, t, m))
 		}
 		return
 	default:
@@ -116,7 +120,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		if !c.callReply(c.hook(x, s, e), b, m) {
 			return
 		}
-		c.serverSend(s, e, c.buildUp(x, m), code)
+		c.serverSend(s, e, c.buildUp(x, t, m), code)
 		return
 	}
 
@@ -156,7 +160,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		// §16.7 step 5: 2xx forwarded at once, for every branch; step 10:
 		// the other branches are canceled.
 		t.got2xx = true
-		c.serverSend(s, e, c.buildUp(x, m), code)
+		c.serverSend(s, e, c.buildUp(x, t, m), code)
 		if t.invite {
 			c.cancelOthers(x, s, e, b)
 		}
@@ -377,6 +381,9 @@ func (c *Core) forwardBest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) {
 	}
 	x.ed.Reset(&x.aux)
 	x.ed.RemoveTopVia()
+	if t.restoring() {
+		t.restoreUp(x, &x.ed, &x.aux)
+	}
 	if code == 401 || code == 407 {
 		c.mergeChallenges(x, t, i)
 	}
@@ -447,7 +454,7 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 		}
 		c.terminate(s, e)
 	case kTrying:
-		c.sendTrying(s, e)
+		c.sendTrying(x, s, e)
 	case kA: // A, E: retransmit the request
 		if !b.active() {
 			return

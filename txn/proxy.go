@@ -540,12 +540,15 @@ func (c *Core) applyRouteEdits(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn
 	r.st.edUsed = false
 	t.buf2 = r.editor().AppendTo(t.buf2[:0])
 	t.buf, t.buf2 = t.buf2, t.buf
+	old := &x.aux
+	*old = t.msg // views into t.buf2 now, which stays as it is until the next edits
 	if err := t.msg.Parse(t.buf); err != nil {
 		// The route's edits made the request unparsable: keep the original.
 		t.buf, t.buf2 = t.buf2, t.buf
 		t.msg.Parse(t.buf)
 		return err
 	}
+	t.keepOriginal(old, &t.msg)
 	r.st.routed = false
 	s.Charge(e, t.owned())
 	return nil
@@ -574,7 +577,7 @@ func (c *Core) relay(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Requ
 	}
 	first := !t.relayed
 	if first {
-		c.trying(s, e)
+		c.trying(x, s, e)
 	}
 	t.relayed = true
 	ok, tried := 0, 0

@@ -482,3 +482,18 @@ func (h *Request) bind(c *Core, ref shards.Ref[txn], t *txn, x *ctx) {
 	*h = Request{Msg: &t.msg, Src: t.src, Listener: t.respL, Proto: t.proto, Conn: t.conn,
 		c: c, ref: ref, t: t, st: &t.rs, x: x, locked: true}
 }
+
+// BestBranch returns, inside Router.Failure, the branch whose final
+// response is the best one (the response Failure receives): where a
+// challenge came from, the branch to re-send to. Nil elsewhere, or when
+// no branch ended with a final status.
+func (r *Request) BestBranch() *Branch {
+	if r.t == nil || !r.t.inFailure {
+		return nil
+	}
+	i := bestBranch(r.t)
+	if i < 0 {
+		return nil
+	}
+	return r.t.branch(i)
+}
