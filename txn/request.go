@@ -78,6 +78,9 @@ type routeState struct {
 	fr      int64  // ms, 0: Config.FR (SetTimeouts)
 	frInv   int64  // ms, 0: Config.TimerC (SetTimeouts)
 	ruri    []byte // replacement Request-URI (owned)
+	rrx     []byte // parameters for our Record-Route, each with its ";" (owned)
+	dlgx    []byte // those of our verified Route of an in-dialog request (owned)
+	down    bool   // that Route verified for the From tag: from the dialog's caller
 }
 
 // Request is a handle on a request for the Router. Handles are scratch
@@ -496,4 +499,43 @@ func (r *Request) BestBranch() *Branch {
 		return nil
 	}
 	return r.t.branch(i)
+}
+
+// SetRecordRouteParam puts ";name=value" in the Record-Route values this
+// request gets from now on (RecordRoute; those of branches already sent
+// stay as they were), replacing one of that name. It goes inside what the
+// Record-Route signature covers, so neither party to the dialog can change
+// or remove it, and DialogRouteParam reads it back from every request of
+// the dialog routed by that Route: state a module keeps in the dialog's
+// route set instead of in memory (routesig.go). Name and value may hold
+// letters, digits and "-_.~" (base64url); false refuses anything else.
+func (r *Request) SetRecordRouteParam(name, value []byte) bool {
+	if !validRouteParam(name, value) || len(r.st.rrx)+len(name)+len(value) > maxRouteParams {
+		return false
+	}
+	r.st.rrx = setParam(r.st.rrx, name, value)
+	return true
+}
+
+// maxRouteParams bounds what SetRecordRouteParam adds to a Record-Route.
+const maxRouteParams = 1024
+
+// DialogRouteParam returns the value of a parameter SetRecordRouteParam
+// put in our Record-Route of the request's dialog, read from the Route
+// value of ours whose signature verified (RouteKind RouteDialog); nil when
+// the request is not routed by such a Route or the parameter is absent.
+func (r *Request) DialogRouteParam(name string) []byte {
+	if r.RouteKind() != RouteDialog {
+		return nil
+	}
+	return paramValue(r.st.dlgx, name)
+}
+
+// Downstream reports whether a request routed by our signed Route
+// (RouteDialog) comes from the party that sent the dialog's first request
+// (the caller: its From tag is the tag the Route was signed for), false
+// when it comes from the other party, or is not routed by such a Route
+// (OpenSIPS is_direction("downstream")).
+func (r *Request) Downstream() bool {
+	return r.RouteKind() == RouteDialog && r.st.down
 }
