@@ -13,6 +13,10 @@ func (c *Core) onResponse(x *ctx, p *transport.Packet) {
 	m := &x.msg
 	h, id, idx, att, ok := c.parseBranch(m.TopVia().Branch)
 	if !ok {
+		if c.isLocalBranch(m.TopVia().Branch) {
+			c.localResponse(m)
+			return
+		}
 		c.forwardResponse(x, m)
 		return
 	}

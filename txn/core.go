@@ -59,6 +59,7 @@ type Core struct {
 	stats       counters
 	warns       warnLimiter
 	sigs        routeSigners // Record-Route signatures
+	locals      localTable   // requests the proxy originates (SendLocal)
 
 	// hostAddrs are the addresses of the host's interfaces, read at New
 	// when a listener is bound to a wildcard address (isOwnAddr).
@@ -147,6 +148,7 @@ func New(cfg Config) (*Core, error) {
 
 // Close stops the timers (and the clock when New created it).
 func (c *Core) Close() {
+	c.closeLocals()
 	c.tbl.Close()
 	if c.own {
 		c.clock.Stop()

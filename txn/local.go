@@ -1,0 +1,190 @@
+package txn
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"sync"
+	"time"
+
+	"switchboard/parser"
+	"switchboard/transport"
+)
+
+// Requests the proxy originates itself: OPTIONS probes of gateways and
+// dispatcher destinations, a registrant's REGISTER to a carrier. They are
+// few (a handful a second at most) and off the receive path, so they get a
+// simple client transaction of their own (RFC 3261 §17.1.2, non-INVITE):
+// a map of live requests under one lock and time.AfterFunc timers, not the
+// sharded table. Their Via branch carries a marker of its own so that a
+// response is told apart from the responses of relayed requests before any
+// table is searched.
+
+// LocalRequest is a request the proxy sends as a user agent client.
+type LocalRequest struct {
+	// Proto and Dst are where it goes; Dst must be inside the outbound
+	// allow-list.
+	Proto transport.Proto
+	Dst   netip.AddrPort
+	// Message is the whole request without a Via header, CRLF line ends,
+	// Content-Length included: the core adds the top Via of the listener
+	// it sends from, with a branch of its own. Methods other than INVITE
+	// and ACK (non-INVITE transaction rules: retransmitted on UDP every
+	// T1 doubling to T2, given up after 64·T1).
+	Message []byte
+}
+
+// LocalDone receives the outcome of a local request once: the final
+// response (resp valid only during the call), or code 408 with a nil resp
+// when no final response came within 64·T1, or 503 when it could not be
+// sent.
+type LocalDone func(code int, resp *parser.Message)
+
+// ErrLocalMethod is returned for an INVITE or ACK given to SendLocal.
+var ErrLocalMethod = errors.New("txn: SendLocal sends non-INVITE requests only")
+
+// localMarker follows the core's branch prefix in the branch of a local
+// request; stateful branches have a hex digit there.
+const localMarker = 'L'
+
+type localTxn struct {
+	l        *transport.Listener
+	dst      netip.AddrPort
+	data     []byte
+	done     LocalDone
+	interval time.Duration
+	retr     *time.Timer
+	timeout  *time.Timer
+}
+
+type localTable struct {
+	mu   sync.Mutex
+	seq  uint64
+	live map[string]*localTxn
+}
+
+// SendLocal sends r as a client transaction of the proxy's own and calls
+// done with its outcome, from another goroutine. An error means nothing
+// was sent and done will not be called.
+func (c *Core) SendLocal(r LocalRequest, done LocalDone) error {
+	method, _, _ := bytes.Cut(r.Message, []byte(" "))
+	if string(method) == "INVITE" || string(method) == "ACK" || bytes.HasPrefix(method, []byte("SIP/")) {
+		return ErrLocalMethod
+	}
+	eol := bytes.Index(r.Message, []byte("\r\n"))
+	if eol < 0 {
+		return parser.ErrBadStartLine
+	}
+	if !r.Dst.IsValid() || !c.allowed(r.Dst.Addr()) {
+		return ErrNotAllowed
+	}
+	l := c.ls.Listener(r.Proto, r.Dst.Addr())
+	if l == nil {
+		return ErrNoDestination
+	}
+	t := &localTxn{l: l, dst: r.Dst, done: done, interval: msDur(c.t1)}
+	lt := &c.locals
+	lt.mu.Lock()
+	if lt.live == nil {
+		lt.live = map[string]*localTxn{}
+	}
+	lt.seq++
+	branch := append(append(c.prefix[:len(c.prefix):len(c.prefix)], localMarker), appendHex(nil, lt.seq, 16)...)
+	key := string(branch)
+	via := appendVia(nil, l, func(dst []byte) []byte { return append(dst, branch...) })
+	t.data = make([]byte, 0, len(r.Message)+len(via)+8)
+	t.data = append(t.data, r.Message[:eol+2]...)
+	t.data = append(t.data, "Via: "...)
+	t.data = append(t.data, via...)
+	t.data = append(t.data, "\r\n"...)
+	t.data = append(t.data, r.Message[eol+2:]...)
+	var m parser.Message
+	if err := m.Parse(t.data); err != nil {
+		lt.mu.Unlock()
+		return err
+	}
+	lt.live[key] = t
+	if !l.Proto.Stream() {
+		t.retr = time.AfterFunc(t.interval, func() { c.retransmitLocal(key) })
+	}
+	t.timeout = time.AfterFunc(msDur(64*c.t1), func() { c.endLocal(key, 408, nil) })
+	lt.mu.Unlock()
+	if err := c.sendTo(l, r.Dst, t.data); err != nil {
+		c.endLocal(key, 503, nil)
+	}
+	return nil
+}
+
+// retransmitLocal resends a local request over UDP (timer E).
+func (c *Core) retransmitLocal(key string) {
+	lt := &c.locals
+	lt.mu.Lock()
+	t := lt.live[key]
+	if t == nil {
+		lt.mu.Unlock()
+		return
+	}
+	t.interval = min(2*t.interval, msDur(c.t2))
+	t.retr.Reset(t.interval)
+	lt.mu.Unlock()
+	c.sendTo(t.l, t.dst, t.data)
+}
+
+// endLocal ends a local request once and reports its outcome.
+func (c *Core) endLocal(key string, code int, resp *parser.Message) {
+	lt := &c.locals
+	lt.mu.Lock()
+	t := lt.live[key]
+	if t != nil {
+		delete(lt.live, key)
+		if t.retr != nil {
+			t.retr.Stop()
+		}
+		t.timeout.Stop()
+	}
+	lt.mu.Unlock()
+	if t != nil {
+		t.done(code, resp)
+	}
+}
+
+// isLocalBranch reports whether a response's top branch is one of our
+// local requests'.
+func (c *Core) isLocalBranch(b []byte) bool {
+	return len(b) > len(c.prefix) && string(b[:len(c.prefix)]) == string(c.prefix[:]) && b[len(c.prefix)] == localMarker
+}
+
+// localResponse handles a response to a local request: a provisional
+// slows the retransmissions to T2 (§17.1.2.2), a final one ends it.
+func (c *Core) localResponse(m *parser.Message) {
+	if !c.isUsHostPort(m.TopVia().Host, m.TopVia().Port, m.TopVia().Transport) {
+		return
+	}
+	key := string(m.TopVia().Branch)
+	if code := m.StatusCode(); code < 200 {
+		lt := &c.locals
+		lt.mu.Lock()
+		if t := lt.live[key]; t != nil && t.retr != nil {
+			t.interval = msDur(c.t2)
+			t.retr.Reset(t.interval)
+		}
+		lt.mu.Unlock()
+		return
+	}
+	c.endLocal(key, m.StatusCode(), m)
+}
+
+// closeLocals ends every local request (the core is closing): each gets
+// 503, as when its send failed.
+func (c *Core) closeLocals() {
+	lt := &c.locals
+	lt.mu.Lock()
+	keys := make([]string, 0, len(lt.live))
+	for k := range lt.live {
+		keys = append(keys, k)
+	}
+	lt.mu.Unlock()
+	for _, k := range keys {
+		c.endLocal(k, 503, nil)
+	}
+}
