@@ -539,3 +539,31 @@ func (r *Request) DialogRouteParam(name string) []byte {
 func (r *Request) Downstream() bool {
 	return r.RouteKind() == RouteDialog && r.st.down
 }
+
+// RecordRouteParam returns the value SetRecordRouteParam gave name for
+// this request's Record-Route, nil when none.
+func (r *Request) RecordRouteParam(name string) []byte {
+	return paramValue(r.st.rrx, name)
+}
+
+// Own copies b into memory the request owns for as long as its route may
+// still use it (until the transaction ends; for an ACK, until the hook
+// returns) and returns the copy. The Editor keeps references to the bytes
+// it is given until the request is relayed, possibly after a Suspend: a
+// module that builds a header value in a scratch buffer of its own hands
+// the editor b's copy instead. Allocation-free once the transaction's
+// buffer has grown to its size.
+func (r *Request) Own(b []byte) []byte {
+	arena := &r.x.kept
+	if r.t != nil {
+		arena = &r.t.kept
+	}
+	if cap(*arena)-len(*arena) < len(b) {
+		// A new array: slices handed out before keep the old one, whose
+		// bytes never change.
+		*arena = make([]byte, 0, max(2*cap(*arena), len(b), 256))
+	}
+	n := len(*arena)
+	*arena = append(*arena, b...)
+	return (*arena)[n:len(*arena):len(*arena)]
+}

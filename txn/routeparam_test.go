@@ -3,6 +3,8 @@ package txn
 import (
 	"strings"
 	"testing"
+
+	"switchboard/parser"
 )
 
 // Parameters a route puts in our Record-Route come back, signed, on every
@@ -93,5 +95,35 @@ func TestRouteExtra(t *testing.T) {
 	}
 	if v := paramValue([]byte(";a=1"), "c"); v != nil {
 		t.Errorf("paramValue c = %q", v)
+	}
+}
+
+// Bytes handed to the Editor through Own survive a Suspend while the
+// goroutine's scratch memory serves other requests.
+func TestOwnSurvivesSuspend(t *testing.T) {
+	h := newHarness(t, nil)
+	scratch := make([]byte, 0, 64)
+	var held *Request
+	h.rt.request = func(r *Request) {
+		if held != nil {
+			r.Reply(486, "")
+			return
+		}
+		scratch = append(scratch[:0], `<sip:trunk@carrier.example>;tag=a1`...)
+		r.Editor().SetHeaderValue(parser.HdrFrom, r.Own(scratch))
+		scratch = append(scratch[:0], "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"...)
+		held = r.Suspend()
+	}
+	h.in(uacAddr, invite("z9hG4bKown1", "own1@x"))
+	for i := 0; i < 5; i++ { // other requests meanwhile
+		h.in(uacAddr, invite("z9hG4bKown2"+itoa(i), "own2@x"))
+	}
+	h.snd.take()
+	if err := held.Resume(func(r *Request) { r.Relay() }); err != nil {
+		t.Fatal(err)
+	}
+	out := h.snd.take()
+	if len(out) != 1 || header(out[0].data, "From") != "<sip:trunk@carrier.example>;tag=a1" {
+		t.Fatalf("relayed after the wait:\n%s", describe(out))
 	}
 }
