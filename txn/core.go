@@ -210,7 +210,7 @@ type ctx struct {
 	led   parser.Editor
 	lout  []byte
 	upTo  []byte
-	kept  []byte // Request.Own for a request without a transaction (ACK)
+	kept  []byte     // Request.Own for a request without a transaction (ACK)
 	hreq  Request    // the handle given to hooks
 	rs    routeState // route state of a request without a transaction (ACK)
 	loop  uint32     // loop hash of the request being handled
