@@ -34,6 +34,9 @@ type Host struct {
 	Shards int
 	// Domains are the domains the server serves.
 	Domains *routing.Domains
+	// Originator sends requests of the proxy's own (a registrant's
+	// REGISTER, OPTIONS probes) from Start on; never nil.
+	Originator *Originator
 
 	name     string
 	logger   *slog.Logger

@@ -26,6 +26,9 @@ type Services struct {
 	DataDir string
 	Shards  int
 	Domains *routing.Domains
+	// Originator is handed the transaction core by the server once it
+	// exists (before Start); nil: one without a core (tests, check-config).
+	Originator *Originator
 }
 
 // Set is the modules built for one server, in dependency order.
@@ -55,6 +58,9 @@ func Build(svc Services, settings map[string]any, only ...string) (*Set, error) 
 	if svc.Metrics == nil {
 		svc.Metrics = metrics.NewSet()
 	}
+	if svc.Originator == nil {
+		svc.Originator = &Originator{}
+	}
 	s := &Set{}
 	built := map[string]Instance{}
 	commands := map[string]string{}
@@ -71,7 +77,7 @@ func Build(svc Services, settings map[string]any, only ...string) (*Set, error) 
 		}
 		h := &Host{
 			Store: svc.Store, Clock: svc.Clock, Metrics: svc.Metrics, DataDir: svc.DataDir,
-			Shards: svc.Shards, Domains: svc.Domains,
+			Shards: svc.Shards, Domains: svc.Domains, Originator: svc.Originator,
 			name: d.Name, logger: svc.Logger.With("module", d.Name), mgmt: svc.Mgmt,
 			built: built, commands: commands, after: append(append([]string(nil), d.After...), d.Uses...), admit: &s.admit,
 		}

@@ -36,9 +36,11 @@ func (s *server) startModules(env *routing.Env) error {
 	if err := s.clock.Start(shards.DefaultTick); err != nil {
 		return err
 	}
+	s.originator = &modules.Originator{}
 	set, err := modules.Build(modules.Services{
 		Store: s.store, Clock: s.clock, Metrics: s.mgmt.Metrics(), Logger: s.log, Mgmt: s.mgmt,
 		DataDir: cfg.Storage.Dir, Shards: cfg.Limits.Shards, Domains: s.domains,
+		Originator: s.originator,
 	}, cfg.Modules)
 	if err != nil {
 		return fmt.Errorf("module %w", err)
@@ -52,6 +54,7 @@ func (s *server) startModules(env *routing.Env) error {
 // startedModules starts the modules' background work, once the transport
 // listens.
 func (s *server) startedModules() error {
+	s.originator.SetCore(s.core) // modules send requests of their own from Start on
 	if err := s.mods.Start(); err != nil {
 		return fmt.Errorf("module %w", err)
 	}

@@ -49,6 +49,8 @@ type server struct {
 	tr      *transport.Transport
 	clock   *shards.Clock // of every table and the transaction core
 	mods    *modules.Set  // the modules of plugins.go (modules.go)
+	// originator lets modules send requests of their own through core.
+	originator *modules.Originator
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
