@@ -297,9 +297,15 @@ func retryable(code int) bool {
 	return false
 }
 
-func bestBranch(t *txn) int {
+func bestBranch(t *txn) int { return bestBranchFrom(t, 0) }
+
+// bestBranchFrom is bestBranch among the branches from index from on: the
+// failure route looks at those of the latest serial step (t.step), as
+// OpenSIPS's and Kamailio's failure routes do, so that a request re-sent
+// from it sees the answer to that attempt, not an older equal one.
+func bestBranchFrom(t *txn, from int) int {
 	best, code := -1, 0
-	for i := 0; i < t.nbr; i++ {
+	for i := from; i < t.nbr; i++ {
 		b := t.branch(i)
 		if b.code < 300 {
 			continue
@@ -345,7 +351,10 @@ func (c *Core) checkDone(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) {
 // for local failures (timeouts, transport errors).
 func (c *Core) bestMessage(x *ctx, e *shards.Entry[txn]) *parser.Message {
 	t := &e.Value
-	i := bestBranch(t)
+	i := bestBranchFrom(t, t.step)
+	if i < 0 {
+		i = bestBranch(t)
+	}
 	if i >= 0 && len(t.branch(i).resp) > 0 && x.best.Parse(t.branch(i).resp) == nil {
 		return &x.best
 	}

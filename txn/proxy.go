@@ -586,6 +586,9 @@ func (c *Core) relay(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Requ
 	if first {
 		c.trying(x, s, e)
 	}
+	if t.inFailure {
+		t.step = t.nbr // the branches started now are the failure route's next step
+	}
 	t.relayed = true
 	ok, tried := 0, 0
 	try := func(uri []byte, main bool) {

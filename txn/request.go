@@ -494,7 +494,10 @@ func (r *Request) BestBranch() *Branch {
 	if r.t == nil || !r.t.inFailure {
 		return nil
 	}
-	i := bestBranch(r.t)
+	i := bestBranchFrom(r.t, r.t.step)
+	if i < 0 {
+		i = bestBranch(r.t)
+	}
 	if i < 0 {
 		return nil
 	}

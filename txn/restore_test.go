@@ -134,3 +134,35 @@ func TestResentWithNextCSeq(t *testing.T) {
 	}
 	checkAsSent(t, "487", to487, "1 INVITE", "*")
 }
+
+// The failure route sees the answer to its latest attempt: after a
+// request re-sent from it is challenged again, Best and BestBranch are
+// the second challenge, not the first (an equal status on an older
+// branch), as in OpenSIPS's and Kamailio's failure routes.
+func TestFailureSeesLatestStep(t *testing.T) {
+	h := newHarness(t, nil)
+	var seen []string
+	var idx []int
+	h.rt.failure = func(r *Request, m *parser.Message) {
+		seen = append(seen, string(m.Get(parser.HdrProxyAuthenticate)))
+		idx = append(idx, r.BestBranch().Index())
+		if len(seen) < 3 {
+			r.Relay()
+		}
+	}
+	h.in(uacAddr, invite("z9hG4bKst1", "st1@x"))
+	req := h.snd.take()[1].data
+	for i, nonce := range []string{"a", "b", "c"} {
+		h.in(uasAddr, strings.Replace(respond(req, 407, "c"+nonce), "Content-Length: 0", "Proxy-Authenticate: Digest realm=\"r\", nonce=\""+nonce+"\"\r\nContent-Length: 0", 1))
+		out := h.snd.take()
+		if i < 2 {
+			req = out[len(out)-1].data
+		}
+	}
+	want := []string{`Digest realm="r", nonce="a"`, `Digest realm="r", nonce="b"`, `Digest realm="r", nonce="c"`}
+	for i := range want {
+		if i >= len(seen) || seen[i] != want[i] || idx[i] != i {
+			t.Fatalf("failure route saw %q on branches %v, want %q on 0, 1, 2", seen, idx, want)
+		}
+	}
+}

@@ -105,6 +105,7 @@ type txn struct {
 	// transaction is released. A Branch never moves: the timer wheel
 	// links its timers.
 	nbr  int
+	step int // first branch of the latest serial step (started from Failure)
 	br0  Branch
 	more []*Branch
 
