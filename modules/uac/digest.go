@@ -52,9 +52,9 @@ func (a algorithm) name() string {
 // once warm).
 type scratch struct {
 	in, ha1, ha2, resp, cnonce, hdr, val, val2, tok, plain []byte
-	rnd                                             [16]byte
-	ch                                              parser.Auth
-	na                                              parser.NameAddr
+	rnd                                                    [16]byte
+	ch                                                     parser.Auth
+	na                                                     parser.NameAddr
 }
 
 func newScratch() *scratch {
