@@ -165,7 +165,7 @@ func newRegistration(row store.UACRegistration) (*registration, error) {
 	if err := store.CheckUACRegistration(&row); err != nil {
 		return nil, err
 	}
-	g := &registration{row: row, expires: row.Expires, state: stateRegistering, cseq: 1}
+	g := &registration{row: row, expires: row.Expires, state: stateRegistering}
 	target := row.Registrar
 	if row.Proxy != "" {
 		target = row.Proxy
