@@ -23,10 +23,10 @@ import (
 // requests are the proxy's own; nothing that arrives is relayed.
 type refuseAll struct{}
 
-func (refuseAll) Request(r *txn.Request)                                 { r.Reply(501, "") }
-func (refuseAll) Branch(*txn.Request, *txn.Branch)                       {}
+func (refuseAll) Request(r *txn.Request)                                { r.Reply(501, "") }
+func (refuseAll) Branch(*txn.Request, *txn.Branch)                      {}
 func (refuseAll) Reply(*txn.Request, *txn.Branch, *parser.Message) bool { return true }
-func (refuseAll) Failure(*txn.Request, *parser.Message)                  {}
+func (refuseAll) Failure(*txn.Request, *parser.Message)                 {}
 
 // startProxy starts a transaction core on a real UDP socket on loopback,
 // with short timers (T1 50ms: a REGISTER nobody answers gives up after
@@ -72,8 +72,8 @@ type registrar struct {
 
 type regSeen struct {
 	callID, cseq, contact, expires string
-	authorized                      bool
-	at                              time.Time
+	authorized                     bool
+	at                             time.Time
 }
 
 func startRegistrar(t *testing.T, grant int) *registrar {
