@@ -30,8 +30,11 @@ import (
 // inside a dialog and not a BYE: the offset of a dialog's later requests
 // is fixed in its route set at the first request, so a challenged
 // re-INVITE would put them out of step (that needs the dialog module).
-// Allocation-free.
+// Allocation-free; false on a nil *UAC (a route set without the module).
 func (u *UAC) UACAuth(c *routing.FailureCtx) bool {
+	if u == nil {
+		return false // the module is not loaded
+	}
 	code := c.Status()
 	best := c.Best()
 	if best == nil || (code != 401 && code != 407) {

@@ -83,8 +83,11 @@ func (u *UAC) replace(c *routing.Ctx, h parser.HeaderName, param string, display
 // with its dialog or htable state. True when something was changed;
 // false as well when a parameter did not decrypt (counted in
 // switchboard_uac_bad_tokens_total: a secret that differs between nodes).
-// Allocation-free.
+// Allocation-free; false on a nil *UAC.
 func (u *UAC) Restore(c *routing.Ctx) bool {
+	if u == nil {
+		return false // the module is not loaded
+	}
 	r := c.R
 	if r.RouteKind() != routing.RouteDialog {
 		return false
