@@ -37,7 +37,7 @@ type fixture struct {
 
 // build opens a store in a new directory, runs seed on it and builds the
 // module as the server does (started unless start is false).
-func build(t *testing.T, s *Settings, seed func(st *store.Store), org *modules.Originator) *fixture {
+func build(t testing.TB, s *Settings, seed func(st *store.Store), org *modules.Originator) *fixture {
 	t.Helper()
 	f := &fixture{dir: t.TempDir(), m: metrics.NewSet(), org: org}
 	var err error

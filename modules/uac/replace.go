@@ -38,6 +38,9 @@ func (u *UAC) ReplaceTo(c *routing.Ctx, display, uri []byte) bool {
 }
 
 func (u *UAC) replace(c *routing.Ctx, h parser.HeaderName, param string, display, uri []byte) bool {
+	if u == nil {
+		return false // the module is not loaded
+	}
 	m := c.Msg()
 	if m.ToTag() != nil || !validDisplay(display) || !validURI(uri) {
 		return false

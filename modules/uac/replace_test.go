@@ -127,3 +127,25 @@ func TestReplaceRefusals(t *testing.T) {
 		}
 	})
 }
+
+// A route set written for the module runs without it: every method of a
+// nil *UAC does nothing.
+func TestNilModule(t *testing.T) {
+	var u *UAC
+	h := routetest.New(t, nil)
+	h.InRoute(t, caller, invite("sip:+1@"+carrier), func(c *routing.Ctx) {
+		if u.ReplaceFrom(c, nil, []byte("sip:x@y")) || u.ReplaceTo(c, nil, []byte("sip:x@y")) || u.Restore(c) {
+			t.Error("a nil module did something")
+		}
+	})
+	h.Failure = func(c *routing.FailureCtx) {
+		if u.UACAuth(c) {
+			t.Error("a nil module answered")
+		}
+	}
+	h.Route = func(c *routing.Ctx) { c.Relay() }
+	h.Receive(caller, invite("sip:+1@"+carrier))
+	fwd := one(t, h.Take(), carrier, "INVITE ")
+	h.Receive(carrier, respond(t, fwd, 407, "c", "Proxy-Authenticate: Digest realm=\"r\", nonce=\"n\"\r\n"))
+	one(t, h.Take(), caller, "SIP/2.0 407")
+}
