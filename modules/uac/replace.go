@@ -16,7 +16,8 @@ import (
 // display name and URI (OpenSIPS uac_replace_from(display, uri), restore
 // mode "auto"). A nil display keeps the one the caller sent, an empty one
 // removes it; an empty uri keeps the URI. The tag and other parameters
-// stay. Only for a request outside a dialog; call it before Relay.
+// stay. Only for a request outside a dialog; call it once per request
+// (edits of one header do not add up), before Relay.
 //
 // The caller never sees the change: the transaction core gives every
 // response to it the From it sent. For the dialog's later requests the
