@@ -45,6 +45,16 @@ var (
 	ErrMalformedUAC       = errors.New("malformed uac entry")
 	ErrUACExists          = errors.New("uac entry already exists")
 	ErrNoUAC              = errors.New("no such uac entry")
+
+	ErrMalformedDialplanRule = errors.New("malformed dialplan rule")
+	ErrDialplanRuleExists    = errors.New("dialplan rule already exists")
+	ErrNoDialplanRule        = errors.New("no such dialplan rule")
+	ErrMalformedAlias        = errors.New("malformed alias")
+	ErrAliasExists           = errors.New("alias already exists")
+	ErrNoAlias               = errors.New("no such alias")
+	ErrMalformedGroup        = errors.New("malformed group membership")
+	ErrGroupMemberExists     = errors.New("already a member of the group")
+	ErrNoGroupMember         = errors.New("not a member of the group")
 )
 
 // DefaultFileName is the database file created in the data directory.

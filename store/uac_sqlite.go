@@ -4,20 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// writeVersioned runs fn in a transaction that bumps the version of table.
-func (b *SQLite) writeVersioned(ctx context.Context, table string, fn func(tx *sql.Tx) error) error {
-	return b.inTx(ctx, fn, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE table_versions SET version = version + 1 WHERE name = ?`, table)
-		return err
-	})
-}
-
 func uacConstraint(err error) error {
-	if c := sqliteCode(err); c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY {
+	if isUnique(err) {
 		return ErrUACExists
 	}
 	return err

@@ -7,9 +7,12 @@ package main
 // cmd/switchboard changes. Order does not matter: modules.Definition.After
 // orders them.
 import (
+	_ "switchboard/modules/aliases"
 	_ "switchboard/modules/auth"
 	_ "switchboard/modules/authban"
+	_ "switchboard/modules/dialplan"
 	_ "switchboard/modules/fraud"
+	_ "switchboard/modules/groups"
 	_ "switchboard/modules/permissions"
 	_ "switchboard/modules/pike"
 	_ "switchboard/modules/ratelimit"
