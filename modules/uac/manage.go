@@ -84,7 +84,8 @@ func (u *UAC) registerCommands(h *modules.Host) {
 			if err != nil {
 				return nil, apiErr(err)
 			}
-			return viewCred(c), u.reloadCredentials(ctx)
+			_, err = u.reloadCredentials(ctx)
+			return viewCred(c), err
 		},
 	})
 	h.Command("uac.credentials.list", mgmt.Command{
@@ -113,7 +114,8 @@ func (u *UAC) registerCommands(h *modules.Host) {
 			if err != nil {
 				return nil, apiErr(err)
 			}
-			return map[string]any{"deleted": viewCred(c)}, u.reloadCredentials(ctx)
+			_, err = u.reloadCredentials(ctx)
+			return map[string]any{"deleted": viewCred(c)}, err
 		},
 	})
 	h.Command("uac.registrations", mgmt.Command{
@@ -135,7 +137,8 @@ func (u *UAC) registerCommands(h *modules.Host) {
 			if err != nil {
 				return nil, apiErr(err)
 			}
-			return storedReg(r), u.reg.reload(ctx)
+			_, err = u.reg.reload(ctx)
+			return storedReg(r), err
 		},
 	})
 	h.Command("uac.registrations.del", mgmt.Command{
@@ -149,16 +152,17 @@ func (u *UAC) registerCommands(h *modules.Host) {
 			if err != nil {
 				return nil, apiErr(err)
 			}
-			return map[string]any{"deleted": storedReg(r)}, u.reg.reload(ctx)
+			_, err = u.reg.reload(ctx)
+			return map[string]any{"deleted": storedReg(r)}, err
 		},
 	})
 	h.Command("uac.reload", mgmt.Command{
 		Help: "reload the credentials and registrations from the store now (they are also reloaded within uac.poll_interval of any change)",
 		Run: func(ctx context.Context, raw json.RawMessage) (any, error) {
-			if err := u.reloadCredentials(ctx); err != nil {
+			if _, err := u.reloadCredentials(ctx); err != nil {
 				return nil, err
 			}
-			if err := u.reg.reload(ctx); err != nil {
+			if _, err := u.reg.reload(ctx); err != nil {
 				return nil, err
 			}
 			return map[string]any{"credentials": u.creds.Load().n, "registrations": len(u.reg.views())}, nil

@@ -112,7 +112,7 @@ func (r *registrant) loadedVersion() int64 {
 
 // reload reads the table: new rows start registering, deleted ones are
 // unregistered. A row is never changed in place (delete and add).
-func (r *registrant) reload(ctx context.Context) error {
+func (r *registrant) reload(ctx context.Context) (int64, error) {
 	v, err := r.u.st.UACRegistrationsVersion(ctx)
 	var rows []store.UACRegistration
 	if err == nil {
@@ -124,7 +124,7 @@ func (r *registrant) reload(ctx context.Context) error {
 	if err != nil {
 		r.u.reloadErrors.Inc()
 		r.u.log.Error("uac: loading the registrations failed", "err", err)
-		return fmt.Errorf("uac registrations: %w", err)
+		return 0, fmt.Errorf("uac registrations: %w", err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -158,7 +158,7 @@ func (r *registrant) reload(ctx context.Context) error {
 	}
 	r.ver = v
 	r.u.reloads.Inc()
-	return nil
+	return v, nil
 }
 
 func newRegistration(row store.UACRegistration) (*registration, error) {

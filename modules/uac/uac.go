@@ -28,6 +28,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"switchboard/modules"
+	"switchboard/modules/internal/tablepoll"
 	"switchboard/store"
 )
 
@@ -108,10 +109,8 @@ type UAC struct {
 
 	reloadMu  sync.Mutex // serialises credential reloads
 	credsVer  int64
-	stop      chan struct{}
-	wg        sync.WaitGroup
-	stopOnce  sync.Once
-	scratches sync.Pool // *scratch
+	pollers   [2]*tablepoll.Poller // credentials, registrations
+	scratches sync.Pool            // *scratch
 
 	authAnswered, authNoCreds, authRejected, authRefused *metrics.Counter
 	replaced, restored, badTokens                        *metrics.Counter
@@ -123,7 +122,7 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 	if h.Store == nil {
 		return nil, fmt.Errorf("uac needs the store")
 	}
-	u := &UAC{st: h.Store, log: h.Logger(), host: h, stop: make(chan struct{})}
+	u := &UAC{st: h.Store, log: h.Logger(), host: h}
 	u.apply(s)
 	u.creds.Store(&credTable{})
 	u.scratches.New = func() any { return newScratch() }
@@ -162,11 +161,11 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := u.reloadCredentials(ctx); err != nil {
+	if _, err := u.reloadCredentials(ctx); err != nil {
 		return nil, err
 	}
 	u.reg = newRegistrant(u, h)
-	if err := u.reg.reload(ctx); err != nil {
+	if _, err := u.reg.reload(ctx); err != nil {
 		return nil, err
 	}
 	u.registerCommands(h)
@@ -184,16 +183,26 @@ func (u *UAC) apply(s *Settings) {
 // Start begins polling the tables and registering.
 func (u *UAC) Start() error {
 	u.reg.start()
-	u.wg.Add(1)
-	go u.poll()
+	interval := func() time.Duration { return time.Duration(u.interval.Load()) }
+	u.pollers[0] = tablepoll.Start(tablepoll.Config{
+		Interval: interval, Version: u.st.UACCredentialsVersion, Load: u.reloadCredentials, Loaded: u.loadedCredsVersion(),
+		Failed: func(err error) {
+			u.log.Warn("uac: reading the credentials failed; the table in use may be stale", "err", err)
+		},
+	})
+	u.pollers[1] = tablepoll.Start(tablepoll.Config{
+		Interval: interval, Version: u.st.UACRegistrationsVersion, Load: u.reg.reload, Loaded: u.reg.loadedVersion(),
+		Failed: func(err error) { u.log.Warn("uac: reading the registrations failed", "err", err) },
+	})
 	return nil
 }
 
-// Stop ends the poller and the registrations' timers. Bindings at the
+// Stop ends the pollers and the registrations' timers. Bindings at the
 // carriers are left to expire (a restart registers again at once).
 func (u *UAC) Stop() {
-	u.stopOnce.Do(func() { close(u.stop) })
-	u.wg.Wait()
+	for _, p := range u.pollers {
+		p.Stop()
+	}
 	u.reg.stopAll()
 }
 
@@ -204,41 +213,15 @@ func (u *UAC) Reload(settings any) error {
 	return nil
 }
 
-// poll reloads a table whose version moved.
-func (u *UAC) poll() {
-	defer u.wg.Done()
-	for {
-		t := time.NewTimer(time.Duration(u.interval.Load()))
-		select {
-		case <-u.stop:
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if v, err := u.st.UACCredentialsVersion(ctx); err != nil {
-			u.log.Warn("uac: reading the credentials' version failed; the table in use may be stale", "err", err)
-		} else if v != u.loadedCredsVersion() {
-			u.reloadCredentials(ctx)
-		}
-		if v, err := u.st.UACRegistrationsVersion(ctx); err != nil {
-			u.log.Warn("uac: reading the registrations' version failed", "err", err)
-		} else if v != u.reg.loadedVersion() {
-			u.reg.reload(ctx)
-		}
-		cancel()
-	}
-}
-
 func (u *UAC) loadedCredsVersion() int64 {
 	u.reloadMu.Lock()
 	defer u.reloadMu.Unlock()
 	return u.credsVer
 }
 
-// reloadCredentials reads the credentials and swaps the table in use; on
-// error the table in use stays.
-func (u *UAC) reloadCredentials(ctx context.Context) error {
+// reloadCredentials reads the credentials and swaps the table in use,
+// returning the version loaded; on error the table in use stays.
+func (u *UAC) reloadCredentials(ctx context.Context) (int64, error) {
 	u.reloadMu.Lock()
 	defer u.reloadMu.Unlock()
 	v, err := u.st.UACCredentialsVersion(ctx)
@@ -259,11 +242,11 @@ func (u *UAC) reloadCredentials(ctx context.Context) error {
 				u.credsVer = v
 				u.reloads.Inc()
 				u.log.Info("uac: credentials loaded", "credentials", t.n, "skipped", len(skipped))
-				return nil
+				return v, nil
 			}
 		}
 	}
 	u.reloadErrors.Inc()
 	u.log.Error("uac: loading the credentials failed; the table in use stays", "err", err)
-	return fmt.Errorf("uac credentials: %w", err)
+	return 0, fmt.Errorf("uac credentials: %w", err)
 }
