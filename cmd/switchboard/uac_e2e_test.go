@@ -21,40 +21,20 @@ import (
 // password (sipp's UAS [authentication] cannot verify one), and a
 // carrier's registrar the registrant keeps a registration with.
 
-// sipMessage is a header lookup on a raw message.
-func sipHeader(msg, name string) string {
-	for _, line := range strings.Split(msg, "\r\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(strings.TrimSpace(k), name) {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}
-
-func sipHeaders(msg, name string) []string {
-	var out []string
-	for _, line := range strings.Split(msg, "\r\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(strings.TrimSpace(k), name) {
-			out = append(out, strings.TrimSpace(v))
-		}
-	}
-	return out
-}
-
 // sipAnswer builds a response to req as a UAS does: every Via, From, To
 // with toTag, Call-ID, CSeq, then extra lines.
 func sipAnswer(req, status, toTag, extra string) string {
 	var b strings.Builder
 	b.WriteString("SIP/2.0 " + status + "\r\n")
-	for _, v := range sipHeaders(req, "Via") {
+	for _, v := range headerValues(req, "Via") {
 		b.WriteString("Via: " + v + "\r\n")
 	}
-	to := sipHeader(req, "To")
+	to := headerValue(req, "To")
 	if toTag != "" && !strings.Contains(to, ";tag=") {
 		to += ";tag=" + toTag
 	}
-	b.WriteString("From: " + sipHeader(req, "From") + "\r\nTo: " + to + "\r\nCall-ID: " + sipHeader(req, "Call-ID") +
-		"\r\nCSeq: " + sipHeader(req, "CSeq") + "\r\n" + extra + "Content-Length: 0\r\n\r\n")
+	b.WriteString("From: " + headerValue(req, "From") + "\r\nTo: " + to + "\r\nCall-ID: " + headerValue(req, "Call-ID") +
+		"\r\nCSeq: " + headerValue(req, "CSeq") + "\r\n" + extra + "Content-Length: 0\r\n\r\n")
 	return b.String()
 }
 
@@ -122,12 +102,12 @@ func (c *challengingCarrier) serve() {
 		}
 		msg := string(buf[:n])
 		method, _, _ := strings.Cut(msg, " ")
-		cseq, _, _ := strings.Cut(sipHeader(msg, "CSeq"), " ")
+		cseq, _, _ := strings.Cut(headerValue(msg, "CSeq"), " ")
 		num, _ := strconv.ParseUint(cseq, 10, 32)
 		send := func(s string) { c.conn.WriteToUDP([]byte(s), from) }
 		switch method {
 		case "INVITE":
-			pa := sipHeader(msg, "Proxy-Authorization")
+			pa := headerValue(msg, "Proxy-Authorization")
 			if pa == "" {
 				c.mu.Lock()
 				c.n++
@@ -152,13 +132,13 @@ func (c *challengingCarrier) serve() {
 			lastInvite = num
 			c.note(false, "INVITE "+cseq+" ok")
 			rr := ""
-			for _, v := range sipHeaders(msg, "Record-Route") {
+			for _, v := range headerValues(msg, "Record-Route") {
 				rr += "Record-Route: " + v + "\r\n"
 			}
 			send(sipAnswer(msg, "180 Ringing", "gw1", ""))
 			send(sipAnswer(msg, "200 OK", "gw1", rr+"Contact: <sip:gw@"+c.addr()+">\r\n"))
 		case "ACK":
-			if sipHeader(msg, "To") != "" && strings.Contains(sipHeader(msg, "To"), "tag=gw1") && num != lastInvite {
+			if headerValue(msg, "To") != "" && strings.Contains(headerValue(msg, "To"), "tag=gw1") && num != lastInvite {
 				c.note(true, "ACK of the 200 with CSeq "+cseq+", the INVITE had "+strconv.FormatUint(lastInvite, 10))
 			}
 			c.note(false, "ACK "+cseq)
@@ -278,7 +258,7 @@ func startGoRegistrar(t *testing.T, grant int) *goRegistrar {
 			if !strings.HasPrefix(msg, "REGISTER ") || g.down.Load() {
 				continue
 			}
-			auth := sipHeader(msg, "Authorization")
+			auth := headerValue(msg, "Authorization")
 			var a parser.Auth
 			parser.ParseAuth([]byte(auth), &a)
 			var reply string
@@ -288,9 +268,9 @@ func startGoRegistrar(t *testing.T, grant int) *goRegistrar {
 				reply = sipAnswer(msg, "401 Unauthorized", "r1", `WWW-Authenticate: Digest realm="reg.example", nonce="r`+strconv.Itoa(nonce)+`", qop="auth"`+"\r\n")
 			case digestOK(auth, "REGISTER", "+4930999", "reg.example", "reg-pw", string(a.Nonce)):
 				g.mu.Lock()
-				g.ok = append(g.ok, sipHeader(msg, "Call-ID")+"|"+sipHeader(msg, "CSeq")+"|"+sipHeader(msg, "Expires"))
+				g.ok = append(g.ok, headerValue(msg, "Call-ID")+"|"+headerValue(msg, "CSeq")+"|"+headerValue(msg, "Expires"))
 				g.mu.Unlock()
-				reply = sipAnswer(msg, "200 OK", "r1", "Contact: "+sipHeader(msg, "Contact")+";expires="+strconv.Itoa(grant)+"\r\n")
+				reply = sipAnswer(msg, "200 OK", "r1", "Contact: "+headerValue(msg, "Contact")+";expires="+strconv.Itoa(grant)+"\r\n")
 			default:
 				reply = sipAnswer(msg, "403 Forbidden", "r1", "")
 			}
