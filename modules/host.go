@@ -12,7 +12,6 @@ import (
 	"switchboard/routing"
 	"switchboard/shards"
 	"switchboard/store"
-	"switchboard/txn"
 )
 
 // Host is what the server gives a module's New function: shared services,
@@ -35,9 +34,11 @@ type Host struct {
 	Shards int
 	// Domains are the domains the server serves.
 	Domains *routing.Domains
+	// Originator sends requests of the proxy's own (a registrant's
+	// REGISTER, OPTIONS probes) from Start on; never nil.
+	Originator *Originator
 
 	name     string
-	core     *txn.Core
 	logger   *slog.Logger
 	mgmt     *mgmt.Server
 	built    map[string]Instance
@@ -49,11 +50,6 @@ type Host struct {
 	warnN    int
 	dropped  int
 }
-
-// Core returns the transaction core, for a module that sends requests of
-// its own (txn.Core.SendLocal: OPTIONS probes, registrations). It is nil
-// in New (the core is built after the modules) and set before Start.
-func (h *Host) Core() *txn.Core { return h.core }
 
 // Logger returns the module's logger (its lines carry module=<name>).
 func (h *Host) Logger() *slog.Logger { return h.logger }

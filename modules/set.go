@@ -27,6 +27,9 @@ type Services struct {
 	DataDir string
 	Shards  int
 	Domains *routing.Domains
+	// Originator is handed the transaction core by the server once it
+	// exists (before Start); nil: one without a core (tests, check-config).
+	Originator *Originator
 }
 
 // Set is the modules built for one server, in dependency order.
@@ -35,7 +38,8 @@ type Set struct {
 	inst  []Instance
 	hosts []*Host
 	admit []func(netip.Addr) bool
-	start int // instances started
+	start int         // instances started
+	orig  *Originator // the hosts' Originator, given the core by SetCore
 }
 
 // Build builds every registered module (or only those named in only, and
@@ -56,7 +60,10 @@ func Build(svc Services, settings map[string]any, only ...string) (*Set, error) 
 	if svc.Metrics == nil {
 		svc.Metrics = metrics.NewSet()
 	}
-	s := &Set{}
+	if svc.Originator == nil {
+		svc.Originator = &Originator{}
+	}
+	s := &Set{orig: svc.Originator}
 	built := map[string]Instance{}
 	commands := map[string]string{}
 	for _, d := range defs {
@@ -72,7 +79,7 @@ func Build(svc Services, settings map[string]any, only ...string) (*Set, error) 
 		}
 		h := &Host{
 			Store: svc.Store, Clock: svc.Clock, Metrics: svc.Metrics, DataDir: svc.DataDir,
-			Shards: svc.Shards, Domains: svc.Domains,
+			Shards: svc.Shards, Domains: svc.Domains, Originator: svc.Originator,
 			name: d.Name, logger: svc.Logger.With("module", d.Name), mgmt: svc.Mgmt,
 			built: built, commands: commands, after: append(append([]string(nil), d.After...), d.Uses...), admit: &s.admit,
 		}
@@ -161,13 +168,9 @@ func (s *Set) Admit() func(netip.Addr) bool {
 	}
 }
 
-// SetCore hands the transaction core to every module (Host.Core), once
-// it is built and before Start.
-func (s *Set) SetCore(c *txn.Core) {
-	for _, h := range s.hosts {
-		h.core = c
-	}
-}
+// SetCore hands the transaction core to the modules' Originator
+// (Host.Originator), once it is built and before Start.
+func (s *Set) SetCore(c *txn.Core) { s.orig.SetCore(c) }
 
 // Start starts the modules in order; on error the ones started are
 // stopped.

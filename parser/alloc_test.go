@@ -127,6 +127,8 @@ func TestFieldAllocs(t *testing.T) {
 	}
 }
 
+var newFrom = []byte("<sip:trunk@carrier.example>;tag=t")
+
 func TestEditAllocs(t *testing.T) {
 	out := make([]byte, 0, 4096)
 	resp := make([]byte, 0, 2048)
@@ -139,6 +141,12 @@ func TestEditAllocs(t *testing.T) {
 				t.Fatal(err)
 			}
 			proxyEdit(&e, &m)
+			out = e.AppendTo(out[:0])
+		})
+		assertNoAllocs(t, "SetCSeq+SetHeaderValue "+name, func() {
+			e.Reset(&m)
+			e.SetCSeq(7)
+			e.SetHeaderValue(HdrFrom, newFrom)
 			out = e.AppendTo(out[:0])
 		})
 		if m.IsRequest() {

@@ -252,6 +252,41 @@ func (e *Editor) DecrementMaxForwards() bool {
 	return e.SetMaxForwards(n - 1)
 }
 
+// SetHeaderValue replaces the whole value of the first header line named
+// h (a known name) with value: a From or To rewritten, name-addr and
+// parameters (uac_replace_from). False when there is no such header.
+func (e *Editor) SetHeaderValue(h HeaderName, value []byte) bool {
+	if h == HdrOther || h >= numHeaderNames {
+		return false
+	}
+	f := e.m.st.first[h]
+	if f == 0 {
+		return false
+	}
+	x := &e.m.hdrs[f-1]
+	return e.add(splice{start: int(x.vs), end: int(x.ve), kind: opBytes, a: value})
+}
+
+// SetCSeq replaces the sequence number of the CSeq header, keeping its
+// method (a request re-sent with credentials, RFC 3261 §22.2; a response
+// whose number is put back to the one its client sent).
+func (e *Editor) SetCSeq(n uint32) bool {
+	f := e.m.st.first[HdrCSeq]
+	if f == 0 {
+		return false
+	}
+	x := &e.m.hdrs[f-1]
+	b := e.m.st.buf
+	end := int(x.vs)
+	for end < int(x.ve) && b[end]-'0' <= 9 {
+		end++
+	}
+	if end == int(x.vs) {
+		return false
+	}
+	return e.add(splice{start: int(x.vs), end: end, kind: opNum, n: int(n)})
+}
+
 // AddHeader appends "name: value" at the end of the header section.
 func (e *Editor) AddHeader(name string, value []byte) bool {
 	pos := e.headersEnd()

@@ -278,3 +278,32 @@ func TestEditorLimit(t *testing.T) {
 		t.Error("R-URI set on a response")
 	}
 }
+
+func TestEditorSetHeaderValueAndCSeq(t *testing.T) {
+	m, out := edit(t, func(e *Editor) {
+		e.SetHeaderValue(HdrFrom, []byte(`"Trunk" <sip:+4930100@carrier.example>;tag=f`))
+		e.SetCSeq(4294967295)
+	})
+	if string(m.From().URI) != "sip:+4930100@carrier.example" || string(m.From().DisplayName) != `"Trunk"` || string(m.FromTag()) != "f" {
+		t.Errorf("From %q:\n%s", m.Get(HdrFrom), out)
+	}
+	if cs := m.CSeq(); cs.Num != 4294967295 || cs.Method != MethodInvite {
+		t.Errorf("CSeq %+v:\n%s", cs, out)
+	}
+	// compact form, LWS between number and method, no To header
+	b := strings.Replace(editBase, "CSeq: 1 INVITE", "CSeq:   17\t INVITE", 1)
+	b = strings.Replace(b, "To: <sip:bob@example.com>", "t: <sip:bob@example.com>", 1)
+	m0 := parseOrDie(t, []byte(b))
+	var e Editor
+	e.Reset(m0)
+	if !e.SetCSeq(18) || !e.SetHeaderValue(HdrTo, []byte("<sip:carol@example.net>")) {
+		t.Fatal("edit refused")
+	}
+	m1 := parseOrDie(t, e.AppendTo(nil))
+	if m1.CSeq().Num != 18 || string(m1.CSeq().MethodRaw) != "INVITE" || string(m1.To().URI) != "sip:carol@example.net" {
+		t.Errorf("CSeq %+v To %q", m1.CSeq(), m1.Get(HdrTo))
+	}
+	if e.SetHeaderValue(HdrOther, []byte("x")) || e.SetHeaderValue(HdrPath, []byte("x")) {
+		t.Error("SetHeaderValue of a missing or unknown header edited something")
+	}
+}

@@ -110,6 +110,17 @@ type Backend interface {
 	// first) and id.
 	ListDispatcherDests(ctx context.Context) ([]DispatcherDest, error)
 
+	// AddUACCredential inserts c and sets c.ID (ErrUACExists for a
+	// duplicate realm and gateway); DeleteUACCredential removes one
+	// (ErrNoUAC). The same for registrations (duplicate: aor and
+	// registrar). Every write bumps the table's version ("uac_credentials",
+	// "uac_registrations") in the same transaction.
+	AddUACCredential(ctx context.Context, c *UACCredential) error
+	DeleteUACCredential(ctx context.Context, id int64) (UACCredential, error)
+	ListUACCredentials(ctx context.Context) ([]UACCredential, error)
+	AddUACRegistration(ctx context.Context, r *UACRegistration) error
+	DeleteUACRegistration(ctx context.Context, id int64) (UACRegistration, error)
+	ListUACRegistrations(ctx context.Context) ([]UACRegistration, error)
 	// TableVersion returns the write counter of a table reloaded whole.
 	TableVersion(ctx context.Context, name string) (int64, error)
 

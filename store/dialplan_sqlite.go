@@ -9,7 +9,8 @@ import (
 )
 
 // writeVersioned runs fn in a transaction that bumps the version of table
-// (a table a server reloads whole: dialplan, aliases, grp, fraud_rules).
+// (a table a server reloads whole: dialplan, aliases, grp, fraud_rules,
+// uac_credentials, uac_registrations).
 func (b *SQLite) writeVersioned(ctx context.Context, table string, fn func(tx *sql.Tx) error) error {
 	return b.inTx(ctx, fn, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE table_versions SET version = version + 1 WHERE name = ?`, table)

@@ -171,4 +171,42 @@ var sqliteMigrations = []migration{
 		)`,
 		`INSERT OR IGNORE INTO table_versions (name, version) VALUES ('dispatcher', 0)`,
 	}},
+	{6, "uac credentials and registrations", []string{
+		// uac_credentials are the trunks' credentials the uac module answers
+		// a carrier's 401/407 with (OpenSIPS uac_auth's credential list, by
+		// realm; here also by the gateway address the challenge came from).
+		// Empty text for "any realm" and "any gateway", so the unique key
+		// treats them as values.
+		`CREATE TABLE uac_credentials (
+			id         INTEGER PRIMARY KEY AUTOINCREMENT,
+			realm      TEXT NOT NULL DEFAULT '',
+			gateway    TEXT NOT NULL DEFAULT '',
+			username   TEXT NOT NULL,
+			password   TEXT NOT NULL DEFAULT '',
+			ha1        TEXT NOT NULL DEFAULT '',
+			ha1_sha256 TEXT NOT NULL DEFAULT '',
+			created    INTEGER NOT NULL,
+			UNIQUE (realm, gateway)
+		)`,
+		// uac_registrations are the registrations the server keeps with
+		// carriers as a client (OpenSIPS uac_registrant's registrant table).
+		`CREATE TABLE uac_registrations (
+			id        INTEGER PRIMARY KEY AUTOINCREMENT,
+			aor       TEXT NOT NULL,
+			registrar TEXT NOT NULL,
+			proxy     TEXT NOT NULL DEFAULT '',
+			username  TEXT NOT NULL DEFAULT '',
+			password  TEXT NOT NULL DEFAULT '',
+			expires   INTEGER NOT NULL,
+			contact   TEXT NOT NULL DEFAULT '',
+			created   INTEGER NOT NULL,
+			UNIQUE (aor, registrar)
+		)`,
+		`CREATE TABLE IF NOT EXISTS table_versions (
+			name    TEXT PRIMARY KEY NOT NULL,
+			version INTEGER NOT NULL
+		)`,
+		`INSERT OR IGNORE INTO table_versions (name, version) VALUES ('uac_credentials', 0)`,
+		`INSERT OR IGNORE INTO table_versions (name, version) VALUES ('uac_registrations', 0)`,
+	}},
 }

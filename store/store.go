@@ -42,6 +42,9 @@ var (
 	ErrMalformedFraudRule = errors.New("malformed fraud rule")
 	ErrFraudRuleExists    = errors.New("fraud rule already exists")
 	ErrNoFraudRule        = errors.New("no such fraud rule")
+	ErrMalformedUAC       = errors.New("malformed uac entry")
+	ErrUACExists          = errors.New("uac entry already exists")
+	ErrNoUAC              = errors.New("no such uac entry")
 
 	ErrMalformedDialplanRule = errors.New("malformed dialplan rule")
 	ErrDialplanRuleExists    = errors.New("dialplan rule already exists")

@@ -61,10 +61,14 @@ func (c *Core) hook(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) *Request
 	return r
 }
 
-// buildUp writes the response as it goes upstream: without our Via.
-func (c *Core) buildUp(x *ctx, m *parser.Message) []byte {
+// buildUp writes the response as it goes upstream: without our Via, with
+// the From, To and CSeq its client sent (restore.go).
+func (c *Core) buildUp(x *ctx, t *txn, m *parser.Message) []byte {
 	x.ed.Reset(m)
 	x.ed.RemoveTopVia()
+	if t.restoring() {
+		t.restoreUp(x, &x.ed, m)
+	}
 	x.out = x.ed.AppendTo(x.out[:0])
 	return x.out
 }
@@ -86,14 +90,14 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		case t.invite && code >= 200:
 			// A 2xx after timer C gave the branch up: the call was answered
 			// after all, and the UAC must see it to ACK (and BYE) it.
-			c.serverSend(s, e, c.buildUp(x, m), code)
+			c.serverSend(s, e, c.buildUp(x, t, m), code)
 		}
 		return
 	case bAccepted, bTerminated:
 		if t.invite && code >= 200 && code < 300 {
 			// 2xx retransmissions (and late 2xx) go upstream: the UAC's
 			// ACK is end to end.
-			c.sendUp(t, c.buildUp(x, m))
+			c.sendUp(t, c.buildUp(x, t, m))
 		}
 		return
 	default:
@@ -120,7 +124,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		if !c.callReply(c.hook(x, s, e), b, m) {
 			return
 		}
-		c.serverSend(s, e, c.buildUp(x, m), code)
+		c.serverSend(s, e, c.buildUp(x, t, m), code)
 		return
 	}
 
@@ -160,7 +164,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		// §16.7 step 5: 2xx forwarded at once, for every branch; step 10:
 		// the other branches are canceled.
 		t.got2xx = true
-		c.serverSend(s, e, c.buildUp(x, m), code)
+		c.serverSend(s, e, c.buildUp(x, t, m), code)
 		if t.invite {
 			c.cancelOthers(x, s, e, b)
 		}
@@ -293,9 +297,15 @@ func retryable(code int) bool {
 	return false
 }
 
-func bestBranch(t *txn) int {
+func bestBranch(t *txn) int { return bestBranchFrom(t, 0) }
+
+// bestBranchFrom is bestBranch among the branches from index from on: the
+// failure route looks at those of the latest serial step (t.step), as
+// OpenSIPS's and Kamailio's failure routes do, so that a request re-sent
+// from it sees the answer to that attempt, not an older equal one.
+func bestBranchFrom(t *txn, from int) int {
 	best, code := -1, 0
-	for i := 0; i < t.nbr; i++ {
+	for i := from; i < t.nbr; i++ {
 		b := t.branch(i)
 		if b.code < 300 {
 			continue
@@ -341,7 +351,10 @@ func (c *Core) checkDone(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) {
 // for local failures (timeouts, transport errors).
 func (c *Core) bestMessage(x *ctx, e *shards.Entry[txn]) *parser.Message {
 	t := &e.Value
-	i := bestBranch(t)
+	i := bestBranchFrom(t, t.step)
+	if i < 0 {
+		i = bestBranch(t)
+	}
 	if i >= 0 && len(t.branch(i).resp) > 0 && x.best.Parse(t.branch(i).resp) == nil {
 		return &x.best
 	}
@@ -381,6 +394,9 @@ func (c *Core) forwardBest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) {
 	}
 	x.ed.Reset(&x.aux)
 	x.ed.RemoveTopVia()
+	if t.restoring() {
+		t.restoreUp(x, &x.ed, &x.aux)
+	}
 	if code == 401 || code == 407 {
 		c.mergeChallenges(x, t, i)
 	}
@@ -451,7 +467,7 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 		}
 		c.terminate(s, e)
 	case kTrying:
-		c.sendTrying(s, e)
+		c.sendTrying(x, s, e)
 	case kA: // A, E: retransmit the request
 		if !b.active() {
 			return

@@ -206,6 +206,11 @@ type ctx struct {
 	auth  []byte
 	rt    []byte
 	synth []byte
+	lmsg  parser.Message // a response of the core's own, being restored (restore.go)
+	led   parser.Editor
+	lout  []byte
+	upTo  []byte
+	kept  []byte     // Request.Own for a request without a transaction (ACK)
 	hreq  Request    // the handle given to hooks
 	rs    routeState // route state of a request without a transaction (ACK)
 	loop  uint32     // loop hash of the request being handled

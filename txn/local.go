@@ -188,3 +188,10 @@ func (c *Core) closeLocals() {
 		c.endLocal(k, 503, nil)
 	}
 }
+
+// ListenerFor returns the listener a local request to dst over proto
+// leaves from, nil when there is none: a module writes a Contact naming it
+// into the request it gives SendLocal.
+func (c *Core) ListenerFor(proto transport.Proto, dst netip.Addr) *transport.Listener {
+	return c.ls.Listener(proto, dst)
+}

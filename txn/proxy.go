@@ -251,7 +251,7 @@ func wildcardHostAddrs(ls []*transport.Listener) []netip.Addr {
 
 // isUsURI reports whether a SIP URI points at us.
 func (c *Core) isUsURI(uri []byte) bool {
-	ours, _ := c.ourRoute(uri)
+	ours, _, _ := c.ourRoute(uri)
 	return ours
 }
 
@@ -305,6 +305,7 @@ func (c *Core) preprocessRoutes(r *Request) {
 		return
 	}
 	st.routed = true
+	st.down, st.dlgx = false, st.dlgx[:0]
 	m := r.Msg
 	it := m.NameAddrs(parser.HdrRoute)
 	n, skip, top := 0, 0, true
@@ -316,17 +317,19 @@ func (c *Core) preprocessRoutes(r *Request) {
 		if !top {
 			continue
 		}
-		ours, sig := c.ourRoute(it.NameAddr.URI)
+		ours, sig, extra := c.ourRoute(it.NameAddr.URI)
 		if !ours {
 			top = false
 			continue
 		}
 		skip++
 		if sig != nil {
-			if c.sigs.verify(sig, m) {
-				valid = true
-			} else {
+			if ok, down := c.sigs.verifyExtra(sig, m, extra); !ok {
 				bad = true
+			} else if !valid {
+				valid = true
+				st.down = down
+				st.dlgx = append(st.dlgx[:0], extra...)
 			}
 		}
 	}
@@ -336,7 +339,7 @@ func (c *Core) preprocessRoutes(r *Request) {
 		st.kind = RouteNone
 	case skip == 0:
 		st.kind = RouteForeign
-		if ours, sig := c.ourRoute(m.RequestURI()); ours && sig != nil {
+		if ours, sig, extra := c.ourRoute(m.RequestURI()); ours && sig != nil {
 			// The previous hop was a strict router: the Request-URI is the
 			// Record-Route value we left (it carries our signature); the
 			// real target is the last Route.
@@ -344,8 +347,10 @@ func (c *Core) preprocessRoutes(r *Request) {
 			st.ruri = append(st.ruri[:0], last...)
 			st.ruriSet = true
 			st.kind = RouteForged
-			if c.sigs.verify(sig, m) {
+			if ok, down := c.sigs.verifyExtra(sig, m, extra); ok {
 				st.kind = RouteDialog
+				st.down = down
+				st.dlgx = append(st.dlgx[:0], extra...)
 			}
 		}
 	case bad:
@@ -473,9 +478,9 @@ func appendVia(dst []byte, l *transport.Listener, branch func([]byte) []byte) []
 	return branch(dst)
 }
 
-// appendRR appends our Record-Route value for listener l, signed with sig
-// (see routesig.go).
-func appendRR(dst []byte, l *transport.Listener, sig []byte) []byte {
+// appendRR appends our Record-Route value for listener l with the route's
+// parameters extra, signed with sig (see routesig.go).
+func appendRR(dst []byte, l *transport.Listener, extra, sig []byte) []byte {
 	dst = append(dst, "<sip:"...)
 	dst = appendHostPort(dst, l)
 	if l.Proto != transport.UDP {
@@ -489,7 +494,9 @@ func appendRR(dst []byte, l *transport.Listener, sig []byte) []byte {
 			dst = append(dst, "ws"...)
 		}
 	}
-	dst = append(dst, ";lr;"+routeSigParam+"="...)
+	dst = append(dst, ";lr"...)
+	dst = append(dst, extra...)
+	dst = append(dst, ";"+routeSigParam+"="...)
 	dst = append(dst, sig...)
 	return append(dst, '>')
 }
@@ -514,14 +521,14 @@ func (c *Core) proxyEdits(x *ctx, ed *parser.Editor, r *Request, m *parser.Messa
 	ed.InsertVia(x.via)
 	ed.DecrementMaxForwards()
 	if st.rr && m.Method() != parser.MethodAck && m.Method() != parser.MethodCancel {
-		x.sig = c.sigs.appendSig(x.sig[:0], m.CallID(), m.FromTag())
-		x.rr = appendRR(x.rr[:0], out, x.sig)
+		x.sig = c.sigs.appendSigExtra(x.sig[:0], m.CallID(), m.FromTag(), st.rrx)
+		x.rr = appendRR(x.rr[:0], out, st.rrx, x.sig)
 		n := len(x.rr)
 		in := r.Listener
 		if in != nil && in != out && (in.Proto != out.Proto || in.AdvertisedHost != out.AdvertisedHost || in.AdvertisedPort != out.AdvertisedPort) {
 			// Double Record-Route (RFC 5658): the side facing the next hop
 			// on top, the side facing the previous hop below.
-			x.rr = appendRR(x.rr, in, x.sig)
+			x.rr = appendRR(x.rr, in, st.rrx, x.sig)
 			ed.InsertRecordRoute(x.rr[:n])
 			ed.InsertRecordRoute(x.rr[n:])
 		} else {
@@ -540,12 +547,15 @@ func (c *Core) applyRouteEdits(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn
 	r.st.edUsed = false
 	t.buf2 = r.editor().AppendTo(t.buf2[:0])
 	t.buf, t.buf2 = t.buf2, t.buf
+	old := &x.aux
+	*old = t.msg // views into t.buf2 now, which stays as it is until the next edits
 	if err := t.msg.Parse(t.buf); err != nil {
 		// The route's edits made the request unparsable: keep the original.
 		t.buf, t.buf2 = t.buf2, t.buf
 		t.msg.Parse(t.buf)
 		return err
 	}
+	t.keepOriginal(old, &t.msg)
 	r.st.routed = false
 	s.Charge(e, t.owned())
 	return nil
@@ -574,7 +584,10 @@ func (c *Core) relay(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Requ
 	}
 	first := !t.relayed
 	if first {
-		c.trying(s, e)
+		c.trying(x, s, e)
+	}
+	if t.inFailure {
+		t.step = t.nbr // the branches started now are the failure route's next step
 	}
 	t.relayed = true
 	ok, tried := 0, 0

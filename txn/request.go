@@ -78,6 +78,9 @@ type routeState struct {
 	fr      int64  // ms, 0: Config.FR (SetTimeouts)
 	frInv   int64  // ms, 0: Config.TimerC (SetTimeouts)
 	ruri    []byte // replacement Request-URI (owned)
+	rrx     []byte // parameters for our Record-Route, each with its ";" (owned)
+	dlgx    []byte // those of our verified Route of an in-dialog request (owned)
+	down    bool   // that Route verified for the From tag: from the dialog's caller
 }
 
 // Request is a handle on a request for the Router. Handles are scratch
@@ -481,4 +484,89 @@ func (r *Request) leave(x *ctx, s *shards.Shard[txn]) {
 func (h *Request) bind(c *Core, ref shards.Ref[txn], t *txn, x *ctx) {
 	*h = Request{Msg: &t.msg, Src: t.src, Listener: t.respL, Proto: t.proto, Conn: t.conn,
 		c: c, ref: ref, t: t, st: &t.rs, x: x, locked: true}
+}
+
+// BestBranch returns, inside Router.Failure, the branch whose final
+// response is the best one (the response Failure receives): where a
+// challenge came from, the branch to re-send to. Nil elsewhere, or when
+// no branch ended with a final status.
+func (r *Request) BestBranch() *Branch {
+	if r.t == nil || !r.t.inFailure {
+		return nil
+	}
+	i := bestBranchFrom(r.t, r.t.step)
+	if i < 0 {
+		i = bestBranch(r.t)
+	}
+	if i < 0 {
+		return nil
+	}
+	return r.t.branch(i)
+}
+
+// SetRecordRouteParam puts ";name=value" in the Record-Route values this
+// request gets from now on (RecordRoute; those of branches already sent
+// stay as they were), replacing one of that name. It goes inside what the
+// Record-Route signature covers, so neither party to the dialog can change
+// or remove it, and DialogRouteParam reads it back from every request of
+// the dialog routed by that Route: state a module keeps in the dialog's
+// route set instead of in memory (routesig.go). Name and value may hold
+// letters, digits and "-_.~" (base64url); false refuses anything else.
+func (r *Request) SetRecordRouteParam(name, value []byte) bool {
+	if !validRouteParam(name, value) || len(r.st.rrx)+len(name)+len(value) > maxRouteParams {
+		return false
+	}
+	r.st.rrx = setParam(r.st.rrx, name, value)
+	return true
+}
+
+// maxRouteParams bounds what SetRecordRouteParam adds to a Record-Route.
+const maxRouteParams = 1024
+
+// DialogRouteParam returns the value of a parameter SetRecordRouteParam
+// put in our Record-Route of the request's dialog, read from the Route
+// value of ours whose signature verified (RouteKind RouteDialog); nil when
+// the request is not routed by such a Route or the parameter is absent.
+func (r *Request) DialogRouteParam(name string) []byte {
+	if r.RouteKind() != RouteDialog {
+		return nil
+	}
+	return paramValue(r.st.dlgx, name)
+}
+
+// Downstream reports whether a request routed by our signed Route
+// (RouteDialog) comes from the party that sent the dialog's first request
+// (the caller: its From tag is the tag the Route was signed for), false
+// when it comes from the other party, or is not routed by such a Route
+// (OpenSIPS is_direction("downstream")).
+func (r *Request) Downstream() bool {
+	return r.RouteKind() == RouteDialog && r.st.down
+}
+
+// RecordRouteParam returns the value SetRecordRouteParam gave name for
+// this request's Record-Route, nil when none.
+func (r *Request) RecordRouteParam(name string) []byte {
+	return paramValue(r.st.rrx, name)
+}
+
+// Own copies b into memory the request owns for as long as its route may
+// still use it (until the transaction ends; for an ACK, until the hook
+// returns) and returns the copy. The Editor keeps references to the bytes
+// it is given until the request is relayed, possibly after a Suspend: a
+// module that builds a header value in a scratch buffer of its own hands
+// the editor b's copy instead. Allocation-free once the transaction's
+// buffer has grown to its size.
+func (r *Request) Own(b []byte) []byte {
+	arena := &r.x.kept
+	if r.t != nil {
+		arena = &r.t.kept
+	}
+	if cap(*arena)-len(*arena) < len(b) {
+		// A new array: slices handed out before keep the old one, whose
+		// bytes never change.
+		*arena = make([]byte, 0, max(2*cap(*arena), len(b), 256))
+	}
+	n := len(*arena)
+	*arena = append(*arena, b...)
+	return (*arena)[n:len(*arena):len(*arena)]
 }

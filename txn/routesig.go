@@ -105,11 +105,23 @@ func (rs *routeSigners) init(secret []byte) {
 // appendSig appends the signature of a dialog (its Call-ID and the tag of
 // one party) in hexadecimal.
 func (rs *routeSigners) appendSig(dst, callID, tag []byte) []byte {
+	return rs.appendSigExtra(dst, callID, tag, nil)
+}
+
+// appendSigExtra appends the signature of a dialog and of the parameters a
+// route function added to our Record-Route (extra, see routeExtra). Without
+// extra it is appendSig's, so the Record-Routes of calls set up before
+// extra parameters existed still verify.
+func (rs *routeSigners) appendSigExtra(dst, callID, tag, extra []byte) []byte {
 	s := rs.pool.Get().(*routeSigner)
 	s.mac.Reset()
 	s.mac.Write(callID)
 	s.mac.Write(zeroByte)
 	s.mac.Write(tag)
+	if len(extra) > 0 {
+		s.mac.Write(zeroByte)
+		s.mac.Write(extra)
+	}
 	sum := s.mac.Sum(s.sum[:0])
 	dst = appendHexBytes(dst, sum[:routeSigLen/2])
 	rs.pool.Put(s)
@@ -119,15 +131,23 @@ func (rs *routeSigners) appendSig(dst, callID, tag []byte) []byte {
 // verify reports whether sig is the signature of the request's dialog for
 // its From tag or its To tag.
 func (rs *routeSigners) verify(sig []byte, m *parser.Message) bool {
+	ok, _ := rs.verifyExtra(sig, m, nil)
+	return ok
+}
+
+// verifyExtra reports whether sig is the signature of the request's dialog
+// and extra for its From tag (down: the request comes from the party that
+// sent the dialog-forming request) or its To tag (from the other party).
+func (rs *routeSigners) verifyExtra(sig []byte, m *parser.Message, extra []byte) (ok, down bool) {
 	if len(sig) != routeSigLen {
-		return false
+		return false, false
 	}
 	var buf [routeSigLen]byte
-	if subtle.ConstantTimeCompare(rs.appendSig(buf[:0], m.CallID(), m.FromTag()), sig) == 1 {
-		return true
+	if subtle.ConstantTimeCompare(rs.appendSigExtra(buf[:0], m.CallID(), m.FromTag(), extra), sig) == 1 {
+		return true, true
 	}
 	to := m.ToTag()
-	return to != nil && subtle.ConstantTimeCompare(rs.appendSig(buf[:0], m.CallID(), to), sig) == 1
+	return to != nil && subtle.ConstantTimeCompare(rs.appendSigExtra(buf[:0], m.CallID(), to, extra), sig) == 1, false
 }
 
 var zeroByte = []byte{0} // a separator; a literal would escape through hash.Hash
@@ -140,19 +160,124 @@ func appendHexBytes(dst, b []byte) []byte {
 }
 
 // ourRoute reports whether a Route (or Request-URI) value names one of our
-// listeners, and returns its signature parameter, nil when it has none.
-func (c *Core) ourRoute(uri []byte) (ours bool, sig []byte) {
+// listeners, and returns its signature parameter, nil when it has none,
+// and the parameters the signature covers beside the dialog (routeExtra).
+func (c *Core) ourRoute(uri []byte) (ours bool, sig, extra []byte) {
 	var u parser.URI
 	if u.Parse(uri) != nil || (u.Scheme != parser.SchemeSIP && u.Scheme != parser.SchemeSIPS) {
-		return false, nil
+		return false, nil, nil
 	}
 	tp := u.Transport()
 	if tp == nil && u.Scheme == parser.SchemeSIPS {
 		tp = []byte("tls")
 	}
 	if !c.isUsHostPort(u.Host, u.Port, tp) {
-		return false, nil
+		return false, nil, nil
 	}
 	sig, _ = u.Param(routeSigParam)
-	return true, sig
+	return true, sig, routeExtra(u.Params)
+}
+
+// Parameters of a dialog in our Record-Route.
+//
+// A route function may put data of its own in our Record-Route
+// (Request.SetRecordRouteParam): a module that changed the CSeq or the
+// From of the dialog's first request finds there, in every later request
+// of the dialog, what to change again, without keeping dialog state
+// (uac_auth, uac_replace_from). They go between "lr" and the signature,
+// which covers them:
+//
+//	Record-Route: <sip:192.0.2.1:5060;lr;uacc=1;sig=7a0c93a2be4d7e61>
+//
+// so neither party can change or remove them: a value that was edited
+// makes the route a forged one.
+
+// routeExtra returns the parameters between "lr" and the signature in the
+// parameters of one of our Route values (without the leading ";" of the
+// URI's parameters), each with its leading ";"; empty when there are none
+// or the signature does not come after "lr".
+func routeExtra(params []byte) []byte {
+	lrEnd, sigStart := -1, -1
+	for i := 0; i <= len(params); {
+		j := i
+		for j < len(params) && params[j] != ';' {
+			j++
+		}
+		name := params[i:j]
+		for k, ch := range name {
+			if ch == '=' {
+				name = name[:k]
+				break
+			}
+		}
+		switch {
+		case lrEnd < 0 && parser.EqualFold(name, []byte("lr")):
+			lrEnd = j
+		case i > 0 && parser.EqualFold(name, []byte(routeSigParam)):
+			sigStart = i - 1
+		}
+		i = j + 1
+	}
+	if lrEnd < 0 || sigStart < lrEnd {
+		return nil
+	}
+	return params[lrEnd:sigStart]
+}
+
+// paramValue returns the value of ";name=value" in params (each parameter
+// with its leading ";"), nil when absent.
+func paramValue(params []byte, name string) []byte {
+	for i := 0; i < len(params); {
+		if params[i] != ';' {
+			return nil
+		}
+		j := i + 1
+		for j < len(params) && params[j] != ';' {
+			j++
+		}
+		p := params[i+1 : j]
+		if len(p) > len(name) && p[len(name)] == '=' && parser.EqualFold(p[:len(name)], []byte(name)) {
+			return p[len(name)+1:]
+		}
+		i = j
+	}
+	return nil
+}
+
+// validRouteParam reports whether name and value may go into a URI
+// parameter as they are: letters, digits and "-_.~" (base64url, numbers,
+// tokens), the value possibly empty.
+func validRouteParam(name, value []byte) bool {
+	if len(name) == 0 || parser.EqualFold(name, []byte(routeSigParam)) || parser.EqualFold(name, []byte("lr")) {
+		return false
+	}
+	for _, b := range [2][]byte{name, value} {
+		for _, ch := range b {
+			if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// setParam sets ";name=value" in params (each with its leading ";"),
+// replacing one of that name.
+func setParam(params, name, value []byte) []byte {
+	for i := 0; i < len(params); {
+		j := i + 1
+		for j < len(params) && params[j] != ';' {
+			j++
+		}
+		p := params[i+1 : j]
+		if len(p) > len(name) && p[len(name)] == '=' && parser.EqualFold(p[:len(name)], name) {
+			params = append(params[:i], params[j:]...)
+			break
+		}
+		i = j
+	}
+	params = append(params, ';')
+	params = append(params, name...)
+	params = append(params, '=')
+	return append(params, value...)
 }

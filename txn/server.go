@@ -107,6 +107,7 @@ func (c *Core) onRequest(x *ctx, p *transport.Packet) {
 	// buffer for the next message. No second copy, no second parse.
 	t.buf, x.in = x.in, t.buf[:0]
 	t.msg = *m
+	t.cseq = m.CSeq().Num
 	t.respL = p.Listener
 	t.respDst = dst
 	if s.Account(e, t.admission()) != nil {
@@ -160,12 +161,12 @@ func (c *Core) sentByUs(s *shards.Shard[txn], m *parser.Message) bool {
 // §17.2.1). It is not sent ahead of the route: a route that refuses at once
 // answers with its final response alone, so that a spoofed INVITE gets one
 // packet back, not two. The shard is locked.
-func (c *Core) trying(s *shards.Shard[txn], e *shards.Entry[txn]) {
+func (c *Core) trying(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) {
 	t := &e.Value
 	if !t.invite || t.finalSent || len(t.resp) > 0 || t.state == sTerminated {
 		return // not an INVITE, answered, or a provisional went out already
 	}
-	t.resp = parser.AppendResponse(t.resp[:0], &t.msg, 100, nil, nil)
+	t.resp = c.appendLocal(x, t.resp[:0], t, 100, nil, nil, nil)
 	t.state = sProceeding
 	c.sendUp(t, t.resp)
 	// Not below the room reserved at admission: the relayed copy, which
@@ -199,7 +200,7 @@ func (c *Core) runRequest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r 
 		c.terminate(s, e) // forwarded statelessly, or answered over a stream
 	case t.finalSent || t.pending > 0:
 	case acted&actSuspend != 0 && acted&(actRelay|actReply|actForward|actDrop) == 0:
-		c.trying(s, e)
+		c.trying(x, s, e)
 		// A route that never comes back must not leak the transaction:
 		// after Timer C (INVITE) or 64·T1 it is answered 408.
 		d := 64 * c.t1
@@ -255,7 +256,8 @@ func (c *Core) onAck(x *ctx, p *transport.Packet) {
 		c.stats.loops.Add(1)
 		return
 	}
-	x.rs = routeState{ruri: x.rs.ruri[:0], loop: x.loop}
+	x.rs = routeState{ruri: x.rs.ruri[:0], rrx: x.rs.rrx[:0], dlgx: x.rs.dlgx[:0], loop: x.loop}
+	x.kept = x.kept[:0]
 	r := &x.hreq
 	*r = Request{Msg: m, Src: p.Src, Listener: p.Listener, Proto: p.Proto, Conn: p.Conn, c: c, st: &x.rs, x: x}
 	c.callRequest(r)
@@ -311,7 +313,7 @@ func (c *Core) replyLocal(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], co
 	if reason == "" {
 		x.tmp = append(x.tmp, parser.StatusText(code)...)
 	}
-	x.out = parser.AppendResponseHeaders(x.out[:0], &t.msg, code, x.tmp, tag, extra)
+	x.out = c.appendLocal(x, x.out[:0], t, code, x.tmp, tag, extra)
 	c.serverSend(s, e, x.out, code)
 }
 
@@ -397,12 +399,12 @@ func (c *Core) endSilently(s *shards.Shard[txn], e *shards.Entry[txn]) {
 // sendTrying sends the 100 of RFC 4320 §4.1 to a non-INVITE request that
 // nothing was sent to by the time the client's timer E reached T2. The
 // shard is locked.
-func (c *Core) sendTrying(s *shards.Shard[txn], e *shards.Entry[txn]) {
+func (c *Core) sendTrying(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) {
 	t := &e.Value
 	if t.invite || t.finalSent || t.state != sTrying {
 		return
 	}
-	t.resp = parser.AppendResponse(t.resp[:0], &t.msg, 100, nil, nil)
+	t.resp = c.appendLocal(x, t.resp[:0], t, 100, nil, nil, nil)
 	t.state = sProceeding
 	c.sendUp(t, t.resp)
 	s.Charge(e, max(t.owned(), int(e.Extra()))) // as trying: keep the room reserved at admission

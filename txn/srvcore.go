@@ -149,7 +149,7 @@ func (c *Core) staleResponse(x *ctx, e *shards.Entry[txn], b *Branch, p *transpo
 	case !t.invite || code < 200:
 	case code < 300:
 		if t.respL != nil {
-			c.sendUp(t, c.buildUp(x, &x.msg))
+			c.sendUp(t, c.buildUp(x, t, &x.msg))
 		}
 	case x.aux.Parse(b.out) == nil:
 		// The given-up attempt's client transaction would ACK its final

@@ -77,6 +77,16 @@ type txn struct {
 	// version edited by the route when it used the Editor.
 	buf, buf2 []byte
 	msg       parser.Message
+	// What the client sent when the route's edits changed it (restore.go):
+	// its CSeq number, and its From and To values in up (From first,
+	// upFrom bytes long).
+	cseq   uint32
+	up     []byte
+	upFrom int
+	upTag  bool // the To the client sent had a tag
+	upSet  bool
+	// kept holds what the route handed Request.Own.
+	kept []byte
 
 	// Where responses go (§18.2.2, RFC 3581) and the last one sent.
 	respL   *transport.Listener
@@ -95,6 +105,7 @@ type txn struct {
 	// transaction is released. A Branch never moves: the timer wheel
 	// links its timers.
 	nbr  int
+	step int // first branch of the latest serial step (started from Failure)
 	br0  Branch
 	more []*Branch
 
@@ -222,7 +233,8 @@ func resetBranch(b *Branch) {
 // maxPooledBuf; the extra branches go back to branchPool. It runs once no
 // timer of the transaction is left.
 func resetTxn(t *txn) {
-	buf, buf2, resp, uris, ruri, ed := keep(t.buf), keep(t.buf2), keep(t.resp), keep(t.uris), keep(t.rs.ruri), t.ed
+	buf, buf2, resp, uris, ruri, ed, up := keep(t.buf), keep(t.buf2), keep(t.resp), keep(t.uris), keep(t.rs.ruri), t.ed, keep(t.up)
+	rrx, dlgx, kept := keep(t.rs.rrx), keep(t.rs.dlgx), keep(t.kept)
 	more := t.more
 	for i, b := range more {
 		resetBranch(b)
@@ -232,7 +244,8 @@ func resetTxn(t *txn) {
 	resetBranch(&t.br0)
 	br0 := t.br0
 	*t = txn{}
-	t.buf, t.buf2, t.resp, t.uris, t.rs.ruri, t.ed = buf, buf2, resp, uris, ruri, ed
+	t.buf, t.buf2, t.resp, t.uris, t.rs.ruri, t.ed, t.up = buf, buf2, resp, uris, ruri, ed, up
+	t.rs.rrx, t.rs.dlgx, t.kept = rrx, dlgx, kept
 	t.br0, t.more = br0, more[:0]
 }
 
@@ -248,7 +261,7 @@ const (
 // large message holds all of it), the route's editor, the RFC 3263 target
 // lists and the extra branches. The table accounts it (Charge).
 func (t *txn) owned() int {
-	n := cap(t.buf) + cap(t.buf2) + cap(t.resp) + cap(t.uris) + cap(t.rs.ruri)
+	n := cap(t.buf) + cap(t.buf2) + cap(t.resp) + cap(t.uris) + cap(t.rs.ruri) + cap(t.up) + cap(t.rs.rrx) + cap(t.rs.dlgx) + cap(t.kept)
 	if t.ed != nil {
 		n += editorSize
 	}

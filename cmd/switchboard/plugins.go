@@ -19,4 +19,5 @@ import (
 	_ "switchboard/modules/ratelimit"
 	_ "switchboard/modules/registrar"
 	_ "switchboard/modules/scanner"
+	_ "switchboard/modules/uac"
 )

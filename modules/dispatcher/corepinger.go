@@ -17,7 +17,9 @@ import (
 // from then on. The socket column does not choose the listener: the core
 // picks it by transport and address family.
 type corePinger struct {
-	core *txn.Core
+	core interface {
+		SendLocal(txn.LocalRequest, txn.LocalDone) error
+	}
 }
 
 type pingResult struct {

@@ -281,8 +281,8 @@ func (d *Dispatcher) SetTracker(t Tracker) { d.tracker = t }
 // Start polls the store for table changes, sweeps calls past their
 // timeout and probes destinations.
 func (d *Dispatcher) Start() error {
-	if core := d.h.Core(); core != nil && !d.pingerSet {
-		d.pinger = corePinger{core: core}
+	if d.h.Originator.Ready() && !d.pingerSet {
+		d.pinger = corePinger{core: d.h.Originator}
 	}
 	d.stop = make(chan struct{})
 	d.ctx, d.cancel = context.WithCancel(context.Background())

@@ -11,6 +11,7 @@
 //	    if (has_totag()) {                       # in-dialog
 //	        if (loose_route()) {                 # our signed Record-Route only
 //	            if (is_method("BYE")) route(fraud_release);
+//	            uac_restore_from(); uac_restore_to();   # and the CSeq after uac_auth
 //	            t_relay(); exit;
 //	        }
 //	        if (!pike_check_req()) drop;         # not ours: counted as a flood would be
@@ -64,6 +65,7 @@
 //	    if (is_method("INVITE") && $rs >= 300) route(fraud_release);
 //	}
 //	failure_route[next_contacts] {               # lower-q contacts, one group at a time
+//	    if (t_check_status("401|407") && uac_auth()) { t_relay(); exit; }  # a trunk's challenge
 //	    if (t_next_contacts()) { t_relay(); exit; }
 //	    route(fraud_release);                    # the call failed
 //	}
@@ -136,6 +138,7 @@ import (
 	"switchboard/modules/ratelimit"
 	"switchboard/modules/registrar"
 	"switchboard/modules/scanner"
+	"switchboard/modules/uac"
 	"switchboard/parser"
 	"switchboard/routing"
 )
@@ -176,6 +179,7 @@ type routes struct {
 	pike    *pike.Pike
 	scanner *scanner.Scanner
 	rl      *ratelimit.RateLimit
+	uac     *uac.UAC
 	opts    Options
 
 	afterRegisterAuth auth.Next
@@ -194,6 +198,7 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.rl, _ = env.Module("ratelimit").(*ratelimit.RateLimit)
 	p.opts, _ = env.Module("provider").(Options)
 	p.fraud, _ = env.Module("fraud").(*fraud.Fraud)
+	p.uac, _ = env.Module("uac").(*uac.UAC)
 	p.aliases, _ = env.Module("aliases").(*aliases.Aliases)
 	if p.auth != nil && p.auth.RegisterWithoutAuth() {
 		p.opts.RegisterWithoutAuth = true // auth.register: false
@@ -288,6 +293,7 @@ func (p *routes) inDialog(c *routing.Ctx) {
 	if c.LooseRoute() {
 		auth.ConsumeCredentials(c)
 		p.fraud.CallEnded(c) // a BYE ends the call the fraud limits count
+		p.uac.Restore(c)     // what uac_auth and uac_replace_* did to the dialog's first request
 		relay(c)
 		return
 	}
@@ -438,6 +444,9 @@ func (p *routes) deliver(c *routing.Ctx) {
 // failure tries the next q-group of contacts, if any; otherwise the best
 // response goes upstream.
 func (p *routes) failure(c *routing.FailureCtx) {
+	if !c.Canceled() && p.uac.UACAuth(c) && c.Relay() == nil {
+		return // a trunk's challenge answered with its credentials (modules/uac)
+	}
 	if !c.Canceled() && p.reg != nil && p.reg.NextContacts(c) {
 		return
 	}

@@ -1,0 +1,51 @@
+package modules
+
+import (
+	"errors"
+	"net/netip"
+	"sync/atomic"
+
+	"switchboard/transport"
+	"switchboard/txn"
+)
+
+// Originator sends the requests the proxy originates itself, for modules:
+// a registrant's REGISTER to a carrier, OPTIONS probes of gateways. It is
+// the transaction core's SendLocal (txn/local.go), handed over by the
+// server once the core exists, which is after the modules are built and
+// before they start: use it from Start on.
+type Originator struct {
+	core atomic.Pointer[txn.Core]
+}
+
+// ErrNoCore is returned before the server handed the core over (in New,
+// or in a test without one).
+var ErrNoCore = errors.New("modules: no transaction core to send requests with yet")
+
+// Ready reports whether the core was handed over: a module built alone
+// (tests) has none, and may send its requests another way.
+func (o *Originator) Ready() bool { return o.core.Load() != nil }
+
+// SetCore hands the core over; the server calls it (Set.SetCore) before
+// Start.
+func (o *Originator) SetCore(c *txn.Core) { o.core.Store(c) }
+
+// SendLocal sends r as a client transaction of the proxy's own and calls
+// done with its outcome (txn.Core.SendLocal).
+func (o *Originator) SendLocal(r txn.LocalRequest, done txn.LocalDone) error {
+	c := o.core.Load()
+	if c == nil {
+		return ErrNoCore
+	}
+	return c.SendLocal(r, done)
+}
+
+// Listener returns the listener a request to dst over proto leaves from,
+// nil when there is none (or no core yet): for a Contact naming us.
+func (o *Originator) Listener(proto transport.Proto, dst netip.Addr) *transport.Listener {
+	c := o.core.Load()
+	if c == nil {
+		return nil
+	}
+	return c.ListenerFor(proto, dst)
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package uac
+
+const raceEnabled = false
