@@ -42,6 +42,9 @@ var (
 	ErrMalformedFraudRule = errors.New("malformed fraud rule")
 	ErrFraudRuleExists    = errors.New("fraud rule already exists")
 	ErrNoFraudRule        = errors.New("no such fraud rule")
+	ErrMalformedDR        = errors.New("malformed dynamic routing entry")
+	ErrDRExists           = errors.New("dynamic routing entry already exists")
+	ErrNoDR               = errors.New("no such dynamic routing entry")
 )
 
 // DefaultFileName is the database file created in the data directory.
