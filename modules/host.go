@@ -12,6 +12,7 @@ import (
 	"switchboard/routing"
 	"switchboard/shards"
 	"switchboard/store"
+	"switchboard/txn"
 )
 
 // Host is what the server gives a module's New function: shared services,
@@ -36,6 +37,7 @@ type Host struct {
 	Domains *routing.Domains
 
 	name     string
+	core     *txn.Core
 	logger   *slog.Logger
 	mgmt     *mgmt.Server
 	built    map[string]Instance
@@ -47,6 +49,11 @@ type Host struct {
 	warnN    int
 	dropped  int
 }
+
+// Core returns the transaction core, for a module that sends requests of
+// its own (txn.Core.SendRequest: OPTIONS probes, registrations). It is nil
+// in New (the core is built after the modules) and set before Start.
+func (h *Host) Core() *txn.Core { return h.core }
 
 // Logger returns the module's logger (its lines carry module=<name>).
 func (h *Host) Logger() *slog.Logger { return h.logger }

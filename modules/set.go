@@ -12,6 +12,7 @@ import (
 	"switchboard/routing"
 	"switchboard/shards"
 	"switchboard/store"
+	"switchboard/txn"
 )
 
 // Services are what the server shares with every module.
@@ -157,6 +158,14 @@ func (s *Set) Admit() func(netip.Addr) bool {
 			}
 		}
 		return true
+	}
+}
+
+// SetCore hands the transaction core to every module (Host.Core), once
+// it is built and before Start.
+func (s *Set) SetCore(c *txn.Core) {
+	for _, h := range s.hosts {
+		h.core = c
 	}
 }
 

@@ -11,6 +11,10 @@ import (
 // statelessly per the next Via.
 func (c *Core) onResponse(x *ctx, p *transport.Packet) {
 	m := &x.msg
+	if c.isLocalBranch(m.TopVia().Branch) {
+		c.onLocalResponse(m)
+		return
+	}
 	h, id, idx, att, ok := c.parseBranch(m.TopVia().Branch)
 	if !ok {
 		c.forwardResponse(x, m)

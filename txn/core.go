@@ -60,6 +60,10 @@ type Core struct {
 	warns       warnLimiter
 	sigs        routeSigners // Record-Route signatures
 
+	// Requests the proxy originates (local.go).
+	locals   *shards.Table[localReq]
+	localSeq atomic.Uint64
+
 	// hostAddrs are the addresses of the host's interfaces, read at New
 	// when a listener is bound to a wildcard address (isOwnAddr).
 	hostAddrs []netip.Addr
@@ -113,6 +117,10 @@ func New(cfg Config) (*Core, error) {
 		return nil, err
 	}
 	c.tbl = tbl
+	if c.locals, err = c.newLocalTable(); err != nil {
+		tbl.Close()
+		return nil, err
+	}
 	if cfg.MaxTransactions > 0 {
 		n := tbl.NumShards()
 		c.perShardMax = (cfg.MaxTransactions + n - 1) / n
@@ -148,6 +156,7 @@ func New(cfg Config) (*Core, error) {
 // Close stops the timers (and the clock when New created it).
 func (c *Core) Close() {
 	c.tbl.Close()
+	c.locals.Close()
 	if c.own {
 		c.clock.Stop()
 	}

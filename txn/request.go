@@ -156,6 +156,12 @@ func (r *Request) SetDestination(proto transport.Proto, dst netip.AddrPort) {
 	r.st.destSet, r.st.proto, r.st.dst = true, proto, dst
 }
 
+// Destination returns what SetDestination set, ok false when it was not
+// called (the next hop then comes from Route or the Request-URI).
+func (r *Request) Destination() (proto transport.Proto, dst netip.AddrPort, ok bool) {
+	return r.st.proto, r.st.dst, r.st.destSet
+}
+
 // RecordRoute asks for a Record-Route header on the relayed request (two
 // when the outgoing interface or transport differs from the incoming one).
 func (r *Request) RecordRoute() { r.st.rr = true }

@@ -153,6 +153,7 @@ func (s *server) start() error {
 		return err
 	}
 	h.core = s.core
+	s.mods.SetCore(s.core)
 	if err := s.tr.Start(); err != nil {
 		return err
 	}
