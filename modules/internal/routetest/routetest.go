@@ -28,6 +28,9 @@ type Harness struct {
 	// Keep records what the core sends (true by default); benchmarks turn
 	// it off.
 	Keep bool
+	// OnSend, when set, sees every message the core sends (data is valid
+	// during the call only): for tests that answer without allocating.
+	OnSend func(dst netip.AddrPort, data []byte)
 
 	core *txn.Core
 	l    transport.Listener
@@ -43,6 +46,9 @@ type Sent struct {
 }
 
 func (h *Harness) Send(_ *transport.Listener, dst netip.AddrPort, data []byte) error {
+	if h.OnSend != nil {
+		h.OnSend(dst, data)
+	}
 	if h.Keep {
 		h.mu.Lock()
 		h.sent = append(h.sent, Sent{dst, string(data)})
@@ -90,6 +96,10 @@ func New(t testing.TB, clock *shards.Clock) *Harness {
 	t.Cleanup(h.core.Close)
 	return h
 }
+
+// Core is the harness's transaction core, for modules that send requests
+// of their own (modules.Set.SetCore).
+func (h *Harness) Core() *txn.Core { return h.core }
 
 // Receive hands msg to the core as if it came from src over UDP.
 func (h *Harness) Receive(src string, msg string) {

@@ -1,0 +1,144 @@
+package drouting
+
+import (
+	"time"
+
+	"switchboard/parser"
+	"switchboard/txn"
+)
+
+// Gateways are probed with OPTIONS from the proxy (txn.Core.SendRequest):
+// probe_mode 2 always, probe_mode 1 only while the gateway is down. A
+// gateway is marked down after probe_failures failed probes in a row (no
+// answer within probe_interval, or an answer that is neither 2xx nor in
+// probe_reply_codes), and up again after probe_successes answered ones.
+// Calls count too: a probed gateway that sends nothing at all to a call
+// (UseNextGW sees the core's own 408 or 503) counts as a failed probe, so
+// with probe_mode 1 the first silent calls take it out and probing brings
+// it back.
+
+// probeTick is how often the probe goroutine looks for gateways due.
+const probeTick = 100 * time.Millisecond
+
+type probeSettings struct {
+	interval  int64 // ms
+	failures  int
+	successes int
+	from      string
+	codes     []int
+}
+
+func newProbeSettings(s *Settings) *probeSettings {
+	return &probeSettings{interval: s.ProbeInterval.Milliseconds(), failures: s.ProbeFailures, successes: s.ProbeSuccesses,
+		from: s.ProbeFrom, codes: append([]int(nil), s.ProbeReplyCodes...)}
+}
+
+func (ps *probeSettings) answered(code int) bool {
+	if code >= 200 && code < 300 {
+		return true
+	}
+	for _, c := range ps.codes {
+		if c == code {
+			return true
+		}
+	}
+	return false
+}
+
+// probeDue sends an OPTIONS to every gateway whose probe is due. It runs
+// on the module's goroutine and reads the probe list the last gateway load
+// published, so a long rule load does not hold probes up.
+func (d *Drouting) probeDue() {
+	core := d.h.Core()
+	list := d.probeList.Load()
+	if core == nil || list == nil {
+		return
+	}
+	ps := d.probe.Load()
+	now := d.clock.Now()
+	for _, s := range *list {
+		g := s.cfg.Load()
+		if g == nil || g.disabled || g.probeMode == 0 || g.probeMode == 1 && !s.down.Load() {
+			continue
+		}
+		s.mu.Lock()
+		due := !s.inFlight && now-s.lastProbe >= ps.interval
+		if due {
+			s.inFlight, s.lastProbe = true, now
+		}
+		s.mu.Unlock()
+		if !due {
+			continue
+		}
+		req := txn.OutRequest{Method: "OPTIONS", URI: g.probeURI, Proto: g.proto, Dst: g.addr, From: ps.from,
+			Timeout: time.Duration(ps.interval) * time.Millisecond}
+		if err := core.SendRequest(&req, s.probeDone); err != nil {
+			// Not sent (outside outbound.allow, no listener for its
+			// transport): a failed probe, and the reason in the log.
+			d.h.Warn("drouting: probe not sent", "gwid", s.id, "address", g.hostport, "err", err)
+			s.probeDone(408, nil)
+		}
+	}
+}
+
+// probed records a probe's outcome: code and the response (nil when none
+// came). It runs on a core goroutine: it only updates the slot.
+func (d *Drouting) probed(s *gwSlot, code int, resp *parser.Message) {
+	ps := d.probe.Load()
+	ok := resp != nil && ps.answered(code)
+	if ok {
+		d.probeOK.Inc()
+	} else {
+		d.probeFailed.Inc()
+	}
+	s.mu.Lock()
+	s.inFlight = false
+	s.mu.Unlock()
+	d.outcome(s, ok, "probe", code)
+}
+
+// silent counts a call the gateway sent nothing to as a failed probe,
+// when the gateway is probed (otherwise nothing would bring it back).
+func (d *Drouting) silent(g *gateway) {
+	if g.probeMode == 0 {
+		return
+	}
+	d.outcome(g.slot, false, "call", 0)
+}
+
+// outcome updates the counts in a row and the up/down state.
+func (d *Drouting) outcome(s *gwSlot, ok bool, by string, code int) {
+	ps := d.probe.Load()
+	s.mu.Lock()
+	if ok {
+		s.oks++
+		s.fails = 0
+	} else {
+		s.fails++
+		s.oks = 0
+	}
+	down := s.down.Load()
+	change := ok && down && s.oks >= ps.successes || !ok && !down && s.fails >= ps.failures
+	if change {
+		s.down.Store(!down)
+	}
+	fails := s.fails
+	s.mu.Unlock()
+	if !change {
+		return
+	}
+	if down {
+		d.log.Info("drouting: gateway up", "gwid", s.id)
+	} else {
+		d.h.Warn("drouting: gateway down", "gwid", s.id, "failures", fails, "last", by, "code", code)
+	}
+}
+
+// resetProbe forgets what probing learnt: the gateway is up until probed
+// otherwise (a new address, a gateway deleted or enabled again).
+func (s *gwSlot) resetProbe() {
+	s.mu.Lock()
+	s.fails, s.oks, s.lastProbe = 0, 0, 0
+	s.down.Store(false)
+	s.mu.Unlock()
+}
