@@ -11,12 +11,12 @@ import (
 // statelessly per the next Via.
 func (c *Core) onResponse(x *ctx, p *transport.Packet) {
 	m := &x.msg
-	if c.isLocalBranch(m.TopVia().Branch) {
-		c.onLocalResponse(m)
-		return
-	}
 	h, id, idx, att, ok := c.parseBranch(m.TopVia().Branch)
 	if !ok {
+		if c.isLocalBranch(m.TopVia().Branch) {
+			c.localResponse(m)
+			return
+		}
 		c.forwardResponse(x, m)
 		return
 	}

@@ -59,10 +59,7 @@ type Core struct {
 	stats       counters
 	warns       warnLimiter
 	sigs        routeSigners // Record-Route signatures
-
-	// Requests the proxy originates (local.go).
-	locals   *shards.Table[localReq]
-	localSeq atomic.Uint64
+	locals      localTable   // requests the proxy originates (SendLocal)
 
 	// hostAddrs are the addresses of the host's interfaces, read at New
 	// when a listener is bound to a wildcard address (isOwnAddr).
@@ -117,10 +114,6 @@ func New(cfg Config) (*Core, error) {
 		return nil, err
 	}
 	c.tbl = tbl
-	if c.locals, err = c.newLocalTable(); err != nil {
-		tbl.Close()
-		return nil, err
-	}
 	if cfg.MaxTransactions > 0 {
 		n := tbl.NumShards()
 		c.perShardMax = (cfg.MaxTransactions + n - 1) / n
@@ -155,8 +148,8 @@ func New(cfg Config) (*Core, error) {
 
 // Close stops the timers (and the clock when New created it).
 func (c *Core) Close() {
+	c.closeLocals()
 	c.tbl.Close()
-	c.locals.Close()
 	if c.own {
 		c.clock.Stop()
 	}

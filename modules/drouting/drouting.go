@@ -63,8 +63,7 @@ type Settings struct {
 	// down; ProbeSuccesses how many answered ones bring it back up.
 	ProbeFailures  int `yaml:"probe_failures"`
 	ProbeSuccesses int `yaml:"probe_successes"`
-	// ProbeFrom is the From URI of the probes ("": sip:switchboard@ the
-	// sending listener's address).
+	// ProbeFrom is the From URI of the probes.
 	ProbeFrom string `yaml:"probe_from"`
 	// ProbeReplyCodes are the final responses that count as answered
 	// besides 2xx.
@@ -83,6 +82,7 @@ func DefaultSettings() *Settings {
 		ProbeInterval:  10 * time.Second,
 		ProbeFailures:  3,
 		ProbeSuccesses: 1,
+		ProbeFrom:      "sip:switchboard@localhost",
 	}
 }
 
@@ -110,7 +110,7 @@ func checkSettings(v any) error {
 	case s.ProbeSuccesses < 1 || s.ProbeSuccesses > 100:
 		return modules.Errorf("probe_successes", "%d: want 1 to 100", s.ProbeSuccesses)
 	}
-	if s.ProbeFrom != "" && (len(s.ProbeFrom) > 255 || len(s.ProbeFrom) < 5 || s.ProbeFrom[:4] != "sip:" || containsAny(s.ProbeFrom, "<>\r\n \"")) {
+	if len(s.ProbeFrom) > 255 || len(s.ProbeFrom) < 5 || s.ProbeFrom[:4] != "sip:" || containsAny(s.ProbeFrom, "<>\r\n \"") {
 		return modules.Errorf("probe_from", "%q: want a sip: URI", s.ProbeFrom)
 	}
 	for i, c := range s.ProbeReplyCodes {
@@ -169,6 +169,10 @@ type Drouting struct {
 	loadMu sync.Mutex
 	reg    registry
 	seen   [numTables]int64 // table versions loaded
+
+	// The probe goroutine's own.
+	probeSeq uint64
+	probeBuf []byte
 
 	poll time.Duration
 	max  [4]int // MaxCalls, MaxRules, MaxGateways, MaxCarriers: need a restart

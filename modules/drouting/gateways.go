@@ -9,7 +9,6 @@ import (
 
 	"switchboard/store"
 	"switchboard/transport"
-	"switchboard/txn"
 )
 
 // Gateways and carriers are known by name (gwid, carrierid) to the lists
@@ -33,10 +32,10 @@ type gwSlot struct {
 	// Probe state, under mu (the probe goroutine and the core's callback).
 	mu        sync.Mutex
 	inFlight  bool
-	lastProbe int64    // ms
-	fails     int      // failed probes (or silent calls) in a row
-	oks       int      // answered probes in a row
-	probeDone txn.Done // built once: a probe allocates no closure
+	probeGen  uint64 // the probe in flight: a late answer to an older one is ignored
+	lastProbe int64  // ms
+	fails     int    // failed probes (or silent calls) in a row
+	oks       int    // answered probes in a row
 
 	// Metrics, registered while the gateway is in the table.
 	calls, failures *metrics.Counter

@@ -36,6 +36,7 @@ type env struct {
 	t     testing.TB
 	d     *Drouting
 	st    *store.Store
+	dir   string
 	clock *shards.Clock
 	set   *metrics.Set
 	api   *mgmt.Client
@@ -45,6 +46,7 @@ type env struct {
 	result Result // of the last Route
 
 	// capture's (alloc_test.go)
+	probeIDs   map[string]bool // Call-IDs of the probes seen (probe_test.go)
 	lastInvite []byte
 	lastDst    netip.AddrPort
 	respMsg    parser.Message
@@ -80,7 +82,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &env{t: t, st: st, clock: shards.NewManualClock(monday10), set: metrics.NewSet(), log: &syncBuffer{}}
+	e := &env{t: t, st: st, dir: dir, probeIDs: map[string]bool{}, clock: shards.NewManualClock(monday10), set: metrics.NewSet(), log: &syncBuffer{}}
 	s := o.settings
 	if s == nil {
 		s = DefaultSettings()

@@ -1,7 +1,5 @@
 package drouting
 
-import "switchboard/parser"
-
 func (d *Drouting) registerMetrics() {
 	for r := range numResults {
 		d.results[r] = d.set.NewCounter(`switchboard_drouting_routes_total{result="` + r.String() + `"}`)
@@ -32,8 +30,8 @@ func (d *Drouting) registerMetrics() {
 	})
 }
 
-// gatewayMetrics registers the metrics of a new slot, and its probe
-// callback: calls sent to the gateway, failures (408 and 5xx seen by
+// gatewayMetrics registers the metrics of a new slot: calls sent to the
+// gateway, failures (408 and 5xx seen by
 // UseNextGW), and whether it is usable now.
 func (d *Drouting) gatewayMetrics(s *gwSlot) {
 	calls := metricName("switchboard_drouting_gateway_calls_total", s.id)
@@ -48,5 +46,4 @@ func (d *Drouting) gatewayMetrics(s *gwSlot) {
 		return 0
 	})
 	s.metricNames = []string{calls, failures, up}
-	s.probeDone = func(code int, resp *parser.Message) { d.probed(s, code, resp) }
 }

@@ -1,21 +1,24 @@
 package drouting
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"strconv"
 	"time"
 
 	"switchboard/parser"
 	"switchboard/txn"
 )
 
-// Gateways are probed with OPTIONS from the proxy (txn.Core.SendRequest):
+// Gateways are probed with OPTIONS from the proxy (txn.Core.SendLocal):
 // probe_mode 2 always, probe_mode 1 only while the gateway is down. A
 // gateway is marked down after probe_failures failed probes in a row (no
-// answer within probe_interval, or an answer that is neither 2xx nor in
-// probe_reply_codes), and up again after probe_successes answered ones.
-// Calls count too: a probed gateway that sends nothing at all to a call
-// (UseNextGW sees the core's own 408 or 503) counts as a failed probe, so
-// with probe_mode 1 the first silent calls take it out and probing brings
-// it back.
+// answer before the next probe is due, or an answer that is neither 2xx
+// nor in probe_reply_codes), and up again after probe_successes answered
+// ones. Calls count too: a probed gateway that sends nothing at all to a
+// call (UseNextGW sees the core's own 408 or 503) counts as a failed probe,
+// so with probe_mode 1 the first silent calls take it out and probing
+// brings it back.
 
 // probeTick is how often the probe goroutine looks for gateways due.
 const probeTick = 100 * time.Millisecond
@@ -47,7 +50,8 @@ func (ps *probeSettings) answered(code int) bool {
 
 // probeDue sends an OPTIONS to every gateway whose probe is due. It runs
 // on the module's goroutine and reads the probe list the last gateway load
-// published, so a long rule load does not hold probes up.
+// published, so a long rule load does not hold probes up. A probe still
+// unanswered when the next is due failed (the core would wait 64·T1).
 func (d *Drouting) probeDue() {
 	core := d.h.Core()
 	list := d.probeList.Load()
@@ -62,38 +66,81 @@ func (d *Drouting) probeDue() {
 			continue
 		}
 		s.mu.Lock()
-		due := !s.inFlight && now-s.lastProbe >= ps.interval
-		if due {
-			s.inFlight, s.lastProbe = true, now
-		}
-		s.mu.Unlock()
-		if !due {
+		if now-s.lastProbe < ps.interval {
+			s.mu.Unlock()
 			continue
 		}
-		req := txn.OutRequest{Method: "OPTIONS", URI: g.probeURI, Proto: g.proto, Dst: g.addr, From: ps.from,
-			Timeout: time.Duration(ps.interval) * time.Millisecond}
-		if err := core.SendRequest(&req, s.probeDone); err != nil {
+		timedOut := s.inFlight
+		s.probeGen++
+		gen := s.probeGen
+		s.inFlight, s.lastProbe = true, now
+		s.mu.Unlock()
+		if timedOut {
+			d.probeFailed.Inc()
+			d.outcome(s, false, "probe", 408)
+		}
+		d.probeSeq++
+		msg := probeMessage(d.probeBuf[:0], g, ps.from, d.probeSeq)
+		d.probeBuf = msg
+		err := core.SendLocal(txn.LocalRequest{Proto: g.proto, Dst: g.addr, Message: msg},
+			func(code int, resp *parser.Message) { d.probed(s, gen, code, resp) })
+		if err != nil {
 			// Not sent (outside outbound.allow, no listener for its
 			// transport): a failed probe, and the reason in the log.
 			d.h.Warn("drouting: probe not sent", "gwid", s.id, "address", g.hostport, "err", err)
-			s.probeDone(408, nil)
+			d.probed(s, gen, 503, nil)
 		}
 	}
 }
 
-// probed records a probe's outcome: code and the response (nil when none
-// came). It runs on a core goroutine: it only updates the slot.
-func (d *Drouting) probed(s *gwSlot, code int, resp *parser.Message) {
-	ps := d.probe.Load()
-	ok := resp != nil && ps.answered(code)
+// probeMessage writes the OPTIONS for g, without a Via (the core adds
+// it). The Call-ID and the From tag are the process's random prefix and a
+// sequence number.
+func probeMessage(dst []byte, g *gateway, from string, seq uint64) []byte {
+	n := strconv.AppendUint(nil, seq, 10)
+	dst = append(dst, "OPTIONS "...)
+	dst = append(dst, g.probeURI...)
+	dst = append(dst, " SIP/2.0\r\nMax-Forwards: 70\r\nFrom: <"...)
+	dst = append(dst, from...)
+	dst = append(dst, ">;tag="...)
+	dst = append(dst, probeID...)
+	dst = append(dst, n...)
+	dst = append(dst, "\r\nTo: <"...)
+	dst = append(dst, g.probeURI...)
+	dst = append(dst, ">\r\nCall-ID: "...)
+	dst = append(dst, probeID...)
+	dst = append(dst, '-')
+	dst = append(dst, n...)
+	dst = append(dst, "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"...)
+	return dst
+}
+
+// probeID makes this process's probes' Call-IDs its own.
+var probeID = func() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "drp" + hex.EncodeToString(b[:])
+}()
+
+// probed records the outcome of probe gen: code and the response (nil
+// when none came). It runs on a core goroutine and only updates the slot;
+// the answer of a probe given up already is ignored.
+func (d *Drouting) probed(s *gwSlot, gen uint64, code int, resp *parser.Message) {
+	s.mu.Lock()
+	stale := gen != s.probeGen || !s.inFlight
+	if !stale {
+		s.inFlight = false
+	}
+	s.mu.Unlock()
+	if stale {
+		return
+	}
+	ok := resp != nil && d.probe.Load().answered(code)
 	if ok {
 		d.probeOK.Inc()
 	} else {
 		d.probeFailed.Inc()
 	}
-	s.mu.Lock()
-	s.inFlight = false
-	s.mu.Unlock()
 	d.outcome(s, ok, "probe", code)
 }
 

@@ -9,13 +9,21 @@ import (
 	"switchboard/store"
 )
 
-// probes sends the probes due and returns the OPTIONS sent, by
-// destination port.
+// probes sends the probes due and returns the new OPTIONS sent (not the
+// core's retransmissions of earlier ones), by destination port.
 func (e *env) probes() map[uint16]string {
 	e.d.probeDue()
 	out := map[uint16]string{}
 	for _, s := range e.Take() {
-		if strings.HasPrefix(s.Data, "OPTIONS ") {
+		if !strings.HasPrefix(s.Data, "OPTIONS ") {
+			continue
+		}
+		var m parser.Message
+		if err := m.Parse([]byte(s.Data)); err != nil {
+			e.t.Fatal(err)
+		}
+		if id := string(m.CallID()); !e.probeIDs[id] {
+			e.probeIDs[id] = true
 			out[s.Dst.Port()] = s.Data
 		}
 	}
@@ -59,14 +67,16 @@ func TestProbing(t *testing.T) {
 	if len(e.probes()) != 0 {
 		t.Fatal("probed again before probe_interval")
 	}
-	// Two probes unanswered: down.
-	for i := range 2 {
+	// Probes unanswered: each fails when the next is due; two down it.
+	for i := range 3 {
 		e.clock.Advance(time.Second)
 		if p = e.probes(); p[5101] == "" {
-			t.Fatalf("probe %d not sent", i)
+			t.Fatalf("probe %d not sent", i+2)
+		}
+		if i < 2 && always.state() != "up" {
+			t.Fatalf("down after %d failed probes", i)
 		}
 	}
-	e.clock.Advance(time.Second) // the second times out
 	if always.state() != "down" || e.metric(`switchboard_drouting_gateway_up{gwid="always"}`) != 0 {
 		t.Fatalf("after two failed probes: %s", always.state())
 	}
@@ -78,7 +88,6 @@ func TestProbing(t *testing.T) {
 	}
 	// A 404 is no answer (not in probe_reply_codes); 501 is, and two
 	// bring it back.
-	p = e.probes()
 	e.reply(1, p[5101], 404)
 	e.clock.Advance(time.Second)
 	p = e.probes()
@@ -91,6 +100,9 @@ func TestProbing(t *testing.T) {
 	e.reply(1, p[5101], 200)
 	if always.state() != "up" || e.metric(`switchboard_drouting_gateway_up{gwid="always"}`) != 1 {
 		t.Fatalf("after two answers: %s", always.state())
+	}
+	if !strings.Contains(e.log.String(), "gateway up") {
+		t.Error("no log line for the gateway coming back")
 	}
 	if call := e.invite("1555"); call.dst != gwAddr(1) {
 		t.Fatalf("call once up went to %v", call.dst)
@@ -178,8 +190,6 @@ func TestProbeStateResetByNewAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.load(store.DRGatewaysTable)
-	e.clock.Advance(time.Minute) // the probe in flight times out
-	e.Take()
 	e.clock.Advance(time.Minute)
 	if p := e.probes(); len(p) != 0 {
 		t.Fatalf("a deleted gateway probed: %v", p)
