@@ -9,6 +9,7 @@ package main
 import (
 	_ "switchboard/modules/auth"
 	_ "switchboard/modules/authban"
+	_ "switchboard/modules/drouting"
 	_ "switchboard/modules/fraud"
 	_ "switchboard/modules/permissions"
 	_ "switchboard/modules/pike"
