@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"switchboard/store"
 )
@@ -78,12 +79,12 @@ func (rs *ruleSet) match(group int, number []byte, minute, weekday int) *rule {
 
 // bytes estimates the memory the rule set holds.
 func (rs *ruleSet) bytes() int64 {
-	n := int64(cap(rs.rules)) * 40
+	n := int64(cap(rs.rules)) * int64(unsafe.Sizeof(rule{}))
 	for _, t := range rs.groups {
 		n += t.bytes()
 	}
 	for _, l := range rs.lists {
-		n += int64(cap(l))*24 + 24
+		n += int64(cap(l))*int64(unsafe.Sizeof(listItem{})) + 24
 	}
 	return n
 }
