@@ -51,7 +51,7 @@ type Host struct {
 }
 
 // Core returns the transaction core, for a module that sends requests of
-// its own (txn.Core.SendRequest: OPTIONS probes, registrations). It is nil
+// its own (txn.Core.SendLocal: OPTIONS probes, registrations). It is nil
 // in New (the core is built after the modules) and set before Start.
 func (h *Host) Core() *txn.Core { return h.core }
 

@@ -63,6 +63,52 @@ type Backend interface {
 	// GetFraudRule fills r; ErrNoFraudRule when there is no such rule.
 	GetFraudRule(ctx context.Context, id int64, r *FraudRule) error
 	ListFraudRules(ctx context.Context) ([]FraudRule, error)
+	// AddDialplanRules inserts validated rules in one transaction and
+	// sets their IDs; with replace, every stored rule is deleted first in
+	// the same transaction. A duplicate (dpid, pr, match_op, match_exp,
+	// match_flags) is a *dialplanExistsError naming the rule's index and
+	// the stored row's id.
+	AddDialplanRules(ctx context.Context, rs []DialplanRule, replace bool) error
+	// DeleteDialplanRule removes and returns one rule (ErrNoDialplanRule).
+	DeleteDialplanRule(ctx context.Context, id int64) (DialplanRule, error)
+	// DeleteDialplan removes every rule of dpid and returns how many
+	// (ErrNoDialplanRule, and nothing written, when there is none).
+	DeleteDialplan(ctx context.Context, dpid int) (int, error)
+	// ListDialplanRules lists one dpid, or all when dpid < 0, by dpid,
+	// pr and id.
+	ListDialplanRules(ctx context.Context, dpid int) ([]DialplanRule, error)
+
+	// AddAliases inserts validated aliases in one transaction (with
+	// replace, every stored alias is deleted first); a duplicate alias is
+	// a *rowExistsError naming its index and the stored target.
+	AddAliases(ctx context.Context, as []Alias, replace bool) error
+	// DeleteAlias removes and returns one alias (ErrNoAlias).
+	DeleteAlias(ctx context.Context, aliasUser, aliasDomain string) (Alias, error)
+	// ListAliases lists one alias domain, or all for "".
+	ListAliases(ctx context.Context, aliasDomain string) ([]Alias, error)
+	// AddGroupMember inserts m (ErrGroupMemberExists).
+	AddGroupMember(ctx context.Context, m *GroupMember) error
+	// DeleteGroupMember removes one membership (ErrNoGroupMember).
+	DeleteGroupMember(ctx context.Context, user, domain, group string) error
+	// ListGroupMembers lists one group, or all for "".
+	ListGroupMembers(ctx context.Context, group string) ([]GroupMember, error)
+	// Every write to the dialplan, aliases and grp tables bumps that
+	// table's version in the same transaction.
+
+	// AddDispatcherDests inserts validated destinations in one
+	// transaction and sets their ID, after deleting every row first when
+	// replace is set; a destination already in its set is a
+	// *dispatcherExistsError. DeleteDispatcherDest removes and returns
+	// the row with id, or (id 0) the one of set and destination;
+	// SetDispatcherState changes the state of one. Both return
+	// ErrNoDispatcher when there is none. Every write bumps the
+	// "dispatcher" table version in the same transaction.
+	AddDispatcherDests(ctx context.Context, ds []DispatcherDest, replace bool) error
+	DeleteDispatcherDest(ctx context.Context, id int64, set int, destination string) (DispatcherDest, error)
+	SetDispatcherState(ctx context.Context, set int, destination string, state int) (DispatcherDest, error)
+	// ListDispatcherDests lists every row by set, priority (highest
+	// first) and id.
+	ListDispatcherDests(ctx context.Context) ([]DispatcherDest, error)
 	// The drouting tables. Every write bumps the table's version in the
 	// same transaction. AddDR* insert all or none, emptying the table
 	// first with replace; a duplicate gwid or carrierid is a

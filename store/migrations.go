@@ -107,7 +107,71 @@ var sqliteMigrations = []migration{
 		)`,
 		`INSERT OR IGNORE INTO table_versions (name, version) VALUES ('fraud_rules', 0)`,
 	}},
-	{4, "dynamic routing: gateways, carriers, rules", []string{
+	{4, "dialplan, aliases, groups", []string{
+		// dialplan is the table of OpenSIPS's and Kamailio's dialplan
+		// module (modules/dialplan): rules grouped by dpid, tried by
+		// priority; match_op is a name (exact, prefix, regex) rather than
+		// OpenSIPS's number, and there is no timerec column.
+		`CREATE TABLE dialplan (
+			id          INTEGER PRIMARY KEY AUTOINCREMENT,
+			dpid        INTEGER NOT NULL,
+			pr          INTEGER NOT NULL DEFAULT 0,
+			match_op    TEXT NOT NULL,
+			match_exp   TEXT NOT NULL,
+			match_flags INTEGER NOT NULL DEFAULT 0,
+			subst_exp   TEXT NOT NULL DEFAULT '',
+			repl_exp    TEXT NOT NULL DEFAULT '',
+			attrs       TEXT NOT NULL DEFAULT '',
+			disabled    INTEGER NOT NULL DEFAULT 0,
+			created     INTEGER NOT NULL,
+			UNIQUE (dpid, pr, match_op, match_exp, match_flags)
+		)`,
+		// aliases is OpenSIPS alias_db's dbaliases (modules/aliases): one
+		// subscriber per alias.
+		`CREATE TABLE aliases (
+			alias_username TEXT NOT NULL,
+			alias_domain   TEXT NOT NULL,
+			username       TEXT NOT NULL,
+			domain         TEXT NOT NULL,
+			created        INTEGER NOT NULL,
+			PRIMARY KEY (alias_username, alias_domain)
+		)`,
+		`CREATE INDEX aliases_target ON aliases(username, domain)`,
+		// grp is OpenSIPS's group table (modules/groups, is_user_in).
+		`CREATE TABLE grp (
+			username TEXT NOT NULL,
+			domain   TEXT NOT NULL,
+			grp      TEXT NOT NULL,
+			created  INTEGER NOT NULL,
+			PRIMARY KEY (username, domain, grp)
+		)`,
+		`CREATE INDEX grp_grp ON grp(grp)`,
+		`INSERT OR IGNORE INTO table_versions (name, version) VALUES ('dialplan', 0), ('aliases', 0), ('grp', 0)`,
+	}},
+	{5, "dispatcher destinations", []string{
+		// OpenSIPS's dispatcher table (modules/dispatcher): destinations
+		// grouped in sets, with the state an operator gave them, a weight,
+		// a priority (higher first), opaque attributes handed to routes,
+		// whether they are probed while active, and a description. The
+		// destination is stored in canonical form (see
+		// ParseDispatcherURI), so one address is one row per set.
+		`CREATE TABLE dispatcher (
+			id          INTEGER PRIMARY KEY AUTOINCREMENT,
+			setid       INTEGER NOT NULL DEFAULT 0,
+			destination TEXT NOT NULL,
+			socket      TEXT NOT NULL DEFAULT '',
+			state       INTEGER NOT NULL DEFAULT 0,
+			weight      INTEGER NOT NULL DEFAULT 1,
+			priority    INTEGER NOT NULL DEFAULT 0,
+			attrs       TEXT NOT NULL DEFAULT '',
+			probe_mode  INTEGER NOT NULL DEFAULT 0,
+			description TEXT NOT NULL DEFAULT '',
+			created     INTEGER NOT NULL,
+			UNIQUE (setid, destination)
+		)`,
+		`INSERT OR IGNORE INTO table_versions (name, version) VALUES ('dispatcher', 0)`,
+	}},
+	{6, "dynamic routing: gateways, carriers, rules", []string{
 		// OpenSIPS drouting's dr_gateways, dr_carriers and dr_rules
 		// (modules/drouting). Gateways and carriers are keyed by the name
 		// lists use; gateway and carrier lists are text ("gw1,#cr=10"),

@@ -42,9 +42,24 @@ var (
 	ErrMalformedFraudRule = errors.New("malformed fraud rule")
 	ErrFraudRuleExists    = errors.New("fraud rule already exists")
 	ErrNoFraudRule        = errors.New("no such fraud rule")
-	ErrMalformedDR        = errors.New("malformed dynamic routing entry")
-	ErrDRExists           = errors.New("dynamic routing entry already exists")
-	ErrNoDR               = errors.New("no such dynamic routing entry")
+
+	ErrMalformedDialplanRule = errors.New("malformed dialplan rule")
+	ErrDialplanRuleExists    = errors.New("dialplan rule already exists")
+	ErrNoDialplanRule        = errors.New("no such dialplan rule")
+	ErrMalformedAlias        = errors.New("malformed alias")
+	ErrAliasExists           = errors.New("alias already exists")
+	ErrNoAlias               = errors.New("no such alias")
+	ErrMalformedGroup        = errors.New("malformed group membership")
+	ErrGroupMemberExists     = errors.New("already a member of the group")
+	ErrNoGroupMember         = errors.New("not a member of the group")
+
+	ErrMalformedDispatcher = errors.New("malformed dispatcher destination")
+	ErrDispatcherExists    = errors.New("dispatcher destination already exists")
+	ErrNoDispatcher        = errors.New("no such dispatcher destination")
+
+	ErrMalformedDR = errors.New("malformed dynamic routing entry")
+	ErrDRExists    = errors.New("dynamic routing entry already exists")
+	ErrNoDR        = errors.New("no such dynamic routing entry")
 )
 
 // DefaultFileName is the database file created in the data directory.

@@ -7,10 +7,14 @@ package main
 // cmd/switchboard changes. Order does not matter: modules.Definition.After
 // orders them.
 import (
+	_ "switchboard/modules/aliases"
 	_ "switchboard/modules/auth"
 	_ "switchboard/modules/authban"
+	_ "switchboard/modules/dialplan"
+	_ "switchboard/modules/dispatcher"
 	_ "switchboard/modules/drouting"
 	_ "switchboard/modules/fraud"
+	_ "switchboard/modules/groups"
 	_ "switchboard/modules/permissions"
 	_ "switchboard/modules/pike"
 	_ "switchboard/modules/ratelimit"

@@ -125,6 +125,12 @@
 // initial request over a pipe's limit gets one stateless 503 with
 // Retry-After (modules/scanner, modules/ratelimit).
 //
+// alias_db_lookup is the aliases module's AliasLookup (modules/aliases):
+// a request for a served domain whose user@domain is in the aliases table
+// (a DID) has its Request-URI rewritten to the subscriber the alias
+// reaches, before does_uri_exist and the location lookup, so a DID is
+// delivered to its subscriber's phones. Without the module the step is
+// skipped.
 // Calls to the PSTN (route[pstn]) need the drouting module: an INVITE of
 // an authenticated subscriber to a served domain whose Request-URI user is
 // not registered and is no subscriber's name is routed by the rules of the
@@ -144,6 +150,7 @@
 package provider
 
 import (
+	"switchboard/modules/aliases"
 	"switchboard/modules/auth"
 	"switchboard/modules/drouting"
 	"switchboard/modules/fraud"
@@ -184,6 +191,7 @@ func init() {
 // routes holds the modules and the continuations, built once so that
 // passing them to the modules allocates nothing.
 type routes struct {
+	aliases *aliases.Aliases
 	reg     *registrar.Registrar
 	auth    *auth.Auth
 	fraud   *fraud.Fraud
@@ -211,6 +219,7 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.rl, _ = env.Module("ratelimit").(*ratelimit.RateLimit)
 	p.opts, _ = env.Module("provider").(Options)
 	p.fraud, _ = env.Module("fraud").(*fraud.Fraud)
+	p.aliases, _ = env.Module("aliases").(*aliases.Aliases)
 	p.dr, _ = env.Module("drouting").(*drouting.Drouting)
 	if p.auth != nil && p.auth.RegisterWithoutAuth() {
 		p.opts.RegisterWithoutAuth = true // auth.register: false
@@ -416,10 +425,15 @@ func (p *routes) localAuthorized(c *routing.Ctx, res auth.Result) {
 }
 
 // toLocalUser delivers a request to a subscriber of a served domain
-// through the location service. A name that is no subscriber gets the 480
-// of a subscriber who is not registered, on the same path and with the
-// same timing (no store look-up), unless RevealUnknownUsers asks for 404.
+// through the location service, after the aliases module turned an alias
+// (a DID) into the subscriber it reaches. A name that is no subscriber
+// gets the 480 of a subscriber who is not registered, on the same path
+// and with the same timing (no store look-up), unless RevealUnknownUsers
+// asks for 404.
 func (p *routes) toLocalUser(c *routing.Ctx) {
+	if p.aliases != nil {
+		p.aliases.AliasLookup(c)
+	}
 	if p.auth != nil && p.opts.RevealUnknownUsers {
 		p.auth.SubscriberExists(c, c.RUser(), c.RDomain(), p.afterExists)
 		return

@@ -98,7 +98,7 @@ func New(t testing.TB, clock *shards.Clock) *Harness {
 }
 
 // Core is the harness's transaction core, for modules that send requests
-// of their own (modules.Set.SetCore).
+// of their own through it (txn.Core.SendLocal).
 func (h *Harness) Core() *txn.Core { return h.core }
 
 // Receive hands msg to the core as if it came from src over UDP.

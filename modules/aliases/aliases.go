@@ -1,0 +1,253 @@
+// Package aliases is OpenSIPS's alias_db (alias_db_lookup): DIDs and other
+// names mapped to subscribers. The store's aliases table says that
+// requests for alias@domain go to the subscriber user@domain; AliasLookup
+// rewrites the Request-URI accordingly, before the location lookup, so a
+// call to a DID reaches the phones its subscriber registered.
+//
+// The table is held in memory, one hash map keyed by alias@domain, and
+// reloaded whole when its version in the store moves (a write from the
+// CLI, the management API or another node), swapped in one atomic store.
+// A lookup takes no lock and allocates nothing. See README.md.
+package aliases
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"switchboard/modules"
+	"switchboard/modules/internal/tablepoll"
+	"switchboard/parser"
+	"switchboard/routing"
+	"switchboard/store"
+)
+
+// Settings are the aliases section of the configuration.
+type Settings struct {
+	// PollInterval is how often the store is asked whether the aliases
+	// changed; a change is in use within it.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// MaxEntries bounds the aliases loaded: a larger table is not loaded
+	// (the aliases in use stay, an error is logged and counted).
+	MaxEntries int `yaml:"max_entries"`
+}
+
+// DefaultSettings are the defaults of every key.
+func DefaultSettings() *Settings {
+	return &Settings{PollInterval: time.Second, MaxEntries: 1_000_000}
+}
+
+func checkSettings(v any) error {
+	s := v.(*Settings)
+	if s.PollInterval < 10*time.Millisecond || s.PollInterval > time.Minute {
+		return modules.Errorf("poll_interval", "%s: want 10ms to 1m", s.PollInterval)
+	}
+	if s.MaxEntries < 1 || s.MaxEntries > 100_000_000 {
+		return modules.Errorf("max_entries", "%d: want 1 to 100000000", s.MaxEntries)
+	}
+	return nil
+}
+
+func init() {
+	modules.Register(modules.Definition{
+		Name:     "aliases",
+		Doc:      "DIDs and aliases mapped to subscribers (OpenSIPS alias_db, alias_db_lookup)",
+		Settings: func() any { return DefaultSettings() },
+		Check:    checkSettings,
+		New:      newModule,
+		CLI:      cliCommands,
+	})
+}
+
+// target is the subscriber an alias reaches.
+type target struct {
+	user, domain []byte
+}
+
+// table is one generation of the aliases: built whole, swapped whole.
+type table struct {
+	m       map[string]target // alias@domain (domain lower-case) -> subscriber
+	version int64
+}
+
+// Aliases is the module instance; route sets find it in
+// routing.Env.Modules["aliases"]. Its methods are safe for concurrent use.
+type Aliases struct {
+	st  *store.Store
+	log *slog.Logger
+
+	tab        atomic.Pointer[table]
+	interval   atomic.Int64 // ns
+	maxEntries atomic.Int64
+	reloadMu   sync.Mutex
+	poller     *tablepoll.Poller
+
+	lookups, hits         *metrics.Counter
+	reloads, reloadErrors *metrics.Counter
+}
+
+func newModule(h *modules.Host, v any) (modules.Instance, error) {
+	s := v.(*Settings)
+	if h.Store == nil {
+		return nil, errors.New("aliases needs the store")
+	}
+	a := &Aliases{st: h.Store, log: h.Logger()}
+	a.tab.Store(&table{m: map[string]target{}})
+	a.apply(s)
+	a.lookups = h.Metrics.GetOrCreateCounter("switchboard_aliases_lookups_total")
+	a.hits = h.Metrics.GetOrCreateCounter("switchboard_aliases_hits_total")
+	a.reloads = h.Metrics.GetOrCreateCounter("switchboard_aliases_reloads_total")
+	a.reloadErrors = h.Metrics.GetOrCreateCounter("switchboard_aliases_reload_errors_total")
+	h.Metrics.GetOrCreateGauge("switchboard_aliases_entries", func() float64 { return float64(len(a.tab.Load().m)) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := a.Load(ctx); err != nil {
+		return nil, err
+	}
+	a.registerCommands(h)
+	return a, nil
+}
+
+func (a *Aliases) apply(s *Settings) {
+	a.interval.Store(int64(s.PollInterval))
+	a.maxEntries.Store(int64(s.MaxEntries))
+}
+
+// Start polls the store for changes.
+func (a *Aliases) Start() error {
+	a.poller = tablepoll.Start(tablepoll.Config{
+		Interval: func() time.Duration { return time.Duration(a.interval.Load()) },
+		Version:  a.st.AliasesVersion,
+		Load:     a.Load,
+		Loaded:   a.tab.Load().version,
+		Failed: func(err error) {
+			a.log.Warn("aliases: reading the table failed; the aliases loaded before stay in use", "err", err)
+		},
+	})
+	return nil
+}
+
+// Stop ends the poller.
+func (a *Aliases) Stop() { a.poller.Stop() }
+
+// Reload applies changed settings (SIGHUP); a changed max_entries loads
+// the table again, and if it is over the new limit the old settings stay.
+func (a *Aliases) Reload(v any) error {
+	s := v.(*Settings)
+	old := &Settings{PollInterval: time.Duration(a.interval.Load()), MaxEntries: int(a.maxEntries.Load())}
+	a.apply(s)
+	if s.MaxEntries == old.MaxEntries {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := a.Load(ctx); err != nil {
+		a.apply(old)
+		return err
+	}
+	return nil
+}
+
+// Load reads the aliases from the store and swaps them in; it returns the
+// table version loaded. On error the aliases in use stay.
+func (a *Aliases) Load(ctx context.Context) (int64, error) {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	t, err := a.load(ctx)
+	if err != nil {
+		a.reloadErrors.Inc()
+		a.log.Error("aliases: loading the table failed; the aliases in use stay", "err", err)
+		return 0, err
+	}
+	a.tab.Store(t)
+	a.reloads.Inc()
+	a.log.Info("aliases: table loaded", "aliases", len(t.m))
+	return t.version, nil
+}
+
+func (a *Aliases) load(ctx context.Context) (*table, error) {
+	v, err := a.st.AliasesVersion(ctx) // first: a write meanwhile is loaded at the next poll
+	if err != nil {
+		return nil, fmt.Errorf("reading the aliases version: %w", err)
+	}
+	rows, err := a.st.ListAliases(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("reading the aliases: %w", err)
+	}
+	if max := a.maxEntries.Load(); int64(len(rows)) > max {
+		return nil, fmt.Errorf("the aliases table has %d entries, more than aliases.max_entries (%d)", len(rows), max)
+	}
+	t := &table{m: make(map[string]target, len(rows)), version: v}
+	for _, r := range rows {
+		t.m[r.AliasName()] = target{user: []byte(r.User), domain: []byte(r.Domain)}
+	}
+	return t, nil
+}
+
+// maxKey is the longest alias@domain (user 128 bytes, domain 253).
+const maxKey = 128 + 1 + 253
+
+// AliasLookup rewrites the Request-URI's user and host to the subscriber
+// its user@host is an alias of, and reports whether it was one (OpenSIPS
+// alias_db_lookup("dbaliases")). Call it for requests to served domains
+// before the location lookup. The user part is compared with its escapes
+// decoded (%2B33... is +33...) and the host case-insensitively; the rest
+// of the URI (port, parameters) is kept. It takes no lock and allocates
+// nothing.
+func (a *Aliases) AliasLookup(c *routing.Ctx) bool {
+	a.lookups.Inc()
+	user, host := c.RUser(), c.RDomain()
+	if len(user) == 0 || len(user)+1+len(host) > maxKey {
+		return false
+	}
+	var kb [maxKey]byte
+	key := kb[:0]
+	if bytes.IndexByte(user, '%') >= 0 {
+		var err error
+		if key, err = parser.Unescape(key, user); err != nil {
+			return false
+		}
+	} else {
+		key = append(key, user...)
+	}
+	key = append(key, '@')
+	for _, ch := range host {
+		if ch >= 'A' && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		key = append(key, ch)
+	}
+	t, ok := a.tab.Load().m[string(key)]
+	if !ok {
+		return false
+	}
+	if !c.SetRUser(t.user) || !c.SetRDomain(t.domain) {
+		return false
+	}
+	a.hits.Inc()
+	return true
+}
+
+// Lookup returns the subscriber "user@domain" that alias ("alias@domain")
+// reaches in the table in use.
+func (a *Aliases) Lookup(alias string) (string, bool) {
+	u, d, err := store.SplitAOR(alias)
+	if err != nil {
+		return "", false
+	}
+	t, ok := a.tab.Load().m[u+"@"+d]
+	if !ok {
+		return "", false
+	}
+	return string(t.user) + "@" + string(t.domain), true
+}
+
+// Len returns the number of aliases in use.
+func (a *Aliases) Len() int { return len(a.tab.Load().m) }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package aliases
+
+const raceEnabled = false
