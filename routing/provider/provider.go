@@ -45,6 +45,7 @@
 //	        # trusted gateways (permissions, drouting) call our users without a digest
 //	        if (!proxy_authorize("", "subscriber")) { proxy_challenge(...); exit; }
 //	        consume_credentials();
+//	        if ($dialplan_id >= 0) dp_translate($dialplan_id, "$rU", "$rU");  # normalise
 //	    }
 //	    if ($reveal_unknown_users && !does_uri_exist()) { sl_send_reply(404, "Not Found"); exit; }
 //	    if (!lookup("location")) {
@@ -132,9 +133,11 @@
 // delivered to its subscriber's phones. Without the module the step is
 // skipped.
 // Calls to the PSTN (route[pstn]) need the drouting module: an INVITE of
-// an authenticated subscriber to a served domain whose Request-URI user is
-// not registered and is no subscriber's name is routed by the rules of the
-// group drouting.group (do_routing): to the first usable gateway, with
+// an authenticated subscriber to a served domain whose Request-URI user,
+// translated by the dialplan Options.DialplanID first when the dialplan
+// module is there (dp_translate), is not registered and is no
+// subscriber's name is routed by the rules of the group drouting.group
+// (do_routing): to the first usable gateway, with
 // the next ones tried from the failure route on 408 and 5xx (use_next_gw).
 // A name that is no number, or a number no rule matches, gets the answer
 // of an unknown user; a rule whose gateways are all down or disabled, 503.
@@ -152,6 +155,7 @@ package provider
 import (
 	"switchboard/modules/aliases"
 	"switchboard/modules/auth"
+	"switchboard/modules/dialplan"
 	"switchboard/modules/drouting"
 	"switchboard/modules/fraud"
 	"switchboard/modules/permissions"
@@ -178,6 +182,13 @@ type Options struct {
 	// domains without digest authentication (trusted gateways); 0 trusts
 	// no one. The configuration key provider.trusted_group defaults to 1.
 	TrustedGroup int
+	// DialplanID is the dialplan (modules/dialplan) that translates the
+	// Request-URI user of an authenticated subscriber's request for a
+	// served domain before the location lookup and the PSTN (dp_translate
+	// into $rU), when that module is compiled in; -1 (the configuration
+	// key provider.dialplan_id's default) or below translates nothing. The
+	// zero Options translate with dialplan 0: set -1 for none.
+	DialplanID int
 }
 
 func init() {
@@ -200,6 +211,7 @@ type routes struct {
 	scanner *scanner.Scanner
 	rl      *ratelimit.RateLimit
 	dr      *drouting.Drouting
+	dp      *dialplan.Dialplan
 	opts    Options
 
 	afterRegisterAuth auth.Next
@@ -221,6 +233,7 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.fraud, _ = env.Module("fraud").(*fraud.Fraud)
 	p.aliases, _ = env.Module("aliases").(*aliases.Aliases)
 	p.dr, _ = env.Module("drouting").(*drouting.Drouting)
+	p.dp, _ = env.Module("dialplan").(*dialplan.Dialplan)
 	if p.auth != nil && p.auth.RegisterWithoutAuth() {
 		p.opts.RegisterWithoutAuth = true // auth.register: false
 	}
@@ -421,6 +434,11 @@ func (p *routes) localAuthorized(c *routing.Ctx, res auth.Result) {
 		return
 	}
 	auth.ConsumeCredentials(c)
+	if p.dp != nil && p.opts.DialplanID >= 0 {
+		// The number as the lookup and the gateways want it (0301234 →
+		// +49301234); the fraud check reads the number as dialled.
+		p.dp.TranslateRUser(c, p.opts.DialplanID)
+	}
 	p.toLocalUser(c)
 }
 

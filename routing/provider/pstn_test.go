@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"switchboard/modules"
+	"switchboard/modules/dialplan"
 	"switchboard/modules/drouting"
 	"switchboard/shards"
 	"switchboard/store"
@@ -145,4 +146,56 @@ func respond(relayed string, code int) string {
 	}
 	b.WriteString("Content-Length: 0\r\n\r\n")
 	return b.String()
+}
+
+// withDialplan adds the dialplan module, built as the server builds it,
+// with dialplan 1: national numbers (0 then the area code) to E.164.
+func withDialplan(t *testing.T, next func(*shards.Clock) map[string]any) func(*shards.Clock) map[string]any {
+	return func(clock *shards.Clock) map[string]any {
+		mods := next(clock)
+		st, err := store.Open(t.TempDir(), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		if _, err := st.AddDialplanRule(context.Background(), store.DialplanRule{DPID: 1, MatchOp: store.DialplanPrefix, MatchExp: "0", ReplExp: `+49\2`}); err != nil {
+			t.Fatal(err)
+		}
+		set, err := modules.Build(modules.Services{Store: st, Clock: clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+			map[string]any{"dialplan": dialplan.DefaultSettings()}, "dialplan")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(set.Stop)
+		mods["dialplan"] = set.Get("dialplan")
+		return mods
+	}
+}
+
+// TestPSTNNumbersNormalised: with provider.dialplan_id, the number an
+// authenticated subscriber dials is translated before the lookup and the
+// rules (030123 is +4930123, routed by the +49 rule, sent as such); a
+// name no rule translates is delivered as before; without dialplan_id (-1)
+// nothing is translated.
+func TestPSTNNumbersNormalised(t *testing.T) {
+	isInvite := func(s sentMsg) bool { return strings.HasPrefix(s.data, "INVITE ") }
+	call := func(h *harness, ruri string, want func(sentMsg) bool) sentMsg {
+		t.Helper()
+		to := strings.TrimPrefix(ruri, "sip:")
+		r := h.reply("127.0.0.1:6100", req("INVITE", ruri, "alice@example.com", to, ""))
+		return h.send("127.0.0.1:6100", req("INVITE", ruri, "alice@example.com", to,
+			creds(r, "Proxy-Authorization", "alice", "alice-pw", "INVITE", ruri)), want)
+	}
+	h := newHarnessWith(t, true, Options{TrustedGroup: 1, DialplanID: 1}, withDialplan(t, withDrouting(t)))
+	if inv := call(h, "sip:030123@example.com", isInvite); inv.dst != "127.0.0.7:5070" ||
+		!strings.HasPrefix(inv.data, "INVITE sip:+4930123@127.0.0.7:5070 SIP/2.0\r\n") {
+		t.Fatalf("030123 with dialplan 1: %+v", inv)
+	}
+	if r := call(h, "sip:carol@example.com", final); status(r.data) != "480 Temporarily Unavailable" {
+		t.Fatalf("carol: %s", status(r.data))
+	}
+	h = newHarnessWith(t, true, Options{TrustedGroup: 1, DialplanID: -1}, withDialplan(t, withDrouting(t)))
+	if r := call(h, "sip:030123@example.com", final); status(r.data) != "480 Temporarily Unavailable" {
+		t.Fatalf("030123 without a dialplan: %s", status(r.data))
+	}
 }

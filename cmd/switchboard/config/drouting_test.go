@@ -31,3 +31,18 @@ func TestDroutingSection(t *testing.T) {
 		}
 	}
 }
+
+// TestProviderDialplanID: provider.dialplan_id defaults to -1 (none) and
+// takes a dialplan id; below -1 is refused naming the key.
+func TestProviderDialplanID(t *testing.T) {
+	cfg, err := Load("x.yaml", []byte("domains: [example.com]\n"), nil)
+	if err != nil || cfg.Provider.DialplanID != -1 {
+		t.Fatalf("default: %d %v", cfg.Provider.DialplanID, err)
+	}
+	if cfg, err := Load("x.yaml", []byte("provider:\n  dialplan_id: 3\n"), nil); err != nil || cfg.Provider.DialplanID != 3 {
+		t.Fatalf("3: %v", err)
+	}
+	if _, err := Load("x.yaml", []byte("provider:\n  dialplan_id: -2\n"), nil); err == nil || !strings.Contains(err.Error(), "provider.dialplan_id") {
+		t.Fatalf("-2: %v", err)
+	}
+}
