@@ -163,7 +163,10 @@ type Drouting struct {
 	fr        atomic.Int64 // ms, 0: timers.fr
 	probe     atomic.Pointer[probeSettings]
 
-	calls callRing
+	// calls holds the gateway lists of calls routed: allocated with the
+	// first rules loaded (a server that routes nothing keeps no records).
+	calls    atomic.Pointer[callRing]
+	maxCalls int
 
 	// loadMu serialises loads; reg and seen belong to the holder.
 	loadMu sync.Mutex
@@ -177,7 +180,8 @@ type Drouting struct {
 	poll time.Duration
 	max  [4]int // MaxCalls, MaxRules, MaxGateways, MaxCarriers: need a restart
 
-	stop, done chan struct{}
+	stop chan struct{}
+	wg   sync.WaitGroup
 
 	results      [numResults]*metrics.Counter
 	failovers    *metrics.Counter
@@ -213,7 +217,7 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 	if err := d.apply(s); err != nil {
 		return nil, err
 	}
-	d.calls.init(s.MaxCalls)
+	d.maxCalls = s.MaxCalls
 	d.registerMetrics()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -256,10 +260,14 @@ func (d *Drouting) Group() int {
 	return int(d.group.Load())
 }
 
-// Start polls the tables and probes the gateways.
+// Start polls the tables and probes the gateways, each on a goroutine of
+// its own: loading a million rules takes seconds, and probes must not
+// wait for it.
 func (d *Drouting) Start() error {
-	d.stop, d.done = make(chan struct{}), make(chan struct{})
-	go d.run()
+	d.stop = make(chan struct{})
+	d.wg.Add(2)
+	go d.pollTables()
+	go d.probeLoop()
 	return nil
 }
 
@@ -267,17 +275,15 @@ func (d *Drouting) Start() error {
 func (d *Drouting) Stop() {
 	if d.stop != nil {
 		close(d.stop)
-		<-d.done
+		d.wg.Wait()
 		d.stop = nil
 	}
 }
 
-func (d *Drouting) run() {
-	defer close(d.done)
+func (d *Drouting) pollTables() {
+	defer d.wg.Done()
 	poll := time.NewTicker(d.poll)
 	defer poll.Stop()
-	probe := time.NewTicker(probeTick)
-	defer probe.Stop()
 	for {
 		select {
 		case <-d.stop:
@@ -289,6 +295,18 @@ func (d *Drouting) run() {
 				d.log.Warn("drouting: reading the tables failed; what was loaded before stays in force", "err", err)
 			}
 			cancel()
+		}
+	}
+}
+
+func (d *Drouting) probeLoop() {
+	defer d.wg.Done()
+	probe := time.NewTicker(probeTick)
+	defer probe.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
 		case <-probe.C:
 			d.probeDue()
 		}
@@ -456,6 +474,11 @@ func (d *Drouting) loadRules(ctx context.Context, version int64) error {
 	}
 	if b.tooMany {
 		d.h.Warn("drouting: more rules than max_rules; the rest are not loaded", "max_rules", d.max[1], "skipped", rs.skipped)
+	}
+	if len(rs.rules) > 0 && d.calls.Load() == nil {
+		ring := &callRing{}
+		ring.init(d.maxCalls)
+		d.calls.Store(ring) // before the rules: a rule that matches has its records
 	}
 	d.rules.Store(rs)
 	d.reg.ruleRefs, d.reg.ruleCarriers = b.refs, b.crefs

@@ -386,15 +386,18 @@ func (d *Drouting) registerCommands(h *modules.Host) {
 	})
 }
 
-// withState adds the slot's state and counters to a gateway's row.
+// withState adds the slot's state and counters to a gateway's row, from
+// the gateways loaded last (not under the load lock: a long rule load
+// does not hold a listing up).
 func (d *Drouting) withState(gi GatewayInfo) GatewayInfo {
-	d.loadMu.Lock()
-	s := d.reg.gws[gi.GWID]
-	d.loadMu.Unlock()
 	gi.Status = "not loaded"
-	if s != nil && s.cfg.Load() != nil {
-		gi.Status = s.state()
-		gi.Calls, gi.Failures = s.calls.Get(), s.failures.Get()
+	if list := d.probeList.Load(); list != nil {
+		for _, s := range *list {
+			if s.id == gi.GWID && s.cfg.Load() != nil {
+				gi.Status = s.state()
+				gi.Calls, gi.Failures = s.calls.Get(), s.failures.Get()
+			}
+		}
 	}
 	return gi
 }
@@ -415,7 +418,7 @@ type StatusInfo struct {
 
 // Status returns the figures of drouting.status.
 func (d *Drouting) Status() StatusInfo {
-	st := StatusInfo{Gateways: map[string]int{}, Failovers: d.failovers.Get(), ListsLost: d.lost.Get(), MaxCalls: len(d.calls.recs)}
+	st := StatusInfo{Gateways: map[string]int{}, Failovers: d.failovers.Get(), ListsLost: d.lost.Get(), MaxCalls: d.maxCalls}
 	if rs := d.rules.Load(); rs != nil {
 		st.Rules, st.Groups, st.Skipped, st.Bytes = len(rs.rules), len(rs.groups), rs.skipped, rs.bytes()
 		st.LoadedAt = time.UnixMilli(rs.loadedAt).UTC().Format(time.RFC3339)

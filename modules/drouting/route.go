@@ -17,8 +17,8 @@ import (
 // SlotCall is the per-transaction value (routing.Ctx.Value) DoRouting
 // keeps the call's record number in, for UseNextGW in the failure route.
 // A route set that calls DoRouting must leave it alone; the registrar uses
-// the two slots above it.
-const SlotCall = txn.NumValues - 3
+// the last two slots, the dispatcher the two before them.
+const SlotCall = txn.NumValues - 5
 
 // Result is what Route found.
 type Result uint8
@@ -145,8 +145,9 @@ func (d *Drouting) route(c *routing.Ctx, group int) Result {
 	if k == 0 {
 		return NoGateway
 	}
-	stamp := d.calls.seq.Add(1)
-	rec := &d.calls.recs[stamp&d.calls.mask]
+	ring := d.calls.Load() // there since the first rule was loaded
+	stamp := ring.seq.Add(1)
+	rec := &ring.recs[stamp&ring.mask]
 	rec.mu.Lock()
 	rec.stamp, rec.gws, rec.n, rec.pos, rec.rule = stamp, gws, uint8(k), 0, r.id
 	rec.nlen = uint8(copy(rec.num[:], num[:n]))
@@ -205,7 +206,11 @@ func (d *Drouting) UseNextGW(c *routing.FailureCtx) bool {
 	if !failover(code) {
 		return false
 	}
-	rec := &d.calls.recs[stamp&d.calls.mask]
+	ring := d.calls.Load()
+	if ring == nil {
+		return false
+	}
+	rec := &ring.recs[stamp&ring.mask]
 	var num [maxNumber]byte
 	rec.mu.Lock()
 	if rec.stamp != stamp {
@@ -409,7 +414,11 @@ func (d *Drouting) Chosen(c *routing.Ctx) (gwid string, rule int64, ok bool) {
 	if d == nil || stamp == 0 {
 		return "", 0, false
 	}
-	rec := &d.calls.recs[stamp&d.calls.mask]
+	ring := d.calls.Load()
+	if ring == nil {
+		return "", 0, false
+	}
+	rec := &ring.recs[stamp&ring.mask]
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if rec.stamp != stamp {

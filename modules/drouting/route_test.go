@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/modules/dispatcher"
+	"switchboard/modules/registrar"
 	"switchboard/routing"
 	"switchboard/store"
 	"switchboard/transport"
@@ -384,6 +386,16 @@ func TestNormalise(t *testing.T) {
 		n, ok := normalise(&buf, []byte(in))
 		if got := string(buf[:n]); ok != (want != "") || ok && got != want {
 			t.Errorf("normalise(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+}
+
+// TestSlotsApart: the per-transaction value DoRouting keeps is none of
+// the registrar's nor the dispatcher's, so one route set can use all three.
+func TestSlotsApart(t *testing.T) {
+	for _, other := range []int{registrar.SlotAOR, registrar.SlotNextQ, dispatcher.SlotSet, dispatcher.SlotDest} {
+		if SlotCall == other {
+			t.Fatalf("drouting.SlotCall (%d) is another module's slot", SlotCall)
 		}
 	}
 }
