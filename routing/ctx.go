@@ -274,6 +274,12 @@ func (c *Ctx) SetDestination(proto transport.Proto, dst netip.AddrPort) {
 	c.R.SetDestination(proto, dst)
 }
 
+// Destination is what SetDestination set (OpenSIPS: $du); ok is false
+// when the next hop comes from the Route set or the Request-URI.
+func (c *Ctx) Destination() (proto transport.Proto, dst netip.AddrPort, ok bool) {
+	return c.R.Destination()
+}
+
 // ---- flags and values ----
 
 // SetFlag sets transaction flag n (0–63) (OpenSIPS: setflag(n)).

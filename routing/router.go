@@ -63,6 +63,13 @@ func (c *FailureCtx) Status() int {
 	return c.best.StatusCode()
 }
 
+// LastBranch is the final status of the branch started last and whether
+// its next hop answered at all (a provisional or a final response) rather
+// than staying silent or failing to be reached (the 408 and 503 generated
+// here). With serial forking it is the target tried last, which the best
+// response (Status) need not come from.
+func (c *FailureCtx) LastBranch() (code int, answered bool) { return c.R.LastBranch() }
+
 // LocalCtx is what a local route sees: a request the proxy generated on
 // its own (a CANCEL for a pending branch, an ACK for a non-2xx final).
 type LocalCtx struct {

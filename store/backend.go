@@ -109,6 +109,24 @@ type Backend interface {
 	// ListDispatcherDests lists every row by set, priority (highest
 	// first) and id.
 	ListDispatcherDests(ctx context.Context) ([]DispatcherDest, error)
+	// The drouting tables. Every write bumps the table's version in the
+	// same transaction. AddDR* insert all or none, emptying the table
+	// first with replace; a duplicate gwid or carrierid is a
+	// *drNameError wrapping ErrDRExists, a missing row one wrapping
+	// ErrNoDR. DeleteDR removes the row of table with that key (gwid,
+	// carrierid, or the rule ID in decimal).
+	AddDRGateways(ctx context.Context, gs []DRGateway, replace bool) error
+	UpdateDRGateway(ctx context.Context, g *DRGateway) error
+	GetDRGateway(ctx context.Context, gwid string, g *DRGateway) error
+	ListDRGateways(ctx context.Context) ([]DRGateway, error)
+	AddDRCarriers(ctx context.Context, cs []DRCarrier, replace bool) error
+	UpdateDRCarrier(ctx context.Context, c *DRCarrier) error
+	ListDRCarriers(ctx context.Context) ([]DRCarrier, error)
+	AddDRRules(ctx context.Context, rs []DRRule, replace bool) error
+	// ForEachDRRule walks the rules by ID with f's Prefix, AfterID and
+	// Limit applied (not Group), reusing r.
+	ForEachDRRule(ctx context.Context, f DRRuleFilter, fn func(r *DRRule) error) error
+	DeleteDR(ctx context.Context, table, id string) error
 
 	// AddUACCredential inserts c and sets c.ID (ErrUACExists for a
 	// duplicate realm and gateway); DeleteUACCredential removes one

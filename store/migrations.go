@@ -209,4 +209,51 @@ var sqliteMigrations = []migration{
 		`INSERT OR IGNORE INTO table_versions (name, version) VALUES ('uac_credentials', 0)`,
 		`INSERT OR IGNORE INTO table_versions (name, version) VALUES ('uac_registrations', 0)`,
 	}},
+	{7, "dynamic routing: gateways, carriers, rules", []string{
+		// OpenSIPS drouting's dr_gateways, dr_carriers and dr_rules
+		// (modules/drouting). Gateways and carriers are keyed by the name
+		// lists use; gateway and carrier lists are text ("gw1,#cr=10"),
+		// checked on every write and resolved at load.
+		`CREATE TABLE dr_gateways (
+			gwid        TEXT PRIMARY KEY NOT NULL,
+			type        INTEGER NOT NULL DEFAULT 0,
+			address     TEXT NOT NULL,
+			transport   TEXT NOT NULL DEFAULT 'udp',
+			strip       INTEGER NOT NULL DEFAULT 0,
+			pri_prefix  TEXT NOT NULL DEFAULT '',
+			attrs       TEXT NOT NULL DEFAULT '',
+			probe_mode  INTEGER NOT NULL DEFAULT 0,
+			state       INTEGER NOT NULL DEFAULT 0,
+			description TEXT NOT NULL DEFAULT '',
+			created     INTEGER NOT NULL
+		)`,
+		`CREATE TABLE dr_carriers (
+			carrierid   TEXT PRIMARY KEY NOT NULL,
+			gwlist      TEXT NOT NULL,
+			flags       INTEGER NOT NULL DEFAULT 0,
+			sort_alg    TEXT NOT NULL DEFAULT 'N',
+			state       INTEGER NOT NULL DEFAULT 0,
+			attrs       TEXT NOT NULL DEFAULT '',
+			description TEXT NOT NULL DEFAULT '',
+			created     INTEGER NOT NULL
+		)`,
+		`CREATE TABLE dr_rules (
+			ruleid      INTEGER PRIMARY KEY AUTOINCREMENT,
+			groupid     TEXT NOT NULL,
+			prefix      TEXT NOT NULL DEFAULT '',
+			timerec     TEXT NOT NULL DEFAULT '',
+			priority    INTEGER NOT NULL DEFAULT 0,
+			routeid     TEXT NOT NULL DEFAULT '',
+			gwlist      TEXT NOT NULL,
+			sort_alg    TEXT NOT NULL DEFAULT 'N',
+			attrs       TEXT NOT NULL DEFAULT '',
+			description TEXT NOT NULL DEFAULT '',
+			created     INTEGER NOT NULL
+		)`,
+		`CREATE TABLE IF NOT EXISTS table_versions (
+			name    TEXT PRIMARY KEY NOT NULL,
+			version INTEGER NOT NULL
+		)`,
+		`INSERT OR IGNORE INTO table_versions (name, version) VALUES ('dr_gateways', 0), ('dr_carriers', 0), ('dr_rules', 0)`,
+	}},
 }

@@ -59,6 +59,10 @@ var (
 	ErrMalformedDispatcher = errors.New("malformed dispatcher destination")
 	ErrDispatcherExists    = errors.New("dispatcher destination already exists")
 	ErrNoDispatcher        = errors.New("no such dispatcher destination")
+
+	ErrMalformedDR = errors.New("malformed dynamic routing entry")
+	ErrDRExists    = errors.New("dynamic routing entry already exists")
+	ErrNoDR        = errors.New("no such dynamic routing entry")
 )
 
 // DefaultFileName is the database file created in the data directory.

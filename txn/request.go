@@ -159,6 +159,26 @@ func (r *Request) SetDestination(proto transport.Proto, dst netip.AddrPort) {
 	r.st.destSet, r.st.proto, r.st.dst = true, proto, dst
 }
 
+// Destination returns what SetDestination set, ok false when it was not
+// called (the next hop then comes from Route or the Request-URI).
+func (r *Request) Destination() (proto transport.Proto, dst netip.AddrPort, ok bool) {
+	return r.st.proto, r.st.dst, r.st.destSet
+}
+
+// LastBranch returns the final status of the branch started last (0 while
+// it is pending, or when there is none) and whether its next hop answered
+// at all (a provisional or a final response), as opposed to a 408 or 503
+// generated here for silence or a transport error. In a failure route
+// after serial relays it is the target tried last, whose answer may not
+// be the best response.
+func (r *Request) LastBranch() (code int, answered bool) {
+	if r.t == nil || r.t.nbr == 0 {
+		return 0, false
+	}
+	b := r.t.branch(r.t.nbr - 1)
+	return b.code, b.gotProv || len(b.resp) > 0
+}
+
 // RecordRoute asks for a Record-Route header on the relayed request (two
 // when the outgoing interface or transport differs from the incoming one).
 func (r *Request) RecordRoute() { r.st.rr = true }

@@ -45,7 +45,8 @@ func (s *server) startModules(env *routing.Env) error {
 	}
 	s.mods = set
 	env.Modules = set.Env()
-	env.Modules["provider"] = provider.Options{RevealUnknownUsers: cfg.Provider.RevealUnknownUsers, TrustedGroup: cfg.Provider.TrustedGroup}
+	env.Modules["provider"] = provider.Options{RevealUnknownUsers: cfg.Provider.RevealUnknownUsers, TrustedGroup: cfg.Provider.TrustedGroup,
+		DialplanID: cfg.Provider.DialplanID}
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	_ "switchboard/modules/authban"
 	_ "switchboard/modules/dialplan"
 	_ "switchboard/modules/dispatcher"
+	_ "switchboard/modules/drouting"
 	_ "switchboard/modules/fraud"
 	_ "switchboard/modules/groups"
 	_ "switchboard/modules/permissions"

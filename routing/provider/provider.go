@@ -42,17 +42,28 @@
 //	        if (!www_authorize("", "subscriber")) { www_challenge("", "auth"); exit; }
 //	        save("location"); exit;
 //	    }
-//	    if (is_from_local() && !check_source_address($trusted_group)) {
-//	        # trusted gateways (permissions) call our users without a digest
+//	    if (is_from_local() && !check_source_address($trusted_group) && !is_from_gw()) {
+//	        # trusted gateways (permissions, drouting) call our users without a digest
 //	        if (!proxy_authorize("", "subscriber")) { proxy_challenge(...); exit; }
 //	        consume_credentials();
+//	        if ($dialplan_id >= 0) dp_translate($dialplan_id, "$rU", "$rU");  # normalise
 //	    }
 //	    if ($reveal_unknown_users && !does_uri_exist()) { sl_send_reply(404, "Not Found"); exit; }
-//	    if (!lookup("location")) { sl_send_reply(480, "Temporarily Unavailable"); exit; }
-//	    if (is_from_local() && !check_source_address($trusted_group))
+//	    if (!lookup("location")) {
+//	        if (is_method("INVITE") && $authenticated && !does_uri_exist()) route(pstn);
+//	        sl_send_reply(480, "Temporarily Unavailable"); exit;
+//	    }
+//	    if (is_from_local() && !check_source_address($trusted_group) && !is_from_gw())
 //	        route(fraud);                        # authenticated above
 //	    t_on_failure("next_contacts"); t_on_branch("contact");
 //	    t_relay();
+//	}
+//	route[pstn] {                                # a number, no subscriber of ours
+//	    if (!do_routing($drouting_group)) {      # drouting.group, 0 by default
+//	        if ($rc == no_gateway) { sl_send_reply(503, "No Gateway Available"); exit; }
+//	        sl_send_reply(480, "Temporarily Unavailable"); exit;  # 404: reveal_unknown_users
+//	    }
+//	    route(fraud); t_on_failure("next_contacts"); t_relay(); exit;
 //	}
 //	route[fraud] {                               # fraud_detection, fraud.profile
 //	    if (is_method("INVITE") && $fraud_profile != 0) {
@@ -67,6 +78,7 @@
 //	failure_route[next_contacts] {               # lower-q contacts, one group at a time
 //	    if (t_check_status("401|407") && uac_auth()) { t_relay(); exit; }  # a trunk's challenge
 //	    if (t_next_contacts()) { t_relay(); exit; }
+//	    if (t_check_status("408|5[0-9][0-9]") && use_next_gw()) { t_relay(); exit; }
 //	    route(fraud_release);                    # the call failed
 //	}
 //
@@ -91,7 +103,9 @@
 // when its From names one of our domains, as PSTN gateways' calls in do
 // (a gateway has no password, and its From is often a number "at" our
 // domain); it goes to the location service like any call to our users.
-// The trust ends there. A gateway's REGISTER is authenticated as anyone's,
+// A source that is a gateway of the drouting tables (is_from_gw: the
+// address of a gateway in dr_gateways, whatever its port) is trusted the
+// same way: one concept, two places to provision it. The trust ends there. A gateway's REGISTER is authenticated as anyone's,
 // and its requests for other domains are refused or challenged as
 // anyone's: trust lets a gateway reach our subscribers, not use us as a
 // relay to the PSTN or other providers, which is what a UDP source
@@ -120,6 +134,17 @@
 // reaches, before does_uri_exist and the location lookup, so a DID is
 // delivered to its subscriber's phones. Without the module the step is
 // skipped.
+// Calls to the PSTN (route[pstn]) need the drouting module: an INVITE of
+// an authenticated subscriber to a served domain whose Request-URI user,
+// translated by the dialplan Options.DialplanID first when the dialplan
+// module is there (dp_translate), is not registered and is no
+// subscriber's name is routed by the rules of the group drouting.group
+// (do_routing): to the first usable gateway, with
+// the next ones tried from the failure route on 408 and 5xx (use_next_gw).
+// A name that is no number, or a number no rule matches, gets the answer
+// of an unknown user; a rule whose gateways are all down or disabled, 503.
+// Calls from outside and from trusted gateways never go to the PSTN: a
+// gateway may reach our subscribers, not other gateways through us.
 //
 // The registrar and authentication steps run when those modules are in
 // routing.Env.Modules ("registrar", "auth"); without them REGISTER gets 501,
@@ -132,6 +157,8 @@ package provider
 import (
 	"switchboard/modules/aliases"
 	"switchboard/modules/auth"
+	"switchboard/modules/dialplan"
+	"switchboard/modules/drouting"
 	"switchboard/modules/fraud"
 	"switchboard/modules/permissions"
 	"switchboard/modules/pike"
@@ -158,6 +185,13 @@ type Options struct {
 	// domains without digest authentication (trusted gateways); 0 trusts
 	// no one. The configuration key provider.trusted_group defaults to 1.
 	TrustedGroup int
+	// DialplanID is the dialplan (modules/dialplan) that translates the
+	// Request-URI user of an authenticated subscriber's request for a
+	// served domain before the location lookup and the PSTN (dp_translate
+	// into $rU), when that module is compiled in; -1 (the configuration
+	// key provider.dialplan_id's default) or below translates nothing. The
+	// zero Options translate with dialplan 0: set -1 for none.
+	DialplanID int
 }
 
 func init() {
@@ -180,12 +214,15 @@ type routes struct {
 	scanner *scanner.Scanner
 	rl      *ratelimit.RateLimit
 	uac     *uac.UAC
+	dr      *drouting.Drouting
+	dp      *dialplan.Dialplan
 	opts    Options
 
 	afterRegisterAuth auth.Next
 	afterForeignAuth  auth.Next
 	afterLocalAuth    auth.Next
 	afterExists       func(c *routing.Ctx, exists bool, err error)
+	afterPSTNCheck    func(c *routing.Ctx, exists bool, err error)
 }
 
 func newRoutes(env *routing.Env) (*routing.Routes, error) {
@@ -200,6 +237,8 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.fraud, _ = env.Module("fraud").(*fraud.Fraud)
 	p.uac, _ = env.Module("uac").(*uac.UAC)
 	p.aliases, _ = env.Module("aliases").(*aliases.Aliases)
+	p.dr, _ = env.Module("drouting").(*drouting.Drouting)
+	p.dp, _ = env.Module("dialplan").(*dialplan.Dialplan)
 	if p.auth != nil && p.auth.RegisterWithoutAuth() {
 		p.opts.RegisterWithoutAuth = true // auth.register: false
 	}
@@ -207,6 +246,7 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.afterForeignAuth = p.foreignAuthorized
 	p.afterLocalAuth = p.localAuthorized
 	p.afterExists = p.userChecked
+	p.afterPSTNCheck = p.numberChecked
 	rs := &routing.Routes{Request: p.request, Failure: p.failure}
 	if p.reg != nil {
 		rs.Branch = p.reg.BranchRoute
@@ -276,11 +316,13 @@ func (p *routes) request(c *routing.Ctx) {
 	p.toLocalUser(c)
 }
 
-// trustedGateway reports whether the request comes from a source of the
-// trusted group (check_source_address: address, port, transport and the
-// entry's pattern).
+// trustedGateway reports whether the request comes from a trusted
+// gateway: a source of the trusted group (check_source_address: address,
+// port, transport and the entry's pattern) or a gateway of the drouting
+// tables (is_from_gw: its address).
 func (p *routes) trustedGateway(c *routing.Ctx) bool {
-	return p.perms != nil && p.opts.TrustedGroup > 0 && p.perms.CheckSourceAddress(c, p.opts.TrustedGroup)
+	return p.perms != nil && p.opts.TrustedGroup > 0 && p.perms.CheckSourceAddress(c, p.opts.TrustedGroup) ||
+		p.dr.IsFromGW(c)
 }
 
 // inDialog routes requests inside a dialog by their Route set: only on a
@@ -398,6 +440,11 @@ func (p *routes) localAuthorized(c *routing.Ctx, res auth.Result) {
 		return
 	}
 	auth.ConsumeCredentials(c)
+	if p.dp != nil && p.opts.DialplanID >= 0 {
+		// The number as the lookup and the gateways want it (0301234 →
+		// +49301234); the fraud check reads the number as dialled.
+		p.dp.TranslateRUser(c, p.opts.DialplanID)
+	}
 	p.toLocalUser(c)
 }
 
@@ -422,6 +469,8 @@ func (p *routes) userChecked(c *routing.Ctx, exists bool, err error) {
 	switch {
 	case err != nil:
 		refuse(c, 500, "Server Internal Error")
+	case !exists && p.mayCallPSTN(c):
+		p.toPSTN(c)
 	case !exists:
 		refuse(c, 404, "Not Found")
 	default:
@@ -430,9 +479,14 @@ func (p *routes) userChecked(c *routing.Ctx, exists bool, err error) {
 }
 
 // deliver relays the request to the registered contacts of its
-// Request-URI, or answers 480.
+// Request-URI, or, for a number that is no subscriber's name, to the
+// PSTN, or answers 480.
 func (p *routes) deliver(c *routing.Ctx) {
 	if p.reg == nil || !p.reg.Lookup(c) {
+		if p.mayCallPSTN(c) {
+			p.auth.SubscriberExists(c, c.RUser(), c.RDomain(), p.afterPSTNCheck)
+			return
+		}
 		refuse(c, 480, "Temporarily Unavailable")
 		return
 	}
@@ -441,13 +495,54 @@ func (p *routes) deliver(c *routing.Ctx) {
 	p.relayCall(c, c.IsFromLocal() && !p.trustedGateway(c))
 }
 
-// failure tries the next q-group of contacts, if any; otherwise the best
-// response goes upstream.
+// mayCallPSTN reports whether the request may go to the PSTN: an INVITE
+// of an authenticated subscriber (not a trusted gateway's), with the
+// drouting module there.
+func (p *routes) mayCallPSTN(c *routing.Ctx) bool {
+	return p.dr != nil && p.auth != nil && c.IsMethod(parser.MethodInvite) && c.IsFromLocal() && !p.trustedGateway(c)
+}
+
+// numberChecked carries on deliver once the store said whether the
+// Request-URI user is a subscriber: one who is not registered gets 480,
+// anything else is a number for the PSTN.
+func (p *routes) numberChecked(c *routing.Ctx, exists bool, err error) {
+	switch {
+	case err != nil:
+		refuse(c, 500, "Server Internal Error")
+	case exists:
+		refuse(c, 480, "Temporarily Unavailable")
+	default:
+		p.toPSTN(c)
+	}
+}
+
+// toPSTN is route[pstn]: do_routing with the group drouting.group, then
+// the fraud limits and the relay; use_next_gw in the failure route.
+func (p *routes) toPSTN(c *routing.Ctx) {
+	switch p.dr.Route(c, p.dr.Group()) {
+	case drouting.Routed:
+		p.relayCall(c, true)
+	case drouting.NoGateway:
+		refuse(c, 503, "No Gateway Available")
+	default: // no number, or no rule for it: as for any name that is no subscriber
+		if p.opts.RevealUnknownUsers {
+			refuse(c, 404, "Not Found")
+			return
+		}
+		refuse(c, 480, "Temporarily Unavailable")
+	}
+}
+
+// failure tries the next q-group of contacts, or the next gateway of a
+// call to the PSTN, if any; otherwise the best response goes upstream.
 func (p *routes) failure(c *routing.FailureCtx) {
 	if !c.Canceled() && p.uac.UACAuth(c) && c.Relay() == nil {
 		return // a trunk's challenge answered with its credentials (modules/uac)
 	}
 	if !c.Canceled() && p.reg != nil && p.reg.NextContacts(c) {
+		return
+	}
+	if p.dr.UseNextGW(c) {
 		return
 	}
 	p.fraud.CallFailed(c.Ctx)

@@ -72,6 +72,10 @@ type Provider struct {
 	// gateways) call served domains without digest authentication; 0
 	// trusts no one.
 	TrustedGroup int `yaml:"trusted_group"`
+	// DialplanID is the dialplan (modules/dialplan) that normalises the
+	// numbers authenticated subscribers call before they are looked up
+	// and routed to the PSTN; -1: none.
+	DialplanID int `yaml:"dialplan_id"`
 }
 
 // Listener is one SIP socket.
@@ -224,7 +228,7 @@ func Default() *Config {
 		Log:      Log{Level: "info", Format: "text"},
 		Mgmt:     Mgmt{Listen: "127.0.0.1:8080"},
 		TLS:      TLS{MinVersion: "1.2", VerifyServer: true},
-		Provider: Provider{TrustedGroup: 1},
+		Provider: Provider{TrustedGroup: 1, DialplanID: -1},
 		Modules:  ModuleSettings(),
 	}
 }
@@ -368,6 +372,9 @@ func (c *Config) check(at func(key string) int) error {
 	}
 	if g := c.Provider.TrustedGroup; g < 0 || g > 65535 {
 		return fail("provider.trusted_group", "must be a permissions group (1-65535) or 0 for none, not %d", g)
+	}
+	if id := c.Provider.DialplanID; id < -1 || id > 1<<31-1 {
+		return fail("provider.dialplan_id", "must be a dialplan id (0 or more) or -1 for none, not %d", id)
 	}
 	if c.Outbound.Resolver != "" {
 		if _, err := netip.ParseAddrPort(c.Outbound.Resolver); err != nil {

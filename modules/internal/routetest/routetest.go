@@ -28,6 +28,9 @@ type Harness struct {
 	// Keep records what the core sends (true by default); benchmarks turn
 	// it off.
 	Keep bool
+	// OnSend, when set, sees every message the core sends (data is valid
+	// during the call only): for tests that answer without allocating.
+	OnSend func(dst netip.AddrPort, data []byte)
 
 	core *txn.Core
 	l    transport.Listener
@@ -43,6 +46,9 @@ type Sent struct {
 }
 
 func (h *Harness) Send(_ *transport.Listener, dst netip.AddrPort, data []byte) error {
+	if h.OnSend != nil {
+		h.OnSend(dst, data)
+	}
 	if h.Keep {
 		h.mu.Lock()
 		h.sent = append(h.sent, Sent{dst, string(data)})
