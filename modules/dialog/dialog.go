@@ -59,6 +59,15 @@ type ProfileSettings struct {
 	// without it the profile is one counter (OpenSIPS
 	// profiles_with_value / profiles_no_value).
 	WithValue bool `yaml:"with_value"`
+	// Value makes ApplyProfiles put every dialog in the profile: with
+	// the From user ("from_user"), the Request-URI user ("ruri_user") or
+	// the source address ("source_ip") as value, or, for a profile
+	// without values, "all". Empty: only a route's SetProfile does.
+	Value string `yaml:"value"`
+	// Limit is the most dialogs ApplyProfiles lets in per value (0: no
+	// limit); the route answers the one over it (486 in the dialog route
+	// set).
+	Limit int `yaml:"limit"`
 }
 
 // DefaultSettings are the defaults of every key.
@@ -89,6 +98,16 @@ func checkSettings(v any) error {
 			return modules.Errorf(key, "%q defined twice", p.Name)
 		}
 		seen[p.Name] = true
+		switch {
+		case p.WithValue && p.Value != "" && p.Value != "from_user" && p.Value != "ruri_user" && p.Value != "source_ip":
+			return modules.Errorf(fmt.Sprintf("profiles[%d].value", i), "%q: want from_user, ruri_user, source_ip or empty for a profile with values", p.Value)
+		case !p.WithValue && p.Value != "" && p.Value != "all":
+			return modules.Errorf(fmt.Sprintf("profiles[%d].value", i), "%q: want all or empty for a profile without values", p.Value)
+		case p.Limit < 0 || p.Limit > 1_000_000:
+			return modules.Errorf(fmt.Sprintf("profiles[%d].limit", i), "%d: want 0 (none) to 1000000", p.Limit)
+		case p.Limit > 0 && p.Value == "":
+			return modules.Errorf(fmt.Sprintf("profiles[%d].limit", i), "a limit needs a value to apply it with (value)")
+		}
 	}
 	return nil
 }
@@ -147,6 +166,7 @@ type Dialog struct {
 	unconfirmed, early, confirmed atomic.Int64
 	ended                         [numReasons]*metrics.Counter
 	refused                       *metrics.Counter
+	limited                       *metrics.Counter
 	mismatched                    *metrics.Counter
 	byeSent, byeFailed            *metrics.Counter
 }
@@ -226,6 +246,7 @@ func (d *Dialog) registerMetrics(set *metrics.Set) {
 		d.ended[r] = set.NewCounter(`switchboard_dialog_ended_total{reason="` + r.String() + `"}`)
 	}
 	d.refused = set.NewCounter("switchboard_dialog_refused_total")
+	d.limited = set.NewCounter("switchboard_dialog_profile_limited_total")
 	d.mismatched = set.NewCounter("switchboard_dialog_mismatched_total")
 	d.byeSent = set.NewCounter("switchboard_dialog_byes_sent_total")
 	d.byeFailed = set.NewCounter("switchboard_dialog_bye_failures_total")

@@ -17,6 +17,8 @@ type Profile struct {
 	name      string
 	idx       uint8
 	withValue bool
+	auto      uint8 // what ApplyProfiles takes as value (autoNone: it skips the profile)
+	limit     int
 	total     atomic.Int64
 	stripes   [profileStripes]profileStripe
 }
@@ -36,7 +38,7 @@ func newProfiles(ps []ProfileSettings) ([]*Profile, map[string]*Profile) {
 	out := make([]*Profile, len(ps))
 	byName := make(map[string]*Profile, len(ps))
 	for i, s := range ps {
-		p := &Profile{name: s.Name, idx: uint8(i), withValue: s.WithValue}
+		p := &Profile{name: s.Name, idx: uint8(i), withValue: s.WithValue, auto: autoOf(s.Value), limit: s.Limit}
 		for j := range p.stripes {
 			p.stripes[j].counts = map[string]int32{}
 		}
@@ -51,7 +53,7 @@ func sameProfiles(have []*Profile, want []ProfileSettings) bool {
 		return false
 	}
 	for i, p := range have {
-		if p.name != want[i].Name || p.withValue != want[i].WithValue {
+		if p.name != want[i].Name || p.withValue != want[i].WithValue || p.auto != autoOf(want[i].Value) || p.limit != want[i].Limit {
 			return false
 		}
 	}
@@ -150,9 +152,9 @@ func (d *Dialog) Profile(name string) *Profile { return d.byName[name] }
 
 // SetProfile puts the request's dialog (made by CreateDialog in this
 // route) in the profile named name, with value for a profile with values
-// (OpenSIPS set_dlg_profile(name, value)). False: no such profile, no
-// dialog, the dialog is in that profile with that value already, or in
-// maxDlgProfile (4) profiles.
+// (OpenSIPS set_dlg_profile(name, value)); a dialog in it with that
+// value already is counted once. False: no such profile, no dialog, or
+// the dialog is in maxDlgProfile (4) profiles.
 func (d *Dialog) SetProfile(c *routing.Ctx, name string, value []byte) bool {
 	return d.SetProfileLimit(c, name, value, 0)
 }
@@ -188,13 +190,13 @@ func (d *Dialog) setProfile(c *routing.Ctx, p *Profile, value []byte, limit int)
 		return false
 	}
 	g := &e.Value
-	if int(g.nprof) >= maxDlgProfile {
-		return false
-	}
 	for i := 0; i < int(g.nprof); i++ {
 		if g.profs[i].idx == p.idx && string(g.get(g.profs[i].val)) == string(value) {
-			return false
+			return true // in it already: counted once
 		}
+	}
+	if int(g.nprof) >= maxDlgProfile {
+		return false
 	}
 	ref := profRef{idx: p.idx}
 	if !g.put(value, &ref.val) {
@@ -246,4 +248,65 @@ func (d *Dialog) IsInProfile(c *routing.Ctx, name string, value []byte) bool {
 		}
 	}
 	return false
+}
+
+// What ApplyProfiles takes as a profile's value (ProfileSettings.Value).
+const (
+	autoNone uint8 = iota
+	autoAll
+	autoFromUser
+	autoRURIUser
+	autoSourceIP
+)
+
+func autoOf(v string) uint8 {
+	switch v {
+	case "all":
+		return autoAll
+	case "from_user":
+		return autoFromUser
+	case "ruri_user":
+		return autoRURIUser
+	case "source_ip":
+		return autoSourceIP
+	}
+	return autoNone
+}
+
+// Limit is the profile's configured limit per value (0: none).
+func (p *Profile) Limit() int { return p.limit }
+
+// ApplyProfiles puts the request's dialog (made by CreateDialog in this
+// route) in every profile whose configuration names a value
+// (dialog.profiles[].value: the From user, the Request-URI user, the
+// source address, or all for a profile without values), each within its
+// limit. False: a limit is reached (the profile named in the second
+// result), and the route refuses the call (486 Busy Here, or 403 / 503 as
+// the operator prefers); the profiles taken before are released when the
+// refused dialog ends. A request without dialog is put in nothing: true.
+func (d *Dialog) ApplyProfiles(c *routing.Ctx) (bool, string) {
+	if c.Value(SlotDialog) == 0 {
+		return true, ""
+	}
+	for _, p := range d.profiles {
+		var v []byte
+		var ip [48]byte
+		switch p.auto {
+		case autoNone:
+			continue
+		case autoFromUser:
+			v = c.FUser()
+		case autoRURIUser:
+			v = c.RUser()
+		case autoSourceIP:
+			a := c.SrcIP().Unmap()
+			v = a.AppendTo(ip[:0])
+		}
+		if !d.setProfile(c, p, v, p.limit) {
+			d.h.Warn("dialog: profile limit reached, call refused", "profile", p.name, "value", string(v), "limit", p.limit)
+			d.limited.Inc()
+			return false, p.name
+		}
+	}
+	return true, ""
 }

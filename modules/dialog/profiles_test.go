@@ -114,3 +114,54 @@ func TestProfileMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyProfiles: profiles configured with a value take every dialog
+// ApplyProfiles is called for, within their limit; calling it twice
+// counts once.
+func TestApplyProfiles(t *testing.T) {
+	s := DefaultSettings()
+	s.Profiles = []ProfileSettings{
+		{Name: "caller", WithValue: true, Value: "from_user", Limit: 1},
+		{Name: "src", WithValue: true, Value: "source_ip"},
+		{Name: "all", Value: "all"},
+		{Name: "manual", WithValue: true},
+	}
+	e := newEnv(t, s)
+	var lastOK bool
+	var lastName string
+	e.beforeRelay = func(c *routing.Ctx) bool {
+		e.d.ApplyProfiles(c)
+		lastOK, lastName = e.d.ApplyProfiles(c)
+		if !lastOK {
+			c.Reply(486, "")
+		}
+		return lastOK
+	}
+	c := e.invite("ap-1")
+	if !lastOK || c.fwd == "" {
+		t.Fatal("first call refused")
+	}
+	for _, tc := range []struct {
+		name  string
+		value string
+		want  int
+	}{{"caller", "alice", 1}, {"src", "127.0.0.1", 1}, {"all", "", 1}, {"manual", "", 0}} {
+		var v []byte
+		if tc.value != "" {
+			v = []byte(tc.value)
+		}
+		if got := e.d.ProfileSize(tc.name, v); got != tc.want {
+			t.Errorf("profile %s %q: %d, want %d", tc.name, tc.value, got, tc.want)
+		}
+	}
+	e.invite("ap-2")
+	if lastOK || lastName != "caller" {
+		t.Fatalf("second call of alice: ok %v profile %q", lastOK, lastName)
+	}
+	if e.d.ProfileSize("all", nil) != 1 || e.d.ProfileSize("caller", []byte("alice")) != 1 {
+		t.Fatal("the refused call is still counted")
+	}
+	if e.d.limited.Get() != 2 { // the route asked twice
+		t.Fatalf("limit hits counted %d, want 2", e.d.limited.Get())
+	}
+}
