@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"testing"
+	"time"
 
 	"switchboard/parser"
 	"switchboard/routing"
@@ -27,24 +28,25 @@ const allocInvite = "INVITE sip:bob@127.0.0.1:5080 SIP/2.0\r\n" +
 	"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a00000000\r\nTo: <sip:bob@example.com>\r\n" +
 	"Call-ID: c00000000@phone\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:5070>\r\nContent-Length: 0\r\n\r\n"
 
-// TestCallAllocatesNothing: whole calls through the core with the
-// dialog module: INVITE (CreateDialog, Record-Route with the id, relay),
-// the callee's 200 (the watcher confirms the dialog), the callee's BYE
-// (LooseRoute, MatchDialog ends the dialog) and its 200: no allocation
-// once the pools are warm.
-func TestCallAllocatesNothing(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts are meaningless under -race")
-	}
-	e := newEnv(t, nil)
+// callLoop returns a function that puts one whole call through the core:
+// INVITE (with dialogs: CreateDialog, the id in the Record-Route; without:
+// RecordRoute only), the callee's 200, the callee's BYE (LooseRoute, and
+// MatchDialog with dialogs) and its 200. Messages are built in place, so
+// the loop itself allocates nothing.
+func callLoop(tb testing.TB, e *env, dialogs bool) func() {
 	e.Keep = false
 	e.Route = func(c *routing.Ctx) {
 		if c.HasToTag() {
-			if c.LooseRoute() && e.d.MatchDialog(c) {
+			if c.LooseRoute() && (!dialogs || e.d.MatchDialog(c)) {
 				c.Relay()
 				return
 			}
 			c.ReplyStateless(404, "", nil)
+			return
+		}
+		if !dialogs {
+			c.RecordRoute()
+			c.Relay()
 			return
 		}
 		if c.IsMethod(parser.MethodInvite) && e.d.CreateDialog(c) {
@@ -69,13 +71,13 @@ func TestCallAllocatesNothing(t *testing.T) {
 	caller := netip.MustParseAddrPort(callerAddr)
 	callee := netip.MustParseAddrPort(calleeAddr)
 	i := 0
-	call := func() {
+	return func() {
 		i++
 		numberAll(invite, i)
 		*pkt = transport.Packet{Data: invite, Src: caller, Listener: l, Proto: transport.UDP}
 		e.Handle(pkt)
 		if relayed.Parse(fwd) != nil {
-			t.Fatal("no INVITE relayed")
+			tb.Fatal("no INVITE relayed")
 		}
 		rr := relayed.Get(parser.HdrRecordRoute)
 		extra = append(append(append(extra[:0], "Record-Route: "...), rr...), "\r\nContact: <sip:bob@127.0.0.1:5080>\r\n"...)
@@ -93,10 +95,22 @@ func TestCallAllocatesNothing(t *testing.T) {
 		bye = append(bye, "\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"...)
 		*pkt = transport.Packet{Data: bye, Src: callee, Listener: l, Proto: transport.UDP}
 		e.Handle(pkt)
+		// the BYE's 200 from the caller
+		resp = parser.AppendResponse(resp[:0], &relayed, 200, nil, nil)
 		if i%500 == 0 {
-			e.clock.Advance(10_000_000_000) // finished transactions go back to their pool
+			e.clock.Advance(10 * time.Second) // finished transactions go back to their pool
 		}
 	}
+}
+
+// TestCallAllocatesNothing: whole calls through the core with the
+// dialog module (callLoop): no allocation once the pools are warm.
+func TestCallAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
+	e := newEnv(t, nil)
+	call := callLoop(t, e, true)
 	for range 1000 {
 		call()
 	}
@@ -108,6 +122,29 @@ func TestCallAllocatesNothing(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(1000, call); n != 0 {
 		t.Fatalf("%.2f allocations per call", n)
+	}
+}
+
+// BenchmarkCall: one whole call (callLoop) through the core, with and
+// without a dialog: the cost the dialog adds to a call.
+func BenchmarkCall(b *testing.B) {
+	for _, dialogs := range []bool{false, true} {
+		name := "relay"
+		if dialogs {
+			name = "dialog"
+		}
+		b.Run(name, func(b *testing.B) {
+			e := newEnv(b, nil)
+			call := callLoop(b, e, dialogs)
+			for range 5000 {
+				call()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				call()
+			}
+		})
 	}
 }
 

@@ -21,7 +21,7 @@ import (
 // for what LooseRoute verifies, 404 for the rest. Nothing leaves the
 // process; the BYEs the module sends go through the same core.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	d     *Dialog
 	clock *shards.Clock
 	set   *metrics.Set
@@ -34,7 +34,7 @@ type env struct {
 	kinds       []routing.RouteKind
 }
 
-func newEnv(t *testing.T, s *Settings) *env {
+func newEnv(t testing.TB, s *Settings) *env {
 	t.Helper()
 	if s == nil {
 		s = DefaultSettings()
