@@ -149,9 +149,10 @@ type Dialog struct {
 	clock *shards.Clock
 	tbl   *shards.Table[dlg]
 
-	perShard int
-	timeout  atomic.Int64 // default_timeout, ms
-	nextID   atomic.Uint64
+	perShard   int
+	maxDialogs int
+	timeout    atomic.Int64 // default_timeout, ms
+	nextID     atomic.Uint64
 
 	profiles []*Profile
 	byName   map[string]*Profile
@@ -194,6 +195,7 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 	}
 	d.tbl = tbl
 	d.perShard = max((s.MaxDialogs+tbl.NumShards()-1)/tbl.NumShards(), 1)
+	d.maxDialogs = s.MaxDialogs
 	d.byes.wake = make(chan struct{}, 1)
 	d.profiles, d.byName = newProfiles(s.Profiles)
 	d.registerMetrics(h.Metrics)
@@ -227,7 +229,7 @@ func (d *Dialog) Stop() {
 func (d *Dialog) Reload(v any) error {
 	s := v.(*Settings)
 	d.timeout.Store(s.DefaultTimeout.Milliseconds())
-	if s.MaxDialogs != d.perShard*d.tbl.NumShards() && (s.MaxDialogs+d.tbl.NumShards()-1)/d.tbl.NumShards() != d.perShard {
+	if s.MaxDialogs != d.maxDialogs {
 		return errors.New("max_dialogs takes effect at the next start")
 	}
 	if !sameProfiles(d.profiles, s.Profiles) {

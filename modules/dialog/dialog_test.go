@@ -386,3 +386,27 @@ func TestTableFull(t *testing.T) {
 		t.Fatal("refusals not counted")
 	}
 }
+
+// TestReload: default_timeout applies to dialogs created after the
+// reload; max_dialogs and profiles ask for a restart.
+func TestReload(t *testing.T) {
+	e := newEnv(t, nil)
+	s := DefaultSettings()
+	s.DefaultTimeout = 3 * time.Second
+	if err := e.d.Reload(s); err != nil {
+		t.Fatal(err)
+	}
+	c := e.invite("reload-1")
+	c.respond(0, 200, "b")
+	e.clock.Advance(3 * time.Second)
+	e.wantCount(t, 0, 0, 0)
+	s.MaxDialogs++
+	if err := e.d.Reload(s); err == nil || !strings.Contains(err.Error(), "max_dialogs") {
+		t.Fatalf("max_dialogs changed: %v", err)
+	}
+	s = DefaultSettings()
+	s.Profiles = []ProfileSettings{{Name: "x"}}
+	if err := e.d.Reload(s); err == nil || !strings.Contains(err.Error(), "profiles") {
+		t.Fatalf("profiles changed: %v", err)
+	}
+}
