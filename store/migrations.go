@@ -256,4 +256,42 @@ var sqliteMigrations = []migration{
 		)`,
 		`INSERT OR IGNORE INTO table_versions (name, version) VALUES ('dr_gateways', 0), ('dr_carriers', 0), ('dr_rules', 0)`,
 	}},
+	{8, "dialogs", []string{
+		// The confirmed calls of the dialog module, written behind it
+		// (OpenSIPS's dialog table, db_mode delayed) and loaded at start
+		// so that calls up across a restart keep their dialog. Times
+		// are milliseconds since the Unix epoch; dlg_id is the id of our
+		// Record-Route's did parameter (its 64 bits as a signed
+		// integer). caller_hop and callee_hop are the first hops towards
+		// each side, "udp:192.0.2.1:5060" (OpenSIPS keeps its own socket
+		// there; the proxy's BYEs leave from the listener of the hop's
+		// protocol). from_hdr and to_hdr are the INVITE's From (with its
+		// tag) and To values, which the proxy's BYEs carry; profiles is
+		// "name" or "name=value" (value query-escaped) joined by ",".
+		`CREATE TABLE dialog (
+			dlg_id           INTEGER PRIMARY KEY NOT NULL,
+			callid           TEXT NOT NULL,
+			from_uri         TEXT NOT NULL,
+			from_tag         TEXT NOT NULL,
+			to_uri           TEXT NOT NULL,
+			to_tag           TEXT NOT NULL,
+			from_hdr         TEXT NOT NULL,
+			to_hdr           TEXT NOT NULL,
+			caller_cseq      INTEGER NOT NULL DEFAULT 0,
+			callee_cseq      INTEGER NOT NULL DEFAULT 0,
+			caller_route_set TEXT NOT NULL DEFAULT '',
+			callee_route_set TEXT NOT NULL DEFAULT '',
+			caller_contact   TEXT NOT NULL DEFAULT '',
+			callee_contact   TEXT NOT NULL DEFAULT '',
+			caller_hop       TEXT NOT NULL,
+			callee_hop       TEXT NOT NULL DEFAULT '',
+			state            INTEGER NOT NULL,
+			start_time       INTEGER NOT NULL,
+			answer_time      INTEGER NOT NULL DEFAULT 0,
+			timeout          INTEGER NOT NULL,
+			profiles         TEXT NOT NULL DEFAULT '',
+			updated          INTEGER NOT NULL
+		)`,
+		`CREATE INDEX dialog_callid ON dialog(callid)`,
+	}},
 }
