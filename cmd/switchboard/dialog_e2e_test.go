@@ -150,3 +150,94 @@ func profileSize(t *testing.T, srv *testServer) int {
 	}
 	return p.Size
 }
+
+// TestE2EDialogSurvivesRestart: a sipp call is up through the calls route
+// set when the server gets SIGTERM; the drain leaves it up (written to
+// the store), the server starts again on the same storage.dir, and
+// dialog.list shows the call, answered, with its tags. The sipp caller's
+// BYE, sent on the Route of the first run, ends the dialog (reason bye)
+// and reaches the callee: both scenarios pass.
+func TestE2EDialogSurvivesRestart(t *testing.T) {
+	needSipp(t)
+	srv := startServer(t, "routes: calls\n")
+	uas := freeSIPPort(t)
+	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-m", "1")
+	time.Sleep(200 * time.Millisecond)
+	done := make(chan sippResult, 1)
+	go func() {
+		done <- runSipp(t, 30*time.Second, "-sf", "uac_call_hold.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
+			"-key", "ruri", "sip:callee@127.0.0.1:"+strconv.Itoa(uas),
+			"-rsa", "127.0.0.1:"+strconv.Itoa(srv.Port), "-d", "7000", "-m", "1",
+			"127.0.0.1:"+strconv.Itoa(uas))
+	}()
+	waitMetric(t, srv, "switchboard_dialog_confirmed", 1)
+	before := dialogList(t, srv, `{}`)
+	if len(before) != 1 {
+		t.Fatalf("dialog.list before the restart: %v", before)
+	}
+	restarted := time.Now()
+	srv.restart()
+	t.Logf("restart took %v", time.Since(restarted).Round(time.Millisecond))
+	after := dialogList(t, srv, `{}`)
+	if len(after) != 1 || after[0]["id"] != before[0]["id"] || after[0]["call_id"] != before[0]["call_id"] ||
+		after[0]["state"] != "confirmed" || after[0]["to_tag"] != before[0]["to_tag"] || after[0]["answer"] != before[0]["answer"] {
+		t.Fatalf("dialog.list after the restart:\n%v\nbefore:\n%v", after, before)
+	}
+	m := srv.metrics()
+	if m["switchboard_dialog_restored_total"] != 1 || m["switchboard_dialog_confirmed"] != 1 {
+		t.Fatalf("restored %v, confirmed %v", m["switchboard_dialog_restored_total"], m["switchboard_dialog_confirmed"])
+	}
+	if res := <-done; res.Code != 0 {
+		t.Fatalf("sipp caller exit %d (its BYE after the restart?):\n%s", res.Code, res.Output)
+	}
+	if code := callee.wait(5 * time.Second); code != 0 {
+		t.Fatalf("sipp callee exit %d (no BYE?):\n%s", code, callee.out.String())
+	}
+	waitMetric(t, srv, `switchboard_dialog_ended_total{reason="bye"}`, 1)
+	waitMetric(t, srv, "switchboard_dialog_active", 0)
+	if l := dialogList(t, srv, `{}`); len(l) != 0 {
+		t.Fatalf("dialog.list after the BYE: %v", l)
+	}
+}
+
+// TestE2EDialogTimeoutAfterRestart: with dialog.default_timeout 6s, a
+// call the sipp caller would hold until the proxy ends it; the server
+// restarts a second after the answer, and 6 s after the answer the
+// restarted server sends the BYE to both sipp ends, which answer it.
+func TestE2EDialogTimeoutAfterRestart(t *testing.T) {
+	needSipp(t)
+	srv := startServer(t, "routes: calls\ndialog:\n  default_timeout: 6s\n")
+	uas := freeSIPPort(t)
+	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-m", "1")
+	time.Sleep(200 * time.Millisecond)
+	done := make(chan sippResult, 1)
+	go func() {
+		done <- runSipp(t, 30*time.Second, "-sf", "uac_call_proxy_bye.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
+			"-key", "ruri", "sip:callee@127.0.0.1:"+strconv.Itoa(uas),
+			"-rsa", "127.0.0.1:"+strconv.Itoa(srv.Port), "-m", "1",
+			"127.0.0.1:"+strconv.Itoa(uas))
+	}()
+	waitMetric(t, srv, "switchboard_dialog_confirmed", 1)
+	answered := time.Now()
+	time.Sleep(time.Second)
+	srv.restart()
+	if l := dialogList(t, srv, `{}`); len(l) != 1 || l[0]["state"] != "confirmed" {
+		t.Fatalf("dialog.list after the restart: %v", l)
+	}
+	res := <-done
+	took := time.Since(answered)
+	if res.Code != 0 {
+		t.Fatalf("sipp caller exit %d (no BYE from the restarted proxy?):\n%s", res.Code, res.Output)
+	}
+	if code := callee.wait(5 * time.Second); code != 0 {
+		t.Fatalf("sipp callee exit %d (no BYE?):\n%s", code, callee.out.String())
+	}
+	if took < 5500*time.Millisecond || took > 8*time.Second {
+		t.Fatalf("call ended %v after the answer, want about 6 s", took)
+	}
+	waitMetric(t, srv, `switchboard_dialog_ended_total{reason="timeout"}`, 1)
+	waitMetric(t, srv, "switchboard_dialog_byes_sent_total", 2)
+	if m := srv.metrics(); m["switchboard_dialog_bye_failures_total"] != 0 || m["switchboard_dialog_active"] != 0 {
+		t.Fatalf("BYE failures %v, active %v", m["switchboard_dialog_bye_failures_total"], m["switchboard_dialog_active"])
+	}
+}

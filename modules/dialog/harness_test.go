@@ -12,6 +12,7 @@ import (
 	"switchboard/parser"
 	"switchboard/routing"
 	"switchboard/shards"
+	"switchboard/store"
 )
 
 // env is the module built the way the server builds it, on a manual
@@ -23,6 +24,7 @@ import (
 type env struct {
 	t     testing.TB
 	d     *Dialog
+	mods  *modules.Set
 	clock *shards.Clock
 	set   *metrics.Set
 	*routetest.Harness
@@ -36,16 +38,33 @@ type env struct {
 
 func newEnv(t testing.TB, s *Settings) *env {
 	t.Helper()
+	return newEnvWith(t, s, envOptions{})
+}
+
+// envOptions are what a test of persistence shares between the module
+// before and after a restart.
+type envOptions struct {
+	store  *store.Store  // nil: none (dialog.persist does nothing)
+	clock  *shards.Clock // nil: a manual clock of its own
+	secret []byte        // the Record-Route key (nil: random)
+}
+
+func newEnvWith(t testing.TB, s *Settings, o envOptions) *env {
+	t.Helper()
 	if s == nil {
 		s = DefaultSettings()
 	}
-	e := &env{t: t, clock: shards.NewManualClock(1_700_000_000_000), set: metrics.NewSet()}
-	set, err := modules.Build(modules.Services{Clock: e.clock, Metrics: e.set, Shards: 4}, map[string]any{"dialog": s}, "dialog")
+	e := &env{t: t, clock: o.clock, set: metrics.NewSet()}
+	if e.clock == nil {
+		e.clock = shards.NewManualClock(1_700_000_000_000)
+	}
+	set, err := modules.Build(modules.Services{Clock: e.clock, Metrics: e.set, Shards: 4, Store: o.store}, map[string]any{"dialog": s}, "dialog")
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.mods = set
 	e.d = set.Get("dialog").(*Dialog)
-	e.Harness = routetest.New(t, e.clock)
+	e.Harness = routetest.NewWithSecret(t, e.clock, o.secret)
 	set.SetCore(e.Core())
 	if err := set.Start(); err != nil {
 		t.Fatal(err)

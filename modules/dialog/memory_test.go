@@ -6,8 +6,12 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/VictoriaMetrics/metrics"
+
+	"switchboard/modules"
 	"switchboard/routing"
 	"switchboard/shards"
+	"switchboard/store"
 )
 
 // TestMemoryPerDialog: 10,000 confirmed dialogs (the harness's calls:
@@ -64,4 +68,55 @@ func TestMemoryPerDialog(t *testing.T) {
 		t.Fatalf("a confirmed dialog costs %.0f B accounted, %.0f B of heap: over 1 KiB", perEntry, heap)
 	}
 	_ = shards.Sum
+}
+
+// TestRestoreTenThousand: 10,000 confirmed dialogs written to a store
+// (one flush) and restored by a new module on it (the restart's share of
+// the dialogs): all of them back, the time each step took and the heap
+// per restored dialog logged (README.md's figures: go test -run
+// TestRestoreTenThousand -v ./modules/dialog/).
+func TestRestoreTenThousand(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("figures: 10,000 calls, the heap")
+	}
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s := DefaultSettings()
+	s.WriteInterval = 10 * time.Minute
+	e := newEnvWith(t, s, envOptions{store: st})
+	const n = 10_000
+	for i := 0; i < n; i++ {
+		c := e.invite("restore-" + itoa(i) + "-a84b4c76e66710@pc33.example.com")
+		c.respond(0, 200, "b"+itoa(i))
+		if i%1000 == 999 {
+			e.clock.Advance(10 * time.Second) // the calls' transactions end
+		}
+	}
+	t0 := time.Now()
+	e.d.flush()
+	write := time.Since(t0)
+	e.mods.Stop()
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	t0 = time.Now()
+	set, err := modules.Build(modules.Services{Clock: e.clock, Metrics: metrics.NewSet(), Shards: 4, Store: st}, map[string]any{"dialog": s}, "dialog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := time.Since(t0)
+	t.Cleanup(set.Stop)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	d := set.Get("dialog").(*Dialog)
+	if d.confirmed.Load() != n || d.store.restored.Get() != n {
+		t.Fatalf("%d dialogs restored of %d", d.confirmed.Load(), n)
+	}
+	runtime.KeepAlive(set)
+	t.Logf("%d dialogs: written in %v (one transaction), restored in %v; heap %.0f B per restored dialog",
+		n, write.Round(time.Millisecond), load.Round(time.Millisecond), float64(after.HeapAlloc-before.HeapAlloc)/n)
 }

@@ -200,6 +200,9 @@ func (d *Dialog) MatchDialog(c *routing.Ctx) bool {
 		}
 		if n := m.CSeq().Num; n > g.cseq[i] {
 			g.cseq[i] = n
+			if meth != parser.MethodBye {
+				d.changed(s, e) // the BYEs after a restart need it
+			}
 		}
 	}
 	switch meth {
@@ -245,6 +248,7 @@ func (d *Dialog) SetTimeout(c *routing.Ctx, t time.Duration) bool {
 	g.timeout = t.Milliseconds()
 	if g.state == stConfirmed {
 		s.StartTimer(e, &g.timer, 0, t)
+		d.changed(s, e)
 	}
 	return true
 }
@@ -268,6 +272,7 @@ func (d *Dialog) Sent(r *txn.Request, b *txn.Branch, code int, resp *parser.Mess
 	if r.HasToTag() {
 		if code >= 200 && code < 300 && resp != nil {
 			d.refresh(e, r.Msg, resp)
+			d.changed(s, e)
 		}
 		return
 	}
@@ -340,6 +345,7 @@ func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], b *txn.Bran
 		t = d.timeout.Load()
 	}
 	s.StartTimer(e, &g.timer, 0, time.Duration(t)*time.Millisecond)
+	d.changed(s, e)
 	if len(d.subs) > 0 {
 		d.emit(s, e, EventAnswered, 0, Proxy, resp.StatusCode())
 	}
@@ -409,6 +415,7 @@ func (d *Dialog) end(s *shards.Shard[dlg], e *shards.Entry[dlg], why Reason, by 
 	if len(d.subs) > 0 {
 		d.emit(s, e, EventEnded, why, by, code)
 	}
+	d.forget(s, e)
 	s.StopTimer(&g.timer)
 	s.Remove(e)
 }

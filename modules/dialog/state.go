@@ -96,12 +96,15 @@ type dlg struct {
 	// hasCallee: the 2xx's Contact and route set were stored, so a BYE
 	// can be sent to the callee.
 	hasCallee bool
-	proto     [2]transport.Proto // first hop towards the caller, the callee
-	cseq      [2]uint32          // highest CSeq seen from the caller, the callee
-	start     int64              // ms: CreateDialog
-	answer    int64              // ms: confirmed
-	timeout   int64              // ms, 0: the module's default
-	hop       [2]netip.AddrPort  // first hop towards the caller, the callee
+	// dirty: a change is on the store writer's list (dialog.persist);
+	// stored: the writer took a row of it, so its end deletes the row.
+	dirty, stored bool
+	proto         [2]transport.Proto // first hop towards the caller, the callee
+	cseq          [2]uint32          // highest CSeq seen from the caller, the callee
+	start         int64              // ms: CreateDialog
+	answer        int64              // ms: confirmed
+	timeout       int64              // ms, 0: the module's default
+	hop           [2]netip.AddrPort  // first hop towards the caller, the callee
 
 	fromTag, toTag span
 	from, to       span // the From and To values of the INVITE (From with its tag)

@@ -63,6 +63,14 @@ func (h *Harness) Listeners() []*transport.Listener                         { re
 // test ends.
 func New(t testing.TB, clock *shards.Clock) *Harness {
 	t.Helper()
+	return NewWithSecret(t, clock, nil)
+}
+
+// NewWithSecret is New with the key of the core's Record-Route
+// signatures (nil: a random one): two harnesses with the same key verify
+// each other's Routes, as a restarted server does its predecessor's.
+func NewWithSecret(t testing.TB, clock *shards.Clock, secret []byte) *Harness {
+	t.Helper()
 	if clock == nil {
 		clock = shards.NewManualClock(1_700_000_000_000)
 	}
@@ -89,7 +97,7 @@ func New(t testing.TB, clock *shards.Clock) *Harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.core, err = txn.New(txn.Config{Sender: h, Listeners: h, Router: rt, Clock: clock})
+	h.core, err = txn.New(txn.Config{Sender: h, Listeners: h, Router: rt, Clock: clock, RouteSecret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
