@@ -1,0 +1,201 @@
+package sdp
+
+// Character classes as 256-entry tables, one load and one test per byte.
+var (
+	tokenTab [256]bool // RFC 8866 token: visible ASCII except "(),/:;<=>?@[\]{}" and '"'
+	hostTab  [256]bool // IPv4, IPv6 and FQDN characters: alphanum "-" "." ":" "_"
+	iceTab   [256]bool // RFC 8839 ice-char: alphanum "+" "/"
+	hexTab   [256]bool
+	digitTab [256]bool
+)
+
+func init() {
+	for c := 0; c < 256; c++ {
+		alnum := (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+		digitTab[c] = c >= '0' && c <= '9'
+		hexTab[c] = digitTab[c] || (c|0x20 >= 'a' && c|0x20 <= 'f')
+		hostTab[c] = alnum
+		iceTab[c] = alnum
+		tokenTab[c] = alnum
+	}
+	for _, c := range []byte("!#$%&'*+-.^_`|~") {
+		tokenTab[c] = true
+	}
+	for _, c := range []byte("-.:_") {
+		hostTab[c] = true
+	}
+	iceTab['+'] = true
+	iceTab['/'] = true
+}
+
+// all reports whether b is non-empty and every byte of it is in tab.
+func all(tab *[256]bool, b []byte) bool {
+	for _, c := range b {
+		if !tab[c] {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// field returns the bounds of the next space-separated field of b at or
+// after i: [s, e), e == s at the end. RFC 8866 separates fields with one
+// SP; runs of SP are accepted here, since devices in the wild send them
+// and a view does not care.
+func field(b []byte, i int) (s, e int) {
+	for i < len(b) && b[i] == ' ' {
+		i++
+	}
+	s = i
+	for i < len(b) && b[i] != ' ' {
+		i++
+	}
+	return s, i
+}
+
+// parseUint parses a run of decimal digits no larger than max.
+func parseUint(b []byte, max uint64) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		d := c - '0'
+		if d > 9 {
+			return 0, false
+		}
+		if n > (max-uint64(d))/10 {
+			return 0, false
+		}
+		n = n*10 + uint64(d)
+	}
+	return n, true
+}
+
+// parsePort parses a port number: 1 to 5 digits, at most 65535.
+func parsePort(b []byte) (int, bool) {
+	if len(b) > 5 {
+		return 0, false
+	}
+	n, ok := parseUint(b, 65535)
+	return int(n), ok
+}
+
+func validIPv4(b []byte) bool {
+	parts, i := 0, 0
+	for {
+		j := i
+		for j < len(b) && digitTab[b[j]] {
+			j++
+		}
+		if j == i || j-i > 3 {
+			return false
+		}
+		if _, ok := parseUint(b[i:j], 255); !ok {
+			return false
+		}
+		parts++
+		if j == len(b) {
+			break
+		}
+		if b[j] != '.' || parts == 4 {
+			return false
+		}
+		i = j + 1
+	}
+	return parts == 4
+}
+
+// validIPv6 checks the RFC 4291 text form, "::" and an IPv4 tail included;
+// zones are not part of SDP.
+func validIPv6(b []byte) bool {
+	if len(b) < 2 {
+		return false
+	}
+	groups, double, i := 0, false, 0
+	if b[0] == ':' {
+		if b[1] != ':' {
+			return false
+		}
+		double, i = true, 2
+		if i == len(b) {
+			return true
+		}
+	}
+	for i < len(b) {
+		j := i
+		for j < len(b) && hexTab[b[j]] {
+			j++
+		}
+		if j < len(b) && b[j] == '.' {
+			if !validIPv4(b[i:]) {
+				return false
+			}
+			groups += 2
+			break
+		}
+		if j == i || j-i > 4 {
+			return false
+		}
+		groups++
+		i = j
+		if i == len(b) {
+			break
+		}
+		if b[i] != ':' {
+			return false
+		}
+		i++
+		if i < len(b) && b[i] == ':' {
+			if double {
+				return false
+			}
+			double = true
+			i++
+			if i == len(b) {
+				break
+			}
+		} else if i == len(b) {
+			return false
+		}
+	}
+	if double {
+		return groups < 8
+	}
+	return groups == 8
+}
+
+// validFQDN accepts a host name: labels of alphanumerics, "-" and "_"
+// separated by dots. It is deliberately loose (SDP from the wild carries
+// names like "host_1.local"); it rules out everything that is neither an
+// address nor a name.
+func validFQDN(b []byte) bool {
+	if len(b) == 0 || len(b) > 255 || b[0] == '.' || b[0] == '-' {
+		return false
+	}
+	letter := false
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9', c == '.', c == '-':
+		case (c|0x20 >= 'a' && c|0x20 <= 'z') || c == '_':
+			letter = true
+		default:
+			return false
+		}
+	}
+	// all digits and dots is a broken IPv4 address, not a name
+	return letter
+}
+
+// validAddress checks a unicast address for an address type: IP4 takes
+// an IPv4 address or a name, IP6 an IPv6 address or a name; other types
+// (RFC 8866 extn-addr) take any run of host characters.
+func validAddress(addrType, a []byte) bool {
+	switch string(addrType) {
+	case "IP4":
+		return validIPv4(a) || validFQDN(a)
+	case "IP6":
+		return validIPv6(a) || validFQDN(a)
+	}
+	return all(&hostTab, a)
+}
