@@ -78,26 +78,26 @@ type Error struct {
 
 // Sentinel errors for errors.Is; any *Error of the same kind matches.
 var (
-	ErrTooLarge           = &Error{Kind: KindTooLarge}
-	ErrTooManyLines       = &Error{Kind: KindTooManyLines}
-	ErrTooManyMedia       = &Error{Kind: KindTooManyMedia}
-	ErrLineTooLong        = &Error{Kind: KindLineTooLong}
-	ErrBadLine            = &Error{Kind: KindBadLine}
-	ErrMissingVersion     = &Error{Kind: KindMissingVersion}
-	ErrBadVersion         = &Error{Kind: KindBadVersion}
-	ErrDuplicateLine      = &Error{Kind: KindDuplicateLine}
-	ErrMisplacedLine      = &Error{Kind: KindMisplacedLine}
-	ErrMissingOrigin      = &Error{Kind: KindMissingOrigin}
-	ErrBadOrigin          = &Error{Kind: KindBadOrigin}
-	ErrMissingName        = &Error{Kind: KindMissingName}
-	ErrMissingTiming      = &Error{Kind: KindMissingTiming}
-	ErrBadTiming          = &Error{Kind: KindBadTiming}
-	ErrBadConnection      = &Error{Kind: KindBadConnection}
-	ErrMissingConnection  = &Error{Kind: KindMissingConnection}
-	ErrBadBandwidth       = &Error{Kind: KindBadBandwidth}
-	ErrBadMedia           = &Error{Kind: KindBadMedia}
-	ErrBadPort            = &Error{Kind: KindBadPort}
-	ErrBadAttribute       = &Error{Kind: KindBadAttribute}
+	ErrTooLarge          = &Error{Kind: KindTooLarge}
+	ErrTooManyLines      = &Error{Kind: KindTooManyLines}
+	ErrTooManyMedia      = &Error{Kind: KindTooManyMedia}
+	ErrLineTooLong       = &Error{Kind: KindLineTooLong}
+	ErrBadLine           = &Error{Kind: KindBadLine}
+	ErrMissingVersion    = &Error{Kind: KindMissingVersion}
+	ErrBadVersion        = &Error{Kind: KindBadVersion}
+	ErrDuplicateLine     = &Error{Kind: KindDuplicateLine}
+	ErrMisplacedLine     = &Error{Kind: KindMisplacedLine}
+	ErrMissingOrigin     = &Error{Kind: KindMissingOrigin}
+	ErrBadOrigin         = &Error{Kind: KindBadOrigin}
+	ErrMissingName       = &Error{Kind: KindMissingName}
+	ErrMissingTiming     = &Error{Kind: KindMissingTiming}
+	ErrBadTiming         = &Error{Kind: KindBadTiming}
+	ErrBadConnection     = &Error{Kind: KindBadConnection}
+	ErrMissingConnection = &Error{Kind: KindMissingConnection}
+	ErrBadBandwidth      = &Error{Kind: KindBadBandwidth}
+	ErrBadMedia          = &Error{Kind: KindBadMedia}
+	ErrBadPort           = &Error{Kind: KindBadPort}
+	ErrBadAttribute      = &Error{Kind: KindBadAttribute}
 )
 
 // Is makes errors.Is(err, ErrBadPort) and friends match on the kind.
