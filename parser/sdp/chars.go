@@ -53,9 +53,11 @@ func field(b []byte, i int) (s, e int) {
 	return s, i
 }
 
-// parseUint parses a run of decimal digits no larger than max.
+// parseUint parses a run of decimal digits no larger than max (at most
+// 1<<63, so a run of 19 digits cannot overflow and a longer one is too
+// large).
 func parseUint(b []byte, max uint64) (uint64, bool) {
-	if len(b) == 0 || len(b) > 20 {
+	if len(b) == 0 || len(b) > 19 {
 		return 0, false
 	}
 	var n uint64
@@ -64,12 +66,9 @@ func parseUint(b []byte, max uint64) (uint64, bool) {
 		if d > 9 {
 			return 0, false
 		}
-		if n > (max-uint64(d))/10 {
-			return 0, false
-		}
 		n = n*10 + uint64(d)
 	}
-	return n, true
+	return n, n <= max
 }
 
 // parsePort parses a port number: 1 to 5 digits, at most 65535.
@@ -81,29 +80,33 @@ func parsePort(b []byte) (int, bool) {
 	return int(n), ok
 }
 
+// validIPv4 checks a dotted quad: four decimal octets of 1-3 digits up
+// to 255.
 func validIPv4(b []byte) bool {
-	parts, i := 0, 0
-	for {
-		j := i
-		for j < len(b) && digitTab[b[j]] {
-			j++
-		}
-		if j == i || j-i > 3 {
-			return false
-		}
-		if _, ok := parseUint(b[i:j], 255); !ok {
-			return false
-		}
-		parts++
-		if j == len(b) {
-			break
-		}
-		if b[j] != '.' || parts == 4 {
-			return false
-		}
-		i = j + 1
+	if len(b) < 7 || len(b) > 15 {
+		return false
 	}
-	return parts == 4
+	parts, v, digits := 0, 0, 0
+	for _, c := range b {
+		if c == '.' {
+			if digits == 0 || parts == 3 {
+				return false
+			}
+			parts++
+			v, digits = 0, 0
+			continue
+		}
+		d := int(c) - '0'
+		if d < 0 || d > 9 || digits == 3 {
+			return false
+		}
+		v = v*10 + d
+		digits++
+		if v > 255 {
+			return false
+		}
+	}
+	return parts == 3 && digits > 0
 }
 
 // validIPv6 checks the RFC 4291 text form, "::" and an IPv4 tail included;

@@ -387,15 +387,7 @@ func (e *Editor) AppendTo(dst []byte) []byte {
 	if s.st.crlf {
 		eol = "\r\n"
 	}
-	// A line added after a last line that has no line ending needs one
-	// first (only an LF when the body ends in a bare CR).
-	var endEOL string
-	if t := s.st.tail; t > 0 && b[t-1] != '\n' {
-		endEOL = eol
-		if b[t-1] == '\r' {
-			endEOL = "\n"
-		}
-	}
+	base := len(dst)
 	pos := 0
 	for k := range ops {
 		op := &ops[k]
@@ -404,9 +396,14 @@ func (e *Editor) AppendTo(dst []byte) []byte {
 			continue // inside a removed or replaced range
 		}
 		dst = append(dst, b[pos:start]...)
-		if endEOL != "" && start == s.st.tail && op.kind.addsLine() {
-			dst = append(dst, endEOL...)
-			endEOL = ""
+		if op.kind.addsLine() && len(dst) > base && dst[len(dst)-1] != '\n' {
+			// after a last line without a line ending (only an LF
+			// after a bare CR)
+			if dst[len(dst)-1] == '\r' {
+				dst = append(dst, '\n')
+			} else {
+				dst = append(dst, eol...)
+			}
 		}
 		dst = op.write(dst, eol)
 		pos = int(op.end)

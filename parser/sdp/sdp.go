@@ -315,17 +315,26 @@ func (s *Session) parseLine(x *line, n int, sec *section) *Error {
 func (s *Session) parseAttr(x *line, n int, sec *section) *Error {
 	b := s.st.buf
 	val := b[x.vs:x.ve]
-	name := val
-	if c := bytes.IndexByte(val, ':'); c >= 0 {
-		name = val[:c]
-		x.vs += int32(c + 1)
-	} else {
-		x.vs = x.ve
+	// The name is a token up to ":" or the end of the line.
+	k := 0
+	for k < len(val) && tokenTab[val[k]] {
+		k++
 	}
-	if !all(&tokenTab, name) {
+	name := val[:k]
+	switch {
+	case k == len(val):
+		x.vs = x.ve
+	case val[k] == ':':
+		x.vs += int32(k + 1)
+	default:
+		k = 0 // a byte that is neither a token byte nor ":"
+	}
+	if k == 0 {
 		e := s.failLine(KindBadAttribute, x, n)
-		if len(name) > 0 {
-			e.Attr = name
+		if c := bytes.IndexByte(val, ':'); c > 0 {
+			e.Attr = val[:c]
+		} else if c < 0 && len(val) > 0 {
+			e.Attr = val
 		}
 		return e
 	}
