@@ -1,5 +1,7 @@
 package sdp
 
+import "net/netip"
+
 // Character classes as 256-entry tables, one load and one test per byte.
 var (
 	tokenTab [256]bool // RFC 8866 token: visible ASCII except "(),/:;<=>?@[\]{}" and '"'
@@ -80,67 +82,85 @@ func parsePort(b []byte) (int, bool) {
 	return int(n), ok
 }
 
-// validIPv4 checks a dotted quad: four decimal octets of 1-3 digits up
-// to 255.
 func validIPv4(b []byte) bool {
+	_, ok := parseIPv4(b)
+	return ok
+}
+
+// parseIPv4 parses a dotted quad: four decimal octets up to 255 without
+// leading zeros (RFC 8866 IP4-address; net/netip agrees).
+func parseIPv4(b []byte) (ip [4]byte, ok bool) {
 	if len(b) < 7 || len(b) > 15 {
-		return false
+		return ip, false
 	}
-	parts, v, digits := 0, 0, 0
+	k, v, digits := 0, 0, 0
 	for _, c := range b {
 		if c == '.' {
-			if digits == 0 || parts == 3 {
-				return false
+			if digits == 0 || k == 3 {
+				return ip, false
 			}
-			parts++
+			ip[k] = byte(v)
+			k++
 			v, digits = 0, 0
 			continue
 		}
 		d := int(c) - '0'
-		if d < 0 || d > 9 || digits == 3 {
-			return false
+		if d < 0 || d > 9 || digits == 3 || (digits == 1 && v == 0) {
+			return ip, false
 		}
 		v = v*10 + d
 		digits++
 		if v > 255 {
-			return false
+			return ip, false
 		}
 	}
-	return parts == 3 && digits > 0
+	if k != 3 || digits == 0 {
+		return ip, false
+	}
+	ip[3] = byte(v)
+	return ip, true
 }
 
-// validIPv6 checks the RFC 4291 text form, "::" and an IPv4 tail included;
-// zones are not part of SDP.
 func validIPv6(b []byte) bool {
-	if len(b) < 2 {
+	var ip [16]byte
+	return parseIPv6(b, &ip)
+}
+
+// parseIPv6 parses the RFC 4291 text form into ip, which must be zero:
+// groups of 1-4 hex digits, one "::" for one or more zero groups, an
+// IPv4 tail. Zones are not part of SDP.
+func parseIPv6(b []byte, ip *[16]byte) bool {
+	if len(b) < 2 || len(b) > 45 {
 		return false
 	}
-	groups, double, i := 0, false, 0
+	i, k, ellipsis := 0, 0, -1
 	if b[0] == ':' {
 		if b[1] != ':' {
 			return false
 		}
-		double, i = true, 2
-		if i == len(b) {
-			return true
-		}
+		ellipsis, i = 0, 2
 	}
 	for i < len(b) {
-		j := i
-		for j < len(b) && hexTab[b[j]] {
+		j, v := i, 0
+		for j < len(b) && j-i < 4 && hexTab[b[j]] {
+			v = v<<4 | int(unhex(b[j]))
 			j++
 		}
 		if j < len(b) && b[j] == '.' {
-			if !validIPv4(b[i:]) {
+			// an IPv4 tail ends the address
+			a, ok := parseIPv4(b[i:])
+			if !ok || k > 12 {
 				return false
 			}
-			groups += 2
+			copy(ip[k:], a[:])
+			k += 4
 			break
 		}
-		if j == i || j-i > 4 {
+		if j == i || k == 16 || (j < len(b) && hexTab[b[j]]) {
 			return false
 		}
-		groups++
+		ip[k], ip[k+1] = byte(v>>8), byte(v)
+		k += 2
 		i = j
 		if i == len(b) {
 			break
@@ -150,22 +170,50 @@ func validIPv6(b []byte) bool {
 		}
 		i++
 		if i < len(b) && b[i] == ':' {
-			if double {
+			if ellipsis >= 0 {
 				return false
 			}
-			double = true
+			ellipsis = k
 			i++
-			if i == len(b) {
-				break
-			}
 		} else if i == len(b) {
-			return false
+			return false // a trailing single colon
 		}
 	}
-	if double {
-		return groups < 8
+	if ellipsis < 0 {
+		return k == 16
 	}
-	return groups == 8
+	if k == 16 {
+		return false // "::" stands for at least one group
+	}
+	n := k - ellipsis
+	copy(ip[16-n:], ip[ellipsis:k])
+	clear(ip[ellipsis : 16-n])
+	return true
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
+
+// ParseAddr parses an IPv4 or IPv6 address (a view such as
+// Connection.Address or Candidate.Address) without allocating; ok is
+// false for a name or anything else. An IPv4-mapped IPv6 address stays
+// IPv6, as with netip.ParseAddr.
+func ParseAddr(b []byte) (addr netip.Addr, ok bool) {
+	if ip4, ok := parseIPv4(b); ok {
+		return netip.AddrFrom4(ip4), true
+	}
+	var ip [16]byte
+	if !parseIPv6(b, &ip) {
+		return addr, false
+	}
+	return netip.AddrFrom16(ip), true
 }
 
 // validFQDN accepts a host name: labels of alphanumerics, "-" and "_"

@@ -25,6 +25,9 @@ func FuzzParse(f *testing.F) {
 	}
 	out := make([]byte, 0, 1<<16)
 	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, w := range bytes.Fields(b) {
+			checkAddr(t, w)
+		}
 		var s Session
 		if err := s.Parse(b); err != nil {
 			e, ok := err.(*Error)

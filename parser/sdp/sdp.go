@@ -7,7 +7,10 @@
 // records splices that AppendTo writes. See README.md.
 package sdp
 
-import "bytes"
+import (
+	"bytes"
+	"net/netip"
+)
 
 const (
 	// MaxMedia is the largest number of m= sections of a body.
@@ -100,6 +103,9 @@ type Connection struct {
 	NetType, AddrType, Address []byte
 	TTL, Count                 int
 }
+
+// Addr returns the address as a netip.Addr; ok is false for a name.
+func (c *Connection) Addr() (netip.Addr, bool) { return ParseAddr(c.Address) }
 
 // Timing is the first t= line ("start stop", NTP seconds; 0 0 is a
 // session without bounds).
