@@ -375,3 +375,29 @@ func TestEditAppendToTwice(t *testing.T) {
 		t.Error("second AppendTo differs")
 	}
 }
+
+// TestEditOverlap: an edit inside a removed line is dropped, and a line
+// inserted between two removed lines stays although removals of adjacent
+// lines share a splice.
+func TestEditOverlap(t *testing.T) {
+	body := string(withHead("m=audio 5000 RTP/AVP 0", "a=rtcp:5001", "a=x", "a=y", "a=z"))
+	got := edit(t, body, func(e *Editor, s *Session) {
+		if !e.RemoveAttribute(0, "rtcp") || !e.SetRTCP(0, 6001, []byte("IP4"), []byte("192.0.2.8")) {
+			t.Fatal("refused")
+		}
+	})
+	if want := string(withHead("m=audio 5000 RTP/AVP 0", "a=x", "a=y", "a=z")); got != want {
+		t.Errorf("edit inside a removed line: got\n%s", got)
+	}
+	got = edit(t, body, func(e *Editor, s *Session) {
+		// lines 8-10 are a=x a=y a=z; insert at the start of a=y first
+		y := s.lines[8].start
+		e.add(splice{start: y, end: y, kind: opAttr, name: "new"})
+		if !e.RemoveAttribute(0, "x") || !e.RemoveAttribute(0, "y") {
+			t.Fatal("refused")
+		}
+	})
+	if want := string(withHead("m=audio 5000 RTP/AVP 0", "a=rtcp:5001", "a=new", "a=z")); got != want {
+		t.Errorf("insertion between removals: got\n%s", got)
+	}
+}
