@@ -161,20 +161,25 @@ func (e *Editor) SetConnection(i int, addrType, addr []byte) bool {
 	if sec.connLine >= 0 {
 		return e.replaceConn(sec, addrType, addr)
 	}
-	// RFC 8866 order: v o s i u e p c b t r z k a; m i c b k a.
-	pos := e.sectionEnd(sec)
+	pos := e.connPlace(sec, i != SessionLevel)
+	return e.add(splice{start: int32(pos), end: int32(pos), kind: opConn, a: addrType, b: addr})
+}
+
+// connPlace is where a c= line goes in a section that has none, in the
+// RFC 8866 order (v o s i u e p c b t r z k a; m i c b k a): before the
+// first line that follows c=, else at the end.
+func (e *Editor) connPlace(sec *section, media bool) int {
 	k := sec.first
-	if i != SessionLevel {
+	if media {
 		k++ // past m=
 	}
 	for ; k < sec.end; k++ {
-		switch e.s.lines[k].typ {
+		switch x := &e.s.lines[k]; x.typ {
 		case 'b', 't', 'r', 'z', 'k', 'a':
-			pos = int(e.s.lines[k].start)
-			k = sec.end
+			return int(x.start)
 		}
 	}
-	return e.add(splice{start: int32(pos), end: int32(pos), kind: opConn, a: addrType, b: addr})
+	return e.sectionEnd(sec)
 }
 
 func (e *Editor) replaceConn(sec *section, addrType, addr []byte) bool {

@@ -165,7 +165,8 @@ type Media struct {
 // are required at session level; every media section with a port needs a
 // c= of its own or at session level. Beyond that the order of lines is
 // not checked: devices in the wild misorder them and nothing here
-// depends on it.
+// depends on it. After an error the Session holds nothing to rely on
+// beyond the Error.
 func (s *Session) Parse(b []byte) error {
 	s.st = state{buf: b, sess: newSection(0)}
 	st := &s.st
@@ -186,13 +187,11 @@ func (s *Session) Parse(b []byte) error {
 		if nl := bytes.IndexByte(b[i:], '\n'); nl >= 0 {
 			ve, next = i+nl, i+nl+1
 		}
-		if n := st.nl; n == 0 {
-			st.crlf = ve > i && b[ve-1] == '\r'
-		}
+		n := st.nl
 		if ve > i && b[ve-1] == '\r' {
 			ve--
+			st.crlf = st.crlf || n == 0
 		}
-		n := st.nl
 		if ve == i {
 			// An empty line: only the line endings that close the body.
 			if onlyLineEnds(b[i:]) {
