@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -239,5 +240,60 @@ func TestE2EDialogTimeoutAfterRestart(t *testing.T) {
 	waitMetric(t, srv, "switchboard_dialog_byes_sent_total", 2)
 	if m := srv.metrics(); m["switchboard_dialog_bye_failures_total"] != 0 || m["switchboard_dialog_active"] != 0 {
 		t.Fatalf("BYE failures %v, active %v", m["switchboard_dialog_bye_failures_total"], m["switchboard_dialog_active"])
+	}
+}
+
+// TestE2EDialogDrainEndsCalls: with dialog.drain_timeout 2s (a node being
+// retired), a sipp call is up when the server gets SIGTERM: 2 s later the
+// proxy ends it with a BYE to each sipp end (both scenarios pass), the
+// server exits 0, and a start on the same storage.dir restores nothing.
+// Before the end, a new INVITE during the drain gets 503.
+func TestE2EDialogDrainEndsCalls(t *testing.T) {
+	needSipp(t)
+	srv := startServer(t, "routes: calls\ndialog:\n  drain_timeout: 2s\n")
+	uas := freeSIPPort(t)
+	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-m", "1")
+	time.Sleep(200 * time.Millisecond)
+	done := make(chan sippResult, 1)
+	go func() {
+		done <- runSipp(t, 30*time.Second, "-sf", "uac_call_proxy_bye.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
+			"-key", "ruri", "sip:callee@127.0.0.1:"+strconv.Itoa(uas),
+			"-rsa", "127.0.0.1:"+strconv.Itoa(srv.Port), "-m", "1",
+			"127.0.0.1:"+strconv.Itoa(uas))
+	}()
+	waitMetric(t, srv, "switchboard_dialog_confirmed", 1)
+	waitMetric(t, srv, "switchboard_dialog_store_writes_total", 1) // stored: its end must delete it
+	sigterm := time.Now()
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(200 * time.Millisecond)
+	invite := request("INVITE", "sip:callee@127.0.0.1:"+strconv.Itoa(uas), "To: <sip:callee@127.0.0.1>\r\nMax-Forwards: 70\r\n")
+	if reply := sendUDP(t, srv.Port, invite, 2*time.Second); !strings.HasPrefix(reply, "SIP/2.0 503 ") {
+		t.Errorf("new INVITE while draining: %q", statusLine(reply))
+	}
+	res := <-done
+	ended := time.Since(sigterm)
+	if res.Code != 0 {
+		t.Fatalf("sipp caller exit %d (no BYE from the draining proxy?):\n%s", res.Code, res.Output)
+	}
+	if code := callee.wait(5 * time.Second); code != 0 {
+		t.Fatalf("sipp callee exit %d (no BYE?):\n%s", code, callee.out.String())
+	}
+	if ended < 2*time.Second || ended > 5*time.Second {
+		t.Fatalf("call ended %v after SIGTERM, want about 2 s (drain_timeout)", ended)
+	}
+	select {
+	case <-srv.exited:
+	case <-time.After(40 * time.Second):
+		t.Fatal("server did not exit after the drain")
+	}
+	if srv.waitErr != nil || !strings.Contains(srv.Log.String(), "dialog: drain: calls ended by the proxy") {
+		t.Fatalf("server exit %v; log:\n%s", srv.waitErr, srv.Log)
+	}
+	srv.start()
+	if l := dialogList(t, srv, `{}`); len(l) != 0 {
+		t.Fatalf("dialogs restored after a drain that ended them: %v", l)
+	}
+	if m := srv.metrics(); m["switchboard_dialog_restored_total"] != 0 {
+		t.Fatalf("restored %v", m["switchboard_dialog_restored_total"])
 	}
 }

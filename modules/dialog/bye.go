@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"switchboard/parser"
 	"switchboard/shards"
@@ -44,9 +45,13 @@ type byeQueue struct {
 	mu   sync.Mutex
 	q    []bye
 	wake chan struct{}
+	// pending counts the BYEs queued and not yet answered (or failed):
+	// Drain waits for them.
+	pending atomic.Int64
 }
 
 func (b *byeQueue) push(x bye) {
+	b.pending.Add(1)
 	b.mu.Lock()
 	b.q = append(b.q, x)
 	b.mu.Unlock()
@@ -144,8 +149,10 @@ func (d *Dialog) sendByes() {
 			if code >= 300 && code != 481 {
 				d.byeFailed.Inc()
 			}
+			d.byes.pending.Add(-1)
 		})
 		if err != nil {
+			d.byes.pending.Add(-1)
 			d.byeFailed.Inc()
 			d.log.Warn("dialog: BYE not sent", "dst", b.dst.String(), "error", err)
 			continue

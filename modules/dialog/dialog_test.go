@@ -1,11 +1,13 @@
 package dialog
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"switchboard/modules"
+	"switchboard/parser"
 	"switchboard/routing"
 	"switchboard/shards"
 )
@@ -408,5 +410,69 @@ func TestReload(t *testing.T) {
 	s.Profiles = []ProfileSettings{{Name: "x"}}
 	if err := e.d.Reload(s); err == nil || !strings.Contains(err.Error(), "profiles") {
 		t.Fatalf("profiles changed: %v", err)
+	}
+}
+
+// TestDrain: with drain_timeout 0 a drain leaves the calls up; with
+// 300ms, a call hung up during the drain ends by its BYE, the one still
+// up after 300 ms is ended by the proxy with a BYE to each side (reason
+// drain), and Drain returns once both BYEs are answered. A drain whose
+// context ends (a second signal) returns at once, ending nothing.
+func TestDrain(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.invite("drain-a")
+	a.respond(0, 200, "ta")
+	b := e.invite("drain-b")
+	b.respond(0, 200, "tb")
+	e.d.Drain(context.Background())
+	e.wantCount(t, 0, 0, 2)
+
+	e.d.drainTimeout.Store(10_000)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	t0 := time.Now()
+	e.d.Drain(ctx)
+	if time.Since(t0) > 2*time.Second {
+		t.Fatalf("a canceled drain took %v", time.Since(t0))
+	}
+	e.wantCount(t, 0, 0, 2)
+
+	e.d.drainTimeout.Store(300)
+	done := make(chan time.Duration)
+	t0 = time.Now()
+	go func() { e.d.Drain(context.Background()); done <- time.Since(t0) }()
+	time.Sleep(100 * time.Millisecond)
+	b.inDialog("BYE", false, "tb", 1)
+	e.wantCount(t, 0, 0, 1)
+	sent := e.waitSent(t, 2)
+	if since := time.Since(t0); since < 300*time.Millisecond {
+		t.Fatalf("calls ended %v into a drain of 300ms", since)
+	}
+	for _, s := range sent {
+		if !strings.HasPrefix(s.Data, "BYE ") || header(s.Data, "Call-ID") != "drain-a" {
+			t.Fatalf("sent during the drain: %q", firstLine(s.Data))
+		}
+	}
+	e.wantCount(t, 0, 0, 0)
+	if e.ended(ReasonDrain) != 1 || e.ended(ReasonBye) != 1 {
+		t.Fatalf("ended by drain %d, by bye %d", e.ended(ReasonDrain), e.ended(ReasonBye))
+	}
+	select {
+	case <-done:
+		t.Fatal("Drain returned before its BYEs were answered")
+	case <-time.After(100 * time.Millisecond):
+	}
+	for _, s := range sent {
+		var m parser.Message
+		if err := m.Parse([]byte(s.Data)); err != nil {
+			t.Fatal(err)
+		}
+		e.Receive(s.Dst.String(), string(parser.AppendResponse(nil, &m, 200, nil, nil)))
+	}
+	select {
+	case took := <-done:
+		t.Logf("drain took %v", took)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Drain did not return once its BYEs were answered")
 	}
 }

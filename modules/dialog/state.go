@@ -35,10 +35,13 @@ const (
 	// ReasonEnded: ended from the management API (dialog.end), with a
 	// BYE to each side.
 	ReasonEnded
+	// ReasonDrain: ended with a BYE to each side when the server drained
+	// (SIGTERM with dialog.drain_timeout).
+	ReasonDrain
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"", "bye", "timeout", "canceled", "failed", "ended"}
+var reasonNames = [numReasons]string{"", "bye", "timeout", "canceled", "failed", "ended", "drain"}
 
 func (r Reason) String() string {
 	if r < numReasons {
