@@ -30,9 +30,18 @@ type Dialog struct {
 	// carry. FromTag is the caller's tag, ToTag the callee's.
 	FromURI, FromTag, ToURI, ToTag string
 	FromHdr, ToHdr                 string
+	// CalleeFromHdr and CalleeToHdr are the From and To (with the
+	// callee's tag) as the callee has them, when a route rewrote them in
+	// the relayed INVITE (uac_replace_from/to; OpenSIPS's
+	// mangled_from_uri and mangled_to_uri); "" when not.
+	CalleeFromHdr, CalleeToHdr string
 	// CallerCSeq and CalleeCSeq are the highest CSeq numbers seen from
 	// each side (0: the callee sent no request yet).
 	CallerCSeq, CalleeCSeq uint32
+	// CSeqOffset is how far the callee's numbering of the caller's
+	// requests is above the caller's own (the INVITE re-sent with
+	// credentials by uac_auth); 0 mostly.
+	CSeqOffset uint32
 	// CallerRouteSet and CalleeRouteSet are the Route values towards
 	// each side, comma-separated ("" none); CallerContact and
 	// CalleeContact the targets (the last Contact of each).
@@ -108,6 +117,7 @@ func CheckDialog(d *Dialog) error {
 	}{
 		{"callid", d.CallID, true}, {"from_uri", d.FromURI, true}, {"from_tag", d.FromTag, true},
 		{"to_uri", d.ToURI, true}, {"to_tag", d.ToTag, true}, {"from_hdr", d.FromHdr, true}, {"to_hdr", d.ToHdr, true},
+		{"callee_from_hdr", d.CalleeFromHdr, false}, {"callee_to_hdr", d.CalleeToHdr, false},
 		{"caller_route_set", d.CallerRouteSet, false}, {"callee_route_set", d.CalleeRouteSet, false},
 		{"caller_contact", d.CallerContact, false}, {"callee_contact", d.CalleeContact, false},
 	} {

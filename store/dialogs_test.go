@@ -29,6 +29,7 @@ func TestDialogs(t *testing.T) {
 	s := openT(t, dir, Options{})
 	a := testDialog(0xfedcba9876543210, "call-a@host")
 	a.Profiles = []DialogProfile{{Name: "caller", Value: "al,ice=1%\xff"}, {Name: "inbound"}}
+	a.CalleeFromHdr, a.CalleeToHdr, a.CSeqOffset = "<sip:+4930100@carrier.example>;tag=a1", "<sip:+4930200@carrier.example>;tag=b1", 1
 	b := testDialog(0x41ddda1940528765, "call-b@host")
 	b.StartTime = a.StartTime - 5000
 	c := testDialog(7, "call-c@host")
@@ -78,6 +79,7 @@ func TestDialogValidation(t *testing.T) {
 		{"no call-id", func(d *Dialog) { d.CallID = "" }, []string{"callid: empty"}},
 		{"no to tag", func(d *Dialog) { d.ToTag = "" }, []string{"to_tag: empty"}},
 		{"header injection", func(d *Dialog) { d.ToHdr = "<sip:b@x>\r\nX-Evil: 1" }, []string{"to_hdr", "line break"}},
+		{"callee's from", func(d *Dialog) { d.CalleeFromHdr = "<sip:a@x>\nX-Evil: 1" }, []string{"callee_from_hdr", "line break"}},
 		{"route set too long", func(d *Dialog) { d.CalleeRouteSet = strings.Repeat("x", 5000) }, []string{"callee_route_set", "5000 bytes"}},
 		{"hop without proto", func(d *Dialog) { d.CallerHop = "127.0.0.1:5060" }, []string{"caller_hop", "proto"}},
 		{"hop hostname", func(d *Dialog) { d.CalleeHop = "udp:gw.example:5060" }, []string{"callee_hop"}},

@@ -266,8 +266,12 @@ var sqliteMigrations = []migration{
 		// each side, "udp:192.0.2.1:5060" (OpenSIPS keeps its own socket
 		// there; the proxy's BYEs leave from the listener of the hop's
 		// protocol). from_hdr and to_hdr are the INVITE's From (with its
-		// tag) and To values, which the proxy's BYEs carry; profiles is
-		// "name" or "name=value" (value query-escaped) joined by ",".
+		// tag) and To values, which the proxy's BYEs carry;
+		// callee_from_hdr and callee_to_hdr the callee's, when a route
+		// rewrote them (OpenSIPS's mangled_from_uri, mangled_to_uri),
+		// and cseq_offset how far the callee's numbering of the caller's
+		// requests is above the caller's (uac_auth); profiles is "name"
+		// or "name=value" (value query-escaped) joined by ",".
 		`CREATE TABLE dialog (
 			dlg_id           INTEGER PRIMARY KEY NOT NULL,
 			callid           TEXT NOT NULL,
@@ -277,8 +281,11 @@ var sqliteMigrations = []migration{
 			to_tag           TEXT NOT NULL,
 			from_hdr         TEXT NOT NULL,
 			to_hdr           TEXT NOT NULL,
+			callee_from_hdr  TEXT NOT NULL DEFAULT '',
+			callee_to_hdr    TEXT NOT NULL DEFAULT '',
 			caller_cseq      INTEGER NOT NULL DEFAULT 0,
 			callee_cseq      INTEGER NOT NULL DEFAULT 0,
+			cseq_offset      INTEGER NOT NULL DEFAULT 0,
 			caller_route_set TEXT NOT NULL DEFAULT '',
 			callee_route_set TEXT NOT NULL DEFAULT '',
 			caller_contact   TEXT NOT NULL DEFAULT '',

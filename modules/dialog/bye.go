@@ -94,10 +94,19 @@ func (d *Dialog) appendBye(dst []byte, e *shards.Entry[dlg], i int) []byte {
 	}
 	dst = append(dst, "Max-Forwards: 70\r\n"...)
 	if i == toCallee {
+		// As the callee has them, a route's rewriting included.
 		dst = append(dst, "From: "...)
-		dst = append(dst, g.get(g.from)...)
+		if g.calleeFrom.n > 0 {
+			dst = append(dst, g.get(g.calleeFrom)...)
+		} else {
+			dst = append(dst, g.get(g.from)...)
+		}
 		dst = append(dst, "\r\nTo: "...)
-		dst = appendWithTag(dst, g.get(g.to), g.get(g.toTag))
+		if g.calleeTo.n > 0 {
+			dst = append(dst, g.get(g.calleeTo)...)
+		} else {
+			dst = appendWithTag(dst, g.get(g.to), g.get(g.toTag))
+		}
 	} else {
 		dst = append(dst, "From: "...)
 		dst = appendWithTag(dst, g.get(g.to), g.get(g.toTag))
@@ -108,12 +117,13 @@ func (d *Dialog) appendBye(dst []byte, e *shards.Entry[dlg], i int) []byte {
 	dst = append(dst, e.Key()...)
 	dst = append(dst, "\r\nCSeq: "...)
 	// The CSeq the other side would use next: one above the last we saw
-	// from it (the callee's first in-dialog request starts it at 1).
-	other := toCallee
+	// from it (the callee's first in-dialog request starts it at 1), in
+	// the callee's numbering towards the callee.
+	next := g.cseq[toCallee] + 1
 	if i == toCallee {
-		other = toCaller
+		next = g.cseq[toCaller] + g.cseqOffset + 1
 	}
-	dst = strconv.AppendUint(dst, uint64(g.cseq[other])+1, 10)
+	dst = strconv.AppendUint(dst, uint64(next), 10)
 	dst = append(dst, " BYE\r\nReason: SIP;cause=200;text=\"dialog ended by the proxy\"\r\nContent-Length: 0\r\n\r\n"...)
 	return dst
 }

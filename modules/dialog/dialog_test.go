@@ -10,6 +10,7 @@ import (
 	"switchboard/parser"
 	"switchboard/routing"
 	"switchboard/shards"
+	"switchboard/store"
 )
 
 func firstLine(s string) string { l, _, _ := strings.Cut(s, "\r\n"); return l }
@@ -475,4 +476,74 @@ func TestDrain(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Drain did not return once its BYEs were answered")
 	}
+}
+
+// TestByeAfterRewrite: a route rewrote the relayed INVITE's From and To
+// (uac_replace_from/to) and gave it the next CSeq (as uac_auth re-sends
+// it); the callee's 2xx echoes what it got. The proxy's BYE to the callee
+// carries the From and To the callee has (with the tags) and the CSeq in
+// the callee's numbering, also after a restart from the store; the one to
+// the caller the caller's own.
+func TestByeAfterRewrite(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s := DefaultSettings()
+	s.WriteInterval = 10 * time.Minute
+	e := newEnvWith(t, s, envOptions{store: st, secret: testSecret})
+	const trunkFrom = `"Trunk" <sip:+4930100@carrier.example>;tag=atag-rw-1`
+	e.beforeRelay = func(c *routing.Ctx) bool {
+		ed := c.R.Editor()
+		ed.SetHeaderValue(parser.HdrFrom, c.R.Own([]byte(trunkFrom)))
+		ed.SetHeaderValue(parser.HdrTo, c.R.Own([]byte("<sip:+4930200@carrier.example>")))
+		ed.SetCSeq(11)
+		return true
+	}
+	c := e.invite("rw-1")
+	if header(c.fwd, "From") != trunkFrom || header(c.fwd, "CSeq") != "11 INVITE" {
+		t.Fatalf("relayed INVITE: From %q CSeq %q", header(c.fwd, "From"), header(c.fwd, "CSeq"))
+	}
+	out := c.respond(0, 200, "btag")
+	if len(out) != 1 || header(out[0].Data, "From") != `"Alice" <sip:alice@example.com>;tag=atag-rw-1` || header(out[0].Data, "CSeq") != "10 INVITE" {
+		t.Fatalf("200 to the caller not restored: %v", out)
+	}
+	c.inDialog("INFO", true, "btag", 12) // the caller's next, 13 for the callee
+	wantByes := func(e *env) {
+		t.Helper()
+		byes := map[string]string{}
+		for _, m := range e.waitSent(t, 2) {
+			byes[m.Dst.String()] = m.Data
+		}
+		for _, w := range []struct{ dst, from, to, cseq string }{
+			{calleeAddr, trunkFrom, "<sip:+4930200@carrier.example>;tag=btag", "14 BYE"},
+			{callerAddr, "<sip:bob@example.com>;tag=btag", `"Alice" <sip:alice@example.com>;tag=atag-rw-1`, "1 BYE"},
+		} {
+			m := byes[w.dst]
+			if header(m, "From") != w.from || header(m, "To") != w.to || header(m, "CSeq") != w.cseq {
+				t.Errorf("BYE to %s: From %q To %q CSeq %q, want %q %q %q", w.dst, header(m, "From"), header(m, "To"), header(m, "CSeq"), w.from, w.to, w.cseq)
+			}
+		}
+	}
+	e.d.flush()
+	e.mods.Stop()
+	e2 := newEnvWith(t, s, envOptions{store: st, clock: e.clock, secret: testSecret})
+	e2.Take()
+	if _, err := e2.d.End(e2.d.List("", 0)[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	wantByes(e2)
+
+	// The same without a restart.
+	e3 := newEnv(t, nil)
+	e3.beforeRelay = e.beforeRelay
+	c = e3.invite("rw-1")
+	c.respond(0, 200, "btag")
+	c.inDialog("INFO", true, "btag", 12)
+	e3.Take()
+	if _, err := e3.d.End(e3.d.List("", 0)[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	wantByes(e3)
 }

@@ -242,7 +242,8 @@ func (d *Dialog) row(e *shards.Entry[dlg]) store.Dialog {
 		ID: g.id, CallID: string(e.Key()),
 		FromTag: string(g.get(g.fromTag)), ToTag: string(g.get(g.toTag)),
 		FromHdr: string(g.get(g.from)), ToHdr: string(g.get(g.to)),
-		CallerCSeq: g.cseq[toCaller], CalleeCSeq: g.cseq[toCallee],
+		CalleeFromHdr: string(g.get(g.calleeFrom)), CalleeToHdr: string(g.get(g.calleeTo)),
+		CallerCSeq: g.cseq[toCaller], CalleeCSeq: g.cseq[toCallee], CSeqOffset: g.cseqOffset,
 		CallerRouteSet: string(g.get(g.route[toCaller])), CallerContact: string(g.get(g.target[toCaller])),
 		CallerHop: formatHop(g.proto[toCaller], g.hop[toCaller]),
 		State:     store.DialogConfirmed, StartTime: g.start, AnswerTime: g.answer, Timeout: g.timer.When(),
@@ -335,17 +336,18 @@ func (d *Dialog) restore(r *store.Dialog) string {
 	g := &e.Value
 	g.id, g.state, g.stored = r.ID, stConfirmed, true
 	g.start, g.answer = r.StartTime, r.AnswerTime
-	g.cseq = [2]uint32{r.CallerCSeq, r.CalleeCSeq}
+	g.cseq, g.cseqOffset = [2]uint32{r.CallerCSeq, r.CalleeCSeq}, r.CSeqOffset
 	g.proto[toCaller], g.hop[toCaller] = callerProto, callerHop
 	size := len(r.FromTag) + len(r.ToTag) + len(r.FromHdr) + len(r.ToHdr) + len(r.CallerContact) + len(r.CalleeContact) +
-		len(r.CallerRouteSet) + len(r.CalleeRouteSet)
+		len(r.CallerRouteSet) + len(r.CalleeRouteSet) + len(r.CalleeFromHdr) + len(r.CalleeToHdr)
 	for _, p := range r.Profiles {
 		size += len(p.Value)
 	}
 	g.reserve(size)
 	ok = g.put([]byte(r.FromTag), &g.fromTag) && g.put([]byte(r.FromHdr), &g.from) && g.put([]byte(r.ToHdr), &g.to) &&
 		g.put([]byte(r.ToTag), &g.toTag) && g.put([]byte(r.CallerContact), &g.target[toCaller]) &&
-		g.put([]byte(r.CallerRouteSet), &g.route[toCaller])
+		g.put([]byte(r.CallerRouteSet), &g.route[toCaller]) &&
+		g.put([]byte(r.CalleeFromHdr), &g.calleeFrom) && g.put([]byte(r.CalleeToHdr), &g.calleeTo)
 	if ok && r.CalleeHop != "" {
 		p, ap, hopOK := parseHop(r.CalleeHop)
 		if hopOK && g.put([]byte(r.CalleeContact), &g.target[toCallee]) && g.put([]byte(r.CalleeRouteSet), &g.route[toCallee]) {

@@ -296,7 +296,7 @@ func (d *Dialog) Sent(r *txn.Request, b *txn.Branch, code int, resp *parser.Mess
 		if g.state == stConfirmed || resp == nil || resp.ToTag() == nil {
 			return // the 2xx of another fork: its UAC ends it itself
 		}
-		d.confirm(s, e, b, resp)
+		d.confirm(s, e, r, b, resp)
 	default:
 		if g.state == stConfirmed {
 			return
@@ -312,7 +312,7 @@ func (d *Dialog) Sent(r *txn.Request, b *txn.Branch, code int, resp *parser.Mess
 // confirm records the 2xx of the dialog's INVITE: the callee's tag, its
 // Contact, the route set towards it (the Record-Route values above ours,
 // in reverse) and where the branch went.
-func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], b *txn.Branch, resp *parser.Message) {
+func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], r *txn.Request, b *txn.Branch, resp *parser.Message) {
 	g := &e.Value
 	if g.state == stEarly {
 		d.early.Add(-1)
@@ -339,6 +339,7 @@ func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], b *txn.Bran
 	if !ok {
 		g.toTag = span{} // too large to keep: in-dialog requests will not match
 	}
+	d.calleeView(g, r, resp)
 	s.Account(e, cap(g.buf))
 	t := g.timeout
 	if t == 0 {
@@ -349,6 +350,29 @@ func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], b *txn.Bran
 	if len(d.subs) > 0 {
 		d.emit(s, e, EventAnswered, 0, Proxy, resp.StatusCode())
 	}
+}
+
+// calleeView keeps what a route changed in the relayed INVITE as the
+// callee has it, from the 2xx, which echoes the request's From, To and
+// CSeq: the From and To when they differ from the caller's (a route's
+// uac_replace_from/to), and how far the callee's CSeq numbers are above
+// the caller's (the INVITE re-sent with credentials). Without it the
+// proxy's BYE would reach the callee with identities, or a CSeq, that
+// are not its dialog's.
+func (d *Dialog) calleeView(g *dlg, r *txn.Request, resp *parser.Message) {
+	if f := resp.From().Raw; string(f) != string(g.get(g.from)) {
+		g.put(f, &g.calleeFrom)
+	}
+	if t := resp.To().Raw; !sameWithTag(t, g.get(g.to), g.get(g.toTag)) {
+		g.put(t, &g.calleeTo)
+	}
+	g.cseqOffset = resp.CSeq().Num - r.ClientCSeq()
+}
+
+// sameWithTag reports whether v is base;tag=tag.
+func sameWithTag(v, base, tag []byte) bool {
+	return len(v) == len(base)+5+len(tag) && string(v[:len(base)]) == string(base) &&
+		string(v[len(base):len(base)+5]) == ";tag=" && string(v[len(base)+5:]) == string(tag)
 }
 
 // refresh takes the targets of a 2xx to a re-INVITE or UPDATE (a target

@@ -115,6 +115,14 @@ type dlg struct {
 	route          [2]span // Route values towards the caller, the callee ("" none)
 	early          [maxEarly]span
 	profs          [maxDlgProfile]profRef
+	// calleeFrom and calleeTo are the From and To as the callee has them
+	// (its 2xx echoes them), when a route rewrote them in the relayed
+	// INVITE (uac_replace_from/to); empty: the INVITE's. cseqOffset is
+	// how far the callee's numbering of the caller's requests is above
+	// the caller's own (the INVITE re-sent with credentials: uac_auth).
+	// The proxy's requests to the callee use the callee's view.
+	calleeFrom, calleeTo span
+	cseqOffset           uint32
 
 	buf   []byte
 	timer shards.Timer
