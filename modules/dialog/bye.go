@@ -31,11 +31,12 @@ import (
 // proxy's own requests (Host.Originator, txn.Core.SendLocal), built under
 // the dialog's lock and sent from a goroutine of the module.
 
-// bye is one BYE to send.
+// bye is one BYE to send, or an INVITE to cancel (cancel set, msg nil).
 type bye struct {
-	proto transport.Proto
-	dst   netip.AddrPort
-	msg   []byte
+	proto  transport.Proto
+	dst    netip.AddrPort
+	msg    []byte
+	cancel txn.Ref
 }
 
 // byeQueue holds the BYEs built under a shard lock until the module's
@@ -155,6 +156,15 @@ func (d *Dialog) byeLoop() {
 
 func (d *Dialog) sendByes() {
 	for _, b := range d.byes.take() {
+		if b.msg == nil {
+			// Off the dialog's lock: the core locks the INVITE's shard,
+			// from which it calls the dialog's watcher.
+			if d.h.Originator.Cancel(b.cancel) {
+				d.cancels.Inc()
+			}
+			d.byes.pending.Add(-1)
+			continue
+		}
 		err := d.h.Originator.SendLocal(txn.LocalRequest{Proto: b.proto, Dst: b.dst, Message: b.msg}, func(code int, _ *parser.Message) {
 			if code >= 300 && code != 481 {
 				d.byeFailed.Inc()

@@ -201,6 +201,7 @@ type Dialog struct {
 	limited                       *metrics.Counter
 	mismatched                    *metrics.Counter
 	byeSent, byeFailed            *metrics.Counter
+	cancels                       *metrics.Counter
 }
 
 func newModule(h *modules.Host, v any) (modules.Instance, error) {
@@ -312,6 +313,7 @@ func (d *Dialog) registerMetrics(set *metrics.Set) {
 	d.mismatched = set.NewCounter("switchboard_dialog_mismatched_total")
 	d.byeSent = set.NewCounter("switchboard_dialog_byes_sent_total")
 	d.byeFailed = set.NewCounter("switchboard_dialog_bye_failures_total")
+	d.cancels = set.NewCounter("switchboard_dialog_cancels_sent_total")
 	d.store = newStoreMetrics(set)
 	for _, p := range d.profiles {
 		p := p

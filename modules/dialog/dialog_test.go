@@ -313,12 +313,23 @@ func TestDefaultTimeoutAndUnanswered(t *testing.T) {
 // each way; an unanswered one is refused, an unknown id not found.
 func TestEndFromManagement(t *testing.T) {
 	e := newEnv(t, nil)
+	r := e.invite("ring-1")
+	r.respond(0, 180, "b")
+	if _, err := e.d.End(e.d.List("", 0)[0].ID); err != nil {
+		t.Fatalf("ending an early dialog: %v", err)
+	}
+	sent := e.waitSent(t, 1)
+	if !strings.HasPrefix(sent[0].Data, "CANCEL sip:bob@") || sent[0].Dst.String() != calleeAddr {
+		t.Fatalf("ending an early dialog sent %q to %s, want its INVITE's CANCEL", firstLine(sent[0].Data), sent[0].Dst)
+	}
+	if out := r.respond(0, 487, "b"); len(out) < 1 || firstLine(out[len(out)-1].Data) != "SIP/2.0 487 Request Terminated" {
+		t.Fatalf("after the callee's 487: %v", out)
+	}
+	e.wantCount(t, 0, 0, 0)
+
 	c := e.invite("end-1")
 	c.respond(0, 180, "b")
 	id := e.d.List("", 0)[0].ID
-	if _, err := e.d.End(id); err == nil || !strings.Contains(err.Error(), "early") {
-		t.Fatalf("ending an early dialog: %v", err)
-	}
 	c.respond(0, 200, "b")
 	if l := e.d.List("alice", 0); len(l) != 1 {
 		t.Fatalf("list by user alice: %v", l)
@@ -330,7 +341,7 @@ func TestEndFromManagement(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitSent(t, 2)
-	if e.ended(ReasonEnded) != 1 || e.d.tbl.Len() != 0 {
+	if e.ended(ReasonEnded) != 2 || e.d.tbl.Len() != 0 {
 		t.Fatal("not ended")
 	}
 	if _, err := e.d.End(id); err == nil || !strings.Contains(err.Error(), "not found") {
@@ -546,4 +557,42 @@ func TestByeAfterRewrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantByes(e3)
+}
+
+// TestEarlyTimeoutCancels: a dialog still ringing at its timeout (here
+// default_timeout 10s, below timer C) is ended by the proxy with a CANCEL
+// of its INVITE: the callee gets the CANCEL, the caller the 487 once the
+// callee answers it; ringing 9.999 s ends nothing.
+func TestEarlyTimeoutCancels(t *testing.T) {
+	s := DefaultSettings()
+	s.DefaultTimeout = 10 * time.Second
+	e := newEnv(t, s)
+	c := e.invite("early-to")
+	c.respond(0, 180, "b")
+	e.clock.Advance(9999 * time.Millisecond)
+	e.wantCount(t, 0, 1, 0)
+	e.Take()
+	e.clock.Advance(time.Millisecond)
+	e.wantCount(t, 0, 0, 0)
+	if e.ended(ReasonTimeout) != 1 {
+		t.Fatal("early timeout not counted")
+	}
+	sent := e.waitSent(t, 1)
+	if !strings.HasPrefix(sent[0].Data, "CANCEL sip:bob@"+calleeAddr) || sent[0].Dst.String() != calleeAddr ||
+		header(sent[0].Data, "CSeq") != "10 CANCEL" {
+		t.Fatalf("at the early timeout: %q to %s", sent[0].Data, sent[0].Dst)
+	}
+	out := c.respond(0, 487, "b")
+	got := ""
+	for _, m := range out {
+		if m.Dst.String() == callerAddr {
+			got = firstLine(m.Data)
+		}
+	}
+	if got != "SIP/2.0 487 Request Terminated" {
+		t.Fatalf("the caller got %q, want the 487", got)
+	}
+	if e.d.cancels.Get() != 1 {
+		t.Fatalf("cancels %d", e.d.cancels.Get())
+	}
 }

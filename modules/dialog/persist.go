@@ -111,14 +111,14 @@ func (w *writer) push(s *shards.Shard[dlg], op pendOp) bool {
 // next interval. The shard is locked.
 func (d *Dialog) changed(s *shards.Shard[dlg], e *shards.Entry[dlg]) {
 	g := &e.Value
-	if d.w == nil || g.state != stConfirmed || g.dirty {
+	if d.w == nil || g.state != stConfirmed || g.flags&fDirty != 0 {
 		return
 	}
 	if !d.w.push(s, pendOp{h: e.Hash(), id: g.id}) {
 		d.h.Warn("dialog: store queue full, dialog change not written", "id", g.id)
 		return
 	}
-	g.dirty = true
+	g.flags |= fDirty
 }
 
 // forget notes that a dialog ended: when a row of it was taken for the
@@ -127,7 +127,7 @@ func (d *Dialog) changed(s *shards.Shard[dlg], e *shards.Entry[dlg]) {
 // is locked.
 func (d *Dialog) forget(s *shards.Shard[dlg], e *shards.Entry[dlg]) {
 	g := &e.Value
-	if d.w == nil || !g.stored {
+	if d.w == nil || g.flags&fStored == 0 {
 		return
 	}
 	if !d.w.push(s, pendOp{h: e.Hash(), id: g.id, del: true}) {
@@ -168,10 +168,10 @@ func (d *Dialog) flush() {
 				continue
 			}
 			e := findID(s, op.h, op.id)
-			if e == nil || !e.Value.dirty || !e.Value.timer.Active() {
+			if e == nil || e.Value.flags&fDirty == 0 || !e.Value.timer.Active() {
 				continue // ended (its delete follows), or written already
 			}
-			e.Value.dirty, e.Value.stored = false, true
+			e.Value.flags = e.Value.flags&^fDirty | fStored
 			w.ops = append(w.ops, store.DialogOp{Kind: store.DialogUpsert, Dialog: d.row(e)})
 			w.from = append(w.from, op)
 		}
@@ -334,7 +334,7 @@ func (d *Dialog) restore(r *store.Dialog) string {
 		return err.Error()
 	}
 	g := &e.Value
-	g.id, g.state, g.stored = r.ID, stConfirmed, true
+	g.id, g.state, g.flags = r.ID, stConfirmed, fStored
 	g.start, g.answer = r.StartTime, r.AnswerTime
 	g.cseq, g.cseqOffset = [2]uint32{r.CallerCSeq, r.CalleeCSeq}, r.CSeqOffset
 	g.proto[toCaller], g.hop[toCaller] = callerProto, callerHop

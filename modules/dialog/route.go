@@ -91,6 +91,7 @@ func (d *Dialog) CreateDialog(c *routing.Ctx) bool {
 		id = d.nextID.Add(1)
 	}
 	g.id = id
+	g.inv = c.R.Ref()
 	g.start = s.Now()
 	g.proto[toCaller], g.hop[toCaller] = c.Proto(), c.R.Src
 	g.cseq[toCaller] = m.CSeq().Num
@@ -410,13 +411,23 @@ func (d *Dialog) retarget(g *dlg, i int, uri []byte) {
 }
 
 // onTimer ends a dialog at its timeout: a confirmed one with a BYE to
-// each side, one never answered silently (its INVITE is answered by the
-// transaction layer). Ticker goroutine, shard locked.
+// each side, one not answered yet with a CANCEL of its INVITE (the
+// caller gets 487; nothing when the INVITE is no longer pending: a route
+// dropped it). Ticker goroutine, shard locked.
 func (d *Dialog) onTimer(s *shards.Shard[dlg], e *shards.Entry[dlg], _ *shards.Timer) {
+	d.queueEnd(e)
+	d.end(s, e, ReasonTimeout, Proxy, 0)
+}
+
+// queueEnd queues what ends e on the wire: a BYE to each side of a
+// confirmed dialog, the CANCEL of the INVITE of one not answered. The
+// shard is locked.
+func (d *Dialog) queueEnd(e *shards.Entry[dlg]) {
 	if e.Value.state == stConfirmed {
 		d.queueByes(e)
+		return
 	}
-	d.end(s, e, ReasonTimeout, Proxy, 0)
+	d.byes.push(bye{cancel: e.Value.inv})
 }
 
 // end removes a dialog, releases its profiles and tells the subscribers.

@@ -6,6 +6,7 @@ import (
 	"switchboard/parser"
 	"switchboard/shards"
 	"switchboard/transport"
+	"switchboard/txn"
 )
 
 // States of a dialog. A dialog is removed from the table when it ends,
@@ -99,10 +100,8 @@ type dlg struct {
 	// hasCallee: the 2xx's Contact and route set were stored, so a BYE
 	// can be sent to the callee.
 	hasCallee bool
-	// dirty: a change is on the store writer's list (dialog.persist);
-	// stored: the writer took a row of it, so its end deletes the row.
-	dirty, stored bool
-	proto         [2]transport.Proto // first hop towards the caller, the callee
+	flags     uint8              // fDirty, fStored, fPing...
+	proto     [2]transport.Proto // first hop towards the caller, the callee
 	cseq          [2]uint32          // highest CSeq seen from the caller, the callee
 	start         int64              // ms: CreateDialog
 	answer        int64              // ms: confirmed
@@ -126,7 +125,22 @@ type dlg struct {
 
 	buf   []byte
 	timer shards.Timer
+	// inv is the INVITE's transaction, which the proxy cancels when the
+	// dialog times out, or is ended, before an answer.
+	inv txn.Ref
 }
+
+// Flags of a dialog.
+const (
+	// fDirty: a change is on the store writer's list (dialog.persist).
+	fDirty uint8 = 1 << iota
+	// fStored: the writer took a row of it, so its end deletes the row.
+	fStored
+	// fPingCaller, fPingCallee: an in-dialog OPTIONS of the proxy to
+	// that side is unanswered (dialog.ping_interval).
+	fPingCaller
+	fPingCallee
+)
 
 // Indexes of the per-side arrays.
 const (
