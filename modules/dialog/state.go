@@ -102,11 +102,11 @@ type dlg struct {
 	hasCallee bool
 	flags     uint8              // fDirty, fStored, fPing...
 	proto     [2]transport.Proto // first hop towards the caller, the callee
-	cseq          [2]uint32          // highest CSeq seen from the caller, the callee
-	start         int64              // ms: CreateDialog
-	answer        int64              // ms: confirmed
-	timeout       int64              // ms, 0: the module's default
-	hop           [2]netip.AddrPort  // first hop towards the caller, the callee
+	cseq      [2]uint32          // highest CSeq seen from the caller, the callee
+	start     int64              // ms: CreateDialog
+	answer    int64              // ms: confirmed
+	timeout   int64              // ms, 0: the module's default
+	hop       [2]netip.AddrPort  // first hop towards the caller, the callee
 
 	fromTag, toTag span
 	from, to       span // the From and To values of the INVITE (From with its tag)
