@@ -297,3 +297,37 @@ func TestE2EDialogDrainEndsCalls(t *testing.T) {
 		t.Fatalf("restored %v", m["switchboard_dialog_restored_total"])
 	}
 }
+
+// TestE2EDialogPingEndsDeadCall: with dialog.ping_interval 1s, the proxy
+// pings both ends of a sipp call; the sipp caller answers every OPTIONS,
+// the sipp callee is killed once the call is up. The callee's OPTIONS goes
+// unanswered (408 after 64·T1 = 6.4 s with the test's T1), and the proxy
+// ends the call with a BYE, which the sipp caller answers: reason ping.
+func TestE2EDialogPingEndsDeadCall(t *testing.T) {
+	needSipp(t)
+	srv := startServer(t, "routes: calls\ndialog:\n  ping_interval: 1s\n")
+	uas := freeSIPPort(t)
+	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-m", "1")
+	time.Sleep(200 * time.Millisecond)
+	done := make(chan sippResult, 1)
+	go func() {
+		done <- runSipp(t, 40*time.Second, "-sf", "uac_call_pinged.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
+			"-key", "ruri", "sip:callee@127.0.0.1:"+strconv.Itoa(uas),
+			"-rsa", "127.0.0.1:"+strconv.Itoa(srv.Port), "-m", "1",
+			"127.0.0.1:"+strconv.Itoa(uas))
+	}()
+	waitMetric(t, srv, "switchboard_dialog_confirmed", 1)
+	callee.cmd.Process.Kill()
+	start := time.Now()
+	res := <-done
+	if res.Code != 0 {
+		t.Fatalf("sipp caller exit %d (pings answered, then the proxy's BYE?):\n%s", res.Code, res.Output)
+	}
+	if took := time.Since(start); took < 6*time.Second || took > 15*time.Second {
+		t.Fatalf("call ended %v after the callee died, want the first ping's timeout (about 7 to 9 s)", took)
+	}
+	waitMetric(t, srv, `switchboard_dialog_ended_total{reason="ping"}`, 1)
+	if m := srv.metrics(); m["switchboard_dialog_pings_sent_total"] < 3 || m["switchboard_dialog_active"] != 0 {
+		t.Fatalf("pings sent %v, active %v", m["switchboard_dialog_pings_sent_total"], m["switchboard_dialog_active"])
+	}
+}

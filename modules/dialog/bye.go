@@ -82,10 +82,33 @@ func (d *Dialog) queueByes(e *shards.Entry[dlg]) {
 	}
 }
 
-// appendBye writes the BYE towards side i of g.
+// appendBye writes the BYE towards side i of g: the CSeq the other side
+// would use next, one above the last we saw from it (the callee's first
+// in-dialog request starts it at 1), in the callee's numbering towards
+// the callee.
 func (d *Dialog) appendBye(dst []byte, e *shards.Entry[dlg], i int) []byte {
+	return appendInDialog(dst, e, i, "BYE", lastCSeq(&e.Value, i)+1,
+		"Reason: SIP;cause=200;text=\"dialog ended by the proxy\"\r\n")
+}
+
+// lastCSeq is the last CSeq number side i got from the other side, in
+// i's numbering.
+func lastCSeq(g *dlg, i int) uint32 {
+	if i == toCallee {
+		return g.cseq[toCaller] + g.cseqOffset
+	}
+	return g.cseq[toCallee]
+}
+
+// appendInDialog writes a request of the proxy's own towards side i of
+// g, as the other side would send it (RFC 3261 §12.2.1.1): the target as
+// Request-URI, the route set, From and To swapped towards the caller and
+// as the callee has them towards the callee, the Call-ID, and cseq.
+// extra are header lines (each with its CRLF).
+func appendInDialog(dst []byte, e *shards.Entry[dlg], i int, method string, cseq uint32, extra string) []byte {
 	g := &e.Value
-	dst = append(dst, "BYE "...)
+	dst = append(dst, method...)
+	dst = append(dst, ' ')
 	dst = append(dst, g.get(g.target[i])...)
 	dst = append(dst, " SIP/2.0\r\n"...)
 	if r := g.get(g.route[i]); len(r) > 0 {
@@ -117,16 +140,12 @@ func (d *Dialog) appendBye(dst []byte, e *shards.Entry[dlg], i int) []byte {
 	dst = append(dst, "\r\nCall-ID: "...)
 	dst = append(dst, e.Key()...)
 	dst = append(dst, "\r\nCSeq: "...)
-	// The CSeq the other side would use next: one above the last we saw
-	// from it (the callee's first in-dialog request starts it at 1), in
-	// the callee's numbering towards the callee.
-	next := g.cseq[toCallee] + 1
-	if i == toCallee {
-		next = g.cseq[toCaller] + g.cseqOffset + 1
-	}
-	dst = strconv.AppendUint(dst, uint64(next), 10)
-	dst = append(dst, " BYE\r\nReason: SIP;cause=200;text=\"dialog ended by the proxy\"\r\nContent-Length: 0\r\n\r\n"...)
-	return dst
+	dst = strconv.AppendUint(dst, uint64(cseq), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, method...)
+	dst = append(dst, "\r\n"...)
+	dst = append(dst, extra...)
+	return append(dst, "Content-Length: 0\r\n\r\n"...)
 }
 
 // appendWithTag appends the INVITE's To value (which has no tag: the

@@ -66,6 +66,11 @@ type Settings struct {
 	// for a node being retired. Zero (the default): a SIGTERM leaves
 	// them up; with Persist they resume after the restart.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// PingInterval, when not zero, is how often the proxy sends an
+	// in-dialog OPTIONS to each side of a confirmed call (OpenSIPS
+	// options_ping_interval); a side that does not answer (408) or has
+	// no such dialog (481) ends the call with a BYE to each side.
+	PingInterval time.Duration `yaml:"ping_interval"`
 }
 
 // ProfileSettings defines one profile.
@@ -108,6 +113,8 @@ func checkSettings(v any) error {
 		return modules.Errorf("write_interval", "%s: want 10ms to 10m", s.WriteInterval)
 	case s.DrainTimeout < 0 || s.DrainTimeout > 24*time.Hour:
 		return modules.Errorf("drain_timeout", "%s: want 0 (leave calls up) to 24h", s.DrainTimeout)
+	case s.PingInterval != 0 && (s.PingInterval < time.Second || s.PingInterval > time.Hour):
+		return modules.Errorf("ping_interval", "%s: want 0 (no pings) or 1s to 1h", s.PingInterval)
 	}
 	seen := map[string]bool{}
 	for i, p := range s.Profiles {
@@ -192,6 +199,7 @@ type Dialog struct {
 	w            *writer
 	store        storeMetrics
 	drainTimeout atomic.Int64 // dialog.drain_timeout, ms
+	pingInterval atomic.Int64 // dialog.ping_interval, ms
 	started      bool
 
 	// Figures, updated under the dialog's shard lock.
@@ -201,7 +209,7 @@ type Dialog struct {
 	limited                       *metrics.Counter
 	mismatched                    *metrics.Counter
 	byeSent, byeFailed            *metrics.Counter
-	cancels                       *metrics.Counter
+	cancels, pings                *metrics.Counter
 }
 
 func newModule(h *modules.Host, v any) (modules.Instance, error) {
@@ -231,6 +239,7 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 	d.byes.wake = make(chan struct{}, 1)
 	d.profiles, d.byName = newProfiles(s.Profiles)
 	d.drainTimeout.Store(s.DrainTimeout.Milliseconds())
+	d.pingInterval.Store(s.PingInterval.Milliseconds())
 	d.persist, d.writeInterval = s.Persist, s.WriteInterval
 	d.registerMetrics(h.Metrics)
 	d.registerCommands(h)
@@ -252,8 +261,9 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 // from it.
 func (d *Dialog) Start() error {
 	d.started = true
-	d.wg.Add(1)
+	d.wg.Add(2)
 	go d.byeLoop()
+	go d.pingLoop()
 	if d.w != nil {
 		d.startRestored()
 		d.wg.Add(1)
@@ -281,12 +291,13 @@ func (d *Dialog) Stop() {
 }
 
 // Reload applies a changed default_timeout to dialogs created from now
-// on, and a changed drain_timeout; max_dialogs, profiles, persist and
-// write_interval take effect at the next start.
+// on, and a changed drain_timeout and ping_interval; max_dialogs,
+// profiles, persist and write_interval take effect at the next start.
 func (d *Dialog) Reload(v any) error {
 	s := v.(*Settings)
 	d.timeout.Store(s.DefaultTimeout.Milliseconds())
 	d.drainTimeout.Store(s.DrainTimeout.Milliseconds())
+	d.pingInterval.Store(s.PingInterval.Milliseconds())
 	if s.MaxDialogs != d.maxDialogs {
 		return errors.New("max_dialogs takes effect at the next start")
 	}
@@ -314,6 +325,7 @@ func (d *Dialog) registerMetrics(set *metrics.Set) {
 	d.byeSent = set.NewCounter("switchboard_dialog_byes_sent_total")
 	d.byeFailed = set.NewCounter("switchboard_dialog_bye_failures_total")
 	d.cancels = set.NewCounter("switchboard_dialog_cancels_sent_total")
+	d.pings = set.NewCounter("switchboard_dialog_pings_sent_total")
 	d.store = newStoreMetrics(set)
 	for _, p := range d.profiles {
 		p := p

@@ -13,6 +13,7 @@ import (
 	"switchboard/routing"
 	"switchboard/shards"
 	"switchboard/store"
+	"switchboard/txn"
 )
 
 // env is the module built the way the server builds it, on a manual
@@ -47,6 +48,7 @@ type envOptions struct {
 	store  *store.Store  // nil: none (dialog.persist does nothing)
 	clock  *shards.Clock // nil: a manual clock of its own
 	secret []byte        // the Record-Route key (nil: random)
+	t1     time.Duration // the core's T1 (0: 500ms)
 }
 
 func newEnvWith(t testing.TB, s *Settings, o envOptions) *env {
@@ -64,7 +66,7 @@ func newEnvWith(t testing.TB, s *Settings, o envOptions) *env {
 	}
 	e.mods = set
 	e.d = set.Get("dialog").(*Dialog)
-	e.Harness = routetest.NewWithSecret(t, e.clock, o.secret)
+	e.Harness = routetest.NewWith(t, e.clock, func(c *txn.Config) { c.RouteSecret, c.T1 = o.secret, o.t1 })
 	set.SetCore(e.Core())
 	if err := set.Start(); err != nil {
 		t.Fatal(err)
@@ -281,6 +283,27 @@ func (e *env) wantCount(t *testing.T, unconfirmed, early, confirmed int64) {
 }
 
 func (e *env) ended(r Reason) uint64 { return e.d.ended[r].Get() }
+
+// waitFor waits for n messages sent by the core for which keep is true
+// and returns them; the others are dropped.
+func (e *env) waitFor(t *testing.T, n int, keep func(routetest.Sent) bool) []routetest.Sent {
+	t.Helper()
+	var got []routetest.Sent
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, s := range e.Take() {
+			if keep(s) {
+				got = append(got, s)
+			}
+		}
+		if len(got) >= n {
+			return got
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("%d messages sent, want %d: %v", len(got), n, got)
+	return nil
+}
 
 // waitSent waits for n messages sent by the core (the module's BYEs go
 // out from its goroutine) and returns them.

@@ -39,10 +39,13 @@ const (
 	// ReasonDrain: ended with a BYE to each side when the server drained
 	// (SIGTERM with dialog.drain_timeout).
 	ReasonDrain
+	// ReasonPing: a side did not answer the proxy's in-dialog OPTIONS
+	// (or answered 481); ended with a BYE to each side. By is that side.
+	ReasonPing
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"", "bye", "timeout", "canceled", "failed", "ended", "drain"}
+var reasonNames = [numReasons]string{"", "bye", "timeout", "canceled", "failed", "ended", "drain", "ping"}
 
 func (r Reason) String() string {
 	if r < numReasons {

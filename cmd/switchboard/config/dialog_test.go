@@ -20,11 +20,11 @@ func TestDialogSection(t *testing.T) {
 		!s.Persist || s.WriteInterval != time.Second || s.DrainTimeout != 0 {
 		t.Fatalf("settings %+v", s)
 	}
-	cfg, err = Load("x.yaml", []byte("dialog:\n  persist: false\n  write_interval: 250ms\n  drain_timeout: 30s\n"), nil)
+	cfg, err = Load("x.yaml", []byte("dialog:\n  persist: false\n  write_interval: 250ms\n  drain_timeout: 30s\n  ping_interval: 30s\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := cfg.Modules["dialog"].(*dialog.Settings); s.Persist || s.WriteInterval != 250*time.Millisecond || s.DrainTimeout != 30*time.Second {
+	if s := cfg.Modules["dialog"].(*dialog.Settings); s.Persist || s.WriteInterval != 250*time.Millisecond || s.DrainTimeout != 30*time.Second || s.PingInterval != 30*time.Second {
 		t.Fatalf("settings %+v", s)
 	}
 	for _, tc := range []struct{ src, want string }{
@@ -37,6 +37,7 @@ func TestDialogSection(t *testing.T) {
 		{"dialog:\n  write_interval: 1ms\n", "x.yaml:2: dialog.write_interval: 1ms: want 10ms to 10m"},
 		{"dialog:\n  drain_timeout: -1s\n", "x.yaml:2: dialog.drain_timeout: -1s: want 0"},
 		{"dialog:\n  persist: maybe\n", "x.yaml:2: dialog.persist"},
+		{"dialog:\n  ping_interval: 500ms\n", "x.yaml:2: dialog.ping_interval: 500ms: want 0 (no pings) or 1s to 1h"},
 	} {
 		_, err := Load("x.yaml", []byte(tc.src), nil)
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {

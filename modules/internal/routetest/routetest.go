@@ -63,13 +63,14 @@ func (h *Harness) Listeners() []*transport.Listener                         { re
 // test ends.
 func New(t testing.TB, clock *shards.Clock) *Harness {
 	t.Helper()
-	return NewWithSecret(t, clock, nil)
+	return NewWith(t, clock, nil)
 }
 
-// NewWithSecret is New with the key of the core's Record-Route
-// signatures (nil: a random one): two harnesses with the same key verify
-// each other's Routes, as a restarted server does its predecessor's.
-func NewWithSecret(t testing.TB, clock *shards.Clock, secret []byte) *Harness {
+// NewWith is New with changes to the core's configuration: a
+// Record-Route key (RouteSecret: two harnesses with the same key verify
+// each other's Routes, as a restarted server does its predecessor's),
+// shorter timers.
+func NewWith(t testing.TB, clock *shards.Clock, mod func(*txn.Config)) *Harness {
 	t.Helper()
 	if clock == nil {
 		clock = shards.NewManualClock(1_700_000_000_000)
@@ -97,7 +98,11 @@ func NewWithSecret(t testing.TB, clock *shards.Clock, secret []byte) *Harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.core, err = txn.New(txn.Config{Sender: h, Listeners: h, Router: rt, Clock: clock, RouteSecret: secret})
+	cfg := txn.Config{Sender: h, Listeners: h, Router: rt, Clock: clock}
+	if mod != nil {
+		mod(&cfg)
+	}
+	h.core, err = txn.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
