@@ -74,10 +74,10 @@ func (b *byeQueue) take() []bye {
 func (d *Dialog) queueByes(e *shards.Entry[dlg]) {
 	g := &e.Value
 	// To the caller: From and To swapped, the callee's tag on From.
-	d.byes.push(bye{proto: g.proto[toCaller], dst: g.hop[toCaller],
+	d.byes.push(bye{proto: g.proto[toCaller], dst: g.hop[toCaller].AddrPort(),
 		msg: d.appendBye(nil, e, toCaller)})
 	if g.hasCallee {
-		d.byes.push(bye{proto: g.proto[toCallee], dst: g.hop[toCallee],
+		d.byes.push(bye{proto: g.proto[toCallee], dst: g.hop[toCallee].AddrPort(),
 			msg: d.appendBye(nil, e, toCallee)})
 	}
 }

@@ -97,13 +97,16 @@ func DefaultSettings() *Settings {
 	return &Settings{DefaultTimeout: 12 * time.Hour, MaxDialogs: 200_000, Persist: true, WriteInterval: time.Second}
 }
 
+// maxTimeout bounds a dialog's timeout (default_timeout, SetTimeout).
+const maxTimeout = 7 * 24 * time.Hour
+
 // maxProfiles bounds the profiles defined.
 const maxProfiles = 64
 
 func checkSettings(v any) error {
 	s := v.(*Settings)
 	switch {
-	case s.DefaultTimeout < time.Second || s.DefaultTimeout > 7*24*time.Hour:
+	case s.DefaultTimeout < time.Second || s.DefaultTimeout > maxTimeout:
 		return modules.Errorf("default_timeout", "%s: want 1s to 168h", s.DefaultTimeout)
 	case s.MaxDialogs < 1 || s.MaxDialogs > 1<<24:
 		return modules.Errorf("max_dialogs", "%d: want 1 to %d", s.MaxDialogs, 1<<24)

@@ -71,7 +71,7 @@ func (d *Dialog) emit(s *shards.Shard[dlg], e *shards.Entry[dlg], kind EventKind
 	g := &e.Value
 	ev := Event{
 		Kind: kind, ID: g.id, CallID: e.Key(), FromTag: g.get(g.fromTag), ToTag: g.get(g.toTag),
-		From: g.get(g.from), To: g.get(g.to), Caller: g.hop[toCaller],
+		From: g.get(g.from), To: g.get(g.to), Caller: g.hop[toCaller].AddrPort(),
 		Start: g.start, Answer: g.answer, Code: code, Reason: why, By: by,
 	}
 	if kind == EventEnded {

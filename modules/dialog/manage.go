@@ -105,11 +105,11 @@ func (d *Dialog) info(s *shards.Shard[dlg], e *shards.Entry[dlg], now int64) Inf
 	i := Info{
 		ID: string(appendID(id[:0], g.id)), CallID: string(e.Key()), State: stateNames[g.state],
 		From: string(g.get(g.from)), To: string(g.get(g.to)), FromTag: string(g.get(g.fromTag)), ToTag: string(g.get(g.toTag)),
-		Caller: strings.ToLower(g.proto[toCaller].String()) + ":" + g.hop[toCaller].String(),
+		Caller: strings.ToLower(g.proto[toCaller].String()) + ":" + g.hop[toCaller].AddrPort().String(),
 		Start:  time.UnixMilli(g.start).UTC().Format(time.RFC3339Nano),
 	}
 	if g.hasCallee {
-		i.Callee = strings.ToLower(g.proto[toCallee].String()) + ":" + g.hop[toCallee].String()
+		i.Callee = strings.ToLower(g.proto[toCallee].String()) + ":" + g.hop[toCallee].AddrPort().String()
 	}
 	since := g.start
 	if g.answer != 0 {

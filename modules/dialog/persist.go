@@ -191,7 +191,15 @@ func (d *Dialog) flush() {
 	}
 	clear(w.ops) // the rows' strings
 	w.ops, w.from = w.ops[:0], w.from[:0]
+	if cap(w.ops) > keptBatch {
+		// A burst (the first flush after a restart, a store back from an
+		// outage) is not kept: a row takes about 400 bytes.
+		w.ops, w.from = nil, nil
+	}
 }
+
+// keptBatch is the most rows the writer keeps room for between flushes.
+const keptBatch = 1024
 
 // apply writes ops, trying three times: a store busy with another
 // process's write (the CLI) usually answers the next attempt.
@@ -245,13 +253,13 @@ func (d *Dialog) row(e *shards.Entry[dlg]) store.Dialog {
 		CalleeFromHdr: string(g.get(g.calleeFrom)), CalleeToHdr: string(g.get(g.calleeTo)),
 		CallerCSeq: g.cseq[toCaller], CalleeCSeq: g.cseq[toCallee], CSeqOffset: g.cseqOffset,
 		CallerRouteSet: string(g.get(g.route[toCaller])), CallerContact: string(g.get(g.target[toCaller])),
-		CallerHop: formatHop(g.proto[toCaller], g.hop[toCaller]),
+		CallerHop: formatHop(g.proto[toCaller], g.hop[toCaller].AddrPort()),
 		State:     store.DialogConfirmed, StartTime: g.start, AnswerTime: g.answer, Timeout: g.timer.When(),
 	}
 	r.FromURI, r.ToURI = string(uriOf(g.get(g.from))), string(uriOf(g.get(g.to)))
 	if g.hasCallee {
 		r.CalleeRouteSet, r.CalleeContact = string(g.get(g.route[toCallee])), string(g.get(g.target[toCallee]))
-		r.CalleeHop = formatHop(g.proto[toCallee], g.hop[toCallee])
+		r.CalleeHop = formatHop(g.proto[toCallee], g.hop[toCallee].AddrPort())
 	}
 	for i := 0; i < int(g.nprof); i++ {
 		r.Profiles = append(r.Profiles, store.DialogProfile{Name: d.profiles[g.profs[i].idx].name, Value: string(g.get(g.profs[i].val))})
@@ -337,7 +345,7 @@ func (d *Dialog) restore(r *store.Dialog) string {
 	g.id, g.state, g.flags = r.ID, stConfirmed, fStored
 	g.start, g.answer = r.StartTime, r.AnswerTime
 	g.cseq, g.cseqOffset = [2]uint32{r.CallerCSeq, r.CalleeCSeq}, r.CSeqOffset
-	g.proto[toCaller], g.hop[toCaller] = callerProto, callerHop
+	g.proto[toCaller], g.hop[toCaller] = callerProto, packAddr(callerHop)
 	size := len(r.FromTag) + len(r.ToTag) + len(r.FromHdr) + len(r.ToHdr) + len(r.CallerContact) + len(r.CalleeContact) +
 		len(r.CallerRouteSet) + len(r.CalleeRouteSet) + len(r.CalleeFromHdr) + len(r.CalleeToHdr)
 	for _, p := range r.Profiles {
@@ -351,7 +359,7 @@ func (d *Dialog) restore(r *store.Dialog) string {
 	if ok && r.CalleeHop != "" {
 		p, ap, hopOK := parseHop(r.CalleeHop)
 		if hopOK && g.put([]byte(r.CalleeContact), &g.target[toCallee]) && g.put([]byte(r.CalleeRouteSet), &g.route[toCallee]) {
-			g.proto[toCallee], g.hop[toCallee], g.hasCallee = p, ap, true
+			g.proto[toCallee], g.hop[toCallee], g.hasCallee = p, packAddr(ap), true
 		}
 	}
 	for _, p := range r.Profiles {

@@ -3,6 +3,7 @@ package dialog
 import (
 	"context"
 	"database/sql"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -293,5 +294,19 @@ func TestCLIStoredDialogs(t *testing.T) {
 	}
 	if out, _ := run("list"); strings.Contains(out, id) {
 		t.Fatalf("listed after del:\n%s", out)
+	}
+}
+
+// TestAddrPort: the dialog's compact first hops give back what they were
+// given, IPv4, IPv4-mapped IPv6 and IPv6 alike, and the zero value.
+func TestAddrPort(t *testing.T) {
+	for _, s := range []string{"127.0.0.1:5060", "[::ffff:192.0.2.1]:5070", "[2001:db8::1]:5080", "[::1]:5060"} {
+		ap := netip.MustParseAddrPort(s)
+		if got := packAddr(ap).AddrPort(); got != ap {
+			t.Errorf("%s came back as %s", ap, got)
+		}
+	}
+	if got := packAddr(netip.AddrPort{}).AddrPort(); got.IsValid() {
+		t.Errorf("the zero AddrPort came back as %s", got)
 	}
 }

@@ -91,7 +91,7 @@ func (d *Dialog) collectPings(s *shards.Shard[dlg], iv int64, batch []ping) []pi
 				cseq--
 			}
 			g.flags |= pingFlag[side]
-			batch = append(batch, ping{h: e.Hash(), id: g.id, side: side, proto: g.proto[side], dst: g.hop[side],
+			batch = append(batch, ping{h: e.Hash(), id: g.id, side: side, proto: g.proto[side], dst: g.hop[side].AddrPort(),
 				msg: appendInDialog(nil, e, side, "OPTIONS", cseq, "")})
 		}
 		return true

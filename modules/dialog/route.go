@@ -93,7 +93,7 @@ func (d *Dialog) CreateDialog(c *routing.Ctx) bool {
 	g.id = id
 	g.inv = c.R.Ref()
 	g.start = s.Now()
-	g.proto[toCaller], g.hop[toCaller] = c.Proto(), c.R.Src
+	g.proto[toCaller], g.hop[toCaller] = c.Proto(), packAddr(c.R.Src)
 	g.cseq[toCaller] = m.CSeq().Num
 	var na parser.NameAddr
 	hasContact := m.Contact(&na)
@@ -229,8 +229,8 @@ func find(s *shards.Shard[dlg], h uint64, callID []byte, id uint64) *shards.Entr
 // SetTimeout sets the timeout of the request's dialog, created by
 // CreateDialog in this route or matched by MatchDialog (OpenSIPS
 // $DLG_timeout): a confirmed dialog is ended that long after it was
-// answered (from now, when it is answered already). False: the request
-// has no dialog, or t is not positive.
+// answered (from now, when it is answered already); at most 168h.
+// False: the request has no dialog, or t is not positive.
 func (d *Dialog) SetTimeout(c *routing.Ctx, t time.Duration) bool {
 	id := uint64(c.Value(SlotDialog))
 	if id == 0 || t <= 0 {
@@ -246,7 +246,7 @@ func (d *Dialog) SetTimeout(c *routing.Ctx, t time.Duration) bool {
 		return false
 	}
 	g := &e.Value
-	g.timeout = t.Milliseconds()
+	g.timeout = uint32(min(t, maxTimeout).Milliseconds())
 	if g.state == stConfirmed {
 		s.StartTimer(e, &g.timer, 0, t)
 		d.changed(s, e)
@@ -333,7 +333,8 @@ func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], r *txn.Requ
 	ok := g.put(resp.ToTag(), &g.toTag)
 	if ok && hasContact && b != nil {
 		if g.put(na.URI, &g.target[toCallee]) && g.put(rs, &g.route[toCallee]) {
-			g.proto[toCallee], g.hop[toCallee] = b.Destination()
+			proto, dst := b.Destination()
+			g.proto[toCallee], g.hop[toCallee] = proto, packAddr(dst)
 			g.hasCallee = true
 		}
 	}
@@ -342,7 +343,7 @@ func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], r *txn.Requ
 	}
 	d.calleeView(g, r, resp)
 	s.Account(e, cap(g.buf))
-	t := g.timeout
+	t := int64(g.timeout)
 	if t == 0 {
 		t = d.timeout.Load()
 	}

@@ -108,8 +108,7 @@ type dlg struct {
 	cseq      [2]uint32          // highest CSeq seen from the caller, the callee
 	start     int64              // ms: CreateDialog
 	answer    int64              // ms: confirmed
-	timeout   int64              // ms, 0: the module's default
-	hop       [2]netip.AddrPort  // first hop towards the caller, the callee
+	hop       [2]addrPort        // first hop towards the caller, the callee
 
 	fromTag, toTag span
 	from, to       span // the From and To values of the INVITE (From with its tag)
@@ -125,12 +124,39 @@ type dlg struct {
 	// The proxy's requests to the callee use the callee's view.
 	calleeFrom, calleeTo span
 	cseqOffset           uint32
+	// timeout is the route's (SetTimeout), in ms; 0: the module's default.
+	timeout uint32
 
 	buf   []byte
 	timer shards.Timer
 	// inv is the INVITE's transaction, which the proxy cancels when the
 	// dialog times out, or is ended, before an answer.
 	inv txn.Ref
+}
+
+// addrPort is a netip.AddrPort in 20 bytes, where netip's takes 32 (its
+// zone handle), for the two first hops every dialog keeps. An IPv6 zone
+// is not kept: first hops are not link-local addresses.
+type addrPort struct {
+	ip   [16]byte
+	port uint16
+	is4  bool
+}
+
+func packAddr(ap netip.AddrPort) addrPort {
+	a := ap.Addr()
+	return addrPort{ip: a.As16(), port: ap.Port(), is4: a.Is4()}
+}
+
+func (a addrPort) AddrPort() netip.AddrPort {
+	ip := netip.AddrFrom16(a.ip)
+	if a.is4 {
+		ip = ip.Unmap()
+	}
+	if a.port == 0 && ip.IsUnspecified() {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ip, a.port)
 }
 
 // Flags of a dialog.
