@@ -80,7 +80,13 @@ func (d *Dialog) Subscribe(fn func(*Event)) {
 // locked.
 func (d *Dialog) emit(s *shards.Shard[dlg], e *shards.Entry[dlg], kind EventKind, why Reason, by Side) {
 	g := &e.Value
-	ev := Event{
+	// The event goes to functions the compiler cannot see: built on the
+	// stack it would escape, one allocation per event. Pooled instead.
+	ev, _ := d.events.Get().(*Event)
+	if ev == nil {
+		ev = new(Event)
+	}
+	*ev = Event{
 		Kind: kind, ID: g.id, CallID: e.Key(), FromTag: g.get(g.fromTag), ToTag: g.get(g.toTag),
 		From: g.get(g.from), To: g.get(g.to), Caller: g.hop[toCaller],
 		Start: g.start, Answer: g.answer, Reason: why, By: by,
@@ -93,6 +99,8 @@ func (d *Dialog) emit(s *shards.Shard[dlg], e *shards.Entry[dlg], kind EventKind
 		ev.End = s.Now()
 	}
 	for _, fn := range d.subs {
-		fn(&ev)
+		fn(ev)
 	}
+	*ev = Event{} // no view into the dialog outlives the call
+	d.events.Put(ev)
 }
