@@ -53,9 +53,10 @@ func (c *CDR) Table() string {
 }
 
 // Limits of a call record: what the dialog module can hand over, with
-// room to spare; longer text is refused rather than cut.
+// room to spare. The store refuses longer text; modules/acc cuts it.
 const (
-	maxCDRText  = 2048
+	// MaxCDRText is the longest text of one field, in bytes.
+	MaxCDRText  = 2048
 	maxCDRExtra = 16
 )
 
@@ -86,8 +87,8 @@ func CheckCDR(c *CDR) error {
 		"from_user": c.FromUser, "to_uri": c.ToURI, "to_user": c.ToUser, "caller": c.Caller,
 		"sip_reason": c.Reason, "end_reason": c.EndReason, "ended_by": c.EndedBy,
 	} {
-		if len(v) > maxCDRText {
-			return bad(name, "%d bytes: at most %d", len(v), maxCDRText)
+		if len(v) > MaxCDRText {
+			return bad(name, "%d bytes: at most %d", len(v), MaxCDRText)
 		}
 	}
 	return nil
@@ -139,8 +140,8 @@ func CheckCDRFilter(f *CDRFilter) error {
 		return errorf(ErrMalformedCDR, "limit: %d is negative", f.Limit)
 	}
 	for name, v := range map[string]string{"from": f.FromUser, "to": f.ToUser, "call_id": f.CallID} {
-		if len(v) > maxCDRText {
-			return errorf(ErrMalformedCDR, "%s: %d bytes: at most %d", name, len(v), maxCDRText)
+		if len(v) > MaxCDRText {
+			return errorf(ErrMalformedCDR, "%s: %d bytes: at most %d", name, len(v), MaxCDRText)
 		}
 	}
 	return nil
