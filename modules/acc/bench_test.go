@@ -72,3 +72,43 @@ func BenchmarkWriter(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCall is one whole call through the core (callLoop: INVITE,
+// 200, BYE, with a dialog and an extra pair) with accounting off (no
+// subscriber) and on (the end event copied and queued; the queue emptied
+// outside the timing, the writing is BenchmarkWriter's): what the
+// receive path pays for accounting.
+func BenchmarkCall(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		name := "dialog"
+		if on {
+			name = "dialog+acc"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := DefaultSettings()
+			s.Store = on
+			s.QueueSize = 4096
+			e := newEnv(b, s, false)
+			call := callLoop(b, e)
+			// Warm: the core's and the dialogs' pools, and as many
+			// records as the queue holds.
+			for i := range 5000 + s.QueueSize {
+				if i == 5000 {
+					e.a.drain()
+				}
+				call()
+			}
+			e.a.drain()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if len(e.a.queue) == cap(e.a.queue) {
+					b.StopTimer()
+					e.a.drain()
+					b.StartTimer()
+				}
+				call()
+			}
+		})
+	}
+}
