@@ -149,6 +149,14 @@ type Backend interface {
 	// DeleteDialog removes the row of id (ErrNoDialog).
 	DeleteDialog(ctx context.Context, id uint64) error
 
+	// AddCDRs inserts validated call records in one transaction, each in
+	// acc or missed_calls (CDR.Missed), and sets their IDs. ForEachCDR
+	// streams the records of one table that f selects (f.Missed), in f's
+	// order, within f.Limit. DeleteCDRs removes the records of one table
+	// that started before until (ms) and returns how many.
+	AddCDRs(ctx context.Context, cs []CDR) error
+	ForEachCDR(ctx context.Context, f CDRFilter, fn func(c *CDR) error) error
+	DeleteCDRs(ctx context.Context, missed bool, until int64) (int64, error)
 	// TableVersion returns the write counter of a table reloaded whole.
 	TableVersion(ctx context.Context, name string) (int64, error)
 

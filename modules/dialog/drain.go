@@ -79,7 +79,7 @@ func (d *Dialog) endConfirmed(why Reason) int {
 	d.tbl.Range(func(s *shards.Shard[dlg], e *shards.Entry[dlg]) bool {
 		if e.Value.state == stConfirmed {
 			d.queueByes(e)
-			d.end(s, e, why, Proxy, 0)
+			d.end(s, e, why, Proxy)
 			n++
 		}
 		return true

@@ -149,7 +149,7 @@ func (d *Dialog) End(idHex string) (Info, error) {
 		}
 		info = d.info(s, e, now)
 		d.queueEnd(e)
-		d.end(s, e, ReasonEnded, Proxy, 0)
+		d.end(s, e, ReasonEnded, Proxy)
 		err = nil
 		return false
 	})

@@ -111,14 +111,14 @@ func (w *writer) push(s *shards.Shard[dlg], op pendOp) bool {
 // next interval. The shard is locked.
 func (d *Dialog) changed(s *shards.Shard[dlg], e *shards.Entry[dlg]) {
 	g := &e.Value
-	if d.w == nil || g.state != stConfirmed || g.flags&fDirty != 0 {
+	if d.w == nil || g.state != stConfirmed || g.pflags&fDirty != 0 {
 		return
 	}
 	if !d.w.push(s, pendOp{h: e.Hash(), id: g.id}) {
 		d.h.Warn("dialog: store queue full, dialog change not written", "id", g.id)
 		return
 	}
-	g.flags |= fDirty
+	g.pflags |= fDirty
 }
 
 // forget notes that a dialog ended: when a row of it was taken for the
@@ -127,7 +127,7 @@ func (d *Dialog) changed(s *shards.Shard[dlg], e *shards.Entry[dlg]) {
 // is locked.
 func (d *Dialog) forget(s *shards.Shard[dlg], e *shards.Entry[dlg]) {
 	g := &e.Value
-	if d.w == nil || g.flags&fStored == 0 {
+	if d.w == nil || g.pflags&fStored == 0 {
 		return
 	}
 	if !d.w.push(s, pendOp{h: e.Hash(), id: g.id, del: true}) {
@@ -168,10 +168,10 @@ func (d *Dialog) flush() {
 				continue
 			}
 			e := findID(s, op.h, op.id)
-			if e == nil || e.Value.flags&fDirty == 0 || !e.Value.timer.Active() {
+			if e == nil || e.Value.pflags&fDirty == 0 || !e.Value.timer.Active() {
 				continue // ended (its delete follows), or written already
 			}
-			e.Value.flags = e.Value.flags&^fDirty | fStored
+			e.Value.pflags = e.Value.pflags&^fDirty | fStored
 			w.ops = append(w.ops, store.DialogOp{Kind: store.DialogUpsert, Dialog: d.row(e)})
 			w.from = append(w.from, op)
 		}
@@ -342,7 +342,7 @@ func (d *Dialog) restore(r *store.Dialog) string {
 		return err.Error()
 	}
 	g := &e.Value
-	g.id, g.state, g.flags = r.ID, stConfirmed, fStored
+	g.id, g.state, g.pflags = r.ID, stConfirmed, fStored
 	g.start, g.answer = r.StartTime, r.AnswerTime
 	g.cseq, g.cseqOffset = [2]uint32{r.CallerCSeq, r.CalleeCSeq}, r.CSeqOffset
 	g.proto[toCaller], g.hop[toCaller] = callerProto, packAddr(callerHop)

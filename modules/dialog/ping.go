@@ -83,14 +83,14 @@ func (d *Dialog) collectPings(s *shards.Shard[dlg], iv int64, batch []ping) []pi
 			return true
 		}
 		for side := toCaller; side <= toCallee; side++ {
-			if g.flags&pingFlag[side] != 0 || (side == toCallee && !g.hasCallee) {
+			if g.pflags&pingFlag[side] != 0 || (side == toCallee && !g.hasCallee) {
 				continue
 			}
 			cseq := lastCSeq(g, side)
 			if cseq > 1 {
 				cseq--
 			}
-			g.flags |= pingFlag[side]
+			g.pflags |= pingFlag[side]
 			batch = append(batch, ping{h: e.Hash(), id: g.id, side: side, proto: g.proto[side], dst: g.hop[side].AddrPort(),
 				msg: appendInDialog(nil, e, side, "OPTIONS", cseq, "")})
 		}
@@ -123,7 +123,7 @@ func (d *Dialog) pinged(h, id uint64, side, code int) {
 		return
 	}
 	g := &e.Value
-	g.flags &^= pingFlag[side]
+	g.pflags &^= pingFlag[side]
 	if (code != 408 && code != 481) || g.state != stConfirmed {
 		return
 	}
@@ -134,5 +134,5 @@ func (d *Dialog) pinged(h, id uint64, side, code int) {
 	if side == toCallee {
 		by = Callee
 	}
-	d.end(s, e, ReasonPing, by, code)
+	d.end(s, e, ReasonPing, by)
 }

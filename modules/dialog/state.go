@@ -95,6 +95,8 @@ type profRef struct {
 }
 
 // dlg is one dialog: the table entry's value. Its key is the Call-ID.
+// Fields are ordered to leave no padding (256 + 16 bytes: the entry
+// stays in the 384-byte size class).
 type dlg struct {
 	id     uint64
 	state  uint8
@@ -103,8 +105,10 @@ type dlg struct {
 	// hasCallee: the 2xx's Contact and route set were stored, so a BYE
 	// can be sent to the callee.
 	hasCallee bool
-	flags     uint8              // fDirty, fStored, fPing...
+	pflags    uint8              // fDirty, fStored, fPing...
 	proto     [2]transport.Proto // first hop towards the caller, the callee
+	code      uint16             // status of the INVITE's final response (0: none yet)
+	flags     uint32             // SetFlag's bits
 	cseq      [2]uint32          // highest CSeq seen from the caller, the callee
 	start     int64              // ms: CreateDialog
 	answer    int64              // ms: confirmed
@@ -112,6 +116,8 @@ type dlg struct {
 
 	fromTag, toTag span
 	from, to       span // the From and To values of the INVITE (From with its tag)
+	phrase         span // the final response's reason phrase (with subscribers only)
+	vals           span // SetValue's pairs, encoded (see values.go)
 	target         [2]span
 	route          [2]span // Route values towards the caller, the callee ("" none)
 	early          [maxEarly]span
@@ -159,7 +165,7 @@ func (a addrPort) AddrPort() netip.AddrPort {
 	return netip.AddrPortFrom(ip, a.port)
 }
 
-// Flags of a dialog.
+// Flags of a dialog's persistence and pings (dlg.pflags).
 const (
 	// fDirty: a change is on the store writer's list (dialog.persist).
 	fDirty uint8 = 1 << iota
@@ -206,6 +212,16 @@ func (g *dlg) put(b []byte, s *span) bool {
 	}
 	s.off, s.n = uint16(len(g.buf)), uint16(len(b))
 	g.buf = append(g.buf, b...)
+	return true
+}
+
+// putString is put for a string.
+func (g *dlg) putString(str string, s *span) bool {
+	if len(str) > maxPart || len(g.buf)+len(str) > maxStored {
+		return false
+	}
+	s.off, s.n = uint16(len(g.buf)), uint16(len(str))
+	g.buf = append(g.buf, str...)
 	return true
 }
 
