@@ -56,14 +56,30 @@ type Dialog struct {
 	// StartTime is when the INVITE came, AnswerTime when it was answered
 	// (0 not answered), Timeout when the proxy ends the call.
 	StartTime, AnswerTime, Timeout int64
+	// Code and Phrase are the status and reason phrase of the response
+	// that answered the INVITE (the 2xx).
+	Code   int
+	Phrase string
 	// Profiles are the profiles the dialog is counted in.
 	Profiles []DialogProfile
+	// Flags and Values are what routes set on the dialog (OpenSIPS
+	// set_dlg_flag and store_dlg_value; script_flags and vars), in the
+	// order the values were first set.
+	Flags  uint32
+	Values []DialogValue
 	// Updated is when the row was last written (set by ApplyDialogs).
 	Updated int64
 
-	// profiles is the Profiles column as stored, encoded by the Store
-	// for the backend and decoded from it (encodeProfiles).
-	profiles string
+	// profiles and vars are the Profiles and Values columns as stored,
+	// encoded by the Store for the backend and decoded from it
+	// (encodeProfiles, encodeValues).
+	profiles, vars string
+}
+
+// DialogValue is a name/value pair a route stored with a dialog.
+type DialogValue struct {
+	Name  string
+	Value string
 }
 
 // DialogProfile is a dialog's place in a profile: the profile's name and
@@ -117,7 +133,7 @@ func CheckDialog(d *Dialog) error {
 	}{
 		{"callid", d.CallID, true}, {"from_uri", d.FromURI, true}, {"from_tag", d.FromTag, true},
 		{"to_uri", d.ToURI, true}, {"to_tag", d.ToTag, true}, {"from_hdr", d.FromHdr, true}, {"to_hdr", d.ToHdr, true},
-		{"callee_from_hdr", d.CalleeFromHdr, false}, {"callee_to_hdr", d.CalleeToHdr, false},
+		{"callee_from_hdr", d.CalleeFromHdr, false}, {"callee_to_hdr", d.CalleeToHdr, false}, {"phrase", d.Phrase, false},
 		{"caller_route_set", d.CallerRouteSet, false}, {"callee_route_set", d.CalleeRouteSet, false},
 		{"caller_contact", d.CallerContact, false}, {"callee_contact", d.CalleeContact, false},
 	} {
@@ -144,6 +160,17 @@ func CheckDialog(d *Dialog) error {
 	}
 	if d.StartTime <= 0 || d.Timeout <= 0 || d.AnswerTime < 0 {
 		return fail("start_time %d, answer_time %d, timeout %d: want times in ms since the epoch", d.StartTime, d.AnswerTime, d.Timeout)
+	}
+	if d.Code < 0 || d.Code > 699 {
+		return fail("code %d: want a SIP status (0 none)", d.Code)
+	}
+	for _, v := range d.Values {
+		if !validProfileName(v.Name) || len(v.Name) > 32 {
+			return fail("value %q: want a name of 1 to 32 letters, digits, '-' or '_'", v.Name)
+		}
+		if len(v.Value) > maxDialogProfile {
+			return fail("value %s: %d bytes, at most %d", v.Name, len(v.Value), maxDialogProfile)
+		}
 	}
 	for _, p := range d.Profiles {
 		if !validProfileName(p.Name) {
@@ -211,6 +238,38 @@ func encodeProfiles(ps []DialogProfile) string {
 	return b.String()
 }
 
+// encodeValues writes the vars column: "name=value" pairs, the value
+// query-escaped, joined by "&", in order.
+func encodeValues(vs []DialogValue) string {
+	var b strings.Builder
+	for i, v := range vs {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(v.Name)
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(v.Value))
+	}
+	return b.String()
+}
+
+func decodeValues(s string) ([]DialogValue, error) {
+	if s == "" {
+		return nil, nil
+	}
+	parts := strings.Split(s, "&")
+	out := make([]DialogValue, 0, len(parts))
+	for _, part := range parts {
+		name, v, ok := strings.Cut(part, "=")
+		val, err := url.QueryUnescape(v)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("vars %q: %q is not name=value", s, part)
+		}
+		out = append(out, DialogValue{Name: name, Value: val})
+	}
+	return out, nil
+}
+
 func decodeProfiles(s string) ([]DialogProfile, error) {
 	if s == "" {
 		return nil, nil
@@ -240,6 +299,7 @@ func (s *Store) ApplyDialogs(ctx context.Context, ops []DialogOp) error {
 				return err
 			}
 			op.Dialog.profiles = encodeProfiles(op.Dialog.Profiles)
+			op.Dialog.vars = encodeValues(op.Dialog.Values)
 		case DialogDelete:
 		default:
 			return errorf(ErrMalformedDialog, "dialog %016x: unknown operation %d", op.Dialog.ID, op.Kind)
@@ -264,6 +324,10 @@ func (s *Store) LoadDialogs(ctx context.Context) (dialogs []Dialog, bad []error,
 			bad = append(bad, errorf(ErrMalformedDialog, "dialog %016x: %v", d.ID, err))
 			continue
 		}
+		if d.Values, err = decodeValues(d.vars); err != nil {
+			bad = append(bad, errorf(ErrMalformedDialog, "dialog %016x: %v", d.ID, err))
+			continue
+		}
 		if err := CheckDialog(d); err != nil {
 			bad = append(bad, err)
 			continue
@@ -279,6 +343,7 @@ func (s *Store) ListDialogs(ctx context.Context) ([]Dialog, error) {
 	all, err := s.b.LoadDialogs(ctx)
 	for i := range all {
 		all[i].Profiles, _ = decodeProfiles(all[i].profiles)
+		all[i].Values, _ = decodeValues(all[i].vars)
 	}
 	return all, err
 }

@@ -29,6 +29,8 @@ func TestDialogs(t *testing.T) {
 	s := openT(t, dir, Options{})
 	a := testDialog(0xfedcba9876543210, "call-a@host")
 	a.Profiles = []DialogProfile{{Name: "caller", Value: "al,ice=1%\xff"}, {Name: "inbound"}}
+	a.Code, a.Phrase, a.Flags = 200, "OK", 1<<31|5
+	a.Values = []DialogValue{{Name: "account", Value: "acme&co=1 %"}, {Name: "trunk", Value: ""}}
 	a.CalleeFromHdr, a.CalleeToHdr, a.CSeqOffset = "<sip:+4930100@carrier.example>;tag=a1", "<sip:+4930200@carrier.example>;tag=b1", 1
 	b := testDialog(0x41ddda1940528765, "call-b@host")
 	b.StartTime = a.StartTime - 5000
@@ -52,7 +54,7 @@ func TestDialogs(t *testing.T) {
 		if g.Updated == 0 {
 			t.Errorf("dialog %x: updated not set", g.ID)
 		}
-		g.Updated, g.profiles = 0, ""
+		g.Updated, g.profiles, g.vars = 0, "", ""
 		if !reflect.DeepEqual(g, want) {
 			t.Errorf("dialog %d:\n got %+v\nwant %+v", i, g, want)
 		}
@@ -86,6 +88,9 @@ func TestDialogValidation(t *testing.T) {
 		{"hop port 0", func(d *Dialog) { d.CallerHop = "udp:127.0.0.1:0" }, []string{"caller_hop", "port 0"}},
 		{"no caller hop", func(d *Dialog) { d.CallerHop = "" }, []string{"caller_hop", "empty"}},
 		{"state", func(d *Dialog) { d.State = 5 }, []string{"state 5"}},
+		{"code", func(d *Dialog) { d.Code = 1000 }, []string{"code 1000"}},
+		{"phrase", func(d *Dialog) { d.Phrase = "OK\r\nX: y" }, []string{"phrase", "line break"}},
+		{"value name", func(d *Dialog) { d.Values = []DialogValue{{Name: "a=b", Value: "x"}} }, []string{`value "a=b"`}},
 		{"no timeout", func(d *Dialog) { d.Timeout = 0 }, []string{"timeout 0"}},
 		{"profile name", func(d *Dialog) { d.Profiles = []DialogProfile{{Name: "a,b"}} }, []string{`profile "a,b"`}},
 		{"profile value", func(d *Dialog) { d.Profiles = []DialogProfile{{Name: "p", Value: strings.Repeat("v", 2000)}} }, []string{"profile p", "2000 bytes"}},
@@ -107,12 +112,13 @@ func TestDialogValidation(t *testing.T) {
 
 // TestLoadDialogsSkipsBadRows: rows edited by hand into something the
 // proxy would put on the wire (a line break in a header value, a bad hop,
-// a broken profiles column) are reported, not loaded; the others load.
+// a broken vars or profiles column) are reported, not loaded; the others
+// load.
 func TestLoadDialogsSkipsBadRows(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir, Options{})
 	var ops []DialogOp
-	for i := uint64(1); i <= 4; i++ {
+	for i := uint64(1); i <= 5; i++ {
 		ops = append(ops, DialogOp{DialogUpsert, testDialog(i, "c"+string(rune('0'+i))+"@host")})
 	}
 	if err := s.ApplyDialogs(ctx, ops); err != nil {
@@ -122,17 +128,18 @@ func TestLoadDialogsSkipsBadRows(t *testing.T) {
 	for _, q := range []string{
 		`UPDATE dialog SET from_hdr = 'a' || char(13) || char(10) || 'X-Evil: 1' WHERE dlg_id = 1`,
 		`UPDATE dialog SET caller_hop = 'sctp:127.0.0.1:5060' WHERE dlg_id = 2`,
-		`UPDATE dialog SET profiles = 'caller=%zz' WHERE dlg_id = 3`,
+		`UPDATE dialog SET vars = 'novalue' WHERE dlg_id = 3`,
+		`UPDATE dialog SET profiles = 'caller=%zz' WHERE dlg_id = 4`,
 	} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
 		}
 	}
 	got, bad, err := s.LoadDialogs(ctx)
-	if err != nil || len(got) != 1 || got[0].ID != 4 || len(bad) != 3 {
+	if err != nil || len(got) != 1 || got[0].ID != 5 || len(bad) != 4 {
 		t.Fatalf("loaded %+v, bad %v, err %v", got, bad, err)
 	}
-	for i, w := range []string{"0000000000000001: from_hdr", "0000000000000002: caller_hop", "0000000000000003: profiles"} {
+	for i, w := range []string{"0000000000000001: from_hdr", "0000000000000002: caller_hop", "0000000000000003: vars", "0000000000000004: profiles"} {
 		if !strings.Contains(bad[i].Error(), w) {
 			t.Errorf("bad row %d: %v, want %q", i, bad[i], w)
 		}

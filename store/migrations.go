@@ -270,8 +270,12 @@ var sqliteMigrations = []migration{
 		// callee_from_hdr and callee_to_hdr the callee's, when a route
 		// rewrote them (OpenSIPS's mangled_from_uri, mangled_to_uri),
 		// and cseq_offset how far the callee's numbering of the caller's
-		// requests is above the caller's (uac_auth); profiles is "name"
-		// or "name=value" (value query-escaped) joined by ",".
+		// requests is above the caller's (uac_auth); code and phrase the
+		// 2xx that answered the INVITE; profiles is "name" or
+		// "name=value" (value query-escaped) joined by ","; script_flags
+		// and vars what routes set (set_dlg_flag, store_dlg_value:
+		// "name=value" pairs query-escaped and joined by "&"), which the
+		// accounting module writes in the call's record.
 		`CREATE TABLE dialog (
 			dlg_id           INTEGER PRIMARY KEY NOT NULL,
 			callid           TEXT NOT NULL,
@@ -296,7 +300,11 @@ var sqliteMigrations = []migration{
 			start_time       INTEGER NOT NULL,
 			answer_time      INTEGER NOT NULL DEFAULT 0,
 			timeout          INTEGER NOT NULL,
+			code             INTEGER NOT NULL DEFAULT 0,
+			phrase           TEXT NOT NULL DEFAULT '',
 			profiles         TEXT NOT NULL DEFAULT '',
+			script_flags     INTEGER NOT NULL DEFAULT 0,
+			vars             TEXT NOT NULL DEFAULT '',
 			updated          INTEGER NOT NULL
 		)`,
 		`CREATE INDEX dialog_callid ON dialog(callid)`,

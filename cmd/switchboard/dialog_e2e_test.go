@@ -157,7 +157,8 @@ func profileSize(t *testing.T, srv *testServer) int {
 // the store), the server starts again on the same storage.dir, and
 // dialog.list shows the call, answered, with its tags. The sipp caller's
 // BYE, sent on the Route of the first run, ends the dialog (reason bye)
-// and reaches the callee: both scenarios pass.
+// and reaches the callee: both scenarios pass; the call's record has the
+// answer of the first run and the end of the second.
 func TestE2EDialogSurvivesRestart(t *testing.T) {
 	needSipp(t)
 	srv := startServer(t, "routes: calls\n")
@@ -198,6 +199,28 @@ func TestE2EDialogSurvivesRestart(t *testing.T) {
 	waitMetric(t, srv, "switchboard_dialog_active", 0)
 	if l := dialogList(t, srv, `{}`); len(l) != 0 {
 		t.Fatalf("dialog.list after the BYE: %v", l)
+	}
+	// The call's record (modules/acc) is whole: the start and answer of
+	// the first run, the end in the second.
+	answer, _ := time.Parse(time.RFC3339Nano, before[0]["answer"].(string))
+	var cdr map[string]any
+	for deadline := time.Now().Add(5 * time.Second); cdr == nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		code, body := srv.api("acc.list", `{"call_id":"`+before[0]["call_id"].(string)+`"}`)
+		var r struct {
+			Result struct {
+				Records []map[string]any `json:"records"`
+			} `json:"result"`
+		}
+		if code != 200 || json.Unmarshal(body, &r) != nil {
+			t.Fatalf("acc.list: %d %s", code, body)
+		}
+		if len(r.Result.Records) == 1 {
+			cdr = r.Result.Records[0]
+		}
+	}
+	if cdr == nil || int64(cdr["answer_ms"].(float64)) != answer.UnixMilli() || cdr["sip_code"].(float64) != 200 ||
+		cdr["end_reason"] != "bye" || cdr["ended_by"] != "caller" || int64(cdr["end_ms"].(float64)) < restarted.UnixMilli() {
+		t.Fatalf("the call's record after the restart: %v (answered %v, restarted %v)", cdr, answer, restarted)
 	}
 }
 

@@ -49,6 +49,9 @@ type envOptions struct {
 	clock  *shards.Clock // nil: a manual clock of its own
 	secret []byte        // the Record-Route key (nil: random)
 	t1     time.Duration // the core's T1 (0: 500ms)
+	// subscribe, when set, is subscribed to the module's events before
+	// it starts.
+	subscribe func(*Event)
 }
 
 func newEnvWith(t testing.TB, s *Settings, o envOptions) *env {
@@ -66,6 +69,9 @@ func newEnvWith(t testing.TB, s *Settings, o envOptions) *env {
 	}
 	e.mods = set
 	e.d = set.Get("dialog").(*Dialog)
+	if o.subscribe != nil {
+		e.d.Subscribe(o.subscribe)
+	}
 	e.Harness = routetest.NewWith(t, e.clock, func(c *txn.Config) { c.RouteSecret, c.T1 = o.secret, o.t1 })
 	set.SetCore(e.Core())
 	if err := set.Start(); err != nil {

@@ -107,8 +107,9 @@ func (w *writer) push(s *shards.Shard[dlg], op pendOp) bool {
 	return true
 }
 
-// changed notes that a confirmed dialog changed: it is written at the
-// next interval. The shard is locked.
+// changed notes that a confirmed dialog changed (a CSeq, a target, its
+// timeout, a profile, a flag or value of the route's): it is written at
+// the next interval. The shard is locked.
 func (d *Dialog) changed(s *shards.Shard[dlg], e *shards.Entry[dlg]) {
 	g := &e.Value
 	if d.w == nil || g.state != stConfirmed || g.pflags&fDirty != 0 {
@@ -264,6 +265,10 @@ func (d *Dialog) row(e *shards.Entry[dlg]) store.Dialog {
 	for i := 0; i < int(g.nprof); i++ {
 		r.Profiles = append(r.Profiles, store.DialogProfile{Name: d.profiles[g.profs[i].idx].name, Value: string(g.get(g.profs[i].val))})
 	}
+	r.Code, r.Phrase, r.Flags = int(g.code), string(g.get(g.phrase)), g.flags
+	Values(g.get(g.vals)).Each(func(name, value []byte) {
+		r.Values = append(r.Values, store.DialogValue{Name: string(name), Value: string(value)})
+	})
 	return r
 }
 
@@ -345,9 +350,15 @@ func (d *Dialog) restore(r *store.Dialog) string {
 	g.id, g.state, g.pflags = r.ID, stConfirmed, fStored
 	g.start, g.answer = r.StartTime, r.AnswerTime
 	g.cseq, g.cseqOffset = [2]uint32{r.CallerCSeq, r.CalleeCSeq}, r.CSeqOffset
+	g.code, g.flags = uint16(r.Code), r.Flags
 	g.proto[toCaller], g.hop[toCaller] = callerProto, packAddr(callerHop)
 	size := len(r.FromTag) + len(r.ToTag) + len(r.FromHdr) + len(r.ToHdr) + len(r.CallerContact) + len(r.CalleeContact) +
-		len(r.CallerRouteSet) + len(r.CalleeRouteSet) + len(r.CalleeFromHdr) + len(r.CalleeToHdr)
+		len(r.CallerRouteSet) + len(r.CalleeRouteSet) + len(r.CalleeFromHdr) + len(r.CalleeToHdr) + len(r.Phrase)
+	var vals []byte
+	for _, v := range r.Values {
+		vals = appendValue(vals, v.Name, []byte(v.Value))
+	}
+	size += len(vals)
 	for _, p := range r.Profiles {
 		size += len(p.Value)
 	}
@@ -355,7 +366,8 @@ func (d *Dialog) restore(r *store.Dialog) string {
 	ok = g.put([]byte(r.FromTag), &g.fromTag) && g.put([]byte(r.FromHdr), &g.from) && g.put([]byte(r.ToHdr), &g.to) &&
 		g.put([]byte(r.ToTag), &g.toTag) && g.put([]byte(r.CallerContact), &g.target[toCaller]) &&
 		g.put([]byte(r.CallerRouteSet), &g.route[toCaller]) &&
-		g.put([]byte(r.CalleeFromHdr), &g.calleeFrom) && g.put([]byte(r.CalleeToHdr), &g.calleeTo)
+		g.put([]byte(r.CalleeFromHdr), &g.calleeFrom) && g.put([]byte(r.CalleeToHdr), &g.calleeTo) &&
+		g.put([]byte(r.Phrase), &g.phrase) && g.put(vals, &g.vals)
 	if ok && r.CalleeHop != "" {
 		p, ap, hopOK := parseHop(r.CalleeHop)
 		if hopOK && g.put([]byte(r.CalleeContact), &g.target[toCallee]) && g.put([]byte(r.CalleeRouteSet), &g.route[toCallee]) {

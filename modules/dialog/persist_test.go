@@ -55,10 +55,10 @@ func TestPersistRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() }) // after the module's Stop (cleanups run last first)
-	e1 := newEnvWith(t, persistSettings(), envOptions{store: st, secret: testSecret})
+	e1 := newEnvWith(t, persistSettings(), envOptions{store: st, secret: testSecret, subscribe: func(*Event) {}})
 	profiles := func(c *routing.Ctx) bool {
 		ok, _ := e1.d.ApplyProfiles(c)
-		return ok
+		return ok && e1.d.SetValue(c, "account", []byte("acme & co")) && e1.d.SetFlag(c, 1<<3|1<<31)
 	}
 	e1.beforeRelay = profiles
 	a := e1.invite("persist-a")
@@ -96,7 +96,9 @@ func TestPersistRestart(t *testing.T) {
 		ra.CallerRouteSet != "<sip:10.0.0.9;lr;caller-side>" || ra.CalleeRouteSet != "<sip:10.0.0.7;lr;callee-side>" ||
 		ra.CalleeContact != "sip:bob@"+calleeAddr+";transport=udp" ||
 		len(ra.Profiles) != 1 || ra.Profiles[0] != (store.DialogProfile{Name: "caller", Value: "alice"}) ||
-		ra.Timeout != ra.AnswerTime+60_000 || ra.State != store.DialogConfirmed {
+		ra.Timeout != ra.AnswerTime+60_000 || ra.State != store.DialogConfirmed ||
+		ra.Code != 200 || ra.Phrase != "OK" || ra.Flags != 1<<3|1<<31 ||
+		len(ra.Values) != 1 || ra.Values[0] != (store.DialogValue{Name: "account", Value: "acme & co"}) {
 		t.Fatalf("stored A: %+v", ra)
 	}
 	if rd := rows["persist-d"]; rd.Timeout != rd.AnswerTime+2000 {
@@ -114,7 +116,14 @@ func TestPersistRestart(t *testing.T) {
 	}
 
 	e1.clock.Advance(5 * time.Second) // the server is down
-	e2 := newEnvWith(t, persistSettings(), envOptions{store: st, clock: e1.clock, secret: testSecret})
+	var endA *Event
+	e2 := newEnvWith(t, persistSettings(), envOptions{store: st, clock: e1.clock, secret: testSecret, subscribe: func(ev *Event) {
+		if ev.Kind == EventEnded && string(ev.CallID) == "persist-a" {
+			c := *ev
+			c.Phrase, c.From, c.Values = append([]byte(nil), ev.Phrase...), append([]byte(nil), ev.From...), append(Values(nil), ev.Values...)
+			endA = &c
+		}
+	}})
 	e2.wantCount(t, 0, 0, 3)
 	if e2.d.store.restored.Get() != 3 {
 		t.Fatalf("restored %d", e2.d.store.restored.Get())
@@ -146,6 +155,16 @@ func TestPersistRestart(t *testing.T) {
 	}
 	if !e2.matched[len(e2.matched)-1] || e2.ended(ReasonBye) != 1 {
 		t.Fatal("A's BYE did not match its restored dialog")
+	}
+	// What an accounting module gets of it: the call as it was before
+	// the restart.
+	if endA == nil {
+		t.Fatal("no end event for A")
+	}
+	if v, _ := endA.Values.Get("account"); endA.Start != ra.StartTime || endA.Answer != ra.AnswerTime || endA.Code != 200 ||
+		string(endA.Phrase) != "OK" || endA.Flags != 1<<3|1<<31 || string(v) != "acme & co" || endA.By != Callee ||
+		endA.Caller.String() != callerAddr || string(endA.From) != ra.FromHdr {
+		t.Fatalf("A's end event after the restart: %+v", endA)
 	}
 
 	// E ends by its own timeout: a minute after its answer, not before.
