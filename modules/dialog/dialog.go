@@ -44,7 +44,8 @@ type Settings struct {
 	// DefaultTimeout is how long a confirmed dialog may last before the
 	// proxy ends it with a BYE to each side (OpenSIPS
 	// default_timeout); a route changes it per call with SetTimeout. It
-	// also bounds how long a dialog that was never answered is kept.
+	// also bounds how long a call may ring: past it the proxy cancels
+	// the INVITE.
 	DefaultTimeout time.Duration `yaml:"default_timeout"`
 	// MaxDialogs bounds the dialogs held; past it CreateDialog refuses
 	// (the route answers, the provider route set 503).

@@ -27,7 +27,7 @@ const (
 	// ReasonBye: a BYE from one side.
 	ReasonBye
 	// ReasonTimeout: the dialog outlived its timeout; the proxy sent a
-	// BYE to each side (a dialog never answered is dropped).
+	// BYE to each side (one not answered yet: a CANCEL of its INVITE).
 	ReasonTimeout
 	// ReasonCanceled: the caller canceled the INVITE.
 	ReasonCanceled
