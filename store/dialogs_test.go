@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func testDialog(id uint64, callID string) Dialog {
@@ -143,5 +144,33 @@ func TestLoadDialogsSkipsBadRows(t *testing.T) {
 		if !strings.Contains(bad[i].Error(), w) {
 			t.Errorf("bad row %d: %v, want %q", i, bad[i], w)
 		}
+	}
+}
+
+// TestDialogTableAfterPlaceholder: a database made by a binary that had
+// step 8 reserved and empty (the accounting tables' step 9 landed first)
+// gets the dialog table at its next open, and step 8's name.
+func TestDialogTableAfterPlaceholder(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, DefaultFileName)
+	migs := append([]migration(nil), sqliteMigrations...)
+	migs[7] = migration{8, "reserved for the dialog table", nil}
+	old, err := openSQLite(path, Options{BusyTimeout: time.Second, ChangeLogSize: 10}, migs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	s := openT(t, dir, Options{})
+	if err := s.ApplyDialogs(ctx, []DialogOp{{DialogUpsert, testDialog(1, "after@host")}}); err != nil {
+		t.Fatalf("no dialog table after the placeholder: %v", err)
+	}
+	var name string
+	if err := rawDB(t, path).QueryRow(`SELECT name FROM schema_version WHERE version = 8`).Scan(&name); err != nil || name != "dialogs" {
+		t.Fatalf("step 8 recorded as %q (%v)", name, err)
+	}
+	s.Close()
+	s = openT(t, dir, Options{}) // applied once: a second open does not create it again
+	if ds, _, err := s.LoadDialogs(ctx); err != nil || len(ds) != 1 {
+		t.Fatalf("after a second open: %v %v", ds, err)
 	}
 }
