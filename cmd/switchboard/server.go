@@ -22,6 +22,7 @@ import (
 	"switchboard/modules"
 	"switchboard/routing"
 	_ "switchboard/routing/dispatch"
+	_ "switchboard/routing/drouting"
 	_ "switchboard/routing/provider"
 	_ "switchboard/routing/relay"
 	"switchboard/shards"
