@@ -389,7 +389,8 @@ func (b *bench) ensureKamailio(install bool) (string, bool) {
 	return "Kamailio was installed by this run (apt-get install kamailio kamailio-sqlite-modules).", b.haveSQLiteModule()
 }
 
-// haveSQLiteModule installs db_sqlite when missing: the auth scenario needs it.
+// haveSQLiteModule installs db_sqlite when missing: the registrar and drouting
+// scenarios read their tables through it.
 func (b *bench) haveSQLiteModule() bool {
 	if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/kamailio/modules/db_sqlite.so"); err == nil {
 		return true
@@ -400,7 +401,7 @@ func (b *bench) haveSQLiteModule() bool {
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		cmd.Run()
 	}
-	return true // the auth scenario reports its own failure to start
+	return true // a scenario that needs it reports its own failure to start
 }
 
 // pinSelf re-executes the runner under taskset so that it and the goroutines
