@@ -23,6 +23,7 @@ import (
 	"switchboard/routing"
 	_ "switchboard/routing/calls"
 	_ "switchboard/routing/dispatch"
+	_ "switchboard/routing/drouting"
 	_ "switchboard/routing/provider"
 	_ "switchboard/routing/relay"
 	"switchboard/shards"
