@@ -44,6 +44,8 @@ type bench struct {
 	sbBin, kamBin, sippBin, kamDir string
 	sbSets                         []string
 	proxyCPU, loadCPU, kamChildren int
+	// kamDialogDB runs dialog.cfg with its CDRs and dialogs in SQLite.
+	kamDialogDB bool
 
 	rates, regRates []int
 	stepDur, hold   time.Duration
@@ -94,6 +96,7 @@ func run() int {
 		install    = flag.Bool("install", true, "install Kamailio with apt-get when it is missing and running as root")
 		kamDir     = flag.String("kamailio-configs", "", "directory of the Kamailio configurations (default: bench/kamailio of the repository)")
 		kamKids    = flag.Int("kamailio-children", 2, "Kamailio UDP worker processes (-n)")
+		kamDlgDB   = flag.Bool("kamailio-dialog-db", false, "dialog scenario: Kamailio also writes CDRs (acc) and its dialogs to SQLite (dialog.cfg WITH_DB; db_sqlite loses most of them under load)")
 		proxyCPU   = flag.Int("proxy-cpu", -1, "CPU the proxy is pinned to (default: the first CPU this process may use)")
 		loadCPU    = flag.Int("load-cpu", -1, "CPU sipp, the echo client and this runner are pinned to (default: the second)")
 		outPath    = flag.String("out", "", "write the Markdown report here (default bench/results/latest.md, none with -short)")
@@ -149,7 +152,7 @@ func run() int {
 		return 2
 	}
 	b := &bench{procs: newProcs(), out: os.Stdout, ports: map[int]bool{}, sbSets: sets,
-		proxyCPU: *proxyCPU, loadCPU: *loadCPU, kamChildren: *kamKids, kamBin: *kamBin,
+		proxyCPU: *proxyCPU, loadCPU: *loadCPU, kamChildren: *kamKids, kamBin: *kamBin, kamDialogDB: *kamDlgDB,
 		stepDur: *stepDur, hold: *hold, warmup: *warmup, fillRate: *fillRate}
 	if b.rates, err = parseRates(*ratesF); err == nil {
 		b.regRates, err = parseRates(*regRatesF)

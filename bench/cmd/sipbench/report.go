@@ -119,8 +119,8 @@ func (r *report) rows() []row {
 		if sc.name == "relay" {
 			rows = append(rows, r.floorRows(sb, kam)...)
 		}
-		if sc.name == "drouting" {
-			rows = append(rows, r.overRelayRows(sb, kam)...)
+		if sc.name == "drouting" || sc.name == "dialog" {
+			rows = append(rows, r.overRelayRows(sc.name, sb, kam)...)
 		}
 	}
 	var c1, c2 concurrentResult
@@ -149,15 +149,16 @@ func (r *report) rows() []row {
 	return rows
 }
 
-// overRelayRows compare each server's CPU per call through drouting with
-// its own CPU per call in the relay scenario of the same run, rung by rung:
-// what routing among the rules adds to a relayed call. Each cell is the
-// ratio drouting/relay with the two figures; the last column stays empty,
-// the two servers' ratios are read side by side.
-func (r *report) overRelayRows(sb, kam scenarioResult) []row {
+// overRelayRows compare each server's CPU per call in scenario name
+// (drouting, dialog) with its own CPU per call in the relay scenario of the
+// same run, rung by rung: what routing among the rules, or keeping a dialog
+// and writing its CDR, adds to a relayed call. Each cell is the ratio
+// name/relay with the two figures; the last column stays empty, the two
+// servers' ratios are read side by side.
+func (r *report) overRelayRows(name string, sb, kam scenarioResult) []row {
 	relay, ok := r.results["relay"]
 	if !ok {
-		return []row{{"drouting", "drouting ÷ relay CPU per call", "— (relay not run)", "— (relay not run)", ""}}
+		return []row{{name, name + " ÷ relay CPU per call", "— (relay not run)", "— (relay not run)", ""}}
 	}
 	var rows []row
 	for _, rate := range r.b.rates {
@@ -168,13 +169,13 @@ func (r *report) overRelayRows(sb, kam scenarioResult) []row {
 		if !okd1 && !okd2 {
 			continue
 		}
-		rows = append(rows, row{"drouting", fmt.Sprintf("drouting ÷ relay CPU per call at %d/s", rate),
+		rows = append(rows, row{name, fmt.Sprintf("%s ÷ relay CPU per call at %d/s", name, rate),
 			overRelay(d1, okd1, r1, okr1), overRelay(d2, okd2, r2, okr2), ""})
 	}
 	return rows
 }
 
-// overRelay is "ratio (relay → drouting)" for one server at one rate.
+// overRelay is "ratio (relay → scenario)" for one server at one rate.
 func overRelay(d step, okd bool, rl step, okr bool) string {
 	if !okd || !okr || d.OK == 0 || rl.OK == 0 {
 		return "—"

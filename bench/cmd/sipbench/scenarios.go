@@ -53,6 +53,9 @@ var scenarios = []scenario{
 	{name: "drouting", work: workDrouting, unit: "call",
 		doc:  "calls to numbers routed by 10,000 prefix rules (drouting) to one gateway (a sipp UAS), with Record-Route",
 		step: (*bench).droutingStep},
+	{name: "dialog", work: workDialog, unit: "call",
+		doc:  "the relay's calls with a dialog for every call and its CDR written to the store (Kamailio: dialog and acc modules, SQLite)",
+		step: (*bench).relayStep},
 }
 
 func scenarioByName(name string) (scenario, bool) {
