@@ -46,6 +46,8 @@ type bench struct {
 	proxyCPU, loadCPU, kamChildren int
 	// kamDialogDB runs dialog.cfg with its CDRs and dialogs in SQLite.
 	kamDialogDB bool
+	// interleave runs the call scenarios' ladders rung by rung in turn.
+	interleave bool
 
 	rates, regRates []int
 	stepDur, hold   time.Duration
@@ -104,6 +106,7 @@ func run() int {
 		workDir    = flag.String("work", "", "directory for configurations, logs and sipp statistics (default: a new temporary directory)")
 		keep       = flag.Bool("keep", false, "keep the work directory")
 		syscallsF  = flag.Bool("syscalls", true, "count the proxy's system calls per unit with perf stat (needs root and perf)")
+		interleave = flag.Bool("interleave", false, "run the ladders of the call scenarios named (e.g. relay,dialog) rung by rung in turn against each server, instead of one whole ladder after the other")
 	)
 	var sets multiFlag
 	flag.Var(&sets, "set", "extra --set key=value for switchboard (repeatable)")
@@ -185,6 +188,7 @@ func run() int {
 	}()
 	defer b.procs.stopAll()
 
+	b.interleave = *interleave
 	code := b.main(root, *short, *shortRate, *shortTime, *serversF, *scensF, *concurrent, *concRate,
 		*sbBin, *install, *syscallsF, *outPath, *goBench)
 	if *keep || code != 0 {
@@ -249,6 +253,7 @@ func (b *bench) main(root string, short bool, shortRate int, shortTime time.Dura
 		}
 	}
 	rep := &report{servers: servers, notes: notes, started: time.Now(), loadStart: loadavg()}
+	var group []scenario // call scenarios run interleaved (-interleave)
 	for _, name := range splitList(scensF) {
 		switch name {
 		case "echo":
@@ -276,6 +281,13 @@ func (b *bench) main(root string, short bool, shortRate int, shortTime time.Dura
 			fmt.Fprintf(os.Stderr, "sipbench: unknown scenario %q\n", name)
 			return 2
 		}
+		if b.interleave && sc.unit == "call" {
+			if len(group) == 0 {
+				rep.order = append(rep.order, interleaved)
+			}
+			group = append(group, sc)
+			continue
+		}
 		rep.order = append(rep.order, sc)
 		for _, srv := range servers {
 			fmt.Fprintf(b.out, "== %s / %s: %s\n", sc.name, srv, sc.doc)
@@ -289,6 +301,16 @@ func (b *bench) main(root string, short bool, shortRate int, shortTime time.Dura
 			s.stop()
 			fmt.Fprintf(b.out, "   max rate %d/s (%s)\n", res.MaxRate, res.Limit)
 			rep.add(sc.name, res)
+		}
+	}
+	if len(group) > 0 {
+		// The interleaved scenarios take the place of the first of them
+		// in the report, in the order they were named.
+		rep.order = expandInterleaved(rep.order, group)
+		for _, srv := range servers {
+			for name, res := range b.runInterleaved(group, srv) {
+				rep.add(name, res)
+			}
 		}
 	}
 	if note := b.syscallNote(); note != "" {
@@ -311,6 +333,22 @@ func (b *bench) main(root string, short bool, shortRate int, shortTime time.Dura
 	}
 	fmt.Fprintln(b.out, "report:", outPath)
 	return 0
+}
+
+// interleaved marks in a report's order where the interleaved scenarios go.
+var interleaved = scenario{name: "(interleaved)"}
+
+// expandInterleaved puts group in order where the interleaved mark is.
+func expandInterleaved(order, group []scenario) []scenario {
+	var out []scenario
+	for _, sc := range order {
+		if sc.name == interleaved.name {
+			out = append(out, group...)
+			continue
+		}
+		out = append(out, sc)
+	}
+	return out
 }
 
 // runShort is the CI run: the relay scenario against Switchboard alone at a

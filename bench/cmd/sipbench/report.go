@@ -570,6 +570,10 @@ func (b *bench) printStep(sc scenario, s *server, label string, st step) {
 	if label == "fill" {
 		unit = "registration"
 	}
+	if b.interleave {
+		// Rungs of several scenarios follow each other: name each.
+		label = strings.TrimSpace(sc.name + " " + label)
+	}
 	if label != "" {
 		label += " "
 	}
