@@ -48,6 +48,8 @@ type bench struct {
 	kamDialogDB bool
 	// interleave runs the call scenarios' ladders rung by rung in turn.
 	interleave bool
+	// concWork is what the servers do in the concurrency scenario.
+	concWork string
 
 	rates, regRates []int
 	stepDur, hold   time.Duration
@@ -93,6 +95,7 @@ func run() int {
 		fillRate   = flag.Int("fill-rate", 1000, "rate of the 10,000 first REGISTERs")
 		concurrent = flag.Int("concurrent", 50000, "calls held up at once in the concurrency scenario")
 		concRate   = flag.Int("concurrent-rate", 1000, "call rate that builds up the concurrent calls")
+		concWork   = flag.String("concurrent-work", workDialog, "what the servers do in the concurrency scenario: dialog (Switchboard routes: calls, Kamailio dialog.cfg) or relay (no dialog state)")
 		sbBin      = flag.String("switchboard", "", "switchboard binary (default: go build ./cmd/switchboard into the work directory)")
 		kamBin     = flag.String("kamailio", "kamailio", "kamailio binary")
 		install    = flag.Bool("install", true, "install Kamailio with apt-get when it is missing and running as root")
@@ -189,6 +192,11 @@ func run() int {
 	defer b.procs.stopAll()
 
 	b.interleave = *interleave
+	if *concWork != workDialog && *concWork != workRelay {
+		fmt.Fprintf(os.Stderr, "sipbench: -concurrent-work: %q is neither %s nor %s\n", *concWork, workDialog, workRelay)
+		return 2
+	}
+	b.concWork = *concWork
 	code := b.main(root, *short, *shortRate, *shortTime, *serversF, *scensF, *concurrent, *concRate,
 		*sbBin, *install, *syscallsF, *outPath, *goBench)
 	if *keep || code != 0 {
@@ -261,17 +269,17 @@ func (b *bench) main(root string, short bool, shortRate int, shortTime time.Dura
 			continue
 		case "concurrent":
 			for _, srv := range servers {
-				s, err := b.startServer(srv, workRelay)
+				s, err := b.startServer(srv, b.concWork)
 				if err != nil {
-					rep.concurrent = append(rep.concurrent, concurrentResult{Server: srv, Err: err.Error()})
+					rep.concurrent = append(rep.concurrent, concurrentResult{Server: srv, Work: b.concWork, Err: err.Error()})
 					fmt.Fprintln(b.out, err)
 					continue
 				}
-				fmt.Fprintf(b.out, "== concurrent / %s: %d calls at %d/s\n", srv, concurrent, concRate)
+				fmt.Fprintf(b.out, "== concurrent / %s (%s): %d calls at %d/s\n", srv, b.concWork, concurrent, concRate)
 				c := b.runConcurrent(s, concurrent, concRate)
 				s.stop()
-				fmt.Fprintf(b.out, "   held %d calls, PSS %s -> %s, %s per call, failed %d %s\n", c.Held,
-					mib(c.Baseline.PSS), mib(c.Peak.PSS), kib(c.perCall()), c.Failed, c.Err)
+				fmt.Fprintf(b.out, "   held %d calls, PSS %s -> %s, %s per call; VmHWM %s -> %s, %s per call; failed %d %s\n", c.Held,
+					mib(c.Baseline.PSS), mib(c.Peak.PSS), kib(c.perCall()), mib(c.Baseline.HWM), mib(c.Peak.HWM), kib(c.hwmPerCall()), c.Failed, c.Err)
 				rep.concurrent = append(rep.concurrent, c)
 			}
 			continue

@@ -133,10 +133,14 @@ func (r *report) rows() []row {
 	}
 	if len(r.concurrent) > 0 {
 		rows = append(rows,
+			row{"concurrent", "servers configured as (-concurrent-work)", workOf(c1), workOf(c2), ""},
 			row{"concurrent", "calls held at once (target)", heldOf(c1), heldOf(c2), ""},
 			row{"concurrent", "memory PSS idle → with the calls up", memPair(c1), memPair(c2), ""},
 			row{"concurrent", "memory per concurrent call", kib(c1.perCall()), kib(c2.perCall()),
 				ratio(float64(c1.perCall()), float64(c2.perCall()))},
+			row{"concurrent", "peak RSS VmHWM idle → with the calls up", hwmPair(c1), hwmPair(c2), ""},
+			row{"concurrent", "VmHWM per concurrent call", kib(c1.hwmPerCall()), kib(c2.hwmPerCall()),
+				ratio(float64(c1.hwmPerCall()), float64(c2.hwmPerCall()))},
 			row{"concurrent", "failed / retransmissions", fmt.Sprintf("%d / %d", c1.Failed, c1.Retrans),
 				fmt.Sprintf("%d / %d", c2.Failed, c2.Retrans), ""},
 		)
@@ -328,6 +332,20 @@ func memPair(c concurrentResult) string {
 	return mib(c.Baseline.PSS) + " → " + mib(c.Peak.PSS)
 }
 
+func hwmPair(c concurrentResult) string {
+	if c.Server == "" {
+		return "—"
+	}
+	return mib(c.Baseline.HWM) + " → " + mib(c.Peak.HWM)
+}
+
+func workOf(c concurrentResult) string {
+	if c.Server == "" {
+		return "—"
+	}
+	return c.Work
+}
+
 func bytesPer(total int64, n int) string {
 	if n <= 0 {
 		return "—"
@@ -495,6 +513,13 @@ func (r *report) markdown() string {
 		"`-A 'DBURL=\"sqlite:///<work>/<file>.db\"'`). Switchboard: `switchboard run -c <generated yaml>` (UDP only, log level warn, " +
 		"management listener off). Rung length " + r.b.stepDur.String() + ", calls held " + r.b.hold.String() +
 		", each ladder preceded by an unmeasured warm-up of " + r.b.warmup.String() + " at its first rate.")
+	if r.b.interleave {
+		sb.WriteString(" Interleaved (`-interleave`): the call scenarios' ladders ran rung by rung in turn against each server, " +
+			"one server per scenario up at once (the others idle on the same core), the order rotated at each rate.")
+	}
+	if r.b.kamDialogDB {
+		sb.WriteString(" Kamailio's dialog.cfg with `-A WITH_DB` (CDRs and dialogs in SQLite).")
+	}
 	if r.b.perfWhy == "" {
 		sb.WriteString(" System calls: `perf stat -e " + syscallEvent + " -x, --control fd:3,4 -D -1 -p <the proxy's PIDs>`, " +
 			"enabled just before the UAC starts and disabled after UAC and UAS ended.")

@@ -487,8 +487,8 @@ func (b *bench) runInterleaved(scs []scenario, kind string) map[string]scenarioR
 		ls = append(ls, b.startLadder(sc, s))
 	}
 	for i, rate := range b.rates {
-		for j := range ls {
-			l := ls[(i+j)%len(ls)]
+		for _, k := range rungOrder(len(ls), i) {
+			l := ls[k]
 			if l.done || !containsInt(l.rates, rate) {
 				continue
 			}
@@ -499,6 +499,17 @@ func (b *bench) runInterleaved(scs []scenario, kind string) map[string]scenarioR
 		res := l.finish()
 		fmt.Fprintf(b.out, "   %s / %s: max rate %d/s (%s)\n", l.sc.name, kind, res.MaxRate, res.Limit)
 		out[l.sc.name] = res
+	}
+	return out
+}
+
+// rungOrder is the order of n interleaved ladders at the i-th rate: rotated
+// by one at each rate, so that no scenario always runs first (just after
+// the previous rate's last rung) or last.
+func rungOrder(n, i int) []int {
+	out := make([]int, n)
+	for j := range out {
+		out[j] = (i + j) % n
 	}
 	return out
 }
@@ -578,6 +589,7 @@ func (b *bench) sampleMemory(s *server, peak *memory) func() {
 // concurrentResult is the memory held for many simultaneous calls.
 type concurrentResult struct {
 	Server   string
+	Work     string // what the server was configured to do: dialog or relay
 	Target   int
 	Rate     int
 	Held     int    // calls in progress at the UAC when memory was read
@@ -598,12 +610,21 @@ func (c concurrentResult) perCall() int64 {
 	return (c.Peak.PSS - c.Baseline.PSS) / int64(c.Held)
 }
 
+// hwmPerCall is the growth of the peak resident set (VmHWM, summed over
+// the processes) over the calls held.
+func (c concurrentResult) hwmPerCall() int64 {
+	if c.Held == 0 {
+		return 0
+	}
+	return (c.Peak.HWM - c.Baseline.HWM) / int64(c.Held)
+}
+
 // runConcurrent holds target calls up at once through s: calls start at
 // rate and are held long enough that all are up together; memory is read
 // when the UAC counts target calls in progress (or the ramp is over), then
 // the sipps are stopped.
 func (b *bench) runConcurrent(s *server, target, rate int) concurrentResult {
-	res := concurrentResult{Server: s.kind, Target: target, Rate: rate}
+	res := concurrentResult{Server: s.kind, Work: s.work, Target: target, Rate: rate}
 	ramp := time.Duration(float64(target) / float64(rate) * float64(time.Second))
 	hold := ramp + 20*time.Second
 	uasPort, _ := b.freePort()
