@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -176,9 +179,29 @@ func (b *Postgres) check(err error) error {
 		return &unavailableError{err: err}
 	}
 	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
-		return fmt.Errorf("postgres %s: no answer within %s: %w", b.name, b.timeout, err)
+		// Lock waits end earlier (lock_timeout): the server does not answer.
+		return &unavailableError{err: fmt.Errorf("postgres %s: no answer within %s: %w", b.name, b.timeout, err)}
+	}
+	if connectionLost(err) {
+		// The pool drops the connection; the next operation opens
+		// another (and the gate learns whether the server is there).
+		return &unavailableError{err: err}
 	}
 	return err
+}
+
+// connectionLost tells an established connection that broke (server
+// crashed or shut down, network cut) from an error of the statement.
+func connectionLost(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// Class 08: connection exception; 57P01-57P03: the server is
+		// shutting down, crashed, or not yet accepting connections.
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // do runs fn with the operation's deadline, retrying once when the error

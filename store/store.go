@@ -175,7 +175,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.DSN != "" {
 		return nil, fmt.Errorf("store: a DSN is for the %s driver; %s uses the data directory", DriverPostgres, DriverSQLite)
 	}
-	if err := prepareDir(dir); err != nil {
+	if err := PrepareDir(dir); err != nil {
 		return nil, err
 	}
 	if strings.ContainsAny(opts.FileName, "/\\?#") {
@@ -204,10 +204,11 @@ func New(b Backend, opts Options) *Store {
 // Close releases the database. Close any LocationWriter first.
 func (s *Store) Close() error { return s.b.Close() }
 
-// prepareDir creates dir if needed and proves that it can hold the database,
-// so a bad data_dir setting fails at start with a message naming the
-// directory instead of an obscure SQLite error on the first write.
-func prepareDir(dir string) error {
+// PrepareDir creates dir if needed and proves that it is a writable
+// directory, so a bad data_dir setting fails at start with a message naming
+// the directory instead of an obscure SQLite error on the first write. Open
+// does it for SQLite; a server on PostgreSQL calls it for its secrets.
+func PrepareDir(dir string) error {
 	if dir == "" {
 		return errorf(ErrDataDirUnavailable, "store: no data directory configured")
 	}

@@ -88,11 +88,15 @@ func (s *server) start() error {
 	var err error
 	// write-through promises a 200 only for a binding on disk: every
 	// commit waits for the disk (a power loss keeps it too).
-	var storeOpts store.Options
-	modules.StoreOptions(cfg.Modules, &storeOpts)
-	s.store, err = store.Open(cfg.Storage.Dir, storeOpts)
+	if cfg.Storage.Driver == store.DriverPostgres {
+		// The secrets stay in files (auth.secret, mgmt.token, route.secret).
+		if err := store.PrepareDir(cfg.Storage.Dir); err != nil {
+			return fmt.Errorf("storage.dir %s: %w", cfg.Storage.Dir, err)
+		}
+	}
+	s.store, err = openStorage(cfg)
 	if err != nil {
-		return fmt.Errorf("storage.dir %s: %w", cfg.Storage.Dir, err)
+		return err
 	}
 	token, err := s.mgmtToken()
 	if err != nil {
@@ -175,7 +179,7 @@ func (s *server) start() error {
 		s.log.Info("listening", "proto", l.Proto.String(), "addr", l.Local.String(), "advertise", l.AdvertisedHost+":"+strconv.Itoa(int(l.AdvertisedPort)))
 	}
 	s.log.Info("transaction memory cap", "mib", txnMemory>>20, "from", txnMemorySource)
-	s.log.Info("switchboard started", "version", version, "routes", cfg.Routes, "domains", strings.Join(cfg.Domains, ","), "mgmt", s.mgmt.Addr(), "data", cfg.Storage.Dir)
+	s.log.Info("switchboard started", "version", version, "routes", cfg.Routes, "domains", strings.Join(cfg.Domains, ","), "mgmt", s.mgmt.Addr(), "data", cfg.Storage.Dir, "storage", cfg.Storage.Driver)
 	return nil
 }
 
