@@ -327,6 +327,12 @@ func (b *Postgres) SchemaVersion(ctx context.Context) (int, error) {
 	return v, err
 }
 
+// Ping takes a connection from the pool (opening one if none is idle) and
+// checks that the server answers on it.
+func (b *Postgres) Ping(ctx context.Context) error {
+	return b.do(ctx, func(ctx context.Context) error { return b.pool.Ping(ctx) })
+}
+
 // Close closes every connection of the pool.
 func (b *Postgres) Close() error {
 	b.pool.Close()

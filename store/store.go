@@ -201,6 +201,15 @@ func New(b Backend, opts Options) *Store {
 	return &Store{b: b, opts: opts}
 }
 
+// Ping checks that the database answers. With PostgreSQL an error wraps
+// ErrUnavailable while the server cannot be reached.
+func (s *Store) Ping(ctx context.Context) error {
+	if p, ok := s.b.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
 // Close releases the database. Close any LocationWriter first.
 func (s *Store) Close() error { return s.b.Close() }
 

@@ -43,6 +43,7 @@ type server struct {
 	reloadMu sync.Mutex
 
 	store   *store.Store
+	storage *storageWatch // pings the store; nil until started
 	mgmt    *mgmt.Server
 	domains *routing.Domains
 	router  *routing.Router
@@ -168,6 +169,8 @@ func (s *server) start() error {
 		return err
 	}
 	registerMetrics(s.mgmt.Metrics(), s.tr, s.core)
+	s.storage = newStorageWatch(s.store, s.mgmt, s.log, cfg.Storage.Timeout.D())
+	s.storage.start()
 	s.registerCommands()
 	if cfg.Mgmt.Listen != "" {
 		if err := s.mgmt.Start(); err != nil {
@@ -346,6 +349,9 @@ func (s *server) stop() {
 		cancel()
 	}
 	s.stopModules()
+	if s.storage != nil {
+		s.storage.close()
+	}
 	if s.store != nil {
 		s.store.Close()
 	}
