@@ -76,6 +76,16 @@ func eachBackend(t *testing.T, fn func(t *testing.T, db *testDB)) {
 	})
 }
 
+// eachBackendB is eachBackend for benchmarks.
+func eachBackendB(b *testing.B, fn func(b *testing.B, db *testDB)) {
+	b.Run(DriverSQLite, func(b *testing.B) {
+		fn(b, &testDB{driver: DriverSQLite, dir: b.TempDir()})
+	})
+	b.Run(DriverPostgres, func(b *testing.B) {
+		fn(b, newPostgresDB(b))
+	})
+}
+
 func newPostgresDB(t testing.TB) *testDB {
 	t.Helper()
 	dsn, err := testPostgres(t).NewSchema(ctx, t.Name())

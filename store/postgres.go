@@ -206,12 +206,14 @@ func connectionLost(err error) bool {
 
 // do runs fn with the operation's deadline, retrying once when the error
 // says the statement never reached the server (a pooled connection that
-// had died: the pool then drops it).
+// had died: the pool then drops it). A failed connection attempt is not
+// retried here: the gate decides when the next one may be made.
 func (b *Postgres) do(ctx context.Context, fn func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	err := fn(ctx)
-	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
+	var ce *pgconn.ConnectError
+	if err != nil && pgconn.SafeToRetry(err) && !errors.As(err, &ce) && ctx.Err() == nil {
 		err = fn(ctx)
 	}
 	return b.check(err)
