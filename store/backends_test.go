@@ -1,6 +1,7 @@
 package store
 
 import (
+	"database/sql"
 	"errors"
 	"os"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"switchboard/store/mytest"
 	"switchboard/store/pgtest"
 )
 
@@ -26,12 +28,44 @@ var pg struct {
 	took time.Duration
 }
 
+var my struct {
+	once sync.Once
+	srv  *mytest.Server
+	err  error
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if pg.srv != nil {
 		pg.srv.Close()
 	}
+	if my.srv != nil {
+		my.srv.Close()
+	}
 	os.Exit(code)
+}
+
+// testMySQL returns the package's MariaDB server, starting it at the first
+// call.
+func testMySQL(t testing.TB) *mytest.Server {
+	t.Helper()
+	my.once.Do(func() { my.srv, my.err = mytest.Start() })
+	if errors.Is(my.err, mytest.ErrNotInstalled) {
+		t.Skip("mysql: " + my.err.Error())
+	}
+	if my.err != nil {
+		t.Fatalf("mysql: %v", my.err)
+	}
+	return my.srv
+}
+
+func newMySQLDB(t testing.TB) *testDB {
+	t.Helper()
+	dsn, err := testMySQL(t).NewDatabase(ctx, t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testDB{driver: DriverMySQL, dsn: dsn}
 }
 
 // testPostgres returns the package's PostgreSQL server, starting it at the
@@ -50,6 +84,15 @@ func testPostgres(t testing.TB) *pgtest.Server {
 		t.Fatalf("postgres: %v", pg.err)
 	}
 	return pg.srv
+}
+
+// busyFloor is the shortest lock wait the backend can be given: MySQL's
+// innodb_lock_wait_timeout counts whole seconds.
+func (db *testDB) busyFloor(d time.Duration) time.Duration {
+	if db.driver == DriverMySQL {
+		return max(d, time.Second)
+	}
+	return d
 }
 
 // testDB is one test's database on one backend.
@@ -74,6 +117,9 @@ func eachBackend(t *testing.T, fn func(t *testing.T, db *testDB)) {
 	t.Run(DriverPostgres, func(t *testing.T) {
 		fn(t, newPostgresDB(t))
 	})
+	t.Run(DriverMySQL, func(t *testing.T) {
+		fn(t, newMySQLDB(t))
+	})
 }
 
 // eachBackendB is eachBackend for benchmarks.
@@ -83,6 +129,9 @@ func eachBackendB(b *testing.B, fn func(b *testing.B, db *testDB)) {
 	})
 	b.Run(DriverPostgres, func(b *testing.B) {
 		fn(b, newPostgresDB(b))
+	})
+	b.Run(DriverMySQL, func(b *testing.B) {
+		fn(b, newMySQLDB(b))
 	})
 }
 
@@ -105,6 +154,8 @@ func (db *testDB) count(t testing.TB, s *Store, table string) int {
 		err = b.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table).Scan(&n)
 	case *Postgres:
 		err = b.pool.QueryRow(ctx, `SELECT COUNT(*) FROM `+table).Scan(&n)
+	case *MySQL:
+		err = b.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table).Scan(&n)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +165,8 @@ func (db *testDB) count(t testing.TB, s *Store, table string) int {
 
 // lockWrites makes another connection hold the lock a writer of the
 // location table needs (SQLite: the database's write lock; PostgreSQL: an
-// exclusive lock on the table), until unlock is called.
+// exclusive lock on the table; MySQL: every row and gap of it), until
+// unlock is called.
 func (db *testDB) lockWrites(t testing.TB, s *Store) (unlock func()) {
 	t.Helper()
 	switch b := s.b.(type) {
@@ -137,6 +189,20 @@ func (db *testDB) lockWrites(t testing.TB, s *Store) (unlock func()) {
 		return func() {
 			tx.Rollback(ctx)
 			conn.Close(ctx)
+		}
+	case *MySQL:
+		// Every row and gap of the table (next-key locks of a full scan):
+		// a writer waits innodb_lock_wait_timeout, as it would for
+		// another node's transaction.
+		other, err := sql.Open("mysql", db.dsn)
+		must(t, err)
+		tx, err := other.BeginTx(ctx, nil)
+		must(t, err)
+		_, err = tx.ExecContext(ctx, "SELECT COUNT(*) FROM location FOR UPDATE")
+		must(t, err)
+		return func() {
+			tx.Rollback()
+			other.Close()
 		}
 	}
 	t.Fatalf("no lock for %T", s.b)

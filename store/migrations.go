@@ -470,3 +470,218 @@ var postgresMigrations = []migration{
 		`INSERT INTO table_versions (name, version) VALUES ('dr_gateways', 0), ('dr_carriers', 0), ('dr_rules', 0) ON CONFLICT DO NOTHING`,
 	}},
 }
+
+// mysqlMigrations are the same steps for MariaDB and MySQL (InnoDB). Text
+// is stored as bytes: VARBINARY where a column is a key or sorted on (its
+// length the largest the store accepts), BLOB otherwise, so keys compare
+// byte by byte as in SQLite whatever the server's character set. The
+// location key is the SHA-256 of the binding's key (a contact URI has no
+// bound an index allows). MySQL commits each DDL statement at once, so
+// every step can be run again after failing half way: IF NOT EXISTS,
+// INSERT IGNORE, indexes declared in their table.
+var mysqlMigrations = []migration{
+	{1, "subscribers, domains, location, change log", []string{
+		`CREATE TABLE IF NOT EXISTS domains (
+			domain  VARBINARY(253) NOT NULL PRIMARY KEY,
+			created BIGINT NOT NULL
+		) ENGINE=InnoDB`,
+		`CREATE TABLE IF NOT EXISTS subscribers (
+			username   VARBINARY(128) NOT NULL,
+			domain     VARBINARY(253) NOT NULL,
+			password   BLOB NOT NULL,
+			ha1        VARBINARY(64) NOT NULL,
+			ha1_sha256 VARBINARY(64) NOT NULL,
+			email      BLOB NOT NULL,
+			created    BIGINT NOT NULL,
+			PRIMARY KEY (username, domain),
+			KEY subscribers_domain (domain, username),
+			FOREIGN KEY (domain) REFERENCES domains(domain)
+		) ENGINE=InnoDB`,
+		`CREATE TABLE IF NOT EXISTS location (
+			aor           VARBINARY(382) NOT NULL,
+			binding_key   BINARY(32) NOT NULL,
+			contact       MEDIUMBLOB NOT NULL,
+			received      BLOB NOT NULL,
+			path          MEDIUMBLOB NOT NULL,
+			q             BIGINT NOT NULL,
+			expires       BIGINT NOT NULL,
+			call_id       BLOB NOT NULL,
+			cseq          BIGINT NOT NULL,
+			user_agent    BLOB NOT NULL,
+			instance      BLOB NOT NULL,
+			reg_id        BIGINT NOT NULL,
+			socket        BLOB NOT NULL,
+			flags         BIGINT NOT NULL,
+			last_modified BIGINT NOT NULL,
+			PRIMARY KEY (aor, binding_key),
+			KEY location_expires (expires)
+		) ENGINE=InnoDB`,
+		`CREATE TABLE IF NOT EXISTS change_log (
+			seq      BIGINT NOT NULL PRIMARY KEY,
+			kind     INT NOT NULL,
+			username VARBINARY(128) NOT NULL,
+			domain   VARBINARY(253) NOT NULL,
+			at       BIGINT NOT NULL
+		) ENGINE=InnoDB`,
+		`CREATE TABLE IF NOT EXISTS change_log_seq (
+			id   INT NOT NULL PRIMARY KEY,
+			last BIGINT NOT NULL
+		) ENGINE=InnoDB`,
+		`INSERT IGNORE INTO change_log_seq (id, last) VALUES (1, 0)`,
+	}},
+	{2, "address table (permissions)", []string{
+		`CREATE TABLE IF NOT EXISTS address (
+			id           BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+			grp          BIGINT NOT NULL,
+			ip           VARBINARY(64) NOT NULL,
+			mask         BIGINT NOT NULL,
+			port         BIGINT NOT NULL,
+			proto        VARBINARY(8) NOT NULL,
+			pattern      VARBINARY(512) NOT NULL,
+			context_info BLOB NOT NULL,
+			created      BIGINT NOT NULL,
+			UNIQUE KEY address_entry (grp, ip, mask, port, proto, pattern)
+		) ENGINE=InnoDB`,
+	}},
+	{3, "fraud rules", []string{
+		`CREATE TABLE IF NOT EXISTS fraud_rules (
+			id                        BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+			profile                   BIGINT NOT NULL,
+			prefix                    VARBINARY(64) NOT NULL,
+			start_hour                VARBINARY(8) NOT NULL,
+			end_hour                  VARBINARY(8) NOT NULL,
+			days                      VARBINARY(64) NOT NULL,
+			cpm_warning               BIGINT NOT NULL,
+			cpm_critical              BIGINT NOT NULL,
+			total_calls_warning       BIGINT NOT NULL,
+			total_calls_critical      BIGINT NOT NULL,
+			concurrent_calls_warning  BIGINT NOT NULL,
+			concurrent_calls_critical BIGINT NOT NULL,
+			sequential_calls_warning  BIGINT NOT NULL,
+			sequential_calls_critical BIGINT NOT NULL,
+			created                   BIGINT NOT NULL,
+			UNIQUE KEY fraud_rule (profile, prefix, start_hour, end_hour, days)
+		) ENGINE=InnoDB`,
+		`CREATE TABLE IF NOT EXISTS table_versions (
+			name    VARBINARY(64) NOT NULL PRIMARY KEY,
+			version BIGINT NOT NULL
+		) ENGINE=InnoDB`,
+		`INSERT IGNORE INTO table_versions (name, version) VALUES ('fraud_rules', 0)`,
+	}},
+	{4, "dialplan, aliases, groups", []string{
+		`CREATE TABLE IF NOT EXISTS dialplan (
+			id          BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+			dpid        BIGINT NOT NULL,
+			pr          BIGINT NOT NULL,
+			match_op    VARBINARY(8) NOT NULL,
+			match_exp   VARBINARY(512) NOT NULL,
+			match_flags BIGINT NOT NULL,
+			subst_exp   BLOB NOT NULL,
+			repl_exp    BLOB NOT NULL,
+			attrs       BLOB NOT NULL,
+			disabled    BOOLEAN NOT NULL,
+			created     BIGINT NOT NULL,
+			UNIQUE KEY dialplan_rule (dpid, pr, match_op, match_exp, match_flags)
+		) ENGINE=InnoDB`,
+		`CREATE TABLE IF NOT EXISTS aliases (
+			alias_username VARBINARY(128) NOT NULL,
+			alias_domain   VARBINARY(253) NOT NULL,
+			username       VARBINARY(128) NOT NULL,
+			domain         VARBINARY(253) NOT NULL,
+			created        BIGINT NOT NULL,
+			PRIMARY KEY (alias_username, alias_domain),
+			KEY aliases_target (username, domain)
+		) ENGINE=InnoDB`,
+		`CREATE TABLE IF NOT EXISTS grp (
+			username VARBINARY(128) NOT NULL,
+			domain   VARBINARY(253) NOT NULL,
+			grp      VARBINARY(64) NOT NULL,
+			created  BIGINT NOT NULL,
+			PRIMARY KEY (username, domain, grp),
+			KEY grp_grp (grp)
+		) ENGINE=InnoDB`,
+		`INSERT IGNORE INTO table_versions (name, version) VALUES ('dialplan', 0), ('aliases', 0), ('grp', 0)`,
+	}},
+	{5, "dispatcher destinations", []string{
+		`CREATE TABLE IF NOT EXISTS dispatcher (
+			id          BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+			setid       BIGINT NOT NULL,
+			destination VARBINARY(255) NOT NULL,
+			socket      BLOB NOT NULL,
+			state       BIGINT NOT NULL,
+			weight      BIGINT NOT NULL,
+			priority    BIGINT NOT NULL,
+			attrs       BLOB NOT NULL,
+			probe_mode  BIGINT NOT NULL,
+			description BLOB NOT NULL,
+			created     BIGINT NOT NULL,
+			UNIQUE KEY dispatcher_dest (setid, destination)
+		) ENGINE=InnoDB`,
+		`INSERT IGNORE INTO table_versions (name, version) VALUES ('dispatcher', 0)`,
+	}},
+	{6, "uac credentials and registrations", []string{
+		`CREATE TABLE IF NOT EXISTS uac_credentials (
+			id         BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+			realm      VARBINARY(255) NOT NULL,
+			gateway    VARBINARY(255) NOT NULL,
+			username   BLOB NOT NULL,
+			password   BLOB NOT NULL,
+			ha1        BLOB NOT NULL,
+			ha1_sha256 BLOB NOT NULL,
+			created    BIGINT NOT NULL,
+			UNIQUE KEY uac_credential (realm, gateway)
+		) ENGINE=InnoDB`,
+		`CREATE TABLE IF NOT EXISTS uac_registrations (
+			id        BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+			aor       VARBINARY(512) NOT NULL,
+			registrar VARBINARY(512) NOT NULL,
+			proxy     BLOB NOT NULL,
+			username  BLOB NOT NULL,
+			password  BLOB NOT NULL,
+			expires   BIGINT NOT NULL,
+			contact   BLOB NOT NULL,
+			created   BIGINT NOT NULL,
+			UNIQUE KEY uac_registration (aor, registrar)
+		) ENGINE=InnoDB`,
+		`INSERT IGNORE INTO table_versions (name, version) VALUES ('uac_credentials', 0), ('uac_registrations', 0)`,
+	}},
+	{7, "dynamic routing: gateways, carriers, rules", []string{
+		`CREATE TABLE IF NOT EXISTS dr_gateways (
+			gwid        VARBINARY(64) NOT NULL PRIMARY KEY,
+			type        BIGINT NOT NULL,
+			address     BLOB NOT NULL,
+			transport   VARBINARY(8) NOT NULL,
+			strip       BIGINT NOT NULL,
+			pri_prefix  BLOB NOT NULL,
+			attrs       BLOB NOT NULL,
+			probe_mode  BIGINT NOT NULL,
+			state       BIGINT NOT NULL,
+			description BLOB NOT NULL,
+			created     BIGINT NOT NULL
+		) ENGINE=InnoDB`,
+		`CREATE TABLE IF NOT EXISTS dr_carriers (
+			carrierid   VARBINARY(64) NOT NULL PRIMARY KEY,
+			gwlist      BLOB NOT NULL,
+			flags       BIGINT NOT NULL,
+			sort_alg    VARBINARY(8) NOT NULL,
+			state       BIGINT NOT NULL,
+			attrs       BLOB NOT NULL,
+			description BLOB NOT NULL,
+			created     BIGINT NOT NULL
+		) ENGINE=InnoDB`,
+		`CREATE TABLE IF NOT EXISTS dr_rules (
+			ruleid      BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+			groupid     BLOB NOT NULL,
+			prefix      VARBINARY(64) NOT NULL,
+			timerec     BLOB NOT NULL,
+			priority    BIGINT NOT NULL,
+			routeid     BLOB NOT NULL,
+			gwlist      BLOB NOT NULL,
+			sort_alg    VARBINARY(8) NOT NULL,
+			attrs       BLOB NOT NULL,
+			description BLOB NOT NULL,
+			created     BIGINT NOT NULL
+		) ENGINE=InnoDB`,
+		`INSERT IGNORE INTO table_versions (name, version) VALUES ('dr_gateways', 0), ('dr_carriers', 0), ('dr_rules', 0)`,
+	}},
+}

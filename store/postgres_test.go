@@ -342,8 +342,8 @@ func TestPostgresOpenErrors(t *testing.T) {
 	}{
 		{Options{Driver: DriverPostgres}, "no DSN"},
 		{Options{Driver: DriverPostgres, DSN: "postgres://u:secret-pw@127.0.0.1:notaport/db"}, "bad DSN"},
-		{Options{Driver: "mysql"}, `unknown driver "mysql"`},
-		{Options{Driver: DriverSQLite, DSN: "host=/tmp"}, "DSN is for the postgres driver"},
+		{Options{Driver: "oracle"}, `unknown driver "oracle"`},
+		{Options{Driver: DriverSQLite, DSN: "host=/tmp"}, "DSN is for the postgres and mysql drivers"},
 	} {
 		_, err := Open(t.TempDir(), c.opts)
 		if err == nil || !strings.Contains(err.Error(), c.words) || strings.Contains(err.Error(), "secret-pw") {

@@ -77,6 +77,7 @@ var (
 const (
 	DriverSQLite   = "sqlite"
 	DriverPostgres = "postgres"
+	DriverMySQL    = "mysql" // MariaDB or MySQL
 )
 
 // DefaultFileName is the database file created in the data directory.
@@ -84,21 +85,26 @@ const DefaultFileName = "switchboard.db"
 
 // Options configure Open. The zero value is usable: SQLite.
 type Options struct {
-	// Driver is DriverSQLite (the default, a file in the data directory)
-	// or DriverPostgres (a PostgreSQL server named by DSN).
+	// Driver is DriverSQLite (the default, a file in the data directory),
+	// DriverPostgres (a PostgreSQL server named by DSN) or DriverMySQL (a
+	// MariaDB or MySQL server named by DSN).
 	Driver string
 	// DSN names the PostgreSQL database, as a URL
 	// (postgres://user@host:5432/switchboard?sslmode=verify-full) or as
 	// libpq key=value pairs (host=/run/postgresql dbname=switchboard). The
-	// password may also come from PGPASSWORD or ~/.pgpass. Only for
-	// DriverPostgres.
+	// password may also come from PGPASSWORD or ~/.pgpass. For
+	// DriverMySQL, go-sql-driver's form:
+	// user:password@tcp(db.example.net:3306)/switchboard or
+	// user@unix(/run/mysqld/mysqld.sock)/switchboard.
 	DSN string
-	// MaxConns is the PostgreSQL connection pool's size (default 8).
+	// MaxConns is the connection pool's size of a database server
+	// (default 8).
 	MaxConns int
-	// Timeout bounds each PostgreSQL operation, connecting included
-	// (default 10s), so that a server that stops answering makes callers
-	// fail instead of hang. Streamed loads (LoadBindings, ForEachDRRule)
-	// are bounded by their caller's context only.
+	// Timeout bounds each operation on a database server, connecting
+	// included (default 10s), so that a server that stops answering makes
+	// callers fail instead of hang. PostgreSQL's streamed loads
+	// (LoadBindings, ForEachDRRule) are bounded by their caller's context
+	// only; MySQL bounds each read and write on the connection.
 	Timeout time.Duration
 	// FileName is the database file inside the data directory
 	// (default DefaultFileName).
@@ -157,7 +163,7 @@ type Store struct {
 
 // Open opens the database and brings its schema up to date: with
 // DriverSQLite the file in dir (created on first use), with DriverPostgres
-// the database at opts.DSN (dir is not used). Several processes may open the
+// or DriverMySQL the database at opts.DSN (dir is not used). Several processes may open the
 // same database at once: the server and the user-management CLI share it.
 func Open(dir string, opts Options) (*Store, error) {
 	opts.setDefaults()
@@ -169,11 +175,17 @@ func Open(dir string, opts Options) (*Store, error) {
 			return nil, err
 		}
 		return New(b, opts), nil
+	case DriverMySQL:
+		b, err := OpenMySQL(context.Background(), opts.DSN, opts)
+		if err != nil {
+			return nil, err
+		}
+		return New(b, opts), nil
 	default:
-		return nil, fmt.Errorf("store: unknown driver %q (want %s or %s)", opts.Driver, DriverSQLite, DriverPostgres)
+		return nil, fmt.Errorf("store: unknown driver %q (want %s, %s or %s)", opts.Driver, DriverSQLite, DriverPostgres, DriverMySQL)
 	}
 	if opts.DSN != "" {
-		return nil, fmt.Errorf("store: a DSN is for the %s driver; %s uses the data directory", DriverPostgres, DriverSQLite)
+		return nil, fmt.Errorf("store: a DSN is for the %s and %s drivers; %s uses the data directory", DriverPostgres, DriverMySQL, DriverSQLite)
 	}
 	if err := PrepareDir(dir); err != nil {
 		return nil, err

@@ -286,7 +286,8 @@ func TestWriterConcurrentProducers(t *testing.T) {
 func TestWriterSurvivesAndReportsLockedDatabase(t *testing.T) {
 	eachBackend(t, func(t *testing.T, db *testDB) {
 		var reported atomic.Int64
-		s := db.open(t, Options{BusyTimeout: 100 * time.Millisecond})
+		busy := db.busyFloor(100 * time.Millisecond)
+		s := db.open(t, Options{BusyTimeout: busy})
 		w := s.NewLocationWriter(WriterOptions{OnError: func(err error, ops int) { reported.Add(int64(ops)) }})
 		defer w.Close()
 		exp := time.Now().Add(time.Hour).Unix()
@@ -303,14 +304,14 @@ func TestWriterSurvivesAndReportsLockedDatabase(t *testing.T) {
 		}
 
 		// Short hold: the batch waits and succeeds.
-		released := lock(150 * time.Millisecond)
+		released := lock(busy * 3 / 2)
 		must(t, w.Upsert(binding("a@example.com", "sip:a@192.0.2.1", exp)))
 		must(t, w.Flush())
 		<-released
 
 		// Long hold (longer than three busy timeouts plus the retry pauses,
-		// about 0.55s): the batch fails.
-		released = lock(time.Second)
+		// about 0.55s with 100ms): the batch fails.
+		released = lock(busy*3 + time.Second)
 		must(t, w.Upsert(binding("b@example.com", "sip:b@192.0.2.1", exp)))
 		err := w.Flush()
 		if err == nil {
@@ -476,7 +477,7 @@ func TestWriterReservation(t *testing.T) {
 // MaxBatch), and done called once they are on disk, or with the error.
 func TestWriterCommit(t *testing.T) {
 	eachBackend(t, func(t *testing.T, db *testDB) {
-		s := db.open(t, Options{BusyTimeout: 100 * time.Millisecond, SyncCommits: true})
+		s := db.open(t, Options{BusyTimeout: db.busyFloor(100 * time.Millisecond), SyncCommits: true})
 		w := s.NewLocationWriter(WriterOptions{MaxBatch: 4})
 		defer w.Close()
 		exp := time.Now().Add(time.Hour).Unix()

@@ -89,7 +89,7 @@ func (s *server) start() error {
 	var err error
 	// write-through promises a 200 only for a binding on disk: every
 	// commit waits for the disk (a power loss keeps it too).
-	if cfg.Storage.Driver == store.DriverPostgres {
+	if cfg.Storage.Driver != store.DriverSQLite {
 		// The secrets stay in files (auth.secret, mgmt.token, route.secret).
 		if err := store.PrepareDir(cfg.Storage.Dir); err != nil {
 			return fmt.Errorf("storage.dir %s: %w", cfg.Storage.Dir, err)

@@ -224,7 +224,7 @@ func openStorage(cfg *config.Config) (*store.Store, error) {
 	if err == nil {
 		return s, nil
 	}
-	if o.Driver == store.DriverPostgres {
+	if o.Driver != store.DriverSQLite {
 		return nil, fmt.Errorf("storage.dsn: %w", err)
 	}
 	return nil, fmt.Errorf("storage.dir %s: %w", cfg.Storage.Dir, err)

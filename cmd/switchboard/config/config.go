@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 
 	"switchboard/mgmt"
@@ -130,18 +131,18 @@ func (l Limits) OutboundReserved() int {
 
 // Storage says where persistent data lives.
 type Storage struct {
-	// Driver is sqlite (a file in Dir) or postgres (the database at DSN,
-	// which several nodes can share).
+	// Driver is sqlite (a file in Dir), postgres or mysql (the database at
+	// DSN, which several nodes can share).
 	Driver string `yaml:"driver"`
 	// Dir holds the SQLite database, and with either driver the server's
 	// secrets (auth.secret, mgmt.token, route.secret).
 	Dir string `yaml:"dir"`
-	// DSN names the PostgreSQL database: a postgres:// URL or libpq
-	// key=value pairs.
+	// DSN names the database: for postgres a postgres:// URL or libpq
+	// key=value pairs, for mysql go-sql-driver's user@tcp(host)/db.
 	DSN string `yaml:"dsn"`
-	// MaxConns is the PostgreSQL connection pool's size.
+	// MaxConns is the database server's connection pool's size.
 	MaxConns int `yaml:"max_conns"`
-	// Timeout bounds each PostgreSQL operation, connecting included.
+	// Timeout bounds each database server operation, connecting included.
 	Timeout Duration `yaml:"timeout"`
 }
 
@@ -152,22 +153,31 @@ func (st *Storage) check(fail func(key, format string, args ...any) error) error
 			return fail("storage.dir", "missing; the directory for the SQLite database")
 		}
 		if st.DSN != "" {
-			return fail("storage.dsn", "is for storage.driver postgres; sqlite keeps its database in storage.dir")
+			return fail("storage.dsn", "is for storage.driver postgres or mysql; sqlite keeps its database in storage.dir")
 		}
-	case "postgres":
+	case "postgres", "mysql":
 		if st.Dir == "" {
 			return fail("storage.dir", "missing; the directory for the server's secrets (auth.secret, mgmt.token, route.secret)")
 		}
 		if strings.TrimSpace(st.DSN) == "" {
+			if st.Driver == "mysql" {
+				return fail("storage.dsn", "missing; the MariaDB or MySQL database, e.g. switchboard:password@tcp(db.example.net:3306)/switchboard or switchboard@unix(/run/mysqld/mysqld.sock)/switchboard")
+			}
 			return fail("storage.dsn", "missing; the PostgreSQL database, e.g. postgres://switchboard@db.example.net/switchboard or host=/run/postgresql dbname=switchboard")
 		}
-		// Parsed now so that check-config finds a typo; pgx words the
-		// error without the password.
-		if _, err := pgx.ParseConfig(st.DSN); err != nil {
+		// Parsed now so that check-config finds a typo; the drivers word
+		// their errors without the password.
+		if st.Driver == "mysql" {
+			if c, err := mysql.ParseDSN(st.DSN); err != nil {
+				return fail("storage.dsn", "%v", err)
+			} else if c.DBName == "" {
+				return fail("storage.dsn", "names no database (user@tcp(host:3306)/switchboard)")
+			}
+		} else if _, err := pgx.ParseConfig(st.DSN); err != nil {
 			return fail("storage.dsn", "%v", err)
 		}
 	default:
-		return fail("storage.driver", "unknown driver %q; supported: sqlite, postgres", st.Driver)
+		return fail("storage.driver", "unknown driver %q; supported: sqlite, postgres, mysql", st.Driver)
 	}
 	if st.MaxConns < 1 || st.MaxConns > 1000 {
 		return fail("storage.max_conns", "must be between 1 and 1000, not %d", st.MaxConns)
