@@ -6,9 +6,10 @@
 # (linphone-cli): installed when the archive has them; where it does not, those
 # tests skip and say so. The scanner tests run SIPVicious (sipvicious) against
 # the server inside a loopback-only namespace: installed when missing, skipped
-# where it cannot be. The store's tests run against a PostgreSQL server they
-# start themselves (initdb and postgres from Debian's postgresql package, in a
-# temporary directory): installed as root; without root they skip and say so.
+# where it cannot be. The store's tests run against a PostgreSQL and a MariaDB
+# server they start themselves (from Debian's postgresql and mariadb-server
+# packages, in a temporary directory): installed as root; without root they
+# skip and say so.
 set -euo pipefail
 
 need=()
@@ -16,8 +17,10 @@ command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # initdb is not in PATH on Debian: it lives in /usr/lib/postgresql/<version>/bin.
 pg_installed() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1; }
+my_installed() { command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; }
 as_root=()
 pg_installed || as_root+=(postgresql)
+my_installed || as_root+=(mariadb-server)
 optional=()
 command -v baresip >/dev/null 2>&1 || optional+=(baresip-core)
 command -v linphonec >/dev/null 2>&1 || optional+=(linphone-cli)
@@ -45,10 +48,14 @@ if [ ${#need[@]} -ne 0 ]; then
 	echo "test-deps: installing ${need[*]}"
 	apt_install "${need[@]}"
 fi
-# The package's own cluster (postgresql@<version>-main) is not used: the
-# tests start theirs.
+# The packages' own servers (postgresql@<version>-main, mariadb) are not
+# used: the tests start theirs.
 if [ ${#as_root[@]} -ne 0 ] && ! pg_installed; then
 	echo "test-deps: postgresql installed but no initdb found" >&2
+	exit 1
+fi
+if [ ${#as_root[@]} -ne 0 ] && ! my_installed; then
+	echo "test-deps: mariadb-server installed but no mariadbd found" >&2
 	exit 1
 fi
 for p in "${optional[@]}"; do
