@@ -12,38 +12,72 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"switchboard/cmd/switchboard/config"
+	"switchboard/store/mytest"
 	"switchboard/store/pgtest"
 )
 
-// startPostgres starts a PostgreSQL server for one test and creates the
-// database switchboard in it; the test skips where PostgreSQL is not
-// installed.
-func startPostgres(t *testing.T) (srv *pgtest.Server, dsn string) {
-	t.Helper()
-	srv, err := pgtest.Start()
-	if errors.Is(err, pgtest.ErrNotInstalled) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	if err := srv.Exec(context.Background(), "CREATE DATABASE switchboard"); err != nil {
-		t.Fatal(err)
-	}
-	return srv, srv.DSN("switchboard")
+// dbServer is a database server started for one test (pgtest, mytest).
+type dbServer interface {
+	Stop() error
+	Restart() error
+	Close() error
 }
 
-// TestE2EPostgresStorage: two nodes, each with its own storage.dir, on one
-// PostgreSQL database. Subscribers added with the CLI (on the postgres
+// startDatabase starts a database server of driver for one test and
+// creates the database switchboard in it; the test skips where the server
+// is not installed. It returns the storage section's driver and dsn lines.
+func startDatabase(t *testing.T, driver string) (srv dbServer, storage, dsn string) {
+	t.Helper()
+	switch driver {
+	case "postgres":
+		pg, err := pgtest.Start()
+		if errors.Is(err, pgtest.ErrNotInstalled) {
+			t.Skip(err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pg.Close() })
+		if err := pg.Exec(context.Background(), "CREATE DATABASE switchboard"); err != nil {
+			t.Fatal(err)
+		}
+		srv, dsn = pg, pg.DSN("switchboard")
+	case "mysql":
+		my, err := mytest.Start()
+		if errors.Is(err, mytest.ErrNotInstalled) {
+			t.Skip(err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { my.Close() })
+		if err := my.Exec(context.Background(), "CREATE DATABASE switchboard"); err != nil {
+			t.Fatal(err)
+		}
+		srv, dsn = my, my.DSN("switchboard")
+	}
+	return srv, fmt.Sprintf("  driver: %s\n  dsn: %q\n", driver, dsn), dsn
+}
+
+// eachServerDriver runs fn as a subtest per database server driver.
+func eachServerDriver(t *testing.T, fn func(t *testing.T, driver string)) {
+	for _, d := range []string{"postgres", "mysql"} {
+		t.Run(d, func(t *testing.T) { fn(t, d) })
+	}
+}
+
+// TestE2EServerStorage: two nodes, each with its own storage.dir, on one
+// PostgreSQL (then MariaDB) database. Subscribers added with the CLI (on the postgres
 // driver too) authenticate on both; a registration made through node A is
 // in the database, and node B, started afterwards, loads it.
-func TestE2EPostgresStorage(t *testing.T) {
+func TestE2EServerStorage(t *testing.T) {
 	needSipp(t)
-	_, dsn := startPostgres(t)
-	storage := fmt.Sprintf("  driver: postgres\n  dsn: %q\n", dsn)
+	eachServerDriver(t, testServerStorage)
+}
+
+func testServerStorage(t *testing.T, driver string) {
+	_, storage, _ := startDatabase(t, driver)
 	const extra = "auth:\n  algorithms: [MD5]\n  check_uri: false\n"
 	a := startServerWith(t, extra, serverOptions{Storage: storage})
 	addUser(t, a, "alice@localhost", "alice-pw")
@@ -57,23 +91,29 @@ func TestE2EPostgresStorage(t *testing.T) {
 	if r := sippUA(t, a, "register.xml", alicePort, "alice", "alice-pw", "expires", "300"); r.Code != 0 {
 		t.Fatalf("register alice on A: exit %d\n%s", r.Code, r.Output)
 	}
-	// The registrar writes behind: the row arrives within moments.
-	conn, err := pgx.Connect(context.Background(), dsn)
+	// The registrar writes behind: the row arrives within moments; the
+	// CLI's store sees it.
+	st, err := openStorage(loadT(t, a.Config))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(context.Background())
-	var contact string
+	defer st.Close()
+	contact := ""
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err = conn.QueryRow(context.Background(), `SELECT contact FROM location WHERE aor = 'alice@localhost'`).Scan(&contact)
-		if err == nil || time.Now().After(deadline) {
-			break
+	for contact == "" && time.Now().Before(deadline) {
+		bs, err := st.LoadBindings(context.Background(), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bs {
+			if b.AOR == "alice@localhost" {
+				contact = b.Contact
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if want := fmt.Sprintf("sip:alice@127.0.0.1:%d", alicePort); err != nil || contact != want {
-		t.Fatalf("location row of alice: %q, %v; want %q", contact, err, want)
+	if want := fmt.Sprintf("sip:alice@127.0.0.1:%d", alicePort); contact != want {
+		t.Fatalf("stored binding of alice: %q; want %q", contact, want)
 	}
 
 	b := startServerWith(t, extra, serverOptions{Storage: storage})
@@ -88,18 +128,25 @@ func TestE2EPostgresStorage(t *testing.T) {
 	}
 }
 
-// A database that cannot be reached at start: the server does not start,
-// and says which setting and which server.
-func TestE2EPostgresUnreachableAtStart(t *testing.T) {
-	dir := t.TempDir()
-	code, _, errb := runCLI(t, "", "check-config", "--set", "storage.driver=postgres", "--set", "storage.dsn=postgres://sb:hunter2@127.0.0.1:1/sb?connect_timeout=2", "--set", "storage.dir="+dir)
-	if code != 0 {
-		t.Fatalf("check-config refused a valid DSN: %s", errb)
-	}
-	code, _, errb = runCLI(t, "", "user", "list", "--set", "storage.driver=postgres", "--set", "storage.dsn=postgres://sb:hunter2@127.0.0.1:1/sb?connect_timeout=2")
-	if code == 0 || !strings.Contains(errb, "storage.dsn") || !strings.Contains(errb, "127.0.0.1:1") || !strings.Contains(errb, "database unavailable") ||
-		strings.Contains(errb, "hunter2") {
-		t.Fatalf("user list on an unreachable database: exit %d, %s", code, errb)
+// A database that cannot be reached: the CLI fails, and says which
+// setting and which server, not the password.
+func TestE2EDatabaseUnreachableAtStart(t *testing.T) {
+	for _, c := range []struct{ driver, dsn string }{
+		{"postgres", "postgres://sb:hunter2@127.0.0.1:1/sb?connect_timeout=2"},
+		{"mysql", "sb:hunter2@tcp(127.0.0.1:1)/sb"},
+	} {
+		t.Run(c.driver, func(t *testing.T) {
+			dir := t.TempDir()
+			code, _, errb := runCLI(t, "", "check-config", "--set", "storage.driver="+c.driver, "--set", "storage.dsn="+c.dsn, "--set", "storage.dir="+dir)
+			if code != 0 {
+				t.Fatalf("check-config refused a valid DSN: %s", errb)
+			}
+			code, _, errb = runCLI(t, "", "user", "list", "--set", "storage.driver="+c.driver, "--set", "storage.dsn="+c.dsn)
+			if code == 0 || !strings.Contains(errb, "storage.dsn") || !strings.Contains(errb, "127.0.0.1:1") || !strings.Contains(errb, "database unavailable") ||
+				strings.Contains(errb, "hunter2") {
+				t.Fatalf("user list on an unreachable database: exit %d, %s", code, errb)
+			}
+		})
 	}
 }
 
@@ -115,17 +162,22 @@ func readyz(t *testing.T, srv *testServer) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// TestE2EPostgresOutage: the database stops while phones are registered.
+// TestE2EServerOutage: the database (PostgreSQL, then MariaDB) stops while
+// phones are registered.
 // The node goes on from memory: a phone whose credentials are cached
 // registers again, calls between registered phones complete; a subscriber
 // never seen is refused (500, not 200). /readyz stays 200 and says
 // "degraded: storage", switchboard_storage_up is 0; when the database is
 // back, both say so and new registrations are stored again.
-func TestE2EPostgresOutage(t *testing.T) {
+func TestE2EServerOutage(t *testing.T) {
 	needSipp(t)
-	pg, dsn := startPostgres(t)
+	eachServerDriver(t, testServerOutage)
+}
+
+func testServerOutage(t *testing.T, driver string) {
+	pg, storage, _ := startDatabase(t, driver)
 	srv := startServerWith(t, "auth:\n  algorithms: [MD5]\n  check_uri: false\n",
-		serverOptions{Storage: fmt.Sprintf("  driver: postgres\n  dsn: %q\n  timeout: 1s\n", dsn)})
+		serverOptions{Storage: storage + "  timeout: 1s\n"})
 	addUser(t, srv, "alice@localhost", "alice-pw")
 	addUser(t, srv, "bob@localhost", "bob-pw")
 	addUser(t, srv, "carol@localhost", "carol-pw")
@@ -186,4 +238,14 @@ func TestE2EPostgresOutage(t *testing.T) {
 	if r := sippUA(t, srv, "register.xml", freeSIPPort(t), "carol", "carol-pw", "expires", "300"); r.Code != 0 {
 		t.Fatalf("carol after the outage: exit %d\n%s", r.Code, r.Output)
 	}
+}
+
+// loadT loads a configuration file.
+func loadT(t *testing.T, path string) *config.Config {
+	t.Helper()
+	cfg, err := loadConfig(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
