@@ -18,7 +18,7 @@ import (
 )
 
 // The user and domain commands work on the store named by the configuration
-// (storage.dir, or storage.dsn with the postgres driver), the same database
+// (storage.dir, or storage.dsn with the postgres and mysql drivers), the same database
 // the running server uses; the server notices the change within a second
 // through the store's change log.
 
