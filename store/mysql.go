@@ -126,11 +126,14 @@ func (c *gatedConnector) Connect(ctx context.Context) (driver.Conn, error) {
 
 // MySQL error numbers the backend maps to the store's errors.
 const (
-	myDuplicate        = 1062 // ER_DUP_ENTRY
-	myRowIsReferenced  = 1451 // ER_ROW_IS_REFERENCED_2: a parent row still has children
-	myNoReferencedRow  = 1452 // ER_NO_REFERENCED_ROW_2: no parent row
-	myLockWaitTimeout  = 1205
-	myGetLockTimeout   = 0 // GET_LOCK returned 0
+	myDuplicate       = 1062 // ER_DUP_ENTRY
+	myRowIsReferenced = 1451 // ER_ROW_IS_REFERENCED_2: a parent row still has children
+	myNoReferencedRow = 1452 // ER_NO_REFERENCED_ROW_2: no parent row
+)
+
+// The named lock migrations take, and how long (seconds) a process waits
+// for another one's migrations.
+const (
 	myMigrationLock    = "switchboard_migrations"
 	myMigrationTimeout = 60
 )
@@ -234,7 +237,7 @@ func (b *MySQL) migrateLocked(ctx context.Context, migs []migration) error {
 	if err := conn.QueryRowContext(ctx, `SELECT GET_LOCK(?, ?)`, myMigrationLock, myMigrationTimeout).Scan(&got); err != nil {
 		return err
 	}
-	if !got.Valid || got.Int64 == myGetLockTimeout {
+	if !got.Valid || got.Int64 != 1 {
 		return fmt.Errorf("another process held the migration lock for %ds", myMigrationTimeout)
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT RELEASE_LOCK(?)`, myMigrationLock)
