@@ -30,6 +30,7 @@ type MySQL struct {
 	db      *sql.DB
 	name    string // user@address/database, for messages
 	logSize int
+	timeout time.Duration
 	gate    reconnectGate
 }
 
@@ -54,7 +55,7 @@ func openMySQL(ctx context.Context, dsn string, opts Options, migs []migration) 
 	if cfg.DBName == "" {
 		return nil, errors.New("store: mysql: the DSN names no database (.../switchboard)")
 	}
-	b := &MySQL{name: cfg.User + "@" + cfg.Addr + "/" + cfg.DBName, logSize: opts.ChangeLogSize}
+	b := &MySQL{name: cfg.User + "@" + cfg.Addr + "/" + cfg.DBName, logSize: opts.ChangeLogSize, timeout: opts.Timeout}
 	// A server that stops answering fails the read or write that waits on
 	// it after Timeout (the connection is then dropped); a lock wait ends
 	// first, after BusyTimeout.
@@ -131,12 +132,8 @@ const (
 	myNoReferencedRow = 1452 // ER_NO_REFERENCED_ROW_2: no parent row
 )
 
-// The named lock migrations take, and how long (seconds) a process waits
-// for another one's migrations.
-const (
-	myMigrationLock    = "switchboard_migrations"
-	myMigrationTimeout = 60
-)
+// The named lock migrations take.
+const myMigrationLock = "switchboard_migrations"
 
 func myCode(err error) uint16 {
 	var me *mysql.MySQLError
@@ -233,12 +230,15 @@ func (b *MySQL) migrateLocked(ctx context.Context, migs []migration) error {
 		return err
 	}
 	defer conn.Close()
+	// Wait for another process's migrations a little less than the
+	// connection's read timeout, which would otherwise cut the wait.
+	wait := max(1, int(b.timeout/time.Second)-1)
 	var got sql.NullInt64
-	if err := conn.QueryRowContext(ctx, `SELECT GET_LOCK(?, ?)`, myMigrationLock, myMigrationTimeout).Scan(&got); err != nil {
+	if err := conn.QueryRowContext(ctx, `SELECT GET_LOCK(?, ?)`, myMigrationLock, wait).Scan(&got); err != nil {
 		return err
 	}
 	if !got.Valid || got.Int64 != 1 {
-		return fmt.Errorf("another process held the migration lock for %ds", myMigrationTimeout)
+		return fmt.Errorf("another process held the migration lock (%s) for %ds", myMigrationLock, wait)
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT RELEASE_LOCK(?)`, myMigrationLock)
 	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
