@@ -395,45 +395,78 @@ func (b *MySQL) LoadBindings(ctx context.Context, now int64) ([]Binding, error) 
 	return out, b.check(err)
 }
 
+// myUpsertRows is how many upserts go in one INSERT statement.
+const myUpsertRows = 100
+
+// ApplyBindings applies ops in order in one transaction; a run of upserts
+// goes as multi-row INSERTs (MySQL applies the rows in order, a later row
+// updating an earlier one with its key), so a batch costs a few round trips
+// rather than one per binding.
 func (b *MySQL) ApplyBindings(ctx context.Context, ops []BindingOp) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	for i := range ops {
+		if k := ops[i].Kind; k != OpUpsert && k != OpDelete && k != OpDeleteAOR {
+			x := &ops[i].Binding
+			return fmt.Errorf("binding %s %s: %w", x.AOR, x.Contact, errorf(ErrMalformedBinding, "unknown binding operation %d", k))
+		}
+	}
 	now := time.Now().Unix()
 	return b.inTx(ctx, func(tx *sql.Tx) error {
-		for i := range ops {
-			op := &ops[i]
-			x := &op.Binding
+		for i := 0; i < len(ops); {
+			x := &ops[i].Binding
 			var err error
-			switch op.Kind {
+			n := 1
+			switch ops[i].Kind {
 			case OpUpsert:
-				lm := x.LastModified
-				if lm == 0 {
-					lm = now
+				for n < myUpsertRows && i+n < len(ops) && ops[i+n].Kind == OpUpsert {
+					n++
 				}
-				_, err = tx.ExecContext(ctx, `INSERT INTO location (binding_key, `+bindingCols+`)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-					ON DUPLICATE KEY UPDATE
-						contact = VALUES(contact), received = VALUES(received), path = VALUES(path),
-						q = VALUES(q), expires = VALUES(expires), call_id = VALUES(call_id),
-						cseq = VALUES(cseq), user_agent = VALUES(user_agent), instance = VALUES(instance),
-						reg_id = VALUES(reg_id), socket = VALUES(socket), flags = VALUES(flags),
-						last_modified = VALUES(last_modified)`,
-					myKey(x), x.AOR, x.Contact, x.Received, x.Path, int64(x.Q), x.Expires,
-					x.CallID, int64(x.CSeq), x.UserAgent, x.Instance, int64(x.RegID), x.Socket, int64(x.Flags), lm)
+				err = myUpsert(ctx, tx, ops[i:i+n], now)
 			case OpDelete:
 				_, err = tx.ExecContext(ctx, `DELETE FROM location WHERE aor = ? AND binding_key = ?`, x.AOR, myKey(x))
 			case OpDeleteAOR:
 				_, err = tx.ExecContext(ctx, `DELETE FROM location WHERE aor = ?`, x.AOR)
-			default:
-				err = errorf(ErrMalformedBinding, "unknown binding operation %d", op.Kind)
 			}
 			if err != nil {
+				if n > 1 {
+					return fmt.Errorf("bindings %s %s and %d more: %w", x.AOR, x.Contact, n-1, err)
+				}
 				return fmt.Errorf("binding %s %s: %w", x.AOR, x.Contact, err)
 			}
+			i += n
 		}
 		return nil
 	}, nil)
+}
+
+// myUpsert inserts or updates the bindings of ops in one statement.
+func myUpsert(ctx context.Context, tx *sql.Tx, ops []BindingOp, now int64) error {
+	var q strings.Builder
+	q.WriteString(`INSERT INTO location (binding_key, ` + bindingCols + `) VALUES `)
+	args := make([]any, 0, 15*len(ops))
+	for i := range ops {
+		x := &ops[i].Binding
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		lm := x.LastModified
+		if lm == 0 {
+			lm = now
+		}
+		args = append(args, myKey(x), x.AOR, x.Contact, x.Received, x.Path, int64(x.Q), x.Expires,
+			x.CallID, int64(x.CSeq), x.UserAgent, x.Instance, int64(x.RegID), x.Socket, int64(x.Flags), lm)
+	}
+	q.WriteString(` ON DUPLICATE KEY UPDATE
+		contact = VALUES(contact), received = VALUES(received), path = VALUES(path),
+		q = VALUES(q), expires = VALUES(expires), call_id = VALUES(call_id),
+		cseq = VALUES(cseq), user_agent = VALUES(user_agent), instance = VALUES(instance),
+		reg_id = VALUES(reg_id), socket = VALUES(socket), flags = VALUES(flags),
+		last_modified = VALUES(last_modified)`)
+	_, err := tx.ExecContext(ctx, q.String(), args...)
+	return err
 }
 
 func (b *MySQL) DeleteExpiredBindings(ctx context.Context, now int64) (int64, error) {

@@ -556,8 +556,12 @@ func (b *Postgres) LoadBindings(ctx context.Context, now int64) ([]Binding, erro
 	return out, b.check(err)
 }
 
-const pgUpsertBinding = `INSERT INTO location (binding_key, ` + bindingCols + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+// pgUpsertBindings upserts many bindings in one statement, the columns as
+// arrays: one statement text whatever the number of rows, so pgx prepares
+// it once per connection.
+const pgUpsertBindings = `INSERT INTO location (binding_key, ` + bindingCols + `)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
+		$8::text[], $9::bigint[], $10::text[], $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::bigint[])
 	ON CONFLICT (aor, binding_key) DO UPDATE SET
 		contact = excluded.contact, received = excluded.received, path = excluded.path,
 		q = excluded.q, expires = excluded.expires, call_id = excluded.call_id,
@@ -565,38 +569,97 @@ const pgUpsertBinding = `INSERT INTO location (binding_key, ` + bindingCols + `)
 		reg_id = excluded.reg_id, socket = excluded.socket, flags = excluded.flags,
 		last_modified = excluded.last_modified`
 
-// ApplyBindings sends the whole batch in one round trip (a pgx batch) inside
-// one transaction; the statements run in order.
+// pgUpsertRows is the most upserts in one statement.
+const pgUpsertRows = 500
+
+// bindingColumns are a run of upserts as the arrays of pgUpsertBindings.
+type bindingColumns struct {
+	key, aor, contact, received, path, callID, userAgent, instance, socket []string
+	q, expires, cseq, regID, flags, lastModified                           []int64
+	seen                                                                   map[[2]string]bool
+}
+
+// add appends x unless its key is already in the run (ON CONFLICT cannot
+// change one row twice in a statement): then it returns false.
+func (c *bindingColumns) add(x *Binding, now int64) bool {
+	key, aor := pgText(x.Key()), pgText(x.AOR)
+	if c.seen == nil {
+		c.seen = map[[2]string]bool{}
+	}
+	if c.seen[[2]string{aor, key}] {
+		return false
+	}
+	c.seen[[2]string{aor, key}] = true
+	lm := x.LastModified
+	if lm == 0 {
+		lm = now
+	}
+	c.key, c.aor, c.contact = append(c.key, key), append(c.aor, aor), append(c.contact, pgText(x.Contact))
+	c.received, c.path = append(c.received, pgText(x.Received)), append(c.path, pgText(x.Path))
+	c.callID, c.userAgent = append(c.callID, pgText(x.CallID)), append(c.userAgent, pgText(x.UserAgent))
+	c.instance, c.socket = append(c.instance, pgText(x.Instance)), append(c.socket, pgText(x.Socket))
+	c.q, c.expires, c.cseq = append(c.q, int64(x.Q)), append(c.expires, x.Expires), append(c.cseq, int64(x.CSeq))
+	c.regID, c.flags, c.lastModified = append(c.regID, int64(x.RegID)), append(c.flags, int64(x.Flags)), append(c.lastModified, lm)
+	return true
+}
+
+func (c *bindingColumns) args() []any {
+	return []any{c.key, c.aor, c.contact, c.received, c.path, c.q, c.expires, c.callID, c.cseq, c.userAgent,
+		c.instance, c.regID, c.socket, c.flags, c.lastModified}
+}
+
+// ApplyBindings applies ops in order in one transaction, sent as one pgx
+// batch (one round trip): a run of upserts is one statement per
+// pgUpsertRows (a new one where a key comes back), deletes one each.
 func (b *Postgres) ApplyBindings(ctx context.Context, ops []BindingOp) error {
 	if len(ops) == 0 {
 		return nil
 	}
 	now := time.Now().Unix()
 	batch := &pgx.Batch{}
-	for i := range ops {
-		op := &ops[i]
-		x := &op.Binding
-		switch op.Kind {
-		case OpUpsert:
-			lm := x.LastModified
-			if lm == 0 {
-				lm = now
-			}
-			batch.Queue(pgUpsertBinding, pgText(x.Key()), pgText(x.AOR), pgText(x.Contact), pgText(x.Received), pgText(x.Path),
-				int64(x.Q), x.Expires, pgText(x.CallID), int64(x.CSeq), pgText(x.UserAgent), pgText(x.Instance),
-				int64(x.RegID), pgText(x.Socket), int64(x.Flags), lm)
-		case OpDelete:
-			batch.Queue(`DELETE FROM location WHERE aor = $1 AND binding_key = $2`, pgText(x.AOR), pgText(x.Key()))
-		case OpDeleteAOR:
-			batch.Queue(`DELETE FROM location WHERE aor = $1`, pgText(x.AOR))
-		default:
-			return fmt.Errorf("binding %s %s: %w", x.AOR, x.Contact, errorf(ErrMalformedBinding, "unknown binding operation %d", op.Kind))
+	var first []int // index in ops of each queued statement's first operation
+	var run bindingColumns
+	runStart := -1
+	flush := func() {
+		if runStart >= 0 {
+			batch.Queue(pgUpsertBindings, run.args()...)
+			first = append(first, runStart)
+			run = bindingColumns{seen: run.seen} // the arrays now belong to the batch
+			clear(run.seen)
+			runStart = -1
 		}
 	}
+	for i := range ops {
+		x := &ops[i].Binding
+		switch ops[i].Kind {
+		case OpUpsert:
+			if runStart >= 0 && len(run.key) == pgUpsertRows {
+				flush()
+			}
+			if runStart >= 0 && !run.add(x, now) {
+				flush()
+			}
+			if runStart < 0 {
+				runStart = i
+				run.add(x, now)
+			}
+		case OpDelete:
+			flush()
+			batch.Queue(`DELETE FROM location WHERE aor = $1 AND binding_key = $2`, pgText(x.AOR), pgText(x.Key()))
+			first = append(first, i)
+		case OpDeleteAOR:
+			flush()
+			batch.Queue(`DELETE FROM location WHERE aor = $1`, pgText(x.AOR))
+			first = append(first, i)
+		default:
+			return fmt.Errorf("binding %s %s: %w", x.AOR, x.Contact, errorf(ErrMalformedBinding, "unknown binding operation %d", ops[i].Kind))
+		}
+	}
+	flush()
 	return b.inTx(ctx, func(tx pgx.Tx) error {
 		br := tx.SendBatch(ctx, batch)
 		defer br.Close()
-		for i := range ops {
+		for _, i := range first {
 			if _, err := br.Exec(); err != nil {
 				return fmt.Errorf("binding %s %s: %w", ops[i].Binding.AOR, ops[i].Binding.Contact, err)
 			}

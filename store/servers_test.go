@@ -468,3 +468,51 @@ func TestLongContact(t *testing.T) {
 		}
 	})
 }
+
+// One ApplyBindings applies its operations in order, whatever the backend
+// groups: a refresh of a binding added earlier in the same call (also
+// across MySQL's multi-row statements of 100), a delete between two
+// upserts, a delete of the whole AOR.
+func TestApplyBindingsOrder(t *testing.T) {
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		s := db.open(t, Options{})
+		exp := time.Now().Add(time.Hour).Unix()
+		var ops []BindingOp
+		up := func(aor, contact string, exp int64) {
+			ops = append(ops, BindingOp{Kind: OpUpsert, Binding: binding(aor, contact, exp)})
+		}
+		for i := 0; i < 150; i++ {
+			up(fmt.Sprintf("u%d@example.com", i), "sip:x@192.0.2.1", exp)
+		}
+		for i := 0; i < 150; i += 2 { // refreshed in the same call
+			up(fmt.Sprintf("u%d@example.com", i), "sip:x@192.0.2.1", exp+10)
+		}
+		ops = append(ops, BindingOp{Kind: OpDelete, Binding: binding("u1@example.com", "sip:x@192.0.2.1", 0)})
+		up("u1@example.com", "sip:y@192.0.2.1", exp) // after the delete
+		ops = append(ops, BindingOp{Kind: OpDeleteAOR, Binding: Binding{AOR: "u3@example.com"}})
+		up("u3@example.com", "sip:z@192.0.2.1", exp+20)
+		up("u3@example.com", "sip:z@192.0.2.1", exp+30)
+		must(t, s.ApplyBindings(ctx, ops))
+
+		m := loadMap(t, s, time.Now())
+		if len(m) != 150 {
+			t.Fatalf("%d bindings, want 150", len(m))
+		}
+		for i := 0; i < 150; i++ {
+			aor := fmt.Sprintf("u%d@example.com", i)
+			want, contact := exp, "sip:x@192.0.2.1"
+			switch {
+			case i == 1:
+				contact = "sip:y@192.0.2.1"
+			case i == 3:
+				want, contact = exp+30, "sip:z@192.0.2.1"
+			case i%2 == 0:
+				want = exp + 10
+			}
+			b, ok := m[aor+" c "+contact]
+			if !ok || b.Expires != want {
+				t.Fatalf("%s %s: %+v (found %v), want expires %d", aor, contact, b, ok, want)
+			}
+		}
+	})
+}
