@@ -569,6 +569,17 @@ const pgUpsertBindings = `INSERT INTO location (binding_key, ` + bindingCols + `
 		reg_id = excluded.reg_id, socket = excluded.socket, flags = excluded.flags,
 		last_modified = excluded.last_modified`
 
+// pgUpsertBinding is one upsert, cheaper than the arrays for one row (the
+// write-through REGISTER's).
+const pgUpsertBinding = `INSERT INTO location (binding_key, ` + bindingCols + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+	ON CONFLICT (aor, binding_key) DO UPDATE SET
+		contact = excluded.contact, received = excluded.received, path = excluded.path,
+		q = excluded.q, expires = excluded.expires, call_id = excluded.call_id,
+		cseq = excluded.cseq, user_agent = excluded.user_agent, instance = excluded.instance,
+		reg_id = excluded.reg_id, socket = excluded.socket, flags = excluded.flags,
+		last_modified = excluded.last_modified`
+
 // pgUpsertRows is the most upserts in one statement.
 const pgUpsertRows = 500
 
@@ -603,14 +614,21 @@ func (c *bindingColumns) add(x *Binding, now int64) bool {
 	return true
 }
 
-func (c *bindingColumns) args() []any {
-	return []any{c.key, c.aor, c.contact, c.received, c.path, c.q, c.expires, c.callID, c.cseq, c.userAgent,
-		c.instance, c.regID, c.socket, c.flags, c.lastModified}
+// queue adds the run's statement to batch.
+func (c *bindingColumns) queue(batch *pgx.Batch) {
+	if len(c.key) == 1 {
+		batch.Queue(pgUpsertBinding, c.key[0], c.aor[0], c.contact[0], c.received[0], c.path[0], c.q[0], c.expires[0],
+			c.callID[0], c.cseq[0], c.userAgent[0], c.instance[0], c.regID[0], c.socket[0], c.flags[0], c.lastModified[0])
+		return
+	}
+	batch.Queue(pgUpsertBindings, c.key, c.aor, c.contact, c.received, c.path, c.q, c.expires, c.callID, c.cseq, c.userAgent,
+		c.instance, c.regID, c.socket, c.flags, c.lastModified)
 }
 
 // ApplyBindings applies ops in order in one transaction, sent as one pgx
 // batch (one round trip): a run of upserts is one statement per
-// pgUpsertRows (a new one where a key comes back), deletes one each.
+// pgUpsertRows (a new one where a key comes back; a run of one, the plain
+// upsert), deletes one each.
 func (b *Postgres) ApplyBindings(ctx context.Context, ops []BindingOp) error {
 	if len(ops) == 0 {
 		return nil
@@ -622,7 +640,7 @@ func (b *Postgres) ApplyBindings(ctx context.Context, ops []BindingOp) error {
 	runStart := -1
 	flush := func() {
 		if runStart >= 0 {
-			batch.Queue(pgUpsertBindings, run.args()...)
+			run.queue(batch)
 			first = append(first, runStart)
 			run = bindingColumns{seen: run.seen} // the arrays now belong to the batch
 			clear(run.seen)
