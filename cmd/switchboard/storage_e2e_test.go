@@ -210,10 +210,12 @@ func testServerOutage(t *testing.T, driver string) {
 		t.Errorf("the log does not report the outage:\n%s", srv.Log)
 	}
 
-	// Cached credentials: alice registers again, and calls bob.
+	// Cached credentials: alice registers again, and calls bob. Her
+	// binding's write fails after the writer's retries, and is counted.
 	if r := sippUA(t, srv, "register.xml", alicePort, "alice", "alice-pw", "expires", "300"); r.Code != 0 {
 		t.Fatalf("alice re-registers during the outage: exit %d\n%s", r.Code, r.Output)
 	}
+	waitMetric(t, srv, "switchboard_registrar_store_write_failures_total", 1)
 	startSipp(t, "-sf", "uas_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(bobPort), "-m", "1")
 	time.Sleep(200 * time.Millisecond)
 	if r := sippUA(t, srv, "uac_auth_call.xml", alicePort, "alice", "alice-pw", "callee", "bob"); r.Code != 0 {
