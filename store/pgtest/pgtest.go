@@ -72,7 +72,7 @@ func Start() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "switchboard-pg-")
+	dir, err := os.MkdirTemp(tempBase(), "switchboard-pg-")
 	if err != nil {
 		return nil, err
 	}
@@ -285,4 +285,23 @@ func sanitize(s string) string {
 		return "t_" + b.String()
 	}
 	return b.String()
+}
+
+// tempBase is where the server's directory goes: the usual temporary
+// directory, unless we are root and the user nobody could not reach it
+// (a private TMPDIR), then /tmp.
+func tempBase() string {
+	d := os.TempDir()
+	if os.Geteuid() != 0 {
+		return d
+	}
+	for p := d; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return "/tmp"
+		}
+		if p == filepath.Dir(p) {
+			return d
+		}
+	}
 }
