@@ -164,3 +164,32 @@ func BenchmarkAddDRRules(b *testing.B) {
 		b.ReportMetric(float64(b.N*len(rs))/b.Elapsed().Seconds(), "rules/s")
 	})
 }
+
+// BenchmarkAddCDRs is the accounting module's batch write: batches of
+// call records in one transaction each. rows/s counts records committed.
+func BenchmarkAddCDRs(b *testing.B) {
+	eachBackendB(b, func(b *testing.B, db *testDB) { benchAddCDRs(b, db) })
+}
+
+func benchAddCDRs(b *testing.B, db *testDB) {
+	for _, batch := range []int{1, 64, 256} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			s := db.open(b, Options{})
+			cs := make([]CDR, batch)
+			const t0 = int64(1_700_000_000_000)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				for j := range cs {
+					cs[j] = cdrAt(fmt.Sprintf("%d-%d@bench", i, j), "alice", "bob", t0+int64(i), false)
+					cs[j].Extra = map[string]string{"account": "1001"}
+				}
+				if err := s.AddCDRs(ctx, cs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "rows/s")
+		})
+	}
+}
