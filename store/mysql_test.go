@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +20,8 @@ func TestMySQLOpenErrors(t *testing.T) {
 	}
 	srv := testMySQL(t)
 	_, err := Open("", Options{Driver: DriverMySQL, DSN: srv.DSN("no_such_db")})
-	if err == nil || !strings.Contains(err.Error(), "no_such_db") {
-		t.Errorf("Open of a missing database = %v", err)
+	if err == nil || !strings.Contains(err.Error(), "no_such_db") || errors.Is(err, ErrUnavailable) {
+		t.Errorf("Open of a missing database = %v, want an error naming it, not ErrUnavailable", err)
 	}
 }
 

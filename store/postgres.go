@@ -175,6 +175,12 @@ func (b *Postgres) check(err error) error {
 	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "28") || pe.Code == "3D000") {
+			// The server answered: bad credentials, no such database.
+			// A setting to fix, not an outage.
+			return err
+		}
 		b.gate.failed(ce)
 		return &unavailableError{err: err}
 	}

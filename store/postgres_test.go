@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -24,8 +25,8 @@ func TestPostgresOpenErrors(t *testing.T) {
 	// A server that is not there.
 	srv := testPostgres(t)
 	_, err := Open("", Options{Driver: DriverPostgres, DSN: srv.DSN("no_such_db")})
-	if err == nil || !strings.Contains(err.Error(), "no_such_db") {
-		t.Errorf("Open of a missing database = %v", err)
+	if err == nil || !strings.Contains(err.Error(), "no_such_db") || errors.Is(err, ErrUnavailable) {
+		t.Errorf("Open of a missing database = %v, want an error naming it, not ErrUnavailable", err)
 	}
 }
 
