@@ -226,6 +226,29 @@ func testServerOutage(t *testing.T, driver string) {
 		t.Fatalf("carol (not cached) during the outage: exit %d\n%s", r.Code, r.Output)
 	}
 
+	// The outage is reported, not repeated at every poll of every table:
+	// after several polls (every second by default), each poller's
+	// warning ("reading the change log failed", "reading the rules
+	// failed"...) appears once.
+	time.Sleep(3 * time.Second)
+	warned := map[string]int{}
+	for _, l := range strings.Split(srv.Log.String(), "\n") {
+		if strings.Contains(l, "level=WARN") && strings.Contains(l, "reading the") {
+			if i := strings.Index(l, "msg="); i >= 0 {
+				msg := l[i:]
+				if j := strings.Index(msg, "\" "); j > 0 {
+					msg = msg[:j]
+				}
+				warned[msg]++
+			}
+		}
+	}
+	for msg, n := range warned {
+		if n > 1 {
+			t.Errorf("warned %d times during the outage: %s", n, msg)
+		}
+	}
+
 	if err := pg.Restart(); err != nil {
 		t.Fatal(err)
 	}
