@@ -81,6 +81,9 @@ type Definition struct {
 	// modules named in After; it must not start goroutines that send SIP
 	// (the transport is not listening yet): Start does that.
 	New func(h *Host, settings any) (Instance, error)
+	// CLIName is the name of the offline subcommands when it is not Name:
+	// the acc module's records are `switchboard cdr list`.
+	CLIName string
 	// CLI are the module's offline subcommands for its tables,
 	// `switchboard <name> <verb> [args] [-c config]`, run on the store of
 	// that configuration whether the server runs or not (a running server
@@ -164,6 +167,27 @@ func Lookup(name string) (Definition, bool) {
 	defer mu.Unlock()
 	d, ok := defs[name]
 	return d, ok
+}
+
+// LookupCLI returns the definition whose offline subcommands are called
+// name: its CLIName, or its Name when it has none.
+func LookupCLI(name string) (Definition, bool) {
+	mu.Lock()
+	defer mu.Unlock()
+	for _, d := range defs {
+		if d.CLIName == name || d.CLIName == "" && d.Name == name {
+			return d, len(d.CLI) > 0
+		}
+	}
+	return Definition{}, false
+}
+
+// CommandName returns the name of d's offline subcommands.
+func (d Definition) CommandName() string {
+	if d.CLIName != "" {
+		return d.CLIName
+	}
+	return d.Name
 }
 
 // Ordered returns every registered definition, each after the ones it

@@ -139,6 +139,14 @@ type Backend interface {
 	AddUACRegistration(ctx context.Context, r *UACRegistration) error
 	DeleteUACRegistration(ctx context.Context, id int64) (UACRegistration, error)
 	ListUACRegistrations(ctx context.Context) ([]UACRegistration, error)
+	// AddCDRs inserts validated call records in one transaction, each in
+	// acc or missed_calls (CDR.Missed), and sets their IDs. ForEachCDR
+	// streams the records of one table that f selects (f.Missed), in f's
+	// order, within f.Limit. DeleteCDRs removes the records of one table
+	// that started before until (ms) and returns how many.
+	AddCDRs(ctx context.Context, cs []CDR) error
+	ForEachCDR(ctx context.Context, f CDRFilter, fn func(c *CDR) error) error
+	DeleteCDRs(ctx context.Context, missed bool, until int64) (int64, error)
 	// TableVersion returns the write counter of a table reloaded whole.
 	TableVersion(ctx context.Context, name string) (int64, error)
 

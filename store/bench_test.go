@@ -131,3 +131,28 @@ func BenchmarkChangesPoll(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAddCDRs is the accounting module's batch write: batches of
+// call records in one transaction each. rows/s counts records committed.
+func BenchmarkAddCDRs(b *testing.B) {
+	for _, batch := range []int{1, 64, 256} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			s := openT(b, b.TempDir(), Options{})
+			cs := make([]CDR, batch)
+			const t0 = int64(1_700_000_000_000)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				for j := range cs {
+					cs[j] = cdrAt(fmt.Sprintf("%d-%d@bench", i, j), "alice", "bob", t0+int64(i), false)
+					cs[j].Extra = map[string]string{"account": "1001"}
+				}
+				if err := s.AddCDRs(ctx, cs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "rows/s")
+		})
+	}
+}

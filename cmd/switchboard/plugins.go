@@ -7,6 +7,7 @@ package main
 // cmd/switchboard changes. Order does not matter: modules.Definition.After
 // orders them.
 import (
+	_ "switchboard/modules/acc"
 	_ "switchboard/modules/aliases"
 	_ "switchboard/modules/auth"
 	_ "switchboard/modules/authban"

@@ -125,6 +125,32 @@ func TestCallAllocatesNothing(t *testing.T) {
 	}
 }
 
+// TestEventsAllocateNothing: the same calls with a subscriber: the
+// events (created, answered, ended) are built without allocating.
+func TestEventsAllocateNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
+	e := newEnv(t, nil)
+	var ended, code int
+	e.d.Subscribe(func(ev *Event) {
+		if ev.Kind == EventEnded {
+			ended++
+			code = ev.Code
+		}
+	})
+	call := callLoop(t, e, true)
+	for range 5000 {
+		call()
+	}
+	if ended != 5000 || code != 200 {
+		t.Fatalf("%d ended events (code %d) for 5000 calls", ended, code)
+	}
+	if n := testing.AllocsPerRun(1000, call); n != 0 {
+		t.Fatalf("%.2f allocations per call with a subscriber", n)
+	}
+}
+
 // BenchmarkCall: one whole call (callLoop) through the core, with and
 // without a dialog: the cost the dialog adds to a call.
 func BenchmarkCall(b *testing.B) {

@@ -157,7 +157,8 @@ type Dialog struct {
 	profiles []*Profile
 	byName   map[string]*Profile
 
-	subs []func(*Event) // set before Start
+	subs   []func(*Event) // set before Start
+	events sync.Pool      // *Event, for emit
 
 	byes byeQueue
 	stop chan struct{}

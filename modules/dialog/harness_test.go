@@ -133,6 +133,12 @@ func (e *env) invite(callID string) *call {
 // and the callee's Contact.
 func (c *call) respond(i int, code int, tag string) []routetest.Sent {
 	c.e.t.Helper()
+	return c.respondReason(i, code, "", tag)
+}
+
+// respondReason is respond with a reason phrase ("": the standard one).
+func (c *call) respondReason(i int, code int, reason, tag string) []routetest.Sent {
+	c.e.t.Helper()
 	var m parser.Message
 	if err := m.Parse([]byte(c.fwds[i])); err != nil {
 		c.e.t.Fatal(err)
@@ -146,7 +152,11 @@ func (c *call) respond(i int, code int, tag string) []routetest.Sent {
 		src = callee2
 	}
 	extra += "Contact: <sip:bob@" + src + ";transport=udp>\r\n"
-	resp := string(parser.AppendResponseHeaders(nil, &m, code, nil, []byte(tag), []byte(extra)))
+	var phrase []byte
+	if reason != "" {
+		phrase = []byte(reason)
+	}
+	resp := string(parser.AppendResponseHeaders(nil, &m, code, phrase, []byte(tag), []byte(extra)))
 	c.e.Take()
 	c.e.Receive(src, resp)
 	return c.e.Take()

@@ -154,7 +154,7 @@ func (d *Dialog) End(idHex string) (Info, error) {
 			return false
 		}
 		d.queueByes(e)
-		d.end(s, e, ReasonEnded, Proxy, 0)
+		d.end(s, e, ReasonEnded, Proxy)
 		err = nil
 		return false
 	})

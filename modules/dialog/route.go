@@ -115,7 +115,7 @@ func (d *Dialog) CreateDialog(c *routing.Ctx) bool {
 	// timeout: a route that drops the INVITE does not leak it.
 	s.StartTimer(e, &g.timer, 0, time.Duration(d.timeout.Load())*time.Millisecond)
 	if len(d.subs) > 0 {
-		d.emit(s, e, EventCreated, 0, Proxy, 0)
+		d.emit(s, e, EventCreated, 0, Proxy)
 	}
 	s.Unlock()
 	d.recordRoute(c, id, true)
@@ -204,7 +204,7 @@ func (d *Dialog) MatchDialog(c *routing.Ctx) bool {
 	}
 	switch meth {
 	case parser.MethodBye:
-		d.end(s, e, ReasonBye, side, 0)
+		d.end(s, e, ReasonBye, side)
 		s.Unlock()
 		return true
 	case parser.MethodInvite, parser.MethodUpdate:
@@ -296,12 +296,38 @@ func (d *Dialog) Sent(r *txn.Request, b *txn.Branch, code int, resp *parser.Mess
 		if g.state == stConfirmed {
 			return
 		}
-		reason := ReasonFailed
-		if r.Canceled() {
-			reason = ReasonCanceled
+		// Who ended the call: the caller who canceled it, the callee
+		// whose final was relayed (busy, declined), or the proxy whose own
+		// answer it was (the route's refusal, timer C's 408).
+		reason, by := ReasonFailed, Callee
+		if resp == nil {
+			by = Proxy
 		}
-		d.end(s, e, reason, Proxy, code)
+		if r.Canceled() {
+			reason, by = ReasonCanceled, Caller
+		}
+		d.final(e, code, resp)
+		d.end(s, e, reason, by)
 	}
+}
+
+// final records the status and reason phrase of the INVITE's final
+// response for the events: the phrase relayed, or the standard one for a
+// response of our own (resp nil). A phrase that does not fit is left out.
+func (d *Dialog) final(e *shards.Entry[dlg], code int, resp *parser.Message) {
+	g := &e.Value
+	g.code = uint16(code)
+	if len(d.subs) == 0 {
+		return
+	}
+	if resp != nil {
+		g.reserve(len(resp.Reason()))
+		g.put(resp.Reason(), &g.phrase)
+		return
+	}
+	text := parser.StatusText(code)
+	g.reserve(len(text))
+	g.putString(text, &g.phrase)
 }
 
 // confirm records the 2xx of the dialog's INVITE: the callee's tag, its
@@ -323,7 +349,8 @@ func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], b *txn.Bran
 	stop := appendID(append(mark[:0], "did="...), g.id)
 	var scratch [maxPart]byte
 	rs := routeValues(scratch[:0], resp, parser.HdrRecordRoute, stop, true)
-	g.reserve(len(resp.ToTag()) + len(na.URI) + len(rs))
+	g.reserve(len(resp.ToTag()) + len(na.URI) + len(rs) + len(resp.Reason()))
+	g.code = uint16(resp.StatusCode())
 	ok := g.put(resp.ToTag(), &g.toTag)
 	if ok && hasContact && b != nil {
 		if g.put(na.URI, &g.target[toCallee]) && g.put(rs, &g.route[toCallee]) {
@@ -334,6 +361,9 @@ func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], b *txn.Bran
 	if !ok {
 		g.toTag = span{} // too large to keep: in-dialog requests will not match
 	}
+	if len(d.subs) > 0 {
+		g.put(resp.Reason(), &g.phrase) // for the events; the BYEs come first
+	}
 	s.Account(e, cap(g.buf))
 	t := g.timeout
 	if t == 0 {
@@ -341,7 +371,7 @@ func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], b *txn.Bran
 	}
 	s.StartTimer(e, &g.timer, 0, time.Duration(t)*time.Millisecond)
 	if len(d.subs) > 0 {
-		d.emit(s, e, EventAnswered, 0, Proxy, resp.StatusCode())
+		d.emit(s, e, EventAnswered, 0, Proxy)
 	}
 }
 
@@ -386,12 +416,12 @@ func (d *Dialog) onTimer(s *shards.Shard[dlg], e *shards.Entry[dlg], _ *shards.T
 	if e.Value.state == stConfirmed {
 		d.queueByes(e)
 	}
-	d.end(s, e, ReasonTimeout, Proxy, 0)
+	d.end(s, e, ReasonTimeout, Proxy)
 }
 
 // end removes a dialog, releases its profiles and tells the subscribers.
 // The shard is locked.
-func (d *Dialog) end(s *shards.Shard[dlg], e *shards.Entry[dlg], why Reason, by Side, code int) {
+func (d *Dialog) end(s *shards.Shard[dlg], e *shards.Entry[dlg], why Reason, by Side) {
 	g := &e.Value
 	switch g.state {
 	case stUnconfirmed:
@@ -407,7 +437,7 @@ func (d *Dialog) end(s *shards.Shard[dlg], e *shards.Entry[dlg], why Reason, by 
 	}
 	g.nprof = 0
 	if len(d.subs) > 0 {
-		d.emit(s, e, EventEnded, why, by, code)
+		d.emit(s, e, EventEnded, why, by)
 	}
 	s.StopTimer(&g.timer)
 	s.Remove(e)

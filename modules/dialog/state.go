@@ -102,9 +102,13 @@ type dlg struct {
 	answer    int64              // ms: confirmed
 	timeout   int64              // ms, 0: the module's default
 	hop       [2]netip.AddrPort  // first hop towards the caller, the callee
+	code      uint16             // status of the INVITE's final response (0: none yet)
+	flags     uint32             // SetFlag's bits
 
 	fromTag, toTag span
 	from, to       span // the From and To values of the INVITE (From with its tag)
+	phrase         span // the final response's reason phrase (with subscribers only)
+	vals           span // SetValue's pairs, encoded (see values.go)
 	target         [2]span
 	route          [2]span // Route values towards the caller, the callee ("" none)
 	early          [maxEarly]span
@@ -149,6 +153,16 @@ func (g *dlg) put(b []byte, s *span) bool {
 	}
 	s.off, s.n = uint16(len(g.buf)), uint16(len(b))
 	g.buf = append(g.buf, b...)
+	return true
+}
+
+// putString is put for a string.
+func (g *dlg) putString(str string, s *span) bool {
+	if len(str) > maxPart || len(g.buf)+len(str) > maxStored {
+		return false
+	}
+	s.off, s.n = uint16(len(g.buf)), uint16(len(str))
+	g.buf = append(g.buf, str...)
 	return true
 }
 

@@ -12,6 +12,7 @@
 //	        if (loose_route()) {                 # our signed Record-Route only
 //	            route(nat_detect);
 //	            if (check_route_param("nat=yes")) setflag(NAT_REPLIES);
+//	            match_dialog();                  # with accounting: a BYE ends the call's dialog
 //	            if (is_method("BYE")) route(fraud_release);
 //	            uac_restore_from(); uac_restore_to();   # and the CSeq after uac_auth
 //	            t_relay(); exit;
@@ -59,6 +60,7 @@
 //	    }
 //	    if (is_from_local() && !check_source_address($trusted_group) && !is_from_gw())
 //	        route(fraud);                        # authenticated above
+//	    route(acc_missed);                       # a call to a subscriber: its failure is a missed call
 //	    t_on_failure("next_contacts"); t_on_branch("contact");
 //	    t_relay();
 //	}
@@ -74,7 +76,15 @@
 //	        check_fraud("$fU@$fd", "$oU", $fraud_profile);  # the dialled number
 //	        if ($rc == -2) { sl_send_reply(403, "Forbidden"); exit; }  # critical
 //	    }                                        # -1, warning: logged, goes on
+//	    route(acc);
 //	}
+//	route[acc] {                                 # accounting on (acc.store or acc.file)
+//	    if (is_method("INVITE")) {
+//	        if (!create_dialog()) { sl_send_reply(503, "Too Many Calls"); exit; }  # dialog.max_dialogs
+//	        do_accounting("db", "cdr|failed");   # the record is written when the dialog ends
+//	    }
+//	}
+//	route[acc_missed] { if (is_method("INVITE")) do_accounting("db", "missed"); }
 //	branch_route[contact] {                      # NAT destination and Path of each contact
 //	    if (isbflagset(NAT)) {                   # a callee registered behind NAT
 //	        setflag(NAT_REPLIES); add_rr_param(";nat=yes");
@@ -110,6 +120,17 @@
 // nathelper.FlagNATReplies; the Record-Route parameter, signed with our
 // Record-Route, is nathelper.RouteParam. Every address these steps write
 // is the source of the packet, never one a header named.
+//
+// route(acc) and route(acc_missed) run when the acc module is on
+// (modules/acc: acc.store or acc.file) with the dialog module: every
+// INVITE relayed (to a subscriber, to another domain, to the PSTN) gets a
+// dialog, whose end writes the call's record; a call to a registered
+// subscriber is marked so that its failure (busy, no answer, declined,
+// canceled) is a missed call (the missed_calls table). A call refused
+// before it is relayed (a challenge, 480, 403) has no dialog and no
+// record. Without accounting no dialog is created: a provider that wants
+// dialogs for other reasons (timeouts, profiles) adds CreateDialog itself
+// (docs/routing.md).
 //
 // route(fraud_release) ends a call counted in the caller's concurrent
 // calls; OpenSIPS's fraud_detection does it from dialog callbacks, this
@@ -184,8 +205,10 @@
 package provider
 
 import (
+	"switchboard/modules/acc"
 	"switchboard/modules/aliases"
 	"switchboard/modules/auth"
+	"switchboard/modules/dialog"
 	"switchboard/modules/dialplan"
 	"switchboard/modules/drouting"
 	"switchboard/modules/fraud"
@@ -246,6 +269,8 @@ type routes struct {
 	uac     *uac.UAC
 	dr      *drouting.Drouting
 	dp      *dialplan.Dialplan
+	acc     *acc.Acc
+	dlg     *dialog.Dialog // set when accounting is on: calls get dialogs
 	nh      *nathelper.NATHelper
 	opts    Options
 
@@ -270,6 +295,10 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.aliases, _ = env.Module("aliases").(*aliases.Aliases)
 	p.dr, _ = env.Module("drouting").(*drouting.Drouting)
 	p.dp, _ = env.Module("dialplan").(*dialplan.Dialplan)
+	p.acc, _ = env.Module("acc").(*acc.Acc)
+	if p.acc.Enabled() {
+		p.dlg, _ = env.Module("dialog").(*dialog.Dialog)
+	}
 	p.nh, _ = env.Module("nathelper").(*nathelper.NATHelper)
 	if p.auth != nil && p.auth.RegisterWithoutAuth() {
 		p.opts.RegisterWithoutAuth = true // auth.register: false
@@ -370,6 +399,9 @@ func (p *routes) inDialog(c *routing.Ctx) {
 		if p.nh.Enabled() && c.R.DialogRouteParam(nathelper.RouteParam) != nil {
 			c.SetFlag(nathelper.FlagNATReplies) // the dialog has a side behind NAT
 		}
+		if p.dlg != nil {
+			p.dlg.MatchDialog(c) // a BYE ends the dialog: the call's record is written
+		}
 		auth.ConsumeCredentials(c)
 		p.fraud.CallEnded(c) // a BYE ends the call the fraud limits count
 		p.uac.Restore(c)     // what uac_auth and uac_replace_* did to the dialog's first request
@@ -429,7 +461,7 @@ func (p *routes) foreignAuthorized(c *routing.Ctx, res auth.Result) {
 		return
 	}
 	auth.ConsumeCredentials(c)
-	p.relayCall(c, true)
+	p.relayCall(c, true, false)
 }
 
 // register handles REGISTER for a served domain.
@@ -529,7 +561,7 @@ func (p *routes) deliver(c *routing.Ctx) {
 	}
 	// Requests from our domains were authenticated, but for a trusted
 	// gateway's: the caller there is no subscriber of ours.
-	p.relayCall(c, c.IsFromLocal() && !p.trustedGateway(c))
+	p.relayCall(c, c.IsFromLocal() && !p.trustedGateway(c), true)
 }
 
 // mayCallPSTN reports whether the request may go to the PSTN: an INVITE
@@ -558,7 +590,7 @@ func (p *routes) numberChecked(c *routing.Ctx, exists bool, err error) {
 func (p *routes) toPSTN(c *routing.Ctx) {
 	switch p.dr.Route(c, p.dr.Group()) {
 	case drouting.Routed:
-		p.relayCall(c, true)
+		p.relayCall(c, true, false)
 	case drouting.NoGateway:
 		refuse(c, 503, "No Gateway Available")
 	default: // no number, or no rule for it: as for any name that is no subscriber
@@ -659,14 +691,26 @@ func (p *routes) natReply(c *routing.ReplyCtx) {
 
 // relayCall relays a new request after the fraud limits (route[fraud]):
 // an INVITE of an authenticated local subscriber is checked against the
-// profile fraud.profile; critical gets 403, a warning goes on.
-func (p *routes) relayCall(c *routing.Ctx, authenticated bool) {
+// profile fraud.profile; critical gets 403, a warning goes on. With
+// accounting on, an INVITE gets its dialog (route[acc]), marked for a
+// missed call when it goes to a subscriber's phones (toSubscriber).
+func (p *routes) relayCall(c *routing.Ctx, authenticated, toSubscriber bool) {
 	if profile := p.fraud.Profile(); profile != 0 && authenticated && c.IsMethod(parser.MethodInvite) {
 		var buf [256]byte
 		caller := fraud.AppendCaller(buf[:0], c)
 		if p.fraud.Check(c, caller, c.Msg().RURI().User, profile) == fraud.Critical {
 			refuse(c, 403, "Forbidden")
 			return
+		}
+	}
+	if p.dlg != nil && c.IsMethod(parser.MethodInvite) {
+		if !p.dlg.CreateDialog(c) {
+			p.fraud.CallFailed(c)
+			refuse(c, 503, "Too Many Calls") // dialog.max_dialogs
+			return
+		}
+		if toSubscriber {
+			p.acc.MarkMissed(c)
 		}
 	}
 	if err := c.Relay(); err != nil {
