@@ -42,6 +42,11 @@ type LocalRequest struct {
 	// 408 after it (a keepalive that waits for the next one rather than
 	// for 32 s); retransmissions stop with it.
 	Timeout time.Duration
+	// Once sends the request once over UDP, without timer E's
+	// retransmissions: a keepalive whose retry is the next keepalive, and
+	// which must not send a peer several packets for one (a REGISTER
+	// from a spoofed source makes the proxy ping that source).
+	Once bool
 }
 
 // LocalDone receives the outcome of a local request once: the final
@@ -118,7 +123,7 @@ func (c *Core) SendLocal(r LocalRequest, done LocalDone) error {
 		return err
 	}
 	lt.live[key] = t
-	if !l.Proto.Stream() {
+	if !l.Proto.Stream() && !r.Once {
 		t.retr = time.AfterFunc(t.interval, func() { c.retransmitLocal(key) })
 	}
 	t.timeout = time.AfterFunc(timeout, func() { c.endLocal(key, 408, nil) })

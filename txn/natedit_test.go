@@ -236,3 +236,23 @@ func TestSendKeepalive(t *testing.T) {
 		t.Fatalf("outside the allow-list: %v", err)
 	}
 }
+
+// TestSendLocalOnce: a keepalive sent Once goes out once over UDP, with
+// no timer E retransmission before its timeout; without Once it is
+// retransmitted at T1.
+func TestSendLocalOnce(t *testing.T) {
+	for _, once := range []bool{true, false} {
+		h := newHarness(t, func(c *Config) { c.T1 = 40 * time.Millisecond })
+		res := newLocalResult()
+		if err := h.core.SendLocal(LocalRequest{Proto: transport.UDP, Dst: uasAddr, Timeout: 300 * time.Millisecond, Once: once, Message: options("127.0.0.1:5080")}, res.cb); err != nil {
+			t.Fatal(err)
+		}
+		if code := res.wait(t); code != 408 {
+			t.Fatalf("once %v: %d", once, code)
+		}
+		n := len(h.snd.take())
+		if once && n != 1 || !once && n < 3 {
+			t.Fatalf("once %v: sent %d times in 300 ms with T1 40 ms", once, n)
+		}
+	}
+}

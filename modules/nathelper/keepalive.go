@@ -212,7 +212,7 @@ func (k *keeper) send(cfg *keepSettings, j *pingJob, aor, contact, msg []byte) [
 	msg = k.appendOptions(msg[:0], cfg, aor, contact)
 	id, dst, failures := j.id, j.dst, cfg.failures
 	aorCopy := string(aor)
-	err := orig.SendLocal(txn.LocalRequest{Proto: j.proto, Dst: j.dst, Source: j.socket, Timeout: cfg.timeout, Message: msg},
+	err := orig.SendLocal(txn.LocalRequest{Proto: j.proto, Dst: j.dst, Source: j.socket, Timeout: cfg.timeout, Once: true, Message: msg},
 		func(code int, resp *parser.Message) {
 			if resp != nil {
 				// Any final answer: the phone is there (a 404 or 405 to
