@@ -255,6 +255,29 @@ func (b *MySQL) migrateLocked(ctx context.Context, migs []migration) error {
 		return errorf(ErrSchemaTooNew, "store: mysql %s has schema version %d but this switchboard knows only up to %d; run a newer switchboard binary",
 			b.name, have, want)
 	}
+	// Steps recorded while they were empty placeholders (see
+	// placeholders) are applied now; rerunnable like every step.
+	for _, m := range migs[:have] {
+		if placeholders[m.version] == "" || m.stmts == nil {
+			continue
+		}
+		var name string
+		if err := conn.QueryRowContext(ctx, `SELECT name FROM schema_version WHERE version = ?`, m.version).Scan(&name); err != nil {
+			return fmt.Errorf("read migration %d: %w", m.version, err)
+		}
+		if name != placeholders[m.version] {
+			continue
+		}
+		for _, q := range m.stmts {
+			if _, err := conn.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("migration %d (%s, reserved before): %w", m.version, m.name, err)
+			}
+		}
+		if _, err := conn.ExecContext(ctx, `UPDATE schema_version SET name = ?, applied = ? WHERE version = ?`,
+			m.name, time.Now().Unix(), m.version); err != nil {
+			return err
+		}
+	}
 	for i, m := range migs[have:] {
 		if m.version != have+i+1 {
 			panic("store: migrations are not numbered 1, 2, 3, ...")
