@@ -6,12 +6,18 @@
 # (linphone-cli): installed when the archive has them; where it does not, those
 # tests skip and say so. The scanner tests run SIPVicious (sipvicious) against
 # the server inside a loopback-only namespace: installed when missing, skipped
-# where it cannot be.
+# where it cannot be. The HEP capture test decodes what the server sends with
+# sngrep (its HEP listener) and reads the result with tshark; the monitoring
+# test validates the Prometheus alert rules with promtool (Debian package
+# prometheus): all three are required.
 set -euo pipefail
 
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v tshark >/dev/null 2>&1 || need+=(tshark)
+command -v sngrep >/dev/null 2>&1 || need+=(sngrep)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 optional=()
 command -v baresip >/dev/null 2>&1 || optional+=(baresip-core)
 command -v linphonec >/dev/null 2>&1 || optional+=(linphone-cli)
