@@ -45,7 +45,7 @@ func newCollector(t *testing.T) *collectorSock {
 
 // newSink is a collector that reads and forgets, allocating nothing per
 // packet (for the allocation tests, which count every goroutine's).
-func newSink(t *testing.T) string {
+func newSink(t testing.TB) string {
 	t.Helper()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -108,7 +108,7 @@ type testModule struct {
 
 // start builds and starts the module with s; core, when not nil, is the
 // transaction core it taps (and whose allow-list it keeps to).
-func start(t *testing.T, s *Settings, core *txn.Core) *testModule {
+func start(t testing.TB, s *Settings, core *txn.Core) *testModule {
 	t.Helper()
 	tm, err := tryStart(t, s, core)
 	if err != nil {
@@ -117,7 +117,7 @@ func start(t *testing.T, s *Settings, core *txn.Core) *testModule {
 	return tm
 }
 
-func tryStart(t *testing.T, s *Settings, core *txn.Core) (*testModule, error) {
+func tryStart(t testing.TB, s *Settings, core *txn.Core) (*testModule, error) {
 	t.Helper()
 	if err := checkSettings(s); err != nil {
 		t.Fatalf("settings: %v", err)

@@ -6,7 +6,8 @@ import "bytes"
 // number in a raw SIP message without parsing it: for the messages the
 // core sends, which reach the tap as bytes, and for the correlation id
 // the sender goroutine puts in each packet. It reads header lines up to
-// the blank line; a message without Call-ID gives nil.
+// the blank line; a message without Call-ID gives nil. A line whose name
+// cannot be either costs one IndexByte.
 func scanHeaders(msg []byte) (callID []byte, cseq uint32) {
 	nl := bytes.IndexByte(msg, '\n')
 	if nl < 0 {
@@ -27,12 +28,14 @@ func scanHeaders(msg []byte) (callID []byte, cseq uint32) {
 		if len(line) == 0 {
 			break // end of the headers
 		}
+		if c := line[0] | 0x20; c != 'c' && c != 'i' {
+			continue
+		}
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
 			continue
 		}
-		name := bytes.TrimRight(line[:colon], " \t")
-		value := bytes.Trim(line[colon+1:], " \t")
+		name, value := trimSpace(line[:colon]), trimSpace(line[colon+1:])
 		switch {
 		case callID == nil && (equalFold(name, "call-id") || equalFold(name, "i")):
 			callID = value
@@ -44,6 +47,17 @@ func scanHeaders(msg []byte) (callID []byte, cseq uint32) {
 		}
 	}
 	return callID, cseq
+}
+
+// trimSpace removes spaces and tabs at both ends.
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 // equalFold compares an ASCII header name with a lower-case one.

@@ -7,8 +7,8 @@
 // transport, is offered to the module. What is traced depends on the mode:
 // all of them, those of the transactions whose route called Trace, or
 // those of a sample of Call-IDs. A traced message is copied into a slot of
-// a bounded ring allocated at start (queue.go) and nothing else happens
-// on the SIP path; one goroutine stamps nothing, encodes each slot as HEP3
+// a bounded ring allocated at start (queue.go), with its time, and nothing
+// else happens on the SIP path; one goroutine encodes each slot as HEP3
 // into one reused buffer and sends it to every collector. A full ring
 // drops the message and counts it: a dead or slow collector never slows
 // SIP down. Without collectors, or in mode off, no tap is installed and
@@ -398,10 +398,11 @@ func (t *SipTrace) capture(proto transport.Proto, src, dst netip.AddrPort, data 
 // the transaction scope "t", Kamailio sip_trace() with trace mode t): it
 // traces the request being routed, as received, and every later message of
 // its transaction (same Call-ID and CSeq number: the relayed request, the
-// responses both ways, its CANCEL and ACK, retransmissions). Messages of
-// the transaction handled before the call (the 100 Trying the core sent
-// for an INVITE) are not traced. In the other modes it does nothing. Safe
-// on a nil *SipTrace (the module not compiled in).
+// 100 Trying, the responses both ways, its CANCEL and ACK,
+// retransmissions). Messages handled before the call are not traced: a
+// route that suspends and calls Trace after the wait misses what came
+// meanwhile. In the other modes it does nothing. Safe on a nil *SipTrace
+// (the module not compiled in).
 func (t *SipTrace) Trace(c *routing.Ctx) {
 	if t == nil {
 		return
