@@ -5,7 +5,8 @@
 #   make bench        hot-path Go benchmarks (benchstat summary), then every sipp scenario against
 #                     Switchboard and Kamailio side by side; report in bench/results/latest.md
 #   make bench-short  every Go benchmark once and a short relay run against Switchboard (part of make test)
-#   make fuzz    run the parser fuzzer until interrupted (FUZZTIME=30s to bound it)
+#   make fuzz    run the parser fuzzer until interrupted (FUZZTIME=30s to bound it;
+#                FUZZPKG=./parser/sdp for the SDP parser's)
 
 GO        ?= go
 BIN       := bin/switchboard
@@ -14,6 +15,7 @@ FUZZTIME  ?= 20s
 # Go 1.26's fuzz coordinator can report its own deadline as a failure
 # ("context deadline exceeded", golang/go#75804, fixed in Go 1.27).
 FUZZCOUNT ?= 500000x
+FUZZPKG   ?= ./parser
 BENCHTIME ?= 1s
 COUNT     ?= 6
 
@@ -46,6 +48,7 @@ allocs:
 
 fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZCOUNT) ./parser
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZCOUNT) ./parser/sdp
 
 # bench/parsercompare is a module of its own (it keeps sipgo out of the main
 # module), so ./... skips it: vet and build its benchmarks here.
@@ -55,7 +58,7 @@ nested:
 test: test-deps vet unit allocs nested fuzz-short bench-short
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(if $(filter 20s,$(FUZZTIME)),1h,$(FUZZTIME)) ./parser
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(if $(filter 20s,$(FUZZTIME)),1h,$(FUZZTIME)) $(FUZZPKG)
 
 # Benchmarks (bench/README.md). BENCHSTAT runs benchstat through the module
 # proxy unless it is installed; SIPBENCH_FLAGS are passed to the sipp runner

@@ -90,7 +90,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		case t.invite && code >= 200:
 			// A 2xx after timer C gave the branch up: the call was answered
 			// after all, and the UAC must see it to ACK (and BYE) it.
-			c.serverSend(s, e, c.buildUp(x, t, m), code)
+			c.serverSend(x, s, e, c.buildUp(x, t, m), code, b, m)
 		}
 		return
 	case bAccepted, bTerminated:
@@ -124,7 +124,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		if !c.callReply(c.hook(x, s, e), b, m) {
 			return
 		}
-		c.serverSend(s, e, c.buildUp(x, t, m), code)
+		c.serverSend(x, s, e, c.buildUp(x, t, m), code, b, m)
 		return
 	}
 
@@ -164,7 +164,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		// §16.7 step 5: 2xx forwarded at once, for every branch; step 10:
 		// the other branches are canceled.
 		t.got2xx = true
-		c.serverSend(s, e, c.buildUp(x, t, m), code)
+		c.serverSend(x, s, e, c.buildUp(x, t, m), code, b, m)
 		if t.invite {
 			c.cancelOthers(x, s, e, b)
 		}
@@ -401,7 +401,7 @@ func (c *Core) forwardBest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) {
 		c.mergeChallenges(x, t, i)
 	}
 	x.out = x.ed.AppendTo(x.out[:0])
-	c.serverSend(s, e, x.out, code)
+	c.serverSend(x, s, e, x.out, code, b, &x.aux)
 }
 
 // mergeChallenges adds the WWW-Authenticate and Proxy-Authenticate headers

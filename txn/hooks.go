@@ -4,6 +4,7 @@ import (
 	"runtime/debug"
 
 	"switchboard/parser"
+	"switchboard/shards"
 )
 
 // The Router is code outside the core, run with a shard locked. A panic in
@@ -59,4 +60,26 @@ func (c *Core) callLocal(r *Request, b *Branch, method parser.Method, req []byte
 		}
 	}()
 	c.local.Local(r, b, method, req)
+}
+
+// watchSent tells the request's Watcher (Request.Watch) of a response
+// just sent upstream. The shard is locked. Without a watcher it costs a
+// nil check.
+func (c *Core) watchSent(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch, code int, resp *parser.Message) {
+	w := e.Value.rs.watch
+	if w == nil {
+		return
+	}
+	h := &x.wreq
+	h.bind(c, s.Ref(e), &e.Value, x)
+	c.callWatch(w, h, b, code, resp)
+}
+
+func (c *Core) callWatch(w Watcher, r *Request, b *Branch, code int, resp *parser.Message) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.hookPanicked("Watcher", v)
+		}
+	}()
+	w.Sent(r, b, code, resp)
 }

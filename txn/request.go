@@ -44,6 +44,34 @@ type LocalRouter interface {
 	Local(r *Request, b *Branch, method parser.Method, req []byte)
 }
 
+// Watcher is told of every response a request's server transaction sends
+// upstream, for state that lives beside transactions (dialogs: a 1xx
+// with a To tag makes an early dialog, a 2xx confirms it, a final
+// response of 300 or above ends it). A route sets it with Request.Watch.
+//
+// Sent runs with the transaction's shard locked, after the response was
+// sent: b and resp are the branch and the response from downstream that
+// was relayed (resp still carries our Via), both nil for a response of
+// our own (the route's Reply, a 408 of timer C, a 487 after CANCEL, a
+// 500). code is the status sent. Every 2xx of a forked INVITE is seen,
+// as is each provisional relayed. r is valid during the call only; Sent
+// may read it (Msg, Value, Canceled) and must not act on it (Reply,
+// Relay) nor block. The rules of Router hooks hold (locking, no call
+// into the Core).
+type Watcher interface {
+	Sent(r *Request, b *Branch, code int, resp *parser.Message)
+}
+
+// Watch makes w see the responses the request's transaction sends
+// upstream from now on (nil: none). One per transaction; a later call
+// replaces it. Nothing for an ACK, which has no transaction. It
+// allocates nothing when w is a pointer.
+func (r *Request) Watch(w Watcher) {
+	if r.t != nil {
+		r.st.watch = w
+	}
+}
+
 // NumValues is the number of per-transaction values a route can keep.
 const NumValues = 8
 
@@ -81,6 +109,7 @@ type routeState struct {
 	rrx     []byte // parameters for our Record-Route, each with its ";" (owned)
 	dlgx    []byte // those of our verified Route of an in-dialog request (owned)
 	down    bool   // that Route verified for the From tag: from the dialog's caller
+	watch   Watcher
 }
 
 // Request is a handle on a request for the Router. Handles are scratch

@@ -314,12 +314,15 @@ func (c *Core) replyLocal(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], co
 		x.tmp = append(x.tmp, parser.StatusText(code)...)
 	}
 	x.out = c.appendLocal(x, x.out[:0], t, code, x.tmp, tag, extra)
-	c.serverSend(s, e, x.out, code)
+	c.serverSend(x, s, e, x.out, code, nil, nil)
 }
 
 // serverSend sends a response on the server transaction and moves its
-// state machine (§17.2.1, §17.2.2, RFC 6026). The shard is locked.
-func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byte, code int) {
+// state machine (§17.2.1, §17.2.2, RFC 6026). b and resp are the branch
+// and the response from downstream it relays, nil for a response of our
+// own; a Watcher of the request sees what goes upstream. The shard is
+// locked.
+func (c *Core) serverSend(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], data []byte, code int, b *Branch, resp *parser.Message) {
 	t := &e.Value
 	if t.state == sTerminated {
 		return
@@ -336,12 +339,14 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 		t.state = sProceeding
 		c.sendUp(t, data)
 		s.Charge(e, t.owned())
+		c.watchSent(x, s, e, b, code, resp)
 		return
 	}
 	if t.finalSent {
 		if t.invite && code < 300 && (t.state == sAccepted || t.state == sTerminated) {
 			// §16.7 step 5: every 2xx goes upstream, not just the first.
 			c.sendUp(t, data)
+			c.watchSent(x, s, e, b, code, resp)
 		}
 		return
 	}
@@ -355,6 +360,7 @@ func (c *Core) serverSend(s *shards.Shard[txn], e *shards.Entry[txn], data []byt
 	t.finalSent = true
 	s.StopTimer(&t.tG) // a non-INVITE's 100 is no longer due
 	c.sendUp(t, data)
+	c.watchSent(x, s, e, b, code, resp)
 	if code < 300 && t.invite {
 		// Accepted: absorb INVITE retransmissions (timer L).
 		t.state = sAccepted

@@ -10,6 +10,7 @@ import (
 	_ "switchboard/modules/aliases"
 	_ "switchboard/modules/auth"
 	_ "switchboard/modules/authban"
+	_ "switchboard/modules/dialog"
 	_ "switchboard/modules/dialplan"
 	_ "switchboard/modules/dispatcher"
 	_ "switchboard/modules/drouting"

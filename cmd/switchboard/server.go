@@ -21,6 +21,7 @@ import (
 	"switchboard/mgmt"
 	"switchboard/modules"
 	"switchboard/routing"
+	_ "switchboard/routing/calls"
 	_ "switchboard/routing/dispatch"
 	_ "switchboard/routing/provider"
 	_ "switchboard/routing/relay"

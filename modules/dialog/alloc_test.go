@@ -1,0 +1,178 @@
+package dialog
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+	"time"
+
+	"switchboard/parser"
+	"switchboard/routing"
+	"switchboard/transport"
+)
+
+// numberAll writes n as 8 digits over every "00000000" field of msg that
+// follows one of the markers (the first time: the zeros; later: the
+// previous number).
+func numberAll(msg []byte, n int) {
+	for _, at := range []string{"z9hG4bK-", "tag=a", "Call-ID: c"} {
+		i := bytes.Index(msg, []byte(at)) + len(at)
+		for j, k := 7, n; j >= 0; j, k = j-1, k/10 {
+			msg[i+j] = byte('0' + k%10)
+		}
+	}
+}
+
+const allocInvite = "INVITE sip:bob@127.0.0.1:5080 SIP/2.0\r\n" +
+	"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-00000000;rport\r\n" +
+	"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a00000000\r\nTo: <sip:bob@example.com>\r\n" +
+	"Call-ID: c00000000@phone\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:5070>\r\nContent-Length: 0\r\n\r\n"
+
+// callLoop returns a function that puts one whole call through the core:
+// INVITE (with dialogs: CreateDialog, the id in the Record-Route; without:
+// RecordRoute only), the callee's 200, the callee's BYE (LooseRoute, and
+// MatchDialog with dialogs) and its 200. Messages are built in place, so
+// the loop itself allocates nothing.
+func callLoop(tb testing.TB, e *env, dialogs bool) func() {
+	e.Keep = false
+	e.Route = func(c *routing.Ctx) {
+		if c.HasToTag() {
+			if c.LooseRoute() && (!dialogs || e.d.MatchDialog(c)) {
+				c.Relay()
+				return
+			}
+			c.ReplyStateless(404, "", nil)
+			return
+		}
+		if !dialogs {
+			c.RecordRoute()
+			c.Relay()
+			return
+		}
+		if c.IsMethod(parser.MethodInvite) && e.d.CreateDialog(c) {
+			c.Relay()
+			return
+		}
+		c.ReplyStateless(500, "", nil)
+	}
+	var relayed parser.Message
+	fwd := make([]byte, 0, 4096)
+	e.OnSend = func(dst netip.AddrPort, data []byte) {
+		if bytes.HasPrefix(data, []byte("INVITE ")) {
+			fwd = append(fwd[:0], data...)
+		}
+	}
+	invite := []byte(allocInvite)
+	resp := make([]byte, 0, 4096)
+	extra := make([]byte, 0, 1024)
+	bye := make([]byte, 0, 4096)
+	l := e.Listener(transport.UDP, netip.Addr{})
+	pkt := &transport.Packet{Listener: l, Proto: transport.UDP}
+	caller := netip.MustParseAddrPort(callerAddr)
+	callee := netip.MustParseAddrPort(calleeAddr)
+	i := 0
+	return func() {
+		i++
+		numberAll(invite, i)
+		*pkt = transport.Packet{Data: invite, Src: caller, Listener: l, Proto: transport.UDP}
+		e.Handle(pkt)
+		if relayed.Parse(fwd) != nil {
+			tb.Fatal("no INVITE relayed")
+		}
+		rr := relayed.Get(parser.HdrRecordRoute)
+		extra = append(append(append(extra[:0], "Record-Route: "...), rr...), "\r\nContact: <sip:bob@127.0.0.1:5080>\r\n"...)
+		resp = parser.AppendResponseHeaders(resp[:0], &relayed, 200, nil, []byte("b1"), extra)
+		*pkt = transport.Packet{Data: resp, Src: callee, Listener: l, Proto: transport.UDP}
+		e.Handle(pkt)
+		bye = append(bye[:0], "BYE sip:alice@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-b"...)
+		bye = append(bye, invite[bytes.Index(invite, []byte("z9hG4bK-"))+8:][:8]...)
+		bye = append(bye, "\r\nMax-Forwards: 70\r\nRoute: "...)
+		bye = append(bye, rr...)
+		bye = append(bye, "\r\nFrom: <sip:bob@example.com>;tag=b1\r\nTo: "...)
+		bye = append(bye, relayed.From().Raw...)
+		bye = append(bye, "\r\nCall-ID: "...)
+		bye = append(bye, relayed.CallID()...)
+		bye = append(bye, "\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"...)
+		*pkt = transport.Packet{Data: bye, Src: callee, Listener: l, Proto: transport.UDP}
+		e.Handle(pkt)
+		// the BYE's 200 from the caller
+		resp = parser.AppendResponse(resp[:0], &relayed, 200, nil, nil)
+		if i%500 == 0 {
+			e.clock.Advance(10 * time.Second) // finished transactions go back to their pool
+		}
+	}
+}
+
+// TestCallAllocatesNothing: whole calls through the core with the
+// dialog module (callLoop): no allocation once the pools are warm.
+func TestCallAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
+	e := newEnv(t, nil)
+	call := callLoop(t, e, true)
+	for range 1000 {
+		call()
+	}
+	if e.ended(ReasonBye) != 1000 || e.d.tbl.Len() != 0 {
+		t.Fatalf("%d dialogs ended by BYE, %d left: the calls did not go through", e.ended(ReasonBye), e.d.tbl.Len())
+	}
+	for range 4000 {
+		call() // every pool and index at the size this load needs
+	}
+	if n := testing.AllocsPerRun(1000, call); n != 0 {
+		t.Fatalf("%.2f allocations per call", n)
+	}
+}
+
+// BenchmarkCall: one whole call (callLoop) through the core, with and
+// without a dialog: the cost the dialog adds to a call.
+func BenchmarkCall(b *testing.B) {
+	for _, dialogs := range []bool{false, true} {
+		name := "relay"
+		if dialogs {
+			name = "dialog"
+		}
+		b.Run(name, func(b *testing.B) {
+			e := newEnv(b, nil)
+			call := callLoop(b, e, dialogs)
+			for range 5000 {
+				call()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				call()
+			}
+		})
+	}
+}
+
+// TestMatchAllocatesNothing: the in-dialog match alone, repeated inside
+// the route of one loose-routed request: no allocation.
+func TestMatchAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
+	e := newEnv(t, nil)
+	c := e.invite("alloc-match")
+	c.respond(0, 200, "b")
+	var n, m float64 = -1, -1
+	e.Route = func(rc *routing.Ctx) {
+		if !rc.LooseRoute() {
+			t.Error("not loose-routed")
+			return
+		}
+		n = testing.AllocsPerRun(1000, func() {
+			if !e.d.MatchDialog(rc) {
+				t.Fatal("no match")
+			}
+		})
+		m = testing.AllocsPerRun(1000, func() { e.d.IsInDialog(rc) })
+		rc.Relay()
+	}
+	c.inDialog("INFO", true, "b", 11)
+	if n != 0 || m != 0 {
+		t.Fatalf("MatchDialog %.2f, IsInDialog %.2f allocations", n, m)
+	}
+}

@@ -1,0 +1,259 @@
+// Package dialog keeps the state of calls that go through the proxy,
+// OpenSIPS's dialog module: a route calls CreateDialog on an initial
+// INVITE (create_dialog), the module follows its responses (early on a
+// 1xx with a To tag, several for a forked call; confirmed on the 2xx;
+// ended on a final of 300 or above, after a CANCEL) and MatchDialog on
+// the in-dialog requests loose-routed by our Record-Route (match_dialog:
+// a BYE from either side ends the call, a re-INVITE or UPDATE refreshes
+// the targets). A confirmed dialog that outlives its timeout
+// (dialog.default_timeout, or SetTimeout from the route: $DLG_timeout) is
+// ended by the proxy with a BYE to each side. Profiles count dialogs by
+// name and value (set_dlg_profile, get_profile_size, is_in_profile) for
+// limits on concurrent calls. An accounting module subscribes to the
+// dialogs' events (Subscribe).
+//
+// Dialogs live in a shards table whose shard is picked by the Call-ID
+// hash, as transactions are; the dialog's id travels in our signed
+// Record-Route (";did=", covered by the signature: routesig.go in txn),
+// so an in-dialog request finds its dialog in one lookup, and neither
+// party, nor anyone outside the call, can make a request match another
+// call's dialog. See README.md.
+package dialog
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"switchboard/modules"
+	"switchboard/shards"
+	"switchboard/txn"
+)
+
+// Settings are the dialog section of the configuration.
+type Settings struct {
+	// DefaultTimeout is how long a confirmed dialog may last before the
+	// proxy ends it with a BYE to each side (OpenSIPS
+	// default_timeout); a route changes it per call with SetTimeout. It
+	// also bounds how long a dialog that was never answered is kept.
+	DefaultTimeout time.Duration `yaml:"default_timeout"`
+	// MaxDialogs bounds the dialogs held; past it CreateDialog refuses
+	// (the route answers, the provider route set 503).
+	MaxDialogs int `yaml:"max_dialogs"`
+	// Profiles are the named profiles routes may put dialogs in.
+	Profiles []ProfileSettings `yaml:"profiles"`
+}
+
+// ProfileSettings defines one profile.
+type ProfileSettings struct {
+	// Name is what routes and the management API call it.
+	Name string `yaml:"name"`
+	// WithValue: dialogs are counted per value (a caller, a trunk);
+	// without it the profile is one counter (OpenSIPS
+	// profiles_with_value / profiles_no_value).
+	WithValue bool `yaml:"with_value"`
+	// Value makes ApplyProfiles put every dialog in the profile: with
+	// the From user ("from_user"), the Request-URI user ("ruri_user") or
+	// the source address ("source_ip") as value, or, for a profile
+	// without values, "all". Empty: only a route's SetProfile does.
+	Value string `yaml:"value"`
+	// Limit is the most dialogs ApplyProfiles lets in per value (0: no
+	// limit); the route answers the one over it (486 in the dialog route
+	// set).
+	Limit int `yaml:"limit"`
+}
+
+// DefaultSettings are the defaults of every key.
+func DefaultSettings() *Settings {
+	return &Settings{DefaultTimeout: 12 * time.Hour, MaxDialogs: 200_000}
+}
+
+// maxProfiles bounds the profiles defined.
+const maxProfiles = 64
+
+func checkSettings(v any) error {
+	s := v.(*Settings)
+	switch {
+	case s.DefaultTimeout < time.Second || s.DefaultTimeout > 7*24*time.Hour:
+		return modules.Errorf("default_timeout", "%s: want 1s to 168h", s.DefaultTimeout)
+	case s.MaxDialogs < 1 || s.MaxDialogs > 1<<24:
+		return modules.Errorf("max_dialogs", "%d: want 1 to %d", s.MaxDialogs, 1<<24)
+	case len(s.Profiles) > maxProfiles:
+		return modules.Errorf("profiles", "%d profiles: at most %d", len(s.Profiles), maxProfiles)
+	}
+	seen := map[string]bool{}
+	for i, p := range s.Profiles {
+		key := fmt.Sprintf("profiles[%d].name", i)
+		if !validName(p.Name) {
+			return modules.Errorf(key, "%q: want 1 to 64 letters, digits, '-' or '_'", p.Name)
+		}
+		if seen[p.Name] {
+			return modules.Errorf(key, "%q defined twice", p.Name)
+		}
+		seen[p.Name] = true
+		switch {
+		case p.WithValue && p.Value != "" && p.Value != "from_user" && p.Value != "ruri_user" && p.Value != "source_ip":
+			return modules.Errorf(fmt.Sprintf("profiles[%d].value", i), "%q: want from_user, ruri_user, source_ip or empty for a profile with values", p.Value)
+		case !p.WithValue && p.Value != "" && p.Value != "all":
+			return modules.Errorf(fmt.Sprintf("profiles[%d].value", i), "%q: want all or empty for a profile without values", p.Value)
+		case p.Limit < 0 || p.Limit > 1_000_000:
+			return modules.Errorf(fmt.Sprintf("profiles[%d].limit", i), "%d: want 0 (none) to 1000000", p.Limit)
+		case p.Limit > 0 && p.Value == "":
+			return modules.Errorf(fmt.Sprintf("profiles[%d].limit", i), "a limit needs a value to apply it with (value)")
+		}
+	}
+	return nil
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func init() {
+	modules.Register(modules.Definition{
+		Name:     "dialog",
+		Doc:      "call state: early, confirmed and ended dialogs, timeouts with BYE both ways, profiles for concurrent-call limits (OpenSIPS dialog)",
+		Settings: func() any { return DefaultSettings() },
+		Check:    checkSettings,
+		New:      newModule,
+	})
+}
+
+// SlotDialog is the per-transaction value (routing.Ctx.Value) that holds
+// the id of the dialog an INVITE created, or an in-dialog request
+// matched, for the module's watcher of the transaction's responses. The
+// registrar uses the last two slots, the dispatcher the two before, and
+// drouting the one before those.
+const SlotDialog = txn.NumValues - 6
+
+// Dialog is the module instance. Its methods are safe for concurrent use.
+type Dialog struct {
+	h     *modules.Host
+	log   *slog.Logger
+	clock *shards.Clock
+	tbl   *shards.Table[dlg]
+
+	perShard   int
+	maxDialogs int
+	timeout    atomic.Int64 // default_timeout, ms
+	nextID     atomic.Uint64
+
+	profiles []*Profile
+	byName   map[string]*Profile
+
+	subs []func(*Event) // set before Start
+
+	byes byeQueue
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	// Figures, updated under the dialog's shard lock.
+	unconfirmed, early, confirmed atomic.Int64
+	ended                         [numReasons]*metrics.Counter
+	refused                       *metrics.Counter
+	limited                       *metrics.Counter
+	mismatched                    *metrics.Counter
+	byeSent, byeFailed            *metrics.Counter
+}
+
+func newModule(h *modules.Host, v any) (modules.Instance, error) {
+	s := v.(*Settings)
+	if h.Clock == nil {
+		return nil, errors.New("dialog: needs the clock")
+	}
+	d := &Dialog{h: h, log: h.Logger(), clock: h.Clock, stop: make(chan struct{})}
+	d.timeout.Store(s.DefaultTimeout.Milliseconds())
+	var seed [8]byte
+	_, _ = rand.Read(seed[:])
+	// Ids start at a random point so that a restarted server does not
+	// hand out the ids of the dialogs its predecessor had.
+	d.nextID.Store(binary.LittleEndian.Uint64(seed[:]) >> 1)
+	tbl, err := shards.New(shards.Config[dlg]{
+		Clock:   h.Clock,
+		Shards:  h.Shards,
+		OnTimer: d.onTimer,
+		Reset:   resetDlg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.tbl = tbl
+	d.perShard = max((s.MaxDialogs+tbl.NumShards()-1)/tbl.NumShards(), 1)
+	d.maxDialogs = s.MaxDialogs
+	d.byes.wake = make(chan struct{}, 1)
+	d.profiles, d.byName = newProfiles(s.Profiles)
+	d.registerMetrics(h.Metrics)
+	d.registerCommands(h)
+	return d, nil
+}
+
+// Start starts the goroutine that sends the BYEs of ended dialogs.
+func (d *Dialog) Start() error {
+	d.wg.Add(1)
+	go d.byeLoop()
+	return nil
+}
+
+// Stop ends the BYE goroutine and detaches the table from the clock.
+// Dialogs in progress are not ended: their calls go on without the proxy
+// counting them.
+func (d *Dialog) Stop() {
+	select {
+	case <-d.stop:
+		return
+	default:
+	}
+	close(d.stop)
+	d.wg.Wait()
+	d.tbl.Close()
+}
+
+// Reload applies a changed default_timeout to dialogs created from now
+// on; max_dialogs and profiles take effect at the next start.
+func (d *Dialog) Reload(v any) error {
+	s := v.(*Settings)
+	d.timeout.Store(s.DefaultTimeout.Milliseconds())
+	if s.MaxDialogs != d.maxDialogs {
+		return errors.New("max_dialogs takes effect at the next start")
+	}
+	if !sameProfiles(d.profiles, s.Profiles) {
+		return errors.New("profiles take effect at the next start")
+	}
+	return nil
+}
+
+func (d *Dialog) registerMetrics(set *metrics.Set) {
+	set.NewGauge("switchboard_dialog_active", func() float64 {
+		return float64(d.unconfirmed.Load() + d.early.Load() + d.confirmed.Load())
+	})
+	set.NewGauge("switchboard_dialog_early", func() float64 { return float64(d.early.Load()) })
+	set.NewGauge("switchboard_dialog_confirmed", func() float64 { return float64(d.confirmed.Load()) })
+	for r := Reason(1); r < numReasons; r++ {
+		d.ended[r] = set.NewCounter(`switchboard_dialog_ended_total{reason="` + r.String() + `"}`)
+	}
+	d.refused = set.NewCounter("switchboard_dialog_refused_total")
+	d.limited = set.NewCounter("switchboard_dialog_profile_limited_total")
+	d.mismatched = set.NewCounter("switchboard_dialog_mismatched_total")
+	d.byeSent = set.NewCounter("switchboard_dialog_byes_sent_total")
+	d.byeFailed = set.NewCounter("switchboard_dialog_bye_failures_total")
+	for _, p := range d.profiles {
+		p := p
+		set.NewGauge(`switchboard_dialog_profile_size{profile="`+p.name+`"}`, func() float64 { return float64(p.Total()) })
+	}
+}

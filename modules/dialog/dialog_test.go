@@ -1,0 +1,412 @@
+package dialog
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"switchboard/modules"
+	"switchboard/routing"
+	"switchboard/shards"
+)
+
+func firstLine(s string) string { l, _, _ := strings.Cut(s, "\r\n"); return l }
+
+// TestLifecycle: an INVITE gets our Record-Route with the dialog id
+// covered by the signature; a 180 with a To tag makes the dialog early, a
+// 200 confirms it; a re-INVITE and its ACK match it and record the CSeq;
+// a BYE from the callee ends it (by callee), after which a second BYE
+// matches nothing.
+func TestLifecycle(t *testing.T) {
+	e := newEnv(t, nil)
+	c := e.invite("life-1")
+	if len(c.rr) != 2 || !strings.Contains(c.rr[0], ";did=") || !strings.Contains(c.rr[0], ";sig=") ||
+		strings.Index(c.rr[0], ";did=") > strings.Index(c.rr[0], ";sig=") {
+		t.Fatalf("relayed INVITE's Record-Route %q: want ours with did before sig", c.rr)
+	}
+	e.wantCount(t, 1, 0, 0)
+	c.respond(0, 180, "btag")
+	e.wantCount(t, 0, 1, 0)
+	out := c.respond(0, 200, "btag")
+	if len(out) != 1 || firstLine(out[0].Data) != "SIP/2.0 200 OK" {
+		t.Fatalf("200 not relayed: %v", out)
+	}
+	e.wantCount(t, 0, 0, 1)
+	l := e.d.List("", 0)
+	if len(l) != 1 || l[0].State != "confirmed" || l[0].ToTag != "btag" || l[0].Callee != "udp:"+calleeAddr || l[0].Caller != "udp:"+callerAddr {
+		t.Fatalf("listing %+v", l)
+	}
+
+	c.inDialog("ACK", true, "btag", 10)
+	c.inDialog("INVITE", true, "btag", 11)
+	c.inDialog("BYE", false, "btag", 5)
+	if strings.Join(boolStrings(e.matched), ",") != "true,true,true" {
+		t.Fatalf("MatchDialog said %v for ACK, re-INVITE, BYE", e.matched)
+	}
+	e.wantCount(t, 0, 0, 0)
+	if e.ended(ReasonBye) != 1 {
+		t.Fatal("end by BYE not counted")
+	}
+	c.inDialog("BYE", true, "btag", 12)
+	if e.matched[len(e.matched)-1] {
+		t.Fatal("a BYE after the end matched a dialog")
+	}
+}
+
+func boolStrings(b []bool) []string {
+	out := make([]string, len(b))
+	for i, v := range b {
+		if v {
+			out[i] = "true"
+		} else {
+			out[i] = "false"
+		}
+	}
+	return out
+}
+
+// TestForkedEarlyDialogs: two branches ring with their own To tags (two
+// early dialogs of one dialog); the 2xx of one confirms it, and a request
+// with the other early tag then matches nothing.
+func TestForkedEarlyDialogs(t *testing.T) {
+	e := newEnv(t, nil)
+	e.beforeRelay = func(c *routing.Ctx) bool {
+		c.AppendBranch([]byte("sip:bob@" + callee2))
+		return true
+	}
+	c := e.invite("fork-1")
+	if len(c.fwds) != 2 {
+		t.Fatalf("%d branches", len(c.fwds))
+	}
+	c.respond(0, 180, "b1")
+	c.respond(1, 183, "b2")
+	g := e.only(t)
+	if g.nearly != 2 || g.state != stEarly {
+		t.Fatalf("early tags %d state %d", g.nearly, g.state)
+	}
+	c.respond(1, 200, "b2")
+	e.wantCount(t, 0, 0, 1)
+	// The other fork's 2xx (it answered before the CANCEL) confirms nothing else.
+	c.respond(0, 200, "b1")
+	e.wantCount(t, 0, 0, 1)
+	c.inDialog("BYE", true, "b1", 11)
+	if e.matched[0] {
+		t.Fatal("BYE with the other fork's tag matched the dialog")
+	}
+	c.inDialog("BYE", true, "b2", 12)
+	if !e.matched[1] || e.d.tbl.Len() != 0 {
+		t.Fatal("BYE of the answered fork did not end the dialog")
+	}
+}
+
+// only returns the one dialog in the table.
+func (e *env) only(t *testing.T) *dlg {
+	t.Helper()
+	if e.d.tbl.Len() != 1 {
+		t.Fatalf("%d dialogs, want 1", e.d.tbl.Len())
+	}
+	var g *dlg
+	for i := 0; i < e.d.tbl.NumShards(); i++ {
+		s := e.d.tbl.ShardAt(i)
+		s.Lock()
+		s.Range(func(en *shards.Entry[dlg]) bool { g = &en.Value; return false })
+		s.Unlock()
+	}
+	return g
+}
+
+// TestFailedAndCanceled: a 486 ends the early dialog (failed), a CANCEL
+// ends the ringing one (canceled), and a route that refuses the INVITE
+// itself after CreateDialog ends it too.
+func TestFailedAndCanceled(t *testing.T) {
+	e := newEnv(t, nil)
+	c := e.invite("fail-1")
+	c.respond(0, 180, "b")
+	c.respond(0, 486, "b")
+	e.wantCount(t, 0, 0, 0)
+	if e.ended(ReasonFailed) != 1 {
+		t.Fatal("486 not counted as failed")
+	}
+
+	c = e.invite("cancel-1")
+	c.respond(0, 180, "b")
+	cancel := strings.Replace(strings.Replace(c.invite, "INVITE sip", "CANCEL sip", 1), "10 INVITE", "10 CANCEL", 1)
+	c.send(callerAddr, cancel)
+	e.wantCount(t, 0, 1, 0) // until the 487 goes upstream
+	c.respond(0, 487, "b")
+	e.wantCount(t, 0, 0, 0)
+	if e.ended(ReasonCanceled) != 1 {
+		t.Fatal("CANCEL not counted")
+	}
+
+	e.beforeRelay = func(c *routing.Ctx) bool {
+		c.Reply(403, "")
+		return false
+	}
+	e.invite("refused-1")
+	e.wantCount(t, 0, 0, 0)
+	if e.ended(ReasonFailed) != 2 {
+		t.Fatal("the route's 403 did not end the dialog")
+	}
+}
+
+// TestForgedDialogID: the dialog id is covered by the Record-Route's
+// signature. A request of call B that carries call A's Route (copied
+// whole), or call B's Route with call A's id written in, is forged: it is
+// not loose-routed, MatchDialog finds nothing, and call A's dialog stays.
+// A request with the dialog's own Route but a To tag that is not the
+// dialog's is not matched either.
+func TestForgedDialogID(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.invite("forge-a")
+	a.respond(0, 200, "ta")
+	b := e.invite("forge-b")
+	b.respond(0, 200, "tb")
+	e.wantCount(t, 0, 0, 2)
+	idA := param(a.rr[0], "did")
+	idB := param(b.rr[0], "did")
+	if idA == "" || idA == idB {
+		t.Fatalf("ids %q %q", idA, idB)
+	}
+
+	// Call B's BYE with call A's Route copied whole.
+	copied := *b
+	copied.rr = a.rr
+	copied.inDialog("BYE", true, "tb", 11)
+	// Call B's BYE with its own Route but call A's id.
+	edited := *b
+	edited.rr = []string{strings.Replace(b.rr[0], "did="+idB, "did="+idA, 1), b.rr[1]}
+	edited.inDialog("BYE", true, "tb", 11)
+	// Call B's BYE without the id.
+	stripped := *b
+	stripped.rr = []string{strings.Replace(b.rr[0], ";did="+idB, "", 1), b.rr[1]}
+	stripped.inDialog("BYE", true, "tb", 11)
+	for i, k := range e.kinds {
+		if k != routing.RouteForged {
+			t.Fatalf("request %d: route kind %v, want forged", i, k)
+		}
+	}
+	if len(e.matched) != 0 {
+		t.Fatalf("MatchDialog ran on forged routes: %v", e.matched)
+	}
+	e.wantCount(t, 0, 0, 2)
+
+	// Call A's own Route with the To tag of another call: the signature
+	// holds (it is the From tag's) but the dialog's tags do not.
+	a.inDialog("BYE", true, "tb", 11)
+	if e.matched[0] {
+		t.Fatal("BYE with a foreign To tag matched call A")
+	}
+	if e.d.mismatched.Get() != 1 {
+		t.Fatal("mismatch not counted")
+	}
+	e.wantCount(t, 0, 0, 2)
+}
+
+// param returns ;name=value's value in a Record-Route value.
+func param(v, name string) string {
+	_, rest, ok := strings.Cut(v, ";"+name+"=")
+	if !ok {
+		return ""
+	}
+	end := strings.IndexAny(rest, ";>")
+	if end < 0 {
+		return rest
+	}
+	return rest[:end]
+}
+
+// TestTimeoutByeBothWays: a dialog whose route set a 2 s timeout is
+// ended 2 s after the answer with a BYE to each side: to the caller's
+// source with the caller's Contact as Request-URI, the route set of the
+// INVITE below us, From/To swapped with the callee's tag, the CSeq after
+// the callee's last; to the callee's address with its Contact, the
+// Record-Route above ours, the caller's From and the callee's To, the
+// CSeq after the caller's last re-INVITE.
+func TestTimeoutByeBothWays(t *testing.T) {
+	e := newEnv(t, nil)
+	e.beforeRelay = func(c *routing.Ctx) bool {
+		if !e.d.SetTimeout(c, 2*time.Second) {
+			t.Error("SetTimeout refused")
+		}
+		return true
+	}
+	c := e.invite("to-1")
+	e.clock.Advance(5 * time.Second) // ringing does not count
+	c.respond(0, 200, "btag")
+	c.inDialog("INVITE", true, "btag", 12)
+	e.clock.Advance(1999 * time.Millisecond)
+	if e.d.tbl.Len() != 1 {
+		t.Fatal("dialog ended before its timeout")
+	}
+	e.Take()
+	e.clock.Advance(time.Millisecond)
+	e.wantCount(t, 0, 0, 0)
+	if e.ended(ReasonTimeout) != 1 {
+		t.Fatal("timeout not counted")
+	}
+	sent := e.waitSent(t, 2)
+	var toCallerMsg, toCalleeMsg string
+	for _, s := range sent {
+		switch s.Dst.String() {
+		case callerAddr:
+			toCallerMsg = s.Data
+		case calleeAddr:
+			toCalleeMsg = s.Data
+		}
+	}
+	want := map[string][2]string{
+		"":        {"BYE sip:alice@" + callerAddr + " SIP/2.0", "BYE sip:bob@" + calleeAddr + ";transport=udp SIP/2.0"},
+		"Route":   {"<sip:10.0.0.9;lr;caller-side>", "<sip:10.0.0.7;lr;callee-side>"},
+		"From":    {"<sip:bob@example.com>;tag=btag", "\"Alice\" <sip:alice@example.com>;tag=atag-to-1"},
+		"To":      {"\"Alice\" <sip:alice@example.com>;tag=atag-to-1", "<sip:bob@example.com>;tag=btag"},
+		"CSeq":    {"1 BYE", "13 BYE"},
+		"Call-ID": {"to-1", "to-1"},
+	}
+	for h, w := range want {
+		for i, msg := range []string{toCallerMsg, toCalleeMsg} {
+			got := firstLine(msg)
+			if h != "" {
+				got = header(msg, h)
+			}
+			if got != w[i] {
+				t.Errorf("BYE %d %s: %q, want %q\n%s", i, h, got, w[i], msg)
+			}
+		}
+	}
+	if e.d.byeSent.Get() != 2 {
+		t.Fatalf("byes sent %d", e.d.byeSent.Get())
+	}
+}
+
+// TestDefaultTimeoutAndUnanswered: without SetTimeout the dialog ends
+// default_timeout after the answer; a dialog whose INVITE the route
+// dropped (no answer ever goes upstream) is gone default_timeout after
+// its start, without BYE.
+func TestDefaultTimeoutAndUnanswered(t *testing.T) {
+	s := DefaultSettings()
+	s.DefaultTimeout = 10 * time.Second
+	e := newEnv(t, s)
+	c := e.invite("def-1")
+	c.respond(0, 200, "b")
+	e.clock.Advance(9 * time.Second)
+	e.wantCount(t, 0, 0, 1)
+	e.clock.Advance(time.Second)
+	e.wantCount(t, 0, 0, 0)
+	e.waitSent(t, 2)
+
+	e.beforeRelay = func(c *routing.Ctx) bool { c.Drop(); return false }
+	e.invite("dropped-1")
+	e.wantCount(t, 1, 0, 0)
+	e.clock.Advance(10 * time.Second)
+	e.wantCount(t, 0, 0, 0)
+	time.Sleep(20 * time.Millisecond)
+	if got := e.Take(); len(got) != 0 {
+		t.Fatalf("sent for an unanswered dialog: %v", got)
+	}
+}
+
+// TestEndFromManagement: dialog.end ends a confirmed dialog with a BYE
+// each way; an unanswered one is refused, an unknown id not found.
+func TestEndFromManagement(t *testing.T) {
+	e := newEnv(t, nil)
+	c := e.invite("end-1")
+	c.respond(0, 180, "b")
+	id := e.d.List("", 0)[0].ID
+	if _, err := e.d.End(id); err == nil || !strings.Contains(err.Error(), "early") {
+		t.Fatalf("ending an early dialog: %v", err)
+	}
+	c.respond(0, 200, "b")
+	if l := e.d.List("alice", 0); len(l) != 1 {
+		t.Fatalf("list by user alice: %v", l)
+	}
+	if l := e.d.List("carol", 0); len(l) != 0 {
+		t.Fatalf("list by user carol: %v", l)
+	}
+	if _, err := e.d.End(id); err != nil {
+		t.Fatal(err)
+	}
+	e.waitSent(t, 2)
+	if e.ended(ReasonEnded) != 1 || e.d.tbl.Len() != 0 {
+		t.Fatal("not ended")
+	}
+	if _, err := e.d.End(id); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("ending it again: %v", err)
+	}
+	if _, err := e.d.End("xyz"); err == nil {
+		t.Fatal("a malformed id accepted")
+	}
+}
+
+// TestSettingsChecked: bad keys are named.
+func TestSettingsChecked(t *testing.T) {
+	for _, tc := range []struct {
+		mod  func(*Settings)
+		want string
+	}{
+		{func(s *Settings) { s.DefaultTimeout = 0 }, "default_timeout"},
+		{func(s *Settings) { s.MaxDialogs = 0 }, "max_dialogs"},
+		{func(s *Settings) { s.Profiles = []ProfileSettings{{Name: "a b"}} }, "profiles[0].name"},
+		{func(s *Settings) { s.Profiles = []ProfileSettings{{Name: "a"}, {Name: "a"}} }, "profiles[1].name"},
+	} {
+		s := DefaultSettings()
+		tc.mod(s)
+		err := checkSettings(s)
+		var ke *modules.KeyError
+		if err == nil || !asKeyError(err, &ke) || ke.Key != tc.want {
+			t.Errorf("%+v: %v, want an error naming %s", s, err, tc.want)
+		}
+	}
+}
+
+func asKeyError(err error, ke **modules.KeyError) bool {
+	k, ok := err.(*modules.KeyError)
+	*ke = k
+	return ok
+}
+
+// TestTableFull: past max_dialogs CreateDialog refuses and counts.
+func TestTableFull(t *testing.T) {
+	s := DefaultSettings()
+	s.MaxDialogs = 1
+	e := newEnv(t, s)
+	e.invite("full-1")
+	c := e.invite("full-2")
+	if c.fwd != "" && e.d.refused.Get() == 0 {
+		t.Fatal("no refusal")
+	}
+	// 4 shards, one dialog each at most: fill every shard.
+	for i := 0; i < 40; i++ {
+		e.invite("full-x" + itoa(i))
+	}
+	if n := e.d.tbl.Len(); n > e.d.tbl.NumShards() {
+		t.Fatalf("%d dialogs held with max_dialogs 1 over %d shards", n, e.d.tbl.NumShards())
+	}
+	if e.d.refused.Get() == 0 {
+		t.Fatal("refusals not counted")
+	}
+}
+
+// TestReload: default_timeout applies to dialogs created after the
+// reload; max_dialogs and profiles ask for a restart.
+func TestReload(t *testing.T) {
+	e := newEnv(t, nil)
+	s := DefaultSettings()
+	s.DefaultTimeout = 3 * time.Second
+	if err := e.d.Reload(s); err != nil {
+		t.Fatal(err)
+	}
+	c := e.invite("reload-1")
+	c.respond(0, 200, "b")
+	e.clock.Advance(3 * time.Second)
+	e.wantCount(t, 0, 0, 0)
+	s.MaxDialogs++
+	if err := e.d.Reload(s); err == nil || !strings.Contains(err.Error(), "max_dialogs") {
+		t.Fatalf("max_dialogs changed: %v", err)
+	}
+	s = DefaultSettings()
+	s.Profiles = []ProfileSettings{{Name: "x"}}
+	if err := e.d.Reload(s); err == nil || !strings.Contains(err.Error(), "profiles") {
+		t.Fatalf("profiles changed: %v", err)
+	}
+}

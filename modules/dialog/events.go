@@ -1,0 +1,83 @@
+package dialog
+
+import (
+	"net/netip"
+
+	"switchboard/shards"
+)
+
+// EventKind is what happened to a dialog.
+type EventKind uint8
+
+const (
+	// EventCreated: CreateDialog made the dialog (the INVITE is about
+	// to be relayed): the call's start.
+	EventCreated EventKind = iota + 1
+	// EventAnswered: a 2xx went upstream: the call is answered.
+	EventAnswered
+	// EventEnded: the dialog ended (Reason, By): a BYE, a timeout, a
+	// failed or canceled INVITE, the management API.
+	EventEnded
+)
+
+var eventNames = [...]string{"", "created", "answered", "ended"}
+
+func (k EventKind) String() string {
+	if int(k) < len(eventNames) {
+		return eventNames[k]
+	}
+	return "unknown"
+}
+
+// Event is what a subscriber (Subscribe) is told. The byte slices are
+// views into the dialog, valid only during the call: copy what is kept.
+type Event struct {
+	Kind EventKind
+	ID   uint64
+	// CallID, FromTag and ToTag identify the dialog (ToTag empty before
+	// it is answered); From and To are the INVITE's header values.
+	CallID, FromTag, ToTag, From, To []byte
+	// Caller is where the INVITE came from.
+	Caller netip.AddrPort
+	// Start, Answer and End are milliseconds since the Unix epoch on the
+	// server's coarse clock (Answer 0 when never answered; End set for
+	// EventEnded).
+	Start, Answer, End int64
+	// Code is the status of the INVITE's final response: the 2xx for
+	// EventAnswered, the failure for EventEnded with ReasonFailed or
+	// ReasonCanceled; 0 otherwise.
+	Code int
+	// Reason and By say why and by whom an ended dialog ended (By is
+	// Proxy for a timeout, the management API, a failed INVITE).
+	Reason Reason
+	By     Side
+}
+
+// Subscribe adds fn to the functions told of every dialog's events, for
+// an accounting module (CDRs: start, answer, end with the reason and who
+// hung up). Call it from New (list the dialog module in the
+// Definition's After), before Start. fn runs with the dialog's shard
+// locked, on the goroutine that saw the event (a transport reader, the
+// ticker, a management request): it must be quick, must not block (queue
+// the record and write it elsewhere) and must not call the dialog
+// module.
+func (d *Dialog) Subscribe(fn func(*Event)) {
+	d.subs = append(d.subs, fn)
+}
+
+// emit builds the event of e and calls the subscribers. The shard is
+// locked.
+func (d *Dialog) emit(s *shards.Shard[dlg], e *shards.Entry[dlg], kind EventKind, why Reason, by Side, code int) {
+	g := &e.Value
+	ev := Event{
+		Kind: kind, ID: g.id, CallID: e.Key(), FromTag: g.get(g.fromTag), ToTag: g.get(g.toTag),
+		From: g.get(g.from), To: g.get(g.to), Caller: g.hop[toCaller],
+		Start: g.start, Answer: g.answer, Code: code, Reason: why, By: by,
+	}
+	if kind == EventEnded {
+		ev.End = s.Now()
+	}
+	for _, fn := range d.subs {
+		fn(&ev)
+	}
+}

@@ -1,0 +1,414 @@
+package dialog
+
+import (
+	"time"
+
+	"switchboard/parser"
+	"switchboard/routing"
+	"switchboard/shards"
+	"switchboard/txn"
+)
+
+// didParam is our Record-Route parameter that carries the dialog id, in
+// what the Record-Route signature covers.
+const didParam = "did"
+
+// idLen is the length of a dialog id in hexadecimal.
+const idLen = 16
+
+func appendID(dst []byte, id uint64) []byte {
+	const hex = "0123456789abcdef"
+	for i := 60; i >= 0; i -= 4 {
+		dst = append(dst, hex[(id>>uint(i))&15])
+	}
+	return dst
+}
+
+func parseID(b []byte) (uint64, bool) {
+	if len(b) != idLen {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | uint64(c-'0')
+		case c >= 'a' && c <= 'f':
+			v = v<<4 | uint64(c-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return v, v != 0
+}
+
+// CreateDialog makes a dialog of an initial INVITE (OpenSIPS
+// create_dialog(), Kamailio dlg_manage() on an initial INVITE): the
+// request gets our Record-Route (RecordRoute is implied), with the
+// dialog's id in a parameter the signature covers, and the module follows
+// the INVITE's responses from there. It returns false, creating nothing,
+// for anything but an INVITE without a To tag, when the table holds
+// dialog.max_dialogs (counted in switchboard_dialog_refused_total: the
+// route decides, e.g. 503), or when the INVITE's headers are too large to
+// keep. A second pass of the same INVITE through the proxy (a spiral:
+// same Call-ID and From tag while the first is unanswered) makes no
+// second dialog; true.
+func (d *Dialog) CreateDialog(c *routing.Ctx) bool {
+	m := c.Msg()
+	if m.Method() != parser.MethodInvite || m.ToTag() != nil || len(m.FromTag()) == 0 {
+		return false
+	}
+	if c.Value(SlotDialog) != 0 {
+		return true // called twice in one route
+	}
+	callID := m.CallID()
+	h := shards.Sum(callID)
+	s := d.tbl.Shard(h)
+	s.Lock()
+	if e := s.Find(h, func(e *shards.Entry[dlg]) bool {
+		return e.Value.state != stConfirmed && string(e.Key()) == string(callID) &&
+			string(e.Value.get(e.Value.fromTag)) == string(m.FromTag())
+	}); e != nil {
+		s.Unlock()
+		d.recordRoute(c, e.Value.id, false)
+		return true
+	}
+	if s.Len() >= d.perShard {
+		s.Unlock()
+		d.refused.Inc()
+		d.h.Warn("dialog: table full, dialog refused", "max_dialogs", d.perShard*d.tbl.NumShards())
+		return false
+	}
+	e, err := s.Insert(h, callID)
+	if err != nil {
+		s.Unlock()
+		d.refused.Inc()
+		return false
+	}
+	g := &e.Value
+	id := d.nextID.Add(1)
+	if id == 0 {
+		id = d.nextID.Add(1)
+	}
+	g.id = id
+	g.start = s.Now()
+	g.proto[toCaller], g.hop[toCaller] = c.Proto(), c.R.Src
+	g.cseq[toCaller] = m.CSeq().Num
+	var na parser.NameAddr
+	hasContact := m.Contact(&na)
+	var scratch [maxPart]byte
+	rs := routeValues(scratch[:0], m, parser.HdrRecordRoute, nil, false)
+	// Room for the answer too: the callee's tag, Contact and route set
+	// are usually about the size of the caller's.
+	g.reserve(len(m.FromTag()) + len(m.From().Raw) + len(m.To().Raw) + 2*(len(na.URI)+len(rs)) + 2*len(m.FromTag()))
+	ok := g.put(m.FromTag(), &g.fromTag) && g.put(m.From().Raw, &g.from) && g.put(m.To().Raw, &g.to) &&
+		(!hasContact || g.put(na.URI, &g.target[toCaller])) && g.put(rs, &g.route[toCaller])
+	if !ok {
+		s.Remove(e)
+		s.Unlock()
+		d.refused.Inc()
+		return false
+	}
+	s.Account(e, cap(g.buf))
+	d.unconfirmed.Add(1)
+	// Until it is answered, the dialog is kept at most the default
+	// timeout: a route that drops the INVITE does not leak it.
+	s.StartTimer(e, &g.timer, 0, time.Duration(d.timeout.Load())*time.Millisecond)
+	if len(d.subs) > 0 {
+		d.emit(s, e, EventCreated, 0, Proxy, 0)
+	}
+	s.Unlock()
+	d.recordRoute(c, id, true)
+	return true
+}
+
+// recordRoute puts the dialog id in our Record-Route and, for the
+// dialog's own INVITE, watches its responses.
+func (d *Dialog) recordRoute(c *routing.Ctx, id uint64, watch bool) {
+	var b [idLen]byte
+	c.R.SetRecordRouteParam([]byte(didParam), appendID(b[:0], id))
+	c.RecordRoute()
+	if watch {
+		c.SetValue(SlotDialog, int64(id))
+		c.R.Watch(d)
+	}
+}
+
+// IsInDialog reports whether the request's dialog is one the module
+// holds: the id in our verified Route names a live dialog of its Call-ID
+// and the tags are its own. It changes nothing (OpenSIPS: is_in_dialog
+// semantics of match_dialog without the side effects).
+func (d *Dialog) IsInDialog(c *routing.Ctx) bool {
+	id, ok := parseID(c.R.DialogRouteParam(didParam))
+	if !ok {
+		return false
+	}
+	m := c.Msg()
+	callID := m.CallID()
+	h := shards.Sum(callID)
+	s := d.tbl.Shard(h)
+	s.Lock()
+	e := find(s, h, callID, id)
+	found := false
+	if e != nil {
+		_, found = e.Value.side(m.FromTag(), m.ToTag())
+	}
+	s.Unlock()
+	return found
+}
+
+// MatchDialog finds the dialog of an in-dialog request loose-routed by
+// our Record-Route (OpenSIPS match_dialog(), which loose_route does on
+// its own there): the id in our Route, whose signature the core verified
+// for this Call-ID and these tags, names the dialog; the request's
+// Call-ID and tags must then be the dialog's (those of the caller, or
+// swapped for the callee; an early dialog's To tags while it is early).
+// It records the request's CSeq for the BYEs the proxy may have to send,
+// ends the dialog on a BYE (either side), and for a re-INVITE or UPDATE
+// watches the 2xx to refresh both targets. False: no dialog of ours
+// (a Route without id, a dialog ended or unknown, tags of another call:
+// switchboard_dialog_mismatched_total); the route decides what to do
+// (the provider relays on LooseRoute's word as before). It allocates
+// nothing.
+func (d *Dialog) MatchDialog(c *routing.Ctx) bool {
+	id, ok := parseID(c.R.DialogRouteParam(didParam))
+	if !ok {
+		return false
+	}
+	m := c.Msg()
+	callID := m.CallID()
+	h := shards.Sum(callID)
+	s := d.tbl.Shard(h)
+	s.Lock()
+	e := find(s, h, callID, id)
+	if e == nil {
+		s.Unlock()
+		return false
+	}
+	g := &e.Value
+	side, ok := g.side(m.FromTag(), m.ToTag())
+	if !ok || (side == Caller) != c.R.Downstream() {
+		s.Unlock()
+		d.mismatched.Inc()
+		return false
+	}
+	meth := m.Method()
+	if meth != parser.MethodAck && meth != parser.MethodCancel {
+		i := toCaller
+		if side == Callee {
+			i = toCallee
+		}
+		if n := m.CSeq().Num; n > g.cseq[i] {
+			g.cseq[i] = n
+		}
+	}
+	switch meth {
+	case parser.MethodBye:
+		d.end(s, e, ReasonBye, side, 0)
+		s.Unlock()
+		return true
+	case parser.MethodInvite, parser.MethodUpdate:
+		c.SetValue(SlotDialog, int64(id))
+		c.R.Watch(d)
+	}
+	s.Unlock()
+	return true
+}
+
+// find returns the live dialog id of callID in shard s, locked.
+func find(s *shards.Shard[dlg], h uint64, callID []byte, id uint64) *shards.Entry[dlg] {
+	return s.Find(h, func(e *shards.Entry[dlg]) bool {
+		return e.Value.id == id && string(e.Key()) == string(callID)
+	})
+}
+
+// SetTimeout sets the timeout of the request's dialog, created by
+// CreateDialog in this route or matched by MatchDialog (OpenSIPS
+// $DLG_timeout): a confirmed dialog is ended that long after it was
+// answered (from now, when it is answered already). False: the request
+// has no dialog, or t is not positive.
+func (d *Dialog) SetTimeout(c *routing.Ctx, t time.Duration) bool {
+	id := uint64(c.Value(SlotDialog))
+	if id == 0 || t <= 0 {
+		return false
+	}
+	callID := c.CallID()
+	h := shards.Sum(callID)
+	s := d.tbl.Shard(h)
+	s.Lock()
+	defer s.Unlock()
+	e := find(s, h, callID, id)
+	if e == nil {
+		return false
+	}
+	g := &e.Value
+	g.timeout = t.Milliseconds()
+	if g.state == stConfirmed {
+		s.StartTimer(e, &g.timer, 0, t)
+	}
+	return true
+}
+
+// Sent implements txn.Watcher: the responses the dialog's INVITE (or a
+// re-INVITE or UPDATE inside it) sends upstream.
+func (d *Dialog) Sent(r *txn.Request, b *txn.Branch, code int, resp *parser.Message) {
+	id := uint64(r.Value(SlotDialog))
+	if id == 0 {
+		return
+	}
+	callID := r.Msg.CallID()
+	h := shards.Sum(callID)
+	s := d.tbl.Shard(h)
+	s.Lock()
+	defer s.Unlock()
+	e := find(s, h, callID, id)
+	if e == nil {
+		return
+	}
+	if r.HasToTag() {
+		if code >= 200 && code < 300 && resp != nil {
+			d.refresh(e, r.Msg, resp)
+		}
+		return
+	}
+	g := &e.Value
+	switch {
+	case code < 200:
+		if resp == nil || resp.ToTag() == nil || g.state == stConfirmed {
+			return
+		}
+		tag := resp.ToTag()
+		if !g.hasEarly(tag) && int(g.nearly) < maxEarly && g.put(tag, &g.early[g.nearly]) {
+			g.nearly++
+			s.Account(e, cap(g.buf))
+		}
+		if g.state == stUnconfirmed {
+			g.state = stEarly
+			d.unconfirmed.Add(-1)
+			d.early.Add(1)
+		}
+	case code < 300:
+		if g.state == stConfirmed || resp == nil || resp.ToTag() == nil {
+			return // the 2xx of another fork: its UAC ends it itself
+		}
+		d.confirm(s, e, b, resp)
+	default:
+		if g.state == stConfirmed {
+			return
+		}
+		reason := ReasonFailed
+		if r.Canceled() {
+			reason = ReasonCanceled
+		}
+		d.end(s, e, reason, Proxy, code)
+	}
+}
+
+// confirm records the 2xx of the dialog's INVITE: the callee's tag, its
+// Contact, the route set towards it (the Record-Route values above ours,
+// in reverse) and where the branch went.
+func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], b *txn.Branch, resp *parser.Message) {
+	g := &e.Value
+	if g.state == stEarly {
+		d.early.Add(-1)
+	} else {
+		d.unconfirmed.Add(-1)
+	}
+	d.confirmed.Add(1)
+	g.state = stConfirmed
+	g.answer = s.Now()
+	var na parser.NameAddr
+	hasContact := resp.Contact(&na)
+	var mark [4 + idLen]byte
+	stop := appendID(append(mark[:0], "did="...), g.id)
+	var scratch [maxPart]byte
+	rs := routeValues(scratch[:0], resp, parser.HdrRecordRoute, stop, true)
+	g.reserve(len(resp.ToTag()) + len(na.URI) + len(rs))
+	ok := g.put(resp.ToTag(), &g.toTag)
+	if ok && hasContact && b != nil {
+		if g.put(na.URI, &g.target[toCallee]) && g.put(rs, &g.route[toCallee]) {
+			g.proto[toCallee], g.hop[toCallee] = b.Destination()
+			g.hasCallee = true
+		}
+	}
+	if !ok {
+		g.toTag = span{} // too large to keep: in-dialog requests will not match
+	}
+	s.Account(e, cap(g.buf))
+	t := g.timeout
+	if t == 0 {
+		t = d.timeout.Load()
+	}
+	s.StartTimer(e, &g.timer, 0, time.Duration(t)*time.Millisecond)
+	if len(d.subs) > 0 {
+		d.emit(s, e, EventAnswered, 0, Proxy, resp.StatusCode())
+	}
+}
+
+// refresh takes the targets of a 2xx to a re-INVITE or UPDATE (a target
+// refresh, RFC 3261 §12.2): the requester's Contact and the responder's.
+func (d *Dialog) refresh(e *shards.Entry[dlg], req, resp *parser.Message) {
+	g := &e.Value
+	side, ok := g.side(req.FromTag(), req.ToTag())
+	if !ok || g.state != stConfirmed {
+		return
+	}
+	reqSide, respSide := toCaller, toCallee
+	if side == Callee {
+		reqSide, respSide = toCallee, toCaller
+	}
+	var na parser.NameAddr
+	if req.Contact(&na) {
+		d.retarget(g, reqSide, na.URI)
+	}
+	if resp.Contact(&na) && (respSide == toCaller || g.hasCallee) {
+		d.retarget(g, respSide, na.URI)
+	}
+}
+
+// retarget replaces a side's target when it changed. The old bytes stay
+// in the buffer (a target refresh is rare); past maxStored the old
+// target is kept.
+func (d *Dialog) retarget(g *dlg, i int, uri []byte) {
+	if string(g.get(g.target[i])) == string(uri) {
+		return
+	}
+	var sp span
+	if g.put(uri, &sp) {
+		g.target[i] = sp
+	}
+}
+
+// onTimer ends a dialog at its timeout: a confirmed one with a BYE to
+// each side, one never answered silently (its INVITE is answered by the
+// transaction layer). Ticker goroutine, shard locked.
+func (d *Dialog) onTimer(s *shards.Shard[dlg], e *shards.Entry[dlg], _ *shards.Timer) {
+	if e.Value.state == stConfirmed {
+		d.queueByes(e)
+	}
+	d.end(s, e, ReasonTimeout, Proxy, 0)
+}
+
+// end removes a dialog, releases its profiles and tells the subscribers.
+// The shard is locked.
+func (d *Dialog) end(s *shards.Shard[dlg], e *shards.Entry[dlg], why Reason, by Side, code int) {
+	g := &e.Value
+	switch g.state {
+	case stUnconfirmed:
+		d.unconfirmed.Add(-1)
+	case stEarly:
+		d.early.Add(-1)
+	case stConfirmed:
+		d.confirmed.Add(-1)
+	}
+	d.ended[why].Inc()
+	for i := 0; i < int(g.nprof); i++ {
+		d.profiles[g.profs[i].idx].release(g.get(g.profs[i].val))
+	}
+	g.nprof = 0
+	if len(d.subs) > 0 {
+		d.emit(s, e, EventEnded, why, by, code)
+	}
+	s.StopTimer(&g.timer)
+	s.Remove(e)
+}

@@ -1,0 +1,224 @@
+package dialog
+
+import (
+	"net/netip"
+
+	"switchboard/parser"
+	"switchboard/shards"
+	"switchboard/transport"
+)
+
+// States of a dialog. A dialog is removed from the table when it ends,
+// so there is no ended state in the table; events carry the end.
+const (
+	stUnconfirmed uint8 = iota // the INVITE is on its way: nothing with a To tag yet
+	stEarly                    // a 1xx with a To tag went upstream
+	stConfirmed                // a 2xx went upstream
+)
+
+var stateNames = [...]string{"unconfirmed", "early", "confirmed"}
+
+// Reason is why a dialog ended.
+type Reason uint8
+
+const (
+	_ Reason = iota
+	// ReasonBye: a BYE from one side.
+	ReasonBye
+	// ReasonTimeout: the dialog outlived its timeout; the proxy sent a
+	// BYE to each side (a dialog never answered is dropped).
+	ReasonTimeout
+	// ReasonCanceled: the caller canceled the INVITE.
+	ReasonCanceled
+	// ReasonFailed: the INVITE got a final response of 300 or above.
+	ReasonFailed
+	// ReasonEnded: ended from the management API (dialog.end), with a
+	// BYE to each side.
+	ReasonEnded
+	numReasons
+)
+
+var reasonNames = [numReasons]string{"", "bye", "timeout", "canceled", "failed", "ended"}
+
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Side is a party to a dialog.
+type Side uint8
+
+const (
+	// Proxy: the proxy itself (a timeout, the management API).
+	Proxy Side = iota
+	// Caller: the party that sent the INVITE (From).
+	Caller
+	// Callee: the party that answered it (To).
+	Callee
+)
+
+var sideNames = [...]string{"proxy", "caller", "callee"}
+
+func (s Side) String() string {
+	if int(s) < len(sideNames) {
+		return sideNames[s]
+	}
+	return "unknown"
+}
+
+// Limits of what one dialog stores: the parts of the INVITE and of the
+// response that the BYEs and the listing need, in one buffer.
+const (
+	maxEarly      = 4    // To tags of forked early dialogs kept
+	maxDlgProfile = 4    // profiles one dialog can be in
+	maxStored     = 4096 // bytes of stored headers
+	maxPart       = 1024 // bytes of one stored part (a header value, a route set)
+)
+
+// span is a part of a dialog's buffer.
+type span struct{ off, n uint16 }
+
+// profRef is the dialog's place in a profile: the profile's index and
+// the value (in the dialog's buffer).
+type profRef struct {
+	idx uint8
+	val span
+}
+
+// dlg is one dialog: the table entry's value. Its key is the Call-ID.
+type dlg struct {
+	id     uint64
+	state  uint8
+	nearly uint8
+	nprof  uint8
+	// hasCallee: the 2xx's Contact and route set were stored, so a BYE
+	// can be sent to the callee.
+	hasCallee bool
+	proto     [2]transport.Proto // first hop towards the caller, the callee
+	cseq      [2]uint32          // highest CSeq seen from the caller, the callee
+	start     int64              // ms: CreateDialog
+	answer    int64              // ms: confirmed
+	timeout   int64              // ms, 0: the module's default
+	hop       [2]netip.AddrPort  // first hop towards the caller, the callee
+
+	fromTag, toTag span
+	from, to       span // the From and To values of the INVITE (From with its tag)
+	target         [2]span
+	route          [2]span // Route values towards the caller, the callee ("" none)
+	early          [maxEarly]span
+	profs          [maxDlgProfile]profRef
+
+	buf   []byte
+	timer shards.Timer
+}
+
+// Indexes of the per-side arrays.
+const (
+	toCaller = 0
+	toCallee = 1
+)
+
+func resetDlg(v *dlg) {
+	buf := v.buf[:0]
+	if cap(buf) > maxStored {
+		buf = nil
+	}
+	*v = dlg{buf: buf}
+}
+
+func (g *dlg) get(s span) []byte { return g.buf[s.off : s.off+s.n] }
+
+// reserve makes room for n more bytes in the buffer in one step (rounded
+// up to 64 bytes), rather than letting appends double it: what a dialog
+// holds stays close to what it stores.
+func (g *dlg) reserve(n int) {
+	if need := len(g.buf) + n; need > cap(g.buf) && need <= maxStored {
+		b := make([]byte, len(g.buf), (need+63)&^63)
+		copy(b, g.buf)
+		g.buf = b
+	}
+}
+
+// put appends b to the buffer; false when it would pass maxStored or b
+// is longer than maxPart.
+func (g *dlg) put(b []byte, s *span) bool {
+	if len(b) > maxPart || len(g.buf)+len(b) > maxStored {
+		return false
+	}
+	s.off, s.n = uint16(len(g.buf)), uint16(len(b))
+	g.buf = append(g.buf, b...)
+	return true
+}
+
+// hasEarly reports whether tag is one of the early dialogs' To tags.
+func (g *dlg) hasEarly(tag []byte) bool {
+	for i := 0; i < int(g.nearly); i++ {
+		if string(g.get(g.early[i])) == string(tag) {
+			return true
+		}
+	}
+	return false
+}
+
+// side returns which party sent a request with these tags: the caller
+// (From tag is the dialog's From tag, To tag its To tag, or one of the
+// early ones), the callee (swapped), or false.
+func (g *dlg) side(fromTag, toTag []byte) (Side, bool) {
+	ft := g.get(g.fromTag)
+	if g.state == stConfirmed {
+		tt := g.get(g.toTag)
+		switch {
+		case string(fromTag) == string(ft) && string(toTag) == string(tt):
+			return Caller, true
+		case string(fromTag) == string(tt) && string(toTag) == string(ft):
+			return Callee, true
+		}
+		return 0, false
+	}
+	switch {
+	case string(fromTag) == string(ft) && g.hasEarly(toTag):
+		return Caller, true
+	case string(toTag) == string(ft) && g.hasEarly(fromTag):
+		return Callee, true
+	}
+	return 0, false
+}
+
+// routeValues appends the values of every header h of m to dst, joined
+// with ", ", in message order, or in reverse order with reverse; only the
+// values before the first one containing stop when stop is not nil.
+func routeValues(dst []byte, m *parser.Message, h parser.HeaderName, stop []byte, reverse bool) []byte {
+	var spans [32][]byte
+	n := 0
+	it := m.NameAddrs(h)
+	for it.Next() && n < len(spans) {
+		v := it.NameAddr.Raw
+		if stop != nil && contains(v, stop) {
+			break
+		}
+		spans[n] = v
+		n++
+	}
+	for i := 0; i < n; i++ {
+		j := i
+		if reverse {
+			j = n - 1 - i
+		}
+		if i > 0 {
+			dst = append(dst, ", "...)
+		}
+		dst = append(dst, spans[j]...)
+	}
+	return dst
+}
+
+func contains(b, sub []byte) bool {
+	for i := 0; i+len(sub) <= len(b); i++ {
+		if string(b[i:i+len(sub)]) == string(sub) {
+			return true
+		}
+	}
+	return false
+}
