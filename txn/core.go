@@ -245,7 +245,7 @@ func (c *Core) handle(x *ctx, p *transport.Packet) {
 	x.in = append(x.in[:0], p.Data...)
 	err := m.Parse(x.in)
 	if tb := c.tap.Load(); tb != nil {
-		tb.t.Received(p, parsedOrNil(m, err))
+		tb.t.Received(p.Data, p.Src, p.Listener, p.Proto, parsedOrNil(m, err))
 	}
 	if err != nil {
 		c.stats.malformed.Add(1)

@@ -13,10 +13,13 @@ import (
 // locked: they must not block, must not call into the core, and should
 // only copy what they keep (the views are valid during the call only).
 type Tap interface {
-	// Received is a message the transport handed the core, as it came
-	// (p.Data), before anything is done with it; m is its parse, nil
-	// when it did not parse.
-	Received(p *transport.Packet, m *parser.Message)
+	// Received is a message the transport handed the core (the Packet's
+	// fields: its bytes as they came, its source, the listener and the
+	// protocol), before anything is done with it; m is its parse, nil
+	// when it did not parse. The fields come one by one: a *Packet handed
+	// to an interface would make every caller's Packet escape to the
+	// heap, tap or not.
+	Received(data []byte, src netip.AddrPort, l *transport.Listener, proto transport.Proto, m *parser.Message)
 	// Sent is a message the sender accepted for dst from listener l: a
 	// datagram sent, or stream data queued on the connection to dst.
 	// Sends refused (outbound.allow, a full socket buffer) are not seen.

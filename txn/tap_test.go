@@ -26,10 +26,10 @@ type tapIn struct {
 	parsed bool
 }
 
-func (r *recTap) Received(p *transport.Packet, m *parser.Message) {
+func (r *recTap) Received(data []byte, src netip.AddrPort, l *transport.Listener, _ transport.Proto, m *parser.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	in := tapIn{src: p.Src, l: p.Listener, data: string(p.Data), parsed: m != nil}
+	in := tapIn{src: src, l: l, data: string(data), parsed: m != nil}
 	if m != nil {
 		in.callID = string(m.CallID())
 	}
@@ -152,9 +152,9 @@ type countTap struct {
 	buf []byte
 }
 
-func (c *countTap) Received(p *transport.Packet, _ *parser.Message) {
+func (c *countTap) Received(data []byte, _ netip.AddrPort, _ *transport.Listener, _ transport.Proto, _ *parser.Message) {
 	c.n++
-	c.buf = append(c.buf[:0], p.Data...)
+	c.buf = append(c.buf[:0], data...)
 }
 
 func (c *countTap) Sent(_ *transport.Listener, _ netip.AddrPort, data []byte) {
@@ -180,4 +180,24 @@ func TestTapNoAllocs(t *testing.T) {
 	if tap.n < 600*12 {
 		t.Fatalf("the tap saw %d messages for 600 calls, want at least 12 each", tap.n)
 	}
+}
+
+// TestTapKeepsPacketOnStack: a caller's Packet on its own stack stays
+// there, with a tap installed or not: the tap gets the packet's fields,
+// not the *Packet (an interface call with the pointer made every caller's
+// Packet escape: one allocation per message for a route set's harness).
+func TestTapKeepsPacketOnStack(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	l := newLoop(t, nil)
+	inv := []byte(fixCL(invite("z9hG4bKstack", "stack@x")))
+	l.deliver(uacAddr, transport.UDP, inv)
+	retrans := func() {
+		p := transport.Packet{Data: inv, Src: uacAddr, Listener: l.h.udp, Proto: transport.UDP}
+		l.h.core.HandleMessage(&p)
+	}
+	mustZero(t, "retransmission from a Packet on the stack", retrans)
+	l.h.core.SetTap(&countTap{buf: make([]byte, 0, 4096)})
+	mustZero(t, "the same with a tap", retrans)
 }

@@ -323,15 +323,15 @@ func ceilPow2(n int) int {
 // ---- the tap: on the SIP path ----
 
 // Received is the tap's view of a message the core received.
-func (t *SipTrace) Received(p *transport.Packet, m *parser.Message) {
-	if !t.wanted(p.Data, m) {
+func (t *SipTrace) Received(data []byte, src netip.AddrPort, l *transport.Listener, proto transport.Proto, m *parser.Message) {
+	if !t.wanted(data, m) {
 		return
 	}
 	var local netip.AddrPort
-	if p.Listener != nil {
-		local = p.Listener.Local
+	if l != nil {
+		local = l.Local
 	}
-	t.capture(p.Proto, p.Src, local, p.Data)
+	t.capture(proto, src, local, data)
 }
 
 // Sent is the tap's view of a message the core sent.

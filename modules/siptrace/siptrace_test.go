@@ -41,7 +41,7 @@ func TestAllModeEveryField(t *testing.T) {
 	in, out := options("all-1"), strings.Replace(options("all-1"), "OPTIONS sip:bob@127.0.0.1", "OPTIONS sip:bob@127.0.0.1:5080", 1)
 
 	before := time.Now()
-	tm.st.Received(&transport.Packet{Data: []byte(in), Src: uac, Listener: l, Proto: transport.UDP}, nil)
+	tm.st.Received([]byte(in), uac, l, transport.UDP, nil)
 	tl := &transport.Listener{Proto: transport.TCP, Local: proxy}
 	tm.st.Sent(tl, uas, []byte(out))
 	after := time.Now()
@@ -93,7 +93,7 @@ func TestSampleMode(t *testing.T) {
 		if err := m.Parse(msg); err != nil {
 			t.Fatal(err)
 		}
-		tm.st.Received(&transport.Packet{Data: msg, Src: uac, Listener: l, Proto: transport.UDP}, &m)
+		tm.st.Received(msg, uac, l, transport.UDP, &m)
 		tm.st.Sent(l, uas, msg)
 		if xxhash.Sum64([]byte(id)) < threshold {
 			want[id] = 2
@@ -434,15 +434,14 @@ func TestCaptureNoAllocs(t *testing.T) {
 	if err := m.Parse(msg); err != nil {
 		t.Fatal(err)
 	}
-	pkt := &transport.Packet{Data: msg, Src: uac, Listener: l, Proto: transport.UDP}
 	tm.st.traced.add(txKey([]byte("alloc-1"), 1), 0)
 	for _, mode := range []string{"all", "sample", "route", "off"} {
 		if err := tm.st.SetMode(mode, 0.5); err != nil {
 			t.Fatal(err)
 		}
 		f := func() {
-			tm.st.Received(pkt, &m)
-			tm.st.Received(pkt, nil)
+			tm.st.Received(msg, uac, l, transport.UDP, &m)
+			tm.st.Received(msg, uac, l, transport.UDP, nil)
 			tm.st.Sent(l, uas, msg)
 		}
 		f()
