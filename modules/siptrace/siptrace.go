@@ -322,8 +322,13 @@ func ceilPow2(n int) int {
 
 // ---- the tap: on the SIP path ----
 
-// Received is the tap's view of a message the core received.
+// Received is the tap's view of a message the core received. Keep-alives
+// (CRLFs, STUN) are not SIP and are not traced; a malformed message that
+// looks like SIP is.
 func (t *SipTrace) Received(data []byte, src netip.AddrPort, l *transport.Listener, proto transport.Proto, m *parser.Message) {
+	if m == nil && !looksLikeSIP(data) {
+		return
+	}
 	if !t.wanted(data, m) {
 		return
 	}
@@ -332,6 +337,22 @@ func (t *SipTrace) Received(data []byte, src netip.AddrPort, l *transport.Listen
 		local = l.Local
 	}
 	t.capture(proto, src, local, data)
+}
+
+// looksLikeSIP reports whether data, after leading CRs and LFs, starts
+// with a letter, as a request method or "SIP/2.0" does: a UDP keep-alive
+// (CRLFs, a STUN binding request) does not.
+func looksLikeSIP(data []byte) bool {
+	for _, c := range data {
+		switch {
+		case c == '\r' || c == '\n':
+			continue
+		case c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z':
+			return true
+		}
+		return false
+	}
+	return false
 }
 
 // Sent is the tap's view of a message the core sent.

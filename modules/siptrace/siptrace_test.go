@@ -74,6 +74,23 @@ func TestAllModeEveryField(t *testing.T) {
 	}
 }
 
+// TestKeepalivesNotTraced: CRLF and STUN keep-alives that reach the core
+// over UDP are not SIP and are not traced; a malformed message is.
+func TestKeepalivesNotTraced(t *testing.T) {
+	c := newCollector(t)
+	tm := start(t, settings("all", c.addr()), nil)
+	l := &transport.Listener{Proto: transport.UDP, Local: proxy}
+	for _, ka := range []string{"\r\n\r\n", "\r\n", "\x00\x01\x00\x00\x21\x12\xa4\x42", ""} {
+		tm.st.Received([]byte(ka), uac, l, transport.UDP, nil)
+	}
+	tm.st.Received([]byte("\r\nINVITE sip:x SIP/2.0\r\nCall-ID: broken\r\nCSeq: x\r\n"), uac, l, transport.UDP, nil)
+	tm.waitSent(t)
+	got := c.drain(t, 100*time.Millisecond)
+	if len(got) != 1 || string(got[0].CallID) != "broken" {
+		t.Fatalf("traced %d packets, want only the malformed INVITE", len(got))
+	}
+}
+
 // TestSampleMode: mode sample traces every message of the Call-IDs whose
 // hash falls in the sampled share, and nothing of the others, whichever
 // way the message goes.
