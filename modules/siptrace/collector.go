@@ -10,20 +10,28 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
-// Collector sockets. A UDP collector gets one datagram per packet from the
-// sender goroutine on a connected socket: a collector that is down
-// answers with ICMP port unreachable, which the kernel reports as
-// ECONNREFUSED on a later send; it is counted and nothing waits. A TCP
-// collector (HEP over TCP: packets back to back, framed by their length
-// field) has a writer goroutine of its own and a bounded buffer between:
-// the sender goroutine appends to it and moves on, so a TCP collector that
-// is slow or gone never holds up the others. While it is not connected,
-// or its buffer is full, packets for it are counted as errors and
-// dropped; it is dialled again with a backoff.
+// Collector sockets. The sender goroutine hands each collector a batch of
+// packets at a time. A UDP collector sends the batch with one sendmmsg on
+// a connected, non-blocking socket: a full socket buffer drops the rest of
+// the batch, counted. A collector that is down answers with ICMP port
+// unreachable, which the kernel reports as ECONNREFUSED on a later send:
+// the collector then sends nothing for udpPause (its packets are counted
+// as errors), so a dead collector costs one failed send a second and not
+// one per message. A TCP collector (HEP over TCP: packets back to back,
+// framed by their length field) has a writer goroutine of its own and a
+// bounded buffer between: the sender appends the batch and moves on, so a
+// TCP collector that is slow or gone never holds up the others. While it
+// is not connected, or its buffer is full, packets for it are counted as
+// errors and dropped; it is dialled again with a backoff.
 const (
+	udpPause        = time.Second
 	tcpBuffer       = 1 << 20 // bytes waiting for one TCP collector
 	tcpDialTimeout  = 3 * time.Second
 	tcpWriteTimeout = 2 * time.Second
@@ -75,7 +83,16 @@ type collector struct {
 	failing    atomic.Bool // the last send failed (for one log line per outage)
 	warn       func(msg string, args ...any)
 
-	udp *net.UDPConn
+	// UDP only; used by the sender goroutine alone.
+	udp    *net.UDPConn
+	raw    syscall.RawConn
+	hdrs   []unix.Mmsghdr
+	iovs   []unix.Iovec
+	pkts   int           // packets in hdrs for sendmmsgFD
+	done   int           // of which sent
+	errno  syscall.Errno // of the last sendmmsg
+	sendFn func(fd uintptr) bool
+	paused time.Time // nothing is sent until then (after an error)
 
 	// TCP only.
 	mu      sync.Mutex
@@ -85,7 +102,7 @@ type collector struct {
 	spare   []byte // the writer's: the buffer being written
 	kick    chan struct{}
 	stop    chan struct{}
-	done    chan struct{}
+	wdone   chan struct{}
 }
 
 // openCollector opens a's socket (UDP) or starts its writer (TCP).
@@ -96,46 +113,123 @@ func openCollector(a collectorAddr, warn func(string, ...any)) (*collector, erro
 		if err != nil {
 			return nil, err
 		}
-		c.udp = conn
+		raw, err := conn.SyscallConn()
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		c.udp, c.raw = conn, raw
+		c.hdrs = make([]unix.Mmsghdr, batchMax)
+		c.iovs = make([]unix.Iovec, batchMax)
+		for i := range c.hdrs {
+			c.hdrs[i].Hdr.Iov = &c.iovs[i]
+			c.hdrs[i].Hdr.SetIovlen(1)
+		}
+		c.sendFn = c.sendmmsgFD // bound once: RawConn.Write allocates nothing then
 		return c, nil
 	}
 	c.pending = make([]byte, 0, tcpBuffer)
 	c.spare = make([]byte, 0, tcpBuffer)
 	c.kick = make(chan struct{}, 1)
 	c.stop = make(chan struct{})
-	c.done = make(chan struct{})
+	c.wdone = make(chan struct{})
 	go c.runTCP()
 	return c, nil
 }
 
-// send hands one HEP packet to the collector. Sender goroutine only; it
-// never blocks for long (a UDP send, or an append for TCP).
-func (c *collector) send(pkt []byte) {
+// sendBatch hands the batch to the collector. Sender goroutine only; it
+// never waits (a non-blocking sendmmsg, or an append for TCP). now is the
+// sender's clock, read once per batch.
+func (c *collector) sendBatch(b *batch, now time.Time) {
 	if c.udp != nil {
-		if _, err := c.udp.Write(pkt); err != nil {
-			c.errs.Add(1)
-			if !c.failing.Swap(true) {
-				c.warn("siptrace: sending to a collector failed", "collector", c.name, "err", err)
-			}
-			return
-		}
-		c.sent.Add(1)
-		c.failing.Store(false)
+		c.sendUDP(b, now)
 		return
 	}
 	c.mu.Lock()
-	if !c.up || len(c.pending)+len(pkt) > cap(c.pending) {
-		c.mu.Unlock()
-		c.errs.Add(1)
+	n := 0
+	if c.up {
+		for ; n < b.len(); n++ {
+			p := b.packet(n)
+			if len(c.pending)+len(p) > cap(c.pending) {
+				break
+			}
+			c.pending = append(c.pending, p...)
+		}
+		c.npend += n
+	}
+	c.mu.Unlock()
+	if n < b.len() {
+		c.errs.Add(uint64(b.len() - n))
+	}
+	if n > 0 {
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// sendUDP sends the batch with sendmmsg, as many calls as it takes; an
+// error other than a full buffer pauses the collector.
+func (c *collector) sendUDP(b *batch, now time.Time) {
+	n := b.len()
+	if now.Before(c.paused) {
+		c.errs.Add(uint64(n))
 		return
 	}
-	c.pending = append(c.pending, pkt...)
-	c.npend++
-	c.mu.Unlock()
-	select {
-	case c.kick <- struct{}{}:
-	default:
+	for i := 0; i < n; i++ {
+		p := b.packet(i)
+		c.iovs[i].Base = &p[0]
+		c.iovs[i].SetLen(len(p))
 	}
+	c.pkts, c.done = n, 0
+	for c.done < c.pkts {
+		c.errno = 0
+		if err := c.raw.Write(c.sendFn); err != nil {
+			c.errno = syscall.EBADF // closed by a reload
+		}
+		if c.errno == 0 {
+			continue
+		}
+		// The packets not sent are lost, counted. A full socket buffer
+		// passes; a refusal (the collector is down) or an unreachable
+		// network pauses the collector.
+		c.errs.Add(uint64(c.pkts - c.done))
+		if c.errno != syscall.EAGAIN {
+			c.paused = now.Add(udpPause)
+			if !c.failing.Swap(true) {
+				c.warn("siptrace: sending to a collector failed; its packets are dropped for a second at a time while it fails",
+					"collector", c.name, "err", c.errno.Error())
+			}
+		}
+		break
+	}
+	c.sent.Add(uint64(c.done))
+	if c.done == c.pkts {
+		c.failing.Store(false)
+	}
+	for i := 0; i < n; i++ {
+		c.iovs[i].Base = nil // the batch's buffer is reused
+	}
+}
+
+// sendmmsgFD is the RawConn.Write callback: one sendmmsg of the packets
+// from c.done on. It returns true: the socket is non-blocking and a full
+// buffer is an error, never a wait. A raw system call, as the transport's
+// sends: it cannot block, and the scheduler's system-call path would hand
+// the sender's P to another thread when a batch takes long (a collector
+// on loopback costs its receive path too), a context switch per batch.
+func (c *collector) sendmmsgFD(fd uintptr) bool {
+	r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&c.hdrs[c.done])), uintptr(c.pkts-c.done), unix.MSG_DONTWAIT, 0, 0)
+	switch {
+	case e != 0:
+		c.errno = e
+	case r == 0:
+		c.errno = syscall.EAGAIN
+	default:
+		c.done += int(r)
+	}
+	return true
 }
 
 // close releases the socket or stops the writer.
@@ -145,12 +239,12 @@ func (c *collector) close() {
 		return
 	}
 	close(c.stop)
-	<-c.done
+	<-c.wdone
 }
 
 // runTCP dials, writes what is queued, and dials again after a failure.
 func (c *collector) runTCP() {
-	defer close(c.done)
+	defer close(c.wdone)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		<-c.stop

@@ -160,16 +160,17 @@ func (tm *testModule) metric(t *testing.T, name string) string {
 	return ""
 }
 
-// waitSent waits until the sender has handled every queued message.
-func (tm *testModule) waitSent(t *testing.T) {
+// waitSent waits until the sender has handed every queued message to the
+// collectors.
+func (tm *testModule) waitSent(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
-		if q := tm.st.q.Load(); q == nil || q.len() == 0 {
-			time.Sleep(10 * time.Millisecond) // the last packet is written after release
+		q := tm.st.q.Load()
+		if q == nil || q.tail.Load() == tm.st.flushed.Load()+tm.st.encodeErr.Load() {
 			return
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 	t.Fatal("the sender did not empty the queue within 3s")
 }

@@ -56,6 +56,12 @@ type Record struct {
 // ErrTooLarge is returned when a record does not fit in one HEP packet.
 var ErrTooLarge = errors.New("siptrace: message too large for a HEP packet")
 
+// EncodedLen is the length of r's HEP3 packet (more than 65535: it does
+// not fit in one).
+func EncodedLen(r *Record) int {
+	return encodedLen(r, r.Src.Addr().Unmap().Is6() || r.Dst.Addr().Unmap().Is6())
+}
+
 // AppendHEP3 appends r encoded as one HEP3 packet to dst. It allocates
 // nothing when dst has room (the sender reuses one buffer). IPv4-mapped
 // addresses are sent as IPv4; when one address is IPv6 both go as IPv6.

@@ -14,19 +14,21 @@ import (
 // compare-and-swap on the tail, copies the message into the slot's buffer
 // and publishes it; when the ring is full it gives up at once (the message
 // is dropped and counted), so a slow or dead collector costs the SIP path
-// nothing but the drop. The algorithm is Dmitry Vyukov's bounded queue:
+// nothing but the drop. Producers do not wake the consumer per message
+// (publish). The algorithm is Dmitry Vyukov's bounded queue:
 // each slot's sequence number says whose turn it is, so producers never
 // wait for each other and nothing is locked.
 type queue struct {
 	max   int // bytes per slot (max_message)
 	mask  uint64
+	half  uint64 // a backlog that wakes the consumer
 	slots []slot
 	_     [56]byte // keep tail off the slots' and head's cache lines
 	tail  atomic.Uint64
 	_     [56]byte
 	head  atomic.Uint64 // written by the consumer only; read by len
-	// sleeping is set by the consumer before it parks on wake; the
-	// producer that clears it sends the token.
+	// sleeping is set by the consumer before it sleeps; the producer
+	// that finds the queue half full clears it and sends the token.
 	sleeping atomic.Bool
 	wake     chan struct{}
 }
@@ -44,7 +46,7 @@ type slot struct {
 
 // newQueue makes a ring of size slots (a power of two) of max bytes each.
 func newQueue(size, max int) *queue {
-	q := &queue{max: max, mask: uint64(size - 1), slots: make([]slot, size), wake: make(chan struct{}, 1)}
+	q := &queue{max: max, mask: uint64(size - 1), half: uint64(size / 2), slots: make([]slot, size), wake: make(chan struct{}, 1)}
 	mem := make([]byte, size*max) // one block: no per-slot headers
 	for i := range q.slots {
 		q.slots[i].seq.Store(uint64(i))
@@ -73,16 +75,34 @@ func (q *queue) claim() (*slot, uint64) {
 	}
 }
 
-// publish hands a filled slot to the consumer, waking it if it sleeps.
+// publish hands a filled slot to the consumer. The consumer is woken
+// only when the queue is half full: otherwise it comes by itself within
+// its flush interval (siptrace.go), and a message costs no wake-up.
 func (q *queue) publish(s *slot, pos uint64) {
 	s.seq.Store(pos + 1)
-	if q.sleeping.Load() && q.sleeping.CompareAndSwap(true, false) {
+	if q.sleeping.Load() && pos+1-q.head.Load() >= q.half && q.sleeping.CompareAndSwap(true, false) {
 		select {
 		case q.wake <- struct{}{}:
 		default:
 		}
 	}
 }
+
+// park tells producers the consumer is about to sleep; false when the
+// queue is half full already (no sleep). Consumer only.
+func (q *queue) park() bool {
+	q.sleeping.Store(true)
+	// A producer that published before seeing sleeping is seen here.
+	if h := q.head.Load(); q.tail.Load()-h >= q.half {
+		q.sleeping.Store(false)
+		return false
+	}
+	return true
+}
+
+// unpark ends a sleep; a wake-up token left in the channel makes the next
+// sleep short, which is harmless.
+func (q *queue) unpark() { q.sleeping.Store(false) }
 
 // peek returns the slot at the head when a producer has published it.
 // Consumer only.
@@ -100,28 +120,6 @@ func (q *queue) release(s *slot) {
 	h := q.head.Load()
 	s.seq.Store(h + q.mask + 1)
 	q.head.Store(h + 1)
-}
-
-// wait parks the consumer until a slot is published or stop closes; it
-// reports whether a slot is there.
-func (q *queue) wait(stop <-chan struct{}) bool {
-	for {
-		if q.peek() != nil {
-			return true
-		}
-		q.sleeping.Store(true)
-		// A producer that published before seeing sleeping is seen here.
-		if q.peek() != nil {
-			q.sleeping.Store(false)
-			return true
-		}
-		select {
-		case <-q.wake:
-		case <-stop:
-			q.sleeping.Store(false)
-			return q.peek() != nil
-		}
-	}
 }
 
 // len is the number of slots claimed and not yet released (approximate

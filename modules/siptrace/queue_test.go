@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"time"
 
 	"switchboard/transport"
 )
@@ -51,8 +52,8 @@ func TestQueueFullRefuses(t *testing.T) {
 	}
 }
 
-// TestQueueConcurrent: four producers against one consumer that waits
-// (parks) when the ring is empty. Every message is either received, once
+// TestQueueConcurrent: four producers against one consumer that sleeps
+// when the ring is empty and is woken when it is half full. Every message is either received, once
 // and in its producer's order, or refused; none is lost or duplicated.
 func TestQueueConcurrent(t *testing.T) {
 	q := newQueue(64, 16)
@@ -66,7 +67,7 @@ func TestQueueConcurrent(t *testing.T) {
 		for i := range last {
 			last[i] = -1
 		}
-		for q.wait(stop) {
+		take := func() {
 			for s := q.peek(); s != nil; s = q.peek() {
 				p, seq := int(s.buf[0]), int(binary.BigEndian.Uint32(s.buf[1:]))
 				if seq <= last[p] {
@@ -77,7 +78,24 @@ func TestQueueConcurrent(t *testing.T) {
 				q.release(s)
 			}
 		}
-		got <- n
+		for {
+			take()
+			select {
+			case <-stop:
+				take()
+				got <- n
+				return
+			default:
+			}
+			if q.park() { // as the sender does: a short sleep, or woken at half full
+				select {
+				case <-q.wake:
+				case <-stop:
+				case <-time.After(100 * time.Microsecond):
+				}
+				q.unpark()
+			}
+		}
 	}()
 	var wg sync.WaitGroup
 	for p := 0; p < producers; p++ {

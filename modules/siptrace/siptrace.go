@@ -172,6 +172,9 @@ type SipTrace struct {
 	q atomic.Pointer[queue]
 
 	tooLarge, full, encodeErr atomic.Uint64
+	// flushed counts the messages handed to the collectors: with
+	// encodeErr, every message taken from the queue.
+	flushed atomic.Uint64
 
 	mu      sync.Mutex // Start, Stop, Reload, the set command
 	cur     Settings   // as configured (New, Reload)
@@ -449,40 +452,105 @@ func txKey(callID []byte, cseq uint32) uint64 {
 
 // ---- the sender goroutine ----
 
-// run encodes and sends what producers queue until stop, then what is
-// left.
+// The sender does not wake per message: it sleeps flushMin between
+// batches while there is traffic, longer (doubling up to flushMax) while
+// there is none, and a producer wakes it early only when the queue is half
+// full. Each wake-up sends what accumulated, in batches of up to batchMax
+// packets per system call. The capture time is taken by the tap, so the
+// wait does not change it.
+const (
+	flushMin = 2 * time.Millisecond
+	flushMax = 100 * time.Millisecond
+)
+
+// run sends what producers queue until stop, then what is left.
 func (t *SipTrace) run(q *queue, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	buf := make([]byte, 0, maxHEP)
-	for q.wait(stop) {
-		for s := q.peek(); s != nil; s = q.peek() {
-			buf = t.send(buf, s)
-			q.release(s)
+	b := newBatch()
+	wait := flushMin
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		n := t.drain(q, b)
+		select {
+		case <-stop:
+			t.drain(q, b)
+			return
+		default:
 		}
+		if n > 0 {
+			wait = flushMin
+		} else {
+			wait = min(2*wait, flushMax)
+		}
+		if !q.park() {
+			continue // half full already
+		}
+		timer.Reset(wait)
+		select {
+		case <-timer.C:
+		case <-q.wake:
+		case <-stop:
+		}
+		q.unpark()
 	}
 }
 
-// send encodes one slot and sends it to every collector. It allocates
-// nothing (TestSendNoAllocs).
-func (t *SipTrace) send(buf []byte, s *slot) []byte {
-	set := t.colls.Load()
-	if set == nil || len(set.list) == 0 {
-		return buf
+// drain encodes and sends everything queued, a batch at a time, and
+// returns how many messages it took.
+func (t *SipTrace) drain(q *queue, b *batch) int {
+	total := 0
+	for {
+		b.reset()
+		st := t.state.Load()
+		for {
+			s := q.peek()
+			if s == nil || !t.encode(b, s, st) {
+				break
+			}
+			q.release(s)
+			total++
+		}
+		if b.len() == 0 {
+			return total
+		}
+		t.flush(b)
+		t.flushed.Add(uint64(b.len()))
 	}
-	st := t.state.Load()
+}
+
+// encode appends the slot's packet to the batch, or reports that the
+// batch is full. A message too large for a HEP packet is counted and
+// skipped.
+func (t *SipTrace) encode(b *batch, s *slot, st *state) bool {
 	callID, _ := scanHeaders(s.buf)
 	r := Record{
 		Proto: s.proto, Src: s.src, Dst: s.dst,
 		Sec: uint32(s.sec), Usec: uint32(s.nsec / 1000),
 		NodeID: st.nodeID, Password: st.password, CallID: callID, Payload: s.buf,
 	}
-	out, err := AppendHEP3(buf[:0], &r)
-	if err != nil {
+	n := EncodedLen(&r)
+	if n > maxHEP {
 		t.encodeErr.Add(1)
-		return buf
+		return true
 	}
+	if !b.fits(n) {
+		return false
+	}
+	b.buf, _ = AppendHEP3(b.buf, &r)
+	b.ends = append(b.ends, len(b.buf))
+	return true
+}
+
+// flush sends the batch to every collector. It allocates nothing
+// (TestCaptureNoAllocs).
+func (t *SipTrace) flush(b *batch) {
+	set := t.colls.Load()
+	if set == nil {
+		return
+	}
+	now := time.Now()
 	for _, c := range set.list {
-		c.send(out)
+		c.sendBatch(b, now)
 	}
-	return out
 }

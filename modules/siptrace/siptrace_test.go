@@ -472,17 +472,23 @@ func TestCaptureNoAllocs(t *testing.T) {
 	s, pos := q.claim()
 	s.proto, s.src, s.dst, s.buf = transport.UDP, uac, proxy, append(s.buf[:0], msg...)
 	q.publish(s, pos)
-	buf := make([]byte, 0, maxHEP)
-	if n := testing.AllocsPerRun(200, func() { buf = tm.st.send(buf, s) }); n != 0 {
-		t.Errorf("sender: %v allocations per packet", n)
+	b, st := newBatch(), tm.st.state.Load()
+	if n := testing.AllocsPerRun(200, func() {
+		b.reset()
+		for i := 0; i < batchMax; i++ {
+			tm.st.encode(b, s, st)
+		}
+		tm.st.flush(b)
+	}); n != 0 {
+		t.Errorf("sender: %v allocations per batch of %d packets", n, batchMax)
 	}
 }
 
-// waitSentQuiet spins until the queue is empty, without the test's
-// helpers (which allocate).
+// waitSentQuiet waits as waitSent does, without the test's helpers
+// (which allocate).
 func (tm *testModule) waitSentQuiet() {
 	q := tm.st.q.Load()
-	for q.len() != 0 {
+	for q.tail.Load() != tm.st.flushed.Load()+tm.st.encodeErr.Load() {
 		time.Sleep(50 * time.Microsecond)
 	}
 }
