@@ -93,6 +93,7 @@ type collector struct {
 	errno  syscall.Errno // of the last sendmmsg
 	sendFn func(fd uintptr) bool
 	paused time.Time // nothing is sent until then (after an error)
+	calls  atomic.Uint64 // sendmmsg calls made (tests)
 
 	// TCP only.
 	mu      sync.Mutex
@@ -220,6 +221,7 @@ func (c *collector) sendUDP(b *batch, now time.Time) {
 // the sender's P to another thread when a batch takes long (a collector
 // on loopback costs its receive path too), a context switch per batch.
 func (c *collector) sendmmsgFD(fd uintptr) bool {
+	c.calls.Add(1)
 	r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&c.hdrs[c.done])), uintptr(c.pkts-c.done), unix.MSG_DONTWAIT, 0, 0)
 	switch {
 	case e != 0:
