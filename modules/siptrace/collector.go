@@ -92,7 +92,7 @@ type collector struct {
 	done   int           // of which sent
 	errno  syscall.Errno // of the last sendmmsg
 	sendFn func(fd uintptr) bool
-	paused time.Time // nothing is sent until then (after an error)
+	paused time.Time     // nothing is sent until then (after an error)
 	calls  atomic.Uint64 // sendmmsg calls made (tests)
 
 	// TCP only.
