@@ -8,10 +8,11 @@
 // all of them, those of the transactions whose route called Trace, or
 // those of a sample of Call-IDs. A traced message is copied into a slot of
 // a bounded ring allocated at start (queue.go), with its time, and nothing
-// else happens on the SIP path; one goroutine encodes each slot as HEP3
-// into one reused buffer and sends it to every collector. A full ring
-// drops the message and counts it: a dead or slow collector never slows
-// SIP down. Without collectors, or in mode off, no tap is installed and
+// else happens on the SIP path. One goroutine, waking every few
+// milliseconds, encodes what accumulated as HEP3 packets into a buffer it
+// reuses and sends them to every collector in batches (sendmmsg). A full
+// ring drops the message and counts it: a dead or slow collector never
+// slows SIP down. Without collectors, or in mode off, no tap is installed and
 // the core pays one atomic load per message.
 package siptrace
 
