@@ -81,6 +81,9 @@ type Definition struct {
 	// modules named in After; it must not start goroutines that send SIP
 	// (the transport is not listening yet): Start does that.
 	New func(h *Host, settings any) (Instance, error)
+	// CLIName is the name of the offline subcommands when it is not Name:
+	// the acc module's records are `switchboard cdr list`.
+	CLIName string
 	// CLI are the module's offline subcommands for its tables,
 	// `switchboard <name> <verb> [args] [-c config]`, run on the store of
 	// that configuration whether the server runs or not (a running server
@@ -118,6 +121,15 @@ type Instance interface {
 // the old ones (and is logged).
 type Reloader interface {
 	Reload(settings any) error
+}
+
+// Drainer is implemented by an Instance with work to do when the server
+// drains (SIGTERM), while the transport and the transaction core still
+// run and new requests are refused: the dialog module ends the calls up
+// on a node being retired (dialog.drain_timeout). Drain returns when the
+// work is done, or when ctx ends (a second signal).
+type Drainer interface {
+	Drain(ctx context.Context)
 }
 
 // KeyError is a settings error: the key (relative to the module's
@@ -164,6 +176,27 @@ func Lookup(name string) (Definition, bool) {
 	defer mu.Unlock()
 	d, ok := defs[name]
 	return d, ok
+}
+
+// LookupCLI returns the definition whose offline subcommands are called
+// name: its CLIName, or its Name when it has none.
+func LookupCLI(name string) (Definition, bool) {
+	mu.Lock()
+	defer mu.Unlock()
+	for _, d := range defs {
+		if d.CLIName == name || d.CLIName == "" && d.Name == name {
+			return d, len(d.CLI) > 0
+		}
+	}
+	return Definition{}, false
+}
+
+// CommandName returns the name of d's offline subcommands.
+func (d Definition) CommandName() string {
+	if d.CLIName != "" {
+		return d.CLIName
+	}
+	return d.Name
 }
 
 // Ordered returns every registered definition, each after the ones it

@@ -87,6 +87,19 @@ func (n *NameAddr) RegID() int {
 	return int(x)
 }
 
+// ParseNameAddr parses b as one header value of the From, To or Contact
+// kind (a name-addr or addr-spec with parameters), e.g. the From a dialog
+// kept: `"Alice" <sip:alice@example.com>;tag=1`. The fields are views into
+// b. False when b is not exactly one such value.
+func ParseNameAddr(b []byte) (NameAddr, bool) {
+	var na NameAddr
+	n, ok := parseNameAddr(b, 0, &na)
+	if !ok || skipLWS(b, n) != len(b) {
+		return NameAddr{}, false
+	}
+	return na, true
+}
+
 // parseNameAddr parses one value at b[i:] into na, which must be zero; b ends where the header value
 // ends. It returns the index after the value (at "," or len(b), LWS
 // skipped).

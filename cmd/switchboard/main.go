@@ -72,7 +72,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usageText())
 		return 0
 	}
-	if d, ok := modules.Lookup(cmd); ok && len(d.CLI) > 0 {
+	if d, ok := modules.LookupCLI(cmd); ok {
 		return cmdModule(d, rest, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "switchboard: unknown command %q\n\n%s", cmd, usageText())

@@ -27,12 +27,12 @@ func cmdModule(d modules.Definition, args []string, stdout, stderr io.Writer) in
 	}
 	c, ok := d.CLI[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "switchboard %s: unknown command %q\n\n%s", d.Name, args[0], usage)
+		fmt.Fprintf(stderr, "switchboard %s: unknown command %q\n\n%s", d.CommandName(), args[0], usage)
 		return 2
 	}
 	rest, path, sets, err := configArgs(args[1:])
 	if err != nil {
-		fmt.Fprintf(stderr, "switchboard %s %s: %v\n", d.Name, args[0], err)
+		fmt.Fprintf(stderr, "switchboard %s %s: %v\n", d.CommandName(), args[0], err)
 		return 2
 	}
 	st, err := openStore(path, sets)
@@ -46,9 +46,9 @@ func cmdModule(d modules.Definition, args []string, stdout, stderr io.Writer) in
 		var ke *modules.KeyError
 		if errors.As(err, &ke) || errors.Is(err, flag.ErrHelp) {
 			if !errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintf(stderr, "switchboard %s %s: %v\n", d.Name, args[0], err)
+				fmt.Fprintf(stderr, "switchboard %s %s: %v\n", d.CommandName(), args[0], err)
 			}
-			fmt.Fprintf(stderr, "usage: switchboard %s %s %s\n", d.Name, args[0], c.Usage)
+			fmt.Fprintf(stderr, "usage: switchboard %s %s %s\n", d.CommandName(), args[0], c.Usage)
 			return 2
 		}
 		return exitCode(err, stderr)
@@ -59,7 +59,7 @@ func cmdModule(d modules.Definition, args []string, stdout, stderr io.Writer) in
 // moduleUsage lists a module's subcommands.
 func moduleUsage(d modules.Definition) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "usage: switchboard %s <command> [args] [-c FILE] [--set key=value]\n\n%s\n\ncommands:\n", d.Name, d.Doc)
+	fmt.Fprintf(&b, "usage: switchboard %s <command> [args] [-c FILE] [--set key=value]\n\n%s\n\ncommands:\n", d.CommandName(), d.Doc)
 	verbs := make([]string, 0, len(d.CLI))
 	for v := range d.CLI {
 		verbs = append(verbs, v)
@@ -78,7 +78,7 @@ func moduleCommands() string {
 	var b strings.Builder
 	for _, d := range defs {
 		if len(d.CLI) > 0 {
-			fmt.Fprintf(&b, "  %-15s %s\n", d.Name, d.Doc)
+			fmt.Fprintf(&b, "  %-15s %s\n", d.CommandName(), d.Doc)
 		}
 	}
 	return b.String()

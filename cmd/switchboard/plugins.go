@@ -7,6 +7,7 @@ package main
 // cmd/switchboard changes. Order does not matter: modules.Definition.After
 // orders them.
 import (
+	_ "switchboard/modules/acc"
 	_ "switchboard/modules/aliases"
 	_ "switchboard/modules/auth"
 	_ "switchboard/modules/authban"
@@ -16,6 +17,7 @@ import (
 	_ "switchboard/modules/drouting"
 	_ "switchboard/modules/fraud"
 	_ "switchboard/modules/groups"
+	_ "switchboard/modules/nathelper"
 	_ "switchboard/modules/permissions"
 	_ "switchboard/modules/pike"
 	_ "switchboard/modules/ratelimit"

@@ -43,14 +43,25 @@ type Event struct {
 	// server's coarse clock (Answer 0 when never answered; End set for
 	// EventEnded).
 	Start, Answer, End int64
-	// Code is the status of the INVITE's final response: the 2xx for
-	// EventAnswered, the failure for EventEnded with ReasonFailed or
-	// ReasonCanceled; 0 otherwise.
-	Code int
-	// Reason and By say why and by whom an ended dialog ended (By is
-	// Proxy for a timeout, the management API, a failed INVITE).
+	// Code and Phrase are the status and reason phrase of the INVITE's
+	// final response: the 2xx for EventAnswered and for EventEnded of an
+	// answered call, the failure (300 and above) for EventEnded with
+	// ReasonFailed or ReasonCanceled; 0 and empty for EventCreated and a
+	// dialog never answered. The phrase is the one relayed, or the
+	// standard one for a response of the proxy's own.
+	Code   int
+	Phrase []byte
+	// Reason and By say why and by whom an ended dialog ended: By is the
+	// side that sent the BYE; the caller for a CANCEL; the callee whose
+	// final response (486, 603...) was relayed; the proxy for its own
+	// final response (a route's refusal, a 408 of timer C), a timeout and
+	// the management API.
 	Reason Reason
 	By     Side
+	// Flags are the bits routes set with SetFlag (OpenSIPS dialog flags);
+	// Values the pairs stored with SetValue, read with EachValue.
+	Flags  uint32
+	Values Values
 }
 
 // Subscribe adds fn to the functions told of every dialog's events, for
@@ -67,17 +78,29 @@ func (d *Dialog) Subscribe(fn func(*Event)) {
 
 // emit builds the event of e and calls the subscribers. The shard is
 // locked.
-func (d *Dialog) emit(s *shards.Shard[dlg], e *shards.Entry[dlg], kind EventKind, why Reason, by Side, code int) {
+func (d *Dialog) emit(s *shards.Shard[dlg], e *shards.Entry[dlg], kind EventKind, why Reason, by Side) {
 	g := &e.Value
-	ev := Event{
+	// The event goes to functions the compiler cannot see: built on the
+	// stack it would escape, one allocation per event. Pooled instead.
+	ev, _ := d.events.Get().(*Event)
+	if ev == nil {
+		ev = new(Event)
+	}
+	*ev = Event{
 		Kind: kind, ID: g.id, CallID: e.Key(), FromTag: g.get(g.fromTag), ToTag: g.get(g.toTag),
-		From: g.get(g.from), To: g.get(g.to), Caller: g.hop[toCaller],
-		Start: g.start, Answer: g.answer, Code: code, Reason: why, By: by,
+		From: g.get(g.from), To: g.get(g.to), Caller: g.hop[toCaller].AddrPort(),
+		Start: g.start, Answer: g.answer, Reason: why, By: by,
+		Flags: g.flags, Values: Values(g.get(g.vals)),
+	}
+	if kind != EventCreated {
+		ev.Code, ev.Phrase = int(g.code), g.get(g.phrase)
 	}
 	if kind == EventEnded {
 		ev.End = s.Now()
 	}
 	for _, fn := range d.subs {
-		fn(&ev)
+		fn(ev)
 	}
+	*ev = Event{} // no view into the dialog outlives the call
+	d.events.Put(ev)
 }

@@ -11,6 +11,9 @@
 //	    if (is_method("INVITE") || has_totag()) sip_trace("hep", "t");  # siptrace.mode: route
 //	    if (has_totag()) {                       # in-dialog
 //	        if (loose_route()) {                 # our signed Record-Route only
+//	            route(nat_detect);
+//	            if (check_route_param("nat=yes")) setflag(NAT_REPLIES);
+//	            match_dialog();                  # with accounting: a BYE ends the call's dialog
 //	            if (is_method("BYE")) route(fraud_release);
 //	            uac_restore_from(); uac_restore_to();   # and the CSeq after uac_auth
 //	            t_relay(); exit;
@@ -29,6 +32,7 @@
 //	    if ($route_kind != none && $route_kind != local) {
 //	        sl_send_reply(403, "Preload Route denied"); exit;
 //	    }
+//	    route(nat_detect);
 //	    if (is_method("OPTIONS") && $rU == NULL && is_uri_host_local()) {
 //	        if (is_present_hf("Require")) { sl_send_reply(420, "Bad Extension"); exit; }
 //	        sl_send_reply(200, "OK"); exit;       # keep-alive probes to the proxy
@@ -41,6 +45,7 @@
 //	    }
 //	    if (is_method("REGISTER")) {
 //	        if (!www_authorize("", "subscriber")) { www_challenge("", "auth"); exit; }
+//	        if (isflagset(NAT)) fix_nated_register();  # reached at its source, pinged
 //	        save("location"); exit;
 //	    }
 //	    if (is_from_local() && !check_source_address($trusted_group) && !is_from_gw()) {
@@ -56,6 +61,7 @@
 //	    }
 //	    if (is_from_local() && !check_source_address($trusted_group) && !is_from_gw())
 //	        route(fraud);                        # authenticated above
+//	    route(acc_missed);                       # a call to a subscriber: its failure is a missed call
 //	    t_on_failure("next_contacts"); t_on_branch("contact");
 //	    t_relay();
 //	}
@@ -71,10 +77,36 @@
 //	        check_fraud("$fU@$fd", "$oU", $fraud_profile);  # the dialled number
 //	        if ($rc == -2) { sl_send_reply(403, "Forbidden"); exit; }  # critical
 //	    }                                        # -1, warning: logged, goes on
+//	    route(acc);
 //	}
-//	branch_route[contact] { }                    # NAT destination and Path of each contact
-//	onreply_route {                              # 6xx, or a final after CANCEL
-//	    if (is_method("INVITE") && $rs >= 300) route(fraud_release);
+//	route[acc] {                                 # accounting on (acc.store or acc.file)
+//	    if (is_method("INVITE")) {
+//	        if (!create_dialog()) { sl_send_reply(503, "Too Many Calls"); exit; }  # dialog.max_dialogs
+//	        do_accounting("db", "cdr|failed");   # the record is written when the dialog ends
+//	    }
+//	}
+//	route[acc_missed] { if (is_method("INVITE")) do_accounting("db", "missed"); }
+//	branch_route[contact] {                      # NAT destination and Path of each contact
+//	    if (isbflagset(NAT)) {                   # a callee registered behind NAT
+//	        setflag(NAT_REPLIES); add_rr_param(";nat=yes");
+//	    }
+//	}
+//	onreply_route {
+//	    if (is_method("INVITE") && $rs >= 300) route(fraud_release);  # 6xx, or a final after CANCEL
+//	    if (isflagset(NAT_REPLIES) && $rs =~ "[12][0-9][0-9]" && nat_uac_test("private-contact,private-sdp,diff-ip-src-contact,diff-port-src-contact")) {
+//	        fix_nated_contact();
+//	        if ($fix_sdp) fix_nated_sdp($fix_sdp);
+//	    }
+//	}
+//	route[nat_detect] {                          # nathelper.enabled
+//	    if (nat_uac_test($nat_tests)) {          # nathelper.nat_tests, "19" and RFC 5626 flows
+//	        force_rport(); setflag(NAT);
+//	        if (!is_method("REGISTER")) {
+//	            fix_nated_contact();
+//	            if ($fix_sdp) fix_nated_sdp($fix_sdp);  # nathelper.fix_sdp, off by default
+//	            if (is_method("INVITE|SUBSCRIBE") && !has_totag()) add_rr_param(";nat=yes");
+//	        }
+//	    }
 //	}
 //	failure_route[next_contacts] {               # lower-q contacts, one group at a time
 //	    if (t_check_status("401|407") && uac_auth()) { t_relay(); exit; }  # a trunk's challenge
@@ -82,6 +114,24 @@
 //	    if (t_check_status("408|5[0-9][0-9]") && use_next_gw()) { t_relay(); exit; }
 //	    route(fraud_release);                    # the call failed
 //	}
+//
+// route(nat_detect) and the NAT steps of the branch and reply routes run
+// when the nathelper module is there with nathelper.enabled (the default):
+// modules/nathelper. The flags are nathelper.FlagNAT and
+// nathelper.FlagNATReplies; the Record-Route parameter, signed with our
+// Record-Route, is nathelper.RouteParam. Every address these steps write
+// is the source of the packet, never one a header named.
+//
+// route(acc) and route(acc_missed) run when the acc module is on
+// (modules/acc: acc.store or acc.file) with the dialog module: every
+// INVITE relayed (to a subscriber, to another domain, to the PSTN) gets a
+// dialog, whose end writes the call's record; a call to a registered
+// subscriber is marked so that its failure (busy, no answer, declined,
+// canceled) is a missed call (the missed_calls table). A call refused
+// before it is relayed (a challenge, 480, 403) has no dialog and no
+// record. Without accounting no dialog is created: a provider that wants
+// dialogs for other reasons (timeouts, profiles) adds CreateDialog itself
+// (docs/routing.md).
 //
 // route(fraud_release) ends a call counted in the caller's concurrent
 // calls; OpenSIPS's fraud_detection does it from dialog callbacks, this
@@ -162,11 +212,14 @@
 package provider
 
 import (
+	"switchboard/modules/acc"
 	"switchboard/modules/aliases"
 	"switchboard/modules/auth"
+	"switchboard/modules/dialog"
 	"switchboard/modules/dialplan"
 	"switchboard/modules/drouting"
 	"switchboard/modules/fraud"
+	"switchboard/modules/nathelper"
 	"switchboard/modules/permissions"
 	"switchboard/modules/pike"
 	"switchboard/modules/ratelimit"
@@ -224,6 +277,9 @@ type routes struct {
 	uac     *uac.UAC
 	dr      *drouting.Drouting
 	dp      *dialplan.Dialplan
+	acc     *acc.Acc
+	dlg     *dialog.Dialog // set when accounting is on: calls get dialogs
+	nh      *nathelper.NATHelper
 	trace   *siptrace.SipTrace
 	opts    Options
 
@@ -248,6 +304,11 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.aliases, _ = env.Module("aliases").(*aliases.Aliases)
 	p.dr, _ = env.Module("drouting").(*drouting.Drouting)
 	p.dp, _ = env.Module("dialplan").(*dialplan.Dialplan)
+	p.acc, _ = env.Module("acc").(*acc.Acc)
+	if p.acc.Enabled() {
+		p.dlg, _ = env.Module("dialog").(*dialog.Dialog)
+	}
+	p.nh, _ = env.Module("nathelper").(*nathelper.NATHelper)
 	p.trace, _ = env.Module("siptrace").(*siptrace.SipTrace)
 	if p.auth != nil && p.auth.RegisterWithoutAuth() {
 		p.opts.RegisterWithoutAuth = true // auth.register: false
@@ -259,9 +320,9 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.afterPSTNCheck = p.numberChecked
 	rs := &routing.Routes{Request: p.request, Failure: p.failure}
 	if p.reg != nil {
-		rs.Branch = p.reg.BranchRoute
+		rs.Branch = p.branch
 	}
-	if p.fraud != nil {
+	if p.fraud != nil || p.nh != nil {
 		rs.Reply = p.reply
 	}
 	return rs, nil
@@ -301,6 +362,7 @@ func (p *routes) request(c *routing.Ctx) {
 		c.Drop()
 		return
 	}
+	p.natDetect(c)
 	if c.IsMethod(parser.MethodOptions) && len(c.RUser()) == 0 && c.IsURIHostLocal() {
 		if c.CheckRequire() { // we answer as the UAS: no extension supported
 			c.ReplyStateless(200, "OK", nil)
@@ -346,6 +408,13 @@ func (p *routes) trustedGateway(c *routing.Ctx) bool {
 // send on in-dialog requests are not passed on.
 func (p *routes) inDialog(c *routing.Ctx) {
 	if c.LooseRoute() {
+		p.natDetect(c)
+		if p.nh.Enabled() && c.R.DialogRouteParam(nathelper.RouteParam) != nil {
+			c.SetFlag(nathelper.FlagNATReplies) // the dialog has a side behind NAT
+		}
+		if p.dlg != nil {
+			p.dlg.MatchDialog(c) // a BYE ends the dialog: the call's record is written
+		}
 		auth.ConsumeCredentials(c)
 		p.fraud.CallEnded(c) // a BYE ends the call the fraud limits count
 		p.uac.Restore(c)     // what uac_auth and uac_replace_* did to the dialog's first request
@@ -405,7 +474,7 @@ func (p *routes) foreignAuthorized(c *routing.Ctx, res auth.Result) {
 		return
 	}
 	auth.ConsumeCredentials(c)
-	p.relayCall(c, true)
+	p.relayCall(c, true, false)
 }
 
 // register handles REGISTER for a served domain.
@@ -415,7 +484,7 @@ func (p *routes) register(c *routing.Ctx) {
 		return
 	}
 	if p.opts.RegisterWithoutAuth {
-		p.reg.Save(c)
+		p.reg.SaveWith(c, p.natRegister(c, registrar.SaveOptions{}))
 		return
 	}
 	if p.auth == nil {
@@ -429,7 +498,7 @@ func (p *routes) registerAuthorized(c *routing.Ctx, res auth.Result) {
 	if p.refused(c, res, false) {
 		return
 	}
-	p.reg.SaveWith(c, registrar.SaveOptions{Authenticated: true})
+	p.reg.SaveWith(c, p.natRegister(c, registrar.SaveOptions{Authenticated: true}))
 }
 
 // refused answers a failed authorization (challenge, 403 or 500) and
@@ -505,7 +574,7 @@ func (p *routes) deliver(c *routing.Ctx) {
 	}
 	// Requests from our domains were authenticated, but for a trusted
 	// gateway's: the caller there is no subscriber of ours.
-	p.relayCall(c, c.IsFromLocal() && !p.trustedGateway(c))
+	p.relayCall(c, c.IsFromLocal() && !p.trustedGateway(c), true)
 }
 
 // mayCallPSTN reports whether the request may go to the PSTN: an INVITE
@@ -534,7 +603,7 @@ func (p *routes) numberChecked(c *routing.Ctx, exists bool, err error) {
 func (p *routes) toPSTN(c *routing.Ctx) {
 	switch p.dr.Route(c, p.dr.Group()) {
 	case drouting.Routed:
-		p.relayCall(c, true)
+		p.relayCall(c, true, false)
 	case drouting.NoGateway:
 		refuse(c, 503, "No Gateway Available")
 	default: // no number, or no rule for it: as for any name that is no subscriber
@@ -562,22 +631,99 @@ func (p *routes) failure(c *routing.FailureCtx) {
 }
 
 // reply is the reply route: finals that end an INVITE without the failure
-// route (6xx, after a CANCEL) end the call the fraud limits count.
+// route (6xx, after a CANCEL) end the call the fraud limits count; the
+// responses of a callee behind NAT get its source as their Contact.
 func (p *routes) reply(c *routing.ReplyCtx) bool {
 	p.fraud.Reply(c)
+	p.natReply(c)
 	return true
+}
+
+// natDetect is route(nat_detect) of the OpenSIPS and Kamailio NAT
+// scripts: a request from behind NAT (nathelper.nat_tests) has its
+// responses sent to its source port (force_rport) and is flagged; its
+// Contact (and SDP, with nathelper.fix_sdp) get its source address, and a
+// dialog it starts is marked in our Record-Route so that its later
+// requests know. A REGISTER's contacts are fixed by the registrar at
+// save (natRegister).
+func (p *routes) natDetect(c *routing.Ctx) {
+	if !p.nh.Enabled() || !p.nh.NATUACTest(c, p.nh.Tests()) {
+		return
+	}
+	c.ForceRPort()
+	c.SetFlag(nathelper.FlagNAT)
+	if c.IsMethod(parser.MethodRegister) {
+		return
+	}
+	p.nh.FixNATedContact(c)
+	if f := p.nh.SDPFlags(); f != 0 {
+		p.nh.FixNATedSDP(c, f)
+	}
+	if !c.HasToTag() && c.IsMethod(parser.MethodInvite, parser.MethodSubscribe) {
+		c.R.SetRecordRouteParam(natParam, natYes)
+	}
+}
+
+var natParam, natYes = []byte(nathelper.RouteParam), []byte("yes")
+
+// natRegister is fix_nated_register for a REGISTER natDetect flagged.
+func (p *routes) natRegister(c *routing.Ctx, o registrar.SaveOptions) registrar.SaveOptions {
+	if c.IsFlagSet(nathelper.FlagNAT) {
+		p.nh.FixNATedRegister(c, &o)
+	}
+	return o
+}
+
+// branch is the branch route: each contact's NAT destination and Path
+// (registrar); a branch to a callee registered behind NAT has the
+// responses fixed (the NAT branch flag) and marks the dialog.
+func (p *routes) branch(c *routing.Ctx, b *routing.Branch) {
+	if p.reg.BranchRouteNAT(c, b) && p.nh.Enabled() {
+		c.SetFlag(nathelper.FlagNATReplies)
+		if !c.HasToTag() && c.IsMethod(parser.MethodInvite, parser.MethodSubscribe) {
+			c.R.SetRecordRouteParam(natParam, natYes)
+		}
+	}
+}
+
+// natReply fixes a provisional or 2xx response from behind NAT on a
+// transaction flagged for it: its Contact (and SDP, with
+// nathelper.fix_sdp) get the address it came from.
+func (p *routes) natReply(c *routing.ReplyCtx) {
+	if !p.nh.Enabled() || !c.Req.IsFlagSet(nathelper.FlagNATReplies) || c.Status() >= 300 {
+		return
+	}
+	if !p.nh.NATUACTestReply(c, nathelper.ReplyFlags) {
+		return
+	}
+	p.nh.FixNATedContactReply(c)
+	if f := p.nh.SDPFlags(); f != 0 {
+		p.nh.FixNATedSDPReply(c, f)
+	}
 }
 
 // relayCall relays a new request after the fraud limits (route[fraud]):
 // an INVITE of an authenticated local subscriber is checked against the
-// profile fraud.profile; critical gets 403, a warning goes on.
-func (p *routes) relayCall(c *routing.Ctx, authenticated bool) {
+// profile fraud.profile; critical gets 403, a warning goes on. With
+// accounting on, an INVITE gets its dialog (route[acc]), marked for a
+// missed call when it goes to a subscriber's phones (toSubscriber).
+func (p *routes) relayCall(c *routing.Ctx, authenticated, toSubscriber bool) {
 	if profile := p.fraud.Profile(); profile != 0 && authenticated && c.IsMethod(parser.MethodInvite) {
 		var buf [256]byte
 		caller := fraud.AppendCaller(buf[:0], c)
 		if p.fraud.Check(c, caller, c.Msg().RURI().User, profile) == fraud.Critical {
 			refuse(c, 403, "Forbidden")
 			return
+		}
+	}
+	if p.dlg != nil && c.IsMethod(parser.MethodInvite) {
+		if !p.dlg.CreateDialog(c) {
+			p.fraud.CallFailed(c)
+			refuse(c, 503, "Too Many Calls") // dialog.max_dialogs
+			return
+		}
+		if toSubscriber {
+			p.acc.MarkMissed(c)
 		}
 	}
 	if err := c.Relay(); err != nil {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/modules"
+	"switchboard/modules/acc"
 	"switchboard/modules/auth"
 	"switchboard/modules/registrar"
 	"switchboard/routing"
@@ -33,6 +35,11 @@ type harness struct {
 
 	mu   sync.Mutex
 	sent []sentMsg
+
+	// With accounting (withAccounting): the dialog and acc modules, and
+	// the store they write to.
+	acc *acc.Acc
+	st  *store.Store
 }
 
 type sentMsg struct {
@@ -61,6 +68,7 @@ func newHarnessWith(t *testing.T, withModules bool, opts Options, extra func(*sh
 	h := &harness{t: t}
 	h.l = transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("127.0.0.1:5060"), AdvertisedHost: "127.0.0.1", AdvertisedPort: 5060}
 	h.ls = []*transport.Listener{&h.l}
+	var accSet *modules.Set
 	clock := shards.NewManualClock(1_700_000_000_000)
 	h.clock = clock
 	env := &routing.Env{Domains: routing.NewDomains([]string{"example.com", "127.0.0.1"})}
@@ -87,6 +95,11 @@ func newHarnessWith(t *testing.T, withModules bool, opts Options, extra func(*sh
 		perms := trustedGateways(t, st, clock)
 		t.Cleanup(func() { a.Close(); reg.Close(); perms.Stop(); st.Close() })
 		env.Modules = map[string]any{"registrar": reg, "auth": a, "permissions": perms.Get("permissions"), "provider": opts}
+		if withAccounting {
+			accSet = accounting(t, st, clock)
+			h.acc, h.st = accSet.Get("acc").(*acc.Acc), st
+			env.Modules["dialog"], env.Modules["acc"] = accSet.Get("dialog"), h.acc
+		}
 		if extra != nil {
 			for name, m := range extra(clock) {
 				env.Modules[name] = m
@@ -106,6 +119,12 @@ func newHarnessWith(t *testing.T, withModules bool, opts Options, extra func(*sh
 		t.Fatal(err)
 	}
 	t.Cleanup(h.core.Close)
+	if accSet != nil {
+		accSet.SetCore(h.core)
+		if err := accSet.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return h
 }
 

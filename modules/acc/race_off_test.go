@@ -1,0 +1,5 @@
+//go:build !race
+
+package acc
+
+const raceEnabled = false

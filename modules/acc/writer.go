@@ -1,0 +1,129 @@
+package acc
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"switchboard/store"
+)
+
+// retryWaits are the pauses between attempts to write a batch to the
+// store; after the last one the batch is given up (counted, logged with
+// its Call-IDs). While the module stops there is one attempt: the server
+// is exiting.
+var retryWaits = []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second}
+
+// storeTimeout bounds one attempt.
+const storeTimeout = 10 * time.Second
+
+// run is the writer goroutine: it takes what is queued, up to batch_size
+// records at a time, and writes each batch to the store in one
+// transaction and to the file. It returns once Stop closed the queue and
+// every record queued before was written.
+func (a *Acc) run() {
+	defer close(a.done)
+	var f fileSink
+	defer f.close()
+	batch := make([]*record, 0, a.batchSize)
+	cdrs := make([]store.CDR, 0, a.batchSize)
+	for r := range a.queue {
+		batch = append(batch[:0], r)
+	fill:
+		for len(batch) < a.batchSize {
+			select {
+			case r, ok := <-a.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		cdrs = cdrs[:0]
+		for i, r := range batch {
+			cdrs = append(cdrs, r.cdr())
+			a.release(r)
+			batch[i] = nil
+		}
+		a.write(cdrs, &f)
+	}
+}
+
+// write writes one batch to the sinks: the store first, so that the file
+// has the records' IDs.
+func (a *Acc) write(cdrs []store.CDR, f *fileSink) {
+	if a.toStore.Load() {
+		a.writeStore(cdrs)
+	}
+	cfg := a.file.Load()
+	if cfg == nil {
+		f.close()
+		return
+	}
+	if err := f.write(cfg, cdrs); err != nil {
+		f.close() // reopened for the next batch
+		a.writeErr[sinkFile].Inc()
+		a.lost[sinkFile].Add(len(cdrs))
+		a.h.Warn("acc: records not written to the file", "file", cfg.path, "records", len(cdrs), "err", err)
+		return
+	}
+	a.written[sinkFile].Add(len(cdrs))
+}
+
+// writeStore writes a batch in one transaction, trying again after a
+// failure (a database that went away) before giving it up.
+func (a *Acc) writeStore(cdrs []store.CDR) {
+	// A record the store would refuse would fail the whole batch: it is
+	// left out on its own, loudly. The module's records always pass.
+	ok := make([]store.CDR, 0, len(cdrs))
+	at := make([]int, 0, len(cdrs)) // ok[j] is cdrs[at[j]]
+	for i := range cdrs {
+		if err := store.CheckCDR(&cdrs[i]); err != nil {
+			a.lost[sinkStore].Inc()
+			a.log.Error("acc: call record refused by the store", "err", err)
+			continue
+		}
+		ok, at = append(ok, cdrs[i]), append(at, i)
+	}
+	if len(ok) == 0 {
+		return
+	}
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		err := a.st.AddCDRs(ctx, ok)
+		cancel()
+		if err == nil {
+			a.written[sinkStore].Add(len(ok))
+			for j, i := range at {
+				cdrs[i].ID = ok[j].ID // for the file
+			}
+			return
+		}
+		a.writeErr[sinkStore].Inc()
+		if attempt == len(retryWaits) || a.stopping() {
+			a.lost[sinkStore].Add(len(ok))
+			a.log.Error("acc: call records not written to the store", "records", len(ok), "err", err,
+				"call_ids", callIDs(ok))
+			return
+		}
+		a.log.Warn("acc: store write failed, trying again", "records", len(ok), "err", err, "in", retryWaits[attempt].String())
+		time.Sleep(retryWaits[attempt])
+	}
+}
+
+// stopping reports whether Stop was called.
+func (a *Acc) stopping() bool {
+	a.sendMu.RLock()
+	defer a.sendMu.RUnlock()
+	return a.closed
+}
+
+func callIDs(cs []store.CDR) string {
+	ids := make([]string, len(cs))
+	for i := range cs {
+		ids[i] = cs[i].CallID
+	}
+	return strings.Join(ids, " ")
+}
