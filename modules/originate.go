@@ -68,3 +68,25 @@ func (o *Originator) Listener(proto transport.Proto, dst netip.Addr) *transport.
 	}
 	return c.ListenerFor(proto, dst)
 }
+
+// SetTap installs t as the core's message tap (txn.Core.SetTap; nil
+// removes it): every message the core receives and sends is shown to it.
+// The siptrace module's capture point. ErrNoCore before the core was
+// handed over.
+func (o *Originator) SetTap(t txn.Tap) error {
+	c := o.core.Load()
+	if c == nil {
+		return ErrNoCore
+	}
+	c.SetTap(t)
+	return nil
+}
+
+// Allowed reports whether the proxy may send to a (outbound.allow), for a
+// module that sends on sockets of its own (HEP collectors): everything
+// the server sends keeps to the allow-list. True without a core (a module
+// built alone in a test).
+func (o *Originator) Allowed(a netip.Addr) bool {
+	c := o.core.Load()
+	return c == nil || c.Allowed(a)
+}

@@ -10,6 +10,10 @@
 # server they start themselves (from Debian's postgresql and mariadb-server
 # packages, in a temporary directory): installed as root; without root they
 # skip and say so.
+# The HEP capture test decodes what the server sends with
+# sngrep (its HEP listener) and reads the result with tshark; the monitoring
+# test validates the Prometheus alert rules with promtool (Debian package
+# prometheus): all three are required.
 set -euo pipefail
 
 need=()
@@ -21,6 +25,9 @@ my_installed() { command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd 
 as_root=()
 pg_installed || as_root+=(postgresql)
 my_installed || as_root+=(mariadb-server)
+command -v tshark >/dev/null 2>&1 || need+=(tshark)
+command -v sngrep >/dev/null 2>&1 || need+=(sngrep)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 optional=()
 command -v baresip >/dev/null 2>&1 || optional+=(baresip-core)
 command -v linphonec >/dev/null 2>&1 || optional+=(linphone-cli)

@@ -23,5 +23,6 @@ import (
 	_ "switchboard/modules/ratelimit"
 	_ "switchboard/modules/registrar"
 	_ "switchboard/modules/scanner"
+	_ "switchboard/modules/siptrace"
 	_ "switchboard/modules/uac"
 )

@@ -8,6 +8,7 @@
 //	    # the core already answered 400 (malformed), 483 (Max-Forwards),
 //	    # 482 (loop), 416, 420 and 505 before the route runs
 //	    if ($ua =~ "friendly-scanner" || ...) drop;  # scanner: patterns and fingerprints, no answer
+//	    if (is_method("INVITE") || has_totag()) sip_trace("hep", "t");  # siptrace.mode: route
 //	    if (has_totag()) {                       # in-dialog
 //	        if (loose_route()) {                 # our signed Record-Route only
 //	            route(nat_detect);
@@ -178,6 +179,12 @@
 // initial request over a pipe's limit gets one stateless 503 with
 // Retry-After (modules/scanner, modules/ratelimit).
 //
+// sip_trace is the siptrace module's Trace (modules/siptrace): in mode
+// route, the transactions of calls (an INVITE, and every request inside a
+// dialog) are sent to the HEP collectors; registrations, OPTIONS and
+// refused scanners are not. In the modes all and sample the module traces
+// by itself and the step does nothing.
+//
 // alias_db_lookup is the aliases module's AliasLookup (modules/aliases):
 // a request for a served domain whose user@domain is in the aliases table
 // (a DID) has its Request-URI rewritten to the subscriber the alias
@@ -218,6 +225,7 @@ import (
 	"switchboard/modules/ratelimit"
 	"switchboard/modules/registrar"
 	"switchboard/modules/scanner"
+	"switchboard/modules/siptrace"
 	"switchboard/modules/uac"
 	"switchboard/parser"
 	"switchboard/routing"
@@ -272,6 +280,7 @@ type routes struct {
 	acc     *acc.Acc
 	dlg     *dialog.Dialog // set when accounting is on: calls get dialogs
 	nh      *nathelper.NATHelper
+	trace   *siptrace.SipTrace
 	opts    Options
 
 	afterRegisterAuth auth.Next
@@ -300,6 +309,7 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 		p.dlg, _ = env.Module("dialog").(*dialog.Dialog)
 	}
 	p.nh, _ = env.Module("nathelper").(*nathelper.NATHelper)
+	p.trace, _ = env.Module("siptrace").(*siptrace.SipTrace)
 	if p.auth != nil && p.auth.RegisterWithoutAuth() {
 		p.opts.RegisterWithoutAuth = true // auth.register: false
 	}
@@ -321,6 +331,9 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 func (p *routes) request(c *routing.Ctx) {
 	if p.scanner != nil && p.scanner.Blocked(c) {
 		return // dropped unanswered: a scanner learns nothing
+	}
+	if c.HasToTag() || c.IsMethod(parser.MethodInvite) {
+		p.trace.Trace(c) // mode route: calls are traced, registrations not
 	}
 	if c.HasToTag() {
 		p.inDialog(c)
