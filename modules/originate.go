@@ -40,6 +40,17 @@ func (o *Originator) SendLocal(r txn.LocalRequest, done txn.LocalDone) error {
 	return c.SendLocal(r, done)
 }
 
+// SendKeepalive sends data (a CRLF CRLF or four-byte NAT keep-alive) to
+// dst from the listener bound to source, without a transaction
+// (txn.Core.SendKeepalive).
+func (o *Originator) SendKeepalive(proto transport.Proto, source, dst netip.AddrPort, data []byte) error {
+	c := o.core.Load()
+	if c == nil {
+		return ErrNoCore
+	}
+	return c.SendKeepalive(proto, source, dst, data)
+}
+
 // Cancel cancels the pending INVITE of ref as the proxy's own CANCEL
 // (txn.Core.Cancel): false when there is nothing to cancel, or no core.
 // Not with a lock a transaction hook takes held.
@@ -56,4 +67,26 @@ func (o *Originator) Listener(proto transport.Proto, dst netip.Addr) *transport.
 		return nil
 	}
 	return c.ListenerFor(proto, dst)
+}
+
+// SetTap installs t as the core's message tap (txn.Core.SetTap; nil
+// removes it): every message the core receives and sends is shown to it.
+// The siptrace module's capture point. ErrNoCore before the core was
+// handed over.
+func (o *Originator) SetTap(t txn.Tap) error {
+	c := o.core.Load()
+	if c == nil {
+		return ErrNoCore
+	}
+	c.SetTap(t)
+	return nil
+}
+
+// Allowed reports whether the proxy may send to a (outbound.allow), for a
+// module that sends on sockets of its own (HEP collectors): everything
+// the server sends keeps to the allow-list. True without a core (a module
+// built alone in a test).
+func (o *Originator) Allowed(a netip.Addr) bool {
+	c := o.core.Load()
+	return c == nil || c.Allowed(a)
 }

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,21 @@ func (c *ReplyCtx) Reason() []byte { return c.resp.Reason() }
 // Header returns the first value of a response header (OpenSIPS:
 // $hdr(name) in onreply_route).
 func (c *ReplyCtx) Header(name string) []byte { return c.resp.GetByName(sbytes(name)) }
+
+// Source is the address the response came from (OpenSIPS: $si and $sp in
+// onreply_route): the packet's, never a header's.
+func (c *ReplyCtx) Source() netip.AddrPort { return c.Req.R.ResponseSource() }
+
+// Editor returns an editor on the response for changes to the copy
+// relayed upstream (OpenSIPS: the lumps of fix_nated_contact and
+// fix_nated_sdp in onreply_route): a 1xx or 2xx is sent with them, a
+// non-2xx final kept with them for the best-response choice. Give it
+// values copied with Own.
+func (c *ReplyCtx) Editor() *parser.Editor { return c.Req.R.ResponseEditor() }
+
+// Own copies b into memory that lives until the response is sent, for
+// values given to Editor. Allocation-free once warm.
+func (c *ReplyCtx) Own(b []byte) []byte { return c.Req.R.OwnResponse(b) }
 
 // FailureCtx is what a failure route sees: the request, with every request
 // action (AppendBranch, Relay, Reply), and the best response received.
@@ -97,7 +113,7 @@ type Router struct {
 	ctxs     sync.Pool
 	calls    atomic.Uint64
 	draining atomic.Bool
-	latency  *metrics.Histogram
+	latency  *metrics.PrometheusHistogram
 	byMeth   [numMethods]*metrics.Counter // new requests routed
 	relayed  [numMethods]*metrics.Counter // branches sent
 	repIn    [7]*metrics.Counter          // replies received on branches, by class
@@ -106,6 +122,9 @@ type Router struct {
 
 // numMethods is one past the last known method.
 const numMethods = parser.MethodPublish + 1
+
+// routeBuckets are the upper bounds of the route duration histogram.
+var routeBuckets = []float64{5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3, 1}
 
 // latencySample is how often a route call is timed: 1 in latencySample,
 // so the clock is read far less often than once per message.
@@ -126,7 +145,10 @@ func NewRouter(rs RouteSet, env *Env) (*Router, error) {
 	if set == nil {
 		set = metrics.NewSet()
 	}
-	rt.latency = set.NewHistogram(`switchboard_route_duration_seconds{route="request"}`)
+	// Buckets with le labels (histogram_quantile in Prometheus and
+	// Grafana), from 5 µs, about what a route with in-memory look-ups
+	// takes, to 1 s.
+	rt.latency = set.NewPrometheusHistogramExt(`switchboard_route_duration_seconds{route="request"}`, routeBuckets)
 	for m := parser.Method(0); m < numMethods; m++ {
 		name := m.String()
 		if m == parser.MethodOther {

@@ -58,8 +58,9 @@ type Core struct {
 	pool        sync.Pool
 	stats       counters
 	warns       warnLimiter
-	sigs        routeSigners // Record-Route signatures
-	locals      localTable   // requests the proxy originates (SendLocal)
+	sigs        routeSigners           // Record-Route signatures
+	locals      localTable             // requests the proxy originates (SendLocal)
+	tap         atomic.Pointer[tapBox] // message capture (SetTap); nil when off
 
 	// hostAddrs are the addresses of the host's interfaces, read at New
 	// when a listener is bound to a wildcard address (isOwnAddr).
@@ -210,11 +211,20 @@ type ctx struct {
 	led   parser.Editor
 	lout  []byte
 	upTo  []byte
-	kept  []byte     // Request.Own for a request without a transaction (ACK)
-	hreq  Request    // the handle given to hooks
-	wreq  Request    // the handle given to a Watcher (a hook's may be in use)
-	rs    routeState // route state of a request without a transaction (ACK)
-	loop  uint32     // loop hash of the request being handled
+	kept  []byte  // Request.Own for a request without a transaction (ACK)
+	hreq  Request // the handle given to hooks
+	// The response a Reply hook runs for, where it came from, and the
+	// hook's edits of it (Request.ResponseEditor): buildUp (or the copy
+	// kept of a non-2xx final) applies them. pown holds the bytes those
+	// edits refer to (Request.OwnResponse).
+	resp    *parser.Message
+	rsrc    netip.AddrPort
+	ped     parser.Editor
+	pedUsed bool
+	pown    []byte
+	wreq    Request    // the handle given to a Watcher (a hook's may be in use)
+	rs      routeState // route state of a request without a transaction (ACK)
+	loop    uint32     // loop hash of the request being handled
 }
 
 func newCtx() *ctx {
@@ -242,7 +252,11 @@ func (c *Core) handle(x *ctx, p *transport.Packet) {
 	// takes that buffer, with the parsed views, instead of copying and
 	// parsing again (see onRequest).
 	x.in = append(x.in[:0], p.Data...)
-	if err := m.Parse(x.in); err != nil {
+	err := m.Parse(x.in)
+	if tb := c.tap.Load(); tb != nil {
+		tb.t.Received(p.Data, p.Src, p.Listener, p.Proto, parsedOrNil(m, err))
+	}
+	if err != nil {
 		c.stats.malformed.Add(1)
 		if pe, ok := err.(*parser.Error); ok && m.IsRequest() && m.Method() != parser.MethodAck {
 			x.tmp = pe.AppendReason(x.tmp[:0])
@@ -295,6 +309,7 @@ func (c *Core) sendTo(l *transport.Listener, dst netip.AddrPort, data []byte) er
 		c.stats.sendErrs.Add(1)
 		return err
 	}
+	c.tapSent(l, dst, data)
 	return nil
 }
 
@@ -348,6 +363,8 @@ func (c *Core) sendResponse(l *transport.Listener, dst netip.AddrPort, conn tran
 		if err != transport.ErrNoConn {
 			if err != nil {
 				c.stats.sendErrs.Add(1)
+			} else {
+				c.tapSent(l, dst, data)
 			}
 			return err
 		}

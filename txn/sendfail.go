@@ -62,6 +62,7 @@ func (c *Core) sendBranchRequest(s *shards.Shard[txn], e *shards.Entry[txn], b *
 		c.stats.sendErrs.Add(1)
 		return err
 	}
+	c.tapSent(b.l, b.dst, b.out)
 	return nil
 }
 

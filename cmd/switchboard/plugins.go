@@ -17,10 +17,12 @@ import (
 	_ "switchboard/modules/drouting"
 	_ "switchboard/modules/fraud"
 	_ "switchboard/modules/groups"
+	_ "switchboard/modules/nathelper"
 	_ "switchboard/modules/permissions"
 	_ "switchboard/modules/pike"
 	_ "switchboard/modules/ratelimit"
 	_ "switchboard/modules/registrar"
 	_ "switchboard/modules/scanner"
+	_ "switchboard/modules/siptrace"
 	_ "switchboard/modules/uac"
 )

@@ -1,0 +1,5 @@
+//go:build !race
+
+package siptrace
+
+const raceEnabled = false
