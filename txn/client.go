@@ -39,7 +39,7 @@ func (c *Core) onResponse(x *ctx, p *transport.Packet) {
 	cs := m.CSeq()
 	switch {
 	case att != b.fo.attempt():
-		c.staleResponse(x, e, b, p, m.StatusCode())
+		c.staleResponse(x, s, e, b, p, m.StatusCode())
 	case cs.Method == parser.MethodCancel:
 		if m.StatusCode() >= 200 && b.cancelSent && !b.cancelAcked {
 			// The CANCEL is answered: no more retransmissions, but keep the
@@ -61,14 +61,17 @@ func (c *Core) hook(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) *Request
 	return r
 }
 
-// buildUp writes the response as it goes upstream: without our Via, with
-// the From, To and CSeq its client sent (restore.go).
-func (c *Core) buildUp(x *ctx, t *txn, m *parser.Message) []byte {
+// buildUp writes response m of branch b as it goes upstream: without our
+// Via, with the From, To and CSeq its client sent (restore.go), and the
+// request's Rewriter's edits.
+func (c *Core) buildUp(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch, m *parser.Message) []byte {
+	t := &e.Value
 	x.ed.Reset(m)
 	x.ed.RemoveTopVia()
 	if t.restoring() {
 		t.restoreUp(x, &x.ed, m)
 	}
+	c.rewriteResponse(x, s, e, b, &x.ed, m)
 	x.out = x.ed.AppendTo(x.out[:0])
 	return x.out
 }
@@ -90,14 +93,14 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		case t.invite && code >= 200:
 			// A 2xx after timer C gave the branch up: the call was answered
 			// after all, and the UAC must see it to ACK (and BYE) it.
-			c.serverSend(x, s, e, c.buildUp(x, t, m), code, b, m)
+			c.serverSend(x, s, e, c.buildUp(x, s, e, b, m), code, b, m)
 		}
 		return
 	case bAccepted, bTerminated:
 		if t.invite && code >= 200 && code < 300 {
 			// 2xx retransmissions (and late 2xx) go upstream: the UAC's
 			// ACK is end to end.
-			c.sendUp(t, c.buildUp(x, t, m))
+			c.sendUp(t, c.buildUp(x, s, e, b, m))
 		}
 		return
 	default:
@@ -124,7 +127,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		if !c.callReply(c.hook(x, s, e), b, m) {
 			return
 		}
-		c.serverSend(x, s, e, c.buildUp(x, t, m), code, b, m)
+		c.serverSend(x, s, e, c.buildUp(x, s, e, b, m), code, b, m)
 		return
 	}
 
@@ -164,7 +167,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		// §16.7 step 5: 2xx forwarded at once, for every branch; step 10:
 		// the other branches are canceled.
 		t.got2xx = true
-		c.serverSend(x, s, e, c.buildUp(x, t, m), code, b, m)
+		c.serverSend(x, s, e, c.buildUp(x, s, e, b, m), code, b, m)
 		if t.invite {
 			c.cancelOthers(x, s, e, b)
 		}
@@ -400,6 +403,7 @@ func (c *Core) forwardBest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) {
 	if code == 401 || code == 407 {
 		c.mergeChallenges(x, t, i)
 	}
+	c.rewriteResponse(x, s, e, b, &x.ed, &x.aux)
 	x.out = x.ed.AppendTo(x.out[:0])
 	c.serverSend(x, s, e, x.out, code, b, &x.aux)
 }
