@@ -358,6 +358,21 @@ func (e *Editor) DropHeaders(h HeaderName) bool {
 	return true
 }
 
+// ReplaceHeaders puts one line "Name: value" of header h (a known name
+// other than Content-Length) in place of all its lines, where the first
+// one was, or at the end of the header section when there was none
+// (DropHeaders, then the line).
+func (e *Editor) ReplaceHeaders(h HeaderName, value []byte) bool {
+	if !e.DropHeaders(h) {
+		return false
+	}
+	pos := e.firstLine(h)
+	if pos < 0 {
+		pos = e.headersEnd()
+	}
+	return e.add(splice{start: pos, end: pos, kind: opLine, name: h.String(), a: value})
+}
+
 // SetBody replaces the body and fixes Content-Length. A non-nil
 // contentType replaces (or adds) Content-Type; an empty body with a nil
 // contentType keeps Content-Type as it is.

@@ -388,3 +388,32 @@ func TestEditorDropHeadersManyLines(t *testing.T) {
 		t.Errorf("Reset kept the dropped names:\n%s", out)
 	}
 }
+
+func TestEditorReplaceHeaders(t *testing.T) {
+	// Two Route lines become one where the first was; Via lines become
+	// one on top.
+	m, out := edit(t, func(e *Editor) {
+		if !e.ReplaceHeaders(HdrRoute, []byte("<sip:new.example.net;lr>, <sip:next.example.net;lr>")) ||
+			!e.ReplaceHeaders(HdrVia, []byte("SIP/2.0/UDP 203.0.113.1;branch=z9hG4bKx")) {
+			t.Fatal("refused")
+		}
+	})
+	if got := values(m, HdrRoute); strings.Join(got, " ") != "sip:new.example.net;lr sip:next.example.net;lr" {
+		t.Errorf("routes %q:\n%s", got, out)
+	}
+	want := "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.1;branch=z9hG4bKx\r\n" +
+		"Route: <sip:new.example.net;lr>, <sip:next.example.net;lr>\r\nMax-Forwards: 10\r\n"
+	if !strings.HasPrefix(out, want) {
+		t.Errorf("not in place:\n%s", out)
+	}
+	// A header the message does not have goes at the end.
+	m, out = edit(t, func(e *Editor) { e.ReplaceHeaders(HdrContact, []byte("<sip:203.0.113.1>")) })
+	if !strings.HasSuffix(out, "Content-Length: 5\r\nContact: <sip:203.0.113.1>\r\n\r\nhello") || m.Count(HdrContact) != 1 {
+		t.Errorf("Contact not added at the end:\n%s", out)
+	}
+	var e Editor
+	e.Reset(m)
+	if e.ReplaceHeaders(HdrContentLength, []byte("1")) || e.ReplaceHeaders(HdrOther, []byte("1")) {
+		t.Error("Content-Length or an unknown name replaced")
+	}
+}
