@@ -265,10 +265,12 @@ func (r *Request) DropRecordRoute() { r.st.rr = false }
 // and an ACK forwarded statelessly. False, changing nothing, for a URI
 // that is not sip: or sips: with a host. SetDestination wins over it.
 func (r *Request) SetNextHop(uri []byte) bool {
-	if _, ok := nextHop(uri); !ok {
+	// Checked on the copy: nextHop's views would make uri escape.
+	r.st.hop = append(r.st.hop[:0], uri...)
+	if _, ok := nextHop(r.st.hop); !ok {
+		r.st.hop = r.st.hop[:0]
 		return false
 	}
-	r.st.hop = append(r.st.hop[:0], uri...)
 	r.st.hopSet = true
 	return true
 }
