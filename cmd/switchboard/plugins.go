@@ -22,5 +22,6 @@ import (
 	_ "switchboard/modules/ratelimit"
 	_ "switchboard/modules/registrar"
 	_ "switchboard/modules/scanner"
+	_ "switchboard/modules/topohiding"
 	_ "switchboard/modules/uac"
 )
