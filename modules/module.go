@@ -123,6 +123,15 @@ type Reloader interface {
 	Reload(settings any) error
 }
 
+// Drainer is implemented by an Instance with work to do when the server
+// drains (SIGTERM), while the transport and the transaction core still
+// run and new requests are refused: the dialog module ends the calls up
+// on a node being retired (dialog.drain_timeout). Drain returns when the
+// work is done, or when ctx ends (a second signal).
+type Drainer interface {
+	Drain(ctx context.Context)
+}
+
 // KeyError is a settings error: the key (relative to the module's
 // section, e.g. "window" or "rules[2].prefix") and what is wrong.
 type KeyError struct {

@@ -40,6 +40,14 @@ func (o *Originator) SendLocal(r txn.LocalRequest, done txn.LocalDone) error {
 	return c.SendLocal(r, done)
 }
 
+// Cancel cancels the pending INVITE of ref as the proxy's own CANCEL
+// (txn.Core.Cancel): false when there is nothing to cancel, or no core.
+// Not with a lock a transaction hook takes held.
+func (o *Originator) Cancel(ref txn.Ref) bool {
+	c := o.core.Load()
+	return c != nil && c.Cancel(ref)
+}
+
 // Listener returns the listener a request to dst over proto leaves from,
 // nil when there is none (or no core yet): for a Contact naming us.
 func (o *Originator) Listener(proto transport.Proto, dst netip.Addr) *transport.Listener {

@@ -1,6 +1,7 @@
 package modules
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -195,6 +196,16 @@ func (s *Set) Stop() {
 		s.inst[i].Stop()
 	}
 	s.inst, s.defs, s.hosts, s.start = nil, nil, nil, 0
+}
+
+// Drain calls every module that implements Drainer, in the order they
+// were started, and returns when they are done or ctx ends.
+func (s *Set) Drain(ctx context.Context) {
+	for _, inst := range s.inst {
+		if dr, ok := inst.(Drainer); ok && ctx.Err() == nil {
+			dr.Drain(ctx)
+		}
+	}
 }
 
 // Reload hands changed settings to the modules that implement Reloader.

@@ -139,6 +139,16 @@ type Backend interface {
 	AddUACRegistration(ctx context.Context, r *UACRegistration) error
 	DeleteUACRegistration(ctx context.Context, id int64) (UACRegistration, error)
 	ListUACRegistrations(ctx context.Context) ([]UACRegistration, error)
+	// LoadDialogs returns every row of the dialog table by start_time
+	// and dlg_id, its profiles column as stored (Dialog.profiles).
+	LoadDialogs(ctx context.Context) ([]Dialog, error)
+	// ApplyDialogs applies checked ops in order in one transaction,
+	// each upsert's Updated set to now (ms) and its profiles column
+	// taken from Dialog.profiles.
+	ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) error
+	// DeleteDialog removes the row of id (ErrNoDialog).
+	DeleteDialog(ctx context.Context, id uint64) error
+
 	// AddCDRs inserts validated call records in one transaction, each in
 	// acc or missed_calls (CDR.Missed), and sets their IDs. ForEachCDR
 	// streams the records of one table that f selects (f.Missed), in f's

@@ -132,6 +132,51 @@ func BenchmarkChangesPoll(b *testing.B) {
 	}
 }
 
+// BenchmarkApplyDialogs is one flush of the dialog module's writer: a
+// transaction of n dialogs written (inserted, then replaced) and as many
+// deleted, and LoadDialogs of 10,000 at start.
+func BenchmarkApplyDialogs(b *testing.B) {
+	for _, n := range []int{64, 1000} {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			s := openT(b, b.TempDir(), Options{})
+			up, del := make([]DialogOp, n), make([]DialogOp, n)
+			for i := range up {
+				d := testDialog(uint64(i+1), fmt.Sprintf("call-%05d-a84b4c76e66710@pc33.example.com", i))
+				up[i], del[i] = DialogOp{Kind: DialogUpsert, Dialog: d}, DialogOp{Kind: DialogDelete, Dialog: Dialog{ID: d.ID}}
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ops := up
+				if i%2 == 1 {
+					ops = del
+				}
+				if err := s.ApplyDialogs(ctx, ops); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+	b.Run("load=10000", func(b *testing.B) {
+		s := openT(b, b.TempDir(), Options{})
+		ops := make([]DialogOp, 10000)
+		for i := range ops {
+			ops[i] = DialogOp{Kind: DialogUpsert, Dialog: testDialog(uint64(i+1), fmt.Sprintf("call-%05d-a84b4c76e66710@pc33.example.com", i))}
+		}
+		if err := s.ApplyDialogs(ctx, ops); err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			ds, bad, err := s.LoadDialogs(ctx)
+			if err != nil || len(ds) != len(ops) || len(bad) != 0 {
+				b.Fatal(len(ds), bad, err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ops)), "ns/dialog")
+	})
+}
+
 // BenchmarkAddCDRs is the accounting module's batch write: batches of
 // call records in one transaction each. rows/s counts records committed.
 func BenchmarkAddCDRs(b *testing.B) {

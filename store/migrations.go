@@ -10,6 +10,13 @@ type migration struct {
 	stmts   []string
 }
 
+// placeholders are the names steps were recorded under by binaries that
+// had them reserved and empty (a later step landed first): a database
+// that recorded one so gets the step's statements at its next open, and
+// the step's name. The dialog table's step 8 was reserved while the
+// accounting tables' 9 landed.
+var placeholders = map[int]string{8: "reserved for the dialog table"}
+
 var sqliteMigrations = []migration{
 	{1, "subscribers, domains, location, change log", []string{
 		`CREATE TABLE domains (
@@ -256,9 +263,59 @@ var sqliteMigrations = []migration{
 		)`,
 		`INSERT OR IGNORE INTO table_versions (name, version) VALUES ('dr_gateways', 0), ('dr_carriers', 0), ('dr_rules', 0)`,
 	}},
-	// 8 is the dialog table's (dialog persistence): an empty step here
-	// until it lands, so that the accounting tables keep their number.
-	{8, "reserved for the dialog table", nil},
+	{8, "dialogs", []string{
+		// The confirmed calls of the dialog module, written behind it
+		// (OpenSIPS's dialog table, db_mode delayed) and loaded at start
+		// so that calls up across a restart keep their dialog. Times
+		// are milliseconds since the Unix epoch; dlg_id is the id of our
+		// Record-Route's did parameter (its 64 bits as a signed
+		// integer). caller_hop and callee_hop are the first hops towards
+		// each side, "udp:192.0.2.1:5060" (OpenSIPS keeps its own socket
+		// there; the proxy's BYEs leave from the listener of the hop's
+		// protocol). from_hdr and to_hdr are the INVITE's From (with its
+		// tag) and To values, which the proxy's BYEs carry;
+		// callee_from_hdr and callee_to_hdr the callee's, when a route
+		// rewrote them (OpenSIPS's mangled_from_uri, mangled_to_uri),
+		// and cseq_offset how far the callee's numbering of the caller's
+		// requests is above the caller's (uac_auth); code and phrase the
+		// 2xx that answered the INVITE; profiles is "name" or
+		// "name=value" (value query-escaped) joined by ","; script_flags
+		// and vars what routes set (set_dlg_flag, store_dlg_value:
+		// "name=value" pairs query-escaped and joined by "&"), which the
+		// accounting module writes in the call's record.
+		`CREATE TABLE dialog (
+			dlg_id           INTEGER PRIMARY KEY NOT NULL,
+			callid           TEXT NOT NULL,
+			from_uri         TEXT NOT NULL,
+			from_tag         TEXT NOT NULL,
+			to_uri           TEXT NOT NULL,
+			to_tag           TEXT NOT NULL,
+			from_hdr         TEXT NOT NULL,
+			to_hdr           TEXT NOT NULL,
+			callee_from_hdr  TEXT NOT NULL DEFAULT '',
+			callee_to_hdr    TEXT NOT NULL DEFAULT '',
+			caller_cseq      INTEGER NOT NULL DEFAULT 0,
+			callee_cseq      INTEGER NOT NULL DEFAULT 0,
+			cseq_offset      INTEGER NOT NULL DEFAULT 0,
+			caller_route_set TEXT NOT NULL DEFAULT '',
+			callee_route_set TEXT NOT NULL DEFAULT '',
+			caller_contact   TEXT NOT NULL DEFAULT '',
+			callee_contact   TEXT NOT NULL DEFAULT '',
+			caller_hop       TEXT NOT NULL,
+			callee_hop       TEXT NOT NULL DEFAULT '',
+			state            INTEGER NOT NULL,
+			start_time       INTEGER NOT NULL,
+			answer_time      INTEGER NOT NULL DEFAULT 0,
+			timeout          INTEGER NOT NULL,
+			code             INTEGER NOT NULL DEFAULT 0,
+			phrase           TEXT NOT NULL DEFAULT '',
+			profiles         TEXT NOT NULL DEFAULT '',
+			script_flags     INTEGER NOT NULL DEFAULT 0,
+			vars             TEXT NOT NULL DEFAULT '',
+			updated          INTEGER NOT NULL
+		)`,
+		`CREATE INDEX dialog_callid ON dialog(callid)`,
+	}},
 	{9, "accounting: acc, missed_calls", []string{
 		// acc holds one record per call (OpenSIPS acc's CDRs and failed
 		// transactions; modules/acc): times in milliseconds since the

@@ -149,6 +149,11 @@ func (b *SQLite) migrate(ctx context.Context, migs []migration) error {
 		return errorf(ErrSchemaTooNew, "store: %s has schema version %d but this switchboard knows only up to %d; run a newer switchboard binary",
 			b.path, have, want)
 	}
+	for _, m := range migs[:have] {
+		if err := b.fillPlaceholder(ctx, tx, m); err != nil {
+			return err
+		}
+	}
 	for i, m := range migs[have:] {
 		if m.version != have+i+1 {
 			panic("store: migrations are not numbered 1, 2, 3, ...")
@@ -167,6 +172,30 @@ func (b *SQLite) migrate(ctx context.Context, migs []migration) error {
 		return fmt.Errorf("store: %s: commit migration: %w", b.path, err)
 	}
 	return nil
+}
+
+// fillPlaceholder applies step m when the database recorded it under its
+// placeholder name (placeholders): reserved and empty when the binary
+// that migrated it was built.
+func (b *SQLite) fillPlaceholder(ctx context.Context, tx *sql.Tx, m migration) error {
+	placeholder := placeholders[m.version]
+	if placeholder == "" || m.stmts == nil {
+		return nil
+	}
+	var name string
+	if err := tx.QueryRowContext(ctx, `SELECT name FROM schema_version WHERE version = ?`, m.version).Scan(&name); err != nil {
+		return fmt.Errorf("store: %s: read migration %d: %w", b.path, m.version, err)
+	}
+	if name != placeholder {
+		return nil
+	}
+	for _, q := range m.stmts {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("store: %s: migration %d (%s, reserved before): %w", b.path, m.version, m.name, err)
+		}
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE schema_version SET name = ?, applied = ? WHERE version = ?`, m.name, time.Now().Unix(), m.version)
+	return err
 }
 
 // SchemaVersion returns the schema version recorded in the database.

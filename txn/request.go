@@ -318,6 +318,17 @@ func (r *Request) editor() *parser.Editor {
 	return r.t.ed
 }
 
+// ClientCSeq returns the CSeq number of the request as its client sent
+// it. Msg's differs once a route gave the relayed copies another (an
+// INVITE re-sent with credentials, uac_auth): the far side counts from
+// that one. Inside a hook only.
+func (r *Request) ClientCSeq() uint32 {
+	if r.t == nil {
+		return r.Msg.CSeq().Num
+	}
+	return r.t.cseq
+}
+
 // Canceled reports whether a CANCEL for the request arrived.
 func (r *Request) Canceled() bool {
 	if r.t == nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -149,4 +150,207 @@ func profileSize(t *testing.T, srv *testServer) int {
 		t.Fatalf("dialog.profile values: %s", body)
 	}
 	return p.Size
+}
+
+// TestE2EDialogSurvivesRestart: a sipp call is up through the calls route
+// set when the server gets SIGTERM; the drain leaves it up (written to
+// the store), the server starts again on the same storage.dir, and
+// dialog.list shows the call, answered, with its tags. The sipp caller's
+// BYE, sent on the Route of the first run, ends the dialog (reason bye)
+// and reaches the callee: both scenarios pass; the call's record has the
+// answer of the first run and the end of the second.
+func TestE2EDialogSurvivesRestart(t *testing.T) {
+	needSipp(t)
+	srv := startServer(t, "routes: calls\n")
+	uas := freeSIPPort(t)
+	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-m", "1")
+	time.Sleep(200 * time.Millisecond)
+	done := make(chan sippResult, 1)
+	go func() {
+		done <- runSipp(t, 30*time.Second, "-sf", "uac_call_hold.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
+			"-key", "ruri", "sip:callee@127.0.0.1:"+strconv.Itoa(uas),
+			"-rsa", "127.0.0.1:"+strconv.Itoa(srv.Port), "-d", "7000", "-m", "1",
+			"127.0.0.1:"+strconv.Itoa(uas))
+	}()
+	waitMetric(t, srv, "switchboard_dialog_confirmed", 1)
+	before := dialogList(t, srv, `{}`)
+	if len(before) != 1 {
+		t.Fatalf("dialog.list before the restart: %v", before)
+	}
+	restarted := time.Now()
+	srv.restart()
+	t.Logf("restart took %v", time.Since(restarted).Round(time.Millisecond))
+	after := dialogList(t, srv, `{}`)
+	if len(after) != 1 || after[0]["id"] != before[0]["id"] || after[0]["call_id"] != before[0]["call_id"] ||
+		after[0]["state"] != "confirmed" || after[0]["to_tag"] != before[0]["to_tag"] || after[0]["answer"] != before[0]["answer"] {
+		t.Fatalf("dialog.list after the restart:\n%v\nbefore:\n%v", after, before)
+	}
+	m := srv.metrics()
+	if m["switchboard_dialog_restored_total"] != 1 || m["switchboard_dialog_confirmed"] != 1 {
+		t.Fatalf("restored %v, confirmed %v", m["switchboard_dialog_restored_total"], m["switchboard_dialog_confirmed"])
+	}
+	if res := <-done; res.Code != 0 {
+		t.Fatalf("sipp caller exit %d (its BYE after the restart?):\n%s", res.Code, res.Output)
+	}
+	if code := callee.wait(5 * time.Second); code != 0 {
+		t.Fatalf("sipp callee exit %d (no BYE?):\n%s", code, callee.out.String())
+	}
+	waitMetric(t, srv, `switchboard_dialog_ended_total{reason="bye"}`, 1)
+	waitMetric(t, srv, "switchboard_dialog_active", 0)
+	if l := dialogList(t, srv, `{}`); len(l) != 0 {
+		t.Fatalf("dialog.list after the BYE: %v", l)
+	}
+	// The call's record (modules/acc) is whole: the start and answer of
+	// the first run, the end in the second.
+	answer, _ := time.Parse(time.RFC3339Nano, before[0]["answer"].(string))
+	var cdr map[string]any
+	for deadline := time.Now().Add(5 * time.Second); cdr == nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		code, body := srv.api("acc.list", `{"call_id":"`+before[0]["call_id"].(string)+`"}`)
+		var r struct {
+			Result struct {
+				Records []map[string]any `json:"records"`
+			} `json:"result"`
+		}
+		if code != 200 || json.Unmarshal(body, &r) != nil {
+			t.Fatalf("acc.list: %d %s", code, body)
+		}
+		if len(r.Result.Records) == 1 {
+			cdr = r.Result.Records[0]
+		}
+	}
+	if cdr == nil || int64(cdr["answer_ms"].(float64)) != answer.UnixMilli() || cdr["sip_code"].(float64) != 200 ||
+		cdr["end_reason"] != "bye" || cdr["ended_by"] != "caller" || int64(cdr["end_ms"].(float64)) < restarted.UnixMilli() {
+		t.Fatalf("the call's record after the restart: %v (answered %v, restarted %v)", cdr, answer, restarted)
+	}
+}
+
+// TestE2EDialogTimeoutAfterRestart: with dialog.default_timeout 6s, a
+// call the sipp caller would hold until the proxy ends it; the server
+// restarts a second after the answer, and 6 s after the answer the
+// restarted server sends the BYE to both sipp ends, which answer it.
+func TestE2EDialogTimeoutAfterRestart(t *testing.T) {
+	needSipp(t)
+	srv := startServer(t, "routes: calls\ndialog:\n  default_timeout: 6s\n")
+	uas := freeSIPPort(t)
+	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-m", "1")
+	time.Sleep(200 * time.Millisecond)
+	done := make(chan sippResult, 1)
+	go func() {
+		done <- runSipp(t, 30*time.Second, "-sf", "uac_call_proxy_bye.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
+			"-key", "ruri", "sip:callee@127.0.0.1:"+strconv.Itoa(uas),
+			"-rsa", "127.0.0.1:"+strconv.Itoa(srv.Port), "-m", "1",
+			"127.0.0.1:"+strconv.Itoa(uas))
+	}()
+	waitMetric(t, srv, "switchboard_dialog_confirmed", 1)
+	answered := time.Now()
+	time.Sleep(time.Second)
+	srv.restart()
+	if l := dialogList(t, srv, `{}`); len(l) != 1 || l[0]["state"] != "confirmed" {
+		t.Fatalf("dialog.list after the restart: %v", l)
+	}
+	res := <-done
+	took := time.Since(answered)
+	if res.Code != 0 {
+		t.Fatalf("sipp caller exit %d (no BYE from the restarted proxy?):\n%s", res.Code, res.Output)
+	}
+	if code := callee.wait(5 * time.Second); code != 0 {
+		t.Fatalf("sipp callee exit %d (no BYE?):\n%s", code, callee.out.String())
+	}
+	if took < 5500*time.Millisecond || took > 8*time.Second {
+		t.Fatalf("call ended %v after the answer, want about 6 s", took)
+	}
+	waitMetric(t, srv, `switchboard_dialog_ended_total{reason="timeout"}`, 1)
+	waitMetric(t, srv, "switchboard_dialog_byes_sent_total", 2)
+	if m := srv.metrics(); m["switchboard_dialog_bye_failures_total"] != 0 || m["switchboard_dialog_active"] != 0 {
+		t.Fatalf("BYE failures %v, active %v", m["switchboard_dialog_bye_failures_total"], m["switchboard_dialog_active"])
+	}
+}
+
+// TestE2EDialogDrainEndsCalls: with dialog.drain_timeout 2s (a node being
+// retired), a sipp call is up when the server gets SIGTERM: 2 s later the
+// proxy ends it with a BYE to each sipp end (both scenarios pass), the
+// server exits 0, and a start on the same storage.dir restores nothing.
+// Before the end, a new INVITE during the drain gets 503.
+func TestE2EDialogDrainEndsCalls(t *testing.T) {
+	needSipp(t)
+	srv := startServer(t, "routes: calls\ndialog:\n  drain_timeout: 2s\n")
+	uas := freeSIPPort(t)
+	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-m", "1")
+	time.Sleep(200 * time.Millisecond)
+	done := make(chan sippResult, 1)
+	go func() {
+		done <- runSipp(t, 30*time.Second, "-sf", "uac_call_proxy_bye.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
+			"-key", "ruri", "sip:callee@127.0.0.1:"+strconv.Itoa(uas),
+			"-rsa", "127.0.0.1:"+strconv.Itoa(srv.Port), "-m", "1",
+			"127.0.0.1:"+strconv.Itoa(uas))
+	}()
+	waitMetric(t, srv, "switchboard_dialog_confirmed", 1)
+	waitMetric(t, srv, "switchboard_dialog_store_writes_total", 1) // stored: its end must delete it
+	sigterm := time.Now()
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(200 * time.Millisecond)
+	invite := request("INVITE", "sip:callee@127.0.0.1:"+strconv.Itoa(uas), "To: <sip:callee@127.0.0.1>\r\nMax-Forwards: 70\r\n")
+	if reply := sendUDP(t, srv.Port, invite, 2*time.Second); !strings.HasPrefix(reply, "SIP/2.0 503 ") {
+		t.Errorf("new INVITE while draining: %q", statusLine(reply))
+	}
+	res := <-done
+	ended := time.Since(sigterm)
+	if res.Code != 0 {
+		t.Fatalf("sipp caller exit %d (no BYE from the draining proxy?):\n%s", res.Code, res.Output)
+	}
+	if code := callee.wait(5 * time.Second); code != 0 {
+		t.Fatalf("sipp callee exit %d (no BYE?):\n%s", code, callee.out.String())
+	}
+	if ended < 2*time.Second || ended > 5*time.Second {
+		t.Fatalf("call ended %v after SIGTERM, want about 2 s (drain_timeout)", ended)
+	}
+	select {
+	case <-srv.exited:
+	case <-time.After(40 * time.Second):
+		t.Fatal("server did not exit after the drain")
+	}
+	if srv.waitErr != nil || !strings.Contains(srv.Log.String(), "dialog: drain: calls ended by the proxy") {
+		t.Fatalf("server exit %v; log:\n%s", srv.waitErr, srv.Log)
+	}
+	srv.start()
+	if l := dialogList(t, srv, `{}`); len(l) != 0 {
+		t.Fatalf("dialogs restored after a drain that ended them: %v", l)
+	}
+	if m := srv.metrics(); m["switchboard_dialog_restored_total"] != 0 {
+		t.Fatalf("restored %v", m["switchboard_dialog_restored_total"])
+	}
+}
+
+// TestE2EDialogPingEndsDeadCall: with dialog.ping_interval 1s, the proxy
+// pings both ends of a sipp call; the sipp caller answers every OPTIONS,
+// the sipp callee is killed once the call is up. The callee's OPTIONS goes
+// unanswered (408 after 64·T1 = 6.4 s with the test's T1), and the proxy
+// ends the call with a BYE, which the sipp caller answers: reason ping.
+func TestE2EDialogPingEndsDeadCall(t *testing.T) {
+	needSipp(t)
+	srv := startServer(t, "routes: calls\ndialog:\n  ping_interval: 1s\n")
+	uas := freeSIPPort(t)
+	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-m", "1")
+	time.Sleep(200 * time.Millisecond)
+	done := make(chan sippResult, 1)
+	go func() {
+		done <- runSipp(t, 40*time.Second, "-sf", "uac_call_pinged.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
+			"-key", "ruri", "sip:callee@127.0.0.1:"+strconv.Itoa(uas),
+			"-rsa", "127.0.0.1:"+strconv.Itoa(srv.Port), "-m", "1",
+			"127.0.0.1:"+strconv.Itoa(uas))
+	}()
+	waitMetric(t, srv, "switchboard_dialog_confirmed", 1)
+	callee.cmd.Process.Kill()
+	start := time.Now()
+	res := <-done
+	if res.Code != 0 {
+		t.Fatalf("sipp caller exit %d (pings answered, then the proxy's BYE?):\n%s", res.Code, res.Output)
+	}
+	if took := time.Since(start); took < 6*time.Second || took > 15*time.Second {
+		t.Fatalf("call ended %v after the callee died, want the first ping's timeout (about 7 to 9 s)", took)
+	}
+	waitMetric(t, srv, `switchboard_dialog_ended_total{reason="ping"}`, 1)
+	if m := srv.metrics(); m["switchboard_dialog_pings_sent_total"] < 3 || m["switchboard_dialog_active"] != 0 {
+		t.Fatalf("pings sent %v, active %v", m["switchboard_dialog_pings_sent_total"], m["switchboard_dialog_active"])
+	}
 }

@@ -292,3 +292,73 @@ func TestDroutingCLI(t *testing.T) {
 		t.Errorf("usage: %d %q", code, errs)
 	}
 }
+
+// TestE2EDroutingRouteSet: `routes: drouting`, the trunking proxy without
+// subscribers. sipp calls numbers through the server (no credentials); a
+// call goes to the gateway of its longest prefix (a sipp UAS on
+// 127.0.0.2) with the gateway's strip and prefix, record-routed, and its
+// ACK and BYE follow the recorded route; a gateway that answers 503 makes
+// the call go to the next of the rule's list; a number without a rule
+// gets 404, a rule whose gateways are all disabled 503.
+func TestE2EDroutingRouteSet(t *testing.T) {
+	needSipp(t)
+	srv := startServer(t, "routes: drouting\ndrouting:\n  poll_interval: 50ms\n  fr_timeout: 2s\n")
+	gwPort, busyPort := freeSIPPort(t), freeSIPPort(t)
+	gwLog := filepath.Join(t.TempDir(), "gw.log")
+	startSipp(t, "-sf", "uas_gateway.xml", "-i", "127.0.0.2", "-p", strconv.Itoa(gwPort), "-trace_msg", "-message_file", gwLog)
+	gatewayUAS(t, "uas_gateway_503.xml", "127.0.0.3", busyPort)
+	drCLI(t, srv, "gw-add", "gw", "--address", "127.0.0.2:"+strconv.Itoa(gwPort), "--strip", "2", "--pri-prefix", "0")
+	drCLI(t, srv, "gw-add", "busy", "--address", "127.0.0.3:"+strconv.Itoa(busyPort))
+	drCLI(t, srv, "gw-add", "off", "--address", "127.0.0.4:5060", "--state", "1")
+	drCLI(t, srv, "rule-add", "--prefix", "49", "--gwlist", "gw")
+	drCLI(t, srv, "rule-add", "--prefix", "33", "--gwlist", "busy,gw")
+	drCLI(t, srv, "rule-add", "--prefix", "44", "--gwlist", "off")
+	waitMetric(t, srv, "switchboard_drouting_rules", 3)
+	waitMetric(t, srv, "switchboard_drouting_gateways", 3)
+
+	// calls places n calls to number through the server and reports
+	// whether they all completed: INVITE, 200 carrying the server's
+	// Record-Route, ACK and BYE along the route set.
+	calls := func(number string, n int) sippResult {
+		return runSipp(t, 30*time.Second, "-sf", "uac_call_hold.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
+			"-m", strconv.Itoa(n), "-d", "100", "-key", "ruri", "sip:"+number+"@127.0.0.1:"+strconv.Itoa(srv.Port),
+			"127.0.0.1:"+strconv.Itoa(srv.Port))
+	}
+	if r := calls("4930123456", 3); r.Code != 0 {
+		t.Fatalf("3 calls to 4930123456: exit %d\n%s", r.Code, r.Output)
+	}
+	if got := gwCalls(srv, "gw"); got != 3 {
+		t.Fatalf("gateway gw had %v calls, want 3", got)
+	}
+	// The gateway got the number as it wants it, at its own address, and
+	// the in-dialog requests through the proxy (its Via on top).
+	got, _ := os.ReadFile(gwLog)
+	for _, want := range []string{"INVITE sip:030123456@127.0.0.2:" + strconv.Itoa(gwPort) + " SIP/2.0",
+		"BYE sip:gw@127.0.0.2:" + strconv.Itoa(gwPort)} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("gateway gw did not get %q:\n%s", want, got)
+		}
+	}
+
+	// 33: busy answers 503, gw takes the call.
+	if r := calls("33123456", 1); r.Code != 0 {
+		t.Fatalf("call to 33123456 through busy then gw: exit %d\n%s", r.Code, r.Output)
+	}
+	m := srv.metrics()
+	if m[`switchboard_drouting_gateway_calls_total{gwid="busy"}`] != 1 || m[`switchboard_drouting_gateway_failures_total{gwid="busy"}`] != 1 ||
+		gwCalls(srv, "gw") != 4 || m["switchboard_drouting_failovers_total"] != 1 {
+		t.Fatalf("after the 503: busy calls %v failures %v, gw calls %v, failovers %v",
+			m[`switchboard_drouting_gateway_calls_total{gwid="busy"}`], m[`switchboard_drouting_gateway_failures_total{gwid="busy"}`],
+			gwCalls(srv, "gw"), m["switchboard_drouting_failovers_total"])
+	}
+
+	for _, c := range []struct{ number, want string }{
+		{"8612345", "SIP/2.0 404 No Route"},
+		{"4420123", "SIP/2.0 503 No Gateway Available"},
+	} {
+		ruri := "sip:" + c.number + "@127.0.0.1:" + strconv.Itoa(srv.Port)
+		if r := sendUDP(t, srv.Port, request("INVITE", ruri, "To: <"+ruri+">\r\nMax-Forwards: 70\r\n"), 2*time.Second); statusLine(r) != c.want {
+			t.Errorf("INVITE to %s: %q, want %q", c.number, statusLine(r), c.want)
+		}
+	}
+}

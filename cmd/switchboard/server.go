@@ -23,6 +23,7 @@ import (
 	"switchboard/routing"
 	_ "switchboard/routing/calls"
 	_ "switchboard/routing/dispatch"
+	_ "switchboard/routing/drouting"
 	_ "switchboard/routing/provider"
 	_ "switchboard/routing/relay"
 	"switchboard/shards"
@@ -293,18 +294,51 @@ func (s *server) wait(drain, quiet time.Duration) {
 			"signal", v.String(), "quiet", quiet.String(), "bound", drain.String())
 		s.mgmt.SetReady(false)
 		s.router.SetDraining(true)
-		s.drain(sig, drain, quiet)
+		if s.drainModules(sig) {
+			s.drain(sig, drain, quiet)
+		}
 		s.stop()
 		s.log.Info("stopped")
 		return
 	}
 }
 
+// drainModules lets the modules do what a drain asks of them while the
+// transport and the core still run (the dialog module, with
+// dialog.drain_timeout, ends the calls still up with a BYE each way). A
+// second SIGTERM or SIGINT ends the wait at once: false.
+func (s *server) drainModules(sig <-chan os.Signal) bool {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		s.mods.Drain(ctx)
+		close(done)
+	}()
+	for {
+		select {
+		case <-done:
+			return true
+		case v := <-sig:
+			if v == syscall.SIGHUP {
+				s.reload() // e.g. a dialog.drain_timeout set for a node being retired
+				continue
+			}
+			s.log.Warn("second signal: stopping now", "signal", v.String())
+			cancel()
+			<-done
+			return false
+		}
+	}
+}
+
 // drain waits until no transaction is at work and no request has arrived
-// for the quiet period, or until the bound. The proxy keeps no dialog
-// state, so the quiet period is what lets a call that is up send its BYE
-// through this node (its Record-Route names it) before the node exits. A
-// second SIGTERM or SIGINT ends the wait at once.
+// for the quiet period, or until the bound. The quiet period lets a call
+// that is up send its BYE through this node (its Record-Route names it)
+// before the node exits; calls still up after it are left to the next
+// start (dialog.persist restores their dialogs) or were ended by the
+// dialog module's drain (dialog.drain_timeout). A second SIGTERM or
+// SIGINT ends the wait at once.
 func (s *server) drain(sig <-chan os.Signal, bound, quiet time.Duration) {
 	deadline := time.Now().Add(bound)
 	lastReqs := s.core.Stats().Requests

@@ -8,6 +8,7 @@ import (
 
 	"switchboard/parser"
 	"switchboard/routing"
+	"switchboard/store"
 	"switchboard/transport"
 )
 
@@ -104,24 +105,49 @@ func callLoop(tb testing.TB, e *env, dialogs bool) func() {
 }
 
 // TestCallAllocatesNothing: whole calls through the core with the
-// dialog module (callLoop): no allocation once the pools are warm.
+// dialog module (callLoop): no allocation once the pools are warm, with
+// the dialogs written to a store too (dialog.persist: the receive path
+// only lists the change; the writer, which allocates the rows, does not
+// run during the count).
 func TestCallAllocatesNothing(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under -race")
 	}
-	e := newEnv(t, nil)
-	call := callLoop(t, e, true)
-	for range 1000 {
-		call()
-	}
-	if e.ended(ReasonBye) != 1000 || e.d.tbl.Len() != 0 {
-		t.Fatalf("%d dialogs ended by BYE, %d left: the calls did not go through", e.ended(ReasonBye), e.d.tbl.Len())
-	}
-	for range 4000 {
-		call() // every pool and index at the size this load needs
-	}
-	if n := testing.AllocsPerRun(1000, call); n != 0 {
-		t.Fatalf("%.2f allocations per call", n)
+	for _, persist := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memory", true: "persist"}[persist], func(t *testing.T) {
+			var o envOptions
+			s := DefaultSettings()
+			if persist {
+				st, err := store.Open(t.TempDir(), store.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { st.Close() })
+				o.store, s.WriteInterval = st, 10*time.Minute
+			}
+			e := newEnvWith(t, s, o)
+			call := callLoop(t, e, true)
+			for range 1000 {
+				call()
+			}
+			if e.ended(ReasonBye) != 1000 || e.d.tbl.Len() != 0 {
+				t.Fatalf("%d dialogs ended by BYE, %d left: the calls did not go through", e.ended(ReasonBye), e.d.tbl.Len())
+			}
+			for range 4000 {
+				call() // every pool and index at the size this load needs
+			}
+			if persist {
+				e.d.flush() // the lists emptied, at the size of 4000 calls
+				// Each call listed its upsert, and ended before the
+				// flush: nothing to write.
+				if e.d.store.writes.Get() != 0 {
+					t.Fatalf("%d rows written for 5000 calls ended before the flush, want none", e.d.store.writes.Get())
+				}
+			}
+			if n := testing.AllocsPerRun(1000, call); n != 0 {
+				t.Fatalf("%.2f allocations per call", n)
+			}
+		})
 	}
 }
 

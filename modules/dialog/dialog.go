@@ -10,7 +10,9 @@
 // ended by the proxy with a BYE to each side. Profiles count dialogs by
 // name and value (set_dlg_profile, get_profile_size, is_in_profile) for
 // limits on concurrent calls. An accounting module subscribes to the
-// dialogs' events (Subscribe).
+// dialogs' events (Subscribe). With dialog.persist the confirmed dialogs
+// are written to the store behind the calls and restored at start
+// (persist.go), so that a restart does not lose them.
 //
 // Dialogs live in a shards table whose shard is picked by the Call-ID
 // hash, as transactions are; the dialog's id travels in our signed
@@ -42,13 +44,34 @@ type Settings struct {
 	// DefaultTimeout is how long a confirmed dialog may last before the
 	// proxy ends it with a BYE to each side (OpenSIPS
 	// default_timeout); a route changes it per call with SetTimeout. It
-	// also bounds how long a dialog that was never answered is kept.
+	// also bounds how long a call may ring: past it the proxy cancels
+	// the INVITE.
 	DefaultTimeout time.Duration `yaml:"default_timeout"`
 	// MaxDialogs bounds the dialogs held; past it CreateDialog refuses
 	// (the route answers, the provider route set 503).
 	MaxDialogs int `yaml:"max_dialogs"`
 	// Profiles are the named profiles routes may put dialogs in.
 	Profiles []ProfileSettings `yaml:"profiles"`
+	// Persist writes confirmed dialogs to the store's dialog table,
+	// behind the calls, and loads them at start (OpenSIPS db_mode
+	// delayed), so that calls up across a restart keep their dialog:
+	// listed, counted in their profiles, ended at their timeout.
+	Persist bool `yaml:"persist"`
+	// WriteInterval is how often the changes of the dialogs (answered,
+	// in-dialog CSeq, target refresh, ended) are written, in one
+	// transaction (OpenSIPS db_update_period). A crash loses at most
+	// that much; a SIGTERM loses nothing.
+	WriteInterval time.Duration `yaml:"write_interval"`
+	// DrainTimeout, when not zero, is how long a SIGTERM lets confirmed
+	// calls go on before the proxy ends them with a BYE to each side,
+	// for a node being retired. Zero (the default): a SIGTERM leaves
+	// them up; with Persist they resume after the restart.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// PingInterval, when not zero, is how often the proxy sends an
+	// in-dialog OPTIONS to each side of a confirmed call (OpenSIPS
+	// options_ping_interval); a side that does not answer (408) or has
+	// no such dialog (481) ends the call with a BYE to each side.
+	PingInterval time.Duration `yaml:"ping_interval"`
 }
 
 // ProfileSettings defines one profile.
@@ -72,8 +95,11 @@ type ProfileSettings struct {
 
 // DefaultSettings are the defaults of every key.
 func DefaultSettings() *Settings {
-	return &Settings{DefaultTimeout: 12 * time.Hour, MaxDialogs: 200_000}
+	return &Settings{DefaultTimeout: 12 * time.Hour, MaxDialogs: 200_000, Persist: true, WriteInterval: time.Second}
 }
+
+// maxTimeout bounds a dialog's timeout (default_timeout, SetTimeout).
+const maxTimeout = 7 * 24 * time.Hour
 
 // maxProfiles bounds the profiles defined.
 const maxProfiles = 64
@@ -81,12 +107,18 @@ const maxProfiles = 64
 func checkSettings(v any) error {
 	s := v.(*Settings)
 	switch {
-	case s.DefaultTimeout < time.Second || s.DefaultTimeout > 7*24*time.Hour:
+	case s.DefaultTimeout < time.Second || s.DefaultTimeout > maxTimeout:
 		return modules.Errorf("default_timeout", "%s: want 1s to 168h", s.DefaultTimeout)
 	case s.MaxDialogs < 1 || s.MaxDialogs > 1<<24:
 		return modules.Errorf("max_dialogs", "%d: want 1 to %d", s.MaxDialogs, 1<<24)
 	case len(s.Profiles) > maxProfiles:
 		return modules.Errorf("profiles", "%d profiles: at most %d", len(s.Profiles), maxProfiles)
+	case s.WriteInterval < 10*time.Millisecond || s.WriteInterval > 10*time.Minute:
+		return modules.Errorf("write_interval", "%s: want 10ms to 10m", s.WriteInterval)
+	case s.DrainTimeout < 0 || s.DrainTimeout > 24*time.Hour:
+		return modules.Errorf("drain_timeout", "%s: want 0 (leave calls up) to 24h", s.DrainTimeout)
+	case s.PingInterval != 0 && (s.PingInterval < time.Second || s.PingInterval > time.Hour):
+		return modules.Errorf("ping_interval", "%s: want 0 (no pings) or 1s to 1h", s.PingInterval)
 	}
 	seen := map[string]bool{}
 	for i, p := range s.Profiles {
@@ -132,6 +164,7 @@ func init() {
 		Settings: func() any { return DefaultSettings() },
 		Check:    checkSettings,
 		New:      newModule,
+		CLI:      cliCommands,
 	})
 }
 
@@ -149,10 +182,12 @@ type Dialog struct {
 	clock *shards.Clock
 	tbl   *shards.Table[dlg]
 
-	perShard   int
-	maxDialogs int
-	timeout    atomic.Int64 // default_timeout, ms
-	nextID     atomic.Uint64
+	perShard      int
+	maxDialogs    int
+	persist       bool
+	writeInterval time.Duration
+	timeout       atomic.Int64 // default_timeout, ms
+	nextID        atomic.Uint64
 
 	profiles []*Profile
 	byName   map[string]*Profile
@@ -164,6 +199,14 @@ type Dialog struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 
+	// w writes the confirmed dialogs to the store (dialog.persist); nil
+	// without persistence.
+	w            *writer
+	store        storeMetrics
+	drainTimeout atomic.Int64 // dialog.drain_timeout, ms
+	pingInterval atomic.Int64 // dialog.ping_interval, ms
+	started      bool
+
 	// Figures, updated under the dialog's shard lock.
 	unconfirmed, early, confirmed atomic.Int64
 	ended                         [numReasons]*metrics.Counter
@@ -171,6 +214,7 @@ type Dialog struct {
 	limited                       *metrics.Counter
 	mismatched                    *metrics.Counter
 	byeSent, byeFailed            *metrics.Counter
+	cancels, pings                *metrics.Counter
 }
 
 func newModule(h *modules.Host, v any) (modules.Instance, error) {
@@ -199,21 +243,44 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 	d.maxDialogs = s.MaxDialogs
 	d.byes.wake = make(chan struct{}, 1)
 	d.profiles, d.byName = newProfiles(s.Profiles)
+	d.drainTimeout.Store(s.DrainTimeout.Milliseconds())
+	d.pingInterval.Store(s.PingInterval.Milliseconds())
+	d.persist, d.writeInterval = s.Persist, s.WriteInterval
 	d.registerMetrics(h.Metrics)
 	d.registerCommands(h)
+	if s.Persist && h.Store != nil {
+		d.w = newWriter(h.Store, s.WriteInterval, tbl.NumShards(), d.perShard, d.store)
+		start := time.Now()
+		n, err := d.load()
+		if err != nil {
+			d.tbl.Close()
+			return nil, fmt.Errorf("loading the stored dialogs: %w", err)
+		}
+		d.log.Info("dialog: stored dialogs restored", "dialogs", n, "took", time.Since(start).Round(time.Millisecond).String())
+	}
 	return d, nil
 }
 
-// Start starts the goroutine that sends the BYEs of ended dialogs.
+// Start starts the goroutines that send the BYEs of ended dialogs and
+// write the dialogs to the store, and the timers of the dialogs restored
+// from it.
 func (d *Dialog) Start() error {
-	d.wg.Add(1)
+	d.started = true
+	d.wg.Add(2)
 	go d.byeLoop()
+	go d.pingLoop()
+	if d.w != nil {
+		d.startRestored()
+		d.wg.Add(1)
+		go d.writeLoop()
+	}
 	return nil
 }
 
-// Stop ends the BYE goroutine and detaches the table from the clock.
-// Dialogs in progress are not ended: their calls go on without the proxy
-// counting them.
+// Stop ends the goroutines, writing what changed to the store, and
+// detaches the table from the clock. Dialogs in progress are not ended:
+// with persistence they are restored at the next start; without, their
+// calls go on without the proxy counting them.
 func (d *Dialog) Stop() {
 	select {
 	case <-d.stop:
@@ -223,15 +290,24 @@ func (d *Dialog) Stop() {
 	close(d.stop)
 	d.wg.Wait()
 	d.tbl.Close()
+	if d.w != nil && !d.started {
+		d.flush() // the deletes of rows load could not restore
+	}
 }
 
 // Reload applies a changed default_timeout to dialogs created from now
-// on; max_dialogs and profiles take effect at the next start.
+// on, and a changed drain_timeout and ping_interval; max_dialogs,
+// profiles, persist and write_interval take effect at the next start.
 func (d *Dialog) Reload(v any) error {
 	s := v.(*Settings)
 	d.timeout.Store(s.DefaultTimeout.Milliseconds())
+	d.drainTimeout.Store(s.DrainTimeout.Milliseconds())
+	d.pingInterval.Store(s.PingInterval.Milliseconds())
 	if s.MaxDialogs != d.maxDialogs {
 		return errors.New("max_dialogs takes effect at the next start")
+	}
+	if s.Persist != d.persist || s.WriteInterval != d.writeInterval {
+		return errors.New("persist and write_interval take effect at the next start")
 	}
 	if !sameProfiles(d.profiles, s.Profiles) {
 		return errors.New("profiles take effect at the next start")
@@ -253,6 +329,9 @@ func (d *Dialog) registerMetrics(set *metrics.Set) {
 	d.mismatched = set.NewCounter("switchboard_dialog_mismatched_total")
 	d.byeSent = set.NewCounter("switchboard_dialog_byes_sent_total")
 	d.byeFailed = set.NewCounter("switchboard_dialog_bye_failures_total")
+	d.cancels = set.NewCounter("switchboard_dialog_cancels_sent_total")
+	d.pings = set.NewCounter("switchboard_dialog_pings_sent_total")
+	d.store = newStoreMetrics(set)
 	for _, p := range d.profiles {
 		p := p
 		set.NewGauge(`switchboard_dialog_profile_size{profile="`+p.name+`"}`, func() float64 { return float64(p.Total()) })

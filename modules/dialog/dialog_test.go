@@ -1,13 +1,16 @@
 package dialog
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"switchboard/modules"
+	"switchboard/parser"
 	"switchboard/routing"
 	"switchboard/shards"
+	"switchboard/store"
 )
 
 func firstLine(s string) string { l, _, _ := strings.Cut(s, "\r\n"); return l }
@@ -310,12 +313,23 @@ func TestDefaultTimeoutAndUnanswered(t *testing.T) {
 // each way; an unanswered one is refused, an unknown id not found.
 func TestEndFromManagement(t *testing.T) {
 	e := newEnv(t, nil)
+	r := e.invite("ring-1")
+	r.respond(0, 180, "b")
+	if _, err := e.d.End(e.d.List("", 0)[0].ID); err != nil {
+		t.Fatalf("ending an early dialog: %v", err)
+	}
+	sent := e.waitSent(t, 1)
+	if !strings.HasPrefix(sent[0].Data, "CANCEL sip:bob@") || sent[0].Dst.String() != calleeAddr {
+		t.Fatalf("ending an early dialog sent %q to %s, want its INVITE's CANCEL", firstLine(sent[0].Data), sent[0].Dst)
+	}
+	if out := r.respond(0, 487, "b"); len(out) < 1 || firstLine(out[len(out)-1].Data) != "SIP/2.0 487 Request Terminated" {
+		t.Fatalf("after the callee's 487: %v", out)
+	}
+	e.wantCount(t, 0, 0, 0)
+
 	c := e.invite("end-1")
 	c.respond(0, 180, "b")
 	id := e.d.List("", 0)[0].ID
-	if _, err := e.d.End(id); err == nil || !strings.Contains(err.Error(), "early") {
-		t.Fatalf("ending an early dialog: %v", err)
-	}
 	c.respond(0, 200, "b")
 	if l := e.d.List("alice", 0); len(l) != 1 {
 		t.Fatalf("list by user alice: %v", l)
@@ -327,7 +341,7 @@ func TestEndFromManagement(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitSent(t, 2)
-	if e.ended(ReasonEnded) != 1 || e.d.tbl.Len() != 0 {
+	if e.ended(ReasonEnded) != 2 || e.d.tbl.Len() != 0 {
 		t.Fatal("not ended")
 	}
 	if _, err := e.d.End(id); err == nil || !strings.Contains(err.Error(), "not found") {
@@ -408,5 +422,177 @@ func TestReload(t *testing.T) {
 	s.Profiles = []ProfileSettings{{Name: "x"}}
 	if err := e.d.Reload(s); err == nil || !strings.Contains(err.Error(), "profiles") {
 		t.Fatalf("profiles changed: %v", err)
+	}
+}
+
+// TestDrain: with drain_timeout 0 a drain leaves the calls up; with
+// 300ms, a call hung up during the drain ends by its BYE, the one still
+// up after 300 ms is ended by the proxy with a BYE to each side (reason
+// drain), and Drain returns once both BYEs are answered. A drain whose
+// context ends (a second signal) returns at once, ending nothing.
+func TestDrain(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.invite("drain-a")
+	a.respond(0, 200, "ta")
+	b := e.invite("drain-b")
+	b.respond(0, 200, "tb")
+	e.d.Drain(context.Background())
+	e.wantCount(t, 0, 0, 2)
+
+	e.d.drainTimeout.Store(10_000)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	t0 := time.Now()
+	e.d.Drain(ctx)
+	if time.Since(t0) > 2*time.Second {
+		t.Fatalf("a canceled drain took %v", time.Since(t0))
+	}
+	e.wantCount(t, 0, 0, 2)
+
+	e.d.drainTimeout.Store(300)
+	done := make(chan time.Duration)
+	t0 = time.Now()
+	go func() { e.d.Drain(context.Background()); done <- time.Since(t0) }()
+	time.Sleep(100 * time.Millisecond)
+	b.inDialog("BYE", false, "tb", 1)
+	e.wantCount(t, 0, 0, 1)
+	sent := e.waitSent(t, 2)
+	if since := time.Since(t0); since < 300*time.Millisecond {
+		t.Fatalf("calls ended %v into a drain of 300ms", since)
+	}
+	for _, s := range sent {
+		if !strings.HasPrefix(s.Data, "BYE ") || header(s.Data, "Call-ID") != "drain-a" {
+			t.Fatalf("sent during the drain: %q", firstLine(s.Data))
+		}
+	}
+	e.wantCount(t, 0, 0, 0)
+	if e.ended(ReasonDrain) != 1 || e.ended(ReasonBye) != 1 {
+		t.Fatalf("ended by drain %d, by bye %d", e.ended(ReasonDrain), e.ended(ReasonBye))
+	}
+	select {
+	case <-done:
+		t.Fatal("Drain returned before its BYEs were answered")
+	case <-time.After(100 * time.Millisecond):
+	}
+	for _, s := range sent {
+		var m parser.Message
+		if err := m.Parse([]byte(s.Data)); err != nil {
+			t.Fatal(err)
+		}
+		e.Receive(s.Dst.String(), string(parser.AppendResponse(nil, &m, 200, nil, nil)))
+	}
+	select {
+	case took := <-done:
+		t.Logf("drain took %v", took)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Drain did not return once its BYEs were answered")
+	}
+}
+
+// TestByeAfterRewrite: a route rewrote the relayed INVITE's From and To
+// (uac_replace_from/to) and gave it the next CSeq (as uac_auth re-sends
+// it); the callee's 2xx echoes what it got. The proxy's BYE to the callee
+// carries the From and To the callee has (with the tags) and the CSeq in
+// the callee's numbering, also after a restart from the store; the one to
+// the caller the caller's own.
+func TestByeAfterRewrite(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s := DefaultSettings()
+	s.WriteInterval = 10 * time.Minute
+	e := newEnvWith(t, s, envOptions{store: st, secret: testSecret})
+	const trunkFrom = `"Trunk" <sip:+4930100@carrier.example>;tag=atag-rw-1`
+	e.beforeRelay = func(c *routing.Ctx) bool {
+		ed := c.R.Editor()
+		ed.SetHeaderValue(parser.HdrFrom, c.R.Own([]byte(trunkFrom)))
+		ed.SetHeaderValue(parser.HdrTo, c.R.Own([]byte("<sip:+4930200@carrier.example>")))
+		ed.SetCSeq(11)
+		return true
+	}
+	c := e.invite("rw-1")
+	if header(c.fwd, "From") != trunkFrom || header(c.fwd, "CSeq") != "11 INVITE" {
+		t.Fatalf("relayed INVITE: From %q CSeq %q", header(c.fwd, "From"), header(c.fwd, "CSeq"))
+	}
+	out := c.respond(0, 200, "btag")
+	if len(out) != 1 || header(out[0].Data, "From") != `"Alice" <sip:alice@example.com>;tag=atag-rw-1` || header(out[0].Data, "CSeq") != "10 INVITE" {
+		t.Fatalf("200 to the caller not restored: %v", out)
+	}
+	c.inDialog("INFO", true, "btag", 12) // the caller's next, 13 for the callee
+	wantByes := func(e *env) {
+		t.Helper()
+		byes := map[string]string{}
+		for _, m := range e.waitSent(t, 2) {
+			byes[m.Dst.String()] = m.Data
+		}
+		for _, w := range []struct{ dst, from, to, cseq string }{
+			{calleeAddr, trunkFrom, "<sip:+4930200@carrier.example>;tag=btag", "14 BYE"},
+			{callerAddr, "<sip:bob@example.com>;tag=btag", `"Alice" <sip:alice@example.com>;tag=atag-rw-1`, "1 BYE"},
+		} {
+			m := byes[w.dst]
+			if header(m, "From") != w.from || header(m, "To") != w.to || header(m, "CSeq") != w.cseq {
+				t.Errorf("BYE to %s: From %q To %q CSeq %q, want %q %q %q", w.dst, header(m, "From"), header(m, "To"), header(m, "CSeq"), w.from, w.to, w.cseq)
+			}
+		}
+	}
+	e.d.flush()
+	e.mods.Stop()
+	e2 := newEnvWith(t, s, envOptions{store: st, clock: e.clock, secret: testSecret})
+	e2.Take()
+	if _, err := e2.d.End(e2.d.List("", 0)[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	wantByes(e2)
+
+	// The same without a restart.
+	e3 := newEnv(t, nil)
+	e3.beforeRelay = e.beforeRelay
+	c = e3.invite("rw-1")
+	c.respond(0, 200, "btag")
+	c.inDialog("INFO", true, "btag", 12)
+	e3.Take()
+	if _, err := e3.d.End(e3.d.List("", 0)[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	wantByes(e3)
+}
+
+// TestEarlyTimeoutCancels: a dialog still ringing at its timeout (here
+// default_timeout 10s, below timer C) is ended by the proxy with a CANCEL
+// of its INVITE: the callee gets the CANCEL, the caller the 487 once the
+// callee answers it; ringing 9.999 s ends nothing.
+func TestEarlyTimeoutCancels(t *testing.T) {
+	s := DefaultSettings()
+	s.DefaultTimeout = 10 * time.Second
+	e := newEnv(t, s)
+	c := e.invite("early-to")
+	c.respond(0, 180, "b")
+	e.clock.Advance(9999 * time.Millisecond)
+	e.wantCount(t, 0, 1, 0)
+	e.Take()
+	e.clock.Advance(time.Millisecond)
+	e.wantCount(t, 0, 0, 0)
+	if e.ended(ReasonTimeout) != 1 {
+		t.Fatal("early timeout not counted")
+	}
+	sent := e.waitSent(t, 1)
+	if !strings.HasPrefix(sent[0].Data, "CANCEL sip:bob@"+calleeAddr) || sent[0].Dst.String() != calleeAddr ||
+		header(sent[0].Data, "CSeq") != "10 CANCEL" {
+		t.Fatalf("at the early timeout: %q to %s", sent[0].Data, sent[0].Dst)
+	}
+	out := c.respond(0, 487, "b")
+	got := ""
+	for _, m := range out {
+		if m.Dst.String() == callerAddr {
+			got = firstLine(m.Data)
+		}
+	}
+	if got != "SIP/2.0 487 Request Terminated" {
+		t.Fatalf("the caller got %q, want the 487", got)
+	}
+	if e.d.cancels.Get() != 1 {
+		t.Fatalf("cancels %d", e.d.cancels.Get())
 	}
 }

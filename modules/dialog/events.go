@@ -88,7 +88,7 @@ func (d *Dialog) emit(s *shards.Shard[dlg], e *shards.Entry[dlg], kind EventKind
 	}
 	*ev = Event{
 		Kind: kind, ID: g.id, CallID: e.Key(), FromTag: g.get(g.fromTag), ToTag: g.get(g.toTag),
-		From: g.get(g.from), To: g.get(g.to), Caller: g.hop[toCaller],
+		From: g.get(g.from), To: g.get(g.to), Caller: g.hop[toCaller].AddrPort(),
 		Start: g.start, Answer: g.answer, Reason: why, By: by,
 		Flags: g.flags, Values: Values(g.get(g.vals)),
 	}

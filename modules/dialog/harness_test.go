@@ -12,6 +12,8 @@ import (
 	"switchboard/parser"
 	"switchboard/routing"
 	"switchboard/shards"
+	"switchboard/store"
+	"switchboard/txn"
 )
 
 // env is the module built the way the server builds it, on a manual
@@ -23,6 +25,7 @@ import (
 type env struct {
 	t     testing.TB
 	d     *Dialog
+	mods  *modules.Set
 	clock *shards.Clock
 	set   *metrics.Set
 	*routetest.Harness
@@ -36,16 +39,40 @@ type env struct {
 
 func newEnv(t testing.TB, s *Settings) *env {
 	t.Helper()
+	return newEnvWith(t, s, envOptions{})
+}
+
+// envOptions are what a test of persistence shares between the module
+// before and after a restart.
+type envOptions struct {
+	store  *store.Store  // nil: none (dialog.persist does nothing)
+	clock  *shards.Clock // nil: a manual clock of its own
+	secret []byte        // the Record-Route key (nil: random)
+	t1     time.Duration // the core's T1 (0: 500ms)
+	// subscribe, when set, is subscribed to the module's events before
+	// it starts.
+	subscribe func(*Event)
+}
+
+func newEnvWith(t testing.TB, s *Settings, o envOptions) *env {
+	t.Helper()
 	if s == nil {
 		s = DefaultSettings()
 	}
-	e := &env{t: t, clock: shards.NewManualClock(1_700_000_000_000), set: metrics.NewSet()}
-	set, err := modules.Build(modules.Services{Clock: e.clock, Metrics: e.set, Shards: 4}, map[string]any{"dialog": s}, "dialog")
+	e := &env{t: t, clock: o.clock, set: metrics.NewSet()}
+	if e.clock == nil {
+		e.clock = shards.NewManualClock(1_700_000_000_000)
+	}
+	set, err := modules.Build(modules.Services{Clock: e.clock, Metrics: e.set, Shards: 4, Store: o.store}, map[string]any{"dialog": s}, "dialog")
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.mods = set
 	e.d = set.Get("dialog").(*Dialog)
-	e.Harness = routetest.New(t, e.clock)
+	if o.subscribe != nil {
+		e.d.Subscribe(o.subscribe)
+	}
+	e.Harness = routetest.NewWith(t, e.clock, func(c *txn.Config) { c.RouteSecret, c.T1 = o.secret, o.t1 })
 	set.SetCore(e.Core())
 	if err := set.Start(); err != nil {
 		t.Fatal(err)
@@ -272,6 +299,27 @@ func (e *env) wantCount(t *testing.T, unconfirmed, early, confirmed int64) {
 }
 
 func (e *env) ended(r Reason) uint64 { return e.d.ended[r].Get() }
+
+// waitFor waits for n messages sent by the core for which keep is true
+// and returns them; the others are dropped.
+func (e *env) waitFor(t *testing.T, n int, keep func(routetest.Sent) bool) []routetest.Sent {
+	t.Helper()
+	var got []routetest.Sent
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, s := range e.Take() {
+			if keep(s) {
+				got = append(got, s)
+			}
+		}
+		if len(got) >= n {
+			return got
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("%d messages sent, want %d: %v", len(got), n, got)
+	return nil
+}
 
 // waitSent waits for n messages sent by the core (the module's BYEs go
 // out from its goroutine) and returns them.

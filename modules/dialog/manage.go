@@ -105,11 +105,11 @@ func (d *Dialog) info(s *shards.Shard[dlg], e *shards.Entry[dlg], now int64) Inf
 	i := Info{
 		ID: string(appendID(id[:0], g.id)), CallID: string(e.Key()), State: stateNames[g.state],
 		From: string(g.get(g.from)), To: string(g.get(g.to)), FromTag: string(g.get(g.fromTag)), ToTag: string(g.get(g.toTag)),
-		Caller: strings.ToLower(g.proto[toCaller].String()) + ":" + g.hop[toCaller].String(),
+		Caller: strings.ToLower(g.proto[toCaller].String()) + ":" + g.hop[toCaller].AddrPort().String(),
 		Start:  time.UnixMilli(g.start).UTC().Format(time.RFC3339Nano),
 	}
 	if g.hasCallee {
-		i.Callee = strings.ToLower(g.proto[toCallee].String()) + ":" + g.hop[toCallee].String()
+		i.Callee = strings.ToLower(g.proto[toCallee].String()) + ":" + g.hop[toCallee].AddrPort().String()
 	}
 	since := g.start
 	if g.answer != 0 {
@@ -131,11 +131,10 @@ func (d *Dialog) info(s *shards.Shard[dlg], e *shards.Entry[dlg], now int64) Inf
 	return i
 }
 
-// End ends the confirmed dialog id (hexadecimal, as listed) with a BYE
-// to each side (OpenSIPS dlg_end_dlg). It returns the dialog as it was;
-// mgmt.ErrNotFound when there is no such dialog, an *mgmt.ArgError when
-// it is not answered yet (its INVITE is still pending: the caller can
-// cancel it).
+// End ends the dialog id (hexadecimal, as listed), OpenSIPS
+// dlg_end_dlg: an answered one with a BYE to each side, one not answered
+// yet with a CANCEL of its INVITE (the caller gets 487). It returns the
+// dialog as it was; mgmt.ErrNotFound when there is no such dialog.
 func (d *Dialog) End(idHex string) (Info, error) {
 	id, ok := parseID([]byte(idHex))
 	if !ok {
@@ -149,11 +148,7 @@ func (d *Dialog) End(idHex string) (Info, error) {
 			return true
 		}
 		info = d.info(s, e, now)
-		if e.Value.state != stConfirmed {
-			err = &mgmt.ArgError{Msg: "dialog " + idHex + " is " + stateNames[e.Value.state] + ", not answered: nothing to end with BYE"}
-			return false
-		}
-		d.queueByes(e)
+		d.queueEnd(e)
 		d.end(s, e, ReasonEnded, Proxy)
 		err = nil
 		return false
@@ -198,7 +193,7 @@ func (d *Dialog) registerCommands(h *modules.Host) {
 		},
 	})
 	h.Command("dialog.end", mgmt.Command{
-		Help: `end an answered dialog with a BYE to each side: {"id": "<id from dialog.list>"}`,
+		Help: `end a dialog: an answered one with a BYE to each side, a ringing one with a CANCEL: {"id": "<id from dialog.list>"}`,
 		Run: func(_ context.Context, raw json.RawMessage) (any, error) {
 			var a struct {
 				ID string `json:"id"`

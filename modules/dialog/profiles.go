@@ -209,6 +209,7 @@ func (d *Dialog) setProfile(c *routing.Ctx, p *Profile, value []byte, limit int)
 	g.profs[g.nprof] = ref
 	g.nprof++
 	s.Account(e, cap(g.buf))
+	d.changed(s, e)
 	return true
 }
 

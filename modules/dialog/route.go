@@ -91,8 +91,9 @@ func (d *Dialog) CreateDialog(c *routing.Ctx) bool {
 		id = d.nextID.Add(1)
 	}
 	g.id = id
+	g.inv = c.R.Ref()
 	g.start = s.Now()
-	g.proto[toCaller], g.hop[toCaller] = c.Proto(), c.R.Src
+	g.proto[toCaller], g.hop[toCaller] = c.Proto(), packAddr(c.R.Src)
 	g.cseq[toCaller] = m.CSeq().Num
 	var na parser.NameAddr
 	hasContact := m.Contact(&na)
@@ -219,6 +220,9 @@ func (d *Dialog) match(c *routing.Ctx, id uint64, from Side, buf []byte) (peer P
 		}
 		if n := m.CSeq().Num; n > g.cseq[i] {
 			g.cseq[i] = n
+			if meth != parser.MethodBye {
+				d.changed(s, e) // the BYEs after a restart need it
+			}
 		}
 	}
 	switch meth {
@@ -244,8 +248,8 @@ func find(s *shards.Shard[dlg], h uint64, callID []byte, id uint64) *shards.Entr
 // SetTimeout sets the timeout of the request's dialog, created by
 // CreateDialog in this route or matched by MatchDialog (OpenSIPS
 // $DLG_timeout): a confirmed dialog is ended that long after it was
-// answered (from now, when it is answered already). False: the request
-// has no dialog, or t is not positive.
+// answered (from now, when it is answered already); at most 168h.
+// False: the request has no dialog, or t is not positive.
 func (d *Dialog) SetTimeout(c *routing.Ctx, t time.Duration) bool {
 	id := uint64(c.Value(SlotDialog))
 	if id == 0 || t <= 0 {
@@ -261,9 +265,10 @@ func (d *Dialog) SetTimeout(c *routing.Ctx, t time.Duration) bool {
 		return false
 	}
 	g := &e.Value
-	g.timeout = t.Milliseconds()
+	g.timeout = uint32(min(t, maxTimeout).Milliseconds())
 	if g.state == stConfirmed {
 		s.StartTimer(e, &g.timer, 0, t)
+		d.changed(s, e)
 	}
 	return true
 }
@@ -287,6 +292,7 @@ func (d *Dialog) Sent(r *txn.Request, b *txn.Branch, code int, resp *parser.Mess
 	if r.HasToTag() {
 		if code >= 200 && code < 300 && resp != nil {
 			d.refresh(e, r.Msg, resp)
+			d.changed(s, e)
 		}
 		return
 	}
@@ -313,7 +319,7 @@ func (d *Dialog) Sent(r *txn.Request, b *txn.Branch, code int, resp *parser.Mess
 		if g.state == stConfirmed || resp == nil || resp.ToTag() == nil {
 			return // the 2xx of another fork: its UAC ends it itself
 		}
-		d.confirm(s, e, b, resp)
+		d.confirm(s, e, r, b, resp)
 	default:
 		if g.state == stConfirmed {
 			return
@@ -355,7 +361,7 @@ func (d *Dialog) final(e *shards.Entry[dlg], code int, resp *parser.Message) {
 // confirm records the 2xx of the dialog's INVITE: the callee's tag, its
 // Contact, the route set towards it (the Record-Route values above ours,
 // in reverse) and where the branch went.
-func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], b *txn.Branch, resp *parser.Message) {
+func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], r *txn.Request, b *txn.Branch, resp *parser.Message) {
 	g := &e.Value
 	if g.state == stEarly {
 		d.early.Add(-1)
@@ -376,25 +382,51 @@ func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], b *txn.Bran
 	ok := g.put(resp.ToTag(), &g.toTag)
 	if ok && hasContact && b != nil {
 		if g.put(na.URI, &g.target[toCallee]) && g.put(rs, &g.route[toCallee]) {
-			g.proto[toCallee], g.hop[toCallee] = b.Destination()
+			proto, dst := b.Destination()
+			g.proto[toCallee], g.hop[toCallee] = proto, packAddr(dst)
 			g.hasCallee = true
 		}
 	}
 	if !ok {
 		g.toTag = span{} // too large to keep: in-dialog requests will not match
 	}
+	d.calleeView(g, r, resp)
 	if len(d.subs) > 0 {
 		g.put(resp.Reason(), &g.phrase) // for the events; the BYEs come first
 	}
 	s.Account(e, cap(g.buf))
-	t := g.timeout
+	t := int64(g.timeout)
 	if t == 0 {
 		t = d.timeout.Load()
 	}
 	s.StartTimer(e, &g.timer, 0, time.Duration(t)*time.Millisecond)
+	d.changed(s, e)
 	if len(d.subs) > 0 {
 		d.emit(s, e, EventAnswered, 0, Proxy)
 	}
+}
+
+// calleeView keeps what a route changed in the relayed INVITE as the
+// callee has it, from the 2xx, which echoes the request's From, To and
+// CSeq: the From and To when they differ from the caller's (a route's
+// uac_replace_from/to), and how far the callee's CSeq numbers are above
+// the caller's (the INVITE re-sent with credentials). Without it the
+// proxy's BYE would reach the callee with identities, or a CSeq, that
+// are not its dialog's.
+func (d *Dialog) calleeView(g *dlg, r *txn.Request, resp *parser.Message) {
+	if f := resp.From().Raw; string(f) != string(g.get(g.from)) {
+		g.put(f, &g.calleeFrom)
+	}
+	if t := resp.To().Raw; !sameWithTag(t, g.get(g.to), g.get(g.toTag)) {
+		g.put(t, &g.calleeTo)
+	}
+	g.cseqOffset = resp.CSeq().Num - r.ClientCSeq()
+}
+
+// sameWithTag reports whether v is base;tag=tag.
+func sameWithTag(v, base, tag []byte) bool {
+	return len(v) == len(base)+5+len(tag) && string(v[:len(base)]) == string(base) &&
+		string(v[len(base):len(base)+5]) == ";tag=" && string(v[len(base)+5:]) == string(tag)
 }
 
 // refresh takes the targets of a 2xx to a re-INVITE or UPDATE (a target
@@ -432,13 +464,23 @@ func (d *Dialog) retarget(g *dlg, i int, uri []byte) {
 }
 
 // onTimer ends a dialog at its timeout: a confirmed one with a BYE to
-// each side, one never answered silently (its INVITE is answered by the
-// transaction layer). Ticker goroutine, shard locked.
+// each side, one not answered yet with a CANCEL of its INVITE (the
+// caller gets 487; nothing when the INVITE is no longer pending: a route
+// dropped it). Ticker goroutine, shard locked.
 func (d *Dialog) onTimer(s *shards.Shard[dlg], e *shards.Entry[dlg], _ *shards.Timer) {
+	d.queueEnd(e)
+	d.end(s, e, ReasonTimeout, Proxy)
+}
+
+// queueEnd queues what ends e on the wire: a BYE to each side of a
+// confirmed dialog, the CANCEL of the INVITE of one not answered. The
+// shard is locked.
+func (d *Dialog) queueEnd(e *shards.Entry[dlg]) {
 	if e.Value.state == stConfirmed {
 		d.queueByes(e)
+		return
 	}
-	d.end(s, e, ReasonTimeout, Proxy)
+	d.byes.push(bye{cancel: e.Value.inv})
 }
 
 // end removes a dialog, releases its profiles and tells the subscribers.
@@ -461,6 +503,7 @@ func (d *Dialog) end(s *shards.Shard[dlg], e *shards.Entry[dlg], why Reason, by 
 	if len(d.subs) > 0 {
 		d.emit(s, e, EventEnded, why, by)
 	}
+	d.forget(s, e)
 	s.StopTimer(&g.timer)
 	s.Remove(e)
 }

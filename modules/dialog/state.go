@@ -6,6 +6,7 @@ import (
 	"switchboard/parser"
 	"switchboard/shards"
 	"switchboard/transport"
+	"switchboard/txn"
 )
 
 // States of a dialog. A dialog is removed from the table when it ends,
@@ -26,7 +27,7 @@ const (
 	// ReasonBye: a BYE from one side.
 	ReasonBye
 	// ReasonTimeout: the dialog outlived its timeout; the proxy sent a
-	// BYE to each side (a dialog never answered is dropped).
+	// BYE to each side (one not answered yet: a CANCEL of its INVITE).
 	ReasonTimeout
 	// ReasonCanceled: the caller canceled the INVITE.
 	ReasonCanceled
@@ -35,10 +36,16 @@ const (
 	// ReasonEnded: ended from the management API (dialog.end), with a
 	// BYE to each side.
 	ReasonEnded
+	// ReasonDrain: ended with a BYE to each side when the server drained
+	// (SIGTERM with dialog.drain_timeout).
+	ReasonDrain
+	// ReasonPing: a side did not answer the proxy's in-dialog OPTIONS
+	// (or answered 481); ended with a BYE to each side. By is that side.
+	ReasonPing
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"", "bye", "timeout", "canceled", "failed", "ended"}
+var reasonNames = [numReasons]string{"", "bye", "timeout", "canceled", "failed", "ended", "drain", "ping"}
 
 func (r Reason) String() string {
 	if r < numReasons {
@@ -88,6 +95,8 @@ type profRef struct {
 }
 
 // dlg is one dialog: the table entry's value. Its key is the Call-ID.
+// Fields are ordered to leave no padding (256 + 16 bytes: the entry
+// stays in the 384-byte size class).
 type dlg struct {
 	id     uint64
 	state  uint8
@@ -97,14 +106,14 @@ type dlg struct {
 	// hasCallee: the 2xx's Contact and route set were stored, so a BYE
 	// can be sent to the callee.
 	hasCallee bool
+	pflags    uint8              // fDirty, fStored, fPing...
 	proto     [2]transport.Proto // first hop towards the caller, the callee
+	code      uint16             // status of the INVITE's final response (0: none yet)
+	flags     uint32             // SetFlag's bits
 	cseq      [2]uint32          // highest CSeq seen from the caller, the callee
 	start     int64              // ms: CreateDialog
 	answer    int64              // ms: confirmed
-	timeout   int64              // ms, 0: the module's default
-	hop       [2]netip.AddrPort  // first hop towards the caller, the callee
-	code      uint16             // status of the INVITE's final response (0: none yet)
-	flags     uint32             // SetFlag's bits
+	hop       [2]addrPort        // first hop towards the caller, the callee
 
 	fromTag, toTag span
 	from, to       span // the From and To values of the INVITE (From with its tag)
@@ -114,10 +123,60 @@ type dlg struct {
 	route          [2]span // Route values towards the caller, the callee ("" none)
 	early          [maxEarly]span
 	profs          [maxDlgProfile]profRef
+	// calleeFrom and calleeTo are the From and To as the callee has them
+	// (its 2xx echoes them), when a route rewrote them in the relayed
+	// INVITE (uac_replace_from/to); empty: the INVITE's. cseqOffset is
+	// how far the callee's numbering of the caller's requests is above
+	// the caller's own (the INVITE re-sent with credentials: uac_auth).
+	// The proxy's requests to the callee use the callee's view.
+	calleeFrom, calleeTo span
+	cseqOffset           uint32
+	// timeout is the route's (SetTimeout), in ms; 0: the module's default.
+	timeout uint32
 
 	buf   []byte
 	timer shards.Timer
+	// inv is the INVITE's transaction, which the proxy cancels when the
+	// dialog times out, or is ended, before an answer.
+	inv txn.Ref
 }
+
+// addrPort is a netip.AddrPort in 20 bytes, where netip's takes 32 (its
+// zone handle), for the two first hops every dialog keeps. An IPv6 zone
+// is not kept: first hops are not link-local addresses.
+type addrPort struct {
+	ip   [16]byte
+	port uint16
+	is4  bool
+}
+
+func packAddr(ap netip.AddrPort) addrPort {
+	a := ap.Addr()
+	return addrPort{ip: a.As16(), port: ap.Port(), is4: a.Is4()}
+}
+
+func (a addrPort) AddrPort() netip.AddrPort {
+	ip := netip.AddrFrom16(a.ip)
+	if a.is4 {
+		ip = ip.Unmap()
+	}
+	if a.port == 0 && ip.IsUnspecified() {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ip, a.port)
+}
+
+// Flags of a dialog's persistence and pings (dlg.pflags).
+const (
+	// fDirty: a change is on the store writer's list (dialog.persist).
+	fDirty uint8 = 1 << iota
+	// fStored: the writer took a row of it, so its end deletes the row.
+	fStored
+	// fPingCaller, fPingCallee: an in-dialog OPTIONS of the proxy to
+	// that side is unanswered (dialog.ping_interval).
+	fPingCaller
+	fPingCallee
+)
 
 // Indexes of the per-side arrays.
 const (

@@ -120,6 +120,7 @@ func (d *Dialog) SetValue(c *routing.Ctx, name string, value []byte) bool {
 	switch {
 	case same != nil:
 		copy(same, value) // in place: nothing moves
+		d.changed(s, e)
 		return true
 	case count > maxValues || size > maxPart:
 		return false
@@ -158,6 +159,7 @@ func (d *Dialog) SetValue(c *routing.Ctx, name string, value []byte) bool {
 		g.vals = span{uint16(off), uint16(size)}
 	}
 	s.Account(e, cap(g.buf))
+	d.changed(s, e)
 	return true
 }
 
@@ -179,6 +181,9 @@ func (d *Dialog) SetFlag(c *routing.Ctx, flags uint32) bool {
 	if e == nil {
 		return false
 	}
-	e.Value.flags |= flags
+	if e.Value.flags|flags != e.Value.flags {
+		e.Value.flags |= flags
+		d.changed(s, e)
+	}
 	return true
 }

@@ -37,7 +37,8 @@ import (
 // Settings are the drouting section of the configuration.
 type Settings struct {
 	// Group is the routing group the provider route set sends calls to
-	// numbers outside the served domains' subscribers through.
+	// numbers outside the served domains' subscribers through, and the
+	// drouting route set every initial request.
 	Group int `yaml:"group"`
 	// FRTimeout is how long a call waits for a first response from a
 	// gateway before it moves to the next (0: timers.fr).
@@ -251,8 +252,8 @@ func (d *Drouting) Reload(v any) error {
 	return d.apply(s)
 }
 
-// Group is the routing group the provider route set uses for calls to the
-// PSTN (the setting group); 0 for a nil *Drouting.
+// Group is the routing group the provider and drouting route sets use for
+// calls to the PSTN (the setting group); 0 for a nil *Drouting.
 func (d *Drouting) Group() int {
 	if d == nil {
 		return 0

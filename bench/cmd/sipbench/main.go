@@ -36,6 +36,7 @@ type bench struct {
 	work    string
 	scenDir string
 	users   string
+	numbers string // the numbers the drouting scenario calls (injection file)
 	out     io.Writer
 	ports   map[int]bool
 	seq     int
@@ -79,7 +80,7 @@ func run() int {
 		shortRate  = flag.Int("short-rate", 200, "calls per second of the -short run")
 		shortTime  = flag.Duration("short-time", 5*time.Second, "duration of the -short run")
 		serversF   = flag.String("servers", "switchboard,kamailio", "servers to measure")
-		scensF     = flag.String("scenarios", "relay,register,register-auth,lookup,stateless,echo,concurrent", "scenarios to run")
+		scensF     = flag.String("scenarios", "relay,register,register-auth,lookup,stateless,drouting,echo,concurrent", "scenarios to run")
 		ratesF     = flag.String("rates", "500,1000,2000,3000,4000,6000,8000", "call-rate ladder (calls/s), in increasing order")
 		regRatesF  = flag.String("reg-rates", "1000,2000,4000,6000,8000", "registration-rate ladder (registrations/s)")
 		stepDur    = flag.Duration("step", 6*time.Second, "traffic time of each rung of a ladder")
@@ -203,6 +204,10 @@ func (b *bench) main(root string, short bool, shortRate int, shortTime time.Dura
 		return 2
 	}
 	if b.users, err = b.writeUsers(); err != nil {
+		fmt.Fprintln(os.Stderr, "sipbench:", err)
+		return 2
+	}
+	if b.numbers, err = b.writeNumbers(); err != nil {
 		fmt.Fprintln(os.Stderr, "sipbench:", err)
 		return 2
 	}
@@ -384,7 +389,8 @@ func (b *bench) ensureKamailio(install bool) (string, bool) {
 	return "Kamailio was installed by this run (apt-get install kamailio kamailio-sqlite-modules).", b.haveSQLiteModule()
 }
 
-// haveSQLiteModule installs db_sqlite when missing: the auth scenario needs it.
+// haveSQLiteModule installs db_sqlite when missing: the registrar and drouting
+// scenarios read their tables through it.
 func (b *bench) haveSQLiteModule() bool {
 	if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/kamailio/modules/db_sqlite.so"); err == nil {
 		return true
@@ -395,7 +401,7 @@ func (b *bench) haveSQLiteModule() bool {
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		cmd.Run()
 	}
-	return true // the auth scenario reports its own failure to start
+	return true // a scenario that needs it reports its own failure to start
 }
 
 // pinSelf re-executes the runner under taskset so that it and the goroutines

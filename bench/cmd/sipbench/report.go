@@ -119,6 +119,9 @@ func (r *report) rows() []row {
 		if sc.name == "relay" {
 			rows = append(rows, r.floorRows(sb, kam)...)
 		}
+		if sc.name == "drouting" {
+			rows = append(rows, r.overRelayRows(sb, kam)...)
+		}
 	}
 	var c1, c2 concurrentResult
 	for _, c := range r.concurrent {
@@ -144,6 +147,43 @@ func (r *report) rows() []row {
 		}
 	}
 	return rows
+}
+
+// overRelayRows compare each server's CPU per call through drouting with
+// its own CPU per call in the relay scenario of the same run, rung by rung:
+// what routing among the rules adds to a relayed call. Each cell is the
+// ratio drouting/relay with the two figures; the last column stays empty,
+// the two servers' ratios are read side by side.
+func (r *report) overRelayRows(sb, kam scenarioResult) []row {
+	relay, ok := r.results["relay"]
+	if !ok {
+		return []row{{"drouting", "drouting ÷ relay CPU per call", "— (relay not run)", "— (relay not run)", ""}}
+	}
+	var rows []row
+	for _, rate := range r.b.rates {
+		d1, okd1 := stepAt(sb, rate)
+		d2, okd2 := stepAt(kam, rate)
+		r1, okr1 := stepAt(relay[switchboard], rate)
+		r2, okr2 := stepAt(relay[kamailio], rate)
+		if !okd1 && !okd2 {
+			continue
+		}
+		rows = append(rows, row{"drouting", fmt.Sprintf("drouting ÷ relay CPU per call at %d/s", rate),
+			overRelay(d1, okd1, r1, okr1), overRelay(d2, okd2, r2, okr2), ""})
+	}
+	return rows
+}
+
+// overRelay is "ratio (relay → drouting)" for one server at one rate.
+func overRelay(d step, okd bool, rl step, okr bool) string {
+	if !okd || !okr || d.OK == 0 || rl.OK == 0 {
+		return "—"
+	}
+	v := fmt.Sprintf("%.2f (%s → %s)", float64(d.cpuPerUnit())/float64(rl.cpuPerUnit()), us(rl.cpuPerUnit()), us(d.cpuPerUnit()))
+	if !d.Pass || !rl.Pass {
+		v += " (failed rung)"
+	}
+	return v
 }
 
 // floorRows compare the relay's CPU per call with the echo floor.
@@ -450,7 +490,8 @@ func (r *report) markdown() string {
 			fmt.Sprint(r.b.loadCPU) + "`. ")
 	}
 	sb.WriteString("Kamailio: `kamailio -f bench/kamailio/<work>.cfg -DD -E -n " + fmt.Sprint(r.b.kamChildren) +
-		" -m 1024 -M 16 -l udp:127.0.0.1:PORT`. Switchboard: `switchboard run -c <generated yaml>` (UDP only, log level warn, " +
+		" -m 1024 -M 16 -l udp:127.0.0.1:PORT` (no `-x`: the default allocator; registrar and drouting add " +
+		"`-A 'DBURL=\"sqlite:///<work>/<file>.db\"'`). Switchboard: `switchboard run -c <generated yaml>` (UDP only, log level warn, " +
 		"management listener off). Rung length " + r.b.stepDur.String() + ", calls held " + r.b.hold.String() +
 		", each ladder preceded by an unmeasured warm-up of " + r.b.warmup.String() + " at its first rate.")
 	if r.b.perfWhy == "" {

@@ -50,6 +50,9 @@ var scenarios = []scenario{
 	{name: "stateless", work: workStateless, unit: "call",
 		doc:  "stateless forward to the R-URI (a sipp UAS)",
 		step: (*bench).relayStep},
+	{name: "drouting", work: workDrouting, unit: "call",
+		doc:  "calls to numbers routed by 10,000 prefix rules (drouting) to one gateway (a sipp UAS), with Record-Route",
+		step: (*bench).droutingStep},
 }
 
 func scenarioByName(name string) (scenario, bool) {

@@ -33,6 +33,7 @@ const (
 	workStateless    = "stateless"      // stateless forward
 	workRegistrar    = "registrar"      // registrar + location lookup, no auth
 	workRegistrarAut = "registrar-auth" // registrar with digest auth
+	workDrouting     = "drouting"       // 10,000 prefix rules to one gateway, Record-Route
 )
 
 // Users of the REGISTER and lookup scenarios.
@@ -63,7 +64,8 @@ type server struct {
 	work string
 	port int
 	p    *proc
-	// uasPort is where the registered users' contacts point (lookup).
+	// uasPort is where the registered users' contacts point (lookup), or
+	// the address of the gateway of the drouting rules.
 	uasPort int
 }
 
@@ -91,13 +93,20 @@ func (b *bench) startServer(kind, work string) (*server, error) {
 		return nil, err
 	}
 	s := &server{kind: kind, work: work, port: port}
+	if work == workDrouting {
+		// The gateway is in the rules the server loads at start: its port
+		// is chosen first, and the UAS of every rung listens there.
+		if s.uasPort, err = b.freePort(); err != nil {
+			return nil, err
+		}
+	}
 	var bin string
 	var args []string
 	switch kind {
 	case switchboard:
-		bin, args, err = b.switchboardArgs(dir, work, port)
+		bin, args, err = b.switchboardArgs(dir, work, port, s.uasPort)
 	case kamailio:
-		bin, args, err = b.kamailioArgs(dir, work, port)
+		bin, args, err = b.kamailioArgs(dir, work, port, s.uasPort)
 	default:
 		err = fmt.Errorf("unknown server %q", kind)
 	}
@@ -116,9 +125,9 @@ func (b *bench) startServer(kind, work string) (*server, error) {
 	return s, nil
 }
 
-func (b *bench) switchboardArgs(dir, work string, port int) (string, []string, error) {
+func (b *bench) switchboardArgs(dir, work string, port, gwPort int) (string, []string, error) {
 	routes := map[string]string{workRelay: "relay", workStateless: "stateless",
-		workRegistrar: "provider", workRegistrarAut: "provider"}[work]
+		workRegistrar: "provider", workRegistrarAut: "provider", workDrouting: "drouting"}[work]
 	if routes == "" {
 		return "", nil, fmt.Errorf("switchboard: no route set for %q", work)
 	}
@@ -127,6 +136,11 @@ func (b *bench) switchboardArgs(dir, work string, port int) (string, []string, e
 	// both registrar configurations have the subscribers.
 	if work == workRegistrar || work == workRegistrarAut {
 		if err := fillSwitchboardSubscribers(data); err != nil {
+			return "", nil, err
+		}
+	}
+	if work == workDrouting {
+		if err := fillSwitchboardDrouting(data, gwPort); err != nil {
 			return "", nil, err
 		}
 	}
@@ -191,9 +205,9 @@ func fillSwitchboardSubscribers(dir string) error {
 	return nil
 }
 
-func (b *bench) kamailioArgs(dir, work string, port int) (string, []string, error) {
+func (b *bench) kamailioArgs(dir, work string, port, gwPort int) (string, []string, error) {
 	cfg := map[string]string{workRelay: "relay.cfg", workStateless: "stateless.cfg",
-		workRegistrar: "registrar.cfg", workRegistrarAut: "registrar.cfg"}[work]
+		workRegistrar: "registrar.cfg", workRegistrarAut: "registrar.cfg", workDrouting: "drouting.cfg"}[work]
 	args := []string{"-f", filepath.Join(b.kamDir, cfg), "-DD", "-E", "-n", strconv.Itoa(b.kamChildren),
 		"-m", "1024", "-M", "16", "-l", "udp:127.0.0.1:" + strconv.Itoa(port), "-w", dir}
 	if work == workRegistrar || work == workRegistrarAut {
@@ -205,6 +219,13 @@ func (b *bench) kamailioArgs(dir, work string, port int) (string, []string, erro
 		if work == workRegistrarAut {
 			args = append(args, "-A", "WITH_AUTH")
 		}
+	}
+	if work == workDrouting {
+		db := filepath.Join(dir, "drouting.db")
+		if err := fillKamailioDrouting(db, gwPort); err != nil {
+			return "", nil, err
+		}
+		args = append(args, "-A", `DBURL="sqlite:///`+db+`"`)
 	}
 	return b.kamBin, args, nil
 }

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
+	"database/sql"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"switchboard/store"
 )
 
 // A statistics file as sipp 3.6 writes it (-trace_stat -fd 1), cut to the
@@ -239,5 +244,150 @@ func TestCountOwnSyscalls(t *testing.T) {
 	t.Log(b.syscallNote())
 	if b.perfFailures != 1 || !strings.Contains(b.syscallNote(), "not counted in 1") {
 		t.Fatalf("failures %d, note %q", b.perfFailures, b.syscallNote())
+	}
+}
+
+// TestDroutingRulesAndNumbers: the drouting scenario's rules are 10,000
+// distinct digit prefixes of 3 to 9 digits, the same at every call, and
+// every number called has a rule (its longest prefix among them, what
+// both servers must find), the numbers spread over droutingSpread rules.
+func TestDroutingRulesAndNumbers(t *testing.T) {
+	prefixes := droutingPrefixes(droutingRules)
+	if again := droutingPrefixes(droutingRules); strings.Join(again, ",") != strings.Join(prefixes, ",") {
+		t.Fatal("the prefixes change from one call to the next")
+	}
+	set := map[string]bool{}
+	for _, p := range prefixes {
+		if len(p) < 3 || len(p) > 9 || p[0] == '0' || strings.Trim(p, "0123456789") != "" || set[p] {
+			t.Fatalf("bad or repeated prefix %q", p)
+		}
+		set[p] = true
+	}
+	if len(set) != droutingRules {
+		t.Fatalf("%d prefixes", len(set))
+	}
+	numbers := droutingCallNumbers(prefixes, droutingNumbers, droutingSpread)
+	rules := map[string]int{}
+	for _, n := range numbers {
+		if len(n) != numberLength || strings.Trim(n, "0123456789") != "" {
+			t.Fatalf("bad number %q", n)
+		}
+		r := longestRule(set, n)
+		if r == "" {
+			t.Fatalf("no rule for %s", n)
+		}
+		rules[r]++
+	}
+	if len(numbers) != droutingNumbers || len(rules) < droutingSpread {
+		t.Fatalf("%d numbers over %d rules, want %d over at least %d", len(numbers), len(rules), droutingNumbers, droutingSpread)
+	}
+}
+
+// TestDroutingTables: both servers get the gateway and the same 10,000
+// rules: Switchboard in its store, Kamailio in an SQLite file with the
+// drouting tables and their schema versions.
+func TestDroutingTables(t *testing.T) {
+	dir := t.TempDir()
+	if err := fillSwitchboardDrouting(filepath.Join(dir, "sb"), 5099); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(dir, "sb"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	gws, err := st.ListDRGateways(ctx)
+	if err != nil || len(gws) != 1 || gws[0].GWID != "gw1" || gws[0].Address != "127.0.0.1:5099" {
+		t.Fatalf("switchboard gateways %+v %v", gws, err)
+	}
+	var sbPrefixes []string
+	err = st.ForEachDRRule(ctx, store.DRRuleFilter{Group: 0}, func(r *store.DRRule) error {
+		if r.GWList != "gw1" || r.TimeRec != "" {
+			t.Fatalf("switchboard rule %+v", r)
+		}
+		sbPrefixes = append(sbPrefixes, r.Prefix)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Join(droutingPrefixes(droutingRules), ",")
+	if strings.Join(sbPrefixes, ",") != want {
+		t.Fatalf("switchboard has %d rules, not the scenario's", len(sbPrefixes))
+	}
+
+	path := filepath.Join(dir, "drouting.db")
+	if err := fillKamailioDrouting(path, 5099); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	versions := map[string]int{}
+	rows, err := db.Query(`SELECT table_name, table_version FROM version`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		var v int
+		rows.Scan(&name, &v)
+		versions[name] = v
+	}
+	rows.Close()
+	if versions["dr_gateways"] != 3 || versions["dr_rules"] != 3 || versions["dr_gw_lists"] != 1 || versions["dr_groups"] != 2 {
+		t.Fatalf("schema versions %v", versions)
+	}
+	var addr string
+	if err := db.QueryRow(`SELECT address FROM dr_gateways WHERE gwid = 1`).Scan(&addr); err != nil || addr != "127.0.0.1:5099" {
+		t.Fatalf("kamailio gateway %q %v", addr, err)
+	}
+	var kamPrefixes []string
+	rows, err = db.Query(`SELECT prefix FROM dr_rules WHERE groupid = '0' AND gwlist = '1' AND timerec = '' ORDER BY ruleid`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var p string
+		rows.Scan(&p)
+		kamPrefixes = append(kamPrefixes, p)
+	}
+	rows.Close()
+	if strings.Join(kamPrefixes, ",") != want {
+		t.Fatalf("kamailio has %d rules, not the scenario's", len(kamPrefixes))
+	}
+}
+
+// TestDroutingOverRelayRows: the report gives, for each server and rung,
+// its CPU per call through drouting over its CPU per call in the relay of
+// the same run, and says so when the relay was not run.
+func TestDroutingOverRelayRows(t *testing.T) {
+	mk := func(server string, cpu ...time.Duration) scenarioResult {
+		res := scenarioResult{Server: server}
+		for i, c := range cpu {
+			res.Steps = append(res.Steps, step{Rate: []int{500, 2000}[i], OK: 1000, ProxyCPU: 1000 * c, Pass: true})
+		}
+		return res
+	}
+	r := &report{b: &bench{rates: []int{500, 2000}}}
+	r.add("drouting", mk(switchboard, 12*time.Microsecond, 9*time.Microsecond))
+	r.add("drouting", mk(kamailio, 30*time.Microsecond, 25*time.Microsecond))
+	if rows := r.overRelayRows(r.results["drouting"][switchboard], r.results["drouting"][kamailio]); len(rows) != 1 || !strings.Contains(rows[0].sb, "relay not run") {
+		t.Fatalf("without the relay: %+v", rows)
+	}
+	r.add("relay", mk(switchboard, 10*time.Microsecond, 9*time.Microsecond))
+	r.add("relay", mk(kamailio, 24*time.Microsecond))
+	rows := r.overRelayRows(r.results["drouting"][switchboard], r.results["drouting"][kamailio])
+	if len(rows) != 2 {
+		t.Fatalf("rows %+v", rows)
+	}
+	if rows[0].figure != "drouting ÷ relay CPU per call at 500/s" || rows[0].sb != "1.20 (10.0 µs → 12.0 µs)" || rows[0].kam != "1.25 (24.0 µs → 30.0 µs)" {
+		t.Errorf("500/s: %+v", rows[0])
+	}
+	if rows[1].sb != "1.00 (9.0 µs → 9.0 µs)" || rows[1].kam != "—" {
+		t.Errorf("2000/s (Kamailio's relay stopped at 500/s): %+v", rows[1])
 	}
 }

@@ -63,6 +63,15 @@ func (h *Harness) Listeners() []*transport.Listener                         { re
 // test ends.
 func New(t testing.TB, clock *shards.Clock) *Harness {
 	t.Helper()
+	return NewWith(t, clock, nil)
+}
+
+// NewWith is New with changes to the core's configuration: a
+// Record-Route key (RouteSecret: two harnesses with the same key verify
+// each other's Routes, as a restarted server does its predecessor's),
+// shorter timers.
+func NewWith(t testing.TB, clock *shards.Clock, mod func(*txn.Config)) *Harness {
+	t.Helper()
 	if clock == nil {
 		clock = shards.NewManualClock(1_700_000_000_000)
 	}
@@ -89,7 +98,11 @@ func New(t testing.TB, clock *shards.Clock) *Harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.core, err = txn.New(txn.Config{Sender: h, Listeners: h, Router: rt, Clock: clock})
+	cfg := txn.Config{Sender: h, Listeners: h, Router: rt, Clock: clock}
+	if mod != nil {
+		mod(&cfg)
+	}
+	h.core, err = txn.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,426 @@
+package dialog
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"switchboard/shards"
+	"switchboard/store"
+	"switchboard/transport"
+)
+
+// Persistence (dialog.persist, OpenSIPS db_mode delayed). A confirmed
+// dialog is written to the store's dialog table and deleted from it when
+// it ends, so that the calls up across a restart keep their dialog. The
+// receive path only notes that a dialog changed: under the dialog's shard
+// lock, which it holds already, it appends {hash, id} to that shard's
+// pending list and marks the dialog dirty (a dialog is listed once however
+// often it changes before the next write). Every write_interval the
+// writer goroutine takes each shard's list, copies the rows of the dirty
+// dialogs still there (under the lock, off the receive path) and applies
+// them with the deletes of the ended dialogs that had a row in one
+// transaction. A call shorter than the interval is never written. Nothing on the receive path
+// allocates, waits for the store, or takes a lock of its own.
+//
+// The pending lists are bounded (two entries per dialog a shard may
+// hold: an upsert and a delete). A change that finds its list full is
+// counted (switchboard_dialog_store_drops_total) and logged; it can only
+// happen when the store has been failing for long. A batch the store
+// refuses is retried (three attempts), then its changes go back on the
+// lists for the next interval.
+
+// writer is the module's write-behind to the store.
+type writer struct {
+	st       *store.Store
+	interval time.Duration
+	pend     []pendList // per shard, under the shard's lock
+	maxPend  int        // entries a shard's list may hold
+	// The batch being written, by one flush at a time (the writer
+	// goroutine; Stop and tests call flush too).
+	mu    sync.Mutex
+	ops   []store.DialogOp
+	from  []pendOp // the change each op came from, to put it back
+	retry time.Duration
+
+	// restore holds the timers of the dialogs loaded in New, started in
+	// Start (a timer that fired before the subscribers were there would
+	// end a call without telling them).
+	restore []restoredTimer
+
+	storeMetrics
+}
+
+// pendList is one shard's changes not written yet, padded so that two
+// shards' lists are not in one cache line.
+type pendList struct {
+	ops []pendOp
+	_   [40]byte
+}
+
+// pendOp is one change: the dialog (hash of its Call-ID, id) was
+// changed, or ended (del).
+type pendOp struct {
+	h, id uint64
+	del   bool
+}
+
+type restoredTimer struct {
+	h, id uint64
+	when  int64
+}
+
+// storeMetrics are the persistence's counters, registered whether it is
+// on or not.
+type storeMetrics struct {
+	writes, errors, drops, restored *metrics.Counter
+}
+
+func newStoreMetrics(set *metrics.Set) storeMetrics {
+	return storeMetrics{
+		writes:   set.NewCounter("switchboard_dialog_store_writes_total"),
+		errors:   set.NewCounter("switchboard_dialog_store_errors_total"),
+		drops:    set.NewCounter("switchboard_dialog_store_drops_total"),
+		restored: set.NewCounter("switchboard_dialog_restored_total"),
+	}
+}
+
+func newWriter(st *store.Store, interval time.Duration, numShards, perShard int, m storeMetrics) *writer {
+	return &writer{
+		st: st, interval: interval, retry: 50 * time.Millisecond,
+		pend: make([]pendList, numShards), maxPend: 2*perShard + 16, storeMetrics: m,
+	}
+}
+
+// push appends op to shard s's list. The shard is locked.
+func (w *writer) push(s *shards.Shard[dlg], op pendOp) bool {
+	l := &w.pend[s.Index()]
+	if len(l.ops) >= w.maxPend {
+		w.drops.Inc()
+		return false
+	}
+	l.ops = append(l.ops, op)
+	return true
+}
+
+// changed notes that a confirmed dialog changed (a CSeq, a target, its
+// timeout, a profile, a flag or value of the route's): it is written at
+// the next interval. The shard is locked.
+func (d *Dialog) changed(s *shards.Shard[dlg], e *shards.Entry[dlg]) {
+	g := &e.Value
+	if d.w == nil || g.state != stConfirmed || g.pflags&fDirty != 0 {
+		return
+	}
+	if !d.w.push(s, pendOp{h: e.Hash(), id: g.id}) {
+		d.h.Warn("dialog: store queue full, dialog change not written", "id", g.id)
+		return
+	}
+	g.pflags |= fDirty
+}
+
+// forget notes that a dialog ended: when a row of it was taken for the
+// store, the row is deleted at the next interval (a call that ended
+// before the flush after its answer costs the store nothing). The shard
+// is locked.
+func (d *Dialog) forget(s *shards.Shard[dlg], e *shards.Entry[dlg]) {
+	g := &e.Value
+	if d.w == nil || g.pflags&fStored == 0 {
+		return
+	}
+	if !d.w.push(s, pendOp{h: e.Hash(), id: g.id, del: true}) {
+		d.h.Warn("dialog: store queue full, ended dialog not deleted from the store", "id", g.id)
+	}
+}
+
+// writeLoop writes the changes every interval until Stop, then once more.
+func (d *Dialog) writeLoop() {
+	defer d.wg.Done()
+	t := time.NewTicker(d.w.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			d.flush()
+			return
+		case <-t.C:
+			d.flush()
+		}
+	}
+}
+
+// flush writes what changed since the last flush, in one transaction.
+// Writer goroutine (or Stop, once it has ended).
+func (d *Dialog) flush() {
+	w := d.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range w.pend {
+		s := d.tbl.ShardAt(i)
+		s.Lock()
+		l := &w.pend[i]
+		for _, op := range l.ops {
+			if op.del {
+				w.ops = append(w.ops, store.DialogOp{Kind: store.DialogDelete, Dialog: store.Dialog{ID: op.id}})
+				w.from = append(w.from, op)
+				continue
+			}
+			e := findID(s, op.h, op.id)
+			if e == nil || e.Value.pflags&fDirty == 0 || !e.Value.timer.Active() {
+				continue // ended (its delete follows), or written already
+			}
+			e.Value.pflags = e.Value.pflags&^fDirty | fStored
+			w.ops = append(w.ops, store.DialogOp{Kind: store.DialogUpsert, Dialog: d.row(e)})
+			w.from = append(w.from, op)
+		}
+		l.ops = l.ops[:0]
+		s.Unlock()
+	}
+	if len(w.ops) == 0 {
+		return
+	}
+	err := d.apply(w.ops)
+	if err != nil {
+		w.errors.Add(len(w.ops))
+		d.log.Error("dialog: changes not written to the store; retried at the next interval", "changes", len(w.ops), "err", err)
+		d.requeue(w.from)
+	} else {
+		w.writes.Add(len(w.ops))
+	}
+	clear(w.ops) // the rows' strings
+	w.ops, w.from = w.ops[:0], w.from[:0]
+	if cap(w.ops) > keptBatch {
+		// A burst (the first flush after a restart, a store back from an
+		// outage) is not kept: a row takes about 400 bytes.
+		w.ops, w.from = nil, nil
+	}
+}
+
+// keptBatch is the most rows the writer keeps room for between flushes.
+const keptBatch = 1024
+
+// apply writes ops, trying three times: a store busy with another
+// process's write (the CLI) usually answers the next attempt.
+func (d *Dialog) apply(ops []store.DialogOp) error {
+	var err error
+	delay := d.w.retry
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			time.Sleep(delay)
+			delay *= 4
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = d.w.st.ApplyDialogs(ctx, ops)
+		cancel()
+		if err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// requeue puts the changes of a batch that was not written back on their
+// shards' lists: deletes as they were, upserts by marking their dialog
+// dirty again (its row is copied afresh at the next flush).
+func (d *Dialog) requeue(ops []pendOp) {
+	for _, op := range ops {
+		s := d.tbl.Shard(op.h)
+		s.Lock()
+		if op.del {
+			d.w.push(s, op)
+		} else if e := findID(s, op.h, op.id); e != nil {
+			d.changed(s, e)
+		}
+		s.Unlock()
+	}
+}
+
+// findID returns the live dialog id with Call-ID hash h. The shard is
+// locked.
+func findID(s *shards.Shard[dlg], h, id uint64) *shards.Entry[dlg] {
+	return s.Find(h, func(e *shards.Entry[dlg]) bool { return e.Value.id == id })
+}
+
+// row copies a confirmed dialog into a store row. The shard is locked.
+func (d *Dialog) row(e *shards.Entry[dlg]) store.Dialog {
+	g := &e.Value
+	r := store.Dialog{
+		ID: g.id, CallID: string(e.Key()),
+		FromTag: string(g.get(g.fromTag)), ToTag: string(g.get(g.toTag)),
+		FromHdr: string(g.get(g.from)), ToHdr: string(g.get(g.to)),
+		CalleeFromHdr: string(g.get(g.calleeFrom)), CalleeToHdr: string(g.get(g.calleeTo)),
+		CallerCSeq: g.cseq[toCaller], CalleeCSeq: g.cseq[toCallee], CSeqOffset: g.cseqOffset,
+		CallerRouteSet: string(g.get(g.route[toCaller])), CallerContact: string(g.get(g.target[toCaller])),
+		CallerHop: formatHop(g.proto[toCaller], g.hop[toCaller].AddrPort()),
+		State:     store.DialogConfirmed, StartTime: g.start, AnswerTime: g.answer, Timeout: g.timer.When(),
+	}
+	r.FromURI, r.ToURI = string(uriOf(g.get(g.from))), string(uriOf(g.get(g.to)))
+	if g.hasCallee {
+		r.CalleeRouteSet, r.CalleeContact = string(g.get(g.route[toCallee])), string(g.get(g.target[toCallee]))
+		r.CalleeHop = formatHop(g.proto[toCallee], g.hop[toCallee].AddrPort())
+	}
+	for i := 0; i < int(g.nprof); i++ {
+		r.Profiles = append(r.Profiles, store.DialogProfile{Name: d.profiles[g.profs[i].idx].name, Value: string(g.get(g.profs[i].val))})
+	}
+	r.Code, r.Phrase, r.Flags = int(g.code), string(g.get(g.phrase)), g.flags
+	Values(g.get(g.vals)).Each(func(name, value []byte) {
+		r.Values = append(r.Values, store.DialogValue{Name: string(name), Value: string(value)})
+	})
+	return r
+}
+
+func formatHop(p transport.Proto, ap netip.AddrPort) string {
+	if !ap.IsValid() {
+		return ""
+	}
+	return strings.ToLower(p.String()) + ":" + ap.String()
+}
+
+func parseHop(s string) (transport.Proto, netip.AddrPort, bool) {
+	proto, addr, ok := strings.Cut(s, ":")
+	if !ok {
+		return 0, netip.AddrPort{}, false
+	}
+	p, ok := transport.ParseProto(proto)
+	ap, err := netip.ParseAddrPort(addr)
+	return p, ap, ok && err == nil
+}
+
+// load puts the dialogs stored by the previous run in the table (New,
+// before the transport listens). Their timers start in Start. A row that
+// cannot be restored (the table is full, a profile or the row is too
+// large) is logged and deleted from the store: its call goes on without
+// a dialog, as every call did before persistence.
+func (d *Dialog) load() (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rows, bad, err := d.w.st.LoadDialogs(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, err := range bad {
+		d.log.Warn("dialog: stored dialog not restored", "err", err)
+	}
+	n := 0
+	for i := range rows {
+		r := &rows[i]
+		if why := d.restore(r); why != "" {
+			d.log.Warn("dialog: stored dialog not restored; deleted from the store", "id", r.ID, "call_id", r.CallID, "why", why)
+			h := shards.SumString(r.CallID)
+			s := d.tbl.Shard(h)
+			s.Lock()
+			d.w.push(s, pendOp{h: h, id: r.ID, del: true})
+			s.Unlock()
+			continue
+		}
+		n++
+	}
+	d.w.restored.Add(n)
+	return n, nil
+}
+
+// restore puts one stored dialog in the table; it returns why not.
+func (d *Dialog) restore(r *store.Dialog) string {
+	if r.State != store.DialogConfirmed {
+		return "not confirmed"
+	}
+	callID := []byte(r.CallID)
+	h := shards.Sum(callID)
+	s := d.tbl.Shard(h)
+	s.Lock()
+	defer s.Unlock()
+	if s.Len() >= d.perShard {
+		return "dialog.max_dialogs reached"
+	}
+	if findID(s, h, r.ID) != nil {
+		return "id held by another dialog"
+	}
+	callerProto, callerHop, ok := parseHop(r.CallerHop)
+	if !ok {
+		return "caller_hop"
+	}
+	e, err := s.Insert(h, callID)
+	if err != nil {
+		return err.Error()
+	}
+	g := &e.Value
+	g.id, g.state, g.pflags = r.ID, stConfirmed, fStored
+	g.start, g.answer = r.StartTime, r.AnswerTime
+	g.cseq, g.cseqOffset = [2]uint32{r.CallerCSeq, r.CalleeCSeq}, r.CSeqOffset
+	g.code, g.flags = uint16(r.Code), r.Flags
+	g.proto[toCaller], g.hop[toCaller] = callerProto, packAddr(callerHop)
+	size := len(r.FromTag) + len(r.ToTag) + len(r.FromHdr) + len(r.ToHdr) + len(r.CallerContact) + len(r.CalleeContact) +
+		len(r.CallerRouteSet) + len(r.CalleeRouteSet) + len(r.CalleeFromHdr) + len(r.CalleeToHdr) + len(r.Phrase)
+	var vals []byte
+	for _, v := range r.Values {
+		vals = appendValue(vals, v.Name, []byte(v.Value))
+	}
+	size += len(vals)
+	for _, p := range r.Profiles {
+		size += len(p.Value)
+	}
+	g.reserve(size)
+	ok = g.put([]byte(r.FromTag), &g.fromTag) && g.put([]byte(r.FromHdr), &g.from) && g.put([]byte(r.ToHdr), &g.to) &&
+		g.put([]byte(r.ToTag), &g.toTag) && g.put([]byte(r.CallerContact), &g.target[toCaller]) &&
+		g.put([]byte(r.CallerRouteSet), &g.route[toCaller]) &&
+		g.put([]byte(r.CalleeFromHdr), &g.calleeFrom) && g.put([]byte(r.CalleeToHdr), &g.calleeTo) &&
+		g.put([]byte(r.Phrase), &g.phrase) && g.put(vals, &g.vals)
+	if ok && r.CalleeHop != "" {
+		p, ap, hopOK := parseHop(r.CalleeHop)
+		if hopOK && g.put([]byte(r.CalleeContact), &g.target[toCallee]) && g.put([]byte(r.CalleeRouteSet), &g.route[toCallee]) {
+			g.proto[toCallee], g.hop[toCallee], g.hasCallee = p, packAddr(ap), true
+		}
+	}
+	for _, p := range r.Profiles {
+		if !ok {
+			break
+		}
+		prof := d.byName[p.Name]
+		if prof == nil {
+			d.log.Warn("dialog: restored dialog left out of a profile that is not configured any more", "id", r.ID, "profile", p.Name)
+			continue
+		}
+		if int(g.nprof) >= maxDlgProfile {
+			break
+		}
+		var v []byte
+		if prof.withValue {
+			v = []byte(p.Value)
+		}
+		ref := profRef{idx: prof.idx}
+		if ok = g.put(v, &ref.val); ok {
+			prof.add(v, 0) // counted as it was before the restart, past a limit too
+			g.profs[g.nprof] = ref
+			g.nprof++
+		}
+	}
+	if !ok {
+		for i := 0; i < int(g.nprof); i++ {
+			d.profiles[g.profs[i].idx].release(g.get(g.profs[i].val))
+		}
+		s.Remove(e)
+		return "too large to keep"
+	}
+	s.Account(e, cap(g.buf))
+	d.confirmed.Add(1)
+	d.w.restore = append(d.w.restore, restoredTimer{h: h, id: r.ID, when: r.Timeout})
+	return ""
+}
+
+// startRestored starts the timers of the dialogs load restored: a
+// dialog whose timeout passed while the server was down is ended at the
+// next tick, with its BYEs.
+func (d *Dialog) startRestored() {
+	for _, rt := range d.w.restore {
+		s := d.tbl.Shard(rt.h)
+		s.Lock()
+		if e := findID(s, rt.h, rt.id); e != nil && !e.Value.timer.Active() {
+			s.StartTimerAt(e, &e.Value.timer, 0, rt.when)
+		}
+		s.Unlock()
+	}
+	d.w.restore = nil
+}

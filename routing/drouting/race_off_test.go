@@ -1,0 +1,5 @@
+//go:build !race
+
+package drouting
+
+const raceEnabled = false
