@@ -435,12 +435,37 @@ func (e *Editor) AppendTo(dst []byte) []byte {
 	if e.drop != 0 {
 		dst, pos = e.appendDropping(dst, ops)
 	} else {
+		// appendOp written out: this loop runs for every message relayed.
 		for k := range ops {
 			op := &ops[k]
 			if op.start < pos {
 				continue // inside a removed range
 			}
-			dst = appendOp(append(dst, b[pos:op.start]...), op)
+			dst = append(dst, b[pos:op.start]...)
+			switch op.kind {
+			case opBytes:
+				dst = append(dst, op.a...)
+			case opLine:
+				dst = append(dst, op.name...)
+				dst = append(dst, ": "...)
+				dst = append(dst, op.a...)
+				dst = append(dst, "\r\n"...)
+			case opLineNum:
+				dst = append(dst, op.name...)
+				dst = append(dst, ": "...)
+				dst = appendUint(dst, uint64(op.n))
+				dst = append(dst, "\r\n"...)
+			case opNum:
+				dst = appendUint(dst, uint64(op.n))
+			case opParam:
+				dst = append(dst, ';')
+				dst = append(dst, op.name...)
+				dst = append(dst, '=')
+				dst = append(dst, op.a...)
+			case opParamNum:
+				dst = append(dst, '=')
+				dst = appendUint(dst, uint64(op.n))
+			}
 			pos = op.end
 		}
 	}

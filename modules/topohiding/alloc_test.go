@@ -27,26 +27,27 @@ const allocInvite = "INVITE sip:bob@127.0.0.1:5080 SIP/2.0\r\n" +
 	"From: <sip:alice@example.com>;tag=a00000000\r\nTo: <sip:bob@example.com>\r\n" +
 	"Call-ID: c00000000@phone\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@192.168.1.10:5062>\r\nContent-Length: 0\r\n\r\n"
 
-// hiddenCallLoop returns a function that puts one whole hidden call
-// through the core: the INVITE (CreateDialog, TopologyHiding), the
-// callee's 200, the caller's ACK and the callee's BYE to the proxy's
-// Contacts (Match), the BYE's 200. Messages are built in place: the loop
+// hiddenCallLoop returns a function that puts one whole call through
+// the core: the INVITE (CreateDialog, and TopologyHiding with hide), the
+// callee's 200, the caller's ACK and the callee's BYE to the Contact each
+// got (Match; without hide along our Record-Route: LooseRoute and
+// MatchDialog), the BYE's 200. Messages are built in place: the loop
 // itself allocates nothing.
-func hiddenCallLoop(tb testing.TB, e *env) func() {
+func hiddenCallLoop(tb testing.TB, e *env, hide bool) func() {
 	e.Keep = false
 	e.Route = func(c *routing.Ctx) {
 		if c.HasToTag() {
-			if e.th.Match(c) == Matched {
+			if hide && e.th.Match(c) == Matched || !hide && c.LooseRoute() && e.d.MatchDialog(c) {
 				c.Relay()
 				return
 			}
 			tb.Fatal("in-dialog request not matched")
 		}
-		if e.d.CreateDialog(c) && e.th.TopologyHiding(c) {
+		if e.d.CreateDialog(c) && (!hide || e.th.TopologyHiding(c)) {
 			c.Relay()
 			return
 		}
-		tb.Fatal("INVITE not hidden")
+		tb.Fatal("INVITE without a dialog")
 	}
 	fwd := make([]byte, 0, 4096)    // the INVITE as the callee got it
 	okUp := make([]byte, 0, 4096)   // the 200 as the caller got it
@@ -66,6 +67,7 @@ func hiddenCallLoop(tb testing.TB, e *env) func() {
 	var na parser.NameAddr
 	resp := make([]byte, 0, 4096)
 	req := make([]byte, 0, 4096)
+	extra := make([]byte, 0, 1024)
 	l := e.Listener(transport.UDP, netip.Addr{})
 	pkt := &transport.Packet{Listener: l, Proto: transport.UDP}
 	caller := netip.MustParseAddrPort("127.0.0.1:5070")
@@ -81,7 +83,11 @@ func hiddenCallLoop(tb testing.TB, e *env) func() {
 		req = append(req, " SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5000;branch=z9hG4bK-"...)
 		req = append(req, branch...)
 		req = append(req, m.CallID()[1:9]...) // the call's number
-		req = append(req, "\r\nMax-Forwards: 70\r\nFrom: "...)
+		req = append(req, "\r\nMax-Forwards: 70\r\n"...)
+		if !hide { // our Record-Route, the whole route set of both parties here
+			req = append(append(append(req, "Route: "...), relayed.Get(parser.HdrRecordRoute)...), "\r\n"...)
+		}
+		req = append(req, "From: "...)
 		req = append(req, from...)
 		req = append(req, "\r\nTo: "...)
 		req = append(req, to...)
@@ -99,7 +105,11 @@ func hiddenCallLoop(tb testing.TB, e *env) func() {
 		if relayed.Parse(fwd) != nil {
 			tb.Fatal("no INVITE relayed")
 		}
-		resp = parser.AppendResponseHeaders(resp[:0], &relayed, 200, nil, []byte("b1"), []byte("Contact: <sip:bob@10.0.0.5:5060>\r\n"))
+		extra = append(extra[:0], "Contact: <sip:bob@127.0.0.1:5080>\r\n"...)
+		if rr := relayed.Get(parser.HdrRecordRoute); rr != nil {
+			extra = append(append(append(extra, "Record-Route: "...), rr...), "\r\n"...)
+		}
+		resp = parser.AppendResponseHeaders(resp[:0], &relayed, 200, nil, []byte("b1"), extra)
 		deliver(callee, resp)
 		if up.Parse(okUp) != nil || !up.Contact(&na) {
 			tb.Fatal("no 200 upstream")
@@ -126,7 +136,7 @@ func TestHiddenCallAllocatesNothing(t *testing.T) {
 		t.Skip("allocation counts are meaningless under -race")
 	}
 	e := newEnv(t, nil)
-	call := hiddenCallLoop(t, e)
+	call := hiddenCallLoop(t, e, true)
 	for range 5000 {
 		call()
 	}
@@ -138,16 +148,25 @@ func TestHiddenCallAllocatesNothing(t *testing.T) {
 	}
 }
 
-// BenchmarkHiddenCall: one whole hidden call (hiddenCallLoop).
-func BenchmarkHiddenCall(b *testing.B) {
-	e := newEnv(b, nil)
-	call := hiddenCallLoop(b, e)
-	for range 5000 {
-		call()
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		call()
+// BenchmarkCall: one whole call (hiddenCallLoop) with a dialog, hidden
+// or not: what topology hiding adds to a call with a dialog.
+func BenchmarkCall(b *testing.B) {
+	for _, hide := range []bool{false, true} {
+		name := "dialog"
+		if hide {
+			name = "hidden"
+		}
+		b.Run(name, func(b *testing.B) {
+			e := newEnv(b, nil)
+			call := hiddenCallLoop(b, e, hide)
+			for range 5000 {
+				call()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				call()
+			}
+		})
 	}
 }
