@@ -14,6 +14,7 @@ import (
 	"switchboard/parser"
 	"switchboard/routing"
 	"switchboard/shards"
+	"switchboard/store"
 )
 
 // env is the dialog and topohiding modules built as the server builds
@@ -28,6 +29,7 @@ type env struct {
 	d     *dialog.Dialog
 	clock *shards.Clock
 	set   *metrics.Set
+	mods  *modules.Set
 	*routetest.Harness
 
 	// beforeRelay runs on an initial INVITE after TopologyHiding.
@@ -37,16 +39,29 @@ type env struct {
 
 func newEnv(t testing.TB, s *Settings) *env {
 	t.Helper()
+	return newEnvWith(t, s, envOptions{})
+}
+
+// envOptions: a store for the dialogs (persistence), and a data
+// directory for topohiding.secret.
+type envOptions struct {
+	store   *store.Store
+	dataDir string
+}
+
+func newEnvWith(t testing.TB, s *Settings, o envOptions) *env {
+	t.Helper()
 	if s == nil {
 		s = DefaultSettings()
 	}
 	e := &env{t: t, clock: shards.NewManualClock(1_700_000_000_000), set: metrics.NewSet()}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil)) // forged tokens are logged
-	set, err := modules.Build(modules.Services{Clock: e.clock, Metrics: e.set, Shards: 4, Logger: quiet},
+	set, err := modules.Build(modules.Services{Clock: e.clock, Metrics: e.set, Shards: 4, Logger: quiet, Store: o.store, DataDir: o.dataDir},
 		map[string]any{"topohiding": s}, "topohiding")
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.mods = set
 	e.th = set.Get("topohiding").(*TopoHiding)
 	e.d = set.Get("dialog").(*dialog.Dialog)
 	e.Harness = routetest.New(t, e.clock)
@@ -111,7 +126,7 @@ const (
 // it: none of it may reach the other party.
 var (
 	callerSide = []string{"192.168.1.", ":5070", ";p1", "alice-ua"}
-	calleeSide = []string{"10.0.0.5", "10.0.0.6", ":5080", ":5081", ":5090", ";p2", "bob-ua"}
+	calleeSide = []string{"10.0.0.5", "10.0.0.6", "10.0.0.7", ":5080", ":5081", ":5090", ";p2", "bob-ua"}
 )
 
 // reveals returns the first of marks found in the Via, Record-Route,

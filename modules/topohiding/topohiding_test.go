@@ -7,6 +7,7 @@ import (
 	"switchboard/modules"
 	"switchboard/modules/internal/routetest"
 	"switchboard/routing"
+	"switchboard/store"
 )
 
 // checkHidden fails when msg reveals any of marks, or carries more Vias
@@ -49,8 +50,9 @@ func ourContact(t *testing.T, what, contact string, side byte) {
 // caller side, nor the caller side the callee side's, in either
 // direction: the INVITE, its 180 and 200, the ACK, a re-INVITE from the
 // caller that moves both Contacts (and its 2xx and ACK, which follow the
-// new ones), an UPDATE from the callee with its 200, an INFO from the
-// caller, and the callee's BYE with its 200. Each in-dialog request goes
+// new ones), an UPDATE from the callee with its 200, a re-INVITE from the
+// callee that moves both again (its ACK, and the caller's next request,
+// follow), an INFO from the caller, and the callee's BYE with its 200. Each in-dialog request goes
 // to the other party's real Contact along its real route set. After the
 // BYE the token names no dialog: 481.
 func TestHiddenCall(t *testing.T) {
@@ -131,21 +133,43 @@ func TestHiddenCall(t *testing.T) {
 		t.Errorf("200 to the UPDATE went to %v with Contact %q", up.Dst, header(up.Data, "Contact"))
 	}
 
-	// An INFO from the caller.
+	// A re-INVITE from the callee with a new Contact, answered by the
+	// caller from a new one: the callee's ACK goes to the caller's new
+	// Contact, the caller's next request to the callee's.
+	reinv = only(t, c.fromCallee("INVITE", "Contact: <sip:bob@10.0.0.7:5060>\r\n"), "INVITE ")
+	if !strings.HasPrefix(reinv.Data, "INVITE sip:alice-ua@192.168.1.11:5062 ") || header(reinv.Data, "Contact") != c.callerCT {
+		t.Fatalf("the callee's re-INVITE:\n%s", reinv.Data)
+	}
+	checkHidden(t, "the callee's re-INVITE", reinv.Data, calleeSide, headerValues(reinv.Data, "Via"), nil)
+	up = only(t, c.answer(p1Addr, reinv.Data, 200, "Contact: <sip:alice-ua@192.168.1.12:5062>\r\n"), "SIP/2.0 200 ")
+	checkHidden(t, "200 to the callee's re-INVITE", up.Data, callerSide, headerValues(up.Data, "Via"), nil)
+	if header(up.Data, "Contact") != c.calleeCT {
+		t.Errorf("200 to the callee's re-INVITE: Contact %q", header(up.Data, "Contact"))
+	}
+	c.ccseq-- // the ACK has the INVITE's CSeq
+	ack = only(t, c.fromCallee("ACK", ""), "ACK ")
+	if !strings.HasPrefix(ack.Data, "ACK sip:alice-ua@192.168.1.12:5062 ") {
+		t.Errorf("the callee's ACK does not go to the caller's new Contact:\n%s", ack.Data)
+	}
+
+	// An INFO from the caller, to the callee's new Contact.
 	info := only(t, c.fromCaller("INFO", "", "", ""), "INFO ")
+	if !strings.HasPrefix(info.Data, "INFO sip:bob@10.0.0.7:5060 ") {
+		t.Errorf("INFO not to the callee's new Contact:\n%s", info.Data)
+	}
 	checkHidden(t, "INFO", info.Data, callerSide, headerValues(info.Data, "Via"), nil)
 	up = only(t, c.answer(calleeAddr, info.Data, 200, ""), "SIP/2.0 200 ")
 	checkHidden(t, "200 to the INFO", up.Data, calleeSide, headerValues(up.Data, "Via"), nil)
 
 	// The callee hangs up.
 	bye := only(t, c.fromCallee("BYE", ""), "BYE ")
-	if bye.Dst.String() != p1Addr || !strings.HasPrefix(bye.Data, "BYE sip:alice-ua@192.168.1.11:5062 ") {
+	if bye.Dst.String() != p1Addr || !strings.HasPrefix(bye.Data, "BYE sip:alice-ua@192.168.1.12:5062 ") {
 		t.Fatalf("BYE to %v:\n%s", bye.Dst, bye.Data)
 	}
 	checkHidden(t, "BYE", bye.Data, calleeSide, headerValues(bye.Data, "Via"), nil)
 	up = only(t, c.answer(p1Addr, bye.Data, 200, ""), "SIP/2.0 200 ")
-	checkHidden(t, "200 to the BYE", up.Data, callerSide, []string{"SIP/2.0/UDP " + p2Addr + ";branch=z9hG4bKp2-BYE2hide-1",
-		"SIP/2.0/UDP " + calleeAddr + ";branch=z9hG4bKbob-BYE2hide-1"}, nil)
+	checkHidden(t, "200 to the BYE", up.Data, callerSide, []string{"SIP/2.0/UDP " + p2Addr + ";branch=z9hG4bKp2-BYE3hide-1",
+		"SIP/2.0/UDP " + calleeAddr + ";branch=z9hG4bKbob-BYE3hide-1"}, nil)
 	if n := e.d.List("", 10); len(n) != 0 {
 		t.Fatalf("the BYE left %d dialogs", len(n))
 	}
@@ -155,7 +179,7 @@ func TestHiddenCall(t *testing.T) {
 	if got := e.set; got == nil {
 		t.Fatal("no metrics")
 	}
-	if e.th.hidden.Get() != 1 || e.th.matched.Get() != 6 || e.th.unmatched.Get() != 1 || e.th.forged.Get() != 0 {
+	if e.th.hidden.Get() != 1 || e.th.matched.Get() != 8 || e.th.unmatched.Get() != 1 || e.th.forged.Get() != 0 {
 		t.Errorf("calls %d requests %d unmatched %d forged %d", e.th.hidden.Get(), e.th.matched.Get(), e.th.unmatched.Get(), e.th.forged.Get())
 	}
 }
@@ -321,5 +345,45 @@ func TestRouteURI(t *testing.T) {
 		if got := string(routeURI([]byte(in))); got != want {
 			t.Errorf("routeURI(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestHiddenCallSurvivesRestart: a hidden call answered before the
+// modules stop (the dialog written to a real SQLite store) goes on after
+// new modules on a new core load it, with the same data directory (the
+// token key): the caller's INFO and the callee's BYE, to the Contacts
+// they got before, reach the other party's real Contact along its route
+// set, hidden; the BYE ends the restored dialog.
+func TestHiddenCallSurvivesRestart(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	o := envOptions{store: st, dataDir: t.TempDir()}
+	e1 := newEnvWith(t, nil, o)
+	c := e1.invite("restart-1")
+	c.respond(0, 200, "b1", calleeCT)
+	only(t, c.fromCaller("ACK", "", "", ""), "ACK ")
+	e1.mods.Stop() // writes the dialog
+
+	e2 := newEnvWith(t, nil, o)
+	if n := len(e2.d.List("", 10)); n != 1 {
+		t.Fatalf("%d dialogs restored, want 1", n)
+	}
+	c.e = e2
+	info := only(t, c.fromCaller("INFO", "", "", ""), "INFO ")
+	if info.Dst.String() != p2Addr || !strings.HasPrefix(info.Data, "INFO sip:bob@10.0.0.5:5060 ") || header(info.Data, "Route") != p2RR {
+		t.Fatalf("INFO after the restart to %v:\n%s", info.Dst, info.Data)
+	}
+	ourVia(t, "INFO", info.Data)
+	checkHidden(t, "INFO", info.Data, callerSide, headerValues(info.Data, "Via"), nil)
+	bye := only(t, c.fromCallee("BYE", ""), "BYE ")
+	if bye.Dst.String() != p1Addr || !strings.HasPrefix(bye.Data, "BYE sip:alice-ua@"+callerUA+" ") || header(bye.Data, "Route") != p1RR {
+		t.Fatalf("BYE after the restart to %v:\n%s", bye.Dst, bye.Data)
+	}
+	checkHidden(t, "BYE", bye.Data, calleeSide, headerValues(bye.Data, "Via"), nil)
+	if n := len(e2.d.List("", 10)); n != 0 {
+		t.Fatalf("the BYE left %d dialogs", n)
 	}
 }
