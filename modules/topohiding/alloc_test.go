@@ -152,9 +152,9 @@ func TestHiddenCallAllocatesNothing(t *testing.T) {
 // or not: what topology hiding adds to a call with a dialog.
 func BenchmarkCall(b *testing.B) {
 	for _, hide := range []bool{false, true} {
-		name := "dialog"
+		name := "mode=dialog" // benchstat -col /mode compares the two
 		if hide {
-			name = "hidden"
+			name = "mode=hidden"
 		}
 		b.Run(name, func(b *testing.B) {
 			e := newEnv(b, nil)
