@@ -40,6 +40,17 @@ func (o *Originator) SendLocal(r txn.LocalRequest, done txn.LocalDone) error {
 	return c.SendLocal(r, done)
 }
 
+// SendKeepalive sends data (a CRLF CRLF or four-byte NAT keep-alive) to
+// dst from the listener bound to source, without a transaction
+// (txn.Core.SendKeepalive).
+func (o *Originator) SendKeepalive(proto transport.Proto, source, dst netip.AddrPort, data []byte) error {
+	c := o.core.Load()
+	if c == nil {
+		return ErrNoCore
+	}
+	return c.SendKeepalive(proto, source, dst, data)
+}
+
 // Cancel cancels the pending INVITE of ref as the proxy's own CANCEL
 // (txn.Core.Cancel): false when there is nothing to cancel, or no core.
 // Not with a lock a transaction hook takes held.

@@ -186,6 +186,18 @@ func (e *Editor) SetViaReceived(received []byte, rport int) bool {
 	return true
 }
 
+// AddViaRPort adds ";rport=N" to a top Via that has no rport parameter
+// (OpenSIPS force_rport: the client behind NAT did not ask for it); false
+// when the Via has one (SetViaReceived sets its value) or there is no Via.
+func (e *Editor) AddViaRPort(rport int) bool {
+	v := &e.m.st.via
+	if v.Raw == nil || v.HasRPort || rport <= 0 {
+		return false
+	}
+	end := e.m.off(v.Raw) + len(v.Raw)
+	return e.add(splice{start: end, end: end, kind: opParamNum, name: "rport", n: rport})
+}
+
 // SetRequestURI replaces the Request-URI.
 func (e *Editor) SetRequestURI(uri []byte) bool {
 	if !e.m.st.request {
@@ -267,6 +279,23 @@ func (e *Editor) SetHeaderValue(h HeaderName, value []byte) bool {
 	}
 	x := &e.m.hdrs[f-1]
 	return e.add(splice{start: int(x.vs), end: int(x.ve), kind: opBytes, a: value})
+}
+
+// Replace replaces the bytes of view, a view into the message's headers
+// (a URI's host and port, a parameter's value), with value: the edit of
+// one part of a header that no method names (fix_nated_contact rewrites a
+// Contact URI's host:port this way). False when view is not inside the
+// header section of the message being edited.
+func (e *Editor) Replace(view, value []byte) bool {
+	if len(view) == 0 {
+		return false
+	}
+	m := e.m
+	off := m.off(view)
+	if off < m.st.start || off+len(view) > m.st.hdrEnd || &m.st.buf[off] != &view[0] {
+		return false
+	}
+	return e.add(splice{start: off, end: off + len(view), kind: opBytes, a: value})
 }
 
 // SetCSeq replaces the sequence number of the CSeq header, keeping its
@@ -463,6 +492,10 @@ func (e *Editor) AppendTo(dst []byte) []byte {
 				dst = append(dst, '=')
 				dst = append(dst, op.a...)
 			case opParamNum:
+				if op.name != "" {
+					dst = append(dst, ';')
+					dst = append(dst, op.name...)
+				}
 				dst = append(dst, '=')
 				dst = appendUint(dst, uint64(op.n))
 			}
@@ -510,6 +543,10 @@ func appendOp(dst []byte, op *splice) []byte {
 		dst = append(dst, '=')
 		dst = append(dst, op.a...)
 	case opParamNum:
+		if op.name != "" {
+			dst = append(dst, ';')
+			dst = append(dst, op.name...)
+		}
 		dst = append(dst, '=')
 		dst = appendUint(dst, uint64(op.n))
 	}

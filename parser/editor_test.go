@@ -417,3 +417,58 @@ func TestEditorReplaceHeaders(t *testing.T) {
 		t.Error("Content-Length or an unknown name replaced")
 	}
 }
+
+// TestEditorAddViaRPort: force_rport adds ";rport=N" to a top Via that
+// has none (and only to it), and leaves a Via that has one to
+// SetViaReceived.
+func TestEditorAddViaRPort(t *testing.T) {
+	b := strings.Replace(editBase, ";branch=z9hG4bKa;rport", ";branch=z9hG4bKa", 1)
+	m0 := parseOrDie(t, []byte(b))
+	var e Editor
+	e.Reset(m0)
+	if !e.AddViaRPort(40000) || !e.SetViaReceived([]byte("198.51.100.7"), 0) {
+		t.Fatal("refused")
+	}
+	out := e.AppendTo(nil)
+	m := parseOrDie(t, out)
+	v := m.TopVia()
+	if !v.HasRPort || string(v.RPort) != "40000" || string(v.Received) != "198.51.100.7" || string(v.Branch) != "z9hG4bKa" {
+		t.Fatalf("%+v\n%s", v, out)
+	}
+	if got := vias(m); len(got) != 3 || got[1] != "SIP/2.0/TCP 192.0.2.2;branch=z9hG4bKb" {
+		t.Fatalf("other Vias changed: %q", got)
+	}
+	e.Reset(parseOrDie(t, []byte(editBase)))
+	if e.AddViaRPort(40000) {
+		t.Fatal("added a second rport")
+	}
+}
+
+// TestEditorReplace: a view into a header is replaced in place; a view
+// into the body, into another buffer or empty is refused.
+func TestEditorReplace(t *testing.T) {
+	b := strings.Replace(editBase, "To: <sip:bob@example.com>", "To: <sip:bob@example.com>\r\nContact: \"Bob\" <sip:bob@192.168.1.10:5062;transport=udp>;expires=60", 1)
+	m0 := parseOrDie(t, []byte(b))
+	var na NameAddr
+	if !m0.Contact(&na) {
+		t.Fatal("no Contact")
+	}
+	u, err := ParseURI(na.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostport := na.URI[4+len(u.User)+1 : 4+len(u.User)+1+len("192.168.1.10:5062")]
+	var e Editor
+	e.Reset(m0)
+	if !e.Replace(hostport, []byte("203.0.113.9:40000")) {
+		t.Fatal("refused a view into the Contact")
+	}
+	out := e.AppendTo(nil)
+	if c := parseOrDie(t, out).Get(HdrContact); string(c) != "\"Bob\" <sip:bob@203.0.113.9:40000;transport=udp>;expires=60" {
+		t.Fatalf("Contact %q", c)
+	}
+	body := m0.Body()
+	if e.Replace(body[:2], []byte("x")) || e.Replace([]byte("192.168.1.10"), []byte("x")) || e.Replace(hostport[:0], []byte("x")) {
+		t.Fatal("accepted a view outside the headers")
+	}
+}

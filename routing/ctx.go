@@ -339,6 +339,12 @@ const (
 	RouteForeign = txn.RouteForeign
 )
 
+// ForceRPort sends the responses to the port the request came from, as
+// if its top Via carried rport, and adds rport to that Via in the relayed
+// copy (OpenSIPS: force_rport()): for a client behind NAT that did not
+// ask for it.
+func (c *Ctx) ForceRPort() { c.R.ForceRPort() }
+
 // RecordRoute adds a Record-Route header to the relayed request, two when
 // it leaves on another interface or transport (OpenSIPS: record_route()).
 func (c *Ctx) RecordRoute() { c.R.RecordRoute() }

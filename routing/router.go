@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,21 @@ func (c *ReplyCtx) Reason() []byte { return c.resp.Reason() }
 // Header returns the first value of a response header (OpenSIPS:
 // $hdr(name) in onreply_route).
 func (c *ReplyCtx) Header(name string) []byte { return c.resp.GetByName(sbytes(name)) }
+
+// Source is the address the response came from (OpenSIPS: $si and $sp in
+// onreply_route): the packet's, never a header's.
+func (c *ReplyCtx) Source() netip.AddrPort { return c.Req.R.ResponseSource() }
+
+// Editor returns an editor on the response for changes to the copy
+// relayed upstream (OpenSIPS: the lumps of fix_nated_contact and
+// fix_nated_sdp in onreply_route): a 1xx or 2xx is sent with them, a
+// non-2xx final kept with them for the best-response choice. Give it
+// values copied with Own.
+func (c *ReplyCtx) Editor() *parser.Editor { return c.Req.R.ResponseEditor() }
+
+// Own copies b into memory that lives until the response is sent, for
+// values given to Editor. Allocation-free once warm.
+func (c *ReplyCtx) Own(b []byte) []byte { return c.Req.R.OwnResponse(b) }
 
 // FailureCtx is what a failure route sees: the request, with every request
 // action (AppendBranch, Relay, Reply), and the best response received.

@@ -11,6 +11,7 @@ import (
 // statelessly per the next Via.
 func (c *Core) onResponse(x *ctx, p *transport.Packet) {
 	m := &x.msg
+	x.rsrc, x.pedUsed = p.Src, false
 	h, id, idx, att, ok := c.parseBranch(m.TopVia().Branch)
 	if !ok {
 		if c.isLocalBranch(m.TopVia().Branch) {
@@ -61,19 +62,31 @@ func (c *Core) hook(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) *Request
 	return r
 }
 
-// buildUp writes response m of branch b as it goes upstream: without our
-// Via, with the From, To and CSeq its client sent (restore.go), and the
-// request's Rewriter's edits.
+// buildUp writes response m of branch b as it goes upstream: with the
+// reply route's edits (Request.ResponseEditor), without our Via, with the
+// From, To and CSeq its client sent (restore.go), and the request's
+// Rewriter's edits.
 func (c *Core) buildUp(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch, m *parser.Message) []byte {
 	t := &e.Value
-	x.ed.Reset(m)
-	x.ed.RemoveTopVia()
+	ed := c.responseEdits(x, m)
+	ed.RemoveTopVia()
 	if t.restoring() {
-		t.restoreUp(x, &x.ed, m)
+		t.restoreUp(x, ed, m)
 	}
-	c.rewriteResponse(x, s, e, b, &x.ed, m)
-	x.out = x.ed.AppendTo(x.out[:0])
+	c.rewriteResponse(x, s, e, b, ed, m)
+	x.out = ed.AppendTo(x.out[:0])
 	return x.out
+}
+
+// responseEdits returns the editor holding the reply route's edits of m,
+// or x.ed reset on m when the route made none. The edits are used once.
+func (c *Core) responseEdits(x *ctx, m *parser.Message) *parser.Editor {
+	if x.pedUsed && x.ped.Message() == m {
+		x.pedUsed = false
+		return &x.ped
+	}
+	x.ed.Reset(m)
+	return &x.ed
 }
 
 // branchResponse runs the client state machine (§17.1.1, §17.1.2) and the
@@ -93,14 +106,19 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		case t.invite && code >= 200:
 			// A 2xx after timer C gave the branch up: the call was answered
 			// after all, and the UAC must see it to ACK (and BYE) it.
-			c.serverSend(x, s, e, c.buildUp(x, s, e, b, m), code, b, m)
+			if c.callReply(c.hook(x, s, e), b, m); e.Live() {
+				c.serverSend(x, s, e, c.buildUp(x, s, e, b, m), code, b, m)
+			}
 		}
 		return
 	case bAccepted, bTerminated:
 		if t.invite && code >= 200 && code < 300 {
 			// 2xx retransmissions (and late 2xx) go upstream: the UAC's
-			// ACK is end to end.
-			c.sendUp(t, c.buildUp(x, s, e, b, m))
+			// ACK is end to end. The reply route sees each, so that its
+			// edits (a NATed callee's Contact) are on every copy.
+			if c.callReply(c.hook(x, s, e), b, m); e.Live() {
+				c.sendUp(t, c.buildUp(x, s, e, b, m))
+			}
 		}
 		return
 	default:
@@ -173,7 +191,11 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		}
 		return
 	}
-	b.resp = append(b.resp[:0], m.Bytes()...)
+	if ed := c.responseEdits(x, m); ed == &x.ped {
+		b.resp = ed.AppendTo(b.resp[:0]) // kept with the reply route's edits
+	} else {
+		b.resp = append(b.resp[:0], m.Bytes()...)
+	}
 	s.Charge(e, t.owned())
 	if code >= 600 && t.invite {
 		t.got6xx = true

@@ -210,13 +210,22 @@ type ctx struct {
 	led   parser.Editor
 	lout  []byte
 	upTo  []byte
-	kept  []byte     // Request.Own for a request without a transaction (ACK)
-	hreq  Request    // the handle given to hooks
-	wreq  Request    // the handle given to a Watcher (a hook's may be in use)
-	rwreq Request    // the handle given to a Rewriter
-	rwbuf []byte     // a Rewriter's values, until the message is written
-	rs    routeState // route state of a request without a transaction (ACK)
-	loop  uint32     // loop hash of the request being handled
+	kept  []byte  // Request.Own for a request without a transaction (ACK)
+	hreq  Request // the handle given to hooks
+	// The response a Reply hook runs for, where it came from, and the
+	// hook's edits of it (Request.ResponseEditor): buildUp (or the copy
+	// kept of a non-2xx final) applies them. pown holds the bytes those
+	// edits refer to (Request.OwnResponse).
+	resp    *parser.Message
+	rsrc    netip.AddrPort
+	ped     parser.Editor
+	pedUsed bool
+	pown    []byte
+	wreq    Request    // the handle given to a Watcher (a hook's may be in use)
+	rwreq   Request    // the handle given to a Rewriter
+	rwbuf   []byte     // a Rewriter's values, until the message is written
+	rs      routeState // route state of a request without a transaction (ACK)
+	loop    uint32     // loop hash of the request being handled
 }
 
 func newCtx() *ctx {

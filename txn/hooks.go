@@ -36,7 +36,10 @@ func (c *Core) callBranch(r *Request, b *Branch) {
 }
 
 func (c *Core) callReply(r *Request, b *Branch, m *parser.Message) (keep bool) {
+	x := r.x
+	x.resp, x.pedUsed, x.pown = m, false, x.pown[:0]
 	defer func() {
+		x.resp = nil
 		if v := recover(); v != nil {
 			c.hookPanicked("Reply", v)
 			keep = true

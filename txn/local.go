@@ -32,6 +32,21 @@ type LocalRequest struct {
 	// and ACK (non-INVITE transaction rules: retransmitted on UDP every
 	// T1 doubling to T2, given up after 64·T1).
 	Message []byte
+	// Source, when set, is the local address of the listener to send
+	// from (of Proto): a NAT keepalive must leave from the socket the
+	// phone registered to, the only one its NAT lets in. The zero value,
+	// or an address no listener of Proto has, lets the core choose by
+	// the destination's address family.
+	Source netip.AddrPort
+	// Timeout, when above zero and below 64·T1, ends the request with
+	// 408 after it (a keepalive that waits for the next one rather than
+	// for 32 s); retransmissions stop with it.
+	Timeout time.Duration
+	// Once sends the request once over UDP, without timer E's
+	// retransmissions: a keepalive whose retry is the next keepalive, and
+	// which must not send a peer several packets for one (a REGISTER
+	// from a spoofed source makes the proxy ping that source).
+	Once bool
 }
 
 // LocalDone receives the outcome of a local request once: the final
@@ -78,11 +93,15 @@ func (c *Core) SendLocal(r LocalRequest, done LocalDone) error {
 	if !r.Dst.IsValid() || !c.allowed(r.Dst.Addr()) {
 		return ErrNotAllowed
 	}
-	l := c.ls.Listener(r.Proto, r.Dst.Addr())
+	l := c.sourceListener(r.Proto, r.Source, r.Dst.Addr())
 	if l == nil {
 		return ErrNoDestination
 	}
 	t := &localTxn{l: l, dst: r.Dst, done: done, interval: msDur(c.t1)}
+	timeout := msDur(64 * c.t1)
+	if r.Timeout > 0 && r.Timeout < timeout {
+		timeout = r.Timeout
+	}
 	lt := &c.locals
 	lt.mu.Lock()
 	if lt.live == nil {
@@ -104,10 +123,10 @@ func (c *Core) SendLocal(r LocalRequest, done LocalDone) error {
 		return err
 	}
 	lt.live[key] = t
-	if !l.Proto.Stream() {
+	if !l.Proto.Stream() && !r.Once {
 		t.retr = time.AfterFunc(t.interval, func() { c.retransmitLocal(key) })
 	}
-	t.timeout = time.AfterFunc(msDur(64*c.t1), func() { c.endLocal(key, 408, nil) })
+	t.timeout = time.AfterFunc(timeout, func() { c.endLocal(key, 408, nil) })
 	lt.mu.Unlock()
 	if err := c.sendTo(l, r.Dst, t.data); err != nil {
 		c.endLocal(key, 503, nil)
@@ -187,6 +206,32 @@ func (c *Core) closeLocals() {
 	for _, k := range keys {
 		c.endLocal(k, 503, nil)
 	}
+}
+
+// sourceListener returns the listener of proto bound to source, or, when
+// source is zero or no listener has it, the one chosen by dst.
+func (c *Core) sourceListener(proto transport.Proto, source netip.AddrPort, dst netip.Addr) *transport.Listener {
+	if source.IsValid() {
+		for _, l := range c.ls.Listeners() {
+			if l.Proto == proto && l.Local == source {
+				return l
+			}
+		}
+	}
+	return c.ls.Listener(proto, dst)
+}
+
+// SendKeepalive sends data as it is, without a transaction, to dst over
+// proto from the listener bound to source (chosen by dst when none is):
+// the keep-alives of RFC 5626 §4.4.1 and nathelper (CRLF CRLF, four zero
+// bytes) that hold a NAT binding open. dst must be inside the outbound
+// allow-list.
+func (c *Core) SendKeepalive(proto transport.Proto, source, dst netip.AddrPort, data []byte) error {
+	l := c.sourceListener(proto, source, dst.Addr())
+	if l == nil {
+		return ErrNoDestination
+	}
+	return c.sendTo(l, dst, data)
 }
 
 // ListenerFor returns the listener a local request to dst over proto

@@ -445,12 +445,13 @@ func firstRoute(st *routeState, m *parser.Message) []byte {
 
 // viaReceived adds received and rport to the incoming top Via (§18.2.1,
 // RFC 3581).
-func viaReceived(x *ctx, ed *parser.Editor, m *parser.Message, src netip.AddrPort) {
+// force adds rport with its value to a Via that has none (ForceRPort).
+func viaReceived(x *ctx, ed *parser.Editor, m *parser.Message, src netip.AddrPort, force bool) {
 	v := m.TopVia()
 	a := src.Addr().Unmap()
 	ip, isIP := parseIP(v.Host)
 	var recv []byte
-	if !isIP || ip.Unmap() != a || v.HasRPort {
+	if !isIP || ip.Unmap() != a || v.HasRPort || force {
 		x.recv = a.AppendTo(x.recv[:0])
 		recv = x.recv
 	}
@@ -460,6 +461,9 @@ func viaReceived(x *ctx, ed *parser.Editor, m *parser.Message, src netip.AddrPor
 	}
 	if recv != nil || rport > 0 {
 		ed.SetViaReceived(recv, rport)
+	}
+	if force && !v.HasRPort {
+		ed.AddViaRPort(int(src.Port()))
 	}
 }
 
@@ -517,7 +521,7 @@ func (c *Core) proxyEdits(x *ctx, ed *parser.Editor, r *Request, m *parser.Messa
 		}
 		c.routeEdits(x, ed, st, m)
 	}
-	viaReceived(x, ed, m, r.Src)
+	viaReceived(x, ed, m, r.Src, st.rport)
 	ed.InsertVia(x.via)
 	ed.DecrementMaxForwards()
 	if st.rr && m.Method() != parser.MethodAck && m.Method() != parser.MethodCancel {

@@ -135,6 +135,7 @@ type routeState struct {
 	strict  bool // the previous hop was a strict router (§16.4)
 	nroutes int
 	kind    RouteKind
+	rport   bool // ForceRPort
 	ruriSet bool
 	destSet bool
 	proto   transport.Proto
@@ -246,6 +247,66 @@ func (r *Request) LastBranch() (code int, answered bool) {
 	}
 	b := r.t.branch(r.t.nbr - 1)
 	return b.code, b.gotProv || len(b.resp) > 0
+}
+
+// ForceRPort treats the request as if its top Via carried rport (RFC
+// 3581), as OpenSIPS and Kamailio force_rport() do for a client behind NAT
+// that did not ask for it: the responses go to the port the request came
+// from rather than the Via's, and the relayed copy's Via gets
+// received=<source address>;rport=<source port>. Over TCP and TLS the
+// responses go back on the connection anyway. A source that is one of our
+// own addresses (spoofed) keeps the Via's port: the answers must not come
+// back to us.
+func (r *Request) ForceRPort() {
+	r.st.rport = true
+	if t := r.t; t != nil && !t.proto.Stream() && !r.c.isOwnAddr(t.src) {
+		t.respDst = t.src
+	}
+}
+
+// ResponseEditor returns, inside Router.Reply, an editor on the response
+// the hook runs for: its edits go into the copy relayed upstream (a 1xx or
+// 2xx at once; a non-2xx final is kept with them for the best-response
+// choice), with the core's own edits (our Via removed, the From, To and
+// CSeq its client sent). Nil outside a Reply hook. The editor keeps
+// references to the bytes it is given: build new values with OwnResponse.
+func (r *Request) ResponseEditor() *parser.Editor {
+	x := r.x
+	if x == nil || x.resp == nil {
+		return nil
+	}
+	if !x.pedUsed {
+		x.ped.Reset(x.resp)
+		x.pedUsed = true
+	}
+	return &x.ped
+}
+
+// OwnResponse copies b into memory that lives until the response the
+// Reply hook runs for is sent, for values given to ResponseEditor.
+// Allocation-free once the goroutine's buffer has grown to its size.
+func (r *Request) OwnResponse(b []byte) []byte {
+	x := r.x
+	if x == nil {
+		return append([]byte(nil), b...)
+	}
+	if cap(x.pown)-len(x.pown) < len(b) {
+		// A new array: views handed out before keep the old one.
+		x.pown = make([]byte, 0, max(2*cap(x.pown), len(b), 256))
+	}
+	n := len(x.pown)
+	x.pown = append(x.pown, b...)
+	return x.pown[n:len(x.pown):len(x.pown)]
+}
+
+// ResponseSource returns, inside Router.Reply, the address the response
+// came from (not a header's word: the packet's source); the zero value
+// elsewhere.
+func (r *Request) ResponseSource() netip.AddrPort {
+	if r.x == nil || r.x.resp == nil {
+		return netip.AddrPort{}
+	}
+	return r.x.rsrc
 }
 
 // RecordRoute asks for a Record-Route header on the relayed request (two

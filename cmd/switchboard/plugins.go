@@ -17,6 +17,7 @@ import (
 	_ "switchboard/modules/drouting"
 	_ "switchboard/modules/fraud"
 	_ "switchboard/modules/groups"
+	_ "switchboard/modules/nathelper"
 	_ "switchboard/modules/permissions"
 	_ "switchboard/modules/pike"
 	_ "switchboard/modules/ratelimit"

@@ -125,11 +125,17 @@ func (r *Registrar) NextContacts(c *routing.FailureCtx) bool {
 // that Lookup or NextContacts made to the address its binding registered
 // from (NAT, connection, edge proxy) and puts the binding's Path in a
 // Route header (RFC 3327). Branches of other origins are left alone.
-func (r *Registrar) BranchRoute(c *routing.Ctx, br *routing.Branch) {
+func (r *Registrar) BranchRoute(c *routing.Ctx, br *routing.Branch) { r.BranchRouteNAT(c, br) }
+
+// BranchRouteNAT is BranchRoute, and reports whether the branch goes to a
+// binding behind NAT (OpenSIPS: the NAT branch flag lookup() restores), so
+// that the route set fixes the Contact of the callee's responses
+// (nathelper).
+func (r *Registrar) BranchRouteNAT(c *routing.Ctx, br *routing.Branch) (nat bool) {
 	h := uint64(c.Value(SlotAOR))
 	tb := br.Txn()
 	if h == 0 || tb == nil {
-		return
+		return false
 	}
 	uri := tb.URI()
 	s := r.tbl.Shard(h)
@@ -146,10 +152,12 @@ func (r *Registrar) BranchRoute(c *routing.Ctx, br *routing.Branch) {
 			if len(b.path) > 0 {
 				tb.Editor().AddHeaderTop("Route", b.path)
 			}
+			nat = b.nat
 			break
 		}
 	}
 	s.Unlock()
+	return nat
 }
 
 // Registered reports whether aor ("user@domain") has a live binding

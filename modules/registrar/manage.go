@@ -11,19 +11,22 @@ import (
 // Info describes one binding for the management API (OpenSIPS:
 // ul_dump / ul_show_contact).
 type Info struct {
-	AOR       string  `json:"aor"`
-	Contact   string  `json:"contact"`
-	Expires   int64   `json:"expires"` // seconds left
-	Q         float64 `json:"q"`
-	Received  string  `json:"received"`
-	Socket    string  `json:"socket,omitempty"`
-	NAT       bool    `json:"nat"`
-	Path      string  `json:"path,omitempty"`
-	CallID    string  `json:"call_id"`
-	CSeq      uint32  `json:"cseq"`
-	UserAgent string  `json:"user_agent,omitempty"`
-	Instance  string  `json:"instance,omitempty"`
-	RegID     uint32  `json:"reg_id,omitempty"`
+	AOR      string  `json:"aor"`
+	Contact  string  `json:"contact"`
+	Expires  int64   `json:"expires"` // seconds left
+	Q        float64 `json:"q"`
+	Received string  `json:"received"`
+	Socket   string  `json:"socket,omitempty"`
+	NAT      bool    `json:"nat"`
+	// PingFailures is how many NAT keepalives in a row it left
+	// unanswered (nathelper).
+	PingFailures int    `json:"ping_failures,omitempty"`
+	Path         string `json:"path,omitempty"`
+	CallID       string `json:"call_id"`
+	CSeq         uint32 `json:"cseq"`
+	UserAgent    string `json:"user_agent,omitempty"`
+	Instance     string `json:"instance,omitempty"`
+	RegID        uint32 `json:"reg_id,omitempty"`
 }
 
 // List returns the live bindings of aor ("user@domain"), or of every AOR
@@ -40,7 +43,7 @@ func (r *Registrar) List(aor string) []Info {
 			out = append(out, Info{
 				AOR: string(e.Key()), Contact: string(b.contact), Expires: (b.expires - now + 999) / 1000,
 				Q: float64(b.q) / 1000, Received: formatAddr(b.proto, b.src), Socket: formatAddr(b.proto, b.socket),
-				NAT: b.nat, Path: string(b.path), CallID: string(b.callID), CSeq: b.cseq,
+				NAT: b.nat, PingFailures: int(b.pingFails), Path: string(b.path), CallID: string(b.callID), CSeq: b.cseq,
 				UserAgent: string(b.ua), Instance: string(b.instance), RegID: b.regID,
 			})
 		}

@@ -187,6 +187,7 @@ func (r *Registrar) registerMetrics(h *modules.Host) {
 		"write_drops":  func(s Stats) uint64 { return s.WriteDrops },
 		"store_busy":   func(s Stats) uint64 { return s.StoreBusy },
 		"store_errors": func(s Stats) uint64 { return s.StoreErrors },
+		"unreachable":  func(s Stats) uint64 { return s.Unreachable },
 	} {
 		set.NewGauge(`switchboard_registrar_`+name+`_total`, func() float64 { return float64(f(stats())) })
 	}

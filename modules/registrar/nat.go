@@ -29,7 +29,8 @@ const (
 	// NATViaRPort: the top Via's sent-by port (5060, 5061 for TLS, when
 	// absent) is not the source port. Flag 16.
 	NATViaRPort
-	// NATContactPort: the Contact's port is not the source port. Flag 128.
+	// NATContactPort: the Contact's port is not the source port. Flag 64
+	// in OpenSIPS (diff-port-src-contact), 128 in Kamailio.
 	NATContactPort
 	// NATFlow: the phone asks to be reached over its flow (RFC 5626: the
 	// Contact URI has ;ob, or the contact has +sip.instance and reg-id).

@@ -95,37 +95,46 @@ type Registrar struct {
 	// counters
 	saved, removed, expired, refused, lookups, found atomic.Uint64
 	writeDrops, storeBusy, storeErrors               atomic.Uint64
+	unreachable                                      atomic.Uint64
+
+	keepalive atomic.Pointer[keepalive] // SetKeepalive
 }
 
 // record is the value of one address-of-record in the table.
 type record struct {
 	b     []binding // live bindings; inner buffers are kept across reuse
 	timer shards.Timer
+	ping  shards.Timer // NAT keepalive of its NATed UDP bindings (keepalive.go)
 }
 
 // binding is one registered contact. Byte slices are owned by the record.
 type binding struct {
-	contact  []byte // contact URI
-	params   []byte // contact header parameters other than expires and q
-	callID   []byte
-	instance []byte
-	path     []byte
-	ua       []byte
-	src      netip.AddrPort // where the REGISTER came from
-	socket   netip.AddrPort // the listener it came in on
-	proto    transport.Proto
-	nat      bool            // reached at src (see natted)
-	hop      netip.AddrPort  // the first Path hop, when it is an IP address
-	hopProto transport.Proto // and its transport
-	q        int16
-	regID    uint32
-	cseq     uint32
-	branch   uint64 // hash of the REGISTER's Via branch; 0 when loaded from the store
-	expires  int64  // clock ms
-	modified int64  // clock ms
+	contact   []byte // contact URI
+	params    []byte // contact header parameters other than expires and q
+	callID    []byte
+	instance  []byte
+	path      []byte
+	ua        []byte
+	src       netip.AddrPort // where the REGISTER came from
+	socket    netip.AddrPort // the listener it came in on
+	proto     transport.Proto
+	nat       bool            // reached at src (see natted)
+	pingFails uint8           // NAT keepalives unanswered in a row (memory only)
+	hop       netip.AddrPort  // the first Path hop, when it is an IP address
+	hopProto  transport.Proto // and its transport
+	q         int16
+	regID     uint32
+	cseq      uint32
+	branch    uint64 // hash of the REGISTER's Via branch; 0 when loaded from the store
+	expires   int64  // clock ms
+	modified  int64  // clock ms
 }
 
-const timerExpire = 1
+// Timer kinds of a record.
+const (
+	timerExpire = 1
+	timerPing   = 2
+)
 
 // bytes is the memory the record's bindings hold beyond the entry.
 func (v *record) bytes() int {
@@ -292,6 +301,7 @@ func (r *Registrar) schedule(s *shards.Shard[record], e *shards.Entry[record]) {
 	v := &e.Value
 	if len(v.b) == 0 {
 		s.StopTimer(&v.timer)
+		s.StopTimer(&v.ping)
 		s.Remove(e)
 		return
 	}
@@ -302,12 +312,17 @@ func (r *Registrar) schedule(s *shards.Shard[record], e *shards.Entry[record]) {
 	if !v.timer.Active() || v.timer.When() != first {
 		s.StartTimerAt(e, &v.timer, timerExpire, first)
 	}
+	r.schedulePing(s, e)
 }
 
 // onTimer removes the expired bindings of a record. The store is not
 // written: a stored binding carries its own expiry, is never loaded once
 // past it, and the writer's periodic cleanup deletes it.
-func (r *Registrar) onTimer(s *shards.Shard[record], e *shards.Entry[record], _ *shards.Timer) {
+func (r *Registrar) onTimer(s *shards.Shard[record], e *shards.Entry[record], t *shards.Timer) {
+	if t.Kind == timerPing {
+		r.onPing(s, e)
+		return
+	}
 	now := s.Now()
 	v := &e.Value
 	n := 0
@@ -335,6 +350,7 @@ type Stats struct {
 	WriteDrops     uint64 // changes the store cannot hold (malformed for it); they stay in memory only
 	StoreBusy      uint64 // REGISTERs answered 503 because the store's queue had no room
 	StoreErrors    uint64 // write-through REGISTERs answered 500 because the commit failed
+	Unreachable    uint64 // NATed bindings removed after unanswered keepalives (RemoveUnreachable; also in Removed)
 }
 
 // Stats returns the counters and the table's size.
@@ -343,6 +359,7 @@ func (r *Registrar) Stats() Stats {
 		Saved: r.saved.Load(), Removed: r.removed.Load(), Expired: r.expired.Load(),
 		Refused: r.refused.Load(), Lookups: r.lookups.Load(), Found: r.found.Load(),
 		WriteDrops: r.writeDrops.Load(), StoreBusy: r.storeBusy.Load(), StoreErrors: r.storeErrors.Load(),
+		Unreachable: r.unreachable.Load(),
 	}
 	r.tbl.Range(func(_ *shards.Shard[record], e *shards.Entry[record]) bool {
 		st.AORs++

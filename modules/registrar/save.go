@@ -48,6 +48,13 @@ type SaveOptions struct {
 	// that was not authenticated such a contact is reached through the
 	// address the REGISTER came from, whatever the NAT tests say.
 	Authenticated bool
+	// NAT: the route found the REGISTER behind NAT (nathelper's
+	// nat_uac_test, then fix_nated_register): every contact is reached at
+	// the address the REGISTER came from and gets NAT keepalives,
+	// whatever registrar.nat_tests says of it. A REGISTER with Path is
+	// stored as registered all the same: the edge proxy that added the
+	// Path faces the phone's NAT, and requests follow the Path.
+	NAT bool
 }
 
 // Save handles a REGISTER for a served domain (OpenSIPS:
@@ -141,7 +148,7 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch, o SaveOptions) int {
 		}
 		ci.params = na.Params
 		_, ob := u.Param("ob")
-		ci.nat = r.natted(c, &u, ob, ci.regID > 0, len(sc.path) > 0, o.Authenticated)
+		ci.nat = o.NAT && len(sc.path) == 0 || r.natted(c, &u, ob, ci.regID > 0, len(sc.path) > 0, o.Authenticated)
 		sc.cs = append(sc.cs, ci)
 	}
 	if it.Err() != nil {
@@ -332,6 +339,7 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 			b.socket = l.Local
 		}
 		b.nat = ci.nat
+		b.pingFails = 0
 		b.q = ci.q
 		b.regID = ci.regID
 		b.cseq = cseq

@@ -10,6 +10,8 @@
 //	    if ($ua =~ "friendly-scanner" || ...) drop;  # scanner: patterns and fingerprints, no answer
 //	    if (has_totag()) {                       # in-dialog
 //	        if (loose_route()) {                 # our signed Record-Route only
+//	            route(nat_detect);
+//	            if (check_route_param("nat=yes")) setflag(NAT_REPLIES);
 //	            match_dialog();                  # with accounting: a BYE ends the call's dialog
 //	            if (is_method("BYE")) route(fraud_release);
 //	            uac_restore_from(); uac_restore_to();   # and the CSeq after uac_auth
@@ -29,6 +31,7 @@
 //	    if ($route_kind != none && $route_kind != local) {
 //	        sl_send_reply(403, "Preload Route denied"); exit;
 //	    }
+//	    route(nat_detect);
 //	    if (is_method("OPTIONS") && $rU == NULL && is_uri_host_local()) {
 //	        if (is_present_hf("Require")) { sl_send_reply(420, "Bad Extension"); exit; }
 //	        sl_send_reply(200, "OK"); exit;       # keep-alive probes to the proxy
@@ -41,6 +44,7 @@
 //	    }
 //	    if (is_method("REGISTER")) {
 //	        if (!www_authorize("", "subscriber")) { www_challenge("", "auth"); exit; }
+//	        if (isflagset(NAT)) fix_nated_register();  # reached at its source, pinged
 //	        save("location"); exit;
 //	    }
 //	    if (is_from_local() && !check_source_address($trusted_group) && !is_from_gw()) {
@@ -81,9 +85,27 @@
 //	    }
 //	}
 //	route[acc_missed] { if (is_method("INVITE")) do_accounting("db", "missed"); }
-//	branch_route[contact] { }                    # NAT destination and Path of each contact
-//	onreply_route {                              # 6xx, or a final after CANCEL
-//	    if (is_method("INVITE") && $rs >= 300) route(fraud_release);
+//	branch_route[contact] {                      # NAT destination and Path of each contact
+//	    if (isbflagset(NAT)) {                   # a callee registered behind NAT
+//	        setflag(NAT_REPLIES); add_rr_param(";nat=yes");
+//	    }
+//	}
+//	onreply_route {
+//	    if (is_method("INVITE") && $rs >= 300) route(fraud_release);  # 6xx, or a final after CANCEL
+//	    if (isflagset(NAT_REPLIES) && $rs =~ "[12][0-9][0-9]" && nat_uac_test("private-contact,private-sdp,diff-ip-src-contact,diff-port-src-contact")) {
+//	        fix_nated_contact();
+//	        if ($fix_sdp) fix_nated_sdp($fix_sdp);
+//	    }
+//	}
+//	route[nat_detect] {                          # nathelper.enabled
+//	    if (nat_uac_test($nat_tests)) {          # nathelper.nat_tests, "19" and RFC 5626 flows
+//	        force_rport(); setflag(NAT);
+//	        if (!is_method("REGISTER")) {
+//	            fix_nated_contact();
+//	            if ($fix_sdp) fix_nated_sdp($fix_sdp);  # nathelper.fix_sdp, off by default
+//	            if (is_method("INVITE|SUBSCRIBE") && !has_totag()) add_rr_param(";nat=yes");
+//	        }
+//	    }
 //	}
 //	failure_route[next_contacts] {               # lower-q contacts, one group at a time
 //	    if (t_check_status("401|407") && uac_auth()) { t_relay(); exit; }  # a trunk's challenge
@@ -91,6 +113,13 @@
 //	    if (t_check_status("408|5[0-9][0-9]") && use_next_gw()) { t_relay(); exit; }
 //	    route(fraud_release);                    # the call failed
 //	}
+//
+// route(nat_detect) and the NAT steps of the branch and reply routes run
+// when the nathelper module is there with nathelper.enabled (the default):
+// modules/nathelper. The flags are nathelper.FlagNAT and
+// nathelper.FlagNATReplies; the Record-Route parameter, signed with our
+// Record-Route, is nathelper.RouteParam. Every address these steps write
+// is the source of the packet, never one a header named.
 //
 // route(acc) and route(acc_missed) run when the acc module is on
 // (modules/acc: acc.store or acc.file) with the dialog module: every
@@ -183,6 +212,7 @@ import (
 	"switchboard/modules/dialplan"
 	"switchboard/modules/drouting"
 	"switchboard/modules/fraud"
+	"switchboard/modules/nathelper"
 	"switchboard/modules/permissions"
 	"switchboard/modules/pike"
 	"switchboard/modules/ratelimit"
@@ -241,6 +271,7 @@ type routes struct {
 	dp      *dialplan.Dialplan
 	acc     *acc.Acc
 	dlg     *dialog.Dialog // set when accounting is on: calls get dialogs
+	nh      *nathelper.NATHelper
 	opts    Options
 
 	afterRegisterAuth auth.Next
@@ -268,6 +299,7 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	if p.acc.Enabled() {
 		p.dlg, _ = env.Module("dialog").(*dialog.Dialog)
 	}
+	p.nh, _ = env.Module("nathelper").(*nathelper.NATHelper)
 	if p.auth != nil && p.auth.RegisterWithoutAuth() {
 		p.opts.RegisterWithoutAuth = true // auth.register: false
 	}
@@ -278,9 +310,9 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.afterPSTNCheck = p.numberChecked
 	rs := &routing.Routes{Request: p.request, Failure: p.failure}
 	if p.reg != nil {
-		rs.Branch = p.reg.BranchRoute
+		rs.Branch = p.branch
 	}
-	if p.fraud != nil {
+	if p.fraud != nil || p.nh != nil {
 		rs.Reply = p.reply
 	}
 	return rs, nil
@@ -317,6 +349,7 @@ func (p *routes) request(c *routing.Ctx) {
 		c.Drop()
 		return
 	}
+	p.natDetect(c)
 	if c.IsMethod(parser.MethodOptions) && len(c.RUser()) == 0 && c.IsURIHostLocal() {
 		if c.CheckRequire() { // we answer as the UAS: no extension supported
 			c.ReplyStateless(200, "OK", nil)
@@ -362,6 +395,10 @@ func (p *routes) trustedGateway(c *routing.Ctx) bool {
 // send on in-dialog requests are not passed on.
 func (p *routes) inDialog(c *routing.Ctx) {
 	if c.LooseRoute() {
+		p.natDetect(c)
+		if p.nh.Enabled() && c.R.DialogRouteParam(nathelper.RouteParam) != nil {
+			c.SetFlag(nathelper.FlagNATReplies) // the dialog has a side behind NAT
+		}
 		if p.dlg != nil {
 			p.dlg.MatchDialog(c) // a BYE ends the dialog: the call's record is written
 		}
@@ -434,7 +471,7 @@ func (p *routes) register(c *routing.Ctx) {
 		return
 	}
 	if p.opts.RegisterWithoutAuth {
-		p.reg.Save(c)
+		p.reg.SaveWith(c, p.natRegister(c, registrar.SaveOptions{}))
 		return
 	}
 	if p.auth == nil {
@@ -448,7 +485,7 @@ func (p *routes) registerAuthorized(c *routing.Ctx, res auth.Result) {
 	if p.refused(c, res, false) {
 		return
 	}
-	p.reg.SaveWith(c, registrar.SaveOptions{Authenticated: true})
+	p.reg.SaveWith(c, p.natRegister(c, registrar.SaveOptions{Authenticated: true}))
 }
 
 // refused answers a failed authorization (challenge, 403 or 500) and
@@ -581,10 +618,75 @@ func (p *routes) failure(c *routing.FailureCtx) {
 }
 
 // reply is the reply route: finals that end an INVITE without the failure
-// route (6xx, after a CANCEL) end the call the fraud limits count.
+// route (6xx, after a CANCEL) end the call the fraud limits count; the
+// responses of a callee behind NAT get its source as their Contact.
 func (p *routes) reply(c *routing.ReplyCtx) bool {
 	p.fraud.Reply(c)
+	p.natReply(c)
 	return true
+}
+
+// natDetect is route(nat_detect) of the OpenSIPS and Kamailio NAT
+// scripts: a request from behind NAT (nathelper.nat_tests) has its
+// responses sent to its source port (force_rport) and is flagged; its
+// Contact (and SDP, with nathelper.fix_sdp) get its source address, and a
+// dialog it starts is marked in our Record-Route so that its later
+// requests know. A REGISTER's contacts are fixed by the registrar at
+// save (natRegister).
+func (p *routes) natDetect(c *routing.Ctx) {
+	if !p.nh.Enabled() || !p.nh.NATUACTest(c, p.nh.Tests()) {
+		return
+	}
+	c.ForceRPort()
+	c.SetFlag(nathelper.FlagNAT)
+	if c.IsMethod(parser.MethodRegister) {
+		return
+	}
+	p.nh.FixNATedContact(c)
+	if f := p.nh.SDPFlags(); f != 0 {
+		p.nh.FixNATedSDP(c, f)
+	}
+	if !c.HasToTag() && c.IsMethod(parser.MethodInvite, parser.MethodSubscribe) {
+		c.R.SetRecordRouteParam(natParam, natYes)
+	}
+}
+
+var natParam, natYes = []byte(nathelper.RouteParam), []byte("yes")
+
+// natRegister is fix_nated_register for a REGISTER natDetect flagged.
+func (p *routes) natRegister(c *routing.Ctx, o registrar.SaveOptions) registrar.SaveOptions {
+	if c.IsFlagSet(nathelper.FlagNAT) {
+		p.nh.FixNATedRegister(c, &o)
+	}
+	return o
+}
+
+// branch is the branch route: each contact's NAT destination and Path
+// (registrar); a branch to a callee registered behind NAT has the
+// responses fixed (the NAT branch flag) and marks the dialog.
+func (p *routes) branch(c *routing.Ctx, b *routing.Branch) {
+	if p.reg.BranchRouteNAT(c, b) && p.nh.Enabled() {
+		c.SetFlag(nathelper.FlagNATReplies)
+		if !c.HasToTag() && c.IsMethod(parser.MethodInvite, parser.MethodSubscribe) {
+			c.R.SetRecordRouteParam(natParam, natYes)
+		}
+	}
+}
+
+// natReply fixes a provisional or 2xx response from behind NAT on a
+// transaction flagged for it: its Contact (and SDP, with
+// nathelper.fix_sdp) get the address it came from.
+func (p *routes) natReply(c *routing.ReplyCtx) {
+	if !p.nh.Enabled() || !c.Req.IsFlagSet(nathelper.FlagNATReplies) || c.Status() >= 300 {
+		return
+	}
+	if !p.nh.NATUACTestReply(c, nathelper.ReplyFlags) {
+		return
+	}
+	p.nh.FixNATedContactReply(c)
+	if f := p.nh.SDPFlags(); f != 0 {
+		p.nh.FixNATedSDPReply(c, f)
+	}
 }
 
 // relayCall relays a new request after the fraud limits (route[fraud]):

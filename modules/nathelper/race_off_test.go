@@ -1,0 +1,5 @@
+//go:build !race
+
+package nathelper
+
+const raceEnabled = false
