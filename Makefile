@@ -38,8 +38,11 @@ test-deps:
 vet:
 	$(GO) vet ./...
 
+# cmd/switchboard's end-to-end tests (real binaries, sipp, database servers)
+# take several minutes under -race on two shared cores: more than go test's
+# default 10-minute bound per package leaves no margin for.
 unit:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
 
 # Zero-allocation assertions, without -race: the race detector's sync.Pool
 # drops items on purpose, so allocation tests skip themselves under -race.

@@ -92,6 +92,9 @@ type Server struct {
 
 	mu   sync.RWMutex
 	cmds map[string]Command
+	// degraded names the parts that work on a fallback (the store
+	// unreachable: cached data) and why; /readyz lists them.
+	degraded map[string]string
 
 	ln  net.Listener
 	srv *http.Server
@@ -116,6 +119,36 @@ func (s *Server) Metrics() *metrics.Set { return s.set }
 
 // SetReady switches /readyz between 200 and 503 (draining, starting).
 func (s *Server) SetReady(v bool) { s.ready.Store(v) }
+
+// SetDegraded records that part works on a fallback, for the reason given
+// ("" when it is back to normal). /readyz stays 200 and lists each one as
+// "degraded: part: reason": the node still serves (from memory), and a
+// fault shared by every node, such as their common database, must not make
+// a health check take all of them out of service.
+func (s *Server) SetDegraded(part, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if reason == "" {
+		delete(s.degraded, part)
+		return
+	}
+	if s.degraded == nil {
+		s.degraded = map[string]string{}
+	}
+	s.degraded[part] = reason
+}
+
+// degradedLines are the /readyz lines of the degraded parts, sorted.
+func (s *Server) degradedLines() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.degraded))
+	for part, reason := range s.degraded {
+		out = append(out, "degraded: "+part+": "+reason+"\n")
+	}
+	sort.Strings(out)
+	return out
+}
 
 // Register adds or replaces a command.
 func (s *Server) Register(name string, c Command) {
@@ -180,6 +213,9 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		io.WriteString(w, "ready\n")
+		for _, l := range s.degradedLines() {
+			io.WriteString(w, l)
+		}
 	})
 	listen := s.cfg.Listen
 	if s.ln != nil {

@@ -78,8 +78,20 @@ func TestMetricsAndHealth(t *testing.T) {
 		t.Fatalf("readyz before ready: %d", code)
 	}
 	s.SetReady(true)
-	if code, _ := get(t, "http://"+s.Addr()+"/readyz"); code != 200 {
-		t.Fatalf("readyz when ready: %d", code)
+	if code, body := get(t, "http://"+s.Addr()+"/readyz"); code != 200 || body != "ready\n" {
+		t.Fatalf("readyz when ready: %d %q", code, body)
+	}
+	// Degraded parts are listed; the node stays ready.
+	s.SetDegraded("storage", "database unavailable: connection refused")
+	s.SetDegraded("cache", "cold")
+	if code, body := get(t, "http://"+s.Addr()+"/readyz"); code != 200 ||
+		body != "ready\ndegraded: cache: cold\ndegraded: storage: database unavailable: connection refused\n" {
+		t.Fatalf("readyz degraded: %d %q", code, body)
+	}
+	s.SetDegraded("storage", "")
+	s.SetDegraded("cache", "")
+	if _, body := get(t, "http://"+s.Addr()+"/readyz"); body != "ready\n" {
+		t.Fatalf("readyz after recovery: %q", body)
 	}
 }
 

@@ -6,27 +6,36 @@
 # (linphone-cli): installed when the archive has them; where it does not, those
 # tests skip and say so. The scanner tests run SIPVicious (sipvicious) against
 # the server inside a loopback-only namespace: installed when missing, skipped
-# where it cannot be.
+# where it cannot be. The store's tests run against a PostgreSQL and a MariaDB
+# server they start themselves (from Debian's postgresql and mariadb-server
+# packages, in a temporary directory): installed as root; without root they
+# skip and say so.
 set -euo pipefail
 
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# initdb is not in PATH on Debian: it lives in /usr/lib/postgresql/<version>/bin.
+pg_installed() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1; }
+my_installed() { command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; }
+as_root=()
+pg_installed || as_root+=(postgresql)
+my_installed || as_root+=(mariadb-server)
 optional=()
 command -v baresip >/dev/null 2>&1 || optional+=(baresip-core)
 command -v linphonec >/dev/null 2>&1 || optional+=(linphone-cli)
 command -v svmap >/dev/null 2>&1 || optional+=(sipvicious)
 
-if [ ${#need[@]} -eq 0 ] && [ ${#optional[@]} -eq 0 ]; then
+if [ ${#need[@]} -eq 0 ] && [ ${#as_root[@]} -eq 0 ] && [ ${#optional[@]} -eq 0 ]; then
 	exit 0
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
 	if [ ${#need[@]} -ne 0 ]; then
-		echo "test-deps: missing ${need[*]} ${optional[*]}; run 'sudo apt-get install ${need[*]} ${optional[*]}' or run make test as root" >&2
+		echo "test-deps: missing ${need[*]} ${as_root[*]} ${optional[*]}; run 'sudo apt-get install ${need[*]} ${as_root[*]} ${optional[*]}' or run make test as root" >&2
 		exit 1
 	fi
-	echo "test-deps: ${optional[*]} not installed, the tests that use them will skip; 'sudo apt-get install ${optional[*]}' to run them" >&2
+	echo "test-deps: ${as_root[*]} ${optional[*]} not installed, the tests that use them will skip; 'sudo apt-get install ${as_root[*]} ${optional[*]}' to run them" >&2
 	exit 0
 fi
 
@@ -34,9 +43,20 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # The phones' GUIs and recommended extras are not needed.
 apt_install() { apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "$@" >/dev/null; }
+need+=("${as_root[@]}")
 if [ ${#need[@]} -ne 0 ]; then
 	echo "test-deps: installing ${need[*]}"
 	apt_install "${need[@]}"
+fi
+# The packages' own servers (postgresql@<version>-main, mariadb) are not
+# used: the tests start theirs.
+if [ ${#as_root[@]} -ne 0 ] && ! pg_installed; then
+	echo "test-deps: postgresql installed but no initdb found" >&2
+	exit 1
+fi
+if [ ${#as_root[@]} -ne 0 ] && ! my_installed; then
+	echo "test-deps: mariadb-server installed but no mariadbd found" >&2
+	exit 1
 fi
 for p in "${optional[@]}"; do
 	echo "test-deps: installing $p"

@@ -22,96 +22,121 @@ func cdrAt(callID, from, to string, start int64, missed bool) CDR {
 // that does not validate fails the batch before anything is written;
 // DeleteCDRs removes what started before a time.
 func TestCDRs(t *testing.T) {
-	s := openT(t, t.TempDir(), Options{})
-	const t0 = int64(1_700_000_000_000)
-	batch := []CDR{
-		cdrAt("c1", "alice", "bob", t0, false),
-		cdrAt("c2", "bob", "alice", t0+1000, false),
-		cdrAt("c3", "alice", "carol", t0+2000, true),
-		cdrAt("c4", "alice", "carol", t0+3000, false),
-	}
-	batch[3].Extra = map[string]string{"account": "1001", "plan": "gold \"x\""}
-	batch[3].Answer, batch[3].Duration, batch[3].Code, batch[3].Reason, batch[3].EndReason, batch[3].EndedBy = 0, 0, 486, "Busy Here", "failed", "callee"
-	if err := s.AddCDRs(ctx, batch); err != nil {
-		t.Fatal(err)
-	}
-	for i, c := range batch {
-		if c.ID == 0 {
-			t.Fatalf("record %d: no ID", i)
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		s := db.open(t, Options{})
+		const t0 = int64(1_700_000_000_000)
+		batch := []CDR{
+			cdrAt("c1", "alice", "bob", t0, false),
+			cdrAt("c2", "bob", "alice", t0+1000, false),
+			cdrAt("c3", "alice", "carol", t0+2000, true),
+			cdrAt("c4", "alice", "carol", t0+3000, false),
 		}
-	}
-	ids := func(f CDRFilter) string {
-		t.Helper()
-		l, err := s.ListCDRs(ctx, f)
-		if err != nil {
+		batch[3].Extra = map[string]string{"account": "1001", "plan": "gold \"x\""}
+		batch[3].Answer, batch[3].Duration, batch[3].Code, batch[3].Reason, batch[3].EndReason, batch[3].EndedBy = 0, 0, 486, "Busy Here", "failed", "callee"
+		if err := s.AddCDRs(ctx, batch); err != nil {
 			t.Fatal(err)
 		}
-		var out []string
-		for _, c := range l {
-			out = append(out, c.CallID)
+		for i, c := range batch {
+			if c.ID == 0 {
+				t.Fatalf("record %d: no ID", i)
+			}
 		}
-		return strings.Join(out, ",")
-	}
-	for _, tc := range []struct {
-		f    CDRFilter
-		want string
-	}{
-		{CDRFilter{}, "c4,c2,c1"},
-		{CDRFilter{Oldest: true}, "c1,c2,c4"},
-		{CDRFilter{Missed: true}, "c3"},
-		{CDRFilter{FromUser: "alice"}, "c4,c1"},
-		{CDRFilter{ToUser: "alice"}, "c2"},
-		{CDRFilter{FromUser: "alice", ToUser: "bob"}, "c1"},
-		{CDRFilter{CallID: "c2"}, "c2"},
-		{CDRFilter{Since: t0 + 1000}, "c4,c2"},
-		{CDRFilter{Until: t0 + 1000}, "c1"},
-		{CDRFilter{Since: t0 + 500, Until: t0 + 3000}, "c2"},
-		{CDRFilter{Limit: 2}, "c4,c2"},
-		{CDRFilter{FromUser: "nobody"}, ""},
-	} {
-		if got := ids(tc.f); got != tc.want {
-			t.Errorf("%+v: %q, want %q", tc.f, got, tc.want)
+		ids := func(f CDRFilter) string {
+			t.Helper()
+			l, err := s.ListCDRs(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, c := range l {
+				out = append(out, c.CallID)
+			}
+			return strings.Join(out, ",")
 		}
-	}
-	l, err := s.ListCDRs(ctx, CDRFilter{CallID: "c4"})
-	if err != nil || len(l) != 1 {
-		t.Fatal(l, err)
-	}
-	want := batch[3]
-	if got := l[0]; fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("read back\n%+v\nwant\n%+v", got, want)
-	}
+		for _, tc := range []struct {
+			f    CDRFilter
+			want string
+		}{
+			{CDRFilter{}, "c4,c2,c1"},
+			{CDRFilter{Oldest: true}, "c1,c2,c4"},
+			{CDRFilter{Missed: true}, "c3"},
+			{CDRFilter{FromUser: "alice"}, "c4,c1"},
+			{CDRFilter{ToUser: "alice"}, "c2"},
+			{CDRFilter{FromUser: "alice", ToUser: "bob"}, "c1"},
+			{CDRFilter{CallID: "c2"}, "c2"},
+			{CDRFilter{Since: t0 + 1000}, "c4,c2"},
+			{CDRFilter{Until: t0 + 1000}, "c1"},
+			{CDRFilter{Since: t0 + 500, Until: t0 + 3000}, "c2"},
+			{CDRFilter{Limit: 2}, "c4,c2"},
+			{CDRFilter{FromUser: "nobody"}, ""},
+		} {
+			if got := ids(tc.f); got != tc.want {
+				t.Errorf("%+v: %q, want %q", tc.f, got, tc.want)
+			}
+		}
+		l, err := s.ListCDRs(ctx, CDRFilter{CallID: "c4"})
+		if err != nil || len(l) != 1 {
+			t.Fatal(l, err)
+		}
+		want := batch[3]
+		if got := l[0]; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("read back\n%+v\nwant\n%+v", got, want)
+		}
 
-	// All or none: the third record is wrong, nothing is written.
-	bad := []CDR{cdrAt("d1", "a", "b", t0, false), cdrAt("d2", "a", "b", t0, true), cdrAt("d3", "a", "b", t0, false)}
-	bad[2].End = t0 - 1
-	err = s.AddCDRs(ctx, bad)
-	wantErr(t, err, ErrMalformedCDR, `"d3"`, "end_ms")
-	if got := ids(CDRFilter{FromUser: "a"}) + ids(CDRFilter{FromUser: "a", Missed: true}); got != "" {
-		t.Fatalf("a refused batch wrote %q", got)
-	}
-	for _, tc := range []struct {
-		mod  func(c *CDR)
-		want string
-	}{
-		{func(c *CDR) { c.CallID = "" }, "call_id"},
-		{func(c *CDR) { c.Start = 0 }, "start_ms"},
-		{func(c *CDR) { c.Answer = c.End + 1 }, "answer_ms"},
-		{func(c *CDR) { c.Code = 700 }, "sip_code"},
-		{func(c *CDR) { c.FromURI = strings.Repeat("x", 2049) }, "from_uri"},
-	} {
-		c := cdrAt("v", "a", "b", t0, false)
-		tc.mod(&c)
-		wantErr(t, s.AddCDRs(ctx, []CDR{c}), ErrMalformedCDR, tc.want)
-	}
-	_, err = s.ListCDRs(ctx, CDRFilter{Since: t0, Until: t0})
-	wantErr(t, err, ErrMalformedCDR, "until", "empty")
+		// All or none: the third record is wrong, nothing is written.
+		bad := []CDR{cdrAt("d1", "a", "b", t0, false), cdrAt("d2", "a", "b", t0, true), cdrAt("d3", "a", "b", t0, false)}
+		bad[2].End = t0 - 1
+		err = s.AddCDRs(ctx, bad)
+		wantErr(t, err, ErrMalformedCDR, `"d3"`, "end_ms")
+		if got := ids(CDRFilter{FromUser: "a"}) + ids(CDRFilter{FromUser: "a", Missed: true}); got != "" {
+			t.Fatalf("a refused batch wrote %q", got)
+		}
+		for _, tc := range []struct {
+			mod  func(c *CDR)
+			want string
+		}{
+			{func(c *CDR) { c.CallID = "" }, "call_id"},
+			{func(c *CDR) { c.Start = 0 }, "start_ms"},
+			{func(c *CDR) { c.Answer = c.End + 1 }, "answer_ms"},
+			{func(c *CDR) { c.Code = 700 }, "sip_code"},
+			{func(c *CDR) { c.FromURI = strings.Repeat("x", 2049) }, "from_uri"},
+		} {
+			c := cdrAt("v", "a", "b", t0, false)
+			tc.mod(&c)
+			wantErr(t, s.AddCDRs(ctx, []CDR{c}), ErrMalformedCDR, tc.want)
+		}
+		_, err = s.ListCDRs(ctx, CDRFilter{Since: t0, Until: t0})
+		wantErr(t, err, ErrMalformedCDR, "until", "empty")
 
-	n, err := s.DeleteCDRs(ctx, false, t0+1000)
-	if err != nil || n != 1 || ids(CDRFilter{}) != "c4,c2" || ids(CDRFilter{Missed: true}) != "c3" {
-		t.Fatalf("delete: %d %v; left %q", n, err, ids(CDRFilter{}))
-	}
-	if _, err := s.DeleteCDRs(ctx, true, 0); !errors.Is(err, ErrMalformedCDR) {
-		t.Fatalf("delete without a time: %v", err)
-	}
+		n, err := s.DeleteCDRs(ctx, false, t0+1000)
+		if err != nil || n != 1 || ids(CDRFilter{}) != "c4,c2" || ids(CDRFilter{Missed: true}) != "c3" {
+			t.Fatalf("delete: %d %v; left %q", n, err, ids(CDRFilter{}))
+		}
+		if _, err := s.DeleteCDRs(ctx, true, 0); !errors.Is(err, ErrMalformedCDR) {
+			t.Fatalf("delete without a time: %v", err)
+		}
+	})
+}
+
+// Call records carry what SIP headers carried: NUL and bytes that are not
+// UTF-8 are stored (as they are; PostgreSQL's text: as U+FFFD) rather than
+// failing the batch with the other records.
+func TestCDRForgedText(t *testing.T) {
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		s := db.open(t, Options{})
+		c := cdrAt("forged", "caf\xe9", "bob", 1_700_000_000_000, false)
+		c.Reason, c.FromURI = "a\x00b", "sip:caf\xe9@example.com"
+		must(t, s.AddCDRs(ctx, []CDR{c, cdrAt("plain", "alice", "bob", 1_700_000_000_001, false)}))
+		l, err := s.ListCDRs(ctx, CDRFilter{CallID: "forged"})
+		if err != nil || len(l) != 1 {
+			t.Fatalf("%+v %v", l, err)
+		}
+		wantUser, wantReason := "caf\xe9", "a\x00b"
+		if db.driver == DriverPostgres {
+			wantUser, wantReason = "caf\uFFFD", "a\uFFFDb"
+		}
+		if l[0].FromUser != wantUser || l[0].Reason != wantReason {
+			t.Fatalf("stored %q %q, want %q %q", l[0].FromUser, l[0].Reason, wantUser, wantReason)
+		}
+	})
 }

@@ -87,103 +87,106 @@ func TestNormalizeAddress(t *testing.T) {
 }
 
 func TestAddresses(t *testing.T) {
-	s := openT(t, t.TempDir(), Options{})
-	since, err := s.LastChange(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := s.AddAddress(ctx, Address{Group: 1, IP: "192.0.2.10", Proto: "udp", Port: 5060, ContextInfo: "carrier A"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if gw.ID == 0 || gw.Mask != 32 || gw.Created == 0 {
-		t.Fatalf("stored %+v", gw)
-	}
-	net, err := s.AddAddress(ctx, Address{Group: 2, IP: "2001:db8::/32", Pattern: `^sip:\+49`})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The same entry again, in another spelling, is a duplicate; a
-	// different port is not.
-	_, err = s.AddAddress(ctx, Address{Group: 1, IP: "::ffff:192.0.2.10", Proto: "UDP", Port: 5060})
-	wantErr(t, err, ErrAddressExists, "192.0.2.10/32", "group 1")
-	if _, err := s.AddAddress(ctx, Address{Group: 1, IP: "192.0.2.10", Proto: "udp", Port: 5080}); err != nil {
-		t.Fatal(err)
-	}
-	_, err = s.AddAddress(ctx, Address{Group: 1, IP: "192.0.2.10", Proto: "sctp"})
-	wantErr(t, err, ErrMalformedAddress, `proto "sctp"`)
-
-	// A batch is all or nothing, and its error names the entry.
-	err = s.AddAddresses(ctx, []Address{{Group: 3, IP: "198.51.100.1"}, {Group: 3, IP: "198.51.100.0/33"}})
-	wantErr(t, err, ErrMalformedAddress, "entry 2", "198.51.100.0/33")
-	err = s.AddAddresses(ctx, []Address{{Group: 3, IP: "198.51.100.1"}, {Group: 1, IP: "192.0.2.10", Proto: "udp", Port: 5060}})
-	wantErr(t, err, ErrAddressExists, "already in group 1")
-
-	all, err := s.ListAddresses(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(all) != 3 || all[0].ID != gw.ID || all[2].ID != net.ID {
-		t.Fatalf("list = %+v", all)
-	}
-	if all[0] != gw || all[2] != net {
-		t.Errorf("round trip:\n got %+v\nwant %+v\n got %+v\nwant %+v", all[0], gw, all[2], net)
-	}
-	g2, _ := s.ListAddresses(ctx, 2)
-	if len(g2) != 1 || g2[0].IP != "2001:db8::" || g2[0].Mask != 32 || g2[0].Pattern != `^sip:\+49` {
-		t.Fatalf("group 2 = %+v", g2)
-	}
-	if _, err := s.ListAddresses(ctx, 70000); !errors.Is(err, ErrMalformedAddress) {
-		t.Errorf("ListAddresses(70000) = %v", err)
-	}
-
-	del, err := s.DeleteAddress(ctx, net.ID)
-	if err != nil || del != net {
-		t.Fatalf("DeleteAddress = %+v, %v", del, err)
-	}
-	_, err = s.DeleteAddress(ctx, net.ID)
-	wantErr(t, err, ErrNoAddress, "no address entry with id")
-
-	dels, err := s.DeleteAddressesOf(ctx, 1, "192.0.2.10")
-	if err != nil || len(dels) != 2 {
-		t.Fatalf("DeleteAddressesOf = %+v, %v", dels, err)
-	}
-	_, err = s.DeleteAddressesOf(ctx, 1, "192.0.2.10")
-	wantErr(t, err, ErrNoAddress, "no entry for 192.0.2.10/32 in group 1")
-	_, err = s.DeleteAddressesOf(ctx, 1, "192.0.2.10/8")
-	wantErr(t, err, ErrMalformedAddress, "bits set")
-
-	// Every successful write, and only those, is in the change log.
-	changes, _, err := s.Changes(ctx, since)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(changes) != 5 { // 3 adds, 2 deletes
-		t.Fatalf("changes = %+v, want 5", changes)
-	}
-	for _, c := range changes {
-		if c.Kind != ChangeAddress {
-			t.Errorf("change %+v, want kind ChangeAddress", c)
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		s := db.open(t, Options{})
+		since, err := s.LastChange(ctx)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		gw, err := s.AddAddress(ctx, Address{Group: 1, IP: "192.0.2.10", Proto: "udp", Port: 5060, ContextInfo: "carrier A"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gw.ID == 0 || gw.Mask != 32 || gw.Created == 0 {
+			t.Fatalf("stored %+v", gw)
+		}
+		net, err := s.AddAddress(ctx, Address{Group: 2, IP: "2001:db8::/32", Pattern: `^sip:\+49`})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The same entry again, in another spelling, is a duplicate; a
+		// different port is not.
+		_, err = s.AddAddress(ctx, Address{Group: 1, IP: "::ffff:192.0.2.10", Proto: "UDP", Port: 5060})
+		wantErr(t, err, ErrAddressExists, "192.0.2.10/32", "group 1")
+		if _, err := s.AddAddress(ctx, Address{Group: 1, IP: "192.0.2.10", Proto: "udp", Port: 5080}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.AddAddress(ctx, Address{Group: 1, IP: "192.0.2.10", Proto: "sctp"})
+		wantErr(t, err, ErrMalformedAddress, `proto "sctp"`)
+
+		// A batch is all or nothing, and its error names the entry.
+		err = s.AddAddresses(ctx, []Address{{Group: 3, IP: "198.51.100.1"}, {Group: 3, IP: "198.51.100.0/33"}})
+		wantErr(t, err, ErrMalformedAddress, "entry 2", "198.51.100.0/33")
+		err = s.AddAddresses(ctx, []Address{{Group: 3, IP: "198.51.100.1"}, {Group: 1, IP: "192.0.2.10", Proto: "udp", Port: 5060}})
+		wantErr(t, err, ErrAddressExists, "already in group 1")
+
+		all, err := s.ListAddresses(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != 3 || all[0].ID != gw.ID || all[2].ID != net.ID {
+			t.Fatalf("list = %+v", all)
+		}
+		if all[0] != gw || all[2] != net {
+			t.Errorf("round trip:\n got %+v\nwant %+v\n got %+v\nwant %+v", all[0], gw, all[2], net)
+		}
+		g2, _ := s.ListAddresses(ctx, 2)
+		if len(g2) != 1 || g2[0].IP != "2001:db8::" || g2[0].Mask != 32 || g2[0].Pattern != `^sip:\+49` {
+			t.Fatalf("group 2 = %+v", g2)
+		}
+		if _, err := s.ListAddresses(ctx, 70000); !errors.Is(err, ErrMalformedAddress) {
+			t.Errorf("ListAddresses(70000) = %v", err)
+		}
+
+		del, err := s.DeleteAddress(ctx, net.ID)
+		if err != nil || del != net {
+			t.Fatalf("DeleteAddress = %+v, %v", del, err)
+		}
+		_, err = s.DeleteAddress(ctx, net.ID)
+		wantErr(t, err, ErrNoAddress, "no address entry with id")
+
+		dels, err := s.DeleteAddressesOf(ctx, 1, "192.0.2.10")
+		if err != nil || len(dels) != 2 {
+			t.Fatalf("DeleteAddressesOf = %+v, %v", dels, err)
+		}
+		_, err = s.DeleteAddressesOf(ctx, 1, "192.0.2.10")
+		wantErr(t, err, ErrNoAddress, "no entry for 192.0.2.10/32 in group 1")
+		_, err = s.DeleteAddressesOf(ctx, 1, "192.0.2.10/8")
+		wantErr(t, err, ErrMalformedAddress, "bits set")
+
+		// Every successful write, and only those, is in the change log.
+		changes, _, err := s.Changes(ctx, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(changes) != 5 { // 3 adds, 2 deletes
+			t.Fatalf("changes = %+v, want 5", changes)
+		}
+		for _, c := range changes {
+			if c.Kind != ChangeAddress {
+				t.Errorf("change %+v, want kind ChangeAddress", c)
+			}
+		}
+	})
 }
 
 func TestAddressesSeenByAnotherHandle(t *testing.T) {
-	dir := t.TempDir()
-	server := openT(t, dir, Options{})
-	cli := openT(t, dir, Options{})
-	since, _ := server.LastChange(ctx)
-	if _, err := cli.AddAddress(ctx, Address{Group: 1, IP: "203.0.113.0/24"}); err != nil {
-		t.Fatal(err)
-	}
-	changes, _, err := server.Changes(ctx, since)
-	if err != nil || len(changes) != 1 || changes[0].Kind != ChangeAddress {
-		t.Fatalf("changes = %+v, %v", changes, err)
-	}
-	as, err := server.ListAddresses(ctx, 1)
-	if err != nil || len(as) != 1 || as[0].Prefix() != "203.0.113.0/24" {
-		t.Fatalf("list = %+v, %v", as, err)
-	}
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		server := db.open(t, Options{})
+		cli := db.open(t, Options{})
+		since, _ := server.LastChange(ctx)
+		if _, err := cli.AddAddress(ctx, Address{Group: 1, IP: "203.0.113.0/24"}); err != nil {
+			t.Fatal(err)
+		}
+		changes, _, err := server.Changes(ctx, since)
+		if err != nil || len(changes) != 1 || changes[0].Kind != ChangeAddress {
+			t.Fatalf("changes = %+v, %v", changes, err)
+		}
+		as, err := server.ListAddresses(ctx, 1)
+		if err != nil || len(as) != 1 || as[0].Prefix() != "203.0.113.0/24" {
+			t.Fatalf("list = %+v, %v", as, err)
+		}
+	})
 }
 
 // A database made by a binary that had only migration 1 gets the

@@ -9,26 +9,28 @@ import (
 
 // BenchmarkGetSubscriber is the credential lookup auth makes on a cache miss.
 func BenchmarkGetSubscriber(b *testing.B) {
-	s := openT(b, b.TempDir(), Options{})
-	s.AddDomain(ctx, "example.com")
-	const n = 10000
-	users := make([]string, n)
-	ops := 0
-	for i := range users {
-		users[i] = fmt.Sprintf("user%05d", i)
-		ha1 := HA1MD5(users[i], "example.com", "pw")
-		if err := s.b.AddSubscriber(ctx, &Subscriber{Username: users[i], Domain: "example.com", HA1: ha1, Created: 1}); err != nil {
-			b.Fatal(err)
+	eachBackendB(b, func(b *testing.B, db *testDB) {
+		s := db.open(b, Options{})
+		s.AddDomain(ctx, "example.com")
+		const n = 10000
+		users := make([]string, n)
+		ops := 0
+		for i := range users {
+			users[i] = fmt.Sprintf("user%05d", i)
+			ha1 := HA1MD5(users[i], "example.com", "pw")
+			if err := s.b.AddSubscriber(ctx, &Subscriber{Username: users[i], Domain: "example.com", HA1: ha1, Created: 1}); err != nil {
+				b.Fatal(err)
+			}
+			ops++
 		}
-		ops++
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := s.GetSubscriber(ctx, users[i%n], "example.com"); err != nil {
-			b.Fatal(err)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := s.GetSubscriber(ctx, users[i%n], "example.com"); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
 }
 
 // BenchmarkWriterUpsert measures sustained write-behind throughput: a
@@ -37,9 +39,13 @@ func BenchmarkGetSubscriber(b *testing.B) {
 // to end (queued and committed); batch is the mean operations per
 // transaction the writer chose.
 func BenchmarkWriterUpsert(b *testing.B) {
+	eachBackendB(b, func(b *testing.B, db *testDB) { benchWriterUpsert(b, db) })
+}
+
+func benchWriterUpsert(b *testing.B, db *testDB) {
 	for _, maxBatch := range []int{1, 64, 512} {
 		b.Run(fmt.Sprintf("maxbatch=%d", maxBatch), func(b *testing.B) {
-			s := openT(b, b.TempDir(), Options{})
+			s := db.open(b, Options{})
 			w := s.NewLocationWriter(WriterOptions{QueueSize: 16384, MaxBatch: maxBatch})
 			const aors = 10000
 			bs := make([]Binding, aors)
@@ -73,9 +79,13 @@ func BenchmarkWriterUpsert(b *testing.B) {
 // BenchmarkApplyBindings is the cost of one transaction of n upserts, without
 // the queue: the commit cost that batching shares.
 func BenchmarkApplyBindings(b *testing.B) {
+	eachBackendB(b, func(b *testing.B, db *testDB) { benchApplyBindings(b, db) })
+}
+
+func benchApplyBindings(b *testing.B, db *testDB) {
 	for _, n := range []int{1, 64, 512} {
 		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
-			s := openT(b, b.TempDir(), Options{})
+			s := db.open(b, Options{})
 			exp := time.Now().Add(time.Hour).Unix()
 			ops := make([]BindingOp, n)
 			for i := range ops {
@@ -94,42 +104,65 @@ func BenchmarkApplyBindings(b *testing.B) {
 
 // BenchmarkLoadBindings is the start-up load of 10,000 bindings.
 func BenchmarkLoadBindings(b *testing.B) {
-	s := openT(b, b.TempDir(), Options{})
-	exp := time.Now().Add(time.Hour).Unix()
-	ops := make([]BindingOp, 10000)
-	for i := range ops {
-		ops[i] = BindingOp{Kind: OpUpsert, Binding: binding(fmt.Sprintf("user%05d@example.com", i), "sip:x@192.0.2.1", exp)}
-	}
-	if err := s.ApplyBindings(ctx, ops); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		bs, err := s.LoadBindings(ctx, time.Now())
-		if err != nil || len(bs) != len(ops) {
-			b.Fatal(len(bs), err)
+	eachBackendB(b, func(b *testing.B, db *testDB) {
+		s := db.open(b, Options{})
+		exp := time.Now().Add(time.Hour).Unix()
+		ops := make([]BindingOp, 10000)
+		for i := range ops {
+			ops[i] = BindingOp{Kind: OpUpsert, Binding: binding(fmt.Sprintf("user%05d@example.com", i), "sip:x@192.0.2.1", exp)}
 		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ops)), "ns/binding")
+		if err := s.ApplyBindings(ctx, ops); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			bs, err := s.LoadBindings(ctx, time.Now())
+			if err != nil || len(bs) != len(ops) {
+				b.Fatal(len(bs), err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ops)), "ns/binding")
+	})
 }
 
 // BenchmarkChangesPoll is the once-a-second poll when nothing changed.
 func BenchmarkChangesPoll(b *testing.B) {
-	s := openT(b, b.TempDir(), Options{})
-	s.AddDomain(ctx, "example.com")
-	for i := 0; i < 100; i++ {
-		s.AddSubscriber(ctx, Subscriber{Username: fmt.Sprintf("u%d", i), Domain: "example.com", Password: "p"})
-	}
-	since, _ := s.LastChange(ctx)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		ch, next, err := s.Changes(ctx, since)
-		if err != nil || len(ch) != 0 || next != since {
-			b.Fatal(ch, next, err)
+	eachBackendB(b, func(b *testing.B, db *testDB) {
+		s := db.open(b, Options{})
+		s.AddDomain(ctx, "example.com")
+		for i := 0; i < 100; i++ {
+			s.AddSubscriber(ctx, Subscriber{Username: fmt.Sprintf("u%d", i), Domain: "example.com", Password: "p"})
 		}
-	}
+		since, _ := s.LastChange(ctx)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			ch, next, err := s.Changes(ctx, since)
+			if err != nil || len(ch) != 0 || next != since {
+				b.Fatal(ch, next, err)
+			}
+		}
+	})
+}
+
+// BenchmarkAddDRRules is an import of 10,000 routing rules in one
+// transaction (drouting's rule-import).
+func BenchmarkAddDRRules(b *testing.B) {
+	eachBackendB(b, func(b *testing.B, db *testDB) {
+		s := db.open(b, Options{})
+		rs := make([]DRRule, 10000)
+		for i := range rs {
+			rs[i] = DRRule{Groups: "0", Prefix: fmt.Sprintf("49%06d", i), GWList: "gw1", Created: 1}
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if err := s.b.AddDRRules(ctx, rs, true); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*len(rs))/b.Elapsed().Seconds(), "rules/s")
+	})
 }
 
 // BenchmarkApplyDialogs is one flush of the dialog module's writer: a
@@ -180,9 +213,13 @@ func BenchmarkApplyDialogs(b *testing.B) {
 // BenchmarkAddCDRs is the accounting module's batch write: batches of
 // call records in one transaction each. rows/s counts records committed.
 func BenchmarkAddCDRs(b *testing.B) {
+	eachBackendB(b, func(b *testing.B, db *testDB) { benchAddCDRs(b, db) })
+}
+
+func benchAddCDRs(b *testing.B, db *testDB) {
 	for _, batch := range []int{1, 64, 256} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			s := openT(b, b.TempDir(), Options{})
+			s := db.open(b, Options{})
 			cs := make([]CDR, batch)
 			const t0 = int64(1_700_000_000_000)
 			b.ReportAllocs()

@@ -26,89 +26,92 @@ func testDialog(id uint64, callID string) Dialog {
 // 2^63), profiles whose values hold the separators, and the order by
 // start time.
 func TestDialogs(t *testing.T) {
-	dir := t.TempDir()
-	s := openT(t, dir, Options{})
-	a := testDialog(0xfedcba9876543210, "call-a@host")
-	a.Profiles = []DialogProfile{{Name: "caller", Value: "al,ice=1%\xff"}, {Name: "inbound"}}
-	a.Code, a.Phrase, a.Flags = 200, "OK", 1<<31|5
-	a.Values = []DialogValue{{Name: "account", Value: "acme&co=1 %"}, {Name: "trunk", Value: ""}}
-	a.CalleeFromHdr, a.CalleeToHdr, a.CSeqOffset = "<sip:+4930100@carrier.example>;tag=a1", "<sip:+4930200@carrier.example>;tag=b1", 1
-	b := testDialog(0x41ddda1940528765, "call-b@host")
-	b.StartTime = a.StartTime - 5000
-	c := testDialog(7, "call-c@host")
-	if err := s.ApplyDialogs(ctx, []DialogOp{{DialogUpsert, a}, {DialogUpsert, b}, {DialogUpsert, c}, {DialogDelete, Dialog{ID: 7}}}); err != nil {
-		t.Fatal(err)
-	}
-	// Another write of a: the CSeqs and the callee's target changed.
-	a.CallerCSeq, a.CalleeCSeq, a.CalleeContact = 12, 3, "sip:bob@127.0.0.1:5081"
-	if err := s.ApplyDialogs(ctx, []DialogOp{{DialogUpsert, a}, {DialogDelete, Dialog{ID: 99}}}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s = openT(t, dir, Options{})
-	got, bad, err := s.LoadDialogs(ctx)
-	if err != nil || len(bad) != 0 || len(got) != 2 {
-		t.Fatalf("loaded %d dialogs, bad %v, err %v", len(got), bad, err)
-	}
-	for i, want := range []Dialog{b, a} {
-		g := got[i]
-		if g.Updated == 0 {
-			t.Errorf("dialog %x: updated not set", g.ID)
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		s := db.open(t, Options{})
+		a := testDialog(0xfedcba9876543210, "call-a@host")
+		a.Profiles = []DialogProfile{{Name: "caller", Value: "al,ice=1%\xff"}, {Name: "inbound"}}
+		a.Code, a.Phrase, a.Flags = 200, "OK", 1<<31|5
+		a.Values = []DialogValue{{Name: "account", Value: "acme&co=1 %"}, {Name: "trunk", Value: ""}}
+		a.CalleeFromHdr, a.CalleeToHdr, a.CSeqOffset = "<sip:+4930100@carrier.example>;tag=a1", "<sip:+4930200@carrier.example>;tag=b1", 1
+		b := testDialog(0x41ddda1940528765, "call-b@host")
+		b.StartTime = a.StartTime - 5000
+		c := testDialog(7, "call-c@host")
+		if err := s.ApplyDialogs(ctx, []DialogOp{{DialogUpsert, a}, {DialogUpsert, b}, {DialogUpsert, c}, {DialogDelete, Dialog{ID: 7}}}); err != nil {
+			t.Fatal(err)
 		}
-		g.Updated, g.profiles, g.vars = 0, "", ""
-		if !reflect.DeepEqual(g, want) {
-			t.Errorf("dialog %d:\n got %+v\nwant %+v", i, g, want)
+		// Another write of a: the CSeqs and the callee's target changed.
+		a.CallerCSeq, a.CalleeCSeq, a.CalleeContact = 12, 3, "sip:bob@127.0.0.1:5081"
+		if err := s.ApplyDialogs(ctx, []DialogOp{{DialogUpsert, a}, {DialogDelete, Dialog{ID: 99}}}); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if err := s.DeleteDialog(ctx, a.ID); err != nil {
-		t.Fatal(err)
-	}
-	wantErr(t, s.DeleteDialog(ctx, a.ID), ErrNoDialog, "fedcba9876543210", "not stored")
-	if list, err := s.ListDialogs(ctx); err != nil || len(list) != 1 || list[0].ID != b.ID {
-		t.Fatalf("list after delete: %+v %v", list, err)
-	}
+		s.Close()
+		s = db.open(t, Options{})
+		got, bad, err := s.LoadDialogs(ctx)
+		if err != nil || len(bad) != 0 || len(got) != 2 {
+			t.Fatalf("loaded %d dialogs, bad %v, err %v", len(got), bad, err)
+		}
+		for i, want := range []Dialog{b, a} {
+			g := got[i]
+			if g.Updated == 0 {
+				t.Errorf("dialog %x: updated not set", g.ID)
+			}
+			g.Updated, g.profiles, g.vars = 0, "", ""
+			if !reflect.DeepEqual(g, want) {
+				t.Errorf("dialog %d:\n got %+v\nwant %+v", i, g, want)
+			}
+		}
+		if err := s.DeleteDialog(ctx, a.ID); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, s.DeleteDialog(ctx, a.ID), ErrNoDialog, "fedcba9876543210", "not stored")
+		if list, err := s.ListDialogs(ctx); err != nil || len(list) != 1 || list[0].ID != b.ID {
+			t.Fatalf("list after delete: %+v %v", list, err)
+		}
+	})
 }
 
 // TestDialogValidation: a malformed dialog is refused with the field
 // named, and the batch it is in writes nothing.
 func TestDialogValidation(t *testing.T) {
-	s := openT(t, t.TempDir(), Options{})
-	for _, c := range []struct {
-		name  string
-		edit  func(d *Dialog)
-		words []string
-	}{
-		{"id 0", func(d *Dialog) { d.ID = 0 }, []string{"id 0"}},
-		{"no call-id", func(d *Dialog) { d.CallID = "" }, []string{"callid: empty"}},
-		{"no to tag", func(d *Dialog) { d.ToTag = "" }, []string{"to_tag: empty"}},
-		{"header injection", func(d *Dialog) { d.ToHdr = "<sip:b@x>\r\nX-Evil: 1" }, []string{"to_hdr", "line break"}},
-		{"callee's from", func(d *Dialog) { d.CalleeFromHdr = "<sip:a@x>\nX-Evil: 1" }, []string{"callee_from_hdr", "line break"}},
-		{"route set too long", func(d *Dialog) { d.CalleeRouteSet = strings.Repeat("x", 5000) }, []string{"callee_route_set", "5000 bytes"}},
-		{"hop without proto", func(d *Dialog) { d.CallerHop = "127.0.0.1:5060" }, []string{"caller_hop", "proto"}},
-		{"hop hostname", func(d *Dialog) { d.CalleeHop = "udp:gw.example:5060" }, []string{"callee_hop"}},
-		{"hop port 0", func(d *Dialog) { d.CallerHop = "udp:127.0.0.1:0" }, []string{"caller_hop", "port 0"}},
-		{"no caller hop", func(d *Dialog) { d.CallerHop = "" }, []string{"caller_hop", "empty"}},
-		{"state", func(d *Dialog) { d.State = 5 }, []string{"state 5"}},
-		{"code", func(d *Dialog) { d.Code = 1000 }, []string{"code 1000"}},
-		{"phrase", func(d *Dialog) { d.Phrase = "OK\r\nX: y" }, []string{"phrase", "line break"}},
-		{"value name", func(d *Dialog) { d.Values = []DialogValue{{Name: "a=b", Value: "x"}} }, []string{`value "a=b"`}},
-		{"no timeout", func(d *Dialog) { d.Timeout = 0 }, []string{"timeout 0"}},
-		{"profile name", func(d *Dialog) { d.Profiles = []DialogProfile{{Name: "a,b"}} }, []string{`profile "a,b"`}},
-		{"profile value", func(d *Dialog) { d.Profiles = []DialogProfile{{Name: "p", Value: strings.Repeat("v", 2000)}} }, []string{"profile p", "2000 bytes"}},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			d := testDialog(0x1234, "bad@host")
-			c.edit(&d)
-			ok := testDialog(0x99, "ok@host")
-			err := s.ApplyDialogs(ctx, []DialogOp{{DialogUpsert, ok}, {DialogUpsert, d}})
-			wantErr(t, err, ErrMalformedDialog, c.words...)
-			if list, _ := s.ListDialogs(ctx); len(list) != 0 {
-				t.Fatalf("a refused batch wrote %d dialogs", len(list))
-			}
-		})
-	}
-	err := s.ApplyDialogs(ctx, []DialogOp{{Kind: 9, Dialog: Dialog{ID: 1}}})
-	wantErr(t, err, ErrMalformedDialog, "unknown operation 9")
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		s := db.open(t, Options{})
+		for _, c := range []struct {
+			name  string
+			edit  func(d *Dialog)
+			words []string
+		}{
+			{"id 0", func(d *Dialog) { d.ID = 0 }, []string{"id 0"}},
+			{"no call-id", func(d *Dialog) { d.CallID = "" }, []string{"callid: empty"}},
+			{"no to tag", func(d *Dialog) { d.ToTag = "" }, []string{"to_tag: empty"}},
+			{"header injection", func(d *Dialog) { d.ToHdr = "<sip:b@x>\r\nX-Evil: 1" }, []string{"to_hdr", "line break"}},
+			{"callee's from", func(d *Dialog) { d.CalleeFromHdr = "<sip:a@x>\nX-Evil: 1" }, []string{"callee_from_hdr", "line break"}},
+			{"route set too long", func(d *Dialog) { d.CalleeRouteSet = strings.Repeat("x", 5000) }, []string{"callee_route_set", "5000 bytes"}},
+			{"hop without proto", func(d *Dialog) { d.CallerHop = "127.0.0.1:5060" }, []string{"caller_hop", "proto"}},
+			{"hop hostname", func(d *Dialog) { d.CalleeHop = "udp:gw.example:5060" }, []string{"callee_hop"}},
+			{"hop port 0", func(d *Dialog) { d.CallerHop = "udp:127.0.0.1:0" }, []string{"caller_hop", "port 0"}},
+			{"no caller hop", func(d *Dialog) { d.CallerHop = "" }, []string{"caller_hop", "empty"}},
+			{"state", func(d *Dialog) { d.State = 5 }, []string{"state 5"}},
+			{"code", func(d *Dialog) { d.Code = 1000 }, []string{"code 1000"}},
+			{"phrase", func(d *Dialog) { d.Phrase = "OK\r\nX: y" }, []string{"phrase", "line break"}},
+			{"value name", func(d *Dialog) { d.Values = []DialogValue{{Name: "a=b", Value: "x"}} }, []string{`value "a=b"`}},
+			{"no timeout", func(d *Dialog) { d.Timeout = 0 }, []string{"timeout 0"}},
+			{"profile name", func(d *Dialog) { d.Profiles = []DialogProfile{{Name: "a,b"}} }, []string{`profile "a,b"`}},
+			{"profile value", func(d *Dialog) { d.Profiles = []DialogProfile{{Name: "p", Value: strings.Repeat("v", 2000)}} }, []string{"profile p", "2000 bytes"}},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				d := testDialog(0x1234, "bad@host")
+				c.edit(&d)
+				ok := testDialog(0x99, "ok@host")
+				err := s.ApplyDialogs(ctx, []DialogOp{{DialogUpsert, ok}, {DialogUpsert, d}})
+				wantErr(t, err, ErrMalformedDialog, c.words...)
+				if list, _ := s.ListDialogs(ctx); len(list) != 0 {
+					t.Fatalf("a refused batch wrote %d dialogs", len(list))
+				}
+			})
+		}
+		err := s.ApplyDialogs(ctx, []DialogOp{{Kind: 9, Dialog: Dialog{ID: 1}}})
+		wantErr(t, err, ErrMalformedDialog, "unknown operation 9")
+	})
 }
 
 // TestLoadDialogsSkipsBadRows: rows edited by hand into something the

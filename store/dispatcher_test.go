@@ -106,110 +106,113 @@ func TestParseDispatcherState(t *testing.T) {
 }
 
 func TestDispatcherTable(t *testing.T) {
-	s := openT(t, t.TempDir(), Options{})
-	v0, err := s.DispatcherVersion(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := s.AddDispatcherDest(ctx, DispatcherDest{SetID: 1, Destination: "sip:192.0.2.10", Weight: 1, Priority: 5, Attrs: "pbx=a"})
-	if err != nil || a.ID == 0 || a.Destination != "sip:192.0.2.10:5060" || a.Created == 0 {
-		t.Fatalf("add: %+v %v", a, err)
-	}
-	if _, err := s.AddDispatcherDest(ctx, DispatcherDest{SetID: 1, Destination: "sip:192.0.2.10:5060;transport=udp", Weight: 1}); !errors.Is(err, ErrDispatcherExists) ||
-		!strings.Contains(err.Error(), "sip:192.0.2.10:5060 is already in set 1 (id ") {
-		t.Fatalf("duplicate: %v", err)
-	}
-	// The same address in another set is another destination.
-	if _, err := s.AddDispatcherDest(ctx, DispatcherDest{SetID: 2, Destination: "sip:192.0.2.10", Weight: 1}); err != nil {
-		t.Fatal(err)
-	}
-	batch := []DispatcherDest{
-		{SetID: 1, Destination: "sip:192.0.2.11", Weight: 3, Priority: 9},
-		{SetID: 1, Destination: "sip:192.0.2.12", Weight: 0},
-	}
-	if err := s.AddDispatcherDests(ctx, batch); !errors.Is(err, ErrMalformedDispatcher) || !strings.Contains(err.Error(), "entry 2: dispatcher destination: weight") {
-		t.Fatalf("bad batch: %v", err)
-	}
-	batch[1].Weight = 1
-	batch = append(batch, DispatcherDest{SetID: 2, Destination: "sip:192.0.2.10", Weight: 1})
-	if err := s.AddDispatcherDests(ctx, batch); !errors.Is(err, ErrDispatcherExists) || !strings.Contains(err.Error(), "entry 3: destination sip:192.0.2.10:5060 is already in set 2") {
-		t.Fatalf("batch with a duplicate: %v", err)
-	}
-	if ds, _ := s.ListDispatcherDests(ctx); len(ds) != 2 {
-		t.Fatalf("a refused batch added rows: %+v", ds)
-	}
-	v1, _ := s.DispatcherVersion(ctx)
-	if v1 != v0+2 {
-		t.Fatalf("version %d after two adds from %d (refusals must not count)", v1, v0)
-	}
-	if err := s.AddDispatcherDests(ctx, batch[:2]); err != nil {
-		t.Fatal(err)
-	}
-	ds, err := s.ListDispatcherDests(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, d := range ds {
-		got = append(got, d.Destination)
-	}
-	// By set, then priority (highest first), then id.
-	if strings.Join(got, " ") != "sip:192.0.2.11:5060 sip:192.0.2.10:5060 sip:192.0.2.12:5060 sip:192.0.2.10:5060" || ds[3].SetID != 2 {
-		t.Fatalf("list order: %v", got)
-	}
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		s := db.open(t, Options{})
+		v0, err := s.DispatcherVersion(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := s.AddDispatcherDest(ctx, DispatcherDest{SetID: 1, Destination: "sip:192.0.2.10", Weight: 1, Priority: 5, Attrs: "pbx=a"})
+		if err != nil || a.ID == 0 || a.Destination != "sip:192.0.2.10:5060" || a.Created == 0 {
+			t.Fatalf("add: %+v %v", a, err)
+		}
+		if _, err := s.AddDispatcherDest(ctx, DispatcherDest{SetID: 1, Destination: "sip:192.0.2.10:5060;transport=udp", Weight: 1}); !errors.Is(err, ErrDispatcherExists) ||
+			!strings.Contains(err.Error(), "sip:192.0.2.10:5060 is already in set 1 (id ") {
+			t.Fatalf("duplicate: %v", err)
+		}
+		// The same address in another set is another destination.
+		if _, err := s.AddDispatcherDest(ctx, DispatcherDest{SetID: 2, Destination: "sip:192.0.2.10", Weight: 1}); err != nil {
+			t.Fatal(err)
+		}
+		batch := []DispatcherDest{
+			{SetID: 1, Destination: "sip:192.0.2.11", Weight: 3, Priority: 9},
+			{SetID: 1, Destination: "sip:192.0.2.12", Weight: 0},
+		}
+		if err := s.AddDispatcherDests(ctx, batch); !errors.Is(err, ErrMalformedDispatcher) || !strings.Contains(err.Error(), "entry 2: dispatcher destination: weight") {
+			t.Fatalf("bad batch: %v", err)
+		}
+		batch[1].Weight = 1
+		batch = append(batch, DispatcherDest{SetID: 2, Destination: "sip:192.0.2.10", Weight: 1})
+		if err := s.AddDispatcherDests(ctx, batch); !errors.Is(err, ErrDispatcherExists) || !strings.Contains(err.Error(), "entry 3: destination sip:192.0.2.10:5060 is already in set 2") {
+			t.Fatalf("batch with a duplicate: %v", err)
+		}
+		if ds, _ := s.ListDispatcherDests(ctx); len(ds) != 2 {
+			t.Fatalf("a refused batch added rows: %+v", ds)
+		}
+		v1, _ := s.DispatcherVersion(ctx)
+		if v1 != v0+2 {
+			t.Fatalf("version %d after two adds from %d (refusals must not count)", v1, v0)
+		}
+		if err := s.AddDispatcherDests(ctx, batch[:2]); err != nil {
+			t.Fatal(err)
+		}
+		ds, err := s.ListDispatcherDests(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, d := range ds {
+			got = append(got, d.Destination)
+		}
+		// By set, then priority (highest first), then id.
+		if strings.Join(got, " ") != "sip:192.0.2.11:5060 sip:192.0.2.10:5060 sip:192.0.2.12:5060 sip:192.0.2.10:5060" || ds[3].SetID != 2 {
+			t.Fatalf("list order: %v", got)
+		}
 
-	d, err := s.SetDispatcherState(ctx, 1, "sip:192.0.2.12:5060", DispatcherInactive)
-	if err != nil || d.State != DispatcherInactive || d.Destination != "sip:192.0.2.12:5060" {
-		t.Fatalf("set state: %+v %v", d, err)
-	}
-	if _, err := s.SetDispatcherState(ctx, 3, "sip:192.0.2.12", DispatcherActive); !errors.Is(err, ErrNoDispatcher) || !strings.Contains(err.Error(), "not in set 3") {
-		t.Fatalf("set state of a missing one: %v", err)
-	}
-	if d, err := s.DeleteDispatcherDestOf(ctx, 1, "sip:192.0.2.11"); err != nil || d.Weight != 3 {
-		t.Fatalf("delete by destination: %+v %v", d, err)
-	}
-	if d, err := s.DeleteDispatcherDest(ctx, a.ID); err != nil || d.Attrs != "pbx=a" {
-		t.Fatalf("delete by id: %+v %v", d, err)
-	}
-	if _, err := s.DeleteDispatcherDest(ctx, a.ID); !errors.Is(err, ErrNoDispatcher) || !strings.Contains(err.Error(), "no dispatcher destination with id") {
-		t.Fatalf("second delete: %v", err)
-	}
-	v2, _ := s.DispatcherVersion(ctx)
+		d, err := s.SetDispatcherState(ctx, 1, "sip:192.0.2.12:5060", DispatcherInactive)
+		if err != nil || d.State != DispatcherInactive || d.Destination != "sip:192.0.2.12:5060" {
+			t.Fatalf("set state: %+v %v", d, err)
+		}
+		if _, err := s.SetDispatcherState(ctx, 3, "sip:192.0.2.12", DispatcherActive); !errors.Is(err, ErrNoDispatcher) || !strings.Contains(err.Error(), "not in set 3") {
+			t.Fatalf("set state of a missing one: %v", err)
+		}
+		if d, err := s.DeleteDispatcherDestOf(ctx, 1, "sip:192.0.2.11"); err != nil || d.Weight != 3 {
+			t.Fatalf("delete by destination: %+v %v", d, err)
+		}
+		if d, err := s.DeleteDispatcherDest(ctx, a.ID); err != nil || d.Attrs != "pbx=a" {
+			t.Fatalf("delete by id: %+v %v", d, err)
+		}
+		if _, err := s.DeleteDispatcherDest(ctx, a.ID); !errors.Is(err, ErrNoDispatcher) || !strings.Contains(err.Error(), "no dispatcher destination with id") {
+			t.Fatalf("second delete: %v", err)
+		}
+		v2, _ := s.DispatcherVersion(ctx)
 
-	// Replace: the whole table in one transaction.
-	if err := s.ReplaceDispatcherDests(ctx, []DispatcherDest{{SetID: 7, Destination: "sip:127.0.0.1:5070", Weight: 2}}); err != nil {
-		t.Fatal(err)
-	}
-	if ds, _ := s.ListDispatcherDests(ctx); len(ds) != 1 || ds[0].SetID != 7 {
-		t.Fatalf("after replace: %+v", ds)
-	}
-	if err := s.ReplaceDispatcherDests(ctx, []DispatcherDest{{SetID: 8, Destination: "sip:127.0.0.1", Weight: 1}, {SetID: 8, Destination: "sip:127.0.0.1:5060", Weight: 1}}); !errors.Is(err, ErrDispatcherExists) {
-		t.Fatalf("replace with a duplicate: %v", err)
-	}
-	if ds, _ := s.ListDispatcherDests(ctx); len(ds) != 1 || ds[0].SetID != 7 {
-		t.Fatalf("a failed replace changed the table: %+v", ds)
-	}
-	if v3, _ := s.DispatcherVersion(ctx); v3 != v2+1 {
-		t.Fatalf("version %d after one replace from %d", v3, v2)
-	}
+		// Replace: the whole table in one transaction.
+		if err := s.ReplaceDispatcherDests(ctx, []DispatcherDest{{SetID: 7, Destination: "sip:127.0.0.1:5070", Weight: 2}}); err != nil {
+			t.Fatal(err)
+		}
+		if ds, _ := s.ListDispatcherDests(ctx); len(ds) != 1 || ds[0].SetID != 7 {
+			t.Fatalf("after replace: %+v", ds)
+		}
+		if err := s.ReplaceDispatcherDests(ctx, []DispatcherDest{{SetID: 8, Destination: "sip:127.0.0.1", Weight: 1}, {SetID: 8, Destination: "sip:127.0.0.1:5060", Weight: 1}}); !errors.Is(err, ErrDispatcherExists) {
+			t.Fatalf("replace with a duplicate: %v", err)
+		}
+		if ds, _ := s.ListDispatcherDests(ctx); len(ds) != 1 || ds[0].SetID != 7 {
+			t.Fatalf("a failed replace changed the table: %+v", ds)
+		}
+		if v3, _ := s.DispatcherVersion(ctx); v3 != v2+1 {
+			t.Fatalf("version %d after one replace from %d", v3, v2)
+		}
+	})
 }
 
 // Another handle on the same file (the CLI while the server runs) sees the
 // writes and the version moving.
 func TestDispatcherSecondHandle(t *testing.T) {
-	dir := t.TempDir()
-	server := openT(t, dir, Options{})
-	cli := openT(t, dir, Options{})
-	v0, _ := server.DispatcherVersion(ctx)
-	if _, err := cli.AddDispatcherDest(ctx, DispatcherDest{SetID: 1, Destination: "sip:127.0.0.1:5070", Weight: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if v, _ := server.DispatcherVersion(ctx); v == v0 {
-		t.Fatal("the version did not move for the other handle")
-	}
-	if ds, err := server.ListDispatcherDests(ctx); err != nil || len(ds) != 1 {
-		t.Fatalf("%+v %v", ds, err)
-	}
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		server := db.open(t, Options{})
+		cli := db.open(t, Options{})
+		v0, _ := server.DispatcherVersion(ctx)
+		if _, err := cli.AddDispatcherDest(ctx, DispatcherDest{SetID: 1, Destination: "sip:127.0.0.1:5070", Weight: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := server.DispatcherVersion(ctx); v == v0 {
+			t.Fatal("the version did not move for the other handle")
+		}
+		if ds, err := server.ListDispatcherDests(ctx); err != nil || len(ds) != 1 {
+			t.Fatalf("%+v %v", ds, err)
+		}
+	})
 }
 
 // A database made before the dispatcher migration gets the table, and

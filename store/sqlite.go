@@ -205,6 +205,9 @@ func (b *SQLite) SchemaVersion(ctx context.Context) (int, error) {
 	return v, err
 }
 
+// Ping checks that the database can be used.
+func (b *SQLite) Ping(ctx context.Context) error { return b.db.PingContext(ctx) }
+
 // Close closes the database.
 func (b *SQLite) Close() error {
 	for _, st := range []*sql.Stmt{b.getSub, b.upsert, b.del, b.delAOR} {

@@ -1,7 +1,8 @@
 // Package store persists subscribers, served domains and registrar location
 // bindings. The default backend is an embedded SQLite database (pure Go, no
 // cgo) created under the configured data directory on first start, so a fresh
-// checkout runs without installing a database server.
+// checkout runs without installing a database server; several nodes share a
+// PostgreSQL database instead (DriverPostgres).
 //
 // Reads that the hot path needs (credentials, bindings) are served from memory
 // by the modules that own them; this package is only called off the event
@@ -10,6 +11,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -63,19 +65,54 @@ var (
 	ErrMalformedDR = errors.New("malformed dynamic routing entry")
 	ErrDRExists    = errors.New("dynamic routing entry already exists")
 	ErrNoDR        = errors.New("no such dynamic routing entry")
+
+	// ErrUnavailable: the database server cannot be reached (PostgreSQL
+	// down, refusing connections, or a reconnection is being held back
+	// after a failed one). The data may well exist: callers keep what
+	// they have cached rather than treating it as missing.
+	ErrUnavailable = errors.New("database unavailable")
+)
+
+// Drivers accepted in Options.Driver.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+	DriverMySQL    = "mysql" // MariaDB or MySQL
 )
 
 // DefaultFileName is the database file created in the data directory.
 const DefaultFileName = "switchboard.db"
 
-// Options configure Open. The zero value is usable.
+// Options configure Open. The zero value is usable: SQLite.
 type Options struct {
+	// Driver is DriverSQLite (the default, a file in the data directory),
+	// DriverPostgres (a PostgreSQL server named by DSN) or DriverMySQL (a
+	// MariaDB or MySQL server named by DSN).
+	Driver string
+	// DSN names the PostgreSQL database, as a URL
+	// (postgres://user@host:5432/switchboard?sslmode=verify-full) or as
+	// libpq key=value pairs (host=/run/postgresql dbname=switchboard). The
+	// password may also come from PGPASSWORD or ~/.pgpass. For
+	// DriverMySQL, go-sql-driver's form:
+	// user:password@tcp(db.example.net:3306)/switchboard or
+	// user@unix(/run/mysqld/mysqld.sock)/switchboard.
+	DSN string
+	// MaxConns is the connection pool's size of a database server
+	// (default 8).
+	MaxConns int
+	// Timeout bounds each operation on a database server, connecting
+	// included (default 10s), so that a server that stops answering makes
+	// callers fail instead of hang. PostgreSQL's streamed loads
+	// (LoadBindings, ForEachDRRule) are bounded by their caller's context
+	// only; MySQL bounds each read and write on the connection.
+	Timeout time.Duration
 	// FileName is the database file inside the data directory
 	// (default DefaultFileName).
 	FileName string
 	// BusyTimeout is how long a write waits for another process (the CLI
 	// while the server runs, or the reverse) to release the write lock
-	// (default 5s).
+	// (default 5s). With PostgreSQL it is the lock_timeout of each
+	// connection: how long a statement waits for a row or table lock.
 	BusyTimeout time.Duration
 	// StorePasswords keeps the plain password beside the HA1 values. By
 	// default only the HA1 digests are kept, which is all digest
@@ -90,7 +127,8 @@ type Options struct {
 	// operating-system crash, not only a crash of the process (the default,
 	// synchronous=NORMAL in WAL mode). The server sets it with
 	// registrar.persist: write-through, whose 200 promises the binding is
-	// stored.
+	// stored. PostgreSQL commits are durable as its server is configured
+	// (synchronous_commit), which this does not change.
 	SyncCommits bool
 }
 
@@ -104,6 +142,15 @@ func (o *Options) setDefaults() {
 	if o.ChangeLogSize <= 0 {
 		o.ChangeLogSize = 10000
 	}
+	if o.Driver == "" {
+		o.Driver = DriverSQLite
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 8
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
 }
 
 // Store is the persistence API used by the registrar, auth, the CLI and the
@@ -114,12 +161,33 @@ type Store struct {
 	opts Options
 }
 
-// Open opens (creating on first use) the SQLite database in dir and brings
-// its schema up to date. Several processes may open the same directory at
-// once: the server and the user-management CLI share the file.
+// Open opens the database and brings its schema up to date: with
+// DriverSQLite the file in dir (created on first use), with DriverPostgres
+// or DriverMySQL the database at opts.DSN (dir is not used). Several processes may open the
+// same database at once: the server and the user-management CLI share it.
 func Open(dir string, opts Options) (*Store, error) {
 	opts.setDefaults()
-	if err := prepareDir(dir); err != nil {
+	switch opts.Driver {
+	case DriverSQLite:
+	case DriverPostgres:
+		b, err := OpenPostgres(context.Background(), opts.DSN, opts)
+		if err != nil {
+			return nil, err
+		}
+		return New(b, opts), nil
+	case DriverMySQL:
+		b, err := OpenMySQL(context.Background(), opts.DSN, opts)
+		if err != nil {
+			return nil, err
+		}
+		return New(b, opts), nil
+	default:
+		return nil, fmt.Errorf("store: unknown driver %q (want %s, %s or %s)", opts.Driver, DriverSQLite, DriverPostgres, DriverMySQL)
+	}
+	if opts.DSN != "" {
+		return nil, fmt.Errorf("store: a DSN is for the %s and %s drivers; %s uses the data directory", DriverPostgres, DriverMySQL, DriverSQLite)
+	}
+	if err := PrepareDir(dir); err != nil {
 		return nil, err
 	}
 	if strings.ContainsAny(opts.FileName, "/\\?#") {
@@ -145,13 +213,23 @@ func New(b Backend, opts Options) *Store {
 	return &Store{b: b, opts: opts}
 }
 
+// Ping checks that the database answers. With PostgreSQL an error wraps
+// ErrUnavailable while the server cannot be reached.
+func (s *Store) Ping(ctx context.Context) error {
+	if p, ok := s.b.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
 // Close releases the database. Close any LocationWriter first.
 func (s *Store) Close() error { return s.b.Close() }
 
-// prepareDir creates dir if needed and proves that it can hold the database,
-// so a bad data_dir setting fails at start with a message naming the
-// directory instead of an obscure SQLite error on the first write.
-func prepareDir(dir string) error {
+// PrepareDir creates dir if needed and proves that it is a writable
+// directory, so a bad data_dir setting fails at start with a message naming
+// the directory instead of an obscure SQLite error on the first write. Open
+// does it for SQLite; a server on PostgreSQL calls it for its secrets.
+func PrepareDir(dir string) error {
 	if dir == "" {
 		return errorf(ErrDataDirUnavailable, "store: no data directory configured")
 	}

@@ -140,6 +140,7 @@ type serverOptions struct {
 	Env    []string // more environment variables for the process
 
 	Resolver string // outbound.resolver instead of 127.0.0.1:9 (nothing answers there)
+	Storage  string // more storage keys, YAML lines ("  driver: postgres\n")
 }
 
 // startServerWith is startServer with more listeners or environment.
@@ -159,12 +160,12 @@ func startServerWith(t *testing.T, extra string, o serverOptions) *testServer {
   listen: %q
 storage:
   dir: %q
-outbound:
+%soutbound:
   allow: [127.0.0.0/8, "::1"]
   resolver: %q
 log:
   level: debug
-%s`, s.Port, s.Port, o.Listen, s.Mgmt, s.Dir, resolver, extra)
+%s`, s.Port, s.Port, o.Listen, s.Mgmt, s.Dir, o.Storage, resolver, extra)
 	if !strings.Contains(extra, "timers:") {
 		cfg += "timers:\n  t1: 100ms\n  t2: 400ms\n  t4: 500ms\n  timer_c: 5s\n"
 	}

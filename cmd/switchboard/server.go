@@ -45,6 +45,7 @@ type server struct {
 	reloadMu sync.Mutex
 
 	store   *store.Store
+	storage *storageWatch // pings the store; nil until started
 	mgmt    *mgmt.Server
 	domains *routing.Domains
 	router  *routing.Router
@@ -90,11 +91,15 @@ func (s *server) start() error {
 	var err error
 	// write-through promises a 200 only for a binding on disk: every
 	// commit waits for the disk (a power loss keeps it too).
-	var storeOpts store.Options
-	modules.StoreOptions(cfg.Modules, &storeOpts)
-	s.store, err = store.Open(cfg.Storage.Dir, storeOpts)
+	if cfg.Storage.Driver != store.DriverSQLite {
+		// The secrets stay in files (auth.secret, mgmt.token, route.secret).
+		if err := store.PrepareDir(cfg.Storage.Dir); err != nil {
+			return fmt.Errorf("storage.dir %s: %w", cfg.Storage.Dir, err)
+		}
+	}
+	s.store, err = openStorage(cfg)
 	if err != nil {
-		return fmt.Errorf("storage.dir %s: %w", cfg.Storage.Dir, err)
+		return err
 	}
 	token, err := s.mgmtToken()
 	if err != nil {
@@ -166,6 +171,8 @@ func (s *server) start() error {
 		return err
 	}
 	registerMetrics(s.mgmt.Metrics(), s.tr, s.core)
+	s.storage = newStorageWatch(s.store, s.mgmt, s.log, cfg.Storage.Timeout.D())
+	s.storage.start()
 	s.registerCommands()
 	if cfg.Mgmt.Listen != "" {
 		if err := s.mgmt.Start(); err != nil {
@@ -177,7 +184,7 @@ func (s *server) start() error {
 		s.log.Info("listening", "proto", l.Proto.String(), "addr", l.Local.String(), "advertise", l.AdvertisedHost+":"+strconv.Itoa(int(l.AdvertisedPort)))
 	}
 	s.log.Info("transaction memory cap", "mib", txnMemory>>20, "from", txnMemorySource)
-	s.log.Info("switchboard started", "version", version, "routes", cfg.Routes, "domains", strings.Join(cfg.Domains, ","), "mgmt", s.mgmt.Addr(), "data", cfg.Storage.Dir)
+	s.log.Info("switchboard started", "version", version, "routes", cfg.Routes, "domains", strings.Join(cfg.Domains, ","), "mgmt", s.mgmt.Addr(), "data", cfg.Storage.Dir, "storage", cfg.Storage.Driver)
 	return nil
 }
 
@@ -377,6 +384,9 @@ func (s *server) stop() {
 		cancel()
 	}
 	s.stopModules()
+	if s.storage != nil {
+		s.storage.close()
+	}
 	if s.store != nil {
 		s.store.Close()
 	}

@@ -12,13 +12,15 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"switchboard/cmd/switchboard/config"
 	"switchboard/modules"
 	"switchboard/store"
 )
 
 // The user and domain commands work on the store named by the configuration
-// (storage.dir), the same SQLite file the running server uses; the server
-// notices the change within a second through the store's change log.
+// (storage.dir, or storage.dsn with the postgres and mysql drivers), the same database
+// the running server uses; the server notices the change within a second
+// through the store's change log.
 
 const userUsage = `usage:
   switchboard user add USER@DOMAIN [--password P | --password-stdin | --ha1 HEX [--ha1-sha256 HEX]] [--email E]
@@ -27,7 +29,7 @@ const userUsage = `usage:
   switchboard user list [DOMAIN]
 
 Without --password, --password-stdin or --ha1 the password is read from the terminal
-(standard input), one line. Common flags: -c FILE, --set key=value (storage.dir).
+(standard input), one line. Common flags: -c FILE, --set key=value (storage.dir, storage.dsn).
 `
 
 func cmdUser(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -118,7 +120,7 @@ const domainUsage = `usage:
   switchboard domain add DOMAIN
   switchboard domain del DOMAIN
   switchboard domain list
-Common flags: -c FILE, --set key=value (storage.dir).
+Common flags: -c FILE, --set key=value (storage.dir, storage.dsn).
 `
 
 func cmdDomain(args []string, stdout, stderr io.Writer) int {
@@ -204,9 +206,28 @@ func openStore(path string, sets []string) (*store.Store, error) {
 	if err != nil {
 		return nil, &exitError{2, err}
 	}
-	var o store.Options
+	return openStorage(cfg)
+}
+
+// openStorage opens the store the storage section names, with the options
+// the modules ask for (registrar.persist, auth.store_passwords); its error
+// names the setting at fault.
+func openStorage(cfg *config.Config) (*store.Store, error) {
+	o := store.Options{
+		Driver:   cfg.Storage.Driver,
+		DSN:      cfg.Storage.DSN,
+		MaxConns: cfg.Storage.MaxConns,
+		Timeout:  cfg.Storage.Timeout.D(),
+	}
 	modules.StoreOptions(cfg.Modules, &o)
-	return store.Open(cfg.Storage.Dir, o)
+	s, err := store.Open(cfg.Storage.Dir, o)
+	if err == nil {
+		return s, nil
+	}
+	if o.Driver != store.DriverSQLite {
+		return nil, fmt.Errorf("storage.dsn: %w", err)
+	}
+	return nil, fmt.Errorf("storage.dir %s: %w", cfg.Storage.Dir, err)
 }
 
 func splitAOR(s string) (user, domain string, err error) {

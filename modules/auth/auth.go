@@ -126,7 +126,10 @@ type Auth struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	domainMu sync.Mutex
-	guard    Guard // nil: no failure accounting, no account locks (guard.go)
+	// domainOutage: SyncDomains warns once per outage of the database
+	// (guarded by domainMu).
+	domainOutage store.OncePerOutage
+	guard        Guard // nil: no failure accounting, no account locks (guard.go)
 
 	// counters
 	ok, failed, stale, forbidden, challenges, misses, busy, storeErrors atomic.Uint64
@@ -248,6 +251,7 @@ func (a *Auth) poll(since uint64) {
 	t := time.NewTicker(a.cfg.PollInterval)
 	defer t.Stop()
 	var key []byte
+	var outage store.OncePerOutage
 	for {
 		select {
 		case <-a.stop:
@@ -258,8 +262,10 @@ func (a *Auth) poll(since uint64) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			changes, next, err := a.st.Changes(ctx, since)
 			cancel()
-			if err != nil {
+			if outage.Report(err) {
 				a.log.Warn("auth: reading the change log failed; cached credentials may be stale", "err", err)
+			}
+			if err != nil {
 				break
 			}
 			domains := false

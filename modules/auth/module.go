@@ -167,8 +167,10 @@ func (a *Auth) SyncDomains() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ds, err := a.st.ListDomains(ctx)
-	if err != nil {
+	if a.domainOutage.Report(err) {
 		a.log.Warn("reading the store's domains failed", "err", err)
+	}
+	if err != nil {
 		return
 	}
 	var missing []string

@@ -285,14 +285,18 @@ func (d *Drouting) pollTables() {
 	defer d.wg.Done()
 	poll := time.NewTicker(d.poll)
 	defer poll.Stop()
+	var outage store.OncePerOutage
 	for {
 		select {
 		case <-d.stop:
 			return
 		case <-poll.C:
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			if err := d.loadChanged(ctx); err != nil {
+			err := d.loadChanged(ctx)
+			if err != nil {
 				d.reloadErrors.Inc()
+			}
+			if outage.Report(err) {
 				d.log.Warn("drouting: reading the tables failed; what was loaded before stays in force", "err", err)
 			}
 			cancel()

@@ -242,6 +242,7 @@ func (f *Fraud) run() {
 	if rs := f.rules.Load(); rs != nil {
 		seen = rs.version
 	}
+	var outage store.OncePerOutage
 	for {
 		select {
 		case <-f.stop:
@@ -253,9 +254,11 @@ func (f *Fraud) run() {
 				err = f.LoadRules(ctx)
 			}
 			cancel()
+			if outage.Report(err) {
+				f.log.Warn("fraud: reading the rules failed; the rules loaded before stay in force", "err", err)
+			}
 			if err != nil {
 				f.reloadErrors.Inc()
-				f.log.Warn("fraud: reading the rules failed; the rules loaded before stay in force", "err", err)
 				continue
 			}
 			seen = v

@@ -210,6 +210,7 @@ func (p *Permissions) Reload(settings any) error {
 func (p *Permissions) poll(since uint64) {
 	defer p.wg.Done()
 	dirty := false
+	var outage store.OncePerOutage
 	for {
 		t := time.NewTimer(time.Duration(p.interval.Load()))
 		select {
@@ -221,8 +222,10 @@ func (p *Permissions) poll(since uint64) {
 		var changed bool
 		var err error
 		since, changed, err = p.readChanges(since)
-		if err != nil {
+		if outage.Report(err) {
 			p.log.Warn("permissions: reading the change log failed; the address table in use may be stale", "err", err)
+		}
+		if err != nil {
 			continue
 		}
 		dirty = dirty || changed

@@ -178,6 +178,12 @@ func (r *Registrar) registerMetrics(h *modules.Host) {
 		return last
 	}
 	set := h.Metrics
+	if w := r.ownWriter; w != nil {
+		// Binding changes the store could not commit after the writer's
+		// retries (a database unreachable or locked); in write-back they
+		// stay in memory and are stored again at the next refresh.
+		set.NewGauge("switchboard_registrar_store_write_failures_total", func() float64 { return float64(w.Stats().Failed) })
+	}
 	set.NewGauge("switchboard_registrar_aors", func() float64 { return float64(stats().AORs) })
 	set.NewGauge("switchboard_registrar_bindings", func() float64 { return float64(stats().Bindings) })
 	for name, f := range map[string]func(Stats) uint64{

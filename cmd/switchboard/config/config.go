@@ -19,6 +19,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
+
 	"switchboard/mgmt"
 	"switchboard/modules"
 )
@@ -128,8 +131,61 @@ func (l Limits) OutboundReserved() int {
 
 // Storage says where persistent data lives.
 type Storage struct {
+	// Driver is sqlite (a file in Dir), postgres or mysql (the database at
+	// DSN, which several nodes can share).
 	Driver string `yaml:"driver"`
-	Dir    string `yaml:"dir"`
+	// Dir holds the SQLite database, and with either driver the server's
+	// secrets (auth.secret, mgmt.token, route.secret).
+	Dir string `yaml:"dir"`
+	// DSN names the database: for postgres a postgres:// URL or libpq
+	// key=value pairs, for mysql go-sql-driver's user@tcp(host)/db.
+	DSN string `yaml:"dsn"`
+	// MaxConns is the database server's connection pool's size.
+	MaxConns int `yaml:"max_conns"`
+	// Timeout bounds each database server operation, connecting included.
+	Timeout Duration `yaml:"timeout"`
+}
+
+func (st *Storage) check(fail func(key, format string, args ...any) error) error {
+	switch st.Driver {
+	case "sqlite":
+		if st.Dir == "" {
+			return fail("storage.dir", "missing; the directory for the SQLite database")
+		}
+		if st.DSN != "" {
+			return fail("storage.dsn", "is for storage.driver postgres or mysql; sqlite keeps its database in storage.dir")
+		}
+	case "postgres", "mysql":
+		if st.Dir == "" {
+			return fail("storage.dir", "missing; the directory for the server's secrets (auth.secret, mgmt.token, route.secret)")
+		}
+		if strings.TrimSpace(st.DSN) == "" {
+			if st.Driver == "mysql" {
+				return fail("storage.dsn", "missing; the MariaDB or MySQL database, e.g. switchboard:password@tcp(db.example.net:3306)/switchboard or switchboard@unix(/run/mysqld/mysqld.sock)/switchboard")
+			}
+			return fail("storage.dsn", "missing; the PostgreSQL database, e.g. postgres://switchboard@db.example.net/switchboard or host=/run/postgresql dbname=switchboard")
+		}
+		// Parsed now so that check-config finds a typo; the drivers word
+		// their errors without the password.
+		if st.Driver == "mysql" {
+			if c, err := mysql.ParseDSN(st.DSN); err != nil {
+				return fail("storage.dsn", "%v", err)
+			} else if c.DBName == "" {
+				return fail("storage.dsn", "names no database (user@tcp(host:3306)/switchboard)")
+			}
+		} else if _, err := pgx.ParseConfig(st.DSN); err != nil {
+			return fail("storage.dsn", "%v", err)
+		}
+	default:
+		return fail("storage.driver", "unknown driver %q; supported: sqlite, postgres, mysql", st.Driver)
+	}
+	if st.MaxConns < 1 || st.MaxConns > 1000 {
+		return fail("storage.max_conns", "must be between 1 and 1000, not %d", st.MaxConns)
+	}
+	if st.Timeout.D() < 100*time.Millisecond || st.Timeout.D() > 5*time.Minute {
+		return fail("storage.timeout", "must be between 100ms and 5m, not %s", st.Timeout.D())
+	}
+	return nil
 }
 
 // Log configures log/slog output.
@@ -224,7 +280,7 @@ func Default() *Config {
 			IdleTimeout:             Duration(10 * time.Minute),
 			Shards:                  0,
 		},
-		Storage:  Storage{Driver: "sqlite", Dir: "data"},
+		Storage:  Storage{Driver: "sqlite", Dir: "data", MaxConns: 8, Timeout: Duration(10 * time.Second)},
 		Log:      Log{Level: "info", Format: "text"},
 		Mgmt:     Mgmt{Listen: "127.0.0.1:8080"},
 		TLS:      TLS{MinVersion: "1.2", VerifyServer: true},
@@ -341,13 +397,8 @@ func (c *Config) check(at func(key string) int) error {
 	if lim.Shards < 0 || lim.Shards > 65536 || lim.Shards&(lim.Shards-1) != 0 {
 		return fail("limits.shards", "must be 0 (automatic) or a power of two up to 65536, not %d", lim.Shards)
 	}
-	switch c.Storage.Driver {
-	case "sqlite":
-		if c.Storage.Dir == "" {
-			return fail("storage.dir", "missing; the directory for the SQLite database")
-		}
-	default:
-		return fail("storage.driver", "unknown driver %q; supported: sqlite", c.Storage.Driver)
+	if err := c.Storage.check(fail); err != nil {
+		return err
 	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":

@@ -97,7 +97,15 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"reserve over 90%", "limits:\n  outbound_connections_reserved_percent: 95\n", "x.yaml:2: limits.outbound_connections_reserved_percent: must be between 0 and 90"},
 		{"shards not power of two", "limits:\n  shards: 12\n", "x.yaml:2: limits.shards: must be 0 (automatic) or a power of two"},
 		{"list where section", "timers: [1, 2]\n", "x.yaml:1: timers: want a section of keys, not a list"},
-		{"bad driver", "storage:\n  driver: mysql\n", "x.yaml:2: storage.driver: unknown driver \"mysql\""},
+		{"bad driver", "storage:\n  driver: oracle\n", "x.yaml:2: storage.driver: unknown driver \"oracle\"; supported: sqlite, postgres, mysql"},
+		{"mysql without dsn", "storage:\n  driver: mysql\n", "storage.dsn: missing; the MariaDB or MySQL database"},
+		{"bad mysql dsn", "storage:\n  driver: mysql\n  dsn: \"sb@tcp(db.example.net:3306\"\n", "x.yaml:3: storage.dsn: invalid DSN"},
+		{"mysql dsn without database", "storage:\n  driver: mysql\n  dsn: \"sb@tcp(db.example.net:3306)/\"\n", "x.yaml:3: storage.dsn: names no database"},
+		{"postgres without dsn", "storage:\n  driver: postgres\n", "storage.dsn: missing; the PostgreSQL database"},
+		{"bad dsn", "storage:\n  driver: postgres\n  dsn: \"postgres://sb@db.example.net:port/sb\"\n", "x.yaml:3: storage.dsn: cannot parse"},
+		{"dsn for sqlite", "storage:\n  dsn: host=/run/postgresql\n", "x.yaml:2: storage.dsn: is for storage.driver postgres or mysql"},
+		{"max_conns 0", "storage:\n  max_conns: 0\n", "x.yaml:2: storage.max_conns: must be between 1 and 1000, not 0"},
+		{"storage timeout", "storage:\n  timeout: 1ms\n", "x.yaml:2: storage.timeout: must be between 100ms and 5m, not 1ms"},
 		{"bad log level", "log:\n  level: loud\n", "x.yaml:2: log.level: must be debug, info, warn or error"},
 		{"bad allow", "outbound:\n  allow: [10.0.0.0/33]\n", "x.yaml:2: outbound.allow[0]: not an address or network"},
 		{"given twice", "routes: a\nroutes: b\n", "routes"},
@@ -296,5 +304,20 @@ func TestPermissionsKeys(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want prefix %q", tc.src, err, tc.want)
 		}
+	}
+}
+
+func TestStoragePostgres(t *testing.T) {
+	cfg, err := Load("x.yaml", []byte("storage:\n  driver: postgres\n  dsn: host=/run/postgresql dbname=switchboard\n  max_conns: 20\n  timeout: 3s\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := cfg.Storage; st.Driver != "postgres" || st.DSN != "host=/run/postgresql dbname=switchboard" || st.MaxConns != 20 || st.Timeout.D() != 3*time.Second || st.Dir != "data" {
+		t.Fatalf("storage %+v", st)
+	}
+	// A DSN that does not parse is named, its password is not.
+	_, err = Load("x.yaml", []byte("storage:\n  driver: postgres\n  dsn: postgres://sb:hunter2@db.example.net:port/sb\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), "storage.dsn") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("err = %v", err)
 	}
 }

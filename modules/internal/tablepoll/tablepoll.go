@@ -8,6 +8,8 @@ package tablepoll
 import (
 	"context"
 	"time"
+
+	"switchboard/store"
 )
 
 // Poller is a running poll loop.
@@ -30,7 +32,10 @@ type Config struct {
 	// Loaded is the version in use when the loop starts.
 	Loaded int64
 	// Failed is told about a failed poll or load; the table in use stays
-	// and the load is tried again at the next poll.
+	// and the load is tried again at the next poll. While the database
+	// cannot be reached (store.ErrUnavailable) it is told once, not at
+	// every poll: the server reports the outage itself (/readyz, the
+	// storage metrics, its log).
 	Failed func(err error)
 }
 
@@ -44,6 +49,7 @@ func Start(c Config) *Poller {
 func (p *Poller) run(c Config) {
 	defer close(p.done)
 	seen := c.Loaded
+	var outage store.OncePerOutage
 	for {
 		t := time.NewTimer(c.Interval())
 		select {
@@ -58,8 +64,10 @@ func (p *Poller) run(c Config) {
 			v, err = c.Load(ctx)
 		}
 		cancel()
-		if err != nil {
+		if outage.Report(err) {
 			c.Failed(err)
+		}
+		if err != nil {
 			continue
 		}
 		seen = v

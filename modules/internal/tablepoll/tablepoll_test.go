@@ -3,9 +3,12 @@ package tablepoll
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"switchboard/store"
 )
 
 // TestPoll: a load runs only when the version moved from the one loaded;
@@ -85,4 +88,52 @@ func TestPoll(t *testing.T) {
 	}
 	var nilPoller *Poller
 	nilPoller.Stop()
+}
+
+// TestPollUnreachable: while the store is unreachable the failure is
+// reported once, not at every poll; once it is back (or fails otherwise)
+// the next failure is reported again.
+func TestPollUnreachable(t *testing.T) {
+	var mu sync.Mutex
+	var failures []error
+	polls := 0
+	down := fmt.Errorf("dial: connection refused: %w", store.ErrUnavailable)
+	p := Start(Config{
+		Interval: func() time.Duration { return 2 * time.Millisecond },
+		Version: func(context.Context) (int64, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			polls++
+			switch {
+			case polls <= 20: // an outage
+				return 0, down
+			case polls == 21: // back
+				return 1, nil
+			case polls <= 30: // another outage
+				return 0, down
+			}
+			return 1, nil
+		},
+		Load:   func(context.Context) (int64, error) { return 1, nil },
+		Loaded: 1,
+		Failed: func(err error) { mu.Lock(); failures = append(failures, err); mu.Unlock() },
+	})
+	defer p.Stop()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		mu.Lock()
+		n := polls
+		mu.Unlock()
+		if n > 35 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("polls stopped")
+		}
+	}
+	p.Stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(failures) != 2 || !errors.Is(failures[0], store.ErrUnavailable) {
+		t.Fatalf("%d failures reported over two outages of 20 and 9 polls, want 2: %v", len(failures), failures)
+	}
 }
