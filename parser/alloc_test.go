@@ -149,6 +149,13 @@ func TestEditAllocs(t *testing.T) {
 			e.SetHeaderValue(HdrFrom, newFrom)
 			out = e.AppendTo(out[:0])
 		})
+		assertNoAllocs(t, "DropHeaders "+name, func() {
+			e.Reset(&m)
+			e.DropHeaders(HdrVia)
+			e.DropHeaders(HdrRecordRoute)
+			e.InsertVia(newFrom)
+			out = e.AppendTo(out[:0])
+		})
 		if m.IsRequest() {
 			assertNoAllocs(t, "AppendResponse "+name, func() {
 				resp = AppendResponseHeaders(resp[:0], &m, 100, nil, []byte("abc"), []byte("Server: x\r\n"))

@@ -40,6 +40,7 @@ type Editor struct {
 	bodySet   bool
 	body      []byte
 	clHandled bool
+	drop      uint64 // header names whose lines AppendTo leaves out (DropHeaders)
 }
 
 // Reset starts a new set of edits on m, which must have parsed without
@@ -50,6 +51,7 @@ func (e *Editor) Reset(m *Message) {
 	e.bodySet = false
 	e.body = nil
 	e.clHandled = false
+	e.drop = 0
 }
 
 // Message returns the message being edited.
@@ -369,6 +371,37 @@ func (e *Editor) RemoveHeadersByName(name []byte) bool {
 	return ok
 }
 
+// DropHeaders leaves every line of header h (a known name other than
+// Content-Length) out of the message AppendTo writes, however many lines
+// there are, as one edit that never runs out (MaxEdits counts splices):
+// a topology-hiding module takes out every Via, Record-Route or Contact
+// of a party, which an attacker can send 60 lines of. Edits inside a
+// dropped line are dropped with it; an insertion at its start stays, so
+// InsertVia after DropHeaders(HdrVia) leaves that Via alone, and lines
+// added with AddHeader are never dropped.
+func (e *Editor) DropHeaders(h HeaderName) bool {
+	if h == HdrOther || h >= numHeaderNames || h == HdrContentLength {
+		return false
+	}
+	e.drop |= 1 << h
+	return true
+}
+
+// ReplaceHeaders puts one line "Name: value" of header h (a known name
+// other than Content-Length) in place of all its lines, where the first
+// one was, or at the end of the header section when there was none
+// (DropHeaders, then the line).
+func (e *Editor) ReplaceHeaders(h HeaderName, value []byte) bool {
+	if !e.DropHeaders(h) {
+		return false
+	}
+	pos := e.firstLine(h)
+	if pos < 0 {
+		pos = e.headersEnd()
+	}
+	return e.add(splice{start: pos, end: pos, kind: opLine, name: h.String(), a: value})
+}
+
 // SetBody replaces the body and fixes Content-Length. A non-nil
 // contentType replaces (or adds) Content-Type; an empty body with a nil
 // contentType keeps Content-Type as it is.
@@ -428,41 +461,46 @@ func (e *Editor) AppendTo(dst []byte) []byte {
 		}
 	}
 	pos := m.st.start
-	for k := range ops {
-		op := &ops[k]
-		if op.start < pos {
-			continue // inside a removed range
-		}
-		dst = append(dst, b[pos:op.start]...)
-		switch op.kind {
-		case opBytes:
-			dst = append(dst, op.a...)
-		case opLine:
-			dst = append(dst, op.name...)
-			dst = append(dst, ": "...)
-			dst = append(dst, op.a...)
-			dst = append(dst, "\r\n"...)
-		case opLineNum:
-			dst = append(dst, op.name...)
-			dst = append(dst, ": "...)
-			dst = appendUint(dst, uint64(op.n))
-			dst = append(dst, "\r\n"...)
-		case opNum:
-			dst = appendUint(dst, uint64(op.n))
-		case opParam:
-			dst = append(dst, ';')
-			dst = append(dst, op.name...)
-			dst = append(dst, '=')
-			dst = append(dst, op.a...)
-		case opParamNum:
-			if op.name != "" {
+	if e.drop != 0 {
+		dst, pos = e.appendDropping(dst, ops)
+	} else {
+		// appendOp written out: this loop runs for every message relayed.
+		for k := range ops {
+			op := &ops[k]
+			if op.start < pos {
+				continue // inside a removed range
+			}
+			dst = append(dst, b[pos:op.start]...)
+			switch op.kind {
+			case opBytes:
+				dst = append(dst, op.a...)
+			case opLine:
+				dst = append(dst, op.name...)
+				dst = append(dst, ": "...)
+				dst = append(dst, op.a...)
+				dst = append(dst, "\r\n"...)
+			case opLineNum:
+				dst = append(dst, op.name...)
+				dst = append(dst, ": "...)
+				dst = appendUint(dst, uint64(op.n))
+				dst = append(dst, "\r\n"...)
+			case opNum:
+				dst = appendUint(dst, uint64(op.n))
+			case opParam:
 				dst = append(dst, ';')
 				dst = append(dst, op.name...)
+				dst = append(dst, '=')
+				dst = append(dst, op.a...)
+			case opParamNum:
+				if op.name != "" {
+					dst = append(dst, ';')
+					dst = append(dst, op.name...)
+				}
+				dst = append(dst, '=')
+				dst = appendUint(dst, uint64(op.n))
 			}
-			dst = append(dst, '=')
-			dst = appendUint(dst, uint64(op.n))
+			pos = op.end
 		}
-		pos = op.end
 	}
 	if pos < m.st.end {
 		dst = append(dst, b[pos:m.st.end]...)
@@ -480,6 +518,79 @@ func (e *Editor) AppendTo(dst []byte) []byte {
 		e.n = n0
 	}
 	return dst
+}
+
+// appendOp writes what splice op puts in place of the bytes it replaces.
+func appendOp(dst []byte, op *splice) []byte {
+	switch op.kind {
+	case opBytes:
+		dst = append(dst, op.a...)
+	case opLine:
+		dst = append(dst, op.name...)
+		dst = append(dst, ": "...)
+		dst = append(dst, op.a...)
+		dst = append(dst, "\r\n"...)
+	case opLineNum:
+		dst = append(dst, op.name...)
+		dst = append(dst, ": "...)
+		dst = appendUint(dst, uint64(op.n))
+		dst = append(dst, "\r\n"...)
+	case opNum:
+		dst = appendUint(dst, uint64(op.n))
+	case opParam:
+		dst = append(dst, ';')
+		dst = append(dst, op.name...)
+		dst = append(dst, '=')
+		dst = append(dst, op.a...)
+	case opParamNum:
+		if op.name != "" {
+			dst = append(dst, ';')
+			dst = append(dst, op.name...)
+		}
+		dst = append(dst, '=')
+		dst = appendUint(dst, uint64(op.n))
+	}
+	return dst
+}
+
+// appendDropping is AppendTo's pass with dropped header lines: the sorted
+// splices and the dropped lines (removals, in message order) merged by
+// position, the splices at a line's start first, as insertions come
+// before removals at one position. It returns dst and the position
+// reached in the message.
+func (e *Editor) appendDropping(dst []byte, ops []splice) ([]byte, int) {
+	m := e.m
+	b := m.st.buf
+	pos := m.st.start
+	k := e.nextDropped(0)
+	var line splice
+	for i := 0; i < len(ops) || k < m.st.nh; {
+		var op *splice
+		if k >= m.st.nh || i < len(ops) && ops[i].start <= int(m.hdrs[k].start) {
+			op = &ops[i]
+			i++
+		} else {
+			x := &m.hdrs[k]
+			line = splice{start: int(x.start), end: int(x.end), kind: opBytes}
+			op = &line
+			k = e.nextDropped(k + 1)
+		}
+		if op.start < pos {
+			continue // inside a removed range
+		}
+		dst = appendOp(append(dst, b[pos:op.start]...), op)
+		pos = op.end
+	}
+	return dst, pos
+}
+
+// nextDropped returns the index of the first dropped header line from k
+// on, or the number of lines.
+func (e *Editor) nextDropped(k int) int {
+	for k < e.m.st.nh && e.drop&(1<<e.m.hdrs[k].name) == 0 {
+		k++
+	}
+	return k
 }
 
 // opLess orders splices by position; at one position insertions come

@@ -308,6 +308,116 @@ func TestEditorSetHeaderValueAndCSeq(t *testing.T) {
 	}
 }
 
+func TestEditorDropHeaders(t *testing.T) {
+	// Every Via goes, ours inserted at the first one's place stays; the
+	// received parameter recorded on the old top Via goes with it.
+	m, out := edit(t, func(e *Editor) {
+		e.SetViaReceived([]byte("198.51.100.1"), 5060)
+		if !e.DropHeaders(HdrVia) {
+			t.Fatal("DropHeaders(Via) refused")
+		}
+		e.InsertVia([]byte("SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bKours"))
+		e.RemoveTopVia() // the same line removed twice: no harm
+	})
+	if got := vias(m); len(got) != 1 || got[0] != "SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bKours" {
+		t.Errorf("vias %q:\n%s", got, out)
+	}
+	if strings.Contains(out, "received") || strings.Contains(out, "192.0.2.") {
+		t.Errorf("a dropped Via's bytes were written:\n%s", out)
+	}
+	if !strings.HasPrefix(out, "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.1") {
+		t.Errorf("our Via is not the first line:\n%s", out)
+	}
+	// Route lines replaced by one added line; the other headers, body
+	// and Content-Length as they were.
+	m, out = edit(t, func(e *Editor) {
+		e.RemoveFirstRoute()
+		e.DropHeaders(HdrRoute)
+		e.AddHeader("Route", []byte("<sip:new.example.net;lr>"))
+	})
+	if got := values(m, HdrRoute); len(got) != 1 || got[0] != "sip:new.example.net;lr" {
+		t.Errorf("routes %q:\n%s", got, out)
+	}
+	if len(vias(m)) != 3 || m.Get(HdrOther) != nil || string(m.Body()) != "hello" || m.Get(HdrContentType) == nil {
+		t.Errorf("other headers changed:\n%s", out)
+	}
+	// Names that cannot be dropped.
+	var e Editor
+	e.Reset(m)
+	if e.DropHeaders(HdrContentLength) || e.DropHeaders(HdrOther) || e.DropHeaders(numHeaderNames) {
+		t.Error("Content-Length, an unknown name or an out-of-range name accepted")
+	}
+}
+
+// TestEditorDropHeadersManyLines: 28 lines of a name interleaved with
+// others, all dropped while the editor holds MaxEdits splices (one line
+// removed per splice would not fit), its other edits still applied;
+// Reset forgets the names.
+func TestEditorDropHeadersManyLines(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("SIP/2.0 200 OK\r\n")
+	for i := 0; i < 28; i++ {
+		b.WriteString("Record-Route: <sip:10.0.0." + strings.Repeat("1", 1+i%3) + ";lr>\r\nX-Keep: " + string(rune('a'+i%26)) + "\r\n")
+	}
+	b.WriteString("Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>;tag=2\r\n" +
+		"Call-ID: many\r\nCSeq: 1 INVITE\r\nContact: <sip:b@10.0.0.5>\r\nContent-Length: 0\r\n\r\n")
+	m := parseOrDie(t, []byte(b.String()))
+	var e Editor
+	e.Reset(m)
+	e.DropHeaders(HdrRecordRoute)
+	e.DropHeaders(HdrContact)
+	e.InsertRecordRoute([]byte("<sip:caller-side.example;lr>"))
+	e.AddHeader("Contact", []byte("<sip:203.0.113.1;th=x>"))
+	e.SetCSeq(9)
+	for e.AddHeader("X-Added", []byte("1")) {
+	}
+	out := string(e.AppendTo(nil))
+	// Too many lines to parse again: read the text.
+	for _, want := range []string{"\r\nRecord-Route: <sip:caller-side.example;lr>\r\nX-Keep: a\r\n", "\r\nCSeq: 9 INVITE\r\n",
+		"\r\nContact: <sip:203.0.113.1;th=x>\r\n"} {
+		if strings.Count(out, want) != 1 {
+			t.Errorf("want %q once:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "10.0.0.") || strings.Count(out, "Record-Route:") != 1 || strings.Count(out, "Contact:") != 1 ||
+		strings.Count(out, "X-Keep: ") != 28 || strings.Count(out, "X-Added: 1\r\n") != MaxEdits-3 {
+		t.Errorf("dropped lines written, or other lines lost:\n%s", out)
+	}
+	e.Reset(m)
+	if out := string(e.AppendTo(nil)); out != b.String() {
+		t.Errorf("Reset kept the dropped names:\n%s", out)
+	}
+}
+
+func TestEditorReplaceHeaders(t *testing.T) {
+	// Two Route lines become one where the first was; Via lines become
+	// one on top.
+	m, out := edit(t, func(e *Editor) {
+		if !e.ReplaceHeaders(HdrRoute, []byte("<sip:new.example.net;lr>, <sip:next.example.net;lr>")) ||
+			!e.ReplaceHeaders(HdrVia, []byte("SIP/2.0/UDP 203.0.113.1;branch=z9hG4bKx")) {
+			t.Fatal("refused")
+		}
+	})
+	if got := values(m, HdrRoute); strings.Join(got, " ") != "sip:new.example.net;lr sip:next.example.net;lr" {
+		t.Errorf("routes %q:\n%s", got, out)
+	}
+	want := "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.1;branch=z9hG4bKx\r\n" +
+		"Route: <sip:new.example.net;lr>, <sip:next.example.net;lr>\r\nMax-Forwards: 10\r\n"
+	if !strings.HasPrefix(out, want) {
+		t.Errorf("not in place:\n%s", out)
+	}
+	// A header the message does not have goes at the end.
+	m, out = edit(t, func(e *Editor) { e.ReplaceHeaders(HdrContact, []byte("<sip:203.0.113.1>")) })
+	if !strings.HasSuffix(out, "Content-Length: 5\r\nContact: <sip:203.0.113.1>\r\n\r\nhello") || m.Count(HdrContact) != 1 {
+		t.Errorf("Contact not added at the end:\n%s", out)
+	}
+	var e Editor
+	e.Reset(m)
+	if e.ReplaceHeaders(HdrContentLength, []byte("1")) || e.ReplaceHeaders(HdrOther, []byte("1")) {
+		t.Error("Content-Length or an unknown name replaced")
+	}
+}
+
 // TestEditorAddViaRPort: force_rport adds ";rport=N" to a top Via that
 // has none (and only to it), and leaves a Via that has one to
 // SetViaReceived.

@@ -40,7 +40,7 @@ func (c *Core) onResponse(x *ctx, p *transport.Packet) {
 	cs := m.CSeq()
 	switch {
 	case att != b.fo.attempt():
-		c.staleResponse(x, e, b, p, m.StatusCode())
+		c.staleResponse(x, s, e, b, p, m.StatusCode())
 	case cs.Method == parser.MethodCancel:
 		if m.StatusCode() >= 200 && b.cancelSent && !b.cancelAcked {
 			// The CANCEL is answered: no more retransmissions, but keep the
@@ -62,15 +62,18 @@ func (c *Core) hook(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) *Request
 	return r
 }
 
-// buildUp writes the response as it goes upstream: with the reply
-// route's edits (Request.ResponseEditor), without our Via, with the From,
-// To and CSeq its client sent (restore.go).
-func (c *Core) buildUp(x *ctx, t *txn, m *parser.Message) []byte {
+// buildUp writes response m of branch b as it goes upstream: with the
+// reply route's edits (Request.ResponseEditor), without our Via, with the
+// From, To and CSeq its client sent (restore.go), and the request's
+// Rewriter's edits.
+func (c *Core) buildUp(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch, m *parser.Message) []byte {
+	t := &e.Value
 	ed := c.responseEdits(x, m)
 	ed.RemoveTopVia()
 	if t.restoring() {
 		t.restoreUp(x, ed, m)
 	}
+	c.rewriteResponse(x, s, e, b, ed, m)
 	x.out = ed.AppendTo(x.out[:0])
 	return x.out
 }
@@ -104,7 +107,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 			// A 2xx after timer C gave the branch up: the call was answered
 			// after all, and the UAC must see it to ACK (and BYE) it.
 			if c.callReply(c.hook(x, s, e), b, m); e.Live() {
-				c.serverSend(x, s, e, c.buildUp(x, t, m), code, b, m)
+				c.serverSend(x, s, e, c.buildUp(x, s, e, b, m), code, b, m)
 			}
 		}
 		return
@@ -114,7 +117,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 			// ACK is end to end. The reply route sees each, so that its
 			// edits (a NATed callee's Contact) are on every copy.
 			if c.callReply(c.hook(x, s, e), b, m); e.Live() {
-				c.sendUp(t, c.buildUp(x, t, m))
+				c.sendUp(t, c.buildUp(x, s, e, b, m))
 			}
 		}
 		return
@@ -142,7 +145,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		if !c.callReply(c.hook(x, s, e), b, m) {
 			return
 		}
-		c.serverSend(x, s, e, c.buildUp(x, t, m), code, b, m)
+		c.serverSend(x, s, e, c.buildUp(x, s, e, b, m), code, b, m)
 		return
 	}
 
@@ -182,7 +185,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		// §16.7 step 5: 2xx forwarded at once, for every branch; step 10:
 		// the other branches are canceled.
 		t.got2xx = true
-		c.serverSend(x, s, e, c.buildUp(x, t, m), code, b, m)
+		c.serverSend(x, s, e, c.buildUp(x, s, e, b, m), code, b, m)
 		if t.invite {
 			c.cancelOthers(x, s, e, b)
 		}
@@ -422,6 +425,7 @@ func (c *Core) forwardBest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) {
 	if code == 401 || code == 407 {
 		c.mergeChallenges(x, t, i)
 	}
+	c.rewriteResponse(x, s, e, b, &x.ed, &x.aux)
 	x.out = x.ed.AppendTo(x.out[:0])
 	c.serverSend(x, s, e, x.out, code, b, &x.aux)
 }

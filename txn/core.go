@@ -223,6 +223,8 @@ type ctx struct {
 	pedUsed bool
 	pown    []byte
 	wreq    Request    // the handle given to a Watcher (a hook's may be in use)
+	rwreq   Request    // the handle given to a Rewriter
+	rwbuf   []byte     // a Rewriter's values, until the message is written
 	rs      routeState // route state of a request without a transaction (ACK)
 	loop    uint32     // loop hash of the request being handled
 }

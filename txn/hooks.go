@@ -5,6 +5,7 @@ import (
 
 	"switchboard/parser"
 	"switchboard/shards"
+	"switchboard/transport"
 )
 
 // The Router is code outside the core, run with a shard locked. A panic in
@@ -85,4 +86,43 @@ func (c *Core) callWatch(w Watcher, r *Request, b *Branch, code int, resp *parse
 		}
 	}()
 	w.Sent(r, b, code, resp)
+}
+
+// rewriteRequest lets the request's Rewriter edit the copy about to be
+// sent on branch b (nil: forwarded statelessly) from listener out. s and
+// e are nil for a request without a transaction (an ACK), whose handle r
+// is used as it is. The shard is locked.
+func (c *Core) rewriteRequest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Request, b *Branch, out *transport.Listener, ed *parser.Editor) {
+	w := r.st.rw
+	if w == nil {
+		return
+	}
+	h := r
+	if e != nil {
+		h = &x.rwreq
+		h.bind(c, s.Ref(e), &e.Value, x)
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			c.hookPanicked("Rewriter", v)
+		}
+	}()
+	x.rwbuf = w.RewriteRequest(h, b, out, ed, x.rwbuf[:0])
+}
+
+// rewriteResponse lets the request's Rewriter edit resp, from branch b,
+// on its way upstream. The shard is locked.
+func (c *Core) rewriteResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch, ed *parser.Editor, resp *parser.Message) {
+	w := e.Value.rs.rw
+	if w == nil {
+		return
+	}
+	h := &x.rwreq
+	h.bind(c, s.Ref(e), &e.Value, x)
+	defer func() {
+		if v := recover(); v != nil {
+			c.hookPanicked("Rewriter", v)
+		}
+	}()
+	x.rwbuf = w.RewriteResponse(h, b, ed, resp, x.rwbuf[:0])
 }

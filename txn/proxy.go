@@ -645,7 +645,9 @@ func (c *Core) startBranch(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r
 		b.proto, b.dst, b.destSet = r.st.proto, r.st.dst, true
 	} else {
 		uri := firstRoute(r.st, &t.msg)
-		if uri == nil {
+		if main && r.st.hopSet {
+			uri = r.st.hop
+		} else if uri == nil {
 			uri = b.uri
 		}
 		h, ok := nextHop(uri)
@@ -716,6 +718,7 @@ func (c *Core) sendAttempt(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r
 		return c.appendBranch(dst, t.rs.loop, e.Hash(), t.id, int(b.idx), att)
 	})
 	c.proxyEdits(x, ed, r, &t.msg, b.uri, l)
+	c.rewriteRequest(x, s, e, r, b, l, ed)
 	b.out = ed.AppendTo(b.out[:0])
 	if c.sendBranchRequest(s, e, b) != nil {
 		return false
@@ -772,7 +775,9 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 		proto, dst = st.proto, st.dst
 	} else {
 		to := firstRoute(st, m)
-		if to == nil {
+		if st.hopSet {
+			to = st.hop
+		} else if to == nil {
 			to = uri
 		}
 		h, ok := nextHop(to)
@@ -819,6 +824,7 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 		return appendHex(dst, bh, 16)
 	})
 	c.proxyEdits(x, ed, r, m, uri, l)
+	c.rewriteRequest(x, nil, nil, r, nil, l, ed)
 	x.out = ed.AppendTo(x.out[:0])
 	if resolving {
 		c.forwardResolved(q, append([]byte(nil), x.out...))

@@ -72,6 +72,43 @@ func (r *Request) Watch(w Watcher) {
 	}
 }
 
+// Rewriter edits what a request's transaction sends on, beyond the
+// core's own edits: the copy of the request relayed on each branch, and
+// each response from downstream relayed upstream. A topology-hiding
+// module sets one (Request.SetRewriter) to take the parties' Via,
+// Record-Route and Contact out of what the other party sees and put the
+// proxy's in.
+//
+// Both methods run with the transaction's shard locked (the rules of
+// Router hooks hold: no blocking, no call into the Core), after the core
+// recorded its edits on ed and before the message is written. ed edits
+// the message as the core holds it: the request as received (with the
+// route's edits), the response from downstream with our Via, which an
+// edit of the core removes. The values handed to ed must stay as they
+// are until the message is written, after the method returns: buf is
+// scratch space of the goroutine for them, to append to and return (it
+// allocates nothing once grown). r is valid during the call only and
+// must not be acted on (Reply, Relay).
+type Rewriter interface {
+	// RewriteRequest edits the copy of r sent on branch b from our
+	// listener out. b is nil for a request forwarded statelessly (an
+	// ACK of a 2xx).
+	RewriteRequest(r *Request, b *Branch, out *transport.Listener, ed *parser.Editor, buf []byte) []byte
+	// RewriteResponse edits resp, a response from downstream on branch
+	// b, as it goes upstream to r's sender (over r.Listener): each
+	// relayed provisional, every 2xx and its retransmissions, the final.
+	// The core's own responses (100, 408, 487, 500...), written from r's
+	// Via, From, To, Call-ID and CSeq alone, do not come here.
+	RewriteResponse(r *Request, b *Branch, ed *parser.Editor, resp *parser.Message, buf []byte) []byte
+}
+
+// SetRewriter makes w edit the request's relayed copies and the
+// responses its transaction relays upstream from now on (nil: none). One
+// per request; a later call replaces it. For an ACK (no transaction) it
+// applies to the ACK forwarded. It allocates nothing when w is a
+// pointer.
+func (r *Request) SetRewriter(w Rewriter) { r.st.rw = w }
+
 // NumValues is the number of per-transaction values a route can keep.
 const NumValues = 8
 
@@ -111,6 +148,9 @@ type routeState struct {
 	dlgx    []byte // those of our verified Route of an in-dialog request (owned)
 	down    bool   // that Route verified for the From tag: from the dialog's caller
 	watch   Watcher
+	rw      Rewriter
+	hop     []byte // SetNextHop's URI (owned)
+	hopSet  bool
 }
 
 // Request is a handle on a request for the Router. Handles are scratch
@@ -272,6 +312,29 @@ func (r *Request) ResponseSource() netip.AddrPort {
 // RecordRoute asks for a Record-Route header on the relayed request (two
 // when the outgoing interface or transport differs from the incoming one).
 func (r *Request) RecordRoute() { r.st.rr = true }
+
+// DropRecordRoute takes back RecordRoute: the request is relayed without
+// a Record-Route of ours. A topology-hiding module, whose Contact brings
+// the dialog's requests back to the proxy, calls it after the dialog
+// module asked for one.
+func (r *Request) DropRecordRoute() { r.st.rr = false }
+
+// SetNextHop sends the request to the next hop of uri (its transport,
+// port, maddr or host, resolved per RFC 3263 when it is a name) instead
+// of the first Route value or the Request-URI, which stay as they are in
+// the message: OpenSIPS's $du given a URI. For the Request-URI branch,
+// and an ACK forwarded statelessly. False, changing nothing, for a URI
+// that is not sip: or sips: with a host. SetDestination wins over it.
+func (r *Request) SetNextHop(uri []byte) bool {
+	// Checked on the copy: nextHop's views would make uri escape.
+	r.st.hop = append(r.st.hop[:0], uri...)
+	if _, ok := nextHop(r.st.hop); !ok {
+		r.st.hop = r.st.hop[:0]
+		return false
+	}
+	r.st.hopSet = true
+	return true
+}
 
 // SetSerial makes branches added with AddBranch go one at a time: the
 // first Relay sends the Request-URI branch, each later Relay (from

@@ -143,13 +143,13 @@ func (c *Core) failOver(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *B
 // from (a client transaction given up): a 2xx to an INVITE goes upstream
 // like any late 2xx (the caller ACKs it and ends that dialog); anything
 // else is dropped.
-func (c *Core) staleResponse(x *ctx, e *shards.Entry[txn], b *Branch, p *transport.Packet, code int) {
+func (c *Core) staleResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch, p *transport.Packet, code int) {
 	t := &e.Value
 	switch {
 	case !t.invite || code < 200:
 	case code < 300:
 		if t.respL != nil {
-			c.sendUp(t, c.buildUp(x, t, &x.msg))
+			c.sendUp(t, c.buildUp(x, s, e, b, &x.msg))
 		}
 	case x.aux.Parse(b.out) == nil:
 		// The given-up attempt's client transaction would ACK its final

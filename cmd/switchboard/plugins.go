@@ -24,5 +24,6 @@ import (
 	_ "switchboard/modules/registrar"
 	_ "switchboard/modules/scanner"
 	_ "switchboard/modules/siptrace"
+	_ "switchboard/modules/topohiding"
 	_ "switchboard/modules/uac"
 )

@@ -209,7 +209,7 @@ func TestMatchAllocatesNothing(t *testing.T) {
 	e := newEnv(t, nil)
 	c := e.invite("alloc-match")
 	c.respond(0, 200, "b")
-	var n, m float64 = -1, -1
+	var n, m, p float64 = -1, -1, -1
 	e.Route = func(rc *routing.Ctx) {
 		if !rc.LooseRoute() {
 			t.Error("not loose-routed")
@@ -221,10 +221,17 @@ func TestMatchAllocatesNothing(t *testing.T) {
 			}
 		})
 		m = testing.AllocsPerRun(1000, func() { e.d.IsInDialog(rc) })
+		id, _ := parseID(rc.R.DialogRouteParam(didParam))
+		p = testing.AllocsPerRun(1000, func() {
+			var buf [2048]byte
+			if _, ok := e.d.MatchDialogID(rc, id, Caller, buf[:0]); !ok {
+				t.Fatal("no match by id")
+			}
+		})
 		rc.Relay()
 	}
 	c.inDialog("INFO", true, "b", 11)
-	if n != 0 || m != 0 {
-		t.Fatalf("MatchDialog %.2f, IsInDialog %.2f allocations", n, m)
+	if n != 0 || m != 0 || p != 0 {
+		t.Fatalf("MatchDialog %.2f, IsInDialog %.2f, MatchDialogID %.2f allocations", n, m, p)
 	}
 }

@@ -176,6 +176,18 @@ func (d *Dialog) MatchDialog(c *routing.Ctx) bool {
 	if !ok {
 		return false
 	}
+	from := Callee
+	if c.R.Downstream() {
+		from = Caller
+	}
+	_, ok = d.match(c, id, from, nil)
+	return ok
+}
+
+// match is MatchDialog for dialog id and a request that must come from
+// side from. With buf, the request's peer (the other side) is copied into
+// buf first, and the request must have one (MatchDialogID).
+func (d *Dialog) match(c *routing.Ctx, id uint64, from Side, buf []byte) (peer Peer, ok bool) {
 	m := c.Msg()
 	callID := m.CallID()
 	h := shards.Sum(callID)
@@ -184,14 +196,21 @@ func (d *Dialog) MatchDialog(c *routing.Ctx) bool {
 	e := find(s, h, callID, id)
 	if e == nil {
 		s.Unlock()
-		return false
+		return Peer{}, false
 	}
 	g := &e.Value
 	side, ok := g.side(m.FromTag(), m.ToTag())
-	if !ok || (side == Caller) != c.R.Downstream() {
+	if !ok || side != from {
 		s.Unlock()
 		d.mismatched.Inc()
-		return false
+		return Peer{}, false
+	}
+	if buf != nil {
+		if peer, ok = g.peer(side, m.ToTag(), buf); !ok {
+			s.Unlock()
+			return Peer{}, false
+		}
+		c.SetValue(SlotDialog, int64(id))
 	}
 	meth := m.Method()
 	if meth != parser.MethodAck && meth != parser.MethodCancel {
@@ -210,13 +229,13 @@ func (d *Dialog) MatchDialog(c *routing.Ctx) bool {
 	case parser.MethodBye:
 		d.end(s, e, ReasonBye, side)
 		s.Unlock()
-		return true
+		return peer, true
 	case parser.MethodInvite, parser.MethodUpdate:
 		c.SetValue(SlotDialog, int64(id))
 		c.R.Watch(d)
 	}
 	s.Unlock()
-	return true
+	return peer, true
 }
 
 // find returns the live dialog id of callID in shard s, locked.
@@ -285,6 +304,9 @@ func (d *Dialog) Sent(r *txn.Request, b *txn.Branch, code int, resp *parser.Mess
 		}
 		tag := resp.ToTag()
 		if !g.hasEarly(tag) && int(g.nearly) < maxEarly && g.put(tag, &g.early[g.nearly]) {
+			if g.flags&FlagPeers != 0 {
+				g.putEarlyPeer(int(g.nearly), g.id, resp)
+			}
 			g.nearly++
 			s.Account(e, cap(g.buf))
 		}

@@ -102,6 +102,7 @@ type dlg struct {
 	state  uint8
 	nearly uint8
 	nprof  uint8
+	peers  uint8 // bit k: early dialog k's Contact and route set follow its tag in buf (FlagPeers)
 	// hasCallee: the 2xx's Contact and route set were stored, so a BYE
 	// can be sent to the callee.
 	hasCallee bool

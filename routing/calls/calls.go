@@ -3,6 +3,8 @@
 // set) with a dialog for every call, as the OpenSIPS script
 //
 //	route {
+//	    if (topology_hiding_match()) { t_relay(); exit; }   # to a hidden call's Contact
+//	    # a token of ours that does not verify: 403; of a call that ended: 481
 //	    if (has_totag()) {
 //	        if (loose_route()) {                 # our signed Record-Route only
 //	            match_dialog();                  # CSeq, BYE ends the call, target refresh
@@ -20,10 +22,18 @@
 //	        # each profile of dialog.profiles with a value, within its limit:
 //	        if (get_profile_size("caller", "$fU") >= 2) { t_reply(486, "Too Many Calls"); exit; }
 //	        set_dlg_profile("caller", "$fU");
+//	        if ($topohiding_calls) topology_hiding();   # topohiding.calls
 //	    }
 //	    if (is_method("SUBSCRIBE")) record_route();   # create_dialog adds it for an INVITE
 //	    t_relay();
 //	}
+//
+// With topohiding.calls every call is hidden (modules/topohiding): each
+// party sees the proxy's Via and Contact and no Record-Route of the
+// other side, and the parties' in-dialog requests come to the proxy's
+// Contact, matched by its token. Requests to a hidden call's Contact are
+// matched whatever the setting, so calls set up before it was turned off
+// still end.
 //
 // Dialogs end on a BYE from either side, on the INVITE's failure or
 // CANCEL, and after dialog.default_timeout with a BYE from the proxy to
@@ -38,6 +48,7 @@ import (
 	"errors"
 
 	"switchboard/modules/dialog"
+	"switchboard/modules/topohiding"
 	"switchboard/parser"
 	"switchboard/routing"
 )
@@ -52,6 +63,7 @@ func init() {
 
 type routes struct {
 	dlg *dialog.Dialog
+	th  *topohiding.TopoHiding // nil when the module is not compiled in
 }
 
 func newRoutes(env *routing.Env) (*routing.Routes, error) {
@@ -60,10 +72,26 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 		return nil, errors.New("the calls route set needs the dialog module")
 	}
 	r := &routes{dlg: d}
+	r.th, _ = env.Module("topohiding").(*topohiding.TopoHiding)
 	return &routing.Routes{Request: r.request}, nil
 }
 
 func (r *routes) request(c *routing.Ctx) {
+	switch r.th.Match(c) {
+	case topohiding.Matched:
+		relay(c)
+		return
+	case topohiding.Forged:
+		if !c.IsMethod(parser.MethodAck) {
+			c.ReplyStateless(403, "Forbidden", nil)
+		}
+		return
+	case topohiding.NoDialog:
+		if !c.IsMethod(parser.MethodAck) {
+			c.ReplyStateless(481, "Call/Transaction Does Not Exist", nil)
+		}
+		return
+	}
 	if c.HasToTag() {
 		if c.LooseRoute() {
 			r.dlg.MatchDialog(c)
@@ -92,6 +120,9 @@ func (r *routes) request(c *routing.Ctx) {
 			// leaving the profiles it was put in.
 			c.Reply(486, "Too Many Calls")
 			return
+		}
+		if r.th.HideCalls() {
+			r.th.TopologyHiding(c)
 		}
 	case c.IsMethod(parser.MethodSubscribe):
 		c.RecordRoute()

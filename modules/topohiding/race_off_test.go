@@ -1,0 +1,5 @@
+//go:build !race
+
+package topohiding
+
+const raceEnabled = false
