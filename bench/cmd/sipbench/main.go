@@ -44,6 +44,12 @@ type bench struct {
 	sbBin, kamBin, sippBin, kamDir string
 	sbSets                         []string
 	proxyCPU, loadCPU, kamChildren int
+	// kamDialogDB runs dialog.cfg with its CDRs and dialogs in SQLite.
+	kamDialogDB bool
+	// interleave runs the call scenarios' ladders rung by rung in turn.
+	interleave bool
+	// concWork is what the servers do in the concurrency scenario.
+	concWork string
 
 	rates, regRates []int
 	stepDur, hold   time.Duration
@@ -89,11 +95,13 @@ func run() int {
 		fillRate   = flag.Int("fill-rate", 1000, "rate of the 10,000 first REGISTERs")
 		concurrent = flag.Int("concurrent", 50000, "calls held up at once in the concurrency scenario")
 		concRate   = flag.Int("concurrent-rate", 1000, "call rate that builds up the concurrent calls")
+		concWork   = flag.String("concurrent-work", workDialog, "what the servers do in the concurrency scenario: dialog (Switchboard routes: calls, Kamailio dialog.cfg) or relay (no dialog state)")
 		sbBin      = flag.String("switchboard", "", "switchboard binary (default: go build ./cmd/switchboard into the work directory)")
 		kamBin     = flag.String("kamailio", "kamailio", "kamailio binary")
 		install    = flag.Bool("install", true, "install Kamailio with apt-get when it is missing and running as root")
 		kamDir     = flag.String("kamailio-configs", "", "directory of the Kamailio configurations (default: bench/kamailio of the repository)")
 		kamKids    = flag.Int("kamailio-children", 2, "Kamailio UDP worker processes (-n)")
+		kamDlgDB   = flag.Bool("kamailio-dialog-db", false, "dialog scenario: Kamailio also writes CDRs (acc) and its dialogs to SQLite (dialog.cfg WITH_DB; db_sqlite loses most of them under load)")
 		proxyCPU   = flag.Int("proxy-cpu", -1, "CPU the proxy is pinned to (default: the first CPU this process may use)")
 		loadCPU    = flag.Int("load-cpu", -1, "CPU sipp, the echo client and this runner are pinned to (default: the second)")
 		outPath    = flag.String("out", "", "write the Markdown report here (default bench/results/latest.md, none with -short)")
@@ -101,6 +109,7 @@ func run() int {
 		workDir    = flag.String("work", "", "directory for configurations, logs and sipp statistics (default: a new temporary directory)")
 		keep       = flag.Bool("keep", false, "keep the work directory")
 		syscallsF  = flag.Bool("syscalls", true, "count the proxy's system calls per unit with perf stat (needs root and perf)")
+		interleave = flag.Bool("interleave", false, "run the ladders of the call scenarios named (e.g. relay,dialog) rung by rung in turn against each server, instead of one whole ladder after the other")
 	)
 	var sets multiFlag
 	flag.Var(&sets, "set", "extra --set key=value for switchboard (repeatable)")
@@ -149,7 +158,7 @@ func run() int {
 		return 2
 	}
 	b := &bench{procs: newProcs(), out: os.Stdout, ports: map[int]bool{}, sbSets: sets,
-		proxyCPU: *proxyCPU, loadCPU: *loadCPU, kamChildren: *kamKids, kamBin: *kamBin,
+		proxyCPU: *proxyCPU, loadCPU: *loadCPU, kamChildren: *kamKids, kamBin: *kamBin, kamDialogDB: *kamDlgDB,
 		stepDur: *stepDur, hold: *hold, warmup: *warmup, fillRate: *fillRate}
 	if b.rates, err = parseRates(*ratesF); err == nil {
 		b.regRates, err = parseRates(*regRatesF)
@@ -182,6 +191,12 @@ func run() int {
 	}()
 	defer b.procs.stopAll()
 
+	b.interleave = *interleave
+	if *concWork != workDialog && *concWork != workRelay {
+		fmt.Fprintf(os.Stderr, "sipbench: -concurrent-work: %q is neither %s nor %s\n", *concWork, workDialog, workRelay)
+		return 2
+	}
+	b.concWork = *concWork
 	code := b.main(root, *short, *shortRate, *shortTime, *serversF, *scensF, *concurrent, *concRate,
 		*sbBin, *install, *syscallsF, *outPath, *goBench)
 	if *keep || code != 0 {
@@ -246,6 +261,7 @@ func (b *bench) main(root string, short bool, shortRate int, shortTime time.Dura
 		}
 	}
 	rep := &report{servers: servers, notes: notes, started: time.Now(), loadStart: loadavg()}
+	var group []scenario // call scenarios run interleaved (-interleave)
 	for _, name := range splitList(scensF) {
 		switch name {
 		case "echo":
@@ -253,17 +269,17 @@ func (b *bench) main(root string, short bool, shortRate int, shortTime time.Dura
 			continue
 		case "concurrent":
 			for _, srv := range servers {
-				s, err := b.startServer(srv, workRelay)
+				s, err := b.startServer(srv, b.concWork)
 				if err != nil {
-					rep.concurrent = append(rep.concurrent, concurrentResult{Server: srv, Err: err.Error()})
+					rep.concurrent = append(rep.concurrent, concurrentResult{Server: srv, Work: b.concWork, Err: err.Error()})
 					fmt.Fprintln(b.out, err)
 					continue
 				}
-				fmt.Fprintf(b.out, "== concurrent / %s: %d calls at %d/s\n", srv, concurrent, concRate)
+				fmt.Fprintf(b.out, "== concurrent / %s (%s): %d calls at %d/s\n", srv, b.concWork, concurrent, concRate)
 				c := b.runConcurrent(s, concurrent, concRate)
 				s.stop()
-				fmt.Fprintf(b.out, "   held %d calls, PSS %s -> %s, %s per call, failed %d %s\n", c.Held,
-					mib(c.Baseline.PSS), mib(c.Peak.PSS), kib(c.perCall()), c.Failed, c.Err)
+				fmt.Fprintf(b.out, "   held %d calls, PSS %s -> %s, %s per call; VmHWM %s -> %s, %s per call; failed %d %s\n", c.Held,
+					mib(c.Baseline.PSS), mib(c.Peak.PSS), kib(c.perCall()), mib(c.Baseline.HWM), mib(c.Peak.HWM), kib(c.hwmPerCall()), c.Failed, c.Err)
 				rep.concurrent = append(rep.concurrent, c)
 			}
 			continue
@@ -272,6 +288,13 @@ func (b *bench) main(root string, short bool, shortRate int, shortTime time.Dura
 		if !ok {
 			fmt.Fprintf(os.Stderr, "sipbench: unknown scenario %q\n", name)
 			return 2
+		}
+		if b.interleave && sc.unit == "call" {
+			if len(group) == 0 {
+				rep.order = append(rep.order, interleaved)
+			}
+			group = append(group, sc)
+			continue
 		}
 		rep.order = append(rep.order, sc)
 		for _, srv := range servers {
@@ -286,6 +309,16 @@ func (b *bench) main(root string, short bool, shortRate int, shortTime time.Dura
 			s.stop()
 			fmt.Fprintf(b.out, "   max rate %d/s (%s)\n", res.MaxRate, res.Limit)
 			rep.add(sc.name, res)
+		}
+	}
+	if len(group) > 0 {
+		// The interleaved scenarios take the place of the first of them
+		// in the report, in the order they were named.
+		rep.order = expandInterleaved(rep.order, group)
+		for _, srv := range servers {
+			for name, res := range b.runInterleaved(group, srv) {
+				rep.add(name, res)
+			}
 		}
 	}
 	if note := b.syscallNote(); note != "" {
@@ -308,6 +341,22 @@ func (b *bench) main(root string, short bool, shortRate int, shortTime time.Dura
 	}
 	fmt.Fprintln(b.out, "report:", outPath)
 	return 0
+}
+
+// interleaved marks in a report's order where the interleaved scenarios go.
+var interleaved = scenario{name: "(interleaved)"}
+
+// expandInterleaved puts group in order where the interleaved mark is.
+func expandInterleaved(order, group []scenario) []scenario {
+	var out []scenario
+	for _, sc := range order {
+		if sc.name == interleaved.name {
+			out = append(out, group...)
+			continue
+		}
+		out = append(out, sc)
+	}
+	return out
 }
 
 // runShort is the CI run: the relay scenario against Switchboard alone at a

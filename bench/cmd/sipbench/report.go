@@ -119,8 +119,8 @@ func (r *report) rows() []row {
 		if sc.name == "relay" {
 			rows = append(rows, r.floorRows(sb, kam)...)
 		}
-		if sc.name == "drouting" {
-			rows = append(rows, r.overRelayRows(sb, kam)...)
+		if sc.name == "drouting" || sc.name == "dialog" {
+			rows = append(rows, r.overRelayRows(sc.name, sb, kam)...)
 		}
 	}
 	var c1, c2 concurrentResult
@@ -133,10 +133,14 @@ func (r *report) rows() []row {
 	}
 	if len(r.concurrent) > 0 {
 		rows = append(rows,
+			row{"concurrent", "servers configured as (-concurrent-work)", workOf(c1), workOf(c2), ""},
 			row{"concurrent", "calls held at once (target)", heldOf(c1), heldOf(c2), ""},
 			row{"concurrent", "memory PSS idle → with the calls up", memPair(c1), memPair(c2), ""},
 			row{"concurrent", "memory per concurrent call", kib(c1.perCall()), kib(c2.perCall()),
 				ratio(float64(c1.perCall()), float64(c2.perCall()))},
+			row{"concurrent", "peak RSS VmHWM idle → with the calls up", hwmPair(c1), hwmPair(c2), ""},
+			row{"concurrent", "VmHWM per concurrent call", kib(c1.hwmPerCall()), kib(c2.hwmPerCall()),
+				ratio(float64(c1.hwmPerCall()), float64(c2.hwmPerCall()))},
 			row{"concurrent", "failed / retransmissions", fmt.Sprintf("%d / %d", c1.Failed, c1.Retrans),
 				fmt.Sprintf("%d / %d", c2.Failed, c2.Retrans), ""},
 		)
@@ -149,15 +153,16 @@ func (r *report) rows() []row {
 	return rows
 }
 
-// overRelayRows compare each server's CPU per call through drouting with
-// its own CPU per call in the relay scenario of the same run, rung by rung:
-// what routing among the rules adds to a relayed call. Each cell is the
-// ratio drouting/relay with the two figures; the last column stays empty,
-// the two servers' ratios are read side by side.
-func (r *report) overRelayRows(sb, kam scenarioResult) []row {
+// overRelayRows compare each server's CPU per call in scenario name
+// (drouting, dialog) with its own CPU per call in the relay scenario of the
+// same run, rung by rung: what routing among the rules, or keeping a dialog
+// and writing its CDR, adds to a relayed call. Each cell is the ratio
+// name/relay with the two figures; the last column stays empty, the two
+// servers' ratios are read side by side.
+func (r *report) overRelayRows(name string, sb, kam scenarioResult) []row {
 	relay, ok := r.results["relay"]
 	if !ok {
-		return []row{{"drouting", "drouting ÷ relay CPU per call", "— (relay not run)", "— (relay not run)", ""}}
+		return []row{{name, name + " ÷ relay CPU per call", "— (relay not run)", "— (relay not run)", ""}}
 	}
 	var rows []row
 	for _, rate := range r.b.rates {
@@ -168,13 +173,13 @@ func (r *report) overRelayRows(sb, kam scenarioResult) []row {
 		if !okd1 && !okd2 {
 			continue
 		}
-		rows = append(rows, row{"drouting", fmt.Sprintf("drouting ÷ relay CPU per call at %d/s", rate),
+		rows = append(rows, row{name, fmt.Sprintf("%s ÷ relay CPU per call at %d/s", name, rate),
 			overRelay(d1, okd1, r1, okr1), overRelay(d2, okd2, r2, okr2), ""})
 	}
 	return rows
 }
 
-// overRelay is "ratio (relay → drouting)" for one server at one rate.
+// overRelay is "ratio (relay → scenario)" for one server at one rate.
 func overRelay(d step, okd bool, rl step, okr bool) string {
 	if !okd || !okr || d.OK == 0 || rl.OK == 0 {
 		return "—"
@@ -325,6 +330,20 @@ func memPair(c concurrentResult) string {
 		return "—"
 	}
 	return mib(c.Baseline.PSS) + " → " + mib(c.Peak.PSS)
+}
+
+func hwmPair(c concurrentResult) string {
+	if c.Server == "" {
+		return "—"
+	}
+	return mib(c.Baseline.HWM) + " → " + mib(c.Peak.HWM)
+}
+
+func workOf(c concurrentResult) string {
+	if c.Server == "" {
+		return "—"
+	}
+	return c.Work
 }
 
 func bytesPer(total int64, n int) string {
@@ -494,6 +513,13 @@ func (r *report) markdown() string {
 		"`-A 'DBURL=\"sqlite:///<work>/<file>.db\"'`). Switchboard: `switchboard run -c <generated yaml>` (UDP only, log level warn, " +
 		"management listener off). Rung length " + r.b.stepDur.String() + ", calls held " + r.b.hold.String() +
 		", each ladder preceded by an unmeasured warm-up of " + r.b.warmup.String() + " at its first rate.")
+	if r.b.interleave {
+		sb.WriteString(" Interleaved (`-interleave`): the call scenarios' ladders ran rung by rung in turn against each server, " +
+			"one server per scenario up at once (the others idle on the same core), the order rotated at each rate.")
+	}
+	if r.b.kamDialogDB {
+		sb.WriteString(" Kamailio's dialog.cfg with `-A WITH_DB` (CDRs and dialogs in SQLite).")
+	}
 	if r.b.perfWhy == "" {
 		sb.WriteString(" System calls: `perf stat -e " + syscallEvent + " -x, --control fd:3,4 -D -1 -p <the proxy's PIDs>`, " +
 			"enabled just before the UAC starts and disabled after UAC and UAS ended.")
@@ -568,6 +594,10 @@ func (b *bench) printStep(sc scenario, s *server, label string, st step) {
 	unit := sc.unit
 	if label == "fill" {
 		unit = "registration"
+	}
+	if b.interleave {
+		// Rungs of several scenarios follow each other: name each.
+		label = strings.TrimSpace(sc.name + " " + label)
 	}
 	if label != "" {
 		label += " "

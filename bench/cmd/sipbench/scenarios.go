@@ -53,6 +53,9 @@ var scenarios = []scenario{
 	{name: "drouting", work: workDrouting, unit: "call",
 		doc:  "calls to numbers routed by 10,000 prefix rules (drouting) to one gateway (a sipp UAS), with Record-Route",
 		step: (*bench).droutingStep},
+	{name: "dialog", work: workDialog, unit: "call",
+		doc:  "the relay's calls with a dialog for every call (Switchboard: routes calls, dialogs and CDRs in its store; Kamailio: dlg_manage)",
+		step: (*bench).relayStep},
 }
 
 func scenarioByName(name string) (scenario, bool) {
@@ -374,59 +377,150 @@ type scenarioResult struct {
 // runLadder runs sc against s: the fill, then one step per rate until a
 // step fails.
 func (b *bench) runLadder(sc scenario, s *server) scenarioResult {
-	res := scenarioResult{Server: s.kind, Baseline: s.memory()}
-	stopSampler := b.sampleMemory(s, &res.PeakMem)
-	defer stopSampler()
+	l := b.startLadder(sc, s)
+	for _, rate := range l.rates {
+		if l.done {
+			break
+		}
+		b.ladderRung(l, rate)
+	}
+	return l.finish()
+}
+
+// ladder is a scenario's ladder in progress against one server.
+type ladder struct {
+	sc          scenario
+	s           *server
+	res         scenarioResult
+	rates       []int
+	done        bool // a rung failed, the fill failed or the server exited
+	stopSampler func()
+}
+
+// startLadder reads the server's idle memory, starts the memory sampler,
+// runs the scenario's fill and the unmeasured warm-up.
+func (b *bench) startLadder(sc scenario, s *server) *ladder {
+	l := &ladder{sc: sc, s: s, res: scenarioResult{Server: s.kind, Baseline: s.memory()}, rates: b.rates}
+	if sc.unit == "registration" {
+		l.rates = b.regRates
+	}
+	l.stopSampler = b.sampleMemory(s, &l.res.PeakMem)
 	if sc.fill != nil {
 		f := sc.fill(b, s)
-		res.Fill = &f
+		l.res.Fill = &f
 		b.printStep(sc, s, "fill", f)
 		if f.Failed == f.Target {
-			res.Err = "fill failed: " + f.Why
-			return res
+			l.res.Err = "fill failed: " + f.Why
+			l.done = true
+			return l
 		}
 	}
-	rates := b.rates
-	if sc.unit == "registration" {
-		rates = b.regRates
-	}
-	if b.warmup > 0 && len(rates) > 0 {
+	if b.warmup > 0 && len(l.rates) > 0 {
 		// Not measured: the first rung would otherwise also pay for the
 		// server growing its heap, pools and tables from nothing.
-		n := int(float64(rates[0]) * b.warmup.Seconds())
-		b.printStep(sc, s, "warm-up", sc.step(b, s, rates[0], n))
+		n := int(float64(l.rates[0]) * b.warmup.Seconds())
+		b.printStep(sc, s, "warm-up", sc.step(b, s, l.rates[0], n))
 	}
-	res.AllPass = true
-	for _, rate := range rates {
-		n := int(float64(rate) * b.stepDur.Seconds())
-		st := sc.step(b, s, rate, n)
-		if !st.Pass && contended(st) && s.alive() {
-			// Another process took a share of a core during the rung: run
-			// it once more before calling it the limit. Both are reported.
-			st.Why += " (retried: other processes used a core)"
-			st.Retried = true
-			res.Steps = append(res.Steps, st)
-			b.printStep(sc, s, "", st)
-			st = sc.step(b, s, rate, n)
-		}
-		res.Steps = append(res.Steps, st)
+	l.res.AllPass = true
+	return l
+}
+
+// ladderRung runs one rung at rate; a failed rung ends the ladder.
+func (b *bench) ladderRung(l *ladder, rate int) {
+	sc, s := l.sc, l.s
+	n := int(float64(rate) * b.stepDur.Seconds())
+	st := sc.step(b, s, rate, n)
+	if !st.Pass && contended(st) && s.alive() {
+		// Another process took a share of a core during the rung: run
+		// it once more before calling it the limit. Both are reported.
+		st.Why += " (retried: other processes used a core)"
+		st.Retried = true
+		l.res.Steps = append(l.res.Steps, st)
 		b.printStep(sc, s, "", st)
-		if !st.Pass {
-			res.AllPass = false
-			res.Limit = limitSide(st)
-			break
+		st = sc.step(b, s, rate, n)
+	}
+	l.res.Steps = append(l.res.Steps, st)
+	b.printStep(sc, s, "", st)
+	if !st.Pass {
+		l.res.AllPass = false
+		l.res.Limit = limitSide(st)
+		l.done = true
+		return
+	}
+	l.res.MaxRate = rate
+	if !s.alive() {
+		l.res.AllPass = false
+		l.res.Err = "server exited: " + s.p.logTail(10)
+		l.done = true
+	}
+}
+
+// finish stops the memory sampler and returns the result.
+func (l *ladder) finish() scenarioResult {
+	l.stopSampler()
+	if l.res.AllPass && len(l.res.Steps) > 0 {
+		l.res.Limit = "nothing: every rung passed (top rung: " + limitSide(l.res.Steps[len(l.res.Steps)-1]) + ")"
+	}
+	return l.res
+}
+
+// runInterleaved runs the ladders of several scenarios against one kind of
+// server rung by rung in turn: one server per scenario, all started first
+// (fills and warm-ups), then at each rate every scenario's rung, the order
+// rotated at each rate (relay, dialog at the first rate; dialog, relay at
+// the next...). Rungs of the scenarios compared are then minutes apart at
+// most, not a whole ladder, so a change in the other work on the machine
+// weighs on both alike. The servers not measured at a moment stay up,
+// idle, on the same core; each one's CPU is read from its own processes.
+func (b *bench) runInterleaved(scs []scenario, kind string) map[string]scenarioResult {
+	out := map[string]scenarioResult{}
+	var ls []*ladder
+	for _, sc := range scs {
+		fmt.Fprintf(b.out, "== %s / %s: %s\n", sc.name, kind, sc.doc)
+		s, err := b.startServer(kind, sc.work)
+		if err != nil {
+			fmt.Fprintln(b.out, "  ", err)
+			out[sc.name] = scenarioResult{Server: kind, Err: err.Error()}
+			continue
 		}
-		res.MaxRate = rate
-		if !s.alive() {
-			res.AllPass = false
-			res.Err = "server exited: " + s.p.logTail(10)
-			break
+		defer s.stop()
+		ls = append(ls, b.startLadder(sc, s))
+	}
+	for i, rate := range b.rates {
+		for _, k := range rungOrder(len(ls), i) {
+			l := ls[k]
+			if l.done || !containsInt(l.rates, rate) {
+				continue
+			}
+			b.ladderRung(l, rate)
 		}
 	}
-	if res.AllPass && len(res.Steps) > 0 {
-		res.Limit = "nothing: every rung passed (top rung: " + limitSide(res.Steps[len(res.Steps)-1]) + ")"
+	for _, l := range ls {
+		res := l.finish()
+		fmt.Fprintf(b.out, "   %s / %s: max rate %d/s (%s)\n", l.sc.name, kind, res.MaxRate, res.Limit)
+		out[l.sc.name] = res
 	}
-	return res
+	return out
+}
+
+// rungOrder is the order of n interleaved ladders at the i-th rate: rotated
+// by one at each rate, so that no scenario always runs first (just after
+// the previous rate's last rung) or last.
+func rungOrder(n, i int) []int {
+	out := make([]int, n)
+	for j := range out {
+		out[j] = (i + j) % n
+	}
+	return out
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
 
 // contended reports whether processes other than the proxy and sipp used a
@@ -495,6 +589,7 @@ func (b *bench) sampleMemory(s *server, peak *memory) func() {
 // concurrentResult is the memory held for many simultaneous calls.
 type concurrentResult struct {
 	Server   string
+	Work     string // what the server was configured to do: dialog or relay
 	Target   int
 	Rate     int
 	Held     int    // calls in progress at the UAC when memory was read
@@ -515,12 +610,21 @@ func (c concurrentResult) perCall() int64 {
 	return (c.Peak.PSS - c.Baseline.PSS) / int64(c.Held)
 }
 
+// hwmPerCall is the growth of the peak resident set (VmHWM, summed over
+// the processes) over the calls held.
+func (c concurrentResult) hwmPerCall() int64 {
+	if c.Held == 0 {
+		return 0
+	}
+	return (c.Peak.HWM - c.Baseline.HWM) / int64(c.Held)
+}
+
 // runConcurrent holds target calls up at once through s: calls start at
 // rate and are held long enough that all are up together; memory is read
 // when the UAC counts target calls in progress (or the ramp is over), then
 // the sipps are stopped.
 func (b *bench) runConcurrent(s *server, target, rate int) concurrentResult {
-	res := concurrentResult{Server: s.kind, Target: target, Rate: rate}
+	res := concurrentResult{Server: s.kind, Work: s.work, Target: target, Rate: rate}
 	ramp := time.Duration(float64(target) / float64(rate) * float64(time.Second))
 	hold := ramp + 20*time.Second
 	uasPort, _ := b.freePort()

@@ -34,6 +34,7 @@ const (
 	workRegistrar    = "registrar"      // registrar + location lookup, no auth
 	workRegistrarAut = "registrar-auth" // registrar with digest auth
 	workDrouting     = "drouting"       // 10,000 prefix rules to one gateway, Record-Route
+	workDialog       = "dialog"         // relay with a dialog and a CDR for every call
 )
 
 // Users of the REGISTER and lookup scenarios.
@@ -127,7 +128,8 @@ func (b *bench) startServer(kind, work string) (*server, error) {
 
 func (b *bench) switchboardArgs(dir, work string, port, gwPort int) (string, []string, error) {
 	routes := map[string]string{workRelay: "relay", workStateless: "stateless",
-		workRegistrar: "provider", workRegistrarAut: "provider", workDrouting: "drouting"}[work]
+		workRegistrar: "provider", workRegistrarAut: "provider", workDrouting: "drouting",
+		workDialog: "calls"}[work]
 	if routes == "" {
 		return "", nil, fmt.Errorf("switchboard: no route set for %q", work)
 	}
@@ -207,7 +209,8 @@ func fillSwitchboardSubscribers(dir string) error {
 
 func (b *bench) kamailioArgs(dir, work string, port, gwPort int) (string, []string, error) {
 	cfg := map[string]string{workRelay: "relay.cfg", workStateless: "stateless.cfg",
-		workRegistrar: "registrar.cfg", workRegistrarAut: "registrar.cfg", workDrouting: "drouting.cfg"}[work]
+		workRegistrar: "registrar.cfg", workRegistrarAut: "registrar.cfg", workDrouting: "drouting.cfg",
+		workDialog: "dialog.cfg"}[work]
 	args := []string{"-f", filepath.Join(b.kamDir, cfg), "-DD", "-E", "-n", strconv.Itoa(b.kamChildren),
 		"-m", "1024", "-M", "16", "-l", "udp:127.0.0.1:" + strconv.Itoa(port), "-w", dir}
 	if work == workRegistrar || work == workRegistrarAut {
@@ -226,6 +229,13 @@ func (b *bench) kamailioArgs(dir, work string, port, gwPort int) (string, []stri
 			return "", nil, err
 		}
 		args = append(args, "-A", `DBURL="sqlite:///`+db+`"`)
+	}
+	if work == workDialog && b.kamDialogDB {
+		acc, dlg := filepath.Join(dir, "acc.db"), filepath.Join(dir, "dialog.db")
+		if err := fillKamailioDialog(acc, dlg); err != nil {
+			return "", nil, err
+		}
+		args = append(args, "-A", "WITH_DB", "-A", `DBURL="sqlite:///`+acc+`"`, "-A", `DLGDBURL="sqlite:///`+dlg+`"`)
 	}
 	return b.kamBin, args, nil
 }

@@ -375,12 +375,12 @@ func TestDroutingOverRelayRows(t *testing.T) {
 	r := &report{b: &bench{rates: []int{500, 2000}}}
 	r.add("drouting", mk(switchboard, 12*time.Microsecond, 9*time.Microsecond))
 	r.add("drouting", mk(kamailio, 30*time.Microsecond, 25*time.Microsecond))
-	if rows := r.overRelayRows(r.results["drouting"][switchboard], r.results["drouting"][kamailio]); len(rows) != 1 || !strings.Contains(rows[0].sb, "relay not run") {
+	if rows := r.overRelayRows("drouting", r.results["drouting"][switchboard], r.results["drouting"][kamailio]); len(rows) != 1 || !strings.Contains(rows[0].sb, "relay not run") {
 		t.Fatalf("without the relay: %+v", rows)
 	}
 	r.add("relay", mk(switchboard, 10*time.Microsecond, 9*time.Microsecond))
 	r.add("relay", mk(kamailio, 24*time.Microsecond))
-	rows := r.overRelayRows(r.results["drouting"][switchboard], r.results["drouting"][kamailio])
+	rows := r.overRelayRows("drouting", r.results["drouting"][switchboard], r.results["drouting"][kamailio])
 	if len(rows) != 2 {
 		t.Fatalf("rows %+v", rows)
 	}
