@@ -155,6 +155,7 @@ type Acc struct {
 	late     *metrics.Counter
 	written  [2]*metrics.Counter // store, file
 	writeErr [2]*metrics.Counter
+	batches  *metrics.Counter // batches written: records per transaction is written ÷ batches
 	lost     [2]*metrics.Counter
 }
 
@@ -253,5 +254,6 @@ func (a *Acc) registerMetrics(set *metrics.Set) {
 		a.writeErr[i] = set.NewCounter(`switchboard_acc_write_errors_total{sink="` + sink + `"}`)
 		a.lost[i] = set.NewCounter(`switchboard_acc_lost_total{sink="` + sink + `"}`)
 	}
+	a.batches = set.NewCounter("switchboard_acc_batches_total")
 	set.NewGauge("switchboard_acc_queue_length", func() float64 { return float64(len(a.queue)) })
 }

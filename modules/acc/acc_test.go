@@ -213,6 +213,22 @@ func TestStopWritesEverything(t *testing.T) {
 	}
 }
 
+// TestRecordsGathered: records that end a few milliseconds apart are
+// written together (gatherWait), not one transaction each.
+func TestRecordsGathered(t *testing.T) {
+	e := newEnv(t, DefaultSettings(), true)
+	const n = 20
+	for i := range n {
+		c := e.invite(fmt.Sprintf("g%02d", i))
+		c.respond(486, "", "b")
+		time.Sleep(time.Millisecond)
+	}
+	e.waitWritten(n)
+	if b := e.a.batches.Get(); b > n/2 {
+		t.Fatalf("%d records in %d batches: not gathered", n, b)
+	}
+}
+
 // TestStoreDown: a store that fails every write: the batch is tried
 // again, then given up, counted and logged with its Call-IDs; the file
 // sink still gets the records.
