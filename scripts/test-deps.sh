@@ -14,6 +14,9 @@
 # sngrep (its HEP listener) and reads the result with tshark; the monitoring
 # test validates the Prometheus alert rules with promtool (Debian package
 # prometheus): all three are required.
+# make bench-short compares Switchboard's CPU per relayed call with Kamailio's
+# (kamailio, and kamailio-sqlite-modules for the registrar configurations):
+# installed as root; without it bench-short measures Switchboard alone.
 set -euo pipefail
 
 need=()
@@ -25,6 +28,8 @@ my_installed() { command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd 
 as_root=()
 pg_installed || as_root+=(postgresql)
 my_installed || as_root+=(mariadb-server)
+command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || as_root+=(kamailio)
+[ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/db_sqlite.so ] || compgen -G '/usr/lib/*/kamailio/modules/db_sqlite.so' >/dev/null || as_root+=(kamailio-sqlite-modules)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v sngrep >/dev/null 2>&1 || need+=(sngrep)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)

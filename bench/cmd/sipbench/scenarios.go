@@ -30,7 +30,13 @@ var scenarios = []scenario{
 		doc:  "stateful relay with Record-Route to the R-URI (a sipp UAS)",
 		step: (*bench).relayStep},
 	{name: "register", work: workRegistrar, unit: "registration",
-		doc:  "REGISTER of 10,000 distinct users, no authentication, bindings in memory",
+		doc:  "REGISTER of 10,000 distinct users, no authentication, bindings persisted (Kamailio: usrloc db_mode 2 on SQLite)",
+		fill: func(b *bench, s *server) step { return b.registerStep(s, b.fillRate, userCount, "uac_register.xml") },
+		step: func(b *bench, s *server, rate, n int) step {
+			return b.registerStep(s, rate, n, "uac_register.xml")
+		}},
+	{name: "register-mem", work: workRegistrarMem, unit: "registration",
+		doc:  "register, with Kamailio's bindings in memory only (usrloc db_mode 0); Switchboard still persists",
 		fill: func(b *bench, s *server) step { return b.registerStep(s, b.fillRate, userCount, "uac_register.xml") },
 		step: func(b *bench, s *server, rate, n int) step {
 			return b.registerStep(s, rate, n, "uac_register.xml")

@@ -31,7 +31,8 @@ const (
 const (
 	workRelay        = "relay"          // stateful relay with Record-Route
 	workStateless    = "stateless"      // stateless forward
-	workRegistrar    = "registrar"      // registrar + location lookup, no auth
+	workRegistrar    = "registrar"      // registrar + location lookup, no auth; Kamailio's usrloc written back to SQLite
+	workRegistrarMem = "registrar-mem"  // the same, Kamailio's usrloc in memory only
 	workRegistrarAut = "registrar-auth" // registrar with digest auth
 	workDrouting     = "drouting"       // 10,000 prefix rules to one gateway, Record-Route
 	workDialog       = "dialog"         // relay with a dialog and a CDR for every call
@@ -128,7 +129,7 @@ func (b *bench) startServer(kind, work string) (*server, error) {
 
 func (b *bench) switchboardArgs(dir, work string, port, gwPort int) (string, []string, error) {
 	routes := map[string]string{workRelay: "relay", workStateless: "stateless",
-		workRegistrar: "provider", workRegistrarAut: "provider", workDrouting: "drouting",
+		workRegistrar: "provider", workRegistrarMem: "provider", workRegistrarAut: "provider", workDrouting: "drouting",
 		workDialog: "calls"}[work]
 	if routes == "" {
 		return "", nil, fmt.Errorf("switchboard: no route set for %q", work)
@@ -136,7 +137,7 @@ func (b *bench) switchboardArgs(dir, work string, port, gwPort int) (string, []s
 	data := filepath.Join(dir, "data")
 	// Calls to local users check that the user exists (does_uri_exist), so
 	// both registrar configurations have the subscribers.
-	if work == workRegistrar || work == workRegistrarAut {
+	if isRegistrar(work) {
 		if err := fillSwitchboardSubscribers(data); err != nil {
 			return "", nil, err
 		}
@@ -172,7 +173,7 @@ ratelimit:
 	args := []string{"run", "-c", path}
 	var sets []string
 	switch work {
-	case workRegistrar:
+	case workRegistrar, workRegistrarMem:
 		sets = providerNoAuth
 	case workRegistrarAut:
 		sets = providerAuth
@@ -207,18 +208,65 @@ func fillSwitchboardSubscribers(dir string) error {
 	return nil
 }
 
+// validMalloc reports whether m is one of Kamailio's memory managers (-x).
+func validMalloc(m string) bool { return m == "fm" || m == "qm" || m == "tlsf" }
+
+func isRegistrar(work string) bool {
+	return work == workRegistrar || work == workRegistrarMem || work == workRegistrarAut
+}
+
+// kamailioPersists reports whether Kamailio's usrloc writes its bindings
+// back to SQLite for work (db_mode 2), as Switchboard always persists them.
+func kamailioPersists(work string) bool { return work == workRegistrar || work == workRegistrarAut }
+
+// kamailioConfig names Kamailio's configuration for work as the reports
+// print it beside every figure: the file, the allocator, the workers and
+// the defines that change what it does.
+func (b *bench) kamailioConfig(work string) string {
+	cfg := kamailioFile(work)
+	if cfg == "" {
+		return ""
+	}
+	s := cfg + " -x " + b.kamMalloc + " -n " + strconv.Itoa(b.kamChildren)
+	if kamailioPersists(work) {
+		s += " usrloc db_mode 2"
+	} else if isRegistrar(work) {
+		s += " usrloc db_mode 0"
+	}
+	if work == workRegistrarAut {
+		s += " WITH_AUTH"
+	}
+	if work == workDialog && b.kamDialogDB {
+		s += " WITH_DB"
+	}
+	return s
+}
+
+func kamailioFile(work string) string {
+	return map[string]string{workRelay: "relay.cfg", workStateless: "stateless.cfg",
+		workRegistrar: "registrar.cfg", workRegistrarMem: "registrar.cfg", workRegistrarAut: "registrar.cfg",
+		workDrouting: "drouting.cfg", workDialog: "dialog.cfg"}[work]
+}
+
 func (b *bench) kamailioArgs(dir, work string, port, gwPort int) (string, []string, error) {
-	cfg := map[string]string{workRelay: "relay.cfg", workStateless: "stateless.cfg",
-		workRegistrar: "registrar.cfg", workRegistrarAut: "registrar.cfg", workDrouting: "drouting.cfg",
-		workDialog: "dialog.cfg"}[work]
-	args := []string{"-f", filepath.Join(b.kamDir, cfg), "-DD", "-E", "-n", strconv.Itoa(b.kamChildren),
+	// -x: the memory manager. Debian's build defaults to q_malloc, which
+	// checks and records every fragment (a debugging allocator); operators
+	// run f_malloc (-x fm) or tlsf.
+	if kamailioFile(work) == "" {
+		return "", nil, fmt.Errorf("kamailio: no configuration for %q", work)
+	}
+	args := []string{"-f", filepath.Join(b.kamDir, kamailioFile(work)), "-DD", "-E", "-x", b.kamMalloc,
+		"-n", strconv.Itoa(b.kamChildren),
 		"-m", "1024", "-M", "16", "-l", "udp:127.0.0.1:" + strconv.Itoa(port), "-w", dir}
-	if work == workRegistrar || work == workRegistrarAut {
+	if isRegistrar(work) {
 		db := filepath.Join(dir, "subscriber.db")
-		if err := fillKamailioSubscribers(db); err != nil {
+		if err := fillKamailioSubscribers(db, kamailioPersists(work)); err != nil {
 			return "", nil, err
 		}
 		args = append(args, "-A", `DBURL="sqlite:///`+db+`"`)
+		if kamailioPersists(work) {
+			args = append(args, "-A", "WITH_USRLOC_DB", "-A", `DBFILE="`+db+`=WAL;"`)
+		}
 		if work == workRegistrarAut {
 			args = append(args, "-A", "WITH_AUTH")
 		}
@@ -242,8 +290,9 @@ func (b *bench) kamailioArgs(dir, work string, port, gwPort int) (string, []stri
 
 // fillKamailioSubscribers creates the SQLite database that Kamailio's
 // auth_db reads through db_sqlite: the version table it checks and the
-// subscriber table (schema version 7), HA1 only.
-func fillKamailioSubscribers(path string) error {
+// subscriber table (schema version 7), HA1 only; with location, also the
+// empty location table (schema version 9) usrloc writes its bindings to.
+func fillKamailioSubscribers(path string, location bool) error {
 	os.Remove(path)
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
@@ -258,6 +307,9 @@ func fillKamailioSubscribers(path string) error {
 		  ha1 VARCHAR(128) DEFAULT '' NOT NULL, ha1b VARCHAR(128) DEFAULT '' NOT NULL,
 		  CONSTRAINT subscriber_account_idx UNIQUE (username, domain))`,
 		`CREATE INDEX subscriber_username_idx ON subscriber (username)`,
+	}
+	if location {
+		stmts = append(stmts, kamailioLocationSchema...)
 	}
 	for _, q := range stmts {
 		if _, err := db.Exec(q); err != nil {
@@ -279,6 +331,27 @@ func fillKamailioSubscribers(path string) error {
 		}
 	}
 	return tx.Commit()
+}
+
+// kamailioLocationSchema is usrloc's table for db_sqlite, as Kamailio 5.6
+// ships it (/usr/share/kamailio/db_sqlite/usrloc-create.sql).
+var kamailioLocationSchema = []string{
+	`CREATE TABLE location (id INTEGER PRIMARY KEY NOT NULL, ruid VARCHAR(64) DEFAULT '' NOT NULL,
+	  username VARCHAR(64) DEFAULT '' NOT NULL, domain VARCHAR(64) DEFAULT NULL, contact VARCHAR(512) DEFAULT '' NOT NULL,
+	  received VARCHAR(128) DEFAULT NULL, path VARCHAR(512) DEFAULT NULL,
+	  expires TIMESTAMP WITHOUT TIME ZONE DEFAULT '2030-05-28 21:32:15' NOT NULL, q REAL DEFAULT 1.0 NOT NULL,
+	  callid VARCHAR(255) DEFAULT 'Default-Call-ID' NOT NULL, cseq INTEGER DEFAULT 1 NOT NULL,
+	  last_modified TIMESTAMP WITHOUT TIME ZONE DEFAULT '2000-01-01 00:00:01' NOT NULL,
+	  flags INTEGER DEFAULT 0 NOT NULL, cflags INTEGER DEFAULT 0 NOT NULL, user_agent VARCHAR(255) DEFAULT '' NOT NULL,
+	  socket VARCHAR(64) DEFAULT NULL, methods INTEGER DEFAULT NULL, instance VARCHAR(255) DEFAULT NULL,
+	  reg_id INTEGER DEFAULT 0 NOT NULL, server_id INTEGER DEFAULT 0 NOT NULL, connection_id INTEGER DEFAULT 0 NOT NULL,
+	  keepalive INTEGER DEFAULT 0 NOT NULL, partition INTEGER DEFAULT 0 NOT NULL,
+	  CONSTRAINT location_ruid_idx UNIQUE (ruid))`,
+	`CREATE INDEX location_account_contact_idx ON location (username, domain, contact)`,
+	`CREATE INDEX location_expires_idx ON location (expires)`,
+	`CREATE INDEX location_tcpcon_idx ON location (connection_id)`,
+	`CREATE INDEX location_connection_idx ON location (server_id, connection_id)`,
+	`INSERT INTO version VALUES ('location', 9)`,
 }
 
 // writeUsers writes the sipp injection file of the benchmark's users.

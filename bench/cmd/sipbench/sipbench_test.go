@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -389,5 +390,99 @@ func TestDroutingOverRelayRows(t *testing.T) {
 	}
 	if rows[1].sb != "1.00 (9.0 µs → 9.0 µs)" || rows[1].kam != "—" {
 		t.Errorf("2000/s (Kamailio's relay stopped at 500/s): %+v", rows[1])
+	}
+}
+
+// TestShortVerdict: bench-short fails only on the ratio of the lowest CPU
+// per call of each server, never on an absolute time.
+func TestShortVerdict(t *testing.T) {
+	us := time.Microsecond
+	cases := []struct {
+		sb, kam []time.Duration
+		ratio   float64
+		ok      bool
+	}{
+		{[]time.Duration{300 * us, 200 * us}, []time.Duration{250 * us, 400 * us}, 0.8, true},
+		// One slow round of Switchboard (another process on its core) does
+		// not fail the run: its lowest reading counts.
+		{[]time.Duration{900 * us, 350 * us}, []time.Duration{250 * us, 260 * us}, 1.4, true},
+		{[]time.Duration{400 * us, 380 * us}, []time.Duration{250 * us, 260 * us}, 1.52, false},
+		// Slow in absolute terms, but no slower than Kamailio: passes.
+		{[]time.Duration{5000 * us}, []time.Duration{5000 * us}, 1, true},
+		{nil, []time.Duration{250 * us}, 0, true},
+	}
+	for i, c := range cases {
+		ratio, ok := shortVerdict(c.sb, c.kam, 1.5)
+		if ok != c.ok || ratio < c.ratio-0.005 || ratio > c.ratio+0.005 {
+			t.Errorf("case %d: shortVerdict = %.3f, %v; want %.2f, %v", i, ratio, ok, c.ratio, c.ok)
+		}
+	}
+}
+
+// TestKamailioArgsFair: Kamailio runs with the allocator chosen (f_malloc
+// by default), and the persisting registrar scenarios write usrloc back to
+// SQLite (db_mode 2 through WITH_USRLOC_DB) in WAL mode while register-mem
+// keeps it in memory.
+func TestKamailioArgsFair(t *testing.T) {
+	b := &bench{kamDir: "/k", kamBin: "kamailio", kamChildren: 4, kamMalloc: "fm"}
+	has := func(args []string, want ...string) bool {
+		for i := 0; i+len(want) <= len(args); i++ {
+			if slices.Equal(args[i:i+len(want)], want) {
+				return true
+			}
+		}
+		return false
+	}
+	_, relay, err := b.kamailioArgs(t.TempDir(), workRelay, 5060, 0)
+	if err != nil || !has(relay, "-x", "fm") || !has(relay, "-n", "4") {
+		t.Fatalf("relay args %q, %v: want -x fm -n 4", relay, err)
+	}
+	for _, work := range []string{workRegistrar, workRegistrarAut} {
+		dir := t.TempDir()
+		_, args, err := b.kamailioArgs(dir, work, 5060, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := filepath.Join(dir, "subscriber.db")
+		if !has(args, "-A", "WITH_USRLOC_DB") || !has(args, "-A", `DBFILE="`+db+`=WAL;"`) {
+			t.Errorf("%s args %q: want WITH_USRLOC_DB and the WAL journal", work, args)
+		}
+		sdb, err := sql.Open("sqlite", db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		if err := sdb.QueryRow(`SELECT table_version FROM version WHERE table_name = 'location'`).Scan(&v); err != nil || v != 9 {
+			t.Errorf("%s: location table version %d, %v; want 9", work, v, err)
+		}
+		sdb.Close()
+	}
+	_, mem, err := b.kamailioArgs(t.TempDir(), workRegistrarMem, 5060, 0)
+	if err != nil || has(mem, "-A", "WITH_USRLOC_DB") {
+		t.Errorf("register-mem args %q, %v: want usrloc in memory", mem, err)
+	}
+	if got := b.kamailioConfig(workRegistrar); got != "registrar.cfg -x fm -n 4 usrloc db_mode 2" {
+		t.Errorf("kamailioConfig(registrar) = %q", got)
+	}
+	if validMalloc("q_malloc") || !validMalloc("tlsf") {
+		t.Error("validMalloc")
+	}
+}
+
+// TestKamailioRegistrarConfigChecks: Kamailio accepts registrar.cfg with the
+// write-back on (when Kamailio is installed).
+func TestKamailioRegistrarConfigChecks(t *testing.T) {
+	kam, err := exec.LookPath("kamailio")
+	if err != nil {
+		t.Skip("kamailio not installed")
+	}
+	db := filepath.Join(t.TempDir(), "subscriber.db")
+	if err := fillKamailioSubscribers(db, true); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(kam, "-c", "-x", "fm", "-f", "../../kamailio/registrar.cfg", "-A", "WITH_USRLOC_DB",
+		"-A", `DBURL="sqlite:///`+db+`"`, "-A", `DBFILE="`+db+`=WAL;"`).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kamailio -c: %v\n%s", err, out)
 	}
 }
