@@ -11,7 +11,7 @@
 # perf stat of system calls by kind, timer expiries and wake-ups; perf record
 # of cpu-clock samples with call graphs (frame pointers), summarised by
 # symbol and by part (kernel, Go runtime, GC, our code).
-set -euo pipefail
+set -eu
 rate=${1:?rate}
 kind=${2:-switchboard}
 shift 2 || shift $#
@@ -33,7 +33,7 @@ for _ in $(seq 60); do
 done
 [ -n "$pid" ] || { echo "server not found" >&2; exit 1; }
 pids=$pid
-if [ "$kind" = kamailio ]; then pids=$(pgrep -d, -f "$out/work/" -x kamailio || echo "$pid"); fi
+if [ "$kind" = kamailio ]; then pids=$(pgrep -d, -f "kamailio .*$out/work/"); fi
 sleep $((W + 3)) # warm-up and the rung's start
 cpu() { # utime stime in ticks, summed over the processes
 	local u=0 s=0
@@ -68,7 +68,8 @@ events+=,timer:hrtimer_expire_entry,sched:sched_wakeup,sched:sched_switch,task-c
 perf stat -x, -e "$events" -p "$pids" -- sleep "$W" 2>"$out/perfstat.csv"
 awk -F, -v n="$calls" '$1 ~ /^[0-9.]+$/ && $1 > 0 { printf "%-40s %10.2f per call\n", $3, $1 / n }' "$out/perfstat.csv" | tee "$out/perstat.txt"
 perf record -q -e cpu-clock -F 2999 -g -p "$pids" -o "$out/perf.data" -- sleep "$W" 2>/dev/null
-perf report -i "$out/perf.data" --no-children --sort sym --stdio 2>/dev/null | grep -v '^$' | grep -E '^ +[0-9]' | head -40 >"$out/top.txt"
+perf report -i "$out/perf.data" --no-children --sort sym --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -40 >"$out/top.txt" || true
+perf report -i "$out/perf.data" --children --sort sym --stdio 2>/dev/null | grep -E '^ +[0-9]' | grep -v '\[k\]' | head -60 >"$out/inclusive.txt" || true
 # Parts: every sample counted once, by the innermost frame (kernel or not)
 # and by whether a GC frame is on its stack.
 perf script -i "$out/perf.data" -F ip,sym,dso 2>/dev/null | awk '
@@ -83,7 +84,8 @@ perf script -i "$out/perf.data" -F ip,sym,dso 2>/dev/null | awk '
 	}
 	END { if (n) part(); printf "samples %d: kernel %.0f%%, Go runtime (non-GC) %.0f%%, GC %.0f%%, our code and libraries %.0f%%\n",
 		total, 100 * kernel / total, 100 * runtime / total, 100 * gc / total, 100 * ours / total }' | tee "$out/parts.txt"
-wait $sb || true
+# The measurements are taken: end the rung (sipbench stops what it started).
+kill "$sb" 2>/dev/null || true
+wait "$sb" 2>/dev/null || true
 trap - EXIT
-grep -E 'proxy CPU per call at|ctx|syscalls per call' "$out/sipbench.log" | head -5 || true
 echo "output in $out"

@@ -68,6 +68,10 @@ func (r *report) rows() []row {
 		m := r.results[sc.name]
 		sb, kam := m[switchboard], m[kamailio]
 		name := sc.name
+		if _, ran := m[kamailio]; ran {
+			// Every figure below is against this configuration.
+			rows = append(rows, row{name, "configured as", "routes: " + sbRoutes(sc.work), r.b.kamailioConfig(sc.work), ""})
+		}
 		if sb.Err != "" || kam.Err != "" {
 			rows = append(rows, row{name, "error", cut(sb.Err, 160), cut(kam.Err, 160), ""})
 		}
@@ -508,9 +512,10 @@ func (r *report) markdown() string {
 		sb.WriteString("Proxy pinned with `taskset -c " + fmt.Sprint(r.b.proxyCPU) + "`, sipp and the runner with `taskset -c " +
 			fmt.Sprint(r.b.loadCPU) + "`. ")
 	}
-	sb.WriteString("Kamailio: `kamailio -f bench/kamailio/<work>.cfg -DD -E -n " + fmt.Sprint(r.b.kamChildren) +
-		" -m 1024 -M 16 -l udp:127.0.0.1:PORT` (no `-x`: the default allocator; registrar and drouting add " +
-		"`-A 'DBURL=\"sqlite:///<work>/<file>.db\"'`). Switchboard: `switchboard run -c <generated yaml>` (UDP only, log level warn, " +
+	sb.WriteString("Kamailio: `kamailio -f bench/kamailio/<work>.cfg -DD -E -x " + r.b.kamMalloc + " -n " + fmt.Sprint(r.b.kamChildren) +
+		" -m 1024 -M 16 -l udp:127.0.0.1:PORT` (registrar and drouting add " +
+		"`-A 'DBURL=\"sqlite:///<work>/<file>.db\"'`; register, register-auth and lookup also `-A WITH_USRLOC_DB`: usrloc " +
+		"written back to SQLite every second, db_mode 2). Switchboard: `switchboard run -c <generated yaml>` (UDP only, log level warn, " +
 		"management listener off). Rung length " + r.b.stepDur.String() + ", calls held " + r.b.hold.String() +
 		", each ladder preceded by an unmeasured warm-up of " + r.b.warmup.String() + " at its first rate.")
 	if r.b.interleave {

@@ -127,10 +127,15 @@ func (b *bench) startServer(kind, work string) (*server, error) {
 	return s, nil
 }
 
-func (b *bench) switchboardArgs(dir, work string, port, gwPort int) (string, []string, error) {
-	routes := map[string]string{workRelay: "relay", workStateless: "stateless",
+// sbRoutes is Switchboard's route set for work.
+func sbRoutes(work string) string {
+	return map[string]string{workRelay: "relay", workStateless: "stateless",
 		workRegistrar: "provider", workRegistrarMem: "provider", workRegistrarAut: "provider", workDrouting: "drouting",
 		workDialog: "calls"}[work]
+}
+
+func (b *bench) switchboardArgs(dir, work string, port, gwPort int) (string, []string, error) {
+	routes := sbRoutes(work)
 	if routes == "" {
 		return "", nil, fmt.Errorf("switchboard: no route set for %q", work)
 	}
