@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +35,10 @@ type Settings struct {
 	// write-back (after the 200, from a bounded queue) or write-through
 	// (the 200 waits for the commit).
 	Persist string `yaml:"persist"`
+	// WriteInterval is how long the store's writer gathers binding changes
+	// after the first of a batch before committing them in one transaction
+	// (store.WriterOptions.Linger); 0 commits what is queued at once.
+	WriteInterval time.Duration `yaml:"write_interval"`
 }
 
 // DefaultSettings are the registrar's defaults.
@@ -46,6 +51,7 @@ func DefaultSettings() *Settings {
 		MaxMemory:      1024,
 		NATTests:       DefaultNATTests.Names(),
 		Persist:        "write-back",
+		WriteInterval:  10 * time.Millisecond,
 	}
 }
 
@@ -92,6 +98,9 @@ func (r *Settings) check() error {
 		}
 		seen[n] = true
 	}
+	if r.WriteInterval < 0 || r.WriteInterval > 10*time.Second {
+		return modules.Errorf("write_interval", "must be between 0s and 10s, not %s", r.WriteInterval)
+	}
 	if _, err := ParsePersist(r.Persist); err != nil || r.Persist == "" {
 		return modules.Errorf("persist", "must be write-back or write-through, not %q", r.Persist)
 	}
@@ -121,12 +130,7 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 	log := h.Logger()
 	var writer *store.LocationWriter
 	if h.Store != nil {
-		writer = h.Store.NewLocationWriter(store.WriterOptions{
-			CleanupInterval: time.Minute,
-			OnError: func(err error, ops int) {
-				log.Error("registrar: location changes not stored (they are rewritten at the next refresh)", "ops", ops, "err", err, "persist", st.Persist)
-			},
-		})
+		writer = h.Store.NewLocationWriter(writerOptions(st, log))
 	}
 	cfg := Config{
 		Clock:          h.Clock,
@@ -162,6 +166,22 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 	r.registerMetrics(h)
 	r.registerCommands(h)
 	return r, nil
+}
+
+// writerOptions configure the module's location writer: registrar.write_interval
+// is how long it gathers changes before a commit.
+func writerOptions(st *Settings, log *slog.Logger) store.WriterOptions {
+	linger := st.WriteInterval
+	if linger == 0 {
+		linger = -1 // the writer's "do not wait"; its zero means its default
+	}
+	return store.WriterOptions{
+		Linger:          linger,
+		CleanupInterval: time.Minute,
+		OnError: func(err error, ops int) {
+			log.Error("registrar: location changes not stored (they are rewritten at the next refresh)", "ops", ops, "err", err, "persist", st.Persist)
+		},
+	}
 }
 
 func (r *Registrar) registerMetrics(h *modules.Host) {

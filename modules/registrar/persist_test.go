@@ -3,6 +3,8 @@ package registrar
 import (
 	"context"
 	"database/sql"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -212,5 +214,26 @@ func TestWriteThrough(t *testing.T) {
 	}
 	if got := storedAORs(t, dir); got != "fay@example.com" {
 		t.Fatalf("after Delete, stored %q", got)
+	}
+}
+
+// TestWriterOptionsWriteInterval: registrar.write_interval is the writer's
+// gathering time; 0 means commit at once (the writer's negative Linger),
+// not the writer's own default.
+func TestWriterOptionsWriteInterval(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, c := range []struct{ set, want time.Duration }{
+		{10 * time.Millisecond, 10 * time.Millisecond},
+		{time.Second, time.Second},
+		{0, -1},
+	} {
+		st := DefaultSettings()
+		st.WriteInterval = c.set
+		if got := writerOptions(st, log).Linger; got != c.want {
+			t.Errorf("write_interval %s: Linger %s, want %s", c.set, got, c.want)
+		}
+	}
+	if d := DefaultSettings().WriteInterval; d != 10*time.Millisecond {
+		t.Errorf("default write_interval %s, want 10ms", d)
 	}
 }
