@@ -51,6 +51,9 @@ type bench struct {
 	kamDialogDB bool
 	// interleave runs the call scenarios' ladders rung by rung in turn.
 	interleave bool
+	// interleaveServers runs every scenario's ladder against every server
+	// rung by rung in turn: the servers are compared minutes apart at most.
+	interleaveServers bool
 	// concWork is what the servers do in the concurrency scenario.
 	concWork string
 
@@ -116,6 +119,7 @@ func run() int {
 		keep        = flag.Bool("keep", false, "keep the work directory")
 		syscallsF   = flag.Bool("syscalls", true, "count the proxy's system calls per unit with perf stat (needs root and perf)")
 		interleave  = flag.Bool("interleave", false, "run the ladders of the call scenarios named (e.g. relay,dialog) rung by rung in turn against each server, instead of one whole ladder after the other")
+		interleaveS = flag.Bool("interleave-servers", false, "run the ladders of every scenario named (calls and registrations) against every server rung by rung in turn: Switchboard's rung and Kamailio's at the same rate seconds apart, not a whole ladder apart")
 	)
 	var sets multiFlag
 	flag.Var(&sets, "set", "extra --set key=value for switchboard (repeatable)")
@@ -203,6 +207,7 @@ func run() int {
 	}
 	b.kamMalloc = *kamMalloc
 	b.interleave = *interleave
+	b.interleaveServers = *interleaveS
 	if *concWork != workDialog && *concWork != workRelay {
 		fmt.Fprintf(os.Stderr, "sipbench: -concurrent-work: %q is neither %s nor %s\n", *concWork, workDialog, workRelay)
 		return 2
@@ -300,7 +305,7 @@ func (b *bench) main(root string, short bool, shortRate int, shortTime time.Dura
 			fmt.Fprintf(os.Stderr, "sipbench: unknown scenario %q\n", name)
 			return 2
 		}
-		if b.interleave && sc.unit == "call" {
+		if b.interleaveServers || b.interleave && sc.unit == "call" {
 			if len(group) == 0 {
 				rep.order = append(rep.order, interleaved)
 			}
@@ -326,7 +331,15 @@ func (b *bench) main(root string, short bool, shortRate int, shortTime time.Dura
 		// The interleaved scenarios take the place of the first of them
 		// in the report, in the order they were named.
 		rep.order = expandInterleaved(rep.order, group)
+		if b.interleaveServers {
+			for _, res := range b.runInterleavedServers(group, servers) {
+				rep.add(res.name, res.res)
+			}
+		}
 		for _, srv := range servers {
+			if b.interleaveServers {
+				break
+			}
 			for name, res := range b.runInterleaved(group, srv) {
 				rep.add(name, res)
 			}

@@ -518,7 +518,10 @@ func (r *report) markdown() string {
 		"written back to SQLite every second, db_mode 2). Switchboard: `switchboard run -c <generated yaml>` (UDP only, log level warn, " +
 		"management listener off). Rung length " + r.b.stepDur.String() + ", calls held " + r.b.hold.String() +
 		", each ladder preceded by an unmeasured warm-up of " + r.b.warmup.String() + " at its first rate.")
-	if r.b.interleave {
+	if r.b.interleaveServers {
+		sb.WriteString(" Interleaved across servers (`-interleave-servers`): every scenario's ladder against every server ran " +
+			"rung by rung in turn, all the servers up at once (the others idle on the same core), the order rotated at each rate.")
+	} else if r.b.interleave {
 		sb.WriteString(" Interleaved (`-interleave`): the call scenarios' ladders ran rung by rung in turn against each server, " +
 			"one server per scenario up at once (the others idle on the same core), the order rotated at each rate.")
 	}

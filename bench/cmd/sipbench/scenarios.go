@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -507,6 +508,67 @@ func (b *bench) runInterleaved(scs []scenario, kind string) map[string]scenarioR
 		out[l.sc.name] = res
 	}
 	return out
+}
+
+// namedResult is one scenario's ladder against one server.
+type namedResult struct {
+	name string
+	res  scenarioResult
+}
+
+// runInterleavedServers starts a server for every scenario of scs and
+// every kind (each scenario's fill first), then runs the ladders rung by
+// rung in turn: at each rate every ladder that has it, the order rotated at
+// each rate. A server's rung and the other's at the same rate are then
+// seconds apart, so load from other processes that comes and goes weighs
+// on both alike, where whole ladders one after the other are minutes apart.
+func (b *bench) runInterleavedServers(scs []scenario, kinds []string) []namedResult {
+	var out []namedResult
+	var ls []*ladder
+	for _, sc := range scs {
+		for _, kind := range kinds {
+			fmt.Fprintf(b.out, "== %s / %s: %s\n", sc.name, kind, sc.doc)
+			s, err := b.startServer(kind, sc.work)
+			if err != nil {
+				fmt.Fprintln(b.out, "  ", err)
+				out = append(out, namedResult{sc.name, scenarioResult{Server: kind, Err: err.Error()}})
+				continue
+			}
+			defer s.stop()
+			ls = append(ls, b.startLadder(sc, s))
+		}
+	}
+	for i, rate := range unionRates(ls) {
+		for _, k := range rungOrder(len(ls), i) {
+			l := ls[k]
+			if l.done || !containsInt(l.rates, rate) {
+				continue
+			}
+			fmt.Fprintf(b.out, "   %s / %s:\n", l.sc.name, l.s.kind)
+			b.ladderRung(l, rate)
+		}
+	}
+	for _, l := range ls {
+		res := l.finish()
+		fmt.Fprintf(b.out, "   %s / %s: max rate %d/s (%s)\n", l.sc.name, l.s.kind, res.MaxRate, res.Limit)
+		out = append(out, namedResult{l.sc.name, res})
+	}
+	return out
+}
+
+// unionRates is every rate of the ladders, in increasing order: call and
+// registration ladders interleaved run at each rate either has.
+func unionRates(ls []*ladder) []int {
+	var rates []int
+	for _, l := range ls {
+		for _, r := range l.rates {
+			if !containsInt(rates, r) {
+				rates = append(rates, r)
+			}
+		}
+	}
+	slices.Sort(rates)
+	return rates
 }
 
 // rungOrder is the order of n interleaved ladders at the i-th rate: rotated

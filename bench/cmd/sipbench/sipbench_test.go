@@ -486,3 +486,12 @@ func TestKamailioRegistrarConfigChecks(t *testing.T) {
 		t.Fatalf("kamailio -c: %v\n%s", err, out)
 	}
 }
+
+// TestUnionRates: -interleave-servers runs the call and registration
+// ladders at every rate either has, lowest first.
+func TestUnionRates(t *testing.T) {
+	ls := []*ladder{{rates: []int{500, 2000}}, {rates: []int{500, 1000, 4000}}, {rates: nil}}
+	if got := unionRates(ls); !slices.Equal(got, []int{500, 1000, 2000, 4000}) {
+		t.Errorf("unionRates = %v", got)
+	}
+}
