@@ -223,6 +223,7 @@ func (s *server) transportConfig() transport.Config {
 		MaxConnsPerIP:   cfg.Limits.MaxConnectionsPerIP,
 		OutboundReserve: cfg.Limits.OutboundReserved(),
 		IdleTimeout:     cfg.Limits.IdleTimeout.D(),
+		SocketBuffer:    cfg.Limits.UDPSocketBuffer,
 		TLSCertFile:     cfg.TLS.Cert,
 		TLSKeyFile:      cfg.TLS.Key,
 		TLSMinVersion:   tlsVersion(cfg.TLS.MinVersion),

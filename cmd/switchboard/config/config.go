@@ -121,6 +121,10 @@ type Limits struct {
 	OutboundReservedPercent int      `yaml:"outbound_connections_reserved_percent"`
 	IdleTimeout             Duration `yaml:"idle_timeout"`
 	Shards                  int      `yaml:"shards"`
+	// UDPSocketBuffer is SO_RCVBUF and SO_SNDBUF of the UDP sockets, in
+	// bytes; 0 keeps the kernel's default. The kernel caps it at
+	// net.core.rmem_max / wmem_max.
+	UDPSocketBuffer int `yaml:"udp_socket_buffer"`
 }
 
 // OutboundReserved is the number of connection slots kept for outbound
@@ -279,6 +283,7 @@ func Default() *Config {
 			OutboundReservedPercent: 10,
 			IdleTimeout:             Duration(10 * time.Minute),
 			Shards:                  0,
+			UDPSocketBuffer:         1 << 20,
 		},
 		Storage:  Storage{Driver: "sqlite", Dir: "data", MaxConns: 8, Timeout: Duration(10 * time.Second)},
 		Log:      Log{Level: "info", Format: "text"},
@@ -384,6 +389,9 @@ func (c *Config) check(at func(key string) int) error {
 	}
 	if lim.MaxConnections < 1 {
 		return fail("limits.max_connections", "must be at least 1, not %d", lim.MaxConnections)
+	}
+	if lim.UDPSocketBuffer != 0 && (lim.UDPSocketBuffer < 65536 || lim.UDPSocketBuffer > 1<<28) {
+		return fail("limits.udp_socket_buffer", "must be 0 (the kernel's default) or between 65536 and 268435456 (bytes), not %d", lim.UDPSocketBuffer)
 	}
 	if lim.MaxConnectionsPerIP < 1 || lim.MaxConnectionsPerIP > lim.MaxConnections {
 		return fail("limits.max_connections_per_ip", "must be between 1 and limits.max_connections (%d), not %d", lim.MaxConnections, lim.MaxConnectionsPerIP)

@@ -96,6 +96,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"transaction memory not a number", "limits:\n  max_transaction_memory: 4GB\n", "x.yaml:2: limits.max_transaction_memory: want a whole number"},
 		{"reserve over 90%", "limits:\n  outbound_connections_reserved_percent: 95\n", "x.yaml:2: limits.outbound_connections_reserved_percent: must be between 0 and 90"},
 		{"shards not power of two", "limits:\n  shards: 12\n", "x.yaml:2: limits.shards: must be 0 (automatic) or a power of two"},
+		{"udp socket buffer too small", "limits:\n  udp_socket_buffer: 4096\n", "x.yaml:2: limits.udp_socket_buffer: must be 0 (the kernel's default) or between 65536 and 268435456 (bytes), not 4096"},
 		{"list where section", "timers: [1, 2]\n", "x.yaml:1: timers: want a section of keys, not a list"},
 		{"bad driver", "storage:\n  driver: oracle\n", "x.yaml:2: storage.driver: unknown driver \"oracle\"; supported: sqlite, postgres, mysql"},
 		{"mysql without dsn", "storage:\n  driver: mysql\n", "storage.dsn: missing; the MariaDB or MySQL database"},
