@@ -94,7 +94,7 @@ func run() int {
 		shortMax    = flag.Float64("short-max-ratio", 1.5, "-short: the highest Switchboard/Kamailio CPU per call that passes")
 		shortRounds = flag.Int("short-rounds", 2, "-short: rounds of the two servers in turn")
 		serversF    = flag.String("servers", "switchboard,kamailio", "servers to measure")
-		scensF      = flag.String("scenarios", "relay,register,register-auth,lookup,stateless,drouting,echo,concurrent", "scenarios to run")
+		scensF      = flag.String("scenarios", "relay,register,register-mem,register-auth,lookup,stateless,drouting,echo,concurrent", "scenarios to run")
 		ratesF      = flag.String("rates", "500,1000,2000,3000,4000,6000,8000", "call-rate ladder (calls/s), in increasing order")
 		regRatesF   = flag.String("reg-rates", "1000,2000,4000,6000,8000", "registration-rate ladder (registrations/s)")
 		stepDur     = flag.Duration("step", 6*time.Second, "traffic time of each rung of a ladder")
