@@ -186,7 +186,6 @@ func wait2[T any](t *testing.T, ch chan T) T {
 	return z
 }
 
-
 // A lost command is sent again after Timeout with the same cookie; the
 // answer to the retransmission ends it.
 func TestRetransmission(t *testing.T) {
