@@ -293,11 +293,10 @@ func (e *Engine) deleteCall(m *parser.Message, toTag []byte) {
 		if err != nil {
 			return // counted by observe
 		}
-		if r := string(v.Get("result").Bytes()); r != "ok" {
-			// "Unknown call-id" after a session timed out, or a second
-			// delete: nothing to end. Counted, not logged.
-			e.errors["error"].Inc()
-		}
+		// Any result but ok is "Unknown call-id": a session rtpengine
+		// timed out already, or a second delete (each branch of a
+		// canceled fork answers 487). Nothing to end.
+		_ = v
 	})
 	e.putBuf(bp)
 }
@@ -321,7 +320,9 @@ func (e *Engine) Manage(c *routing.Ctx, f *Flags, next func(c *routing.Ctx, err 
 	next(c, nil)
 }
 
-// ManageReply is rtpengine_manage in onreply_route: a provisional or 2xx
+// ManageReply is rtpengine_manage in onreply_route: a 6xx, or a final
+// response after a CANCEL, to an initial INVITE that was offered deletes
+// the session (the failure route does not run for them); a provisional or 2xx
 // response with SDP to an INVITE or UPDATE that was offered gets
 // rtpengine's answer (the response is held until then); a 2xx with SDP to
 // one that was not (a late offer) is offered. It reports whether the
@@ -332,6 +333,13 @@ func (e *Engine) ManageReply(rc *routing.ReplyCtx, f *Flags) bool {
 	}
 	st := rc.Status()
 	method := rc.Req.Method()
+	if st >= 300 && method == parser.MethodInvite && rc.Req.IsFlagSet(FlagOffered) && !rc.Req.HasToTag() &&
+		(st >= 600 || rc.Req.Canceled()) {
+		// A call ended without the failure route (a 6xx, a CANCEL): its
+		// session ends here (ManageFailure does it for the others).
+		e.deleteCall(rc.Req.Msg(), nil)
+		return false
+	}
 	if st <= 100 || st >= 300 || (method != parser.MethodInvite && method != parser.MethodUpdate) {
 		return false
 	}
