@@ -1,0 +1,260 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"switchboard/modules/rtpengine/ng"
+)
+
+// rtpengineProc is Debian's rtpengine daemon, started for one test in
+// userspace mode (no kernel module: --table=-1) on 127.0.0.1 with its own
+// ng port and the RTP port range 37000-37999 (the sipp scenarios check the
+// SDP names a port of it), deleting sessions at once (--delete-delay=0).
+type rtpengineProc struct {
+	ng  int
+	log *syncBuffer
+	seq atomic.Int64
+}
+
+func startRtpengine(t *testing.T) *rtpengineProc {
+	t.Helper()
+	needSipp(t)
+	bin, err := exec.LookPath("rtpengine")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("rtpengine not installed: scripts/test-deps.sh installs rtpengine-daemon")
+		}
+		t.Skip("rtpengine not installed (Debian package rtpengine-daemon; scripts/test-deps.sh installs it)")
+	}
+	p := &rtpengineProc{ng: freeSIPPort(t), log: &syncBuffer{}}
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "--table=-1", "--foreground", "--log-stderr", "--no-fallback",
+		"--interface=127.0.0.1", "--listen-ng=127.0.0.1:"+strconv.Itoa(p.ng),
+		"--port-min=37000", "--port-max=37999", "--delete-delay=0", "--timeout=60",
+		"--pidfile="+filepath.Join(dir, "rtpengine.pid"))
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("rtpengine log:\n%s", p.log)
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if v, err := p.command("d7:command4:pinge"); err == nil && v == "pong" {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rtpengine not answering ping:\n%s", p.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// command sends a raw ng command and returns the answer's result.
+func (p *rtpengineProc) command(cmd string) (string, error) {
+	raw, err := p.raw(cmd)
+	if err != nil {
+		return "", err
+	}
+	var d ng.Decoder
+	v, err := d.Decode(raw)
+	if err != nil {
+		return "", err
+	}
+	return string(v.Get("result").Bytes()), nil
+}
+
+// raw sends an ng command and returns the bencoded answer.
+func (p *rtpengineProc) raw(cmd string) ([]byte, error) {
+	c, err := net.Dial("udp", "127.0.0.1:"+strconv.Itoa(p.ng))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	cookie := fmt.Sprintf("t%d_%d", os.Getpid(), p.seq.Add(1))
+	if _, err := c.Write([]byte(cookie + " " + cmd)); err != nil {
+		return nil, err
+	}
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 65536)
+	n, err := c.Read(buf)
+	if err != nil {
+		return nil, err
+	}
+	ans, ok := strings.CutPrefix(string(buf[:n]), cookie+" ")
+	if !ok {
+		return nil, fmt.Errorf("answer %q", buf[:n])
+	}
+	return []byte(ans), nil
+}
+
+// calls lists the Call-IDs rtpengine has sessions for (ng "list").
+func (p *rtpengineProc) calls(t *testing.T) []string {
+	t.Helper()
+	raw, err := p.raw("d7:command4:liste")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d ng.Decoder
+	v, err := d.Decode(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := []string{}
+	for i := 0; i < v.Get("calls").Len(); i++ {
+		out = append(out, string(v.Get("calls").Index(i).Bytes()))
+	}
+	return out
+}
+
+// packets returns, per tag of the call, the RTP packets rtpengine received
+// from that party (ng "query": tags → medias → streams → stats).
+func (p *rtpengineProc) packets(t *testing.T, callID string) map[string]int64 {
+	t.Helper()
+	raw, err := p.raw("d7:command5:query7:call-id" + strconv.Itoa(len(callID)) + ":" + callID + "e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d ng.Decoder
+	v, err := d.Decode(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	tags := v.Get("tags")
+	for i := 0; i < tags.Len(); i++ {
+		k, tag := tags.Entry(i)
+		n, _ := tag.Get("medias").Index(0).Get("streams").Index(0).Get("stats").Get("packets").Int()
+		out[string(k)] = n
+	}
+	return out
+}
+
+// waitNoCalls waits until rtpengine lists no session.
+func (p *rtpengineProc) waitNoCalls(t *testing.T, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); len(p.calls(t)) != 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: rtpengine still has sessions %v", what, p.calls(t))
+		}
+	}
+}
+
+// TestE2ERtpengineCall: Switchboard with the rtpengine section and the real
+// rtpengine daemon. A subscriber's call to a registered phone (two sipp,
+// the caller playing G.711 from sipp's g711a.pcap, the callee echoing
+// what it receives): the SDP each side receives names rtpengine's address
+// and a port of its range (the scenarios check it), RTP flows both ways
+// (rtpengine counts packets from both parties), and after the BYE
+// rtpengine has no session. A call canceled while ringing and a call
+// answered 486 leave no session either. The management commands list the
+// instance, and the metrics count the commands and their latency.
+func TestE2ERtpengineCall(t *testing.T) {
+	rtpe := startRtpengine(t)
+	srv := startServer(t, "auth:\n  algorithms: [MD5]\n  check_uri: false\n"+
+		"rtpengine:\n  instances: [\"udp:127.0.0.1:"+strconv.Itoa(rtpe.ng)+"\"]\n  ping_interval: 1s\n")
+	addUser(t, srv, "alice@localhost", "alice-pw")
+	addUser(t, srv, "bob@localhost", "bob-pw")
+	bobPort := freeSIPPort(t)
+	if r := sippUA(t, srv, "register.xml", bobPort, "bob", "bob-pw", "expires", "300"); r.Code != 0 {
+		t.Fatalf("register bob: exit %d\n%s", r.Code, r.Output)
+	}
+
+	// The call, with media.
+	callee := startSippPeer(t, "-sf", "uas_rtp_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(bobPort), "-m", "1",
+		"-mp", strconv.Itoa(freeSIPPort(t)), "-rtp_echo")
+	time.Sleep(200 * time.Millisecond)
+	done := make(chan sippResult, 1)
+	go func() {
+		done <- runSipp(t, 30*time.Second, "-sf", "uac_rtp_call.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
+			"-mp", strconv.Itoa(freeSIPPort(t)), "-m", "1",
+			"-key", "domain", "localhost", "-key", "user", "alice", "-key", "callee", "bob", "-au", "alice", "-ap", "alice-pw",
+			"127.0.0.1:"+strconv.Itoa(srv.Port))
+	}()
+	// While the caller plays its 4 s of audio: the session is there, and
+	// rtpengine has received RTP from both parties.
+	var callID string
+	for deadline := time.Now().Add(10 * time.Second); callID == ""; time.Sleep(50 * time.Millisecond) {
+		if l := rtpe.calls(t); len(l) == 1 {
+			callID = l[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no session in rtpengine\n%s", srv.Log)
+		}
+	}
+	var pk map[string]int64
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		pk = rtpe.packets(t, callID)
+		both := len(pk) == 2
+		for _, n := range pk {
+			both = both && n > 10
+		}
+		if both {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("RTP packets per party: %v (want both above 10)", pk)
+		}
+	}
+	t.Logf("RTP packets rtpengine received per party: %v", pk)
+	r := <-done
+	if r.Code != 0 {
+		t.Fatalf("caller: exit %d\n%s", r.Code, r.Output)
+	}
+	if code := callee.wait(10 * time.Second); code != 0 {
+		t.Fatalf("callee: exit %d\n%s", code, callee.out.String())
+	}
+	rtpe.waitNoCalls(t, "after the BYE")
+
+	// A call canceled while ringing: the offer's session is deleted.
+	ringing := startSippPeer(t, "-sf", "uas_ring_cancel.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(bobPort), "-m", "1")
+	time.Sleep(200 * time.Millisecond)
+	r = runSipp(t, 20*time.Second, "-sf", "uac_rtp_cancel.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)), "-m", "1",
+		"-d", "1000", "-key", "ruri", "sip:bob@localhost", "127.0.0.1:"+strconv.Itoa(srv.Port))
+	if r.Code != 0 {
+		t.Fatalf("canceled call: exit %d\n%s", r.Code, r.Output)
+	}
+	ringing.wait(10 * time.Second)
+	rtpe.waitNoCalls(t, "after the CANCEL")
+
+	// A call answered 486: the failure deletes the session.
+	busy := startSippPeer(t, "-sf", "uas_busy.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(bobPort), "-m", "1")
+	time.Sleep(200 * time.Millisecond)
+	if r := sippUA(t, srv, "uac_auth_call_486.xml", freeSIPPort(t), "alice", "alice-pw", "callee", "bob"); r.Code != 0 {
+		t.Fatalf("call to busy bob: exit %d\n%s", r.Code, r.Output)
+	}
+	busy.wait(10 * time.Second)
+	rtpe.waitNoCalls(t, "after the 486")
+
+	m := srv.metrics()
+	for _, k := range []string{`switchboard_rtpengine_commands_total{command="offer"}`, `switchboard_rtpengine_commands_total{command="answer"}`,
+		`switchboard_rtpengine_commands_total{command="delete"}`, `switchboard_rtpengine_responses_held_total`} {
+		if m[k] < 1 {
+			t.Errorf("%s = %v", k, m[k])
+		}
+	}
+	if m[`switchboard_rtpengine_commands_total{command="offer"}`] != 3 {
+		t.Errorf("offers: %v, want 3", m[`switchboard_rtpengine_commands_total{command="offer"}`])
+	}
+	if m["switchboard_rtpengine_ng_latency_seconds_count"] < 5 || m["switchboard_rtpengine_instances_up"] != 1 {
+		t.Errorf("latency count %v, instances up %v", m["switchboard_rtpengine_ng_latency_seconds_count"], m["switchboard_rtpengine_instances_up"])
+	}
+	if m[`switchboard_rtpengine_errors_total{reason="timeout"}`] != 0 || m[`switchboard_rtpengine_errors_total{reason="error"}`] != 0 {
+		t.Errorf("errors: %v", m)
+	}
+}
