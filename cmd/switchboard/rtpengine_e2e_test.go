@@ -258,3 +258,90 @@ func TestE2ERtpengineCall(t *testing.T) {
 		t.Errorf("errors: %v", m)
 	}
 }
+
+// sdpInvite is an INVITE from another domain (no digest needed) to
+// bob@localhost with body as its SDP.
+func sdpInvite(n, body string) string {
+	return "INVITE sip:bob@localhost SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP 127.0.0.1:LOCALPORT;branch=z9hG4bK-rtpe" + n + ";rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:carol@example.org>;tag=f" + n + "\r\nTo: <sip:bob@localhost>\r\n" +
+		"Call-ID: rtpe" + n + "@e2e\r\nCSeq: 1 INVITE\r\nContact: <sip:carol@127.0.0.1:LOCALPORT>\r\n" +
+		"Content-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+}
+
+const goodSDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n"
+
+// TestE2ERtpengineRefusals: what a call gets when media relay cannot be
+// set up. A body that says application/sdp but is garbage gets 488
+// "Malformed SDP" without rtpengine being asked; an SDP rtpengine refuses
+// (a host name as connection address, valid SDP) gets 488 with rtpengine's reason; neither leaves
+// a session. With rtpengine not answering (a silent port), a call gets 503
+// "Media Relay Unavailable" after the retries, the instance is listed as
+// down, and with on_unavailable: relay the call goes to the callee with
+// its own SDP instead.
+func TestE2ERtpengineRefusals(t *testing.T) {
+	rtpe := startRtpengine(t)
+	const sippAuth = "auth:\n  algorithms: [MD5]\n  check_uri: false\n" // sipp 3.6: MD5, uri of the server
+	srv := startServer(t, sippAuth+"rtpengine:\n  instances: [\"udp:127.0.0.1:"+strconv.Itoa(rtpe.ng)+"\"]\n")
+	addUser(t, srv, "bob@localhost", "bob-pw")
+	bobPort := freeSIPPort(t)
+	if r := sippUA(t, srv, "register.xml", bobPort, "bob", "bob-pw", "expires", "300"); r.Code != 0 {
+		t.Fatalf("register bob: exit %d\n%s", r.Code, r.Output)
+	}
+	if r := sendUDP(t, srv.Port, sdpInvite("1", "this is not\r\nan SDP body\r\n"), 3*time.Second); !strings.HasPrefix(r, "SIP/2.0 488 Malformed SDP\r\n") {
+		t.Fatalf("garbage SDP: %q", r)
+	}
+	fqdn := strings.Replace(goodSDP, "c=IN IP4 127.0.0.1", "c=IN IP4 media.example.org", 1)
+	if r := sendUDP(t, srv.Port, sdpInvite("2", fqdn), 3*time.Second); !strings.HasPrefix(r, "SIP/2.0 488 Not Acceptable Here (media relay: Failed to parse SDP)\r\n") {
+		t.Fatalf("SDP rtpengine refuses: %q", r)
+	}
+	if l := rtpe.calls(t); len(l) != 0 {
+		t.Fatalf("sessions left: %v", l)
+	}
+	m := srv.metrics()
+	if m[`switchboard_rtpengine_errors_total{reason="bad_sdp"}`] != 1 || m[`switchboard_rtpengine_errors_total{reason="error"}`] != 1 {
+		t.Fatalf("errors: bad_sdp %v, error %v", m[`switchboard_rtpengine_errors_total{reason="bad_sdp"}`], m[`switchboard_rtpengine_errors_total{reason="error"}`])
+	}
+
+	// rtpengine silent: 503 after timeout × (retries + 1).
+	dead := freeSIPPort(t)
+	srv2 := startServer(t, sippAuth+"rtpengine:\n  instances: [\"udp:127.0.0.1:"+strconv.Itoa(dead)+"\"]\n  timeout: 100ms\n  retries: 1\n")
+	addUser(t, srv2, "bob@localhost", "bob-pw")
+	if r := sippUA(t, srv2, "register.xml", bobPort, "bob", "bob-pw", "expires", "300"); r.Code != 0 {
+		t.Fatalf("register bob: exit %d\n%s", r.Code, r.Output)
+	}
+	start := time.Now()
+	if r := sendUDP(t, srv2.Port, sdpInvite("3", goodSDP), 3*time.Second); !strings.HasPrefix(r, "SIP/2.0 503 Media Relay Unavailable\r\n") {
+		t.Fatalf("rtpengine silent: %q", r)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Fatalf("503 after %v, before the retry", d)
+	}
+	code, body := srv2.api("rtpengine.list", "")
+	if code != 200 || !strings.Contains(string(body), `"state": "down"`) {
+		t.Fatalf("rtpengine.list: %d %s", code, body)
+	}
+	if m := srv2.metrics(); m[`switchboard_rtpengine_errors_total{reason="timeout"}`] != 1 || m["switchboard_rtpengine_instances_up"] != 0 {
+		t.Fatalf("timeouts %v, up %v", m[`switchboard_rtpengine_errors_total{reason="timeout"}`], m["switchboard_rtpengine_instances_up"])
+	}
+	// Disabled by the operator, then enabled (and pinged again).
+	if code, body := srv2.api("rtpengine.disable", `{"instance":"udp:127.0.0.1:`+strconv.Itoa(dead)+`"}`); code != 200 || !strings.Contains(string(body), `"state": "disabled"`) {
+		t.Fatalf("rtpengine.disable: %d %s", code, body)
+	}
+	if code, _ := srv2.api("rtpengine.enable", `{"instance":"udp:127.0.0.9:1"}`); code != 404 {
+		t.Fatalf("rtpengine.enable of an unknown instance: %d", code)
+	}
+
+	// on_unavailable: relay: the call reaches the callee with its own SDP.
+	srv3 := startServer(t, sippAuth+"rtpengine:\n  instances: [\"udp:127.0.0.1:"+strconv.Itoa(dead)+"\"]\n  timeout: 100ms\n  retries: 0\n  on_unavailable: relay\n")
+	addUser(t, srv3, "bob@localhost", "bob-pw")
+	if r := sippUA(t, srv3, "register.xml", bobPort, "bob", "bob-pw", "expires", "300"); r.Code != 0 {
+		t.Fatalf("register bob: exit %d\n%s", r.Code, r.Output)
+	}
+	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(bobPort), "-m", "1")
+	time.Sleep(200 * time.Millisecond)
+	if r := sendUDP(t, srv3.Port, sdpInvite("4", goodSDP), 3*time.Second); !strings.HasPrefix(r, "SIP/2.0 200 OK\r\n") || strings.Contains(r, "m=audio 37") {
+		t.Fatalf("relay without rtpengine: %q", r)
+	}
+	callee.cmd.Process.Kill()
+}
