@@ -35,7 +35,9 @@ type HeldResponse struct {
 // transaction waits for it. Edits made with ResponseEditor before the
 // hold are carried into the held copy. Only a 101-299 response to an
 // INVITE can be held (ErrNotHeld otherwise; a non-2xx final waits for the
-// best-response choice, and is edited in place).
+// best-response choice, and is edited in place). A 2xx that is not the
+// first of its branch (the UAS's retransmission) may also be dropped by
+// never releasing it: nothing waits for it.
 func (r *Request) HoldResponse() (*HeldResponse, error) {
 	x := r.x
 	if x == nil || x.resp == nil || x.rbr == nil || r.t == nil || !r.t.invite {
@@ -59,6 +61,10 @@ func (r *Request) HoldResponse() (*HeldResponse, error) {
 
 // Code is the held response's status.
 func (h *HeldResponse) Code() int { return h.code }
+
+// Retransmission reports whether the held response is a 2xx that is not
+// the first of its branch (the UAS repeating it until the ACK).
+func (h *HeldResponse) Retransmission() bool { return h.retrans }
 
 // Source is the address the held response came from.
 func (h *HeldResponse) Source() netip.AddrPort { return h.src }

@@ -3,6 +3,7 @@ package rtpengine
 import (
 	"errors"
 	"net/netip"
+	"strconv"
 
 	"switchboard/modules/rtpengine/ng"
 	"switchboard/parser"
@@ -255,6 +256,16 @@ func (e *Engine) replyExchange(rc *routing.ReplyCtx, cmd string, f *Flags) bool 
 	if err != nil {
 		return false
 	}
+	// A retransmission of a response whose answer is on its way (the UAS
+	// repeats a 2xx every T1 until the ACK, and the ACK waits for us) is
+	// dropped: the copy released with rtpengine's SDP stands for it. Not
+	// asking again keeps a slow rtpengine from getting a command per
+	// retransmission.
+	key := pendingKey(m)
+	if _, busy := e.answering.LoadOrStore(key, struct{}{}); busy {
+		e.dedup.Inc()
+		return true
+	}
 	if f == nil {
 		f = e.flags.Load()
 	}
@@ -264,6 +275,12 @@ func (e *Engine) replyExchange(rc *routing.ReplyCtx, cmd string, f *Flags) bool 
 	bp := e.command(cmd, m, m.ToTag(), rc.Source().Addr(), m.Body(), f)
 	e.client.Do(m.CallID(), cmd, *bp, func(_ *ng.Instance, v ng.Value, err error) {
 		body, err := e.result(v, err)
+		if err != nil && held.Retransmission() {
+			// A repeated 2xx rtpengine no longer knows (the BYE deleted
+			// the session meanwhile): the first copy went up already.
+			e.answering.Delete(key)
+			return
+		}
 		if err != nil {
 			e.h.Warn("rtpengine: response relayed without media relay", "error", err.Error())
 		}
@@ -272,6 +289,7 @@ func (e *Engine) replyExchange(rc *routing.ReplyCtx, cmd string, f *Flags) bool 
 				ed.SetBody(body, nil)
 			}
 		})
+		e.answering.Delete(key)
 	})
 	e.putBuf(bp)
 	return true
@@ -358,4 +376,18 @@ func (e *Engine) ManageFailure(c *routing.FailureCtx) {
 		return
 	}
 	e.deleteCall(c.Msg(), nil)
+}
+
+// pendingKey names a response whose answer is being asked for: its
+// Call-ID, To tag, status and CSeq (a 183 and the 200 after it are two).
+func pendingKey(m *parser.Message) string {
+	var b []byte
+	b = append(b, m.CallID()...)
+	b = append(b, 0)
+	b = append(b, m.ToTag()...)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, int64(m.StatusCode()), 10)
+	b = append(b, 0)
+	b = strconv.AppendUint(b, uint64(m.CSeq().Num), 10)
+	return string(b)
 }

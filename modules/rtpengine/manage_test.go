@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,9 +22,10 @@ import (
 // and answer with an SDP naming 127.0.0.99, or an error for a call whose
 // SDP says "refuse-me", and records every command.
 type ngPeer struct {
-	conn *net.UDPConn
-	mu   sync.Mutex
-	cmds []map[string]string
+	delay atomic.Int64 // ns before each answer
+	conn  *net.UDPConn
+	mu    sync.Mutex
+	cmds  []map[string]string
 }
 
 func newNGPeer(t *testing.T) *ngPeer {
@@ -58,6 +60,7 @@ func newNGPeer(t *testing.T) *ngPeer {
 			p.mu.Lock()
 			p.cmds = append(p.cmds, rec)
 			p.mu.Unlock()
+			time.Sleep(time.Duration(p.delay.Load()))
 			out := append([]byte(nil), buf[:i+1]...)
 			switch cmd := rec["command"]; {
 			case strings.Contains(rec["sdp"], "refuse-me"):
@@ -196,8 +199,18 @@ func TestManageCall(t *testing.T) {
 		t.Errorf("offer ids %v", cmds[0])
 	}
 
-	h.Receive("127.0.0.1:5080", respond(fwd.Data, "200", "OK", "b1", answerSDP))
+	// The 200 and its retransmission while rtpengine is slow: one answer
+	// command, one 200 upstream.
+	peer.delay.Store(int64(100 * time.Millisecond))
+	ok := respond(fwd.Data, "200", "OK", "b1", answerSDP)
+	h.Receive("127.0.0.1:5080", ok)
+	h.Receive("127.0.0.1:5080", ok)
 	up := waitSent(t, h, "SIP/2.0 200 OK")
+	peer.delay.Store(0)
+	time.Sleep(150 * time.Millisecond)
+	for _, s := range h.Take() {
+		t.Errorf("sent after the 200: %.40q", s.Data)
+	}
 	if !strings.HasSuffix(up.Data, "m=audio 40002 RTP/AVP 0\r\n") || strings.Count(up.Data, "Via:") != 1 {
 		t.Fatalf("200 upstream:\n%s", up.Data)
 	}

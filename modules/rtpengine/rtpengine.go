@@ -132,11 +132,13 @@ type Engine struct {
 	stop          chan struct{}
 	stopped       sync.WaitGroup
 	sessionsByURL sync.Map // URL → *atomic.Int64 (rtpengine's own count)
+	answering     sync.Map // pendingKey → struct{}: responses held for an answer
 
 	commands map[string]*metrics.Counter
 	errors   map[string]*metrics.Counter
 	latency  *metrics.Histogram
 	held     *metrics.Counter
+	dedup    *metrics.Counter
 	downs    *metrics.Counter
 }
 
@@ -154,6 +156,7 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 	}
 	e.latency = set.NewHistogram("switchboard_rtpengine_ng_latency_seconds")
 	e.held = set.NewCounter("switchboard_rtpengine_responses_held_total")
+	e.dedup = set.NewCounter("switchboard_rtpengine_retransmissions_dropped_total")
 	e.downs = set.NewCounter("switchboard_rtpengine_instance_down_total")
 	set.NewGauge("switchboard_rtpengine_sessions", func() float64 {
 		var n int64
