@@ -116,7 +116,10 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 			// 2xx retransmissions (and late 2xx) go upstream: the UAC's
 			// ACK is end to end. The reply route sees each, so that its
 			// edits (a NATed callee's Contact) are on every copy.
-			if c.callReply(c.hook(x, s, e), b, m); e.Live() && !x.rheld {
+			x.rrepeat = true
+			c.callReply(c.hook(x, s, e), b, m)
+			x.rrepeat = false
+			if e.Live() && !x.rheld {
 				c.sendUp(t, c.buildUp(x, s, e, b, m))
 			}
 		}

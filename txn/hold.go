@@ -48,7 +48,7 @@ func (r *Request) HoldResponse() (*HeldResponse, error) {
 		return nil, ErrNotHeld
 	}
 	h := &HeldResponse{c: r.c, ref: r.ref, branch: int(x.rbr.idx), code: code, src: x.rsrc,
-		retrans: code >= 200 && (x.rbr.state == bAccepted || x.rbr.state == bTerminated || x.rbr.state == bCompleted)}
+		retrans: x.rrepeat}
 	if x.pedUsed && x.ped.Message() == x.resp {
 		h.data = x.ped.AppendTo(nil)
 		x.pedUsed = false
@@ -108,8 +108,8 @@ func (h *HeldResponse) Release(edit func(m *parser.Message, ed *parser.Editor)) 
 		edit(m, &x.ped)
 	}
 	data := c.buildUp(x, s, e, b, m)
-	if h.retrans {
-		c.sendUp(t, data)
+	if h.retrans && t.finalSent {
+		c.sendUp(t, data) // as a repeated 2xx is relayed: no new state
 	} else {
 		c.serverSend(x, s, e, data, h.code, b, m)
 	}

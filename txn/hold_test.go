@@ -44,6 +44,9 @@ func TestHoldResponse(t *testing.T) {
 	if len(held) != 2 || held[0].Code() != 183 || held[1].Code() != 200 || held[1].Source() != uasAddr {
 		t.Fatalf("held %d", len(held))
 	}
+	if held[0].Retransmission() || held[1].Retransmission() {
+		t.Fatal("a first response held as a retransmission")
+	}
 	body := func(b string) func(m *parser.Message, ed *parser.Editor) {
 		return func(m *parser.Message, ed *parser.Editor) {
 			if !ed.SetBody([]byte(b), []byte("application/sdp")) {
@@ -72,6 +75,9 @@ func TestHoldResponse(t *testing.T) {
 	h.in(uasAddr, respond(fwd, 200, "b1"))
 	if msgs := h.snd.take(); len(msgs) != 0 || len(held) != 3 {
 		t.Fatalf("retransmission not held:\n%s", describe(msgs))
+	}
+	if !held[2].Retransmission() {
+		t.Fatal("the repeated 200 is not a retransmission")
 	}
 	if err := held[2].Release(nil); err != nil {
 		t.Fatal(err)

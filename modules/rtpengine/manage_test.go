@@ -275,3 +275,34 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestReload: a reload adds and removes instances, keeps the state of
+// those kept (an operator's disable stays), and applies flags and
+// on_unavailable; the module is off without instances.
+func TestReload(t *testing.T) {
+	p1, p2 := newNGPeer(t), newNGPeer(t)
+	u1, u2 := "udp:"+p1.conn.LocalAddr().String(), "udp:"+p2.conn.LocalAddr().String()
+	s := DefaultSettings()
+	s.Instances = []string{u1}
+	e, _ := newEngine(t, s)
+	if err := e.SetDisabled(u1, true); err != nil {
+		t.Fatal(err)
+	}
+	s2 := DefaultSettings()
+	s2.Instances = []string{u1, u2 + "=3"}
+	s2.Flags = "ICE=force"
+	s2.OnUnavailable = "relay"
+	if err := e.Reload(s2); err != nil {
+		t.Fatal(err)
+	}
+	l := e.List()
+	if len(l) != 2 || l[0].State != "disabled" || l[1].State != "up" || l[1].Weight != 3 {
+		t.Fatalf("after reload: %+v", l)
+	}
+	if e.DefaultFlags().String() != "ICE=force" || !e.relayOnFail.Load() {
+		t.Fatal("flags or on_unavailable not applied")
+	}
+	if err := e.Reload(DefaultSettings()); err != nil || e.Enabled() || len(e.List()) != 0 {
+		t.Fatalf("without instances: enabled %v, %v", e.Enabled(), err)
+	}
+}

@@ -281,7 +281,7 @@ type routes struct {
 	acc     *acc.Acc
 	dlg     *dialog.Dialog // set when accounting is on: calls get dialogs
 	nh      *nathelper.NATHelper
-	rtp     *rtpengine.Engine // nil unless rtpengine.instances are configured
+	rtp     *rtpengine.Engine // does nothing while rtpengine.instances is empty
 	trace   *siptrace.SipTrace
 	opts    Options
 
@@ -314,9 +314,7 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	}
 	p.nh, _ = env.Module("nathelper").(*nathelper.NATHelper)
 	p.trace, _ = env.Module("siptrace").(*siptrace.SipTrace)
-	if e, _ := env.Module("rtpengine").(*rtpengine.Engine); e.Enabled() {
-		p.rtp = e
-	}
+	p.rtp, _ = env.Module("rtpengine").(*rtpengine.Engine)
 	if p.auth != nil && p.auth.RegisterWithoutAuth() {
 		p.opts.RegisterWithoutAuth = true // auth.register: false
 	}
@@ -427,7 +425,7 @@ func (p *routes) inDialog(c *routing.Ctx) {
 		auth.ConsumeCredentials(c)
 		p.fraud.CallEnded(c) // a BYE ends the call the fraud limits count
 		p.uac.Restore(c)     // what uac_auth and uac_replace_* did to the dialog's first request
-		if p.rtp != nil {
+		if p.rtp.Enabled() {
 			p.rtp.Manage(c, nil, p.afterDialogMedia) // re-INVITE offered, BYE deleted
 			return
 		}
@@ -741,7 +739,7 @@ func (p *routes) relayCall(c *routing.Ctx, authenticated, toSubscriber bool) {
 			p.acc.MarkMissed(c)
 		}
 	}
-	if p.rtp != nil {
+	if p.rtp.Enabled() {
 		p.rtp.Manage(c, nil, p.afterCallMedia) // rtpengine_manage: the offer, then the relay
 		return
 	}
