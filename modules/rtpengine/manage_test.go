@@ -168,7 +168,8 @@ const answerSDP = "v=0\r\no=bob 1 1 IN IP4 10.0.0.7\r\ns=-\r\nc=IN IP4 10.0.0.7\
 // source as received-from, the configured flags) and the relayed INVITE
 // carries rtpengine's SDP; the 200's SDP goes as the answer (with the
 // callee's to-tag) while the 200 is held, and the caller gets rtpengine's
-// SDP; a BYE deletes the session; a 486 deletes it from the failure route;
+// SDP; a re-INVITE is offered with both tags; a BYE deletes the session;
+// a 486 deletes it from the failure route;
 // an SDP rtpengine refuses gets 488 with its reason.
 func TestManageCall(t *testing.T) {
 	peer := newNGPeer(t)
@@ -220,19 +221,28 @@ func TestManageCall(t *testing.T) {
 		t.Fatalf("answer %v", cmds[len(cmds)-1])
 	}
 
+	// A re-INVITE (in the dialog: To tag) is offered again with both tags.
+	reinv := withSDP(routetest.Request("INVITE", "sip:bob@127.0.0.1:5080", ""), offerSDP)
+	reinv = strings.Replace(reinv, "To: <sip:bob@example.com>", "To: <sip:bob@example.com>;tag=b1", 1)
+	h.Receive("127.0.0.1:5070", reinv)
+	waitSent(t, h, "INVITE ")
+	if c := waitCommand(t, peer, 3, "offer"); c["to-tag"] != "b1" || c["from-tag"] == "" {
+		t.Fatalf("re-INVITE offer %v", c)
+	}
+
 	// BYE: the session is deleted (the route relays it; here it goes to
 	// its R-URI).
 	bye := routetest.Request("BYE", "sip:bob@127.0.0.1:5080", "")
 	h.Receive("127.0.0.1:5070", bye)
 	waitSent(t, h, "BYE ")
-	waitCommand(t, peer, 3, "delete")
+	waitCommand(t, peer, 4, "delete")
 
 	// A 486: the failure route deletes the session the offer opened.
 	h.Receive("127.0.0.1:5070", withSDP(routetest.Request("INVITE", "sip:bob@127.0.0.1:5080", ""), offerSDP))
 	fwd = waitSent(t, h, "INVITE ")
 	h.Receive("127.0.0.1:5080", respond(fwd.Data, "486", "Busy Here", "b2", ""))
 	waitSent(t, h, "SIP/2.0 486")
-	if c := waitCommand(t, peer, 5, "delete"); c["to-tag"] != "" || c["call-id"] != peer.commands()[3]["call-id"] {
+	if c := waitCommand(t, peer, 6, "delete"); c["to-tag"] != "" || c["call-id"] != peer.commands()[4]["call-id"] {
 		t.Fatalf("delete after 486: %v", c)
 	}
 
