@@ -15,6 +15,7 @@ import (
 	"switchboard/modules/internal/routetest"
 	"switchboard/modules/rtpengine/ng"
 	"switchboard/routing"
+	"switchboard/shards"
 )
 
 // ngPeer stands in for rtpengine in the module's unit tests (the
@@ -90,7 +91,8 @@ func (p *ngPeer) commands() []map[string]string {
 // rtpengine_manage script.
 func newEngine(t *testing.T, s *Settings) (*Engine, *routetest.Harness) {
 	t.Helper()
-	set, err := modules.Build(modules.Services{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, map[string]any{"rtpengine": s}, "rtpengine")
+	clock := shards.NewManualClock(1_700_000_000_000)
+	set, err := modules.Build(modules.Services{Clock: clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, map[string]any{"rtpengine": s}, "rtpengine")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,6 +246,19 @@ func TestManageCall(t *testing.T) {
 	waitSent(t, h, "SIP/2.0 486")
 	if c := waitCommand(t, peer, 6, "delete"); c["to-tag"] != "" || c["call-id"] != peer.commands()[4]["call-id"] {
 		t.Fatalf("delete after 486: %v", c)
+	}
+
+	// A callee's 200 whose SDP does not parse is relayed as it came (the
+	// call is answered; nothing to give rtpengine), not held.
+	h.Receive("127.0.0.1:5070", withSDP(routetest.Request("INVITE", "sip:bob@127.0.0.1:5080", ""), offerSDP))
+	fwd = waitSent(t, h, "INVITE ")
+	n := len(peer.commands())
+	h.Receive("127.0.0.1:5080", respond(fwd.Data, "200", "OK", "b3", "garbage\r\n"))
+	if up := waitSent(t, h, "SIP/2.0 200 OK"); !strings.HasSuffix(up.Data, "\r\n\r\ngarbage\r\n") {
+		t.Fatalf("200 with a malformed SDP relayed as\n%s", up.Data)
+	}
+	if len(peer.commands()) != n {
+		t.Fatalf("a malformed SDP was sent to rtpengine: %v", peer.commands()[n:])
 	}
 
 	// rtpengine refuses the SDP: 488 with its reason, nothing relayed.
