@@ -16,16 +16,25 @@ import (
 )
 
 // rtpengineProc is Debian's rtpengine daemon, started for one test in
-// userspace mode (no kernel module: --table=-1) on 127.0.0.1 with its own
+// userspace mode (no kernel module: --table=-1), without the system
+// configuration (--config-file=none: its CLI and HTTP ports are one per
+// host), on 127.0.0.1 with its own
 // ng port and the RTP port range 37000-37999 (the sipp scenarios check the
 // SDP names a port of it), deleting sessions at once (--delete-delay=0).
 type rtpengineProc struct {
-	ng  int
-	log *syncBuffer
-	seq atomic.Int64
+	ng   int
+	log  *syncBuffer
+	seq  atomic.Int64
+	kill func()
 }
 
 func startRtpengine(t *testing.T) *rtpengineProc {
+	t.Helper()
+	return startRtpengineRange(t, 37000, 37999)
+}
+
+// startRtpengineRange is startRtpengine with its own RTP port range.
+func startRtpengineRange(t *testing.T, lo, hi int) *rtpengineProc {
 	t.Helper()
 	needSipp(t)
 	bin, err := exec.LookPath("rtpengine")
@@ -37,9 +46,9 @@ func startRtpengine(t *testing.T) *rtpengineProc {
 	}
 	p := &rtpengineProc{ng: freeSIPPort(t), log: &syncBuffer{}}
 	dir := t.TempDir()
-	cmd := exec.Command(bin, "--table=-1", "--foreground", "--log-stderr", "--no-fallback",
+	cmd := exec.Command(bin, "--config-file=none", "--table=-1", "--foreground", "--log-stderr", "--no-fallback",
 		"--interface=127.0.0.1", "--listen-ng=127.0.0.1:"+strconv.Itoa(p.ng),
-		"--port-min=37000", "--port-max=37999", "--delete-delay=0", "--timeout=60",
+		"--port-min="+strconv.Itoa(lo), "--port-max="+strconv.Itoa(hi), "--delete-delay=0", "--timeout=60",
 		"--pidfile="+filepath.Join(dir, "rtpengine.pid"))
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
@@ -47,6 +56,7 @@ func startRtpengine(t *testing.T) *rtpengineProc {
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
+	p.kill = func() { cmd.Process.Kill(); <-done }
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-done
@@ -344,4 +354,42 @@ func TestE2ERtpengineRefusals(t *testing.T) {
 		t.Fatalf("relay without rtpengine: %q", r)
 	}
 	callee.cmd.Process.Kill()
+}
+
+// TestE2ERtpengineFailover: two real rtpengines; one is killed. Calls whose
+// Call-ID chose it are sent to the other after the retries (each call gets
+// its 200 with an SDP of the surviving rtpengine's range), the dead one is
+// listed down and counted, and calls go straight to the survivor while it
+// is out.
+func TestE2ERtpengineFailover(t *testing.T) {
+	a, b := startRtpengineRange(t, 37000, 37499), startRtpengineRange(t, 37500, 37999)
+	srv := startServer(t, "auth:\n  algorithms: [MD5]\n  check_uri: false\n"+
+		"rtpengine:\n  instances: [\"udp:127.0.0.1:"+strconv.Itoa(a.ng)+"\", \"udp:127.0.0.1:"+strconv.Itoa(b.ng)+"\"]\n"+
+		"  timeout: 100ms\n  retries: 1\n  disable_timeout: 1m\n")
+	addUser(t, srv, "bob@localhost", "bob-pw")
+	bobPort := freeSIPPort(t)
+	if r := sippUA(t, srv, "register.xml", bobPort, "bob", "bob-pw", "expires", "300"); r.Code != 0 {
+		t.Fatalf("register bob: exit %d\n%s", r.Code, r.Output)
+	}
+	const calls = 8
+	startSippPeer(t, "-sf", "uas_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(bobPort), "-m", strconv.Itoa(calls))
+	time.Sleep(200 * time.Millisecond)
+	a.kill()
+	for i := 0; i < calls; i++ {
+		r := sendUDP(t, srv.Port, sdpInvite("fo"+strconv.Itoa(i), goodSDP), 5*time.Second)
+		if !strings.HasPrefix(r, "SIP/2.0 200 OK\r\n") {
+			t.Fatalf("call %d: %q", i, r)
+		}
+	}
+	if n := len(b.calls(t)); n != calls {
+		t.Fatalf("the surviving rtpengine has %d sessions, want %d", n, calls)
+	}
+	m := srv.metrics()
+	if m["switchboard_rtpengine_instance_down_total"] != 1 || m["switchboard_rtpengine_instances_up"] != 1 || m[`switchboard_rtpengine_errors_total{reason="timeout"}`] != 0 {
+		t.Fatalf("down %v, up %v, timeouts %v", m["switchboard_rtpengine_instance_down_total"], m["switchboard_rtpengine_instances_up"], m[`switchboard_rtpengine_errors_total{reason="timeout"}`])
+	}
+	code, body := srv.api("rtpengine.list", "")
+	if code != 200 || strings.Count(string(body), `"state": "down"`) != 1 || strings.Count(string(body), `"state": "up"`) != 1 {
+		t.Fatalf("rtpengine.list: %d %s", code, body)
+	}
 }

@@ -287,7 +287,7 @@ func (b *bench) startRtpengine(s *server, dir string) error {
 		lo = 40000
 	}
 	s.rtpe, err = b.procs.start("rtpengine", b.loadCPU, filepath.Join(dir, "rtpengine.log"), bin,
-		"--table=-1", "--foreground", "--log-stderr", "--log-level=4", "--no-fallback",
+		"--config-file=none", "--table=-1", "--foreground", "--log-stderr", "--log-level=4", "--no-fallback",
 		"--interface=127.0.0.1", "--listen-ng=127.0.0.1:"+strconv.Itoa(s.ngPort),
 		"--port-min="+strconv.Itoa(lo), "--port-max="+strconv.Itoa(lo+19999), "--delete-delay=0",
 		"--timeout=60", "--pidfile="+filepath.Join(dir, "rtpengine.pid"))

@@ -17,13 +17,8 @@ func startDaemon(tb testing.TB) *Instance {
 	if err != nil {
 		tb.Skip("rtpengine not installed (Debian package rtpengine-daemon)")
 	}
-	l, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := l.LocalAddr().(*net.UDPAddr).Port
-	l.Close()
-	cmd := exec.Command(bin, "--table=-1", "--foreground", "--log-stderr", "--log-level=3", "--no-fallback",
+	port := freeUDPPort(tb)
+	cmd := exec.Command(bin, "--config-file=none", "--table=-1", "--foreground", "--log-stderr", "--log-level=3", "--no-fallback",
 		"--interface=127.0.0.1", "--listen-ng=127.0.0.1:"+strconv.Itoa(port),
 		"--port-min=38000", "--port-max=38999", "--delete-delay=0",
 		"--pidfile="+filepath.Join(tb.TempDir(), "pid"))
@@ -93,4 +88,13 @@ func BenchmarkNGRoundTrip(b *testing.B) {
 			}
 		}
 	})
+}
+
+func freeUDPPort(tb testing.TB) int {
+	l, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.LocalAddr().(*net.UDPAddr).Port
 }
