@@ -393,3 +393,23 @@ func TestE2ERtpengineFailover(t *testing.T) {
 		t.Fatalf("rtpengine.list: %d %s", code, body)
 	}
 }
+
+// TestE2ERtpengineRelayRoutes: the benchmark route set "relay" with
+// rtpengine.instances set (the sipbench media scenario) relays a call's
+// SDP through rtpengine both ways: the callee's 200 reaches the caller
+// with rtpengine's port, and rtpengine has the session.
+func TestE2ERtpengineRelayRoutes(t *testing.T) {
+	rtpe := startRtpengine(t)
+	srv := startServer(t, "routes: relay\nrtpengine:\n  instances: [\"udp:127.0.0.1:"+strconv.Itoa(rtpe.ng)+"\"]\n")
+	uasPort := freeSIPPort(t)
+	startSippPeer(t, "-sf", "uas_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uasPort), "-m", "1")
+	time.Sleep(200 * time.Millisecond)
+	inv := strings.Replace(sdpInvite("rl", goodSDP), "INVITE sip:bob@localhost", "INVITE sip:bob@127.0.0.1:"+strconv.Itoa(uasPort), 1)
+	r := sendUDP(t, srv.Port, inv, 5*time.Second)
+	if !strings.HasPrefix(r, "SIP/2.0 200 OK\r\n") || !strings.Contains(r, "\r\nm=audio 37") {
+		t.Fatalf("200 through relay + rtpengine: %q", r)
+	}
+	if l := rtpe.calls(t); len(l) != 1 || l[0] != "rtperl@e2e" {
+		t.Fatalf("rtpengine sessions %v", l)
+	}
+}
