@@ -99,7 +99,7 @@ func get[T any](b *panelBrowser, what string, a chromedp.Action[T]) T {
 
 func (b *panelBrowser) shot(name string) {
 	b.t.Helper()
-	png := get(b, "screenshot "+name, chromedp.FullScreenshot(90))
+	png := get(b, "screenshot "+name, chromedp.FullScreenshot(100))
 	if err := os.WriteFile(filepath.Join(b.shots, name+".png"), png, 0o644); err != nil {
 		b.t.Fatal(err)
 	}

@@ -24,7 +24,9 @@ document.addEventListener("submit", (e) => {
     const all = hist.requests.concat(hist.errors);
     const top = Math.max(1, ...all);
     for (const k of ["requests", "errors"]) {
-      const pts = hist[k].map((v, i) => `${(i * 600) / (keep - 1)},${160 - (v / top) * 150}`);
+      // The newest point at the right edge, older ones to its left.
+      const n = hist[k].length;
+      const pts = hist[k].map((v, i) => `${600 - ((n - 1 - i) * 600) / (keep - 1)},${155 - (v / top) * 145}`);
       document.getElementById("line-" + k).setAttribute("points", pts.join(" "));
     }
     document.getElementById("chart-max").textContent = "top of the chart: " + fmt(top) + "/s";
