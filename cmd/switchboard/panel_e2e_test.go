@@ -257,7 +257,7 @@ func TestE2EPanelBrowser(t *testing.T) {
 		done <- runSipp(t, 30*time.Second, "-sf", "options.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
 			"-m", "40", "-r", "10", "127.0.0.1:"+strconv.Itoa(srv.Port))
 	}()
-	deadline = time.Now().Add(8 * time.Second)
+	deadline = time.Now().Add(20 * time.Second)
 	for b.numberIn("#total-requests") < before+10 {
 		if time.Now().After(deadline) {
 			t.Fatalf("dashboard requests total stayed at %v (was %v)", b.numberIn("#total-requests"), before)
