@@ -95,7 +95,7 @@ var Pages = []*Page{
 	{
 		Slug: "domains", Title: "Domains",
 		Intro: "The domains served from the store (switchboard domain; domains.*).",
-		List:  "domains.list", Scalar: "domain",
+		List:  "domains.list", Scalar: "domain", Search: true,
 		Forms:    []Form{{ID: "add", Title: "Add a domain", Cmd: "domains.add", Submit: "Add", Fields: []Field{req(text("domain", "Domain", "example.com"))}}},
 		RowForms: []Form{{ID: "del", Cmd: "domains.del", Submit: "Delete", Confirm: "Delete this domain?", Fields: []Field{hidden("domain", "domain")}}},
 	},

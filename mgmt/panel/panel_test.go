@@ -395,3 +395,59 @@ func TestPanelHost(t *testing.T) {
 		t.Fatalf("rebound Host: %d, want 403", resp.StatusCode)
 	}
 }
+
+// TestCDRExport: the CDR page's filters become acc.list's arguments, and
+// the CSV export has the same rows, a cell a spreadsheet would run as a
+// formula kept as text.
+func TestCDRExport(t *testing.T) {
+	g := newRig(t)
+	var got atomic.Value
+	g.srv.Register("acc.list", mgmt.Command{ReadOnly: true, Run: func(_ context.Context, raw json.RawMessage) (any, error) {
+		got.Store(string(raw))
+		type cdr struct {
+			CallID   string `json:"call_id"`
+			FromUser string `json:"from_user"`
+			ToUser   string `json:"to_user"`
+			Duration int    `json:"duration_ms"`
+		}
+		return []cdr{{"c1@x", "alice", "+4930123", 61000}, {"c2@x", "=HYPERLINK(\"http://evil\")", "bob", 0}}, nil
+	}})
+	b := g.browser()
+	b.login("viewer", "viewer password 1")
+	resp, page := b.get("/ui/cdrs?from=alice&limit=50&missed=on")
+	if resp.StatusCode != 200 || !strings.Contains(page, `<td data-label="to_user">&#43;4930123</td>`) || !strings.Contains(page, `href="/ui/cdrs.csv?from=alice&amp;limit=50&amp;missed=on"`) {
+		t.Fatalf("cdrs page: %d\n%s", resp.StatusCode, page)
+	}
+	var args map[string]any
+	json.Unmarshal([]byte(got.Load().(string)), &args)
+	if args["from"] != "alice" || args["limit"] != float64(50) || args["missed"] != true || len(args) != 3 {
+		t.Fatalf("acc.list arguments: %s", got.Load())
+	}
+	if resp, body := b.get("/ui/cdrs?limit=many"); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "Limit: &#34;many&#34; is not a whole number") {
+		t.Fatalf("a bad filter: %d\n%s", resp.StatusCode, body)
+	}
+	resp, csv := b.get("/ui/cdrs.csv?from=alice")
+	want := "call_id,from_user,to_user,duration_ms\nc1@x,alice,'+4930123,61000\nc2@x,\"'=HYPERLINK(\"\"http://evil\"\")\",bob,0\n"
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") || csv != want {
+		t.Fatalf("csv: %d %s\n%q\nwant\n%q", resp.StatusCode, resp.Header.Get("Content-Type"), csv, want)
+	}
+}
+
+// TestSearchAndMissingModule: the search box filters the rows; a page
+// whose command is not registered says its module is not enabled.
+func TestSearchAndMissingModule(t *testing.T) {
+	g := newRig(t)
+	b := g.browser()
+	csrf := b.login("admin", "admin password 1")
+	for _, d := range []string{"alpha.example", "beta.example", "alphabet.example"} {
+		b.post("/ui/domains/add", url.Values{"csrf": {csrf}, "domain": {d}})
+	}
+	_, page := b.get("/ui/domains?q=ALPHA")
+	if !strings.Contains(page, "2 rows") || strings.Contains(page, "beta.example") {
+		t.Fatalf("search: %s", page)
+	}
+	resp, page := b.get("/ui/gateways")
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(page, "not enabled") {
+		t.Fatalf("a page without its module: %d\n%s", resp.StatusCode, page)
+	}
+}
