@@ -154,9 +154,6 @@ func (p *Panel) routes() {
 	mux.HandleFunc("GET /ui/cdrs.csv", p.authed(p.cdrsCSV))
 	mux.HandleFunc("GET /ui/{page}", p.authed(p.page))
 	mux.HandleFunc("POST /ui/{page}/{form}", p.authed(p.submit))
-	mux.HandleFunc("/ui", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/ui/", http.StatusSeeOther)
-	})
 	p.mux = mux
 }
 

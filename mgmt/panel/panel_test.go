@@ -451,3 +451,22 @@ func TestSearchAndMissingModule(t *testing.T) {
 		t.Fatalf("a page without its module: %d\n%s", resp.StatusCode, page)
 	}
 }
+
+// TestFormComesBack: after a form the page shows the filters it had, and
+// the way back cannot lead elsewhere.
+func TestFormComesBack(t *testing.T) {
+	g := newRig(t)
+	b := g.browser()
+	csrf := b.login("admin", "admin password 1")
+	for back, want := range map[string]string{
+		"/ui/domains?q=alpha":            "/ui/domains?q=alpha",
+		"//evil.example/ui/domains":      "/ui/domains",
+		"http://evil.example/ui/domains": "/ui/domains",
+		"/ui/subscribers?q=x":            "/ui/domains",
+	} {
+		resp, _ := b.post("/ui/domains/add", url.Values{"csrf": {csrf}, "domain": {"a.example"}, "back": {back}})
+		if got := resp.Header.Get("Location"); got != want {
+			t.Errorf("back %q: Location %q, want %q", back, got, want)
+		}
+	}
+}

@@ -304,6 +304,7 @@ func (p *Panel) page(w http.ResponseWriter, r *http.Request, s *session) {
 	q := r.URL.Query()
 	data["Query"] = q
 	data["Search"] = q.Get("q")
+	data["Back"] = r.URL.RequestURI() // forms come back to the same filters
 	if pg.CSV {
 		data["CSVHref"] = "/ui/cdrs.csv?" + q.Encode()
 	}
@@ -392,9 +393,11 @@ func (p *Panel) submit(w http.ResponseWriter, r *http.Request, s *session) {
 	p.mu.Lock()
 	s.flash = fl
 	p.mu.Unlock()
+	// Back to the page the form was on, with its filters; only ever a
+	// path of this page, never another site.
 	back := "/ui/" + pg.Slug
-	if ref, err := url.Parse(r.PostFormValue("back")); err == nil && ref.Path == back && ref.Host == "" {
-		back = ref.String()
+	if ref, err := url.Parse(r.PostFormValue("back")); err == nil && ref.Path == back && ref.Scheme == "" && ref.Host == "" && ref.User == nil {
+		back = ref.Path + "?" + ref.Query().Encode()
 	}
 	if errors.Is(err, errReadOnly) {
 		w.Header().Set("Location", back)
