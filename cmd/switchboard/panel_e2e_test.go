@@ -370,3 +370,46 @@ func evilPage(t *testing.T, target string) string {
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String() + "/"
 }
+
+// TestE2EPanelEndCall: a call sipp holds up is listed on the Calls page,
+// and its "End call" button sends the BYE that ends it at the callee.
+func TestE2EPanelEndCall(t *testing.T) {
+	needSipp(t)
+	chromium := needChromium(t)
+	srv := startServer(t, "routes: calls\n")
+	panelCLI(t, srv, "add", "ops", "--password", "ops password 1")
+	uas := freeSIPPort(t)
+	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-m", "1")
+	time.Sleep(200 * time.Millisecond)
+	done := make(chan sippResult, 1)
+	go func() {
+		done <- runSipp(t, 30*time.Second, "-sf", "uac_call_hold.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
+			"-key", "ruri", "sip:callee@127.0.0.1:"+strconv.Itoa(uas),
+			"-rsa", "127.0.0.1:"+strconv.Itoa(srv.Port), "-d", "20000", "-m", "1",
+			"127.0.0.1:"+strconv.Itoa(uas))
+	}()
+	waitMetric(t, srv, "switchboard_dialog_confirmed", 1)
+
+	b := newPanelBrowser(t, chromium, "http://"+srv.Mgmt, screenshotDir(t))
+	b.login("ops", "ops password 1")
+	b.open("/ui/dialogs")
+	if got := b.text("table"); !strings.Contains(got, "confirmed") || !strings.Contains(got, "sip:callee@127.0.0.1") {
+		t.Fatalf("calls page without the call:\n%s", got)
+	}
+	b.shot("dialogs-call")
+	b.run("end the call",
+		chromedp.Click(chromedp.CSS(`td.actions form[action="/ui/dialogs/end"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(".flash")))
+	if msg := b.text(".flash"); strings.Contains(msg, "error") || b.confirms.Load() != 1 {
+		t.Fatalf("end call: %q, confirmations %d", msg, b.confirms.Load())
+	}
+	if code := callee.wait(5 * time.Second); code != 0 {
+		t.Fatalf("sipp callee exit %d (no BYE from End call?):\n%s", code, callee.out.String())
+	}
+	waitMetric(t, srv, `switchboard_dialog_ended_total{reason="ended"}`, 1)
+	select {
+	case <-done: // the caller's scenario did not expect the BYE: its result does not matter
+	case <-time.After(30 * time.Second):
+		t.Fatal("sipp caller still running")
+	}
+}

@@ -271,25 +271,11 @@ func fieldArgs(fields []Field, vals url.Values) (map[string]any, error) {
 			args[f.Name] = n
 		case "bool":
 			args[f.Name] = v == "on" || v == "true" || v == "1"
-		case "select":
-			if !contains(f.Options, v) {
-				return nil, fmt.Errorf("%s: %q is not one of %s", label, v, strings.Join(f.Options[1:], ", "))
-			}
-			args[f.Name] = v
 		default:
 			args[f.Name] = v
 		}
 	}
 	return args, nil
-}
-
-func contains(l []string, v string) bool {
-	for _, x := range l {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // page shows one table page: one command (its List) per view.
