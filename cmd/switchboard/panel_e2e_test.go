@@ -267,10 +267,11 @@ func TestE2EPanelBrowser(t *testing.T) {
 	if rate := b.numberIn("#tile-requests"); rate <= 0 {
 		t.Fatalf("requests per second on the dashboard: %v", rate)
 	}
-	b.shot("dashboard")
 	if r := <-done; r.Code != 0 {
 		t.Fatalf("sipp: exit %d\n%s", r.Code, r.Output)
 	}
+	time.Sleep(4 * time.Second) // two more polls: the chart shows the run and its end
+	b.shot("dashboard")
 
 	// Every page renders; one screenshot each, and one at phone width.
 	for _, p := range []string{"domains", "permissions", "bans", "locks", "dialplan", "carriers", "dispatcher", "dialogs", "cdrs"} {

@@ -180,7 +180,7 @@ func (p *Panel) call(ctx context.Context, s *session, name string, args any) (an
 	if !ok {
 		return nil, errNotEnabled
 	}
-	if !ro && s.role != store.RoleAdmin {
+	if !ro && p.roleOf(s) != store.RoleAdmin {
 		p.roleRefused.Inc()
 		return nil, errReadOnly
 	}
@@ -195,6 +195,14 @@ func (p *Panel) call(ctx context.Context, s *session, name string, args any) (an
 		}
 	}
 	return p.cfg.Commands.Call(ctx, name, raw)
+}
+
+// roleOf reads s's role, which a recheck may change while another
+// request of the session runs.
+func (p *Panel) roleOf(s *session) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return s.role
 }
 
 var (

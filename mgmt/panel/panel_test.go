@@ -470,3 +470,35 @@ func TestFormComesBack(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentSession: requests of one session in parallel while its
+// user's role changes and the session re-reads it (run with -race).
+func TestConcurrentSession(t *testing.T) {
+	g := newRig(t)
+	b := g.browser()
+	csrf := b.login("admin", "admin password 1")
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 10; j++ {
+				req, _ := http.NewRequest("POST", g.base+"/ui/domains/add", strings.NewReader(url.Values{"csrf": {csrf}, "domain": {"c.example"}}.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("Origin", g.base)
+				if resp, err := b.c.Do(req); err == nil {
+					resp.Body.Close()
+				}
+				if resp, err := b.c.Get(g.base + "/ui/domains"); err == nil {
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	for _, role := range []string{store.RoleReadOnly, store.RoleAdmin, store.RoleReadOnly} {
+		g.st.SetPanelUser(context.Background(), "admin", "", role)
+		g.advance(RecheckEvery)
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+}

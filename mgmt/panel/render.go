@@ -63,10 +63,10 @@ func (p *Panel) common(s *session, current string) map[string]any {
 		nav = append(nav, navItem{pg.Slug, pg.Title, pg.Slug == current})
 	}
 	p.mu.Lock()
-	fl := s.flash
+	fl, role := s.flash, s.role
 	s.flash = flash{}
 	p.mu.Unlock()
-	return map[string]any{"User": s.user, "Role": s.role, "Admin": s.role == "admin", "CSRF": s.csrf, "Nav": nav, "Flash": fl}
+	return map[string]any{"User": s.user, "Role": role, "Admin": role == "admin", "CSRF": s.csrf, "Nav": nav, "Flash": fl}
 }
 
 // table is a command's result as rows of strings.

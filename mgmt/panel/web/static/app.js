@@ -25,8 +25,9 @@ document.addEventListener("submit", (e) => {
     const top = Math.max(1, ...all);
     for (const k of ["requests", "errors"]) {
       // The newest point at the right edge, older ones to its left.
-      const n = hist[k].length;
-      const pts = hist[k].map((v, i) => `${600 - ((n - 1 - i) * 600) / (keep - 1)},${155 - (v / top) * 145}`);
+      // The first minute is spread over the width, then 5 minutes.
+      const n = hist[k].length, step = 600 / (Math.max(n, 30) - 1);
+      const pts = hist[k].map((v, i) => `${600 - (n - 1 - i) * step},${155 - (v / top) * 145}`);
       document.getElementById("line-" + k).setAttribute("points", pts.join(" "));
     }
     document.getElementById("chart-max").textContent = "top of the chart: " + fmt(top) + "/s";
