@@ -20,6 +20,7 @@ import (
 func (p *Panel) parseTemplates() error {
 	funcs := template.FuncMap{
 		"join": strings.Join,
+		"q":    url.QueryEscape,
 		// dict builds a map from key, value pairs for a sub-template.
 		"dict": func(kv ...any) map[string]any {
 			m := map[string]any{}
