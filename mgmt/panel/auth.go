@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -207,7 +208,12 @@ func (p *Panel) login(w http.ResponseWriter, r *http.Request) {
 	}
 	name, pw := r.PostFormValue("user"), r.PostFormValue("password")
 	ip := clientIP(r)
-	userKey, ipKey := "user:"+name, "ip:"+ip
+	userKey, ipKey := "user:"+name, "ip:"+sourceKey(ip)
+	if len(name) > store.MaxPanelUserName {
+		// No such user can exist: counting it would let long made-up
+		// names fill the table with large keys. The address still counts.
+		userKey = ""
+	}
 	if left := p.lockedFor(userKey, ipKey); left > 0 {
 		p.loginLocked.Inc()
 		p.renderLogin(w, r, "Too many failed logins for this account or from this address: try again in "+roundUp(left)+".", http.StatusTooManyRequests)
@@ -280,6 +286,9 @@ func (p *Panel) lockedFor(keys ...string) time.Duration {
 
 // fail counts a wrong password against key and locks it at the limit.
 func (p *Panel) fail(key, user, ip string) {
+	if key == "" {
+		return
+	}
 	now := p.cfg.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -324,6 +333,17 @@ func (p *Panel) logout(w http.ResponseWriter, r *http.Request, s *session) {
 	p.mu.Unlock()
 	p.setCookie(w, r, sessionCookie, "", -1)
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+}
+
+// sourceKey is what the per-address lockout counts: the address, or for
+// IPv6 its /64, which one host usually has whole.
+func sourceKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return ip
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
 }
 
 func clientIP(r *http.Request) string {

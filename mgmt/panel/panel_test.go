@@ -502,3 +502,31 @@ func TestConcurrentSession(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestLockoutKeys: an IPv6 source is counted by its /64; names no user can
+// have are not counted as accounts.
+func TestLockoutKeys(t *testing.T) {
+	for ip, want := range map[string]string{
+		"192.0.2.7":           "192.0.2.7",
+		"2001:db8:1:2:3::9":   "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::": "2001:db8:1:2::/64",
+		"::ffff:192.0.2.7":    "::ffff:192.0.2.7",
+	} {
+		if got := sourceKey(ip); got != want {
+			t.Errorf("sourceKey(%s) = %s, want %s", ip, got, want)
+		}
+	}
+	g := newRig(t)
+	b := g.browser()
+	b.tryLogin(strings.Repeat("x", 5000), "wrong password!")
+	g.panel.mu.Lock()
+	defer g.panel.mu.Unlock()
+	for k := range g.panel.fails {
+		if len(k) > 100 {
+			t.Fatalf("a %d-byte name was counted", len(k))
+		}
+	}
+	if len(g.panel.fails) != 1 {
+		t.Fatalf("failure keys: %d, want the address only", len(g.panel.fails))
+	}
+}
