@@ -9,6 +9,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -528,5 +529,24 @@ func TestLockoutKeys(t *testing.T) {
 	}
 	if len(g.panel.fails) != 1 {
 		t.Fatalf("failure keys: %d, want the address only", len(g.panel.fails))
+	}
+}
+
+// TestManyRows: a table larger than a page can show is cut at maxRows,
+// and the page says so.
+func TestManyRows(t *testing.T) {
+	g := newRig(t)
+	b := g.browser()
+	b.login("admin", "admin password 1")
+	g.srv.Register("domains.list", mgmt.Command{ReadOnly: true, Run: func(context.Context, json.RawMessage) (any, error) {
+		l := make([]string, maxRows+5)
+		for i := range l {
+			l[i] = "d" + strconv.Itoa(i) + ".example"
+		}
+		return l, nil
+	}})
+	_, page := b.get("/ui/domains")
+	if !strings.Contains(page, "the first 1000 of 1005 rows") || strings.Count(page, `<td data-label="domain">`) != maxRows {
+		t.Fatalf("a long table: %d rows shown", strings.Count(page, `<td data-label="domain">`))
 	}
 }

@@ -279,6 +279,9 @@ func fieldArgs(fields []Field, vals url.Values) (map[string]any, error) {
 	return args, nil
 }
 
+// maxRows is the most rows a page shows.
+const maxRows = 1000
+
 // page shows one table page: one command (its List) per view.
 func (p *Panel) page(w http.ResponseWriter, r *http.Request, s *session) {
 	pg := p.pages[r.PathValue("page")]
@@ -299,6 +302,13 @@ func (p *Panel) page(w http.ResponseWriter, r *http.Request, s *session) {
 	if err != nil {
 		data["ListError"] = err.Error()
 		w.WriteHeader(statusOf(err))
+	}
+	// A carrier's registrations run to hundreds of thousands: the page
+	// shows the first maxRows, and says how many there are.
+	data["Total"] = len(t.Rows)
+	if len(t.Rows) > maxRows {
+		t.Rows = t.Rows[:maxRows]
+		data["Truncated"] = true
 	}
 	data["Table"] = t
 	data["Enabled"] = !errors.Is(err, errNotEnabled)
