@@ -64,7 +64,7 @@ type Stats struct {
 	// WSUpgradeKO counts WS/WSS connections closed before the WebSocket
 	// upgrade completed: a refused request (path, Origin, no sip
 	// subprotocol, not an upgrade) or one that did not come in time.
-	WSUpgradeKO uint64
+	WSUpgradeKO    uint64
 	KeepalivePings uint64 // RFC 5626 CRLFCRLF pings answered with CRLF
 	// AdmitDrops counts datagrams dropped before parsing because
 	// Config.Admit refused their source (a banned address); they are not

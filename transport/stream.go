@@ -80,7 +80,7 @@ type streamConn struct {
 	iov          [][]byte // event loop only
 	unread       int      // TCP: bytes left in gnet's inbound buffer; event loop only
 
-	serverName string // outbound TLS: name to verify and send as SNI ("" = the IP)
+	serverName string  // outbound TLS: name to verify and send as SNI ("" = the IP)
 	ws         *wsConn // WS, WSS: frame reader and keep-alive state
 
 	closeOnce sync.Once
@@ -687,6 +687,16 @@ func (t *Transport) CloseConn(id ConnID) bool {
 	}
 	c.close()
 	return true
+}
+
+// HasConn reports whether a stream connection of proto to addr (or an
+// alias of it) is in the table: for a WebSocket peer, whether the only
+// way to it is still open.
+func (t *Transport) HasConn(proto Proto, addr netip.AddrPort) bool {
+	if t.streams == nil || !proto.Stream() {
+		return false
+	}
+	return t.streams.table.lookup(connKey{proto, unmapAP(addr)}) != nil
 }
 
 // ConnRemote returns the remote address of stream connection id.

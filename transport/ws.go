@@ -133,15 +133,23 @@ func (s *streams) acceptWS(ln net.Listener, l *Listener) {
 		s.t.stats.connsAccepted.Add(1)
 		var conn net.Conn = nc
 		if l.Proto == WSS {
-			conn = tls.Server(nc, &tls.Config{
-				GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-					return s.tls.server.Load(), nil
-				},
-			})
+			conn = tls.Server(nc, &tls.Config{GetConfigForClient: s.wssConfig})
 		}
 		s.wg.Add(1)
 		go s.serveWS(c, conn)
 	}
+}
+
+// wssConfig is the TLS listeners' configuration (so that reloads apply)
+// without client certificates: those are for trunks on TLS listeners, and
+// a browser has none to present.
+func (s *streams) wssConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
+	cfg := s.tls.server.Load()
+	if cfg.ClientAuth != tls.NoClientCert {
+		cfg = cfg.Clone()
+		cfg.ClientAuth, cfg.ClientCAs = tls.NoClientCert, nil
+	}
+	return cfg, nil
 }
 
 // serveWS does the TLS handshake (WSS) and the HTTP upgrade, both within

@@ -18,7 +18,7 @@ import (
 func registerMetrics(set *metrics.Set, tr *transport.Transport, core *txn.Core) {
 	set.RegisterMetricsWriter(func(w io.Writer) {
 		ts := tr.Stats()
-		for _, p := range []transport.Proto{transport.UDP, transport.TCP, transport.TLS} {
+		for _, p := range []transport.Proto{transport.UDP, transport.TCP, transport.TLS, transport.WS, transport.WSS} {
 			ps := ts.Proto[p]
 			l := `{proto="` + p.String() + `"}`
 			metrics.WriteCounterUint64(w, "switchboard_sip_packets_received_total"+l, ps.PacketsIn)
@@ -78,7 +78,7 @@ func (s *server) registerCommands() {
 				"connections_rejected_inbound_share": ts.ConnsShareFull,
 				"refused_datagrams":                  ts.AdmitDrops, "connections_refused": ts.AdmitRefused + ts.AdmitClosed,
 			}
-			for _, p := range []transport.Proto{transport.UDP, transport.TCP, transport.TLS} {
+			for _, p := range []transport.Proto{transport.UDP, transport.TCP, transport.TLS, transport.WS, transport.WSS} {
 				out[p.String()] = ts.Proto[p]
 			}
 			return out, nil
