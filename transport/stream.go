@@ -552,6 +552,10 @@ func (t *Transport) sendStream(l *Listener, dst netip.AddrPort, data []byte, tag
 	}
 	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
 	c := s.table.lookup(connKey{l.Proto, dst})
+	if c == nil && l.Proto.WebSocket() {
+		// transport=ws names WS and WSS alike (RFC 7118 §5.2).
+		c = s.table.lookup(connKey{l.Proto ^ WS ^ WSS, dst})
+	}
 	if c == nil {
 		nc, fresh, err := s.open(l, dst, "")
 		if err != nil {

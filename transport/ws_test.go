@@ -517,6 +517,17 @@ func TestWSSRoundTrip(t *testing.T) {
 	if _, got := readFrame(t, c); string(got) != msg {
 		t.Fatalf("echo %q", got)
 	}
+	// A URI says transport=ws for WSS too (RFC 7118 §5.2): WS picks the
+	// WSS listener and finds the connection.
+	if tr.Listener(WS, p.Src.Addr()) != l {
+		t.Fatal("no listener for transport=ws")
+	}
+	if err := tr.SendProto(WS, p.Src, []byte("BYE sip:x SIP/2.0\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, got := readFrame(t, c); string(got) != "BYE sip:x SIP/2.0\r\n\r\n" {
+		t.Fatalf("send as ws: %q", got)
+	}
 	// Plain WebSocket on the WSS port never gets an upgrade.
 	pc := dialTCP(t, l.Local)
 	pc.Write([]byte(wsRequest("/ws", wsSIPProto)))
