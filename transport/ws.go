@@ -39,6 +39,7 @@ type wsOptions struct {
 const (
 	wsHandshakeMax = 8 << 10 // bytes of HTTP upgrade request
 	wsReadBuf      = 2048    // initial read buffer; most SIP messages fit
+	wsBusyBuf      = 16384   // a busy connection's buffer; larger ones (large messages) are dropped when emptied
 	wsGUID         = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 )
 
@@ -334,13 +335,14 @@ func (s *streams) runWS(c *streamConn, conn net.Conn, pre []byte) {
 	buf := make([]byte, max(wsReadBuf, len(pre)))
 	end := copy(buf, pre)
 	start := 0
+	grow := false
 	for {
 		if start < end {
 			used, code, err := c.wsConsume(buf[start:end])
 			start += used
 			if start == end {
 				start, end = 0, 0
-				if len(buf) > 4*wsReadBuf {
+				if len(buf) > wsBusyBuf {
 					// A large message came and went: an idle
 					// connection keeps only a small buffer.
 					buf = make([]byte, wsReadBuf)
@@ -353,21 +355,26 @@ func (s *streams) runWS(c *streamConn, conn net.Conn, pre []byte) {
 				return
 			}
 		}
-		if end == len(buf) {
-			if start > 0 {
-				end = copy(buf, buf[start:end])
-				start = 0
-			} else if len(buf) < limit {
-				nb := make([]byte, min(2*len(buf), limit))
-				copy(nb, buf[:end])
-				buf = nb
-			} else {
+		if start > 0 {
+			// The start of a frame: move it to the front, so that the
+			// next read has the rest of the buffer, not a sliver.
+			end = copy(buf, buf[start:end])
+			start = 0
+		}
+		if end == len(buf) || grow && len(buf) < wsBusyBuf {
+			if len(buf) >= limit {
 				// wsDecodeHeader refuses frames larger than the buffer.
 				s.t.stats.connsOversize.Add(1)
 				return
 			}
+			nb := make([]byte, min(2*len(buf), limit))
+			copy(nb, buf[:end])
+			buf = nb
 		}
 		n, err := conn.Read(buf[end:])
+		// A read that filled the buffer: the peer sends faster than one
+		// small buffer per read takes (kept up to wsBusyBuf).
+		grow = n == len(buf)-end
 		if n > 0 {
 			end += n
 			c.lastRead.Store(s.now.Load())

@@ -707,14 +707,17 @@ func benchWSConn(b *testing.B, tr *Transport) net.Conn {
 }
 
 // BenchmarkStreamReceive measures a message from the client's write to the
-// handler on TCP and on WS (same message, 64 per write); compare the two
-// with benchstat.
+// handler on TCP (gnet event loop), TLS and WS (reader goroutines): the
+// same message, 64 per write, up to 16 writes ahead of the handler.
+// Compare them with benchstat.
 func BenchmarkStreamReceive(b *testing.B) {
 	msg := sipMsg("OPTIONS", "")
-	for _, proto := range []Proto{TCP, WS} {
+	pki := newPKI(b, "bench-ca")
+	cf, kf, _ := pki.issue(b, "server", nil, false)
+	for _, proto := range []Proto{TCP, TLS, WS} {
 		b.Run(proto.String(), func(b *testing.B) {
 			var got atomic.Int64
-			tr, err := New(Config{Listeners: []ListenerConfig{{Proto: proto, Addr: "127.0.0.1:0"}}, StreamLoops: 1},
+			tr, err := New(Config{Listeners: []ListenerConfig{{Proto: proto, Addr: "127.0.0.1:0"}}, StreamLoops: 1, TLSCertFile: cf, TLSKeyFile: kf},
 				HandlerFunc(func(p *Packet) { got.Add(1) }))
 			if err != nil {
 				b.Fatal(err)
@@ -725,11 +728,18 @@ func BenchmarkStreamReceive(b *testing.B) {
 			defer tr.Close()
 			var c net.Conn
 			one := []byte(msg)
-			if proto == WS {
+			switch proto {
+			case WS:
 				c = benchWSConn(b, tr)
 				one = maskedText(msg)
-			} else if c, err = net.Dial("tcp", tr.Listeners()[0].Local.String()); err != nil {
-				b.Fatal(err)
+			case TLS:
+				if c, err = tls.Dial("tcp", tr.Listeners()[0].Local.String(), &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1"}); err != nil {
+					b.Fatal(err)
+				}
+			default:
+				if c, err = net.Dial("tcp", tr.Listeners()[0].Local.String()); err != nil {
+					b.Fatal(err)
+				}
 			}
 			defer c.Close()
 			const batch = 64
@@ -742,7 +752,7 @@ func BenchmarkStreamReceive(b *testing.B) {
 				n := min(batch, b.N-sent)
 				c.Write(burst[:n*len(one)])
 				sent += n
-				for got.Load() < int64(sent-2*batch) {
+				for got.Load() < int64(sent-16*batch) {
 					runtime.Gosched()
 				}
 			}
