@@ -63,7 +63,7 @@ type Config struct {
 
 	// StreamLoops is the number of gnet event loops for TCP. Default GOMAXPROCS.
 	StreamLoops int
-	// MaxConns bounds open stream connections (TCP and TLS, both directions).
+	// MaxConns bounds open stream connections (TCP, TLS, WS, WSS; both directions).
 	// Default 65536.
 	MaxConns int
 	// OutboundReserve is the number of MaxConns slots inbound connections
