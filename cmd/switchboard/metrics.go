@@ -41,6 +41,7 @@ func registerMetrics(set *metrics.Set, tr *transport.Transport, core *txn.Core) 
 		metrics.WriteCounterUint64(w, `switchboard_connections_closed_total{reason="oversize"}`, ts.ConnsOversize)
 		metrics.WriteCounterUint64(w, `switchboard_connections_closed_total{reason="write_overflow"}`, ts.ConnsOverflow)
 		metrics.WriteCounterUint64(w, "switchboard_tls_handshake_failures_total", ts.TLSHandshakeKO)
+		metrics.WriteCounterUint64(w, "switchboard_websocket_upgrade_failures_total", ts.WSUpgradeKO)
 		metrics.WriteCounterUint64(w, "switchboard_keepalive_pings_total", ts.KeepalivePings)
 
 		cs := core.Stats()

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
@@ -143,6 +145,19 @@ func TestE2EWebRTCBrowser(t *testing.T) {
 	wss := freeTCPAddr(t)
 	srv := startServerWith(t, fmt.Sprintf("tls:\n  cert: %q\n  key: %q\nauth:\n  algorithms: [MD5]\n  check_uri: false\n", certFile, keyFile),
 		serverOptions{Listen: fmt.Sprintf("  - {proto: wss, address: %q, path: /sip, origins: [%q]}\n", wss, origin)})
+	// The listener's path and origins reach the transport: another
+	// site's page, or another path, is refused.
+	for _, c := range []struct{ path, origin, status string }{
+		{"/sip", "https://evil.example.net", "403"},
+		{"/other", origin, "404"},
+	} {
+		if got := wssUpgradeStatus(t, wss, c.path, c.origin); got != c.status {
+			t.Errorf("upgrade to %s from %s: %s, want %s", c.path, c.origin, got, c.status)
+		}
+	}
+	if got := srv.metrics()["switchboard_websocket_upgrade_failures_total"]; got != 2 {
+		t.Errorf("switchboard_websocket_upgrade_failures_total %v, want 2", got)
+	}
 	addUser(t, srv, "alice@localhost", "alice-pw")
 	addUser(t, srv, "carol@localhost", "carol-pw")
 	addUser(t, srv, "bob@localhost", "bob-pw")
@@ -223,4 +238,27 @@ func TestE2EWebRTCBrowser(t *testing.T) {
 	if l := bindings(t, srv, "alice@localhost"); len(l) != 0 {
 		t.Errorf("alice still registered after her connection closed: %+v", l)
 	}
+}
+
+// wssUpgradeStatus sends a WebSocket upgrade for path with Origin origin
+// to the WSS listener at addr and returns the status code of the answer.
+func wssUpgradeStatus(t *testing.T, addr, path, origin string) string {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) // the test's own server
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\nOrigin: %s\r\n\r\n", path, addr, origin)
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("upgrade answer: %v", err)
+	}
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		t.Fatalf("upgrade answer %q", line)
+	}
+	return f[1]
 }
