@@ -115,7 +115,7 @@ func (p *browserPage) screenshot(file string) {
 
 // TestE2EWebRTCBrowser: alice's browser registers over WSS with digest
 // authentication and calls bob, a sipp UAS registered over UDP; bob
-// answers, alice hangs up (BYE). Then carol's page calls alice's: alice
+// answers, alice hangs up (BYE); she calls again and bob hangs up. Then carol's page calls alice's: alice
 // answers, carol hangs up. The proxy relays between WSS and UDP (double
 // Record-Route) and between two WebSocket connections, reaching each
 // browser over the connection it registered on. When the browser closes,
@@ -205,6 +205,17 @@ func TestE2EWebRTCBrowser(t *testing.T) {
 	alice.waitEvent("ended local", 5*time.Second)
 	if code := bob.wait(10 * time.Second); code != 0 {
 		t.Fatalf("bob (sipp): exit %d\n%s", code, bob.out.String())
+	}
+
+	// Again, and bob hangs up: his BYE reaches alice over her WebSocket
+	// (her Contact's host is .invalid), and her 200 comes back.
+	bob = startSippPeer(t, "-sf", "uas_webrtc_bye.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(bobPort), "-m", "1", "-d", "500")
+	time.Sleep(200 * time.Millisecond)
+	alice.eval(`phone.events = []; phone.call("sip:bob@localhost")`)
+	alice.waitEvent("confirmed", 15*time.Second)
+	alice.waitEvent("ended remote", 10*time.Second)
+	if code := bob.wait(10 * time.Second); code != 0 {
+		t.Fatalf("bob (sipp) hanging up: exit %d\n%s", code, bob.out.String())
 	}
 
 	// carol's page, a second tab, calls alice's.
