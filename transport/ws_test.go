@@ -806,3 +806,27 @@ func TestWSSendNoAllocs(t *testing.T) {
 		t.Fatalf("frame op %x payload %q", op, p)
 	}
 }
+
+// TestWSAdmit: a banned source is refused at accept, before the upgrade;
+// a WebSocket opened before the ban is closed at its next message, which
+// is not handled.
+func TestWSAdmit(t *testing.T) {
+	var banned atomic.Bool
+	rec := newRecorder()
+	tr := startTransport(t, wsConfig(func(c *Config) {
+		c.Admit = func(netip.Addr) bool { return !banned.Load() }
+	}), rec)
+	addr := tr.Listeners()[0].Local
+	c := dialWS(t, addr)
+	c.Write(maskedText(sipMsg("OPTIONS", "")))
+	rec.wait(t, 1)
+	banned.Store(true)
+	c.Write(maskedText(sipMsg("INVITE", "")))
+	expectClosed(t, c, 5*time.Second)
+	d := dialTCP(t, addr)
+	d.Write([]byte(wsRequest("/", wsSIPProto)))
+	expectClosed(t, d, 5*time.Second)
+	if st := tr.Stats(); st.AdmitClosed != 1 || st.AdmitRefused != 1 || rec.count() != 1 {
+		t.Fatalf("stats %+v, %d messages", st, rec.count())
+	}
+}
