@@ -351,6 +351,7 @@ func (s *streams) runWS(c *streamConn, conn net.Conn, pre []byte) {
 			if err != nil {
 				if code != 0 {
 					wsWriteClose(conn, code, err.Error())
+					wsLinger(conn)
 				}
 				return
 			}
@@ -361,13 +362,14 @@ func (s *streams) runWS(c *streamConn, conn net.Conn, pre []byte) {
 			end = copy(buf, buf[start:end])
 			start = 0
 		}
-		if end == len(buf) || grow && len(buf) < wsBusyBuf {
-			if len(buf) >= limit {
-				// wsDecodeHeader refuses frames larger than the buffer.
-				s.t.stats.connsOversize.Add(1)
-				return
-			}
-			nb := make([]byte, min(2*len(buf), limit))
+		if end == len(buf) && len(buf) >= limit {
+			// Cannot happen: wsDecodeHeader refuses frames larger than
+			// the buffer. Never spin on it.
+			s.t.stats.connsOversize.Add(1)
+			return
+		}
+		if end == len(buf) || grow && len(buf) < min(wsBusyBuf, limit) {
+			nb := make([]byte, min(2*len(buf), max(limit, len(buf))))
 			copy(nb, buf[:end])
 			buf = nb
 		}
@@ -472,6 +474,25 @@ func wsWriteClose(conn net.Conn, code uint16, reason string) {
 	var b [128]byte
 	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = conn.Write(wsAppendClose(b[:0], code, reason))
+}
+
+// wsLinger half-closes conn after a close frame and reads what the peer
+// still sends, for up to a second and 64 KiB: closing a socket with
+// unread bytes sends a reset, which may destroy the close frame before
+// the peer reads it.
+func wsLinger(conn net.Conn) {
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+	var b [1024]byte
+	for n := 0; n < 64<<10; {
+		k, err := conn.Read(b[:])
+		if err != nil {
+			return
+		}
+		n += k
+	}
 }
 
 // sendFrame queues a control frame (ping, pong) on a WebSocket connection.
