@@ -128,8 +128,9 @@ func (c *streamConn) sendOp(op byte, data []byte, dst netip.AddrPort, tag Tag) e
 			c.s.t.stats.sendDrops.Add(1)
 			return ErrQueueFull
 		}
-		c.queue = append(c.queue, c.newWbuf(op, data, dst, tag))
-		c.queuedBytes += len(data)
+		w := c.newWbuf(op, data, dst, tag)
+		c.queue = append(c.queue, w)
+		c.queuedBytes += len(w.b) // with a WebSocket frame header, as the writer counts
 		c.mu.Unlock()
 		return nil
 	}
@@ -143,7 +144,7 @@ func (c *streamConn) sendOp(op byte, data []byte, dst netip.AddrPort, tag Tag) e
 	}
 	w := c.newWbuf(op, data, dst, tag)
 	c.queue = append(c.queue, w)
-	c.queuedBytes += len(data)
+	c.queuedBytes += len(w.b)
 	wake := !c.flushPending
 	c.flushPending = true
 	gc := c.gc

@@ -839,3 +839,31 @@ func TestWSAdmit(t *testing.T) {
 		t.Fatalf("stats %+v, %d messages", st, rec.count())
 	}
 }
+
+// TestWSQueueAccounting: the write queue counts what the writer writes,
+// frame headers included, so that once everything is written it is back
+// at zero and the WriteQueueBytes bound keeps its meaning.
+func TestWSQueueAccounting(t *testing.T) {
+	rec := newRecorder()
+	tr := startTransport(t, wsConfig(nil), rec)
+	c := dialWS(t, tr.Listeners()[0].Local)
+	c.Write(maskedText(sipMsg("OPTIONS", "")))
+	id := rec.wait(t, 1)[0].Conn
+	msg := []byte(sipMsg("MESSAGE", strings.Repeat("q", 300)))
+	for i := 0; i < 100; i++ {
+		if err := tr.SendConn(id, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		if _, p := readFrame(t, c); !bytes.Equal(p, msg) {
+			t.Fatalf("message %d: %q", i, p)
+		}
+	}
+	sc := tr.streams.table.get(id)
+	waitFor(t, func() bool {
+		sc.mu.Lock()
+		defer sc.mu.Unlock()
+		return sc.queuedBytes == 0 && len(sc.queue) == 0
+	}, "queue back at 0")
+}
