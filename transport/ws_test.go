@@ -867,3 +867,32 @@ func TestWSQueueAccounting(t *testing.T) {
 		return sc.queuedBytes == 0 && len(sc.queue) == 0
 	}, "queue back at 0")
 }
+
+// TestWSWriteBackPressure: a browser that stops reading is closed once
+// its queue holds WriteQueueBytes; the sends say so.
+func TestWSWriteBackPressure(t *testing.T) {
+	rec := newRecorder()
+	tr := startTransport(t, wsConfig(func(c *Config) { c.WriteQueueBytes = 64 << 10 }), rec)
+	c := dialWS(t, tr.Listeners()[0].Local)
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	c.Write(maskedText(sipMsg("OPTIONS", "")))
+	id := rec.wait(t, 1)[0].Conn
+	msg := []byte(sipMsg("MESSAGE", strings.Repeat("p", 1000)))
+	var full bool
+	for i := 0; i < 20000 && !full; i++ {
+		switch err := tr.SendConn(id, msg); err {
+		case nil:
+		case ErrQueueFull, ErrNoConn:
+			full = true
+		default:
+			t.Fatal(err)
+		}
+	}
+	if !full {
+		t.Fatal("20 MB queued for a peer that does not read")
+	}
+	waitFor(t, func() bool { _, ok := tr.ConnRemote(id); return !ok }, "connection closed")
+	if st := tr.Stats(); st.ConnsOverflow != 1 {
+		t.Fatalf("ConnsOverflow %d", st.ConnsOverflow)
+	}
+}
