@@ -22,20 +22,8 @@ import (
 // The panel's end-to-end test drives the real binary's /ui in Debian's
 // headless Chromium (chromedp speaks the DevTools protocol to it), with
 // sipp as the phones. Screenshots of every page are written to
-// $SWITCHBOARD_ARTIFACTS/panel when that is set, else to a temporary
+// $SWB_TEST_ARTEFACTS/panel when that is set (make test sets it), else to a temporary
 // directory the test log names; docs/panel/*.png are copies of some.
-
-// needChromium returns the Chromium binary, or skips the test.
-func needChromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skip("chromium not installed (scripts/test-deps.sh installs it)")
-	return ""
-}
 
 // panelBrowser is one headless Chromium with its own profile.
 type panelBrowser struct {
@@ -154,7 +142,7 @@ func panelCLI(t *testing.T, srv *testServer, args ...string) {
 }
 
 func screenshotDir(t *testing.T) string {
-	dir := os.Getenv("SWITCHBOARD_ARTIFACTS")
+	dir := os.Getenv("SWB_TEST_ARTEFACTS")
 	if dir == "" {
 		d, err := os.MkdirTemp("", "switchboard-panel-")
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -89,6 +90,21 @@ type Listener struct {
 	// Advertise is host[:port] written into Via and Record-Route instead of
 	// the bound address, for a node behind NAT or an anycast address.
 	Advertise string `yaml:"advertise"`
+
+	// WebSocket listeners (ws, wss) only.
+	//
+	// Path is the HTTP path the upgrade must ask for ("/sip"); empty:
+	// any path.
+	Path string `yaml:"path"`
+	// Origins are the web origins whose pages may connect
+	// ("https://phone.example.com"); empty: any.
+	Origins []string `yaml:"origins"`
+	// MaxFrameSize bounds one WebSocket frame's payload; 0: the
+	// message limit.
+	MaxFrameSize int `yaml:"max_frame_size"`
+	// MaxMessageSize bounds one WebSocket message (one SIP message); 0:
+	// limits.max_message_size.
+	MaxMessageSize int `yaml:"max_message_size"`
 
 	addr netip.AddrPort
 }
@@ -318,13 +334,16 @@ func (c *Config) check(at func(key string) int) error {
 		l := &c.Listen[i]
 		key := fmt.Sprintf("listen[%d]", i)
 		switch l.Proto {
-		case "udp", "tcp":
-		case "tls":
+		case "udp", "tcp", "ws":
+		case "tls", "wss":
 			needTLS = true
 		case "":
-			return fail(key+".proto", "missing; one of udp, tcp, tls")
+			return fail(key+".proto", "missing; one of udp, tcp, tls, ws, wss")
 		default:
-			return fail(key+".proto", "unknown protocol %q; one of udp, tcp, tls", l.Proto)
+			return fail(key+".proto", "unknown protocol %q; one of udp, tcp, tls, ws, wss", l.Proto)
+		}
+		if err := c.checkWebSocket(key, l, fail); err != nil {
+			return err
 		}
 		if l.Address == "" {
 			return fail(key+".address", "missing; host:port such as 127.0.0.1:5060 or [::1]:5060")
@@ -350,7 +369,7 @@ func (c *Config) check(at func(key string) int) error {
 		}
 	}
 	if needTLS && (c.TLS.Cert == "" || c.TLS.Key == "") {
-		return fail("tls", "a tls listener needs tls.cert and tls.key")
+		return fail("tls", "a tls or wss listener needs tls.cert and tls.key")
 	}
 	switch c.TLS.MinVersion {
 	case "1.2", "1.3":
@@ -578,4 +597,38 @@ func checkTLSFiles(t *TLS) (key, msg string) {
 		}
 	}
 	return "", ""
+}
+
+// checkWebSocket checks the keys of a ws or wss listener, and that other
+// listeners do not use them.
+func (c *Config) checkWebSocket(key string, l *Listener, fail func(key, format string, args ...any) error) error {
+	if l.Proto != "ws" && l.Proto != "wss" {
+		set := []struct {
+			key string
+			set bool
+		}{{"path", l.Path != ""}, {"origins", len(l.Origins) > 0}, {"max_frame_size", l.MaxFrameSize != 0}, {"max_message_size", l.MaxMessageSize != 0}}
+		for _, k := range set {
+			if k.set {
+				return fail(key+"."+k.key, "only for ws and wss listeners")
+			}
+		}
+		return nil
+	}
+	if l.Path != "" && (!strings.HasPrefix(l.Path, "/") || strings.ContainsAny(l.Path, " ?#")) {
+		return fail(key+".path", "not an absolute path such as /sip: %q", l.Path)
+	}
+	for i, o := range l.Origins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+			return fail(fmt.Sprintf("%s.origins[%d]", key, i), "not a web origin such as https://phone.example.com or https://phone.example.com:8443: %q", o)
+		}
+	}
+	limit := c.Limits.MaxMessageSize
+	if l.MaxMessageSize < 0 || l.MaxMessageSize > limit {
+		return fail(key+".max_message_size", "must be between 0 (limits.max_message_size) and limits.max_message_size (%d), not %d", limit, l.MaxMessageSize)
+	}
+	if l.MaxFrameSize < 0 || l.MaxFrameSize > limit || l.MaxMessageSize > 0 && l.MaxFrameSize > l.MaxMessageSize {
+		return fail(key+".max_frame_size", "must be between 0 (the message size) and the listener's max_message_size, not %d", l.MaxFrameSize)
+	}
+	return nil
 }
