@@ -321,16 +321,20 @@ func (b *OpenSIPS) LoadDialogs(ctx context.Context) ([]Dialog, error) {
 		defer rows.Close()
 		for rows.Next() {
 			var d Dialog
-			var id int64
+			var id, uid = new(int64), new(uint64)
+			idDest := any(id)
+			if !b.pg {
+				idDest = uid // BIGINT UNSIGNED
+			}
 			var callerCSeq, calleeCSeq, profiles string
 			var start, timeout int64
 			var vars []byte
-			if err := rows.Scan(&id, &d.CallID, &d.FromURI, &d.FromTag, &d.ToURI, &d.ToTag, &d.CalleeFromHdr, &d.CalleeToHdr,
+			if err := rows.Scan(idDest, &d.CallID, &d.FromURI, &d.FromTag, &d.ToURI, &d.ToTag, &d.CalleeFromHdr, &d.CalleeToHdr,
 				&callerCSeq, &calleeCSeq, &d.CallerRouteSet, &d.CalleeRouteSet, &d.CallerContact, &d.CalleeContact,
 				&d.State, &start, &timeout, &vars, &profiles); err != nil {
 				return err
 			}
-			d.ID = uint64(id)
+			d.ID = uint64(*id) | *uid
 			if ok, err := d.fromOSColumns(callerCSeq, calleeCSeq, string(vars), profiles); err != nil {
 				// Handed on as a vars column that does not decode:
 				// the Store reports the row and does not load it.
@@ -413,6 +417,16 @@ func (d *Dialog) fromOSColumns(callerCSeq, calleeCSeq, vars, profiles string) (b
 	return true, nil
 }
 
+// dialogID is dlg_id as the column takes it: OpenSIPS declares it an
+// unsigned BIGINT, which PostgreSQL has not (its BIGINT holds the same 64
+// bits as a signed number).
+func (b *OpenSIPS) dialogID(id uint64) any {
+	if b.pg {
+		return int64(id)
+	}
+	return id
+}
+
 func osDialogState(s int) int {
 	if s == DialogEarly {
 		return osDlgEarly
@@ -445,14 +459,14 @@ func (b *OpenSIPS) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) 
 			switch ops[i].Kind {
 			case DialogUpsert:
 				d.Updated = now
-				_, err = tx.ExecContext(ctx, upsert, int64(d.ID), osText(d.CallID, 255), osText(d.FromURI, 255), osText(d.FromTag, 64),
+				_, err = tx.ExecContext(ctx, upsert, b.dialogID(d.ID), osText(d.CallID, 255), osText(d.FromURI, 255), osText(d.FromTag, 64),
 					osText(d.ToURI, 255), osText(d.ToTag, 64), nullText(osText(d.CalleeFromHdr, 255)), nullText(osText(d.CalleeToHdr, 255)),
 					strconv.FormatUint(uint64(d.CallerCSeq), 10), strconv.FormatUint(uint64(d.CalleeCSeq), 10),
 					nullText(osText(d.CallerRouteSet, 0)), nullText(osText(d.CalleeRouteSet, 0)),
 					nullText(osText(d.CallerContact, 255)), nullText(osText(d.CalleeContact, 255)),
 					osDialogState(d.State), d.StartTime/1000, d.Timeout/1000, osDialogVars(d), nullText(osText(osDialogProfiles(d), 0)))
 			case DialogDelete:
-				_, err = tx.ExecContext(ctx, b.q(`DELETE FROM dialog WHERE dlg_id = ?`), int64(d.ID))
+				_, err = tx.ExecContext(ctx, b.q(`DELETE FROM dialog WHERE dlg_id = ?`), b.dialogID(d.ID))
 			default:
 				err = fmt.Errorf("unknown operation %d", ops[i].Kind)
 			}
@@ -467,7 +481,7 @@ func (b *OpenSIPS) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) 
 func (b *OpenSIPS) DeleteDialog(ctx context.Context, id uint64) error {
 	var n int64
 	err := b.do(ctx, func(ctx context.Context) error {
-		res, err := b.db.ExecContext(ctx, b.q(`DELETE FROM dialog WHERE dlg_id = ?`), int64(id))
+		res, err := b.db.ExecContext(ctx, b.q(`DELETE FROM dialog WHERE dlg_id = ?`), b.dialogID(id))
 		if err != nil {
 			return err
 		}
