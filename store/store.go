@@ -238,17 +238,6 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// RequireTables checks, in the OpenSIPS schema mode, that the tables of
-// the modules in use exist with the columns the store uses; the error
-// names the first table or column missing. With Switchboard's own schema
-// every table exists: nil.
-func (s *Store) RequireTables(tables ...string) error {
-	if o, ok := s.b.(*OpenSIPS); ok {
-		return o.RequireTables(tables...)
-	}
-	return nil
-}
-
 // Close releases the database. Close any LocationWriter first.
 func (s *Store) Close() error { return s.b.Close() }
 
