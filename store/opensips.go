@@ -81,9 +81,14 @@ type OpenSIPS struct {
 	down    func() error
 	closers []func() error
 
-	mu      sync.Mutex
 	columns map[string]map[string]bool // table -> column -> present; read at Open
-	changes changeTracker
+
+	// Changes' fingerprints are computed at most once per changesEvery:
+	// auth and permissions each poll about once a second, and one scan
+	// of the three tables answers both.
+	changesEvery time.Duration
+	mu           sync.Mutex
+	changes      changeTracker
 }
 
 // OpenOpenSIPS connects to the database dsn names with driver
@@ -94,7 +99,7 @@ type OpenSIPS struct {
 // SchemaOpenSIPS.
 func OpenOpenSIPS(ctx context.Context, driver, dsn string, opts Options) (*OpenSIPS, error) {
 	opts.setDefaults()
-	b := &OpenSIPS{timeout: opts.Timeout}
+	b := &OpenSIPS{timeout: opts.Timeout, changesEvery: 500 * time.Millisecond}
 	switch driver {
 	case DriverPostgres:
 		p, err := connectPostgres(ctx, dsn, opts)
@@ -364,8 +369,9 @@ func notInSchema(table string) error {
 type changeTracker struct {
 	seq     uint64
 	started bool
-	fp      [3]int64 // subscriber, domain, address
-	log     []Change // recent entries, oldest first
+	at      time.Time // when fp was computed
+	fp      [3]int64  // subscriber, domain, address
+	log     []Change  // recent entries, oldest first
 }
 
 const trackedChanges = 64
@@ -376,20 +382,47 @@ var trackedTables = [3]string{"subscriber", "domain", "address"}
 // last poll and a ChangeAddress when address did. It keeps the last 64
 // entries; a reader further behind gets a ChangeAll.
 func (b *OpenSIPS) Changes(ctx context.Context, since uint64, limit int) ([]Change, uint64, error) {
+	b.mu.Lock()
+	fresh := b.changes.started && time.Since(b.changes.at) < b.changesEvery
+	b.mu.Unlock()
+	if !fresh {
+		if err := b.trackChanges(ctx); err != nil {
+			return nil, 0, err
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := &b.changes
+	if limit == 0 || since >= c.seq {
+		return nil, c.seq, nil
+	}
+	if len(c.log) == 0 || since+1 < c.log[0].Seq {
+		return []Change{{Seq: c.seq, Kind: ChangeAll}}, c.seq, nil
+	}
+	var out []Change
+	for _, ch := range c.log {
+		if ch.Seq > since && len(out) < limit {
+			out = append(out, ch)
+		}
+	}
+	return out, out[len(out)-1].Seq, nil
+}
+
+// trackChanges computes the fingerprints and logs what moved since the
+// last time.
+func (b *OpenSIPS) trackChanges(ctx context.Context) error {
 	var fp [3]int64
 	for i, t := range trackedTables {
-		if b.columns[t] == nil {
-			continue // address: the permissions module is not used
-		}
 		v, err := b.fingerprint(ctx, t)
 		if err != nil {
-			return nil, 0, err
+			return err
 		}
 		fp[i] = v
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	c := &b.changes
+	c.at = time.Now()
 	if !c.started {
 		c.started, c.fp = true, fp
 	}
@@ -407,17 +440,5 @@ func (b *OpenSIPS) Changes(ctx context.Context, since uint64, limit int) ([]Chan
 		}
 		c.fp = fp
 	}
-	if limit == 0 || since >= c.seq {
-		return nil, c.seq, nil
-	}
-	if len(c.log) == 0 || since+1 < c.log[0].Seq {
-		return []Change{{Seq: c.seq, Kind: ChangeAll}}, c.seq, nil
-	}
-	var out []Change
-	for _, ch := range c.log {
-		if ch.Seq > since && len(out) < limit {
-			out = append(out, ch)
-		}
-	}
-	return out, out[len(out)-1].Seq, nil
+	return nil
 }
