@@ -538,3 +538,29 @@ func TestOpenSIPSPairs(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkOpenSIPSChangesPoll is what one poll of Changes costs in the
+// OpenSIPS mode (a fingerprint of subscriber, domain and address) with
+// 100,000 subscribers.
+func BenchmarkOpenSIPSChangesPoll(b *testing.B) {
+	for _, driver := range []string{DriverPostgres, DriverMySQL} {
+		b.Run(driver, func(b *testing.B) {
+			db := newOpenSIPSDB(b, driver)
+			db.exec(b, `INSERT INTO domain (domain) VALUES ('example.com')`)
+			if driver == DriverPostgres {
+				db.exec(b, `INSERT INTO subscriber (username, domain, ha1) SELECT 'u' || g, 'example.com', md5(g::text) FROM generate_series(1, 100000) g`)
+			} else {
+				db.exec(b, `INSERT INTO subscriber (username, domain, ha1) SELECT CONCAT('u', seq), 'example.com', MD5(seq) FROM seq_1_to_100000`)
+			}
+			s := db.open(b, Options{})
+			o := s.b.(*OpenSIPS)
+			o.changesEvery = 0
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, _, err := s.Changes(ctx, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
