@@ -79,8 +79,9 @@ func onlyComments(s string) bool {
 // after a restart; a call between subscribers writes its record to acc,
 // a call to a busy phone to missed_calls; a national number is made E.164
 // by the dialplan rule and routed to the gateway of dr_rules; the trusted
-// address is loaded; an OpenSIPS database missing a column is refused at
-// start with the column named.
+// address is loaded, and a call from it is written to dialog and survives
+// a restart; an OpenSIPS database missing a column is refused at start
+// with the column named.
 func TestE2EOpenSIPSSchema(t *testing.T) {
 	needSipp(t)
 	eachServerDriver(t, testOpenSIPSSchema)
@@ -171,6 +172,29 @@ func testOpenSIPSSchema(t *testing.T, driver string) {
 	if l := bindings(t, srv, "bob@localhost"); len(l) != 1 || l[0].Contact != contact {
 		t.Fatalf("bob's bindings after the restart: %+v", l)
 	}
+
+	// A call from the trusted gateway address to bob, held: the dialog
+	// module writes it to dialog in OpenSIPS's columns; it is restored by
+	// a restart in the middle of the call, whose BYE then goes through.
+	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(bobPort), "-m", "1")
+	time.Sleep(200 * time.Millisecond)
+	held := make(chan sippResult, 1)
+	go func() {
+		held <- runSipp(t, 40*time.Second, "-sf", "uac_call_hold.xml", "-i", "127.0.0.2", "-p", strconv.Itoa(freeSIPPort(t)),
+			"-key", "ruri", "sip:bob@localhost", "-d", "8000", "-m", "1", "127.0.0.1:"+strconv.Itoa(srv.Port))
+	}()
+	waitRows(t, db, `SELECT COUNT(*) FROM dialog WHERE state = 4 AND from_uri LIKE 'sip:caller@127.0.0.2:%'`, 1)
+	srv.restart()
+	if list := dialogList(t, srv, `{}`); len(list) != 1 || list[0]["state"] != "confirmed" {
+		t.Fatalf("dialogs after the restart: %v", list)
+	}
+	if r := <-held; r.Code != 0 {
+		t.Fatalf("held call across the restart: exit %d\n%s", r.Code, r.Output)
+	}
+	if code := callee.wait(10 * time.Second); code != 0 {
+		t.Fatalf("bob's phone: exit %d\n%s", code, callee.out.String())
+	}
+	waitRows(t, db, `SELECT COUNT(*) FROM dialog`, 0)
 
 	// A database missing a column: the server refuses to start, naming it.
 	if _, err := db.Exec(`ALTER TABLE subscriber DROP COLUMN ha1_sha256`); err != nil {
