@@ -329,11 +329,11 @@ func (b *OpenSIPS) fingerprint(ctx context.Context, table string) (int64, error)
 		// count. Summing it costs far less than hashing each row's text.
 		query = `SELECT COUNT(*), COALESCE(SUM(CAST(CAST(xmin AS TEXT) AS BIGINT)), 0) FROM ` + table
 	} else {
-		// CONCAT_WS skips NULLs: each column is written with its name
-		// so that a value moving to another column still counts.
+		// Every column, NULL as a byte no text holds (CONCAT_WS would
+		// skip it, and a value moving to the next column would not count).
 		var cols []string
 		for c := range b.columns[table] {
-			cols = append(cols, `'`+c+`', `+c)
+			cols = append(cols, "IFNULL(`"+strings.ReplaceAll(c, "`", "``")+"`, 0x00)")
 		}
 		sort.Strings(cols)
 		query = `SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS(0x1f, ` + strings.Join(cols, ", ") + `))), 0) FROM ` + table

@@ -564,3 +564,52 @@ func BenchmarkOpenSIPSChangesPoll(b *testing.B) {
 		})
 	}
 }
+
+// TestOpenSIPSOutage: the OpenSIPS mode keeps the native backends'
+// handling of a server that goes away: ErrUnavailable (the data may
+// exist: callers keep their caches), held-back attempts, and the same
+// store working again once the server is back.
+func TestOpenSIPSOutage(t *testing.T) {
+	eachServerBackend(t, func(t *testing.T, sb serverBackend) {
+		srv, dsn := sb.start(t)
+		sqlDriver := map[string]string{DriverPostgres: "pgx", DriverMySQL: "mysql"}[sb.driver]
+		raw, err := sql.Open(sqlDriver, dsn)
+		must(t, err)
+		defer raw.Close()
+		CreateOpenSIPSTablesT(t, raw, sb.driver)
+		db := &osDB{driver: sb.driver, dsn: dsn, raw: raw}
+		db.provision(t, "alice", "example.com", "pw")
+		s := db.open(t, Options{Timeout: 2 * time.Second})
+
+		must(t, srv.Stop())
+		for i := 0; s.b.(*OpenSIPS).Unavailable() == nil; i++ {
+			if _, err := s.GetSubscriber(ctx, "alice", "example.com"); !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("GetSubscriber with the server down = %v, want ErrUnavailable", err)
+			}
+			if i == 10 {
+				t.Fatal("Unavailable() = nil with the server down")
+			}
+		}
+		if err := s.Ping(ctx); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Ping = %v", err)
+		}
+		if _, _, err := s.Changes(ctx, 0); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Changes = %v", err)
+		}
+		if _, err := s.ListAddresses(ctx, 0); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("ListAddresses = %v", err)
+		}
+
+		must(t, srv.Restart())
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			got, err := s.GetSubscriber(ctx, "alice", "example.com")
+			if err == nil && got.HA1 == HA1MD5("alice", "example.com", "pw") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not back 15s after the restart: %v", err)
+			}
+		}
+		must(t, s.Ping(ctx))
+	})
+}

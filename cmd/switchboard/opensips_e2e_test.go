@@ -129,6 +129,19 @@ func testOpenSIPSSchema(t *testing.T, driver string) {
 		t.Fatalf("bob's location row: expires %d (now %d), callid %q, received %q", expires, now, callid, received)
 	}
 
+	// A subscriber added with Switchboard's CLI is a row OpenSIPS can use:
+	// the database's own md5 of user:realm:password is its ha1.
+	addUser(t, srv, "carol@localhost", "carol-pw")
+	md5 := `md5(CAST(? AS TEXT))`
+	if driver == "mysql" {
+		md5 = `MD5(?)`
+	}
+	var same bool
+	if err := db.QueryRow(q(`SELECT ha1 = `+md5+` FROM subscriber WHERE username = 'carol' AND domain = 'localhost'`),
+		"carol:localhost:carol-pw").Scan(&same); err != nil || !same {
+		t.Fatalf("carol's ha1 is not md5(carol:localhost:carol-pw): %v %v", same, err)
+	}
+
 	// The modules loaded OpenSIPS's tables.
 	m := srv.metrics()
 	if m["switchboard_permissions_entries_total"] != 1 || m["switchboard_dialplan_rules"] != 1 || m["switchboard_drouting_rules"] != 1 {
