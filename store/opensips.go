@@ -81,7 +81,10 @@ type OpenSIPS struct {
 	down    func() error
 	closers []func() error
 
-	columns map[string]map[string]bool // table -> column -> present; read at Open
+	// columns maps table -> column -> the column's size in characters
+	// (0: not text, or no limit), as the catalogue says at Open: text
+	// is cut to it, so a column an operator widened keeps longer values.
+	columns map[string]map[string]int
 
 	// Changes' fingerprints are computed at most once per changesEvery:
 	// auth and permissions each poll about once a second, and one scan
@@ -146,9 +149,9 @@ func (b *OpenSIPS) readColumns(ctx context.Context) error {
 		names = append(names, "'"+t+"'")
 	}
 	sort.Strings(names)
-	cols := map[string]map[string]bool{}
+	cols := map[string]map[string]int{}
 	err := b.do(ctx, func(ctx context.Context) error {
-		rows, err := b.db.QueryContext(ctx, `SELECT table_name, column_name FROM information_schema.columns
+		rows, err := b.db.QueryContext(ctx, `SELECT table_name, column_name, COALESCE(character_maximum_length, 0) FROM information_schema.columns
 			WHERE table_schema = `+schema+` AND table_name IN (`+strings.Join(names, ", ")+`)`)
 		if err != nil {
 			return err
@@ -156,14 +159,15 @@ func (b *OpenSIPS) readColumns(ctx context.Context) error {
 		defer rows.Close()
 		for rows.Next() {
 			var t, c string
-			if err := rows.Scan(&t, &c); err != nil {
+			var size int64
+			if err := rows.Scan(&t, &c, &size); err != nil {
 				return err
 			}
 			t, c = strings.ToLower(t), strings.ToLower(c)
 			if cols[t] == nil {
-				cols[t] = map[string]bool{}
+				cols[t] = map[string]int{}
 			}
-			cols[t][c] = true
+			cols[t][c] = int(min(size, 1<<30))
 		}
 		return rows.Err()
 	})
@@ -187,7 +191,7 @@ func (b *OpenSIPS) requireTables(tables ...string) error {
 			return errorf(ErrSchemaMismatch, "store: opensips %s: no table %s (create it as OpenSIPS 3.x does, e.g. with opensips-cli's database create or add)", b.name, t)
 		}
 		for _, c := range want {
-			if !have[c] {
+			if _, ok := have[c]; !ok {
 				return errorf(ErrSchemaMismatch, "store: opensips %s: table %s has no column %s (the OpenSIPS 3.x layout has it; migrate the table with opensips-cli database migrate)", b.name, t, c)
 			}
 		}
@@ -197,7 +201,16 @@ func (b *OpenSIPS) requireTables(tables ...string) error {
 
 // hasColumn reports whether table has column (the optional columns of
 // acc and missed_calls).
-func (b *OpenSIPS) hasColumn(table, column string) bool { return b.columns[table][column] }
+func (b *OpenSIPS) hasColumn(table, column string) bool {
+	_, ok := b.columns[table][column]
+	return ok
+}
+
+// text makes s storable in table.column: see osText; cut to the column's
+// size.
+func (b *OpenSIPS) text(table, column, s string) string {
+	return osText(s, b.columns[table][column])
+}
 
 // Unavailable returns the last connection error while the server cannot be
 // reached.
@@ -236,15 +249,6 @@ func (b *OpenSIPS) q(query string) string {
 		s.WriteByte(query[i])
 	}
 	return s.String()
-}
-
-// text makes s storable: PostgreSQL refuses bytes that are not UTF-8
-// (pgText replaces them); MySQL keeps them as they are.
-func (b *OpenSIPS) text(s string) string {
-	if b.pg {
-		return pgText(s)
-	}
-	return s
 }
 
 // epoch is the SQL for the unix seconds of a DATETIME/TIMESTAMP column,

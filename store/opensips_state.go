@@ -91,9 +91,9 @@ func osAttr(b *Binding) any {
 	return osRegIDAttr + strconv.FormatUint(uint64(b.RegID), 10)
 }
 
-// osBindingKey is the WHERE clause that finds the row of a binding: by
+// bindingKey is the WHERE clause that finds the row of a binding: by
 // instance (and reg-id) when it has one, else by contact.
-func osBindingKey(x *Binding) (string, []any) {
+func (b *OpenSIPS) bindingKey(x *Binding) (string, []any) {
 	user, domain := splitAOR(x.AOR)
 	if x.Instance != "" {
 		attr := osAttr(x)
@@ -101,10 +101,10 @@ func osBindingKey(x *Binding) (string, []any) {
 			attr = ""
 		}
 		return `username = ? AND domain = ? AND sip_instance = ? AND COALESCE(attr, '') = ?`,
-			[]any{user, domain, osText(x.Instance, 255), attr}
+			[]any{user, domain, b.text("location", "sip_instance", x.Instance), attr}
 	}
 	return `username = ? AND domain = ? AND contact = ? AND COALESCE(sip_instance, '') = ''`,
-		[]any{user, domain, osText(x.Contact, 0)}
+		[]any{user, domain, b.text("location", "contact", x.Contact)}
 }
 
 func (b *OpenSIPS) LoadBindings(ctx context.Context, now int64) ([]Binding, error) {
@@ -158,7 +158,7 @@ func (b *OpenSIPS) ApplyBindings(ctx context.Context, ops []BindingOp) error {
 			case OpUpsert:
 				err = b.upsertBinding(ctx, tx, x, now)
 			case OpDelete:
-				where, args := osBindingKey(x)
+				where, args := b.bindingKey(x)
 				_, err = tx.ExecContext(ctx, b.q(`DELETE FROM location WHERE `+where), args...)
 			case OpDeleteAOR:
 				user, domain := splitAOR(x.AOR)
@@ -180,10 +180,11 @@ func (b *OpenSIPS) upsertBinding(ctx context.Context, tx *sql.Tx, x *Binding, no
 		mod = now
 	}
 	user, domain := splitAOR(x.AOR)
-	vals := []any{osText(x.Contact, 0), nullText(osText(osReceived(x.Received), 255)), nullText(osText(x.Path, 255)), x.Expires,
-		float64(x.Q) / 1000, osText(x.CallID, 255), int64(x.CSeq), datetime(mod), int64(x.Flags), osText(x.UserAgent, 255),
-		nullText(osText(x.Socket, 64)), nullText(osText(x.Instance, 255)), osAttr(x)}
-	where, key := osBindingKey(x)
+	t := func(col, s string) string { return b.text("location", col, s) }
+	vals := []any{t("contact", x.Contact), nullText(t("received", osReceived(x.Received))), nullText(t("path", x.Path)), x.Expires,
+		float64(x.Q) / 1000, t("callid", x.CallID), int64(x.CSeq), datetime(mod), int64(x.Flags), t("user_agent", x.UserAgent),
+		nullText(t("socket", x.Socket)), nullText(t("sip_instance", x.Instance)), osAttr(x)}
+	where, key := b.bindingKey(x)
 	res, err := tx.ExecContext(ctx, b.q(`UPDATE location SET contact = ?, received = ?, path = ?, expires = ?, q = ?, callid = ?,
 		cseq = ?, last_modified = ?, flags = ?, user_agent = ?, socket = ?, sip_instance = ?, attr = ? WHERE `+where), append(vals, key...)...)
 	if err != nil {
@@ -459,12 +460,13 @@ func (b *OpenSIPS) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) 
 			switch ops[i].Kind {
 			case DialogUpsert:
 				d.Updated = now
-				_, err = tx.ExecContext(ctx, upsert, b.dialogID(d.ID), osText(d.CallID, 255), osText(d.FromURI, 255), osText(d.FromTag, 64),
-					osText(d.ToURI, 255), osText(d.ToTag, 64), nullText(osText(d.CalleeFromHdr, 255)), nullText(osText(d.CalleeToHdr, 255)),
+				t := func(col, s string) string { return b.text("dialog", col, s) }
+				_, err = tx.ExecContext(ctx, upsert, b.dialogID(d.ID), t("callid", d.CallID), t("from_uri", d.FromURI), t("from_tag", d.FromTag),
+					t("to_uri", d.ToURI), t("to_tag", d.ToTag), nullText(t("mangled_from_uri", d.CalleeFromHdr)), nullText(t("mangled_to_uri", d.CalleeToHdr)),
 					strconv.FormatUint(uint64(d.CallerCSeq), 10), strconv.FormatUint(uint64(d.CalleeCSeq), 10),
-					nullText(osText(d.CallerRouteSet, 0)), nullText(osText(d.CalleeRouteSet, 0)),
-					nullText(osText(d.CallerContact, 255)), nullText(osText(d.CalleeContact, 255)),
-					osDialogState(d.State), d.StartTime/1000, d.Timeout/1000, osDialogVars(d), nullText(osText(osDialogProfiles(d), 0)))
+					nullText(t("caller_route_set", d.CallerRouteSet)), nullText(t("callee_route_set", d.CalleeRouteSet)),
+					nullText(t("caller_contact", d.CallerContact)), nullText(t("callee_contact", d.CalleeContact)),
+					osDialogState(d.State), d.StartTime/1000, d.Timeout/1000, osDialogVars(d), nullText(t("profiles", osDialogProfiles(d))))
 			case DialogDelete:
 				_, err = tx.ExecContext(ctx, b.q(`DELETE FROM dialog WHERE dlg_id = ?`), b.dialogID(d.ID))
 			default:
@@ -540,7 +542,8 @@ func (b *OpenSIPS) AddCDRs(ctx context.Context, cs []CDR) error {
 			if c.Code > 0 {
 				code = strconv.Itoa(c.Code)
 			}
-			args := []any{"INVITE", osText(c.FromTag, 64), osText(c.ToTag, 64), osText(c.CallID, 64), code, osText(c.Reason, 32),
+			t := func(col, s string) string { return b.text(table, col, s) }
+			args := []any{"INVITE", t("from_tag", c.FromTag), t("to_tag", c.ToTag), t("callid", c.CallID), code, t("sip_reason", c.Reason),
 				datetime(at / 1000), (at - c.Start) / 1000, datetime(c.Start / 1000)}
 			if !c.Missed {
 				cols = append(cols, "duration", "ms_duration")
@@ -548,12 +551,12 @@ func (b *OpenSIPS) AddCDRs(ctx context.Context, cs []CDR) error {
 			}
 			for _, e := range osCDRExtraCols {
 				if b.hasColumn(table, e.col) {
-					cols, args = append(cols, e.col), append(args, osText(e.get(c), 255))
+					cols, args = append(cols, e.col), append(args, t(e.col, e.get(c)))
 				}
 			}
 			for name, v := range c.Extra {
 				if osColumnName.MatchString(name) && b.hasColumn(table, name) && !contains(cols, name) {
-					cols, args = append(cols, name), append(args, osText(v, 255))
+					cols, args = append(cols, name), append(args, t(name, v))
 				}
 			}
 			marks := strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ")

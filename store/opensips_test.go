@@ -613,3 +613,33 @@ func TestOpenSIPSOutage(t *testing.T) {
 		must(t, s.Ping(ctx))
 	})
 }
+
+// TestOpenSIPSColumnSizes: text longer than OpenSIPS's column is cut to
+// the column's size (a longer value would fail the whole batch); a column
+// the operator widened keeps it whole.
+func TestOpenSIPSColumnSizes(t *testing.T) {
+	eachOpenSIPS(t, func(t *testing.T, db *osDB) {
+		path := "<sip:" + strings.Repeat("p", 300) + ".example.net;lr>"
+		b := Binding{AOR: "alice@example.com", Contact: "sip:alice@192.0.2.1", Path: path, Q: 1000,
+			Expires: time.Now().Add(time.Hour).Unix(), CallID: "c", CSeq: 1}
+		s := db.open(t, Options{})
+		must(t, s.ApplyBindings(ctx, []BindingOp{{Kind: OpUpsert, Binding: b}}))
+		var got string
+		db.row(t, `SELECT path FROM location`, nil, &got)
+		if got != path[:255] {
+			t.Fatalf("path stored as %d bytes, want the column's 255", len(got))
+		}
+		if db.driver == DriverPostgres {
+			db.exec(t, `ALTER TABLE location ALTER COLUMN path TYPE VARCHAR(1024)`)
+		} else {
+			db.exec(t, `ALTER TABLE location MODIFY path VARCHAR(1024) DEFAULT NULL`)
+		}
+		s = db.open(t, Options{})
+		must(t, s.ApplyBindings(ctx, []BindingOp{{Kind: OpUpsert, Binding: b}}))
+		// Another statement text: pgx's cached plan has the old type.
+		db.row(t, `SELECT path FROM location WHERE 1 = 1`, nil, &got)
+		if got != path {
+			t.Fatalf("path stored as %d bytes in the widened column, want %d", len(got), len(path))
+		}
+	})
+}
