@@ -137,7 +137,12 @@ func TestOpenSIPSRefusesMissingTableOrColumn(t *testing.T) {
 		defer s.Close()
 		// Nothing of Switchboard's own schema was created.
 		var n int
-		db.row(t, `SELECT COUNT(*) FROM information_schema.tables WHERE table_name IN ('schema_version', 'subscribers', 'change_log', 'table_versions')`, nil, &n)
+		schema := `current_schema()`
+		if db.driver == DriverMySQL {
+			schema = `DATABASE()`
+		}
+		db.row(t, `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = `+schema+`
+			AND table_name IN ('schema_version', 'subscribers', 'change_log', 'table_versions')`, nil, &n)
 		if n != 0 {
 			t.Fatalf("%d tables of Switchboard's schema created", n)
 		}
