@@ -345,10 +345,8 @@ func (b *OpenSIPS) ListDialplanRules(ctx context.Context, dpid int) ([]DialplanR
 // The drouting tables. OpenSIPS's dr_gateways.address is a SIP URI or
 // host[:port], with the transport as a URI parameter
 // ("sip:192.0.2.10:5080;transport=tcp"); Switchboard keeps address and
-// transport apart. dr_rules.timerec is OpenSIPS's RFC 5545 recurrence
-// ("20240101T080000|10H|weekly|||MO,TU,WE,TH,FR"), which Switchboard's
-// drouting does not read: such a rule is handed to the module as it is,
-// which refuses and reports it (the rule is not used).
+// transport apart. dr_rules.timerec is translated both ways
+// (opensips_timerec.go).
 
 // osGatewayAddress splits an OpenSIPS gateway address into Switchboard's
 // address and transport.
@@ -491,10 +489,13 @@ func (b *OpenSIPS) AddDRRules(ctx context.Context, rs []DRRule, replace bool) er
 		}
 		for i := range rs {
 			r := &rs[i]
-			var err error
+			timerec, err := toOSTimeRec(r.TimeRec)
+			if err != nil {
+				return errorf(ErrMalformedDR, "dr rule %d of the batch: timerec %v", i+1, err)
+			}
 			r.ID, err = b.insertID(ctx, tx, "ruleid", `INSERT INTO dr_rules (groupid, prefix, timerec, priority, routeid, gwlist, sort_alg, attrs, description)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				r.Groups, r.Prefix, nullText(r.TimeRec), r.Priority, nullText(r.RouteID), r.GWList, r.SortAlg, nullText(r.Attrs), r.Description)
+				r.Groups, r.Prefix, nullText(timerec), r.Priority, nullText(r.RouteID), r.GWList, r.SortAlg, nullText(r.Attrs), r.Description)
 			if err != nil {
 				return err
 			}
@@ -524,6 +525,9 @@ func (b *OpenSIPS) ForEachDRRule(ctx context.Context, f DRRuleFilter, fn func(r 
 	for rows.Next() {
 		if err := rows.Scan(&r.ID, &r.Groups, &r.Prefix, &r.TimeRec, &r.Priority, &r.RouteID, &r.GWList, &r.SortAlg, &r.Attrs, &r.Description); err != nil {
 			return err
+		}
+		if rec, ok := fromOSTimeRec(r.TimeRec); ok {
+			r.TimeRec = rec
 		}
 		if err := fn(&r); err != nil {
 			return err

@@ -365,6 +365,8 @@ func TestOpenSIPSRoutingTables(t *testing.T) {
 		db.exec(t, `INSERT INTO dr_gateways (gwid, type, address) VALUES ('gw2', 0, '192.0.2.11')`)
 		db.exec(t, `INSERT INTO dr_carriers (carrierid, gwlist, flags, sort_alg) VALUES ('c1', 'gw1=70,gw2=30', 1, 'W')`)
 		db.exec(t, `INSERT INTO dr_rules (groupid, prefix, priority, gwlist, sort_alg, description) VALUES ('0,3', '+33', 5, '#c1,gw2', 'N', 'france')`)
+		db.exec(t, `INSERT INTO dr_rules (groupid, prefix, timerec, priority, gwlist) VALUES ('4', '+49', '20240101T080000||PT10H|weekly|||MO,TU,WE,TH,FR', 0, 'gw1')`)
+		db.exec(t, `INSERT INTO dr_rules (groupid, prefix, timerec, priority, gwlist) VALUES ('4', '+44', 'Europe/London|20240101T080000||PT10H|daily', 0, 'gw1')`)
 		s := db.open(t, Options{})
 
 		as, err := s.ListAddresses(ctx, 0)
@@ -427,6 +429,18 @@ func TestOpenSIPSRoutingTables(t *testing.T) {
 		must(t, err)
 		if len(drs) != 1 || drs[0].Prefix != "+33" || drs[0].Priority != 5 || drs[0].GWList != "#c1,gw2" || drs[0].Description != "france" {
 			t.Fatalf("rules %+v", drs)
+		}
+		drs, err = s.ListDRRules(ctx, DRRuleFilter{Group: 4})
+		must(t, err)
+		if len(drs) != 2 || drs[0].TimeRec != "Mon,Tue,Wed,Thu,Fri 08:00-17:59" || drs[1].TimeRec != "Europe/London|20240101T080000||PT10H|daily" {
+			t.Fatalf("rules with a timerec %+v", drs)
+		}
+		rule := DRRule{Groups: "5", Prefix: "+1", TimeRec: "Sat,Sun 10:00-11:59", GWList: "gw1"}
+		must(t, s.AddDRRules(ctx, []DRRule{rule}, false))
+		var timerec string
+		db.row(t, `SELECT timerec FROM dr_rules WHERE groupid = '5'`, nil, &timerec)
+		if timerec != "20240101T100000||PT2H0M|weekly|||SA,SU" {
+			t.Fatalf("timerec written as %q", timerec)
 		}
 		must(t, s.DeleteDRGateway(ctx, "gw3"))
 	})
@@ -647,4 +661,50 @@ func TestOpenSIPSColumnSizes(t *testing.T) {
 			t.Fatalf("path stored as %d bytes in the widened column, want %d", len(got), len(path))
 		}
 	})
+}
+
+func TestOpenSIPSTimeRec(t *testing.T) {
+	for in, want := range map[string]string{
+		"": "",
+		"20240101T080000|20240101T180000||weekly|||MO,TU,WE,TH,FR": "Mon,Tue,Wed,Thu,Fri 08:00-17:59",
+		"20240101T080000||PT10H|weekly|||MO,TU,WE,TH,FR":           "Mon,Tue,Wed,Thu,Fri 08:00-17:59",
+		"20240106T000000||P1D|weekly|||SA,SU":                      "Sat,Sun",
+		"20240101T220000||PT8H|daily":                              "22:00-05:59",
+		"20240101T083000||PT30M|daily||1":                          "08:30-08:59",
+		"20240105T090000||PT1H|weekly":                             "Fri 09:00-09:59",
+	} {
+		got, ok := fromOSTimeRec(in)
+		if !ok || got != want {
+			t.Errorf("fromOSTimeRec(%q) = %q %v, want %q", in, got, ok, want)
+		}
+		if in == "" {
+			continue
+		}
+		// Written back, it reads the same.
+		back, err := toOSTimeRec(got)
+		if err != nil {
+			t.Errorf("toOSTimeRec(%q): %v", got, err)
+			continue
+		}
+		if again, ok := fromOSTimeRec(back); !ok || again != got {
+			t.Errorf("%q written as %q reads %q %v", got, back, again, ok)
+		}
+	}
+	for _, in := range []string{
+		"Europe/Paris|20240101T080000||PT10H|weekly",    // a time zone
+		"20240101T080000||PT10H|weekly|20241231T000000", // an end
+		"20240101T080000||PT10H|weekly||2",              // every other week
+		"20240101T080000||PT10H|monthly",
+		"20240101T080000||PT10H|weekly||||1", // month days
+		"20240101T220000||PT8H|weekly|||FR",  // across midnight on a weekday
+		"20240101T080000||PT10H|daily&20240101T090000||PT1H|daily",
+		"20240101T080030||PT10H|daily", "garbage",
+	} {
+		if got, ok := fromOSTimeRec(in); ok {
+			t.Errorf("fromOSTimeRec(%q) = %q, want refused", in, got)
+		}
+	}
+	if _, err := toOSTimeRec("Fri 22:00-05:59"); err == nil {
+		t.Error("toOSTimeRec took a span across midnight on Fridays")
+	}
 }
