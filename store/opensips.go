@@ -135,7 +135,37 @@ func OpenOpenSIPS(ctx context.Context, driver, dsn string, opts Options) (*OpenS
 		b.Close()
 		return nil, err
 	}
+	if err := b.requireLocationIndex(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
 	return b, nil
+}
+
+// LocationIndex is the index the OpenSIPS mode needs on location, which
+// OpenSIPS's own layout lacks (its usrloc writes by contact_id): the
+// registrar finds a binding's row by AOR and contact, and without it every
+// write reads the whole table (measured: 60 refreshes a second instead of
+// 4,000 with 20,000 rows on PostgreSQL; MariaDB's lock waits time out).
+const LocationIndex = `CREATE INDEX location_aor ON location (username, domain)`
+
+// requireLocationIndex refuses a location table without an index that
+// starts with username.
+func (b *OpenSIPS) requireLocationIndex(ctx context.Context) error {
+	query := `SELECT COUNT(*) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+		WHERE i.indrelid = CAST('location' AS regclass) AND a.attname = 'username'`
+	if !b.pg {
+		query = `SELECT COUNT(*) FROM information_schema.statistics
+			WHERE table_schema = DATABASE() AND table_name = 'location' AND seq_in_index = 1 AND column_name = 'username'`
+	}
+	var n int
+	if err := b.do(ctx, func(ctx context.Context) error { return b.db.QueryRowContext(ctx, query).Scan(&n) }); err != nil {
+		return fmt.Errorf("store: opensips %s: reading the indexes of location: %w", b.name, err)
+	}
+	if n == 0 {
+		return errorf(ErrSchemaMismatch, "store: opensips %s: table location has no index on (username, domain), which OpenSIPS does not need and Switchboard does (each binding written would read the whole table); create it: %s", b.name, LocationIndex)
+	}
+	return nil
 }
 
 // readColumns reads which columns the tables of openSIPSColumns have.

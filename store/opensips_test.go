@@ -3,6 +3,7 @@ package store
 import (
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -43,6 +44,7 @@ func newOpenSIPSDB(t testing.TB, driver string) *osDB {
 	t.Cleanup(func() { raw.Close() })
 	db := &osDB{driver: driver, dsn: dsn, raw: raw}
 	CreateOpenSIPSTablesT(t, raw, driver)
+	db.exec(t, LocationIndex) // the step docs/opensips-migration.md asks for
 	return db
 }
 
@@ -132,6 +134,12 @@ func TestOpenSIPSRefusesMissingTableOrColumn(t *testing.T) {
 			t.Fatalf("Open without dr_rules: %v", err)
 		}
 		db.exec(t, `ALTER TABLE dr_rules_old RENAME TO dr_rules`)
+		db.exec(t, `DROP INDEX location_aor`+map[string]string{DriverMySQL: ` ON location`}[db.driver])
+		if _, err = Open("", opts); !errors.Is(err, ErrSchemaMismatch) || !strings.Contains(err.Error(), "no index on (username, domain)") ||
+			!strings.Contains(err.Error(), LocationIndex) {
+			t.Fatalf("Open without an index on location: %v", err)
+		}
+		db.exec(t, LocationIndex)
 		s, err := Open("", opts)
 		must(t, err)
 		defer s.Close()
@@ -597,6 +605,7 @@ func TestOpenSIPSOutage(t *testing.T) {
 		defer raw.Close()
 		CreateOpenSIPSTablesT(t, raw, sb.driver)
 		db := &osDB{driver: sb.driver, dsn: dsn, raw: raw}
+		db.exec(t, LocationIndex)
 		db.provision(t, "alice", "example.com", "pw")
 		s := db.open(t, Options{Timeout: 2 * time.Second})
 
@@ -706,5 +715,38 @@ func TestOpenSIPSTimeRec(t *testing.T) {
 	}
 	if _, err := toOSTimeRec("Fri 22:00-05:59"); err == nil {
 		t.Error("toOSTimeRec took a span across midnight on Fridays")
+	}
+}
+
+// BenchmarkOpenSIPSRefresh is the registrar's write of re-registrations
+// (batches of 64 upserts of existing bindings) on a location table of
+// 20,000 rows with the index Open requires (without it, measured before
+// Open refused such a table: about 60 upserts a second on PostgreSQL, and
+// MariaDB's lock waits timed out).
+func BenchmarkOpenSIPSRefresh(b *testing.B) {
+	for _, driver := range []string{DriverPostgres, DriverMySQL} {
+		b.Run(driver, func(b *testing.B) {
+			db := newOpenSIPSDB(b, driver)
+			exp := time.Now().Add(time.Hour).Unix()
+			if driver == DriverPostgres {
+				db.exec(b, `INSERT INTO location (username, domain, contact, expires) SELECT 'u' || g, 'example.com', 'sip:u' || g || '@192.0.2.1', ? FROM generate_series(1, 20000) g`, exp)
+			} else {
+				db.exec(b, `INSERT INTO location (username, domain, contact, expires) SELECT CONCAT('u', seq), 'example.com', CONCAT('sip:u', seq, '@192.0.2.1'), ? FROM seq_1_to_20000`, exp)
+			}
+			s := db.open(b, Options{})
+			ops := make([]BindingOp, 64)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for j := range ops {
+					n := (i*64+j)%20000 + 1
+					ops[j] = BindingOp{Kind: OpUpsert, Binding: Binding{AOR: fmt.Sprintf("u%d@example.com", n),
+						Contact: fmt.Sprintf("sip:u%d@192.0.2.1", n), Q: 1000, Expires: exp + int64(i), CallID: "c", CSeq: uint32(i)}}
+				}
+				if err := s.ApplyBindings(ctx, ops); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*64)/b.Elapsed().Seconds(), "upserts/s")
+		})
 	}
 }

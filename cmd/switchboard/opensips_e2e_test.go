@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"switchboard/store"
 )
 
 // openSIPSDatabase creates the OpenSIPS 3.x tables (the store's test DDL)
@@ -40,6 +42,7 @@ func openSIPSDatabase(t *testing.T, driver, dsn string, gwPort int) *sql.DB {
 		stmts = append(stmts, `INSERT INTO subscriber (username, domain, password, ha1) VALUES ('`+u+`', 'localhost', '', `+md5+`)`+"\x00"+u+":localhost:"+u+"-pw")
 	}
 	stmts = append(stmts,
+		store.LocationIndex, // the one step docs/opensips-migration.md asks for
 		`INSERT INTO domain (domain, last_modified) VALUES ('localhost', '2024-05-01 10:00:00')`,
 		`INSERT INTO address (grp, ip, mask, port, proto, context_info) VALUES (1, '127.0.0.2', 32, 0, 'any', 'gateway')`,
 		`INSERT INTO dialplan (dpid, pr, match_op, match_exp, match_flags, subst_exp, repl_exp) VALUES (1, 0, 1, '^0([1-9][0-9]+)$', 0, '^0([1-9][0-9]+)$', ?)`+"\x00+33\\1",
