@@ -96,10 +96,11 @@ type OpenSIPS struct {
 
 // OpenOpenSIPS connects to the database dsn names with driver
 // (DriverPostgres or DriverMySQL) and checks that every table of
-// openSIPSColumns is there with those columns: the server builds every
-// module compiled in, and each reads its table at start, so a missing one
-// is better named now than met as an SQL error. Most callers want Open with Options.Schema
-// SchemaOpenSIPS.
+// openSIPSColumns is there with those columns (the server builds every
+// module compiled in, and each reads its table at start, so a missing
+// one is better named now than met as an SQL error), and that location
+// has the index LocationIndex. Most callers want Open with
+// Options.Schema SchemaOpenSIPS.
 func OpenOpenSIPS(ctx context.Context, driver, dsn string, opts Options) (*OpenSIPS, error) {
 	opts.setDefaults()
 	b := &OpenSIPS{timeout: opts.Timeout, changesEvery: 500 * time.Millisecond}
