@@ -160,6 +160,10 @@ type Storage struct {
 	MaxConns int `yaml:"max_conns"`
 	// Timeout bounds each database server operation, connecting included.
 	Timeout Duration `yaml:"timeout"`
+	// Schema is the layout of the tables: switchboard (its own, migrated
+	// at start) or opensips (the tables of an OpenSIPS 3.x database, used
+	// as they are: docs/opensips-migration.md).
+	Schema string `yaml:"schema"`
 }
 
 func (st *Storage) check(fail func(key, format string, args ...any) error) error {
@@ -194,6 +198,15 @@ func (st *Storage) check(fail func(key, format string, args ...any) error) error
 		}
 	default:
 		return fail("storage.driver", "unknown driver %q; supported: sqlite, postgres, mysql", st.Driver)
+	}
+	switch st.Schema {
+	case "switchboard":
+	case "opensips":
+		if st.Driver == "sqlite" {
+			return fail("storage.schema", "opensips needs storage.driver postgres or mysql (the database OpenSIPS uses); sqlite has only Switchboard's own schema")
+		}
+	default:
+		return fail("storage.schema", "unknown schema %q; supported: switchboard, opensips", st.Schema)
 	}
 	if st.MaxConns < 1 || st.MaxConns > 1000 {
 		return fail("storage.max_conns", "must be between 1 and 1000, not %d", st.MaxConns)
@@ -310,7 +323,7 @@ func Default() *Config {
 			IdleTimeout:             Duration(10 * time.Minute),
 			Shards:                  0,
 		},
-		Storage: Storage{Driver: "sqlite", Dir: "data", MaxConns: 8, Timeout: Duration(10 * time.Second)},
+		Storage: Storage{Driver: "sqlite", Dir: "data", MaxConns: 8, Timeout: Duration(10 * time.Second), Schema: "switchboard"},
 		Log:     Log{Level: "info", Format: "text"},
 		Mgmt: Mgmt{Listen: "127.0.0.1:8080", Panel: Panel{Enabled: true, SessionTTL: Duration(8 * time.Hour),
 			LockoutFailures: 5, LockoutTime: Duration(15 * time.Minute)}},

@@ -113,6 +113,8 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"dsn for sqlite", "storage:\n  dsn: host=/run/postgresql\n", "x.yaml:2: storage.dsn: is for storage.driver postgres or mysql"},
 		{"max_conns 0", "storage:\n  max_conns: 0\n", "x.yaml:2: storage.max_conns: must be between 1 and 1000, not 0"},
 		{"storage timeout", "storage:\n  timeout: 1ms\n", "x.yaml:2: storage.timeout: must be between 100ms and 5m, not 1ms"},
+		{"bad schema", "storage:\n  schema: kamailio\n", "x.yaml:2: storage.schema: unknown schema \"kamailio\"; supported: switchboard, opensips"},
+		{"opensips on sqlite", "storage:\n  schema: opensips\n", "x.yaml:2: storage.schema: opensips needs storage.driver postgres or mysql"},
 		{"bad log level", "log:\n  level: loud\n", "x.yaml:2: log.level: must be debug, info, warn or error"},
 		{"bad allow", "outbound:\n  allow: [10.0.0.0/33]\n", "x.yaml:2: outbound.allow[0]: not an address or network"},
 		{"given twice", "routes: a\nroutes: b\n", "routes"},
