@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"switchboard/anycast"
 	"sync"
 	"syscall"
 	"time"
@@ -50,6 +51,7 @@ type server struct {
 	domains *routing.Domains
 	router  *routing.Router
 	core    *txn.Core
+	relay   *anycast.Relay // anycast.relay; nil when not in a group
 	tr      *transport.Transport
 	clock   *shards.Clock // of every table and the transaction core
 	mods    *modules.Set  // the modules of plugins.go (modules.go)
@@ -155,6 +157,7 @@ func (s *server) start() error {
 		AllowOutbound:   cfg.Outbound.AllowPrefixes(),
 		Resolver:        resolver,
 		RouteSecret:     routeSecret,
+		ForeignResponse: s.foreignResponse(),
 		Logger:          s.log,
 	})
 	if err != nil {
@@ -162,6 +165,9 @@ func (s *server) start() error {
 	}
 	h.core = s.core
 	s.mods.SetCore(s.core)
+	if err := s.startAnycast(); err != nil {
+		return err
+	}
 	if err := s.tr.Start(); err != nil {
 		return err
 	}
@@ -374,6 +380,9 @@ func (s *server) drain(sig <-chan os.Signal, bound, quiet time.Duration) {
 func (s *server) stop() {
 	if s.tr != nil {
 		s.tr.Close()
+	}
+	if s.relay != nil {
+		s.relay.Close()
 	}
 	if s.core != nil {
 		s.core.Close()

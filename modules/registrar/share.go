@@ -203,10 +203,10 @@ type sharer struct {
 	inflight atomic.Int64 // AORs taken from dirty and being written
 	kick     chan struct{}
 
-	up                      atomic.Bool
-	ops, errs, outages      atomic.Uint64 // commands sent, failed batches, outages
-	published, applied      atomic.Uint64 // AORs published, remote AOR updates applied
-	resyncs                 atomic.Uint64
+	up                 atomic.Bool
+	ops, errs, outages atomic.Uint64 // commands sent, failed batches, outages
+	published, applied atomic.Uint64 // AORs published, remote AOR updates applied
+	resyncs            atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
