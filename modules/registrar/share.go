@@ -199,11 +199,18 @@ type sharer struct {
 	// degraded reports the outage on /readyz ("" when over).
 	degraded func(reason string)
 
+	// syncMu keeps the writes (flush), the full reads (resync) and the
+	// reads of one AOR (readAOR) apart: a read that overlapped a write of
+	// the same AOR would take Redis's older state for newer than the
+	// change being written, which is no longer marked dirty.
+	syncMu sync.Mutex
+
 	dirty    [dirtyShards]dirtySet
 	inflight atomic.Int64 // AORs taken from dirty and being written
 	kick     chan struct{}
 
 	up                 atomic.Bool
+	downAt             atomic.Int64  // unix ms when the outage going on began
 	ops, errs, outages atomic.Uint64 // commands sent, failed batches, outages
 	published, applied atomic.Uint64 // AORs published, remote AOR updates applied
 	resyncs            atomic.Uint64
@@ -407,7 +414,7 @@ func (sh *sharer) writeLoop() {
 	defer sh.wg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	lastWarn := time.Time{}
+	var lastWarn time.Time
 	for {
 		select {
 		case <-sh.ctx.Done():
@@ -417,6 +424,9 @@ func (sh *sharer) writeLoop() {
 		}
 		if !sh.up.Load() {
 			if err := sh.ping(); err != nil {
+				if since := time.UnixMilli(sh.downAt.Load()); lastWarn.Before(since) {
+					lastWarn = since // the outage's first line was logged by down
+				}
 				if time.Since(lastWarn) >= 30*time.Second {
 					lastWarn = time.Now()
 					sh.warn("registrar: Redis still unreachable; registrations kept in memory until it is back", "pending_aors", sh.pending(), "err", err)
@@ -448,6 +458,7 @@ func (sh *sharer) ping() error {
 func (sh *sharer) down(err error) {
 	sh.errs.Add(1)
 	if sh.up.CompareAndSwap(true, false) {
+		sh.downAt.Store(time.Now().UnixMilli())
 		sh.outages.Add(1)
 		sh.degraded("Redis unreachable: " + err.Error())
 		sh.log.Warn("registrar: Redis unreachable: REGISTERs are answered and kept in memory, lookups use the cached bindings; changes are written when it is back", "err", err)
@@ -464,6 +475,8 @@ func (sh *sharer) setUp() {
 // flush writes every dirty AOR; on an error the rest goes back to the
 // dirty set.
 func (sh *sharer) flush() error {
+	sh.syncMu.Lock()
+	defer sh.syncMu.Unlock()
 	for i := range sh.dirty {
 		m := sh.take(i)
 		if m == nil {
@@ -566,6 +579,12 @@ func (sh *sharer) subscribeLoop() {
 			if !first {
 				if err := sh.resync(); err != nil {
 					sh.down(err)
+				} else {
+					sh.setUp()
+					select { // write what waited for Redis
+					case sh.kick <- struct{}{}:
+					default:
+					}
 				}
 			}
 			first = false
@@ -586,6 +605,8 @@ func (sh *sharer) readAOR(aor string) error {
 	if len(aor) > maxAOR {
 		return nil
 	}
+	sh.syncMu.Lock()
+	defer sh.syncMu.Unlock()
 	ctx, cancel := context.WithTimeout(sh.ctx, sh.timeout)
 	defer cancel()
 	sh.ops.Add(1)
@@ -601,8 +622,17 @@ func (sh *sharer) readAOR(aor string) error {
 // not (removed elsewhere while this node was not listening) go, unless
 // they are dirty here.
 func (sh *sharer) resync() error {
+	sh.syncMu.Lock()
+	defer sh.syncMu.Unlock()
 	ctx, cancel := context.WithTimeout(sh.ctx, 60*time.Second)
 	defer cancel()
+	// The AORs cached before the scan: only those can have gone from
+	// Redis. One that arrives during the scan came from a newer write.
+	before := map[string]bool{}
+	sh.r.tbl.Range(func(_ *shards.Shard[record], e *shards.Entry[record]) bool {
+		before[string(e.Key())] = true
+		return true
+	})
 	seen := map[string]bool{}
 	scan := func(ctx context.Context, c *redis.Client) error {
 		it := c.Scan(ctx, 0, sh.prefix+"{*}", 1000).Iterator()
@@ -662,15 +692,10 @@ func (sh *sharer) resync() error {
 		return err
 	}
 	// AORs Redis no longer has.
-	var gone []string
-	sh.r.tbl.Range(func(_ *shards.Shard[record], e *shards.Entry[record]) bool {
-		if k := string(e.Key()); !seen[k] {
-			gone = append(gone, k)
+	for aor := range before {
+		if !seen[aor] {
+			sh.applyRemote(aor, nil)
 		}
-		return true
-	})
-	for _, aor := range gone {
-		sh.applyRemote(aor, nil)
 	}
 	sh.resyncs.Add(1)
 	return nil
