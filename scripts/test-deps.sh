@@ -13,7 +13,9 @@
 # The HEP capture test decodes what the server sends with
 # sngrep (its HEP listener) and reads the result with tshark; the monitoring
 # test validates the Prometheus alert rules with promtool (Debian package
-# prometheus): all three are required.
+# prometheus): all three are required. The registrar's Redis sharing and
+# the three-node anycast test start their own redis-server (Debian package
+# redis-server) on a loopback port in a temporary directory: required.
 set -euo pipefail
 
 need=()
@@ -28,6 +30,7 @@ my_installed || as_root+=(mariadb-server)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v sngrep >/dev/null 2>&1 || need+=(sngrep)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 optional=()
 command -v baresip >/dev/null 2>&1 || optional+=(baresip-core)
 command -v linphonec >/dev/null 2>&1 || optional+=(linphone-cli)
