@@ -306,7 +306,7 @@ func TestE2EAnycastThreeNodes(t *testing.T) {
 		t.Helper()
 		errFile := filepath.Join(t.TempDir(), "errors.log")
 		cmd := exec.Command("sipp", "-nostdin", "-timeout", "60s", "-sf", "anycast_call.xml", "-i", "127.0.0.2",
-			"-trace_err", "-error_file", errFile,
+			"-trace_err", "-error_file", errFile, "-trace_msg", "-message_file", errFile+".msg",
 			"-t", "un", "-max_socket", "2000", "-inf", callees, "-key", "domain", "localhost", "-d", strconv.Itoa(int(hold.Milliseconds())),
 			"-m", strconv.Itoa(n), "-r", strconv.Itoa(callRate), "-l", "1000", "-recv_timeout", "8000", shared)
 		cmd.Dir = sippDir(t)
@@ -329,6 +329,10 @@ func TestE2EAnycastThreeNodes(t *testing.T) {
 				b = b[:4000]
 			}
 			t.Logf("sipp's errors:\n%s", b)
+			if os.Getenv("ANYCAST_DEBUG") != "" {
+				os.Rename(errFile+".msg", "/tmp/anycast-msgs.log")
+				os.Rename(errFile, "/tmp/anycast-errs.log")
+			}
 			for _, nd := range nodes {
 				if nd.cmd.ProcessState != nil {
 					continue
