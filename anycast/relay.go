@@ -35,7 +35,11 @@ import (
 )
 
 // PeerTimeout is how long a peer's prefix is kept without a hello.
-const PeerTimeout = 3 * time.Second
+//
+// Hellos go every 0.5 s: 5 s rides out a node starved of CPU for a few
+// seconds, and bounds how long responses to a dead node's transactions are
+// sent to it instead of being forwarded statelessly.
+const PeerTimeout = 5 * time.Second
 
 // Packet kinds on the relay socket: "SBRH" + 13-byte branch prefix (a
 // hello), "SBRR" + local address (18 bytes) + source (18 bytes) + the
