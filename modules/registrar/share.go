@@ -483,49 +483,48 @@ func (sh *sharer) flush() error {
 			continue
 		}
 		sh.inflight.Add(int64(len(m)))
-		for aor, a := range m {
-			if err := sh.writeAOR(aor, a); err != nil {
+		aors := make([]string, 0, len(m))
+		for aor := range m {
+			aors = append(aors, aor)
+		}
+		for len(aors) > 0 {
+			n := min(len(aors), writeBatch)
+			if err := sh.writeAORs(aors[:n], m); err != nil {
 				sh.putBack(i, m)
 				sh.inflight.Add(-int64(len(m)))
 				return err
 			}
-			delete(m, aor)
-			sh.inflight.Add(-1)
+			for _, aor := range aors[:n] {
+				delete(m, aor)
+			}
+			sh.inflight.Add(-int64(n))
+			aors = aors[n:]
 		}
 	}
 	return nil
 }
 
-// writeAOR writes the dirty bindings of one AOR as they are in memory now
-// and tells the other nodes.
-func (sh *sharer) writeAOR(aor string, a *dirtyAOR) error {
+// writeBatch is the most AORs written in one pipeline (one round trip,
+// one message on the channel): under load the changes queued while a
+// batch was on the wire go together in the next.
+const writeBatch = 128
+
+// writeAORs writes the dirty bindings of aors as they are in memory now
+// and tells the other nodes, in one pipeline.
+func (sh *sharer) writeAORs(aors []string, m map[string]*dirtyAOR) error {
 	now := sh.r.tbl.Now()
-	vals := sh.r.snapshot(aor, now, sh.node)
+	vals := make([]map[string]wireValue, len(aors))
+	for i, aor := range aors {
+		vals[i] = sh.r.snapshot(aor, now, sh.node)
+	}
 	ctx, cancel := context.WithTimeout(sh.ctx, 2*sh.timeout)
 	defer cancel()
-	key := sh.hashKey(aor)
 	exec := func() error {
 		pipe := sh.c.Pipeline()
-		if a.all {
-			pipe.Del(ctx, key)
-		} else {
-			var gone []any
-			for k := range a.keys {
-				if _, ok := vals[k]; !ok {
-					gone = append(gone, k)
-				}
-			}
-			if len(gone) > 0 {
-				deleteScript.EvalSha(ctx, pipe, []string{key}, gone...)
-			}
+		for i, aor := range aors {
+			queueAOR(ctx, pipe, sh.hashKey(aor), m[aor], vals[i], now)
 		}
-		for k, v := range vals {
-			if _, ok := a.keys[k]; !ok && !a.all {
-				continue
-			}
-			upsertScript.EvalSha(ctx, pipe, []string{key}, k, v.value, v.expires, now)
-		}
-		pipe.Publish(ctx, sh.channel, sh.node+"|"+aor)
+		pipe.Publish(ctx, sh.channel, sh.node+"|"+strings.Join(aors, "\n"))
 		sh.ops.Add(uint64(pipe.Len()))
 		_, err := pipe.Exec(ctx)
 		return err
@@ -544,8 +543,32 @@ func (sh *sharer) writeAOR(aor string, a *dirtyAOR) error {
 	if err != nil {
 		return err
 	}
-	sh.published.Add(1)
+	sh.published.Add(uint64(len(aors)))
 	return nil
+}
+
+// queueAOR adds the commands that write one AOR's dirty bindings (vals:
+// its live bindings by key) to pipe.
+func queueAOR(ctx context.Context, pipe redis.Pipeliner, key string, a *dirtyAOR, vals map[string]wireValue, now int64) {
+	if a.all {
+		pipe.Del(ctx, key)
+	} else {
+		var gone []any
+		for k := range a.keys {
+			if _, ok := vals[k]; !ok {
+				gone = append(gone, k)
+			}
+		}
+		if len(gone) > 0 {
+			deleteScript.EvalSha(ctx, pipe, []string{key}, gone...)
+		}
+	}
+	for k, v := range vals {
+		if _, ok := a.keys[k]; !ok && !a.all {
+			continue
+		}
+		upsertScript.EvalSha(ctx, pipe, []string{key}, k, v.value, v.expires, now)
+	}
 }
 
 func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
@@ -589,32 +612,40 @@ func (sh *sharer) subscribeLoop() {
 			}
 			first = false
 		case *redis.Message:
-			node, aor, ok := strings.Cut(m.Payload, "|")
+			node, list, ok := strings.Cut(m.Payload, "|")
 			if !ok || node == sh.node {
 				continue
 			}
-			if err := sh.readAOR(aor); err != nil {
+			if err := sh.readAORs(strings.Split(list, "\n")); err != nil {
 				sh.down(err)
 			}
 		}
 	}
 }
 
-// readAOR re-reads one AOR from Redis into the table.
-func (sh *sharer) readAOR(aor string) error {
-	if len(aor) > maxAOR {
-		return nil
-	}
+// readAORs re-reads AORs another node wrote from Redis into the table, in
+// one pipeline.
+func (sh *sharer) readAORs(aors []string) error {
 	sh.syncMu.Lock()
 	defer sh.syncMu.Unlock()
-	ctx, cancel := context.WithTimeout(sh.ctx, sh.timeout)
+	ctx, cancel := context.WithTimeout(sh.ctx, 2*sh.timeout)
 	defer cancel()
-	sh.ops.Add(1)
-	fields, err := sh.c.HGetAll(ctx, sh.hashKey(aor)).Result()
-	if err != nil {
+	pipe := sh.c.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(aors))
+	for i, aor := range aors {
+		if len(aor) <= maxAOR {
+			cmds[i] = pipe.HGetAll(ctx, sh.hashKey(aor))
+		}
+	}
+	sh.ops.Add(uint64(pipe.Len()))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return err
 	}
-	sh.applyRemote(aor, fields)
+	for i, aor := range aors {
+		if cmds[i] != nil {
+			sh.applyRemote(aor, cmds[i].Val())
+		}
+	}
 	return nil
 }
 
