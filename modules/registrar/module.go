@@ -182,6 +182,9 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 			return nil, fmt.Errorf("registrar.redis: %w", err)
 		}
 		r.share = sh
+		sh.load()
+		n := r.Stats()
+		log.Info("registrar: bindings read from Redis", "aors", n.AORs, "bindings", n.Bindings, "redis_up", sh.up.Load())
 		r.registerShareMetrics(h)
 	}
 	r.registerMetrics(h)

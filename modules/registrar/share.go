@@ -284,13 +284,17 @@ func (sh *sharer) aorOf(key string) (string, bool) {
 	return key[len(sh.prefix)+1 : len(key)-1], true
 }
 
-// start reads every AOR from Redis (when it answers: otherwise the node
-// starts degraded and catches up when it does) and starts the writer and
-// the subscriber.
-func (sh *sharer) start() {
+// load reads every AOR from Redis, before the transport starts: a node
+// that rejoins the group answers calls with every binding. When Redis
+// does not answer, the node starts degraded and catches up when it does.
+func (sh *sharer) load() {
 	if err := sh.resync(); err != nil {
 		sh.down(err)
 	}
+}
+
+// start starts the writer and the subscriber.
+func (sh *sharer) start() {
 	sh.ps = sh.c.Subscribe(sh.ctx, sh.channel)
 	sh.wg.Add(2)
 	go sh.writeLoop()

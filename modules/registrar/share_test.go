@@ -109,6 +109,7 @@ func newSharedNode(t *testing.T, rs *redisServer, node string) *sharedNode {
 		t.Fatal(err)
 	}
 	h.reg.share = sh
+	sh.load()
 	sh.start()
 	t.Cleanup(sh.stop)
 	return n
