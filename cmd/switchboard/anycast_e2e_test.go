@@ -337,6 +337,8 @@ func TestE2EAnycastThreeNodes(t *testing.T) {
 				b = b[:4000]
 			}
 			t.Logf("sipp's errors:\n%s", b)
+			// ANYCAST_DEBUG=1 keeps sipp's message trace of the run
+			// that lost calls, to follow a lost call message by message.
 			if os.Getenv("ANYCAST_DEBUG") != "" {
 				os.Rename(errFile+".msg", "/tmp/anycast-msgs.log")
 				os.Rename(errFile, "/tmp/anycast-errs.log")
