@@ -13,7 +13,9 @@
 # The HEP capture test decodes what the server sends with
 # sngrep (its HEP listener) and reads the result with tshark; the monitoring
 # test validates the Prometheus alert rules with promtool (Debian package
-# prometheus): all three are required. The registrar's Redis sharing and
+# prometheus): all three are required.
+# The media relay tests start Debian's rtpengine (rtpengine-daemon) in
+# userspace mode on loopback: required. The registrar's Redis sharing and
 # the three-node anycast test start their own redis-server (Debian package
 # redis-server) on a loopback port in a temporary directory: required.
 set -euo pipefail
@@ -30,6 +32,8 @@ my_installed || as_root+=(mariadb-server)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v sngrep >/dev/null 2>&1 || need+=(sngrep)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v rtpengine >/dev/null 2>&1 || need+=(rtpengine-daemon)
+command -v chromium >/dev/null 2>&1 || need+=(chromium) # the web panel's browser test (cmd/switchboard/panel_e2e_test.go)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 optional=()
 command -v baresip >/dev/null 2>&1 || optional+=(baresip-core)

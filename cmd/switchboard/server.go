@@ -108,6 +108,9 @@ func (s *server) start() error {
 		return err
 	}
 	s.mgmt = mgmt.New(mgmt.Config{Listen: cfg.Mgmt.Listen, Token: token, AllowedHosts: cfg.Mgmt.AllowedHosts, Version: version, Logger: s.log})
+	if err := s.mountPanel(); err != nil {
+		return err
+	}
 
 	rs, err := routing.Lookup(cfg.Routes)
 	if err != nil {

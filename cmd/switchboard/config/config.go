@@ -208,6 +208,20 @@ type Mgmt struct {
 	// Host and Origin besides mgmt.listen: a reverse proxy in front of it,
 	// a DNS name of the host.
 	AllowedHosts []string `yaml:"allowed_hosts"`
+	// Panel is the web panel under /ui on this listener (mgmt/panel).
+	Panel Panel `yaml:"panel"`
+}
+
+// Panel configures the web panel. Its users are in the store
+// (`switchboard panel user add`).
+type Panel struct {
+	Enabled bool `yaml:"enabled"`
+	// SessionTTL ends a session idle this long.
+	SessionTTL Duration `yaml:"session_ttl"`
+	// LockoutFailures wrong passwords in a row for an account, or from
+	// an address, lock it for LockoutTime.
+	LockoutFailures int      `yaml:"lockout_failures"`
+	LockoutTime     Duration `yaml:"lockout_time"`
 }
 
 // TLS holds the certificate used by tls listeners and outbound TLS.
@@ -302,9 +316,10 @@ func Default() *Config {
 			IdleTimeout:             Duration(10 * time.Minute),
 			Shards:                  0,
 		},
-		Storage:  Storage{Driver: "sqlite", Dir: "data", MaxConns: 8, Timeout: Duration(10 * time.Second)},
-		Log:      Log{Level: "info", Format: "text"},
-		Mgmt:     Mgmt{Listen: "127.0.0.1:8080"},
+		Storage: Storage{Driver: "sqlite", Dir: "data", MaxConns: 8, Timeout: Duration(10 * time.Second)},
+		Log:     Log{Level: "info", Format: "text"},
+		Mgmt: Mgmt{Listen: "127.0.0.1:8080", Panel: Panel{Enabled: true, SessionTTL: Duration(8 * time.Hour),
+			LockoutFailures: 5, LockoutTime: Duration(15 * time.Minute)}},
 		TLS:      TLS{MinVersion: "1.2", VerifyServer: true},
 		Provider: Provider{TrustedGroup: 1, DialplanID: -1},
 		Modules:  ModuleSettings(),
@@ -537,6 +552,15 @@ func (m *Mgmt) check(fail func(key, format string, args ...any) error) error {
 		if !validHost(h) {
 			return fail(fmt.Sprintf("mgmt.allowed_hosts[%d]", i), "not a host name or host:port as written in a Host header (%q), e.g. switchboard.example.net or 192.0.2.10:8080", h)
 		}
+	}
+	if d := m.Panel.SessionTTL.D(); d < time.Minute || d > 30*24*time.Hour {
+		return fail("mgmt.panel.session_ttl", "%s: want 1m to 720h", d)
+	}
+	if n := m.Panel.LockoutFailures; n < 1 || n > 1000 {
+		return fail("mgmt.panel.lockout_failures", "%d: want 1 to 1000", n)
+	}
+	if d := m.Panel.LockoutTime.D(); d < time.Second || d > 7*24*time.Hour {
+		return fail("mgmt.panel.lockout_time", "%s: want 1s to 168h", d)
 	}
 	return nil
 }
