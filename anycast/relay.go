@@ -136,8 +136,8 @@ func (r *Relay) Close() {
 // to that node; false when the branch is not a known peer's (the caller
 // forwards it statelessly). It runs on the receive path and allocates
 // nothing.
-func (r *Relay) Forward(branch []byte, p *transport.Packet) bool {
-	if p.Proto != transport.UDP || len(branch) < prefixLen || string(branch[:7]) != "z9hG4bK" || p.Listener == nil {
+func (r *Relay) Forward(branch, data []byte, src netip.AddrPort, l *transport.Listener, proto transport.Proto) bool {
+	if proto != transport.UDP || len(branch) < prefixLen || string(branch[:7]) != "z9hG4bK" || l == nil {
 		return false
 	}
 	key := [6]byte(branch[7:prefixLen])
@@ -150,9 +150,9 @@ func (r *Relay) Forward(branch []byte, p *transport.Packet) bool {
 	}
 	bp := r.bufs.Get().(*[]byte)
 	b := append((*bp)[:0], magicResp...)
-	b = appendAddr(b, p.Listener.Local)
-	b = appendAddr(b, p.Src)
-	b = append(b, p.Data...)
+	b = appendAddr(b, l.Local)
+	b = appendAddr(b, src)
+	b = append(b, data...)
 	if _, err := r.conn.WriteToUDPAddrPort(b, dst); err != nil {
 		r.sendErrs.Add(1)
 	} else {

@@ -71,7 +71,7 @@ func TestRelay(t *testing.T) {
 	resp := []byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKbbbbbb0123\r\n\r\n")
 	src := netip.MustParseAddrPort("192.0.2.7:5062")
 	p := &transport.Packet{Data: resp, Src: src, Listener: l1, Proto: transport.UDP}
-	if !r1.Forward([]byte("z9hG4bKbbbbbb0123"), p) {
+	if !r1.Forward([]byte("z9hG4bKbbbbbb0123"), p.Data, p.Src, p.Listener, p.Proto) {
 		t.Fatal("a response of the peer's was not relayed")
 	}
 	select {
@@ -83,17 +83,17 @@ func TestRelay(t *testing.T) {
 		t.Fatal("nothing arrived at the peer")
 	}
 	for _, b := range []string{"z9hG4bKaaaaaa0123", "z9hG4bKcccccc0123", "z9hG4bK", "abc"} {
-		if r1.Forward([]byte(b), p) {
+		if r1.Forward([]byte(b), p.Data, p.Src, p.Listener, p.Proto) {
 			t.Errorf("branch %q relayed", b)
 		}
 	}
 	tcp := *p
 	tcp.Proto = transport.TCP
-	if r1.Forward([]byte("z9hG4bKbbbbbb0123"), &tcp) {
+	if r1.Forward([]byte("z9hG4bKbbbbbb0123"), tcp.Data, tcp.Src, tcp.Listener, tcp.Proto) {
 		t.Error("a response over TCP relayed")
 	}
 	if !raceEnabled {
-		if n := testing.AllocsPerRun(100, func() { r1.Forward([]byte("z9hG4bKbbbbbb0123"), p) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { r1.Forward([]byte("z9hG4bKbbbbbb0123"), p.Data, p.Src, p.Listener, p.Proto) }); n != 0 {
 			t.Errorf("Forward allocates %v times", n)
 		}
 		for len(out2) > 0 || r2.Stats().Received < 102 {
@@ -135,7 +135,7 @@ func TestRelay(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if r1.Forward([]byte("z9hG4bKbbbbbb0123"), p) {
+	if r1.Forward([]byte("z9hG4bKbbbbbb0123"), p.Data, p.Src, p.Listener, p.Proto) {
 		t.Fatal("relayed to a forgotten peer")
 	}
 }

@@ -1,6 +1,7 @@
 package txn
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -16,12 +17,12 @@ func TestForeignResponse(t *testing.T) {
 	a := newHarness(t, nil)
 	var hooked []string
 	b := newHarness(t, func(c *Config) {
-		c.ForeignResponse = func(branch []byte, p *transport.Packet) bool {
+		c.ForeignResponse = func(branch, data []byte, src netip.AddrPort, l *transport.Listener, proto transport.Proto) bool {
 			hooked = append(hooked, string(branch))
 			if !strings.HasPrefix(string(branch), a.core.BranchPrefix()) {
 				return false
 			}
-			a.core.HandleMessage(p)
+			a.core.HandleMessage(&transport.Packet{Data: data, Src: src, Listener: a.udp, Proto: proto})
 			return true
 		}
 	})

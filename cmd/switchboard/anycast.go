@@ -12,11 +12,13 @@ import (
 // an anycast group (anycast.relay): responses to another node's requests
 // go to that node. The relay is built before the transport starts, so the
 // hook never sees it nil once packets flow.
-func (s *server) foreignResponse() func([]byte, *transport.Packet) bool {
+func (s *server) foreignResponse() func([]byte, []byte, netip.AddrPort, *transport.Listener, transport.Proto) bool {
 	if s.cfg.Anycast.Relay == "" {
 		return nil
 	}
-	return func(branch []byte, p *transport.Packet) bool { return s.relay.Forward(branch, p) }
+	return func(branch, data []byte, src netip.AddrPort, l *transport.Listener, proto transport.Proto) bool {
+		return s.relay.Forward(branch, data, src, l, proto)
+	}
 }
 
 // startAnycast binds the relay socket and starts the hellos to the peers.
