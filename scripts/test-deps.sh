@@ -16,7 +16,9 @@
 # prometheus): all three are required.
 # The media relay tests start Debian's rtpengine (rtpengine-daemon) in
 # userspace mode on loopback: required. The browser tests drive Debian's
-# headless chromium: required.
+# headless chromium: required. The registrar's Redis sharing and
+# the three-node anycast test start their own redis-server (Debian package
+# redis-server) on a loopback port in a temporary directory: required.
 set -euo pipefail
 
 need=()
@@ -33,6 +35,7 @@ command -v sngrep >/dev/null 2>&1 || need+=(sngrep)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v rtpengine >/dev/null 2>&1 || need+=(rtpengine-daemon)
 command -v chromium >/dev/null 2>&1 || need+=(chromium) # browser tests: the web panel, WebRTC (JsSIP over WSS)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 optional=()
 command -v baresip >/dev/null 2>&1 || optional+=(baresip-core)
 command -v linphonec >/dev/null 2>&1 || optional+=(linphone-cli)

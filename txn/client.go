@@ -18,6 +18,9 @@ func (c *Core) onResponse(x *ctx, p *transport.Packet) {
 			c.localResponse(m)
 			return
 		}
+		if f := c.cfg.ForeignResponse; f != nil && f(m.TopVia().Branch, p.Data, p.Src, p.Listener, p.Proto) {
+			return
+		}
 		c.forwardResponse(x, m)
 		return
 	}

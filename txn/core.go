@@ -243,6 +243,11 @@ func newCtx() *ctx {
 func (c *Core) getCtx() *ctx  { return c.pool.Get().(*ctx) }
 func (c *Core) putCtx(x *ctx) { c.pool.Put(x) }
 
+// BranchPrefix is how every branch this core makes starts: "z9hG4bK" and
+// six characters chosen at random per process, which tell its responses
+// from another node's (anycast/).
+func (c *Core) BranchPrefix() string { return string(c.prefix[:]) }
+
 // HandleMessage is the transport handler: one message from the network.
 // It runs on the transport's reader goroutines, concurrently.
 func (c *Core) HandleMessage(p *transport.Packet) {

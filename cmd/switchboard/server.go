@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"switchboard/anycast"
 	"sync"
 	"syscall"
 	"time"
@@ -51,6 +52,7 @@ type server struct {
 	domains *routing.Domains
 	router  *routing.Router
 	core    *txn.Core
+	relay   *anycast.Relay // anycast.relay; nil when not in a group
 	tr      *transport.Transport
 	clock   *shards.Clock // of every table and the transaction core
 	mods    *modules.Set  // the modules of plugins.go (modules.go)
@@ -159,6 +161,7 @@ func (s *server) start() error {
 		AllowOutbound:   cfg.Outbound.AllowPrefixes(),
 		Resolver:        resolver,
 		RouteSecret:     routeSecret,
+		ForeignResponse: s.foreignResponse(),
 		Logger:          s.log,
 	})
 	if err != nil {
@@ -170,6 +173,9 @@ func (s *server) start() error {
 		// A browser phone is reached only over its WebSocket: once that
 		// is closed, its binding goes.
 		reg.SetConnCheck(s.tr.HasConn)
+	}
+	if err := s.startAnycast(); err != nil {
+		return err
 	}
 	if err := s.tr.Start(); err != nil {
 		return err
@@ -387,6 +393,9 @@ func (s *server) drain(sig <-chan os.Signal, bound, quiet time.Duration) {
 func (s *server) stop() {
 	if s.tr != nil {
 		s.tr.Close()
+	}
+	if s.relay != nil {
+		s.relay.Close()
 	}
 	if s.core != nil {
 		s.core.Close()

@@ -100,6 +100,8 @@ type Registrar struct {
 	keepalive atomic.Pointer[keepalive]                                  // SetKeepalive
 	connOpen  atomic.Pointer[func(transport.Proto, netip.AddrPort) bool] // SetConnCheck
 	connGone  atomic.Uint64                                              // WebSocket bindings whose connection closed
+
+	share *sharer // registrar.sharing: redis (share.go); nil otherwise
 }
 
 // record is the value of one address-of-record in the table.
@@ -130,6 +132,11 @@ type binding struct {
 	branch    uint64 // hash of the REGISTER's Via branch; 0 when loaded from the store
 	expires   int64  // clock ms
 	modified  int64  // clock ms
+	// node is the node that holds the phone's flow, from Redis
+	// (registrar.sharing: redis; "" for a binding made here); remote is
+	// true when that is another node, which then sends its keepalives.
+	node   string
+	remote bool
 }
 
 // Timer kinds of a record.
@@ -218,22 +225,7 @@ func (r *Registrar) Load(ctx context.Context, st *store.Store) (int, error) {
 		if len(sb.AOR) > maxAOR {
 			continue
 		}
-		var b binding
-		b.contact = []byte(sb.Contact)
-		b.callID = []byte(sb.CallID)
-		b.instance = []byte(sb.Instance)
-		b.path = []byte(sb.Path)
-		b.ua = []byte(sb.UserAgent)
-		b.regID = sb.RegID
-		b.cseq = sb.CSeq
-		b.q = int16(sb.Q)
-		b.expires = sb.Expires * 1000
-		b.modified = sb.LastModified * 1000
-		b.proto, b.src = parseAddr(sb.Received)
-		_, b.socket = parseAddr(sb.Socket)
-		b.nat = sb.Flags&flagNAT != 0
-		b.hopProto, b.hop, _ = pathHop(b.path)
-		b.params = []byte(storedParams(sb))
+		b := fromStore(sb)
 		key := []byte(sb.AOR)
 		h := shards.Sum(key)
 		s := r.tbl.Shard(h)
@@ -248,6 +240,27 @@ func (r *Registrar) Load(ctx context.Context, st *store.Store) (int, error) {
 		s.Unlock()
 	}
 	return n, nil
+}
+
+// fromStore turns a stored binding into the table's.
+func fromStore(sb *store.Binding) binding {
+	var b binding
+	b.contact = []byte(sb.Contact)
+	b.callID = []byte(sb.CallID)
+	b.instance = []byte(sb.Instance)
+	b.path = []byte(sb.Path)
+	b.ua = []byte(sb.UserAgent)
+	b.regID = sb.RegID
+	b.cseq = sb.CSeq
+	b.q = int16(sb.Q)
+	b.expires = sb.Expires * 1000
+	b.modified = sb.LastModified * 1000
+	b.proto, b.src = parseAddr(sb.Received)
+	_, b.socket = parseAddr(sb.Socket)
+	b.nat = sb.Flags&flagNAT != 0
+	b.hopProto, b.hop, _ = pathHop(b.path)
+	b.params = []byte(storedParams(sb))
+	return b
 }
 
 // Stored flags.
