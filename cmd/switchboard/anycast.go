@@ -3,7 +3,7 @@ package main
 import (
 	"net/netip"
 
-	"switchboard/anycast"
+	"switchboard/transport/anycast"
 	"switchboard/cmd/switchboard/config"
 	"switchboard/transport"
 )

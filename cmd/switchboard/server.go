@@ -13,7 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"switchboard/anycast"
+	"switchboard/transport/anycast"
 	"sync"
 	"syscall"
 	"time"
