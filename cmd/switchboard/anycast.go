@@ -3,9 +3,9 @@ package main
 import (
 	"net/netip"
 
-	"switchboard/transport/anycast"
 	"switchboard/cmd/switchboard/config"
 	"switchboard/transport"
+	"switchboard/transport/anycast"
 )
 
 // foreignResponse is the core's ForeignResponse hook when the node is in
