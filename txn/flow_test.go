@@ -1,0 +1,249 @@
+package txn
+
+import (
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+
+	"switchboard/parser"
+	"switchboard/transport"
+)
+
+// flowSender is connSender plus ConnInfo, as *transport.Transport has:
+// the open connections are those in open (all on the harness's TCP
+// listener).
+type flowSender struct {
+	*connSender
+	fmu  sync.Mutex
+	open map[transport.ConnID]netip.AddrPort
+	tcp  *transport.Listener
+}
+
+func (s *flowSender) ConnInfo(id transport.ConnID) (*transport.Listener, netip.AddrPort, bool) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	a, ok := s.open[id]
+	return s.tcp, a, ok
+}
+
+func (s *flowSender) SendConn(id transport.ConnID, data []byte) error {
+	s.fmu.Lock()
+	_, ok := s.open[id]
+	s.fmu.Unlock()
+	if !ok {
+		return transport.ErrNoConn
+	}
+	return s.connSender.SendConn(id, data)
+}
+
+func (s *flowSender) closeConn(id transport.ConnID) {
+	s.fmu.Lock()
+	delete(s.open, id)
+	s.fmu.Unlock()
+}
+
+var phoneAddr = netip.MustParseAddrPort("127.0.0.1:40001")
+
+func newFlowHarness(t *testing.T) (*harness, *flowSender) {
+	var fs *flowSender
+	h := newHarness(t, func(c *Config) {
+		cs := &connSender{recSender: c.Sender.(*recSender), closed: map[transport.ConnID]bool{}}
+		fs = &flowSender{connSender: cs, open: map[transport.ConnID]netip.AddrPort{
+			7: phoneAddr, 8: netip.MustParseAddrPort("127.0.0.1:40002"),
+		}}
+		c.Sender = fs
+	})
+	fs.tcp = h.tcp
+	return h, fs
+}
+
+// obInvite is an INVITE from a phone over TCP asking for outbound.
+func obInvite(callID string) string {
+	return strings.Replace(request("INVITE", "z9hG4bKob1", callID, "sip:bob@127.0.0.1:5080",
+		"Contact: <sip:alice@192.0.2.10:5999;transport=tcp;ob>\n"), "SIP/2.0/UDP 127.0.0.1:5070", "SIP/2.0/TCP 192.0.2.10:5999", 1)
+}
+
+// recordRoutes returns the Record-Route values of a message sent.
+func recordRoutes(t *testing.T, m *parser.Message) []string {
+	t.Helper()
+	var out []string
+	it := m.NameAddrs(parser.HdrRecordRoute)
+	for it.Next() {
+		out = append(out, string(it.NameAddr.URI))
+	}
+	return out
+}
+
+// inDialogFromCallee is the callee's request in the dialog obInvite made,
+// with the Route set it learnt from the Record-Route.
+func inDialogFromCallee(method, branch, callID string, route []string) string {
+	return `` + method + ` sip:alice@192.0.2.10:5999;transport=tcp;ob SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5080;branch=` + branch + `
+Max-Forwards: 70
+From: <sip:bob@127.0.0.1>;tag=b1
+To: <sip:alice@127.0.0.1>;tag=a1
+Call-ID: ` + callID + `
+CSeq: 2 ` + method + `
+Route: <` + strings.Join(route, ">, <") + `>
+
+`
+}
+
+// TestFlowRecordRoute: a dialog-forming request over a flow from a phone
+// whose Contact has ";ob" is record-routed (though the route did not ask)
+// with a double Record-Route whose value facing the phone carries its
+// flow token; the callee's in-dialog request goes over that connection,
+// whatever the phone's Contact says; once it has closed, the request gets
+// 430 Flow Failed and no connection is opened.
+func TestFlowRecordRoute(t *testing.T) {
+	h, fs := newFlowHarness(t)
+	h.inConn(phoneAddr, 7, obInvite("flow@rr"))
+	invs := h.expectTo(h.snd.take(), uasAddr)
+	if len(invs) != 1 {
+		t.Fatal("INVITE not relayed")
+	}
+	rr := recordRoutes(t, &invs[0])
+	if len(rr) != 2 || strings.Contains(rr[0], "flow=") || !strings.Contains(rr[1], ";transport=tcp;lr;flow=") {
+		t.Fatalf("Record-Route %q: want the UDP side on top without a flow, the TCP side with one", rr)
+	}
+	fs.takeConn() // the 100 Trying
+
+	// The callee's BYE goes over connection 7.
+	bye := inDialogFromCallee("BYE", "z9hG4bKbye1", "flow@rr", rr)
+	h.in(uasAddr, bye)
+	got := fs.takeConn()
+	if len(got) != 1 || got[0].id != 7 || !strings.HasPrefix(got[0].data, "BYE ") {
+		t.Fatalf("BYE not sent over the flow: %q / %s", connLines(got), describe(h.snd.take()))
+	}
+	h.snd.take()
+
+	// The phone's connection closes: the next request gets 430.
+	fs.closeConn(7)
+	h.in(uasAddr, inDialogFromCallee("INFO", "z9hG4bKinfo1", "flow@rr", rr))
+	resp := h.expectTo(h.snd.take(), uasAddr)
+	if len(resp) == 0 || status(&resp[len(resp)-1]) != 430 || string(resp[len(resp)-1].Reason()) != "Flow Failed" {
+		t.Fatalf("want 430 Flow Failed, got %d responses", len(resp))
+	}
+	if got := fs.takeConn(); len(got) != 0 {
+		t.Fatalf("sent on a connection: %q", connLines(got))
+	}
+}
+
+// TestFlowTokenForged: a flow token changed to name another connection
+// (with or without the dialog signature), made up, or from an earlier run
+// of the process makes the Route forged and is never used: nothing goes
+// over any connection.
+func TestFlowTokenForged(t *testing.T) {
+	h, fs := newFlowHarness(t)
+	var kinds []RouteKind
+	h.rt.request = func(r *Request) {
+		kinds = append(kinds, r.RouteKind())
+		r.Relay()
+	}
+	h.inConn(phoneAddr, 7, obInvite("flow@forged"))
+	invs := h.expectTo(h.snd.take(), uasAddr)
+	if len(invs) != 1 {
+		t.Fatal("INVITE not relayed")
+	}
+	rr := recordRoutes(t, &invs[0])
+	fs.takeConn()
+	tok := rr[1][strings.Index(rr[1], "flow=")+5:][:flowTokenLen]
+
+	h2, _ := newFlowHarness(t)
+	earlier := string(h2.core.sigs.appendFlowToken(nil, 8))
+	forged := []string{
+		strings.Replace(rr[1], tok, "0000000000000008"+tok[16:], 1), // the other connection's number, signed route
+		strings.Replace(rr[1], tok, earlier, 1),                        // a token of another run, signed route
+		"127.0.0.1:5060;transport=tcp;lr;flow=0000000000000008" + tok[16:], // unsigned
+		"127.0.0.1:5060;transport=tcp;lr;flow=" + earlier,
+		"127.0.0.1:5060;transport=tcp;lr;flow=zz",
+	}
+	for i, f := range forged {
+		kinds = kinds[:0]
+		route := []string{rr[0], "sip:" + strings.TrimPrefix(f, "sip:")}
+		h.in(uasAddr, inDialogFromCallee("BYE", "z9hG4bKforged"+itoa(i), "flow@forged", route))
+		if len(kinds) != 1 || kinds[0] != RouteForged {
+			t.Errorf("%s: route kind %v, want forged", f, kinds)
+		}
+		if got := fs.takeConn(); len(got) != 0 {
+			t.Errorf("%s: sent over a connection: %q", f, connLines(got))
+		}
+		h.snd.take()
+	}
+}
+
+// TestFlowTokenOnItsOwnFlow: a request that comes over the flow its token
+// names goes the other way (RFC 5626 §5.3): by its Request-URI, not back
+// to the phone.
+func TestFlowTokenOnItsOwnFlow(t *testing.T) {
+	h, fs := newFlowHarness(t)
+	tok := string(h.core.sigs.appendFlowToken(nil, 7))
+	msg := strings.Replace(request("OPTIONS", "z9hG4bKown", "flow@own", "sip:bob@127.0.0.1:5080",
+		"Route: <sip:127.0.0.1:5060;transport=tcp;lr;ob;flow="+tok+">\n"), "SIP/2.0/UDP", "SIP/2.0/TCP", 1)
+	h.inConn(phoneAddr, 7, msg)
+	if got := h.expectTo(h.snd.take(), uasAddr); len(got) != 1 {
+		t.Fatal("not sent to the Request-URI")
+	}
+	for _, m := range fs.takeConn() {
+		if !strings.HasPrefix(m.data, "SIP/2.0 ") {
+			t.Fatalf("request sent back over the flow: %q", m.data)
+		}
+	}
+	// The same over another connection goes over connection 7.
+	h.inConn(netip.MustParseAddrPort("127.0.0.1:40002"), 8, strings.Replace(msg, "z9hG4bKown", "z9hG4bKown2", 1))
+	got := fs.takeConn()
+	sent := false
+	for _, m := range got {
+		sent = sent || m.id == 7 && strings.HasPrefix(m.data, "OPTIONS ")
+	}
+	if !sent {
+		t.Fatalf("not sent over the flow: %q", connLines(got))
+	}
+}
+
+// TestSetFlow: a request the route sends over a flow (the registrar's
+// lookup) goes over that connection, with the Record-Route facing it
+// naming it; over a closed one the caller gets 430.
+func TestSetFlow(t *testing.T) {
+	h, fs := newFlowHarness(t)
+	h.rt.request = func(r *Request) {
+		r.RecordRoute()
+		r.SetFlow(7)
+		r.Relay()
+	}
+	h.in(uacAddr, request("INVITE", "z9hG4bKsf1", "flow@set", "sip:alice@192.0.2.10:5999;transport=tcp;ob", "Contact: <sip:bob@127.0.0.1:5070>\n"))
+	var inv string
+	for _, m := range fs.takeConn() {
+		if m.id == 7 && strings.HasPrefix(m.data, "INVITE ") {
+			inv = m.data
+		}
+	}
+	if inv == "" {
+		t.Fatalf("INVITE not sent over the flow; sent: %s", describe(h.snd.take()))
+	}
+	var pm parser.Message
+	if err := pm.Parse([]byte(inv)); err != nil {
+		t.Fatal(err)
+	}
+	if rr := recordRoutes(t, &pm); len(rr) != 2 || !strings.Contains(rr[0], ";transport=tcp;lr;flow=") || strings.Contains(rr[1], "flow=") {
+		t.Fatalf("Record-Route %q: want the flow's side on top with its token", rr)
+	}
+	if v := header(inv, "Via"); !strings.HasPrefix(v, "SIP/2.0/TCP ") {
+		t.Fatalf("Via %q: want the flow's transport", v)
+	}
+	h.snd.take()
+
+	fs.closeConn(7)
+	h.in(uacAddr, request("INVITE", "z9hG4bKsf2", "flow@set2", "sip:alice@192.0.2.10:5999;transport=tcp;ob", "Contact: <sip:bob@127.0.0.1:5070>\n"))
+	var codes []int
+	for _, m := range h.expectTo(h.snd.take(), uacAddr) {
+		codes = append(codes, status(&m))
+	}
+	if len(codes) == 0 || codes[len(codes)-1] != 430 {
+		t.Fatalf("responses %v: want 430 last", codes)
+	}
+	if got := fs.takeConn(); len(got) != 0 {
+		t.Fatalf("sent on a connection: %q", connLines(got))
+	}
+}
