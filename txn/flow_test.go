@@ -153,8 +153,8 @@ func TestFlowTokenForged(t *testing.T) {
 	h2, _ := newFlowHarness(t)
 	earlier := string(h2.core.sigs.appendFlowToken(nil, 8))
 	forged := []string{
-		strings.Replace(rr[1], tok, "0000000000000008"+tok[16:], 1), // the other connection's number, signed route
-		strings.Replace(rr[1], tok, earlier, 1),                        // a token of another run, signed route
+		strings.Replace(rr[1], tok, "0000000000000008"+tok[16:], 1),        // the other connection's number, signed route
+		strings.Replace(rr[1], tok, earlier, 1),                            // a token of another run, signed route
 		"127.0.0.1:5060;transport=tcp;lr;flow=0000000000000008" + tok[16:], // unsigned
 		"127.0.0.1:5060;transport=tcp;lr;flow=" + earlier,
 		"127.0.0.1:5060;transport=tcp;lr;flow=zz",
