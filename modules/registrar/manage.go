@@ -27,6 +27,9 @@ type Info struct {
 	UserAgent    string `json:"user_agent,omitempty"`
 	Instance     string `json:"instance,omitempty"`
 	RegID        uint32 `json:"reg_id,omitempty"`
+	// Outbound: registered with RFC 5626 outbound over a connection,
+	// reached only over it (outbound.go).
+	Outbound bool `json:"outbound,omitempty"`
 }
 
 // List returns the live bindings of aor ("user@domain"), or of every AOR
@@ -44,7 +47,7 @@ func (r *Registrar) List(aor string) []Info {
 				AOR: string(e.Key()), Contact: string(b.contact), Expires: (b.expires - now + 999) / 1000,
 				Q: float64(b.q) / 1000, Received: formatAddr(b.proto, b.src), Socket: formatAddr(b.proto, b.socket),
 				NAT: b.nat, PingFailures: int(b.pingFails), Path: string(b.path), CallID: string(b.callID), CSeq: b.cseq,
-				UserAgent: string(b.ua), Instance: string(b.instance), RegID: b.regID,
+				UserAgent: string(b.ua), Instance: string(b.instance), RegID: b.regID, Outbound: b.outbound,
 			})
 		}
 	}
