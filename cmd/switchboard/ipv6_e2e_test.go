@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"switchboard/sipdns/dnstest"
 )
 
 // IPv6 end to end: the binary listening on [::1] beside 127.0.0.1, sipp
@@ -216,5 +219,143 @@ func TestE2EIPv6Calls(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// sendUDP6 sends msg to [::1]:port from a socket on [::1] and returns the
+// first final response ("" when none came within wait). LOCALPORT in msg
+// becomes the socket's port.
+func sendUDP6(t *testing.T, port int, msg string, wait time.Duration) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg = strings.ReplaceAll(msg, "LOCALPORT", strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port))
+	if _, err := c.WriteTo([]byte(msg), &net.UDPAddr{IP: net.IPv6loopback, Port: port}); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 65536)
+	for {
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return ""
+		}
+		if !strings.HasPrefix(string(buf[:n]), "SIP/2.0 1") {
+			return string(buf[:n])
+		}
+	}
+}
+
+// TestE2EIPv6Registrar: registration and calls over IPv6 with the
+// provider route set. bob registers from [::1] (the binding keeps the v6
+// contact and source); alice calls him from [::1] and from 127.0.0.1 (the
+// second call crosses families: two Record-Route values, checked by the
+// caller's scenario for the IPv4 one).
+func TestE2EIPv6Registrar(t *testing.T) {
+	needSipp(t)
+	srv, port6, _, _, _ := dualStackServer(t, "auth:\n  algorithms: [MD5]\n  check_uri: false\n")
+	addUser(t, srv, "alice@localhost", "alice-pw")
+	addUser(t, srv, "bob@localhost", "bob-pw")
+	server6 := "[::1]:" + strconv.Itoa(port6)
+	bobPort := freeSIPPort6(t)
+
+	ua := func(scenario, ip string, port int, server, user, password string, keys ...string) sippResult {
+		args := []string{"-sf", scenario, "-i", ip, "-p", strconv.Itoa(port), "-m", "1",
+			"-key", "domain", "localhost", "-key", "user", user, "-au", user, "-ap", password}
+		for i := 0; i+1 < len(keys); i += 2 {
+			args = append(args, "-key", keys[i], keys[i+1])
+		}
+		return runSipp(t, 20*time.Second, append(args, server)...)
+	}
+	if r := ua("register.xml", "::1", bobPort, server6, "bob", "bob-pw", "expires", "300"); r.Code != 0 {
+		t.Fatalf("register bob over IPv6: exit %d\n%s", r.Code, r.Output)
+	}
+	var l []struct{ Contact, Received, Socket string }
+	if err := json.Unmarshal(mgmtCall(t, srv, "registrations.list", `{"aor":"bob@localhost"}`), &l); err != nil {
+		t.Fatal(err)
+	}
+	want := "[::1]:" + strconv.Itoa(bobPort)
+	if len(l) != 1 || l[0].Contact != "sip:bob@"+want || l[0].Received != "udp:"+want || l[0].Socket != "udp:"+server6 {
+		t.Fatalf("bob's bindings %+v, want contact and source %s on %s", l, want, server6)
+	}
+
+	startSipp(t, "-sf", "uas_callee.xml", "-i", "::1", "-p", strconv.Itoa(bobPort), "-m", "2")
+	time.Sleep(200 * time.Millisecond)
+	if r := ua("uac_auth_call.xml", "::1", freeSIPPort6(t), server6, "alice", "alice-pw", "callee", "bob"); r.Code != 0 {
+		t.Fatalf("call over IPv6: exit %d\n%s\n%s", r.Code, r.Output, srv.Log)
+	}
+	if r := ua("uac_auth_call.xml", "127.0.0.1", freeSIPPort(t), "127.0.0.1:"+strconv.Itoa(srv.Port), "alice", "alice-pw", "callee", "bob"); r.Code != 0 {
+		t.Fatalf("call from IPv4 to the IPv6 binding: exit %d\n%s\n%s", r.Code, r.Output, srv.Log)
+	}
+}
+
+// TestE2EIPv6Resolver: RFC 3263 to an IPv6-only next hop: the SRV of
+// v6.test names a host with an AAAA record and no A record, and the relay
+// route set calls sip:callee@v6.test from IPv4: the INVITE leaves from the
+// [::1] listener to the sipp callee on ::1, and the call completes.
+func TestE2EIPv6Resolver(t *testing.T) {
+	needSipp(t)
+	uas := freeSIPPort6(t)
+	z := dnstest.NewZone(t,
+		dnstest.SRV("_sip._udp.v6.test", 300, 10, 0, uas, "host6.v6.test"),
+		dnstest.A("host6.v6.test", 300, "::1"),
+	)
+	port6 := freeSIPPort6(t)
+	srv := startServerWith(t, "routes: relay\n", serverOptions{Resolver: z.Addr,
+		Listen: "  - {proto: udp, address: \"[::1]:" + strconv.Itoa(port6) + "\"}\n"})
+	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "::1", "-p", strconv.Itoa(uas), "-m", "2")
+	time.Sleep(200 * time.Millisecond)
+	res := runSipp(t, 30*time.Second, "-sf", "uac_call_hold.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
+		"-key", "ruri", "sip:callee@v6.test",
+		"-rsa", "127.0.0.1:"+strconv.Itoa(srv.Port), "-d", "200", "-m", "2", "-r", "10",
+		"127.0.0.1:"+strconv.Itoa(srv.Port))
+	if res.Code != 0 {
+		t.Fatalf("sipp caller exit %d:\n%s\n%s", res.Code, res.Output, srv.Log)
+	}
+	if code := callee.wait(10 * time.Second); code != 0 {
+		t.Errorf("sipp callee exit %d:\n%s", code, callee.out.String())
+	}
+	aaaa := false
+	for _, q := range z.Log() {
+		aaaa = aaaa || strings.HasPrefix(q, "host6.v6.test/AAAA/")
+	}
+	if !aaaa {
+		t.Errorf("no AAAA query: %v", z.Log())
+	}
+
+	// A request over IPv6 whose Via names another address is relayed with
+	// received=::1 (an IPv6 address without brackets, RFC 5118 §4.5) and
+	// the source port in rport.
+	peer, err := net.ListenPacket("udp", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	ruri := "sip:peer@[::1]:" + strconv.Itoa(peer.LocalAddr().(*net.UDPAddr).Port)
+	opt := "OPTIONS " + ruri + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK-v6recv;rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:a@[2001:db8::1]>;tag=v6\r\nTo: <" + ruri + ">\r\n" +
+		"Call-ID: v6-received@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+	c, err := net.ListenPacket("udp", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.WriteTo([]byte(opt), &net.UDPAddr{IP: net.IPv6loopback, Port: port6}); err != nil {
+		t.Fatal(err)
+	}
+	peer.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 65536)
+	n, _, err := peer.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("OPTIONS not relayed over IPv6: %v", err)
+	}
+	vias := headerValues(string(buf[:n]), "Via")
+	wantVia := "SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK-v6recv;rport=" + strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port) + ";received=::1"
+	if len(vias) != 2 || !strings.HasPrefix(vias[0], "SIP/2.0/UDP [::1]:"+strconv.Itoa(port6)+";branch=z9hG4bK") || vias[1] != wantVia {
+		t.Fatalf("relayed Via %q, want ours on [::1] over %q", vias, wantVia)
 	}
 }
