@@ -295,7 +295,9 @@ func TestE2EIPv6Registrar(t *testing.T) {
 // TestE2EIPv6Resolver: RFC 3263 to an IPv6-only next hop: the SRV of
 // v6.test names a host with an AAAA record and no A record, and the relay
 // route set calls sip:callee@v6.test from IPv4: the INVITE leaves from the
-// [::1] listener to the sipp callee on ::1, and the call completes.
+// [::1] listener to the sipp callee on ::1, and the call completes. The
+// [::1] listener has advertise "[::1]:port", which once came out as
+// "::1:port" in Via and Record-Route.
 func TestE2EIPv6Resolver(t *testing.T) {
 	needSipp(t)
 	uas := freeSIPPort6(t)
@@ -305,7 +307,9 @@ func TestE2EIPv6Resolver(t *testing.T) {
 	)
 	port6 := freeSIPPort6(t)
 	srv := startServerWith(t, "routes: relay\n", serverOptions{Resolver: z.Addr,
-		Listen: "  - {proto: udp, address: \"[::1]:" + strconv.Itoa(port6) + "\"}\n"})
+		// advertise in the form a user writes it: the Via and
+		// Record-Route must keep the brackets.
+		Listen: "  - {proto: udp, address: \"[::1]:" + strconv.Itoa(port6) + "\", advertise: \"[::1]:" + strconv.Itoa(port6) + "\"}\n"})
 	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "::1", "-p", strconv.Itoa(uas), "-m", "2")
 	time.Sleep(200 * time.Millisecond)
 	res := runSipp(t, 30*time.Second, "-sf", "uac_call_hold.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
