@@ -171,6 +171,7 @@ func (r *Request) SetFlow(id transport.ConnID) {
 // Flow returns the flow SetFlow set or an in-dialog request's Route
 // named, 0 when none.
 func (r *Request) Flow() transport.ConnID {
+	r.c.preprocessRoutes(r)
 	if !r.st.flowSet {
 		return 0
 	}
@@ -293,4 +294,52 @@ func (c *Core) flowRecordRoutes(x *ctx, ed *parser.Editor, m *parser.Message, in
 // (RFC 5626 §5.3 asks the edge proxy to record-route those).
 func dialogForming(m parser.Method) bool {
 	return m == parser.MethodInvite || m == parser.MethodSubscribe || m == parser.MethodRefer || m == parser.MethodNotify
+}
+
+// AddPath has the relayed REGISTER carry a Path header naming us (RFC
+// 3327; OpenSIPS add_path()), so that the registrar sends the requests
+// for the phone through us. When the REGISTER came over a connection, the
+// Path URI names it with a flow token, and, when the phone asks for RFC
+// 5626 outbound (a Contact with +sip.instance and reg-id), carries ";ob":
+// the registrar then does outbound, and requests it sends along the Path
+// go over the phone's connection (a request whose Route names a closed
+// one gets 430). Without a connection (UDP) the Path is a plain one. Only
+// for REGISTER; the value goes on top of any Path already there.
+func (r *Request) AddPath() { r.st.path = true }
+
+// addPath inserts our Path value for the REGISTER's relayed copy: the
+// listener facing the registrar (out), the flow the phone is on.
+func (c *Core) addPath(x *ctx, ed *parser.Editor, r *Request, m *parser.Message, out *transport.Listener) {
+	x.fx = append(x.fx[:0], "<sip:"...)
+	x.fx = appendHostPort(x.fx, out)
+	switch out.Proto {
+	case transport.TCP:
+		x.fx = append(x.fx, ";transport=tcp"...)
+	case transport.TLS:
+		x.fx = append(x.fx, ";transport=tls"...)
+	case transport.WS:
+		x.fx = append(x.fx, ";transport=ws"...)
+	}
+	x.fx = append(x.fx, ";lr"...)
+	if r.Conn != 0 {
+		if regIDContact(m) {
+			x.fx = append(x.fx, ";ob"...)
+		}
+		x.fx = append(x.fx, ";"+flowParam+"="...)
+		x.fx = c.sigs.appendFlowToken(x.fx, r.Conn)
+	}
+	x.fx = append(x.fx, '>')
+	ed.AddHeaderTop("Path", x.fx)
+}
+
+// regIDContact reports whether a Contact of the REGISTER has
+// +sip.instance and reg-id: the phone asks for outbound.
+func regIDContact(m *parser.Message) bool {
+	it := m.NameAddrs(parser.HdrContact)
+	for it.Next() {
+		if it.NameAddr.RegID() > 0 && it.NameAddr.Instance() != nil {
+			return true
+		}
+	}
+	return false
 }

@@ -247,3 +247,52 @@ func TestSetFlow(t *testing.T) {
 		t.Fatalf("sent on a connection: %q", connLines(got))
 	}
 }
+
+// TestAddPath: a REGISTER relayed by an edge proxy with AddPath carries a
+// Path on top naming the listener towards the registrar, ";ob" and the
+// flow token of the phone's connection; a request from the registrar with
+// that Path as its Route goes over the connection; over UDP the Path has
+// neither.
+func TestAddPath(t *testing.T) {
+	h, fs := newFlowHarness(t)
+	var flows []transport.ConnID
+	h.rt.request = func(r *Request) {
+		r.AddPath()
+		flows = append(flows, r.Flow())
+		r.Relay()
+	}
+	reg := strings.Replace(request("REGISTER", "z9hG4bKpath1", "flow@path", "sip:registrar@127.0.0.1:5080",
+		"Contact: <sip:alice@192.0.2.10:5999;transport=tcp;ob>;+sip.instance=\"<urn:uuid:1>\";reg-id=1\nPath: <sip:other.example.net;lr>\n"),
+		"SIP/2.0/UDP 127.0.0.1:5070", "SIP/2.0/TCP 192.0.2.10:5999", 1)
+	h.inConn(phoneAddr, 7, reg)
+	sent := h.expectTo(h.snd.take(), uasAddr)
+	if len(sent) != 1 {
+		t.Fatal("REGISTER not relayed")
+	}
+	var paths []string
+	it := sent[0].NameAddrs(parser.HdrPath)
+	for it.Next() {
+		paths = append(paths, string(it.NameAddr.URI))
+	}
+	if len(paths) != 2 || !strings.HasPrefix(paths[0], "sip:127.0.0.1:5060;lr;ob;flow=") || paths[1] != "sip:other.example.net;lr" {
+		t.Fatalf("Path %q", paths)
+	}
+	fs.takeConn()
+
+	// The registrar's INVITE along the Path goes over connection 7.
+	inv := request("INVITE", "z9hG4bKpath2", "flow@path-inv", "sip:alice@192.0.2.10:5999;transport=tcp;ob",
+		"Route: <"+paths[0]+">\nContact: <sip:bob@127.0.0.1:5080>\n")
+	h.in(uasAddr, inv)
+	got := fs.takeConn()
+	if len(got) != 1 || got[0].id != 7 || !strings.HasPrefix(got[0].data, "INVITE ") || flows[len(flows)-1] != 7 {
+		t.Fatalf("INVITE along the Path: %q (flow %v); sent %s", connLines(got), flows, describe(h.snd.take()))
+	}
+
+	// Over UDP: a plain Path.
+	h.snd.take()
+	h.in(uacAddr, request("REGISTER", "z9hG4bKpath3", "flow@path-udp", "sip:registrar@127.0.0.1:5080", "Contact: <sip:alice@127.0.0.1:5070>\n"))
+	sent = h.expectTo(h.snd.take(), uasAddr)
+	if len(sent) != 1 || header(string(sent[0].Bytes()), "Path") != "<sip:127.0.0.1:5060;lr>" {
+		t.Fatalf("Path over UDP: %q", header(string(sent[0].Bytes()), "Path"))
+	}
+}

@@ -532,6 +532,9 @@ func (c *Core) proxyEdits(x *ctx, ed *parser.Editor, r *Request, m *parser.Messa
 	viaReceived(x, ed, m, r.Src, st.rport)
 	ed.InsertVia(x.via)
 	ed.DecrementMaxForwards()
+	if st.path && m.Method() == parser.MethodRegister {
+		c.addPath(x, ed, r, m, out)
+	}
 	inFlow := transport.ConnID(0)
 	if m.Method() != parser.MethodAck && m.Method() != parser.MethodCancel {
 		if inFlow = uaFlow(r, m); inFlow != 0 && dialogForming(m.Method()) {
