@@ -142,7 +142,7 @@ type routeState struct {
 	dst     netip.AddrPort
 	flow    transport.ConnID // SetFlow, or a flow token in our Route (flow.go)
 	flowSet bool
-	path    bool // AddPath (flow.go)
+	path    bool   // AddPath (flow.go)
 	loop    uint32 // loop-detection hash of the request as received
 	fr      int64  // ms, 0: Config.FR (SetTimeouts)
 	frInv   int64  // ms, 0: Config.TimerC (SetTimeouts)
