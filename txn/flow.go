@@ -16,8 +16,8 @@ import (
 // accepts nothing. The connection is the flow. Two things lead a request
 // to it:
 //
-//   - the registrar, which keeps the connection of each binding and has
-//     the request sent over it (Request.SetFlow, Branch.SetFlow);
+//   - the registrar, which keeps the connection of each outbound binding
+//     and has the request sent over it (Request.SetFlow, Branch.SetFlow);
 //   - a flow token in our Record-Route: when a dialog-forming request
 //     comes over a flow from a phone whose Contact carries ";ob", or goes
 //     to a phone over its flow, the Record-Route value facing that phone

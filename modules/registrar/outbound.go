@@ -30,13 +30,15 @@ import (
 // 439 First Hop Lacks Outbound Support.
 //
 // A binding over a connection keeps the connection's number (its flow).
-// Lookup sends over it (txn's SetFlow: the Via, Record-Route and the
-// connection are the flow's). When the connection has closed, an outbound
-// binding is skipped; when every binding is skipped so, FlowFailed
-// reports it and the route answers 430 Flow Failed. An ordinary binding
-// over a closed connection falls back to the address the REGISTER came
-// from, as before. A new REGISTER of the same instance and reg-id on a new
-// connection replaces the binding, and so its flow.
+// Lookup sends a request for an outbound binding over it (txn's SetFlow:
+// the Via, the Record-Route with the flow token and the connection are
+// the flow's). When the connection has closed, an outbound binding is
+// skipped; when every binding is skipped so, FlowFailed reports it and the
+// route answers 430 Flow Failed. An ordinary binding over a connection is
+// sent to the address its REGISTER came from, as before: the transport
+// uses the connection from there while it is open. A new REGISTER of the
+// same instance and reg-id on a new connection replaces the binding, and
+// so its flow.
 
 // outboundMode says what a REGISTER gets: no outbound, outbound with the
 // flow kept here (first hop), outbound through an edge proxy's Path.
@@ -109,11 +111,13 @@ func flowUsable(c *routing.Ctx, b *binding) bool {
 	return b.flow == 0 || !b.outbound || c.R.FlowAlive(b.flow)
 }
 
-// openFlow returns the flow requests to b go over: its connection while
-// it is open, when the binding is reached where it registered from (not
-// through a Path, whose first hop may be elsewhere); 0 otherwise.
+// openFlow returns the flow requests to an outbound binding go over: its
+// connection while it is open (not through a Path, whose first hop may be
+// elsewhere); 0 otherwise. An ordinary binding over a connection is sent
+// to its REGISTER's source (destination), which the transport maps to
+// the same connection while it is open, and which carries no flow token.
 func (b *binding) openFlow(c *routing.Ctx) transport.ConnID {
-	if b.flow == 0 || len(b.path) > 0 || !c.R.FlowAlive(b.flow) {
+	if b.flow == 0 || !b.outbound || len(b.path) > 0 || !c.R.FlowAlive(b.flow) {
 		return 0
 	}
 	return b.flow
