@@ -310,11 +310,11 @@ func TestE2EIPv6Resolver(t *testing.T) {
 		// advertise in the form a user writes it: the Via and
 		// Record-Route must keep the brackets.
 		Listen: "  - {proto: udp, address: \"[::1]:" + strconv.Itoa(port6) + "\", advertise: \"[::1]:" + strconv.Itoa(port6) + "\"}\n"})
-	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "::1", "-p", strconv.Itoa(uas), "-m", "2")
+	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "::1", "-p", strconv.Itoa(uas), "-m", "1")
 	time.Sleep(200 * time.Millisecond)
 	res := runSipp(t, 30*time.Second, "-sf", "uac_call_hold.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
 		"-key", "ruri", "sip:callee@v6.test",
-		"-rsa", "127.0.0.1:"+strconv.Itoa(srv.Port), "-d", "200", "-m", "2", "-r", "10",
+		"-rsa", "127.0.0.1:"+strconv.Itoa(srv.Port), "-d", "200", "-m", "1",
 		"127.0.0.1:"+strconv.Itoa(srv.Port))
 	if res.Code != 0 {
 		t.Fatalf("sipp caller exit %d:\n%s\n%s", res.Code, res.Output, srv.Log)
