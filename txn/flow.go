@@ -58,17 +58,27 @@ type FlowSender interface {
 	ConnInfo(id transport.ConnID) (l *transport.Listener, remote netip.AddrPort, ok bool)
 }
 
-// appendFlowToken appends the token of connection id.
-func (rs *routeSigners) appendFlowToken(dst []byte, id transport.ConnID) []byte {
+// Kinds of flow token: one for Record-Route, honoured only inside a
+// dialog's signed route set, one for Path, honoured only in a Route of
+// ours without signature (what a registrar sends along a Path). A token a
+// party to a call saw in a Record-Route therefore cannot be preloaded in a
+// Route to push requests of its own into the phone's connection.
+const (
+	flowRR   byte = 'r'
+	flowPath byte = 'p'
+)
+
+// appendFlowToken appends the token of connection id for use kind.
+func (rs *routeSigners) appendFlowToken(dst []byte, id transport.ConnID, kind byte) []byte {
 	dst = appendHex(dst, uint64(id), 16)
-	return rs.appendFlowMAC(dst, id)
+	return rs.appendFlowMAC(dst, id, kind)
 }
 
-func (rs *routeSigners) appendFlowMAC(dst []byte, id transport.ConnID) []byte {
+func (rs *routeSigners) appendFlowMAC(dst []byte, id transport.ConnID, kind byte) []byte {
 	s := rs.pool.Get().(*routeSigner)
 	s.mac.Reset()
 	s.buf = append(s.buf[:0], "flow"...)
-	s.buf = append(s.buf, 0)
+	s.buf = append(s.buf, kind, 0)
 	s.buf = append(s.buf, rs.salt[:]...)
 	s.buf = binary.BigEndian.AppendUint64(s.buf, uint64(id))
 	s.mac.Write(s.buf)
@@ -78,9 +88,9 @@ func (rs *routeSigners) appendFlowMAC(dst []byte, id transport.ConnID) []byte {
 	return dst
 }
 
-// parseFlowToken returns the connection a token names, ok false when it
-// does not verify.
-func (rs *routeSigners) parseFlowToken(tok []byte) (transport.ConnID, bool) {
+// parseFlowToken returns the connection a token of use kind names, ok
+// false when it does not verify.
+func (rs *routeSigners) parseFlowToken(tok []byte, kind byte) (transport.ConnID, bool) {
 	if len(tok) != flowTokenLen {
 		return 0, false
 	}
@@ -96,7 +106,7 @@ func (rs *routeSigners) parseFlowToken(tok []byte) (transport.ConnID, bool) {
 		return 0, false
 	}
 	var buf [16]byte
-	mac := rs.appendFlowMAC(buf[:0], transport.ConnID(id))
+	mac := rs.appendFlowMAC(buf[:0], transport.ConnID(id), kind)
 	if !constantTimeEqualFold(mac, tok[16:]) {
 		return 0, false
 	}
@@ -222,14 +232,20 @@ func (c *Core) appendFlowExtra(dst, extra []byte, id transport.ConnID) []byte {
 		return dst
 	}
 	dst = append(dst, ";"+flowParam+"="...)
-	return c.sigs.appendFlowToken(dst, id)
+	return c.sigs.appendFlowToken(dst, id, flowRR)
 }
 
 // routeFlow applies a flow token in the last of our Route values (after
 // preprocessRoutes): a verified one whose connection is not the one the
 // request came on becomes the request's flow; one that does not verify
-// makes the route forged.
-func (c *Core) routeFlow(r *Request, last []byte) {
+// (or a Record-Route token outside a signed route set, a Path token inside
+// one) makes the route forged.
+//
+// signed says whether that value carries a signature (which then
+// verified, or the route would be forged already): a Record-Route token
+// counts only under the signature that covers it, so that a party to one
+// dialog cannot add an unsigned value with a token seen in another.
+func (c *Core) routeFlow(r *Request, last []byte, signed bool) {
 	st := r.st
 	if st.kind != RouteDialog && st.kind != RouteLocal {
 		return
@@ -238,7 +254,14 @@ func (c *Core) routeFlow(r *Request, last []byte) {
 	if tok == nil {
 		return
 	}
-	id, ok := c.sigs.parseFlowToken(tok)
+	kind := flowRR
+	if st.kind == RouteLocal {
+		kind = flowPath
+	}
+	id, ok := c.sigs.parseFlowToken(tok, kind)
+	if kind == flowRR && !signed {
+		ok = false
+	}
 	switch {
 	case !ok:
 		st.kind = RouteForged
@@ -326,7 +349,7 @@ func (c *Core) addPath(x *ctx, ed *parser.Editor, r *Request, m *parser.Message,
 			x.fx = append(x.fx, ";ob"...)
 		}
 		x.fx = append(x.fx, ";"+flowParam+"="...)
-		x.fx = c.sigs.appendFlowToken(x.fx, r.Conn)
+		x.fx = c.sigs.appendFlowToken(x.fx, r.Conn, flowPath)
 	}
 	x.fx = append(x.fx, '>')
 	ed.AddHeaderTop("Path", x.fx)

@@ -151,13 +151,14 @@ func TestFlowTokenForged(t *testing.T) {
 	tok := rr[1][strings.Index(rr[1], "flow=")+5:][:flowTokenLen]
 
 	h2, _ := newFlowHarness(t)
-	earlier := string(h2.core.sigs.appendFlowToken(nil, 8))
+	earlier := string(h2.core.sigs.appendFlowToken(nil, 8, flowRR))
 	forged := []string{
 		strings.Replace(rr[1], tok, "0000000000000008"+tok[16:], 1),        // the other connection's number, signed route
 		strings.Replace(rr[1], tok, earlier, 1),                            // a token of another run, signed route
 		"127.0.0.1:5060;transport=tcp;lr;flow=0000000000000008" + tok[16:], // unsigned
 		"127.0.0.1:5060;transport=tcp;lr;flow=" + earlier,
 		"127.0.0.1:5060;transport=tcp;lr;flow=zz",
+		"127.0.0.1:5060;transport=tcp;lr;flow=" + tok, // a Record-Route token outside its signed route
 	}
 	for i, f := range forged {
 		kinds = kinds[:0]
@@ -173,12 +174,33 @@ func TestFlowTokenForged(t *testing.T) {
 	}
 }
 
+// TestFlowTokenPreloaded: a Record-Route token a party to a call saw,
+// preloaded alone in the Route of a new request (where only Path tokens
+// count), makes the route forged and reaches no connection.
+func TestFlowTokenPreloaded(t *testing.T) {
+	h, fs := newFlowHarness(t)
+	var kinds []RouteKind
+	h.rt.request = func(r *Request) {
+		kinds = append(kinds, r.RouteKind())
+		r.Relay()
+	}
+	tok := string(h.core.sigs.appendFlowToken(nil, 7, flowRR))
+	h.in(uasAddr, request("INVITE", "z9hG4bKpre", "flow@preload", "sip:alice@192.0.2.10:5999;transport=tcp",
+		"Route: <sip:127.0.0.1:5060;transport=tcp;lr;flow="+tok+">\n"))
+	if len(kinds) != 1 || kinds[0] != RouteForged {
+		t.Fatalf("route kind %v, want forged", kinds)
+	}
+	if got := fs.takeConn(); len(got) != 0 {
+		t.Fatalf("sent over a connection: %q", connLines(got))
+	}
+}
+
 // TestFlowTokenOnItsOwnFlow: a request that comes over the flow its token
 // names goes the other way (RFC 5626 §5.3): by its Request-URI, not back
 // to the phone.
 func TestFlowTokenOnItsOwnFlow(t *testing.T) {
 	h, fs := newFlowHarness(t)
-	tok := string(h.core.sigs.appendFlowToken(nil, 7))
+	tok := string(h.core.sigs.appendFlowToken(nil, 7, flowPath))
 	msg := strings.Replace(request("OPTIONS", "z9hG4bKown", "flow@own", "sip:bob@127.0.0.1:5080",
 		"Route: <sip:127.0.0.1:5060;transport=tcp;lr;ob;flow="+tok+">\n"), "SIP/2.0/UDP", "SIP/2.0/TCP", 1)
 	h.inConn(phoneAddr, 7, msg)
@@ -305,10 +327,10 @@ func TestFlowTokenAllocatesNothing(t *testing.T) {
 	}
 	h, _ := newFlowHarness(t)
 	buf := make([]byte, 0, 64)
-	tok := h.core.sigs.appendFlowToken(nil, 7)
+	tok := h.core.sigs.appendFlowToken(nil, 7, flowRR)
 	if n := testing.AllocsPerRun(1000, func() {
-		buf = h.core.sigs.appendFlowToken(buf[:0], 7)
-		if id, ok := h.core.sigs.parseFlowToken(tok); !ok || id != 7 {
+		buf = h.core.sigs.appendFlowToken(buf[:0], 7, flowRR)
+		if id, ok := h.core.sigs.parseFlowToken(tok, flowRR); !ok || id != 7 {
 			t.Fatal("token does not verify")
 		}
 	}); n != 0 {

@@ -311,6 +311,7 @@ func (c *Core) preprocessRoutes(r *Request) {
 	n, skip, top := 0, 0, true
 	valid, bad := false, false
 	var last, lastOurs []byte
+	lastSigned := false
 	for it.Next() {
 		n++
 		last = it.NameAddr.URI
@@ -323,7 +324,7 @@ func (c *Core) preprocessRoutes(r *Request) {
 			continue
 		}
 		skip++
-		lastOurs = it.NameAddr.URI
+		lastOurs, lastSigned = it.NameAddr.URI, sig != nil
 		if sig != nil {
 			if ok, down := c.sigs.verifyExtra(sig, m, extra); !ok {
 				bad = true
@@ -364,7 +365,7 @@ func (c *Core) preprocessRoutes(r *Request) {
 		st.kind = RouteForged // unsigned values of ours leading elsewhere
 	}
 	if skip > 0 {
-		c.routeFlow(r, lastOurs)
+		c.routeFlow(r, lastOurs, lastSigned)
 	}
 }
 
