@@ -17,8 +17,9 @@ import (
 // Flow-Timer (the phone's scenario checks both). A caller on UDP calls
 // it: the INVITE reaches the phone over its connection with a Record-Route
 // carrying its flow token (checked by the phone), and the caller's ACK and
-// BYE follow the route to the phone's connection. Once the phone's
-// connection closes, a call to it gets 430 Flow Failed.
+// BYE follow the route to the phone's connection. A made-up flow token in
+// a preloaded Route is refused. Once the phone's connection closes, a call
+// to it gets 430 Flow Failed.
 func TestE2EOutbound(t *testing.T) {
 	needSipp(t)
 	srv, port6, tls6, _, pool := dualStackServer(t, "auth:\n  algorithms: [MD5]\n  check_uri: false\n")
@@ -86,6 +87,18 @@ func TestE2EOutbound(t *testing.T) {
 			}
 			if r := call("uac_auth_call.xml"); r.Code != 0 {
 				t.Fatalf("call to the outbound phone: exit %d\n%s\nphone:\n%s\nserver:\n%s", r.Code, r.Output, phone.out.String(), srv.Log)
+			}
+
+			// A request with a made-up flow token in a preloaded Route (the
+			// connection numbers are small: 1 names one of the phones') is
+			// refused, not sent over any connection.
+			forged := "INVITE sip:bob@192.0.2.10:5999;transport=tcp;ob SIP/2.0\r\n" +
+				"Via: SIP/2.0/UDP 127.0.0.1:LOCALPORT;branch=z9hG4bK-forged-" + c.name + ";rport\r\n" +
+				"Route: <sip:127.0.0.1:" + strconv.Itoa(srv.Port) + ";transport=tcp;lr;ob;flow=0000000000000001deadbeefdeadbeef>\r\n" +
+				"Max-Forwards: 70\r\nFrom: <sip:mallory@example.net>;tag=m1\r\nTo: <sip:bob@localhost>\r\n" +
+				"Call-ID: forged-" + c.name + "@test\r\nCSeq: 1 INVITE\r\nContact: <sip:mallory@127.0.0.1:LOCALPORT>\r\nContent-Length: 0\r\n\r\n"
+			if resp := sendUDP(t, srv.Port, forged, 3*time.Second); statusLine(resp) != "SIP/2.0 403 Preload Route denied" {
+				t.Fatalf("a forged flow token got %q", statusLine(resp))
 			}
 
 			// The phone goes away: its connection closes, and the next call
