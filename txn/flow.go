@@ -26,6 +26,9 @@ import (
 //
 //	Record-Route: <sip:192.0.2.1:5060;transport=tcp;lr;flow=00000000000000071f0c93a2be4d7e61;sig=...>
 //
+// An edge proxy puts a token in the Path of the REGISTERs it relays
+// (AddPath); the registrar's requests come back with it in their Route.
+//
 // The token is the connection's number and a MAC of it keyed with the
 // Record-Route secret and a random salt drawn at start: a made-up or
 // edited token does not verify (and in a Record-Route it also breaks the
