@@ -14,6 +14,9 @@
 # sngrep (its HEP listener) and reads the result with tshark; the monitoring
 # test validates the Prometheus alert rules with promtool (Debian package
 # prometheus): all three are required.
+# The media relay tests start Debian's rtpengine (rtpengine-daemon) in
+# userspace mode on loopback: required. The browser tests drive Debian's
+# headless chromium: required.
 set -euo pipefail
 
 need=()
@@ -28,6 +31,8 @@ my_installed || as_root+=(mariadb-server)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v sngrep >/dev/null 2>&1 || need+=(sngrep)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v rtpengine >/dev/null 2>&1 || need+=(rtpengine-daemon)
+command -v chromium >/dev/null 2>&1 || need+=(chromium) # browser tests: the web panel, WebRTC (JsSIP over WSS)
 optional=()
 command -v baresip >/dev/null 2>&1 || optional+=(baresip-core)
 command -v linphonec >/dev/null 2>&1 || optional+=(linphone-cli)

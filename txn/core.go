@@ -226,6 +226,9 @@ type ctx struct {
 	ped     parser.Editor
 	pedUsed bool
 	pown    []byte
+	rbr     *Branch    // the branch the response came on
+	rheld   bool       // the Reply hook held the response (Request.HoldResponse)
+	rrepeat bool       // the response is a repeated 2xx of its branch
 	wreq    Request    // the handle given to a Watcher (a hook's may be in use)
 	rwreq   Request    // the handle given to a Rewriter
 	rwbuf   []byte     // a Rewriter's values, until the message is written

@@ -345,6 +345,8 @@ func (c *Core) addPath(x *ctx, ed *parser.Editor, r *Request, m *parser.Message,
 		x.fx = append(x.fx, ";transport=tls"...)
 	case transport.WS:
 		x.fx = append(x.fx, ";transport=ws"...)
+	case transport.WSS:
+		x.fx = append(x.fx, ";transport=wss"...)
 	}
 	x.fx = append(x.fx, ";lr"...)
 	if r.Conn != 0 {

@@ -20,6 +20,7 @@ import (
 	"switchboard/cmd/switchboard/config"
 	"switchboard/mgmt"
 	"switchboard/modules"
+	"switchboard/modules/registrar"
 	"switchboard/routing"
 	_ "switchboard/routing/calls"
 	_ "switchboard/routing/dispatch"
@@ -106,6 +107,9 @@ func (s *server) start() error {
 		return err
 	}
 	s.mgmt = mgmt.New(mgmt.Config{Listen: cfg.Mgmt.Listen, Token: token, AllowedHosts: cfg.Mgmt.AllowedHosts, Version: version, Logger: s.log})
+	if err := s.mountPanel(); err != nil {
+		return err
+	}
 
 	rs, err := routing.Lookup(cfg.Routes)
 	if err != nil {
@@ -162,6 +166,11 @@ func (s *server) start() error {
 	}
 	h.core = s.core
 	s.mods.SetCore(s.core)
+	if reg, ok := s.mods.Get("registrar").(*registrar.Registrar); ok {
+		// A browser phone is reached only over its WebSocket: once that
+		// is closed, its binding goes.
+		reg.SetConnCheck(s.tr.HasConn)
+	}
 	if err := s.tr.Start(); err != nil {
 		return err
 	}
@@ -237,6 +246,10 @@ func (s *server) transportConfig() transport.Config {
 	for _, l := range cfg.Listen {
 		p, _ := transport.ParseProto(l.Proto)
 		lc := transport.ListenerConfig{Proto: p, Addr: l.Address}
+		if p.WebSocket() {
+			lc.WSPath, lc.WSOrigins = l.Path, l.Origins
+			lc.WSMaxFrameSize, lc.WSMaxMessageSize = l.MaxFrameSize, l.MaxMessageSize
+		}
 		if l.Advertise != "" {
 			host, port := splitHostPort(l.Advertise)
 			lc.AdvertisedHost, lc.AdvertisedPort = host, port

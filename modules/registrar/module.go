@@ -203,6 +203,7 @@ func (r *Registrar) registerMetrics(h *modules.Host) {
 		"store_busy":   func(s Stats) uint64 { return s.StoreBusy },
 		"store_errors": func(s Stats) uint64 { return s.StoreErrors },
 		"unreachable":  func(s Stats) uint64 { return s.Unreachable },
+		"conn_closed":  func(s Stats) uint64 { return s.ConnClosed },
 	} {
 		set.NewGauge(`switchboard_registrar_`+name+`_total`, func() float64 { return float64(f(stats())) })
 	}

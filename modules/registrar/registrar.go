@@ -101,7 +101,9 @@ type Registrar struct {
 	writeDrops, storeBusy, storeErrors               atomic.Uint64
 	unreachable                                      atomic.Uint64
 
-	keepalive atomic.Pointer[keepalive] // SetKeepalive
+	keepalive atomic.Pointer[keepalive]                                  // SetKeepalive
+	connOpen  atomic.Pointer[func(transport.Proto, netip.AddrPort) bool] // SetConnCheck
+	connGone  atomic.Uint64                                              // WebSocket bindings whose connection closed
 }
 
 // record is the value of one address-of-record in the table.
@@ -295,6 +297,8 @@ func formatAddr(p transport.Proto, ap netip.AddrPort) string {
 		name = "tls"
 	case transport.WS:
 		name = "ws"
+	case transport.WSS:
+		name = "wss"
 	default:
 		name = "udp"
 	}
@@ -357,6 +361,7 @@ type Stats struct {
 	StoreBusy      uint64 // REGISTERs answered 503 because the store's queue had no room
 	StoreErrors    uint64 // write-through REGISTERs answered 500 because the commit failed
 	Unreachable    uint64 // NATed bindings removed after unanswered keepalives (RemoveUnreachable; also in Removed)
+	ConnClosed     uint64 // WebSocket bindings expired by Lookup because their connection had closed (also in Expired)
 }
 
 // Stats returns the counters and the table's size.
@@ -365,7 +370,7 @@ func (r *Registrar) Stats() Stats {
 		Saved: r.saved.Load(), Removed: r.removed.Load(), Expired: r.expired.Load(),
 		Refused: r.refused.Load(), Lookups: r.lookups.Load(), Found: r.found.Load(),
 		WriteDrops: r.writeDrops.Load(), StoreBusy: r.storeBusy.Load(), StoreErrors: r.storeErrors.Load(),
-		Unreachable: r.unreachable.Load(),
+		Unreachable: r.unreachable.Load(), ConnClosed: r.connGone.Load(),
 	}
 	r.tbl.Range(func(_ *shards.Shard[record], e *shards.Entry[record]) bool {
 		st.AORs++
