@@ -283,7 +283,7 @@ func (c *Core) sendCancel(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b 
 	}
 	b.cancelSent = true
 	b.cancelStart = s.Now()
-	c.sendTo(b.l, b.dst, b.cancel)
+	c.sendOnBranch(b, b.cancel)
 	kind := b.idx<<4 | kCancel
 	if b.proto.Stream() {
 		b.cancelAcked = true
@@ -303,7 +303,7 @@ func (c *Core) sendAck(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Br
 	if c.local != nil {
 		c.callLocal(c.hook(x, s, e), b, parser.MethodAck, b.ack)
 	}
-	c.sendTo(b.l, b.dst, b.ack)
+	c.sendOnBranch(b, b.ack)
 }
 
 // better reports whether final status a beats b in the §16.7 step 6 choice:
@@ -506,7 +506,7 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 		if !b.active() {
 			return
 		}
-		c.sendTo(b.l, b.dst, b.out)
+		c.sendOnBranch(b, b.out)
 		switch {
 		case t.invite:
 			b.interval *= 2
@@ -552,7 +552,7 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 		if b.cancelAcked {
 			break
 		}
-		c.sendTo(b.l, b.dst, b.cancel)
+		c.sendOnBranch(b, b.cancel)
 		b.cancelInt = min(2*b.cancelInt, c.t2)
 		s.StartTimer(e, &b.tCancel, tm.Kind, msDur(b.cancelInt))
 	}

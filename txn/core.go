@@ -44,6 +44,7 @@ type Core struct {
 	local  LocalRouter // the Router, when it implements LocalRouter
 	send   Sender
 	conns  ConnSender // the Sender, when it implements ConnSender
+	flows  FlowSender // the Sender, when it implements FlowSender (flow.go)
 	ls     ListenerSet
 	res    *sipdns.Resolver
 
@@ -99,6 +100,7 @@ func New(cfg Config) (*Core, error) {
 	c := &Core{cfg: cfg, router: cfg.Router, send: cfg.Sender, ls: cfg.Listeners, res: cfg.Resolver}
 	c.local, _ = cfg.Router.(LocalRouter)
 	c.conns, _ = cfg.Sender.(ConnSender)
+	c.flows, _ = cfg.Sender.(FlowSender)
 	c.clock = cfg.Clock
 	if c.clock == nil {
 		c.clock = shards.NewClock()
@@ -202,6 +204,8 @@ type ctx struct {
 	via   []byte
 	rr    []byte
 	sig   []byte
+	sig2  []byte // the second signature of a double Record-Route with a flow token
+	fx    []byte // Record-Route parameters with a flow token
 	recv  []byte
 	tmp   []byte
 	auth  []byte

@@ -46,6 +46,9 @@ func (c *Core) watchSendFailures() {
 // it goes over a stream and the sender reports late failures. The shard is
 // locked.
 func (c *Core) sendBranchRequest(s *shards.Shard[txn], e *shards.Entry[txn], b *Branch) error {
+	if b.conn != 0 {
+		return c.sendFlow(b.conn, b.l, b.dst, b.out)
+	}
 	if !b.l.Proto.Stream() {
 		return c.sendTo(b.l, b.dst, b.out)
 	}

@@ -30,6 +30,9 @@ type Info struct {
 	// Node is the node that holds the phone's flow (registrar.sharing:
 	// redis; "" for a binding made on this node).
 	Node string `json:"node,omitempty"`
+	// Outbound: registered with RFC 5626 outbound over a connection,
+	// reached only over it (outbound.go).
+	Outbound bool `json:"outbound,omitempty"`
 }
 
 // List returns the live bindings of aor ("user@domain"), or of every AOR
@@ -48,6 +51,7 @@ func (r *Registrar) List(aor string) []Info {
 				Q: float64(b.q) / 1000, Received: formatAddr(b.proto, b.src), Socket: formatAddr(b.proto, b.socket),
 				NAT: b.nat, PingFailures: int(b.pingFails), Path: string(b.path), CallID: string(b.callID), CSeq: b.cseq,
 				UserAgent: string(b.ua), Instance: string(b.instance), RegID: b.regID, Node: b.node,
+				Outbound: b.outbound,
 			})
 		}
 	}

@@ -40,6 +40,10 @@ type Settings struct {
 	Sharing string `yaml:"sharing"`
 	// Redis is where the bindings are shared (registrar.sharing: redis).
 	Redis RedisSettings `yaml:"redis"`
+	// FlowTimer is the Flow-Timer of the 200 to a REGISTER done with RFC
+	// 5626 outbound over TCP or TLS: the phone's CRLF keep-alive interval
+	// (0: no header; the phone then keeps its own, 95 to 120 s).
+	FlowTimer time.Duration `yaml:"flow_timer"`
 }
 
 // DefaultSettings are the registrar's defaults.
@@ -54,6 +58,7 @@ func DefaultSettings() *Settings {
 		Persist:        "write-back",
 		Sharing:        SharingNone,
 		Redis:          defaultRedisSettings(),
+		FlowTimer:      120 * time.Second,
 	}
 }
 
@@ -99,6 +104,9 @@ func (r *Settings) check() error {
 			return modules.Errorf(key, "%s is listed twice", n)
 		}
 		seen[n] = true
+	}
+	if r.FlowTimer < 0 || r.FlowTimer > time.Hour || !whole(r.FlowTimer) || r.FlowTimer > 0 && r.FlowTimer < 10*time.Second {
+		return modules.Errorf("flow_timer", "must be 0 or whole seconds between 10s and 1h, not %s", r.FlowTimer)
 	}
 	if _, err := ParsePersist(r.Persist); err != nil || r.Persist == "" {
 		return modules.Errorf("persist", "must be write-back or write-through, not %q", r.Persist)
@@ -156,6 +164,7 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 		Persist:        persist,
 		Writer:         writer,
 		Logger:         log,
+		FlowTimer:      st.FlowTimer,
 	}
 	r, err := New(cfg)
 	if err != nil {

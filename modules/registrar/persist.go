@@ -146,7 +146,10 @@ func (r *Registrar) committed(env *routing.Env, h *txn.Request, aor string, err 
 			sc.hdr = appendContacts(sc.hdr, e.Value.b, s.Now())
 		}
 		s.Unlock()
-		sc.hdr = appendPath(sc.hdr, pathOf(c.Msg(), sc.path[:0]))
+		sc.path = pathOf(c.Msg(), sc.path[:0])
+		sc.hdr = appendPath(sc.hdr, sc.path)
+		mode, _ := outboundOf(c, sc.path)
+		sc.hdr = r.appendOutbound(sc.hdr, mode)
 		reply(c, 200, "OK", sc.hdr)
 		r.scratch.Put(sc)
 	})

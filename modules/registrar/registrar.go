@@ -78,6 +78,10 @@ type Config struct {
 	Persist Persist
 	// Logger receives error-path lines. Nil: slog.Default().
 	Logger *slog.Logger
+	// FlowTimer, when set, goes in the Flow-Timer header of the 200 to a
+	// REGISTER done with RFC 5626 outbound over a connection: how often
+	// the phone sends its CRLF keep-alive (outbound.go).
+	FlowTimer time.Duration
 }
 
 // Registrar is the location service. It is safe for concurrent use.
@@ -122,10 +126,12 @@ type binding struct {
 	src       netip.AddrPort // where the REGISTER came from
 	socket    netip.AddrPort // the listener it came in on
 	proto     transport.Proto
-	nat       bool            // reached at src (see natted)
-	pingFails uint8           // NAT keepalives unanswered in a row (memory only)
-	hop       netip.AddrPort  // the first Path hop, when it is an IP address
-	hopProto  transport.Proto // and its transport
+	flow      transport.ConnID // the connection it registered over (memory only; 0: UDP, or loaded)
+	outbound  bool             // RFC 5626 outbound: only its flow reaches it (outbound.go)
+	nat       bool             // reached at src (see natted)
+	pingFails uint8            // NAT keepalives unanswered in a row (memory only)
+	hop       netip.AddrPort   // the first Path hop, when it is an IP address
+	hopProto  transport.Proto  // and its transport
 	q         int16
 	regID     uint32
 	cseq      uint32

@@ -16,6 +16,7 @@ import (
 // scratch is per-call working memory, pooled so a REGISTER that refreshes
 // existing bindings reuses it.
 type scratch struct {
+	ob   outboundMode // RFC 5626 outbound for this REGISTER (outbound.go)
 	cs   []contactIn
 	hdr  []byte
 	path []byte
@@ -37,7 +38,7 @@ type contactIn struct {
 
 // OptionTags are the extensions the registrar supports in a REGISTER's
 // Require (RFC 3327 Path); others get 420.
-var OptionTags = []string{"path"}
+var OptionTags = []string{"path", "outbound"}
 
 // SaveOptions say what the route knows about a REGISTER.
 type SaveOptions struct {
@@ -103,6 +104,10 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch, o SaveOptions) int {
 	cseq := m.CSeq().Num
 	branch := shards.Sum(m.TopVia().Branch)
 	sc.path = pathOf(m, sc.path[:0])
+	var lacks bool
+	if sc.ob, lacks = outboundOf(c, sc.path); lacks && m.HasToken(parser.HdrRequire, "outbound") {
+		return reply(c, 439, "First Hop Lacks Outbound Support", nil)
+	}
 
 	// Parse and check every Contact before changing anything: a request
 	// is applied whole or not at all.
@@ -200,6 +205,7 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch, o SaveOptions) int {
 		return 200 // sent once the store has committed the change
 	}
 	sc.hdr = appendPath(sc.hdr, sc.path)
+	sc.hdr = r.appendOutbound(sc.hdr, sc.ob)
 	return reply(c, 200, "OK", sc.hdr)
 }
 
@@ -334,6 +340,8 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 		b.ua = append(b.ua[:0], m.UserAgent()...)
 		b.src = c.R.Src
 		b.proto = c.R.Proto
+		b.flow = c.R.Conn
+		b.outbound = sc.ob == outboundHere && ci.regID > 0
 		b.socket = netip.AddrPort{}
 		if l := c.R.Listener; l != nil {
 			b.socket = l.Local

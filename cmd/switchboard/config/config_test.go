@@ -227,6 +227,7 @@ auth:
 		{"registrar:\n  nat_tests: [flow, rfc1918]\n", `x.yaml:2: registrar.nat_tests[1]: unknown NAT test "rfc1918"; one of private_contact, via_received, private_via, via_rport, contact_port, flow`},
 		{"registrar:\n  nat_tests: [flow, flow]\n", "x.yaml:2: registrar.nat_tests[1]: flow is listed twice"},
 		{"registrar:\n  persist: sync\n", `x.yaml:2: registrar.persist: must be write-back or write-through, not "sync"`},
+		{"registrar:\n  flow_timer: 5s\n", "x.yaml:2: registrar.flow_timer: must be 0 or whole seconds between 10s and 1h, not 5s"},
 		{"auth:\n  algorithms: []\n", "x.yaml:2: auth.algorithms: at least one of SHA-256, MD5"},
 		{"auth:\n  algorithms: [MD5, SHA-512]\n", `x.yaml:2: auth.algorithms[1]: unknown algorithm "SHA-512"`},
 		{"auth:\n  algorithms: [MD5, MD5]\n", "x.yaml:2: auth.algorithms[1]: MD5 is listed twice"},
