@@ -8,6 +8,8 @@
 //	POST /api/v1/<command>       run a command; the body is its JSON arguments
 //	                             (Content-Type: application/json)
 //	GET  /api/v1/<command>       run a read-only command without arguments
+//	GET  /api/v1/stream/<name>   a stream a package registered (Stream): the
+//	                             events as Server-Sent Events
 //
 // Every answer is a JSON object: {"result": ...} on success,
 // {"error": "..."} otherwise, with a status code that says whose fault it was.
@@ -90,8 +92,9 @@ type Server struct {
 	started time.Time
 	ready   atomic.Bool
 
-	mu   sync.RWMutex
-	cmds map[string]Command
+	mu      sync.RWMutex
+	cmds    map[string]Command
+	streams map[string]http.Handler
 	// degraded names the parts that work on a fallback (the store
 	// unreachable: cached data) and why; /readyz lists them.
 	degraded map[string]string
@@ -154,6 +157,20 @@ func (s *Server) degradedLines() []string {
 func (s *Server) Register(name string, c Command) {
 	s.mu.Lock()
 	s.cmds[name] = c
+	s.mu.Unlock()
+}
+
+// Stream registers a long-lived read-only endpoint at
+// /api/v1/stream/<name> (Server-Sent Events), behind the same checks as
+// the commands: the token, Host and Origin. Only GET reaches h. The
+// listener's write timeout does not apply: h clears it
+// (http.ResponseController) and ends when the request's context does.
+func (s *Server) Stream(name string, h http.Handler) {
+	s.mu.Lock()
+	if s.streams == nil {
+		s.streams = map[string]http.Handler{}
+	}
+	s.streams[name] = h
 	s.mu.Unlock()
 }
 
@@ -226,6 +243,7 @@ func (s *Server) Handler() http.Handler {
 	// JSON 405 like every other refusal.
 	mux.Handle("/api/v1", g.wrap(http.HandlerFunc(s.serveList)))
 	mux.Handle("/api/v1/{cmd}", g.wrap(http.HandlerFunc(s.serveCommand)))
+	mux.Handle("/api/v1/stream/{name}", g.wrap(http.HandlerFunc(s.serveStream)))
 	return mux
 }
 
@@ -251,6 +269,23 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
 }
 
 const maxArgsBytes = 1 << 20
+
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	s.mu.RLock()
+	h, ok := s.streams[name]
+	s.mu.RUnlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown stream %q", name))
+		return
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		writeError(w, http.StatusMethodNotAllowed, "a stream is read with GET")
+		return
+	}
+	h.ServeHTTP(w, r)
+}
 
 func (s *Server) serveCommand(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("cmd")

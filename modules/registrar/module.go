@@ -140,6 +140,7 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 		Persist:        persist,
 		Writer:         writer,
 		Logger:         log,
+		Events:         h.Events,
 	}
 	r, err := New(cfg)
 	if err != nil {

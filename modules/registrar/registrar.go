@@ -24,6 +24,7 @@ import (
 	"time"
 	"unsafe"
 
+	"switchboard/modules"
 	"switchboard/shards"
 	"switchboard/store"
 	"switchboard/transport"
@@ -78,6 +79,9 @@ type Config struct {
 	Persist Persist
 	// Logger receives error-path lines. Nil: slog.Default().
 	Logger *slog.Logger
+	// Events receives E_UL_CONTACT_INSERT, _UPDATE and _DELETE (nil:
+	// none are raised).
+	Events *modules.Events
 }
 
 // Registrar is the location service. It is safe for concurrent use.
@@ -332,6 +336,8 @@ func (r *Registrar) onTimer(s *shards.Shard[record], e *shards.Entry[record], t 
 				v.b[n], v.b[i] = v.b[i], v.b[n]
 			}
 			n++
+		} else {
+			r.raiseContact(modules.EventContactDelete, e.Key(), &v.b[i], now, goneExpired)
 		}
 	}
 	r.expired.Add(uint64(len(v.b) - n))
