@@ -14,6 +14,7 @@ import (
 	_ "switchboard/modules/dialog"
 	_ "switchboard/modules/dialplan"
 	_ "switchboard/modules/dispatcher"
+	_ "switchboard/modules/events"
 	_ "switchboard/modules/drouting"
 	_ "switchboard/modules/fraud"
 	_ "switchboard/modules/groups"
