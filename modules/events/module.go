@@ -338,34 +338,7 @@ func (m *Module) registerCommands(h *modules.Host) {
 	})
 	h.Command("events.subscribe", mgmt.Command{
 		Help: `add a webhook (OpenSIPS subscribe_event): {"url":"http://127.0.0.1:8080/hook","events":["E_UL_CONTACT_INSERT"],"name":"crm","token":"...","expires":3600}; lost at restart: configure lasting ones in events.webhooks`,
-		Run: func(_ context.Context, raw json.RawMessage) (any, error) {
-			var a subscribeArgs
-			if err := decodeSubscribe(raw, &a); err != nil {
-				return nil, err
-			}
-			if err := a.normalize(); err != nil {
-				return nil, &mgmt.ArgError{Msg: err.Error()}
-			}
-			if a.Expires < 0 {
-				return nil, &mgmt.ArgError{Msg: "expires: must be 0 (none) or seconds"}
-			}
-			m.mu.Lock()
-			_, dup := m.hooks[a.Name]
-			full := m.subscribers() >= m.cfg.MaxSubscribers
-			m.mu.Unlock()
-			if dup {
-				return nil, &mgmt.ArgError{Msg: fmt.Sprintf("name: a webhook called %q exists: events.unsubscribe it first, or give another name", a.Name)}
-			}
-			if full {
-				return nil, &mgmt.ArgError{Msg: fmt.Sprintf("too many subscribers (events.max_subscribers: %d)", m.cfg.MaxSubscribers)}
-			}
-			var exp int64
-			if a.Expires > 0 {
-				exp = m.clock.Now() + a.Expires*1000
-			}
-			w := m.addWebhook(a.WebhookSettings, true, exp)
-			return w.info(), nil
-		},
+		Run:  func(_ context.Context, raw json.RawMessage) (any, error) { return m.subscribe(raw) },
 	})
 	h.Command("events.unsubscribe", mgmt.Command{
 		Help: `remove a webhook: {"name":"crm"}`,
@@ -435,4 +408,47 @@ func (m *Module) countFor(name string) int {
 		}
 	}
 	return n
+}
+
+// subscribe is events.subscribe.
+func (m *Module) subscribe(raw json.RawMessage) (any, error) {
+	var a subscribeArgs
+	if err := decodeSubscribe(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := a.normalize(); err != nil {
+		return nil, &mgmt.ArgError{Msg: err.Error()}
+	}
+	if a.Expires < 0 {
+		return nil, &mgmt.ArgError{Msg: "expires: must be 0 (none) or seconds"}
+	}
+	var exp int64
+	if a.Expires > 0 {
+		exp = m.clock.Now() + a.Expires*1000
+	}
+	w, err := m.addRuntimeWebhook(a.WebhookSettings, exp)
+	if err != nil {
+		return nil, err
+	}
+	return w.info(), nil
+}
+
+// addRuntimeWebhook adds a webhook of events.subscribe, within
+// max_subscribers and under a name not taken.
+func (m *Module) addRuntimeWebhook(cfg WebhookSettings, expires int64) (*webhook, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, dup := m.hooks[cfg.Name]; dup {
+		return nil, &mgmt.ArgError{Msg: fmt.Sprintf("name: a webhook called %q exists: events.unsubscribe it first, or give another name", cfg.Name)}
+	}
+	if m.subscribers() >= m.cfg.MaxSubscribers {
+		return nil, &mgmt.ArgError{Msg: fmt.Sprintf("too many subscribers (events.max_subscribers: %d)", m.cfg.MaxSubscribers)}
+	}
+	w := newWebhook(cfg, m.ev.Subscribe(cfg.Events, cfg.Queue), m.set, m.log)
+	w.runtime, w.expires = true, expires
+	m.hooks[cfg.Name] = w
+	if m.started {
+		w.start()
+	}
+	return w, nil
 }
