@@ -168,6 +168,9 @@ func (e *Events) Subscribed(name string) bool {
 		return false
 	}
 	t := e.subs.Load()
+	if len(t.list) == 0 { // no subscriber at all: no map lookup
+		return false
+	}
 	return len(t.all) > 0 || len(t.byName[name]) > 0
 }
 

@@ -98,3 +98,35 @@ func TestEventsNilIsSilent(t *testing.T) {
 	var e *Events
 	e.Begin("E_X").Str("a", "b").Raise()
 }
+
+func BenchmarkRaise(b *testing.B) {
+	key := []byte("alice@example.com")
+	src := netip.MustParseAddrPort("192.0.2.1:5060")
+	raise := func(e *Events) {
+		e.Begin(EventContactInsert).Bytes("aor", key).AddrPort("received", src).Int("expires", 3600).Raise()
+	}
+	b.Run("no_subscriber", func(b *testing.B) {
+		e := NewEvents(shards.NewManualClock(1), metrics.NewSet())
+		b.ReportAllocs()
+		for b.Loop() {
+			raise(e)
+		}
+	})
+	b.Run("other_event_subscribed", func(b *testing.B) {
+		e := NewEvents(shards.NewManualClock(1), metrics.NewSet())
+		e.Subscribe([]string{EventPikeBlocked}, 1)
+		b.ReportAllocs()
+		for b.Loop() {
+			raise(e)
+		}
+	})
+	b.Run("one_subscriber", func(b *testing.B) {
+		e := NewEvents(shards.NewManualClock(1), metrics.NewSet())
+		s := e.Subscribe([]string{EventContactInsert}, 1024)
+		b.ReportAllocs()
+		for b.Loop() {
+			raise(e)
+			<-s.C()
+		}
+	})
+}
