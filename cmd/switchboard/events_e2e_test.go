@@ -345,3 +345,36 @@ func TestE2EEventsStream(t *testing.T) {
 		t.Fatalf("bad event name: %d %s", code, body)
 	}
 }
+
+// TestE2EEventsDialogStates: a sipp call through the calls route set
+// raises E_DLG_STATE_CHANGED for its creation, its answer and its end,
+// with OpenSIPS's state numbers.
+func TestE2EEventsDialogStates(t *testing.T) {
+	needSipp(t)
+	rcv := startReceiver(t, "")
+	srv := startServer(t, fmt.Sprintf("routes: calls\nevents:\n  webhooks:\n    - {name: dlg, url: \"http://%s/\", events: [E_DLG_STATE_CHANGED]}\n", rcv.addr))
+	uas := freeSIPPort(t)
+	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-m", "1")
+	time.Sleep(200 * time.Millisecond)
+	res := runSipp(t, 30*time.Second, "-sf", "uac_call_hold.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
+		"-key", "ruri", "sip:callee@127.0.0.1:"+strconv.Itoa(uas),
+		"-rsa", "127.0.0.1:"+strconv.Itoa(srv.Port), "-d", "200", "-m", "1",
+		"127.0.0.1:"+strconv.Itoa(uas))
+	if res.Code != 0 {
+		t.Fatalf("sipp caller exit %d:\n%s", res.Code, res.Output)
+	}
+	callee.wait(5 * time.Second)
+	created := rcv.wait("E_DLG_STATE_CHANGED", "change", "created", 2*time.Second)
+	answered := rcv.wait("E_DLG_STATE_CHANGED", "change", "answered", 2*time.Second)
+	ended := rcv.wait("E_DLG_STATE_CHANGED", "change", "ended", 2*time.Second)
+	if created.params["new_state"] != float64(1) || answered.params["old_state"] != float64(1) || answered.params["new_state"] != float64(4) ||
+		ended.params["old_state"] != float64(4) || ended.params["new_state"] != float64(5) || ended.params["reason"] != "bye" || ended.params["by"] != "caller" {
+		t.Fatalf("events:\n%v\n%v\n%v", created.params, answered.params, ended.params)
+	}
+	if ended.params["callid"] == "" || ended.params["callid"] != created.params["callid"] || answered.params["code"] != float64(200) {
+		t.Fatalf("identifiers: %v / %v", created.params, ended.params)
+	}
+	if !(created.seq < answered.seq && answered.seq < ended.seq) {
+		t.Fatalf("out of order: %d %d %d", created.seq, answered.seq, ended.seq)
+	}
+}
