@@ -112,7 +112,7 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, log: log, set: metrics.NewSet(), started: time.Now(), cmds: map[string]Command{}}
 	s.Register("info", Command{Help: "server version, uptime and process facts", ReadOnly: true, Run: s.info})
-	s.Register("stats", Command{Help: "every metric as name: value", ReadOnly: true, Run: s.stats})
+	s.Register("stats", Command{Help: `every metric as name: value; {"group":"registrar"} for switchboard_registrar_*, {"match":"dropped"} for names containing it (OpenSIPS get_statistics)`, ReadOnly: true, Run: s.stats})
 	return s
 }
 
@@ -427,7 +427,18 @@ func (s *Server) info(context.Context, json.RawMessage) (any, error) {
 
 // stats returns the metric set as a flat map, parsed back from the
 // Prometheus text so it shows exactly what a scraper sees.
-func (s *Server) stats(context.Context, json.RawMessage) (any, error) {
+func (s *Server) stats(_ context.Context, raw json.RawMessage) (any, error) {
+	var args struct {
+		Group string `json:"group"` // switchboard_<group>_*
+		Match string `json:"match"` // names containing it
+	}
+	if err := DecodeArgs(raw, &args); err != nil {
+		return nil, err
+	}
+	prefix := ""
+	if args.Group != "" {
+		prefix = "switchboard_" + strings.TrimSuffix(strings.TrimPrefix(args.Group, "switchboard_"), "_") + "_"
+	}
 	var b strings.Builder
 	s.set.WritePrometheus(&b)
 	out := map[string]float64{}
@@ -437,6 +448,10 @@ func (s *Server) stats(context.Context, json.RawMessage) (any, error) {
 		}
 		i := strings.LastIndexByte(line, ' ')
 		if i <= 0 {
+			continue
+		}
+		name := line[:i]
+		if !strings.HasPrefix(name, prefix) || !strings.Contains(name, args.Match) {
 			continue
 		}
 		var v float64
