@@ -13,7 +13,8 @@
 # The HEP capture test decodes what the server sends with
 # sngrep (its HEP listener) and reads the result with tshark; the monitoring
 # test validates the Prometheus alert rules with promtool (Debian package
-# prometheus): all three are required.
+# prometheus): all three are required. The shell completion test runs the
+# script `switchboard completion zsh` prints in zsh: required.
 set -euo pipefail
 
 need=()
@@ -28,6 +29,7 @@ my_installed || as_root+=(mariadb-server)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v sngrep >/dev/null 2>&1 || need+=(sngrep)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v zsh >/dev/null 2>&1 || need+=(zsh)
 optional=()
 command -v baresip >/dev/null 2>&1 || optional+=(baresip-core)
 command -v linphonec >/dev/null 2>&1 || optional+=(linphone-cli)

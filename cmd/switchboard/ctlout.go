@@ -229,6 +229,9 @@ func cell(v any) string {
 		}
 		return "false"
 	case []any:
+		if len(x) == 0 {
+			return "(none)"
+		}
 		parts := make([]string, len(x))
 		for i, e := range x {
 			if _, ok := e.(*object); ok {

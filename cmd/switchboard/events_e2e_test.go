@@ -378,3 +378,59 @@ func TestE2EEventsDialogStates(t *testing.T) {
 		t.Fatalf("out of order: %d %d %d", created.seq, answered.seq, ended.seq)
 	}
 }
+
+// TestE2ETraceCommand: trace.start follows one Call-ID through the real
+// binary's core (received, route, sent, with call_id and addresses) and
+// nothing else; trace.stop ends it; log.level changes the level at run
+// time.
+func TestE2ETraceCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end tests skipped in -short mode")
+	}
+	srv := startServer(t, "auth:\n  register: false\n")
+	mgmtCall(t, srv, "log.level", `{"level":"info"}`) // trace lines are info
+	if code, body := srv.api("trace.start", `{}`); code != 400 {
+		t.Fatalf("trace.start without a filter: %d %s", code, body)
+	}
+	mgmtCall(t, srv, "trace.start", `{"call_id":"ev-traced@test","duration":"1m"}`)
+	for _, u := range []string{"traced", "other"} {
+		if r := sendUDP(t, srv.Port, registerNoAuth(u, 1), 2*time.Second); !strings.HasPrefix(r, "SIP/2.0 200") {
+			t.Fatalf("REGISTER %s: %q", u, r)
+		}
+	}
+	var st struct {
+		On     bool
+		CallID string `json:"call_id"`
+		Lines  int
+	}
+	json.Unmarshal(mgmtCall(t, srv, "trace.status", ""), &st)
+	if !st.On || st.CallID != "ev-traced@test" || st.Lines != 3 {
+		t.Fatalf("trace.status: %+v", st)
+	}
+	mgmtCall(t, srv, "trace.stop", "")
+	if r := sendUDP(t, srv.Port, registerNoAuth("traced", 2), 2*time.Second); !strings.HasPrefix(r, "SIP/2.0 200") {
+		t.Fatalf("REGISTER after stop: %q", r)
+	}
+	log := srv.Log.String()
+	for _, want := range []string{
+		`msg="trace: received" trace=true call_id=ev-traced@test method=REGISTER first_line="REGISTER sip:localhost SIP/2.0"`,
+		`msg="trace: route" trace=true call_id=ev-traced@test method=REGISTER src=127.0.0.1:`,
+		`msg="trace: sent" trace=true call_id=ev-traced@test first_line="SIP/2.0 200 OK"`,
+		`msg="trace: stopped" trace=true lines=3`,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log has no %s", want)
+		}
+	}
+	if strings.Contains(log, "call_id=ev-other@test") || strings.Count(log, "call_id=ev-traced@test") != 4 { // started, received, route, sent
+		t.Errorf("traced more than the one REGISTER:\n%s", log)
+	}
+	var lv struct{ Level string }
+	json.Unmarshal(mgmtCall(t, srv, "log.level", `{"level":"debug"}`), &lv)
+	if lv.Level != "debug" {
+		t.Fatalf("log.level: %+v", lv)
+	}
+	if code, body := srv.api("log.level", `{"level":"loud"}`); code != 400 {
+		t.Fatalf("bad level: %d %s", code, body)
+	}
+}
