@@ -139,7 +139,7 @@ func TestPerCallLogFields(t *testing.T) {
 
 func TestRawCallID(t *testing.T) {
 	for in, want := range map[string]string{
-		"SIP/2.0 200 OK\r\nVia: x\r\nCall-ID: abc@h\r\n\r\n": "abc@h",
+		"SIP/2.0 200 OK\r\nVia: x\r\nCall-ID: abc@h\r\n\r\n":      "abc@h",
 		"BYE sip:x SIP/2.0\r\ni: short@h \r\nCSeq: 1 BYE\r\n\r\n": "short@h",
 		"BYE sip:x SIP/2.0\r\ncall-id  :  sp@h\r\n\r\n":           "sp@h",
 		"BYE sip:x SIP/2.0\r\nVia: x\r\n\r\nCall-ID: body@h\r\n":  "",

@@ -41,7 +41,6 @@ func complete(t *testing.T, shell string, words ...string) []string {
 	return got
 }
 
-
 // TestE2ECompletion: the bash and zsh scripts complete subcommands,
 // module verbs, ctl's flags' values and, against a running server, its
 // management commands.
