@@ -23,13 +23,18 @@ func scanCDR(sc interface{ Scan(...any) error }, c *CDR) error {
 	return parseExtra(extra, c)
 }
 
+// insertCDR is the statement that adds one record to table.
+func insertCDR(table string) string {
+	return `INSERT INTO ` + table + ` (` + cdrCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+}
+
 func (b *SQLite) AddCDRs(ctx context.Context, cs []CDR) error {
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	var ins [2]*sql.Stmt // acc, missed_calls: prepared once per batch
+	var ins [2]*sql.Stmt // acc, missed_calls: the statements prepared at open, in tx
 	for i := range cs {
 		c := &cs[i]
 		k := 0
@@ -37,11 +42,7 @@ func (b *SQLite) AddCDRs(ctx context.Context, cs []CDR) error {
 			k = 1
 		}
 		if ins[k] == nil {
-			if ins[k], err = tx.PrepareContext(ctx, `INSERT INTO `+c.Table()+` (`+cdrCols+`)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
-				return err
-			}
-			defer ins[k].Close()
+			ins[k] = tx.StmtContext(ctx, b.insCDR[k])
 		}
 		res, err := ins[k].ExecContext(ctx, cdrArgs(c)...)
 		if err != nil {

@@ -27,6 +27,7 @@ type SQLite struct {
 	// transactions (Tx.StmtContext). Parsing the upsert otherwise costs as
 	// much as executing it.
 	getSub, upsert, del, delAOR *sql.Stmt
+	insCDR                      [2]*sql.Stmt // acc, missed_calls
 }
 
 // OpenSQLite opens or creates the database file at path and applies pending
@@ -87,6 +88,8 @@ func openSQLite(path string, opts Options, migs []migration) (*SQLite, error) {
 				last_modified = excluded.last_modified`},
 		{&b.del, `DELETE FROM location WHERE aor = ? AND binding_key = ?`},
 		{&b.delAOR, `DELETE FROM location WHERE aor = ?`},
+		{&b.insCDR[0], insertCDR("acc")},
+		{&b.insCDR[1], insertCDR("missed_calls")},
 	} {
 		if *p.st, err = db.PrepareContext(ctx, p.q); err != nil {
 			b.Close()
@@ -210,7 +213,7 @@ func (b *SQLite) Ping(ctx context.Context) error { return b.db.PingContext(ctx) 
 
 // Close closes the database.
 func (b *SQLite) Close() error {
-	for _, st := range []*sql.Stmt{b.getSub, b.upsert, b.del, b.delAOR} {
+	for _, st := range []*sql.Stmt{b.getSub, b.upsert, b.del, b.delAOR, b.insCDR[0], b.insCDR[1]} {
 		if st != nil {
 			st.Close()
 		}

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -49,15 +50,17 @@ type Settings struct {
 	FileMaxSize string `yaml:"file_max_size"`
 	FileKeep    int    `yaml:"file_keep"`
 	// QueueSize bounds the records waiting to be written; BatchSize is
-	// the most written in one transaction.
-	QueueSize int `yaml:"queue_size"`
-	BatchSize int `yaml:"batch_size"`
+	// the most written in one transaction. BatchWait is how long the
+	// first record of a batch waits for others (see run).
+	QueueSize int           `yaml:"queue_size"`
+	BatchSize int           `yaml:"batch_size"`
+	BatchWait time.Duration `yaml:"batch_wait"`
 }
 
 // DefaultSettings are the defaults of every key.
 func DefaultSettings() *Settings {
 	return &Settings{Store: true, Failed: true, Format: "csv", FileMaxSize: "100MiB", FileKeep: 5,
-		QueueSize: 16384, BatchSize: 256}
+		QueueSize: 16384, BatchSize: 256, BatchWait: 100 * time.Millisecond}
 }
 
 // enabled reports whether the settings write records anywhere.
@@ -77,6 +80,8 @@ func checkSettings(v any) error {
 		return modules.Errorf("queue_size", "%d: want 1 to %d", s.QueueSize, 1<<20)
 	case s.BatchSize < 1 || s.BatchSize > 10000:
 		return modules.Errorf("batch_size", "%d: want 1 to 10000", s.BatchSize)
+	case s.BatchWait < 0 || s.BatchWait > 10*time.Second:
+		return modules.Errorf("batch_wait", "%s: want 0 to 10s", s.BatchWait)
 	case strings.ContainsRune(s.File, 0):
 		return modules.Errorf("file", "contains a NUL byte")
 	}
@@ -135,6 +140,7 @@ type Acc struct {
 	on        bool // subscribed: records are written somewhere
 	queueSize int
 	batchSize int
+	batchWait atomic.Int64 // a time.Duration
 	failed    atomic.Bool
 	toStore   atomic.Bool
 	file      atomic.Pointer[fileSettings] // nil: no file
@@ -147,6 +153,7 @@ type Acc struct {
 	sendMu sync.RWMutex
 	closed bool
 	done   chan struct{}
+	halt   chan struct{} // closed by Stop: the writer's wait for a batch ends
 	start  sync.Once
 	stop   sync.Once
 
@@ -178,7 +185,7 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 		h: h, log: h.Logger(), st: h.Store, dlg: d,
 		on: s.enabled(), queueSize: s.QueueSize, batchSize: s.BatchSize,
 		queue: make(chan *record, s.QueueSize), free: make(chan *record, s.QueueSize+s.BatchSize),
-		done: make(chan struct{}),
+		done: make(chan struct{}), halt: make(chan struct{}),
 	}
 	a.apply(s)
 	a.registerMetrics(h.Metrics)
@@ -193,6 +200,7 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 func (a *Acc) apply(s *Settings) {
 	a.failed.Store(s.Failed)
 	a.toStore.Store(s.Store)
+	a.batchWait.Store(int64(s.BatchWait))
 	if s.File == "" {
 		a.file.Store(nil)
 		return
@@ -219,13 +227,14 @@ func (a *Acc) Stop() {
 		a.sendMu.Lock()
 		a.closed = true
 		close(a.queue)
+		close(a.halt)
 		a.sendMu.Unlock()
 		a.start.Do(func() { go a.run() }) // never started: write what is queued anyway
 		<-a.done
 	})
 }
 
-// Reload applies changed settings: store, failed and the file keys at
+// Reload applies changed settings: store, failed, batch_wait and the file keys at
 // once (the file is reopened before the next batch); queue_size and
 // batch_size, and turning accounting on or off, at the next start.
 func (a *Acc) Reload(v any) error {

@@ -214,18 +214,51 @@ func TestStopWritesEverything(t *testing.T) {
 }
 
 // TestRecordsGathered: records that end a few milliseconds apart are
-// written together (gatherWait), not one transaction each.
+// written together (acc.batch_wait), not one transaction each; with
+// batch_wait 0 each goes as soon as the writer sees it.
 func TestRecordsGathered(t *testing.T) {
-	e := newEnv(t, DefaultSettings(), true)
-	const n = 20
-	for i := range n {
-		c := e.invite(fmt.Sprintf("g%02d", i))
-		c.respond(486, "", "b")
+	for _, tc := range []struct {
+		wait       time.Duration
+		maxBatches uint64
+	}{
+		{100 * time.Millisecond, 2}, // 20 records within ~25 ms: one batch, two if the wait fell between
+		{0, 20},
+	} {
+		s := DefaultSettings()
+		s.BatchWait = tc.wait
+		e := newEnv(t, s, true)
+		const n = 20
+		for i := range n {
+			c := e.invite(fmt.Sprintf("g%02d", i))
+			c.respond(486, "", "b")
+			time.Sleep(time.Millisecond)
+		}
+		e.waitWritten(n)
+		if b := e.a.batches.Get(); b > tc.maxBatches {
+			t.Fatalf("batch_wait %s: %d records in %d batches, want at most %d", tc.wait, n, b, tc.maxBatches)
+		}
+	}
+}
+
+// TestStopEndsBatchWait: Stop does not sit out a long batch_wait; the
+// record waiting is written.
+func TestStopEndsBatchWait(t *testing.T) {
+	s := DefaultSettings()
+	s.BatchWait = 10 * time.Second
+	e := newEnv(t, s, true)
+	c := e.invite("w1")
+	c.respond(486, "", "b")
+	for e.a.queued[1].Get()+e.a.queued[0].Get() == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	e.waitWritten(n)
-	if b := e.a.batches.Get(); b > n/2 {
-		t.Fatalf("%d records in %d batches: not gathered", n, b)
+	time.Sleep(5 * time.Millisecond) // the writer is in its wait
+	t0 := time.Now()
+	e.a.Stop()
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Fatalf("Stop took %s", d)
+	}
+	if e.a.written[sinkStore].Get() != 1 {
+		t.Fatalf("written %d, want 1", e.a.written[sinkStore].Get())
 	}
 }
 
@@ -270,6 +303,8 @@ func TestSettingsChecked(t *testing.T) {
 		{func(s *Settings) { s.FileKeep = -1 }, "file_keep"},
 		{func(s *Settings) { s.QueueSize = 0 }, "queue_size"},
 		{func(s *Settings) { s.BatchSize = 0 }, "batch_size"},
+		{func(s *Settings) { s.BatchWait = -time.Second }, "batch_wait"},
+		{func(s *Settings) { s.BatchWait = time.Minute }, "batch_wait"},
 	} {
 		s := DefaultSettings()
 		tc.mod(s)

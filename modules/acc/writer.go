@@ -17,51 +17,67 @@ var retryWaits = []time.Duration{100 * time.Millisecond, 500 * time.Millisecond,
 // storeTimeout bounds one attempt.
 const storeTimeout = 10 * time.Second
 
-// gatherWait is how long the first record of a batch waits for others
-// before the batch is written. Without it, at a few hundred calls a
-// second each record arrives alone and costs an SQLite transaction of its
-// own, more CPU than relaying its call (sipbench, bench/results/dialog.md);
-// 10 ms gathers a few records per transaction at 500 calls/s and delays a
-// record by no more than that. A closed queue (Stop) ends the wait.
-const gatherWait = 10 * time.Millisecond
-
-// run is the writer goroutine: it takes what is queued, up to batch_size
-// records at a time or what came within gatherWait of the first, and
-// writes each batch to the store in one transaction and to the file. It returns once Stop closed the queue and
-// every record queued before was written.
+// run is the writer goroutine. The first record of a batch waits
+// acc.batch_wait for others; then what is queued is written, batch_size
+// records at a time, each batch to the store in one transaction and to the
+// file. Without the wait, at a few hundred calls a second each record
+// arrives alone and costs an SQLite transaction of its own, more CPU than
+// relaying its call (bench/results/dialog.md); the writer sleeps through
+// the wait rather than waking for each record as it comes, so a batch
+// costs it two wake-ups whatever its size. Stop ends the wait. run returns
+// once Stop closed the queue and every record queued before was written.
 func (a *Acc) run() {
 	defer close(a.done)
 	var f fileSink
 	defer f.close()
 	batch := make([]*record, 0, a.batchSize)
 	cdrs := make([]store.CDR, 0, a.batchSize)
-	gather := time.NewTimer(gatherWait)
-	gather.Stop()
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
 	for r := range a.queue {
 		batch = append(batch[:0], r)
-		gather.Reset(gatherWait)
-	fill:
-		for len(batch) < a.batchSize {
+		if d := time.Duration(a.batchWait.Load()); d > 0 {
+			wait.Reset(d)
 			select {
-			case r, ok := <-a.queue:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, r)
-			case <-gather.C:
-				break fill
+			case <-wait.C:
+			case <-a.halt:
+				wait.Stop()
 			}
 		}
-		gather.Stop()
-		cdrs = cdrs[:0]
-		for i, r := range batch {
-			cdrs = append(cdrs, r.cdr())
-			a.release(r)
-			batch[i] = nil
+		for {
+			batch = a.take(batch)
+			full := len(batch) == a.batchSize
+			cdrs = cdrs[:0]
+			for i, r := range batch {
+				cdrs = append(cdrs, r.cdr())
+				a.release(r)
+				batch[i] = nil
+			}
+			a.batches.Inc()
+			a.write(cdrs, &f)
+			if !full {
+				break
+			}
+			batch = batch[:0]
 		}
-		a.batches.Inc()
-		a.write(cdrs, &f)
 	}
+}
+
+// take appends to batch what is queued, without waiting, until it holds
+// batch_size records.
+func (a *Acc) take(batch []*record) []*record {
+	for len(batch) < a.batchSize {
+		select {
+		case r, ok := <-a.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // write writes one batch to the sinks: the store first, so that the file
