@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"switchboard/modules/siptrace"
 )
 
 // hookReceiver is a webhook receiver on loopback: it records every event
@@ -432,5 +434,62 @@ func TestE2ETraceCommand(t *testing.T) {
 	}
 	if code, body := srv.api("log.level", `{"level":"loud"}`); code != 400 {
 		t.Fatalf("bad level: %d %s", code, body)
+	}
+}
+
+// TestE2EHEPLogLines: with siptrace.logs, the log lines of a traced call
+// reach the HEP collector as protocol type 100 packets correlated to its
+// Call-ID; the lines of another call do not.
+func TestE2EHEPLogLines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end tests skipped in -short mode")
+	}
+	coll, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer coll.Close()
+	srv := startServer(t, fmt.Sprintf("auth:\n  register: false\nsiptrace:\n  collectors: [%q]\n  logs: true\n", coll.LocalAddr().String()))
+	mgmtCall(t, srv, "log.level", `{"level":"info"}`)
+	mgmtCall(t, srv, "trace.start", `{"call_id":"ev-hep@test"}`)
+	for _, u := range []string{"hep", "nohep"} {
+		if r := sendUDP(t, srv.Port, registerNoAuth(u, 1), 2*time.Second); !strings.HasPrefix(r, "SIP/2.0 200") {
+			t.Fatalf("REGISTER %s: %q", u, r)
+		}
+	}
+	var logs []siptrace.Record
+	sip := 0
+	coll.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 65536)
+	for len(logs) < 4 { // started, received, route, sent
+		n, err := coll.Read(buf)
+		if err != nil {
+			t.Fatalf("%d log lines, %d SIP messages by the deadline: %+v", len(logs), sip, logs)
+		}
+		var r siptrace.Record
+		if err := siptrace.ParseHEP3(append([]byte(nil), buf[:n]...), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Type != siptrace.ProtoTypeLog {
+			sip++
+			continue
+		}
+		if string(r.CallID) != "ev-hep@test" {
+			t.Fatalf("a log line of another call: %q %q", r.CallID, r.Payload)
+		}
+		logs = append(logs, r)
+	}
+	var lines []string
+	for _, r := range logs {
+		lines = append(lines, string(r.Payload))
+	}
+	all := strings.Join(lines, "\n")
+	for _, want := range []string{`msg="trace: received" trace=true call_id=ev-hep@test method=REGISTER`, `msg="trace: sent" trace=true call_id=ev-hep@test first_line="SIP/2.0 200 OK"`} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no %s in the HEP log lines:\n%s", want, all)
+		}
+	}
+	if logs[1].Src.Addr().String() != "127.0.0.1" {
+		t.Errorf("the received line's source: %v", logs[1].Src)
 	}
 }

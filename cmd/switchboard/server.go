@@ -14,12 +14,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"switchboard/cmd/switchboard/config"
 	"switchboard/mgmt"
 	"switchboard/modules"
+	"switchboard/modules/siptrace"
 	"switchboard/routing"
 	_ "switchboard/routing/calls"
 	_ "switchboard/routing/dispatch"
@@ -41,6 +43,9 @@ type server struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	level   *slog.LevelVar
+	// callLogs is where log lines about a call also go (siptrace.logs);
+	// nil: nowhere.
+	callLogs atomic.Pointer[callLogSink]
 	// reloadMu serialises reloads from SIGHUP and the management API.
 	reloadMu sync.Mutex
 
@@ -72,7 +77,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	s := &server{cfgPath: *path, sets: *sets, cfg: cfg}
 	s.level = new(slog.LevelVar)
 	s.level.Set(parseLevel(cfg.Log.Level))
-	s.log = newLogger(stderr, cfg.Log.Format, s.level)
+	s.log = slog.New(newCallLogHandler(newLogger(stderr, cfg.Log.Format, s.level).Handler(), &s.callLogs))
 	if err := s.start(); err != nil {
 		fmt.Fprintln(stderr, "switchboard: not started:", err)
 		s.stop()
@@ -169,6 +174,10 @@ func (s *server) start() error {
 	s.domains.Replace(s.localNames())
 	if err := s.startedModules(); err != nil {
 		return err
+	}
+	if st, ok := s.mods.Get("siptrace").(*siptrace.SipTrace); ok {
+		sink := callLogSink(st.Log)
+		s.callLogs.Store(&sink)
 	}
 	registerMetrics(s.mgmt.Metrics(), s.tr, s.core)
 	s.storage = newStorageWatch(s.store, s.mgmt, s.log, cfg.Storage.Timeout.D())
