@@ -95,6 +95,10 @@ type Server struct {
 	mu      sync.RWMutex
 	cmds    map[string]Command
 	streams map[string]http.Handler
+	// closing is closed by Close: the streams end at once instead of
+	// holding the shutdown until its deadline.
+	closing   chan struct{}
+	closeOnce sync.Once
 	// degraded names the parts that work on a fallback (the store
 	// unreachable: cached data) and why; /readyz lists them.
 	degraded map[string]string
@@ -110,7 +114,7 @@ func New(cfg Config) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: log, set: metrics.NewSet(), started: time.Now(), cmds: map[string]Command{}}
+	s := &Server{cfg: cfg, log: log, set: metrics.NewSet(), started: time.Now(), cmds: map[string]Command{}, closing: make(chan struct{})}
 	s.Register("info", Command{Help: "server version, uptime and process facts", ReadOnly: true, Run: s.info})
 	s.Register("stats", Command{Help: `every metric as name: value; {"group":"registrar"} for switchboard_registrar_*, {"match":"dropped"} for names containing it (OpenSIPS get_statistics)`, ReadOnly: true, Run: s.stats})
 	return s
@@ -209,6 +213,7 @@ func (s *Server) Addr() string {
 
 // Close stops the listener, letting requests in flight finish until ctx ends.
 func (s *Server) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() { close(s.closing) })
 	if s.srv == nil {
 		return nil
 	}
@@ -284,7 +289,16 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "a stream is read with GET")
 		return
 	}
-	h.ServeHTTP(w, r)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	h.ServeHTTP(w, r.WithContext(ctx))
 }
 
 func (s *Server) serveCommand(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 const testToken = "test-token-0123456789"
@@ -217,5 +218,37 @@ func TestStream(t *testing.T) {
 	}
 	if code, _ := get(t, base+"nosuch", "Authorization", "Bearer "+testToken); code != 404 {
 		t.Fatalf("unknown stream: %d", code)
+	}
+}
+
+// TestStreamEndsAtClose: an open stream does not hold Close until its
+// deadline.
+func TestStreamEndsAtClose(t *testing.T) {
+	s := New(Config{Listen: "127.0.0.1:0", Token: testToken})
+	started := make(chan struct{})
+	s.Stream("wait", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		close(started)
+		<-r.Context().Done()
+	}))
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+s.Addr()+"/api/v1/stream/wait", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	go func() {
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	s.Close(ctx)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Close took %s with a stream open", d)
 	}
 }
