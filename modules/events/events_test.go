@@ -209,3 +209,33 @@ func TestSubscribeAtRunTimeAndBounds(t *testing.T) {
 		t.Fatal("unsubscribe left the subscription")
 	}
 }
+
+func TestReloadReplacesConfiguredWebhooks(t *testing.T) {
+	rcv, hs := newReceiver(t)
+	m, set := build(t, &Settings{MaxSubscribers: 4, StreamQueue: 10, Webhooks: []WebhookSettings{{Name: "a", URL: hs.URL}}})
+	if _, err := m.subscribe(json.RawMessage(`{"url":"` + hs.URL + `","name":"rt"}`)); err != nil {
+		t.Fatal(err)
+	}
+	next := &Settings{MaxSubscribers: 4, StreamQueue: 10, Webhooks: []WebhookSettings{{Name: "b", URL: hs.URL, Events: []string{"E_B"}}}}
+	if err := checkSettings(next); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range m.list()["subscribers"].([]subscriberInfo) {
+		names = append(names, s.Name)
+	}
+	if strings.Join(names, ",") != "b,rt" {
+		t.Fatalf("after reload: %v", names)
+	}
+	var b strings.Builder
+	set.WritePrometheus(&b)
+	if strings.Contains(b.String(), `webhook="a"`) {
+		t.Error("metrics of the removed webhook still exported")
+	}
+	m.ev.Begin("E_B").Raise()
+	rcv.next(t)
+	rcv.next(t) // b and rt both take E_B
+}

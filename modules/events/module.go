@@ -118,14 +118,19 @@ func (m *Module) Stop() {
 	}
 }
 
-// Reload applies new settings: webhooks of the configuration are
-// replaced (those added at run time stay), the bounds change.
+// Reload applies new settings: the webhooks of the configuration are
+// replaced (their queues lost), as is one added at run time under a name
+// the configuration now uses; the others added at run time stay.
 func (m *Module) Reload(settings any) error {
 	st := settings.(*Settings)
+	named := map[string]bool{}
+	for _, w := range st.Webhooks {
+		named[w.Name] = true
+	}
 	m.mu.Lock()
 	var old []*webhook
 	for name, w := range m.hooks {
-		if !w.runtime {
+		if !w.runtime || named[name] {
 			old = append(old, w)
 			m.ev.Unsubscribe(w.sub)
 			m.unregisterMetrics(w)
@@ -138,16 +143,6 @@ func (m *Module) Reload(settings any) error {
 		w.stop()
 	}
 	for _, w := range st.Webhooks {
-		m.mu.Lock()
-		if prev, dup := m.hooks[w.Name]; dup { // a runtime one of the same name gives way
-			m.ev.Unsubscribe(prev.sub)
-			m.unregisterMetrics(prev)
-			delete(m.hooks, w.Name)
-			m.mu.Unlock()
-			prev.stop()
-			m.mu.Lock()
-		}
-		m.mu.Unlock()
 		m.addWebhook(w, false, 0)
 	}
 	return nil
