@@ -60,3 +60,23 @@ func TestContactEvents(t *testing.T) {
 		t.Fatalf("%d events more than expected", len(sub.C()))
 	}
 }
+
+// TestSaveRefreshWithEventsAllocatesNothing: a server's registrar has
+// the event interface; with nobody subscribed to its events (a
+// subscriber of another event), a refresh still allocates nothing.
+func TestSaveRefreshWithEventsAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	ev := modules.NewEvents(nil, nil)
+	ev.Subscribe([]string{modules.EventPikeBlocked}, 1)
+	h := newHarness(t, Config{Events: ev})
+	h.keep = false
+	r := newRefresher(500)
+	for i := 0; i < 5000; i++ {
+		r.next(h)
+	}
+	if n := testing.AllocsPerRun(2000, func() { r.next(h) }); n != 0 {
+		t.Fatalf("a REGISTER refresh allocated %.2f times", n)
+	}
+}
