@@ -266,7 +266,8 @@ func (s *Scanner) Blocked(c *routing.Ctx) bool {
 	s.h.Events.Begin(modules.EventScanner).AddrPort("src", c.R.Src).Str("rule", ri.name).
 		Bytes("method", c.Msg().MethodBytes()).Bytes("user_agent", ua).Raise()
 	if s.mayLog(now) {
-		s.h.Warn("scanner blocked", "source", c.SrcIP().String(), "rule", ri.name, "method", string(c.Msg().MethodBytes()), "user_agent", string(ua[:min(len(ua), uaKept)]))
+		s.h.Warn("scanner blocked", "source", c.SrcIP().String(), "rule", ri.name, "method", string(c.Msg().MethodBytes()), "user_agent", string(ua[:min(len(ua), uaKept)]),
+			"call_id", string(c.Msg().CallID()), "src", c.R.Src.String(), "route", "request")
 	}
 	if r.reject {
 		c.ReplyStateless(403, "Forbidden", nil)
