@@ -30,27 +30,24 @@ func TestTraceOffAllocatesNothing(t *testing.T) {
 	})
 }
 
-// BenchmarkTraceOff is a record-routed call through the core with no
-// trace; BenchmarkTraceOther the same with a trace of another Call-ID
-// (the check of each message's Call-ID against it).
-func BenchmarkTraceOff(b *testing.B) {
-	l := newLoop(b, nil)
-	c := newSignedCall(l)
-	b.ReportAllocs()
-	for b.Loop() {
-		c.run()
-		l.h.clock.Advance(200 * time.Millisecond)
-	}
-}
-
-func BenchmarkTraceOther(b *testing.B) {
-	l := newLoop(b, nil)
-	l.h.core.StartTrace(TraceFilter{CallID: "not-this-call@x", Until: 1 << 62, MaxLines: 1 << 40})
-	c := newSignedCall(l)
-	b.ReportAllocs()
-	for b.Loop() {
-		c.run()
-		l.h.clock.Advance(200 * time.Millisecond)
+// BenchmarkTrace is a record-routed call through the core with no trace
+// (trace=off) and with a trace of another Call-ID (trace=other: each
+// message's Call-ID compared with it). Compare with
+// benchstat -col /trace.
+func BenchmarkTrace(b *testing.B) {
+	for _, mode := range []string{"off", "other"} {
+		b.Run("trace="+mode, func(b *testing.B) {
+			l := newLoop(b, nil)
+			if mode == "other" {
+				l.h.core.StartTrace(TraceFilter{CallID: "not-this-call@x", Until: 1 << 62, MaxLines: 1 << 40})
+			}
+			c := newSignedCall(l)
+			b.ReportAllocs()
+			for b.Loop() {
+				c.run()
+				l.h.clock.Advance(200 * time.Millisecond)
+			}
+		})
 	}
 }
 
