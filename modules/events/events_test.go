@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"switchboard/modules/internal/routetest"
 	"switchboard/routing"
 	"switchboard/shards"
+	"switchboard/txn"
 )
 
 func build(t *testing.T, s *Settings) (*Module, *metrics.Set) {
@@ -238,4 +240,36 @@ func TestReloadReplacesConfiguredWebhooks(t *testing.T) {
 	m.ev.Begin("E_B").Raise()
 	rcv.next(t)
 	rcv.next(t) // b and rt both take E_B
+}
+
+// TestWebhookKeepsToOutboundAllow: a webhook connects only to addresses
+// inside outbound.allow, like every other send of the server.
+func TestWebhookKeepsToOutboundAllow(t *testing.T) {
+	rcv, hs := newReceiver(t)
+	h := routetest.NewWith(t, shards.NewManualClock(1_700_000_000_000), func(c *txn.Config) {
+		c.AllowOutbound = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	})
+	o := &modules.Originator{}
+	o.SetCore(h.Core())
+	s := &Settings{MaxSubscribers: 4, StreamQueue: 10, Webhooks: []WebhookSettings{{Name: "w", URL: hs.URL, Retries: -1}}}
+	if err := checkSettings(s); err != nil {
+		t.Fatal(err)
+	}
+	set := metrics.NewSet()
+	ms, err := modules.Build(modules.Services{Clock: shards.NewManualClock(1), Metrics: set, Originator: o}, map[string]any{"events": s}, "events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms.Start()
+	defer ms.Stop()
+	m := ms.Get("events").(*Module)
+	m.ev.Begin("E_TEST").Raise()
+	failed := set.GetOrCreateCounter(`switchboard_events_webhook_failed_total{webhook="w"}`)
+	for deadline := time.Now().Add(3 * time.Second); failed.Get() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	info := m.list()["subscribers"].([]subscriberInfo)
+	if failed.Get() != 1 || len(rcv.got) != 0 || !strings.Contains(info[0].LastError, "outside outbound.allow") {
+		t.Fatalf("failed %d, delivered %d, %+v", failed.Get(), len(rcv.got), info)
+	}
 }

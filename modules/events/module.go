@@ -151,7 +151,7 @@ func (m *Module) Reload(settings any) error {
 // addWebhook subscribes w and, once the module started, starts it.
 func (m *Module) addWebhook(cfg WebhookSettings, runtime bool, expires int64) *webhook {
 	sub := m.ev.Subscribe(cfg.Events, cfg.Queue)
-	w := newWebhook(cfg, sub, m.set, m.log)
+	w := newWebhook(cfg, sub, m.set, m.log, m.h.Originator.Allowed)
 	w.runtime, w.expires = runtime, expires
 	m.mu.Lock()
 	m.hooks[cfg.Name] = w
@@ -439,7 +439,7 @@ func (m *Module) addRuntimeWebhook(cfg WebhookSettings, expires int64) (*webhook
 	if m.subscribers() >= m.cfg.MaxSubscribers {
 		return nil, &mgmt.ArgError{Msg: fmt.Sprintf("too many subscribers (events.max_subscribers: %d)", m.cfg.MaxSubscribers)}
 	}
-	w := newWebhook(cfg, m.ev.Subscribe(cfg.Events, cfg.Queue), m.set, m.log)
+	w := newWebhook(cfg, m.ev.Subscribe(cfg.Events, cfg.Queue), m.set, m.log, m.h.Originator.Allowed)
 	w.runtime, w.expires = true, expires
 	m.hooks[cfg.Name] = w
 	if m.started {

@@ -3,10 +3,14 @@ package events
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -37,9 +41,21 @@ type webhook struct {
 	done   chan struct{}
 }
 
-func newWebhook(cfg WebhookSettings, sub *modules.Subscription, set *metrics.Set, log *slog.Logger) *webhook {
+// newWebhook makes the webhook; allowed is the outbound allow-list,
+// checked on every address the client connects to (after DNS), so that a
+// webhook, like every other send, goes only where outbound.allow lets.
+func newWebhook(cfg WebhookSettings, sub *modules.Subscription, set *metrics.Set, log *slog.Logger, allowed func(netip.Addr) bool) *webhook {
+	dialer := &net.Dialer{Timeout: cfg.Timeout, Control: func(_, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil || !allowed(ap.Addr().Unmap()) {
+			return fmt.Errorf("%s is outside outbound.allow", address)
+		}
+		return nil
+	}}
+	tr := &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute,
+		TLSHandshakeTimeout: cfg.Timeout, ResponseHeaderTimeout: cfg.Timeout}
 	w := &webhook{cfg: cfg, sub: sub, log: log, done: make(chan struct{}),
-		client: &http.Client{Timeout: cfg.Timeout}}
+		client: &http.Client{Timeout: cfg.Timeout, Transport: tr}}
 	label := `{webhook="` + cfg.Name + `"}`
 	counter := func(name string) *metrics.Counter {
 		w.metricNames = append(w.metricNames, name+label)
@@ -68,6 +84,7 @@ func (w *webhook) stop() {
 		w.cancel()
 		<-w.done
 	}
+	w.client.CloseIdleConnections()
 }
 
 func (w *webhook) run(ctx context.Context) {
