@@ -333,10 +333,14 @@ func TestE2EEventsStream(t *testing.T) {
 	}
 
 	var list struct {
-		Subscribers []struct{ Kind, Name string }
+		Subscribers []struct {
+			Kind, Name string
+			Events     []string
+		}
 	}
 	json.Unmarshal(mgmtCall(t, srv, "events.list", ""), &list)
-	if len(list.Subscribers) != 2 || list.Subscribers[0].Name != "late" || list.Subscribers[1].Kind != "stream" {
+	if len(list.Subscribers) != 2 || list.Subscribers[0].Name != "late" || list.Subscribers[1].Kind != "stream" ||
+		strings.Join(list.Subscribers[1].Events, ",") != "E_UL_CONTACT_INSERT,E_MAINTENANCE" {
 		t.Fatalf("events.list: %+v", list)
 	}
 	mgmtCall(t, srv, "events.unsubscribe", `{"name":"late"}`)

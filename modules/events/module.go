@@ -47,8 +47,8 @@ type Module struct {
 
 	mu       sync.Mutex
 	cfg      Settings
-	hooks    map[string]*webhook // by name
-	streams  map[*modules.Subscription]bool
+	hooks    map[string]*webhook                // by name
+	streams  map[*modules.Subscription][]string // the event names each stream asked for
 	started  bool
 	stopped  chan struct{}
 	stopOnce sync.Once
@@ -60,7 +60,7 @@ type Module struct {
 func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 	st := settings.(*Settings)
 	m := &Module{ev: h.Events, h: h, set: h.Metrics, log: h.Logger(), clock: h.Clock, cfg: *st,
-		hooks: map[string]*webhook{}, streams: map[*modules.Subscription]bool{}, stopped: make(chan struct{})}
+		hooks: map[string]*webhook{}, streams: map[*modules.Subscription][]string{}, stopped: make(chan struct{})}
 	for _, w := range st.Webhooks {
 		m.addWebhook(w, false, 0)
 	}
@@ -194,7 +194,10 @@ func (m *Module) addStream(names []string) (*modules.Subscription, bool) {
 		return nil, false
 	}
 	sub := m.ev.Subscribe(names, m.cfg.StreamQueue)
-	m.streams[sub] = true
+	if len(names) == 0 {
+		names = []string{modules.AllEvents}
+	}
+	m.streams[sub] = names
 	m.streamOpened.Inc()
 	return sub, true
 }
@@ -301,8 +304,8 @@ func (m *Module) list() map[string]any {
 	for _, w := range m.hooks {
 		hooks = append(hooks, w)
 	}
-	for s := range m.streams {
-		subs = append(subs, subscriberInfo{Kind: "stream", Name: "stream", Events: []string{modules.AllEvents},
+	for s, names := range m.streams {
+		subs = append(subs, subscriberInfo{Kind: "stream", Name: "stream", Events: names,
 			Queued: len(s.C()), Queue: m.cfg.StreamQueue, Dropped: s.Dropped()})
 	}
 	m.mu.Unlock()
