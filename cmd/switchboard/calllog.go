@@ -8,9 +8,13 @@ import (
 	"sync/atomic"
 )
 
-// callLogSink receives the log lines about a call: the siptrace module's
-// Log, which sends them to Homer as HEP type 100 (siptrace.logs).
-type callLogSink func(callID []byte, src netip.AddrPort, line []byte)
+// callLogSink receives the log lines about a call: the siptrace module,
+// which sends them to Homer as HEP type 100 (siptrace.logs). LogsOn is
+// asked first, so that a line is formatted only when it goes somewhere.
+type callLogSink interface {
+	LogsOn() bool
+	Log(callID []byte, src netip.AddrPort, line []byte)
+}
 
 // callLogHandler passes every record to next and, when a sink is set,
 // hands the records that carry a call_id (the core's per-call lines and
@@ -33,7 +37,7 @@ func (h *callLogHandler) Enabled(ctx context.Context, l slog.Level) bool {
 
 func (h *callLogHandler) Handle(ctx context.Context, r slog.Record) error {
 	err := h.next.Handle(ctx, r)
-	if p := h.sink.Load(); p != nil && !h.group {
+	if p := h.sink.Load(); p != nil && !h.group && (*p).LogsOn() {
 		h.toSink(ctx, *p, r)
 	}
 	return err
@@ -62,7 +66,7 @@ func (h *callLogHandler) toSink(ctx context.Context, sink callLogSink, r slog.Re
 	th.WithAttrs(h.attrs).Handle(ctx, r)
 	line := bytes.TrimRight(buf.Bytes(), "\n")
 	ap, _ := netip.ParseAddrPort(src)
-	sink([]byte(callID), ap, line)
+	sink.Log([]byte(callID), ap, line)
 }
 
 func (h *callLogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {

@@ -176,7 +176,7 @@ func (s *server) start() error {
 		return err
 	}
 	if st, ok := s.mods.Get("siptrace").(*siptrace.SipTrace); ok {
-		sink := callLogSink(st.Log)
+		var sink callLogSink = st
 		s.callLogs.Store(&sink)
 	}
 	registerMetrics(s.mgmt.Metrics(), s.tr, s.core)

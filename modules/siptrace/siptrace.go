@@ -426,6 +426,13 @@ func (t *SipTrace) capture(proto transport.Proto, src, dst netip.AddrPort, data 
 	q.publish(s, pos)
 }
 
+// LogsOn reports whether Log sends anything now: siptrace.logs is on, the
+// mode is not off and a collector is set.
+func (t *SipTrace) LogsOn() bool {
+	st := t.state.Load()
+	return st.logs && st.mode != modeOff && t.q.Load() != nil
+}
+
 // unspecified stands for the addresses of a log line that names none.
 var unspecified = netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
 

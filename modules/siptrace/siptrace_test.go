@@ -542,3 +542,20 @@ func TestLogLines(t *testing.T) {
 		t.Fatalf("logs off sent %+v", got)
 	}
 }
+
+func TestLogsOn(t *testing.T) {
+	c := newCollector(t)
+	s := settings("all", c.addr())
+	s.Logs = true
+	tm := start(t, s, nil)
+	if !tm.st.LogsOn() {
+		t.Fatal("logs on, collector set: LogsOn false")
+	}
+	tm.st.SetMode("off", 0)
+	if tm.st.LogsOn() {
+		t.Fatal("mode off: LogsOn true")
+	}
+	if start(t, settings("all", c.addr()), nil).st.LogsOn() {
+		t.Fatal("logs off: LogsOn true")
+	}
+}
