@@ -350,6 +350,9 @@ func TestE2EEventsStream(t *testing.T) {
 	if code, body := srv.api("events.raise", `{"event":"bad name"}`); code != 400 {
 		t.Fatalf("bad event name: %d %s", code, body)
 	}
+	if code, body := srv.api("events.raise", `{"event":"E_BIG","params":{"x":"`+strings.Repeat("a", 70000)+`"}}`); code != 400 {
+		t.Fatalf("params over 64 KiB: %d %s", code, body)
+	}
 }
 
 // TestE2EEventsDialogStates: a sipp call through the calls route set

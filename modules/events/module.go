@@ -321,6 +321,9 @@ func (m *Module) list() map[string]any {
 	return map[string]any{"events": modules.KnownEvents, "subscribers": subs}
 }
 
+// maxRaiseParams bounds the params of events.raise.
+const maxRaiseParams = 64 << 10
+
 type subscribeArgs struct {
 	WebhookSettings
 	Expires int64 `json:"expires"` // seconds; 0: until events.unsubscribe or a restart
@@ -368,6 +371,9 @@ func (m *Module) registerCommands(h *modules.Host) {
 			}
 			if !validEvent(a.Event) {
 				return nil, &mgmt.ArgError{Msg: fmt.Sprintf("event: %q is not an event name (E_ followed by capitals, digits and '_')", a.Event)}
+			}
+			if len(a.Params) > maxRaiseParams {
+				return nil, &mgmt.ArgError{Msg: fmt.Sprintf("params: larger than %d bytes: every subscriber's queue would hold a copy", maxRaiseParams)}
 			}
 			var params map[string]json.RawMessage
 			if len(a.Params) > 0 {
