@@ -19,7 +19,7 @@ FUZZPKG   ?= ./parser
 BENCHTIME ?= 1s
 COUNT     ?= 6
 
-.PHONY: all build run test test-deps vet unit allocs nested fuzz-short fuzz bench bench-go bench-short sipbench clean
+.PHONY: all build run test test-deps vet unit allocs nested fuzz-short fuzz bench bench-go bench-short sipbench clean jssip
 
 all: build
 
@@ -41,8 +41,10 @@ vet:
 # cmd/switchboard's end-to-end tests (real binaries, sipp, database servers)
 # take several minutes under -race on two shared cores: more than go test's
 # default 10-minute bound per package leaves no margin for.
+# The browser test keeps its screenshots in ARTEFACTS.
+ARTEFACTS ?= $(CURDIR)/bin/test-artefacts
 unit:
-	$(GO) test -race -count=1 -timeout 20m ./...
+	SWB_TEST_ARTEFACTS=$(ARTEFACTS) $(GO) test -race -count=1 -timeout 20m ./...
 
 # Zero-allocation assertions, without -race: the race detector's sync.Pool
 # drops items on purpose, so allocation tests skip themselves under -race.
@@ -52,6 +54,7 @@ allocs:
 fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZCOUNT) ./parser
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZCOUNT) ./parser/sdp
+	$(GO) test -run '^$$' -fuzz '^FuzzWSFrames$$' -fuzztime $(FUZZCOUNT) ./transport
 
 # bench/parsercompare is a module of its own (it keeps sipgo out of the main
 # module), so ./... skips it: vet and build its benchmarks here.
@@ -93,3 +96,18 @@ bench-short: build sipbench
 
 clean:
 	rm -rf bin
+
+# The JsSIP bundle the browser test loads (cmd/switchboard/testdata/webrtc):
+# committed, since CI has no npm. Rebuild it from the npm package with
+# JSSIP_VERSION; jssip.LICENSE.md gets the licences of JsSIP and of the
+# packages bundled with it.
+JSSIP_VERSION  ?= 3.13.8
+ESBUILD_VERSION ?= 0.28.2
+jssip:
+	rm -rf bin/jssip && mkdir -p bin/jssip
+	cd bin/jssip && npm init -y >/dev/null && npm install --no-audit --no-fund jssip@$(JSSIP_VERSION) esbuild@$(ESBUILD_VERSION)
+	cd bin/jssip && npx esbuild node_modules/jssip/lib/JsSIP.js --bundle --minify --format=iife --global-name=JsSIP --platform=browser --outfile=jssip.min.js
+	cp bin/jssip/jssip.min.js cmd/switchboard/testdata/webrtc/jssip.min.js
+	cd bin/jssip/node_modules && for p in jssip debug ms events sdp-transform; do \
+		echo "## $$p $$(node -p "require('./$$p/package.json').version")"; echo; cat $$p/LICENSE* $$p/license*; echo; \
+	done > ../../../cmd/switchboard/testdata/webrtc/jssip.LICENSE.md 2>/dev/null

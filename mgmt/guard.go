@@ -122,6 +122,44 @@ func (g *guard) wrap(next http.Handler) http.Handler {
 	})
 }
 
+// wrapMount guards a handler that authenticates by itself (the web
+// panel's login and session): the Host must name the listener, and a
+// request that may change state (any method but GET and HEAD) must carry
+// an Origin, and the listener's own or an allowed name's. Browsers send
+// Origin with every POST; a client that sends none is not a browser and
+// has no cookie to abuse. No token is asked for.
+func (g *guard) wrapMount(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if reason, code, msg := g.checkMount(r); code != 0 {
+			g.refused[reason].Inc()
+			http.Error(w, msg, code)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (g *guard) checkMount(r *http.Request) (reason string, code int, msg string) {
+	host := splitHost(r.Host, "80")
+	if !g.isListener(host) && !g.isAllowed(host) {
+		return "host", http.StatusForbidden, fmt.Sprintf("Host %q is not this listener (%s); a name in front of it must be listed in mgmt.allowed_hosts", r.Host, g.listen)
+	}
+	origins := r.Header.Values("Origin")
+	if len(origins) > 1 {
+		return "origin", http.StatusForbidden, "more than one Origin header"
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return "", 0, ""
+	}
+	if len(origins) == 0 {
+		return "origin", http.StatusForbidden, "a request that changes state must carry an Origin header"
+	}
+	if !g.originOK(origins[0], r.Host) {
+		return "origin", http.StatusForbidden, fmt.Sprintf("requests from origin %q are refused: the panel accepts its own origin and the names in mgmt.allowed_hosts", origins[0])
+	}
+	return "", 0, ""
+}
+
 // check returns the refusal of r (the metric label, the status and why),
 // or code 0 when r may go on.
 func (g *guard) check(r *http.Request) (reason string, code int, msg string) {

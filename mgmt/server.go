@@ -105,6 +105,14 @@ type Server struct {
 
 	ln  net.Listener
 	srv *http.Server
+	// mounts are handlers served besides the API (the web panel), each
+	// behind the Host and Origin checks but not the token.
+	mounts []mount
+}
+
+type mount struct {
+	prefix string
+	h      http.Handler
 }
 
 // New creates a server with the built-in commands "info" and "stats".
@@ -178,6 +186,49 @@ func (s *Server) Stream(name string, h http.Handler) {
 	s.mu.Unlock()
 }
 
+// Lookup says whether a command exists and whether it is read-only.
+func (s *Server) Lookup(name string) (readOnly, ok bool) {
+	s.mu.RLock()
+	c, ok := s.cmds[name]
+	s.mu.RUnlock()
+	return c.ReadOnly, ok
+}
+
+// Call runs a command in this process, as POST /api/v1/<name> with args
+// as the body would: the same lookup, the same argument checks, the same
+// errors (*ArgError, ErrNotFound wrapped). The web panel calls the
+// commands this way, so it and `switchboard ctl` cannot drift apart.
+func (s *Server) Call(ctx context.Context, name string, args json.RawMessage) (any, error) {
+	s.mu.RLock()
+	c, ok := s.cmds[name]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("unknown command %q: %w", name, ErrNotFound)
+	}
+	if len(args) > maxArgsBytes {
+		return nil, &ArgError{Msg: "arguments larger than 1 MiB"}
+	}
+	if len(args) > 0 && !json.Valid(args) {
+		return nil, &ArgError{Msg: "arguments are not valid JSON"}
+	}
+	res, err := c.Run(ctx, args)
+	if err != nil {
+		var ae *ArgError
+		if !errors.As(err, &ae) && !errors.Is(err, ErrNotFound) {
+			s.log.Error("management command failed", "cmd", name, "err", err)
+		}
+	}
+	return res, err
+}
+
+// Mount serves h for the paths under prefix (e.g. "/ui/") on the
+// listener, behind the Host check of the API (no DNS rebinding) and, for
+// any method but GET and HEAD, its Origin check; h authenticates by
+// itself. Mount before Start.
+func (s *Server) Mount(prefix string, h http.Handler) {
+	s.mounts = append(s.mounts, mount{prefix, h})
+}
+
 // Start listens and serves in the background.
 func (s *Server) Start() error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
@@ -249,6 +300,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/api/v1", g.wrap(http.HandlerFunc(s.serveList)))
 	mux.Handle("/api/v1/{cmd}", g.wrap(http.HandlerFunc(s.serveCommand)))
 	mux.Handle("/api/v1/stream/{name}", g.wrap(http.HandlerFunc(s.serveStream)))
+	for _, m := range s.mounts {
+		mux.Handle(m.prefix, g.wrapMount(m.h))
+	}
 	return mux
 }
 

@@ -102,6 +102,15 @@ func (h *Host) AdmitSources(f func(netip.Addr) bool) {
 	*h.admit = append(*h.admit, f)
 }
 
+// Degraded reports on /readyz that part of the module ("registrar.redis")
+// works on a fallback for reason, or is back to normal (reason ""). /readyz
+// stays 200 and lists the part: the node still serves.
+func (h *Host) Degraded(part, reason string) {
+	if h.mgmt != nil {
+		h.mgmt.SetDegraded(part, reason)
+	}
+}
+
 // warnPerSecond bounds the warning lines a module logs for events an
 // attacker can cause (a ban, a blocked scanner, a limit hit).
 const warnPerSecond = 10

@@ -13,8 +13,14 @@
 # The HEP capture test decodes what the server sends with
 # sngrep (its HEP listener) and reads the result with tshark; the monitoring
 # test validates the Prometheus alert rules with promtool (Debian package
-# prometheus): all three are required. The shell completion test runs the
-# script `switchboard completion zsh` prints in zsh: required.
+# prometheus): all three are required.
+# The media relay tests start Debian's rtpengine (rtpengine-daemon) in
+# userspace mode on loopback: required. The browser tests drive Debian's
+# headless chromium: required. The registrar's Redis sharing and
+# the three-node anycast test start their own redis-server (Debian package
+# redis-server) on a loopback port in a temporary directory: required.
+# The shell completion test runs the script `switchboard completion zsh`
+# prints in zsh: required.
 set -euo pipefail
 
 need=()
@@ -30,6 +36,9 @@ command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v sngrep >/dev/null 2>&1 || need+=(sngrep)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v zsh >/dev/null 2>&1 || need+=(zsh)
+command -v rtpengine >/dev/null 2>&1 || need+=(rtpengine-daemon)
+command -v chromium >/dev/null 2>&1 || need+=(chromium) # browser tests: the web panel, WebRTC (JsSIP over WSS)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 optional=()
 command -v baresip >/dev/null 2>&1 || optional+=(baresip-core)
 command -v linphonec >/dev/null 2>&1 || optional+=(linphone-cli)

@@ -28,6 +28,21 @@ func insertCDR(table string) string {
 	return `INSERT INTO ` + table + ` (` + cdrCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 }
 
+// cdrInsert returns the insert into table (k: 0 acc, 1 missed_calls),
+// prepared on the database the first time.
+func (b *SQLite) cdrInsert(ctx context.Context, k int, table string) (*sql.Stmt, error) {
+	b.cdrMu.Lock()
+	defer b.cdrMu.Unlock()
+	if b.insCDR[k] == nil {
+		st, err := b.db.PrepareContext(ctx, insertCDR(table))
+		if err != nil {
+			return nil, err
+		}
+		b.insCDR[k] = st
+	}
+	return b.insCDR[k], nil
+}
+
 func (b *SQLite) AddCDRs(ctx context.Context, cs []CDR) error {
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -42,7 +57,11 @@ func (b *SQLite) AddCDRs(ctx context.Context, cs []CDR) error {
 			k = 1
 		}
 		if ins[k] == nil {
-			ins[k] = tx.StmtContext(ctx, b.insCDR[k])
+			st, err := b.cdrInsert(ctx, k, c.Table())
+			if err != nil {
+				return err
+			}
+			ins[k] = tx.StmtContext(ctx, st)
 		}
 		res, err := ins[k].ExecContext(ctx, cdrArgs(c)...)
 		if err != nil {

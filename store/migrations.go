@@ -334,6 +334,18 @@ var sqliteMigrations = []migration{
 		`CREATE INDEX missed_calls_to_user ON missed_calls(to_user, start_ms)`,
 		`CREATE INDEX missed_calls_call_id ON missed_calls(call_id)`,
 	}},
+	{10, "panel users", []string{
+		// panel_users are the operators of the web panel (mgmt/panel):
+		// hash is the password's Argon2id PHC string, role admin or
+		// read-only.
+		`CREATE TABLE panel_users (
+			name    TEXT PRIMARY KEY NOT NULL,
+			hash    TEXT NOT NULL,
+			role    TEXT NOT NULL,
+			created INTEGER NOT NULL,
+			updated INTEGER NOT NULL
+		)`,
+	}},
 }
 
 // cdrColumnsDDL are the columns of the acc and missed_calls tables
@@ -615,6 +627,15 @@ var postgresMigrations = []migration{
 		`CREATE INDEX missed_calls_from_user ON missed_calls(from_user, start_ms)`,
 		`CREATE INDEX missed_calls_to_user ON missed_calls(to_user, start_ms)`,
 		`CREATE INDEX missed_calls_call_id ON missed_calls(call_id)`,
+	}},
+	{10, "panel users", []string{
+		`CREATE TABLE panel_users (
+			name    TEXT COLLATE "C" PRIMARY KEY,
+			hash    TEXT COLLATE "C" NOT NULL,
+			role    TEXT COLLATE "C" NOT NULL,
+			created BIGINT NOT NULL,
+			updated BIGINT NOT NULL
+		)`,
 	}},
 }
 
@@ -901,6 +922,15 @@ var mysqlMigrations = []migration{
 			KEY missed_calls_from_user (from_user, start_ms),
 			KEY missed_calls_to_user (to_user, start_ms),
 			KEY missed_calls_call_id (call_id)
+		) ENGINE=InnoDB`,
+	}},
+	{10, "panel users", []string{
+		`CREATE TABLE IF NOT EXISTS panel_users (
+			name    VARBINARY(64) NOT NULL PRIMARY KEY,
+			hash    BLOB NOT NULL,
+			role    VARBINARY(16) NOT NULL,
+			created BIGINT NOT NULL,
+			updated BIGINT NOT NULL
 		) ENGINE=InnoDB`,
 	}},
 }

@@ -44,6 +44,20 @@ func OpenMySQL(ctx context.Context, dsn string, opts Options) (*MySQL, error) {
 }
 
 func openMySQL(ctx context.Context, dsn string, opts Options, migs []migration) (*MySQL, error) {
+	b, err := connectMySQL(dsn, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.migrate(ctx, migs); err != nil {
+		b.db.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// connectMySQL sets up the connection pool without touching the schema
+// (the OpenSIPS schema mode migrates nothing).
+func connectMySQL(dsn string, opts Options) (*MySQL, error) {
 	if strings.TrimSpace(dsn) == "" {
 		return nil, errors.New("store: mysql: no DSN (such as switchboard:password@tcp(db.example.net:3306)/switchboard)")
 	}
@@ -93,10 +107,6 @@ func openMySQL(ctx context.Context, dsn string, opts Options, migs []migration) 
 	// Below the servers' usual wait_timeout (8h) and load balancers' idle
 	// cuts.
 	b.db.SetConnMaxIdleTime(5 * time.Minute)
-	if err := b.migrate(ctx, migs); err != nil {
-		b.db.Close()
-		return nil, err
-	}
 	return b, nil
 }
 

@@ -44,6 +44,20 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (*Postgres, err
 }
 
 func openPostgres(ctx context.Context, dsn string, opts Options, migs []migration) (*Postgres, error) {
+	b, err := connectPostgres(ctx, dsn, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.migrate(ctx, migs); err != nil {
+		b.pool.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// connectPostgres sets up the pool without touching the schema (the
+// OpenSIPS schema mode migrates nothing).
+func connectPostgres(ctx context.Context, dsn string, opts Options) (*Postgres, error) {
 	if strings.TrimSpace(dsn) == "" {
 		return nil, errors.New("store: postgres: no DSN (a URL such as postgres://switchboard@db.example.net/switchboard, or host=... dbname=... pairs)")
 	}
@@ -71,10 +85,6 @@ func openPostgres(ctx context.Context, dsn string, opts Options, migs []migratio
 	b.pool, err = pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: postgres %s: %w", b.name, err)
-	}
-	if err := b.migrate(ctx, migs); err != nil {
-		b.pool.Close()
-		return nil, err
 	}
 	return b, nil
 }

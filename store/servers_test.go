@@ -344,6 +344,8 @@ func unavailable(b Backend) error {
 		return b.Unavailable()
 	case *MySQL:
 		return b.Unavailable()
+	case *OpenSIPS:
+		return b.Unavailable()
 	}
 	return nil
 }

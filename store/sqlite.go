@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -27,7 +28,10 @@ type SQLite struct {
 	// transactions (Tx.StmtContext). Parsing the upsert otherwise costs as
 	// much as executing it.
 	getSub, upsert, del, delAOR *sql.Stmt
-	insCDR                      [2]*sql.Stmt // acc, missed_calls
+	// The accounting inserts are prepared on first use: a store opened
+	// with fewer migrations (the upgrade tests) has no acc table.
+	cdrMu  sync.Mutex
+	insCDR [2]*sql.Stmt // acc, missed_calls
 }
 
 // OpenSQLite opens or creates the database file at path and applies pending
@@ -88,8 +92,6 @@ func openSQLite(path string, opts Options, migs []migration) (*SQLite, error) {
 				last_modified = excluded.last_modified`},
 		{&b.del, `DELETE FROM location WHERE aor = ? AND binding_key = ?`},
 		{&b.delAOR, `DELETE FROM location WHERE aor = ?`},
-		{&b.insCDR[0], insertCDR("acc")},
-		{&b.insCDR[1], insertCDR("missed_calls")},
 	} {
 		if *p.st, err = db.PrepareContext(ctx, p.q); err != nil {
 			b.Close()
@@ -213,6 +215,8 @@ func (b *SQLite) Ping(ctx context.Context) error { return b.db.PingContext(ctx) 
 
 // Close closes the database.
 func (b *SQLite) Close() error {
+	b.cdrMu.Lock()
+	defer b.cdrMu.Unlock()
 	for _, st := range []*sql.Stmt{b.getSub, b.upsert, b.del, b.delAOR, b.insCDR[0], b.insCDR[1]} {
 		if st != nil {
 			st.Close()

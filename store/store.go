@@ -97,6 +97,11 @@ type Options struct {
 	// user:password@tcp(db.example.net:3306)/switchboard or
 	// user@unix(/run/mysqld/mysqld.sock)/switchboard.
 	DSN string
+	// Schema is the layout of the tables: SchemaSwitchboard (the
+	// default: Switchboard's own, created and migrated by Open) or
+	// SchemaOpenSIPS (an OpenSIPS 3.x database used as it is, nothing
+	// migrated; DriverPostgres or DriverMySQL). See opensips.go.
+	Schema string
 	// MaxConns is the connection pool's size of a database server
 	// (default 8).
 	MaxConns int
@@ -167,6 +172,17 @@ type Store struct {
 // same database at once: the server and the user-management CLI share it.
 func Open(dir string, opts Options) (*Store, error) {
 	opts.setDefaults()
+	switch opts.Schema {
+	case "", SchemaSwitchboard:
+	case SchemaOpenSIPS:
+		b, err := OpenOpenSIPS(context.Background(), opts.Driver, opts.DSN, opts)
+		if err != nil {
+			return nil, err
+		}
+		return New(b, opts), nil
+	default:
+		return nil, fmt.Errorf("store: unknown schema %q (want %s or %s)", opts.Schema, SchemaSwitchboard, SchemaOpenSIPS)
+	}
 	switch opts.Driver {
 	case DriverSQLite:
 	case DriverPostgres:

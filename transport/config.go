@@ -19,6 +19,26 @@ type ListenerConfig struct {
 	// Record-Route instead of the local address (NAT, anycast).
 	AdvertisedHost string
 	AdvertisedPort uint16
+
+	// WebSocket listeners (WS, WSS) only.
+	//
+	// WSPath is the request path the HTTP upgrade must ask for ("/sip");
+	// empty accepts any path.
+	WSPath string
+	// WSOrigins lists the Origin header values accepted in the upgrade
+	// ("https://phone.example.com"), compared without regard to case. A
+	// browser always sends Origin; an upgrade with another one is
+	// refused with 403. Empty accepts any origin, and an upgrade without
+	// Origin (a client that is not a browser) is always accepted.
+	WSOrigins []string
+	// WSMaxFrameSize bounds one frame's payload; a larger frame closes the
+	// connection (status 1009) before its payload is read. Default
+	// MaxMessageSize.
+	WSMaxFrameSize int
+	// WSMaxMessageSize bounds one WebSocket message (one SIP message, RFC
+	// 7118 §5), fragments put together. At most, and by default,
+	// MaxMessageSize.
+	WSMaxMessageSize int
 }
 
 // Config is the transport configuration. Zero values take the defaults
@@ -43,7 +63,7 @@ type Config struct {
 
 	// StreamLoops is the number of gnet event loops for TCP. Default GOMAXPROCS.
 	StreamLoops int
-	// MaxConns bounds open stream connections (TCP and TLS, both directions).
+	// MaxConns bounds open stream connections (TCP, TLS, WS, WSS; both directions).
 	// Default 65536.
 	MaxConns int
 	// OutboundReserve is the number of MaxConns slots inbound connections
@@ -168,14 +188,18 @@ func (c *Config) validate() error {
 		key := "listeners[" + strconv.Itoa(i) + "]"
 		switch l.Proto {
 		case UDP, TCP:
-		case TLS:
+		case TLS, WSS:
 			hasTLS = true
+		case WS:
 		default:
 			return &ConfigError{key + ".proto", errors.New("unsupported protocol " + l.Proto.String())}
 		}
 		ap, err := netip.ParseAddrPort(l.Addr)
 		if err != nil {
 			return &ConfigError{key + ".addr", err}
+		}
+		if err := c.validateWS(key, &l); err != nil {
+			return err
 		}
 		// SO_REUSEPORT would let two UDP listeners on one address bind
 		// and split the traffic between them silently.
@@ -188,7 +212,7 @@ func (c *Config) validate() error {
 		}
 	}
 	if hasTLS && (c.TLSCertFile == "" || c.TLSKeyFile == "") {
-		return &ConfigError{"tls_cert_file", errors.New("a TLS listener needs a certificate and key file")}
+		return &ConfigError{"tls_cert_file", errors.New("a TLS or WSS listener needs a certificate and key file")}
 	}
 	if c.OutboundReserve < 0 || c.OutboundReserve >= c.withDefaults().MaxConns {
 		return &ConfigError{"outbound_reserve", errors.New("must be between 0 and max_conns - 1")}

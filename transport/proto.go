@@ -15,13 +15,15 @@ const (
 	UDP Proto = iota
 	TCP
 	TLS
-	WS // reserved: not served yet
+	WS  // WebSocket (RFC 7118)
+	WSS // WebSocket over TLS
 	numProto
 )
 
-var protoNames = [numProto]string{"UDP", "TCP", "TLS", "WS"}
+var protoNames = [numProto]string{"UDP", "TCP", "TLS", "WS", "WSS"}
 
-// String returns the name as written in a Via header ("UDP", "TCP", "TLS").
+// String returns the name as written in a Via header ("UDP", "TCP", "TLS",
+// "WS", "WSS").
 func (p Proto) String() string {
 	if p < numProto {
 		return protoNames[p]
@@ -30,9 +32,13 @@ func (p Proto) String() string {
 }
 
 // Stream reports whether p is connection-oriented.
-func (p Proto) Stream() bool { return p == TCP || p == TLS || p == WS }
+func (p Proto) Stream() bool { return p == TCP || p == TLS || p == WS || p == WSS }
 
-// ParseProto parses "udp", "tcp", "tls" or "ws" in any case.
+// WebSocket reports whether p is WS or WSS: messages travel in WebSocket
+// frames, and connections are only accepted, never dialed.
+func (p Proto) WebSocket() bool { return p == WS || p == WSS }
+
+// ParseProto parses "udp", "tcp", "tls", "ws" or "wss" in any case.
 func ParseProto(s string) (Proto, bool) {
 	for i, n := range protoNames {
 		if len(s) == len(n) && equalFoldASCII(s, n) {
@@ -66,6 +72,8 @@ type Listener struct {
 	// udp holds the SO_REUSEPORT sockets of a UDP listener; sends use any of
 	// them since they share the address and port.
 	udp []*udpSocket
+	// ws holds the upgrade and frame settings of a WS or WSS listener.
+	ws *wsOptions
 }
 
 // Packet is one received SIP message (or datagram) handed to the Handler.

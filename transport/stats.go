@@ -32,6 +32,7 @@ type counters struct {
 	admitRefused   atomic.Uint64 // inbound connections Config.Admit refused
 	admitClosed    atomic.Uint64 // open inbound connections closed when Admit began refusing their source
 	tlsHandshakeKO atomic.Uint64 // failed TLS handshakes (both directions)
+	wsUpgradeKO    atomic.Uint64 // WebSocket upgrade requests refused or cut short
 	keepalivePings atomic.Uint64 // CRLFCRLF pings answered
 }
 
@@ -60,6 +61,10 @@ type Stats struct {
 	ConnsOversize  uint64 // closed for an oversize or unframeable message
 	ConnsOverflow  uint64 // closed because the write queue bound was reached
 	TLSHandshakeKO uint64
+	// WSUpgradeKO counts WS/WSS connections closed before the WebSocket
+	// upgrade completed: a refused request (path, Origin, no sip
+	// subprotocol, not an upgrade) or one that did not come in time.
+	WSUpgradeKO    uint64
 	KeepalivePings uint64 // RFC 5626 CRLFCRLF pings answered with CRLF
 	// AdmitDrops counts datagrams dropped before parsing because
 	// Config.Admit refused their source (a banned address); they are not
@@ -111,6 +116,7 @@ func (c *counters) snapshot() Stats {
 	st.ConnsOversize = c.connsOversize.Load()
 	st.ConnsOverflow = c.connsOverflow.Load()
 	st.TLSHandshakeKO = c.tlsHandshakeKO.Load()
+	st.WSUpgradeKO = c.wsUpgradeKO.Load()
 	st.KeepalivePings = c.keepalivePings.Load()
 	st.AdmitRefused = c.admitRefused.Load()
 	st.AdmitClosed = c.admitClosed.Load()

@@ -80,7 +80,8 @@ type streamConn struct {
 	iov          [][]byte // event loop only
 	unread       int      // TCP: bytes left in gnet's inbound buffer; event loop only
 
-	serverName string // outbound TLS: name to verify and send as SNI ("" = the IP)
+	serverName string  // outbound TLS: name to verify and send as SNI ("" = the IP)
+	ws         *wsConn // WS, WSS: frame reader and keep-alive state
 
 	closeOnce sync.Once
 	closeErr  error              // why the connection failed, if it did; guarded by mu
@@ -105,6 +106,16 @@ func (s *streams) newConn(proto Proto, l *Listener, remote netip.AddrPort, inbou
 // dst and tag are kept with the data for a SendFailure should the
 // connection close before writing it (zero tag: not reported).
 func (c *streamConn) send(data []byte, dst netip.AddrPort, tag Tag) error {
+	op := byte(0)
+	if c.ws != nil {
+		op = wsOpFor(data)
+	}
+	return c.sendOp(op, data, dst, tag)
+}
+
+// sendOp is send with the WebSocket opcode to frame data with (0: not a
+// WebSocket connection, data goes as it is).
+func (c *streamConn) sendOp(op byte, data []byte, dst netip.AddrPort, tag Tag) error {
 	limit := c.s.t.cfg.WriteQueueBytes
 	c.mu.Lock()
 	switch c.state {
@@ -117,8 +128,9 @@ func (c *streamConn) send(data []byte, dst netip.AddrPort, tag Tag) error {
 			c.s.t.stats.sendDrops.Add(1)
 			return ErrQueueFull
 		}
-		c.queue = append(c.queue, getWbuf(data, dst, tag))
-		c.queuedBytes += len(data)
+		w := c.newWbuf(op, data, dst, tag)
+		c.queue = append(c.queue, w)
+		c.queuedBytes += len(w.b) // with a WebSocket frame header, as the writer counts
 		c.mu.Unlock()
 		return nil
 	}
@@ -130,9 +142,9 @@ func (c *streamConn) send(data []byte, dst netip.AddrPort, tag Tag) error {
 		c.fail(ErrQueueFull, false)
 		return ErrQueueFull
 	}
-	w := getWbuf(data, dst, tag)
+	w := c.newWbuf(op, data, dst, tag)
 	c.queue = append(c.queue, w)
-	c.queuedBytes += len(data)
+	c.queuedBytes += len(w.b)
 	wake := !c.flushPending
 	c.flushPending = true
 	gc := c.gc
@@ -157,6 +169,13 @@ func (c *streamConn) send(data []byte, dst netip.AddrPort, tag Tag) error {
 	}
 	c.s.t.stats.out(int(c.id), c.proto, len(data))
 	return nil
+}
+
+func (c *streamConn) newWbuf(op byte, data []byte, dst netip.AddrPort, tag Tag) *wbuf {
+	if c.ws != nil {
+		return getWSWbuf(op, data, dst, tag)
+	}
+	return getWbuf(data, dst, tag)
 }
 
 // unqueue takes w back out of the queue if it is still there.
@@ -356,6 +375,10 @@ type streams struct {
 	// TLS.
 	tlsLns []net.Listener
 	tls    *tlsState
+
+	// WS and WSS listening sockets, in the order of wsLnListeners.
+	wsLns         []net.Listener
+	wsLnListeners []*Listener
 }
 
 func (t *Transport) bindStreams() error {
@@ -363,6 +386,7 @@ func (t *Transport) bindStreams() error {
 	s.table.init()
 	s.now.Store(time.Now().UnixNano())
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	needTLS := false
 	for _, l := range t.listeners {
 		if !l.Proto.Stream() {
 			continue
@@ -396,9 +420,20 @@ func (t *Transport) bindStreams() error {
 			}
 			l.Local = ln.Addr().(*net.TCPAddr).AddrPort()
 			s.tlsLns = append(s.tlsLns, ln)
+			needTLS = true
+		case WS, WSS:
+			ln, err := net.Listen(network, l.Local.String())
+			if err != nil {
+				return &ConfigError{key, err}
+			}
+			l.Local = ln.Addr().(*net.TCPAddr).AddrPort()
+			l.ws = newWSOptions(&t.cfg, &t.cfg.Listeners[l.Index])
+			s.wsLns = append(s.wsLns, ln)
+			s.wsLnListeners = append(s.wsLnListeners, l)
+			needTLS = needTLS || l.Proto == WSS
 		}
 	}
-	if len(s.tlsLns) > 0 {
+	if needTLS {
 		st, err := newTLSState(&t.cfg)
 		if err != nil {
 			return err
@@ -421,6 +456,10 @@ func (t *Transport) startStreams() error {
 	for i, ln := range s.tlsLns {
 		s.wg.Add(1)
 		go s.acceptTLS(ln, s.tlsListener(i))
+	}
+	for i, ln := range s.wsLns {
+		s.wg.Add(1)
+		go s.acceptWS(ln, s.wsLnListeners[i])
 	}
 	s.wg.Add(1)
 	go s.sweep()
@@ -446,6 +485,9 @@ func (t *Transport) stopStreams() {
 	}
 	s.cancel()
 	for _, ln := range s.tlsLns {
+		ln.Close()
+	}
+	for _, ln := range s.wsLns {
 		ln.Close()
 	}
 	for _, c := range s.table.snapshot(nil) {
@@ -492,6 +534,8 @@ func (s *streams) sweep() {
 				if n-c.lastRead.Load() > int64(idle) && !c.dialing() {
 					s.t.stats.connsIdle.Add(1)
 					c.close()
+				} else if c.ws != nil && !c.dialing() {
+					c.wsKeepalive(n, int64(idle))
 				}
 				conns[i] = nil
 			}
@@ -509,6 +553,10 @@ func (t *Transport) sendStream(l *Listener, dst netip.AddrPort, data []byte, tag
 	}
 	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
 	c := s.table.lookup(connKey{l.Proto, dst})
+	if c == nil && l.Proto.WebSocket() {
+		// transport=ws names WS and WSS alike (RFC 7118 §5.2).
+		c = s.table.lookup(connKey{l.Proto ^ WS ^ WSS, dst})
+	}
 	if c == nil {
 		nc, fresh, err := s.open(l, dst, "")
 		if err != nil {
@@ -537,6 +585,11 @@ func (s *streams) open(l *Listener, dst netip.AddrPort, serverName string) (c *s
 	}
 	if l.Proto == TLS && s.tls == nil {
 		return nil, false, ErrNoListener
+	}
+	if l.Proto.WebSocket() {
+		// A browser cannot be dialed: the connection it opened is the
+		// only way to it (RFC 7118 §5), and it is gone.
+		return nil, false, ErrNoConn
 	}
 	c = s.newConn(l.Proto, l, dst, false)
 	c.state = connDialing
@@ -639,6 +692,16 @@ func (t *Transport) CloseConn(id ConnID) bool {
 	}
 	c.close()
 	return true
+}
+
+// HasConn reports whether a stream connection of proto to addr (or an
+// alias of it) is in the table: for a WebSocket peer, whether the only
+// way to it is still open.
+func (t *Transport) HasConn(proto Proto, addr netip.AddrPort) bool {
+	if t.streams == nil || !proto.Stream() {
+		return false
+	}
+	return t.streams.table.lookup(connKey{proto, unmapAP(addr)}) != nil
 }
 
 // ConnRemote returns the remote address of stream connection id.

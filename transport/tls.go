@@ -276,9 +276,10 @@ func (s *streams) runTLS(c *streamConn, tc *tls.Conn) {
 	}
 }
 
-// writeTLS drains the connection's queue. A peer that stops reading blocks
-// it; the queue bound then closes the connection, which unblocks it.
-func (s *streams) writeTLS(c *streamConn, tc *tls.Conn) {
+// writeTLS drains the connection's queue (TLS, WS and WSS). A peer that
+// stops reading blocks it; the queue bound then closes the connection,
+// which unblocks it.
+func (s *streams) writeTLS(c *streamConn, tc net.Conn) {
 	defer s.wg.Done()
 	var batch []*wbuf
 	for {

@@ -29,7 +29,7 @@ type testPKI struct {
 
 var serial int64 = 100
 
-func newPKI(t *testing.T, name string) *testPKI {
+func newPKI(t testing.TB, name string) *testPKI {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -56,7 +56,7 @@ func newPKI(t *testing.T, name string) *testPKI {
 	return p
 }
 
-func writePEM(t *testing.T, file, typ string, der []byte) {
+func writePEM(t testing.TB, file, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func writePEM(t *testing.T, file, typ string, der []byte) {
 
 // issue writes a certificate for the names and IPs, for server and client
 // use, and returns the files and the serial number.
-func (p *testPKI) issue(t *testing.T, file string, dns []string, client bool) (certFile, keyFile string, sn int64) {
+func (p *testPKI) issue(t testing.TB, file string, dns []string, client bool) (certFile, keyFile string, sn int64) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

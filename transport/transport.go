@@ -172,8 +172,17 @@ func (t *Transport) Listener(proto Proto, dst netip.Addr) *Listener {
 			other = l
 		}
 	}
-	if proto.Stream() {
+	if proto.Stream() && other != nil {
 		return other
+	}
+	if proto.WebSocket() {
+		// A SIP URI says transport=ws for WS and WSS alike (RFC 7118
+		// §5.2): either listener serves it.
+		for _, l := range t.listeners {
+			if l.Proto == proto^WS^WSS {
+				return l
+			}
+		}
 	}
 	return nil
 }

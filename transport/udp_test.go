@@ -270,7 +270,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{Config{}, "listeners"},
 		{Config{Listeners: []ListenerConfig{{Proto: UDP, Addr: "localhost:5060"}}}, "listeners[0].addr"},
-		{Config{Listeners: []ListenerConfig{{Proto: WS, Addr: "127.0.0.1:80"}}}, "listeners[0].proto"},
+		{Config{Listeners: []ListenerConfig{{Proto: numProto, Addr: "127.0.0.1:80"}}}, "listeners[0].proto"},
 		{Config{Listeners: []ListenerConfig{{Proto: TLS, Addr: "127.0.0.1:5061"}}}, "tls_cert_file"},
 		{Config{Listeners: []ListenerConfig{{Proto: UDP, Addr: "127.0.0.1:5060"}, {Proto: UDP, Addr: "127.0.0.1:5060"}}}, "listeners[1].addr"},
 		{Config{Listeners: []ListenerConfig{{Proto: TCP, Addr: "[::1]:5060"}, {Proto: TLS, Addr: "[::1]:5060"}}}, "listeners[1].addr"},

@@ -18,6 +18,9 @@ func (c *Core) onResponse(x *ctx, p *transport.Packet) {
 			c.localResponse(m)
 			return
 		}
+		if f := c.cfg.ForeignResponse; f != nil && f(m.TopVia().Branch, p.Data, p.Src, p.Listener, p.Proto) {
+			return
+		}
 		c.forwardResponse(x, m)
 		return
 	}
@@ -106,7 +109,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		case t.invite && code >= 200:
 			// A 2xx after timer C gave the branch up: the call was answered
 			// after all, and the UAC must see it to ACK (and BYE) it.
-			if c.callReply(c.hook(x, s, e), b, m); e.Live() {
+			if c.callReply(c.hook(x, s, e), b, m); e.Live() && !x.rheld {
 				c.serverSend(x, s, e, c.buildUp(x, s, e, b, m), code, b, m)
 			}
 		}
@@ -116,7 +119,10 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 			// 2xx retransmissions (and late 2xx) go upstream: the UAC's
 			// ACK is end to end. The reply route sees each, so that its
 			// edits (a NATed callee's Contact) are on every copy.
-			if c.callReply(c.hook(x, s, e), b, m); e.Live() {
+			x.rrepeat = true
+			c.callReply(c.hook(x, s, e), b, m)
+			x.rrepeat = false
+			if e.Live() && !x.rheld {
 				c.sendUp(t, c.buildUp(x, s, e, b, m))
 			}
 		}
@@ -142,7 +148,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		if code == 100 || t.finalSent || t.canceled {
 			return
 		}
-		if !c.callReply(c.hook(x, s, e), b, m) {
+		if !c.callReply(c.hook(x, s, e), b, m) || x.rheld {
 			return
 		}
 		c.serverSend(x, s, e, c.buildUp(x, s, e, b, m), code, b, m)
@@ -185,7 +191,9 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 		// §16.7 step 5: 2xx forwarded at once, for every branch; step 10:
 		// the other branches are canceled.
 		t.got2xx = true
-		c.serverSend(x, s, e, c.buildUp(x, s, e, b, m), code, b, m)
+		if !x.rheld {
+			c.serverSend(x, s, e, c.buildUp(x, s, e, b, m), code, b, m)
+		}
 		if t.invite {
 			c.cancelOthers(x, s, e, b)
 		}

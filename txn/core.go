@@ -223,6 +223,9 @@ type ctx struct {
 	ped     parser.Editor
 	pedUsed bool
 	pown    []byte
+	rbr     *Branch    // the branch the response came on
+	rheld   bool       // the Reply hook held the response (Request.HoldResponse)
+	rrepeat bool       // the response is a repeated 2xx of its branch
 	wreq    Request    // the handle given to a Watcher (a hook's may be in use)
 	rwreq   Request    // the handle given to a Rewriter
 	rwbuf   []byte     // a Rewriter's values, until the message is written
@@ -240,6 +243,11 @@ func newCtx() *ctx {
 
 func (c *Core) getCtx() *ctx  { return c.pool.Get().(*ctx) }
 func (c *Core) putCtx(x *ctx) { c.pool.Put(x) }
+
+// BranchPrefix is how every branch this core makes starts: "z9hG4bK" and
+// six characters chosen at random per process, which tell its responses
+// from another node's (anycast/).
+func (c *Core) BranchPrefix() string { return string(c.prefix[:]) }
 
 // HandleMessage is the transport handler: one message from the network.
 // It runs on the transport's reader goroutines, concurrently.

@@ -48,9 +48,9 @@ func (c *Core) callBranch(r *Request, b *Branch) {
 
 func (c *Core) callReply(r *Request, b *Branch, m *parser.Message) (keep bool) {
 	x := r.x
-	x.resp, x.pedUsed, x.pown = m, false, x.pown[:0]
+	x.resp, x.pedUsed, x.pown, x.rbr, x.rheld = m, false, x.pown[:0], b, false
 	defer func() {
-		x.resp = nil
+		x.resp, x.rbr = nil, nil
 		if v := recover(); v != nil {
 			c.hookPanicked("Reply", v, r)
 			keep = true

@@ -172,6 +172,8 @@ func protoFromBytes(b []byte, def transport.Proto) transport.Proto {
 		return transport.TLS
 	case parser.EqualFold(b, []byte("ws")):
 		return transport.WS
+	case parser.EqualFold(b, []byte("wss")):
+		return transport.WSS
 	}
 	return def
 }
@@ -494,6 +496,8 @@ func appendRR(dst []byte, l *transport.Listener, extra, sig []byte) []byte {
 			dst = append(dst, "tcp"...)
 		case transport.TLS:
 			dst = append(dst, "tls"...)
+		case transport.WSS:
+			dst = append(dst, "wss"...)
 		default:
 			dst = append(dst, "ws"...)
 		}

@@ -5,6 +5,7 @@
 //	switchboard config-default                         print the embedded default configuration
 //	switchboard version                                print the version
 //	switchboard ctl [-a ADDR] [-token T] CMD [JSON]    call the management API
+//	switchboard panel user add|passwd|role|del|list    the web panel's users
 //
 // Without -c the embedded defaults are used (cmd/switchboard/config/default.yaml).
 package main
@@ -35,6 +36,7 @@ commands:
   completion      print a shell completion script: source <(switchboard completion bash|zsh)
   user            manage subscribers: add, passwd, del, list
   domain          manage served domains: add, del, list
+  panel           manage the web panel's users: panel user add, passwd, role, del, list
   version         print the version
 
 Run 'switchboard <command> -h' for the flags of a command.
@@ -71,6 +73,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdUser(rest, stdin, stdout, stderr)
 	case "domain":
 		return cmdDomain(rest, stdout, stderr)
+	case "panel":
+		return cmdPanel(rest, stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usageText())
 		return 0

@@ -18,7 +18,7 @@ import (
 func registerMetrics(set *metrics.Set, tr *transport.Transport, core *txn.Core) {
 	set.RegisterMetricsWriter(func(w io.Writer) {
 		ts := tr.Stats()
-		for _, p := range []transport.Proto{transport.UDP, transport.TCP, transport.TLS} {
+		for _, p := range []transport.Proto{transport.UDP, transport.TCP, transport.TLS, transport.WS, transport.WSS} {
 			ps := ts.Proto[p]
 			l := `{proto="` + p.String() + `"}`
 			metrics.WriteCounterUint64(w, "switchboard_sip_packets_received_total"+l, ps.PacketsIn)
@@ -41,6 +41,7 @@ func registerMetrics(set *metrics.Set, tr *transport.Transport, core *txn.Core) 
 		metrics.WriteCounterUint64(w, `switchboard_connections_closed_total{reason="oversize"}`, ts.ConnsOversize)
 		metrics.WriteCounterUint64(w, `switchboard_connections_closed_total{reason="write_overflow"}`, ts.ConnsOverflow)
 		metrics.WriteCounterUint64(w, "switchboard_tls_handshake_failures_total", ts.TLSHandshakeKO)
+		metrics.WriteCounterUint64(w, "switchboard_websocket_upgrade_failures_total", ts.WSUpgradeKO)
 		metrics.WriteCounterUint64(w, "switchboard_keepalive_pings_total", ts.KeepalivePings)
 
 		cs := core.Stats()
@@ -79,7 +80,7 @@ func (s *server) registerCommands() {
 				"connections_rejected_inbound_share": ts.ConnsShareFull,
 				"refused_datagrams":                  ts.AdmitDrops, "connections_refused": ts.AdmitRefused + ts.AdmitClosed,
 			}
-			for _, p := range []transport.Proto{transport.UDP, transport.TCP, transport.TLS} {
+			for _, p := range []transport.Proto{transport.UDP, transport.TCP, transport.TLS, transport.WS, transport.WSS} {
 				out[p.String()] = ts.Proto[p]
 			}
 			return out, nil

@@ -23,6 +23,7 @@ import (
 	_ "switchboard/modules/pike"
 	_ "switchboard/modules/ratelimit"
 	_ "switchboard/modules/registrar"
+	_ "switchboard/modules/rtpengine"
 	_ "switchboard/modules/scanner"
 	_ "switchboard/modules/siptrace"
 	_ "switchboard/modules/topohiding"

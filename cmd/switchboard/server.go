@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"switchboard/transport/anycast"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"switchboard/cmd/switchboard/config"
 	"switchboard/mgmt"
 	"switchboard/modules"
+	"switchboard/modules/registrar"
 	"switchboard/modules/siptrace"
 	"switchboard/routing"
 	_ "switchboard/routing/calls"
@@ -55,6 +57,7 @@ type server struct {
 	domains *routing.Domains
 	router  *routing.Router
 	core    *txn.Core
+	relay   *anycast.Relay // anycast.relay; nil when not in a group
 	tr      *transport.Transport
 	clock   *shards.Clock // of every table and the transaction core
 	mods    *modules.Set  // the modules of plugins.go (modules.go)
@@ -111,6 +114,9 @@ func (s *server) start() error {
 		return err
 	}
 	s.mgmt = mgmt.New(mgmt.Config{Listen: cfg.Mgmt.Listen, Token: token, AllowedHosts: cfg.Mgmt.AllowedHosts, Version: version, Logger: s.log})
+	if err := s.mountPanel(); err != nil {
+		return err
+	}
 
 	rs, err := routing.Lookup(cfg.Routes)
 	if err != nil {
@@ -160,6 +166,7 @@ func (s *server) start() error {
 		AllowOutbound:   cfg.Outbound.AllowPrefixes(),
 		Resolver:        resolver,
 		RouteSecret:     routeSecret,
+		ForeignResponse: s.foreignResponse(),
 		Logger:          s.log,
 	})
 	if err != nil {
@@ -167,6 +174,14 @@ func (s *server) start() error {
 	}
 	h.core = s.core
 	s.mods.SetCore(s.core)
+	if reg, ok := s.mods.Get("registrar").(*registrar.Registrar); ok {
+		// A browser phone is reached only over its WebSocket: once that
+		// is closed, its binding goes.
+		reg.SetConnCheck(s.tr.HasConn)
+	}
+	if err := s.startAnycast(); err != nil {
+		return err
+	}
 	if err := s.tr.Start(); err != nil {
 		return err
 	}
@@ -246,6 +261,10 @@ func (s *server) transportConfig() transport.Config {
 	for _, l := range cfg.Listen {
 		p, _ := transport.ParseProto(l.Proto)
 		lc := transport.ListenerConfig{Proto: p, Addr: l.Address}
+		if p.WebSocket() {
+			lc.WSPath, lc.WSOrigins = l.Path, l.Origins
+			lc.WSMaxFrameSize, lc.WSMaxMessageSize = l.MaxFrameSize, l.MaxMessageSize
+		}
 		if l.Advertise != "" {
 			host, port := splitHostPort(l.Advertise)
 			lc.AdvertisedHost, lc.AdvertisedPort = host, port
@@ -383,6 +402,9 @@ func (s *server) drain(sig <-chan os.Signal, bound, quiet time.Duration) {
 func (s *server) stop() {
 	if s.tr != nil {
 		s.tr.Close()
+	}
+	if s.relay != nil {
+		s.relay.Close()
 	}
 	if s.core != nil {
 		s.core.Close()

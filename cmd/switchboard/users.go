@@ -218,6 +218,7 @@ func openStorage(cfg *config.Config) (*store.Store, error) {
 		DSN:      cfg.Storage.DSN,
 		MaxConns: cfg.Storage.MaxConns,
 		Timeout:  cfg.Storage.Timeout.D(),
+		Schema:   cfg.Storage.Schema,
 	}
 	modules.StoreOptions(cfg.Modules, &o)
 	s, err := store.Open(cfg.Storage.Dir, o)

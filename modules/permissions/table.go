@@ -21,7 +21,7 @@ type entry struct {
 	info    string
 }
 
-const anyProto = 1<<transport.UDP | 1<<transport.TCP | 1<<transport.TLS | 1<<transport.WS
+const anyProto = 1<<transport.UDP | 1<<transport.TCP | 1<<transport.TLS | 1<<transport.WS | 1<<transport.WSS
 
 // table is one immutable snapshot of the address table. A reload builds a
 // new one and swaps the pointer, so a lookup sees the old set or the new,

@@ -2,9 +2,11 @@ package registrar
 
 import (
 	"bytes"
+	"net/netip"
 
 	"switchboard/routing"
 	"switchboard/shards"
+	"switchboard/transport"
 	"switchboard/txn"
 )
 
@@ -36,6 +38,9 @@ func (r *Registrar) Lookup(c *routing.Ctx) bool {
 	if e == nil {
 		s.Unlock()
 		return false
+	}
+	if r.expireClosed(e.Value.b, s.Now()) {
+		r.schedule(s, e) // the expiry timer removes them now
 	}
 	var order [txn.MaxBranches]int16
 	n := best(e.Value.b, s.Now(), 1<<15-1, &order)
@@ -228,4 +233,41 @@ func hasBelow(bs []binding, now int64, q int16) bool {
 		}
 	}
 	return false
+}
+
+// SetConnCheck gives the registrar open(proto, addr), which reports
+// whether the stream connection a binding registered over is still open
+// (transport.HasConn). A WebSocket phone (RFC 7118 §5) can be reached
+// only over the connection it registered on: once that is closed, Lookup
+// expires the binding instead of routing a call nowhere, and the expiry
+// timer removes it. Nil (the default) never expires one.
+func (r *Registrar) SetConnCheck(open func(transport.Proto, netip.AddrPort) bool) {
+	if open == nil {
+		r.connOpen.Store(nil)
+		return
+	}
+	r.connOpen.Store(&open)
+}
+
+// expireClosed marks the WebSocket bindings of bs whose connection is
+// closed as expired at now, and reports whether it marked any. The shard
+// is locked.
+func (r *Registrar) expireClosed(bs []binding, now int64) (marked bool) {
+	f := r.connOpen.Load()
+	if f == nil {
+		return false
+	}
+	for i := range bs {
+		b := &bs[i]
+		// Behind an edge proxy (Path) the connection is the proxy's.
+		if !b.proto.WebSocket() || len(b.path) > 0 || !b.src.IsValid() || b.expires <= now {
+			continue
+		}
+		if !(*f)(b.proto, b.src) {
+			b.expires = now
+			r.connGone.Add(1)
+			marked = true
+		}
+	}
+	return marked
 }

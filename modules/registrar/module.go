@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"switchboard/mgmt"
@@ -34,6 +35,11 @@ type Settings struct {
 	// write-back (after the 200, from a bounded queue) or write-through
 	// (the 200 waits for the commit).
 	Persist string `yaml:"persist"`
+	// Sharing is none (bindings in this node only) or redis (bindings
+	// shared by every node through Redis; share.go).
+	Sharing string `yaml:"sharing"`
+	// Redis is where the bindings are shared (registrar.sharing: redis).
+	Redis RedisSettings `yaml:"redis"`
 }
 
 // DefaultSettings are the registrar's defaults.
@@ -46,6 +52,8 @@ func DefaultSettings() *Settings {
 		MaxMemory:      1024,
 		NATTests:       DefaultNATTests.Names(),
 		Persist:        "write-back",
+		Sharing:        SharingNone,
+		Redis:          defaultRedisSettings(),
 	}
 }
 
@@ -95,15 +103,23 @@ func (r *Settings) check() error {
 	if _, err := ParsePersist(r.Persist); err != nil || r.Persist == "" {
 		return modules.Errorf("persist", "must be write-back or write-through, not %q", r.Persist)
 	}
-	return nil
+	return r.checkSharing()
 }
 
 // Start does nothing: expiry runs on the shared clock's timer wheels.
-func (r *Registrar) Start() error { return nil }
+func (r *Registrar) Start() error {
+	if r.share != nil {
+		r.share.start()
+	}
+	return nil
+}
 
 // Stop ends the expiry timers and, when the module opened it, writes the
 // queued location changes and closes the writer.
 func (r *Registrar) Stop() {
+	if r.share != nil {
+		r.share.stop()
+	}
 	r.Close()
 	if r.ownWriter != nil {
 		if err := r.ownWriter.Close(); err != nil {
@@ -160,6 +176,18 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 		}
 		log.Info("registrar: bindings loaded", "bindings", n)
 	}
+	if st.Sharing == SharingRedis {
+		sh, err := newSharer(r, st.Redis, log, h.Warn, func(reason string) { h.Degraded("registrar.redis", reason) })
+		if err != nil {
+			r.Stop()
+			return nil, fmt.Errorf("registrar.redis: %w", err)
+		}
+		r.share = sh
+		sh.load()
+		n := r.Stats()
+		log.Info("registrar: bindings read from Redis", "aors", n.AORs, "bindings", n.Bindings, "redis_up", sh.up.Load())
+		r.registerShareMetrics(h)
+	}
 	r.registerMetrics(h)
 	r.registerCommands(h)
 	return r, nil
@@ -195,6 +223,7 @@ func (r *Registrar) registerMetrics(h *modules.Host) {
 		"store_busy":   func(s Stats) uint64 { return s.StoreBusy },
 		"store_errors": func(s Stats) uint64 { return s.StoreErrors },
 		"unreachable":  func(s Stats) uint64 { return s.Unreachable },
+		"conn_closed":  func(s Stats) uint64 { return s.ConnClosed },
 	} {
 		set.NewGauge(`switchboard_registrar_`+name+`_total`, func() float64 { return float64(f(stats())) })
 	}
@@ -262,4 +291,23 @@ func (r *Registrar) registerCommands(h *modules.Host) {
 			}
 			return map[string]int{"removed": n}, nil
 		}})
+}
+
+// registerShareMetrics adds the Redis sharing's metrics.
+func (r *Registrar) registerShareMetrics(h *modules.Host) {
+	sh := r.share
+	set := h.Metrics
+	set.NewGauge("switchboard_registrar_redis_up", func() float64 {
+		if sh.up.Load() {
+			return 1
+		}
+		return 0
+	})
+	set.NewGauge("switchboard_registrar_redis_pending_aors", func() float64 { return float64(sh.pending()) })
+	for name, c := range map[string]*atomic.Uint64{
+		"ops": &sh.ops, "errors": &sh.errs, "outages": &sh.outages,
+		"published": &sh.published, "applied": &sh.applied, "resyncs": &sh.resyncs,
+	} {
+		set.NewGauge("switchboard_registrar_redis_"+name+"_total", func() float64 { return float64(c.Load()) })
+	}
 }

@@ -101,7 +101,11 @@ type Registrar struct {
 	writeDrops, storeBusy, storeErrors               atomic.Uint64
 	unreachable                                      atomic.Uint64
 
-	keepalive atomic.Pointer[keepalive] // SetKeepalive
+	keepalive atomic.Pointer[keepalive]                                  // SetKeepalive
+	connOpen  atomic.Pointer[func(transport.Proto, netip.AddrPort) bool] // SetConnCheck
+	connGone  atomic.Uint64                                              // WebSocket bindings whose connection closed
+
+	share *sharer // registrar.sharing: redis (share.go); nil otherwise
 }
 
 // record is the value of one address-of-record in the table.
@@ -132,6 +136,11 @@ type binding struct {
 	branch    uint64 // hash of the REGISTER's Via branch; 0 when loaded from the store
 	expires   int64  // clock ms
 	modified  int64  // clock ms
+	// node is the node that holds the phone's flow, from Redis
+	// (registrar.sharing: redis; "" for a binding made here); remote is
+	// true when that is another node, which then sends its keepalives.
+	node   string
+	remote bool
 }
 
 // Timer kinds of a record.
@@ -220,22 +229,7 @@ func (r *Registrar) Load(ctx context.Context, st *store.Store) (int, error) {
 		if len(sb.AOR) > maxAOR {
 			continue
 		}
-		var b binding
-		b.contact = []byte(sb.Contact)
-		b.callID = []byte(sb.CallID)
-		b.instance = []byte(sb.Instance)
-		b.path = []byte(sb.Path)
-		b.ua = []byte(sb.UserAgent)
-		b.regID = sb.RegID
-		b.cseq = sb.CSeq
-		b.q = int16(sb.Q)
-		b.expires = sb.Expires * 1000
-		b.modified = sb.LastModified * 1000
-		b.proto, b.src = parseAddr(sb.Received)
-		_, b.socket = parseAddr(sb.Socket)
-		b.nat = sb.Flags&flagNAT != 0
-		b.hopProto, b.hop, _ = pathHop(b.path)
-		b.params = []byte(storedParams(sb))
+		b := fromStore(sb)
 		key := []byte(sb.AOR)
 		h := shards.Sum(key)
 		s := r.tbl.Shard(h)
@@ -250,6 +244,27 @@ func (r *Registrar) Load(ctx context.Context, st *store.Store) (int, error) {
 		s.Unlock()
 	}
 	return n, nil
+}
+
+// fromStore turns a stored binding into the table's.
+func fromStore(sb *store.Binding) binding {
+	var b binding
+	b.contact = []byte(sb.Contact)
+	b.callID = []byte(sb.CallID)
+	b.instance = []byte(sb.Instance)
+	b.path = []byte(sb.Path)
+	b.ua = []byte(sb.UserAgent)
+	b.regID = sb.RegID
+	b.cseq = sb.CSeq
+	b.q = int16(sb.Q)
+	b.expires = sb.Expires * 1000
+	b.modified = sb.LastModified * 1000
+	b.proto, b.src = parseAddr(sb.Received)
+	_, b.socket = parseAddr(sb.Socket)
+	b.nat = sb.Flags&flagNAT != 0
+	b.hopProto, b.hop, _ = pathHop(b.path)
+	b.params = []byte(storedParams(sb))
+	return b
 }
 
 // Stored flags.
@@ -293,6 +308,8 @@ func formatAddr(p transport.Proto, ap netip.AddrPort) string {
 		name = "tls"
 	case transport.WS:
 		name = "ws"
+	case transport.WSS:
+		name = "wss"
 	default:
 		name = "udp"
 	}
@@ -357,6 +374,7 @@ type Stats struct {
 	StoreBusy      uint64 // REGISTERs answered 503 because the store's queue had no room
 	StoreErrors    uint64 // write-through REGISTERs answered 500 because the commit failed
 	Unreachable    uint64 // NATed bindings removed after unanswered keepalives (RemoveUnreachable; also in Removed)
+	ConnClosed     uint64 // WebSocket bindings expired by Lookup because their connection had closed (also in Expired)
 }
 
 // Stats returns the counters and the table's size.
@@ -365,7 +383,7 @@ func (r *Registrar) Stats() Stats {
 		Saved: r.saved.Load(), Removed: r.removed.Load(), Expired: r.expired.Load(),
 		Refused: r.refused.Load(), Lookups: r.lookups.Load(), Found: r.found.Load(),
 		WriteDrops: r.writeDrops.Load(), StoreBusy: r.storeBusy.Load(), StoreErrors: r.storeErrors.Load(),
-		Unreachable: r.unreachable.Load(),
+		Unreachable: r.unreachable.Load(), ConnClosed: r.connGone.Load(),
 	}
 	r.tbl.Range(func(_ *shards.Shard[record], e *shards.Entry[record]) bool {
 		st.AORs++

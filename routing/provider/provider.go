@@ -224,6 +224,7 @@ import (
 	"switchboard/modules/pike"
 	"switchboard/modules/ratelimit"
 	"switchboard/modules/registrar"
+	"switchboard/modules/rtpengine"
 	"switchboard/modules/scanner"
 	"switchboard/modules/siptrace"
 	"switchboard/modules/uac"
@@ -280,6 +281,7 @@ type routes struct {
 	acc     *acc.Acc
 	dlg     *dialog.Dialog // set when accounting is on: calls get dialogs
 	nh      *nathelper.NATHelper
+	rtp     *rtpengine.Engine // does nothing while rtpengine.instances is empty
 	trace   *siptrace.SipTrace
 	opts    Options
 
@@ -288,6 +290,8 @@ type routes struct {
 	afterLocalAuth    auth.Next
 	afterExists       func(c *routing.Ctx, exists bool, err error)
 	afterPSTNCheck    func(c *routing.Ctx, exists bool, err error)
+	afterCallMedia    func(c *routing.Ctx, err error)
+	afterDialogMedia  func(c *routing.Ctx, err error)
 }
 
 func newRoutes(env *routing.Env) (*routing.Routes, error) {
@@ -310,6 +314,7 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	}
 	p.nh, _ = env.Module("nathelper").(*nathelper.NATHelper)
 	p.trace, _ = env.Module("siptrace").(*siptrace.SipTrace)
+	p.rtp, _ = env.Module("rtpengine").(*rtpengine.Engine)
 	if p.auth != nil && p.auth.RegisterWithoutAuth() {
 		p.opts.RegisterWithoutAuth = true // auth.register: false
 	}
@@ -318,11 +323,13 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.afterLocalAuth = p.localAuthorized
 	p.afterExists = p.userChecked
 	p.afterPSTNCheck = p.numberChecked
+	p.afterCallMedia = p.callMediaDone
+	p.afterDialogMedia = p.dialogMediaDone
 	rs := &routing.Routes{Request: p.request, Failure: p.failure}
 	if p.reg != nil {
 		rs.Branch = p.branch
 	}
-	if p.fraud != nil || p.nh != nil {
+	if p.fraud != nil || p.nh != nil || p.rtp != nil {
 		rs.Reply = p.reply
 	}
 	return rs, nil
@@ -418,6 +425,10 @@ func (p *routes) inDialog(c *routing.Ctx) {
 		auth.ConsumeCredentials(c)
 		p.fraud.CallEnded(c) // a BYE ends the call the fraud limits count
 		p.uac.Restore(c)     // what uac_auth and uac_replace_* did to the dialog's first request
+		if p.rtp.Enabled() {
+			p.rtp.Manage(c, nil, p.afterDialogMedia) // re-INVITE offered, BYE deleted
+			return
+		}
 		relay(c)
 		return
 	}
@@ -628,6 +639,7 @@ func (p *routes) failure(c *routing.FailureCtx) {
 		return
 	}
 	p.fraud.CallFailed(c.Ctx)
+	p.rtp.ManageFailure(c) // the call failed: its media session ends
 }
 
 // reply is the reply route: finals that end an INVITE without the failure
@@ -636,6 +648,7 @@ func (p *routes) failure(c *routing.FailureCtx) {
 func (p *routes) reply(c *routing.ReplyCtx) bool {
 	p.fraud.Reply(c)
 	p.natReply(c)
+	p.rtp.ManageReply(c, nil) // the SDP answer through rtpengine; a 6xx or canceled call deleted
 	return true
 }
 
@@ -726,10 +739,38 @@ func (p *routes) relayCall(c *routing.Ctx, authenticated, toSubscriber bool) {
 			p.acc.MarkMissed(c)
 		}
 	}
+	if p.rtp.Enabled() {
+		p.rtp.Manage(c, nil, p.afterCallMedia) // rtpengine_manage: the offer, then the relay
+		return
+	}
 	if err := c.Relay(); err != nil {
 		p.fraud.CallFailed(c)
 		refuse(c, 500, "Relay Failed")
 	}
+}
+
+// callMediaDone relays a new request once rtpengine_manage is done with
+// its SDP, or answers it when media relay failed (rtpengine.Refuse: 488
+// for an SDP that is malformed or refused, 503 when no rtpengine answers
+// unless rtpengine.on_unavailable is relay).
+func (p *routes) callMediaDone(c *routing.Ctx, err error) {
+	if err != nil && p.rtp.Refuse(c, err) {
+		p.fraud.CallFailed(c)
+		return
+	}
+	if err := c.Relay(); err != nil {
+		p.fraud.CallFailed(c)
+		p.rtp.Delete(c)
+		c.Reply(500, "Relay Failed")
+	}
+}
+
+// dialogMediaDone is callMediaDone for a request inside a dialog.
+func (p *routes) dialogMediaDone(c *routing.Ctx, err error) {
+	if err != nil && p.rtp.Refuse(c, err) {
+		return
+	}
+	relay(c)
 }
 
 func relay(c *routing.Ctx) {

@@ -119,7 +119,7 @@ func (r *report) rows() []row {
 		if sc.name == "relay" {
 			rows = append(rows, r.floorRows(sb, kam)...)
 		}
-		if sc.name == "drouting" || sc.name == "dialog" {
+		if sc.name == "drouting" || sc.name == "dialog" || sc.name == "media" {
 			rows = append(rows, r.overRelayRows(sc.name, sb, kam)...)
 		}
 	}
@@ -154,7 +154,7 @@ func (r *report) rows() []row {
 }
 
 // overRelayRows compare each server's CPU per call in scenario name
-// (drouting, dialog) with its own CPU per call in the relay scenario of the
+// (drouting, dialog, media) with its own CPU per call in the relay scenario of the
 // same run, rung by rung: what routing among the rules, or keeping a dialog
 // and writing its CDR, adds to a relayed call. Each cell is the ratio
 // name/relay with the two figures; the last column stays empty, the two

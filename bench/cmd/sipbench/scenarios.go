@@ -56,6 +56,9 @@ var scenarios = []scenario{
 	{name: "dialog", work: workDialog, unit: "call",
 		doc:  "the relay's calls with a dialog for every call (Switchboard: routes calls, dialogs and CDRs in its store; Kamailio: dlg_manage)",
 		step: (*bench).relayStep},
+	{name: "media", work: workMedia, unit: "call",
+		doc:  "the relay's calls with rtpengine_manage: offer and answer through a local rtpengine, delete on BYE",
+		step: (*bench).relayStep},
 }
 
 func scenarioByName(name string) (scenario, bool) {

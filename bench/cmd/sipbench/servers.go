@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -35,6 +36,7 @@ const (
 	workRegistrarAut = "registrar-auth" // registrar with digest auth
 	workDrouting     = "drouting"       // 10,000 prefix rules to one gateway, Record-Route
 	workDialog       = "dialog"         // relay with a dialog and a CDR for every call
+	workMedia        = "media"          // relay with rtpengine_manage (a local rtpengine)
 )
 
 // Users of the REGISTER and lookup scenarios.
@@ -68,6 +70,10 @@ type server struct {
 	// uasPort is where the registered users' contacts point (lookup), or
 	// the address of the gateway of the drouting rules.
 	uasPort int
+	// rtpe is the server's own rtpengine (work media), ngPort its control
+	// port.
+	rtpe   *proc
+	ngPort int
 }
 
 func (s *server) String() string { return s.kind + "/" + s.work }
@@ -80,7 +86,12 @@ func (s *server) memory() memory { return treeMemory(s.p.pid()) }
 // alive reports whether the server is still running.
 func (s *server) alive() bool { return !s.p.exited() }
 
-func (s *server) stop() { s.p.stop(syscall.SIGTERM, 5*time.Second) }
+func (s *server) stop() {
+	s.p.stop(syscall.SIGTERM, 5*time.Second)
+	if s.rtpe != nil {
+		s.rtpe.stop(syscall.SIGTERM, 5*time.Second)
+	}
+}
 
 // startServer starts kind configured for work, pinned to the proxy core,
 // and waits until it answers SIP.
@@ -101,13 +112,22 @@ func (b *bench) startServer(kind, work string) (*server, error) {
 			return nil, err
 		}
 	}
+	if work == workMedia {
+		if err := b.startRtpengine(s, dir); err != nil {
+			return nil, err
+		}
+	}
 	var bin string
 	var args []string
+	peer := s.uasPort // the drouting gateway, or the rtpengine control port
+	if work == workMedia {
+		peer = s.ngPort
+	}
 	switch kind {
 	case switchboard:
-		bin, args, err = b.switchboardArgs(dir, work, port, s.uasPort)
+		bin, args, err = b.switchboardArgs(dir, work, port, peer)
 	case kamailio:
-		bin, args, err = b.kamailioArgs(dir, work, port, s.uasPort)
+		bin, args, err = b.kamailioArgs(dir, work, port, peer)
 	default:
 		err = fmt.Errorf("unknown server %q", kind)
 	}
@@ -116,6 +136,9 @@ func (b *bench) startServer(kind, work string) (*server, error) {
 	}
 	s.p, err = b.procs.start(kind, b.proxyCPU, filepath.Join(dir, "server.log"), bin, args...)
 	if err != nil {
+		if s.rtpe != nil {
+			s.rtpe.stop(syscall.SIGTERM, 5*time.Second)
+		}
 		return nil, err
 	}
 	if err := probe(port, 15*time.Second, s.p); err != nil {
@@ -129,7 +152,7 @@ func (b *bench) startServer(kind, work string) (*server, error) {
 func (b *bench) switchboardArgs(dir, work string, port, gwPort int) (string, []string, error) {
 	routes := map[string]string{workRelay: "relay", workStateless: "stateless",
 		workRegistrar: "provider", workRegistrarAut: "provider", workDrouting: "drouting",
-		workDialog: "calls"}[work]
+		workDialog: "calls", workMedia: "relay"}[work]
 	if routes == "" {
 		return "", nil, fmt.Errorf("switchboard: no route set for %q", work)
 	}
@@ -165,6 +188,9 @@ outbound:
 ratelimit:
   pipes: []
 `, port, benchDomain, routes, data)
+	if work == workMedia {
+		cfg += fmt.Sprintf("rtpengine:\n  instances: [\"udp:127.0.0.1:%d\"]\n", gwPort)
+	}
 	path := filepath.Join(dir, "switchboard.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return "", nil, err
@@ -210,7 +236,7 @@ func fillSwitchboardSubscribers(dir string) error {
 func (b *bench) kamailioArgs(dir, work string, port, gwPort int) (string, []string, error) {
 	cfg := map[string]string{workRelay: "relay.cfg", workStateless: "stateless.cfg",
 		workRegistrar: "registrar.cfg", workRegistrarAut: "registrar.cfg", workDrouting: "drouting.cfg",
-		workDialog: "dialog.cfg"}[work]
+		workDialog: "dialog.cfg", workMedia: "media.cfg"}[work]
 	args := []string{"-f", filepath.Join(b.kamDir, cfg), "-DD", "-E", "-n", strconv.Itoa(b.kamChildren),
 		"-m", "1024", "-M", "16", "-l", "udp:127.0.0.1:" + strconv.Itoa(port), "-w", dir}
 	if work == workRegistrar || work == workRegistrarAut {
@@ -237,7 +263,53 @@ func (b *bench) kamailioArgs(dir, work string, port, gwPort int) (string, []stri
 		}
 		args = append(args, "-A", "WITH_DB", "-A", `DBURL="sqlite:///`+acc+`"`, "-A", `DLGDBURL="sqlite:///`+dlg+`"`)
 	}
+	if work == workMedia {
+		args = append(args, "-A", fmt.Sprintf(`RTPENGINE_SOCK="udp:127.0.0.1:%d"`, gwPort))
+	}
 	return b.kamBin, args, nil
+}
+
+// startRtpengine starts the media scenario's rtpengine for server s
+// (Debian's rtpengine-daemon, userspace forwarding, on 127.0.0.1 with a
+// port range of its own per server kind), pinned to the load CPU so that
+// the proxy's CPU per call is its own; the media itself is not sent, the
+// benchmark measures the control exchange.
+func (b *bench) startRtpengine(s *server, dir string) error {
+	bin, err := exec.LookPath("rtpengine")
+	if err != nil {
+		return fmt.Errorf("the media scenario needs rtpengine (Debian package rtpengine-daemon): %w", err)
+	}
+	if s.ngPort, err = b.freePort(); err != nil {
+		return err
+	}
+	lo := 20000
+	if s.kind == kamailio {
+		lo = 40000
+	}
+	s.rtpe, err = b.procs.start("rtpengine", b.loadCPU, filepath.Join(dir, "rtpengine.log"), bin,
+		"--config-file=none", "--table=-1", "--foreground", "--log-stderr", "--log-level=4", "--no-fallback",
+		"--interface=127.0.0.1", "--listen-ng=127.0.0.1:"+strconv.Itoa(s.ngPort),
+		"--port-min="+strconv.Itoa(lo), "--port-max="+strconv.Itoa(lo+19999), "--delete-delay=0",
+		"--timeout=60", "--pidfile="+filepath.Join(dir, "rtpengine.pid"))
+	if err != nil {
+		return err
+	}
+	// Ready when it answers an ng ping.
+	c, err := net.Dial("udp", "127.0.0.1:"+strconv.Itoa(s.ngPort))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, 256)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		c.Write([]byte("p d7:command4:pinge"))
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, err := c.Read(buf); err == nil && strings.Contains(string(buf[:n]), "pong") {
+			return nil
+		}
+	}
+	s.rtpe.stop(syscall.SIGTERM, 5*time.Second)
+	return fmt.Errorf("rtpengine did not answer ping on 127.0.0.1:%d:\n%s", s.ngPort, s.rtpe.logTail(20))
 }
 
 // fillKamailioSubscribers creates the SQLite database that Kamailio's

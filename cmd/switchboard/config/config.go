@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -42,6 +43,9 @@ type Config struct {
 	Mgmt     Mgmt     `yaml:"mgmt"`
 	TLS      TLS      `yaml:"tls"`
 	Outbound Outbound `yaml:"outbound"`
+	// Anycast joins this node to a group of nodes sharing its SIP
+	// address (docs/deployment.md).
+	Anycast Anycast `yaml:"anycast"`
 	// Provider configures the provider route set (routing/provider).
 	Provider Provider `yaml:"provider"`
 
@@ -89,6 +93,21 @@ type Listener struct {
 	// Advertise is host[:port] written into Via and Record-Route instead of
 	// the bound address, for a node behind NAT or an anycast address.
 	Advertise string `yaml:"advertise"`
+
+	// WebSocket listeners (ws, wss) only.
+	//
+	// Path is the HTTP path the upgrade must ask for ("/sip"); empty:
+	// any path.
+	Path string `yaml:"path"`
+	// Origins are the web origins whose pages may connect
+	// ("https://phone.example.com"); empty: any.
+	Origins []string `yaml:"origins"`
+	// MaxFrameSize bounds one WebSocket frame's payload; 0: the
+	// message limit.
+	MaxFrameSize int `yaml:"max_frame_size"`
+	// MaxMessageSize bounds one WebSocket message (one SIP message); 0:
+	// limits.max_message_size.
+	MaxMessageSize int `yaml:"max_message_size"`
 
 	addr netip.AddrPort
 }
@@ -144,6 +163,10 @@ type Storage struct {
 	MaxConns int `yaml:"max_conns"`
 	// Timeout bounds each database server operation, connecting included.
 	Timeout Duration `yaml:"timeout"`
+	// Schema is the layout of the tables: switchboard (its own, migrated
+	// at start) or opensips (the tables of an OpenSIPS 3.x database, used
+	// as they are: docs/opensips-migration.md).
+	Schema string `yaml:"schema"`
 }
 
 func (st *Storage) check(fail func(key, format string, args ...any) error) error {
@@ -179,6 +202,15 @@ func (st *Storage) check(fail func(key, format string, args ...any) error) error
 	default:
 		return fail("storage.driver", "unknown driver %q; supported: sqlite, postgres, mysql", st.Driver)
 	}
+	switch st.Schema {
+	case "switchboard":
+	case "opensips":
+		if st.Driver == "sqlite" {
+			return fail("storage.schema", "opensips needs storage.driver postgres or mysql (the database OpenSIPS uses); sqlite has only Switchboard's own schema")
+		}
+	default:
+		return fail("storage.schema", "unknown schema %q; supported: switchboard, opensips", st.Schema)
+	}
 	if st.MaxConns < 1 || st.MaxConns > 1000 {
 		return fail("storage.max_conns", "must be between 1 and 1000, not %d", st.MaxConns)
 	}
@@ -205,6 +237,20 @@ type Mgmt struct {
 	// Host and Origin besides mgmt.listen: a reverse proxy in front of it,
 	// a DNS name of the host.
 	AllowedHosts []string `yaml:"allowed_hosts"`
+	// Panel is the web panel under /ui on this listener (mgmt/panel).
+	Panel Panel `yaml:"panel"`
+}
+
+// Panel configures the web panel. Its users are in the store
+// (`switchboard panel user add`).
+type Panel struct {
+	Enabled bool `yaml:"enabled"`
+	// SessionTTL ends a session idle this long.
+	SessionTTL Duration `yaml:"session_ttl"`
+	// LockoutFailures wrong passwords in a row for an account, or from
+	// an address, lock it for LockoutTime.
+	LockoutFailures int      `yaml:"lockout_failures"`
+	LockoutTime     Duration `yaml:"lockout_time"`
 }
 
 // TLS holds the certificate used by tls listeners and outbound TLS.
@@ -233,6 +279,25 @@ type Outbound struct {
 
 	allow []netip.Prefix
 }
+
+// Anycast is the relay of responses between the nodes that share one SIP
+// address (package anycast).
+type Anycast struct {
+	// Relay is this node's own unicast address (ip:port, UDP) where the
+	// other nodes send it the responses to its requests that reached
+	// them. Empty: the node is not in a group.
+	Relay string `yaml:"relay"`
+	// Peers are the relay addresses of the other nodes of the group.
+	Peers []string `yaml:"peers"`
+
+	relay netip.AddrPort
+	peers []netip.AddrPort
+}
+
+// RelayAddr and PeerAddrs are the parsed addresses, valid after Load or
+// Check.
+func (a *Anycast) RelayAddr() netip.AddrPort   { return a.relay }
+func (a *Anycast) PeerAddrs() []netip.AddrPort { return a.peers }
 
 // AllowPrefixes is the parsed allow-list, valid after Load or Check.
 func (o *Outbound) AllowPrefixes() []netip.Prefix { return o.allow }
@@ -280,9 +345,10 @@ func Default() *Config {
 			IdleTimeout:             Duration(10 * time.Minute),
 			Shards:                  0,
 		},
-		Storage:  Storage{Driver: "sqlite", Dir: "data", MaxConns: 8, Timeout: Duration(10 * time.Second)},
-		Log:      Log{Level: "info", Format: "text"},
-		Mgmt:     Mgmt{Listen: "127.0.0.1:8080"},
+		Storage: Storage{Driver: "sqlite", Dir: "data", MaxConns: 8, Timeout: Duration(10 * time.Second), Schema: "switchboard"},
+		Log:     Log{Level: "info", Format: "text"},
+		Mgmt: Mgmt{Listen: "127.0.0.1:8080", Panel: Panel{Enabled: true, SessionTTL: Duration(8 * time.Hour),
+			LockoutFailures: 5, LockoutTime: Duration(15 * time.Minute)}},
 		TLS:      TLS{MinVersion: "1.2", VerifyServer: true},
 		Provider: Provider{TrustedGroup: 1, DialplanID: -1},
 		Modules:  ModuleSettings(),
@@ -303,13 +369,16 @@ func (c *Config) check(at func(key string) int) error {
 		l := &c.Listen[i]
 		key := fmt.Sprintf("listen[%d]", i)
 		switch l.Proto {
-		case "udp", "tcp":
-		case "tls":
+		case "udp", "tcp", "ws":
+		case "tls", "wss":
 			needTLS = true
 		case "":
-			return fail(key+".proto", "missing; one of udp, tcp, tls")
+			return fail(key+".proto", "missing; one of udp, tcp, tls, ws, wss")
 		default:
-			return fail(key+".proto", "unknown protocol %q; one of udp, tcp, tls", l.Proto)
+			return fail(key+".proto", "unknown protocol %q; one of udp, tcp, tls, ws, wss", l.Proto)
+		}
+		if err := c.checkWebSocket(key, l, fail); err != nil {
+			return err
 		}
 		if l.Address == "" {
 			return fail(key+".address", "missing; host:port such as 127.0.0.1:5060 or [::1]:5060")
@@ -335,7 +404,7 @@ func (c *Config) check(at func(key string) int) error {
 		}
 	}
 	if needTLS && (c.TLS.Cert == "" || c.TLS.Key == "") {
-		return fail("tls", "a tls listener needs tls.cert and tls.key")
+		return fail("tls", "a tls or wss listener needs tls.cert and tls.key")
 	}
 	switch c.TLS.MinVersion {
 	case "1.2", "1.3":
@@ -432,7 +501,44 @@ func (c *Config) check(at func(key string) int) error {
 			return fail("outbound.resolver", "not an IP address with a port (%q)", c.Outbound.Resolver)
 		}
 	}
+	if err := c.checkAnycast(fail); err != nil {
+		return err
+	}
 	return c.checkModules(at)
+}
+
+func (c *Config) checkAnycast(fail func(key, format string, args ...any) error) error {
+	a := &c.Anycast
+	a.relay, a.peers = netip.AddrPort{}, nil
+	if a.Relay == "" {
+		if len(a.Peers) > 0 {
+			return fail("anycast.relay", "missing: anycast.peers needs this node's own relay address")
+		}
+		return nil
+	}
+	var err error
+	if a.relay, err = netip.ParseAddrPort(a.Relay); err != nil || a.relay.Port() == 0 {
+		return fail("anycast.relay", "not an IP address with a port (%q)", a.Relay)
+	}
+	if len(a.Peers) == 0 {
+		return fail("anycast.peers", "missing: the relay addresses of the other nodes of the group")
+	}
+	for i, s := range a.Peers {
+		p, err := netip.ParseAddrPort(s)
+		if err != nil || p.Port() == 0 {
+			return fail(fmt.Sprintf("anycast.peers[%d]", i), "not an IP address with a port (%q)", s)
+		}
+		if p == a.relay {
+			return fail(fmt.Sprintf("anycast.peers[%d]", i), "is anycast.relay, this node's own address")
+		}
+		a.peers = append(a.peers, p)
+	}
+	for _, l := range c.Listen {
+		if l.Proto == "udp" && l.addr.IsValid() && l.addr == a.relay {
+			return fail("anycast.relay", "is a SIP listener's address; the relay needs its own port")
+		}
+	}
+	return nil
 }
 
 // checkModules runs each module's Check on its settings; a *modules.KeyError
@@ -478,6 +584,15 @@ func (m *Mgmt) check(fail func(key, format string, args ...any) error) error {
 		if !validHost(h) {
 			return fail(fmt.Sprintf("mgmt.allowed_hosts[%d]", i), "not a host name or host:port as written in a Host header (%q), e.g. switchboard.example.net or 192.0.2.10:8080", h)
 		}
+	}
+	if d := m.Panel.SessionTTL.D(); d < time.Minute || d > 30*24*time.Hour {
+		return fail("mgmt.panel.session_ttl", "%s: want 1m to 720h", d)
+	}
+	if n := m.Panel.LockoutFailures; n < 1 || n > 1000 {
+		return fail("mgmt.panel.lockout_failures", "%d: want 1 to 1000", n)
+	}
+	if d := m.Panel.LockoutTime.D(); d < time.Second || d > 7*24*time.Hour {
+		return fail("mgmt.panel.lockout_time", "%s: want 1s to 168h", d)
 	}
 	return nil
 }
@@ -554,4 +669,38 @@ func checkTLSFiles(t *TLS) (key, msg string) {
 		}
 	}
 	return "", ""
+}
+
+// checkWebSocket checks the keys of a ws or wss listener, and that other
+// listeners do not use them.
+func (c *Config) checkWebSocket(key string, l *Listener, fail func(key, format string, args ...any) error) error {
+	if l.Proto != "ws" && l.Proto != "wss" {
+		set := []struct {
+			key string
+			set bool
+		}{{"path", l.Path != ""}, {"origins", len(l.Origins) > 0}, {"max_frame_size", l.MaxFrameSize != 0}, {"max_message_size", l.MaxMessageSize != 0}}
+		for _, k := range set {
+			if k.set {
+				return fail(key+"."+k.key, "only for ws and wss listeners")
+			}
+		}
+		return nil
+	}
+	if l.Path != "" && (!strings.HasPrefix(l.Path, "/") || strings.ContainsAny(l.Path, " ?#")) {
+		return fail(key+".path", "not an absolute path such as /sip: %q", l.Path)
+	}
+	for i, o := range l.Origins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+			return fail(fmt.Sprintf("%s.origins[%d]", key, i), "not a web origin such as https://phone.example.com or https://phone.example.com:8443: %q", o)
+		}
+	}
+	limit := c.Limits.MaxMessageSize
+	if l.MaxMessageSize < 0 || l.MaxMessageSize > limit {
+		return fail(key+".max_message_size", "must be between 0 (limits.max_message_size) and limits.max_message_size (%d), not %d", limit, l.MaxMessageSize)
+	}
+	if l.MaxFrameSize < 0 || l.MaxFrameSize > limit || l.MaxMessageSize > 0 && l.MaxFrameSize > l.MaxMessageSize {
+		return fail(key+".max_frame_size", "must be between 0 (the message size) and the listener's max_message_size, not %d", l.MaxFrameSize)
+	}
+	return nil
 }

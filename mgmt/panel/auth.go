@@ -1,0 +1,362 @@
+package panel
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"switchboard/store"
+)
+
+// Cookies: the session, and the login form's CSRF token (double submit:
+// the form's hidden field must equal the cookie, which another site can
+// neither read nor set).
+const (
+	sessionCookie = "sb_session"
+	loginCookie   = "sb_login"
+	// RecheckEvery is how often a session re-reads its user from the
+	// store: a deleted user, a new password or a new role takes effect
+	// within this time on every node sharing the store.
+	RecheckEvery = 15 * time.Second
+)
+
+type session struct {
+	id      string
+	user    string
+	role    string
+	hash    string // the password hash at login: a change ends the session
+	csrf    string
+	expires time.Time
+	checked time.Time
+	flash   flash // the outcome of the last form, shown once
+}
+
+type flash struct {
+	OK, Err string
+}
+
+// failures counts wrong passwords for one account or one address.
+type failures struct {
+	n      int
+	first  time.Time
+	locked time.Time // locked until
+}
+
+// maxFailureKeys bounds the failure table: names and addresses an
+// attacker makes up cannot grow it further (the oldest entries not locked
+// are dropped first).
+const maxFailureKeys = 10000
+
+func randomToken() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func equal(a, b string) bool {
+	return len(a) > 0 && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// secure says whether the cookies must be Secure: the request came over
+// TLS, directly or through a reverse proxy that says so.
+func secure(r *http.Request) bool {
+	return r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https"
+}
+
+func (p *Panel) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{
+		Name: name, Value: value, Path: "/ui/", MaxAge: maxAge,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secure(r),
+	})
+}
+
+// authed wraps a handler that needs a session: without one a page
+// redirects to the login, a POST or a poll gets 401. Every POST must carry
+// the session's CSRF token (form field "csrf" or header X-CSRF-Token), on
+// top of the Origin check of the listener.
+func (p *Panel) authed(h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s := p.sessionOf(r)
+		if s == nil {
+			if r.Method == http.MethodGet && r.URL.Path != "/ui/stats.json" {
+				http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+				return
+			}
+			http.Error(w, "not logged in", http.StatusUnauthorized)
+			return
+		}
+		if r.Method == http.MethodPost {
+			tok := r.Header.Get("X-CSRF-Token")
+			if tok == "" {
+				r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+				tok = r.PostFormValue("csrf")
+			}
+			if !equal(tok, s.csrf) {
+				p.csrfRefused.Inc()
+				http.Error(w, "the form's CSRF token is missing or wrong: reload the page and try again", http.StatusForbidden)
+				return
+			}
+		}
+		h(w, r, s)
+	}
+}
+
+// sessionOf returns the request's live session, or nil. It extends the
+// session, and every RecheckEvery re-reads its user from the store.
+func (p *Panel) sessionOf(r *http.Request) *session {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil || c.Value == "" {
+		return nil
+	}
+	now := p.cfg.Now()
+	p.mu.Lock()
+	s := p.sessions[c.Value]
+	if s != nil && now.After(s.expires) {
+		delete(p.sessions, s.id)
+		s = nil
+	}
+	if s == nil {
+		p.mu.Unlock()
+		return nil
+	}
+	s.expires = now.Add(p.cfg.SessionTTL)
+	recheck := now.Sub(s.checked) >= RecheckEvery
+	if recheck {
+		s.checked = now
+	}
+	p.mu.Unlock()
+	if recheck {
+		return p.recheck(r.Context(), s)
+	}
+	return s
+}
+
+// recheck re-reads s's user: gone or with another password, the session
+// ends; a new role applies at once. A store that does not answer keeps
+// the session as it is.
+func (p *Panel) recheck(ctx context.Context, s *session) *session {
+	u, err := p.cfg.Users.GetPanelUser(ctx, s.user)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case errors.Is(err, store.ErrNoPanelUser), err == nil && u.Hash != s.hash:
+		delete(p.sessions, s.id)
+		return nil
+	case err == nil:
+		s.role = u.Role
+	}
+	return s
+}
+
+func (p *Panel) newSession(u store.PanelUser) *session {
+	now := p.cfg.Now()
+	s := &session{id: randomToken(), user: u.Name, role: u.Role, hash: u.Hash, csrf: randomToken(),
+		expires: now.Add(p.cfg.SessionTTL), checked: now}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.sessions) >= p.cfg.MaxSessions {
+		var oldest *session
+		for _, o := range p.sessions {
+			if oldest == nil || o.expires.Before(oldest.expires) {
+				oldest = o
+			}
+		}
+		delete(p.sessions, oldest.id)
+	}
+	p.sessions[s.id] = s
+	return s
+}
+
+func (p *Panel) loginPage(w http.ResponseWriter, r *http.Request) {
+	if p.sessionOf(r) != nil {
+		http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+		return
+	}
+	p.renderLogin(w, r, "", http.StatusOK)
+}
+
+func (p *Panel) renderLogin(w http.ResponseWriter, r *http.Request, msg string, code int) {
+	tok := randomToken()
+	p.setCookie(w, r, loginCookie, tok, 3600)
+	w.WriteHeader(code)
+	p.render(w, "login", map[string]any{"CSRF": tok, "Error": msg, "User": r.PostFormValue("user")})
+}
+
+// login checks a user name and password. The account and the client's
+// address are each locked out after LockoutFailures wrong passwords
+// within LockoutTime, for LockoutTime: a locked login is refused without
+// computing the hash. An unknown user costs the same hash computation as
+// a known one, so the time taken does not tell which names exist.
+func (p *Panel) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	c, err := r.Cookie(loginCookie)
+	if err != nil || !equal(r.PostFormValue("csrf"), c.Value) {
+		p.csrfRefused.Inc()
+		p.renderLogin(w, r, "The login form expired: please try again.", http.StatusForbidden)
+		return
+	}
+	name, pw := r.PostFormValue("user"), r.PostFormValue("password")
+	ip := clientIP(r)
+	userKey, ipKey := "user:"+name, "ip:"+sourceKey(ip)
+	if len(name) > store.MaxPanelUserName {
+		// No such user can exist: counting it would let long made-up
+		// names fill the table with large keys. The address still counts.
+		userKey = ""
+	}
+	if left := p.lockedFor(userKey, ipKey); left > 0 {
+		p.loginLocked.Inc()
+		p.renderLogin(w, r, "Too many failed logins for this account or from this address: try again in "+roundUp(left)+".", http.StatusTooManyRequests)
+		return
+	}
+	u, ok, err := p.checkPassword(r.Context(), name, pw)
+	if err != nil {
+		p.log.Error("panel login: reading the user failed", "user", name, "err", err)
+		p.renderLogin(w, r, "The server could not check the password: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if !ok {
+		p.loginFailed.Inc()
+		p.fail(userKey, name, ip)
+		p.fail(ipKey, name, ip)
+		p.renderLogin(w, r, "Wrong user name or password.", http.StatusUnauthorized)
+		return
+	}
+	p.mu.Lock()
+	delete(p.fails, userKey)
+	delete(p.fails, ipKey)
+	p.mu.Unlock()
+	p.loginOK.Inc()
+	s := p.newSession(u)
+	p.log.Info("panel login", "user", u.Name, "role", u.Role, "from", ip)
+	p.setCookie(w, r, loginCookie, "", -1)
+	p.setCookie(w, r, sessionCookie, s.id, 0)
+	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+}
+
+// dummyHash is verified for unknown users, to spend the same time.
+var dummyHash, _ = store.HashPanelPassword("not a password of anyone")
+
+func (p *Panel) checkPassword(ctx context.Context, name, pw string) (store.PanelUser, bool, error) {
+	u, err := p.cfg.Users.GetPanelUser(ctx, name)
+	known := err == nil
+	if err != nil && !errors.Is(err, store.ErrNoPanelUser) && !errors.Is(err, store.ErrMalformedPanelUser) {
+		return u, false, err
+	}
+	hash := dummyHash
+	if known {
+		hash = u.Hash
+	}
+	select {
+	case p.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return u, false, ctx.Err()
+	}
+	ok, err := store.VerifyPanelPassword(hash, pw)
+	<-p.hashing
+	if err != nil {
+		return u, false, err
+	}
+	return u, ok && known, nil
+}
+
+// lockedFor returns how long any of keys stays locked (0: none is).
+func (p *Panel) lockedFor(keys ...string) time.Duration {
+	now := p.cfg.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var left time.Duration
+	for _, k := range keys {
+		if f := p.fails[k]; f != nil && f.locked.After(now) {
+			left = max(left, f.locked.Sub(now))
+		}
+	}
+	return left
+}
+
+// fail counts a wrong password against key and locks it at the limit.
+func (p *Panel) fail(key, user, ip string) {
+	if key == "" {
+		return
+	}
+	now := p.cfg.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.fails[key]
+	if f == nil || now.Sub(f.first) > p.cfg.LockoutTime {
+		if f == nil && len(p.fails) >= maxFailureKeys {
+			p.pruneFailuresLocked(now)
+		}
+		f = &failures{first: now}
+		p.fails[key] = f
+	}
+	f.n++
+	if f.n >= p.cfg.LockoutFailures {
+		f.locked = now.Add(p.cfg.LockoutTime)
+		f.n, f.first = 0, now
+		p.lockouts.Inc()
+		p.log.Warn("panel login locked after repeated wrong passwords", "key", key, "user", user, "from", ip,
+			"failures", p.cfg.LockoutFailures, "for", p.cfg.LockoutTime.String())
+	}
+}
+
+// pruneFailuresLocked drops the entries not locked; when every entry is
+// locked, half of them go (an attacker filling the table with locks
+// loses some of them, never the table's bound).
+func (p *Panel) pruneFailuresLocked(now time.Time) {
+	for k, f := range p.fails {
+		if !f.locked.After(now) {
+			delete(p.fails, k)
+		}
+	}
+	for k := range p.fails {
+		if len(p.fails) < maxFailureKeys/2 {
+			break
+		}
+		delete(p.fails, k)
+	}
+}
+
+func (p *Panel) logout(w http.ResponseWriter, r *http.Request, s *session) {
+	p.mu.Lock()
+	delete(p.sessions, s.id)
+	p.mu.Unlock()
+	p.setCookie(w, r, sessionCookie, "", -1)
+	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+}
+
+// sourceKey is what the per-address lockout counts: the address, or for
+// IPv6 its /64, which one host usually has whole.
+func sourceKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return ip
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func roundUp(d time.Duration) string {
+	if d >= time.Minute {
+		return strconv.Itoa(int((d+time.Minute-1)/time.Minute)) + " min"
+	}
+	return strconv.Itoa(int((d+time.Second-1)/time.Second)) + " s"
+}

@@ -1,0 +1,393 @@
+package rtpengine
+
+import (
+	"errors"
+	"net/netip"
+	"strconv"
+
+	"switchboard/modules/rtpengine/ng"
+	"switchboard/parser"
+	"switchboard/parser/sdp"
+	"switchboard/routing"
+)
+
+// FlagOffered is the transaction flag Offer sets on a request whose SDP
+// went through rtpengine: the reply route's Manage then asks for the
+// answer (OpenSIPS keeps the same state in the transaction).
+const FlagOffered = 61
+
+// Errors the continuation of Offer and Manage can get.
+var (
+	// ErrBadSDP: the body says application/sdp but does not parse.
+	ErrBadSDP = errors.New("rtpengine: malformed SDP")
+	// ErrDisabled: the module has no instance.
+	ErrDisabled = errors.New("rtpengine: no instance configured")
+)
+
+// NGError is rtpengine's refusal of a command ("result": "error"), with
+// its "error-reason".
+type NGError struct{ Reason string }
+
+func (e *NGError) Error() string { return "rtpengine: " + e.Reason }
+
+// Unavailable reports whether err means no rtpengine answered (as opposed
+// to one refusing the SDP).
+func Unavailable(err error) bool {
+	return errors.Is(err, ng.ErrTimeout) || errors.Is(err, ng.ErrNoInstance) ||
+		errors.Is(err, ng.ErrClosed) || errors.Is(err, ErrDisabled)
+}
+
+// Refuse answers a request whose Offer failed, as the configuration says,
+// and reports whether it did: a malformed SDP gets 488 "Malformed SDP",
+// an SDP rtpengine refused 488 with its reason, and no rtpengine
+// answering 503 "Media Relay Unavailable" (on_unavailable: reject) or
+// nothing (relay: false, the route relays the call with its own SDP).
+func (e *Engine) Refuse(c *routing.Ctx, err error) bool {
+	var ne *NGError
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, ErrBadSDP):
+		c.Reply(488, "Malformed SDP")
+	case errors.As(err, &ne):
+		c.Reply(488, "Not Acceptable Here (media relay: "+sanitize(ne.Reason)+")")
+	case Unavailable(err) && e.relayOnFail.Load():
+		return false
+	default:
+		c.Reply(503, "Media Relay Unavailable")
+	}
+	return true
+}
+
+// sanitize keeps a reason phrase on one line of printable text.
+func sanitize(s string) string {
+	b := []byte(s)
+	if len(b) > 80 {
+		b = b[:80]
+	}
+	for i, ch := range b {
+		if ch < 0x20 || ch > 0x7e {
+			b[i] = ' '
+		}
+	}
+	return string(b)
+}
+
+func isSDP(m *parser.Message) bool {
+	return len(m.Body()) > 0 && parser.EqualFold(m.MediaType(), []byte("application/sdp"))
+}
+
+// checkSDP: a body that is not SDP is no business of ours (false, nil);
+// SDP that does not parse is refused.
+func checkSDP(m *parser.Message) (bool, error) {
+	if !isSDP(m) {
+		return false, nil
+	}
+	var s sdp.Session
+	if s.Parse(m.Body()) != nil {
+		return false, ErrBadSDP
+	}
+	return true, nil
+}
+
+// command builds an offer, answer or delete dictionary in a pooled buffer.
+func (e *Engine) command(name string, m *parser.Message, toTag []byte, src netip.Addr, body []byte, f *Flags) *[]byte {
+	bp := e.bufs.Get().(*[]byte)
+	b := ng.AppendDict((*bp)[:0])
+	b = ng.AppendKeyStr(b, "command", name)
+	b = ng.AppendKeyString(b, "call-id", m.CallID())
+	b = ng.AppendKeyString(b, "from-tag", m.FromTag())
+	if len(toTag) > 0 {
+		b = ng.AppendKeyString(b, "to-tag", toTag)
+	}
+	if body != nil {
+		b = ng.AppendKeyString(b, "sdp", body)
+	}
+	if src.IsValid() {
+		// Where the message came from, so that without trust-address
+		// rtpengine expects the media from the signalling address (a
+		// phone behind NAT), as OpenSIPS sends it.
+		var a [64]byte
+		b = ng.AppendList(ng.AppendStr(b, "received-from"))
+		if src = src.Unmap(); src.Is4() {
+			b = ng.AppendStr(b, "IP4")
+		} else {
+			b = ng.AppendStr(b, "IP6")
+		}
+		b = ng.AppendString(b, src.AppendTo(a[:0]))
+		b = ng.AppendEnd(b)
+	}
+	if f != nil {
+		b = append(b, f.frag...)
+	}
+	b = ng.AppendEnd(b)
+	*bp = b
+	return bp
+}
+
+func (e *Engine) putBuf(bp *[]byte) {
+	if cap(*bp) <= 64<<10 {
+		e.bufs.Put(bp)
+	}
+}
+
+// result reads an answer: its SDP when rtpengine said ok, an error
+// otherwise.
+func (e *Engine) result(v ng.Value, err error) ([]byte, error) {
+	if err != nil {
+		if errors.Is(err, ng.ErrNoInstance) {
+			e.errors["no_instance"].Inc()
+		}
+		return nil, err
+	}
+	switch string(v.Get("result").Bytes()) {
+	case "ok":
+		if s := v.Get("sdp").Bytes(); len(s) > 0 {
+			return s, nil
+		}
+		e.errors["malformed"].Inc()
+		return nil, &NGError{Reason: "answer without SDP"}
+	case "error":
+		e.errors["error"].Inc()
+		return nil, &NGError{Reason: string(v.Get("error-reason").Bytes())}
+	}
+	e.errors["malformed"].Inc()
+	return nil, &NGError{Reason: "unexpected result " + sanitize(string(v.Get("result").Bytes()))}
+}
+
+// Offer sends the request's SDP to rtpengine as an offer (OpenSIPS
+// rtpengine_offer(flags)) and calls next once the relayed request carries
+// rtpengine's SDP instead, or with the error (Refuse answers it as
+// configured). The request is suspended meanwhile: next runs later on
+// another goroutine, inside the transaction (routing.Resume), where the
+// route relays it. A request without an SDP body goes to next at once;
+// flags nil takes rtpengine.flags.
+func (e *Engine) Offer(c *routing.Ctx, f *Flags, next func(c *routing.Ctx, err error)) {
+	e.exchange(c, "offer", f, next)
+}
+
+// Answer is Offer with rtpengine's "answer" command, for a request that
+// carries an SDP answer (OpenSIPS rtpengine_answer on a request: a PRACK
+// or UPDATE answering the callee's offer).
+func (e *Engine) Answer(c *routing.Ctx, f *Flags, next func(c *routing.Ctx, err error)) {
+	e.exchange(c, "answer", f, next)
+}
+
+func (e *Engine) exchange(c *routing.Ctx, cmd string, f *Flags, next func(c *routing.Ctx, err error)) {
+	if !e.Enabled() {
+		next(c, ErrDisabled)
+		return
+	}
+	m := c.Msg()
+	ok, err := checkSDP(m)
+	if err != nil {
+		e.errors["bad_sdp"].Inc()
+		next(c, err)
+		return
+	}
+	if !ok {
+		next(c, nil)
+		return
+	}
+	if f == nil {
+		f = e.flags.Load()
+	}
+	h := c.Suspend()
+	if h == nil { // an ACK: it cannot wait (see README, late offers)
+		next(c, nil)
+		return
+	}
+	var toTag []byte
+	if cmd == "answer" {
+		toTag = m.ToTag()
+	} else if t := m.ToTag(); t != nil {
+		toTag = t // a re-INVITE: rtpengine finds the dialog by both tags
+	}
+	bp := e.command(cmd, m, toTag, c.SrcIP(), m.Body(), f)
+	env := c.Env
+	e.client.Do(m.CallID(), cmd, *bp, func(_ *ng.Instance, v ng.Value, err error) {
+		body, err := e.result(v, err)
+		routing.Resume(env, h, func(c *routing.Ctx) {
+			if err == nil {
+				c.R.Editor().SetBody(c.R.Own(body), nil)
+				if cmd == "offer" {
+					c.SetFlag(FlagOffered)
+				}
+			}
+			next(c, err)
+		})
+	})
+	e.putBuf(bp)
+}
+
+// AnswerReply sends the SDP of a provisional or 2xx response to rtpengine
+// as the answer to the request's offer (OpenSIPS rtpengine_answer in
+// onreply_route), and relays the response with rtpengine's SDP. The
+// response is held (txn HoldResponse) meanwhile, off the receive path.
+// When rtpengine refuses or does not answer, the response goes upstream
+// with its own SDP (counted in switchboard_rtpengine_errors_total): a
+// call already answered is not turned down. It reports whether the
+// response was held.
+func (e *Engine) AnswerReply(rc *routing.ReplyCtx, f *Flags) bool {
+	return e.replyExchange(rc, "answer", f)
+}
+
+// OfferReply is AnswerReply with rtpengine's "offer" command: a 2xx that
+// carries the offer of a call whose INVITE had no SDP (a late offer).
+// The answer then comes in the ACK, which cannot wait for rtpengine: see
+// the README's limits.
+func (e *Engine) OfferReply(rc *routing.ReplyCtx, f *Flags) bool {
+	return e.replyExchange(rc, "offer", f)
+}
+
+func (e *Engine) replyExchange(rc *routing.ReplyCtx, cmd string, f *Flags) bool {
+	if !e.Enabled() {
+		return false
+	}
+	m := rc.Msg()
+	if ok, err := checkSDP(m); !ok {
+		if err != nil {
+			e.errors["bad_sdp"].Inc()
+			e.h.Warn("rtpengine: response with malformed SDP relayed as it is", "call-id", string(m.CallID()))
+		}
+		return false
+	}
+	held, err := rc.Req.R.HoldResponse()
+	if err != nil {
+		return false
+	}
+	// A retransmission of a response whose answer is on its way (the UAS
+	// repeats a 2xx every T1 until the ACK, and the ACK waits for us) is
+	// dropped: the copy released with rtpengine's SDP stands for it. Not
+	// asking again keeps a slow rtpengine from getting a command per
+	// retransmission.
+	key := pendingKey(m)
+	if _, busy := e.answering.LoadOrStore(key, struct{}{}); busy {
+		e.dedup.Inc()
+		return true
+	}
+	if f == nil {
+		f = e.flags.Load()
+	}
+	e.held.Inc()
+	// The party answering is the callee: for rtpengine, from-tag is the
+	// caller's (the request's From) and to-tag the callee's.
+	bp := e.command(cmd, m, m.ToTag(), rc.Source().Addr(), m.Body(), f)
+	e.client.Do(m.CallID(), cmd, *bp, func(_ *ng.Instance, v ng.Value, err error) {
+		body, err := e.result(v, err)
+		if err != nil && held.Retransmission() {
+			// A repeated 2xx rtpengine no longer knows (the BYE deleted
+			// the session meanwhile): the first copy went up already.
+			e.answering.Delete(key)
+			return
+		}
+		if err != nil {
+			e.h.Warn("rtpengine: response relayed without media relay", "error", err.Error())
+		}
+		held.Release(func(_ *parser.Message, ed *parser.Editor) {
+			if err == nil {
+				ed.SetBody(body, nil)
+			}
+		})
+		e.answering.Delete(key)
+	})
+	e.putBuf(bp)
+	return true
+}
+
+// Delete ends the call's session in rtpengine (OpenSIPS
+// rtpengine_delete()): sent without waiting, the request goes on at once.
+func (e *Engine) Delete(c *routing.Ctx) {
+	if !e.Enabled() {
+		return
+	}
+	m := c.Msg()
+	e.deleteCall(m, m.ToTag())
+}
+
+func (e *Engine) deleteCall(m *parser.Message, toTag []byte) {
+	bp := e.command("delete", m, toTag, netip.Addr{}, nil, nil)
+	e.client.Do(m.CallID(), "delete", *bp, func(_ *ng.Instance, v ng.Value, err error) {
+		if err != nil {
+			return // counted by observe
+		}
+		// Any result but ok is "Unknown call-id": a session rtpengine
+		// timed out already, or a second delete (each branch of a
+		// canceled fork answers 487). Nothing to end.
+		_ = v
+	})
+	e.putBuf(bp)
+}
+
+// Manage is OpenSIPS's rtpengine_manage(flags) for a request: an INVITE
+// or UPDATE with SDP is offered (an initial call and a re-INVITE alike);
+// a BYE or CANCEL deletes the session; anything else goes to next at
+// once. next gets the error of an offer (Refuse answers it).
+func (e *Engine) Manage(c *routing.Ctx, f *Flags, next func(c *routing.Ctx, err error)) {
+	if !e.Enabled() {
+		next(c, nil)
+		return
+	}
+	switch c.Method() {
+	case parser.MethodInvite, parser.MethodUpdate:
+		e.Offer(c, f, next)
+		return
+	case parser.MethodBye, parser.MethodCancel:
+		e.Delete(c)
+	}
+	next(c, nil)
+}
+
+// ManageReply is rtpengine_manage in onreply_route: a 6xx, or a final
+// response after a CANCEL, to an initial INVITE that was offered deletes
+// the session (the failure route does not run for them); a provisional or 2xx
+// response with SDP to an INVITE or UPDATE that was offered gets
+// rtpengine's answer (the response is held until then); a 2xx with SDP to
+// one that was not (a late offer) is offered. It reports whether the
+// response was held.
+func (e *Engine) ManageReply(rc *routing.ReplyCtx, f *Flags) bool {
+	if !e.Enabled() {
+		return false
+	}
+	st := rc.Status()
+	method := rc.Req.Method()
+	if st >= 300 && method == parser.MethodInvite && rc.Req.IsFlagSet(FlagOffered) && !rc.Req.HasToTag() &&
+		(st >= 600 || rc.Req.Canceled()) {
+		// A call ended without the failure route (a 6xx, a CANCEL): its
+		// session ends here (ManageFailure does it for the others).
+		e.deleteCall(rc.Req.Msg(), nil)
+		return false
+	}
+	if st <= 100 || st >= 300 || (method != parser.MethodInvite && method != parser.MethodUpdate) {
+		return false
+	}
+	if rc.Req.IsFlagSet(FlagOffered) {
+		return e.AnswerReply(rc, f)
+	}
+	return false
+}
+
+// ManageFailure is rtpengine_manage in failure_route once the call is
+// given up (the route relays no other branch): the session the offer
+// opened is deleted. An in-dialog request that failed (a re-INVITE
+// refused with 488 or 491) keeps the call's session.
+func (e *Engine) ManageFailure(c *routing.FailureCtx) {
+	if !e.Enabled() || !c.IsFlagSet(FlagOffered) || c.HasToTag() {
+		return
+	}
+	e.deleteCall(c.Msg(), nil)
+}
+
+// pendingKey names a response whose answer is being asked for: its
+// Call-ID, To tag, status and CSeq (a 183 and the 200 after it are two).
+func pendingKey(m *parser.Message) string {
+	var b []byte
+	b = append(b, m.CallID()...)
+	b = append(b, 0)
+	b = append(b, m.ToTag()...)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, int64(m.StatusCode()), 10)
+	b = append(b, 0)
+	b = strconv.AppendUint(b, uint64(m.CSeq().Num), 10)
+	return string(b)
+}

@@ -1,0 +1,486 @@
+package ng
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Errors a command can end with.
+var (
+	// ErrTimeout: no answer after the retransmissions, on every instance
+	// tried.
+	ErrTimeout = errors.New("rtpengine: no answer")
+	// ErrNoInstance: every instance is down or disabled.
+	ErrNoInstance = errors.New("rtpengine: no instance available")
+	// ErrClosed: the client was closed.
+	ErrClosed = errors.New("rtpengine: closed")
+	// ErrTooBig: the command does not fit a datagram.
+	ErrTooBig = errors.New("rtpengine: command too large")
+)
+
+// MaxDatagram is the largest command or answer (rtpengine's own limit for
+// one ng message over UDP).
+const MaxDatagram = 65000
+
+// Config says how commands are sent.
+type Config struct {
+	// Timeout is how long an answer is waited for before the command is
+	// sent again (OpenSIPS rtpengine_tout).
+	Timeout time.Duration
+	// Retries is how many times a command is sent again to one instance
+	// before the instance counts as down (rtpengine_retr).
+	Retries int
+	// DisableFor is how long an instance that did not answer stays out
+	// of the selection before it is pinged again (rtpengine_disable_tout).
+	DisableFor time.Duration
+	// PingInterval: every instance in service is pinged this often, and a
+	// down one once its DisableFor has passed; 0 pings only the down ones,
+	// every DisableFor.
+	PingInterval time.Duration
+	// Observe, when set, is told of every command that ended: the
+	// instance that answered (nil when none did), the command, the round
+	// trip of the answer, and the error. Called on the client's goroutines.
+	Observe func(inst *Instance, cmd string, rtt time.Duration, err error)
+	// StateChanged, when set, is told when an instance goes up or down.
+	StateChanged func(inst *Instance, up bool)
+}
+
+// Instance is one rtpengine control socket.
+type Instance struct {
+	URL    string // as configured: "udp:127.0.0.1:2223"
+	Addr   netip.AddrPort
+	Weight int
+
+	disabled  atomic.Bool  // by the operator (rtpengine.disable)
+	downUntil atomic.Int64 // unix ms; 0: up
+	down      atomic.Bool
+	checking  atomic.Bool // a health ping is in flight
+}
+
+// ParseInstance reads "udp:host:port" (or "host:port", or
+// "udp:[v6]:port"), optionally followed by "=weight" as OpenSIPS writes
+// rtpengine_sock. The host must be an IP address.
+func ParseInstance(s string) (*Instance, error) {
+	in := &Instance{URL: s, Weight: 1}
+	if i := strings.LastIndexByte(s, '='); i >= 0 {
+		w, err := strconv.Atoi(s[i+1:])
+		if err != nil || w < 1 || w > 1000 {
+			return nil, errors.New("weight after '=' must be 1-1000")
+		}
+		in.Weight, s = w, s[:i]
+		in.URL = s
+	}
+	if rest, ok := strings.CutPrefix(s, "udp:"); ok {
+		s = rest
+	} else if strings.HasPrefix(s, "udp6:") {
+		s = s[len("udp6:"):]
+	} else if i := strings.IndexByte(s, ':'); i > 0 && strings.Count(s, ":") == 2 && !strings.Contains(s[:i], ".") {
+		return nil, errors.New("only udp: control sockets are supported")
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return nil, errors.New("want udp:IP:port (an IP address, not a name)")
+	}
+	if ap.Port() == 0 {
+		return nil, errors.New("port 0")
+	}
+	in.Addr = ap
+	return in, nil
+}
+
+// Up reports whether the instance is in service: not disabled by the
+// operator and not down.
+func (in *Instance) Up() bool { return !in.disabled.Load() && !in.down.Load() }
+
+// Disabled reports whether the operator took the instance out of service.
+func (in *Instance) Disabled() bool { return in.disabled.Load() }
+
+// Down reports whether the instance stopped answering, and until when it
+// stays out before the next check.
+func (in *Instance) Down() (bool, time.Time) {
+	if !in.down.Load() {
+		return false, time.Time{}
+	}
+	return true, time.UnixMilli(in.downUntil.Load())
+}
+
+// call is one command in flight.
+type call struct {
+	cookie  string
+	cmd     string
+	payload []byte // cookie, space, bencoded command
+	key     uint64
+	inst    *Instance
+	tried   []*Instance
+	tries   int
+	sent    time.Time
+	timer   *time.Timer
+	pinned  bool // a ping: no fail-over to another instance
+	cb      func(inst *Instance, answer Value, err error)
+}
+
+// Client sends commands to a set of instances from one UDP socket and
+// matches the answers by cookie (and by the instance's address: an
+// answer from elsewhere is ignored).
+type Client struct {
+	cfg    Config
+	conn   *net.UDPConn
+	prefix string
+	seq    atomic.Uint64
+
+	insts atomic.Pointer[[]*Instance]
+
+	mu      sync.Mutex
+	pending map[string]*call
+	closed  bool
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// New opens the client's socket (on the loopback or wildcard address of
+// the instances' family, an ephemeral port) and starts its reader and its
+// health checks.
+func New(cfg Config, insts []*Instance) (*Client, error) {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Second
+	}
+	if cfg.DisableFor <= 0 {
+		cfg.DisableFor = time.Minute
+	}
+	network, laddr := "udp4", &net.UDPAddr{}
+	for _, in := range insts {
+		if in.Addr.Addr().Is6() && !in.Addr.Addr().Is4In6() {
+			network = "udp"
+		}
+	}
+	conn, err := net.ListenUDP(network, laddr)
+	if err != nil {
+		return nil, err
+	}
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	c := &Client{cfg: cfg, conn: conn, prefix: hex.EncodeToString(r[:]) + "_",
+		pending: map[string]*call{}, done: make(chan struct{})}
+	c.SetInstances(insts)
+	c.wg.Add(2)
+	go c.read()
+	go c.health()
+	return c, nil
+}
+
+// SetInstances replaces the instance list (a reload); commands in flight
+// finish on the instance they were sent to.
+func (c *Client) SetInstances(insts []*Instance) {
+	cp := append([]*Instance(nil), insts...)
+	c.insts.Store(&cp)
+}
+
+// Instances is the current list.
+func (c *Client) Instances() []*Instance { return *c.insts.Load() }
+
+// Close stops the client; commands in flight end with ErrClosed.
+func (c *Client) Close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	pend := c.pending
+	c.pending = map[string]*call{}
+	c.mu.Unlock()
+	close(c.done)
+	c.conn.Close()
+	c.wg.Wait()
+	for _, cl := range pend {
+		cl.timer.Stop()
+		cl.cb(nil, Value{}, ErrClosed)
+	}
+}
+
+// Pending is the number of commands waiting for an answer.
+func (c *Client) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending)
+}
+
+// Select returns the instance a call with this key (its Call-ID) goes to:
+// a weighted choice by the key's hash, so that the offer, the answer and
+// the delete of a call reach the same rtpengine; when that one is out of
+// service, the next one in the list that is in (as OpenSIPS does). Nil
+// when none is.
+func (c *Client) Select(key []byte) *Instance {
+	return c.selectFrom(xxhash.Sum64(key), nil)
+}
+
+func (c *Client) selectFrom(h uint64, skip []*Instance) *Instance {
+	insts := *c.insts.Load()
+	total := 0
+	for _, in := range insts {
+		total += in.Weight
+	}
+	if total == 0 {
+		return nil
+	}
+	pick := int(h % uint64(total))
+	start := 0
+	for i, in := range insts {
+		if pick < in.Weight {
+			start = i
+			break
+		}
+		pick -= in.Weight
+	}
+	for k := range insts {
+		in := insts[(start+k)%len(insts)]
+		if in.Up() && !contains(skip, in) {
+			return in
+		}
+	}
+	return nil
+}
+
+func contains(l []*Instance, in *Instance) bool {
+	for _, x := range l {
+		if x == in {
+			return true
+		}
+	}
+	return false
+}
+
+// Do sends the bencoded command dictionary cmd (named name, for Observe)
+// to the instance chosen for key, and calls cb once with its answer (a
+// view valid only during cb) or an error: after Timeout without an answer
+// it is sent again, Retries times; then the instance is marked down and
+// the command goes to the next instance in service. cb runs on one of the
+// client's goroutines, never on the caller's.
+func (c *Client) Do(key []byte, name string, cmd []byte, cb func(inst *Instance, answer Value, err error)) {
+	h := xxhash.Sum64(key)
+	in := c.selectFrom(h, nil)
+	if in == nil {
+		go cb(nil, Value{}, ErrNoInstance)
+		return
+	}
+	c.start(&call{cmd: name, key: h, inst: in, cb: cb}, cmd)
+}
+
+// DoOn sends cmd to one instance, without fail-over (health checks,
+// rtpengine.ping).
+func (c *Client) DoOn(in *Instance, name string, cmd []byte, cb func(inst *Instance, answer Value, err error)) {
+	c.start(&call{cmd: name, inst: in, cb: cb, pinned: true}, cmd)
+}
+
+func (c *Client) start(cl *call, cmd []byte) {
+	cl.cookie = c.prefix + strconv.FormatUint(c.seq.Add(1), 36)
+	if len(cl.cookie)+1+len(cmd) > MaxDatagram {
+		go cl.cb(nil, Value{}, ErrTooBig)
+		return
+	}
+	cl.payload = make([]byte, 0, len(cl.cookie)+1+len(cmd))
+	cl.payload = append(append(append(cl.payload, cl.cookie...), ' '), cmd...)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		go cl.cb(nil, Value{}, ErrClosed)
+		return
+	}
+	c.pending[cl.cookie] = cl
+	cl.sent = time.Now()
+	cl.timer = time.AfterFunc(c.cfg.Timeout, func() { c.expired(cl) })
+	to := cl.inst.Addr
+	c.mu.Unlock()
+	c.send(cl.payload, to)
+}
+
+func (c *Client) send(payload []byte, to netip.AddrPort) {
+	// An error (no route, a refused port reported by ICMP) is treated like
+	// silence: the retransmission timer decides.
+	_, _ = c.conn.WriteToUDPAddrPort(payload, to)
+}
+
+// expired runs when Timeout passed without an answer.
+func (c *Client) expired(cl *call) {
+	c.mu.Lock()
+	if c.pending[cl.cookie] != cl {
+		c.mu.Unlock()
+		return // answered meanwhile
+	}
+	if cl.tries < c.cfg.Retries {
+		cl.tries++
+		cl.timer.Reset(c.cfg.Timeout)
+		to := cl.inst.Addr
+		c.mu.Unlock()
+		c.send(cl.payload, to)
+		return
+	}
+	// The instance did not answer: out of service for DisableFor, and
+	// the command goes to the next one.
+	c.markDown(cl.inst)
+	var next *Instance
+	if !cl.pinned {
+		cl.tried = append(cl.tried, cl.inst)
+		next = c.selectFrom(cl.key, cl.tried)
+	}
+	if next == nil {
+		delete(c.pending, cl.cookie)
+		c.mu.Unlock()
+		if c.cfg.Observe != nil {
+			c.cfg.Observe(nil, cl.cmd, 0, ErrTimeout)
+		}
+		cl.cb(nil, Value{}, ErrTimeout)
+		return
+	}
+	cl.inst, cl.tries, cl.sent = next, 0, time.Now()
+	cl.timer.Reset(c.cfg.Timeout)
+	c.mu.Unlock()
+	c.send(cl.payload, next.Addr)
+}
+
+func (c *Client) markDown(in *Instance) {
+	in.downUntil.Store(time.Now().Add(c.cfg.DisableFor).UnixMilli())
+	if !in.down.Swap(true) && c.cfg.StateChanged != nil {
+		c.cfg.StateChanged(in, false)
+	}
+}
+
+func (c *Client) markUp(in *Instance) {
+	if in.down.Swap(false) && c.cfg.StateChanged != nil {
+		c.cfg.StateChanged(in, true)
+	}
+}
+
+// read receives the answers: "<cookie> <bencoded dictionary>".
+func (c *Client) read() {
+	defer c.wg.Done()
+	buf := make([]byte, MaxDatagram+1)
+	var d Decoder
+	for {
+		n, src, err := c.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			select {
+			case <-c.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			continue // ICMP port unreachable and the like: retransmission decides
+		}
+		c.answer(&d, buf[:n], src)
+	}
+}
+
+func (c *Client) answer(d *Decoder, b []byte, src netip.AddrPort) {
+	sp := -1
+	for i := 0; i < len(b) && i < 128; i++ {
+		if b[i] == ' ' {
+			sp = i
+			break
+		}
+	}
+	if sp <= 0 {
+		return
+	}
+	c.mu.Lock()
+	cl := c.pending[string(b[:sp])]
+	if cl == nil || !sameAddr(cl.inst.Addr, src) {
+		c.mu.Unlock()
+		return // late (a retransmission's answer), unknown, or forged
+	}
+	delete(c.pending, cl.cookie)
+	cl.timer.Stop()
+	inst, rtt := cl.inst, time.Since(cl.sent)
+	c.mu.Unlock()
+	c.markUp(inst)
+	v, err := d.Decode(b[sp+1:])
+	if err == nil && v.Kind() != KindDict {
+		err = ErrSyntax
+	}
+	if c.cfg.Observe != nil {
+		c.cfg.Observe(inst, cl.cmd, rtt, err)
+	}
+	cl.cb(inst, v, err)
+}
+
+func sameAddr(a, b netip.AddrPort) bool {
+	return a.Port() == b.Port() && a.Addr().Unmap() == b.Addr().Unmap()
+}
+
+var pingCmd = []byte("d7:command4:pinge")
+
+// health pings the instances: those in service every PingInterval, a
+// down one once its DisableFor has passed (rtpengine_disable_tout).
+func (c *Client) health() {
+	defer c.wg.Done()
+	tick := c.cfg.PingInterval
+	if tick <= 0 || tick > c.cfg.DisableFor {
+		tick = c.cfg.DisableFor
+	}
+	if tick > time.Second {
+		tick = time.Second // a down instance is rechecked within a second of its time
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	lastPing := time.Now()
+	for {
+		select {
+		case <-c.done:
+			return
+		case now := <-t.C:
+			periodic := c.cfg.PingInterval > 0 && now.Sub(lastPing) >= c.cfg.PingInterval
+			if periodic {
+				lastPing = now
+			}
+			for _, in := range c.Instances() {
+				if in.disabled.Load() {
+					continue
+				}
+				down, until := in.Down()
+				if (down && !now.Before(until)) || (!down && periodic) {
+					c.Ping(in, nil)
+				}
+			}
+		}
+	}
+}
+
+// Ping sends a ping to in; done (optional) learns whether it answered
+// "pong". A silent instance is marked down by the retransmission logic.
+func (c *Client) Ping(in *Instance, done func(ok bool)) {
+	if done == nil && !in.checking.CompareAndSwap(false, true) {
+		return // the previous health ping is still waiting
+	}
+	c.DoOn(in, "ping", pingCmd, func(_ *Instance, v Value, err error) {
+		if done == nil {
+			in.checking.Store(false)
+		}
+		ok := err == nil && string(v.Get("result").Bytes()) == "pong"
+		if done != nil {
+			done(ok)
+		}
+	})
+}
+
+// SetDisabled takes an instance out of service, or puts it back
+// (rtpengine.disable / rtpengine.enable; OpenSIPS rtpengine_enable). An
+// instance put back is pinged at once.
+func (c *Client) SetDisabled(in *Instance, disabled bool) {
+	in.disabled.Store(disabled)
+	if !disabled && in.down.Load() {
+		in.downUntil.Store(0) // the next health tick pings it
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package ng
+
+const raceEnabled = false

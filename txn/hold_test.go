@@ -1,0 +1,106 @@
+package txn
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"switchboard/parser"
+)
+
+// TestHoldResponse: a reply route holds a 183 and a 200 (a media relay's
+// answer is asked for off the receive path): nothing goes upstream until
+// Release, which sends each with the edits made then (a new body) and the
+// core's own (our Via removed); the 2xx still ends its branch at once. A
+// 2xx retransmission held and released goes up again. A non-2xx final
+// cannot be held, nor anything outside a Reply hook, and a release after
+// the transaction ended reports ErrNoTransaction.
+func TestHoldResponse(t *testing.T) {
+	h := newHarness(t, nil)
+	var held []*HeldResponse
+	var holdErr []error
+	h.rt.request = func(r *Request) {
+		if _, err := r.HoldResponse(); err != ErrNotHeld {
+			t.Errorf("a request route held a response: %v", err)
+		}
+		r.Relay()
+	}
+	h.rt.reply = func(r *Request, b *Branch, m *parser.Message) bool {
+		hr, err := r.HoldResponse()
+		if err != nil {
+			holdErr = append(holdErr, err)
+			return true
+		}
+		held = append(held, hr)
+		return true
+	}
+	h.in(uacAddr, invite("z9hG4bKh1", "hold1@x"))
+	fwd := h.snd.take()[1].data
+	h.in(uasAddr, respond(fwd, 183, "b1"))
+	h.in(uasAddr, respond(fwd, 200, "b1"))
+	if msgs := h.snd.take(); len(msgs) != 0 {
+		t.Fatalf("sent while held:\n%s", describe(msgs))
+	}
+	if len(held) != 2 || held[0].Code() != 183 || held[1].Code() != 200 || held[1].Source() != uasAddr {
+		t.Fatalf("held %d", len(held))
+	}
+	if held[0].Retransmission() || held[1].Retransmission() {
+		t.Fatal("a first response held as a retransmission")
+	}
+	body := func(b string) func(m *parser.Message, ed *parser.Editor) {
+		return func(m *parser.Message, ed *parser.Editor) {
+			if !ed.SetBody([]byte(b), []byte("application/sdp")) {
+				t.Error("SetBody refused")
+			}
+		}
+	}
+	if err := held[0].Release(body("v=0\r\nc=IN IP4 127.0.0.9\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := held[1].Release(body("v=0\r\nc=IN IP4 127.0.0.10\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	msgs := h.snd.take()
+	h.only(msgs, toUAC+"SIP/2.0 183 Session Progress", toUAC+"SIP/2.0 200 OK")
+	for i, want := range []string{"127.0.0.9", "127.0.0.10"} {
+		m := msgs[i].data
+		if !strings.HasSuffix(m, "c=IN IP4 "+want+"\r\n") || header(m, "Content-Type") != "application/sdp" {
+			t.Errorf("response %d relayed as\n%s", i, m)
+		}
+		if v := headers(m, "Via"); len(v) != 1 || !strings.Contains(v[0], "z9hG4bKh1") {
+			t.Errorf("response %d Vias %q", i, v)
+		}
+	}
+	// The retransmitted 200 is held again and goes up when released.
+	h.in(uasAddr, respond(fwd, 200, "b1"))
+	if msgs := h.snd.take(); len(msgs) != 0 || len(held) != 3 {
+		t.Fatalf("retransmission not held:\n%s", describe(msgs))
+	}
+	if !held[2].Retransmission() {
+		t.Fatal("the repeated 200 is not a retransmission")
+	}
+	if err := held[2].Release(nil); err != nil {
+		t.Fatal(err)
+	}
+	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+
+	// A 486 cannot be held: it goes upstream as usual. A 180 held before
+	// it and released after the transaction ended is refused.
+	h.in(uacAddr, invite("z9hG4bKh2", "hold2@x"))
+	fwd = h.snd.take()[1].data
+	h.in(uasAddr, respond(fwd, 180, "b2"))
+	h.in(uasAddr, respond(fwd, 486, "b2"))
+	if len(holdErr) != 1 || holdErr[0] != ErrNotHeld {
+		t.Fatalf("hold of a 486: %v", holdErr)
+	}
+	msgs = h.snd.take()
+	h.only(msgs, toUAS+"ACK sip:bob@127.0.0.1:5080 SIP/2.0", toUAC+"SIP/2.0 486 Busy Here")
+	h.in(uacAddr, strings.Replace(strings.Replace(invite("z9hG4bKh2", "hold2@x"), "INVITE sip", "ACK sip", 1), "CSeq: 1 INVITE", "CSeq: 1 ACK", 1))
+	h.advance(time.Minute)
+	if err := held[3].Release(nil); err != ErrNoTransaction {
+		t.Fatalf("release after the end: %v", err)
+	}
+	if msgs := h.snd.take(); len(msgs) != 0 {
+		t.Fatalf("sent after the end:\n%s", describe(msgs))
+	}
+}
