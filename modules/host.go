@@ -3,6 +3,7 @@ package modules
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"sync"
 
@@ -37,6 +38,9 @@ type Host struct {
 	// Originator sends requests of the proxy's own (a registrant's
 	// REGISTER, OPTIONS probes) from Start on; never nil.
 	Originator *Originator
+	// Events raises events to their subscribers (E_UL_CONTACT_INSERT,
+	// E_PIKE_BLOCKED...); never nil. See Events.Begin.
+	Events *Events
 
 	name     string
 	logger   *slog.Logger
@@ -66,6 +70,15 @@ func (h *Host) Command(name string, c mgmt.Command) {
 	h.commands[name] = h.name
 	if h.mgmt != nil {
 		h.mgmt.Register(name, c)
+	}
+}
+
+// Stream registers a stream of the management API at
+// /api/v1/stream/<name> (mgmt.Server.Stream): the events module's
+// Server-Sent Events.
+func (h *Host) Stream(name string, handler http.Handler) {
+	if h.mgmt != nil {
+		h.mgmt.Stream(name, handler)
 	}
 }
 

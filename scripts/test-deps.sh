@@ -19,6 +19,8 @@
 # headless chromium: required. The registrar's Redis sharing and
 # the three-node anycast test start their own redis-server (Debian package
 # redis-server) on a loopback port in a temporary directory: required.
+# The shell completion test runs the script `switchboard completion zsh`
+# prints in zsh: required.
 set -euo pipefail
 
 need=()
@@ -33,6 +35,7 @@ my_installed || as_root+=(mariadb-server)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v sngrep >/dev/null 2>&1 || need+=(sngrep)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v zsh >/dev/null 2>&1 || need+=(zsh)
 command -v rtpengine >/dev/null 2>&1 || need+=(rtpengine-daemon)
 command -v chromium >/dev/null 2>&1 || need+=(chromium) # browser tests: the web panel, WebRTC (JsSIP over WSS)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)

@@ -494,8 +494,7 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 		if !t.finalSent {
 			// A suspended route did not act in time: 408 (for a
 			// non-INVITE request the transaction ends silently, RFC 4320).
-			c.warn("txn: suspended route did not act; request timed out",
-				"method", string(t.msg.MethodBytes()), "call-id", string(t.msg.CallID()))
+			c.warn("txn: suspended route did not act; request timed out", CallFields(&t.msg, t.src, "request")...)
 			c.replyLocal(x, s, e, 408, "", nil)
 			break
 		}

@@ -62,6 +62,7 @@ type Core struct {
 	sigs        routeSigners           // Record-Route signatures
 	locals      localTable             // requests the proxy originates (SendLocal)
 	tap         atomic.Pointer[tapBox] // message capture (SetTap); nil when off
+	trace       atomic.Pointer[tracer] // debug trace (StartTrace); nil when off
 
 	// hostAddrs are the addresses of the host's interfaces, read at New
 	// when a listener is bound to a wildcard address (isOwnAddr).
@@ -269,6 +270,9 @@ func (c *Core) handle(x *ctx, p *transport.Packet) {
 	err := m.Parse(x.in)
 	if tb := c.tap.Load(); tb != nil {
 		tb.t.Received(p.Data, p.Src, p.Listener, p.Proto, parsedOrNil(m, err))
+	}
+	if tr := c.trace.Load(); tr != nil {
+		c.traceIn(tr, p, m, err)
 	}
 	if err != nil {
 		c.stats.malformed.Add(1)

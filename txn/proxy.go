@@ -898,7 +898,7 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 func (c *Core) forwardResolved(q sipdns.NextHop, data []byte) {
 	send := func(ts []sipdns.Target, err error) {
 		if err != nil {
-			c.warn("txn: stateless next hop did not resolve", "host", q.Host, "err", err)
+			c.warn("txn: stateless next hop did not resolve", "call_id", string(rawCallID(data)), "method", string(firstWord(data)), "src", "", "route", "request", "host", q.Host, "err", err)
 			return
 		}
 		for _, tg := range ts {

@@ -94,7 +94,7 @@ func (c *Core) SendFailed(f transport.SendFailure) {
 		return
 	}
 	c.stats.sendErrs.Add(1)
-	c.warn("txn: next hop unreachable", "proto", f.Proto.String(), "dst", f.Dst.String(), "err", f.Err)
+	c.warn("txn: next hop unreachable", append(CallFields(&t.msg, t.src, "request"), "proto", f.Proto.String(), "dst", f.Dst.String(), "err", f.Err)...)
 	x := c.getCtx()
 	defer c.putCtx(x)
 	if !c.failOver(x, s, e, b) { // RFC 3263 §4.3: try the next target

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"switchboard/transport/anycast"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"switchboard/mgmt"
 	"switchboard/modules"
 	"switchboard/modules/registrar"
+	"switchboard/modules/siptrace"
 	"switchboard/routing"
 	_ "switchboard/routing/calls"
 	_ "switchboard/routing/dispatch"
@@ -43,6 +45,9 @@ type server struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	level   *slog.LevelVar
+	// callLogs is where log lines about a call also go (siptrace.logs);
+	// nil: nowhere.
+	callLogs atomic.Pointer[callLogSink]
 	// reloadMu serialises reloads from SIGHUP and the management API.
 	reloadMu sync.Mutex
 
@@ -75,7 +80,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	s := &server{cfgPath: *path, sets: *sets, cfg: cfg}
 	s.level = new(slog.LevelVar)
 	s.level.Set(parseLevel(cfg.Log.Level))
-	s.log = newLogger(stderr, cfg.Log.Format, s.level)
+	s.log = slog.New(newCallLogHandler(newLogger(stderr, cfg.Log.Format, s.level).Handler(), &s.callLogs))
 	if err := s.start(); err != nil {
 		fmt.Fprintln(stderr, "switchboard: not started:", err)
 		s.stop()
@@ -184,6 +189,10 @@ func (s *server) start() error {
 	s.domains.Replace(s.localNames())
 	if err := s.startedModules(); err != nil {
 		return err
+	}
+	if st, ok := s.mods.Get("siptrace").(*siptrace.SipTrace); ok {
+		var sink callLogSink = st
+		s.callLogs.Store(&sink)
 	}
 	registerMetrics(s.mgmt.Metrics(), s.tr, s.core)
 	s.storage = newStorageWatch(s.store, s.mgmt, s.log, cfg.Storage.Timeout.D())

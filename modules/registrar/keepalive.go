@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"switchboard/modules"
 	"switchboard/shards"
 	"switchboard/store"
 	"switchboard/transport"
@@ -199,6 +200,7 @@ func (r *Registrar) RemoveUnreachable(id BindingID, dst netip.AddrPort, failures
 	sc.ops = sc.ops[:0]
 	key := e.Key()
 	r.persistDelete(sc, key, &v.b[i])
+	r.raiseContact(modules.EventContactDelete, key, &v.b[i], s.Now(), goneUnreachable)
 	v.remove(i)
 	r.unreachable.Add(1)
 	r.removed.Add(1)

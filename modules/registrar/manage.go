@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sort"
 
+	"switchboard/modules"
 	"switchboard/shards"
 	"switchboard/store"
 )
@@ -131,6 +132,7 @@ func (r *Registrar) Delete(aor, contact string) (int, error) {
 		if contact == "" {
 			n = len(v.b)
 			for len(v.b) > 0 {
+				r.raiseContact(modules.EventContactDelete, key, &v.b[0], s.Now(), goneRemoved)
 				v.remove(0)
 			}
 			r.persistDeleteAOR(sc, key)
@@ -138,6 +140,7 @@ func (r *Registrar) Delete(aor, contact string) (int, error) {
 			for i := 0; i < len(v.b); {
 				if string(v.b[i].contact) == contact {
 					r.persistDelete(sc, key, &v.b[i])
+					r.raiseContact(modules.EventContactDelete, key, &v.b[i], s.Now(), goneRemoved)
 					v.remove(i)
 					n++
 					continue

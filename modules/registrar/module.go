@@ -165,6 +165,7 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 		Writer:         writer,
 		Logger:         log,
 		FlowTimer:      st.FlowTimer,
+		Events:         h.Events,
 	}
 	r, err := New(cfg)
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"time"
 	"unsafe"
 
+	"switchboard/modules"
 	"switchboard/shards"
 	"switchboard/store"
 	"switchboard/transport"
@@ -82,6 +83,9 @@ type Config struct {
 	// REGISTER done with RFC 5626 outbound over a connection: how often
 	// the phone sends its CRLF keep-alive (outbound.go).
 	FlowTimer time.Duration
+	// Events receives E_UL_CONTACT_INSERT, _UPDATE and _DELETE (nil:
+	// none are raised).
+	Events *modules.Events
 }
 
 // Registrar is the location service. It is safe for concurrent use.
@@ -355,6 +359,8 @@ func (r *Registrar) onTimer(s *shards.Shard[record], e *shards.Entry[record], t 
 				v.b[n], v.b[i] = v.b[i], v.b[n]
 			}
 			n++
+		} else {
+			r.raiseContact(modules.EventContactDelete, e.Key(), &v.b[i], now, goneExpired)
 		}
 	}
 	r.expired.Add(uint64(len(v.b) - n))

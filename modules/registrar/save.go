@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"unsafe"
 
+	"switchboard/modules"
 	"switchboard/parser"
 	"switchboard/routing"
 	"switchboard/shards"
@@ -316,14 +317,18 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 			}
 			if ci.expires == 0 {
 				r.persistDelete(sc, key, b)
+				r.raiseContact(modules.EventContactDelete, key, b, now, goneUnregistered)
 				v.remove(idx)
 				r.removed.Add(1)
 				continue
 			}
-		} else {
+		}
+		event := modules.EventContactUpdate
+		if idx < 0 {
 			if ci.expires == 0 {
 				continue
 			}
+			event = modules.EventContactInsert
 			if len(v.b) < cap(v.b) {
 				v.b = v.b[:len(v.b)+1]
 			} else {
@@ -357,6 +362,7 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 		b.modified = now
 		r.persistUpsert(sc, key, b)
 		r.saved.Add(1)
+		r.raiseContact(event, key, b, now, "")
 	}
 }
 
@@ -382,6 +388,7 @@ func (r *Registrar) removeAll(v *record, sc *scratch, key, callID []byte, cseq u
 		if kept > 0 {
 			r.persistDelete(sc, key, &v.b[i])
 		}
+		r.raiseContact(modules.EventContactDelete, key, &v.b[i], r.cfg.Clock.Now(), goneUnregistered)
 		v.remove(i)
 		r.removed.Add(1)
 	}
