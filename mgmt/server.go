@@ -8,6 +8,8 @@
 //	POST /api/v1/<command>       run a command; the body is its JSON arguments
 //	                             (Content-Type: application/json)
 //	GET  /api/v1/<command>       run a read-only command without arguments
+//	GET  /api/v1/stream/<name>   a stream a package registered (Stream): the
+//	                             events as Server-Sent Events
 //
 // Every answer is a JSON object: {"result": ...} on success,
 // {"error": "..."} otherwise, with a status code that says whose fault it was.
@@ -90,8 +92,13 @@ type Server struct {
 	started time.Time
 	ready   atomic.Bool
 
-	mu   sync.RWMutex
-	cmds map[string]Command
+	mu      sync.RWMutex
+	cmds    map[string]Command
+	streams map[string]http.Handler
+	// closing is closed by Close: the streams end at once instead of
+	// holding the shutdown until its deadline.
+	closing   chan struct{}
+	closeOnce sync.Once
 	// degraded names the parts that work on a fallback (the store
 	// unreachable: cached data) and why; /readyz lists them.
 	degraded map[string]string
@@ -115,9 +122,9 @@ func New(cfg Config) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: log, set: metrics.NewSet(), started: time.Now(), cmds: map[string]Command{}}
+	s := &Server{cfg: cfg, log: log, set: metrics.NewSet(), started: time.Now(), cmds: map[string]Command{}, closing: make(chan struct{})}
 	s.Register("info", Command{Help: "server version, uptime and process facts", ReadOnly: true, Run: s.info})
-	s.Register("stats", Command{Help: "every metric as name: value", ReadOnly: true, Run: s.stats})
+	s.Register("stats", Command{Help: `every metric as name: value; {"group":"registrar"} for switchboard_registrar_*, {"match":"dropped"} for names containing it (OpenSIPS get_statistics)`, ReadOnly: true, Run: s.stats})
 	return s
 }
 
@@ -162,6 +169,20 @@ func (s *Server) degradedLines() []string {
 func (s *Server) Register(name string, c Command) {
 	s.mu.Lock()
 	s.cmds[name] = c
+	s.mu.Unlock()
+}
+
+// Stream registers a long-lived read-only endpoint at
+// /api/v1/stream/<name> (Server-Sent Events), behind the same checks as
+// the commands: the token, Host and Origin. Only GET reaches h. The
+// listener's write timeout does not apply: h clears it
+// (http.ResponseController) and ends when the request's context does.
+func (s *Server) Stream(name string, h http.Handler) {
+	s.mu.Lock()
+	if s.streams == nil {
+		s.streams = map[string]http.Handler{}
+	}
+	s.streams[name] = h
 	s.mu.Unlock()
 }
 
@@ -243,6 +264,7 @@ func (s *Server) Addr() string {
 
 // Close stops the listener, letting requests in flight finish until ctx ends.
 func (s *Server) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() { close(s.closing) })
 	if s.srv == nil {
 		return nil
 	}
@@ -277,6 +299,7 @@ func (s *Server) Handler() http.Handler {
 	// JSON 405 like every other refusal.
 	mux.Handle("/api/v1", g.wrap(http.HandlerFunc(s.serveList)))
 	mux.Handle("/api/v1/{cmd}", g.wrap(http.HandlerFunc(s.serveCommand)))
+	mux.Handle("/api/v1/stream/{name}", g.wrap(http.HandlerFunc(s.serveStream)))
 	for _, m := range s.mounts {
 		mux.Handle(m.prefix, g.wrapMount(m.h))
 	}
@@ -305,6 +328,32 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
 }
 
 const maxArgsBytes = 1 << 20
+
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	s.mu.RLock()
+	h, ok := s.streams[name]
+	s.mu.RUnlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown stream %q", name))
+		return
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		writeError(w, http.StatusMethodNotAllowed, "a stream is read with GET")
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	h.ServeHTTP(w, r.WithContext(ctx))
+}
 
 func (s *Server) serveCommand(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("cmd")
@@ -446,7 +495,18 @@ func (s *Server) info(context.Context, json.RawMessage) (any, error) {
 
 // stats returns the metric set as a flat map, parsed back from the
 // Prometheus text so it shows exactly what a scraper sees.
-func (s *Server) stats(context.Context, json.RawMessage) (any, error) {
+func (s *Server) stats(_ context.Context, raw json.RawMessage) (any, error) {
+	var args struct {
+		Group string `json:"group"` // switchboard_<group>_*
+		Match string `json:"match"` // names containing it
+	}
+	if err := DecodeArgs(raw, &args); err != nil {
+		return nil, err
+	}
+	prefix := ""
+	if args.Group != "" {
+		prefix = "switchboard_" + strings.TrimSuffix(strings.TrimPrefix(args.Group, "switchboard_"), "_") + "_"
+	}
 	var b strings.Builder
 	s.set.WritePrometheus(&b)
 	out := map[string]float64{}
@@ -456,6 +516,10 @@ func (s *Server) stats(context.Context, json.RawMessage) (any, error) {
 		}
 		i := strings.LastIndexByte(line, ' ')
 		if i <= 0 {
+			continue
+		}
+		name := line[:i]
+		if !strings.HasPrefix(name, prefix) || !strings.Contains(name, args.Match) {
 			continue
 		}
 		var v float64

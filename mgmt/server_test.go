@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 const testToken = "test-token-0123456789"
@@ -162,5 +163,92 @@ func TestBadJSONBody(t *testing.T) {
 	code, body := do(t, "POST", "http://"+s.Addr()+"/api/v1/info", "{not json", "Content-Type", "application/json", "Authorization", "Bearer "+testToken)
 	if code != 400 || !strings.Contains(body, "not valid JSON") {
 		t.Fatalf("bad JSON: %d %s", code, body)
+	}
+}
+
+// TestStatsFilters: stats by group (OpenSIPS get_statistics registrar:)
+// and by a part of the name.
+func TestStatsFilters(t *testing.T) {
+	s := startServer(t, testToken)
+	s.Metrics().NewCounter("switchboard_registrar_saved_total").Add(3)
+	s.Metrics().NewCounter("switchboard_registrar_dropped_total").Add(1)
+	s.Metrics().NewCounter("switchboard_pike_dropped_total").Add(2)
+	cl := &Client{Addr: s.Addr(), Token: testToken}
+	call := func(args any) map[string]float64 {
+		t.Helper()
+		res, err := cl.Call(context.Background(), "stats", args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]float64
+		json.Unmarshal(res, &m)
+		return m
+	}
+	if m := call(map[string]string{"group": "registrar"}); len(m) != 2 || m["switchboard_registrar_saved_total"] != 3 {
+		t.Fatalf("group: %v", m)
+	}
+	if m := call(map[string]string{"match": "dropped"}); len(m) != 2 || m["switchboard_pike_dropped_total"] != 2 {
+		t.Fatalf("match: %v", m)
+	}
+	if m := call(map[string]string{"group": "pike", "match": "dropped"}); len(m) != 1 {
+		t.Fatalf("both: %v", m)
+	}
+	if m := call(nil); len(m) != 7 { // and the four of switchboard_mgmt_refused_total
+		t.Fatalf("all: %v", m)
+	}
+}
+
+// TestStream: a registered stream is served behind the token, on GET only.
+func TestStream(t *testing.T) {
+	s := New(Config{Listen: "127.0.0.1:0", Token: testToken})
+	s.Stream("ticks", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "tick\n") }))
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	base := "http://" + s.Addr() + "/api/v1/stream/"
+	if code, body := get(t, base+"ticks", "Authorization", "Bearer "+testToken); code != 200 || body != "tick\n" {
+		t.Fatalf("stream: %d %q", code, body)
+	}
+	if code, _ := get(t, base+"ticks"); code != 401 {
+		t.Fatalf("stream without token: %d", code)
+	}
+	if code, _ := do(t, "POST", base+"ticks", "{}", "Content-Type", "application/json", "Authorization", "Bearer "+testToken); code != 405 {
+		t.Fatalf("POST to a stream: %d", code)
+	}
+	if code, _ := get(t, base+"nosuch", "Authorization", "Bearer "+testToken); code != 404 {
+		t.Fatalf("unknown stream: %d", code)
+	}
+}
+
+// TestStreamEndsAtClose: an open stream does not hold Close until its
+// deadline.
+func TestStreamEndsAtClose(t *testing.T) {
+	s := New(Config{Listen: "127.0.0.1:0", Token: testToken})
+	started := make(chan struct{})
+	s.Stream("wait", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		close(started)
+		<-r.Context().Done()
+	}))
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+s.Addr()+"/api/v1/stream/wait", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	go func() {
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	s.Close(ctx)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Close took %s with a stream open", d)
 	}
 }

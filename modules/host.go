@@ -3,6 +3,7 @@ package modules
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"sync"
 
@@ -37,6 +38,9 @@ type Host struct {
 	// Originator sends requests of the proxy's own (a registrant's
 	// REGISTER, OPTIONS probes) from Start on; never nil.
 	Originator *Originator
+	// Events raises events to their subscribers (E_UL_CONTACT_INSERT,
+	// E_PIKE_BLOCKED...); never nil. See Events.Begin.
+	Events *Events
 
 	name     string
 	logger   *slog.Logger
@@ -69,6 +73,15 @@ func (h *Host) Command(name string, c mgmt.Command) {
 	}
 }
 
+// Stream registers a stream of the management API at
+// /api/v1/stream/<name> (mgmt.Server.Stream): the events module's
+// Server-Sent Events.
+func (h *Host) Stream(name string, handler http.Handler) {
+	if h.mgmt != nil {
+		h.mgmt.Stream(name, handler)
+	}
+}
+
 // Module returns a module built before this one; it must be named in the
 // Definition's After or Uses (nil otherwise, or when it is not built).
 func (h *Host) Module(name string) Instance {
@@ -87,6 +100,15 @@ func (h *Host) Module(name string) Instance {
 // cheap, allocation-free and safe for concurrent use.
 func (h *Host) AdmitSources(f func(netip.Addr) bool) {
 	*h.admit = append(*h.admit, f)
+}
+
+// Degraded reports on /readyz that part of the module ("registrar.redis")
+// works on a fallback for reason, or is back to normal (reason ""). /readyz
+// stays 200 and lists the part: the node still serves.
+func (h *Host) Degraded(part, reason string) {
+	if h.mgmt != nil {
+		h.mgmt.SetDegraded(part, reason)
+	}
 }
 
 // warnPerSecond bounds the warning lines a module logs for events an

@@ -31,6 +31,9 @@ type Services struct {
 	// Originator is handed the transaction core by the server once it
 	// exists (before Start); nil: one without a core (tests, check-config).
 	Originator *Originator
+	// Events is the event interface the modules raise events on; nil: a
+	// new one on Clock and Metrics.
+	Events *Events
 }
 
 // Set is the modules built for one server, in dependency order.
@@ -64,6 +67,9 @@ func Build(svc Services, settings map[string]any, only ...string) (*Set, error) 
 	if svc.Originator == nil {
 		svc.Originator = &Originator{}
 	}
+	if svc.Events == nil {
+		svc.Events = NewEvents(svc.Clock, svc.Metrics)
+	}
 	s := &Set{orig: svc.Originator}
 	built := map[string]Instance{}
 	commands := map[string]string{}
@@ -80,7 +86,7 @@ func Build(svc Services, settings map[string]any, only ...string) (*Set, error) 
 		}
 		h := &Host{
 			Store: svc.Store, Clock: svc.Clock, Metrics: svc.Metrics, DataDir: svc.DataDir,
-			Shards: svc.Shards, Domains: svc.Domains, Originator: svc.Originator,
+			Shards: svc.Shards, Domains: svc.Domains, Originator: svc.Originator, Events: svc.Events,
 			name: d.Name, logger: svc.Logger.With("module", d.Name), mgmt: svc.Mgmt,
 			built: built, commands: commands, after: append(append([]string(nil), d.After...), d.Uses...), admit: &s.admit,
 		}

@@ -119,6 +119,10 @@ func StatusText(code int) string {
 		return "Interval Too Brief"
 	case 429:
 		return "Provide Referrer Identity"
+	case 430:
+		return "Flow Failed"
+	case 439:
+		return "First Hop Lacks Outbound Support"
 	case 480:
 		return "Temporarily Unavailable"
 	case 481:

@@ -349,6 +349,18 @@ func (c *Ctx) ForceRPort() { c.R.ForceRPort() }
 // it leaves on another interface or transport (OpenSIPS: record_route()).
 func (c *Ctx) RecordRoute() { c.R.RecordRoute() }
 
+// AddPath adds our Path header to a REGISTER this proxy relays to a
+// registrar elsewhere (RFC 3327; OpenSIPS: add_path()): with a flow token
+// and ";ob" when the phone registers over a connection with RFC 5626
+// outbound, so that the registrar's requests come back over it
+// (docs/outbound.md).
+func (c *Ctx) AddPath() { c.R.AddPath() }
+
+// Flow returns the connection the request is to go over (an RFC 5626
+// flow named by a verified flow token in our Route, or set by the
+// registrar's Lookup), 0 when none.
+func (c *Ctx) Flow() transport.ConnID { return c.R.Flow() }
+
 // Reply answers the request statefully; reason "" uses the standard phrase
 // (OpenSIPS: t_reply / sl_send_reply).
 func (c *Ctx) Reply(code int, reason string) error {

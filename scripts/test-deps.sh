@@ -20,6 +20,11 @@
 # make bench-short compares Switchboard's CPU per relayed call with Kamailio's
 # (kamailio, and kamailio-sqlite-modules for the registrar configurations):
 # installed as root; without it bench-short measures Switchboard alone.
+# headless chromium: required. The registrar's Redis sharing and
+# the three-node anycast test start their own redis-server (Debian package
+# redis-server) on a loopback port in a temporary directory: required.
+# The shell completion test runs the script `switchboard completion zsh`
+# prints in zsh: required.
 set -euo pipefail
 
 need=()
@@ -36,8 +41,10 @@ command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || as_root+=(ka
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v sngrep >/dev/null 2>&1 || need+=(sngrep)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v zsh >/dev/null 2>&1 || need+=(zsh)
 command -v rtpengine >/dev/null 2>&1 || need+=(rtpengine-daemon)
 command -v chromium >/dev/null 2>&1 || need+=(chromium) # browser tests: the web panel, WebRTC (JsSIP over WSS)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 optional=()
 command -v baresip >/dev/null 2>&1 || optional+=(baresip-core)
 command -v linphonec >/dev/null 2>&1 || optional+=(linphone-cli)

@@ -66,6 +66,17 @@ func addrPortOf(sa unix.Sockaddr) netip.AddrPort {
 }
 
 // hostForURI writes an address as it appears in a SIP URI: IPv6 in brackets.
+// uriHost returns a configured advertised host as Via and Record-Route
+// need it: an IPv6 address in brackets (RFC 3261 §25.1), whether it was
+// given with them or not ("2001:db8::1", what splitting "[2001:db8::1]:5060"
+// into host and port gives); anything else as it is.
+func uriHost(h string) string {
+	if a, err := netip.ParseAddr(h); err == nil && a.Is6() && !a.Is4In6() {
+		return "[" + a.String() + "]"
+	}
+	return h
+}
+
 func hostForURI(a netip.Addr) string {
 	if a.Is6() && !a.Is4In6() {
 		return "[" + a.String() + "]"

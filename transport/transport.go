@@ -54,7 +54,7 @@ func New(cfg Config, h Handler) (*Transport, error) {
 			Index:          i,
 			Proto:          lc.Proto,
 			Local:          ap,
-			AdvertisedHost: lc.AdvertisedHost,
+			AdvertisedHost: uriHost(lc.AdvertisedHost),
 			AdvertisedPort: lc.AdvertisedPort,
 		})
 	}

@@ -511,3 +511,26 @@ func TestUDPCloseUnderLoad(t *testing.T) {
 		t.Fatalf("goroutines %d -> %d", g0, g)
 	}
 }
+
+// TestAdvertisedIPv6Bracketed: an advertised IPv6 address given without
+// brackets (as splitting "[2001:db8::1]:5060" into host and port gives it)
+// is written with them, or Via and Record-Route would read
+// "2001:db8::1:5060"; names, IPv4 and bracketed addresses stay as given.
+func TestAdvertisedIPv6Bracketed(t *testing.T) {
+	tr, err := New(Config{Listeners: []ListenerConfig{
+		{Proto: UDP, Addr: "[::1]:0", AdvertisedHost: "2001:db8::1", AdvertisedPort: 5060},
+		{Proto: UDP, Addr: "[::1]:0", AdvertisedHost: "[2001:db8::2]"},
+		{Proto: UDP, Addr: "127.0.0.1:0", AdvertisedHost: "192.0.2.1"},
+		{Proto: UDP, Addr: "127.0.0.1:0", AdvertisedHost: "sip.example.com"},
+	}}, HandlerFunc(func(*Packet) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range tr.Listeners() {
+		got = append(got, l.AdvertisedHost)
+	}
+	if want := "[2001:db8::1] [2001:db8::2] 192.0.2.1 sip.example.com"; strings.Join(got, " ") != want {
+		t.Fatalf("advertised hosts %q, want %q", got, want)
+	}
+}

@@ -18,6 +18,9 @@ func (c *Core) onResponse(x *ctx, p *transport.Packet) {
 			c.localResponse(m)
 			return
 		}
+		if f := c.cfg.ForeignResponse; f != nil && f(m.TopVia().Branch, p.Data, p.Src, p.Listener, p.Proto) {
+			return
+		}
 		c.forwardResponse(x, m)
 		return
 	}
@@ -280,7 +283,7 @@ func (c *Core) sendCancel(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b 
 	}
 	b.cancelSent = true
 	b.cancelStart = s.Now()
-	c.sendTo(b.l, b.dst, b.cancel)
+	c.sendOnBranch(b, b.cancel)
 	kind := b.idx<<4 | kCancel
 	if b.proto.Stream() {
 		b.cancelAcked = true
@@ -300,7 +303,7 @@ func (c *Core) sendAck(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Br
 	if c.local != nil {
 		c.callLocal(c.hook(x, s, e), b, parser.MethodAck, b.ack)
 	}
-	c.sendTo(b.l, b.dst, b.ack)
+	c.sendOnBranch(b, b.ack)
 }
 
 // better reports whether final status a beats b in the §16.7 step 6 choice:
@@ -491,8 +494,7 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 		if !t.finalSent {
 			// A suspended route did not act in time: 408 (for a
 			// non-INVITE request the transaction ends silently, RFC 4320).
-			c.warn("txn: suspended route did not act; request timed out",
-				"method", string(t.msg.MethodBytes()), "call-id", string(t.msg.CallID()))
+			c.warn("txn: suspended route did not act; request timed out", CallFields(&t.msg, t.src, "request")...)
 			c.replyLocal(x, s, e, 408, "", nil)
 			break
 		}
@@ -503,7 +505,7 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 		if !b.active() {
 			return
 		}
-		c.sendTo(b.l, b.dst, b.out)
+		c.sendOnBranch(b, b.out)
 		switch {
 		case t.invite:
 			b.interval *= 2
@@ -549,7 +551,7 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 		if b.cancelAcked {
 			break
 		}
-		c.sendTo(b.l, b.dst, b.cancel)
+		c.sendOnBranch(b, b.cancel)
 		b.cancelInt = min(2*b.cancelInt, c.t2)
 		s.StartTimer(e, &b.tCancel, tm.Kind, msDur(b.cancelInt))
 	}

@@ -109,6 +109,14 @@ type Config struct {
 	// path (RFC 3263). Nil: a resolver on the system DNS configuration.
 	Resolver *sipdns.Resolver
 
+	// ForeignResponse, when set, gets every response whose top Via branch
+	// this core did not make (before it is forwarded statelessly): true
+	// takes it. Several nodes behind one anycast address hand each other
+	// the responses of the requests they sent (see anycast/). It runs on
+	// the receive path: no allocation, no blocking. It gets the packet's
+	// fields, not the *Packet, which would then escape to the heap for
+	// every caller of HandleMessage.
+	ForeignResponse func(branch, data []byte, src netip.AddrPort, l *transport.Listener, proto transport.Proto) bool
 	// RouteSecret keys the signature of our Record-Route values: an
 	// in-dialog request is loose-routed only on a Route we recorded for its
 	// dialog (routesig.go). Keep it on disk so that calls survive a

@@ -44,6 +44,7 @@ type Core struct {
 	local  LocalRouter // the Router, when it implements LocalRouter
 	send   Sender
 	conns  ConnSender // the Sender, when it implements ConnSender
+	flows  FlowSender // the Sender, when it implements FlowSender (flow.go)
 	ls     ListenerSet
 	res    *sipdns.Resolver
 
@@ -61,6 +62,7 @@ type Core struct {
 	sigs        routeSigners           // Record-Route signatures
 	locals      localTable             // requests the proxy originates (SendLocal)
 	tap         atomic.Pointer[tapBox] // message capture (SetTap); nil when off
+	trace       atomic.Pointer[tracer] // debug trace (StartTrace); nil when off
 
 	// hostAddrs are the addresses of the host's interfaces, read at New
 	// when a listener is bound to a wildcard address (isOwnAddr).
@@ -99,6 +101,7 @@ func New(cfg Config) (*Core, error) {
 	c := &Core{cfg: cfg, router: cfg.Router, send: cfg.Sender, ls: cfg.Listeners, res: cfg.Resolver}
 	c.local, _ = cfg.Router.(LocalRouter)
 	c.conns, _ = cfg.Sender.(ConnSender)
+	c.flows, _ = cfg.Sender.(FlowSender)
 	c.clock = cfg.Clock
 	if c.clock == nil {
 		c.clock = shards.NewClock()
@@ -202,6 +205,8 @@ type ctx struct {
 	via   []byte
 	rr    []byte
 	sig   []byte
+	sig2  []byte // the second signature of a double Record-Route with a flow token
+	fx    []byte // Record-Route parameters with a flow token
 	recv  []byte
 	tmp   []byte
 	auth  []byte
@@ -243,6 +248,11 @@ func newCtx() *ctx {
 func (c *Core) getCtx() *ctx  { return c.pool.Get().(*ctx) }
 func (c *Core) putCtx(x *ctx) { c.pool.Put(x) }
 
+// BranchPrefix is how every branch this core makes starts: "z9hG4bK" and
+// six characters chosen at random per process, which tell its responses
+// from another node's (anycast/).
+func (c *Core) BranchPrefix() string { return string(c.prefix[:]) }
+
 // HandleMessage is the transport handler: one message from the network.
 // It runs on the transport's reader goroutines, concurrently.
 func (c *Core) HandleMessage(p *transport.Packet) {
@@ -260,6 +270,9 @@ func (c *Core) handle(x *ctx, p *transport.Packet) {
 	err := m.Parse(x.in)
 	if tb := c.tap.Load(); tb != nil {
 		tb.t.Received(p.Data, p.Src, p.Listener, p.Proto, parsedOrNil(m, err))
+	}
+	if tr := c.trace.Load(); tr != nil {
+		c.traceIn(tr, p, m, err)
 	}
 	if err != nil {
 		c.stats.malformed.Add(1)

@@ -2,6 +2,7 @@ package txn
 
 import (
 	"runtime/debug"
+	"strings"
 
 	"switchboard/parser"
 	"switchboard/shards"
@@ -13,25 +14,35 @@ import (
 // guarded, the panic logged with its stack, and the core goes on as if the
 // hook had done nothing more (a request then gets its 500).
 
-func (c *Core) hookPanicked(hook string, v any) {
-	c.cfg.Logger.Error("txn: router hook panicked", "hook", hook, "panic", v, "stack", string(debug.Stack()))
+func (c *Core) hookPanicked(hook string, v any, r *Request) {
+	args := []any{"hook", hook, "panic", v, "stack", string(debug.Stack())}
+	if r != nil {
+		args = append(args, CallFields(r.Msg, r.Src, strings.ToLower(hook))...)
+	}
+	c.cfg.Logger.Error("txn: router hook panicked", args...)
 }
 
 func (c *Core) callRequest(r *Request) {
 	defer func() {
 		if v := recover(); v != nil {
-			c.hookPanicked("Request", v)
+			c.hookPanicked("Request", v, r)
 		}
 	}()
+	if c.trace.Load() != nil {
+		c.traceRoute("request", r)
+	}
 	c.router.Request(r)
 }
 
 func (c *Core) callBranch(r *Request, b *Branch) {
 	defer func() {
 		if v := recover(); v != nil {
-			c.hookPanicked("Branch", v)
+			c.hookPanicked("Branch", v, r)
 		}
 	}()
+	if c.trace.Load() != nil {
+		c.traceRoute("branch", r)
+	}
 	c.router.Branch(r, b)
 }
 
@@ -41,26 +52,32 @@ func (c *Core) callReply(r *Request, b *Branch, m *parser.Message) (keep bool) {
 	defer func() {
 		x.resp, x.rbr = nil, nil
 		if v := recover(); v != nil {
-			c.hookPanicked("Reply", v)
+			c.hookPanicked("Reply", v, r)
 			keep = true
 		}
 	}()
+	if c.trace.Load() != nil {
+		c.traceRoute("reply", r)
+	}
 	return c.router.Reply(r, b, m)
 }
 
 func (c *Core) callFailure(r *Request, best *parser.Message) {
 	defer func() {
 		if v := recover(); v != nil {
-			c.hookPanicked("Failure", v)
+			c.hookPanicked("Failure", v, r)
 		}
 	}()
+	if c.trace.Load() != nil {
+		c.traceRoute("failure", r)
+	}
 	c.router.Failure(r, best)
 }
 
 func (c *Core) callLocal(r *Request, b *Branch, method parser.Method, req []byte) {
 	defer func() {
 		if v := recover(); v != nil {
-			c.hookPanicked("Local", v)
+			c.hookPanicked("Local", v, r)
 		}
 	}()
 	c.local.Local(r, b, method, req)
@@ -82,7 +99,7 @@ func (c *Core) watchSent(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *
 func (c *Core) callWatch(w Watcher, r *Request, b *Branch, code int, resp *parser.Message) {
 	defer func() {
 		if v := recover(); v != nil {
-			c.hookPanicked("Watcher", v)
+			c.hookPanicked("Watcher", v, r)
 		}
 	}()
 	w.Sent(r, b, code, resp)
@@ -104,7 +121,7 @@ func (c *Core) rewriteRequest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			c.hookPanicked("Rewriter", v)
+			c.hookPanicked("Rewriter", v, h)
 		}
 	}()
 	x.rwbuf = w.RewriteRequest(h, b, out, ed, x.rwbuf[:0])
@@ -121,7 +138,7 @@ func (c *Core) rewriteResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn
 	h.bind(c, s.Ref(e), &e.Value, x)
 	defer func() {
 		if v := recover(); v != nil {
-			c.hookPanicked("Rewriter", v)
+			c.hookPanicked("Rewriter", v, h)
 		}
 	}()
 	x.rwbuf = w.RewriteResponse(h, b, ed, resp, x.rwbuf[:0])

@@ -312,7 +312,8 @@ func (c *Core) preprocessRoutes(r *Request) {
 	it := m.NameAddrs(parser.HdrRoute)
 	n, skip, top := 0, 0, true
 	valid, bad := false, false
-	var last []byte
+	var last, lastOurs []byte
+	lastSigned := false
 	for it.Next() {
 		n++
 		last = it.NameAddr.URI
@@ -325,6 +326,7 @@ func (c *Core) preprocessRoutes(r *Request) {
 			continue
 		}
 		skip++
+		lastOurs, lastSigned = it.NameAddr.URI, sig != nil
 		if sig != nil {
 			if ok, down := c.sigs.verifyExtra(sig, m, extra); !ok {
 				bad = true
@@ -363,6 +365,9 @@ func (c *Core) preprocessRoutes(r *Request) {
 		st.kind = RouteLocal
 	default:
 		st.kind = RouteForged // unsigned values of ours leading elsewhere
+	}
+	if skip > 0 {
+		c.routeFlow(r, lastOurs, lastSigned)
 	}
 }
 
@@ -512,7 +517,11 @@ func appendRR(dst []byte, l *transport.Listener, extra, sig []byte) []byte {
 // proxyEdits adds the §16.6 edits common to stateful and stateless
 // forwarding to ed: Request-URI, Route, received/rport, our Via,
 // Max-Forwards, Record-Route. x.via must hold the Via value.
-func (c *Core) proxyEdits(x *ctx, ed *parser.Editor, r *Request, m *parser.Message, uri []byte, out *transport.Listener) {
+//
+// outFlow is the flow the request goes over (0: none): the Record-Route
+// value facing it names it, as the one facing the sender names the
+// sender's flow (flow.go).
+func (c *Core) proxyEdits(x *ctx, ed *parser.Editor, r *Request, m *parser.Message, uri []byte, out *transport.Listener, outFlow transport.ConnID) {
 	st := r.st
 	if hop := firstRoute(st, m); hop != nil && !looseURI(hop) {
 		// §16.6 step 6: the next hop is a strict router. It gets its own
@@ -528,11 +537,26 @@ func (c *Core) proxyEdits(x *ctx, ed *parser.Editor, r *Request, m *parser.Messa
 	viaReceived(x, ed, m, r.Src, st.rport)
 	ed.InsertVia(x.via)
 	ed.DecrementMaxForwards()
+	if st.path && m.Method() == parser.MethodRegister {
+		c.addPath(x, ed, r, m, out)
+	}
+	inFlow := transport.ConnID(0)
+	if m.Method() != parser.MethodAck && m.Method() != parser.MethodCancel {
+		if inFlow = uaFlow(r, m); inFlow != 0 && dialogForming(m.Method()) {
+			st.rr = true // RFC 5626 §5.3: the edge proxy of a flow must stay on the path
+		}
+	}
 	if st.rr && m.Method() != parser.MethodAck && m.Method() != parser.MethodCancel {
+		in := r.Listener
+		if in != nil && (inFlow != 0 || outFlow != 0) {
+			// A flow token names one side's connection: each side gets
+			// its own value, the one facing the next hop on top.
+			c.flowRecordRoutes(x, ed, m, in, out, st.rrx, inFlow, outFlow)
+			return
+		}
 		x.sig = c.sigs.appendSigExtra(x.sig[:0], m.CallID(), m.FromTag(), st.rrx)
 		x.rr = appendRR(x.rr[:0], out, st.rrx, x.sig)
 		n := len(x.rr)
-		in := r.Listener
 		if in != nil && in != out && (in.Proto != out.Proto || in.AdvertisedHost != out.AdvertisedHost || in.AdvertisedPort != out.AdvertisedPort) {
 			// Double Record-Route (RFC 5658): the side facing the next hop
 			// on top, the side facing the previous hop below.
@@ -641,11 +665,14 @@ func (c *Core) startBranch(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r
 	}
 	b := t.newBranch()
 	b.state, b.code, b.gotProv, b.cancelWant, b.cancelSent, b.cancelAcked, b.destSet = bCalling, 0, false, false, false, false, false
+	b.conn = 0
 	b.fo = failover{}
 	b.uri = append(b.uri[:0], uri...)
 	b.host = b.host[:0]
 	t.pending++
-	if main && r.st.destSet {
+	if main && r.st.flowSet {
+		b.conn, b.destSet = r.st.flow, true
+	} else if main && r.st.destSet {
 		b.proto, b.dst, b.destSet = r.st.proto, r.st.dst, true
 	} else {
 		uri := firstRoute(r.st, &t.msg)
@@ -687,6 +714,12 @@ func (c *Core) sendBranch(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r 
 		if c.sendAttempt(x, s, e, r, b) {
 			return true
 		}
+		if b.conn != 0 {
+			// RFC 5626 §5.3: the flow is gone; the phone has to come back
+			// on a new one, no other address will do.
+			c.branchFailed(s, e, b, 430)
+			return false
+		}
 		if !c.nextTarget(e, b) {
 			c.branchFailed(s, e, b, 503)
 			return false
@@ -708,11 +741,21 @@ func (c *Core) sendAttempt(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r
 	if b.destSet && !destSet {
 		b.fo.targets = nil // the route chose the destination: no fail-over
 	}
+	var l *transport.Listener
+	if b.conn != 0 {
+		var ok bool
+		if l, b.dst, ok = c.flowInfo(b.conn); !ok {
+			return false
+		}
+		b.proto = l.Proto
+	}
 	if !b.dst.IsValid() || !c.allowed(b.dst.Addr()) {
 		c.stats.sendErrs.Add(1)
 		return false
 	}
-	l := c.ls.Listener(b.proto, b.dst.Addr())
+	if l == nil {
+		l = c.ls.Listener(b.proto, b.dst.Addr())
+	}
 	if l == nil {
 		return false
 	}
@@ -721,7 +764,7 @@ func (c *Core) sendAttempt(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r
 	x.via = appendVia(x.via[:0], l, func(dst []byte) []byte {
 		return c.appendBranch(dst, t.rs.loop, e.Hash(), t.id, int(b.idx), att)
 	})
-	c.proxyEdits(x, ed, r, &t.msg, b.uri, l)
+	c.proxyEdits(x, ed, r, &t.msg, b.uri, l, b.conn)
 	c.rewriteRequest(x, s, e, r, b, l, ed)
 	b.out = ed.AppendTo(b.out[:0])
 	if c.sendBranchRequest(s, e, b) != nil {
@@ -774,8 +817,16 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 	var proto transport.Proto
 	var dst netip.AddrPort
 	var q sipdns.NextHop
+	var l *transport.Listener
+	var flow transport.ConnID
 	resolving := false
-	if st.destSet {
+	if st.flowSet {
+		var ok bool
+		if l, dst, ok = c.flowInfo(st.flow); !ok {
+			return ErrFlowFailed
+		}
+		proto, flow = l.Proto, st.flow
+	} else if st.destSet {
 		proto, dst = st.proto, st.dst
 	} else {
 		to := firstRoute(st, m)
@@ -799,14 +850,15 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 			q, resolving = c.nextHopQuery(&h), true
 		}
 	}
-	var l *transport.Listener
-	if resolving {
+	switch {
+	case flow != 0:
+	case resolving:
 		// A hostname: build the message for the IPv4 listener (IPv6 when
 		// there is none) and send it once the name resolved.
 		if l = c.ls.Listener(proto, netip.IPv4Unspecified()); l == nil {
 			l = c.ls.Listener(proto, netip.IPv6Unspecified())
 		}
-	} else {
+	default:
 		l = c.ls.Listener(proto, dst.Addr())
 	}
 	if l == nil {
@@ -827,12 +879,15 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 		dst = append(dst, 's')
 		return appendHex(dst, bh, 16)
 	})
-	c.proxyEdits(x, ed, r, m, uri, l)
+	c.proxyEdits(x, ed, r, m, uri, l, flow)
 	c.rewriteRequest(x, nil, nil, r, nil, l, ed)
 	x.out = ed.AppendTo(x.out[:0])
 	if resolving {
 		c.forwardResolved(q, append([]byte(nil), x.out...))
 		return nil
+	}
+	if flow != 0 {
+		return c.sendFlow(flow, l, dst, x.out)
 	}
 	return c.sendTo(l, dst, x.out)
 }
@@ -843,7 +898,7 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 func (c *Core) forwardResolved(q sipdns.NextHop, data []byte) {
 	send := func(ts []sipdns.Target, err error) {
 		if err != nil {
-			c.warn("txn: stateless next hop did not resolve", "host", q.Host, "err", err)
+			c.warn("txn: stateless next hop did not resolve", "call_id", string(rawCallID(data)), "method", string(firstWord(data)), "src", "", "route", "request", "host", q.Host, "err", err)
 			return
 		}
 		for _, tg := range ts {

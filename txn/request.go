@@ -140,6 +140,9 @@ type routeState struct {
 	destSet bool
 	proto   transport.Proto
 	dst     netip.AddrPort
+	flow    transport.ConnID // SetFlow, or a flow token in our Route (flow.go)
+	flowSet bool
+	path    bool   // AddPath (flow.go)
 	loop    uint32 // loop-detection hash of the request as received
 	fr      int64  // ms, 0: Config.FR (SetTimeouts)
 	frInv   int64  // ms, 0: Config.TimerC (SetTimeouts)
@@ -227,6 +230,7 @@ func (r *Request) SetRequestURI(uri []byte) {
 // the next hop from Route or the Request-URI (OpenSIPS $du).
 func (r *Request) SetDestination(proto transport.Proto, dst netip.AddrPort) {
 	r.st.destSet, r.st.proto, r.st.dst = true, proto, dst
+	r.st.flowSet = false
 }
 
 // Destination returns what SetDestination set, ok false when it was not

@@ -85,10 +85,14 @@ func (k RouteKind) String() string {
 type routeSigner struct {
 	mac hash.Hash
 	sum [sha256.Size]byte
+	buf []byte // what a flow token's MAC covers (flow.go)
 }
 
 type routeSigners struct {
 	pool sync.Pool
+	// salt goes into flow tokens' MACs: connection numbers start again at
+	// every start, so a token of an earlier run must not verify.
+	salt [16]byte
 }
 
 // init keys the signers. A nil secret gets a random key: signatures then
@@ -99,7 +103,8 @@ func (rs *routeSigners) init(secret []byte) {
 		_, _ = rand.Read(secret)
 	}
 	key := append([]byte(nil), secret...)
-	rs.pool.New = func() any { return &routeSigner{mac: hmac.New(sha256.New, key)} }
+	_, _ = rand.Read(rs.salt[:])
+	rs.pool.New = func() any { return &routeSigner{mac: hmac.New(sha256.New, key), buf: make([]byte, 0, 64)} }
 }
 
 // appendSig appends the signature of a dialog (its Call-ID and the tag of

@@ -46,6 +46,9 @@ func (c *Core) watchSendFailures() {
 // it goes over a stream and the sender reports late failures. The shard is
 // locked.
 func (c *Core) sendBranchRequest(s *shards.Shard[txn], e *shards.Entry[txn], b *Branch) error {
+	if b.conn != 0 {
+		return c.sendFlow(b.conn, b.l, b.dst, b.out)
+	}
 	if !b.l.Proto.Stream() {
 		return c.sendTo(b.l, b.dst, b.out)
 	}
@@ -91,7 +94,7 @@ func (c *Core) SendFailed(f transport.SendFailure) {
 		return
 	}
 	c.stats.sendErrs.Add(1)
-	c.warn("txn: next hop unreachable", "proto", f.Proto.String(), "dst", f.Dst.String(), "err", f.Err)
+	c.warn("txn: next hop unreachable", append(CallFields(&t.msg, t.src, "request"), "proto", f.Proto.String(), "dst", f.Dst.String(), "err", f.Err)...)
 	x := c.getCtx()
 	defer c.putCtx(x)
 	if !c.failOver(x, s, e, b) { // RFC 3263 §4.3: try the next target

@@ -212,8 +212,7 @@ func (c *Core) runRequest(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r 
 		c.checkDone(x, s, e)
 	default:
 		if acted == 0 {
-			c.warn("txn: route did nothing with the request; answering 500",
-				"method", string(t.msg.MethodBytes()), "call-id", string(t.msg.CallID()))
+			c.warn("txn: route did nothing with the request; answering 500", CallFields(&t.msg, t.src, "request")...)
 		}
 		c.replyLocal(x, s, e, 500, "Server Internal Error", nil)
 	}

@@ -68,7 +68,7 @@ func (c *Core) resolve(ref shards.Ref[txn], id uint32, idx int, q sipdns.NextHop
 		defer c.putCtx(x)
 		switch {
 		case err != nil:
-			c.warn("txn: next hop did not resolve", "host", q.Host, "err", err)
+			c.warn("txn: next hop did not resolve", append(CallFields(&t.msg, t.src, "request"), "host", q.Host, "err", err)...)
 			c.branchFailed(s, e, b, 503)
 		case t.canceled:
 			c.branchFailed(s, e, b, 487)
@@ -85,7 +85,7 @@ func (c *Core) resolve(ref shards.Ref[txn], id uint32, idx int, q sipdns.NextHop
 func (c *Core) sendTargets(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r *Request, b *Branch, ts []sipdns.Target) bool {
 	b.fo = failover{targets: ts}
 	if !c.nextTarget(e, b) {
-		c.warn("txn: no usable target for next hop", "host", string(b.host), "targets", len(ts))
+		c.warn("txn: no usable target for next hop", append(CallFields(&e.Value.msg, e.Value.src, "request"), "host", string(b.host), "targets", len(ts))...)
 		c.branchFailed(s, e, b, 503)
 		return false
 	}
@@ -131,7 +131,7 @@ func (c *Core) failOver(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *B
 	if !c.nextTarget(e, b) {
 		return false
 	}
-	c.warn("txn: next hop target failed, trying the next", "host", string(b.host), "from", from.String(), "to", b.dst.String())
+	c.warn("txn: next hop target failed, trying the next", append(CallFields(&t.msg, t.src, "request"), "host", string(b.host), "from", from.String(), "to", b.dst.String())...)
 	s.StopTimer(&b.tRetr)
 	s.StopTimer(&b.tTimeout)
 	s.StopTimer(&b.tC)

@@ -46,6 +46,9 @@ func (c *Core) tapSent(l *transport.Listener, dst netip.AddrPort, data []byte) {
 	if tb := c.tap.Load(); tb != nil {
 		tb.t.Sent(l, dst, data)
 	}
+	if tr := c.trace.Load(); tr != nil {
+		c.traceOut(tr, dst, data)
+	}
 }
 
 // parsedOrNil is m when it parsed, for Tap.Received.

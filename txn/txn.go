@@ -131,6 +131,7 @@ type Branch struct {
 	cancelAcked bool
 	destSet     bool
 	proto       transport.Proto
+	conn        transport.ConnID // the flow it goes over (flow.go); 0: none
 	l           *transport.Listener
 	dst         netip.AddrPort
 	host        []byte   // hostname to resolve (owned)
@@ -168,6 +169,7 @@ func (b *Branch) Editor() *parser.Editor { return b.ed }
 // address taken from Route or the Request-URI. Only in Router.Branch.
 func (b *Branch) SetDestination(proto transport.Proto, dst netip.AddrPort) {
 	b.proto, b.dst, b.destSet = proto, dst, true
+	b.conn = 0
 	b.host = b.host[:0]
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,6 +38,7 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("a", "", "management `address` host:port (default: mgmt.listen of the configuration)")
 	token := fs.String("token", "", "bearer `token` (default: $"+tokenEnv+", else mgmt.token of the configuration, else the file mgmt.token in its storage.dir)")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	format := fs.String("o", outTable, "output `format`: table (readable), json (the API's result), names (the keys of the result, one a line)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: switchboard ctl [flags] COMMAND [JSON | key=value ...]\n\n'switchboard ctl help' lists the commands of the running server.\n\nflags:")
 		fs.PrintDefaults()
@@ -48,6 +48,12 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
+		return 2
+	}
+	switch *format {
+	case outTable, outJSON, outNames:
+	default:
+		fmt.Fprintf(stderr, "switchboard ctl: -o %s: want table, json or names\n", *format)
 		return 2
 	}
 	tok := ctlToken{value: *token, source: "--token"}
@@ -92,13 +98,10 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	var out bytes.Buffer
-	if json.Indent(&out, res, "", "  ") != nil {
-		out.Reset()
-		out.Write(res)
+	if err := writeResult(stdout, res, *format); err != nil {
+		fmt.Fprintln(stderr, "switchboard ctl:", err)
+		return 1
 	}
-	out.WriteByte('\n')
-	stdout.Write(out.Bytes())
 	return 0
 }
 

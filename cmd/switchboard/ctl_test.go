@@ -29,7 +29,7 @@ func TestCtlFindsToken(t *testing.T) {
 	ctl := func(env string, args ...string) (int, string, string) {
 		t.Helper()
 		t.Setenv(tokenEnv, env)
-		return runCLI(t, "", append([]string{"ctl", "-a", srv.Addr(), "--set", "storage.dir=" + dir}, args...)...)
+		return runCLI(t, "", append([]string{"ctl", "-o", "json", "-a", srv.Addr(), "--set", "storage.dir=" + dir}, args...)...)
 	}
 
 	// No listener configured: that is what ctl reports, not the token.

@@ -114,7 +114,7 @@ func TestE2EAliasesAndDialplan(t *testing.T) {
 		t.Fatalf("dialplan.translate 0612345678: %+v", tr)
 	}
 	// `switchboard ctl` sends key=value arguments as strings.
-	ctl, err := exec.Command(switchboardBinary(t), "ctl", "-c", srv.Config, "dialplan.translate", "dpid=1", "input=0145678901").CombinedOutput()
+	ctl, err := exec.Command(switchboardBinary(t), "ctl", "-o", "json", "-c", srv.Config, "dialplan.translate", "dpid=1", "input=0145678901").CombinedOutput()
 	if err != nil || !strings.Contains(string(ctl), `"output": "+33145678901"`) {
 		t.Fatalf("switchboard ctl dialplan.translate: %v\n%s", err, ctl)
 	}

@@ -32,7 +32,8 @@ commands:
   run             start the server (-c FILE, --set key=value)
   check-config    check a configuration file and exit (-c FILE, --set key=value)
   config-default  print the embedded default configuration
-  ctl             call the management API: switchboard ctl [-a ADDR] [-token T] CMD [JSON-ARGS]
+  ctl             call the management API: switchboard ctl [-a ADDR] [-token T] [-o table|json] CMD [JSON-ARGS]
+  completion      print a shell completion script: source <(switchboard completion bash|zsh)
   user            manage subscribers: add, passwd, del, list
   domain          manage served domains: add, del, list
   panel           manage the web panel's users: panel user add, passwd, role, del, list
@@ -66,6 +67,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 0
 	case "ctl":
 		return cmdCtl(rest, stdout, stderr)
+	case "completion":
+		return cmdCompletion(rest, stdout, stderr)
 	case "user":
 		return cmdUser(rest, stdin, stdout, stderr)
 	case "domain":

@@ -61,6 +61,7 @@ func registerMetrics(set *metrics.Set, tr *transport.Transport, core *txn.Core) 
 }
 
 func (s *server) registerCommands() {
+	s.registerTraceCommands()
 	s.mgmt.Register("transactions", mgmt.Command{
 		Help:     "transaction counters and the number open now",
 		ReadOnly: true,

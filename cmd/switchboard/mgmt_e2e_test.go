@@ -105,7 +105,7 @@ func TestE2EManagementAPIRefusesBrowserRequests(t *testing.T) {
 
 	// switchboard ctl finds the token in the data directory by itself.
 	ctl := func(env []string, args ...string) (int, string, string) {
-		cmd := exec.Command(switchboardBinary(t), append([]string{"ctl"}, args...)...)
+		cmd := exec.Command(switchboardBinary(t), append([]string{"ctl", "-o", "json"}, args...)...)
 		cmd.Env = append(os.Environ(), env...)
 		var out, errb strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &errb

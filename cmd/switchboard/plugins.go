@@ -15,6 +15,7 @@ import (
 	_ "switchboard/modules/dialplan"
 	_ "switchboard/modules/dispatcher"
 	_ "switchboard/modules/drouting"
+	_ "switchboard/modules/events"
 	_ "switchboard/modules/fraud"
 	_ "switchboard/modules/groups"
 	_ "switchboard/modules/nathelper"

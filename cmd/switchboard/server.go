@@ -13,7 +13,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"switchboard/transport/anycast"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"switchboard/mgmt"
 	"switchboard/modules"
 	"switchboard/modules/registrar"
+	"switchboard/modules/siptrace"
 	"switchboard/routing"
 	_ "switchboard/routing/calls"
 	_ "switchboard/routing/dispatch"
@@ -42,6 +45,9 @@ type server struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	level   *slog.LevelVar
+	// callLogs is where log lines about a call also go (siptrace.logs);
+	// nil: nowhere.
+	callLogs atomic.Pointer[callLogSink]
 	// reloadMu serialises reloads from SIGHUP and the management API.
 	reloadMu sync.Mutex
 
@@ -51,6 +57,7 @@ type server struct {
 	domains *routing.Domains
 	router  *routing.Router
 	core    *txn.Core
+	relay   *anycast.Relay // anycast.relay; nil when not in a group
 	tr      *transport.Transport
 	clock   *shards.Clock // of every table and the transaction core
 	mods    *modules.Set  // the modules of plugins.go (modules.go)
@@ -73,7 +80,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	s := &server{cfgPath: *path, sets: *sets, cfg: cfg}
 	s.level = new(slog.LevelVar)
 	s.level.Set(parseLevel(cfg.Log.Level))
-	s.log = newLogger(stderr, cfg.Log.Format, s.level)
+	s.log = slog.New(newCallLogHandler(newLogger(stderr, cfg.Log.Format, s.level).Handler(), &s.callLogs))
 	if err := s.start(); err != nil {
 		fmt.Fprintln(stderr, "switchboard: not started:", err)
 		s.stop()
@@ -159,6 +166,7 @@ func (s *server) start() error {
 		AllowOutbound:   cfg.Outbound.AllowPrefixes(),
 		Resolver:        resolver,
 		RouteSecret:     routeSecret,
+		ForeignResponse: s.foreignResponse(),
 		Logger:          s.log,
 	})
 	if err != nil {
@@ -171,6 +179,9 @@ func (s *server) start() error {
 		// is closed, its binding goes.
 		reg.SetConnCheck(s.tr.HasConn)
 	}
+	if err := s.startAnycast(); err != nil {
+		return err
+	}
 	if err := s.tr.Start(); err != nil {
 		return err
 	}
@@ -178,6 +189,10 @@ func (s *server) start() error {
 	s.domains.Replace(s.localNames())
 	if err := s.startedModules(); err != nil {
 		return err
+	}
+	if st, ok := s.mods.Get("siptrace").(*siptrace.SipTrace); ok {
+		var sink callLogSink = st
+		s.callLogs.Store(&sink)
 	}
 	registerMetrics(s.mgmt.Metrics(), s.tr, s.core)
 	s.storage = newStorageWatch(s.store, s.mgmt, s.log, cfg.Storage.Timeout.D())
@@ -388,6 +403,9 @@ func (s *server) drain(sig <-chan os.Signal, bound, quiet time.Duration) {
 func (s *server) stop() {
 	if s.tr != nil {
 		s.tr.Close()
+	}
+	if s.relay != nil {
+		s.relay.Close()
 	}
 	if s.core != nil {
 		s.core.Close()

@@ -330,6 +330,8 @@ func (b *Authban) Start() error {
 				if b.host != nil {
 					b.host.Warn("account locked: wrong passwords from many addresses", "account", l.Account,
 						"for", time.Duration(l.Until-l.Since)*time.Millisecond)
+					b.host.Events.Begin(modules.EventAuthBanned).Str("account", l.Account).
+						Int("since_ms", l.Since).Int("until_ms", l.Until).Raise()
 				}
 			})
 			last = now

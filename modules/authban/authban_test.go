@@ -277,3 +277,37 @@ func TestModuleCommandsAndMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestLockRaisesEvent: an account locked by wrong passwords from many
+// addresses is raised as E_AUTHBAN_LOCKED by the sweeper.
+func TestLockRaisesEvent(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	clock := shards.NewManualClock(1_700_000_000_000)
+	ev := modules.NewEvents(clock, nil)
+	sub := ev.Subscribe([]string{modules.EventAuthBanned}, 4)
+	set, err := modules.Build(modules.Services{Store: st, Clock: clock, DataDir: dir, Events: ev}, nil, "authban")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := set.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer set.Stop()
+	b := set.Get("authban").(*Authban)
+	for i := range 5 {
+		b.Failed(addr(i), alice, realm, auth.FailPassword)
+	}
+	select {
+	case e := <-sub.C():
+		if !strings.Contains(string(e.JSON), `"account":"alice@example.com"`) || !strings.Contains(string(e.JSON), `"until_ms":1700000900000`) {
+			t.Fatalf("event %s", e.JSON)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no E_AUTHBAN_LOCKED within 3 s")
+	}
+}

@@ -39,6 +39,7 @@ type envOptions struct {
 	settings *Settings
 	mgmt     bool
 	rows     []store.DispatcherDest // in the store before the module is built
+	events   *modules.Events        // nil: the set's own
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -60,7 +61,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		s = DefaultSettings()
 		s.ProbeInterval = 0
 	}
-	svc := modules.Services{Store: st, Clock: e.clock, Metrics: e.set, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	svc := modules.Services{Store: st, Clock: e.clock, Metrics: e.set, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Events: o.events}
 	if o.mgmt {
 		srv := mgmt.New(mgmt.Config{Listen: "127.0.0.1:0", Token: "test-token"})
 		if err := srv.Start(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"switchboard/modules"
 	"switchboard/transport"
 )
 
@@ -191,4 +192,6 @@ func (d *Dispatcher) logChange(st *dstate, from, to State, why string) {
 	// A destination that flaps could log without end: Warn is rate
 	// limited.
 	d.h.Warn("dispatcher: destination "+to.String(), "set", st.key.set, "destination", st.key.uri, "was", from.String(), "why", why)
+	d.h.Events.Begin(modules.EventDestStatus).Int("group", int64(st.key.set)).Str("address", st.key.uri).
+		Str("status", to.String()).Str("old_status", from.String()).Str("reason", why).Raise()
 }

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/modules"
 	"switchboard/modules/internal/routetest"
 	"switchboard/parser"
 	"switchboard/store"
@@ -466,5 +468,26 @@ func TestProbeReplyCodesAnswered(t *testing.T) {
 		if ps.answered(code) != want {
 			t.Errorf("%d: %v", code, !want)
 		}
+	}
+}
+
+// TestStateChangeRaisesEvent: every change of a destination's state is
+// raised as E_DISPATCHER_STATUS.
+func TestStateChangeRaisesEvent(t *testing.T) {
+	ev := modules.NewEvents(nil, nil)
+	sub := ev.Subscribe([]string{modules.EventDestStatus}, 4)
+	e := newEnv(t, envOptions{events: ev, rows: []store.DispatcherDest{{ID: 1, SetID: 3, Destination: "sip:127.0.0.1:5071", Weight: 1}}})
+	e.d.force(e.d.states[stateKey{3, "sip:127.0.0.1:5071"}], Inactive, "set by an operator")
+	select {
+	case m := <-sub.C():
+		var v struct {
+			Params map[string]any `json:"params"`
+		}
+		json.Unmarshal(m.JSON, &v)
+		if p := v.Params; p["group"] != float64(3) || p["address"] != "sip:127.0.0.1:5071" || p["status"] != "inactive" || p["old_status"] != "active" || p["reason"] != "set by an operator" {
+			t.Fatalf("event %s", m.JSON)
+		}
+	default:
+		t.Fatal("no E_DISPATCHER_STATUS")
 	}
 }

@@ -55,6 +55,7 @@ type env struct {
 type envOptions struct {
 	settings *Settings
 	mgmt     bool
+	events   *modules.Events // nil: the set's own
 }
 
 type syncBuffer struct {
@@ -88,7 +89,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		s = DefaultSettings()
 		s.Timezone = "UTC"
 	}
-	svc := modules.Services{Store: st, Clock: e.clock, Metrics: e.set, Logger: slog.New(slog.NewTextHandler(e.log, nil))}
+	svc := modules.Services{Store: st, Clock: e.clock, Metrics: e.set, Logger: slog.New(slog.NewTextHandler(e.log, nil)), Events: o.events}
 	if o.mgmt {
 		srv := mgmt.New(mgmt.Config{Listen: "127.0.0.1:0", Token: "test-token"})
 		if err := srv.Start(); err != nil {

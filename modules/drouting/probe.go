@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"switchboard/modules"
 	"switchboard/parser"
 	"switchboard/txn"
 )
@@ -174,6 +175,16 @@ func (d *Drouting) outcome(s *gwSlot, ok bool, by string, code int) {
 	if !change {
 		return
 	}
+	status := "up"
+	if !down {
+		status = "down"
+	}
+	address := ""
+	if g := s.cfg.Load(); g != nil {
+		address = g.hostport
+	}
+	d.h.Events.Begin(modules.EventGatewayStatus).Str("gwid", s.id).Str("address", address).Str("status", status).
+		Int("failures", int64(fails)).Str("by", by).Int("code", int64(code)).Raise()
 	if down {
 		d.log.Info("drouting: gateway up", "gwid", s.id)
 	} else {

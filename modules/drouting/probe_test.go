@@ -1,10 +1,12 @@
 package drouting
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
+	"switchboard/modules"
 	"switchboard/parser"
 	"switchboard/store"
 )
@@ -193,5 +195,44 @@ func TestProbeStateResetByNewAddress(t *testing.T) {
 	e.clock.Advance(time.Minute)
 	if p := e.probes(); len(p) != 0 {
 		t.Fatalf("a deleted gateway probed: %v", p)
+	}
+}
+
+// TestGatewayStateEvents: a gateway going down (silent calls) and up
+// again (a probe answered) raises E_DROUTING_STATUS each time.
+func TestGatewayStateEvents(t *testing.T) {
+	s := DefaultSettings()
+	s.Timezone, s.ProbeInterval, s.ProbeFailures, s.FRTimeout = "UTC", time.Second, 2, time.Second
+	ev := modules.NewEvents(nil, nil)
+	sub := ev.Subscribe([]string{modules.EventGatewayStatus}, 8)
+	e := newEnv(t, envOptions{settings: s, events: ev})
+	e.gws(store.DRGateway{GWID: "gw1", Address: gwAddr(1).String(), ProbeMode: 1}, gwRow("gw2", 2))
+	e.rules(store.DRRule{Prefix: "1", GWList: "gw1,gw2"})
+	for range 2 {
+		call := e.invite("1555")
+		e.clock.Advance(1100 * time.Millisecond)
+		call.collect()
+		call.answer(200)
+	}
+	next := func() map[string]any {
+		t.Helper()
+		select {
+		case m := <-sub.C():
+			var v struct {
+				Params map[string]any `json:"params"`
+			}
+			json.Unmarshal(m.JSON, &v)
+			return v.Params
+		default:
+			t.Fatal("no E_DROUTING_STATUS")
+		}
+		return nil
+	}
+	if p := next(); p["gwid"] != "gw1" || p["status"] != "down" || p["by"] != "call" || p["address"] != gwAddr(1).String() || p["failures"] != float64(2) {
+		t.Fatalf("down: %v", p)
+	}
+	e.reply(1, e.probes()[5101], 200)
+	if p := next(); p["gwid"] != "gw1" || p["status"] != "up" || p["by"] != "probe" || p["code"] != float64(200) {
+		t.Fatalf("up: %v", p)
 	}
 }

@@ -3,6 +3,8 @@ package fraud
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -320,5 +322,29 @@ func TestReloadSettings(t *testing.T) {
 	s.MaxCallers = 1000
 	if err := e.f.Reload(s); err == nil {
 		t.Fatal("a new table size was taken without a restart")
+	}
+}
+
+// TestEventsRaised: a warning and a critical threshold reached are
+// raised as E_FRD_WARNING and E_FRD_CRITICAL with OpenSIPS's fields.
+func TestEventsRaised(t *testing.T) {
+	ev := modules.NewEvents(nil, nil)
+	sub := ev.Subscribe([]string{modules.EventFraudWarning, modules.EventFraudCritical}, 8)
+	e := newEnv(t, envOptions{events: ev})
+	r := e.rule(store.FraudRule{Prefix: "0900", CPM: store.FraudLimit{Warning: 2, Critical: 3}})
+	results(e, "alice@example.com", "0900123", 3)
+	var names []string
+	var last string
+	for len(sub.C()) > 0 {
+		m := <-sub.C()
+		names = append(names, m.Name)
+		last = string(m.JSON)
+	}
+	if strings.Join(names, ",") != "E_FRD_WARNING,E_FRD_CRITICAL" {
+		t.Fatalf("events %v", names)
+	}
+	want := `"params":{"param":"cpm","value":3,"threshold":3,"user":"alice@example.com","number":"0900123","ruleid":` + strconv.FormatInt(r.ID, 10) + `,"profile":1}`
+	if !strings.Contains(last, want) {
+		t.Fatalf("critical event %s\nwant %s", last, want)
 	}
 }

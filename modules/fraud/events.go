@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"switchboard/modules"
 )
 
 // An event is a call that reached a warning or critical threshold
@@ -80,6 +82,12 @@ func (f *Fraud) event(now int64, level Result, p param, value, threshold int32, 
 	ev.userLen = uint16(copy(ev.user[:], user))
 	ev.numLen = uint16(copy(ev.number[:], number))
 	ev.prefixLen = uint8(copy(ev.prefix[:], r.prefix))
+	name := modules.EventFraudWarning
+	if level != Warning {
+		name = modules.EventFraudCritical
+	}
+	f.h.Events.Begin(name).Str("param", p.String()).Int("value", int64(value)).Int("threshold", int64(threshold)).
+		Bytes("user", user).Bytes("number", number).Int("ruleid", r.id).Int("profile", int64(r.profile)).Raise()
 	log, dropped := f.events.add(&ev)
 	if !log {
 		return

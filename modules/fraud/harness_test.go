@@ -42,6 +42,7 @@ type envOptions struct {
 	settings *Settings
 	shards   int
 	mgmt     bool
+	events   *modules.Events // nil: the set's own
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -59,7 +60,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		s.Timezone = "UTC"
 	}
 	svc := modules.Services{Store: st, Clock: e.clock, Metrics: e.set, Shards: o.shards,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Events: o.events}
 	if o.mgmt {
 		srv := mgmt.New(mgmt.Config{Listen: "127.0.0.1:0", Token: "test-token"})
 		if err := srv.Start(); err != nil {

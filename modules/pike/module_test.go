@@ -236,3 +236,37 @@ func TestModuleExemptsPermissionsGroup(t *testing.T) {
 		t.Fatal("exemption by group wrong")
 	}
 }
+
+// TestBanRaisesEvent: a ban made on the receive path is raised as
+// E_PIKE_BLOCKED by the sweeper, within about a second.
+func TestBanRaisesEvent(t *testing.T) {
+	clock := shards.NewManualClock(1_700_000_000_000)
+	ev := modules.NewEvents(clock, nil)
+	sub := ev.Subscribe([]string{modules.EventPikeBlocked}, 16)
+	s := DefaultSettings()
+	s.MaxRequests = 3
+	set, err := modules.Build(modules.Services{Clock: clock, Events: ev}, map[string]any{"pike": s}, "pike")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := set.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer set.Stop()
+	p := set.Get("pike").(*Pike)
+	for range 4 {
+		p.CheckAddr(netip.MustParseAddr("192.0.2.7"))
+	}
+	select {
+	case e := <-sub.C():
+		var v struct {
+			Params map[string]any `json:"params"`
+		}
+		json.Unmarshal(e.JSON, &v)
+		if v.Params["ip"] != "192.0.2.7" || v.Params["reason"] != "flood" || v.Params["until_ms"] != float64(1_700_000_000_000+300_000) {
+			t.Fatalf("event %s", e.JSON)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no E_PIKE_BLOCKED within 3 s")
+	}
+}

@@ -333,6 +333,8 @@ func (p *Pike) sweep() {
 			if p.host != nil {
 				p.host.Warn("source banned", "source", b.Key.String(b.Bits), "reason", b.Reason.String(),
 					"for", time.Duration(b.Until-b.Since)*time.Millisecond)
+				p.host.Events.Begin(modules.EventPikeBlocked).Str("ip", b.Key.String(b.Bits)).Str("reason", b.Reason.String()).
+					Int("since_ms", b.Since).Int("until_ms", b.Until).Raise()
 			}
 		})
 		last = now

@@ -441,7 +441,8 @@ func (p *Pipe) check(c *routing.Ctx, cfg *pipeConfig, given []byte) bool {
 		s.mu.Unlock()
 	}
 	if !ok && p.rl.mayLog(now) {
-		p.rl.h.Warn("rate limit exceeded", "pipe", p.name, "source", c.SrcIP().String(), "method", string(c.Msg().MethodBytes()))
+		p.rl.h.Warn("rate limit exceeded", "pipe", p.name, "source", c.SrcIP().String(), "method", string(c.Msg().MethodBytes()),
+			"call_id", string(c.Msg().CallID()), "src", c.R.Src.String(), "route", "request")
 	}
 	return ok
 }

@@ -53,7 +53,13 @@ func (h *harness) Listeners() []*transport.Listener                         { re
 
 func newHarness(t testing.TB, cfg Config) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: shards.NewManualClock(1_700_000_000_000), keep: true}
+	return newHarnessClock(t, cfg, shards.NewManualClock(1_700_000_000_000))
+}
+
+// newHarnessClock is newHarness on the given clock.
+func newHarnessClock(t testing.TB, cfg Config, clock *shards.Clock) *harness {
+	t.Helper()
+	h := &harness{t: t, clock: clock, keep: true}
 	h.l = transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("127.0.0.1:5060"), AdvertisedHost: "127.0.0.1", AdvertisedPort: 5060}
 	h.ls = []*transport.Listener{&h.l}
 	cfg.Clock = h.clock

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"switchboard/modules"
 	"switchboard/shards"
 	"switchboard/store"
 	"switchboard/transport"
@@ -66,9 +67,10 @@ func (r *Registrar) SetKeepalive(interval time.Duration, ping func(*KeepaliveTar
 }
 
 // pinged reports whether b gets NAT keepalives: reached at its source over
-// UDP (over TCP and TLS the connection carries its own keepalives).
+// UDP (over TCP and TLS the connection carries its own keepalives), by
+// the node that holds its flow (with registrar.sharing: redis).
 func (b *binding) pinged() bool {
-	return b.nat && b.proto == transport.UDP && b.src.IsValid() && len(b.path) == 0
+	return b.nat && b.proto == transport.UDP && b.src.IsValid() && len(b.path) == 0 && !b.remote
 }
 
 // keyHash identifies b within its AOR, as store.Binding.Key does.
@@ -198,6 +200,7 @@ func (r *Registrar) RemoveUnreachable(id BindingID, dst netip.AddrPort, failures
 	sc.ops = sc.ops[:0]
 	key := e.Key()
 	r.persistDelete(sc, key, &v.b[i])
+	r.raiseContact(modules.EventContactDelete, key, &v.b[i], s.Now(), goneUnreachable)
 	v.remove(i)
 	r.unreachable.Add(1)
 	r.removed.Add(1)
@@ -205,7 +208,7 @@ func (r *Registrar) RemoveUnreachable(id BindingID, dst netip.AddrPort, failures
 	ops := append([]store.BindingOp(nil), sc.ops...)
 	clear(sc.ops)
 	r.scratch.Put(sc)
-	done, err := r.queueChange(&res, ops)
+	done, err := r.queueChange(&res, key, ops)
 	s.Unlock()
 	if err == nil && done != nil {
 		err = <-done

@@ -43,16 +43,21 @@ func (r *Registrar) Lookup(c *routing.Ctx) bool {
 		r.schedule(s, e) // the expiry timer removes them now
 	}
 	var order [txn.MaxBranches]int16
-	n := best(e.Value.b, s.Now(), 1<<15-1, &order)
+	n, failed := best(c, e.Value.b, s.Now(), 1<<15-1, &order)
 	if n == 0 {
 		s.Unlock()
+		if failed {
+			c.SetValue(SlotNextQ, flowsFailed)
+		}
 		return false
 	}
 	bs := e.Value.b
 	top := bs[order[0]].q
 	b := &bs[order[0]]
 	c.SetRU(b.contact)
-	if proto, dst, ok := b.destination(); ok {
+	if id := b.openFlow(c); id != 0 {
+		c.R.SetFlow(id)
+	} else if proto, dst, ok := b.destination(); ok {
 		c.SetDestination(proto, dst)
 	}
 	more := false
@@ -100,7 +105,7 @@ func (r *Registrar) NextContacts(c *routing.FailureCtx) bool {
 	var order [txn.MaxBranches]int16
 	bs := e.Value.b
 	now := s.Now()
-	n := best(bs, now, int16(below-1), &order)
+	n, _ := best(c.Ctx, bs, now, int16(below-1), &order)
 	added := 0
 	var q int16
 	if n > 0 {
@@ -151,7 +156,9 @@ func (r *Registrar) BranchRouteNAT(c *routing.Ctx, br *routing.Branch) (nat bool
 			if !bytes.Equal(b.contact, uri) {
 				continue
 			}
-			if proto, dst, ok := b.destination(); ok {
+			if id := b.openFlow(c); id != 0 {
+				tb.SetFlow(id)
+			} else if proto, dst, ok := b.destination(); ok {
 				tb.SetDestination(proto, dst)
 			}
 			if len(b.path) > 0 {
@@ -191,12 +198,17 @@ func anyEntry(*shards.Entry[record]) bool { return true }
 
 // best fills order with the indexes of the live bindings whose q is at
 // most maxQ, highest q first, most recently refreshed first among equals,
-// keeping the first len(order). It returns how many it kept.
-func best(bs []binding, now int64, maxQ int16, order *[txn.MaxBranches]int16) int {
-	n := 0
+// keeping the first len(order). It returns how many it kept, and whether
+// any was left out because its flow closed (outbound.go).
+func best(c *routing.Ctx, bs []binding, now int64, maxQ int16, order *[txn.MaxBranches]int16) (int, bool) {
+	n, failed := 0, false
 	for i := range bs {
 		b := &bs[i]
 		if b.expires <= now || b.q > maxQ {
+			continue
+		}
+		if !flowUsable(c, b) {
+			failed = true
 			continue
 		}
 		// insertion into the sorted prefix
@@ -215,7 +227,7 @@ func best(bs []binding, now int64, maxQ int16, order *[txn.MaxBranches]int16) in
 		}
 		order[j] = int16(i)
 	}
-	return n
+	return n, failed
 }
 
 func before(a, b *binding) bool {

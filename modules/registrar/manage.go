@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sort"
 
+	"switchboard/modules"
 	"switchboard/shards"
 	"switchboard/store"
 )
@@ -27,6 +28,12 @@ type Info struct {
 	UserAgent    string `json:"user_agent,omitempty"`
 	Instance     string `json:"instance,omitempty"`
 	RegID        uint32 `json:"reg_id,omitempty"`
+	// Node is the node that holds the phone's flow (registrar.sharing:
+	// redis; "" for a binding made on this node).
+	Node string `json:"node,omitempty"`
+	// Outbound: registered with RFC 5626 outbound over a connection,
+	// reached only over it (outbound.go).
+	Outbound bool `json:"outbound,omitempty"`
 }
 
 // List returns the live bindings of aor ("user@domain"), or of every AOR
@@ -44,7 +51,8 @@ func (r *Registrar) List(aor string) []Info {
 				AOR: string(e.Key()), Contact: string(b.contact), Expires: (b.expires - now + 999) / 1000,
 				Q: float64(b.q) / 1000, Received: formatAddr(b.proto, b.src), Socket: formatAddr(b.proto, b.socket),
 				NAT: b.nat, PingFailures: int(b.pingFails), Path: string(b.path), CallID: string(b.callID), CSeq: b.cseq,
-				UserAgent: string(b.ua), Instance: string(b.instance), RegID: b.regID,
+				UserAgent: string(b.ua), Instance: string(b.instance), RegID: b.regID, Node: b.node,
+				Outbound: b.outbound,
 			})
 		}
 	}
@@ -124,6 +132,7 @@ func (r *Registrar) Delete(aor, contact string) (int, error) {
 		if contact == "" {
 			n = len(v.b)
 			for len(v.b) > 0 {
+				r.raiseContact(modules.EventContactDelete, key, &v.b[0], s.Now(), goneRemoved)
 				v.remove(0)
 			}
 			r.persistDeleteAOR(sc, key)
@@ -131,6 +140,7 @@ func (r *Registrar) Delete(aor, contact string) (int, error) {
 			for i := 0; i < len(v.b); {
 				if string(v.b[i].contact) == contact {
 					r.persistDelete(sc, key, &v.b[i])
+					r.raiseContact(modules.EventContactDelete, key, &v.b[i], s.Now(), goneRemoved)
 					v.remove(i)
 					n++
 					continue
@@ -145,7 +155,7 @@ func (r *Registrar) Delete(aor, contact string) (int, error) {
 		r.scratch.Put(sc)
 		// Queued with the shard locked, which keeps the AOR's changes in
 		// order; a write-through commit is waited for after releasing it.
-		done, err := r.queueChange(&res, ops)
+		done, err := r.queueChange(&res, key, ops)
 		s.Unlock()
 		if err == nil && done != nil {
 			err = <-done

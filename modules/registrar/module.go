@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"switchboard/mgmt"
@@ -39,6 +40,15 @@ type Settings struct {
 	// after the first of a batch before committing them in one transaction
 	// (store.WriterOptions.Linger); 0 commits what is queued at once.
 	WriteInterval time.Duration `yaml:"write_interval"`
+	// Sharing is none (bindings in this node only) or redis (bindings
+	// shared by every node through Redis; share.go).
+	Sharing string `yaml:"sharing"`
+	// Redis is where the bindings are shared (registrar.sharing: redis).
+	Redis RedisSettings `yaml:"redis"`
+	// FlowTimer is the Flow-Timer of the 200 to a REGISTER done with RFC
+	// 5626 outbound over TCP or TLS: the phone's CRLF keep-alive interval
+	// (0: no header; the phone then keeps its own, 95 to 120 s).
+	FlowTimer time.Duration `yaml:"flow_timer"`
 }
 
 // DefaultSettings are the registrar's defaults.
@@ -52,6 +62,9 @@ func DefaultSettings() *Settings {
 		NATTests:       DefaultNATTests.Names(),
 		Persist:        "write-back",
 		WriteInterval:  10 * time.Millisecond,
+		Sharing:        SharingNone,
+		Redis:          defaultRedisSettings(),
+		FlowTimer:      120 * time.Second,
 	}
 }
 
@@ -101,18 +114,29 @@ func (r *Settings) check() error {
 	if r.WriteInterval < 0 || r.WriteInterval > 10*time.Second {
 		return modules.Errorf("write_interval", "must be between 0s and 10s, not %s", r.WriteInterval)
 	}
+	if r.FlowTimer < 0 || r.FlowTimer > time.Hour || !whole(r.FlowTimer) || r.FlowTimer > 0 && r.FlowTimer < 10*time.Second {
+		return modules.Errorf("flow_timer", "must be 0 or whole seconds between 10s and 1h, not %s", r.FlowTimer)
+	}
 	if _, err := ParsePersist(r.Persist); err != nil || r.Persist == "" {
 		return modules.Errorf("persist", "must be write-back or write-through, not %q", r.Persist)
+	}
+	return r.checkSharing()
+}
+
+// Start does nothing: expiry runs on the shared clock's timer wheels.
+func (r *Registrar) Start() error {
+	if r.share != nil {
+		r.share.start()
 	}
 	return nil
 }
 
-// Start does nothing: expiry runs on the shared clock's timer wheels.
-func (r *Registrar) Start() error { return nil }
-
 // Stop ends the expiry timers and, when the module opened it, writes the
 // queued location changes and closes the writer.
 func (r *Registrar) Stop() {
+	if r.share != nil {
+		r.share.stop()
+	}
 	r.Close()
 	if r.ownWriter != nil {
 		if err := r.ownWriter.Close(); err != nil {
@@ -144,6 +168,8 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 		Persist:        persist,
 		Writer:         writer,
 		Logger:         log,
+		FlowTimer:      st.FlowTimer,
+		Events:         h.Events,
 	}
 	r, err := New(cfg)
 	if err != nil {
@@ -162,6 +188,18 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 			return nil, fmt.Errorf("loading the stored bindings: %w", err)
 		}
 		log.Info("registrar: bindings loaded", "bindings", n)
+	}
+	if st.Sharing == SharingRedis {
+		sh, err := newSharer(r, st.Redis, log, h.Warn, func(reason string) { h.Degraded("registrar.redis", reason) })
+		if err != nil {
+			r.Stop()
+			return nil, fmt.Errorf("registrar.redis: %w", err)
+		}
+		r.share = sh
+		sh.load()
+		n := r.Stats()
+		log.Info("registrar: bindings read from Redis", "aors", n.AORs, "bindings", n.Bindings, "redis_up", sh.up.Load())
+		r.registerShareMetrics(h)
 	}
 	r.registerMetrics(h)
 	r.registerCommands(h)
@@ -282,4 +320,23 @@ func (r *Registrar) registerCommands(h *modules.Host) {
 			}
 			return map[string]int{"removed": n}, nil
 		}})
+}
+
+// registerShareMetrics adds the Redis sharing's metrics.
+func (r *Registrar) registerShareMetrics(h *modules.Host) {
+	sh := r.share
+	set := h.Metrics
+	set.NewGauge("switchboard_registrar_redis_up", func() float64 {
+		if sh.up.Load() {
+			return 1
+		}
+		return 0
+	})
+	set.NewGauge("switchboard_registrar_redis_pending_aors", func() float64 { return float64(sh.pending()) })
+	for name, c := range map[string]*atomic.Uint64{
+		"ops": &sh.ops, "errors": &sh.errs, "outages": &sh.outages,
+		"published": &sh.published, "applied": &sh.applied, "resyncs": &sh.resyncs,
+	} {
+		set.NewGauge("switchboard_registrar_redis_"+name+"_total", func() float64 { return float64(c.Load()) })
+	}
 }

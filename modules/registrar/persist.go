@@ -49,9 +49,14 @@ func (p Persist) String() string {
 // persistUpsert, persistDelete and persistDeleteAOR add one operation of
 // the change to sc.ops.
 func (r *Registrar) persistUpsert(sc *scratch, key []byte, b *binding) {
-	if r.w == nil {
+	if r.w == nil && r.share == nil {
 		return
 	}
+	sc.ops = append(sc.ops, store.BindingOp{Kind: store.OpUpsert, Binding: storeBinding(key, b)})
+}
+
+// storeBinding is b as the store (and Redis) keep it.
+func storeBinding(key []byte, b *binding) store.Binding {
 	sb := store.Binding{
 		AOR: string(key), Contact: string(b.contact), Received: formatAddr(b.proto, b.src),
 		Path: string(b.path), Q: uint16(b.q), Expires: (b.expires + 999) / 1000,
@@ -62,11 +67,11 @@ func (r *Registrar) persistUpsert(sc *scratch, key []byte, b *binding) {
 	if b.nat {
 		sb.Flags |= flagNAT
 	}
-	sc.ops = append(sc.ops, store.BindingOp{Kind: store.OpUpsert, Binding: sb})
+	return sb
 }
 
 func (r *Registrar) persistDelete(sc *scratch, key []byte, b *binding) {
-	if r.w == nil {
+	if r.w == nil && r.share == nil {
 		return
 	}
 	sc.ops = append(sc.ops, store.BindingOp{Kind: store.OpDelete, Binding: store.Binding{
@@ -74,7 +79,7 @@ func (r *Registrar) persistDelete(sc *scratch, key []byte, b *binding) {
 }
 
 func (r *Registrar) persistDeleteAOR(sc *scratch, key []byte) {
-	if r.w == nil {
+	if r.w == nil && r.share == nil {
 		return
 	}
 	sc.ops = append(sc.ops, store.BindingOp{Kind: store.OpDeleteAOR, Binding: store.Binding{AOR: string(key)}})
@@ -88,7 +93,11 @@ func (r *Registrar) persistDeleteAOR(sc *scratch, key []byte) {
 // the changes of one AOR in order in the queue.
 func (r *Registrar) persist(c *routing.Ctx, sc *scratch, res *store.Reservation, key []byte) bool {
 	defer res.Release()
+	if r.share != nil {
+		r.share.mark(key, sc.ops) // written to Redis behind, off this goroutine
+	}
 	if r.w == nil || len(sc.ops) == 0 {
+		clear(sc.ops)
 		return false
 	}
 	defer clear(sc.ops) // drop the strings
@@ -137,7 +146,10 @@ func (r *Registrar) committed(env *routing.Env, h *txn.Request, aor string, err 
 			sc.hdr = appendContacts(sc.hdr, e.Value.b, s.Now())
 		}
 		s.Unlock()
-		sc.hdr = appendPath(sc.hdr, pathOf(c.Msg(), sc.path[:0]))
+		sc.path = pathOf(c.Msg(), sc.path[:0])
+		sc.hdr = appendPath(sc.hdr, sc.path)
+		mode, _ := outboundOf(c, sc.path)
+		sc.hdr = r.appendOutbound(sc.hdr, mode)
 		reply(c, 200, "OK", sc.hdr)
 		r.scratch.Put(sc)
 	})
@@ -146,8 +158,11 @@ func (r *Registrar) committed(env *routing.Env, h *txn.Request, aor string, err 
 // queueChange hands a change made by the management API to the store,
 // with room reserved for it. In write-through mode it returns a channel
 // that gets the commit's outcome: wait on it after releasing the shard.
-func (r *Registrar) queueChange(res *store.Reservation, ops []store.BindingOp) (<-chan error, error) {
+func (r *Registrar) queueChange(res *store.Reservation, key []byte, ops []store.BindingOp) (<-chan error, error) {
 	defer res.Release()
+	if r.share != nil {
+		r.share.mark(key, ops)
+	}
 	if r.w == nil || len(ops) == 0 {
 		return nil, nil
 	}

@@ -24,6 +24,7 @@ import (
 	"time"
 	"unsafe"
 
+	"switchboard/modules"
 	"switchboard/shards"
 	"switchboard/store"
 	"switchboard/transport"
@@ -78,6 +79,13 @@ type Config struct {
 	Persist Persist
 	// Logger receives error-path lines. Nil: slog.Default().
 	Logger *slog.Logger
+	// FlowTimer, when set, goes in the Flow-Timer header of the 200 to a
+	// REGISTER done with RFC 5626 outbound over a connection: how often
+	// the phone sends its CRLF keep-alive (outbound.go).
+	FlowTimer time.Duration
+	// Events receives E_UL_CONTACT_INSERT, _UPDATE and _DELETE (nil:
+	// none are raised).
+	Events *modules.Events
 }
 
 // Registrar is the location service. It is safe for concurrent use.
@@ -100,6 +108,8 @@ type Registrar struct {
 	keepalive atomic.Pointer[keepalive]                                  // SetKeepalive
 	connOpen  atomic.Pointer[func(transport.Proto, netip.AddrPort) bool] // SetConnCheck
 	connGone  atomic.Uint64                                              // WebSocket bindings whose connection closed
+
+	share *sharer // registrar.sharing: redis (share.go); nil otherwise
 }
 
 // record is the value of one address-of-record in the table.
@@ -120,16 +130,23 @@ type binding struct {
 	src       netip.AddrPort // where the REGISTER came from
 	socket    netip.AddrPort // the listener it came in on
 	proto     transport.Proto
-	nat       bool            // reached at src (see natted)
-	pingFails uint8           // NAT keepalives unanswered in a row (memory only)
-	hop       netip.AddrPort  // the first Path hop, when it is an IP address
-	hopProto  transport.Proto // and its transport
+	flow      transport.ConnID // the connection it registered over (memory only; 0: UDP, or loaded)
+	outbound  bool             // RFC 5626 outbound: only its flow reaches it (outbound.go)
+	nat       bool             // reached at src (see natted)
+	pingFails uint8            // NAT keepalives unanswered in a row (memory only)
+	hop       netip.AddrPort   // the first Path hop, when it is an IP address
+	hopProto  transport.Proto  // and its transport
 	q         int16
 	regID     uint32
 	cseq      uint32
 	branch    uint64 // hash of the REGISTER's Via branch; 0 when loaded from the store
 	expires   int64  // clock ms
 	modified  int64  // clock ms
+	// node is the node that holds the phone's flow, from Redis
+	// (registrar.sharing: redis; "" for a binding made here); remote is
+	// true when that is another node, which then sends its keepalives.
+	node   string
+	remote bool
 }
 
 // Timer kinds of a record.
@@ -218,22 +235,7 @@ func (r *Registrar) Load(ctx context.Context, st *store.Store) (int, error) {
 		if len(sb.AOR) > maxAOR {
 			continue
 		}
-		var b binding
-		b.contact = []byte(sb.Contact)
-		b.callID = []byte(sb.CallID)
-		b.instance = []byte(sb.Instance)
-		b.path = []byte(sb.Path)
-		b.ua = []byte(sb.UserAgent)
-		b.regID = sb.RegID
-		b.cseq = sb.CSeq
-		b.q = int16(sb.Q)
-		b.expires = sb.Expires * 1000
-		b.modified = sb.LastModified * 1000
-		b.proto, b.src = parseAddr(sb.Received)
-		_, b.socket = parseAddr(sb.Socket)
-		b.nat = sb.Flags&flagNAT != 0
-		b.hopProto, b.hop, _ = pathHop(b.path)
-		b.params = []byte(storedParams(sb))
+		b := fromStore(sb)
 		key := []byte(sb.AOR)
 		h := shards.Sum(key)
 		s := r.tbl.Shard(h)
@@ -248,6 +250,27 @@ func (r *Registrar) Load(ctx context.Context, st *store.Store) (int, error) {
 		s.Unlock()
 	}
 	return n, nil
+}
+
+// fromStore turns a stored binding into the table's.
+func fromStore(sb *store.Binding) binding {
+	var b binding
+	b.contact = []byte(sb.Contact)
+	b.callID = []byte(sb.CallID)
+	b.instance = []byte(sb.Instance)
+	b.path = []byte(sb.Path)
+	b.ua = []byte(sb.UserAgent)
+	b.regID = sb.RegID
+	b.cseq = sb.CSeq
+	b.q = int16(sb.Q)
+	b.expires = sb.Expires * 1000
+	b.modified = sb.LastModified * 1000
+	b.proto, b.src = parseAddr(sb.Received)
+	_, b.socket = parseAddr(sb.Socket)
+	b.nat = sb.Flags&flagNAT != 0
+	b.hopProto, b.hop, _ = pathHop(b.path)
+	b.params = []byte(storedParams(sb))
+	return b
 }
 
 // Stored flags.
@@ -336,6 +359,8 @@ func (r *Registrar) onTimer(s *shards.Shard[record], e *shards.Entry[record], t 
 				v.b[n], v.b[i] = v.b[i], v.b[n]
 			}
 			n++
+		} else {
+			r.raiseContact(modules.EventContactDelete, e.Key(), &v.b[i], now, goneExpired)
 		}
 	}
 	r.expired.Add(uint64(len(v.b) - n))

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"unsafe"
 
+	"switchboard/modules"
 	"switchboard/parser"
 	"switchboard/routing"
 	"switchboard/shards"
@@ -16,6 +17,7 @@ import (
 // scratch is per-call working memory, pooled so a REGISTER that refreshes
 // existing bindings reuses it.
 type scratch struct {
+	ob   outboundMode // RFC 5626 outbound for this REGISTER (outbound.go)
 	cs   []contactIn
 	hdr  []byte
 	path []byte
@@ -37,7 +39,7 @@ type contactIn struct {
 
 // OptionTags are the extensions the registrar supports in a REGISTER's
 // Require (RFC 3327 Path); others get 420.
-var OptionTags = []string{"path"}
+var OptionTags = []string{"path", "outbound"}
 
 // SaveOptions say what the route knows about a REGISTER.
 type SaveOptions struct {
@@ -103,6 +105,10 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch, o SaveOptions) int {
 	cseq := m.CSeq().Num
 	branch := shards.Sum(m.TopVia().Branch)
 	sc.path = pathOf(m, sc.path[:0])
+	var lacks bool
+	if sc.ob, lacks = outboundOf(c, sc.path); lacks && m.HasToken(parser.HdrRequire, "outbound") {
+		return reply(c, 439, "First Hop Lacks Outbound Support", nil)
+	}
 
 	// Parse and check every Contact before changing anything: a request
 	// is applied whole or not at all.
@@ -200,6 +206,7 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch, o SaveOptions) int {
 		return 200 // sent once the store has committed the change
 	}
 	sc.hdr = appendPath(sc.hdr, sc.path)
+	sc.hdr = r.appendOutbound(sc.hdr, sc.ob)
 	return reply(c, 200, "OK", sc.hdr)
 }
 
@@ -310,14 +317,18 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 			}
 			if ci.expires == 0 {
 				r.persistDelete(sc, key, b)
+				r.raiseContact(modules.EventContactDelete, key, b, now, goneUnregistered)
 				v.remove(idx)
 				r.removed.Add(1)
 				continue
 			}
-		} else {
+		}
+		event := modules.EventContactUpdate
+		if idx < 0 {
 			if ci.expires == 0 {
 				continue
 			}
+			event = modules.EventContactInsert
 			if len(v.b) < cap(v.b) {
 				v.b = v.b[:len(v.b)+1]
 			} else {
@@ -334,6 +345,8 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 		b.ua = append(b.ua[:0], m.UserAgent()...)
 		b.src = c.R.Src
 		b.proto = c.R.Proto
+		b.flow = c.R.Conn
+		b.outbound = sc.ob == outboundHere && ci.regID > 0
 		b.socket = netip.AddrPort{}
 		if l := c.R.Listener; l != nil {
 			b.socket = l.Local
@@ -349,6 +362,7 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 		b.modified = now
 		r.persistUpsert(sc, key, b)
 		r.saved.Add(1)
+		r.raiseContact(event, key, b, now, "")
 	}
 }
 
@@ -374,6 +388,7 @@ func (r *Registrar) removeAll(v *record, sc *scratch, key, callID []byte, cseq u
 		if kept > 0 {
 			r.persistDelete(sc, key, &v.b[i])
 		}
+		r.raiseContact(modules.EventContactDelete, key, &v.b[i], r.cfg.Clock.Now(), goneUnregistered)
 		v.remove(i)
 		r.removed.Add(1)
 	}

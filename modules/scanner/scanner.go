@@ -263,8 +263,11 @@ func (s *Scanner) Blocked(c *routing.Ctx) bool {
 	now := s.h.Clock.Now()
 	ua := c.UserAgent()
 	r.recent.add(now, c.R.Src, c.Proto(), c.Method(), ri.name, ua)
+	s.h.Events.Begin(modules.EventScanner).AddrPort("src", c.R.Src).Str("rule", ri.name).
+		Bytes("method", c.Msg().MethodBytes()).Bytes("user_agent", ua).Raise()
 	if s.mayLog(now) {
-		s.h.Warn("scanner blocked", "source", c.SrcIP().String(), "rule", ri.name, "method", string(c.Msg().MethodBytes()), "user_agent", string(ua[:min(len(ua), uaKept)]))
+		s.h.Warn("scanner blocked", "source", c.SrcIP().String(), "rule", ri.name, "method", string(c.Msg().MethodBytes()), "user_agent", string(ua[:min(len(ua), uaKept)]),
+			"call_id", string(c.Msg().CallID()), "src", c.R.Src.String(), "route", "request")
 	}
 	if r.reject {
 		c.ReplyStateless(403, "Forbidden", nil)

@@ -302,3 +302,35 @@ func BenchmarkBlocked(b *testing.B) {
 		})
 	}
 }
+
+// TestBlockRaisesEventAndLogsCallFields: a block is raised as
+// E_SCANNER_BLOCKED, and its log line carries call_id, src and route.
+func TestBlockRaisesEventAndLogsCallFields(t *testing.T) {
+	var out bytes.Buffer
+	clock := shards.NewManualClock(1_700_000_000_000)
+	ev := modules.NewEvents(clock, nil)
+	sub := ev.Subscribe([]string{modules.EventScanner}, 4)
+	ms, err := modules.Build(modules.Services{Clock: clock, Events: ev, Logger: slog.New(slog.NewTextHandler(&out, nil))}, nil, "scanner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Stop()
+	sc := ms.Get("scanner").(*Scanner)
+	h := routetest.New(t, clock)
+	h.Route = func(c *routing.Ctx) { sc.Blocked(c) }
+	msg := withUA("OPTIONS", "friendly-scanner")
+	h.Receive("127.0.0.3:5060", msg)
+	callID := msg[strings.Index(msg, "Call-ID: ")+9:]
+	callID = callID[:strings.Index(callID, "\r\n")]
+	if want := "call_id=" + callID + " src=127.0.0.3:5060 route=request"; !strings.Contains(out.String(), want) {
+		t.Errorf("no %q in %s", want, out.String())
+	}
+	select {
+	case e := <-sub.C():
+		if !strings.Contains(string(e.JSON), `"src":"127.0.0.3:5060"`) || !strings.Contains(string(e.JSON), `"user_agent":"friendly-scanner"`) {
+			t.Errorf("event %s", e.JSON)
+		}
+	default:
+		t.Error("no E_SCANNER_BLOCKED")
+	}
+}

@@ -34,6 +34,9 @@ const (
 	protoUDP     = 17
 	protoTCP     = 6
 	protoTypeSIP = 1
+	// ProtoTypeLog is HEP's protocol type 100: a log line, tied to a call
+	// by the correlation id.
+	ProtoTypeLog = 100
 
 	chunkHeader = 6
 	hepHeader   = 6
@@ -50,7 +53,9 @@ type Record struct {
 	NodeID   uint32 // capture agent id (siptrace.node_id)
 	Password []byte // capture password (siptrace.password); empty: no chunk
 	CallID   []byte // correlation id; empty: no chunk
-	Payload  []byte // the SIP message as on the wire
+	Payload  []byte // the SIP message as on the wire, or a log line
+	// Type is the protocol type: 0 or 1 SIP, ProtoTypeLog a log line.
+	Type uint8
 }
 
 // ErrTooLarge is returned when a record does not fit in one HEP packet.
@@ -97,7 +102,11 @@ func AppendHEP3(dst []byte, r *Record) ([]byte, error) {
 	dst = appendU16(dst, chunkDstPort, r.Dst.Port())
 	dst = appendU32(dst, chunkTimeSec, r.Sec)
 	dst = appendU32(dst, chunkTimeUsec, r.Usec)
-	dst = appendU8(dst, chunkProtoType, protoTypeSIP)
+	typ := r.Type
+	if typ == 0 {
+		typ = protoTypeSIP
+	}
+	dst = appendU8(dst, chunkProtoType, typ)
 	dst = appendU32(dst, chunkCaptureID, r.NodeID)
 	if len(r.Password) > 0 {
 		dst = appendChunk(dst, chunkAuthKey, r.Password)
@@ -211,6 +220,10 @@ func ParseHEP3(b []byte, r *Record) error {
 		case chunkTimeUsec:
 			if len(v) == 4 {
 				r.Usec = binary.BigEndian.Uint32(v)
+			}
+		case chunkProtoType:
+			if len(v) == 1 {
+				r.Type = v[0]
 			}
 		case chunkCaptureID:
 			if len(v) == 4 {

@@ -75,7 +75,7 @@ func (t *SipTrace) SetMode(name string, rate float64) error {
 	if rate == 0 {
 		rate = old.rate
 	}
-	st := newState(m, rate, int64(old.nodeID), string(old.password))
+	st := newState(m, rate, int64(old.nodeID), string(old.password), old.logs)
 	t.state.Store(st)
 	set := t.colls.Load()
 	return t.setTapLocked(t.started && set != nil && len(set.list) > 0 && m != modeOff)

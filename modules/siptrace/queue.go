@@ -41,6 +41,8 @@ type slot struct {
 	dst   netip.AddrPort
 	sec   int64
 	nsec  int32
+	typ   uint8  // 0: SIP; ProtoTypeLog: buf is the Call-ID (cid bytes), then the line
+	cid   uint16 // the Call-ID's length at the start of buf, for a log line
 	buf   []byte // len: the message; cap: max_message
 }
 

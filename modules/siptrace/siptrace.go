@@ -60,6 +60,11 @@ type Settings struct {
 	// MaxMessage bytes (8 MiB by default), allocated when collectors are
 	// configured.
 	MaxMessage int `yaml:"max_message"`
+	// Logs sends the server's log lines about a call (those with a
+	// call_id: warnings, and every line of a trace.start trace) as HEP
+	// type 100 packets correlated to the Call-ID, so that Homer shows
+	// them with the call. Default false.
+	Logs bool `yaml:"logs"`
 }
 
 // DefaultSettings are the defaults documented in docs/configuration.md.
@@ -192,10 +197,11 @@ type state struct {
 	threshold uint64 // sample: a Call-ID hashing below it is traced
 	nodeID    uint32
 	password  []byte
+	logs      bool // send log lines (Log)
 }
 
-func newState(m mode, rate float64, nodeID int64, password string) *state {
-	st := &state{mode: m, rate: rate, nodeID: uint32(nodeID), password: []byte(password)}
+func newState(m mode, rate float64, nodeID int64, password string, logs bool) *state {
+	st := &state{mode: m, rate: rate, nodeID: uint32(nodeID), password: []byte(password), logs: logs}
 	if rate >= 1 {
 		st.threshold = math.MaxUint64
 	} else {
@@ -211,7 +217,7 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 	}
 	t := &SipTrace{host: h, traced: newTxSet(txSetSize), cur: *s}
 	m, _ := parseMode(s.Mode)
-	t.state.Store(newState(m, s.SampleRate, s.NodeID, s.Password))
+	t.state.Store(newState(m, s.SampleRate, s.NodeID, s.Password, s.Logs))
 	t.registerCommands(h)
 	t.registerMetrics(h)
 	return t, nil
@@ -256,7 +262,7 @@ func (t *SipTrace) Reload(v any) error {
 		return errors.New("queue_size and max_message take effect at the next restart")
 	}
 	m, _ := parseMode(s.Mode)
-	if err := t.applyLocked(s, newState(m, s.SampleRate, s.NodeID, s.Password)); err != nil {
+	if err := t.applyLocked(s, newState(m, s.SampleRate, s.NodeID, s.Password, s.Logs)); err != nil {
 		return err
 	}
 	t.cur = *s
@@ -415,7 +421,58 @@ func (t *SipTrace) capture(proto transport.Proto, src, dst netip.AddrPort, data 
 	}
 	s.proto, s.src, s.dst = proto, src, dst
 	s.sec, s.nsec = now.Unix(), int32(now.Nanosecond())
+	s.typ, s.cid = 0, 0
 	s.buf = append(s.buf[:0], data...)
+	q.publish(s, pos)
+}
+
+// LogsOn reports whether Log sends anything now: siptrace.logs is on, the
+// mode is not off and a collector is set.
+func (t *SipTrace) LogsOn() bool {
+	st := t.state.Load()
+	return st.logs && st.mode != modeOff && t.q.Load() != nil
+}
+
+// unspecified stands for the addresses of a log line that names none.
+var unspecified = netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
+
+// Log sends a log line about the call callID as a HEP type 100 packet
+// correlated to it (OpenSIPS hep's log capture, Kamailio
+// siptrace hlog()), when siptrace.logs is on and a collector is set: in
+// modes all and route every call's lines, in mode sample those of the
+// sampled Call-IDs, in mode off none. src is the address the line is
+// about (the request's source), unspecified when none. The line is
+// copied into the queue like a message, never waited for. Log lines are
+// not the SIP path: the server logs them on error paths and traces.
+func (t *SipTrace) Log(callID []byte, src netip.AddrPort, line []byte) {
+	st := t.state.Load()
+	if !st.logs || len(callID) == 0 || len(callID) > 1024 || st.mode == modeOff {
+		return
+	}
+	if st.mode == modeSample && xxhash.Sum64(callID) >= st.threshold {
+		return
+	}
+	q := t.q.Load()
+	if q == nil {
+		return
+	}
+	if len(callID)+len(line) > q.max {
+		t.tooLarge.Add(1)
+		return
+	}
+	if !src.IsValid() {
+		src = unspecified
+	}
+	now := time.Now()
+	s, pos := q.claim()
+	if s == nil {
+		t.full.Add(1)
+		return
+	}
+	s.proto, s.src, s.dst = transport.UDP, src, unspecified
+	s.sec, s.nsec = now.Unix(), int32(now.Nanosecond())
+	s.typ, s.cid = ProtoTypeLog, uint16(len(callID))
+	s.buf = append(append(s.buf[:0], callID...), line...)
 	q.publish(s, pos)
 }
 
@@ -524,11 +581,17 @@ func (t *SipTrace) drain(q *queue, b *batch) int {
 // batch is full. A message too large for a HEP packet is counted and
 // skipped.
 func (t *SipTrace) encode(b *batch, s *slot, st *state) bool {
-	callID, _ := scanHeaders(s.buf)
+	var callID, payload []byte
+	if s.typ == ProtoTypeLog {
+		callID, payload = s.buf[:s.cid], s.buf[s.cid:]
+	} else {
+		callID, _ = scanHeaders(s.buf)
+		payload = s.buf
+	}
 	r := Record{
 		Proto: s.proto, Src: s.src, Dst: s.dst,
 		Sec: uint32(s.sec), Usec: uint32(s.nsec / 1000),
-		NodeID: st.nodeID, Password: st.password, CallID: callID, Payload: s.buf,
+		NodeID: st.nodeID, Password: st.password, CallID: callID, Payload: payload, Type: s.typ,
 	}
 	n := EncodedLen(&r)
 	if n > maxHEP {

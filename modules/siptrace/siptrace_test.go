@@ -504,3 +504,58 @@ func (tm *testModule) waitSentQuiet() {
 		time.Sleep(50 * time.Microsecond)
 	}
 }
+
+// TestLogLines: with logs on, Log sends a HEP type 100 packet whose
+// correlation id is the Call-ID and whose payload is the line; with logs
+// off, in mode off, or without a Call-ID, nothing.
+func TestLogLines(t *testing.T) {
+	c := newCollector(t)
+	s := settings("all", c.addr())
+	s.Logs = true
+	tm := start(t, s, nil)
+	src := netip.MustParseAddrPort("192.0.2.7:5060")
+	tm.st.Log([]byte("call-1@x"), src, []byte(`level=WARN msg="txn: next hop unreachable" call_id=call-1@x`))
+	r := c.next(t)
+	if r.Type != ProtoTypeLog || string(r.CallID) != "call-1@x" || r.Src != src || r.Dst.Addr() != netip.IPv4Unspecified() ||
+		string(r.Payload) != `level=WARN msg="txn: next hop unreachable" call_id=call-1@x` || r.NodeID != 1 {
+		t.Fatalf("log record %+v", r)
+	}
+	tm.st.Log([]byte("call-2@x"), netip.AddrPort{}, []byte("no source"))
+	if r := c.next(t); r.Src.Addr() != netip.IPv4Unspecified() || string(r.CallID) != "call-2@x" {
+		t.Fatalf("log without a source %+v", r)
+	}
+	tm.st.Log(nil, src, []byte("no call"))
+	if err := tm.st.SetMode("off", 0); err != nil {
+		t.Fatal(err)
+	}
+	tm.st.Log([]byte("call-3@x"), src, []byte("mode off"))
+	tm.waitSent(t)
+	if got := c.drain(t, 100*time.Millisecond); len(got) != 0 {
+		t.Fatalf("sent %d more: %+v", len(got), got)
+	}
+
+	off := newCollector(t)
+	tm2 := start(t, settings("all", off.addr()), nil) // logs: false
+	tm2.st.Log([]byte("call-4@x"), src, []byte("logs off"))
+	tm2.waitSent(t)
+	if got := off.drain(t, 100*time.Millisecond); len(got) != 0 {
+		t.Fatalf("logs off sent %+v", got)
+	}
+}
+
+func TestLogsOn(t *testing.T) {
+	c := newCollector(t)
+	s := settings("all", c.addr())
+	s.Logs = true
+	tm := start(t, s, nil)
+	if !tm.st.LogsOn() {
+		t.Fatal("logs on, collector set: LogsOn false")
+	}
+	tm.st.SetMode("off", 0)
+	if tm.st.LogsOn() {
+		t.Fatal("mode off: LogsOn true")
+	}
+	if start(t, settings("all", c.addr()), nil).st.LogsOn() {
+		t.Fatal("logs off: LogsOn true")
+	}
+}

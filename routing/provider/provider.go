@@ -576,6 +576,11 @@ func (p *routes) userChecked(c *routing.Ctx, exists bool, err error) {
 // PSTN, or answers 480.
 func (p *routes) deliver(c *routing.Ctx) {
 	if p.reg == nil || !p.reg.Lookup(c) {
+		if p.reg != nil && p.reg.FlowFailed(c) {
+			// RFC 5626: the phone's only way in, its connection, closed.
+			refuse(c, 430, "Flow Failed")
+			return
+		}
 		if p.mayCallPSTN(c) {
 			p.auth.SubscriberExists(c, c.RUser(), c.RDomain(), p.afterPSTNCheck)
 			return

@@ -43,6 +43,9 @@ type Config struct {
 	Mgmt     Mgmt     `yaml:"mgmt"`
 	TLS      TLS      `yaml:"tls"`
 	Outbound Outbound `yaml:"outbound"`
+	// Anycast joins this node to a group of nodes sharing its SIP
+	// address (docs/deployment.md).
+	Anycast Anycast `yaml:"anycast"`
 	// Provider configures the provider route set (routing/provider).
 	Provider Provider `yaml:"provider"`
 
@@ -281,6 +284,25 @@ type Outbound struct {
 	allow []netip.Prefix
 }
 
+// Anycast is the relay of responses between the nodes that share one SIP
+// address (package anycast).
+type Anycast struct {
+	// Relay is this node's own unicast address (ip:port, UDP) where the
+	// other nodes send it the responses to its requests that reached
+	// them. Empty: the node is not in a group.
+	Relay string `yaml:"relay"`
+	// Peers are the relay addresses of the other nodes of the group.
+	Peers []string `yaml:"peers"`
+
+	relay netip.AddrPort
+	peers []netip.AddrPort
+}
+
+// RelayAddr and PeerAddrs are the parsed addresses, valid after Load or
+// Check.
+func (a *Anycast) RelayAddr() netip.AddrPort   { return a.relay }
+func (a *Anycast) PeerAddrs() []netip.AddrPort { return a.peers }
+
 // AllowPrefixes is the parsed allow-list, valid after Load or Check.
 func (o *Outbound) AllowPrefixes() []netip.Prefix { return o.allow }
 
@@ -487,7 +509,44 @@ func (c *Config) check(at func(key string) int) error {
 			return fail("outbound.resolver", "not an IP address with a port (%q)", c.Outbound.Resolver)
 		}
 	}
+	if err := c.checkAnycast(fail); err != nil {
+		return err
+	}
 	return c.checkModules(at)
+}
+
+func (c *Config) checkAnycast(fail func(key, format string, args ...any) error) error {
+	a := &c.Anycast
+	a.relay, a.peers = netip.AddrPort{}, nil
+	if a.Relay == "" {
+		if len(a.Peers) > 0 {
+			return fail("anycast.relay", "missing: anycast.peers needs this node's own relay address")
+		}
+		return nil
+	}
+	var err error
+	if a.relay, err = netip.ParseAddrPort(a.Relay); err != nil || a.relay.Port() == 0 {
+		return fail("anycast.relay", "not an IP address with a port (%q)", a.Relay)
+	}
+	if len(a.Peers) == 0 {
+		return fail("anycast.peers", "missing: the relay addresses of the other nodes of the group")
+	}
+	for i, s := range a.Peers {
+		p, err := netip.ParseAddrPort(s)
+		if err != nil || p.Port() == 0 {
+			return fail(fmt.Sprintf("anycast.peers[%d]", i), "not an IP address with a port (%q)", s)
+		}
+		if p == a.relay {
+			return fail(fmt.Sprintf("anycast.peers[%d]", i), "is anycast.relay, this node's own address")
+		}
+		a.peers = append(a.peers, p)
+	}
+	for _, l := range c.Listen {
+		if l.Proto == "udp" && l.addr.IsValid() && l.addr == a.relay {
+			return fail("anycast.relay", "is a SIP listener's address; the relay needs its own port")
+		}
+	}
+	return nil
 }
 
 // checkModules runs each module's Check on its settings; a *modules.KeyError

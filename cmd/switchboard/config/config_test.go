@@ -121,6 +121,16 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"given twice", "routes: a\nroutes: b\n", "routes"},
 		{"bad yaml", "timers:\n  t1: [\n", "x.yaml:"},
 		{"bad domain", "domains: [\"a b\"]\n", "x.yaml:1: domains[0]: not a domain name"},
+		{"anycast relay not an address", "anycast:\n  relay: relay.example.net:5099\n  peers: [10.0.0.2:5099]\n", "x.yaml:2: anycast.relay: not an IP address with a port"},
+		{"anycast without peers", "anycast:\n  relay: 10.0.0.1:5099\n", "anycast.peers: missing"},
+		{"anycast peer not an address", "anycast:\n  relay: 10.0.0.1:5099\n  peers: [10.0.0.2]\n", "anycast.peers[0]: not an IP address with a port"},
+		{"anycast peer is self", "anycast:\n  relay: 10.0.0.1:5099\n  peers: [10.0.0.1:5099]\n", "anycast.peers[0]: is anycast.relay"},
+		{"anycast peers without relay", "anycast:\n  peers: [10.0.0.2:5099]\n", "anycast.relay: missing"},
+		{"anycast relay on the SIP port", "listen:\n  - {proto: udp, address: 127.0.0.1:5060}\nanycast:\n  relay: 127.0.0.1:5060\n  peers: [127.0.0.2:5099]\n", "anycast.relay: is a SIP listener's address"},
+		{"bad sharing", "registrar:\n  sharing: memcached\n", "registrar.sharing: must be none or redis"},
+		{"redis addr", "registrar:\n  sharing: redis\n  redis:\n    addr: redis-host\n", "registrar.redis.addr: \"redis-host\": want host:port or a redis:// URL"},
+		{"redis cluster db", "registrar:\n  sharing: redis\n  redis:\n    cluster: true\n    db: 3\n", "registrar.redis.db: must be 0 with redis.cluster"},
+		{"redis timeout", "registrar:\n  sharing: redis\n  redis:\n    timeout: 0s\n", "registrar.redis.timeout: must be between 10ms and 1m"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -220,6 +230,7 @@ auth:
 		{"registrar:\n  persist: sync\n", `x.yaml:2: registrar.persist: must be write-back or write-through, not "sync"`},
 		{"registrar:\n  write_interval: 11s\n", "x.yaml:2: registrar.write_interval: must be between 0s and 10s, not 11s"},
 		{"registrar:\n  write_interval: -1ms\n", "x.yaml:2: registrar.write_interval: must be between 0s and 10s"},
+		{"registrar:\n  flow_timer: 5s\n", "x.yaml:2: registrar.flow_timer: must be 0 or whole seconds between 10s and 1h, not 5s"},
 		{"auth:\n  algorithms: []\n", "x.yaml:2: auth.algorithms: at least one of SHA-256, MD5"},
 		{"auth:\n  algorithms: [MD5, SHA-512]\n", `x.yaml:2: auth.algorithms[1]: unknown algorithm "SHA-512"`},
 		{"auth:\n  algorithms: [MD5, MD5]\n", "x.yaml:2: auth.algorithms[1]: MD5 is listed twice"},

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// Output formats of `switchboard ctl -o`.
+const (
+	outTable = "table" // the default: columns for lists, KEY VALUE for objects
+	outJSON  = "json"  // the API's result, indented
+	outNames = "names" // the keys of an object result, one a line (shell completion)
+)
+
+// writeResult writes a command's result in format.
+func writeResult(w io.Writer, res json.RawMessage, format string) error {
+	switch format {
+	case outJSON:
+		var out bytes.Buffer
+		if json.Indent(&out, res, "", "  ") != nil {
+			out.Reset()
+			out.Write(res)
+		}
+		out.WriteByte('\n')
+		_, err := w.Write(out.Bytes())
+		return err
+	case outNames:
+		v, err := decodeOrdered(res)
+		if err != nil {
+			return err
+		}
+		o, ok := v.(*object)
+		if !ok {
+			return errors.New("-o names: the result is not an object")
+		}
+		keys := append([]string(nil), o.keys...)
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintln(w, k)
+		}
+		return nil
+	case outTable:
+		v, err := decodeOrdered(res)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		writeValue(tw, v, "")
+		return tw.Flush()
+	}
+	return fmt.Errorf("-o %s: want table, json or names", format)
+}
+
+// object is a JSON object with its keys in the order the server wrote
+// them (Go's encoder sorts map keys and keeps struct field order, both
+// of which read better than an order chosen here).
+type object struct {
+	keys []string
+	vals map[string]any
+}
+
+// decodeOrdered decodes JSON into nil, bool, json.Number, string, []any
+// and *object.
+func decodeOrdered(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	v, err := decodeValue(dec)
+	if err != nil {
+		return nil, fmt.Errorf("the result is not JSON: %w", err)
+	}
+	return v, nil
+}
+
+func decodeValue(dec *json.Decoder) (any, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		switch t {
+		case '{':
+			o := &object{vals: map[string]any{}}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return nil, err
+				}
+				k := kt.(string)
+				v, err := decodeValue(dec)
+				if err != nil {
+					return nil, err
+				}
+				if _, dup := o.vals[k]; !dup {
+					o.keys = append(o.keys, k)
+				}
+				o.vals[k] = v
+			}
+			_, err := dec.Token() // '}'
+			return o, err
+		case '[':
+			l := []any{}
+			for dec.More() {
+				v, err := decodeValue(dec)
+				if err != nil {
+					return nil, err
+				}
+				l = append(l, v)
+			}
+			_, err := dec.Token() // ']'
+			return l, err
+		}
+	}
+	return tok, nil
+}
+
+// writeValue writes v: a list of objects as a table with a header, an
+// object as KEY VALUE lines (its lists and objects as sections), other
+// lists one item a line, a scalar as itself.
+func writeValue(w io.Writer, v any, indent string) {
+	switch x := v.(type) {
+	case []any:
+		if len(x) == 0 {
+			fmt.Fprintln(w, indent+"(none)")
+			return
+		}
+		if cols := columns(x); cols != nil {
+			writeTable(w, x, cols, indent)
+			return
+		}
+		for _, e := range x {
+			fmt.Fprintln(w, indent+cell(e))
+		}
+	case *object:
+		if len(x.keys) == 0 {
+			fmt.Fprintln(w, indent+"(none)")
+			return
+		}
+		var sections []string
+		for _, k := range x.keys {
+			if nested(x.vals[k]) {
+				sections = append(sections, k)
+				continue
+			}
+			fmt.Fprintf(w, "%s%s\t%s\n", indent, k, cell(x.vals[k]))
+		}
+		for _, k := range sections {
+			fmt.Fprintf(w, "%s%s:\n", indent, k)
+			writeValue(w, x.vals[k], indent+"  ")
+		}
+	default:
+		fmt.Fprintln(w, indent+cell(v))
+	}
+}
+
+// nested says whether v is shown as a section of its own: a list with an
+// object in it, or an object holding more than scalars.
+func nested(v any) bool {
+	switch x := v.(type) {
+	case []any:
+		return columns(x) != nil
+	case *object:
+		return len(x.keys) > 0
+	}
+	return false
+}
+
+// columns are the keys of the objects of l in the order first seen, or
+// nil when l holds anything but objects.
+func columns(l []any) []string {
+	var cols []string
+	seen := map[string]bool{}
+	for _, e := range l {
+		o, ok := e.(*object)
+		if !ok {
+			return nil
+		}
+		for _, k := range o.keys {
+			if !seen[k] {
+				seen[k] = true
+				cols = append(cols, k)
+			}
+		}
+	}
+	return cols
+}
+
+func writeTable(w io.Writer, rows []any, cols []string, indent string) {
+	head := make([]string, len(cols))
+	for i, c := range cols {
+		head[i] = strings.ToUpper(c)
+	}
+	fmt.Fprintln(w, indent+strings.Join(head, "\t"))
+	for _, r := range rows {
+		o := r.(*object)
+		cells := make([]string, len(cols))
+		for i, c := range cols {
+			if v, ok := o.vals[c]; ok {
+				cells[i] = cell(v)
+			}
+		}
+		fmt.Fprintln(w, indent+strings.Join(cells, "\t"))
+	}
+}
+
+// cell is v on one line: strings as they are (control characters
+// escaped, so that a value from a SIP message cannot forge lines of the
+// table), lists of scalars comma-separated, anything else compact JSON.
+func cell(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "-"
+	case string:
+		if x == "" {
+			return `""`
+		}
+		return escapeControl(x)
+	case json.Number:
+		return x.String()
+	case bool:
+		if x {
+			return "true"
+		}
+		return "false"
+	case []any:
+		if len(x) == 0 {
+			return "(none)"
+		}
+		parts := make([]string, len(x))
+		for i, e := range x {
+			if _, ok := e.(*object); ok {
+				b, _ := json.Marshal(toPlain(v))
+				return string(b)
+			}
+			parts[i] = cell(e)
+		}
+		return strings.Join(parts, ",")
+	case *object:
+		b, _ := json.Marshal(toPlain(v))
+		return string(b)
+	}
+	return fmt.Sprint(v)
+}
+
+func escapeControl(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return s
+	}
+	q := fmt.Sprintf("%q", s)
+	return q[1 : len(q)-1]
+}
+
+// toPlain turns an ordered value back into maps for json.Marshal.
+func toPlain(v any) any {
+	switch x := v.(type) {
+	case *object:
+		m := make(map[string]any, len(x.keys))
+		for _, k := range x.keys {
+			m[k] = toPlain(x.vals[k])
+		}
+		return m
+	case []any:
+		l := make([]any, len(x))
+		for i, e := range x {
+			l[i] = toPlain(e)
+		}
+		return l
+	}
+	return v
+}

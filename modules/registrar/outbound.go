@@ -1,0 +1,137 @@
+package registrar
+
+import (
+	"strconv"
+
+	"switchboard/parser"
+	"switchboard/routing"
+	"switchboard/transport"
+)
+
+// RFC 5626 outbound at the registrar.
+//
+// A phone that registers with "+sip.instance" and "reg-id" asks for a
+// flow: requests to it must come back over the connection it registered
+// on, the only way to reach it behind NAT. The registrar does outbound
+// when it can keep that flow alive and use it:
+//
+//   - it is the first hop (no Path) and the REGISTER came over a
+//     connection (TCP, TLS): the binding keeps the connection, CRLF
+//     keep-alives on it are answered by the transport, and the 200 says
+//     "Require: outbound" and, with registrar.flow_timer, "Flow-Timer";
+//   - or an edge proxy in front added a Path whose first URI has ";ob":
+//     the edge proxy keeps the flow; the 200 says "Require: outbound".
+//
+// Otherwise (over UDP, where RFC 5626 keep-alives are STUN, which
+// Switchboard does not answer, or behind an edge proxy without outbound)
+// the binding is an ordinary one (§6; its instance and reg-id still key
+// it, so the phone's next REGISTER replaces it), and the 200 does not say
+// "Require: outbound"; a phone that insists with "Require: outbound" gets
+// 439 First Hop Lacks Outbound Support.
+//
+// A binding over a connection keeps the connection's number (its flow).
+// Lookup sends a request for an outbound binding over it (txn's SetFlow:
+// the Via, the Record-Route with the flow token and the connection are
+// the flow's). When the connection has closed, an outbound binding is
+// skipped; when every binding is skipped so, FlowFailed reports it and the
+// route answers 430 Flow Failed. An ordinary binding over a connection is
+// sent to the address its REGISTER came from, as before: the transport
+// uses the connection from there while it is open. A new REGISTER of the
+// same instance and reg-id on a new connection replaces the binding, and
+// so its flow.
+
+// outboundMode says what a REGISTER gets: no outbound, outbound with the
+// flow kept here (first hop), outbound through an edge proxy's Path.
+type outboundMode uint8
+
+const (
+	outboundNone outboundMode = iota
+	outboundHere
+	outboundEdge
+)
+
+// outboundOf decides outbound for a REGISTER whose Path values are path:
+// the mode, and whether outbound was asked for (a contact with reg-id, or
+// Require: outbound) but cannot be done here.
+func outboundOf(c *routing.Ctx, path []byte) (mode outboundMode, lacks bool) {
+	m := c.Msg()
+	asked := m.HasToken(parser.HdrRequire, "outbound")
+	if !asked {
+		it := m.NameAddrs(parser.HdrContact)
+		for it.Next() {
+			if it.NameAddr.RegID() > 0 && it.NameAddr.Instance() != nil {
+				asked = true
+				break
+			}
+		}
+	}
+	if !asked {
+		return outboundNone, false
+	}
+	switch {
+	case len(path) == 0 && c.R.Proto.Stream() && c.R.Conn != 0:
+		return outboundHere, false
+	case len(path) > 0 && firstPathOB(path):
+		return outboundEdge, false
+	}
+	return outboundNone, true
+}
+
+// firstPathOB reports whether the first Path URI has the "ob" parameter:
+// the edge proxy that added it does outbound (RFC 5626 §5.2).
+func firstPathOB(path []byte) bool {
+	u, err := parser.ParseURI(firstPathURI(path))
+	if err != nil {
+		return false
+	}
+	_, ok := u.Param("ob")
+	return ok
+}
+
+// appendOutbound adds the headers of a 200 to a REGISTER done with
+// outbound.
+func (r *Registrar) appendOutbound(dst []byte, mode outboundMode) []byte {
+	if mode == outboundNone {
+		return dst
+	}
+	dst = append(dst, "Require: outbound\r\n"...)
+	if mode == outboundHere && r.cfg.FlowTimer > 0 {
+		dst = append(dst, "Flow-Timer: "...)
+		dst = strconv.AppendInt(dst, int64(r.cfg.FlowTimer.Seconds()), 10)
+		dst = append(dst, "\r\n"...)
+	}
+	return dst
+}
+
+// flowUsable reports whether binding b may be used: one without a flow,
+// an ordinary binding whose connection closed (reached at its source, as
+// before), or one whose flow is open. An outbound binding whose flow
+// closed is not (RFC 5626 §5.3: no other way reaches the phone).
+func flowUsable(c *routing.Ctx, b *binding) bool {
+	return b.flow == 0 || !b.outbound || c.R.FlowAlive(b.flow)
+}
+
+// openFlow returns the flow requests to an outbound binding go over: its
+// connection while it is open (not through a Path, whose first hop may be
+// elsewhere); 0 otherwise. An ordinary binding over a connection is sent
+// to its REGISTER's source (destination), which the transport maps to
+// the same connection while it is open, and which carries no flow token.
+func (b *binding) openFlow(c *routing.Ctx) transport.ConnID {
+	if b.flow == 0 || !b.outbound || len(b.path) > 0 || !c.R.FlowAlive(b.flow) {
+		return 0
+	}
+	return b.flow
+}
+
+// flowsFailed is the value of SlotNextQ after a Lookup that found only
+// bindings whose flows have closed.
+const flowsFailed = -1
+
+// FlowFailed reports, after a Lookup that returned false, whether the
+// address-of-record has live bindings that all registered with RFC 5626
+// outbound over connections that have since closed: the phone can be
+// reached by no other way and will register again on a new flow. The
+// route answers 430 Flow Failed (RFC 5626 §5.3) rather than 480.
+func (r *Registrar) FlowFailed(c *routing.Ctx) bool {
+	return c.Value(SlotNextQ) == flowsFailed
+}

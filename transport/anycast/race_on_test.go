@@ -1,0 +1,5 @@
+//go:build race
+
+package anycast
+
+const raceEnabled = true
