@@ -165,6 +165,54 @@ func BenchmarkAddDRRules(b *testing.B) {
 	})
 }
 
+// BenchmarkAddDialplanRules is an import of 10,000 dialplan rules in one
+// transaction, replacing the table: the batched insert that names a
+// duplicate (PostgreSQL: ON CONFLICT DO NOTHING in pgx batches; SQLite
+// and MySQL: a prepared statement).
+func BenchmarkAddDialplanRules(b *testing.B) {
+	eachBackendB(b, func(b *testing.B, db *testDB) {
+		s := db.open(b, Options{})
+		rs := make([]DialplanRule, 10000)
+		for i := range rs {
+			rs[i] = DialplanRule{DPID: 1, MatchOp: DialplanPrefix, MatchExp: fmt.Sprintf("49%06d", i), Created: 1}
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if err := s.b.AddDialplanRules(ctx, rs, true); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*len(rs))/b.Elapsed().Seconds(), "rules/s")
+	})
+}
+
+// BenchmarkForEachDRRule walks 10,000 routing rules, as the drouting
+// module's load does.
+func BenchmarkForEachDRRule(b *testing.B) {
+	eachBackendB(b, func(b *testing.B, db *testDB) {
+		s := db.open(b, Options{})
+		rs := make([]DRRule, 10000)
+		for i := range rs {
+			rs[i] = DRRule{Groups: "0", Prefix: fmt.Sprintf("49%06d", i), GWList: "gw1", Created: 1}
+		}
+		if err := s.b.AddDRRules(ctx, rs, true); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			n := 0
+			if err := s.b.ForEachDRRule(ctx, DRRuleFilter{Group: -1}, func(*DRRule) error { n++; return nil }); err != nil {
+				b.Fatal(err)
+			}
+			if n != len(rs) {
+				b.Fatalf("walked %d rules, want %d", n, len(rs))
+			}
+		}
+		b.ReportMetric(float64(b.N*len(rs))/b.Elapsed().Seconds(), "rules/s")
+	})
+}
+
 // BenchmarkApplyDialogs is one flush of the dialog module's writer: a
 // transaction of n dialogs written (inserted, then replaced) and as many
 // deleted, and LoadDialogs of 10,000 at start.

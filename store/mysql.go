@@ -27,7 +27,8 @@ import (
 // byte as in SQLite, whatever the server's character set and collation, and
 // nothing a phone sends can be refused as invalid text.
 type MySQL struct {
-	db      *sql.DB
+	sqlBase
+	tables
 	name    string // user@address/database, for messages
 	logSize int
 	timeout time.Duration
@@ -70,6 +71,8 @@ func connectMySQL(dsn string, opts Options) (*MySQL, error) {
 		return nil, errors.New("store: mysql: the DSN names no database (.../switchboard)")
 	}
 	b := &MySQL{name: cfg.User + "@" + cfg.Addr + "/" + cfg.DBName, logSize: opts.ChangeLogSize, timeout: opts.Timeout}
+	b.sqlBase = sqlBase{dup: myUnique, unreachable: b.check, appendChange: b.logChange}
+	b.tables = tables{b}
 	// A server that stops answering fails the read or write that waits on
 	// it after Timeout (the connection is then dropped); a lock wait ends
 	// first, after BusyTimeout.
@@ -170,35 +173,6 @@ func (b *MySQL) check(err error) error {
 		return &unavailableError{err: err}
 	}
 	return err
-}
-
-// inTx runs fn and then mark in one transaction (see SQLite.inTx).
-func (b *MySQL) inTx(ctx context.Context, fn, mark func(tx *sql.Tx) error) error {
-	tx, err := b.db.BeginTx(ctx, nil)
-	if err != nil {
-		return b.check(err)
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		return b.check(err)
-	}
-	if mark != nil {
-		if err := mark(tx); err != nil {
-			return b.check(err)
-		}
-	}
-	return b.check(tx.Commit())
-}
-
-func (b *MySQL) write(ctx context.Context, kind ChangeKind, user, domain string, fn func(tx *sql.Tx) error) error {
-	return b.inTx(ctx, fn, func(tx *sql.Tx) error { return b.logChange(ctx, tx, kind, user, domain) })
-}
-
-func (b *MySQL) writeVersioned(ctx context.Context, table string, fn func(tx *sql.Tx) error) error {
-	return b.inTx(ctx, fn, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE table_versions SET version = version + 1 WHERE name = ?`, table)
-		return err
-	})
 }
 
 // logChange appends to the change log as Postgres.logChange does: the
@@ -539,15 +513,6 @@ func (b *MySQL) Changes(ctx context.Context, since uint64, limit int) ([]Change,
 		return nil, since, nil
 	}
 	return nil, latest, nil
-}
-
-func (b *MySQL) TableVersion(ctx context.Context, name string) (int64, error) {
-	var v int64
-	err := b.db.QueryRowContext(ctx, `SELECT version FROM table_versions WHERE name = ?`, name).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
-	return v, b.check(err)
 }
 
 // sqlCollect reads every row of a database/sql query with scan; no rows

@@ -25,6 +25,7 @@ import (
 // while operations fail at once with ErrUnavailable instead of each waiting
 // for a dead server. Each operation is bounded by Options.Timeout.
 type Postgres struct {
+	tables
 	pool    *pgxpool.Pool
 	name    string // the server and database, without the password, for messages
 	logSize int
@@ -67,6 +68,7 @@ func connectPostgres(ctx context.Context, dsn string, opts Options) (*Postgres, 
 		return nil, fmt.Errorf("store: postgres: bad DSN: %w", err)
 	}
 	b := &Postgres{name: describeConn(cfg.ConnConfig), logSize: opts.ChangeLogSize, timeout: opts.Timeout}
+	b.tables = tables{b}
 	cfg.MaxConns = int32(opts.MaxConns)
 	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > opts.Timeout {
 		cfg.ConnConfig.ConnectTimeout = opts.Timeout
@@ -235,7 +237,7 @@ func (b *Postgres) do(ctx context.Context, fn func(ctx context.Context) error) e
 	return b.check(err)
 }
 
-// inTx runs fn and then mark in one transaction, as SQLite.inTx: mark
+// inTx runs fn and then mark in one transaction, as sqlBase.inTx: mark
 // records the change (change log, table version) so that readers polling
 // it neither miss a change nor see one rolled back.
 func (b *Postgres) inTx(ctx context.Context, fn, mark func(tx pgx.Tx) error) error {
@@ -260,14 +262,6 @@ func (b *Postgres) inTx(ctx context.Context, fn, mark func(tx pgx.Tx) error) err
 // write runs fn in a transaction that also logs a change.
 func (b *Postgres) write(ctx context.Context, kind ChangeKind, user, domain string, fn func(tx pgx.Tx) error) error {
 	return b.inTx(ctx, fn, func(tx pgx.Tx) error { return b.logChange(ctx, tx, kind, user, domain) })
-}
-
-// writeVersioned runs fn in a transaction that bumps the version of table.
-func (b *Postgres) writeVersioned(ctx context.Context, table string, fn func(tx pgx.Tx) error) error {
-	return b.inTx(ctx, fn, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE table_versions SET version = version + 1 WHERE name = $1`, table)
-		return err
-	})
 }
 
 // logChange appends to the change log and prunes it, inside tx. The number
@@ -439,39 +433,6 @@ func pgExecOne(ctx context.Context, tx pgx.Tx, missing error, q string, args ...
 		return missing
 	}
 	return nil
-}
-
-// insertRows sends q once per row i (with args(i)) in batches, one round
-// trip each, and scans what each returns into dest(i). q ends in ON
-// CONFLICT DO NOTHING RETURNING ...: a row that returns nothing collided
-// with a stored one (or an earlier one of the batch), and its index is
-// returned (-1: none did). The transaction stays usable after a
-// collision, so the caller can look the stored row up.
-func insertRows(ctx context.Context, tx pgx.Tx, n int, q string, args func(i int) []any, dest func(i int) []any) (int, error) {
-	const chunk = 1000
-	for start := 0; start < n; start += chunk {
-		end := min(n, start+chunk)
-		batch := &pgx.Batch{}
-		for i := start; i < end; i++ {
-			batch.Queue(q, args(i)...)
-		}
-		br := tx.SendBatch(ctx, batch)
-		for i := start; i < end; i++ {
-			err := br.QueryRow().Scan(dest(i)...)
-			if errors.Is(err, pgx.ErrNoRows) {
-				br.Close()
-				return i, nil
-			}
-			if err != nil {
-				br.Close()
-				return -1, err
-			}
-		}
-		if err := br.Close(); err != nil {
-			return -1, err
-		}
-	}
-	return -1, nil
 }
 
 // pgText makes s storable in a PostgreSQL text column, which refuses NUL
@@ -779,15 +740,4 @@ func (b *Postgres) Changes(ctx context.Context, since uint64, limit int) ([]Chan
 		return nil, since, nil
 	}
 	return nil, latest, nil
-}
-
-func (b *Postgres) TableVersion(ctx context.Context, name string) (int64, error) {
-	var v int64
-	err := b.do(ctx, func(ctx context.Context) error {
-		return b.pool.QueryRow(ctx, `SELECT version FROM table_versions WHERE name = $1`, name).Scan(&v)
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil
-	}
-	return v, err
 }

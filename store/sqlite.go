@@ -19,7 +19,8 @@ import (
 // the file at once. Writers from different processes take turns, waiting up
 // to Options.BusyTimeout for the write lock.
 type SQLite struct {
-	db      *sql.DB
+	sqlBase
+	tables
 	path    string
 	logSize int
 
@@ -72,7 +73,9 @@ func openSQLite(path string, opts Options, migs []migration) (*SQLite, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: open database %s: %s", path, describeOpenErr(err))
 	}
-	b := &SQLite{db: db, path: path, logSize: opts.ChangeLogSize}
+	b := &SQLite{path: path, logSize: opts.ChangeLogSize}
+	b.sqlBase = sqlBase{db: db, dup: isUnique, appendChange: b.logChange}
+	b.tables = tables{b}
 	if err := b.migrate(ctx, migs); err != nil {
 		db.Close()
 		return nil, err
@@ -225,6 +228,12 @@ func (b *SQLite) Close() error {
 	return b.db.Close()
 }
 
+// isUnique tells SQLite's duplicate key errors.
+func isUnique(err error) bool {
+	c := sqliteCode(err)
+	return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
+
 func sqliteCode(err error) int {
 	var se *sqlite.Error
 	if errors.As(err, &se) {
@@ -246,42 +255,6 @@ func (b *SQLite) logChange(ctx context.Context, tx *sql.Tx, kind ChangeKind, use
 	}
 	_, err = tx.ExecContext(ctx, `DELETE FROM change_log WHERE seq <= ?`, seq-int64(b.logSize))
 	return err
-}
-
-// write runs fn in a transaction that also logs a change.
-func (b *SQLite) write(ctx context.Context, kind ChangeKind, user, domain string, fn func(tx *sql.Tx) error) error {
-	return b.inTx(ctx, fn, func(tx *sql.Tx) error { return b.logChange(ctx, tx, kind, user, domain) })
-}
-
-// inTx runs fn and then mark in one transaction: mark records that the
-// data changed (the change log, a table version), so that readers that
-// poll it never miss a change nor see one that was rolled back.
-func (b *SQLite) inTx(ctx context.Context, fn, mark func(tx *sql.Tx) error) error {
-	tx, err := b.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	if err := mark(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
-}
-
-// execOne runs a statement that must change one row at least, and returns
-// missing when it changed none.
-func execOne(ctx context.Context, tx *sql.Tx, missing error, query string, args ...any) error {
-	res, err := tx.ExecContext(ctx, query, args...)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return missing
-	}
-	return nil
 }
 
 func txDomainExists(ctx context.Context, tx *sql.Tx, domain string) (bool, error) {
