@@ -262,24 +262,12 @@ func (b *OpenSIPS) Close() error {
 	return first
 }
 
-// q rewrites the ? placeholders of query for PostgreSQL ($1, $2...). The
-// queries of this file hold no ? in literals.
+// q rewrites the ? placeholders of query for PostgreSQL ($1, $2...).
 func (b *OpenSIPS) q(query string) string {
-	if !b.pg || !strings.Contains(query, "?") {
+	if !b.pg {
 		return query
 	}
-	var s strings.Builder
-	n := 0
-	for i := 0; i < len(query); i++ {
-		if query[i] == '?' {
-			n++
-			s.WriteByte('$')
-			s.WriteString(strconv.Itoa(n))
-			continue
-		}
-		s.WriteByte(query[i])
-	}
-	return s.String()
+	return pgRebind(query)
 }
 
 // epoch is the SQL for the unix seconds of a DATETIME/TIMESTAMP column,

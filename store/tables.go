@@ -174,6 +174,21 @@ func changeOne(ctx context.Context, c conn, missing error, q string, args ...any
 	return err
 }
 
+// eachRow calls each for every row of rows (sql.Rows, pgx.Rows), then
+// returns the error that ended the rows, if any.
+func eachRow(rows interface {
+	rowScanner
+	Next() bool
+	Err() error
+}, each func(rowScanner) error) error {
+	for rows.Next() {
+		if err := each(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 // params is n placeholders, comma-separated: "?, ?, ?".
 func params(n int) string {
 	return strings.Repeat("?, ", n-1) + "?"
@@ -211,12 +226,7 @@ func (c sqlConn) query(ctx context.Context, q string, args []any, each func(rowS
 		return err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		if err := each(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return eachRow(rows, each)
 }
 
 func (c sqlConn) unique(err error) bool { return c.dup(err) }
@@ -335,12 +345,7 @@ func (c pgConn) query(ctx context.Context, q string, args []any, each func(rowSc
 		return err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		if err := each(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return eachRow(rows, each)
 }
 
 func (pgConn) unique(err error) bool { return pgUnique(err) }
