@@ -147,14 +147,13 @@ func CheckCDRFilter(f *CDRFilter) error {
 	return nil
 }
 
-// cdrWhere is the WHERE clause of f with its arguments, placeholders
-// written by ph (1-based: "?" or "$1").
-func cdrWhere(f *CDRFilter, ph func(n int) string) (string, []any) {
+// cdrWhere is the WHERE clause of f with its arguments (? placeholders).
+func cdrWhere(f *CDRFilter) (string, []any) {
 	var conds []string
 	var args []any
 	add := func(cond string, v any) {
 		args = append(args, v)
-		conds = append(conds, strings.Replace(cond, "?", ph(len(args)), 1))
+		conds = append(conds, cond)
 	}
 	if f.FromUser != "" {
 		add("from_user = ?", f.FromUser)

@@ -18,7 +18,7 @@ func (t tables) AddAddresses(ctx context.Context, as []Address) error {
 	if len(as) == 0 {
 		return nil
 	}
-	return t.tb.loggedConn(ctx, ChangeAddress, func(c conn) error {
+	return t.tb.loggedConn(ctx, ChangeAddress, "", "", func(c conn) error {
 		i, err := c.insertRows(ctx, &insertSpec{
 			table: "address", cols: `grp, ip, mask, port, proto, pattern, context_info, created`, n: len(as),
 			args: func(i int) []any {
@@ -40,7 +40,7 @@ func (t tables) AddAddresses(ctx context.Context, as []Address) error {
 
 func (t tables) DeleteAddress(ctx context.Context, id int64) (Address, error) {
 	var a Address
-	err := t.tb.loggedConn(ctx, ChangeAddress, func(c conn) error {
+	err := t.tb.loggedConn(ctx, ChangeAddress, "", "", func(c conn) error {
 		return deleteOne(ctx, c, rowsOf{"address", `id = ?`, []any{id}}, addressCols, ErrNoAddress,
 			func(r rowScanner) error { return scanAddress(r, &a) })
 	})
@@ -49,7 +49,7 @@ func (t tables) DeleteAddress(ctx context.Context, id int64) (Address, error) {
 
 func (t tables) DeleteAddressesOf(ctx context.Context, group int, ip string, mask int) ([]Address, error) {
 	var out []Address
-	err := t.tb.loggedConn(ctx, ChangeAddress, func(c conn) error {
+	err := t.tb.loggedConn(ctx, ChangeAddress, "", "", func(c conn) error {
 		out = nil
 		n, err := c.deleteRows(ctx, rowsOf{"address", `grp = ? AND ip = ? AND mask = ?`, []any{group, ip, mask}}, addressCols,
 			func(r rowScanner) error {

@@ -11,36 +11,6 @@ import (
 // The dialog table on the database servers, as dialogs_sqlite.go does on
 // SQLite.
 
-func scanDialog(r rowScanner, d *Dialog) error {
-	var id int64
-	if err := r.Scan(&id, &d.CallID, &d.FromURI, &d.FromTag, &d.ToURI, &d.ToTag, &d.FromHdr, &d.ToHdr,
-		&d.CalleeFromHdr, &d.CalleeToHdr, &d.CallerCSeq, &d.CalleeCSeq, &d.CSeqOffset, &d.CallerRouteSet, &d.CalleeRouteSet,
-		&d.CallerContact, &d.CalleeContact, &d.CallerHop, &d.CalleeHop, &d.State, &d.StartTime, &d.AnswerTime, &d.Timeout,
-		&d.Code, &d.Phrase, &d.profiles, &d.Flags, &d.vars, &d.Updated); err != nil {
-		return err
-	}
-	d.ID = uint64(id)
-	return nil
-}
-
-// dialogArgs are the values of dialogCols; text goes through text (pgText
-// for PostgreSQL, which refuses bytes that are not UTF-8: CheckDialog
-// refuses line breaks and NUL only).
-func dialogArgs(d *Dialog, text func(string) string) []any {
-	return []any{int64(d.ID), text(d.CallID), text(d.FromURI), text(d.FromTag), text(d.ToURI), text(d.ToTag),
-		text(d.FromHdr), text(d.ToHdr), text(d.CalleeFromHdr), text(d.CalleeToHdr),
-		int64(d.CallerCSeq), int64(d.CalleeCSeq), int64(d.CSeqOffset), text(d.CallerRouteSet), text(d.CalleeRouteSet),
-		text(d.CallerContact), text(d.CalleeContact), text(d.CallerHop), text(d.CalleeHop),
-		d.State, d.StartTime, d.AnswerTime, d.Timeout, d.Code, text(d.Phrase), text(d.profiles),
-		int64(d.Flags), text(d.vars), d.Updated}
-}
-
-func (b *Postgres) LoadDialogs(ctx context.Context) ([]Dialog, error) {
-	rows, err := b.pool.Query(ctx, `SELECT `+dialogCols+` FROM dialog ORDER BY start_time, dlg_id`)
-	out, err := collect(rows, err, scanDialog)
-	return out, b.check(err)
-}
-
 const pgUpsertDialog = `INSERT INTO dialog (` + dialogCols + `)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
 		$21, $22, $23, $24, $25, $26, $27, $28, $29)
@@ -86,30 +56,10 @@ func (b *Postgres) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) 
 	}, nil)
 }
 
-func (b *Postgres) DeleteDialog(ctx context.Context, id uint64) error {
-	var n int64
-	err := b.do(ctx, func(ctx context.Context) error {
-		tag, err := b.pool.Exec(ctx, `DELETE FROM dialog WHERE dlg_id = $1`, int64(id))
-		n = tag.RowsAffected()
-		return err
-	})
-	if err == nil && n == 0 {
-		return ErrNoDialog
-	}
-	return err
-}
-
-func (b *MySQL) LoadDialogs(ctx context.Context) ([]Dialog, error) {
-	rows, err := b.db.QueryContext(ctx, `SELECT `+dialogCols+` FROM dialog ORDER BY start_time, dlg_id`)
-	out, err := sqlCollect(rows, err, scanDialog)
-	return out, b.check(err)
-}
-
 func (b *MySQL) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	keep := func(s string) string { return s }
 	return b.inTx(ctx, func(tx *sql.Tx) error {
 		for i := range ops {
 			d := &ops[i].Dialog
@@ -121,7 +71,7 @@ func (b *MySQL) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) err
 				// SQLite's INSERT OR REPLACE.
 				_, err = tx.ExecContext(ctx, `REPLACE INTO dialog (`+dialogCols+`)
 					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-					dialogArgs(d, keep)...)
+					dialogArgs(d, keepText)...)
 			case DialogDelete:
 				_, err = tx.ExecContext(ctx, `DELETE FROM dialog WHERE dlg_id = ?`, int64(d.ID))
 			default:
@@ -133,15 +83,4 @@ func (b *MySQL) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) err
 		}
 		return nil
 	}, nil)
-}
-
-func (b *MySQL) DeleteDialog(ctx context.Context, id uint64) error {
-	res, err := b.db.ExecContext(ctx, `DELETE FROM dialog WHERE dlg_id = ?`, int64(id))
-	if err != nil {
-		return b.check(err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNoDialog
-	}
-	return nil
 }

@@ -71,8 +71,8 @@ func connectMySQL(dsn string, opts Options) (*MySQL, error) {
 		return nil, errors.New("store: mysql: the DSN names no database (.../switchboard)")
 	}
 	b := &MySQL{name: cfg.User + "@" + cfg.Addr + "/" + cfg.DBName, logSize: opts.ChangeLogSize, timeout: opts.Timeout}
-	b.sqlBase = sqlBase{dup: myUnique, unreachable: b.check, appendChange: b.logChange}
-	b.tables = tables{b}
+	b.sqlBase = sqlBase{dup: myUnique, fk: myForeignKey, unreachable: b.check, appendChange: b.logChange}
+	b.tables = tables{b, `SELECT last FROM change_log_seq`}
 	// A server that stops answering fails the read or write that waits on
 	// it after Timeout (the connection is then dropped); a lock wait ends
 	// first, after BusyTimeout.
@@ -157,6 +157,12 @@ func myCode(err error) uint16 {
 }
 
 func myUnique(err error) bool { return myCode(err) == myDuplicate }
+
+// myForeignKey: a parent row missing, or still referenced.
+func myForeignKey(err error) bool {
+	c := myCode(err)
+	return c == myNoReferencedRow || c == myRowIsReferenced
+}
 
 // check marks errors that mean the server cannot be reached.
 func (b *MySQL) check(err error) error {
@@ -303,105 +309,6 @@ func myKey(x *Binding) []byte {
 	return h[:]
 }
 
-func (b *MySQL) AddDomain(ctx context.Context, domain string, created int64) error {
-	return b.write(ctx, ChangeDomain, "", domain, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO domains (domain, created) VALUES (?, ?)`, domain, created)
-		if myUnique(err) {
-			return ErrDomainExists
-		}
-		return err
-	})
-}
-
-func (b *MySQL) DeleteDomain(ctx context.Context, domain string) error {
-	return b.write(ctx, ChangeDomain, "", domain, func(tx *sql.Tx) error {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM subscribers WHERE domain = ?`, domain).Scan(&n); err != nil {
-			return err
-		}
-		if n > 0 {
-			return ErrDomainInUse
-		}
-		err := execOne(ctx, tx, ErrUnknownDomain, `DELETE FROM domains WHERE domain = ?`, domain)
-		if myCode(err) == myRowIsReferenced {
-			return ErrDomainInUse
-		}
-		return err
-	})
-}
-
-func (b *MySQL) ListDomains(ctx context.Context) ([]Domain, error) {
-	rows, err := b.db.QueryContext(ctx, `SELECT domain, created FROM domains ORDER BY domain`)
-	out, err := sqlCollect(rows, err, scanDomain)
-	return out, b.check(err)
-}
-
-func (b *MySQL) DomainExists(ctx context.Context, domain string) (bool, error) {
-	var n int
-	err := b.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM domains WHERE domain = ?`, domain).Scan(&n)
-	return n > 0, b.check(err)
-}
-
-func (b *MySQL) AddSubscriber(ctx context.Context, s *Subscriber) error {
-	return b.write(ctx, ChangeSubscriber, s.Username, s.Domain, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO subscribers
-			(username, domain, password, ha1, ha1_sha256, email, created) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			s.Username, s.Domain, s.Password, s.HA1, s.HA1SHA256, s.Email, s.Created)
-		switch myCode(err) {
-		case myDuplicate:
-			return ErrSubscriberExists
-		case myNoReferencedRow:
-			return ErrUnknownDomain
-		}
-		return err
-	})
-}
-
-func (b *MySQL) SetCredentials(ctx context.Context, user, domain, password, ha1, ha1SHA256 string) error {
-	return b.write(ctx, ChangeSubscriber, user, domain, func(tx *sql.Tx) error {
-		return execOne(ctx, tx, ErrNoSubscriber, `UPDATE subscribers SET password = ?, ha1 = ?, ha1_sha256 = ?
-			WHERE username = ? AND domain = ?`, password, ha1, ha1SHA256, user, domain)
-	})
-}
-
-func (b *MySQL) DeleteSubscriber(ctx context.Context, user, domain string) error {
-	return b.write(ctx, ChangeSubscriber, user, domain, func(tx *sql.Tx) error {
-		return execOne(ctx, tx, ErrNoSubscriber, `DELETE FROM subscribers WHERE username = ? AND domain = ?`, user, domain)
-	})
-}
-
-func (b *MySQL) GetSubscriber(ctx context.Context, user, domain string, s *Subscriber) error {
-	err := b.db.QueryRowContext(ctx, `SELECT password, ha1, ha1_sha256, email, created FROM subscribers WHERE username = ? AND domain = ?`,
-		user, domain).Scan(&s.Password, &s.HA1, &s.HA1SHA256, &s.Email, &s.Created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNoSubscriber
-	}
-	if err != nil {
-		return b.check(err)
-	}
-	s.Username, s.Domain = user, domain
-	return nil
-}
-
-func (b *MySQL) ListSubscribers(ctx context.Context, domain string) ([]Subscriber, error) {
-	const cols = `SELECT username, domain, password, ha1, ha1_sha256, email, created FROM subscribers`
-	var rows *sql.Rows
-	var err error
-	if domain == "" {
-		rows, err = b.db.QueryContext(ctx, cols+` ORDER BY domain, username`)
-	} else {
-		rows, err = b.db.QueryContext(ctx, cols+` WHERE domain = ? ORDER BY username`, domain)
-	}
-	out, err := sqlCollect(rows, err, scanSubscriber)
-	return out, b.check(err)
-}
-
-func (b *MySQL) LoadBindings(ctx context.Context, now int64) ([]Binding, error) {
-	rows, err := b.db.QueryContext(ctx, `SELECT `+bindingCols+` FROM location WHERE expires > ? ORDER BY aor`, now)
-	out, err := sqlCollect(rows, err, scanBinding)
-	return out, b.check(err)
-}
-
 // myUpsertRows is how many upserts go in one INSERT statement.
 const myUpsertRows = 100
 
@@ -474,45 +381,6 @@ func myUpsert(ctx context.Context, tx *sql.Tx, ops []BindingOp, now int64) error
 		last_modified = VALUES(last_modified)`)
 	_, err := tx.ExecContext(ctx, q.String(), args...)
 	return err
-}
-
-func (b *MySQL) DeleteExpiredBindings(ctx context.Context, now int64) (int64, error) {
-	res, err := b.db.ExecContext(ctx, `DELETE FROM location WHERE expires <= ?`, now)
-	if err != nil {
-		return 0, b.check(err)
-	}
-	return res.RowsAffected()
-}
-
-// Changes has the other backends' semantics (see Postgres.Changes).
-func (b *MySQL) Changes(ctx context.Context, since uint64, limit int) ([]Change, uint64, error) {
-	if limit > 0 {
-		rows, err := b.db.QueryContext(ctx, `SELECT seq, kind, username, domain FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?`,
-			int64(since), limit)
-		out, err := sqlCollect(rows, err, scanChange)
-		if err != nil {
-			return nil, 0, b.check(err)
-		}
-		if len(out) > 0 {
-			latest := out[len(out)-1].Seq
-			if out[0].Seq != since+1 {
-				return []Change{{Seq: latest, Kind: ChangeAll}}, latest, nil
-			}
-			return out, latest, nil
-		}
-	}
-	var last int64
-	if err := b.db.QueryRowContext(ctx, `SELECT last FROM change_log_seq`).Scan(&last); err != nil {
-		return nil, 0, b.check(err)
-	}
-	latest := uint64(last)
-	if limit > 0 {
-		if since > latest {
-			return []Change{{Seq: latest, Kind: ChangeAll}}, latest, nil
-		}
-		return nil, since, nil
-	}
-	return nil, latest, nil
 }
 
 // sqlCollect reads every row of a database/sql query with scan; no rows

@@ -68,7 +68,7 @@ func connectPostgres(ctx context.Context, dsn string, opts Options) (*Postgres, 
 		return nil, fmt.Errorf("store: postgres: bad DSN: %w", err)
 	}
 	b := &Postgres{name: describeConn(cfg.ConnConfig), logSize: opts.ChangeLogSize, timeout: opts.Timeout}
-	b.tables = tables{b}
+	b.tables = tables{b, `SELECT last FROM change_log_seq`}
 	cfg.MaxConns = int32(opts.MaxConns)
 	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > opts.Timeout {
 		cfg.ConnConfig.ConnectTimeout = opts.Timeout
@@ -446,116 +446,6 @@ func pgText(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
-func (b *Postgres) AddDomain(ctx context.Context, domain string, created int64) error {
-	return b.write(ctx, ChangeDomain, "", domain, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO domains (domain, created) VALUES ($1, $2)`, domain, created)
-		if pgUnique(err) {
-			return ErrDomainExists
-		}
-		return err
-	})
-}
-
-func (b *Postgres) DeleteDomain(ctx context.Context, domain string) error {
-	return b.write(ctx, ChangeDomain, "", domain, func(tx pgx.Tx) error {
-		var n int
-		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM subscribers WHERE domain = $1`, domain).Scan(&n); err != nil {
-			return err
-		}
-		if n > 0 {
-			return ErrDomainInUse
-		}
-		err := pgExecOne(ctx, tx, ErrUnknownDomain, `DELETE FROM domains WHERE domain = $1`, domain)
-		if pgCode(err) == pgForeignKeyViolation {
-			// A subscriber added by another node since the count.
-			return ErrDomainInUse
-		}
-		return err
-	})
-}
-
-func scanDomain(r rowScanner, d *Domain) error { return r.Scan(&d.Domain, &d.Created) }
-
-func (b *Postgres) ListDomains(ctx context.Context) ([]Domain, error) {
-	return list(b, ctx, scanDomain, `SELECT domain, created FROM domains ORDER BY domain`)
-}
-
-func (b *Postgres) DomainExists(ctx context.Context, domain string) (bool, error) {
-	var ok bool
-	err := b.do(ctx, func(ctx context.Context) error {
-		return b.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM domains WHERE domain = $1)`, domain).Scan(&ok)
-	})
-	return ok, err
-}
-
-func (b *Postgres) AddSubscriber(ctx context.Context, s *Subscriber) error {
-	return b.write(ctx, ChangeSubscriber, s.Username, s.Domain, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO subscribers
-			(username, domain, password, ha1, ha1_sha256, email, created) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			s.Username, s.Domain, s.Password, s.HA1, s.HA1SHA256, s.Email, s.Created)
-		switch pgCode(err) {
-		case pgUniqueViolation:
-			return ErrSubscriberExists
-		case pgForeignKeyViolation:
-			return ErrUnknownDomain
-		}
-		return err
-	})
-}
-
-func (b *Postgres) SetCredentials(ctx context.Context, user, domain, password, ha1, ha1SHA256 string) error {
-	return b.write(ctx, ChangeSubscriber, user, domain, func(tx pgx.Tx) error {
-		return pgExecOne(ctx, tx, ErrNoSubscriber, `UPDATE subscribers SET password = $1, ha1 = $2, ha1_sha256 = $3
-			WHERE username = $4 AND domain = $5`, password, ha1, ha1SHA256, user, domain)
-	})
-}
-
-func (b *Postgres) DeleteSubscriber(ctx context.Context, user, domain string) error {
-	return b.write(ctx, ChangeSubscriber, user, domain, func(tx pgx.Tx) error {
-		return pgExecOne(ctx, tx, ErrNoSubscriber, `DELETE FROM subscribers WHERE username = $1 AND domain = $2`, user, domain)
-	})
-}
-
-func (b *Postgres) GetSubscriber(ctx context.Context, user, domain string, s *Subscriber) error {
-	err := b.do(ctx, func(ctx context.Context) error {
-		return b.pool.QueryRow(ctx, `SELECT password, ha1, ha1_sha256, email, created FROM subscribers WHERE username = $1 AND domain = $2`,
-			user, domain).Scan(&s.Password, &s.HA1, &s.HA1SHA256, &s.Email, &s.Created)
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return ErrNoSubscriber
-	}
-	if err != nil {
-		return err
-	}
-	s.Username, s.Domain = user, domain
-	return nil
-}
-
-func scanSubscriber(r rowScanner, s *Subscriber) error {
-	return r.Scan(&s.Username, &s.Domain, &s.Password, &s.HA1, &s.HA1SHA256, &s.Email, &s.Created)
-}
-
-func (b *Postgres) ListSubscribers(ctx context.Context, domain string) ([]Subscriber, error) {
-	const cols = `SELECT username, domain, password, ha1, ha1_sha256, email, created FROM subscribers`
-	if domain == "" {
-		return list(b, ctx, scanSubscriber, cols+` ORDER BY domain, username`)
-	}
-	return list(b, ctx, scanSubscriber, cols+` WHERE domain = $1 ORDER BY username`, domain)
-}
-
-func scanBinding(r rowScanner, x *Binding) error {
-	return r.Scan(&x.AOR, &x.Contact, &x.Received, &x.Path, &x.Q, &x.Expires, &x.CallID, &x.CSeq,
-		&x.UserAgent, &x.Instance, &x.RegID, &x.Socket, &x.Flags, &x.LastModified)
-}
-
-// LoadBindings streams the live bindings; it is bounded by ctx only, not
-// by Options.Timeout: a million bindings take longer than one operation.
-func (b *Postgres) LoadBindings(ctx context.Context, now int64) ([]Binding, error) {
-	rows, err := b.pool.Query(ctx, `SELECT `+bindingCols+` FROM location WHERE expires > $1 ORDER BY aor`, now)
-	out, err := collect(rows, err, scanBinding)
-	return out, b.check(err)
-}
-
 // pgUpsertBindings upserts many bindings in one statement, the columns as
 // arrays: one statement text whatever the number of rows, so pgx prepares
 // it once per connection.
@@ -684,60 +574,4 @@ func (b *Postgres) ApplyBindings(ctx context.Context, ops []BindingOp) error {
 		}
 		return br.Close()
 	}, nil)
-}
-
-func (b *Postgres) DeleteExpiredBindings(ctx context.Context, now int64) (int64, error) {
-	var n int64
-	err := b.do(ctx, func(ctx context.Context) error {
-		tag, err := b.pool.Exec(ctx, `DELETE FROM location WHERE expires <= $1`, now)
-		n = tag.RowsAffected()
-		return err
-	})
-	return n, err
-}
-
-func scanChange(r rowScanner, c *Change) error {
-	var seq int64
-	var kind int
-	if err := r.Scan(&seq, &kind, &c.Username, &c.Domain); err != nil {
-		return err
-	}
-	c.Seq, c.Kind = uint64(seq), ChangeKind(kind)
-	return nil
-}
-
-// Changes has the SQLite backend's semantics; the numbers are contiguous
-// (see logChange), so a gap after since means pruning.
-func (b *Postgres) Changes(ctx context.Context, since uint64, limit int) ([]Change, uint64, error) {
-	if limit > 0 {
-		out, err := list(b, ctx, scanChange, `SELECT seq, kind, username, domain FROM change_log WHERE seq > $1 ORDER BY seq LIMIT $2`,
-			int64(since), limit)
-		if err != nil {
-			return nil, 0, err
-		}
-		if len(out) > 0 {
-			latest := out[len(out)-1].Seq
-			if out[0].Seq != since+1 {
-				return []Change{{Seq: latest, Kind: ChangeAll}}, latest, nil
-			}
-			return out, latest, nil
-		}
-	}
-	var last int64
-	err := b.do(ctx, func(ctx context.Context) error {
-		return b.pool.QueryRow(ctx, `SELECT last FROM change_log_seq`).Scan(&last)
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	latest := uint64(last)
-	if limit > 0 {
-		if since > latest {
-			// The database was replaced or restored from a backup.
-			return []Change{{Seq: latest, Kind: ChangeAll}}, latest, nil
-		}
-		// A write committed after the query above: report it next time.
-		return nil, since, nil
-	}
-	return nil, latest, nil
 }

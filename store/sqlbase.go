@@ -11,8 +11,9 @@ import (
 // (tables.go).
 type sqlBase struct {
 	db *sql.DB
-	// dup tells the driver's duplicate key error.
-	dup func(error) bool
+	// dup tells the driver's duplicate key error, fk its foreign key
+	// error.
+	dup, fk func(error) bool
 	// unreachable marks the errors that mean the server cannot be
 	// reached (MySQL.check); nil on SQLite.
 	unreachable func(error) error

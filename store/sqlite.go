@@ -74,8 +74,10 @@ func openSQLite(path string, opts Options, migs []migration) (*SQLite, error) {
 		return nil, fmt.Errorf("store: open database %s: %s", path, describeOpenErr(err))
 	}
 	b := &SQLite{path: path, logSize: opts.ChangeLogSize}
-	b.sqlBase = sqlBase{db: db, dup: isUnique, appendChange: b.logChange}
-	b.tables = tables{b}
+	b.sqlBase = sqlBase{db: db, dup: isUnique, fk: isForeignKey, appendChange: b.logChange}
+	// sqlite_sequence keeps the last number of the AUTOINCREMENT even
+	// when the log is empty.
+	b.tables = tables{b, `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'change_log'), 0)`}
 	if err := b.migrate(ctx, migs); err != nil {
 		db.Close()
 		return nil, err
@@ -84,7 +86,7 @@ func openSQLite(path string, opts Options, migs []migration) (*SQLite, error) {
 		st *(*sql.Stmt)
 		q  string
 	}{
-		{&b.getSub, `SELECT password, ha1, ha1_sha256, email, created FROM subscribers WHERE username = ? AND domain = ?`},
+		{&b.getSub, getSubscriberQuery},
 		{&b.upsert, `INSERT INTO location (binding_key, ` + bindingCols + `)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (aor, binding_key) DO UPDATE SET
@@ -234,6 +236,8 @@ func isUnique(err error) bool {
 	return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 }
 
+func isForeignKey(err error) bool { return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY }
+
 func sqliteCode(err error) int {
 	var se *sqlite.Error
 	if errors.As(err, &se) {
@@ -257,153 +261,11 @@ func (b *SQLite) logChange(ctx context.Context, tx *sql.Tx, kind ChangeKind, use
 	return err
 }
 
-func txDomainExists(ctx context.Context, tx *sql.Tx, domain string) (bool, error) {
-	var one int
-	err := tx.QueryRowContext(ctx, `SELECT 1 FROM domains WHERE domain = ?`, domain).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-func (b *SQLite) AddDomain(ctx context.Context, domain string, created int64) error {
-	return b.write(ctx, ChangeDomain, "", domain, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO domains (domain, created) VALUES (?, ?)`, domain, created)
-		if c := sqliteCode(err); c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || c == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
-			return ErrDomainExists
-		}
-		return err
-	})
-}
-
-func (b *SQLite) DeleteDomain(ctx context.Context, domain string) error {
-	return b.write(ctx, ChangeDomain, "", domain, func(tx *sql.Tx) error {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM subscribers WHERE domain = ?`, domain).Scan(&n); err != nil {
-			return err
-		}
-		if n > 0 {
-			return ErrDomainInUse
-		}
-		return execOne(ctx, tx, ErrUnknownDomain, `DELETE FROM domains WHERE domain = ?`, domain)
-	})
-}
-
-func (b *SQLite) ListDomains(ctx context.Context) ([]Domain, error) {
-	rows, err := b.db.QueryContext(ctx, `SELECT domain, created FROM domains ORDER BY domain`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Domain
-	for rows.Next() {
-		var d Domain
-		if err := rows.Scan(&d.Domain, &d.Created); err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
-}
-
-func (b *SQLite) DomainExists(ctx context.Context, domain string) (bool, error) {
-	var one int
-	err := b.db.QueryRowContext(ctx, `SELECT 1 FROM domains WHERE domain = ?`, domain).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-func (b *SQLite) AddSubscriber(ctx context.Context, s *Subscriber) error {
-	return b.write(ctx, ChangeSubscriber, s.Username, s.Domain, func(tx *sql.Tx) error {
-		ok, err := txDomainExists(ctx, tx, s.Domain)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return ErrUnknownDomain
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO subscribers
-			(username, domain, password, ha1, ha1_sha256, email, created) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			s.Username, s.Domain, s.Password, s.HA1, s.HA1SHA256, s.Email, s.Created)
-		switch sqliteCode(err) {
-		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
-			return ErrSubscriberExists
-		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
-			return ErrUnknownDomain
-		}
-		return err
-	})
-}
-
-func (b *SQLite) SetCredentials(ctx context.Context, user, domain, password, ha1, ha1SHA256 string) error {
-	return b.write(ctx, ChangeSubscriber, user, domain, func(tx *sql.Tx) error {
-		return execOne(ctx, tx, ErrNoSubscriber, `UPDATE subscribers SET password = ?, ha1 = ?, ha1_sha256 = ?
-			WHERE username = ? AND domain = ?`, password, ha1, ha1SHA256, user, domain)
-	})
-}
-
-func (b *SQLite) DeleteSubscriber(ctx context.Context, user, domain string) error {
-	return b.write(ctx, ChangeSubscriber, user, domain, func(tx *sql.Tx) error {
-		return execOne(ctx, tx, ErrNoSubscriber, `DELETE FROM subscribers WHERE username = ? AND domain = ?`, user, domain)
-	})
-}
-
+// GetSubscriber runs the statement prepared at open (the lookup behind
+// auth's cache misses), in place of tables.GetSubscriber, which would
+// parse it every time.
 func (b *SQLite) GetSubscriber(ctx context.Context, user, domain string, s *Subscriber) error {
-	err := b.getSub.QueryRowContext(ctx, user, domain).Scan(&s.Password, &s.HA1, &s.HA1SHA256, &s.Email, &s.Created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNoSubscriber
-	}
-	if err != nil {
-		return err
-	}
-	s.Username, s.Domain = user, domain
-	return nil
-}
-
-func (b *SQLite) ListSubscribers(ctx context.Context, domain string) ([]Subscriber, error) {
-	const cols = `SELECT username, domain, password, ha1, ha1_sha256, email, created FROM subscribers`
-	var rows *sql.Rows
-	var err error
-	if domain == "" {
-		rows, err = b.db.QueryContext(ctx, cols+` ORDER BY domain, username`)
-	} else {
-		rows, err = b.db.QueryContext(ctx, cols+` WHERE domain = ? ORDER BY username`, domain)
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Subscriber
-	for rows.Next() {
-		var s Subscriber
-		if err := rows.Scan(&s.Username, &s.Domain, &s.Password, &s.HA1, &s.HA1SHA256, &s.Email, &s.Created); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
-}
-
-const bindingCols = `aor, contact, received, path, q, expires, call_id, cseq, user_agent, instance, reg_id, socket, flags, last_modified`
-
-func (b *SQLite) LoadBindings(ctx context.Context, now int64) ([]Binding, error) {
-	rows, err := b.db.QueryContext(ctx, `SELECT `+bindingCols+` FROM location WHERE expires > ? ORDER BY aor`, now)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Binding
-	for rows.Next() {
-		var x Binding
-		if err := rows.Scan(&x.AOR, &x.Contact, &x.Received, &x.Path, &x.Q, &x.Expires, &x.CallID, &x.CSeq,
-			&x.UserAgent, &x.Instance, &x.RegID, &x.Socket, &x.Flags, &x.LastModified); err != nil {
-			return nil, err
-		}
-		out = append(out, x)
-	}
-	return out, rows.Err()
+	return scanCredentials(b.getSub.QueryRowContext(ctx, user, domain), user, domain, s)
 }
 
 func (b *SQLite) ApplyBindings(ctx context.Context, ops []BindingOp) error {
@@ -456,66 +318,4 @@ func (b *SQLite) ApplyBindings(ctx context.Context, ops []BindingOp) error {
 		}
 	}
 	return tx.Commit()
-}
-
-func (b *SQLite) DeleteExpiredBindings(ctx context.Context, now int64) (int64, error) {
-	res, err := b.db.ExecContext(ctx, `DELETE FROM location WHERE expires <= ?`, now)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
-}
-
-func (b *SQLite) Changes(ctx context.Context, since uint64, limit int) ([]Change, uint64, error) {
-	// Sequence numbers come from AUTOINCREMENT and are contiguous (a rolled
-	// back insert does not consume one), so a gap right after since can only
-	// mean the entries were pruned. No transaction is needed: the log is
-	// append-only and pruning removes only the oldest entries.
-	if limit > 0 {
-		rows, err := b.db.QueryContext(ctx, `SELECT seq, kind, username, domain FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?`,
-			int64(since), limit)
-		if err != nil {
-			return nil, 0, err
-		}
-		defer rows.Close()
-		var out []Change
-		for rows.Next() {
-			var c Change
-			var seq int64
-			var kind int
-			if err := rows.Scan(&seq, &kind, &c.Username, &c.Domain); err != nil {
-				return nil, 0, err
-			}
-			c.Seq, c.Kind = uint64(seq), ChangeKind(kind)
-			out = append(out, c)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, 0, err
-		}
-		if len(out) > 0 {
-			latest := out[len(out)-1].Seq
-			if out[0].Seq != since+1 {
-				return []Change{{Seq: latest, Kind: ChangeAll}}, latest, nil
-			}
-			return out, latest, nil
-		}
-	}
-	// sqlite_sequence keeps the last number even if the log is empty.
-	var last int64
-	err := b.db.QueryRowContext(ctx, `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'change_log'), 0)`).Scan(&last)
-	if err != nil {
-		return nil, 0, err
-	}
-	latest := uint64(last)
-	if limit > 0 {
-		if since > latest {
-			// The database was replaced or restored from a backup.
-			return []Change{{Seq: latest, Kind: ChangeAll}}, latest, nil
-		}
-		// Pruning always keeps the newest entries, so latest > since here
-		// means a write committed after the query above: report it next
-		// time rather than skipping it.
-		return nil, since, nil
-	}
-	return nil, latest, nil
 }

@@ -43,8 +43,10 @@ type conn interface {
 	queryRow(ctx context.Context, q string, args ...any) rowScanner
 	// query runs q and calls each for every row.
 	query(ctx context.Context, q string, args []any, each func(rowScanner) error) error
-	// unique tells a duplicate key error.
+	// unique tells a duplicate key error, foreignKey a foreign key's
+	// (a subscriber's domain: missing, or still in use).
 	unique(err error) bool
+	foreignKey(err error) bool
 	// insertRows inserts the rows of ins and returns the index of the
 	// first that collided with a stored row (or an earlier one), -1 when
 	// none did. The transaction stays usable after a collision, so the
@@ -91,12 +93,13 @@ type tableBackend interface {
 	// the same one (see sqlBase.inTx).
 	txConn(ctx context.Context, fn, mark func(c conn) error) error
 	// loggedConn runs fn in a transaction that also logs a change of
-	// kind (ChangeAddress: the permissions module reloads).
-	loggedConn(ctx context.Context, kind ChangeKind, fn func(c conn) error) error
-	// readConn runs fn off the pool, within the operation's deadline on
+	// kind to user and domain (a subscriber's, a domain's; ChangeAddress:
+	// the permissions module reloads).
+	loggedConn(ctx context.Context, kind ChangeKind, user, domain string, fn func(c conn) error) error
+	// poolConn runs fn off the pool, within the operation's deadline on
 	// a server (retried once where the statement never reached it: fn
 	// starts again from nothing).
-	readConn(ctx context.Context, fn func(ctx context.Context, c conn) error) error
+	poolConn(ctx context.Context, fn func(ctx context.Context, c conn) error) error
 	// streamConn runs fn off the pool bounded by ctx only: a walk of a
 	// million rows that the caller paces.
 	streamConn(ctx context.Context, fn func(c conn) error) error
@@ -104,7 +107,11 @@ type tableBackend interface {
 
 // tables has the table operations of the Backend interface; each backend
 // embeds one that points back at it.
-type tables struct{ tb tableBackend }
+type tables struct {
+	tb tableBackend
+	// lastChange is the query of the last change log number (Changes).
+	lastChange string
+}
 
 // versioned runs fn in a transaction that bumps the version of table (a
 // table a server reloads whole and polls with TableVersion).
@@ -117,7 +124,7 @@ func (t tables) versioned(ctx context.Context, table string, fn func(c conn) err
 
 func (t tables) TableVersion(ctx context.Context, name string) (int64, error) {
 	var v int64
-	err := t.tb.readConn(ctx, func(ctx context.Context, c conn) error {
+	err := t.tb.poolConn(ctx, func(ctx context.Context, c conn) error {
 		return c.queryRow(ctx, `SELECT version FROM table_versions WHERE name = ?`, name).Scan(&v)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -129,16 +136,9 @@ func (t tables) TableVersion(ctx context.Context, name string) (int64, error) {
 // listRows reads the rows of q with scan; no rows give a nil slice.
 func listRows[T any](ctx context.Context, tb tableBackend, scan func(rowScanner, *T) error, q string, args ...any) ([]T, error) {
 	var out []T
-	err := tb.readConn(ctx, func(ctx context.Context, c conn) error {
-		out = nil
-		return c.query(ctx, q, args, func(r rowScanner) error {
-			var x T
-			if err := scan(r, &x); err != nil {
-				return err
-			}
-			out = append(out, x)
-			return nil
-		})
+	err := tb.poolConn(ctx, func(ctx context.Context, c conn) error {
+		out = nil // a retry starts again
+		return c.query(ctx, q, args, appendRow(&out, scan))
 	})
 	if err != nil {
 		return nil, err
@@ -146,10 +146,46 @@ func listRows[T any](ctx context.Context, tb tableBackend, scan func(rowScanner,
 	return out, nil
 }
 
+// streamRows is listRows for a whole table (bindings, dialogs), bounded
+// by ctx only.
+func streamRows[T any](ctx context.Context, tb tableBackend, scan func(rowScanner, *T) error, q string, args ...any) ([]T, error) {
+	var out []T
+	err := tb.streamConn(ctx, func(c conn) error { return c.query(ctx, q, args, appendRow(&out, scan)) })
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// appendRow is the row function of a query that appends each row, read
+// with scan, to out.
+func appendRow[T any](out *[]T, scan func(rowScanner, *T) error) func(rowScanner) error {
+	return func(r rowScanner) error {
+		var x T
+		if err := scan(r, &x); err != nil {
+			return err
+		}
+		*out = append(*out, x)
+		return nil
+	}
+}
+
+// execPool runs a statement off the pool and returns how many rows it
+// changed.
+func execPool(ctx context.Context, tb tableBackend, q string, args ...any) (int64, error) {
+	var n int64
+	err := tb.poolConn(ctx, func(ctx context.Context, c conn) error {
+		var err error
+		n, err = c.exec(ctx, q, args...)
+		return err
+	})
+	return n, err
+}
+
 // getRow reads the one row of q with scan (an error wrapping
 // sql.ErrNoRows when there is none).
 func getRow[T any](ctx context.Context, tb tableBackend, scan func(rowScanner, *T) error, x *T, q string, args ...any) error {
-	return tb.readConn(ctx, func(ctx context.Context, c conn) error {
+	return tb.poolConn(ctx, func(ctx context.Context, c conn) error {
 		return scan(c.queryRow(ctx, q, args...), x)
 	})
 }
@@ -205,7 +241,7 @@ type sqlConn struct {
 		QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
 		PrepareContext(ctx context.Context, q string) (*sql.Stmt, error)
 	}
-	dup func(error) bool
+	b *sqlBase
 }
 
 func (c sqlConn) exec(ctx context.Context, q string, args ...any) (int64, error) {
@@ -229,7 +265,8 @@ func (c sqlConn) query(ctx context.Context, q string, args []any, each func(rowS
 	return eachRow(rows, each)
 }
 
-func (c sqlConn) unique(err error) bool { return c.dup(err) }
+func (c sqlConn) unique(err error) bool     { return c.b.dup(err) }
+func (c sqlConn) foreignKey(err error) bool { return c.b.fk(err) }
 
 func (c sqlConn) insertRows(ctx context.Context, ins *insertSpec) (int, error) {
 	q := `INSERT INTO ` + ins.table + ` (` + ins.cols + `) VALUES (` + params(countCols(ins.cols)) + `)`
@@ -245,7 +282,7 @@ func (c sqlConn) insertRows(ctx context.Context, ins *insertSpec) (int, error) {
 	}
 	for i := 0; i < ins.n; i++ {
 		res, err := exec(ins.args(i)...)
-		if c.dup(err) {
+		if c.b.dup(err) {
 			return i, nil
 		}
 		if err != nil {
@@ -348,7 +385,8 @@ func (c pgConn) query(ctx context.Context, q string, args []any, each func(rowSc
 	return eachRow(rows, each)
 }
 
-func (pgConn) unique(err error) bool { return pgUnique(err) }
+func (pgConn) unique(err error) bool     { return pgUnique(err) }
+func (pgConn) foreignKey(err error) bool { return pgCode(err) == pgForeignKeyViolation }
 
 func (c pgConn) insertRows(ctx context.Context, ins *insertSpec) (int, error) {
 	if ins.bulk {
@@ -443,21 +481,21 @@ func (pgConn) startsWith(col, prefix string, args []any) (string, []any) {
 func (b *sqlBase) txConn(ctx context.Context, fn, mark func(c conn) error) error {
 	var m func(tx *sql.Tx) error
 	if mark != nil {
-		m = func(tx *sql.Tx) error { return mark(sqlConn{tx, b.dup}) }
+		m = func(tx *sql.Tx) error { return mark(sqlConn{tx, b}) }
 	}
-	return b.inTx(ctx, func(tx *sql.Tx) error { return fn(sqlConn{tx, b.dup}) }, m)
+	return b.inTx(ctx, func(tx *sql.Tx) error { return fn(sqlConn{tx, b}) }, m)
 }
 
-func (b *sqlBase) loggedConn(ctx context.Context, kind ChangeKind, fn func(c conn) error) error {
-	return b.write(ctx, kind, "", "", func(tx *sql.Tx) error { return fn(sqlConn{tx, b.dup}) })
+func (b *sqlBase) loggedConn(ctx context.Context, kind ChangeKind, user, domain string, fn func(c conn) error) error {
+	return b.write(ctx, kind, user, domain, func(tx *sql.Tx) error { return fn(sqlConn{tx, b}) })
 }
 
-func (b *sqlBase) readConn(ctx context.Context, fn func(ctx context.Context, c conn) error) error {
-	return b.check(fn(ctx, sqlConn{b.db, b.dup}))
+func (b *sqlBase) poolConn(ctx context.Context, fn func(ctx context.Context, c conn) error) error {
+	return b.check(fn(ctx, sqlConn{b.db, b}))
 }
 
 func (b *sqlBase) streamConn(ctx context.Context, fn func(c conn) error) error {
-	return b.check(fn(sqlConn{b.db, b.dup}))
+	return b.check(fn(sqlConn{b.db, b}))
 }
 
 func (b *Postgres) txConn(ctx context.Context, fn, mark func(c conn) error) error {
@@ -468,11 +506,11 @@ func (b *Postgres) txConn(ctx context.Context, fn, mark func(c conn) error) erro
 	return b.inTx(ctx, func(tx pgx.Tx) error { return fn(pgConn{tx}) }, m)
 }
 
-func (b *Postgres) loggedConn(ctx context.Context, kind ChangeKind, fn func(c conn) error) error {
-	return b.write(ctx, kind, "", "", func(tx pgx.Tx) error { return fn(pgConn{tx}) })
+func (b *Postgres) loggedConn(ctx context.Context, kind ChangeKind, user, domain string, fn func(c conn) error) error {
+	return b.write(ctx, kind, user, domain, func(tx pgx.Tx) error { return fn(pgConn{tx}) })
 }
 
-func (b *Postgres) readConn(ctx context.Context, fn func(ctx context.Context, c conn) error) error {
+func (b *Postgres) poolConn(ctx context.Context, fn func(ctx context.Context, c conn) error) error {
 	return b.do(ctx, func(ctx context.Context) error { return fn(ctx, pgConn{b.pool}) })
 }
 
