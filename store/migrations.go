@@ -1,5 +1,11 @@
 package store
 
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
 // migration is one numbered schema step. Steps are applied in order, each
 // once, inside the transaction that opens the database; the highest applied
 // number is recorded in schema_version. Never edit a released step: append a
@@ -16,6 +22,61 @@ type migration struct {
 // the step's name. The dialog table's step 8 was reserved while the
 // accounting tables' 9 landed.
 var placeholders = map[int]string{8: "reserved for the dialog table"}
+
+// applyMigrations brings the database of c, whose schema_version table
+// exists, to migs: it reads the version recorded, refuses a newer one
+// (ErrSchemaTooNew, naming the database db), applies the steps recorded
+// under their placeholder name and then the missing ones, recording each.
+// The backend runs it in its transaction (SQLite, PostgreSQL) or under
+// its lock (MySQL, whose DDL commits at once: each step can run again).
+// On PostgreSQL the statements go through pgRebind: a step holds no ?
+// outside quotes (TestMigrationsHoldNoPlaceholder).
+func applyMigrations(ctx context.Context, c conn, db string, migs []migration) error {
+	var have int
+	if err := c.queryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&have); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if want := len(migs); have > want {
+		return errorf(ErrSchemaTooNew, "store: %s has schema version %d but this switchboard knows only up to %d; run a newer switchboard binary",
+			db, have, want)
+	}
+	for _, m := range migs[:have] {
+		if placeholders[m.version] == "" || m.stmts == nil {
+			continue
+		}
+		var name string
+		if err := c.queryRow(ctx, `SELECT name FROM schema_version WHERE version = ?`, m.version).Scan(&name); err != nil {
+			return fmt.Errorf("read migration %d: %w", m.version, err)
+		}
+		if name != placeholders[m.version] {
+			continue
+		}
+		for _, q := range m.stmts {
+			if _, err := c.exec(ctx, q); err != nil {
+				return fmt.Errorf("migration %d (%s, reserved before): %w", m.version, m.name, err)
+			}
+		}
+		if _, err := c.exec(ctx, `UPDATE schema_version SET name = ?, applied = ? WHERE version = ?`,
+			m.name, time.Now().Unix(), m.version); err != nil {
+			return fmt.Errorf("record migration %d: %w", m.version, err)
+		}
+	}
+	for i, m := range migs[have:] {
+		if m.version != have+i+1 {
+			panic("store: migrations are not numbered 1, 2, 3, ...")
+		}
+		for _, q := range m.stmts {
+			if _, err := c.exec(ctx, q); err != nil {
+				return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
+			}
+		}
+		if _, err := c.exec(ctx, `INSERT INTO schema_version (version, name, applied) VALUES (?, ?, ?)`,
+			m.version, m.name, time.Now().Unix()); err != nil {
+			return fmt.Errorf("record migration %d: %w", m.version, err)
+		}
+	}
+	return nil
+}
 
 var sqliteMigrations = []migration{
 	{1, "subscribers, domains, location, change log", []string{

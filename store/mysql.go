@@ -237,52 +237,9 @@ func (b *MySQL) migrateLocked(ctx context.Context, migs []migration) error {
 		applied BIGINT NOT NULL) ENGINE=InnoDB`); err != nil {
 		return err
 	}
-	var have int
-	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&have); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	if want := len(migs); have > want {
-		return errorf(ErrSchemaTooNew, "store: mysql %s has schema version %d but this switchboard knows only up to %d; run a newer switchboard binary",
-			b.name, have, want)
-	}
-	// Steps recorded while they were empty placeholders (see
-	// placeholders) are applied now; rerunnable like every step.
-	for _, m := range migs[:have] {
-		if placeholders[m.version] == "" || m.stmts == nil {
-			continue
-		}
-		var name string
-		if err := conn.QueryRowContext(ctx, `SELECT name FROM schema_version WHERE version = ?`, m.version).Scan(&name); err != nil {
-			return fmt.Errorf("read migration %d: %w", m.version, err)
-		}
-		if name != placeholders[m.version] {
-			continue
-		}
-		for _, q := range m.stmts {
-			if _, err := conn.ExecContext(ctx, q); err != nil {
-				return fmt.Errorf("migration %d (%s, reserved before): %w", m.version, m.name, err)
-			}
-		}
-		if _, err := conn.ExecContext(ctx, `UPDATE schema_version SET name = ?, applied = ? WHERE version = ?`,
-			m.name, time.Now().Unix(), m.version); err != nil {
-			return err
-		}
-	}
-	for i, m := range migs[have:] {
-		if m.version != have+i+1 {
-			panic("store: migrations are not numbered 1, 2, 3, ...")
-		}
-		for _, q := range m.stmts {
-			if _, err := conn.ExecContext(ctx, q); err != nil {
-				return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
-			}
-		}
-		if _, err := conn.ExecContext(ctx, `INSERT INTO schema_version (version, name, applied) VALUES (?, ?, ?)`,
-			m.version, m.name, time.Now().Unix()); err != nil {
-			return fmt.Errorf("record migration %d: %w", m.version, err)
-		}
-	}
-	return nil
+	// Steps recorded while they were empty placeholders are applied
+	// too; rerunnable like every step.
+	return applyMigrations(ctx, sqlConn{conn, &b.sqlBase}, "mysql "+b.name, migs)
 }
 
 // SchemaVersion returns the schema version recorded in the database.

@@ -300,50 +300,8 @@ func (b *Postgres) migrate(ctx context.Context, migs []migration) error {
 			applied BIGINT NOT NULL)`); err != nil {
 			return err
 		}
-		var have int
-		if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&have); err != nil {
-			return fmt.Errorf("read schema version: %w", err)
-		}
-		if want := len(migs); have > want {
-			return errorf(ErrSchemaTooNew, "store: postgres %s has schema version %d but this switchboard knows only up to %d; run a newer switchboard binary",
-				b.name, have, want)
-		}
-		// Steps recorded while they were empty placeholders (see
-		// placeholders) are applied now.
-		for _, m := range migs[:have] {
-			var name string
-			if placeholders[m.version] == "" || m.stmts == nil {
-				continue
-			}
-			if err := tx.QueryRow(ctx, `SELECT name FROM schema_version WHERE version = $1`, m.version).Scan(&name); err != nil {
-				return fmt.Errorf("read migration %d: %w", m.version, err)
-			}
-			if name != placeholders[m.version] {
-				continue
-			}
-			for _, q := range m.stmts {
-				if _, err := tx.Exec(ctx, q); err != nil {
-					return fmt.Errorf("migration %d (%s, reserved before): %w", m.version, m.name, err)
-				}
-			}
-			if _, err := tx.Exec(ctx, `UPDATE schema_version SET name = $1, applied = $2 WHERE version = $3`,
-				m.name, time.Now().Unix(), m.version); err != nil {
-				return err
-			}
-		}
-		for i, m := range migs[have:] {
-			if m.version != have+i+1 {
-				panic("store: migrations are not numbered 1, 2, 3, ...")
-			}
-			for _, q := range m.stmts {
-				if _, err := tx.Exec(ctx, q); err != nil {
-					return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
-				}
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO schema_version (version, name, applied) VALUES ($1, $2, $3)`,
-				m.version, m.name, time.Now().Unix()); err != nil {
-				return fmt.Errorf("record migration %d: %w", m.version, err)
-			}
+		if err := applyMigrations(ctx, pgConn{tx}, "postgres "+b.name, migs); err != nil {
+			return err
 		}
 		return tx.Commit(ctx)
 	})

@@ -150,62 +150,16 @@ func (b *SQLite) migrate(ctx context.Context, migs []migration) error {
 		applied INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("store: %s: %s", b.path, describeOpenErr(err))
 	}
-	var have int
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&have); err != nil {
-		return fmt.Errorf("store: %s: read schema version: %w", b.path, err)
-	}
-	want := len(migs)
-	if have > want {
-		return errorf(ErrSchemaTooNew, "store: %s has schema version %d but this switchboard knows only up to %d; run a newer switchboard binary",
-			b.path, have, want)
-	}
-	for _, m := range migs[:have] {
-		if err := b.fillPlaceholder(ctx, tx, m); err != nil {
+	if err := applyMigrations(ctx, sqlConn{tx, &b.sqlBase}, b.path, migs); err != nil {
+		if errors.Is(err, ErrSchemaTooNew) {
 			return err
 		}
-	}
-	for i, m := range migs[have:] {
-		if m.version != have+i+1 {
-			panic("store: migrations are not numbered 1, 2, 3, ...")
-		}
-		for _, q := range m.stmts {
-			if _, err := tx.ExecContext(ctx, q); err != nil {
-				return fmt.Errorf("store: %s: migration %d (%s): %w", b.path, m.version, m.name, err)
-			}
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version, name, applied) VALUES (?, ?, ?)`,
-			m.version, m.name, time.Now().Unix()); err != nil {
-			return fmt.Errorf("store: %s: record migration %d: %w", b.path, m.version, err)
-		}
+		return fmt.Errorf("store: %s: %w", b.path, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: %s: commit migration: %w", b.path, err)
 	}
 	return nil
-}
-
-// fillPlaceholder applies step m when the database recorded it under its
-// placeholder name (placeholders): reserved and empty when the binary
-// that migrated it was built.
-func (b *SQLite) fillPlaceholder(ctx context.Context, tx *sql.Tx, m migration) error {
-	placeholder := placeholders[m.version]
-	if placeholder == "" || m.stmts == nil {
-		return nil
-	}
-	var name string
-	if err := tx.QueryRowContext(ctx, `SELECT name FROM schema_version WHERE version = ?`, m.version).Scan(&name); err != nil {
-		return fmt.Errorf("store: %s: read migration %d: %w", b.path, m.version, err)
-	}
-	if name != placeholder {
-		return nil
-	}
-	for _, q := range m.stmts {
-		if _, err := tx.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("store: %s: migration %d (%s, reserved before): %w", b.path, m.version, m.name, err)
-		}
-	}
-	_, err := tx.ExecContext(ctx, `UPDATE schema_version SET name = ?, applied = ? WHERE version = ?`, m.name, time.Now().Unix(), m.version)
-	return err
 }
 
 // SchemaVersion returns the schema version recorded in the database.

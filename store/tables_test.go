@@ -16,3 +16,16 @@ func TestPgRebind(t *testing.T) {
 		}
 	}
 }
+
+// applyMigrations sends PostgreSQL's steps through pgRebind, which would
+// turn a ? outside quotes (a jsonb operator, say) into a parameter: no
+// step may hold one.
+func TestMigrationsHoldNoPlaceholder(t *testing.T) {
+	for _, m := range postgresMigrations {
+		for _, q := range m.stmts {
+			if pgRebind(q) != q {
+				t.Errorf("postgres migration %d (%s) holds a ? outside quotes: %.80s", m.version, m.name, q)
+			}
+		}
+	}
+}
