@@ -351,48 +351,6 @@ func pgUnique(err error) bool { return pgCode(err) == pgUniqueViolation }
 // rowScanner is a row of either a query or QueryRow.
 type rowScanner = interface{ Scan(...any) error }
 
-// collect reads every row of rows with scan. No rows give a nil slice, as
-// the SQLite backend's lists do.
-func collect[T any](rows pgx.Rows, err error, scan func(rowScanner, *T) error) ([]T, error) {
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		var x T
-		if err := scan(rows, &x); err != nil {
-			return nil, err
-		}
-		out = append(out, x)
-	}
-	return out, rows.Err()
-}
-
-// list runs a query off a pooled connection and collects its rows.
-func list[T any](b *Postgres, ctx context.Context, scan func(rowScanner, *T) error, q string, args ...any) ([]T, error) {
-	var out []T
-	err := b.do(ctx, func(ctx context.Context) error {
-		rows, err := b.pool.Query(ctx, q, args...)
-		out, err = collect(rows, err, scan)
-		return err
-	})
-	return out, err
-}
-
-// pgExecOne runs a statement that must change one row at least, and returns
-// missing when it changed none.
-func pgExecOne(ctx context.Context, tx pgx.Tx, missing error, q string, args ...any) error {
-	tag, err := tx.Exec(ctx, q, args...)
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return missing
-	}
-	return nil
-}
-
 // pgText makes s storable in a PostgreSQL text column, which refuses NUL
 // and invalid UTF-8. Binding fields come from SIP headers anyone can forge
 // (User-Agent, Path, +sip.instance): one such binding must not fail the
