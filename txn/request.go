@@ -263,6 +263,7 @@ func (r *Request) LastBranch() (code int, answered bool) {
 // back to us.
 func (r *Request) ForceRPort() {
 	r.st.rport = true
+	r.Msg.SetSource(r.Src, true) // and in the responses we build ourselves
 	if t := r.t; t != nil && !t.proto.Stream() && !r.c.isOwnAddr(t.src) {
 		t.respDst = t.src
 	}
