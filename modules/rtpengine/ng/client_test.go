@@ -153,7 +153,7 @@ func TestAnswersMatchedByCookie(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	to.Store(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), c.conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()))
+	to.Store(c.Locals()[0])
 	type got struct{ sent, echo int64 }
 	ch := make(chan got, 2)
 	for i := int64(1); i <= 2; i++ {
@@ -328,8 +328,7 @@ func TestForgedAnswerIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer forger.Close()
-	to := c.conn.LocalAddr().(*net.UDPAddr).AddrPort()
-	to = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), to.Port())
+	to := c.Locals()[0]
 	forger.WriteToUDPAddrPort([]byte(cookie.Load().(string)+" d6:result5:errore"), to)
 	time.Sleep(50 * time.Millisecond)
 	select {
