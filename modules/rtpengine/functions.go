@@ -276,8 +276,20 @@ func (e *Engine) exchange(c *routing.Ctx, cmd string, f *Flags, next func(c *rou
 // answer, next gets no error and forwards the ACK with its own SDP
 // (counted, and logged), since the call is up either way.
 func (e *Engine) answerAck(c *routing.Ctx, f *Flags, next func(c *routing.Ctx, err error)) {
+	// An ACK has no transaction, so limits.max_transactions does not
+	// bound the ACKs kept: a party of a call could send ACKs with SDP
+	// as fast as it likes, each holding the receive loop's buffers for
+	// up to timeout × (retries + 1). Past maxHeldAcks the ACK goes on
+	// with its own SDP at once (counted).
+	if e.heldAcks.Add(1) > e.maxHeldAcks {
+		e.heldAcks.Add(-1)
+		e.acksNotHeld.Inc()
+		next(c, nil)
+		return
+	}
 	h := c.SuspendAck()
 	if h == nil {
+		e.heldAcks.Add(-1)
 		next(c, nil)
 		return
 	}
@@ -296,6 +308,7 @@ func (e *Engine) answerAck(c *routing.Ctx, f *Flags, next func(c *routing.Ctx, e
 			}
 			next(c, nil)
 		})
+		e.heldAcks.Add(-1)
 	})
 	e.putBuf(bp)
 }

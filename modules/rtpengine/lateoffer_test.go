@@ -3,6 +3,7 @@ package rtpengine
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"switchboard/modules/internal/routetest"
 )
@@ -105,5 +106,34 @@ func TestLateOffer(t *testing.T) {
 	waitSent(t, h, "BYE ")
 	if c := waitCommand(t, peer, 6, "delete"); c["call-id"] != offer["call-id"] {
 		t.Fatalf("delete %v", c)
+	}
+}
+
+// TestHeldAcksBounded: an ACK has no transaction, so the ACKs kept while
+// rtpengine answers are bounded on their own: past the bound an ACK with
+// SDP goes on at once with its own SDP (counted), while the one kept is
+// forwarded with rtpengine's once it answers.
+func TestHeldAcksBounded(t *testing.T) {
+	peer := newNGPeer(t)
+	s := DefaultSettings()
+	s.Instances = []string{"udp:" + peer.conn.LocalAddr().String()}
+	e, h := newEngine(t, s)
+	e.maxHeldAcks = 1
+	inv := routetest.Request("INVITE", "sip:bob@127.0.0.1:5080", "")
+	peer.delay.Store(int64(300 * time.Millisecond))
+	h.Receive("127.0.0.1:5070", ackFor(inv, "b1", "z9hG4bK.held1", offerSDP))
+	h.Receive("127.0.0.1:5070", ackFor(inv, "b1", "z9hG4bK.held2", offerSDP))
+	first := waitSent(t, h, "ACK ")
+	if !strings.HasSuffix(first.Data, offerSDP) || e.acksNotHeld.Get() != 1 {
+		t.Fatalf("the ACK past the bound: not held %d, forwarded as\n%s", e.acksNotHeld.Get(), first.Data)
+	}
+	second := waitSent(t, h, "ACK ")
+	if !strings.Contains(second.Data, "m=audio 40002") {
+		t.Fatalf("the ACK kept forwarded as\n%s", second.Data)
+	}
+	for deadline := time.Now().Add(3 * time.Second); e.heldAcks.Load() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d ACKs still counted as held", e.heldAcks.Load())
+		}
 	}
 }

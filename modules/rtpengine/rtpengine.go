@@ -238,6 +238,11 @@ func (s *Settings) checkOutbound(allowed func(netip.Addr) bool) error {
 	return nil
 }
 
+// maxHeldAcks bounds the ACKs (of late offers) kept at once while
+// rtpengine answers their SDP: each holds a scratch context of the
+// transaction core (its message buffers, some kilobytes).
+const maxHeldAcks = 1024
+
 // instKey identifies an instance across reloads: its set and address.
 // The same rtpengine in two sets is two instances (each pinged, each
 // with its own state).
@@ -299,6 +304,10 @@ type Engine struct {
 	sessionsByURL sync.Map // URL → *atomic.Int64 (rtpengine's own count)
 	answering     sync.Map // pendingKey → struct{}: responses held for an answer
 
+	heldAcks    atomic.Int64 // ACKs kept while rtpengine answers their SDP
+	maxHeldAcks int64
+	acksNotHeld *metrics.Counter
+
 	commands map[string]*metrics.Counter
 	errors   map[string]*metrics.Counter
 	latency  *metrics.Histogram
@@ -316,6 +325,7 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 		states: map[instKey]*ng.Instance{}, stored: map[instKey]bool{},
 		fixed: [3]any{s.BindAddress, s.PollInterval, s.MaxCalls}, calls: newCallTable(s.MaxCalls)}
 	e.bind, _ = s.bindAddr() // checked
+	e.maxHeldAcks = maxHeldAcks
 	e.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
 	set := h.Metrics
 	for _, c := range []string{"offer", "answer", "delete", "ping", "statistics", "query"} {
@@ -330,6 +340,7 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 	e.downs = set.NewCounter("switchboard_rtpengine_instance_down_total")
 	e.reloads = set.NewCounter("switchboard_rtpengine_reloads_total")
 	e.reloadKO = set.NewCounter("switchboard_rtpengine_reload_errors_total")
+	e.acksNotHeld = set.NewCounter("switchboard_rtpengine_acks_not_held_total")
 	set.NewGauge("switchboard_rtpengine_sessions", func() float64 {
 		var n int64
 		e.sessionsByURL.Range(func(_, v any) bool { n += v.(*atomic.Int64).Load(); return true })
@@ -362,6 +373,7 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rtpengine: %w", err)
 	}
+	e.apply(s)
 	conf, _ := s.parseInstances() // checked
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -369,7 +381,6 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 		e.client.Close()
 		return nil, err
 	}
-	e.apply(s)
 	e.registerCommands(h)
 	return e, nil
 }
@@ -595,8 +606,13 @@ func (e *Engine) Reload(settings any) error {
 	if err != nil {
 		return err
 	}
+	// The instances first: when one cannot be used, the settings in
+	// force stay, all of them.
+	if err := e.load(context.Background(), conf, false); err != nil {
+		return err
+	}
 	e.apply(s)
-	return e.load(context.Background(), conf, false)
+	return nil
 }
 
 // LoadTable reads the rtpengine table now and swaps in the instances
