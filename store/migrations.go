@@ -346,6 +346,7 @@ var sqliteMigrations = []migration{
 			updated INTEGER NOT NULL
 		)`,
 	}},
+	{11, "rtpengine instances", rtpengineSQLite}, // store/rtpengine.go
 }
 
 // cdrColumnsDDL are the columns of the acc and missed_calls tables
@@ -637,6 +638,7 @@ var postgresMigrations = []migration{
 			updated BIGINT NOT NULL
 		)`,
 	}},
+	{11, "rtpengine instances", rtpenginePostgres}, // store/rtpengine.go
 }
 
 // pgCDRColumnsDDL are the columns of the acc and missed_calls tables
@@ -933,6 +935,7 @@ var mysqlMigrations = []migration{
 			updated BIGINT NOT NULL
 		) ENGINE=InnoDB`,
 	}},
+	{11, "rtpengine instances", rtpengineMySQL}, // store/rtpengine.go
 }
 
 // myCDRColumnsDDL are the columns of the acc and missed_calls tables
