@@ -34,6 +34,8 @@ type env struct {
 
 	// beforeRelay runs on an initial INVITE after TopologyHiding.
 	beforeRelay func(c *routing.Ctx)
+	// natFlags are set on the dialogs of hiddenCallLoop's calls.
+	natFlags uint32
 	verdicts    []Verdict
 }
 
