@@ -36,7 +36,7 @@ type env struct {
 	beforeRelay func(c *routing.Ctx)
 	// natFlags are set on the dialogs of hiddenCallLoop's calls.
 	natFlags uint32
-	verdicts    []Verdict
+	verdicts []Verdict
 }
 
 func newEnv(t testing.TB, s *Settings) *env {

@@ -91,10 +91,10 @@ func init() {
 // TopoHiding is the module instance. Its methods are safe for concurrent
 // use; they are nil-safe (false, NotHidden) when the module is not built.
 type TopoHiding struct {
-	h     *modules.Host
-	log   *slog.Logger
-	dlg   *dialog.Dialog
-	param string
+	h      *modules.Host
+	log    *slog.Logger
+	dlg    *dialog.Dialog
+	param  string
 	user   string
 	calls  bool
 	trunks bool
