@@ -28,10 +28,12 @@ type SQLite struct {
 	// transactions (Tx.StmtContext). Parsing the upsert otherwise costs as
 	// much as executing it.
 	getSub, upsert, del, delAOR *sql.Stmt
-	// The accounting inserts are prepared on first use: a store opened
-	// with fewer migrations (the upgrade tests) has no acc table.
-	cdrMu  sync.Mutex
-	insCDR [2]*sql.Stmt // acc, missed_calls
+	// The multi-row statements of the batched writes (sqlite_rows.go:
+	// accounting records, dialogs), by their text, prepared on first use
+	// (a store opened with fewer migrations, in the upgrade tests, has no
+	// acc table), under cdrMu.
+	cdrMu      sync.Mutex
+	batchStmts map[string]*sql.Stmt
 }
 
 // OpenSQLite opens or creates the database file at path and applies pending
@@ -217,10 +219,13 @@ func (b *SQLite) Ping(ctx context.Context) error { return b.db.PingContext(ctx) 
 func (b *SQLite) Close() error {
 	b.cdrMu.Lock()
 	defer b.cdrMu.Unlock()
-	for _, st := range []*sql.Stmt{b.getSub, b.upsert, b.del, b.delAOR, b.insCDR[0], b.insCDR[1]} {
+	for _, st := range []*sql.Stmt{b.getSub, b.upsert, b.del, b.delAOR} {
 		if st != nil {
 			st.Close()
 		}
+	}
+	for _, st := range b.batchStmts {
+		st.Close()
 	}
 	return b.db.Close()
 }

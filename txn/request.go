@@ -109,6 +109,10 @@ type Rewriter interface {
 // pointer.
 func (r *Request) SetRewriter(w Rewriter) { r.st.rw = w }
 
+// Rewriter returns what SetRewriter set (nil: none): a failure route
+// asks it to know whether the call it retries is hidden.
+func (r *Request) Rewriter() Rewriter { return r.st.rw }
+
 // NumValues is the number of per-transaction values a route can keep.
 const NumValues = 8
 
