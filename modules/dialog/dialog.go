@@ -191,8 +191,8 @@ func validName(s string) bool {
 
 func init() {
 	modules.Register(modules.Definition{
-		Name:     "dialog",
-		Doc:      "call state: early, confirmed and ended dialogs, timeouts with BYE both ways, profiles for concurrent-call limits (OpenSIPS dialog)",
+		Name: "dialog",
+		Doc:  "call state: early, confirmed and ended dialogs, timeouts with BYE both ways, profiles for concurrent-call limits (OpenSIPS dialog)",
 		// The registrar's Redis settings serve dialog.sharing when
 		// dialog.redis.addr is left out.
 		Uses:     []string{"registrar"},
@@ -250,12 +250,12 @@ type Dialog struct {
 	// Figures, updated under the dialog's shard lock. remote counts
 	// the copies of other nodes' dialogs (not in the others).
 	unconfirmed, early, confirmed, remote atomic.Int64
-	ended                         [numReasons]*metrics.Counter
-	refused                       *metrics.Counter
-	limited                       *metrics.Counter
-	mismatched                    *metrics.Counter
-	byeSent, byeFailed            *metrics.Counter
-	cancels, pings                *metrics.Counter
+	ended                                 [numReasons]*metrics.Counter
+	refused                               *metrics.Counter
+	limited                               *metrics.Counter
+	mismatched                            *metrics.Counter
+	byeSent, byeFailed                    *metrics.Counter
+	cancels, pings                        *metrics.Counter
 }
 
 func newModule(h *modules.Host, v any) (modules.Instance, error) {

@@ -170,12 +170,17 @@ type sharer struct {
 	grace    int64 // takeover_delay, ms
 	log      *slog.Logger
 	degraded func(reason string)
+	// localWait is localEndAfter (tests shorten it).
+	localWait time.Duration
 
 	pend    []pendList // per shard, under the shard's lock: dialogs to write
 	maxPend int
 
-	mu      sync.Mutex // ends, fetches (taken after a shard's lock, never before one)
-	ends    []endJob
+	mu   sync.Mutex // ends, fetches, late (taken after a shard's lock, never before one)
+	ends []endJob
+	// late are the ends settled here without Redis: marked ended there
+	// once it is back, so that no other node takes them over.
+	late    []endJob
 	fetches []fetchJob
 	kick    chan struct{}
 
@@ -188,6 +193,7 @@ type sharer struct {
 	fetchFound, fetchEnded, fetchMissing *metrics.Counter
 	fetchDropped, won, lost, takeovers   *metrics.Counter
 	localEnds, forgotten, writeDrops     *metrics.Counter
+	conflicts                            *metrics.Counter
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -209,7 +215,7 @@ func newSharer(d *Dialog, rs rediscfg.Settings, takeover time.Duration, degraded
 		prefix: rs.Prefix + "dlg:", index: rs.Prefix + "dlg:deadlines", channel: rs.Prefix + "dlg",
 		timeout: rs.Timeout, grace: takeover.Milliseconds(), log: d.log, degraded: degraded,
 		pend: make([]pendList, d.tbl.NumShards()), maxPend: d.perShard + 16,
-		kick: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), localWait: localEndAfter,
 	}
 	// Room for the ends of a busy second, so that the receive path's
 	// appends do not grow the slice.
@@ -242,6 +248,7 @@ func (sh *sharer) registerMetrics(set *metrics.Set) {
 	sh.takeovers = set.NewCounter("switchboard_dialog_redis_takeovers_total")
 	sh.localEnds = set.NewCounter("switchboard_dialog_redis_local_ends_total")
 	sh.forgotten = set.NewCounter("switchboard_dialog_redis_forgotten_total")
+	sh.conflicts = set.NewCounter("switchboard_dialog_redis_late_conflicts_total")
 }
 
 // member names a dialog in the deadlines and the messages: its id and
@@ -409,7 +416,7 @@ func (sh *sharer) run() {
 		case <-t.C:
 		}
 		if !sh.up.Load() {
-			sh.settleLocally(localEndAfter)
+			sh.settleLocally(sh.localWait)
 			if err := sh.ping(); err != nil {
 				if time.Since(lastWarn) >= 30*time.Second && time.Since(time.UnixMilli(sh.downAt.Load())) >= 30*time.Second {
 					lastWarn = time.Now()
@@ -431,6 +438,9 @@ func (sh *sharer) run() {
 		}
 		if err == nil {
 			err = sh.settle(ctx)
+		}
+		if err == nil {
+			err = sh.settleLate(ctx)
 		}
 		if err == nil && time.Since(lastScan) >= scanEvery {
 			lastScan = time.Now()
@@ -867,6 +877,7 @@ func (sh *sharer) settleLocally(wait time.Duration) {
 		}
 	}
 	sh.ends = keep
+	sh.late = append(sh.late, mine...)
 	sh.mu.Unlock()
 	for i := range mine {
 		sh.localEnds.Inc()
@@ -875,6 +886,42 @@ func (sh *sharer) settleLocally(wait time.Duration) {
 	if len(mine) > 0 {
 		sh.log.Warn("dialog: calls ended without Redis: this node sent their BYEs and wrote their records", "calls", len(mine))
 	}
+}
+
+// settleLate marks ended in Redis the calls this node ended while Redis
+// was away. A claim this node loses there means another node ended the
+// call too meanwhile (two records): counted and logged.
+func (sh *sharer) settleLate(ctx context.Context) error {
+	sh.mu.Lock()
+	jobs := sh.late
+	sh.late = nil
+	sh.mu.Unlock()
+	if len(jobs) == 0 {
+		return nil
+	}
+	claims := make([]*redis.Cmd, len(jobs))
+	now := strconv.FormatInt(sh.d.clock.Now(), 10)
+	_, err := sh.exec(ctx, func(p redis.Pipeliner) {
+		for i := range jobs {
+			m := member(jobs[i].id, jobs[i].h)
+			claims[i] = claimScript.EvalSha(ctx, p, []string{sh.key(m)}, sh.node, claimOwn, now, sh.grace, endedKeep.Milliseconds())
+			p.ZRem(ctx, sh.index, m)
+			p.Publish(ctx, sh.channel, sh.node+"|"+m)
+		}
+	})
+	if err != nil {
+		sh.mu.Lock()
+		sh.late = append(jobs, sh.late...)
+		sh.mu.Unlock()
+		return err
+	}
+	for i := range jobs {
+		if res, err := parseClaim(claims[i]); err == nil && res.outcome == "lost" {
+			sh.conflicts.Inc()
+			sh.log.Warn("dialog: a call this node ended without Redis was ended by another node too", "id", jobs[i].id)
+		}
+	}
+	return nil
 }
 
 // scan claims the dialogs whose deadline passed more than takeover_delay
