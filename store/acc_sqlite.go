@@ -24,6 +24,7 @@ func scanCDR(sc interface{ Scan(...any) error }, c *CDR) error {
 }
 
 func (b *SQLite) AddCDRs(ctx context.Context, cs []CDR) error {
+	ctx = batchCtx(ctx)
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

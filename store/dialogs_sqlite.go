@@ -37,6 +37,7 @@ func (b *SQLite) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) er
 	if len(ops) == 0 {
 		return nil
 	}
+	ctx = batchCtx(ctx)
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -438,10 +438,19 @@ func (b *SQLite) LoadBindings(ctx context.Context, now int64) ([]Binding, error)
 	return out, rows.Err()
 }
 
+// batchCtx is the context of a write-back batch's statements. The writers
+// give their batches a deadline, which matters on a network database; on
+// a cancellable context modernc's SQLite starts a goroutine per statement
+// to interrupt it (1.5% of a call's CPU with dialogs and accounting on,
+// bench/results/dialog-acc.md). An embedded statement waits only for the
+// file's lock, which busy_timeout bounds, so a batch runs without it.
+func batchCtx(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
 func (b *SQLite) ApplyBindings(ctx context.Context, ops []BindingOp) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	ctx = batchCtx(ctx)
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
