@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -349,25 +350,13 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// appendJSONBytes is appendJSONString for bytes.
+// appendJSONBytes is appendJSONString for bytes, read in place (not copied
+// into a string).
 func appendJSONBytes(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			dst = appendASCII(dst, c)
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && n == 1 {
-			dst = append(dst, `\ufffd`...)
-		} else {
-			dst = append(dst, s[i:i+n]...)
-		}
-		i += n
+	if len(s) == 0 {
+		return append(dst, `""`...)
 	}
-	return append(dst, '"')
+	return appendJSONString(dst, unsafe.String(&s[0], len(s)))
 }
 
 const hexDigits = "0123456789abcdef"

@@ -40,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"sync"
 
@@ -72,6 +73,14 @@ type Definition struct {
 	// Check validates decoded settings (ranges, combinations) and returns
 	// a *KeyError for the key at fault. Nil: nothing to check.
 	Check func(settings any) error
+	// CheckOutbound checks the addresses checked settings make the module
+	// send to against outbound.allow (allowed reports whether the server
+	// may send to an address), at config load after Check, so that
+	// check-config, a start and a reload refuse a destination the server
+	// would never reach, with a *KeyError naming the key. Nil: nothing to
+	// check (a module that sends only through the transaction core, which
+	// applies the list itself).
+	CheckOutbound func(settings any, allowed func(netip.Addr) bool) error
 	// StoreOptions adjusts the options the server opens the store with,
 	// from the module's checked settings (the registrar's write-through
 	// mode makes every commit wait for the disk). Nil: nothing to adjust.
@@ -103,6 +112,20 @@ type CLICommand struct {
 	// value removed. An error is printed with the usage and exits 1
 	// (*KeyError or an error wrapping flag.ErrHelp: exit 2).
 	Run func(ctx context.Context, st *store.Store, args []string, out io.Writer) error
+	// RunEnv, when set, is called instead of Run, with what the
+	// subcommand may need of the configuration besides its store.
+	RunEnv func(ctx context.Context, env CLIEnv, args []string, out io.Writer) error
+}
+
+// CLIEnv is what an offline subcommand learns of its configuration.
+type CLIEnv struct {
+	Store *store.Store
+	// Settings are the module's checked settings.
+	Settings any
+	// OutboundAllowed reports whether the server may send to an address
+	// (outbound.allow): a row the server would refuse is refused here
+	// first.
+	OutboundAllowed func(netip.Addr) bool
 }
 
 // Instance is a built module.

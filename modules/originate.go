@@ -15,7 +15,8 @@ import (
 // server once the core exists, which is after the modules are built and
 // before they start: use it from Start on.
 type Originator struct {
-	core atomic.Pointer[txn.Core]
+	core  atomic.Pointer[txn.Core]
+	allow []netip.Prefix // outbound.allow, for Allowed before the core exists
 }
 
 // ErrNoCore is returned before the server handed the core over (in New,
@@ -83,10 +84,29 @@ func (o *Originator) SetTap(t txn.Tap) error {
 }
 
 // Allowed reports whether the proxy may send to a (outbound.allow), for a
-// module that sends on sockets of its own (HEP collectors): everything
-// the server sends keeps to the allow-list. True without a core (a module
-// built alone in a test).
+// module that sends on sockets of its own (HEP collectors, rtpengine's
+// control socket): everything the server sends keeps to the allow-list.
+// Before the core is handed over it answers from the list the server
+// built the modules with (Services.AllowOutbound), so that New can refuse
+// a destination; true without either (a module built alone in a test).
 func (o *Originator) Allowed(a netip.Addr) bool {
-	c := o.core.Load()
-	return c == nil || c.Allowed(a)
+	if c := o.core.Load(); c != nil {
+		return c.Allowed(a)
+	}
+	return AllowedBy(o.allow, a)
+}
+
+// AllowedBy reports whether a is inside the allow-list l (an empty list
+// allows everything), as the transaction core decides it.
+func AllowedBy(l []netip.Prefix, a netip.Addr) bool {
+	if len(l) == 0 {
+		return true
+	}
+	a = a.Unmap()
+	for _, p := range l {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

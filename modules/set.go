@@ -34,6 +34,9 @@ type Services struct {
 	// Events is the event interface the modules raise events on; nil: a
 	// new one on Clock and Metrics.
 	Events *Events
+	// AllowOutbound is outbound.allow: Originator.Allowed answers from it
+	// until the core is handed over (in New).
+	AllowOutbound []netip.Prefix
 }
 
 // Set is the modules built for one server, in dependency order.
@@ -65,7 +68,7 @@ func Build(svc Services, settings map[string]any, only ...string) (*Set, error) 
 		svc.Metrics = metrics.NewSet()
 	}
 	if svc.Originator == nil {
-		svc.Originator = &Originator{}
+		svc.Originator = &Originator{allow: svc.AllowOutbound}
 	}
 	if svc.Events == nil {
 		svc.Events = NewEvents(svc.Clock, svc.Metrics)

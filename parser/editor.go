@@ -54,6 +54,12 @@ func (e *Editor) Reset(m *Message) {
 	e.drop = 0
 }
 
+// Retarget keeps the edits recorded so far for m, a copy of the message
+// being edited whose views point into the same bytes (a struct copy):
+// the edits move with the message when its owner hands it on (an ACK
+// kept for later, txn.Request.SuspendAck).
+func (e *Editor) Retarget(m *Message) { e.m = m }
+
 // Message returns the message being edited.
 func (e *Editor) Message() *Message { return e.m }
 

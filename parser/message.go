@@ -5,6 +5,7 @@ package parser
 
 import (
 	"bytes"
+	"net/netip"
 	"encoding/binary"
 	"math/bits"
 )
@@ -70,6 +71,20 @@ type state struct {
 	callID  []byte
 	cseq    CSeq
 	err     Error
+	src     netip.AddrPort // SetSource: for received/rport in responses
+	srcPort bool           // SetSource: rport forced (force_rport)
+}
+
+// SetSource records the address a request came from, after Parse (which
+// clears it). The responses AppendResponse builds for the request then carry
+// on their top Via what the server transport adds on receipt (RFC 3261
+// §18.2.1, RFC 3581): received=<source address> when the sent-by is not
+// that address (or the Via asks for rport), and the source port in an rport
+// parameter the Via carries, or adds one with forceRPort (OpenSIPS and
+// Kamailio force_rport). A client behind NAT learns its public address from
+// them, as it does from the responses a proxy relays.
+func (m *Message) SetSource(src netip.AddrPort, forceRPort bool) {
+	m.st.src, m.st.srcPort = src, forceRPort
 }
 
 // Reset clears the message so it holds nothing. Parse calls it.

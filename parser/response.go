@@ -26,10 +26,21 @@ func AppendResponseHeaders(dst []byte, req *Message, code int, reason, toTag, ex
 	}
 	dst = append(dst, "\r\n"...)
 	b := req.st.buf
+	topVia := req.st.src.IsValid() && req.st.via.Raw != nil
 	for k := 0; k < req.st.nh; k++ {
 		x := &req.hdrs[k]
 		switch x.name {
-		case HdrVia, HdrFrom, HdrCallID, HdrCSeq:
+		case HdrVia:
+			dst = append(dst, "Via: "...)
+			if topVia {
+				// The first Via line holds the top via-parm.
+				dst = req.appendReceivedVia(dst, b[x.vs:x.ve], int(x.vs))
+				topVia = false
+			} else {
+				dst = append(dst, b[x.vs:x.ve]...)
+			}
+			dst = append(dst, "\r\n"...)
+		case HdrFrom, HdrCallID, HdrCSeq:
 			dst = append(dst, x.name.String()...)
 			dst = append(dst, ": "...)
 			dst = append(dst, b[x.vs:x.ve]...)
@@ -54,6 +65,99 @@ func AppendResponseHeaders(dst []byte, req *Message, code int, reason, toTag, ex
 	dst = append(dst, extra...)
 	dst = append(dst, "Content-Length: 0\r\n\r\n"...)
 	return dst
+}
+
+// appendReceivedVia appends v, the value of the first Via line (at offset
+// base of the message), with received and rport set on its top via-parm as
+// SetSource asks. A parameter already there has its value replaced.
+func (m *Message) appendReceivedVia(dst, v []byte, base int) []byte {
+	via := &m.st.via
+	src := m.st.src
+	raw := m.off(via.Raw) - base
+	if raw < 0 || raw+len(via.Raw) > len(v) {
+		return append(dst, v...) // not the line that holds the top Via
+	}
+	// Up to two edits of v, each a range [s, e) replaced by a value.
+	const (
+		editPort = iota + 1
+		editRecv
+		editAddRecv
+		editAddPort    // "=N" after a bare rport
+		editAppendPort // ";rport=N" at the end (forced)
+	)
+	type edit struct{ s, e, kind int }
+	var eds [2]edit
+	n := 0
+	switch {
+	case via.HasRPort && via.RPort != nil:
+		s := m.off(via.RPort) - base
+		eds[n] = edit{s, s + len(via.RPort), editPort}
+		n++
+	case via.HasRPort:
+		if s, ok := bareParamEnd(via.Params, "rport"); ok {
+			s += m.off(via.Params) - base
+			eds[n] = edit{s, s, editAddPort}
+			n++
+		}
+	case m.st.srcPort:
+		end := raw + len(via.Raw)
+		eds[n] = edit{end, end, editAppendPort}
+		n++
+	}
+	ip, isIP := ParseIP(via.Host)
+	if !isIP || ip.Unmap() != src.Addr().Unmap() || via.HasRPort || m.st.srcPort {
+		if via.Received != nil {
+			s := m.off(via.Received) - base
+			eds[n] = edit{s, s + len(via.Received), editRecv}
+		} else {
+			end := raw + len(via.Raw)
+			eds[n] = edit{end, end, editAddRecv}
+		}
+		n++
+	}
+	if n == 2 && eds[1].s < eds[0].s {
+		eds[0], eds[1] = eds[1], eds[0]
+	}
+	at := 0
+	for _, ed := range eds[:n] {
+		dst = append(dst, v[at:ed.s]...)
+		switch ed.kind {
+		case editPort:
+			dst = appendUint(dst, uint64(src.Port()))
+		case editAddPort:
+			dst = append(dst, '=')
+			dst = appendUint(dst, uint64(src.Port()))
+		case editAppendPort:
+			dst = append(dst, ";rport="...)
+			dst = appendUint(dst, uint64(src.Port()))
+		case editRecv:
+			dst = src.Addr().Unmap().AppendTo(dst)
+		case editAddRecv:
+			dst = append(dst, ";received="...)
+			dst = src.Addr().Unmap().AppendTo(dst)
+		}
+		at = ed.e
+	}
+	return append(dst, v[at:]...)
+}
+
+// bareParamEnd returns the offset in params (via-params without the first
+// ";") just after the name of the parameter name, when it has no value.
+func bareParamEnd(params []byte, name string) (int, bool) {
+	for i := 0; i < len(params); {
+		pn, val, next, ok := scanParam(params, i)
+		if !ok {
+			return 0, false
+		}
+		if val == nil && eqFold(pn, name) {
+			return cap(params) - cap(pn) + len(pn), true
+		}
+		i = skipLWS(params, next)
+		if i < len(params) && params[i] == ';' {
+			i++
+		}
+	}
+	return 0, false
 }
 
 // StatusText returns the RFC 3261 reason phrase for a code ("" if unknown).

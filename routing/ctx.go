@@ -446,6 +446,12 @@ func (c *Ctx) Canceled() bool { return c.R.Canceled() }
 // async()). Nil for an ACK.
 func (c *Ctx) Suspend() *txn.Request { return c.R.Suspend() }
 
+// SuspendAck is Suspend for an ACK, which has no transaction: the
+// returned handle owns the ACK, and Resume on it forwards it later (the
+// ACK of a late offer, whose SDP rtpengine answers first). Nil for a
+// request with a transaction.
+func (c *Ctx) SuspendAck() *txn.Request { return c.R.SuspendAck() }
+
 func parseOnce(u *parser.URI, st *int8, raw []byte) *parser.URI {
 	if *st == 0 {
 		*st = 1

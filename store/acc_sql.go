@@ -7,14 +7,21 @@ import (
 
 // The acc and missed_calls tables (modules/acc) on every backend
 // (tables.go); AddCDRs is each backend's own (acc_sqlite.go,
-// acc_servers.go): prepared statements, pgx batches.
+// acc_servers.go): multi-row statements, pgx batches.
 
 const cdrCols = `call_id, from_tag, to_tag, from_uri, from_user, to_uri, to_user, caller,
 	start_ms, answer_ms, end_ms, duration_ms, sip_code, sip_reason, end_reason, ended_by, extra`
 
-func cdrArgs(c *CDR) []any {
-	return []any{c.CallID, c.FromTag, c.ToTag, c.FromURI, c.FromUser, c.ToURI, c.ToUser, c.Caller,
-		c.Start, c.Answer, c.End, c.Duration, c.Code, c.Reason, c.EndReason, c.EndedBy, extraJSON(c)}
+// cdrColCount is the number of columns in cdrCols.
+var cdrColCount = countCols(cdrCols)
+
+func cdrArgs(c *CDR) []any { return appendCDRArgs(make([]any, 0, cdrColCount), c) }
+
+// appendCDRArgs appends the values of cdrCols (a multi-row statement's
+// rows, one after another).
+func appendCDRArgs(dst []any, c *CDR) []any {
+	return append(dst, c.CallID, c.FromTag, c.ToTag, c.FromURI, c.FromUser, c.ToURI, c.ToUser, c.Caller,
+		c.Start, c.Answer, c.End, c.Duration, c.Code, c.Reason, c.EndReason, c.EndedBy, extraJSON(c))
 }
 
 func scanCDR(sc interface{ Scan(...any) error }, c *CDR) error {

@@ -1,52 +1,45 @@
 package store
 
-import (
-	"context"
-	"database/sql"
-)
-
-// cdrInsert returns the insert into table (k: 0 acc, 1 missed_calls),
-// prepared on the database the first time.
-func (b *SQLite) cdrInsert(ctx context.Context, k int, table string) (*sql.Stmt, error) {
-	b.cdrMu.Lock()
-	defer b.cdrMu.Unlock()
-	if b.insCDR[k] == nil {
-		st, err := b.db.PrepareContext(ctx, insertCDR(table))
-		if err != nil {
-			return nil, err
-		}
-		b.insCDR[k] = st
-	}
-	return b.insCDR[k], nil
-}
+import "context"
 
 func (b *SQLite) AddCDRs(ctx context.Context, cs []CDR) error {
+	ctx = batchCtx(ctx)
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	var ins [2]*sql.Stmt // acc, missed_calls: the statements prepared at open, in tx
-	for i := range cs {
-		c := &cs[i]
-		k := 0
-		if c.Missed {
-			k = 1
+	// Runs of one table, in statements of up to 32 rows. The rows of one
+	// INSERT get consecutive ids ending at its LastInsertId: SQLite gives
+	// each new row max(id)+1, and the transaction holds the write lock.
+	args := make([]any, 0, maxBatchRows*cdrColCount)
+	for i := 0; i < len(cs); {
+		missed := cs[i].Missed
+		j := i + 1
+		for j < len(cs) && cs[j].Missed == missed && j-i < maxBatchRows {
+			j++
 		}
-		if ins[k] == nil {
-			st, err := b.cdrInsert(ctx, k, c.Table())
-			if err != nil {
-				return err
-			}
-			ins[k] = tx.StmtContext(ctx, st)
+		n := chunkRows(j - i)
+		args = args[:0]
+		for k := i; k < i+n; k++ {
+			args = appendCDRArgs(args, &cs[k])
 		}
-		res, err := ins[k].ExecContext(ctx, cdrArgs(c)...)
+		st, err := b.rowsStmt(ctx, valuesSQL(`INSERT INTO `+cs[i].Table()+` (`+cdrCols+`) VALUES `, cdrColCount, n))
 		if err != nil {
 			return err
 		}
-		if c.ID, err = res.LastInsertId(); err != nil {
+		res, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+		if err != nil {
 			return err
 		}
+		last, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		for k := i; k < i+n; k++ {
+			cs[k].ID = last - int64(i+n-1-k)
+		}
+		i += n
 	}
 	return tx.Commit()
 }

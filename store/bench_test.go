@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"testing"
@@ -278,7 +279,11 @@ func benchAddCDRs(b *testing.B, db *testDB) {
 					cs[j] = cdrAt(fmt.Sprintf("%d-%d@bench", i, j), "alice", "bob", t0+int64(i), false)
 					cs[j].Extra = map[string]string{"account": "1001"}
 				}
-				if err := s.AddCDRs(ctx, cs); err != nil {
+				// With a deadline, as the accounting writer calls it.
+				wctx, cancel := context.WithTimeout(ctx, time.Minute)
+				err := s.AddCDRs(wctx, cs)
+				cancel()
+				if err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -23,16 +23,25 @@ func scanDialog(r rowScanner, d *Dialog) error {
 	return nil
 }
 
+// dialogColCount is the number of columns in dialogCols.
+var dialogColCount = countCols(dialogCols)
+
 // dialogArgs are the values of dialogCols; text goes through text (pgText
 // for PostgreSQL, which refuses bytes that are not UTF-8: CheckDialog
 // refuses line breaks and NUL only).
 func dialogArgs(d *Dialog, text func(string) string) []any {
-	return []any{int64(d.ID), text(d.CallID), text(d.FromURI), text(d.FromTag), text(d.ToURI), text(d.ToTag),
+	return appendDialogArgs(make([]any, 0, dialogColCount), d, text)
+}
+
+// appendDialogArgs appends dialogArgs to dst (a multi-row statement's
+// rows, one after another).
+func appendDialogArgs(dst []any, d *Dialog, text func(string) string) []any {
+	return append(dst, int64(d.ID), text(d.CallID), text(d.FromURI), text(d.FromTag), text(d.ToURI), text(d.ToTag),
 		text(d.FromHdr), text(d.ToHdr), text(d.CalleeFromHdr), text(d.CalleeToHdr),
 		int64(d.CallerCSeq), int64(d.CalleeCSeq), int64(d.CSeqOffset), text(d.CallerRouteSet), text(d.CalleeRouteSet),
 		text(d.CallerContact), text(d.CalleeContact), text(d.CallerHop), text(d.CalleeHop),
 		d.State, d.StartTime, d.AnswerTime, d.Timeout, d.Code, text(d.Phrase), text(d.profiles),
-		int64(d.Flags), text(d.vars), d.Updated}
+		int64(d.Flags), text(d.vars), d.Updated)
 }
 
 // keepText is dialogArgs' text function where text is stored as it is

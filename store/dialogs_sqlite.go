@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 )
 
@@ -10,42 +9,50 @@ func (b *SQLite) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) er
 	if len(ops) == 0 {
 		return nil
 	}
+	ctx = batchCtx(ctx)
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	var upsert, del *sql.Stmt
-	defer func() {
-		for _, st := range []*sql.Stmt{upsert, del} {
-			if st != nil {
-				st.Close()
-			}
+	// Runs of one kind, in order, each in statements of up to 32 rows: a
+	// multi-row INSERT OR REPLACE replaces as the single rows would (a
+	// later row of the same id wins), and the deletes of a run commute.
+	args := make([]any, 0, maxBatchRows*dialogColCount)
+	for i := 0; i < len(ops); {
+		kind := ops[i].Kind
+		j := i + 1
+		for j < len(ops) && ops[j].Kind == kind && j-i < maxBatchRows {
+			j++
 		}
-	}()
-	for i := range ops {
-		d := &ops[i].Dialog
-		switch ops[i].Kind {
+		n := chunkRows(j - i)
+		args = args[:0]
+		var q string
+		switch kind {
 		case DialogUpsert:
-			if upsert == nil {
-				if upsert, err = tx.PrepareContext(ctx, `INSERT OR REPLACE INTO dialog (`+dialogCols+`)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
-					return err
-				}
+			for k := i; k < i+n; k++ {
+				d := &ops[k].Dialog
+				d.Updated = now
+				args = appendDialogArgs(args, d, keepText)
 			}
-			d.Updated = now
-			_, err = upsert.ExecContext(ctx, dialogArgs(d, keepText)...)
+			q = valuesSQL(`INSERT OR REPLACE INTO dialog (`+dialogCols+`) VALUES `, dialogColCount, n)
 		case DialogDelete:
-			if del == nil {
-				if del, err = tx.PrepareContext(ctx, `DELETE FROM dialog WHERE dlg_id = ?`); err != nil {
-					return err
-				}
+			for k := i; k < i+n; k++ {
+				args = append(args, int64(ops[k].Dialog.ID))
 			}
-			_, err = del.ExecContext(ctx, int64(d.ID))
+			q = inSQL(`DELETE FROM dialog WHERE dlg_id IN `, n)
 		}
+		st, err := b.rowsStmt(ctx, q)
 		if err != nil {
-			return fmt.Errorf("dialog %016x: %w", d.ID, err)
+			return err
 		}
+		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...); err != nil {
+			if n == 1 {
+				return fmt.Errorf("dialog %016x: %w", ops[i].Dialog.ID, err)
+			}
+			return fmt.Errorf("dialogs %016x to %016x: %w", ops[i].Dialog.ID, ops[i+n-1].Dialog.ID, err)
+		}
+		i += n
 	}
 	return tx.Commit()
 }

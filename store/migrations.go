@@ -407,6 +407,7 @@ var sqliteMigrations = []migration{
 			updated INTEGER NOT NULL
 		)`,
 	}},
+	{11, "rtpengine instances", rtpengineSQLite}, // store/rtpengine.go
 }
 
 // cdrColumnsDDL are the columns of the acc and missed_calls tables
@@ -698,6 +699,7 @@ var postgresMigrations = []migration{
 			updated BIGINT NOT NULL
 		)`,
 	}},
+	{11, "rtpengine instances", rtpenginePostgres}, // store/rtpengine.go
 }
 
 // pgCDRColumnsDDL are the columns of the acc and missed_calls tables
@@ -994,6 +996,7 @@ var mysqlMigrations = []migration{
 			updated BIGINT NOT NULL
 		) ENGINE=InnoDB`,
 	}},
+	{11, "rtpengine instances", rtpengineMySQL}, // store/rtpengine.go
 }
 
 // myCDRColumnsDDL are the columns of the acc and missed_calls tables

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -490,7 +491,9 @@ func (t *Transport) stopStreams() {
 	for _, ln := range s.wsLns {
 		ln.Close()
 	}
-	for _, c := range s.table.snapshot(nil) {
+	conns := s.table.snapshot(nil)
+	s.goAway(conns)
+	for _, c := range conns {
 		c.close()
 	}
 	if s.engRunning.Load() {
@@ -502,6 +505,46 @@ func (t *Transport) stopStreams() {
 		<-s.engDone
 	}
 	s.wg.Wait()
+}
+
+// wsGoAwayWait bounds how long stopping waits for the close frames of
+// goAway to be written: a peer that does not read must not hold a shutdown.
+const wsGoAwayWait = 500 * time.Millisecond
+
+// goAway sends every WebSocket connection among conns a close frame (1001
+// Going Away, RFC 6455 §7.4.1), behind the messages already queued on it,
+// and waits up to wsGoAwayWait for the writers to send them. A browser
+// phone then sees the server leave on purpose and reconnects (JsSIP and
+// SIP.js do, to the next server of their list), instead of seeing the
+// connection reset.
+func (s *streams) goAway(conns []*streamConn) {
+	var payload [2 + len("server shutting down")]byte
+	binary.BigEndian.PutUint16(payload[:], wsCloseGoingAway)
+	copy(payload[2:], "server shutting down")
+	var sent []*streamConn
+	for _, c := range conns {
+		if c.ws == nil {
+			continue
+		}
+		c.mu.Lock()
+		open := c.state == connOpen // not one still in its HTTP upgrade
+		c.mu.Unlock()
+		if open && c.sendOp(wsOpClose, payload[:], netip.AddrPort{}, Tag{}) == nil {
+			sent = append(sent, c)
+		}
+	}
+	deadline := time.Now().Add(wsGoAwayWait)
+	for _, c := range sent {
+		for time.Now().Before(deadline) {
+			c.mu.Lock()
+			done := c.queuedBytes == 0 || c.state == connClosed
+			c.mu.Unlock()
+			if done {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
 }
 
 // sweep advances the coarse clock and closes idle connections. Idle

@@ -106,6 +106,23 @@ func (t *Transport) ReloadCertificates() error {
 }
 
 func (s *streams) acceptTLS(ln net.Listener, l *Listener) {
+	s.acceptLoop(ln, l, nil, func(c *streamConn, nc net.Conn) {
+		// Serve through the dynamic config so reloads apply.
+		s.serveTLS(c, tls.Server(nc, &tls.Config{
+			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+				return s.tls.server.Load(), nil
+			},
+		}))
+	})
+}
+
+// acceptLoop accepts connections on ln, a listener served by goroutines
+// rather than gnet (TLS, WS, WSS): Admit before anything is read, then the
+// table's limits. setup (if not nil) runs before the connection enters the
+// table, where senders may already queue for it; the connection stays
+// dialing until serve, on a goroutine of its own, has done its handshake.
+// serve calls s.wg.Done when it returns.
+func (s *streams) acceptLoop(ln net.Listener, l *Listener, setup func(*streamConn), serve func(*streamConn, net.Conn)) {
 	defer s.wg.Done()
 	for {
 		nc, err := ln.Accept()
@@ -141,9 +158,12 @@ func (s *streams) acceptTLS(ln net.Listener, l *Listener) {
 			s.t.stats.admitRefused.Add(1)
 			continue
 		}
-		c := s.newConn(TLS, l, unmapAP(ra.AddrPort()), true)
+		c := s.newConn(l.Proto, l, unmapAP(ra.AddrPort()), true)
 		c.state = connDialing // until the handshake is done
 		c.raw = nc
+		if setup != nil {
+			setup(c)
+		}
 		if _, err := s.table.admit(c, s.limits); err != nil {
 			s.t.stats.rejected(err)
 			nc.Close()
@@ -151,14 +171,8 @@ func (s *streams) acceptTLS(ln net.Listener, l *Listener) {
 		}
 		s.t.stats.connsOpen.Add(1)
 		s.t.stats.connsAccepted.Add(1)
-		// Serve through the dynamic config so reloads apply.
-		tc := tls.Server(nc, &tls.Config{
-			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-				return s.tls.server.Load(), nil
-			},
-		})
 		s.wg.Add(1)
-		go s.serveTLS(c, tc)
+		go serve(c, nc)
 	}
 }
 

@@ -86,59 +86,17 @@ func newWSOptions(cfg *Config, lc *ListenerConfig) *wsOptions {
 	return o
 }
 
-// acceptWS accepts WS or WSS connections on ln. The admission checks are
-// those of TLS: Admit before anything is read, then the table's limits.
+// acceptWS accepts WS or WSS connections on ln, with the admission checks
+// of TLS (acceptLoop).
 func (s *streams) acceptWS(ln net.Listener, l *Listener) {
-	defer s.wg.Done()
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			s.t.stats.errors.Add(1)
-			select {
-			case <-s.ctx.Done():
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			continue
-		}
-		ra, _ := nc.RemoteAddr().(*net.TCPAddr)
-		if ra == nil {
-			nc.Close()
-			continue
-		}
-		if admit := s.t.cfg.Admit; admit != nil && !admit(ra.AddrPort().Addr().Unmap()) {
-			if tc, ok := nc.(*net.TCPConn); ok {
-				_ = tc.SetLinger(0)
-			}
-			nc.Close()
-			s.t.stats.admitRefused.Add(1)
-			continue
-		}
-		c := s.newConn(l.Proto, l, unmapAP(ra.AddrPort()), true)
-		c.state = connDialing // until the upgrade is done
-		c.raw = nc
-		c.ws = &wsConn{opts: l.ws}
-		if _, err := s.table.admit(c, s.limits); err != nil {
-			s.t.stats.rejected(err)
-			nc.Close()
-			continue
-		}
-		s.t.stats.connsOpen.Add(1)
-		s.t.stats.connsAccepted.Add(1)
+	setup := func(c *streamConn) { c.ws = &wsConn{opts: l.ws} } // frames what is queued
+	s.acceptLoop(ln, l, setup, func(c *streamConn, nc net.Conn) {
 		var conn net.Conn = nc
 		if l.Proto == WSS {
 			conn = tls.Server(nc, &tls.Config{GetConfigForClient: s.wssConfig})
 		}
-		s.wg.Add(1)
-		go s.serveWS(c, conn)
-	}
+		s.serveWS(c, conn)
+	})
 }
 
 // wssConfig is the TLS listeners' configuration (so that reloads apply)

@@ -896,3 +896,33 @@ func TestWSWriteBackPressure(t *testing.T) {
 		t.Fatalf("ConnsOverflow %d", st.ConnsOverflow)
 	}
 }
+
+// TestWSShutdownSendsGoingAway: closing the transport sends each WebSocket
+// peer a close frame 1001, after the messages already queued for it.
+func TestWSShutdownSendsGoingAway(t *testing.T) {
+	rec := newRecorder()
+	tr, err := New(wsConfig(nil), rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := dialWS(t, tr.Listeners()[0].Local)
+	c.Write(maskedText(sipMsg("OPTIONS", "")))
+	id := rec.wait(t, 1)[0].Conn
+	if err := tr.SendConn(id, []byte("SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { tr.Close(); close(closed) }()
+	if op, p := readFrame(t, c); op != wsOpText || !strings.HasPrefix(string(p), "SIP/2.0 200 OK") {
+		t.Fatalf("queued message lost: op %x %q", op, p)
+	}
+	expectCloseFrame(t, c, wsCloseGoingAway)
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return")
+	}
+}

@@ -268,6 +268,7 @@ func (c *Core) handle(x *ctx, p *transport.Packet) {
 	// parsing again (see onRequest).
 	x.in = append(x.in[:0], p.Data...)
 	err := m.Parse(x.in)
+	m.SetSource(p.Src, false) // received/rport in the responses we build (§18.2.1)
 	if tb := c.tap.Load(); tb != nil {
 		tb.t.Received(p.Data, p.Src, p.Listener, p.Proto, parsedOrNil(m, err))
 	}

@@ -1,6 +1,9 @@
 package txn
 
 import (
+	"fmt"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -103,4 +106,47 @@ func TestReplyStatelessEndsTheTransaction(t *testing.T) {
 	// A retransmission is routed (and answered) again.
 	h.in(uacAddr, reg)
 	h.only(h.snd.take(), toUAC+"SIP/2.0 200 OK")
+}
+
+// TestLocalRepliesCarryReceived: the responses the core builds itself (a
+// stateless 401, a stateful reply, a reply after force_rport) carry
+// received and rport on the top Via as relayed responses do, so a phone
+// behind NAT learns its public address from its registrar's answers.
+func TestLocalRepliesCarryReceived(t *testing.T) {
+	nated := netip.MustParseAddrPort("127.0.0.9:40123")
+	via := func(msg string) string {
+		for _, l := range strings.Split(msg, "\r\n") {
+			if strings.HasPrefix(l, "Via: ") {
+				return l
+			}
+		}
+		return ""
+	}
+	cases := []struct {
+		name  string
+		rport string
+		route func(r *Request)
+		want  string
+	}{
+		{"stateless 401, rport", ";rport", func(r *Request) { r.ReplyStateless(401, "Unauthorized", nil) },
+			"Via: SIP/2.0/UDP 192.168.1.10:5060;branch=z9hG4bKrc1;rport=40123;received=127.0.0.9"},
+		{"stateful 486, no rport", "", func(r *Request) { r.Reply(486, "") },
+			"Via: SIP/2.0/UDP 192.168.1.10:5060;branch=z9hG4bKrc1;received=127.0.0.9"},
+		{"force_rport", "", func(r *Request) { r.ForceRPort(); r.ReplyStateless(403, "", nil) },
+			"Via: SIP/2.0/UDP 192.168.1.10:5060;branch=z9hG4bKrc1;rport=40123;received=127.0.0.9"},
+	}
+	for i, c := range cases {
+		h := newHarness(t, nil)
+		h.rt.request = c.route
+		msg := strings.Replace(request("REGISTER", "z9hG4bKrc1", fmt.Sprintf("rc%d@x", i), "sip:127.0.0.1", ""),
+			"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKrc1", "Via: SIP/2.0/UDP 192.168.1.10:5060;branch=z9hG4bKrc1"+c.rport, 1)
+		h.in(nated, msg)
+		sent := h.snd.take()
+		if len(sent) != 1 {
+			t.Fatalf("%s: sent %d messages", c.name, len(sent))
+		}
+		if got := via(sent[0].data); got != c.want {
+			t.Errorf("%s: %q, want %q\n%s", c.name, got, c.want, sent[0].data)
+		}
+	}
 }

@@ -102,64 +102,6 @@ func (c *Core) isLoop(x *ctx, m *parser.Message) bool {
 	return false
 }
 
-// parseIP parses an IP literal (IPv6 with or without brackets) without
-// allocating; ok is false for a hostname.
-func parseIP(b []byte) (netip.Addr, bool) {
-	if len(b) == 0 {
-		return netip.Addr{}, false
-	}
-	if b[0] == '[' {
-		if len(b) < 3 || b[len(b)-1] != ']' {
-			return netip.Addr{}, false
-		}
-		b = b[1 : len(b)-1]
-	}
-	v4 := true
-	for _, ch := range b {
-		if ch == ':' {
-			v4 = false
-			break
-		}
-		if (ch < '0' || ch > '9') && ch != '.' {
-			return netip.Addr{}, false
-		}
-	}
-	if v4 {
-		var a [4]byte
-		k, n, digits := 0, 0, 0
-		for _, ch := range b {
-			if ch == '.' {
-				if digits == 0 || k == 3 {
-					return netip.Addr{}, false
-				}
-				a[k] = byte(n)
-				k, n, digits = k+1, 0, 0
-				continue
-			}
-			n = n*10 + int(ch-'0')
-			digits++
-			if n > 255 || digits > 3 {
-				return netip.Addr{}, false
-			}
-		}
-		if k != 3 || digits == 0 {
-			return netip.Addr{}, false
-		}
-		a[3] = byte(n)
-		return netip.AddrFrom4(a), true
-	}
-	for _, ch := range b {
-		if !(ch == ':' || ch == '.' || ch >= '0' && ch <= '9' || ch|0x20 >= 'a' && ch|0x20 <= 'f') {
-			return netip.Addr{}, false
-		}
-	}
-	a, err := netip.ParseAddr(unsafe.String(&b[0], len(b)))
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	return a, true
-}
-
 func protoFromBytes(b []byte, def transport.Proto) transport.Proto {
 	switch {
 	case len(b) == 0:
@@ -191,7 +133,7 @@ func (c *Core) isUsHostPort(host []byte, port int, tp []byte) bool {
 	if port == 0 {
 		port = defaultPort(protoFromBytes(tp, transport.UDP))
 	}
-	ip, isIP := parseIP(host)
+	ip, isIP := parser.ParseIP(host)
 	for _, l := range c.ls.Listeners() {
 		if int(l.AdvertisedPort) == port && parser.EqualFold(host, unsafe.Slice(unsafe.StringData(l.AdvertisedHost), len(l.AdvertisedHost))) {
 			return true
@@ -219,7 +161,7 @@ func (c *Core) isOwnAddr(dst netip.AddrPort) bool {
 			}
 		}
 		if l.AdvertisedPort == port {
-			if ip, ok := parseIP(unsafe.Slice(unsafe.StringData(l.AdvertisedHost), len(l.AdvertisedHost))); ok && ip.Unmap() == a {
+			if ip, ok := parser.ParseIP(unsafe.Slice(unsafe.StringData(l.AdvertisedHost), len(l.AdvertisedHost))); ok && ip.Unmap() == a {
 				return true
 			}
 		}
@@ -456,7 +398,7 @@ func firstRoute(st *routeState, m *parser.Message) []byte {
 func viaReceived(x *ctx, ed *parser.Editor, m *parser.Message, src netip.AddrPort, force bool) {
 	v := m.TopVia()
 	a := src.Addr().Unmap()
-	ip, isIP := parseIP(v.Host)
+	ip, isIP := parser.ParseIP(v.Host)
 	var recv []byte
 	if !isIP || ip.Unmap() != a || v.HasRPort || force {
 		x.recv = a.AppendTo(x.recv[:0])
@@ -587,6 +529,7 @@ func (c *Core) applyRouteEdits(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn
 		t.msg.Parse(t.buf)
 		return err
 	}
+	t.msg.SetSource(t.src, r.st.rport) // Parse forgot it
 	t.keepOriginal(old, &t.msg)
 	r.st.routed = false
 	s.Charge(e, t.owned())
@@ -687,7 +630,7 @@ func (c *Core) startBranch(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r
 			return false
 		}
 		b.proto = h.proto
-		if ip, isIP := parseIP(h.host); isIP {
+		if ip, isIP := parser.ParseIP(h.host); isIP {
 			b.dst = netip.AddrPortFrom(ip, uint16(h.portOrDefault()))
 		} else {
 			// RFC 3263: from the cache when every answer is there, else
@@ -840,7 +783,7 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 			return ErrNoDestination
 		}
 		proto = h.proto
-		if ip, isIP := parseIP(h.host); isIP {
+		if ip, isIP := parser.ParseIP(h.host); isIP {
 			dst = netip.AddrPortFrom(ip, uint16(h.portOrDefault()))
 		} else {
 			// The message is built for the transport's listener before the
@@ -935,7 +878,7 @@ func (c *Core) forwardResponse(x *ctx, m *parser.Message) {
 	} else if len(v2.Received) > 0 {
 		host = v2.Received
 	}
-	ip, ok := parseIP(host)
+	ip, ok := parser.ParseIP(host)
 	if !ok {
 		return // a hostname sent-by without received: not resolved statelessly
 	}

@@ -109,6 +109,10 @@ type Rewriter interface {
 // pointer.
 func (r *Request) SetRewriter(w Rewriter) { r.st.rw = w }
 
+// Rewriter returns what SetRewriter set (nil: none): a failure route
+// asks it to know whether the call it retries is hidden.
+func (r *Request) Rewriter() Rewriter { return r.st.rw }
+
 // NumValues is the number of per-transaction values a route can keep.
 const NumValues = 8
 
@@ -175,6 +179,7 @@ type Request struct {
 	st     *routeState
 	x      *ctx
 	locked bool // the caller holds the shard lock (inside a hook)
+	own    bool // a request without a transaction kept for later: x is its own (SuspendAck)
 }
 
 // HasTransaction reports whether the request has a transaction (false for
@@ -263,6 +268,7 @@ func (r *Request) LastBranch() (code int, answered bool) {
 // back to us.
 func (r *Request) ForceRPort() {
 	r.st.rport = true
+	r.Msg.SetSource(r.Src, true) // and in the responses we build ourselves
 	if t := r.t; t != nil && !t.proto.Stream() && !r.c.isOwnAddr(t.src) {
 		t.respDst = t.src
 	}
@@ -561,6 +567,49 @@ func (r *Request) Suspend() *Request {
 	return h
 }
 
+// SuspendAck is Suspend for a request without a transaction, an ACK of
+// a 2xx: the route forwards it later, after work done off the receive
+// path (rtpengine answering the SDP of a late offer), through Resume on
+// the returned handle. The handle owns the message, the route's state and
+// its edits so far, taken from the goroutine's scratch state (whose
+// buffers the next message reuses); the hook's own handle stays readable
+// until it returns, with a copy of the message, but must not act. Resume
+// runs its function once; a handle never resumed drops the ACK. Nil for a
+// request with a transaction (Suspend is for those) and for a handle
+// already suspended.
+func (r *Request) SuspendAck() *Request {
+	if r.t != nil || r.x == nil || r.own || r.c == nil || r.st.acted&actSuspend != 0 {
+		return nil
+	}
+	x := r.c.getCtx()
+	y := r.x
+	// The handle takes the buffer the message and the route's edits point
+	// into; the hook keeps a copy, parsed again, for what it still reads.
+	x.in, y.in = y.in, append(x.in[:0], y.in...)
+	x.msg = y.msg
+	if err := y.msg.Parse(y.in); err != nil {
+		// The same bytes parsed before: cannot fail. Keep the hook's view.
+		y.msg = x.msg
+	}
+	x.red = y.red
+	x.red.Retarget(&x.msg)
+	// The route's state, with its owned bytes copied into the handle's
+	// own arrays (the hook's stay with the goroutine), and the arena of
+	// Own, whose bytes the edits may point into.
+	old := x.rs
+	x.rs = *r.st
+	x.rs.ruri = append(old.ruri[:0], r.st.ruri...)
+	x.rs.rrx = append(old.rrx[:0], r.st.rrx...)
+	x.rs.dlgx = append(old.dlgx[:0], r.st.dlgx...)
+	x.rs.hop = append(old.hop[:0], r.st.hop...)
+	x.kept, y.kept = y.kept, x.kept[:0]
+	x.loop = y.loop
+	r.st.acted |= actSuspend
+	h := new(Request)
+	*h = Request{Msg: &x.msg, Src: r.Src, Listener: r.Listener, Proto: r.Proto, Conn: r.Conn, c: r.c, st: &x.rs, x: x, own: true}
+	return h
+}
+
 // Resume continues a suspended request. Call it on the handle Suspend
 // returned, from any goroutine, when the work the route waited for is
 // done: it locks the transaction's shard, checks that the transaction is
@@ -570,6 +619,20 @@ func (r *Request) Suspend() *Request {
 // before Suspend carry over. When the transaction has ended it returns
 // ErrNoTransaction without calling fn.
 func (r *Request) Resume(fn func(h *Request)) error {
+	if r.t == nil && r.own {
+		// An ACK kept by SuspendAck: no transaction to find, nothing
+		// locked; its scratch state goes back to the pool after fn.
+		x := r.x
+		if x == nil {
+			return ErrNoTransaction // resumed already
+		}
+		r.x = nil
+		h := *r
+		h.x, h.own = x, false
+		fn(&h)
+		r.c.putCtx(x)
+		return nil
+	}
 	if r.t == nil || r.c == nil {
 		return ErrStateless
 	}

@@ -92,6 +92,13 @@ func (r *redisProc) stop() {
 // signature check there.
 func startAnycastNode(t *testing.T, name string, sipPort int, relay string, peers []string, redisAddr, routeSecret string) *testServer {
 	t.Helper()
+	return startAnycastNodeWith(t, name, sipPort, relay, peers, redisAddr, routeSecret, "")
+}
+
+// startAnycastNodeWith is startAnycastNode with more top-level YAML keys
+// (extra must not repeat a key of the base).
+func startAnycastNodeWith(t *testing.T, name string, sipPort int, relay string, peers []string, redisAddr, routeSecret, extra string) *testServer {
+	t.Helper()
 	dir := t.TempDir()
 	s := &testServer{t: t, Port: sipPort, Mgmt: freeTCPAddr(t), Dir: filepath.Join(dir, "data")}
 	s.Config = filepath.Join(dir, "switchboard.yaml")
@@ -134,7 +141,7 @@ registrar:
     node: %s
     timeout: 300ms
     dial_timeout: 300ms
-`, sipPort, s.Mgmt, s.Dir, relay, strings.Join(peers, ", "), redisAddr, name)
+%s`, sipPort, s.Mgmt, s.Dir, relay, strings.Join(peers, ", "), redisAddr, name, extra)
 	if err := os.WriteFile(s.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+
+	"switchboard/mgmt/ordered"
 )
 
 // Output formats of `switchboard ctl -o`.
@@ -35,11 +37,11 @@ func writeResult(w io.Writer, res json.RawMessage, format string) error {
 		if err != nil {
 			return err
 		}
-		o, ok := v.(*object)
+		o, ok := v.(*ordered.Object)
 		if !ok {
 			return errors.New("-o names: the result is not an object")
 		}
-		keys := append([]string(nil), o.keys...)
+		keys := append([]string(nil), o.Keys...)
 		sort.Strings(keys)
 		for _, k := range keys {
 			fmt.Fprintln(w, k)
@@ -57,67 +59,14 @@ func writeResult(w io.Writer, res json.RawMessage, format string) error {
 	return fmt.Errorf("-o %s: want table, json or names", format)
 }
 
-// object is a JSON object with its keys in the order the server wrote
-// them (Go's encoder sorts map keys and keeps struct field order, both
-// of which read better than an order chosen here).
-type object struct {
-	keys []string
-	vals map[string]any
-}
-
-// decodeOrdered decodes JSON into nil, bool, json.Number, string, []any
-// and *object.
-func decodeOrdered(data []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	v, err := decodeValue(dec)
+// decodeOrdered decodes a command's result, keeping the order of the keys
+// the server wrote.
+func decodeOrdered(res []byte) (any, error) {
+	v, err := ordered.Decode(res)
 	if err != nil {
 		return nil, fmt.Errorf("the result is not JSON: %w", err)
 	}
 	return v, nil
-}
-
-func decodeValue(dec *json.Decoder) (any, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	switch t := tok.(type) {
-	case json.Delim:
-		switch t {
-		case '{':
-			o := &object{vals: map[string]any{}}
-			for dec.More() {
-				kt, err := dec.Token()
-				if err != nil {
-					return nil, err
-				}
-				k := kt.(string)
-				v, err := decodeValue(dec)
-				if err != nil {
-					return nil, err
-				}
-				if _, dup := o.vals[k]; !dup {
-					o.keys = append(o.keys, k)
-				}
-				o.vals[k] = v
-			}
-			_, err := dec.Token() // '}'
-			return o, err
-		case '[':
-			l := []any{}
-			for dec.More() {
-				v, err := decodeValue(dec)
-				if err != nil {
-					return nil, err
-				}
-				l = append(l, v)
-			}
-			_, err := dec.Token() // ']'
-			return l, err
-		}
-	}
-	return tok, nil
 }
 
 // writeValue writes v: a list of objects as a table with a header, an
@@ -137,22 +86,22 @@ func writeValue(w io.Writer, v any, indent string) {
 		for _, e := range x {
 			fmt.Fprintln(w, indent+cell(e))
 		}
-	case *object:
-		if len(x.keys) == 0 {
+	case *ordered.Object:
+		if len(x.Keys) == 0 {
 			fmt.Fprintln(w, indent+"(none)")
 			return
 		}
 		var sections []string
-		for _, k := range x.keys {
-			if nested(x.vals[k]) {
+		for _, k := range x.Keys {
+			if nested(x.Vals[k]) {
 				sections = append(sections, k)
 				continue
 			}
-			fmt.Fprintf(w, "%s%s\t%s\n", indent, k, cell(x.vals[k]))
+			fmt.Fprintf(w, "%s%s\t%s\n", indent, k, cell(x.Vals[k]))
 		}
 		for _, k := range sections {
 			fmt.Fprintf(w, "%s%s:\n", indent, k)
-			writeValue(w, x.vals[k], indent+"  ")
+			writeValue(w, x.Vals[k], indent+"  ")
 		}
 	default:
 		fmt.Fprintln(w, indent+cell(v))
@@ -165,8 +114,8 @@ func nested(v any) bool {
 	switch x := v.(type) {
 	case []any:
 		return columns(x) != nil
-	case *object:
-		return len(x.keys) > 0
+	case *ordered.Object:
+		return len(x.Keys) > 0
 	}
 	return false
 }
@@ -177,11 +126,11 @@ func columns(l []any) []string {
 	var cols []string
 	seen := map[string]bool{}
 	for _, e := range l {
-		o, ok := e.(*object)
+		o, ok := e.(*ordered.Object)
 		if !ok {
 			return nil
 		}
-		for _, k := range o.keys {
+		for _, k := range o.Keys {
 			if !seen[k] {
 				seen[k] = true
 				cols = append(cols, k)
@@ -198,10 +147,10 @@ func writeTable(w io.Writer, rows []any, cols []string, indent string) {
 	}
 	fmt.Fprintln(w, indent+strings.Join(head, "\t"))
 	for _, r := range rows {
-		o := r.(*object)
+		o := r.(*ordered.Object)
 		cells := make([]string, len(cols))
 		for i, c := range cols {
-			if v, ok := o.vals[c]; ok {
+			if v, ok := o.Vals[c]; ok {
 				cells[i] = cell(v)
 			}
 		}
@@ -234,14 +183,14 @@ func cell(v any) string {
 		}
 		parts := make([]string, len(x))
 		for i, e := range x {
-			if _, ok := e.(*object); ok {
+			if _, ok := e.(*ordered.Object); ok {
 				b, _ := json.Marshal(toPlain(v))
 				return string(b)
 			}
 			parts[i] = cell(e)
 		}
 		return strings.Join(parts, ",")
-	case *object:
+	case *ordered.Object:
 		b, _ := json.Marshal(toPlain(v))
 		return string(b)
 	}
@@ -259,10 +208,10 @@ func escapeControl(s string) string {
 // toPlain turns an ordered value back into maps for json.Marshal.
 func toPlain(v any) any {
 	switch x := v.(type) {
-	case *object:
-		m := make(map[string]any, len(x.keys))
-		for _, k := range x.keys {
-			m[k] = toPlain(x.vals[k])
+	case *ordered.Object:
+		m := make(map[string]any, len(x.Keys))
+		for _, k := range x.Keys {
+			m[k] = toPlain(x.Vals[k])
 		}
 		return m
 	case []any:

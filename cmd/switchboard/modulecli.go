@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -35,14 +36,25 @@ func cmdModule(d modules.Definition, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "switchboard %s %s: %v\n", d.CommandName(), args[0], err)
 		return 2
 	}
-	st, err := openStore(path, sets)
+	cfg, err := loadConfig(path, sets)
+	if err != nil {
+		return exitCode(&exitError{2, err}, stderr)
+	}
+	st, err := openStorage(cfg)
 	if err != nil {
 		return exitCode(err, stderr)
 	}
 	defer st.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := c.Run(ctx, st, rest, stdout); err != nil {
+	if c.RunEnv != nil {
+		allow := cfg.Outbound.AllowPrefixes()
+		err = c.RunEnv(ctx, modules.CLIEnv{Store: st, Settings: cfg.Modules[d.Name],
+			OutboundAllowed: func(a netip.Addr) bool { return modules.AllowedBy(allow, a) }}, rest, stdout)
+	} else {
+		err = c.Run(ctx, st, rest, stdout)
+	}
+	if err != nil {
 		var ke *modules.KeyError
 		if errors.As(err, &ke) || errors.Is(err, flag.ErrHelp) {
 			if !errors.Is(err, flag.ErrHelp) {

@@ -39,6 +39,7 @@ func (s *server) startModules(env *routing.Env) error {
 	set, err := modules.Build(modules.Services{
 		Store: s.store, Clock: s.clock, Metrics: s.mgmt.Metrics(), Logger: s.log, Mgmt: s.mgmt,
 		DataDir: cfg.Storage.Dir, Shards: cfg.Limits.Shards, Domains: s.domains,
+		AllowOutbound: cfg.Outbound.AllowPrefixes(),
 	}, cfg.Modules)
 	if err != nil {
 		return fmt.Errorf("module %w", err)

@@ -1,7 +1,6 @@
 package panel
 
 import (
-	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"switchboard/mgmt"
+	"switchboard/mgmt/ordered"
 )
 
 func (p *Panel) parseTemplates() error {
@@ -90,14 +90,14 @@ func toTable(res any, scalar string, only []string) (table, error) {
 	if err != nil {
 		return table{}, err
 	}
-	v, err := decodeOrdered(b)
+	v, err := ordered.Decode(b)
 	if err != nil {
 		return table{}, err
 	}
-	if o, ok := v.(*object); ok {
+	if o, ok := v.(*ordered.Object); ok {
 		// {"sets": [...]} or the like: the first list inside.
-		for _, k := range o.keys {
-			if l, ok := o.vals[k].([]any); ok {
+		for _, k := range o.Keys {
+			if l, ok := o.Vals[k].([]any); ok {
 				v = l
 				break
 			}
@@ -105,7 +105,7 @@ func toTable(res any, scalar string, only []string) (table, error) {
 	}
 	list, ok := v.([]any)
 	if !ok {
-		if o, ok := v.(*object); ok { // a single object: one row
+		if o, ok := v.(*ordered.Object); ok { // a single object: one row
 			list = []any{o}
 		} else {
 			list = []any{v}
@@ -114,8 +114,8 @@ func toTable(res any, scalar string, only []string) (table, error) {
 	var t table
 	seen := map[string]bool{}
 	for _, it := range list {
-		if o, ok := it.(*object); ok {
-			for _, k := range o.keys {
+		if o, ok := it.(*ordered.Object); ok {
+			for _, k := range o.Keys {
 				if !seen[k] {
 					seen[k] = true
 					t.Columns = append(t.Columns, k)
@@ -135,8 +135,8 @@ func toTable(res any, scalar string, only []string) (table, error) {
 	}
 	for _, it := range list {
 		r := row{Values: map[string]string{}}
-		if o, ok := it.(*object); ok {
-			for k, v := range o.vals {
+		if o, ok := it.(*ordered.Object); ok {
+			for k, v := range o.Vals {
 				r.Values[k] = cell(v)
 			}
 		} else {
@@ -161,8 +161,8 @@ func cell(v any) string {
 		return x.String()
 	case bool:
 		return strconv.FormatBool(x)
-	case *object:
-		b, _ := json.Marshal(x.plain())
+	case *ordered.Object:
+		b, _ := json.Marshal(x.Plain())
 		return string(b)
 	case []any:
 		parts := make([]string, len(x))
@@ -172,72 +172,6 @@ func cell(v any) string {
 		return strings.Join(parts, ", ")
 	}
 	return fmt.Sprint(v)
-}
-
-// object is a JSON object that remembers the order of its keys.
-type object struct {
-	keys []string
-	vals map[string]any
-}
-
-func (o *object) plain() map[string]any {
-	m := map[string]any{}
-	for k, v := range o.vals {
-		if c, ok := v.(*object); ok {
-			v = c.plain()
-		}
-		m[k] = v
-	}
-	return m
-}
-
-func decodeOrdered(b []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	return decodeValue(dec)
-}
-
-func decodeValue(dec *json.Decoder) (any, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	switch t := tok.(type) {
-	case json.Delim:
-		switch t {
-		case '{':
-			o := &object{vals: map[string]any{}}
-			for dec.More() {
-				kt, err := dec.Token()
-				if err != nil {
-					return nil, err
-				}
-				k, _ := kt.(string)
-				v, err := decodeValue(dec)
-				if err != nil {
-					return nil, err
-				}
-				if _, dup := o.vals[k]; !dup {
-					o.keys = append(o.keys, k)
-				}
-				o.vals[k] = v
-			}
-			_, err := dec.Token()
-			return o, err
-		case '[':
-			l := []any{}
-			for dec.More() {
-				v, err := decodeValue(dec)
-				if err != nil {
-					return nil, err
-				}
-				l = append(l, v)
-			}
-			_, err := dec.Token()
-			return l, err
-		}
-	}
-	return tok, nil
 }
 
 // fieldArgs reads fields from vals into command arguments: empty

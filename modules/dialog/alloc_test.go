@@ -2,6 +2,7 @@ package dialog
 
 import (
 	"bytes"
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -148,6 +149,48 @@ func TestCallAllocatesNothing(t *testing.T) {
 				t.Fatalf("%.2f allocations per call", n)
 			}
 		})
+	}
+}
+
+// TestSharedCallAllocatesNothing: the same calls with dialog.sharing:
+// redis (a real redis-server): the receive path lists each answered
+// dialog for the Redis writer under the shard lock it holds and never
+// waits for Redis. The sharing's goroutine, which allocates the rows and
+// pipelines, is stopped during the count; its lists are emptied before
+// it, at the size of 4000 calls (the calls ended before a write: nothing
+// is written, and their ends need no claim).
+func TestSharedCallAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
+	rs := startRedis(t)
+	e := newEnvWith(t, shareSettings(rs, "a"), envOptions{})
+	sh := e.d.share
+	sh.cancel()
+	sh.ps.Close()
+	sh.wg.Wait()
+	call := callLoop(t, e, true)
+	for range 5000 {
+		call()
+	}
+	if e.ended(ReasonBye) != 5000 || e.d.tbl.Len() != 0 {
+		t.Fatalf("%d dialogs ended by BYE, %d left", e.ended(ReasonBye), e.d.tbl.Len())
+	}
+	if err := sh.writeAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := sh.writes.Get(); n != 0 {
+		t.Fatalf("%d dialogs written for 5000 calls ended before the write", n)
+	}
+	if n := testing.AllocsPerRun(1000, call); n != 0 {
+		t.Fatalf("%.2f allocations per call", n)
+	}
+	listed := 0
+	for i := range sh.pend {
+		listed += len(sh.pend[i].ops)
+	}
+	if listed != 1001 { // AllocsPerRun runs the call once more first
+		t.Fatalf("%d dialogs listed for the Redis writer by 1001 calls", listed)
 	}
 }
 

@@ -35,6 +35,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"switchboard/modules"
+	"switchboard/modules/internal/rediscfg"
 	"switchboard/shards"
 	"switchboard/txn"
 )
@@ -72,6 +73,19 @@ type Settings struct {
 	// options_ping_interval); a side that does not answer (408) or has
 	// no such dialog (481) ends the call with a BYE to each side.
 	PingInterval time.Duration `yaml:"ping_interval"`
+	// Sharing is none (dialogs in this node only) or redis: confirmed
+	// dialogs are written to Redis, so that another node finds the
+	// dialog of an in-dialog request that lands on it, and ends the
+	// dialogs of a node that died at their timeout; one node alone ends
+	// each call (share.go).
+	Sharing string `yaml:"sharing"`
+	// Redis is where the dialogs are shared; with its addr left out, the
+	// registrar's (registrar.redis, every key of it).
+	Redis rediscfg.Settings `yaml:"redis"`
+	// TakeoverDelay is how long past a dialog's timeout the other nodes
+	// leave it to the node that set it up before one of them ends it
+	// (that node died).
+	TakeoverDelay time.Duration `yaml:"takeover_delay"`
 }
 
 // ProfileSettings defines one profile.
@@ -95,8 +109,17 @@ type ProfileSettings struct {
 
 // DefaultSettings are the defaults of every key.
 func DefaultSettings() *Settings {
-	return &Settings{DefaultTimeout: 12 * time.Hour, MaxDialogs: 200_000, Persist: true, WriteInterval: time.Second}
+	rs := rediscfg.Default()
+	rs.Addr = "" // the registrar's
+	return &Settings{DefaultTimeout: 12 * time.Hour, MaxDialogs: 200_000, Persist: true, WriteInterval: time.Second,
+		Sharing: SharingNone, Redis: rs, TakeoverDelay: 2 * time.Second}
 }
+
+// Sharing modes of dialog.sharing.
+const (
+	SharingNone  = "none"
+	SharingRedis = "redis"
+)
 
 // maxTimeout bounds a dialog's timeout (default_timeout, SetTimeout).
 const maxTimeout = 7 * 24 * time.Hour
@@ -119,6 +142,15 @@ func checkSettings(v any) error {
 		return modules.Errorf("drain_timeout", "%s: want 0 (leave calls up) to 24h", s.DrainTimeout)
 	case s.PingInterval != 0 && (s.PingInterval < time.Second || s.PingInterval > time.Hour):
 		return modules.Errorf("ping_interval", "%s: want 0 (no pings) or 1s to 1h", s.PingInterval)
+	case s.Sharing != SharingNone && s.Sharing != SharingRedis && s.Sharing != "":
+		return modules.Errorf("sharing", "%q: want none or redis", s.Sharing)
+	case s.TakeoverDelay < 100*time.Millisecond || s.TakeoverDelay > 10*time.Minute:
+		return modules.Errorf("takeover_delay", "%s: want 100ms to 10m", s.TakeoverDelay)
+	}
+	if s.Sharing == SharingRedis && s.Redis.Addr != "" {
+		if err := s.Redis.Check("redis."); err != nil {
+			return err
+		}
 	}
 	seen := map[string]bool{}
 	for i, p := range s.Profiles {
@@ -159,8 +191,11 @@ func validName(s string) bool {
 
 func init() {
 	modules.Register(modules.Definition{
-		Name:     "dialog",
-		Doc:      "call state: early, confirmed and ended dialogs, timeouts with BYE both ways, profiles for concurrent-call limits (OpenSIPS dialog)",
+		Name: "dialog",
+		Doc:  "call state: early, confirmed and ended dialogs, timeouts with BYE both ways, profiles for concurrent-call limits (OpenSIPS dialog)",
+		// The registrar's Redis settings serve dialog.sharing when
+		// dialog.redis.addr is left out.
+		Uses:     []string{"registrar"},
 		Settings: func() any { return DefaultSettings() },
 		Check:    checkSettings,
 		New:      newModule,
@@ -207,14 +242,20 @@ type Dialog struct {
 	pingInterval atomic.Int64 // dialog.ping_interval, ms
 	started      bool
 
-	// Figures, updated under the dialog's shard lock.
-	unconfirmed, early, confirmed atomic.Int64
-	ended                         [numReasons]*metrics.Counter
-	refused                       *metrics.Counter
-	limited                       *metrics.Counter
-	mismatched                    *metrics.Counter
-	byeSent, byeFailed            *metrics.Counter
-	cancels, pings                *metrics.Counter
+	// share writes the confirmed dialogs to Redis and reads other
+	// nodes' (dialog.sharing: redis); nil otherwise.
+	share   *sharer
+	sharing string
+
+	// Figures, updated under the dialog's shard lock. remote counts
+	// the copies of other nodes' dialogs (not in the others).
+	unconfirmed, early, confirmed, remote atomic.Int64
+	ended                                 [numReasons]*metrics.Counter
+	refused                               *metrics.Counter
+	limited                               *metrics.Counter
+	mismatched                            *metrics.Counter
+	byeSent, byeFailed                    *metrics.Counter
+	cancels, pings                        *metrics.Counter
 }
 
 func newModule(h *modules.Host, v any) (modules.Instance, error) {
@@ -248,6 +289,29 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 	d.persist, d.writeInterval = s.Persist, s.WriteInterval
 	d.registerMetrics(h.Metrics)
 	d.registerCommands(h)
+	d.sharing = s.Sharing
+	if s.Sharing == SharingRedis {
+		rs := s.Redis
+		if rs.Addr == "" {
+			reg, _ := h.Module("registrar").(interface{ RedisSettings() rediscfg.Settings })
+			if reg == nil {
+				d.tbl.Close()
+				return nil, modules.Errorf("redis.addr", "missing, and no registrar whose redis settings to use")
+			}
+			rs = reg.RedisSettings()
+			if err := rs.Check("redis."); err != nil {
+				d.tbl.Close()
+				return nil, fmt.Errorf("registrar.redis, used by dialog.sharing: %w", err)
+			}
+		}
+		sh, err := newSharer(d, rs, s.TakeoverDelay, func(reason string) { h.Degraded("dialog.redis", reason) })
+		if err != nil {
+			d.tbl.Close()
+			return nil, fmt.Errorf("dialog.redis: %w", err)
+		}
+		d.share = sh
+		sh.registerMetrics(h.Metrics)
+	}
 	if s.Persist && h.Store != nil {
 		d.w = newWriter(h.Store, s.WriteInterval, tbl.NumShards(), d.perShard, d.store)
 		start := time.Now()
@@ -274,6 +338,9 @@ func (d *Dialog) Start() error {
 		d.wg.Add(1)
 		go d.writeLoop()
 	}
+	if d.share != nil {
+		d.share.start()
+	}
 	return nil
 }
 
@@ -286,6 +353,10 @@ func (d *Dialog) Stop() {
 	case <-d.stop:
 		return
 	default:
+	}
+	if d.share != nil {
+		// First: the ends it settles send BYEs and write records.
+		d.share.stop()
 	}
 	close(d.stop)
 	d.wg.Wait()
@@ -309,6 +380,9 @@ func (d *Dialog) Reload(v any) error {
 	if s.Persist != d.persist || s.WriteInterval != d.writeInterval {
 		return errors.New("persist and write_interval take effect at the next start")
 	}
+	if s.Sharing != d.sharing && !(s.Sharing == "" && d.sharing == SharingNone) {
+		return errors.New("sharing takes effect at the next start")
+	}
 	if !sameProfiles(d.profiles, s.Profiles) {
 		return errors.New("profiles take effect at the next start")
 	}
@@ -320,6 +394,7 @@ func (d *Dialog) registerMetrics(set *metrics.Set) {
 		return float64(d.unconfirmed.Load() + d.early.Load() + d.confirmed.Load())
 	})
 	set.NewGauge("switchboard_dialog_early", func() float64 { return float64(d.early.Load()) })
+	set.NewGauge("switchboard_dialog_remote", func() float64 { return float64(d.remote.Load()) })
 	set.NewGauge("switchboard_dialog_confirmed", func() float64 { return float64(d.confirmed.Load()) })
 	for r := Reason(1); r < numReasons; r++ {
 		d.ended[r] = set.NewCounter(`switchboard_dialog_ended_total{reason="` + r.String() + `"}`)

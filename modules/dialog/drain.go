@@ -77,9 +77,9 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (d *Dialog) endConfirmed(why Reason) int {
 	n := 0
 	d.tbl.Range(func(s *shards.Shard[dlg], e *shards.Entry[dlg]) bool {
-		if e.Value.state == stConfirmed {
-			d.queueByes(e)
-			d.end(s, e, why, Proxy)
+		// Another node's dialog (a copy from Redis) is that node's to end.
+		if e.Value.state == stConfirmed && e.Value.pflags&(fEnding|fRemote) == 0 {
+			d.finish(s, e, why, Proxy, true)
 			n++
 		}
 		return true

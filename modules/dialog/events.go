@@ -79,6 +79,11 @@ func (d *Dialog) Subscribe(fn func(*Event)) {
 // emit builds the event of e and calls the subscribers. The shard is
 // locked.
 func (d *Dialog) emit(s *shards.Shard[dlg], e *shards.Entry[dlg], kind EventKind, why Reason, by Side) {
+	d.emitAt(s, e, kind, why, by, s.Now())
+}
+
+// emitAt is emit with the time of an end.
+func (d *Dialog) emitAt(s *shards.Shard[dlg], e *shards.Entry[dlg], kind EventKind, why Reason, by Side, at int64) {
 	g := &e.Value
 	// The event goes to functions the compiler cannot see: built on the
 	// stack it would escape, one allocation per event. Pooled instead.
@@ -96,7 +101,7 @@ func (d *Dialog) emit(s *shards.Shard[dlg], e *shards.Entry[dlg], kind EventKind
 		ev.Code, ev.Phrase = int(g.code), g.get(g.phrase)
 	}
 	if kind == EventEnded {
-		ev.End = s.Now()
+		ev.End = at
 	}
 	for _, fn := range d.subs {
 		fn(ev)

@@ -34,6 +34,9 @@ type Info struct {
 	Duration  int64    `json:"duration_s"`
 	Remaining int64    `json:"remaining_s"`
 	Profiles  []string `json:"profiles,omitempty"` // name or name=value
+	// Remote: a copy of a dialog another node set up, read from Redis
+	// (dialog.sharing: redis) when one of its requests came here.
+	Remote bool `json:"remote,omitempty"`
 }
 
 // ProfileValue is one value of a profile with values and its dialogs.
@@ -63,6 +66,9 @@ func (d *Dialog) List(user string, limit int) []Info {
 	var out []Info
 	d.tbl.Range(func(s *shards.Shard[dlg], e *shards.Entry[dlg]) bool {
 		g := &e.Value
+		if g.pflags&fEnding != 0 {
+			return true
+		}
 		if user != "" && !hasUser(g.get(g.from), user) && !hasUser(g.get(g.to), user) {
 			return true
 		}
@@ -117,8 +123,9 @@ func (d *Dialog) info(s *shards.Shard[dlg], e *shards.Entry[dlg], now int64) Inf
 		since = g.answer
 	}
 	i.Duration = (now - since) / 1000
+	i.Remote = g.pflags&fRemote != 0
 	if g.timer.Active() {
-		i.Remaining = max(g.timer.When()-now, 0) / 1000
+		i.Remaining = max(d.deadline(g)-now, 0) / 1000
 	}
 	for k := 0; k < int(g.nprof); k++ {
 		p := d.profiles[g.profs[k].idx]
@@ -144,12 +151,11 @@ func (d *Dialog) End(idHex string) (Info, error) {
 	var err error = fmt.Errorf("%w: no dialog %s", mgmt.ErrNotFound, idHex)
 	now := d.clock.Now()
 	d.tbl.Range(func(s *shards.Shard[dlg], e *shards.Entry[dlg]) bool {
-		if e.Value.id != id {
+		if e.Value.id != id || e.Value.pflags&fEnding != 0 {
 			return true
 		}
 		info = d.info(s, e, now)
-		d.queueEnd(e)
-		d.end(s, e, ReasonEnded, Proxy)
+		d.finish(s, e, ReasonEnded, Proxy, true)
 		err = nil
 		return false
 	})

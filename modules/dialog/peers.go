@@ -2,9 +2,11 @@ package dialog
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"switchboard/parser"
 	"switchboard/routing"
+	"switchboard/transport"
 )
 
 // A module that relays a dialog's requests to the parties itself, instead
@@ -22,12 +24,36 @@ import (
 // MatchDialogID. Set it before the INVITE is relayed.
 const FlagPeers uint32 = 1 << 30
 
+// FlagCallerNAT and FlagCalleeNAT (SetFlag) say that a party is behind
+// NAT: the Contact it sent names an address the other side cannot reach
+// (a private one, or a port its NAT did not open). MatchDialogID then
+// gives, for a party without a route set, its first hop (where its
+// INVITE came from, where the answered branch went) in Peer.Hop, the
+// address a route sends its requests to instead of the Contact's. A route
+// sets the caller's flag when it found the INVITE's source behind NAT
+// (nathelper's NAT test), the callee's when the branch went to a contact
+// registered behind NAT.
+const (
+	FlagCallerNAT uint32 = 1 << 29
+	FlagCalleeNAT uint32 = 1 << 28
+)
+
 // Peer is a party of a dialog as another party's requests reach it: its
 // Contact URI (the latest target refresh) and the route set towards it
 // (Route values joined with ", "; empty: none).
 type Peer struct {
 	Target []byte
 	Route  []byte
+	// HopSet: the party is behind NAT (FlagCallerNAT, FlagCalleeNAT) and
+	// has no route set; reach it at Proto and Hop, not at Target's
+	// address.
+	HopSet bool
+	Proto  transport.Proto
+	Hop    netip.AddrPort
+	// CSeqOffset is what the callee's numbering of the caller's requests
+	// is above the caller's own (the INVITE was re-sent with credentials,
+	// uac_auth): added to the CSeq of a request from the caller.
+	CSeqOffset uint32
 }
 
 // MatchDialogID is MatchDialog for an in-dialog request that names its
@@ -55,14 +81,17 @@ func (d *Dialog) MatchDialogID(c *routing.Ctx, id uint64, from Side, buf []byte)
 // or of the early dialog with that tag.
 func (g *dlg) peer(from Side, toTag []byte, buf []byte) (Peer, bool) {
 	var target, route []byte
+	to, nat := -1, false
 	switch {
 	case from == Callee:
 		target, route = g.get(g.target[toCaller]), g.get(g.route[toCaller])
+		to, nat = toCaller, g.flags&FlagCallerNAT != 0
 	case g.state == stConfirmed:
 		if !g.hasCallee {
 			return Peer{}, false
 		}
 		target, route = g.get(g.target[toCallee]), g.get(g.route[toCallee])
+		to, nat = toCallee, g.flags&FlagCalleeNAT != 0
 	default:
 		k := -1
 		for i := 0; i < int(g.nearly); i++ {
@@ -82,7 +111,16 @@ func (g *dlg) peer(from Side, toTag []byte, buf []byte) (Peer, bool) {
 		return Peer{}, false
 	}
 	buf = append(append(buf[:0], target...), route...)
-	return Peer{Target: buf[:len(target):len(target)], Route: buf[len(target):]}, true
+	p := Peer{Target: buf[:len(target):len(target)], Route: buf[len(target):]}
+	if from == Caller {
+		p.CSeqOffset = g.cseqOffset
+	}
+	if nat && len(route) == 0 {
+		if hop := g.hop[to].AddrPort(); hop.IsValid() {
+			p.HopSet, p.Proto, p.Hop = true, g.proto[to], hop
+		}
+	}
+	return p, true
 }
 
 // putEarlyPeer stores, right after early dialog k's tag (the last bytes

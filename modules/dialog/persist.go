@@ -112,7 +112,15 @@ func (w *writer) push(s *shards.Shard[dlg], op pendOp) bool {
 // the next interval. The shard is locked.
 func (d *Dialog) changed(s *shards.Shard[dlg], e *shards.Entry[dlg]) {
 	g := &e.Value
-	if d.w == nil || g.state != stConfirmed || g.pflags&fDirty != 0 {
+	if g.state != stConfirmed || g.pflags&fEnding != 0 {
+		return
+	}
+	if d.share != nil {
+		d.share.changed(s, e)
+	}
+	// Another node's dialog (a copy read from Redis) is that node's to
+	// keep in its store.
+	if d.w == nil || g.pflags&(fDirty|fRemote) != 0 {
 		return
 	}
 	if !d.w.push(s, pendOp{h: e.Hash(), id: g.id}) {
@@ -324,30 +332,52 @@ func (d *Dialog) load() (int, error) {
 
 // restore puts one stored dialog in the table; it returns why not.
 func (d *Dialog) restore(r *store.Dialog) string {
-	if r.State != store.DialogConfirmed {
-		return "not confirmed"
-	}
-	callID := []byte(r.CallID)
-	h := shards.Sum(callID)
+	h := shards.SumString(r.CallID)
 	s := d.tbl.Shard(h)
 	s.Lock()
 	defer s.Unlock()
+	e, why := d.fill(s, h, r, true)
+	if e == nil {
+		return why
+	}
+	e.Value.pflags = fStored
+	if d.share != nil {
+		// Written to Redis before the restart, perhaps ended there since
+		// by another node: its end goes through Redis, and writing it
+		// again tells whether it did (shareResult).
+		e.Value.pflags |= fShared
+		d.share.changed(s, e)
+	}
+	d.confirmed.Add(1)
+	d.w.restore = append(d.w.restore, restoredTimer{h: h, id: r.ID, when: r.Timeout})
+	return ""
+}
+
+// fill puts a confirmed dialog stored as r in shard s (locked) and
+// returns its entry, or nil and why not; with profiles, it is counted in
+// the profiles r names. Its timer is not started and its counts not
+// taken: the caller's.
+func (d *Dialog) fill(s *shards.Shard[dlg], h uint64, r *store.Dialog, profiles bool) (*shards.Entry[dlg], string) {
+	if r.State != store.DialogConfirmed {
+		return nil, "not confirmed"
+	}
+	callID := []byte(r.CallID)
 	if s.Len() >= d.perShard {
-		return "dialog.max_dialogs reached"
+		return nil, "dialog.max_dialogs reached"
 	}
 	if findID(s, h, r.ID) != nil {
-		return "id held by another dialog"
+		return nil, "id held by another dialog"
 	}
 	callerProto, callerHop, ok := parseHop(r.CallerHop)
 	if !ok {
-		return "caller_hop"
+		return nil, "caller_hop"
 	}
 	e, err := s.Insert(h, callID)
 	if err != nil {
-		return err.Error()
+		return nil, err.Error()
 	}
 	g := &e.Value
-	g.id, g.state, g.pflags = r.ID, stConfirmed, fStored
+	g.id, g.state = r.ID, stConfirmed
 	g.start, g.answer = r.StartTime, r.AnswerTime
 	g.cseq, g.cseqOffset = [2]uint32{r.CallerCSeq, r.CalleeCSeq}, r.CSeqOffset
 	g.code, g.flags = uint16(r.Code), r.Flags
@@ -375,7 +405,7 @@ func (d *Dialog) restore(r *store.Dialog) string {
 		}
 	}
 	for _, p := range r.Profiles {
-		if !ok {
+		if !ok || !profiles {
 			break
 		}
 		prof := d.byName[p.Name]
@@ -402,12 +432,10 @@ func (d *Dialog) restore(r *store.Dialog) string {
 			d.profiles[g.profs[i].idx].release(g.get(g.profs[i].val))
 		}
 		s.Remove(e)
-		return "too large to keep"
+		return nil, "too large to keep"
 	}
 	s.Account(e, cap(g.buf))
-	d.confirmed.Add(1)
-	d.w.restore = append(d.w.restore, restoredTimer{h: h, id: r.ID, when: r.Timeout})
-	return ""
+	return e, ""
 }
 
 // startRestored starts the timers of the dialogs load restored: a

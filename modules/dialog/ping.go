@@ -79,7 +79,8 @@ func (d *Dialog) collectPings(s *shards.Shard[dlg], iv int64, batch []ping) []pi
 	now := s.Now()
 	s.Range(func(e *shards.Entry[dlg]) bool {
 		g := &e.Value
-		if g.state != stConfirmed || now-g.answer < iv {
+		// A copy of another node's dialog is pinged by that node.
+		if g.state != stConfirmed || now-g.answer < iv || g.pflags&(fEnding|fRemote) != 0 {
 			return true
 		}
 		for side := toCaller; side <= toCallee; side++ {
@@ -119,7 +120,7 @@ func (d *Dialog) pinged(h, id uint64, side, code int) {
 	s.Lock()
 	defer s.Unlock()
 	e := findID(s, h, id)
-	if e == nil {
+	if e == nil || e.Value.pflags&fEnding != 0 {
 		return
 	}
 	g := &e.Value
@@ -129,10 +130,9 @@ func (d *Dialog) pinged(h, id uint64, side, code int) {
 	}
 	d.h.Warn("dialog: a side did not answer the in-dialog OPTIONS; call ended with a BYE each way",
 		"call_id", string(e.Key()), "side", []string{"caller", "callee"}[side], "code", code)
-	d.queueByes(e)
 	by := Caller
 	if side == toCallee {
 		by = Callee
 	}
-	d.end(s, e, ReasonPing, by)
+	d.finish(s, e, ReasonPing, by, true)
 }

@@ -196,6 +196,13 @@ func (d *Dialog) match(c *routing.Ctx, id uint64, from Side, buf []byte) (peer P
 	e := find(s, h, callID, id)
 	if e == nil {
 		s.Unlock()
+		if d.share != nil && buf == nil {
+			// Perhaps a call another node set up: read from Redis off
+			// the receive path, and the request's effect (its CSeq, a
+			// BYE's end) applied once it is here. The request itself is
+			// relayed on the verified Route meanwhile.
+			d.share.fetch(c, h, id, from)
+		}
 		return Peer{}, false
 	}
 	g := &e.Value
@@ -227,7 +234,7 @@ func (d *Dialog) match(c *routing.Ctx, id uint64, from Side, buf []byte) (peer P
 	}
 	switch meth {
 	case parser.MethodBye:
-		d.end(s, e, ReasonBye, side)
+		d.finish(s, e, ReasonBye, side, false)
 		s.Unlock()
 		return peer, true
 	case parser.MethodInvite, parser.MethodUpdate:
@@ -238,10 +245,12 @@ func (d *Dialog) match(c *routing.Ctx, id uint64, from Side, buf []byte) (peer P
 	return peer, true
 }
 
-// find returns the live dialog id of callID in shard s, locked.
+// find returns the live dialog id of callID in shard s, locked. A
+// dialog ended here and waiting for Redis to confirm it (fEnding) is no
+// longer live.
 func find(s *shards.Shard[dlg], h uint64, callID []byte, id uint64) *shards.Entry[dlg] {
 	return s.Find(h, func(e *shards.Entry[dlg]) bool {
-		return e.Value.id == id && string(e.Key()) == string(callID)
+		return e.Value.id == id && e.Value.pflags&fEnding == 0 && string(e.Key()) == string(callID)
 	})
 }
 
@@ -468,8 +477,25 @@ func (d *Dialog) retarget(g *dlg, i int, uri []byte) {
 // caller gets 487; nothing when the INVITE is no longer pending: a route
 // dropped it). Ticker goroutine, shard locked.
 func (d *Dialog) onTimer(s *shards.Shard[dlg], e *shards.Entry[dlg], _ *shards.Timer) {
-	d.queueEnd(e)
-	d.end(s, e, ReasonTimeout, Proxy)
+	d.finish(s, e, ReasonTimeout, Proxy, true)
+}
+
+// finish ends e for reason why, by side by; with byes, the proxy ends it
+// on the wire too (queueEnd: a BYE each way, or the CANCEL of an INVITE
+// not answered). A dialog other nodes may hold (dialog.sharing: redis)
+// ends through Redis instead: it waits, out of reach of requests, until
+// Redis says whether this node is the one that ends it; only that node
+// sends the BYEs and tells the subscribers (the call's record). The
+// shard is locked.
+func (d *Dialog) finish(s *shards.Shard[dlg], e *shards.Entry[dlg], why Reason, by Side, byes bool) {
+	if d.share != nil && e.Value.pflags&fShared != 0 {
+		d.share.end(s, e, why, by, byes)
+		return
+	}
+	if byes {
+		d.queueEnd(e)
+	}
+	d.end(s, e, why, by)
 }
 
 // queueEnd queues what ends e on the wire: a BYE to each side of a
@@ -486,24 +512,50 @@ func (d *Dialog) queueEnd(e *shards.Entry[dlg]) {
 // end removes a dialog, releases its profiles and tells the subscribers.
 // The shard is locked.
 func (d *Dialog) end(s *shards.Shard[dlg], e *shards.Entry[dlg], why Reason, by Side) {
+	d.endAt(s, e, why, by, s.Now())
+}
+
+// endAt is end for a dialog that ended at the time at (ms): a dialog
+// ended through Redis is told to the subscribers once Redis answered,
+// with the time its BYE came.
+func (d *Dialog) endAt(s *shards.Shard[dlg], e *shards.Entry[dlg], why Reason, by Side, at int64) {
 	g := &e.Value
-	switch g.state {
-	case stUnconfirmed:
+	d.ended[why].Inc()
+	d.uncount(g)
+	if len(d.subs) > 0 {
+		d.emitAt(s, e, EventEnded, why, by, at)
+	}
+	d.remove(s, e)
+}
+
+// uncount takes a dialog off the counts and releases its profiles.
+func (d *Dialog) uncount(g *dlg) {
+	switch {
+	case g.pflags&fRemote != 0:
+		d.remote.Add(-1)
+	case g.state == stUnconfirmed:
 		d.unconfirmed.Add(-1)
-	case stEarly:
+	case g.state == stEarly:
 		d.early.Add(-1)
-	case stConfirmed:
+	case g.state == stConfirmed:
 		d.confirmed.Add(-1)
 	}
-	d.ended[why].Inc()
 	for i := 0; i < int(g.nprof); i++ {
 		d.profiles[g.profs[i].idx].release(g.get(g.profs[i].val))
 	}
 	g.nprof = 0
-	if len(d.subs) > 0 {
-		d.emit(s, e, EventEnded, why, by)
-	}
+}
+
+// remove takes a dialog out of the table (and of the store).
+func (d *Dialog) remove(s *shards.Shard[dlg], e *shards.Entry[dlg]) {
 	d.forget(s, e)
-	s.StopTimer(&g.timer)
+	s.StopTimer(&e.Value.timer)
 	s.Remove(e)
+}
+
+// drop removes a dialog that another node ended: no event, no BYE, not
+// counted as ended here. The shard is locked.
+func (d *Dialog) drop(s *shards.Shard[dlg], e *shards.Entry[dlg]) {
+	d.uncount(&e.Value)
+	d.remove(s, e)
 }

@@ -106,7 +106,7 @@ type dlg struct {
 	// hasCallee: the 2xx's Contact and route set were stored, so a BYE
 	// can be sent to the callee.
 	hasCallee bool
-	pflags    uint8              // fDirty, fStored, fPing...
+	pflags    uint8              // fDirty, fStored, fPing..., fShared...
 	proto     [2]transport.Proto // first hop towards the caller, the callee
 	code      uint16             // status of the INVITE's final response (0: none yet)
 	flags     uint32             // SetFlag's bits
@@ -176,6 +176,19 @@ const (
 	// that side is unanswered (dialog.ping_interval).
 	fPingCaller
 	fPingCallee
+	// fShareDirty: a change is on the Redis writer's list
+	// (dialog.sharing: redis).
+	fShareDirty
+	// fShared: other nodes may hold the dialog (it was written to Redis,
+	// or read from it): its end goes through Redis, so that one node
+	// alone writes its record and sends its BYEs.
+	fShared
+	// fEnding: ended here, waiting for Redis to say whether this node is
+	// the one that ends it; no request matches it meanwhile.
+	fEnding
+	// fRemote: a copy of another node's dialog, read from Redis when one
+	// of its requests came here.
+	fRemote
 )
 
 // Indexes of the per-side arrays.

@@ -189,6 +189,7 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 		}
 		log.Info("registrar: bindings loaded", "bindings", n)
 	}
+	r.redis = st.Redis
 	if st.Sharing == SharingRedis {
 		sh, err := newSharer(r, st.Redis, log, h.Warn, func(reason string) { h.Degraded("registrar.redis", reason) })
 		if err != nil {
@@ -321,6 +322,10 @@ func (r *Registrar) registerCommands(h *modules.Host) {
 			return map[string]int{"removed": n}, nil
 		}})
 }
+
+// RedisSettings returns registrar.redis as configured: the dialog module
+// uses them for dialog.sharing when dialog.redis.addr is left out.
+func (r *Registrar) RedisSettings() RedisSettings { return r.redis }
 
 // registerShareMetrics adds the Redis sharing's metrics.
 func (r *Registrar) registerShareMetrics(h *modules.Host) {

@@ -110,6 +110,10 @@ type Registrar struct {
 	connGone  atomic.Uint64                                              // WebSocket bindings whose connection closed
 
 	share *sharer // registrar.sharing: redis (share.go); nil otherwise
+	// redis is registrar.redis as configured (whether sharing is on or
+	// not): the dialog module shares its dialogs with the same settings
+	// unless it has its own.
+	redis RedisSettings
 }
 
 // record is the value of one address-of-record in the table.

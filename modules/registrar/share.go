@@ -2,13 +2,10 @@ package registrar
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"switchboard/modules"
+	"switchboard/modules/internal/rediscfg"
 	"switchboard/shards"
 	"switchboard/store"
 )
@@ -47,27 +45,9 @@ import (
 // says 0, /readyz lists "registrar.redis" as degraded, the log says when
 // it starts and ends.
 
-// RedisSettings are registrar.redis (docs/configuration.md).
-type RedisSettings struct {
-	// Addr is "host:port", a URL (redis://user:password@host:port/db,
-	// rediss:// for TLS, unix:///path), or with Cluster a comma-separated
-	// list of seed nodes.
-	Addr     string `yaml:"addr"`
-	Password string `yaml:"password"`
-	DB       int    `yaml:"db"`
-	// Cluster uses Redis Cluster (the same client, go-redis's cluster mode).
-	Cluster bool `yaml:"cluster"`
-	// DialTimeout bounds a connection attempt, Timeout each command.
-	DialTimeout time.Duration `yaml:"dial_timeout"`
-	Timeout     time.Duration `yaml:"timeout"`
-	// Prefix starts every key and the channel: several deployments can
-	// share one Redis.
-	Prefix string `yaml:"prefix"`
-	// Node names this node in the bindings it writes (which node holds a
-	// phone's flow). Empty: the host name. Set it when several nodes run
-	// on one host.
-	Node string `yaml:"node"`
-}
+// RedisSettings are registrar.redis (docs/configuration.md): the keys
+// every module that shares state on Redis has (modules/internal/rediscfg).
+type RedisSettings = rediscfg.Settings
 
 // Sharing modes of registrar.sharing.
 const (
@@ -75,9 +55,7 @@ const (
 	SharingRedis = "redis"
 )
 
-func defaultRedisSettings() RedisSettings {
-	return RedisSettings{Addr: "127.0.0.1:6379", DialTimeout: 2 * time.Second, Timeout: time.Second, Prefix: "switchboard:"}
-}
+func defaultRedisSettings() RedisSettings { return rediscfg.Default() }
 
 func (s *Settings) checkSharing() error {
 	switch s.Sharing {
@@ -87,87 +65,7 @@ func (s *Settings) checkSharing() error {
 	default:
 		return modules.Errorf("sharing", "must be none or redis, not %q", s.Sharing)
 	}
-	rs := &s.Redis
-	if strings.TrimSpace(rs.Addr) == "" {
-		return modules.Errorf("redis.addr", "missing: the Redis address (host:port or redis://...) that registrar.sharing: redis needs")
-	}
-	if _, err := rs.options(); err != nil {
-		return modules.Errorf("redis.addr", "%v", err)
-	}
-	if rs.DB < 0 || rs.DB > 15 && !rs.Cluster {
-		return modules.Errorf("redis.db", "must be between 0 and 15, not %d", rs.DB)
-	}
-	if rs.Cluster && rs.DB != 0 {
-		return modules.Errorf("redis.db", "must be 0 with redis.cluster: Redis Cluster has only database 0")
-	}
-	if rs.DialTimeout < 10*time.Millisecond || rs.DialTimeout > time.Minute {
-		return modules.Errorf("redis.dial_timeout", "must be between 10ms and 1m, not %s", rs.DialTimeout)
-	}
-	if rs.Timeout < 10*time.Millisecond || rs.Timeout > time.Minute {
-		return modules.Errorf("redis.timeout", "must be between 10ms and 1m, not %s", rs.Timeout)
-	}
-	if len(rs.Prefix) > 64 || strings.ContainsAny(rs.Prefix, " {}\r\n") {
-		return modules.Errorf("redis.prefix", "must be at most 64 characters without spaces or braces, not %q", rs.Prefix)
-	}
-	if len(rs.Node) > 64 || strings.ContainsAny(rs.Node, " \r\n|") {
-		return modules.Errorf("redis.node", "must be at most 64 characters without spaces or '|', not %q", rs.Node)
-	}
-	return nil
-}
-
-// options turns the settings into the client's options.
-func (rs *RedisSettings) options() (*redis.UniversalOptions, error) {
-	o := &redis.UniversalOptions{
-		Password:     rs.Password,
-		DB:           rs.DB,
-		DialTimeout:  rs.DialTimeout,
-		ReadTimeout:  rs.Timeout,
-		WriteTimeout: rs.Timeout,
-		// One retry: an outage should show within a command or two, and
-		// whatever failed stays dirty and is written again.
-		MaxRetries:    1,
-		IsClusterMode: rs.Cluster,
-	}
-	for _, a := range strings.Split(rs.Addr, ",") {
-		a = strings.TrimSpace(a)
-		if strings.Contains(a, "://") {
-			if rs.Cluster {
-				return nil, fmt.Errorf("with redis.cluster give host:port seed nodes, not a URL (%q)", a)
-			}
-			po, err := redis.ParseURL(a)
-			if err != nil {
-				return nil, err
-			}
-			o.Addrs = []string{po.Addr}
-			if o.Password == "" {
-				o.Username, o.Password = po.Username, po.Password
-			}
-			if o.DB == 0 {
-				o.DB = po.DB
-			}
-			if po.TLSConfig != nil {
-				o.TLSConfig = po.TLSConfig
-			}
-			if po.Network == "unix" {
-				o.Dialer = func(ctx context.Context, _, addr string) (net.Conn, error) {
-					var d net.Dialer
-					return d.DialContext(ctx, "unix", addr)
-				}
-			}
-			continue
-		}
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return nil, fmt.Errorf("%q: want host:port or a redis:// URL", a)
-		}
-		o.Addrs = append(o.Addrs, a)
-	}
-	if len(o.Addrs) > 1 && !rs.Cluster {
-		return nil, errors.New("several addresses need redis.cluster: true")
-	}
-	if o.TLSConfig != nil && o.TLSConfig.MinVersion == 0 {
-		o.TLSConfig.MinVersion = tls.VersionTLS12
-	}
-	return o, nil
+	return s.Redis.Check("redis.")
 }
 
 // dirtyShards spreads the set of unwritten changes over locks, so REGISTERs
@@ -249,16 +147,11 @@ return 1
 `)
 
 func newSharer(r *Registrar, rs RedisSettings, log *slog.Logger, warn func(string, ...any), degraded func(string)) (*sharer, error) {
-	o, err := rs.options()
+	o, err := rs.Options()
 	if err != nil {
 		return nil, err
 	}
-	node := rs.Node
-	if node == "" {
-		if node, err = os.Hostname(); err != nil || node == "" {
-			node = "node"
-		}
-	}
+	node := rs.NodeName()
 	sh := &sharer{
 		r: r, c: redis.NewUniversalClient(o), node: node,
 		prefix: rs.Prefix + "loc:", channel: rs.Prefix + "loc",

@@ -15,6 +15,28 @@ import (
 type Flags struct {
 	src  string
 	frag []byte // bencoded entries, without the enclosing d...e
+	set  int    // the set of instances (InSet); -1: rtpengine.default_set
+	dflt bool   // InSet on nil: rtpengine.flags, as they are when the command is sent
+}
+
+// InSet returns a copy of f whose commands go to the instances of set
+// (OpenSIPS rtpengine_use_set(set) before the command); f nil: the
+// configured flags in that set. Build it once, with the route set.
+func (f *Flags) InSet(set int) *Flags {
+	if f == nil {
+		return &Flags{set: set, dflt: true}
+	}
+	cp := *f
+	cp.set = set
+	return &cp
+}
+
+// Set is the set f's commands go to; -1 for rtpengine.default_set.
+func (f *Flags) Set() int {
+	if f == nil {
+		return -1
+	}
+	return f.set
 }
 
 // String is the flag string the Flags were parsed from.
@@ -114,7 +136,7 @@ func ParseFlags(s string) (*Flags, error) {
 		}
 		b = ng.AppendEnd(b)
 	}
-	return &Flags{src: s, frag: b}, nil
+	return &Flags{src: s, frag: b, set: -1}, nil
 }
 
 // MustParseFlags is ParseFlags for constants; it panics on an error.

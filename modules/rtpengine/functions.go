@@ -16,6 +16,11 @@ import (
 // answer (OpenSIPS keeps the same state in the transaction).
 const FlagOffered = 61
 
+// FlagLateOffer is the transaction flag Manage sets on an INVITE without
+// SDP (a late offer): the reply route's Manage then offers the SDP of its
+// 1xx/2xx, and the ACK (or PRACK) that carries the answer is answered.
+const FlagLateOffer = 60
+
 // Errors the continuation of Offer and Manage can get.
 var (
 	// ErrBadSDP: the body says application/sdp but does not parse.
@@ -90,13 +95,26 @@ func checkSDP(m *parser.Message) (bool, error) {
 	return true, nil
 }
 
+// tags returns the from-tag and to-tag of an offer or answer carried by
+// m, oriented as Kamailio's and OpenSIPS's rtpengine modules do it: the
+// from-tag is the party that made the offer. An offer in a request and
+// an answer in a response keep the message's tags; an offer in a
+// response (a late offer in the 2xx) and an answer in a request (the ACK
+// or PRACK answering it) swap them.
+func tags(m *parser.Message, cmd string) (from, to []byte) {
+	if m.IsRequest() == (cmd == "answer") {
+		return m.ToTag(), m.FromTag()
+	}
+	return m.FromTag(), m.ToTag()
+}
+
 // command builds an offer, answer or delete dictionary in a pooled buffer.
-func (e *Engine) command(name string, m *parser.Message, toTag []byte, src netip.Addr, body []byte, f *Flags) *[]byte {
+func (e *Engine) command(name string, m *parser.Message, fromTag, toTag []byte, src netip.Addr, body []byte, f *Flags) *[]byte {
 	bp := e.bufs.Get().(*[]byte)
 	b := ng.AppendDict((*bp)[:0])
 	b = ng.AppendKeyStr(b, "command", name)
 	b = ng.AppendKeyString(b, "call-id", m.CallID())
-	b = ng.AppendKeyString(b, "from-tag", m.FromTag())
+	b = ng.AppendKeyString(b, "from-tag", fromTag)
 	if len(toTag) > 0 {
 		b = ng.AppendKeyString(b, "to-tag", toTag)
 	}
@@ -123,6 +141,40 @@ func (e *Engine) command(name string, m *parser.Message, toTag []byte, src netip
 	b = ng.AppendEnd(b)
 	*bp = b
 	return bp
+}
+
+// flagsFor resolves the flags a command carries (rtpengine.flags for nil,
+// or for InSet on nil) and the set it goes to.
+func (e *Engine) flagsFor(f *Flags) (*Flags, int) {
+	set := f.Set()
+	if set < 0 {
+		set = int(e.defaultSet.Load())
+	}
+	if f == nil || f.dflt {
+		f = e.flags.Load()
+	}
+	return f, set
+}
+
+// do sends a command of the call m belongs to: to the instance its
+// session was created on when that one is remembered and in service,
+// else to the instance of set its Call-ID hashes to. An offer or answer
+// rtpengine accepted remembers the instance for the call; a delete
+// forgets it.
+func (e *Engine) do(m *parser.Message, set int, name string, cmd []byte, cb func(v ng.Value, err error)) {
+	callID := m.CallID()
+	sn := e.snap.Load()
+	prefer := e.calls.get(callID)
+	id := string(callID) // the message may be gone when the answer comes
+	e.client.DoIn(sn.sets[set], prefer, callID, name, cmd, func(in *ng.Instance, v ng.Value, err error) {
+		switch {
+		case name == "delete":
+			e.calls.del([]byte(id))
+		case err == nil && in != nil && string(v.Get("result").Bytes()) == "ok":
+			e.calls.put([]byte(id), in)
+		}
+		cb(v, err)
+	})
 }
 
 func (e *Engine) putBuf(bp *[]byte) {
@@ -189,23 +241,20 @@ func (e *Engine) exchange(c *routing.Ctx, cmd string, f *Flags, next func(c *rou
 		next(c, nil)
 		return
 	}
-	if f == nil {
-		f = e.flags.Load()
+	if c.Method() == parser.MethodAck {
+		e.answerAck(c, f, next)
+		return
 	}
+	f, set := e.flagsFor(f)
 	h := c.Suspend()
-	if h == nil { // an ACK: it cannot wait (see README, late offers)
+	if h == nil { // no transaction, not an ACK: nothing can wait
 		next(c, nil)
 		return
 	}
-	var toTag []byte
-	if cmd == "answer" {
-		toTag = m.ToTag()
-	} else if t := m.ToTag(); t != nil {
-		toTag = t // a re-INVITE: rtpengine finds the dialog by both tags
-	}
-	bp := e.command(cmd, m, toTag, c.SrcIP(), m.Body(), f)
+	from, to := tags(m, cmd)
+	bp := e.command(cmd, m, from, to, c.SrcIP(), m.Body(), f)
 	env := c.Env
-	e.client.Do(m.CallID(), cmd, *bp, func(_ *ng.Instance, v ng.Value, err error) {
+	e.do(m, set, cmd, *bp, func(v ng.Value, err error) {
 		body, err := e.result(v, err)
 		routing.Resume(env, h, func(c *routing.Ctx) {
 			if err == nil {
@@ -216,6 +265,50 @@ func (e *Engine) exchange(c *routing.Ctx, cmd string, f *Flags, next func(c *rou
 			}
 			next(c, err)
 		})
+	})
+	e.putBuf(bp)
+}
+
+// answerAck answers the SDP of an ACK, the answer of a late offer (the
+// INVITE had none, its 2xx carried the offer): the ACK is kept
+// (SuspendAck) while rtpengine answers and forwarded with rtpengine's SDP
+// by next. An ACK cannot be refused: when rtpengine refuses or does not
+// answer, next gets no error and forwards the ACK with its own SDP
+// (counted, and logged), since the call is up either way.
+func (e *Engine) answerAck(c *routing.Ctx, f *Flags, next func(c *routing.Ctx, err error)) {
+	// An ACK has no transaction, so limits.max_transactions does not
+	// bound the ACKs kept: a party of a call could send ACKs with SDP
+	// as fast as it likes, each holding the receive loop's buffers for
+	// up to timeout × (retries + 1). Past maxHeldAcks the ACK goes on
+	// with its own SDP at once (counted).
+	if e.heldAcks.Add(1) > e.maxHeldAcks {
+		e.heldAcks.Add(-1)
+		e.acksNotHeld.Inc()
+		next(c, nil)
+		return
+	}
+	h := c.SuspendAck()
+	if h == nil {
+		e.heldAcks.Add(-1)
+		next(c, nil)
+		return
+	}
+	f, set := e.flagsFor(f)
+	m := h.Msg
+	from, to := tags(m, "answer")
+	bp := e.command("answer", m, from, to, c.SrcIP(), m.Body(), f)
+	env := c.Env
+	e.do(m, set, "answer", *bp, func(v ng.Value, err error) {
+		body, err := e.result(v, err)
+		routing.Resume(env, h, func(c *routing.Ctx) {
+			if err == nil {
+				c.R.Editor().SetBody(c.R.Own(body), nil)
+			} else {
+				e.h.Warn("rtpengine: ACK relayed with its own SDP (no media relay for the answer)", "call-id", string(c.Msg().CallID()), "error", err.Error())
+			}
+			next(c, nil)
+		})
+		e.heldAcks.Add(-1)
 	})
 	e.putBuf(bp)
 }
@@ -232,10 +325,10 @@ func (e *Engine) AnswerReply(rc *routing.ReplyCtx, f *Flags) bool {
 	return e.replyExchange(rc, "answer", f)
 }
 
-// OfferReply is AnswerReply with rtpengine's "offer" command: a 2xx that
-// carries the offer of a call whose INVITE had no SDP (a late offer).
-// The answer then comes in the ACK, which cannot wait for rtpengine: see
-// the README's limits.
+// OfferReply is AnswerReply with rtpengine's "offer" command: a 1xx or
+// 2xx that carries the offer of a call whose INVITE had no SDP (a late
+// offer). The answer then comes in the ACK (or a PRACK), which Manage
+// answers before forwarding it.
 func (e *Engine) OfferReply(rc *routing.ReplyCtx, f *Flags) bool {
 	return e.replyExchange(rc, "offer", f)
 }
@@ -266,14 +359,13 @@ func (e *Engine) replyExchange(rc *routing.ReplyCtx, cmd string, f *Flags) bool 
 		e.dedup.Inc()
 		return true
 	}
-	if f == nil {
-		f = e.flags.Load()
-	}
+	f, set := e.flagsFor(f)
 	e.held.Inc()
-	// The party answering is the callee: for rtpengine, from-tag is the
-	// caller's (the request's From) and to-tag the callee's.
-	bp := e.command(cmd, m, m.ToTag(), rc.Source().Addr(), m.Body(), f)
-	e.client.Do(m.CallID(), cmd, *bp, func(_ *ng.Instance, v ng.Value, err error) {
+	// An answer from the callee keeps the response's tags (from-tag the
+	// caller's); a late offer from the callee swaps them (see tags).
+	from, to := tags(m, cmd)
+	bp := e.command(cmd, m, from, to, rc.Source().Addr(), m.Body(), f)
+	e.do(m, set, cmd, *bp, func(v ng.Value, err error) {
 		body, err := e.result(v, err)
 		if err != nil && held.Retransmission() {
 			// A repeated 2xx rtpengine no longer knows (the BYE deleted
@@ -306,8 +398,9 @@ func (e *Engine) Delete(c *routing.Ctx) {
 }
 
 func (e *Engine) deleteCall(m *parser.Message, toTag []byte) {
-	bp := e.command("delete", m, toTag, netip.Addr{}, nil, nil)
-	e.client.Do(m.CallID(), "delete", *bp, func(_ *ng.Instance, v ng.Value, err error) {
+	bp := e.command("delete", m, m.FromTag(), toTag, netip.Addr{}, nil, nil)
+	_, set := e.flagsFor(nil)
+	e.do(m, set, "delete", *bp, func(v ng.Value, err error) {
 		if err != nil {
 			return // counted by observe
 		}
@@ -320,9 +413,12 @@ func (e *Engine) deleteCall(m *parser.Message, toTag []byte) {
 }
 
 // Manage is OpenSIPS's rtpengine_manage(flags) for a request: an INVITE
-// or UPDATE with SDP is offered (an initial call and a re-INVITE alike);
-// a BYE or CANCEL deletes the session; anything else goes to next at
-// once. next gets the error of an offer (Refuse answers it).
+// or UPDATE with SDP is offered (an initial call and a re-INVITE alike),
+// an INVITE without SDP is marked as a late offer (its 2xx is offered by
+// ManageReply); an ACK or PRACK with SDP is answered (the answer to a
+// late offer: the ACK is kept and forwarded with rtpengine's SDP); a BYE
+// or CANCEL deletes the session; anything else goes to next at once.
+// next gets the error of an offer (Refuse answers it).
 func (e *Engine) Manage(c *routing.Ctx, f *Flags, next func(c *routing.Ctx, err error)) {
 	if !e.Enabled() {
 		next(c, nil)
@@ -330,7 +426,13 @@ func (e *Engine) Manage(c *routing.Ctx, f *Flags, next func(c *routing.Ctx, err 
 	}
 	switch c.Method() {
 	case parser.MethodInvite, parser.MethodUpdate:
+		if c.Method() == parser.MethodInvite && !isSDP(c.Msg()) {
+			c.SetFlag(FlagLateOffer)
+		}
 		e.Offer(c, f, next)
+		return
+	case parser.MethodAck, parser.MethodPrack:
+		e.Answer(c, f, next)
 		return
 	case parser.MethodBye, parser.MethodCancel:
 		e.Delete(c)
@@ -339,19 +441,21 @@ func (e *Engine) Manage(c *routing.Ctx, f *Flags, next func(c *routing.Ctx, err 
 }
 
 // ManageReply is rtpengine_manage in onreply_route: a 6xx, or a final
-// response after a CANCEL, to an initial INVITE that was offered deletes
-// the session (the failure route does not run for them); a provisional or 2xx
-// response with SDP to an INVITE or UPDATE that was offered gets
-// rtpengine's answer (the response is held until then); a 2xx with SDP to
-// one that was not (a late offer) is offered. It reports whether the
-// response was held.
+// response after a CANCEL, to an initial INVITE that was offered (or
+// whose response was) deletes the session (the failure route does not
+// run for them); a provisional or 2xx response with SDP to an INVITE or
+// UPDATE that was offered gets rtpengine's answer, and one to an INVITE
+// without SDP (a late offer) is offered (the response is held until then).
+// It reports whether the response was held.
 func (e *Engine) ManageReply(rc *routing.ReplyCtx, f *Flags) bool {
 	if !e.Enabled() {
 		return false
 	}
 	st := rc.Status()
 	method := rc.Req.Method()
-	if st >= 300 && method == parser.MethodInvite && rc.Req.IsFlagSet(FlagOffered) && !rc.Req.HasToTag() &&
+	offered := rc.Req.IsFlagSet(FlagOffered)
+	late := rc.Req.IsFlagSet(FlagLateOffer)
+	if st >= 300 && method == parser.MethodInvite && (offered || late) && !rc.Req.HasToTag() &&
 		(st >= 600 || rc.Req.Canceled()) {
 		// A call ended without the failure route (a 6xx, a CANCEL): its
 		// session ends here (ManageFailure does it for the others).
@@ -361,8 +465,11 @@ func (e *Engine) ManageReply(rc *routing.ReplyCtx, f *Flags) bool {
 	if st <= 100 || st >= 300 || (method != parser.MethodInvite && method != parser.MethodUpdate) {
 		return false
 	}
-	if rc.Req.IsFlagSet(FlagOffered) {
+	switch {
+	case offered:
 		return e.AnswerReply(rc, f)
+	case late:
+		return e.OfferReply(rc, f)
 	}
 	return false
 }
@@ -372,7 +479,7 @@ func (e *Engine) ManageReply(rc *routing.ReplyCtx, f *Flags) bool {
 // opened is deleted. An in-dialog request that failed (a re-INVITE
 // refused with 488 or 491) keeps the call's session.
 func (e *Engine) ManageFailure(c *routing.FailureCtx) {
-	if !e.Enabled() || !c.IsFlagSet(FlagOffered) || c.HasToTag() {
+	if !e.Enabled() || !(c.IsFlagSet(FlagOffered) || c.IsFlagSet(FlagLateOffer)) || c.HasToTag() {
 		return
 	}
 	e.deleteCall(c.Msg(), nil)

@@ -310,7 +310,7 @@ func TestReload(t *testing.T) {
 	s := DefaultSettings()
 	s.Instances = []string{u1}
 	e, _ := newEngine(t, s)
-	if err := e.SetDisabled(u1, true); err != nil {
+	if err := e.SetDisabled(u1, -1, true); err != nil {
 		t.Fatal(err)
 	}
 	s2 := DefaultSettings()

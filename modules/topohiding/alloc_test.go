@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/modules/dialog"
 	"switchboard/parser"
 	"switchboard/routing"
 	"switchboard/transport"
@@ -44,6 +45,9 @@ func hiddenCallLoop(tb testing.TB, e *env, hide bool) func() {
 			tb.Fatal("in-dialog request not matched")
 		}
 		if e.d.CreateDialog(c) && (!hide || e.th.TopologyHiding(c)) {
+			if e.natFlags != 0 {
+				e.d.SetFlag(c, e.natFlags)
+			}
 			c.Relay()
 			return
 		}
@@ -142,6 +146,28 @@ func TestHiddenCallAllocatesNothing(t *testing.T) {
 	}
 	if e.th.hidden.Get() != 5000 || e.th.matched.Get() != 10000 || len(e.d.List("", 10)) != 0 {
 		t.Fatalf("%d calls hidden, %d requests matched, %d dialogs left", e.th.hidden.Get(), e.th.matched.Get(), len(e.d.List("", 10)))
+	}
+	if n := testing.AllocsPerRun(1000, call); n != 0 {
+		t.Fatalf("%.2f allocations per hidden call", n)
+	}
+}
+
+// TestHiddenNATCallAllocatesNothing: the same with both parties marked
+// behind NAT (dialog.FlagCallerNAT, FlagCalleeNAT): the caller's ACK goes
+// to the callee's first hop (it has no route set: SetDestination), the
+// callee's BYE along the caller's route set.
+func TestHiddenNATCallAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
+	e := newEnv(t, nil)
+	e.natFlags = dialog.FlagCallerNAT | dialog.FlagCalleeNAT
+	call := hiddenCallLoop(t, e, true)
+	for range 5000 {
+		call()
+	}
+	if e.th.matched.Get() != 10000 {
+		t.Fatalf("%d requests matched", e.th.matched.Get())
 	}
 	if n := testing.AllocsPerRun(1000, call); n != 0 {
 		t.Fatalf("%.2f allocations per hidden call", n)

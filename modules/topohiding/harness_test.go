@@ -34,7 +34,9 @@ type env struct {
 
 	// beforeRelay runs on an initial INVITE after TopologyHiding.
 	beforeRelay func(c *routing.Ctx)
-	verdicts    []Verdict
+	// natFlags are set on the dialogs of hiddenCallLoop's calls.
+	natFlags uint32
+	verdicts []Verdict
 }
 
 func newEnv(t testing.TB, s *Settings) *env {

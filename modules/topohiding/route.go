@@ -3,6 +3,7 @@ package topohiding
 import (
 	"crypto/subtle"
 	"encoding/binary"
+	"net/netip"
 
 	"switchboard/modules/dialog"
 	"switchboard/parser"
@@ -212,7 +213,22 @@ func (th *TopoHiding) Match(c *routing.Ctx) Verdict {
 			hop = u
 		}
 	}
-	c.R.SetNextHop(hop)
+	if peer.HopSet {
+		// Behind NAT: its Contact names an address we cannot reach; its
+		// first hop (where its INVITE came from, where the answered
+		// branch went) is the way in.
+		c.R.SetDestination(peer.Proto, detached(peer.Hop))
+	} else {
+		c.R.SetNextHop(hop)
+	}
+	if peer.CSeqOffset != 0 && m.Method() != parser.MethodCancel {
+		// The INVITE reached the callee re-sent with credentials
+		// (uac_auth), one CSeq up: the caller's later requests (and the
+		// ACKs of its re-INVITEs) follow its numbering. The caller gets
+		// its own number back (the core restores it in the responses);
+		// a CANCEL is the core's own, built from the transaction.
+		ed.SetCSeq(m.CSeq().Num + peer.CSeqOffset)
+	}
 	if side == dialog.Caller {
 		c.R.SetRewriter(&th.fromCaller)
 	} else {
@@ -220,6 +236,19 @@ func (th *TopoHiding) Match(c *routing.Ctx) Verdict {
 	}
 	th.matched.Inc()
 	return Matched
+}
+
+// detached returns ap rebuilt from its bytes. Escape analysis does not
+// tell a struct's fields apart: handing peer.Hop itself (a netip.Addr
+// holds a pointer) to the transaction would move the buffer peer's views
+// point into to the heap, an allocation per request.
+func detached(ap netip.AddrPort) netip.AddrPort {
+	a := ap.Addr()
+	ip := netip.AddrFrom16(a.As16())
+	if a.Is4() {
+		ip = ip.Unmap()
+	}
+	return netip.AddrPortFrom(ip, ap.Port())
 }
 
 // routeURI returns the URI of the first value of a route set: values

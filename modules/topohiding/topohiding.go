@@ -28,6 +28,7 @@ import (
 
 	"switchboard/modules"
 	"switchboard/modules/dialog"
+	"switchboard/routing"
 	"switchboard/store"
 )
 
@@ -38,8 +39,13 @@ type Settings struct {
 	Param string `yaml:"param"`
 	// ContactUser is the user part of the proxy's Contact; empty: none.
 	ContactUser string `yaml:"contact_user"`
-	// Calls makes the calls route set hide every call it relays.
+	// Calls makes the calls and provider route sets hide every call they
+	// relay.
 	Calls bool `yaml:"calls"`
+	// Trunks makes the provider route set hide the calls to and from its
+	// trunks: to the gateways of the drouting module, from trusted
+	// gateways.
+	Trunks bool `yaml:"trunks"`
 }
 
 // DefaultSettings are the defaults of every key.
@@ -85,12 +91,13 @@ func init() {
 // TopoHiding is the module instance. Its methods are safe for concurrent
 // use; they are nil-safe (false, NotHidden) when the module is not built.
 type TopoHiding struct {
-	h     *modules.Host
-	log   *slog.Logger
-	dlg   *dialog.Dialog
-	param string
-	user  string
-	calls bool
+	h      *modules.Host
+	log    *slog.Logger
+	dlg    *dialog.Dialog
+	param  string
+	user   string
+	calls  bool
+	trunks bool
 
 	macs sync.Pool // *signer
 
@@ -106,7 +113,7 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 	if d == nil {
 		return nil, errors.New("topohiding needs the dialog module")
 	}
-	th := &TopoHiding{h: h, log: h.Logger(), dlg: d, param: s.Param, user: s.ContactUser, calls: s.Calls}
+	th := &TopoHiding{h: h, log: h.Logger(), dlg: d, param: s.Param, user: s.ContactUser, calls: s.Calls, trunks: s.Trunks}
 	// The token key: on disk like the Record-Route secret, so that the
 	// calls set up before a restart, or on another node sharing the
 	// file, still match.
@@ -139,19 +146,34 @@ func (th *TopoHiding) Start() error { return nil }
 func (th *TopoHiding) Stop() {}
 
 // Reload refuses changes: a new param or contact_user would stop the
-// calls in progress from matching, and the calls route set reads calls
-// when it is built.
+// calls in progress from matching, and the route sets read calls and
+// trunks when they are built.
 func (th *TopoHiding) Reload(v any) error {
 	s := v.(*Settings)
-	if s.Param != th.param || s.ContactUser != th.user || s.Calls != th.calls {
+	if s.Param != th.param || s.ContactUser != th.user || s.Calls != th.calls || s.Trunks != th.trunks {
 		return errors.New("topohiding settings take effect at the next start")
 	}
 	return nil
 }
 
-// HideCalls reports whether topohiding.calls is on: the calls route set
-// hides every call. False on a nil *TopoHiding.
+// HideCalls reports whether topohiding.calls is on: the calls and
+// provider route sets hide every call. False on a nil *TopoHiding.
 func (th *TopoHiding) HideCalls() bool { return th != nil && th.calls }
+
+// HideTrunks reports whether topohiding.trunks is on: the provider route
+// set hides the calls to and from its trunks. False on a nil *TopoHiding.
+func (th *TopoHiding) HideTrunks() bool { return th != nil && th.trunks }
+
+// Hidden reports whether the request's call is hidden: TopologyHiding or
+// a Match set one of the module's Rewriters on it. A failure route that
+// re-sends the INVITE (uac_auth) asks it, to leave our Record-Route off.
+func (th *TopoHiding) Hidden(c *routing.Ctx) bool {
+	if th == nil {
+		return false
+	}
+	w := c.R.Rewriter()
+	return w == &th.fromCaller || w == &th.fromCallee
+}
 
 // signer computes token MACs; one per goroutine at a time, from a pool,
 // so that signing allocates nothing.

@@ -9,6 +9,9 @@
 //	    # 482 (loop), 416, 420 and 505 before the route runs
 //	    if ($ua =~ "friendly-scanner" || ...) drop;  # scanner: patterns and fingerprints, no answer
 //	    if (is_method("INVITE") || has_totag()) sip_trace("hep", "t");  # siptrace.mode: route
+//	    if (topology_hiding_match()) {           # to the Contact of a hidden call: the other party
+//	        route(nat_detect); route(fraud_release) for a BYE; t_relay(); exit;
+//	    }                                        # a token that does not verify: 403; of a call that ended: 481
 //	    if (has_totag()) {                       # in-dialog
 //	        if (loose_route()) {                 # our signed Record-Route only
 //	            route(nat_detect);
@@ -70,7 +73,7 @@
 //	        if ($rc == no_gateway) { sl_send_reply(503, "No Gateway Available"); exit; }
 //	        sl_send_reply(480, "Temporarily Unavailable"); exit;  # 404: reveal_unknown_users
 //	    }
-//	    route(fraud); t_on_failure("next_contacts"); t_relay(); exit;
+//	    $trunk = 1; route(fraud); t_on_failure("next_contacts"); t_relay(); exit;
 //	}
 //	route[fraud] {                               # fraud_detection, fraud.profile
 //	    if (is_method("INVITE") && $fraud_profile != 0) {
@@ -78,6 +81,7 @@
 //	        if ($rc == -2) { sl_send_reply(403, "Forbidden"); exit; }  # critical
 //	    }                                        # -1, warning: logged, goes on
 //	    route(acc);
+//	    route(hide);
 //	}
 //	route[acc] {                                 # accounting on (acc.store or acc.file)
 //	    if (is_method("INVITE")) {
@@ -86,9 +90,17 @@
 //	    }
 //	}
 //	route[acc_missed] { if (is_method("INVITE")) do_accounting("db", "missed"); }
+//	route[hide] {                                # topohiding.calls, or .trunks for a call to a
+//	    if (is_method("INVITE") && ($topohiding_calls || $topohiding_trunks && ($trunk || is_from_gw()))) {
+//	        if (!has_dialog() && !create_dialog()) { sl_send_reply(503, "Too Many Calls"); exit; }
+//	        topology_hiding();                   # gateway or from a trusted one
+//	        if (isflagset(NAT)) set_dlg_flag(CALLER_NAT);  # its requests go to its source
+//	    }
+//	}
 //	branch_route[contact] {                      # NAT destination and Path of each contact
 //	    if (isbflagset(NAT)) {                   # a callee registered behind NAT
 //	        setflag(NAT_REPLIES); add_rr_param(";nat=yes");
+//	        if (topology_hidden()) set_dlg_flag(CALLEE_NAT);
 //	    }
 //	}
 //	onreply_route {
@@ -109,7 +121,7 @@
 //	    }
 //	}
 //	failure_route[next_contacts] {               # lower-q contacts, one group at a time
-//	    if (t_check_status("401|407") && uac_auth()) { t_relay(); exit; }  # a trunk's challenge
+//	    if (t_check_status("401|407") && uac_auth()) { t_relay(); exit; }  # a trunk's challenge (hidden: the offset in the dialog)
 //	    if (t_next_contacts()) { t_relay(); exit; }
 //	    if (t_check_status("408|5[0-9][0-9]") && use_next_gw()) { t_relay(); exit; }
 //	    route(fraud_release);                    # the call failed
@@ -132,6 +144,21 @@
 // record. Without accounting no dialog is created: a provider that wants
 // dialogs for other reasons (timeouts, profiles) adds CreateDialog itself
 // (docs/routing.md).
+//
+// route(hide) is topology hiding (modules/topohiding), off by default:
+// with topohiding.trunks the calls to the PSTN gateways of the drouting
+// module and the calls from trusted gateways (the permissions group
+// provider.trusted_group, the drouting gateways) are hidden, with
+// topohiding.calls every call the route set relays. A hidden call gets a
+// dialog even without accounting; the gateway sees the proxy's Via and
+// Contact and none of the caller side's Via, Record-Route or Contact, the
+// caller none of the carrier's. The parties' in-dialog requests come to
+// the proxy's Contact and are matched by its token before anything else
+// (a forged token: 403; a call that ended: 481). A party found behind
+// NAT (nathelper) is reached at its source, not at its Contact; a
+// trunk's challenge answered with uac_auth keeps its CSeq offset in the
+// dialog. The From rewritten with uac_replace_from is not restored on a
+// hidden call's in-dialog requests (it lives in our Record-Route).
 //
 // route(fraud_release) ends a call counted in the caller's concurrent
 // calls; OpenSIPS's fraud_detection does it from dialog callbacks, this
@@ -227,6 +254,7 @@ import (
 	"switchboard/modules/rtpengine"
 	"switchboard/modules/scanner"
 	"switchboard/modules/siptrace"
+	"switchboard/modules/topohiding"
 	"switchboard/modules/uac"
 	"switchboard/parser"
 	"switchboard/routing"
@@ -279,7 +307,9 @@ type routes struct {
 	dr      *drouting.Drouting
 	dp      *dialplan.Dialplan
 	acc     *acc.Acc
-	dlg     *dialog.Dialog // set when accounting is on: calls get dialogs
+	dlg     *dialog.Dialog // set when accounting or topology hiding is on: calls get dialogs
+	th      *topohiding.TopoHiding
+	accOn   bool // acc.store or acc.file: every INVITE relayed gets a dialog
 	nh      *nathelper.NATHelper
 	rtp     *rtpengine.Engine // does nothing while rtpengine.instances is empty
 	trace   *siptrace.SipTrace
@@ -309,7 +339,9 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.dr, _ = env.Module("drouting").(*drouting.Drouting)
 	p.dp, _ = env.Module("dialplan").(*dialplan.Dialplan)
 	p.acc, _ = env.Module("acc").(*acc.Acc)
-	if p.acc.Enabled() {
+	p.th, _ = env.Module("topohiding").(*topohiding.TopoHiding)
+	p.accOn = p.acc.Enabled()
+	if p.accOn || p.th.HideCalls() || p.th.HideTrunks() {
 		p.dlg, _ = env.Module("dialog").(*dialog.Dialog)
 	}
 	p.nh, _ = env.Module("nathelper").(*nathelper.NATHelper)
@@ -341,6 +373,10 @@ func (p *routes) request(c *routing.Ctx) {
 	}
 	if c.HasToTag() || c.IsMethod(parser.MethodInvite) {
 		p.trace.Trace(c) // mode route: calls are traced, registrations not
+	}
+	if v := p.th.Match(c); v != topohiding.NotHidden {
+		p.hiddenCall(c, v)
+		return
 	}
 	if c.HasToTag() {
 		p.inDialog(c)
@@ -449,6 +485,39 @@ func (p *routes) inDialog(c *routing.Ctx) {
 	}
 }
 
+// hiddenCall routes a request to the Contact the proxy gave a party of a
+// hidden call (topology_hiding_match): Match verified the token and the
+// dialog's tags and made the request ready for the other party. A token
+// that does not verify for the request's Call-ID gets 403, one of a call
+// that ended (or of the other party) 481; both are counted by pike as a
+// request that is not of a dialog of ours would be, and an ACK is
+// dropped.
+func (p *routes) hiddenCall(c *routing.Ctx, v topohiding.Verdict) {
+	if v == topohiding.Matched {
+		p.natDetect(c) // force_rport and the SDP of a party behind NAT
+		auth.ConsumeCredentials(c)
+		p.fraud.CallEnded(c)
+		if p.rtp.Enabled() {
+			p.rtp.Manage(c, nil, p.afterDialogMedia)
+			return
+		}
+		relay(c)
+		return
+	}
+	if !p.pikeCheck(c) {
+		return
+	}
+	if c.IsMethod(parser.MethodAck) {
+		c.Drop()
+		return
+	}
+	if v == topohiding.Forged {
+		refuse(c, 403, "Forbidden")
+		return
+	}
+	refuse(c, 481, "Call/Transaction Does Not Exist")
+}
+
 // pikeCheck is pike_check_req: a source over its rate (now banned: the
 // transport drops what follows) or banned already gets no answer at all.
 // Trusted sources (pike.exempt, the permissions module's group) pass.
@@ -485,7 +554,7 @@ func (p *routes) foreignAuthorized(c *routing.Ctx, res auth.Result) {
 		return
 	}
 	auth.ConsumeCredentials(c)
-	p.relayCall(c, true, false)
+	p.relayCall(c, true, false, false)
 }
 
 // register handles REGISTER for a served domain.
@@ -589,8 +658,10 @@ func (p *routes) deliver(c *routing.Ctx) {
 		return
 	}
 	// Requests from our domains were authenticated, but for a trusted
-	// gateway's: the caller there is no subscriber of ours.
-	p.relayCall(c, c.IsFromLocal() && !p.trustedGateway(c), true)
+	// gateway's: the caller there is no subscriber of ours, the call
+	// comes from a trunk.
+	fromGW := p.trustedGateway(c)
+	p.relayCall(c, c.IsFromLocal() && !fromGW, true, fromGW)
 }
 
 // mayCallPSTN reports whether the request may go to the PSTN: an INVITE
@@ -619,7 +690,7 @@ func (p *routes) numberChecked(c *routing.Ctx, exists bool, err error) {
 func (p *routes) toPSTN(c *routing.Ctx) {
 	switch p.dr.Route(c, p.dr.Group()) {
 	case drouting.Routed:
-		p.relayCall(c, true, false)
+		p.relayCall(c, true, false, true)
 	case drouting.NoGateway:
 		refuse(c, 503, "No Gateway Available")
 	default: // no number, or no rule for it: as for any name that is no subscriber
@@ -634,8 +705,16 @@ func (p *routes) toPSTN(c *routing.Ctx) {
 // failure tries the next q-group of contacts, or the next gateway of a
 // call to the PSTN, if any; otherwise the best response goes upstream.
 func (p *routes) failure(c *routing.FailureCtx) {
-	if !c.Canceled() && p.uac.UACAuth(c) && c.Relay() == nil {
-		return // a trunk's challenge answered with its credentials (modules/uac)
+	if !c.Canceled() && p.uac.UACAuth(c) {
+		if p.th.Hidden(c.Ctx) {
+			// uac_auth record-routes the INVITE to keep the CSeq offset;
+			// a hidden call has no Record-Route of ours: its dialog
+			// keeps the offset (from the 2xx) instead.
+			c.R.DropRecordRoute()
+		}
+		if c.Relay() == nil {
+			return // a trunk's challenge answered with its credentials (modules/uac)
+		}
 	}
 	if !c.Canceled() && p.reg != nil && p.reg.NextContacts(c) {
 		return
@@ -700,6 +779,11 @@ func (p *routes) branch(c *routing.Ctx, b *routing.Branch) {
 		c.SetFlag(nathelper.FlagNATReplies)
 		if !c.HasToTag() && c.IsMethod(parser.MethodInvite, parser.MethodSubscribe) {
 			c.R.SetRecordRouteParam(natParam, natYes)
+			if p.th.Hidden(c) {
+				// The caller's requests reach the callee at the address
+				// its contact was registered from, not at its Contact.
+				p.dlg.SetFlag(c, dialog.FlagCalleeNAT)
+			}
 		}
 	}
 }
@@ -724,8 +808,11 @@ func (p *routes) natReply(c *routing.ReplyCtx) {
 // an INVITE of an authenticated local subscriber is checked against the
 // profile fraud.profile; critical gets 403, a warning goes on. With
 // accounting on, an INVITE gets its dialog (route[acc]), marked for a
-// missed call when it goes to a subscriber's phones (toSubscriber).
-func (p *routes) relayCall(c *routing.Ctx, authenticated, toSubscriber bool) {
+// missed call when it goes to a subscriber's phones (toSubscriber). An
+// INVITE to or from a trunk (trunk: to a drouting gateway, from a
+// trusted gateway) is hidden with topohiding.trunks, any INVITE with
+// topohiding.calls (route[hide]): it gets its dialog for that too.
+func (p *routes) relayCall(c *routing.Ctx, authenticated, toSubscriber, trunk bool) {
 	if profile := p.fraud.Profile(); profile != 0 && authenticated && c.IsMethod(parser.MethodInvite) {
 		var buf [256]byte
 		caller := fraud.AppendCaller(buf[:0], c)
@@ -734,14 +821,20 @@ func (p *routes) relayCall(c *routing.Ctx, authenticated, toSubscriber bool) {
 			return
 		}
 	}
-	if p.dlg != nil && c.IsMethod(parser.MethodInvite) {
+	hide := p.th.HideCalls() || trunk && p.th.HideTrunks()
+	if p.dlg != nil && c.IsMethod(parser.MethodInvite) && (p.accOn || hide) {
 		if !p.dlg.CreateDialog(c) {
 			p.fraud.CallFailed(c)
 			refuse(c, 503, "Too Many Calls") // dialog.max_dialogs
 			return
 		}
-		if toSubscriber {
+		if toSubscriber && p.accOn {
 			p.acc.MarkMissed(c)
+		}
+		if hide && p.th.TopologyHiding(c) && c.IsFlagSet(nathelper.FlagNAT) {
+			// The callee's requests reach the caller at the address its
+			// INVITE came from, not at its (private) Contact.
+			p.dlg.SetFlag(c, dialog.FlagCallerNAT)
 		}
 	}
 	if p.rtp.Enabled() {

@@ -69,6 +69,7 @@ func newHarnessWith(t *testing.T, withModules bool, opts Options, extra func(*sh
 	h.l = transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("127.0.0.1:5060"), AdvertisedHost: "127.0.0.1", AdvertisedPort: 5060}
 	h.ls = []*transport.Listener{&h.l}
 	var accSet *modules.Set
+	var sets []*modules.Set
 	clock := shards.NewManualClock(1_700_000_000_000)
 	h.clock = clock
 	env := &routing.Env{Domains: routing.NewDomains([]string{"example.com", "127.0.0.1"})}
@@ -102,6 +103,10 @@ func newHarnessWith(t *testing.T, withModules bool, opts Options, extra func(*sh
 		}
 		if extra != nil {
 			for name, m := range extra(clock) {
+				if set, ok := m.(*modules.Set); ok {
+					sets = append(sets, set) // modules that need the core (SetCore, Start)
+					continue
+				}
 				env.Modules[name] = m
 			}
 		}
@@ -120,8 +125,11 @@ func newHarnessWith(t *testing.T, withModules bool, opts Options, extra func(*sh
 	}
 	t.Cleanup(h.core.Close)
 	if accSet != nil {
-		accSet.SetCore(h.core)
-		if err := accSet.Start(); err != nil {
+		sets = append(sets, accSet)
+	}
+	for _, set := range sets {
+		set.SetCore(h.core)
+		if err := set.Start(); err != nil {
 			t.Fatal(err)
 		}
 	}

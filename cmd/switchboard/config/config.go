@@ -561,7 +561,12 @@ func (c *Config) checkModules(at func(key string) int) error {
 		if !ok || d.Check == nil {
 			continue
 		}
-		if err := d.Check(st); err != nil {
+		err := d.Check(st)
+		if err == nil && d.CheckOutbound != nil {
+			allow := c.Outbound.allow
+			err = d.CheckOutbound(st, func(a netip.Addr) bool { return modules.AllowedBy(allow, a) })
+		}
+		if err != nil {
 			key := d.Name
 			var ke *modules.KeyError
 			msg := err.Error()

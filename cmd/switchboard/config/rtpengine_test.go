@@ -26,6 +26,9 @@ func TestRtpengineSection(t *testing.T) {
 		{"rtpengine:\n  ping_interval: 5ms\n", "x.yaml:2: rtpengine.ping_interval"},
 		{"rtpengine:\n  flags: \"call-id=x\"\n", "x.yaml:2: rtpengine.flags: flag \"call-id=x\": call-id is set by the module"},
 		{"rtpengine:\n  on_unavailable: drop\n", "x.yaml:2: rtpengine.on_unavailable: must be reject or relay"},
+		{"outbound:\n  allow: [127.0.0.0/8]\nrtpengine:\n  instances: [\"udp:127.0.0.1:2223\", \"2 == udp:10.0.0.8:2223=2\"]\n",
+			"x.yaml:4: rtpengine.instances[1]: 10.0.0.8:2223 is outside outbound.allow"},
+		{"rtpengine:\n  bind_address: \"::\"\n", "x.yaml:2: rtpengine.bind_address: :: is the wildcard address"},
 	} {
 		_, err := Load("x.yaml", []byte(c.in), nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -11,11 +11,11 @@ import (
 // settings, the default configuration's values are the module's
 // defaults, and its errors name file, line and key.
 func TestTopohidingSection(t *testing.T) {
-	cfg, err := Load("x.yaml", []byte("topohiding:\n  calls: true\n  param: th\n  contact_user: sbc\n"), nil)
+	cfg, err := Load("x.yaml", []byte("topohiding:\n  calls: true\n  trunks: true\n  param: th\n  contact_user: sbc\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := *cfg.Modules["topohiding"].(*topohiding.Settings); s != (topohiding.Settings{Calls: true, Param: "th", ContactUser: "sbc"}) {
+	if s := *cfg.Modules["topohiding"].(*topohiding.Settings); s != (topohiding.Settings{Calls: true, Trunks: true, Param: "th", ContactUser: "sbc"}) {
 		t.Fatalf("settings %+v", s)
 	}
 	def, err := Load("default.yaml", DefaultYAML, nil)
@@ -30,6 +30,7 @@ func TestTopohidingSection(t *testing.T) {
 		{"topohiding:\n  param: lr\n", `x.yaml:2: topohiding.param: "lr"`},
 		{"topohiding:\n  contact_user: \"a@b\"\n", `x.yaml:2: topohiding.contact_user: "a@b"`},
 		{"topohiding:\n  calls: maybe\n", "x.yaml:2: topohiding.calls"},
+		{"topohiding:\n  trunks: 1s\n", "x.yaml:2: topohiding.trunks"},
 		{"topohiding:\n  hide: true\n", "x.yaml:2: topohiding.hide: unknown key"},
 	} {
 		_, err := Load("x.yaml", []byte(tc.src), nil)

@@ -55,23 +55,60 @@ type Config struct {
 	StateChanged func(inst *Instance, up bool)
 }
 
-// Instance is one rtpengine control socket.
+// Instance is one rtpengine control socket. Its fields do not change
+// once the instance is handed to a Client; a new weight is a new Instance
+// (WithWeight) sharing the state of the old one.
 type Instance struct {
 	URL    string // as configured: "udp:127.0.0.1:2223"
 	Addr   netip.AddrPort
 	Weight int
+	// Local is the address commands to the instance leave from (the
+	// client binds a socket to it, an ephemeral port). Zero: the address
+	// the kernel would choose to reach Addr (LocalFor), filled in when
+	// the instance is handed to the client.
+	Local netip.Addr
 
+	*health
+}
+
+// health is an instance's state, shared by its copies (WithWeight) so
+// that a reload that changes a weight keeps it.
+type health struct {
 	disabled  atomic.Bool  // by the operator (rtpengine.disable)
 	downUntil atomic.Int64 // unix ms; 0: up
 	down      atomic.Bool
 	checking  atomic.Bool // a health ping is in flight
 }
 
+// WithWeight returns a copy of in with another weight and the same state
+// (up, down, disabled).
+func (in *Instance) WithWeight(w int) *Instance {
+	cp := *in
+	cp.Weight = w
+	return &cp
+}
+
+// Same reports whether a and b are one instance (the same state), whatever
+// their weights.
+func (in *Instance) Same(o *Instance) bool { return in != nil && o != nil && in.health == o.health }
+
+// LocalFor returns the address the kernel chooses to reach a: loopback
+// for an instance on loopback, the address of the outgoing interface
+// otherwise. No packet is sent (a UDP socket is connected and closed).
+func LocalFor(a netip.AddrPort) (netip.Addr, error) {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(a))
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
+}
+
 // ParseInstance reads "udp:host:port" (or "host:port", or
 // "udp:[v6]:port"), optionally followed by "=weight" as OpenSIPS writes
 // rtpengine_sock. The host must be an IP address.
 func ParseInstance(s string) (*Instance, error) {
-	in := &Instance{URL: s, Weight: 1}
+	in := &Instance{URL: s, Weight: 1, health: new(health)}
 	if i := strings.LastIndexByte(s, '='); i >= 0 {
 		w, err := strconv.Atoi(s[i+1:])
 		if err != nil || w < 1 || w > 1000 {
@@ -121,6 +158,7 @@ type call struct {
 	payload []byte // cookie, space, bencoded command
 	key     uint64
 	inst    *Instance
+	set     []*Instance // the list the command selects from (fail-over)
 	tried   []*Instance
 	tries   int
 	sent    time.Time
@@ -129,27 +167,40 @@ type call struct {
 	cb      func(inst *Instance, answer Value, err error)
 }
 
-// Client sends commands to a set of instances from one UDP socket and
-// matches the answers by cookie (and by the instance's address: an
-// answer from elsewhere is ignored).
+// Client sends commands to a set of instances and matches the answers by
+// cookie, by the instance's address and by the socket they come in on:
+// an answer from elsewhere is ignored. Commands leave from one UDP socket
+// per local address (Instance.Local), each bound to that address, never
+// to the wildcard one: a socket bound to loopback for an rtpengine on
+// loopback cannot be reached from the network at all.
 type Client struct {
 	cfg    Config
-	conn   *net.UDPConn
 	prefix string
 	seq    atomic.Uint64
 
 	insts atomic.Pointer[[]*Instance]
 
 	mu      sync.Mutex
+	conns   map[netip.Addr]*net.UDPConn // by local address; closed by Close only
 	pending map[string]*call
 	closed  bool
 	done    chan struct{}
 	wg      sync.WaitGroup
 }
 
-// New opens the client's socket (on the loopback or wildcard address of
-// the instances' family, an ephemeral port) and starts its reader and its
-// health checks.
+// BindError is a socket that could not be opened for an instance.
+type BindError struct {
+	Inst *Instance
+	Err  error
+}
+
+func (e *BindError) Error() string {
+	return "control socket for " + e.Inst.URL + " on " + e.Inst.Local.String() + ": " + e.Err.Error()
+}
+func (e *BindError) Unwrap() error { return e.Err }
+
+// New opens the sockets of insts (SetInstances) and starts the health
+// checks.
 func New(cfg Config, insts []*Instance) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Second
@@ -157,32 +208,79 @@ func New(cfg Config, insts []*Instance) (*Client, error) {
 	if cfg.DisableFor <= 0 {
 		cfg.DisableFor = time.Minute
 	}
-	network, laddr := "udp4", &net.UDPAddr{}
-	for _, in := range insts {
-		if in.Addr.Addr().Is6() && !in.Addr.Addr().Is4In6() {
-			network = "udp"
-		}
-	}
-	conn, err := net.ListenUDP(network, laddr)
-	if err != nil {
-		return nil, err
-	}
 	var r [6]byte
 	_, _ = rand.Read(r[:])
-	c := &Client{cfg: cfg, conn: conn, prefix: hex.EncodeToString(r[:]) + "_",
+	c := &Client{cfg: cfg, prefix: hex.EncodeToString(r[:]) + "_", conns: map[netip.Addr]*net.UDPConn{},
 		pending: map[string]*call{}, done: make(chan struct{})}
-	c.SetInstances(insts)
-	c.wg.Add(2)
-	go c.read()
+	empty := []*Instance{}
+	c.insts.Store(&empty)
+	if err := c.SetInstances(insts); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.wg.Add(1)
 	go c.health()
 	return c, nil
 }
 
-// SetInstances replaces the instance list (a reload); commands in flight
-// finish on the instance they were sent to.
-func (c *Client) SetInstances(insts []*Instance) {
+// Bind opens the socket of local address a (an ephemeral port), unless it
+// is open already: Instance.Local of the instances to come.
+func (c *Client) Bind(a netip.Addr) error {
+	a = a.Unmap()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	if c.conns[a] != nil {
+		return nil
+	}
+	network := "udp4"
+	if a.Is6() {
+		network = "udp6"
+	}
+	conn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, 0)))
+	if err != nil {
+		return err
+	}
+	c.conns[a] = conn
+	c.wg.Add(1)
+	go c.read(conn)
+	return nil
+}
+
+// Locals are the bound addresses of the control sockets.
+func (c *Client) Locals() []netip.AddrPort {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]netip.AddrPort, 0, len(c.conns))
+	for _, conn := range c.conns {
+		out = append(out, conn.LocalAddr().(*net.UDPAddr).AddrPort())
+	}
+	return out
+}
+
+// SetInstances replaces the list of instances Do selects from and the
+// health checks ping (a reload); commands in flight finish on the
+// instance they were sent to. An instance without Local gets the address
+// the kernel chooses for it; the socket of each local address is opened
+// first, and on error (a *BindError) the list in use stays.
+func (c *Client) SetInstances(insts []*Instance) error {
+	for _, in := range insts {
+		if !in.Local.IsValid() {
+			l, err := LocalFor(in.Addr)
+			if err != nil {
+				return &BindError{Inst: in, Err: err}
+			}
+			in.Local = l
+		}
+		if err := c.Bind(in.Local); err != nil {
+			return &BindError{Inst: in, Err: err}
+		}
+	}
 	cp := append([]*Instance(nil), insts...)
 	c.insts.Store(&cp)
+	return nil
 }
 
 // Instances is the current list.
@@ -198,9 +296,12 @@ func (c *Client) Close() {
 	c.closed = true
 	pend := c.pending
 	c.pending = map[string]*call{}
+	conns := c.conns
 	c.mu.Unlock()
 	close(c.done)
-	c.conn.Close()
+	for _, conn := range conns {
+		conn.Close()
+	}
 	c.wg.Wait()
 	for _, cl := range pend {
 		cl.timer.Stop()
@@ -215,17 +316,22 @@ func (c *Client) Pending() int {
 	return len(c.pending)
 }
 
-// Select returns the instance a call with this key (its Call-ID) goes to:
-// a weighted choice by the key's hash, so that the offer, the answer and
-// the delete of a call reach the same rtpengine; when that one is out of
-// service, the next one in the list that is in (as OpenSIPS does). Nil
-// when none is.
+// Select returns the instance a call with this key (its Call-ID) goes to
+// among all instances (SelectIn with the whole list).
 func (c *Client) Select(key []byte) *Instance {
-	return c.selectFrom(xxhash.Sum64(key), nil)
+	return selectFrom(*c.insts.Load(), xxhash.Sum64(key), nil)
 }
 
-func (c *Client) selectFrom(h uint64, skip []*Instance) *Instance {
-	insts := *c.insts.Load()
+// SelectIn returns the instance of set a call with this key (its Call-ID)
+// goes to: a weighted choice by the key's hash, so that the offer, the
+// answer and the delete of a call reach the same rtpengine; when that one
+// is out of service, the next one in the list that is in (as OpenSIPS
+// does). Nil when none is.
+func SelectIn(set []*Instance, key []byte) *Instance {
+	return selectFrom(set, xxhash.Sum64(key), nil)
+}
+
+func selectFrom(insts []*Instance, h uint64, skip []*Instance) *Instance {
 	total := 0
 	for _, in := range insts {
 		total += in.Weight
@@ -253,7 +359,7 @@ func (c *Client) selectFrom(h uint64, skip []*Instance) *Instance {
 
 func contains(l []*Instance, in *Instance) bool {
 	for _, x := range l {
-		if x == in {
+		if x.Same(in) {
 			return true
 		}
 	}
@@ -261,19 +367,31 @@ func contains(l []*Instance, in *Instance) bool {
 }
 
 // Do sends the bencoded command dictionary cmd (named name, for Observe)
-// to the instance chosen for key, and calls cb once with its answer (a
-// view valid only during cb) or an error: after Timeout without an answer
-// it is sent again, Retries times; then the instance is marked down and
-// the command goes to the next instance in service. cb runs on one of the
-// client's goroutines, never on the caller's.
+// to the instance chosen for key among all instances, and calls cb once
+// with its answer (a view valid only during cb) or an error: after
+// Timeout without an answer it is sent again, Retries times; then the
+// instance is marked down and the command goes to the next instance in
+// service. cb runs on one of the client's goroutines, never on the
+// caller's.
 func (c *Client) Do(key []byte, name string, cmd []byte, cb func(inst *Instance, answer Value, err error)) {
+	c.DoIn(*c.insts.Load(), nil, key, name, cmd, cb)
+}
+
+// DoIn is Do among the instances of set (a snapshot the caller does not
+// change: fail-over walks it), sent to prefer when it is in service (the
+// instance a call's session was created on, whether still in set or
+// not).
+func (c *Client) DoIn(set []*Instance, prefer *Instance, key []byte, name string, cmd []byte, cb func(inst *Instance, answer Value, err error)) {
 	h := xxhash.Sum64(key)
-	in := c.selectFrom(h, nil)
+	in := prefer
+	if in == nil || !in.Up() {
+		in = selectFrom(set, h, nil)
+	}
 	if in == nil {
 		go cb(nil, Value{}, ErrNoInstance)
 		return
 	}
-	c.start(&call{cmd: name, key: h, inst: in, cb: cb}, cmd)
+	c.start(&call{cmd: name, key: h, inst: in, set: set, cb: cb}, cmd)
 }
 
 // DoOn sends cmd to one instance, without fail-over (health checks,
@@ -299,15 +417,18 @@ func (c *Client) start(cl *call, cmd []byte) {
 	c.pending[cl.cookie] = cl
 	cl.sent = time.Now()
 	cl.timer = time.AfterFunc(c.cfg.Timeout, func() { c.expired(cl) })
-	to := cl.inst.Addr
+	conn, to := c.conns[cl.inst.Local], cl.inst.Addr
 	c.mu.Unlock()
-	c.send(cl.payload, to)
+	send(conn, cl.payload, to)
 }
 
-func (c *Client) send(payload []byte, to netip.AddrPort) {
+func send(conn *net.UDPConn, payload []byte, to netip.AddrPort) {
+	if conn == nil {
+		return // an instance whose socket is not open: the timer decides
+	}
 	// An error (no route, a refused port reported by ICMP) is treated like
 	// silence: the retransmission timer decides.
-	_, _ = c.conn.WriteToUDPAddrPort(payload, to)
+	_, _ = conn.WriteToUDPAddrPort(payload, to)
 }
 
 // expired runs when Timeout passed without an answer.
@@ -320,9 +441,9 @@ func (c *Client) expired(cl *call) {
 	if cl.tries < c.cfg.Retries {
 		cl.tries++
 		cl.timer.Reset(c.cfg.Timeout)
-		to := cl.inst.Addr
+		conn, to := c.conns[cl.inst.Local], cl.inst.Addr
 		c.mu.Unlock()
-		c.send(cl.payload, to)
+		send(conn, cl.payload, to)
 		return
 	}
 	// The instance did not answer: out of service for DisableFor, and
@@ -331,7 +452,7 @@ func (c *Client) expired(cl *call) {
 	var next *Instance
 	if !cl.pinned {
 		cl.tried = append(cl.tried, cl.inst)
-		next = c.selectFrom(cl.key, cl.tried)
+		next = selectFrom(cl.set, cl.key, cl.tried)
 	}
 	if next == nil {
 		delete(c.pending, cl.cookie)
@@ -344,8 +465,9 @@ func (c *Client) expired(cl *call) {
 	}
 	cl.inst, cl.tries, cl.sent = next, 0, time.Now()
 	cl.timer.Reset(c.cfg.Timeout)
+	conn := c.conns[next.Local]
 	c.mu.Unlock()
-	c.send(cl.payload, next.Addr)
+	send(conn, cl.payload, next.Addr)
 }
 
 func (c *Client) markDown(in *Instance) {
@@ -361,13 +483,13 @@ func (c *Client) markUp(in *Instance) {
 	}
 }
 
-// read receives the answers: "<cookie> <bencoded dictionary>".
-func (c *Client) read() {
+// read receives the answers on conn: "<cookie> <bencoded dictionary>".
+func (c *Client) read(conn *net.UDPConn) {
 	defer c.wg.Done()
 	buf := make([]byte, MaxDatagram+1)
 	var d Decoder
 	for {
-		n, src, err := c.conn.ReadFromUDPAddrPort(buf)
+		n, src, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			select {
 			case <-c.done:
@@ -380,11 +502,11 @@ func (c *Client) read() {
 			}
 			continue // ICMP port unreachable and the like: retransmission decides
 		}
-		c.answer(&d, buf[:n], src)
+		c.answer(&d, buf[:n], src, conn)
 	}
 }
 
-func (c *Client) answer(d *Decoder, b []byte, src netip.AddrPort) {
+func (c *Client) answer(d *Decoder, b []byte, src netip.AddrPort, conn *net.UDPConn) {
 	sp := -1
 	for i := 0; i < len(b) && i < 128; i++ {
 		if b[i] == ' ' {
@@ -397,7 +519,7 @@ func (c *Client) answer(d *Decoder, b []byte, src netip.AddrPort) {
 	}
 	c.mu.Lock()
 	cl := c.pending[string(b[:sp])]
-	if cl == nil || !sameAddr(cl.inst.Addr, src) {
+	if cl == nil || !sameAddr(cl.inst.Addr, src) || c.conns[cl.inst.Local] != conn {
 		c.mu.Unlock()
 		return // late (a retransmission's answer), unknown, or forged
 	}

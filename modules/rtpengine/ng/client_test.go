@@ -153,7 +153,7 @@ func TestAnswersMatchedByCookie(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	to.Store(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), c.conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()))
+	to.Store(c.Locals()[0])
 	type got struct{ sent, echo int64 }
 	ch := make(chan got, 2)
 	for i := int64(1); i <= 2; i++ {
@@ -328,8 +328,7 @@ func TestForgedAnswerIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer forger.Close()
-	to := c.conn.LocalAddr().(*net.UDPAddr).AddrPort()
-	to = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), to.Port())
+	to := c.Locals()[0]
 	forger.WriteToUDPAddrPort([]byte(cookie.Load().(string)+" d6:result5:errore"), to)
 	time.Sleep(50 * time.Millisecond)
 	select {
@@ -358,5 +357,65 @@ func TestWeightedSelection(t *testing.T) {
 	}
 	if n[a] < 800 || n[a] > 1200 || n[b] < 2800 {
 		t.Fatalf("weights 1:3 gave %d:%d", n[a], n[b])
+	}
+}
+
+// The control sockets are bound to the instance's local address, never
+// the wildcard one: by default the address that reaches it (loopback for
+// a peer on loopback), or the one given. An answer with the right cookie
+// from the instance's address that comes in on another local socket of
+// the client is ignored.
+func TestBoundLocalSockets(t *testing.T) {
+	var cookie atomic.Value
+	got := make(chan struct{}, 1)
+	peer := newFakePeer(t, func(ck, cmd []byte) []byte {
+		cookie.Store(string(ck))
+		got <- struct{}{}
+		return nil
+	})
+	in := peer.inst(t, 1)
+	c, err := New(Config{Timeout: 2 * time.Second}, []*Instance{in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if in.Local != netip.MustParseAddr("127.0.0.1") {
+		t.Fatalf("local address %v, want 127.0.0.1", in.Local)
+	}
+	if err := c.Bind(netip.MustParseAddr("127.0.0.2")); err != nil {
+		t.Fatal(err)
+	}
+	var own, other netip.AddrPort
+	for _, l := range c.Locals() {
+		if l.Addr().IsUnspecified() {
+			t.Fatalf("a socket bound to the wildcard address: %v", l)
+		}
+		if l.Addr() == in.Local {
+			own = l
+		} else {
+			other = l
+		}
+	}
+	ch := do(c, "k")
+	<-got
+	peer.conn.WriteToUDPAddrPort([]byte(cookie.Load().(string)+" d6:result5:errore"), other)
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case r := <-ch:
+		t.Fatalf("answer on another socket accepted: %+v", r)
+	default:
+	}
+	peer.conn.WriteToUDPAddrPort([]byte(cookie.Load().(string)+" d6:result4:ponge"), own)
+	if r := wait(t, ch); r.result != "pong" {
+		t.Fatalf("%+v", r)
+	}
+	// An instance whose local address is given uses it.
+	in2 := peer.inst(t, 1)
+	in2.Local = netip.MustParseAddr("127.0.0.3")
+	if err := c.SetInstances([]*Instance{in, in2}); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Locals()) != 3 {
+		t.Fatalf("locals %v", c.Locals())
 	}
 }
