@@ -89,8 +89,9 @@ func (r *redisProc) stop() {
 // startAnycastNode starts one node of the group on the shared SIP port.
 // Every node gets the same route.secret: an in-dialog request that lands
 // on another node than the one that recorded its route must pass its
-// signature check there.
-func startAnycastNode(t *testing.T, name string, sipPort int, relay string, peers []string, redisAddr, routeSecret string) *testServer {
+// signature check there. extraListen are more listener protocols on the
+// shared port ("tcp").
+func startAnycastNode(t *testing.T, name string, sipPort int, relay string, peers []string, redisAddr, routeSecret string, extraListen ...string) *testServer {
 	t.Helper()
 	dir := t.TempDir()
 	s := &testServer{t: t, Port: sipPort, Mgmt: freeTCPAddr(t), Dir: filepath.Join(dir, "data")}
@@ -101,9 +102,12 @@ func startAnycastNode(t *testing.T, name string, sipPort int, relay string, peer
 	if err := os.WriteFile(filepath.Join(s.Dir, "route.secret"), []byte(routeSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	listen := fmt.Sprintf("  - {proto: udp, address: \"127.0.0.1:%d\"}\n", sipPort)
+	for _, p := range extraListen {
+		listen += fmt.Sprintf("  - {proto: %s, address: \"127.0.0.1:%d\"}\n", p, sipPort)
+	}
 	cfg := fmt.Sprintf(`listen:
-  - {proto: udp, address: "127.0.0.1:%d"}
-domains: [localhost]
+%sdomains: [localhost]
 mgmt:
   listen: %q
 storage:
@@ -134,7 +138,7 @@ registrar:
     node: %s
     timeout: 300ms
     dial_timeout: 300ms
-`, sipPort, s.Mgmt, s.Dir, relay, strings.Join(peers, ", "), redisAddr, name)
+`, listen, s.Mgmt, s.Dir, relay, strings.Join(peers, ", "), redisAddr, name)
 	if err := os.WriteFile(s.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
