@@ -266,4 +266,3 @@ Route: <`+rr[1]+`>, <`+rr[0]+`>
 		t.Fatalf("a full table gave %x, want a flow that is never open", got)
 	}
 }
-
