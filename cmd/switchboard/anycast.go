@@ -38,12 +38,18 @@ func (s *server) startAnycast() error {
 		Prefix: s.core.BranchPrefix(),
 		Handle: s.core.HandleMessage,
 		Listener: func(proto transport.Proto, local netip.AddrPort) *transport.Listener {
+			// The listener a response reached, or the one that stands here
+			// for the holder's: the same transport at the same address
+			// (all nodes listen alike), else one of the same transport and
+			// family (a wildcard bind); WS and WSS stand for each other (a
+			// Route URI says transport=ws for both, RFC 7118 §5.2).
 			var other *transport.Listener
 			for _, l := range s.tr.Listeners() {
-				if l.Proto != proto {
+				same := l.Proto == proto || proto.WebSocket() && l.Proto.WebSocket()
+				if !same {
 					continue
 				}
-				if l.Local == local {
+				if l.Proto == proto && l.Local == local {
 					return l
 				}
 				if other == nil && (!local.IsValid() || l.Local.Addr().Is4() == local.Addr().Is4()) {

@@ -76,6 +76,7 @@ const (
 	flowHdr        = 4 + 6 + 8 + 8 + 16
 	flowGoneLen    = 4 + 8 + 16
 	maxRelayPacket = 65507 // the largest UDP payload over IPv4
+	relayBuffer    = 1 << 20
 )
 
 // Config configures a Relay.
@@ -150,6 +151,12 @@ func New(cfg Config) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Nothing on the relay is sent again when lost (a relayed response
+	// or a hand-off is sent once): the kernel's default 208 KiB drops
+	// datagrams when the reader waits for a core under load. The kernel
+	// caps it at net.core.rmem_max / wmem_max.
+	conn.SetReadBuffer(relayBuffer)
+	conn.SetWriteBuffer(relayBuffer)
 	r := &Relay{cfg: cfg, conn: conn, allowed: map[netip.AddrPort]bool{}, seen: map[[6]byte]peer{}, stop: make(chan struct{})}
 	copy(r.mine[:], cfg.Prefix[7:])
 	for _, p := range cfg.Peers {
