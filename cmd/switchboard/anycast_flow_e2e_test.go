@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,7 +24,8 @@ import (
 // responses back from it (the phone's scenario checks the flow token in
 // the Record-Route). Then the holder is killed: once the others stop
 // hearing it (anycast.PeerTimeout), calls to the phone get 430 Flow
-// Failed at once instead of timing out.
+// Failed at once instead of timing out. A hand-off forged from an address
+// that is not a peer is refused.
 func TestE2EAnycastFlowHandoff(t *testing.T) {
 	needSipp(t)
 	rd := startRedisServer(t)
@@ -69,7 +72,7 @@ func TestE2EAnycastFlowHandoff(t *testing.T) {
 		Node, Flow string
 		Outbound   bool
 	}
-	holder := -1
+	holder, flow := -1, ""
 	waitUntil("the phone's binding did not reach every node", 10*time.Second, func() bool {
 		holder = -1
 		for i, n := range nodes {
@@ -81,7 +84,7 @@ func TestE2EAnycastFlowHandoff(t *testing.T) {
 				return false
 			}
 			if l[0].Node == "" {
-				holder = i
+				holder, flow = i, l[0].Flow
 			}
 		}
 		return holder >= 0
@@ -135,6 +138,27 @@ func TestE2EAnycastFlowHandoff(t *testing.T) {
 	}
 	if f := sum("switchboard_anycast_handoffs_failed_total", nodes...) + sum("switchboard_anycast_handoffs_dropped_total", nodes...); f != 0 {
 		t.Fatalf("%v hand-offs failed or dropped while the connection was up", f)
+	}
+
+	// A hand-off forged from an address that is not a peer, naming the
+	// phone's live connection, is refused: nothing is written on it.
+	prefix, num, _ := strings.Cut(flow, ".")
+	conn, _ := strconv.ParseUint(num, 10, 64)
+	pkt := append([]byte("SBRF"+prefix), binary.BigEndian.AppendUint64(nil, conn)...)
+	pkt = append(pkt, make([]byte, 8+16)...)
+	pkt = append(pkt, "INVITE sip:flowphone@192.0.2.10:5999;transport=tcp SIP/2.0\r\nContent-Length: 0\r\n\r\n"...)
+	refused := h.metrics()["switchboard_anycast_refused_total"]
+	stranger, err := net.Dial("udp", relays[holder])
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger.Write(pkt)
+	stranger.Close()
+	waitUntil("the holder did not refuse a stranger's hand-off", 5*time.Second, func() bool {
+		return h.metrics()["switchboard_anycast_refused_total"] > refused
+	})
+	if got := h.metrics()["switchboard_anycast_handoffs_received_total"]; got != received {
+		t.Fatalf("a stranger's hand-off was written on the phone's connection (%v written, %v before)", got, received)
 	}
 
 	// The holder dies. Once the others stop hearing it, calls to the
