@@ -278,7 +278,10 @@ func TestFlowTable(t *testing.T) {
 	shared := netip.MustParseAddrPort("127.0.0.1:5060")
 	bTCP := &transport.Listener{Proto: transport.TCP, Local: shared}
 	out := make(chan got, 1)
-	a := newRelayWith(t, Config{Listen: aAddr, Peers: []netip.AddrPort{bAddr}, Prefix: "z9hG4bKaaaaaa"}, out)
+	// A writes every hand-off (on no connection), so that none is
+	// reported gone and the sends below all go out.
+	a := newRelayWith(t, Config{Listen: aAddr, Peers: []netip.AddrPort{bAddr}, Prefix: "z9hG4bKaaaaaa",
+		SendConn: func(transport.ConnID, []byte) error { return nil }}, out)
 	defer a.Close()
 	b := newRelayWith(t, Config{Listen: bAddr, Peers: []netip.AddrPort{aAddr}, Prefix: "z9hG4bKbbbbbb", MaxFlows: 4}, out, bTCP)
 	defer b.Close()
@@ -315,8 +318,66 @@ func TestFlowTable(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() {
 		b.RemoteFlow(holder, 5, transport.TCP, shared)
 		b.RemoteFlowInfo(f5)
-		b.SendRemoteFlow(f5, data, transport.Tag{1, 2})
+		if err := b.SendRemoteFlow(f5, data, transport.Tag{1, 2}); err != nil {
+			t.Fatal(err)
+		}
 	}); n != 0 {
 		t.Fatalf("%v allocations per look-up and hand-off", n)
 	}
+}
+
+// BenchmarkHandoff is the sender's cost of handing a 600-byte INVITE to
+// the holder (flow look-up and one datagram) next to the look-up alone.
+func BenchmarkHandoff(b *testing.B) {
+	aAddr, bAddr := freeUDPB(b), freeUDPB(b)
+	shared := netip.MustParseAddrPort("127.0.0.1:5060")
+	// A writes every hand-off (on no connection: the sender's side is
+	// measured).
+	ra, err := New(Config{Listen: aAddr, Peers: []netip.AddrPort{bAddr}, Prefix: "z9hG4bKaaaaaa",
+		Handle: func(*transport.Packet) {}, Listener: func(transport.Proto, netip.AddrPort) *transport.Listener { return nil },
+		SendConn: func(transport.ConnID, []byte) error { return nil }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ra.Start()
+	defer ra.Close()
+	bTCP := &transport.Listener{Proto: transport.TCP, Local: shared}
+	rb, err := New(Config{Listen: bAddr, Peers: []netip.AddrPort{aAddr}, Prefix: "z9hG4bKbbbbbb",
+		Handle:   func(*transport.Packet) {},
+		Listener: func(transport.Proto, netip.AddrPort) *transport.Listener { return bTCP }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rb.Start()
+	defer rb.Close()
+	for rb.Stats().Peers == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	f := rb.RemoteFlow([6]byte([]byte("aaaaaa")), 7, transport.TCP, shared)
+	data := []byte(strings.Repeat("x", 600))
+
+	b.Run("info", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			rb.RemoteFlowInfo(f)
+		}
+	})
+	b.Run("send", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			rb.RemoteFlowInfo(f)
+			if err := rb.SendRemoteFlow(f, data, transport.Tag{1, 2}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func freeUDPB(b *testing.B) netip.AddrPort {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort()
 }
