@@ -63,6 +63,14 @@ type Config struct {
 
 	// StreamLoops is the number of gnet event loops for TCP. Default GOMAXPROCS.
 	StreamLoops int
+	// StreamReusePort binds the TCP, TLS, WS and WSS listeners with
+	// SO_REUSEPORT, so that several processes on one host serve one address
+	// and the kernel spreads the connections over them by a hash of the
+	// addresses and ports: several anycast nodes on one machine (the
+	// server sets it when anycast.relay is configured). Off, a second
+	// process on the same address fails to start, which is what a single
+	// server wants. UDP listeners always use SO_REUSEPORT (UDPReaders).
+	StreamReusePort bool
 	// MaxConns bounds open stream connections (TCP, TLS, WS, WSS; both directions).
 	// Default 65536.
 	MaxConns int

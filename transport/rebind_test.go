@@ -120,3 +120,62 @@ func timeWaitOn(t *testing.T, port uint16) int {
 	}
 	return n
 }
+
+// Several anycast nodes on one machine share their stream listeners'
+// address with StreamReusePort: a second transport binds the same TCP
+// or TLS address (WS and WSS bind the same way), and the kernel hands
+// each connection to one of them. Without it the second one fails, naming the listener.
+func TestStreamReusePort(t *testing.T) {
+	pki := newPKI(t, "ca")
+	cf, kf, _ := pki.issue(t, "server", []string{"sip.example.com"}, false)
+	for _, proto := range []Proto{TCP, TLS} {
+		t.Run(proto.String(), func(t *testing.T) {
+			cfg := Config{
+				Listeners:   []ListenerConfig{{Proto: proto, Addr: "127.0.0.1:0"}},
+				TLSCertFile: cf, TLSKeyFile: kf, StreamLoops: 2, StreamReusePort: true,
+			}
+			recs := []*recorder{newRecorder(), newRecorder()}
+			tr1 := startTransport(t, cfg, recs[0])
+			addr := tr1.Listeners()[0].Local
+			cfg.Listeners[0].Addr = addr.String()
+			tr2 := startTransport(t, cfg, recs[1])
+			if got := tr2.Listeners()[0].Local; got != addr {
+				t.Fatalf("second listener on %v, want %v", got, addr)
+			}
+			// Connections from many source ports land on both.
+			var conns []net.Conn
+			defer func() {
+				for _, c := range conns {
+					c.Close()
+				}
+			}()
+			for i := 0; i < 64 && (len(recs[0].ch) == 0 || len(recs[1].ch) == 0); i++ {
+				c := dialStream(t, proto, addr)
+				conns = append(conns, c)
+				if _, err := c.Write([]byte(sipMsg("OPTIONS", ""))); err != nil {
+					t.Fatal(err)
+				}
+				deadline := time.Now().Add(5 * time.Second)
+				for len(recs[0].ch)+len(recs[1].ch) < i+1 {
+					if time.Now().After(deadline) {
+						t.Fatalf("connection %d delivered nothing", i)
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			if len(recs[0].ch) == 0 || len(recs[1].ch) == 0 {
+				t.Fatalf("64 connections all went to one transport (%d, %d)", len(recs[0].ch), len(recs[1].ch))
+			}
+
+			cfg.StreamReusePort = false
+			tr3, err := New(cfg, newRecorder())
+			if err == nil {
+				err = tr3.Start()
+				defer tr3.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), "listeners[0]") {
+				t.Fatalf("a third transport without SO_REUSEPORT on the same address: %v", err)
+			}
+		})
+	}
+}

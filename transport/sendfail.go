@@ -24,7 +24,11 @@ type SendFailure struct {
 	Dst      netip.AddrPort // the destination given to SendTagged
 	Proto    Proto
 	Tag      Tag
-	Err      error // the connect or handshake error, or ErrConnClosed
+	// Conn is the flow the message was sent over, when it went over one
+	// held by another node of an anycast group (package anycast reports
+	// those); 0 otherwise.
+	Conn ConnID
+	Err  error // the connect or handshake error, or ErrConnClosed
 }
 
 // SendErrorHandler receives the failures of tagged messages. SendFailed is

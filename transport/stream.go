@@ -10,9 +10,11 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 )
 
 // ErrConnLimit is returned by Send when a new outbound connection would
@@ -406,7 +408,7 @@ func (t *Transport) bindStreams() error {
 			// address, and cannot tell an ephemeral port before it
 			// accepts: bind once here to check the address and pick the
 			// port, then hand it to gnet.
-			ln, err := net.Listen(network, l.Local.String())
+			ln, err := t.listenStream(network, l.Local.String())
 			if err != nil {
 				return &ConfigError{key, err}
 			}
@@ -415,7 +417,7 @@ func (t *Transport) bindStreams() error {
 			s.tcpAddrs = append(s.tcpAddrs, network+"://"+l.Local.String())
 			s.tcpByLocal[l.Local] = l
 		case TLS:
-			ln, err := net.Listen(network, l.Local.String())
+			ln, err := t.listenStream(network, l.Local.String())
 			if err != nil {
 				return &ConfigError{key, err}
 			}
@@ -423,7 +425,7 @@ func (t *Transport) bindStreams() error {
 			s.tlsLns = append(s.tlsLns, ln)
 			needTLS = true
 		case WS, WSS:
-			ln, err := net.Listen(network, l.Local.String())
+			ln, err := t.listenStream(network, l.Local.String())
 			if err != nil {
 				return &ConfigError{key, err}
 			}
@@ -442,6 +444,24 @@ func (t *Transport) bindStreams() error {
 		s.tls = st
 	}
 	return nil
+}
+
+// listenStream binds a stream listener's socket, with SO_REUSEPORT when
+// Config.StreamReusePort asks for it (Go sets SO_REUSEADDR already).
+func (t *Transport) listenStream(network, addr string) (net.Listener, error) {
+	if !t.cfg.StreamReusePort {
+		return net.Listen(network, addr)
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	return lc.Listen(context.Background(), network, addr)
 }
 
 func (t *Transport) startStreams() error {

@@ -27,7 +27,7 @@ func (s *streams) startTCP() error {
 			gnet.WithNumEventLoop(cfg.StreamLoops),
 			// Register (outbound connections) is racy with RoundRobin.
 			gnet.WithLoadBalancing(gnet.LeastConnections),
-			gnet.WithReusePort(false),
+			gnet.WithReusePort(cfg.StreamReusePort),
 			// Connections this server closed sit in TIME-WAIT on the
 			// SIP port for a minute; without SO_REUSEADDR on the
 			// listener (which they inherit) a restart cannot bind it.

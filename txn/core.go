@@ -59,10 +59,11 @@ type Core struct {
 	pool        sync.Pool
 	stats       counters
 	warns       warnLimiter
-	sigs        routeSigners           // Record-Route signatures
-	locals      localTable             // requests the proxy originates (SendLocal)
-	tap         atomic.Pointer[tapBox] // message capture (SetTap); nil when off
-	trace       atomic.Pointer[tracer] // debug trace (StartTrace); nil when off
+	sigs        routeSigners                   // Record-Route signatures
+	locals      localTable                     // requests the proxy originates (SendLocal)
+	tap         atomic.Pointer[tapBox]         // message capture (SetTap); nil when off
+	trace       atomic.Pointer[tracer]         // debug trace (StartTrace); nil when off
+	remote      atomic.Pointer[remoteFlowsBox] // flows other nodes hold (SetRemoteFlows; remoteflow.go)
 
 	// hostAddrs are the addresses of the host's interfaces, read at New
 	// when a listener is bound to a wildcard address (isOwnAddr).

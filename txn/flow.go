@@ -24,19 +24,23 @@ import (
 //     names the connection, and in-dialog requests whose last Route value
 //     of ours carries it go over the connection:
 //
-//	Record-Route: <sip:192.0.2.1:5060;transport=tcp;lr;flow=00000000000000071f0c93a2be4d7e61;sig=...>
+//	Record-Route: <sip:192.0.2.1:5060;transport=tcp;lr;flow=k3x9q200000000000000071f0c93a2be4d7e61;sig=...>
 //
 // An edge proxy puts a token in the Path of the REGISTERs it relays
 // (AddPath); the registrar's requests come back with it in their Route.
 //
-// The token is the connection's number and a MAC of it keyed with the
-// Record-Route secret and a random salt drawn at start: a made-up or
-// edited token does not verify (and in a Record-Route it also breaks the
-// dialog signature, which covers it), and a token of an earlier run of the
-// process, whose numbers are reused, does not verify either. A verified
-// token whose connection is gone is a failed flow: the request gets 430
-// Flow Failed (RFC 5626 §5.3), never a new connection to the phone's
-// port.
+// The token is the six random characters of the branch prefix of the
+// process that holds the connection (Core.BranchPrefix, drawn at each
+// start), the connection's number, and a MAC of both keyed with the
+// Record-Route secret: a made-up or edited token does not verify (and in a
+// Record-Route it also breaks the dialog signature, which covers it).
+// Every node of an anycast group shares the secret, so each verifies the
+// others' tokens and hands a request for a connection another node holds
+// to that node (remoteflow.go). A token of an earlier run of a process,
+// whose numbers are reused, names a prefix no node has any more. A
+// verified token whose connection is gone, or whose node is, is a failed
+// flow: the request gets 430 Flow Failed (RFC 5626 §5.3), never a new
+// connection to the phone's port.
 //
 // When a request comes over the very flow its token names it goes the
 // other way (from the phone), and the token is ignored (§5.3). A flow
@@ -47,9 +51,9 @@ import (
 // token.
 const flowParam = "flow"
 
-// flowTokenLen is a token's length: the connection number and 64 bits of
-// MAC, in hexadecimal.
-const flowTokenLen = 32
+// flowTokenLen is a token's length: the holder's six prefix characters,
+// then the connection number and 64 bits of MAC in hexadecimal.
+const flowTokenLen = 6 + 32
 
 // ErrFlowFailed: the flow (connection) a request was to go over is closed.
 var ErrFlowFailed = errors.New("txn: flow failed")
@@ -71,19 +75,21 @@ const (
 	flowPath byte = 'p'
 )
 
-// appendFlowToken appends the token of connection id for use kind.
-func (rs *routeSigners) appendFlowToken(dst []byte, id transport.ConnID, kind byte) []byte {
-	dst = appendHex(dst, uint64(id), 16)
-	return rs.appendFlowMAC(dst, id, kind)
+// appendFlowToken appends the token of connection n of the node whose
+// branch prefix ends in holder, for use kind.
+func (rs *routeSigners) appendFlowToken(dst []byte, holder [6]byte, n uint64, kind byte) []byte {
+	dst = append(dst, holder[:]...)
+	dst = appendHex(dst, n, 16)
+	return rs.appendFlowMAC(dst, holder, n, kind)
 }
 
-func (rs *routeSigners) appendFlowMAC(dst []byte, id transport.ConnID, kind byte) []byte {
+func (rs *routeSigners) appendFlowMAC(dst []byte, holder [6]byte, n uint64, kind byte) []byte {
 	s := rs.pool.Get().(*routeSigner)
 	s.mac.Reset()
 	s.buf = append(s.buf[:0], "flow"...)
 	s.buf = append(s.buf, kind, 0)
-	s.buf = append(s.buf, rs.salt[:]...)
-	s.buf = binary.BigEndian.AppendUint64(s.buf, uint64(id))
+	s.buf = append(s.buf, holder[:]...)
+	s.buf = binary.BigEndian.AppendUint64(s.buf, n)
 	s.mac.Write(s.buf)
 	sum := s.mac.Sum(s.sum[:0])
 	dst = appendHexBytes(dst, sum[:8])
@@ -91,29 +97,46 @@ func (rs *routeSigners) appendFlowMAC(dst []byte, id transport.ConnID, kind byte
 	return dst
 }
 
-// parseFlowToken returns the connection a token of use kind names, ok
-// false when it does not verify.
-func (rs *routeSigners) parseFlowToken(tok []byte, kind byte) (transport.ConnID, bool) {
+// parseFlowToken returns the node and connection number a token of use
+// kind names, ok false when it does not verify.
+func (rs *routeSigners) parseFlowToken(tok []byte, kind byte) (holder [6]byte, n uint64, ok bool) {
 	if len(tok) != flowTokenLen {
-		return 0, false
+		return holder, 0, false
 	}
-	var id uint64
-	for _, ch := range tok[:16] {
+	for i, ch := range tok[:6] {
+		if ch >= 'A' && ch <= 'Z' {
+			ch += 'a' - 'A' // a proxy on the way may have changed the case
+		}
+		holder[i] = ch
+	}
+	for _, ch := range tok[6:22] {
 		d, ok := hexVal(ch)
 		if !ok {
-			return 0, false
+			return holder, 0, false
 		}
-		id = id<<4 | uint64(d)
+		n = n<<4 | uint64(d)
 	}
-	if id == 0 {
-		return 0, false
+	if n == 0 {
+		return holder, 0, false
 	}
 	var buf [16]byte
-	mac := rs.appendFlowMAC(buf[:0], transport.ConnID(id), kind)
-	if !constantTimeEqualFold(mac, tok[16:]) {
-		return 0, false
+	mac := rs.appendFlowMAC(buf[:0], holder, n, kind)
+	if !constantTimeEqualFold(mac, tok[22:]) {
+		return holder, 0, false
 	}
-	return transport.ConnID(id), true
+	return holder, n, true
+}
+
+// appendFlowToken appends the token of flow id (ours or another node's)
+// for use kind.
+func (c *Core) appendFlowToken(dst []byte, id transport.ConnID, kind byte) []byte {
+	holder, n, ok := c.holderOf(id)
+	if !ok {
+		// A remote flow forgotten since it was chosen: a token that
+		// verifies and names no connection (its requests get 430).
+		holder, n = [6]byte{'-', '-', '-', '-', '-', '-'}, 1
+	}
+	return c.sigs.appendFlowToken(dst, holder, n, kind)
 }
 
 func hexVal(ch byte) (byte, bool) {
@@ -148,19 +171,50 @@ func constantTimeEqualFold(mac, got []byte) bool {
 }
 
 // flowOf returns the flow token in the URI parameters of one of our Route
-// values, nil when there is none.
-func flowOf(uri []byte) []byte {
+// values, nil when there is none, and the transport and address of ours
+// the value names (where a connection another node holds is reached
+// here).
+func flowOf(uri []byte) (tok []byte, proto transport.Proto, local netip.AddrPort) {
 	var u parser.URI
 	if u.Parse(uri) != nil {
-		return nil
+		return nil, 0, local
 	}
-	tok, _ := u.Param(flowParam)
-	return tok
+	tok, _ = u.Param(flowParam)
+	if tok == nil {
+		return nil, 0, local
+	}
+	proto = transport.UDP
+	if tp := u.Transport(); tp != nil {
+		proto, _ = transport.ParseProto(string(tp))
+	} else if u.Scheme == parser.SchemeSIPS {
+		proto = transport.TLS
+	}
+	if ip, ok := parser.ParseIP(u.Host); ok {
+		port := u.Port
+		if port == 0 {
+			port = 5060
+			if proto == transport.TLS {
+				port = 5061
+			}
+		}
+		local = netip.AddrPortFrom(ip, uint16(port))
+	}
+	return tok, proto, local
 }
 
 // flowInfo returns the listener and remote address of connection id, ok
-// false when it is closed (or the sender knows no connections).
+// false when it is closed (or the sender knows no connections). For a
+// flow another node holds: the listener here that stands for its, and the
+// holder's relay address.
 func (c *Core) flowInfo(id transport.ConnID) (*transport.Listener, netip.AddrPort, bool) {
+	if id&RemoteFlowBit != 0 {
+		rf := c.remoteFlows()
+		if rf == nil {
+			return nil, netip.AddrPort{}, false
+		}
+		l, relay, _, _, ok := rf.RemoteFlowInfo(id)
+		return l, relay, ok
+	}
 	if c.flows == nil || id == 0 {
 		return nil, netip.AddrPort{}, false
 	}
@@ -235,7 +289,7 @@ func (c *Core) appendFlowExtra(dst, extra []byte, id transport.ConnID) []byte {
 		return dst
 	}
 	dst = append(dst, ";"+flowParam+"="...)
-	return c.sigs.appendFlowToken(dst, id, flowRR)
+	return c.appendFlowToken(dst, id, flowRR)
 }
 
 // routeFlow applies a flow token in the last of our Route values (after
@@ -253,7 +307,7 @@ func (c *Core) routeFlow(r *Request, last []byte, signed bool) {
 	if st.kind != RouteDialog && st.kind != RouteLocal {
 		return
 	}
-	tok := flowOf(last)
+	tok, proto, local := flowOf(last)
 	if tok == nil {
 		return
 	}
@@ -261,14 +315,16 @@ func (c *Core) routeFlow(r *Request, last []byte, signed bool) {
 	if st.kind == RouteLocal {
 		kind = flowPath
 	}
-	id, ok := c.sigs.parseFlowToken(tok, kind)
+	holder, n, ok := c.sigs.parseFlowToken(tok, kind)
 	if kind == flowRR && !signed {
 		ok = false
 	}
-	switch {
-	case !ok:
+	if !ok {
 		st.kind = RouteForged
-	case id != r.Conn && !st.destSet: // a destination the route chose stands
+		return
+	}
+	id := c.flowOfHolder(holder, n, proto, local)
+	if id != r.Conn && !st.destSet { // a destination the route chose stands
 		st.flow, st.flowSet = id, true
 	}
 }
@@ -285,6 +341,9 @@ func (c *Core) sendOnBranch(b *Branch, data []byte) error {
 // sendFlow sends data over connection id (whose listener is l and remote
 // address dst): ErrFlowFailed when it has closed.
 func (c *Core) sendFlow(id transport.ConnID, l *transport.Listener, dst netip.AddrPort, data []byte) error {
+	if id&RemoteFlowBit != 0 {
+		return c.sendRemoteFlow(id, l, dst, data, transport.Tag{})
+	}
 	if c.conns == nil || !dst.IsValid() || !c.allowed(dst.Addr()) {
 		c.stats.sendErrs.Add(1)
 		return ErrNotAllowed
@@ -297,6 +356,24 @@ func (c *Core) sendFlow(id transport.ConnID, l *transport.Listener, dst netip.Ad
 		return err
 	}
 	c.tapSent(l, dst, data)
+	return nil
+}
+
+// sendRemoteFlow hands data to the node that holds flow id (relay is
+// its relay address). The outbound allow-list is not asked: it bounds
+// where this node sends, and the holder writes on a connection the phone
+// opened to the group.
+func (c *Core) sendRemoteFlow(id transport.ConnID, l *transport.Listener, relay netip.AddrPort, data []byte, tag transport.Tag) error {
+	rf := c.remoteFlows()
+	if rf == nil {
+		c.stats.sendErrs.Add(1)
+		return ErrFlowFailed
+	}
+	if err := rf.SendRemoteFlow(id, data, tag); err != nil {
+		c.stats.sendErrs.Add(1)
+		return err
+	}
+	c.tapSent(l, relay, data)
 	return nil
 }
 
@@ -354,7 +431,7 @@ func (c *Core) addPath(x *ctx, ed *parser.Editor, r *Request, m *parser.Message,
 			x.fx = append(x.fx, ";ob"...)
 		}
 		x.fx = append(x.fx, ";"+flowParam+"="...)
-		x.fx = c.sigs.appendFlowToken(x.fx, r.Conn, flowPath)
+		x.fx = c.appendFlowToken(x.fx, r.Conn, flowPath)
 	}
 	x.fx = append(x.fx, '>')
 	ed.AddHeaderTop("Path", x.fx)

@@ -151,11 +151,12 @@ func TestFlowTokenForged(t *testing.T) {
 	tok := rr[1][strings.Index(rr[1], "flow=")+5:][:flowTokenLen]
 
 	h2, _ := newFlowHarness(t)
-	earlier := string(h2.core.sigs.appendFlowToken(nil, 8, flowRR))
+	earlier := string(h2.core.appendFlowToken(nil, 8, flowRR))
 	forged := []string{
-		strings.Replace(rr[1], tok, "0000000000000008"+tok[16:], 1),        // the other connection's number, signed route
-		strings.Replace(rr[1], tok, earlier, 1),                            // a token of another run, signed route
-		"127.0.0.1:5060;transport=tcp;lr;flow=0000000000000008" + tok[16:], // unsigned
+		strings.Replace(rr[1], tok, tok[:6]+"0000000000000008"+tok[22:], 1),               // the other connection's number, signed route
+		strings.Replace(rr[1], tok, "zzzzzz"+tok[6:], 1),                                  // another node's, signed route
+		strings.Replace(rr[1], tok, earlier, 1),                                           // a token under another secret, signed route
+		"127.0.0.1:5060;transport=tcp;lr;flow=" + tok[:6] + "0000000000000008" + tok[22:], // unsigned
 		"127.0.0.1:5060;transport=tcp;lr;flow=" + earlier,
 		"127.0.0.1:5060;transport=tcp;lr;flow=zz",
 		"127.0.0.1:5060;transport=tcp;lr;flow=" + tok, // a Record-Route token outside its signed route
@@ -184,7 +185,7 @@ func TestFlowTokenPreloaded(t *testing.T) {
 		kinds = append(kinds, r.RouteKind())
 		r.Relay()
 	}
-	tok := string(h.core.sigs.appendFlowToken(nil, 7, flowRR))
+	tok := string(h.core.appendFlowToken(nil, 7, flowRR))
 	h.in(uasAddr, request("INVITE", "z9hG4bKpre", "flow@preload", "sip:alice@192.0.2.10:5999;transport=tcp",
 		"Route: <sip:127.0.0.1:5060;transport=tcp;lr;flow="+tok+">\n"))
 	if len(kinds) != 1 || kinds[0] != RouteForged {
@@ -200,7 +201,7 @@ func TestFlowTokenPreloaded(t *testing.T) {
 // to the phone.
 func TestFlowTokenOnItsOwnFlow(t *testing.T) {
 	h, fs := newFlowHarness(t)
-	tok := string(h.core.sigs.appendFlowToken(nil, 7, flowPath))
+	tok := string(h.core.appendFlowToken(nil, 7, flowPath))
 	msg := strings.Replace(request("OPTIONS", "z9hG4bKown", "flow@own", "sip:bob@127.0.0.1:5080",
 		"Route: <sip:127.0.0.1:5060;transport=tcp;lr;ob;flow="+tok+">\n"), "SIP/2.0/UDP", "SIP/2.0/TCP", 1)
 	h.inConn(phoneAddr, 7, msg)
@@ -327,10 +328,10 @@ func TestFlowTokenAllocatesNothing(t *testing.T) {
 	}
 	h, _ := newFlowHarness(t)
 	buf := make([]byte, 0, 64)
-	tok := h.core.sigs.appendFlowToken(nil, 7, flowRR)
+	tok := h.core.appendFlowToken(nil, 7, flowRR)
 	if n := testing.AllocsPerRun(1000, func() {
-		buf = h.core.sigs.appendFlowToken(buf[:0], 7, flowRR)
-		if id, ok := h.core.sigs.parseFlowToken(tok, flowRR); !ok || id != 7 {
+		buf = h.core.appendFlowToken(buf[:0], 7, flowRR)
+		if _, id, ok := h.core.sigs.parseFlowToken(tok, flowRR); !ok || id != 7 {
 			t.Fatal("token does not verify")
 		}
 	}); n != 0 {

@@ -692,7 +692,9 @@ func (c *Core) sendAttempt(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r
 		}
 		b.proto = l.Proto
 	}
-	if !b.dst.IsValid() || !c.allowed(b.dst.Addr()) {
+	// A flow another node holds goes to that node's relay address, which
+	// the outbound allow-list does not bound (sendRemoteFlow).
+	if !b.dst.IsValid() || b.conn&RemoteFlowBit == 0 && !c.allowed(b.dst.Addr()) {
 		c.stats.sendErrs.Add(1)
 		return false
 	}

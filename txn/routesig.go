@@ -90,9 +90,6 @@ type routeSigner struct {
 
 type routeSigners struct {
 	pool sync.Pool
-	// salt goes into flow tokens' MACs: connection numbers start again at
-	// every start, so a token of an earlier run must not verify.
-	salt [16]byte
 }
 
 // init keys the signers. A nil secret gets a random key: signatures then
@@ -103,7 +100,6 @@ func (rs *routeSigners) init(secret []byte) {
 		_, _ = rand.Read(secret)
 	}
 	key := append([]byte(nil), secret...)
-	_, _ = rand.Read(rs.salt[:])
 	rs.pool.New = func() any { return &routeSigner{mac: hmac.New(sha256.New, key), buf: make([]byte, 0, 64)} }
 }
 

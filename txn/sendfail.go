@@ -46,6 +46,10 @@ func (c *Core) watchSendFailures() {
 // it goes over a stream and the sender reports late failures. The shard is
 // locked.
 func (c *Core) sendBranchRequest(s *shards.Shard[txn], e *shards.Entry[txn], b *Branch) error {
+	if b.conn&RemoteFlowBit != 0 {
+		// Another node holds the connection: it says when it is gone.
+		return c.sendRemoteFlow(b.conn, b.l, b.dst, b.out, branchTag(s.Index(), e.Hash(), e.Value.id, b.fo.attempt()<<4|int(b.idx)))
+	}
 	if b.conn != 0 {
 		return c.sendFlow(b.conn, b.l, b.dst, b.out)
 	}
@@ -90,7 +94,24 @@ func (c *Core) SendFailed(f transport.SendFailure) {
 	}
 	t := &e.Value
 	b := t.branch(idx)
-	if (b.state != bCalling && b.state != bProceeding) || b.fo.attempt() != att || b.proto != f.Proto || unmap(b.dst) != unmap(f.Dst) {
+	if (b.state != bCalling && b.state != bProceeding) || b.fo.attempt() != att {
+		return
+	}
+	if f.Conn != 0 {
+		// A flow another node holds, which it found closed: RFC 5626
+		// §5.3, no other way reaches the phone.
+		if b.conn != f.Conn {
+			return
+		}
+		c.stats.sendErrs.Add(1)
+		x := c.getCtx()
+		defer c.putCtx(x)
+		c.branchFailed(s, e, b, 430)
+		c.checkDone(x, s, e)
+		c.gc(s, e)
+		return
+	}
+	if b.proto != f.Proto || unmap(b.dst) != unmap(f.Dst) {
 		return
 	}
 	c.stats.sendErrs.Add(1)

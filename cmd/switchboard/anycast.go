@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"switchboard/cmd/switchboard/config"
+	"switchboard/modules/registrar"
 	"switchboard/transport"
 	"switchboard/transport/anycast"
 )
@@ -21,8 +22,11 @@ func (s *server) foreignResponse() func([]byte, []byte, netip.AddrPort, *transpo
 	}
 }
 
-// startAnycast binds the relay socket and starts the hellos to the peers.
-// Call after the core is built and before the transport starts.
+// startAnycast binds the relay socket and gives the core the flows the
+// other nodes hold (requests for them are handed to their node); the
+// registrar names the flows of the bindings it shares by their node.
+// Call after the core is built and before the transport starts; start
+// the relay (hellos, reader) after the transport.
 func (s *server) startAnycast() error {
 	a := &s.cfg.Anycast
 	if a.Relay == "" {
@@ -33,25 +37,52 @@ func (s *server) startAnycast() error {
 		Peers:  a.PeerAddrs(),
 		Prefix: s.core.BranchPrefix(),
 		Handle: s.core.HandleMessage,
-		Listener: func(local netip.AddrPort) *transport.Listener {
+		Listener: func(proto transport.Proto, local netip.AddrPort) *transport.Listener {
+			// The listener a response reached, or the one that stands here
+			// for the holder's: the same transport at the same address
+			// (all nodes listen alike), else one of the same transport and
+			// family (a wildcard bind); WS and WSS stand for each other (a
+			// Route URI says transport=ws for both, RFC 7118 §5.2).
+			var other *transport.Listener
 			for _, l := range s.tr.Listeners() {
-				if l.Proto == transport.UDP && l.Local == local {
+				same := l.Proto == proto || proto.WebSocket() && l.Proto.WebSocket()
+				if !same {
+					continue
+				}
+				if l.Proto == proto && l.Local == local {
 					return l
 				}
+				if other == nil && (!local.IsValid() || l.Local.Addr().Is4() == local.Addr().Is4()) {
+					other = l
+				}
 			}
-			return nil
+			if proto == transport.UDP {
+				return nil // a UDP response is for the listener it reached
+			}
+			return other
 		},
-		Logger: s.log,
+		SendConn:   s.tr.SendConn,
+		FlowFailed: s.core.SendFailed,
+		Logger:     s.log,
 	})
 	if err != nil {
 		return &config.Error{Key: "anycast.relay", Msg: err.Error()}
 	}
 	s.relay = r
-	r.Start()
+	s.core.SetRemoteFlows(r)
+	if reg, ok := s.mods.Get("registrar").(*registrar.Registrar); ok {
+		reg.SetFlowNames(s.core.FlowName, s.core.FlowByName)
+	}
 	set := s.mgmt.Metrics()
 	set.NewGauge("switchboard_anycast_peers", func() float64 { return float64(r.Stats().Peers) })
 	set.NewGauge("switchboard_anycast_relayed_total", func() float64 { return float64(r.Stats().Relayed) })
 	set.NewGauge("switchboard_anycast_received_total", func() float64 { return float64(r.Stats().Received) })
 	set.NewGauge("switchboard_anycast_refused_total", func() float64 { return float64(r.Stats().Refused) })
+	set.NewGauge("switchboard_anycast_flows", func() float64 { return float64(r.Stats().Flows) })
+	set.NewGauge("switchboard_anycast_flows_evicted_total", func() float64 { return float64(r.Stats().FlowsEvicted) })
+	set.NewGauge("switchboard_anycast_handoffs_sent_total", func() float64 { return float64(r.Stats().HandoffsSent) })
+	set.NewGauge("switchboard_anycast_handoffs_received_total", func() float64 { return float64(r.Stats().HandoffsReceived) })
+	set.NewGauge("switchboard_anycast_handoffs_failed_total", func() float64 { return float64(r.Stats().HandoffsFailed) })
+	set.NewGauge("switchboard_anycast_handoffs_dropped_total", func() float64 { return float64(r.Stats().HandoffsDropped) })
 	return nil
 }

@@ -89,15 +89,16 @@ func (r *redisProc) stop() {
 // startAnycastNode starts one node of the group on the shared SIP port.
 // Every node gets the same route.secret: an in-dialog request that lands
 // on another node than the one that recorded its route must pass its
-// signature check there.
-func startAnycastNode(t *testing.T, name string, sipPort int, relay string, peers []string, redisAddr, routeSecret string) *testServer {
+// signature check there. extraListen are more listener protocols on the
+// shared port ("tcp").
+func startAnycastNode(t *testing.T, name string, sipPort int, relay string, peers []string, redisAddr, routeSecret string, extraListen ...string) *testServer {
 	t.Helper()
-	return startAnycastNodeWith(t, name, sipPort, relay, peers, redisAddr, routeSecret, "")
+	return startAnycastNodeWith(t, name, sipPort, relay, peers, redisAddr, routeSecret, "", extraListen...)
 }
 
 // startAnycastNodeWith is startAnycastNode with more top-level YAML keys
 // (extra must not repeat a key of the base).
-func startAnycastNodeWith(t *testing.T, name string, sipPort int, relay string, peers []string, redisAddr, routeSecret, extra string) *testServer {
+func startAnycastNodeWith(t *testing.T, name string, sipPort int, relay string, peers []string, redisAddr, routeSecret, extra string, extraListen ...string) *testServer {
 	t.Helper()
 	dir := t.TempDir()
 	s := &testServer{t: t, Port: sipPort, Mgmt: freeTCPAddr(t), Dir: filepath.Join(dir, "data")}
@@ -108,9 +109,12 @@ func startAnycastNodeWith(t *testing.T, name string, sipPort int, relay string, 
 	if err := os.WriteFile(filepath.Join(s.Dir, "route.secret"), []byte(routeSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	listen := fmt.Sprintf("  - {proto: udp, address: \"127.0.0.1:%d\"}\n", sipPort)
+	for _, p := range extraListen {
+		listen += fmt.Sprintf("  - {proto: %s, address: \"127.0.0.1:%d\"}\n", p, sipPort)
+	}
 	cfg := fmt.Sprintf(`listen:
-  - {proto: udp, address: "127.0.0.1:%d"}
-domains: [localhost]
+%sdomains: [localhost]
 mgmt:
   listen: %q
 storage:
@@ -141,7 +145,7 @@ registrar:
     node: %s
     timeout: 300ms
     dial_timeout: 300ms
-%s`, sipPort, s.Mgmt, s.Dir, relay, strings.Join(peers, ", "), redisAddr, name, extra)
+%s`, listen, s.Mgmt, s.Dir, relay, strings.Join(peers, ", "), redisAddr, name, extra)
 	if err := os.WriteFile(s.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -94,7 +94,7 @@ func TestE2EOutbound(t *testing.T) {
 			// refused, not sent over any connection.
 			forged := "INVITE sip:bob@192.0.2.10:5999;transport=tcp;ob SIP/2.0\r\n" +
 				"Via: SIP/2.0/UDP 127.0.0.1:LOCALPORT;branch=z9hG4bK-forged-" + c.name + ";rport\r\n" +
-				"Route: <sip:127.0.0.1:" + strconv.Itoa(srv.Port) + ";transport=tcp;lr;ob;flow=0000000000000001deadbeefdeadbeef>\r\n" +
+				"Route: <sip:127.0.0.1:" + strconv.Itoa(srv.Port) + ";transport=tcp;lr;ob;flow=aaaaaa0000000000000001deadbeefdeadbeef>\r\n" +
 				"Max-Forwards: 70\r\nFrom: <sip:mallory@example.net>;tag=m1\r\nTo: <sip:bob@localhost>\r\n" +
 				"Call-ID: forged-" + c.name + "@test\r\nCSeq: 1 INVITE\r\nContact: <sip:mallory@127.0.0.1:LOCALPORT>\r\nContent-Length: 0\r\n\r\n"
 			if resp := sendUDP(t, srv.Port, forged, 3*time.Second); statusLine(resp) != "SIP/2.0 403 Preload Route denied" {

@@ -185,6 +185,9 @@ func (s *server) start() error {
 	if err := s.tr.Start(); err != nil {
 		return err
 	}
+	if s.relay != nil {
+		s.relay.Start() // after the transport: it writes hand-offs on its connections
+	}
 	// The bound addresses (port 0 resolved) are ours too.
 	s.domains.Replace(s.localNames())
 	if err := s.startedModules(); err != nil {
@@ -252,6 +255,9 @@ func (s *server) transportConfig() transport.Config {
 		TLSKeyFile:      cfg.TLS.Key,
 		TLSMinVersion:   tlsVersion(cfg.TLS.MinVersion),
 		Admit:           s.mods.Admit(), // bans (modules/pike): dropped before parsing
+		// Anycast nodes may share a host (the tests' "anycast in a box"):
+		// their stream listeners share the address like the UDP ones.
+		StreamReusePort: cfg.Anycast.Relay != "",
 	}
 	if cfg.TLS.ClientCA != "" {
 		tc.TLSClientCAFile = cfg.TLS.ClientCA

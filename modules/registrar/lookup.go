@@ -271,8 +271,10 @@ func (r *Registrar) expireClosed(bs []binding, now int64) (marked bool) {
 	}
 	for i := range bs {
 		b := &bs[i]
-		// Behind an edge proxy (Path) the connection is the proxy's.
-		if !b.proto.WebSocket() || len(b.path) > 0 || !b.src.IsValid() || b.expires <= now {
+		// Behind an edge proxy (Path) the connection is the proxy's; a
+		// binding another node of an anycast group took is on that
+		// node's connection, which it checks itself.
+		if !b.proto.WebSocket() || len(b.path) > 0 || !b.src.IsValid() || b.expires <= now || b.remote {
 			continue
 		}
 		if !(*f)(b.proto, b.src) {

@@ -34,6 +34,10 @@ type Info struct {
 	// Outbound: registered with RFC 5626 outbound over a connection,
 	// reached only over it (outbound.go).
 	Outbound bool `json:"outbound,omitempty"`
+	// Flow is the connection it registered over, as the nodes of an
+	// anycast group name it (the holder's branch prefix and connection
+	// number, registrar.sharing: redis; see SetFlowNames); "" without.
+	Flow string `json:"flow,omitempty"`
 }
 
 // List returns the live bindings of aor ("user@domain"), or of every AOR
@@ -52,7 +56,7 @@ func (r *Registrar) List(aor string) []Info {
 				Q: float64(b.q) / 1000, Received: formatAddr(b.proto, b.src), Socket: formatAddr(b.proto, b.socket),
 				NAT: b.nat, PingFailures: int(b.pingFails), Path: string(b.path), CallID: string(b.callID), CSeq: b.cseq,
 				UserAgent: string(b.ua), Instance: string(b.instance), RegID: b.regID, Node: b.node,
-				Outbound: b.outbound,
+				Outbound: b.outbound, Flow: r.flowNameOf(b),
 			})
 		}
 	}
@@ -192,4 +196,17 @@ func normalAOR(aor string) string {
 		}
 	}
 	return aor
+}
+
+// flowNameOf is the shared name of b's flow, "" when it has none or names
+// are not set.
+func (r *Registrar) flowNameOf(b *binding) string {
+	if b.flowName != "" {
+		return b.flowName
+	}
+	if n := r.flowNames.Load(); n != nil && b.flow != 0 {
+		name, _ := n.name(b.flow)
+		return name
+	}
+	return ""
 }

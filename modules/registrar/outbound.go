@@ -1,11 +1,14 @@
 package registrar
 
 import (
+	"net/netip"
 	"strconv"
 
 	"switchboard/parser"
 	"switchboard/routing"
+	"switchboard/shards"
 	"switchboard/transport"
+	"switchboard/txn"
 )
 
 // RFC 5626 outbound at the registrar.
@@ -106,21 +109,60 @@ func (r *Registrar) appendOutbound(dst []byte, mode outboundMode) []byte {
 // flowUsable reports whether binding b may be used: one without a flow,
 // an ordinary binding whose connection closed (reached at its source, as
 // before), or one whose flow is open. An outbound binding whose flow
-// closed is not (RFC 5626 §5.3: no other way reaches the phone).
+// closed is not (RFC 5626 §5.3: no other way reaches the phone); nor is
+// one whose flow another node of an anycast group held when that node is
+// gone or closed it.
 func flowUsable(c *routing.Ctx, b *binding) bool {
 	return b.flow == 0 || !b.outbound || c.R.FlowAlive(b.flow)
 }
 
-// openFlow returns the flow requests to an outbound binding go over: its
-// connection while it is open (not through a Path, whose first hop may be
-// elsewhere); 0 otherwise. An ordinary binding over a connection is sent
-// to its REGISTER's source (destination), which the transport maps to
-// the same connection while it is open, and which carries no flow token.
+// openFlow returns the flow requests to a binding go over: the connection
+// of an outbound binding while it is open (not through a Path, whose first
+// hop may be elsewhere); 0 otherwise. An ordinary binding over a connection
+// of this node is sent to its REGISTER's source (destination), which the
+// transport maps to the same connection while it is open, and which
+// carries no flow token. One over a connection another node holds
+// (txn.RemoteFlowBit, bindings shared on Redis) goes over that connection,
+// handed to that node, outbound or not: this node has no connection from
+// the phone's address, and behind NAT could not open one; when that node
+// is gone an ordinary binding falls back to its source as before.
 func (b *binding) openFlow(c *routing.Ctx) transport.ConnID {
-	if b.flow == 0 || !b.outbound || len(b.path) > 0 || !c.R.FlowAlive(b.flow) {
+	if b.flow == 0 || len(b.path) > 0 || !b.outbound && b.flow&txn.RemoteFlowBit == 0 || !c.R.FlowAlive(b.flow) {
 		return 0
 	}
 	return b.flow
+}
+
+// flowNamer turns flows into the names the nodes of an anycast group
+// share and back (txn.Core.FlowName, FlowByName).
+type flowNamer struct {
+	name   func(transport.ConnID) (string, bool)
+	byName func(string, transport.Proto, netip.AddrPort) transport.ConnID
+}
+
+// resolve sets the flow of a binding read from Redis from its name.
+func (n *flowNamer) resolve(b *binding) {
+	if b.flowName != "" && b.proto.Stream() {
+		b.flow = n.byName(b.flowName, b.proto, b.socket)
+	}
+}
+
+// SetFlowNames lets bindings shared on Redis carry the connection they
+// registered over (registrar.sharing: redis behind anycast): name gives
+// the name of a flow of this node for the others (txn.Core.FlowName),
+// byName the flow a name read from Redis is here (txn.Core.FlowByName: a
+// connection of this node, one another node holds, or one that is never
+// open). Call it once the core exists; bindings already read are resolved
+// now.
+func (r *Registrar) SetFlowNames(name func(transport.ConnID) (string, bool), byName func(string, transport.Proto, netip.AddrPort) transport.ConnID) {
+	n := &flowNamer{name: name, byName: byName}
+	r.flowNames.Store(n)
+	r.tbl.Range(func(_ *shards.Shard[record], e *shards.Entry[record]) bool {
+		for i := range e.Value.b {
+			n.resolve(&e.Value.b[i])
+		}
+		return true
+	})
 }
 
 // flowsFailed is the value of SlotNextQ after a Lookup that found only

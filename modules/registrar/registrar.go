@@ -114,6 +114,8 @@ type Registrar struct {
 	// not): the dialog module shares its dialogs with the same settings
 	// unless it has its own.
 	redis RedisSettings
+
+	flowNames atomic.Pointer[flowNamer] // SetFlowNames
 }
 
 // record is the value of one address-of-record in the table.
@@ -151,6 +153,10 @@ type binding struct {
 	// true when that is another node, which then sends its keepalives.
 	node   string
 	remote bool
+	// flowName is the flow of a binding read from Redis as the holder
+	// named it (txn.Core.FlowName); flow is what it names here once the
+	// core is known (SetFlowNames).
+	flowName string
 }
 
 // Timer kinds of a record.
@@ -164,7 +170,7 @@ func (v *record) bytes() int {
 	n := cap(v.b) * int(unsafe.Sizeof(binding{}))
 	for i := range v.b[:cap(v.b)] {
 		b := &v.b[:cap(v.b)][i]
-		n += cap(b.contact) + cap(b.params) + cap(b.callID) + cap(b.instance) + cap(b.path) + cap(b.ua)
+		n += cap(b.contact) + cap(b.params) + cap(b.callID) + cap(b.instance) + cap(b.path) + cap(b.ua) + len(b.flowName)
 	}
 	return n
 }

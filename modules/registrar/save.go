@@ -347,6 +347,8 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 		b.proto = c.R.Proto
 		b.flow = c.R.Conn
 		b.outbound = sc.ob == outboundHere && ci.regID > 0
+		// This node holds the flow now, whoever held it before.
+		b.node, b.remote, b.flowName = "", false, ""
 		b.socket = netip.AddrPort{}
 		if l := c.R.Listener; l != nil {
 			b.socket = l.Local

@@ -636,6 +636,13 @@ type wireBinding struct {
 	ExpiresMs int64  `json:"ExpiresMs"`
 	ModMs     int64  `json:"ModMs"`
 	Node      string `json:"Node,omitempty"`
+	// Flow is the TCP, TLS or WebSocket connection the binding registered
+	// over, as its holder names it (txn.Core.FlowName: the holder's branch
+	// prefix and the connection's number there); Outbound says it was
+	// registered with RFC 5626 outbound. Another node hands the requests
+	// for the phone to the holder (package anycast).
+	Flow     string `json:"Flow,omitempty"`
+	Outbound bool   `json:"Outbound,omitempty"`
 }
 
 // wireValue is one encoded binding, with its expiry for the script.
@@ -683,6 +690,7 @@ func (sh *sharer) applyRemote(aor string, fields map[string]string) {
 		b.expires, b.modified = wb.ExpiresMs, wb.ModMs
 		b.node = wb.Node
 		b.remote = wb.Node != sh.node
+		b.flowName, b.outbound = wb.Flow, wb.Outbound && wb.Flow != ""
 		in = append(in, b)
 	}
 	key := []byte(aor)
@@ -711,6 +719,13 @@ func (sh *sharer) applyRemote(aor string, fields map[string]string) {
 		}
 	}
 	v.b = append(nb, in...)
+	// Under the shard lock: SetFlowNames stores the namer before it walks
+	// the shards, so a binding added here is resolved by one or the other.
+	if names := r.flowNames.Load(); names != nil {
+		for i := len(nb); i < len(v.b); i++ {
+			names.resolve(&v.b[i])
+		}
+	}
 	s.Account(e, v.bytes())
 	r.schedule(s, e)
 	sh.applied.Add(1)
@@ -738,6 +753,11 @@ func (r *Registrar) snapshot(aor string, now int64, node string) map[string]wire
 		if wb.Node == "" {
 			wb.Node = node
 		}
+		wb.Flow = b.flowName
+		if names := r.flowNames.Load(); wb.Flow == "" && b.flow != 0 && names != nil {
+			wb.Flow, _ = names.name(b.flow)
+		}
+		wb.Outbound = b.outbound && wb.Flow != ""
 		out[wb.Binding.Key()] = wireValue{value: encodeBinding(&wb), expires: b.expires}
 	}
 	return out

@@ -13,12 +13,23 @@
 // OpenSIPS's anycast support does with its clusterer replicating replies
 // to the node owning the transaction.
 //
-// Nodes learn each other's prefixes from hellos they send every second to
-// the configured peers' relay addresses; a peer unheard for
+// A TCP, TLS or WebSocket connection lands on one node and stays there.
+// A node that has to send a request over a connection another node holds
+// (a call to a phone registered through that node, an in-dialog request
+// whose flow token names it) hands the request to the holder over the
+// relay (flows.go): it keeps the transaction, the holder writes the bytes
+// on the connection unchanged, and the phone's responses, which come back
+// on the connection to the holder, are relayed to the sender like those
+// over UDP. When the connection is gone the holder says so and the
+// sender answers 430 Flow Failed at once.
+//
+// Nodes learn each other's prefixes from hellos they send every half
+// second to the configured peers' relay addresses; a peer unheard for
 // PeerTimeout is forgotten (its responses are then forwarded statelessly,
-// as any response of an unknown transaction). Packets on the relay socket
-// are taken only from the configured peers' addresses: keep the relay
-// addresses on a private network.
+// as any response of an unknown transaction, and the flows it held are
+// failed flows). Packets on the relay socket are taken only from the
+// configured peers' addresses: keep the relay addresses on a private
+// network.
 package anycast
 
 import (
@@ -41,15 +52,31 @@ import (
 // sent to it instead of being forwarded statelessly.
 const PeerTimeout = 5 * time.Second
 
-// Packet kinds on the relay socket: "SBRH" + 13-byte branch prefix (a
-// hello), "SBRR" + local address (18 bytes) + source (18 bytes) + the
-// response (a relayed response).
+// Packet kinds on the relay socket:
+//
+//   - "SBRH" + 13-byte branch prefix: a hello;
+//   - "SBRR" + local address (18 bytes) + source (18 bytes) + the
+//     response: a response received over UDP;
+//   - "SBRS" + transport (1 byte) + local address + source + the response:
+//     a response received over a stream connection (flows.go);
+//   - "SBRF" + holder (6 bytes) + connection (8) + flow id (8) + tag (16)
+//   - the request: a request to write on a connection the receiver
+//     holds (flows.go);
+//   - "SBRX" + flow id (8) + tag (16): the connection of an SBRF is gone.
 const (
-	magicHello = "SBRH"
-	magicResp  = "SBRR"
-	prefixLen  = 13 // "z9hG4bK" + 6
-	addrLen    = 18 // 16-byte address, 2-byte port
-	respHdr    = 4 + 2*addrLen
+	magicHello     = "SBRH"
+	magicResp      = "SBRR"
+	magicStream    = "SBRS"
+	magicFlow      = "SBRF"
+	magicFlowGone  = "SBRX"
+	prefixLen      = 13 // "z9hG4bK" + 6
+	addrLen        = 18 // 16-byte address, 2-byte port
+	respHdr        = 4 + 2*addrLen
+	streamHdr      = 4 + 1 + 2*addrLen
+	flowHdr        = 4 + 6 + 8 + 8 + 16
+	flowGoneLen    = 4 + 8 + 16
+	maxRelayPacket = 65507 // the largest UDP payload over IPv4
+	relayBuffer    = 1 << 20
 )
 
 // Config configures a Relay.
@@ -62,9 +89,23 @@ type Config struct {
 	Prefix string
 	// Handle takes a relayed response (txn.Core.HandleMessage).
 	Handle func(*transport.Packet)
-	// Listener returns this node's UDP listener bound to local (the
-	// shared address the response was received on); nil drops it.
-	Listener func(local netip.AddrPort) *transport.Listener
+	// Listener returns this node's listener of proto bound to local (the
+	// shared address a response was received on, or a flow's listener on
+	// the node that holds it); with an invalid local, any listener of
+	// proto. Nil drops the response, or makes the flow unusable here.
+	Listener func(proto transport.Proto, local netip.AddrPort) *transport.Listener
+	// SendConn writes a request another node handed over on stream
+	// connection id of this node (transport.Transport.SendConn); nil
+	// refuses every hand-off.
+	SendConn func(id transport.ConnID, data []byte) error
+	// FlowFailed gets the hand-offs whose holder found the connection
+	// gone (txn.Core.SendFailed): Conn is the flow, Tag the one given to
+	// SendRemoteFlow.
+	FlowFailed func(transport.SendFailure)
+	// MaxFlows bounds the connections of other nodes this node knows
+	// (RemoteFlow); past it the least recently used is forgotten.
+	// Default 65536.
+	MaxFlows int
 	Logger   *slog.Logger
 }
 
@@ -82,6 +123,12 @@ type Relay struct {
 	bufs sync.Pool
 
 	relayed, received, refused, sendErrs atomic.Uint64
+
+	flows flowTable // connections other nodes hold (flows.go)
+	// hand-offs: sent to a holder, written here for another node, failed
+	// (the holder reported the connection gone), dropped here (no such
+	// connection)
+	handSent, handReceived, handFailed, handDropped atomic.Uint64
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -104,6 +151,12 @@ func New(cfg Config) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Nothing on the relay is sent again when lost (a relayed response
+	// or a hand-off is sent once): the kernel's default 208 KiB drops
+	// datagrams when the reader waits for a core under load. The kernel
+	// caps it at net.core.rmem_max / wmem_max.
+	conn.SetReadBuffer(relayBuffer)
+	conn.SetWriteBuffer(relayBuffer)
 	r := &Relay{cfg: cfg, conn: conn, allowed: map[netip.AddrPort]bool{}, seen: map[[6]byte]peer{}, stop: make(chan struct{})}
 	copy(r.mine[:], cfg.Prefix[7:])
 	for _, p := range cfg.Peers {
@@ -111,14 +164,17 @@ func New(cfg Config) (*Relay, error) {
 	}
 	empty := map[[6]byte]netip.AddrPort{}
 	r.peers.Store(&empty)
-	r.bufs.New = func() any { b := make([]byte, 0, 65536+respHdr); return &b }
+	r.bufs.New = func() any { b := make([]byte, 0, 65536+flowHdr); return &b }
+	r.flows.init(cfg.MaxFlows)
 	return r, nil
 }
 
 // Addr is the bound relay address.
 func (r *Relay) Addr() netip.AddrPort { return r.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
 
-// Start starts the hellos and the relay socket's reader.
+// Start starts the hellos and the relay socket's reader. Call it after
+// the transport started: the reader writes hand-offs through SendConn.
+// Forward and the flow methods may be used before.
 func (r *Relay) Start() {
 	r.wg.Add(2)
 	go r.readLoop()
@@ -136,8 +192,12 @@ func (r *Relay) Close() {
 // to that node; false when the branch is not a known peer's (the caller
 // forwards it statelessly). It runs on the receive path and allocates
 // nothing.
+//
+// Responses received over a stream connection are relayed too: a request
+// another node handed to this one for a connection it holds is answered
+// on that connection (flows.go).
 func (r *Relay) Forward(branch, data []byte, src netip.AddrPort, l *transport.Listener, proto transport.Proto) bool {
-	if proto != transport.UDP || len(branch) < prefixLen || string(branch[:7]) != "z9hG4bK" || l == nil {
+	if len(branch) < prefixLen || string(branch[:7]) != "z9hG4bK" || l == nil {
 		return false
 	}
 	key := [6]byte(branch[7:prefixLen])
@@ -149,7 +209,13 @@ func (r *Relay) Forward(branch, data []byte, src netip.AddrPort, l *transport.Li
 		return false
 	}
 	bp := r.bufs.Get().(*[]byte)
-	b := append((*bp)[:0], magicResp...)
+	var b []byte
+	if proto == transport.UDP {
+		b = append((*bp)[:0], magicResp...)
+	} else {
+		b = append((*bp)[:0], magicStream...)
+		b = append(b, byte(proto))
+	}
 	b = appendAddr(b, l.Local)
 	b = appendAddr(b, src)
 	b = append(b, data...)
@@ -179,7 +245,7 @@ func unmap(ap netip.AddrPort) netip.AddrPort {
 
 func (r *Relay) readLoop() {
 	defer r.wg.Done()
-	buf := make([]byte, 65536+respHdr)
+	buf := make([]byte, 65536+flowHdr)
 	var p transport.Packet
 	for {
 		n, src, err := r.conn.ReadFromUDPAddrPort(buf)
@@ -208,7 +274,7 @@ func (r *Relay) readLoop() {
 			if n <= respHdr {
 				continue
 			}
-			l := r.cfg.Listener(readAddr(buf[4:]))
+			l := r.cfg.Listener(transport.UDP, readAddr(buf[4:]))
 			if l == nil {
 				r.refused.Add(1)
 				continue
@@ -216,6 +282,30 @@ func (r *Relay) readLoop() {
 			p = transport.Packet{Data: buf[respHdr:n], Src: readAddr(buf[4+addrLen:]), Listener: l, Proto: transport.UDP}
 			r.received.Add(1)
 			r.cfg.Handle(&p)
+		case magicStream:
+			if n <= streamHdr {
+				continue
+			}
+			proto := transport.Proto(buf[4])
+			var l *transport.Listener
+			if proto.Stream() {
+				l = r.cfg.Listener(proto, readAddr(buf[5:]))
+			}
+			if l == nil {
+				r.refused.Add(1)
+				continue
+			}
+			p = transport.Packet{Data: buf[streamHdr:n], Src: readAddr(buf[5+addrLen:]), Listener: l, Proto: proto}
+			r.received.Add(1)
+			r.cfg.Handle(&p)
+		case magicFlow:
+			if n > flowHdr {
+				r.handOver(src, buf[:n])
+			}
+		case magicFlowGone:
+			if n == flowGoneLen {
+				r.flowGone(src, buf[:n])
+			}
 		}
 	}
 }
@@ -281,10 +371,21 @@ type Stats struct {
 	Peers                      int
 	Relayed, Received, Refused uint64
 	SendErrors                 uint64
+	// Flows are the connections of other nodes known here; FlowsEvicted
+	// those forgotten to make room (MaxFlows).
+	Flows        int
+	FlowsEvicted uint64
+	// Hand-offs of requests over connections: sent to their holder,
+	// received from another node and written here, failed (the holder
+	// reported the connection gone), dropped here (no such connection).
+	HandoffsSent, HandoffsReceived, HandoffsFailed, HandoffsDropped uint64
 }
 
 // Stats returns the counters.
 func (r *Relay) Stats() Stats {
+	flows, evicted := r.flows.stats()
 	return Stats{Peers: len(*r.peers.Load()), Relayed: r.relayed.Load(), Received: r.received.Load(),
-		Refused: r.refused.Load(), SendErrors: r.sendErrs.Load()}
+		Refused: r.refused.Load(), SendErrors: r.sendErrs.Load(), Flows: flows, FlowsEvicted: evicted,
+		HandoffsSent: r.handSent.Load(), HandoffsReceived: r.handReceived.Load(),
+		HandoffsFailed: r.handFailed.Load(), HandoffsDropped: r.handDropped.Load()}
 }

@@ -26,20 +26,22 @@ type got struct {
 	listener *transport.Listener
 }
 
-func newTestRelay(t *testing.T, listen, peer netip.AddrPort, prefix string, l *transport.Listener, out chan got) *Relay {
+// newRelayWith starts a relay with cfg, whose relayed responses go to out
+// and whose listeners are ls.
+func newRelayWith(t *testing.T, cfg Config, out chan got, ls ...*transport.Listener) *Relay {
 	t.Helper()
-	r, err := New(Config{
-		Listen: listen, Peers: []netip.AddrPort{peer}, Prefix: prefix,
-		Handle: func(p *transport.Packet) {
-			out <- got{append([]byte(nil), p.Data...), p.Src, p.Listener}
-		},
-		Listener: func(local netip.AddrPort) *transport.Listener {
-			if local == l.Local {
+	cfg.Handle = func(p *transport.Packet) {
+		out <- got{append([]byte(nil), p.Data...), p.Src, p.Listener}
+	}
+	cfg.Listener = func(proto transport.Proto, local netip.AddrPort) *transport.Listener {
+		for _, l := range ls {
+			if l.Proto == proto && (local == l.Local || !local.IsValid()) {
 				return l
 			}
-			return nil
-		},
-	})
+		}
+		return nil
+	}
+	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,18 +50,20 @@ func newTestRelay(t *testing.T, listen, peer netip.AddrPort, prefix string, l *t
 }
 
 // A response whose branch has the other node's prefix goes to that node
-// with its source and the listener it came in on; our own prefix, an
-// unknown one and TCP stay here; a stranger's packet on the relay port is
-// refused; a peer that stops sending hellos is forgotten.
+// with its source and the listener it came in on (over UDP or TCP); our
+// own prefix and an unknown one stay here; a stranger's packet on the relay port is
+// refused; a peer that stops sending hellos is forgotten, and the flows it
+// held are not used.
 func TestRelay(t *testing.T) {
 	shared := netip.MustParseAddrPort("127.0.0.1:5060")
 	l1 := &transport.Listener{Proto: transport.UDP, Local: shared}
 	l2 := &transport.Listener{Proto: transport.UDP, Local: shared}
 	a1, a2 := freeUDP(t), freeUDP(t)
 	out1, out2 := make(chan got, 4), make(chan got, 4)
-	r1 := newTestRelay(t, a1, a2, "z9hG4bKaaaaaa", l1, out1)
+	t1, t2 := &transport.Listener{Proto: transport.TCP, Local: shared}, &transport.Listener{Proto: transport.TCP, Local: shared}
+	r1 := newRelayWith(t, Config{Listen: a1, Peers: []netip.AddrPort{a2}, Prefix: "z9hG4bKaaaaaa"}, out1, l1, t1)
 	defer r1.Close()
-	r2 := newTestRelay(t, a2, a1, "z9hG4bKbbbbbb", l2, out2)
+	r2 := newRelayWith(t, Config{Listen: a2, Peers: []netip.AddrPort{a1}, Prefix: "z9hG4bKbbbbbb"}, out2, l2, t2)
 	deadline := time.Now().Add(3 * time.Second)
 	for r1.Stats().Peers != 1 || r2.Stats().Peers != 1 {
 		if time.Now().After(deadline) {
@@ -87,10 +91,22 @@ func TestRelay(t *testing.T) {
 			t.Errorf("branch %q relayed", b)
 		}
 	}
-	tcp := *p
-	tcp.Proto = transport.TCP
-	if r1.Forward([]byte("z9hG4bKbbbbbb0123"), tcp.Data, tcp.Src, tcp.Listener, tcp.Proto) {
-		t.Error("a response over TCP relayed")
+	// A response received over a connection (to a request the peer
+	// handed over, flows.go) goes to the peer as one over TCP.
+	if !r1.Forward([]byte("z9hG4bKbbbbbb0123"), resp, src, t1, transport.TCP) {
+		t.Fatal("a response over TCP was not relayed")
+	}
+	select {
+	case g := <-out2:
+		if !bytes.Equal(g.data, resp) || g.src != src || g.listener != t2 {
+			t.Fatalf("relayed from TCP: %q from %v on %p, want the response from %v on %p", g.data, g.src, g.listener, src, t2)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the TCP response did not arrive at the peer")
+	}
+	f := r1.RemoteFlow([6]byte([]byte("bbbbbb")), 5, transport.TCP, shared)
+	if l, relay, _, _, ok := r1.RemoteFlowInfo(f); !ok || l != t1 || relay != a2 {
+		t.Fatalf("a flow of the peer: %v %v %v, want usable through %p and %v", l, relay, ok, t1, a2)
 	}
 	if !raceEnabled {
 		if n := testing.AllocsPerRun(100, func() { r1.Forward([]byte("z9hG4bKbbbbbb0123"), p.Data, p.Src, p.Listener, p.Proto) }); n != 0 {
@@ -137,5 +153,12 @@ func TestRelay(t *testing.T) {
 	}
 	if r1.Forward([]byte("z9hG4bKbbbbbb0123"), p.Data, p.Src, p.Listener, p.Proto) {
 		t.Fatal("relayed to a forgotten peer")
+	}
+	// Its flows are failed flows: nothing is handed to it.
+	if _, _, _, _, ok := r1.RemoteFlowInfo(f); ok {
+		t.Fatal("a flow of a forgotten peer is usable")
+	}
+	if err := r1.SendRemoteFlow(f, []byte("BYE sip:x SIP/2.0\r\n\r\n"), transport.Tag{1, 1}); err != ErrFlowGone {
+		t.Fatalf("hand-off to a forgotten peer: %v, want ErrFlowGone", err)
 	}
 }
