@@ -181,7 +181,7 @@ var Pages = []*Page{
 			selectOf("proto", "Protocol", "", "any", "udp", "tcp", "tls"),
 			text("pattern", "Pattern", ""), text("info", "Note", ""),
 		}}},
-		RowForms: []Form{{ID: "del", Cmd: "permissions.del", Submit: "Delete", Confirm: "Delete this entry?", Fields: []Field{hidden("id", "id")}}},
+		RowForms: []Form{{ID: "del", Cmd: "permissions.del", Submit: "Delete", Confirm: "Delete this entry?", Fields: []Field{hiddenNumber("id", "id")}}},
 	},
 	{
 		Slug: "bans", Title: "Bans",
