@@ -101,6 +101,15 @@ func fraudFields(first ...Field) []Field {
 	return f
 }
 
+// blank drops the placeholders after the first field: in a form that
+// changes only the fields filled in, a placeholder would read as a value.
+func blank(fs []Field) []Field {
+	for i := 1; i < len(fs); i++ {
+		fs[i].Placeholder = ""
+	}
+	return fs
+}
+
 // Pages are the panel's pages after the dashboard, in menu order.
 var Pages = []*Page{
 	{
@@ -208,7 +217,8 @@ var Pages = []*Page{
 		Filters: []Field{integer("profile", "Profile", "1")},
 		Forms: []Form{
 			{ID: "add", Title: "Add a rule", Cmd: "fraud.rules.add", Submit: "Add", Fields: fraudFields(req(integer("profile", "Profile", "1")))},
-			{ID: "set", Title: "Change a rule (the fields filled in)", Cmd: "fraud.rules.set", Submit: "Change", Fields: fraudFields(req(integer("id", "Rule ID", "3")), integer("profile", "Profile", "1"))},
+			{ID: "set", Title: "Change a rule (the fields filled in; the others stay)", Cmd: "fraud.rules.set", Submit: "Change",
+				Fields: blank(fraudFields(req(integer("id", "Rule ID", "3")), integer("profile", "Profile", "")))},
 			{ID: "reload", Title: "Load the rules from the store now", Cmd: "fraud.rules.reload", Submit: "Reload"},
 		},
 		RowForms: []Form{{ID: "del", Cmd: "fraud.rules.del", Submit: "Delete", Confirm: "Delete this rule?", Fields: []Field{hidden("id", "id")}}},
