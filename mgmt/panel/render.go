@@ -158,7 +158,7 @@ func toTable(res any, scalar string, only []string) (table, error) {
 // (uac.credentials.list says which kind is stored, not the value), and
 // this holds the line if one ever returned one. Page, form and screen
 // share a browser history and over-the-shoulder views that a CLI does not.
-var secretKeys = map[string]bool{"password": true, "ha1": true, "ha1_sha256": true, "ha1b": true, "secret_value": true}
+var secretKeys = map[string]bool{"password": true, "ha1": true, "ha1_sha256": true, "ha1b": true}
 
 // withoutSecrets drops secretKeys from the objects in v, at any depth.
 func withoutSecrets(v any) any {
