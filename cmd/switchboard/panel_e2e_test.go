@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	uipanel "switchboard/mgmt/panel"
 )
 
 // The panel's end-to-end test drives the real binary's /ui in Debian's
@@ -121,10 +124,29 @@ func (b *panelBrowser) submit(formID string, fields map[string]string) string {
 	for k, v := range fields {
 		acts = append(acts, chromedp.SetValue(chromedp.CSS("#"+formID+"-"+k), v))
 	}
-	acts = append(acts,
+	acts = append(acts, clearFlash(),
 		chromedp.Click(chromedp.CSS(`form[aria-labelledby="form-`+formID+`"] button[type="submit"]`)),
 		chromedp.WaitVisible(chromedp.CSS(".flash")))
 	b.run("submit "+formID, acts...)
+	return b.text(".flash")
+}
+
+// clearFlash removes the message the page shows already, so that
+// waiting for .flash waits for the next page's.
+func clearFlash() chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool](`document.querySelectorAll(".flash").forEach(e => e.remove()); true`)(ctx, t)
+		return err
+	})
+}
+
+// press clicks the button of a row form and returns the message shown
+// after it.
+func (b *panelBrowser) press(action string) string {
+	b.t.Helper()
+	b.run("press "+action, clearFlash(),
+		chromedp.Click(chromedp.CSS(`td.actions form[action="`+action+`"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(".flash")))
 	return b.text(".flash")
 }
 
@@ -160,8 +182,10 @@ func screenshotDir(t *testing.T) string {
 
 // TestE2EPanelBrowser: an operator logs in to /ui in Chromium, adds a
 // subscriber, sees the phone sipp registers for it, drops it, adds a
-// gateway and a rule, watches the dashboard counters move while sipp
-// sends; a page on another origin cannot post a form to the panel; a
+// gateway and a rule, an alias (then in use), a group membership, a fraud
+// rule, a trunk credential and a carrier registration (whose passwords no
+// page shows), a real rtpengine that they disable and enable from its row,
+// watches the dashboard counters move while sipp sends; a page on another origin cannot post a form to the panel; a
 // read-only user cannot change anything; wrong passwords lock the login.
 func TestE2EPanelBrowser(t *testing.T) {
 	needSipp(t)
@@ -237,6 +261,77 @@ func TestE2EPanelBrowser(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// An alias (a DID) added in the panel is listed and in use at once.
+	b.open("/ui/aliases")
+	if msg := b.submit("add", map[string]string{"alias": "+33123456789@localhost", "target": "alice@localhost"}); !strings.Contains(msg, `"alias":"+33123456789@localhost"`) {
+		t.Fatalf("add alias: %q", msg)
+	}
+	if got := b.text("table"); !strings.Contains(got, "+33123456789@localhost") || !strings.Contains(got, "alice@localhost") {
+		t.Fatalf("aliases page without the alias:\n%s", got)
+	}
+	var found struct {
+		Found  bool   `json:"found"`
+		Target string `json:"target"`
+	}
+	if json.Unmarshal(mgmtCall(t, srv, "aliases.lookup", `{"alias":"+33123456789@localhost"}`), &found); !found.Found || found.Target != "alice@localhost" {
+		t.Fatalf("aliases.lookup after the panel's add: %+v", found)
+	}
+	b.shot("aliases")
+
+	// The other tables of the modules, one row each through the panel.
+	b.open("/ui/groups")
+	if msg := b.submit("add", map[string]string{"user": "alice@localhost", "group": "pstn"}); !strings.Contains(msg, `"group":"pstn"`) {
+		t.Fatalf("add group member: %q", msg)
+	}
+	b.shot("groups")
+	b.open("/ui/fraud")
+	if msg := b.submit("add", map[string]string{"profile": "1", "prefix": "0900", "cpm_warning": "5", "cpm_critical": "10", "days": "Mon-Fri"}); !strings.Contains(msg, `"prefix":"0900"`) {
+		t.Fatalf("add fraud rule: %q", msg)
+	}
+	b.shot("fraud")
+	// Secrets typed into the panel never come back in a page.
+	b.open("/ui/trunks")
+	if msg := b.submit("add", map[string]string{"realm": "carrier.example", "gateway": "127.0.0.5", "username": "trunk1", "password": "trunk-secret-e2e"}); !strings.Contains(msg, `"secret":"password"`) {
+		t.Fatalf("add trunk credential: %q", msg)
+	}
+	b.shot("trunks")
+	b.open("/ui/uac-registrations")
+	if msg := b.submit("add", map[string]string{"aor": "sip:+4930123@carrier.example", "registrar": "127.0.0.1:" + strconv.Itoa(freeSIPPort(t)), "password": "reg-secret-e2e", "expires": "600"}); !strings.Contains(msg, `"aor":"sip:+4930123@carrier.example"`) {
+		t.Fatalf("add registration: %q", msg)
+	}
+	b.shot("uac-registrations")
+	for _, p := range []string{"/ui/trunks", "/ui/uac-registrations"} {
+		b.open(p)
+		if html := get(b, "page html", chromedp.OuterHTML(chromedp.CSS("html"))); strings.Contains(html, "secret-e2e") || !strings.Contains(html, "trunk1") && p == "/ui/trunks" {
+			t.Fatalf("%s shows a secret or not the row:\n%s", p, html)
+		}
+	}
+
+	// A real rtpengine added to the table in the panel, taken out of
+	// service from its row and put back.
+	rtp := startRtpengine(t)
+	rtpSock := "udp:127.0.0.1:" + strconv.Itoa(rtp.ng)
+	b.open("/ui/rtpengine")
+	if msg := b.submit("add", map[string]string{"socket": rtpSock, "set": "0", "weight": "2", "description": "media 1"}); !strings.Contains(msg, `"url":"`+rtpSock+`"`) {
+		t.Fatalf("add rtpengine: %q", msg)
+	}
+	if msg := b.press("/ui/rtpengine/disable"); !strings.Contains(msg, `"state":"disabled"`) || !strings.Contains(b.text("table"), "disabled") || b.confirms.Load() != 2 {
+		t.Fatalf("rtpengine after Disable (confirmations %d): %q\n%s", b.confirms.Load(), msg, b.text("table"))
+	}
+	if msg := b.press("/ui/rtpengine/enable"); strings.HasPrefix(msg, "rtpengine.enable") == false {
+		t.Fatalf("rtpengine Enable: %q", msg)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		b.open("/ui/rtpengine")
+		if got := b.text("table"); strings.Contains(got, "up") && !strings.Contains(got, "disabled") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rtpengine not back in service after Enable:\n%s", b.text("table"))
+		}
+	}
+	b.shot("rtpengine")
+
 	// The dashboard's counters move while sipp sends.
 	b.open("/ui/")
 	before := b.numberIn("#total-requests")
@@ -262,7 +357,7 @@ func TestE2EPanelBrowser(t *testing.T) {
 	b.shot("dashboard")
 
 	// Every page renders; one screenshot each, and one at phone width.
-	for _, p := range []string{"domains", "permissions", "bans", "locks", "dialplan", "carriers", "dispatcher", "dialogs", "cdrs"} {
+	for _, p := range []string{"domains", "permissions", "bans", "locks", "fraud-events", "dialplan", "carriers", "dispatcher", "dialogs", "cdrs"} {
 		b.open("/ui/" + p)
 		b.shot(p)
 	}
@@ -306,6 +401,16 @@ func TestE2EPanelBrowser(t *testing.T) {
 		t.Fatal("a read-only user added a domain")
 	}
 	b.shot("read-only")
+	// A read-only command's form is there for a read-only user: the
+	// alias look-up, not the add.
+	b.open("/ui/aliases")
+	if n := get(b, "read-only alias forms", chromedp.Evaluate[int](`document.querySelectorAll('form[action="/ui/aliases/add"], form[action="/ui/aliases/del"]').length`)); n != 0 {
+		t.Fatalf("read-only user: %d alias add/delete forms", n)
+	}
+	if msg := b.submit("lookup", map[string]string{"alias": "+33123456789@localhost"}); !strings.Contains(msg, `"target":"alice@localhost"`) {
+		t.Fatalf("alias look-up as read-only user: %q", msg)
+	}
+	b.shot("read-only-aliases")
 	b.logout()
 
 	// Wrong passwords lock the account, then even the right one is
@@ -400,5 +505,42 @@ func TestE2EPanelEndCall(t *testing.T) {
 	case <-done: // the caller's scenario did not expect the BYE: its result does not matter
 	case <-time.After(30 * time.Second):
 		t.Fatal("sipp caller still running")
+	}
+}
+
+// TestE2EPanelCommands: every page's list command and every form's
+// command is a command of the real binary, and each list is read-only
+// (the API takes it as GET, as the panel runs it on a page view).
+func TestE2EPanelCommands(t *testing.T) {
+	srv := startServer(t, "")
+	get := func(path string) (int, []byte) {
+		req, _ := http.NewRequest("GET", "http://"+srv.Mgmt+path, nil)
+		req.Header.Set("Authorization", "Bearer "+srv.token())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	code, body := get("/api/v1")
+	var list struct {
+		Result map[string]string `json:"result"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil || code != 200 || len(list.Result) < 50 {
+		t.Fatalf("the command list: %d %v %.200s", code, err, body)
+	}
+	for _, pg := range uipanel.Pages {
+		if _, ok := list.Result[pg.List]; !ok {
+			t.Errorf("page %s: no command %s", pg.Slug, pg.List)
+		} else if code, body := get("/api/v1/" + pg.List); code == http.StatusMethodNotAllowed {
+			t.Errorf("page %s: %s is not read-only: %s", pg.Slug, pg.List, body)
+		}
+		for _, f := range append(append([]uipanel.Form{}, pg.Forms...), pg.RowForms...) {
+			if _, ok := list.Result[f.Cmd]; !ok {
+				t.Errorf("page %s, form %s: no command %s", pg.Slug, f.ID, f.Cmd)
+			}
+		}
 	}
 }

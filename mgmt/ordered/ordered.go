@@ -80,3 +80,25 @@ func decodeValue(dec *json.Decoder) (any, error) {
 	}
 	return tok, nil
 }
+
+// MarshalJSON writes the object with its keys in document order, so that
+// a decoded value re-encodes as the server wrote it (the panel shows a
+// command's answer this way after removing fields it never shows).
+func (o *Object) MarshalJSON() ([]byte, error) {
+	b := []byte{'{'}
+	for i, k := range o.Keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		kb, err := json.Marshal(k)
+		if err != nil {
+			return nil, err
+		}
+		vb, err := json.Marshal(o.Vals[k])
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(append(b, kb...), ':'), vb...)
+	}
+	return append(b, '}'), nil
+}

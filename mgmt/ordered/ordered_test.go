@@ -31,3 +31,23 @@ func TestDecodeKeepsKeyOrder(t *testing.T) {
 		}
 	}
 }
+
+// An object re-encodes with its keys in document order, nested ones too,
+// numbers as they were written.
+func TestMarshalKeepsKeyOrder(t *testing.T) {
+	in := `{"z":1,"a":[{"y":true,"b":null}],"m":"s\"<","n":12345678901234567890}`
+	v, err := Decode([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"z":1,"a":[{"y":true,"b":null}],"m":"s\"\u003c","n":12345678901234567890}`; string(out) != want {
+		t.Fatalf("re-encoded %s, want %s", out, want)
+	}
+	if out, _ := json.Marshal(&Object{Vals: map[string]any{}}); string(out) != "{}" {
+		t.Fatalf("empty object: %s", out)
+	}
+}

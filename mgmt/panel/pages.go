@@ -8,7 +8,9 @@ package panel
 type Page struct {
 	Slug, Title string
 	Intro       string
-	// List is the read-only command whose result is the table; Filters
+	// List is the read-only command whose result is the table (a page
+	// view is a GET: the panel refuses to run a List that changes
+	// anything); Filters
 	// are its arguments, read from the query string (one command per
 	// page view). Search filters the rows by a substring in any cell.
 	List    string
@@ -29,13 +31,19 @@ type Page struct {
 	CSV bool
 }
 
-// Form runs one management command with the fields as its arguments.
+// Form runs one management command with the fields as its arguments. A
+// user sees the forms whose command their role may run: a read-only user
+// the read-only ones (look-ups, a caller's counters), an admin all.
 type Form struct {
 	ID, Title, Cmd string
 	Submit         string
 	Fields         []Field
 	// Confirm asks before sending (deletions).
 	Confirm string
+	// If shows a row form only on the rows whose cell If has a value:
+	// rtpengine's "Delete" on the table's rows, not on the instances of
+	// the configuration file.
+	If string
 }
 
 // Field is one argument of a command. Kind is text, password, int,
@@ -50,6 +58,10 @@ type Field struct {
 	From string
 	// Value is what a const field always sends.
 	Value string
+	// Number sends a hidden field's cell as a JSON number, for commands
+	// that take the row's id or set as one (uac.credentials.del,
+	// rtpengine.disable).
+	Number bool
 }
 
 // RowLink is a link from a row: Href + url-escaped cell From.
@@ -67,8 +79,35 @@ func integer(name, label, placeholder string) Field {
 func hidden(name, from string) Field {
 	return Field{Name: name, Kind: "hidden", From: from, Required: true}
 }
+func hiddenNumber(name, from string) Field {
+	f := hidden(name, from)
+	f.Number = true
+	return f
+}
 func selectOf(name, label string, options ...string) Field {
 	return Field{Name: name, Label: label, Kind: "select", Options: options}
+}
+
+// fraudFields are the fields of a fraud rule after first (its key).
+func fraudFields(first ...Field) []Field {
+	f := append(first, text("prefix", "Prefix", "0900"),
+		text("start_hour", "From", "00:00"), text("end_hour", "Until", "23:59"), text("days", "Days", "Mon-Fri"))
+	for _, c := range []struct{ name, label string }{
+		{"cpm", "Calls per minute"}, {"total_calls", "Calls per day"},
+		{"concurrent_calls", "Calls at once"}, {"sequential_calls", "Calls in a row to one number"},
+	} {
+		f = append(f, integer(c.name+"_warning", c.label+": warning", "0"), integer(c.name+"_critical", c.label+": critical", "0"))
+	}
+	return f
+}
+
+// blank drops the placeholders after the first field: in a form that
+// changes only the fields filled in, a placeholder would read as a value.
+func blank(fs []Field) []Field {
+	for i := 1; i < len(fs); i++ {
+		fs[i].Placeholder = ""
+	}
+	return fs
 }
 
 // Pages are the panel's pages after the dashboard, in menu order.
@@ -107,6 +146,40 @@ var Pages = []*Page{
 		RowForms: []Form{{ID: "drop", Cmd: "registrations.delete", Submit: "Drop", Confirm: "Drop this registration?", Fields: []Field{hidden("aor", "aor"), hidden("contact", "contact")}}},
 	},
 	{
+		Slug: "aliases", Title: "Aliases",
+		Intro: "Aliases (DIDs) that reach a subscriber: a call to the alias goes to the subscriber (aliases.*; OpenSIPS alias_db). Changes are in use when the form returns.",
+		List:  "aliases.list", Search: true,
+		Filters: []Field{text("domain", "Domain", "example.com")},
+		Forms: []Form{
+			{ID: "add", Title: "Add an alias", Cmd: "aliases.add", Submit: "Add", Fields: []Field{
+				req(text("alias", "Alias (number@domain)", "+33123456789@example.com")),
+				req(text("target", "Subscriber (user@domain)", "alice@example.com")),
+			}},
+			{ID: "lookup", Title: "Look up an alias in use", Cmd: "aliases.lookup", Submit: "Look up", Fields: []Field{
+				req(text("alias", "Alias (number@domain)", "+33123456789@example.com")),
+			}},
+			{ID: "reload", Title: "Load the table from the store now", Cmd: "aliases.reload", Submit: "Reload"},
+		},
+		RowForms: []Form{{ID: "del", Cmd: "aliases.del", Submit: "Delete", Confirm: "Delete this alias?", Fields: []Field{hidden("alias", "alias")}}},
+		RowLinks: []RowLink{{Label: "Registrations", Href: "/ui/registrations?aor=", From: "target"}},
+	},
+	{
+		Slug: "groups", Title: "Groups",
+		Intro: "Subscribers' group memberships, which routes check with is_user_in (groups.*; OpenSIPS group). Changes are in use when the form returns.",
+		List:  "groups.list", Search: true,
+		Filters: []Field{text("group", "Group", "pstn")},
+		Forms: []Form{
+			{ID: "add", Title: "Put a subscriber in a group", Cmd: "groups.add", Submit: "Add", Fields: []Field{
+				req(text("user", "Subscriber (user@domain)", "alice@example.com")), req(text("group", "Group", "pstn")),
+			}},
+			{ID: "check", Title: "Check a membership in use", Cmd: "groups.check", Submit: "Check", Fields: []Field{
+				req(text("user", "Subscriber (user@domain)", "alice@example.com")), req(text("group", "Group", "pstn")),
+			}},
+			{ID: "reload", Title: "Load the table from the store now", Cmd: "groups.reload", Submit: "Reload"},
+		},
+		RowForms: []Form{{ID: "del", Cmd: "groups.del", Submit: "Remove", Confirm: "Take this subscriber out of the group?", Fields: []Field{hidden("user", "user"), hidden("group", "group")}}},
+	},
+	{
 		Slug: "permissions", Title: "Address ACLs",
 		Intro: "The address table of the permissions module (permissions.*): group 1 are the trusted gateways.",
 		List:  "permissions.list", Search: true,
@@ -117,7 +190,7 @@ var Pages = []*Page{
 			selectOf("proto", "Protocol", "", "any", "udp", "tcp", "tls"),
 			text("pattern", "Pattern", ""), text("info", "Note", ""),
 		}}},
-		RowForms: []Form{{ID: "del", Cmd: "permissions.del", Submit: "Delete", Confirm: "Delete this entry?", Fields: []Field{hidden("id", "id")}}},
+		RowForms: []Form{{ID: "del", Cmd: "permissions.del", Submit: "Delete", Confirm: "Delete this entry?", Fields: []Field{hiddenNumber("id", "id")}}},
 	},
 	{
 		Slug: "bans", Title: "Bans",
@@ -136,6 +209,33 @@ var Pages = []*Page{
 			req(text("user", "Subscriber (user@domain)", "alice@example.com")), text("duration", "Duration", "1h"),
 		}}},
 		RowForms: []Form{{ID: "unlock", Cmd: "authban.unlock", Submit: "Unlock", Fields: []Field{hidden("user", "account")}}},
+	},
+	{
+		Slug: "fraud", Title: "Fraud rules",
+		Intro: "Thresholds per profile and number prefix: calls per minute, per day, in progress and in a row to one number (fraud.rules.*; OpenSIPS fraud_detection). A threshold of 0 is off.",
+		List:  "fraud.rules", Search: true,
+		Filters: []Field{integer("profile", "Profile", "1")},
+		Forms: []Form{
+			{ID: "add", Title: "Add a rule", Cmd: "fraud.rules.add", Submit: "Add", Fields: fraudFields(req(integer("profile", "Profile", "1")))},
+			{ID: "set", Title: "Change a rule (the fields filled in; the others stay)", Cmd: "fraud.rules.set", Submit: "Change",
+				Fields: blank(fraudFields(req(integer("id", "Rule ID", "3")), integer("profile", "Profile", "")))},
+			{ID: "reload", Title: "Load the rules from the store now", Cmd: "fraud.rules.reload", Submit: "Reload"},
+		},
+		RowForms: []Form{{ID: "del", Cmd: "fraud.rules.del", Submit: "Delete", Confirm: "Delete this rule?", Fields: []Field{hidden("id", "id")}}},
+	},
+	{
+		Slug: "fraud-events", Title: "Fraud events",
+		Intro: "Recent calls that reached a fraud threshold, newest first (fraud.events). Resetting a caller clears their counters and lifts a block at once.",
+		List:  "fraud.events", Search: true,
+		Filters: []Field{selectOf("level", "Level", "", "warning", "critical"), text("user", "Caller (user@domain)", "alice@example.com")},
+		Forms: []Form{
+			{ID: "stats", Title: "A caller's counters", Cmd: "fraud.stats", Submit: "Show", Fields: []Field{req(text("user", "Caller (user@domain)", "alice@example.com"))}},
+			{ID: "reset", Title: "Reset a caller's counters", Cmd: "fraud.reset", Submit: "Reset", Confirm: "Clear this caller's counters?", Fields: []Field{req(text("user", "Caller (user@domain)", "alice@example.com"))}},
+		},
+		RowForms: []Form{
+			{ID: "rowstats", Cmd: "fraud.stats", Submit: "Counters", Fields: []Field{hidden("user", "user")}},
+			{ID: "rowreset", Cmd: "fraud.reset", Submit: "Reset caller", Confirm: "Clear this caller's counters?", Fields: []Field{hidden("user", "user")}},
+		},
 	},
 	{
 		Slug: "dialplan", Title: "Dialplan",
@@ -204,6 +304,54 @@ var Pages = []*Page{
 			{ID: "inactive", Cmd: "dispatcher.set_state", Submit: "Set inactive", Fields: []Field{hidden("set", "set"), hidden("destination", "destination"), {Name: "state", Kind: "const", Value: "inactive"}}},
 			{ID: "active", Cmd: "dispatcher.set_state", Submit: "Set active", Fields: []Field{hidden("set", "set"), hidden("destination", "destination"), {Name: "state", Kind: "const", Value: "active"}}},
 			{ID: "del", Cmd: "dispatcher.del", Submit: "Delete", Confirm: "Delete this destination?", Fields: []Field{hidden("id", "id")}},
+		},
+	},
+	{
+		Slug: "trunks", Title: "Trunk credentials",
+		Intro: "Credentials the proxy answers a carrier's challenge with, by realm, gateway or both (uac.credentials.*; OpenSIPS uac_auth). Secrets are never shown, only which kind is stored.",
+		List:  "uac.credentials.list", Search: true,
+		Forms: []Form{
+			{ID: "add", Title: "Add a credential", Cmd: "uac.credentials.add", Submit: "Add", Fields: []Field{
+				text("realm", "Realm", "carrier.example"), text("gateway", "Gateway", "192.0.2.10:5060"),
+				req(text("username", "Username", "trunk1")),
+				{Name: "password", Label: "Password", Kind: "password"},
+				{Name: "ha1", Label: "or HA1 (MD5, needs a realm)", Kind: "password"},
+				{Name: "ha1_sha256", Label: "HA1 SHA-256", Kind: "password"},
+			}},
+			{ID: "reload", Title: "Load credentials and registrations from the store now", Cmd: "uac.reload", Submit: "Reload"},
+		},
+		RowForms: []Form{{ID: "del", Cmd: "uac.credentials.del", Submit: "Delete", Confirm: "Delete this credential?", Fields: []Field{hiddenNumber("id", "id")}}},
+	},
+	{
+		Slug: "uac-registrations", Title: "Carrier registrations",
+		Intro: "Registrations of the proxy to carriers, with their state now: registered until when, or failed and the next attempt (uac.registrations; OpenSIPS uac_registrant). Passwords are never shown.",
+		List:  "uac.registrations", Search: true,
+		Forms: []Form{
+			{ID: "add", Title: "Register to a carrier", Cmd: "uac.registrations.add", Submit: "Add", Fields: []Field{
+				req(text("aor", "Address of record", "sip:+4930123@carrier.example")), req(text("registrar", "Registrar", "carrier.example")),
+				text("proxy", "Outbound proxy", "192.0.2.10:5060"), text("username", "Username (default: the AOR's user)", ""),
+				{Name: "password", Label: "Password", Kind: "password"}, integer("expires", "Expires (s)", "3600"),
+				text("contact", "Contact", ""),
+			}},
+			{ID: "reload", Title: "Load credentials and registrations from the store now", Cmd: "uac.reload", Submit: "Reload"},
+		},
+		RowForms: []Form{{ID: "del", Cmd: "uac.registrations.del", Submit: "Stop", Confirm: "Unregister and delete this registration?", Fields: []Field{hiddenNumber("id", "id")}}},
+	},
+	{
+		Slug: "rtpengine", Title: "Media relays",
+		Intro: "rtpengine instances by set, from the configuration and the rtpengine table, with their state and sessions (rtpengine.*; OpenSIPS rtpengine_show). Disable takes one out of service until enabled.",
+		List:  "rtpengine.list", Search: true,
+		Forms: []Form{
+			{ID: "add", Title: "Add an instance to the table", Cmd: "rtpengine.add", Submit: "Add", Fields: []Field{
+				req(text("socket", "Control socket", "udp:192.0.2.20:2223")), integer("set", "Set", "0"), integer("weight", "Weight (1-1000)", "1"),
+				{Name: "disabled", Label: "Disabled until enabled", Kind: "bool"}, text("description", "Description", ""),
+			}},
+			{ID: "reload", Title: "Read the table now", Cmd: "rtpengine.reload", Submit: "Reload"},
+		},
+		RowForms: []Form{
+			{ID: "disable", Cmd: "rtpengine.disable", Submit: "Disable", Confirm: "Take this instance out of service?", Fields: []Field{hidden("instance", "url"), hiddenNumber("set", "set")}},
+			{ID: "enable", Cmd: "rtpengine.enable", Submit: "Enable", Fields: []Field{hidden("instance", "url"), hiddenNumber("set", "set")}},
+			{ID: "del", Cmd: "rtpengine.del", Submit: "Delete", Confirm: "Delete this instance from the table?", If: "id", Fields: []Field{hiddenNumber("id", "id")}},
 		},
 	},
 	{

@@ -1,8 +1,9 @@
 // Package panel is the operator's web panel, served by the management
 // listener under /ui (mgmt.Server.Mount): a dashboard from the metrics
 // and a page for each table the management commands manage (subscribers,
-// domains, registrations, address ACLs, bans, dialplan, dynamic routing,
-// dispatcher, dialogs, CDRs).
+// domains, registrations, aliases, groups, address ACLs, bans, fraud rules
+// and events, dialplan, dynamic routing, dispatcher, trunk credentials and
+// carrier registrations, rtpengine instances, dialogs, CDRs).
 //
 // Every page and every form runs management commands in process through
 // the same registry the JSON API and `switchboard ctl` use (Commands is

@@ -49,21 +49,9 @@ func (g *rig) advance(d time.Duration) {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ctx := context.Background()
-	if err := st.AddPanelUser(ctx, "admin", "admin password 1", store.RoleAdmin); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AddPanelUser(ctx, "viewer", "viewer password 1", store.RoleReadOnly); err != nil {
-		t.Fatal(err)
-	}
-	g := &rig{t: t, st: st, now: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	g.srv = mgmt.New(mgmt.Config{Listen: "127.0.0.1:0", Token: "0123456789abcdef0123", Logger: log})
+	srv := mgmt.New(mgmt.Config{Listen: "127.0.0.1:0", Token: "0123456789abcdef0123", Logger: log})
+	g := panelOn(t, srv)
 	var domains []string
 	var dmu sync.Mutex
 	g.srv.Register("domains.list", mgmt.Command{ReadOnly: true, Run: func(context.Context, json.RawMessage) (any, error) {
@@ -87,6 +75,27 @@ func newRig(t *testing.T) *rig {
 		dmu.Unlock()
 		return "added " + a.Domain, nil
 	}})
+	return g
+}
+
+// panelOn mounts the panel on srv (not started: panelOn starts it), its
+// users in a SQLite store of their own: admin and viewer (read-only).
+func panelOn(t *testing.T, srv *mgmt.Server) *rig {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	if err := st.AddPanelUser(ctx, "admin", "admin password 1", store.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddPanelUser(ctx, "viewer", "viewer password 1", store.RoleReadOnly); err != nil {
+		t.Fatal(err)
+	}
+	g := &rig{t: t, st: st, srv: srv, now: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	g.panel, err = New(Config{Commands: g.srv, Users: st, Metrics: g.srv.Metrics(), Logger: log,
 		LockoutFailures: 3, LockoutTime: 10 * time.Minute, Now: g.clock})
 	if err != nil {

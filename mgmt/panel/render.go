@@ -15,6 +15,7 @@ import (
 
 	"switchboard/mgmt"
 	"switchboard/mgmt/ordered"
+	"switchboard/store"
 )
 
 func (p *Panel) parseTemplates() error {
@@ -94,6 +95,7 @@ func toTable(res any, scalar string, only []string) (table, error) {
 	if err != nil {
 		return table{}, err
 	}
+	v = withoutSecrets(v)
 	if o, ok := v.(*ordered.Object); ok {
 		// {"sets": [...]} or the like: the first list inside.
 		for _, k := range o.Keys {
@@ -151,6 +153,35 @@ func toTable(res any, scalar string, only []string) (table, error) {
 	return t, nil
 }
 
+// secretKeys are fields the panel never shows, in a table or after a
+// form, whatever a command returns: the commands leave secrets out
+// (uac.credentials.list says which kind is stored, not the value), and
+// this holds the line if one ever returned one. Page, form and screen
+// share a browser history and over-the-shoulder views that a CLI does not.
+var secretKeys = map[string]bool{"password": true, "ha1": true, "ha1_sha256": true, "ha1b": true}
+
+// withoutSecrets drops secretKeys from the objects in v, at any depth.
+func withoutSecrets(v any) any {
+	switch x := v.(type) {
+	case *ordered.Object:
+		keys := x.Keys[:0:0]
+		for _, k := range x.Keys {
+			if secretKeys[strings.ToLower(k)] {
+				delete(x.Vals, k)
+				continue
+			}
+			keys = append(keys, k)
+			x.Vals[k] = withoutSecrets(x.Vals[k])
+		}
+		x.Keys = keys
+	case []any:
+		for i := range x {
+			x[i] = withoutSecrets(x[i])
+		}
+	}
+	return v
+}
+
 func cell(v any) string {
 	switch x := v.(type) {
 	case nil:
@@ -197,14 +228,14 @@ func fieldArgs(fields []Field, vals url.Values) (map[string]any, error) {
 			// the fields marked required).
 			continue
 		}
-		switch f.Kind {
-		case "int":
+		switch {
+		case f.Kind == "int", f.Number:
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %q is not a whole number", label, v)
 			}
 			args[f.Name] = n
-		case "bool":
+		case f.Kind == "bool":
 			args[f.Name] = v == "on" || v == "true" || v == "1"
 		default:
 			args[f.Name] = v
@@ -246,10 +277,38 @@ func (p *Panel) page(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	data["Table"] = t
 	data["Enabled"] = !errors.Is(err, errNotEnabled)
+	// The forms this user's role may run; those left out are why the
+	// page says the role is read-only.
+	forms, fewer := p.usable(s, pg.Forms)
+	rowForms, fewerRow := p.usable(s, pg.RowForms)
+	data["Forms"], data["RowForms"], data["FormsHidden"] = forms, rowForms, fewer || fewerRow
 	p.render(w, "page", data)
 }
 
+// usable keeps the forms s's role may run (call checks again when one is
+// sent) and says whether the role left any out. A form whose command
+// the server does not have is left out too.
+func (p *Panel) usable(s *session, forms []Form) (out []Form, refused bool) {
+	admin := p.roleOf(s) == store.RoleAdmin
+	for _, f := range forms {
+		ro, ok := p.cfg.Commands.Lookup(f.Cmd)
+		switch {
+		case ok && (ro || admin):
+			out = append(out, f)
+		case ok:
+			refused = true
+		}
+	}
+	return out, refused
+}
+
 func (p *Panel) listTable(r *http.Request, s *session, pg *Page, q url.Values) (table, error) {
+	// A page view is a GET, which carries no CSRF token and which a link
+	// on another site can make the browser send: it runs only a
+	// command registered as read-only, for every role.
+	if ro, ok := p.cfg.Commands.Lookup(pg.List); ok && !ro {
+		return table{}, fmt.Errorf("the page's list command %s changes state and is not run on a page view", pg.List)
+	}
 	args, err := fieldArgs(pg.Filters, q)
 	if err != nil {
 		return table{}, err
@@ -347,6 +406,9 @@ func summary(f *Form, res any) string {
 		return f.Cmd + ": done"
 	}
 	b, _ := json.Marshal(res)
+	if v, err := ordered.Decode(b); err == nil {
+		b, _ = json.Marshal(withoutSecrets(v))
+	}
 	if len(b) > 300 {
 		b = append(b[:300], "..."...)
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"text/tabwriter"
 
@@ -80,31 +81,43 @@ func cliAdd(ctx context.Context, env modules.CLIEnv, args []string, out io.Write
 		return usageErr("add takes one socket (udp:IP:port)")
 	}
 	r.Socket = pos[0]
-	if err := store.CheckRTPEngine(&r); err != nil {
-		return err
-	}
-	// The server would skip the row: refuse it here, where the operator
-	// sees why.
-	addr, _, _ := store.ParseRTPEngineSocket(r.Socket)
-	if env.OutboundAllowed != nil && !env.OutboundAllowed(addr.Addr()) {
-		return fmt.Errorf("rtpengine %s: %s is outside outbound.allow: the server sends nowhere else", r.Socket, addr.Addr())
-	}
+	var bind netip.Addr
+	var conf []confInstance
 	if s, ok := env.Settings.(*Settings); ok {
-		if bind, _ := s.bindAddr(); bind.IsValid() && bind.Is4() != addr.Addr().Unmap().Is4() {
-			return fmt.Errorf("rtpengine %s: cannot be reached from rtpengine.bind_address %s (another address family)", r.Socket, bind)
-		}
-		conf, _ := s.parseInstances()
-		for _, c := range conf {
-			if c.set == r.SetID && c.addr == addr {
-				return fmt.Errorf("rtpengine %s is already in set %d by rtpengine.%s of the configuration: %w", r.Socket, r.SetID, c.key(), store.ErrRTPEngineExists)
-			}
-		}
+		bind, _ = s.bindAddr()
+		conf, _ = s.parseInstances()
+	}
+	if err := checkNewRow(&r, env.OutboundAllowed, bind, conf); err != nil {
+		return err
 	}
 	r, err = env.Store.AddRTPEngine(ctx, r)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "added id %d: set %d %s weight %d\n", r.ID, r.SetID, r.Socket, r.Weight)
+	return nil
+}
+
+// checkNewRow refuses a row the server would skip (malformed, outside
+// outbound.allow, of another family than bind_address) or that repeats
+// an instance of conf in its set, where the operator sees why: the
+// offline `add` and rtpengine.add.
+func checkNewRow(r *store.RTPEngine, allowed func(netip.Addr) bool, bind netip.Addr, conf []confInstance) error {
+	if err := store.CheckRTPEngine(r); err != nil {
+		return err
+	}
+	addr, _, _ := store.ParseRTPEngineSocket(r.Socket)
+	if allowed != nil && !allowed(addr.Addr()) {
+		return fmt.Errorf("rtpengine %s: %s is outside outbound.allow: the server sends nowhere else", r.Socket, addr.Addr())
+	}
+	if bind.IsValid() && bind.Is4() != addr.Addr().Unmap().Is4() {
+		return fmt.Errorf("rtpengine %s: cannot be reached from rtpengine.bind_address %s (another address family)", r.Socket, bind)
+	}
+	for _, c := range conf {
+		if c.set == r.SetID && c.addr == addr {
+			return fmt.Errorf("rtpengine %s is already in set %d by rtpengine.%s of the configuration: %w", r.Socket, r.SetID, c.key(), store.ErrRTPEngineExists)
+		}
+	}
 	return nil
 }
 

@@ -770,6 +770,73 @@ func (e *Engine) registerCommands(h *modules.Host) {
 			}
 			return e.List(), nil
 		}})
+	h.Command("rtpengine.add", mgmt.Command{
+		Help: `add an instance to the rtpengine table and use it at once: {"socket":"udp:192.0.2.20:2223","set":1,"weight":2,"disabled":false,"description":"media 2"} (set 0 and weight 1 by default; refused outside outbound.allow)`,
+		Run: func(ctx context.Context, raw json.RawMessage) (any, error) {
+			var args struct {
+				Socket      string `json:"socket"`
+				Set         num    `json:"set"`
+				Weight      *num   `json:"weight"`
+				Disabled    bool   `json:"disabled"`
+				Description string `json:"description"`
+			}
+			if err := mgmt.DecodeArgs(raw, &args); err != nil {
+				return nil, err
+			}
+			if args.Socket == "" {
+				return nil, &mgmt.ArgError{Msg: `"socket" is required (udp:IP:port)`}
+			}
+			if args.Set < 0 || args.Set > store.MaxRTPEngineSet {
+				return nil, &mgmt.ArgError{Msg: fmt.Sprintf("set: %d: want 0-%d", args.Set, store.MaxRTPEngineSet)}
+			}
+			r := store.RTPEngine{SetID: int(args.Set), Socket: args.Socket, Weight: 1, Disabled: args.Disabled, Description: args.Description}
+			if args.Weight != nil {
+				r.Weight = int(*args.Weight)
+			}
+			e.reloadMu.Lock()
+			conf := e.conf
+			e.reloadMu.Unlock()
+			if err := checkNewRow(&r, e.h.Originator.Allowed, e.bind, conf); err != nil {
+				return nil, &mgmt.ArgError{Msg: err.Error()} // the row as given cannot be used
+			}
+			r, err := e.st.AddRTPEngine(ctx, r)
+			if err != nil {
+				return nil, tableErr(err)
+			}
+			if err := e.LoadTable(ctx); err != nil {
+				return nil, err
+			}
+			return map[string]any{"added": rowInfo(r), "instances": e.List()}, nil
+		}})
+	h.Command("rtpengine.del", mgmt.Command{
+		Help: `delete an instance from the rtpengine table and stop using it at once: {"id":3}, or {"socket":"udp:192.0.2.20:2223","set":1}`,
+		Run: func(ctx context.Context, raw json.RawMessage) (any, error) {
+			var args struct {
+				ID     num    `json:"id"`
+				Socket string `json:"socket"`
+				Set    num    `json:"set"`
+			}
+			if err := mgmt.DecodeArgs(raw, &args); err != nil {
+				return nil, err
+			}
+			var r store.RTPEngine
+			var err error
+			switch {
+			case args.ID > 0 && args.Socket == "":
+				r, err = e.st.DeleteRTPEngine(ctx, int64(args.ID))
+			case args.ID == 0 && args.Socket != "":
+				r, err = e.st.DeleteRTPEngineOf(ctx, int(args.Set), args.Socket)
+			default:
+				return nil, &mgmt.ArgError{Msg: `give "id" (a positive number), or "socket" and "set"`}
+			}
+			if err != nil {
+				return nil, tableErr(err)
+			}
+			if err := e.LoadTable(ctx); err != nil {
+				return nil, err
+			}
+			return map[string]any{"deleted": rowInfo(r), "instances": e.List()}, nil
+		}})
 	for _, verb := range []string{"enable", "disable"} {
 		disable := verb == "disable"
 		h.Command("rtpengine."+verb, mgmt.Command{
@@ -777,7 +844,7 @@ func (e *Engine) registerCommands(h *modules.Host) {
 			Run: func(_ context.Context, raw json.RawMessage) (any, error) {
 				var args struct {
 					Instance string `json:"instance"`
-					Set      *int   `json:"set"`
+					Set      *num   `json:"set"`
 				}
 				if err := mgmt.DecodeArgs(raw, &args); err != nil {
 					return nil, err
@@ -790,7 +857,7 @@ func (e *Engine) registerCommands(h *modules.Host) {
 					if *args.Set < 0 || *args.Set > store.MaxRTPEngineSet {
 						return nil, &mgmt.ArgError{Msg: fmt.Sprintf("set: want 0-%d", store.MaxRTPEngineSet)}
 					}
-					set = *args.Set
+					set = int(*args.Set)
 				}
 				if err := e.SetDisabled(args.Instance, set, disable); err != nil {
 					return nil, err
@@ -798,4 +865,35 @@ func (e *Engine) registerCommands(h *modules.Host) {
 				return e.List(), nil
 			}})
 	}
+}
+
+// num is an integer argument given as a JSON number or a string ("2"),
+// which is what `switchboard ctl rtpengine.disable set=2` sends.
+type num int64
+
+func (n *num) UnmarshalJSON(b []byte) error {
+	v, err := strconv.ParseInt(strings.Trim(string(b), `"`), 10, 64)
+	if err != nil {
+		return fmt.Errorf("%s is not an integer", b)
+	}
+	*n = num(v)
+	return nil
+}
+
+// rowInfo is a table row in the management API's words (rtpengine.list's).
+func rowInfo(r store.RTPEngine) map[string]any {
+	return map[string]any{"id": r.ID, "set": r.SetID, "url": r.Socket, "weight": r.Weight, "disabled": r.Disabled, "description": r.Description}
+}
+
+// tableErr maps the table's errors to the management API's: bad input
+// 400, a missing row 404.
+func tableErr(err error) error {
+	switch {
+	case errors.Is(err, store.ErrNoRTPEngine):
+		return fmt.Errorf("%w: %v", mgmt.ErrNotFound, err)
+	case errors.Is(err, store.ErrMalformedRTPEngine), errors.Is(err, store.ErrRTPEngineExists),
+		errors.Is(err, store.ErrNotInSchema):
+		return &mgmt.ArgError{Msg: err.Error()}
+	}
+	return err
 }
