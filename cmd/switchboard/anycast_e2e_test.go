@@ -462,7 +462,7 @@ func TestE2EAnycastThreeNodes(t *testing.T) {
 		if m := n.metrics(); m["switchboard_registrar_redis_up"] != 1 || m["switchboard_registrar_redis_outages_total"] != 1 {
 			t.Fatalf("%s after the outage: redis_up %v, outages %v", n.Mgmt, m["switchboard_registrar_redis_up"], m["switchboard_registrar_redis_outages_total"])
 		}
-		if !strings.Contains(n.Log.String(), "Redis unreachable") {
+		if !n.logged("Redis unreachable") {
 			t.Fatalf("%s did not log the outage", n.Mgmt)
 		}
 	}

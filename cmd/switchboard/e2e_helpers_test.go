@@ -279,6 +279,27 @@ func (s *testServer) api(cmd, args string) (int, []byte) {
 	return resp.StatusCode, body
 }
 
+// logged reports whether the server's log holds every one of subs, waiting
+// up to 5 s for it: the log reaches the test through a pipe and may trail
+// the answer to the request that caused it.
+func (s *testServer) logged(subs ...string) bool {
+	has := func() bool {
+		l := s.Log.String()
+		for _, sub := range subs {
+			if !strings.Contains(l, sub) {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(5 * time.Second); !has(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
 // metrics scrapes /metrics into name{labels} -> value.
 func (s *testServer) metrics() map[string]float64 {
 	s.t.Helper()

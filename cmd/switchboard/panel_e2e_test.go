@@ -430,7 +430,7 @@ func TestE2EPanelBrowser(t *testing.T) {
 	if m := srv.metrics(); m["switchboard_panel_lockouts_total"] < 1 || m[`switchboard_panel_logins_total{result="failed"}`] != 5 {
 		t.Fatalf("lockout metrics: lockouts %v, failed %v", m["switchboard_panel_lockouts_total"], m[`switchboard_panel_logins_total{result="failed"}`])
 	}
-	if !strings.Contains(srv.Log.String(), "panel login locked after repeated wrong passwords") {
+	if !srv.logged("panel login locked after repeated wrong passwords") {
 		t.Fatal("the lockout is not logged")
 	}
 }
