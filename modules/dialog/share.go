@@ -46,8 +46,9 @@ import (
 // the Call-ID>}", with the dialog as JSON (d, the store's row: what the
 // BYEs and the record need), the node that set it up (owner), its
 // deadline in unix ms, the highest CSeq of each side (cc, ce: the nodes
-// that see requests of the call write the highest), and once it ended,
-// ended (the node that ended it; the rest of the row is dropped). The
+// that see requests of the call write the highest; a copy writes only
+// these), and once it ended, ended (the node that ended it) and claim
+// (its claim's token); the row is dropped but after a takeover. The
 // hash expires takeover_delay + 1 min after its deadline; an ended one is
 // kept at most an hour, so that a node that held a copy and missed the
 // end (disconnected) learns it when it next writes. The deadlines are
