@@ -33,8 +33,10 @@ type env struct {
 	// beforeRelay runs after CreateDialog for an initial INVITE; false:
 	// the route answered.
 	beforeRelay func(c *routing.Ctx) bool
-	matched     []bool // MatchDialog's answers, in order
-	kinds       []routing.RouteKind
+	// afterMatch runs for an in-dialog request MatchDialog matched.
+	afterMatch func(c *routing.Ctx)
+	matched    []bool // MatchDialog's answers, in order
+	kinds      []routing.RouteKind
 }
 
 func newEnv(t testing.TB, s *Settings) *env {
@@ -92,7 +94,11 @@ func (e *env) route(c *routing.Ctx) {
 			}
 			return
 		}
-		e.matched = append(e.matched, e.d.MatchDialog(c))
+		matched := e.d.MatchDialog(c)
+		e.matched = append(e.matched, matched)
+		if matched && e.afterMatch != nil {
+			e.afterMatch(c)
+		}
 		c.Relay()
 		return
 	}

@@ -2,6 +2,8 @@ package dialog
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -44,8 +46,9 @@ import (
 // the Call-ID>}", with the dialog as JSON (d, the store's row: what the
 // BYEs and the record need), the node that set it up (owner), its
 // deadline in unix ms, the highest CSeq of each side (cc, ce: the nodes
-// that see requests of the call write the highest), and once it ended,
-// ended (the node that ended it; the rest of the row is dropped). The
+// that see requests of the call write the highest; a copy writes only
+// these), and once it ended, ended (the node that ended it) and claim
+// (its claim's token); the row is dropped but after a takeover. The
 // hash expires takeover_delay + 1 min after its deadline; an ended one is
 // kept at most an hour, so that a node that held a copy and missed the
 // end (disconnected) learns it when it next writes. The deadlines are
@@ -91,33 +94,60 @@ const (
 
 // saveScript writes a dialog unless it ended: KEYS[1] its hash; ARGV the
 // row, the node, the deadline (ms), the caller's and the callee's CSeq,
-// the expiry (unix ms). The CSeqs only grow: two nodes that saw requests
-// of one call both write, and the highest stays. 0: the dialog ended
-// (another node ended it; nothing written).
+// the expiry (unix ms), and "own" or "copy". Only the dialog's own node
+// writes the row, the deadline and the expiry: a copy (fRemote) was read
+// at some point and may be behind (a deadline the owner moved since with
+// SetTimeout, which a copy writing back would bring forward for every
+// node's takeover; its row lacks the profiles), so it writes only the
+// CSeqs, and only into a hash that is there. The CSeqs only grow: two
+// nodes that saw requests of one call both write, and the highest stays.
+// 0: the dialog ended (another node ended it; nothing written).
 var saveScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], 'ended') == 1 then return 0 end
+if ARGV[7] == 'copy' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
+else
+  redis.call('HSETNX', KEYS[1], 'owner', ARGV[2])
+  redis.call('HSET', KEYS[1], 'd', ARGV[1], 'deadline', ARGV[3])
+  redis.call('PEXPIREAT', KEYS[1], ARGV[6])
+end
 local cc = tonumber(redis.call('HGET', KEYS[1], 'cc') or '0')
 local ce = tonumber(redis.call('HGET', KEYS[1], 'ce') or '0')
-redis.call('HSETNX', KEYS[1], 'owner', ARGV[2])
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 'deadline', ARGV[3])
 if tonumber(ARGV[4]) > cc then redis.call('HSET', KEYS[1], 'cc', ARGV[4]) end
 if tonumber(ARGV[5]) > ce then redis.call('HSET', KEYS[1], 'ce', ARGV[5]) end
-redis.call('PEXPIREAT', KEYS[1], ARGV[6])
 return 1
 `)
 
 // claimScript ends a dialog for one node: KEYS[1] its hash; ARGV the
 // node, the mode (claimOwn, claimEnd, claimTake), now (ms),
-// takeover_delay (ms), how long to keep the ended hash (ms). It returns
-// {"won", row, cc, ce}: this node ends the call; {"lost", node}: another
-// node did; {"gone"}: no such dialog (expired, or never written); for
-// claimTake, {"early", deadline}: not past its deadline and the delay.
+// takeover_delay (ms), how long to keep the ended hash (ms), and the
+// claim's token (one per end of a dialog on a node: claimToken). It
+// returns {"won", row, cc, ce}: this node ends the call; {"lost", node}:
+// another node did, or this node did in another claim; {"gone"}: no such
+// dialog (expired, or never written); for claimTake, {"early",
+// deadline}: not past its deadline and the delay.
+//
+// A claim runs again with the same token when its answer was lost:
+// go-redis sends a pipeline again after a read timeout or a broken
+// connection, and a node sends again the claims of a pipeline that
+// failed, which Redis may have run. Such a run answers what the first
+// one did ("won"): without the token, the winner would read its own
+// end as lost and drop the call (no BYEs, no record). A claim of the
+// same node with another token is another end (a scan after a takeover
+// whose index entry stayed, a node restored from its store after it
+// ended the call): lost, not ended twice. The row a takeover needs stays
+// in an ended hash (a takeover is rare; the others need only the CSeqs).
 var claimScript = redis.NewScript(`
 local ended = redis.call('HGET', KEYS[1], 'ended')
-if ended then return {'lost', ended} end
+if ended then
+  if ended == ARGV[1] and redis.call('HGET', KEYS[1], 'claim') == ARGV[6] then
+    return {'won', redis.call('HGET', KEYS[1], 'd') or '', redis.call('HGET', KEYS[1], 'cc') or '0', redis.call('HGET', KEYS[1], 'ce') or '0'}
+  end
+  return {'lost', ended}
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if ARGV[2] ~= 'own' then return {'gone'} end
-  redis.call('HSET', KEYS[1], 'ended', ARGV[1])
+  redis.call('HSET', KEYS[1], 'ended', ARGV[1], 'claim', ARGV[6])
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
   return {'won', '', '0', '0'}
 end
@@ -128,8 +158,8 @@ end
 local row = redis.call('HGET', KEYS[1], 'd') or ''
 local cc = redis.call('HGET', KEYS[1], 'cc') or '0'
 local ce = redis.call('HGET', KEYS[1], 'ce') or '0'
-redis.call('HDEL', KEYS[1], 'd')
-redis.call('HSET', KEYS[1], 'ended', ARGV[1])
+if ARGV[2] ~= 'take' then redis.call('HDEL', KEYS[1], 'd') end
+redis.call('HSET', KEYS[1], 'ended', ARGV[1], 'claim', ARGV[6])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 or ttl > tonumber(ARGV[5]) then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
 return {'won', row, cc, ce}
@@ -143,6 +173,7 @@ type endJob struct {
 	by    Side
 	byes  bool
 	mode  string
+	seq   uint64 // its claim's token (claimToken): the same when the claim is sent again
 }
 
 // fetchJob is an in-dialog request of a dialog not held here: what of it
@@ -172,6 +203,16 @@ type sharer struct {
 	degraded func(reason string)
 	// localWait is localEndAfter (tests shorten it).
 	localWait time.Duration
+	// epoch and seq make the claims' tokens: epoch is random per run of
+	// the node, so that a node restarted does not repeat an earlier run's.
+	epoch string
+	seq   atomic.Uint64
+	// taking are the scan's claims sent whose answer did not come (the
+	// pipeline failed; Redis may have run them), by member: sent again,
+	// with the same token, at the next scan, whether the member is still
+	// in the deadlines or not (another node that lost to one of them
+	// removes it). Only the run goroutine uses it.
+	taking map[string]uint64
 
 	pend    []pendList // per shard, under the shard's lock: dialogs to write
 	maxPend int
@@ -216,6 +257,7 @@ func newSharer(d *Dialog, rs rediscfg.Settings, takeover time.Duration, degraded
 		timeout: rs.Timeout, grace: takeover.Milliseconds(), log: d.log, degraded: degraded,
 		pend: make([]pendList, d.tbl.NumShards()), maxPend: d.perShard + 16,
 		kick: make(chan struct{}, 1), localWait: localEndAfter,
+		epoch: randomEpoch(), taking: map[string]uint64{},
 	}
 	// Room for the ends of a busy second, so that the receive path's
 	// appends do not grow the slice.
@@ -285,6 +327,20 @@ func parseHex(b []byte) (uint64, bool) {
 
 func (sh *sharer) key(m string) string { return sh.prefix + "{" + m + "}" }
 
+// claimToken names one claim of this node (claimScript's last argument).
+func (sh *sharer) claimToken(seq uint64) string {
+	return sh.epoch + "." + strconv.FormatUint(seq, 36)
+}
+
+func randomEpoch() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		// Not expected; the clock still differs between two runs.
+		return strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	return hex.EncodeToString(b[:])
+}
+
 // deadline is when the dialog ends at its timeout (ms); a copy of another
 // node's dialog has its timer takeover_delay later.
 func (d *Dialog) deadline(g *dlg) int64 {
@@ -338,7 +394,7 @@ func (sh *sharer) endAt(s *shards.Shard[dlg], e *shards.Entry[dlg], why Reason, 
 		}
 	}
 	sh.mu.Lock()
-	sh.ends = append(sh.ends, endJob{h: e.Hash(), id: g.id, at: at, why: why, by: by, byes: byes, mode: mode})
+	sh.ends = append(sh.ends, endJob{h: e.Hash(), id: g.id, at: at, why: why, by: by, byes: byes, mode: mode, seq: sh.seq.Add(1)})
 	sh.mu.Unlock()
 	sh.pending.Add(1)
 	sh.wake()
@@ -527,8 +583,10 @@ func isNoScript(cmds []redis.Cmder, err error) bool {
 // shareRow is a dialog to write, copied under its shard's lock.
 type shareRow struct {
 	h, id    uint64
-	row      store.Dialog
+	row      store.Dialog // the owner's only
 	deadline int64
+	cc, ce   uint32
+	copy     bool // another node's dialog: only its CSeqs are written
 }
 
 // writeAll writes the listed dialogs, as they are now, in pipelines.
@@ -551,9 +609,13 @@ func (sh *sharer) writeAll(ctx context.Context) error {
 			}
 			// From here its end goes through Redis.
 			g.pflags |= fShared
+			if g.pflags&fRemote != 0 {
+				rows = append(rows, shareRow{h: op.h, id: op.id, cc: g.cseq[toCaller], ce: g.cseq[toCallee], copy: true})
+				continue
+			}
 			r := d.row(e)
 			r.Timeout = d.deadline(g)
-			rows = append(rows, shareRow{h: op.h, id: op.id, row: r, deadline: r.Timeout})
+			rows = append(rows, shareRow{h: op.h, id: op.id, row: r, deadline: r.Timeout, cc: r.CallerCSeq, ce: r.CalleeCSeq})
 		}
 		l.ops = l.ops[:0]
 		s.Unlock()
@@ -586,11 +648,15 @@ func (sh *sharer) writeRows(ctx context.Context, rows []shareRow) error {
 	cmds, err := sh.exec(ctx, func(p redis.Pipeliner) {
 		for i := range rows {
 			r := &rows[i]
-			js, _ := json.Marshal(&r.row)
 			m := member(r.id, r.h)
+			if r.copy {
+				// The deadline and the index are the owner's.
+				saves[i] = saveScript.EvalSha(ctx, p, []string{sh.key(m)}, "", sh.node, 0, r.cc, r.ce, 0, "copy")
+				continue
+			}
+			js, _ := json.Marshal(&r.row)
 			expire := r.deadline + sh.grace + expireAfter.Milliseconds()
-			saves[i] = saveScript.EvalSha(ctx, p, []string{sh.key(m)}, js, sh.node, r.deadline,
-				r.row.CallerCSeq, r.row.CalleeCSeq, expire)
+			saves[i] = saveScript.EvalSha(ctx, p, []string{sh.key(m)}, js, sh.node, r.deadline, r.cc, r.ce, expire, "own")
 			p.ZAdd(ctx, sh.index, redis.Z{Score: float64(r.deadline), Member: m})
 		}
 	})
@@ -770,13 +836,8 @@ func (sh *sharer) settle(ctx context.Context) error {
 			for i := range batch {
 				j := &batch[i]
 				m := member(j.id, j.h)
-				claims[i] = claimScript.EvalSha(ctx, p, []string{sh.key(m)}, sh.node, j.mode, now, sh.grace, endedKeep.Milliseconds())
-				if j.mode != claimTake {
-					// Not needed once a node ended it, whichever: the
-					// index entry goes, the others drop their copies.
-					p.ZRem(ctx, sh.index, m)
-					p.Publish(ctx, sh.channel, sh.node+"|"+m)
-				}
+				claims[i] = claimScript.EvalSha(ctx, p, []string{sh.key(m)}, sh.node, j.mode, now, sh.grace,
+					endedKeep.Milliseconds(), sh.claimToken(j.seq))
 			}
 		})
 		if err != nil {
@@ -786,16 +847,21 @@ func (sh *sharer) settle(ctx context.Context) error {
 			sh.mu.Unlock()
 			return err
 		}
-		var after []string // taken over: their index entry and message
+		// Only a claim won removes the index entry and tells the other
+		// nodes to drop their copies: a claim that found no hash (Redis
+		// lost it) must not make the dialog's own node drop a live call,
+		// which it alone can still end.
+		var after []string
 		for i := range batch {
 			res, err := parseClaim(claims[i])
 			if err != nil {
 				sh.errs.Inc()
 				res.outcome = "gone"
 			}
-			if sh.resolve(&batch[i], res) && batch[i].mode == claimTake {
+			if res.outcome == "won" {
 				after = append(after, member(batch[i].id, batch[i].h))
 			}
+			sh.resolve(&batch[i], res)
 		}
 		if len(after) > 0 {
 			sh.announce(ctx, after)
@@ -904,7 +970,8 @@ func (sh *sharer) settleLate(ctx context.Context) error {
 	_, err := sh.exec(ctx, func(p redis.Pipeliner) {
 		for i := range jobs {
 			m := member(jobs[i].id, jobs[i].h)
-			claims[i] = claimScript.EvalSha(ctx, p, []string{sh.key(m)}, sh.node, claimOwn, now, sh.grace, endedKeep.Milliseconds())
+			claims[i] = claimScript.EvalSha(ctx, p, []string{sh.key(m)}, sh.node, claimOwn, now, sh.grace,
+				endedKeep.Milliseconds(), sh.claimToken(jobs[i].seq))
 			p.ZRem(ctx, sh.index, m)
 			p.Publish(ctx, sh.channel, sh.node+"|"+m)
 		}
@@ -934,7 +1001,7 @@ func (sh *sharer) scan(ctx context.Context) error {
 	members, err := sh.c.ZRangeByScore(ctx, sh.index, &redis.ZRangeBy{
 		Min: "-inf", Max: strconv.FormatInt(now-sh.grace, 10), Count: shareBatch,
 	}).Result()
-	if err != nil || len(members) == 0 {
+	if err != nil || len(members)+len(sh.taking) == 0 {
 		return err
 	}
 	type cand struct {
@@ -943,25 +1010,36 @@ func (sh *sharer) scan(ctx context.Context) error {
 	}
 	var cands []cand
 	var stale []any
+	// The claims whose answer was lost first: Redis may have given this
+	// node the call, and no other node will end it.
+	for m := range sh.taking {
+		id, h, _ := parseMember(m)
+		cands = append(cands, cand{m: m, id: id, h: h})
+	}
 	for _, m := range members {
 		id, h, ok := parseMember(m)
 		if !ok {
 			stale = append(stale, m)
 			continue
 		}
+		if _, again := sh.taking[m]; again {
+			continue
+		}
 		s := d.tbl.Shard(h)
 		s.Lock()
 		held := findID(s, h, id) != nil
 		s.Unlock()
-		if !held { // a dialog held here is ended by its own timer
+		if !held && len(sh.taking) < maxFetches { // a dialog held here is ended by its own timer
 			cands = append(cands, cand{m: m, id: id, h: h})
+			sh.taking[m] = sh.seq.Add(1)
 		}
 	}
 	claims := make([]*redis.Cmd, len(cands))
 	nowArg := strconv.FormatInt(now, 10)
 	_, err = sh.exec(ctx, func(p redis.Pipeliner) {
 		for i, c := range cands {
-			claims[i] = claimScript.EvalSha(ctx, p, []string{sh.key(c.m)}, sh.node, claimTake, nowArg, sh.grace, endedKeep.Milliseconds())
+			claims[i] = claimScript.EvalSha(ctx, p, []string{sh.key(c.m)}, sh.node, claimTake, nowArg, sh.grace,
+				endedKeep.Milliseconds(), sh.claimToken(sh.taking[c.m]))
 		}
 		if len(stale) > 0 {
 			p.ZRem(ctx, sh.index, stale...)
@@ -973,6 +1051,7 @@ func (sh *sharer) scan(ctx context.Context) error {
 	var taken []string
 	var gone []any
 	for i, c := range cands {
+		delete(sh.taking, c.m) // answered
 		res, err := parseClaim(claims[i])
 		if err != nil {
 			continue
