@@ -278,6 +278,36 @@ func TestSendFailedQueuedOnClose(t *testing.T) {
 	}
 }
 
+// SendConnTagged (a request another node handed over for a connection
+// here, package anycast): the message is written on that connection, and
+// when it closes first, the tag comes back with the connection's remote
+// address; SendConn's untagged messages are not reported.
+func TestSendConnTaggedQueuedOnClose(t *testing.T) {
+	rec := newFailRecorder()
+	tr := startTransport(t, tcpConfig(nil), rec)
+	l := tr.Listeners()[0]
+	c := tr.streams.newConn(TCP, l, netip.MustParseAddrPort("127.0.0.1:9"), false)
+	c.state = connDialing
+	if _, err := tr.streams.table.admit(c, connLimits{total: 10, inbound: 10, perIP: 10}); err != nil {
+		t.Fatal("not admitted:", err)
+	}
+	tr.streams.t.stats.connsOpen.Add(1)
+	if err := tr.SendConnTagged(c.id, []byte("x"), Tag{0x5342524668616e64, 42}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.SendConn(c.id, []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	c.close()
+	fs := rec.waitFails(t, 1)
+	if len(fs) != 1 || fs[0].Tag != (Tag{0x5342524668616e64, 42}) || fs[0].Dst != c.remote || !errors.Is(fs[0].Err, ErrConnClosed) {
+		t.Fatalf("failures %+v, want the tagged one only", fs)
+	}
+	if err := tr.SendConnTagged(c.id, []byte("z"), Tag{1, 1}); err != ErrNoConn {
+		t.Fatalf("on a closed connection: %v, want ErrNoConn", err)
+	}
+}
+
 // Tagging costs nothing on the hot path: a UDP SendTagged allocates
 // nothing, nor does queueing a tagged message on an open stream connection
 // (the pooled buffer carries the tag).

@@ -710,7 +710,12 @@ func (t *Transport) Connect(l *Listener, dst netip.AddrPort, serverName string) 
 
 // SendConn sends data on the stream connection id (the one a request came
 // on, to send its responses). ErrNoConn when it is closed.
-func (t *Transport) SendConn(id ConnID, data []byte) error {
+func (t *Transport) SendConn(id ConnID, data []byte) error { return t.SendConnTagged(id, data, Tag{}) }
+
+// SendConnTagged is SendConn with a tag: when the connection closes
+// before data is written, the SendErrorHandler gets a SendFailure with
+// tag (and the connection's remote address as Dst).
+func (t *Transport) SendConnTagged(id ConnID, data []byte, tag Tag) error {
 	if t.closing.Load() {
 		return ErrClosed
 	}
@@ -725,7 +730,7 @@ func (t *Transport) SendConn(id ConnID, data []byte) error {
 		t.stats.sendDrops.Add(1)
 		return ErrNoConn
 	}
-	return c.send(data, c.remote, Tag{})
+	return c.send(data, c.remote, tag)
 }
 
 // Alias makes connection id the one used by Send for addr as well (RFC

@@ -505,6 +505,16 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 		if !b.active() {
 			return
 		}
+		if b.conn&RemoteFlowBit != 0 {
+			// A hand-off lost between the nodes: sent again once, tagged,
+			// while no response came. The holder writes it on the phone's
+			// connection as it is, where a second copy is a retransmission
+			// the phone absorbs.
+			if b.state == bCalling {
+				c.sendBranchRequest(s, e, b)
+			}
+			return
+		}
 		c.sendOnBranch(b, b.out)
 		switch {
 		case t.invite:

@@ -720,6 +720,11 @@ func (c *Core) sendAttempt(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], r
 	if !b.proto.Stream() {
 		b.interval = c.t1
 		s.StartTimer(e, &b.tRetr, kind|kA, msDur(c.t1))
+	} else if b.conn&RemoteFlowBit != 0 {
+		// Handed to the flow's holder in one datagram, which nothing else
+		// sends again: once more after T1 when nothing came back
+		// (remoteflow.go).
+		s.StartTimer(e, &b.tRetr, kind|kA, msDur(c.t1))
 	}
 	s.StartTimer(e, &b.tTimeout, kind|kB, msDur(c.frOf(t)))
 	if t.invite {

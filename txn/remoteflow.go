@@ -26,6 +26,14 @@ import (
 // that holds the connection by its branch prefix (flow.go), so every node
 // of the group can verify one (they share the Record-Route secret) and
 // tell its own connections from another node's.
+//
+// The hand-off is one datagram between the nodes, and the branch counts
+// as one over a stream, which RFC 3261 does not retransmit: a branch
+// request handed over is sent once more after T1 when no response came
+// (nor the holder's report that the connection is gone), so that a
+// datagram lost between the nodes does not cost the call (timer B, 408).
+// The holder writes both copies on the connection; the phone takes the
+// second for a retransmission. ACK and CANCEL are not sent again.
 
 // RemoteFlowBit is set in a ConnID that names a connection held by
 // another node (a RemoteFlows id); the transport's own connection numbers

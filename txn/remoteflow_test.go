@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"switchboard/parser"
 	"switchboard/transport"
@@ -264,5 +265,91 @@ Route: <`+rr[1]+`>, <`+rr[0]+`>
 	rt.mu.Unlock()
 	if got := b.core.FlowByName("qqqqqq.9", transport.TCP, proxyAddr); got != deadFlow {
 		t.Fatalf("a full table gave %x, want a flow that is never open", got)
+	}
+}
+
+// TestRemoteFlowResend: a branch request handed to the holder goes once
+// more, tagged and unchanged, after T1 without a response (the datagram
+// between the nodes may be lost, and nothing else would send it again),
+// and never a third time; a response before T1 (a provisional, or the
+// final of a non-INVITE) stops it, as does the holder's report that the
+// connection is gone (the branch ended with 430).
+func TestRemoteFlowResend(t *testing.T) {
+	_, b, _, rt := twoNodes(t)
+	f := b.core.FlowByName("qqqqqq.7", transport.TCP, proxyAddr)
+	rt.mu.Lock()
+	rt.alive[[6]byte([]byte("qqqqqq"))] = relayA
+	rt.mu.Unlock()
+	b.rt.request = func(r *Request) {
+		r.SetFlow(f)
+		r.Relay()
+	}
+	t1 := b.core.t1
+
+	// INVITE, no answer: sent twice, the same bytes and tag.
+	b.in(uacAddr, request("INVITE", "z9hG4bKrs1", "resend@1", "sip:alice@192.0.2.10:5999;transport=tcp;ob", "Contact: <sip:bob@127.0.0.1:5070>\n"))
+	first := rt.take()
+	if len(first) != 1 || first[0].f != f || first[0].tag == (transport.Tag{}) {
+		t.Fatalf("INVITE not handed over tagged: %+v", first)
+	}
+	b.advance(msDur(t1) - time.Millisecond)
+	if s := rt.take(); len(s) != 0 {
+		t.Fatalf("sent again before T1: %+v", s)
+	}
+	b.advance(2 * time.Millisecond)
+	again := rt.take()
+	if len(again) != 1 || again[0] != first[0] {
+		t.Fatalf("after T1: %+v, want the same hand-off once more", again)
+	}
+	b.advance(20 * msDur(t1))
+	if s := rt.take(); len(s) != 0 {
+		t.Fatalf("sent a third time: %d", len(s))
+	}
+
+	// INVITE answered 100 before T1: sent once.
+	b.in(uacAddr, request("INVITE", "z9hG4bKrs2", "resend@2", "sip:alice@192.0.2.10:5999;transport=tcp;ob", "Contact: <sip:bob@127.0.0.1:5070>\n"))
+	sent := rt.take()
+	if len(sent) != 1 {
+		t.Fatalf("INVITE handed %d times", len(sent))
+	}
+	b.inProto(phoneAddr, transport.TCP, respond(sent[0].data, 100, ""))
+	b.advance(4 * msDur(t1))
+	if s := rt.take(); len(s) != 0 {
+		t.Fatalf("sent again after a 100: %d", len(s))
+	}
+
+	// MESSAGE answered 200 before T1: sent once; unanswered: twice.
+	msg := func(branch, callID string) {
+		b.in(uacAddr, request("MESSAGE", branch, callID, "sip:alice@192.0.2.10:5999;transport=tcp;ob", ""))
+	}
+	msg("z9hG4bKrs3", "resend@3")
+	sent = rt.take()
+	b.inProto(phoneAddr, transport.TCP, respond(sent[0].data, 200, "ph"))
+	b.advance(4 * msDur(t1))
+	if s := rt.take(); len(s) != 0 {
+		t.Fatalf("MESSAGE sent again after its 200: %d", len(s))
+	}
+	msg("z9hG4bKrs4", "resend@4")
+	rt.take()
+	b.advance(4 * msDur(t1))
+	if s := rt.take(); len(s) != 1 || !strings.HasPrefix(s[0].data, "MESSAGE ") {
+		t.Fatalf("unanswered MESSAGE: %d hand-offs after T1, want 1", len(s))
+	}
+
+	// The holder reports the connection gone before T1: 430, nothing more.
+	b.snd.take()
+	b.in(uacAddr, request("INVITE", "z9hG4bKrs5", "resend@5", "sip:alice@192.0.2.10:5999;transport=tcp;ob", "Contact: <sip:bob@127.0.0.1:5070>\n"))
+	sent = rt.take()
+	b.core.SendFailed(transport.SendFailure{Conn: sent[0].f, Tag: sent[0].tag, Err: transport.ErrNoConn})
+	var codes []int
+	for _, m := range b.expectTo(b.snd.take(), uacAddr) {
+		codes = append(codes, status(&m))
+	}
+	if len(codes) == 0 || codes[len(codes)-1] != 430 {
+		t.Fatalf("responses %v, want 430 last", codes)
+	}
+	b.advance(4 * msDur(t1))
+	if s := rt.take(); len(s) != 0 {
+		t.Fatalf("sent again after the holder's report: %d", len(s))
 	}
 }

@@ -61,8 +61,9 @@ func (s *server) startAnycast() error {
 			}
 			return other
 		},
-		SendConn:   s.tr.SendConn,
+		SendConn:   s.tr.SendConnTagged,
 		FlowFailed: s.core.SendFailed,
+		MaxFlows:   a.MaxFlows,
 		Logger:     s.log,
 	})
 	if err != nil {
@@ -70,6 +71,9 @@ func (s *server) startAnycast() error {
 	}
 	s.relay = r
 	s.core.SetRemoteFlows(r)
+	// A hand-off written here and lost when its connection closes is
+	// reported to its sender; other late failures are the core's.
+	s.tr.SetSendErrorHandler(r.SendErrors(s.core))
 	if reg, ok := s.mods.Get("registrar").(*registrar.Registrar); ok {
 		reg.SetFlowNames(s.core.FlowName, s.core.FlowByName)
 	}
@@ -80,6 +84,7 @@ func (s *server) startAnycast() error {
 	set.NewGauge("switchboard_anycast_refused_total", func() float64 { return float64(r.Stats().Refused) })
 	set.NewGauge("switchboard_anycast_flows", func() float64 { return float64(r.Stats().Flows) })
 	set.NewGauge("switchboard_anycast_flows_evicted_total", func() float64 { return float64(r.Stats().FlowsEvicted) })
+	set.NewGauge("switchboard_anycast_flows_freed_total", func() float64 { return float64(r.Stats().FlowsFreed) })
 	set.NewGauge("switchboard_anycast_handoffs_sent_total", func() float64 { return float64(r.Stats().HandoffsSent) })
 	set.NewGauge("switchboard_anycast_handoffs_received_total", func() float64 { return float64(r.Stats().HandoffsReceived) })
 	set.NewGauge("switchboard_anycast_handoffs_failed_total", func() float64 { return float64(r.Stats().HandoffsFailed) })

@@ -43,7 +43,7 @@ func (r *Registrar) Lookup(c *routing.Ctx) bool {
 		r.schedule(s, e) // the expiry timer removes them now
 	}
 	var order [txn.MaxBranches]int16
-	n, failed := best(c, e.Value.b, s.Now(), 1<<15-1, &order)
+	n, failed := r.best(c, e.Value.b, s.Now(), 1<<15-1, &order)
 	if n == 0 {
 		s.Unlock()
 		if failed {
@@ -55,7 +55,7 @@ func (r *Registrar) Lookup(c *routing.Ctx) bool {
 	top := bs[order[0]].q
 	b := &bs[order[0]]
 	c.SetRU(b.contact)
-	if id := b.openFlow(c); id != 0 {
+	if id := r.openFlow(c, b); id != 0 {
 		c.R.SetFlow(id)
 	} else if proto, dst, ok := b.destination(); ok {
 		c.SetDestination(proto, dst)
@@ -105,7 +105,7 @@ func (r *Registrar) NextContacts(c *routing.FailureCtx) bool {
 	var order [txn.MaxBranches]int16
 	bs := e.Value.b
 	now := s.Now()
-	n, _ := best(c.Ctx, bs, now, int16(below-1), &order)
+	n, _ := r.best(c.Ctx, bs, now, int16(below-1), &order)
 	added := 0
 	var q int16
 	if n > 0 {
@@ -156,7 +156,7 @@ func (r *Registrar) BranchRouteNAT(c *routing.Ctx, br *routing.Branch) (nat bool
 			if !bytes.Equal(b.contact, uri) {
 				continue
 			}
-			if id := b.openFlow(c); id != 0 {
+			if id := r.openFlow(c, b); id != 0 {
 				tb.SetFlow(id)
 			} else if proto, dst, ok := b.destination(); ok {
 				tb.SetDestination(proto, dst)
@@ -200,14 +200,14 @@ func anyEntry(*shards.Entry[record]) bool { return true }
 // most maxQ, highest q first, most recently refreshed first among equals,
 // keeping the first len(order). It returns how many it kept, and whether
 // any was left out because its flow closed (outbound.go).
-func best(c *routing.Ctx, bs []binding, now int64, maxQ int16, order *[txn.MaxBranches]int16) (int, bool) {
+func (r *Registrar) best(c *routing.Ctx, bs []binding, now int64, maxQ int16, order *[txn.MaxBranches]int16) (int, bool) {
 	n, failed := 0, false
 	for i := range bs {
 		b := &bs[i]
 		if b.expires <= now || b.q > maxQ {
 			continue
 		}
-		if !flowUsable(c, b) {
+		if !r.flowUsable(c, b) {
 			failed = true
 			continue
 		}

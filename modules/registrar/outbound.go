@@ -112,8 +112,34 @@ func (r *Registrar) appendOutbound(dst []byte, mode outboundMode) []byte {
 // closed is not (RFC 5626 §5.3: no other way reaches the phone); nor is
 // one whose flow another node of an anycast group held when that node is
 // gone or closed it.
-func flowUsable(c *routing.Ctx, b *binding) bool {
-	return b.flow == 0 || !b.outbound || c.R.FlowAlive(b.flow)
+func (r *Registrar) flowUsable(c *routing.Ctx, b *binding) bool {
+	return b.flow == 0 || !b.outbound || r.flowAlive(c, b)
+}
+
+// flowAlive reports whether b's flow is open. The id of a flow another
+// node holds is the slot of a bounded table (package anycast,
+// anycast.max_flows) and names nothing once the slot went to another
+// flow: then the binding's flow is resolved again from its name, so that
+// a phone on a live connection stays reachable however many bindings
+// share the table. A flow whose holder is gone or closed it resolves to
+// the same dead one. The shard lock is held: b is written.
+func (r *Registrar) flowAlive(c *routing.Ctx, b *binding) bool {
+	if c.R.FlowAlive(b.flow) {
+		return true
+	}
+	if b.flow&txn.RemoteFlowBit == 0 || b.flowName == "" {
+		return false
+	}
+	names := r.flowNames.Load()
+	if names == nil {
+		return false
+	}
+	f := names.byName(b.flowName, b.proto, b.socket)
+	if f == 0 || f == b.flow {
+		return false
+	}
+	b.flow = f
+	return c.R.FlowAlive(f)
 }
 
 // openFlow returns the flow requests to a binding go over: the connection
@@ -126,8 +152,8 @@ func flowUsable(c *routing.Ctx, b *binding) bool {
 // handed to that node, outbound or not: this node has no connection from
 // the phone's address, and behind NAT could not open one; when that node
 // is gone an ordinary binding falls back to its source as before.
-func (b *binding) openFlow(c *routing.Ctx) transport.ConnID {
-	if b.flow == 0 || len(b.path) > 0 || !b.outbound && b.flow&txn.RemoteFlowBit == 0 || !c.R.FlowAlive(b.flow) {
+func (r *Registrar) openFlow(c *routing.Ctx, b *binding) transport.ConnID {
+	if b.flow == 0 || len(b.path) > 0 || !b.outbound && b.flow&txn.RemoteFlowBit == 0 || !r.flowAlive(c, b) {
 		return 0
 	}
 	return b.flow

@@ -2,6 +2,7 @@ package registrar
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"switchboard/parser"
 	"switchboard/routing"
 	"switchboard/transport"
+	"switchboard/transport/anycast"
 	"switchboard/txn"
 )
 
@@ -178,4 +180,91 @@ func TestRedisShareFlow(t *testing.T) {
 	if l := b.reg.List("dave@example.com"); len(l) != 1 || l[0].Node != "" || l[0].Flow != bPrefix+".9" {
 		t.Fatalf("b's own binding: %+v", l)
 	}
+}
+
+// TestRedisShareFlowReresolve: node B's table of other nodes' flows
+// (package anycast, the real one, with room for 2) is smaller than the
+// five phones on connections of node A. A binding's flow id, resolved
+// when the binding came from Redis, names nothing once its slot went to
+// another flow; lookup resolves it again from the binding's name, so
+// every call, in every round, is handed to A over the right connection
+// (never 430 or 480).
+func TestRedisShareFlowReresolve(t *testing.T) {
+	rs := startRedis(t)
+	a := newSharedNode(t, rs, "node-a")
+	a.reg.SetFlowNames(a.core.FlowName, a.core.FlowByName)
+	b := newSharedNode(t, rs, "node-b")
+	aAddr, bAddr := freeUDP(t), freeUDP(t)
+	type handed struct {
+		id   transport.ConnID
+		data string
+	}
+	got := make(chan handed, 16)
+	ra, err := anycast.New(anycast.Config{Listen: aAddr, Peers: []netip.AddrPort{bAddr}, Prefix: a.core.BranchPrefix(),
+		Handle:   func(*transport.Packet) {},
+		Listener: func(transport.Proto, netip.AddrPort) *transport.Listener { return nil },
+		SendConn: func(id transport.ConnID, data []byte, _ transport.Tag) error {
+			got <- handed{id, string(data)}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bTCP := &transport.Listener{Proto: transport.TCP, Local: b.l.Local, AdvertisedHost: "127.0.0.1", AdvertisedPort: 5060}
+	rb, err := anycast.New(anycast.Config{Listen: bAddr, Peers: []netip.AddrPort{aAddr}, Prefix: b.core.BranchPrefix(),
+		Handle:   func(*transport.Packet) {},
+		Listener: func(transport.Proto, netip.AddrPort) *transport.Listener { return bTCP },
+		MaxFlows: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra.Start()
+	defer ra.Close()
+	rb.Start()
+	defer rb.Close()
+	b.core.SetRemoteFlows(rb)
+	b.reg.SetFlowNames(b.core.FlowName, b.core.FlowByName)
+	waitFor(t, "b's relay did not hear a's", 5*time.Second, func() bool { return rb.Stats().Peers == 1 })
+
+	users := []string{"p1", "p2", "p3", "p4", "p5"}
+	for i, u := range users {
+		src := "127.0.0.1:" + itoa(41000+i)
+		reg := strings.Replace(register(u, "cid-"+u, 1, "Contact: <sip:"+u+"@192.0.2.10:5999;transport=tcp;ob>"+obInstance+";reg-id=1\r\nExpires: 600\r\n"),
+			"SIP/2.0/UDP 127.0.0.1:5062", "SIP/2.0/TCP "+src, 1)
+		a.take()
+		a.receiveConn(src, transport.ConnID(11+i), reg)
+		if resp := a.final(time.Second); statusOf(resp) != "200 OK" {
+			t.Fatalf("REGISTER of %s on a: %q", u, resp)
+		}
+	}
+	for _, u := range users {
+		waitFor(t, "b never saw "+u, 5*time.Second, func() bool { return b.reg.Registered([]byte(u + "@example.com")) })
+	}
+	for round := 0; round < 2; round++ {
+		for i, u := range users {
+			b.take()
+			b.receive("127.0.0.1:5080", invite(u))
+			select {
+			case h := <-got:
+				if h.id != transport.ConnID(11+i) || !strings.HasPrefix(h.data, "INVITE sip:"+u+"@192.0.2.10:5999;transport=tcp;ob ") {
+					t.Fatalf("round %d, %s: a wrote %.60q on connection %d, want the INVITE on %d", round, u, h.data, h.id, 11+i)
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatalf("round %d: the call to %s was not handed to a (b answered %q)", round, u, statusOf(b.final(100*time.Millisecond)))
+			}
+		}
+	}
+	if st := rb.Stats(); st.Flows != 2 || st.FlowsEvicted == 0 {
+		t.Fatalf("b's table: %d flows, %d evicted: want it full and turning over", st.Flows, st.FlowsEvicted)
+	}
+}
+
+func freeUDP(t *testing.T) netip.AddrPort {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort()
 }

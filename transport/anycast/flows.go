@@ -67,19 +67,33 @@ type flowEntry struct {
 	gen   uint32
 	gone  atomic.Bool // the holder reported the connection gone
 	used  atomic.Bool // looked at since the clock hand last passed
+	// listed: the slot is on the free list (flowTable.free), at most
+	// once, so the list never outgrows the table.
+	listed atomic.Bool
 }
 
 // flowTable is the bounded table of (holder, connection) pairs. Lookups
 // by id take the read lock; a new pair takes the write lock and, when the
-// table is full, reuses the slot of one not used for a while (the clock
-// algorithm: the hand clears "used" marks until it finds a slot without).
+// table is full, reuses first the slot of a flow known to be gone (the
+// free list: the holder reported the connection gone, or the holder is
+// not heard from), and only when there is none the slot of one not used
+// for a while (the clock algorithm: the hand clears "used" marks until it
+// finds a slot without).
+//
+// An id whose slot was reused names nothing; the registrar then resolves
+// the binding's flow again from its name (RemoteFlow), so a table smaller
+// than the flows in use costs look-ups, not calls.
 type flowTable struct {
 	mu      sync.RWMutex
 	byKey   map[flowKey]uint32
 	slots   []flowEntry
 	max     int
 	hand    int
-	evicted atomic.Uint64
+	evicted atomic.Uint64 // live flows forgotten by the clock
+	freed   atomic.Uint64 // slots of gone flows reused
+
+	freeMu sync.Mutex // free; also taken by holders of the read lock
+	free   []uint32
 }
 
 func (ft *flowTable) init(max int) {
@@ -116,8 +130,9 @@ func (ft *flowTable) entry(f transport.ConnID) *flowEntry {
 	return e
 }
 
-// get returns the id of (holder, id), adding it; 0 only when max is 0.
-func (ft *flowTable) get(k flowKey, proto transport.Proto, local netip.AddrPort) transport.ConnID {
+// get returns the id of (holder, id), adding it. peers are the holders
+// heard from now.
+func (ft *flowTable) get(k flowKey, proto transport.Proto, local netip.AddrPort, peers map[[6]byte]netip.AddrPort) transport.ConnID {
 	ft.mu.RLock()
 	if i, ok := ft.byKey[k]; ok {
 		e := &ft.slots[i]
@@ -138,6 +153,10 @@ func (ft *flowTable) get(k flowKey, proto transport.Proto, local netip.AddrPort)
 	if len(ft.slots) < ft.max {
 		ft.slots = append(ft.slots, flowEntry{})
 		i = len(ft.slots) - 1
+	} else if j, ok := ft.popFree(peers); ok {
+		i = j
+		delete(ft.byKey, ft.slots[i].key)
+		ft.freed.Add(1)
 	} else {
 		for {
 			e := &ft.slots[ft.hand]
@@ -157,14 +176,64 @@ func (ft *flowTable) get(k flowKey, proto transport.Proto, local netip.AddrPort)
 	e.gen++
 	e.gone.Store(false)
 	e.used.Store(true)
+	e.listed.Store(false)
 	ft.byKey[k] = uint32(i)
+	if _, alive := peers[k.holder]; !alive && len(ft.slots) == ft.max {
+		// A full table and a holder not heard from (dead, or not yet
+		// heard at start): its slot goes first, before a live flow's.
+		ft.markFree(i)
+	}
 	return flowID(i, e.gen)
 }
 
-func (ft *flowTable) stats() (int, uint64) {
+// markFree puts slot i on the free list: its flow is gone, or its holder
+// is not heard from. The caller holds ft.mu (read or write).
+func (ft *flowTable) markFree(i int) {
+	if ft.slots[i].listed.Swap(true) {
+		return
+	}
+	ft.freeMu.Lock()
+	ft.free = append(ft.free, uint32(i))
+	ft.freeMu.Unlock()
+}
+
+// popFree returns a slot of the free list whose flow is still gone or
+// whose holder is still not heard from (peers: the holders heard from);
+// the others (a holder heard again) go back to the clock. The caller
+// holds the write lock.
+func (ft *flowTable) popFree(peers map[[6]byte]netip.AddrPort) (int, bool) {
+	ft.freeMu.Lock()
+	defer ft.freeMu.Unlock()
+	for len(ft.free) > 0 {
+		i := int(ft.free[len(ft.free)-1])
+		ft.free = ft.free[:len(ft.free)-1]
+		e := &ft.slots[i]
+		if !e.listed.Swap(false) {
+			continue
+		}
+		if _, alive := peers[e.key.holder]; e.gone.Load() || !alive {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// forget lists the slots of the flows whose holders are no longer heard
+// from (gone: their prefixes), so that new flows take their slots first.
+func (ft *flowTable) forget(gone map[[6]byte]bool) {
 	ft.mu.RLock()
 	defer ft.mu.RUnlock()
-	return len(ft.byKey), ft.evicted.Load()
+	for i := range ft.slots {
+		if gone[ft.slots[i].key.holder] {
+			ft.markFree(i)
+		}
+	}
+}
+
+func (ft *flowTable) stats() (n int, evicted, freed uint64) {
+	ft.mu.RLock()
+	defer ft.mu.RUnlock()
+	return len(ft.byKey), ft.evicted.Load(), ft.freed.Load()
 }
 
 // RemoteFlow implements txn.RemoteFlows: the id of connection id of the
@@ -175,7 +244,7 @@ func (r *Relay) RemoteFlow(holder [6]byte, id uint64, proto transport.Proto, loc
 	if holder == r.mine || id == 0 || !proto.Stream() {
 		return 0
 	}
-	return r.flows.get(flowKey{holder, id}, proto, local)
+	return r.flows.get(flowKey{holder, id}, proto, local, *r.peers.Load())
 }
 
 // RemoteFlowInfo implements txn.RemoteFlows: the listener here of the
@@ -238,26 +307,128 @@ func (r *Relay) SendRemoteFlow(f transport.ConnID, data []byte, tag transport.Ta
 // handOver writes a request a peer (src) handed over on the connection it
 // names, or tells the peer the connection is gone. The read loop checked
 // that src is a configured peer.
+//
+// A tagged hand-off is written with a tag of this node's (pendingRing):
+// the transport may accept it and then lose it, when the connection
+// closes before the request is written; its SendFailure then comes back
+// here (SendErrors) and is reported to the sender like a connection found
+// gone at once.
 func (r *Relay) handOver(src netip.AddrPort, pkt []byte) {
 	holder := [6]byte(pkt[4:10])
 	id := binary.BigEndian.Uint64(pkt[10:18])
 	data := pkt[flowHdr:]
+	tagged := binary.BigEndian.Uint64(pkt[26:34])|binary.BigEndian.Uint64(pkt[34:42]) != 0
 	if holder == r.mine && id != 0 && transport.ConnID(id)&txn.RemoteFlowBit == 0 && r.cfg.SendConn != nil {
-		if r.cfg.SendConn(transport.ConnID(id), data) == nil {
+		var tag transport.Tag
+		if tagged {
+			tag = r.pending.add(src, [24]byte(pkt[18:42]))
+		}
+		if r.cfg.SendConn(transport.ConnID(id), data, tag) == nil {
 			r.handReceived.Add(1)
 			return
+		}
+		if tagged {
+			r.pending.take(tag) // reported below
 		}
 	}
 	// Not ours (an earlier run of this node held it) or closed.
 	r.handDropped.Add(1)
-	if binary.BigEndian.Uint64(pkt[26:34])|binary.BigEndian.Uint64(pkt[34:42]) == 0 {
+	if !tagged {
 		return // untagged: nobody waits for it
 	}
+	r.reportGone(src, [24]byte(pkt[18:42]))
+}
+
+// reportGone tells the sender of a hand-off (src) that its connection is
+// gone; ref is the sender's flow id and tag, as in its SBRF.
+func (r *Relay) reportGone(src netip.AddrPort, ref [24]byte) {
 	var b [flowGoneLen]byte
 	copy(b[:], magicFlowGone)
-	copy(b[4:], pkt[18:42]) // the sender's flow id and tag
+	copy(b[4:], ref[:])
 	if _, err := r.conn.WriteToUDPAddrPort(b[:], src); err != nil {
 		r.sendErrs.Add(1)
+	}
+}
+
+// handoffMark is tag[0] of the hand-offs this node writes tagged; tag[1]
+// is the pending hand-off's sequence number, below 1<<63, so that no
+// branch tag of txn's (top bit of tag[1] set) is taken for one.
+const handoffMark = 0x5342524668616e64 // "SBRFhand"
+
+// pendingHandoffs is how many tagged hand-offs the holder remembers: the
+// most recent ones. A connection that closes with a request still queued
+// does so within the time it takes to write it (milliseconds), or within
+// limits.write_queue's worth for a phone that does not read; a report
+// lost past that costs the sender's branch its timer (408), as before.
+const pendingHandoffs = 4096
+
+// pendingRing holds the sender (relay address, flow id and tag) of the
+// tagged hand-offs written here lately, by sequence number.
+type pendingRing struct {
+	mu   sync.Mutex
+	seq  uint64
+	ring [pendingHandoffs]pendingHandoff
+}
+
+type pendingHandoff struct {
+	seq uint64 // 0: free
+	src netip.AddrPort
+	ref [24]byte
+}
+
+func (p *pendingRing) add(src netip.AddrPort, ref [24]byte) transport.Tag {
+	p.mu.Lock()
+	p.seq = (p.seq + 1) & (1<<63 - 1)
+	if p.seq == 0 {
+		p.seq = 1
+	}
+	seq := p.seq
+	p.ring[seq%pendingHandoffs] = pendingHandoff{seq: seq, src: src, ref: ref}
+	p.mu.Unlock()
+	return transport.Tag{handoffMark, seq}
+}
+
+// take returns and forgets the hand-off of tag; false when it is not one
+// of ours or was overwritten by later ones.
+func (p *pendingRing) take(tag transport.Tag) (pendingHandoff, bool) {
+	if tag[0] != handoffMark || tag[1]>>63 != 0 || tag[1] == 0 {
+		return pendingHandoff{}, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h := &p.ring[tag[1]%pendingHandoffs]
+	if h.seq != tag[1] {
+		return pendingHandoff{}, false
+	}
+	got := *h
+	*h = pendingHandoff{}
+	return got, true
+}
+
+// SendErrors returns the SendErrorHandler for the transport of a node in
+// a group: the late failures of hand-offs written here (the connection
+// closed before the request was written) are reported to their senders,
+// which answer 430 at once; every other failure goes to next (the core).
+// Set it on the transport after the core (which sets itself).
+func (r *Relay) SendErrors(next transport.SendErrorHandler) transport.SendErrorHandler {
+	return &sendErrors{r, next}
+}
+
+type sendErrors struct {
+	r    *Relay
+	next transport.SendErrorHandler
+}
+
+func (h *sendErrors) SendFailed(f transport.SendFailure) {
+	if f.Tag[0] == handoffMark && f.Tag[1]>>63 == 0 {
+		if p, ok := h.r.pending.take(f.Tag); ok {
+			h.r.handDropped.Add(1)
+			h.r.reportGone(p.src, p.ref)
+		}
+		return
+	}
+	if h.next != nil {
+		h.next.SendFailed(f)
 	}
 }
 
@@ -277,6 +448,7 @@ func (r *Relay) flowGone(src netip.AddrPort, pkt []byte) {
 		return
 	}
 	e.gone.Store(true)
+	r.flows.markFree(int(f & (1<<32 - 1)))
 	proto := e.proto
 	r.flows.mu.RUnlock()
 	r.handFailed.Add(1)

@@ -127,7 +127,7 @@ func TestFlowHandoff(t *testing.T) {
 	}
 	defer a.tr.Close()
 	a.relay.Store(newRelayWith(t, Config{Listen: aAddr, Peers: []netip.AddrPort{bAddr, rawAddr}, Prefix: "z9hG4bKaaaaaa",
-		SendConn: a.tr.SendConn}, outA))
+		SendConn: a.tr.SendConnTagged}, outA))
 	defer a.relay.Load().Close()
 	shared := a.tr.Listeners()[0].Local
 	bTCP := &transport.Listener{Proto: transport.TCP, Local: shared}
@@ -281,7 +281,7 @@ func TestFlowTable(t *testing.T) {
 	// A writes every hand-off (on no connection), so that none is
 	// reported gone and the sends below all go out.
 	a := newRelayWith(t, Config{Listen: aAddr, Peers: []netip.AddrPort{bAddr}, Prefix: "z9hG4bKaaaaaa",
-		SendConn: func(transport.ConnID, []byte) error { return nil }}, out)
+		SendConn: func(transport.ConnID, []byte, transport.Tag) error { return nil }}, out)
 	defer a.Close()
 	b := newRelayWith(t, Config{Listen: bAddr, Peers: []netip.AddrPort{aAddr}, Prefix: "z9hG4bKbbbbbb", MaxFlows: 4}, out, bTCP)
 	defer b.Close()
@@ -335,7 +335,7 @@ func BenchmarkHandoff(b *testing.B) {
 	// measured).
 	ra, err := New(Config{Listen: aAddr, Peers: []netip.AddrPort{bAddr}, Prefix: "z9hG4bKaaaaaa",
 		Handle: func(*transport.Packet) {}, Listener: func(transport.Proto, netip.AddrPort) *transport.Listener { return nil },
-		SendConn: func(transport.ConnID, []byte) error { return nil }})
+		SendConn: func(transport.ConnID, []byte, transport.Tag) error { return nil }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -381,3 +381,155 @@ func freeUDPB(b *testing.B) netip.AddrPort {
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).AddrPort()
 }
+
+// TestFlowTableFreesGone: in a full table the slot of a flow known gone
+// is reused before any live flow is forgotten, however recently that
+// was used: one the holder reported closed, one of a holder not heard
+// from (listed when added, or when its holder is forgotten). A listed
+// slot whose holder is heard again is not taken for gone.
+func TestFlowTableFreesGone(t *testing.T) {
+	aAddr, bAddr := freeUDP(t), freeUDP(t)
+	shared := netip.MustParseAddrPort("127.0.0.1:5060")
+	bTCP := &transport.Listener{Proto: transport.TCP, Local: shared}
+	out := make(chan got, 1)
+	// A holds connections 1 to 9, except 2, which closed.
+	a := newRelayWith(t, Config{Listen: aAddr, Peers: []netip.AddrPort{bAddr}, Prefix: "z9hG4bKaaaaaa",
+		SendConn: func(id transport.ConnID, _ []byte, _ transport.Tag) error {
+			if id == 2 {
+				return transport.ErrNoConn
+			}
+			return nil
+		}}, out)
+	defer a.Close()
+	var reports atomic.Int32
+	b := newRelayWith(t, Config{Listen: bAddr, Peers: []netip.AddrPort{aAddr}, Prefix: "z9hG4bKbbbbbb", MaxFlows: 4,
+		FlowFailed: func(transport.SendFailure) { reports.Add(1) }}, out, bTCP)
+	defer b.Close()
+	waitFor(t, "B did not hear A", func() bool { return b.Stats().Peers == 1 })
+	holder := [6]byte([]byte("aaaaaa"))
+	ids := map[uint64]transport.ConnID{}
+	for i := uint64(1); i <= 4; i++ {
+		ids[i] = b.RemoteFlow(holder, i, transport.TCP, shared)
+	}
+	if err := b.SendRemoteFlow(ids[2], []byte("INVITE"), transport.Tag{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A did not report connection 2 gone", func() bool { return reports.Load() == 1 })
+	live := func(ns ...uint64) {
+		t.Helper()
+		for _, n := range ns {
+			if _, _, _, id, ok := b.RemoteFlowInfo(ids[n]); !ok || id != n {
+				t.Fatalf("live flow %d forgotten", n)
+			}
+		}
+	}
+	live(1, 3, 4) // all used since the hand passed
+	ids[5] = b.RemoteFlow(holder, 5, transport.TCP, shared)
+	if st := b.Stats(); st.FlowsEvicted != 0 || st.FlowsFreed != 1 || st.Flows != 4 {
+		t.Fatalf("evicted %d, freed %d, flows %d: want the gone flow's slot reused", st.FlowsEvicted, st.FlowsFreed, st.Flows)
+	}
+	live(1, 3, 4, 5)
+
+	// A holder never heard from (a dead node's bindings on Redis): its
+	// flow takes a live one's slot this once, and is the first to go.
+	ghost := b.RemoteFlow([6]byte([]byte("gggggg")), 1, transport.TCP, shared)
+	if st := b.Stats(); st.FlowsEvicted != 1 {
+		t.Fatalf("evicted %d, want 1", st.FlowsEvicted)
+	}
+	evicted := b.Stats().FlowsEvicted
+	for n := range ids {
+		b.RemoteFlowInfo(ids[n]) // all used: only the ghost is free
+	}
+	ids[6] = b.RemoteFlow(holder, 6, transport.TCP, shared)
+	if st := b.Stats(); st.FlowsEvicted != evicted || st.FlowsFreed != 2 {
+		t.Fatalf("evicted %d, freed %d: want the unheard holder's slot reused", st.FlowsEvicted, st.FlowsFreed)
+	}
+	if _, _, _, _, ok := b.RemoteFlowInfo(ghost); ok {
+		t.Fatal("the ghost's flow is usable")
+	}
+
+	// A forgotten (as expire does) and heard again before the slots are
+	// needed: its flows are live, and the clock decides.
+	b.flows.forget(map[[6]byte]bool{holder: true})
+	b.RemoteFlow(holder, 7, transport.TCP, shared)
+	if st := b.Stats(); st.FlowsFreed != 2 || st.FlowsEvicted != evicted+1 {
+		t.Fatalf("freed %d, evicted %d: a live holder's listed flow was taken for gone", st.FlowsFreed, st.FlowsEvicted)
+	}
+	// The free list never holds a slot twice.
+	b.flows.forget(map[[6]byte]bool{holder: true})
+	b.flows.forget(map[[6]byte]bool{holder: true})
+	b.flows.freeMu.Lock()
+	n := len(b.flows.free)
+	b.flows.freeMu.Unlock()
+	if n > 4 {
+		t.Fatalf("free list of %d for a table of 4", n)
+	}
+}
+
+// TestFlowHandoffLateFailure: the holder accepts a tagged hand-off (the
+// transport queues it) and the connection closes before it is written:
+// the transport's SendFailure for the holder's tag reaches the relay
+// (SendErrors), which reports the connection gone to the sender with the
+// sender's flow and tag, once; the sender's FlowFailed answers 430.
+// Failures of the holder's own requests go on to the core, and a forged
+// or stale hand-off tag reports nothing.
+func TestFlowHandoffLateFailure(t *testing.T) {
+	aAddr, bAddr := freeUDP(t), freeUDP(t)
+	shared := netip.MustParseAddrPort("127.0.0.1:5060")
+	bTCP := &transport.Listener{Proto: transport.TCP, Local: shared}
+	out := make(chan got, 1)
+	accepted := make(chan transport.Tag, 4)
+	a := newRelayWith(t, Config{Listen: aAddr, Peers: []netip.AddrPort{bAddr}, Prefix: "z9hG4bKaaaaaa",
+		SendConn: func(_ transport.ConnID, _ []byte, tag transport.Tag) error { accepted <- tag; return nil }}, out)
+	defer a.Close()
+	var fmu sync.Mutex
+	var failed []transport.SendFailure
+	b := newRelayWith(t, Config{Listen: bAddr, Peers: []netip.AddrPort{aAddr}, Prefix: "z9hG4bKbbbbbb",
+		FlowFailed: func(f transport.SendFailure) { fmu.Lock(); failed = append(failed, f); fmu.Unlock() }}, out, bTCP)
+	defer b.Close()
+	waitFor(t, "B did not hear A", func() bool { return b.Stats().Peers == 1 })
+	f := b.RemoteFlow([6]byte([]byte("aaaaaa")), 7, transport.TCP, shared)
+
+	core := &coreFailures{}
+	h := a.SendErrors(core)
+	if err := b.SendRemoteFlow(f, []byte("BYE"), transport.Tag{}); err != nil {
+		t.Fatal(err)
+	}
+	if tag := <-accepted; tag != (transport.Tag{}) {
+		t.Fatalf("an untagged hand-off written with tag %v", tag)
+	}
+	if err := b.SendRemoteFlow(f, []byte("INVITE"), transport.Tag{5, 6}); err != nil {
+		t.Fatal(err)
+	}
+	tag := <-accepted
+	if tag == (transport.Tag{}) || tag[1]>>63 != 0 {
+		t.Fatalf("a tagged hand-off written with tag %x: want one of the holder's", tag)
+	}
+	// A forged tag (the next sequence number) and a branch tag of A's
+	// own core: nothing reported; the core gets its own.
+	h.SendFailed(transport.SendFailure{Tag: transport.Tag{tag[0], tag[1] + 1}})
+	h.SendFailed(transport.SendFailure{Tag: transport.Tag{tag[0], 1<<63 | 1}})
+	if n := core.count(); n != 1 {
+		t.Fatalf("the core got %d failures, want its own 1", n)
+	}
+	h.SendFailed(transport.SendFailure{Tag: tag, Proto: transport.TCP, Err: transport.ErrConnClosed})
+	h.SendFailed(transport.SendFailure{Tag: tag, Proto: transport.TCP, Err: transport.ErrConnClosed})
+	waitFor(t, "B got no report", func() bool { fmu.Lock(); defer fmu.Unlock(); return len(failed) > 0 })
+	time.Sleep(50 * time.Millisecond) // a second report would have arrived
+	fmu.Lock()
+	defer fmu.Unlock()
+	if len(failed) != 1 || failed[0].Conn != f || failed[0].Tag != (transport.Tag{5, 6}) {
+		t.Fatalf("reports %+v, want one for flow %x with tag {5 6}", failed, f)
+	}
+	if _, _, _, _, ok := b.RemoteFlowInfo(f); ok {
+		t.Fatal("the flow is still usable after the holder's report")
+	}
+	if core.count() != 1 {
+		t.Fatal("the hand-off's failure reached the core")
+	}
+}
+
+type coreFailures struct{ n atomic.Int32 }
+
+func (c *coreFailures) SendFailed(transport.SendFailure) { c.n.Add(1) }
+func (c *coreFailures) count() int                       { return int(c.n.Load()) }

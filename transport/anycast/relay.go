@@ -95,16 +95,18 @@ type Config struct {
 	// proto. Nil drops the response, or makes the flow unusable here.
 	Listener func(proto transport.Proto, local netip.AddrPort) *transport.Listener
 	// SendConn writes a request another node handed over on stream
-	// connection id of this node (transport.Transport.SendConn); nil
-	// refuses every hand-off.
-	SendConn func(id transport.ConnID, data []byte) error
+	// connection id of this node (transport.Transport.SendConnTagged:
+	// a non-zero tag comes back in a SendFailure to SendErrors when the
+	// connection closes before the request is written); nil refuses
+	// every hand-off.
+	SendConn func(id transport.ConnID, data []byte, tag transport.Tag) error
 	// FlowFailed gets the hand-offs whose holder found the connection
 	// gone (txn.Core.SendFailed): Conn is the flow, Tag the one given to
 	// SendRemoteFlow.
 	FlowFailed func(transport.SendFailure)
 	// MaxFlows bounds the connections of other nodes this node knows
-	// (RemoteFlow); past it the least recently used is forgotten.
-	// Default 65536.
+	// (RemoteFlow, anycast.max_flows); past it the slot of a gone one is
+	// reused, else that of one not used lately. Default 65536.
 	MaxFlows int
 	Logger   *slog.Logger
 }
@@ -124,7 +126,8 @@ type Relay struct {
 
 	relayed, received, refused, sendErrs atomic.Uint64
 
-	flows flowTable // connections other nodes hold (flows.go)
+	flows   flowTable   // connections other nodes hold (flows.go)
+	pending pendingRing // tagged hand-offs written here lately (flows.go)
 	// hand-offs: sent to a holder, written here for another node, failed
 	// (the holder reported the connection gone), dropped here (no such
 	// connection)
@@ -323,20 +326,27 @@ func (r *Relay) hello(src netip.AddrPort, key [6]byte) {
 	}
 }
 
-// expire forgets peers unheard for PeerTimeout.
+// expire forgets peers unheard for PeerTimeout; the slots of the flows
+// they held are reused first (flowTable.forget).
 func (r *Relay) expire() {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	changed := false
+	var gone map[[6]byte]bool
 	for k, p := range r.seen {
 		if time.Since(p.last) > PeerTimeout {
 			delete(r.seen, k)
-			changed = true
+			if gone == nil {
+				gone = map[[6]byte]bool{}
+			}
+			gone[k] = true
 			r.cfg.Logger.Warn("anycast: peer gone (no hello): its responses are forwarded statelessly", "relay", p.addr.String())
 		}
 	}
-	if changed {
+	if gone != nil {
 		r.publish()
+	}
+	r.mu.Unlock()
+	if gone != nil {
+		r.flows.forget(gone)
 	}
 }
 
@@ -372,9 +382,11 @@ type Stats struct {
 	Relayed, Received, Refused uint64
 	SendErrors                 uint64
 	// Flows are the connections of other nodes known here; FlowsEvicted
-	// those forgotten to make room (MaxFlows).
+	// live ones forgotten to make room (MaxFlows), FlowsFreed the slots of
+	// gone ones (reported closed, or their node not heard from) reused.
 	Flows        int
 	FlowsEvicted uint64
+	FlowsFreed   uint64
 	// Hand-offs of requests over connections: sent to their holder,
 	// received from another node and written here, failed (the holder
 	// reported the connection gone), dropped here (no such connection).
@@ -383,9 +395,9 @@ type Stats struct {
 
 // Stats returns the counters.
 func (r *Relay) Stats() Stats {
-	flows, evicted := r.flows.stats()
+	flows, evicted, freed := r.flows.stats()
 	return Stats{Peers: len(*r.peers.Load()), Relayed: r.relayed.Load(), Received: r.received.Load(),
-		Refused: r.refused.Load(), SendErrors: r.sendErrs.Load(), Flows: flows, FlowsEvicted: evicted,
+		Refused: r.refused.Load(), SendErrors: r.sendErrs.Load(), Flows: flows, FlowsEvicted: evicted, FlowsFreed: freed,
 		HandoffsSent: r.handSent.Load(), HandoffsReceived: r.handReceived.Load(),
 		HandoffsFailed: r.handFailed.Load(), HandoffsDropped: r.handDropped.Load()}
 }

@@ -293,6 +293,9 @@ type Anycast struct {
 	Relay string `yaml:"relay"`
 	// Peers are the relay addresses of the other nodes of the group.
 	Peers []string `yaml:"peers"`
+	// MaxFlows bounds the other nodes' TCP/TLS/WebSocket connections
+	// this node keeps an id for (anycast.Config.MaxFlows).
+	MaxFlows int `yaml:"max_flows"`
 
 	relay netip.AddrPort
 	peers []netip.AddrPort
@@ -355,6 +358,7 @@ func Default() *Config {
 		Mgmt: Mgmt{Listen: "127.0.0.1:8080", Panel: Panel{Enabled: true, SessionTTL: Duration(8 * time.Hour),
 			LockoutFailures: 5, LockoutTime: Duration(15 * time.Minute)}},
 		TLS:      TLS{MinVersion: "1.2", VerifyServer: true},
+		Anycast:  Anycast{MaxFlows: 65536},
 		Provider: Provider{TrustedGroup: 1, DialplanID: -1},
 		Modules:  ModuleSettings(),
 	}
@@ -518,6 +522,11 @@ func (c *Config) check(at func(key string) int) error {
 func (c *Config) checkAnycast(fail func(key, format string, args ...any) error) error {
 	a := &c.Anycast
 	a.relay, a.peers = netip.AddrPort{}, nil
+	// Each flow costs about 100 bytes; 1<<24 is also the most the table's
+	// ids can number.
+	if a.MaxFlows < 16 || a.MaxFlows > 1<<24 {
+		return fail("anycast.max_flows", "must be between 16 and 16777216, not %d", a.MaxFlows)
+	}
 	if a.Relay == "" {
 		if len(a.Peers) > 0 {
 			return fail("anycast.relay", "missing: anycast.peers needs this node's own relay address")

@@ -125,6 +125,8 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"anycast without peers", "anycast:\n  relay: 10.0.0.1:5099\n", "anycast.peers: missing"},
 		{"anycast peer not an address", "anycast:\n  relay: 10.0.0.1:5099\n  peers: [10.0.0.2]\n", "anycast.peers[0]: not an IP address with a port"},
 		{"anycast peer is self", "anycast:\n  relay: 10.0.0.1:5099\n  peers: [10.0.0.1:5099]\n", "anycast.peers[0]: is anycast.relay"},
+		{"anycast max_flows too small", "anycast:\n  max_flows: 8\n", "x.yaml:2: anycast.max_flows: must be between 16 and 16777216, not 8"},
+		{"anycast max_flows too large", "anycast:\n  relay: 10.0.0.1:5099\n  peers: [10.0.0.2:5099]\n  max_flows: 16777217\n", "anycast.max_flows: must be between 16 and 16777216"},
 		{"anycast peers without relay", "anycast:\n  peers: [10.0.0.2:5099]\n", "anycast.relay: missing"},
 		{"anycast relay on the SIP port", "listen:\n  - {proto: udp, address: 127.0.0.1:5060}\nanycast:\n  relay: 127.0.0.1:5060\n  peers: [127.0.0.2:5099]\n", "anycast.relay: is a SIP listener's address"},
 		{"bad sharing", "registrar:\n  sharing: memcached\n", "registrar.sharing: must be none or redis"},
