@@ -152,7 +152,7 @@ func TestShareClaimSentAgain(t *testing.T) {
 			a := newSharedNode(t, rs, "a", now, short)
 			b := newSharedNode(t, rs, "b", now, short)
 			cn := newSharedNode(t, rs, "c", now, short)
-			rc := rs.client()
+			rc := rs.Client()
 			h := &claimAgain{mode: claimTake, again: again}
 			if !again {
 				h.after = func() {
@@ -208,7 +208,7 @@ func TestShareGoneNotPublished(t *testing.T) {
 	waitUntil(t, "B's copy", func() bool { return b.d.remote.Load() == 1 })
 	sentinel := a.answered(t, "sentinel-x")
 	_ = sentinel
-	rc := rs.client()
+	rc := rs.Client()
 	ctx := context.Background()
 	var key, sentinelMember string
 	for _, inf := range a.d.List("", 0) {
@@ -263,7 +263,7 @@ func TestShareCopyKeepsOwnersDeadline(t *testing.T) {
 	c := a.answered(t, "extend-x")
 	c.on(b).inDialog("INFO", false, "btag-extend-x", 2)
 	waitUntil(t, "B's copy", func() bool { return b.d.remote.Load() == 1 })
-	rc := rs.client()
+	rc := rs.Client()
 	ctx := context.Background()
 	keys, _ := rc.Keys(ctx, "switchboard:dlg:{*").Result()
 	if len(keys) != 1 {

@@ -3,88 +3,26 @@ package dialog
 import (
 	"context"
 	"encoding/json"
-	"net"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/redis/go-redis/v9"
 
 	"switchboard/modules"
 	"switchboard/modules/internal/rediscfg"
+	"switchboard/modules/internal/redistest"
 	"switchboard/modules/internal/routetest"
 	"switchboard/shards"
 	"switchboard/store"
 )
 
-// redisServer is a real redis-server (Debian's redis-server, installed by
-// scripts/test-deps.sh) on a free loopback port in a temporary directory.
-type redisServer struct {
-	t    *testing.T
-	port int
-	dir  string
-	cmd  *exec.Cmd
-}
+// redisServer is a real redis-server (modules/internal/redistest).
+type redisServer = redistest.Server
 
-func startRedis(t *testing.T) *redisServer {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a redis-server: skipped in -short mode")
-	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server not installed (scripts/test-deps.sh installs it)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	rs := &redisServer{t: t, port: port, dir: t.TempDir()}
-	rs.start()
-	t.Cleanup(rs.stop)
-	return rs
-}
-
-func (rs *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(rs.port) }
-
-func (rs *redisServer) start() {
-	rs.t.Helper()
-	rs.cmd = exec.Command("redis-server", "--port", strconv.Itoa(rs.port), "--bind", "127.0.0.1",
-		"--dir", rs.dir, "--save", "", "--appendonly", "yes", "--daemonize", "no")
-	if err := rs.cmd.Start(); err != nil {
-		rs.t.Fatal(err)
-	}
-	c := redis.NewClient(&redis.Options{Addr: rs.addr()})
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			rs.t.Fatal("redis-server did not answer within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (rs *redisServer) stop() {
-	if rs.cmd == nil || rs.cmd.Process == nil {
-		return
-	}
-	rs.cmd.Process.Signal(syscall.SIGTERM)
-	rs.cmd.Wait()
-	rs.cmd = nil
-}
-
-func (rs *redisServer) client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: rs.addr()})
-	rs.t.Cleanup(func() { c.Close() })
-	return c
-}
+func startRedis(t *testing.T) *redisServer { return redistest.Start(t) }
 
 // events records what a node's subscribers were told of ended dialogs.
 type events struct {
@@ -127,7 +65,7 @@ func shareSettings(rs *redisServer, node string) *Settings {
 	s := DefaultSettings()
 	s.Sharing = SharingRedis
 	s.Redis = rediscfg.Default()
-	s.Redis.Addr, s.Redis.Node = rs.addr(), node
+	s.Redis.Addr, s.Redis.Node = rs.Addr(), node
 	s.Redis.Timeout, s.Redis.DialTimeout = 300*time.Millisecond, 300*time.Millisecond
 	s.TakeoverDelay = time.Second
 	s.DefaultTimeout = time.Minute
@@ -261,7 +199,7 @@ func TestShareByeOnAnotherNode(t *testing.T) {
 	if a.ended(ReasonBye) != 0 || b.ended(ReasonBye) != 1 || a.d.confirmed.Load() != 0 || b.d.remote.Load() != 0 {
 		t.Fatalf("ended by bye A %d B %d; A confirmed %d, B remote %d", a.ended(ReasonBye), b.ended(ReasonBye), a.d.confirmed.Load(), b.d.remote.Load())
 	}
-	rc := rs.client()
+	rc := rs.Client()
 	ctx := context.Background()
 	keys, _ := rc.Keys(ctx, "switchboard:dlg:{*").Result()
 	if len(keys) != 1 {
@@ -304,7 +242,7 @@ func TestShareInDialogOnAnotherNode(t *testing.T) {
 		t.Fatal("B counts A's call as its own")
 	}
 	b.waitCounter(t, "switchboard_dialog_redis_writes_total", 1, func(v uint64) bool { return v >= 1 })
-	rc := rs.client()
+	rc := rs.Client()
 	waitUntil(t, "the callee's CSeq in Redis", func() bool {
 		keys, _ := rc.Keys(context.Background(), "switchboard:dlg:{*").Result()
 		return len(keys) == 1 && rc.HGet(context.Background(), keys[0], "ce").Val() == "7"
@@ -448,7 +386,7 @@ func TestShareTakeover(t *testing.T) {
 	if got := winner.counter("switchboard_dialog_redis_takeovers_total"); got != 1 {
 		t.Fatalf("takeovers %d", got)
 	}
-	if n, _ := rs.client().ZCard(context.Background(), "switchboard:dlg:deadlines").Result(); n != 0 {
+	if n, _ := rs.Client().ZCard(context.Background(), "switchboard:dlg:deadlines").Result(); n != 0 {
 		t.Fatalf("%d deadlines left", n)
 	}
 }
@@ -477,7 +415,7 @@ func TestShareRedisDown(t *testing.T) {
 	b := newSharedNode(t, rs, "b", now, nil)
 	a.d.share.localWait = 300 * time.Millisecond
 	c := a.answered(t, "down-x")
-	rs.stop()
+	rs.Stop()
 	// B: relayed, the read dropped.
 	if sent := c.on(b).inDialog("INFO", false, "btag-down-x", 3); len(sent) != 1 || !strings.HasPrefix(sent[0].Data, "INFO ") {
 		t.Fatalf("B did not relay the INFO: %v", sent)
@@ -502,12 +440,12 @@ func TestShareRedisDown(t *testing.T) {
 	if b.d.tbl.Len() != 0 {
 		t.Fatal("B holds a dialog it could not read")
 	}
-	rs.start()
+	rs.Start()
 	a.waitCounter(t, "switchboard_dialog_redis_up", 1, func(v uint64) bool { return v == 1 })
 	b.waitCounter(t, "switchboard_dialog_redis_up", 1, func(v uint64) bool { return v == 1 })
 	// The call A ended alone is marked ended in Redis once it is back: no
 	// survivor takes it over at its deadline.
-	rc := rs.client()
+	rc := rs.Client()
 	waitUntil(t, "the call ended during the outage marked ended", func() bool {
 		keys, _ := rc.Keys(context.Background(), "switchboard:dlg:{*").Result()
 		n, _ := rc.ZCard(context.Background(), "switchboard:dlg:deadlines").Result()
@@ -532,7 +470,7 @@ func TestShareForgedRow(t *testing.T) {
 	a := newSharedNode(t, rs, "a", now, nil)
 	b := newSharedNode(t, rs, "b", now, nil)
 	c := a.answered(t, "victim-x")
-	rc := rs.client()
+	rc := rs.Client()
 	ctx := context.Background()
 	keys, _ := rc.Keys(ctx, "switchboard:dlg:{*").Result()
 	if len(keys) != 1 {

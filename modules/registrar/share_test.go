@@ -4,86 +4,20 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
-	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"switchboard/modules/internal/redistest"
 	"switchboard/shards"
 )
 
-// redisServer is a real redis-server (Debian's redis-server, installed by
-// scripts/test-deps.sh) on a free loopback port in a temporary directory,
-// with an append-only file so that a stop and start keeps its data.
-type redisServer struct {
-	t    *testing.T
-	port int
-	dir  string
-	cmd  *exec.Cmd
-}
+// redisServer is a real redis-server (modules/internal/redistest).
+type redisServer = redistest.Server
 
-func startRedis(t *testing.T) *redisServer {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a redis-server: skipped in -short mode")
-	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server not installed (scripts/test-deps.sh installs it)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	rs := &redisServer{t: t, port: port, dir: t.TempDir()}
-	rs.start()
-	t.Cleanup(rs.stop)
-	return rs
-}
-
-func (rs *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(rs.port) }
-
-func (rs *redisServer) start() {
-	rs.t.Helper()
-	rs.cmd = exec.Command("redis-server", "--port", strconv.Itoa(rs.port), "--bind", "127.0.0.1",
-		"--dir", rs.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no")
-	if err := rs.cmd.Start(); err != nil {
-		rs.t.Fatal(err)
-	}
-	c := redis.NewClient(&redis.Options{Addr: rs.addr()})
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			rs.t.Fatal("redis-server did not answer within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// stop ends the server (SIGTERM: it syncs its append-only file).
-func (rs *redisServer) stop() {
-	if rs.cmd == nil || rs.cmd.Process == nil {
-		return
-	}
-	rs.cmd.Process.Signal(syscall.SIGTERM)
-	rs.cmd.Wait()
-	rs.cmd = nil
-}
-
-func (rs *redisServer) client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: rs.addr()})
-	rs.t.Cleanup(func() { c.Close() })
-	return c
-}
+func startRedis(t *testing.T) *redisServer { return redistest.Start(t) }
 
 // sharedNode is a registrar in a harness, sharing its bindings on rs.
 type sharedNode struct {
@@ -98,7 +32,7 @@ func newSharedNode(t *testing.T, rs *redisServer, node string) *sharedNode {
 	h := newHarnessClock(t, Config{}, shards.NewManualClock(time.Now().UnixMilli()))
 	n := &sharedNode{harness: h}
 	st := defaultRedisSettings()
-	st.Addr, st.Node, st.Timeout, st.DialTimeout = rs.addr(), node, 300*time.Millisecond, 300*time.Millisecond
+	st.Addr, st.Node, st.Timeout, st.DialTimeout = rs.Addr(), node, 300*time.Millisecond, 300*time.Millisecond
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sh, err := newSharer(h.reg, st, log, func(string, ...any) {}, func(reason string) {
 		n.mu.Lock()
@@ -150,7 +84,7 @@ func TestRedisShareAcrossNodes(t *testing.T) {
 	rs := startRedis(t)
 	a := newSharedNode(t, rs, "node-a")
 	b := newSharedNode(t, rs, "node-b")
-	rc := rs.client()
+	rc := rs.Client()
 	ctx := context.Background()
 
 	// Behind NAT: a private Contact, reached at the REGISTER's source.
@@ -229,7 +163,7 @@ func TestRedisShareOutage(t *testing.T) {
 	}
 	waitFor(t, "b never saw bob", 5*time.Second, func() bool { return b.reg.Registered([]byte("bob@example.com")) })
 
-	rs.stop()
+	rs.Stop()
 	start := time.Now()
 	if resp := a.request("127.0.0.1:5066", register("carol", "cid-carol", 1, "Contact: <sip:carol@127.0.0.1:5066>\r\nExpires: 600\r\n")); statusOf(resp) != "200 OK" {
 		t.Fatalf("REGISTER carol with Redis down: %s", resp)
@@ -252,7 +186,7 @@ func TestRedisShareOutage(t *testing.T) {
 		t.Fatal("carol reached b without Redis")
 	}
 
-	rs.start()
+	rs.Start()
 	waitFor(t, "carol never reached b after Redis came back", 10*time.Second, func() bool { return b.reg.Registered([]byte("carol@example.com")) })
 	waitFor(t, "a still degraded", 5*time.Second, func() bool { return a.reg.ShareStats().Up && a.degradedReason() == "" })
 	if st := a.reg.ShareStats(); st.Pending != 0 || st.Outages != 1 {

@@ -125,7 +125,7 @@ func TestRedisShareFlow(t *testing.T) {
 	if l := b.reg.List("dave@example.com"); len(l) != 1 || l[0].Node != "node-a" || l[0].Flow != aPrefix+".7" || !l[0].Outbound {
 		t.Fatalf("b's copy: %+v", l)
 	}
-	vals := rs.client().HGetAll(context.Background(), "switchboard:loc:{dave@example.com}").Val()
+	vals := rs.Client().HGetAll(context.Background(), "switchboard:loc:{dave@example.com}").Val()
 	for _, v := range vals {
 		if !strings.Contains(v, `"Flow":"`+aPrefix+`.7"`) || !strings.Contains(v, `"Outbound":true`) {
 			t.Fatalf("Redis value %s: want the flow and outbound", v)
