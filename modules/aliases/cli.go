@@ -51,29 +51,8 @@ func usageErr(format string, args ...any) error {
 	return &modules.KeyError{Msg: fmt.Sprintf(format, args...)}
 }
 
-// parseFlags parses flags wherever they are among the arguments and
-// returns the other arguments.
-func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
-	fs.SetOutput(io.Discard)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageErr("%v", err)
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
 func cliAdd(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
-	pos, err := parseFlags(flag.NewFlagSet("aliases add", flag.ContinueOnError), args)
+	pos, err := modules.ParseFlags(flag.NewFlagSet("aliases add", flag.ContinueOnError), args)
 	if err != nil {
 		return err
 	}
@@ -94,7 +73,7 @@ func cliAdd(ctx context.Context, st *store.Store, args []string, out io.Writer) 
 func cliList(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("aliases list", flag.ContinueOnError)
 	domain := fs.String("domain", "", "only the aliases of domain `D`")
-	pos, err := parseFlags(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -114,7 +93,7 @@ func cliList(ctx context.Context, st *store.Store, args []string, out io.Writer)
 }
 
 func cliDel(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
-	pos, err := parseFlags(flag.NewFlagSet("aliases del", flag.ContinueOnError), args)
+	pos, err := modules.ParseFlags(flag.NewFlagSet("aliases del", flag.ContinueOnError), args)
 	if err != nil {
 		return err
 	}
@@ -132,7 +111,7 @@ func cliDel(ctx context.Context, st *store.Store, args []string, out io.Writer) 
 func cliImport(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("aliases import", flag.ContinueOnError)
 	replace := fs.Bool("replace", false, "replace every alias stored by the file's, in one change")
-	pos, err := parseFlags(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -166,7 +145,7 @@ func cliImport(ctx context.Context, st *store.Store, args []string, out io.Write
 func cliExport(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("aliases export", flag.ContinueOnError)
 	domain := fs.String("domain", "", "only the aliases of domain `D`")
-	pos, err := parseFlags(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}

@@ -64,26 +64,6 @@ func newFlags(verb string) *flag.FlagSet {
 	return fs
 }
 
-// parseInterspersed parses flags wherever they are among the arguments
-// and returns the other arguments.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageErr("%v", err)
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
 func atoi(what, s string) (int, error) {
 	n, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil {
@@ -101,7 +81,7 @@ func cliAdd(ctx context.Context, st *store.Store, args []string, out io.Writer) 
 	fs.StringVar(&r.Attrs, "attrs", "", "text handed to the route with the output")
 	fs.BoolVar(&icase, "icase", false, "exact and regex rules: ignore case")
 	fs.BoolVar(&r.Disabled, "disabled", false, "store the rule disabled")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -129,7 +109,7 @@ func cliAdd(ctx context.Context, st *store.Store, args []string, out io.Writer) 
 func cliList(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
 	fs := newFlags("list")
 	dpid := fs.Int("dpid", -1, "only dialplan `N`")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -152,7 +132,7 @@ func cliList(ctx context.Context, st *store.Store, args []string, out io.Writer)
 func cliDel(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
 	fs := newFlags("del")
 	dpid := fs.Int("dpid", -1, "delete every rule of dialplan `N`")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -182,7 +162,7 @@ func cliDel(ctx context.Context, st *store.Store, args []string, out io.Writer) 
 func cliImport(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
 	fs := newFlags("import")
 	replace := fs.Bool("replace", false, "replace every rule stored by the file's, in one change")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -216,7 +196,7 @@ func cliImport(ctx context.Context, st *store.Store, args []string, out io.Write
 func cliExport(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
 	fs := newFlags("export")
 	dpid := fs.Int("dpid", -1, "only dialplan `N`")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}

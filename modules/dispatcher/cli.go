@@ -64,26 +64,6 @@ func newFlags(verb string) *flag.FlagSet {
 	return fs
 }
 
-// parseInterspersed parses flags wherever they are among the arguments
-// and returns the others.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageErr("%v", err)
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
 func cliAdd(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
 	d := store.DispatcherDest{Weight: 1}
 	var state string
@@ -96,7 +76,7 @@ func cliAdd(ctx context.Context, st *store.Store, args []string, out io.Writer) 
 	fs.StringVar(&d.Socket, "socket", "", "local address probes are sent from, proto:ip[:port]")
 	fs.StringVar(&d.Attrs, "attrs", "", "attributes handed to routes")
 	fs.StringVar(&d.Description, "description", "", "description")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -118,7 +98,7 @@ func cliAdd(ctx context.Context, st *store.Store, args []string, out io.Writer) 
 func cliList(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
 	fs := newFlags("list")
 	set := fs.Int("setid", -1, "only set `N`")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -148,7 +128,7 @@ func cliList(ctx context.Context, st *store.Store, args []string, out io.Writer)
 func cliDel(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
 	fs := newFlags("del")
 	set := fs.Int("setid", 0, "with a destination: its set `N`")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -174,7 +154,7 @@ func cliDel(ctx context.Context, st *store.Store, args []string, out io.Writer) 
 func cliImport(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
 	fs := newFlags("import")
 	replace := fs.Bool("replace", false, "replace the whole table (in one transaction)")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -355,7 +335,7 @@ func csvRow(cols, rec []string) (store.DispatcherDest, error) {
 func cliExport(ctx context.Context, st *store.Store, args []string, out io.Writer) error {
 	fs := newFlags("export")
 	set := fs.Int("setid", -1, "only set `N`")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}

@@ -243,7 +243,7 @@ func cliAdd(ctx context.Context, st *store.Store, args []string, out io.Writer) 
 	fs.StringVar(&a.Proto, "proto", "any", "transport: udp, tcp, tls, ws or any")
 	fs.StringVar(&a.Pattern, "pattern", "", "regular expression the From URI (or Request-URI: permissions.pattern_on) must match too")
 	fs.StringVar(&a.Info, "info", "", "context information handed to routes on a match")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -266,7 +266,7 @@ func cliList(ctx context.Context, st *store.Store, args []string, out io.Writer)
 	var group int
 	fs := newFlags("list")
 	fs.IntVar(&group, "group", 0, "only group `N`")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -294,7 +294,7 @@ func cliDel(ctx context.Context, st *store.Store, args []string, out io.Writer) 
 	var a delArgs
 	fs := newFlags("del")
 	fs.IntVar(&a.Group, "group", DefaultGroup, "with an address: its group `N`")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -340,24 +340,6 @@ func newFlags(verb string) *flag.FlagSet {
 	fs := flag.NewFlagSet("permissions "+verb, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // the error is returned and printed with the usage
 	return fs
-}
-
-// parseInterspersed parses flags wherever they are among the arguments
-// ("add 192.0.2.1 --group 2" as well as "add --group 2 192.0.2.1") and
-// returns the other arguments.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, usageErr(err.Error())
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
 }
 
 // usageErr is a mistake in the command line: the server prints it with

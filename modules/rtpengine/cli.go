@@ -2,7 +2,6 @@ package rtpengine
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -47,23 +46,8 @@ func usageErr(format string, args ...any) error {
 // returns the others.
 func parseArgs(verb string, args []string, def func(fs *flag.FlagSet)) ([]string, error) {
 	fs := flag.NewFlagSet("rtpengine "+verb, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	def(fs)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageErr("%v", err)
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
+	return modules.ParseFlags(fs, args)
 }
 
 func cliAdd(ctx context.Context, env modules.CLIEnv, args []string, out io.Writer) error {

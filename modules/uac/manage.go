@@ -209,7 +209,7 @@ func cliCredAdd(ctx context.Context, st *store.Store, args []string, out io.Writ
 	fs.StringVar(&c.Password, "password", "", "the trunk's password")
 	fs.StringVar(&c.HA1, "ha1", "", "MD5(username:realm:password) in hex, instead of the password")
 	fs.StringVar(&c.HA1SHA256, "ha1-sha256", "", "SHA-256(username:realm:password) in hex, instead of the password")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -282,7 +282,7 @@ func cliRegAdd(ctx context.Context, st *store.Store, args []string, out io.Write
 	fs.StringVar(&r.Password, "password", "", "the password")
 	fs.IntVar(&r.Expires, "expires", store.DefaultUACExpires, "the registration's lifetime to ask for, `SECONDS`")
 	fs.StringVar(&r.Contact, "contact", "", "the Contact to register; default: sip:<username>@ the address the REGISTER leaves from")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := modules.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -349,23 +349,6 @@ func newFlags(verb string) *flag.FlagSet {
 	fs := flag.NewFlagSet("uac "+verb, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // the error is returned and printed with the usage
 	return fs
-}
-
-// parseInterspersed parses flags wherever they are among the arguments
-// and returns the others.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, usageErr(err.Error())
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
 }
 
 // usageErr is a mistake in the command line: printed with the usage, exit 2.
