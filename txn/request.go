@@ -591,6 +591,7 @@ func (r *Request) SuspendAck() *Request {
 		// The same bytes parsed before: cannot fail. Keep the hook's view.
 		y.msg = x.msg
 	}
+	y.msg.SetSource(r.Src, r.st.rport) // Parse forgot it
 	x.red = y.red
 	x.red.Retarget(&x.msg)
 	// The route's state, with its owned bytes copied into the handle's
