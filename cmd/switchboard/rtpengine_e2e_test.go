@@ -134,6 +134,36 @@ func (p *rtpengineProc) calls(t *testing.T) []string {
 
 // packets returns, per tag of the call, the RTP packets rtpengine received
 // from that party (ng "query": tags → medias → streams → stats).
+// waitMedia waits for rtpengine to hold one session (10 s at most) and
+// then, within d, to have received more than 10 RTP packets from each of
+// its two parties.
+func (p *rtpengineProc) waitMedia(t *testing.T, srv *testServer, d time.Duration) {
+	t.Helper()
+	var callID string
+	for deadline := time.Now().Add(10 * time.Second); callID == ""; time.Sleep(50 * time.Millisecond) {
+		if l := p.calls(t); len(l) == 1 {
+			callID = l[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no session in rtpengine\n%s", srv.Log)
+		}
+	}
+	for deadline := time.Now().Add(d); ; time.Sleep(100 * time.Millisecond) {
+		pk := p.packets(t, callID)
+		both := len(pk) == 2
+		for _, n := range pk {
+			both = both && n > 10
+		}
+		if both {
+			t.Logf("RTP packets rtpengine received per party: %v", pk)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("RTP packets per party: %v (want both above 10)", pk)
+		}
+	}
+}
+
 func (p *rtpengineProc) packets(t *testing.T, callID string) map[string]int64 {
 	t.Helper()
 	raw, err := p.raw("d7:command5:query7:call-id" + strconv.Itoa(len(callID)) + ":" + callID + "e")
@@ -198,30 +228,7 @@ func TestE2ERtpengineCall(t *testing.T) {
 	}()
 	// While the caller plays its 4 s of audio: the session is there, and
 	// rtpengine has received RTP from both parties.
-	var callID string
-	for deadline := time.Now().Add(10 * time.Second); callID == ""; time.Sleep(50 * time.Millisecond) {
-		if l := rtpe.calls(t); len(l) == 1 {
-			callID = l[0]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no session in rtpengine\n%s", srv.Log)
-		}
-	}
-	var pk map[string]int64
-	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		pk = rtpe.packets(t, callID)
-		both := len(pk) == 2
-		for _, n := range pk {
-			both = both && n > 10
-		}
-		if both {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("RTP packets per party: %v (want both above 10)", pk)
-		}
-	}
-	t.Logf("RTP packets rtpengine received per party: %v", pk)
+	rtpe.waitMedia(t, srv, 3*time.Second)
 	r := <-done
 	if r.Code != 0 {
 		t.Fatalf("caller: exit %d\n%s", r.Code, r.Output)

@@ -65,30 +65,7 @@ func TestE2ERtpengineLateOffer(t *testing.T) {
 			"-key", "domain", "localhost", "-key", "user", "alice", "-key", "callee", "bob", "-au", "alice", "-ap", "alice-pw",
 			"127.0.0.1:"+strconv.Itoa(srv.Port))
 	}()
-	var callID string
-	for deadline := time.Now().Add(10 * time.Second); callID == ""; time.Sleep(50 * time.Millisecond) {
-		if l := rtpe.calls(t); len(l) == 1 {
-			callID = l[0]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no session in rtpengine\n%s", srv.Log)
-		}
-	}
-	var pk map[string]int64
-	for deadline := time.Now().Add(4 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		pk = rtpe.packets(t, callID)
-		both := len(pk) == 2
-		for _, n := range pk {
-			both = both && n > 10
-		}
-		if both {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("RTP packets per party: %v (want both above 10)", pk)
-		}
-	}
-	t.Logf("RTP packets rtpengine received per party: %v", pk)
+	rtpe.waitMedia(t, srv, 4*time.Second)
 	if r := <-done; r.Code != 0 {
 		t.Fatalf("caller: exit %d\n%s\n%s", r.Code, r.Output, srv.Log)
 	}
