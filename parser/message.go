@@ -5,9 +5,9 @@ package parser
 
 import (
 	"bytes"
-	"net/netip"
 	"encoding/binary"
 	"math/bits"
+	"net/netip"
 )
 
 // MaxHeaders is the largest number of header lines a message may have.
