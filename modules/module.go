@@ -15,7 +15,7 @@
 //	}
 //
 // The server imports every module package for its side effect (one line
-// each in cmd/switchboard/plugins.go) and then, for each registered module
+// each in modules/all) and then, for each registered module
 // in dependency order:
 //
 //  1. decodes the configuration file's section named after the module into

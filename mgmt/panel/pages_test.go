@@ -19,27 +19,7 @@ import (
 
 	// The modules compiled into the server (cmd/switchboard/plugins.go):
 	// the commands the pages name are theirs.
-	_ "switchboard/modules/acc"
-	_ "switchboard/modules/aliases"
-	_ "switchboard/modules/auth"
-	_ "switchboard/modules/authban"
-	_ "switchboard/modules/dialog"
-	_ "switchboard/modules/dialplan"
-	_ "switchboard/modules/dispatcher"
-	_ "switchboard/modules/drouting"
-	_ "switchboard/modules/events"
-	_ "switchboard/modules/fraud"
-	_ "switchboard/modules/groups"
-	_ "switchboard/modules/nathelper"
-	_ "switchboard/modules/permissions"
-	_ "switchboard/modules/pike"
-	_ "switchboard/modules/ratelimit"
-	_ "switchboard/modules/registrar"
-	_ "switchboard/modules/rtpengine"
-	_ "switchboard/modules/scanner"
-	_ "switchboard/modules/siptrace"
-	_ "switchboard/modules/topohiding"
-	_ "switchboard/modules/uac"
+	_ "switchboard/modules/all"
 )
 
 // moduleServer is a management server with the commands of every module,
