@@ -140,3 +140,26 @@ func TestCDRForgedText(t *testing.T) {
 		}
 	})
 }
+
+// TestSQLiteCDRIndexes: on SQLite the call records keep only the start
+// time and Call-ID indexes (migration 12), and the store's connections
+// keep statement journals in memory; a per-user listing still answers
+// (TestCDRs checks the filters on every backend).
+func TestSQLiteCDRIndexes(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	db := s.b.(*SQLite).db
+	for table, want := range map[string]string{"acc": "acc_call_id,acc_start", "missed_calls": "missed_calls_call_id,missed_calls_start"} {
+		var got string
+		if err := db.QueryRow(`SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master
+			WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL ORDER BY name)`, table).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s indexes %q, want %q", table, got, want)
+		}
+	}
+	var tempStore int
+	if err := db.QueryRow(`PRAGMA temp_store`).Scan(&tempStore); err != nil || tempStore != 2 {
+		t.Errorf("temp_store %d (%v), want 2 (memory)", tempStore, err)
+	}
+}

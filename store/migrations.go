@@ -408,6 +408,18 @@ var sqliteMigrations = []migration{
 		)`,
 	}},
 	{11, "rtpengine instances", rtpengineSQLite}, // store/rtpengine.go
+	{12, "accounting: per-user indexes on server databases only", []string{
+		// Each index is one more B-tree insert per call record, and in
+		// the embedded database that work is the proxy's own CPU: the
+		// two per-user indexes were a fifth of the accounting writer's
+		// cost (BenchmarkAddCDRs, bench/results/dialog-acc.md). acc keeps
+		// start_ms and call_id, as OpenSIPS's and Kamailio's acc tables
+		// keep callid; a per-user listing walks the start time index.
+		`DROP INDEX IF EXISTS acc_from_user`,
+		`DROP INDEX IF EXISTS acc_to_user`,
+		`DROP INDEX IF EXISTS missed_calls_from_user`,
+		`DROP INDEX IF EXISTS missed_calls_to_user`,
+	}},
 }
 
 // cdrColumnsDDL are the columns of the acc and missed_calls tables
@@ -700,6 +712,10 @@ var postgresMigrations = []migration{
 		)`,
 	}},
 	{11, "rtpengine instances", rtpenginePostgres}, // store/rtpengine.go
+	// A server database's indexes cost the database server, not the
+	// proxy: the per-user ones stay (SQLite's step 12 says why it drops
+	// them).
+	{12, "accounting: per-user indexes on server databases only", []string{}},
 }
 
 // pgCDRColumnsDDL are the columns of the acc and missed_calls tables
@@ -997,6 +1013,10 @@ var mysqlMigrations = []migration{
 		) ENGINE=InnoDB`,
 	}},
 	{11, "rtpengine instances", rtpengineMySQL}, // store/rtpengine.go
+	// A server database's indexes cost the database server, not the
+	// proxy: the per-user ones stay (SQLite's step 12 says why it drops
+	// them).
+	{12, "accounting: per-user indexes on server databases only", []string{}},
 }
 
 // myCDRColumnsDDL are the columns of the acc and missed_calls tables

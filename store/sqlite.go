@@ -53,6 +53,11 @@ func openSQLite(path string, opts Options, migs []migration) (*SQLite, error) {
 	// busy_timeout cannot retry); synchronous=NORMAL is durable across a
 	// process crash in WAL mode and only risks the last commits on power
 	// loss, FULL (Options.SyncCommits) syncs the WAL at every commit.
+	// temp_store=memory keeps statement journals in memory: a multi-row
+	// INSERT inside a transaction journals the pages it changes, and past
+	// 64 KiB SQLite spills that journal to a temporary file, a write()
+	// per page for a file nobody reads after the statement (6% of
+	// BenchmarkAddCDRs).
 	sync := "NORMAL"
 	if opts.SyncCommits {
 		sync = "FULL"
@@ -60,7 +65,8 @@ func openSQLite(path string, opts Options, migs []migration) (*SQLite, error) {
 	dsn := "file:" + path +
 		"?_txlock=immediate" +
 		"&_busy_timeout=" + strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10) +
-		"&_journal_mode=WAL&_foreign_keys=1&_synchronous=" + sync
+		"&_journal_mode=WAL&_foreign_keys=1&_synchronous=" + sync +
+		"&_pragma=temp_store(memory)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store: open database %s: %w", path, err)
