@@ -12,7 +12,7 @@ func (b *SQLite) AddCDRs(ctx context.Context, cs []CDR) error {
 	// Runs of one table, in statements of up to 32 rows. The rows of one
 	// INSERT get consecutive ids ending at its LastInsertId: SQLite gives
 	// each new row max(id)+1, and the transaction holds the write lock.
-	args := make([]any, 0, maxBatchRows*cdrColCount)
+	args := make([]any, 0, min(len(cs), maxBatchRows)*cdrColCount)
 	for i := 0; i < len(cs); {
 		missed := cs[i].Missed
 		j := i + 1
@@ -24,7 +24,11 @@ func (b *SQLite) AddCDRs(ctx context.Context, cs []CDR) error {
 		for k := i; k < i+n; k++ {
 			args = appendCDRArgs(args, &cs[k])
 		}
-		st, err := b.rowsStmt(ctx, valuesSQL(`INSERT INTO `+cs[i].Table()+` (`+cdrCols+`) VALUES `, cdrColCount, n))
+		q := insertAccRows
+		if missed {
+			q = insertMissedRows
+		}
+		st, err := b.rowsStmt(ctx, q.rows(n))
 		if err != nil {
 			return err
 		}
@@ -43,3 +47,8 @@ func (b *SQLite) AddCDRs(ctx context.Context, cs []CDR) error {
 	}
 	return tx.Commit()
 }
+
+var (
+	insertAccRows    = valuesQueries(`INSERT INTO acc (`+cdrCols+`) VALUES `, cdrColCount, "")
+	insertMissedRows = valuesQueries(`INSERT INTO missed_calls (`+cdrCols+`) VALUES `, cdrColCount, "")
+)

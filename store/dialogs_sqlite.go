@@ -18,7 +18,7 @@ func (b *SQLite) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) er
 	// Runs of one kind, in order, each in statements of up to 32 rows: a
 	// multi-row INSERT OR REPLACE replaces as the single rows would (a
 	// later row of the same id wins), and the deletes of a run commute.
-	args := make([]any, 0, maxBatchRows*dialogColCount)
+	args := make([]any, 0, min(len(ops), maxBatchRows)*dialogColCount)
 	for i := 0; i < len(ops); {
 		kind := ops[i].Kind
 		j := i + 1
@@ -35,12 +35,12 @@ func (b *SQLite) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) er
 				d.Updated = now
 				args = appendDialogArgs(args, d, keepText)
 			}
-			q = valuesSQL(`INSERT OR REPLACE INTO dialog (`+dialogCols+`) VALUES `, dialogColCount, n)
+			q = replaceDialogRows.rows(n)
 		case DialogDelete:
 			for k := i; k < i+n; k++ {
 				args = append(args, int64(ops[k].Dialog.ID))
 			}
-			q = inSQL(`DELETE FROM dialog WHERE dlg_id IN `, n)
+			q = deleteDialogRows.rows(n)
 		}
 		st, err := b.rowsStmt(ctx, q)
 		if err != nil {
@@ -56,3 +56,8 @@ func (b *SQLite) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) er
 	}
 	return tx.Commit()
 }
+
+var (
+	replaceDialogRows = valuesQueries(`INSERT OR REPLACE INTO dialog (`+dialogCols+`) VALUES `, dialogColCount, "")
+	deleteDialogRows  = inQueries(`DELETE FROM dialog WHERE dlg_id IN `)
+)

@@ -28,7 +28,7 @@ type SQLite struct {
 	// the first time it is used there and reuses it after, also inside
 	// transactions (Tx.StmtContext). Parsing the upsert otherwise costs as
 	// much as executing it.
-	getSub, upsert, del, delAOR *sql.Stmt
+	getSub, del, delAOR *sql.Stmt
 	// The multi-row statements of the batched writes (sqlite_rows.go:
 	// accounting records, dialogs), by their text, prepared on first use
 	// (a store opened with fewer migrations, in the upgrade tests, has no
@@ -95,14 +95,6 @@ func openSQLite(path string, opts Options, migs []migration) (*SQLite, error) {
 		q  string
 	}{
 		{&b.getSub, getSubscriberQuery},
-		{&b.upsert, `INSERT INTO location (binding_key, ` + bindingCols + `)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (aor, binding_key) DO UPDATE SET
-				contact = excluded.contact, received = excluded.received, path = excluded.path,
-				q = excluded.q, expires = excluded.expires, call_id = excluded.call_id,
-				cseq = excluded.cseq, user_agent = excluded.user_agent, instance = excluded.instance,
-				reg_id = excluded.reg_id, socket = excluded.socket, flags = excluded.flags,
-				last_modified = excluded.last_modified`},
 		{&b.del, `DELETE FROM location WHERE aor = ? AND binding_key = ?`},
 		{&b.delAOR, `DELETE FROM location WHERE aor = ?`},
 	} {
@@ -184,7 +176,7 @@ func (b *SQLite) Ping(ctx context.Context) error { return b.db.PingContext(ctx) 
 func (b *SQLite) Close() error {
 	b.cdrMu.Lock()
 	defer b.cdrMu.Unlock()
-	for _, st := range []*sql.Stmt{b.getSub, b.upsert, b.del, b.delAOR} {
+	for _, st := range []*sql.Stmt{b.getSub, b.del, b.delAOR} {
 		if st != nil {
 			st.Close()
 		}
@@ -251,29 +243,46 @@ func (b *SQLite) ApplyBindings(ctx context.Context, ops []BindingOp) error {
 		return err
 	}
 	defer tx.Rollback()
-	var upsert, del, delAOR *sql.Stmt
+	var del, delAOR *sql.Stmt
 	defer func() {
-		for _, st := range []*sql.Stmt{upsert, del, delAOR} {
+		for _, st := range []*sql.Stmt{del, delAOR} {
 			if st != nil {
 				st.Close()
 			}
 		}
 	}()
 	now := time.Now().Unix()
-	for i := range ops {
+	args := make([]any, 0, min(len(ops), maxBatchRows)*(1+bindingColCount))
+	for i := 0; i < len(ops); {
 		op := &ops[i]
 		x := &op.Binding
 		switch op.Kind {
 		case OpUpsert:
-			if upsert == nil {
-				upsert = tx.StmtContext(ctx, b.upsert)
+			// A run of upserts goes in statements of up to 32 rows (see
+			// sqlite_rows.go): SQLite applies the rows of one INSERT in
+			// order, so a later row of the same binding updates the one
+			// before, as single statements would.
+			j := i + 1
+			for j < len(ops) && ops[j].Kind == OpUpsert && j-i < maxBatchRows {
+				j++
 			}
-			lm := x.LastModified
-			if lm == 0 {
-				lm = now
+			n := chunkRows(j - i)
+			args = args[:0]
+			for k := i; k < i+n; k++ {
+				args = appendBindingArgs(args, &ops[k].Binding, now)
 			}
-			_, err = upsert.ExecContext(ctx, x.Key(), x.AOR, x.Contact, x.Received, x.Path, int64(x.Q), x.Expires,
-				x.CallID, int64(x.CSeq), x.UserAgent, x.Instance, int64(x.RegID), x.Socket, int64(x.Flags), lm)
+			st, err := b.rowsStmt(ctx, upsertBindingRows.rows(n))
+			if err == nil {
+				_, err = tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+			}
+			if err != nil {
+				if n == 1 {
+					return fmt.Errorf("binding %s %s: %w", x.AOR, x.Contact, err)
+				}
+				return fmt.Errorf("bindings %s %s to %s %s: %w", x.AOR, x.Contact, ops[i+n-1].Binding.AOR, ops[i+n-1].Binding.Contact, err)
+			}
+			i += n
+			continue
 		case OpDelete:
 			if del == nil {
 				del = tx.StmtContext(ctx, b.del)
@@ -290,6 +299,32 @@ func (b *SQLite) ApplyBindings(ctx context.Context, ops []BindingOp) error {
 		if err != nil {
 			return fmt.Errorf("binding %s %s: %w", x.AOR, x.Contact, err)
 		}
+		i++
 	}
 	return tx.Commit()
+}
+
+// bindingUpsertTail makes an INSERT of location rows an upsert.
+const bindingUpsertTail = `
+	ON CONFLICT (aor, binding_key) DO UPDATE SET
+		contact = excluded.contact, received = excluded.received, path = excluded.path,
+		q = excluded.q, expires = excluded.expires, call_id = excluded.call_id,
+		cseq = excluded.cseq, user_agent = excluded.user_agent, instance = excluded.instance,
+		reg_id = excluded.reg_id, socket = excluded.socket, flags = excluded.flags,
+		last_modified = excluded.last_modified`
+
+// bindingColCount is the number of columns in bindingCols.
+var bindingColCount = countCols(bindingCols)
+
+var upsertBindingRows = valuesQueries(`INSERT INTO location (binding_key, `+bindingCols+`) VALUES `, 1+bindingColCount, bindingUpsertTail)
+
+// appendBindingArgs appends the key and bindingCols of x; a binding
+// without a modification time gets now.
+func appendBindingArgs(dst []any, x *Binding, now int64) []any {
+	lm := x.LastModified
+	if lm == 0 {
+		lm = now
+	}
+	return append(dst, x.Key(), x.AOR, x.Contact, x.Received, x.Path, int64(x.Q), x.Expires,
+		x.CallID, int64(x.CSeq), x.UserAgent, x.Instance, int64(x.RegID), x.Socket, int64(x.Flags), lm)
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"math/bits"
 	"strings"
 )
 
@@ -56,6 +57,33 @@ func valuesSQL(head string, cols, rows int) string {
 
 // inSQL returns head followed by a list of n parameters: "head (?, ?)".
 func inSQL(head string, n int) string { return valuesSQL(head, n, 1) }
+
+// rowQueries are one multi-row statement's texts for each row count
+// chunkRows returns (1, 2, 4, 8, 16, 32), built once: a writer looks its
+// prepared statement up by the text for every chunk, and building a text
+// of 32 rows costs more than the lookup.
+type rowQueries [6]string
+
+// valuesQueries are valuesSQL(head, cols, n) + tail for each row count.
+func valuesQueries(head string, cols int, tail string) *rowQueries {
+	var q rowQueries
+	for i := range q {
+		q[i] = valuesSQL(head, cols, 1<<i) + tail
+	}
+	return &q
+}
+
+// inQueries are inSQL(head, n) for each row count.
+func inQueries(head string) *rowQueries {
+	var q rowQueries
+	for i := range q {
+		q[i] = inSQL(head, 1<<i)
+	}
+	return &q
+}
+
+// rows returns the text for n rows, n a count chunkRows returned.
+func (q *rowQueries) rows(n int) string { return q[bits.Len(uint(n))-1] }
 
 // rowsStmt returns the statement q, prepared on the database the first
 // time it is asked for and kept until Close.
