@@ -13,19 +13,14 @@ func (b *SQLite) AddCDRs(ctx context.Context, cs []CDR) error {
 	// INSERT get consecutive ids ending at its LastInsertId: SQLite gives
 	// each new row max(id)+1, and the transaction holds the write lock.
 	args := make([]any, 0, min(len(cs), maxBatchRows)*cdrColCount)
-	for i := 0; i < len(cs); {
-		missed := cs[i].Missed
-		j := i + 1
-		for j < len(cs) && cs[j].Missed == missed && j-i < maxBatchRows {
-			j++
-		}
-		n := chunkRows(j - i)
+	sameTable := func(i, k int) bool { return cs[i].Missed == cs[k].Missed }
+	err = eachChunk(len(cs), sameTable, func(i, n int) error {
 		args = args[:0]
 		for k := i; k < i+n; k++ {
 			args = appendCDRArgs(args, &cs[k])
 		}
 		q := insertAccRows
-		if missed {
+		if cs[i].Missed {
 			q = insertMissedRows
 		}
 		st, err := b.rowsStmt(ctx, q.rows(n))
@@ -43,7 +38,10 @@ func (b *SQLite) AddCDRs(ctx context.Context, cs []CDR) error {
 		for k := i; k < i+n; k++ {
 			cs[k].ID = last - int64(i+n-1-k)
 		}
-		i += n
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return tx.Commit()
 }

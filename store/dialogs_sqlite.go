@@ -19,16 +19,11 @@ func (b *SQLite) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) er
 	// multi-row INSERT OR REPLACE replaces as the single rows would (a
 	// later row of the same id wins), and the deletes of a run commute.
 	args := make([]any, 0, min(len(ops), maxBatchRows)*dialogColCount)
-	for i := 0; i < len(ops); {
-		kind := ops[i].Kind
-		j := i + 1
-		for j < len(ops) && ops[j].Kind == kind && j-i < maxBatchRows {
-			j++
-		}
-		n := chunkRows(j - i)
+	sameKind := func(i, k int) bool { return ops[i].Kind == ops[k].Kind }
+	err = eachChunk(len(ops), sameKind, func(i, n int) error {
 		args = args[:0]
 		var q string
-		switch kind {
+		switch ops[i].Kind {
 		case DialogUpsert:
 			for k := i; k < i+n; k++ {
 				d := &ops[k].Dialog
@@ -52,7 +47,10 @@ func (b *SQLite) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) er
 			}
 			return fmt.Errorf("dialogs %016x to %016x: %w", ops[i].Dialog.ID, ops[i+n-1].Dialog.ID, err)
 		}
-		i += n
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return tx.Commit()
 }

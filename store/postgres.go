@@ -367,24 +367,12 @@ func pgText(s string) string {
 // it once per connection.
 const pgUpsertBindings = `INSERT INTO location (binding_key, ` + bindingCols + `)
 	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
-		$8::text[], $9::bigint[], $10::text[], $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::bigint[])
-	ON CONFLICT (aor, binding_key) DO UPDATE SET
-		contact = excluded.contact, received = excluded.received, path = excluded.path,
-		q = excluded.q, expires = excluded.expires, call_id = excluded.call_id,
-		cseq = excluded.cseq, user_agent = excluded.user_agent, instance = excluded.instance,
-		reg_id = excluded.reg_id, socket = excluded.socket, flags = excluded.flags,
-		last_modified = excluded.last_modified`
+		$8::text[], $9::bigint[], $10::text[], $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::bigint[])` + bindingUpsertTail
 
 // pgUpsertBinding is one upsert, cheaper than the arrays for one row (the
 // write-through REGISTER's).
 const pgUpsertBinding = `INSERT INTO location (binding_key, ` + bindingCols + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-	ON CONFLICT (aor, binding_key) DO UPDATE SET
-		contact = excluded.contact, received = excluded.received, path = excluded.path,
-		q = excluded.q, expires = excluded.expires, call_id = excluded.call_id,
-		cseq = excluded.cseq, user_agent = excluded.user_agent, instance = excluded.instance,
-		reg_id = excluded.reg_id, socket = excluded.socket, flags = excluded.flags,
-		last_modified = excluded.last_modified`
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)` + bindingUpsertTail
 
 // pgUpsertRows is the most upserts in one statement.
 const pgUpsertRows = 500

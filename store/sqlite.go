@@ -253,36 +253,28 @@ func (b *SQLite) ApplyBindings(ctx context.Context, ops []BindingOp) error {
 	}()
 	now := time.Now().Unix()
 	args := make([]any, 0, min(len(ops), maxBatchRows)*(1+bindingColCount))
-	for i := 0; i < len(ops); {
-		op := &ops[i]
-		x := &op.Binding
-		switch op.Kind {
+	// A run of upserts goes in statements of up to 32 rows: SQLite applies
+	// the rows of one INSERT in order, so a later row of the same binding
+	// updates the one before, as single statements would. A delete is a
+	// chunk of its own.
+	upserts := func(i, k int) bool { return ops[i].Kind == OpUpsert && ops[k].Kind == OpUpsert }
+	err = eachChunk(len(ops), upserts, func(i, n int) error {
+		x := &ops[i].Binding
+		var err error
+		switch ops[i].Kind {
 		case OpUpsert:
-			// A run of upserts goes in statements of up to 32 rows (see
-			// sqlite_rows.go): SQLite applies the rows of one INSERT in
-			// order, so a later row of the same binding updates the one
-			// before, as single statements would.
-			j := i + 1
-			for j < len(ops) && ops[j].Kind == OpUpsert && j-i < maxBatchRows {
-				j++
-			}
-			n := chunkRows(j - i)
 			args = args[:0]
 			for k := i; k < i+n; k++ {
 				args = appendBindingArgs(args, &ops[k].Binding, now)
 			}
-			st, err := b.rowsStmt(ctx, upsertBindingRows.rows(n))
-			if err == nil {
+			var st *sql.Stmt
+			if st, err = b.rowsStmt(ctx, upsertBindingRows.rows(n)); err == nil {
 				_, err = tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 			}
-			if err != nil {
-				if n == 1 {
-					return fmt.Errorf("binding %s %s: %w", x.AOR, x.Contact, err)
-				}
-				return fmt.Errorf("bindings %s %s to %s %s: %w", x.AOR, x.Contact, ops[i+n-1].Binding.AOR, ops[i+n-1].Binding.Contact, err)
+			if err != nil && n > 1 {
+				last := &ops[i+n-1].Binding
+				return fmt.Errorf("bindings %s %s to %s %s: %w", x.AOR, x.Contact, last.AOR, last.Contact, err)
 			}
-			i += n
-			continue
 		case OpDelete:
 			if del == nil {
 				del = tx.StmtContext(ctx, b.del)
@@ -294,24 +286,18 @@ func (b *SQLite) ApplyBindings(ctx context.Context, ops []BindingOp) error {
 			}
 			_, err = delAOR.ExecContext(ctx, x.AOR)
 		default:
-			err = errorf(ErrMalformedBinding, "unknown binding operation %d", op.Kind)
+			err = errorf(ErrMalformedBinding, "unknown binding operation %d", ops[i].Kind)
 		}
 		if err != nil {
 			return fmt.Errorf("binding %s %s: %w", x.AOR, x.Contact, err)
 		}
-		i++
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return tx.Commit()
 }
-
-// bindingUpsertTail makes an INSERT of location rows an upsert.
-const bindingUpsertTail = `
-	ON CONFLICT (aor, binding_key) DO UPDATE SET
-		contact = excluded.contact, received = excluded.received, path = excluded.path,
-		q = excluded.q, expires = excluded.expires, call_id = excluded.call_id,
-		cseq = excluded.cseq, user_agent = excluded.user_agent, instance = excluded.instance,
-		reg_id = excluded.reg_id, socket = excluded.socket, flags = excluded.flags,
-		last_modified = excluded.last_modified`
 
 // bindingColCount is the number of columns in bindingCols.
 var bindingColCount = countCols(bindingCols)

@@ -33,6 +33,25 @@ func chunkRows(n int) int {
 	return k
 }
 
+// eachChunk calls fn(i, n) for consecutive chunks of the items [0,
+// total): a chunk starts at item i, takes the items k after it while
+// same(i, k) (up to 32), and is cut to the size chunkRows gives. An error
+// from fn ends it.
+func eachChunk(total int, same func(i, k int) bool, fn func(i, n int) error) error {
+	for i := 0; i < total; {
+		j := i + 1
+		for j < total && j-i < maxBatchRows && same(i, j) {
+			j++
+		}
+		n := chunkRows(j - i)
+		if err := fn(i, n); err != nil {
+			return err
+		}
+		i += n
+	}
+	return nil
+}
+
 // valuesSQL returns head followed by rows groups of cols parameters:
 // "head (?, ?), (?, ?)".
 func valuesSQL(head string, cols, rows int) string {

@@ -24,3 +24,21 @@ func TestRowQueries(t *testing.T) {
 		}
 	}
 }
+
+// TestEachChunk: chunks cover every item once, in order, never mix items
+// same separates, and hold at most 32.
+func TestEachChunk(t *testing.T) {
+	kinds := []byte(strings.Repeat("a", 70) + "bb" + "a" + strings.Repeat("b", 5))
+	var got []string
+	err := eachChunk(len(kinds), func(i, k int) bool { return kinds[i] == kinds[k] }, func(i, n int) error {
+		got = append(got, string(kinds[i:i+n]))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{strings.Repeat("a", 32), strings.Repeat("a", 32), "aaaa", "aa", "bb", "a", "bbbb", "b"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("chunks %q, want %q", got, want)
+	}
+}

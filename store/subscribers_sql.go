@@ -118,6 +118,16 @@ func (t tables) ListSubscribers(ctx context.Context, domain string) ([]Subscribe
 
 const bindingCols = `aor, contact, received, path, q, expires, call_id, cseq, user_agent, instance, reg_id, socket, flags, last_modified`
 
+// bindingUpsertTail makes an INSERT of location rows an upsert (SQLite
+// and PostgreSQL).
+const bindingUpsertTail = `
+	ON CONFLICT (aor, binding_key) DO UPDATE SET
+		contact = excluded.contact, received = excluded.received, path = excluded.path,
+		q = excluded.q, expires = excluded.expires, call_id = excluded.call_id,
+		cseq = excluded.cseq, user_agent = excluded.user_agent, instance = excluded.instance,
+		reg_id = excluded.reg_id, socket = excluded.socket, flags = excluded.flags,
+		last_modified = excluded.last_modified`
+
 // bindingDest is where bindingCols are scanned into x: made once for a
 // load of every binding, it is not allocated again per row.
 func bindingDest(x *Binding) []any {
