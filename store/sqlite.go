@@ -26,13 +26,13 @@ type SQLite struct {
 
 	// Statements prepared once: database/sql prepares each on a connection
 	// the first time it is used there and reuses it after, also inside
-	// transactions (Tx.StmtContext). Parsing the upsert otherwise costs as
-	// much as executing it.
+	// transactions (Tx.StmtContext). Parsing a statement otherwise costs
+	// as much as executing it.
 	getSub, del, delAOR *sql.Stmt
 	// The multi-row statements of the batched writes (sqlite_rows.go:
-	// accounting records, dialogs), by their text, prepared on first use
-	// (a store opened with fewer migrations, in the upgrade tests, has no
-	// acc table), under cdrMu.
+	// location bindings, accounting records, dialogs), by their text,
+	// prepared on first use (a store opened with fewer migrations, in the
+	// upgrade tests, has no acc table), under cdrMu.
 	cdrMu      sync.Mutex
 	batchStmts map[string]*sql.Stmt
 }
