@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -161,5 +162,47 @@ func TestSQLiteCDRIndexes(t *testing.T) {
 	var tempStore int
 	if err := db.QueryRow(`PRAGMA temp_store`).Scan(&tempStore); err != nil || tempStore != 2 {
 		t.Errorf("temp_store %d (%v), want 2 (memory)", tempStore, err)
+	}
+}
+
+// A database made before migration 12 keeps its call records when the
+// per-user indexes go, and a per-user listing still finds them.
+func TestCDRIndexMigrationKeepsRecords(t *testing.T) {
+	step := -1
+	for i, m := range sqliteMigrations {
+		if m.version == 12 {
+			step = i
+		}
+	}
+	if step < 0 {
+		t.Fatal("no migration 12")
+	}
+	dir := t.TempDir()
+	var opts Options
+	opts.setDefaults()
+	old, err := openSQLite(filepath.Join(dir, DefaultFileName), opts, sqliteMigrations[:step])
+	if err != nil {
+		t.Fatal(err)
+	}
+	const t0 = int64(1_700_000_000_000)
+	if err := New(old, opts).AddCDRs(ctx, []CDR{cdrAt("c1", "alice", "bob", t0, false), cdrAt("c2", "bob", "carol", t0+1, false),
+		cdrAt("m1", "carol", "alice", t0+2, true)}); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
+	s := openT(t, dir, Options{})
+	for _, c := range []struct {
+		f    CDRFilter
+		want string
+	}{
+		{CDRFilter{FromUser: "bob"}, "c2"},
+		{CDRFilter{ToUser: "bob"}, "c1"},
+		{CDRFilter{Missed: true, FromUser: "carol"}, "m1"},
+	} {
+		got, err := s.ListCDRs(ctx, c.f)
+		if err != nil || len(got) != 1 || got[0].CallID != c.want {
+			t.Errorf("%+v: %+v %v, want %s", c.f, got, err, c.want)
+		}
 	}
 }
