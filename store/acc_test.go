@@ -168,22 +168,8 @@ func TestSQLiteCDRIndexes(t *testing.T) {
 // A database made before migration 12 keeps its call records when the
 // per-user indexes go, and a per-user listing still finds them.
 func TestCDRIndexMigrationKeepsRecords(t *testing.T) {
-	step := -1
-	for i, m := range sqliteMigrations {
-		if m.version == 12 {
-			step = i
-		}
-	}
-	if step < 0 {
-		t.Fatal("no migration 12")
-	}
 	dir := t.TempDir()
-	var opts Options
-	opts.setDefaults()
-	old, err := openSQLite(filepath.Join(dir, DefaultFileName), opts, sqliteMigrations[:step])
-	if err != nil {
-		t.Fatal(err)
-	}
+	old, opts := openBeforeMigration(t, dir, "accounting: per-user indexes on server databases only")
 	const t0 = int64(1_700_000_000_000)
 	if err := New(old, opts).AddCDRs(ctx, []CDR{cdrAt("c1", "alice", "bob", t0, false), cdrAt("c2", "bob", "carol", t0+1, false),
 		cdrAt("m1", "carol", "alice", t0+2, true)}); err != nil {
@@ -205,4 +191,26 @@ func TestCDRIndexMigrationKeepsRecords(t *testing.T) {
 			t.Errorf("%+v: %+v %v, want %s", c.f, got, err, c.want)
 		}
 	}
+}
+
+// openBeforeMigration opens a new SQLite database in dir with the
+// migrations before the one named, as a binary from before it made it.
+func openBeforeMigration(t *testing.T, dir, name string) (*SQLite, Options) {
+	t.Helper()
+	step := -1
+	for i, m := range sqliteMigrations {
+		if m.name == name {
+			step = i
+		}
+	}
+	if step < 0 {
+		t.Fatalf("no migration %q", name)
+	}
+	var opts Options
+	opts.setDefaults()
+	old, err := openSQLite(filepath.Join(dir, DefaultFileName), opts, sqliteMigrations[:step])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return old, opts
 }

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -261,22 +260,8 @@ func TestGroupMembers(t *testing.T) {
 // A database made before the dialplan migration gets the three tables
 // and keeps what it had.
 func TestDialplanMigrationUpgradesOldFile(t *testing.T) {
-	step := -1
-	for i, m := range sqliteMigrations {
-		if m.name == "dialplan, aliases, groups" {
-			step = i
-		}
-	}
-	if step < 0 {
-		t.Fatal("no dialplan migration")
-	}
 	dir := t.TempDir()
-	var opts Options
-	opts.setDefaults()
-	old, err := openSQLite(filepath.Join(dir, DefaultFileName), opts, sqliteMigrations[:step])
-	if err != nil {
-		t.Fatal(err)
-	}
+	old, opts := openBeforeMigration(t, dir, "dialplan, aliases, groups")
 	if err := New(old, opts).AddDomain(ctx, "example.com"); err != nil {
 		t.Fatal(err)
 	}

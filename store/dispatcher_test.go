@@ -2,7 +2,6 @@ package store
 
 import (
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -218,22 +217,8 @@ func TestDispatcherSecondHandle(t *testing.T) {
 // A database made before the dispatcher migration gets the table, and
 // keeps what it had.
 func TestDispatcherMigrationUpgradesOldFile(t *testing.T) {
-	step := -1
-	for i, m := range sqliteMigrations {
-		if m.name == "dispatcher destinations" {
-			step = i
-		}
-	}
-	if step < 0 {
-		t.Fatal("no dispatcher migration")
-	}
 	dir := t.TempDir()
-	var opts Options
-	opts.setDefaults()
-	old, err := openSQLite(filepath.Join(dir, DefaultFileName), opts, sqliteMigrations[:step])
-	if err != nil {
-		t.Fatal(err)
-	}
+	old, opts := openBeforeMigration(t, dir, "dispatcher destinations")
 	if err := New(old, opts).AddDomain(ctx, "example.com"); err != nil {
 		t.Fatal(err)
 	}
