@@ -185,7 +185,7 @@ func (e *Events) Begin(name string) *Builder {
 	b := e.pool.Get().(*Builder)
 	b.ev, b.name = e, name
 	b.buf = append(b.buf[:0], `{"event":`...)
-	b.buf = appendJSONString(b.buf, name)
+	b.buf = AppendJSONString(b.buf, name)
 	b.seq = e.seq.Add(1)
 	b.now = e.now()
 	b.buf = append(b.buf, `,"seq":`...)
@@ -219,7 +219,7 @@ func (b *Builder) key(k string) {
 		b.buf = append(b.buf, ',')
 	}
 	b.n++
-	b.buf = appendJSONString(b.buf, k)
+	b.buf = AppendJSONString(b.buf, k)
 	b.buf = append(b.buf, ':')
 }
 
@@ -227,7 +227,7 @@ func (b *Builder) key(k string) {
 func (b *Builder) Str(k, v string) *Builder {
 	if b != nil {
 		b.key(k)
-		b.buf = appendJSONString(b.buf, v)
+		b.buf = AppendJSONString(b.buf, v)
 	}
 	return b
 }
@@ -328,9 +328,10 @@ func (e *Events) offer(s *Subscription, ev *Event) {
 	}
 }
 
-// appendJSONString appends s as a JSON string. Bytes that are not UTF-8
+// AppendJSONString appends s as a JSON string (for the event payloads and
+// the modules' own line formats, without reflection or allocation). Bytes that are not UTF-8
 // become U+FFFD, so that a forged header cannot break the document.
-func appendJSONString(dst []byte, s string) []byte {
+func AppendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -350,13 +351,13 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// appendJSONBytes is appendJSONString for bytes, read in place (not copied
+// appendJSONBytes is AppendJSONString for bytes, read in place (not copied
 // into a string).
 func appendJSONBytes(dst, s []byte) []byte {
 	if len(s) == 0 {
 		return append(dst, `""`...)
 	}
-	return appendJSONString(dst, unsafe.String(&s[0], len(s)))
+	return AppendJSONString(dst, unsafe.String(&s[0], len(s)))
 }
 
 const hexDigits = "0123456789abcdef"

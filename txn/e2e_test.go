@@ -401,6 +401,13 @@ func TestSippPacketLoss(t *testing.T) {
 	s := uasLoss(t, "uas", "uas_answer.xml", 0, 10, up, "u1", calls)
 	time.Sleep(200 * time.Millisecond)
 	c := uacLoss(t, "uac_call.xml", 0, 10, p.udpPort, "u1", sipURI("bob", up, ""), calls)
+	// A failed call is seen by the caller; its cause may lie on the
+	// callee's side, so both logs are shown.
+	defer func() {
+		if t.Failed() {
+			t.Logf("callee's logs:\n%s", s.logs())
+		}
+	}()
 	c.wait(t, 45*time.Second)
 	s.wait(t, 30*time.Second)
 	if t.Failed() {

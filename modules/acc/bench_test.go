@@ -2,6 +2,7 @@ package acc
 
 import (
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -67,6 +68,33 @@ func BenchmarkWriter(b *testing.B) {
 			e.a.Stop()
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "rows/s")
 			if got := int(e.a.written[sinkStore].Get()); got != b.N {
+				b.Fatalf("%d written of %d", got, b.N)
+			}
+		})
+	}
+}
+
+// BenchmarkFileWriter is the writer's cost per record with the file sink
+// alone (acc.store false): the record built, formatted and written, in
+// batches of 256.
+func BenchmarkFileWriter(b *testing.B) {
+	for _, format := range []string{"csv", "json"} {
+		b.Run("format="+format, func(b *testing.B) {
+			s := DefaultSettings()
+			s.Store = false
+			s.File = filepath.Join(b.TempDir(), "acc."+format)
+			s.Format = format
+			s.QueueSize = max(b.N, 1)
+			e := newEnv(b, s, false)
+			ev := benchEvent()
+			for i := range b.N {
+				ev.CallID = fmt.Appendf(ev.CallID[:0], "%d@bench", i)
+				e.a.onEvent(ev)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			e.a.Stop()
+			if got := int(e.a.written[sinkFile].Get()); got != b.N {
 				b.Fatalf("%d written of %d", got, b.N)
 			}
 		})

@@ -68,7 +68,7 @@ func (s *fileSink) open() error {
 	}
 	s.f, s.w, s.size = f, bufio.NewWriterSize(f, 64<<10), fi.Size()
 	if s.size == 0 && s.cfg.format == "csv" {
-		h := appendCSV(nil, csvHeader)
+		h := []byte(csvHeaderLine)
 		if _, err := s.w.Write(h); err != nil {
 			s.close()
 			return err
@@ -81,7 +81,7 @@ func (s *fileSink) open() error {
 // headerSize is what an empty file holds: the CSV header.
 func (s *fileSink) headerSize() int64 {
 	if s.cfg.format == "csv" {
-		return int64(len(appendCSV(nil, csvHeader)))
+		return int64(len(csvHeaderLine))
 	}
 	return 0
 }

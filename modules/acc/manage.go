@@ -259,7 +259,7 @@ func cliExport(ctx context.Context, st *store.Store, args []string, out io.Write
 	var line []byte
 	if asCSV {
 		format = "csv"
-		line = appendCSV(line, csvHeader)
+		line = append(line, csvHeaderLine...)
 	}
 	// An export of a large table is no quick listing: no 30 s bound.
 	ctx = context.WithoutCancel(ctx)
