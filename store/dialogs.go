@@ -74,6 +74,9 @@ type Dialog struct {
 	// encoded by the Store for the backend and decoded from it
 	// (encodeProfiles, encodeValues).
 	profiles, vars string
+	// badData is why a row's data could not be read (SQLite's data
+	// column, dialog_data.go): LoadDialogs reports the row as bad.
+	badData error
 }
 
 // DialogValue is a name/value pair a route stored with a dialog.
@@ -320,6 +323,10 @@ func (s *Store) LoadDialogs(ctx context.Context) (dialogs []Dialog, bad []error,
 	dialogs = all[:0]
 	for i := range all {
 		d := &all[i]
+		if d.badData != nil {
+			bad = append(bad, errorf(ErrMalformedDialog, "dialog %016x: %v", d.ID, d.badData))
+			continue
+		}
 		if d.Profiles, err = decodeProfiles(d.profiles); err != nil {
 			bad = append(bad, errorf(ErrMalformedDialog, "dialog %016x: %v", d.ID, err))
 			continue

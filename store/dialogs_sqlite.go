@@ -18,7 +18,8 @@ func (b *SQLite) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) er
 	// Runs of one kind, in order, each in statements of up to 32 rows: a
 	// multi-row INSERT OR REPLACE replaces as the single rows would (a
 	// later row of the same id wins), and the deletes of a run commute.
-	args := make([]any, 0, min(len(ops), maxBatchRows)*dialogColCount)
+	args := make([]any, 0, min(len(ops), maxBatchRows)*sqliteDialogColCount)
+	var data []byte
 	sameKind := func(i, k int) bool { return ops[i].Kind == ops[k].Kind }
 	err = eachChunk(len(ops), sameKind, func(i, n int) error {
 		args = args[:0]
@@ -28,7 +29,8 @@ func (b *SQLite) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) er
 			for k := i; k < i+n; k++ {
 				d := &ops[k].Dialog
 				d.Updated = now
-				args = appendDialogArgs(args, d, keepText)
+				data = appendDialogData(data[:0], d)
+				args = append(args, int64(d.ID), d.CallID, d.State, d.StartTime, d.Timeout, d.Updated, string(data))
 			}
 			q = replaceDialogRows.rows(n)
 		case DialogDelete:
@@ -55,7 +57,31 @@ func (b *SQLite) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) er
 	return tx.Commit()
 }
 
+// sqliteDialogCols are the dialog table's columns on SQLite: the rest of a
+// dialog is in data (dialog_data.go).
+const sqliteDialogCols = `dlg_id, callid, state, start_time, timeout, updated, data`
+
 var (
-	replaceDialogRows = valuesQueries(`INSERT OR REPLACE INTO dialog (`+dialogCols+`) VALUES `, dialogColCount, "")
-	deleteDialogRows  = inQueries(`DELETE FROM dialog WHERE dlg_id IN `)
+	sqliteDialogColCount = countCols(sqliteDialogCols)
+	replaceDialogRows    = valuesQueries(`INSERT OR REPLACE INTO dialog (`+sqliteDialogCols+`) VALUES `, sqliteDialogColCount, "")
+	deleteDialogRows     = inQueries(`DELETE FROM dialog WHERE dlg_id IN `)
 )
+
+// LoadDialogs reads every stored dialog, oldest first. A row whose data
+// does not read comes back with its columns and the reason
+// (Store.LoadDialogs reports it as bad).
+func (b *SQLite) LoadDialogs(ctx context.Context) ([]Dialog, error) {
+	return streamRows(ctx, b.tables.tb, scanSQLiteDialog,
+		`SELECT `+sqliteDialogCols+` FROM dialog ORDER BY start_time, dlg_id`)
+}
+
+func scanSQLiteDialog(r rowScanner, d *Dialog) error {
+	var id int64
+	var data string
+	if err := r.Scan(&id, &d.CallID, &d.State, &d.StartTime, &d.Timeout, &d.Updated, &data); err != nil {
+		return err
+	}
+	d.ID = uint64(id)
+	d.badData = decodeDialogData(d, data)
+	return nil
+}

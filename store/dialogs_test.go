@@ -122,7 +122,7 @@ func TestLoadDialogsSkipsBadRows(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir, Options{})
 	var ops []DialogOp
-	for i := uint64(1); i <= 5; i++ {
+	for i := uint64(1); i <= 8; i++ {
 		ops = append(ops, DialogOp{DialogUpsert, testDialog(i, "c"+string(rune('0'+i))+"@host")})
 	}
 	if err := s.ApplyDialogs(ctx, ops); err != nil {
@@ -130,20 +130,25 @@ func TestLoadDialogsSkipsBadRows(t *testing.T) {
 	}
 	db := rawDB(t, filepath.Join(dir, DefaultFileName))
 	for _, q := range []string{
-		`UPDATE dialog SET from_hdr = 'a' || char(13) || char(10) || 'X-Evil: 1' WHERE dlg_id = 1`,
-		`UPDATE dialog SET caller_hop = 'sctp:127.0.0.1:5060' WHERE dlg_id = 2`,
-		`UPDATE dialog SET vars = 'novalue' WHERE dlg_id = 3`,
-		`UPDATE dialog SET profiles = 'caller=%zz' WHERE dlg_id = 4`,
+		`UPDATE dialog SET data = json_set(data, '$.from_hdr', 'a' || char(13) || char(10) || 'X-Evil: 1') WHERE dlg_id = 1`,
+		`UPDATE dialog SET data = json_set(data, '$.caller_hop', 'sctp:127.0.0.1:5060') WHERE dlg_id = 2`,
+		`UPDATE dialog SET data = json_set(data, '$.vars', 'novalue') WHERE dlg_id = 3`,
+		`UPDATE dialog SET data = json_set(data, '$.profiles', 'caller=%zz') WHERE dlg_id = 4`,
+		`UPDATE dialog SET data = json_set(data, '$.caller_cseq', -1) WHERE dlg_id = 6`,
+		`UPDATE dialog SET data = json_set(data, '$.from_uri', json_object('hex', 'zz')) WHERE dlg_id = 7`,
+		`UPDATE dialog SET data = '{"from_uri": ' WHERE dlg_id = 8`,
 	} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
 		}
 	}
 	got, bad, err := s.LoadDialogs(ctx)
-	if err != nil || len(got) != 1 || got[0].ID != 5 || len(bad) != 4 {
+	if err != nil || len(got) != 1 || got[0].ID != 5 || len(bad) != 7 {
 		t.Fatalf("loaded %+v, bad %v, err %v", got, bad, err)
 	}
-	for i, w := range []string{"0000000000000001: from_hdr", "0000000000000002: caller_hop", "0000000000000003: vars", "0000000000000004: profiles"} {
+	for i, w := range []string{"0000000000000001: from_hdr", "0000000000000002: caller_hop", "0000000000000003: vars",
+		"0000000000000004: profiles", "0000000000000006: data: caller_cseq -1 out of range",
+		"0000000000000007: data: hex \"zz\"", "0000000000000008: data: unexpected end"} {
 		if !strings.Contains(bad[i].Error(), w) {
 			t.Errorf("bad row %d: %v, want %q", i, bad[i], w)
 		}
@@ -156,7 +161,8 @@ func TestLoadDialogsSkipsBadRows(t *testing.T) {
 func TestDialogTableAfterPlaceholder(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, DefaultFileName)
-	migs := append([]migration(nil), sqliteMigrations...)
+	// The binary that had step 8 reserved went up to step 9.
+	migs := append([]migration(nil), sqliteMigrations[:9]...)
 	migs[7] = migration{8, "reserved for the dialog table", nil}
 	old, err := openSQLite(path, Options{BusyTimeout: time.Second, ChangeLogSize: 10}, migs)
 	if err != nil {

@@ -420,6 +420,7 @@ var sqliteMigrations = []migration{
 		`DROP INDEX IF EXISTS missed_calls_from_user`,
 		`DROP INDEX IF EXISTS missed_calls_to_user`,
 	}},
+	{13, "dialog: one data column on SQLite", dialogDataSQLite}, // store/dialog_data.go
 }
 
 // cdrColumnsDDL are the columns of the acc and missed_calls tables
@@ -716,6 +717,10 @@ var postgresMigrations = []migration{
 	// proxy: the per-user ones stay (SQLite's step 12 says why it drops
 	// them).
 	{12, "accounting: per-user indexes on server databases only", []string{}},
+	// The dialog row's columns stay apart on a server database: binding
+	// them costs the proxy little there (SQLite's step 13 says why it
+	// joins them).
+	{13, "dialog: one data column on SQLite", []string{}},
 }
 
 // pgCDRColumnsDDL are the columns of the acc and missed_calls tables
@@ -1017,6 +1022,7 @@ var mysqlMigrations = []migration{
 	// proxy: the per-user ones stay (SQLite's step 12 says why it drops
 	// them).
 	{12, "accounting: per-user indexes on server databases only", []string{}},
+	{13, "dialog: one data column on SQLite", []string{}}, // see PostgreSQL's step 13
 }
 
 // myCDRColumnsDDL are the columns of the acc and missed_calls tables
