@@ -83,6 +83,11 @@ func TestDialogDataMigration(t *testing.T) {
 			t.Errorf("dialog %d:\n got %+v\nwant %+v", i, g, want[i])
 		}
 	}
+	var indexes int
+	if err := rawDB(t, filepath.Join(dir, DefaultFileName)).QueryRow(
+		`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'dialog'`).Scan(&indexes); err != nil || indexes != 0 {
+		t.Fatalf("%d indexes on dialog after the upgrade (%v), want none", indexes, err)
+	}
 	// The table is the new one: writes and deletes go on.
 	if err := s.ApplyDialogs(ctx, []DialogOp{{DialogDelete, Dialog{ID: 1}}, {DialogUpsert, testDialog(3, "new@host")}}); err != nil {
 		t.Fatal(err)
