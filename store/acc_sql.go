@@ -21,7 +21,7 @@ func cdrArgs(c *CDR) []any { return appendCDRArgs(make([]any, 0, cdrColCount), c
 // rows, one after another).
 func appendCDRArgs(dst []any, c *CDR) []any {
 	return append(dst, c.CallID, c.FromTag, c.ToTag, c.FromURI, c.FromUser, c.ToURI, c.ToUser, c.Caller,
-		c.Start, c.Answer, c.End, c.Duration, c.Code, c.Reason, c.EndReason, c.EndedBy, extraJSON(c))
+		c.Start, c.Answer, c.End, c.Duration, int64(c.Code), c.Reason, c.EndReason, c.EndedBy, extraJSON(c))
 }
 
 func scanCDR(sc interface{ Scan(...any) error }, c *CDR) error {

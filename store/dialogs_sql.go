@@ -40,7 +40,7 @@ func appendDialogArgs(dst []any, d *Dialog, text func(string) string) []any {
 		text(d.FromHdr), text(d.ToHdr), text(d.CalleeFromHdr), text(d.CalleeToHdr),
 		int64(d.CallerCSeq), int64(d.CalleeCSeq), int64(d.CSeqOffset), text(d.CallerRouteSet), text(d.CalleeRouteSet),
 		text(d.CallerContact), text(d.CalleeContact), text(d.CallerHop), text(d.CalleeHop),
-		d.State, d.StartTime, d.AnswerTime, d.Timeout, d.Code, text(d.Phrase), text(d.profiles),
+		int64(d.State), d.StartTime, d.AnswerTime, d.Timeout, int64(d.Code), text(d.Phrase), text(d.profiles),
 		int64(d.Flags), text(d.vars), d.Updated)
 }
 

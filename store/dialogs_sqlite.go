@@ -30,7 +30,7 @@ func (b *SQLite) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) er
 				d := &ops[k].Dialog
 				d.Updated = now
 				data = appendDialogData(data[:0], d)
-				args = append(args, int64(d.ID), d.CallID, d.State, d.StartTime, d.Timeout, d.Updated, string(data))
+				args = append(args, int64(d.ID), d.CallID, int64(d.State), d.StartTime, d.Timeout, d.Updated, string(data))
 			}
 			q = replaceDialogRows.rows(n)
 		case DialogDelete:
