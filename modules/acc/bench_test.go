@@ -47,6 +47,22 @@ func BenchmarkEvent(b *testing.B) {
 	}
 }
 
+// queuedWriter is the module with settings s and b.N end events of
+// different calls queued, its writer not started (Stop writes them); the
+// timer starts there.
+func queuedWriter(b *testing.B, s *Settings) *env {
+	s.QueueSize = max(b.N, 1)
+	e := newEnv(b, s, false)
+	ev := benchEvent()
+	for i := range b.N {
+		ev.CallID = fmt.Appendf(ev.CallID[:0], "%d@bench", i)
+		e.a.onEvent(ev)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	return e
+}
+
 // BenchmarkWriter is the writer's throughput: b.N end events queued,
 // then Stop, which returns once all are in the store (SQLite, batches of
 // batch_size in one transaction each). rows/s counts records committed.
@@ -55,15 +71,7 @@ func BenchmarkWriter(b *testing.B) {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
 			s := DefaultSettings()
 			s.BatchSize = batch
-			s.QueueSize = max(b.N, 1)
-			e := newEnv(b, s, false)
-			ev := benchEvent()
-			for i := range b.N {
-				ev.CallID = fmt.Appendf(ev.CallID[:0], "%d@bench", i)
-				e.a.onEvent(ev)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
+			e := queuedWriter(b, s)
 			start := time.Now()
 			e.a.Stop()
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "rows/s")
@@ -84,15 +92,7 @@ func BenchmarkFileWriter(b *testing.B) {
 			s.Store = false
 			s.File = filepath.Join(b.TempDir(), "acc."+format)
 			s.Format = format
-			s.QueueSize = max(b.N, 1)
-			e := newEnv(b, s, false)
-			ev := benchEvent()
-			for i := range b.N {
-				ev.CallID = fmt.Appendf(ev.CallID[:0], "%d@bench", i)
-				e.a.onEvent(ev)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
+			e := queuedWriter(b, s)
 			e.a.Stop()
 			if got := int(e.a.written[sinkFile].Get()); got != b.N {
 				b.Fatalf("%d written of %d", got, b.N)
