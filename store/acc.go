@@ -82,13 +82,15 @@ func CheckCDR(c *CDR) error {
 	case len(c.Extra) > maxCDRExtra:
 		return bad("extra", "%d pairs: at most %d", len(c.Extra), maxCDRExtra)
 	}
-	for name, v := range map[string]string{
-		"call_id": c.CallID, "from_tag": c.FromTag, "to_tag": c.ToTag, "from_uri": c.FromURI,
-		"from_user": c.FromUser, "to_uri": c.ToURI, "to_user": c.ToUser, "caller": c.Caller,
-		"sip_reason": c.Reason, "end_reason": c.EndReason, "ended_by": c.EndedBy,
+	// An array, not a map: the acc writer checks every record, and a map
+	// literal here was a tenth of its CPU (BenchmarkAddCDRs).
+	for _, f := range [...]struct{ name, v string }{
+		{"call_id", c.CallID}, {"from_tag", c.FromTag}, {"to_tag", c.ToTag}, {"from_uri", c.FromURI},
+		{"from_user", c.FromUser}, {"to_uri", c.ToURI}, {"to_user", c.ToUser}, {"caller", c.Caller},
+		{"sip_reason", c.Reason}, {"end_reason", c.EndReason}, {"ended_by", c.EndedBy},
 	} {
-		if len(v) > MaxCDRText {
-			return bad(name, "%d bytes: at most %d", len(v), MaxCDRText)
+		if len(f.v) > MaxCDRText {
+			return bad(f.name, "%d bytes: at most %d", len(f.v), MaxCDRText)
 		}
 	}
 	return nil

@@ -214,3 +214,20 @@ func openBeforeMigration(t *testing.T, dir, name string) (*SQLite, Options) {
 	}
 	return old, opts
 }
+
+// TestCheckCDRAllocatesNothing: the acc writer checks every record it
+// writes; a valid one costs no allocation.
+func TestCheckCDRAllocatesNothing(t *testing.T) {
+	c := CDR{CallID: "a84b4c76e66710@pc33.example.com", FromTag: "1928301774", ToTag: "a6c85cf",
+		FromURI: "sip:alice@example.com", FromUser: "alice", ToURI: "sip:bob@example.com", ToUser: "bob",
+		Caller: "192.0.2.4:5060", Start: 1_700_000_000_000, Answer: 1_700_000_000_500, End: 1_700_000_060_000,
+		Duration: 59_500, Code: 200, Reason: "OK", EndReason: "bye", EndedBy: "caller",
+		Extra: map[string]string{"account": "1001"}}
+	if n := testing.AllocsPerRun(100, func() {
+		if err := CheckCDR(&c); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations", n)
+	}
+}

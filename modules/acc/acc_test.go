@@ -351,3 +351,40 @@ func TestReload(t *testing.T) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// TestStoreRefusesOne: a record the store would refuse (a Call-ID longer
+// than it keeps) is left out of its batch on its own, counted and
+// logged; the records around it are written and get their ids.
+func TestStoreRefusesOne(t *testing.T) {
+	e := newEnv(t, nil, false)
+	rec := func(callID string) store.CDR {
+		return store.CDR{CallID: callID, Start: 1_700_000_000_000, End: 1_700_000_001_000, Code: 200}
+	}
+	long := strings.Repeat("x", store.MaxCDRText+1)
+	batch := []store.CDR{rec("keep-1"), rec(long), rec("keep-2"), rec(long), rec("keep-3")}
+	e.a.writeStore(batch)
+	if got := e.a.lost[sinkStore].Get(); got != 2 {
+		t.Fatalf("lost %d, want 2", got)
+	}
+	if got := e.a.written[sinkStore].Get(); got != 3 {
+		t.Fatalf("written %d, want 3", got)
+	}
+	for _, i := range []int{0, 2, 4} {
+		r := e.only(false, batch[i].CallID)
+		if batch[i].ID == 0 || batch[i].ID != r.ID {
+			t.Errorf("%s: id %d in the batch, %d in the store", batch[i].CallID, batch[i].ID, r.ID)
+		}
+	}
+	if batch[1].ID != 0 || batch[3].ID != 0 {
+		t.Errorf("refused records got ids %d, %d", batch[1].ID, batch[3].ID)
+	}
+	if l := e.logs.String(); strings.Count(l, "refused by the store") != 2 {
+		t.Fatalf("log: %s", l)
+	}
+	// All good: written as they are, ids set in place.
+	good := []store.CDR{rec("all-1"), rec("all-2")}
+	e.a.writeStore(good)
+	if good[0].ID == 0 || good[1].ID != good[0].ID+1 {
+		t.Fatalf("ids %d, %d", good[0].ID, good[1].ID)
+	}
+}

@@ -105,16 +105,25 @@ func (a *Acc) write(cdrs []store.CDR, f *fileSink) {
 // failure (a database that went away) before giving it up.
 func (a *Acc) writeStore(cdrs []store.CDR) {
 	// A record the store would refuse would fail the whole batch: it is
-	// left out on its own, loudly. The module's records always pass.
-	ok := make([]store.CDR, 0, len(cdrs))
-	at := make([]int, 0, len(cdrs)) // ok[j] is cdrs[at[j]]
+	// left out on its own, loudly. The module's records always pass, so
+	// the batch is copied only when one does not.
+	ok, at := cdrs, []int(nil) // ok[j] is cdrs[at[j]]; at nil: ok is cdrs
 	for i := range cdrs {
-		if err := store.CheckCDR(&cdrs[i]); err != nil {
-			a.lost[sinkStore].Inc()
-			a.log.Error("acc: call record refused by the store", "err", err)
+		err := store.CheckCDR(&cdrs[i])
+		if err == nil {
+			if at != nil {
+				ok, at = append(ok, cdrs[i]), append(at, i)
+			}
 			continue
 		}
-		ok, at = append(ok, cdrs[i]), append(at, i)
+		a.lost[sinkStore].Inc()
+		a.log.Error("acc: call record refused by the store", "err", err)
+		if at == nil {
+			ok, at = make([]store.CDR, 0, len(cdrs)), make([]int, 0, len(cdrs))
+			for j := range i {
+				ok, at = append(ok, cdrs[j]), append(at, j)
+			}
+		}
 	}
 	if len(ok) == 0 {
 		return
@@ -126,7 +135,7 @@ func (a *Acc) writeStore(cdrs []store.CDR) {
 		if err == nil {
 			a.written[sinkStore].Add(len(ok))
 			for j, i := range at {
-				cdrs[i].ID = ok[j].ID // for the file
+				cdrs[i].ID = ok[j].ID // for the file (ok is cdrs when at is nil)
 			}
 			return
 		}
