@@ -84,17 +84,24 @@ func appendLosslessJSON(dst []byte, s string) []byte {
 		return append(dst, '"', '}')
 	}
 	dst = append(dst, '"')
+	// Runs of bytes that need no escape (all of most values) are copied
+	// whole: a byte at a time was a sixth of BenchmarkApplyDialogs.
+	run := 0
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c < 0x20:
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, s[run:i]...)
+		run = i + 1
+		if c < 0x20 {
 			dst = append(dst, `\u00`...)
 			dst = append(dst, hexDigit[c>>4], hexDigit[c&0xf])
-		default:
-			dst = append(dst, c)
+		} else {
+			dst = append(dst, '\\', c)
 		}
 	}
+	dst = append(dst, s[run:]...)
 	return append(dst, '"')
 }
 

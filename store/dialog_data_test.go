@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -90,6 +91,19 @@ func loadsAs(t *testing.T, s *Store, want []Dialog) {
 		g.Updated, g.profiles, g.vars = 0, "", ""
 		if !reflect.DeepEqual(g, want[i]) {
 			t.Errorf("dialog %d:\n got %+v\nwant %+v", i, g, want[i])
+		}
+	}
+}
+
+// TestLosslessJSONString: a UTF-8 text reads back the same through
+// encoding/json wherever its escapes fall (first, last, in a row, alone).
+func TestLosslessJSONString(t *testing.T) {
+	for _, s := range []string{"", "a", `"`, `\`, "\x00", "\x1f", `a"b\c`, "\r\n", `""`, "\tx\t",
+		"<sip:a@b;lr>", "é\x01ü", `\\"\\`, "end\n"} {
+		b := appendLosslessJSON(nil, s)
+		var got string
+		if err := json.Unmarshal(b, &got); err != nil || got != s {
+			t.Errorf("%q: encoded %s, read back %q (%v)", s, b, got, err)
 		}
 	}
 }
