@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -103,6 +105,22 @@ func extraJSON(c *CDR) string {
 	}
 	b, _ := json.Marshal(c.Extra) // map[string]string: cannot fail
 	return string(b)
+}
+
+// appendExtraJSON appends m as a JSON object, keys sorted, its text as it
+// is (SQLite's data array; extraJSON, for the server databases, makes
+// the text valid UTF-8 as they require).
+func appendExtraJSON(dst []byte, m map[string]string) []byte {
+	dst = append(dst, '{')
+	for i, k := range slices.Sorted(maps.Keys(m)) {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONText(dst, k)
+		dst = append(dst, ':')
+		dst = appendJSONText(dst, m[k])
+	}
+	return append(dst, '}')
 }
 
 func parseExtra(s string, c *CDR) error {

@@ -12,16 +12,19 @@ func (b *SQLite) AddCDRs(ctx context.Context, cs []CDR) error {
 	// Runs of one table, in statements of up to 32 rows. The rows of one
 	// INSERT get consecutive ids ending at its LastInsertId: SQLite gives
 	// each new row max(id)+1, and the transaction holds the write lock.
-	args := make([]any, 0, min(len(cs), maxBatchRows)*cdrColCount)
+	args := make([]any, 0, min(len(cs), maxBatchRows)*3)
+	var data []byte
 	sameTable := func(i, k int) bool { return cs[i].Missed == cs[k].Missed }
 	err = eachChunk(len(cs), sameTable, func(i, n int) error {
 		args = args[:0]
 		for k := i; k < i+n; k++ {
-			args = appendCDRArgs(args, &cs[k])
+			c := &cs[k]
+			data = appendCDRData(data[:0], c)
+			args = append(args, c.CallID, c.Start, string(data)) // text, not a blob: SQLite's JSON reads a blob as JSONB
 		}
-		q := insertAccRows
+		q := insertAccData
 		if cs[i].Missed {
-			q = insertMissedRows
+			q = insertMissedData
 		}
 		st, err := b.rowsStmt(ctx, q.rows(n))
 		if err != nil {
@@ -46,7 +49,3 @@ func (b *SQLite) AddCDRs(ctx context.Context, cs []CDR) error {
 	return tx.Commit()
 }
 
-var (
-	insertAccRows    = valuesQueries(`INSERT INTO acc (`+cdrCols+`) VALUES `, cdrColCount, "")
-	insertMissedRows = valuesQueries(`INSERT INTO missed_calls (`+cdrCols+`) VALUES `, cdrColCount, "")
-)

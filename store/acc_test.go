@@ -143,13 +143,14 @@ func TestCDRForgedText(t *testing.T) {
 }
 
 // TestSQLiteCDRIndexes: on SQLite the call records keep only the start
-// time and Call-ID indexes (migration 12), and the store's connections
-// keep statement journals in memory; a per-user listing still answers
-// (TestCDRs checks the filters on every backend).
+// time and Call-ID indexes (migration 12), on the data tables (migration
+// 14), and the store's connections keep statement journals in memory; a
+// per-user listing still answers (TestCDRs checks the filters on every
+// backend).
 func TestSQLiteCDRIndexes(t *testing.T) {
 	s := openT(t, t.TempDir(), Options{})
 	db := s.b.(*SQLite).db
-	for table, want := range map[string]string{"acc": "acc_call_id,acc_start", "missed_calls": "missed_calls_call_id,missed_calls_start"} {
+	for table, want := range map[string]string{"acc_data": "acc_call_id,acc_start", "missed_calls_data": "missed_calls_call_id,missed_calls_start"} {
 		var got string
 		if err := db.QueryRow(`SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master
 			WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL ORDER BY name)`, table).Scan(&got); err != nil {
@@ -169,12 +170,10 @@ func TestSQLiteCDRIndexes(t *testing.T) {
 // per-user indexes go, and a per-user listing still finds them.
 func TestCDRIndexMigrationKeepsRecords(t *testing.T) {
 	dir := t.TempDir()
-	old, opts := openBeforeMigration(t, dir, "accounting: per-user indexes on server databases only")
+	old, _ := openBeforeMigration(t, dir, "accounting: per-user indexes on server databases only")
 	const t0 = int64(1_700_000_000_000)
-	if err := New(old, opts).AddCDRs(ctx, []CDR{cdrAt("c1", "alice", "bob", t0, false), cdrAt("c2", "bob", "carol", t0+1, false),
-		cdrAt("m1", "carol", "alice", t0+2, true)}); err != nil {
-		t.Fatal(err)
-	}
+	addCDRColumns(t, old, cdrAt("c1", "alice", "bob", t0, false), cdrAt("c2", "bob", "carol", t0+1, false),
+		cdrAt("m1", "carol", "alice", t0+2, true))
 	old.Close()
 
 	s := openT(t, dir, Options{})

@@ -291,3 +291,36 @@ func benchAddCDRs(b *testing.B, db *testDB) {
 		})
 	}
 }
+
+// BenchmarkListCDRs is `cdr list`: the newest 1,000 of 10,000 records,
+// and one user's among them (a filter the start time index serves
+// before it is tested row by row).
+func BenchmarkListCDRs(b *testing.B) {
+	s := openT(b, b.TempDir(), Options{})
+	const t0 = int64(1_700_000_000_000)
+	users := []string{"alice", "bob", "carol", "dave"}
+	cs := make([]CDR, 250)
+	for i := 0; i < 40; i++ {
+		for j := range cs {
+			n := i*len(cs) + j
+			cs[j] = cdrAt(fmt.Sprintf("%d@bench", n), users[n%4], users[(n+1)%4], t0+int64(n), false)
+		}
+		if err := s.AddCDRs(ctx, cs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		f    CDRFilter
+	}{{"newest=1000", CDRFilter{Limit: 1000}}, {"user=100", CDRFilter{FromUser: "carol", Limit: 100}}} {
+		b.Run(f.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				got, err := s.ListCDRs(ctx, f.f)
+				if err != nil || len(got) != f.f.Limit {
+					b.Fatalf("%d records, %v", len(got), err)
+				}
+			}
+		})
+	}
+}

@@ -83,6 +83,13 @@ func appendLosslessJSON(dst []byte, s string) []byte {
 		dst = hex.AppendEncode(dst, []byte(s))
 		return append(dst, '"', '}')
 	}
+	return appendJSONText(dst, s)
+}
+
+// appendJSONText appends s as a JSON string, escaping only what JSON
+// requires (quote, backslash, control characters): other bytes, those
+// that are not UTF-8 included, go as they are.
+func appendJSONText(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	// Runs of bytes that need no escape (all of most values) are copied
 	// whole: a byte at a time was a sixth of BenchmarkApplyDialogs.

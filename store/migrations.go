@@ -421,6 +421,7 @@ var sqliteMigrations = []migration{
 		`DROP INDEX IF EXISTS missed_calls_to_user`,
 	}},
 	{13, "dialog: one data column on SQLite", dialogDataSQLite}, // store/dialog_data.go
+	{14, "accounting: one data column on SQLite", accDataSQLite}, // store/acc_data.go
 }
 
 // cdrColumnsDDL are the columns of the acc and missed_calls tables
@@ -721,6 +722,7 @@ var postgresMigrations = []migration{
 	// them costs the proxy little there (SQLite's step 13 says why it
 	// joins them).
 	{13, "dialog: one data column on SQLite", []string{}},
+	{14, "accounting: one data column on SQLite", []string{}},
 }
 
 // pgCDRColumnsDDL are the columns of the acc and missed_calls tables
@@ -1023,6 +1025,7 @@ var mysqlMigrations = []migration{
 	// them).
 	{12, "accounting: per-user indexes on server databases only", []string{}},
 	{13, "dialog: one data column on SQLite", []string{}}, // see PostgreSQL's step 13
+	{14, "accounting: one data column on SQLite", []string{}},
 }
 
 // myCDRColumnsDDL are the columns of the acc and missed_calls tables
