@@ -48,4 +48,3 @@ func (b *SQLite) AddCDRs(ctx context.Context, cs []CDR) error {
 	}
 	return tx.Commit()
 }
-

@@ -420,7 +420,7 @@ var sqliteMigrations = []migration{
 		`DROP INDEX IF EXISTS missed_calls_from_user`,
 		`DROP INDEX IF EXISTS missed_calls_to_user`,
 	}},
-	{13, "dialog: one data column on SQLite", dialogDataSQLite}, // store/dialog_data.go
+	{13, "dialog: one data column on SQLite", dialogDataSQLite},  // store/dialog_data.go
 	{14, "accounting: one data column on SQLite", accDataSQLite}, // store/acc_data.go
 }
 
