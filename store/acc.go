@@ -111,6 +111,9 @@ func extraJSON(c *CDR) string {
 // is (SQLite's data array; extraJSON, for the server databases, makes
 // the text valid UTF-8 as they require).
 func appendExtraJSON(dst []byte, m map[string]string) []byte {
+	if len(m) == 0 {
+		return append(dst, '{', '}')
+	}
 	dst = append(dst, '{')
 	for i, k := range slices.Sorted(maps.Keys(m)) {
 		if i > 0 {

@@ -20,6 +20,25 @@ func addCDRColumns(t *testing.T, old *SQLite, cs ...CDR) {
 	}
 }
 
+// readsBack checks that each record of want is the one record of its
+// Call-ID, every field as it is there (no extra pairs and an empty map
+// are the same).
+func readsBack(t *testing.T, s *Store, want []CDR) {
+	t.Helper()
+	for _, w := range want {
+		got, err := s.ListCDRs(ctx, CDRFilter{CallID: w.CallID, Missed: w.Missed})
+		if err != nil || len(got) != 1 {
+			t.Fatalf("%q: %+v %v", w.CallID, got, err)
+		}
+		if len(w.Extra) == 0 && len(got[0].Extra) == 0 {
+			w.Extra, got[0].Extra = nil, nil
+		}
+		if !reflect.DeepEqual(got[0], w) {
+			t.Errorf("read back\n%+v\nwant\n%+v", got[0], w)
+		}
+	}
+}
+
 // forgedCDR has in every text field what a forged header can carry:
 // quotes, backslashes, control characters, NUL, bytes that are not UTF-8.
 func forgedCDR(callID string, start int64) CDR {
@@ -41,21 +60,7 @@ func TestCDRDataKeepsBytes(t *testing.T) {
 		cdrAt("missed@host", "bob", "alice", 1_700_000_000_002, true)}
 	want[1].Extra = map[string]string{}
 	must(t, s.AddCDRs(ctx, want))
-	for _, w := range want {
-		got, err := s.ListCDRs(ctx, CDRFilter{CallID: w.CallID, Missed: w.Missed})
-		if err != nil || len(got) != 1 {
-			t.Fatalf("%q: %+v %v", w.CallID, got, err)
-		}
-		if w.Extra == nil {
-			w.Extra = map[string]string{}
-		}
-		if got[0].Extra == nil {
-			got[0].Extra = map[string]string{}
-		}
-		if !reflect.DeepEqual(got[0], w) {
-			t.Errorf("read back\n%+v\nwant\n%+v", got[0], w)
-		}
-	}
+	readsBack(t, s, want)
 	var (
 		user, extra, codeType string
 		code, duration        int64
@@ -95,21 +100,7 @@ func TestCDRDataMigration(t *testing.T) {
 	want = want[:3]
 
 	s := openT(t, dir, Options{})
-	for _, w := range want {
-		got, err := s.ListCDRs(ctx, CDRFilter{CallID: w.CallID, Missed: w.Missed})
-		if err != nil || len(got) != 1 {
-			t.Fatalf("%q: %+v %v", w.CallID, got, err)
-		}
-		if w.Extra == nil {
-			w.Extra = map[string]string{}
-		}
-		if got[0].Extra == nil {
-			got[0].Extra = map[string]string{}
-		}
-		if !reflect.DeepEqual(got[0], w) {
-			t.Errorf("read back\n%+v\nwant\n%+v", got[0], w)
-		}
-	}
+	readsBack(t, s, want)
 	var extra string
 	if err := s.b.(*SQLite).db.QueryRow(`SELECT extra FROM acc WHERE call_id = 'bad-extra'`).Scan(&extra); err != nil || extra != "not json" {
 		t.Fatalf("a malformed extra reads %q (%v), want it as it was", extra, err)
