@@ -329,3 +329,28 @@ func TestAddrPort(t *testing.T) {
 		t.Errorf("the zero AddrPort came back as %s", got)
 	}
 }
+
+// TestWriterBatchRoom: the write-back keeps the room a steady load's
+// flushes need (about 1,000 rows a second at 500 calls/s) and lets go of
+// what a burst left once flushes are small again, or empty.
+func TestWriterBatchRoom(t *testing.T) {
+	w := &writer{}
+	room := func(n int) {
+		w.ops, w.from = make([]store.DialogOp, 0, n), make([]pendOp, 0, n)
+	}
+	room(1280)
+	if w.trim(1000); cap(w.ops) != 1280 || cap(w.from) != 1280 {
+		t.Fatalf("steady flush of 1000 rows: room %d, %d, want 1280 kept", cap(w.ops), cap(w.from))
+	}
+	if w.trim(600); w.ops != nil || w.from != nil {
+		t.Fatalf("flush of 600 rows after a burst: room %d kept", cap(w.ops))
+	}
+	room(50_000)
+	if w.trim(0); w.ops != nil {
+		t.Fatal("an empty flush kept a burst's room")
+	}
+	room(keptBatch)
+	if w.trim(0); cap(w.ops) != keptBatch {
+		t.Fatalf("room of %d rows let go", keptBatch)
+	}
+}
