@@ -146,7 +146,7 @@ func TestCDRForgedText(t *testing.T) {
 // time and Call-ID indexes (migration 12), on the data tables (migration
 // 14), and the store's connections keep statement journals in memory; a
 // per-user listing still answers (TestCDRs checks the filters on every
-// backend).
+// backend); the WAL is checkpointed every 8192 pages.
 func TestSQLiteCDRIndexes(t *testing.T) {
 	s := openT(t, t.TempDir(), Options{})
 	db := s.b.(*SQLite).db
@@ -160,9 +160,12 @@ func TestSQLiteCDRIndexes(t *testing.T) {
 			t.Errorf("%s indexes %q, want %q", table, got, want)
 		}
 	}
-	var tempStore int
+	var tempStore, checkpoint int
 	if err := db.QueryRow(`PRAGMA temp_store`).Scan(&tempStore); err != nil || tempStore != 2 {
 		t.Errorf("temp_store %d (%v), want 2 (memory)", tempStore, err)
+	}
+	if err := db.QueryRow(`PRAGMA wal_autocheckpoint`).Scan(&checkpoint); err != nil || checkpoint != 8192 {
+		t.Errorf("wal_autocheckpoint %d (%v), want 8192 pages", checkpoint, err)
 	}
 }
 
