@@ -428,13 +428,15 @@ func TestE2ETraceCommand(t *testing.T) {
 	if r := sendUDP(t, srv.Port, registerNoAuth("traced", 2), 2*time.Second); !strings.HasPrefix(r, "SIP/2.0 200") {
 		t.Fatalf("REGISTER after stop: %q", r)
 	}
-	log := srv.Log.String()
-	for _, want := range []string{
+	wants := []string{
 		`msg="trace: received" trace=true call_id=ev-traced@test method=REGISTER first_line="REGISTER sip:localhost SIP/2.0"`,
 		`msg="trace: route" trace=true call_id=ev-traced@test method=REGISTER src=127.0.0.1:`,
 		`msg="trace: sent" trace=true call_id=ev-traced@test first_line="SIP/2.0 200 OK"`,
 		`msg="trace: stopped" trace=true lines=3`,
-	} {
+	}
+	srv.logged(wants...) // the log trails the answers through a pipe
+	log := srv.Log.String()
+	for _, want := range wants {
 		if !strings.Contains(log, want) {
 			t.Errorf("log has no %s", want)
 		}
