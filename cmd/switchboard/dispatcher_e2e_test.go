@@ -276,7 +276,7 @@ func TestE2EDispatcherProbing(t *testing.T) {
 	if l := dsList(t, srv); l[a.uri()].Selected != before || l[b.uri()].Selected != 20 {
 		t.Fatalf("calls while A is down: %+v", l)
 	}
-	if !strings.Contains(srv.Log.String(), "dispatcher: destination probing") {
+	if !srv.logged("dispatcher: destination probing") {
 		t.Error("no log line for the destination going down")
 	}
 

@@ -168,7 +168,7 @@ func TestE2EDroutingProbing(t *testing.T) {
 
 	stopSipp(gw1)
 	waitMetric(t, srv, `switchboard_drouting_gateway_up{gwid="gw1"}`, 0)
-	if !strings.Contains(srv.Log.String(), "gateway down") {
+	if !srv.logged("gateway down") {
 		t.Error("no log line for gw1 going down")
 	}
 	start := time.Now()

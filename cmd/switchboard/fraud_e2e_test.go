@@ -104,7 +104,7 @@ func TestE2EFraudLimits(t *testing.T) {
 	if m[`switchboard_fraud_events_total{level="critical"}`] != 2 || m[`switchboard_fraud_events_total{level="warning"}`] != 1 {
 		t.Fatalf("event metrics: %v, %v", m[`switchboard_fraud_events_total{level="critical"}`], m[`switchboard_fraud_events_total{level="warning"}`])
 	}
-	if !strings.Contains(srv.Log.String(), "fraud threshold reached") {
+	if !srv.logged("fraud threshold reached") {
 		t.Error("no log line for the events")
 	}
 

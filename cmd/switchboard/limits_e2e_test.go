@@ -49,7 +49,7 @@ func TestE2ETransactionMemoryCap(t *testing.T) {
 	if got := srv.metrics()["switchboard_transactions_memory_limit_bytes"]; got != capMiB<<20 {
 		t.Fatalf("memory limit metric %v, want %d", got, capMiB<<20)
 	}
-	if !strings.Contains(srv.Log.String(), "transaction memory cap") {
+	if !srv.logged("transaction memory cap") {
 		t.Errorf("the cap is not in the start log:\n%s", srv.Log)
 	}
 

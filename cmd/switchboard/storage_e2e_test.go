@@ -206,7 +206,7 @@ func testServerOutage(t *testing.T, driver string) {
 	if code != 200 || !strings.Contains(body, "degraded: storage: ") || !strings.Contains(body, "database unavailable") {
 		t.Fatalf("readyz during the outage: %d %q", code, body)
 	}
-	if !strings.Contains(srv.Log.String(), "storage unavailable") {
+	if !srv.logged("storage unavailable") {
 		t.Errorf("the log does not report the outage:\n%s", srv.Log)
 	}
 
