@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -55,7 +56,7 @@ func cdrDataView(view, table string) string {
 	var b strings.Builder
 	b.WriteString("CREATE VIEW " + view + " AS SELECT id, call_id")
 	for i, c := range cdrDataCols {
-		if c == "answer_ms" {
+		if c == "answer_ms" { // start_ms, a column of its own, comes before it
 			b.WriteString(", start_ms")
 		}
 		b.WriteString(", data->>" + strconv.Itoa(i) + " AS " + c)
@@ -71,10 +72,7 @@ func cdrDataView(view, table string) string {
 var accDataSQLite = func() []string {
 	var steps []string
 	for _, t := range []string{"acc", "missed_calls"} {
-		array := make([]string, len(cdrDataCols))
-		for i, c := range cdrDataCols {
-			array[i] = c
-		}
+		array := slices.Clone(cdrDataCols)
 		// extra holds a JSON object (the store writes nothing else); a
 		// text that is not one stays a string, as the column showed it.
 		array[len(array)-1] = "CASE WHEN json_valid(extra) THEN json(extra) ELSE extra END"
@@ -104,5 +102,5 @@ var (
 
 // DeleteCDRs deletes from the data table (a view takes no DELETE).
 func (b *SQLite) DeleteCDRs(ctx context.Context, missed bool, until int64) (int64, error) {
-	return execPool(ctx, b.tables.tb, `DELETE FROM `+(&CDR{Missed: missed}).Table()+`_data WHERE start_ms < ?`, until)
+	return execPool(ctx, b, `DELETE FROM `+(&CDR{Missed: missed}).Table()+`_data WHERE start_ms < ?`, until)
 }
