@@ -259,6 +259,51 @@ func BenchmarkApplyDialogs(b *testing.B) {
 	})
 }
 
+// BenchmarkApplyDialogsOrder is the dialog writer's steady state: every
+// flush writes the dialogs answered in the last interval (512, ids in
+// sequence) and deletes those of the flush three before (calls that last
+// three intervals). In "shards" order the new rows come in 16 runs, one
+// per shard of the dialog table, each run's ids spread over the whole
+// interval, as the writer took them before it sorted; in "ids" order
+// they come sorted, as it writes them now.
+func BenchmarkApplyDialogsOrder(b *testing.B) {
+	const n, lasts, shards = 512, 3, 16
+	for _, order := range []string{"shards", "ids"} {
+		b.Run(order, func(b *testing.B) {
+			s := openT(b, b.TempDir(), Options{})
+			// id is the kth dialog the flush of interval i takes.
+			id := func(i, k int) uint64 {
+				if order == "shards" {
+					k = k%(n/shards)*shards + k/(n/shards)
+				}
+				return uint64(1)<<40 + uint64(i*n+k)
+			}
+			ops := make([]DialogOp, 0, 2*n)
+			flush := func(i int) {
+				ops = ops[:0]
+				for k := 0; i >= lasts && k < n; k++ {
+					ops = append(ops, DialogOp{Kind: DialogDelete, Dialog: Dialog{ID: id(i-lasts, k)}})
+				}
+				for k := 0; k < n; k++ {
+					d := testDialog(id(i, k), fmt.Sprintf("call-%016x-a84b4c76e66710@pc33.example.com", id(i, k)))
+					ops = append(ops, DialogOp{Kind: DialogUpsert, Dialog: d})
+				}
+				if err := s.ApplyDialogs(ctx, ops); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for i := 0; i < lasts; i++ {
+				flush(i)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				flush(lasts + i)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/call")
+		})
+	}
+}
+
 // BenchmarkAddCDRs is the accounting module's batch write: batches of
 // call records in one transaction each. rows/s counts records committed.
 func BenchmarkAddCDRs(b *testing.B) {

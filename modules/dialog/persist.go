@@ -1,8 +1,10 @@
 package dialog
 
 import (
+	"cmp"
 	"context"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +47,7 @@ type writer struct {
 	mu    sync.Mutex
 	ops   []store.DialogOp
 	from  []pendOp // the change each op came from, to put it back
+	taken []pendOp // the shards' lists, taken for the flush
 	retry time.Duration
 
 	// restore holds the timers of the dialogs loaded in New, started in
@@ -162,6 +165,14 @@ func (d *Dialog) writeLoop() {
 
 // flush writes what changed since the last flush, in one transaction.
 // Writer goroutine (or Stop, once it has ended).
+//
+// The changes go to the store in the order of the dialogs' ids, which is
+// the order of the table's key: ids are handed out in sequence, so the
+// new rows are appended to the end of the B-tree and the deletes take
+// rows off its old end. In the shards' order (each shard's changes in
+// turn) every shard after the first inserts between the rows the others
+// just wrote, splitting half-full pages: a third more of the writer's
+// time in BenchmarkApplyDialogsOrder.
 func (d *Dialog) flush() {
 	w := d.w
 	w.mu.Lock()
@@ -170,23 +181,27 @@ func (d *Dialog) flush() {
 		s := d.tbl.ShardAt(i)
 		s.Lock()
 		l := &w.pend[i]
-		for _, op := range l.ops {
-			if op.del {
-				w.ops = append(w.ops, store.DialogOp{Kind: store.DialogDelete, Dialog: store.Dialog{ID: op.id}})
-				w.from = append(w.from, op)
-				continue
-			}
-			e := findID(s, op.h, op.id)
-			if e == nil || e.Value.pflags&fDirty == 0 || !e.Value.timer.Active() {
-				continue // ended (its delete follows), or written already
-			}
-			e.Value.pflags = e.Value.pflags&^fDirty | fStored
-			w.ops = append(w.ops, store.DialogOp{Kind: store.DialogUpsert, Dialog: d.row(e)})
-			w.from = append(w.from, op)
-		}
+		w.taken = append(w.taken, l.ops...)
 		l.ops = l.ops[:0]
 		s.Unlock()
 	}
+	slices.SortStableFunc(w.taken, func(a, b pendOp) int { return cmp.Compare(int64(a.id), int64(b.id)) })
+	for _, op := range w.taken {
+		if op.del {
+			w.ops = append(w.ops, store.DialogOp{Kind: store.DialogDelete, Dialog: store.Dialog{ID: op.id}})
+			w.from = append(w.from, op)
+			continue
+		}
+		s := d.tbl.Shard(op.h)
+		s.Lock()
+		if e := findID(s, op.h, op.id); e != nil && e.Value.pflags&fDirty != 0 && e.Value.timer.Active() {
+			e.Value.pflags = e.Value.pflags&^fDirty | fStored
+			w.ops = append(w.ops, store.DialogOp{Kind: store.DialogUpsert, Dialog: d.row(e)})
+			w.from = append(w.from, op)
+		} // else ended (its delete follows), or written already
+		s.Unlock()
+	}
+	w.taken = w.taken[:0]
 	if len(w.ops) == 0 {
 		w.trim(0)
 		return
@@ -215,6 +230,9 @@ func (d *Dialog) flush() {
 func (w *writer) trim(n int) {
 	if cap(w.ops) > keptBatch && cap(w.ops) > 2*n {
 		w.ops, w.from = nil, nil
+	}
+	if cap(w.taken) > 2*keptBatch && cap(w.taken) > 4*n {
+		w.taken = nil
 	}
 }
 
