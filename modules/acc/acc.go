@@ -60,7 +60,7 @@ type Settings struct {
 // DefaultSettings are the defaults of every key.
 func DefaultSettings() *Settings {
 	return &Settings{Store: true, Failed: true, Format: "csv", FileMaxSize: "100MiB", FileKeep: 5,
-		QueueSize: 16384, BatchSize: 256, BatchWait: 100 * time.Millisecond}
+		QueueSize: 16384, BatchSize: 256, BatchWait: 250 * time.Millisecond}
 }
 
 // enabled reports whether the settings write records anywhere.

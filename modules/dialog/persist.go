@@ -48,6 +48,7 @@ type writer struct {
 	ops   []store.DialogOp
 	from  []pendOp // the change each op came from, to put it back
 	taken []pendOp // the shards' lists, taken for the flush
+	text  rowText
 	retry time.Duration
 
 	// restore holds the timers of the dialogs loaded in New, started in
@@ -185,7 +186,9 @@ func (d *Dialog) flush() {
 		l.ops = l.ops[:0]
 		s.Unlock()
 	}
-	slices.SortStableFunc(w.taken, func(a, b pendOp) int { return cmp.Compare(int64(a.id), int64(b.id)) })
+	// A dialog is in a batch once at most (an upsert if it is up, a delete
+	// if it ended), so any order of equal ids does.
+	slices.SortFunc(w.taken, func(a, b pendOp) int { return cmp.Compare(int64(a.id), int64(b.id)) })
 	for _, op := range w.taken {
 		if op.del {
 			w.ops = append(w.ops, store.DialogOp{Kind: store.DialogDelete, Dialog: store.Dialog{ID: op.id}})
@@ -196,7 +199,7 @@ func (d *Dialog) flush() {
 		s.Lock()
 		if e := findID(s, op.h, op.id); e != nil && e.Value.pflags&fDirty != 0 && e.Value.timer.Active() {
 			e.Value.pflags = e.Value.pflags&^fDirty | fStored
-			w.ops = append(w.ops, store.DialogOp{Kind: store.DialogUpsert, Dialog: d.row(e)})
+			w.ops = append(w.ops, store.DialogOp{Kind: store.DialogUpsert, Dialog: d.row(e, &w.text)})
 			w.from = append(w.from, op)
 		} // else ended (its delete follows), or written already
 		s.Unlock()
@@ -283,38 +286,105 @@ func findID(s *shards.Shard[dlg], h, id uint64) *shards.Entry[dlg] {
 }
 
 // row copies a confirmed dialog into a store row. The shard is locked.
-func (d *Dialog) row(e *shards.Entry[dlg]) store.Dialog {
+// The row's strings are cut from one copy of its text (t gathers it): one
+// allocation a row instead of one a field, about twenty.
+func (d *Dialog) row(e *shards.Entry[dlg], t *rowText) store.Dialog {
 	g := &e.Value
-	r := store.Dialog{
-		ID: g.id, CallID: string(e.Key()),
-		FromTag: string(g.get(g.fromTag)), ToTag: string(g.get(g.toTag)),
-		FromHdr: string(g.get(g.from)), ToHdr: string(g.get(g.to)),
-		CalleeFromHdr: string(g.get(g.calleeFrom)), CalleeToHdr: string(g.get(g.calleeTo)),
-		CallerCSeq: g.cseq[toCaller], CalleeCSeq: g.cseq[toCallee], CSeqOffset: g.cseqOffset,
-		CallerRouteSet: string(g.get(g.route[toCaller])), CallerContact: string(g.get(g.target[toCaller])),
-		CallerHop: formatHop(g.proto[toCaller], g.hop[toCaller].AddrPort()),
-		State:     store.DialogConfirmed, StartTime: g.start, AnswerTime: g.answer, Timeout: g.timer.When(),
-	}
-	r.FromURI, r.ToURI = string(uriOf(g.get(g.from))), string(uriOf(g.get(g.to)))
+	t.reset()
+	t.add(e.Key())
+	t.add(g.get(g.fromTag))
+	t.add(g.get(g.toTag))
+	t.add(g.get(g.from))
+	t.add(g.get(g.to))
+	t.add(uriOf(g.get(g.from)))
+	t.add(uriOf(g.get(g.to)))
+	t.add(g.get(g.calleeFrom))
+	t.add(g.get(g.calleeTo))
+	t.add(g.get(g.route[toCaller]))
+	t.add(g.get(g.target[toCaller]))
+	t.addHop(g.proto[toCaller], g.hop[toCaller].AddrPort())
+	t.add(g.get(g.phrase))
 	if g.hasCallee {
-		r.CalleeRouteSet, r.CalleeContact = string(g.get(g.route[toCallee])), string(g.get(g.target[toCallee]))
-		r.CalleeHop = formatHop(g.proto[toCallee], g.hop[toCallee].AddrPort())
+		t.add(g.get(g.route[toCallee]))
+		t.add(g.get(g.target[toCallee]))
+		t.addHop(g.proto[toCallee], g.hop[toCallee].AddrPort())
 	}
 	for i := 0; i < int(g.nprof); i++ {
-		r.Profiles = append(r.Profiles, store.DialogProfile{Name: d.profiles[g.profs[i].idx].name, Value: string(g.get(g.profs[i].val))})
+		t.add(g.get(g.profs[i].val))
 	}
-	r.Code, r.Phrase, r.Flags = int(g.code), string(g.get(g.phrase)), g.flags
+	nvals := 0
 	Values(g.get(g.vals)).Each(func(name, value []byte) {
-		r.Values = append(r.Values, store.DialogValue{Name: string(name), Value: string(value)})
+		t.add(name)
+		t.add(value)
+		nvals++
 	})
+	t.copy()
+	r := store.Dialog{
+		ID: g.id, CallID: t.next(),
+		FromTag: t.next(), ToTag: t.next(), FromHdr: t.next(), ToHdr: t.next(), FromURI: t.next(), ToURI: t.next(),
+		CalleeFromHdr: t.next(), CalleeToHdr: t.next(),
+		CallerCSeq: g.cseq[toCaller], CalleeCSeq: g.cseq[toCallee], CSeqOffset: g.cseqOffset,
+		CallerRouteSet: t.next(), CallerContact: t.next(), CallerHop: t.next(),
+		State: store.DialogConfirmed, StartTime: g.start, AnswerTime: g.answer, Timeout: g.timer.When(),
+		Code: int(g.code), Phrase: t.next(), Flags: g.flags,
+	}
+	if g.hasCallee {
+		r.CalleeRouteSet, r.CalleeContact, r.CalleeHop = t.next(), t.next(), t.next()
+	}
+	if g.nprof > 0 {
+		r.Profiles = make([]store.DialogProfile, g.nprof)
+		for i := range r.Profiles {
+			r.Profiles[i] = store.DialogProfile{Name: d.profiles[g.profs[i].idx].name, Value: t.next()}
+		}
+	}
+	if nvals > 0 {
+		r.Values = make([]store.DialogValue, nvals)
+		for i := range r.Values {
+			r.Values[i] = store.DialogValue{Name: t.next(), Value: t.next()}
+		}
+	}
 	return r
 }
 
-func formatHop(p transport.Proto, ap netip.AddrPort) string {
-	if !ap.IsValid() {
-		return ""
+// rowText gathers the text of a store row: the fields are added in turn,
+// copied into one string at once, and taken back in the same order.
+type rowText struct {
+	buf  []byte
+	ends []int // where each field ends in buf
+	text string
+	i    int // the next field to take
+}
+
+func (t *rowText) reset() { t.buf, t.ends, t.text, t.i = t.buf[:0], t.ends[:0], "", 0 }
+
+func (t *rowText) add(b []byte) {
+	t.buf = append(t.buf, b...)
+	t.ends = append(t.ends, len(t.buf))
+}
+
+// addHop adds a hop as the store keeps it: "udp:192.0.2.1:5060", or
+// nothing.
+func (t *rowText) addHop(p transport.Proto, ap netip.AddrPort) {
+	if ap.IsValid() {
+		for _, c := range []byte(p.String()) {
+			t.buf = append(t.buf, c|0x20) // the names are upper-case letters
+		}
+		t.buf = append(t.buf, ':')
+		t.buf = ap.AppendTo(t.buf)
 	}
-	return strings.ToLower(p.String()) + ":" + ap.String()
+	t.ends = append(t.ends, len(t.buf))
+}
+
+func (t *rowText) copy() { t.text = string(t.buf) }
+
+func (t *rowText) next() string {
+	start := 0
+	if t.i > 0 {
+		start = t.ends[t.i-1]
+	}
+	s := t.text[start:t.ends[t.i]]
+	t.i++
+	return s
 }
 
 func parseHop(s string) (transport.Proto, netip.AddrPort, bool) {

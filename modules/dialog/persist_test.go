@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"switchboard/routing"
+	"switchboard/shards"
 	"switchboard/store"
 )
 
@@ -83,6 +84,11 @@ func TestPersistRestart(t *testing.T) {
 	ee.respond(0, 200, "te")
 	answerE := e1.clock.Now()
 	e1.wantCount(t, 0, 1, 3)
+	// A row copies its text once, and has one slice of profiles and one
+	// of values: three allocations whatever its number of fields.
+	if n := rowAllocs(e1.d, "persist-a"); n != 3 && !raceEnabled {
+		t.Errorf("a row took %v allocations, want 3", n)
+	}
 
 	e1.d.flush()
 	rows := stored(t, st)
@@ -333,6 +339,19 @@ func TestAddrPort(t *testing.T) {
 // TestWriterBatchRoom: the write-back keeps the room a steady load's
 // flushes need (about 1,000 rows a second at 500 calls/s) and lets go of
 // what a burst left once flushes are small again, or empty.
+// rowAllocs is the allocations of the store row of the dialog with
+// Call-ID callID.
+func rowAllocs(d *Dialog, callID string) float64 {
+	h := shards.Sum([]byte(callID))
+	s := d.tbl.Shard(h)
+	s.Lock()
+	defer s.Unlock()
+	e := s.Find(h, func(e *shards.Entry[dlg]) bool { return string(e.Key()) == callID })
+	var t rowText
+	d.row(e, &t) // the text's room
+	return testing.AllocsPerRun(100, func() { d.row(e, &t) })
+}
+
 func TestWriterBatchRoom(t *testing.T) {
 	w := &writer{}
 	room := func(n int) {

@@ -593,6 +593,7 @@ type shareRow struct {
 func (sh *sharer) writeAll(ctx context.Context) error {
 	d := sh.d
 	var rows []shareRow
+	var text rowText
 	for i := range sh.pend {
 		s := d.tbl.ShardAt(i)
 		s.Lock()
@@ -613,7 +614,7 @@ func (sh *sharer) writeAll(ctx context.Context) error {
 				rows = append(rows, shareRow{h: op.h, id: op.id, cc: g.cseq[toCaller], ce: g.cseq[toCallee], copy: true})
 				continue
 			}
-			r := d.row(e)
+			r := d.row(e, &text)
 			r.Timeout = d.deadline(g)
 			rows = append(rows, shareRow{h: op.h, id: op.id, row: r, deadline: r.Timeout, cc: r.CallerCSeq, ce: r.CalleeCSeq})
 		}
