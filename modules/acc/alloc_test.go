@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/modules/internal/fieldtext"
 	"switchboard/parser"
 	"switchboard/routing"
 	"switchboard/transport"
@@ -148,5 +149,23 @@ func TestEventAllocatesNothing(t *testing.T) {
 	e.a.drain()
 	if n := testing.AllocsPerRun(1000, func() { e.a.onEvent(ev) }); n != 0 {
 		t.Fatalf("%.2f allocations per event", n)
+	}
+}
+
+// TestCDRAllocatesOnce: the writer makes a store record of a queued one
+// with one allocation, the copy of its text (a record with extra values
+// has their map besides).
+func TestCDRAllocatesOnce(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
+	e := newEnv(t, nil, false)
+	e.a.onEvent(endEvent("a84b4c76e66710@pc33.example.com", `"Bob" <sip:bob@example.com>;tag=ft`, "sip:+4930123@example.com;tag=tt"))
+	r := <-e.a.queue
+	defer e.a.release(r)
+	var text fieldtext.Fields
+	r.cdr(&text) // the buffers' room
+	if n := testing.AllocsPerRun(100, func() { r.cdr(&text) }); n != 1 {
+		t.Fatalf("%v allocations a record, want 1", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"switchboard/modules/dialog"
+	"switchboard/modules/internal/fieldtext"
 	"switchboard/parser"
 	"switchboard/store"
 )
@@ -115,21 +116,32 @@ func (a *Acc) enqueue(r *record) {
 }
 
 // cdr makes the store's record of r (the writer's goroutine). Text longer
-// than the store takes is cut.
-func (r *record) cdr() store.CDR {
-	c := store.CDR{
-		Missed: r.missed, CallID: text(r.get(r.callID)), FromTag: text(r.get(r.fromTag)), ToTag: text(r.get(r.toTag)),
-		Start: r.start, Answer: r.answer, End: r.end, Code: r.code, Reason: text(r.get(r.phrase)),
-		EndReason: r.reason.String(), EndedBy: r.by.String(),
-	}
+// than the store takes is cut. The record's strings are cut from one copy
+// of its text (t gathers it): one allocation instead of nine.
+func (r *record) cdr(t *fieldtext.Fields) store.CDR {
+	t.Reset()
+	t.Add(clip(r.get(r.callID)))
+	t.Add(clip(r.get(r.fromTag)))
+	t.Add(clip(r.get(r.toTag)))
+	t.Add(clip(r.get(r.phrase)))
 	if r.caller.IsValid() {
-		c.Caller = r.caller.String()
+		t.End(r.caller.AppendTo(t.Buf()))
+	} else {
+		t.Add(nil)
+	}
+	addURIAndUser(t, r.get(r.from))
+	addURIAndUser(t, r.get(r.to))
+	t.Copy()
+	c := store.CDR{
+		Missed: r.missed, CallID: t.Next(), FromTag: t.Next(), ToTag: t.Next(),
+		Start: r.start, Answer: r.answer, End: r.end, Code: r.code, Reason: t.Next(), Caller: t.Next(),
+		EndReason: r.reason.String(), EndedBy: r.by.String(),
 	}
 	if c.Answer != 0 {
 		c.Duration = c.End - c.Answer
 	}
-	c.FromURI, c.FromUser = uriAndUser(r.get(r.from))
-	c.ToURI, c.ToUser = uriAndUser(r.get(r.to))
+	c.FromURI, c.FromUser = t.Next(), t.Next()
+	c.ToURI, c.ToUser = t.Next(), t.Next()
 	vals := dialog.Values(r.get(r.values))
 	if n := vals.Len(); n > 0 {
 		c.Extra = make(map[string]string, n)
@@ -138,23 +150,30 @@ func (r *record) cdr() store.CDR {
 	return c
 }
 
-// uriAndUser returns the URI of a From or To value and its user part
-// ("" for a URI without one); the raw value when it does not parse.
-func uriAndUser(v []byte) (uri, user string) {
+// addURIAndUser adds the URI of a From or To value and its user part (""
+// for a URI without one); the raw value when it does not parse.
+func addURIAndUser(t *fieldtext.Fields, v []byte) {
 	na, ok := parser.ParseNameAddr(v)
 	if !ok {
-		return text(v), ""
+		t.Add(clip(v))
+		t.Add(nil)
+		return
 	}
 	u, err := parser.ParseURI(na.URI)
+	t.Add(clip(na.URI))
 	if err != nil {
-		return text(na.URI), ""
+		t.Add(nil)
+		return
 	}
-	return text(na.URI), text(u.User)
+	t.Add(clip(u.User))
 }
 
-func text(b []byte) string {
+// clip cuts b at the store's limit for a field.
+func clip(b []byte) []byte {
 	if len(b) > store.MaxCDRText {
 		b = b[:store.MaxCDRText]
 	}
-	return string(b)
+	return b
 }
+
+func text(b []byte) string { return string(clip(b)) }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"switchboard/modules/dialog"
+	"switchboard/modules/internal/fieldtext"
 	"switchboard/store"
 )
 
@@ -33,7 +34,8 @@ func built(t *testing.T, a *Acc, ev *dialog.Event) (store.CDR, bool) {
 	select {
 	case r := <-a.queue:
 		defer a.release(r)
-		return r.cdr(), true
+		var text fieldtext.Fields
+		return r.cdr(&text), true
 	default:
 		return store.CDR{}, false
 	}

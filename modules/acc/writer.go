@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"switchboard/modules/internal/fieldtext"
 	"switchboard/store"
 )
 
@@ -32,6 +33,7 @@ func (a *Acc) run() {
 	defer f.close()
 	batch := make([]*record, 0, a.batchSize)
 	cdrs := make([]store.CDR, 0, a.batchSize)
+	var text fieldtext.Fields // the records' strings, one copy a record
 	wait := time.NewTimer(time.Hour)
 	wait.Stop()
 	for r := range a.queue {
@@ -49,7 +51,7 @@ func (a *Acc) run() {
 			full := len(batch) == a.batchSize
 			cdrs = cdrs[:0]
 			for i, r := range batch {
-				cdrs = append(cdrs, r.cdr())
+				cdrs = append(cdrs, r.cdr(&text))
 				a.release(r)
 				batch[i] = nil
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"switchboard/modules/internal/fieldtext"
 	"switchboard/shards"
 	"switchboard/store"
 	"switchboard/transport"
@@ -48,7 +49,7 @@ type writer struct {
 	ops   []store.DialogOp
 	from  []pendOp // the change each op came from, to put it back
 	taken []pendOp // the shards' lists, taken for the flush
-	text  rowText
+	text  fieldtext.Fields
 	retry time.Duration
 
 	// restore holds the timers of the dialogs loaded in New, started in
@@ -288,103 +289,74 @@ func findID(s *shards.Shard[dlg], h, id uint64) *shards.Entry[dlg] {
 // row copies a confirmed dialog into a store row. The shard is locked.
 // The row's strings are cut from one copy of its text (t gathers it): one
 // allocation a row instead of one a field, about twenty.
-func (d *Dialog) row(e *shards.Entry[dlg], t *rowText) store.Dialog {
+func (d *Dialog) row(e *shards.Entry[dlg], t *fieldtext.Fields) store.Dialog {
 	g := &e.Value
-	t.reset()
-	t.add(e.Key())
-	t.add(g.get(g.fromTag))
-	t.add(g.get(g.toTag))
-	t.add(g.get(g.from))
-	t.add(g.get(g.to))
-	t.add(uriOf(g.get(g.from)))
-	t.add(uriOf(g.get(g.to)))
-	t.add(g.get(g.calleeFrom))
-	t.add(g.get(g.calleeTo))
-	t.add(g.get(g.route[toCaller]))
-	t.add(g.get(g.target[toCaller]))
-	t.addHop(g.proto[toCaller], g.hop[toCaller].AddrPort())
-	t.add(g.get(g.phrase))
+	t.Reset()
+	t.Add(e.Key())
+	t.Add(g.get(g.fromTag))
+	t.Add(g.get(g.toTag))
+	t.Add(g.get(g.from))
+	t.Add(g.get(g.to))
+	t.Add(uriOf(g.get(g.from)))
+	t.Add(uriOf(g.get(g.to)))
+	t.Add(g.get(g.calleeFrom))
+	t.Add(g.get(g.calleeTo))
+	t.Add(g.get(g.route[toCaller]))
+	t.Add(g.get(g.target[toCaller]))
+	t.End(appendHop(t.Buf(), g.proto[toCaller], g.hop[toCaller].AddrPort()))
+	t.Add(g.get(g.phrase))
 	if g.hasCallee {
-		t.add(g.get(g.route[toCallee]))
-		t.add(g.get(g.target[toCallee]))
-		t.addHop(g.proto[toCallee], g.hop[toCallee].AddrPort())
+		t.Add(g.get(g.route[toCallee]))
+		t.Add(g.get(g.target[toCallee]))
+		t.End(appendHop(t.Buf(), g.proto[toCallee], g.hop[toCallee].AddrPort()))
 	}
 	for i := 0; i < int(g.nprof); i++ {
-		t.add(g.get(g.profs[i].val))
+		t.Add(g.get(g.profs[i].val))
 	}
 	nvals := 0
 	Values(g.get(g.vals)).Each(func(name, value []byte) {
-		t.add(name)
-		t.add(value)
+		t.Add(name)
+		t.Add(value)
 		nvals++
 	})
-	t.copy()
+	t.Copy()
 	r := store.Dialog{
-		ID: g.id, CallID: t.next(),
-		FromTag: t.next(), ToTag: t.next(), FromHdr: t.next(), ToHdr: t.next(), FromURI: t.next(), ToURI: t.next(),
-		CalleeFromHdr: t.next(), CalleeToHdr: t.next(),
+		ID: g.id, CallID: t.Next(),
+		FromTag: t.Next(), ToTag: t.Next(), FromHdr: t.Next(), ToHdr: t.Next(), FromURI: t.Next(), ToURI: t.Next(),
+		CalleeFromHdr: t.Next(), CalleeToHdr: t.Next(),
 		CallerCSeq: g.cseq[toCaller], CalleeCSeq: g.cseq[toCallee], CSeqOffset: g.cseqOffset,
-		CallerRouteSet: t.next(), CallerContact: t.next(), CallerHop: t.next(),
+		CallerRouteSet: t.Next(), CallerContact: t.Next(), CallerHop: t.Next(),
 		State: store.DialogConfirmed, StartTime: g.start, AnswerTime: g.answer, Timeout: g.timer.When(),
-		Code: int(g.code), Phrase: t.next(), Flags: g.flags,
+		Code: int(g.code), Phrase: t.Next(), Flags: g.flags,
 	}
 	if g.hasCallee {
-		r.CalleeRouteSet, r.CalleeContact, r.CalleeHop = t.next(), t.next(), t.next()
+		r.CalleeRouteSet, r.CalleeContact, r.CalleeHop = t.Next(), t.Next(), t.Next()
 	}
 	if g.nprof > 0 {
 		r.Profiles = make([]store.DialogProfile, g.nprof)
 		for i := range r.Profiles {
-			r.Profiles[i] = store.DialogProfile{Name: d.profiles[g.profs[i].idx].name, Value: t.next()}
+			r.Profiles[i] = store.DialogProfile{Name: d.profiles[g.profs[i].idx].name, Value: t.Next()}
 		}
 	}
 	if nvals > 0 {
 		r.Values = make([]store.DialogValue, nvals)
 		for i := range r.Values {
-			r.Values[i] = store.DialogValue{Name: t.next(), Value: t.next()}
+			r.Values[i] = store.DialogValue{Name: t.Next(), Value: t.Next()}
 		}
 	}
 	return r
 }
 
-// rowText gathers the text of a store row: the fields are added in turn,
-// copied into one string at once, and taken back in the same order.
-type rowText struct {
-	buf  []byte
-	ends []int // where each field ends in buf
-	text string
-	i    int // the next field to take
-}
-
-func (t *rowText) reset() { t.buf, t.ends, t.text, t.i = t.buf[:0], t.ends[:0], "", 0 }
-
-func (t *rowText) add(b []byte) {
-	t.buf = append(t.buf, b...)
-	t.ends = append(t.ends, len(t.buf))
-}
-
-// addHop adds a hop as the store keeps it: "udp:192.0.2.1:5060", or
+// appendHop appends a hop as the store keeps it, "udp:192.0.2.1:5060", or
 // nothing.
-func (t *rowText) addHop(p transport.Proto, ap netip.AddrPort) {
-	if ap.IsValid() {
-		for _, c := range []byte(p.String()) {
-			t.buf = append(t.buf, c|0x20) // the names are upper-case letters
-		}
-		t.buf = append(t.buf, ':')
-		t.buf = ap.AppendTo(t.buf)
+func appendHop(b []byte, p transport.Proto, ap netip.AddrPort) []byte {
+	if !ap.IsValid() {
+		return b
 	}
-	t.ends = append(t.ends, len(t.buf))
-}
-
-func (t *rowText) copy() { t.text = string(t.buf) }
-
-func (t *rowText) next() string {
-	start := 0
-	if t.i > 0 {
-		start = t.ends[t.i-1]
+	for _, c := range []byte(p.String()) {
+		b = append(b, c|0x20) // the names are upper-case letters
 	}
-	s := t.text[start:t.ends[t.i]]
-	t.i++
-	return s
+	return ap.AppendTo(append(b, ':'))
 }
 
 func parseHop(s string) (transport.Proto, netip.AddrPort, bool) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/modules/internal/fieldtext"
 	"switchboard/routing"
 	"switchboard/shards"
 	"switchboard/store"
@@ -347,7 +348,7 @@ func rowAllocs(d *Dialog, callID string) float64 {
 	s.Lock()
 	defer s.Unlock()
 	e := s.Find(h, func(e *shards.Entry[dlg]) bool { return string(e.Key()) == callID })
-	var t rowText
+	var t fieldtext.Fields
 	d.row(e, &t) // the text's room
 	return testing.AllocsPerRun(100, func() { d.row(e, &t) })
 }

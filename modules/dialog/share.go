@@ -16,6 +16,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/redis/go-redis/v9"
 
+	"switchboard/modules/internal/fieldtext"
 	"switchboard/modules/internal/rediscfg"
 	"switchboard/parser"
 	"switchboard/routing"
@@ -593,7 +594,7 @@ type shareRow struct {
 func (sh *sharer) writeAll(ctx context.Context) error {
 	d := sh.d
 	var rows []shareRow
-	var text rowText
+	var text fieldtext.Fields
 	for i := range sh.pend {
 		s := d.tbl.ShardAt(i)
 		s.Lock()
