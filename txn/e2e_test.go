@@ -286,8 +286,14 @@ func uac(t *testing.T, sf string, code int, proxyPort int, proto string, ruri st
 }
 
 func uacLoss(t *testing.T, sf string, code, pct int, proxyPort int, proto string, ruri string, calls int, extra ...string) *sippProc {
+	// sipp binds its main socket with the scenario's transport: a port
+	// free for UDP may be a TCP connection's (errno 98 at start).
+	network := "udp"
+	if strings.HasPrefix(proto, "t") {
+		network = "tcp"
+	}
 	args := []string{"127.0.0.1:" + strconv.Itoa(proxyPort), "-sf", scenarioLoss(t, sf, code, pct), "-i", "127.0.0.1",
-		"-p", strconv.Itoa(freePort(t, "udp")), "-m", strconv.Itoa(calls), "-r", "10", "-l", "5",
+		"-p", strconv.Itoa(freePort(t, network)), "-m", strconv.Itoa(calls), "-r", "10", "-l", "5",
 		"-timeout", "40s", "-timeout_error", "-t", proto, "-key", "ruri", ruri, "-key", "maxfwd", "70"}
 	return runSipp(t, "uac", append(args, extra...)...)
 }

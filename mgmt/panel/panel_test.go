@@ -256,6 +256,16 @@ func TestLoginSessionCookie(t *testing.T) {
 	}
 }
 
+// wrongToken is csrf with its last character changed (to "A", or "B"
+// where it was "A": a fixed "A" let one token in 64 through as itself).
+func wrongToken(csrf string) string {
+	last := "A"
+	if strings.HasSuffix(csrf, "A") {
+		last = "B"
+	}
+	return csrf[:len(csrf)-1] + last
+}
+
 func mustURL(s string) *url.URL {
 	u, _ := url.Parse(s)
 	return u
@@ -272,7 +282,7 @@ func TestCSRF(t *testing.T) {
 		want               int
 	}{
 		{"no token", g.base, "", http.StatusForbidden},
-		{"wrong token", g.base, csrf[:len(csrf)-1] + "A", http.StatusForbidden},
+		{"wrong token", g.base, wrongToken(csrf), http.StatusForbidden},
 		{"foreign origin", "http://evil.example", csrf, http.StatusForbidden},
 		{"null origin", "null", csrf, http.StatusForbidden},
 		{"no origin", "", csrf, http.StatusForbidden},
