@@ -183,3 +183,34 @@ func TestConcurrentPerCall(t *testing.T) {
 		}
 	}
 }
+
+// TestDialogOverRelayRounds: with -rounds the dialog ÷ relay figure is
+// the median of the rounds' ratios with their range, each round's dialog
+// rung over its own relay rung; a rung run again (another process took a
+// core) counts as its second run.
+func TestDialogOverRelayRounds(t *testing.T) {
+	mk := func(cpu ...time.Duration) scenarioResult {
+		res := scenarioResult{Server: switchboard}
+		for _, c := range cpu {
+			res.Steps = append(res.Steps, step{Rate: 500, OK: 1000, ProxyCPU: 1000 * c, Pass: true})
+		}
+		return res
+	}
+	relay := mk(100*time.Microsecond, 120*time.Microsecond, 90*time.Microsecond)
+	dialog := mk(110*time.Microsecond, 999*time.Microsecond, 150*time.Microsecond, 108*time.Microsecond)
+	dialog.Steps[1].Retried = true // round 2's first run: not counted
+	r := &report{b: &bench{rates: []int{500}, rounds: 3}}
+	r.order = []scenario{{name: "relay"}, {name: "dialog", unit: "call"}}
+	r.add("relay", relay)
+	r.add("dialog", dialog)
+	for _, x := range r.rows() {
+		if strings.HasPrefix(x.figure, "dialog ÷ relay") {
+			// Rounds: 110/100 = 1.10, 150/120 = 1.25, 108/90 = 1.20.
+			if want := "1.20 (median of 3 rounds, 1.10–1.25; 100.0 µs → 110.0 µs)"; x.sb != want {
+				t.Fatalf("got %q, want %q", x.sb, want)
+			}
+			return
+		}
+	}
+	t.Fatal("no dialog ÷ relay row")
+}

@@ -51,6 +51,9 @@ type bench struct {
 	kamDialogDB bool
 	// interleave runs the call scenarios' ladders rung by rung in turn.
 	interleave bool
+	// rounds is how many times the interleaved ladders run in a row
+	// (-rounds): the ÷ relay figures are then the median of the rounds'.
+	rounds int
 	// interleaveServers runs every scenario's ladder against every server
 	// rung by rung in turn: the servers are compared minutes apart at most.
 	interleaveServers bool
@@ -119,6 +122,7 @@ func run() int {
 		keep        = flag.Bool("keep", false, "keep the work directory")
 		syscallsF   = flag.Bool("syscalls", true, "count the proxy's system calls per unit with perf stat (needs root and perf)")
 		interleave  = flag.Bool("interleave", false, "run the ladders of the call scenarios named (e.g. relay,dialog) rung by rung in turn against each server, instead of one whole ladder after the other")
+		rounds      = flag.Int("rounds", 1, "with -interleave: run the interleaved ladders this many times in a row, the rungs alternating throughout; the ÷ relay figures are the median of the rounds' ratios, with their range (the machine's drift over minutes weighs on both alike)")
 		interleaveS = flag.Bool("interleave-servers", false, "run the ladders of every scenario named (calls and registrations) against every server rung by rung in turn: Switchboard's rung and Kamailio's at the same rate seconds apart, not a whole ladder apart")
 	)
 	var sets multiFlag
@@ -207,6 +211,11 @@ func run() int {
 	}
 	b.kamMalloc = *kamMalloc
 	b.interleave = *interleave
+	if *rounds < 1 || *rounds > 1 && !*interleave {
+		fmt.Fprintf(os.Stderr, "sipbench: -rounds: %d: want 1, or more with -interleave\n", *rounds)
+		return 2
+	}
+	b.rounds = *rounds
 	b.interleaveServers = *interleaveS
 	if *concWork != workDialog && *concWork != workRelay {
 		fmt.Fprintf(os.Stderr, "sipbench: -concurrent-work: %q is neither %s nor %s\n", *concWork, workDialog, workRelay)

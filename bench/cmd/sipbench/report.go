@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -177,8 +178,14 @@ func (r *report) overRelayRows(name string, sb, kam scenarioResult) []row {
 		if !okd1 && !okd2 {
 			continue
 		}
+		cell := func(d step, okd bool, rl step, okr bool, res, relayRes scenarioResult) string {
+			if r.b.rounds > 1 {
+				return overRelayRounds(stepsAt(res, rate), stepsAt(relayRes, rate))
+			}
+			return overRelay(d, okd, rl, okr)
+		}
 		rows = append(rows, row{name, fmt.Sprintf("%s ÷ relay CPU per call at %d/s", name, rate),
-			overRelay(d1, okd1, r1, okr1), overRelay(d2, okd2, r2, okr2), ""})
+			cell(d1, okd1, r1, okr1, sb, relay[switchboard]), cell(d2, okd2, r2, okr2, kam, relay[kamailio]), ""})
 	}
 	return rows
 }
@@ -193,6 +200,57 @@ func overRelay(d step, okd bool, rl step, okr bool) string {
 		v += " (failed rung)"
 	}
 	return v
+}
+
+// stepsAt is every measured rung of res at rate, in the order run (a
+// rung run again because other processes took a core counts once, as
+// its second run).
+func stepsAt(res scenarioResult, rate int) []step {
+	var out []step
+	for _, s := range res.Steps {
+		if s.Rate == rate && !s.Retried {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// overRelayRounds is overRelay over the rounds of -rounds: the median of
+// the rounds' ratios (each round's scenario rung over its relay rung),
+// their range, and the median CPU per call of each.
+func overRelayRounds(ds, rls []step) string {
+	n := min(len(ds), len(rls))
+	var ratios []float64
+	var dcpu, rcpu []time.Duration
+	failed := false
+	for k := 0; k < n; k++ {
+		d, rl := ds[k], rls[k]
+		if d.OK == 0 || rl.OK == 0 {
+			continue
+		}
+		failed = failed || !d.Pass || !rl.Pass
+		ratios = append(ratios, float64(d.cpuPerUnit())/float64(rl.cpuPerUnit()))
+		dcpu, rcpu = append(dcpu, d.cpuPerUnit()), append(rcpu, rl.cpuPerUnit())
+	}
+	if len(ratios) == 0 {
+		return "—"
+	}
+	v := fmt.Sprintf("%.2f (median of %d rounds, %.2f–%.2f; %s → %s)", median(ratios), len(ratios),
+		slices.Min(ratios), slices.Max(ratios), us(median(rcpu)), us(median(dcpu)))
+	if failed {
+		v += " (failed rung)"
+	}
+	return v
+}
+
+// median is the middle value of v (the mean of the two middle ones).
+func median[T float64 | time.Duration](v []T) T {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // floorRows compare the relay's CPU per call with the echo floor.
@@ -524,6 +582,10 @@ func (r *report) markdown() string {
 	} else if r.b.interleave {
 		sb.WriteString(" Interleaved (`-interleave`): the call scenarios' ladders ran rung by rung in turn against each server, " +
 			"one server per scenario up at once (the others idle on the same core), the order rotated at each rate.")
+		if r.b.rounds > 1 {
+			sb.WriteString(fmt.Sprintf(" The interleaved ladders ran %d times in a row (`-rounds`); the ÷ relay figures are the median "+
+				"of the rounds' ratios, with their range; other figures are the last round's.", r.b.rounds))
+		}
 	}
 	if r.b.kamDialogDB {
 		sb.WriteString(" Kamailio's dialog.cfg with `-A WITH_DB` (CDRs and dialogs in SQLite).")

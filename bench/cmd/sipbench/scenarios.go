@@ -496,13 +496,15 @@ func (b *bench) runInterleaved(scs []scenario, kind string) map[string]scenarioR
 		defer s.stop()
 		ls = append(ls, b.startLadder(sc, s))
 	}
-	for i, rate := range b.rates {
-		for _, k := range rungOrder(len(ls), i) {
-			l := ls[k]
-			if l.done || !containsInt(l.rates, rate) {
-				continue
+	for round := 0; round < max(b.rounds, 1); round++ {
+		for i, rate := range b.rates {
+			for _, k := range rungOrder(len(ls), round*len(b.rates)+i) {
+				l := ls[k]
+				if l.done || !containsInt(l.rates, rate) {
+					continue
+				}
+				b.ladderRung(l, rate)
 			}
-			b.ladderRung(l, rate)
 		}
 	}
 	for _, l := range ls {
