@@ -145,7 +145,7 @@ func (r *record) cdr(t *fieldtext.Fields) store.CDR {
 	vals := dialog.Values(r.get(r.values))
 	if n := vals.Len(); n > 0 {
 		c.Extra = make(map[string]string, n)
-		vals.Each(func(k, v []byte) { c.Extra[string(k)] = text(v) })
+		vals.Each(func(k, v []byte) { c.Extra[string(k)] = string(clip(v)) })
 	}
 	return c
 }
@@ -175,5 +175,3 @@ func clip(b []byte) []byte {
 	}
 	return b
 }
-
-func text(b []byte) string { return string(clip(b)) }
