@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 )
@@ -115,7 +114,16 @@ func appendExtraJSON(dst []byte, m map[string]string) []byte {
 		return append(dst, '{', '}')
 	}
 	dst = append(dst, '{')
-	for i, k := range slices.Sorted(maps.Keys(m)) {
+	// The keys sorted on the stack: CheckCDR allows maxCDRExtra of them
+	// (more still work, on the heap); slices.Sorted would allocate twice
+	// a record.
+	var room [maxCDRExtra]string
+	keys := room[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
 		if i > 0 {
 			dst = append(dst, ',')
 		}

@@ -13,14 +13,18 @@ func (b *SQLite) AddCDRs(ctx context.Context, cs []CDR) error {
 	// INSERT get consecutive ids ending at its LastInsertId: SQLite gives
 	// each new row max(id)+1, and the transaction holds the write lock.
 	args := make([]any, 0, min(len(cs), maxBatchRows)*3)
-	var data []byte
+	buf := getTextBuf()
+	defer putTextBuf(buf)
+	data := *buf // the statement's records' data, one after the other (textArg)
 	sameTable := func(i, k int) bool { return cs[i].Missed == cs[k].Missed }
 	err = eachChunk(len(cs), sameTable, func(i, n int) error {
 		args = args[:0]
+		data = data[:0]
 		for k := i; k < i+n; k++ {
 			c := &cs[k]
-			data = appendCDRData(data[:0], c)
-			args = append(args, c.CallID, c.Start, string(data)) // text, not a blob: SQLite's JSON reads a blob as JSONB
+			start := len(data)
+			data = appendCDRData(data, c)
+			args = append(args, c.CallID, c.Start, textArg(data[start:])) // text, not a blob: SQLite's JSON reads a blob as JSONB
 		}
 		q := insertAccData
 		if cs[i].Missed {
@@ -43,6 +47,7 @@ func (b *SQLite) AddCDRs(ctx context.Context, cs []CDR) error {
 		}
 		return nil
 	})
+	*buf = data // grown, it goes back to the pool so
 	if err != nil {
 		return err
 	}

@@ -12,21 +12,28 @@ import (
 // Dialogs: 77 upserts, 40 deletes of some of them, 5 upserts again of
 // deleted ones and a second write of a live one in the same batch (the
 // later row wins); CDRs: 71 records alternating in runs between acc and
-// missed_calls, each given the id the table gave it.
+// missed_calls, each given the id the table gave it. Every row's data
+// (SQLite's JSON column) differs from the others' and comes back as its
+// own: the rows of a statement share one buffer until it has run.
 func TestBatchesOfManyRows(t *testing.T) {
 	eachBackend(t, func(t *testing.T, db *testDB) {
 		s := db.open(t, Options{})
 		var ops []DialogOp
+		withTag := func(d Dialog) Dialog { // the Call-ID in the data too
+			d.FromTag = "tag-" + d.CallID
+			d.FromHdr = "<sip:alice@example.com>;tag=" + d.FromTag
+			return d
+		}
 		for i := 1; i <= 77; i++ {
-			ops = append(ops, DialogOp{DialogUpsert, testDialog(uint64(i), fmt.Sprintf("call-%d", i))})
+			ops = append(ops, DialogOp{DialogUpsert, withTag(testDialog(uint64(i), fmt.Sprintf("call-%d", i)))})
 		}
 		for i := 1; i <= 40; i++ {
 			ops = append(ops, DialogOp{Kind: DialogDelete, Dialog: Dialog{ID: uint64(i * 2)}}) // 2..80: 38 stored
 		}
 		for i := 1; i <= 5; i++ {
-			ops = append(ops, DialogOp{DialogUpsert, testDialog(uint64(i*2), fmt.Sprintf("again-%d", i))})
+			ops = append(ops, DialogOp{DialogUpsert, withTag(testDialog(uint64(i*2), fmt.Sprintf("again-%d", i)))})
 		}
-		later := testDialog(3, "call-3")
+		later := withTag(testDialog(3, "call-3"))
 		later.CallerCSeq = 99
 		ops = append(ops, DialogOp{DialogUpsert, later})
 		if err := s.ApplyDialogs(ctx, ops); err != nil {
@@ -50,6 +57,9 @@ func TestBatchesOfManyRows(t *testing.T) {
 			if want[d.ID] != d.CallID {
 				t.Errorf("dialog %d: call-id %q, want %q", d.ID, d.CallID, want[d.ID])
 			}
+			if d.FromTag != "tag-"+want[d.ID] || d.FromHdr != "<sip:alice@example.com>;tag="+d.FromTag {
+				t.Errorf("dialog %d: from tag %q, header %q: another row's data", d.ID, d.FromTag, d.FromHdr)
+			}
 			if d.ID == 3 && d.CallerCSeq != 99 {
 				t.Errorf("dialog 3 written twice in the batch: caller CSeq %d, want the later 99", d.CallerCSeq)
 			}
@@ -58,7 +68,9 @@ func TestBatchesOfManyRows(t *testing.T) {
 		const t0 = int64(1_700_000_000_000)
 		var cs []CDR
 		for i := 0; i < 71; i++ {
-			cs = append(cs, cdrAt(fmt.Sprintf("cdr-%02d", i), "alice", "bob", t0+int64(i), i/20%2 == 1)) // runs of 20
+			c := cdrAt(fmt.Sprintf("cdr-%02d", i), "alice", "bob", t0+int64(i), i/20%2 == 1) // runs of 20
+			c.FromTag = "tag-" + c.CallID
+			cs = append(cs, c)
 		}
 		if err := s.AddCDRs(ctx, cs); err != nil {
 			t.Fatal(err)
@@ -71,6 +83,9 @@ func TestBatchesOfManyRows(t *testing.T) {
 			byCall := map[string]int64{}
 			for _, c := range l {
 				byCall[c.CallID] = c.ID
+				if c.FromTag != "tag-"+c.CallID {
+					t.Errorf("%s: from tag %q: another record's data", c.CallID, c.FromTag)
+				}
 			}
 			n := 0
 			var ids []int64

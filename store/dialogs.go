@@ -145,7 +145,7 @@ func CheckDialog(d *Dialog) error {
 			return fail("%s: empty", f.name)
 		case len(f.v) > maxDialogText:
 			return fail("%s: %d bytes, at most %d", f.name, len(f.v), maxDialogText)
-		case strings.ContainsAny(f.v, "\r\n\x00"):
+		case hasLineBreakOrNUL(f.v):
 			return fail("%s %q: holds a line break or NUL", f.name, f.v)
 		}
 	}
@@ -184,6 +184,14 @@ func CheckDialog(d *Dialog) error {
 		}
 	}
 	return nil
+}
+
+// hasLineBreakOrNUL reports whether s holds a CR, an LF or a NUL: three
+// vectorised byte searches, a few times faster than strings.ContainsAny,
+// which tests a byte at a time (CheckDialog runs it on every text of
+// every dialog the write-back stores).
+func hasLineBreakOrNUL(s string) bool {
+	return strings.IndexByte(s, '\n') >= 0 || strings.IndexByte(s, '\r') >= 0 || strings.IndexByte(s, 0) >= 0
 }
 
 // checkHop checks "proto:address:port" ("" is allowed: the caller checks

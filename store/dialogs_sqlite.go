@@ -19,18 +19,22 @@ func (b *SQLite) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) er
 	// multi-row INSERT OR REPLACE replaces as the single rows would (a
 	// later row of the same id wins), and the deletes of a run commute.
 	args := make([]any, 0, min(len(ops), maxBatchRows)*sqliteDialogColCount)
-	var data []byte
+	buf := getTextBuf()
+	defer putTextBuf(buf)
+	data := *buf // the statement's rows' data, one after the other (textArg)
 	sameKind := func(i, k int) bool { return ops[i].Kind == ops[k].Kind }
 	err = eachChunk(len(ops), sameKind, func(i, n int) error {
 		args = args[:0]
+		data = data[:0]
 		var q string
 		switch ops[i].Kind {
 		case DialogUpsert:
 			for k := i; k < i+n; k++ {
 				d := &ops[k].Dialog
 				d.Updated = now
-				data = appendDialogData(data[:0], d)
-				args = append(args, int64(d.ID), d.CallID, int64(d.State), d.StartTime, d.Timeout, d.Updated, string(data))
+				start := len(data)
+				data = appendDialogData(data, d)
+				args = append(args, int64(d.ID), d.CallID, int64(d.State), d.StartTime, d.Timeout, d.Updated, textArg(data[start:]))
 			}
 			q = replaceDialogRows.rows(n)
 		case DialogDelete:
@@ -51,6 +55,7 @@ func (b *SQLite) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) er
 		}
 		return nil
 	})
+	*buf = data // grown, it goes back to the pool so
 	if err != nil {
 		return err
 	}

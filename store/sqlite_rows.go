@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"math/bits"
 	"strings"
+	"sync"
+	"unsafe"
 )
 
 // Multi-row statements for the writes that come in batches (the dialog
@@ -121,4 +123,40 @@ func (b *SQLite) rowsStmt(ctx context.Context, q string) (*sql.Stmt, error) {
 	}
 	b.batchStmts[q] = st
 	return st, nil
+}
+
+// textArg returns b, a row's text in a buffer of the statement being
+// built, as a string argument that shares b's memory instead of a copy
+// of it: a copy a row was an allocation of its length (a dialog's data
+// is about half a kilobyte) for the collector to free at once. Safe
+// because modernc's driver copies text into SQLite's memory when it binds
+// it, and the writers reuse the buffer only once the statement has run
+// (appending may move the buffer, but never writes over what an earlier
+// string shares). TestBatchesOfManyRows reads back every row of batches
+// of many statements.
+//
+// The buffer comes from textBufs and goes back there once the batch is
+// written, so that a batch does not grow one anew from a few bytes.
+func textArg(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// textBufs are the batch writers' statement buffers (textArg), kept
+// between batches: a statement of 32 dialog rows takes about 16 KiB.
+var textBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// maxKeptTextBuf is the largest buffer textBufs keeps: rows of kilobytes
+// (a forged header at the limit) leave theirs to the collector.
+const maxKeptTextBuf = 256 << 10
+
+func getTextBuf() *[]byte { return textBufs.Get().(*[]byte) }
+
+func putTextBuf(b *[]byte) {
+	if cap(*b) <= maxKeptTextBuf {
+		*b = (*b)[:0]
+		textBufs.Put(b)
+	}
 }

@@ -98,7 +98,7 @@ func CheckUACCredential(c *UACCredential) error {
 	if err := quotable("username", c.Username); err != nil {
 		return credErr(err)
 	}
-	if len(c.Password) > maxUACText || strings.ContainsAny(c.Password, "\r\n\x00") {
+	if len(c.Password) > maxUACText || hasLineBreakOrNUL(c.Password) {
 		return credErr(errors.New("password: longer than 255 bytes or holds a line break"))
 	}
 	hasHA1 := c.HA1 != "" || c.HA1SHA256 != ""
@@ -175,7 +175,7 @@ func CheckUACRegistration(r *UACRegistration) error {
 	if err := quotable("username", r.Username); err != nil {
 		return regErr(err)
 	}
-	if len(r.Password) > maxUACText || strings.ContainsAny(r.Password, "\r\n\x00") {
+	if len(r.Password) > maxUACText || hasLineBreakOrNUL(r.Password) {
 		return regErr(errors.New("password: longer than 255 bytes or holds a line break"))
 	}
 	if r.Expires == 0 {
