@@ -204,8 +204,9 @@ func init() {
 }
 
 // SlotDialog is the per-transaction value (routing.Ctx.Value) that holds
-// the id of the dialog an INVITE created, or an in-dialog request
-// matched, for the module's watcher of the transaction's responses. The
+// the id of the dialog an INVITE created, or an in-dialog request (not a
+// BYE) matched: the route's functions on the dialog and the module's
+// watcher of the transaction's responses find it there. The
 // registrar uses the last two slots, the dispatcher the two before, and
 // drouting the one before those.
 const SlotDialog = txn.NumValues - 6

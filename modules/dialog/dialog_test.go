@@ -282,6 +282,69 @@ func TestTimeoutByeBothWays(t *testing.T) {
 	}
 }
 
+// TestRouteFunctionsInDialog: the route of any in-dialog request the
+// dialog matched may change it, not only a re-INVITE's (OpenSIPS's
+// $DLG_timeout and $dlg_val after match_dialog): an INFO from the callee
+// sets a 2 s timeout, a value and a flag, and the call ends 2 s later
+// with them. A forged INFO (the callee's tag swapped for another) matches
+// nothing and its route changes nothing; a BYE's route finds the dialog
+// ended.
+func TestRouteFunctionsInDialog(t *testing.T) {
+	e := newEnv(t, nil)
+	got := subscribe(e)
+	var results []bool
+	change := func(c *routing.Ctx) {
+		results = append(results, e.d.SetTimeout(c, 2*time.Second), e.d.SetValue(c, "note", []byte("mid-call")),
+			e.d.SetFlag(c, 1<<4))
+	}
+	e.afterMatch = change
+	c := e.invite("rf-1")
+	c.respond(0, 200, "btag")
+	c.inDialog("INFO", false, "btag", 3)
+	if s := strings.Join(boolStrings(results), ","); s != "true,true,true" {
+		t.Fatalf("SetTimeout, SetValue, SetFlag from the INFO's route: %s", s)
+	}
+
+	// Forged: MatchDialog says no, and the same calls from the route
+	// (which a careless route might make anyway) are refused.
+	results = results[:0]
+	e.afterMatch = nil
+	e.Route = func(c *routing.Ctx) {
+		if c.LooseRoute() && e.d.MatchDialog(c) {
+			t.Error("an INFO with another To tag matched the dialog")
+		}
+		change(c)
+		c.ReplyStateless(481, "", nil)
+	}
+	c.inDialog("INFO", false, "forged", 4)
+	if s := strings.Join(boolStrings(results), ","); s != "false,false,false" {
+		t.Fatalf("from a forged INFO's route: %s", s)
+	}
+
+	e.clock.Advance(1999 * time.Millisecond)
+	if e.d.tbl.Len() != 1 {
+		t.Fatal("dialog ended before the timeout the INFO set")
+	}
+	e.clock.Advance(time.Millisecond)
+	if e.ended(ReasonTimeout) != 1 {
+		t.Fatal("the INFO's timeout did not end the call")
+	}
+	if r := endedEvent(t, *got, "rf-1"); r.values != "note=mid-call" || r.flags != 1<<4 || r.reason != ReasonTimeout {
+		t.Fatalf("ended with values %q, flags %#x, reason %v", r.values, r.flags, r.reason)
+	}
+
+	// A BYE's route: the dialog it ended takes no more changes.
+	e.Route = e.route
+	e.afterMatch = change
+	results = results[:0]
+	c = e.invite("rf-2")
+	c.respond(0, 200, "btag")
+	c.inDialog("BYE", true, "btag", 11)
+	if s := strings.Join(boolStrings(results), ","); s != "false,false,false" {
+		t.Fatalf("from the BYE's route: %s", s)
+	}
+}
+
 // TestDefaultTimeoutAndUnanswered: without SetTimeout the dialog ends
 // default_timeout after the answer; a dialog whose INVITE the route
 // dropped (no answer ever goes upstream) is gone default_timeout after

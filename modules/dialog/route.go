@@ -166,7 +166,8 @@ func (d *Dialog) IsInDialog(c *routing.Ctx) bool {
 // swapped for the callee; an early dialog's To tags while it is early).
 // It records the request's CSeq for the BYEs the proxy may have to send,
 // ends the dialog on a BYE (either side), and for a re-INVITE or UPDATE
-// watches the 2xx to refresh both targets. False: no dialog of ours
+// watches the 2xx to refresh both targets. Any other request's route may
+// then change the dialog (SetTimeout, SetValue, SetFlag, SetProfile). False: no dialog of ours
 // (a Route without id, a dialog ended or unknown, tags of another call:
 // switchboard_dialog_mismatched_total); the route decides what to do
 // (the provider relays on LooseRoute's word as before). It allocates
@@ -238,9 +239,12 @@ func (d *Dialog) match(c *routing.Ctx, id uint64, from Side, buf []byte) (peer P
 		s.Unlock()
 		return peer, true
 	case parser.MethodInvite, parser.MethodUpdate:
-		c.SetValue(SlotDialog, int64(id))
 		c.R.Watch(d)
 	}
+	// The route's functions on the dialog (SetTimeout, SetValue,
+	// SetFlag, SetProfile) work in every in-dialog request it matched, as
+	// OpenSIPS's $DLG_timeout and set_dlg_profile do after match_dialog.
+	c.SetValue(SlotDialog, int64(id))
 	s.Unlock()
 	return peer, true
 }
