@@ -567,6 +567,12 @@ func (r *Request) Suspend() *Request {
 	return h
 }
 
+// Suspended reports whether the route suspended this request before: true
+// on the handle Resume gives, so that a route run again after a
+// suspension (a dialog read from another node) does not wait a second
+// time.
+func (r *Request) Suspended() bool { return r.st.acted&actSuspend != 0 }
+
 // SuspendAck is Suspend for a request without a transaction, an ACK of
 // a 2xx: the route forwards it later, after work done off the receive
 // path (rtpengine answering the SDP of a late offer), through Resume on

@@ -76,6 +76,30 @@ func (d *Dialog) MatchDialogID(c *routing.Ctx, id uint64, from Side, buf []byte)
 	return d.match(c, id, from, buf)
 }
 
+// FetchDialogID is for a request MatchDialogID did not match because
+// this node does not hold its dialog: with dialog.sharing the call may
+// be another node's (the callee's flow reached this node, the caller's
+// the one that set the call up). It suspends the request, reads dialog
+// id from Redis off the receive path, keeps a copy here, and runs then
+// on the resumed request (the route again), where MatchDialogID matches
+// the copy as it matches this node's own dialogs; a dialog Redis does
+// not hold, has ended, or whose Call-ID or tags are not the request's
+// matches nothing then, and the route answers as it does for no dialog.
+// False, nothing done: no sharing, Redis down, too many reads waiting
+// (switchboard_dialog_redis_reads_total{result="dropped"}), an ACK or
+// CANCEL, a request resumed already (read once).
+func (d *Dialog) FetchDialogID(c *routing.Ctx, id uint64, from Side, then func(c *routing.Ctx)) bool {
+	if d.share == nil || c.R.Suspended() {
+		return false
+	}
+	return d.share.fetchResume(c, id, from, then)
+}
+
+// Shared reports whether the module shares its dialogs with other nodes
+// (dialog.sharing): a request naming a dialog not held here may be read
+// with FetchDialogID.
+func (d *Dialog) Shared() bool { return d.share != nil }
+
 // peer copies into buf the party a request from side from with To tag
 // toTag goes to: the caller's, or the callee's of the confirmed dialog,
 // or of the early dialog with that tag.

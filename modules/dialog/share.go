@@ -22,6 +22,7 @@ import (
 	"switchboard/routing"
 	"switchboard/shards"
 	"switchboard/store"
+	"switchboard/txn"
 )
 
 // Shared dialogs on Redis (dialog.sharing: redis). A node keeps its
@@ -188,6 +189,12 @@ type fetchJob struct {
 	from           Side
 	at             int64
 	watch          bool
+	// A request suspended until its dialog is here (FetchDialogID): the
+	// read only keeps the copy, and then runs on the resumed request,
+	// which matches the copy and applies itself.
+	resume *txn.Request
+	env    *routing.Env
+	then   func(c *routing.Ctx)
 }
 
 // sharer keeps the module's table and Redis together.
@@ -427,6 +434,44 @@ func (sh *sharer) fetch(c *routing.Ctx, h, id uint64, from Side) {
 	sh.fetches = append(sh.fetches, j)
 	sh.mu.Unlock()
 	sh.wake()
+}
+
+// fetchResume queues the read of dialog id for a request that needs the
+// dialog before it can be relayed (FetchDialogID) and suspends the
+// request; false when it cannot be read now.
+func (sh *sharer) fetchResume(c *routing.Ctx, id uint64, from Side, then func(c *routing.Ctx)) bool {
+	m := c.Msg()
+	if meth := m.Method(); meth == parser.MethodAck || meth == parser.MethodCancel {
+		return false
+	}
+	callID := m.CallID()
+	j := fetchJob{h: shards.Sum(callID), id: id, callID: string(callID), from: from, at: sh.d.clock.Now(), env: c.Env, then: then}
+	sh.mu.Lock()
+	if len(sh.fetches) >= maxFetches || !sh.up.Load() {
+		sh.mu.Unlock()
+		sh.fetchDropped.Inc()
+		return false
+	}
+	if j.resume = c.Suspend(); j.resume == nil {
+		sh.mu.Unlock()
+		return false
+	}
+	sh.fetches = append(sh.fetches, j)
+	sh.mu.Unlock()
+	sh.wake()
+	return true
+}
+
+// resumeAll runs the continuations of the suspended requests among jobs,
+// whatever their reads found: a request whose dialog is still not here
+// is answered by its route as for no dialog, instead of waiting for its
+// transaction to time out.
+func resumeAll(jobs []fetchJob) {
+	for i := range jobs {
+		if j := &jobs[i]; j.resume != nil {
+			routing.Resume(j.env, j.resume, j.then) // an ended transaction: nothing to do
+		}
+	}
 }
 
 func (sh *sharer) start() {
@@ -709,11 +754,14 @@ func (sh *sharer) readAll(ctx context.Context) error {
 		})
 		if err != nil && !errors.Is(err, redis.Nil) {
 			sh.fetchDropped.Add(len(batch) + len(jobs))
+			resumeAll(batch)
+			resumeAll(jobs)
 			return err
 		}
 		for i := range batch {
 			sh.apply(&batch[i], gets[i].Val())
 		}
+		resumeAll(batch)
 	}
 	return nil
 }
@@ -752,6 +800,9 @@ func (sh *sharer) apply(j *fetchJob, fields map[string]string) {
 		}
 	} else if e.Value.pflags&fEnding != 0 {
 		return
+	}
+	if j.resume != nil {
+		return // the request, resumed, matches the copy and applies itself
 	}
 	g := &e.Value
 	side, ok := g.side([]byte(j.fromTag), []byte(j.toTag))

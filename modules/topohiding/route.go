@@ -158,9 +158,15 @@ const (
 	// token); counted in switchboard_topohiding_unmatched_total. The
 	// route answers 481.
 	NoDialog
+	// Elsewhere: a token of ours, no dialog here, and the dialog module
+	// shares its dialogs (dialog.sharing): the call may be another
+	// node's. The route hands the request to Fetch with itself, and
+	// runs again once the dialog is read; when Fetch cannot, it answers
+	// 481 as for NoDialog.
+	Elsewhere
 )
 
-var verdictNames = [...]string{"not hidden", "matched", "forged", "no dialog"}
+var verdictNames = [...]string{"not hidden", "matched", "forged", "no dialog", "elsewhere"}
 
 func (v Verdict) String() string {
 	if int(v) < len(verdictNames) {
@@ -199,6 +205,9 @@ func (th *TopoHiding) Match(c *routing.Ctx) Verdict {
 	var buf [2 * 1024]byte
 	peer, ok := th.dlg.MatchDialogID(c, id, side, buf[:0])
 	if !ok {
+		if th.dlg.Shared() && !c.R.Suspended() && !c.IsMethod(parser.MethodAck, parser.MethodCancel) {
+			return Elsewhere
+		}
 		th.unmatched.Inc()
 		return NoDialog
 	}
@@ -236,6 +245,26 @@ func (th *TopoHiding) Match(c *routing.Ctx) Verdict {
 	}
 	th.matched.Inc()
 	return Matched
+}
+
+// Fetch is for a request Match found Elsewhere: it suspends the request,
+// reads its dialog from Redis off the receive path (dialog.FetchDialogID)
+// and runs then, the route's request function, on the resumed request;
+// Match then finds the dialog here (Matched), or answers NoDialog when
+// Redis had none for this call and these tags. A hidden call's requests
+// thus reach the other party whichever node of an anycast group they
+// land on. False: the read cannot be made now (Redis down, too many
+// waiting); counted as unmatched, and the route answers 481.
+func (th *TopoHiding) Fetch(c *routing.Ctx, then func(c *routing.Ctx)) bool {
+	m := c.Msg()
+	tok, _ := m.RURI().Param(th.param)
+	side, id, ok := th.openToken(tok, m.CallID()) // verified by Match already
+	if ok && th.dlg.FetchDialogID(c, id, side, then) {
+		th.fetched.Inc()
+		return true
+	}
+	th.unmatched.Inc()
+	return false
 }
 
 // detached returns ap rebuilt from its bytes. Escape analysis does not

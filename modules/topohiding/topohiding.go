@@ -105,6 +105,7 @@ type TopoHiding struct {
 	fromCaller, fromCallee rewriter
 
 	hidden, matched, forged, unmatched *metrics.Counter
+	fetched                            *metrics.Counter // requests suspended while their dialog is read (Fetch)
 }
 
 func newModule(h *modules.Host, v any) (modules.Instance, error) {
@@ -136,6 +137,7 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 	th.matched = m.NewCounter("switchboard_topohiding_requests_total")
 	th.forged = m.NewCounter("switchboard_topohiding_forged_total")
 	th.unmatched = m.NewCounter("switchboard_topohiding_unmatched_total")
+	th.fetched = m.NewCounter("switchboard_topohiding_fetched_total")
 	return th, nil
 }
 

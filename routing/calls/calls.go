@@ -64,6 +64,10 @@ func init() {
 type routes struct {
 	dlg *dialog.Dialog
 	th  *topohiding.TopoHiding // nil when the module is not compiled in
+	// again is request, kept as a value once: the continuation of a
+	// hidden call's request suspended while its dialog is read from
+	// another node (a method value made per request would allocate).
+	again func(c *routing.Ctx)
 }
 
 func newRoutes(env *routing.Env) (*routing.Routes, error) {
@@ -73,11 +77,16 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	}
 	r := &routes{dlg: d}
 	r.th, _ = env.Module("topohiding").(*topohiding.TopoHiding)
+	r.again = r.request
 	return &routing.Routes{Request: r.request}, nil
 }
 
 func (r *routes) request(c *routing.Ctx) {
-	switch r.th.Match(c) {
+	v := r.th.Match(c)
+	if v == topohiding.Elsewhere && r.th.Fetch(c, r.again) {
+		return // suspended: this route runs again once the dialog is read
+	}
+	switch v {
 	case topohiding.Matched:
 		relay(c)
 		return
@@ -86,7 +95,7 @@ func (r *routes) request(c *routing.Ctx) {
 			c.ReplyStateless(403, "Forbidden", nil)
 		}
 		return
-	case topohiding.NoDialog:
+	case topohiding.NoDialog, topohiding.Elsewhere:
 		if !c.IsMethod(parser.MethodAck) {
 			c.ReplyStateless(481, "Call/Transaction Does Not Exist", nil)
 		}

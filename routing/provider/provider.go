@@ -322,6 +322,9 @@ type routes struct {
 	afterPSTNCheck    func(c *routing.Ctx, exists bool, err error)
 	afterCallMedia    func(c *routing.Ctx, err error)
 	afterDialogMedia  func(c *routing.Ctx, err error)
+	// again is request: a hidden call's request suspended while its
+	// dialog is read from another node runs the route again.
+	again func(c *routing.Ctx)
 }
 
 func newRoutes(env *routing.Env) (*routing.Routes, error) {
@@ -357,6 +360,7 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.afterPSTNCheck = p.numberChecked
 	p.afterCallMedia = p.callMediaDone
 	p.afterDialogMedia = p.dialogMediaDone
+	p.again = p.request
 	rs := &routing.Routes{Request: p.request, Failure: p.failure}
 	if p.reg != nil {
 		rs.Branch = p.branch
@@ -371,8 +375,8 @@ func (p *routes) request(c *routing.Ctx) {
 	if p.scanner != nil && p.scanner.Blocked(c) {
 		return // dropped unanswered: a scanner learns nothing
 	}
-	if c.HasToTag() || c.IsMethod(parser.MethodInvite) {
-		p.trace.Trace(c) // mode route: calls are traced, registrations not
+	if (c.HasToTag() || c.IsMethod(parser.MethodInvite)) && !c.R.Suspended() {
+		p.trace.Trace(c) // mode route: calls are traced, registrations not (once: not again after Fetch)
 	}
 	if v := p.th.Match(c); v != topohiding.NotHidden {
 		p.hiddenCall(c, v)
@@ -506,6 +510,9 @@ func (p *routes) hiddenCall(c *routing.Ctx, v topohiding.Verdict) {
 	}
 	if !p.pikeCheck(c) {
 		return
+	}
+	if v == topohiding.Elsewhere && p.th.Fetch(c, p.again) {
+		return // suspended: the route runs again once the dialog is read
 	}
 	if c.IsMethod(parser.MethodAck) {
 		c.Drop()

@@ -1,0 +1,152 @@
+package dialog
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"switchboard/parser"
+	"switchboard/routing"
+	"switchboard/modules/internal/routetest"
+)
+
+// fetchRoute makes n's in-dialog requests name dialog id from the callee
+// (as topology hiding's token does) and go to the other party:
+// MatchDialogID, and on a miss FetchDialogID with this route as the
+// continuation; 481 when neither finds the dialog. It records whether
+// each run of the route was a resumed one.
+type fetchRoute struct {
+	id      uint64
+	resumed []bool
+}
+
+func (f *fetchRoute) install(n *sharedNode) {
+	inner := n.Route
+	var route func(c *routing.Ctx)
+	route = func(c *routing.Ctx) {
+		if !c.HasToTag() {
+			inner(c)
+			return
+		}
+		f.resumed = append(f.resumed, c.R.Suspended())
+		var buf [2048]byte
+		peer, ok := n.d.MatchDialogID(c, f.id, Callee, buf[:0])
+		if !ok {
+			if n.d.FetchDialogID(c, f.id, Callee, route) {
+				return
+			}
+			c.ReplyStateless(481, "Call/Transaction Does Not Exist", nil)
+			return
+		}
+		c.SetRU(peer.Target)
+		c.R.Editor().DropHeaders(parser.HdrRoute)
+		c.Relay()
+	}
+	n.Route = route
+}
+
+func sentTo(dst string, prefix string) func(routetest.Sent) bool {
+	return func(s routetest.Sent) bool { return s.Dst.String() == dst && strings.HasPrefix(s.Data, prefix) }
+}
+
+// resumedSend waits for the message a resumed request sends: among what
+// sending the request returned (the read may be done and the request
+// resumed before that), or sent after.
+func resumedSend(t *testing.T, n *sharedNode, first []routetest.Sent, keep func(routetest.Sent) bool) routetest.Sent {
+	t.Helper()
+	for _, s := range first {
+		if keep(s) {
+			return s
+		}
+	}
+	return n.waitFor(t, 1, keep)[0]
+}
+
+// TestShareFetchDialogID: a call set up through node A, whose callee's
+// requests name the dialog by id (topology hiding) and land on node B.
+// B holds no dialog: FetchDialogID suspends the INFO, reads the dialog
+// from Redis and resumes it, and the INFO goes to the caller's Contact;
+// the BYE after it matches B's copy at once, is relayed the same way,
+// and ends the call once (B's record, A drops its dialog). A request for
+// a dialog Redis does not hold (another id), and one with the callee's
+// tag changed, are read once and answered 481; the route runs twice for
+// each, never a third time.
+func TestShareFetchDialogID(t *testing.T) {
+	rs := startRedis(t)
+	now := time.Now().UnixMilli()
+	a := newSharedNode(t, rs, "a", now, nil)
+	b := newSharedNode(t, rs, "b", now, nil)
+	c := a.answered(t, "fetch-1")
+	l := a.d.List("", 0)
+	if len(l) != 1 {
+		t.Fatalf("A lists %d dialogs", len(l))
+	}
+	id, err := strconv.ParseUint(l[0].ID, 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fetchRoute{id: id}
+	f.install(b)
+	tag := "btag-fetch-1"
+
+	info := resumedSend(t, b, c.on(b).inDialog("INFO", false, tag, 3), sentTo(callerAddr, "INFO sip:alice@"+callerAddr))
+	if header(info.Data, "Route") != "" {
+		t.Errorf("relayed INFO kept a Route: %q", header(info.Data, "Route"))
+	}
+	if got := fmtBools(f.resumed); got != "false,true" {
+		t.Fatalf("route runs for the INFO (resumed?): %s, want false,true", got)
+	}
+	if got := b.counter(`switchboard_dialog_redis_reads_total{result="found"}`); got != 1 {
+		t.Fatalf("reads found %d, want 1", got)
+	}
+
+	// The BYE: the copy is here now, no second read.
+	f.resumed = f.resumed[:0]
+	bye := false
+	for _, s := range c.on(b).inDialog("BYE", false, tag, 4) { // relayed at once: no read
+		bye = bye || sentTo(callerAddr, "BYE sip:alice@"+callerAddr)(s)
+	}
+	if !bye {
+		t.Fatal("the BYE was not relayed to the caller at once")
+	}
+	if got := fmtBools(f.resumed); got != "false" {
+		t.Fatalf("route runs for the BYE: %s, want one", got)
+	}
+	waitUntil(t, "B's record of the call", func() bool { return len(b.ev.list()) == 1 })
+	waitUntil(t, "A's dialog dropped", func() bool { return a.d.tbl.Len() == 0 })
+	if ev := b.ev.list()[0]; string(ev.CallID) != "fetch-1" || ev.By != Callee || ev.Reason != ReasonBye {
+		t.Fatalf("B's end: %+v", ev)
+	}
+	if len(a.ev.list()) != 0 {
+		t.Fatalf("A told its subscribers too: %+v", a.ev.list())
+	}
+
+	// Another call's requests with what Redis does not hold.
+	c2 := a.answered(t, "fetch-2")
+	l = a.d.List("", 0)
+	if len(l) != 1 {
+		t.Fatalf("A lists %d dialogs", len(l))
+	}
+	id2, _ := strconv.ParseUint(l[0].ID, 16, 64)
+	for i, tc := range []struct {
+		name string
+		id   uint64
+		tag  string
+	}{
+		{"an id Redis does not hold", id2 + 1000, "btag-fetch-2"},
+		{"the callee's tag changed", id2, "forged-tag"},
+	} {
+		f.id = tc.id
+		f.resumed = f.resumed[:0]
+		resumedSend(t, b, c2.on(b).inDialog("INFO", false, tc.tag, 5+i), sentTo(calleeAddr, "SIP/2.0 481"))
+		if got := fmtBools(f.resumed); got != "false,true" {
+			t.Errorf("%s: route runs %s, want false,true", tc.name, got)
+		}
+	}
+	if a.d.tbl.Len() != 1 {
+		t.Fatalf("A's second call: %d dialogs, want it up", a.d.tbl.Len())
+	}
+}
+
+func fmtBools(b []bool) string { return strings.Join(boolStrings(b), ",") }
