@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/modules/internal/routetest"
 	"switchboard/parser"
 	"switchboard/routing"
-	"switchboard/modules/internal/routetest"
 )
 
 // fetchRoute makes n's in-dialog requests name dialog id from the callee
