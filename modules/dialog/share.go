@@ -474,6 +474,29 @@ func resumeAll(jobs []fetchJob) {
 	}
 }
 
+// resumeWaiting resumes the requests suspended for a read while Redis is
+// unreachable: their routes answer as for no dialog instead of leaving
+// them until Redis is back or their transactions time out. The reads of
+// requests relayed already stay queued.
+func (sh *sharer) resumeWaiting() {
+	sh.mu.Lock()
+	var waiting []fetchJob
+	kept := sh.fetches[:0]
+	for _, j := range sh.fetches {
+		if j.resume != nil {
+			waiting = append(waiting, j)
+		} else {
+			kept = append(kept, j)
+		}
+	}
+	sh.fetches = kept
+	sh.mu.Unlock()
+	if len(waiting) > 0 {
+		sh.fetchDropped.Add(len(waiting))
+		resumeAll(waiting)
+	}
+}
+
 func (sh *sharer) start() {
 	sh.ps = sh.c.Subscribe(sh.ctx, sh.channel)
 	sh.wg.Add(2)
@@ -518,6 +541,7 @@ func (sh *sharer) run() {
 		case <-t.C:
 		}
 		if !sh.up.Load() {
+			sh.resumeWaiting()
 			sh.settleLocally(sh.localWait)
 			if err := sh.ping(); err != nil {
 				if time.Since(lastWarn) >= 30*time.Second && time.Since(time.UnixMilli(sh.downAt.Load())) >= 30*time.Second {

@@ -150,3 +150,33 @@ func TestShareFetchDialogID(t *testing.T) {
 }
 
 func fmtBools(b []bool) string { return strings.Join(boolStrings(b), ",") }
+
+// TestShareFetchRedisDown: with Redis stopped, a request that needs
+// another node's dialog is answered 481 within the read's timeout rather
+// than left waiting: refused at once once B knows Redis is down, or
+// queued before it knew, its read failing, and resumed.
+func TestShareFetchRedisDown(t *testing.T) {
+	rs := startRedis(t)
+	now := time.Now().UnixMilli()
+	a := newSharedNode(t, rs, "a", now, nil)
+	b := newSharedNode(t, rs, "b", now, nil)
+	c := a.answered(t, "fetch-down")
+	id, _ := strconv.ParseUint(a.d.List("", 0)[0].ID, 16, 64)
+	f := &fetchRoute{id: id}
+	f.install(b)
+	rs.Stop()
+	for i, cseq := range []int{3, 4} { // the first may find B still thinking Redis is up
+		f.resumed = f.resumed[:0]
+		start := time.Now()
+		resumedSend(t, b, c.on(b).inDialog("INFO", false, "btag-fetch-down", cseq), sentTo(calleeAddr, "SIP/2.0 481"))
+		if took := time.Since(start); took > 3*time.Second {
+			t.Errorf("INFO %d: 481 after %v", i, took)
+		}
+		if len(f.resumed) > 2 {
+			t.Errorf("INFO %d: route ran %d times", i, len(f.resumed))
+		}
+	}
+	if got := b.counter(`switchboard_dialog_redis_reads_total{result="found"}`); got != 0 {
+		t.Fatalf("reads found %d with Redis stopped", got)
+	}
+}
