@@ -106,8 +106,13 @@ func startAnycastNodeWith(t *testing.T, name string, sipPort int, relay string, 
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(s.Dir, "route.secret"), []byte(routeSecret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	// The nodes of one group share their secrets: the Record-Route's, and
+	// topology hiding's, so that a hidden call's token verifies on every
+	// node (docs/deployment.md).
+	for _, f := range []string{"route.secret", "topohiding.secret"} {
+		if err := os.WriteFile(filepath.Join(s.Dir, f), []byte(routeSecret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	listen := fmt.Sprintf("  - {proto: udp, address: \"127.0.0.1:%d\"}\n", sipPort)
 	for _, p := range extraListen {

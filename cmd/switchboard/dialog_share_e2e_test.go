@@ -26,12 +26,18 @@ import (
 // 1 s.
 func sharedDialogGroup(t *testing.T, timeout string) (*redisProc, []*testServer, string) {
 	t.Helper()
+	return sharedDialogGroupWith(t, timeout, "")
+}
+
+// sharedDialogGroupWith is sharedDialogGroup with more configuration.
+func sharedDialogGroupWith(t *testing.T, timeout, more string) (*redisProc, []*testServer, string) {
+	t.Helper()
 	needSipp(t)
 	rd := startRedisServer(t)
 	sipPort := freeSIPPort(t)
 	relays := []string{freeUDPAddr(t), freeUDPAddr(t), freeUDPAddr(t)}
 	secret := strings.Repeat("6b", 32)
-	extra := "routes: calls\ndialog:\n  sharing: redis\n  default_timeout: " + timeout + "\n  takeover_delay: 1s\n"
+	extra := "routes: calls\ndialog:\n  sharing: redis\n  default_timeout: " + timeout + "\n  takeover_delay: 1s\n" + more
 	nodes := make([]*testServer, 3)
 	for i, name := range []string{"node-a", "node-b", "node-c"} {
 		var peers []string
@@ -57,6 +63,55 @@ func sharedDialogGroup(t *testing.T, timeout string) (*redisProc, []*testServer,
 		time.Sleep(50 * time.Millisecond)
 	}
 	return rd, nodes, "127.0.0.1:" + strconv.Itoa(sipPort)
+}
+
+// calleeHangsUp runs calls sipp calls through the group's address, each
+// caller on a socket of its own (so the kernel spreads them over the
+// nodes) and one callee on one socket that hangs up each after 1 s, and
+// returns the records across the nodes once there are that many (or 5 s
+// after the last call), with their number per node.
+func calleeHangsUp(t *testing.T, nodes []*testServer, shared string, calls int) ([]map[string]any, map[string]int) {
+	t.Helper()
+	uas := freeSIPPort(t)
+	callee := startSippPeer(t, "-sf", "uas_callee_bye.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-d", "1000", "-m", strconv.Itoa(calls))
+	time.Sleep(200 * time.Millisecond)
+	res := runSipp(t, 60*time.Second, "-sf", "uac_call_proxy_bye.xml", "-i", "127.0.0.1", "-t", "un", "-max_socket", "100",
+		"-key", "ruri", "sip:callee@127.0.0.1:"+strconv.Itoa(uas), "-rsa", shared, "-m", strconv.Itoa(calls), "-r", "5", "-l", strconv.Itoa(calls),
+		"127.0.0.1:"+strconv.Itoa(uas))
+	if res.Code != 0 {
+		t.Fatalf("sipp caller exit %d:\n%s", res.Code, res.Output)
+	}
+	if code := callee.wait(15 * time.Second); code != 0 {
+		t.Fatalf("sipp callee exit %d:\n%s", code, callee.out.String())
+	}
+	var recs []map[string]any
+	byNode := map[string]int{}
+	for wait := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		recs = nil
+		for node, l := range cdrs(t, nodes) {
+			byNode[node] = len(l)
+			recs = append(recs, l...)
+		}
+		if len(recs) >= calls || time.Now().After(wait) {
+			return recs, byNode
+		}
+	}
+}
+
+// oneRecordEach checks that recs hold exactly one record of each of the
+// calls, each ended by the callee's BYE.
+func oneRecordEach(t *testing.T, recs []map[string]any, calls int, byNode map[string]int) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, r := range recs {
+		seen[r["call_id"].(string)]++
+		if r["end_reason"] != "bye" || r["ended_by"] != "callee" {
+			t.Errorf("record %v", r)
+		}
+	}
+	if len(recs) != calls || len(seen) != calls {
+		t.Fatalf("%d records of %d calls across the nodes (%v), want one each: %v", len(recs), len(seen), byNode, seen)
+	}
 }
 
 // cdrs returns the records of every node: through acc.list on those
@@ -200,46 +255,13 @@ func TestE2EDialogSharedByeElsewhere(t *testing.T) {
 	rc := redis.NewClient(&redis.Options{Addr: rd.addr()})
 	defer rc.Close()
 	const calls = 10
-	uas := freeSIPPort(t)
-	callee := startSippPeer(t, "-sf", "uas_callee_bye.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-d", "1000", "-m", strconv.Itoa(calls))
-	time.Sleep(200 * time.Millisecond)
 	before := redisCommands(t, rc)
 	start := time.Now()
-	res := runSipp(t, 60*time.Second, "-sf", "uac_call_proxy_bye.xml", "-i", "127.0.0.1", "-t", "un", "-max_socket", "100",
-		"-key", "ruri", "sip:callee@127.0.0.1:"+strconv.Itoa(uas), "-rsa", shared, "-m", strconv.Itoa(calls), "-r", "5", "-l", strconv.Itoa(calls),
-		"127.0.0.1:"+strconv.Itoa(uas))
-	if res.Code != 0 {
-		t.Fatalf("sipp caller exit %d:\n%s", res.Code, res.Output)
-	}
-	if code := callee.wait(15 * time.Second); code != 0 {
-		t.Fatalf("sipp callee exit %d:\n%s", code, callee.out.String())
-	}
-	var recs []map[string]any
-	byNode := map[string]int{}
-	for wait := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		recs = nil
-		all := cdrs(t, nodes)
-		for node, l := range all {
-			byNode[node] = len(l)
-			recs = append(recs, l...)
-		}
-		if len(recs) >= calls || time.Now().After(wait) {
-			break
-		}
-	}
+	recs, byNode := calleeHangsUp(t, nodes, shared, calls)
 	took := time.Since(start)
 	time.Sleep(300 * time.Millisecond)
 	after := redisCommands(t, rc)
-	seen := map[string]int{}
-	for _, r := range recs {
-		seen[r["call_id"].(string)]++
-		if r["end_reason"] != "bye" || r["ended_by"] != "callee" {
-			t.Errorf("record %v", r)
-		}
-	}
-	if len(recs) != calls || len(seen) != calls {
-		t.Fatalf("%d records of %d calls across the nodes (%v), want one each: %v", len(recs), len(seen), byNode, seen)
-	}
+	oneRecordEach(t, recs, calls, byNode)
 	var found, created float64
 	for _, n := range nodes {
 		m := n.metrics()
@@ -289,4 +311,36 @@ func TestE2EDialogSharedByeElsewhere(t *testing.T) {
 	t.Logf("Redis commands during %d calls over %v: %s", calls, took.Round(time.Second), strings.Join(names, " "))
 	t.Logf("per call: %.1f commands sent by the nodes (writes, claims, deadlines, end messages, reads), %.1f run inside the scripts",
 		float64(sent)/calls, float64(inside)/calls)
+}
+
+// TestE2ETopologyHidingShared: hidden calls (topohiding.calls) through
+// the three-node group. The callee's BYE carries no Route, only the token
+// in the Request-URI (the proxy's Contact), and its flow reaches one node
+// whatever node set the call up: a node without the dialog suspends the
+// BYE, reads the dialog from Redis and relays it to the caller
+// (topohiding Fetch). Every call gets its BYE at the caller (sipp exits
+// 0), one record each across the nodes, and at least one BYE was
+// fetched.
+func TestE2ETopologyHidingShared(t *testing.T) {
+	_, nodes, shared := sharedDialogGroupWith(t, "1m", "topohiding:\n  calls: true\n")
+	const calls = 10
+	recs, byNode := calleeHangsUp(t, nodes, shared, calls)
+	oneRecordEach(t, recs, calls, byNode)
+	var hidden, fetched, unmatched float64
+	for _, n := range nodes {
+		m := n.metrics()
+		hidden += m["switchboard_topohiding_calls_total"]
+		fetched += m["switchboard_topohiding_fetched_total"]
+		unmatched += m["switchboard_topohiding_unmatched_total"]
+	}
+	t.Logf("calls hidden %v, requests fetched from another node's call %v, unmatched %v", hidden, fetched, unmatched)
+	if hidden != calls {
+		t.Fatalf("%v calls hidden, want %d", hidden, calls)
+	}
+	if fetched == 0 {
+		t.Fatal("no BYE landed on another node than its call's: the kernel did not spread the calls")
+	}
+	if unmatched != 0 {
+		t.Fatalf("%v requests matched no dialog", unmatched)
+	}
 }
