@@ -180,8 +180,12 @@ type Client struct {
 
 	insts atomic.Pointer[[]*Instance]
 
+	// setMu orders SetInstances and closeUnused: a socket SetInstances
+	// has just bound is not closed before its instance is in the list.
+	setMu   sync.Mutex
+	sweep   atomic.Bool // sockets unused but still awaited (closeUnused)
 	mu      sync.Mutex
-	conns   map[netip.Addr]*net.UDPConn // by local address; closed by Close only
+	conns   map[netip.Addr]*net.UDPConn // by local address
 	pending map[string]*call
 	closed  bool
 	done    chan struct{}
@@ -266,6 +270,8 @@ func (c *Client) Locals() []netip.AddrPort {
 // the kernel chooses for it; the socket of each local address is opened
 // first, and on error (a *BindError) the list in use stays.
 func (c *Client) SetInstances(insts []*Instance) error {
+	c.setMu.Lock()
+	defer c.setMu.Unlock()
 	for _, in := range insts {
 		if !in.Local.IsValid() {
 			l, err := LocalFor(in.Addr)
@@ -280,7 +286,42 @@ func (c *Client) SetInstances(insts []*Instance) error {
 	}
 	cp := append([]*Instance(nil), insts...)
 	c.insts.Store(&cp)
+	c.closeUnusedLocked()
 	return nil
+}
+
+// closeUnusedLocked closes the sockets of the local addresses that no
+// instance in the list uses (a reload removed the instances they were
+// opened for) and that no command in flight awaits an answer on; one
+// still awaited is closed by the health checks once its commands are
+// done. setMu is held.
+func (c *Client) closeUnusedLocked() {
+	used := map[netip.Addr]bool{}
+	for _, in := range c.Instances() {
+		used[in.Local.Unmap()] = true
+	}
+	var gone []*net.UDPConn
+	awaited := false
+	c.mu.Lock()
+	busy := map[netip.Addr]bool{}
+	for _, cl := range c.pending {
+		busy[cl.inst.Local.Unmap()] = true
+	}
+	for a, conn := range c.conns {
+		switch {
+		case used[a]:
+		case busy[a]:
+			awaited = true
+		default:
+			gone = append(gone, conn)
+			delete(c.conns, a)
+		}
+	}
+	c.mu.Unlock()
+	c.sweep.Store(awaited)
+	for _, conn := range gone {
+		conn.Close() // its reader returns
+	}
 }
 
 // Instances is the current list.
@@ -491,6 +532,9 @@ func (c *Client) read(conn *net.UDPConn) {
 	for {
 		n, src, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return // Close, or a socket no instance uses any more
+			}
 			select {
 			case <-c.done:
 				return
@@ -563,6 +607,11 @@ func (c *Client) health() {
 		case <-c.done:
 			return
 		case now := <-t.C:
+			if c.sweep.Load() {
+				c.setMu.Lock()
+				c.closeUnusedLocked()
+				c.setMu.Unlock()
+			}
 			periodic := c.cfg.PingInterval > 0 && now.Sub(lastPing) >= c.cfg.PingInterval
 			if periodic {
 				lastPing = now

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -409,13 +411,75 @@ func TestBoundLocalSockets(t *testing.T) {
 	if r := wait(t, ch); r.result != "pong" {
 		t.Fatalf("%+v", r)
 	}
-	// An instance whose local address is given uses it.
+	// An instance whose local address is given uses it; the socket no
+	// instance uses (127.0.0.2, bound by hand above) is closed.
 	in2 := peer.inst(t, 1)
 	in2.Local = netip.MustParseAddr("127.0.0.3")
 	if err := c.SetInstances([]*Instance{in, in2}); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Locals()) != 3 {
-		t.Fatalf("locals %v", c.Locals())
+	if got := localAddrs(c); got != "127.0.0.1,127.0.0.3" {
+		t.Fatalf("locals %v", got)
+	}
+}
+
+func localAddrs(c *Client) string {
+	var out []string
+	for _, l := range c.Locals() {
+		out = append(out, l.Addr().String())
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+// TestRemovedInstanceSocketClosed: a reload that removes the only
+// instance of a local address closes that address's control socket, once
+// the commands in flight on it have their answers: a command sent before
+// the reload still gets its answer on it, and the health checks close it
+// within a second after.
+func TestRemovedInstanceSocketClosed(t *testing.T) {
+	release := make(chan struct{})
+	var held atomic.Bool
+	slow := newFakePeer(t, func(ck, cmd []byte) []byte {
+		if held.CompareAndSwap(false, true) {
+			<-release // the first command waits for the test
+		}
+		return pong(ck, cmd)
+	})
+	fast := newFakePeer(t, pong)
+	in1, in2 := fast.inst(t, 1), slow.inst(t, 1)
+	in2.Local = netip.MustParseAddr("127.0.0.4")
+	c, err := New(Config{Timeout: 5 * time.Second}, []*Instance{in1, in2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ch := make(chan result, 1)
+	c.DoOn(in2, "ping", pingCmd, func(in *Instance, v Value, err error) { ch <- result{in, string(v.Get("result").Bytes()), err} })
+	waitFor(t, "the slow peer got the command", func() bool { return slow.got.Load() == 1 })
+	if err := c.SetInstances([]*Instance{in1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := localAddrs(c); got != "127.0.0.1,127.0.0.4" {
+		t.Fatalf("locals with a command in flight on 127.0.0.4: %v", got)
+	}
+	close(release)
+	if r := wait(t, ch); r.err != nil || r.result != "pong" {
+		t.Fatalf("the command in flight: %+v", r)
+	}
+	waitFor(t, "127.0.0.4's socket closed", func() bool { return localAddrs(c) == "127.0.0.1" })
+	if r := wait(t, do(c, "k")); r.err != nil || r.inst != in1 {
+		t.Fatalf("after the reload: %+v", r)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5 s: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
