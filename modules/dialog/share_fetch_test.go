@@ -46,6 +46,14 @@ func (f *fetchRoute) install(n *sharedNode) {
 	n.Route = route
 }
 
+// sharedPair starts a redis-server and two nodes sharing their dialogs
+// on it, A and B.
+func sharedPair(t *testing.T) (*redisServer, *sharedNode, *sharedNode) {
+	rs := startRedis(t)
+	now := time.Now().UnixMilli()
+	return rs, newSharedNode(t, rs, "a", now, nil), newSharedNode(t, rs, "b", now, nil)
+}
+
 func sentTo(dst string, prefix string) func(routetest.Sent) bool {
 	return func(s routetest.Sent) bool { return s.Dst.String() == dst && strings.HasPrefix(s.Data, prefix) }
 }
@@ -73,10 +81,7 @@ func resumedSend(t *testing.T, n *sharedNode, first []routetest.Sent, keep func(
 // tag changed, are read once and answered 481; the route runs twice for
 // each, never a third time.
 func TestShareFetchDialogID(t *testing.T) {
-	rs := startRedis(t)
-	now := time.Now().UnixMilli()
-	a := newSharedNode(t, rs, "a", now, nil)
-	b := newSharedNode(t, rs, "b", now, nil)
+	_, a, b := sharedPair(t)
 	c := a.answered(t, "fetch-1")
 	l := a.d.List("", 0)
 	if len(l) != 1 {
@@ -156,10 +161,7 @@ func fmtBools(b []bool) string { return strings.Join(boolStrings(b), ",") }
 // than left waiting: refused at once once B knows Redis is down, or
 // queued before it knew, its read failing, and resumed.
 func TestShareFetchRedisDown(t *testing.T) {
-	rs := startRedis(t)
-	now := time.Now().UnixMilli()
-	a := newSharedNode(t, rs, "a", now, nil)
-	b := newSharedNode(t, rs, "b", now, nil)
+	rs, a, b := sharedPair(t)
 	c := a.answered(t, "fetch-down")
 	id, _ := strconv.ParseUint(a.d.List("", 0)[0].ID, 16, 64)
 	f := &fetchRoute{id: id}
