@@ -455,25 +455,28 @@ func (d *Dialog) refresh(e *shards.Entry[dlg], req, resp *parser.Message) {
 		reqSide, respSide = toCallee, toCaller
 	}
 	var na parser.NameAddr
-	if req.Contact(&na) {
-		d.retarget(g, reqSide, na.URI)
+	if req.Contact(&na) && d.retarget(g, reqSide, na.URI) && d.share != nil && g.pflags&fShared != 0 {
+		d.share.refreshed(e.Hash(), g.id, reqSide, na.URI)
 	}
-	if resp.Contact(&na) && (respSide == toCaller || g.hasCallee) {
-		d.retarget(g, respSide, na.URI)
+	if resp.Contact(&na) && (respSide == toCaller || g.hasCallee) && d.retarget(g, respSide, na.URI) &&
+		d.share != nil && g.pflags&fShared != 0 {
+		d.share.refreshed(e.Hash(), g.id, respSide, na.URI)
 	}
 }
 
-// retarget replaces a side's target when it changed. The old bytes stay
-// in the buffer (a target refresh is rare); past maxStored the old
-// target is kept.
-func (d *Dialog) retarget(g *dlg, i int, uri []byte) {
+// retarget replaces a side's target when it changed, and says whether it
+// did. The old bytes stay in the buffer (a target refresh is rare); past
+// maxStored the old target is kept (and the change still reported: the
+// nodes sharing the call learn it).
+func (d *Dialog) retarget(g *dlg, i int, uri []byte) bool {
 	if string(g.get(g.target[i])) == string(uri) {
-		return
+		return false
 	}
 	var sp span
 	if g.put(uri, &sp) {
 		g.target[i] = sp
 	}
+	return true
 }
 
 // onTimer ends a dialog at its timeout: a confirmed one with a BYE to

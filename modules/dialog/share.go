@@ -120,11 +120,30 @@ if tonumber(ARGV[5]) > ce then redis.call('HSET', KEYS[1], 'ce', ARGV[5]) end
 return 1
 `)
 
+// targetScript records a target refresh (a re-INVITE's or UPDATE's
+// Contact, its 2xx's) that a node saw: KEYS[1] the dialog's hash; ARGV
+// the field (tc: the caller's target, te: the callee's), the time of the
+// refresh (unix ms) and the target. The latest refresh any node saw is
+// kept ("ms target"): the node that ends the call (claimScript returns
+// them) sends its BYEs there, though the refresh went through another
+// node. Nothing for a dialog that ended or is not there.
+var targetScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'ended') == 1 then return 0 end
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local t = tonumber(string.match(cur, '^(%d+) '))
+  if t and t > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
+return 1
+`)
+
 // claimScript ends a dialog for one node: KEYS[1] its hash; ARGV the
 // node, the mode (claimOwn, claimEnd, claimTake), now (ms),
 // takeover_delay (ms), how long to keep the ended hash (ms), and the
 // claim's token (one per end of a dialog on a node: claimToken). It
-// returns {"won", row, cc, ce}: this node ends the call; {"lost", node}:
+// returns {"won", row, cc, ce, tc, te}: this node ends the call (tc, te:
+// the latest target refreshes, targetScript); {"lost", node}:
 // another node did, or this node did in another claim; {"gone"}: no such
 // dialog (expired, or never written); for claimTake, {"early",
 // deadline}: not past its deadline and the delay.
@@ -143,7 +162,8 @@ var claimScript = redis.NewScript(`
 local ended = redis.call('HGET', KEYS[1], 'ended')
 if ended then
   if ended == ARGV[1] and redis.call('HGET', KEYS[1], 'claim') == ARGV[6] then
-    return {'won', redis.call('HGET', KEYS[1], 'd') or '', redis.call('HGET', KEYS[1], 'cc') or '0', redis.call('HGET', KEYS[1], 'ce') or '0'}
+    return {'won', redis.call('HGET', KEYS[1], 'd') or '', redis.call('HGET', KEYS[1], 'cc') or '0', redis.call('HGET', KEYS[1], 'ce') or '0',
+      redis.call('HGET', KEYS[1], 'tc') or '', redis.call('HGET', KEYS[1], 'te') or ''}
   end
   return {'lost', ended}
 end
@@ -151,7 +171,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   if ARGV[2] ~= 'own' then return {'gone'} end
   redis.call('HSET', KEYS[1], 'ended', ARGV[1], 'claim', ARGV[6])
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  return {'won', '', '0', '0'}
+  return {'won', '', '0', '0', '', ''}
 end
 if ARGV[2] == 'take' then
   local dl = redis.call('HGET', KEYS[1], 'deadline') or '0'
@@ -160,11 +180,13 @@ end
 local row = redis.call('HGET', KEYS[1], 'd') or ''
 local cc = redis.call('HGET', KEYS[1], 'cc') or '0'
 local ce = redis.call('HGET', KEYS[1], 'ce') or '0'
+local tc = redis.call('HGET', KEYS[1], 'tc') or ''
+local te = redis.call('HGET', KEYS[1], 'te') or ''
 if ARGV[2] ~= 'take' then redis.call('HDEL', KEYS[1], 'd') end
 redis.call('HSET', KEYS[1], 'ended', ARGV[1], 'claim', ARGV[6])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 or ttl > tonumber(ARGV[5]) then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
-return {'won', row, cc, ce}
+return {'won', row, cc, ce, tc, te}
 `)
 
 // endJob is an end waiting for Redis's word.
@@ -195,6 +217,14 @@ type fetchJob struct {
 	resume *txn.Request
 	env    *routing.Env
 	then   func(c *routing.Ctx)
+}
+
+// targetJob is a target refresh seen here, for targetScript.
+type targetJob struct {
+	h, id uint64
+	side  int // toCaller, toCallee
+	uri   string
+	at    int64 // ms
 }
 
 // sharer keeps the module's table and Redis together.
@@ -231,6 +261,7 @@ type sharer struct {
 	// once it is back, so that no other node takes them over.
 	late    []endJob
 	fetches []fetchJob
+	targets []targetJob // target refreshes to write (targetScript)
 	kick    chan struct{}
 
 	up      atomic.Bool
@@ -462,6 +493,52 @@ func (sh *sharer) fetchResume(c *routing.Ctx, id uint64, from Side, then func(c 
 	return true
 }
 
+// refreshed queues the write of a target refresh of a shared dialog
+// (side's new Contact URI), so that whichever node ends the call sends
+// its BYE there. The shard is locked.
+func (sh *sharer) refreshed(h, id uint64, side int, uri []byte) {
+	sh.mu.Lock()
+	if len(sh.targets) >= maxFetches {
+		sh.mu.Unlock()
+		sh.writeDrops.Inc()
+		return
+	}
+	sh.targets = append(sh.targets, targetJob{h: h, id: id, side: side, uri: string(uri), at: sh.d.clock.Now()})
+	sh.mu.Unlock()
+	sh.wake()
+}
+
+// writeTargets writes the target refreshes queued; on an error they are
+// queued again (within maxFetches) for when Redis is back.
+func (sh *sharer) writeTargets(ctx context.Context) error {
+	sh.mu.Lock()
+	jobs := sh.targets
+	sh.targets = nil
+	sh.mu.Unlock()
+	if len(jobs) == 0 {
+		return nil
+	}
+	_, err := sh.exec(ctx, func(p redis.Pipeliner) {
+		for _, j := range jobs {
+			field := "tc"
+			if j.side == toCallee {
+				field = "te"
+			}
+			targetScript.EvalSha(ctx, p, []string{sh.key(member(j.id, j.h))}, field, j.at, j.uri)
+		}
+	})
+	if err != nil {
+		sh.mu.Lock()
+		sh.targets = append(jobs, sh.targets...)
+		if len(sh.targets) > maxFetches {
+			sh.writeDrops.Add(len(sh.targets) - maxFetches)
+			sh.targets = sh.targets[len(sh.targets)-maxFetches:]
+		}
+		sh.mu.Unlock()
+	}
+	return err
+}
+
 // resumeAll runs the continuations of the suspended requests among jobs,
 // whatever their reads found: a request whose dialog is still not here
 // is answered by its route as for no dialog, instead of waiting for its
@@ -560,6 +637,9 @@ func (sh *sharer) run() {
 		ctx, cancel := context.WithTimeout(sh.ctx, 4*sh.timeout)
 		err := sh.readAll(ctx)
 		if err == nil {
+			err = sh.writeTargets(ctx)
+		}
+		if err == nil {
 			err = sh.writeAll(ctx)
 		}
 		if err == nil {
@@ -625,10 +705,12 @@ func (sh *sharer) exec(ctx context.Context, build func(p redis.Pipeliner)) ([]re
 	}
 	cmds, err := run()
 	if isNoScript(cmds, err) {
-		sh.ops.Add(2)
+		sh.ops.Add(3)
 		if err = saveScript.Load(ctx, sh.c).Err(); err == nil {
 			if err = claimScript.Load(ctx, sh.c).Err(); err == nil {
-				cmds, err = run()
+				if err = targetScript.Load(ctx, sh.c).Err(); err == nil {
+					cmds, err = run()
+				}
 			}
 		}
 	}
@@ -878,6 +960,17 @@ type claimResult struct {
 	row     string
 	cc, ce  uint32
 	dl      int64
+	targets [2]string // the latest refreshes of the caller's and the callee's target: "ms uri", "" none
+}
+
+// applyTargets takes the latest target refreshes any node saw (tc, te)
+// into g before its BYEs are built. The shard is locked.
+func (d *Dialog) applyTargets(g *dlg, targets [2]string) {
+	for i, t := range targets {
+		if _, uri, ok := strings.Cut(t, " "); ok && uri != "" && (i == toCaller || g.hasCallee) {
+			d.retarget(g, i, []byte(uri))
+		}
+	}
 }
 
 func parseClaim(cmd *redis.Cmd) (claimResult, error) {
@@ -890,8 +983,9 @@ func parseClaim(cmd *redis.Cmd) (claimResult, error) {
 		r.outcome = v[0]
 	}
 	switch {
-	case r.outcome == "won" && len(v) == 4:
+	case r.outcome == "won" && len(v) == 6:
 		r.row, r.cc, r.ce = v[1], atou32(v[2]), atou32(v[3])
+		r.targets = [2]string{v[4], v[5]}
 	case r.outcome == "early" && len(v) == 2:
 		r.dl, _ = strconv.ParseInt(v[1], 10, 64)
 	}
@@ -987,6 +1081,7 @@ func (sh *sharer) resolve(j *endJob, res claimResult) bool {
 		g.cseq[toCaller] = max(g.cseq[toCaller], res.cc)
 		g.cseq[toCallee] = max(g.cseq[toCallee], res.ce)
 		if j.byes {
+			d.applyTargets(g, res.targets)
 			d.queueEnd(e)
 		}
 		d.endAt(s, e, j.why, j.by, j.at)
@@ -1180,6 +1275,7 @@ func (sh *sharer) takeOver(h, id uint64, res claimResult) bool {
 	g := &e.Value
 	g.cseq[toCaller] = max(g.cseq[toCaller], res.cc)
 	g.cseq[toCallee] = max(g.cseq[toCallee], res.ce)
+	d.applyTargets(g, res.targets)
 	sh.won.Inc()
 	sh.takeovers.Inc()
 	d.log.Info("dialog: call of another node ended at its timeout (that node did not)", "id", id, "call_id", r.CallID)

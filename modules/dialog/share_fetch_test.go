@@ -1,6 +1,7 @@
 package dialog
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"testing"
@@ -180,5 +181,87 @@ func TestShareFetchRedisDown(t *testing.T) {
 	}
 	if got := b.counter(`switchboard_dialog_redis_reads_total{result="found"}`); got != 0 {
 		t.Fatalf("reads found %d with Redis stopped", got)
+	}
+}
+
+// TestShareTargetRefreshElsewhere: a call of node A whose callee moves
+// (a re-INVITE with a new Contact) through node B. B's copy takes the
+// new target from the answered re-INVITE and writes it to Redis (te);
+// when A ends the call (dialog.end), its claim returns it and A's BYE to
+// the callee goes to the new Contact, not the one A saw in the 2xx. The
+// caller's target, refreshed by no one, stays.
+func TestShareTargetRefreshElsewhere(t *testing.T) {
+	rs, a, b := sharedPair(t)
+	c := a.answered(t, "moved-x")
+	const moved = "sip:bob@127.0.0.1:5099;transport=udp"
+	tag := "btag-moved-x"
+	var ours []string
+	for _, v := range c.rr {
+		if !strings.Contains(v, "caller-side") {
+			ours = append(ours, v)
+		}
+	}
+	route := strings.Join(append(ours, "<sip:10.0.0.9;lr;caller-side>"), ", ")
+	from := "<sip:bob@example.com>;tag=" + tag
+	to := "\"Alice\" <sip:alice@example.com>;tag=atag-moved-x"
+	reinvite := "INVITE sip:alice@" + callerAddr + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + calleeAddr + ";branch=z9hG4bKmoved7\r\n" +
+		"Max-Forwards: 70\r\n" +
+		"Route: " + route + "\r\n" +
+		"From: " + from + "\r\nTo: " + to + "\r\n" +
+		"Call-ID: moved-x\r\nCSeq: 7 INVITE\r\n" +
+		"Contact: <" + moved + ">\r\n" +
+		"Content-Length: 0\r\n\r\n"
+	var relayed string
+	for _, s := range c.on(b).send(calleeAddr, reinvite) {
+		if strings.HasPrefix(s.Data, "INVITE ") {
+			relayed = s.Data
+		}
+	}
+	if relayed == "" {
+		t.Fatal("B did not relay the re-INVITE")
+	}
+	waitUntil(t, "B's copy", func() bool { return b.d.remote.Load() == 1 })
+	// The caller's 200 to the relayed re-INVITE, through B.
+	var vias string
+	for _, v := range headerValues(relayed, "Via") {
+		vias += "Via: " + v + "\r\n"
+	}
+	ok := "SIP/2.0 200 OK\r\n" + vias +
+		"From: " + from + "\r\nTo: " + to + "\r\n" +
+		"Call-ID: moved-x\r\nCSeq: 7 INVITE\r\n" +
+		"Contact: <sip:alice@" + callerAddr + ">\r\n" +
+		"Content-Length: 0\r\n\r\n"
+	c.on(b).send(callerAddr, ok)
+	waitUntil(t, "the callee's new target in Redis", func() bool {
+		keys, _ := rs.Client().Keys(context.Background(), "switchboard:dlg:{*").Result()
+		return len(keys) == 1 && strings.HasSuffix(rs.Client().HGet(context.Background(), keys[0], "te").Val(), " "+moved)
+	})
+	if v := rs.Client(); true {
+		keys, _ := v.Keys(context.Background(), "switchboard:dlg:{*").Result()
+		if tc := v.HGet(context.Background(), keys[0], "tc").Val(); tc != "" {
+			t.Fatalf("the caller's target refreshed in Redis: %q (its Contact did not change)", tc)
+		}
+	}
+
+	a.Take()
+	if _, err := a.d.End(a.d.List("", 0)[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	sent := a.waitFor(t, 2, func(s routetest.Sent) bool { return strings.HasPrefix(s.Data, "BYE ") })
+	var toCallee, toCaller string
+	for _, s := range sent {
+		switch {
+		case strings.HasPrefix(s.Data, "BYE sip:bob@"):
+			toCallee = firstLine(s.Data)
+		case strings.HasPrefix(s.Data, "BYE sip:alice@"):
+			toCaller = firstLine(s.Data)
+		}
+	}
+	if toCallee != "BYE "+moved+" SIP/2.0" {
+		t.Fatalf("A's BYE to the callee: %q, want to %s", toCallee, moved)
+	}
+	if toCaller != "BYE sip:alice@"+callerAddr+" SIP/2.0" {
+		t.Fatalf("A's BYE to the caller: %q", toCaller)
 	}
 }
