@@ -134,9 +134,6 @@ func (b *SQLite) rowsStmt(ctx context.Context, q string) (*sql.Stmt, error) {
 // (appending may move the buffer, but never writes over what an earlier
 // string shares). TestBatchesOfManyRows reads back every row of batches
 // of many statements.
-//
-// The buffer comes from textBufs and goes back there once the batch is
-// written, so that a batch does not grow one anew from a few bytes.
 func textArg(b []byte) string {
 	if len(b) == 0 {
 		return ""
@@ -145,7 +142,8 @@ func textArg(b []byte) string {
 }
 
 // textBufs are the batch writers' statement buffers (textArg), kept
-// between batches: a statement of 32 dialog rows takes about 16 KiB.
+// between batches so that a batch does not grow one anew from a few
+// bytes: a statement of 32 dialog rows takes about 16 KiB.
 var textBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
 // maxKeptTextBuf is the largest buffer textBufs keeps: rows of kilobytes

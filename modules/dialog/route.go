@@ -167,9 +167,10 @@ func (d *Dialog) IsInDialog(c *routing.Ctx) bool {
 // It records the request's CSeq for the BYEs the proxy may have to send,
 // ends the dialog on a BYE (either side), and for a re-INVITE or UPDATE
 // watches the 2xx to refresh both targets. Any other request's route may
-// then change the dialog (SetTimeout, SetValue, SetFlag, SetProfile). False: no dialog of ours
-// (a Route without id, a dialog ended or unknown, tags of another call:
-// switchboard_dialog_mismatched_total); the route decides what to do
+// then change the dialog (SetTimeout, SetValue, SetFlag, SetProfile).
+// False: no dialog of ours (a Route without id, a dialog ended or
+// unknown, tags of another call: switchboard_dialog_mismatched_total);
+// the route decides what to do
 // (the provider relays on LooseRoute's word as before). It allocates
 // nothing.
 func (d *Dialog) MatchDialog(c *routing.Ctx) bool {
@@ -454,12 +455,13 @@ func (d *Dialog) refresh(e *shards.Entry[dlg], req, resp *parser.Message) {
 	if side == Callee {
 		reqSide, respSide = toCallee, toCaller
 	}
+	// Other nodes may end a shared dialog: they learn its new targets.
+	shared := d.share != nil && g.pflags&fShared != 0
 	var na parser.NameAddr
-	if req.Contact(&na) && d.retarget(g, reqSide, na.URI) && d.share != nil && g.pflags&fShared != 0 {
+	if req.Contact(&na) && d.retarget(g, reqSide, na.URI) && shared {
 		d.share.refreshed(e.Hash(), g.id, reqSide, na.URI)
 	}
-	if resp.Contact(&na) && (respSide == toCaller || g.hasCallee) && d.retarget(g, respSide, na.URI) &&
-		d.share != nil && g.pflags&fShared != 0 {
+	if resp.Contact(&na) && (respSide == toCaller || g.hasCallee) && d.retarget(g, respSide, na.URI) && shared {
 		d.share.refreshed(e.Hash(), g.id, respSide, na.URI)
 	}
 }

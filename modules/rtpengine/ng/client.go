@@ -180,10 +180,11 @@ type Client struct {
 
 	insts atomic.Pointer[[]*Instance]
 
-	// setMu orders SetInstances and closeUnused: a socket SetInstances
-	// has just bound is not closed before its instance is in the list.
+	// setMu orders SetInstances and closeUnusedLocked: a socket
+	// SetInstances has just bound is not closed before its instance is
+	// in the list.
 	setMu   sync.Mutex
-	sweep   atomic.Bool // sockets unused but still awaited (closeUnused)
+	sweep   atomic.Bool // sockets unused but still awaited (closeUnusedLocked)
 	mu      sync.Mutex
 	conns   map[netip.Addr]*net.UDPConn // by local address
 	pending map[string]*call
