@@ -18,7 +18,8 @@ import (
 // The OpenSIPS schema mode (Options.Schema SchemaOpenSIPS): the store
 // reads and writes the tables an OpenSIPS 3.x installation already has
 // (subscriber, domain, location, address, dialplan, dr_gateways,
-// dr_carriers, dr_rules, acc, missed_calls, dialog), on PostgreSQL or
+// dr_carriers, dr_rules, acc, missed_calls, dialog; dispatcher and
+// rtpengine when it has them), on PostgreSQL or
 // MariaDB/MySQL, so that Switchboard can take over a database that
 // OpenSIPS and its tools (opensips-cli, the control panel) provision.
 //
@@ -40,7 +41,8 @@ const (
 )
 
 // ErrNotInSchema: a write to a table the OpenSIPS schema mode does not
-// provide (fraud rules, aliases, groups, dispatcher, uac). Those tables
+// provide (fraud rules, aliases, groups, uac; dispatcher and rtpengine
+// when the database has not got them). Those tables
 // read as empty, so the modules that use them run with nothing to do.
 var ErrNotInSchema = errors.New("not available with storage.schema opensips")
 
@@ -66,6 +68,16 @@ var openSIPSColumns = map[string][]string{
 		"caller_cseq", "callee_cseq", "caller_ping_cseq", "callee_ping_cseq", "caller_route_set", "callee_route_set",
 		"caller_contact", "callee_contact", "caller_sock", "callee_sock", "state", "start_time", "timeout",
 		"vars", "profiles", "script_flags", "module_flags", "flags"}, // version 12
+}
+
+// openSIPSOptional are the tables of OpenSIPS modules an installation may
+// not have (it creates a module's tables when it loads the module): when
+// the database has one, it must have these columns, and the module reads
+// and writes it; when it has not, the module's table reads as empty and
+// writes are refused, naming the table (opensips_sets.go).
+var openSIPSOptional = map[string][]string{
+	"dispatcher": {"id", "setid", "destination", "socket", "state", "probe_mode", "weight", "priority", "attrs", "description"}, // version 9
+	"rtpengine":  {"id", "socket", "set_id"},                                                                                    // version 1
 }
 
 // OpenSIPS is the Backend of the OpenSIPS schema mode. It runs on
@@ -136,6 +148,15 @@ func OpenOpenSIPS(ctx context.Context, driver, dsn string, opts Options) (*OpenS
 		b.Close()
 		return nil, err
 	}
+	for t, cols := range openSIPSOptional {
+		if !b.hasTable(t) {
+			continue
+		}
+		if err := b.requireColumns(t, cols); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
 	if err := b.requireLocationIndex(ctx); err != nil {
 		b.Close()
 		return nil, err
@@ -179,6 +200,9 @@ func (b *OpenSIPS) readColumns(ctx context.Context) error {
 	for t := range openSIPSColumns {
 		names = append(names, "'"+t+"'")
 	}
+	for t := range openSIPSOptional {
+		names = append(names, "'"+t+"'")
+	}
 	sort.Strings(names)
 	cols := map[string]map[string]int{}
 	err := b.do(ctx, func(ctx context.Context) error {
@@ -217,18 +241,30 @@ func (b *OpenSIPS) requireTables(tables ...string) error {
 		if !ok {
 			return fmt.Errorf("store: %s is not a table of the OpenSIPS schema mode", t)
 		}
-		have := b.columns[t]
-		if have == nil {
-			return errorf(ErrSchemaMismatch, "store: opensips %s: no table %s (create it as OpenSIPS 3.x does, e.g. with opensips-cli's database create or add)", b.name, t)
-		}
-		for _, c := range want {
-			if _, ok := have[c]; !ok {
-				return errorf(ErrSchemaMismatch, "store: opensips %s: table %s has no column %s (the OpenSIPS 3.x layout has it; migrate the table with opensips-cli database migrate)", b.name, t, c)
-			}
+		if err := b.requireColumns(t, want); err != nil {
+			return err
 		}
 	}
 	return nil
 }
+
+// requireColumns checks that table exists with the columns want.
+func (b *OpenSIPS) requireColumns(table string, want []string) error {
+	have := b.columns[table]
+	if have == nil {
+		return errorf(ErrSchemaMismatch, "store: opensips %s: no table %s (create it as OpenSIPS 3.x does, e.g. with opensips-cli's database create or add)", b.name, table)
+	}
+	for _, c := range want {
+		if _, ok := have[c]; !ok {
+			return errorf(ErrSchemaMismatch, "store: opensips %s: table %s has no column %s (the OpenSIPS 3.x layout has it; migrate the table with opensips-cli database migrate)", b.name, table, c)
+		}
+	}
+	return nil
+}
+
+// hasTable reports whether the database has table (one of
+// openSIPSOptional).
+func (b *OpenSIPS) hasTable(table string) bool { return b.columns[table] != nil }
 
 // hasColumn reports whether table has column (the optional columns of
 // acc and missed_calls).
@@ -380,6 +416,10 @@ func (b *OpenSIPS) TableVersion(ctx context.Context, name string) (int64, error)
 	switch name {
 	case "dialplan", DRGatewaysTable, DRCarriersTable, DRRulesTable, "address":
 		return b.fingerprint(ctx, name)
+	case "dispatcher", "rtpengine":
+		if b.hasTable(name) {
+			return b.fingerprint(ctx, name)
+		}
 	}
 	return 0, nil // a table read as empty, which never changes
 

@@ -580,16 +580,6 @@ func (b *OpenSIPS) DeleteGroupMember(context.Context, string, string, string) er
 	return notInSchema("grp")
 }
 func (b *OpenSIPS) ListGroupMembers(context.Context, string) ([]GroupMember, error) { return nil, nil }
-func (b *OpenSIPS) AddDispatcherDests(context.Context, []DispatcherDest, bool) error {
-	return notInSchema("dispatcher")
-}
-func (b *OpenSIPS) DeleteDispatcherDest(context.Context, int64, int, string) (DispatcherDest, error) {
-	return DispatcherDest{}, notInSchema("dispatcher")
-}
-func (b *OpenSIPS) SetDispatcherState(context.Context, int, string, int) (DispatcherDest, error) {
-	return DispatcherDest{}, notInSchema("dispatcher")
-}
-func (b *OpenSIPS) ListDispatcherDests(context.Context) ([]DispatcherDest, error) { return nil, nil }
 func (b *OpenSIPS) AddUACCredential(context.Context, *UACCredential) error {
 	return notInSchema("uac_credentials")
 }

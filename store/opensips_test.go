@@ -750,3 +750,136 @@ func BenchmarkOpenSIPSRefresh(b *testing.B) {
 		})
 	}
 }
+
+// TestOpenSIPSSets: OpenSIPS's dispatcher and rtpengine tables as
+// opensips-cli and the control panel write them, read and written in
+// OpenSIPS's forms; a database without them reads empty and refuses
+// writes, naming the table.
+func TestOpenSIPSSets(t *testing.T) {
+	eachOpenSIPS(t, func(t *testing.T, db *osDB) {
+		db.exec(t, `INSERT INTO dispatcher (setid, destination, state, weight, priority, attrs, description) VALUES (1, 'sip:192.0.2.20', 0, '5', 1, 'pbx-a', 'first')`)
+		db.exec(t, `INSERT INTO dispatcher (setid, destination, socket, state, probe_mode, weight, priority) VALUES (1, 'sip:192.0.2.21:5080;transport=tcp', 'tcp:192.0.2.1:5060', 1, 1, 'fs://:ClueCon@192.0.2.21:8021', 0)`)
+		db.exec(t, `INSERT INTO rtpengine (socket, set_id) VALUES ('udp:127.0.0.1:2223 udp:127.0.0.1:2224=3', 0)`)
+		db.exec(t, `INSERT INTO rtpengine (socket, set_id) VALUES ('udp6:[::1]:2225=2', 1)`)
+		s := db.open(t, Options{})
+
+		ds, err := s.ListDispatcherDests(ctx)
+		must(t, err)
+		if len(ds) != 2 || ds[0].Destination != "sip:192.0.2.20" || ds[0].Weight != 5 || ds[0].Priority != 1 || ds[0].Attrs != "pbx-a" ||
+			ds[0].Description != "first" || ds[0].Socket != "" || ds[1].Socket != "tcp:192.0.2.1:5060" || ds[1].State != DispatcherInactive ||
+			ds[1].ProbeMode != 1 || ds[1].Weight != 0 {
+			t.Fatalf("dispatcher %+v", ds)
+		}
+		v1, err := s.DispatcherVersion(ctx)
+		must(t, err)
+		// The same destination in Switchboard's canonical form is the
+		// same row.
+		if _, err := s.AddDispatcherDest(ctx, DispatcherDest{SetID: 1, Destination: "sip:192.0.2.20:5060", Weight: 1}); !errors.Is(err, ErrDispatcherExists) ||
+			!strings.Contains(err.Error(), fmt.Sprintf("(id %d)", ds[0].ID)) {
+			t.Fatalf("AddDispatcherDest of a destination OpenSIPS wrote without its port: %v", err)
+		}
+		d, err := s.AddDispatcherDest(ctx, DispatcherDest{SetID: 2, Destination: "sip:[2001:db8::7]:5061;transport=tls", Weight: 20, Priority: 3, Attrs: "b"})
+		must(t, err)
+		var dest, weight string
+		var socket, description sql.NullString
+		db.row(t, `SELECT destination, weight, socket, description FROM dispatcher WHERE id = ?`, []any{d.ID}, &dest, &weight, &socket, &description)
+		if dest != "sip:[2001:db8::7]:5061;transport=tls" || strings.TrimSpace(weight) != "20" || socket.Valid || description.Valid {
+			t.Fatalf("stored destination %q weight %q socket %v description %v", dest, weight, socket, description)
+		}
+		v2, err := s.DispatcherVersion(ctx)
+		must(t, err)
+		if v2 == v1 {
+			t.Fatal("dispatcher version unchanged by an insert")
+		}
+		if _, err := s.SetDispatcherState(ctx, 1, "sip:192.0.2.20:5060", DispatcherProbing); err != nil {
+			t.Fatal(err)
+		}
+		var state int
+		db.row(t, `SELECT state FROM dispatcher WHERE id = ?`, []any{ds[0].ID}, &state)
+		if state != DispatcherProbing {
+			t.Fatalf("state %d after SetDispatcherState", state)
+		}
+		if got, err := s.DeleteDispatcherDestOf(ctx, 1, "sip:192.0.2.20"); err != nil || got.ID != ds[0].ID {
+			t.Fatalf("DeleteDispatcherDestOf: %+v %v", got, err)
+		}
+		if _, err := s.DeleteDispatcherDestOf(ctx, 1, "sip:192.0.2.20"); !errors.Is(err, ErrNoDispatcher) {
+			t.Fatalf("second delete: %v", err)
+		}
+		if _, err := s.AddDispatcherDest(ctx, DispatcherDest{SetID: 3, Destination: "sip:192.0.2.30", Weight: 1, Attrs: strings.Repeat("a", 200)}); !errors.Is(err, ErrMalformedDispatcher) ||
+			!strings.Contains(err.Error(), "128 characters of OpenSIPS's dispatcher.attrs") {
+			t.Fatalf("attrs longer than the column: %v", err)
+		}
+
+		rs, err := s.ListRTPEngines(ctx)
+		must(t, err)
+		if len(rs) != 3 || rs[0].Socket != "udp:127.0.0.1:2223" || rs[0].Weight != 1 || rs[1].Socket != "udp:127.0.0.1:2224" || rs[1].Weight != 3 ||
+			rs[0].ID != rs[1].ID || rs[2].Socket != "udp:[::1]:2225" || rs[2].Weight != 2 || rs[2].SetID != 1 {
+			t.Fatalf("rtpengine %+v", rs)
+		}
+		rv1, err := s.RTPEngineVersion(ctx)
+		must(t, err)
+		if _, err := s.AddRTPEngine(ctx, RTPEngine{SetID: 0, Socket: "127.0.0.1:2224", Weight: 1}); !errors.Is(err, ErrRTPEngineExists) {
+			t.Fatalf("a socket already in a row of several: %v", err)
+		}
+		if _, err := s.AddRTPEngine(ctx, RTPEngine{SetID: 0, Socket: "udp:127.0.0.1:2226", Weight: 1, Disabled: true}); !errors.Is(err, ErrMalformedRTPEngine) ||
+			!strings.Contains(err.Error(), "no disabled state") {
+			t.Fatalf("a disabled instance: %v", err)
+		}
+		r, err := s.AddRTPEngine(ctx, RTPEngine{SetID: 0, Socket: "udp:127.0.0.1:2226", Weight: 4})
+		must(t, err)
+		var sock string
+		db.row(t, `SELECT socket FROM rtpengine WHERE id = ?`, []any{r.ID}, &sock)
+		if sock != "udp:127.0.0.1:2226=4" {
+			t.Fatalf("stored socket %q", sock)
+		}
+		if rv2, err := s.RTPEngineVersion(ctx); err != nil || rv2 == rv1 {
+			t.Fatalf("rtpengine version %d -> %d, %v", rv1, rv2, err)
+		}
+		if _, err := s.DeleteRTPEngine(ctx, rs[0].ID); !errors.Is(err, ErrMalformedRTPEngine) || !strings.Contains(err.Error(), "holds 2 sockets") {
+			t.Fatalf("delete by the id of a row of two sockets: %v", err)
+		}
+		if got, err := s.DeleteRTPEngineOf(ctx, 0, "udp:127.0.0.1:2223"); err != nil || got.Socket != "udp:127.0.0.1:2223" || got.ID != rs[0].ID {
+			t.Fatalf("DeleteRTPEngineOf: %+v %v", got, err)
+		}
+		db.row(t, `SELECT socket FROM rtpengine WHERE id = ?`, []any{rs[0].ID}, &sock)
+		if sock != "udp:127.0.0.1:2224=3" {
+			t.Fatalf("the row after one of its sockets was deleted: %q", sock)
+		}
+		if got, err := s.DeleteRTPEngine(ctx, rs[0].ID); err != nil || got.Socket != "udp:127.0.0.1:2224" || got.Weight != 3 {
+			t.Fatalf("delete by the id of a row of one socket: %+v %v", got, err)
+		}
+		if _, err := s.DeleteRTPEngineOf(ctx, 1, "[::1]:2225"); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		db.row(t, `SELECT COUNT(*) FROM rtpengine`, nil, &n)
+		if n != 1 {
+			t.Fatalf("%d rtpengine rows left, want the one added", n)
+		}
+
+		// Without the tables: empty, writes refused naming the table; a
+		// table without a column it needs is refused at start.
+		db.exec(t, `DROP TABLE rtpengine`)
+		db.exec(t, `DROP TABLE dispatcher`)
+		s2 := db.open(t, Options{})
+		if ds, err := s2.ListDispatcherDests(ctx); len(ds) != 0 || err != nil {
+			t.Fatalf("ListDispatcherDests without the table: %v %v", ds, err)
+		}
+		if rs, err := s2.ListRTPEngines(ctx); len(rs) != 0 || err != nil {
+			t.Fatalf("ListRTPEngines without the table: %v %v", rs, err)
+		}
+		if _, err := s2.AddDispatcherDest(ctx, DispatcherDest{SetID: 1, Destination: "sip:192.0.2.20", Weight: 1}); !errors.Is(err, ErrNotInSchema) ||
+			!strings.Contains(err.Error(), "no dispatcher table") {
+			t.Fatalf("AddDispatcherDest without the table: %v", err)
+		}
+		if _, err := s2.AddRTPEngine(ctx, RTPEngine{Socket: "udp:127.0.0.1:2223", Weight: 1}); !errors.Is(err, ErrNotInSchema) ||
+			!strings.Contains(err.Error(), "database add rtpengine") {
+			t.Fatalf("AddRTPEngine without the table: %v", err)
+		}
+		db.exec(t, `CREATE TABLE rtpengine (id INTEGER PRIMARY KEY, socket TEXT NOT NULL)`)
+		if _, err := Open("", Options{Driver: db.driver, DSN: db.dsn, Schema: SchemaOpenSIPS}); !errors.Is(err, ErrSchemaMismatch) ||
+			!strings.Contains(err.Error(), "table rtpengine has no column set_id") {
+			t.Fatalf("Open with an rtpengine table without set_id: %v", err)
+		}
+	})
+}

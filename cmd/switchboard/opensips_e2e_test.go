@@ -239,3 +239,68 @@ func waitRows(t *testing.T, db *sql.DB, query string, want int) {
 		}
 	}
 }
+
+// TestE2EOpenSIPSSets: the dispatch route set on an OpenSIPS database
+// (PostgreSQL): a destination in OpenSIPS's dispatcher table, written as
+// opensips-cli writes it (no port), takes the calls; one added with
+// Switchboard's CLI is a row OpenSIPS can read, and the running server
+// loads it; an rtpengine row of two sockets (one with =weight) is two
+// instances of the running server, and removing one socket with the CLI
+// leaves the other in the row.
+func TestE2EOpenSIPSSets(t *testing.T) {
+	needSipp(t)
+	_, storage, dsn := startDatabase(t, "postgres")
+	db := openSIPSDatabase(t, "postgres", dsn, freeSIPPort(t))
+	a, b := startSippUAS(t, "uas_dispatch.xml"), startSippUAS(t, "uas_dispatch.xml")
+	rtpA, rtpB := freeSIPPort(t), freeSIPPort(t)
+	for _, q := range []string{
+		`INSERT INTO dispatcher (setid, destination, weight, description) VALUES (1, 'sip:127.0.0.1:` + strconv.Itoa(a.port) + `', '1', 'pbx a')`,
+		`INSERT INTO rtpengine (socket, set_id) VALUES ('udp:127.0.0.1:` + strconv.Itoa(rtpA) + ` udp:127.0.0.1:` + strconv.Itoa(rtpB) + `=3', 0)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	srv := startServerWith(t, "routes: dispatch\ndispatcher:\n  dispatch_set: 1\n  dispatch_algorithm: round_robin\n  probe_interval: 0s\n  poll_interval: 50ms\n",
+		serverOptions{Storage: storage + "  schema: opensips\n"})
+	waitDests(t, srv, 1)
+	dispatchCalls(t, srv, 4, 20, 10*time.Millisecond)
+
+	if out := dsCLI(t, srv, "add", b.uri(), "--setid", "1", "--description", "pbx b"); !strings.Contains(out, "set 1 "+b.uri()) {
+		t.Fatalf("add: %s", out)
+	}
+	var dest, weight string
+	if err := db.QueryRow(`SELECT destination, weight FROM dispatcher WHERE description = 'pbx b'`).Scan(&dest, &weight); err != nil ||
+		dest != b.uri() || weight != "1" {
+		t.Fatalf("the row added by the CLI: %q %q %v", dest, weight, err)
+	}
+	waitDests(t, srv, 2)
+	dispatchCalls(t, srv, 4, 20, 10*time.Millisecond)
+	if na, nb := a.calls(), b.calls(); na != 6 || nb != 2 {
+		t.Fatalf("calls: %d to the destination OpenSIPS's tools wrote, %d to the one the CLI added; want 6 and 2", na, nb)
+	}
+
+	code, body := srv.api("rtpengine.list", "")
+	if code != 200 || !strings.Contains(string(body), "127.0.0.1:"+strconv.Itoa(rtpA)) || !strings.Contains(string(body), "127.0.0.1:"+strconv.Itoa(rtpB)) {
+		t.Fatalf("rtpengine.list: %d %s", code, body)
+	}
+	code, out, errb := runCLI(t, "", "rtpengine", "remove", "udp:127.0.0.1:"+strconv.Itoa(rtpA), "-c", srv.Config)
+	if code != 0 {
+		t.Fatalf("rtpengine remove: exit %d %s %s", code, out, errb)
+	}
+	var socket string
+	if err := db.QueryRow(`SELECT socket FROM rtpengine`).Scan(&socket); err != nil || socket != "udp:127.0.0.1:"+strconv.Itoa(rtpB)+"=3" {
+		t.Fatalf("the row after one socket was removed: %q %v", socket, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, body = srv.api("rtpengine.list", "")
+		if !strings.Contains(string(body), "127.0.0.1:"+strconv.Itoa(rtpA)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the running server still uses the removed socket: %s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

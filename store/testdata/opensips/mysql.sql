@@ -191,3 +191,24 @@ CREATE TABLE dialog (
     rt_on_hangup VARCHAR(64) DEFAULT NULL
 ) ENGINE=InnoDB;
 INSERT INTO version (table_name, table_version) VALUES ('dialog', 12);
+
+CREATE TABLE dispatcher (
+    id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL,
+    setid INT DEFAULT 0 NOT NULL,
+    destination CHAR(192) DEFAULT '' NOT NULL,
+    socket CHAR(128) DEFAULT NULL,
+    state INT DEFAULT 0 NOT NULL,
+    probe_mode INT(11) UNSIGNED DEFAULT 0 NOT NULL,
+    weight CHAR(64) DEFAULT 1 NOT NULL,
+    priority INT DEFAULT 0 NOT NULL,
+    attrs CHAR(128) DEFAULT NULL,
+    description CHAR(64) DEFAULT NULL
+) ENGINE=InnoDB;
+INSERT INTO version (table_name, table_version) VALUES ('dispatcher', 9);
+
+CREATE TABLE rtpengine (
+    id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL,
+    socket TEXT NOT NULL,
+    set_id INT(10) UNSIGNED NOT NULL
+) ENGINE=InnoDB;
+INSERT INTO version (table_name, table_version) VALUES ('rtpengine', 1);
