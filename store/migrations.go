@@ -422,6 +422,20 @@ var sqliteMigrations = []migration{
 	}},
 	{13, "dialog: one data column on SQLite", dialogDataSQLite},  // store/dialog_data.go
 	{14, "accounting: one data column on SQLite", accDataSQLite}, // store/acc_data.go
+	{15, "panel sessions", []string{
+		// panel_sessions are the web panel's logged-in sessions
+		// (store/panelsessions.go): id is the SHA-256 of the cookie's
+		// token, never the token.
+		`CREATE TABLE panel_sessions (
+			id           TEXT PRIMARY KEY NOT NULL,
+			name         TEXT NOT NULL,
+			csrf         TEXT NOT NULL,
+			password_tag TEXT NOT NULL,
+			created      INTEGER NOT NULL,
+			expires      INTEGER NOT NULL
+		)`,
+		`CREATE INDEX panel_sessions_expires ON panel_sessions(expires)`,
+	}},
 }
 
 // cdrColumnsDDL are the columns of the acc and missed_calls tables
@@ -723,6 +737,17 @@ var postgresMigrations = []migration{
 	// joins them).
 	{13, "dialog: one data column on SQLite", []string{}},
 	{14, "accounting: one data column on SQLite", []string{}},
+	{15, "panel sessions", []string{
+		`CREATE TABLE panel_sessions (
+			id           TEXT COLLATE "C" PRIMARY KEY,
+			name         TEXT COLLATE "C" NOT NULL,
+			csrf         TEXT COLLATE "C" NOT NULL,
+			password_tag TEXT COLLATE "C" NOT NULL,
+			created      BIGINT NOT NULL,
+			expires      BIGINT NOT NULL
+		)`,
+		`CREATE INDEX panel_sessions_expires ON panel_sessions(expires)`,
+	}},
 }
 
 // pgCDRColumnsDDL are the columns of the acc and missed_calls tables
@@ -1026,6 +1051,17 @@ var mysqlMigrations = []migration{
 	{12, "accounting: per-user indexes on server databases only", []string{}},
 	{13, "dialog: one data column on SQLite", []string{}}, // see PostgreSQL's step 13
 	{14, "accounting: one data column on SQLite", []string{}},
+	{15, "panel sessions", []string{
+		`CREATE TABLE IF NOT EXISTS panel_sessions (
+			id           VARBINARY(64) NOT NULL PRIMARY KEY,
+			name         VARBINARY(64) NOT NULL,
+			csrf         VARBINARY(64) NOT NULL,
+			password_tag VARBINARY(32) NOT NULL,
+			created      BIGINT NOT NULL,
+			expires      BIGINT NOT NULL,
+			KEY panel_sessions_expires (expires)
+		) ENGINE=InnoDB`,
+	}},
 }
 
 // myCDRColumnsDDL are the columns of the acc and missed_calls tables

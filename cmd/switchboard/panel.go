@@ -109,10 +109,14 @@ func (s *server) mountPanel() error {
 	if !pc.Enabled || s.cfg.Mgmt.Listen == "" {
 		return nil
 	}
-	p, err := webpanel.New(webpanel.Config{
+	cfg := webpanel.Config{
 		Commands: s.mgmt, Users: s.store, Metrics: s.mgmt.Metrics(), Logger: s.log,
 		SessionTTL: pc.SessionTTL.D(), LockoutFailures: pc.LockoutFailures, LockoutTime: pc.LockoutTime.D(),
-	})
+	}
+	if s.store.HasPanelSessions() {
+		cfg.Sessions = s.store
+	}
+	p, err := webpanel.New(cfg)
 	if err != nil {
 		return err
 	}

@@ -186,7 +186,8 @@ func screenshotDir(t *testing.T) string {
 // rule, a trunk credential and a carrier registration (whose passwords no
 // page shows), a real rtpengine that they disable and enable from its row,
 // watches the dashboard counters move while sipp sends; a page on another origin cannot post a form to the panel; a
-// read-only user cannot change anything; wrong passwords lock the login.
+// read-only user cannot change anything, and stays logged in across a
+// restart of the server; wrong passwords lock the login.
 func TestE2EPanelBrowser(t *testing.T) {
 	needSipp(t)
 	chromium := needChromium(t)
@@ -411,6 +412,12 @@ func TestE2EPanelBrowser(t *testing.T) {
 		t.Fatalf("alias look-up as read-only user: %q", msg)
 	}
 	b.shot("read-only-aliases")
+	// The session outlives a restart of the server (it is in the store).
+	srv.restart()
+	b.open("/ui/aliases")
+	if loc := get(b, "location after a restart", chromedp.Evaluate[string](`location.pathname`)); loc != "/ui/aliases" {
+		t.Fatalf("after a restart: at %s, want the page of the session, not the login", loc)
+	}
 	b.logout()
 
 	// Wrong passwords lock the account, then even the right one is

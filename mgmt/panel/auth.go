@@ -28,13 +28,15 @@ const (
 )
 
 type session struct {
-	id      string
+	id      string // the cookie's token
+	sid     string // the store's id of it: store.PanelSessionID(id)
 	user    string
 	role    string
-	hash    string // the password hash at login: a change ends the session
+	pwTag   string // store.PanelPasswordTag of the hash at login: a change ends the session
 	csrf    string
 	expires time.Time
 	checked time.Time
+	stored  bool  // the store has it (Config.Sessions)
 	flash   flash // the outcome of the last form, shown once
 }
 
@@ -108,72 +110,6 @@ func (p *Panel) authed(h func(http.ResponseWriter, *http.Request, *session)) htt
 	}
 }
 
-// sessionOf returns the request's live session, or nil. It extends the
-// session, and every RecheckEvery re-reads its user from the store.
-func (p *Panel) sessionOf(r *http.Request) *session {
-	c, err := r.Cookie(sessionCookie)
-	if err != nil || c.Value == "" {
-		return nil
-	}
-	now := p.cfg.Now()
-	p.mu.Lock()
-	s := p.sessions[c.Value]
-	if s != nil && now.After(s.expires) {
-		delete(p.sessions, s.id)
-		s = nil
-	}
-	if s == nil {
-		p.mu.Unlock()
-		return nil
-	}
-	s.expires = now.Add(p.cfg.SessionTTL)
-	recheck := now.Sub(s.checked) >= RecheckEvery
-	if recheck {
-		s.checked = now
-	}
-	p.mu.Unlock()
-	if recheck {
-		return p.recheck(r.Context(), s)
-	}
-	return s
-}
-
-// recheck re-reads s's user: gone or with another password, the session
-// ends; a new role applies at once. A store that does not answer keeps
-// the session as it is.
-func (p *Panel) recheck(ctx context.Context, s *session) *session {
-	u, err := p.cfg.Users.GetPanelUser(ctx, s.user)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch {
-	case errors.Is(err, store.ErrNoPanelUser), err == nil && u.Hash != s.hash:
-		delete(p.sessions, s.id)
-		return nil
-	case err == nil:
-		s.role = u.Role
-	}
-	return s
-}
-
-func (p *Panel) newSession(u store.PanelUser) *session {
-	now := p.cfg.Now()
-	s := &session{id: randomToken(), user: u.Name, role: u.Role, hash: u.Hash, csrf: randomToken(),
-		expires: now.Add(p.cfg.SessionTTL), checked: now}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.sessions) >= p.cfg.MaxSessions {
-		var oldest *session
-		for _, o := range p.sessions {
-			if oldest == nil || o.expires.Before(oldest.expires) {
-				oldest = o
-			}
-		}
-		delete(p.sessions, oldest.id)
-	}
-	p.sessions[s.id] = s
-	return s
-}
-
 func (p *Panel) loginPage(w http.ResponseWriter, r *http.Request) {
 	if p.sessionOf(r) != nil {
 		http.Redirect(w, r, "/ui/", http.StatusSeeOther)
@@ -237,7 +173,7 @@ func (p *Panel) login(w http.ResponseWriter, r *http.Request) {
 	delete(p.fails, ipKey)
 	p.mu.Unlock()
 	p.loginOK.Inc()
-	s := p.newSession(u)
+	s := p.newSession(r.Context(), u)
 	p.log.Info("panel login", "user", u.Name, "role", u.Role, "from", ip)
 	p.setCookie(w, r, loginCookie, "", -1)
 	p.setCookie(w, r, sessionCookie, s.id, 0)
@@ -328,9 +264,7 @@ func (p *Panel) pruneFailuresLocked(now time.Time) {
 }
 
 func (p *Panel) logout(w http.ResponseWriter, r *http.Request, s *session) {
-	p.mu.Lock()
-	delete(p.sessions, s.id)
-	p.mu.Unlock()
+	p.end(r.Context(), s)
 	p.setCookie(w, r, sessionCookie, "", -1)
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }

@@ -208,7 +208,7 @@ func (b *browser) send(csrf, page, form string, vals url.Values) (int, string) {
 // commands) and runs them, but no form that changes anything, and a
 // delete posted anyway is refused before it runs.
 func TestModulePages(t *testing.T) {
-	g := panelOn(t, moduleServer(t))
+	g := panelOn(t, moduleServer(t), nil)
 	admin := g.browser()
 	csrf := admin.login("admin", "admin password 1")
 	must := func(page, form string, vals url.Values, want string) {

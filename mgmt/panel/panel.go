@@ -58,6 +58,10 @@ type Users interface {
 type Config struct {
 	Commands Commands
 	Users    Users
+	// Sessions keeps the sessions in the store too (sessions.go): they
+	// outlive a restart and are good on every node sharing the store.
+	// Nil: in this process's memory only.
+	Sessions Sessions
 	Metrics  *metrics.Set
 	Logger   *slog.Logger
 	// SessionTTL is how long a session lasts without a request.
@@ -67,7 +71,8 @@ type Config struct {
 	LockoutFailures int
 	LockoutTime     time.Duration
 	// MaxSessions bounds the sessions held in memory (default 1000); the
-	// one idle longest makes room for a new login.
+	// one idle longest makes room for a new login (with Sessions, it is
+	// read from the store again when it is used).
 	MaxSessions int
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time

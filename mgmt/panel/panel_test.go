@@ -47,11 +47,15 @@ func (g *rig) advance(d time.Duration) {
 	g.mu.Unlock()
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T) *rig { return newRigOn(t, nil) }
+
+// newRigOn is newRig on the store of another rig (nil: a store of its
+// own): another node sharing a database, or the same one restarted.
+func newRigOn(t *testing.T, st *store.Store) *rig {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := mgmt.New(mgmt.Config{Listen: "127.0.0.1:0", Token: "0123456789abcdef0123", Logger: log})
-	g := panelOn(t, srv)
+	g := panelOn(t, srv, st)
 	var domains []string
 	var dmu sync.Mutex
 	g.srv.Register("domains.list", mgmt.Command{ReadOnly: true, Run: func(context.Context, json.RawMessage) (any, error) {
@@ -79,8 +83,33 @@ func newRig(t *testing.T) *rig {
 }
 
 // panelOn mounts the panel on srv (not started: panelOn starts it), its
-// users in a SQLite store of their own: admin and viewer (read-only).
-func panelOn(t *testing.T, srv *mgmt.Server) *rig {
+// users and sessions in st, or (nil) in a SQLite store of their own with
+// the users admin and viewer (read-only).
+func panelOn(t *testing.T, srv *mgmt.Server, st *store.Store) *rig {
+	t.Helper()
+	if st == nil {
+		st = newPanelStore(t)
+	}
+	g := &rig{t: t, st: st, srv: srv, now: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var err error
+	g.panel, err = New(Config{Commands: g.srv, Users: st, Sessions: st, Metrics: g.srv.Metrics(), Logger: log,
+		LockoutFailures: 3, LockoutTime: 10 * time.Minute, Now: g.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.srv.Mount("/ui/", g.panel)
+	if err := g.srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.srv.Close(context.Background()) })
+	g.base = "http://" + g.srv.Addr()
+	return g
+}
+
+// newPanelStore is a SQLite store with the panel users admin and viewer
+// (read-only).
+func newPanelStore(t *testing.T) *store.Store {
 	t.Helper()
 	st, err := store.Open(t.TempDir(), store.Options{})
 	if err != nil {
@@ -94,20 +123,7 @@ func panelOn(t *testing.T, srv *mgmt.Server) *rig {
 	if err := st.AddPanelUser(ctx, "viewer", "viewer password 1", store.RoleReadOnly); err != nil {
 		t.Fatal(err)
 	}
-	g := &rig{t: t, st: st, srv: srv, now: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	g.panel, err = New(Config{Commands: g.srv, Users: st, Metrics: g.srv.Metrics(), Logger: log,
-		LockoutFailures: 3, LockoutTime: 10 * time.Minute, Now: g.clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.srv.Mount("/ui/", g.panel)
-	if err := g.srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.srv.Close(context.Background()) })
-	g.base = "http://" + g.srv.Addr()
-	return g
+	return st
 }
 
 // browser is a client that keeps cookies, does not follow redirects and
@@ -567,5 +583,77 @@ func TestManyRows(t *testing.T) {
 	_, page := b.get("/ui/domains")
 	if !strings.Contains(page, "the first 1000 of 1005 rows") || strings.Count(page, `<td data-label="domain">`) != maxRows {
 		t.Fatalf("a long table: %d rows shown", strings.Count(page, `<td data-label="domain">`))
+	}
+}
+
+// TestSessionSharedByNodes: a session made on one node is good on another
+// sharing the store (or on the same node after a restart), with its CSRF
+// token; a logout on either ends it on both; a forged cookie, the stored
+// id given as a cookie, an expired session and one whose password changed
+// are refused by a node that must read them from the store.
+func TestSessionSharedByNodes(t *testing.T) {
+	a := newRig(t)
+	b := newRigOn(t, a.st)
+	ba := a.browser()
+	csrf := ba.login("admin", "admin password 1")
+	cookies := ba.c.Jar.Cookies(mustURL(a.base + "/ui/"))
+	onB := func(cs []*http.Cookie) *browser {
+		br := b.browser()
+		br.c.Jar.SetCookies(mustURL(b.base+"/ui/"), cs)
+		return br
+	}
+	bb := onB(cookies)
+	resp, page := bb.get("/ui/domains")
+	if resp.StatusCode != 200 || !strings.Contains(page, "admin (admin)") || csrfOf(t, page) != csrf {
+		t.Fatalf("the session on the other node: %d, csrf %v", resp.StatusCode, csrfOf(t, page) == csrf)
+	}
+	if resp, _ := bb.post("/ui/domains/add", url.Values{"csrf": {csrf}, "domain": {"b.example"}}); resp.StatusCode != http.StatusSeeOther || b.added.Load() != 1 {
+		t.Fatalf("a form on the other node with the session's token: %d, ran %d", resp.StatusCode, b.added.Load())
+	}
+
+	// Cookies that are not a session's.
+	var sess *http.Cookie
+	for _, c := range cookies {
+		if c.Name == sessionCookie {
+			sess = c
+		}
+	}
+	for name, v := range map[string]string{
+		"forged":    randomToken(),
+		"stored id": store.PanelSessionID(sess.Value),
+	} {
+		if resp, _ := onB([]*http.Cookie{{Name: sessionCookie, Value: v}}).get("/ui/domains"); resp.StatusCode != http.StatusSeeOther {
+			t.Errorf("%s cookie: %d, want a redirect to the login", name, resp.StatusCode)
+		}
+	}
+
+	// A logout on B ends the session on A within RecheckEvery.
+	if resp, _ := bb.post("/ui/logout", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout on B: %d", resp.StatusCode)
+	}
+	a.advance(RecheckEvery)
+	if resp, _ := ba.get("/ui/domains"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the session on A after a logout on B: %d, want a redirect", resp.StatusCode)
+	}
+
+	// A node reading a session from the store checks its expiry and its
+	// user's password.
+	ba.login("admin", "admin password 1")
+	cookies = ba.c.Jar.Cookies(mustURL(a.base + "/ui/"))
+	b.advance(RecheckEvery + 8*time.Hour + time.Second) // A's clock is RecheckEvery ahead
+	if resp, _ := onB(cookies).get("/ui/domains"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("an expired session read from the store: %d, want a redirect", resp.StatusCode)
+	}
+	av := a.browser()
+	av.login("viewer", "viewer password 1")
+	cookies = av.c.Jar.Cookies(mustURL(a.base + "/ui/"))
+	if err := a.st.SetPanelUser(context.Background(), "viewer", "a new password 3", ""); err != nil {
+		t.Fatal(err)
+	}
+	c := newRigOn(t, a.st)
+	cc := c.browser()
+	cc.c.Jar.SetCookies(mustURL(c.base+"/ui/"), cookies)
+	if resp, _ := cc.get("/ui/domains"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a session whose password changed, read from the store: %d, want a redirect", resp.StatusCode)
 	}
 }
