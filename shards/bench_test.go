@@ -366,3 +366,22 @@ func BenchmarkParallelUpdate(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkClockNow: the coarse time on the hot path, from a ticking
+// clock (a load or two) and from a napping one (the monotonic clock read
+// and stored: what each read costs while nothing is due).
+func BenchmarkClockNow(b *testing.B) {
+	for _, napping := range []bool{false, true} {
+		b.Run(map[bool]string{false: "ticking", true: "napping"}[napping], func(b *testing.B) {
+			c := NewClock()
+			c.napping.Store(napping)
+			var sum int64
+			for b.Loop() {
+				sum += c.Now()
+			}
+			if sum == 0 {
+				b.Fatal("no time")
+			}
+		})
+	}
+}

@@ -2,19 +2,31 @@ package shards
 
 import (
 	"errors"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // Clock is the coarse clock: milliseconds since the Unix epoch held in an
-// atomic, so reading the time on the hot path is one load, never a call to
-// time.Now. One ticker goroutine (Start) stores the time and then advances
-// the timing wheels of every table created on the clock. A manual clock
-// (NewManualClock) moves only when Advance or Set is called, which lets
-// tests drive the real wheels deterministically.
+// atomic, so reading the time on the hot path is a load or two, never a
+// call to time.Now. One ticker goroutine (Start) stores the time and then
+// advances the timing wheels of every table created on the clock. A
+// manual clock (NewManualClock) moves only when Advance or Set is called,
+// which lets tests drive the real wheels deterministically.
+//
+// An idle server should not wake a hundred times a second for nothing
+// (the ticks were three quarters of an idle server's CPU). When no timer
+// is due within a tick, the ticker naps until the next one is (at most
+// maxNap). While it naps Now reads the real time (a call to the monotonic
+// clock instead of a load), and a timer started to fire before the nap
+// ends wakes it. Under traffic timers fall due every tick and the ticker
+// never naps.
 type Clock struct {
 	ms      atomic.Int64
+	napping atomic.Bool
+	wakeAt  atomic.Int64  // while napping: when the nap ends (ms)
+	kick    chan struct{} // wakes a napping ticker
 	manual  bool
 	start   time.Time
 	startMs int64
@@ -26,14 +38,21 @@ type Clock struct {
 	running bool
 }
 
+// maxNap is the longest nap: the tables' shrink pass runs every second.
+const maxNap = time.Second
+
 type advancer interface {
-	advance(now int64)
+	// advance fires the timers due by now and returns the time the
+	// table next has work (math.MaxInt64 for none).
+	advance(now int64) int64
+	// nextDue returns the time the table next has work, without locks.
+	nextDue() int64
 }
 
 // DefaultTick is the ticker interval used when Start is given zero. Each
-// tick wakes the ticker goroutine and locks every shard of every table to
-// advance its wheel, so the tick is a fixed CPU cost paid even when idle:
-// at 1 ms it was about 5% of a core for a server with three tables. SIP
+// tick wakes the ticker goroutine, so ticking costs CPU even when nothing
+// is due: at 1 ms it was about 5% of a core for a server with three
+// tables (the ticker now naps while nothing is due within a tick). SIP
 // timers start at T1 = 500 ms and RFC 3261 gives them no precision
 // requirement, so 10 ms is ample; the wheel still orders timers by their
 // exact millisecond and fires every due timer of a longer step in order.
@@ -43,7 +62,7 @@ const DefaultTick = 10 * time.Millisecond
 // and then only by the ticker goroutine that Start launches.
 func NewClock() *Clock {
 	now := time.Now()
-	c := &Clock{start: now, startMs: now.UnixMilli()}
+	c := &Clock{start: now, startMs: now.UnixMilli(), kick: make(chan struct{}, 1)}
 	c.ms.Store(c.startMs)
 	return c
 }
@@ -57,7 +76,50 @@ func NewManualClock(ms int64) *Clock {
 
 // Now returns the coarse time in milliseconds since the Unix epoch (for a
 // manual clock, whatever it was set to).
-func (c *Clock) Now() int64 { return c.ms.Load() }
+func (c *Clock) Now() int64 {
+	if c.napping.Load() {
+		return c.napNow()
+	}
+	return c.ms.Load()
+}
+
+// napNow is Now while the ticker naps: the real time, stored for the
+// readers that follow. Apart so that Now stays small enough to inline.
+func (c *Clock) napNow() int64 {
+	c.storeMax(c.elapsed())
+	return c.ms.Load()
+}
+
+// elapsed is the real time in milliseconds, from the monotonic clock.
+func (c *Clock) elapsed() int64 { return c.startMs + int64(time.Since(c.start)/time.Millisecond) }
+
+// storeMax stores ms unless the clock is past it already: readers of a
+// napping clock and the ticker store concurrently, and the time must
+// never go back.
+func (c *Clock) storeMax(ms int64) {
+	for {
+		old := c.ms.Load()
+		if ms <= old || c.ms.CompareAndSwap(old, ms) {
+			return
+		}
+	}
+}
+
+// wake ends a nap (a pending wake is enough).
+func (c *Clock) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// timerStarted wakes a napping ticker when a timer is due before the nap
+// ends. A table calls it for every timer started.
+func (c *Clock) timerStarted(when int64) {
+	if c.napping.Load() && when < c.wakeAt.Load() {
+		c.wake()
+	}
+}
 
 // Start launches the ticker goroutine: every tick it stores the time and
 // advances the wheels of all tables on the clock, firing due timers. A
@@ -97,17 +159,43 @@ func (c *Clock) Stop() {
 
 func (c *Clock) run(tick time.Duration, stop, done chan struct{}) {
 	defer close(done)
-	tk := time.NewTicker(tick)
-	defer tk.Stop()
+	t := time.NewTimer(tick)
+	defer t.Stop()
 	for {
 		select {
 		case <-stop:
 			return
-		case <-tk.C:
+		case <-t.C:
+		case <-c.kick:
+		}
+		// The time first: a reader that sees the nap over reads it.
+		now := c.elapsed()
+		c.storeMax(now)
+		c.napping.Store(false)
+		c.mu.Lock()
+		next := c.tick(now)
+		c.mu.Unlock()
+		sleep := tick
+		wakeAt := min(next, now+maxNap.Milliseconds())
+		if d := time.Duration(wakeAt-now) * time.Millisecond; d > tick {
+			// Nothing is due within a tick: nap until something is. A
+			// timer started meanwhile lowered its shard's due before it
+			// looked at the flag: either it sees the nap (and wakes the
+			// ticker if it is due earlier) or the look below sees it.
+			c.wakeAt.Store(wakeAt)
+			c.napping.Store(true)
+			sleep = d
 			c.mu.Lock()
-			c.tick(c.startMs + int64(time.Since(c.start)/time.Millisecond))
+			for _, a := range c.tables {
+				if a.nextDue() < wakeAt {
+					c.napping.Store(false)
+					sleep = tick
+					break
+				}
+			}
 			c.mu.Unlock()
 		}
+		t.Reset(sleep)
 	}
 }
 
@@ -133,12 +221,15 @@ func (c *Clock) Set(ms int64) {
 	c.tick(ms)
 }
 
-// tick runs with c.mu held.
-func (c *Clock) tick(now int64) {
-	c.ms.Store(now)
+// tick runs with c.mu held. It returns when a table next has work.
+func (c *Clock) tick(now int64) int64 {
+	c.storeMax(now)
+	now = c.ms.Load()
+	next := int64(math.MaxInt64)
 	for _, a := range c.tables {
-		a.advance(now)
+		next = min(next, a.advance(now))
 	}
+	return next
 }
 
 func (c *Clock) register(a advancer) {

@@ -346,6 +346,7 @@ func (s *Shard[V]) StartTimerAt(e *Entry[V], t *Timer, kind uint8, when int64) {
 	if t.when < s.due.Load() {
 		s.due.Store(t.when)
 	}
+	s.t.clock.timerStarted(t.when)
 }
 
 // StopTimer stops t. It reports whether t was active; false means it had

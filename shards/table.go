@@ -244,29 +244,43 @@ func (t *Table[V]) Bytes() int64 { return t.Stats().Bytes }
 const shrinkEvery = 1000 // ms
 
 // advance runs on the clock's ticker (with the clock's lock held). A shard
-// is locked only when its wheel has work due or a shrink pass is on.
-func (t *Table[V]) advance(now int64) {
+// is locked only when its wheel has work due or a shrink pass is on. It
+// returns the earliest time a shard has work next.
+func (t *Table[V]) advance(now int64) int64 {
 	visitAll := now >= t.nextShrink
 	if visitAll {
 		t.nextShrink = now + shrinkEvery
 	}
+	next := int64(math.MaxInt64)
 	for i := range t.shards {
 		s := &t.shards[i]
-		if !visitAll && now < s.due.Load() {
+		if due := s.due.Load(); !visitAll && now < due {
+			next = min(next, due)
 			continue
 		}
 		s.mu.Lock()
 		s.wheel.Advance(now)
-		if next, ok := s.wheel.NextEvent(); ok {
-			s.due.Store(next)
-		} else {
-			s.due.Store(math.MaxInt64)
+		due, ok := s.wheel.NextEvent()
+		if !ok {
+			due = math.MaxInt64
 		}
+		s.due.Store(due)
+		next = min(next, due)
 		if visitAll {
 			s.shrink()
 		}
 		s.mu.Unlock()
 	}
+	return next
+}
+
+// nextDue returns the earliest due of the shards, read without their locks.
+func (t *Table[V]) nextDue() int64 {
+	next := int64(math.MaxInt64)
+	for i := range t.shards {
+		next = min(next, t.shards[i].due.Load())
+	}
+	return next
 }
 
 // bucketSize is the bytes of one index cell (a hash and a pointer).

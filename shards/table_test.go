@@ -899,3 +899,68 @@ func TestIdleShardSkipped(t *testing.T) {
 		t.Fatalf("fired at %v, want [%d %d]", fired, start+20, start+50)
 	}
 }
+
+// TestIdleClockNaps: a started clock whose tables have no timer due
+// naps; Now then reads the real time, not the time of the last tick; a
+// timer started during a nap, by a relative delay or an absolute
+// deadline, fires on time, not at the end of the nap (up to a second
+// later).
+func TestIdleClockNaps(t *testing.T) {
+	clk := NewClock()
+	fired := make(chan int64, 4)
+	tbl := newTable(t, Config[txn]{Clock: clk, Shards: 2, OnTimer: func(s *Shard[txn], e *Entry[txn], tm *Timer) {
+		fired <- time.Now().UnixMilli()
+	}})
+	if err := clk.Start(2 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	defer clk.Stop()
+	napping := func() bool {
+		deadline := time.Now().Add(2 * time.Second)
+		for !clk.napping.Load() {
+			if time.Now().After(deadline) {
+				return false
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return true
+	}
+	if !napping() {
+		t.Fatal("an idle clock did not nap")
+	}
+	time.Sleep(100 * time.Millisecond) // past several ticks it no longer takes
+	if d := clk.Now() - time.Now().UnixMilli(); d < -3 || d > 3 {
+		t.Fatalf("Now during a nap is %d ms off the real time", d)
+	}
+	for i, start := range []func(s *Shard[txn], e *Entry[txn]) int64{
+		func(s *Shard[txn], e *Entry[txn]) int64 {
+			s.StartTimer(e, &e.Value.retx, 1, 50*time.Millisecond)
+			return time.Now().UnixMilli() + 50
+		},
+		func(s *Shard[txn], e *Entry[txn]) int64 {
+			// An absolute deadline from the real time: nothing reads
+			// the clock before the timer starts.
+			when := time.Now().UnixMilli() + 50
+			s.StartTimerAt(e, &e.Value.expire, 2, when)
+			return when
+		},
+	} {
+		if !napping() {
+			t.Fatalf("case %d: the clock did not nap again", i)
+		}
+		var want int64
+		k := []byte{byte('a' + i)}
+		tbl.With(Sum(k), func(s *Shard[txn]) {
+			e, _ := s.Insert(Sum(k), k)
+			want = start(s, e)
+		})
+		select {
+		case at := <-fired:
+			if at < want-2 || at > want+100 {
+				t.Fatalf("case %d: fired %d ms from its deadline (a nap lasts up to %s)", i, at-want, maxNap)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("case %d: the timer did not fire", i)
+		}
+	}
+}
