@@ -313,7 +313,11 @@ func (d *Drouting) probeLoop() {
 		case <-d.stop:
 			return
 		case <-probe.C:
-			d.probeDue()
+			if d.probeDue() {
+				probe.Reset(probeTick)
+			} else {
+				probe.Reset(idleProbeTick)
+			}
 		}
 	}
 }

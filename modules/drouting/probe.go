@@ -21,8 +21,14 @@ import (
 // so with probe_mode 1 the first silent calls take it out and probing
 // brings it back.
 
-// probeTick is how often the probe goroutine looks for gateways due.
-const probeTick = 100 * time.Millisecond
+// probeTick is how often the probe goroutine looks for gateways due;
+// idleProbeTick how often while no gateway is probed at all (a probing
+// gateway loaded by a reload is then probed within a second), so that a
+// server without probing does not wake ten times a second for it.
+const (
+	probeTick     = 100 * time.Millisecond
+	idleProbeTick = time.Second
+)
 
 type probeSettings struct {
 	interval  int64 // ms
@@ -53,17 +59,21 @@ func (ps *probeSettings) answered(code int) bool {
 // on the module's goroutine and reads the probe list the last gateway load
 // published, so a long rule load does not hold probes up. A probe still
 // unanswered when the next is due failed (the core would wait 64·T1).
-func (d *Drouting) probeDue() {
+func (d *Drouting) probeDue() (probing bool) {
 	core := d.h.Originator
 	list := d.probeList.Load()
 	if !core.Ready() || list == nil {
-		return
+		return true // not started yet: look again soon
 	}
 	ps := d.probe.Load()
 	now := d.clock.Now()
 	for _, s := range *list {
 		g := s.cfg.Load()
-		if g == nil || g.disabled || g.probeMode == 0 || g.probeMode == 1 && !s.down.Load() {
+		if g == nil || g.disabled || g.probeMode == 0 {
+			continue
+		}
+		probing = true
+		if g.probeMode == 1 && !s.down.Load() {
 			continue
 		}
 		s.mu.Lock()
@@ -92,6 +102,7 @@ func (d *Drouting) probeDue() {
 			d.probed(s, gen, 503, nil)
 		}
 	}
+	return probing
 }
 
 // probeMessage writes the OPTIONS for g, without a Via (the core adds

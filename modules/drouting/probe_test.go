@@ -236,3 +236,19 @@ func TestGatewayStateEvents(t *testing.T) {
 		t.Fatalf("up: %v", p)
 	}
 }
+
+// TestProbeLoopIdles: without a gateway to probe, probeDue says so and
+// the probe goroutine looks once a second instead of ten times; a
+// probe_mode 1 gateway (probed only when down) counts as probing.
+func TestProbeLoopIdles(t *testing.T) {
+	e := newEnv(t, envOptions{settings: DefaultSettings()})
+	e.gws(store.DRGateway{GWID: "plain", Address: gwAddr(1).String()},
+		store.DRGateway{GWID: "disabled", Address: gwAddr(2).String(), ProbeMode: 2, State: 1})
+	if e.d.probeDue() {
+		t.Fatal("probeDue reports probing with no gateway to probe")
+	}
+	e.gws(store.DRGateway{GWID: "whiledown", Address: gwAddr(3).String(), ProbeMode: 1})
+	if !e.d.probeDue() {
+		t.Fatal("probeDue does not report a probe_mode 1 gateway")
+	}
+}

@@ -9,8 +9,12 @@ import (
 )
 
 // controlTick is how often the controller looks for FEEDBACK pipes whose
-// interval has ended.
-const controlTick = 100 * time.Millisecond
+// interval has ended; idleControlTick how often while there is none (a
+// FEEDBACK pipe added by a reload is then controlled within a second).
+const (
+	controlTick     = 100 * time.Millisecond
+	idleControlTick = time.Second
+)
 
 // control runs the FEEDBACK pipes' controllers: at the end of each pipe's
 // interval it measures the CPU load over the interval and sets the pipe's
@@ -24,13 +28,18 @@ func (r *RateLimit) control() {
 		case <-r.stop:
 			return
 		case <-t.C:
-			r.updateFeedback()
+			if r.updateFeedback() {
+				t.Reset(controlTick)
+			} else {
+				t.Reset(idleControlTick)
+			}
 		}
 	}
 }
 
-// updateFeedback updates the FEEDBACK pipes that are due.
-func (r *RateLimit) updateFeedback() {
+// updateFeedback updates the FEEDBACK pipes that are due, and reports
+// whether there is any.
+func (r *RateLimit) updateFeedback() (found bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.clock.Now()
@@ -41,6 +50,7 @@ func (r *RateLimit) updateFeedback() {
 		if cfg == nil || cfg.alg != feedback {
 			continue
 		}
+		found = true
 		st := p.st.Load()
 		if now < st.next {
 			continue
@@ -49,7 +59,7 @@ func (r *RateLimit) updateFeedback() {
 			var err error
 			if busy, total, err = r.cpu(); err != nil {
 				r.h.Warn("ratelimit: cannot read the CPU load; FEEDBACK pipes keep their drop rate", "error", err)
-				return
+				return true
 			}
 			read = true
 		}
@@ -61,6 +71,7 @@ func (r *RateLimit) updateFeedback() {
 		}
 		c.busy, c.total = busy, total
 	}
+	return found
 }
 
 // readProcStat reads the machine's CPU time: busy (everything but idle

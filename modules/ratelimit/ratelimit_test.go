@@ -311,6 +311,11 @@ func TestKeyEvictionUnderManyKeys(t *testing.T) {
 }
 
 func TestFeedback(t *testing.T) {
+	// Without a FEEDBACK pipe the controller has nothing to do, and says
+	// so (it then looks once a second instead of ten times).
+	if build(t, 0, PipeSettings{Name: "calls", Algorithm: "red", Limit: 10, Methods: []string{"INVITE"}}).rl.updateFeedback() {
+		t.Fatal("updateFeedback reports a FEEDBACK pipe where there is none")
+	}
 	f := build(t, 0, PipeSettings{Name: "cpu", Algorithm: "FEEDBACK", Limit: 50, Methods: []string{"INVITE"}})
 	var busy, total uint64
 	load := 0.0
@@ -322,7 +327,9 @@ func TestFeedback(t *testing.T) {
 	step := func(l float64) int32 {
 		load = l
 		f.h.Clock.Advance(time.Second)
-		f.rl.updateFeedback()
+		if !f.rl.updateFeedback() {
+			t.Fatal("updateFeedback does not report the FEEDBACK pipe")
+		}
 		return f.rl.Pipe("cpu").st.Load().drop.Load()
 	}
 	step(0.9) // the first reading only sets the baseline
