@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"sync"
 )
 
 // sqlBase is what the SQLite and MySQL backends share: a database/sql
@@ -20,7 +21,24 @@ type sqlBase struct {
 	// appendChange appends to the change log inside tx (the backend's
 	// logChange: the numbering differs).
 	appendChange func(ctx context.Context, tx *sql.Tx, kind ChangeKind, user, domain string) error
+
+	// stmts are the pool's prepared queries by their text (sqlConn.pooled),
+	// kept when keepStmts (SQLite): the modules poll table versions and
+	// the change log every second or so, and SQLite parsing the same
+	// statement at every poll, in the proxy's own process, was most of
+	// what an idle server's polls cost. MySQL interpolates the arguments
+	// into the text and parses on the server (one round trip, and the
+	// text protocol's result types).
+	keepStmts bool
+	stmts     sync.Map // string -> *sql.Stmt
+	stmtCount int      // under stmtMu
+	stmtMu    sync.Mutex
 }
+
+// maxPooledStmts bounds the prepared queries kept: queries whose text is
+// built from a varying number of arguments are prepared each time once it
+// is reached.
+const maxPooledStmts = 64
 
 func (b *sqlBase) check(err error) error {
 	if b.unreachable == nil || err == nil {

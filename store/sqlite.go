@@ -88,7 +88,7 @@ func openSQLite(path string, opts Options, migs []migration) (*SQLite, error) {
 		return nil, fmt.Errorf("store: open database %s: %s", path, describeOpenErr(err))
 	}
 	b := &SQLite{path: path, logSize: opts.ChangeLogSize}
-	b.sqlBase = sqlBase{db: db, dup: isUnique, fk: isForeignKey, appendChange: b.logChange}
+	b.sqlBase = sqlBase{db: db, dup: isUnique, fk: isForeignKey, appendChange: b.logChange, keepStmts: true}
 	// sqlite_sequence keeps the last number of the AUTOINCREMENT even
 	// when the log is empty.
 	b.tables = tables{b, `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'change_log'), 0)`}

@@ -253,16 +253,57 @@ func (c sqlConn) exec(ctx context.Context, q string, args ...any) (int64, error)
 }
 
 func (c sqlConn) queryRow(ctx context.Context, q string, args ...any) rowScanner {
+	if st := c.pooled(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return c.r.QueryRowContext(ctx, q, args...)
 }
 
 func (c sqlConn) query(ctx context.Context, q string, args []any, each func(rowScanner) error) error {
-	rows, err := c.r.QueryContext(ctx, q, args...)
+	var rows *sql.Rows
+	var err error
+	if st := c.pooled(ctx, q); st != nil {
+		rows, err = st.QueryContext(ctx, args...)
+	} else {
+		rows, err = c.r.QueryContext(ctx, q, args...)
+	}
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	return eachRow(rows, each)
+}
+
+// pooled returns the prepared statement of query q on the pool, preparing
+// it the first time, or nil: on a backend that does not keep them,
+// inside a transaction (its statements are the transaction's), past
+// maxPooledStmts, or when preparing fails (the query then runs unprepared
+// and reports the error itself).
+func (c sqlConn) pooled(ctx context.Context, q string) *sql.Stmt {
+	if !c.b.keepStmts {
+		return nil
+	}
+	if db, ok := c.r.(*sql.DB); !ok || db != c.b.db {
+		return nil
+	}
+	if st, ok := c.b.stmts.Load(q); ok {
+		return st.(*sql.Stmt)
+	}
+	c.b.stmtMu.Lock()
+	defer c.b.stmtMu.Unlock()
+	if st, ok := c.b.stmts.Load(q); ok {
+		return st.(*sql.Stmt)
+	}
+	if c.b.stmtCount >= maxPooledStmts {
+		return nil
+	}
+	st, err := c.b.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil
+	}
+	c.b.stmts.Store(q, st)
+	c.b.stmtCount++
+	return st
 }
 
 func (c sqlConn) unique(err error) bool     { return c.b.dup(err) }

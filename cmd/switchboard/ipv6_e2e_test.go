@@ -23,21 +23,12 @@ import (
 // ago.
 func freeSIPPort6(t *testing.T) int {
 	t.Helper()
-	for i := 0; i < 50; i++ {
-		u, err := net.ListenPacket("udp", "[::1]:0")
-		if err != nil {
-			t.Skipf("no IPv6 loopback: %v", err)
-		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", "[::1]:"+strconv.Itoa(port))
+	if u, err := net.ListenPacket("udp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
 		u.Close()
-		if err == nil {
-			l.Close()
-			return port
-		}
 	}
-	t.Fatal("no free port on [::1]")
-	return 0
+	return freePort(t, "::1")
 }
 
 // hostOf is the host of a SIP URI or Via for address ip ("127.0.0.1" or
