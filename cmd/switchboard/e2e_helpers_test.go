@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"switchboard/transport/porttest"
 )
 
 // The end-to-end tests build the real binary once, start it with a test
@@ -77,56 +78,16 @@ func freeTCPAddr(t *testing.T) string {
 	return "127.0.0.1:" + strconv.Itoa(freePort(t, "127.0.0.1"))
 }
 
-// freePort returns a port free on ip for both UDP and TCP, which no other
-// test of this process was given. It is taken below the kernel's
-// ephemeral range (ip_local_port_range): a port the kernel handed out for
-// ":0" is free only until it hands the same port to some client's
-// connection, and between the test's pick and the server's bind a
-// database client or another test's connection took it ("bind: address
-// already in use" at start). Below the range nothing takes a port
-// unasked.
+// freePort returns a port of ip free for UDP and TCP (porttest.Free:
+// below the kernel's ephemeral range, where no client connection takes it
+// before the server binds it).
 func freePort(t *testing.T, ip string) int {
 	t.Helper()
-	lo, hi := portRange()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for i := 0; i < 200; i++ {
-		port := lo + rand.IntN(hi-lo)
-		if portsGiven[port] {
-			continue
-		}
-		u, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
-		if err != nil {
-			continue
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
-		u.Close()
-		if err == nil {
-			l.Close()
-			portsGiven[port] = true
-			return port
-		}
+	port, err := porttest.Free(ip)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no free port for UDP and TCP on %s in %d-%d", ip, lo, hi)
-	return 0
-}
-
-var (
-	portsMu    sync.Mutex
-	portsGiven = map[int]bool{}
-)
-
-// portRange is where freePort picks: the 12,000 ports below the kernel's
-// ephemeral range (10000-32767 when it cannot be read).
-func portRange() (lo, hi int) {
-	lo, hi = 10000, 32768
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if f := strings.Fields(string(b)); err == nil && len(f) == 2 {
-		if first, err := strconv.Atoi(f[0]); err == nil && first > 13000 {
-			lo, hi = first-12000, first
-		}
-	}
-	return lo, hi
+	return port
 }
 
 // syncBuffer is a bytes.Buffer safe for the process writer and the test.

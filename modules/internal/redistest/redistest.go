@@ -7,7 +7,6 @@ package redistest
 
 import (
 	"context"
-	"net"
 	"os/exec"
 	"strconv"
 	"syscall"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"switchboard/transport/porttest"
 )
 
 // Server is one redis-server process, stopped when the test ends.
@@ -35,12 +36,10 @@ func Start(t testing.TB) *Server {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not installed (scripts/test-deps.sh installs it)")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := porttest.Free("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	s := &Server{t: t, port: port, dir: t.TempDir()}
 	s.Start()
 	t.Cleanup(s.Stop)

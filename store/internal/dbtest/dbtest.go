@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -24,6 +23,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"switchboard/transport/porttest"
 )
 
 // Spec is what differs between servers.
@@ -119,14 +120,7 @@ func (s *Server) Command(path string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return porttest.Free("127.0.0.1") }
 
 // Restart starts the server after Stop (Start does it the first time),
 // its output appended to server.log, and waits until it accepts
