@@ -120,7 +120,7 @@ func (p *Panel) recheck(ctx context.Context, s *session) *session {
 			return nil
 		case errors.Is(err, store.ErrNoPanelSession):
 			// The store was down at the login: store it now.
-			p.store(ctx, s)
+			p.save(ctx, s)
 		case err != nil:
 			p.log.Warn("panel: moving a session's expiry in the store failed", "user", s.user, "err", err)
 		}
@@ -144,7 +144,7 @@ func (p *Panel) newSession(ctx context.Context, u store.PanelUser) *session {
 		if _, err := ss.DeleteExpiredPanelSessions(ctx, now.Unix()); err != nil {
 			p.log.Warn("panel: deleting expired sessions from the store failed", "err", err)
 		}
-		p.store(ctx, s)
+		p.save(ctx, s)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -152,9 +152,9 @@ func (p *Panel) newSession(ctx context.Context, u store.PanelUser) *session {
 	return s
 }
 
-// store writes s to the store; failing, it lives in this process only
+// save writes s to the store; failing, it lives in this process only
 // until a recheck stores it.
-func (p *Panel) store(ctx context.Context, s *session) {
+func (p *Panel) save(ctx context.Context, s *session) {
 	p.mu.Lock()
 	ps := store.PanelSession{ID: s.sid, User: s.user, CSRF: s.csrf, PasswordTag: s.pwTag, Created: p.cfg.Now().Unix(), Expires: s.expires.Unix()}
 	p.mu.Unlock()
