@@ -498,22 +498,33 @@ func minDuration(ds []time.Duration) time.Duration {
 
 // runEchoFloor measures the echo at the datagram rates of the 500 and
 // 2,000 calls/s rungs: a relay at c calls/s handles 13·c datagrams a second,
-// the echo handles two per datagram sent to it.
+// the echo handles two per datagram sent to it. At each rate the blocking
+// echo (the floor) and then the one through Go's network poller.
 func (b *bench) runEchoFloor(rep *report) {
 	for _, cps := range []int{500, 2000} {
 		rate := cps * datagramsPerCall / 2
-		fmt.Fprintf(b.out, "== echo floor: %d datagrams/s each way (the datagrams of %d calls/s)\n", rate, cps)
-		r, err := b.runEcho(rate, 5*time.Second)
-		r.Calls = cps
-		if err != nil {
-			fmt.Fprintln(b.out, "  ", err)
-			continue
+		for _, poller := range []bool{false, true} {
+			fmt.Fprintf(b.out, "== %s: %d datagrams/s each way (the datagrams of %d calls/s)\n", echoName(poller), rate, cps)
+			r, err := b.runEcho(rate, 5*time.Second, poller)
+			r.Calls = cps
+			if err != nil {
+				fmt.Fprintln(b.out, "  ", err)
+				continue
+			}
+			fmt.Fprintf(b.out, "   sent %d received %d, %s per datagram, %s per call; per datagram %s system calls, %s context switches\n",
+				r.Sent, r.Received, us(r.perDatagram()), us(r.perDatagram()*datagramsPerCall),
+				perUnit2(r.syscallsPerDatagram()), perUnit2(r.ctxPerDatagram()))
+			rep.echo = append(rep.echo, r)
 		}
-		fmt.Fprintf(b.out, "   sent %d received %d, %s per datagram, %s per call; per datagram %s system calls, %s context switches\n",
-			r.Sent, r.Received, us(r.perDatagram()), us(r.perDatagram()*datagramsPerCall),
-			perUnit2(r.syscallsPerDatagram()), perUnit2(r.ctxPerDatagram()))
-		rep.echo = append(rep.echo, r)
 	}
+}
+
+// echoName names an echo in the output and the report.
+func echoName(poller bool) string {
+	if poller {
+		return "UDP echo through Go's poller"
+	}
+	return "UDP echo floor"
 }
 
 // ensureKamailio finds Kamailio or installs it. It returns a note for the
