@@ -24,11 +24,12 @@ import (
 //
 // The echo makes its system calls raw, as a C program would: exactly one
 // recvfrom and one sendto per datagram, on a locked thread that blocks in
-// recvfrom. Through Go's syscall package each recvfrom after an idle
-// moment also woke the runtime's monitor thread (a futex wake, its
-// nanosleep, its futex wait: 1.7 system calls and 2.6 context switches per
-// wake-up instead of 1 and 1), which raised the floor by 60-70% at 500
-// calls/s with work no relay has to do.
+// recvfrom. Through Go's syscall package each wake-up after an idle moment
+// also woke two more threads (the runtime's monitor, out of its deep sleep,
+// and one the blocked call's P was handed to): about 4 futex calls, a
+// nanosleep and 4 context switches per wake-up besides the recvfrom, which
+// made the floor 1.7 times as high at 500 calls/s with work no relay has
+// to do.
 //
 // A second echo, -poller, reads the way transport/udp.go does: a
 // non-blocking socket in Go's network poller, raw recvfrom until EAGAIN,
