@@ -31,15 +31,6 @@ type Clock struct {
 	start   time.Time
 	startMs int64
 
-	// Ticks from traffic (Poke): nextTick is when the next tick is due
-	// (0 while the ticker is not running), lastPoked when Poke last ticked
-	// (ms); pokeTicks and tickerTicks count the ticks of each kind.
-	tickMs      int64
-	nextTick    atomic.Int64
-	lastPoked   atomic.Int64
-	pokeTicks   atomic.Int64
-	tickerTicks atomic.Int64
-
 	mu      sync.Mutex // serialises ticks, registration, Start and Stop
 	tables  []advancer
 	stop    chan struct{}
@@ -49,11 +40,6 @@ type Clock struct {
 
 // maxNap is the longest nap: the tables' shrink pass runs every second.
 const maxNap = time.Second
-
-// Backstop is the longest the ticker leaves the wheels alone while
-// traffic ticks them (Poke): a timer falls due late by at most this much
-// once the messages stop, as against a tick when the ticker ticks.
-const Backstop = 50 * time.Millisecond
 
 type advancer interface {
 	// advance fires the timers due by now and returns the time the
@@ -135,36 +121,6 @@ func (c *Clock) timerStarted(when int64) {
 	}
 }
 
-// Poke ticks the clock on the calling goroutine when a tick is due, so
-// that while messages arrive the ticker need not wake for it. The receive
-// path calls it for each message before handling it, with no shard lock
-// held; it costs a read of the monotonic clock, and a tick when one is due
-// (the ticker's or another Poke's tick in progress is left to finish).
-//
-// Each wake-up of the ticker is a wake-up of the process: at 500 relayed
-// calls a second the ticker's hundred a second were half a context switch
-// a call (bench/results/breakdown.md). While Pokes tick, the ticker wakes
-// every Backstop only, and ticks only when Poke has not for that long. A
-// napping clock (no timer due within a tick) is left alone: the ticker
-// wakes for a timer started meanwhile, and Now reads the real time.
-func (c *Clock) Poke() {
-	next := c.nextTick.Load()
-	if next == 0 || c.napping.Load() {
-		return
-	}
-	now := c.elapsed()
-	if now < next || !c.mu.TryLock() {
-		return
-	}
-	if c.running && now >= c.nextTick.Load() {
-		c.tick(now)
-		c.nextTick.Store(now + c.tickMs)
-		c.lastPoked.Store(now)
-		c.pokeTicks.Add(1)
-	}
-	c.mu.Unlock()
-}
-
 // Start launches the ticker goroutine: every tick it stores the time and
 // advances the wheels of all tables on the clock, firing due timers. A
 // smaller tick gives timers finer precision at the cost of more wake-ups.
@@ -181,7 +137,6 @@ func (c *Clock) Start(tick time.Duration) error {
 		return errors.New("shards: clock already started")
 	}
 	c.running = true
-	c.tickMs = max(tick.Milliseconds(), 1)
 	c.stop = make(chan struct{})
 	c.done = make(chan struct{})
 	go c.run(tick, c.stop, c.done)
@@ -196,7 +151,6 @@ func (c *Clock) Stop() {
 		return
 	}
 	c.running = false
-	c.nextTick.Store(0)
 	stop, done := c.stop, c.done
 	c.mu.Unlock()
 	close(stop)
@@ -207,32 +161,20 @@ func (c *Clock) run(tick time.Duration, stop, done chan struct{}) {
 	defer close(done)
 	t := time.NewTimer(tick)
 	defer t.Stop()
-	c.nextTick.Store(c.elapsed() + c.tickMs)
-	backstop := Backstop.Milliseconds()
 	for {
-		kicked := false
 		select {
 		case <-stop:
 			return
 		case <-t.C:
 		case <-c.kick:
-			kicked = true
 		}
 		// The time first: a reader that sees the nap over reads it.
 		now := c.elapsed()
-		if poked := c.lastPoked.Load(); !kicked && now-poked < backstop {
-			// Traffic ticks the wheels: look again a backstop after
-			// its last tick.
-			t.Reset(time.Duration(poked+backstop-now) * time.Millisecond)
-			continue
-		}
 		c.storeMax(now)
 		c.napping.Store(false)
 		c.mu.Lock()
 		next := c.tick(now)
-		c.nextTick.Store(now + c.tickMs)
 		c.mu.Unlock()
-		c.tickerTicks.Add(1)
 		sleep := tick
 		wakeAt := min(next, now+maxNap.Milliseconds())
 		if d := time.Duration(wakeAt-now) * time.Millisecond; d > tick {

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -963,96 +962,5 @@ func TestIdleClockNaps(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("case %d: the timer did not fire", i)
 		}
-	}
-}
-
-// TestPokeTicks: while messages arrive (Poke, every millisecond here) the
-// wheels are ticked by the callers and the ticker wakes only every
-// Backstop, timers still firing within about a tick of their deadlines;
-// once the Pokes stop the ticker ticks again, a timer at most Backstop
-// late. A timer restarted 5 ms after each firing stands for the traffic's
-// timers: one is always due within a tick, so the clock never naps.
-func TestPokeTicks(t *testing.T) {
-	const tick = DefaultTick
-	clk := NewClock()
-	type firing struct{ due, at int64 }
-	fired := make(chan firing, 1024)
-	var due atomic.Int64
-	tbl := newTable(t, Config[txn]{Clock: clk, Shards: 2, OnTimer: func(s *Shard[txn], e *Entry[txn], tm *Timer) {
-		now := time.Now().UnixMilli()
-		fired <- firing{due.Load(), now}
-		due.Store(now + 5)
-		s.StartTimer(e, tm, 1, 5*time.Millisecond)
-	}})
-	clk.Poke() // before Start: nothing to tick
-	if clk.pokeTicks.Load() != 0 {
-		t.Fatal("Poke ticked a clock not started")
-	}
-	if err := clk.Start(tick); err != nil {
-		t.Fatal(err)
-	}
-	defer clk.Stop()
-	k := []byte("k")
-	tbl.With(Sum(k), func(s *Shard[txn]) {
-		e, _ := s.Insert(Sum(k), k)
-		due.Store(time.Now().UnixMilli() + 5)
-		s.StartTimer(e, &e.Value.retx, 1, 5*time.Millisecond)
-	})
-	// lateness drains the firings so far and returns the latest one.
-	lateness := func() (worst int64, n int) {
-		for {
-			select {
-			case f := <-fired:
-				worst = max(worst, f.at-f.due)
-				n++
-			default:
-				return worst, n
-			}
-		}
-	}
-
-	time.Sleep(100 * time.Millisecond) // the ticker alone
-	lateness()
-	ticker0 := clk.tickerTicks.Load()
-	stop := make(chan struct{})
-	var pokes sync.WaitGroup
-	pokes.Add(1)
-	go func() {
-		defer pokes.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				clk.Poke()
-				time.Sleep(time.Millisecond)
-			}
-		}
-	}()
-	const poking = 600 * time.Millisecond
-	time.Sleep(poking)
-	close(stop)
-	pokes.Wait()
-	tickerWhilePoked := clk.tickerTicks.Load() - ticker0
-	worst, n := lateness()
-	// Without Pokes the ticker would have ticked about 60 times.
-	if max := int64(poking/Backstop) + 4; tickerWhilePoked > max {
-		t.Errorf("the ticker ticked %d times in %s of Pokes, want at most %d", tickerWhilePoked, poking, max)
-	}
-	if p := clk.pokeTicks.Load(); p < 30 || p > int64(poking/tick)+1 {
-		t.Errorf("%d ticks by Poke in %s (tick %s)", p, poking, tick)
-	}
-	if n < 40 || worst > 25 {
-		t.Errorf("while poked: %d firings, the latest %d ms after its deadline", n, worst)
-	}
-
-	// The Pokes stopped: the ticker takes over within Backstop.
-	ticker1 := clk.tickerTicks.Load()
-	time.Sleep(200 * time.Millisecond)
-	if clk.tickerTicks.Load()-ticker1 < 10 {
-		t.Errorf("the ticker ticked %d times in 200 ms after the Pokes stopped", clk.tickerTicks.Load()-ticker1)
-	}
-	if worst, n := lateness(); n < 10 || worst > Backstop.Milliseconds()+25 {
-		t.Errorf("after the Pokes: %d firings, the latest %d ms after its deadline (Backstop %s)", n, worst, Backstop)
 	}
 }

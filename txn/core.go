@@ -257,10 +257,6 @@ func (c *Core) BranchPrefix() string { return string(c.prefix[:]) }
 // HandleMessage is the transport handler: one message from the network.
 // It runs on the transport's reader goroutines, concurrently.
 func (c *Core) HandleMessage(p *transport.Packet) {
-	// Tick the timers here when a tick is due, before the message (its
-	// timestamps read the clock), with no lock held: while messages
-	// arrive the clock's ticker then does not wake the process for it.
-	c.clock.Poke()
 	x := c.getCtx()
 	c.handle(x, p)
 	c.putCtx(x)
