@@ -31,6 +31,16 @@ type Clock struct {
 	start   time.Time
 	startMs int64
 
+	// Nudges from the receive path (Poke): nextTick is when the next tick
+	// is due (0 while the ticker is not running), nudged when Poke last
+	// woke the ticker (ms); nudgedTicks and timedTicks count the ticks
+	// each way of waking started.
+	tickMs      int64
+	nextTick    atomic.Int64
+	nudged      atomic.Int64
+	nudgedTicks atomic.Int64
+	timedTicks  atomic.Int64
+
 	mu      sync.Mutex // serialises ticks, registration, Start and Stop
 	tables  []advancer
 	stop    chan struct{}
@@ -40,6 +50,11 @@ type Clock struct {
 
 // maxNap is the longest nap: the tables' shrink pass runs every second.
 const maxNap = time.Second
+
+// Backstop is how long the ticker sleeps while the receive path nudges it
+// (Poke): a timer falls due late by at most this much once the messages
+// stop, as against a tick otherwise.
+const Backstop = 50 * time.Millisecond
 
 type advancer interface {
 	// advance fires the timers due by now and returns the time the
@@ -121,6 +136,29 @@ func (c *Clock) timerStarted(when int64) {
 	}
 }
 
+// Poke wakes the ticker when a tick is due. The receive path calls it
+// before each message; it costs a read of the monotonic clock, and a
+// non-blocking channel send when a tick is due.
+//
+// Under traffic the ticker's own timer woke the process a hundred times a
+// second, each time from its sleep in the network poller (half a context
+// switch a relayed call at 500/s, bench/results/breakdown.md). Woken by a
+// message's goroutine instead, the ticker runs on a thread that is awake
+// anyway, after that goroutine parks: its work stays on its own goroutine,
+// beside the readers, never on the receive path. While Pokes come, the
+// ticker's timer is set a Backstop ahead only. A napping clock (no timer due
+// within a tick) is left alone: a timer started meanwhile wakes it.
+func (c *Clock) Poke() {
+	next := c.nextTick.Load()
+	if next == 0 || c.napping.Load() {
+		return
+	}
+	if now := c.elapsed(); now >= next {
+		c.nudged.Store(now)
+		c.wake()
+	}
+}
+
 // Start launches the ticker goroutine: every tick it stores the time and
 // advances the wheels of all tables on the clock, firing due timers. A
 // smaller tick gives timers finer precision at the cost of more wake-ups.
@@ -137,6 +175,7 @@ func (c *Clock) Start(tick time.Duration) error {
 		return errors.New("shards: clock already started")
 	}
 	c.running = true
+	c.tickMs = max(tick.Milliseconds(), 1)
 	c.stop = make(chan struct{})
 	c.done = make(chan struct{})
 	go c.run(tick, c.stop, c.done)
@@ -151,6 +190,7 @@ func (c *Clock) Stop() {
 		return
 	}
 	c.running = false
+	c.nextTick.Store(0)
 	stop, done := c.stop, c.done
 	c.mu.Unlock()
 	close(stop)
@@ -161,21 +201,34 @@ func (c *Clock) run(tick time.Duration, stop, done chan struct{}) {
 	defer close(done)
 	t := time.NewTimer(tick)
 	defer t.Stop()
+	c.nextTick.Store(c.elapsed() + c.tickMs)
+	backstop := Backstop.Milliseconds()
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
+			c.timedTicks.Add(1)
 		case <-c.kick:
+			c.nudgedTicks.Add(1) // or a timer started during a nap
 		}
 		// The time first: a reader that sees the nap over reads it.
 		now := c.elapsed()
+		// The next tick's time before this one's work: Pokes meanwhile
+		// do not queue a nudge for a tick that would find nothing due.
+		c.nextTick.Store(now + c.tickMs)
 		c.storeMax(now)
 		c.napping.Store(false)
 		c.mu.Lock()
 		next := c.tick(now)
 		c.mu.Unlock()
-		sleep := tick
+		base := tick
+		if now-c.nudged.Load() < backstop {
+			// Messages nudge the ticker: its own timer is the backstop
+			// for when they stop.
+			base = Backstop
+		}
+		sleep := base
 		wakeAt := min(next, now+maxNap.Milliseconds())
 		if d := time.Duration(wakeAt-now) * time.Millisecond; d > tick {
 			// Nothing is due within a tick: nap until something is. A
@@ -189,7 +242,7 @@ func (c *Clock) run(tick time.Duration, stop, done chan struct{}) {
 			for _, a := range c.tables {
 				if a.nextDue() < wakeAt {
 					c.napping.Store(false)
-					sleep = tick
+					sleep = base
 					break
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -962,5 +963,96 @@ func TestIdleClockNaps(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("case %d: the timer did not fire", i)
 		}
+	}
+}
+
+// TestPokeNudges: while messages arrive (Poke, every millisecond here) the
+// ticker ticks when they nudge it, its own timer firing about once a
+// Backstop only, and timers fire within about a tick of their deadlines;
+// once the Pokes stop its timer ticks again, a timer at most a Backstop
+// late. A timer restarted 5 ms after each firing stands for the traffic's
+// timers: one is always due within a tick, so the clock never naps.
+func TestPokeNudges(t *testing.T) {
+	const tick = DefaultTick
+	clk := NewClock()
+	type firing struct{ due, at int64 }
+	fired := make(chan firing, 1024)
+	var due atomic.Int64
+	tbl := newTable(t, Config[txn]{Clock: clk, Shards: 2, OnTimer: func(s *Shard[txn], e *Entry[txn], tm *Timer) {
+		now := time.Now().UnixMilli()
+		fired <- firing{due.Load(), now}
+		due.Store(now + 5)
+		s.StartTimer(e, tm, 1, 5*time.Millisecond)
+	}})
+	clk.Poke() // before Start: nothing to wake
+	if len(clk.kick) != 0 {
+		t.Fatal("Poke nudged a clock not started")
+	}
+	if err := clk.Start(tick); err != nil {
+		t.Fatal(err)
+	}
+	defer clk.Stop()
+	k := []byte("k")
+	tbl.With(Sum(k), func(s *Shard[txn]) {
+		e, _ := s.Insert(Sum(k), k)
+		due.Store(time.Now().UnixMilli() + 5)
+		s.StartTimer(e, &e.Value.retx, 1, 5*time.Millisecond)
+	})
+	// lateness drains the firings so far and returns the latest one.
+	lateness := func() (worst int64, n int) {
+		for {
+			select {
+			case f := <-fired:
+				worst = max(worst, f.at-f.due)
+				n++
+			default:
+				return worst, n
+			}
+		}
+	}
+
+	time.Sleep(100 * time.Millisecond) // the ticker's timer alone
+	lateness()
+	timed0, nudged0 := clk.timedTicks.Load(), clk.nudgedTicks.Load()
+	stop := make(chan struct{})
+	var pokes sync.WaitGroup
+	pokes.Add(1)
+	go func() {
+		defer pokes.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				clk.Poke()
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	const poking = 600 * time.Millisecond
+	time.Sleep(poking)
+	close(stop)
+	pokes.Wait()
+	timed, nudged := clk.timedTicks.Load()-timed0, clk.nudgedTicks.Load()-nudged0
+	worst, n := lateness()
+	// Without Pokes the timer would have ticked about 60 times.
+	if max := int64(poking/Backstop) + 4; timed > max {
+		t.Errorf("the ticker's timer ticked %d times in %s of Pokes, want at most %d", timed, poking, max)
+	}
+	if nudged < 30 || nudged > int64(poking/tick)+2 {
+		t.Errorf("%d ticks nudged by Poke in %s (tick %s)", nudged, poking, tick)
+	}
+	if n < 40 || worst > 25 {
+		t.Errorf("while poked: %d firings, the latest %d ms after its deadline", n, worst)
+	}
+
+	// The Pokes stopped: the ticker's timer takes over within a Backstop.
+	timed1 := clk.timedTicks.Load()
+	time.Sleep(200 * time.Millisecond)
+	if d := clk.timedTicks.Load() - timed1; d < 10 {
+		t.Errorf("the ticker's timer ticked %d times in 200 ms after the Pokes stopped", d)
+	}
+	if worst, n := lateness(); n < 10 || worst > Backstop.Milliseconds()+25 {
+		t.Errorf("after the Pokes: %d firings, the latest %d ms after its deadline (Backstop %s)", n, worst, Backstop)
 	}
 }

@@ -257,6 +257,9 @@ func (c *Core) BranchPrefix() string { return string(c.prefix[:]) }
 // HandleMessage is the transport handler: one message from the network.
 // It runs on the transport's reader goroutines, concurrently.
 func (c *Core) HandleMessage(p *transport.Packet) {
+	// A tick due wakes the clock's ticker from this awake thread rather
+	// than from its own timer (shards.Clock.Poke).
+	c.clock.Poke()
 	x := c.getCtx()
 	c.handle(x, p)
 	c.putCtx(x)
