@@ -146,14 +146,20 @@ func (c *Clock) timerStarted(when int64) {
 // message's goroutine instead, the ticker runs on a thread that is awake
 // anyway, after that goroutine parks: its work stays on its own goroutine,
 // beside the readers, never on the receive path. While Pokes come, the
-// ticker's timer is set a Backstop ahead only. A napping clock (no timer due
-// within a tick) is left alone: a timer started meanwhile wakes it.
+// ticker's timer is set a Backstop ahead only. Since the tick comes after
+// the message, Poke stores the time itself, so that the message reads a
+// clock as fresh as the ticker's timer kept it. A napping clock (no timer
+// due within a tick) is left alone: a timer started meanwhile wakes it,
+// and Now reads the real time.
 func (c *Clock) Poke() {
 	next := c.nextTick.Load()
 	if next == 0 || c.napping.Load() {
 		return
 	}
 	if now := c.elapsed(); now >= next {
+		// The time now, for the message about to be handled: the tick
+		// itself runs after it.
+		c.storeMax(now)
 		c.nudged.Store(now)
 		c.wake()
 	}

@@ -1056,3 +1056,23 @@ func TestPokeNudges(t *testing.T) {
 		t.Errorf("after the Pokes: %d firings, the latest %d ms after its deadline (Backstop %s)", n, worst, Backstop)
 	}
 }
+
+// TestPokeStoresTime: a Poke that finds a tick due stores the time before
+// it returns, though the ticker ticks later: the message it comes before
+// reads a fresh clock. No ticker runs here (nextTick set by hand), so
+// nothing else moves the clock.
+func TestPokeStoresTime(t *testing.T) {
+	clk := NewClock()
+	time.Sleep(30 * time.Millisecond)
+	if d := time.Now().UnixMilli() - clk.Now(); d < 20 {
+		t.Fatalf("the clock moved without a tick (%d ms behind)", d)
+	}
+	clk.nextTick.Store(clk.elapsed()) // a tick is due
+	clk.Poke()
+	if d := time.Now().UnixMilli() - clk.Now(); d < -2 || d > 2 {
+		t.Fatalf("after Poke the clock is %d ms behind the real time", d)
+	}
+	if len(clk.kick) != 1 {
+		t.Fatal("Poke did not wake the ticker")
+	}
+}
