@@ -35,7 +35,6 @@ type Clock struct {
 	// is due (0 while the ticker is not running), nudged when Poke last
 	// woke the ticker (ms); nudgedTicks and timedTicks count the ticks
 	// each way of waking started.
-	tickMs      int64
 	nextTick    atomic.Int64
 	nudged      atomic.Int64
 	nudgedTicks atomic.Int64
@@ -181,7 +180,6 @@ func (c *Clock) Start(tick time.Duration) error {
 		return errors.New("shards: clock already started")
 	}
 	c.running = true
-	c.tickMs = max(tick.Milliseconds(), 1)
 	c.stop = make(chan struct{})
 	c.done = make(chan struct{})
 	go c.run(tick, c.stop, c.done)
@@ -207,8 +205,8 @@ func (c *Clock) run(tick time.Duration, stop, done chan struct{}) {
 	defer close(done)
 	t := time.NewTimer(tick)
 	defer t.Stop()
-	c.nextTick.Store(c.elapsed() + c.tickMs)
-	backstop := Backstop.Milliseconds()
+	tickMs, backstop := max(tick.Milliseconds(), 1), Backstop.Milliseconds()
+	c.nextTick.Store(c.elapsed() + tickMs)
 	for {
 		select {
 		case <-stop:
@@ -222,7 +220,7 @@ func (c *Clock) run(tick time.Duration, stop, done chan struct{}) {
 		now := c.elapsed()
 		// The next tick's time before this one's work: Pokes meanwhile
 		// do not queue a nudge for a tick that would find nothing due.
-		c.nextTick.Store(now + c.tickMs)
+		c.nextTick.Store(now + tickMs)
 		c.storeMax(now)
 		c.napping.Store(false)
 		c.mu.Lock()
