@@ -41,11 +41,14 @@ vet:
 
 # cmd/switchboard's end-to-end tests (real binaries, sipp, database servers)
 # take several minutes under -race on two shared cores: more than go test's
-# default 10-minute bound per package leaves no margin for.
+# default 10-minute bound per package leaves no margin for. Most of their time
+# is waiting (for sipp's pauses, timers, restarts), so those that call
+# t.Parallel run four at a time, more than the two cores go test would allow
+# by default (cmd/switchboard/README.md, "Tests").
 # The browser test keeps its screenshots in ARTEFACTS.
 ARTEFACTS ?= $(CURDIR)/bin/test-artefacts
 unit:
-	SWB_TEST_ARTEFACTS=$(ARTEFACTS) $(GO) test -race -count=1 -timeout 20m ./...
+	SWB_TEST_ARTEFACTS=$(ARTEFACTS) $(GO) test -race -count=1 -parallel 4 -timeout 20m ./...
 
 # Zero-allocation assertions, without -race: the race detector's sync.Pool
 # drops items on purpose, so allocation tests skip themselves under -race.

@@ -229,6 +229,7 @@ func accListArgs(t *testing.T, srv *testServer, args string) []map[string]any {
 // answered and ended by her BYE, is a record in acc. The challenged
 // first INVITEs leave no record.
 func TestE2EProviderMissedCall(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "auth:\n  algorithms: [MD5]\n  check_uri: false\n")
 	addUser(t, srv, "alice@localhost", "alice-pw")

@@ -215,6 +215,7 @@ func readyzBody(t *testing.T, s *testServer) string {
 // cached binding, and the registrations answered meanwhile reach the other
 // nodes once it is back.
 func TestE2EAnycastThreeNodes(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	rd := startRedisServer(t)
 	const (

@@ -27,6 +27,7 @@ import (
 // Failed at once instead of timing out. A hand-off forged from an address
 // that is not a peer is refused.
 func TestE2EAnycastFlowHandoff(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	rd := startRedisServer(t)
 	sipPort := freeSIPPort(t)

@@ -45,6 +45,7 @@ func complete(t *testing.T, shell string, words ...string) []string {
 // module verbs, ctl's flags' values and, against a running server, its
 // management commands.
 func TestE2ECompletion(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}

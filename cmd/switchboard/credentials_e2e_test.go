@@ -130,6 +130,7 @@ const carrierCredentials = `Proxy-Authorization: Digest username="acct-17", real
 // consume_credentials), to a registered subscriber and to another domain;
 // credentials for another realm are relayed.
 func TestE2EConsumeCredentials(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "auth:\n  register: false\n")
 	addUser(t, srv, "alice@localhost", "alice-pw")

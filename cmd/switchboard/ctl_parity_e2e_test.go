@@ -56,6 +56,7 @@ func parityRows(t *testing.T) [][2]string {
 // an object the test server does not have counts: the command ran). Each
 // is run as a table and as JSON.
 func TestE2ECtlParity(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}

@@ -14,6 +14,7 @@ import (
 // answer with a BYE to each sipp end (each answers 200: both scenarios
 // pass), and counted as ended by timeout.
 func TestE2EDialogTimeoutEndsCall(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "routes: calls\ndialog:\n  default_timeout: 2s\n")
 	uas := freeSIPPort(t)
@@ -49,6 +50,7 @@ func TestE2EDialogTimeoutEndsCall(t *testing.T) {
 // one goes through to the callee, is listed, and dialog.end ends it with
 // a BYE (the sipp callee answers it).
 func TestE2EDialogProfileLimit(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "routes: calls\ndialog:\n  profiles:\n    - {name: caller, with_value: true, value: from_user, limit: 2}\n")
 	uas := freeSIPPort(t)
@@ -160,6 +162,7 @@ func profileSize(t *testing.T, srv *testServer) int {
 // and reaches the callee: both scenarios pass; the call's record has the
 // answer of the first run and the end of the second.
 func TestE2EDialogSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "routes: calls\n")
 	uas := freeSIPPort(t)
@@ -229,6 +232,7 @@ func TestE2EDialogSurvivesRestart(t *testing.T) {
 // restarts a second after the answer, and 6 s after the answer the
 // restarted server sends the BYE to both sipp ends, which answer it.
 func TestE2EDialogTimeoutAfterRestart(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "routes: calls\ndialog:\n  default_timeout: 6s\n")
 	uas := freeSIPPort(t)
@@ -272,6 +276,7 @@ func TestE2EDialogTimeoutAfterRestart(t *testing.T) {
 // server exits 0, and a start on the same storage.dir restores nothing.
 // Before the end, a new INVITE during the drain gets 503.
 func TestE2EDialogDrainEndsCalls(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "routes: calls\ndialog:\n  drain_timeout: 2s\n")
 	uas := freeSIPPort(t)
@@ -327,6 +332,7 @@ func TestE2EDialogDrainEndsCalls(t *testing.T) {
 // unanswered (408 after 64·T1 = 6.4 s with the test's T1), and the proxy
 // ends the call with a BYE, which the sipp caller answers: reason ping.
 func TestE2EDialogPingEndsDeadCall(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "routes: calls\ndialog:\n  ping_interval: 1s\n")
 	uas := freeSIPPort(t)

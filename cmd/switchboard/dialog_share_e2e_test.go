@@ -164,6 +164,7 @@ func redisCommands(t *testing.T, c *redis.Client) map[string]int {
 // answer), and exactly one record of the call exists across the three
 // nodes' stores (the dead node's read offline), with reason timeout.
 func TestE2EDialogSharedTakeover(t *testing.T) {
+	t.Parallel()
 	_, nodes, shared := sharedDialogGroup(t, "2s")
 	uas := freeSIPPort(t)
 	callee := startSippPeer(t, "-sf", "uas_callee.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-m", "1")
@@ -251,6 +252,7 @@ func TestE2EDialogSharedTakeover(t *testing.T) {
 // node is left with a dialog. Logs the Redis commands per call (INFO
 // commandstats before and after).
 func TestE2EDialogSharedByeElsewhere(t *testing.T) {
+	t.Parallel()
 	rd, nodes, shared := sharedDialogGroup(t, "1m")
 	rc := redis.NewClient(&redis.Options{Addr: rd.addr()})
 	defer rc.Close()
@@ -322,6 +324,7 @@ func TestE2EDialogSharedByeElsewhere(t *testing.T) {
 // 0), one record each across the nodes, and at least one BYE was
 // fetched.
 func TestE2ETopologyHidingShared(t *testing.T) {
+	t.Parallel()
 	_, nodes, shared := sharedDialogGroupWith(t, "1m", "topohiding:\n  calls: true\n")
 	const calls = 10
 	recs, byNode := calleeHangsUp(t, nodes, shared, calls)

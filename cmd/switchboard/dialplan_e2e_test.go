@@ -44,6 +44,7 @@ func waitMetric(t *testing.T, srv *testServer, name string, want float64) time.D
 // rewrite; a bad regex is refused with the rule named. Group memberships
 // added with the CLI are answered by groups.check.
 func TestE2EAliasesAndDialplan(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	const poll = 200 * time.Millisecond
 	// sipp 3.6 answers MD5 challenges only, with a digest uri that is not

@@ -73,6 +73,7 @@ func natBindings(t *testing.T, srv *testServer, aor string) []natBinding {
 // and an authenticated contact elsewhere than the phone's address is stored
 // as a third-party registration, not as behind NAT.
 func TestE2EDigestURIRetransmissionAndOrder(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}
@@ -136,6 +137,7 @@ func TestE2EDigestURIRetransmissionAndOrder(t *testing.T) {
 // TestE2EUnauthenticatedContactIsItsSource: with auth.register false the
 // same REGISTER's contact is reached at its source (marked behind NAT).
 func TestE2EUnauthenticatedContactIsItsSource(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}

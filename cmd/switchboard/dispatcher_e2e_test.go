@@ -157,6 +157,7 @@ func near(got int, want, tol float64) bool { return math.Abs(float64(got)-want) 
 // calls spread evenly within ±20% (four standard deviations of the
 // binomial: sipp's Call-IDs carry its pid).
 func TestE2EDispatcherDistributes(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "routes: dispatch\ndispatcher:\n  dispatch_set: 1\n  dispatch_algorithm: weight\n  probe_interval: 0s\n  poll_interval: 50ms\n")
 	a, b := startSippUAS(t, "uas_dispatch.xml"), startSippUAS(t, "uas_dispatch.xml")
@@ -215,6 +216,7 @@ func TestE2EDispatcherDistributes(t *testing.T) {
 // the round robin tried first. The silent one is taken out after
 // dispatcher.probe_failures timeouts (MarkDst in the route set).
 func TestE2EDispatcherFailsOver(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "routes: dispatch\ndispatcher:\n  dispatch_algorithm: round_robin\n  probe_interval: 0s\n  probe_failures: 2\n"+
 		"timers:\n  t1: 100ms\n  t2: 400ms\n  t4: 500ms\n  timer_c: 5s\n  fr: 1s\n")
@@ -255,6 +257,7 @@ func TestE2EDispatcherFailsOver(t *testing.T) {
 // back when it answers again. An operator's set_state takes one out and
 // puts it back.
 func TestE2EDispatcherProbing(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "routes: dispatch\ndispatcher:\n  dispatch_algorithm: round_robin\n  probe_interval: 200ms\n"+
 		"  probe_timeout: 150ms\n  probe_failures: 2\n  probe_successes: 2\n")
@@ -311,6 +314,7 @@ func TestE2EDispatcherProbing(t *testing.T) {
 // the CLI while 100 calls of half a second run at 50 per second; no call
 // is lost, and every call's count is released by its BYE.
 func TestE2EDispatcherReloadKeepsCalls(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "routes: dispatch\ndispatcher:\n  dispatch_algorithm: least_calls\n  probe_interval: 0s\n  poll_interval: 20ms\n")
 	a, b := startSippUAS(t, "uas_dispatch.xml"), startSippUAS(t, "uas_dispatch.xml")

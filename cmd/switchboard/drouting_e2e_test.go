@@ -64,6 +64,7 @@ func gwCalls(srv *testServer, gwid string) float64 {
 // nationally is first made E.164 by the dialplan provider.dialplan_id, and a gateway that
 // answers 503 makes the call go to the next one of the rule's list.
 func TestE2EDroutingPrefixesAndFailover(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, droutingConfig)
 	addUser(t, srv, "alice@localhost", "alice-pw")
@@ -144,6 +145,7 @@ func TestE2EDroutingPrefixesAndFailover(t *testing.T) {
 // the next gateway, without waiting for it); once it answers again it is
 // up and takes calls.
 func TestE2EDroutingProbing(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, droutingConfig)
 	addUser(t, srv, "alice@localhost", "alice-pw")
@@ -301,6 +303,7 @@ func TestDroutingCLI(t *testing.T) {
 // the call go to the next of the rule's list; a number without a rule
 // gets 404, a rule whose gateways are all disabled 503.
 func TestE2EDroutingRouteSet(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "routes: drouting\ndrouting:\n  poll_interval: 50ms\n  fr_timeout: 2s\n")
 	gwPort, busyPort := freeSIPPort(t), freeSIPPort(t)

@@ -24,6 +24,7 @@ func txnScenario(t *testing.T, name string) string {
 // Record-Route on the INVITE and its Via on the in-dialog ACK and BYE; the
 // caller sends ACK and BYE along the recorded route. /metrics counts them.
 func TestE2ERelayedCallsWithRecordRoute(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "routes: relay\n")
 	before := srv.metrics()
@@ -75,6 +76,7 @@ func TestE2ERelayedCallsWithRecordRoute(t *testing.T) {
 // TestE2ECancelWhileRinging: the caller cancels a ringing call: 200 for the
 // CANCEL and 487 for the INVITE, passed through the proxy.
 func TestE2ECancelWhileRinging(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "routes: relay\n")
 	uas := freeSIPPort(t)
@@ -92,6 +94,7 @@ func TestE2ECancelWhileRinging(t *testing.T) {
 // TestE2EOptionsAnswered: a sipp probe's OPTIONS to the proxy itself gets
 // 200 from the provider route set.
 func TestE2EOptionsAnswered(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "")
 	res := runSipp(t, 20*time.Second, "-sf", "options.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
@@ -123,6 +126,7 @@ func statusLine(reply string) string {
 // TestE2EProviderSanity: the answers of the provider route set and the core
 // to requests a provider sees every day, sent by a raw UDP peer.
 func TestE2EProviderSanity(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "")
 	before := srv.metrics()
@@ -164,6 +168,7 @@ func TestE2EProviderSanity(t *testing.T) {
 // TestE2EBadConfig: configuration mistakes stop the start with the file,
 // line and key, and exit code 2.
 func TestE2EBadConfig(t *testing.T) {
+	t.Parallel()
 	bin := switchboardBinary(t)
 	dir := t.TempDir()
 	cases := []struct{ name, yaml, want string }{
@@ -191,6 +196,7 @@ func TestE2EBadConfig(t *testing.T) {
 // normally (their BYE is still routed), a new call during the drain gets
 // 503, and the server exits 0 once they are done.
 func TestE2ESigtermLetsCallsFinish(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "routes: relay\n")
 	uas := freeSIPPort(t)

@@ -138,6 +138,7 @@ func (r *hookReceiver) all() []hookEvent {
 // binary reaches a webhook as E_UL_CONTACT_INSERT within 100 ms of sipp
 // getting its 200, with the binding's fields and the webhook's token.
 func TestE2EEventsWebhookRegistration(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	rcv := startReceiver(t, "")
 	srv := startServer(t, fmt.Sprintf(`auth:
@@ -201,6 +202,7 @@ func registerNoAuth(user string, seq int) string {
 // once, the webhook's queue fills and the events beyond it are dropped
 // and counted.
 func TestE2EEventsRetriesAndStuckReceiver(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}
@@ -264,6 +266,7 @@ events:
 // Events to a client with the token, refuses one without; subscriptions
 // added at run time get events too, and events.raise raises one.
 func TestE2EEventsStream(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}
@@ -367,6 +370,7 @@ func TestE2EEventsStream(t *testing.T) {
 // raises E_DLG_STATE_CHANGED for its creation, its answer and its end,
 // with OpenSIPS's state numbers.
 func TestE2EEventsDialogStates(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	rcv := startReceiver(t, "")
 	srv := startServer(t, fmt.Sprintf("routes: calls\nevents:\n  webhooks:\n    - {name: dlg, url: \"http://%s/\", events: [E_DLG_STATE_CHANGED]}\n", rcv.addr))
@@ -401,6 +405,7 @@ func TestE2EEventsDialogStates(t *testing.T) {
 // nothing else; trace.stop ends it; log.level changes the level at run
 // time.
 func TestE2ETraceCommand(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}
@@ -458,6 +463,7 @@ func TestE2ETraceCommand(t *testing.T) {
 // reach the HEP collector as protocol type 100 packets correlated to its
 // Call-ID; the lines of another call do not.
 func TestE2EHEPLogLines(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}

@@ -64,6 +64,7 @@ func dualStackServer(t *testing.T, extra string) (srv *testServer, port6, tls6 i
 // transport, the callee's side on top), ACK and BYE follow the route set
 // to the callee with the proxy's Route values removed.
 func TestE2EIPv6Calls(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv, port6, tls6, cert, pool := dualStackServer(t, "routes: relay\n")
 	p4, p6, t6 := strconv.Itoa(srv.Port), strconv.Itoa(port6), strconv.Itoa(tls6)
@@ -246,6 +247,7 @@ func sendUDP6(t *testing.T, port int, msg string, wait time.Duration) string {
 // second call crosses families: two Record-Route values, checked by the
 // caller's scenario for the IPv4 one).
 func TestE2EIPv6Registrar(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv, port6, _, _, _ := dualStackServer(t, "auth:\n  algorithms: [MD5]\n  check_uri: false\n")
 	addUser(t, srv, "alice@localhost", "alice-pw")
@@ -290,6 +292,7 @@ func TestE2EIPv6Registrar(t *testing.T) {
 // [::1] listener has advertise "[::1]:port", which once came out as
 // "::1:port" in Via and Record-Route.
 func TestE2EIPv6Resolver(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	uas := freeSIPPort6(t)
 	z := dnstest.NewZone(t,

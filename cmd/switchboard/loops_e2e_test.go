@@ -14,6 +14,7 @@ import (
 // itself once per Via (1,002 packets). It is now handled once and dropped,
 // /metrics counts the drop, and nothing reaches the listener.
 func TestE2EResponseLoopDropped(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}

@@ -19,6 +19,7 @@ import (
 // changes nothing, while the open endpoints stay open and
 // `switchboard ctl` works with the token the server created.
 func TestE2EManagementAPIRefusesBrowserRequests(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}

@@ -49,6 +49,7 @@ func waitAtLeast(t *testing.T, srv *testServer, name string, want float64, d tim
 // the phone's sipp stops, the binding is removed after ping_failures
 // unanswered pings.
 func TestE2ENATPhone(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "auth:\n  algorithms: [MD5]\n  check_uri: false\n"+
 		"nathelper:\n  ping_interval: 1s\n  ping_timeout: 400ms\n  ping_failures: 2\n  fix_sdp: [rewrite-media-ip, rewrite-origin-ip]\n")

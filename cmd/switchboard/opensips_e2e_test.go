@@ -86,6 +86,7 @@ func onlyComments(s string) bool {
 // a restart; an OpenSIPS database missing a column is refused at start
 // with the column named.
 func TestE2EOpenSIPSSchema(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	eachServerDriver(t, testOpenSIPSSchema)
 }
@@ -248,6 +249,7 @@ func waitRows(t *testing.T, db *sql.DB, query string, want int) {
 // instances of the running server, and removing one socket with the CLI
 // leaves the other in the row.
 func TestE2EOpenSIPSSets(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	_, storage, dsn := startDatabase(t, "postgres")
 	db := openSIPSDatabase(t, "postgres", dsn, freeSIPPort(t))

@@ -21,6 +21,7 @@ import (
 // a preloaded Route is refused. Once the phone's connection closes, a call
 // to it gets 430 Flow Failed.
 func TestE2EOutbound(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv, port6, tls6, _, pool := dualStackServer(t, "auth:\n  algorithms: [MD5]\n  check_uri: false\n")
 	addUser(t, srv, "alice@localhost", "alice-pw")

@@ -475,6 +475,7 @@ func evilPage(t *testing.T, target string) string {
 // TestE2EPanelEndCall: a call sipp holds up is listed on the Calls page,
 // and its "End call" button sends the BYE that ends it at the callee.
 func TestE2EPanelEndCall(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	chromium := needChromium(t)
 	srv := startServer(t, "routes: calls\n")
@@ -519,6 +520,7 @@ func TestE2EPanelEndCall(t *testing.T) {
 // command is a command of the real binary, and each list is read-only
 // (the API takes it as GET, as the panel runs it on a page view).
 func TestE2EPanelCommands(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, "")
 	get := func(path string) (int, []byte) {
 		req, _ := http.NewRequest("GET", "http://"+srv.Mgmt+path, nil)

@@ -42,6 +42,7 @@ func permissionsCLI(t *testing.T, srv *testServer, args ...string) string {
 // and a Via naming the gateway, is still challenged; so are the
 // gateway's calls once its entry is deleted.
 func TestE2ETrustedGateway(t *testing.T) {
+	t.Parallel()
 	const poll = 200 * time.Millisecond
 	srv := startServer(t, "auth:\n  register: false\npermissions:\n  poll_interval: 200ms\n")
 	addUser(t, srv, "bob@localhost", "bob-pw")
@@ -142,6 +143,7 @@ func TestE2ETrustedGateway(t *testing.T) {
 // TestE2EPermissionsCLIErrors: the offline commands name what is wrong
 // and exit 2 for a bad command line, 1 for a bad value.
 func TestE2EPermissionsCLIErrors(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, "")
 	for _, c := range []struct {
 		args  []string

@@ -88,6 +88,7 @@ func registered(t *testing.T, srv *testServer) map[string]bool {
 // answers are still going out; after a restart on the same data directory
 // every registration that was answered 200 is there.
 func TestE2EWriteThroughSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}
@@ -124,6 +125,7 @@ func TestE2EWriteThroughSurvivesSIGKILL(t *testing.T) {
 // few milliseconds of changes (logged, not asserted: that is the loss
 // window the documentation states).
 func TestE2EWriteBackFlushesOnSIGTERM(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}

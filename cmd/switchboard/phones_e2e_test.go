@@ -89,6 +89,7 @@ func needPhone(t *testing.T, f phoneFamily) {
 // (digest, outbound proxy), alice calls bob, bob answers automatically,
 // both see the call up, alice hangs up and both see it end.
 func TestE2EPhones(t *testing.T) {
+	t.Parallel()
 	for _, f := range phoneFamilies {
 		t.Run(f.name, func(t *testing.T) {
 			needPhone(t, f)

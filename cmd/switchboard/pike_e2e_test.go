@@ -232,6 +232,7 @@ func TestE2EPikeFloodBanned(t *testing.T) {
 // TestE2EPikeManagement: pike.ban, pike.bans and pike.unban on the
 // running server, for an address the route would serve.
 func TestE2EPikeManagement(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}

@@ -73,6 +73,7 @@ func sippUA(t *testing.T, srv *testServer, scenario string, port int, user, pass
 // refusals, unregistration, calls between registered phones, 404 and 480,
 // a restart that keeps the registrations, and expiry on time.
 func TestE2ERegistrarWithSipp(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	// sipp 3.6 answers MD5 challenges only, and reads the first one; its
 	// digest uri is sip:<server address>:<port>, not the Request-URI.
@@ -250,6 +251,7 @@ func pickChallenge(t *testing.T, resp, alg string) *digestChallenge {
 // same refusal for an unknown user as for a wrong password, against the
 // binary on its default algorithms (SHA-256 offered first, then MD5).
 func TestE2EDigest(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "auth:\n  nonce_lifetime: 10s\n")
 	addUser(t, srv, "erin@localhost", "erin-pw")
@@ -335,6 +337,7 @@ func TestE2EDigest(t *testing.T) {
 // TestE2EManagementCommands: subscribers, domains and registrations
 // through the management API of the running binary.
 func TestE2EManagementCommands(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "auth:\n  register: false\n")
 	mgmtCall(t, srv, "domains.add", `{"domain":"example.com"}`)

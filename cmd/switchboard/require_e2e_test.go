@@ -13,6 +13,7 @@ import (
 // §10.3); a request it relays keeps its Require, which is for the UAS at
 // the other end.
 func TestE2ERequire(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "auth:\n  register: false\n")
 	addUser(t, srv, "bob@localhost", "bob-pw")

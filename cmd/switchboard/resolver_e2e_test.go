@@ -17,6 +17,7 @@ import (
 // connection to the UDP target), and the answers come from the cache after
 // the first call.
 func TestE2EOutboundResolver(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	uas, dead := freeSIPPort(t), freeSIPPort(t)
 	z := dnstest.NewZone(t,

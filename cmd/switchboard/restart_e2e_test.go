@@ -16,6 +16,7 @@ import (
 // port; it then crashes (SIGKILL) and is started again at once, as a
 // service manager would: it must bind the port and serve.
 func TestE2ERestartAfterCrashWithTimeWait(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}

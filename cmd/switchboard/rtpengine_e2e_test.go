@@ -205,6 +205,7 @@ func (p *rtpengineProc) waitNoCalls(t *testing.T, what string) {
 // answered 486 leave no session either. The management commands list the
 // instance, and the metrics count the commands and their latency.
 func TestE2ERtpengineCall(t *testing.T) {
+	t.Parallel()
 	rtpe := startRtpengine(t)
 	srv := startServer(t, "auth:\n  algorithms: [MD5]\n  check_uri: false\n"+
 		"rtpengine:\n  instances: [\"udp:127.0.0.1:"+strconv.Itoa(rtpe.ng)+"\"]\n  ping_interval: 1s\n")
@@ -297,6 +298,7 @@ const goodSDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\
 // down, and with on_unavailable: relay the call goes to the callee with
 // its own SDP instead.
 func TestE2ERtpengineRefusals(t *testing.T) {
+	t.Parallel()
 	rtpe := startRtpengine(t)
 	const sippAuth = "auth:\n  algorithms: [MD5]\n  check_uri: false\n" // sipp 3.6: MD5, uri of the server
 	srv := startServer(t, sippAuth+"rtpengine:\n  instances: [\"udp:127.0.0.1:"+strconv.Itoa(rtpe.ng)+"\"]\n")
@@ -369,6 +371,7 @@ func TestE2ERtpengineRefusals(t *testing.T) {
 // listed down and counted, and calls go straight to the survivor while it
 // is out.
 func TestE2ERtpengineFailover(t *testing.T) {
+	t.Parallel()
 	a, b := startRtpengineRange(t, 37000, 37499), startRtpengineRange(t, 37500, 37999)
 	srv := startServer(t, "auth:\n  algorithms: [MD5]\n  check_uri: false\n"+
 		"rtpengine:\n  instances: [\"udp:127.0.0.1:"+strconv.Itoa(a.ng)+"\", \"udp:127.0.0.1:"+strconv.Itoa(b.ng)+"\"]\n"+
@@ -406,6 +409,7 @@ func TestE2ERtpengineFailover(t *testing.T) {
 // SDP through rtpengine both ways: the callee's 200 reaches the caller
 // with rtpengine's port, and rtpengine has the session.
 func TestE2ERtpengineRelayRoutes(t *testing.T) {
+	t.Parallel()
 	rtpe := startRtpengine(t)
 	srv := startServer(t, "routes: relay\nrtpengine:\n  instances: [\"udp:127.0.0.1:"+strconv.Itoa(rtpe.ng)+"\"]\n")
 	uasPort := freeSIPPort(t)

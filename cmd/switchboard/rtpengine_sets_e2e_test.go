@@ -40,6 +40,7 @@ func waitList(t *testing.T, srv *testServer, want ...string) string {
 // flows through rtpengine both ways, a re-INVITE without SDP does the
 // same, and after the BYE rtpengine has no session.
 func TestE2ERtpengineLateOffer(t *testing.T) {
+	t.Parallel()
 	rtpe := startRtpengine(t)
 	srv := startServer(t, "auth:\n  algorithms: [MD5]\n  check_uri: false\nrtpengine:\n  poll_interval: 100ms\n  ping_interval: 1s\n")
 	addUser(t, srv, "alice@localhost", "alice-pw")
@@ -107,6 +108,7 @@ func execSwitchboard(t *testing.T, args ...string) (string, error) {
 // with the key named. rtpengine.reload loads at once; `rtpengine remove`
 // takes a row out, and a set's instance is enabled and disabled by set.
 func TestE2ERtpengineTableAllowList(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, "rtpengine:\n  poll_interval: 1m\n")
 	out, err := execSwitchboard(t, "rtpengine", "add", "udp:192.0.2.10:2223", "-c", srv.Config)
 	if err == nil || !strings.Contains(out, "rtpengine udp:192.0.2.10:2223: 192.0.2.10 is outside outbound.allow") {

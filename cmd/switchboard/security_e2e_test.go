@@ -152,6 +152,7 @@ func sipRequest(method, ruri, callID, from, to, extra string) string {
 // foreign Request-URIs. Each gets 403 or 404 and the targets (a UDP and a
 // TCP socket on loopback) receive nothing.
 func TestE2ENoOpenRelay(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	// REGISTER without a password keeps the test to the in-dialog checks;
 	// they do not depend on it.
@@ -260,6 +261,7 @@ func TestE2ESpoofedInviteGetsOnePacket(t *testing.T) {
 // it and answers as without it (RFC 3261 §16.4). A Route preloaded to
 // another proxy is still refused.
 func TestE2EOutboundProxyPreload(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "")
 	p := newUDPPeer(t)

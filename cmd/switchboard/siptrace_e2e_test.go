@@ -158,6 +158,7 @@ func takeMatch(want []wireMsg, w wireMsg) ([]wireMsg, bool) {
 // and time are those of the configuration and of the call. sngrep decodes
 // the same packets on its own, and tshark reads the SIP it wrote.
 func TestE2EHEPCaptureOfACall(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	needTool(t, "sngrep", "sngrep")
 	needTool(t, "tshark", "tshark")
@@ -310,6 +311,7 @@ func mustRead(t *testing.T, path string) string {
 // without tracing, and the failures are counted: every message captured
 // is either sent, failed or dropped, and some failed.
 func TestE2EHEPDeadCollector(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	dead := freeSIPPort(t) // free a moment ago: nothing listens there
 	srv := startServer(t, fmt.Sprintf("routes: relay\nsiptrace:\n  collectors: [\"127.0.0.1:%d\"]\n", dead))

@@ -72,6 +72,7 @@ func eachServerDriver(t *testing.T, fn func(t *testing.T, driver string)) {
 // driver too) authenticate on both; a registration made through node A is
 // in the database, and node B, started afterwards, loads it.
 func TestE2EServerStorage(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	eachServerDriver(t, testServerStorage)
 }
@@ -131,6 +132,7 @@ func testServerStorage(t *testing.T, driver string) {
 // A database that cannot be reached: the CLI fails, and says which
 // setting and which server, not the password.
 func TestE2EDatabaseUnreachableAtStart(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct{ driver, dsn string }{
 		{"postgres", "postgres://sb:hunter2@127.0.0.1:1/sb?connect_timeout=2"},
 		{"mysql", "sb:hunter2@tcp(127.0.0.1:1)/sb"},
@@ -170,6 +172,7 @@ func readyz(t *testing.T, srv *testServer) (int, string) {
 // "degraded: storage", switchboard_storage_up is 0; when the database is
 // back, both say so and new registrations are stored again.
 func TestE2EServerOutage(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	eachServerDriver(t, testServerOutage)
 }

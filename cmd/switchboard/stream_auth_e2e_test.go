@@ -99,6 +99,7 @@ func reusePortDialer(t *testing.T) *net.Dialer {
 // local port, the second connection opened last: the answers still go on
 // the connection each request came in on.
 func TestE2EStreamRegisterAfterLookup(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	dir := t.TempDir()
 	certFile, keyFile, _, pool := testCert(t, dir)

@@ -276,6 +276,7 @@ func headerValues(msg, name string) []string {
 }
 
 func TestE2ETransports(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	dir := t.TempDir()
 	certFile, keyFile, cert, pool := testCert(t, dir)

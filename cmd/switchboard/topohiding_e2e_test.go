@@ -18,6 +18,7 @@ import (
 // caller received the callee's; each in-dialog request was addressed to
 // the proxy's Contact (its token), never to the other party's.
 func TestE2ETopologyHiding(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, "routes: calls\ntopohiding:\n  calls: true\n")
 	dir := t.TempDir()

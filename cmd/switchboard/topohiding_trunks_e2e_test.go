@@ -29,6 +29,7 @@ const hiddenTrunksConfig = "auth:\n  algorithms: [MD5]\n  check_uri: false\n" +
 // with its MAC edited 403, the token on another Call-ID 403. A second
 // call is hung up by the caller.
 func TestE2ETopologyHidingTrunks(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	srv := startServer(t, hiddenTrunksConfig)
 	addUser(t, srv, "alice@localhost", "alice-pw")

@@ -169,6 +169,7 @@ func uacCLI(t *testing.T, srv *testServer, args ...string) string {
 // its BYE carry the caller's own CSeq numbers while the carrier sees its
 // numbering continued on the ACK and the BYE.
 func TestE2EUACAuthTrunk(t *testing.T) {
+	t.Parallel()
 	needSipp(t)
 	// sipp answers the first challenge, MD5, with a digest uri that is not
 	// the Request-URI.
@@ -325,6 +326,7 @@ func waitState(t *testing.T, srv *testServer, d time.Duration, state string) uac
 // is down and registers again when it is back; state in uac.registrations
 // and the metrics; deleted with the CLI, it is unregistered.
 func TestE2ERegistrant(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}
