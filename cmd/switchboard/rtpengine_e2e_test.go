@@ -19,8 +19,9 @@ import (
 // userspace mode (no kernel module: --table=-1), without the system
 // configuration (--config-file=none: its CLI and HTTP ports are one per
 // host), on 127.0.0.1 with its own
-// ng port and the RTP port range 37000-37999 (the sipp scenarios check the
-// SDP names a port of it), deleting sessions at once (--delete-delay=0).
+// ng port and RTP ports of its own in 37000-37999 (the sipp scenarios check
+// the SDP names a port of that range; rtpPorts), deleting sessions at once
+// (--delete-delay=0).
 type rtpengineProc struct {
 	ng   int
 	log  *syncBuffer
@@ -28,15 +29,23 @@ type rtpengineProc struct {
 	kill func()
 }
 
-func startRtpengine(t *testing.T) *rtpengineProc {
-	t.Helper()
-	return startRtpengineRange(t, 37000, 37999)
+// rtpSlices counts the rtpengines the test process started: each takes the
+// next hundred ports of 37000-37999 (ten slices, reused in turn). The tests
+// run in parallel, and two rtpengines given the same range bind the same
+// ports (ss -ulpn shows both on each): the kernel then hands one's RTP to
+// the other, and a call's media stops.
+var rtpSlices atomic.Int32
+
+// rtpPorts returns the next slice of the RTP range.
+func rtpPorts() (lo, hi int) {
+	i := int(rtpSlices.Add(1)-1) % 10
+	return 37000 + 100*i, 37000 + 100*i + 99
 }
 
-// startRtpengineRange is startRtpengine with its own RTP port range.
-func startRtpengineRange(t *testing.T, lo, hi int) *rtpengineProc {
+func startRtpengine(t *testing.T) *rtpengineProc {
 	t.Helper()
 	needSipp(t)
+	lo, hi := rtpPorts()
 	bin, err := exec.LookPath("rtpengine")
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -372,7 +381,7 @@ func TestE2ERtpengineRefusals(t *testing.T) {
 // is out.
 func TestE2ERtpengineFailover(t *testing.T) {
 	t.Parallel()
-	a, b := startRtpengineRange(t, 37000, 37499), startRtpengineRange(t, 37500, 37999)
+	a, b := startRtpengine(t), startRtpengine(t)
 	srv := startServer(t, "auth:\n  algorithms: [MD5]\n  check_uri: false\n"+
 		"rtpengine:\n  instances: [\"udp:127.0.0.1:"+strconv.Itoa(a.ng)+"\", \"udp:127.0.0.1:"+strconv.Itoa(b.ng)+"\"]\n"+
 		"  timeout: 100ms\n  retries: 1\n  disable_timeout: 1m\n")
