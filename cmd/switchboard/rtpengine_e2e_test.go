@@ -42,6 +42,8 @@ func rtpPorts() (lo, hi int) {
 	return 37000 + 100*i, 37000 + 100*i + 99
 }
 
+// startRtpengine starts an rtpengine for the test, on the next slice of
+// RTP ports, and stops it when the test ends.
 func startRtpengine(t *testing.T) *rtpengineProc {
 	t.Helper()
 	needSipp(t)
