@@ -138,7 +138,6 @@ func (r *hookReceiver) all() []hookEvent {
 // binary reaches a webhook as E_UL_CONTACT_INSERT within 100 ms of sipp
 // getting its 200, with the binding's fields and the webhook's token.
 func TestE2EEventsWebhookRegistration(t *testing.T) {
-	t.Parallel()
 	needSipp(t)
 	rcv := startReceiver(t, "")
 	srv := startServer(t, fmt.Sprintf(`auth:
@@ -202,7 +201,6 @@ func registerNoAuth(user string, seq int) string {
 // once, the webhook's queue fills and the events beyond it are dropped
 // and counted.
 func TestE2EEventsRetriesAndStuckReceiver(t *testing.T) {
-	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end tests skipped in -short mode")
 	}
