@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -180,6 +181,9 @@ func scenario(t *testing.T, name string, code int) string {
 // scenarioLoss is scenario with every <send> not marked lost="0" losing
 // pct percent of its messages (sends only: SIPp's loss on receive records
 // the dropped message and then ignores its retransmissions).
+// sendTag is a scenario's <send ...> opening tag.
+var sendTag = regexp.MustCompile(`<send(\s[^>]*)?>`)
+
 func scenarioLoss(t *testing.T, name string, code, pct int) string {
 	t.Helper()
 	src := filepath.Join("testdata", "sipp", name)
@@ -193,9 +197,15 @@ func scenarioLoss(t *testing.T, name string, code, pct int) string {
 	}
 	b = bytes.ReplaceAll(b, []byte("EXPECTED_CODE"), []byte(strconv.Itoa(code)))
 	if pct > 0 {
-		lost := ` lost="` + strconv.Itoa(pct) + `">`
-		b = bytes.ReplaceAll(b, []byte("<send>"), []byte("<send"+lost))
-		b = bytes.ReplaceAll(b, []byte(`<send retrans="500">`), []byte(`<send retrans="500"`+lost))
+		// Every send without a lost attribute of its own loses pct %,
+		// whatever its other attributes (the BYE's start_txn).
+		lost := []byte(` lost="` + strconv.Itoa(pct) + `">`)
+		b = sendTag.ReplaceAllFunc(b, func(tag []byte) []byte {
+			if bytes.Contains(tag, []byte("lost=")) {
+				return tag
+			}
+			return append(bytes.Clone(tag[:len(tag)-1]), lost...)
+		})
 	}
 	dst := filepath.Join(t.TempDir(), strings.TrimSuffix(name, ".xml")+"_"+strconv.Itoa(code)+"_"+strconv.Itoa(pct)+".xml")
 	if err := os.WriteFile(dst, b, 0o644); err != nil {
