@@ -114,8 +114,8 @@ func TestCountedCallAllocatesNothing(t *testing.T) {
 		send()
 	}
 	allocs := testing.AllocsPerRun(2000, send)
-	if allocs != 0 || !selected || p.d.calls.n.Load() != 0 {
-		t.Errorf("%v allocations per counted INVITE (selected %v, tracked %d)", allocs, selected, p.d.calls.n.Load())
+	if allocs != 0 || !selected || p.d.calls.Len() != 0 {
+		t.Errorf("%v allocations per counted INVITE (selected %v, tracked %d)", allocs, selected, p.d.calls.Len())
 	}
 }
 

@@ -34,6 +34,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"switchboard/modules"
+	"switchboard/modules/internal/calltrack"
 	"switchboard/modules/internal/tablepoll"
 	"switchboard/shards"
 	"switchboard/store"
@@ -169,7 +170,7 @@ type Dispatcher struct {
 	gen      uint64
 	version  int64 // table version in the store when last loaded
 
-	calls   *callTable
+	calls   *calltrack.Table[Lease]
 	tracker Tracker
 	timeout atomic.Int64 // call_timeout, ms
 
@@ -191,7 +192,6 @@ type Dispatcher struct {
 	wg     sync.WaitGroup
 
 	reloads, reloadErrors, noDest, probes, stateChanges *metrics.Counter
-	untracked, timedOut                                 *metrics.Counter
 	skipped                                             atomic.Int64
 }
 
@@ -233,7 +233,9 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 		fixed: [2]any{s.PollInterval, s.MaxCalls}}
 	d.apply(s)
 	var err error
-	if d.calls, err = newCallTable(d, h.Clock, h.Shards, s.MaxCalls); err != nil {
+	d.calls, err = calltrack.New[Lease](calltrack.Config{Clock: h.Clock, Shards: h.Shards, MaxCalls: s.MaxCalls,
+		Timeout: &d.timeout, FailOver: true, Metrics: h.Metrics, Prefix: "switchboard_dispatcher_calls"})
+	if err != nil {
 		return nil, err
 	}
 	d.tracker = d.calls
@@ -243,7 +245,7 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := d.LoadTable(ctx); err != nil {
-		d.calls.tbl.Close()
+		d.calls.Close()
 		return nil, err
 	}
 	d.registerCommands(h)
@@ -316,7 +318,7 @@ func (d *Dispatcher) Stop() {
 		d.wg.Wait()
 		d.stop = nil
 	}
-	d.calls.tbl.Close()
+	d.calls.Close()
 }
 
 // sweepEvery is how often calls past call_timeout are released.
@@ -327,13 +329,12 @@ func (d *Dispatcher) sweep() {
 	defer d.wg.Done()
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
-	var buf []Lease
 	for {
 		select {
 		case <-d.stop:
 			return
 		case <-t.C:
-			buf = d.calls.sweep(d.clock.Now(), buf)
+			d.calls.Sweep(d.clock.Now())
 		}
 	}
 }
@@ -403,10 +404,8 @@ func (d *Dispatcher) registerMetrics() {
 	d.noDest = m.GetOrCreateCounter("switchboard_dispatcher_no_destination_total")
 	d.probes = m.GetOrCreateCounter("switchboard_dispatcher_probes_total")
 	d.stateChanges = m.GetOrCreateCounter("switchboard_dispatcher_state_changes_total")
-	d.untracked = m.GetOrCreateCounter("switchboard_dispatcher_calls_untracked_total")
-	d.timedOut = m.GetOrCreateCounter("switchboard_dispatcher_calls_timed_out_total")
 	m.GetOrCreateGauge("switchboard_dispatcher_destinations", func() float64 { return float64(d.tab.Load().dests) })
 	m.GetOrCreateGauge("switchboard_dispatcher_sets", func() float64 { return float64(len(d.tab.Load().sets)) })
 	m.GetOrCreateGauge("switchboard_dispatcher_skipped_rows", func() float64 { return float64(d.skipped.Load()) })
-	m.GetOrCreateGauge("switchboard_dispatcher_calls_tracked", func() float64 { return float64(d.calls.n.Load()) })
+	m.GetOrCreateGauge("switchboard_dispatcher_calls_tracked", func() float64 { return float64(d.calls.Len()) })
 }

@@ -81,14 +81,14 @@ func TestTrackedCallAllocatesNothing(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%v allocations per tracked INVITE", allocs)
 	}
-	if p.last != OK || p.concurrent("0900") != 0 || p.f.calls.n.Load() != 0 {
-		t.Fatalf("result %v, concurrent %d, tracked %d", p.last, p.concurrent("0900"), p.f.calls.n.Load())
+	if p.last != OK || p.concurrent("0900") != 0 || p.f.calls.Len() != 0 {
+		t.Fatalf("result %v, concurrent %d, tracked %d", p.last, p.concurrent("0900"), p.f.calls.Len())
 	}
 	// The same INVITE relayed is tracked: the path measured counted calls.
 	p.refuseAfterCheck = false
 	send()
-	if p.concurrent("0900") != 1 || p.f.calls.n.Load() != 1 {
-		t.Fatalf("relayed: concurrent %d, tracked %d", p.concurrent("0900"), p.f.calls.n.Load())
+	if p.concurrent("0900") != 1 || p.f.calls.Len() != 1 {
+		t.Fatalf("relayed: concurrent %d, tracked %d", p.concurrent("0900"), p.f.calls.Len())
 	}
 }
 

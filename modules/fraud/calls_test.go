@@ -190,7 +190,7 @@ func TestCallTableBounded(t *testing.T) {
 			t.Fatalf("call %d: %q", i, answer)
 		}
 	}
-	if n := p.f.calls.n.Load(); n != 100 {
+	if n := p.f.calls.Len(); n != 100 {
 		t.Fatalf("%d calls tracked, bound 100", n)
 	}
 	if p.counter(`switchboard_fraud_calls_untracked_total`) != 50 {

@@ -143,8 +143,6 @@ func (f *Fraud) registerMetrics(set *metrics.Set) {
 	f.events.counts[Warning] = set.NewCounter(`switchboard_fraud_events_total{level="warning"}`)
 	f.events.counts[Critical] = set.NewCounter(`switchboard_fraud_events_total{level="critical"}`)
 	f.evicted = set.NewCounter(`switchboard_fraud_counters_evicted_total`)
-	f.timedOut = set.NewCounter(`switchboard_fraud_calls_timed_out_total`)
-	f.untracked = set.NewCounter(`switchboard_fraud_calls_untracked_total`)
 	f.reloadErrors = set.NewCounter(`switchboard_fraud_reload_errors_total`)
 	set.NewGauge(`switchboard_fraud_rules`, func() float64 {
 		if rs := f.rules.Load(); rs != nil {
@@ -153,5 +151,5 @@ func (f *Fraud) registerMetrics(set *metrics.Set) {
 		return 0
 	})
 	set.NewGauge(`switchboard_fraud_counters`, func() float64 { return float64(f.counters.Len()) })
-	set.NewGauge(`switchboard_fraud_calls`, func() float64 { return float64(f.calls.n.Load()) })
+	set.NewGauge(`switchboard_fraud_calls`, func() float64 { return float64(f.calls.Len()) })
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"switchboard/modules"
+	"switchboard/modules/internal/calltrack"
 	"switchboard/shards"
 	"switchboard/store"
 )
@@ -128,7 +129,7 @@ type Fraud struct {
 	counters *shards.Table[counter]
 	lru      []lru // per counter shard
 	perShard int   // counter entries per shard
-	calls    *callTable
+	calls    *calltrack.Table[Lease]
 	tracker  Tracker
 	timeout  atomic.Int64 // ms
 
@@ -137,7 +138,6 @@ type Fraud struct {
 	reloadMu sync.Mutex // one rule load at a time
 
 	// the sweeper's (run's goroutine) own state
-	sweepBuf         []Lease
 	lastCounterSweep int64
 
 	stop chan struct{}
@@ -147,8 +147,6 @@ type Fraud struct {
 
 	results      [numResults]*metrics.Counter
 	evicted      *metrics.Counter
-	timedOut     *metrics.Counter
-	untracked    *metrics.Counter
 	reloadErrors *metrics.Counter
 }
 
@@ -172,7 +170,9 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 	}
 	f.perShard = perShard(s.MaxCallers, f.counters.NumShards())
 	f.lru = make([]lru, f.counters.NumShards())
-	if f.calls, err = newCallTable(f, h.Clock, h.Shards, s.MaxCalls); err != nil {
+	f.calls, err = calltrack.New[Lease](calltrack.Config{Clock: h.Clock, Shards: h.Shards, MaxCalls: s.MaxCalls,
+		Timeout: &f.timeout, Metrics: h.Metrics, Prefix: "switchboard_fraud_calls"})
+	if err != nil {
 		f.counters.Close()
 		return nil, err
 	}
@@ -225,7 +225,7 @@ func (f *Fraud) Stop() {
 
 func (f *Fraud) closeTables() {
 	f.counters.Close()
-	f.calls.tbl.Close()
+	f.calls.Close()
 }
 
 // sweepEvery is how often calls past their timeout are released (so the

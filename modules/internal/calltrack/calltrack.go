@@ -1,0 +1,214 @@
+// Package calltrack keeps the calls a module counts until they end, for
+// modules that count calls in progress without the dialog module: the
+// dispatcher's calls per destination (least_calls) and fraud's concurrent
+// calls per caller. Each tracked call holds the module's lease (what
+// Release takes off its counter); the proxy keeps no dialog state, so a
+// call ends when the route relays its BYE (CallEnded), when its INVITE
+// will not be answered 2xx (CallFailed from the failure route, Reply for
+// the finals that skip it) or when its safety timeout passes (Sweep).
+//
+// The table is keyed by Call-ID, sharded like the transaction table and
+// bounded: a call past the bound is not tracked (the module releases its
+// lease at once and the call goes on uncounted), counted in
+// <prefix>_untracked_total. Calls released by the timeout are counted in
+// <prefix>_timed_out_total. Nothing on the request path allocates.
+package calltrack
+
+import (
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"switchboard/parser"
+	"switchboard/routing"
+	"switchboard/shards"
+)
+
+// Lease is one call counted by a module. Release is called once, when the
+// call ends or (with Config.FailOver) its lease is replaced.
+type Lease interface {
+	Release()
+}
+
+// Config sets up a Table.
+type Config struct {
+	Clock    *shards.Clock
+	Shards   int
+	MaxCalls int // the most calls tracked at once (spread over the shards)
+	// Timeout is each call's safety deadline in ms, read when the call is
+	// tracked: the module's setting, reloadable.
+	Timeout *atomic.Int64
+	// FailOver: a lease given for a call already tracked by the same
+	// INVITE transaction replaces the one held, which is released (the
+	// dispatcher moving a call to another destination). Without it a call
+	// is tracked once and Track refuses it again.
+	FailOver bool
+	// Metrics and Prefix name the counters, e.g.
+	// switchboard_dispatcher_calls_untracked_total for the prefix
+	// switchboard_dispatcher_calls.
+	Metrics *metrics.Set
+	Prefix  string
+}
+
+// Table is a module's calls in progress.
+type Table[L Lease] struct {
+	tbl                 *shards.Table[call[L]]
+	perShard            int
+	timeout             *atomic.Int64
+	failOver            bool
+	n                   atomic.Int64 // calls tracked: lets untracked traffic skip the lookup
+	untracked, timedOut *metrics.Counter
+	swept               []L // Sweep's, kept between sweeps
+}
+
+// call is a tracked call: its lease, the INVITE transaction that made it
+// (only that transaction's failure releases it) and its deadline.
+type call[L Lease] struct {
+	lease    L
+	txn      uint64
+	deadline int64 // ms
+}
+
+// New makes a Table.
+func New[L Lease](cfg Config) (*Table[L], error) {
+	tbl, err := shards.New(shards.Config[call[L]]{Clock: cfg.Clock, Shards: cfg.Shards})
+	if err != nil {
+		return nil, err
+	}
+	per := (cfg.MaxCalls + tbl.NumShards() - 1) / tbl.NumShards()
+	return &Table[L]{tbl: tbl, perShard: max(per, 1), timeout: cfg.Timeout, failOver: cfg.FailOver,
+		untracked: cfg.Metrics.GetOrCreateCounter(cfg.Prefix + "_untracked_total"),
+		timedOut:  cfg.Metrics.GetOrCreateCounter(cfg.Prefix + "_timed_out_total")}, nil
+}
+
+// Close frees the table's memory.
+func (t *Table[L]) Close() { t.tbl.Close() }
+
+// Len is the number of calls tracked.
+func (t *Table[L]) Len() int64 { return t.n.Load() }
+
+// TxnID identifies an INVITE transaction: the top Via branch and the CSeq
+// number. A second INVITE with the Call-ID of a call in progress is
+// another transaction, and its failure must not release that call.
+func TxnID(m *parser.Message) uint64 {
+	return shards.Sum(m.TopVia().Branch) ^ uint64(m.CSeq().Num)*0x9e3779b97f4a7c15
+}
+
+// Track keeps l until the call of c's initial INVITE ends. False means the
+// call is not tracked (the table is full, or the Call-ID is tracked
+// already, by another transaction or without FailOver): the caller
+// releases l at once.
+func (t *Table[L]) Track(c *routing.Ctx, l L) bool {
+	id := c.CallID()
+	h := shards.Sum(id)
+	tx := TxnID(c.Msg())
+	s := t.tbl.Shard(h)
+	s.Lock()
+	if e := s.Get(h, id); e != nil {
+		if !t.failOver || e.Value.txn != tx {
+			s.Unlock()
+			return false
+		}
+		old := e.Value.lease
+		e.Value.lease = l
+		s.Unlock()
+		old.Release()
+		return true
+	}
+	if s.Len() >= t.perShard {
+		s.Unlock()
+		t.untracked.Inc()
+		return false
+	}
+	e, _, err := s.GetOrInsert(h, id)
+	if err != nil {
+		s.Unlock()
+		return false
+	}
+	e.Value = call[L]{lease: l, txn: tx, deadline: s.Now() + t.timeout.Load()}
+	s.Unlock()
+	t.n.Add(1)
+	return true
+}
+
+// End releases the call with callID; with txn != 0 only when that INVITE
+// transaction made it.
+func (t *Table[L]) End(callID []byte, txn uint64) bool {
+	if t.n.Load() == 0 {
+		return false
+	}
+	h := shards.Sum(callID)
+	s := t.tbl.Shard(h)
+	s.Lock()
+	e := s.Get(h, callID)
+	if e == nil || txn != 0 && e.Value.txn != txn {
+		s.Unlock()
+		return false
+	}
+	l := e.Value.lease
+	s.Remove(e)
+	s.Unlock()
+	t.n.Add(-1)
+	l.Release()
+	return true
+}
+
+// Sweep releases the calls whose deadline is now or past. Leases are
+// released after the shards are unlocked: a module's Release may take a
+// lock of its own (a counter's shard), never under a call shard's. One
+// goroutine at a time (the module's sweeper).
+func (t *Table[L]) Sweep(now int64) {
+	buf := t.swept[:0]
+	t.tbl.Range(func(s *shards.Shard[call[L]], e *shards.Entry[call[L]]) bool {
+		if e.Value.deadline <= now {
+			buf = append(buf, e.Value.lease)
+			s.Remove(e)
+		}
+		return true
+	})
+	for i, l := range buf {
+		t.n.Add(-1)
+		l.Release()
+		t.timedOut.Inc()
+		var zero L
+		buf[i] = zero
+	}
+	t.swept = buf[:0]
+}
+
+// CallEnded releases the call of a BYE the route relays (in-dialog, after
+// loose_route): the call is over whichever side hung up. It does nothing
+// for other methods, or when the call is not tracked.
+func (t *Table[L]) CallEnded(c *routing.Ctx) {
+	if c.IsMethod(parser.MethodBye) {
+		t.End(c.CallID(), 0)
+	}
+}
+
+// CallFailed releases the call of an INVITE that will not be answered 2xx:
+// from the failure route when no other branch is tried, and from a route
+// that refuses or fails to relay an INVITE it counted. Only the
+// transaction that was tracked releases its call.
+func (t *Table[L]) CallFailed(c *routing.Ctx) {
+	if c.IsMethod(parser.MethodInvite) {
+		t.End(c.CallID(), TxnID(c.Msg()))
+	}
+}
+
+// Reply is for the reply route: a final response that ends an INVITE
+// without a failure route running releases its call. The core skips the
+// failure route after a 6xx or once the INVITE was canceled, so those are
+// caught here (a 200 that crosses the CANCEL makes a call that is no
+// longer counted; its BYE then finds nothing to release).
+func (t *Table[L]) Reply(c *routing.ReplyCtx) {
+	if t.n.Load() == 0 {
+		return
+	}
+	st := c.Status()
+	if st < 300 || !c.Req.IsMethod(parser.MethodInvite) {
+		return
+	}
+	if st >= 600 || c.Req.Canceled() {
+		t.End(c.Req.CallID(), TxnID(c.Req.Msg()))
+	}
+}

@@ -1,0 +1,209 @@
+package calltrack
+
+import (
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"switchboard/modules/internal/routetest"
+	"switchboard/routing"
+	"switchboard/shards"
+)
+
+// lease counts its releases; a lease released twice fails the test.
+type lease struct {
+	name     string
+	released *atomic.Int32
+}
+
+func (l lease) Release() { l.released.Add(1) }
+
+type env struct {
+	t       *testing.T
+	h       *routetest.Harness
+	clock   *shards.Clock
+	tbl     *Table[lease]
+	set     *metrics.Set
+	timeout atomic.Int64
+}
+
+func newEnv(t *testing.T, maxCalls int, failOver bool) *env {
+	e := &env{t: t, clock: shards.NewManualClock(1_000_000), set: metrics.NewSet()}
+	e.h = routetest.New(t, e.clock)
+	e.timeout.Store(60_000)
+	var err error
+	e.tbl, err = New[lease](Config{Clock: e.clock, Shards: 1, MaxCalls: maxCalls, Timeout: &e.timeout,
+		FailOver: failOver, Metrics: e.set, Prefix: "test_calls"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.tbl.Close)
+	return e
+}
+
+// in runs fn in the route of msg.
+func (e *env) in(msg string, fn func(c *routing.Ctx)) {
+	e.t.Helper()
+	e.h.InRoute(e.t, "192.0.2.10:5060", msg, fn)
+}
+
+func (e *env) track(msg string, l lease) (ok bool) {
+	e.t.Helper()
+	e.in(msg, func(c *routing.Ctx) { ok = e.tbl.Track(c, l) })
+	return ok
+}
+
+func (e *env) counter(name string) uint64 {
+	return e.set.GetOrCreateCounter(name).Get()
+}
+
+// inDialog is msg's dialog with another method and CSeq, a To tag and a
+// new branch: a BYE or re-INVITE of the call (or a forgery with its
+// Call-ID).
+func inDialog(msg, method, cseq, branch string) string {
+	lines := strings.Split(msg, "\r\n")
+	lines[0] = method + strings.TrimPrefix(lines[0], strings.Fields(lines[0])[0])
+	for i, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "Via:"):
+			lines[i] = "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK." + branch + ";rport"
+		case strings.HasPrefix(l, "To:"):
+			lines[i] = l + ";tag=b1"
+		case strings.HasPrefix(l, "CSeq:"):
+			lines[i] = "CSeq: " + cseq + " " + method
+		}
+	}
+	return strings.Join(lines, "\r\n")
+}
+
+func TestTrackAndEndOnBye(t *testing.T) {
+	e := newEnv(t, 10, false)
+	var n atomic.Int32
+	inv := routetest.Request("INVITE", "sip:bob@example.com", "")
+	if !e.track(inv, lease{"a", &n}) || e.tbl.Len() != 1 {
+		t.Fatalf("not tracked: %d", e.tbl.Len())
+	}
+	// An INVITE with its Call-ID (a re-INVITE, or a forgery) is not
+	// tracked again.
+	var m atomic.Int32
+	if e.track(inDialog(inv, "INVITE", "2", "again"), lease{"b", &m}) || e.tbl.Len() != 1 {
+		t.Fatal("tracked twice")
+	}
+	// Another method ends nothing; the BYE ends the call once.
+	e.in(inDialog(inv, "INFO", "3", "info"), e.tbl.CallEnded)
+	if n.Load() != 0 {
+		t.Fatal("released by an INFO")
+	}
+	e.in(inDialog(inv, "BYE", "4", "bye"), e.tbl.CallEnded)
+	e.in(inDialog(inv, "BYE", "5", "bye2"), e.tbl.CallEnded) // a second BYE, or a forgery
+	if n.Load() != 1 || m.Load() != 0 || e.tbl.Len() != 0 {
+		t.Fatalf("released %d (other lease %d), %d tracked", n.Load(), m.Load(), e.tbl.Len())
+	}
+}
+
+func TestOnlyTheTrackedTransactionFails(t *testing.T) {
+	e := newEnv(t, 10, true)
+	var n atomic.Int32
+	inv := routetest.Request("INVITE", "sip:bob@example.com", "")
+	var callID []byte
+	var tx uint64
+	e.in(inv, func(c *routing.Ctx) {
+		e.tbl.Track(c, lease{"a", &n})
+		callID, tx = append(callID, c.CallID()...), TxnID(c.Msg())
+	})
+	// An INVITE with the call's Call-ID but another branch and CSeq (a
+	// re-INVITE, or a forgery) is another transaction: neither tracked
+	// in the call's place nor able to release it.
+	other := inDialog(inv, "INVITE", "7", "other")
+	var m atomic.Int32
+	e.in(other, func(c *routing.Ctx) {
+		if e.tbl.Track(c, lease{"b", &m}) {
+			t.Fatal("another transaction's lease replaced the call's")
+		}
+		e.tbl.CallFailed(c)
+	})
+	if n.Load() != 0 || e.tbl.Len() != 1 {
+		t.Fatal("another transaction's failure released the call")
+	}
+	// The failure route of the tracked INVITE.
+	if !e.tbl.End(callID, tx) || n.Load() != 1 || e.tbl.Len() != 0 {
+		t.Fatalf("the INVITE's failure: released %d, %d tracked", n.Load(), e.tbl.Len())
+	}
+}
+
+func TestFailOverReplacesTheLease(t *testing.T) {
+	e := newEnv(t, 10, true)
+	var first, second atomic.Int32
+	inv := routetest.Request("INVITE", "sip:bob@example.com", "")
+	// The route sends the INVITE to one destination, then (its failure
+	// route, the same transaction) to another.
+	e.in(inv, func(c *routing.Ctx) {
+		e.tbl.Track(c, lease{"a", &first})
+		if !e.tbl.Track(c, lease{"b", &second}) || first.Load() != 1 || e.tbl.Len() != 1 {
+			t.Fatalf("fail-over: first released %d, %d tracked", first.Load(), e.tbl.Len())
+		}
+	})
+	e.in(inDialog(inv, "BYE", "2", "bye"), e.tbl.CallEnded)
+	if first.Load() != 1 || second.Load() != 1 {
+		t.Fatalf("after the BYE: %d, %d releases", first.Load(), second.Load())
+	}
+}
+
+func TestBoundedAndCounted(t *testing.T) {
+	e := newEnv(t, 3, false)
+	var n atomic.Int32
+	for i := 0; i < 5; i++ {
+		ok := e.track(routetest.Request("INVITE", "sip:bob@example.com", ""), lease{"x", &n})
+		if ok != (i < 3) {
+			t.Fatalf("call %d: tracked %v", i, ok)
+		}
+	}
+	if e.tbl.Len() != 3 || e.counter("test_calls_untracked_total") != 2 {
+		t.Fatalf("%d tracked, %d untracked", e.tbl.Len(), e.counter("test_calls_untracked_total"))
+	}
+}
+
+func TestSweepReleasesTimedOut(t *testing.T) {
+	e := newEnv(t, 10, false)
+	var old, young atomic.Int32
+	e.track(routetest.Request("INVITE", "sip:bob@example.com", ""), lease{"old", &old})
+	e.clock.Advance(30 * time.Second)
+	e.timeout.Store(10_000) // a reload: calls tracked from now on get the new timeout
+	e.track(routetest.Request("INVITE", "sip:bob@example.com", ""), lease{"young", &young})
+	e.tbl.Sweep(e.clock.Now() + 9_999)
+	if old.Load() != 0 || young.Load() != 0 {
+		t.Fatal("released before the deadline")
+	}
+	e.tbl.Sweep(e.clock.Now() + 10_000)
+	if young.Load() != 1 || old.Load() != 0 || e.tbl.Len() != 1 {
+		t.Fatalf("young %d, old %d, %d tracked", young.Load(), old.Load(), e.tbl.Len())
+	}
+	e.tbl.Sweep(e.clock.Now() + 30_000)
+	if old.Load() != 1 || e.tbl.Len() != 0 || e.counter("test_calls_timed_out_total") != 2 {
+		t.Fatalf("old %d, %d tracked, %d timed out", old.Load(), e.tbl.Len(), e.counter("test_calls_timed_out_total"))
+	}
+}
+
+func TestTrackAndEndAllocateNothing(t *testing.T) {
+	e := newEnv(t, 10, true)
+	var n atomic.Int32
+	l := lease{"a", &n}
+	inv := routetest.Request("INVITE", "sip:bob@example.com", "")
+	e.in(inv, func(c *routing.Ctx) {
+		e.tbl.Track(c, l) // the shard's first entry may grow its table
+		e.tbl.CallFailed(c)
+		allocs := testing.AllocsPerRun(100, func() {
+			e.tbl.Track(c, l)
+			e.tbl.CallFailed(c)
+		})
+		if allocs != 0 {
+			t.Errorf("%v allocations per tracked and released call", allocs)
+		}
+	})
+	if n.Load() != 102 {
+		t.Fatalf("%d releases, want 102", n.Load())
+	}
+}
