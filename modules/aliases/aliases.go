@@ -16,8 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -83,14 +81,9 @@ type Aliases struct {
 	st  *store.Store
 	log *slog.Logger
 
-	tab        atomic.Pointer[table]
-	interval   atomic.Int64 // ns
-	maxEntries atomic.Int64
-	reloadMu   sync.Mutex
-	poller     *tablepoll.Poller
+	tab *tablepoll.Snapshot[table]
 
-	lookups, hits         *metrics.Counter
-	reloads, reloadErrors *metrics.Counter
+	lookups, hits *metrics.Counter
 }
 
 func newModule(h *modules.Host, v any) (modules.Instance, error) {
@@ -99,13 +92,14 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 		return nil, errors.New("aliases needs the store")
 	}
 	a := &Aliases{st: h.Store, log: h.Logger()}
-	a.tab.Store(&table{m: map[string]target{}})
-	a.apply(s)
+	a.tab = tablepoll.NewSnapshot(tablepoll.SnapshotSpec[table]{
+		Module: "aliases", Table: "table", Items: "the aliases", Log: a.log, Metrics: h.Metrics,
+		Version: a.st.AliasesVersion, Build: a.load,
+		Loaded: func(t *table) []any { return []any{"aliases", len(t.m)} },
+	}, &table{m: map[string]target{}}, s.PollInterval, int64(s.MaxEntries))
 	a.lookups = h.Metrics.GetOrCreateCounter("switchboard_aliases_lookups_total")
 	a.hits = h.Metrics.GetOrCreateCounter("switchboard_aliases_hits_total")
-	a.reloads = h.Metrics.GetOrCreateCounter("switchboard_aliases_reloads_total")
-	a.reloadErrors = h.Metrics.GetOrCreateCounter("switchboard_aliases_reload_errors_total")
-	h.Metrics.GetOrCreateGauge("switchboard_aliases_entries", func() float64 { return float64(len(a.tab.Load().m)) })
+	h.Metrics.GetOrCreateGauge("switchboard_aliases_entries", func() float64 { return float64(len(a.tab.Current().m)) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := a.Load(ctx); err != nil {
@@ -115,80 +109,43 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 	return a, nil
 }
 
-func (a *Aliases) apply(s *Settings) {
-	a.interval.Store(int64(s.PollInterval))
-	a.maxEntries.Store(int64(s.MaxEntries))
-}
-
 // Start polls the store for changes.
 func (a *Aliases) Start() error {
-	a.poller = tablepoll.Start(tablepoll.Config{
-		Interval: func() time.Duration { return time.Duration(a.interval.Load()) },
-		Version:  a.st.AliasesVersion,
-		Load:     a.Load,
-		Loaded:   a.tab.Load().version,
-		Failed: func(err error) {
-			a.log.Warn("aliases: reading the table failed; the aliases loaded before stay in use", "err", err)
-		},
-	})
+	a.tab.Start()
 	return nil
 }
 
 // Stop ends the poller.
-func (a *Aliases) Stop() { a.poller.Stop() }
+func (a *Aliases) Stop() { a.tab.Stop() }
 
 // Reload applies changed settings (SIGHUP); a changed max_entries loads
 // the table again, and if it is over the new limit the old settings stay.
 func (a *Aliases) Reload(v any) error {
 	s := v.(*Settings)
-	old := &Settings{PollInterval: time.Duration(a.interval.Load()), MaxEntries: int(a.maxEntries.Load())}
-	a.apply(s)
-	if s.MaxEntries == old.MaxEntries {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := a.Load(ctx); err != nil {
-		a.apply(old)
-		return err
-	}
-	return nil
+	return a.tab.Reload(s.PollInterval, int64(s.MaxEntries))
 }
 
 // Load reads the aliases from the store and swaps them in; it returns the
 // table version loaded. On error the aliases in use stay.
-func (a *Aliases) Load(ctx context.Context) (int64, error) {
-	a.reloadMu.Lock()
-	defer a.reloadMu.Unlock()
-	t, err := a.load(ctx)
-	if err != nil {
-		a.reloadErrors.Inc()
-		a.log.Error("aliases: loading the table failed; the aliases in use stay", "err", err)
-		return 0, err
-	}
-	a.tab.Store(t)
-	a.reloads.Inc()
-	a.log.Info("aliases: table loaded", "aliases", len(t.m))
-	return t.version, nil
-}
+func (a *Aliases) Load(ctx context.Context) (int64, error) { return a.tab.Load(ctx) }
 
-func (a *Aliases) load(ctx context.Context) (*table, error) {
+func (a *Aliases) load(ctx context.Context, _ *table, limit int64) (*table, int64, error) {
 	v, err := a.st.AliasesVersion(ctx) // first: a write meanwhile is loaded at the next poll
 	if err != nil {
-		return nil, fmt.Errorf("reading the aliases version: %w", err)
+		return nil, 0, fmt.Errorf("reading the aliases version: %w", err)
 	}
 	rows, err := a.st.ListAliases(ctx, "")
 	if err != nil {
-		return nil, fmt.Errorf("reading the aliases: %w", err)
+		return nil, 0, fmt.Errorf("reading the aliases: %w", err)
 	}
-	if max := a.maxEntries.Load(); int64(len(rows)) > max {
-		return nil, fmt.Errorf("the aliases table has %d entries, more than aliases.max_entries (%d)", len(rows), max)
+	if int64(len(rows)) > limit {
+		return nil, 0, fmt.Errorf("the aliases table has %d entries, more than aliases.max_entries (%d)", len(rows), limit)
 	}
 	t := &table{m: make(map[string]target, len(rows)), version: v}
 	for _, r := range rows {
 		t.m[r.AliasName()] = target{user: []byte(r.User), domain: []byte(r.Domain)}
 	}
-	return t, nil
+	return t, v, nil
 }
 
 // maxKey is the longest alias@domain (user 128 bytes, domain 253).
@@ -224,7 +181,7 @@ func (a *Aliases) AliasLookup(c *routing.Ctx) bool {
 		}
 		key = append(key, ch)
 	}
-	t, ok := a.tab.Load().m[string(key)]
+	t, ok := a.tab.Current().m[string(key)]
 	if !ok {
 		return false
 	}
@@ -242,7 +199,7 @@ func (a *Aliases) Lookup(alias string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	t, ok := a.tab.Load().m[u+"@"+d]
+	t, ok := a.tab.Current().m[u+"@"+d]
 	if !ok {
 		return "", false
 	}
@@ -250,4 +207,4 @@ func (a *Aliases) Lookup(alias string) (string, bool) {
 }
 
 // Len returns the number of aliases in use.
-func (a *Aliases) Len() int { return len(a.tab.Load().m) }
+func (a *Aliases) Len() int { return len(a.tab.Current().m) }

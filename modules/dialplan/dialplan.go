@@ -21,8 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -81,14 +79,9 @@ type Dialplan struct {
 	st  *store.Store
 	log *slog.Logger
 
-	tab      atomic.Pointer[table]
-	interval atomic.Int64 // ns
-	maxRules atomic.Int64
-	reloadMu sync.Mutex // one load at a time
-	poller   *tablepoll.Poller
+	tab *tablepoll.Snapshot[table]
 
-	translations, misses  *metrics.Counter
-	reloads, reloadErrors *metrics.Counter
+	translations, misses *metrics.Counter
 }
 
 func newModule(h *modules.Host, v any) (modules.Instance, error) {
@@ -97,15 +90,18 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 		return nil, errors.New("dialplan needs the store")
 	}
 	d := &Dialplan{st: h.Store, log: h.Logger()}
-	d.tab.Store(emptyTable)
-	d.apply(s)
+	d.tab = tablepoll.NewSnapshot(tablepoll.SnapshotSpec[table]{
+		Module: "dialplan", Table: "rules", Items: "the rules", Log: d.log, Metrics: h.Metrics,
+		Version: d.st.DialplanVersion, Build: d.load,
+		Loaded: func(t *table) []any {
+			return []any{"rules", len(t.rules), "dialplans", len(t.plans), "disabled", t.off, "skipped", t.skipped}
+		},
+	}, emptyTable, s.PollInterval, int64(s.MaxRules))
 	d.translations = h.Metrics.GetOrCreateCounter("switchboard_dialplan_translations_total")
 	d.misses = h.Metrics.GetOrCreateCounter("switchboard_dialplan_misses_total")
-	d.reloads = h.Metrics.GetOrCreateCounter("switchboard_dialplan_reloads_total")
-	d.reloadErrors = h.Metrics.GetOrCreateCounter("switchboard_dialplan_reload_errors_total")
-	h.Metrics.GetOrCreateGauge("switchboard_dialplan_rules", func() float64 { return float64(len(d.tab.Load().rules)) })
-	h.Metrics.GetOrCreateGauge("switchboard_dialplan_dialplans", func() float64 { return float64(len(d.tab.Load().plans)) })
-	h.Metrics.GetOrCreateGauge("switchboard_dialplan_skipped_rules", func() float64 { return float64(d.tab.Load().skipped) })
+	h.Metrics.GetOrCreateGauge("switchboard_dialplan_rules", func() float64 { return float64(len(d.tab.Current().rules)) })
+	h.Metrics.GetOrCreateGauge("switchboard_dialplan_dialplans", func() float64 { return float64(len(d.tab.Current().plans)) })
+	h.Metrics.GetOrCreateGauge("switchboard_dialplan_skipped_rules", func() float64 { return float64(d.tab.Current().skipped) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := d.Load(ctx); err != nil {
@@ -115,89 +111,52 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 	return d, nil
 }
 
-func (d *Dialplan) apply(s *Settings) {
-	d.interval.Store(int64(s.PollInterval))
-	d.maxRules.Store(int64(s.MaxRules))
-}
-
 // Start polls the store for rule changes.
 func (d *Dialplan) Start() error {
-	d.poller = tablepoll.Start(tablepoll.Config{
-		Interval: func() time.Duration { return time.Duration(d.interval.Load()) },
-		Version:  d.st.DialplanVersion,
-		Load:     d.Load,
-		Loaded:   d.tab.Load().version,
-		Failed: func(err error) {
-			d.log.Warn("dialplan: reading the rules failed; the rules loaded before stay in use", "err", err)
-		},
-	})
+	d.tab.Start()
 	return nil
 }
 
 // Stop ends the poller.
-func (d *Dialplan) Stop() { d.poller.Stop() }
+func (d *Dialplan) Stop() { d.tab.Stop() }
 
 // Reload applies changed settings (SIGHUP): poll_interval at the next
 // poll; a changed max_rules loads the table again, and if the table is
 // over the new limit the old settings stay.
 func (d *Dialplan) Reload(v any) error {
 	s := v.(*Settings)
-	old := &Settings{PollInterval: time.Duration(d.interval.Load()), MaxRules: int(d.maxRules.Load())}
-	d.apply(s)
-	if s.MaxRules == old.MaxRules {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := d.Load(ctx); err != nil {
-		d.apply(old)
-		return err
-	}
-	return nil
+	return d.tab.Reload(s.PollInterval, int64(s.MaxRules))
 }
 
 // Load reads the rules from the store, builds a new table and swaps it
 // in; it returns the table version loaded. On error the rules in use
 // stay. Rows that do not validate (edited in the database by hand) are
 // skipped, logged (the first ten) and counted.
-func (d *Dialplan) Load(ctx context.Context) (int64, error) {
-	d.reloadMu.Lock()
-	defer d.reloadMu.Unlock()
-	t, err := d.load(ctx)
-	if err != nil {
-		d.reloadErrors.Inc()
-		d.log.Error("dialplan: loading the rules failed; the rules in use stay", "err", err)
-		return 0, err
-	}
-	d.tab.Store(t)
-	d.reloads.Inc()
-	d.log.Info("dialplan: rules loaded", "rules", len(t.rules), "dialplans", len(t.plans), "disabled", t.off, "skipped", t.skipped)
-	return t.version, nil
-}
+func (d *Dialplan) Load(ctx context.Context) (int64, error) { return d.tab.Load(ctx) }
 
-func (d *Dialplan) load(ctx context.Context) (*table, error) {
+func (d *Dialplan) load(ctx context.Context, prev *table, limit int64) (*table, int64, error) {
 	// The version first: a write committed while the rows are read is
 	// loaded again at the next poll instead of being missed.
 	v, err := d.st.DialplanVersion(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reading the dialplan version: %w", err)
+		return nil, 0, fmt.Errorf("reading the dialplan version: %w", err)
 	}
 	rows, err := d.st.ListDialplanRules(ctx, -1)
 	if err != nil {
-		return nil, fmt.Errorf("reading the dialplan rules: %w", err)
+		return nil, 0, fmt.Errorf("reading the dialplan rules: %w", err)
 	}
-	if max := d.maxRules.Load(); int64(len(rows)) > max {
-		return nil, fmt.Errorf("the dialplan table has %d rules, more than dialplan.max_rules (%d)", len(rows), max)
+	if int64(len(rows)) > limit {
+		return nil, 0, fmt.Errorf("the dialplan table has %d rules, more than dialplan.max_rules (%d)", len(rows), limit)
 	}
 	logged := 0
-	t := buildTable(rows, d.tab.Load(), func(r *store.DialplanRule, err error) {
+	t := buildTable(rows, prev, func(r *store.DialplanRule, err error) {
 		if logged < 10 {
 			d.log.Warn("dialplan: rule skipped (it matches nothing until corrected)", "id", r.ID, "err", err)
 		}
 		logged++
 	})
 	t.version = v
-	return t, nil
+	return t, v, nil
 }
 
 // Translate translates in with the rules of dialplan id (OpenSIPS
@@ -210,7 +169,7 @@ func (d *Dialplan) load(ctx context.Context) (*table, error) {
 // returns group positions in a new slice). in is read during the call
 // only, but a regex match makes it escape to the heap.
 func (d *Dialplan) Translate(id int, in []byte, out []byte) (res []byte, attrs string, ok bool) {
-	res, r, ok := d.tab.Load().translate(id, in, out)
+	res, r, ok := d.tab.Current().translate(id, in, out)
 	if !ok {
 		d.misses.Inc()
 		return res, "", false
@@ -221,6 +180,6 @@ func (d *Dialplan) Translate(id int, in []byte, out []byte) (res []byte, attrs s
 
 // Rules returns the number of rules in use and of dialplans.
 func (d *Dialplan) Rules() (rules, dialplans int) {
-	t := d.tab.Load()
+	t := d.tab.Current()
 	return len(t.rules), len(t.plans)
 }

@@ -100,7 +100,7 @@ type Summary struct {
 }
 
 func (d *Dialplan) summary() Summary {
-	t := d.tab.Load()
+	t := d.tab.Current()
 	return Summary{Rules: len(t.rules), Dialplans: len(t.plans), Disabled: t.off, Skipped: t.skipped, Version: t.version}
 }
 
@@ -116,7 +116,7 @@ type TranslateResult struct {
 // matched: dialplan.translate (OpenSIPS MI dp_translate), for operators
 // checking a table.
 func (d *Dialplan) Test(id int, input string) TranslateResult {
-	res, r, ok := d.tab.Load().translate(id, []byte(input), nil)
+	res, r, ok := d.tab.Current().translate(id, []byte(input), nil)
 	if !ok {
 		return TranslateResult{}
 	}

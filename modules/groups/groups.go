@@ -15,8 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -77,14 +75,9 @@ type Groups struct {
 	st  *store.Store
 	log *slog.Logger
 
-	tab        atomic.Pointer[table]
-	interval   atomic.Int64 // ns
-	maxEntries atomic.Int64
-	reloadMu   sync.Mutex
-	poller     *tablepoll.Poller
+	tab *tablepoll.Snapshot[table]
 
-	checks, members       *metrics.Counter
-	reloads, reloadErrors *metrics.Counter
+	checks, members *metrics.Counter
 }
 
 func newModule(h *modules.Host, v any) (modules.Instance, error) {
@@ -93,13 +86,14 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 		return nil, errors.New("groups needs the store")
 	}
 	g := &Groups{st: h.Store, log: h.Logger()}
-	g.tab.Store(&table{m: map[string]struct{}{}, groups: map[string]int{}})
-	g.apply(s)
+	g.tab = tablepoll.NewSnapshot(tablepoll.SnapshotSpec[table]{
+		Module: "groups", Table: "table", Items: "the memberships", Log: g.log, Metrics: h.Metrics,
+		Version: g.st.GroupsVersion, Build: g.load,
+		Loaded: func(t *table) []any { return []any{"memberships", len(t.m), "groups", len(t.groups)} },
+	}, &table{m: map[string]struct{}{}, groups: map[string]int{}}, s.PollInterval, int64(s.MaxEntries))
 	g.checks = h.Metrics.GetOrCreateCounter("switchboard_groups_checks_total")
 	g.members = h.Metrics.GetOrCreateCounter("switchboard_groups_members_total")
-	g.reloads = h.Metrics.GetOrCreateCounter("switchboard_groups_reloads_total")
-	g.reloadErrors = h.Metrics.GetOrCreateCounter("switchboard_groups_reload_errors_total")
-	h.Metrics.GetOrCreateGauge("switchboard_groups_entries", func() float64 { return float64(len(g.tab.Load().m)) })
+	h.Metrics.GetOrCreateGauge("switchboard_groups_entries", func() float64 { return float64(len(g.tab.Current().m)) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := g.Load(ctx); err != nil {
@@ -109,81 +103,44 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 	return g, nil
 }
 
-func (g *Groups) apply(s *Settings) {
-	g.interval.Store(int64(s.PollInterval))
-	g.maxEntries.Store(int64(s.MaxEntries))
-}
-
 // Start polls the store for changes.
 func (g *Groups) Start() error {
-	g.poller = tablepoll.Start(tablepoll.Config{
-		Interval: func() time.Duration { return time.Duration(g.interval.Load()) },
-		Version:  g.st.GroupsVersion,
-		Load:     g.Load,
-		Loaded:   g.tab.Load().version,
-		Failed: func(err error) {
-			g.log.Warn("groups: reading the table failed; the memberships loaded before stay in use", "err", err)
-		},
-	})
+	g.tab.Start()
 	return nil
 }
 
 // Stop ends the poller.
-func (g *Groups) Stop() { g.poller.Stop() }
+func (g *Groups) Stop() { g.tab.Stop() }
 
 // Reload applies changed settings (SIGHUP); a changed max_entries loads
 // the table again, and if it is over the new limit the old settings stay.
 func (g *Groups) Reload(v any) error {
 	s := v.(*Settings)
-	old := &Settings{PollInterval: time.Duration(g.interval.Load()), MaxEntries: int(g.maxEntries.Load())}
-	g.apply(s)
-	if s.MaxEntries == old.MaxEntries {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := g.Load(ctx); err != nil {
-		g.apply(old)
-		return err
-	}
-	return nil
+	return g.tab.Reload(s.PollInterval, int64(s.MaxEntries))
 }
 
 // Load reads the memberships from the store and swaps them in; it returns
 // the table version loaded. On error the memberships in use stay.
-func (g *Groups) Load(ctx context.Context) (int64, error) {
-	g.reloadMu.Lock()
-	defer g.reloadMu.Unlock()
-	t, err := g.load(ctx)
-	if err != nil {
-		g.reloadErrors.Inc()
-		g.log.Error("groups: loading the table failed; the memberships in use stay", "err", err)
-		return 0, err
-	}
-	g.tab.Store(t)
-	g.reloads.Inc()
-	g.log.Info("groups: table loaded", "memberships", len(t.m), "groups", len(t.groups))
-	return t.version, nil
-}
+func (g *Groups) Load(ctx context.Context) (int64, error) { return g.tab.Load(ctx) }
 
-func (g *Groups) load(ctx context.Context) (*table, error) {
+func (g *Groups) load(ctx context.Context, _ *table, limit int64) (*table, int64, error) {
 	v, err := g.st.GroupsVersion(ctx) // first: a write meanwhile is loaded at the next poll
 	if err != nil {
-		return nil, fmt.Errorf("reading the groups version: %w", err)
+		return nil, 0, fmt.Errorf("reading the groups version: %w", err)
 	}
 	rows, err := g.st.ListGroupMembers(ctx, "")
 	if err != nil {
-		return nil, fmt.Errorf("reading the groups: %w", err)
+		return nil, 0, fmt.Errorf("reading the groups: %w", err)
 	}
-	if max := g.maxEntries.Load(); int64(len(rows)) > max {
-		return nil, fmt.Errorf("the grp table has %d entries, more than groups.max_entries (%d)", len(rows), max)
+	if int64(len(rows)) > limit {
+		return nil, 0, fmt.Errorf("the grp table has %d entries, more than groups.max_entries (%d)", len(rows), limit)
 	}
 	t := &table{m: make(map[string]struct{}, len(rows)), groups: map[string]int{}, version: v}
 	for _, r := range rows {
 		t.m[r.User+"@"+r.Domain+"\x00"+r.Group] = struct{}{}
 		t.groups[r.Group]++
 	}
-	return t, nil
+	return t, v, nil
 }
 
 // maxKey is the longest key: user (128), '@', domain (253), NUL, group (64).
@@ -211,7 +168,7 @@ func (g *Groups) IsUserIn(c *routing.Ctx, user, domain []byte, group string) boo
 	}
 	key = append(key, 0)
 	key = append(key, group...)
-	if _, ok := g.tab.Load().m[string(key)]; !ok {
+	if _, ok := g.tab.Current().m[string(key)]; !ok {
 		return false
 	}
 	g.members.Inc()
@@ -226,6 +183,6 @@ func (g *Groups) IsFromIn(c *routing.Ctx, group string) bool {
 
 // Len returns the number of memberships in use and of groups.
 func (g *Groups) Len() (memberships, groups int) {
-	t := g.tab.Load()
+	t := g.tab.Current()
 	return len(t.m), len(t.groups)
 }
