@@ -309,13 +309,28 @@ func TestTCPOversizeCloses(t *testing.T) {
 func TestTCPConnectionLimits(t *testing.T) {
 	tr := startTransport(t, tcpConfig(func(c *Config) { c.MaxConns = 4; c.MaxConnsPerIP = 2 }), newRecorder())
 	l := tr.Listeners()[0]
+	// from dials from ip and waits until the server has accepted or
+	// refused the connection: the server's two event loops take the
+	// connections in no set order, so dialing the next before the last
+	// was counted would let it take the last's slot.
 	from := func(ip string) *net.TCPConn {
+		t.Helper()
+		st := tr.Stats()
+		seen := st.ConnsAccepted + st.ConnsRejected
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
 		c, err := d.Dial("tcp", l.Local.String())
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			if st := tr.Stats(); st.ConnsAccepted+st.ConnsRejected > seen {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("connection from %s neither accepted nor refused", ip)
+			}
+		}
 		return c.(*net.TCPConn)
 	}
 	alive := func(c net.Conn) bool {
@@ -346,9 +361,13 @@ func TestTCPConnectionLimits(t *testing.T) {
 	if err := tr.SendProto(TCP, netip.MustParseAddrPort("127.0.0.1:9"), []byte("x")); err != ErrConnLimit {
 		t.Fatalf("outbound over the limit: %v", err)
 	}
-	// Closing one frees a slot.
+	// Closing one frees a slot, once the server has seen it close.
 	a1.Close()
-	time.Sleep(50 * time.Millisecond)
+	for deadline := time.Now().Add(5 * time.Second); tr.Stats().ConnsOpen != 3; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections open after one of four closed", tr.Stats().ConnsOpen)
+		}
+	}
 	if c := from("127.0.0.1"); !alive(c) {
 		t.Fatal("slot not freed after close")
 	}
