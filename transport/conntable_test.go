@@ -30,8 +30,10 @@ func TestStreamOutboundReserve(t *testing.T) {
 		if proto == TLS {
 			addr = tlsL.Local
 		}
+		seen := countedConns(tr)
 		c := dialStream(t, proto, addr)
 		t.Cleanup(func() { c.Close() })
+		waitCounted(t, tr, seen)
 		return c
 	}
 	var in []net.Conn
@@ -95,6 +97,26 @@ func TestStreamOutboundReserve(t *testing.T) {
 
 // stillOpen reports whether the server keeps c open (a refused connection
 // is closed at once).
+// countedConns is how many inbound connections tr has accepted or
+// refused.
+func countedConns(tr *Transport) uint64 {
+	st := tr.Stats()
+	return st.ConnsAccepted + st.ConnsRejected
+}
+
+// waitCounted waits until tr has accepted or refused a connection since
+// it had counted seen. Tests that fill a connection limit dial one at a
+// time: the event loops take connections in no set order, so dialing the
+// next before the last was counted could let it take the last's slot.
+func waitCounted(t *testing.T, tr *Transport, seen uint64) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); countedConns(tr) <= seen; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a connection was neither accepted nor refused")
+		}
+	}
+}
+
 func stillOpen(c net.Conn) bool {
 	c.SetReadDeadline(time.Now().Add(150 * time.Millisecond))
 	_, err := c.Read(make([]byte, 1))

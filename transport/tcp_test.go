@@ -310,27 +310,17 @@ func TestTCPConnectionLimits(t *testing.T) {
 	tr := startTransport(t, tcpConfig(func(c *Config) { c.MaxConns = 4; c.MaxConnsPerIP = 2 }), newRecorder())
 	l := tr.Listeners()[0]
 	// from dials from ip and waits until the server has accepted or
-	// refused the connection: the server's two event loops take the
-	// connections in no set order, so dialing the next before the last
-	// was counted would let it take the last's slot.
+	// refused the connection (waitCounted).
 	from := func(ip string) *net.TCPConn {
 		t.Helper()
-		st := tr.Stats()
-		seen := st.ConnsAccepted + st.ConnsRejected
+		seen := countedConns(tr)
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
 		c, err := d.Dial("tcp", l.Local.String())
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-			if st := tr.Stats(); st.ConnsAccepted+st.ConnsRejected > seen {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("connection from %s neither accepted nor refused", ip)
-			}
-		}
+		waitCounted(t, tr, seen)
 		return c.(*net.TCPConn)
 	}
 	alive := func(c net.Conn) bool {
