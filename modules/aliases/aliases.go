@@ -71,8 +71,7 @@ type target struct {
 
 // table is one generation of the aliases: built whole, swapped whole.
 type table struct {
-	m       map[string]target // alias@domain (domain lower-case) -> subscriber
-	version int64
+	m map[string]target // alias@domain (domain lower-case) -> subscriber
 }
 
 // Aliases is the module instance; route sets find it in
@@ -141,7 +140,7 @@ func (a *Aliases) load(ctx context.Context, _ *table, limit int64) (*table, int6
 	if int64(len(rows)) > limit {
 		return nil, 0, fmt.Errorf("the aliases table has %d entries, more than aliases.max_entries (%d)", len(rows), limit)
 	}
-	t := &table{m: make(map[string]target, len(rows)), version: v}
+	t := &table{m: make(map[string]target, len(rows))}
 	for _, r := range rows {
 		t.m[r.AliasName()] = target{user: []byte(r.User), domain: []byte(r.Domain)}
 	}

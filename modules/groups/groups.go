@@ -64,9 +64,8 @@ func init() {
 
 // table is one generation of the memberships.
 type table struct {
-	m       map[string]struct{} // user@domain NUL group (domain lower-case)
-	groups  map[string]int      // members per group
-	version int64
+	m      map[string]struct{} // user@domain NUL group (domain lower-case)
+	groups map[string]int      // members per group
 }
 
 // Groups is the module instance; route sets find it in
@@ -135,7 +134,7 @@ func (g *Groups) load(ctx context.Context, _ *table, limit int64) (*table, int64
 	if int64(len(rows)) > limit {
 		return nil, 0, fmt.Errorf("the grp table has %d entries, more than groups.max_entries (%d)", len(rows), limit)
 	}
-	t := &table{m: make(map[string]struct{}, len(rows)), groups: map[string]int{}, version: v}
+	t := &table{m: make(map[string]struct{}, len(rows)), groups: map[string]int{}}
 	for _, r := range rows {
 		t.m[r.User+"@"+r.Domain+"\x00"+r.Group] = struct{}{}
 		t.groups[r.Group]++

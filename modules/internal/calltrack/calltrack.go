@@ -166,13 +166,12 @@ func (t *Table[L]) Sweep(now int64) {
 		}
 		return true
 	})
-	for i, l := range buf {
+	for _, l := range buf {
 		t.n.Add(-1)
 		l.Release()
 		t.timedOut.Inc()
-		var zero L
-		buf[i] = zero
 	}
+	clear(buf) // the leases' references
 	t.swept = buf[:0]
 }
 
