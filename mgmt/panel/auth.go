@@ -44,17 +44,22 @@ type flash struct {
 	OK, Err string
 }
 
-// failures counts wrong passwords for one account or one address.
+// failures counts wrong passwords for one account or one address, and
+// the logins of it whose password is being checked.
 type failures struct {
-	n      int
-	first  time.Time
-	locked time.Time // locked until
+	n        int
+	inFlight int // logins past the lock check whose hash is not done yet
+	first    time.Time
+	locked   time.Time // locked until
 }
 
 // maxFailureKeys bounds the failure table: names and addresses an
 // attacker makes up cannot grow it further (the oldest entries not locked
 // are dropped first).
 const maxFailureKeys = 10000
+
+// maxFormBytes is the most a form's body may hold.
+const maxFormBytes = 1 << 20
 
 func randomToken() string {
 	b := make([]byte, 32)
@@ -95,10 +100,22 @@ func (p *Panel) authed(h func(http.ResponseWriter, *http.Request, *session)) htt
 			return
 		}
 		if r.Method == http.MethodPost {
+			// The form is read here, whichever way the token comes, so
+			// that the handler finds its fields and no body is read past
+			// the limit (a multipart body is not parsed: no form sends
+			// one).
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+			if err := r.ParseForm(); err != nil {
+				code := http.StatusBadRequest
+				if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+					code = http.StatusRequestEntityTooLarge
+				}
+				http.Error(w, "the form could not be read: "+err.Error(), code)
+				return
+			}
 			tok := r.Header.Get("X-CSRF-Token")
 			if tok == "" {
-				r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-				tok = r.PostFormValue("csrf")
+				tok = r.PostForm.Get("csrf")
 			}
 			if !equal(tok, s.csrf) {
 				p.csrfRefused.Inc()
@@ -150,15 +167,25 @@ func (p *Panel) login(w http.ResponseWriter, r *http.Request) {
 		// names fill the table with large keys. The address still counts.
 		userKey = ""
 	}
-	if left := p.lockedFor(userKey, ipKey); left > 0 {
+	// The password is checked only under a reservation: a login that
+	// waits for the hash counts against the lockout already, so that
+	// logins sent at once cannot all be checked before the first failure
+	// is counted.
+	left, busy := p.reserve(userKey, ipKey)
+	if left > 0 || busy {
 		p.loginLocked.Inc()
-		p.renderLogin(w, r, "Too many failed logins for this account or from this address: try again in "+roundUp(left)+".", http.StatusTooManyRequests)
+		msg := "Too many failed logins for this account or from this address: try again in " + roundUp(left) + "."
+		if left == 0 {
+			msg = "Too many logins for this account or from this address are being checked at once: try again in a few seconds."
+		}
+		p.renderLogin(w, r, msg, http.StatusTooManyRequests)
 		return
 	}
 	u, ok, err := p.checkPassword(r.Context(), name, pw)
 	if err != nil {
+		p.unreserve(userKey, ipKey)
 		p.log.Error("panel login: reading the user failed", "user", name, "err", err)
-		p.renderLogin(w, r, "The server could not check the password: "+err.Error(), http.StatusServiceUnavailable)
+		p.renderLogin(w, r, "The server could not check the password; the error is in its log.", http.StatusServiceUnavailable)
 		return
 	}
 	if !ok {
@@ -168,10 +195,7 @@ func (p *Panel) login(w http.ResponseWriter, r *http.Request) {
 		p.renderLogin(w, r, "Wrong user name or password.", http.StatusUnauthorized)
 		return
 	}
-	p.mu.Lock()
-	delete(p.fails, userKey)
-	delete(p.fails, ipKey)
-	p.mu.Unlock()
+	p.succeeded(userKey, ipKey)
 	p.loginOK.Inc()
 	s := p.newSession(r.Context(), u)
 	p.log.Info("panel login", "user", u.Name, "role", u.Role, "from", ip)
@@ -206,21 +230,94 @@ func (p *Panel) checkPassword(ctx context.Context, name, pw string) (store.Panel
 	return u, ok && known, nil
 }
 
-// lockedFor returns how long any of keys stays locked (0: none is).
-func (p *Panel) lockedFor(keys ...string) time.Duration {
+// reserve takes a password check for keys: it returns how long one of
+// them stays locked, or busy when the failures counted and the checks in
+// flight of one of them reach LockoutFailures (each check may yet fail);
+// otherwise each key's check is counted in flight until fail, unreserve
+// or a successful login's reset.
+func (p *Panel) reserve(keys ...string) (left time.Duration, busy bool) {
 	now := p.cfg.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var left time.Duration
 	for _, k := range keys {
-		if f := p.fails[k]; f != nil && f.locked.After(now) {
+		f := p.fails[k]
+		if k == "" || f == nil {
+			continue
+		}
+		if f.locked.After(now) {
 			left = max(left, f.locked.Sub(now))
 		}
+		if p.current(f, now).n+f.inFlight >= p.cfg.LockoutFailures {
+			busy = true
+		}
 	}
-	return left
+	if left > 0 || busy {
+		return left, busy
+	}
+	for _, k := range keys {
+		if k != "" {
+			p.entryLocked(k, now).inFlight++
+		}
+	}
+	return 0, false
 }
 
-// fail counts a wrong password against key and locks it at the limit.
+// unreserve gives back the checks of keys that ended without a verdict
+// (the store could not be read).
+func (p *Panel) unreserve(keys ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, k := range keys {
+		if f := p.fails[k]; f != nil && f.inFlight > 0 {
+			f.inFlight--
+		}
+	}
+}
+
+// succeeded clears the failures of keys after a right password, whose
+// check it ends; the checks of other logins still in flight stay counted.
+func (p *Panel) succeeded(keys ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, k := range keys {
+		f := p.fails[k]
+		if f == nil {
+			continue
+		}
+		if f.inFlight > 0 {
+			f.inFlight--
+		}
+		if f.inFlight == 0 {
+			delete(p.fails, k)
+		} else {
+			f.n, f.locked = 0, time.Time{}
+		}
+	}
+}
+
+// current restarts f's count when its window has passed.
+func (p *Panel) current(f *failures, now time.Time) *failures {
+	if now.Sub(f.first) > p.cfg.LockoutTime {
+		f.n, f.first = 0, now
+	}
+	return f
+}
+
+// entryLocked returns key's entry, made when there is none. p.mu is held.
+func (p *Panel) entryLocked(key string, now time.Time) *failures {
+	f := p.fails[key]
+	if f == nil {
+		if len(p.fails) >= maxFailureKeys {
+			p.pruneFailuresLocked(now)
+		}
+		f = &failures{first: now}
+		p.fails[key] = f
+	}
+	return p.current(f, now)
+}
+
+// fail counts a wrong password against key, whose check it ends, and
+// locks it at the limit.
 func (p *Panel) fail(key, user, ip string) {
 	if key == "" {
 		return
@@ -228,13 +325,9 @@ func (p *Panel) fail(key, user, ip string) {
 	now := p.cfg.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	f := p.fails[key]
-	if f == nil || now.Sub(f.first) > p.cfg.LockoutTime {
-		if f == nil && len(p.fails) >= maxFailureKeys {
-			p.pruneFailuresLocked(now)
-		}
-		f = &failures{first: now}
-		p.fails[key] = f
+	f := p.entryLocked(key, now)
+	if f.inFlight > 0 {
+		f.inFlight--
 	}
 	f.n++
 	if f.n >= p.cfg.LockoutFailures {
@@ -246,12 +339,13 @@ func (p *Panel) fail(key, user, ip string) {
 	}
 }
 
-// pruneFailuresLocked drops the entries not locked; when every entry is
-// locked, half of them go (an attacker filling the table with locks
-// loses some of them, never the table's bound).
+// pruneFailuresLocked drops the entries neither locked nor being
+// checked; when that is not enough, half of the rest go (an attacker
+// filling the table with locks loses some of them, never the table's
+// bound).
 func (p *Panel) pruneFailuresLocked(now time.Time) {
 	for k, f := range p.fails {
-		if !f.locked.After(now) {
+		if !f.locked.After(now) && f.inFlight == 0 {
 			delete(p.fails, k)
 		}
 	}

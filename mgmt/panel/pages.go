@@ -244,7 +244,7 @@ var Pages = []*Page{
 		Filters: []Field{integer("dpid", "Dialplan", "1")},
 		Forms: []Form{{ID: "add", Title: "Add a rule", Cmd: "dialplan.add", Submit: "Add", Fields: []Field{
 			req(integer("dpid", "Dialplan", "1")), integer("pr", "Priority", "0"),
-			selectOf("match_op", "Match", "prefix", "regex", "equal"),
+			selectOf("match_op", "Match", "prefix", "regex", "exact"),
 			req(text("match_exp", "Match expression", "0")), text("subst_exp", "Substitution expression", ""),
 			text("repl_exp", "Replacement", `+33\2`), text("attrs", "Attributes", ""),
 		}}},

@@ -372,3 +372,38 @@ func TestListMustBeReadOnly(t *testing.T) {
 		t.Fatalf("a mutating list: %d, ran %d\n%s", resp.StatusCode, ran.Load(), page)
 	}
 }
+
+// TestSelectOptionsTaken: every option a form's select offers is a value
+// its command takes (a command may still refuse the form's other sample
+// values, but never by naming the option).
+func TestSelectOptionsTaken(t *testing.T) {
+	srv := moduleServer(t)
+	ctx := context.Background()
+	for _, pg := range Pages {
+		for _, f := range pg.Forms {
+			for _, fd := range f.Fields {
+				if fd.Kind != "select" {
+					continue
+				}
+				for _, opt := range fd.Options {
+					if opt == "" {
+						continue
+					}
+					vals := url.Values{}
+					for _, o := range f.Fields {
+						vals.Set(o.Name, sample(o))
+					}
+					vals.Set(fd.Name, opt)
+					args, err := fieldArgs(f.Fields, vals)
+					if err != nil {
+						t.Fatal(err)
+					}
+					raw, _ := json.Marshal(args)
+					if _, err := srv.Call(ctx, f.Cmd, raw); err != nil && strings.Contains(err.Error(), fd.Name) && strings.Contains(err.Error(), `"`+opt+`"`) {
+						t.Errorf("page %s, form %s offers %s=%q, which %s refuses: %v", pg.Slug, f.ID, fd.Name, opt, f.Cmd, err)
+					}
+				}
+			}
+		}
+	}
+}

@@ -657,3 +657,104 @@ func TestSessionSharedByNodes(t *testing.T) {
 		t.Fatalf("a session whose password changed, read from the store: %d, want a redirect", resp.StatusCode)
 	}
 }
+
+// TestLockoutLoginsAtOnce: wrong passwords sent at once are checked no
+// more often than the lockout allows (3 in the rig): a login waiting for
+// its hash counts already, so the others are refused with 429 before
+// theirs is computed, and the right password among them does not clear a
+// lock the wrong ones set.
+func TestLockoutLoginsAtOnce(t *testing.T) {
+	g := newRig(t)
+	const n = 12
+	browsers := make([]*browser, n)
+	tokens := make([]string, n)
+	for i := range browsers {
+		browsers[i] = g.browser()
+		_, page := browsers[i].get("/ui/login")
+		tokens[i] = csrfOf(t, page)
+	}
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range browsers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pw := "wrong password!"
+			if i == n-1 {
+				pw = "admin password 1"
+			}
+			resp, _ := browsers[i].post("/ui/login", url.Values{"csrf": {tokens[i]}, "user": {"admin"}, "password": {pw}})
+			codes[i] = resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	checked := 0
+	for i, code := range codes[:n-1] {
+		switch code {
+		case http.StatusUnauthorized:
+			checked++
+		case http.StatusTooManyRequests:
+		default:
+			t.Errorf("wrong password %d: %d, want 401 or 429", i, code)
+		}
+	}
+	if checked > 3 {
+		t.Errorf("%d wrong passwords were checked at once; the lockout is 3 (codes %v)", checked, codes)
+	}
+	if c := codes[n-1]; c != http.StatusSeeOther && c != http.StatusTooManyRequests {
+		t.Errorf("right password among them: %d, want 303 or 429", c)
+	}
+	g.panel.mu.Lock()
+	for k, f := range g.panel.fails {
+		if f.inFlight != 0 {
+			t.Errorf("%s: %d checks still counted in flight", k, f.inFlight)
+		}
+	}
+	g.panel.mu.Unlock()
+	if checked == 3 {
+		// The three failures locked the account: the right password is
+		// refused until the lock ends.
+		if resp, _ := g.browser().tryLogin("admin", "admin password 1"); resp.StatusCode != http.StatusTooManyRequests {
+			t.Errorf("right password after three failures at once: %d, want 429", resp.StatusCode)
+		}
+	}
+}
+
+// TestCSRFHeaderForm: a form posted with its token in X-CSRF-Token runs
+// with the form's fields, and a body over the limit is refused unread
+// either way.
+func TestCSRFHeaderForm(t *testing.T) {
+	g := newRig(t)
+	b := g.browser()
+	csrf := b.login("admin", "admin password 1")
+	send := func(body string, header bool) int {
+		req, _ := http.NewRequest("POST", g.base+"/ui/domains/add", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", g.base)
+		if header {
+			req.Header.Set("X-CSRF-Token", csrf)
+		}
+		resp, err := b.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	send(url.Values{"domain": {"x.example"}}.Encode(), true)
+	if got := g.added.Load(); got != 1 {
+		_, page := b.get("/ui/domains")
+		t.Fatalf("domains.add with the token in X-CSRF-Token: ran %d times (flash %q)", got, page)
+	}
+	pad := "&pad=" + strings.Repeat("a", 2<<20)
+	if code := send("domain=y.example"+pad, true); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("2 MiB form, token in the header: %d, want 413", code)
+	}
+	if code := send("csrf="+url.QueryEscape(csrf)+"&domain=y.example"+pad, false); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("2 MiB form, token in the form: %d, want 413", code)
+	}
+	if got := g.added.Load(); got != 1 {
+		t.Errorf("domains.add ran %d times, want once", got)
+	}
+}

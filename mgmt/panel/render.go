@@ -386,7 +386,7 @@ func (p *Panel) submit(w http.ResponseWriter, r *http.Request, s *session) {
 	// Back to the page the form was on, with its filters; only ever a
 	// path of this page, never another site.
 	back := "/ui/" + pg.Slug
-	if ref, err := url.Parse(r.PostFormValue("back")); err == nil && ref.Path == back && ref.Scheme == "" && ref.Host == "" && ref.User == nil {
+	if ref, err := url.Parse(r.PostForm.Get("back")); err == nil && ref.Path == back && ref.Scheme == "" && ref.Host == "" && ref.User == nil {
 		back = ref.Path + "?" + ref.Query().Encode()
 	}
 	if errors.Is(err, errReadOnly) {
