@@ -91,9 +91,10 @@ type Config struct {
 	// DialTimeout bounds an outbound TCP connect plus TLS handshake, and an
 	// inbound TLS handshake. Default 5s.
 	DialTimeout time.Duration
-	// WriteQueueBytes bounds the bytes waiting to be written on one stream
-	// connection; beyond it the connection is closed (a peer that does not
-	// read must not grow memory). For a connection still being opened,
+	// WriteQueueBytes bounds the memory held by what waits to be written
+	// on one stream connection (the capacity of its buffers, 2 KiB at
+	// least each); beyond it the connection is closed (a peer that does
+	// not read must not grow memory). For a connection still being opened,
 	// sends beyond it are refused with ErrQueueFull. Default 1 MiB.
 	WriteQueueBytes int
 

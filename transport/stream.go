@@ -68,8 +68,10 @@ type streamConn struct {
 
 	mu          sync.Mutex
 	state       uint8
-	queue       []*wbuf // waiting for the connection (dialing) or for the next flush
-	queuedBytes int
+	queue       []*wbuf   // waiting for the connection (dialing) or for the next flush
+	queuedBytes int       // the memory the queue holds: its buffers' capacity
+	pongBuf     *wbuf     // TLS, WS: the answer to a ping in queue, until a writer takes it (queuePong)
+	pongOp      byte      // pongBuf's WebSocket opcode
 	gc          gnet.Conn // TCP
 	raw         net.Conn  // TLS: the TCP connection under tc
 	tc          *tls.Conn
@@ -119,6 +121,16 @@ func (c *streamConn) send(data []byte, dst netip.AddrPort, tag Tag) error {
 // sendOp is send with the WebSocket opcode to frame data with (0: not a
 // WebSocket connection, data goes as it is).
 func (c *streamConn) sendOp(op byte, data []byte, dst netip.AddrPort, tag Tag) error {
+	return c.enqueue(op, data, dst, tag, false)
+}
+
+// enqueue is sendOp; pong marks data as the answer to a ping (queuePong).
+//
+// The queue's bound counts the capacity of its buffers, not the bytes
+// they carry: a buffer holds at least 2 KiB, so a peer that makes the
+// server queue many small messages (pongs) and reads none must not hold
+// a thousand times the bound.
+func (c *streamConn) enqueue(op byte, data []byte, dst netip.AddrPort, tag Tag, pong bool) error {
 	limit := c.s.t.cfg.WriteQueueBytes
 	c.mu.Lock()
 	switch c.state {
@@ -133,7 +145,7 @@ func (c *streamConn) sendOp(op byte, data []byte, dst netip.AddrPort, tag Tag) e
 		}
 		w := c.newWbuf(op, data, dst, tag)
 		c.queue = append(c.queue, w)
-		c.queuedBytes += len(w.b) // with a WebSocket frame header, as the writer counts
+		c.queuedBytes += cap(w.b)
 		c.mu.Unlock()
 		return nil
 	}
@@ -147,7 +159,10 @@ func (c *streamConn) sendOp(op byte, data []byte, dst netip.AddrPort, tag Tag) e
 	}
 	w := c.newWbuf(op, data, dst, tag)
 	c.queue = append(c.queue, w)
-	c.queuedBytes += len(w.b)
+	c.queuedBytes += cap(w.b)
+	if pong {
+		c.pongBuf, c.pongOp = w, op
+	}
 	wake := !c.flushPending
 	c.flushPending = true
 	gc := c.gc
@@ -187,7 +202,10 @@ func (c *streamConn) unqueue(w *wbuf) {
 	for i := len(c.queue) - 1; i >= 0; i-- {
 		if c.queue[i] == w {
 			c.queue = append(c.queue[:i], c.queue[i+1:]...)
-			c.queuedBytes -= len(w.b)
+			c.queuedBytes -= cap(w.b)
+			if c.pongBuf == w {
+				c.pongBuf = nil
+			}
 			c.mu.Unlock()
 			putWbuf(w)
 			return
@@ -203,6 +221,7 @@ func (c *streamConn) flush(gc gnet.Conn, _ error) error {
 	batch := c.queue
 	c.queue = c.spare[:0]
 	c.queuedBytes = 0
+	c.pongBuf = nil
 	c.flushPending = false
 	closed := c.state == connClosed
 	c.mu.Unlock()
@@ -264,6 +283,7 @@ func (c *streamConn) fail(err error, inline bool) {
 		q := c.queue
 		c.queue = nil
 		c.queuedBytes = 0
+		c.pongBuf = nil
 		gc, raw := c.gc, c.raw
 		c.mu.Unlock()
 		lost := taggedOf(q)
@@ -319,10 +339,16 @@ func (c *streamConn) consume(b []byte) (int, error) {
 			return used, nil
 		}
 		skip, m, err := frameMessage(rest, t.cfg.MaxMessageSize)
-		if err != nil || m == 0 {
+		if err != nil {
 			return used, err
 		}
+		// The stray CRs and LFs before a message (or before nothing yet)
+		// go: kept, a peer sending only those would grow the buffer
+		// without the message size bound ever seeing them.
 		used += skip
+		if m == 0 {
+			return used, nil
+		}
 		rest = rest[skip:]
 		if c.inbound && t.cfg.Admit != nil && !t.cfg.Admit(c.remote.Addr()) {
 			// The source was refused (banned) after it connected: the
@@ -346,11 +372,42 @@ func (c *streamConn) consume(b []byte) (int, error) {
 // pong answers an RFC 5626 CRLFCRLF ping with CRLF.
 func (c *streamConn) pong() {
 	if c.proto == TCP && c.gc != nil {
-		// On the event loop: write directly.
-		_, _ = c.gc.Write(crlf)
+		// On the event loop: write directly, unless gnet holds bytes the
+		// peer has not taken yet. A peer that pings and does not read
+		// would otherwise grow gnet's buffer past WriteQueueBytes (which
+		// flush checks, not this write) by a small allocation a pong; one
+		// that reads again gets the bytes held, and pings again.
+		if c.gc.OutboundBuffered() == 0 {
+			_, _ = c.gc.Write(crlf)
+		}
 		return
 	}
-	_ = c.send(crlf, c.remote, Tag{})
+	op := byte(0)
+	if c.ws != nil {
+		op = wsOpText
+	}
+	c.queuePong(op, crlf)
+}
+
+// queuePong queues the answer to a ping on a TLS or WebSocket connection:
+// a CRLF (op 0, or in a text frame), or a WebSocket pong frame with the
+// ping's payload. At most one answer waits in the queue: a later ping's
+// replaces it (RFC 6455 §5.5.3 lets a pong answer only the latest ping),
+// so pings from a peer that does not read grow nothing.
+func (c *streamConn) queuePong(op byte, payload []byte) {
+	c.mu.Lock()
+	if w := c.pongBuf; w != nil && c.pongOp == op {
+		if op == wsOpPong {
+			c.queuedBytes -= cap(w.b)
+			w.b = wsAppendHeader(w.b[:0], op, len(payload))
+			w.b = append(w.b, payload...)
+			c.queuedBytes += cap(w.b)
+		}
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	_ = c.enqueue(op, payload, c.remote, Tag{}, true)
 }
 
 // streams is the stream half of the transport: the gnet engine for TCP,

@@ -78,6 +78,7 @@ func (ev *tcpEvents) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		q := c.queue
 		c.queue = nil
 		c.queuedBytes = 0
+		c.pongBuf = nil
 		c.flushPending = false
 		c.gc = gc
 		c.state = connOpen

@@ -308,6 +308,7 @@ func (s *streams) writeTLS(c *streamConn, tc net.Conn) {
 			c.queue[i] = nil
 		}
 		c.queue = c.queue[:0]
+		c.pongBuf = nil
 		c.flushPending = false
 		c.mu.Unlock()
 		written := 0
@@ -316,7 +317,7 @@ func (s *streams) writeTLS(c *streamConn, tc net.Conn) {
 				c.writeFailed(batch[i:], err)
 				return
 			}
-			written += len(w.b)
+			written += cap(w.b)
 			putWbuf(w)
 			batch[i] = nil
 		}

@@ -374,7 +374,7 @@ func (c *streamConn) wsConsume(b []byte) (used int, code uint16, err error) {
 		}
 		switch ev.op {
 		case wsOpPing:
-			c.sendFrame(wsOpPong, ev.payload)
+			c.queuePong(wsOpPong, ev.payload)
 		case wsOpPong:
 		case wsOpClose:
 			code, err := wsCloseCode(ev.payload)
