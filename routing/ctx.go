@@ -441,6 +441,11 @@ func (c *Ctx) SetTimeouts(fr, frInv time.Duration) { c.R.SetTimeouts(fr, frInv) 
 // t_was_cancelled()).
 func (c *Ctx) Canceled() bool { return c.R.Canceled() }
 
+// Answered reports whether a branch of the request got a 2xx already:
+// in a reply route, a 6xx or 487 of another branch after it does not end
+// the call (txn Request.Answered).
+func (c *Ctx) Answered() bool { return c.R.Answered() }
+
 // Suspend lets the route finish the request later, after work done off the
 // receive path, through the returned handle's Reply or Relay (OpenSIPS:
 // async()). Nil for an ACK.

@@ -414,6 +414,22 @@ func (r *Request) Canceled() bool {
 	return r.ref.Entry() != nil && r.t.canceled
 }
 
+// Answered reports whether a branch of the request got a 2xx already
+// (not counting the response a reply hook is running for): a final
+// response of another branch after it ends that branch, not the call.
+func (r *Request) Answered() bool {
+	if r.t == nil {
+		return false
+	}
+	if r.locked {
+		return r.t.got2xx
+	}
+	s := r.ref.Shard()
+	s.Lock()
+	defer s.Unlock()
+	return r.ref.Entry() != nil && r.t.got2xx
+}
+
 // LooseRoute processes the Route headers (RFC 3261 §16.4, OpenSIPS
 // loose_route) and reports whether the request is to be routed by them: it
 // carries a Record-Route value we signed for its dialog (RouteDialog). Our

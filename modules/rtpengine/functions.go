@@ -109,11 +109,11 @@ func tags(m *parser.Message, cmd string) (from, to []byte) {
 }
 
 // command builds an offer, answer or delete dictionary in a pooled buffer.
-func (e *Engine) command(name string, m *parser.Message, fromTag, toTag []byte, src netip.Addr, body []byte, f *Flags) *[]byte {
+func (e *Engine) command(name string, callID, fromTag, toTag []byte, src netip.Addr, body []byte, f *Flags) *[]byte {
 	bp := e.bufs.Get().(*[]byte)
 	b := ng.AppendDict((*bp)[:0])
 	b = ng.AppendKeyStr(b, "command", name)
-	b = ng.AppendKeyString(b, "call-id", m.CallID())
+	b = ng.AppendKeyString(b, "call-id", callID)
 	b = ng.AppendKeyString(b, "from-tag", fromTag)
 	if len(toTag) > 0 {
 		b = ng.AppendKeyString(b, "to-tag", toTag)
@@ -156,13 +156,12 @@ func (e *Engine) flagsFor(f *Flags) (*Flags, int) {
 	return f, set
 }
 
-// do sends a command of the call m belongs to: to the instance its
+// send sends a command of the call callID: to the instance its
 // session was created on when that one is remembered and in service,
 // else to the instance of set its Call-ID hashes to. An offer or answer
 // rtpengine accepted remembers the instance for the call; a delete
 // forgets it.
-func (e *Engine) do(m *parser.Message, set int, name string, cmd []byte, cb func(v ng.Value, err error)) {
-	callID := m.CallID()
+func (e *Engine) send(callID []byte, set int, name string, cmd []byte, cb func(v ng.Value, err error)) {
 	sn := e.snap.Load()
 	prefer := e.calls.get(callID)
 	id := string(callID) // the message may be gone when the answer comes
@@ -252,11 +251,18 @@ func (e *Engine) exchange(c *routing.Ctx, cmd string, f *Flags, next func(c *rou
 		return
 	}
 	from, to := tags(m, cmd)
-	bp := e.command(cmd, m, from, to, c.SrcIP(), m.Body(), f)
+	bp := e.command(cmd, m.CallID(), from, to, c.SrcIP(), m.Body(), f)
 	env := c.Env
-	e.do(m, set, cmd, *bp, func(v ng.Value, err error) {
+	// A call's first offer opens its session: if the transaction is gone
+	// when rtpengine answers (the INVITE was canceled, its ACK came, timer
+	// I ran out), nothing would ever delete it.
+	var callID, fromTag []byte
+	if cmd == "offer" && len(to) == 0 {
+		callID, fromTag = append([]byte(nil), m.CallID()...), append([]byte(nil), from...)
+	}
+	e.send(m.CallID(), set, cmd, *bp, func(v ng.Value, err error) {
 		body, err := e.result(v, err)
-		routing.Resume(env, h, func(c *routing.Ctx) {
+		gone := routing.Resume(env, h, func(c *routing.Ctx) {
 			if err == nil {
 				c.R.Editor().SetBody(c.R.Own(body), nil)
 				if cmd == "offer" {
@@ -265,6 +271,10 @@ func (e *Engine) exchange(c *routing.Ctx, cmd string, f *Flags, next func(c *rou
 			}
 			next(c, err)
 		})
+		if gone != nil && err == nil && callID != nil {
+			e.orphans.Inc()
+			e.deleteSession(callID, fromTag, nil, set)
+		}
 	})
 	e.putBuf(bp)
 }
@@ -296,9 +306,9 @@ func (e *Engine) answerAck(c *routing.Ctx, f *Flags, next func(c *routing.Ctx, e
 	f, set := e.flagsFor(f)
 	m := h.Msg
 	from, to := tags(m, "answer")
-	bp := e.command("answer", m, from, to, c.SrcIP(), m.Body(), f)
+	bp := e.command("answer", m.CallID(), from, to, c.SrcIP(), m.Body(), f)
 	env := c.Env
-	e.do(m, set, "answer", *bp, func(v ng.Value, err error) {
+	e.send(m.CallID(), set, "answer", *bp, func(v ng.Value, err error) {
 		body, err := e.result(v, err)
 		routing.Resume(env, h, func(c *routing.Ctx) {
 			if err == nil {
@@ -364,8 +374,8 @@ func (e *Engine) replyExchange(rc *routing.ReplyCtx, cmd string, f *Flags) bool 
 	// An answer from the callee keeps the response's tags (from-tag the
 	// caller's); a late offer from the callee swaps them (see tags).
 	from, to := tags(m, cmd)
-	bp := e.command(cmd, m, from, to, rc.Source().Addr(), m.Body(), f)
-	e.do(m, set, cmd, *bp, func(v ng.Value, err error) {
+	bp := e.command(cmd, m.CallID(), from, to, rc.Source().Addr(), m.Body(), f)
+	e.send(m.CallID(), set, cmd, *bp, func(v ng.Value, err error) {
 		body, err := e.result(v, err)
 		if err != nil && held.Retransmission() {
 			// A repeated 2xx rtpengine no longer knows (the BYE deleted
@@ -394,13 +404,22 @@ func (e *Engine) Delete(c *routing.Ctx) {
 		return
 	}
 	m := c.Msg()
-	e.deleteCall(m, m.ToTag())
+	e.deleteCall(m, m.ToTag(), nil)
 }
 
-func (e *Engine) deleteCall(m *parser.Message, toTag []byte) {
-	bp := e.command("delete", m, m.FromTag(), toTag, netip.Addr{}, nil, nil)
-	_, set := e.flagsFor(nil)
-	e.do(m, set, "delete", *bp, func(v ng.Value, err error) {
+// deleteCall deletes the session of m's call, in the set of f (nil: the
+// default set) when the instance the call's session is on is not
+// remembered (after a restart, a call longer than call_timeout).
+func (e *Engine) deleteCall(m *parser.Message, toTag []byte, f *Flags) {
+	_, set := e.flagsFor(f)
+	e.deleteSession(m.CallID(), m.FromTag(), toTag, set)
+}
+
+// deleteSession sends a delete of the call's session to set, or to the
+// instance the call is remembered on.
+func (e *Engine) deleteSession(callID, fromTag, toTag []byte, set int) {
+	bp := e.command("delete", callID, fromTag, toTag, netip.Addr{}, nil, nil)
+	e.send(callID, set, "delete", *bp, func(v ng.Value, err error) {
 		if err != nil {
 			return // counted by observe
 		}
@@ -435,7 +454,8 @@ func (e *Engine) Manage(c *routing.Ctx, f *Flags, next func(c *routing.Ctx, err 
 		e.Answer(c, f, next)
 		return
 	case parser.MethodBye, parser.MethodCancel:
-		e.Delete(c)
+		m := c.Msg()
+		e.deleteCall(m, m.ToTag(), f)
 	}
 	next(c, nil)
 }
@@ -458,8 +478,13 @@ func (e *Engine) ManageReply(rc *routing.ReplyCtx, f *Flags) bool {
 	if st >= 300 && method == parser.MethodInvite && (offered || late) && !rc.Req.HasToTag() &&
 		(st >= 600 || rc.Req.Canceled()) {
 		// A call ended without the failure route (a 6xx, a CANCEL): its
-		// session ends here (ManageFailure does it for the others).
-		e.deleteCall(rc.Req.Msg(), nil)
+		// session ends here (ManageFailure does it for the others). Not
+		// when another branch answered first: a fork's other phone that
+		// declines, or answers the CANCEL of the answered call's other
+		// branches, ends its branch, not the call.
+		if !rc.Req.Answered() {
+			e.deleteCall(rc.Req.Msg(), nil, f)
+		}
 		return false
 	}
 	if st <= 100 || st >= 300 || (method != parser.MethodInvite && method != parser.MethodUpdate) {
@@ -478,11 +503,11 @@ func (e *Engine) ManageReply(rc *routing.ReplyCtx, f *Flags) bool {
 // given up (the route relays no other branch): the session the offer
 // opened is deleted. An in-dialog request that failed (a re-INVITE
 // refused with 488 or 491) keeps the call's session.
-func (e *Engine) ManageFailure(c *routing.FailureCtx) {
+func (e *Engine) ManageFailure(c *routing.FailureCtx, f *Flags) {
 	if !e.Enabled() || !(c.IsFlagSet(FlagOffered) || c.IsFlagSet(FlagLateOffer)) || c.HasToTag() {
 		return
 	}
-	e.deleteCall(c.Msg(), nil)
+	e.deleteCall(c.Msg(), nil, f)
 }
 
 // pendingKey names a response whose answer is being asked for: its

@@ -107,7 +107,7 @@ func newEngine(t *testing.T, s *Settings) (*Engine, *routetest.Harness) {
 	}
 	h.Route = func(c *routing.Ctx) { e.Manage(c, nil, after) }
 	h.Reply = func(c *routing.ReplyCtx) bool { e.ManageReply(c, nil); return true }
-	h.Failure = func(c *routing.FailureCtx) { e.ManageFailure(c) }
+	h.Failure = func(c *routing.FailureCtx) { e.ManageFailure(c, nil) }
 	return e, h
 }
 

@@ -307,6 +307,7 @@ type Engine struct {
 	heldAcks    atomic.Int64 // ACKs kept while rtpengine answers their SDP
 	maxHeldAcks int64
 	acksNotHeld *metrics.Counter
+	orphans     *metrics.Counter // offers answered after their transaction ended
 
 	commands map[string]*metrics.Counter
 	errors   map[string]*metrics.Counter
@@ -341,6 +342,7 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 	e.reloads = set.NewCounter("switchboard_rtpengine_reloads_total")
 	e.reloadKO = set.NewCounter("switchboard_rtpengine_reload_errors_total")
 	e.acksNotHeld = set.NewCounter("switchboard_rtpengine_acks_not_held_total")
+	e.orphans = set.NewCounter("switchboard_rtpengine_orphan_offers_total")
 	set.NewGauge("switchboard_rtpengine_sessions", func() float64 {
 		var n int64
 		e.sessionsByURL.Range(func(_, v any) bool { n += v.(*atomic.Int64).Load(); return true })

@@ -730,7 +730,7 @@ func (p *routes) failure(c *routing.FailureCtx) {
 		return
 	}
 	p.fraud.CallFailed(c.Ctx)
-	p.rtp.ManageFailure(c) // the call failed: its media session ends
+	p.rtp.ManageFailure(c, nil) // the call failed: its media session ends
 }
 
 // reply is the reply route: finals that end an INVITE without the failure

@@ -76,6 +76,6 @@ func mediaRelay(rtp *rtpengine.Engine) *routing.Routes {
 			rtp.Manage(c, nil, relayed)
 		},
 		Reply:   func(c *routing.ReplyCtx) bool { rtp.ManageReply(c, nil); return true },
-		Failure: func(c *routing.FailureCtx) { rtp.ManageFailure(c) },
+		Failure: func(c *routing.FailureCtx) { rtp.ManageFailure(c, nil) },
 	}
 }
