@@ -1,8 +1,16 @@
 package parser
 
-// MaxEdits is how many splices one Editor holds. Every edit method returns
-// false instead of recording an edit beyond it.
+// MaxEdits is how many splices one Editor holds for a route's edits.
+// Every edit method returns false instead of recording an edit beyond it.
 const MaxEdits = 48
+
+// ReservedEdits are splices beyond MaxEdits that only the edits after
+// UseReserve may take: the transaction layer's own (its Via, Route and
+// Record-Route changes, the Via it takes off a response), which must
+// not fail however many edits a route made. One more splice is kept for
+// the Content-Length AppendTo writes, so that a message never goes out
+// with the length of a body it no longer has.
+const ReservedEdits = 16
 
 type opKind uint8
 
@@ -35,8 +43,9 @@ type splice struct {
 // AppendTo; it copies nothing and allocates nothing.
 type Editor struct {
 	m         *Message
-	ops       [MaxEdits]splice
+	ops       [MaxEdits + ReservedEdits + 1]splice
 	n         int
+	limit     int // MaxEdits, or MaxEdits + ReservedEdits after UseReserve
 	bodySet   bool
 	body      []byte
 	clHandled bool
@@ -48,6 +57,7 @@ type Editor struct {
 func (e *Editor) Reset(m *Message) {
 	e.m = m
 	e.n = 0
+	e.limit = MaxEdits
 	e.bodySet = false
 	e.body = nil
 	e.clHandled = false
@@ -63,8 +73,12 @@ func (e *Editor) Retarget(m *Message) { e.m = m }
 // Message returns the message being edited.
 func (e *Editor) Message() *Message { return e.m }
 
+// UseReserve lets the edits that follow take the ReservedEdits splices
+// too, until the next Reset: for the transaction layer, before its own.
+func (e *Editor) UseReserve() { e.limit = MaxEdits + ReservedEdits }
+
 func (e *Editor) add(op splice) bool {
-	if e.n == MaxEdits {
+	if e.n >= e.limit {
 		return false
 	}
 	op.seq = e.n
@@ -348,8 +362,12 @@ func (e *Editor) RemoveHeaderAt(i int) bool {
 	return e.add(splice{start: int(x.start), end: int(x.end), kind: opBytes})
 }
 
-// RemoveHeaders removes every line of header h (a known name).
+// RemoveHeaders removes every line of header h (a known name), as one
+// edit (DropHeaders) but for Content-Length.
 func (e *Editor) RemoveHeaders(h HeaderName) bool {
+	if h != HdrContentLength {
+		return e.DropHeaders(h)
+	}
 	ok := true
 	for k := 0; k < e.m.st.nh; k++ {
 		if e.m.hdrs[k].name == h && h != HdrOther {
@@ -439,22 +457,26 @@ func (e *Editor) AppendTo(dst []byte) []byte {
 	b := m.st.buf
 	// Content-Length: replace the value(s) when the body changed, add one
 	// when there is none.
-	n0 := e.n
+	// The one splice this takes is always there: add stops at limit,
+	// which leaves the last one of ops.
+	n0, drop0 := e.n, e.drop
 	if !e.clHandled {
 		blen := m.st.end - m.st.hdrEnd
 		if e.bodySet {
 			blen = len(e.body)
 		}
-		if m.st.hasCL {
-			if e.bodySet {
-				for k := 0; k < m.st.nh && e.n < MaxEdits; k++ {
-					if x := &m.hdrs[k]; x.name == HdrContentLength {
-						e.ops[e.n] = splice{start: int(x.vs), end: int(x.ve), seq: e.n, kind: opNum, n: blen}
-						e.n++
-					}
-				}
-			}
-		} else if e.n < MaxEdits {
+		switch {
+		case !m.st.hasCL:
+			e.ops[e.n] = splice{start: m.st.blank, end: m.st.blank, seq: e.n, kind: opLineNum, name: "Content-Length", n: blen}
+			e.n++
+		case !e.bodySet:
+		case m.Count(HdrContentLength) == 1:
+			x := &m.hdrs[m.st.first[HdrContentLength]-1]
+			e.ops[e.n] = splice{start: int(x.vs), end: int(x.ve), seq: e.n, kind: opNum, n: blen}
+			e.n++
+		default:
+			// Several lines (of one value): one in place of them all.
+			e.drop |= 1 << HdrContentLength
 			e.ops[e.n] = splice{start: m.st.blank, end: m.st.blank, seq: e.n, kind: opLineNum, name: "Content-Length", n: blen}
 			e.n++
 		}
@@ -511,8 +533,9 @@ func (e *Editor) AppendTo(dst []byte) []byte {
 	if pos < m.st.end {
 		dst = append(dst, b[pos:m.st.end]...)
 	}
-	// Drop the Content-Length splices so AppendTo can be called again.
-	// Sorting moved them, so rebuild by seq.
+	// Drop the Content-Length splice so AppendTo can be called again.
+	// Sorting moved the splices, so rebuild by seq.
+	e.drop = drop0
 	if e.n != n0 {
 		w := 0
 		for k := 0; k < e.n; k++ {

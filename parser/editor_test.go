@@ -472,3 +472,82 @@ func TestEditorReplace(t *testing.T) {
 		t.Fatal("accepted a view outside the headers")
 	}
 }
+
+// TestEditorLengthAlwaysWritten: however many edits a route made, the
+// Content-Length AppendTo writes is the length of the body it writes;
+// the reserve after UseReserve takes ReservedEdits more, and no more.
+func TestEditorLengthAlwaysWritten(t *testing.T) {
+	m := parseOrDie(t, []byte(editBase))
+	var e Editor
+	e.Reset(m)
+	for i := 0; i < MaxEdits-1; i++ {
+		e.AddHeader("X-N", []byte("1"))
+	}
+	if !e.SetBody([]byte("a longer body"), nil) {
+		t.Fatal("the last edit refused")
+	}
+	if e.AddHeader("X-N", []byte("1")) {
+		t.Fatal("an edit beyond MaxEdits accepted")
+	}
+	out := parseOrDie(t, e.AppendTo(nil))
+	if n, _ := out.ContentLength(); n != len("a longer body") || string(out.Body()) != "a longer body" {
+		t.Fatalf("Content-Length %d, body %q", n, out.Body())
+	}
+	e.UseReserve()
+	for i := 0; i < ReservedEdits; i++ {
+		if !e.InsertVia([]byte("SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKr")) {
+			t.Fatalf("reserved edit %d refused", i)
+		}
+	}
+	if e.InsertVia([]byte("SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKr")) {
+		t.Fatal("an edit beyond the reserve accepted")
+	}
+	// Too many lines to parse again (MaxHeaders): read the bytes.
+	raw := string(e.AppendTo(nil))
+	if vias := strings.Count(raw, "\r\nVia: "); vias != 2+ReservedEdits || !strings.Contains(raw, "\r\nContent-Length: 13\r\n") || !strings.HasSuffix(raw, "\r\n\r\na longer body") {
+		t.Fatalf("%d Via lines:\n%s", vias, raw)
+	}
+	e.Reset(m)
+	if e.AddHeader("X-N", []byte("1")); e.limit != MaxEdits {
+		t.Fatal("Reset kept the reserve")
+	}
+}
+
+// TestEditorLengthOfSeveralLines: a message with its Content-Length on
+// several lines (of one value, which the parser takes) gets one line with
+// the new body's length.
+func TestEditorLengthOfSeveralLines(t *testing.T) {
+	msg := strings.Replace(editBase, "Content-Length: 5\r\n", "Content-Length: 5\r\nl: 5\r\nContent-Length: 5\r\n", 1)
+	m := parseOrDie(t, []byte(msg))
+	var e Editor
+	e.Reset(m)
+	e.SetBody([]byte("hi"), nil)
+	out := parseOrDie(t, e.AppendTo(nil))
+	if n, _ := out.ContentLength(); n != 2 || out.Count(HdrContentLength) != 1 || string(out.Body()) != "hi" {
+		t.Fatalf("Content-Length %d on %d lines, body %q", n, out.Count(HdrContentLength), out.Body())
+	}
+	// AppendTo again writes the same.
+	if again := parseOrDie(t, e.AppendTo(nil)); again.Count(HdrContentLength) != 1 || string(again.Body()) != "hi" {
+		t.Fatal("second AppendTo differs")
+	}
+}
+
+// TestEditorRemoveHeadersOneEdit: RemoveHeaders takes one edit however
+// many lines the header has.
+func TestEditorRemoveHeadersOneEdit(t *testing.T) {
+	msg := strings.Replace(editBase, "Route: <sip:p3.example.com;lr>\r\n", strings.Repeat("Route: <sip:p3.example.com;lr>\r\n", 40), 1)
+	m := parseOrDie(t, []byte(msg))
+	var e Editor
+	e.Reset(m)
+	if !e.RemoveHeaders(HdrRoute) {
+		t.Fatal("RemoveHeaders refused")
+	}
+	for i := 0; i < MaxEdits; i++ {
+		if !e.AddHeader("X-N", []byte("1")) {
+			t.Fatalf("edit %d refused after RemoveHeaders", i)
+		}
+	}
+	if out := parseOrDie(t, e.AppendTo(nil)); out.Has(HdrRoute) {
+		t.Fatal("a Route line left")
+	}
+}

@@ -72,6 +72,7 @@ func (c *Core) hook(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) *Request
 func (c *Core) buildUp(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch, m *parser.Message) []byte {
 	t := &e.Value
 	ed := c.responseEdits(x, m)
+	ed.UseReserve() // the reply route may have taken every edit
 	ed.RemoveTopVia()
 	if t.restoring() {
 		t.restoreUp(x, ed, m)

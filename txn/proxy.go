@@ -465,6 +465,7 @@ func appendRR(dst []byte, l *transport.Listener, extra, sig []byte) []byte {
 // sender's flow (flow.go).
 func (c *Core) proxyEdits(x *ctx, ed *parser.Editor, r *Request, m *parser.Message, uri []byte, out *transport.Listener, outFlow transport.ConnID) {
 	st := r.st
+	ed.UseReserve() // a stateless forward's route may have taken every edit
 	if hop := firstRoute(st, m); hop != nil && !looseURI(hop) {
 		// §16.6 step 6: the next hop is a strict router. It gets its own
 		// URI as the Request-URI; the target goes to the end of Route.

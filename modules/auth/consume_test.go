@@ -57,6 +57,18 @@ func TestConsumeCredentials(t *testing.T) {
 	if len(removed) != 2 || !removed[0] || !removed[1] {
 		t.Fatalf("ConsumeCredentials reported %v", removed)
 	}
+
+	// More than four credentials for us (a UA sends one): every
+	// credential line goes, in two edits, so that removing them cannot
+	// use up the edits the rest of the route needs.
+	many := strings.Repeat("Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"n\", uri=\"sip:bob@example.com\", response=\"r\"\r\n", 5)
+	relayed = h.relayed(u.msg(u.answer(ch, 3, "secret") + "\r\n" + many + strings.TrimSuffix(others, "\r\n")))
+	if strings.Contains(relayed, "Authorization") {
+		t.Errorf("five credentials for us: credentials relayed:\n%s", relayed)
+	}
+	if len(removed) != 3 || !removed[2] {
+		t.Fatalf("ConsumeCredentials reported %v", removed)
+	}
 }
 
 // relayed sends msg and returns the request relayed for it.

@@ -24,7 +24,7 @@ func (n *NATHelper) FixNATedContact(c *routing.Ctx) bool {
 	fixed := false
 	var own []byte
 	it := c.Msg().NameAddrs(parser.HdrContact)
-	for it.Next() {
+	for n := 0; n < maxFixedContacts && it.Next(); n++ {
 		view := hostPortView(&it.NameAddr)
 		if view == nil {
 			continue
@@ -57,7 +57,7 @@ func (n *NATHelper) FixNATedContactReply(c *routing.ReplyCtx) bool {
 	fixed := false
 	var own []byte
 	it := c.Msg().NameAddrs(parser.HdrContact)
-	for it.Next() {
+	for n := 0; n < maxFixedContacts && it.Next(); n++ {
 		view := hostPortView(&it.NameAddr)
 		if view == nil {
 			continue
@@ -74,6 +74,13 @@ func (n *NATHelper) FixNATedContactReply(c *routing.ReplyCtx) bool {
 	}
 	return fixed
 }
+
+// maxFixedContacts is how many Contact values FixNATedContact rewrites:
+// a dialog's request or response has one (OpenSIPS and Kamailio rewrite
+// only that one), and each rewrite is an edit of the message's limited
+// number (parser.MaxEdits), which a peer sending sixty would otherwise
+// use up before the route's other edits.
+const maxFixedContacts = 16
 
 // hostPortView returns the "host[:port]" of a sip or sips Contact URI, a
 // view into the message; nil for "*", other schemes or a bad URI.

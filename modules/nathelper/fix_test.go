@@ -1,6 +1,7 @@
 package nathelper
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -197,5 +198,56 @@ func TestNilNATHelper(t *testing.T) {
 		return n.NATUACTest(c, allFlags) || n.FixNATedContact(c) || n.FixNATedSDP(c, DefaultSDPFlags) || n.FixNATedRegister(c, &o)
 	}) || n.Enabled() || n.Tests() != 0 || n.SDPFlags() != 0 {
 		t.Fatal("a nil module did something")
+	}
+}
+
+// TestManyContacts: a response with 47 Contact values from behind NAT,
+// its Contacts and SDP fixed: FixNATedContactReply rewrites 16 of them
+// (maxFixedContacts), the SDP is rewritten, and what goes upstream is a
+// whole message: its Content-Length the length of its body, our Via off
+// it. So is a request with 47.
+func TestManyContacts(t *testing.T) {
+	f := build(t, nil, nil)
+	f.h.Reply = func(c *routing.ReplyCtx) bool {
+		f.n.FixNATedContactReply(c)
+		f.n.FixNATedSDPReply(c, RewriteMediaIP|RewriteOriginIP|AddNoRTPProxy)
+		return true
+	}
+	var cs []string
+	for i := 0; i < parser.MaxEdits-1; i++ {
+		cs = append(cs, "<sip:b"+strconv.Itoa(i)+"@192.168.1.20:5060>")
+	}
+	contacts := "Contact: " + strings.Join(cs, ", ") + "\r\n"
+	fwd := f.relayed(t, "127.0.0.1:5070", req("INVITE", "sip:bob@127.0.0.5:5080", "127.0.0.1:5070", contacts, phoneSDP("192.168.1.10")), func(c *routing.Ctx) {
+		f.n.FixNATedContact(c)
+		f.n.FixNATedSDP(c, RewriteMediaIP|RewriteOriginIP)
+	})
+	checkWhole(t, "INVITE relayed", fwd, 16)
+	f.h.Receive("127.0.0.5:5080", response(t, fwd, 180, contacts, phoneSDP("192.168.1.20")))
+	for _, s := range f.h.Take() {
+		if s.Dst.String() == "127.0.0.1:5070" && strings.HasPrefix(s.Data, "SIP/2.0 180") {
+			checkWhole(t, "180 upstream", s.Data, 16)
+			if v := header(s.Data, "Via"); !strings.Contains(v, "127.0.0.1:5070") {
+				t.Fatalf("180 upstream with Via %q on top", v)
+			}
+			return
+		}
+	}
+	t.Fatal("no 180 upstream")
+}
+
+// checkWhole fails unless msg's Content-Length is its body's length, its
+// SDP rewritten, and fixed of its Contacts name 127.0.0.x.
+func checkWhole(t *testing.T, what, msg string, fixed int) {
+	t.Helper()
+	_, body, _ := strings.Cut(msg, "\r\n\r\n")
+	if cl := header(msg, "Content-Length"); cl != strconv.Itoa(len(body)) {
+		t.Fatalf("%s: Content-Length %s, body %d bytes", what, cl, len(body))
+	}
+	if strings.Contains(body, "192.168.1.") || !strings.HasSuffix(body, "\r\n") {
+		t.Fatalf("%s: body not rewritten:\n%s", what, body)
+	}
+	if n := strings.Count(header(msg, "Contact"), "@127.0.0."); n != fixed {
+		t.Fatalf("%s: %d Contacts rewritten, want %d", what, n, fixed)
 	}
 }

@@ -27,6 +27,9 @@ var (
 	ErrBadSDP = errors.New("rtpengine: malformed SDP")
 	// ErrDisabled: the module has no instance.
 	ErrDisabled = errors.New("rtpengine: no instance configured")
+	// ErrEdits: the route's edits of the request left no room for
+	// rtpengine's SDP (parser.MaxEdits); the session it opened is deleted.
+	ErrEdits = errors.New("rtpengine: the request has too many edits to take rtpengine's SDP")
 )
 
 // NGError is rtpengine's refusal of a command ("result": "error"), with
@@ -54,6 +57,8 @@ func (e *Engine) Refuse(c *routing.Ctx, err error) bool {
 		return false
 	case errors.Is(err, ErrBadSDP):
 		c.Reply(488, "Malformed SDP")
+	case errors.Is(err, ErrEdits):
+		c.Reply(500, "Server Internal Error (too many edits)")
 	case errors.As(err, &ne):
 		c.Reply(488, "Not Acceptable Here (media relay: "+sanitize(ne.Reason)+")")
 	case Unavailable(err) && e.relayOnFail.Load():
@@ -263,11 +268,14 @@ func (e *Engine) exchange(c *routing.Ctx, cmd string, f *Flags, next func(c *rou
 	e.send(m.CallID(), set, cmd, *bp, func(v ng.Value, err error) {
 		body, err := e.result(v, err)
 		gone := routing.Resume(env, h, func(c *routing.Ctx) {
-			if err == nil {
-				c.R.Editor().SetBody(c.R.Own(body), nil)
-				if cmd == "offer" {
-					c.SetFlag(FlagOffered)
+			if err == nil && !c.R.Editor().SetBody(c.R.Own(body), nil) {
+				err = ErrEdits
+				if callID != nil {
+					e.deleteSession(callID, fromTag, nil, set)
 				}
+			}
+			if err == nil && cmd == "offer" {
+				c.SetFlag(FlagOffered)
 			}
 			next(c, err)
 		})
@@ -311,9 +319,10 @@ func (e *Engine) answerAck(c *routing.Ctx, f *Flags, next func(c *routing.Ctx, e
 	e.send(m.CallID(), set, "answer", *bp, func(v ng.Value, err error) {
 		body, err := e.result(v, err)
 		routing.Resume(env, h, func(c *routing.Ctx) {
-			if err == nil {
-				c.R.Editor().SetBody(c.R.Own(body), nil)
-			} else {
+			if err == nil && !c.R.Editor().SetBody(c.R.Own(body), nil) {
+				err = ErrEdits
+			}
+			if err != nil {
 				e.h.Warn("rtpengine: ACK relayed with its own SDP (no media relay for the answer)", "call-id", string(c.Msg().CallID()), "error", err.Error())
 			}
 			next(c, nil)
@@ -387,8 +396,8 @@ func (e *Engine) replyExchange(rc *routing.ReplyCtx, cmd string, f *Flags) bool 
 			e.h.Warn("rtpengine: response relayed without media relay", "error", err.Error())
 		}
 		held.Release(func(_ *parser.Message, ed *parser.Editor) {
-			if err == nil {
-				ed.SetBody(body, nil)
+			if err == nil && !ed.SetBody(body, nil) {
+				e.h.Warn("rtpengine: response relayed without media relay", "error", ErrEdits.Error())
 			}
 		})
 		e.answering.Delete(key)

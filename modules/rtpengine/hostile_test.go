@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/modules/auth"
 	"switchboard/modules/internal/routetest"
 	"switchboard/routing"
 )
@@ -131,5 +132,31 @@ func TestDeleteInRouteSet(t *testing.T) {
 		"To: <sip:bob@example.com>", "To: <sip:bob@example.com>;tag=b1"))
 	if sentCommand(p2, "delete", 3*time.Second) == nil {
 		t.Fatalf("no delete in set 2; the default set got %v", p0.commands())
+	}
+}
+
+// TestAckWithManyCredentials: an ACK answering a late offer, carrying 46
+// credentials for our realm, which the route consumes before Manage: the
+// ACK forwarded carries rtpengine's SDP and the Content-Length of it.
+func TestAckWithManyCredentials(t *testing.T) {
+	peer := newNGPeer(t)
+	s := DefaultSettings()
+	s.Instances = []string{"udp:" + peer.conn.LocalAddr().String()}
+	e, h := newEngine(t, s)
+	route := relayRoute(e, nil, false)
+	h.Route = func(c *routing.Ctx) {
+		auth.ConsumeCredentials(c)
+		route(c)
+	}
+	creds := strings.Repeat("Proxy-Authorization: Digest username=\"a\", realm=\"example.com\", nonce=\"x\", uri=\"sip:b@example.com\", response=\"0\"\r\n", 46)
+	ack := ackFor(routetest.Request("INVITE", "sip:bob@127.0.0.1:5080", ""), "b1", "z9hG4bK.full", offerSDP)
+	h.Receive("127.0.0.1:5070", strings.Replace(ack, "Content-Type:", creds+"Content-Type:", 1))
+	fwd := waitSent(t, h, "ACK ").Data
+	head, body, _ := strings.Cut(fwd, "\r\n\r\n")
+	if cl := strings.SplitN(strings.SplitN(head, "Content-Length: ", 2)[1], "\r\n", 2)[0]; cl != itoa(len(body)) || !strings.Contains(body, "127.0.0.99") {
+		t.Fatalf("forwarded ACK: Content-Length %s, body %d bytes:\n%s", cl, len(body), body)
+	}
+	if strings.Contains(head, "Proxy-Authorization") {
+		t.Fatal("credentials for us relayed")
 	}
 }
