@@ -73,6 +73,10 @@ func (e *Editor) Retarget(m *Message) { e.m = m }
 // Message returns the message being edited.
 func (e *Editor) Message() *Message { return e.m }
 
+// Room is how many more edits the editor takes (each edit method takes
+// one, but for those that say otherwise).
+func (e *Editor) Room() int { return e.limit - e.n }
+
 // UseReserve lets the edits that follow take the ReservedEdits splices
 // too, until the next Reset: for the transaction layer, before its own.
 func (e *Editor) UseReserve() { e.limit = MaxEdits + ReservedEdits }

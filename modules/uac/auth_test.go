@@ -206,3 +206,21 @@ func TestUACAuthInDialog(t *testing.T) {
 		t.Error("the refusal is not counted")
 	}
 }
+
+// TestUACAuthQuotedURI: a Request-URI that cannot go into the digest's
+// quoted uri as it is (a parameter ending in a backslash would escape the
+// closing quote) is not answered: the challenge goes back to the caller
+// rather than credentials that do not parse.
+func TestUACAuthQuotedURI(t *testing.T) {
+	f := build(t, nil, trunkCredential, nil)
+	h := routetest.New(t, nil)
+	trunkRoutes(h, f.u, nil)
+	h.Receive(caller, invite("sip:+4930123@"+carrier+`;x=\`))
+	first := one(t, h.Take(), carrier, "INVITE ")
+	h.Receive(carrier, respond(t, first, 407, "c0", "Proxy-Authenticate: Digest realm=\"carrier.example\", nonce=\"n0nce1\", qop=\"auth\", algorithm=MD5\r\n"))
+	sent := h.Take()
+	if again := sentTo(sent, carrier, "INVITE "); len(again) != 0 {
+		t.Fatalf("INVITE sent again with %q", header(again[0], "Proxy-Authorization"))
+	}
+	one(t, sent, caller, "SIP/2.0 407")
+}

@@ -1,6 +1,7 @@
 package uac
 
 import (
+	"bytes"
 	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha256"
@@ -140,10 +141,12 @@ func (c *cred) usable(a algorithm, realm []byte) bool {
 
 // answer appends to sc.hdr the credentials answering challenge ch
 // (algorithm a) with c, for a request of method to uri with body, and
-// returns them. ok is false when the challenge's qop cannot be answered.
+// returns them. ok is false when the challenge's qop cannot be answered,
+// or uri cannot go into the quoted string as it is (a '"' or '\\', which
+// a Request-URI's parameters may hold, would end it early).
 func (sc *scratch) answer(ch *parser.Auth, a algorithm, c *cred, method, uri, body []byte) ([]byte, bool) {
 	qop, ok := chooseQOP(ch.QOP)
-	if !ok {
+	if !ok || bytes.ContainsAny(uri, "\"\\") {
 		return nil, false
 	}
 	if c.password != "" {

@@ -62,6 +62,8 @@ type registration struct {
 	attempt   uint64 // ids the REGISTER in flight; a stale answer is dropped
 	timer     *time.Timer
 	answered  bool   // the challenge of this attempt was answered once
+	stales    int    // challenges of this attempt answered again for a stale nonce
+	contact   string // the Contact URI the last REGISTER sent
 	minExp    bool   // a 423 was followed once in this attempt
 	chName    string // "Authorization" or "Proxy-Authorization", "" for none
 	challenge parser.Auth
@@ -324,6 +326,7 @@ func (r *registrant) build(g *registration, l *transport.Listener) ([]byte, erro
 			contact += ";transport=" + l.Proto.String()
 		}
 	}
+	g.contact = contact
 	g.cseq++
 	b := make([]byte, 0, 1024)
 	b = append(b, "REGISTER "+g.row.Registrar+" SIP/2.0\r\n"...)
@@ -373,9 +376,9 @@ func (r *registrant) done(g *registration, id uint64, code int, resp *parser.Mes
 			r.drop(g)
 			return
 		}
-		granted := grantedExpires(resp, g.expires)
+		granted := grantedExpires(resp, g.expires, g.contact)
 		g.state, g.code, g.reason, g.lastErr = stateRegistered, code, reason, ""
-		g.failures, g.answered, g.minExp, g.chName = 0, false, false, ""
+		g.failures, g.answered, g.stales, g.minExp, g.chName = 0, false, 0, false, ""
 		g.until = time.Now().Add(time.Duration(granted) * time.Second)
 		r.schedule(g, max(time.Duration(granted)*time.Second*3/4, time.Second))
 	case (code == 401 || code == 407) && resp != nil:
@@ -387,6 +390,15 @@ func (r *registrant) done(g *registration, id uint64, code int, resp *parser.Mes
 		if g.answered && !stale {
 			r.fail(g, code, reason, "credentials refused", 0)
 			return
+		}
+		if g.answered {
+			// A new nonce for the same credentials, at once: twice. A
+			// registrar that calls every nonce stale gets the back-off,
+			// not a REGISTER a round trip.
+			if g.stales++; g.stales > maxStaleAnswers {
+				r.fail(g, code, reason, "the registrar calls every nonce stale", 0)
+				return
+			}
 		}
 		g.answered = true
 		r.schedule(g, 0)
@@ -450,25 +462,42 @@ func (r *registrant) takeChallenge(g *registration, code int, resp *parser.Messa
 	return false
 }
 
-// grantedExpires is what the registrar granted: the expires of our
-// Contact in the 2xx (every binding of the AOR is listed), else its
-// Expires header, else what we asked for.
-func grantedExpires(resp *parser.Message, asked int) int {
+// maxStaleAnswers is how many stale-nonce challenges one attempt answers
+// at once.
+const maxStaleAnswers = 2
+
+// grantedExpires is what the registrar granted, in 1 s to
+// store.MaxUACExpires: the expires of our Contact (contact, the URI we
+// sent) in the 2xx, which lists every binding of the AOR; when none is
+// ours by its URI, the shortest listed; else its Expires header; else
+// what we asked for.
+func grantedExpires(resp *parser.Message, asked int, contact string) int {
+	return min(max(granted(resp, asked, contact), 1), store.MaxUACExpires)
+}
+
+func granted(resp *parser.Message, asked int, contact string) int {
 	if resp == nil {
 		return asked
 	}
 	it := resp.NameAddrs(parser.HdrContact)
 	best := -1
 	for it.Next() {
-		if n, ok := it.NameAddr.Expires(); ok && (best < 0 || int(n) < best) && n > 0 {
-			best = int(n) // ours is among them; the shortest is the safe guess
+		n, ok := it.NameAddr.Expires()
+		if !ok || n == 0 {
+			continue
+		}
+		if string(it.NameAddr.URI) == contact {
+			return int(min(n, store.MaxUACExpires))
+		}
+		if best < 0 || int(n) < best {
+			best = int(min(n, store.MaxUACExpires)) // ours may be among them: the shortest is the safe guess
 		}
 	}
 	if best > 0 {
 		return best
 	}
 	if n, ok := resp.Expires(); ok && n > 0 {
-		return int(n)
+		return int(min(n, store.MaxUACExpires))
 	}
 	return asked
 }
@@ -485,12 +514,13 @@ func (r *registrant) fail(g *registration, code int, reason, why string, retryAf
 		g.state = stateFailed
 	}
 	g.failures++
-	g.answered, g.minExp, g.chName = false, false, ""
+	g.answered, g.stales, g.minExp, g.chName = false, 0, false, ""
 	lo, hi := time.Duration(r.u.retryMin.Load()), time.Duration(r.u.retryMax.Load())
-	wait := hi
-	if g.failures <= 30 {
-		wait = min(lo<<(g.failures-1), hi)
+	wait := lo // doubled for each failure in a row, up to hi (never past it: no overflow)
+	for i := 1; i < g.failures && wait < hi; i++ {
+		wait *= 2
 	}
+	wait = min(wait, hi)
 	if retryAfter >= lo && retryAfter <= hi {
 		wait = retryAfter
 	}

@@ -58,8 +58,8 @@ func startProxy(t *testing.T) (*modules.Originator, netip.AddrPort) {
 
 // registrar is a carrier's registrar on a UDP socket: it challenges every
 // REGISTER without credentials, checks the digest of those with, and
-// grants a short lifetime. mode: "answer", "drop" (down) or "min" (423
-// below Min-Expires 120).
+// grants a short lifetime. mode: "answer", "drop" (down), "min" (423
+// below Min-Expires 120) or "stale" (a stale nonce for every REGISTER).
 type registrar struct {
 	t     *testing.T
 	conn  *net.UDPConn
@@ -110,6 +110,14 @@ func (r *registrar) serve() {
 			continue
 		case mode == "min" && s.expires != "0" && atoiOr(s.expires) < 120:
 			reply = response(msg, "423 Interval Too Brief", "Min-Expires: 120\r\n")
+		case mode == "stale":
+			// Every REGISTER, with credentials or not, gets a new nonce
+			// said to be stale.
+			r.mu.Lock()
+			r.nonce++
+			nonce := "rn" + strconv.Itoa(r.nonce)
+			r.mu.Unlock()
+			reply = response(msg, "401 Unauthorized", `WWW-Authenticate: Digest realm="reg.example", nonce="`+nonce+`", qop="auth", algorithm=MD5, stale=true`+"\r\n")
 		case header(msg, "Authorization") == "":
 			r.mu.Lock()
 			r.nonce++
@@ -278,5 +286,80 @@ func TestRegistrantMinExpires(t *testing.T) {
 	seen := reg.registers()
 	if seen[0].expires != "60" || seen[len(seen)-1].expires != "120" || f.view(id).Expires != 120 {
 		t.Errorf("REGISTERs %+v, state %+v", seen, f.view(id))
+	}
+}
+
+// TestRegistrantStaleNonces: a registrar that calls every nonce stale
+// gets the credentials again twice at once, then the back-off: not a
+// REGISTER a round trip.
+func TestRegistrantStaleNonces(t *testing.T) {
+	org, _ := startProxy(t)
+	reg := startRegistrar(t, 300)
+	reg.mode.Store("stale")
+	var id int64
+	f := build(t, nil, func(st *store.Store) {
+		r, _ := st.AddUACRegistration(ctx, store.UACRegistration{AOR: "sip:+4930123@reg.example", Registrar: "sip:" + reg.addr(), Password: "regpw"})
+		id = r.ID
+	}, org)
+	waitFor(t, 3*time.Second, "failed", func() bool { return f.view(id).State == stateFailed })
+	time.Sleep(500 * time.Millisecond)
+	if n := len(reg.registers()); n != 2+maxStaleAnswers {
+		t.Fatalf("%d REGISTERs to a registrar calling every nonce stale, want %d", n, 2+maxStaleAnswers)
+	}
+	if v := f.view(id); !strings.Contains(v.Error, "stale") {
+		t.Fatalf("state %+v", v)
+	}
+}
+
+// TestGrantedExpires: the lifetime is that of our own Contact among the
+// AOR's bindings, and never more than a day (a registrar's 4,000,000,000
+// overflowed the refresh timer into a refresh a second).
+func TestGrantedExpires(t *testing.T) {
+	ok := func(contacts, expires string) *parser.Message {
+		var m parser.Message
+		msg := "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>;tag=2\r\n" +
+			"Call-ID: c\r\nCSeq: 1 REGISTER\r\n" + contacts + expires + "Content-Length: 0\r\n\r\n"
+		if err := m.Parse([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		return &m
+	}
+	const ours = "sip:+4930123@127.0.0.1:5060"
+	for _, c := range []struct {
+		contacts, expires string
+		want              int
+	}{
+		{"Contact: <sip:other@192.0.2.1>;expires=1, <" + ours + ">;expires=600\r\n", "", 600},
+		{"Contact: <sip:other@192.0.2.1>;expires=30, <sip:x@192.0.2.2>;expires=90\r\n", "", 30},
+		{"Contact: <" + ours + ">;expires=4000000000\r\n", "", store.MaxUACExpires},
+		{"", "Expires: 4000000000\r\n", store.MaxUACExpires},
+		{"", "Expires: 120\r\n", 120},
+		{"", "", 3600},
+	} {
+		if got := grantedExpires(ok(c.contacts, c.expires), 3600, ours); got != c.want {
+			t.Errorf("%q %q: %d, want %d", c.contacts, c.expires, got, c.want)
+		}
+	}
+}
+
+// TestRegistrantBackoff: each failure in a row doubles the wait from
+// retry_min up to retry_max, and stays there (thirty failures shifted
+// retry_min out of range: a retry at once).
+func TestRegistrantBackoff(t *testing.T) {
+	s := defaultSettings().(*Settings)
+	f := build(t, s, nil, nil)
+	r := f.u.reg
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	g := &registration{row: store.UACRegistration{ID: 1, AOR: "sip:a@b", Registrar: "sip:b"}, state: stateFailed}
+	want := s.RetryMin
+	for i := 1; i <= 70; i++ {
+		before := time.Now()
+		r.fail(g, 503, "x", "", 0)
+		g.timer.Stop()
+		if w := g.next.Sub(before); w < want-time.Second || w > want+time.Second {
+			t.Fatalf("failure %d: next attempt in %s, want %s", i, w, want)
+		}
+		want = min(2*want, s.RetryMax)
 	}
 }

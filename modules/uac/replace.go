@@ -64,13 +64,19 @@ func (u *UAC) replace(c *routing.Ctx, h parser.HeaderName, param string, display
 	defer u.scratches.Put(sc)
 	sc.val = appendNameAddr(sc.val[:0], display, newURI, na.Params)
 	r := c.R
-	r.Editor().SetHeaderValue(h, r.Own(sc.val))
+	// Nothing is changed unless everything is: the dialog's parameter
+	// first (it may not fit, and leaves nothing behind then), with room
+	// for the header's edit checked before.
+	if r.Editor().Room() < 1 {
+		return false
+	}
 	if !bytes.Equal(newURI, na.URI) && formsDialog(m.Method()) {
 		if !u.seal(sc, m, param, na.URI, newURI) || !r.SetRecordRouteParam([]byte(param), sc.tok) {
 			return false
 		}
 		c.RecordRoute()
 	}
+	r.Editor().SetHeaderValue(h, r.Own(sc.val))
 	u.replaced.Inc()
 	return true
 }

@@ -128,6 +128,34 @@ func TestReplaceRefusals(t *testing.T) {
 	})
 }
 
+// TestReplaceAllOrNothing: ReplaceFrom on a From whose original cannot go
+// into our Record-Route (a URI of 700 bytes: the dialog's parameters are
+// at most 1 KiB) returns false and changes nothing; so it does when the
+// route's edits left no room.
+func TestReplaceAllOrNothing(t *testing.T) {
+	f := build(t, nil, nil, nil)
+	h := routetest.New(t, nil)
+	long := "sip:alice@example.com;x=" + strings.Repeat("a", 700)
+	inv := strings.Replace(invite("sip:+1@"+carrier), "<sip:alice@example.com>", "<"+long+">", 1)
+	var ok bool
+	h.InRoute(t, caller, inv, func(c *routing.Ctx) {
+		ok = f.u.ReplaceFrom(c, []byte("Trunk"), []byte("sip:+4930100@carrier.example"))
+		c.Relay()
+	})
+	if fwd := one(t, h.Take(), carrier, "INVITE "); ok || strings.Contains(header(fwd, "From"), "+4930100") {
+		t.Fatalf("ReplaceFrom returned %v; the carrier got From %q", ok, header(fwd, "From"))
+	}
+	h.InRoute(t, caller, invite("sip:+1@"+carrier), func(c *routing.Ctx) {
+		for c.R.Editor().AddHeader("X-Filler", []byte("1")) {
+		}
+		ok = f.u.ReplaceFrom(c, []byte("Trunk"), []byte("sip:+4930100@carrier.example"))
+		c.Relay()
+	})
+	if fwd := one(t, h.Take(), carrier, "INVITE "); ok || strings.Contains(fwd, "uacf=") {
+		t.Fatalf("ReplaceFrom with no edit left returned %v:\n%s", ok, fwd)
+	}
+}
+
 // A route set written for the module runs without it: every method of a
 // nil *UAC does nothing.
 func TestNilModule(t *testing.T) {
