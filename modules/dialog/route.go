@@ -317,6 +317,10 @@ func (d *Dialog) Sent(r *txn.Request, b *txn.Branch, code int, resp *parser.Mess
 			return
 		}
 		tag := resp.ToTag()
+		// The callee's numbering, known from its first reliable or
+		// early response: a PRACK or UPDATE before the 2xx needs it too
+		// (topology hiding shifts their CSeq and RAck by it).
+		g.cseqOffset = resp.CSeq().Num - r.ClientCSeq()
 		if !g.hasEarly(tag) && int(g.nearly) < maxEarly && g.put(tag, &g.early[g.nearly]) {
 			if g.flags&FlagPeers != 0 {
 				g.putEarlyPeer(int(g.nearly), g.id, resp)

@@ -138,3 +138,17 @@ func TestCSeqOffsetFollowsChallenge(t *testing.T) {
 		t.Errorf("the callee's BYE reached the caller with CSeq %q, want 1 BYE", got)
 	}
 }
+
+// TestPRACKAfterChallenge: the INVITE reached the callee one CSeq up and
+// the callee's 183 is early: the caller's PRACK reaches the callee in its
+// numbering, its RAck naming the INVITE as the callee knows it.
+func TestPRACKAfterChallenge(t *testing.T) {
+	e := newEnv(t, nil)
+	e.beforeRelay = func(c *routing.Ctx) { c.R.Editor().SetCSeq(11) }
+	c := e.invite("prack-1")
+	c.respond(0, 183, "b1", calleeCT)
+	prack := only(t, c.fromCaller("PRACK", header(c.up[len(c.up)-1], "Contact"), "b1", "RAck: 1 10 INVITE\r\n"), "PRACK ")
+	if cs, ra := header(prack.Data, "CSeq"), header(prack.Data, "RAck"); cs != itoa(c.cseq+1)+" PRACK" || ra != "1 11 INVITE" {
+		t.Fatalf("the PRACK (the caller's CSeq %d) reached the callee with CSeq %q, RAck %q", c.cseq, cs, ra)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"switchboard/modules/dialog"
+	"switchboard/modules/internal/rack"
 	"switchboard/parser"
 	"switchboard/routing"
 )
@@ -237,6 +238,9 @@ func (th *TopoHiding) Match(c *routing.Ctx) Verdict {
 		// its own number back (the core restores it in the responses);
 		// a CANCEL is the core's own, built from the transaction.
 		ed.SetCSeq(m.CSeq().Num + peer.CSeqOffset)
+		if m.Method() == parser.MethodPrack {
+			rack.Shift(c.R, ed, m, peer.CSeqOffset) // its RAck names the INVITE by the callee's number
+		}
 	}
 	if side == dialog.Caller {
 		c.R.SetRewriter(&th.fromCaller)

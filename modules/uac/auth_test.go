@@ -97,6 +97,12 @@ func TestUACAuthProxyChallenge(t *testing.T) {
 	if r := one(t, h.Take(), caller, "BYE "); header(r, "CSeq") != "7 BYE" {
 		t.Errorf("the carrier's BYE: CSeq %q, its own numbering", header(r, "CSeq"))
 	}
+	// A PRACK's RAck names the INVITE by the number the carrier knows.
+	prack := strings.Replace(inDialog("PRACK", "sip:gw@"+carrier, "prack1", from, to, callID, "3", rr), "Content-Length:", "RAck: 1 1 INVITE\r\nContent-Length:", 1)
+	h.Receive(caller, prack)
+	if r := one(t, h.Take(), carrier, "PRACK "); header(r, "CSeq") != "4 PRACK" || header(r, "RAck") != "1 2 INVITE" {
+		t.Errorf("the caller's PRACK: CSeq %q, RAck %q, want 4 PRACK, 1 2 INVITE", header(r, "CSeq"), header(r, "RAck"))
+	}
 }
 
 // Which challenges are answered, with what, and which are not.

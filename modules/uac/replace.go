@@ -5,11 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
-	"strconv"
 
+	"switchboard/modules/internal/rack"
 	"switchboard/parser"
 	"switchboard/routing"
-	"switchboard/txn"
 )
 
 // ReplaceFrom gives the relayed request the From a carrier wants: its
@@ -110,7 +109,7 @@ func (u *UAC) Restore(c *routing.Ctx) bool {
 			ed := r.Editor()
 			ed.SetCSeq(m.CSeq().Num + uint32(n))
 			if m.Method() == parser.MethodPrack {
-				shiftRAck(r, ed, m, uint32(n))
+				rack.Shift(r, ed, m, uint32(n))
 			}
 			changed = true
 		}
@@ -153,41 +152,6 @@ func (u *UAC) Restore(c *routing.Ctx) bool {
 		u.restored.Inc()
 	}
 	return changed
-}
-
-// shiftRAck adds n to the CSeq number in a PRACK's RAck (RFC 3262: "RAck:
-// rseq cseq method"), which names the INVITE by the caller's number.
-func shiftRAck(r *txn.Request, ed *parser.Editor, m *parser.Message, n uint32) {
-	for i := 0; i < m.NumHeaders(); i++ {
-		h := m.HeaderAt(i)
-		if h.Name != parser.HdrOther || !parser.EqualFold(h.RawName, []byte("RAck")) {
-			continue
-		}
-		v := h.Value
-		j := 0
-		for j < len(v) && v[j] >= '0' && v[j] <= '9' {
-			j++
-		}
-		k := j
-		for k < len(v) && (v[k] == ' ' || v[k] == '\t') {
-			k++
-		}
-		e := k
-		for e < len(v) && v[e] >= '0' && v[e] <= '9' {
-			e++
-		}
-		cs, ok := parseUint(v[k:e], 1<<32-1)
-		if j == 0 || k == j || !ok || uint64(cs)+uint64(n) > 1<<32-1 {
-			return
-		}
-		var buf [96]byte
-		out := append(buf[:0], v[:k]...)
-		out = strconv.AppendUint(out, cs+uint64(n), 10)
-		out = append(out, v[e:]...)
-		ed.RemoveHeaderAt(i)
-		ed.AddHeader("RAck", r.Own(out))
-		return
-	}
 }
 
 // parseUint parses decimal digits up to max.
