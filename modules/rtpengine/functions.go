@@ -84,7 +84,44 @@ func sanitize(s string) string {
 }
 
 func isSDP(m *parser.Message) bool {
-	return len(m.Body()) > 0 && parser.EqualFold(m.MediaType(), []byte("application/sdp"))
+	_, _, ok := sdpPart(m)
+	return ok
+}
+
+// sdpOf returns the SDP m carries: its body, or the application/sdp part
+// of a multipart body (SDP beside ISUP from a SIP-I trunk), as OpenSIPS
+// and Kamailio find it; nil when it has none.
+func sdpOf(m *parser.Message) []byte {
+	if start, end, ok := sdpPart(m); ok {
+		return m.Body()[start:end]
+	}
+	return nil
+}
+
+// sdpPart returns where m's SDP is in its body.
+func sdpPart(m *parser.Message) (start, end int, ok bool) {
+	body := m.Body()
+	if len(body) == 0 {
+		return 0, 0, false
+	}
+	if parser.EqualFold(m.MediaType(), []byte("application/sdp")) {
+		return 0, len(body), true
+	}
+	start, end, ok = parser.BodyPart(body, m.Get(parser.HdrContentType), "application/sdp")
+	return start, end, ok && end > start
+}
+
+// bodyWith returns m's body with its SDP replaced by sdp: sdp itself for
+// an SDP body, the multipart body with that part's content replaced
+// (allocated) otherwise.
+func bodyWith(m *parser.Message, sdp []byte) []byte {
+	start, end, ok := sdpPart(m)
+	body := m.Body()
+	if !ok || start == 0 && end == len(body) {
+		return sdp
+	}
+	b := make([]byte, 0, len(body)-(end-start)+len(sdp))
+	return append(append(append(b, body[:start]...), sdp...), body[end:]...)
 }
 
 // checkSDP: a body that is not SDP is no business of ours (false, nil);
@@ -94,7 +131,7 @@ func checkSDP(m *parser.Message) (bool, error) {
 		return false, nil
 	}
 	var s sdp.Session
-	if s.Parse(m.Body()) != nil {
+	if s.Parse(sdpOf(m)) != nil {
 		return false, ErrBadSDP
 	}
 	return true, nil
@@ -256,7 +293,7 @@ func (e *Engine) exchange(c *routing.Ctx, cmd string, f *Flags, next func(c *rou
 		return
 	}
 	from, to := tags(m, cmd)
-	bp := e.command(cmd, m.CallID(), from, to, c.SrcIP(), m.Body(), f)
+	bp := e.command(cmd, m.CallID(), from, to, c.SrcIP(), sdpOf(m), f)
 	env := c.Env
 	// A call's first offer opens its session: if the transaction is gone
 	// when rtpengine answers (the INVITE was canceled, its ACK came, timer
@@ -268,7 +305,7 @@ func (e *Engine) exchange(c *routing.Ctx, cmd string, f *Flags, next func(c *rou
 	e.send(m.CallID(), set, cmd, *bp, func(v ng.Value, err error) {
 		body, err := e.result(v, err)
 		gone := routing.Resume(env, h, func(c *routing.Ctx) {
-			if err == nil && !c.R.Editor().SetBody(c.R.Own(body), nil) {
+			if err == nil && !c.R.Editor().SetBody(c.R.Own(bodyWith(c.Msg(), body)), nil) {
 				err = ErrEdits
 				if callID != nil {
 					e.deleteSession(callID, fromTag, nil, set)
@@ -314,12 +351,12 @@ func (e *Engine) answerAck(c *routing.Ctx, f *Flags, next func(c *routing.Ctx, e
 	f, set := e.flagsFor(f)
 	m := h.Msg
 	from, to := tags(m, "answer")
-	bp := e.command("answer", m.CallID(), from, to, c.SrcIP(), m.Body(), f)
+	bp := e.command("answer", m.CallID(), from, to, c.SrcIP(), sdpOf(m), f)
 	env := c.Env
 	e.send(m.CallID(), set, "answer", *bp, func(v ng.Value, err error) {
 		body, err := e.result(v, err)
 		routing.Resume(env, h, func(c *routing.Ctx) {
-			if err == nil && !c.R.Editor().SetBody(c.R.Own(body), nil) {
+			if err == nil && !c.R.Editor().SetBody(c.R.Own(bodyWith(c.Msg(), body)), nil) {
 				err = ErrEdits
 			}
 			if err != nil {
@@ -383,7 +420,7 @@ func (e *Engine) replyExchange(rc *routing.ReplyCtx, cmd string, f *Flags) bool 
 	// An answer from the callee keeps the response's tags (from-tag the
 	// caller's); a late offer from the callee swaps them (see tags).
 	from, to := tags(m, cmd)
-	bp := e.command(cmd, m.CallID(), from, to, rc.Source().Addr(), m.Body(), f)
+	bp := e.command(cmd, m.CallID(), from, to, rc.Source().Addr(), sdpOf(m), f)
 	e.send(m.CallID(), set, cmd, *bp, func(v ng.Value, err error) {
 		body, err := e.result(v, err)
 		if err != nil && held.Retransmission() {
@@ -395,8 +432,8 @@ func (e *Engine) replyExchange(rc *routing.ReplyCtx, cmd string, f *Flags) bool 
 		if err != nil {
 			e.h.Warn("rtpengine: response relayed without media relay", "error", err.Error())
 		}
-		held.Release(func(_ *parser.Message, ed *parser.Editor) {
-			if err == nil && !ed.SetBody(body, nil) {
+		held.Release(func(m *parser.Message, ed *parser.Editor) {
+			if err == nil && !ed.SetBody(bodyWith(m, body), nil) {
 				e.h.Warn("rtpengine: response relayed without media relay", "error", ErrEdits.Error())
 			}
 		})
