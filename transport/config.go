@@ -88,6 +88,12 @@ type Config struct {
 	// long; it also releases a peer that sent half a message and stalled.
 	// Default 120s (RFC 5626 keep-alives are sent every 30s or less).
 	IdleTimeout time.Duration
+	// MessageTimeout closes a stream connection that began a message and
+	// has not sent the rest of it within this long, however often more
+	// of it trickles in (Kamailio tcp_msg_read_timeout): a peer dripping a
+	// byte now and then would otherwise hold MaxMessageSize of buffer for
+	// ever. Default 20s.
+	MessageTimeout time.Duration
 	// DialTimeout bounds an outbound TCP connect plus TLS handshake, and an
 	// inbound TLS handshake. Default 5s.
 	DialTimeout time.Duration
@@ -142,6 +148,7 @@ const (
 	defaultMaxConns       = 65536
 	defaultMaxConnsPerIP  = 256
 	defaultIdleTimeout    = 120 * time.Second
+	defaultMessageTimeout = 20 * time.Second
 	defaultDialTimeout    = 5 * time.Second
 	defaultWriteQueue     = 1 << 20
 	maxUDPDatagram        = 65535
@@ -169,6 +176,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if d.IdleTimeout <= 0 {
 		d.IdleTimeout = defaultIdleTimeout
+	}
+	if d.MessageTimeout <= 0 {
+		d.MessageTimeout = defaultMessageTimeout
 	}
 	if d.DialTimeout <= 0 {
 		d.DialTimeout = defaultDialTimeout

@@ -3,8 +3,10 @@ package transport
 import (
 	"bytes"
 	"crypto/tls"
+	"io"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,4 +169,102 @@ func TestWSPongAnswersLatestPing(t *testing.T) {
 		}
 		last = n
 	}
+}
+
+// TestMessageTimeout: a peer that begins a message and drips the rest a
+// few bytes at a time, never idle, is closed MessageTimeout after it
+// began (over TCP, TLS and WebSocket: a frame begun, or a fragmented
+// message not ended); one that sends whole messages as slowly is not.
+func TestMessageTimeout(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	msg := []byte(sipMsg("OPTIONS", strings.Repeat("x", 200)))
+	pki := newPKI(t, "ca")
+	for _, c := range []struct {
+		name  string
+		start func(*testing.T) (*Transport, net.Conn)
+		drip  [][]byte // written one every 100 ms, round and round
+	}{
+		{"tcp", func(t *testing.T) (*Transport, net.Conn) {
+			tr := startTransport(t, tcpConfig(func(c *Config) { c.MessageTimeout = timeout }), newRecorder())
+			return tr, dialTCP(t, tr.Listeners()[0].Local)
+		}, splitEvery(msg, 4)},
+		{"tls", func(t *testing.T) (*Transport, net.Conn) {
+			tr, _ := startTLS(t, pki, newRecorder(), func(c *Config) { c.MessageTimeout = timeout })
+			nc, err := tls.Dial("tcp", tr.Listeners()[0].Local.String(), &tls.Config{RootCAs: pki.pool, ServerName: "sip.example.com"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { nc.Close() })
+			return tr, nc
+		}, splitEvery(msg, 4)},
+		{"ws frame", func(t *testing.T) (*Transport, net.Conn) {
+			tr := startTransport(t, wsConfig(func(c *Config) { c.MessageTimeout = timeout }), newRecorder())
+			return tr, dialWS(t, tr.Listeners()[0].Local)
+		}, splitEvery(maskedText(string(msg)), 4)},
+		{"ws fragments", func(t *testing.T) (*Transport, net.Conn) {
+			tr := startTransport(t, wsConfig(func(c *Config) { c.MessageTimeout = timeout }), newRecorder())
+			return tr, dialWS(t, tr.Listeners()[0].Local)
+		}, append([][]byte{clientFrame(wsOpText, false, true, msg[:4])}, fragments(msg[4:], 4)...)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tr, conn := c.start(t)
+			closed := make(chan struct{})
+			go func() {
+				io.Copy(io.Discard, conn)
+				close(closed)
+			}()
+			began := time.Now()
+			for i := 0; ; i++ {
+				select {
+				case <-closed:
+					if d := time.Since(began); d < timeout || d > timeout+2*time.Second {
+						t.Fatalf("closed after %s, MessageTimeout %s", d, timeout)
+					}
+					if st := tr.Stats(); st.ConnsSlow != 1 || st.ConnsIdle != 0 {
+						t.Fatalf("ConnsSlow %d, ConnsIdle %d", st.ConnsSlow, st.ConnsIdle)
+					}
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				if i >= len(c.drip) {
+					t.Fatalf("the message was sent whole (%d pieces) and the connection is open", len(c.drip))
+				}
+				conn.Write(c.drip[i])
+			}
+		})
+	}
+	t.Run("whole messages", func(t *testing.T) {
+		rec := newRecorder()
+		tr := startTransport(t, tcpConfig(func(c *Config) { c.MessageTimeout = timeout }), rec)
+		conn := dialTCP(t, tr.Listeners()[0].Local)
+		for i := 0; i < 8; i++ {
+			conn.Write(msg)
+			time.Sleep(100 * time.Millisecond)
+		}
+		rec.wait(t, 8)
+		if st := tr.Stats(); st.ConnsSlow != 0 || tr.streams.table.count() != 1 {
+			t.Fatalf("ConnsSlow %d, %d connections", st.ConnsSlow, tr.streams.table.count())
+		}
+	})
+}
+
+// splitEvery cuts b into pieces of n bytes.
+func splitEvery(b []byte, n int) [][]byte {
+	var out [][]byte
+	for len(b) > n {
+		out = append(out, b[:n])
+		b = b[n:]
+	}
+	return append(out, b)
+}
+
+// fragments sends b as continuation frames of n bytes, the last with FIN.
+func fragments(b []byte, n int) [][]byte {
+	var out [][]byte
+	for _, p := range splitEvery(b, n) {
+		out = append(out, clientFrame(wsOpContinuation, false, true, p))
+	}
+	last := out[len(out)-1]
+	last[0] |= 0x80
+	return out
 }

@@ -27,6 +27,7 @@ type counters struct {
 	connsRejected  atomic.Uint64 // inbound connections refused by limits
 	connsShareFull atomic.Uint64 // of which: inbound connections had used their share
 	connsIdle      atomic.Uint64 // connections closed by the idle timeout
+	connsSlow      atomic.Uint64 // connections closed by the message timeout
 	connsOversize  atomic.Uint64 // connections closed for an oversize/bad message
 	connsOverflow  atomic.Uint64 // connections closed because the write queue overflowed
 	admitRefused   atomic.Uint64 // inbound connections Config.Admit refused
@@ -58,6 +59,7 @@ type Stats struct {
 	// (MaxConns − OutboundReserve).
 	ConnsShareFull uint64
 	ConnsIdle      uint64 // closed by IdleTimeout
+	ConnsSlow      uint64 // closed by MessageTimeout: a message begun and not finished
 	ConnsOversize  uint64 // closed for an oversize or unframeable message
 	ConnsOverflow  uint64 // closed because the write queue bound was reached
 	TLSHandshakeKO uint64
@@ -113,6 +115,7 @@ func (c *counters) snapshot() Stats {
 	st.ConnsRejected = c.connsRejected.Load()
 	st.ConnsShareFull = c.connsShareFull.Load()
 	st.ConnsIdle = c.connsIdle.Load()
+	st.ConnsSlow = c.connsSlow.Load()
 	st.ConnsOversize = c.connsOversize.Load()
 	st.ConnsOverflow = c.connsOverflow.Load()
 	st.TLSHandshakeKO = c.tlsHandshakeKO.Load()

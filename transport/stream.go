@@ -64,7 +64,10 @@ type streamConn struct {
 	keys    []connKey // table keys (address, aliases); guarded by connTable.mu
 
 	lastRead atomic.Int64 // coarse clock, unix nanoseconds
-	pkt      Packet       // reused for every message read on this connection
+	// partSince is when the bytes of a message not yet whole began to
+	// wait in the read buffer (coarse clock), 0 when none wait.
+	partSince atomic.Int64
+	pkt       Packet // reused for every message read on this connection
 
 	mu          sync.Mutex
 	state       uint8
@@ -624,12 +627,26 @@ func (s *streams) goAway(conns []*streamConn) {
 	}
 }
 
-// sweep advances the coarse clock and closes idle connections. Idle
-// covers a peer that sent half a message and stalled: it is released
-// after IdleTimeout like a silent one.
+// partial notes whether the read buffer holds the start of a message
+// after a read: MessageTimeout runs from the first read that left one.
+func (c *streamConn) partial(waiting bool) {
+	switch {
+	case !waiting:
+		if c.partSince.Load() != 0 {
+			c.partSince.Store(0)
+		}
+	case c.partSince.Load() == 0:
+		c.partSince.Store(c.s.now.Load())
+	}
+}
+
+// sweep advances the coarse clock and closes idle connections, and those
+// whose message began more than MessageTimeout ago and is not whole yet
+// (a peer that drips a message a byte at a time is no idler).
 func (s *streams) sweep() {
 	defer s.wg.Done()
 	idle := s.t.cfg.IdleTimeout
+	slow := int64(s.t.cfg.MessageTimeout)
 	tick := idle / 4
 	if tick > time.Second {
 		tick = time.Second
@@ -653,6 +670,9 @@ func (s *streams) sweep() {
 				// handshake) timeout.
 				if n-c.lastRead.Load() > int64(idle) && !c.dialing() {
 					s.t.stats.connsIdle.Add(1)
+					c.close()
+				} else if p := c.partSince.Load(); p != 0 && n-p > slow {
+					s.t.stats.connsSlow.Add(1)
 					c.close()
 				} else if c.ws != nil && !c.dialing() {
 					c.wsKeepalive(n, int64(idle))

@@ -147,6 +147,7 @@ func (ev *tcpEvents) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	used, err := c.consume(buf)
 	c.unread = len(buf) - used
+	c.partial(c.unread > 0)
 	if used > 0 {
 		_, _ = gc.Discard(used)
 	}

@@ -276,6 +276,7 @@ func (s *streams) runTLS(c *streamConn, tc *tls.Conn) {
 			if start == end {
 				start, end = 0, 0
 			}
+			c.partial(start < end)
 			if ferr != nil {
 				if ferr != errRefused {
 					s.t.stats.connsOversize.Add(1)

@@ -298,6 +298,7 @@ func (s *streams) runWS(c *streamConn, conn net.Conn, pre []byte) {
 		if start < end {
 			used, code, err := c.wsConsume(buf[start:end])
 			start += used
+			c.partial(start < end || c.ws.reader.inMsg)
 			if start == end {
 				start, end = 0, 0
 				if len(buf) > wsBusyBuf {
@@ -386,6 +387,9 @@ func (c *streamConn) wsConsume(b []byte) (used int, code uint16, err error) {
 			}
 			return used, code, errWSClosed
 		default:
+			if ev.op == wsOpText && !utf8.Valid(ev.payload) {
+				return used, wsCloseInvalidData, errWSText // RFC 6455 §8.1
+			}
 			if err := c.deliverWS(ev.payload); err != nil {
 				return used, wsCloseGoingAway, err
 			}

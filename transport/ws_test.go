@@ -464,6 +464,38 @@ func TestWSCloseHandshake(t *testing.T) {
 	c = dialWS(t, tr.Listeners()[0].Local)
 	c.Write(clientFrame(wsOpClose, true, true, nil))
 	expectCloseFrame(t, c, wsCloseNormal)
+	// A code no endpoint may send (RFC 6455 §7.4) is not echoed: 1002.
+	for _, code := range []uint16{0, 999, 1004, 1005, 1006, 1015, 2000, 5000} {
+		c = dialWS(t, tr.Listeners()[0].Local)
+		binary.BigEndian.PutUint16(payload[:], code)
+		c.Write(clientFrame(wsOpClose, true, true, payload[:]))
+		expectCloseFrame(t, c, wsCloseProtocol)
+	}
+	// 3000–4999 are the application's: echoed.
+	c = dialWS(t, tr.Listeners()[0].Local)
+	binary.BigEndian.PutUint16(payload[:], 4000)
+	c.Write(clientFrame(wsOpClose, true, true, payload[:]))
+	expectCloseFrame(t, c, 4000)
+}
+
+// TestWSTextNotUTF8: a text message that is not UTF-8 closes the
+// connection with 1007 (RFC 6455 §8.1), whole or in fragments, and
+// reaches no handler; a binary one is taken.
+func TestWSTextNotUTF8(t *testing.T) {
+	rec := newRecorder()
+	tr := startTransport(t, wsConfig(nil), rec)
+	bad := sipMsg("MESSAGE", "caf\xe9")
+	c := dialWS(t, tr.Listeners()[0].Local)
+	c.Write(clientFrame(wsOpBinary, true, true, []byte(bad)))
+	rec.wait(t, 1)
+	c.Write(maskedText(bad))
+	expectCloseFrame(t, c, wsCloseInvalidData)
+	c = dialWS(t, tr.Listeners()[0].Local)
+	c.Write(append(clientFrame(wsOpText, false, true, []byte(bad[:10])), clientFrame(wsOpContinuation, true, true, []byte(bad[10:]))...))
+	expectCloseFrame(t, c, wsCloseInvalidData)
+	if n := rec.count(); n != 1 {
+		t.Fatalf("%d messages handled, want the binary one", n)
+	}
 }
 
 func TestWSAbruptCloseReleases(t *testing.T) {

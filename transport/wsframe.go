@@ -69,6 +69,8 @@ var (
 	errWSContinuation = &wsFrameError{wsCloseProtocol, "continuation frame without a message to continue"}
 	errWSInterleaved  = &wsFrameError{wsCloseProtocol, "new data frame before the fragmented message ended"}
 	errWSCloseLen     = &wsFrameError{wsCloseProtocol, "close frame with a 1-byte payload"}
+	errWSCloseCode    = &wsFrameError{wsCloseProtocol, "close frame with a code an endpoint may not send"}
+	errWSText         = &wsFrameError{wsCloseInvalidData, "text message that is not UTF-8"}
 )
 
 // wsDecodeHeader decodes the frame header at the start of b. n is the
@@ -195,7 +197,13 @@ func wsCloseCode(p []byte) (uint16, error) {
 	case 1:
 		return 0, errWSCloseLen
 	}
-	return binary.BigEndian.Uint16(p), nil
+	// RFC 6455 §7.4: 1000–1003, 1007–1014 and 3000–4999 may be sent;
+	// 1004–1006 and 1015 are reserved, the rest undefined.
+	switch code := binary.BigEndian.Uint16(p); {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014, code >= 3000 && code <= 4999:
+		return code, nil
+	}
+	return 0, errWSCloseCode
 }
 
 // wsReader reassembles WebSocket messages from a byte stream: whole

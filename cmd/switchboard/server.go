@@ -250,6 +250,7 @@ func (s *server) transportConfig() transport.Config {
 		MaxConnsPerIP:   cfg.Limits.MaxConnectionsPerIP,
 		OutboundReserve: cfg.Limits.OutboundReserved(),
 		IdleTimeout:     cfg.Limits.IdleTimeout.D(),
+		MessageTimeout:  cfg.Limits.MessageTimeout.D(),
 		SocketBuffer:    cfg.Limits.UDPSocketBuffer,
 		TLSCertFile:     cfg.TLS.Cert,
 		TLSKeyFile:      cfg.TLS.Key,

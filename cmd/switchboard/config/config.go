@@ -139,7 +139,10 @@ type Limits struct {
 	// the server dials to next hops.
 	OutboundReservedPercent int      `yaml:"outbound_connections_reserved_percent"`
 	IdleTimeout             Duration `yaml:"idle_timeout"`
-	Shards                  int      `yaml:"shards"`
+	// MessageTimeout closes a stream connection whose message began this
+	// long ago and is not whole yet (Kamailio tcp_msg_read_timeout).
+	MessageTimeout Duration `yaml:"message_timeout"`
+	Shards         int      `yaml:"shards"`
 	// UDPSocketBuffer is SO_RCVBUF and SO_SNDBUF of the UDP sockets, in
 	// bytes; 0 keeps the kernel's default. The kernel caps it at
 	// net.core.rmem_max / wmem_max.
@@ -350,6 +353,7 @@ func Default() *Config {
 			MaxConnectionsPerIP:     100,
 			OutboundReservedPercent: 10,
 			IdleTimeout:             Duration(10 * time.Minute),
+			MessageTimeout:          Duration(20 * time.Second),
 			Shards:                  0,
 			UDPSocketBuffer:         1 << 20,
 		},
@@ -474,6 +478,9 @@ func (c *Config) check(at func(key string) int) error {
 	}
 	if lim.IdleTimeout.D() < time.Second {
 		return fail("limits.idle_timeout", "must be at least 1s, not %s", lim.IdleTimeout.D())
+	}
+	if lim.MessageTimeout.D() < time.Second {
+		return fail("limits.message_timeout", "must be at least 1s, not %s", lim.MessageTimeout.D())
 	}
 	if lim.Shards < 0 || lim.Shards > 65536 || lim.Shards&(lim.Shards-1) != 0 {
 		return fail("limits.shards", "must be 0 (automatic) or a power of two up to 65536, not %d", lim.Shards)
