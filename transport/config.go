@@ -81,8 +81,8 @@ type Config struct {
 	// than MaxConns − OutboundReserve are open; outbound ones use any
 	// free slot. Default 0 (no reserve); at most MaxConns − 1.
 	OutboundReserve int
-	// MaxConnsPerIP bounds inbound stream connections from one source IP.
-	// Default 256.
+	// MaxConnsPerIP bounds inbound stream connections from one source IP
+	// (an IPv6 source counted by its /64). Default 256.
 	MaxConnsPerIP int
 	// IdleTimeout closes a stream connection that received nothing for this
 	// long; it also releases a peer that sent half a message and stalled.

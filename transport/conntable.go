@@ -66,7 +66,7 @@ func (ct *connTable) admit(c *streamConn, lim connLimits) (existing *streamConn,
 	if len(ct.byID) >= lim.total {
 		return nil, ErrConnLimit
 	}
-	ip := c.remote.Addr()
+	ip := perIPKey(c.remote.Addr())
 	if c.inbound {
 		if ct.inbound >= lim.inbound {
 			return nil, errInboundShare
@@ -89,6 +89,18 @@ func (ct *connTable) admit(c *streamConn, lim connLimits) (existing *streamConn,
 	return nil, nil
 }
 
+// perIPKey is what MaxConnsPerIP counts: the address, or for IPv6 its
+// /64, which one host (or customer) usually has whole: counted by /128,
+// one host could take every inbound slot.
+func perIPKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
+
 func (ct *connTable) remove(c *streamConn) {
 	ct.mu.Lock()
 	defer ct.mu.Unlock()
@@ -103,7 +115,7 @@ func (ct *connTable) remove(c *streamConn) {
 	}
 	if c.inbound {
 		ct.inbound--
-		ip := c.remote.Addr()
+		ip := perIPKey(c.remote.Addr())
 		if n := ct.perIP[ip] - 1; n > 0 {
 			ct.perIP[ip] = n
 		} else {

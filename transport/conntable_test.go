@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -123,4 +124,38 @@ func stillOpen(c net.Conn) bool {
 	c.SetReadDeadline(time.Time{})
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// TestPerIPCountsIPv6By64: MaxConnsPerIP counts an IPv6 source by its
+// /64 (one host has the whole of it), an IPv4 one (mapped or not) by its
+// address.
+func TestPerIPCountsIPv6By64(t *testing.T) {
+	var ct connTable
+	ct.init()
+	lim := connLimits{total: 100, inbound: 100, perIP: 2}
+	admit := func(addr string) error {
+		c := &streamConn{proto: TCP, inbound: true, remote: netip.MustParseAddrPort(addr)}
+		_, err := ct.admit(c, lim)
+		return err
+	}
+	for i, want := range []error{nil, nil, errPerIP} {
+		if err := admit("[2001:db8:1:2::" + strconv.Itoa(i+1) + "]:5060"); err != want {
+			t.Fatalf("IPv6 connection %d in one /64: %v, want %v", i+1, err, want)
+		}
+	}
+	if err := admit("[2001:db8:1:3::1]:5060"); err != nil {
+		t.Fatalf("another /64: %v", err)
+	}
+	for i, want := range []error{nil, nil, errPerIP} {
+		addr := "192.0.2.7:" + strconv.Itoa(5060+i)
+		if i == 1 {
+			addr = "[::ffff:192.0.2.7]:5061"
+		}
+		if err := admit(addr); err != want {
+			t.Fatalf("IPv4 connection %d: %v, want %v", i+1, err, want)
+		}
+	}
+	if err := admit("192.0.2.8:5060"); err != nil {
+		t.Fatalf("another IPv4 address: %v", err)
+	}
 }
