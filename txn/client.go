@@ -15,7 +15,7 @@ func (c *Core) onResponse(x *ctx, p *transport.Packet) {
 	h, id, idx, att, ok := c.parseBranch(m.TopVia().Branch)
 	if !ok {
 		if c.isLocalBranch(m.TopVia().Branch) {
-			c.localResponse(m)
+			c.localResponse(m, p.Src)
 			return
 		}
 		if f := c.cfg.ForeignResponse; f != nil && f(m.TopVia().Branch, p.Data, p.Src, p.Listener, p.Proto) {
@@ -43,7 +43,7 @@ func (c *Core) onResponse(x *ctx, p *transport.Packet) {
 	cs := m.CSeq()
 	switch {
 	case att != b.fo.attempt():
-		c.staleResponse(x, s, e, b, p, m.StatusCode())
+		c.staleResponse(x, s, e, b, p, att, m.StatusCode())
 	case cs.Method == parser.MethodCancel:
 		if m.StatusCode() >= 200 && b.cancelSent && !b.cancelAcked {
 			// The CANCEL is answered: no more retransmissions, but keep the

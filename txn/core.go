@@ -71,7 +71,7 @@ type Core struct {
 }
 
 type counters struct {
-	requests, responses, retrans, malformed, stateless, full, loops, sendErrs, selfLoops atomic.Uint64
+	requests, responses, retrans, malformed, stateless, full, loops, sendErrs, selfLoops, forgedLocal, staleForged atomic.Uint64
 }
 
 // Stats are the core's counters.
@@ -89,9 +89,14 @@ type Stats struct {
 	// that we did not send (a spoofed source, which would make us answer
 	// ourselves).
 	ResponseLoops uint64
-	Transactions  int   // live transactions
-	Bytes         int64 // bytes accounted to them
-	MaxBytes      int64 // the cap on Bytes (Config.MaxBytes; 0: none)
+	// ForgedResponses counts responses dropped as forged: to a request of
+	// the proxy's own from elsewhere than where it went, or naming
+	// another Call-ID or CSeq; or answering an earlier attempt of a
+	// branch from another address than that attempt's.
+	ForgedResponses uint64
+	Transactions    int   // live transactions
+	Bytes           int64 // bytes accounted to them
+	MaxBytes        int64 // the cap on Bytes (Config.MaxBytes; 0: none)
 }
 
 // New creates a core. Call Close when done.
@@ -168,7 +173,8 @@ func (c *Core) Stats() Stats {
 		Retransmissions: c.stats.retrans.Load(), Malformed: c.stats.malformed.Load(),
 		Stateless: c.stats.stateless.Load(), Full: c.stats.full.Load(), Loops: c.stats.loops.Load(),
 		SendErrors: c.stats.sendErrs.Load(), ResponseLoops: c.stats.selfLoops.Load(),
-		Transactions: ts.Entries, Bytes: ts.Bytes, MaxBytes: ts.MaxBytes,
+		ForgedResponses: c.stats.forgedLocal.Load() + c.stats.staleForged.Load(),
+		Transactions:    ts.Entries, Bytes: ts.Bytes, MaxBytes: ts.MaxBytes,
 	}
 }
 

@@ -2,6 +2,8 @@ package txn
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"sync"
@@ -65,6 +67,8 @@ const localMarker = 'L'
 type localTxn struct {
 	l        *transport.Listener
 	dst      netip.AddrPort
+	callID   string // what a response must carry, beside its branch
+	cseq     uint32
 	data     []byte
 	done     LocalDone
 	interval time.Duration
@@ -74,7 +78,6 @@ type localTxn struct {
 
 type localTable struct {
 	mu   sync.Mutex
-	seq  uint64
 	live map[string]*localTxn
 }
 
@@ -107,8 +110,16 @@ func (c *Core) SendLocal(r LocalRequest, done LocalDone) error {
 	if lt.live == nil {
 		lt.live = map[string]*localTxn{}
 	}
-	lt.seq++
-	branch := append(append(c.prefix[:len(c.prefix):len(c.prefix)], localMarker), appendHex(nil, lt.seq, 16)...)
+	// The branch is random, not a count: the prefix is in the Via of every
+	// request we relay, and a response with a branch an attacker could
+	// guess would end a gateway's probe as it likes (localResponse checks
+	// where it came from too).
+	var branch []byte
+	for branch == nil || lt.live[string(branch)] != nil {
+		var r [8]byte
+		_, _ = rand.Read(r[:])
+		branch = append(append(c.prefix[:len(c.prefix):len(c.prefix)], localMarker), appendHex(nil, binary.LittleEndian.Uint64(r[:]), 16)...)
+	}
 	key := string(branch)
 	via := appendVia(nil, l, func(dst []byte) []byte { return append(dst, branch...) })
 	t.data = make([]byte, 0, len(r.Message)+len(via)+8)
@@ -122,6 +133,7 @@ func (c *Core) SendLocal(r LocalRequest, done LocalDone) error {
 		lt.mu.Unlock()
 		return err
 	}
+	t.callID, t.cseq = string(m.CallID()), m.CSeq().Num
 	lt.live[key] = t
 	if !l.Proto.Stream() && !r.Once {
 		t.retr = time.AfterFunc(t.interval, func() { c.retransmitLocal(key) })
@@ -174,22 +186,35 @@ func (c *Core) isLocalBranch(b []byte) bool {
 }
 
 // localResponse handles a response to a local request: a provisional
-// slows the retransmissions to T2 (§17.1.2.2), a final one ends it.
-func (c *Core) localResponse(m *parser.Message) {
+// slows the retransmissions to T2 (§17.1.2.2), a final one ends it. It
+// counts only when it comes from where the request went (over a stream,
+// the connection's peer) and names the request's Call-ID and CSeq: a
+// probe's outcome (a gateway up or down) is not anyone's to forge.
+func (c *Core) localResponse(m *parser.Message, src netip.AddrPort) {
 	if !c.isUsHostPort(m.TopVia().Host, m.TopVia().Port, m.TopVia().Transport) {
 		return
 	}
 	key := string(m.TopVia().Branch)
+	lt := &c.locals
+	lt.mu.Lock()
+	t := lt.live[key]
+	if t == nil || src.Addr().Unmap() != t.dst.Addr().Unmap() || src.Port() != t.dst.Port() ||
+		string(m.CallID()) != t.callID || m.CSeq().Num != t.cseq {
+		lt.mu.Unlock()
+		if t != nil {
+			c.stats.forgedLocal.Add(1)
+		}
+		return
+	}
 	if code := m.StatusCode(); code < 200 {
-		lt := &c.locals
-		lt.mu.Lock()
-		if t := lt.live[key]; t != nil && t.retr != nil {
+		if t.retr != nil {
 			t.interval = msDur(c.t2)
 			t.retr.Reset(t.interval)
 		}
 		lt.mu.Unlock()
 		return
 	}
+	lt.mu.Unlock()
 	c.endLocal(key, m.StatusCode(), m)
 }
 

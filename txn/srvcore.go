@@ -1,6 +1,8 @@
 package txn
 
 import (
+	"net/netip"
+
 	"switchboard/parser"
 	"switchboard/shards"
 	"switchboard/sipdns"
@@ -33,6 +35,17 @@ type failover struct {
 // attempt is the number of the current try (0 for the first), carried in
 // the branch parameter.
 func (f *failover) attempt() int { return max(int(f.tried)-1, 0) }
+
+// triedFrom reports whether src is the address of a target tried so far.
+func (f *failover) triedFrom(src netip.AddrPort) bool {
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	for _, tg := range f.targets[:min(int(f.next), len(f.targets))] {
+		if netip.AddrPortFrom(tg.Addr.Addr().Unmap(), tg.Addr.Port()) == src {
+			return true
+		}
+	}
+	return false
+}
 
 // nextHopQuery turns a URI's next hop into a resolver query, with the
 // transports we have listeners for.
@@ -142,9 +155,16 @@ func (c *Core) failOver(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *B
 // staleResponse handles a response to an attempt the branch failed over
 // from (a client transaction given up): a 2xx to an INVITE goes upstream
 // like any late 2xx (the caller ACKs it and ends that dialog); anything
-// else is dropped.
-func (c *Core) staleResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch, p *transport.Packet, code int) {
+// else is dropped. Only an earlier attempt's, from one of the targets
+// tried before: the attempt is one digit of a branch every relayed
+// request shows, and the ACK of a forged final, sent to its source with
+// the request's whole Route set, would make the proxy a reflector.
+func (c *Core) staleResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch, p *transport.Packet, att, code int) {
 	t := &e.Value
+	if att >= b.fo.attempt() || !b.fo.triedFrom(p.Src) {
+		c.stats.staleForged.Add(1)
+		return
+	}
 	switch {
 	case !t.invite || code < 200:
 	case code < 300:
