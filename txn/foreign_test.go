@@ -68,9 +68,12 @@ func TestForeignResponse(t *testing.T) {
 		t.Fatalf("b's own response went to the hook: %q", hooked)
 	}
 
-	// Without the hook, a response of another node is forwarded
-	// statelessly, as before.
+	// Without the hook (no anycast group), a branch of another prefix
+	// is none of ours: dropped, not forwarded where its next Via says.
 	c := newHarness(t, nil)
 	c.in(uasAddr, respond(out, 200, "callee"))
-	c.only(c.snd.take(), toUAC+"SIP/2.0 200 OK")
+	c.only(c.snd.take())
+	if n := c.core.Stats().ForgedResponses; n != 1 {
+		t.Fatalf("ForgedResponses %d", n)
+	}
 }

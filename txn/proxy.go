@@ -2,6 +2,7 @@ package txn
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"net"
 	"net/netip"
 	"slices"
@@ -39,6 +40,32 @@ func (c *Core) appendBranch(dst []byte, loop uint32, h uint64, id uint32, idx, a
 	dst = appendHex(dst, h, 16)
 	dst = appendHex(dst, uint64(id), 8)
 	return append(dst, hexDigits[idx&15], hexDigits[att&15])
+}
+
+// mayForward reports whether a response that matched no transaction, its
+// top Via ours with branch, is ours to forward per its next Via v
+// (§16.7): the response to a request we forwarded statelessly (the
+// branch's MAC verifies), or a 2xx to an INVITE whose transaction ended
+// (the late 2xx §16.7 forwards; RFC 6026 keeps the transaction 32 s after
+// the first). Anything else, a branch we never made, is made up to have
+// us send its bytes where its second Via says.
+func (c *Core) mayForward(branch []byte, v *parser.Via, m *parser.Message) bool {
+	if c.statelessBranchOf(branch, v, m) {
+		return true
+	}
+	_, _, _, _, ok := c.parseBranch(branch)
+	code := m.StatusCode()
+	return ok && m.CSeq().Method == parser.MethodInvite && code >= 200 && code < 300
+}
+
+// statelessBranchOf reports whether branch is the one a stateless forward
+// of ours gives a request that came with Via v (appendViaMAC).
+func (c *Core) statelessBranchOf(branch []byte, v *parser.Via, m *parser.Message) bool {
+	if len(branch) != statelessLen || string(branch[:prefixLen]) != string(c.prefix[:]) || branch[loopEnd] != 's' {
+		return false
+	}
+	var mac [16]byte
+	return subtle.ConstantTimeCompare(c.sigs.appendViaMAC(mac[:0], v, m), branch[loopEnd+1:]) == 1
 }
 
 // parseBranch decodes a branch this process generated statefully.
@@ -400,7 +427,9 @@ func viaReceived(x *ctx, ed *parser.Editor, m *parser.Message, src netip.AddrPor
 	a := src.Addr().Unmap()
 	ip, isIP := parser.ParseIP(v.Host)
 	var recv []byte
-	if !isIP || ip.Unmap() != a || v.HasRPort || force {
+	// A received parameter the sender wrote itself is replaced too: kept,
+	// the responses of a stateless forward would go where it says.
+	if !isIP || ip.Unmap() != a || v.HasRPort || force || v.Received != nil {
 		x.recv = a.AppendTo(x.recv[:0])
 		recv = x.recv
 	}
@@ -818,17 +847,14 @@ func (c *Core) forwardStateless(x *ctx, r *Request) error {
 	if st.loop == 0 {
 		st.loop = loopHash(m)
 	}
-	v := m.TopVia()
-	bh := xxhash.Sum64(v.Branch) ^ xxhash.Sum64(v.Host)*31 ^ uint64(v.Port)
-	if !v.RFC3261Branch() {
-		bh ^= xxhash.Sum64(v.Raw) ^ xxhash.Sum64(m.CallID()) ^ uint64(m.CSeq().Num)
-	}
+	var mac [16]byte
+	tag := c.sigs.appendViaMAC(mac[:0], m.TopVia(), m)
 	loop := st.loop
 	x.via = appendVia(x.via[:0], l, func(dst []byte) []byte {
 		dst = append(dst, c.prefix[:]...)
 		dst = appendHex(dst, uint64(loop), 8)
 		dst = append(dst, 's')
-		return appendHex(dst, bh, 16)
+		return append(dst, tag...)
 	})
 	c.proxyEdits(x, ed, r, m, uri, l, flow)
 	c.rewriteRequest(x, nil, nil, r, nil, l, ed)
@@ -881,9 +907,9 @@ func (c *Core) forwardResponse(x *ctx, m *parser.Message) {
 	}
 	v2 := &it.Via
 	host := v2.Host
-	if len(v2.MAddr) > 0 {
-		host = v2.MAddr
-	} else if len(v2.Received) > 0 {
+	// maddr (§18.2.2, multicast) is not followed, as Kamailio does not:
+	// any sender could name any address in it.
+	if len(v2.Received) > 0 {
 		host = v2.Received
 	}
 	ip, ok := parser.ParseIP(host)
@@ -910,8 +936,21 @@ func (c *Core) forwardResponse(x *ctx, m *parser.Message) {
 		c.stats.selfLoops.Add(1)
 		return
 	}
+	if !c.mayForward(v.Branch, v2, m) {
+		c.stats.staleForged.Add(1)
+		return
+	}
 	l := c.ls.Listener(proto, ip)
 	if l == nil {
+		return
+	}
+	if hc, ok := c.send.(interface {
+		HasConn(transport.Proto, netip.AddrPort) bool
+	}); ok && proto.Stream() && !hc.HasConn(proto, dst) {
+		// The request came on a connection that is gone: a response
+		// without a transaction opens none (a connection to any port the
+		// second Via names, written with the response's bytes).
+		c.stats.staleForged.Add(1)
 		return
 	}
 	c.stats.stateless.Add(1)

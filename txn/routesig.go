@@ -151,6 +151,37 @@ func (rs *routeSigners) verifyExtra(sig []byte, m *parser.Message, extra []byte)
 	return to != nil && subtle.ConstantTimeCompare(rs.appendSigExtra(buf[:0], m.CallID(), to, extra), sig) == 1, false
 }
 
+// appendViaMAC appends, in 16 hexadecimal digits, a MAC of the Via a
+// request came with (v: its branch, sent-by; for an RFC 2543 Via without
+// a branch of the magic cookie, its whole value, the Call-ID and CSeq
+// number too): the tail of the branch a stateless forward gives the
+// request (§16.11: the same branch for its retransmissions). The response
+// carries that Via below ours: forwardResponse relays a response that
+// matches no transaction only when the MAC verifies, so no one can make
+// the proxy send a response of their making where they like.
+func (rs *routeSigners) appendViaMAC(dst []byte, v *parser.Via, m *parser.Message) []byte {
+	s := rs.pool.Get().(*routeSigner)
+	s.mac.Reset()
+	s.buf = append(s.buf[:0], "via"...)
+	s.buf = append(s.buf, 0, byte(v.Port>>8), byte(v.Port))
+	s.mac.Write(s.buf)
+	s.mac.Write(v.Branch)
+	s.mac.Write(zeroByte)
+	s.mac.Write(v.Host)
+	if !v.RFC3261Branch() {
+		n := m.CSeq().Num
+		s.buf = append(s.buf[:0], 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+		s.mac.Write(s.buf)
+		s.mac.Write(v.Raw)
+		s.mac.Write(zeroByte)
+		s.mac.Write(m.CallID())
+	}
+	sum := s.mac.Sum(s.sum[:0])
+	dst = appendHexBytes(dst, sum[:8])
+	rs.pool.Put(s)
+	return dst
+}
+
 var zeroByte = []byte{0} // a separator; a literal would escape through hash.Hash
 
 func appendHexBytes(dst, b []byte) []byte {

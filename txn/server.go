@@ -11,8 +11,11 @@ import (
 // serverKey builds the key of a server transaction into x.key: the method
 // class, then the RFC 3261 branch and sent-by (§17.2.3), or, for RFC 2543
 // peers without the magic cookie, the Request-URI, From tag, CSeq number
-// and top Via (§17.2.3, last paragraphs; the To tag is left out so the
-// ACK of a non-2xx response, which carries the tag, still matches).
+// Call-ID and top Via (§17.2.3, last paragraphs; the To tag is left out
+// so the ACK of a non-2xx response, which carries the tag, still
+// matches). Without the Call-ID two calls from one legacy UA to one URI
+// were one transaction: the second answered as the first's
+// retransmission, a CANCEL of one canceling the other.
 func serverKey(x *ctx, m *parser.Message, class byte) []byte {
 	v := m.TopVia()
 	k := append(x.key[:0], class)
@@ -29,6 +32,8 @@ func serverKey(x *ctx, m *parser.Message, class byte) []byte {
 		k = append(k, m.FromTag()...)
 		k = append(k, '|')
 		k = appendUint(k, uint64(m.CSeq().Num))
+		k = append(k, '|')
+		k = append(k, m.CallID()...)
 		k = append(k, '|')
 		k = append(k, v.Raw...)
 	}
@@ -146,7 +151,11 @@ func (c *Core) sentByUs(s *shards.Shard[txn], m *parser.Message) bool {
 	}
 	b := v.Branch
 	if len(b) == statelessLen && string(b[:prefixLen]) == string(c.prefix[:]) && b[loopEnd] == 's' {
-		return true
+		// Forwarded statelessly by us: the branch's MAC covers the Via
+		// below ours (a made-up branch of the right shape, from our own
+		// address, would have us answer ourselves).
+		it := m.Vias()
+		return it.Next() && it.Next() && c.statelessBranchOf(b, &it.Via, m)
 	}
 	h, id, idx, _, ok := c.parseBranch(b)
 	if !ok {
