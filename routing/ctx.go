@@ -2,6 +2,7 @@ package routing
 
 import (
 	"net/netip"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -225,10 +226,14 @@ func (c *Ctx) SetRU(uri []byte) {
 }
 
 // SetRUser replaces the user part of the Request-URI, adding one when
-// there is none (OpenSIPS: $rU = "..." / rewriteuser).
+// there is none (OpenSIPS: $rU = "..." / rewriteuser). False, and nothing
+// changed, for a user a SIP URI cannot carry as it is (RFC 3261 §25.1:
+// letters, digits, "-_.!~*'()&=+$,;?/" and %HH escapes): a value from a
+// header or a dialplan rule that copies a caller's bytes must not break
+// the request line or move the host ("0612@192.0.2.9:5098;x=").
 func (c *Ctx) SetRUser(user []byte) bool {
 	u := c.parsedRURI()
-	if u == nil || u.Host == nil {
+	if u == nil || u.Host == nil || !validURIUser(user) {
 		return false
 	}
 	raw := u.Raw
@@ -254,10 +259,11 @@ func (c *Ctx) SetRUser(user []byte) bool {
 }
 
 // SetRDomain replaces the host of the Request-URI (OpenSIPS: $rd = "..." /
-// rewritehost).
+// rewritehost). False, and nothing changed, for what is no host: a name
+// of letters, digits, "-" and ".", or an IP address (IPv6 in brackets).
 func (c *Ctx) SetRDomain(host []byte) bool {
 	u := c.parsedRURI()
-	if u == nil || u.Host == nil {
+	if u == nil || u.Host == nil || !validURIHost(host) {
 		return false
 	}
 	start := offsetIn(u.Raw, u.Host)
@@ -266,6 +272,45 @@ func (c *Ctx) SetRDomain(host []byte) bool {
 	c.buf = append(c.buf, u.Raw[start+len(u.Host):]...)
 	c.SetRU(c.buf)
 	return true
+}
+
+// validURIUser reports whether user can be a SIP URI's user part as it is.
+func validURIUser(user []byte) bool {
+	if len(user) == 0 {
+		return false
+	}
+	for i := 0; i < len(user); i++ {
+		switch ch := user[i]; {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9':
+		case strings.IndexByte("-_.!~*'()&=+$,;?/", ch) >= 0:
+		case ch == '%' && i+2 < len(user) && isHex(user[i+1]) && isHex(user[i+2]):
+			i += 2
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validURIHost reports whether host can be a SIP URI's host as it is.
+func validURIHost(host []byte) bool {
+	if len(host) > 2 && host[0] == '[' && host[len(host)-1] == ']' {
+		a, err := netip.ParseAddr(string(host[1 : len(host)-1]))
+		return err == nil && a.Is6() && a.Zone() == ""
+	}
+	if len(host) == 0 || len(host) > 255 {
+		return false
+	}
+	for _, ch := range host {
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(ch byte) bool {
+	return ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'f' || ch >= 'A' && ch <= 'F'
 }
 
 // SetDestination sends the request to dst over proto whatever the

@@ -108,7 +108,8 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, userBuf); return 
 // value...) and set writes the result where the route wants it, e.g.
 // (*routing.Ctx).SetRUser or (*routing.Ctx).SetRDomain, or a function of
 // the route's own. The result is passed as the rule produced it (no
-// escaping) and is valid during set only. It returns the rule's
+// escaping) and is valid during set only: SetRUser and SetRDomain refuse
+// what a URI user or host cannot carry as it is. It returns the rule's
 // attributes; false when no rule matches (set is not called) or set
 // returned false.
 func (d *Dialplan) TranslateTo(c *routing.Ctx, id int, in []byte, set func(c *routing.Ctx, out []byte) bool) (attrs string, ok bool) {

@@ -1,11 +1,15 @@
 package dialplan
 
 import (
+	"fmt"
+	"net/netip"
+	"strings"
 	"testing"
 
 	"switchboard/modules/internal/routetest"
 	"switchboard/routing"
 	"switchboard/store"
+	"switchboard/transport"
 )
 
 func (e *env) add(rs ...store.DialplanRule) {
@@ -68,4 +72,42 @@ func TestTranslateTo(t *testing.T) {
 			t.Error("a setter's false was not passed on")
 		}
 	})
+}
+
+// TestTranslateToRefusesWhatNoUserIs: a rule that copies the caller's
+// bytes (a prefix rule's \2) into the Request-URI user through
+// TranslateTo with SetRUser: a header value holding a folded line or an
+// '@' and a host is refused by the setter (false), and the request is
+// relayed with its Request-URI as it was: the request line stays whole
+// and the host stays the one routed to.
+func TestTranslateToRefusesWhatNoUserIs(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.add(store.DialplanRule{DPID: 1, MatchOp: "prefix", MatchExp: "0", ReplExp: `+33\2`})
+	h := routetest.New(t, nil)
+	var oks []bool
+	h.Route = func(c *routing.Ctx) {
+		_, ok := e.d.TranslateTo(c, 1, c.Header("X-Number"), (*routing.Ctx).SetRUser)
+		oks = append(oks, ok)
+		c.SetDestination(transport.UDP, netip.MustParseAddrPort("127.0.0.1:5099"))
+		c.Relay()
+	}
+	for _, number := range []string{"0612\r\n X-Injected: yes", "0612@127.0.0.1:5098;x=", "0612 x", "0612"} {
+		h.Receive("127.0.0.1:5070", routetest.Request("INVITE", "sip:bob@example.com", "X-Number: "+number+"\r\n"))
+		for _, s := range h.Take() {
+			line, _, _ := strings.Cut(s.Data, "\r\n")
+			if !strings.HasPrefix(line, "INVITE ") {
+				continue
+			}
+			want := "INVITE sip:bob@example.com SIP/2.0"
+			if number == "0612" {
+				want = "INVITE sip:+33612@example.com SIP/2.0"
+			}
+			if line != want {
+				t.Errorf("X-Number %q: relayed %q, want %q", number, line, want)
+			}
+		}
+	}
+	if want := []bool{false, false, false, true}; fmt.Sprint(oks) != fmt.Sprint(want) {
+		t.Fatalf("TranslateTo returned %v, want %v", oks, want)
+	}
 }
