@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +26,10 @@ var (
 	// ErrDNSServer is returned when the server answered with an error
 	// code other than NXDOMAIN (SERVFAIL, REFUSED).
 	ErrDNSServer = errors.New("sipdns: DNS server error")
+	// ErrTooManyLookups is returned when a resolution found no target
+	// within its lookups (maxLookups, 32): the answers name more SRV sets
+	// or targets than a next hop needs, none of them usable.
+	ErrTooManyLookups = errors.New("sipdns: next hop needs too many DNS lookups")
 
 	errNotCached    = errors.New("sipdns: not in the DNS cache")
 	errTruncatedTCP = errors.New("sipdns: DNS answer truncated over TCP")
@@ -215,8 +220,14 @@ func (r *Resolver) Lookup(host string, done func(netip.Addr, error)) {
 }
 
 // lookup returns the answer for (name, qtype): from the cache, or when
-// network is set from the server (then cached). CNAMEs are followed.
-func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16, network bool) (*cacheEntry, error) {
+// network is set from the server (then cached). CNAMEs are followed. Each
+// lookup takes one of the resolution's left; with none left it fails with
+// ErrTooManyLookups, the same from the cache as from the network.
+func (r *Resolver) lookup(ctx context.Context, left *int, name string, qtype uint16, network bool) (*cacheEntry, error) {
+	if *left <= 0 {
+		return nil, ErrTooManyLookups
+	}
+	*left--
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
 	if r.hosts != nil && (qtype == dns.TypeA || qtype == dns.TypeAAAA) {
 		if as, ok := r.hosts[name]; ok {
@@ -295,17 +306,80 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16, depth i
 	if rrs == nil {
 		return r.negative(m, now), nil
 	}
-	e := &cacheEntry{rrs: rrs}
+	e := &cacheEntry{rrs: keepRecords(qtype, rrs, owner)}
 	if qtype == dns.TypeSRV {
 		for _, rr := range m.extra {
 			if rr.typ == dns.TypeA || rr.typ == dns.TypeAAAA {
-				e.extra = append(e.extra, rr)
 				ttl = min(ttl, rr.ttl)
 			}
 		}
+		e.extra = keepExtra(e.rrs, m.extra)
 	}
+	// The TTL is the smallest of the whole answer's, kept records or not.
 	e.exp = now.Add(time.Duration(ttl) * time.Second)
 	return e, nil
+}
+
+// keepRecords returns what a cache entry keeps of the records of an
+// answer: at most maxRecords, the first resolution would use, in a slice
+// of their own (the answer's, however long, is not held). A and AAAA: in
+// answer order, as addrTargets takes them. SRV: by priority, stably, so
+// the best priorities are kept (orderSRV sorts stably by priority first:
+// for an answer that is not cut its draw is the same). NAPTR: the records
+// targets can use
+// (flag "s", a SIP service, a replacement), by order then preference,
+// stably, as targets sorts them. Every record gets owner as its name, one
+// string for all.
+func keepRecords(qtype uint16, rrs []dnsRR, owner string) []dnsRR {
+	switch qtype {
+	case dns.TypeSRV:
+		slices.SortStableFunc(rrs, func(a, b dnsRR) int { return int(a.prio) - int(b.prio) })
+	case dns.TypeNAPTR:
+		rrs = slices.DeleteFunc(rrs, func(rr dnsRR) bool {
+			_, ok := sipNAPTR(rr)
+			return !ok
+		})
+		slices.SortStableFunc(rrs, naptrOrder)
+	}
+	out := make([]dnsRR, min(len(rrs), maxRecords))
+	copy(out, rrs)
+	for i := range out {
+		out[i].name = owner
+	}
+	return out
+}
+
+// keepExtra returns the addresses of an SRV answer's additional section
+// that srvTargets can use: those of the kept records' targets, at most
+// MaxTargets per target and family (srvTargets never takes more), and at
+// most maxRecords in all, a target's addresses all kept or none (a target
+// without any is looked up).
+func keepExtra(srv, extra []dnsRR) []dnsRR {
+	var out []dnsRR
+	for i, rr := range srv {
+		if rr.host == "" || slices.ContainsFunc(srv[:i], func(p dnsRR) bool { return p.host == rr.host }) {
+			continue // "." or a target seen already
+		}
+		n, a, aaaa := len(out), 0, 0
+		for _, x := range extra {
+			switch {
+			case x.name != rr.host:
+				continue
+			case x.typ == dns.TypeA && a < MaxTargets:
+				a++
+			case x.typ == dns.TypeAAAA && aaaa < MaxTargets:
+				aaaa++
+			default:
+				continue
+			}
+			x.name = rr.host
+			out = append(out, x)
+		}
+		if len(out) > maxRecords {
+			out = out[:n]
+		}
+	}
+	return slices.Clip(out)
 }
 
 // negative builds the entry for NXDOMAIN or no data: kept for the SOA's

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,6 +207,19 @@ func TestResolveAdditionalAndCNAME(t *testing.T) {
 	}
 }
 
+// orderRecs puts recs in the order orderSRV draws for them.
+func orderRecs(recs []dnsRR, rnd *rand.Rand) {
+	keys := make([]srvKey, len(recs))
+	for i, rr := range recs {
+		keys[i] = srvKey{rr.prio, rr.wt, uint8(i)}
+	}
+	orderSRV(keys, rnd)
+	was := slices.Clone(recs)
+	for i, k := range keys {
+		recs[i] = was[k.i]
+	}
+}
+
 // SRV order (RFC 2782): priorities strictly, weights as probabilities.
 func TestOrderSRV(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(7, 11))
@@ -219,7 +233,7 @@ func TestOrderSRV(t *testing.T) {
 			{host: "w30", prio: 10, wt: 30},
 			{host: "w10", prio: 10, wt: 10},
 		}
-		orderSRV(recs, rnd)
+		orderRecs(recs, rnd)
 		if recs[4].host != "low" {
 			t.Fatalf("priority 20 not last: %v", recs)
 		}
@@ -236,11 +250,30 @@ func TestOrderSRV(t *testing.T) {
 	// Seeded: the same draw twice gives the same order.
 	order := func() string {
 		recs := []dnsRR{{host: "a", prio: 1, wt: 5}, {host: "b", prio: 1, wt: 5}, {host: "c", prio: 1, wt: 5}}
-		orderSRV(recs, rand.New(rand.NewPCG(3, 4)))
+		orderRecs(recs, rand.New(rand.NewPCG(3, 4)))
 		return recs[0].host + recs[1].host + recs[2].host
 	}
 	if a, b := order(), order(); a != b {
 		t.Fatalf("seeded orders differ: %s %s", a, b)
+	}
+	// The cache keeps an answer's records sorted by priority
+	// (keepRecords): the same draw from them gives the order it gives
+	// from the answer.
+	g := rand.New(rand.NewPCG(5, 6))
+	for it := 0; it < 2000; it++ {
+		var recs []dnsRR
+		for i, n := 0, 1+g.IntN(maxRecords); i < n; i++ {
+			recs = append(recs, dnsRR{host: strconv.Itoa(i), prio: uint16(g.IntN(4)), wt: uint16(g.IntN(3) * g.IntN(100))})
+		}
+		kept := keepRecords(dns.TypeSRV, slices.Clone(recs), "s.test")
+		seed := g.Uint64()
+		orderRecs(recs, rand.New(rand.NewPCG(seed, 1)))
+		orderRecs(kept, rand.New(rand.NewPCG(seed, 1)))
+		for i := range recs {
+			if recs[i].host != kept[i].host {
+				t.Fatalf("from the answer %v\nfrom the cache %v", recs, kept)
+			}
+		}
 	}
 }
 
@@ -320,6 +353,154 @@ func TestResolverCacheBounded(t *testing.T) {
 	}
 	if _, ok := c.get(cacheKey{"999", dns.TypeA}, now); !ok {
 		t.Fatal("the newest entry was evicted")
+	}
+}
+
+// countLookups makes r count its cache lookups (each reads the clock once).
+func countLookups(r *Resolver) *atomic.Int64 {
+	var n atomic.Int64
+	r.now = func() time.Time { n.Add(1); return time.Now() }
+	return &n
+}
+
+// A hostile SRV answer (2,000 records, 48 KB over TCP, targets that do not
+// resolve) or NAPTR answer (1,000 records naming SRV sets that do not
+// exist) gets maxRecords of its records kept and maxLookups answers looked
+// up per resolution, Cached included; over any number of resolutions the
+// name costs at most an SRV answer and the A and AAAA answers of the kept
+// targets (the weight draw picks other targets each time). Before: about
+// 4,000 questions and 4,000 negative cache entries in one resolution of
+// the SRV answer, and 10 ms per Cached call (the weight draw over 2,000
+// records, and two cache lookups for each).
+func TestSRVAnswerFanOutBounded(t *testing.T) {
+	var rrs []dnstest.RR
+	for i := 0; i < 2000; i++ {
+		rrs = append(rrs, dnstest.SRV("_sip._udp.evil.test", 300, 10, 1+i%50, 5060, "a"+strconv.Itoa(i)))
+	}
+	for i := 0; i < 1000; i++ {
+		rrs = append(rrs, dnstest.NAPTR("naptr.evil.test", 300, 10, i, "s", "SIP+D2U", "_sip._udp.n"+strconv.Itoa(i)+".evil.test"))
+	}
+	z := dnstest.NewZone(t, rrs...)
+	z.SetTruncate(dnstest.TruncateEmpty) // the 48 KB answers come over TCP
+	z.SetSOAMin(300)
+	for _, h := range []NextHop{
+		{Host: "evil.test", ProtoSet: true, Supported: udpTCP},
+		{Host: "naptr.evil.test", Supported: udpTCP},
+	} {
+		r := New(Config{Server: z.Addr, Timeout: 30 * time.Second})
+		lookups := countLookups(r)
+		all := map[string]bool{}
+		for round := 0; round < 5; round++ {
+			_, err := resolveNow(t, r, h)
+			if err != ErrTooManyLookups {
+				t.Errorf("%s: %v, want ErrTooManyLookups", h.Host, err)
+			}
+			uniq := map[string]bool{}
+			for _, q := range z.Log() {
+				uniq[q[:strings.LastIndexByte(q, '/')]] = true
+				all[q[:strings.LastIndexByte(q, '/')]] = true
+			}
+			if len(uniq) > maxLookups {
+				t.Errorf("%s: one resolution asked %d questions", h.Host, len(uniq))
+			}
+			lookups.Store(0)
+			t0 := time.Now()
+			_, ok := r.Cached(h)
+			t.Logf("%s: %d questions, %d cache entries, Cached: %d lookups, %v", h.Host, len(uniq), r.cache.len(), lookups.Load(), time.Since(t0))
+			if ok || lookups.Load() > maxLookups {
+				t.Errorf("%s: Cached %v after %d lookups", h.Host, ok, lookups.Load())
+			}
+			if q := z.Log(); len(q) != 0 {
+				t.Errorf("%s: Cached asked %v", h.Host, q)
+			}
+		}
+		if len(all) > 1+2*maxRecords || r.cache.len() > 1+2*maxRecords {
+			t.Errorf("%s: %d questions, %d cache entries in all", h.Host, len(all), r.cache.len())
+		}
+	}
+
+	// Targets found before the lookups ran out are the answer, from the
+	// network and from the cache alike.
+	z.Reset(dnstest.SRV("_sip._udp.some.test", 300, 0, 0, 5070, "live.some.test"), dnstest.A("live.some.test", 300, "127.0.0.9"))
+	for i := 1; i <= 40; i++ {
+		z.Add(dnstest.SRV("_sip._udp.some.test", 300, i, 0, 5060, "dead"+strconv.Itoa(i)+".some.test"))
+	}
+	z.Log()
+	r := newTestResolver(z, nil)
+	h := NextHop{Host: "some.test", ProtoSet: true, Supported: udpTCP}
+	ts, err := resolveNow(t, r, h)
+	if err != nil || targetsString(ts) != "UDP 127.0.0.9:5070" {
+		t.Fatalf("targets %s %v", targetsString(ts), err)
+	}
+	if q := z.Log(); len(q) != 2*maxLookups { // over UDP, then TCP
+		t.Fatalf("%d questions", len(q))
+	}
+	if ts, ok := r.Cached(h); !ok || targetsString(ts) != "UDP 127.0.0.9:5070" {
+		t.Fatalf("cached: %v %s", ok, targetsString(ts))
+	}
+}
+
+// An answer of thousands of records keeps maxRecords of them in its cache
+// entry, the ones resolution uses first: A and AAAA in answer order, SRV
+// the best priorities, NAPTR the SIP records of the best order; of an SRV
+// answer's additional section the addresses of the kept targets only.
+// Before: all of them (3,000 A records, 450 KB of heap per name, up to
+// 1.8 GB for a full cache).
+func TestCacheEntryRecordsBounded(t *testing.T) {
+	var rrs []dnstest.RR
+	for n := 0; n < 20; n++ {
+		for i := 0; i < 3000; i++ {
+			rrs = append(rrs, dnstest.A("h"+strconv.Itoa(n)+".evil.test", 3600, "10.0."+strconv.Itoa(i/250)+"."+strconv.Itoa(i%250+1)))
+		}
+	}
+	// 500 SRV records of priority 20 and, last, one of priority 10; the
+	// additional section has 1,000 addresses for a kept target and 1,000
+	// for one cut.
+	for i := 0; i < 500; i++ {
+		rrs = append(rrs, dnstest.SRV("_sip._udp.srv.evil.test", 300, 20, 10, 5060, "t"+strconv.Itoa(i)))
+	}
+	rrs = append(rrs, dnstest.SRV("_sip._udp.srv.evil.test", 300, 10, 10, 5070, "good.evil.test"))
+	// 500 NAPTR records of another service and, last, a SIP one.
+	for i := 0; i < 500; i++ {
+		rrs = append(rrs, dnstest.NAPTR("srv.evil.test", 300, 1, 1, "s", "E2U+sip", "x.test"))
+	}
+	rrs = append(rrs, dnstest.NAPTR("srv.evil.test", 300, 10, 10, "s", "SIP+D2U", "_sip._udp.srv.evil.test"))
+	z := dnstest.NewZone(t, rrs...)
+	for i := 0; i < 1000; i++ {
+		z.AddExtra("_sip._udp.srv.evil.test", dnstest.TypeSRV, dnstest.A("t0", 300, "10.1."+strconv.Itoa(i/250)+"."+strconv.Itoa(i%250+1)))
+		z.AddExtra("_sip._udp.srv.evil.test", dnstest.TypeSRV, dnstest.A("t499", 300, "10.2."+strconv.Itoa(i/250)+"."+strconv.Itoa(i%250+1)))
+	}
+	z.AddExtra("_sip._udp.srv.evil.test", dnstest.TypeSRV, dnstest.A("good.evil.test", 300, "127.0.0.9"))
+	z.SetTruncate(dnstest.TruncateEmpty)
+	r := New(Config{Server: z.Addr, Timeout: 10 * time.Second})
+	for n := 0; n < 20; n++ {
+		ts, err := resolveNow(t, r, NextHop{Host: "h" + strconv.Itoa(n) + ".evil.test", Port: 5060, Supported: udpTCP})
+		if err != nil || len(ts) != MaxTargets || ts[0].Addr.String() != "10.0.0.1:5060" {
+			t.Fatalf("targets %s %v", targetsString(ts), err)
+		}
+	}
+	for n := 0; n < 20; n++ {
+		e, _ := r.cache.get(cacheKey{"h" + strconv.Itoa(n) + ".evil.test", dns.TypeA}, time.Now())
+		if e == nil || len(e.rrs) != maxRecords || cap(e.rrs) != maxRecords || e.rrs[maxRecords-1].addr.String() != "10.0.0.32" {
+			t.Fatalf("h%d: the entry keeps %d records (capacity %d)", n, len(e.rrs), cap(e.rrs))
+		}
+	}
+
+	ts, err := resolveNow(t, r, NextHop{Host: "srv.evil.test", Supported: udpTCP})
+	if err != nil || len(ts) == 0 || targetsString(ts[:1]) != "UDP 127.0.0.9:5070" {
+		t.Fatalf("srv: targets %s %v", targetsString(ts), err)
+	}
+	e, _ := r.cache.get(cacheKey{"_sip._udp.srv.evil.test", dns.TypeSRV}, time.Now())
+	if e == nil || len(e.rrs) != maxRecords || e.rrs[0].host != "good.evil.test" {
+		t.Fatalf("SRV entry: %d records", len(e.rrs))
+	}
+	if len(e.extra) > maxRecords || !slices.ContainsFunc(e.extra, func(x dnsRR) bool { return x.name == "t0" }) ||
+		slices.ContainsFunc(e.extra, func(x dnsRR) bool { return x.name == "t499" }) {
+		t.Fatalf("SRV entry: %d additional addresses", len(e.extra))
+	}
+	e, _ = r.cache.get(cacheKey{"srv.evil.test", dns.TypeNAPTR}, time.Now())
+	if e == nil || len(e.rrs) != 1 || e.rrs[0].svc != "SIP+D2U" {
+		t.Fatalf("NAPTR entry: %d records", len(e.rrs))
 	}
 }
 
