@@ -29,8 +29,9 @@ type Tracker interface {
 	// NextDst sends it to a destination, with that destination's lease.
 	// A tracker keeps one lease per call: given another for a call it
 	// holds (a fail-over), it releases the one it held. False means the
-	// call is not tracked (the table is full, or the Call-ID belongs to
-	// another call in progress): the caller releases the lease at once.
+	// call is not tracked (the table is full, or the Call-ID and From tag
+	// are those of a call in progress, tracked by another INVITE): the
+	// caller releases the lease at once.
 	Track(c *routing.Ctx, l Lease) bool
 }
 

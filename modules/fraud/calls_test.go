@@ -2,6 +2,7 @@ package fraud
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,9 +124,10 @@ func TestOnlyTheCountedTransactionReleases(t *testing.T) {
 	p := concurrentProxy(t, envOptions{})
 	a, _ := p.invite("alice", "0900111")
 	a.answer(200)
-	// A second INVITE with the call's Call-ID (not in its dialog: no To
-	// tag) is checked but not counted twice, and its failure does not end
-	// the first call: a caller cannot shed a call in progress this way.
+	// A second INVITE with the call's Call-ID and From tag (not in its
+	// dialog: no To tag; the call spiralling back through the proxy, or a
+	// forgery) is checked but not counted twice, and its failure does not
+	// end the first call: a caller cannot shed a call in progress this way.
 	again := &testCall{p: p, callID: a.callID, from: "alice", number: "0900999", cseq: 5}
 	if answer := again.send(); answer != "" {
 		t.Fatalf("second INVITE: %q", answer)
@@ -140,6 +142,54 @@ func TestOnlyTheCountedTransactionReleases(t *testing.T) {
 	a.bye()
 	if n := p.concurrent("0900"); n != 0 {
 		t.Fatalf("%d concurrent after the BYE", n)
+	}
+}
+
+// An attacker who sends every call with one Call-ID, each INVITE with a
+// From tag of its own (five separate dialogs: dialog-1 to dialog-5), and
+// has each answered 200 before the next, had all five relayed and counted
+// as one call: the table was keyed by Call-ID alone, so every INVITE after
+// the first was taken for a second INVITE of that call and its lease
+// released. A call is a dialog, Call-ID and From tag: with
+// concurrent_calls_critical 3 the third call in progress is refused
+// (thresholds are reached at "≥", the count including the call checked),
+// so two are up and the rest get 403; each BYE ends its own call.
+func TestConcurrentLimitHoldsForCallsSharingACallID(t *testing.T) {
+	p := newProxy(t, envOptions{})
+	p.rule(store.FraudRule{Prefix: "0900", ConcurrentCalls: store.FraudLimit{Critical: 3}})
+	var up []*testCall
+	for n := 1; n <= 5; n++ {
+		p.take()
+		p.receive(phone, fmt.Sprintf("INVITE sip:0900%03d@gw.example.net SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-shared-%d;rport\r\n"+
+			"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=dialog-%d\r\nTo: <sip:0900%03d@gw.example.net>\r\n"+
+			"Call-ID: shared@phone\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:5080>\r\nContent-Length: 0\r\n\r\n", n, n, n, n))
+		refused := false
+		for _, m := range p.take() {
+			switch {
+			case strings.HasPrefix(m, "INVITE "):
+				c := &testCall{p: p, relay: m}
+				c.answer(200)
+				up = append(up, c)
+			case strings.HasPrefix(m, "SIP/2.0 403 "):
+				refused = true
+			}
+		}
+		if want := n >= 3; refused != want || (p.last == Critical) != want {
+			t.Fatalf("call %d: refused %v (%v), want %v", n, refused, p.last, want)
+		}
+	}
+	if len(up) > 2 || p.concurrent("0900") != 2 {
+		t.Fatalf("%d calls up at once, critical 3; counted %d", len(up), p.concurrent("0900"))
+	}
+	// Each dialog's BYE ends its own call, once.
+	for i, n := range []int{1, 1, 2} {
+		seq++
+		p.receive(phone, fmt.Sprintf("BYE sip:0900%03d@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-%d;rport\r\n"+
+			"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=dialog-%d\r\nTo: <sip:0900%03d@gw.example.net>;tag=callee\r\n"+
+			"Call-ID: shared@phone\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n", n, seq, n, n))
+		if want := int32(1 - i/2); p.concurrent("0900") != want {
+			t.Fatalf("after the BYE of dialog-%d: %d concurrent, want %d", n, p.concurrent("0900"), want)
+		}
 	}
 }
 

@@ -7,14 +7,25 @@
 // will not be answered 2xx (CallFailed from the failure route, Reply for
 // the finals that skip it) or when its safety timeout passes (Sweep).
 //
-// The table is keyed by Call-ID, sharded like the transaction table and
-// bounded: a call past the bound is not tracked (the module releases its
-// lease at once and the call goes on uncounted), counted in
-// <prefix>_untracked_total. Calls released by the timeout are counted in
-// <prefix>_timed_out_total. Nothing on the request path allocates.
+// A call is a dialog as its INVITE starts it: the Call-ID and the From
+// tag. Calls that share a Call-ID but not a From tag are calls apart (a
+// caller who sent every call with one Call-ID had them counted as one); a
+// BYE, and the responses to the INVITE, carry both (a BYE from the callee
+// has the caller's tag in its To). The table keeps the two hashed with a
+// seed chosen at random when it is made (hash/maphash), 16 bytes whatever
+// their length, so a caller can neither choose a Call-ID and tag that
+// collide with another call's nor send one too long to be tracked (a
+// Call-ID past the table's key limit was never tracked). It is sharded
+// like the transaction table and bounded: a call past the bound is not
+// tracked (the module releases its lease at once and the call goes on
+// uncounted), counted in <prefix>_untracked_total. Calls released by the
+// timeout are counted in <prefix>_timed_out_total. Nothing on the request
+// path allocates.
 package calltrack
 
 import (
+	"encoding/binary"
+	"hash/maphash"
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -41,7 +52,8 @@ type Config struct {
 	// FailOver: a lease given for a call already tracked by the same
 	// INVITE transaction replaces the one held, which is released (the
 	// dispatcher moving a call to another destination). Without it a call
-	// is tracked once and Track refuses it again.
+	// is tracked once and Track refuses it again. Either way an INVITE of
+	// another transaction with the call's Call-ID and From tag is refused.
 	FailOver bool
 	// Metrics and Prefix name the counters, e.g.
 	// switchboard_dispatcher_calls_untracked_total for the prefix
@@ -59,6 +71,7 @@ type Table[L Lease] struct {
 	n                   atomic.Int64 // calls tracked: lets untracked traffic skip the lookup
 	untracked, timedOut *metrics.Counter
 	swept               []L // Sweep's, kept between sweeps
+	seed                maphash.Seed
 }
 
 // call is a tracked call: its lease, the INVITE transaction that made it
@@ -76,7 +89,7 @@ func New[L Lease](cfg Config) (*Table[L], error) {
 		return nil, err
 	}
 	per := (cfg.MaxCalls + tbl.NumShards() - 1) / tbl.NumShards()
-	return &Table[L]{tbl: tbl, perShard: max(per, 1), timeout: cfg.Timeout, failOver: cfg.FailOver,
+	return &Table[L]{tbl: tbl, perShard: max(per, 1), timeout: cfg.Timeout, failOver: cfg.FailOver, seed: maphash.MakeSeed(),
 		untracked: cfg.Metrics.GetOrCreateCounter(cfg.Prefix + "_untracked_total"),
 		timedOut:  cfg.Metrics.GetOrCreateCounter(cfg.Prefix + "_timed_out_total")}, nil
 }
@@ -87,20 +100,40 @@ func (t *Table[L]) Close() { t.tbl.Close() }
 // Len is the number of calls tracked.
 func (t *Table[L]) Len() int64 { return t.n.Load() }
 
+// txnSeed keys TxnID: without it a caller could pick the branch and CSeq
+// of a second INVITE so that its transaction hashed as the first one's, and
+// end or replace that call with the second's failure.
+var txnSeed = maphash.MakeSeed()
+
 // TxnID identifies an INVITE transaction: the top Via branch and the CSeq
-// number. A second INVITE with the Call-ID of a call in progress is
-// another transaction, and its failure must not release that call.
+// number. A second INVITE with the Call-ID and From tag of a call in
+// progress is another transaction, and its failure must not release that
+// call.
 func TxnID(m *parser.Message) uint64 {
-	return shards.Sum(m.TopVia().Branch) ^ uint64(m.CSeq().Num)*0x9e3779b97f4a7c15
+	return maphash.Bytes(txnSeed, m.TopVia().Branch) ^ uint64(m.CSeq().Num)*0x9e3779b97f4a7c15
+}
+
+// key is a call's key in the table: the hashes of its Call-ID and From
+// tag.
+type key [16]byte
+
+// key returns the key of the call with callID and the From tag fromTag,
+// and the hash that places it in the table.
+func (t *Table[L]) key(callID, fromTag []byte) (uint64, key) {
+	a, b := maphash.Bytes(t.seed, callID), maphash.Bytes(t.seed, fromTag)
+	var k key
+	binary.LittleEndian.PutUint64(k[:8], a)
+	binary.LittleEndian.PutUint64(k[8:], b)
+	return (a^0x9e3779b97f4a7c15)*0xbf58476d1ce4e5b9 ^ b, k
 }
 
 // Track keeps l until the call of c's initial INVITE ends. False means the
-// call is not tracked (the table is full, or the Call-ID is tracked
-// already, by another transaction or without FailOver): the caller
-// releases l at once.
+// call is not tracked (the table is full, or its Call-ID and From tag are
+// tracked already, by another transaction or without FailOver): the
+// caller releases l at once.
 func (t *Table[L]) Track(c *routing.Ctx, l L) bool {
-	id := c.CallID()
-	h := shards.Sum(id)
+	h, k := t.key(c.CallID(), c.FTag())
+	id := k[:]
 	tx := TxnID(c.Msg())
 	s := t.tbl.Shard(h)
 	s.Lock()
@@ -131,16 +164,16 @@ func (t *Table[L]) Track(c *routing.Ctx, l L) bool {
 	return true
 }
 
-// End releases the call with callID; with txn != 0 only when that INVITE
-// transaction made it.
-func (t *Table[L]) End(callID []byte, txn uint64) bool {
+// End releases the call with callID and the From tag fromTag; with txn != 0
+// only when that INVITE transaction made it.
+func (t *Table[L]) End(callID, fromTag []byte, txn uint64) bool {
 	if t.n.Load() == 0 {
 		return false
 	}
-	h := shards.Sum(callID)
+	h, k := t.key(callID, fromTag)
 	s := t.tbl.Shard(h)
 	s.Lock()
-	e := s.Get(h, callID)
+	e := s.Get(h, k[:])
 	if e == nil || txn != 0 && e.Value.txn != txn {
 		s.Unlock()
 		return false
@@ -176,11 +209,12 @@ func (t *Table[L]) Sweep(now int64) {
 }
 
 // CallEnded releases the call of a BYE the route relays (in-dialog, after
-// loose_route): the call is over whichever side hung up. It does nothing
-// for other methods, or when the call is not tracked.
+// loose_route): the call is over whichever side hung up. The caller's BYE
+// has the call's From tag in its From, the callee's in its To. It does
+// nothing for other methods, or when the call is not tracked.
 func (t *Table[L]) CallEnded(c *routing.Ctx) {
-	if c.IsMethod(parser.MethodBye) {
-		t.End(c.CallID(), 0)
+	if c.IsMethod(parser.MethodBye) && !t.End(c.CallID(), c.FTag(), 0) {
+		t.End(c.CallID(), c.TTag(), 0)
 	}
 }
 
@@ -190,7 +224,7 @@ func (t *Table[L]) CallEnded(c *routing.Ctx) {
 // transaction that was tracked releases its call.
 func (t *Table[L]) CallFailed(c *routing.Ctx) {
 	if c.IsMethod(parser.MethodInvite) {
-		t.End(c.CallID(), TxnID(c.Msg()))
+		t.End(c.CallID(), c.FTag(), TxnID(c.Msg()))
 	}
 }
 
@@ -208,6 +242,6 @@ func (t *Table[L]) Reply(c *routing.ReplyCtx) {
 		return
 	}
 	if st >= 600 || c.Req.Canceled() {
-		t.End(c.Req.CallID(), TxnID(c.Req.Msg()))
+		t.End(c.Req.CallID(), c.Req.FTag(), TxnID(c.Req.Msg()))
 	}
 }

@@ -1,6 +1,7 @@
 package calltrack
 
 import (
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -62,7 +63,7 @@ func (e *env) counter(name string) uint64 {
 
 // inDialog is msg's dialog with another method and CSeq, a To tag and a
 // new branch: a BYE or re-INVITE of the call (or a forgery with its
-// Call-ID).
+// Call-ID and From tag).
 func inDialog(msg, method, cseq, branch string) string {
 	lines := strings.Split(msg, "\r\n")
 	lines[0] = method + strings.TrimPrefix(lines[0], strings.Fields(lines[0])[0])
@@ -86,8 +87,8 @@ func TestTrackAndEndOnBye(t *testing.T) {
 	if !e.track(inv, lease{"a", &n}) || e.tbl.Len() != 1 {
 		t.Fatalf("not tracked: %d", e.tbl.Len())
 	}
-	// An INVITE with its Call-ID (a re-INVITE, or a forgery) is not
-	// tracked again.
+	// An INVITE with its Call-ID and From tag (a re-INVITE, or a forgery)
+	// is not tracked again.
 	var m atomic.Int32
 	if e.track(inDialog(inv, "INVITE", "2", "again"), lease{"b", &m}) || e.tbl.Len() != 1 {
 		t.Fatal("tracked twice")
@@ -104,19 +105,109 @@ func TestTrackAndEndOnBye(t *testing.T) {
 	}
 }
 
+// withHeader is msg with the value of its header name replaced.
+func withHeader(msg, name, value string) string {
+	lines := strings.Split(msg, "\r\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, name+":") {
+			lines[i] = name + ": " + value
+		}
+	}
+	return strings.Join(lines, "\r\n")
+}
+
+// fromCallee is msg (in the dialog) sent by the callee: From and To
+// swapped, so that the call's From tag is in the To.
+func fromCallee(msg string) string {
+	lines := strings.Split(msg, "\r\n")
+	for i, l := range lines {
+		if v, ok := strings.CutPrefix(l, "From:"); ok {
+			lines[i] = "To:" + v
+		} else if v, ok := strings.CutPrefix(l, "To:"); ok {
+			lines[i] = "From:" + v
+		}
+	}
+	return strings.Join(lines, "\r\n")
+}
+
+// A call is a dialog, Call-ID and From tag: INVITEs that share a Call-ID
+// with other From tags are calls of their own, each ended by its own BYE
+// from either side. (A caller who sent every call with one Call-ID had
+// them all counted as one, and the first BYE ended the count.)
+func TestCallsOfOneCallIDTrackedApart(t *testing.T) {
+	e := newEnv(t, 10, false)
+	inv := routetest.Request("INVITE", "sip:bob@example.com", "")
+	var n [3]atomic.Int32
+	var calls [3]string
+	var txs [3]uint64
+	for i := range calls {
+		calls[i] = withHeader(inDialog(inv, "INVITE", "1", fmt.Sprint("dlg", i)), "To", "<sip:bob@example.com>")
+		calls[i] = withHeader(calls[i], "From", fmt.Sprintf("<sip:alice@example.com>;tag=dialog-%d", i))
+		ok := false
+		e.in(calls[i], func(c *routing.Ctx) {
+			ok, txs[i] = e.tbl.Track(c, lease{"", &n[i]}), TxnID(c.Msg())
+		})
+		if !ok {
+			t.Fatalf("call %d on the Call-ID not tracked", i)
+		}
+	}
+	if e.tbl.Len() != 3 {
+		t.Fatalf("%d tracked, want 3", e.tbl.Len())
+	}
+	// The caller hangs up the second call, the callee the third; a BYE
+	// with the first call's Call-ID and a From tag of no call ends nothing.
+	e.in(inDialog(calls[1], "BYE", "2", "bye1"), e.tbl.CallEnded)
+	e.in(fromCallee(inDialog(calls[2], "BYE", "1", "bye2")), e.tbl.CallEnded)
+	e.in(withHeader(inDialog(calls[0], "BYE", "2", "bye0"), "From", "<sip:alice@example.com>;tag=dialog-9"), e.tbl.CallEnded)
+	if n[0].Load() != 0 || n[1].Load() != 1 || n[2].Load() != 1 || e.tbl.Len() != 1 {
+		t.Fatalf("released %d, %d, %d; %d tracked", n[0].Load(), n[1].Load(), n[2].Load(), e.tbl.Len())
+	}
+	// The failure of an INVITE of another dialog does not end it, even
+	// one with its transaction's branch and CSeq.
+	var callID []byte
+	other := withHeader(inDialog(calls[0], "INVITE", "1", "other"), "To", "<sip:bob@example.com>")
+	e.in(withHeader(other, "From", "<sip:alice@example.com>;tag=dialog-other"), func(c *routing.Ctx) {
+		callID = append(callID, c.CallID()...)
+		e.tbl.CallFailed(c)
+	})
+	if e.tbl.End(callID, []byte("dialog-other"), txs[0]) || n[0].Load() != 0 {
+		t.Fatal("another dialog's failure ended the call")
+	}
+	e.in(fromCallee(inDialog(calls[0], "BYE", "1", "bye0b")), e.tbl.CallEnded)
+	if n[0].Load() != 1 || e.tbl.Len() != 0 {
+		t.Fatalf("the callee's BYE: released %d, %d tracked", n[0].Load(), e.tbl.Len())
+	}
+}
+
+// The key is a fixed-size hash: a Call-ID longer than the shards' key
+// limit (1024 bytes) is tracked like any other (it was not tracked, nor
+// counted as untracked: the call went on uncounted).
+func TestLongCallIDTracked(t *testing.T) {
+	e := newEnv(t, 10, false)
+	var n atomic.Int32
+	inv := withHeader(routetest.Request("INVITE", "sip:bob@example.com", ""), "Call-ID", strings.Repeat("x", 2000)+"@phone")
+	if !e.track(inv, lease{"", &n}) || e.tbl.Len() != 1 {
+		t.Fatalf("a 2000-byte Call-ID not tracked: %d", e.tbl.Len())
+	}
+	e.in(inDialog(inv, "BYE", "2", "bye"), e.tbl.CallEnded)
+	if n.Load() != 1 || e.tbl.Len() != 0 {
+		t.Fatalf("its BYE: released %d, %d tracked", n.Load(), e.tbl.Len())
+	}
+}
+
 func TestOnlyTheTrackedTransactionFails(t *testing.T) {
 	e := newEnv(t, 10, true)
 	var n atomic.Int32
 	inv := routetest.Request("INVITE", "sip:bob@example.com", "")
-	var callID []byte
+	var callID, tag []byte
 	var tx uint64
 	e.in(inv, func(c *routing.Ctx) {
 		e.tbl.Track(c, lease{"a", &n})
-		callID, tx = append(callID, c.CallID()...), TxnID(c.Msg())
+		callID, tag, tx = append(callID, c.CallID()...), append(tag, c.FTag()...), TxnID(c.Msg())
 	})
-	// An INVITE with the call's Call-ID but another branch and CSeq (a
-	// re-INVITE, or a forgery) is another transaction: neither tracked
-	// in the call's place nor able to release it.
+	// An INVITE with the call's Call-ID and From tag but another branch
+	// and CSeq (a re-INVITE, or a forgery) is another transaction: neither
+	// tracked in the call's place nor able to release it.
 	other := inDialog(inv, "INVITE", "7", "other")
 	var m atomic.Int32
 	e.in(other, func(c *routing.Ctx) {
@@ -129,7 +220,7 @@ func TestOnlyTheTrackedTransactionFails(t *testing.T) {
 		t.Fatal("another transaction's failure released the call")
 	}
 	// The failure route of the tracked INVITE.
-	if !e.tbl.End(callID, tx) || n.Load() != 1 || e.tbl.Len() != 0 {
+	if !e.tbl.End(callID, tag, tx) || n.Load() != 1 || e.tbl.Len() != 0 {
 		t.Fatalf("the INVITE's failure: released %d, %d tracked", n.Load(), e.tbl.Len())
 	}
 }
