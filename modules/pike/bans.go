@@ -1,6 +1,7 @@
 package pike
 
 import (
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 )
@@ -53,18 +54,23 @@ func (r Reason) String() string {
 }
 
 // Bans is the ban table: a fixed number of slots, sharded and bucketed
-// like Counters. A ban expires by itself (Banned compares its end with the
-// clock); a sweeper frees the slots of expired bans.
+// like Counters, under a bucket hash seeded at random when it is made. A
+// ban expires by itself (Banned compares its end with the clock); a
+// sweeper frees the slots of expired bans.
 //
 // When a new ban finds its bucket full of live bans, it takes the slot of
 // the ban that ends soonest (counted in Evictions): the newest offender is
 // the one sending now, and a long manual ban outlasts the automatic ones
 // around it. Filling the table takes max_bans offenders each over the
-// limit, and costs them only the oldest bans of their own buckets.
+// limit, and costs them only the oldest bans of their own buckets. An
+// attacker cannot aim at one ban: without the seed, no address can be
+// chosen to share its bucket, and flushing it takes about as many bans
+// as the table has slots, each over the limit.
 type Bans struct {
 	shards     []banShard
 	shardMask  uint64
 	bucketMask uint64
+	seed       maphash.Seed // of the bucket hash, random
 	// live counts occupied slots (bans in force, and expired ones the
 	// sweeper has not freed yet). Zero, the usual case, lets Admit answer
 	// without hashing or locking.
@@ -96,6 +102,7 @@ func NewBans(slots, shards int) *Bans {
 		shards:     make([]banShard, shards),
 		shardMask:  uint64(shards - 1),
 		bucketMask: uint64(perShard/ways - 1),
+		seed:       maphash.MakeSeed(),
 	}
 	all := make([]banSlot, shards*perShard)
 	for i := range t.shards {
@@ -108,7 +115,7 @@ func NewBans(slots, shards int) *Bans {
 func (t *Bans) Slots() int { return len(t.shards) * len(t.shards[0].slots) }
 
 func (t *Bans) locate(k Key) (*banShard, []banSlot) {
-	h := k.hash()
+	h := k.hash(t.seed)
 	sh := &t.shards[h&t.shardMask]
 	b := int((h>>32)&t.bucketMask) * ways
 	return sh, sh.slots[b : b+ways : b+ways]

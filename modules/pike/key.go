@@ -2,10 +2,9 @@ package pike
 
 import (
 	"encoding/binary"
+	"hash/maphash"
 	"net/netip"
 	"strconv"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 // Key is a source as the tables count and ban it: an IPv4 address (as its
@@ -58,10 +57,16 @@ func (k Key) String(v6bits int) string {
 	return a.String() + "/" + strconv.Itoa(v6bits)
 }
 
-// hash spreads keys over shards and buckets: xxhash of the 16 bytes.
-func (k Key) hash() uint64 {
+// hash spreads keys over a table's shards and buckets: maphash of the 16
+// bytes under the table's seed, chosen at random when the table is made.
+// A key lives only in the bucket its hash picks, and a full bucket evicts
+// (the ban ending soonest, the lowest rate): with a hash anyone can
+// compute (it was an unseeded xxhash) an attacker could find offline 8
+// addresses in a banned address's bucket and, spoofing them over UDP,
+// flood from each until the ban was evicted (248 packets lifted any ban).
+func (k Key) hash(seed maphash.Seed) uint64 {
 	var b [16]byte
 	binary.LittleEndian.PutUint64(b[:8], k.Hi)
 	binary.LittleEndian.PutUint64(b[8:], k.Lo)
-	return xxhash.Sum64(b[:])
+	return maphash.Bytes(seed, b[:])
 }

@@ -1,10 +1,13 @@
 package pike
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 
 	"switchboard/shards"
 	"switchboard/transport"
@@ -162,6 +165,69 @@ func TestBanTableBounded(t *testing.T) {
 	}
 	if !p.Admit(long) {
 		t.Fatal("expired ban still refused")
+	}
+}
+
+// An attacker who wants a ban lifted cannot aim at its bucket. With the
+// unseeded xxhash the tables used, it could compute offline 8 addresses
+// in the banned address's bucket and flood from each, spoofed over UDP:
+// 8 × 31 packets evicted the ban (authban's 30-minute ban for 10 wrong
+// passwords among them). The attacker here knows the code and the table's
+// size, not the seed: it floods from 8 addresses that collide with the
+// banned one under the unseeded hash, and the ban stays. Had it known
+// the seed, the same flood would have evicted it (the control below).
+func TestBanNotEvictedByCraftedCollisions(t *testing.T) {
+	clock := shards.NewManualClock(1_700_000_000_000)
+	s := *DefaultSettings()
+	p, err := New(clock, s, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cracker := netip.MustParseAddr("198.51.100.7")
+	for i := 0; i < s.MaxRequests+1; i++ {
+		p.CheckAddr(cracker)
+	}
+	if !p.Banned(cracker) {
+		t.Fatal("flooder not banned")
+	}
+	// colliding returns ways addresses in 203.0.0.0/8 whose hash puts them
+	// in cracker's shard and bucket.
+	colliding := func(hash func(Key) uint64) []netip.Addr {
+		bucketOf := func(a netip.Addr) (uint64, uint64) {
+			h := hash(KeyOf(a, 64))
+			return h & p.bans.shardMask, (h >> 32) & p.bans.bucketMask
+		}
+		ts, tb := bucketOf(cracker)
+		var same []netip.Addr
+		for i := uint32(1); len(same) < ways; i++ {
+			a := netip.AddrFrom4([4]byte{203, byte(i >> 16), byte(i >> 8), byte(i)})
+			if s2, b2 := bucketOf(a); s2 == ts && b2 == tb {
+				same = append(same, a)
+			}
+		}
+		return same
+	}
+	flood := func(from []netip.Addr) {
+		for _, a := range from {
+			clock.Advance(time.Millisecond) // each ban ends after cracker's
+			for i := 0; i < s.MaxRequests+1; i++ {
+				p.CheckAddr(a)
+			}
+		}
+	}
+	unseeded := func(k Key) uint64 { // what an attacker can compute
+		var b [16]byte
+		binary.LittleEndian.PutUint64(b[:8], k.Hi)
+		binary.LittleEndian.PutUint64(b[8:], k.Lo)
+		return xxhash.Sum64(b[:])
+	}
+	flood(colliding(unseeded))
+	if !p.Banned(cracker) {
+		t.Fatal("ban evicted by addresses crafted to collide under the unseeded hash")
+	}
+	flood(colliding(func(k Key) uint64 { return k.hash(p.bans.seed) }))
+	if p.Banned(cracker) {
+		t.Fatal("control: addresses in the ban's bucket under the table's own seed did not evict it")
 	}
 }
 

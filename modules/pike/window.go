@@ -1,6 +1,7 @@
 package pike
 
 import (
+	"hash/maphash"
 	"math/bits"
 	"sync"
 	"time"
@@ -23,19 +24,21 @@ import (
 //
 // The table is split into shards (a power of two, each with its own lock),
 // each shard into buckets of `ways` slots; a key lives only in the bucket
-// its hash picks. Eviction: a key that finds its bucket full takes the
-// slot with nothing left in the window, or else the slot with the lowest
-// current rate (its count restarts from zero). So a spoofed-source flood,
-// whose made-up sources each send a request or two, only ever displaces
-// other low-rate entries: a source sending fast keeps its slot against
-// any number of slow ones, and being displaced only ever lowers a
-// count. Everything is in one slice allocated at construction; Hit
-// allocates nothing.
+// its hash picks, under a seed chosen at random when the table is made
+// (so that nobody can choose keys that share a bucket). Eviction: a key
+// that finds its bucket full takes the slot with nothing left in the
+// window, or else the slot with the lowest current rate (its count
+// restarts from zero). So a spoofed-source flood, whose made-up sources
+// each send a request or two, only ever displaces other low-rate entries:
+// a source sending fast keeps its slot against any number of slow ones,
+// and being displaced only ever lowers a count. Everything is in one
+// slice allocated at construction; Hit allocates nothing.
 type Counters struct {
 	shards     []counterShard
 	shardMask  uint64
 	bucketMask uint64
-	window     int64 // ms
+	seed       maphash.Seed // of the bucket hash, random
+	window     int64        // ms
 }
 
 // ways is the bucket size of both tables: a key's slot is one of these.
@@ -67,6 +70,7 @@ func NewCounters(slots, shards int, window time.Duration) *Counters {
 		shards:     make([]counterShard, shards),
 		shardMask:  uint64(shards - 1),
 		bucketMask: uint64(buckets - 1),
+		seed:       maphash.MakeSeed(),
 		window:     max(window.Milliseconds(), 1),
 	}
 	all := make([]counterSlot, shards*perShard)
@@ -83,7 +87,7 @@ func (t *Counters) Slots() int { return len(t.shards) * len(t.shards[0].slots) }
 func (t *Counters) Window() time.Duration { return time.Duration(t.window) * time.Millisecond }
 
 func (t *Counters) locate(k Key) (*counterShard, []counterSlot) {
-	h := k.hash()
+	h := k.hash(t.seed)
 	sh := &t.shards[h&t.shardMask]
 	b := int((h>>32)&t.bucketMask) * ways
 	return sh, sh.slots[b : b+ways : b+ways]

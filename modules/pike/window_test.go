@@ -1,10 +1,13 @@
 package pike
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 func v4(s string) Key { return KeyOf(netip.MustParseAddr(s), 64) }
@@ -108,6 +111,41 @@ func TestCountersBoundedUnderSpoofedFlood(t *testing.T) {
 	// displaced one still counting.
 	if st.Evictions < spoofed-uint64(st.Slots)*2 {
 		t.Fatalf("evictions %d", st.Evictions)
+	}
+}
+
+// A count cannot be evicted by keys chosen to share its bucket: the
+// table's hash is seeded at random. With the unseeded xxhash it used, 8
+// addresses computed offline to collide with a cracker's, each spoofing
+// more failures than it had, displaced its count in authban's table (the
+// lowest rate goes) and its guesses started again from zero, for ever.
+func TestCountNotEvictedByCraftedCollisions(t *testing.T) {
+	c := NewCounters(1024, 8, 10*time.Minute)
+	now := int64(1_700_000_000_000)
+	cracker := v4("198.51.100.7")
+	for i := 0; i < 9; i++ {
+		c.Hit(cracker, now)
+	}
+	unseeded := func(k Key) uint64 {
+		var b [16]byte
+		binary.LittleEndian.PutUint64(b[:8], k.Hi)
+		binary.LittleEndian.PutUint64(b[8:], k.Lo)
+		return xxhash.Sum64(b[:])
+	}
+	h := unseeded(cracker)
+	n := 0
+	for i := uint32(1); n < ways; i++ {
+		k := KeyOf(netip.AddrFrom4([4]byte{203, byte(i >> 16), byte(i >> 8), byte(i)}), 64)
+		if u := unseeded(k); u&c.shardMask != h&c.shardMask || (u>>32)&c.bucketMask != (h>>32)&c.bucketMask {
+			continue
+		}
+		n++
+		for j := 0; j < 10; j++ {
+			c.Hit(k, now)
+		}
+	}
+	if r := c.Rate(cracker, now); r != 9 {
+		t.Fatalf("the cracker's count is %d after 8 crafted colliding keys, want 9", r)
 	}
 }
 
