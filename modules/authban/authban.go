@@ -212,6 +212,9 @@ func (b *Authban) Failed(src netip.Addr, user, realm []byte, why auth.Failure) {
 	pr := b.params.Load()
 	now := b.clock.Now()
 	if pr.maxFailures > 0 {
+		// pike's key, and its ban: src's IPv6 prefix, or src alone when
+		// that prefix holds an exempt address (a neighbour's forged
+		// failures must not ban a trusted trunk's /64).
 		k := b.pike.KeyOf(src)
 		if b.addrs.Hit(k, now) >= pr.maxFailures {
 			b.addrs.Forget(k)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +80,47 @@ func TestAddressBannedAfterMaxFailures(t *testing.T) {
 	}
 	if b.bans.Load() != 1 {
 		t.Fatalf("bans %d", b.bans.Load())
+	}
+}
+
+// Failures from a neighbour of an exempt IPv6 trunk ban that neighbour
+// alone: 10 forged Authorization headers from 2001:db8:1:2::bad, spoofed
+// over UDP, banned the trunk's whole /64, and the transport dropped the
+// trunk's datagrams for ban_time. The failures are counted, and the ban
+// made, under pike's key, the address alone in a prefix that holds an
+// exempt one.
+func TestExemptIPv6TrunkNotBannedByNeighbourFailures(t *testing.T) {
+	clock := shards.NewManualClock(1_700_000_000_000)
+	ps := *pike.DefaultSettings()
+	ps.Exempt = append(ps.Exempt, "2001:db8:1:2::10")
+	p, err := pike.New(clock, ps, nil, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(clock, *DefaultSettings(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trunk := netip.MustParseAddr("2001:db8:1:2::10")
+	bad := netip.MustParseAddr("2001:db8:1:2::bad")
+	for i := 0; i < 10; i++ {
+		b.Failed(bad, []byte("ghost"), realm, auth.FailUnknownUser)
+	}
+	if !p.Admit(trunk) || p.Banned(trunk) {
+		t.Fatal("exempt trunk banned by 10 failures of a spoofed address in its /64")
+	}
+	if !p.Banned(bad) || p.Admit(bad) || p.Banned(netip.MustParseAddr("2001:db8:1:2::bae")) {
+		t.Fatal("the failing address is not banned alone")
+	}
+	if l := p.List(); len(l) != 1 || l[0].Source != "2001:db8:1:2::bad" || l[0].Reason != "auth" {
+		t.Fatalf("pike bans %+v", l)
+	}
+	// Elsewhere an IPv6 source is still its /64.
+	for i := 0; i < 10; i++ {
+		b.Failed(netip.MustParseAddr("2001:db8:9:9::"+strconv.Itoa(i+1)), []byte("ghost"), realm, auth.FailUnknownUser)
+	}
+	if !p.Banned(netip.MustParseAddr("2001:db8:9:9::abcd")) {
+		t.Fatal("failures spread over a /64 without an exempt address did not ban it")
 	}
 }
 

@@ -75,6 +75,10 @@ type Bans struct {
 	// sweeper has not freed yet). Zero, the usual case, lets Admit answer
 	// without hashing or locking.
 	live atomic.Int64
+	// single counts the occupied slots that ban one IPv6 address (bits
+	// 128): while it is zero, an IPv6 source banned by prefix needs no
+	// second lookup.
+	single atomic.Int64
 }
 
 type banShard struct {
@@ -90,8 +94,42 @@ type banSlot struct {
 	key    Key
 	until  int64 // ms; 0: free
 	since  int64 // ms
-	bits   uint8 // IPv6 prefix length of key, for listings
+	bits   uint8 // prefix length of an IPv6 key (128: one address)
 	reason Reason
+}
+
+// is reports whether s bans k (of prefix length bits). An IPv6 prefix
+// and the first address in it have the same Key: the length tells them
+// apart. An IPv4 key is one address whatever the length.
+func (s *banSlot) is(k Key, bits uint8) bool {
+	return s.until != 0 && s.key == k && (s.bits == bits || k.Is4())
+}
+
+// isSingle reports whether s is occupied by the ban of one IPv6 address.
+func (s *banSlot) isSingle() bool { return s.until != 0 && s.bits == 128 && !s.key.Is4() }
+
+// put stores v in s (banSlot{} frees it), keeping live and single.
+func (t *Bans) put(s *banSlot, v banSlot) {
+	var live, single int64
+	if s.until != 0 {
+		live--
+	}
+	if s.isSingle() {
+		single--
+	}
+	if v.until != 0 {
+		live++
+	}
+	if v.isSingle() {
+		single++
+	}
+	*s = v
+	if live != 0 {
+		t.live.Add(live)
+	}
+	if single != 0 {
+		t.single.Add(single)
+	}
 }
 
 // NewBans makes a ban table of at least slots entries in shards shards.
@@ -121,17 +159,17 @@ func (t *Bans) locate(k Key) (*banShard, []banSlot) {
 	return sh, sh.slots[b : b+ways : b+ways]
 }
 
-// Ban bans k until the given time (ms); v6bits is recorded for listings.
-// A ban already in force is extended, never shortened. It reports
-// whether k was not banned before.
-func (t *Bans) Ban(k Key, v6bits int, now, until int64, r Reason) bool {
+// Ban bans k, an IPv6 prefix of length bits (128: one address) or an
+// IPv4 address, until the given time (ms). A ban already in force is
+// extended, never shortened. It reports whether k was not banned before.
+func (t *Bans) Ban(k Key, bits int, now, until int64, r Reason) bool {
 	sh, bucket := t.locate(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	var victim *banSlot
 	for i := range bucket {
 		s := &bucket[i]
-		if s.until != 0 && s.key == k {
+		if s.is(k, uint8(bits)) {
 			if s.until > now {
 				if until > s.until {
 					s.until, s.reason = until, r
@@ -145,63 +183,60 @@ func (t *Bans) Ban(k Key, v6bits int, now, until int64, r Reason) bool {
 			victim = s // free (0) or ending soonest
 		}
 	}
-	switch {
-	case victim.until == 0:
-		t.live.Add(1)
-	case victim.until > now && victim.key != k:
+	if victim.until > now && !victim.is(k, uint8(bits)) {
 		sh.evicts++
 	}
-	*victim = banSlot{key: k, until: until, since: now, bits: uint8(v6bits), reason: r}
+	t.put(victim, banSlot{key: k, until: until, since: now, bits: uint8(bits), reason: r})
 	sh.made[r]++
 	return true
 }
 
-// Banned reports whether k is banned at now.
-func (t *Bans) Banned(k Key, now int64) bool {
-	if t.live.Load() == 0 {
-		return false
-	}
-	sh, bucket := t.locate(k)
-	sh.mu.Lock()
-	b := banned(bucket, k, now)
-	sh.mu.Unlock()
-	return b
+// Banned reports whether k (of prefix length bits) is banned at now.
+func (t *Bans) Banned(k Key, bits int, now int64) bool {
+	return t.lookup(k, bits, now, false)
 }
 
-// refuse is Banned for the receive path: a banned source is counted.
-func (t *Bans) refuse(k Key, now int64) bool {
+// lookup is Banned; count: a ban found counts a refused source (the
+// receive path).
+func (t *Bans) lookup(k Key, bits int, now int64, count bool) bool {
 	if t.live.Load() == 0 {
 		return false
 	}
 	sh, bucket := t.locate(k)
 	sh.mu.Lock()
-	b := banned(bucket, k, now)
-	if b {
+	b := false
+	for i := range bucket {
+		if s := &bucket[i]; s.is(k, uint8(bits)) && s.until > now {
+			b = true
+			break
+		}
+	}
+	if b && count {
 		sh.refused++
 	}
 	sh.mu.Unlock()
 	return b
 }
 
-func banned(bucket []banSlot, k Key, now int64) bool {
-	for i := range bucket {
-		if s := &bucket[i]; s.key == k && s.until > now {
-			return true
-		}
-	}
-	return false
+// countRefused counts a source refused for k's ban after a lookup that
+// did not count it.
+func (t *Bans) countRefused(k Key) {
+	sh, _ := t.locate(k)
+	sh.mu.Lock()
+	sh.refused++
+	sh.mu.Unlock()
 }
 
-// Unban lifts k's ban; it reports whether k was banned.
-func (t *Bans) Unban(k Key, now int64) bool {
+// Unban lifts k's ban (of prefix length bits); it reports whether k was
+// banned.
+func (t *Bans) Unban(k Key, bits int, now int64) bool {
 	sh, bucket := t.locate(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	for i := range bucket {
-		if s := &bucket[i]; s.until != 0 && s.key == k {
+		if s := &bucket[i]; s.is(k, uint8(bits)) {
 			was := s.until > now
-			*s = banSlot{}
-			t.live.Add(-1)
+			t.put(s, banSlot{})
 			return was
 		}
 	}
@@ -219,8 +254,7 @@ func (t *Bans) Clear(now int64) int {
 				if s.until > now {
 					n++
 				}
-				*s = banSlot{}
-				t.live.Add(-1)
+				t.put(s, banSlot{})
 			}
 		}
 		sh.mu.Unlock()
@@ -231,7 +265,7 @@ func (t *Bans) Clear(now int64) int {
 // Ban is one entry of a listing.
 type Ban struct {
 	Key    Key
-	Bits   int // IPv6 prefix length
+	Bits   int // IPv6 prefix length (128: one address)
 	Reason Reason
 	Since  int64 // ms
 	Until  int64 // ms
@@ -250,8 +284,7 @@ func (t *Bans) Sweep(now, since int64, f func(Ban)) int {
 			switch {
 			case s.until == 0:
 			case s.until <= now:
-				*s = banSlot{}
-				t.live.Add(-1)
+				t.put(s, banSlot{})
 			default:
 				n++
 				if f != nil && s.since >= since {

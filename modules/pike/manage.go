@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -69,19 +70,64 @@ type addrArgs struct {
 	Limit    int    `json:"limit"`
 }
 
-func argAddr(s string) (netip.Addr, error) {
+// target is what a command's "address" names: an address, or (written
+// as a prefix) the IPv6 prefix, ipv6_prefix long, that holds it.
+type target struct {
+	a      netip.Addr
+	prefix bool
+}
+
+func argAddr(s string) (target, error) {
 	if s == "" {
-		return netip.Addr{}, &mgmt.ArgError{Msg: `"address" is required`}
+		return target{}, &mgmt.ArgError{Msg: `"address" is required`}
 	}
 	// A prefix is accepted for the IPv6 prefix it names.
+	prefix := false
 	if i := strings.IndexByte(s, '/'); i > 0 {
-		s = s[:i]
+		s, prefix = s[:i], true
 	}
 	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
 	if err != nil {
-		return netip.Addr{}, &mgmt.ArgError{Msg: fmt.Sprintf(`"address": %q is not an IP address`, s)}
+		return target{}, &mgmt.ArgError{Msg: fmt.Sprintf(`"address": %q is not an IP address`, s)}
 	}
-	return a.Unmap(), nil
+	a = a.Unmap()
+	return target{a, prefix && a.Is6()}, nil
+}
+
+// sources returns the sources, as listed, of the bans t names: a prefix's
+// ban; an address's own and its prefix's, the bans that refuse it (its
+// prefix's does not refuse an exempt address).
+func (p *Pike) sources(t target) []string {
+	own := KeyOf(t.a, 128).String(128)
+	prefix := KeyOf(t.a, p.v6bits).String(p.v6bits)
+	switch {
+	case t.prefix:
+		return []string{prefix}
+	case prefix == own || p.Exempt(t.a):
+		return []string{own}
+	}
+	return []string{own, prefix}
+}
+
+// notBanned is the error for a command that names no ban in force.
+func (p *Pike) notBanned(t target) error {
+	srcs := p.sources(t)
+	if len(srcs) == 2 {
+		return fmt.Errorf("neither %s nor %s is banned: %w", srcs[0], srcs[1], mgmt.ErrNotFound)
+	}
+	return fmt.Errorf("%s is not banned: %w", srcs[0], mgmt.ErrNotFound)
+}
+
+// named returns the bans of list that t names.
+func (p *Pike) named(t target, list []BanInfo) []BanInfo {
+	var out []BanInfo
+	srcs := p.sources(t)
+	for _, b := range list {
+		if slices.Contains(srcs, b.Source) {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 func (p *Pike) registerCommands(h *modules.Host) {
@@ -97,17 +143,14 @@ func (p *Pike) registerCommands(h *modules.Host) {
 			if args.Address == "" {
 				return all, nil
 			}
-			a, err := argAddr(args.Address)
+			t, err := argAddr(args.Address)
 			if err != nil {
 				return nil, err
 			}
-			want := KeyOf(a, p.v6bits).String(p.v6bits)
-			for _, b := range all {
-				if b.Source == want {
-					return []BanInfo{b}, nil
-				}
+			if bans := p.named(t, all); len(bans) > 0 {
+				return bans, nil
 			}
-			return nil, fmt.Errorf("%s is not banned: %w", want, mgmt.ErrNotFound)
+			return nil, p.notBanned(t)
 		},
 	})
 	h.Command("pike.ban", mgmt.Command{
@@ -117,7 +160,7 @@ func (p *Pike) registerCommands(h *modules.Host) {
 			if err := mgmt.DecodeArgs(raw, &args); err != nil {
 				return nil, err
 			}
-			a, err := argAddr(args.Address)
+			t, err := argAddr(args.Address)
 			if err != nil {
 				return nil, err
 			}
@@ -127,8 +170,16 @@ func (p *Pike) registerCommands(h *modules.Host) {
 					return nil, &mgmt.ArgError{Msg: fmt.Sprintf(`"duration": %q is not a duration between 1s and 8760h`, args.Duration)}
 				}
 			}
-			p.Ban(a, d, Manual)
-			return "banned " + KeyOf(a, p.v6bits).String(p.v6bits) + " for " + d.String(), nil
+			// An IPv6 address bans its prefix, even one that holds an
+			// exempt address (whom that ban does not refuse); an exempt
+			// address is banned alone.
+			k, bits := p.banKey(t.a, true)
+			if t.prefix {
+				k, bits = KeyOf(t.a, p.v6bits), p.v6bits
+			}
+			now := p.clock.Now()
+			p.bans.Ban(k, bits, now, now+d.Milliseconds(), Manual)
+			return "banned " + k.String(bits) + " for " + d.String(), nil
 		},
 	})
 	h.Command("pike.unban", mgmt.Command{
@@ -141,15 +192,25 @@ func (p *Pike) registerCommands(h *modules.Host) {
 			if args.All {
 				return map[string]int{"unbanned": p.bans.Clear(p.clock.Now())}, nil
 			}
-			a, err := argAddr(args.Address)
+			t, err := argAddr(args.Address)
 			if err != nil {
 				return nil, err
 			}
-			src := KeyOf(a, p.v6bits).String(p.v6bits)
-			if !p.Unban(a) {
-				return nil, fmt.Errorf("%s is not banned: %w", src, mgmt.ErrNotFound)
+			lifted := p.named(t, p.List())
+			var was bool
+			if t.prefix {
+				was = p.unbanKey(KeyOf(t.a, p.v6bits), p.v6bits)
+			} else {
+				was = p.Unban(t.a)
 			}
-			return "unbanned " + src, nil
+			if !was {
+				return nil, p.notBanned(t)
+			}
+			srcs := make([]string, len(lifted))
+			for i, b := range lifted {
+				srcs[i] = b.Source
+			}
+			return "unbanned " + strings.Join(srcs, ", "), nil
 		},
 	})
 	h.Command("pike.sources", mgmt.Command{

@@ -165,6 +165,58 @@ func TestModuleCommandsAndMetrics(t *testing.T) {
 	}
 }
 
+// pike.ban of an IPv6 address bans its prefix, as documented, even a
+// prefix that holds an exempt peer, whom that ban does not refuse; of the
+// exempt peer's own address, bans it alone. pike.bans and pike.unban of
+// an address name the bans that refuse it; of a prefix, its ban.
+func TestModuleManualBansAndExemptPeer(t *testing.T) {
+	s := DefaultSettings()
+	s.Exempt = []string{"127.0.0.1", "::1", "2001:db8:1:2::10"}
+	b := buildModule(t, s)
+	admit := b.set.Admit()
+	trunk, neighbour := netip.MustParseAddr("2001:db8:1:2::10"), netip.MustParseAddr("2001:db8:1:2::666")
+	if code, body := b.api(t, "pike.ban", `{"address":"2001:db8:1:2::666","duration":"1h"}`); code != 200 || !strings.Contains(body, "banned 2001:db8:1:2::/64 for 1h0m0s") {
+		t.Fatalf("pike.ban: %d %s", code, body)
+	}
+	if admit(neighbour) || admit(netip.MustParseAddr("2001:db8:1:2::1")) || !admit(trunk) {
+		t.Fatal("a ban of the /64 by hand: neighbours admitted, or the exempt trunk refused")
+	}
+	if code, body := b.api(t, "pike.bans", `{"address":"2001:db8:1:2::99"}`); code != 200 || !strings.Contains(body, `"source": "2001:db8:1:2::/64"`) {
+		t.Fatalf("pike.bans of a neighbour: %d %s", code, body)
+	}
+	if code, body := b.api(t, "pike.bans", `{"address":"2001:db8:1:2::10"}`); code != 404 {
+		t.Fatalf("pike.bans of the trunk, not refused: %d %s", code, body)
+	}
+	if code, body := b.api(t, "pike.ban", `{"address":"2001:db8:1:2::10","duration":"2h"}`); code != 200 || !strings.Contains(body, "banned 2001:db8:1:2::10 for 2h0m0s") {
+		t.Fatalf("pike.ban of the trunk: %d %s", code, body)
+	}
+	if admit(trunk) {
+		t.Fatal("a ban of the exempt trunk itself does not refuse it")
+	}
+	if l := b.p.List(); len(l) != 2 || l[0].Source != "2001:db8:1:2::10" || l[1].Source != "2001:db8:1:2::/64" {
+		t.Fatalf("bans %+v", l)
+	}
+	if code, body := b.api(t, "pike.unban", `{"address":"2001:db8:1:2::10"}`); code != 200 || !strings.Contains(body, `unbanned 2001:db8:1:2::10"`) {
+		t.Fatalf("pike.unban of the trunk: %d %s", code, body)
+	}
+	if !admit(trunk) || admit(neighbour) {
+		t.Fatal("pike.unban of the trunk lifted the wrong ban")
+	}
+	if code, body := b.api(t, "pike.unban", `{"address":"2001:db8:1:2::/64"}`); code != 200 || !strings.Contains(body, `unbanned 2001:db8:1:2::/64"`) {
+		t.Fatalf("pike.unban of the /64: %d %s", code, body)
+	}
+	if !admit(neighbour) || b.p.bans.live.Load() != 0 {
+		t.Fatal("bans left")
+	}
+	// A prefix named as such is banned whole, whatever its first address.
+	if code, body := b.api(t, "pike.ban", `{"address":"2001:db8:1:2::/64"}`); code != 200 || !strings.Contains(body, "banned 2001:db8:1:2::/64") {
+		t.Fatalf("pike.ban of the /64: %d %s", code, body)
+	}
+	if admit(neighbour) || !admit(trunk) {
+		t.Fatal("pike.ban of the /64")
+	}
+}
+
 // Reload changes the limit at once; ipv6_prefix waits for a restart.
 func TestModuleReload(t *testing.T) {
 	b := buildModule(t, DefaultSettings())

@@ -20,6 +20,7 @@ package pike
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -163,6 +164,13 @@ type params struct {
 	ban    int64  // ms
 	exempt []netip.Prefix
 	group  int
+	// shared are the IPv6 prefixes (keys at ipv6_prefix) that hold an
+	// exempt address, or an exempt prefix longer than ipv6_prefix, beside
+	// addresses that are not exempt. Those are counted and banned one by
+	// one: a ban of the prefix would be a ban of the exempt peer too,
+	// which anyone could get by flooding from a neighbour's address,
+	// spoofed over UDP.
+	shared []Key
 }
 
 func newModule(h *modules.Host, v any) (modules.Instance, error) {
@@ -194,7 +202,7 @@ func New(clock *shards.Clock, s Settings, groups GroupChecker, nshards int) (*Pi
 	p := &Pike{clock: clock, v6bits: s.IPv6Prefix, groups: groups, set: s, stop: make(chan struct{})}
 	p.bans = NewBans(s.MaxBans, nshards)
 	p.rates.Store(NewCounters(s.MaxSources, nshards, s.Window))
-	pr, err := paramsOf(&s)
+	pr, err := paramsOf(&s, s.IPv6Prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -202,30 +210,40 @@ func New(clock *shards.Clock, s Settings, groups GroupChecker, nshards int) (*Pi
 	return p, nil
 }
 
-func paramsOf(s *Settings) (*params, error) {
+// paramsOf reads s for a table that keys IPv6 sources by their first
+// v6bits bits.
+func paramsOf(s *Settings, v6bits int) (*params, error) {
 	ex, err := parseExempt(s.Exempt)
 	if err != nil {
 		return nil, err
 	}
-	return &params{max: uint32(s.MaxRequests), ban: s.BanTime.Milliseconds(), exempt: ex, group: s.ExemptGroup}, nil
+	pr := &params{max: uint32(s.MaxRequests), ban: s.BanTime.Milliseconds(), exempt: ex, group: s.ExemptGroup}
+	for _, e := range ex {
+		if a := e.Addr(); a.Is6() && !a.Is4In6() && e.Bits() > v6bits {
+			if k := KeyOf(a, v6bits); !slices.Contains(pr.shared, k) {
+				pr.shared = append(pr.shared, k)
+			}
+		}
+	}
+	return pr, nil
 }
 
 // Check counts the request in c against its source's rate and reports
 // whether it may go on (OpenSIPS: pike_check_req()). False: the source is
 // over the limit, and is now banned for ban_time, or was banned already;
 // the route drops the request (c.Drop()) without an answer. Exempt
-// sources are not counted, so never banned for their rate; a ban in force
-// (made by hand, or before the source was exempted) still refuses them,
-// as the transport does. It allocates nothing.
+// sources are not counted, so never banned for their rate; a ban of the
+// address itself (made by hand, or before it was exempted) still refuses
+// them, as the transport does, a ban of their IPv6 prefix never. It
+// allocates nothing.
 func (p *Pike) Check(c *routing.Ctx) bool { return p.CheckAddr(c.SrcIP()) }
 
 // CheckAddr is Check for a source address.
 func (p *Pike) CheckAddr(a netip.Addr) bool {
 	pr := p.params.Load()
 	now := p.clock.Now()
-	k := KeyOf(a, p.v6bits)
-	if p.bans.refuse(k, now) {
-		// Whoever it is: the transport refuses it too (a manual ban of a
+	if p.refused(a, now, true) {
+		// Exempt or not, as the transport refuses it (a manual ban of a
 		// trusted address, or a ban made before it was exempted).
 		p.over.Add(1)
 		return false
@@ -233,27 +251,69 @@ func (p *Pike) CheckAddr(a netip.Addr) bool {
 	if pr.max == 0 || p.exempt(pr, a) {
 		return true
 	}
+	k, bits := p.source(pr, a)
 	if p.rates.Load().Hit(k, now) <= pr.max {
 		return true
 	}
 	p.over.Add(1)
-	p.bans.Ban(k, p.v6bits, now, now+pr.ban, Flood)
+	p.bans.Ban(k, bits, now, now+pr.ban, Flood)
 	return false
 }
 
+// source returns the key a is counted and banned as, and its prefix
+// length: an IPv4 address (32); an IPv6 address's prefix (ipv6_prefix),
+// or the address alone (128) when that prefix holds an exempt address.
+func (p *Pike) source(pr *params, a netip.Addr) (Key, int) {
+	a = a.Unmap()
+	if a.Is4() {
+		return KeyOf(a, 128), 32
+	}
+	k := KeyOf(a, p.v6bits)
+	if p.v6bits < 128 && slices.Contains(pr.shared, k) {
+		return KeyOf(a, 128), 128
+	}
+	return k, p.v6bits
+}
+
+// refused reports whether a ban in force refuses a: a ban of a itself, or
+// of its IPv6 prefix unless a is exempt (a prefix's ban never cuts off a
+// trusted peer in it). count: a refusal is counted (the receive path).
+func (p *Pike) refused(a netip.Addr, now int64, count bool) bool {
+	if p.bans.live.Load() == 0 {
+		return false
+	}
+	a = a.Unmap()
+	if a.Is4() || p.v6bits >= 128 {
+		return p.bans.lookup(KeyOf(a, 128), 128, now, count)
+	}
+	k := KeyOf(a, p.v6bits)
+	if p.bans.lookup(k, p.v6bits, now, false) && !p.Exempt(a) {
+		if count {
+			p.bans.countRefused(k)
+		}
+		return true
+	}
+	return p.bans.single.Load() != 0 && p.bans.lookup(KeyOf(a, 128), 128, now, count)
+}
+
 // Admit is the transport's source filter (transport.Config.Admit, through
-// Host.AdmitSources): false for a banned source. With no ban in force it
-// is one atomic load.
+// Host.AdmitSources): false for a banned source (an exempt address is
+// refused only by a ban of the address itself, never by its prefix's).
+// With no ban in force it is one atomic load.
 func (p *Pike) Admit(a netip.Addr) bool {
 	if p.bans.live.Load() == 0 {
 		return true
 	}
-	return !p.bans.refuse(KeyOf(a, p.v6bits), p.clock.Now())
+	return !p.refused(a, p.clock.Now(), true)
 }
 
-// KeyOf is a's key in pike's tables (its IPv6 prefix grouped by
-// ipv6_prefix), for modules that count per source as pike does.
-func (p *Pike) KeyOf(a netip.Addr) Key { return KeyOf(a, p.v6bits) }
+// KeyOf is a's key in pike's tables, for modules that count per source
+// as pike does: its IPv6 prefix grouped by ipv6_prefix, or a alone when
+// that prefix holds an exempt address (Ban bans the same).
+func (p *Pike) KeyOf(a netip.Addr) Key {
+	k, _ := p.source(p.params.Load(), a)
+	return k
+}
 
 // Exempt reports whether a is trusted: listed in exempt, or in the
 // permissions module's exempt_group.
@@ -269,25 +329,61 @@ func (p *Pike) exempt(pr *params, a netip.Addr) bool {
 	return pr.group != 0 && p.groups != nil && p.groups.InGroup(pr.group, a)
 }
 
-// Ban bans a (its IPv6 prefix) for d, for reason r. It applies to exempt
-// addresses too: callers that ban automatically check Exempt first. It
-// reports whether a was not banned already.
+// Ban bans a for d, for reason r: the source a is counted as (KeyOf),
+// its IPv6 prefix or, when that prefix holds an exempt address, a alone.
+// It applies to exempt addresses too, each banned alone (a ban of its
+// prefix would not refuse it): callers that ban automatically check
+// Exempt first. It reports whether a was not banned already.
 func (p *Pike) Ban(a netip.Addr, d time.Duration, r Reason) bool {
+	k, bits := p.banKey(a, false)
 	now := p.clock.Now()
-	return p.bans.Ban(KeyOf(a, p.v6bits), p.v6bits, now, now+d.Milliseconds(), r)
+	return p.bans.Ban(k, bits, now, now+d.Milliseconds(), r)
 }
 
-// Banned reports whether a is banned now.
+// banKey is the key Ban bans a under; prefix: a's IPv6 prefix whatever
+// it holds (pike.ban of a prefix, or of an address not exempt). An exempt
+// address is banned alone either way.
+func (p *Pike) banKey(a netip.Addr, prefix bool) (Key, int) {
+	pr := p.params.Load()
+	k, bits := p.source(pr, a)
+	switch {
+	case k.Is4() || p.v6bits >= 128:
+	case p.exempt(pr, a):
+		k, bits = KeyOf(a, 128), 128
+	case prefix:
+		k, bits = KeyOf(a, p.v6bits), p.v6bits
+	}
+	return k, bits
+}
+
+// Banned reports whether a is refused now (Admit would drop it).
 func (p *Pike) Banned(a netip.Addr) bool {
-	return p.bans.Banned(KeyOf(a, p.v6bits), p.clock.Now())
+	if p.bans.live.Load() == 0 {
+		return false
+	}
+	return p.refused(a, p.clock.Now(), false)
 }
 
-// Unban lifts a's ban (the ban of its IPv6 prefix) and forgets its rate;
-// it reports whether a was banned.
+// Unban lifts the bans that refuse a, its own and its IPv6 prefix's (not
+// the prefix's when a is exempt: that ban does not refuse it), and
+// forgets its rate; it reports whether a was banned.
 func (p *Pike) Unban(a netip.Addr) bool {
-	k := KeyOf(a, p.v6bits)
+	a = a.Unmap()
+	if a.Is4() || p.v6bits >= 128 {
+		return p.unbanKey(KeyOf(a, 128), 128)
+	}
+	was := p.unbanKey(KeyOf(a, 128), 128)
+	if !p.Exempt(a) && p.unbanKey(KeyOf(a, p.v6bits), p.v6bits) {
+		was = true
+	}
+	return was
+}
+
+// unbanKey lifts the ban of k (of prefix length bits) and forgets its
+// rate; it reports whether k was banned.
+func (p *Pike) unbanKey(k Key, bits int) bool {
 	p.rates.Load().Forget(k)
-	return p.bans.Unban(k, p.clock.Now())
+	return p.bans.Unban(k, bits, p.clock.Now())
 }
 
 // BanTime is the configured ban_time.
@@ -346,7 +442,7 @@ func (p *Pike) sweep() {
 // take effect at the next start, since bans in force are keyed by them.
 func (p *Pike) Reload(v any) error {
 	s := v.(*Settings)
-	pr, err := paramsOf(s)
+	pr, err := paramsOf(s, p.v6bits) // ipv6_prefix changes at the next start
 	if err != nil {
 		return err
 	}

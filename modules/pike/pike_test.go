@@ -133,6 +133,129 @@ func TestExemptSources(t *testing.T) {
 	}
 }
 
+// An exempt IPv6 peer is not cut off by a flood from its neighbours. A
+// trunk 2001:db8:1:2::10 in pike.exempt shares its /64 with addresses
+// anyone can spoof over UDP: 31 requests from 2001:db8:1:2::666 banned
+// the /64, and the transport dropped the trunk's datagrams for ban_time.
+// A prefix holding an exempt address is counted and banned address by
+// address instead: the flooder is banned alone, its other neighbours and
+// the trunk are served. (The price: in that prefix one host may send
+// max_requests from each of its addresses, as with ipv6_prefix 128.)
+func TestExemptIPv6PeerNotBannedByNeighbour(t *testing.T) {
+	clock := shards.NewManualClock(1_700_000_000_000)
+	s := *DefaultSettings()
+	s.Exempt = []string{"127.0.0.1", "::1", "2001:db8:1:2::10"}
+	p, err := New(clock, s, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trunk := netip.MustParseAddr("2001:db8:1:2::10")
+	spoofed := netip.MustParseAddr("2001:db8:1:2::666")
+	for i := 0; i < s.MaxRequests+1; i++ {
+		p.CheckAddr(spoofed)
+	}
+	if !p.Exempt(trunk) {
+		t.Fatal("trunk not exempt")
+	}
+	if !p.Admit(trunk) || !p.CheckAddr(trunk) || p.Banned(trunk) {
+		t.Fatalf("exempt trunk %v is refused: 31 spoofed packets from %v banned its /64", trunk, spoofed)
+	}
+	if !p.Banned(spoofed) || p.Admit(spoofed) {
+		t.Fatal("the flooder in the trunk's /64 is not banned")
+	}
+	other := netip.MustParseAddr("2001:db8:1:2::667")
+	if p.Banned(other) || !p.Admit(other) || !p.CheckAddr(other) {
+		t.Fatal("another address of the trunk's /64 is refused")
+	}
+	if l := p.List(); len(l) != 1 || l[0].Source != "2001:db8:1:2::666" || l[0].Reason != "flood" {
+		t.Fatalf("bans %+v", l)
+	}
+	for i := 0; i < s.MaxRequests+1; i++ { // spread over the /64: each its own source
+		p.CheckAddr(netip.MustParseAddr("2001:db8:1:2::1:" + strconv.FormatInt(int64(i+1), 16)))
+	}
+	if len(p.List()) != 1 {
+		t.Fatalf("a flood spread over the trunk's /64 banned %+v", p.List())
+	}
+	// Another /64 is still one source.
+	for i := 0; i < s.MaxRequests+1; i++ {
+		p.CheckAddr(netip.MustParseAddr("2001:db8:1:3::" + strconv.FormatInt(int64(i+1), 16)))
+	}
+	if !p.Banned(netip.MustParseAddr("2001:db8:1:3::ffff")) {
+		t.Fatal("a /64 without an exempt address is no longer banned whole")
+	}
+	if !p.Unban(spoofed) || p.Banned(spoofed) || p.bans.single.Load() != 0 {
+		t.Fatal("Unban of an address banned alone")
+	}
+}
+
+// A prefix ban never refuses an exempt address in it: one made by hand
+// (pike.ban of the prefix), one made before the address was exempted,
+// and one of a prefix holding a member of the permissions group, whose
+// addresses pike cannot list to count the prefix address by address. A
+// ban of the exempt address itself does refuse it.
+func TestPrefixBanSparesExemptAddresses(t *testing.T) {
+	s := DefaultSettings()
+	s.Exempt = []string{"127.0.0.1", "::1", "2001:db8:1:2::10"}
+	gw := netip.MustParseAddr("2001:db8:5:6::1")
+	p, _ := newPike(t, s, groupSet{gw: 1})
+	trunk := netip.MustParseAddr("2001:db8:1:2::10")
+	neighbour := netip.MustParseAddr("2001:db8:1:2::666")
+	p.bans.Ban(KeyOf(trunk, 64), 64, p.clock.Now(), p.clock.Now()+3_600_000, Manual)
+	if !p.Banned(neighbour) || p.Admit(neighbour) || p.CheckAddr(neighbour) {
+		t.Fatal("a ban of the trunk's /64 does not refuse its neighbours")
+	}
+	if p.Banned(trunk) || !p.Admit(trunk) || !p.CheckAddr(trunk) {
+		t.Fatal("a ban of the trunk's /64 refuses the exempt trunk")
+	}
+	// The permissions group: its gateway's /64 is banned whole for a
+	// neighbour's flood, the gateway is still served.
+	for i := 0; i < s.MaxRequests+1; i++ {
+		p.CheckAddr(netip.MustParseAddr("2001:db8:5:6::666"))
+	}
+	if !p.Banned(netip.MustParseAddr("2001:db8:5:6::777")) {
+		t.Fatal("the gateway's /64 is not banned for a neighbour's flood")
+	}
+	if p.Banned(gw) || !p.Admit(gw) || !p.CheckAddr(gw) {
+		t.Fatal("the exempt gateway is refused for its neighbour's flood")
+	}
+	// A ban of the exempt address itself: Ban bans it alone.
+	if !p.Ban(trunk, time.Hour, Manual) || !p.Banned(trunk) || p.Admit(trunk) || p.CheckAddr(trunk) {
+		t.Fatal("a ban of the exempt trunk itself does not refuse it")
+	}
+	if !p.Banned(neighbour) || p.Banned(netip.MustParseAddr("2001:db8:1:3::1")) {
+		t.Fatal("the trunk's own ban and its /64's are confused")
+	}
+	// Unban of the trunk lifts its own ban, not the /64's, which does
+	// not refuse it; Unban of a neighbour lifts the /64's.
+	if !p.Unban(trunk) || !p.Admit(trunk) || p.Admit(neighbour) {
+		t.Fatal("Unban of the exempt trunk")
+	}
+	if !p.Unban(neighbour) || !p.Admit(neighbour) || p.Unban(neighbour) {
+		t.Fatal("Unban of the /64 through a neighbour")
+	}
+}
+
+// An IPv6 prefix and the first address in it have the same Key: their
+// bans are told apart by the prefix length.
+func TestBanPrefixAndItsFirstAddressApart(t *testing.T) {
+	p, clock := newPike(t, nil, nil)
+	first := netip.MustParseAddr("2001:db8:7::")
+	now := clock.Now()
+	if !p.bans.Ban(KeyOf(first, 64), 64, now, now+60_000, Manual) || !p.bans.Ban(KeyOf(first, 128), 128, now, now+120_000, Manual) {
+		t.Fatal("the two bans are one")
+	}
+	if p.bans.live.Load() != 2 || p.bans.single.Load() != 1 || len(p.List()) != 2 {
+		t.Fatalf("live %d single %d, bans %+v", p.bans.live.Load(), p.bans.single.Load(), p.List())
+	}
+	if !p.bans.Unban(KeyOf(first, 64), 64, now) || !p.bans.Banned(KeyOf(first, 128), 128, now) || p.bans.Banned(KeyOf(first, 64), 64, now) {
+		t.Fatal("Unban of the prefix")
+	}
+	clock.Advance(3 * time.Minute)
+	if n := p.bans.Sweep(clock.Now(), 0, nil); n != 0 || p.bans.live.Load() != 0 || p.bans.single.Load() != 0 {
+		t.Fatalf("after the sweep: %d in force, live %d, single %d", n, p.bans.live.Load(), p.bans.single.Load())
+	}
+}
+
 // The ban table never holds more than max_bans, whatever the number of
 // offenders; a long ban outlasts the short ones it shares a bucket with.
 func TestBanTableBounded(t *testing.T) {
@@ -283,6 +406,36 @@ func TestCheckAllocatesNothing(t *testing.T) {
 		p.Admit(netip.MustParseAddr("192.0.2.99"))
 	}); a != 0 {
 		t.Fatalf("Admit: %.1f allocations", a)
+	}
+	// A /64 that holds an exempt address: its other addresses counted and
+	// banned one by one, the exempt one admitted under the /64's ban.
+	s := DefaultSettings()
+	s.Exempt = append(s.Exempt, "2001:db8:1:2::10")
+	p, clock = newPike(t, s, groupSet{})
+	trunk := netip.MustParseAddr("2001:db8:1:2::10")
+	flooder := netip.MustParseAddr("2001:db8:1:2::666")
+	b := trunk.As16()
+	if a := testing.AllocsPerRun(1000, func() {
+		i++
+		b[14], b[15] = byte(i>>8), byte(i)
+		p.CheckAddr(netip.AddrFrom16(b)) // new sources
+		p.CheckAddr(flooder)             // banned alone
+		p.Admit(trunk)
+		p.CheckAddr(trunk)
+		clock.Advance(time.Millisecond)
+	}); a != 0 {
+		t.Fatalf("a /64 with an exempt address: %.1f allocations", a)
+	}
+	p.bans.Ban(KeyOf(trunk, 64), 64, clock.Now(), clock.Now()+3_600_000, Manual)
+	if a := testing.AllocsPerRun(1000, func() {
+		p.Admit(trunk)
+		p.Admit(flooder)
+		p.CheckAddr(trunk)
+	}); a != 0 {
+		t.Fatalf("a /64 banned with an exempt address: %.1f allocations", a)
+	}
+	if !p.Admit(trunk) || !p.Banned(flooder) || p.bans.single.Load() != 1 {
+		t.Fatal("the allocation test did not reach the exempt path")
 	}
 }
 
