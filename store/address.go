@@ -27,7 +27,8 @@ type Address struct {
 	IP string
 	// Mask is the prefix length: 32 (IPv4) or 128 (IPv6) for one address.
 	// Given to AddAddress, 0 means "not given": the length in IP, or one
-	// address (write 0.0.0.0/0 for everything).
+	// address (write 0.0.0.0/0 for everything). In a stored row (what
+	// ListAddresses returns) it is the length as it is: 0 is /0.
 	Mask int
 	// Port is the source port to match; 0 matches any.
 	Port int
@@ -114,12 +115,28 @@ func family(a netip.Addr) string {
 // NormalizeAddress checks every field of a and puts it in canonical form
 // (address text, proto lower-case, "any" for an empty proto). Errors name
 // the field and the value at fault and wrap ErrMalformedAddress.
+//
+// a is input (the CLI's, the management API's): a Mask of 0 means "not
+// given", the prefix length is then the one in IP, or a single address.
+// A row read from the table is checked with NormalizeStoredAddress.
 func NormalizeAddress(a *Address) error {
+	return normalizeAddress(a, a.Mask != 0)
+}
+
+// NormalizeStoredAddress is NormalizeAddress for a row as the table holds
+// it: Mask is the mask column, the prefix length whatever its value, so
+// a row of mask 0 is the /0 it was stored as (0.0.0.0/0 matches every
+// IPv4 source), not a single address.
+func NormalizeStoredAddress(a *Address) error {
+	return normalizeAddress(a, true)
+}
+
+func normalizeAddress(a *Address, maskGiven bool) error {
 	if a.Group < 1 || a.Group > MaxAddressGroup {
 		return errorf(ErrMalformedAddress, "group %d out of range (1-%d)", a.Group, MaxAddressGroup)
 	}
 	text := a.IP
-	if a.Mask != 0 {
+	if maskGiven {
 		// The mask given apart, as the table's own column.
 		if strings.IndexByte(text, '/') >= 0 {
 			if _, bits, _ := strings.Cut(text, "/"); bits != strconv.Itoa(a.Mask) {

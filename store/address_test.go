@@ -220,3 +220,73 @@ func TestAddressMigrationUpgradesOldFile(t *testing.T) {
 		t.Fatalf("version %d, %v", v, err)
 	}
 }
+
+// An operator who adds 0.0.0.0/0 (every IPv4 source), ::/0 or
+// ::ffff:0:0/96 (every IPv4-mapped source, which is 0.0.0.0/0) gets rows
+// of mask 0 on every backend, read back as the /0 they are: a row read
+// with NormalizeStoredAddress stays /0, where NormalizeAddress, for
+// input, takes mask 0 for "not given" and would make it one address.
+func TestZeroPrefixAddresses(t *testing.T) {
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		s := db.open(t, Options{})
+		must(t, s.AddAddresses(ctx, []Address{{Group: 4, IP: "0.0.0.0/0"}, {Group: 5, IP: "::/0"}, {Group: 6, IP: "::ffff:0:0/96"}}))
+		as, err := s.ListAddresses(ctx, 0)
+		must(t, err)
+		want := []string{"0.0.0.0/0", "::/0", "0.0.0.0/0"}
+		if len(as) != len(want) {
+			t.Fatalf("list = %+v", as)
+		}
+		for i, a := range as {
+			if a.Mask != 0 || a.Prefix() != want[i] {
+				t.Errorf("stored %+v, want %s", a, want[i])
+			}
+			if err := NormalizeStoredAddress(&a); err != nil || a.Prefix() != want[i] {
+				t.Errorf("row %s read back as %s, %v", want[i], a.Prefix(), err)
+			}
+		}
+		// The /0 is its own entry: one address of the same text is another.
+		if _, err := s.AddAddress(ctx, Address{Group: 4, IP: "0.0.0.0"}); err != nil {
+			t.Errorf("0.0.0.0/32 beside 0.0.0.0/0: %v", err)
+		}
+		del, err := s.DeleteAddressesOf(ctx, 4, "0.0.0.0/0")
+		if err != nil || len(del) != 1 || del[0].Mask != 0 {
+			t.Fatalf("DeleteAddressesOf(0.0.0.0/0) = %+v, %v", del, err)
+		}
+	})
+}
+
+func TestNormalizeStoredAddress(t *testing.T) {
+	rows := []struct {
+		a    Address
+		want string
+	}{
+		{Address{Group: 1, IP: "0.0.0.0", Mask: 0}, "0.0.0.0/0"},
+		{Address{Group: 1, IP: "::", Mask: 0}, "::/0"},
+		{Address{Group: 1, IP: "192.0.2.7", Mask: 32}, "192.0.2.7/32"},
+		{Address{Group: 1, IP: "192.0.2.0/24", Mask: 24}, "192.0.2.0/24"},
+		{Address{Group: 1, IP: "::ffff:192.0.2.7", Mask: 128}, "192.0.2.7/32"},
+	}
+	for _, r := range rows {
+		a := r.a
+		if err := NormalizeStoredAddress(&a); err != nil || a.Prefix() != r.want {
+			t.Errorf("NormalizeStoredAddress(%+v) = %s, %v; want %s", r.a, a.Prefix(), err, r.want)
+		}
+	}
+	// Mask 0 is /0 here: a host address with it has bits after the prefix,
+	// and an address written with its own length must agree with the column.
+	bad := []struct {
+		a     Address
+		words string
+	}{
+		{Address{Group: 1, IP: "192.0.2.7", Mask: 0}, "the subnet is 0.0.0.0/0"},
+		{Address{Group: 1, IP: "10.0.0.0/8", Mask: 0}, "two different prefix lengths"},
+		{Address{Group: 1, IP: "10.0.0.0", Mask: 33}, "out of range for IPv4"},
+	}
+	for _, b := range bad {
+		a := b.a
+		err := NormalizeStoredAddress(&a)
+		if !errors.Is(err, ErrMalformedAddress) || !strings.Contains(err.Error(), b.words) {
+			t.Errorf("NormalizeStoredAddress(%+v) = %v; want ErrMalformedAddress mentioning %q", b.a, err, b.words)
+		}
+	}
+}

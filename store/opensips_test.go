@@ -366,6 +366,7 @@ func TestOpenSIPSRoutingTables(t *testing.T) {
 		// Provisioned as opensips-cli / the control panel write them.
 		db.exec(t, `INSERT INTO address (grp, ip, mask, port, proto, pattern, context_info) VALUES (1, '192.0.2.0', 24, 0, 'any', NULL, 'carrier-a')`)
 		db.exec(t, `INSERT INTO address (grp, ip, mask, port, proto) VALUES (2, '198.51.100.10', 32, 5060, 'udp')`)
+		db.exec(t, `INSERT INTO address (grp, ip, mask, port, proto) VALUES (9, '0.0.0.0', 0, 0, 'any')`) // every IPv4 source
 		db.exec(t, `INSERT INTO dialplan (dpid, pr, match_op, match_exp, match_flags, subst_exp, repl_exp, attrs) VALUES (1, 1, 1, '^0([1-9][0-9]+)$', 0, '^0([1-9][0-9]+)$', ?, 'national')`, `+33\1`)
 		db.exec(t, `INSERT INTO dialplan (dpid, pr, match_op, match_exp, repl_exp) VALUES (1, 0, 0, '112', '+33112')`)
 		db.exec(t, `INSERT INTO dialplan (dpid, pr, match_op, match_exp, timerec) VALUES (2, 0, 0, '999', '20240101T080000|10H|weekly')`)
@@ -379,9 +380,12 @@ func TestOpenSIPSRoutingTables(t *testing.T) {
 
 		as, err := s.ListAddresses(ctx, 0)
 		must(t, err)
-		if len(as) != 2 || as[0].Group != 1 || as[0].IP != "192.0.2.0" || as[0].Mask != 24 || as[0].Proto != "any" || as[0].ContextInfo != "carrier-a" ||
+		if len(as) != 3 || as[0].Group != 1 || as[0].IP != "192.0.2.0" || as[0].Mask != 24 || as[0].Proto != "any" || as[0].ContextInfo != "carrier-a" ||
 			as[1].Port != 5060 || as[1].Proto != "udp" || as[1].Pattern != "" {
 			t.Fatalf("addresses %+v", as)
+		}
+		if z := as[2]; NormalizeStoredAddress(&z) != nil || z.Prefix() != "0.0.0.0/0" {
+			t.Fatalf("OpenSIPS row 0.0.0.0 mask 0 read as %s", z.Prefix())
 		}
 		a, err := s.AddAddress(ctx, Address{Group: 3, IP: "203.0.113.0/28", Proto: "tcp"})
 		must(t, err)

@@ -13,16 +13,19 @@ import (
 	"switchboard/transport"
 )
 
-// mixedRows makes n distinct address entries the way a large provider's
-// table looks: half single IPv4 addresses, a fifth IPv4 subnets of three
-// sizes, the rest IPv6 addresses and /64 and /48 prefixes, in ten groups,
-// a few with ports, transports and patterns. benchCases looks up
-// addresses in them.
+// mixedRows makes n distinct address entries, as the store holds them,
+// the way a large provider's table looks: half single IPv4 addresses, a
+// fifth IPv4 subnets of three sizes, the rest IPv6 addresses and /64 and
+// /48 prefixes, in ten groups, a few with ports, transports and
+// patterns. benchCases looks up addresses in them.
 func mixedRows(n int) []store.Address {
 	rows := make([]store.Address, 0, n)
 	add := func(a store.Address) {
 		a.ID = int64(len(rows) + 1)
 		a.Group = 1 + len(rows)%10
+		if err := store.NormalizeAddress(&a); err != nil { // as the store holds it
+			panic(err)
+		}
 		rows = append(rows, a)
 	}
 	add(store.Address{IP: "192.0.2.10", Pattern: `^sip:\+49[0-9]+@`})

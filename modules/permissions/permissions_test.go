@@ -147,6 +147,33 @@ func TestLoadedAtBuild(t *testing.T) {
 // The server runs; an address is added with the CLI, from another store
 // handle: it is trusted within the poll interval, without a restart, and
 // no longer once deleted.
+// An operator who runs `permissions add 0.0.0.0/0 --group 4` (or ::/0,
+// or ::ffff:0:0/96, the same /0) lets every source of that family into
+// the group, as `permissions list` shows it (/0): the row's mask 0 is the
+// prefix length when the table is loaded, not "no mask given", which made
+// the entry the single address 0.0.0.0 (or ::) and matched no source.
+func TestZeroPrefixSurvivesTheStore(t *testing.T) {
+	f := build(t, nil, func(st *store.Store) {
+		must(t, st.AddAddresses(ctx, []store.Address{{Group: 4, IP: "0.0.0.0/0"}, {Group: 5, IP: "::/0"}, {Group: 6, IP: "::ffff:0:0/96"}}))
+	})
+	if _, ok := f.p.CheckAddress(4, addr("11.0.0.1"), 5060, transport.UDP, nil); !ok {
+		t.Error("0.0.0.0/0 does not match 11.0.0.1")
+	}
+	if _, ok := f.p.CheckAddress(5, addr("2001:db8::1"), 5060, transport.UDP, nil); !ok {
+		t.Error("::/0 does not match 2001:db8::1")
+	}
+	if _, ok := f.p.CheckAddress(6, addr("::ffff:198.51.100.7"), 5060, transport.UDP, nil); !ok {
+		t.Error("::ffff:0:0/96 does not match ::ffff:198.51.100.7")
+	}
+	if f.p.InGroup(4, addr("2001:db8::1")) || f.p.InGroup(5, addr("11.0.0.1")) {
+		t.Error("a /0 matched the other family")
+	}
+	out, err := f.cli(t, "list", "--group", "4")
+	if err != nil || !strings.Contains(out, "0.0.0.0/0") {
+		t.Errorf("list = %q, %v", out, err)
+	}
+}
+
 func TestReloadWithoutRestart(t *testing.T) {
 	f := build(t, nil, nil)
 	gw := addr("203.0.113.5")

@@ -155,10 +155,12 @@ func buildTable(rows []store.Address, subj subject, prev *table, skip func(a sto
 
 func toEntry(a store.Address, compiled map[string]*regexp.Regexp) (entry, netip.Prefix, error) {
 	// The pattern is compiled below, once per distinct text, rather than
-	// by NormalizeAddress for every row and reload.
+	// by NormalizeStoredAddress for every row and reload. The row's mask
+	// is its prefix length as stored: mask 0 is /0 (NormalizeAddress,
+	// for input, would read it as "not given", a single address).
 	pattern := a.Pattern
 	a.Pattern = ""
-	if err := store.NormalizeAddress(&a); err != nil {
+	if err := store.NormalizeStoredAddress(&a); err != nil {
 		return entry{}, netip.Prefix{}, err
 	}
 	a.Pattern = pattern

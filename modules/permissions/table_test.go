@@ -8,11 +8,17 @@ import (
 	"switchboard/transport"
 )
 
+// mustTable builds a table from rows written as the CLI takes them
+// ("192.0.2.0/24", no mask), put first in the form the store holds them
+// (the address apart, the mask its prefix length), as AddAddress does.
 func mustTable(t testing.TB, subj subject, rows ...store.Address) *table {
 	t.Helper()
 	for i := range rows {
 		if rows[i].ID == 0 {
 			rows[i].ID = int64(i + 1)
+		}
+		if err := store.NormalizeAddress(&rows[i]); err != nil {
+			t.Fatalf("row %+v: %v", rows[i], err)
 		}
 	}
 	tab := buildTable(rows, subj, nil, func(a store.Address, err error) { t.Fatalf("row %+v skipped: %v", a, err) })
@@ -172,8 +178,8 @@ func TestLookupPattern(t *testing.T) {
 	}
 	// The same pattern text is compiled once, and kept across reloads.
 	rows := []store.Address{
-		{ID: 1, Group: 1, IP: "192.0.2.1", Pattern: "^a"},
-		{ID: 2, Group: 1, IP: "192.0.2.2", Pattern: "^a"},
+		{ID: 1, Group: 1, IP: "192.0.2.1", Mask: 32, Pattern: "^a"},
+		{ID: 2, Group: 1, IP: "192.0.2.2", Mask: 32, Pattern: "^a"},
 	}
 	t1 := buildTable(rows, subjectFrom, nil, nil)
 	t2 := buildTable(rows, subjectFrom, t1, nil)
@@ -205,7 +211,7 @@ func TestBadRowsAreSkipped(t *testing.T) {
 	// Rows edited in the database by hand: they grant nothing, the rest
 	// of the table loads.
 	rows := []store.Address{
-		{ID: 1, Group: 1, IP: "192.0.2.1"},
+		{ID: 1, Group: 1, IP: "192.0.2.1", Mask: 32},
 		{ID: 2, Group: 1, IP: "192.0.2.300", Mask: 32},
 		{ID: 3, Group: 1, IP: "192.0.2.0", Mask: 40},
 		{ID: 4, Group: 1, IP: "192.0.2.5", Pattern: "(", Mask: 32},
