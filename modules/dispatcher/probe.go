@@ -168,12 +168,22 @@ func (d *Dispatcher) mark(st *dstate, to State) {
 }
 
 // force puts st in state to at once (an operator's set_state, MarkDst
-// with Active or Inactive) and starts its counts again.
+// with Active or Inactive) and starts its counts again. A destination
+// removed from the table stays removed: MarkDst(Active) from a call that
+// began before the reload does not bring it back into the snapshots
+// fail-overs in progress walk.
 func (d *Dispatcher) force(st *dstate, to State, why string) {
 	st.fails.Store(0)
 	st.oks.Store(0)
-	if old := State(st.state.Swap(uint32(to))); old != to {
-		d.logChange(st, old, to, why)
+	for {
+		old := State(st.state.Load())
+		if old == removed || old == to {
+			return
+		}
+		if st.state.CompareAndSwap(uint32(old), uint32(to)) {
+			d.logChange(st, old, to, why)
+			return
+		}
 	}
 }
 

@@ -76,12 +76,12 @@ func TestReloadKeepsStateCallsAndCounters(t *testing.T) {
 func TestFailoverAcrossReload(t *testing.T) {
 	p := newProxy(t, envOptions{})
 	p.alg = Priority
-	a, b := dst(1, 5071), dst(1, 5072)
-	a.Priority = 9
+	a, b, c := dst(1, 5071), dst(1, 5072), dst(1, 5073)
+	a.Priority, c.Priority = 9, 5
 	p.add(a, b)
 	call := p.invite("alice", "sip:conf@example.com")
-	// The table is replaced: B goes, C comes.
-	if err := p.st.ReplaceDispatcherDests(ctx, []store.DispatcherDest{a, dst(1, 5073)}); err != nil {
+	// The table is replaced: C comes, before B in the fail-over order.
+	if err := p.st.ReplaceDispatcherDests(ctx, []store.DispatcherDest{a, b, c}); err != nil {
 		t.Fatal(err)
 	}
 	p.d.LoadTable(ctx)
@@ -111,6 +111,69 @@ func TestFailoverAcrossReload(t *testing.T) {
 	}
 	if len(c3.answers) != 0 {
 		t.Fatalf("no fail-over after %d reloads: %v", recentTables, c3.answers)
+	}
+}
+
+// An operator deletes a destination (a media server being retired) while
+// a call that began before sits on another one: when that one answers
+// 503 the fail-over does not send the call to the deleted destination,
+// which the snapshot the call began with still lists; with nothing else
+// left the caller gets the failure (the 503 as a 500, RFC 3261 16.7). A
+// route's MarkDst(Active) on the deleted destination does not bring it
+// back either.
+func TestFailoverSkipsDeletedDestination(t *testing.T) {
+	p := newProxy(t, envOptions{})
+	p.alg = Priority
+	a := dst(1, 5101)
+	a.Priority = 10
+	p.add(a, dst(1, 5102))
+	c := p.invite("alice", "sip:conf@example.com")
+	if _, err := p.st.DeleteDispatcherDestOf(ctx, 1, "sip:127.0.0.1:5102"); err != nil {
+		t.Fatal(err)
+	}
+	p.d.LoadTable(ctx)
+	c.answer(503)
+	if got := c.destinations(); got != "127.0.0.1:5101" {
+		t.Errorf("relayed to %s, want only 127.0.0.1:5101", got)
+	}
+	if len(c.answers) != 1 || !strings.HasPrefix(c.answers[0], "SIP/2.0 500") {
+		t.Errorf("the caller got %v, want the 503 as a 500", c.answers)
+	}
+	if p.metric("switchboard_dispatcher_calls_tracked") != 0 {
+		t.Error("the failed call is still counted")
+	}
+
+	// Two calls before the reload, X on A and Y on B; B is deleted. Y's
+	// failure route marks B active (MarkDst(Active)): that does not bring
+	// B back, and X's fail-over does not go there either.
+	p = newProxy(t, envOptions{})
+	p.alg = Priority
+	p.add(a, dst(1, 5102))
+	x := p.invite("alice", "sip:conf@example.com") // to A
+	p.d.force(p.d.states[stateKey{1, uri(5101)}], Inactive, "test")
+	y := p.invite("bob", "sip:conf@example.com") // to B
+	p.d.force(p.d.states[stateKey{1, uri(5101)}], Active, "test")
+	if x.to() != "127.0.0.1:5101" || y.to() != "127.0.0.1:5102" {
+		t.Fatalf("x to %s, y to %s", x.to(), y.to())
+	}
+	if _, err := p.st.DeleteDispatcherDestOf(ctx, 1, "sip:127.0.0.1:5102"); err != nil {
+		t.Fatal(err)
+	}
+	p.d.LoadTable(ctx)
+	changes := p.metric("switchboard_dispatcher_state_changes_total")
+	failure := p.Failure
+	p.Failure = func(fc *routing.FailureCtx) {
+		p.d.MarkDst(fc.Ctx, Active)
+		p.d.CallFailed(fc.Ctx)
+	}
+	y.answer(503)
+	p.Failure = failure
+	x.answer(503)
+	if got := x.destinations(); got != "127.0.0.1:5101" {
+		t.Errorf("after MarkDst(Active) of the deleted destination, relayed to %s, want only 127.0.0.1:5101", got)
+	}
+	if n := p.metric("switchboard_dispatcher_state_changes_total"); n != changes {
+		t.Errorf("state changes %v, want %v: the deleted destination changed state", n, changes)
 	}
 }
 

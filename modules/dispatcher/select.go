@@ -121,8 +121,10 @@ func (d *Dispatcher) current(c *routing.Ctx) (t *table, s *set, i int, ok bool) 
 // The destination that failed is counted in its failures metric. It
 // returns false when no candidate is left (or SelectDst chose nothing).
 // A fail-over that began before a reload goes on in the set it began
-// with, as long as that table is among the last eight loaded; past that
-// it goes on in the table in use, where it may try a destination twice.
+// with, as long as that table is among the last eight loaded, skipping
+// the destinations the reload removed (their state is removed, never
+// active again); past that it goes on in the table in use, where it may
+// try a destination twice.
 func (d *Dispatcher) NextDst(fc *routing.FailureCtx) bool {
 	c := fc.Ctx
 	dv := c.Value(SlotDest)

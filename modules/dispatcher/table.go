@@ -28,11 +28,21 @@ const (
 	// Probing destinations are considered down: not selected, probed
 	// with OPTIONS until they answer probe_successes times in a row.
 	Probing State = store.DispatcherProbing
+
+	// removed is the state of a destination that left the table: the
+	// snapshots a fail-over in progress may still walk keep it, and
+	// skip it as they skip any destination not active. Nothing moves a
+	// state out of it (a probe in flight, a route's MarkDst); a
+	// destination added again gets a new state.
+	removed State = 0xff
 )
 
 func (s State) String() string {
 	if int(s) < len(store.DispatcherStateNames) {
 		return store.DispatcherStateNames[s]
+	}
+	if s == removed {
+		return "removed"
 	}
 	return "unknown"
 }
@@ -258,9 +268,13 @@ func (d *Dispatcher) newState(k stateKey, s State) *dstate {
 	return st
 }
 
-// dropState forgets a destination that left the table. Leases of its
-// calls in progress still point to it and release harmlessly.
+// dropState forgets a destination that left the table, and marks it
+// removed: a fail-over that began before the reload walks the snapshot
+// it began with, where the destination still is, and must not send the
+// call there (it was active until now). Leases of its calls in progress
+// still point to it and release harmlessly.
 func (d *Dispatcher) dropState(st *dstate) {
+	st.state.Store(uint32(removed))
 	for _, n := range st.metricNames {
 		d.set.UnregisterMetric(n)
 	}
