@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"switchboard/parser"
 )
 
 // Alias is one row of the aliases table (OpenSIPS alias_db's dbaliases):
@@ -25,17 +27,56 @@ func (a *Alias) AliasName() string { return a.AliasUser + "@" + a.AliasDomain }
 func (a *Alias) Target() string { return a.User + "@" + a.Domain }
 
 // NewAlias builds an Alias from "alias@domain" and "user@domain",
-// checking both (as SplitAOR does; domains are lower-cased).
+// checking both (as SplitAOR does; domains are lower-cased). The alias
+// user is kept with its escapes decoded (see SplitAlias); the target is
+// kept as written, since it is written into the Request-URI.
 func NewAlias(alias, target string) (Alias, error) {
 	var a Alias
 	var err error
-	if a.AliasUser, a.AliasDomain, err = SplitAOR(strings.TrimSpace(alias)); err != nil {
-		return a, errorf(ErrMalformedAlias, "alias: %v", err)
+	if a.AliasUser, a.AliasDomain, err = SplitAlias(alias); err != nil {
+		return a, err
 	}
 	if a.User, a.Domain, err = SplitAOR(strings.TrimSpace(target)); err != nil {
 		return a, errorf(ErrMalformedAlias, "alias %s: target: %v", a.AliasName(), err)
 	}
 	return a, nil
+}
+
+// SplitAlias splits "alias@domain" as SplitAOR does and decodes the
+// escapes of the alias user: "%2B33123456789@example.com" is the alias
+// +33123456789 of example.com. An alias is a name a Request-URI's user is
+// compared with once its escapes are decoded (the aliases module, as
+// OpenSIPS's alias_db_lookup, compares the user un-escaped), so it is
+// stored decoded, the form a request matches whether it writes the name
+// escaped or not. An escape that does not stand for a character a SIP
+// user part carries as it is ('@', ':', a space, '%', '#', a control
+// character) is refused, the value named: no Request-URI user needs it.
+func SplitAlias(alias string) (user, domain string, err error) {
+	alias = strings.TrimSpace(alias)
+	if user, domain, err = SplitAOR(alias); err != nil {
+		return "", "", errorf(ErrMalformedAlias, "alias: %v", err)
+	}
+	if strings.IndexByte(user, '%') < 0 {
+		return user, domain, nil
+	}
+	b := make([]byte, 0, len(user))
+	for i := 0; i < len(user); i++ {
+		c := user[i]
+		if c != '%' {
+			b = append(b, c)
+			continue
+		}
+		d, ok := parser.DecodeEscape([]byte(user), i)
+		if !ok {
+			return "", "", errorf(ErrMalformedAlias, "alias %q: %q in the user is not an escape (%% and two hex digits)", alias, user[i:min(i+3, len(user))])
+		}
+		if d == '%' || !isUserChar(d) {
+			return "", "", errorf(ErrMalformedAlias, "alias %q: the escape %s in the user stands for %q, which an alias user cannot hold (letters, digits and -_.!~*'()&=+$,;?/)", alias, user[i:i+3], d)
+		}
+		b = append(b, d)
+		i += 2
+	}
+	return string(b), domain, nil
 }
 
 func checkAlias(a *Alias) error {
@@ -44,9 +85,9 @@ func checkAlias(a *Alias) error {
 		return err
 	}
 	if n.AliasName() == n.Target() {
-		return errorf(ErrMalformedAlias, "alias %s: it points at itself", a.AliasName())
+		return errorf(ErrMalformedAlias, "alias %s: it points at itself", n.AliasName())
 	}
-	a.AliasDomain, a.Domain = n.AliasDomain, n.Domain
+	a.AliasUser, a.AliasDomain, a.Domain = n.AliasUser, n.AliasDomain, n.Domain
 	return nil
 }
 
@@ -116,14 +157,27 @@ type rowExistsError struct {
 
 func (e *rowExistsError) Error() string { return "row exists" }
 
-// DeleteAlias removes the alias "alias@domain" and returns it.
+// DeleteAlias removes the alias "alias@domain" and returns it; the alias
+// may be written with escapes (see SplitAlias). An alias stored with its
+// escapes (before they were decoded on the way in) is found as written.
 func (s *Store) DeleteAlias(ctx context.Context, alias string) (Alias, error) {
-	user, domain, err := SplitAOR(strings.TrimSpace(alias))
+	user, domain, err := SplitAlias(alias)
 	if err != nil {
-		return Alias{}, errorf(ErrMalformedAlias, "alias: %v", err)
+		if raw, d, rawErr := SplitAOR(strings.TrimSpace(alias)); rawErr == nil {
+			// Not an alias one can add now, but maybe one stored before.
+			if a, err := s.b.DeleteAlias(ctx, raw, d); !errors.Is(err, ErrNoAlias) {
+				return a, err
+			}
+		}
+		return Alias{}, err
 	}
 	a, err := s.b.DeleteAlias(ctx, user, domain)
 	if errors.Is(err, ErrNoAlias) {
+		if raw, _, _ := SplitAOR(strings.TrimSpace(alias)); raw != user {
+			if a, err := s.b.DeleteAlias(ctx, raw, domain); !errors.Is(err, ErrNoAlias) {
+				return a, err
+			}
+		}
 		return a, errorf(ErrNoAlias, "no alias %s@%s", user, domain)
 	}
 	return a, err

@@ -220,6 +220,66 @@ func TestAliases(t *testing.T) {
 	})
 }
 
+// An operator who writes an alias with escapes (%2B33... for +33..., as
+// it appears in a Request-URI) gets the alias stored decoded, the name the
+// aliases module compares a request's un-escaped user with: it is the
+// same alias as +33... (a duplicate, deleted by either spelling). An
+// escape of a character no alias user holds ('@', '%', a space) or one
+// that is not an escape is refused, the value named.
+func TestEscapedAliases(t *testing.T) {
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		s := db.open(t, Options{})
+		s.AddDomain(ctx, "example.com")
+		a, err := NewAlias(" %2B33123456789@example.com", "alice@example.com")
+		if err != nil || a.AliasUser != "+33123456789" || a.AliasName() != "+33123456789@example.com" {
+			t.Fatalf("NewAlias = %+v, %v", a, err)
+		}
+		// Given as a row (an import), the store decodes it too.
+		a, err = s.AddAlias(ctx, Alias{AliasUser: "%2b33123456789", AliasDomain: "example.com", User: "alice", Domain: "example.com"})
+		if err != nil || a.AliasUser != "+33123456789" {
+			t.Fatalf("add: %+v %v", a, err)
+		}
+		as, err := s.ListAliases(ctx, "")
+		if err != nil || len(as) != 1 || as[0].AliasUser != "+33123456789" {
+			t.Fatalf("stored %+v, %v", as, err)
+		}
+		_, err = s.AddAlias(ctx, Alias{AliasUser: "+33123456789", AliasDomain: "example.com", User: "bob", Domain: "example.com"})
+		wantErr(t, err, ErrAliasExists, "alias +33123456789@example.com exists already")
+		// The target is written into the Request-URI: kept as written.
+		if a, err = NewAlias("200@example.com", "bob%2Bwork@example.com"); err != nil || a.User != "bob%2Bwork" {
+			t.Fatalf("target: %+v %v", a, err)
+		}
+		for _, b := range []struct{ alias, words string }{
+			{"%40x@example.com", `alias "%40x@example.com": the escape %40 in the user stands for '@'`},
+			{"%25@example.com", "stands for '%'"},
+			{"a%20b@example.com", "stands for ' '"},
+			{"%23100@example.com", "stands for '#'"},
+			{"%2G@example.com", `"%2G" in the user is not an escape`},
+			{"12%2@example.com", `"%2" in the user is not an escape`},
+		} {
+			_, err := NewAlias(b.alias, "alice@example.com")
+			wantErr(t, err, ErrMalformedAlias, b.words)
+			_, err = s.AddAlias(ctx, Alias{AliasUser: b.alias[:strings.IndexByte(b.alias, '@')], AliasDomain: "example.com", User: "alice", Domain: "example.com"})
+			wantErr(t, err, ErrMalformedAlias, b.words)
+		}
+		if d, err := s.DeleteAlias(ctx, "%2B33123456789@example.com"); err != nil || d.AliasUser != "+33123456789" {
+			t.Fatalf("delete by the escaped name: %+v %v", d, err)
+		}
+		// A row stored with its escapes before they were decoded (or by
+		// hand) is deleted by its name as stored, the one list shows.
+		for _, user := range []string{"%2B44", "%40x"} {
+			must(t, s.b.AddAliases(ctx, []Alias{{AliasUser: user, AliasDomain: "example.com", User: "bob", Domain: "example.com", Created: 1}}, false))
+			if d, err := s.DeleteAlias(ctx, user+"@example.com"); err != nil || d.AliasUser != user {
+				t.Errorf("delete the row stored as %s: %+v %v", user, d, err)
+			}
+		}
+		_, err = s.DeleteAlias(ctx, "%2B44@example.com")
+		wantErr(t, err, ErrNoAlias, "no alias +44@example.com")
+		_, err = s.DeleteAlias(ctx, "%40x@example.com")
+		wantErr(t, err, ErrMalformedAlias, "stands for '@'")
+	})
+}
+
 func TestGroupMembers(t *testing.T) {
 	eachBackend(t, func(t *testing.T, db *testDB) {
 		s := db.open(t, Options{})

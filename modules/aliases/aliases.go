@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -141,8 +142,27 @@ func (a *Aliases) load(ctx context.Context, _ *table, limit int64) (*table, int6
 		return nil, 0, fmt.Errorf("the aliases table has %d entries, more than aliases.max_entries (%d)", len(rows), limit)
 	}
 	t := &table{m: make(map[string]target, len(rows))}
+	var escaped []store.Alias
 	for _, r := range rows {
+		if strings.IndexByte(r.AliasUser, '%') >= 0 {
+			escaped = append(escaped, r)
+			continue
+		}
 		t.m[r.AliasName()] = target{user: []byte(r.User), domain: []byte(r.Domain)}
+	}
+	// A row stored with escapes in its alias user (before the store
+	// decoded them, or written by hand) is keyed by the decoded name the
+	// lookup compares, unless a row stored decoded has that name.
+	for _, r := range escaped {
+		key := r.AliasName()
+		if u, d, err := store.SplitAlias(key); err == nil {
+			key = u + "@" + d
+		}
+		if _, taken := t.m[key]; taken {
+			a.log.Warn("aliases: an alias stored with escapes is shadowed by the same alias stored decoded", "alias", r.AliasName(), "decoded", key)
+			continue
+		}
+		t.m[key] = target{user: []byte(r.User), domain: []byte(r.Domain)}
 	}
 	return t, v, nil
 }
@@ -154,7 +174,8 @@ const maxKey = 128 + 1 + 253
 // its user@host is an alias of, and reports whether it was one (OpenSIPS
 // alias_db_lookup("dbaliases")). Call it for requests to served domains
 // before the location lookup. The user part is compared with its escapes
-// decoded (%2B33... is +33...) and the host case-insensitively; the rest
+// decoded (%2B33... is +33..., and the store keeps aliases decoded:
+// store.SplitAlias) and the host case-insensitively; the rest
 // of the URI (port, parameters) is kept. It takes no lock and allocates
 // nothing.
 func (a *Aliases) AliasLookup(c *routing.Ctx) bool {
@@ -191,10 +212,10 @@ func (a *Aliases) AliasLookup(c *routing.Ctx) bool {
 	return true
 }
 
-// Lookup returns the subscriber "user@domain" that alias ("alias@domain")
-// reaches in the table in use.
+// Lookup returns the subscriber "user@domain" that alias ("alias@domain",
+// its user with or without escapes) reaches in the table in use.
 func (a *Aliases) Lookup(alias string) (string, bool) {
-	u, d, err := store.SplitAOR(alias)
+	u, d, err := store.SplitAlias(alias)
 	if err != nil {
 		return "", false
 	}

@@ -3,6 +3,7 @@ package aliases
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"io"
@@ -114,6 +115,60 @@ func TestAliasLookup(t *testing.T) {
 	}
 }
 
+// An operator who adds the DID as it appears escaped in a Request-URI
+// (%2B33123456789@example.com, with the CLI, the API or a CSV file) gets
+// calls to it whether the caller's INVITE writes the user escaped or not:
+// the alias is stored decoded, as the lookup compares the request's user.
+// A row stored escaped before the store decoded aliases is loaded under
+// its decoded name too, unless the same alias is stored decoded.
+func TestEscapedAliasMatches(t *testing.T) {
+	e := newEnv(t, nil, false)
+	e.add("%2B33123456789@example.com", "alice@example.com")
+	h := routetest.New(t, nil)
+	for _, ruri := range []string{"sip:%2B33123456789@example.com", "sip:+33123456789@example.com", "sip:%2b33123456789@example.com"} {
+		h.InRoute(t, "127.0.0.1:5070", routetest.Request("INVITE", ruri, ""), func(rc *routing.Ctx) {
+			if !e.a.AliasLookup(rc) || string(rc.RU()) != "sip:alice@example.com" {
+				t.Errorf("%s: the stored alias does not match (%s)", ruri, rc.RU())
+			}
+		})
+	}
+	for _, name := range []string{"%2B33123456789@example.com", "+33123456789@example.com"} {
+		if got, ok := e.a.Lookup(name); !ok || got != "alice@example.com" {
+			t.Errorf("Lookup(%s) = %q, %v", name, got, ok)
+		}
+	}
+
+	// Rows written before: %2B44 alone, and %2B45 beside +45 stored
+	// decoded (which wins).
+	db, err := sql.Open("sqlite", filepath.Join(e.dir, store.DefaultFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, r := range [][2]string{{"%2B44", "bob"}, {"%2B45", "bob"}, {"+45", "carol"}, {"%40x", "bob"}} {
+		if _, err := db.Exec(`INSERT INTO aliases (alias_username, alias_domain, username, domain, created) VALUES (?, 'example.com', ?, 'example.com', 1)`, r[0], r[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.a.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ ruri, want string }{
+		{"sip:+44@example.com", "sip:bob@example.com"},
+		{"sip:%2B44@example.com", "sip:bob@example.com"},
+		{"sip:+45@example.com", "sip:carol@example.com"},
+	} {
+		h.InRoute(t, "127.0.0.1:5070", routetest.Request("INVITE", c.ruri, ""), func(rc *routing.Ctx) {
+			if !e.a.AliasLookup(rc) || string(rc.RU()) != c.want {
+				t.Errorf("%s: reached %s, want %s", c.ruri, rc.RU(), c.want)
+			}
+		})
+	}
+	if e.a.Len() != 4 { // +33..., +44, +45 and %40x (never matched: no request user decodes to it)
+		t.Errorf("%d aliases in use, want 4", e.a.Len())
+	}
+}
+
 // TestReloadWithoutRestart: an alias added by another process (the CLI)
 // is in use within the poll interval, and gone after its deletion.
 func TestReloadWithoutRestart(t *testing.T) {
@@ -209,6 +264,17 @@ func TestManagementCommands(t *testing.T) {
 			t.Errorf("add %v: %v, want 400 %q", c.args, err, c.words)
 		}
 	}
+	// The escaped spelling of the DID is the same alias; one that stands
+	// for a character no alias holds is refused, naming it.
+	if err := call("aliases.add", map[string]string{"alias": "%2B33123456789@example.com", "target": "bob@example.com"}, nil); status(err) != 400 || !strings.Contains(err.Error(), "alias +33123456789@example.com exists already") {
+		t.Errorf("add the escaped spelling: %v", err)
+	}
+	if err := call("aliases.add", map[string]string{"alias": "%40100@example.com", "target": "bob@example.com"}, nil); status(err) != 400 || !strings.Contains(err.Error(), `alias "%40100@example.com": the escape %40 in the user stands for '@'`) {
+		t.Errorf("add %%40100: %v", err)
+	}
+	if err := call("aliases.lookup", map[string]string{"alias": "%2B33123456789@example.com"}, &look); err != nil || !look.Found || look.Target != "alice@example.com" {
+		t.Fatalf("lookup of the escaped spelling: %+v %v", look, err)
+	}
 	var list []Info
 	if err := call("aliases.list", nil, &list); err != nil || len(list) != 1 {
 		t.Fatalf("list: %+v %v", list, err)
@@ -262,6 +328,9 @@ func TestCLI(t *testing.T) {
 		{"alias,target\n1@example.com,bob@example.com\n2@example.com,bob\n", "line 3: alias 2@example.com: target"},
 		{"alias,target\n1@example.com,bob@example.com\n1@example.com,carol@example.com\n", "line 3: alias 1@example.com is on line 2 already"},
 		{"alias,target\n+3311@example.com,carol@example.com\n", "exists already"},
+		{"alias,target\n%2B3399@example.com,bob@example.com\n+3399@example.com,carol@example.com\n", "line 3: alias +3399@example.com is on line 2 already"},
+		{"alias_username,alias_domain,username,domain\n%2B3311,example.com,carol,example.com\n", "alias +3311@example.com exists already"},
+		{"alias,target\n%40100@example.com,bob@example.com\n", `line 2: alias "%40100@example.com": the escape %40 in the user stands for '@'`},
 		{"alias,target\n1@example.com,bob@example.com\n1@example.net,bob@example.com\n", `domain "example.net" is not served`},
 	} {
 		os.WriteFile(file, []byte(c.csv), 0o644)
@@ -277,6 +346,14 @@ func TestCLI(t *testing.T) {
 	}
 	if out, err := run("del", "+3311@example.com"); err != nil || out != "deleted alias +3311@example.com -> bob@example.com\n" {
 		t.Fatalf("del: %q %v", out, err)
+	}
+	// Escapes in an alias are decoded: stored, shown and deleted as the
+	// name a request's user is compared with.
+	if out, err := run("add", "%2B3313@example.com", "bob@example.com"); err != nil || out != "added alias +3313@example.com -> bob@example.com\n" {
+		t.Fatalf("add escaped: %q %v", out, err)
+	}
+	if out, err := run("del", "%2B3313@example.com"); err != nil || out != "deleted alias +3313@example.com -> bob@example.com\n" {
+		t.Fatalf("del escaped: %q %v", out, err)
 	}
 }
 
