@@ -222,6 +222,10 @@ func (s *streams) serveTLS(c *streamConn, tc *tls.Conn) {
 	s.runTLS(c, tc)
 }
 
+// tlsBusyBuf is the largest read buffer a TLS connection keeps once it is
+// empty: one a large message grew (up to MaxMessageSize) goes.
+const tlsBusyBuf = 16384
+
 // runTLS starts the writer and reads until the connection ends.
 func (s *streams) runTLS(c *streamConn, tc *tls.Conn) {
 	defer s.wg.Done()
@@ -275,6 +279,11 @@ func (s *streams) runTLS(c *streamConn, tc *tls.Conn) {
 			start += used
 			if start == end {
 				start, end = 0, 0
+				if len(buf) > tlsBusyBuf {
+					// A large message came and went: an idle connection
+					// keeps only a small buffer (as WebSocket's do).
+					buf = make([]byte, 4096)
+				}
 			}
 			c.partial(start < end)
 			if ferr != nil {

@@ -105,7 +105,7 @@ func hostPortView(na *parser.NameAddr) []byte {
 
 // appendHostPort writes "192.0.2.1:5060" or "[2001:db8::1]:5060".
 func appendHostPort(dst []byte, a netip.Addr, port uint16) []byte {
-	a = a.Unmap()
+	a = a.Unmap().WithZone("") // a zone means nothing to the other side
 	if a.Is6() {
 		dst = append(dst, '[')
 		dst = a.AppendTo(dst)

@@ -1,6 +1,7 @@
 package nathelper
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -249,5 +250,14 @@ func checkWhole(t *testing.T, what, msg string, fixed int) {
 	}
 	if n := strings.Count(header(msg, "Contact"), "@127.0.0."); n != fixed {
 		t.Fatalf("%s: %d Contacts rewritten, want %d", what, n, fixed)
+	}
+}
+
+// TestHostPortWithoutZone: a link-local IPv6 source keeps no zone in the
+// Contact written for it (fe80::1%eth0 means nothing to the other side).
+func TestHostPortWithoutZone(t *testing.T) {
+	a := netip.MustParseAddr("fe80::1%eth0")
+	if got := string(appendHostPort(nil, a, 5060)); got != "[fe80::1]:5060" {
+		t.Fatalf("%s", got)
 	}
 }

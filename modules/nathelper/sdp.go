@@ -165,7 +165,7 @@ func (n *NATHelper) rewriteSDP(m *parser.Message, src netip.Addr, f SDPFlags) (*
 		n.sdpWork.Put(w)
 		return nil, nil
 	}
-	src = src.Unmap()
+	src = src.Unmap().WithZone("")    // a zone means nothing in SDP
 	w.addr = src.AppendTo(w.addr[:0]) // the editor keeps it until AppendTo
 	addr := w.addr
 	typ := sbIP4

@@ -418,10 +418,17 @@ func (e *Engine) replyExchange(rc *routing.ReplyCtx, cmd string, f *Flags) bool 
 	f, set := e.flagsFor(f)
 	e.held.Inc()
 	// An answer from the callee keeps the response's tags (from-tag the
-	// caller's); a late offer from the callee swaps them (see tags).
-	from, to := tags(m, cmd)
-	bp := e.command(cmd, m.CallID(), from, to, rc.Source().Addr(), sdpOf(m), f)
-	e.send(m.CallID(), set, cmd, *bp, func(v ng.Value, err error) {
+	// caller's); a late offer from the callee swaps them (see tags). The
+	// Call-ID and the caller's tag are the request's: a response is matched
+	// to its transaction by its branch, and one naming another call's
+	// Call-ID and tags must not have rtpengine change that call.
+	req := rc.Req.Msg()
+	from, to := req.FromTag(), m.ToTag()
+	if cmd == "offer" {
+		from, to = to, from
+	}
+	bp := e.command(cmd, req.CallID(), from, to, rc.Source().Addr(), sdpOf(m), f)
+	e.send(req.CallID(), set, cmd, *bp, func(v ng.Value, err error) {
 		body, err := e.result(v, err)
 		if err != nil && held.Retransmission() {
 			// A repeated 2xx rtpengine no longer knows (the BYE deleted

@@ -160,3 +160,24 @@ func TestAckWithManyCredentials(t *testing.T) {
 		t.Fatal("credentials for us relayed")
 	}
 }
+
+// TestAnswerNamesTheRequestsCall: a callee's 200 naming another From tag
+// (or Call-ID: a response is matched to its transaction by its branch)
+// is answered to rtpengine for the call of the INVITE it answers, never
+// for the call it names.
+func TestAnswerNamesTheRequestsCall(t *testing.T) {
+	peer := newNGPeer(t)
+	s := DefaultSettings()
+	s.Instances = []string{"udp:" + peer.conn.LocalAddr().String()}
+	_, h := newEngine(t, s)
+	h.Receive("127.0.0.1:5070", withSDP(routetest.Request("INVITE", "sip:bob@127.0.0.1:5080", ""), offerSDP))
+	offer := waitCommand(t, peer, 1, "offer")
+	fwd := waitSent(t, h, "INVITE ").Data
+	// Another Call-ID would do too when it hashes to the transaction's
+	// shard; the From tag is enough to show it.
+	forged := strings.Replace(respond(fwd, "200", "OK", "b1", answerSDP), "tag="+offer["from-tag"], "tag=victim", 1)
+	h.Receive("127.0.0.1:5080", forged)
+	if a := waitCommand(t, peer, 2, "answer"); a["call-id"] != offer["call-id"] || a["from-tag"] != offer["from-tag"] || a["to-tag"] != "b1" {
+		t.Fatalf("answer %v for offer %v", a, offer)
+	}
+}
