@@ -486,6 +486,12 @@ func (c *Ctx) SetTimeouts(fr, frInv time.Duration) { c.R.SetTimeouts(fr, frInv) 
 // t_was_cancelled()).
 func (c *Ctx) Canceled() bool { return c.R.Canceled() }
 
+// NextHopURI is the URI the request goes to next: the first Route value
+// after ours (an in-dialog request loose-routed on), else the
+// Request-URI (txn Request.NextHopURI). Destination, when set, goes
+// before it.
+func (c *Ctx) NextHopURI() []byte { return c.R.NextHopURI() }
+
 // Answered reports whether a branch of the request got a 2xx already:
 // in a reply route, a 6xx or 487 of another branch after it does not end
 // the call (txn Request.Answered).

@@ -448,6 +448,19 @@ func (r *Request) RouteKind() RouteKind {
 	return r.st.kind
 }
 
+// NextHopURI is the URI the request goes to next by its Route set and
+// Request-URI (§16.6 step 6, §16.12): the first Route value after ours,
+// else the Request-URI (the route's, when it set one). A destination set
+// with SetDestination or SetNextHop goes before it. The Route set is
+// read once (RouteKind). Inside a hook only.
+func (r *Request) NextHopURI() []byte {
+	r.c.preprocessRoutes(r)
+	if hop := firstRoute(r.st, r.Msg); hop != nil {
+		return hop
+	}
+	return r.RequestURI()
+}
+
 // AddBranch adds a branch to uri (copied). Relay sends it in parallel with
 // the Request-URI branch, or after it with SetSerial(true).
 func (r *Request) AddBranch(uri []byte) error {

@@ -384,6 +384,39 @@ func (d *Drouting) GoesToGW(c *routing.Ctx) bool {
 	return s != nil && s.cfg.Load() != nil
 }
 
+// GoesToGWHost is GoesToGW by address alone, whatever the port, and by
+// the next hop: the request's destination, or the host of the URI it
+// goes to next (a Route after ours, else its Request-URI), is the
+// address of a gateway in the table. A host name is not resolved here. A route that keeps requests off the gateways
+// but for its calls to the PSTN checks this, not GoesToGW: a gateway
+// that listens on another port too would take the request there.
+func (d *Drouting) GoesToGWHost(c *routing.Ctx) bool {
+	if d == nil {
+		return false
+	}
+	if _, dst, ok := c.Destination(); ok {
+		return d.fromGW(dst.Addr().Unmap(), -1)
+	}
+	var u parser.URI
+	if u.Parse(c.NextHopURI()) != nil {
+		return false
+	}
+	host := u.Host
+	if len(host) > 2 && host[0] == '[' {
+		host = host[1 : len(host)-1]
+	}
+	if len(host) == 0 || bytes.IndexByte(host, '%') >= 0 {
+		return false // a name, or an address with a zone
+	}
+	a, err := netip.ParseAddr(unsafe.String(&host[0], len(host)))
+	return err == nil && d.fromGW(a.Unmap(), -1)
+}
+
+// IsGWAddr reports whether a is the address of a gateway in the table.
+func (d *Drouting) IsGWAddr(a netip.Addr) bool {
+	return d != nil && d.fromGW(a.Unmap(), -1)
+}
+
 func requestDest(c *routing.Ctx) (netip.AddrPort, bool) {
 	if _, dst, ok := c.Destination(); ok {
 		return netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port()), true

@@ -399,3 +399,27 @@ func TestSlotsApart(t *testing.T) {
 		}
 	}
 }
+
+// TestGoesToGWHost: by address whatever the port, by the next hop (a
+// Route after ours), and never a host name.
+func TestGoesToGWHost(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.gws(gwRow("gw1", 1)) // 127.0.0.1:5101
+	d := e.d
+	for ruri, want := range map[string]bool{
+		"sip:1@127.0.0.1:5101":     true,
+		"sip:1@127.0.0.1:65000":    true,
+		"sip:1@127.0.0.2:5101":     false,
+		"sip:1@gw.example.com":     false,
+		"sip:1@[::ffff:127.0.0.1]": true,
+	} {
+		e.InRoute(t, "127.0.0.9:5060", routetestRequest(ruri), func(rc *routing.Ctx) {
+			if got := d.GoesToGWHost(rc); got != want {
+				t.Errorf("%s: %v, want %v", ruri, got, want)
+			}
+		})
+	}
+	if !d.IsGWAddr(gwAddr(1).Addr()) || d.IsGWAddr(gwAddr(1).Addr().Next()) {
+		t.Error("IsGWAddr")
+	}
+}

@@ -230,6 +230,23 @@
 // Calls from outside and from trusted gateways never go to the PSTN: a
 // gateway may reach our subscribers, not other gateways through us.
 //
+// Nothing else reaches a gateway (goes_to_gw, by the next hop's address
+// whatever its port): a subscriber's request to a gateway's address as if
+// to another domain gets 403, so does a REGISTER whose Contact (or its
+// maddr) is a gateway's address (every call to that subscriber, an
+// outsider's too, would go there), and a request inside a dialog whose
+// Request-URI, or a Route after ours, is a gateway's, unless our
+// Record-Route of the dialog, signed, marks a call to or from a trunk
+// (the "trk" parameter relayCall adds): the signature binds our Route to
+// a dialog, not to where its requests go.
+//
+// Identities only a trusted node may assert (P-Asserted-Identity,
+// P-Preferred-Identity, Remote-Party-ID) are removed from every request
+// not from a trusted gateway (remove_hf at the edge): a subscriber does
+// not reach the carrier asserting another number, nor an outsider a
+// phone as a subscriber. The fraud limits check the number as routed
+// (after the dial plan), as the drouting rules and the carrier see it.
+//
 // The registrar and authentication steps run when those modules are in
 // routing.Env.Modules ("registrar", "auth"); without them REGISTER gets 501,
 // requests for other domains 403 and calls to served domains 480, so the rest
@@ -239,6 +256,8 @@
 package provider
 
 import (
+	"net/netip"
+
 	"switchboard/modules/acc"
 	"switchboard/modules/aliases"
 	"switchboard/modules/auth"
@@ -378,6 +397,7 @@ func (p *routes) request(c *routing.Ctx) {
 	if (c.HasToTag() || c.IsMethod(parser.MethodInvite)) && !c.R.Suspended() {
 		p.trace.Trace(c) // mode route: calls are traced, registrations not (once: not again after Fetch)
 	}
+	p.screenIdentity(c)
 	if v := p.th.Match(c); v != topohiding.NotHidden {
 		p.hiddenCall(c, v)
 		return
@@ -438,6 +458,29 @@ func (p *routes) request(c *routing.Ctx) {
 	p.toLocalUser(c)
 }
 
+// screenIdentity removes the identities only a trusted node may assert
+// (RFC 3325 P-Asserted-Identity and P-Preferred-Identity, the older
+// Remote-Party-ID) from a request that does not come from a trusted
+// gateway: asserted by a subscriber or an outsider, they reached the
+// carrier as the caller's number (screen=yes) and the callee's phone as
+// who was calling. Kamailio and OpenSIPS scripts remove_hf them at the
+// edge the same way.
+func (p *routes) screenIdentity(c *routing.Ctx) {
+	m := c.Msg()
+	if !m.Has(parser.HdrPAssertedIdentity) && !m.Has(parser.HdrPPreferredIdentity) && m.GetByName(remotePartyID) == nil {
+		return
+	}
+	if p.trustedGateway(c) {
+		return
+	}
+	ed := c.R.Editor()
+	ed.RemoveHeaders(parser.HdrPAssertedIdentity)
+	ed.RemoveHeaders(parser.HdrPPreferredIdentity)
+	ed.RemoveHeadersByName(remotePartyID)
+}
+
+var remotePartyID = []byte("Remote-Party-ID")
+
 // trustedGateway reports whether the request comes from a trusted
 // gateway: a source of the trusted group (check_source_address: address,
 // port, transport and the entry's pattern) or a gateway of the drouting
@@ -455,6 +498,14 @@ func (p *routes) trustedGateway(c *routing.Ctx) bool {
 // send on in-dialog requests are not passed on.
 func (p *routes) inDialog(c *routing.Ctx) {
 	if c.LooseRoute() {
+		if p.dr.GoesToGWHost(c) && c.R.DialogRouteParam(trunkParam) == nil {
+			// The signature binds our Route to the dialog, not to where
+			// its requests go: a party to any call could address a
+			// request "inside" it to a gateway. Only a trunk call's
+			// requests go there (its Record-Route says so, signed).
+			refuse(c, 403, "Forbidden (gateway)")
+			return
+		}
 		p.natDetect(c)
 		if p.nh.Enabled() && c.R.DialogRouteParam(nathelper.RouteParam) != nil {
 			c.SetFlag(nathelper.FlagNATReplies) // the dialog has a side behind NAT
@@ -549,6 +600,13 @@ func (p *routes) toForeignDomain(c *routing.Ctx) {
 		refuse(c, 403, "Relay Forbidden")
 		return
 	}
+	if p.dr.GoesToGWHost(c) {
+		// A gateway named as "another domain": calls to the PSTN go by
+		// the drouting rules (prefixes, gateway states, fraud) or not at
+		// all (OpenSIPS: goes_to_gw() refused).
+		refuse(c, 403, "Forbidden (gateway)")
+		return
+	}
 	if p.auth == nil {
 		refuse(c, 403, "Authentication Not Configured")
 		return
@@ -585,7 +643,39 @@ func (p *routes) registerAuthorized(c *routing.Ctx, res auth.Result) {
 	if p.refused(c, res, false) {
 		return
 	}
+	if p.contactAtGateway(c) {
+		// Anyone's call to the subscriber would go to that gateway,
+		// trusted by it as our trunk: a way to the PSTN for anyone.
+		refuse(c, 403, "Forbidden (contact at a gateway)")
+		return
+	}
 	p.reg.SaveWith(c, p.natRegister(c, registrar.SaveOptions{Authenticated: true}))
+}
+
+// contactAtGateway reports whether a Contact of a REGISTER names the
+// address of a drouting gateway.
+func (p *routes) contactAtGateway(c *routing.Ctx) bool {
+	if p.dr == nil {
+		return false
+	}
+	it := c.Msg().NameAddrs(parser.HdrContact)
+	for it.Next() {
+		var u parser.URI
+		if it.NameAddr.Star || u.Parse(it.NameAddr.URI) != nil {
+			continue
+		}
+		host := u.Host
+		if m, ok := u.Param("maddr"); ok {
+			host = m
+		}
+		if len(host) > 2 && host[0] == '[' {
+			host = host[1 : len(host)-1]
+		}
+		if a, err := netip.ParseAddr(string(host)); err == nil && p.dr.IsGWAddr(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // refused answers a failed authorization (challenge, 403 or 500) and
@@ -611,7 +701,7 @@ func (p *routes) localAuthorized(c *routing.Ctx, res auth.Result) {
 	auth.ConsumeCredentials(c)
 	if p.dp != nil && p.opts.DialplanID >= 0 {
 		// The number as the lookup and the gateways want it (0301234 →
-		// +49301234); the fraud check reads the number as dialled.
+		// +49301234), and as the fraud check reads it.
 		p.dp.TranslateRUser(c, p.opts.DialplanID)
 	}
 	p.toLocalUser(c)
@@ -770,6 +860,12 @@ func (p *routes) natDetect(c *routing.Ctx) {
 
 var natParam, natYes = []byte(nathelper.RouteParam), []byte("yes")
 
+// trunkParam marks our Record-Route of a call to or from a trunk: its
+// in-dialog requests may go to a gateway.
+const trunkParam = "trk"
+
+var trunkParamB = []byte(trunkParam)
+
 // natRegister is fix_nated_register for a REGISTER natDetect flagged.
 func (p *routes) natRegister(c *routing.Ctx, o registrar.SaveOptions) registrar.SaveOptions {
 	if c.IsFlagSet(nathelper.FlagNAT) {
@@ -823,10 +919,17 @@ func (p *routes) relayCall(c *routing.Ctx, authenticated, toSubscriber, trunk bo
 	if profile := p.fraud.Profile(); profile != 0 && authenticated && c.IsMethod(parser.MethodInvite) {
 		var buf [256]byte
 		caller := fraud.AppendCaller(buf[:0], c)
-		if p.fraud.Check(c, caller, c.Msg().RURI().User, profile) == fraud.Critical {
+		// The number as routed (after the dial plan), as the drouting
+		// rules and the carrier see it: as dialled, a rule for +49900
+		// was passed by dialling 0900.
+		if p.fraud.Check(c, caller, c.RUser(), profile) == fraud.Critical {
 			refuse(c, 403, "Forbidden")
 			return
 		}
+	}
+	if trunk {
+		// The dialog's requests may go to the gateway (inDialog).
+		c.R.SetRecordRouteParam(trunkParamB, natYes)
 	}
 	hide := p.th.HideCalls() || trunk && p.th.HideTrunks()
 	if p.dlg != nil && c.IsMethod(parser.MethodInvite) && (p.accOn || hide) {
