@@ -4,8 +4,8 @@
 // 1xx with a To tag, several for a forked call; confirmed on the 2xx;
 // ended on a final of 300 or above, after a CANCEL) and MatchDialog on
 // the in-dialog requests loose-routed by our Record-Route (match_dialog:
-// a BYE from either side ends the call, a re-INVITE or UPDATE refreshes
-// the targets). A confirmed dialog that outlives its timeout
+// a BYE from either side ends the answered call, a re-INVITE or UPDATE
+// refreshes the targets). A confirmed dialog that outlives its timeout
 // (dialog.default_timeout, or SetTimeout from the route: $DLG_timeout) is
 // ended by the proxy with a BYE to each side. Profiles count dialogs by
 // name and value (set_dlg_profile, get_profile_size, is_in_profile) for

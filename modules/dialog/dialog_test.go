@@ -102,6 +102,83 @@ func TestForkedEarlyDialogs(t *testing.T) {
 	}
 }
 
+// oneCallEach are settings with a limit of one call per caller
+// (ApplyProfiles, from_user).
+func oneCallEach() *Settings {
+	s := DefaultSettings()
+	s.Profiles = []ProfileSettings{{Name: "caller", WithValue: true, Value: "from_user", Limit: 1}}
+	return s
+}
+
+// limitCalls makes e's route apply the profiles after CreateDialog, as
+// the calls route set does, answering 486 at a limit.
+func limitCalls(e *env) {
+	e.beforeRelay = func(c *routing.Ctx) bool {
+		if ok, _ := e.d.ApplyProfiles(c); !ok {
+			c.Reply(486, "Too Many Calls")
+			return false
+		}
+		return true
+	}
+}
+
+// TestEarlyByeEndsNothing: a BYE in the early state, the caller's with
+// the To tag of a 180 (its Request-URI is the caller's choice: it need
+// not reach the callee) or a forked callee's, is matched and relayed but
+// ends nothing, as in Kamailio and OpenSIPS. It used to end the whole
+// dialog: the call answered next had no dialog, no record, no timeout,
+// and its caller's place under a limit of one call was free for another.
+func TestEarlyByeEndsNothing(t *testing.T) {
+	e := newEnv(t, oneCallEach())
+	got := subscribe(e)
+	limitCalls(e)
+	e.afterMatch = func(c *routing.Ctx) {
+		if c.Value(SlotDialog) != 0 {
+			t.Error("a BYE's route may change the dialog")
+		}
+	}
+	routeFork := e.beforeRelay
+	e.beforeRelay = func(c *routing.Ctx) bool {
+		c.AppendBranch([]byte("sip:bob@" + callee2))
+		return routeFork(c)
+	}
+	c := e.invite("early-bye")
+	c.respond(0, 180, "b1")
+	c.respond(1, 180, "b2")
+	if out := c.inDialog("BYE", true, "b1", 11); len(out) != 1 || !strings.HasPrefix(out[0].Data, "BYE ") {
+		t.Fatalf("the caller's BYE of an early dialog not relayed: %v", out)
+	}
+	if out := c.inDialog("BYE", false, "b2", 1); len(out) != 1 || !strings.HasPrefix(out[0].Data, "BYE ") {
+		t.Fatalf("the forked callee's BYE not relayed: %v", out)
+	}
+	if strings.Join(boolStrings(e.matched), ",") != "true,true" {
+		t.Fatalf("MatchDialog said %v for the two early BYEs", e.matched)
+	}
+	e.wantCount(t, 0, 1, 0)
+	if g := e.only(t); g.nearly != 2 || e.ended(ReasonBye) != 0 || e.d.ProfileSize("caller", []byte("alice")) != 1 {
+		t.Fatalf("after the early BYEs: early tags %d, ended by bye %d, alice's calls %d",
+			g.nearly, e.ended(ReasonBye), e.d.ProfileSize("caller", []byte("alice")))
+	}
+	// Another call of alice is still over her limit.
+	if other := e.invite("early-bye-2"); len(other.fwds) != 0 {
+		t.Fatal("a second call of alice relayed while her first rings")
+	}
+	c.respond(0, 200, "b1")
+	e.wantCount(t, 0, 0, 1)
+	if n := e.d.ProfileSize("caller", []byte("alice")); n != 1 {
+		t.Fatalf("the answered call is in alice's profile %d times", n)
+	}
+	c.inDialog("BYE", true, "b1", 12)
+	e.wantCount(t, 0, 0, 0)
+	ev := endedEvent(t, *got, "early-bye")
+	if ev.reason != ReasonBye || ev.by != Caller || ev.answr == 0 || ev.code != 200 {
+		t.Fatalf("the call's end: %+v", ev)
+	}
+	if e.d.ProfileSize("caller", []byte("alice")) != 0 {
+		t.Fatal("alice's place not released by the BYE of the answered call")
+	}
+}
+
 // only returns the one dialog in the table.
 func (e *env) only(t *testing.T) *dlg {
 	t.Helper()

@@ -62,7 +62,8 @@ type Peer struct {
 // must come from side from (Caller: the From tag is the dialog's caller
 // tag; Callee: swapped) with the dialog's tags, or an early dialog's
 // while it is early. It does what MatchDialog does (CSeq, a BYE ends the
-// dialog, a re-INVITE or UPDATE refreshes the targets from its 2xx), puts
+// confirmed dialog, a re-INVITE or UPDATE refreshes the targets from its
+// 2xx), puts
 // the id in SlotDialog for every method, and returns the other party,
 // copied into buf (2 KiB holds any), views valid as long as buf. False,
 // changing nothing: no such dialog, the tags or side are not its

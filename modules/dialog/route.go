@@ -165,7 +165,8 @@ func (d *Dialog) IsInDialog(c *routing.Ctx) bool {
 // Call-ID and tags must then be the dialog's (those of the caller, or
 // swapped for the callee; an early dialog's To tags while it is early).
 // It records the request's CSeq for the BYEs the proxy may have to send,
-// ends the dialog on a BYE (either side), and for a re-INVITE or UPDATE
+// ends the confirmed dialog on a BYE (either side; a BYE in the early
+// state is matched and ends nothing), and for a re-INVITE or UPDATE
 // watches the 2xx to refresh both targets. Any other request's route may
 // then change the dialog (SetTimeout, SetValue, SetFlag, SetProfile).
 // False: no dialog of ours (a Route without id, a dialog ended or
@@ -236,7 +237,17 @@ func (d *Dialog) match(c *routing.Ctx, id uint64, from Side, buf []byte) (peer P
 	}
 	switch meth {
 	case parser.MethodBye:
-		d.finish(s, e, ReasonBye, side, false)
+		// Only the confirmed dialog's BYE ends it. A BYE in the early
+		// state (the caller's, with the To tag of a 1xx: RFC 3261 §15;
+		// or a forked callee's) is relayed and ends nothing, as in
+		// Kamailio and OpenSIPS: the INVITE's final response does. It
+		// need not even reach the callee (the caller picks its
+		// Request-URI), and ending the dialog on it left the call
+		// answered next without a dialog: no record, its profiles'
+		// places free, no timeout.
+		if g.state == stConfirmed {
+			d.finish(s, e, ReasonBye, side, false)
+		}
 		s.Unlock()
 		return peer, true
 	case parser.MethodInvite, parser.MethodUpdate:
