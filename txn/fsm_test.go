@@ -2,6 +2,7 @@ package txn
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -426,6 +427,43 @@ func TestLoopAndSpiral(t *testing.T) {
 	spiral := strings.Replace(back, "INVITE sip:bob@127.0.0.1:5080", "INVITE sip:bob@127.0.0.1:5090", 1)
 	h.in(uasAddr, spiral)
 	h.only(h.snd.take(), toUAS+"SIP/2.0 100 Trying", toUA2+"INVITE sip:bob@127.0.0.1:5090 SIP/2.0")
+}
+
+// TestPassedThrough: a spiral's second pass carries our Via with the
+// branch the first pass relayed it on, below another proxy's Via or at
+// the top when we sent it to ourselves; PassedThrough names the first
+// pass's transaction for it. Another INVITE that only reuses the Call-ID
+// and From tag is not a second pass, nor is one carrying a Via of ours
+// with a branch the first pass never sent, nor the first pass itself.
+func TestPassedThrough(t *testing.T) {
+	h := newHarness(t, nil)
+	var first Ref
+	var got []bool
+	h.rt.request = func(r *Request) {
+		if first == (Ref{}) {
+			first = r.Ref()
+		}
+		got = append(got, r.PassedThrough(first))
+		r.Relay()
+	}
+	h.in(uacAddr, invite("z9hG4bKpt", "pt@x"))
+	fwd := h.snd.take()[1].data
+	ours := header(fwd, "Via")
+	// Through another proxy, the Request-URI changed on the way.
+	spiral := strings.Replace(strings.Replace(fwd, "Via: SIP/2.0/UDP 127.0.0.1:5060",
+		"Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKhop\r\nVia: SIP/2.0/UDP 127.0.0.1:5060", 1),
+		"INVITE sip:bob@127.0.0.1:5080", "INVITE sip:bob@127.0.0.1:5090", 1)
+	h.in(uasAddr, spiral)
+	// Sent to ourselves: our Via on top.
+	h.in(proxyAddr, strings.Replace(fwd, "INVITE sip:bob@127.0.0.1:5080", "INVITE sip:carol@127.0.0.1:5090", 1))
+	// The caller's second INVITE with the Call-ID and From tag of the first.
+	h.in(uacAddr, strings.Replace(invite("z9hG4bKpt2", "pt@x"), "CSeq: 1 INVITE", "CSeq: 2 INVITE", 1))
+	// A Via of ours with a branch the first pass did not send.
+	forged := strings.Replace(ours, topBranch(fwd), topBranch(fwd)[:len(topBranch(fwd))-2]+"70", 1)
+	h.in(uacAddr, strings.NewReplacer("Max-Forwards: 70", "Via: "+forged+"\nMax-Forwards: 70", "CSeq: 1 INVITE", "CSeq: 3 INVITE").Replace(invite("z9hG4bKpt3", "pt@x")))
+	if want := "false true true false false"; fmt.Sprint(got) != "["+want+"]" {
+		t.Fatalf("PassedThrough: %v, want [%s] (first pass, spiral through a proxy, spiral to ourselves, second call, forged Via)", got, want)
+	}
 }
 
 func TestViaReceivedRport(t *testing.T) {

@@ -430,6 +430,38 @@ func (r *Request) Answered() bool {
 	return r.ref.Entry() != nil && r.t.got2xx
 }
 
+// PassedThrough reports whether the request came back to us after
+// transaction ref relayed it: a Via of ours in it (the top one when we
+// sent it to ourselves, below another proxy's otherwise) carries the
+// branch of one of ref's client branches. That is a spiral (RFC 3261
+// §16.3 step 4, §16.6 step 8; a loop, which comes back unchanged, is
+// answered 482 before the route runs), as opposed to another request
+// that only reuses the Call-ID and From tag of ref's (a second call
+// made to look like the first one's second pass). ref must be a
+// transaction of the request's own Call-ID, whose shard the hook holds:
+// false otherwise, for the request's own transaction, and outside a
+// hook. It allocates nothing.
+func (r *Request) PassedThrough(ref Ref) bool {
+	s := ref.ref.Shard()
+	if !r.locked || r.t == nil || s == nil || s != r.ref.Shard() {
+		return false
+	}
+	e := ref.ref.Entry()
+	if e == nil || e == r.ref.Entry() {
+		return false
+	}
+	t := &e.Value
+	it := r.Msg.Vias()
+	for it.Next() {
+		v := &it.Via
+		h, id, idx, _, ok := r.c.parseBranch(v.Branch)
+		if ok && h == e.Hash() && id == t.id && idx < t.nbr && r.c.isUsHostPort(v.Host, v.Port, v.Transport) {
+			return true
+		}
+	}
+	return false
+}
+
 // LooseRoute processes the Route headers (RFC 3261 §16.4, OpenSIPS
 // loose_route) and reports whether the request is to be routed by them: it
 // carries a Record-Route value we signed for its dialog (RouteDialog). Our

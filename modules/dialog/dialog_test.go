@@ -179,6 +179,80 @@ func TestEarlyByeEndsNothing(t *testing.T) {
 	}
 }
 
+// TestSpiralAndSecondCall: the INVITE's second pass through the proxy
+// (a spiral: our Via with the first pass's branch below the Via of the
+// proxy that sent it back, the Request-URI changed) makes no second
+// dialog, and its Record-Route carries the first pass's id. Another
+// INVITE of the caller with the same Call-ID and From tag is a call of
+// its own: it was taken for a spiral and relayed without a dialog, past
+// a limit of one call; now it gets a dialog, counted (486 at the limit)
+// and, under no limit, confirmed and ended on its own.
+func TestSpiralAndSecondCall(t *testing.T) {
+	e := newEnv(t, oneCallEach())
+	limitCalls(e)
+	c := e.invite("spiral-1")
+	c.respond(0, 180, "b1")
+	const proxy = "127.0.0.1:5099"
+	spiral := strings.NewReplacer("INVITE sip:bob@"+calleeAddr, "INVITE sip:carol@"+callee2,
+		"\r\nVia: ", "\r\nVia: SIP/2.0/UDP "+proxy+";branch=z9hG4bKproxy\r\nVia: ").Replace(c.fwd)
+	var second string
+	for _, m := range c.send(proxy, spiral) {
+		if strings.HasPrefix(m.Data, "INVITE sip:carol@") {
+			second = m.Data
+		}
+	}
+	if second == "" {
+		t.Fatal("the spiral's second pass not relayed")
+	}
+	if rr := headerValues(second, "Record-Route"); len(rr) != 3 || param(rr[0], "did") != param(c.rr[0], "did") {
+		t.Fatalf("second pass's Record-Route %q: want ours with the first pass's id %s", rr, param(c.rr[0], "did"))
+	}
+	if n := e.d.tbl.Len(); n != 1 || e.d.ProfileSize("caller", []byte("alice")) != 1 {
+		t.Fatalf("after the spiral: %d dialogs, alice counted %d times", n, e.d.ProfileSize("caller", []byte("alice")))
+	}
+
+	again := strings.NewReplacer("INVITE sip:bob@"+calleeAddr, "INVITE sip:carol@"+callee2,
+		"branch=z9hG4bK", "branch=z9hG4bKagain", "CSeq: 10", "CSeq: 20").Replace(c.invite)
+	out := c.send(callerAddr, again)
+	if len(out) != 1 || firstLine(out[0].Data) != "SIP/2.0 486 Too Many Calls" {
+		t.Fatalf("alice's second call with the Call-ID and From tag of her first: %v", out)
+	}
+	if e.d.tbl.Len() != 1 || e.ended(ReasonFailed) != 1 || e.d.ProfileSize("caller", []byte("alice")) != 1 {
+		t.Fatalf("after the second call's 486: %d dialogs, %d failed, alice counted %d times",
+			e.d.tbl.Len(), e.ended(ReasonFailed), e.d.ProfileSize("caller", []byte("alice")))
+	}
+
+	// Under no limit: a dialog of its own, with its own id.
+	e = newEnv(t, nil)
+	c = e.invite("second-1")
+	c.respond(0, 180, "b1")
+	c2 := &call{e: e, callID: c.callID, invite: strings.NewReplacer("branch=z9hG4bK", "branch=z9hG4bKagain",
+		"CSeq: 10", "CSeq: 20").Replace(c.invite), cseq: 20}
+	for _, m := range c2.send(callerAddr, c2.invite) {
+		if strings.HasPrefix(m.Data, "INVITE ") {
+			c2.fwds = append(c2.fwds, m.Data)
+		}
+	}
+	if len(c2.fwds) != 1 {
+		t.Fatal("the second call not relayed")
+	}
+	c2.fwd, c2.rr = c2.fwds[0], headerValues(c2.fwds[0], "Record-Route")
+	if param(c2.rr[0], "did") == param(c.rr[0], "did") {
+		t.Fatal("the second call got the first one's dialog id")
+	}
+	e.wantCount(t, 1, 1, 0)
+	c2.respond(0, 200, "b2")
+	c.respond(0, 200, "b1")
+	e.wantCount(t, 0, 0, 2)
+	c2.inDialog("BYE", true, "b2", 21)
+	e.wantCount(t, 0, 0, 1)
+	c.inDialog("BYE", false, "b1", 1)
+	e.wantCount(t, 0, 0, 0)
+	if e.ended(ReasonBye) != 2 {
+		t.Fatalf("ended by BYE: %d, want 2", e.ended(ReasonBye))
+	}
+}
+
 // only returns the one dialog in the table.
 func (e *env) only(t *testing.T) *dlg {
 	t.Helper()

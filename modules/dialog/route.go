@@ -51,8 +51,14 @@ func parseID(b []byte) (uint64, bool) {
 // dialog.max_dialogs (counted in switchboard_dialog_refused_total: the
 // route decides, e.g. 503), or when the INVITE's headers are too large to
 // keep. A second pass of the same INVITE through the proxy (a spiral:
-// same Call-ID and From tag while the first is unanswered) makes no
-// second dialog; true.
+// same Call-ID and From tag while the first is unanswered, and a Via of
+// ours with the branch the first pass relayed it on,
+// txn.Request.PassedThrough) makes no second dialog; true. Another
+// INVITE with the Call-ID and From tag of a call still ringing, which
+// did not pass through that call's INVITE (the caller reusing them for a
+// second call), gets a dialog of its own: counted in its profiles,
+// recorded, timed out. Taken for a spiral, it was relayed with none, past
+// the caller's limits.
 func (d *Dialog) CreateDialog(c *routing.Ctx) bool {
 	m := c.Msg()
 	if m.Method() != parser.MethodInvite || m.ToTag() != nil || len(m.FromTag()) == 0 {
@@ -67,7 +73,7 @@ func (d *Dialog) CreateDialog(c *routing.Ctx) bool {
 	s.Lock()
 	if e := s.Find(h, func(e *shards.Entry[dlg]) bool {
 		return e.Value.state != stConfirmed && string(e.Key()) == string(callID) &&
-			string(e.Value.get(e.Value.fromTag)) == string(m.FromTag())
+			string(e.Value.get(e.Value.fromTag)) == string(m.FromTag()) && c.R.PassedThrough(e.Value.inv)
 	}); e != nil {
 		s.Unlock()
 		d.recordRoute(c, e.Value.id, false)
