@@ -257,6 +257,7 @@ type Dialog struct {
 	mismatched                            *metrics.Counter
 	byeSent, byeFailed                    *metrics.Counter
 	cancels, pings                        *metrics.Counter
+	unkeptAnswers                         *metrics.Counter
 }
 
 func newModule(h *modules.Host, v any) (modules.Instance, error) {
@@ -407,6 +408,7 @@ func (d *Dialog) registerMetrics(set *metrics.Set) {
 	d.byeFailed = set.NewCounter("switchboard_dialog_bye_failures_total")
 	d.cancels = set.NewCounter("switchboard_dialog_cancels_sent_total")
 	d.pings = set.NewCounter("switchboard_dialog_pings_sent_total")
+	d.unkeptAnswers = set.NewCounter("switchboard_dialog_unkept_answers_total")
 	d.store = newStoreMetrics(set)
 	for _, p := range d.profiles {
 		p := p

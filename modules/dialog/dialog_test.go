@@ -253,6 +253,58 @@ func TestSpiralAndSecondCall(t *testing.T) {
 	}
 }
 
+// TestUnkeptAnswer: a 2xx the dialog cannot keep, without a To tag or
+// with one over 1 KiB, or the route's own, ends the dialog at once
+// (failed, by the proxy), its profile place released, and is counted.
+// It left a confirmed dialog that nothing could match (the BYE of the
+// call found none) or no dialog at all, which only its 12 h timeout
+// ended: the caller's place under a limit of one call held, and the
+// record billing 12 h.
+func TestUnkeptAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tag  string
+		own  bool
+	}{{"no To tag", "", false}, {"To tag of 1100 bytes", strings.Repeat("x", 1100), false}, {"the route's own 200", "", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, oneCallEach())
+			got := subscribe(e)
+			limitCalls(e)
+			if tc.own {
+				limit, answered := e.beforeRelay, false
+				e.beforeRelay = func(c *routing.Ctx) bool {
+					if !limit(c) {
+						return false
+					}
+					if answered {
+						return true
+					}
+					answered = true
+					c.Reply(200, "")
+					return false
+				}
+			}
+			c := e.invite("unkept")
+			if !tc.own {
+				if out := c.respond(0, 200, tc.tag); len(out) != 1 || firstLine(out[0].Data) != "SIP/2.0 200 OK" {
+					t.Fatalf("the 200 not relayed: %v", out)
+				}
+			}
+			e.wantCount(t, 0, 0, 0)
+			ev := endedEvent(t, *got, "unkept")
+			if ev.reason != ReasonFailed || ev.by != Proxy || ev.code != 200 || ev.answr != 0 {
+				t.Fatalf("end event %+v: want failed by the proxy, code 200, not answered", ev)
+			}
+			if n := e.d.ProfileSize("caller", []byte("alice")); n != 0 || e.d.unkeptAnswers.Get() != 1 {
+				t.Fatalf("alice counted %d times, unkept answers %d", n, e.d.unkeptAnswers.Get())
+			}
+			if next := e.invite("unkept-2"); len(next.fwds) != 1 {
+				t.Fatal("alice's next call refused: her place is still held")
+			}
+		})
+	}
+}
+
 // only returns the one dialog in the table.
 func (e *env) only(t *testing.T) *dlg {
 	t.Helper()

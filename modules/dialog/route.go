@@ -351,10 +351,12 @@ func (d *Dialog) Sent(r *txn.Request, b *txn.Branch, code int, resp *parser.Mess
 			d.early.Add(1)
 		}
 	case code < 300:
-		if g.state == stConfirmed || resp == nil || resp.ToTag() == nil {
+		if g.state == stConfirmed {
 			return // the 2xx of another fork: its UAC ends it itself
 		}
-		d.confirm(s, e, r, b, resp)
+		if resp == nil || !d.confirm(s, e, r, b, resp) {
+			d.unkept(s, e, code, resp)
+		}
 	default:
 		if g.state == stConfirmed {
 			return
@@ -395,9 +397,22 @@ func (d *Dialog) final(e *shards.Entry[dlg], code int, resp *parser.Message) {
 
 // confirm records the 2xx of the dialog's INVITE: the callee's tag, its
 // Contact, the route set towards it (the Record-Route values above ours,
-// in reverse) and where the branch went.
-func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], r *txn.Request, b *txn.Branch, resp *parser.Message) {
+// in reverse) and where the branch went. False, changing nothing: the
+// 2xx has no To tag, or one too large to keep (unkept).
+func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], r *txn.Request, b *txn.Branch, resp *parser.Message) bool {
 	g := &e.Value
+	tag := resp.ToTag()
+	if len(tag) == 0 || len(tag) > maxPart || len(g.buf)+len(tag) > maxStored {
+		return false
+	}
+	var na parser.NameAddr
+	hasContact := resp.Contact(&na)
+	var mark [4 + idLen]byte
+	stop := appendID(append(mark[:0], "did="...), g.id)
+	var scratch [maxPart]byte
+	rs := routeValues(scratch[:0], resp, parser.HdrRecordRoute, stop, true)
+	g.reserve(len(tag) + len(na.URI) + len(rs) + len(resp.Reason()))
+	g.put(tag, &g.toTag) // fits: checked above
 	if g.state == stEarly {
 		d.early.Add(-1)
 	} else {
@@ -406,24 +421,13 @@ func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], r *txn.Requ
 	d.confirmed.Add(1)
 	g.state = stConfirmed
 	g.answer = s.Now()
-	var na parser.NameAddr
-	hasContact := resp.Contact(&na)
-	var mark [4 + idLen]byte
-	stop := appendID(append(mark[:0], "did="...), g.id)
-	var scratch [maxPart]byte
-	rs := routeValues(scratch[:0], resp, parser.HdrRecordRoute, stop, true)
-	g.reserve(len(resp.ToTag()) + len(na.URI) + len(rs) + len(resp.Reason()))
 	g.code = uint16(resp.StatusCode())
-	ok := g.put(resp.ToTag(), &g.toTag)
-	if ok && hasContact && b != nil {
+	if hasContact && b != nil {
 		if g.put(na.URI, &g.target[toCallee]) && g.put(rs, &g.route[toCallee]) {
 			proto, dst := b.Destination()
 			g.proto[toCallee], g.hop[toCallee] = proto, packAddr(dst)
 			g.hasCallee = true
 		}
-	}
-	if !ok {
-		g.toTag = span{} // too large to keep: in-dialog requests will not match
 	}
 	d.calleeView(g, r, resp)
 	if len(d.subs) > 0 {
@@ -439,6 +443,29 @@ func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], r *txn.Requ
 	if len(d.subs) > 0 {
 		d.emit(s, e, EventAnswered, 0, Proxy)
 	}
+	return true
+}
+
+// unkept ends a dialog whose INVITE got a 2xx the dialog cannot keep:
+// one of our own (a route's), or one without a To tag, or with a To tag
+// past what a dialog stores (1 KiB a part, 4 KiB in all). No in-dialog
+// request could match such a dialog, nor the proxy's BYEs name it, and
+// nothing but its timeout (12 h by default) would end it, holding its
+// profiles' places and billed that long: it ends at once (failed, by the
+// proxy), its profiles released, and the call goes on without a dialog,
+// as one CreateDialog refused. Counted in
+// switchboard_dialog_unkept_answers_total and logged. The shard is
+// locked.
+func (d *Dialog) unkept(s *shards.Shard[dlg], e *shards.Entry[dlg], code int, resp *parser.Message) {
+	d.unkeptAnswers.Inc()
+	tag := -1 // our own 2xx: no tag to read
+	if resp != nil {
+		tag = len(resp.ToTag())
+	}
+	d.h.Warn("dialog: a 2xx the dialog cannot keep (ours, no To tag, or one too large): dialog ended, the call goes on without it",
+		"id", e.Value.id, "call_id", string(e.Key()), "code", code, "to_tag_bytes", tag)
+	d.final(e, code, resp)
+	d.end(s, e, ReasonFailed, Proxy)
 }
 
 // calleeView keeps what a route changed in the relayed INVITE as the
