@@ -485,6 +485,48 @@ func TestTimeoutByeBothWays(t *testing.T) {
 	}
 }
 
+// TestCSeqPastLimit: CSeq numbers of 2^31 and above (RFC 3261 §8.1.1.5:
+// a CSeq is below 2^31) are relayed and not recorded, so the proxy's BYE
+// at the timeout is still one above the last valid number each side got:
+// an INFO numbered 4294967295 made the BYE to the callee wrap to CSeq 0,
+// which it answers 500 (out of order), and the call went on after its
+// record said it ended. A 2xx numbered so moves no offset of the callee's
+// numbering, and an INVITE numbered so gets no dialog.
+func TestCSeqPastLimit(t *testing.T) {
+	e := newEnv(t, nil)
+	e.beforeRelay = func(c *routing.Ctx) bool { return e.d.SetTimeout(c, 2*time.Second) }
+	c := e.invite("cseq-limit")
+	c.fwds[0] = strings.Replace(c.fwds[0], "CSeq: 10 INVITE", "CSeq: 4294967295 INVITE", 1)
+	c.respond(0, 200, "b")
+	c.inDialog("INFO", true, "b", 12)
+	for _, n := range []int{4294967295, 2147483648} {
+		if out := c.inDialog("INFO", true, "b", n); len(out) != 1 || !strings.HasPrefix(out[0].Data, "INFO ") {
+			t.Fatalf("the caller's INFO numbered %d not relayed: %v", n, out)
+		}
+		if out := c.inDialog("INFO", false, "b", n); len(out) != 1 || !strings.HasPrefix(out[0].Data, "INFO ") {
+			t.Fatalf("the callee's INFO numbered %d not relayed: %v", n, out)
+		}
+	}
+	c.inDialog("INFO", false, "b", 3)
+	e.Take()
+	e.clock.Advance(2 * time.Second)
+	for _, s := range e.waitFor(t, 2, isMethod("BYE")) {
+		want := map[string]string{calleeAddr: "13 BYE", callerAddr: "4 BYE"}[s.Dst.String()]
+		if got := header(s.Data, "CSeq"); got != want {
+			t.Errorf("BYE to %s: CSeq %q, want %q", s.Dst, got, want)
+		}
+	}
+
+	bad := strings.Replace(e.invite("cseq-ok").invite, "CSeq: 10 INVITE", "CSeq: 2147483648 INVITE", 1)
+	bad = strings.ReplaceAll(bad, "cseq-ok", "cseq-bad")
+	if out := c.send(callerAddr, bad); len(out) != 1 || firstLine(out[0].Data) != "SIP/2.0 503 No Dialog" {
+		t.Fatalf("INVITE numbered 2^31: %v", out)
+	}
+	if e.d.refused.Get() != 1 {
+		t.Fatal("the INVITE numbered 2^31 not counted as refused")
+	}
+}
+
 // TestRouteFunctionsInDialog: the route of any in-dialog request the
 // dialog matched may change it, not only a re-INVITE's (OpenSIPS's
 // $DLG_timeout and $dlg_val after match_dialog): an INFO from the callee

@@ -16,6 +16,15 @@ const didParam = "did"
 // idLen is the length of a dialog id in hexadecimal.
 const idLen = 16
 
+// maxCSeq is the highest CSeq number a dialog records (RFC 3261
+// §8.1.1.5: a CSeq is below 2^31). The proxy's own requests of a dialog
+// are numbered one above the last it recorded: an in-dialog request
+// numbered 4294967295 made the proxy's BYE wrap to 0, which the callee
+// answers 500 (out of order), and the call went on, its record ended.
+// A number above it is relayed and not recorded; the INVITE of a dialog
+// must be below it (CreateDialog).
+const maxCSeq = 1<<31 - 1
+
 func appendID(dst []byte, id uint64) []byte {
 	const hex = "0123456789abcdef"
 	for i := 60; i >= 0; i -= 4 {
@@ -49,8 +58,8 @@ func parseID(b []byte) (uint64, bool) {
 // the INVITE's responses from there. It returns false, creating nothing,
 // for anything but an INVITE without a To tag, when the table holds
 // dialog.max_dialogs (counted in switchboard_dialog_refused_total: the
-// route decides, e.g. 503), or when the INVITE's headers are too large to
-// keep. A second pass of the same INVITE through the proxy (a spiral:
+// route decides, e.g. 503), when the INVITE's headers are too large to
+// keep, or when its CSeq is 2^31 or above (maxCSeq). A second pass of the same INVITE through the proxy (a spiral:
 // same Call-ID and From tag while the first is unanswered, and a Via of
 // ours with the branch the first pass relayed it on,
 // txn.Request.PassedThrough) makes no second dialog; true. Another
@@ -66,6 +75,13 @@ func (d *Dialog) CreateDialog(c *routing.Ctx) bool {
 	}
 	if c.Value(SlotDialog) != 0 {
 		return true // called twice in one route
+	}
+	if m.CSeq().Num > maxCSeq {
+		// No request of the call after it could be numbered above it,
+		// the proxy's BYE included.
+		d.refused.Inc()
+		d.h.Warn("dialog: INVITE numbered 2^31 or above (RFC 3261 §8.1.1.5), dialog refused", "cseq", m.CSeq().Num)
+		return false
 	}
 	callID := m.CallID()
 	h := shards.Sum(callID)
@@ -234,7 +250,7 @@ func (d *Dialog) match(c *routing.Ctx, id uint64, from Side, buf []byte) (peer P
 		if side == Callee {
 			i = toCallee
 		}
-		if n := m.CSeq().Num; n > g.cseq[i] {
+		if n := m.CSeq().Num; n > g.cseq[i] && n <= maxCSeq {
 			g.cseq[i] = n
 			if meth != parser.MethodBye {
 				d.changed(s, e) // the BYEs after a restart need it
@@ -337,7 +353,9 @@ func (d *Dialog) Sent(r *txn.Request, b *txn.Branch, code int, resp *parser.Mess
 		// The callee's numbering, known from its first reliable or
 		// early response: a PRACK or UPDATE before the 2xx needs it too
 		// (topology hiding shifts their CSeq and RAck by it).
-		g.cseqOffset = resp.CSeq().Num - r.ClientCSeq()
+		if n := resp.CSeq().Num; n <= maxCSeq {
+			g.cseqOffset = n - r.ClientCSeq()
+		}
 		if !g.hasEarly(tag) && int(g.nearly) < maxEarly && g.put(tag, &g.early[g.nearly]) {
 			if g.flags&FlagPeers != 0 {
 				g.putEarlyPeer(int(g.nearly), g.id, resp)
@@ -482,7 +500,9 @@ func (d *Dialog) calleeView(g *dlg, r *txn.Request, resp *parser.Message) {
 	if t := resp.To().Raw; !sameWithTag(t, g.get(g.to), g.get(g.toTag)) {
 		g.put(t, &g.calleeTo)
 	}
-	g.cseqOffset = resp.CSeq().Num - r.ClientCSeq()
+	if n := resp.CSeq().Num; n <= maxCSeq {
+		g.cseqOffset = n - r.ClientCSeq()
+	}
 }
 
 // sameWithTag reports whether v is base;tag=tag.

@@ -893,8 +893,8 @@ func (sh *sharer) apply(j *fetchJob, fields map[string]string) {
 		d.log.Warn("dialog: a dialog read from Redis is not the one its key names; not taken", "id", j.id, "call_id", j.callID)
 		return
 	}
-	r.CallerCSeq = max(r.CallerCSeq, atou32(fields["cc"]))
-	r.CalleeCSeq = max(r.CalleeCSeq, atou32(fields["ce"]))
+	r.CallerCSeq = max(r.CallerCSeq, cseqOf(fields["cc"]))
+	r.CalleeCSeq = max(r.CalleeCSeq, cseqOf(fields["ce"]))
 	sh.fetchFound.Inc()
 	s := d.tbl.Shard(j.h)
 	s.Lock()
@@ -920,7 +920,7 @@ func (sh *sharer) apply(j *fetchJob, fields map[string]string) {
 	if side == Callee {
 		i = toCallee
 	}
-	if j.cseq > g.cseq[i] {
+	if j.cseq > g.cseq[i] && j.cseq <= maxCSeq {
 		g.cseq[i] = j.cseq
 		if j.method != parser.MethodBye {
 			d.changed(s, e)
@@ -932,8 +932,13 @@ func (sh *sharer) apply(j *fetchJob, fields map[string]string) {
 	}
 }
 
-func atou32(s string) uint32 {
-	n, _ := strconv.ParseUint(s, 10, 32)
+// cseqOf reads a CSeq number a node wrote to Redis (cc, ce); 0 for one
+// past maxCSeq, which no node records.
+func cseqOf(s string) uint32 {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n > maxCSeq {
+		return 0
+	}
 	return uint32(n)
 }
 
@@ -984,7 +989,7 @@ func parseClaim(cmd *redis.Cmd) (claimResult, error) {
 	}
 	switch {
 	case r.outcome == "won" && len(v) == 6:
-		r.row, r.cc, r.ce = v[1], atou32(v[2]), atou32(v[3])
+		r.row, r.cc, r.ce = v[1], cseqOf(v[2]), cseqOf(v[3])
 		r.targets = [2]string{v[4], v[5]}
 	case r.outcome == "early" && len(v) == 2:
 		r.dl, _ = strconv.ParseInt(v[1], 10, 64)
