@@ -195,7 +195,10 @@ func hasLineBreakOrNUL(s string) bool {
 }
 
 // checkHop checks "proto:address:port" ("" is allowed: the caller checks
-// whether it needs one).
+// whether it needs one). The protocols are the transport's, in lower
+// case: a dialog whose caller came over WebSocket over TLS has a wss hop
+// (refused, it failed every write-back batch of the node and every other
+// node's read of the call from Redis).
 func checkHop(s string) error {
 	if s == "" {
 		return nil
@@ -205,9 +208,9 @@ func checkHop(s string) error {
 		return errors.New(`want proto:address:port, e.g. "udp:192.0.2.1:5060"`)
 	}
 	switch proto {
-	case "udp", "tcp", "tls", "ws":
+	case "udp", "tcp", "tls", "ws", "wss":
 	default:
-		return fmt.Errorf("protocol %q: want udp, tcp, tls or ws", proto)
+		return fmt.Errorf("protocol %q: want udp, tcp, tls, ws or wss", proto)
 	}
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
@@ -300,7 +303,9 @@ func decodeProfiles(s string) ([]DialogProfile, error) {
 
 // ApplyDialogs applies ops in order in one transaction (the dialog
 // module's writer). Every upsert is checked first: a malformed one fails
-// the whole batch, naming the dialog and field, and nothing is written.
+// the whole batch, naming the dialog and field, and nothing is written
+// (the writer checks each row with CheckDialog before, and leaves out
+// the one that would fail it).
 func (s *Store) ApplyDialogs(ctx context.Context, ops []DialogOp) error {
 	for i := range ops {
 		op := &ops[i]

@@ -114,6 +114,22 @@ func TestDialogValidation(t *testing.T) {
 	})
 }
 
+// TestDialogHops: a first hop over each of the transport's protocols is
+// a dialog the store keeps (wss was refused: a WebSocket caller over TLS
+// failed the dialog module's whole write-back batch); sctp is not one.
+func TestDialogHops(t *testing.T) {
+	for _, p := range []string{"udp", "tcp", "tls", "ws", "wss"} {
+		d := testDialog(1, "hops@host")
+		d.CallerHop, d.CalleeHop = p+":127.0.0.1:5070", p+":[::1]:5080"
+		if err := CheckDialog(&d); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	d := testDialog(1, "hops@host")
+	d.CallerHop = "sctp:127.0.0.1:5070"
+	wantErr(t, CheckDialog(&d), ErrMalformedDialog, "caller_hop", "sctp")
+}
+
 // TestLoadDialogsSkipsBadRows: rows edited by hand into something the
 // proxy would put on the wire (a line break in a header value, a bad hop,
 // a broken vars or profiles column) are reported, not loaded; the others

@@ -1,6 +1,7 @@
 package dialog
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"switchboard/routing"
 	"switchboard/shards"
 	"switchboard/store"
+	"switchboard/transport"
 	"switchboard/txn"
 )
 
@@ -136,8 +138,16 @@ type call struct {
 // a proxy before us (caller side), and returns the call.
 func (e *env) invite(callID string) *call {
 	e.t.Helper()
+	return e.inviteOver(callID, transport.UDP)
+}
+
+// inviteOver is invite over protocol p: the caller's Via names it, and
+// the core takes the INVITE as received over it (the dialog's first hop
+// towards the caller is "wss:..." for WSS).
+func (e *env) inviteOver(callID string, p transport.Proto) *call {
+	e.t.Helper()
 	inv := "INVITE sip:bob@" + calleeAddr + " SIP/2.0\r\n" +
-		"Via: SIP/2.0/UDP " + callerAddr + ";branch=z9hG4bK" + strings.ReplaceAll(callID, "@", "-") + "\r\n" +
+		"Via: SIP/2.0/" + p.String() + " " + callerAddr + ";branch=z9hG4bK" + strings.ReplaceAll(callID, "@", "-") + "\r\n" +
 		"Max-Forwards: 70\r\n" +
 		"Record-Route: <sip:10.0.0.9;lr;caller-side>\r\n" +
 		"From: \"Alice\" <sip:alice@example.com>;tag=atag-" + strings.ReplaceAll(callID, "@", "-") + "\r\n" +
@@ -148,7 +158,8 @@ func (e *env) invite(callID string) *call {
 		"Content-Length: 0\r\n\r\n"
 	c := &call{e: e, callID: callID, invite: inv, cseq: 10}
 	e.Take()
-	e.Receive(callerAddr, inv)
+	e.Handle(&transport.Packet{Data: []byte(inv), Src: netip.MustParseAddrPort(callerAddr),
+		Listener: e.Listener(p, netip.Addr{}), Proto: p})
 	for _, s := range e.Take() {
 		if strings.HasPrefix(s.Data, "INVITE ") {
 			c.fwds = append(c.fwds, s.Data)

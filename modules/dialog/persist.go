@@ -35,7 +35,11 @@ import (
 // counted (switchboard_dialog_store_drops_total) and logged; it can only
 // happen when the store has been failing for long. A batch the store
 // refuses is retried (three attempts), then its changes go back on the
-// lists for the next interval.
+// lists for the next interval. Each row is checked first (the store's
+// CheckDialog): one that would fail it is left out of the batch,
+// counted (switchboard_dialog_store_refused_total) and logged, instead
+// of failing the batch, every interval, with every other call of the
+// node in it.
 
 // writer is the module's write-behind to the store.
 type writer struct {
@@ -83,6 +87,9 @@ type restoredTimer struct {
 // on or not.
 type storeMetrics struct {
 	writes, errors, drops, restored *metrics.Counter
+	// refused counts the rows left out of a write-back: they fail the
+	// store's checks (store.CheckDialog).
+	refused *metrics.Counter
 }
 
 func newStoreMetrics(set *metrics.Set) storeMetrics {
@@ -91,6 +98,7 @@ func newStoreMetrics(set *metrics.Set) storeMetrics {
 		errors:   set.NewCounter("switchboard_dialog_store_errors_total"),
 		drops:    set.NewCounter("switchboard_dialog_store_drops_total"),
 		restored: set.NewCounter("switchboard_dialog_restored_total"),
+		refused:  set.NewCounter("switchboard_dialog_store_refused_total"),
 	}
 }
 
@@ -190,6 +198,8 @@ func (d *Dialog) flush() {
 	// A dialog is in a batch once at most (an upsert if it is up, a delete
 	// if it ended), so any order of equal ids does.
 	slices.SortFunc(w.taken, func(a, b pendOp) int { return cmp.Compare(int64(a.id), int64(b.id)) })
+	refused := 0
+	var why error
 	for _, op := range w.taken {
 		if op.del {
 			w.ops = append(w.ops, store.DialogOp{Kind: store.DialogDelete, Dialog: store.Dialog{ID: op.id}})
@@ -199,13 +209,28 @@ func (d *Dialog) flush() {
 		s := d.tbl.Shard(op.h)
 		s.Lock()
 		if e := findID(s, op.h, op.id); e != nil && e.Value.pflags&fDirty != 0 && e.Value.timer.Active() {
-			e.Value.pflags = e.Value.pflags&^fDirty | fStored
-			w.ops = append(w.ops, store.DialogOp{Kind: store.DialogUpsert, Dialog: d.row(e, &w.text)})
-			w.from = append(w.from, op)
+			e.Value.pflags &^= fDirty
+			// A row the store would refuse fails the whole batch:
+			// checked here, it alone is left out (written again at its
+			// next change, checked again), and the calls of the node
+			// are written back as ever.
+			r := d.row(e, &w.text)
+			if err := store.CheckDialog(&r); err != nil {
+				refused++
+				why = err
+			} else {
+				e.Value.pflags |= fStored
+				w.ops = append(w.ops, store.DialogOp{Kind: store.DialogUpsert, Dialog: r})
+				w.from = append(w.from, op)
+			}
 		} // else ended (its delete follows), or written already
 		s.Unlock()
 	}
 	w.taken = w.taken[:0]
+	if refused > 0 {
+		w.refused.Add(refused)
+		d.h.Warn("dialog: dialogs the store would refuse left out of the write-back; the others written", "dialogs", refused, "err", why)
+	}
 	if len(w.ops) == 0 {
 		w.trim(0)
 		return

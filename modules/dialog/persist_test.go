@@ -13,6 +13,7 @@ import (
 	"switchboard/routing"
 	"switchboard/shards"
 	"switchboard/store"
+	"switchboard/transport"
 )
 
 // persistSettings are the settings of the persistence tests: a writer
@@ -236,6 +237,65 @@ func TestPersistStoreBusy(t *testing.T) {
 	rows := stored(t, st)
 	if len(rows) != 1 || rows["busy-a"].ToTag != "ta" {
 		t.Fatalf("stored after the lock: %v, want A only", rows)
+	}
+}
+
+// TestPersistBadRowLeftOut: a dialog whose row the store would refuse is
+// left out of the write-back, counted, and the others are written: one
+// such row failed the whole batch at every interval, so no call of the
+// node was persisted while it was up (a WebSocket caller over TLS, whose
+// wss hop the store refused, or a To tag over 1 KiB). A WSS caller's
+// dialog is written, and restored.
+func TestPersistBadRowLeftOut(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() }) // after the module's Stop (cleanups run last first)
+	e := newEnvWith(t, persistSettings(), envOptions{store: st, secret: testSecret})
+	e.d.w.retry = time.Millisecond
+	e.invite("row-good").respond(0, 200, "tg")
+	e.inviteOver("row-wss", transport.WSS).respond(0, 200, "tw")
+	e.invite("row-bad").respond(0, 200, "tb")
+	// No call the module keeps makes a row the store refuses now: this
+	// one's first hop towards the caller is lost, as if it had.
+	h := shards.Sum([]byte("row-bad"))
+	s := e.d.tbl.Shard(h)
+	s.Lock()
+	s.Find(h, func(en *shards.Entry[dlg]) bool { return string(en.Key()) == "row-bad" }).Value.hop[toCaller] = addrPort{}
+	s.Unlock()
+	e.d.flush()
+	rows := stored(t, st)
+	if len(rows) != 2 || rows["row-good"].ToTag != "tg" || rows["row-wss"].CallerHop != "wss:"+callerAddr {
+		t.Fatalf("stored %v, want the good and the WSS call", rows)
+	}
+	if e.d.store.refused.Get() != 1 || e.d.store.errors.Get() != 0 || e.d.store.writes.Get() != 2 {
+		t.Fatalf("refused %d, errors %d, writes %d; want 1, 0, 2",
+			e.d.store.refused.Get(), e.d.store.errors.Get(), e.d.store.writes.Get())
+	}
+	e.wantCount(t, 0, 0, 3) // the call left out goes on
+	e.mods.Stop()
+	e2 := newEnvWith(t, persistSettings(), envOptions{store: st, secret: testSecret})
+	if l := e2.d.List("", 0); len(l) != 2 || e2.d.store.restored.Get() != 2 {
+		t.Fatalf("restored %d: %+v", e2.d.store.restored.Get(), l)
+	}
+}
+
+// TestHopsStored: the first hop of a dialog over each of the transport's
+// protocols is one the store keeps, and reads back.
+func TestHopsStored(t *testing.T) {
+	ap := netip.MustParseAddrPort("[2001:db8::1]:5061")
+	for p := transport.Proto(0); !strings.HasPrefix(p.String(), "proto("); p++ {
+		hop := string(appendHop(nil, p, ap))
+		r := store.Dialog{ID: 1, CallID: "c", FromURI: "sip:a@x", FromTag: "a", ToURI: "sip:b@x", ToTag: "b",
+			FromHdr: "<sip:a@x>;tag=a", ToHdr: "<sip:b@x>", CallerHop: hop, CalleeHop: hop,
+			State: store.DialogConfirmed, StartTime: 1, AnswerTime: 2, Timeout: 3}
+		if err := store.CheckDialog(&r); err != nil {
+			t.Errorf("%v: %v", p, err)
+		}
+		if gp, gap, ok := parseHop(hop); !ok || gp != p || gap != ap {
+			t.Errorf("%q read back as %v %v %v", hop, gp, gap, ok)
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"switchboard/modules/internal/routetest"
 	"switchboard/shards"
 	"switchboard/store"
+	"switchboard/transport"
 )
 
 // redisServer is a real redis-server (modules/internal/redistest).
@@ -220,6 +221,31 @@ func TestShareByeOnAnotherNode(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if len(b.ev.list())+len(a.ev.list()) != 1 {
 		t.Fatal("a second BYE made a second end")
+	}
+}
+
+// TestShareWSSCaller: the call of a WebSocket caller over TLS, set up
+// through node A, ends by the callee's BYE through node B: B reads the
+// row A wrote (its first hop towards the caller "wss:..."), takes it and
+// ends the call once. The store's checks refused a wss hop, so B took
+// the row for a forged one: the BYE was relayed and ended nothing, and
+// the call was billed until A's timeout.
+func TestShareWSSCaller(t *testing.T) {
+	rs := startRedis(t)
+	now := time.Now().UnixMilli()
+	a := newSharedNode(t, rs, "a", now, nil)
+	b := newSharedNode(t, rs, "b", now, nil)
+	c := a.inviteOver("share-wss", transport.WSS)
+	c.respond(0, 200, "btag-wss")
+	a.waitCounter(t, "switchboard_dialog_redis_writes_total", 1, func(v uint64) bool { return v == 1 })
+	c.on(b).inDialog("BYE", false, "btag-wss", 1)
+	waitUntil(t, "B's end event", func() bool { return len(b.ev.list()) == 1 })
+	waitUntil(t, "A dropped its dialog", func() bool { return a.d.tbl.Len() == 0 })
+	if ev := b.ev.list()[0]; ev.Reason != ReasonBye || ev.By != Callee || ev.Caller.String() != callerAddr {
+		t.Fatalf("B's end event: %+v", ev)
+	}
+	if n := b.counter(`switchboard_dialog_redis_reads_total{result="missing"}`); n != 0 || len(a.ev.list()) != 0 {
+		t.Fatalf("B took the row for a forged one %d times; A told of %d ends", n, len(a.ev.list()))
 	}
 }
 
