@@ -164,6 +164,15 @@ func CheckDialog(d *Dialog) error {
 	if d.StartTime <= 0 || d.Timeout <= 0 || d.AnswerTime < 0 {
 		return fail("start_time %d, answer_time %d, timeout %d: want times in ms since the epoch", d.StartTime, d.AnswerTime, d.Timeout)
 	}
+	// The proxy bounds a call's timeout from its answer (the dialog
+	// module's 168 h): an answer outside the call's life would move that
+	// bound.
+	if d.State == DialogConfirmed && d.AnswerTime == 0 {
+		return fail("answer_time 0: a confirmed dialog was answered")
+	}
+	if d.AnswerTime != 0 && (d.AnswerTime < d.StartTime || d.AnswerTime > d.Timeout) {
+		return fail("answer_time %d: want from start_time %d to timeout %d", d.AnswerTime, d.StartTime, d.Timeout)
+	}
 	if d.Code < 0 || d.Code > 699 {
 		return fail("code %d: want a SIP status (0 none)", d.Code)
 	}

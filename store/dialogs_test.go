@@ -95,6 +95,9 @@ func TestDialogValidation(t *testing.T) {
 			{"phrase", func(d *Dialog) { d.Phrase = "OK\r\nX: y" }, []string{"phrase", "line break"}},
 			{"value name", func(d *Dialog) { d.Values = []DialogValue{{Name: "a=b", Value: "x"}} }, []string{`value "a=b"`}},
 			{"no timeout", func(d *Dialog) { d.Timeout = 0 }, []string{"timeout 0"}},
+			{"answered before the start", func(d *Dialog) { d.AnswerTime = d.StartTime - 1 }, []string{"answer_time 1699999999999", "start_time"}},
+			{"answered after the timeout", func(d *Dialog) { d.AnswerTime = d.Timeout + 1 }, []string{"answer_time 1700000061001", "timeout"}},
+			{"confirmed, not answered", func(d *Dialog) { d.AnswerTime = 0 }, []string{"answer_time 0", "confirmed"}},
 			{"profile name", func(d *Dialog) { d.Profiles = []DialogProfile{{Name: "a,b"}} }, []string{`profile "a,b"`}},
 			{"profile value", func(d *Dialog) { d.Profiles = []DialogProfile{{Name: "p", Value: strings.Repeat("v", 2000)}} }, []string{"profile p", "2000 bytes"}},
 		} {

@@ -121,7 +121,8 @@ const (
 	SharingRedis = "redis"
 )
 
-// maxTimeout bounds a dialog's timeout (default_timeout, SetTimeout).
+// maxTimeout bounds a dialog's timeout (default_timeout, SetTimeout)
+// and how long after its answer a dialog lasts, a restored one too.
 const maxTimeout = 7 * 24 * time.Hour
 
 // maxProfiles bounds the profiles defined.

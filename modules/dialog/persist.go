@@ -446,8 +446,18 @@ func (d *Dialog) restore(r *store.Dialog) string {
 		d.share.changed(s, e)
 	}
 	d.confirmed.Add(1)
-	d.w.restore = append(d.w.restore, restoredTimer{h: h, id: r.ID, when: r.Timeout})
+	d.w.restore = append(d.w.restore, restoredTimer{h: h, id: r.ID, when: restoredTimeout(r)})
 	return ""
+}
+
+// restoredTimeout is when a stored dialog ends: its timeout, at most
+// maxTimeout after its answer, as a live dialog's (SetTimeout). A row
+// with a timeout ten years on (edited by hand, or written by a broken
+// tool) was restored as it was, past any bound of the configuration.
+// The store refuses a row answered before its start or after its
+// timeout (store.CheckDialog).
+func restoredTimeout(r *store.Dialog) int64 {
+	return min(r.Timeout, r.AnswerTime+maxTimeout.Milliseconds())
 }
 
 // fill puts a confirmed dialog stored as r in shard s (locked) and

@@ -299,6 +299,83 @@ func TestHopsStored(t *testing.T) {
 	}
 }
 
+// TestRestoreTimeoutBounded: a stored dialog whose timeout is ten years
+// after its answer (edited by hand, or by a broken tool) is restored to
+// end 168 h after its answer, the bound of a live dialog's timeout; it
+// was restored as it was. A row answered before its start is reported
+// and not restored.
+func TestRestoreTimeoutBounded(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() }) // after the module's Stop (cleanups run last first)
+	now := int64(1_700_000_000_000)  // the harness's clock
+	row := func(id uint64, callID string) store.Dialog {
+		return store.Dialog{ID: id, CallID: callID, FromURI: "sip:alice@example.com", FromTag: "a1",
+			ToURI: "sip:bob@example.com", ToTag: "b1", FromHdr: "<sip:alice@example.com>;tag=a1", ToHdr: "<sip:bob@example.com>",
+			CallerHop: "udp:" + callerAddr, State: store.DialogConfirmed, StartTime: now - 2000, AnswerTime: now - 1000,
+			Timeout: now + 10*365*24*3600*1000}
+	}
+	if err := st.ApplyDialogs(context.Background(), []store.DialogOp{{Kind: store.DialogUpsert, Dialog: row(0x1234, "far-off")},
+		{Kind: store.DialogUpsert, Dialog: row(0x1235, "answered-early")}}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, store.DefaultFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE dialog SET data = json_set(data, '$.answer_time', ?) WHERE dlg_id = ?`, now-3000, 0x1235); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, persistSettings(), envOptions{store: st, secret: testSecret})
+	g := e.only(t)
+	if string(g.get(g.fromTag)) != "a1" || g.timer.When() != g.answer+maxTimeout.Milliseconds() {
+		t.Fatalf("restored dialog ends %v after its answer, want %v", time.Duration(g.timer.When()-g.answer)*time.Millisecond, maxTimeout)
+	}
+}
+
+// TestSetTimeoutBounded: SetTimeout on an answered call starts its timer
+// with the timeout it keeps, at most 168 h from now and never past 168 h
+// after the answer (what a restart restores). It started the timer with
+// the value given (200 h) while keeping the bounded one.
+func TestSetTimeoutBounded(t *testing.T) {
+	e := newEnv(t, nil)
+	var set time.Duration
+	e.afterMatch = func(c *routing.Ctx) {
+		if !e.d.SetTimeout(c, set) {
+			t.Error("SetTimeout refused")
+		}
+	}
+	c := e.invite("bounded")
+	c.respond(0, 200, "b")
+	g := e.only(t)
+	set = 200 * time.Hour
+	c.inDialog("INFO", true, "b", 11)
+	if got := time.Duration(g.timer.When()-e.clock.Now()) * time.Millisecond; got != maxTimeout || g.timeout != uint32(maxTimeout.Milliseconds()) {
+		t.Fatalf("SetTimeout(200h): ends in %v, keeps %d ms; want %v both", got, g.timeout, maxTimeout)
+	}
+	// Answered 100 h ago (the clock is not run that far): 168 h from now
+	// would be 268 h after the answer.
+	h := shards.Sum([]byte("bounded"))
+	s := e.d.tbl.Shard(h)
+	s.Lock()
+	g.answer = e.clock.Now() - (100 * time.Hour).Milliseconds()
+	s.Unlock()
+	set = maxTimeout
+	c.inDialog("INFO", true, "b", 12)
+	if g.timer.When() != g.answer+maxTimeout.Milliseconds() {
+		t.Fatalf("SetTimeout(168h) 100 h after the answer: ends %v after it", time.Duration(g.timer.When()-g.answer)*time.Millisecond)
+	}
+	set = time.Hour
+	c.inDialog("INFO", true, "b", 13)
+	if g.timer.When() != e.clock.Now()+time.Hour.Milliseconds() {
+		t.Fatal("SetTimeout(1h) after them: not an hour from now")
+	}
+}
+
 // TestPersistQueueFull: a shard's list holds two changes per dialog the
 // shard may hold; past it a change is dropped and counted, never
 // blocking the call. (Only a store failing for long gets there.)

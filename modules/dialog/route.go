@@ -295,13 +295,16 @@ func find(s *shards.Shard[dlg], h uint64, callID []byte, id uint64) *shards.Entr
 // SetTimeout sets the timeout of the request's dialog, created by
 // CreateDialog in this route or matched by MatchDialog (OpenSIPS
 // $DLG_timeout): a confirmed dialog is ended that long after it was
-// answered (from now, when it is answered already); at most 168h.
-// False: the request has no dialog, or t is not positive.
+// answered (from now, when it is answered already); at most 168h, and
+// never later than 168h after the answer, the bound a restart restores
+// (restoredTimeout). False: the request has no dialog, or t is not
+// positive.
 func (d *Dialog) SetTimeout(c *routing.Ctx, t time.Duration) bool {
 	id := uint64(c.Value(SlotDialog))
 	if id == 0 || t <= 0 {
 		return false
 	}
+	t = min(t, maxTimeout)
 	callID := c.CallID()
 	h := shards.Sum(callID)
 	s := d.tbl.Shard(h)
@@ -312,9 +315,11 @@ func (d *Dialog) SetTimeout(c *routing.Ctx, t time.Duration) bool {
 		return false
 	}
 	g := &e.Value
-	g.timeout = uint32(min(t, maxTimeout).Milliseconds())
+	g.timeout = uint32(t.Milliseconds())
 	if g.state == stConfirmed {
-		s.StartTimer(e, &g.timer, 0, t)
+		// The timer started with t itself, unbounded, while the
+		// dialog kept the bounded value.
+		s.StartTimerAt(e, &g.timer, 0, min(s.Now()+t.Milliseconds(), g.answer+maxTimeout.Milliseconds()))
 		d.changed(s, e)
 	}
 	return true

@@ -955,7 +955,7 @@ func (sh *sharer) install(s *shards.Shard[dlg], h uint64, r *store.Dialog) *shar
 	}
 	e.Value.pflags = fShared | fRemote
 	d.remote.Add(1)
-	s.StartTimerAt(e, &e.Value.timer, 0, r.Timeout+sh.grace)
+	s.StartTimerAt(e, &e.Value.timer, 0, restoredTimeout(r)+sh.grace)
 	return e
 }
 
