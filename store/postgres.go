@@ -56,6 +56,21 @@ func openPostgres(ctx context.Context, dsn string, opts Options, migs []migratio
 	return b, nil
 }
 
+// PostgresDSNError words pgx's error for a DSN it could not parse without
+// the DSN: pgx quotes it with the password redacted, but misses a password
+// written "password = x" (libpq allows spaces around '='). pgx's reason,
+// after the quoted DSN, is kept.
+func PostgresDSNError(err error) string {
+	s := err.Error()
+	if rest, ok := strings.CutPrefix(s, "cannot parse `"); ok {
+		if i := strings.LastIndex(rest, "`: "); i >= 0 {
+			return "cannot parse the DSN: " + rest[i+3:]
+		}
+		return "cannot parse the DSN (its text is not repeated: it may hold a password)"
+	}
+	return s
+}
+
 // connectPostgres sets up the pool without touching the schema (the
 // OpenSIPS schema mode migrates nothing).
 func connectPostgres(ctx context.Context, dsn string, opts Options) (*Postgres, error) {
@@ -64,8 +79,7 @@ func connectPostgres(ctx context.Context, dsn string, opts Options) (*Postgres, 
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		// pgx does not repeat the DSN (it may hold a password).
-		return nil, fmt.Errorf("store: postgres: bad DSN: %w", err)
+		return nil, fmt.Errorf("store: postgres: bad DSN: %s", PostgresDSNError(err))
 	}
 	b := &Postgres{name: describeConn(cfg.ConnConfig), logSize: opts.ChangeLogSize, timeout: opts.Timeout}
 	b.tables = tables{b, `SELECT last FROM change_log_seq`}

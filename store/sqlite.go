@@ -45,8 +45,11 @@ func OpenSQLite(path string, opts Options) (*SQLite, error) {
 }
 
 func openSQLite(path string, opts Options, migs []migration) (*SQLite, error) {
-	if strings.ContainsAny(path, "?#") {
-		return nil, fmt.Errorf("store: database path %q must not contain '?' or '#'", path)
+	if strings.ContainsAny(path, "?#%") {
+		// The driver opens "file:" + path as a URI: '?' and '#' would end
+		// the path, a '%' escape would name another file (sip%41data is
+		// sipAdata), created with the default mode, not 0600.
+		return nil, fmt.Errorf("store: database path %q must not contain '?', '#' or '%%'", path)
 	}
 	// _txlock=immediate takes the write lock at BEGIN, so a transaction that
 	// reads then writes cannot fail with SQLITE_BUSY half way (which

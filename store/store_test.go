@@ -238,3 +238,25 @@ func TestConcurrentFirstOpen(t *testing.T) {
 		t.Fatalf("version %d", v)
 	}
 }
+
+// TestDataDirWithPercentRefused: a data directory with a '%' in its name
+// is refused by name: opened as a URI, sip%41data was the file
+// sipAdata/switchboard.db, created world-readable, digests and all.
+func TestDataDirWithPercentRefused(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "sip%41data")
+	if err := os.MkdirAll(filepath.Join(root, "sipAdata"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, Options{})
+	if err == nil {
+		s.Close()
+		t.Fatal("opened")
+	}
+	if !strings.Contains(err.Error(), "'%'") {
+		t.Fatalf("%v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "sipAdata", DefaultFileName)); err == nil {
+		t.Fatal("a database was created in sipAdata")
+	}
+}

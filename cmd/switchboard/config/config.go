@@ -25,6 +25,7 @@ import (
 
 	"switchboard/mgmt"
 	"switchboard/modules"
+	"switchboard/store"
 )
 
 // Config is the whole configuration of one switchboard process.
@@ -204,7 +205,10 @@ func (st *Storage) check(fail func(key, format string, args ...any) error) error
 				return fail("storage.dsn", "names no database (user@tcp(host:3306)/switchboard)")
 			}
 		} else if _, err := pgx.ParseConfig(st.DSN); err != nil {
-			return fail("storage.dsn", "%v", err)
+			// pgx's error may quote the DSN with its password (a
+			// "password = x" pair escapes its redaction): only what
+			// went wrong, without the DSN.
+			return fail("storage.dsn", "%s", store.PostgresDSNError(err))
 		}
 	default:
 		return fail("storage.driver", "unknown driver %q; supported: sqlite, postgres, mysql", st.Driver)
@@ -464,8 +468,8 @@ func (c *Config) check(at func(key string) int) error {
 	if lim.MaxTransactionMemory < 0 || lim.MaxTransactionMemory > 1<<20 {
 		return fail("limits.max_transaction_memory", "must be 0 (a share of the available memory) or between 1 and 1048576 (MiB), not %d", lim.MaxTransactionMemory)
 	}
-	if lim.MaxConnections < 1 {
-		return fail("limits.max_connections", "must be at least 1, not %d", lim.MaxConnections)
+	if lim.MaxConnections < 1 || lim.MaxConnections > 10_000_000 {
+		return fail("limits.max_connections", "must be between 1 and 10000000, not %d", lim.MaxConnections)
 	}
 	if lim.UDPSocketBuffer != 0 && (lim.UDPSocketBuffer < 65536 || lim.UDPSocketBuffer > 1<<28) {
 		return fail("limits.udp_socket_buffer", "must be 0 (the kernel's default) or between 65536 and 268435456 (bytes), not %d", lim.UDPSocketBuffer)

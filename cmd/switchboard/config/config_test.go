@@ -349,3 +349,32 @@ func TestStoragePostgres(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestDSNPasswordNotRepeated: a PostgreSQL DSN that does not parse (a
+// missing sslrootcert file) is refused naming the key and what went
+// wrong, never with the DSN's password, however it is written.
+func TestDSNPasswordNotRepeated(t *testing.T) {
+	const pw = "S3cretPassw0rd"
+	for _, dsn := range []string{
+		"host=db.example.net user=switchboard password = " + pw + " sslmode=verify-full sslrootcert=/nonexistent/ca.pem",
+		"host=db.example.net user=switchboard password=" + pw + " sslmode=verify-full sslrootcert=/nonexistent/ca.pem",
+		"postgres://switchboard:" + pw + "@db.example.net/sb?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+	} {
+		_, err := Load("t.yaml", []byte("storage:\n  driver: postgres\n  dsn: \""+dsn+"\"\n"), nil)
+		if err == nil {
+			t.Fatalf("%s: accepted", dsn)
+		}
+		if strings.Contains(err.Error(), pw) || !strings.Contains(err.Error(), "storage.dsn") || !strings.Contains(err.Error(), "ca.pem") {
+			t.Errorf("%v", err)
+		}
+	}
+}
+
+// TestMaxConnectionsBounded: a max_connections whose outbound share
+// would overflow is refused by its key.
+func TestMaxConnectionsBounded(t *testing.T) {
+	_, err := Load("t.yaml", []byte("limits:\n  max_connections: 1000000000000000000\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), "limits.max_connections") {
+		t.Fatalf("%v", err)
+	}
+}
