@@ -976,3 +976,17 @@ func (c *Core) timerCOf(t *txn) int64 {
 	}
 	return c.timerC
 }
+
+// spiral reports whether one of m's Vias is ours: our branch prefix and
+// one of our listeners as its sent-by (isLoop's test without the hash).
+func (c *Core) spiral(m *parser.Message) bool {
+	it := m.Vias()
+	for it.Next() {
+		v := &it.Via
+		b := v.Branch
+		if len(b) >= loopEnd && string(b[:prefixLen]) == string(c.prefix[:]) && c.isUsHostPort(v.Host, v.Port, v.Transport) {
+			return true
+		}
+	}
+	return false
+}

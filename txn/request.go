@@ -889,3 +889,28 @@ func (r *Request) Own(b []byte) []byte {
 	*arena = append(*arena, b...)
 	return (*arena)[n:len(*arena):len(*arena)]
 }
+
+// Spiral reports whether the request has been through this server
+// already: one of its Vias is ours (our branch prefix, sent-by one of our
+// listeners). Our own relay to a contact that leads back to us, directly
+// or through other proxies, comes back so (RFC 5393 §3: a spiral, which
+// loop detection lets through because its Request-URI changed). Scans
+// the Vias, allocates nothing.
+func (r *Request) Spiral() bool { return r.c.spiral(r.Msg) }
+
+// SendsToUs reports whether a request relayed to host (an IP address or
+// a name) and port (0: the transport's default, 5061 for TLS) would reach
+// one of our own listeners: its bound address and port (a listener bound
+// to the unspecified address also receives what is sent to a loopback
+// address or an address of the host), or its advertised host and port.
+// Names are not resolved: a served domain that is no listener's advertised
+// name is not recognised here (routing.Ctx.IsMyself knows those).
+func (r *Request) SendsToUs(host []byte, port int, proto transport.Proto) bool {
+	if port == 0 {
+		port = defaultPort(proto)
+	}
+	if ip, ok := parser.ParseIP(host); ok && port < 1<<16 && r.c.isOwnAddr(netip.AddrPortFrom(ip, uint16(port))) {
+		return true
+	}
+	return r.c.isUsHostPort(host, port, nil)
+}

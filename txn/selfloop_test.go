@@ -239,3 +239,70 @@ func TestOwnAddrWildcardListener(t *testing.T) {
 		}
 	}
 }
+
+// TestSendsToUsAndSpiral: what a registrar asks before storing a contact
+// and before forking a lookup. SendsToUs: a host and port that reach one of
+// our listeners (bound, wildcard, advertised, by name or address, the
+// transport's default port); another port or host is not us. Spiral: a
+// Via of ours anywhere in the request (our branch prefix and a listener
+// as sent-by), not one with another prefix or sent-by.
+func TestSendsToUsAndSpiral(t *testing.T) {
+	l := &transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("0.0.0.0:5060"), AdvertisedHost: "sip.example.net", AdvertisedPort: 5060}
+	tl := &transport.Listener{Proto: transport.TLS, Local: netip.MustParseAddrPort("192.0.2.10:5061"), AdvertisedHost: "192.0.2.10", AdvertisedPort: 5061}
+	snd := &recSender{ls: []*transport.Listener{l, tl}}
+	c, err := New(Config{Sender: snd, Listeners: snd, Router: &funcRouter{}, Clock: shards.NewManualClock(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := &Request{c: c}
+	for _, tc := range []struct {
+		host  string
+		port  int
+		proto transport.Proto
+		us    bool
+	}{
+		{"127.0.0.1", 0, transport.UDP, true},
+		{"127.0.0.1", 5060, transport.TCP, true},
+		{"[::ffff:127.0.0.1]", 5060, transport.UDP, true},
+		{"sip.example.net", 0, transport.UDP, true},
+		{"SIP.example.NET", 5060, transport.UDP, true},
+		{"192.0.2.10", 0, transport.TLS, true},
+		{"192.0.2.10", 5061, transport.UDP, true},
+		{"127.0.0.1", 5062, transport.UDP, false},
+		{"127.0.0.1", 0, transport.TLS, false}, // 5061: only 192.0.2.10 has it
+		{"sip.example.net", 5070, transport.UDP, false},
+		{"other.example.net", 0, transport.UDP, false},
+		{"198.51.100.7", 0, transport.UDP, false},
+	} {
+		if got := r.SendsToUs([]byte(tc.host), tc.port, tc.proto); got != tc.us {
+			t.Errorf("SendsToUs(%s, %d, %v) = %v", tc.host, tc.port, tc.proto, got)
+		}
+	}
+	ours := "SIP/2.0/UDP sip.example.net:5060;branch=" + c.BranchPrefix() + "0123456789abcdef0123456789abcdef00"
+	for _, tc := range []struct {
+		vias   []string
+		spiral bool
+	}{
+		{[]string{"SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bKphone"}, false},
+		{[]string{ours, "SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bKphone"}, true},
+		{[]string{"SIP/2.0/UDP 203.0.113.5;branch=z9hG4bKother", ours, "SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bKphone"}, true},
+		{[]string{"SIP/2.0/UDP sip.example.net:5060;branch=z9hG4bKnotours0123456789abcdef0123456789"}, false},
+		{[]string{strings.Replace(ours, "sip.example.net:5060", "203.0.113.5:5060", 1)}, false},
+	} {
+		msg := "INVITE sip:alice@example.com SIP/2.0\r\n"
+		for _, v := range tc.vias {
+			msg += "Via: " + v + "\r\n"
+		}
+		msg += "Max-Forwards: 70\r\nFrom: <sip:m@example.org>;tag=1\r\nTo: <sip:alice@example.com>\r\n" +
+			"Call-ID: sp@x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+		var m parser.Message
+		if err := m.Parse([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		r.Msg = &m
+		if got := r.Spiral(); got != tc.spiral {
+			t.Errorf("Spiral with Vias %q = %v", tc.vias, got)
+		}
+	}
+}

@@ -24,6 +24,23 @@ import (
 //
 // It returns false when the AOR has no live binding (the route answers
 // 480 or 404). Lookup never touches the disk and does not allocate.
+//
+// A request that carries a Via of ours (txn.Request.Spiral: it has been
+// through this server already) gets only the best binding, with no
+// parallel branch and no serial group after it. Save refuses contacts
+// that lead back here, but a binding stored before, or a host name that
+// resolves to us without being a served domain, or another proxy whose
+// contacts lead to ours, would make every spiral fork again: with k such
+// contacts, each pass through the lookup multiplies the requests by k and
+// only Max-Forwards ends it (RFC 5393 §3; 3,208 INVITEs relayed to
+// ourselves for one INVITE with Max-Forwards 4 and 8 contacts). With one
+// branch per spiral the first lookup forks at most k ways and each branch
+// then goes on as a chain, which loop detection ends once the best
+// contact's Request-URI comes back (a few hops; Max-Forwards at the
+// latest): the requests grow linearly, not exponentially. The price: a
+// call we relayed to another proxy that sends it back here (an
+// application server that proxies rather than being a B2BUA) rings only
+// the callee's best contact.
 func (r *Registrar) Lookup(c *routing.Ctx) bool {
 	r.lookups.Add(1)
 	var kb [maxAOR]byte
@@ -53,6 +70,13 @@ func (r *Registrar) Lookup(c *routing.Ctx) bool {
 	}
 	bs := e.Value.b
 	top := bs[order[0]].q
+	// A request that has been through here already gets one contact, the
+	// best, and no serial forking (see above).
+	one := (n > 1 || hasBelow(bs, s.Now(), top)) && c.R.Spiral()
+	if one {
+		n = 1
+		r.spirals.Add(1)
+	}
 	b := &bs[order[0]]
 	c.SetRU(b.contact)
 	if id := r.openFlow(c, b); id != 0 {
@@ -71,7 +95,7 @@ func (r *Registrar) Lookup(c *routing.Ctx) bool {
 			break
 		}
 	}
-	if !more {
+	if !more && !one {
 		more = hasBelow(bs, s.Now(), top)
 	}
 	s.Unlock()

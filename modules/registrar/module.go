@@ -249,11 +249,13 @@ func (r *Registrar) registerMetrics(h *modules.Host) {
 		"saved": func(s Stats) uint64 { return s.Saved }, "removed": func(s Stats) uint64 { return s.Removed },
 		"expired": func(s Stats) uint64 { return s.Expired }, "refused": func(s Stats) uint64 { return s.Refused },
 		"lookups": func(s Stats) uint64 { return s.Lookups }, "found": func(s Stats) uint64 { return s.Found },
-		"write_drops":  func(s Stats) uint64 { return s.WriteDrops },
-		"store_busy":   func(s Stats) uint64 { return s.StoreBusy },
-		"store_errors": func(s Stats) uint64 { return s.StoreErrors },
-		"unreachable":  func(s Stats) uint64 { return s.Unreachable },
-		"conn_closed":  func(s Stats) uint64 { return s.ConnClosed },
+		"write_drops":   func(s Stats) uint64 { return s.WriteDrops },
+		"store_busy":    func(s Stats) uint64 { return s.StoreBusy },
+		"store_errors":  func(s Stats) uint64 { return s.StoreErrors },
+		"unreachable":   func(s Stats) uint64 { return s.Unreachable },
+		"conn_closed":   func(s Stats) uint64 { return s.ConnClosed },
+		"loop_contacts": func(s Stats) uint64 { return s.LoopContacts },
+		"spirals":       func(s Stats) uint64 { return s.Spirals },
 	} {
 		set.NewGauge(`switchboard_registrar_`+name+`_total`, func() float64 { return float64(f(stats())) })
 	}

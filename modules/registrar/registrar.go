@@ -104,6 +104,7 @@ type Registrar struct {
 	saved, removed, expired, refused, lookups, found atomic.Uint64
 	writeDrops, storeBusy, storeErrors               atomic.Uint64
 	unreachable                                      atomic.Uint64
+	loopContacts, spirals                            atomic.Uint64
 
 	keepalive atomic.Pointer[keepalive]                                  // SetKeepalive
 	connOpen  atomic.Pointer[func(transport.Proto, netip.AddrPort) bool] // SetConnCheck
@@ -391,6 +392,8 @@ type Stats struct {
 	StoreErrors    uint64 // write-through REGISTERs answered 500 because the commit failed
 	Unreachable    uint64 // NATed bindings removed after unanswered keepalives (RemoveUnreachable; also in Removed)
 	ConnClosed     uint64 // WebSocket bindings expired by Lookup because their connection had closed (also in Expired)
+	LoopContacts   uint64 // REGISTERs refused (403) for a contact that leads back to this server (also in Refused)
+	Spirals        uint64 // lookups of a request that had been through here already, kept to one branch
 }
 
 // Stats returns the counters and the table's size.
@@ -400,6 +403,7 @@ func (r *Registrar) Stats() Stats {
 		Refused: r.refused.Load(), Lookups: r.lookups.Load(), Found: r.found.Load(),
 		WriteDrops: r.writeDrops.Load(), StoreBusy: r.storeBusy.Load(), StoreErrors: r.storeErrors.Load(),
 		Unreachable: r.unreachable.Load(), ConnClosed: r.connGone.Load(),
+		LoopContacts: r.loopContacts.Load(), Spirals: r.spirals.Load(),
 	}
 	r.tbl.Range(func(_ *shards.Shard[record], e *shards.Entry[record]) bool {
 		st.AORs++

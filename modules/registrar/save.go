@@ -34,7 +34,8 @@ type contactIn struct {
 	q        int16
 	expires  int64 // seconds; 0 removes
 	nat      bool
-	idx      int // index of the existing binding with the same key, -1 if none
+	loops    bool // requests to it would come back here (loopsBack)
+	idx      int  // index of the existing binding with the same key, -1 if none
 }
 
 // OptionTags are the extensions the registrar supports in a REGISTER's
@@ -66,8 +67,8 @@ type SaveOptions struct {
 // malformed Contact or To, 404 when the To domain is not served, 420 with
 // Unsupported for a Require option tag not in OptionTags (§10.3 step 2),
 // 503 when the AOR would have more than MaxContacts bindings, 400 for a
-// CSeq not above the binding's (RFC 3261 §10.3 step 7). It returns the
-// status sent.
+// CSeq not above the binding's (RFC 3261 §10.3 step 7), 403 for a contact
+// that leads back to this server (loopsBack). It returns the status sent.
 //
 // Save treats the REGISTER as not authenticated: use SaveWith after the
 // route checked its credentials.
@@ -155,6 +156,7 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch, o SaveOptions) int {
 		ci.params = na.Params
 		_, ob := u.Param("ob")
 		ci.nat = o.NAT && len(sc.path) == 0 || r.natted(c, &u, ob, ci.regID > 0, len(sc.path) > 0, o.Authenticated)
+		ci.loops = loopsBack(c, &u)
 		sc.cs = append(sc.cs, ci)
 	}
 	if it.Err() != nil {
@@ -162,6 +164,14 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch, o SaveOptions) int {
 	}
 	if star && (len(sc.cs) > 0 || !hasHdrExp || hdrExp != 0) {
 		return reply(c, 400, "Invalid Wildcard Contact", nil)
+	}
+	for i := range sc.cs {
+		// Removing one is allowed: a binding stored before this check
+		// existed goes the usual way.
+		if sc.cs[i].loops && sc.cs[i].expires > 0 {
+			r.loopContacts.Add(1)
+			return reply(c, 403, "Contact Loops Back", nil)
+		}
 	}
 
 	h := shards.Sum(key)
@@ -260,6 +270,35 @@ func (r *Registrar) admit(s *shards.Shard[record], e *shards.Entry[record], sc *
 		}
 	}
 	return 0, "", nil
+}
+
+// loopsBack reports whether a request sent to contact u would come back
+// to this server: its host or its maddr is a served domain (a name the
+// route's IsMyself knows), or, as an address, one of our listeners with
+// the contact's port (another port of our address is another program on
+// this host: a phone, a PBX). Such a binding is no device of the
+// subscriber's; it makes every call to the AOR spiral back to the
+// location lookup and fork again (RFC 5393 §3: eight contacts
+// "sip:alice@example.com;x=N" turned one INVITE with Max-Forwards 4 into
+// 3,208 relayed to ourselves). Host names are not resolved: a name that
+// is no served domain and resolves to us is left to Lookup's spiral rule.
+func loopsBack(c *routing.Ctx, u *parser.URI) bool {
+	proto := transport.UDP // for the default port: 5061 for TLS, else 5060
+	if u.Scheme == parser.SchemeSIPS || parser.EqualFold(u.Transport(), []byte("tls")) {
+		proto = transport.TLS
+	}
+	for _, host := range [2][]byte{u.Host, u.MAddr()} {
+		if len(host) == 0 {
+			continue
+		}
+		if _, isIP := parser.ParseIP(host); !isIP && c.IsMyself(host) {
+			return true
+		}
+		if c.R.SendsToUs(host, u.Port, proto) {
+			return true
+		}
+	}
+	return false
 }
 
 // pathOf appends the values of the Path headers, comma separated.

@@ -40,6 +40,9 @@ type harness struct {
 	// the store they write to.
 	acc *acc.Acc
 	st  *store.Store
+
+	// With modules: the registrar.
+	reg *registrar.Registrar
 }
 
 type sentMsg struct {
@@ -93,6 +96,7 @@ func newHarnessWith(t *testing.T, withModules bool, opts Options, extra func(*sh
 		if err != nil {
 			t.Fatal(err)
 		}
+		h.reg = reg
 		perms := trustedGateways(t, st, clock)
 		t.Cleanup(func() { a.Close(); reg.Close(); perms.Stop(); st.Close() })
 		env.Modules = map[string]any{"registrar": reg, "auth": a, "permissions": perms.Get("permissions"), "provider": opts}
