@@ -420,3 +420,51 @@ func TestRegisterRetransmission(t *testing.T) {
 		t.Errorf("the same bytes after %d s: %s", retransmitWindow+5, status(r))
 	}
 }
+
+// TestRetransmittedRegisterAfterUnregister: the retransmission rule above
+// must not undo what came after the request. A phone registers (#1, nonce
+// N1), then unregisters with "Contact: *" (#2, a higher CSeq, nonce N2).
+// Within 32 s the bytes of #1 arrive again from the phone's address: a
+// late UDP duplicate, or an attacker replaying a captured REGISTER from
+// the spoofed source. Auth accepts them as a retransmission; the
+// registrar, which had dropped the binding and with it the Call-ID and
+// CSeq that would show #1 is old (RFC 3261 §10.3 step 7), answered 200 and
+// the binding was back: calls to alice went to an address she had left.
+// Now the registrar's tombstone of the Call-ID refuses it (400 Out of
+// Order CSeq), and a duplicate of #2 changes nothing.
+func TestRetransmittedRegisterAfterUnregister(t *testing.T) {
+	h := newHarness(t, Config{})
+	u := &ua{user: "alice", method: "REGISTER"}
+	ch := pick(t, h.request(u.msg("")), "SHA-256")
+	first := u.msg(u.answer(ch, 1, "secret"))
+	if r := h.request(first); status(r) != "200 OK" {
+		t.Fatalf("register: %s", r)
+	}
+	h.clock.Advance(time.Second)
+	unreg := func(auth string) string {
+		return strings.Replace(u.msg(auth), "Contact: <sip:alice@127.0.0.1:5062>\r\n", "Contact: *\r\nExpires: 0\r\n", 1)
+	}
+	ch2 := pick(t, h.request(unreg("")), "SHA-256")
+	second := unreg(u.answer(ch2, 1, "secret"))
+	if r := h.request(second); status(r) != "200 OK" {
+		t.Fatalf("unregister: %s", r)
+	}
+	if h.reg.Registered([]byte("alice@example.com")) {
+		t.Fatal("still registered after Contact: *")
+	}
+	h.clock.Advance(5 * time.Second)
+	r := h.request(first)
+	if h.reg.Registered([]byte("alice@example.com")) {
+		t.Fatalf("the old REGISTER, accepted as a retransmission (%s), re-created the binding", status(r))
+	}
+	if status(r) != "400 Out of Order CSeq" {
+		t.Fatalf("the old REGISTER again: %s", r)
+	}
+	if st := h.a.Stats(); st.Retransmits != 1 {
+		t.Fatalf("auth took it for something else than a retransmission: %+v", st)
+	}
+	h.clock.Advance(time.Second)
+	if r := h.request(second); status(r) != "200 OK" || h.reg.Registered([]byte("alice@example.com")) {
+		t.Fatalf("the unregistration again: %s", r)
+	}
+}

@@ -200,10 +200,12 @@ func (r *Registrar) RemoveUnreachable(id BindingID, dst netip.AddrPort, failures
 	sc.ops = sc.ops[:0]
 	key := e.Key()
 	r.persistDelete(sc, key, &v.b[i])
+	r.buryBinding(v, &v.b[i], s.Now())
 	r.raiseContact(modules.EventContactDelete, key, &v.b[i], s.Now(), goneUnreachable)
 	v.remove(i)
 	r.unreachable.Add(1)
 	r.removed.Add(1)
+	s.Charge(e, v.bytes())
 	r.schedule(s, e)
 	ops := append([]store.BindingOp(nil), sc.ops...)
 	clear(sc.ops)

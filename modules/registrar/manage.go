@@ -133,16 +133,23 @@ func (r *Registrar) Delete(aor, contact string) (int, error) {
 		sc := r.scratch.Get().(*scratch)
 		sc.ops = sc.ops[:0]
 		n := 0
+		// Each binding removed leaves a tombstone (tombstone.go): a
+		// retransmission of the phone's last REGISTER does not bring it
+		// back.
 		if contact == "" {
 			n = len(v.b)
 			for len(v.b) > 0 {
+				r.buryBinding(v, &v.b[0], s.Now())
 				r.raiseContact(modules.EventContactDelete, key, &v.b[0], s.Now(), goneRemoved)
 				v.remove(0)
 			}
-			r.persistDeleteAOR(sc, key)
+			if n > 0 {
+				r.persistDeleteAOR(sc, key)
+			}
 		} else {
 			for i := 0; i < len(v.b); {
 				if string(v.b[i].contact) == contact {
+					r.buryBinding(v, &v.b[i], s.Now())
 					r.persistDelete(sc, key, &v.b[i])
 					r.raiseContact(modules.EventContactDelete, key, &v.b[i], s.Now(), goneRemoved)
 					v.remove(i)
@@ -153,6 +160,7 @@ func (r *Registrar) Delete(aor, contact string) (int, error) {
 			}
 		}
 		r.removed.Add(uint64(n))
+		s.Charge(e, v.bytes())
 		r.schedule(s, e)
 		ops := append([]store.BindingOp(nil), sc.ops...)
 		clear(sc.ops)

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -121,7 +122,8 @@ type Registrar struct {
 
 // record is the value of one address-of-record in the table.
 type record struct {
-	b     []binding // live bindings; inner buffers are kept across reuse
+	b     []binding   // live bindings; inner buffers are kept across reuse
+	gone  []tombstone // requests whose bindings went, for goneFor (tombstone.go)
 	timer shards.Timer
 	ping  shards.Timer // NAT keepalive of its NATed UDP bindings (keepalive.go)
 }
@@ -168,7 +170,7 @@ const (
 
 // bytes is the memory the record's bindings hold beyond the entry.
 func (v *record) bytes() int {
-	n := cap(v.b) * int(unsafe.Sizeof(binding{}))
+	n := cap(v.b)*int(unsafe.Sizeof(binding{})) + cap(v.gone)*int(unsafe.Sizeof(tombstone{}))
 	for i := range v.b[:cap(v.b)] {
 		b := &v.b[:cap(v.b)][i]
 		n += cap(b.contact) + cap(b.params) + cap(b.callID) + cap(b.instance) + cap(b.path) + cap(b.ua) + len(b.flowName)
@@ -216,6 +218,7 @@ func New(cfg Config) (*Registrar, error) {
 		OnTimer:   r.onTimer,
 		Reset: func(v *record) {
 			v.b = v.b[:0]
+			v.gone = v.gone[:0]
 		},
 	})
 	if err != nil {
@@ -333,19 +336,23 @@ func formatAddr(p transport.Proto, ap netip.AddrPort) string {
 	return name + ":" + ap.String()
 }
 
-// schedule starts the record's timer for its earliest expiry, or removes
-// the record when it has no binding left. The shard is locked.
+// schedule starts the record's timer for its earliest expiry (of a
+// binding or a tombstone), or removes the record when it has neither
+// left. The shard is locked.
 func (r *Registrar) schedule(s *shards.Shard[record], e *shards.Entry[record]) {
 	v := &e.Value
-	if len(v.b) == 0 {
+	if len(v.b) == 0 && len(v.gone) == 0 {
 		s.StopTimer(&v.timer)
 		s.StopTimer(&v.ping)
 		s.Remove(e)
 		return
 	}
-	first := v.b[0].expires
-	for i := 1; i < len(v.b); i++ {
+	first := int64(math.MaxInt64)
+	for i := range v.b {
 		first = min(first, v.b[i].expires)
+	}
+	for i := range v.gone {
+		first = min(first, v.gone[i].until)
 	}
 	if !v.timer.Active() || v.timer.When() != first {
 		s.StartTimerAt(e, &v.timer, timerExpire, first)
@@ -353,9 +360,9 @@ func (r *Registrar) schedule(s *shards.Shard[record], e *shards.Entry[record]) {
 	r.schedulePing(s, e)
 }
 
-// onTimer removes the expired bindings of a record. The store is not
-// written: a stored binding carries its own expiry, is never loaded once
-// past it, and the writer's periodic cleanup deletes it.
+// onTimer removes the expired bindings and tombstones of a record. The
+// store is not written: a stored binding carries its own expiry, is never
+// loaded once past it, and the writer's periodic cleanup deletes it.
 func (r *Registrar) onTimer(s *shards.Shard[record], e *shards.Entry[record], t *shards.Timer) {
 	if t.Kind == timerPing {
 		r.onPing(s, e)
@@ -376,6 +383,7 @@ func (r *Registrar) onTimer(s *shards.Shard[record], e *shards.Entry[record], t 
 	}
 	r.expired.Add(uint64(len(v.b) - n))
 	v.b = v.b[:n]
+	v.sweepGone(now)
 	r.schedule(s, e)
 }
 
@@ -392,6 +400,7 @@ type Stats struct {
 	StoreErrors    uint64 // write-through REGISTERs answered 500 because the commit failed
 	Unreachable    uint64 // NATed bindings removed after unanswered keepalives (RemoveUnreachable; also in Removed)
 	ConnClosed     uint64 // WebSocket bindings expired by Lookup because their connection had closed (also in Expired)
+	Tombstones     int    // requests remembered for goneFor after their bindings went (tombstone.go)
 	LoopContacts   uint64 // REGISTERs refused (403) for a contact that leads back to this server (also in Refused)
 	Spirals        uint64 // lookups of a request that had been through here already, kept to one branch
 }
@@ -406,8 +415,11 @@ func (r *Registrar) Stats() Stats {
 		LoopContacts: r.loopContacts.Load(), Spirals: r.spirals.Load(),
 	}
 	r.tbl.Range(func(_ *shards.Shard[record], e *shards.Entry[record]) bool {
-		st.AORs++
+		if len(e.Value.b) > 0 { // not a record kept for its tombstones alone
+			st.AORs++
+		}
 		st.Bindings += len(e.Value.b)
+		st.Tombstones += len(e.Value.gone)
 		return true
 	})
 	return st

@@ -17,12 +17,16 @@ import (
 // scratch is per-call working memory, pooled so a REGISTER that refreshes
 // existing bindings reuses it.
 type scratch struct {
-	ob   outboundMode // RFC 5626 outbound for this REGISTER (outbound.go)
-	cs   []contactIn
-	hdr  []byte
-	path []byte
-	ops  []store.BindingOp // the change for the store
-	key  [maxAOR]byte
+	ob outboundMode // RFC 5626 outbound for this REGISTER (outbound.go)
+	// repeat: the request is a retransmission of one applied already
+	// whose bindings have gone since (a tombstone said so): it changes
+	// nothing.
+	repeat bool
+	cs     []contactIn
+	hdr    []byte
+	path   []byte
+	ops    []store.BindingOp // the change for the store
+	key    [maxAOR]byte
 }
 
 // contactIn is one Contact of a REGISTER, validated.
@@ -179,11 +183,16 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch, o SaveOptions) int {
 	s.Lock()
 	now := s.Now()
 	e := s.Get(h, key)
-	if e == nil && len(sc.cs) > 0 {
+	if e == nil && (len(sc.cs) > 0 || star) {
 		var err error
 		if e, err = s.Insert(h, key); err != nil {
-			s.Unlock()
-			return reply(c, 503, "Registrar Full", nil)
+			if sc.adds() {
+				s.Unlock()
+				return reply(c, 503, "Registrar Full", nil)
+			}
+			// Only removals, of bindings there are not: done, without
+			// the tombstone there is no room for.
+			e = nil
 		}
 	}
 	wait := false
@@ -192,18 +201,25 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch, o SaveOptions) int {
 		v := &e.Value
 		var res store.Reservation
 		if code, reason, hdr := r.admit(s, e, sc, star, callID, cseq, branch, len(m.UserAgent()), &res); code != 0 {
-			if len(v.b) == 0 {
+			if len(v.b) == 0 && len(v.gone) == 0 {
 				s.Remove(e)
 			}
 			s.Unlock()
 			return reply(c, code, reason, hdr)
 		}
 		sc.ops = sc.ops[:0]
-		if star {
-			r.removeAll(v, sc, key, callID, cseq, branch)
-		} else if len(sc.cs) > 0 {
+		switch {
+		case sc.repeat:
+			// Applied once, and its bindings went since: the same
+			// answer as any retransmission, the bindings as they are.
+		case star:
+			r.removeAll(v, sc, key, callID, cseq, branch, now)
+			s.Charge(e, v.bytes()) // the tombstones
+		case len(sc.cs) > 0:
 			r.apply(c, v, sc, key, callID, cseq, branch, now)
-			s.Account(e, v.bytes())
+			// What admit reserved, less what refreshes reused, plus
+			// tombstones: bytes the record holds now.
+			s.Charge(e, v.bytes())
 		}
 		wait = r.persist(c, sc, &res, key)
 		if !wait {
@@ -226,15 +242,31 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch, o SaveOptions) int {
 // It returns the refusal (code 0: go on).
 func (r *Registrar) admit(s *shards.Shard[record], e *shards.Entry[record], sc *scratch, star bool, callID []byte, cseq uint32, branch uint64, ua int, res *store.Reservation) (int, string, []byte) {
 	v := &e.Value
+	sc.repeat = false
 	if !v.inOrder(sc, star, callID, cseq, branch) {
 		return 400, "Out of Order CSeq", nil
 	}
-	if !star && len(sc.cs) == 0 {
-		return 0, "", nil // a query: nothing changes
+	if len(v.gone) > 0 {
+		// The Call-ID's bindings that went, and with them their CSeq:
+		// a tombstone keeps it (tombstone.go).
+		if t := v.tomb(shards.Sum(callID), s.Now()); t != nil {
+			switch t.order(cseq, branch) {
+			case older:
+				return 400, "Out of Order CSeq", nil
+			case repeated:
+				sc.repeat = true
+			}
+		}
+	}
+	if sc.repeat || !star && len(sc.cs) == 0 {
+		return 0, "", nil // a query, or a retransmission: nothing changes
 	}
 	// Match contacts to bindings and check the count.
 	count := len(v.b)
 	ops := len(v.b) + 1 // "*": a delete per binding, or one for the AOR
+	if len(v.b) == 0 {
+		ops = 0 // none to delete (a record kept for its tombstones)
+	}
 	if !star {
 		for i := range sc.cs {
 			ci := &sc.cs[i]
@@ -301,6 +333,16 @@ func loopsBack(c *routing.Ctx, u *parser.URI) bool {
 	return false
 }
 
+// adds reports whether the request adds or refreshes a contact.
+func (sc *scratch) adds() bool {
+	for i := range sc.cs {
+		if sc.cs[i].expires > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // pathOf appends the values of the Path headers, comma separated.
 func pathOf(m *parser.Message, dst []byte) []byte {
 	for i, n := 0, m.NumHeaders(); i < n; i++ {
@@ -344,8 +386,13 @@ func (sc *scratch) growth(have, count, ua, callID int) int {
 // apply changes the bindings of v as sc.cs says. The shard is locked.
 func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []byte, cseq uint32, branch uint64, now int64) {
 	m := c.Msg()
+	removes := false
 	for i := range sc.cs {
 		ci := &sc.cs[i]
+		// A request that removes a contact leaves a tombstone, even when
+		// it found nothing to remove: its retransmission after a newer
+		// REGISTER bound the contact again must not remove that.
+		removes = removes || ci.expires == 0
 		// Indexes may have moved when an earlier contact removed a
 		// binding: look again.
 		idx := v.find(ci.instance, ci.regID, ci.uri)
@@ -355,11 +402,18 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 				continue // a retransmission, or the same contact twice
 			}
 			if ci.expires == 0 {
+				r.buryBinding(v, b, now)
 				r.persistDelete(sc, key, b)
 				r.raiseContact(modules.EventContactDelete, key, b, now, goneUnregistered)
 				v.remove(idx)
 				r.removed.Add(1)
 				continue
+			}
+			if !bytes.Equal(b.callID, callID) {
+				// Taken over by another Call-ID (a phone restarted, an
+				// instance on a new contact): the old one's requests
+				// must not take it back.
+				r.buryBinding(v, b, now)
 			}
 		}
 		event := modules.EventContactUpdate
@@ -405,12 +459,16 @@ func (r *Registrar) apply(c *routing.Ctx, v *record, sc *scratch, key, callID []
 		r.saved.Add(1)
 		r.raiseContact(event, key, b, now, "")
 	}
+	if removes {
+		v.bury(callID, cseq, branch, now+goneFor, r.maxGone())
+	}
 }
 
 // removeAll handles "Contact: *" with Expires 0: every binding goes but
 // one the request is a retransmission for (inOrder refused the request if
-// a binding of its Call-ID has a higher CSeq).
-func (r *Registrar) removeAll(v *record, sc *scratch, key, callID []byte, cseq uint32, branch uint64) {
+// a binding of its Call-ID has a higher CSeq). Each binding that goes,
+// and the request itself, leave a tombstone.
+func (r *Registrar) removeAll(v *record, sc *scratch, key, callID []byte, cseq uint32, branch uint64, now int64) {
 	keep := func(b *binding) bool { return b.order(callID, cseq, branch) == repeated }
 	kept := 0
 	for i := range v.b {
@@ -418,7 +476,7 @@ func (r *Registrar) removeAll(v *record, sc *scratch, key, callID []byte, cseq u
 			kept++
 		}
 	}
-	if kept == 0 {
+	if kept == 0 && len(v.b) > 0 {
 		r.persistDeleteAOR(sc, key)
 	}
 	for i := 0; i < len(v.b); {
@@ -429,10 +487,12 @@ func (r *Registrar) removeAll(v *record, sc *scratch, key, callID []byte, cseq u
 		if kept > 0 {
 			r.persistDelete(sc, key, &v.b[i])
 		}
-		r.raiseContact(modules.EventContactDelete, key, &v.b[i], r.cfg.Clock.Now(), goneUnregistered)
+		r.buryBinding(v, &v.b[i], now)
+		r.raiseContact(modules.EventContactDelete, key, &v.b[i], now, goneUnregistered)
 		v.remove(i)
 		r.removed.Add(1)
 	}
+	v.bury(callID, cseq, branch, now+goneFor, r.maxGone())
 }
 
 // Where a request stands against a binding of the same key (RFC 3261
