@@ -146,6 +146,16 @@ type Reloader interface {
 	Reload(settings any) error
 }
 
+// OutboundWatcher is implemented by an Instance that sends on sockets of
+// its own to destinations it checked against outbound.allow when it took
+// them (Originator.Allowed): a reload that changed the list calls
+// OutboundChanged, once the transaction core answers from the new one, for
+// the module to check them again and stop sending to those now outside
+// (and take up those now inside). An error is logged.
+type OutboundWatcher interface {
+	OutboundChanged() error
+}
+
 // Drainer is implemented by an Instance with work to do when the server
 // drains (SIGTERM), while the transport and the transaction core still
 // run and new requests are refused: the dialog module ends the calls up

@@ -239,6 +239,19 @@ func (s *Set) Reload(settings map[string]any, differ func(name string) bool) (ap
 	return applied, restart, errs
 }
 
+// OutboundChanged tells the modules that implement OutboundWatcher that
+// outbound.allow changed (the core applies the new list already).
+func (s *Set) OutboundChanged() (errs []error) {
+	for i, d := range s.defs {
+		if w, ok := s.inst[i].(OutboundWatcher); ok {
+			if err := w.OutboundChanged(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", d.Name, err))
+			}
+		}
+	}
+	return errs
+}
+
 // StoreOptions applies every module's StoreOptions hook to o, with the
 // module's settings from settings (defaults when missing).
 func StoreOptions(settings map[string]any, o *store.Options) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -15,12 +16,17 @@ import (
 // TLS runs in worker goroutines with crypto/tls (gnet has no TLS): per
 // connection one reader, which frames and calls the handler, and one
 // writer, which drains the bounded queue. Certificates live behind an
-// atomic pointer so that ReloadCertificates takes effect for the next
-// handshake without a restart.
+// atomic pointer so that ReloadCertificates and ReloadTLS take effect for
+// the next handshake without a restart.
 
 type tlsState struct {
 	server atomic.Pointer[tls.Config]
 	client atomic.Pointer[tls.Config]
+
+	mu sync.Mutex // serialises load
+	// inForce is the TLS part of the configuration last loaded: what
+	// ReloadCertificates reads again (ReloadTLS replaces it).
+	inForce Config
 }
 
 func newTLSState(cfg *Config) (*tlsState, error) {
@@ -31,7 +37,38 @@ func newTLSState(cfg *Config) (*tlsState, error) {
 	return st, nil
 }
 
+// load puts the TLS settings of cfg in force (its other fields are not
+// read); on error those in force stay.
 func (st *tlsState) load(cfg *Config) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	server, client, err := buildTLS(cfg)
+	if err != nil {
+		return err
+	}
+	st.server.Store(server)
+	st.client.Store(client)
+	st.inForce = tlsPart(cfg)
+	return nil
+}
+
+// tlsPart is the TLS settings of cfg, alone.
+func tlsPart(cfg *Config) Config {
+	return Config{
+		TLSCertFile:           cfg.TLSCertFile,
+		TLSKeyFile:            cfg.TLSKeyFile,
+		TLSCertificates:       append([]CertKeyFiles(nil), cfg.TLSCertificates...),
+		TLSClientCAFile:       cfg.TLSClientCAFile,
+		TLSRequireClientCert:  cfg.TLSRequireClientCert,
+		TLSRootCAFile:         cfg.TLSRootCAFile,
+		TLSInsecureSkipVerify: cfg.TLSInsecureSkipVerify,
+		TLSMinVersion:         cfg.TLSMinVersion,
+	}
+}
+
+// buildTLS reads the files of cfg's TLS settings and makes the listeners'
+// and the dialer's configurations.
+func buildTLS(cfg *Config) (server, client *tls.Config, err error) {
 	minVer := cfg.TLSMinVersion
 	if minVer < tls.VersionTLS12 {
 		minVer = tls.VersionTLS12
@@ -45,11 +82,11 @@ func (st *tlsState) load(cfg *Config) error {
 			if i > 0 {
 				key = "tls_certificates[" + strconv.Itoa(i-1) + "]"
 			}
-			return &ConfigError{key, err}
+			return nil, nil, &ConfigError{key, err}
 		}
 		certs = append(certs, c)
 	}
-	server := &tls.Config{
+	server = &tls.Config{
 		// With several certificates crypto/tls picks the first one that
 		// matches the client's SNI and algorithms.
 		Certificates: certs,
@@ -58,7 +95,7 @@ func (st *tlsState) load(cfg *Config) error {
 	if cfg.TLSClientCAFile != "" {
 		pool, err := loadPool(cfg.TLSClientCAFile)
 		if err != nil {
-			return &ConfigError{"tls_client_ca_file", err}
+			return nil, nil, &ConfigError{"tls_client_ca_file", err}
 		}
 		server.ClientCAs = pool
 		server.ClientAuth = tls.VerifyClientCertIfGiven
@@ -66,7 +103,7 @@ func (st *tlsState) load(cfg *Config) error {
 			server.ClientAuth = tls.RequireAndVerifyClientCert
 		}
 	}
-	client := &tls.Config{
+	client = &tls.Config{
 		Certificates:       certs[:1], // presented to trunks that ask
 		MinVersion:         minVer,
 		InsecureSkipVerify: cfg.TLSInsecureSkipVerify,
@@ -74,13 +111,11 @@ func (st *tlsState) load(cfg *Config) error {
 	if cfg.TLSRootCAFile != "" {
 		pool, err := loadPool(cfg.TLSRootCAFile)
 		if err != nil {
-			return &ConfigError{"tls_root_ca_file", err}
+			return nil, nil, &ConfigError{"tls_root_ca_file", err}
 		}
 		client.RootCAs = pool
 	}
-	st.server.Store(server)
-	st.client.Store(client)
-	return nil
+	return server, client, nil
 }
 
 func loadPool(file string) (*x509.CertPool, error) {
@@ -95,14 +130,42 @@ func loadPool(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// ReloadCertificates reads the certificate, key and CA files again. New
-// handshakes use them; open connections keep theirs. On error the previous
-// certificates stay in use.
+// ErrNoTLS is returned by ReloadCertificates and ReloadTLS when no TLS or
+// WSS listener was configured: the TLS settings are not used.
+var ErrNoTLS = errors.New("transport: no TLS listener")
+
+// ReloadCertificates reads the certificate, key and CA files in force
+// again (those of Config, or of the last ReloadTLS). New handshakes use
+// them; open connections keep theirs. On error the previous certificates
+// stay in use.
 func (t *Transport) ReloadCertificates() error {
 	if t.streams == nil || t.streams.tls == nil {
-		return errors.New("transport: no TLS listener")
+		return ErrNoTLS
 	}
-	return t.streams.tls.load(&t.cfg)
+	st := t.streams.tls
+	st.mu.Lock()
+	cfg := st.inForce
+	st.mu.Unlock()
+	return st.load(&cfg)
+}
+
+// ReloadTLS puts the TLS settings of cfg in force (only its TLS fields
+// are read: certificate and key files, SNI pairs, client CA and whether a
+// client certificate is required, root CA, server verification, minimum
+// version), reading their files: new handshakes, inbound and outbound,
+// use them; open connections keep theirs. On error the settings in force
+// stay, all of them.
+func (t *Transport) ReloadTLS(cfg Config) error {
+	if t.streams == nil || t.streams.tls == nil {
+		return ErrNoTLS
+	}
+	if cfg.TLSCertFile == "" || cfg.TLSKeyFile == "" {
+		return &ConfigError{"tls_cert_file", errors.New("a TLS or WSS listener needs a certificate and key file")}
+	}
+	if cfg.TLSMinVersion != 0 && cfg.TLSMinVersion < 0x0303 {
+		return &ConfigError{"tls_min_version", errors.New("below TLS 1.2")}
+	}
+	return t.streams.tls.load(&cfg)
 }
 
 func (s *streams) acceptTLS(ln net.Listener, l *Listener) {

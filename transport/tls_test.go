@@ -424,3 +424,104 @@ func TestTLSConnectServerName(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestReloadTLSNewPaths: ReloadTLS puts settings other than the files'
+// contents in force: a certificate at another path is served from the
+// next handshake, and ReloadCertificates then reads that path again (not
+// the one the transport started with); server verification turned off
+// lets the next outbound connection reach a server the CA did not sign.
+// A path that cannot be read leaves everything as it was.
+func TestReloadTLSNewPaths(t *testing.T) {
+	pki := newPKI(t, "ca")
+	tr, sn := startTLS(t, pki, newRecorder(), func(c *Config) { c.TLSRootCAFile = pki.caFile })
+	l := tr.Listeners()[0]
+	served := func() int64 {
+		t.Helper()
+		c, err := dialTLSClient(l.Local, &tls.Config{RootCAs: pki.pool, ServerName: "sip.example.com"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+	}
+	if got := served(); got != sn {
+		t.Fatalf("serial %d, want %d", got, sn)
+	}
+
+	cf, kf, newSN := pki.issue(t, "renewed", []string{"sip.example.com"}, false)
+	if err := tr.ReloadTLS(Config{TLSCertFile: cf, TLSKeyFile: kf, TLSRootCAFile: pki.caFile}); err != nil {
+		t.Fatal(err)
+	}
+	if got := served(); got != newSN {
+		t.Fatalf("after ReloadTLS with a new path: serial %d, want %d", got, newSN)
+	}
+	_, _, againSN := pki.issue(t, "renewed", []string{"sip.example.com"}, false) // same path, new contents
+	if err := tr.ReloadCertificates(); err != nil {
+		t.Fatal(err)
+	}
+	if got := served(); got != againSN {
+		t.Fatalf("ReloadCertificates read another path: serial %d, want %d", got, againSN)
+	}
+	if err := tr.ReloadTLS(Config{TLSCertFile: filepath.Join(pki.dir, "missing.pem"), TLSKeyFile: kf}); err == nil {
+		t.Fatal("a missing certificate file was accepted")
+	}
+	if got := served(); got != againSN {
+		t.Fatalf("after a failed ReloadTLS: serial %d, want %d", got, againSN)
+	}
+
+	// Outbound: a server of another CA is refused until verification is
+	// turned off.
+	rogue := newPKI(t, "rogue")
+	rcf, rkf, _ := rogue.issue(t, "rogue", nil, false)
+	rcert, _ := tls.LoadX509KeyPair(rcf, rkf)
+	rln, err := tls.Listen("tcp4", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{rcert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rln.Close()
+	got := make(chan []byte, 4)
+	go func() {
+		for {
+			c, err := rln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if n, err := c.Read(buf); err == nil {
+					got <- buf[:n]
+				}
+			}()
+		}
+	}()
+	peer := rln.Addr().(*net.TCPAddr).AddrPort()
+	req := sipMsg("OPTIONS", "")
+	tr.Send(l, peer, []byte(req))
+	deadline := time.Now().Add(5 * time.Second)
+	for tr.Stats().TLSHandshakeKO != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("unverified server accepted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := tr.ReloadTLS(Config{TLSCertFile: cf, TLSKeyFile: kf, TLSRootCAFile: pki.caFile, TLSInsecureSkipVerify: true}); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		tr.Send(l, peer, []byte(req))
+		select {
+		case b := <-got:
+			if string(b) != req {
+				t.Fatalf("peer got %q", b)
+			}
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("verify_server off not applied to the next connection")
+		}
+	}
+}

@@ -102,7 +102,7 @@ type Config struct {
 	// AllowOutbound lists the networks the core may send to. A destination
 	// outside every prefix is not sent to: the branch fails as on a
 	// transport error (503 for the failure handling). Empty allows every
-	// destination.
+	// destination. Core.SetAllowOutbound replaces it while running.
 	AllowOutbound []netip.Prefix
 
 	// Resolver resolves hostnames in Route and Request-URI off the receive

@@ -64,6 +64,9 @@ type Core struct {
 	tap         atomic.Pointer[tapBox]         // message capture (SetTap); nil when off
 	trace       atomic.Pointer[tracer]         // debug trace (StartTrace); nil when off
 	remote      atomic.Pointer[remoteFlowsBox] // flows other nodes hold (SetRemoteFlows; remoteflow.go)
+	// allow is the outbound allow-list in force: Config.AllowOutbound,
+	// then what SetAllowOutbound put (a reload); never nil.
+	allow atomic.Pointer[[]netip.Prefix]
 
 	// hostAddrs are the addresses of the host's interfaces, read at New
 	// when a listener is bound to a wildcard address (isOwnAddr).
@@ -105,6 +108,7 @@ func New(cfg Config) (*Core, error) {
 		return nil, err
 	}
 	c := &Core{cfg: cfg, router: cfg.Router, send: cfg.Sender, ls: cfg.Listeners, res: cfg.Resolver}
+	c.SetAllowOutbound(cfg.AllowOutbound)
 	c.local, _ = cfg.Router.(LocalRouter)
 	c.conns, _ = cfg.Sender.(ConnSender)
 	c.flows, _ = cfg.Sender.(FlowSender)
@@ -314,13 +318,22 @@ func (c *Core) handle(x *ctx, p *transport.Packet) {
 	}
 }
 
+// SetAllowOutbound replaces the outbound allow-list (Config.AllowOutbound;
+// empty: anywhere): every send checked from then on keeps to the new one,
+// on connections already open too.
+func (c *Core) SetAllowOutbound(l []netip.Prefix) {
+	l = append([]netip.Prefix(nil), l...)
+	c.allow.Store(&l)
+}
+
 // allowed reports whether dst is inside the outbound allow-list.
 func (c *Core) allowed(a netip.Addr) bool {
-	if len(c.cfg.AllowOutbound) == 0 {
+	allow := *c.allow.Load()
+	if len(allow) == 0 {
 		return true
 	}
 	a = a.Unmap()
-	for _, p := range c.cfg.AllowOutbound {
+	for _, p := range allow {
 		if p.Contains(a) {
 			return true
 		}

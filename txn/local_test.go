@@ -125,3 +125,31 @@ func TestSendLocalRefused(t *testing.T) {
 		t.Errorf("send error: %d", code)
 	}
 }
+
+// TestSetAllowOutboundNarrows: a reload that narrows outbound.allow
+// (SetAllowOutbound) applies to the next send, and one that widens it
+// too; the list given at New is not kept aside.
+func TestSetAllowOutboundNarrows(t *testing.T) {
+	h := newHarness(t, nil)
+	send := func() error {
+		return h.core.SendLocal(LocalRequest{Proto: transport.UDP, Dst: uasAddr, Message: options("127.0.0.1:5080")}, func(int, *parser.Message) {})
+	}
+	if err := send(); err != nil {
+		t.Fatalf("inside the allow-list: %v", err)
+	}
+	h.snd.take()
+	h.core.SetAllowOutbound([]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")})
+	if err := send(); err != ErrNotAllowed {
+		t.Fatalf("after narrowing to 192.0.2.0/24, a send to %s: %v", uasAddr, err)
+	}
+	if h.core.Allowed(uasAddr.Addr()) || !h.core.Allowed(netip.MustParseAddr("192.0.2.7")) {
+		t.Fatal("Allowed does not answer from the new list")
+	}
+	if n := len(h.snd.take()); n != 0 {
+		t.Fatalf("%d messages sent outside the new list", n)
+	}
+	h.core.SetAllowOutbound(nil) // empty: anywhere
+	if err := send(); err != nil {
+		t.Fatalf("after emptying the list: %v", err)
+	}
+}

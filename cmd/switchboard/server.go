@@ -252,20 +252,12 @@ func (s *server) transportConfig() transport.Config {
 		IdleTimeout:     cfg.Limits.IdleTimeout.D(),
 		MessageTimeout:  cfg.Limits.MessageTimeout.D(),
 		SocketBuffer:    cfg.Limits.UDPSocketBuffer,
-		TLSCertFile:     cfg.TLS.Cert,
-		TLSKeyFile:      cfg.TLS.Key,
-		TLSMinVersion:   tlsVersion(cfg.TLS.MinVersion),
 		Admit:           s.mods.Admit(), // bans (modules/pike): dropped before parsing
 		// Anycast nodes may share a host (the tests' "anycast in a box"):
 		// their stream listeners share the address like the UDP ones.
 		StreamReusePort: cfg.Anycast.Relay != "",
 	}
-	if cfg.TLS.ClientCA != "" {
-		tc.TLSClientCAFile = cfg.TLS.ClientCA
-		tc.TLSRequireClientCert = true
-	}
-	tc.TLSRootCAFile = cfg.TLS.CA
-	tc.TLSInsecureSkipVerify = !cfg.TLS.VerifyServer
+	setTLS(&tc, cfg.TLS)
 	for _, l := range cfg.Listen {
 		p, _ := transport.ParseProto(l.Proto)
 		lc := transport.ListenerConfig{Proto: p, Addr: l.Address}
@@ -280,6 +272,16 @@ func (s *server) transportConfig() transport.Config {
 		tc.Listeners = append(tc.Listeners, lc)
 	}
 	return tc
+}
+
+// setTLS sets the TLS fields of tc from the tls section (at start, and
+// for transport.ReloadTLS).
+func setTLS(tc *transport.Config, t config.TLS) {
+	tc.TLSCertFile, tc.TLSKeyFile = t.Cert, t.Key
+	tc.TLSMinVersion = tlsVersion(t.MinVersion)
+	tc.TLSClientCAFile, tc.TLSRequireClientCert = t.ClientCA, t.ClientCA != ""
+	tc.TLSRootCAFile = t.CA
+	tc.TLSInsecureSkipVerify = !t.VerifyServer
 }
 
 // localNames is what is_myself recognises: the served domains, the
@@ -432,12 +434,16 @@ func (s *server) stop() {
 }
 
 // reload re-reads the configuration file and applies what can change while
-// running: log level, served domains, TLS certificates. Anything else that
-// changed needs a restart, and the log says so.
+// running: log.level, domains, the tls section (the files are read again
+// even when it did not change, for certificates renewed in place),
+// outbound.allow, and the sections of the modules that can take theirs
+// (Reloader). Every other key that changed needs a restart, and the log
+// line says which (restartKeys); a section that failed to apply is logged
+// as an error and stays as it was.
 func (s *server) reload() {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	var reloaded, restart []string
+	var reloaded []string
 	cfg, err := loadConfig(s.cfgPath, s.sets)
 	if err != nil {
 		s.log.Error("reload: configuration not applied", "err", err)
@@ -445,6 +451,7 @@ func (s *server) reload() {
 	}
 	if cfg.Log.Level != s.cfg.Log.Level {
 		s.level.Set(parseLevel(cfg.Log.Level))
+		s.cfg.Log.Level = cfg.Log.Level
 		reloaded = append(reloaded, "log.level")
 	}
 	if strings.Join(cfg.Domains, ",") != strings.Join(s.cfg.Domains, ",") {
@@ -452,30 +459,27 @@ func (s *server) reload() {
 		s.domains.Replace(s.localNames())
 		reloaded = append(reloaded, "domains")
 	}
-	if cfg.TLS.Cert != "" {
-		if err := s.tr.ReloadCertificates(); err != nil {
-			s.log.Error("reload: TLS certificates not reloaded", "err", err)
-		} else {
-			reloaded = append(reloaded, "tls certificates")
-		}
+	reloaded = append(reloaded, s.reloadTLS(cfg)...)
+	// outbound.allow is checked at every send: the core takes the new list
+	// at once (the modules' configured destinations were checked against
+	// it when cfg was loaded); the modules that send on sockets of their
+	// own check theirs again once their sections are applied, below.
+	allowChanged := fmt.Sprint(cfg.Outbound.Allow) != fmt.Sprint(s.cfg.Outbound.Allow)
+	if allowChanged {
+		s.core.SetAllowOutbound(cfg.Outbound.AllowPrefixes())
+		o := cfg.Outbound
+		o.Resolver = s.cfg.Outbound.Resolver // at the next start
+		s.cfg.Outbound = o
+		reloaded = append(reloaded, "outbound.allow")
 	}
-	for key, changed := range map[string]bool{
-		"listen":   fmt.Sprint(cfg.Listen) != fmt.Sprint(s.cfg.Listen),
-		"routes":   cfg.Routes != s.cfg.Routes,
-		"timers":   cfg.Timers != s.cfg.Timers,
-		"limits":   cfg.Limits != s.cfg.Limits,
-		"storage":  cfg.Storage != s.cfg.Storage,
-		"mgmt":     fmt.Sprint(cfg.Mgmt) != fmt.Sprint(s.cfg.Mgmt),
-		"provider": cfg.Provider != s.cfg.Provider,
-	} {
-		if changed {
-			restart = append(restart, key)
-		}
-	}
+	restart := restartKeys(s.cfg, cfg)
 	// Modules whose settings changed take them if they can (Reloader).
 	applied, needRestart, errs := s.mods.Reload(cfg.Modules, func(name string) bool {
 		return fmt.Sprint(cfg.Modules[name]) != fmt.Sprint(s.cfg.Modules[name])
 	})
+	if allowChanged {
+		errs = append(errs, s.mods.OutboundChanged()...)
+	}
 	for _, err := range errs {
 		s.log.Error("reload: module settings not applied", "err", err)
 	}
@@ -484,8 +488,63 @@ func (s *server) reload() {
 	}
 	reloaded = append(reloaded, applied...)
 	restart = append(restart, needRestart...)
-	s.cfg.Log = cfg.Log
 	s.log.Info("reloaded", "applied", strings.Join(reloaded, ","), "need_restart", strings.Join(restart, ","))
+}
+
+// reloadTLS puts the tls section of cfg in force in the transport, new
+// paths included, for the next handshakes in and out; it returns what to
+// list as applied: "tls" when the section changed, "tls certificates"
+// when only the files were read again. Without a tls or wss listener the
+// section is not used (a listener added needs a restart, which takes it).
+// An error is logged and leaves the settings in force as they were.
+func (s *server) reloadTLS(cfg *config.Config) []string {
+	changed := cfg.TLS != s.cfg.TLS
+	var tc transport.Config
+	setTLS(&tc, cfg.TLS)
+	err := s.tr.ReloadTLS(tc)
+	switch {
+	case errors.Is(err, transport.ErrNoTLS):
+		if !changed {
+			return nil
+		}
+	case err != nil:
+		s.log.Error("reload: tls not applied; the certificates and settings in force stay", "err", err)
+		return nil
+	}
+	s.cfg.TLS = cfg.TLS
+	if changed {
+		return []string{"tls"}
+	}
+	return []string{"tls certificates"}
+}
+
+// restartKeys lists the keys that differ between the configuration in
+// force and cfg among those only a restart applies: every section of
+// config.Config but those reload applies (log.level, domains, tls,
+// outbound.allow) and the modules' (which say for themselves).
+// TestRestartKeysCoverEveryKey keeps it complete.
+func restartKeys(old, cfg *config.Config) []string {
+	var keys []string
+	for _, k := range []struct {
+		key     string
+		changed bool
+	}{
+		{"listen", fmt.Sprint(cfg.Listen) != fmt.Sprint(old.Listen)},
+		{"routes", cfg.Routes != old.Routes},
+		{"timers", cfg.Timers != old.Timers},
+		{"limits", cfg.Limits != old.Limits},
+		{"storage", cfg.Storage != old.Storage},
+		{"log.format", cfg.Log.Format != old.Log.Format},
+		{"mgmt", fmt.Sprint(cfg.Mgmt) != fmt.Sprint(old.Mgmt)},
+		{"outbound.resolver", cfg.Outbound.Resolver != old.Outbound.Resolver},
+		{"anycast", fmt.Sprint(cfg.Anycast) != fmt.Sprint(old.Anycast)},
+		{"provider", cfg.Provider != old.Provider},
+	} {
+		if k.changed {
+			keys = append(keys, k.key)
+		}
+	}
+	return keys
 }
 
 func parseLevel(s string) slog.Level {

@@ -273,3 +273,45 @@ func TestWebhookKeepsToOutboundAllow(t *testing.T) {
 		t.Fatalf("failed %d, delivered %d, %+v", failed.Get(), len(rcv.got), info)
 	}
 }
+
+// TestWebhookDropsConnectionsWhenOutboundNarrows: a reload that takes the
+// receiver out of outbound.allow (the core's list, then
+// Set.OutboundChanged) stops the webhook at once: its keep-alive
+// connection, opened under the old list, is not used again, and the next
+// dial is refused.
+func TestWebhookDropsConnectionsWhenOutboundNarrows(t *testing.T) {
+	rcv, hs := newReceiver(t)
+	h := routetest.NewWith(t, shards.NewManualClock(1_700_000_000_000), func(c *txn.Config) {
+		c.AllowOutbound = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	})
+	o := &modules.Originator{}
+	o.SetCore(h.Core())
+	s := &Settings{MaxSubscribers: 4, StreamQueue: 10, Webhooks: []WebhookSettings{{Name: "w", URL: hs.URL, Retries: -1, Timeout: 2 * time.Second}}}
+	if err := checkSettings(s); err != nil {
+		t.Fatal(err)
+	}
+	set := metrics.NewSet()
+	ms, err := modules.Build(modules.Services{Clock: shards.NewManualClock(1), Metrics: set, Originator: o}, map[string]any{"events": s}, "events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms.Start()
+	defer ms.Stop()
+	m := ms.Get("events").(*Module)
+	m.ev.Begin("E_TEST").Raise()
+	rcv.next(t) // delivered; the connection stays open for the next one
+
+	h.Core().SetAllowOutbound([]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")})
+	if errs := ms.OutboundChanged(); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	m.ev.Begin("E_TEST").Raise()
+	failed := set.GetOrCreateCounter(`switchboard_events_webhook_failed_total{webhook="w"}`)
+	for deadline := time.Now().Add(3 * time.Second); failed.Get() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	info := m.list()["subscribers"].([]subscriberInfo)
+	if failed.Get() != 1 || len(rcv.got) != 0 || !strings.Contains(info[0].LastError, "outside outbound.allow") {
+		t.Fatalf("after outbound.allow left the receiver out: failed %d, delivered %d more, %+v", failed.Get(), len(rcv.got), info)
+	}
+}

@@ -118,6 +118,18 @@ func (m *Module) Stop() {
 	}
 }
 
+// OutboundChanged makes every webhook dial anew for its next POST: the
+// address dialled is checked against outbound.allow, which a reload
+// changed, and a connection opened under the old list is not used again.
+func (m *Module) OutboundChanged() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, w := range m.hooks {
+		w.resetConns()
+	}
+	return nil
+}
+
 // Reload applies new settings: the webhooks of the configuration are
 // replaced (their queues lost), as is one added at run time under a name
 // the configuration now uses; the others added at run time stay.

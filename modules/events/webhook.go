@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,8 +28,11 @@ type webhook struct {
 	runtime bool  // added with events.subscribe
 	expires int64 // ms on the clock; 0: never (runtime subscriptions)
 	sub     *modules.Subscription
-	client  *http.Client
-	log     *slog.Logger
+	// client POSTs the events; resetConns swaps it for a fresh one, so
+	// that no connection opened before is used again.
+	client    atomic.Pointer[http.Client]
+	newClient func() *http.Client
+	log       *slog.Logger
 
 	delivered, failed, retries, dropped *metrics.Counter
 	metricNames                         []string
@@ -52,10 +56,12 @@ func newWebhook(cfg WebhookSettings, sub *modules.Subscription, set *metrics.Set
 		}
 		return nil
 	}}
-	tr := &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute,
-		TLSHandshakeTimeout: cfg.Timeout, ResponseHeaderTimeout: cfg.Timeout}
-	w := &webhook{cfg: cfg, sub: sub, log: log, done: make(chan struct{}),
-		client: &http.Client{Timeout: cfg.Timeout, Transport: tr}}
+	w := &webhook{cfg: cfg, sub: sub, log: log, done: make(chan struct{}), newClient: func() *http.Client {
+		tr := &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute,
+			TLSHandshakeTimeout: cfg.Timeout, ResponseHeaderTimeout: cfg.Timeout}
+		return &http.Client{Timeout: cfg.Timeout, Transport: tr}
+	}}
+	w.client.Store(w.newClient())
 	label := `{webhook="` + cfg.Name + `"}`
 	counter := func(name string) *metrics.Counter {
 		w.metricNames = append(w.metricNames, name+label)
@@ -84,7 +90,15 @@ func (w *webhook) stop() {
 		w.cancel()
 		<-w.done
 	}
-	w.client.CloseIdleConnections()
+	w.client.Load().CloseIdleConnections()
+}
+
+// resetConns makes the next POST dial anew, where outbound.allow (checked
+// at each dial) now lets: the connections opened before are closed when
+// idle, or when the POST on one ends, and never used again.
+func (w *webhook) resetConns() {
+	old := w.client.Swap(w.newClient())
+	old.CloseIdleConnections()
 }
 
 func (w *webhook) run(ctx context.Context) {
@@ -152,13 +166,17 @@ func (w *webhook) post(ctx context.Context, ev *modules.Event) (int, error) {
 	if w.cfg.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+w.cfg.Token)
 	}
-	resp, err := w.client.Do(req)
+	client := w.client.Load()
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err
 	}
 	// Read a little of the body so that the connection is reused.
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
+	if client != w.client.Load() {
+		client.CloseIdleConnections() // reset meanwhile: not to be reused
+	}
 	if resp.StatusCode/100 != 2 {
 		return resp.StatusCode, statusError(resp.StatusCode)
 	}

@@ -626,6 +626,28 @@ func (e *Engine) LoadTable(ctx context.Context) error {
 	return e.load(ctx, conf, true)
 }
 
+// OutboundChanged checks the instances again against outbound.allow,
+// which a reload changed: the table is read again, and a row now outside
+// the list is skipped (logged, switchboard_rtpengine_skipped_rows), one
+// now inside taken up. The configured instances were checked against the
+// new list when the configuration was loaded. When the table cannot be
+// read, the rows in use are checked again all the same, so that no
+// command goes outside the new list.
+func (e *Engine) OutboundChanged() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := e.LoadTable(ctx)
+	if err != nil {
+		e.reloadMu.Lock()
+		conf := e.conf
+		e.reloadMu.Unlock()
+		if err2 := e.load(ctx, conf, false); err2 != nil {
+			return errors.Join(err, err2)
+		}
+	}
+	return err
+}
+
 // Enabled reports whether media goes through rtpengine: the module is
 // there and has instances (rtpengine.instances).
 func (e *Engine) Enabled() bool { return e != nil && e.enabled.Load() }

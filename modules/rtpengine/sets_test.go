@@ -217,3 +217,58 @@ func TestSettingsErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOutboundChangedRechecksTableRows: a reload that narrows
+// outbound.allow (the transaction core's list, then Set.OutboundChanged)
+// takes a table row now outside it out of use, with its reason logged,
+// and one that widens the list takes the row up again: the control
+// socket sends nowhere the server may no longer send to, without a
+// restart.
+func TestOutboundChangedRechecksTableRows(t *testing.T) {
+	ctx := context.Background()
+	a := newNGPeer(t)
+	st := openStore(t)
+	row, err := st.AddRTPEngine(ctx, store.RTPEngine{SetID: 0, Socket: "udp:127.0.0.2:2223", Weight: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := DefaultSettings()
+	s.Instances = []string{"udp:" + a.conn.LocalAddr().String()}
+	logs := &lockedBuf{}
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	set, err := modules.Build(modules.Services{Store: st, Clock: shards.NewManualClock(1_700_000_000_000),
+		Logger: slog.New(slog.NewTextHandler(logs, nil)), AllowOutbound: loopback}, map[string]any{"rtpengine": s}, "rtpengine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(set.Stop)
+	h := routetest.New(t, nil)
+	h.Core().SetAllowOutbound(loopback)
+	set.SetCore(h.Core())
+	if err := set.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e := set.Get("rtpengine").(*Engine)
+	if l := e.List(); len(l) != 2 {
+		t.Fatalf("instances before the reload: %+v", l)
+	}
+
+	h.Core().SetAllowOutbound([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")})
+	if errs := set.OutboundChanged(); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	if l := e.List(); len(l) != 1 || l[0].Source != "config" {
+		t.Fatalf("after narrowing outbound.allow to 127.0.0.1/32, the row for 127.0.0.2 is still in use: %+v", l)
+	}
+	if !strings.Contains(logs.String(), "127.0.0.2 is outside outbound.allow") || !strings.Contains(logs.String(), "row="+itoa(int(row.ID))) {
+		t.Fatalf("the row's reason is not logged:\n%s", logs)
+	}
+
+	h.Core().SetAllowOutbound(loopback)
+	if errs := set.OutboundChanged(); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	if l := e.List(); len(l) != 2 {
+		t.Fatalf("after widening outbound.allow again, the row is not taken up: %+v", l)
+	}
+}

@@ -159,8 +159,27 @@ func init() {
 		Doc:      "HEP v3 capture: the SIP messages received and sent, to Homer collectors over UDP or TCP",
 		Settings: func() any { return DefaultSettings() },
 		Check:    checkSettings,
-		New:      newModule,
+		// At config load: a reload that leaves a collector outside
+		// outbound.allow is refused whole, whether or not this section
+		// changed (the list is applied live).
+		CheckOutbound: checkOutbound,
+		New:           newModule,
 	})
+}
+
+// checkOutbound refuses a collector outside outbound.allow: the server
+// sends nowhere else.
+func checkOutbound(v any, allowed func(netip.Addr) bool) error {
+	addrs, err := parseCollectors(v.(*Settings).Collectors)
+	if err != nil {
+		return err
+	}
+	for i, a := range addrs {
+		if !allowed(a.addr.Addr()) {
+			return modules.Errorf("collectors["+strconv.Itoa(i)+"]", "%s is outside outbound.allow: the server sends nowhere else", a.addr)
+		}
+	}
+	return nil
 }
 
 // SipTrace is the module. It implements txn.Tap; Trace is its route

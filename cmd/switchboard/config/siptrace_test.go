@@ -24,6 +24,10 @@ func TestSiptraceSection(t *testing.T) {
 		{"siptrace:\n  sample_rate: 2\n", "x.yaml:2: siptrace.sample_rate: must be above 0 and at most 1"},
 		{"siptrace:\n  queue_size: 1\n", "x.yaml:2: siptrace.queue_size: must be between 16 and 1048576"},
 		{"siptrace:\n  collector: []\n", "x.yaml:2: siptrace.collector: unknown key"},
+		// Checked at load, so that a reload narrowing outbound.allow (applied
+		// live) past a collector is refused whole.
+		{"outbound:\n  allow: [127.0.0.0/8]\nsiptrace:\n  collectors: [\"127.0.0.1:9060\", \"tcp:192.0.2.9:9061\"]\n",
+			"x.yaml:4: siptrace.collectors[1]: 192.0.2.9:9061 is outside outbound.allow"},
 	} {
 		_, err := Load("x.yaml", []byte(tc.src), nil)
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
