@@ -3,12 +3,21 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
+	"database/sql"
+	"fmt"
+	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	_ "modernc.org/sqlite"
+
+	"switchboard/store"
 )
 
 // reloadLine sends SIGHUP and returns the "reloaded" line it logs (the
@@ -135,5 +144,116 @@ func TestE2EReloadTLSCertificatePath(t *testing.T) {
 	// Unchanged, the files are read again: a certificate renewed in place.
 	if line := srv.reloadLine(t); !strings.Contains(line, `applied="tls certificates"`) {
 		t.Errorf("reload line %q: certificates not read again", line)
+	}
+}
+
+// slowStart starts the binary on a fresh SQLite data directory while the
+// test holds the database's write lock (as a CLI command would for a
+// moment), so that the start waits for it; release lets it go on.
+func slowStart(t *testing.T) (srv *testServer, release func()) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end tests skipped in -short mode")
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	st, err := store.Open(data, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(data, store.DefaultFileName)+"?_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv = &testServer{t: t, Port: freeSIPPort(t), Mgmt: freeTCPAddr(t), Dir: data, Config: filepath.Join(dir, "switchboard.yaml"), Log: &syncBuffer{}}
+	cfg := fmt.Sprintf("listen:\n  - {proto: udp, address: \"127.0.0.1:%d\"}\nmgmt:\n  listen: %q\nstorage:\n  dir: %q\noutbound:\n  allow: [127.0.0.0/8]\n",
+		srv.Port, srv.Mgmt, data)
+	if err := os.WriteFile(srv.Config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv.cmd = exec.Command(switchboardBinary(t), "run", "-c", srv.Config, "--drain-quiet", "200ms")
+	srv.cmd.Stdout, srv.cmd.Stderr = srv.Log, srv.Log
+	if err := srv.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	srv.exited = make(chan struct{})
+	go func() { srv.waitErr = srv.cmd.Wait(); close(srv.exited) }()
+	t.Cleanup(srv.kill)
+	time.Sleep(700 * time.Millisecond) // the server waits for the lock
+	if strings.Contains(srv.Log.String(), "switchboard started") {
+		t.Fatalf("started while the lock was held; the test proves nothing:\n%s", srv.Log)
+	}
+	return srv, func() { tx.Rollback() }
+}
+
+// TestE2ESIGHUPDuringStart: a SIGHUP that comes while the server starts
+// (here it waits for a SQLite write lock another process holds; in
+// production a migration or a large table) is logged, and applied once
+// started; the server runs on. Before, the handlers were installed only
+// once start had returned, and Go's default action killed the process
+// silently.
+func TestE2ESIGHUPDuringStart(t *testing.T) {
+	t.Parallel()
+	srv, release := slowStart(t)
+	srv.cmd.Process.Signal(syscall.SIGHUP) // logrotate, systemctl reload
+	time.Sleep(300 * time.Millisecond)
+	release()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(srv.Log.String(), "msg=reloaded"); time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-srv.exited:
+			t.Fatalf("a SIGHUP during start ended the server (%v):\n%s", srv.waitErr, srv.Log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the SIGHUP received while starting was not applied once started:\n%s", srv.Log)
+		}
+	}
+	l := srv.Log.String()
+	if i, j := strings.Index(l, "SIGHUP while starting"), strings.Index(l, "switchboard started"); i < 0 || j < i || strings.Index(l, "msg=reloaded") < j {
+		t.Errorf("want the SIGHUP logged when it came, the reload after the start:\n%s", l)
+	}
+	resp, err := http.Get("http://" + srv.Mgmt + "/readyz")
+	if err != nil {
+		t.Fatalf("not serving: %v\n%s", err, srv.Log)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/readyz %d", resp.StatusCode)
+	}
+}
+
+// TestE2ESIGTERMDuringStart: a SIGTERM while the server starts is logged,
+// and the server stops cleanly once started (the usual drain, "stopped",
+// exit 0). Before, the process died at once without its cleanup.
+func TestE2ESIGTERMDuringStart(t *testing.T) {
+	t.Parallel()
+	srv, release := slowStart(t)
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-srv.exited:
+		t.Fatalf("SIGTERM during start ended the server before its start was over (%v):\n%s", srv.waitErr, srv.Log)
+	default:
+	}
+	release()
+	select {
+	case <-srv.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no exit after the start:\n%s", srv.Log)
+	}
+	if srv.waitErr != nil {
+		t.Fatalf("exit: %v\n%s", srv.waitErr, srv.Log)
+	}
+	l := srv.Log.String()
+	for _, want := range []string{"signal while starting", "switchboard started", "shutting down", "msg=stopped"} {
+		if !strings.Contains(l, want) {
+			t.Errorf("log lacks %q:\n%s", want, l)
+		}
 	}
 }

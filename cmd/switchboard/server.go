@@ -72,6 +72,14 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	// The signals are ours from now on: a SIGHUP (logrotate, systemctl
+	// reload) or a SIGTERM during a slow start (a migration, loading a
+	// large table, another process holding the SQLite lock) would
+	// otherwise take Go's default action and end the process there. They
+	// wait in sig until watchStart takes them.
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sig)
 	cfg, err := loadConfig(*path, *sets)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -81,7 +89,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 	s.level = new(slog.LevelVar)
 	s.level.Set(parseLevel(cfg.Log.Level))
 	s.log = slog.New(newCallLogHandler(newLogger(stderr, cfg.Log.Format, s.level).Handler(), &s.callLogs))
-	if err := s.start(); err != nil {
+	early := s.watchStart(sig)
+	err = s.start()
+	hup, term := early.stop()
+	if err != nil {
 		fmt.Fprintln(stderr, "switchboard: not started:", err)
 		s.stop()
 		var ce *config.Error
@@ -90,8 +101,62 @@ func cmdRun(args []string, stderr io.Writer) int {
 		}
 		return 1
 	}
-	s.wait(*drain, *quiet)
+	if hup {
+		s.reload()
+	}
+	s.wait(sig, term, *drain, *quiet)
 	return 0
+}
+
+// startSignals are the signals received while the server starts.
+type startSignals struct {
+	quit chan struct{}
+	done chan struct{}
+	hup  bool
+	term os.Signal
+}
+
+// watchStart takes the signals of sig until stop: a SIGHUP is logged and
+// applied once started (one reload for any number of them); a SIGTERM or
+// SIGINT is logged and the server stops as soon as it has started, with
+// the drain of any stop; a second one ends the process at once, as the
+// signal would have without us (nothing is half-started then but what an
+// abrupt end leaves anyway: the store is crash-safe).
+func (s *server) watchStart(sig <-chan os.Signal) *startSignals {
+	w := &startSignals{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for {
+			select {
+			case <-w.quit:
+				return
+			case v := <-sig:
+				switch {
+				case v == syscall.SIGHUP:
+					if !w.hup {
+						s.log.Info("SIGHUP while starting: the configuration is read again once started")
+					}
+					w.hup = true
+				case w.term == nil:
+					w.term = v
+					s.log.Info("signal while starting: stopping once started", "signal", v.String())
+				default:
+					s.log.Warn("second signal while starting: exiting now", "signal", v.String())
+					os.Exit(1)
+				}
+			}
+		}
+	}()
+	return w
+}
+
+// stop ends the watch and returns what it took: whether a SIGHUP came,
+// and the SIGTERM or SIGINT (nil: none). Signals from then on stay in the
+// channel for wait.
+func (w *startSignals) stop() (hup bool, term os.Signal) {
+	close(w.quit)
+	<-w.done
+	return w.hup, w.term
 }
 
 func (s *server) start() error {
@@ -325,27 +390,25 @@ func tlsVersion(v string) uint16 {
 	return 0x0303
 }
 
-// wait serves until SIGTERM or SIGINT, reloading on SIGHUP, then drains.
-func (s *server) wait(drain, quiet time.Duration) {
-	sig := make(chan os.Signal, 4)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sig)
-	for v := range sig {
-		if v == syscall.SIGHUP {
+// wait serves until SIGTERM or SIGINT (or at once with term, one received
+// while starting), reloading on SIGHUP, then drains.
+func (s *server) wait(sig <-chan os.Signal, term os.Signal, drain, quiet time.Duration) {
+	for term == nil {
+		if v := <-sig; v == syscall.SIGHUP {
 			s.reload()
-			continue
+		} else {
+			term = v
 		}
-		s.log.Info("shutting down: refusing new requests, letting open transactions and calls finish",
-			"signal", v.String(), "quiet", quiet.String(), "bound", drain.String())
-		s.mgmt.SetReady(false)
-		s.router.SetDraining(true)
-		if s.drainModules(sig) {
-			s.drain(sig, drain, quiet)
-		}
-		s.stop()
-		s.log.Info("stopped")
-		return
 	}
+	s.log.Info("shutting down: refusing new requests, letting open transactions and calls finish",
+		"signal", term.String(), "quiet", quiet.String(), "bound", drain.String())
+	s.mgmt.SetReady(false)
+	s.router.SetDraining(true)
+	if s.drainModules(sig) {
+		s.drain(sig, drain, quiet)
+	}
+	s.stop()
+	s.log.Info("stopped")
 }
 
 // drainModules lets the modules do what a drain asks of them while the
