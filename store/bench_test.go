@@ -118,7 +118,7 @@ func BenchmarkLoadBindings(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			bs, err := s.LoadBindings(ctx, time.Now())
+			bs, _, err := s.LoadBindings(ctx, time.Now())
 			if err != nil || len(bs) != len(ops) {
 				b.Fatal(len(bs), err)
 			}

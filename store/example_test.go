@@ -35,7 +35,7 @@ func Example() {
 	w.Upsert(store.Binding{AOR: "alice@example.com", Contact: "sip:alice@192.0.2.1:5060",
 		Q: 1000, Expires: time.Now().Add(time.Hour).Unix()})
 	w.Close()
-	bs, _ := s.LoadBindings(ctx, time.Now())
+	bs, _, _ := s.LoadBindings(ctx, time.Now())
 	fmt.Println(len(bs), bs[0].Contact)
 
 	changes, _, _ := s.Changes(ctx, 0)

@@ -2,7 +2,11 @@ package store
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -27,6 +31,10 @@ type Binding struct {
 	Socket       string // local listener that received the REGISTER, e.g. "udp:127.0.0.1:5060"
 	Flags        uint32 // registrar-defined flags (e.g. behind NAT)
 	LastModified int64  // unix seconds; set to the apply time when 0
+
+	// badRow is why a stored row is not a binding (a value outside its
+	// field's range, or no integer): LoadBindings reports the row as bad.
+	badRow error
 }
 
 // Key returns the identity of b within its AOR, as stored in the
@@ -82,9 +90,116 @@ func checkBinding(op *BindingOp) error {
 }
 
 // LoadBindings returns every binding that has not expired at now, for the
-// registrar to fill its in-memory table at start.
-func (s *Store) LoadBindings(ctx context.Context, now time.Time) ([]Binding, error) {
-	return s.b.LoadBindings(ctx, now.Unix())
+// registrar to fill its in-memory table at start. A row written by hand or
+// by another tool with a value its field cannot hold (q other than -1 and
+// 0 to 1000, cseq, reg_id or flags outside 0 to 2^32-1, a value that is
+// no integer) is returned in bad, with what is wrong, and not in the
+// bindings: the server starts with the others, as LoadDialogs does. A q
+// of -1 is OpenSIPS's "no q": the binding gets 1000, as a contact
+// registered without q does.
+func (s *Store) LoadBindings(ctx context.Context, now time.Time) (bindings []Binding, bad []error, err error) {
+	all, err := s.b.LoadBindings(ctx, now.Unix())
+	if err != nil {
+		return nil, nil, err
+	}
+	bindings = all[:0]
+	for i := range all {
+		b := &all[i]
+		if b.badRow != nil {
+			bad = append(bad, errorf(ErrMalformedBinding, "binding %s of %s: %v", b.Contact, b.AOR, b.badRow))
+			continue
+		}
+		bindings = append(bindings, *b)
+	}
+	return bindings, bad, nil
+}
+
+// looseInt is an integer column scanned without failing the row: a value
+// that is no integer (SQLite keeps whatever it is given: text, a
+// fraction, NULL) is kept as bad, for the loader to report the row and go
+// on with the others.
+type looseInt struct {
+	v   int64
+	bad error
+}
+
+func (l *looseInt) Scan(src any) error {
+	l.v, l.bad = 0, nil
+	switch x := src.(type) {
+	case int64:
+		l.v = x
+	case float64:
+		if x != math.Trunc(x) || x < math.MinInt64 || x >= math.MaxInt64 {
+			l.bad = fmt.Errorf("%v is not an integer", x)
+		} else {
+			l.v = int64(x)
+		}
+	case []byte:
+		l.parse(string(x))
+	case string:
+		l.parse(x)
+	case nil:
+		l.bad = errors.New("NULL")
+	default:
+		l.bad = fmt.Errorf("%T is not an integer", src)
+	}
+	return nil
+}
+
+func (l *looseInt) parse(s string) {
+	v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		l.bad = fmt.Errorf("%q is not an integer", s)
+		return
+	}
+	l.v = v
+}
+
+// bindingInts are the integer columns of a location row as read, checked
+// against the ranges of Binding's fields by set.
+type bindingInts struct {
+	q, expires, cseq, regID, flags, lastModified looseInt
+}
+
+// set puts the values in x, or returns what is wrong with the first one
+// out of its field's range (x is then not a binding).
+func (n *bindingInts) set(x *Binding) error {
+	for _, c := range []struct {
+		name string
+		v    *looseInt
+	}{{"q", &n.q}, {"expires", &n.expires}, {"cseq", &n.cseq}, {"reg_id", &n.regID}, {"flags", &n.flags}, {"last_modified", &n.lastModified}} {
+		if c.v.bad != nil {
+			return fmt.Errorf("%s: %v", c.name, c.v.bad)
+		}
+	}
+	switch q := n.q.v; {
+	case q == -1: // OpenSIPS's "no q", copied as it is
+		x.Q = 1000
+	case q < 0 || q > 1000:
+		return fmt.Errorf("q %d outside 0 to 1000 (thousandths; -1: none)", q)
+	default:
+		x.Q = uint16(q)
+	}
+	var err error
+	if x.CSeq, err = uint32Col("cseq", n.cseq.v); err != nil {
+		return err
+	}
+	if x.RegID, err = uint32Col("reg_id", n.regID.v); err != nil {
+		return err
+	}
+	if x.Flags, err = uint32Col("flags", n.flags.v); err != nil {
+		return err
+	}
+	x.Expires, x.LastModified = n.expires.v, n.lastModified.v
+	return nil
+}
+
+// uint32Col is v, a stored column's value, if it fits a uint32.
+func uint32Col(name string, v int64) (uint32, error) {
+	if v < 0 || v > math.MaxUint32 {
+		return 0, fmt.Errorf("%s %d outside 0 to %d", name, v, uint32(math.MaxUint32))
+	}
+	return uint32(v), nil
 }
 
 // DeleteExpiredBindings removes bindings whose expiry is at or before now

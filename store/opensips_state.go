@@ -117,6 +117,10 @@ func (b *OpenSIPS) LoadBindings(ctx context.Context, now int64) ([]Binding, erro
 		FROM location WHERE expires > ? AND domain IS NOT NULL AND domain <> '' ORDER BY username, domain, contact_id`, now)
 }
 
+// scanOSBinding reads a location row. A cseq or flags outside a uint32
+// (OpenSIPS's columns are signed) makes the row bad (badRow, reported by
+// Store.LoadBindings), not an error that would stop the whole load; it
+// was wrapped into another number before.
 func scanOSBinding(r rowScanner, x *Binding) error {
 	var user, domain, attr string
 	var q float64
@@ -128,8 +132,12 @@ func scanOSBinding(r rowScanner, x *Binding) error {
 	x.AOR = user + "@" + strings.ToLower(domain)
 	x.Received = fromOSReceived(x.Received)
 	x.Q = osQ(q)
-	x.CSeq, x.Flags = uint32(cseq), uint32(flags)
 	x.RegID = osRegID(attr)
+	var err error
+	if x.CSeq, err = uint32Col("cseq", cseq); err == nil {
+		x.Flags, err = uint32Col("flags", flags)
+	}
+	x.badRow = err
 	return nil
 }
 

@@ -313,7 +313,7 @@ func TestOpenSIPSLocation(t *testing.T) {
 
 		// After a restart: a new store loads what is stored.
 		s2 := db.open(t, Options{})
-		got, err := s2.LoadBindings(ctx, time.Now())
+		got, _, err := s2.LoadBindings(ctx, time.Now())
 		must(t, err)
 		want := []Binding{b, inst, {AOR: "bob@example.com", Contact: "sip:bob@203.0.113.5:5060", Q: 1000, Expires: exp, CallID: "os-1",
 			CSeq: 3, UserAgent: "Zoiper", Socket: "udp:127.0.0.1:5060", LastModified: time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC).Unix()}}

@@ -128,24 +128,30 @@ const bindingUpsertTail = `
 		reg_id = excluded.reg_id, socket = excluded.socket, flags = excluded.flags,
 		last_modified = excluded.last_modified`
 
-// bindingDest is where bindingCols are scanned into x: made once for a
-// load of every binding, it is not allocated again per row.
-func bindingDest(x *Binding) []any {
-	return []any{&x.AOR, &x.Contact, &x.Received, &x.Path, &x.Q, &x.Expires, &x.CallID, &x.CSeq,
-		&x.UserAgent, &x.Instance, &x.RegID, &x.Socket, &x.Flags, &x.LastModified}
+// bindingDest is where bindingCols are scanned into x and, for the
+// integer columns, n (bindingInts.set checks them into x): made once for
+// a load of every binding, it is not allocated again per row.
+func bindingDest(x *Binding, n *bindingInts) []any {
+	return []any{&x.AOR, &x.Contact, &x.Received, &x.Path, &n.q, &n.expires, &x.CallID, &n.cseq,
+		&x.UserAgent, &x.Instance, &n.regID, &x.Socket, &n.flags, &n.lastModified}
 }
 
 // LoadBindings reads the live bindings; it is bounded by ctx only, not by
-// Options.Timeout: a million bindings take longer than one operation.
+// Options.Timeout: a million bindings take longer than one operation. A
+// row whose integers do not fit the binding's fields is returned with
+// badRow set (Store.LoadBindings reports it), not as an error that would
+// stop the load, and the server's start, for every other row.
 func (t tables) LoadBindings(ctx context.Context, now int64) ([]Binding, error) {
 	var out []Binding
 	err := t.tb.streamConn(ctx, func(c conn) error {
 		var x Binding
-		dest := bindingDest(&x)
+		var n bindingInts
+		dest := bindingDest(&x, &n)
 		return c.query(ctx, `SELECT `+bindingCols+` FROM location WHERE expires > ? ORDER BY aor`, []any{now}, func(r rowScanner) error {
 			if err := r.Scan(dest...); err != nil {
 				return err
 			}
+			x.badRow = n.set(&x)
 			out = append(out, x)
 			return nil
 		})

@@ -21,7 +21,7 @@ func binding(aor, contact string, expires int64) Binding {
 
 func loadMap(t *testing.T, s *Store, now time.Time) map[string]Binding {
 	t.Helper()
-	bs, err := s.LoadBindings(ctx, now)
+	bs, _, err := s.LoadBindings(ctx, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestWriterBatchesManyOps(t *testing.T) {
 		t.Logf("%d ops in %d transactions, largest %d", st.Applied, st.Batches, st.MaxBatch)
 		must(t, w.Close())
 
-		bs, err := s.LoadBindings(ctx, time.Now())
+		bs, _, err := s.LoadBindings(ctx, time.Now())
 		if err != nil || len(bs) != aors*contacts {
 			t.Fatalf("LoadBindings = %d, %v", len(bs), err)
 		}
@@ -189,7 +189,7 @@ func TestWriterCloseDrains(t *testing.T) {
 
 		// A fresh process sees all of it.
 		s2 := db.open(t, Options{})
-		bs, err := s2.LoadBindings(ctx, time.Now())
+		bs, _, err := s2.LoadBindings(ctx, time.Now())
 		if err != nil || len(bs) != 2500 {
 			t.Fatalf("after Close and re-open: %d bindings, %v", len(bs), err)
 		}
@@ -215,7 +215,7 @@ func TestWriterQueueFullDrops(t *testing.T) {
 		go w.run()
 		must(t, w.Flush())
 		must(t, w.Close())
-		bs, _ := s.LoadBindings(ctx, time.Now())
+		bs, _, _ := s.LoadBindings(ctx, time.Now())
 		if len(bs) != 8 {
 			t.Fatalf("%d bindings stored, want the 8 queued", len(bs))
 		}
@@ -274,7 +274,7 @@ func TestWriterConcurrentProducers(t *testing.T) {
 		}
 		wg.Wait()
 		must(t, w.Close())
-		bs, _ := s.LoadBindings(ctx, time.Now())
+		bs, _, _ := s.LoadBindings(ctx, time.Now())
 		if uint64(len(bs))+refused.Load() != 2000 || refused.Load() != w.Dropped() {
 			t.Fatalf("stored %d + refused %d != 2000 (dropped %d)", len(bs), refused.Load(), w.Dropped())
 		}
@@ -326,7 +326,7 @@ func TestWriterSurvivesAndReportsLockedDatabase(t *testing.T) {
 		must(t, w.Upsert(binding("c@example.com", "sip:c@192.0.2.1", exp)))
 		must(t, w.Flush())
 		var aors []string
-		bs, _ := s.LoadBindings(ctx, time.Now())
+		bs, _, _ := s.LoadBindings(ctx, time.Now())
 		for _, b := range bs {
 			aors = append(aors, b.AOR)
 		}
@@ -348,7 +348,7 @@ func TestExpiredBindings(t *testing.T) {
 			{Kind: OpUpsert, Binding: binding("b@example.com", "sip:old@192.0.2.2", now.Add(-time.Hour).Unix())},
 		}
 		must(t, s.ApplyBindings(ctx, ops))
-		bs, err := s.LoadBindings(ctx, now)
+		bs, _, err := s.LoadBindings(ctx, now)
 		if err != nil || len(bs) != 1 || bs[0].Contact != "sip:live@192.0.2.1" {
 			t.Fatalf("LoadBindings skips expired: %+v %v", bs, err)
 		}
@@ -356,7 +356,7 @@ func TestExpiredBindings(t *testing.T) {
 		if err != nil || n != 3 {
 			t.Fatalf("DeleteExpiredBindings = %d, %v; want 3", n, err)
 		}
-		if bs, _ := s.LoadBindings(ctx, time.Unix(0, 0)); len(bs) != 1 {
+		if bs, _, _ := s.LoadBindings(ctx, time.Unix(0, 0)); len(bs) != 1 {
 			t.Fatalf("%d rows left, want 1", len(bs))
 		}
 
@@ -371,7 +371,7 @@ func TestExpiredBindings(t *testing.T) {
 		if st := w.Stats(); st.Cleaned != 1 {
 			t.Fatalf("periodic cleanup removed %d, want 1", st.Cleaned)
 		}
-		if bs, _ := s.LoadBindings(ctx, time.Unix(0, 0)); len(bs) != 1 {
+		if bs, _, _ := s.LoadBindings(ctx, time.Unix(0, 0)); len(bs) != 1 {
 			t.Fatalf("%d rows left after periodic cleanup, want 1", len(bs))
 		}
 	})

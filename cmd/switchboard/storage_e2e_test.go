@@ -102,7 +102,7 @@ func testServerStorage(t *testing.T, driver string) {
 	contact := ""
 	deadline := time.Now().Add(5 * time.Second)
 	for contact == "" && time.Now().Before(deadline) {
-		bs, err := st.LoadBindings(context.Background(), time.Now())
+		bs, _, err := st.LoadBindings(context.Background(), time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -262,7 +262,7 @@ func TestKeepaliveFailures(t *testing.T) {
 	if len(l) != 1 || l[0].Contact != "sip:gone@192.168.1.11:5060" {
 		t.Fatalf("left %+v", l)
 	}
-	stored, err := st.LoadBindings(context.Background(), time.UnixMilli(h.clock.Now()))
+	stored, _, err := st.LoadBindings(context.Background(), time.UnixMilli(h.clock.Now()))
 	if err != nil || len(stored) != 1 || stored[0].Contact != "sip:gone@192.168.1.11:5060" {
 		t.Fatalf("stored %+v %v", stored, err)
 	}

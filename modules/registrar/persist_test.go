@@ -54,7 +54,7 @@ func storedAORs(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	bs, err := st.LoadBindings(context.Background(), time.Unix(1_700_000_000, 0))
+	bs, _, err := st.LoadBindings(context.Background(), time.Unix(1_700_000_000, 0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -235,13 +235,30 @@ func (r *Registrar) Close() { r.tbl.Close() }
 // maxAOR bounds an address-of-record "user@domain".
 const maxAOR = 320
 
+// maxBadLogged bounds the stored rows Load names in the log one by one.
+const maxBadLogged = 20
+
 // Load fills the table with the unexpired bindings in st (server start).
-// It returns how many were loaded.
+// It returns how many were loaded. A stored row that is no binding (a
+// value out of range, written by hand or another tool: store.LoadBindings'
+// bad) or whose AOR is too long is logged and left out; the others load.
 func (r *Registrar) Load(ctx context.Context, st *store.Store) (int, error) {
 	now := r.tbl.Now()
-	bs, err := st.LoadBindings(ctx, time.UnixMilli(now))
+	bs, bad, err := st.LoadBindings(ctx, time.UnixMilli(now))
 	if err != nil {
 		return 0, err
+	}
+	for i := range bs {
+		if sb := &bs[i]; len(sb.AOR) > maxAOR {
+			bad = append(bad, fmt.Errorf("binding %s of %.40s...: AOR longer than %d bytes", sb.Contact, sb.AOR, maxAOR))
+		}
+	}
+	for i, err := range bad {
+		if i == maxBadLogged {
+			r.log.Warn("registrar: more stored bindings not loaded", "more", len(bad)-i)
+			break
+		}
+		r.log.Warn("registrar: stored binding not loaded", "err", err)
 	}
 	n := 0
 	for i := range bs {

@@ -2,6 +2,9 @@ package registrar
 
 import (
 	"context"
+	"database/sql"
+	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -327,5 +330,54 @@ func TestMemoryCap(t *testing.T) {
 	}
 	if st := h.reg.Stats(); st.AORs != full-1 {
 		t.Fatalf("AORs %d, want %d", st.AORs, full-1)
+	}
+}
+
+// TestLoadSkipsBadStoredRows: stored location rows written by hand or by
+// another tool with a value a binding cannot hold (q 5000, a negative
+// cseq) are logged with what is wrong and left out; the others load, and
+// a row with q -1 (OpenSIPS's "no q") loads with the default q 1. Before,
+// one such row failed Load, and with it the registrar's and the server's
+// start ("loading the stored bindings: ... invalid syntax").
+func TestLoadSkipsBadStoredRows(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	clock := int64(1_700_000_000)
+	if err := st.ApplyBindings(context.Background(), []store.BindingOp{{Kind: store.OpUpsert, Binding: store.Binding{
+		AOR: "alice@example.com", Contact: "sip:alice@127.0.0.1:5062", Expires: clock + 3600, Q: 500}}}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(dir, store.DefaultFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, r := range []struct {
+		user string
+		q    int64
+		cseq int64
+	}{{"bob", -1, 1}, {"carol", 5000, 1}, {"dave", 1000, -1}} {
+		if _, err := db.Exec(`INSERT INTO location (aor, binding_key, contact, q, expires, cseq, last_modified) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			r.user+"@example.com", "k", "sip:"+r.user+"@127.0.0.1:5070", r.q, clock+3600, r.cseq, clock); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logs := &strings.Builder{}
+	h := newHarness(t, Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	n, err := h.reg.Load(context.Background(), st)
+	if err != nil || n != 2 {
+		t.Fatalf("Load: %d bindings, %v; want alice and bob", n, err)
+	}
+	if l := h.reg.List("bob@example.com"); len(l) != 1 || l[0].Q != 1 {
+		t.Fatalf("bob (q -1): %+v, want q 1", l)
+	}
+	for _, w := range []string{"carol@example.com: q 5000 outside 0 to 1000", "dave@example.com: cseq -1 outside 0 to 4294967295"} {
+		if !strings.Contains(logs.String(), "registrar: stored binding not loaded") || !strings.Contains(logs.String(), w) {
+			t.Errorf("log lacks %q:\n%s", w, logs)
+		}
 	}
 }
