@@ -55,7 +55,10 @@ func TestSkipKeepalives(t *testing.T) {
 		{"\r", 0, 0, true},
 		{"\r\n\r\n\r\n", 4, 1, true},
 		{"\r\nI", 2, 0, false},
-		{"\rX", 0, 0, false},
+		{"\rX", 1, 0, false},            // a stray CR dropped
+		{"\n\nBYE", 2, 0, false},        // stray LFs dropped
+		{"\n\r\r\r\n\r\n", 7, 1, false}, // junk, then a ping
+		{"\n\r\r", 2, 0, true},          // junk, then maybe a ping's start
 	}
 	for _, c := range cases {
 		n, p, need := skipKeepalives([]byte(c.in))
