@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 
 	"switchboard/cmd/switchboard/config"
 	"switchboard/mgmt"
+	"switchboard/store"
 )
 
 // TestCtlFindsToken: ctl takes the token from --token, then
@@ -116,5 +118,30 @@ func TestServerToken(t *testing.T) {
 	}
 	if _, err := os.Stat(file); !os.IsNotExist(err) {
 		t.Fatalf("token file created without a listener: %v", err)
+	}
+}
+
+// TestReadableSecretWarned: a secret file others may read (a copy made
+// with cp between nodes) is named in a warning at start; one created by
+// the server (0600) is not.
+func TestReadableSecretWarned(t *testing.T) {
+	dir := t.TempDir()
+	var log bytes.Buffer
+	s := &server{cfg: config.Default(), log: slog.New(slog.NewTextHandler(&log, nil))}
+	s.cfg.Storage.Dir = dir
+	if _, err := store.LoadSecret(filepath.Join(dir, "auth.secret"), "nonce secret"); err != nil {
+		t.Fatal(err)
+	}
+	s.warnReadableSecrets()
+	if log.Len() != 0 {
+		t.Fatalf("a 0600 secret warned of:\n%s", log.String())
+	}
+	copied := filepath.Join(dir, "route.secret")
+	if err := os.WriteFile(copied, []byte(strings.Repeat("ab", 32)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.warnReadableSecrets()
+	if !strings.Contains(log.String(), "route.secret") || strings.Contains(log.String(), "auth.secret") {
+		t.Fatalf("warnings:\n%s", log.String())
 	}
 }

@@ -213,6 +213,7 @@ func (s *server) start() error {
 	if err != nil {
 		return err
 	}
+	s.warnReadableSecrets()
 	txnMemory, txnMemorySource := cfg.Limits.TransactionMemory()
 	s.core, err = txn.New(txn.Config{
 		Sender:          s.tr,
@@ -299,6 +300,22 @@ func (s *server) mgmtToken() (string, error) {
 		s.log.Warn("the management API token can be read by every user of this host: chmod o-rwx it", "file", path)
 	}
 	return tok, nil
+}
+
+// secretFiles are the keys the server and its modules keep in the data
+// directory, which the docs ask operators to copy between nodes.
+var secretFiles = []string{"route.secret", "auth.secret", "uac.secret", "topohiding.secret"}
+
+// warnReadableSecrets warns of a secret file other users of the host may
+// read: created 0600, a copy made with cp is usually 0644, and with the
+// Record-Route key anyone there can sign routes through the proxy.
+func (s *server) warnReadableSecrets() {
+	for _, name := range secretFiles {
+		path := filepath.Join(s.cfg.Storage.Dir, name)
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			s.log.Warn("a secret file can be read by other users of this host: chmod 600 it", "file", path, "mode", fi.Mode().Perm().String())
+		}
+	}
 }
 
 // coreHandler passes received messages to the transaction layer, which is
