@@ -256,8 +256,6 @@
 package provider
 
 import (
-	"net/netip"
-
 	"switchboard/modules/acc"
 	"switchboard/modules/aliases"
 	"switchboard/modules/auth"
@@ -668,10 +666,7 @@ func (p *routes) contactAtGateway(c *routing.Ctx) bool {
 		if m, ok := u.Param("maddr"); ok {
 			host = m
 		}
-		if len(host) > 2 && host[0] == '[' {
-			host = host[1 : len(host)-1]
-		}
-		if a, err := netip.ParseAddr(string(host)); err == nil && p.dr.IsGWAddr(a) {
+		if a, ok := parser.ParseIP(host); ok && p.dr.IsGWAddr(a) { // brackets or not, no allocation
 			return true
 		}
 	}
