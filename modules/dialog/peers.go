@@ -38,6 +38,11 @@ const (
 	FlagCalleeNAT uint32 = 1 << 28
 )
 
+// FlagSessionTimer marks a dialog whose end is set by a session timer
+// (SetSessionTimer, the sst module): its stored timeout is the session's
+// expiry, and a refresh after a restart moves it.
+const FlagSessionTimer uint32 = 1 << 27
+
 // Peer is a party of a dialog as another party's requests reach it: its
 // Contact URI (the latest target refresh) and the route set towards it
 // (Route values joined with ", "; empty: none).

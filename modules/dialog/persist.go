@@ -488,6 +488,12 @@ func (d *Dialog) fill(s *shards.Shard[dlg], h uint64, r *store.Dialog, profiles 
 	g.start, g.answer = r.StartTime, r.AnswerTime
 	g.cseq, g.cseqOffset = [2]uint32{r.CallerCSeq, r.CalleeCSeq}, r.CSeqOffset
 	g.code, g.flags = uint16(r.Code), r.Flags
+	if g.flags&FlagSessionTimer != 0 {
+		// The stored timeout is the session's expiry; the dialog's own
+		// timeout is not stored: the default's bounds a later refresh.
+		g.sessEnd = uint32(max(restoredTimeout(r)-r.AnswerTime, 0))
+		g.ownEnd = uint32(min(d.timeout.Load(), maxTimeout.Milliseconds()))
+	}
 	g.proto[toCaller], g.hop[toCaller] = callerProto, packAddr(callerHop)
 	size := len(r.FromTag) + len(r.ToTag) + len(r.FromHdr) + len(r.ToHdr) + len(r.CallerContact) + len(r.CalleeContact) +
 		len(r.CallerRouteSet) + len(r.CalleeRouteSet) + len(r.CalleeFromHdr) + len(r.CalleeToHdr) + len(r.Phrase)

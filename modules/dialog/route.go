@@ -319,9 +319,85 @@ func (d *Dialog) SetTimeout(c *routing.Ctx, t time.Duration) bool {
 	if g.state == stConfirmed {
 		// The timer started with t itself, unbounded, while the
 		// dialog kept the bounded value.
-		s.StartTimerAt(e, &g.timer, 0, min(s.Now()+t.Milliseconds(), g.answer+maxTimeout.Milliseconds()))
+		when := min(s.Now()+t.Milliseconds(), g.answer+maxTimeout.Milliseconds())
+		if g.flags&FlagSessionTimer != 0 {
+			// The session's expiry still ends the call first if it
+			// comes first; a later refresh is bounded by the new value.
+			g.ownEnd = uint32(when - g.answer)
+			when = min(when, g.answer+int64(g.sessEnd))
+		}
+		s.StartTimerAt(e, &g.timer, 0, when)
 		d.changed(s, e)
 	}
+	return true
+}
+
+// SetSessionTimer arms the session timer of the request's dialog (RFC
+// 4028; the sst module calls it on the 2xx of the INVITE, re-INVITE or
+// UPDATE that set or refreshed the session): the dialog is ended, with a
+// BYE each way, t after the answer (after now, for a refresh of a dialog
+// answered already) unless another refresh comes first, and never later
+// than its own timeout (default_timeout or SetTimeout, as it stood when
+// the session timer was first armed or set since): a refresh cannot make a
+// call outlive its timeout, nor a prepaid limit. t of 0 stops the
+// session timer (a refresh answered without Session-Expires): the dialog
+// ends at its own timeout again. The session timer is kept with the
+// dialog (FlagSessionTimer; its expiry is the stored timeout), so a
+// restart keeps it. False, nothing changed: the request has no dialog,
+// the 2xx is another fork's of an INVITE already answered, or the
+// dialog is shared with other nodes (dialog.sharing: redis), whose owner
+// would not see a refresh that lands on another node and would end a
+// call that is alive.
+func (d *Dialog) SetSessionTimer(c *routing.Ctx, t time.Duration) bool {
+	id := uint64(c.Value(SlotDialog))
+	if id == 0 || d.share != nil {
+		return false
+	}
+	t = max(min(t, maxTimeout), 0)
+	callID := c.CallID()
+	h := shards.Sum(callID)
+	s := d.tbl.Shard(h)
+	s.Lock()
+	defer s.Unlock()
+	e := find(s, h, callID, id)
+	if e == nil {
+		return false
+	}
+	g := &e.Value
+	ms := uint32(t.Milliseconds())
+	if g.state != stConfirmed {
+		// The answer starts it (confirm).
+		g.session = ms
+		if ms == 0 {
+			g.flags &^= FlagSessionTimer
+		} else {
+			g.flags |= FlagSessionTimer
+		}
+		return true
+	}
+	if !c.HasToTag() {
+		return false // another fork's 2xx: its caller ends that dialog
+	}
+	if g.flags&FlagSessionTimer == 0 {
+		if ms == 0 {
+			return true
+		}
+		// The deadline as it stands is the dialog's own.
+		g.ownEnd = uint32(max(g.timer.When()-g.answer, 0))
+	}
+	g.session = ms
+	var when int64
+	if ms == 0 {
+		g.flags &^= FlagSessionTimer
+		g.sessEnd = 0
+		when = g.answer + int64(g.ownEnd)
+	} else {
+		g.flags |= FlagSessionTimer
+		g.sessEnd = uint32(min(s.Now()+int64(ms), g.answer+maxTimeout.Milliseconds()) - g.answer)
+		when = g.answer + int64(min(g.sessEnd, g.ownEnd))
+	}
+	s.StartTimerAt(e, &g.timer, 0, when)
+	d.changed(s, e)
 	return true
 }
 
@@ -460,6 +536,10 @@ func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], r *txn.Requ
 	t := int64(g.timeout)
 	if t == 0 {
 		t = d.timeout.Load()
+	}
+	if g.flags&FlagSessionTimer != 0 {
+		g.ownEnd, g.sessEnd = uint32(t), g.session
+		t = min(t, int64(g.session))
 	}
 	s.StartTimer(e, &g.timer, 0, time.Duration(t)*time.Millisecond)
 	d.changed(s, e)

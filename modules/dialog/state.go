@@ -133,6 +133,13 @@ type dlg struct {
 	cseqOffset           uint32
 	// timeout is the route's (SetTimeout), in ms; 0: the module's default.
 	timeout uint32
+	// session is the session timer's interval (SetSessionTimer: RFC
+	// 4028's Session-Expires and the sst module's grace), in ms; 0: none.
+	// While FlagSessionTimer is set on a confirmed dialog, sessEnd is when
+	// the session expires and ownEnd when the dialog's own timeout ends
+	// it, both in ms after the answer: the dialog ends at the earlier, so
+	// that a refresh never carries a call past its own timeout.
+	session, sessEnd, ownEnd uint32
 
 	buf   []byte
 	timer shards.Timer
