@@ -28,6 +28,7 @@ import (
 	_ "switchboard/modules/rtpengine"
 	_ "switchboard/modules/scanner"
 	_ "switchboard/modules/siptrace"
+	_ "switchboard/modules/sst"
 	_ "switchboard/modules/topohiding"
 	_ "switchboard/modules/uac"
 )

@@ -89,6 +89,10 @@
 //	        do_accounting("db", "cdr|failed");   # the record is written when the dialog ends
 //	    }
 //	}
+//	# sst.enabled: every INVITE relayed gets a dialog, around its create_dialog():
+//	#   if (sstCheckMin("1")) exit;  (422 + Min-SE, 400 for a malformed header)
+//	#   and the sst flag (Session-Expires raised to min_se or sst.interval added);
+//	#   onreply_route: a 2xx's Session-Expires times the dialog (modules/sst)
 //	route[acc_missed] { if (is_method("INVITE")) do_accounting("db", "missed"); }
 //	route[hide] {                                # topohiding.calls, or .trunks for a call to a
 //	    if (is_method("INVITE") && ($topohiding_calls || $topohiding_trunks && ($trunk || is_from_gw()))) {
@@ -271,6 +275,7 @@ import (
 	"switchboard/modules/rtpengine"
 	"switchboard/modules/scanner"
 	"switchboard/modules/siptrace"
+	"switchboard/modules/sst"
 	"switchboard/modules/topohiding"
 	"switchboard/modules/uac"
 	"switchboard/parser"
@@ -324,7 +329,8 @@ type routes struct {
 	dr      *drouting.Drouting
 	dp      *dialplan.Dialplan
 	acc     *acc.Acc
-	dlg     *dialog.Dialog // set when accounting or topology hiding is on: calls get dialogs
+	dlg     *dialog.Dialog // set when accounting, topology hiding or session timers are on: calls get dialogs
+	sst     *sst.SST       // session timers (RFC 4028), with sst.enabled
 	th      *topohiding.TopoHiding
 	accOn   bool // acc.store or acc.file: every INVITE relayed gets a dialog
 	nh      *nathelper.NATHelper
@@ -361,7 +367,10 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	p.acc, _ = env.Module("acc").(*acc.Acc)
 	p.th, _ = env.Module("topohiding").(*topohiding.TopoHiding)
 	p.accOn = p.acc.Enabled()
-	if p.accOn || p.th.HideCalls() || p.th.HideTrunks() {
+	if m, _ := env.Module("sst").(*sst.SST); m.Enabled() {
+		p.sst = m
+	}
+	if p.accOn || p.th.HideCalls() || p.th.HideTrunks() || p.sst != nil {
 		p.dlg, _ = env.Module("dialog").(*dialog.Dialog)
 	}
 	p.nh, _ = env.Module("nathelper").(*nathelper.NATHelper)
@@ -382,7 +391,7 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	if p.reg != nil {
 		rs.Branch = p.branch
 	}
-	if p.fraud != nil || p.nh != nil || p.rtp != nil {
+	if p.fraud != nil || p.nh != nil || p.rtp != nil || p.sst != nil {
 		rs.Reply = p.reply
 	}
 	return rs, nil
@@ -825,6 +834,7 @@ func (p *routes) reply(c *routing.ReplyCtx) bool {
 	p.fraud.Reply(c)
 	p.natReply(c)
 	p.rtp.ManageReply(c, nil) // the SDP answer through rtpengine; a 6xx or canceled call deleted
+	p.sst.Reply(c)            // a 2xx's Session-Expires times the dialog (a refresh's too)
 	return true
 }
 
@@ -927,12 +937,17 @@ func (p *routes) relayCall(c *routing.Ctx, authenticated, toSubscriber, trunk bo
 		c.R.SetRecordRouteParam(trunkParamB, natYes)
 	}
 	hide := p.th.HideCalls() || trunk && p.th.HideTrunks()
-	if p.dlg != nil && c.IsMethod(parser.MethodInvite) && (p.accOn || hide) {
+	if p.dlg != nil && c.IsMethod(parser.MethodInvite) && (p.accOn || hide || p.sst != nil) {
+		if !p.sst.CheckMin(c) { // sstCheckMin(1): 422 or 400, before there is a dialog to record
+			p.fraud.CallFailed(c)
+			return
+		}
 		if !p.dlg.CreateDialog(c) {
 			p.fraud.CallFailed(c)
 			refuse(c, 503, "Too Many Calls") // dialog.max_dialogs
 			return
 		}
+		p.sst.Manage(c) // Session-Expires raised to min_se, or sst.interval added
 		if toSubscriber && p.accOn {
 			p.acc.MarkMissed(c)
 		}

@@ -11,6 +11,7 @@ import (
 	"switchboard/modules/permissions"
 	_ "switchboard/modules/pike"
 	"switchboard/modules/registrar"
+	_ "switchboard/modules/sst" // its section is in default.yaml
 	"testing"
 	"time"
 )
