@@ -202,12 +202,27 @@ func (e *Engine) flagsFor(f *Flags) (*Flags, int) {
 // session was created on when that one is remembered and in service,
 // else to the instance of set its Call-ID hashes to. An offer or answer
 // rtpengine accepted remembers the instance for the call; a delete
-// forgets it.
-func (e *Engine) send(callID []byte, set int, name string, cmd []byte, cb func(v ng.Value, err error)) {
+// forgets it. opens, for an offer, names the session it opens, deleted on
+// each instance that does not answer in time (see opensSession).
+func (e *Engine) send(callID []byte, set int, name string, cmd []byte, opens *opensSession, cb func(v ng.Value, err error)) {
 	sn := e.snap.Load()
 	prefer := e.calls.get(callID)
 	id := string(callID) // the message may be gone when the answer comes
-	e.client.DoIn(sn.sets[set], prefer, callID, name, cmd, func(in *ng.Instance, v ng.Value, err error) {
+	var timedOut func(in *ng.Instance, first bool)
+	if opens != nil {
+		fromTag, toTag, inDialog := string(opens.fromTag), string(opens.toTag), opens.inDialog
+		timedOut = func(in *ng.Instance, first bool) {
+			// A re-offer's call has its session where it is remembered
+			// (or, not remembered, where its commands went first): that
+			// one carries the call's media until the re-offer is
+			// answered, and for good when it is refused.
+			if inDialog && (in.Same(prefer) || prefer == nil && first) {
+				return
+			}
+			e.queueDelete(in, id, fromTag, toTag)
+		}
+	}
+	e.client.DoInWatched(sn.sets[set], prefer, callID, name, cmd, timedOut, func(in *ng.Instance, v ng.Value, err error) {
 		switch {
 		case name == "delete":
 			e.calls.del([]byte(id))
@@ -216,6 +231,77 @@ func (e *Engine) send(callID []byte, set int, name string, cmd []byte, cb func(v
 		}
 		cb(v, err)
 	})
+}
+
+// opensSession is what an offer opens in rtpengine: the session of its
+// Call-ID, from-tag and to-tag (as the offer names them), a new one when
+// the call has none yet (inDialog false: an initial INVITE's offer, or the
+// late offer in a response to one).
+//
+// An instance that did not answer an offer in time (the proxy resent it
+// retries times, then gave up: rtpengine slow, or its answers lost) may
+// have opened that session all the same. Nothing else would delete it:
+// the call fails (or goes on through another instance of the set), and
+// rtpengine keeps a one-sided call for its offer-timeout, an hour by
+// default, its ports allocated. So the module deletes it there
+// (queueDelete). OpenSIPS and Kamailio leave it. An answer opens no
+// session (rtpengine refuses one for a Call-ID it does not know), so it
+// needs no such delete.
+type opensSession struct {
+	fromTag, toTag []byte
+	inDialog       bool
+}
+
+// Deletes of sessions timed-out offers may have opened wait in a queue of
+// maxTimeoutDeletes, off the timer that gave up on the offer, and one
+// goroutine sends them with at most maxTimeoutDeletesInFlight awaiting
+// their answers (each resent, like any command, until timeout ×
+// (retries + 1)). Past the queue's bound a delete is dropped and counted
+// (switchboard_rtpengine_timeout_deletes_dropped_total): a wedged
+// rtpengine with calls arriving by the thousand costs no more than that.
+const (
+	maxTimeoutDeletes         = 4096
+	maxTimeoutDeletesInFlight = 64
+)
+
+type timedOutDelete struct {
+	in                     *ng.Instance
+	callID, fromTag, toTag string
+}
+
+// queueDelete queues the delete of a session on in; it never blocks.
+func (e *Engine) queueDelete(in *ng.Instance, callID, fromTag, toTag string) {
+	select {
+	case e.deletes <- timedOutDelete{in: in, callID: callID, fromTag: fromTag, toTag: toTag}:
+	default:
+		e.timeoutDeletesDropped.Inc()
+	}
+}
+
+// sendTimeoutDeletes sends the queued deletes, each to its instance alone
+// (the one that may have the session, whatever its state).
+func (e *Engine) sendTimeoutDeletes() {
+	defer e.stopped.Done()
+	inFlight := make(chan struct{}, maxTimeoutDeletesInFlight)
+	for {
+		select {
+		case <-e.stop:
+			return
+		case inFlight <- struct{}{}:
+		}
+		var d timedOutDelete
+		select {
+		case <-e.stop:
+			return
+		case d = <-e.deletes:
+		}
+		bp := e.command("delete", []byte(d.callID), []byte(d.fromTag), []byte(d.toTag), netip.Addr{}, nil, nil)
+		e.timeoutDeletes.Inc()
+		// Any answer will do: "Unknown call-id" says the offer never
+		// reached it.
+		e.client.DoOn(d.in, "delete", *bp, func(*ng.Instance, ng.Value, error) { <-inFlight })
+		e.putBuf(bp)
+	}
 }
 
 func (e *Engine) putBuf(bp *[]byte) {
@@ -299,10 +385,14 @@ func (e *Engine) exchange(c *routing.Ctx, cmd string, f *Flags, next func(c *rou
 	// when rtpengine answers (the INVITE was canceled, its ACK came, timer
 	// I ran out), nothing would ever delete it.
 	var callID, fromTag []byte
-	if cmd == "offer" && len(to) == 0 {
-		callID, fromTag = append([]byte(nil), m.CallID()...), append([]byte(nil), from...)
+	var opens *opensSession
+	if cmd == "offer" {
+		if len(to) == 0 {
+			callID, fromTag = append([]byte(nil), m.CallID()...), append([]byte(nil), from...)
+		}
+		opens = &opensSession{fromTag: from, toTag: to, inDialog: len(to) > 0}
 	}
-	e.send(m.CallID(), set, cmd, *bp, func(v ng.Value, err error) {
+	e.send(m.CallID(), set, cmd, *bp, opens, func(v ng.Value, err error) {
 		body, err := e.result(v, err)
 		gone := routing.Resume(env, h, func(c *routing.Ctx) {
 			if err == nil && !c.R.Editor().SetBody(c.R.Own(bodyWith(c.Msg(), body)), nil) {
@@ -353,7 +443,7 @@ func (e *Engine) answerAck(c *routing.Ctx, f *Flags, next func(c *routing.Ctx, e
 	from, to := tags(m, "answer")
 	bp := e.command("answer", m.CallID(), from, to, c.SrcIP(), sdpOf(m), f)
 	env := c.Env
-	e.send(m.CallID(), set, "answer", *bp, func(v ng.Value, err error) {
+	e.send(m.CallID(), set, "answer", *bp, nil, func(v ng.Value, err error) {
 		body, err := e.result(v, err)
 		routing.Resume(env, h, func(c *routing.Ctx) {
 			if err == nil && !c.R.Editor().SetBody(c.R.Own(bodyWith(c.Msg(), body)), nil) {
@@ -428,7 +518,11 @@ func (e *Engine) replyExchange(rc *routing.ReplyCtx, cmd string, f *Flags) bool 
 		from, to = to, from
 	}
 	bp := e.command(cmd, req.CallID(), from, to, rc.Source().Addr(), sdpOf(m), f)
-	e.send(req.CallID(), set, cmd, *bp, func(v ng.Value, err error) {
+	var opens *opensSession
+	if cmd == "offer" {
+		opens = &opensSession{fromTag: from, toTag: to, inDialog: rc.Req.HasToTag()}
+	}
+	e.send(req.CallID(), set, cmd, *bp, opens, func(v ng.Value, err error) {
 		body, err := e.result(v, err)
 		if err != nil && held.Retransmission() {
 			// A repeated 2xx rtpengine no longer knows (the BYE deleted
@@ -472,7 +566,7 @@ func (e *Engine) deleteCall(m *parser.Message, toTag []byte, f *Flags) {
 // instance the call is remembered on.
 func (e *Engine) deleteSession(callID, fromTag, toTag []byte, set int) {
 	bp := e.command("delete", callID, fromTag, toTag, netip.Addr{}, nil, nil)
-	e.send(callID, set, "delete", *bp, func(v ng.Value, err error) {
+	e.send(callID, set, "delete", *bp, nil, func(v ng.Value, err error) {
 		if err != nil {
 			return // counted by observe
 		}

@@ -23,10 +23,11 @@ import (
 // and answer with an SDP naming 127.0.0.99, or an error for a call whose
 // SDP says "refuse-me", and records every command.
 type ngPeer struct {
-	delay atomic.Int64 // ns before each answer
-	conn  *net.UDPConn
-	mu    sync.Mutex
-	cmds  []map[string]string
+	delay  atomic.Int64 // ns before each answer
+	silent atomic.Bool  // offers recorded, never answered (a lost answer, a wedged rtpengine)
+	conn   *net.UDPConn
+	mu     sync.Mutex
+	cmds   []map[string]string
 }
 
 func newNGPeer(t *testing.T) *ngPeer {
@@ -61,6 +62,9 @@ func newNGPeer(t *testing.T) *ngPeer {
 			p.mu.Lock()
 			p.cmds = append(p.cmds, rec)
 			p.mu.Unlock()
+			if rec["command"] == "offer" && p.silent.Load() {
+				continue
+			}
 			time.Sleep(time.Duration(p.delay.Load()))
 			out := append([]byte(nil), buf[:i+1]...)
 			switch cmd := rec["command"]; {

@@ -309,6 +309,10 @@ type Engine struct {
 	acksNotHeld *metrics.Counter
 	orphans     *metrics.Counter // offers answered after their transaction ended
 
+	deletes               chan timedOutDelete // sessions of timed-out offers, to delete
+	timeoutDeletes        *metrics.Counter
+	timeoutDeletesDropped *metrics.Counter
+
 	commands map[string]*metrics.Counter
 	errors   map[string]*metrics.Counter
 	latency  *metrics.Histogram
@@ -343,6 +347,8 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 	e.reloadKO = set.NewCounter("switchboard_rtpengine_reload_errors_total")
 	e.acksNotHeld = set.NewCounter("switchboard_rtpengine_acks_not_held_total")
 	e.orphans = set.NewCounter("switchboard_rtpengine_orphan_offers_total")
+	e.timeoutDeletes = set.NewCounter("switchboard_rtpengine_timeout_deletes_total")
+	e.timeoutDeletesDropped = set.NewCounter("switchboard_rtpengine_timeout_deletes_dropped_total")
 	set.NewGauge("switchboard_rtpengine_sessions", func() float64 {
 		var n int64
 		e.sessionsByURL.Range(func(_, v any) bool { n += v.(*atomic.Int64).Load(); return true })
@@ -383,6 +389,9 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 		e.client.Close()
 		return nil, err
 	}
+	e.deletes = make(chan timedOutDelete, maxTimeoutDeletes)
+	e.stopped.Add(1)
+	go e.sendTimeoutDeletes()
 	e.registerCommands(h)
 	return e, nil
 }

@@ -165,6 +165,8 @@ type call struct {
 	timer   *time.Timer
 	pinned  bool // a ping: no fail-over to another instance
 	cb      func(inst *Instance, answer Value, err error)
+	// timedOut (DoInWatched) learns each instance given up on.
+	timedOut func(inst *Instance, first bool)
 }
 
 // Client sends commands to a set of instances and matches the answers by
@@ -424,6 +426,18 @@ func (c *Client) Do(key []byte, name string, cmd []byte, cb func(inst *Instance,
 // instance a call's session was created on, whether still in set or
 // not).
 func (c *Client) DoIn(set []*Instance, prefer *Instance, key []byte, name string, cmd []byte, cb func(inst *Instance, answer Value, err error)) {
+	c.DoInWatched(set, prefer, key, name, cmd, nil, cb)
+}
+
+// DoInWatched is DoIn, and timedOut (when not nil) learns each instance
+// the command was given up on, no answer after Retries resends, before
+// the command goes to the next instance or ends with ErrTimeout; first
+// says it was the first instance tried. Such an instance may have carried
+// the command out all the same, its answer late or lost: an offer may
+// have opened a session there that the caller alone knows to delete.
+// timedOut runs on one of the client's goroutines and must not block.
+func (c *Client) DoInWatched(set []*Instance, prefer *Instance, key []byte, name string, cmd []byte,
+	timedOut func(inst *Instance, first bool), cb func(inst *Instance, answer Value, err error)) {
 	h := xxhash.Sum64(key)
 	in := prefer
 	if in == nil || !in.Up() {
@@ -433,7 +447,7 @@ func (c *Client) DoIn(set []*Instance, prefer *Instance, key []byte, name string
 		go cb(nil, Value{}, ErrNoInstance)
 		return
 	}
-	c.start(&call{cmd: name, key: h, inst: in, set: set, cb: cb}, cmd)
+	c.start(&call{cmd: name, key: h, inst: in, set: set, cb: cb, timedOut: timedOut}, cmd)
 }
 
 // DoOn sends cmd to one instance, without fail-over (health checks,
@@ -491,6 +505,7 @@ func (c *Client) expired(cl *call) {
 	// The instance did not answer: out of service for DisableFor, and
 	// the command goes to the next one.
 	c.markDown(cl.inst)
+	gaveUp, first := cl.inst, len(cl.tried) == 0
 	var next *Instance
 	if !cl.pinned {
 		cl.tried = append(cl.tried, cl.inst)
@@ -499,6 +514,9 @@ func (c *Client) expired(cl *call) {
 	if next == nil {
 		delete(c.pending, cl.cookie)
 		c.mu.Unlock()
+		if cl.timedOut != nil {
+			cl.timedOut(gaveUp, first)
+		}
 		if c.cfg.Observe != nil {
 			c.cfg.Observe(nil, cl.cmd, 0, ErrTimeout)
 		}
@@ -509,6 +527,9 @@ func (c *Client) expired(cl *call) {
 	cl.timer.Reset(c.cfg.Timeout)
 	conn := c.conns[next.Local]
 	c.mu.Unlock()
+	if cl.timedOut != nil {
+		cl.timedOut(gaveUp, first)
+	}
 	send(conn, cl.payload, next.Addr)
 }
 

@@ -483,3 +483,66 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestTimedOutInstancesReported: DoInWatched names each instance a
+// command was given up on, in order, the first marked first, before the
+// command goes on to the next instance or ends with ErrTimeout.
+func TestTimedOutInstancesReported(t *testing.T) {
+	s1, s2 := newFakePeer(t, pong), newFakePeer(t, pong)
+	s1.drop.Store(1 << 30)
+	s2.drop.Store(1 << 30)
+	good := newFakePeer(t, pong)
+	a, b, g := s1.inst(t, 1), s2.inst(t, 1), good.inst(t, 1)
+	c, err := New(Config{Timeout: 20 * time.Millisecond, Retries: 0, DisableFor: time.Hour}, []*Instance{a, b, g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	key := ""
+	for i := 0; ; i++ {
+		k := string(rune('a'+i%26)) + string(rune('a'+i/26))
+		if c.Select([]byte(k)) == a {
+			key = k
+			break
+		}
+	}
+	type gaveUp struct {
+		in    *Instance
+		first bool
+	}
+	var mu sync.Mutex
+	var seen []gaveUp
+	watch := func(in *Instance, first bool) {
+		mu.Lock()
+		seen = append(seen, gaveUp{in, first})
+		mu.Unlock()
+	}
+	run := func(set []*Instance) result {
+		ch := make(chan result, 1)
+		c.DoInWatched(set, nil, []byte(key), "ping", pingCmd, watch, func(in *Instance, v Value, err error) {
+			ch <- result{in, string(v.Get("result").Bytes()), err}
+		})
+		return wait(t, ch)
+	}
+	if r := run([]*Instance{a, b, g}); r.err != nil || r.inst != g {
+		t.Fatalf("%+v", r)
+	}
+	mu.Lock()
+	if len(seen) != 2 || seen[0] != (gaveUp{a, true}) || seen[1] != (gaveUp{b, false}) {
+		t.Fatalf("given up on %+v", seen)
+	}
+	seen = nil
+	mu.Unlock()
+	// Every instance silent: each reported before the ErrTimeout.
+	c.SetDisabled(a, false)
+	a.downUntil.Store(0)
+	a.down.Store(false)
+	if r := run([]*Instance{a}); r.err != ErrTimeout {
+		t.Fatalf("%+v", r)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || seen[0] != (gaveUp{a, true}) {
+		t.Fatalf("given up on %+v", seen)
+	}
+}
