@@ -9,11 +9,13 @@ import (
 )
 
 // ErrNotHeld: HoldResponse was asked outside a Reply hook, or for a
-// response that cannot be held (not a 101-299 to an INVITE).
+// response that cannot be held (not a 101-299 to an INVITE, nor a 2xx to
+// another request).
 var ErrNotHeld = errors.New("txn: response cannot be held")
 
-// HeldResponse is a provisional or 2xx response to an INVITE that a Reply
-// hook kept back (Request.HoldResponse) while work off the receive path
+// HeldResponse is a provisional or 2xx response to an INVITE, or a 2xx to
+// another request (an UPDATE's or PRACK's carrying an SDP answer), that a
+// Reply hook kept back (Request.HoldResponse) while work off the receive path
 // decides how it goes upstream: a media relay asked for the SDP answer
 // the caller must see. Release sends it, with the edits of its choosing,
 // from any goroutine. Allocated: holding is the slow path.
@@ -34,17 +36,18 @@ type HeldResponse struct {
 // exactly once, soon: until then the caller sees no answer, and a 2xx's
 // transaction waits for it. Edits made with ResponseEditor before the
 // hold are carried into the held copy. Only a 101-299 response to an
-// INVITE can be held (ErrNotHeld otherwise; a non-2xx final waits for the
-// best-response choice, and is edited in place). A 2xx that is not the
+// INVITE, or a 2xx to another request, can be held (ErrNotHeld otherwise;
+// a non-2xx final waits for the best-response choice, and is edited in
+// place; a non-INVITE's provisional is not relayed). A 2xx that is not the
 // first of its branch (the UAS's retransmission) may also be dropped by
 // never releasing it: nothing waits for it.
 func (r *Request) HoldResponse() (*HeldResponse, error) {
 	x := r.x
-	if x == nil || x.resp == nil || x.rbr == nil || r.t == nil || !r.t.invite {
+	if x == nil || x.resp == nil || x.rbr == nil || r.t == nil {
 		return nil, ErrNotHeld
 	}
 	code := x.resp.StatusCode()
-	if code <= 100 || code >= 300 {
+	if code <= 100 || code >= 300 || !r.t.invite && code < 200 {
 		return nil, ErrNotHeld
 	}
 	h := &HeldResponse{c: r.c, ref: r.ref, branch: int(x.rbr.idx), code: code, src: x.rsrc,

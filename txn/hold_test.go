@@ -104,3 +104,67 @@ func TestHoldResponse(t *testing.T) {
 		t.Fatalf("sent after the end:\n%s", describe(msgs))
 	}
 }
+
+// TestHoldNonInviteResponse: the 2xx to an UPDATE (or a PRACK), which
+// carries the answer to the offer the request made, is held as an
+// INVITE's is, and goes upstream with the edits made at its release; the
+// server transaction waits for it. A non-INVITE's provisional (never
+// relayed) and its non-2xx final cannot be held.
+func TestHoldNonInviteResponse(t *testing.T) {
+	h := newHarness(t, nil)
+	var held []*HeldResponse
+	var holdErr []error
+	h.rt.request = func(r *Request) { r.Relay() }
+	h.rt.reply = func(r *Request, b *Branch, m *parser.Message) bool {
+		hr, err := r.HoldResponse()
+		if err != nil {
+			holdErr = append(holdErr, err)
+			return true
+		}
+		held = append(held, hr)
+		return true
+	}
+	forwarded := func() string {
+		t.Helper()
+		for _, m := range h.snd.take() {
+			if strings.HasPrefix(m.data, "UPDATE ") {
+				return m.data
+			}
+		}
+		t.Fatal("UPDATE not relayed")
+		return ""
+	}
+	h.in(uacAddr, request("UPDATE", "z9hG4bKu1", "holdu1@x", "sip:bob@127.0.0.1:5080", ""))
+	fwd := forwarded()
+	h.in(uasAddr, respond(fwd, 180, "b1"))
+	h.in(uasAddr, respond(fwd, 200, "b1"))
+	if msgs := h.snd.take(); len(msgs) != 0 {
+		t.Fatalf("sent while held:\n%s", describe(msgs))
+	}
+	if len(held) != 1 || held[0].Code() != 200 || len(holdErr) != 1 || holdErr[0] != ErrNotHeld {
+		t.Fatalf("held %d, refused %v", len(held), holdErr)
+	}
+	// The UAC's retransmission meanwhile is absorbed: nothing relayed.
+	h.in(uacAddr, request("UPDATE", "z9hG4bKu1", "holdu1@x", "sip:bob@127.0.0.1:5080", ""))
+	if msgs := h.snd.take(); len(msgs) != 0 {
+		t.Fatalf("retransmission while held:\n%s", describe(msgs))
+	}
+	err := held[0].Release(func(m *parser.Message, ed *parser.Editor) {
+		ed.SetBody([]byte("v=0\r\nc=IN IP4 127.0.0.11\r\n"), []byte("application/sdp"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := h.snd.take()
+	h.only(msgs, toUAC+"SIP/2.0 200 OK")
+	if m := msgs[0].data; !strings.HasSuffix(m, "c=IN IP4 127.0.0.11\r\n") || len(headers(m, "Via")) != 1 {
+		t.Fatalf("200 relayed as\n%s", m)
+	}
+
+	h.in(uacAddr, request("UPDATE", "z9hG4bKu2", "holdu2@x", "sip:bob@127.0.0.1:5080", ""))
+	h.in(uasAddr, respond(forwarded(), 491, "b2"))
+	if len(holdErr) != 2 || holdErr[1] != ErrNotHeld {
+		t.Fatalf("hold of a 491: %v", holdErr)
+	}
+	h.only(h.snd.take(), toUAC+"SIP/2.0 491 Request Pending")
+}

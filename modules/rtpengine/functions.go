@@ -597,8 +597,19 @@ func (e *Engine) Manage(c *routing.Ctx, f *Flags, next func(c *routing.Ctx, err 
 		}
 		e.Offer(c, f, next)
 		return
-	case parser.MethodAck, parser.MethodPrack:
+	case parser.MethodAck:
 		e.Answer(c, f, next)
+		return
+	case parser.MethodPrack:
+		// The PRACK of a reliable 1xx that carried the callee's offer
+		// (the INVITE had none) carries the answer; any other PRACK's
+		// SDP is an offer, answered in the 2xx to the PRACK (RFC 3262
+		// §5).
+		if isSDP(c.Msg()) && e.provisional.answers(c.Msg()) {
+			e.Answer(c, f, next)
+		} else {
+			e.Offer(c, f, next)
+		}
 		return
 	case parser.MethodBye, parser.MethodCancel:
 		m := c.Msg()
@@ -634,13 +645,25 @@ func (e *Engine) ManageReply(rc *routing.ReplyCtx, f *Flags) bool {
 		}
 		return false
 	}
-	if st <= 100 || st >= 300 || (method != parser.MethodInvite && method != parser.MethodUpdate) {
+	switch {
+	case st <= 100 || st >= 300:
+		return false
+	case method == parser.MethodUpdate || method == parser.MethodPrack:
+		// An UPDATE's offer, or a PRACK's, is answered in its 2xx.
+		if st < 200 {
+			return false
+		}
+	case method != parser.MethodInvite:
 		return false
 	}
 	switch {
 	case offered:
 		return e.AnswerReply(rc, f)
 	case late:
+		if st < 200 && isSDP(rc.Msg()) {
+			// The callee's offer in a reliable 1xx: its PRACK answers.
+			e.provisional.offered(rc.Req.Msg(), rc.Msg())
+		}
 		return e.OfferReply(rc, f)
 	}
 	return false

@@ -140,7 +140,10 @@ func respond(req string, code, reason, toTag, body string) string {
 			strings.HasPrefix(low, "cseq:"), strings.HasPrefix(low, "record-route:"):
 			b.WriteString(l + "\r\n")
 		case strings.HasPrefix(low, "to:"):
-			b.WriteString(l + ";tag=" + toTag + "\r\n")
+			if !strings.Contains(l, ";tag=") { // in a dialog: its tag already
+				l += ";tag=" + toTag
+			}
+			b.WriteString(l + "\r\n")
 		}
 	}
 	b.WriteString("Contact: <sip:bob@127.0.0.1:5080>\r\n")

@@ -303,6 +303,7 @@ type Engine struct {
 	stopped       sync.WaitGroup
 	sessionsByURL sync.Map // URL → *atomic.Int64 (rtpengine's own count)
 	answering     sync.Map // pendingKey → struct{}: responses held for an answer
+	provisional   provisionalOffers
 
 	heldAcks    atomic.Int64 // ACKs kept while rtpengine answers their SDP
 	maxHeldAcks int64
@@ -712,6 +713,7 @@ func (e *Engine) poll() {
 			return
 		case <-t.C:
 			e.calls.sweep(time.Now().UnixMilli() - e.callTimeout.Load())
+			e.provisional.sweep()
 			if e.pingEvery <= 0 {
 				continue
 			}
