@@ -123,7 +123,7 @@ func (c *Core) branchResponse(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]
 			x.rrepeat = true
 			c.callReply(c.hook(x, s, e), b, m)
 			x.rrepeat = false
-			if e.Live() && !x.rheld {
+			if e.Live() && !x.rheld && !t.heldLost { // not after the 500 of heldExpired
 				c.sendUp(t, c.buildUp(x, s, e, b, m))
 			}
 		}
@@ -502,6 +502,8 @@ func (c *Core) onTimer(s *shards.Shard[txn], e *shards.Entry[txn], tm *shards.Ti
 		c.terminate(s, e)
 	case kTrying:
 		c.sendTrying(x, s, e)
+	case kHeld:
+		c.heldExpired(x, s, e)
 	case kA: // A, E: retransmit the request
 		if !b.active() {
 			return

@@ -74,7 +74,7 @@ type Core struct {
 }
 
 type counters struct {
-	requests, responses, retrans, malformed, stateless, full, loops, sendErrs, selfLoops, forgedLocal, staleForged atomic.Uint64
+	requests, responses, retrans, malformed, stateless, full, loops, sendErrs, selfLoops, forgedLocal, staleForged, heldExpired atomic.Uint64
 }
 
 // Stats are the core's counters.
@@ -97,9 +97,13 @@ type Stats struct {
 	// another Call-ID or CSeq; or answering an earlier attempt of a
 	// branch from another address than that attempt's.
 	ForgedResponses uint64
-	Transactions    int   // live transactions
-	Bytes           int64 // bytes accounted to them
-	MaxBytes        int64 // the cap on Bytes (Config.MaxBytes; 0: none)
+	// HeldExpired counts 2xx responses a Reply hook held
+	// (Request.HoldResponse) and did not release within 64·T1: the
+	// transaction answered the caller 500 instead.
+	HeldExpired  uint64
+	Transactions int   // live transactions
+	Bytes        int64 // bytes accounted to them
+	MaxBytes     int64 // the cap on Bytes (Config.MaxBytes; 0: none)
 }
 
 // New creates a core. Call Close when done.
@@ -178,6 +182,7 @@ func (c *Core) Stats() Stats {
 		Stateless: c.stats.stateless.Load(), Full: c.stats.full.Load(), Loops: c.stats.loops.Load(),
 		SendErrors: c.stats.sendErrs.Load(), ResponseLoops: c.stats.selfLoops.Load(),
 		ForgedResponses: c.stats.forgedLocal.Load() + c.stats.staleForged.Load(),
+		HeldExpired:     c.stats.heldExpired.Load(),
 		Transactions:    ts.Entries, Bytes: ts.Bytes, MaxBytes: ts.MaxBytes,
 	}
 }

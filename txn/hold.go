@@ -13,6 +13,10 @@ import (
 // another request).
 var ErrNotHeld = errors.New("txn: response cannot be held")
 
+// ErrHoldExpired: Release came after the transaction gave the held
+// response up at its deadline (holdDeadline); nothing is sent.
+var ErrHoldExpired = errors.New("txn: held response given up at its deadline")
+
 // HeldResponse is a provisional or 2xx response to an INVITE, or a 2xx to
 // another request (an UPDATE's or PRACK's carrying an SDP answer), that a
 // Reply hook kept back (Request.HoldResponse) while work off the receive path
@@ -34,7 +38,9 @@ type HeldResponse struct {
 // response (a 2xx still ends its branch and cancels the others) but does
 // not send it. The holder must call Release on the returned handle
 // exactly once, soon: until then the caller sees no answer, and a 2xx's
-// transaction waits for it. Edits made with ResponseEditor before the
+// transaction waits for it, at most 64·T1 from the first 2xx held: then
+// the caller is answered 500 and the held responses are dropped
+// (holdDeadline, Stats.HeldExpired). Edits made with ResponseEditor before the
 // hold are carried into the held copy. Only a 101-299 response to an
 // INVITE, or a 2xx to another request, can be held (ErrNotHeld otherwise;
 // a non-2xx final waits for the best-response choice, and is edited in
@@ -59,7 +65,52 @@ func (r *Request) HoldResponse() (*HeldResponse, error) {
 		h.data = append([]byte(nil), x.resp.Bytes()...)
 	}
 	x.rheld = true
+	if code >= 200 && !r.t.finalSent {
+		r.c.startHoldDeadline(r.ref)
+	}
 	return h, nil
+}
+
+// holdDeadline is how long a held 2xx may wait for its Release, from the
+// first 2xx held on the transaction: 64·T1, the time the callee
+// retransmits a 2xx that gets no ACK before it gives the call up and
+// sends BYE (RFC 3261 §13.3.1.4). Nothing else ends a transaction whose
+// 2xx is held (it waits for the response it must relay, and no timer of
+// its own runs), so a holder that never releases would keep it for ever.
+func (c *Core) holdDeadline() int64 { return 64 * c.t1 }
+
+// startHoldDeadline starts the deadline of a held 2xx on timer G, which an
+// INVITE uses only once a non-2xx final was sent, and a non-INVITE for its
+// late 100 (RFC 4320 §4.1): that 100 is given up for the deadline, the
+// final being there already, only held. A second 2xx held (a
+// retransmission, another fork) does not push it back. Inside a Reply
+// hook: the shard is locked.
+func (c *Core) startHoldDeadline(ref shards.Ref[txn]) {
+	e := ref.Entry()
+	if e == nil || e.Value.tG.Active() && e.Value.tG.Kind == kHeld {
+		return
+	}
+	ref.Shard().StartTimer(e, &e.Value.tG, kHeld, msDur(c.holdDeadline()))
+}
+
+// heldExpired runs at the deadline of a held 2xx not released: the
+// caller is answered 500 and every response held on the transaction is
+// dropped (heldLost). The held 2xx is not sent as it was: its holder
+// never approved it (a media relay's SDP missing, which would send the
+// caller's media past the relay), and by now its callee has stopped
+// retransmitting it and ends the call, so relaying it would connect the
+// caller to a call already being torn down. The 500 ends the caller's
+// INVITE; the transaction then ends by its own timers. The shard is
+// locked.
+func (c *Core) heldExpired(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn]) {
+	t := &e.Value
+	if t.finalSent || t.state == sTerminated {
+		return // released, or another fork's 2xx went up
+	}
+	t.heldLost = true
+	c.stats.heldExpired.Add(1)
+	c.warn("txn: held response not released in time; caller answered 500", CallFields(&t.msg, t.src, "reply")...)
+	c.replyLocal(x, s, e, 500, "", nil)
 }
 
 // Code is the held response's status.
@@ -83,6 +134,8 @@ func (h *HeldResponse) Bytes() []byte { return h.data }
 // Release returns). It locks the transaction's shard: call it from any
 // goroutine but a hook's. ErrNoTransaction when the transaction ended
 // meanwhile; the response is then lost (the UAS retransmits a 2xx).
+// ErrHoldExpired, nothing sent, when a 2xx held on the transaction was not
+// released within 64·T1 and the caller was answered 500 (holdDeadline).
 func (h *HeldResponse) Release(edit func(m *parser.Message, ed *parser.Editor)) error {
 	c := h.c
 	x := c.getCtx()
@@ -97,6 +150,9 @@ func (h *HeldResponse) Release(edit func(m *parser.Message, ed *parser.Editor)) 
 		return ErrNoTransaction
 	}
 	t := &e.Value
+	if t.heldLost {
+		return ErrHoldExpired
+	}
 	if h.branch >= t.nbr {
 		return ErrNoTransaction
 	}

@@ -366,7 +366,7 @@ func (c *Core) serverSend(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], da
 		return
 	}
 	t.finalSent = true
-	s.StopTimer(&t.tG) // a non-INVITE's 100 is no longer due
+	s.StopTimer(&t.tG) // a non-INVITE's 100 is no longer due, nor a held 2xx's deadline
 	c.sendUp(t, data)
 	c.watchSent(x, s, e, b, code, resp)
 	if code < 300 && t.invite {

@@ -48,6 +48,7 @@ const (
 	kD                       // branch: end of Completed/Accepted (D, K, M)
 	kCancel                  // branch: retransmit the CANCEL, give up after 64·T1
 	kTrying                  // server, non-INVITE: 100 once the client's timer E reached T2 (RFC 4320 §4.1)
+	kHeld                    // server, INVITE: a held 2xx not released in time (hold.go)
 )
 
 // txn is one proxied request: the server transaction, its client branches
@@ -72,6 +73,9 @@ type txn struct {
 	// holder removes it when the hook returns. So the route can still read
 	// the request after answering, and no action touches a pooled entry.
 	held bool
+	// heldLost: a 2xx held by a Reply hook was not released in time and
+	// the caller was answered 500 (hold.go); no 2xx goes upstream now.
+	heldLost bool
 
 	// The request as received, copied once and parsed; buf2 holds a
 	// version edited by the route when it used the Editor.
@@ -93,7 +97,7 @@ type txn struct {
 	respDst netip.AddrPort
 	resp    []byte
 	gInt    int64
-	tG, tH  shards.Timer // tG: timer G (INVITE), or the 100 of RFC 4320 §4.1 (non-INVITE)
+	tG, tH  shards.Timer // tG: timer G (INVITE), the deadline of a held 2xx before it (INVITE), or the 100 of RFC 4320 §4.1 (non-INVITE)
 	pending int          // branches in bResolving..bProceeding
 
 	src  netip.AddrPort
