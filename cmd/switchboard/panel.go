@@ -111,7 +111,7 @@ func (s *server) mountPanel() error {
 	}
 	cfg := webpanel.Config{
 		Commands: s.mgmt, Users: s.store, Metrics: s.mgmt.Metrics(), Logger: s.log,
-		SessionTTL: pc.SessionTTL.D(), LockoutFailures: pc.LockoutFailures, LockoutTime: pc.LockoutTime.D(),
+		SessionTTL: pc.SessionTTL.D(), SessionLifetime: pc.SessionLifetime.D(), LockoutFailures: pc.LockoutFailures, LockoutTime: pc.LockoutTime.D(),
 	}
 	if s.store.HasPanelSessions() {
 		cfg.Sessions = s.store

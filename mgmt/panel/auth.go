@@ -34,7 +34,8 @@ type session struct {
 	role    string
 	pwTag   string // store.PanelPasswordTag of the hash at login: a change ends the session
 	csrf    string
-	expires time.Time
+	created time.Time // the login: the session ends SessionLifetime after it, however busy
+	expires time.Time // the idle timeout, never past the lifetime (lastUntil)
 	checked time.Time
 	stored  bool  // the store has it (Config.Sessions)
 	flash   flash // the outcome of the last form, shown once

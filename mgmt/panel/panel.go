@@ -66,6 +66,10 @@ type Config struct {
 	Logger   *slog.Logger
 	// SessionTTL is how long a session lasts without a request.
 	SessionTTL time.Duration
+	// SessionLifetime is how long a session lasts after its login,
+	// however busy (default 12h): a stolen cookie kept in use is good
+	// this long at most.
+	SessionLifetime time.Duration
 	// LockoutFailures wrong passwords in a row for one account, or from
 	// one address, lock it out for LockoutTime.
 	LockoutFailures int
@@ -107,6 +111,9 @@ func New(cfg Config) (*Panel, error) {
 	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 8 * time.Hour
+	}
+	if cfg.SessionLifetime <= 0 {
+		cfg.SessionLifetime = 12 * time.Hour
 	}
 	if cfg.LockoutFailures <= 0 {
 		cfg.LockoutFailures = 5

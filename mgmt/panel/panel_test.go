@@ -3,6 +3,7 @@ package panel
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -756,5 +757,62 @@ func TestCSRFHeaderForm(t *testing.T) {
 	}
 	if got := g.added.Load(); got != 1 {
 		t.Errorf("domains.add ran %d times, want once", got)
+	}
+}
+
+// TestSessionLifetime: a session kept busy (a request every hour, well
+// inside the idle timeout) ends 12 h after its login all the same, on the
+// node that holds it and on a node that reads it from the store, even
+// when the stored row's expiry was moved past that (a row written by an
+// older version, or a node configured with a longer lifetime): a stolen
+// cookie used all the time is good for the lifetime at most.
+func TestSessionLifetime(t *testing.T) {
+	a := newRig(t)
+	ba := a.browser()
+	ba.login("admin", "admin password 1")
+	cookies := ba.c.Jar.Cookies(mustURL(a.base + "/ui/"))
+	for i := 0; i < 11; i++ {
+		a.advance(time.Hour)
+		if resp, _ := ba.get("/ui/domains"); resp.StatusCode != 200 {
+			t.Fatalf("a busy session %d h after its login: %d", i+1, resp.StatusCode)
+		}
+	}
+	a.advance(time.Hour - time.Second)
+	if resp, _ := ba.get("/ui/domains"); resp.StatusCode != 200 {
+		t.Fatalf("a busy session 1 s before its lifetime: %d", resp.StatusCode)
+	}
+	a.advance(2 * time.Second)
+	if resp, _ := ba.get("/ui/domains"); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/login" {
+		t.Fatalf("a busy session past its lifetime: %d %s, want a redirect to the login", resp.StatusCode, resp.Header.Get("Location"))
+	}
+
+	// Another node reading the cookie's session from the store, its
+	// expiry moved a day on in the row.
+	var sess *http.Cookie
+	for _, c := range cookies {
+		if c.Name == sessionCookie {
+			sess = c
+		}
+	}
+	if err := a.st.TouchPanelSession(context.Background(), store.PanelSessionID(sess.Value), a.clock().Add(24*time.Hour).Unix()); err != nil {
+		t.Fatal(err)
+	}
+	b := newRigOn(t, a.st)
+	b.advance(12*time.Hour + time.Second)
+	bb := b.browser()
+	bb.c.Jar.SetCookies(mustURL(b.base+"/ui/"), []*http.Cookie{sess})
+	if resp, _ := bb.get("/ui/domains"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a session past its lifetime read from the store: %d, want a redirect", resp.StatusCode)
+	}
+	if _, err := a.st.GetPanelSession(context.Background(), store.PanelSessionID(sess.Value)); !errors.Is(err, store.ErrNoPanelSession) {
+		t.Fatalf("the row of a session past its lifetime is kept: %v", err)
+	}
+	// A new login starts a new lifetime.
+	bb.login("admin", "admin password 1")
+	for _, d := range []time.Duration{7 * time.Hour, 4 * time.Hour} {
+		b.advance(d)
+		if resp, _ := bb.get("/ui/domains"); resp.StatusCode != 200 {
+			t.Fatalf("a new session %s later: %d", d, resp.StatusCode)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"switchboard/store"
 )
@@ -16,6 +17,11 @@ import (
 // moves its expiry in the store every RecheckEvery, so a logout, a
 // deleted user or a changed password on any node ends it everywhere
 // within that time.
+//
+// A session also ends SessionLifetime after its login however busy it is
+// (OWASP's absolute timeout): its idle expiry is never moved past that
+// end, here or in the store, and a node reading it from the store checks
+// the end from the row's creation time itself.
 
 // Sessions keeps sessions in the store: store.Store.
 type Sessions interface {
@@ -45,7 +51,7 @@ func (p *Panel) sessionOf(r *http.Request) *session {
 		p.mu.Unlock()
 		return p.load(r.Context(), c.Value)
 	}
-	s.expires = now.Add(p.cfg.SessionTTL)
+	s.expires = p.lastUntil(s.created, now)
 	recheck := now.Sub(s.checked) >= RecheckEvery
 	if recheck {
 		s.checked = now
@@ -55,6 +61,19 @@ func (p *Panel) sessionOf(r *http.Request) *session {
 		return p.recheck(r.Context(), s)
 	}
 	return s
+}
+
+// lastUntil is the expiry of a session created at created and used at
+// now: the idle timeout, but never past the session's lifetime.
+func (p *Panel) lastUntil(created, now time.Time) time.Time {
+	return minTime(now.Add(p.cfg.SessionTTL), created.Add(p.cfg.SessionLifetime))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // tokenLen is the length of randomToken's text.
@@ -78,6 +97,15 @@ func (p *Panel) load(ctx context.Context, token string) *session {
 	if now.Unix() > ps.Expires {
 		return nil
 	}
+	created := time.Unix(ps.Created, 0)
+	if now.After(created.Add(p.cfg.SessionLifetime)) {
+		// Past its lifetime whatever the row's expiry says (a row of an
+		// older version, a node with a longer lifetime): gone for good.
+		if err := p.cfg.Sessions.DeletePanelSession(ctx, ps.ID); err != nil {
+			p.log.Warn("panel: deleting a session from the store failed", "user", ps.User, "err", err)
+		}
+		return nil
+	}
 	u, err := p.cfg.Users.GetPanelUser(ctx, ps.User)
 	if err != nil || store.PanelPasswordTag(u.Hash) != ps.PasswordTag {
 		if errors.Is(err, store.ErrNoPanelUser) || err == nil {
@@ -86,7 +114,7 @@ func (p *Panel) load(ctx context.Context, token string) *session {
 		return nil
 	}
 	s := &session{id: token, sid: ps.ID, user: u.Name, role: u.Role, pwTag: ps.PasswordTag, csrf: ps.CSRF,
-		expires: now.Add(p.cfg.SessionTTL), checked: now, stored: true}
+		created: created, expires: p.lastUntil(created, now), checked: now, stored: true}
 	if err := p.cfg.Sessions.TouchPanelSession(ctx, s.sid, s.expires.Unix()); err != nil && !errors.Is(err, store.ErrNoPanelSession) {
 		p.log.Warn("panel: moving a session's expiry in the store failed", "user", s.user, "err", err)
 	}
@@ -137,7 +165,7 @@ func (p *Panel) recheck(ctx context.Context, s *session) *session {
 func (p *Panel) newSession(ctx context.Context, u store.PanelUser) *session {
 	now := p.cfg.Now()
 	s := &session{id: randomToken(), user: u.Name, role: u.Role, pwTag: store.PanelPasswordTag(u.Hash), csrf: randomToken(),
-		expires: now.Add(p.cfg.SessionTTL), checked: now}
+		created: now, expires: p.lastUntil(now, now), checked: now}
 	s.sid = store.PanelSessionID(s.id)
 	if ss := p.cfg.Sessions; ss != nil {
 		// Logins are rare: the expired rows of every node go here.
@@ -156,7 +184,7 @@ func (p *Panel) newSession(ctx context.Context, u store.PanelUser) *session {
 // until a recheck stores it.
 func (p *Panel) save(ctx context.Context, s *session) {
 	p.mu.Lock()
-	ps := store.PanelSession{ID: s.sid, User: s.user, CSRF: s.csrf, PasswordTag: s.pwTag, Created: p.cfg.Now().Unix(), Expires: s.expires.Unix()}
+	ps := store.PanelSession{ID: s.sid, User: s.user, CSRF: s.csrf, PasswordTag: s.pwTag, Created: s.created.Unix(), Expires: s.expires.Unix()}
 	p.mu.Unlock()
 	if err := p.cfg.Sessions.AddPanelSession(ctx, ps); err != nil {
 		p.log.Warn("panel: storing the session failed; it lasts on this node only until the store answers", "user", s.user, "err", err)

@@ -258,6 +258,9 @@ type Panel struct {
 	Enabled bool `yaml:"enabled"`
 	// SessionTTL ends a session idle this long.
 	SessionTTL Duration `yaml:"session_ttl"`
+	// SessionLifetime ends a session this long after its login, however
+	// busy: a stolen cookie kept in use is good this long at most.
+	SessionLifetime Duration `yaml:"session_lifetime"`
 	// LockoutFailures wrong passwords in a row for an account, or from
 	// an address, lock it for LockoutTime.
 	LockoutFailures int      `yaml:"lockout_failures"`
@@ -363,7 +366,7 @@ func Default() *Config {
 		},
 		Storage: Storage{Driver: "sqlite", Dir: "data", MaxConns: 8, Timeout: Duration(10 * time.Second), Schema: "switchboard"},
 		Log:     Log{Level: "info", Format: "text"},
-		Mgmt: Mgmt{Listen: "127.0.0.1:8080", Panel: Panel{Enabled: true, SessionTTL: Duration(8 * time.Hour),
+		Mgmt: Mgmt{Listen: "127.0.0.1:8080", Panel: Panel{Enabled: true, SessionTTL: Duration(8 * time.Hour), SessionLifetime: Duration(12 * time.Hour),
 			LockoutFailures: 5, LockoutTime: Duration(15 * time.Minute)}},
 		TLS:      TLS{MinVersion: "1.2", VerifyServer: true},
 		Anycast:  Anycast{MaxFlows: 65536},
@@ -620,6 +623,9 @@ func (m *Mgmt) check(fail func(key, format string, args ...any) error) error {
 	}
 	if d := m.Panel.SessionTTL.D(); d < time.Minute || d > 30*24*time.Hour {
 		return fail("mgmt.panel.session_ttl", "%s: want 1m to 720h", d)
+	}
+	if d := m.Panel.SessionLifetime.D(); d < time.Minute || d > 30*24*time.Hour {
+		return fail("mgmt.panel.session_lifetime", "%s: want 1m to 720h", d)
 	}
 	if n := m.Panel.LockoutFailures; n < 1 || n > 1000 {
 		return fail("mgmt.panel.lockout_failures", "%d: want 1 to 1000", n)

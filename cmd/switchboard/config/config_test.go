@@ -296,6 +296,8 @@ func TestMgmtKeys(t *testing.T) {
 		{"mgmt:\n  allowed_hosts: [\"sb.example.net/api\"]\n", "mgmt.allowed_hosts[0]:"},
 		{"mgmt:\n  allowed_hosts: [\"\"]\n", "mgmt.allowed_hosts[0]:"},
 		{"mgmt:\n  panel:\n    session_ttl: 10s\n", "x.yaml:3: mgmt.panel.session_ttl: 10s: want 1m to 720h"},
+		{"mgmt:\n  panel:\n    session_lifetime: 0s\n", "x.yaml:3: mgmt.panel.session_lifetime: 0s: want 1m to 720h"},
+		{"mgmt:\n  panel:\n    session_lifetime: 721h\n", "x.yaml:3: mgmt.panel.session_lifetime: 721h0m0s: want 1m to 720h"},
 		{"mgmt:\n  panel:\n    lockout_failures: 0\n", "x.yaml:3: mgmt.panel.lockout_failures: 0: want 1 to 1000"},
 		{"mgmt:\n  panel:\n    lockout_time: 0s\n", "x.yaml:3: mgmt.panel.lockout_time: 0s: want 1s to 168h"},
 		{"mgmt:\n  allowed_host: [a]\n", "x.yaml:2: mgmt.allowed_host: unknown key; known keys here: allowed_hosts, listen, panel, token"},
