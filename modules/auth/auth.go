@@ -91,6 +91,12 @@ type Config struct {
 	// uri as sip:<server address>:<port>). The default compares them, as
 	// RFC 7616 §3.4.6 requires.
 	SkipURICheck bool
+	// SkipSourceCheck accepts a nonce from any address, not only the one
+	// it was sent to (digest.go): for front proxies that spread one
+	// phone's requests over several addresses. Then a wrong password
+	// from a forged UDP source counts as one again, and authban's
+	// account lock can be set off by forged sources.
+	SkipSourceCheck bool
 	// RegisterWithoutAuth tells the route set that REGISTER is to be saved
 	// without authentication (auth.register: false): for registrar
 	// benchmarks only.
@@ -133,7 +139,7 @@ type Auth struct {
 
 	// counters
 	ok, failed, stale, forbidden, challenges, misses, busy, storeErrors atomic.Uint64
-	badURI, retrans                                                     atomic.Uint64
+	badURI, retrans, foreign                                            atomic.Uint64
 }
 
 // cred is a cached subscriber: its two HA1 values as lower-case hex, or
@@ -319,13 +325,18 @@ type Stats struct {
 	StoreErrors uint64
 	BadURI      uint64 // credentials whose uri is not the Request-URI (answered 400)
 	Retransmits uint64 // REGISTER retransmissions accepted with the nonce-count of the original
+	// ForeignNonces counts answers (in Failed too) whose nonce we did not
+	// send to their source address, or did not send at all: forged
+	// sources and nonces, a phone whose address changed since its
+	// challenge. Each gets a new challenge.
+	ForeignNonces uint64
 }
 
 // Stats returns the counters.
 func (a *Auth) Stats() Stats {
 	return Stats{a.ok.Load(), a.failed.Load(), a.stale.Load(), a.forbidden.Load(),
 		a.challenges.Load(), a.misses.Load(), a.busy.Load(), a.storeErrors.Load(),
-		a.badURI.Load(), a.retrans.Load()}
+		a.badURI.Load(), a.retrans.Load(), a.foreign.Load()}
 }
 
 // cacheKey writes "user@domain" with the domain lower-cased.

@@ -24,8 +24,9 @@ const (
 	// NoCredentials: no credentials for this realm; challenge.
 	NoCredentials Result = -1
 	// InvalidCredentials: unknown user, wrong password, forged or
-	// malformed credentials, an algorithm not offered. Deliberately one
-	// result, so the answer (a new challenge) tells a scanner nothing.
+	// malformed credentials, a nonce not issued to the answer's source
+	// address, an algorithm not offered. Deliberately one result, so the
+	// answer (a new challenge) tells a scanner nothing.
 	InvalidCredentials Result = -2
 	// StaleNonce: the password was right but the nonce expired or its
 	// count was used before; challenge again with stale=true.
@@ -125,10 +126,22 @@ func (a *Auth) Authorize(c *routing.Ctx, o Options, next Next) {
 		c.ReplyStateless(400, "Digest URI Mismatch", nil)
 		return
 	}
+	// The nonce must be one we sent to the address the answer comes from
+	// (digest.go). Checked before the subscriber is looked up: an answer
+	// that fails it says nothing about the password (it was never
+	// compared, and the answer is the same whatever it is), so it is no
+	// password failure and does not count toward an account's lock; it
+	// costs no store read either.
+	exp, seq, ours := a.decodeNonce(cr.Nonce, c.SrcIP())
+	if !ours {
+		a.notOurs(c, &cr)
+		next(c, InvalidCredentials)
+		return
+	}
 	sc := a.scratch.Get().(*scratch)
 	sc.key = cacheKey(sc.key[:0], cr.Username, realm)
 	if v, ok := a.cache.Get(sc.key); ok {
-		res := a.check(c, o, v, &cr, sc)
+		res := a.check(c, o, v, &cr, sc, exp, seq)
 		a.scratch.Put(sc)
 		next(c, res)
 		return
@@ -145,8 +158,14 @@ func (a *Auth) Authorize(c *routing.Ctx, o Options, next Next) {
 			next(c, NoCredentials)
 			return
 		}
+		exp, seq, ours := a.decodeNonce(cr.Nonce, c.SrcIP())
+		if !ours {
+			a.notOurs(c, &cr)
+			next(c, InvalidCredentials)
+			return
+		}
 		sc := a.scratch.Get().(*scratch)
-		res := a.check(c, o, v, &cr, sc)
+		res := a.check(c, o, v, &cr, sc, exp, seq)
 		a.scratch.Put(sc)
 		next(c, res)
 	})
@@ -187,7 +206,7 @@ func (a *Auth) Challenge(c *routing.Ctx, o Options, stale bool) {
 		name = "Proxy-Authenticate: "
 		code, reason = 407, "Proxy Authentication Required"
 	}
-	sc.in = a.appendNonce(sc.in[:0])
+	sc.in = a.appendNonce(sc.in[:0], c.SrcIP())
 	h := sc.hdr[:0]
 	for _, alg := range a.algs {
 		h = append(h, name...)
@@ -248,8 +267,17 @@ func findCredentials(m *parser.Message, proxy bool, realm []byte, cr *parser.Aut
 	return false
 }
 
-// check verifies credentials cr against the cached subscriber v.
-func (a *Auth) check(c *routing.Ctx, o Options, v *cred, cr *parser.Auth, sc *scratch) Result {
+// notOurs counts an answer whose nonce we did not send to its source
+// address (or did not send at all) and tells the guard (FailNonce).
+func (a *Auth) notOurs(c *routing.Ctx, cr *parser.Auth) {
+	a.failed.Add(1)
+	a.foreign.Add(1)
+	a.tell(c, cr, FailNonce)
+}
+
+// check verifies credentials cr against the cached subscriber v; exp and
+// seq are those of its nonce, which decodeNonce found ours for the source.
+func (a *Auth) check(c *routing.Ctx, o Options, v *cred, cr *parser.Auth, sc *scratch, exp int64, seq uint32) Result {
 	alg, ok := parseAlgorithm(cr.Algorithm)
 	if ok {
 		ok = false
@@ -275,7 +303,6 @@ func (a *Auth) check(c *routing.Ctx, o Options, v *cred, cr *parser.Auth, sc *sc
 			return InvalidCredentials
 		}
 	}
-	exp, seq, signed := a.decodeNonce(cr.Nonce)
 	// A locked account (guard.go) fails as a wrong password does, after
 	// the same work: the lock is looked up before the password is checked
 	// and changes neither the answer nor the path.
@@ -289,9 +316,9 @@ func (a *Auth) check(c *routing.Ctx, o Options, v *cred, cr *parser.Auth, sc *sc
 	}
 	want := response(sc, alg, ha1, c.Msg().MethodBytes(), cr)
 	match := equalHex(sc, cr.Response, want)
-	if !known || !match || !signed || locked {
+	if !known || !match || locked {
 		a.failed.Add(1)
-		a.tell(c, cr, failureOf(known, match && signed))
+		a.tell(c, cr, failureOf(known, match))
 		return InvalidCredentials
 	}
 	switch st := a.useNonce(exp, seq, nc); st {

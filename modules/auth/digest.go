@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"hash"
 	"hash/maphash"
+	"net/netip"
 
 	"switchboard/parser"
 	"switchboard/routing"
@@ -111,14 +112,30 @@ func equalHex(sc *scratch, sent, want []byte) bool {
 
 // A nonce is base64url(expiry[4] | seq[4] | mac[16]): the unix second it
 // expires, a sequence number that indexes the nonce-count table, and the
-// first 16 bytes of HMAC-SHA-256(secret, expiry|seq).
+// first 16 bytes of HMAC-SHA-256(secret, expiry|seq|source), source being
+// the address the challenge was sent to (putSource). The address is not in
+// the nonce: an answer is checked against the address it comes from, so a
+// nonce is good only from where it was sent, and an answer from a forged
+// UDP source, which never received a challenge there, cannot carry one
+// (Kamailio's auth_checks_register with the source IP bit). Nodes sharing
+// the secret accept each other's nonces from the same address.
 const (
 	nonceRaw = 24
 	nonceLen = 32 // base64url without padding
 )
 
-// appendNonce issues a nonce valid for the configured lifetime.
-func (a *Auth) appendNonce(dst []byte) []byte {
+// boundTo is the address a nonce for src is bound to: src, or none with
+// Config.SkipSourceCheck.
+func (a *Auth) boundTo(src netip.Addr) netip.Addr {
+	if a.cfg.SkipSourceCheck {
+		return netip.Addr{}
+	}
+	return src
+}
+
+// appendNonce issues a nonce valid for the configured lifetime, from src
+// only.
+func (a *Auth) appendNonce(dst []byte, src netip.Addr) []byte {
 	seq := a.seq.Add(1)
 	if seq == 0 {
 		seq = a.seq.Add(1) // 0 marks an empty slot
@@ -127,17 +144,18 @@ func (a *Auth) appendNonce(dst []byte) []byte {
 	var raw [nonceRaw]byte
 	binary.BigEndian.PutUint32(raw[0:], uint32(a.clock.Now()/1000+a.lifetime))
 	binary.BigEndian.PutUint32(raw[4:], seq)
-	a.sign(&raw)
+	a.sign(&raw, a.boundTo(src))
 	var enc [nonceLen]byte
 	base64.RawURLEncoding.Encode(enc[:], raw[:])
 	return append(dst, enc[:]...)
 }
 
-func (a *Auth) sign(raw *[nonceRaw]byte) {
+func (a *Auth) sign(raw *[nonceRaw]byte, src netip.Addr) {
 	sg := a.macs.Get().(*signer)
 	// The input and output go through the signer's own arrays: passed to
 	// the hash interface, a stack array would escape and allocate.
-	copy(sg.in[:], raw[:8])
+	copy(sg.in[:8], raw[:8])
+	putSource(sg.in[8:], src)
 	sg.h.Reset()
 	sg.h.Write(sg.in[:])
 	sg.h.Sum(sg.out[:0])
@@ -145,10 +163,31 @@ func (a *Auth) sign(raw *[nonceRaw]byte) {
 	a.macs.Put(sg)
 }
 
+// putSource writes what a nonce is bound to of src into dst (9 bytes):
+// the family, then an IPv4 address, or the /64 of an IPv6 one, which a
+// host usually has whole and whose privacy addresses change within it.
+// Not the port: a NAT may give the phone's next request another one. An
+// IPv4 address and the IPv6 prefix starting with its bytes differ by the
+// family byte.
+func putSource(dst []byte, src netip.Addr) {
+	clear(dst[:9])
+	src = src.Unmap()
+	switch {
+	case src.Is4():
+		dst[0] = 4
+		a := src.As4()
+		copy(dst[1:5], a[:])
+	case src.Is6():
+		dst[0] = 6
+		a := src.As16()
+		copy(dst[1:9], a[:8])
+	}
+}
+
 // signer is a pooled HMAC-SHA-256 under the secret, with its buffers.
 type signer struct {
 	h   hash.Hash
-	in  [8]byte
+	in  [8 + 9]byte // expiry|seq, then putSource
 	out [32]byte
 }
 
@@ -163,8 +202,10 @@ const (
 	nonceRepeated // nc equal to the last one seen: a replay or a retransmission
 )
 
-// decodeNonce checks a nonce's signature and returns its expiry and seq.
-func (a *Auth) decodeNonce(n []byte) (exp int64, seq uint32, ok bool) {
+// decodeNonce checks a nonce's signature for an answer from src and
+// returns its expiry and seq; false for a nonce not ours, or issued to
+// another address.
+func (a *Auth) decodeNonce(n []byte, src netip.Addr) (exp int64, seq uint32, ok bool) {
 	if len(n) != nonceLen {
 		return 0, 0, false
 	}
@@ -173,7 +214,7 @@ func (a *Auth) decodeNonce(n []byte) (exp int64, seq uint32, ok bool) {
 		return 0, 0, false
 	}
 	copy(want[:8], raw[:8])
-	a.sign(&want)
+	a.sign(&want, a.boundTo(src))
 	if subtle.ConstantTimeCompare(raw[8:], want[8:]) != 1 {
 		return 0, 0, false
 	}

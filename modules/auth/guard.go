@@ -12,8 +12,9 @@ type Failure uint8
 
 // The failures a Guard is told of.
 const (
-	// FailPassword: a subscriber's name with a wrong password (or a
-	// nonce that was not ours).
+	// FailPassword: a subscriber's name with a wrong password, on a
+	// nonce sent to the answer's source address: the sender received
+	// our challenge where it sends from, so the source is not forged.
 	FailPassword Failure = iota + 1
 	// FailUnknownUser: a name that is no subscriber.
 	FailUnknownUser
@@ -30,9 +31,15 @@ const (
 	FailMalformed
 	// FailLocked: the right password for an account the Guard locked.
 	FailLocked
+	// FailNonce: a nonce not ours, or sent to another address than the
+	// answer comes from (digest.go): what a forged UDP source sends, as
+	// it never receives the challenge. The password was not compared,
+	// and the answer is a new challenge whatever it is, so this says
+	// nothing of the account: count it against the address only.
+	FailNonce
 )
 
-var failureNames = [...]string{"", "password", "unknown_user", "replay", "expired", "bad_uri", "malformed", "locked"}
+var failureNames = [...]string{"", "password", "unknown_user", "replay", "expired", "bad_uri", "malformed", "locked", "nonce"}
 
 func (f Failure) String() string {
 	if int(f) < len(failureNames) && f != 0 {
@@ -73,7 +80,7 @@ func (a *Auth) tell(c *routing.Ctx, cr *parser.Auth, why Failure) {
 }
 
 // failureOf names a failed password check: the user unknown, the digest
-// (or nonce) wrong, or else the account locked.
+// wrong, or else the account locked.
 func failureOf(known, right bool) Failure {
 	switch {
 	case !known:

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"switchboard/routing"
+	"switchboard/transport"
 )
 
 // recordingGuard keeps what it is told and locks the accounts in locked.
@@ -143,3 +144,114 @@ type nopGuard struct{}
 
 func (nopGuard) Locked(user, realm []byte) bool             { return false }
 func (nopGuard) Failed(netip.Addr, []byte, []byte, Failure) {}
+
+// TestNonceBoundToSource: a nonce is good only from the address it was
+// issued to (an IPv4 address, an IPv6 /64; any port, any transport), as
+// Kamailio's auth_checks_register with the source IP. An answer whose
+// nonce was issued elsewhere, or is no nonce of ours, cannot come from a
+// sender that received our challenge where it sends from (a forged UDP
+// source): it gets a fresh challenge, not stale, whatever the password
+// (no oracle either), the store is not read for it, and the guard is
+// told "nonce", never "password", so it does not count toward an
+// account's lock. The same nonce from another port of the address (NAT
+// rebinding), over TCP, from elsewhere in the IPv6 /64, and on another
+// node sharing the secret is accepted.
+func TestNonceBoundToSource(t *testing.T) {
+	h := newHarness(t, Config{})
+	g := &recordingGuard{}
+	h.a.SetGuard(g)
+	u := &ua{user: "alice", method: "REGISTER"}
+	ch := pick(t, h.requestFrom("192.0.2.5:5062", u.msg("")), "MD5")
+	misses := h.a.Stats().CacheMisses
+
+	// Five forged sources with a wrong password, then one with the
+	// right password: a new challenge each, never stale.
+	for i, src := range []string{"198.51.100.1:5060", "198.51.100.2:5060", "198.51.100.3:5060", "198.51.100.4:5060", "192.0.2.6:5062", "[2001:db8::5]:5062"} {
+		pw := "wrong"
+		if i == 5 {
+			pw = "secret"
+		}
+		r := h.requestFrom(src, u.msg(u.answer(ch, 10+i, pw)))
+		if status(r) != "401 Unauthorized" || len(challenges(r)) == 0 || challenges(r)[0].stale || challenges(r)[0].nonce == ch.nonce {
+			t.Fatalf("nonce of 192.0.2.5 answered from %s (%s): %s", src, pw, r)
+		}
+		addr := netip.MustParseAddrPort(src).Addr().String()
+		if got := g.take(); len(got) != 1 || got[0] != addr+" alice example.com nonce" {
+			t.Fatalf("from %s the guard was told %q", src, got)
+		}
+	}
+	// A forged nonce and a ghost's name: the same, and the store is not
+	// asked for the ghost.
+	forged := ch
+	forged.nonce = strings.Repeat("A", len(ch.nonce))
+	ghost := &ua{user: "ghost-nonce", method: "REGISTER"}
+	if r := h.requestFrom("192.0.2.5:5062", ghost.msg(ghost.answer(forged, 1, "x"))); status(r) != "401 Unauthorized" || challenges(r)[0].stale {
+		t.Fatalf("forged nonce: %s", r)
+	}
+	if got := g.take(); len(got) != 1 || got[0] != "192.0.2.5 ghost-nonce example.com nonce" {
+		t.Fatalf("forged nonce: the guard was told %q", got)
+	}
+	if n := h.a.Stats().CacheMisses; n != misses {
+		t.Fatalf("answers with nonces not ours read the store %d times", n-misses)
+	}
+
+	// Its own address, another port (a NAT rebinding): the nonce is good.
+	if r := h.requestFrom("192.0.2.5:40000", u.msg(u.answer(ch, 20, "wrong"))); status(r) != "401 Unauthorized" {
+		t.Fatalf("wrong password from another port: %s", r)
+	}
+	if got := g.take(); len(got) != 1 || got[0] != "192.0.2.5 alice example.com password" {
+		t.Fatalf("wrong password from the nonce's address: the guard was told %q", got)
+	}
+	if r := h.requestFrom("192.0.2.5:40000", u.msg(u.answer(ch, 21, "secret"))); status(r) != "200 OK" {
+		t.Fatalf("from another port of the address: %s", r)
+	}
+	// Over TCP the source is the connection's peer.
+	if r := h.requestProto("192.0.2.5:51000", transport.TCP, u.msg(u.answer(ch, 22, "secret"))); status(r) != "200 OK" {
+		t.Fatalf("over TCP from the address: %s", r)
+	}
+	if r := h.requestProto("203.0.113.9:51000", transport.TCP, u.msg(u.answer(ch, 23, "secret"))); status(r) != "401 Unauthorized" || challenges(r)[0].stale {
+		t.Fatalf("over TCP from another address: %s", r)
+	}
+	g.take()
+
+	// IPv6: bound to the /64.
+	v6 := &ua{user: "bob", method: "REGISTER"}
+	ch6 := pick(t, h.requestFrom("[2001:db8:1:2::10]:5062", v6.msg("")), "MD5")
+	if r := h.requestFrom("[2001:db8:1:2:a:b:c:d]:6000", v6.msg(v6.answer(ch6, 1, "hunter2"))); status(r) != "200 OK" {
+		t.Fatalf("from the same /64: %s", r)
+	}
+	if r := h.requestFrom("[2001:db8:1:3::10]:5062", v6.msg(v6.answer(ch6, 2, "hunter2"))); status(r) != "401 Unauthorized" || challenges(r)[0].stale {
+		t.Fatalf("from another /64: %s", r)
+	}
+	// An IPv4 address and the IPv6 prefix that starts with its bytes
+	// are not the same source.
+	ch4 := pick(t, h.requestFrom("32.1.13.184:5062", v6.msg("")), "MD5") // 0x20010db8
+	if r := h.requestFrom("[2001:db8::]:5062", v6.msg(v6.answer(ch4, 1, "hunter2"))); status(r) != "401 Unauthorized" {
+		t.Fatalf("an IPv4 nonce from the IPv6 prefix of its bytes: %s", r)
+	}
+
+	// Another node with the same secret takes the nonce from the same
+	// address, not from another.
+	h2 := newHarness(t, Config{})
+	ch = pick(t, h.requestFrom("192.0.2.7:5062", u.msg("")), "MD5")
+	if r := h2.requestFrom("192.0.2.7:5062", u.msg(u.answer(ch, 1, "secret"))); status(r) != "200 OK" {
+		t.Fatalf("on another node from the same address: %s", r)
+	}
+	if r := h2.requestFrom("192.0.2.8:5062", u.msg(u.answer(ch, 2, "secret"))); status(r) != "401 Unauthorized" || challenges(r)[0].stale {
+		t.Fatalf("on another node from another address: %s", r)
+	}
+
+	// auth.check_source: false takes a nonce from anywhere (and a
+	// forged source's wrong password is a password failure again).
+	h3 := newHarness(t, Config{SkipSourceCheck: true})
+	g3 := &recordingGuard{}
+	h3.a.SetGuard(g3)
+	ch = pick(t, h3.requestFrom("192.0.2.7:5062", u.msg("")), "MD5")
+	h3.requestFrom("198.51.100.1:5060", u.msg(u.answer(ch, 1, "wrong")))
+	if got := g3.take(); len(got) != 1 || got[0] != "198.51.100.1 alice example.com password" {
+		t.Fatalf("without the source check the guard was told %q", got)
+	}
+	if r := h3.requestFrom("192.0.2.8:5062", u.msg(u.answer(ch, 2, "secret"))); status(r) != "200 OK" {
+		t.Fatalf("without the source check, from another address: %s", r)
+	}
+}

@@ -147,10 +147,17 @@ func (h *harness) request(msg string) string {
 // requestFrom is request with the packet coming from src.
 func (h *harness) requestFrom(src, msg string) string {
 	h.t.Helper()
+	return h.requestProto(src, transport.UDP, msg)
+}
+
+// requestProto is requestFrom over proto (for a stream, src is the
+// connection's peer).
+func (h *harness) requestProto(src string, proto transport.Proto, msg string) string {
+	h.t.Helper()
 	h.mu.Lock()
 	h.sent = nil
 	h.mu.Unlock()
-	h.core.HandleMessage(&transport.Packet{Data: []byte(msg), Src: netip.MustParseAddrPort(src), Listener: &h.l, Proto: transport.UDP})
+	h.core.HandleMessage(&transport.Packet{Data: []byte(msg), Src: netip.MustParseAddrPort(src), Listener: &h.l, Proto: proto})
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		h.mu.Lock()

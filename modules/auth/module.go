@@ -31,6 +31,8 @@ type Settings struct {
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// CheckURI requires the digest uri to be the Request-URI.
 	CheckURI bool `yaml:"check_uri"`
+	// CheckSource binds each nonce to the address it was sent to.
+	CheckSource bool `yaml:"check_source"`
 }
 
 // DefaultSettings are the auth defaults.
@@ -43,6 +45,7 @@ func DefaultSettings() *Settings {
 		Workers:       DefaultWorkers,
 		PollInterval:  DefaultPollInterval,
 		CheckURI:      true,
+		CheckSource:   true,
 	}
 }
 
@@ -108,6 +111,7 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 		Workers:             st.Workers,
 		PollInterval:        st.PollInterval,
 		SkipURICheck:        !st.CheckURI,
+		SkipSourceCheck:     !st.CheckSource,
 		RegisterWithoutAuth: !st.Register,
 		Domains:             h.Domains,
 		Logger:              h.Logger(),
@@ -192,6 +196,7 @@ func (a *Auth) registerMetrics(h *modules.Host) {
 		"challenges": func(s Stats) uint64 { return s.Challenges }, "cache_misses": func(s Stats) uint64 { return s.CacheMisses },
 		"busy": func(s Stats) uint64 { return s.Busy }, "store_errors": func(s Stats) uint64 { return s.StoreErrors },
 		"bad_uri": func(s Stats) uint64 { return s.BadURI }, "retransmits": func(s Stats) uint64 { return s.Retransmits },
+		"foreign_nonces": func(s Stats) uint64 { return s.ForeignNonces },
 	} {
 		h.Metrics.NewGauge(`switchboard_auth_`+name+`_total`, func() float64 { return float64(f(a.Stats())) })
 	}

@@ -6,11 +6,14 @@
 //
 //   - An address whose answers fail max_failures times within window
 //     (wrong password, unknown user, replayed nonce-count, digest uri of
-//     another request, malformed credentials) is banned for ban_time.
+//     another request, malformed credentials, a nonce not sent to it) is
+//     banned for ban_time.
 //   - An account (user@domain) that answers with a wrong password come
 //     from account_sources different addresses within account_window is
 //     locked for lock_time: slow cracking spread over many addresses,
-//     each staying under max_failures. A locked account answers the right
+//     each staying under max_failures. Only answers on a nonce auth sent
+//     to that address count: a forged UDP source never receives one, so
+//     it cannot lock anyone out. A locked account answers the right
 //     password exactly as a wrong one (modules/auth), so the lock tells
 //     the attacker nothing; the subscriber's phones fail too until it
 //     ends (or authban.unlock), which is the price of the lock.
@@ -126,7 +129,7 @@ type Authban struct {
 	seed0    maphash.Seed
 	seed1    maphash.Seed
 
-	failures [8]atomic.Uint64 // by auth.Failure
+	failures [16]atomic.Uint64 // by auth.Failure
 	bans     atomic.Uint64
 
 	mu   sync.Mutex
@@ -202,7 +205,7 @@ func (b *Authban) Locked(user, realm []byte) bool {
 // Failed is the auth Guard's report of a failed answer: it counts it
 // against the address, and a wrong password against the account too.
 func (b *Authban) Failed(src netip.Addr, user, realm []byte, why auth.Failure) {
-	b.failures[why&7].Add(1)
+	b.failures[why&15].Add(1)
 	if why == auth.FailExpired || why == auth.FailLocked {
 		return // a phone's normal retry; the owner's password during a lock
 	}
@@ -224,6 +227,8 @@ func (b *Authban) Failed(src netip.Addr, user, realm []byte, why auth.Failure) {
 		}
 	}
 	if why != auth.FailPassword || pr.accountSources == 0 {
+		// Only a wrong password on a nonce sent to src shows that src is
+		// the sender's own address; FailNonce is what a forged one sends.
 		return
 	}
 	ak, pk := b.keys(user, realm, src)

@@ -111,7 +111,7 @@ func (b *Authban) registerCommands(h *modules.Host) {
 
 func (b *Authban) registerMetrics(h *modules.Host) {
 	h.Metrics.RegisterMetricsWriter(func(w io.Writer) {
-		for f := auth.FailPassword; f <= auth.FailLocked; f++ {
+		for f := auth.FailPassword; f <= auth.FailNonce; f++ {
 			metrics.WriteCounterUint64(w, `switchboard_authban_failures_total{why="`+f.String()+`"}`, b.failures[f].Load())
 		}
 		st := b.locks.stats(b.clock.Now())
