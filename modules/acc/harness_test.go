@@ -29,6 +29,7 @@ type env struct {
 	a     *Acc
 	d     *dialog.Dialog
 	st    *store.Store
+	dir   string // the store's data directory
 	clock *shards.Clock
 	set   *metrics.Set
 	mods  *modules.Set
@@ -63,11 +64,12 @@ func newEnv(t testing.TB, s *Settings, start bool) *env {
 	if s == nil {
 		s = DefaultSettings()
 	}
-	st, err := store.Open(t.TempDir(), store.Options{})
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, st: st, clock: shards.NewManualClock(1_700_000_000_000), set: metrics.NewSet(), logs: &syncBuffer{}}
+	e := &env{t: t, st: st, dir: dir, clock: shards.NewManualClock(1_700_000_000_000), set: metrics.NewSet(), logs: &syncBuffer{}}
 	logger := slog.New(slog.NewTextHandler(e.logs, nil))
 	e.mods, err = modules.Build(modules.Services{Store: st, Clock: e.clock, Metrics: e.set, Shards: 4, Logger: logger},
 		map[string]any{"acc": s}, "acc")

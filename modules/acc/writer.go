@@ -2,6 +2,7 @@ package acc
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,18 +26,40 @@ const storeTimeout = 10 * time.Second
 // arrives alone and costs an SQLite transaction of its own, more CPU than
 // relaying its call (bench/results/dialog.md); the writer sleeps through
 // the wait rather than waking for each record as it comes, so a batch
-// costs it two wake-ups whatever its size. Stop ends the wait. run returns
-// once Stop closed the queue and every record queued before was written.
+// costs it two wake-ups whatever its size. Stop ends the wait. While the
+// file keeps records it could not write, the writer also wakes to try
+// them again (fileRetryWaits). run returns once Stop closed the queue and
+// every record queued before was written (or given up, counted and
+// logged).
 func (a *Acc) run() {
 	defer close(a.done)
-	var f fileSink
-	defer f.close()
+	f := fileSink{log: a.log}
+	defer a.stopFile(&f)
 	batch := make([]*record, 0, a.batchSize)
 	cdrs := make([]store.CDR, 0, a.batchSize)
 	var text fieldtext.Fields // the records' strings, one copy a record
 	wait := time.NewTimer(time.Hour)
 	wait.Stop()
-	for r := range a.queue {
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	for {
+		var r *record
+		ok := true
+		if len(f.pending) == 0 {
+			r, ok = <-a.queue
+		} else {
+			retry.Reset(time.Until(f.retryAt))
+			select {
+			case r, ok = <-a.queue:
+				retry.Stop()
+			case <-retry.C:
+				a.flushFile(&f)
+				continue
+			}
+		}
+		if !ok {
+			return
+		}
 		batch = append(batch[:0], r)
 		if d := time.Duration(a.batchWait.Load()); d > 0 {
 			wait.Reset(d)
@@ -83,24 +106,77 @@ func (a *Acc) take(batch []*record) []*record {
 }
 
 // write writes one batch to the sinks: the store first, so that the file
-// has the records' IDs.
+// has the records' IDs. The file keeps what it cannot write for the next
+// attempt.
 func (a *Acc) write(cdrs []store.CDR, f *fileSink) {
 	if a.toStore.Load() {
 		a.writeStore(cdrs)
 	}
+	a.keepForFile(f, cdrs)
+	a.flushFile(f)
+}
+
+// keepForFile adds a batch to the records waiting for the file, at most
+// queue_size + batch_size of them (as many as the queue and a batch
+// hold): past that, records are given up, counted and logged.
+func (a *Acc) keepForFile(f *fileSink, cdrs []store.CDR) {
 	cfg := a.file.Load()
 	if cfg == nil {
+		return
+	}
+	room := max(0, a.queueSize+a.batchSize-len(f.pending))
+	if len(cdrs) > room {
+		a.loseFile(cdrs[room:], cfg.path,
+			"acc: records not written to the file, more than it keeps to try again (acc.queue_size + acc.batch_size): given up")
+		cdrs = cdrs[:room]
+	}
+	f.pending = append(f.pending, cdrs...)
+}
+
+// flushFile writes the records waiting for the file, unless the pause
+// after a failure still runs (while stopping it is not waited for).
+func (a *Acc) flushFile(f *fileSink) {
+	cfg := a.file.Load()
+	if cfg == nil { // acc.file unset by a reload
+		if len(f.pending) > 0 {
+			a.loseFile(f.pending, f.cfg.path, "acc: acc.file unset: records not yet written to the file given up")
+			f.pending = f.pending[:0]
+		}
 		f.close()
 		return
 	}
-	if err := f.write(cfg, cdrs); err != nil {
-		f.close() // reopened for the next batch
-		a.writeErr[sinkFile].Inc()
-		a.lost[sinkFile].Add(len(cdrs))
-		a.h.Warn("acc: records not written to the file", "file", cfg.path, "records", len(cdrs), "err", err)
+	if len(f.pending) == 0 || (f.failures > 0 && time.Now().Before(f.retryAt) && !a.stopping()) {
 		return
 	}
-	a.written[sinkFile].Add(len(cdrs))
+	n, err := f.write(cfg)
+	a.written[sinkFile].Add(n)
+	if err == nil {
+		f.failures = 0
+		return
+	}
+	a.writeErr[sinkFile].Inc()
+	pause := fileRetryWaits[min(f.failures, len(fileRetryWaits)-1)]
+	f.failures++
+	f.retryAt = time.Now().Add(pause)
+	a.h.Warn("acc: records not written to the file, kept to try again", "file", cfg.path,
+		"records", len(f.pending), "err", err, "in", pause.String())
+}
+
+// stopFile writes what the file still keeps, at Stop, once more, and
+// says how many records were lost when that fails too.
+func (a *Acc) stopFile(f *fileSink) {
+	a.flushFile(f)
+	if len(f.pending) > 0 {
+		a.loseFile(f.pending, f.cfg.path, "acc: records not written to the file before the stop: lost")
+		f.pending = f.pending[:0]
+	}
+	f.close()
+}
+
+// loseFile counts and logs records the file will not get.
+func (a *Acc) loseFile(lost []store.CDR, path, msg string) {
+	a.lost[sinkFile].Add(len(lost))
+	a.log.Error(msg, "file", path, "records", len(lost), "call_ids", callIDs(lost))
 }
 
 // writeStore writes a batch in one transaction, trying again after a
@@ -142,6 +218,11 @@ func (a *Acc) writeStore(cdrs []store.CDR) {
 			return
 		}
 		a.writeErr[sinkStore].Inc()
+		// The ids the rolled-back transaction gave are not the records':
+		// the store gives them again, and the file would show one twice.
+		for i := range ok {
+			ok[i].ID = 0
+		}
 		if attempt == len(retryWaits) || a.stopping() {
 			a.lost[sinkStore].Add(len(ok))
 			a.log.Error("acc: call records not written to the store", "records", len(ok), "err", err,
@@ -160,10 +241,19 @@ func (a *Acc) stopping() bool {
 	return a.closed
 }
 
+// callIDs lists the records' Call-IDs for a log line, the first
+// maxLoggedCallIDs of them.
 func callIDs(cs []store.CDR) string {
-	ids := make([]string, len(cs))
-	for i := range cs {
-		ids[i] = cs[i].CallID
+	ids := make([]string, 0, min(len(cs), maxLoggedCallIDs)+1)
+	for i := range cs[:min(len(cs), maxLoggedCallIDs)] {
+		ids = append(ids, cs[i].CallID)
+	}
+	if len(cs) > maxLoggedCallIDs {
+		ids = append(ids, "(and "+strconv.Itoa(len(cs)-maxLoggedCallIDs)+" more)")
 	}
 	return strings.Join(ids, " ")
 }
+
+// maxLoggedCallIDs bounds a log line: the file keeps up to queue_size +
+// batch_size records, a million and more.
+const maxLoggedCallIDs = 1000
