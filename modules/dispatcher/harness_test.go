@@ -180,6 +180,10 @@ func newProxy(t testing.TB, o envOptions) *proxy {
 			return
 		}
 		if !d.SelectDst(c, p.set, p.alg) {
+			if d.CallInUse(c) {
+				c.ReplyStateless(482, "Loop Detected", nil)
+				return
+			}
 			c.ReplyStateless(503, "No Destination", nil)
 			return
 		}

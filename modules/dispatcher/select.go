@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"net/netip"
 
+	"switchboard/modules/internal/calltrack"
 	"switchboard/parser"
 	"switchboard/routing"
 	"switchboard/txn"
@@ -56,6 +57,11 @@ func (d *Dispatcher) tableOf(gen uint64) *table {
 // counted in the destination's calls in progress until it ends (see
 // CallEnded, CallFailed, Reply). It returns false when the set does not
 // exist or none of its destinations is active; the route answers (503).
+// It returns false too, sending the request nowhere, for an initial
+// INVITE with the Call-ID and From tag of a call in progress that another
+// INVITE started (not that INVITE passing through the proxy again, a
+// spiral): its call could not be counted apart from the first, and the
+// route answers it 482 Loop Detected (CallInUse).
 // It allocates nothing and takes no lock but a call table shard's for an
 // INVITE.
 func (d *Dispatcher) SelectDst(c *routing.Ctx, set int, alg Algorithm) bool {
@@ -70,26 +76,58 @@ func (d *Dispatcher) SelectDst(c *routing.Ctx, set int, alg Algorithm) bool {
 		d.noDest.Inc()
 		return false
 	}
+	if !d.use(c, s, i) {
+		return false
+	}
 	c.SetValue(SlotSet, packSet(set, i, 0, t.gen))
-	d.use(c, s, i)
 	return true
 }
 
 // use sends the request to destination i of s and records it in
 // SlotDest. An initial INVITE's lease goes to the tracker, which holds
 // one per call: given the lease of a fail-over, it releases the one of
-// the destination that failed.
-func (d *Dispatcher) use(c *routing.Ctx, s *set, i int) {
+// the destination that failed. False, nothing set, for an INVITE whose
+// Call-ID and From tag another call in progress holds (InUse).
+func (d *Dispatcher) use(c *routing.Ctx, s *set, i int) bool {
 	ds := &s.dests[i]
-	c.SetDestination(ds.proto, ds.addr)
-	ds.st.selected.Inc()
-	v := int64(i + 1)
 	if c.IsMethod(parser.MethodInvite) && !c.HasToTag() {
-		if l := ds.st.lease(); !d.tracker.Track(c, l) {
+		l := ds.st.lease()
+		switch d.track(c, l) {
+		case calltrack.Tracked:
+		case calltrack.InUse:
+			l.Release()
+			return false
+		default:
 			l.Release()
 		}
 	}
-	c.SetValue(SlotDest, v)
+	c.SetDestination(ds.proto, ds.addr)
+	ds.st.selected.Inc()
+	c.SetValue(SlotDest, int64(i+1))
+	return true
+}
+
+// track hands l to the tracker. The module's own table also says when c
+// has the Call-ID and From tag of another call in progress (InUse); a
+// dialog module counts each dialog on its own.
+func (d *Dispatcher) track(c *routing.Ctx, l Lease) calltrack.Tracking {
+	if d.tracker == Tracker(d.calls) {
+		return d.calls.Claim(c, l)
+	}
+	if d.tracker.Track(c, l) {
+		return calltrack.Tracked
+	}
+	return calltrack.NotTracked
+}
+
+// CallInUse reports whether c, an initial INVITE, has the Call-ID and
+// From tag of a call in progress that another INVITE started, c not being
+// that INVITE passing through the proxy again (a spiral): SelectDst
+// returns false for it, and the route answers 482 Loop Detected (RFC 3261
+// §8.2.2.2) instead of its 503. A caller reused them for a second call
+// while the first was up, or the request is a merged copy of the first.
+func (d *Dispatcher) CallInUse(c *routing.Ctx) bool {
+	return d != nil && d.tracker == Tracker(d.calls) && d.calls.InUse(c)
 }
 
 // current returns the snapshot, set and index of the destination the
@@ -154,8 +192,10 @@ func (d *Dispatcher) NextDst(fc *routing.FailureCtx) bool {
 		taken++
 		if i < n && i != first && s.dests[i].up() {
 			c.SetValue(SlotSet, packSet(setID, first, taken, t.gen))
-			d.use(c, s, i)
-			return true
+			if d.use(c, s, i) {
+				return true
+			}
+			break // another INVITE holds the Call-ID and From tag now: nothing more is tried
 		}
 	}
 	c.SetValue(SlotSet, packSet(setID, first, taken, t.gen))

@@ -290,18 +290,14 @@ func TestCallsReleased(t *testing.T) {
 	if calls() != 0 || p.metric("switchboard_dispatcher_calls_tracked") != 0 {
 		t.Fatalf("after a 486, a 603 and a timeout: %d calls", calls())
 	}
-	// A second initial INVITE with the Call-ID of a call in progress is
-	// another transaction: it is not counted, and its failure does not end
-	// the call.
+	// A second initial INVITE with the Call-ID and From tag of a call in
+	// progress is another transaction: refused (482), not counted, and it
+	// does not end the call.
 	first := p.inviteWithID("same@phone", "alice", "sip:conf@example.com")
 	first.answer(200)
 	second := p.inviteTxn("same@phone", "again", 5)
-	if calls() != 1 || len(second.relayed) != 1 {
-		t.Fatalf("one call and a second INVITE on its Call-ID: %d counted", calls())
-	}
-	second.answer(486)
-	if calls() != 1 {
-		t.Fatalf("the second INVITE's failure ended the call: %d", calls())
+	if calls() != 1 || len(second.relayed) != 0 || len(second.answers) != 1 || second.answers[0] != "SIP/2.0 482 Loop Detected" {
+		t.Fatalf("one call and a second INVITE on its Call-ID: %d counted, answered %q", calls(), second.answers)
 	}
 	first.bye()
 	if calls() != 0 {
@@ -479,5 +475,52 @@ func TestNegLn53(t *testing.T) {
 			t.Fatalf("not monotonic at %d", x)
 		}
 		prev = v
+	}
+}
+
+// TestReusedCallIDAndFromTag: new INVITEs with the Call-ID and From tag
+// of a call in progress (other Request-URIs, other CSeqs, or the same
+// CSeq: RFC 3261 §8.2.2.2's merged request) were each relayed to a
+// destination and counted as the first call, so least_calls went on
+// choosing a destination that had them all. Each is now refused 482 Loop
+// Detected, relayed nowhere, and ends nothing; the first call's BYE
+// releases its count once. The INVITE's own second pass (a spiral) is
+// relayed and counted once.
+func TestReusedCallIDAndFromTag(t *testing.T) {
+	p := newProxy(t, envOptions{})
+	p.add(dst(1, 5071))
+	calls := func() int64 { return p.info(1, uri(5071)).Calls }
+	first := p.inviteWithID("reused@phone", "alice", "sip:conf@example.com")
+	first.answer(200)
+	for n := 1; n <= 4; n++ {
+		again := p.send("reused@phone", "alice", fmt.Sprintf("sip:conf%d@example.com", n), fmt.Sprint("again-", n), 1+n%2)
+		if len(again.relayed) != 0 || len(again.answers) != 1 || again.answers[0] != "SIP/2.0 482 Loop Detected" {
+			t.Fatalf("INVITE %d on the Call-ID and From tag: relayed to %q, answered %q", n, again.destinations(), again.answers)
+		}
+	}
+	if calls() != 1 || p.metric("switchboard_dispatcher_calls_in_use_total") != 4 {
+		t.Fatalf("%d calls counted, %v refused in use; want 1 and 4", calls(), p.metric("switchboard_dispatcher_calls_in_use_total"))
+	}
+	first.bye()
+	first.bye()
+	if calls() != 0 {
+		t.Fatalf("after the BYE: %d", calls())
+	}
+
+	// A spiral: the relayed INVITE back through the proxy, behind another
+	// proxy's Via, to another Request-URI.
+	ringing := p.invite("alice", "sip:conf@example.com")
+	spiral := strings.NewReplacer("INVITE sip:conf@example.com", "INVITE sip:conf2@example.com",
+		"\r\nVia: ", "\r\nVia: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKother\r\nVia: ").Replace(ringing.relayed[0].Data)
+	second := &testCall{p: p}
+	p.Take()
+	p.Receive("127.0.0.1:5099", spiral)
+	second.collect()
+	if len(second.relayed) != 1 || calls() != 1 {
+		t.Fatalf("the spiral: relayed %d times, %d counted; want relayed, counted once", len(second.relayed), calls())
+	}
+	ringing.answer(486)
+	if calls() != 0 {
+		t.Fatalf("after the 486: %d", calls())
 	}
 }

@@ -1,6 +1,7 @@
 package fraud
 
 import (
+	"switchboard/modules/internal/calltrack"
 	"switchboard/routing"
 	"switchboard/shards"
 )
@@ -43,6 +44,29 @@ type Tracker interface {
 // arrive. The table's release functions (CallEnded, CallFailed, Reply)
 // then find nothing to release.
 func (f *Fraud) SetTracker(t Tracker) { f.tracker = t }
+
+// track hands l to the tracker. The module's own table also says when c
+// has the Call-ID and From tag of another call in progress (InUse); a
+// dialog module counts each dialog on its own.
+func (f *Fraud) track(c *routing.Ctx, l Lease) calltrack.Tracking {
+	if f.tracker == Tracker(f.calls) {
+		return f.calls.Claim(c, l)
+	}
+	if f.tracker.Track(c, l) {
+		return calltrack.Tracked
+	}
+	return calltrack.NotTracked
+}
+
+// CallInUse reports whether c, an initial INVITE, has the Call-ID and
+// From tag of a call in progress that another INVITE started, c not being
+// that INVITE passing through the proxy again (a spiral): Check returns
+// Critical for it, and the route answers 482 Loop Detected (RFC 3261
+// §8.2.2.2) instead of its 403. A caller reused them for a second call
+// while the first was up, or the request is a merged copy of the first.
+func (f *Fraud) CallInUse(c *routing.Ctx) bool {
+	return f != nil && f.tracker == Tracker(f.calls) && f.calls.InUse(c)
+}
 
 // CallEnded releases the call of a BYE the route relays (in-dialog, after
 // loose_route): the call is over whichever side hung up. It does nothing

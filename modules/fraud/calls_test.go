@@ -2,6 +2,7 @@ package fraud
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -123,21 +124,35 @@ func TestConcurrentCallsReleasedOnTimeout(t *testing.T) {
 func TestOnlyTheCountedTransactionReleases(t *testing.T) {
 	p := concurrentProxy(t, envOptions{})
 	a, _ := p.invite("alice", "0900111")
+	// The INVITE's second pass through the proxy (a spiral) is the same
+	// call, counted once, and its failure does not end the call: a caller
+	// cannot shed a call in progress this way.
+	const other = "127.0.0.1:5099"
+	spiral := strings.NewReplacer("INVITE sip:0900111@", "INVITE sip:0900112@",
+		"\r\nVia: ", "\r\nVia: SIP/2.0/UDP "+other+";branch=z9hG4bKother\r\nVia: ").Replace(a.relay)
+	p.take()
+	p.receive(netip.MustParseAddrPort(other), spiral)
+	second := &testCall{p: p}
+	for _, m := range p.take() {
+		if strings.HasPrefix(m, "INVITE sip:0900112@") {
+			second.relay = m
+		}
+	}
+	if second.relay == "" || p.concurrent("0900") != 1 {
+		t.Fatalf("the spiral: relayed %v, %d concurrent; want relayed, 1", second.relay != "", p.concurrent("0900"))
+	}
+	second.answer(404)
+	if n := p.concurrent("0900"); n != 1 {
+		t.Fatalf("%d concurrent after the spiral failed, want 1 (the first pass still rings)", n)
+	}
 	a.answer(200)
-	// A second INVITE with the call's Call-ID and From tag (not in its
-	// dialog: no To tag; the call spiralling back through the proxy, or a
-	// forgery) is checked but not counted twice, and its failure does not
-	// end the first call: a caller cannot shed a call in progress this way.
-	again := &testCall{p: p, callID: a.callID, from: "alice", number: "0900999", cseq: 5}
-	if answer := again.send(); answer != "" {
+	// Another INVITE with the call's Call-ID and From tag (not in its
+	// dialog: no To tag) is refused and ends nothing either.
+	if answer := reuse(a, "0900999", 5).send(); answer != "SIP/2.0 482 Loop Detected" {
 		t.Fatalf("second INVITE: %q", answer)
 	}
 	if n := p.concurrent("0900"); n != 1 {
-		t.Fatalf("%d concurrent after a second INVITE on one Call-ID, want 1", n)
-	}
-	again.answer(404)
-	if n := p.concurrent("0900"); n != 1 {
-		t.Fatalf("%d concurrent after the second INVITE failed, want 1 (the call is still up)", n)
+		t.Fatalf("%d concurrent after a second INVITE on the Call-ID and From tag, want 1", n)
 	}
 	a.bye()
 	if n := p.concurrent("0900"); n != 0 {
@@ -318,6 +333,77 @@ func TestEvictionSparesCallsInProgress(t *testing.T) {
 	}
 	a.bye()
 	if n := p.concurrent(""); n != 0 {
+		t.Fatalf("%d concurrent after the BYE", n)
+	}
+}
+
+// reuse is another initial INVITE of call's caller with call's Call-ID
+// and From tag, to number, with its own branch and CSeq.
+func reuse(call *testCall, number string, cseq int) *testCall {
+	return &testCall{p: call.p, callID: call.callID, from: call.from, number: number, cseq: cseq}
+}
+
+// TestReusedCallIDAndFromTag: a caller who sent new INVITEs with the
+// Call-ID and From tag of her call in progress (other Request-URIs, other
+// CSeqs, or the same CSeq: RFC 3261 §8.2.2.2's merged request) had each
+// relayed and answered while counted as the first call: five calls up
+// under concurrent_calls_critical 3, counted once. Each is now refused 482
+// Loop Detected, not counted, and ends nothing; the first call's BYE
+// releases it once, and then the Call-ID and From tag start a call again.
+func TestReusedCallIDAndFromTag(t *testing.T) {
+	p := newProxy(t, envOptions{})
+	p.rule(store.FraudRule{Prefix: "0900", ConcurrentCalls: store.FraudLimit{Critical: 3}})
+	first, _ := p.invite("alice", "0900100")
+	first.answer(200)
+	up, refused := 1, 0
+	for n := 1; n <= 4; n++ {
+		again := reuse(first, fmt.Sprintf("0900%03d", 100+n), 1+n%2) // CSeq 1: merged with the first
+		switch answer := again.send(); answer {
+		case "":
+			again.answer(200)
+			up++
+		case "SIP/2.0 482 Loop Detected":
+			refused++
+		default:
+			t.Fatalf("INVITE %d reusing the Call-ID and From tag: %q", n, answer)
+		}
+	}
+	if up != 1 || refused != 4 || p.concurrent("0900") != 1 {
+		t.Fatalf("%d calls up on one Call-ID and From tag under critical 3, counted %d, %d refused; want 1 up, 4 refused",
+			up, p.concurrent("0900"), refused)
+	}
+	if p.counter(`switchboard_fraud_calls_in_use_total`) != 4 {
+		t.Errorf("in use: %v", p.counter(`switchboard_fraud_calls_in_use_total`))
+	}
+	first.bye()
+	first.bye() // again, or a forgery: nothing more
+	if n := p.concurrent("0900"); n != 0 {
+		t.Fatalf("%d concurrent after the BYE, want 0", n)
+	}
+	next := reuse(first, "0900200", 10)
+	if answer := next.send(); answer != "" || p.concurrent("0900") != 1 {
+		t.Fatalf("a call on the Call-ID and From tag once the first ended: %q, counted %d", answer, p.concurrent("0900"))
+	}
+}
+
+// TestRetryAfterChallengeCountedOnce: the caller's INVITE again with
+// credentials after a 407 from the next hop (same Call-ID and From tag,
+// CSeq + 1, RFC 3261 §22.2) comes after the first INVITE's final
+// response released it: relayed and counted once, released by its BYE.
+func TestRetryAfterChallengeCountedOnce(t *testing.T) {
+	p := concurrentProxy(t, envOptions{})
+	a, _ := p.invite("alice", "0900111")
+	a.answer(407)
+	if n := p.concurrent("0900"); n != 0 {
+		t.Fatalf("%d concurrent after the 407", n)
+	}
+	retry := reuse(a, "0900111", 2)
+	if answer := retry.send(); answer != "" || p.last != OK || p.concurrent("0900") != 1 {
+		t.Fatalf("the retry: %q, %v, counted %d; want relayed, counted once", answer, p.last, p.concurrent("0900"))
+	}
+	retry.answer(200)
+	retry.bye()
+	if n := p.concurrent("0900"); n != 0 {
 		t.Fatalf("%d concurrent after the BYE", n)
 	}
 }

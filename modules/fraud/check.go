@@ -1,6 +1,7 @@
 package fraud
 
 import (
+	"switchboard/modules/internal/calltrack"
 	"switchboard/parser"
 	"switchboard/routing"
 	"switchboard/shards"
@@ -44,6 +45,12 @@ func (r Result) String() string { return resultNames[r] }
 // call ends (see CallEnded, CallFailed, Reply). Call Check just before
 // relaying: a route that refuses the call afterwards calls CallFailed.
 //
+// An initial INVITE with the Call-ID and From tag of a call in progress
+// that another INVITE started (not the call passing through the proxy
+// again) is Critical too, whatever the counts: its call could not be
+// counted apart from the first one (see calltrack), and relayed it would
+// be a call past the limits. CallInUse tells the route, which answers 482.
+//
 // c may be nil (nothing is tracked). Check allocates nothing.
 func (f *Fraud) Check(c *routing.Ctx, user, number []byte, profile int) Result {
 	rs := f.rules.Load()
@@ -82,8 +89,18 @@ func (f *Fraud) Check(c *routing.Ctx, user, number []byte, profile int) Result {
 	}
 	s.Unlock()
 
-	if track && res != Critical && !f.tracker.Track(c, lease) {
-		lease.Release()
+	if track && res != Critical {
+		switch f.track(c, lease) {
+		case calltrack.Tracked:
+		case calltrack.InUse:
+			lease.Release()
+			f.results[Critical].Inc()
+			f.h.Warn("fraud: INVITE with the Call-ID and From tag of a call in progress refused",
+				"user", string(user), "call_id", string(c.CallID()))
+			return Critical
+		default:
+			lease.Release()
+		}
 	}
 	f.results[res].Inc()
 	if res >= Warning {

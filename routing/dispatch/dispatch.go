@@ -97,6 +97,10 @@ func (r *routes) request(c *routing.Ctx) {
 	}
 	set, alg := r.ds.Dispatch()
 	if !r.ds.SelectDst(c, set, alg) {
+		if r.ds.CallInUse(c) { // the Call-ID and From tag of a call in progress
+			c.ReplyStateless(482, "Loop Detected", nil)
+			return
+		}
 		c.ReplyStateless(503, "No Destination Available", nil)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -139,5 +140,53 @@ func TestFraudLimits(t *testing.T) {
 	}
 	if n := len(f.Events("", "")); n != 3 {
 		t.Fatalf("%d events after calls from outside", n)
+	}
+}
+
+// TestReusedCallIDRefused: a subscriber's INVITE with the Call-ID and From
+// tag of her call in progress, to another number (a second call made to
+// look like the first), was relayed and counted as the first call, past
+// concurrent_calls_critical; it is answered 482 Loop Detected.
+func TestReusedCallIDRefused(t *testing.T) {
+	h, f := newFraudHarness(t,
+		store.FraudRule{Profile: 1, Prefix: "0900", ConcurrentCalls: store.FraudLimit{Critical: 3}})
+	const phone = "127.0.0.1:6100"
+	// invite sends an authenticated INVITE to ruri with the Call-ID and
+	// From tag of ids (a message req made; "" for new ones) and returns
+	// the INVITE and what the proxy did.
+	idRE := regexp.MustCompile(`Call-ID: (c\d+)\r\n`)
+	tagRE := regexp.MustCompile(`;tag=(f\d+)\r\n`)
+	invite := func(ruri, ids string) (string, string) {
+		t.Helper()
+		to := strings.TrimPrefix(ruri, "sip:")
+		same := func(m string) string {
+			if ids == "" {
+				return m
+			}
+			m = idRE.ReplaceAllString(m, "Call-ID: "+idRE.FindStringSubmatch(ids)[1]+"\r\n")
+			return tagRE.ReplaceAllString(m, ";tag="+tagRE.FindStringSubmatch(ids)[1]+"\r\n")
+		}
+		r := h.reply(phone, same(req("INVITE", ruri, "alice@example.com", to, "")))
+		if status(r) != "407 Proxy Authentication Required" {
+			t.Fatalf("INVITE without credentials: %s", r)
+		}
+		m := same(req("INVITE", ruri, "alice@example.com", to, creds(r, "Proxy-Authorization", "alice", "alice-pw", "INVITE", ruri)))
+		s := h.send(phone, m, func(s sentMsg) bool { return final(s) || strings.HasPrefix(s.data, "INVITE ") })
+		if strings.HasPrefix(s.data, "INVITE ") {
+			return m, "relayed"
+		}
+		return m, status(s.data)
+	}
+	first, got := invite("sip:0900100@127.0.0.2:5090", "")
+	if got != "relayed" {
+		t.Fatalf("the first call: %s", got)
+	}
+	for _, n := range []string{"101", "102", "103"} {
+		if _, got := invite("sip:0900"+n+"@127.0.0.2:5090", first); got != "482 Loop Detected" {
+			t.Fatalf("a call to 0900%s on the first one's Call-ID and From tag: %s, want 482 Loop Detected", n, got)
+		}
+	}
+	if st := f.Stats("alice@example.com"); len(st) != 1 || st[0].ConcurrentCalls != 1 {
+		t.Fatalf("counted %+v, want 1 call", st)
 	}
 }

@@ -79,6 +79,7 @@
 //	    if (is_method("INVITE") && $fraud_profile != 0) {
 //	        check_fraud("$fU@$fd", "$oU", $fraud_profile);  # the dialled number
 //	        if ($rc == -2) { sl_send_reply(403, "Forbidden"); exit; }  # critical
+//	        # (the Call-ID and From tag of a call in progress: 482 Loop Detected)
 //	    }                                        # -1, warning: logged, goes on
 //	    route(acc);
 //	    route(hide);
@@ -914,7 +915,8 @@ func (p *routes) natReply(c *routing.ReplyCtx) {
 
 // relayCall relays a new request after the fraud limits (route[fraud]):
 // an INVITE of an authenticated local subscriber is checked against the
-// profile fraud.profile; critical gets 403, a warning goes on. With
+// profile fraud.profile; critical gets 403 (482 when the INVITE has the
+// Call-ID and From tag of a call in progress), a warning goes on. With
 // accounting on, an INVITE gets its dialog (route[acc]), marked for a
 // missed call when it goes to a subscriber's phones (toSubscriber). An
 // INVITE to or from a trunk (trunk: to a drouting gateway, from a
@@ -928,6 +930,13 @@ func (p *routes) relayCall(c *routing.Ctx, authenticated, toSubscriber, trunk bo
 		// rules and the carrier see it: as dialled, a rule for +49900
 		// was passed by dialling 0900.
 		if p.fraud.Check(c, caller, c.RUser(), profile) == fraud.Critical {
+			if p.fraud.CallInUse(c) {
+				// The Call-ID and From tag of a call in progress: a
+				// merged request (RFC 3261 §8.2.2.2), or a second call
+				// made to look like the first.
+				refuse(c, 482, "Loop Detected")
+				return
+			}
 			refuse(c, 403, "Forbidden")
 			return
 		}

@@ -15,7 +15,20 @@
 // seed chosen at random when it is made (hash/maphash), 16 bytes whatever
 // their length, so a caller can neither choose a Call-ID and tag that
 // collide with another call's nor send one too long to be tracked (a
-// Call-ID past the table's key limit was never tracked). It is sharded
+// Call-ID past the table's key limit was never tracked).
+//
+// One call holds a Call-ID and From tag at a time. Another initial INVITE
+// with them while the call is in progress (another transaction, and not
+// the call's INVITE passing through the proxy again, a spiral: RFC 3261
+// §8.2.2.2's merged request, or a caller reusing them for a second call)
+// is InUse: not counted, and the module has the route refuse it (482
+// Loop Detected; counted in <prefix>_in_use_total). Counted as the first
+// call, as it was, a caller had any number of calls up on one Call-ID
+// and From tag, counted once: without dialog state the table cannot tell
+// which of them a BYE ends. A user agent sends the Call-ID and From tag
+// again only after the first INVITE's final response (a retry with
+// credentials, RFC 3261 §22.2; a redirect), by when its call has been
+// released. It is sharded
 // like the transaction table and bounded: a call past the bound is not
 // tracked (the module releases its lease at once and the call goes on
 // uncounted), counted in <prefix>_untracked_total. Calls released by the
@@ -33,6 +46,7 @@ import (
 	"switchboard/parser"
 	"switchboard/routing"
 	"switchboard/shards"
+	"switchboard/txn"
 )
 
 // Lease is one call counted by a module. Release is called once, when the
@@ -53,7 +67,8 @@ type Config struct {
 	// INVITE transaction replaces the one held, which is released (the
 	// dispatcher moving a call to another destination). Without it a call
 	// is tracked once and Track refuses it again. Either way an INVITE of
-	// another transaction with the call's Call-ID and From tag is refused.
+	// another transaction with the call's Call-ID and From tag is not
+	// tracked: InUse, or a spiral of the call.
 	FailOver bool
 	// Metrics and Prefix name the counters, e.g.
 	// switchboard_dispatcher_calls_untracked_total for the prefix
@@ -70,17 +85,37 @@ type Table[L Lease] struct {
 	failOver            bool
 	n                   atomic.Int64 // calls tracked: lets untracked traffic skip the lookup
 	untracked, timedOut *metrics.Counter
+	inUse               *metrics.Counter
 	swept               []L // Sweep's, kept between sweeps
 	seed                maphash.Seed
 }
 
 // call is a tracked call: its lease, the INVITE transaction that made it
-// (only that transaction's failure releases it) and its deadline.
+// (only that transaction's failure releases it; a request that passed
+// through it is its spiral) and its deadline.
 type call[L Lease] struct {
 	lease    L
 	txn      uint64
+	inv      txn.Ref
 	deadline int64 // ms
 }
+
+// Tracking is what Claim did with an initial INVITE.
+type Tracking int8
+
+const (
+	// NotTracked: the table is full, or the INVITE is counted already (its
+	// own transaction again without FailOver, or its second pass through
+	// the proxy, a spiral). The module releases the lease; the call goes
+	// on.
+	NotTracked Tracking = iota
+	// Tracked: the table keeps the lease until the call ends.
+	Tracked
+	// InUse: another INVITE holds the Call-ID and From tag, in progress.
+	// The module releases the lease and the route refuses the request
+	// (482 Loop Detected).
+	InUse
+)
 
 // New makes a Table.
 func New[L Lease](cfg Config) (*Table[L], error) {
@@ -91,7 +126,8 @@ func New[L Lease](cfg Config) (*Table[L], error) {
 	per := (cfg.MaxCalls + tbl.NumShards() - 1) / tbl.NumShards()
 	return &Table[L]{tbl: tbl, perShard: max(per, 1), timeout: cfg.Timeout, failOver: cfg.FailOver, seed: maphash.MakeSeed(),
 		untracked: cfg.Metrics.GetOrCreateCounter(cfg.Prefix + "_untracked_total"),
-		timedOut:  cfg.Metrics.GetOrCreateCounter(cfg.Prefix + "_timed_out_total")}, nil
+		timedOut:  cfg.Metrics.GetOrCreateCounter(cfg.Prefix + "_timed_out_total"),
+		inUse:     cfg.Metrics.GetOrCreateCounter(cfg.Prefix + "_in_use_total")}, nil
 }
 
 // Close frees the table's memory.
@@ -127,41 +163,68 @@ func (t *Table[L]) key(callID, fromTag []byte) (uint64, key) {
 	return (a^0x9e3779b97f4a7c15)*0xbf58476d1ce4e5b9 ^ b, k
 }
 
-// Track keeps l until the call of c's initial INVITE ends. False means the
-// call is not tracked (the table is full, or its Call-ID and From tag are
-// tracked already, by another transaction or without FailOver): the
-// caller releases l at once.
-func (t *Table[L]) Track(c *routing.Ctx, l L) bool {
+// Track is Claim for a Tracker: whether l is kept.
+func (t *Table[L]) Track(c *routing.Ctx, l L) bool { return t.Claim(c, l) == Tracked }
+
+// Claim keeps l until the call of c's initial INVITE ends (Tracked). When
+// it does not, the caller releases l at once: NotTracked (the table is
+// full, or c is counted already: its transaction again without
+// FailOver, or its spiral), or InUse (c has the Call-ID and From tag of
+// another call in progress; the route refuses it). With FailOver, l
+// given again by the transaction tracked replaces the lease held, which
+// is released.
+func (t *Table[L]) Claim(c *routing.Ctx, l L) Tracking {
 	h, k := t.key(c.CallID(), c.FTag())
 	id := k[:]
 	tx := TxnID(c.Msg())
 	s := t.tbl.Shard(h)
 	s.Lock()
 	if e := s.Get(h, id); e != nil {
-		if !t.failOver || e.Value.txn != tx {
+		switch {
+		case e.Value.txn == tx && t.failOver:
+			old := e.Value.lease
+			e.Value.lease = l
 			s.Unlock()
-			return false
+			old.Release()
+			return Tracked
+		case e.Value.txn == tx || c.R.PassedThrough(e.Value.inv):
+			s.Unlock()
+			return NotTracked
 		}
-		old := e.Value.lease
-		e.Value.lease = l
 		s.Unlock()
-		old.Release()
-		return true
+		t.inUse.Inc()
+		return InUse
 	}
 	if s.Len() >= t.perShard {
 		s.Unlock()
 		t.untracked.Inc()
-		return false
+		return NotTracked
 	}
 	e, _, err := s.GetOrInsert(h, id)
 	if err != nil {
 		s.Unlock()
-		return false
+		return NotTracked
 	}
-	e.Value = call[L]{lease: l, txn: tx, deadline: s.Now() + t.timeout.Load()}
+	e.Value = call[L]{lease: l, txn: tx, inv: c.R.Ref(), deadline: s.Now() + t.timeout.Load()}
 	s.Unlock()
 	t.n.Add(1)
-	return true
+	return Tracked
+}
+
+// InUse reports whether c, an initial INVITE, has the Call-ID and From
+// tag of a call in progress that another INVITE made and that c did not
+// pass through: what Claim answers InUse. For the route, to answer 482
+// after a module refused c for it.
+func (t *Table[L]) InUse(c *routing.Ctx) bool {
+	if t.n.Load() == 0 || c.HasToTag() || !c.IsMethod(parser.MethodInvite) {
+		return false
+	}
+	h, k := t.key(c.CallID(), c.FTag())
+	s := t.tbl.Shard(h)
+	s.Lock()
+	defer s.Unlock()
+	e := s.Get(h, k[:])
+	return e != nil && e.Value.txn != TxnID(c.Msg()) && !c.R.PassedThrough(e.Value.inv)
 }
 
 // End releases the call with callID and the From tag fromTag; with txn != 0

@@ -288,6 +288,7 @@ func TestTrackAndEndAllocateNothing(t *testing.T) {
 		e.tbl.CallFailed(c)
 		allocs := testing.AllocsPerRun(100, func() {
 			e.tbl.Track(c, l)
+			e.tbl.InUse(c)
 			e.tbl.CallFailed(c)
 		})
 		if allocs != 0 {
@@ -296,5 +297,47 @@ func TestTrackAndEndAllocateNothing(t *testing.T) {
 	})
 	if n.Load() != 102 {
 		t.Fatalf("%d releases, want 102", n.Load())
+	}
+}
+
+// TestClaimInUse: an initial INVITE with the Call-ID and From tag of a
+// call in progress, another transaction (a merged request with the same
+// CSeq, or another CSeq), is InUse: not tracked, counted, and reported by
+// InUse for the route's 482; its failure ends nothing. The tracked
+// INVITE itself is not InUse. Once the call ended they start a call
+// again.
+func TestClaimInUse(t *testing.T) {
+	e := newEnv(t, 10, false)
+	var n, m atomic.Int32
+	inv := routetest.Request("INVITE", "sip:bob@example.com", "")
+	e.in(inv, func(c *routing.Ctx) {
+		if got := e.tbl.Claim(c, lease{"a", &n}); got != Tracked || e.tbl.InUse(c) {
+			t.Fatalf("the first INVITE: %v, in use %v", got, e.tbl.InUse(c))
+		}
+		if got := e.tbl.Claim(c, lease{"a", &n}); got != NotTracked {
+			t.Fatalf("its transaction again: %v", got)
+		}
+	})
+	for i, cseq := range []string{"1", "2"} {
+		again := withHeader(inDialog(inv, "INVITE", cseq, fmt.Sprint("again", i)), "To", "<sip:carol@example.com>")
+		e.in(again, func(c *routing.Ctx) {
+			if got := e.tbl.Claim(c, lease{"b", &m}); got != InUse || !e.tbl.InUse(c) {
+				t.Fatalf("CSeq %s: %v, in use %v; want InUse", cseq, got, e.tbl.InUse(c))
+			}
+			e.tbl.CallFailed(c)
+		})
+	}
+	if n.Load() != 0 || m.Load() != 0 || e.tbl.Len() != 1 || e.counter("test_calls_in_use_total") != 2 {
+		t.Fatalf("released %d, %d; %d tracked, %d in use", n.Load(), m.Load(), e.tbl.Len(), e.counter("test_calls_in_use_total"))
+	}
+	e.in(inDialog(inv, "BYE", "3", "bye"), e.tbl.CallEnded)
+	next := withHeader(inDialog(inv, "INVITE", "4", "next"), "To", "<sip:bob@example.com>")
+	e.in(next, func(c *routing.Ctx) {
+		if e.tbl.InUse(c) || e.tbl.Claim(c, lease{"c", &m}) != Tracked {
+			t.Fatal("not tracked once the call ended")
+		}
+	})
+	if n.Load() != 1 || e.tbl.Len() != 1 {
+		t.Fatalf("released %d, %d tracked", n.Load(), e.tbl.Len())
 	}
 }
