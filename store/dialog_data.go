@@ -54,6 +54,8 @@ func appendDialogData(dst []byte, d *Dialog) []byte {
 	text("callee_route_set", d.CalleeRouteSet)
 	text("caller_contact", d.CallerContact)
 	text("callee_contact", d.CalleeContact)
+	text("caller_contact_sent", d.CallerContactSent)
+	text("callee_contact_sent", d.CalleeContactSent)
 	text("caller_hop", d.CallerHop)
 	text("callee_hop", d.CalleeHop)
 	num("answer_time", d.AnswerTime)
@@ -162,14 +164,18 @@ type dialogData struct {
 	CalleeRouteSet dialogText `json:"callee_route_set"`
 	CallerContact  dialogText `json:"caller_contact"`
 	CalleeContact  dialogText `json:"callee_contact"`
-	CallerHop      dialogText `json:"caller_hop"`
-	CalleeHop      dialogText `json:"callee_hop"`
-	AnswerTime     int64      `json:"answer_time"`
-	Code           int64      `json:"code"`
-	Phrase         dialogText `json:"phrase"`
-	Profiles       dialogText `json:"profiles"`
-	ScriptFlags    int64      `json:"script_flags"`
-	Vars           dialogText `json:"vars"`
+	// The Contacts as relayed, added without a migration: a row written
+	// before has none (the dialog module then validates by first hop).
+	CallerContactSent dialogText `json:"caller_contact_sent"`
+	CalleeContactSent dialogText `json:"callee_contact_sent"`
+	CallerHop         dialogText `json:"caller_hop"`
+	CalleeHop         dialogText `json:"callee_hop"`
+	AnswerTime        int64      `json:"answer_time"`
+	Code              int64      `json:"code"`
+	Phrase            dialogText `json:"phrase"`
+	Profiles          dialogText `json:"profiles"`
+	ScriptFlags       int64      `json:"script_flags"`
+	Vars              dialogText `json:"vars"`
 }
 
 // decodeDialogData fills d's other fields from its data object. A number
@@ -195,6 +201,7 @@ func decodeDialogData(d *Dialog, data string) error {
 	d.CallerCSeq, d.CalleeCSeq, d.CSeqOffset = uint32(v.CallerCSeq), uint32(v.CalleeCSeq), uint32(v.CSeqOffset)
 	d.CallerRouteSet, d.CalleeRouteSet = string(v.CallerRouteSet), string(v.CalleeRouteSet)
 	d.CallerContact, d.CalleeContact = string(v.CallerContact), string(v.CalleeContact)
+	d.CallerContactSent, d.CalleeContactSent = string(v.CallerContactSent), string(v.CalleeContactSent)
 	d.CallerHop, d.CalleeHop = string(v.CallerHop), string(v.CalleeHop)
 	d.AnswerTime, d.Code, d.Phrase = v.AnswerTime, int(v.Code), string(v.Phrase)
 	d.profiles, d.Flags, d.vars = string(v.Profiles), uint32(v.ScriptFlags), string(v.Vars)

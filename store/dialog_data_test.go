@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -53,10 +54,13 @@ func TestDialogDataMigration(t *testing.T) {
 	want := []Dialog{forgedDialog(1), testDialog(2, "plain@host"), testDialog(0xfedcba9876543210, "high-id@host")}
 	want[1].StartTime++
 	want[2].StartTime += 2
+	// The columns of step 8's table: those of step 16 came later.
+	cols, _, _ := strings.Cut(dialogCols, ",\n\tcaller_contact_sent")
+	n := countCols(cols)
 	for i := range want {
 		d := want[i]
 		d.profiles, d.vars, d.Updated = encodeProfiles(d.Profiles), encodeValues(d.Values), 1
-		if _, err := old.db.Exec(`INSERT INTO dialog (`+dialogCols+`) VALUES `+inSQL("", dialogColCount), dialogArgs(&d, keepText)...); err != nil {
+		if _, err := old.db.Exec(`INSERT INTO dialog (`+cols+`) VALUES `+inSQL("", n), dialogArgs(&d, keepText)[:n]...); err != nil {
 			t.Fatal(err)
 		}
 	}

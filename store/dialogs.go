@@ -47,6 +47,12 @@ type Dialog struct {
 	// CalleeContact the targets (the last Contact of each).
 	CallerRouteSet, CalleeRouteSet string
 	CallerContact, CalleeContact   string
+	// CallerContactSent and CalleeContactSent are each side's Contact as
+	// the proxy relayed it to the other side, when a route changed it
+	// (fix_nated_contact wrote the side's source address in it): what the
+	// other side's requests are addressed to, which the dialog module
+	// checks (ValidateDialog). "" when it is the Contact itself.
+	CallerContactSent, CalleeContactSent string
 	// CallerHop and CalleeHop are the first hops towards each side,
 	// "udp:192.0.2.1:5060" (CalleeHop "" when unknown: no BYE goes that
 	// way).
@@ -139,6 +145,7 @@ func CheckDialog(d *Dialog) error {
 		{"callee_from_hdr", d.CalleeFromHdr, false}, {"callee_to_hdr", d.CalleeToHdr, false}, {"phrase", d.Phrase, false},
 		{"caller_route_set", d.CallerRouteSet, false}, {"callee_route_set", d.CalleeRouteSet, false},
 		{"caller_contact", d.CallerContact, false}, {"callee_contact", d.CalleeContact, false},
+		{"caller_contact_sent", d.CallerContactSent, false}, {"callee_contact_sent", d.CalleeContactSent, false},
 	} {
 		switch {
 		case f.required && f.v == "":

@@ -13,7 +13,7 @@ import (
 
 const pgUpsertDialog = `INSERT INTO dialog (` + dialogCols + `)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-		$21, $22, $23, $24, $25, $26, $27, $28, $29)
+		$21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)
 	ON CONFLICT (dlg_id) DO UPDATE SET
 		callid = excluded.callid, from_uri = excluded.from_uri, from_tag = excluded.from_tag,
 		to_uri = excluded.to_uri, to_tag = excluded.to_tag, from_hdr = excluded.from_hdr, to_hdr = excluded.to_hdr,
@@ -24,7 +24,8 @@ const pgUpsertDialog = `INSERT INTO dialog (` + dialogCols + `)
 		caller_hop = excluded.caller_hop, callee_hop = excluded.callee_hop, state = excluded.state,
 		start_time = excluded.start_time, answer_time = excluded.answer_time, timeout = excluded.timeout,
 		code = excluded.code, phrase = excluded.phrase, profiles = excluded.profiles,
-		script_flags = excluded.script_flags, vars = excluded.vars, updated = excluded.updated`
+		script_flags = excluded.script_flags, vars = excluded.vars, updated = excluded.updated,
+		caller_contact_sent = excluded.caller_contact_sent, callee_contact_sent = excluded.callee_contact_sent`
 
 // ApplyDialogs sends the operations as one pgx batch in one transaction.
 func (b *Postgres) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) error {
@@ -70,7 +71,7 @@ func (b *MySQL) ApplyDialogs(ctx context.Context, ops []DialogOp, now int64) err
 				// REPLACE: the row of that id is replaced whole, as
 				// SQLite's INSERT OR REPLACE.
 				_, err = tx.ExecContext(ctx, `REPLACE INTO dialog (`+dialogCols+`)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 					dialogArgs(d, keepText)...)
 			case DialogDelete:
 				_, err = tx.ExecContext(ctx, `DELETE FROM dialog WHERE dlg_id = ?`, int64(d.ID))

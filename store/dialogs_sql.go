@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"database/sql"
+)
 
 // The dialog table (modules/dialog) on every backend (tables.go);
 // ApplyDialogs is each backend's own (dialogs_sqlite.go,
@@ -9,16 +12,19 @@ import "context"
 const dialogCols = `dlg_id, callid, from_uri, from_tag, to_uri, to_tag, from_hdr, to_hdr, callee_from_hdr, callee_to_hdr,
 	caller_cseq, callee_cseq, cseq_offset,
 	caller_route_set, callee_route_set, caller_contact, callee_contact, caller_hop, callee_hop,
-	state, start_time, answer_time, timeout, code, phrase, profiles, script_flags, vars, updated`
+	state, start_time, answer_time, timeout, code, phrase, profiles, script_flags, vars, updated,
+	caller_contact_sent, callee_contact_sent`
 
 func scanDialog(r rowScanner, d *Dialog) error {
 	var id int64
+	var callerSent, calleeSent sql.NullString // NULL in a MySQL row older than migration 16
 	if err := r.Scan(&id, &d.CallID, &d.FromURI, &d.FromTag, &d.ToURI, &d.ToTag, &d.FromHdr, &d.ToHdr,
 		&d.CalleeFromHdr, &d.CalleeToHdr, &d.CallerCSeq, &d.CalleeCSeq, &d.CSeqOffset, &d.CallerRouteSet, &d.CalleeRouteSet,
 		&d.CallerContact, &d.CalleeContact, &d.CallerHop, &d.CalleeHop, &d.State, &d.StartTime, &d.AnswerTime, &d.Timeout,
-		&d.Code, &d.Phrase, &d.profiles, &d.Flags, &d.vars, &d.Updated); err != nil {
+		&d.Code, &d.Phrase, &d.profiles, &d.Flags, &d.vars, &d.Updated, &callerSent, &calleeSent); err != nil {
 		return err
 	}
+	d.CallerContactSent, d.CalleeContactSent = callerSent.String, calleeSent.String
 	d.ID = uint64(id)
 	return nil
 }
@@ -41,7 +47,7 @@ func appendDialogArgs(dst []any, d *Dialog, text func(string) string) []any {
 		int64(d.CallerCSeq), int64(d.CalleeCSeq), int64(d.CSeqOffset), text(d.CallerRouteSet), text(d.CalleeRouteSet),
 		text(d.CallerContact), text(d.CalleeContact), text(d.CallerHop), text(d.CalleeHop),
 		int64(d.State), d.StartTime, d.AnswerTime, d.Timeout, int64(d.Code), text(d.Phrase), text(d.profiles),
-		int64(d.Flags), text(d.vars), d.Updated)
+		int64(d.Flags), text(d.vars), d.Updated, text(d.CallerContactSent), text(d.CalleeContactSent))
 }
 
 // keepText is dialogArgs' text function where text is stored as it is

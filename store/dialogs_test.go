@@ -33,6 +33,7 @@ func TestDialogs(t *testing.T) {
 		a.Code, a.Phrase, a.Flags = 200, "OK", 1<<31|5
 		a.Values = []DialogValue{{Name: "account", Value: "acme&co=1 %"}, {Name: "trunk", Value: ""}}
 		a.CalleeFromHdr, a.CalleeToHdr, a.CSeqOffset = "<sip:+4930100@carrier.example>;tag=a1", "<sip:+4930200@carrier.example>;tag=b1", 1
+		a.CallerContactSent, a.CalleeContactSent = "sip:alice@192.0.2.70:7070", "sip:bob@192.0.2.80:8080;transport=udp"
 		b := testDialog(0x41ddda1940528765, "call-b@host")
 		b.StartTime = a.StartTime - 5000
 		c := testDialog(7, "call-c@host")

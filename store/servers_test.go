@@ -161,11 +161,12 @@ func TestServerMigrations(t *testing.T) {
 		}
 
 		// A database migrated while step 8 was an empty placeholder (the
-		// accounting tables' 9 landed first) gets the dialog table at its
-		// next open, once.
+		// accounting tables' 9 landed first; that binary went up to step
+		// 9) gets the dialog table at its next open, once, and the steps
+		// after it (16 adds columns to it).
 		t.Run("placeholder filled", func(t *testing.T) {
 			db := sb.newDB(t)
-			migs := append([]migration(nil), sb.migs...)
+			migs := append([]migration(nil), sb.migs[:9]...)
 			migs[7] = migration{8, placeholders[8], nil}
 			old := open(t, db.dsn, migs)
 			must(t, New(old, Options{}).AddDomain(ctx, "example.com"))

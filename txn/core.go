@@ -247,6 +247,7 @@ type ctx struct {
 	rheld   bool       // the Reply hook held the response (Request.HoldResponse)
 	rrepeat bool       // the response is a repeated 2xx of its branch
 	wreq    Request    // the handle given to a Watcher (a hook's may be in use)
+	upSent  []byte     // the response a Watcher is told of, as it went upstream (Request.SentResponse)
 	rwreq   Request    // the handle given to a Rewriter
 	rwbuf   []byte     // a Rewriter's values, until the message is written
 	rs      routeState // route state of a request without a transaction (ACK)

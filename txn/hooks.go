@@ -86,14 +86,18 @@ func (c *Core) callLocal(r *Request, b *Branch, method parser.Method, req []byte
 // watchSent tells the request's Watcher (Request.Watch) of a response
 // just sent upstream. The shard is locked. Without a watcher it costs a
 // nil check.
-func (c *Core) watchSent(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch, code int, resp *parser.Message) {
+func (c *Core) watchSent(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], b *Branch, code int, resp *parser.Message, data []byte) {
 	w := e.Value.rs.watch
 	if w == nil {
 		return
 	}
 	h := &x.wreq
 	h.bind(c, s.Ref(e), &e.Value, x)
+	if resp != nil {
+		x.upSent = data
+	}
 	c.callWatch(w, h, b, code, resp)
+	x.upSent = nil
 }
 
 func (c *Core) callWatch(w Watcher, r *Request, b *Branch, code int, resp *parser.Message) {

@@ -72,6 +72,19 @@ func (r *Request) Watch(w Watcher) {
 	}
 }
 
+// SentResponse returns, inside Watcher.Sent, the response from
+// downstream as it went upstream: with the reply route's edits, the
+// core's and the Rewriter's (a Contact rewritten by fix_nated_contact is
+// what the requester's later requests are addressed to). Nil for a
+// response of our own, and outside Sent. Read-only, valid during the
+// call.
+func (r *Request) SentResponse() []byte {
+	if r.x == nil {
+		return nil
+	}
+	return r.x.upSent
+}
+
 // Rewriter edits what a request's transaction sends on, beyond the
 // core's own edits: the copy of the request relayed on each branch, and
 // each response from downstream relayed upstream. A topology-hiding

@@ -347,14 +347,14 @@ func (c *Core) serverSend(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], da
 		t.state = sProceeding
 		c.sendUp(t, data)
 		s.Charge(e, t.owned())
-		c.watchSent(x, s, e, b, code, resp)
+		c.watchSent(x, s, e, b, code, resp, data)
 		return
 	}
 	if t.finalSent {
 		if t.invite && code < 300 && (t.state == sAccepted || t.state == sTerminated) {
 			// §16.7 step 5: every 2xx goes upstream, not just the first.
 			c.sendUp(t, data)
-			c.watchSent(x, s, e, b, code, resp)
+			c.watchSent(x, s, e, b, code, resp, data)
 		}
 		return
 	}
@@ -368,7 +368,7 @@ func (c *Core) serverSend(x *ctx, s *shards.Shard[txn], e *shards.Entry[txn], da
 	t.finalSent = true
 	s.StopTimer(&t.tG) // a non-INVITE's 100 is no longer due, nor a held 2xx's deadline
 	c.sendUp(t, data)
-	c.watchSent(x, s, e, b, code, resp)
+	c.watchSent(x, s, e, b, code, resp, data)
 	if code < 300 && t.invite {
 		// Accepted: absorb INVITE retransmissions (timer L).
 		t.state = sAccepted

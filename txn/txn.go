@@ -161,6 +161,12 @@ func (b *Branch) Index() int { return int(b.idx) }
 // URI returns the Request-URI the branch is sent with.
 func (b *Branch) URI() []byte { return b.uri }
 
+// Sent returns the copy of the request sent on the branch (its latest
+// attempt), with every edit made to it: the route's, the branch route's,
+// the core's and the Rewriter's. Empty before it is sent. Read-only,
+// valid inside a hook or a Watcher's Sent.
+func (b *Branch) Sent() []byte { return b.out }
+
 // SetURI changes the branch's Request-URI. Only in Router.Branch.
 func (b *Branch) SetURI(uri []byte) { b.uri = append(b.uri[:0], uri...) }
 

@@ -2,6 +2,7 @@ package txn
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -90,5 +91,58 @@ func TestWatcherSeesWhatGoesUpstream(t *testing.T) {
 	h.in(uasAddr, respond(fwd, 200, "b"))
 	if len(w.seen) != 0 {
 		t.Fatalf("watcher of another request saw %q", w.seen)
+	}
+}
+
+// sentWatcher records, for each response it is told of, the Contact of
+// the response as it went upstream and of the request as its branch sent
+// it.
+type sentWatcher struct {
+	up, down []string
+}
+
+func (w *sentWatcher) Sent(r *Request, b *Branch, code int, resp *parser.Message) {
+	w.up = append(w.up, header(string(r.SentResponse()), "Contact"))
+	if b != nil {
+		w.down = append(w.down, header(string(b.Sent()), "Contact"))
+	}
+}
+
+// TestWatcherSeesWhatWasSent: a Watcher reads the response as it went
+// upstream (the reply route's fix_nated_contact-like edit of its Contact
+// in it) and the request as its branch sent it (the request route's edit
+// of the INVITE's Contact), what the parties address each other's
+// requests to; a response of our own has no copy from downstream.
+func TestWatcherSeesWhatWasSent(t *testing.T) {
+	h := newHarness(t, nil)
+	w := &sentWatcher{}
+	var seen []netip.AddrPort
+	h.rt.request = func(r *Request) {
+		r.Watch(w)
+		var na parser.NameAddr
+		if r.Msg.Contact(&na) {
+			u, _ := parser.ParseURI(na.URI)
+			r.Editor().Replace(u.Host, r.Own([]byte("203.0.113.5")))
+		}
+		if r.Msg.CallID()[0] == 'l' {
+			r.Reply(486, "")
+			return
+		}
+		r.Relay()
+	}
+	h.rt.reply = fixContact(t, &seen)
+	h.in(uacAddr, invite("z9hG4bKs1", "sent1@x"))
+	fwd := h.snd.take()[1].data
+	h.in(uasAddr, withContact(respond(fwd, 200, "b1"), "<sip:bob@192.168.1.10:5062;transport=udp>"))
+	if len(w.up) != 1 || w.up[0] != "<sip:bob@127.0.0.1:5080;transport=udp>" {
+		t.Fatalf("watcher saw the 200 upstream with Contact %q", w.up)
+	}
+	if len(w.down) != 1 || !strings.Contains(w.down[0], "@203.0.113.5") {
+		t.Fatalf("watcher saw the INVITE sent with Contact %q", w.down)
+	}
+	w.up, w.down = nil, nil
+	h.in(uacAddr, invite("z9hG4bKs2", "local2@x"))
+	if len(w.up) != 1 || w.up[0] != "" || len(w.down) != 0 {
+		t.Fatalf("watcher of our own 486 saw %q, %q", w.up, w.down)
 	}
 }

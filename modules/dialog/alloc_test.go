@@ -33,13 +33,13 @@ const allocInvite = "INVITE sip:bob@127.0.0.1:5080 SIP/2.0\r\n" +
 // callLoop returns a function that puts one whole call through the core:
 // INVITE (with dialogs: CreateDialog, the id in the Record-Route; without:
 // RecordRoute only), the callee's 200, the callee's BYE (LooseRoute, and
-// MatchDialog with dialogs) and its 200. Messages are built in place, so
+// ValidateDialog and MatchDialog with dialogs) and its 200. Messages are built in place, so
 // the loop itself allocates nothing.
 func callLoop(tb testing.TB, e *env, dialogs bool) func() {
 	e.Keep = false
 	e.Route = func(c *routing.Ctx) {
 		if c.HasToTag() {
-			if c.LooseRoute() && (!dialogs || e.d.MatchDialog(c)) {
+			if c.LooseRoute() && (!dialogs || e.d.ValidateDialog(c) && e.d.MatchDialog(c)) {
 				c.Relay()
 				return
 			}
@@ -252,12 +252,17 @@ func TestMatchAllocatesNothing(t *testing.T) {
 	e := newEnv(t, nil)
 	c := e.invite("alloc-match")
 	c.respond(0, 200, "b")
-	var n, m, p float64 = -1, -1, -1
+	var n, m, p, v float64 = -1, -1, -1, -1
 	e.Route = func(rc *routing.Ctx) {
 		if !rc.LooseRoute() {
 			t.Error("not loose-routed")
 			return
 		}
+		v = testing.AllocsPerRun(1000, func() {
+			if !e.d.ValidateDialog(rc) {
+				t.Fatal("not valid")
+			}
+		})
 		n = testing.AllocsPerRun(1000, func() {
 			if !e.d.MatchDialog(rc) {
 				t.Fatal("no match")
@@ -274,7 +279,7 @@ func TestMatchAllocatesNothing(t *testing.T) {
 		rc.Relay()
 	}
 	c.inDialog("INFO", true, "b", 11)
-	if n != 0 || m != 0 || p != 0 {
-		t.Fatalf("MatchDialog %.2f, IsInDialog %.2f, MatchDialogID %.2f allocations", n, m, p)
+	if n != 0 || m != 0 || p != 0 || v != 0 {
+		t.Fatalf("MatchDialog %.2f, IsInDialog %.2f, MatchDialogID %.2f, ValidateDialog %.2f allocations", n, m, p, v)
 	}
 }

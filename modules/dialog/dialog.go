@@ -5,7 +5,9 @@
 // ended on a final of 300 or above, after a CANCEL) and MatchDialog on
 // the in-dialog requests loose-routed by our Record-Route (match_dialog:
 // a BYE from either side ends the answered call, a re-INVITE or UPDATE
-// refreshes the targets). A confirmed dialog that outlives its timeout
+// refreshes the targets; a request counts only when it goes to the other
+// party's target as the dialog knows it: ValidateDialog, validate.go). A
+// confirmed dialog that outlives its timeout
 // (dialog.default_timeout, or SetTimeout from the route: $DLG_timeout) is
 // ended by the proxy with a BYE to each side. Profiles count dialogs by
 // name and value (set_dlg_profile, get_profile_size, is_in_profile) for
@@ -256,6 +258,7 @@ type Dialog struct {
 	refused                               *metrics.Counter
 	limited                               *metrics.Counter
 	mismatched                            *metrics.Counter
+	misrouted                             *metrics.Counter
 	byeSent, byeFailed                    *metrics.Counter
 	cancels, pings                        *metrics.Counter
 	unkeptAnswers                         *metrics.Counter
@@ -405,6 +408,7 @@ func (d *Dialog) registerMetrics(set *metrics.Set) {
 	d.refused = set.NewCounter("switchboard_dialog_refused_total")
 	d.limited = set.NewCounter("switchboard_dialog_profile_limited_total")
 	d.mismatched = set.NewCounter("switchboard_dialog_mismatched_total")
+	d.misrouted = set.NewCounter("switchboard_dialog_misrouted_total")
 	d.byeSent = set.NewCounter("switchboard_dialog_byes_sent_total")
 	d.byeFailed = set.NewCounter("switchboard_dialog_bye_failures_total")
 	d.cancels = set.NewCounter("switchboard_dialog_cancels_sent_total")

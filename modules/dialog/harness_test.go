@@ -132,6 +132,9 @@ type call struct {
 	fwds   []string
 	rr     []string // Record-Route values of the relayed INVITE
 	cseq   int
+	// targets are the callee's Contact URIs by To tag (respond): the
+	// caller's requests are addressed to them.
+	targets map[string]string
 }
 
 // invite sends an initial INVITE from the caller, with a Record-Route of
@@ -196,6 +199,10 @@ func (c *call) respondReason(i int, code int, reason, tag string) []routetest.Se
 		src = callee2
 	}
 	extra += "Contact: <sip:bob@" + src + ";transport=udp>\r\n"
+	if c.targets == nil {
+		c.targets = map[string]string{}
+	}
+	c.targets[tag] = "sip:bob@" + src + ";transport=udp"
 	var phrase []byte
 	if reason != "" {
 		phrase = []byte(reason)
@@ -211,25 +218,29 @@ func (c *call) respondReason(i int, code int, reason, tag string) []routetest.Se
 // removed itself, and the tags given.
 func (c *call) inDialog(method string, fromCaller bool, calleeTag string, cseq int) []routetest.Sent {
 	c.e.t.Helper()
-	var ours []string
-	for _, v := range c.rr {
-		if !strings.Contains(v, "caller-side") {
-			ours = append(ours, v)
-		}
-	}
+	return c.inDialogTo(method, fromCaller, calleeTag, cseq, "", nil, "")
+}
+
+// inDialogTo is inDialog with the Request-URI ruri and the Route values
+// route instead of the party's ("", nil: the party's), and the header
+// lines extra.
+func (c *call) inDialogTo(method string, fromCaller bool, calleeTag string, cseq int, ruri string, route []string, extra string) []routetest.Sent {
+	c.e.t.Helper()
 	from := "\"Alice\" <sip:alice@example.com>;tag=atag-" + strings.ReplaceAll(c.callID, "@", "-")
 	to := "<sip:bob@example.com>;tag=" + calleeTag
-	src, ruri := callerAddr, "sip:bob@"+calleeAddr
-	var route []string
-	if fromCaller {
-		for i := len(ours) - 1; i >= 0; i-- {
-			route = append(route, ours[i])
-		}
-		route = append(route, "<sip:10.0.0.7;lr;callee-side>")
-	} else {
+	src, target := callerAddr, "sip:bob@"+calleeAddr
+	if t, ok := c.targets[calleeTag]; ok {
+		target = t
+	}
+	if !fromCaller {
 		from, to = to, from
-		src, ruri = calleeAddr, "sip:alice@"+callerAddr
-		route = append(append(route, ours...), "<sip:10.0.0.9;lr;caller-side>")
+		src, target = calleeAddr, "sip:alice@"+callerAddr
+	}
+	if ruri == "" {
+		ruri = target
+	}
+	if route == nil {
+		route = c.routeFrom(fromCaller)
 	}
 	return c.send(src, method+" "+ruri+" SIP/2.0\r\n"+
 		"Via: SIP/2.0/UDP "+src+";branch=z9hG4bK"+method+itoa(cseq)+strings.ReplaceAll(c.callID, "@", "-")+"\r\n"+
@@ -239,7 +250,26 @@ func (c *call) inDialog(method string, fromCaller bool, calleeTag string, cseq i
 		"To: "+to+"\r\n"+
 		"Call-ID: "+c.callID+"\r\n"+
 		"CSeq: "+itoa(cseq)+" "+method+"\r\n"+
+		extra+
 		"Content-Length: 0\r\n\r\n")
+}
+
+// routeFrom is the Route set of a party's in-dialog requests: ours, and
+// the proxy on the other party's side.
+func (c *call) routeFrom(fromCaller bool) []string {
+	var ours, route []string
+	for _, v := range c.rr {
+		if !strings.Contains(v, "caller-side") {
+			ours = append(ours, v)
+		}
+	}
+	if fromCaller {
+		for i := len(ours) - 1; i >= 0; i-- {
+			route = append(route, ours[i])
+		}
+		return append(route, "<sip:10.0.0.7;lr;callee-side>")
+	}
+	return append(append(route, ours...), "<sip:10.0.0.9;lr;caller-side>")
 }
 
 // send hands msg to the core from src and returns what was sent.

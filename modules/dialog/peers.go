@@ -79,7 +79,7 @@ func (d *Dialog) MatchDialogID(c *routing.Ctx, id uint64, from Side, buf []byte)
 	if buf == nil {
 		buf = []byte{}
 	}
-	return d.match(c, id, from, buf)
+	return d.match(c, id, from, buf, nil, nil)
 }
 
 // FetchDialogID is for a request MatchDialogID did not match because

@@ -328,11 +328,13 @@ func (d *Dialog) row(e *shards.Entry[dlg], t *fieldtext.Fields) store.Dialog {
 	t.Add(g.get(g.calleeTo))
 	t.Add(g.get(g.route[toCaller]))
 	t.Add(g.get(g.target[toCaller]))
+	t.Add(g.relayedTarget(toCaller))
 	t.End(appendHop(t.Buf(), g.proto[toCaller], g.hop[toCaller].AddrPort()))
 	t.Add(g.get(g.phrase))
 	if g.hasCallee {
 		t.Add(g.get(g.route[toCallee]))
 		t.Add(g.get(g.target[toCallee]))
+		t.Add(g.relayedTarget(toCallee))
 		t.End(appendHop(t.Buf(), g.proto[toCallee], g.hop[toCallee].AddrPort()))
 	}
 	for i := 0; i < int(g.nprof); i++ {
@@ -350,12 +352,12 @@ func (d *Dialog) row(e *shards.Entry[dlg], t *fieldtext.Fields) store.Dialog {
 		FromTag: t.Next(), ToTag: t.Next(), FromHdr: t.Next(), ToHdr: t.Next(), FromURI: t.Next(), ToURI: t.Next(),
 		CalleeFromHdr: t.Next(), CalleeToHdr: t.Next(),
 		CallerCSeq: g.cseq[toCaller], CalleeCSeq: g.cseq[toCallee], CSeqOffset: g.cseqOffset,
-		CallerRouteSet: t.Next(), CallerContact: t.Next(), CallerHop: t.Next(),
+		CallerRouteSet: t.Next(), CallerContact: t.Next(), CallerContactSent: t.Next(), CallerHop: t.Next(),
 		State: store.DialogConfirmed, StartTime: g.start, AnswerTime: g.answer, Timeout: g.timer.When(),
 		Code: int(g.code), Phrase: t.Next(), Flags: g.flags,
 	}
 	if g.hasCallee {
-		r.CalleeRouteSet, r.CalleeContact, r.CalleeHop = t.Next(), t.Next(), t.Next()
+		r.CalleeRouteSet, r.CalleeContact, r.CalleeContactSent, r.CalleeHop = t.Next(), t.Next(), t.Next(), t.Next()
 	}
 	if g.nprof > 0 {
 		r.Profiles = make([]store.DialogProfile, g.nprof)
@@ -496,6 +498,7 @@ func (d *Dialog) fill(s *shards.Shard[dlg], h uint64, r *store.Dialog, profiles 
 	}
 	g.proto[toCaller], g.hop[toCaller] = callerProto, packAddr(callerHop)
 	size := len(r.FromTag) + len(r.ToTag) + len(r.FromHdr) + len(r.ToHdr) + len(r.CallerContact) + len(r.CalleeContact) +
+		len(r.CallerContactSent) + len(r.CalleeContactSent) + 4 +
 		len(r.CallerRouteSet) + len(r.CalleeRouteSet) + len(r.CalleeFromHdr) + len(r.CalleeToHdr) + len(r.Phrase)
 	var vals []byte
 	for _, v := range r.Values {
@@ -507,13 +510,14 @@ func (d *Dialog) fill(s *shards.Shard[dlg], h uint64, r *store.Dialog, profiles 
 	}
 	g.reserve(size)
 	ok = g.put([]byte(r.FromTag), &g.fromTag) && g.put([]byte(r.FromHdr), &g.from) && g.put([]byte(r.ToHdr), &g.to) &&
-		g.put([]byte(r.ToTag), &g.toTag) && g.put([]byte(r.CallerContact), &g.target[toCaller]) &&
+		g.put([]byte(r.ToTag), &g.toTag) && g.putTarget(toCaller, []byte(r.CallerContact), []byte(r.CallerContactSent)) &&
 		g.put([]byte(r.CallerRouteSet), &g.route[toCaller]) &&
 		g.put([]byte(r.CalleeFromHdr), &g.calleeFrom) && g.put([]byte(r.CalleeToHdr), &g.calleeTo) &&
 		g.put([]byte(r.Phrase), &g.phrase) && g.put(vals, &g.vals)
 	if ok && r.CalleeHop != "" {
 		p, ap, hopOK := parseHop(r.CalleeHop)
-		if hopOK && g.put([]byte(r.CalleeContact), &g.target[toCallee]) && g.put([]byte(r.CalleeRouteSet), &g.route[toCallee]) {
+		if hopOK && g.putTarget(toCallee, []byte(r.CalleeContact), []byte(r.CalleeContactSent)) &&
+			g.put([]byte(r.CalleeRouteSet), &g.route[toCallee]) {
 			g.proto[toCallee], g.hop[toCallee], g.hasCallee = p, packAddr(ap), true
 		}
 	}

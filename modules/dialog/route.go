@@ -125,7 +125,7 @@ func (d *Dialog) CreateDialog(c *routing.Ctx) bool {
 	// are usually about the size of the caller's.
 	g.reserve(len(m.FromTag()) + len(m.From().Raw) + len(m.To().Raw) + 2*(len(na.URI)+len(rs)) + 2*len(m.FromTag()))
 	ok := g.put(m.FromTag(), &g.fromTag) && g.put(m.From().Raw, &g.from) && g.put(m.To().Raw, &g.to) &&
-		(!hasContact || g.put(na.URI, &g.target[toCaller])) && g.put(rs, &g.route[toCaller])
+		(!hasContact || g.putTarget(toCaller, na.URI, nil)) && g.put(rs, &g.route[toCaller])
 	if !ok {
 		s.Remove(e)
 		s.Unlock()
@@ -191,10 +191,15 @@ func (d *Dialog) IsInDialog(c *routing.Ctx) bool {
 // state is matched and ends nothing), and for a re-INVITE or UPDATE
 // watches the 2xx to refresh both targets. Any other request's route may
 // then change the dialog (SetTimeout, SetValue, SetFlag, SetProfile).
+// A request of the confirmed dialog that does not go to the other
+// party's target as the dialog knows it (ValidateDialog false: a BYE the
+// caller addressed to herself) matches nothing and changes nothing: no
+// end, no record, no CSeq (switchboard_dialog_misrouted_total).
 // False: no dialog of ours (a Route without id, a dialog ended or
-// unknown, tags of another call: switchboard_dialog_mismatched_total);
-// the route decides what to do
-// (the provider relays on LooseRoute's word as before). It allocates
+// unknown, tags of another call: switchboard_dialog_mismatched_total),
+// or a request that goes elsewhere; the route decides what to do (the
+// provider answers the latter 403, having asked ValidateDialog, and
+// relays the rest on LooseRoute's word as before). It allocates
 // nothing.
 func (d *Dialog) MatchDialog(c *routing.Ctx) bool {
 	id, ok := parseID(c.R.DialogRouteParam(didParam))
@@ -205,14 +210,17 @@ func (d *Dialog) MatchDialog(c *routing.Ctx) bool {
 	if c.R.Downstream() {
 		from = Caller
 	}
-	_, ok = d.match(c, id, from, nil)
+	_, ok = d.match(c, id, from, nil, c.RU(), c.NextHopURI())
 	return ok
 }
 
 // match is MatchDialog for dialog id and a request that must come from
 // side from. With buf, the request's peer (the other side) is copied into
-// buf first, and the request must have one (MatchDialogID).
-func (d *Dialog) match(c *routing.Ctx, id uint64, from Side, buf []byte) (peer Peer, ok bool) {
+// buf first, and the request must have one (MatchDialogID). With ruri,
+// a request of the confirmed dialog must go to the peer with that
+// Request-URI and next hop (goesTo); MatchDialogID's requests are sent to
+// the peer by the module that matched them.
+func (d *Dialog) match(c *routing.Ctx, id uint64, from Side, buf, ruri, next []byte) (peer Peer, ok bool) {
 	m := c.Msg()
 	callID := m.CallID()
 	h := shards.Sum(callID)
@@ -226,7 +234,7 @@ func (d *Dialog) match(c *routing.Ctx, id uint64, from Side, buf []byte) (peer P
 			// the receive path, and the request's effect (its CSeq, a
 			// BYE's end) applied once it is here. The request itself is
 			// relayed on the verified Route meanwhile.
-			d.share.fetch(c, h, id, from)
+			d.share.fetch(c, h, id, from, ruri, next)
 		}
 		return Peer{}, false
 	}
@@ -235,6 +243,11 @@ func (d *Dialog) match(c *routing.Ctx, id uint64, from Side, buf []byte) (peer P
 	if !ok || side != from {
 		s.Unlock()
 		d.mismatched.Inc()
+		return Peer{}, false
+	}
+	if ruri != nil && g.state == stConfirmed && !g.goesTo(peerOf(side), ruri, next) {
+		s.Unlock()
+		d.misrouted.Inc()
 		return Peer{}, false
 	}
 	if buf != nil {
@@ -419,7 +432,7 @@ func (d *Dialog) Sent(r *txn.Request, b *txn.Branch, code int, resp *parser.Mess
 	}
 	if r.HasToTag() {
 		if code >= 200 && code < 300 && resp != nil {
-			d.refresh(e, r.Msg, resp)
+			d.refresh(e, r, b, resp)
 			d.changed(s, e)
 		}
 		return
@@ -521,12 +534,22 @@ func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], r *txn.Requ
 	g.state = stConfirmed
 	g.answer = s.Now()
 	g.code = uint16(resp.StatusCode())
+	if !hasContact && b != nil {
+		// RFC 3261 §12.1.1 wants a Contact in the 2xx; without one (a
+		// broken gateway), the Request-URI the answered branch was sent
+		// with stands for it: the caller's requests, and the proxy's,
+		// go where the INVITE went.
+		na.URI, hasContact = b.URI(), len(b.URI()) > 0
+	}
 	if hasContact && b != nil {
-		if g.put(na.URI, &g.target[toCallee]) && g.put(rs, &g.route[toCallee]) {
+		if g.putTarget(toCallee, na.URI, relayedContact(r, r.SentResponse())) && g.put(rs, &g.route[toCallee]) {
 			proto, dst := b.Destination()
 			g.proto[toCallee], g.hop[toCallee] = proto, packAddr(dst)
 			g.hasCallee = true
 		}
+		// The caller's Contact as the callee has it: the INVITE as the
+		// answered branch sent it, after the route's edits.
+		g.setSent(toCaller, relayedContact(r, b.Sent()))
 	}
 	d.calleeView(g, r, resp)
 	if len(d.subs) > 0 {
@@ -597,9 +620,12 @@ func sameWithTag(v, base, tag []byte) bool {
 }
 
 // refresh takes the targets of a 2xx to a re-INVITE or UPDATE (a target
-// refresh, RFC 3261 §12.2): the requester's Contact and the responder's.
-func (d *Dialog) refresh(e *shards.Entry[dlg], req, resp *parser.Message) {
+// refresh, RFC 3261 §12.2): the requester's Contact and the responder's,
+// each with the Contact as the other party was given it (the request as
+// branch b sent it, the 2xx as it went upstream).
+func (d *Dialog) refresh(e *shards.Entry[dlg], r *txn.Request, b *txn.Branch, resp *parser.Message) {
 	g := &e.Value
+	req := r.Msg
 	side, ok := g.side(req.FromTag(), req.ToTag())
 	if !ok || g.state != stConfirmed {
 		return
@@ -610,28 +636,46 @@ func (d *Dialog) refresh(e *shards.Entry[dlg], req, resp *parser.Message) {
 	}
 	// Other nodes may end a shared dialog: they learn its new targets.
 	shared := d.share != nil && g.pflags&fShared != 0
+	var sent []byte
+	if b != nil {
+		sent = relayedContact(r, b.Sent())
+	}
 	var na parser.NameAddr
-	if req.Contact(&na) && d.retarget(g, reqSide, na.URI) && shared {
+	if req.Contact(&na) && d.retarget(g, reqSide, na.URI, sent) && shared {
 		d.share.refreshed(e.Hash(), g.id, reqSide, na.URI)
 	}
-	if resp.Contact(&na) && (respSide == toCaller || g.hasCallee) && d.retarget(g, respSide, na.URI) && shared {
+	if resp.Contact(&na) && (respSide == toCaller || g.hasCallee) &&
+		d.retarget(g, respSide, na.URI, relayedContact(r, r.SentResponse())) && shared {
 		d.share.refreshed(e.Hash(), g.id, respSide, na.URI)
 	}
 }
 
-// retarget replaces a side's target when it changed, and says whether it
-// did. The old bytes stay in the buffer (a target refresh is rare); past
-// maxStored the old target is kept (and the change still reported: the
-// nodes sharing the call learn it).
-func (d *Dialog) retarget(g *dlg, i int, uri []byte) bool {
-	if string(g.get(g.target[i])) == string(uri) {
+// retarget replaces a side's target, with the Contact as relayed (sent;
+// nil: not known, or the same), and says whether the target changed. The
+// old bytes stay in the buffer (a target refresh is rare); past maxStored
+// the old target is kept (and the change still reported: the nodes
+// sharing the call learn it), and only the side's first hop validates
+// its requests from then on (sentLost).
+func (d *Dialog) retarget(g *dlg, i int, uri, sent []byte) bool {
+	changed := string(g.get(g.target[i])) != string(uri)
+	if !changed && (len(sent) == 0 || string(sent) == string(g.sentTarget(i)) && g.sent&(sentLost<<i) == 0) {
 		return false
 	}
-	var sp span
-	if g.put(uri, &sp) {
-		g.target[i] = sp
+	if !g.putTarget(i, uri, sent) {
+		g.sent |= sentLost << i
 	}
-	return true
+	return changed
+}
+
+// relayedContact is the first Contact URI of data, a message the proxy
+// sent for r's transaction (a view into data); nil for a hidden call
+// (topology hiding's Rewriter put the proxy's own Contact there: its
+// parties' requests come to the proxy and are sent on by the module).
+func relayedContact(r *txn.Request, data []byte) []byte {
+	if r.Rewriter() != nil {
+		return nil
+	}
+	return contactSent(data)
 }
 
 // onTimer ends a dialog at its timeout: a confirmed one with a BYE to

@@ -211,6 +211,9 @@ type fetchJob struct {
 	from           Side
 	at             int64
 	watch          bool
+	// ruri and next are a BYE's Request-URI and next hop: it ends the
+	// dialog only when they go to the other party (goesTo).
+	ruri, next string
 	// A request suspended until its dialog is here (FetchDialogID): the
 	// read only keeps the copy, and then runs on the resumed request,
 	// which matches the copy and applies itself.
@@ -444,7 +447,7 @@ func (sh *sharer) endAt(s *shards.Shard[dlg], e *shards.Entry[dlg], why Reason, 
 // and CANCEL change nothing in a dialog: not read for them. A re-INVITE
 // or UPDATE is watched, so that its 2xx refreshes the targets if the
 // dialog is here by then.
-func (sh *sharer) fetch(c *routing.Ctx, h, id uint64, from Side) {
+func (sh *sharer) fetch(c *routing.Ctx, h, id uint64, from Side, ruri, next []byte) {
 	m := c.Msg()
 	meth := m.Method()
 	if meth == parser.MethodAck || meth == parser.MethodCancel {
@@ -452,6 +455,9 @@ func (sh *sharer) fetch(c *routing.Ctx, h, id uint64, from Side) {
 	}
 	j := fetchJob{h: h, id: id, callID: string(m.CallID()), fromTag: string(m.FromTag()), toTag: string(m.ToTag()),
 		cseq: m.CSeq().Num, method: meth, from: from, at: sh.d.clock.Now()}
+	if meth == parser.MethodBye {
+		j.ruri, j.next = string(ruri), string(next)
+	}
 	if meth == parser.MethodInvite || meth == parser.MethodUpdate {
 		c.SetValue(SlotDialog, int64(id))
 		c.R.Watch(sh.d)
@@ -916,6 +922,11 @@ func (sh *sharer) apply(j *fetchJob, fields map[string]string) {
 		d.mismatched.Inc()
 		return
 	}
+	if j.method == parser.MethodBye && !g.goesTo(peerOf(side), []byte(j.ruri), []byte(j.next)) {
+		// Relayed elsewhere (before the read): the call goes on.
+		d.misrouted.Inc()
+		return
+	}
 	i := toCaller
 	if side == Callee {
 		i = toCallee
@@ -973,7 +984,7 @@ type claimResult struct {
 func (d *Dialog) applyTargets(g *dlg, targets [2]string) {
 	for i, t := range targets {
 		if _, uri, ok := strings.Cut(t, " "); ok && uri != "" && (i == toCaller || g.hasCallee) {
-			d.retarget(g, i, []byte(uri))
+			d.retarget(g, i, []byte(uri), nil)
 		}
 	}
 }

@@ -547,3 +547,33 @@ func TestShareSettingsChecked(t *testing.T) {
 		t.Fatalf("sharing without an address: %v", err)
 	}
 }
+
+// TestShareMisroutedByeOnAnotherNode: the caller's BYE with the call's
+// Route addressed to herself lands on node B, which does not hold the
+// call: relayed at once as before, but once B read the dialog from Redis
+// the copy does not end, since the BYE did not go to the callee
+// (switchboard_dialog_misrouted_total): no end event on either node, A
+// keeps the call. Her BYE to the callee through B then ends it once.
+func TestShareMisroutedByeOnAnotherNode(t *testing.T) {
+	rs := startRedis(t)
+	now := time.Now().UnixMilli()
+	a := newSharedNode(t, rs, "a", now, nil)
+	b := newSharedNode(t, rs, "b", now, nil)
+	c := a.invite("share-misrouted-x")
+	c.respond(0, 200, "btag-share-misrouted-x")
+	c.inDialog("ACK", true, "btag-share-misrouted-x", 10)
+	a.waitCounter(t, "switchboard_dialog_redis_writes_total", 1, func(v uint64) bool { return v == 1 })
+
+	c.on(b).inDialogTo("BYE", true, "btag-share-misrouted-x", 11, "sip:alice@"+callerAddr, nil, "")
+	b.waitCounter(t, "switchboard_dialog_misrouted_total", 1, func(v uint64) bool { return v == 1 })
+	time.Sleep(100 * time.Millisecond)
+	if n := len(a.ev.list()) + len(b.ev.list()); n != 0 || a.d.confirmed.Load() != 1 {
+		t.Fatalf("after the misrouted BYE: %d end events, A holds %d calls", n, a.d.confirmed.Load())
+	}
+	c.on(b).inDialog("BYE", true, "btag-share-misrouted-x", 12)
+	waitUntil(t, "B's end event", func() bool { return len(b.ev.list()) == 1 })
+	waitUntil(t, "A dropped its dialog", func() bool { return a.d.tbl.Len() == 0 })
+	if ev := b.ev.list()[0]; ev.Reason != ReasonBye || ev.By != Caller {
+		t.Fatalf("B's end event: %+v", ev)
+	}
+}

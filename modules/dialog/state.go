@@ -1,6 +1,7 @@
 package dialog
 
 import (
+	"encoding/binary"
 	"net/netip"
 
 	"switchboard/parser"
@@ -109,11 +110,16 @@ type dlg struct {
 	pflags    uint8              // fDirty, fStored, fPing..., fShared...
 	proto     [2]transport.Proto // first hop towards the caller, the callee
 	code      uint16             // status of the INVITE's final response (0: none yet)
-	flags     uint32             // SetFlag's bits
-	cseq      [2]uint32          // highest CSeq seen from the caller, the callee
-	start     int64              // ms: CreateDialog
-	answer    int64              // ms: confirmed
-	hop       [2]addrPort        // first hop towards the caller, the callee
+	// sent: bit i, party i's target as the other party was given it
+	// (its Contact as relayed, after a route's edits) differs from the
+	// Contact it sent, and follows its target in buf (putTarget); bit
+	// sentLost<<i, it differs and did not fit.
+	sent   uint8
+	flags  uint32      // SetFlag's bits
+	cseq   [2]uint32   // highest CSeq seen from the caller, the callee
+	start  int64       // ms: CreateDialog
+	answer int64       // ms: confirmed
+	hop    [2]addrPort // first hop towards the caller, the callee
 
 	fromTag, toTag span
 	from, to       span // the From and To values of the INVITE (From with its tag)
@@ -244,6 +250,70 @@ func (g *dlg) putString(str string, s *span) bool {
 	s.off, s.n = uint16(len(g.buf)), uint16(len(str))
 	g.buf = append(g.buf, str...)
 	return true
+}
+
+// putTarget stores uri as party i's target and, when the other party
+// was given another (the Contact as relayed: fix_nated_contact wrote the
+// party's source address in it), that one right after it: two bytes of
+// length and the bytes. False when the target does not fit; a relayed
+// one that does not fit is left out (the party's first hop still
+// validates: atHop).
+func (g *dlg) putTarget(i int, uri, sent []byte) bool {
+	if !g.put(uri, &g.target[i]) {
+		return false
+	}
+	g.sent &^= (1 | sentLost) << i
+	if len(sent) == 0 || string(sent) == string(uri) {
+		return true
+	}
+	if len(sent) > maxPart || len(g.buf)+2+len(sent) > maxStored {
+		// The Contact as sent is not the party's as the other party
+		// has it: only its first hop validates a request.
+		g.sent |= sentLost << i
+		return true
+	}
+	g.reserve(2 + len(sent))
+	g.buf = binary.BigEndian.AppendUint16(g.buf, uint16(len(sent)))
+	g.buf = append(g.buf, sent...)
+	g.sent |= 1 << i
+	return true
+}
+
+// setSent records party i's Contact as the other party was given it
+// (sent), when it differs from the one kept: its target is stored again,
+// the relayed one after it. Nothing for nil (not known).
+func (g *dlg) setSent(i int, sent []byte) {
+	if len(sent) == 0 || g.target[i].n == 0 || string(sent) == string(g.sentTarget(i)) && g.sent&(sentLost<<i) == 0 {
+		return
+	}
+	if !g.putTarget(i, g.get(g.target[i]), sent) {
+		g.sent |= sentLost << i
+	}
+}
+
+// sentLost (shifted by the party's index) in dlg.sent: the party's
+// Contact as relayed differs from the one it sent and was not kept.
+const sentLost = 4
+
+// sentTarget is party i's target as the other party has it: the Contact
+// as relayed when the proxy changed it, else the Contact.
+func (g *dlg) sentTarget(i int) []byte {
+	t := g.get(g.target[i])
+	if g.sent&(1<<i) == 0 {
+		return t
+	}
+	b := g.buf[int(g.target[i].off)+int(g.target[i].n):]
+	n := int(binary.BigEndian.Uint16(b))
+	return b[2 : 2+n]
+}
+
+// relayedTarget is sentTarget when the proxy changed the Contact, nil
+// otherwise: what a stored row keeps of it.
+func (g *dlg) relayedTarget(i int) []byte {
+	if g.sent&(1<<i) == 0 {
+		return nil
+	}
+	return g.sentTarget(i)
 }
 
 // hasEarly reports whether tag is one of the early dialogs' To tags.

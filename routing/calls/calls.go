@@ -7,6 +7,10 @@
 //	    # a token of ours that does not verify: 403; of a call that ended: 481
 //	    if (has_totag()) {
 //	        if (loose_route()) {                 # our signed Record-Route only
+//	            if (!validate_dialog()) {        # R-URI or next Route not the other party's
+//	                if (!is_method("ACK")) sl_send_reply(403, "Forbidden (not the dialog's target)");
+//	                exit;
+//	            }
 //	            match_dialog();                  # CSeq, BYE ends the call, target refresh
 //	            t_relay(); exit;
 //	        }
@@ -103,6 +107,15 @@ func (r *routes) request(c *routing.Ctx) {
 	}
 	if c.HasToTag() {
 		if c.LooseRoute() {
+			if !r.dlg.ValidateDialog(c) {
+				// Not to the other party as the dialog knows it (a
+				// BYE the caller addressed to herself): it ends nothing
+				// and goes nowhere.
+				if !c.IsMethod(parser.MethodAck) {
+					c.ReplyStateless(403, "Forbidden (not the dialog's target)", nil)
+				}
+				return
+			}
 			r.dlg.MatchDialog(c)
 			relay(c)
 			return

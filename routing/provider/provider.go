@@ -14,10 +14,14 @@
 //	    }                                        # a token that does not verify: 403; of a call that ended: 481
 //	    if (has_totag()) {                       # in-dialog
 //	        if (loose_route()) {                 # our signed Record-Route only
+//	            if (has_dialog() && !validate_dialog()) {  # R-URI or next Route not the other
+//	                if (is_method("ACK")) exit;          # party's as the dialog knows them
+//	                sl_send_reply(403, "Forbidden (not the dialog's target)"); exit;
+//	            }
 //	            route(nat_detect);
 //	            if (check_route_param("nat=yes")) setflag(NAT_REPLIES);
 //	            match_dialog();                  # with accounting: a BYE ends the call's dialog
-//	            if (is_method("BYE")) route(fraud_release);
+//	            if (is_method("BYE") && !is_in_dialog()) route(fraud_release);  # it ended one
 //	            uac_restore_from(); uac_restore_to();   # and the CSeq after uac_auth
 //	            t_relay(); exit;
 //	        }
@@ -168,6 +172,23 @@
 // route(fraud_release) ends a call counted in the caller's concurrent
 // calls; OpenSIPS's fraud_detection does it from dialog callbacks, this
 // route set without dialog state (see modules/fraud).
+//
+// validate_dialog is the dialog module's ValidateDialog, when calls have
+// dialogs (accounting or topology hiding on). Our signed Record-Route
+// binds an in-dialog request to its dialog, not to where it goes: the
+// party sending it picks the Request-URI and any Route after ours. A
+// request of an answered call whose Request-URI is not the other party's
+// target as the dialog knows it (its Contact as the proxy relayed it,
+// after fix_nated_contact; or, for a party without a route set, its
+// first hop), or whose next Route is not the first of that party's route
+// set, gets 403 (an ACK is dropped) and changes nothing: a caller's BYE
+// addressed to herself ended the dialog, wrote the call's record and
+// freed her place under the fraud limits, while the callee never had it
+// and the call went on unbilled. A BYE frees the fraud count only when it
+// ended the dialog (an early dialog's BYE ends nothing; the INVITE's
+// failure frees it). Without dialogs nothing knows the parties' targets
+// and a BYE frees the count wherever it goes; hidden calls are sent to
+// the other party's stored target by topology hiding itself.
 //
 // Every refusal is a stateless reply (sl_send_reply): one response packet
 // for one request, no transaction held and no retransmissions, so a
@@ -514,6 +535,18 @@ func (p *routes) inDialog(c *routing.Ctx) {
 			refuse(c, 403, "Forbidden (gateway)")
 			return
 		}
+		if p.dlg != nil && !p.dlg.ValidateDialog(c) {
+			// The signature binds our Route to the dialog, not to where
+			// the request goes: a caller's BYE addressed to herself
+			// ended the dialog (the record closed, her place under the
+			// fraud limits freed) while the callee never had it.
+			if c.IsMethod(parser.MethodAck) {
+				c.Drop()
+				return
+			}
+			refuse(c, 403, "Forbidden (not the dialog's target)")
+			return
+		}
 		p.natDetect(c)
 		if p.nh.Enabled() && c.R.DialogRouteParam(nathelper.RouteParam) != nil {
 			c.SetFlag(nathelper.FlagNATReplies) // the dialog has a side behind NAT
@@ -522,8 +555,12 @@ func (p *routes) inDialog(c *routing.Ctx) {
 			p.dlg.MatchDialog(c) // a BYE ends the dialog: the call's record is written
 		}
 		auth.ConsumeCredentials(c)
-		p.fraud.CallEnded(c) // a BYE ends the call the fraud limits count
-		p.uac.Restore(c)     // what uac_auth and uac_replace_* did to the dialog's first request
+		if c.IsMethod(parser.MethodBye) && (p.dlg == nil || !p.dlg.IsInDialog(c)) {
+			// A BYE ends the call the fraud limits count; with dialogs,
+			// only one that ended its dialog (not an early dialog's).
+			p.fraud.CallEnded(c)
+		}
+		p.uac.Restore(c) // what uac_auth and uac_replace_* did to the dialog's first request
 		if p.rtp.Enabled() {
 			p.rtp.Manage(c, nil, p.afterDialogMedia) // re-INVITE offered, BYE deleted
 			return

@@ -15,6 +15,7 @@ import (
 	"switchboard/modules"
 	"switchboard/modules/acc"
 	"switchboard/modules/auth"
+	"switchboard/modules/dialog"
 	"switchboard/modules/registrar"
 	"switchboard/routing"
 	"switchboard/shards"
@@ -39,6 +40,7 @@ type harness struct {
 	// With accounting (withAccounting): the dialog and acc modules, and
 	// the store they write to.
 	acc *acc.Acc
+	dlg *dialog.Dialog
 	st  *store.Store
 
 	// With modules: the registrar.
@@ -103,7 +105,8 @@ func newHarnessWith(t *testing.T, withModules bool, opts Options, extra func(*sh
 		if withAccounting {
 			accSet = accounting(t, st, clock)
 			h.acc, h.st = accSet.Get("acc").(*acc.Acc), st
-			env.Modules["dialog"], env.Modules["acc"] = accSet.Get("dialog"), h.acc
+			h.dlg = accSet.Get("dialog").(*dialog.Dialog)
+			env.Modules["dialog"], env.Modules["acc"] = h.dlg, h.acc
 		}
 		if extra != nil {
 			for name, m := range extra(clock) {

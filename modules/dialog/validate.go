@@ -1,0 +1,297 @@
+package dialog
+
+import (
+	"net/netip"
+	"sync"
+
+	"switchboard/parser"
+	"switchboard/routing"
+	"switchboard/shards"
+)
+
+// The signature of our Record-Route binds an in-dialog request to its
+// dialog, not to where it goes: the party sending it picks the
+// Request-URI and the Route values after ours. A caller's BYE addressed
+// to herself matched the dialog, ended it (the record closed, the
+// profiles' places and the fraud count released) and went back to her,
+// while the callee never had it and the call went on unbilled. So the
+// dialog keeps each party's target as the other party was given it (the
+// Contact as relayed, after a route's edits such as fix_nated_contact),
+// and a request of a confirmed dialog counts for it only when it goes
+// there: its Request-URI is that target (RFC 3261 §19.1.4), or the
+// party's first hop when it has no route set, and its next hop is the
+// first of the party's route set (OpenSIPS validate_dialog).
+
+// ValidateDialog reports whether an in-dialog request loose-routed by our
+// Record-Route goes to the other party of its dialog as the dialog knows
+// it (OpenSIPS validate_dialog(), for the Request-URI and the route set):
+// its Request-URI is the party's target (its Contact as the proxy relayed
+// it to the sender, or the party's first hop when the party has no route
+// set: where the proxy itself reaches it) and the next Route after ours
+// is the first of the party's route set (none when it has none). URIs are
+// compared as RFC 3261 §19.1.4 says (user case-sensitive, escapes
+// decoded; host case-insensitive, IP addresses by value; transport,
+// maddr, user, ttl and method as they must), a port or transport left
+// out being the default's. False: the request is of a confirmed dialog
+// the module holds and goes elsewhere (switchboard_dialog_misrouted_total);
+// the route answers it (the provider route set: 403) and MatchDialog
+// would match nothing. True for anything else: no dialog id, no such
+// dialog here, not its tags (MatchDialog matches nothing), a dialog not
+// answered yet (an early dialog's target is not kept; its BYE ends
+// nothing). Call it after LooseRoute, before the route sets a
+// destination. It allocates nothing.
+func (d *Dialog) ValidateDialog(c *routing.Ctx) bool {
+	id, ok := parseID(c.R.DialogRouteParam(didParam))
+	if !ok {
+		return true
+	}
+	from := Callee
+	if c.R.Downstream() {
+		from = Caller
+	}
+	ruri, next := c.RU(), c.NextHopURI()
+	m := c.Msg()
+	callID := m.CallID()
+	h := shards.Sum(callID)
+	s := d.tbl.Shard(h)
+	s.Lock()
+	e := find(s, h, callID, id)
+	if e == nil {
+		s.Unlock()
+		return true
+	}
+	g := &e.Value
+	side, ok := g.side(m.FromTag(), m.ToTag())
+	valid := !ok || side != from || g.state != stConfirmed || g.goesTo(peerOf(side), ruri, next)
+	s.Unlock()
+	if !valid {
+		d.misrouted.Inc()
+	}
+	return valid
+}
+
+// peerOf is the index of the party a request from side goes to.
+func peerOf(side Side) int {
+	if side == Caller {
+		return toCallee
+	}
+	return toCaller
+}
+
+// goesTo reports whether a request with Request-URI ruri and next hop
+// next (the first Route after ours, else the Request-URI) goes to party
+// i as the dialog knows it. A party whose target the dialog does not
+// know (the 2xx had no Contact, or it did not fit) is reached by no
+// request.
+func (g *dlg) goesTo(i int, ruri, next []byte) bool {
+	if i == toCallee && !g.hasCallee {
+		return false
+	}
+	target := g.sentTarget(i)
+	if len(target) == 0 {
+		return false
+	}
+	var ru, t parser.URI
+	if ru.Parse(ruri) != nil || t.Parse(target) != nil {
+		return false
+	}
+	route := g.get(g.route[i])
+	lost := g.sent&(sentLost<<i) != 0
+	if (lost || !sameURI(&ru, &t, true)) && !(len(route) == 0 && atHop(&ru, &t, g.hop[i].AddrPort())) {
+		return false
+	}
+	var nx parser.URI
+	if len(route) == 0 {
+		// No Route may remain: the request would go where it names.
+		return len(next) == len(ruri) && (len(next) == 0 || &next[0] == &ruri[0]) ||
+			nx.Parse(next) == nil && sameURI(&nx, &ru, true)
+	}
+	var first parser.URI
+	fr := firstRouteURI(route)
+	return fr != nil && first.Parse(fr) == nil && nx.Parse(next) == nil && sameURI(&nx, &first, true)
+}
+
+// atHop reports whether ru is the target t at the party's first hop: the
+// address the proxy itself reaches it at (where its INVITE came from,
+// where the answered branch went). A Contact fix_nated_contact rewrote
+// names that address; a dialog restored from a row without the relayed
+// Contact (the OpenSIPS schema, another node's older copy) still knows it.
+func atHop(ru, t *parser.URI, hop netip.AddrPort) bool {
+	if !hop.IsValid() {
+		return false
+	}
+	a, ok := parser.ParseIP(ru.Host)
+	return ok && a.Unmap() == hop.Addr().Unmap() && portOf(ru) == int(hop.Port()) && sameURI(ru, t, false)
+}
+
+// firstRouteURI returns the URI of the first value of a stored route set
+// ("<sip:p1;lr>, <sip:p2;lr>"), nil when there is none.
+func firstRouteURI(route []byte) []byte {
+	quoted := false
+	for i := 0; i < len(route); i++ {
+		switch c := route[i]; {
+		case c == '"':
+			quoted = !quoted
+		case c == '\\' && quoted:
+			i++
+		case c == '<' && !quoted:
+			for j := i + 1; j < len(route); j++ {
+				if route[j] == '>' {
+					return route[i+1 : j]
+				}
+			}
+			return nil
+		case c == ',' && !quoted:
+			return nil // an addr-spec without brackets: a Record-Route has none
+		}
+	}
+	return nil
+}
+
+// sameURI compares two URIs as RFC 3261 §19.1.4 does, host and port left
+// out without hostPort: the scheme; user and password case-sensitive,
+// escapes decoded; the host case-insensitive, IP addresses by value; the
+// port, an absent one being the scheme's default; the transport, maddr,
+// user, ttl and method parameters present in both or neither, an absent
+// transport being the scheme's default; any other parameter in both with
+// the same value; the headers. Other schemes: the whole URI ignoring case.
+func sameURI(a, b *parser.URI, hostPort bool) bool {
+	if a.Scheme != b.Scheme {
+		return false
+	}
+	if a.Scheme != parser.SchemeSIP && a.Scheme != parser.SchemeSIPS {
+		return parser.EqualFold(a.Raw, b.Raw)
+	}
+	if !sameEscaped(a.User, b.User) || !sameEscaped(a.Password, b.Password) {
+		return false
+	}
+	if hostPort && (!sameHost(a.Host, b.Host) || portOf(a) != portOf(b)) {
+		return false
+	}
+	if !parser.EqualFold(transportOf(a), transportOf(b)) {
+		return false
+	}
+	for _, name := range strictParams {
+		va, oka := uriParam(a.Params, name)
+		vb, okb := uriParam(b.Params, name)
+		if oka != okb || !parser.EqualFold(va, vb) {
+			return false
+		}
+	}
+	for p := a.Params; len(p) > 0; {
+		var seg []byte
+		seg, p = cut(p, ';')
+		name, va := cut(seg, '=')
+		if vb, ok := uriParam(b.Params, name); ok && !parser.EqualFold(va, vb) {
+			return false
+		}
+	}
+	return parser.EqualFold(a.Headers, b.Headers)
+}
+
+// strictParams are the URI parameters that must be in both URIs or in
+// neither (RFC 3261 §19.1.4), transport aside.
+var strictParams = [...][]byte{[]byte("maddr"), []byte("user"), []byte("ttl"), []byte("method")}
+
+var transportName, udp, tcp, tls = []byte("transport"), []byte("udp"), []byte("tcp"), []byte("tls")
+
+// sameEscaped compares two URI parts byte for byte with their %HH
+// escapes decoded.
+func sameEscaped(a, b []byte) bool {
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		x, y := a[i], b[j]
+		i++
+		j++
+		if v, ok := parser.DecodeEscape(a, i-1); ok {
+			x = v
+			i += 2
+		}
+		if v, ok := parser.DecodeEscape(b, j-1); ok {
+			y = v
+			j += 2
+		}
+		if x != y {
+			return false
+		}
+	}
+	return i == len(a) && j == len(b)
+}
+
+// sameHost compares two hosts: IP addresses by value ("[2001:DB8::1]" is
+// "[2001:db8:0::1]"), names ignoring case.
+func sameHost(a, b []byte) bool {
+	x, okx := parser.ParseIP(a)
+	y, oky := parser.ParseIP(b)
+	if okx || oky {
+		return okx && oky && x.Unmap() == y.Unmap()
+	}
+	return parser.EqualFold(a, b)
+}
+
+// portOf is u's port, or its scheme's default (5061 for sips or
+// transport=tls, 5060 otherwise).
+func portOf(u *parser.URI) int {
+	if u.Port != 0 {
+		return u.Port
+	}
+	if u.Scheme == parser.SchemeSIPS || parser.EqualFold(transportOf(u), tls) {
+		return 5061
+	}
+	return 5060
+}
+
+// transportOf is u's transport parameter, or its scheme's default (tcp
+// for sips, udp for sip).
+func transportOf(u *parser.URI) []byte {
+	if v, ok := uriParam(u.Params, transportName); ok {
+		return v
+	}
+	if u.Scheme == parser.SchemeSIPS {
+		return tcp
+	}
+	return udp
+}
+
+// uriParam finds the URI parameter name (ignoring case) in params; a
+// parameter without "=" has an empty value.
+func uriParam(params, name []byte) ([]byte, bool) {
+	for len(params) > 0 {
+		var seg []byte
+		seg, params = cut(params, ';')
+		if n, v := cut(seg, '='); parser.EqualFold(n, name) {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+// cut splits b at the first sep: before and after it (nil when there is
+// no sep).
+func cut(b []byte, sep byte) (before, after []byte) {
+	for i, c := range b {
+		if c == sep {
+			return b[:i], b[i+1:]
+		}
+	}
+	return b, nil
+}
+
+// messages are parsed copies of what the proxy sent (contactSent).
+var messages = sync.Pool{New: func() any { return new(parser.Message) }}
+
+// contactSent returns the first Contact URI of data, a message the proxy
+// sent (a view into data), nil when it has none or does not parse.
+func contactSent(data []byte) []byte {
+	if len(data) == 0 {
+		return nil
+	}
+	m := messages.Get().(*parser.Message)
+	var uri []byte
+	var na parser.NameAddr
+	if m.Parse(data) == nil && m.Contact(&na) {
+		uri = na.URI
+	}
+	messages.Put(m)
+	return uri
+}
