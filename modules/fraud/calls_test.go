@@ -407,3 +407,40 @@ func TestRetryAfterChallengeCountedOnce(t *testing.T) {
 		t.Fatalf("%d concurrent after the BYE", n)
 	}
 }
+
+// TestReusedBranchAndCSeqCountedApart: a caller's INVITEs on her call's
+// Call-ID and From tag that copy the first INVITE's branch and CSeq but
+// not its sent-by (another port each) are other transactions. They were
+// taken for the first INVITE's own transaction: relayed uncounted, four
+// calls up under concurrent_calls_critical 3, and the failure of one
+// released the call in progress. Each is refused 482 like any reuse, and
+// ends nothing.
+func TestReusedBranchAndCSeqCountedApart(t *testing.T) {
+	p := concurrentProxy(t, envOptions{})
+	first, _ := p.invite("alice", "0900100")
+	first.answer(200)
+	up := 1
+	for port := 5081; port <= 5084; port++ {
+		copied := reuse(first, fmt.Sprint("0900", port), first.cseq)
+		copied.withVia = strings.Replace(first.via, "127.0.0.1:5080", fmt.Sprint("127.0.0.1:", port), 1)
+		switch answer := copied.send(); answer {
+		case "SIP/2.0 482 Loop Detected":
+		case "":
+			if port == 5084 {
+				copied.answer(404)
+			} else {
+				copied.answer(200)
+				up++
+			}
+		default:
+			t.Fatalf("an INVITE copying the call's branch and CSeq: %q", answer)
+		}
+	}
+	if n := p.concurrent("0900"); up != 1 || n != 1 {
+		t.Fatalf("%d calls up on one Call-ID and From tag under critical 3, counted %d; want 1, 1", up, n)
+	}
+	first.bye()
+	if n := p.concurrent("0900"); n != 0 {
+		t.Fatalf("%d concurrent after the BYE", n)
+	}
+}

@@ -199,7 +199,10 @@ type testCall struct {
 	number string
 	cseq   int
 	via    string // the INVITE's Via as the phone sent it
-	relay  string // the INVITE as relayed to the callee
+	// withVia, when set, is the Via the INVITE is sent with instead of a
+	// fresh branch's (a forgery copying another INVITE's branch).
+	withVia string
+	relay   string // the INVITE as relayed to the callee
 }
 
 // invite sends an INVITE from user (alice: alice@example.com) to number and
@@ -216,6 +219,9 @@ func (c *testCall) send() string {
 	seq++
 	p.take()
 	c.via = fmt.Sprintf("Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-%d;rport", seq)
+	if c.withVia != "" {
+		c.via = c.withVia
+	}
 	p.receive(phone, "INVITE sip:"+c.number+"@gw.example.net SIP/2.0\r\n"+
 		c.via+"\r\n"+
 		"Max-Forwards: 70\r\n"+

@@ -95,7 +95,6 @@ type Table[L Lease] struct {
 // through it is its spiral) and its deadline.
 type call[L Lease] struct {
 	lease    L
-	txn      uint64
 	inv      txn.Ref
 	deadline int64 // ms
 }
@@ -136,18 +135,13 @@ func (t *Table[L]) Close() { t.tbl.Close() }
 // Len is the number of calls tracked.
 func (t *Table[L]) Len() int64 { return t.n.Load() }
 
-// txnSeed keys TxnID: without it a caller could pick the branch and CSeq
-// of a second INVITE so that its transaction hashed as the first one's, and
-// end or replace that call with the second's failure.
-var txnSeed = maphash.MakeSeed()
-
-// TxnID identifies an INVITE transaction: the top Via branch and the CSeq
-// number. A second INVITE with the Call-ID and From tag of a call in
-// progress is another transaction, and its failure must not release that
-// call.
-func TxnID(m *parser.Message) uint64 {
-	return maphash.Bytes(txnSeed, m.TopVia().Branch) ^ uint64(m.CSeq().Num)*0x9e3779b97f4a7c15
-}
+// sameTxn reports whether a and b name one INVITE transaction. The
+// transaction's Ref, not its branch and CSeq: a caller who copies her
+// call's branch and CSeq into another INVITE with another sent-by makes
+// another transaction (RFC 3261 §17.2.3 matches on the sent-by too), which
+// was taken for the call's own: relayed uncounted, and its failure
+// released the call. The zero Ref (no transaction) is no transaction's.
+func sameTxn(a, b txn.Ref) bool { return a == b && a != txn.Ref{} }
 
 // key is a call's key in the table: the hashes of its Call-ID and From
 // tag.
@@ -176,18 +170,19 @@ func (t *Table[L]) Track(c *routing.Ctx, l L) bool { return t.Claim(c, l) == Tra
 func (t *Table[L]) Claim(c *routing.Ctx, l L) Tracking {
 	h, k := t.key(c.CallID(), c.FTag())
 	id := k[:]
-	tx := TxnID(c.Msg())
+	tx := c.R.Ref()
 	s := t.tbl.Shard(h)
 	s.Lock()
 	if e := s.Get(h, id); e != nil {
+		own := sameTxn(e.Value.inv, tx)
 		switch {
-		case e.Value.txn == tx && t.failOver:
+		case own && t.failOver:
 			old := e.Value.lease
 			e.Value.lease = l
 			s.Unlock()
 			old.Release()
 			return Tracked
-		case e.Value.txn == tx || c.R.PassedThrough(e.Value.inv):
+		case own || c.R.PassedThrough(e.Value.inv):
 			s.Unlock()
 			return NotTracked
 		}
@@ -205,7 +200,7 @@ func (t *Table[L]) Claim(c *routing.Ctx, l L) Tracking {
 		s.Unlock()
 		return NotTracked
 	}
-	e.Value = call[L]{lease: l, txn: tx, inv: c.R.Ref(), deadline: s.Now() + t.timeout.Load()}
+	e.Value = call[L]{lease: l, inv: tx, deadline: s.Now() + t.timeout.Load()}
 	s.Unlock()
 	t.n.Add(1)
 	return Tracked
@@ -224,12 +219,12 @@ func (t *Table[L]) InUse(c *routing.Ctx) bool {
 	s.Lock()
 	defer s.Unlock()
 	e := s.Get(h, k[:])
-	return e != nil && e.Value.txn != TxnID(c.Msg()) && !c.R.PassedThrough(e.Value.inv)
+	return e != nil && !sameTxn(e.Value.inv, c.R.Ref()) && !c.R.PassedThrough(e.Value.inv)
 }
 
-// End releases the call with callID and the From tag fromTag; with txn != 0
-// only when that INVITE transaction made it.
-func (t *Table[L]) End(callID, fromTag []byte, txn uint64) bool {
+// End releases the call with callID and the From tag fromTag; with inv
+// not the zero Ref only when that INVITE transaction made it.
+func (t *Table[L]) End(callID, fromTag []byte, inv txn.Ref) bool {
 	if t.n.Load() == 0 {
 		return false
 	}
@@ -237,7 +232,7 @@ func (t *Table[L]) End(callID, fromTag []byte, txn uint64) bool {
 	s := t.tbl.Shard(h)
 	s.Lock()
 	e := s.Get(h, k[:])
-	if e == nil || txn != 0 && e.Value.txn != txn {
+	if e == nil || inv != (txn.Ref{}) && !sameTxn(e.Value.inv, inv) {
 		s.Unlock()
 		return false
 	}
@@ -276,8 +271,8 @@ func (t *Table[L]) Sweep(now int64) {
 // has the call's From tag in its From, the callee's in its To. It does
 // nothing for other methods, or when the call is not tracked.
 func (t *Table[L]) CallEnded(c *routing.Ctx) {
-	if c.IsMethod(parser.MethodBye) && !t.End(c.CallID(), c.FTag(), 0) {
-		t.End(c.CallID(), c.TTag(), 0)
+	if c.IsMethod(parser.MethodBye) && !t.End(c.CallID(), c.FTag(), txn.Ref{}) {
+		t.End(c.CallID(), c.TTag(), txn.Ref{})
 	}
 }
 
@@ -287,7 +282,9 @@ func (t *Table[L]) CallEnded(c *routing.Ctx) {
 // transaction that was tracked releases its call.
 func (t *Table[L]) CallFailed(c *routing.Ctx) {
 	if c.IsMethod(parser.MethodInvite) {
-		t.End(c.CallID(), c.FTag(), TxnID(c.Msg()))
+		if tx := c.R.Ref(); tx != (txn.Ref{}) {
+			t.End(c.CallID(), c.FTag(), tx)
+		}
 	}
 }
 
@@ -305,6 +302,8 @@ func (t *Table[L]) Reply(c *routing.ReplyCtx) {
 		return
 	}
 	if st >= 600 || c.Req.Canceled() {
-		t.End(c.Req.CallID(), c.Req.FTag(), TxnID(c.Req.Msg()))
+		if tx := c.Req.R.Ref(); tx != (txn.Ref{}) {
+			t.End(c.Req.CallID(), c.Req.FTag(), tx)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"switchboard/modules/internal/routetest"
 	"switchboard/routing"
 	"switchboard/shards"
+	"switchboard/txn"
 )
 
 // lease counts its releases; a lease released twice fails the test.
@@ -139,13 +140,13 @@ func TestCallsOfOneCallIDTrackedApart(t *testing.T) {
 	inv := routetest.Request("INVITE", "sip:bob@example.com", "")
 	var n [3]atomic.Int32
 	var calls [3]string
-	var txs [3]uint64
+	var txs [3]txn.Ref
 	for i := range calls {
 		calls[i] = withHeader(inDialog(inv, "INVITE", "1", fmt.Sprint("dlg", i)), "To", "<sip:bob@example.com>")
 		calls[i] = withHeader(calls[i], "From", fmt.Sprintf("<sip:alice@example.com>;tag=dialog-%d", i))
 		ok := false
 		e.in(calls[i], func(c *routing.Ctx) {
-			ok, txs[i] = e.tbl.Track(c, lease{"", &n[i]}), TxnID(c.Msg())
+			ok, txs[i] = e.tbl.Track(c, lease{"", &n[i]}), c.R.Ref()
 		})
 		if !ok {
 			t.Fatalf("call %d on the Call-ID not tracked", i)
@@ -200,10 +201,10 @@ func TestOnlyTheTrackedTransactionFails(t *testing.T) {
 	var n atomic.Int32
 	inv := routetest.Request("INVITE", "sip:bob@example.com", "")
 	var callID, tag []byte
-	var tx uint64
+	var tx txn.Ref
 	e.in(inv, func(c *routing.Ctx) {
 		e.tbl.Track(c, lease{"a", &n})
-		callID, tag, tx = append(callID, c.CallID()...), append(tag, c.FTag()...), TxnID(c.Msg())
+		callID, tag, tx = append(callID, c.CallID()...), append(tag, c.FTag()...), c.R.Ref()
 	})
 	// An INVITE with the call's Call-ID and From tag but another branch
 	// and CSeq (a re-INVITE, or a forgery) is another transaction: neither
@@ -339,5 +340,32 @@ func TestClaimInUse(t *testing.T) {
 	})
 	if n.Load() != 1 || e.tbl.Len() != 1 {
 		t.Fatalf("released %d, %d tracked", n.Load(), e.tbl.Len())
+	}
+}
+
+// TestCopiedBranchAndCSeqIsAnotherTransaction: an INVITE with the call's
+// Call-ID, From tag, branch and CSeq but another sent-by is another
+// transaction (RFC 3261 §17.2.3). It was taken for the call's own: with
+// FailOver its lease replaced the call's (released at once), without it
+// it went on uncounted, and either way its failure released the call.
+// It is InUse, and its failure ends nothing.
+func TestCopiedBranchAndCSeqIsAnotherTransaction(t *testing.T) {
+	for _, failOver := range []bool{false, true} {
+		e := newEnv(t, 10, failOver)
+		var n, m atomic.Int32
+		inv := routetest.Request("INVITE", "sip:bob@example.com", "")
+		if !e.track(inv, lease{"a", &n}) {
+			t.Fatal("not tracked")
+		}
+		copied := strings.Replace(inv, "127.0.0.1:5070;", "127.0.0.1:5071;", 1)
+		e.in(copied, func(c *routing.Ctx) {
+			if got := e.tbl.Claim(c, lease{"b", &m}); got != InUse || !e.tbl.InUse(c) {
+				t.Errorf("fail-over %v: %v, in use %v; want InUse", failOver, got, e.tbl.InUse(c))
+			}
+			e.tbl.CallFailed(c)
+		})
+		if n.Load() != 0 || e.tbl.Len() != 1 {
+			t.Fatalf("fail-over %v: the call released %d times, %d tracked; want 0, 1", failOver, n.Load(), e.tbl.Len())
+		}
 	}
 }
