@@ -1,6 +1,7 @@
 package rtpengine
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -218,9 +219,36 @@ func TestProvisionalOffersBounded(t *testing.T) {
 	if _, ok := p.m[offerKey([]byte("c"), []byte("a"), []byte(itoa(maxProvisionalOffers+1)))]; !ok {
 		t.Fatal("the newest offer was not kept")
 	}
-	p.remember("old", 1, 1, now-provisionalOfferTTL.Milliseconds()) // in place of another
+	old := offerKey([]byte("c"), []byte("a"), []byte("old"))
+	p.remember(old, 1, 1, now-provisionalOfferTTL.Milliseconds()) // in place of another
 	p.sweep()
-	if _, ok := p.m["old"]; ok || len(p.m) != maxProvisionalOffers-1 {
+	if _, ok := p.m[old]; ok || len(p.m) != maxProvisionalOffers-1 {
 		t.Fatalf("expired offer kept (%d)", len(p.m))
 	}
+}
+
+// TestProvisionalOffersSizeBounded: an offer is remembered in a fixed
+// size whatever its Call-ID and tags. The key was their copy: a caller
+// with 60 KB Call-IDs to a callee answering reliable 183s with SDP under
+// ever new To tags had the table keep up to 65,536 of them, gigabytes.
+func TestProvisionalOffersSizeBounded(t *testing.T) {
+	var p provisionalOffers
+	callID := []byte(strings.Repeat("c", 32<<10))
+	now := time.Now().UnixMilli()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const n = 1024
+	for i := 0; i < n; i++ {
+		p.remember(offerKey(callID, []byte("a"), []byte(itoa(i+1))), 1, 1, now)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 4<<20 {
+		t.Fatalf("%d offers with 32 KB Call-IDs kept %d MB", n, grown>>20)
+	}
+	if len(p.m) != n {
+		t.Fatalf("%d offers kept, want %d", len(p.m), n)
+	}
+	runtime.KeepAlive(&p)
 }

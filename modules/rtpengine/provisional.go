@@ -1,6 +1,8 @@
 package rtpengine
 
 import (
+	"encoding/binary"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -24,8 +26,15 @@ import (
 // that the newest calls keep theirs.
 type provisionalOffers struct {
 	mu sync.Mutex
-	m  map[string]provisionalOffer
+	m  map[offerID]provisionalOffer
 }
+
+// offerID names an early dialog: a 128-bit hash of its Call-ID and tags
+// with seeds chosen at random at start. Kept as their copy, the table's
+// size was the caller's to choose (60 KB Call-IDs, 65,536 of them); hashed,
+// an entry is the same size whatever their length, and no one can choose
+// values that collide with another call's.
+type offerID [16]byte
 
 type provisionalOffer struct {
 	rseq, cseq uint32
@@ -43,10 +52,22 @@ var (
 	rackHeader = []byte("RAck")
 )
 
-func offerKey(callID, senderTag, responderTag []byte) string {
-	b := make([]byte, 0, len(callID)+len(senderTag)+len(responderTag)+2)
-	b = append(append(append(b, callID...), 0), senderTag...)
-	return string(append(append(b, 0), responderTag...))
+var offerSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+func offerKey(callID, senderTag, responderTag []byte) offerID {
+	var id offerID
+	for i, seed := range offerSeeds {
+		var h maphash.Hash
+		h.SetSeed(seed)
+		for _, part := range [...][]byte{callID, senderTag, responderTag} {
+			var n [4]byte
+			binary.LittleEndian.PutUint32(n[:], uint32(len(part)))
+			h.Write(n[:])
+			h.Write(part)
+		}
+		binary.LittleEndian.PutUint64(id[8*i:], h.Sum64())
+	}
+	return id
 }
 
 // offered records that resp, a provisional response to the INVITE req,
@@ -62,11 +83,11 @@ func (p *provisionalOffers) offered(req, resp *parser.Message) {
 	p.remember(offerKey(req.CallID(), req.FromTag(), resp.ToTag()), rseq, req.CSeq().Num, time.Now().UnixMilli())
 }
 
-func (p *provisionalOffers) remember(key string, rseq, cseq uint32, now int64) {
+func (p *provisionalOffers) remember(key offerID, rseq, cseq uint32, now int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.m == nil {
-		p.m = map[string]provisionalOffer{}
+		p.m = map[offerID]provisionalOffer{}
 	}
 	o, known := p.m[key]
 	if known && o.cseq == cseq && now-o.at < provisionalOfferTTL.Milliseconds() {
