@@ -252,3 +252,30 @@ func TestProvisionalOffersSizeBounded(t *testing.T) {
 	}
 	runtime.KeepAlive(&p)
 }
+
+// TestProvisionalOffersFullIsCheap: once the table is full of offers
+// neither expired nor answered (a callee sending reliable 183s with SDP
+// under ever new To tags keeps it so), each new offer scanned all 65,536
+// under the table's lock, which every PRACK and reliable 1xx takes: 2,000
+// reliable 183s cost seconds of CPU. A full table is scanned at most once
+// a second; in between a new offer takes the place of any one.
+func TestProvisionalOffersFullIsCheap(t *testing.T) {
+	var p provisionalOffers
+	now := time.Now().UnixMilli()
+	for i := 0; i < maxProvisionalOffers; i++ {
+		p.remember(offerKey([]byte("c"), []byte("a"), []byte(itoa(i+1))), 1, 1, now)
+	}
+	start := time.Now()
+	for i := 0; i < 2000; i++ {
+		p.remember(offerKey([]byte("d"), []byte("a"), []byte(itoa(i+1))), 1, 1, now)
+	}
+	if took := time.Since(start); took > 250*time.Millisecond {
+		t.Fatalf("2,000 offers into a full table took %v", took)
+	}
+	if len(p.m) != maxProvisionalOffers {
+		t.Fatalf("%d offers kept", len(p.m))
+	}
+	if _, ok := p.m[offerKey([]byte("d"), []byte("a"), []byte(itoa(2000)))]; !ok {
+		t.Fatal("the newest offer was not kept")
+	}
+}

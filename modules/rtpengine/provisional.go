@@ -27,6 +27,11 @@ import (
 type provisionalOffers struct {
 	mu sync.Mutex
 	m  map[offerID]provisionalOffer
+	// fullSweep is when a full table was last scanned for offers to drop
+	// (unix ms): at most once per fullSweepEvery, since a callee can keep
+	// it full of live offers, and a scan of all of them under mu for each
+	// new one stalled every PRACK and reliable 1xx behind it.
+	fullSweep int64
 }
 
 // offerID names an early dialog: a 128-bit hash of its Call-ID and tags
@@ -45,6 +50,7 @@ type provisionalOffer struct {
 const (
 	maxProvisionalOffers = 65536
 	provisionalOfferTTL  = 3 * time.Minute
+	fullSweepEvery       = time.Second
 )
 
 var (
@@ -94,7 +100,10 @@ func (p *provisionalOffers) remember(key offerID, rseq, cseq uint32, now int64) 
 		return
 	}
 	if !known && len(p.m) >= maxProvisionalOffers {
-		p.sweepLocked(now, true)
+		if now-p.fullSweep >= fullSweepEvery.Milliseconds() {
+			p.fullSweep = now
+			p.sweepLocked(now, true)
+		}
 		for k := range p.m {
 			if len(p.m) < maxProvisionalOffers {
 				break
