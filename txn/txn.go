@@ -48,7 +48,7 @@ const (
 	kD                       // branch: end of Completed/Accepted (D, K, M)
 	kCancel                  // branch: retransmit the CANCEL, give up after 64·T1
 	kTrying                  // server, non-INVITE: 100 once the client's timer E reached T2 (RFC 4320 §4.1)
-	kHeld                    // server, INVITE: a held 2xx not released in time (hold.go)
+	kHeld                    // server: a held 2xx not released in time (hold.go; a non-INVITE's too)
 )
 
 // txn is one proxied request: the server transaction, its client branches
