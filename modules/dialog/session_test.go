@@ -44,8 +44,14 @@ func (e *env) answerRelayed(t *testing.T, sent []routetest.Sent, src string, cod
 	if err := m.Parse([]byte(req[0].Data)); err != nil {
 		t.Fatal(err)
 	}
+	// The party's Contact as it stands (a 2xx's Contact is a target
+	// refresh, which the requests that follow must go to).
+	contact := "sip:bob@" + src
+	if src == callerAddr {
+		contact = "sip:alice@" + src
+	}
 	e.Take()
-	e.Receive(src, string(parser.AppendResponseHeaders(nil, &m, code, nil, nil, []byte("Contact: <sip:x@"+src+">\r\n"+extra))))
+	e.Receive(src, string(parser.AppendResponseHeaders(nil, &m, code, nil, nil, []byte("Contact: <"+contact+">\r\n"+extra))))
 	return e.Take()
 }
 
