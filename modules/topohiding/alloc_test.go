@@ -88,8 +88,20 @@ func hiddenCallLoop(tb testing.TB, e *env, hide bool) func() {
 		req = append(req, branch...)
 		req = append(req, m.CallID()[1:9]...) // the call's number
 		req = append(req, "\r\nMax-Forwards: 70\r\n"...)
-		if !hide { // our Record-Route, the whole route set of both parties here
-			req = append(append(append(req, "Route: "...), relayed.Get(parser.HdrRecordRoute)...), "\r\n"...)
+		if !hide {
+			// From the caller (past its own proxy, 127.0.0.1:5070): our
+			// Record-Route; from the callee, the INVITE's whole set, its
+			// next hop the caller's proxy, as the dialog keeps it.
+			req = append(req, "Route: "...)
+			for k, n := 0, 0; k < relayed.NumHeaders(); k++ {
+				if h := relayed.HeaderAt(k); h.Name == parser.HdrRecordRoute && (n == 0 || m == &relayed) {
+					if n++; n > 1 {
+						req = append(req, ", "...)
+					}
+					req = append(req, h.Value...)
+				}
+			}
+			req = append(req, "\r\n"...)
 		}
 		req = append(req, "From: "...)
 		req = append(req, from...)
