@@ -317,8 +317,13 @@ func (c *Core) preprocessRoutes(r *Request) {
 			// Record-Route value we left (it carries our signature); the
 			// real target is the last Route.
 			st.strict = true
-			st.ruri = append(st.ruri[:0], last...)
-			st.ruriSet = true
+			if !st.rsetSet {
+				// Not when the route chose the target and its route set
+				// (SetRouteSet): read again after its edits, the
+				// request keeps the Request-URI the route gave it.
+				st.ruri = append(st.ruri[:0], last...)
+				st.ruriSet = true
+			}
 			st.kind = RouteForged
 			if ok, down := c.sigs.verifyExtra(sig, m, extra); ok {
 				st.kind = RouteDialog
@@ -343,6 +348,14 @@ func (c *Core) preprocessRoutes(r *Request) {
 // routeEdits removes our Route entries (and the last one after a strict
 // router) from the copy being edited.
 func (c *Core) routeEdits(x *ctx, ed *parser.Editor, st *routeState, m *parser.Message) {
+	if st.rsetSet {
+		// The route's route set in place of every value (SetRouteSet).
+		ed.RemoveHeaders(parser.HdrRoute)
+		if len(st.rset) > 0 {
+			ed.AddHeader("Route", st.rset)
+		}
+		return
+	}
 	from, to := st.skip, st.nroutes
 	if st.strict {
 		to--
@@ -386,6 +399,13 @@ func strictRouteEdits(x *ctx, ed *parser.Editor, st *routeState, m *parser.Messa
 	}
 	ed.RemoveHeaders(parser.HdrRoute)
 	x.rt = x.rt[:0]
+	if st.rsetSet {
+		if _, rest := splitRouteSet(st.rset); len(rest) > 0 {
+			x.rt = append(x.rt, rest...)
+			x.rt = append(x.rt, ", "...)
+		}
+		to = 0 // none of the message's
+	}
 	it := m.NameAddrs(parser.HdrRoute)
 	for i := 0; it.Next(); i++ {
 		if i <= st.skip || i >= to {
@@ -403,6 +423,10 @@ func strictRouteEdits(x *ctx, ed *parser.Editor, st *routeState, m *parser.Messa
 // firstRoute returns the URI of the first Route value left after
 // preprocessing, nil if none.
 func firstRoute(st *routeState, m *parser.Message) []byte {
+	if st.rsetSet {
+		uri, _ := splitRouteSet(st.rset)
+		return uri
+	}
 	to := st.nroutes
 	if st.strict {
 		to--
@@ -417,6 +441,47 @@ func firstRoute(st *routeState, m *parser.Message) []byte {
 		}
 	}
 	return nil
+}
+
+// splitRouteSet returns the URI of the first value of a route set as a
+// Route line holds it (name-addrs joined by commas; SetRouteSet), nil
+// when it has none or the value is not in angle brackets (a Route value
+// always is), and the values after it.
+func splitRouteSet(set []byte) (uri, rest []byte) {
+	quoted := false
+	for i := 0; i < len(set); i++ {
+		switch c := set[i]; {
+		case quoted:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				quoted = false
+			}
+		case c == '"':
+			quoted = true
+		case c == ',':
+			return nil, nil
+		case c == '<':
+			j := bytes.IndexByte(set[i+1:], '>')
+			if j < 0 {
+				return nil, nil
+			}
+			uri = set[i+1 : i+1+j]
+			// The value's parameters, up to the comma that ends it.
+			for k := i + 2 + j; k < len(set); k++ {
+				switch set[k] {
+				case '"':
+					if q := bytes.IndexByte(set[k+1:], '"'); q >= 0 {
+						k += 1 + q
+					}
+				case ',':
+					return uri, bytes.TrimLeft(set[k+1:], " \t\r\n")
+				}
+			}
+			return uri, nil
+		}
+	}
+	return nil, nil
 }
 
 // viaReceived adds received and rport to the incoming top Via (§18.2.1,

@@ -171,6 +171,8 @@ type routeState struct {
 	rw      Rewriter
 	hop     []byte // SetNextHop's URI (owned)
 	hopSet  bool
+	rset    []byte // SetRouteSet's Route values after ours (owned)
+	rsetSet bool
 }
 
 // Request is a handle on a request for the Router. Handles are scratch
@@ -357,6 +359,24 @@ func (r *Request) SetNextHop(uri []byte) bool {
 	}
 	r.st.hopSet = true
 	return true
+}
+
+// SetRouteSet replaces the Route values after ours, those LooseRoute
+// leaves for the next hops, with set: values as one Route line holds them
+// ("<sip:p1;lr>, <sip:p2;lr>"), empty for none (the Request-URI is then
+// the next hop). Our own values are still removed, and NextHopURI and
+// every branch (an ACK forwarded statelessly too) follow set at once; the
+// message keeps its Route lines until it is sent, so our signed value,
+// and with it the dialog's parameters, the direction and a flow token,
+// stay what LooseRoute verified. For a request whose sender wrote another
+// route set than its dialog's: OpenSIPS fix_route_dialog, with
+// SetRequestURI (the dialog module's FixRouteDialog). It edits nothing
+// the route's Editor counts: the core rewrites the Route set with its own
+// edits. set is copied.
+func (r *Request) SetRouteSet(set []byte) {
+	r.c.preprocessRoutes(r)
+	r.st.rset = append(r.st.rset[:0], set...)
+	r.st.rsetSet = true
 }
 
 // SetSerial makes branches added with AddBranch go one at a time: the
@@ -683,6 +703,7 @@ func (r *Request) SuspendAck() *Request {
 	x.rs.rrx = append(old.rrx[:0], r.st.rrx...)
 	x.rs.dlgx = append(old.dlgx[:0], r.st.dlgx...)
 	x.rs.hop = append(old.hop[:0], r.st.hop...)
+	x.rs.rset = append(old.rset[:0], r.st.rset...)
 	x.kept, y.kept = y.kept, x.kept[:0]
 	x.loop = y.loop
 	r.st.acted |= actSuspend

@@ -264,7 +264,7 @@ func (c *Core) onAck(x *ctx, p *transport.Packet) {
 		c.stats.loops.Add(1)
 		return
 	}
-	x.rs = routeState{ruri: x.rs.ruri[:0], rrx: x.rs.rrx[:0], dlgx: x.rs.dlgx[:0], hop: x.rs.hop[:0], loop: x.loop}
+	x.rs = routeState{ruri: x.rs.ruri[:0], rrx: x.rs.rrx[:0], dlgx: x.rs.dlgx[:0], hop: x.rs.hop[:0], rset: x.rs.rset[:0], loop: x.loop}
 	x.kept = x.kept[:0]
 	r := &x.hreq
 	*r = Request{Msg: m, Src: p.Src, Listener: p.Listener, Proto: p.Proto, Conn: p.Conn, c: c, st: &x.rs, x: x}

@@ -246,7 +246,7 @@ func resetBranch(b *Branch) {
 // timer of the transaction is left.
 func resetTxn(t *txn) {
 	buf, buf2, resp, uris, ruri, ed, up := keep(t.buf), keep(t.buf2), keep(t.resp), keep(t.uris), keep(t.rs.ruri), t.ed, keep(t.up)
-	rrx, dlgx, kept, hop := keep(t.rs.rrx), keep(t.rs.dlgx), keep(t.kept), keep(t.rs.hop)
+	rrx, dlgx, kept, hop, rset := keep(t.rs.rrx), keep(t.rs.dlgx), keep(t.kept), keep(t.rs.hop), keep(t.rs.rset)
 	more := t.more
 	for i, b := range more {
 		resetBranch(b)
@@ -257,7 +257,7 @@ func resetTxn(t *txn) {
 	br0 := t.br0
 	*t = txn{}
 	t.buf, t.buf2, t.resp, t.uris, t.rs.ruri, t.ed, t.up = buf, buf2, resp, uris, ruri, ed, up
-	t.rs.rrx, t.rs.dlgx, t.kept, t.rs.hop = rrx, dlgx, kept, hop
+	t.rs.rrx, t.rs.dlgx, t.kept, t.rs.hop, t.rs.rset = rrx, dlgx, kept, hop, rset
 	t.br0, t.more = br0, more[:0]
 }
 
@@ -273,7 +273,7 @@ const (
 // large message holds all of it), the route's editor, the RFC 3263 target
 // lists and the extra branches. The table accounts it (Charge).
 func (t *txn) owned() int {
-	n := cap(t.buf) + cap(t.buf2) + cap(t.resp) + cap(t.uris) + cap(t.rs.ruri) + cap(t.up) + cap(t.rs.rrx) + cap(t.rs.dlgx) + cap(t.kept) + cap(t.rs.hop)
+	n := cap(t.buf) + cap(t.buf2) + cap(t.resp) + cap(t.uris) + cap(t.rs.ruri) + cap(t.up) + cap(t.rs.rrx) + cap(t.rs.dlgx) + cap(t.kept) + cap(t.rs.hop) + cap(t.rs.rset)
 	if t.ed != nil {
 		n += editorSize
 	}
