@@ -227,6 +227,58 @@ func TestE2EDialogSurvivesRestart(t *testing.T) {
 	}
 }
 
+// TestE2EDialogMisaddressedByeReachesCallee: a sipp call through the
+// calls route set whose caller sends its BYE with the call's Route but
+// addressed to herself (her own Contact as Request-URI). The proxy sends
+// it to the callee's Contact (FixRouteDialog): the sipp callee receives
+// the BYE addressed to its Contact, which its scenario checks, and
+// answers it; the caller gets that 200 (both scenarios pass); the dialog
+// ends (reason bye, switchboard_dialog_route_fixed_total 1) and the
+// call's record says the caller ended it. Answered 403 before, the
+// caller's phone hung up while the callee's leg and the dialog stayed up
+// until the dialog's timeout, billed that long.
+func TestE2EDialogMisaddressedByeReachesCallee(t *testing.T) {
+	t.Parallel()
+	needSipp(t)
+	srv := startServer(t, "routes: calls\n")
+	uas := freeSIPPort(t)
+	callee := startSippPeer(t, "-sf", "uas_callee_checks_bye.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(uas), "-m", "1")
+	time.Sleep(200 * time.Millisecond)
+	res := runSipp(t, 30*time.Second, "-sf", "uac_call_misaddressed_bye.xml", "-i", "127.0.0.1", "-p", strconv.Itoa(freeSIPPort(t)),
+		"-key", "ruri", "sip:callee@127.0.0.1:"+strconv.Itoa(uas),
+		"-rsa", "127.0.0.1:"+strconv.Itoa(srv.Port), "-d", "500", "-m", "1",
+		"127.0.0.1:"+strconv.Itoa(uas))
+	if res.Code != 0 {
+		t.Fatalf("sipp caller exit %d (no 200 to its BYE?):\n%s", res.Code, res.Output)
+	}
+	if code := callee.wait(5 * time.Second); code != 0 {
+		t.Fatalf("sipp callee exit %d (no BYE, or not to its Contact?):\n%s", code, callee.out.String())
+	}
+	waitMetric(t, srv, `switchboard_dialog_ended_total{reason="bye"}`, 1)
+	waitMetric(t, srv, "switchboard_dialog_active", 0)
+	if m := srv.metrics(); m["switchboard_dialog_route_fixed_total"] != 1 || m["switchboard_dialog_misrouted_total"] != 1 {
+		t.Fatalf("route_fixed_total %v, misrouted_total %v", m["switchboard_dialog_route_fixed_total"], m["switchboard_dialog_misrouted_total"])
+	}
+	var cdr map[string]any
+	for deadline := time.Now().Add(5 * time.Second); cdr == nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		code, body := srv.api("acc.list", `{}`)
+		var r struct {
+			Result struct {
+				Records []map[string]any `json:"records"`
+			} `json:"result"`
+		}
+		if code != 200 || json.Unmarshal(body, &r) != nil {
+			t.Fatalf("acc.list: %d %s", code, body)
+		}
+		if len(r.Result.Records) == 1 {
+			cdr = r.Result.Records[0]
+		}
+	}
+	if cdr == nil || cdr["end_reason"] != "bye" || cdr["ended_by"] != "caller" || cdr["sip_code"].(float64) != 200 {
+		t.Fatalf("the call's record: %v", cdr)
+	}
+}
+
 // TestE2EDialogTimeoutAfterRestart: with dialog.default_timeout 6s, a
 // call the sipp caller would hold until the proxy ends it; the server
 // restarts a second after the answer, and 6 s after the answer the

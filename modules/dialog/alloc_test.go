@@ -33,13 +33,20 @@ const allocInvite = "INVITE sip:bob@127.0.0.1:5080 SIP/2.0\r\n" +
 // callLoop returns a function that puts one whole call through the core:
 // INVITE (with dialogs: CreateDialog, the id in the Record-Route; without:
 // RecordRoute only), the callee's 200, the callee's BYE (LooseRoute, and
-// ValidateDialog and MatchDialog with dialogs) and its 200. Messages are built in place, so
-// the loop itself allocates nothing.
+// ValidateDialog, FixRouteDialog when it is not valid, and MatchDialog
+// with dialogs) and its 200. Messages are built in place, so the loop
+// itself allocates nothing.
 func callLoop(tb testing.TB, e *env, dialogs bool) func() {
+	return callLoopBye(tb, e, dialogs, "sip:alice@127.0.0.1:5070")
+}
+
+// callLoopBye is callLoop with the callee's BYE addressed to byeURI (the
+// callee's own address: a BYE FixRouteDialog sends to the caller).
+func callLoopBye(tb testing.TB, e *env, dialogs bool, byeURI string) func() {
 	e.Keep = false
 	e.Route = func(c *routing.Ctx) {
 		if c.HasToTag() {
-			if c.LooseRoute() && (!dialogs || e.d.ValidateDialog(c) && e.d.MatchDialog(c)) {
+			if c.LooseRoute() && (!dialogs || (e.d.ValidateDialog(c) || e.d.FixRouteDialog(c)) && e.d.MatchDialog(c)) {
 				c.Relay()
 				return
 			}
@@ -86,7 +93,7 @@ func callLoop(tb testing.TB, e *env, dialogs bool) func() {
 		resp = parser.AppendResponseHeaders(resp[:0], &relayed, 200, nil, []byte("b1"), extra)
 		*pkt = transport.Packet{Data: resp, Src: callee, Listener: l, Proto: transport.UDP}
 		e.Handle(pkt)
-		bye = append(bye[:0], "BYE sip:alice@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-b"...)
+		bye = append(append(append(bye[:0], "BYE "...), byeURI...), " SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-b"...)
 		bye = append(bye, invite[bytes.Index(invite, []byte("z9hG4bK-"))+8:][:8]...)
 		bye = append(bye, "\r\nMax-Forwards: 70\r\nRoute: "...)
 		bye = append(bye, rr...)
@@ -114,8 +121,12 @@ func TestCallAllocatesNothing(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under -race")
 	}
-	for _, persist := range []bool{false, true} {
-		t.Run(map[bool]string{false: "memory", true: "persist"}[persist], func(t *testing.T) {
+	for _, run := range []struct {
+		name           string
+		persist, fixed bool
+	}{{"memory", false, false}, {"persist", true, false}, {"fixed", false, true}} {
+		persist := run.persist
+		t.Run(run.name, func(t *testing.T) {
 			var o envOptions
 			s := DefaultSettings()
 			if persist {
@@ -128,11 +139,19 @@ func TestCallAllocatesNothing(t *testing.T) {
 			}
 			e := newEnvWith(t, s, o)
 			call := callLoop(t, e, true)
+			if run.fixed {
+				// The callee's BYE addressed to itself: sent to the
+				// caller by FixRouteDialog.
+				call = callLoopBye(t, e, true, "sip:bob@127.0.0.1:5080")
+			}
 			for range 1000 {
 				call()
 			}
 			if e.ended(ReasonBye) != 1000 || e.d.tbl.Len() != 0 {
 				t.Fatalf("%d dialogs ended by BYE, %d left: the calls did not go through", e.ended(ReasonBye), e.d.tbl.Len())
+			}
+			if n := e.d.routeFixed.Get(); run.fixed != (n == 1000) || !run.fixed && n != 0 {
+				t.Fatalf("%d BYEs fixed", n)
 			}
 			for range 4000 {
 				call() // every pool and index at the size this load needs
@@ -252,10 +271,21 @@ func TestMatchAllocatesNothing(t *testing.T) {
 	e := newEnv(t, nil)
 	c := e.invite("alloc-match")
 	c.respond(0, 200, "b")
-	var n, m, p, v float64 = -1, -1, -1, -1
+	var n, m, p, v, f float64 = -1, -1, -1, -1, -1
 	e.Route = func(rc *routing.Ctx) {
 		if !rc.LooseRoute() {
 			t.Error("not loose-routed")
+			return
+		}
+		if rc.IsMethod(parser.MethodBye) {
+			// Addressed to the caller herself: fixed each time.
+			f = testing.AllocsPerRun(1000, func() {
+				if e.d.ValidateDialog(rc) || !e.d.FixRouteDialog(rc) || !e.d.ValidateDialog(rc) {
+					t.Fatal("not fixed")
+				}
+				rc.SetRU([]byte("sip:alice@127.0.0.1:5070"))
+			})
+			rc.Relay()
 			return
 		}
 		v = testing.AllocsPerRun(1000, func() {
@@ -279,7 +309,8 @@ func TestMatchAllocatesNothing(t *testing.T) {
 		rc.Relay()
 	}
 	c.inDialog("INFO", true, "b", 11)
-	if n != 0 || m != 0 || p != 0 || v != 0 {
-		t.Fatalf("MatchDialog %.2f, IsInDialog %.2f, MatchDialogID %.2f, ValidateDialog %.2f allocations", n, m, p, v)
+	c.inDialogTo("BYE", true, "b", 12, "sip:alice@"+callerAddr, nil, "")
+	if n != 0 || m != 0 || p != 0 || v != 0 || f != 0 {
+		t.Fatalf("MatchDialog %.2f, IsInDialog %.2f, MatchDialogID %.2f, ValidateDialog %.2f, FixRouteDialog %.2f allocations", n, m, p, v, f)
 	}
 }

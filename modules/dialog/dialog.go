@@ -259,6 +259,7 @@ type Dialog struct {
 	limited                               *metrics.Counter
 	mismatched                            *metrics.Counter
 	misrouted                             *metrics.Counter
+	routeFixed                            *metrics.Counter
 	byeSent, byeFailed                    *metrics.Counter
 	cancels, pings                        *metrics.Counter
 	unkeptAnswers                         *metrics.Counter
@@ -409,6 +410,7 @@ func (d *Dialog) registerMetrics(set *metrics.Set) {
 	d.limited = set.NewCounter("switchboard_dialog_profile_limited_total")
 	d.mismatched = set.NewCounter("switchboard_dialog_mismatched_total")
 	d.misrouted = set.NewCounter("switchboard_dialog_misrouted_total")
+	d.routeFixed = set.NewCounter("switchboard_dialog_route_fixed_total")
 	d.byeSent = set.NewCounter("switchboard_dialog_byes_sent_total")
 	d.byeFailed = set.NewCounter("switchboard_dialog_bye_failures_total")
 	d.cancels = set.NewCounter("switchboard_dialog_cancels_sent_total")

@@ -1,6 +1,8 @@
 package dialog
 
 import (
+	"context"
+	"log/slog"
 	"net/netip"
 	"sync"
 
@@ -68,6 +70,91 @@ func (d *Dialog) ValidateDialog(c *routing.Ctx) bool {
 		d.misrouted.Inc()
 	}
 	return valid
+}
+
+// FixRouteDialog sends an in-dialog request of a confirmed dialog to the
+// other party as the dialog knows it, whatever its sender wrote (OpenSIPS
+// fix_route_dialog(), after validate_dialog() said no): its Request-URI
+// becomes that party's target as relayed (the Contact the sender was
+// given, ValidateDialog's), the Route values after ours that party's
+// route set (txn Request.SetRouteSet: none for a party without one), and
+// a party without a route set whose target does not name the address
+// the proxy reaches it at (its Contact as it sent it, from a row without
+// the relayed one) is sent to that first hop, as the proxy's own BYE is,
+// unless our Route names its flow. A legitimate request the check
+// refuses (a phone's quirk in the Request-URI, a target refresh the
+// dialog did not see) then reaches the other party, and a BYE ends the
+// call as any BYE does: answered 403, the callee's leg stayed up, billed,
+// until the dialog's timeout. ValidateDialog is true for the request
+// afterwards and MatchDialog matches it. The sender chooses nothing: the
+// request can only go where the dialog's own requests go
+// (switchboard_dialog_route_fixed_total, a debug log). False, nothing
+// changed: no dialog of ours with the request's tags from that side, not
+// answered yet, or the party's target is not known (its Contact not
+// kept, or as relayed too large to keep: only its first hop validates a
+// request to it); the route answers it (the provider route set: 403). Call it
+// after LooseRoute, before the route sets a destination. It allocates
+// nothing.
+func (d *Dialog) FixRouteDialog(c *routing.Ctx) bool {
+	id, ok := parseID(c.R.DialogRouteParam(didParam))
+	if !ok {
+		return false
+	}
+	from := Callee
+	if c.R.Downstream() {
+		from = Caller
+	}
+	m := c.Msg()
+	callID := m.CallID()
+	h := shards.Sum(callID)
+	s := d.tbl.Shard(h)
+	s.Lock()
+	e := find(s, h, callID, id)
+	if e == nil {
+		s.Unlock()
+		return false
+	}
+	g := &e.Value
+	side, ok := g.side(m.FromTag(), m.ToTag())
+	if !ok || side != from || g.state != stConfirmed {
+		s.Unlock()
+		return false
+	}
+	i := peerOf(side)
+	target, route := g.sentTarget(i), g.get(g.route[i])
+	next := target
+	if len(route) > 0 {
+		next = firstRouteURI(route)
+	}
+	if g.sent&(sentLost<<i) != 0 || len(next) == 0 || !g.goesTo(i, target, next) {
+		// Not known, or not a request the check would take even so.
+		s.Unlock()
+		return false
+	}
+	c.SetRU(target)
+	c.R.SetRouteSet(route)
+	if hop := g.hop[i].AddrPort(); len(route) == 0 && hop.IsValid() && c.Flow() == 0 && !namesHop(target, hop) {
+		c.SetDestination(g.proto[i], hop)
+	}
+	s.Unlock()
+	d.routeFixed.Inc()
+	if d.log.Enabled(context.Background(), slog.LevelDebug) {
+		d.log.Debug("dialog: in-dialog request sent to the other party as the dialog knows it",
+			"method", string(m.MethodBytes()), "call_id", string(callID), "from", side.String(),
+			"ruri", string(m.RequestURI()), "target", string(c.RU()))
+	}
+	return true
+}
+
+// namesHop reports whether target names the address hop: where a
+// request to it goes without a destination of its own.
+func namesHop(target []byte, hop netip.AddrPort) bool {
+	var t parser.URI
+	if t.Parse(target) != nil {
+		return false
+	}
+	a, ok := parser.ParseIP(t.Host)
+	return ok && a.Unmap() == hop.Addr().Unmap() && portOf(&t) == int(hop.Port())
 }
 
 // peerOf is the index of the party a request from side goes to.

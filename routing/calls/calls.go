@@ -7,7 +7,8 @@
 //	    # a token of ours that does not verify: 403; of a call that ended: 481
 //	    if (has_totag()) {
 //	        if (loose_route()) {                 # our signed Record-Route only
-//	            if (!validate_dialog()) {        # R-URI or next Route not the other party's
+//	            if (!validate_dialog() && !fix_route_dialog()) {  # R-URI or next Route not the
+//	                # other party's, sent there instead; its target not known:
 //	                if (!is_method("ACK")) sl_send_reply(403, "Forbidden (not the dialog's target)");
 //	                exit;
 //	            }
@@ -107,10 +108,11 @@ func (r *routes) request(c *routing.Ctx) {
 	}
 	if c.HasToTag() {
 		if c.LooseRoute() {
-			if !r.dlg.ValidateDialog(c) {
-				// Not to the other party as the dialog knows it (a
-				// BYE the caller addressed to herself): it ends nothing
-				// and goes nowhere.
+			if !r.dlg.ValidateDialog(c) && !r.dlg.FixRouteDialog(c) {
+				// Not to the other party as the dialog knows it (a BYE
+				// the caller addressed to herself), and that party's
+				// target not known to send it there instead: it ends
+				// nothing and goes nowhere.
 				if !c.IsMethod(parser.MethodAck) {
 					c.ReplyStateless(403, "Forbidden (not the dialog's target)", nil)
 				}

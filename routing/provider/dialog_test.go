@@ -7,10 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"switchboard/modules"
 	"switchboard/modules/fraud"
+	"switchboard/parser"
 	"switchboard/shards"
 	"switchboard/store"
 )
@@ -49,16 +49,20 @@ func concurrent(f *fraud.Fraud) int32 {
 	return -1
 }
 
-// TestForgedByeKeepsCall: with accounting and a fraud limit of one call
-// at a time, alice calls bob and bob answers. Her BYE with our signed
-// Route addressed to herself, or to bob's Contact through a proxy of
-// hers, gets 403 and goes nowhere: the call keeps its dialog, no record
-// is written, her place under the limit stays taken (her second call
-// gets 403), and bob's phone never gets a BYE. Her BYE to bob's Contact
-// then reaches his phone, ends the dialog with one record (reason bye, by
-// the caller) and frees her place: her next call goes through. Before,
-// the forged BYE did all that while bob's call went on, unbilled.
-func TestForgedByeKeepsCall(t *testing.T) {
+// TestForgedByeEndsCallForBoth: with accounting and a fraud limit of
+// two calls at a time, alice calls bob and bob answers. Her BYE with our
+// signed Route addressed to herself is sent to bob's phone at his Contact
+// (FixRouteDialog), which answers it: she gets his 200, the dialog ends
+// with one record (reason bye, by the caller) and her place under the
+// limit is free. Her next call's BYE to bob's Contact through a proxy of
+// hers reaches his phone without that proxy's Route, and ends that call
+// too. Before, the first ended the dialog, the record and the count while
+// bob's call went on, unbilled; answered 403 since, a phone's quirk left
+// bob's leg up and billed until the dialog's timeout. A call whose callee
+// answered with a Contact the dialog cannot keep (over 1 KiB: its target
+// not known) is the one case left: her BYE to herself gets 403 and ends
+// nothing.
+func TestForgedByeEndsCallForBoth(t *testing.T) {
 	var f *fraud.Fraud
 	withAccounting = true
 	h := newHarnessWith(t, true, Options{TrustedGroup: 1}, withFraud(t, &f,
@@ -78,74 +82,81 @@ func TestForgedByeKeepsCall(t *testing.T) {
 			creds(r, "Proxy-Authorization", "alice", "alice-pw", "INVITE", "sip:bob@example.com")),
 			func(s sentMsg) bool { return final(s) || strings.HasPrefix(s.data, "INVITE ") })
 	}
-	inv := call()
-	if !strings.HasPrefix(inv.data, "INVITE ") || inv.dst != phone {
-		t.Fatalf("INVITE: %+v", inv)
-	}
-	if up := h.answer(phone, inv, 200, "bob1"); status(up.data) != "200 OK" {
-		t.Fatalf("200 upstream: %+v", up)
-	}
-	if n := concurrent(f); n != 1 {
-		t.Fatalf("alice has %d calls in progress, want 1", n)
-	}
-	dlg := h.dlg
-	rr := headerValue(inv.data, "Record-Route")
-	bye := func(ruri, route string, cseq int) string {
+	bye := func(inv sentMsg, ruri, route string, cseq int) string {
 		return "BYE " + ruri + " SIP/2.0\r\nVia: SIP/2.0/UDP " + alicePhone + ";branch=z9hG4bK-fb" + strconv.Itoa(cseq) + "\r\nMax-Forwards: 70\r\n" +
 			"Route: " + route + "\r\nFrom: " + headerValue(inv.data, "From") + "\r\nTo: <sip:bob@example.com>;tag=bob1\r\n" +
 			"Call-ID: " + headerValue(inv.data, "Call-ID") + "\r\nCSeq: " + strconv.Itoa(cseq) + " BYE\r\nContent-Length: 0\r\n\r\n"
 	}
-	for i, forged := range []string{
-		bye("sip:x@127.0.0.1:5062", rr, 2),                       // to herself
-		bye("sip:bob@"+phone, rr+", <sip:127.0.0.1:5062;lr>", 3), // through a proxy of hers
+	dlg := h.dlg
+	for i, c := range []struct{ name, ruri, hers string }{
+		{"to herself", "sip:x@127.0.0.1:5062", ""},
+		{"through a proxy of hers", "sip:bob@" + phone, ", <sip:127.0.0.1:5062;lr>"},
 	} {
-		out := h.send(alicePhone, forged, func(s sentMsg) bool { return final(s) || strings.HasPrefix(s.data, "BYE ") })
-		if out.dst != alicePhone || status(out.data) != "403 Forbidden (not the dialog's target)" {
-			t.Fatalf("forged BYE %d answered %+v", i, out)
+		inv := call()
+		if !strings.HasPrefix(inv.data, "INVITE ") || inv.dst != phone {
+			t.Fatalf("INVITE %d: %+v", i, inv)
 		}
-		for _, s := range h.sentNow(0) {
-			if strings.HasPrefix(s.data, "BYE ") {
-				t.Fatalf("forged BYE %d relayed to %s", i, s.dst)
-			}
+		if up := h.answer(phone, inv, 200, "bob1"); status(up.data) != "200 OK" {
+			t.Fatalf("200 upstream: %+v", up)
 		}
-	}
-	if l := dlg.List("", 0); len(l) != 1 || l[0].State != "confirmed" {
-		t.Fatalf("dialogs after the forged BYEs: %+v", l)
-	}
-	time.Sleep(50 * time.Millisecond) // a record would be written by now
-	h.records(false, 0)
-	if n := concurrent(f); n != 1 {
-		t.Fatalf("alice has %d calls in progress after the forged BYEs, want 1", n)
-	}
-	if s := call(); status(s.data) != "403 Forbidden" {
-		t.Fatalf("alice's second call at once: %+v", s)
+		if n := concurrent(f); n != 1 {
+			t.Fatalf("alice has %d calls in progress, want 1", n)
+		}
+		rr := headerValue(inv.data, "Record-Route")
+		out := h.send(alicePhone, bye(inv, c.ruri, rr+c.hers, 2), func(s sentMsg) bool { return final(s) || strings.HasPrefix(s.data, "BYE ") })
+		if out.dst != phone || !strings.HasPrefix(out.data, "BYE sip:bob@"+phone+" SIP/2.0\r\n") || headerValue(out.data, "Route") != "" {
+			t.Fatalf("her BYE %s went to %s:\n%s", c.name, out.dst, out.data)
+		}
+		var m parser.Message
+		if err := m.Parse([]byte(out.data)); err != nil {
+			t.Fatal(err)
+		}
+		if up := h.send(phone, string(parser.AppendResponse(nil, &m, 200, nil, nil)), final); up.dst != alicePhone || status(up.data) != "200 OK" {
+			t.Fatalf("bob's 200 to her BYE %s: %+v", c.name, up)
+		}
+		if c := h.records(false, i+1)[i]; c.EndReason != "bye" || c.EndedBy != "caller" {
+			t.Fatalf("record %+v", c)
+		}
+		if l := dlg.List("", 0); len(l) != 0 {
+			t.Fatalf("dialogs after her BYE %s: %+v", c.name, l)
+		}
+		if n := concurrent(f); n != 0 {
+			t.Fatalf("alice has %d calls in progress after her BYE %s, want 0", n, c.name)
+		}
 	}
 
-	out := h.send(alicePhone, bye("sip:bob@"+phone, rr, 4), func(s sentMsg) bool { return strings.HasPrefix(s.data, "BYE ") })
-	if out.dst != phone {
-		t.Fatalf("BYE relayed to %s", out.dst)
+	// bob's phone answers with a Contact the dialog cannot keep.
+	inv := call()
+	var m parser.Message
+	if err := m.Parse([]byte(inv.data)); err != nil {
+		t.Fatal(err)
 	}
-	if c := h.records(false, 1)[0]; c.EndReason != "bye" || c.EndedBy != "caller" {
-		t.Fatalf("record %+v", c)
+	extra := "Record-Route: " + headerValue(inv.data, "Record-Route") + "\r\nContact: <sip:bob@" + phone + ";x=" + strings.Repeat("a", 1100) + ">\r\n"
+	if up := h.send(phone, string(parser.AppendResponseHeaders(nil, &m, 200, nil, []byte("bob1"), []byte(extra))), final); status(up.data) != "200 OK" {
+		t.Fatalf("200 upstream: %+v", up)
 	}
-	if l := dlg.List("", 0); len(l) != 0 {
-		t.Fatalf("dialogs after the BYE: %+v", l)
+	out := h.send(alicePhone, bye(inv, "sip:x@127.0.0.1:5062", headerValue(inv.data, "Record-Route"), 2),
+		func(s sentMsg) bool { return final(s) || strings.HasPrefix(s.data, "BYE ") })
+	if out.dst != alicePhone || status(out.data) != "403 Forbidden (not the dialog's target)" {
+		t.Fatalf("her BYE to herself, bob's target not known, answered %+v", out)
 	}
-	if n := concurrent(f); n != 0 {
-		t.Fatalf("alice has %d calls in progress after her BYE, want 0", n)
+	if l := dlg.List("", 0); len(l) != 1 || l[0].State != "confirmed" {
+		t.Fatalf("dialogs after the refused BYE: %+v", l)
 	}
-	if s := call(); !strings.HasPrefix(s.data, "INVITE ") {
-		t.Fatalf("alice's call after her BYE: %+v", s)
+	if n := concurrent(f); n != 1 {
+		t.Fatalf("alice has %d calls in progress after the refused BYE, want 1", n)
 	}
 }
 
 // TestNATCallByes: with accounting and nathelper, alice behind NAT
 // (Contact 10.0.0.5) calls bob registered behind NAT (Contact
 // 192.168.1.10). Each party's target is the Contact the other was given
-// (fix_nated_contact wrote the source address): bob's BYE to alice's
-// private Contact and alice's to bob's get 403 and end nothing; alice's
-// INFO to bob's Contact as relayed goes to his phone, and bob's BYE to
-// hers reaches her phone and ends the call (one record, by the callee).
+// (fix_nated_contact wrote the source address): bob's INFO to alice's
+// private Contact and alice's to bob's are sent to the other's Contact as
+// relayed, at its phone; alice's INFO to bob's Contact as relayed goes to
+// his phone as it is, and bob's BYE to her private Contact reaches her
+// phone at her Contact as relayed and ends the call (one record, by the
+// callee).
 func TestNATCallByes(t *testing.T) {
 	nat := withNAT(t, true)
 	withAccounting = true
@@ -183,28 +194,89 @@ func TestNATCallByes(t *testing.T) {
 			"Route: " + rr + "\r\nFrom: " + from + "\r\nTo: " + to + "\r\nCall-ID: " + hdr(inv.data, "Call-ID") + "\r\n" +
 			"CSeq: " + strconv.Itoa(cseq) + " " + method + "\r\nContent-Length: 0\r\n\r\n"
 	}
-	for _, c := range []struct{ src, ruri string }{
-		{bobPhone, "sip:x@10.0.0.5:5062"},         // alice's Contact as she sent it
-		{alicePhone, "sip:bob@192.168.1.10:5062"}, // bob's
+	for _, c := range []struct{ src, ruri, dst, fixed string }{
+		{bobPhone, "sip:x@10.0.0.5:5062", alicePhone, "sip:x@" + alicePhone},       // alice's Contact as she sent it
+		{alicePhone, "sip:bob@192.168.1.10:5062", bobPhone, "sip:bob@" + bobPhone}, // bob's
 	} {
-		if out := h.send(c.src, request(c.src, "BYE", c.ruri, 7), final); status(out.data) != "403 Forbidden (not the dialog's target)" {
-			t.Fatalf("BYE from %s to %s: %+v", c.src, c.ruri, out)
+		out := h.send(c.src, request(c.src, "INFO", c.ruri, 7), func(s sentMsg) bool { return strings.HasPrefix(s.data, "INFO ") || final(s) })
+		if out.dst != c.dst || !strings.HasPrefix(out.data, "INFO "+c.fixed+" SIP/2.0\r\n") {
+			t.Fatalf("INFO from %s to %s: %+v", c.src, c.ruri, out)
 		}
 	}
 	if l := h.dlg.List("", 0); len(l) != 1 || l[0].State != "confirmed" {
-		t.Fatalf("dialogs after the misrouted BYEs: %+v", l)
+		t.Fatalf("dialogs after the misaddressed INFOs: %+v", l)
 	}
 	if out := h.send(alicePhone, request(alicePhone, "INFO", "sip:bob@"+bobPhone, 8), func(s sentMsg) bool {
 		return strings.HasPrefix(s.data, "INFO ") || final(s)
 	}); out.dst != bobPhone || !strings.HasPrefix(out.data, "INFO ") {
 		t.Fatalf("alice's INFO: %+v", out)
 	}
-	if out := h.send(bobPhone, request(bobPhone, "BYE", "sip:x@"+alicePhone, 9), func(s sentMsg) bool {
+	if out := h.send(bobPhone, request(bobPhone, "BYE", "sip:x@10.0.0.5:5062", 9), func(s sentMsg) bool {
 		return strings.HasPrefix(s.data, "BYE ") || final(s)
-	}); out.dst != alicePhone || !strings.HasPrefix(out.data, "BYE ") {
+	}); out.dst != alicePhone || !strings.HasPrefix(out.data, "BYE sip:x@"+alicePhone+" SIP/2.0\r\n") {
 		t.Fatalf("bob's BYE: %+v", out)
 	}
 	if c := h.records(false, 1)[0]; c.EndReason != "bye" || c.EndedBy != "callee" {
 		t.Fatalf("record %+v", c)
+	}
+}
+
+// TestFixedRequestGatewayChecked: with dialogs (accounting) and
+// drouting, the gateway check runs on the request as FixRouteDialog sent
+// it on. An outsider's INFO of his answered call to bob, addressed to the
+// gateway, goes to bob's phone instead. When bob's phone answered with a
+// Contact at the gateway, the outsider's INFO addressed to it is refused
+// 403 (gateway), and one addressed elsewhere, fixed to that Contact, goes
+// where the proxy's own BYE would, bob's phone (the Contact does not name
+// the address his call was reached at), not to the gateway: no request
+// of a call that is not a trunk's reaches a gateway, fixed or not. Alice's
+// PSTN call (a trunk's: its Record-Route says so)
+// answered, her INFO addressed to herself goes to the gateway.
+func TestFixedRequestGatewayChecked(t *testing.T) {
+	withAccounting = true
+	h := newHarnessWith(t, true, Options{TrustedGroup: 1, DialplanID: -1}, withDrouting(t))
+	withAccounting = false
+	const bobPhone, outsider = "127.0.0.1:6000", "127.0.0.1:7000"
+	if r := registerBob(t, h, bobPhone, "sip:bob@"+bobPhone); status(r) != "200 OK" {
+		t.Fatal(r)
+	}
+	inv := h.send(outsider, req("INVITE", "sip:bob@example.com", "x@example.net", "bob@example.com", ""), isINVITE)
+	if up := h.answer(bobPhone, inv, 200, "gw"); status(up.data) != "200 OK" {
+		t.Fatalf("200 upstream: %+v", up)
+	}
+	if s := h.send(outsider, inDialogOf("INFO", "sip:+19005551234@"+gwAddr, inv.data), finalOrRequest); s.dst != bobPhone ||
+		!strings.HasPrefix(s.data, "INFO sip:bob@"+bobPhone+" SIP/2.0\r\n") {
+		t.Fatalf("the outsider's INFO addressed to the gateway: %s %q", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+	}
+
+	inv = h.send(outsider, req("INVITE", "sip:bob@example.com", "x@example.net", "bob@example.com", ""), isINVITE)
+	var m parser.Message
+	if err := m.Parse([]byte(inv.data)); err != nil {
+		t.Fatal(err)
+	}
+	extra := "Record-Route: " + headerValue(inv.data, "Record-Route") + "\r\nContact: <sip:+19005551234@" + gwAddr + ">\r\n"
+	if up := h.send(bobPhone, string(parser.AppendResponseHeaders(nil, &m, 200, nil, []byte("gw"), []byte(extra))), final); status(up.data) != "200 OK" {
+		t.Fatalf("200 upstream: %+v", up)
+	}
+	if s := h.send(outsider, inDialogOf("INFO", "sip:+19005551234@"+gwAddr, inv.data), finalOrRequest); s.dst == gwAddr || status(s.data) != "403 Forbidden (gateway)" {
+		t.Fatalf("the outsider's INFO to bob's Contact at the gateway: %s %q", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+	}
+	if s := h.send(outsider, inDialogOf("INFO", "sip:x@"+outsider, inv.data), finalOrRequest); s.dst != bobPhone {
+		t.Fatalf("the outsider's INFO addressed to himself, bob's Contact at the gateway: %s %q", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+	}
+
+	call := aliceDials(h, "sip:+4930123@example.com", "")
+	if call.dst != gwAddr {
+		t.Fatalf("alice's PSTN call went to %s", call.dst)
+	}
+	if up := h.send(gwAddr, respond(call.data, 200), final); status(up.data) != "200 Whatever" {
+		t.Fatalf("the gateway's 200 upstream: %+v", up)
+	}
+	if l := h.dlg.List("", 0); len(l) != 3 {
+		t.Fatalf("dialogs %+v", l)
+	}
+	if s := h.send("127.0.0.1:6100", inDialogOf("INFO", "sip:alice@127.0.0.1:6100", call.data), finalOrRequest); s.dst != gwAddr ||
+		!strings.HasPrefix(s.data, "INFO "+strings.Fields(call.data)[1]+" SIP/2.0\r\n") {
+		t.Fatalf("alice's INFO of her PSTN call addressed to herself: %s %q", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
 	}
 }

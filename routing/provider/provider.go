@@ -14,9 +14,14 @@
 //	    }                                        # a token that does not verify: 403; of a call that ended: 481
 //	    if (has_totag()) {                       # in-dialog
 //	        if (loose_route()) {                 # our signed Record-Route only
-//	            if (has_dialog() && !validate_dialog()) {  # R-URI or next Route not the other
-//	                if (is_method("ACK")) exit;          # party's as the dialog knows them
+//	            if (has_dialog() && !validate_dialog() && !fix_route_dialog()) {
+//	                # R-URI or next Route not the other party's as the dialog knows
+//	                # them, and its target not known to send it there instead
+//	                if (is_method("ACK")) exit;
 //	                sl_send_reply(403, "Forbidden (not the dialog's target)"); exit;
+//	            }
+//	            if (goes_to_gw_host() && !check_route_param("trk")) {  # checked on the fixed request
+//	                sl_send_reply(403, "Forbidden (gateway)"); exit;
 //	            }
 //	            route(nat_detect);
 //	            if (check_route_param("nat=yes")) setflag(NAT_REPLIES);
@@ -173,20 +178,28 @@
 // calls; OpenSIPS's fraud_detection does it from dialog callbacks, this
 // route set without dialog state (see modules/fraud).
 //
-// validate_dialog is the dialog module's ValidateDialog, when calls have
-// dialogs (accounting or topology hiding on). Our signed Record-Route
-// binds an in-dialog request to its dialog, not to where it goes: the
-// party sending it picks the Request-URI and any Route after ours. A
-// request of an answered call whose Request-URI is not the other party's
-// target as the dialog knows it (its Contact as the proxy relayed it,
-// after fix_nated_contact; or, for a party without a route set, its
-// first hop), or whose next Route is not the first of that party's route
-// set, gets 403 (an ACK is dropped) and changes nothing: a caller's BYE
+// validate_dialog and fix_route_dialog are the dialog module's
+// ValidateDialog and FixRouteDialog, when calls have dialogs (accounting
+// or topology hiding on). Our signed Record-Route binds an in-dialog
+// request to its dialog, not to where it goes: the party sending it picks
+// the Request-URI and any Route after ours. A request of an answered call
+// whose Request-URI is not the other party's target as the dialog knows
+// it (its Contact as the proxy relayed it, after fix_nated_contact; or,
+// for a party without a route set, its first hop), or whose next Route is
+// not the first of that party's route set, is sent there instead: the
+// target as Request-URI, the party's route set as Route. A caller's BYE
 // addressed to herself ended the dialog, wrote the call's record and
-// freed her place under the fraud limits, while the callee never had it
-// and the call went on unbilled. A BYE frees the fraud count only when it
-// ended the dialog (an early dialog's BYE ends nothing; the INVITE's
-// failure frees it). Without dialogs nothing knows the parties' targets
+// freed her place under the fraud limits while the callee never had it
+// and the call went on unbilled; answered 403 instead, a legitimate BYE
+// the check refused (a phone's quirk, a target refresh the dialog did not
+// see) hung up the caller's phone and left the callee's leg up and billed
+// until the dialog's timeout. Fixed, it reaches the callee and ends the
+// call as any BYE does. Only a request whose party's target the dialog
+// does not know (a Contact too large to keep) gets 403 (an ACK is
+// dropped) and changes nothing. The gateway check runs on the request as
+// fixed: it goes where the call's own requests go, a gateway only for a
+// trunk's call. A BYE frees the fraud count only when it ended the dialog
+// (an early dialog's BYE ends nothing; the INVITE's failure frees it). Without dialogs nothing knows the parties' targets
 // and a BYE frees the count wherever it goes; hidden calls are sent to
 // the other party's stored target by topology hiding itself.
 //
@@ -527,24 +540,28 @@ func (p *routes) trustedGateway(c *routing.Ctx) bool {
 // send on in-dialog requests are not passed on.
 func (p *routes) inDialog(c *routing.Ctx) {
 	if c.LooseRoute() {
-		if p.dr.GoesToGWHost(c) && c.R.DialogRouteParam(trunkParam) == nil {
-			// The signature binds our Route to the dialog, not to where
-			// its requests go: a party to any call could address a
-			// request "inside" it to a gateway. Only a trunk call's
-			// requests go there (its Record-Route says so, signed).
-			refuse(c, 403, "Forbidden (gateway)")
-			return
-		}
-		if p.dlg != nil && !p.dlg.ValidateDialog(c) {
+		if p.dlg != nil && !p.dlg.ValidateDialog(c) && !p.dlg.FixRouteDialog(c) {
 			// The signature binds our Route to the dialog, not to where
 			// the request goes: a caller's BYE addressed to herself
 			// ended the dialog (the record closed, her place under the
-			// fraud limits freed) while the callee never had it.
+			// fraud limits freed) while the callee never had it. Sent
+			// to the other party instead (FixRouteDialog), it ends the
+			// call for both; only one whose target the dialog does not
+			// know is refused.
 			if c.IsMethod(parser.MethodAck) {
 				c.Drop()
 				return
 			}
 			refuse(c, 403, "Forbidden (not the dialog's target)")
+			return
+		}
+		if p.dr.GoesToGWHost(c) && c.R.DialogRouteParam(trunkParam) == nil {
+			// The signature binds our Route to the dialog, not to where
+			// its requests go: a party to any call could address a
+			// request "inside" it to a gateway. Only a trunk call's
+			// requests go there (its Record-Route says so, signed).
+			// Checked where the request goes now, after FixRouteDialog.
+			refuse(c, 403, "Forbidden (gateway)")
 			return
 		}
 		p.natDetect(c)
