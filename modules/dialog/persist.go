@@ -494,7 +494,7 @@ func (d *Dialog) fill(s *shards.Shard[dlg], h uint64, r *store.Dialog, profiles 
 		// The stored timeout is the session's expiry; the dialog's own
 		// timeout is not stored: the default's bounds a later refresh.
 		g.sessEnd = uint32(max(restoredTimeout(r)-r.AnswerTime, 0))
-		g.ownEnd = uint32(min(d.timeout.Load(), maxTimeout.Milliseconds()))
+		g.timeout = uint32(min(d.timeout.Load(), maxTimeout.Milliseconds()))
 	}
 	g.proto[toCaller], g.hop[toCaller] = callerProto, packAddr(callerHop)
 	size := len(r.FromTag) + len(r.ToTag) + len(r.FromHdr) + len(r.ToHdr) + len(r.CallerContact) + len(r.CalleeContact) +

@@ -461,12 +461,14 @@ func TestCLIStoredDialogs(t *testing.T) {
 }
 
 // TestAddrPort: the dialog's compact first hops give back what they were
-// given, IPv4, IPv4-mapped IPv6 and IPv6 alike, and the zero value.
+// given, IPv4 and IPv6 alike, an IPv4-mapped IPv6 address as the IPv4 one
+// (as the transport reads and sends to it), and the zero value.
 func TestAddrPort(t *testing.T) {
 	for _, s := range []string{"127.0.0.1:5060", "[::ffff:192.0.2.1]:5070", "[2001:db8::1]:5080", "[::1]:5060"} {
 		ap := netip.MustParseAddrPort(s)
-		if got := packAddr(ap).AddrPort(); got != ap {
-			t.Errorf("%s came back as %s", ap, got)
+		want := netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		if got := packAddr(ap).AddrPort(); got != want {
+			t.Errorf("%s came back as %s, want %s", ap, got, want)
 		}
 	}
 	if got := packAddr(netip.AddrPort{}).AddrPort(); got.IsValid() {

@@ -333,10 +333,10 @@ func (d *Dialog) SetTimeout(c *routing.Ctx, t time.Duration) bool {
 		// The timer started with t itself, unbounded, while the
 		// dialog kept the bounded value.
 		when := min(s.Now()+t.Milliseconds(), g.answer+maxTimeout.Milliseconds())
+		g.timeout = uint32(when - g.answer) // confirmed: from the answer
 		if g.flags&FlagSessionTimer != 0 {
 			// The session's expiry still ends the call first if it
 			// comes first; a later refresh is bounded by the new value.
-			g.ownEnd = uint32(when - g.answer)
 			when = min(when, g.answer+int64(g.sessEnd))
 		}
 		s.StartTimerAt(e, &g.timer, 0, when)
@@ -380,7 +380,7 @@ func (d *Dialog) SetSessionTimer(c *routing.Ctx, t time.Duration) bool {
 	ms := uint32(t.Milliseconds())
 	if g.state != stConfirmed {
 		// The answer starts it (confirm).
-		g.session = ms
+		g.sessEnd = ms
 		if ms == 0 {
 			g.flags &^= FlagSessionTimer
 		} else {
@@ -396,18 +396,17 @@ func (d *Dialog) SetSessionTimer(c *routing.Ctx, t time.Duration) bool {
 			return true
 		}
 		// The deadline as it stands is the dialog's own.
-		g.ownEnd = uint32(max(g.timer.When()-g.answer, 0))
+		g.timeout = uint32(max(g.timer.When()-g.answer, 0))
 	}
-	g.session = ms
 	var when int64
 	if ms == 0 {
 		g.flags &^= FlagSessionTimer
 		g.sessEnd = 0
-		when = g.answer + int64(g.ownEnd)
+		when = g.answer + int64(g.timeout)
 	} else {
 		g.flags |= FlagSessionTimer
 		g.sessEnd = uint32(min(s.Now()+int64(ms), g.answer+maxTimeout.Milliseconds()) - g.answer)
-		when = g.answer + int64(min(g.sessEnd, g.ownEnd))
+		when = g.answer + int64(min(g.sessEnd, g.timeout))
 	}
 	s.StartTimerAt(e, &g.timer, 0, when)
 	d.changed(s, e)
@@ -560,9 +559,12 @@ func (d *Dialog) confirm(s *shards.Shard[dlg], e *shards.Entry[dlg], r *txn.Requ
 	if t == 0 {
 		t = d.timeout.Load()
 	}
+	// From now on timeout is the dialog's own end after the answer (now),
+	// and sessEnd, holding the session's interval until now, the
+	// session's expiry.
+	g.timeout = uint32(min(t, maxTimeout.Milliseconds()))
 	if g.flags&FlagSessionTimer != 0 {
-		g.ownEnd, g.sessEnd = uint32(t), g.session
-		t = min(t, int64(g.session))
+		t = min(t, int64(g.sessEnd))
 	}
 	s.StartTimer(e, &g.timer, 0, time.Duration(t)*time.Millisecond)
 	d.changed(s, e)

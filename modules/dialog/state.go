@@ -137,15 +137,16 @@ type dlg struct {
 	// The proxy's requests to the callee use the callee's view.
 	calleeFrom, calleeTo span
 	cseqOffset           uint32
-	// timeout is the route's (SetTimeout), in ms; 0: the module's default.
-	timeout uint32
-	// session is the session timer's interval (SetSessionTimer: RFC
-	// 4028's Session-Expires and the sst module's grace), in ms; 0: none.
-	// While FlagSessionTimer is set on a confirmed dialog, sessEnd is when
-	// the session expires and ownEnd when the dialog's own timeout ends
-	// it, both in ms after the answer: the dialog ends at the earlier, so
-	// that a refresh never carries a call past its own timeout.
-	session, sessEnd, ownEnd uint32
+	// timeout is, until the answer, the route's (SetTimeout) in ms, 0:
+	// the module's default; once confirmed, when the dialog's own timeout
+	// ends it, in ms after the answer. sessEnd is, until the answer, the
+	// session timer's interval (SetSessionTimer: RFC 4028's
+	// Session-Expires and the sst module's grace) in ms; once confirmed
+	// with FlagSessionTimer, when the session expires, in ms after the
+	// answer. The dialog ends at the earlier of the two, so that a refresh
+	// never carries a call past its own timeout. (One field each for both
+	// meanings keeps the value within the entry's 384-byte size class.)
+	timeout, sessEnd uint32
 
 	buf   []byte
 	timer shards.Timer
@@ -154,25 +155,22 @@ type dlg struct {
 	inv txn.Ref
 }
 
-// addrPort is a netip.AddrPort in 20 bytes, where netip's takes 32 (its
+// addrPort is a netip.AddrPort in 18 bytes, where netip's takes 32 (its
 // zone handle), for the two first hops every dialog keeps. An IPv6 zone
-// is not kept: first hops are not link-local addresses.
+// is not kept: first hops are not link-local addresses. An IPv4 address
+// is kept in its IPv4-mapped form and read back unmapped, as the
+// transport treats a mapped address (it sends to it as to the IPv4 one).
 type addrPort struct {
 	ip   [16]byte
 	port uint16
-	is4  bool
 }
 
 func packAddr(ap netip.AddrPort) addrPort {
-	a := ap.Addr()
-	return addrPort{ip: a.As16(), port: ap.Port(), is4: a.Is4()}
+	return addrPort{ip: ap.Addr().As16(), port: ap.Port()}
 }
 
 func (a addrPort) AddrPort() netip.AddrPort {
-	ip := netip.AddrFrom16(a.ip)
-	if a.is4 {
-		ip = ip.Unmap()
-	}
+	ip := netip.AddrFrom16(a.ip).Unmap()
 	if a.port == 0 && ip.IsUnspecified() {
 		return netip.AddrPort{}
 	}
