@@ -109,10 +109,13 @@ func (d *Dispatcher) use(c *routing.Ctx, s *set, i int) bool {
 
 // track hands l to the tracker. The module's own table also says when c
 // has the Call-ID and From tag of another call in progress (InUse); a
-// dialog module counts each dialog on its own.
+// dialog module counts each dialog on its own. The dispatcher knows no
+// caller (nothing authenticates before it), so any request that passed
+// through a call's INVITE is its spiral, sent on uncounted: a callee's
+// copy of our Via takes a call out of least_calls, which limits nothing.
 func (d *Dispatcher) track(c *routing.Ctx, l Lease) calltrack.Tracking {
 	if d.tracker == Tracker(d.calls) {
-		return d.calls.Claim(c, l)
+		return d.calls.Claim(c, l, nil)
 	}
 	if d.tracker.Track(c, l) {
 		return calltrack.Tracked
@@ -127,7 +130,7 @@ func (d *Dispatcher) track(c *routing.Ctx, l Lease) calltrack.Tracking {
 // §8.2.2.2) instead of its 503. A caller reused them for a second call
 // while the first was up, or the request is a merged copy of the first.
 func (d *Dispatcher) CallInUse(c *routing.Ctx) bool {
-	return d != nil && d.tracker == Tracker(d.calls) && d.calls.InUse(c)
+	return d != nil && d.tracker == Tracker(d.calls) && d.calls.InUse(c, nil)
 }
 
 // current returns the snapshot, set and index of the destination the

@@ -524,3 +524,43 @@ func TestReusedCallIDAndFromTag(t *testing.T) {
 		t.Fatalf("after the 486: %d", calls())
 	}
 }
+
+// TestForgedSpiralSentOnUncounted states what the dispatcher does with an
+// INVITE made to look like a ringing call's spiral: the call's callee
+// copies our Via, with the branch the call's INVITE reached it on, under
+// its own into INVITEs of its own on the call's Call-ID and From tag. The
+// dispatcher knows no caller to tell them from the call's INVITE coming
+// back through another proxy (nothing authenticates before it, and a
+// From is copied as easily), so each is sent on and counted on no
+// destination: least_calls sees a destination with calls it does not
+// count and keeps choosing it. A skew of the load, not a limit passed;
+// the call's own count stays one and ends with it.
+func TestForgedSpiralSentOnUncounted(t *testing.T) {
+	p := newProxy(t, envOptions{})
+	p.alg = LeastCalls
+	p.add(dst(1, 5071), dst(1, 5072))
+	ringing := p.invite("alice", "sip:conf@example.com")
+	if ringing.to() != "127.0.0.1:5071" {
+		t.Fatalf("the call went to %s", ringing.to())
+	}
+	for n := 1; n <= 3; n++ {
+		forged := strings.NewReplacer("INVITE sip:conf@example.com", fmt.Sprintf("INVITE sip:forged%d@example.com", n),
+			"From: <sip:alice@", "From: <sip:mallory@",
+			"\r\nVia: ", fmt.Sprintf("\r\nVia: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-forged-%d\r\nVia: ", n)).
+			Replace(ringing.relayed[0].Data)
+		c := &testCall{p: p}
+		p.Take()
+		p.Receive("127.0.0.1:5071", forged)
+		c.collect()
+		if c.to() != "127.0.0.1:5072" || len(c.answers) != 0 {
+			t.Fatalf("forged spiral %d: sent to %q, answered %q; want sent on to the least loaded, uncounted", n, c.to(), c.answers)
+		}
+	}
+	if a, b := p.info(1, uri(5071)).Calls, p.info(1, uri(5072)).Calls; a != 1 || b != 0 {
+		t.Fatalf("calls counted %d and %d; want the call's alone (1, 0)", a, b)
+	}
+	ringing.answer(486)
+	if a, b := p.info(1, uri(5071)).Calls, p.info(1, uri(5072)).Calls; a != 0 || b != 0 {
+		t.Fatalf("after the call's 486: %d and %d", a, b)
+	}
+}

@@ -45,12 +45,15 @@ type Tracker interface {
 // then find nothing to release.
 func (f *Fraud) SetTracker(t Tracker) { f.tracker = t }
 
-// track hands l to the tracker. The module's own table also says when c
-// has the Call-ID and From tag of another call in progress (InUse); a
-// dialog module counts each dialog on its own.
-func (f *Fraud) track(c *routing.Ctx, l Lease) calltrack.Tracking {
+// track hands l, a call of user, to the tracker. The module's own table
+// also says when c has the Call-ID and From tag of another call in
+// progress (InUse); a dialog module counts each dialog on its own. The
+// table takes c for a spiral of a call (its INVITE passing through the
+// proxy again, counted once) only when user is the call's: the callee of
+// a call still ringing has our Via in its INVITE to copy.
+func (f *Fraud) track(c *routing.Ctx, l Lease, user []byte) calltrack.Tracking {
 	if f.tracker == Tracker(f.calls) {
-		return f.calls.Claim(c, l)
+		return f.calls.Claim(c, l, user)
 	}
 	if f.tracker.Track(c, l) {
 		return calltrack.Tracked
@@ -58,14 +61,16 @@ func (f *Fraud) track(c *routing.Ctx, l Lease) calltrack.Tracking {
 	return calltrack.NotTracked
 }
 
-// CallInUse reports whether c, an initial INVITE, has the Call-ID and
-// From tag of a call in progress that another INVITE started, c not being
-// that INVITE passing through the proxy again (a spiral): Check returns
-// Critical for it, and the route answers 482 Loop Detected (RFC 3261
-// §8.2.2.2) instead of its 403. A caller reused them for a second call
-// while the first was up, or the request is a merged copy of the first.
-func (f *Fraud) CallInUse(c *routing.Ctx) bool {
-	return f != nil && f.tracker == Tracker(f.calls) && f.calls.InUse(c)
+// CallInUse reports whether c, an initial INVITE of user (as given to
+// Check), has the Call-ID and From tag of a call in progress that another
+// INVITE started, c not being that INVITE passing through the proxy again
+// (a spiral, which has the call's user): Check returns Critical for it,
+// and the route answers 482 Loop Detected (RFC 3261 §8.2.2.2) instead of
+// its 403. A caller reused them for a second call while the first was
+// up, the request is a merged copy of the first, or another user copied
+// them, and our Via, from the call's INVITE as it reached him.
+func (f *Fraud) CallInUse(c *routing.Ctx, user []byte) bool {
+	return f != nil && f.tracker == Tracker(f.calls) && f.calls.InUse(c, user)
 }
 
 // CallEnded releases the call of a BYE the route relays (in-dialog, after

@@ -444,3 +444,80 @@ func TestReusedBranchAndCSeqCountedApart(t *testing.T) {
 		t.Fatalf("%d concurrent after the BYE", n)
 	}
 }
+
+// TestForgedSpiralOfAnotherCaller: the callee of a call still ringing
+// sees, in the INVITE it receives, our Via with the branch the call's
+// INVITE was relayed on. Bob, alice's callee, sent INVITEs of his own
+// (From bob, to premium numbers) with the Call-ID and From tag of her
+// call and a copy of its Vias under his own: each looked like her INVITE
+// passing through the proxy again (a spiral) and was relayed uncounted,
+// four of his calls up under concurrent_calls_critical 3, counted for no
+// one. A spiral is the call's only when it is its caller's: each of
+// bob's is refused 482 like any reuse of the Call-ID and From tag, counted
+// for no one and ending nothing, while alice's INVITE coming back through
+// another proxy is still relayed and counted once.
+func TestForgedSpiralOfAnotherCaller(t *testing.T) {
+	p := concurrentProxy(t, envOptions{})
+	p.rule(store.FraudRule{Prefix: "", ConcurrentCalls: store.FraudLimit{Critical: 10}})
+	a, _ := p.invite("alice", "1002") // bob's phone rings, at the callee's address
+	if p.stats("alice@example.com", "").ConcurrentCalls != 1 {
+		t.Fatal("alice's call not counted")
+	}
+	up := 0
+	for n := 1; n <= 4; n++ {
+		forged := strings.NewReplacer(
+			"INVITE sip:1002@", fmt.Sprintf("INVITE sip:0900%03d@", n),
+			"From: <sip:alice@", "From: <sip:bob@",
+			"Contact: <sip:alice@127.0.0.1:5080>", "Contact: <sip:bob@127.0.0.1:5070>",
+			"\r\nVia: ", fmt.Sprintf("\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-bob-%d;rport\r\nVia: ", n),
+		).Replace(a.relay)
+		p.take()
+		p.receive(callee, forged)
+		var relayed string
+		answer := ""
+		for _, m := range p.take() {
+			switch {
+			case strings.HasPrefix(m, "INVITE "):
+				relayed = m
+			case strings.HasPrefix(m, "SIP/2.0 ") && !strings.HasPrefix(m, "SIP/2.0 1"):
+				answer = m[:strings.Index(m, "\r\n")]
+			}
+		}
+		switch {
+		case relayed != "":
+			(&testCall{p: p, relay: relayed}).answer(200)
+			up++
+		case answer != "SIP/2.0 482 Loop Detected":
+			t.Fatalf("bob's INVITE %d on alice's Call-ID and From tag with her Vias: %q, want 482", n, answer)
+		}
+	}
+	if up != 0 || p.stats("bob@example.com", "0900").ConcurrentCalls != 0 {
+		t.Fatalf("bob's INVITEs made to look like alice's spiral: %d up, counted %d for bob; want 0 up (482)",
+			up, p.stats("bob@example.com", "0900").ConcurrentCalls)
+	}
+	if p.counter(`switchboard_fraud_calls_in_use_total`) != 4 {
+		t.Errorf("in use: %v, want 4", p.counter(`switchboard_fraud_calls_in_use_total`))
+	}
+	// Alice's INVITE through another proxy and back (a real spiral) is
+	// still her call: relayed, counted once; its failure ends nothing.
+	const other = "127.0.0.1:5099"
+	spiral := strings.NewReplacer("INVITE sip:1002@", "INVITE sip:1003@",
+		"\r\nVia: ", "\r\nVia: SIP/2.0/UDP "+other+";branch=z9hG4bKother\r\nVia: ").Replace(a.relay)
+	p.take()
+	p.receive(netip.MustParseAddrPort(other), spiral)
+	second := &testCall{p: p}
+	for _, m := range p.take() {
+		if strings.HasPrefix(m, "INVITE sip:1003@") {
+			second.relay = m
+		}
+	}
+	if second.relay == "" || p.stats("alice@example.com", "").ConcurrentCalls != 1 {
+		t.Fatalf("alice's spiral: relayed %v, counted %d; want relayed, 1", second.relay != "", p.stats("alice@example.com", "").ConcurrentCalls)
+	}
+	second.answer(404)
+	a.answer(200)
+	a.bye()
+	if n, m := p.stats("alice@example.com", "").ConcurrentCalls, p.stats("bob@example.com", "0900").ConcurrentCalls; n != 0 || m != 0 {
+		t.Fatalf("after alice's BYE: alice %d, bob %d concurrent; want 0, 0", n, m)
+	}
+}

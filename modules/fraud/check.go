@@ -47,9 +47,10 @@ func (r Result) String() string { return resultNames[r] }
 //
 // An initial INVITE with the Call-ID and From tag of a call in progress
 // that another INVITE started (not the call passing through the proxy
-// again) is Critical too, whatever the counts: its call could not be
-// counted apart from the first one (see calltrack), and relayed it would
-// be a call past the limits. CallInUse tells the route, which answers 482.
+// again: that has the call's user too) is Critical, whatever the counts:
+// its call could not be counted apart from the first one (see
+// calltrack), and relayed it would be a call past the limits. CallInUse
+// tells the route, which answers 482.
 //
 // c may be nil (nothing is tracked). Check allocates nothing.
 func (f *Fraud) Check(c *routing.Ctx, user, number []byte, profile int) Result {
@@ -90,7 +91,7 @@ func (f *Fraud) Check(c *routing.Ctx, user, number []byte, profile int) Result {
 	s.Unlock()
 
 	if track && res != Critical {
-		switch f.track(c, lease) {
+		switch f.track(c, lease, user) {
 		case calltrack.Tracked:
 		case calltrack.InUse:
 			lease.Release()

@@ -154,7 +154,7 @@ func newProxy(t testing.TB, o envOptions) *proxy {
 		var buf [64]byte
 		p.last = f.Check(c, AppendCaller(buf[:0], c), c.RUser(), 1)
 		switch {
-		case p.last == Critical && f.CallInUse(c):
+		case p.last == Critical && f.CallInUse(c, AppendCaller(buf[:0], c)):
 			c.ReplyStateless(482, "Loop Detected", nil)
 		case p.last == Critical:
 			c.ReplyStateless(403, "Forbidden", nil)

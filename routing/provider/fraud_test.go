@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -188,5 +189,62 @@ func TestReusedCallIDRefused(t *testing.T) {
 	}
 	if st := f.Stats("alice@example.com"); len(st) != 1 || st[0].ConcurrentCalls != 1 {
 		t.Fatalf("counted %+v, want 1 call", st)
+	}
+}
+
+// TestForgedSpiralRefused: bob, whose phone rings with alice's call,
+// has her INVITE as it reached him, our Via in it with the branch it was
+// relayed on. INVITEs of his own, authenticated as bob, to 0900 numbers,
+// with her call's Call-ID and From tag and her INVITE's Vias under his
+// own, were each taken for her INVITE coming back through the proxy (a
+// spiral) and relayed uncounted: four of bob's calls past his
+// concurrent_calls_critical 3, counted for no one. A spiral is the call's
+// only when it has the call's caller: bob's are answered 482 Loop
+// Detected, alice's call counted once, bob's none.
+func TestForgedSpiralRefused(t *testing.T) {
+	h, f := newFraudHarness(t,
+		store.FraudRule{Profile: 1, Prefix: "", ConcurrentCalls: store.FraudLimit{Critical: 10}},
+		store.FraudRule{Profile: 1, Prefix: "0900", ConcurrentCalls: store.FraudLimit{Critical: 3}})
+	const bobPhone = "127.0.0.1:6200"
+	if r := registerBob(t, h, bobPhone, "sip:bob@"+bobPhone); status(r) != "200 OK" {
+		t.Fatalf("REGISTER: %s", r)
+	}
+	ringing := aliceDials(h, "sip:bob@example.com", "").data
+	if !strings.HasPrefix(ringing, "INVITE sip:bob@"+bobPhone) {
+		t.Fatalf("alice's call to bob: %s", ringing)
+	}
+	callID := regexp.MustCompile(`Call-ID: (c\d+)\r\n`).FindStringSubmatch(ringing)[1]
+	tag := regexp.MustCompile(`;tag=(f\d+)\r\n`).FindStringSubmatch(ringing)[1]
+	var vias strings.Builder
+	for _, line := range strings.Split(ringing, "\r\n") {
+		if strings.HasPrefix(line, "Via:") {
+			vias.WriteString(line + "\r\n")
+		}
+	}
+	for n := 1; n <= 4; n++ {
+		ruri := fmt.Sprintf("sip:0900%03d@127.0.0.2:5090", n)
+		forged := func(creds string) string {
+			m := req("INVITE", ruri, "bob@example.com", strings.TrimPrefix(ruri, "sip:"), "Contact: <sip:bob@"+bobPhone+">\r\n"+creds)
+			m = regexp.MustCompile(`Call-ID: c\d+\r\n`).ReplaceAllString(m, "Call-ID: "+callID+"\r\n")
+			m = regexp.MustCompile(`;tag=f\d+\r\n`).ReplaceAllString(m, ";tag="+tag+"\r\n")
+			return strings.Replace(m, ";rport\r\n", ";rport\r\n"+vias.String(), 1)
+		}
+		r := h.reply(bobPhone, forged(""))
+		if status(r) != "407 Proxy Authentication Required" {
+			t.Fatalf("bob's INVITE %d without credentials: %s", n, r)
+		}
+		s := h.send(bobPhone, forged(creds(r, "Proxy-Authorization", "bob", "bob-pw", "INVITE", ruri)), finalOrRequest)
+		if got := status(s.data); got != "482 Loop Detected" {
+			t.Fatalf("bob's INVITE %d to %s on alice's Call-ID and From tag with her Vias: %q, want 482 Loop Detected",
+				n, ruri, strings.SplitN(s.data, "\r\n", 2)[0])
+		}
+	}
+	if st := f.Stats("alice@example.com"); len(st) != 1 || st[0].ConcurrentCalls != 1 {
+		t.Fatalf("alice counted %+v, want her 1 call", st)
+	}
+	for _, st := range f.Stats("bob@example.com") {
+		if st.ConcurrentCalls != 0 {
+			t.Fatalf("bob counted %+v, want none", st)
+		}
 	}
 }

@@ -984,10 +984,11 @@ func (p *routes) relayCall(c *routing.Ctx, authenticated, toSubscriber, trunk bo
 		// rules and the carrier see it: as dialled, a rule for +49900
 		// was passed by dialling 0900.
 		if p.fraud.Check(c, caller, c.RUser(), profile) == fraud.Critical {
-			if p.fraud.CallInUse(c) {
+			if p.fraud.CallInUse(c, caller) {
 				// The Call-ID and From tag of a call in progress: a
-				// merged request (RFC 3261 §8.2.2.2), or a second call
-				// made to look like the first.
+				// merged request (RFC 3261 §8.2.2.2), a second call
+				// made to look like the first, or another subscriber's
+				// made to look like its spiral.
 				refuse(c, 482, "Loop Detected")
 				return
 			}

@@ -25,10 +25,15 @@
 // Loop Detected; counted in <prefix>_in_use_total). Counted as the first
 // call, as it was, a caller had any number of calls up on one Call-ID
 // and From tag, counted once: without dialog state the table cannot tell
-// which of them a BYE ends. A user agent sends the Call-ID and From tag
-// again only after the first INVITE's final response (a retry with
-// credentials, RFC 3261 §22.2; a redirect), by when its call has been
-// released. It is sharded
+// which of them a BYE ends. A spiral is the call's only when it is the
+// same caller's (Claim's caller: the user the module counts the call
+// for): the callee of a call still ringing has our Via, with the branch
+// the call's INVITE was relayed on, in the INVITE it received, and a
+// callee who copied it into INVITEs of his own had each taken for the
+// call's spiral and relayed uncounted. A user agent sends the Call-ID
+// and From tag again only after the first INVITE's final response (a
+// retry with credentials, RFC 3261 §22.2; a redirect), by when its call
+// has been released. It is sharded
 // like the transaction table and bounded: a call past the bound is not
 // tracked (the module releases its lease at once and the call goes on
 // uncounted), counted in <prefix>_untracked_total. Calls released by the
@@ -91,11 +96,13 @@ type Table[L Lease] struct {
 }
 
 // call is a tracked call: its lease, the INVITE transaction that made it
-// (only that transaction's failure releases it; a request that passed
-// through it is its spiral) and its deadline.
+// (only that transaction's failure releases it; a request of the same
+// caller that passed through it is its spiral), the hash of its caller
+// and its deadline.
 type call[L Lease] struct {
 	lease    L
 	inv      txn.Ref
+	caller   uint64
 	deadline int64 // ms
 }
 
@@ -157,20 +164,32 @@ func (t *Table[L]) key(callID, fromTag []byte) (uint64, key) {
 	return (a^0x9e3779b97f4a7c15)*0xbf58476d1ce4e5b9 ^ b, k
 }
 
-// Track is Claim for a Tracker: whether l is kept.
-func (t *Table[L]) Track(c *routing.Ctx, l L) bool { return t.Claim(c, l) == Tracked }
+// Track is Claim for a Tracker, with no caller: whether l is kept.
+func (t *Table[L]) Track(c *routing.Ctx, l L) bool { return t.Claim(c, l, nil) == Tracked }
 
-// Claim keeps l until the call of c's initial INVITE ends (Tracked). When
-// it does not, the caller releases l at once: NotTracked (the table is
-// full, or c is counted already: its transaction again without
-// FailOver, or its spiral), or InUse (c has the Call-ID and From tag of
-// another call in progress; the route refuses it). With FailOver, l
-// given again by the transaction tracked replaces the lease held, which
-// is released.
-func (t *Table[L]) Claim(c *routing.Ctx, l L) Tracking {
+// spiral reports whether c is the INVITE of the tracked call v passing
+// through the proxy again, who being c's caller hashed: a Via of ours in
+// it carries the branch of one of v's INVITE's client branches, and it
+// comes from the caller v was counted for. The Via alone proves nothing:
+// the call's callee has it in the INVITE it received.
+func spiral[L Lease](c *routing.Ctx, v *call[L], who uint64) bool {
+	return v.caller == who && c.R.PassedThrough(v.inv)
+}
+
+// Claim keeps l until the call of c's initial INVITE ends (Tracked).
+// caller is whom the module counts the call for (fraud: its user), nil
+// for a module that knows no caller; c is a spiral of a call only when
+// it has that call's caller. When Claim does not keep l, the module
+// releases it at once: NotTracked (the table is full, or c is counted
+// already: its transaction again without FailOver, or its spiral), or
+// InUse (c has the Call-ID and From tag of another call in progress; the
+// route refuses it). With FailOver, l given again by the transaction
+// tracked replaces the lease held, which is released.
+func (t *Table[L]) Claim(c *routing.Ctx, l L, caller []byte) Tracking {
 	h, k := t.key(c.CallID(), c.FTag())
 	id := k[:]
 	tx := c.R.Ref()
+	who := maphash.Bytes(t.seed, caller)
 	s := t.tbl.Shard(h)
 	s.Lock()
 	if e := s.Get(h, id); e != nil {
@@ -182,7 +201,7 @@ func (t *Table[L]) Claim(c *routing.Ctx, l L) Tracking {
 			s.Unlock()
 			old.Release()
 			return Tracked
-		case own || c.R.PassedThrough(e.Value.inv):
+		case own || spiral(c, &e.Value, who):
 			s.Unlock()
 			return NotTracked
 		}
@@ -200,17 +219,17 @@ func (t *Table[L]) Claim(c *routing.Ctx, l L) Tracking {
 		s.Unlock()
 		return NotTracked
 	}
-	e.Value = call[L]{lease: l, inv: tx, deadline: s.Now() + t.timeout.Load()}
+	e.Value = call[L]{lease: l, inv: tx, caller: who, deadline: s.Now() + t.timeout.Load()}
 	s.Unlock()
 	t.n.Add(1)
 	return Tracked
 }
 
-// InUse reports whether c, an initial INVITE, has the Call-ID and From
-// tag of a call in progress that another INVITE made and that c did not
-// pass through: what Claim answers InUse. For the route, to answer 482
-// after a module refused c for it.
-func (t *Table[L]) InUse(c *routing.Ctx) bool {
+// InUse reports whether c, an initial INVITE of caller (as given to
+// Claim), has the Call-ID and From tag of a call in progress that another
+// INVITE made and that c is not the spiral of: what Claim answers InUse.
+// For the route, to answer 482 after a module refused c for it.
+func (t *Table[L]) InUse(c *routing.Ctx, caller []byte) bool {
 	if t.n.Load() == 0 || c.HasToTag() || !c.IsMethod(parser.MethodInvite) {
 		return false
 	}
@@ -219,7 +238,7 @@ func (t *Table[L]) InUse(c *routing.Ctx) bool {
 	s.Lock()
 	defer s.Unlock()
 	e := s.Get(h, k[:])
-	return e != nil && !sameTxn(e.Value.inv, c.R.Ref()) && !c.R.PassedThrough(e.Value.inv)
+	return e != nil && !sameTxn(e.Value.inv, c.R.Ref()) && !spiral(c, &e.Value, maphash.Bytes(t.seed, caller))
 }
 
 // End releases the call with callID and the From tag fromTag; with inv

@@ -2,6 +2,7 @@ package calltrack
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"switchboard/modules/internal/routetest"
 	"switchboard/routing"
 	"switchboard/shards"
+	"switchboard/transport"
 	"switchboard/txn"
 )
 
@@ -283,13 +285,14 @@ func TestTrackAndEndAllocateNothing(t *testing.T) {
 	e := newEnv(t, 10, true)
 	var n atomic.Int32
 	l := lease{"a", &n}
+	caller := []byte("alice@example.com")
 	inv := routetest.Request("INVITE", "sip:bob@example.com", "")
 	e.in(inv, func(c *routing.Ctx) {
 		e.tbl.Track(c, l) // the shard's first entry may grow its table
 		e.tbl.CallFailed(c)
 		allocs := testing.AllocsPerRun(100, func() {
-			e.tbl.Track(c, l)
-			e.tbl.InUse(c)
+			e.tbl.Claim(c, l, caller)
+			e.tbl.InUse(c, caller)
 			e.tbl.CallFailed(c)
 		})
 		if allocs != 0 {
@@ -312,18 +315,18 @@ func TestClaimInUse(t *testing.T) {
 	var n, m atomic.Int32
 	inv := routetest.Request("INVITE", "sip:bob@example.com", "")
 	e.in(inv, func(c *routing.Ctx) {
-		if got := e.tbl.Claim(c, lease{"a", &n}); got != Tracked || e.tbl.InUse(c) {
-			t.Fatalf("the first INVITE: %v, in use %v", got, e.tbl.InUse(c))
+		if got := e.tbl.Claim(c, lease{"a", &n}, nil); got != Tracked || e.tbl.InUse(c, nil) {
+			t.Fatalf("the first INVITE: %v, in use %v", got, e.tbl.InUse(c, nil))
 		}
-		if got := e.tbl.Claim(c, lease{"a", &n}); got != NotTracked {
+		if got := e.tbl.Claim(c, lease{"a", &n}, nil); got != NotTracked {
 			t.Fatalf("its transaction again: %v", got)
 		}
 	})
 	for i, cseq := range []string{"1", "2"} {
 		again := withHeader(inDialog(inv, "INVITE", cseq, fmt.Sprint("again", i)), "To", "<sip:carol@example.com>")
 		e.in(again, func(c *routing.Ctx) {
-			if got := e.tbl.Claim(c, lease{"b", &m}); got != InUse || !e.tbl.InUse(c) {
-				t.Fatalf("CSeq %s: %v, in use %v; want InUse", cseq, got, e.tbl.InUse(c))
+			if got := e.tbl.Claim(c, lease{"b", &m}, nil); got != InUse || !e.tbl.InUse(c, nil) {
+				t.Fatalf("CSeq %s: %v, in use %v; want InUse", cseq, got, e.tbl.InUse(c, nil))
 			}
 			e.tbl.CallFailed(c)
 		})
@@ -334,7 +337,7 @@ func TestClaimInUse(t *testing.T) {
 	e.in(inDialog(inv, "BYE", "3", "bye"), e.tbl.CallEnded)
 	next := withHeader(inDialog(inv, "INVITE", "4", "next"), "To", "<sip:bob@example.com>")
 	e.in(next, func(c *routing.Ctx) {
-		if e.tbl.InUse(c) || e.tbl.Claim(c, lease{"c", &m}) != Tracked {
+		if e.tbl.InUse(c, nil) || e.tbl.Claim(c, lease{"c", &m}, nil) != Tracked {
 			t.Fatal("not tracked once the call ended")
 		}
 	})
@@ -359,13 +362,75 @@ func TestCopiedBranchAndCSeqIsAnotherTransaction(t *testing.T) {
 		}
 		copied := strings.Replace(inv, "127.0.0.1:5070;", "127.0.0.1:5071;", 1)
 		e.in(copied, func(c *routing.Ctx) {
-			if got := e.tbl.Claim(c, lease{"b", &m}); got != InUse || !e.tbl.InUse(c) {
-				t.Errorf("fail-over %v: %v, in use %v; want InUse", failOver, got, e.tbl.InUse(c))
+			if got := e.tbl.Claim(c, lease{"b", &m}, nil); got != InUse || !e.tbl.InUse(c, nil) {
+				t.Errorf("fail-over %v: %v, in use %v; want InUse", failOver, got, e.tbl.InUse(c, nil))
 			}
 			e.tbl.CallFailed(c)
 		})
 		if n.Load() != 0 || e.tbl.Len() != 1 {
 			t.Fatalf("fail-over %v: the call released %d times, %d tracked; want 0, 1", failOver, n.Load(), e.tbl.Len())
+		}
+	}
+}
+
+// TestSpiralIsTheCallersOnly: a request that passed through the INVITE
+// of a call in progress (a Via of ours with the branch it was relayed on)
+// is its spiral, not tracked again, only when it has the call's caller.
+// The call's callee has that Via in the INVITE it received: copied into
+// INVITEs of his own (another caller) they were taken for the call's
+// spiral and went on uncounted; they are InUse, and end nothing. A
+// module that gives no caller (nil) has every spiral taken for one.
+func TestSpiralIsTheCallersOnly(t *testing.T) {
+	for _, tc := range []struct {
+		tracked, spiral string
+		want            Tracking
+	}{
+		{"alice", "alice", NotTracked},
+		{"alice", "bob", InUse},
+		{"alice", "", InUse},
+		{"", "", NotTracked},
+	} {
+		e := newEnv(t, 10, false)
+		var n, m atomic.Int32
+		caller := func(s string) []byte {
+			if s == "" {
+				return nil
+			}
+			return []byte(s)
+		}
+		e.h.Route = func(c *routing.Ctx) {
+			if got := e.tbl.Claim(c, lease{"a", &n}, caller(tc.tracked)); got != Tracked {
+				t.Fatalf("the call's INVITE: %v", got)
+			}
+			c.SetDestination(transport.UDP, netip.MustParseAddrPort("127.0.0.1:5090"))
+			if err := c.Relay(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.h.Receive("127.0.0.1:5070", routetest.Request("INVITE", "sip:bob@example.com", ""))
+		var relayed string
+		for _, s := range e.h.Take() {
+			if strings.HasPrefix(s.Data, "INVITE ") {
+				relayed = s.Data
+			}
+		}
+		if relayed == "" {
+			t.Fatal("the INVITE was not relayed")
+		}
+		// Back from the next hop, to another URI, with its Via on top.
+		back := strings.NewReplacer("INVITE sip:bob@", "INVITE sip:carol@",
+			"\r\nVia: ", "\r\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK.back\r\nVia: ").Replace(relayed)
+		e.in(back, func(c *routing.Ctx) {
+			got := e.tbl.Claim(c, lease{"b", &m}, caller(tc.spiral))
+			if got != tc.want || e.tbl.InUse(c, caller(tc.spiral)) != (tc.want == InUse) {
+				t.Errorf("call of %q, its INVITE back as %q's: %v, in use %v; want %v",
+					tc.tracked, tc.spiral, got, e.tbl.InUse(c, caller(tc.spiral)), tc.want)
+			}
+			e.tbl.CallFailed(c)
+		})
+		if n.Load() != 0 || m.Load() != 0 || e.tbl.Len() != 1 {
+			t.Fatalf("call of %q, back as %q's: released %d, %d; %d tracked; want 0, 0, 1",
+				tc.tracked, tc.spiral, n.Load(), m.Load(), e.tbl.Len())
 		}
 	}
 }
