@@ -434,7 +434,9 @@ func TestLoopAndSpiral(t *testing.T) {
 // the top when we sent it to ourselves; PassedThrough names the first
 // pass's transaction for it. Another INVITE that only reuses the Call-ID
 // and From tag is not a second pass, nor is one carrying a Via of ours
-// with a branch the first pass never sent, nor the first pass itself.
+// with a branch the first pass never sent, nor one with our Via and the
+// first pass's branch but another CSeq (the callee copying the Vias it
+// received into an INVITE of its own), nor the first pass itself.
 func TestPassedThrough(t *testing.T) {
 	h := newHarness(t, nil)
 	var first Ref
@@ -461,8 +463,12 @@ func TestPassedThrough(t *testing.T) {
 	// A Via of ours with a branch the first pass did not send.
 	forged := strings.Replace(ours, topBranch(fwd), topBranch(fwd)[:len(topBranch(fwd))-2]+"70", 1)
 	h.in(uacAddr, strings.NewReplacer("Max-Forwards: 70", "Via: "+forged+"\nMax-Forwards: 70", "CSeq: 1 INVITE", "CSeq: 3 INVITE").Replace(invite("z9hG4bKpt3", "pt@x")))
-	if want := "false true true false false"; fmt.Sprint(got) != "["+want+"]" {
-		t.Fatalf("PassedThrough: %v, want [%s] (first pass, spiral through a proxy, spiral to ourselves, second call, forged Via)", got, want)
+	// The first pass's Vias, ours with its branch, copied under another
+	// Via by the callee (who has them) into an INVITE with another CSeq.
+	h.in(uasAddr, strings.NewReplacer("Via: SIP/2.0/UDP 127.0.0.1:5060", "Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKcopy\r\nVia: SIP/2.0/UDP 127.0.0.1:5060",
+		"CSeq: 1 INVITE", "CSeq: 4 INVITE").Replace(fwd))
+	if want := "false true true false false false"; fmt.Sprint(got) != "["+want+"]" {
+		t.Fatalf("PassedThrough: %v, want [%s] (first pass, spiral through a proxy, spiral to ourselves, second call, forged Via, copied Via with another CSeq)", got, want)
 	}
 }
 

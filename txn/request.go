@@ -466,14 +466,19 @@ func (r *Request) Answered() bool {
 // PassedThrough reports whether the request came back to us after
 // transaction ref relayed it: a Via of ours in it (the top one when we
 // sent it to ourselves, below another proxy's otherwise) carries the
-// branch of one of ref's client branches. That is a spiral (RFC 3261
+// branch of one of ref's client branches, and it has the CSeq number
+// ref's client sent or the one a route gave the relayed copies
+// (uac_auth): proxies do not change it. That is a spiral (RFC 3261
 // §16.3 step 4, §16.6 step 8; a loop, which comes back unchanged, is
 // answered 482 before the route runs), as opposed to another request
 // that only reuses the Call-ID and From tag of ref's (a second call
-// made to look like the first one's second pass). ref must be a
-// transaction of the request's own Call-ID, whose shard the hook holds:
-// false otherwise, for the request's own transaction, and outside a
-// hook. It allocates nothing.
+// made to look like the first one's second pass). The Via proves
+// little on its own: whoever ref's request reached has it, and can copy
+// it and the CSeq into a request of its own; a module that counts calls
+// also checks the caller is ref's (the dialog module: its From). ref
+// must be a transaction of the request's own Call-ID, whose shard the
+// hook holds: false otherwise, for the request's own transaction, and
+// outside a hook. It allocates nothing.
 func (r *Request) PassedThrough(ref Ref) bool {
 	s := ref.ref.Shard()
 	if !r.locked || r.t == nil || s == nil || s != r.ref.Shard() {
@@ -484,6 +489,9 @@ func (r *Request) PassedThrough(ref Ref) bool {
 		return false
 	}
 	t := &e.Value
+	if n := r.Msg.CSeq().Num; n != t.cseq && n != t.msg.CSeq().Num {
+		return false
+	}
 	it := r.Msg.Vias()
 	for it.Next() {
 		v := &it.Via

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -312,5 +313,34 @@ func TestMatchAllocatesNothing(t *testing.T) {
 	c.inDialogTo("BYE", true, "b", 12, "sip:alice@"+callerAddr, nil, "")
 	if n != 0 || m != 0 || p != 0 || v != 0 || f != 0 {
 		t.Fatalf("MatchDialog %.2f, IsInDialog %.2f, MatchDialogID %.2f, ValidateDialog %.2f, FixRouteDialog %.2f allocations", n, m, p, v, f)
+	}
+}
+
+// TestSpiralAllocatesNothing: CreateDialog on the second pass of a
+// ringing call's INVITE (its From URI and CSeq, our Via with the branch
+// the first pass went out on, below another proxy's), repeated inside
+// the route of that pass: taken for the spiral each time, no second
+// dialog, no allocation.
+func TestSpiralAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
+	e := newEnv(t, nil)
+	c := e.invite("alloc-spiral")
+	c.respond(0, 180, "b1")
+	n := -1.0
+	e.Route = func(rc *routing.Ctx) {
+		n = testing.AllocsPerRun(1000, func() {
+			if !e.d.CreateDialog(rc) || rc.Value(SlotDialog) != 0 {
+				t.Fatal("the second pass not taken for the spiral")
+			}
+		})
+		rc.Relay()
+	}
+	const proxy = "127.0.0.1:5099"
+	c.send(proxy, strings.NewReplacer("INVITE sip:bob@"+calleeAddr, "INVITE sip:carol@"+callee2,
+		"\r\nVia: ", "\r\nVia: SIP/2.0/UDP "+proxy+";branch=z9hG4bKproxy\r\nVia: ").Replace(c.fwd))
+	if n != 0 || e.d.tbl.Len() != 1 {
+		t.Fatalf("CreateDialog on the spiral: %.2f allocations, %d dialogs", n, e.d.tbl.Len())
 	}
 }

@@ -182,8 +182,10 @@ func TestEarlyByeEndsNothing(t *testing.T) {
 // TestSpiralAndSecondCall: the INVITE's second pass through the proxy
 // (a spiral: our Via with the first pass's branch below the Via of the
 // proxy that sent it back, the Request-URI changed) makes no second
-// dialog, and its Record-Route carries the first pass's id. Another
-// INVITE of the caller with the same Call-ID and From tag is a call of
+// dialog, and its Record-Route carries the first pass's id, after the
+// caller's PRACK of the first fork's 180 too (the dialog's record of her
+// CSeq moved on: a spiral has the INVITE's, as its transaction has it).
+// Another INVITE of the caller with the same Call-ID and From tag is a call of
 // its own: it was taken for a spiral and relayed without a dialog, past
 // a limit of one call; now it gets a dialog, counted (486 at the limit)
 // and, under no limit, confirmed and ended on its own.
@@ -192,6 +194,10 @@ func TestSpiralAndSecondCall(t *testing.T) {
 	limitCalls(e)
 	c := e.invite("spiral-1")
 	c.respond(0, 180, "b1")
+	c.inDialog("PRACK", true, "b1", 11)
+	if len(e.matched) != 1 || !e.matched[0] || e.only(t).cseq[toCaller] != 11 {
+		t.Fatalf("the caller's PRACK: matched %v", e.matched)
+	}
 	const proxy = "127.0.0.1:5099"
 	spiral := strings.NewReplacer("INVITE sip:bob@"+calleeAddr, "INVITE sip:carol@"+callee2,
 		"\r\nVia: ", "\r\nVia: SIP/2.0/UDP "+proxy+";branch=z9hG4bKproxy\r\nVia: ").Replace(c.fwd)
@@ -251,6 +257,108 @@ func TestSpiralAndSecondCall(t *testing.T) {
 	if e.ended(ReasonBye) != 2 {
 		t.Fatalf("ended by BYE: %d, want 2", e.ended(ReasonBye))
 	}
+}
+
+// forgedSpiral is an INVITE the callee of call c sends from src to ruri
+// as from (a From URI) with CSeq cseq: c's Call-ID and From tag, and
+// below its own Via every Via of c's INVITE as the proxy relayed it,
+// ours with the branch the call went out on. What a spiral of c would
+// carry, made up by a party that saw c's INVITE.
+func forgedSpiral(c *call, src, ruri, from string, cseq int, branch string) string {
+	var vias strings.Builder
+	for _, line := range strings.Split(c.fwd, "\r\n") {
+		if strings.HasPrefix(line, "Via:") {
+			vias.WriteString(line + "\r\n")
+		}
+	}
+	return "INVITE " + ruri + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + src + ";branch=z9hG4bK" + branch + "\r\n" + vias.String() +
+		"Max-Forwards: 70\r\n" +
+		"From: " + from + ";tag=atag-" + strings.ReplaceAll(c.callID, "@", "-") + "\r\n" +
+		"To: <" + ruri + ">\r\n" +
+		"Call-ID: " + c.callID + "\r\n" +
+		"CSeq: " + itoa(cseq) + " INVITE\r\n" +
+		"Contact: <sip:bob@" + src + ">\r\n" +
+		"Content-Length: 0\r\n\r\n"
+}
+
+// TestForgedSpiralOfAnotherCaller: bob's phone, ringing with alice's
+// call, has our Via in her INVITE with the branch it went out on. His
+// own INVITEs (as bob, to 0900 numbers) with her Call-ID and From tag and
+// her INVITE's Vias under his own were each taken for her INVITE coming
+// back through the proxy (txn PassedThrough alone): no dialog, so no
+// record, no place in bob's profiles (past his limit of one call), no
+// timeout, and answered they changed nothing of hers. A spiral is the
+// dialog's only when it has its INVITE's From URI and CSeq number: bob's
+// first INVITE gets a dialog of its own, counted for bob, confirmed and
+// ended by its own 200 and BYE while alice's still rings; his second
+// gets 486 at his limit; alice's From with another CSeq is a call of
+// hers (486 at her limit). Her From with her CSeq passes as her spiral:
+// only a route that does not authenticate From lets another party send
+// that (the provider's ProxyAuthorize does).
+func TestForgedSpiralOfAnotherCaller(t *testing.T) {
+	e := newEnv(t, oneCallEach())
+	got := subscribe(e)
+	limitCalls(e)
+	c := e.invite("forged-1")
+	c.respond(0, 180, "b1")
+	did := param(c.rr[0], "did")
+
+	inv := forgedSpiral(c, calleeAddr, "sip:0900123@"+callee2, "<sip:bob@example.com>", 1, "bob1")
+	var fwd string
+	for _, m := range c.send(calleeAddr, inv) {
+		if strings.HasPrefix(m.Data, "INVITE ") {
+			fwd = m.Data
+		}
+	}
+	rr := headerValues(fwd, "Record-Route")
+	if len(rr) != 1 || param(rr[0], "did") == "" || param(rr[0], "did") == did {
+		t.Fatalf("bob's INVITE with alice's Call-ID, From tag and Vias: relayed with Record-Route %q, want a dialog id of its own (alice's %s)", rr, did)
+	}
+	if n, bob := e.d.tbl.Len(), e.d.ProfileSize("caller", []byte("bob")); n != 2 || bob != 1 {
+		t.Fatalf("after bob's INVITE: %d dialogs, bob counted %d times; want 2 and 1", n, bob)
+	}
+	if out := c.send(calleeAddr, forgedSpiral(c, calleeAddr, "sip:0900124@"+callee2, "<sip:bob@example.com>", 2, "bob2")); len(out) != 1 ||
+		firstLine(out[0].Data) != "SIP/2.0 486 Too Many Calls" {
+		t.Fatalf("bob's second INVITE on alice's Call-ID and From tag: %v, want 486 at his limit", out)
+	}
+
+	// Answered, bob's call is his dialog's: confirmed, ended by its BYE;
+	// alice's still rings.
+	b := &call{e: e, callID: c.callID, invite: inv, fwd: fwd, fwds: []string{fwd}, rr: rr, cseq: 1}
+	if out := b.respond(0, 200, "x1"); len(out) != 1 || firstLine(out[0].Data) != "SIP/2.0 200 OK" {
+		t.Fatalf("the 200 of bob's call: %v", out)
+	}
+	e.wantCount(t, 0, 1, 1)
+	b.inDialog("BYE", true, "x1", 2)
+	e.wantCount(t, 0, 1, 0)
+	var ends []recorded
+	for _, ev := range *got {
+		if ev.kind == EventEnded {
+			ends = append(ends, ev)
+		}
+	}
+	if len(ends) != 2 || ends[0].reason != ReasonFailed || ends[0].code != 486 ||
+		ends[1].reason != ReasonBye || ends[1].toTag != "x1" || ends[1].answr == 0 {
+		t.Fatalf("ended: %+v, want bob's second call's (486) and his first (its BYE, answered)", ends)
+	}
+
+	// alice's From with another CSeq: another call of hers.
+	if out := c.send(calleeAddr, forgedSpiral(c, calleeAddr, "sip:0900125@"+callee2, "\"Alice\" <sip:alice@example.com>", 11, "bob3")); len(out) != 1 ||
+		firstLine(out[0].Data) != "SIP/2.0 486 Too Many Calls" {
+		t.Fatalf("alice's From, CSeq 11, on her call's Call-ID and From tag: %v, want 486 at her limit", out)
+	}
+	// Her From and her CSeq: what her spiral carries.
+	var spiral string
+	for _, m := range c.send(calleeAddr, forgedSpiral(c, calleeAddr, "sip:0900126@"+callee2, "\"Alice\" <sip:alice@example.com>", 10, "bob4")) {
+		if strings.HasPrefix(m.Data, "INVITE ") {
+			spiral = m.Data
+		}
+	}
+	if rr := headerValues(spiral, "Record-Route"); len(rr) != 1 || param(rr[0], "did") != did {
+		t.Fatalf("alice's From and CSeq with her call's Via: Record-Route %q, want her dialog's id %s", rr, did)
+	}
+	e.wantCount(t, 0, 1, 0)
 }
 
 // TestUnkeptAnswer: a 2xx the dialog cannot keep, without a To tag or

@@ -60,14 +60,15 @@ func parseID(b []byte) (uint64, bool) {
 // dialog.max_dialogs (counted in switchboard_dialog_refused_total: the
 // route decides, e.g. 503), when the INVITE's headers are too large to
 // keep, or when its CSeq is 2^31 or above (maxCSeq). A second pass of the same INVITE through the proxy (a spiral:
-// same Call-ID and From tag while the first is unanswered, and a Via of
-// ours with the branch the first pass relayed it on,
-// txn.Request.PassedThrough) makes no second dialog; true. Another
-// INVITE with the Call-ID and From tag of a call still ringing, which
-// did not pass through that call's INVITE (the caller reusing them for a
-// second call), gets a dialog of its own: counted in its profiles,
-// recorded, timed out. Taken for a spiral, it was relayed with none, past
-// the caller's limits.
+// same Call-ID, From tag and From URI while the first is unanswered, a
+// Via of ours with the branch the first pass relayed it on and the same
+// CSeq number, txn.Request.PassedThrough) makes no second dialog; true.
+// Another INVITE with the Call-ID and From tag of a call still ringing,
+// which did not pass through that call's INVITE (the caller reusing them
+// for a second call), or another caller's with a copy of our Via (the
+// call's callee has it), gets a dialog of its own: counted in its
+// profiles, recorded, timed out. Taken for a spiral, it was relayed with
+// none, past its caller's limits, and its call went unrecorded.
 func (d *Dialog) CreateDialog(c *routing.Ctx) bool {
 	m := c.Msg()
 	if m.Method() != parser.MethodInvite || m.ToTag() != nil || len(m.FromTag()) == 0 {
@@ -88,8 +89,9 @@ func (d *Dialog) CreateDialog(c *routing.Ctx) bool {
 	s := d.tbl.Shard(h)
 	s.Lock()
 	if e := s.Find(h, func(e *shards.Entry[dlg]) bool {
-		return e.Value.state != stConfirmed && string(e.Key()) == string(callID) &&
-			string(e.Value.get(e.Value.fromTag)) == string(m.FromTag()) && c.R.PassedThrough(e.Value.inv)
+		g := &e.Value
+		return g.state != stConfirmed && string(e.Key()) == string(callID) &&
+			string(g.get(g.fromTag)) == string(m.FromTag()) && g.sameFrom(m) && c.R.PassedThrough(g.inv)
 	}); e != nil {
 		s.Unlock()
 		d.recordRoute(c, e.Value.id, false)
@@ -143,6 +145,19 @@ func (d *Dialog) CreateDialog(c *routing.Ctx) bool {
 	s.Unlock()
 	d.recordRoute(c, id, true)
 	return true
+}
+
+// sameFrom reports whether m's From URI is that of g's INVITE (RFC 3261
+// §19.1.4): the spiral of g's INVITE has it, proxies do not change it.
+// Our Via with the branch g's INVITE went out on is no proof of a
+// spiral: its callee has it in the INVITE it received, and copied it
+// into INVITEs of its own (as itself, to other numbers) that went
+// through uncounted and unrecorded. A route that authenticates From
+// (the provider's ProxyAuthorize) makes the From the caller's account.
+func (g *dlg) sameFrom(m *parser.Message) bool {
+	na, ok := parser.ParseNameAddr(g.get(g.from))
+	var a, b parser.URI
+	return ok && a.Parse(na.URI) == nil && b.Parse(m.From().URI) == nil && sameURI(&a, &b, true)
 }
 
 // recordRoute puts the dialog id in our Record-Route and, for the

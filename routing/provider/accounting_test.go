@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -154,5 +155,79 @@ func TestProviderTestsWithAccounting(t *testing.T) {
 		"RateLimitedInitialRequests":       TestRateLimitedInitialRequests,
 	} {
 		t.Run(name, test)
+	}
+}
+
+// TestForgedSpiralAccounted: bob, whose phone rings with alice's call,
+// has her INVITE as it reached him, our Via in it with the branch it was
+// relayed on. His own INVITE, authenticated as bob, to a 0900 number,
+// with her Call-ID and From tag and her INVITE's Vias under his own, was
+// taken for her INVITE coming back through the proxy (a spiral): relayed
+// with her dialog's id and no dialog of its own, it was answered, talked
+// and hung up with no record. A spiral is the dialog's only when it has
+// its INVITE's From URI (which ProxyAuthorize binds to the authenticated
+// user) and CSeq: bob's call gets a dialog of its own and its record
+// (from bob, to 0900001, ended by his BYE); alice's call still rings.
+func TestForgedSpiralAccounted(t *testing.T) {
+	withAccounting = true
+	h := newHarness(t, true, Options{})
+	withAccounting = false
+	const bobPhone, premium = "127.0.0.1:6200", "127.0.0.2:5090"
+	if r := registerBob(t, h, bobPhone, "sip:bob@"+bobPhone); status(r) != "200 OK" {
+		t.Fatalf("REGISTER: %s", r)
+	}
+	ringing := aliceDials(h, "sip:bob@example.com", "").data
+	if !strings.HasPrefix(ringing, "INVITE sip:bob@"+bobPhone) {
+		t.Fatalf("alice's call to bob: %s", ringing)
+	}
+	callID := headerValue(ringing, "Call-ID")
+	tag := regexp.MustCompile(`;tag=(f\d+)\r\n`).FindStringSubmatch(ringing)[1]
+	aliceRR := headerValue(ringing, "Record-Route")
+	var vias strings.Builder
+	for _, line := range strings.Split(ringing, "\r\n") {
+		if strings.HasPrefix(line, "Via:") {
+			vias.WriteString(line + "\r\n")
+		}
+	}
+	const ruri = "sip:0900001@" + premium
+	forged := func(creds string) string {
+		m := req("INVITE", ruri, "bob@example.com", "0900001@"+premium, "Contact: <sip:bob@"+bobPhone+">\r\n"+creds)
+		m = regexp.MustCompile(`Call-ID: c\d+\r\n`).ReplaceAllString(m, "Call-ID: "+callID+"\r\n")
+		m = regexp.MustCompile(`;tag=f\d+\r\n`).ReplaceAllString(m, ";tag="+tag+"\r\n")
+		return strings.Replace(m, ";rport\r\n", ";rport\r\n"+vias.String(), 1)
+	}
+	r := h.reply(bobPhone, forged(""))
+	if status(r) != "407 Proxy Authentication Required" {
+		t.Fatalf("bob's INVITE without credentials: %s", r)
+	}
+	invite := forged(creds(r, "Proxy-Authorization", "bob", "bob-pw", "INVITE", ruri))
+	inv := h.send(bobPhone, invite, finalOrRequest)
+	if !strings.HasPrefix(inv.data, "INVITE "+ruri) || inv.dst != premium {
+		t.Fatalf("bob's INVITE on alice's Call-ID and From tag with her Vias: %+v", inv)
+	}
+	rr := headerValue(inv.data, "Record-Route")
+	if did := regexp.MustCompile(`;did=(\w+)`).FindStringSubmatch(rr); did == nil || strings.Contains(aliceRR, ";did="+did[1]) {
+		t.Fatalf("bob's call relayed with Record-Route %q, alice's %q: want a dialog id of its own", rr, aliceRR)
+	}
+	if l := h.dlg.List("", 0); len(l) != 2 {
+		t.Fatalf("%d dialogs, want alice's and bob's: %+v", len(l), l)
+	}
+	if up := h.answer(premium, inv, 200, "x1"); status(up.data) != "200 OK" || up.dst != bobPhone {
+		t.Fatalf("200 upstream: %+v", up)
+	}
+	h.clock.Advance(3 * time.Second)
+	bye := "BYE sip:bob@" + premium + " SIP/2.0\r\nVia: SIP/2.0/UDP " + bobPhone + ";branch=z9hG4bK-forgedbye\r\nMax-Forwards: 70\r\n" +
+		"Route: " + rr + "\r\nFrom: " + headerValue(invite, "From") + "\r\nTo: " + headerValue(invite, "To") + ";tag=x1\r\n" +
+		"Call-ID: " + callID + "\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+	if out := h.send(bobPhone, bye, func(s sentMsg) bool { return strings.HasPrefix(s.data, "BYE ") }); out.dst != premium {
+		t.Fatalf("BYE relayed to %s", out.dst)
+	}
+	c := h.records(false, 1)[0]
+	if c.CallID != callID || c.FromUser != "bob" || c.ToUser != "0900001" || c.Code != 200 || c.Duration != 3000 ||
+		c.EndReason != "bye" || c.EndedBy != "caller" {
+		t.Fatalf("record %+v, want bob's call to 0900001, 3 s, ended by his BYE", c)
+	}
+	if l := h.dlg.List("", 0); len(l) != 1 || l[0].State == "confirmed" || !strings.Contains(l[0].From, "alice@") {
+		t.Fatalf("dialogs %+v, want alice's, still ringing", l)
 	}
 }

@@ -83,7 +83,11 @@ func TestForgedByeEndsCallForBoth(t *testing.T) {
 			func(s sentMsg) bool { return final(s) || strings.HasPrefix(s.data, "INVITE ") })
 	}
 	bye := func(inv sentMsg, ruri, route string, cseq int) string {
-		return "BYE " + ruri + " SIP/2.0\r\nVia: SIP/2.0/UDP " + alicePhone + ";branch=z9hG4bK-fb" + strconv.Itoa(cseq) + "\r\nMax-Forwards: 70\r\n" +
+		// A branch of the call's own: another call's BYE with its
+		// branch, when both Call-IDs share a shard, is that BYE's
+		// retransmission (its 200 again).
+		branch := "z9hG4bK-fb-" + headerValue(inv.data, "Call-ID") + "-" + strconv.Itoa(cseq)
+		return "BYE " + ruri + " SIP/2.0\r\nVia: SIP/2.0/UDP " + alicePhone + ";branch=" + branch + "\r\nMax-Forwards: 70\r\n" +
 			"Route: " + route + "\r\nFrom: " + headerValue(inv.data, "From") + "\r\nTo: <sip:bob@example.com>;tag=bob1\r\n" +
 			"Call-ID: " + headerValue(inv.data, "Call-ID") + "\r\nCSeq: " + strconv.Itoa(cseq) + " BYE\r\nContent-Length: 0\r\n\r\n"
 	}
