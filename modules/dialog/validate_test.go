@@ -354,3 +354,71 @@ func TestValidateWithoutContact(t *testing.T) {
 		t.Fatal("the caller's BYE to where the INVITE went did not end the call")
 	}
 }
+
+// contactParsed is contactSent's answer by the full parse alone.
+func contactParsed(data []byte) []byte {
+	var m parser.Message
+	var na parser.NameAddr
+	if m.Parse(data) == nil && m.Contact(&na) {
+		return na.URI
+	}
+	return nil
+}
+
+var sentHead = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n" +
+	"From: <sip:alice@example.com>;tag=a\r\nTo: <sip:bob@example.com>;tag=b\r\nCall-ID: c@x\r\nCSeq: 1 INVITE\r\n"
+
+// TestContactSentScan: the line scan gives the Contact URI the full parse
+// gives, for the forms a relayed message carries (long and compact names,
+// any case, a display name, parameters, a header after it, none, a body
+// with a Contact-like line), and leaves the others to the parse: a folded
+// line, two Contact lines, a list, a value that does not parse.
+func TestContactSentScan(t *testing.T) {
+	for _, c := range []struct {
+		contact string // the Contact lines ("" none)
+		scanned bool   // answered by the scan alone
+	}{
+		{"Contact: <sip:bob@192.0.2.1:5062;transport=tcp>;expires=60\r\n", true},
+		{"m: sip:bob@[2001:db8::1]:5062\r\n", true},
+		{"CONTACT :  \"Bob\" <sip:bob@192.0.2.1>\r\n", true},
+		{"", true},
+		{"Contact: <sip:bob@192.0.2.1>,\r\n <sip:bob@192.0.2.2>\r\n", false},
+		{"Contact: <sip:bob@192.0.2.1>\r\nContact: <sip:bob@192.0.2.2>\r\n", false},
+		{"Contact: <sip:bob@192.0.2.1>, <sip:bob@192.0.2.2>\r\n", false},
+		{"Contact: <sip:bob@192.0.2.1\r\n", false},
+	} {
+		data := []byte(sentHead + c.contact + "Content-Type: text/plain\r\nContent-Length: 28\r\n\r\nContact: <sip:body@example>\r\n")
+		uri, ok := scanContactURI(data)
+		if ok != c.scanned {
+			t.Errorf("%q: scanned %v, want %v", c.contact, ok, c.scanned)
+		}
+		want := contactParsed(data)
+		if ok && string(uri) != string(want) {
+			t.Errorf("%q: scan %q, parse %q", c.contact, uri, want)
+		}
+		if got := contactSent(data); string(got) != string(want) {
+			t.Errorf("%q: contactSent %q, parse %q", c.contact, got, want)
+		}
+	}
+}
+
+// BenchmarkContactSent: the Contact of a relayed 2xx by the line scan
+// (contactSent) and by the full parse it replaced.
+func BenchmarkContactSent(b *testing.B) {
+	data := []byte(sentHead + "Record-Route: <sip:127.0.0.1;lr;did=123>\r\nContact: <sip:bob@192.0.2.1:5062>\r\n" +
+		"Content-Type: application/sdp\r\nContent-Length: 0\r\n\r\n")
+	b.Run("scan", func(b *testing.B) {
+		for range b.N {
+			contactSent(data)
+		}
+	})
+	b.Run("parse", func(b *testing.B) {
+		m := new(parser.Message)
+		var na parser.NameAddr
+		for range b.N {
+			if m.Parse(data) == nil {
+				m.Contact(&na)
+			}
+		}
+	})
+}
