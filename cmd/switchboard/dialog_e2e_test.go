@@ -208,17 +208,8 @@ func TestE2EDialogSurvivesRestart(t *testing.T) {
 	answer, _ := time.Parse(time.RFC3339Nano, before[0]["answer"].(string))
 	var cdr map[string]any
 	for deadline := time.Now().Add(5 * time.Second); cdr == nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		code, body := srv.api("acc.list", `{"call_id":"`+before[0]["call_id"].(string)+`"}`)
-		var r struct {
-			Result struct {
-				Records []map[string]any `json:"records"`
-			} `json:"result"`
-		}
-		if code != 200 || json.Unmarshal(body, &r) != nil {
-			t.Fatalf("acc.list: %d %s", code, body)
-		}
-		if len(r.Result.Records) == 1 {
-			cdr = r.Result.Records[0]
+		if l := accListArgs(t, srv, `{"call_id":"`+before[0]["call_id"].(string)+`"}`); len(l) == 1 {
+			cdr = l[0]
 		}
 	}
 	if cdr == nil || int64(cdr["answer_ms"].(float64)) != answer.UnixMilli() || cdr["sip_code"].(float64) != 200 ||
@@ -261,17 +252,8 @@ func TestE2EDialogMisaddressedByeReachesCallee(t *testing.T) {
 	}
 	var cdr map[string]any
 	for deadline := time.Now().Add(5 * time.Second); cdr == nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		code, body := srv.api("acc.list", `{}`)
-		var r struct {
-			Result struct {
-				Records []map[string]any `json:"records"`
-			} `json:"result"`
-		}
-		if code != 200 || json.Unmarshal(body, &r) != nil {
-			t.Fatalf("acc.list: %d %s", code, body)
-		}
-		if len(r.Result.Records) == 1 {
-			cdr = r.Result.Records[0]
+		if l := accListArgs(t, srv, `{}`); len(l) == 1 {
+			cdr = l[0]
 		}
 	}
 	if cdr == nil || cdr["end_reason"] != "bye" || cdr["ended_by"] != "caller" || cdr["sip_code"].(float64) != 200 {

@@ -44,33 +44,45 @@ import (
 // nothing). Call it after LooseRoute, before the route sets a
 // destination. It allocates nothing.
 func (d *Dialog) ValidateDialog(c *routing.Ctx) bool {
-	id, ok := parseID(c.R.DialogRouteParam(didParam))
+	s, g, side, ok := d.answeredFrom(c)
 	if !ok {
 		return true
 	}
-	from := Callee
-	if c.R.Downstream() {
-		from = Caller
-	}
-	ruri, next := c.RU(), c.NextHopURI()
-	m := c.Msg()
-	callID := m.CallID()
-	h := shards.Sum(callID)
-	s := d.tbl.Shard(h)
-	s.Lock()
-	e := find(s, h, callID, id)
-	if e == nil {
-		s.Unlock()
-		return true
-	}
-	g := &e.Value
-	side, ok := g.side(m.FromTag(), m.ToTag())
-	valid := !ok || side != from || g.state != stConfirmed || g.goesTo(peerOf(side), ruri, next)
+	valid := g.goesTo(peerOf(side), c.RU(), c.NextHopURI())
 	s.Unlock()
 	if !valid {
 		d.misrouted.Inc()
 	}
 	return valid
+}
+
+// answeredFrom finds the confirmed dialog a loose-routed request names
+// (the id in our verified Route) when the request's tags are the
+// dialog's and it comes from the side our Route says: what ValidateDialog
+// checks and FixRouteDialog mends. On ok the dialog's shard is locked;
+// the caller unlocks it.
+func (d *Dialog) answeredFrom(c *routing.Ctx) (s *shards.Shard[dlg], g *dlg, side Side, ok bool) {
+	id, ok := parseID(c.R.DialogRouteParam(didParam))
+	if !ok {
+		return nil, nil, 0, false
+	}
+	from := Callee
+	if c.R.Downstream() {
+		from = Caller
+	}
+	m := c.Msg()
+	callID := m.CallID()
+	h := shards.Sum(callID)
+	s = d.tbl.Shard(h)
+	s.Lock()
+	if e := find(s, h, callID, id); e != nil {
+		g = &e.Value
+		if side, ok = g.side(m.FromTag(), m.ToTag()); ok && side == from && g.state == stConfirmed {
+			return s, g, side, true
+		}
+	}
+	s.Unlock()
+	return nil, nil, 0, false
 }
 
 // FixRouteDialog sends an in-dialog request of a confirmed dialog to the
@@ -97,28 +109,8 @@ func (d *Dialog) ValidateDialog(c *routing.Ctx) bool {
 // after LooseRoute, before the route sets a destination. It allocates
 // nothing.
 func (d *Dialog) FixRouteDialog(c *routing.Ctx) bool {
-	id, ok := parseID(c.R.DialogRouteParam(didParam))
+	s, g, side, ok := d.answeredFrom(c)
 	if !ok {
-		return false
-	}
-	from := Callee
-	if c.R.Downstream() {
-		from = Caller
-	}
-	m := c.Msg()
-	callID := m.CallID()
-	h := shards.Sum(callID)
-	s := d.tbl.Shard(h)
-	s.Lock()
-	e := find(s, h, callID, id)
-	if e == nil {
-		s.Unlock()
-		return false
-	}
-	g := &e.Value
-	side, ok := g.side(m.FromTag(), m.ToTag())
-	if !ok || side != from || g.state != stConfirmed {
-		s.Unlock()
 		return false
 	}
 	i := peerOf(side)
@@ -141,8 +133,8 @@ func (d *Dialog) FixRouteDialog(c *routing.Ctx) bool {
 	d.routeFixed.Inc()
 	if d.log.Enabled(context.Background(), slog.LevelDebug) {
 		d.log.Debug("dialog: in-dialog request sent to the other party as the dialog knows it",
-			"method", string(m.MethodBytes()), "call_id", string(callID), "from", side.String(),
-			"ruri", string(m.RequestURI()), "target", string(c.RU()))
+			"method", string(c.Msg().MethodBytes()), "call_id", string(c.CallID()), "from", side.String(),
+			"ruri", string(c.Msg().RequestURI()), "target", string(c.RU()))
 	}
 	return true
 }
