@@ -171,24 +171,52 @@ func (g *dlg) goesTo(i int, ruri, next []byte) bool {
 	if len(target) == 0 {
 		return false
 	}
+	route := g.get(g.route[i])
+	lost := g.sent&(sentLost<<i) != 0
+	if !lost && bytes.Equal(ruri, target) {
+		// The request's own copy of the target, as phones send it: the
+		// same URI when it is one, without parsing the two and comparing
+		// them part by part (a call's every ACK and BYE takes this way).
+		return validURI(target) && nextIsFirst(route, ruri, next)
+	}
 	var ru, t parser.URI
 	if ru.Parse(ruri) != nil || t.Parse(target) != nil {
 		return false
 	}
-	route := g.get(g.route[i])
-	lost := g.sent&(sentLost<<i) != 0
 	if (lost || !sameURI(&ru, &t, true)) && !(len(route) == 0 && atHop(&ru, &t, g.hop[i].AddrPort())) {
 		return false
 	}
-	var nx parser.URI
+	return nextIsFirst(route, ruri, next)
+}
+
+// nextIsFirst reports whether next, a request's next hop, is the first
+// of a party's route set route, or the request's Request-URI ruri when
+// the party has none (no Route may remain: the request would go where it
+// names).
+func nextIsFirst(route, ruri, next []byte) bool {
 	if len(route) == 0 {
-		// No Route may remain: the request would go where it names.
-		return len(next) == len(ruri) && (len(next) == 0 || &next[0] == &ruri[0]) ||
-			nx.Parse(next) == nil && sameURI(&nx, &ru, true)
+		if len(next) == len(ruri) && (len(next) == 0 || &next[0] == &ruri[0]) {
+			return true
+		}
+		var nx, ru parser.URI
+		return nx.Parse(next) == nil && ru.Parse(ruri) == nil && sameURI(&nx, &ru, true)
 	}
-	var first parser.URI
 	fr := firstRouteURI(route)
-	return fr != nil && first.Parse(fr) == nil && nx.Parse(next) == nil && sameURI(&nx, &first, true)
+	if fr == nil {
+		return false
+	}
+	if bytes.Equal(next, fr) {
+		return validURI(fr) // the Route as the dialog's requests carry it
+	}
+	var nx, first parser.URI
+	return first.Parse(fr) == nil && nx.Parse(next) == nil && sameURI(&nx, &first, true)
+}
+
+// validURI reports whether u parses as a URI: one that does is the same
+// URI as a byte-for-byte copy of itself.
+func validURI(u []byte) bool {
+	var p parser.URI
+	return p.Parse(u) == nil
 }
 
 // atHop reports whether ru is the target t at the party's first hop: the

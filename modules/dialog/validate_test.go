@@ -422,3 +422,71 @@ func BenchmarkContactSent(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkInDialogChecks: what a loose-routed in-dialog request of a
+// confirmed call costs the module, ValidateDialog then MatchDialog, as
+// the provider route set calls them; Request-URI and Route as the
+// dialog's own requests carry them.
+func BenchmarkInDialogChecks(b *testing.B) {
+	e := newEnv(b, nil)
+	c := e.invite("bench-checks")
+	c.respond(0, 200, "b")
+	ran := false
+	e.Route = func(rc *routing.Ctx) {
+		if !rc.LooseRoute() {
+			b.Fatal("not loose-routed")
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			if !e.d.ValidateDialog(rc) || !e.d.MatchDialog(rc) {
+				b.Fatal("not valid")
+			}
+		}
+		b.StopTimer()
+		ran = true
+		rc.Relay()
+	}
+	c.inDialog("INFO", true, "b", 11)
+	if !ran {
+		b.Fatal("the INFO was not routed")
+	}
+}
+
+// TestGoesToCopyOfTarget: a Request-URI and Route copied byte for byte
+// from the dialog's (the way every phone's ACK and BYE comes) take
+// goesTo's short way; it answers what the comparison of the parsed URIs
+// answers, and a copy of a target or route that does not parse as a URI
+// goes nowhere, as before.
+func TestGoesToCopyOfTarget(t *testing.T) {
+	for _, f := range []struct {
+		target, route, ruri, next string
+		want                      bool
+	}{
+		{"sip:bob@192.0.2.1:5062", "", "sip:bob@192.0.2.1:5062", "", true},
+		{"sip:bob@192.0.2.1:5062", "", "sip:bob@192.0.2.1:5062", "sip:bob@192.0.2.1:5062", true},
+		{"sip:bob@192.0.2.1:5062", "", "sip:bob@192.0.2.1:5062", "sip:mallory@192.0.2.9", false},
+		{"sip:bob@192.0.2.1:5062", "<sip:p1.example.com;lr>", "sip:bob@192.0.2.1:5062", "sip:p1.example.com;lr", true},
+		{"sip:bob@192.0.2.1:5062", "<sip:p1.example.com;lr>", "sip:bob@192.0.2.1:5062", "sip:P1.example.com;lr", true},
+		{"sip:bob@192.0.2.1:5062", "<sip:p1.example.com;lr>", "sip:bob@192.0.2.1:5062", "sip:p2.example.com;lr", false},
+		{"sip:bob@192.0.2.1:5062", "<sip:p1.example.com;lr>", "sip:bob@192.0.2.1:5062", "sip:bob@192.0.2.1:5062", false},
+		{"sip:bob@192.0.2.1:5062", "<sip:[bad;lr>", "sip:bob@192.0.2.1:5062", "sip:[bad;lr", false},
+		{"sip:bob@[bad", "", "sip:bob@[bad", "", false},
+		{"sip:bob@192.0.2.1:5062", "", "sip:BOB@192.0.2.1:5062", "", false}, // the user is case-sensitive
+		{"sip:bob@host.example.com", "", "sip:bob@HOST.example.com", "", true},
+	} {
+		var g dlg
+		g.hasCallee = true
+		if !g.putTarget(toCallee, []byte(f.target), nil) || !g.put([]byte(f.route), &g.route[toCallee]) {
+			t.Fatal("not stored")
+		}
+		ruri := []byte(f.ruri)
+		next := []byte(f.next)
+		if f.next == "" {
+			next = ruri // no Route left: the next hop is the Request-URI itself
+		}
+		if got := g.goesTo(toCallee, ruri, next); got != f.want {
+			t.Errorf("target %q route %q: request to %q next %q goes there %v, want %v", f.target, f.route, f.ruri, f.next, got, f.want)
+		}
+	}
+}
