@@ -272,7 +272,7 @@ func TestMatchAllocatesNothing(t *testing.T) {
 	e := newEnv(t, nil)
 	c := e.invite("alloc-match")
 	c.respond(0, 200, "b")
-	var n, m, p, v, f float64 = -1, -1, -1, -1, -1
+	var n, m, p, v, f, de float64 = -1, -1, -1, -1, -1, -1
 	e.Route = func(rc *routing.Ctx) {
 		if !rc.LooseRoute() {
 			t.Error("not loose-routed")
@@ -300,6 +300,11 @@ func TestMatchAllocatesNothing(t *testing.T) {
 			}
 		})
 		m = testing.AllocsPerRun(1000, func() { e.d.IsInDialog(rc) })
+		de = testing.AllocsPerRun(1000, func() {
+			if has, ended := e.d.DialogEnded(rc); !has || ended {
+				t.Fatal("the dialog not named, or ended")
+			}
+		})
 		id, _ := parseID(rc.R.DialogRouteParam(didParam))
 		p = testing.AllocsPerRun(1000, func() {
 			var buf [2048]byte
@@ -311,8 +316,8 @@ func TestMatchAllocatesNothing(t *testing.T) {
 	}
 	c.inDialog("INFO", true, "b", 11)
 	c.inDialogTo("BYE", true, "b", 12, "sip:alice@"+callerAddr, nil, "")
-	if n != 0 || m != 0 || p != 0 || v != 0 || f != 0 {
-		t.Fatalf("MatchDialog %.2f, IsInDialog %.2f, MatchDialogID %.2f, ValidateDialog %.2f, FixRouteDialog %.2f allocations", n, m, p, v, f)
+	if n != 0 || m != 0 || p != 0 || v != 0 || f != 0 || de != 0 {
+		t.Fatalf("MatchDialog %.2f, IsInDialog %.2f, MatchDialogID %.2f, ValidateDialog %.2f, FixRouteDialog %.2f, DialogEnded %.2f allocations", n, m, p, v, f, de)
 	}
 }
 

@@ -1012,3 +1012,63 @@ func TestEarlyTimeoutCancels(t *testing.T) {
 		t.Fatalf("cancels %d", e.d.cancels.Get())
 	}
 }
+
+// TestDialogEnded: what DialogEnded tells a route that counts calls of
+// its own (the provider's fraud limits) after MatchDialog: a BYE while
+// the call rings is matched and ends nothing; one with another To tag
+// is not matched and ends nothing; the answered call's BYE ends it; a
+// BYE after that names a dialog that ended, unmatched; the BYE of a
+// call relayed without a dialog names none.
+func TestDialogEnded(t *testing.T) {
+	e := newEnv(t, nil)
+	type answer struct{ matched, hasDialog, ended bool }
+	var got []answer
+	withDialog := true
+	e.Route = func(c *routing.Ctx) {
+		if !c.HasToTag() {
+			if withDialog {
+				if !e.d.CreateDialog(c) {
+					t.Fatal("no dialog")
+				}
+			} else {
+				c.RecordRoute()
+			}
+			c.Relay()
+			return
+		}
+		if !c.LooseRoute() {
+			t.Errorf("%s not loose-routed", c.Msg().Method())
+			return
+		}
+		matched := e.d.MatchDialog(c)
+		hasDialog, ended := e.d.DialogEnded(c)
+		got = append(got, answer{matched, hasDialog, ended})
+		c.Relay()
+	}
+	c := e.invite("ended-1")
+	c.respond(0, 180, "b1")
+	c.inDialog("BYE", true, "b1", 11)
+	c.respond(0, 200, "b1")
+	c.inDialog("BYE", true, "other", 12)
+	c.inDialog("BYE", true, "b1", 13)
+	c.inDialog("BYE", false, "b1", 14)
+	withDialog = false
+	c = e.invite("ended-2")
+	c.respond(0, 200, "b2")
+	c.inDialog("BYE", true, "b2", 11)
+	want := []answer{
+		{true, true, false},   // early BYE
+		{false, true, false},  // another To tag
+		{true, true, true},    // the answered call's BYE
+		{false, true, true},   // after the end
+		{false, false, false}, // a call without a dialog
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d in-dialog requests routed, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("request %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}

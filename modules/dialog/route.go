@@ -195,6 +195,34 @@ func (d *Dialog) IsInDialog(c *routing.Ctx) bool {
 	return found
 }
 
+// DialogEnded is for a route that keeps a count of its own for each call
+// (the provider's fraud limits; OpenSIPS's fraud_detection counts a call
+// until the dialog's end callback): after MatchDialog, or MatchDialogID
+// (topology hiding's Match), on an in-dialog request, hasDialog reports
+// whether the request names a dialog of ours (the id in our verified
+// Route, or the one MatchDialogID put in SlotDialog; the requests of a
+// call relayed without CreateDialog name none) and ended whether that
+// dialog is no longer held. For a BYE they matched, ended is whether
+// the BYE ended the dialog: the confirmed dialog's BYE does, a BYE while
+// it is early does not. A BYE they did not match (another To tag, sent
+// elsewhere than to the other party, a dialog ended already) ended
+// nothing, whatever ended says. It changes nothing and allocates nothing.
+func (d *Dialog) DialogEnded(c *routing.Ctx) (hasDialog, ended bool) {
+	id, ok := parseID(c.R.DialogRouteParam(didParam))
+	if !ok {
+		if id = uint64(c.Value(SlotDialog)); id == 0 {
+			return false, false
+		}
+	}
+	callID := c.Msg().CallID()
+	h := shards.Sum(callID)
+	s := d.tbl.Shard(h)
+	s.Lock()
+	e := find(s, h, callID, id)
+	s.Unlock()
+	return true, e == nil
+}
+
 // MatchDialog finds the dialog of an in-dialog request loose-routed by
 // our Record-Route (OpenSIPS match_dialog(), which loose_route does on
 // its own there): the id in our Route, whose signature the core verified

@@ -45,6 +45,9 @@ func TestCheckAllocatesNothing(t *testing.T) {
 			t.Errorf("%s: %v allocations per Check, result %v (want %v)", c.name, allocs, got, c.want)
 		}
 	}
+	if allocs := testing.AllocsPerRun(200, func() { e.f.CountsConcurrent(1) }); allocs != 0 {
+		t.Errorf("%v allocations per CountsConcurrent", allocs)
+	}
 }
 
 func TestTrackedCallAllocatesNothing(t *testing.T) {

@@ -28,7 +28,7 @@ func (l Lease) Release() {
 
 // Tracker keeps the leases of calls in progress until the calls end. The
 // module has its own (a calltrack table: released on a final non-2xx,
-// a BYE or a timeout, since the proxy keeps no dialog state); a dialog
+// a BYE the route says ended the call, or a timeout); a dialog
 // module can take its place with SetTracker, keeping the lease with its
 // dialog and releasing it when the dialog ends.
 type Tracker interface {
@@ -73,9 +73,31 @@ func (f *Fraud) CallInUse(c *routing.Ctx, user []byte) bool {
 	return f != nil && f.tracker == Tracker(f.calls) && f.calls.InUse(c, user)
 }
 
+// CountsConcurrent reports whether a rule of profile has a
+// concurrent_calls threshold (warning or critical) in the rules loaded
+// now. A route that keeps dialogs gives the calls Check counts under
+// such a profile one, and frees a call's place only when a BYE ended
+// its dialog (OpenSIPS's fraud_detection counts a call until the dialog
+// module says it ended): without a dialog, nothing tells a BYE that
+// reaches the other party from one the caller addressed to herself,
+// with another To tag, or sent while the call still rings, and any of
+// them would free her place while the call goes on. False for a nil
+// *Fraud. It allocates nothing.
+func (f *Fraud) CountsConcurrent(profile int) bool {
+	if f == nil {
+		return false
+	}
+	t := f.rules.Load().profiles[profile]
+	return t != nil && t.concurrent
+}
+
 // CallEnded releases the call of a BYE the route relays (in-dialog, after
-// loose_route): the call is over whichever side hung up. It does nothing
-// for other methods, or when the call is not tracked.
+// loose_route): the call is over whichever side hung up. A route that
+// keeps dialogs calls it only for a BYE that ended the call's dialog (see
+// CountsConcurrent): the table keeps no To tags nor targets, and cannot
+// tell that BYE from one sent elsewhere, with another To tag, or while
+// the call rings. It does nothing for other methods, or when the call is
+// not tracked.
 func (f *Fraud) CallEnded(c *routing.Ctx) {
 	if f != nil {
 		f.calls.CallEnded(c)

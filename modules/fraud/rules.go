@@ -97,6 +97,9 @@ type node struct {
 type trie struct {
 	nodes []node
 	order []int32 // indexes into ruleSet.rules
+	// concurrent: a rule of the profile has a concurrent_calls
+	// threshold (CountsConcurrent).
+	concurrent bool
 }
 
 // match returns the rule with the longest prefix of number that is active
@@ -169,6 +172,9 @@ func buildRules(rows []store.FraudRule) (*ruleSet, []error) {
 		}
 		n := t.insert(r.prefix)
 		perNode[t][n] = append(perNode[t][n], int32(i))
+		if r.limits[paramConcurrent] != (limit{}) {
+			t.concurrent = true
+		}
 	}
 	for t, lists := range perNode {
 		for n := range t.nodes {

@@ -138,3 +138,35 @@ func TestWallClock(t *testing.T) {
 		}
 	}
 }
+
+// TestCountsConcurrent: a profile counts concurrent calls once one of its
+// rules has a concurrent_calls threshold, warning or critical, and no
+// longer once that rule is gone; other profiles, and a nil *Fraud, do not.
+func TestCountsConcurrent(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	if e.f.CountsConcurrent(1) {
+		t.Fatal("no rules: counts concurrent calls")
+	}
+	e.rule(store.FraudRule{Prefix: "0900", CPM: store.FraudLimit{Critical: 5}})
+	if e.f.CountsConcurrent(1) {
+		t.Fatal("a rule without concurrent thresholds: counts concurrent calls")
+	}
+	r := e.rule(store.FraudRule{Prefix: "00", ConcurrentCalls: store.FraudLimit{Warning: 4}})
+	e.rule(store.FraudRule{Profile: 3, Prefix: "00", ConcurrentCalls: store.FraudLimit{Critical: 4}})
+	if !e.f.CountsConcurrent(1) || e.f.CountsConcurrent(2) || !e.f.CountsConcurrent(3) {
+		t.Fatalf("profiles 1, 2, 3 count concurrent calls: %v, %v, %v, want true, false, true",
+			e.f.CountsConcurrent(1), e.f.CountsConcurrent(2), e.f.CountsConcurrent(3))
+	}
+	if err := e.st.DeleteFraudRule(ctx, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.f.LoadRules(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e.f.CountsConcurrent(1) {
+		t.Fatal("the concurrent rule deleted: profile 1 still counts concurrent calls")
+	}
+	if (*Fraud)(nil).CountsConcurrent(1) {
+		t.Fatal("a nil *Fraud counts concurrent calls")
+	}
+}

@@ -17,6 +17,8 @@ import (
 
 // withFraud builds the fraud module as the server does (profile 1, UTC)
 // on a store of its own holding rules; it returns the module through f.
+// The dialog module it needs comes from the harness's accounting or
+// from withTopohiding.
 func withFraud(t *testing.T, f **fraud.Fraud, rules ...store.FraudRule) func(*shards.Clock) map[string]any {
 	return func(clock *shards.Clock) map[string]any {
 		st, err := store.Open(t.TempDir(), store.Options{})

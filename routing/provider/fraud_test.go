@@ -7,13 +7,17 @@ import (
 	"log/slog"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
 	"switchboard/modules"
 	"switchboard/modules/auth"
+	"switchboard/modules/dialog"
 	"switchboard/modules/fraud"
 	"switchboard/modules/registrar"
+	"switchboard/modules/topohiding"
+	"switchboard/parser"
 	"switchboard/routing"
 	"switchboard/shards"
 	"switchboard/store"
@@ -54,16 +58,19 @@ func newFraudHarness(t *testing.T, rules ...store.FraudRule) (*harness, *fraud.F
 	}
 	settings := fraud.DefaultSettings()
 	settings.Timezone = "UTC"
+	// The dialog module too, as the server has it (with its defaults):
+	// the fraud limits count concurrent calls by their dialogs.
 	set, err := modules.Build(modules.Services{Store: st, Clock: h.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		map[string]any{"fraud": settings}, "fraud")
+		map[string]any{"fraud": settings}, "fraud", "dialog")
 	if err != nil {
 		t.Fatal(err)
 	}
 	perms := trustedGateways(t, st, h.clock) // 127.0.0.2 (UDP) is a trusted gateway
 	t.Cleanup(func() { set.Stop(); perms.Stop(); a.Close(); reg.Close(); st.Close() })
 	f := set.Get("fraud").(*fraud.Fraud)
+	h.dlg = set.Get("dialog").(*dialog.Dialog)
 	env := &routing.Env{Domains: routing.NewDomains([]string{"example.com", "127.0.0.1"}),
-		Modules: map[string]any{"registrar": reg, "auth": a, "fraud": f, "permissions": perms.Get("permissions"),
+		Modules: map[string]any{"registrar": reg, "auth": a, "fraud": f, "dialog": h.dlg, "permissions": perms.Get("permissions"),
 			"provider": Options{TrustedGroup: 1}}}
 	rs, _ := routing.Lookup("provider")
 	rt, err := routing.NewRouter(rs, env)
@@ -75,6 +82,10 @@ func newFraudHarness(t *testing.T, rules ...store.FraudRule) (*harness, *fraud.F
 		t.Fatal(err)
 	}
 	t.Cleanup(h.core.Close)
+	set.SetCore(h.core)
+	if err := set.Start(); err != nil {
+		t.Fatal(err)
+	}
 	return h, f
 }
 
@@ -246,5 +257,180 @@ func TestForgedSpiralRefused(t *testing.T) {
 		if st.ConcurrentCalls != 0 {
 			t.Fatalf("bob counted %+v, want none", st)
 		}
+	}
+}
+
+// concurrentOf is user's count of calls in progress under the rule of
+// prefix.
+func concurrentOf(f *fraud.Fraud, user, prefix string) int32 {
+	for _, s := range f.Stats(user) {
+		if s.Prefix == prefix {
+			return s.ConcurrentCalls
+		}
+	}
+	return 0
+}
+
+// respondWith is the callee's response to a relayed INVITE with its To
+// tag, our Record-Route and its Contact.
+func respondWith(t *testing.T, inv sentMsg, code int, tag, contact string) string {
+	t.Helper()
+	var m parser.Message
+	if err := m.Parse([]byte(inv.data)); err != nil {
+		t.Fatal(err)
+	}
+	extra := "Record-Route: " + headerValue(inv.data, "Record-Route") + "\r\nContact: <" + contact + ">\r\n"
+	return string(parser.AppendResponseHeaders(nil, &m, code, nil, []byte(tag), []byte(extra)))
+}
+
+// byeOf is a BYE on the Route of the call of INVITE inv (our signed
+// Record-Route), addressed to ruri, with the From and To given (the
+// call's Call-ID), sent from src.
+func byeOf(inv sentMsg, src, ruri, from, to string) string {
+	seq++
+	return fmt.Sprintf("BYE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-bye%d\r\nMax-Forwards: 70\r\n"+
+		"Route: %s\r\nFrom: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %d BYE\r\nContent-Length: 0\r\n\r\n",
+		ruri, src, seq, headerValue(inv.data, "Record-Route"), from, to, headerValue(inv.data, "Call-ID"), 100+seq)
+}
+
+// TestForgedByeKeepsConcurrentCount: with the fraud limits alone (no
+// accounting, topology hiding or session timers) calls had no dialog,
+// and any BYE on a call's signed Route freed its place under
+// concurrent_calls_critical, wherever it went: alice, with a limit of 3
+// (two calls up, the third refused), sent for each of her answered calls
+// a BYE with its Call-ID and her From tag, another To tag, addressed to
+// herself, and for a call still ringing a BYE with the callee's early To
+// tag: both calls stayed up with her count at 0, and she could have any
+// number up. Her calls now get dialogs: a BYE frees the place only when
+// it ends the call's dialog, so both forged BYEs are relayed as
+// addressed, to her, end nothing, and her third call gets 403. Her BYE
+// with the call's own tags addressed to herself goes to the callee at
+// its Contact (FixRouteDialog) and ends the call for both, freeing its
+// place, as does the callee's BYE of the other call.
+func TestForgedByeKeepsConcurrentCount(t *testing.T) {
+	h, f := newFraudHarness(t,
+		store.FraudRule{Profile: 1, Prefix: "0900", ConcurrentCalls: store.FraudLimit{Critical: 3}})
+	const alicePhone, aliceContact, gw = "127.0.0.1:6100", "sip:x@127.0.0.1:5062", "127.0.0.2:5090"
+	const alice = "alice@example.com"
+	dial := func(n string) sentMsg {
+		t.Helper()
+		return aliceDials(h, "sip:0900"+n+"@"+gw, "")
+	}
+	isBye := func(s sentMsg) bool { return final(s) || strings.HasPrefix(s.data, "BYE ") }
+	callee := func(inv sentMsg, tag string) string {
+		return "<" + strings.Fields(inv.data)[1] + ">;tag=" + tag
+	}
+
+	// An answered call, and a BYE with another To tag addressed to her.
+	inv1 := dial("100")
+	if inv1.dst != gw || !isINVITE(inv1) {
+		t.Fatalf("call 1: %s %q", inv1.dst, strings.SplitN(inv1.data, "\r\n", 2)[0])
+	}
+	if up := h.send(gw, respondWith(t, inv1, 200, "gw1", "sip:0900100@"+gw), final); status(up.data) != "200 OK" {
+		t.Fatalf("call 1's 200 upstream: %+v", up)
+	}
+	s := h.send(alicePhone, byeOf(inv1, alicePhone, aliceContact, headerValue(inv1.data, "From"), callee(inv1, "other")), isBye)
+	if s.dst != "127.0.0.1:5062" || !strings.HasPrefix(s.data, "BYE "+aliceContact+" ") {
+		t.Fatalf("her BYE of call 1 with another To tag, addressed to herself: %s %q", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+	}
+	// A call ringing, and her BYE with the callee's early tag addressed
+	// to her; then it is answered.
+	inv2 := dial("101")
+	if inv2.dst != gw || !isINVITE(inv2) {
+		t.Fatalf("call 2: %s %q", inv2.dst, strings.SplitN(inv2.data, "\r\n", 2)[0])
+	}
+	h.send(gw, respondWith(t, inv2, 180, "gw2", "sip:0900101@"+gw), func(s sentMsg) bool { return strings.HasPrefix(s.data, "SIP/2.0 180") })
+	s = h.send(alicePhone, byeOf(inv2, alicePhone, aliceContact, headerValue(inv2.data, "From"), callee(inv2, "gw2")), isBye)
+	if s.dst != "127.0.0.1:5062" || !strings.HasPrefix(s.data, "BYE "+aliceContact+" ") {
+		t.Fatalf("her early BYE of call 2 addressed to herself: %s %q", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+	}
+	if up := h.send(gw, respondWith(t, inv2, 200, "gw2", "sip:0900101@"+gw), final); status(up.data) != "200 OK" {
+		t.Fatalf("call 2's 200 upstream: %+v", up)
+	}
+	if n := concurrentOf(f, alice, "0900"); n != 2 {
+		t.Fatalf("alice has %d calls in progress after the forged BYEs, want 2", n)
+	}
+	if s := dial("102"); status(s.data) != "403 Forbidden" {
+		t.Fatalf("her third call, two up: %s %q, want 403 Forbidden", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+	}
+
+	// Her BYE of call 1 with its tags, addressed to herself: to the
+	// callee's Contact, and the call ends.
+	s = h.send(alicePhone, byeOf(inv1, alicePhone, aliceContact, headerValue(inv1.data, "From"), callee(inv1, "gw1")), isBye)
+	if s.dst != gw || !strings.HasPrefix(s.data, "BYE sip:0900100@"+gw+" ") {
+		t.Fatalf("her BYE of call 1 addressed to herself: %s %q, want it at the callee", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+	}
+	if n := concurrentOf(f, alice, "0900"); n != 1 {
+		t.Fatalf("alice has %d calls in progress after call 1's BYE, want 1", n)
+	}
+	inv4 := dial("103")
+	if !isINVITE(inv4) {
+		t.Fatalf("her call after call 1 ended: %q", strings.SplitN(inv4.data, "\r\n", 2)[0])
+	}
+	// The callee hangs up call 2.
+	s = h.send(gw, byeOf(inv2, gw, aliceContact, callee(inv2, "gw2"), headerValue(inv2.data, "From")), isBye)
+	if s.dst != "127.0.0.1:5062" || !strings.HasPrefix(s.data, "BYE ") {
+		t.Fatalf("the callee's BYE of call 2: %s %q", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+	}
+	if n := concurrentOf(f, alice, "0900"); n != 1 {
+		t.Fatalf("alice has %d calls in progress after the callee's BYE, want 1 (call 4 ringing)", n)
+	}
+}
+
+// TestHiddenEarlyByeKeepsConcurrentCount: with topohiding.calls, a
+// hidden call's requests come to the proxy's Contact, and any BYE
+// topology hiding matched freed the caller's place under
+// concurrent_calls_critical: alice's BYE while bob's phone rang, with its
+// early To tag, was relayed to bob's phone and freed it, and bob's
+// phone, answering anyway, had her call up uncounted. A BYE now frees it
+// only when it ends the call's dialog: her early BYE reaches bob and ends
+// nothing, her next call gets 403 while this one is up, and her BYE of
+// the answered call frees the place.
+func TestHiddenEarlyByeKeepsConcurrentCount(t *testing.T) {
+	var f *fraud.Fraud
+	all := topohiding.DefaultSettings()
+	all.Calls = true
+	h := newHarnessWith(t, true, Options{TrustedGroup: 1}, withTopohiding(t, all, withFraud(t, &f,
+		store.FraudRule{Profile: 1, Prefix: "", ConcurrentCalls: store.FraudLimit{Critical: 2}})))
+	const bobPhone, alicePhone = "127.0.0.1:6000", "127.0.0.1:6100"
+	if r := registerBob(t, h, bobPhone, "sip:bob@"+bobPhone); status(r) != "200 OK" {
+		t.Fatalf("REGISTER: %s", r)
+	}
+	isBye := func(s sentMsg) bool { return final(s) || strings.HasPrefix(s.data, "BYE ") }
+	inv := aliceDials(h, "sip:bob@example.com", "")
+	if inv.dst != bobPhone || !hidden(inv.data, true, alicePhone) {
+		t.Fatalf("alice's call to bob: %s\n%s", inv.dst, inv.data)
+	}
+	ringing := h.send(bobPhone, respondWith(t, inv, 180, "b1", "sip:bob@"+bobPhone), func(s sentMsg) bool { return strings.HasPrefix(s.data, "SIP/2.0 180") })
+	contact := strings.Trim(hdr(ringing.data, "Contact"), "<>")
+	from, to := hdr(ringing.data, "From"), hdr(ringing.data, "To")
+	if !strings.Contains(contact, "thinfo=") || !strings.Contains(to, "tag=b1") {
+		t.Fatalf("the 180 to alice: %s", ringing.data)
+	}
+	bye := func() string {
+		seq++
+		return "BYE " + contact + " SIP/2.0\r\nVia: SIP/2.0/UDP " + alicePhone + ";branch=z9hG4bK-hb" + strconv.Itoa(seq) + "\r\nMax-Forwards: 70\r\n" +
+			"From: " + from + "\r\nTo: " + to + "\r\nCall-ID: " + hdr(ringing.data, "Call-ID") + "\r\nCSeq: " + strconv.Itoa(100+seq) + " BYE\r\nContent-Length: 0\r\n\r\n"
+	}
+	if s := h.send(alicePhone, bye(), isBye); s.dst != bobPhone || !strings.HasPrefix(s.data, "BYE sip:bob@"+bobPhone+" ") {
+		t.Fatalf("alice's early BYE: %s %q", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+	}
+	if n := concurrent(f); n != 1 {
+		t.Fatalf("alice has %d calls in progress after her early BYE, want 1", n)
+	}
+	if up := h.send(bobPhone, respondWith(t, inv, 200, "b1", "sip:bob@"+bobPhone), final); status(up.data) != "200 OK" {
+		t.Fatalf("bob's 200 upstream: %+v", up)
+	}
+	if s := aliceDials(h, "sip:bob@example.com", ""); status(s.data) != "403 Forbidden" {
+		t.Fatalf("alice's second call, one up: %s %q, want 403 Forbidden", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+	}
+	if s := h.send(alicePhone, bye(), isBye); s.dst != bobPhone || !strings.HasPrefix(s.data, "BYE ") {
+		t.Fatalf("alice's BYE: %s %q", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+	}
+	if n := concurrent(f); n != 0 {
+		t.Fatalf("alice has %d calls in progress after her BYE of the answered call, want 0", n)
+	}
+	if s := aliceDials(h, "sip:bob@example.com", ""); !isINVITE(s) {
+		t.Fatalf("alice's call once the first ended: %s %q", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
 	}
 }

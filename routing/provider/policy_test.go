@@ -166,12 +166,19 @@ func withFraudRule(t *testing.T, next func(*shards.Clock) map[string]any, rule s
 		}
 		s := fraud.DefaultSettings()
 		s.Timezone = "UTC"
-		set, err := modules.Build(modules.Services{Store: st, Clock: clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, map[string]any{"fraud": s}, "fraud")
+		only := []string{"fraud"}
+		if mods["dialog"] == nil {
+			only = append(only, "dialog") // the fraud limits need it
+		}
+		set, err := modules.Build(modules.Services{Store: st, Clock: clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, map[string]any{"fraud": s}, only...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(set.Stop)
 		mods["fraud"] = set.Get("fraud")
+		if d := set.Get("dialog"); d != nil {
+			mods["dialog"], mods["\x00fraud set"] = d, set
+		}
 		return mods
 	}
 }

@@ -10,7 +10,7 @@
 //	    if ($ua =~ "friendly-scanner" || ...) drop;  # scanner: patterns and fingerprints, no answer
 //	    if (is_method("INVITE") || has_totag()) sip_trace("hep", "t");  # siptrace.mode: route
 //	    if (topology_hiding_match()) {           # to the Contact of a hidden call: the other party
-//	        route(nat_detect); route(fraud_release) for a BYE; t_relay(); exit;
+//	        route(nat_detect); route(fraud_release) for a BYE that ended the dialog; t_relay(); exit;
 //	    }                                        # a token that does not verify: 403; of a call that ended: 481
 //	    if (has_totag()) {                       # in-dialog
 //	        if (loose_route()) {                 # our signed Record-Route only
@@ -25,8 +25,9 @@
 //	            }
 //	            route(nat_detect);
 //	            if (check_route_param("nat=yes")) setflag(NAT_REPLIES);
-//	            match_dialog();                  # with accounting: a BYE ends the call's dialog
-//	            if (is_method("BYE") && !is_in_dialog()) route(fraud_release);  # it ended one
+//	            match_dialog();                  # a BYE ends the call's dialog (its record written)
+//	            if (is_method("BYE") && ($DLG_ended_by_it || !$DLG_did)) route(fraud_release);
+//	            # the call's dialog ended by this BYE; a call without a dialog: any BYE
 //	            uac_restore_from(); uac_restore_to();   # and the CSeq after uac_auth
 //	            t_relay(); exit;
 //	        }
@@ -89,14 +90,15 @@
 //	        check_fraud("$fU@$fd", "$oU", $fraud_profile);  # the dialled number
 //	        if ($rc == -2) { sl_send_reply(403, "Forbidden"); exit; }  # critical
 //	        # (the Call-ID and From tag of a call in progress: 482 Loop Detected)
-//	    }                                        # -1, warning: logged, goes on
+//	        if ($rc != 2 && $fraud_concurrent) $counted = 1;  # a rule of the profile has a
+//	    }                                        # concurrent_calls threshold; -1, warning: goes on
 //	    route(acc);
 //	    route(hide);
 //	}
-//	route[acc] {                                 # accounting on (acc.store or acc.file)
+//	route[acc] {                                 # accounting on (acc.store or acc.file), or $counted
 //	    if (is_method("INVITE")) {
 //	        if (!create_dialog()) { sl_send_reply(503, "Too Many Calls"); exit; }  # dialog.max_dialogs
-//	        do_accounting("db", "cdr|failed");   # the record is written when the dialog ends
+//	        if ($acc) do_accounting("db", "cdr|failed");  # the record is written when the dialog ends
 //	    }
 //	}
 //	# sst.enabled: every INVITE relayed gets a dialog, around its create_dialog():
@@ -155,7 +157,8 @@
 // subscriber is marked so that its failure (busy, no answer, declined,
 // canceled) is a missed call (the missed_calls table). A call refused
 // before it is relayed (a challenge, 480, 403) has no dialog and no
-// record. Without accounting no dialog is created: a provider that wants
+// record. Without accounting, topology hiding, session timers or a
+// concurrent-call limit no dialog is created: a provider that wants
 // dialogs for other reasons (timeouts, profiles) adds CreateDialog itself
 // (docs/routing.md).
 //
@@ -175,12 +178,27 @@
 // hidden call's in-dialog requests (it lives in our Record-Route).
 //
 // route(fraud_release) ends a call counted in the caller's concurrent
-// calls; OpenSIPS's fraud_detection does it from dialog callbacks, this
-// route set without dialog state (see modules/fraud).
+// calls. OpenSIPS's fraud_detection counts them through the dialog
+// module (it does not load without it), and so does this route set: a
+// call Check counted ($rc 1 or -1) under a profile with a
+// concurrent_calls threshold gets a dialog even without accounting, and
+// a BYE frees its place only when it ended that dialog (DialogEnded): a
+// BYE while the call rings, with another To tag, or one the dialog
+// module did not let reach the other party frees nothing. Without the
+// dialog, any BYE on the call's signed Route freed it, wherever it went
+// and whatever its To tag: a caller with concurrent_calls_critical 3
+// sent a BYE addressed to herself for each call and had any number up.
+// A call that has no dialog (counted while its profile had no such
+// threshold: the rules changed since) is freed by any BYE, as before.
+// Calls are not given dialogs for rules without concurrent thresholds
+// (calls per minute, of the day, sequential), nor when the profile is 0
+// or no rule matched. The route set is not built with the fraud module
+// and without the dialog module (a binary built without modules/dialog).
 //
 // validate_dialog and fix_route_dialog are the dialog module's
-// ValidateDialog and FixRouteDialog, when calls have dialogs (accounting
-// or topology hiding on). Our signed Record-Route binds an in-dialog
+// ValidateDialog and FixRouteDialog, when calls have dialogs (accounting,
+// topology hiding, session timers or a concurrent-call limit on). Our
+// signed Record-Route binds an in-dialog
 // request to its dialog, not to where it goes: the party sending it picks
 // the Request-URI and any Route after ours. A request of an answered call
 // whose Request-URI is not the other party's target as the dialog knows
@@ -199,9 +217,10 @@
 // dropped) and changes nothing. The gateway check runs on the request as
 // fixed: it goes where the call's own requests go, a gateway only for a
 // trunk's call. A BYE frees the fraud count only when it ended the dialog
-// (an early dialog's BYE ends nothing; the INVITE's failure frees it). Without dialogs nothing knows the parties' targets
-// and a BYE frees the count wherever it goes; hidden calls are sent to
-// the other party's stored target by topology hiding itself.
+// (an early dialog's BYE ends nothing; the INVITE's failure frees it),
+// which is why every call counted under a concurrent limit has one.
+// Hidden calls are sent to the other party's stored target by topology
+// hiding itself, and their BYEs follow the same rule.
 //
 // Every refusal is a stateless reply (sl_send_reply): one response packet
 // for one request, no transaction held and no retransmissions, so a
@@ -295,6 +314,8 @@
 package provider
 
 import (
+	"errors"
+
 	"switchboard/modules/acc"
 	"switchboard/modules/aliases"
 	"switchboard/modules/auth"
@@ -364,7 +385,7 @@ type routes struct {
 	dr      *drouting.Drouting
 	dp      *dialplan.Dialplan
 	acc     *acc.Acc
-	dlg     *dialog.Dialog // set when accounting, topology hiding or session timers are on: calls get dialogs
+	dlg     *dialog.Dialog // set with accounting, topology hiding, session timers or the fraud module: calls get dialogs
 	sst     *sst.SST       // session timers (RFC 4028), with sst.enabled
 	th      *topohiding.TopoHiding
 	accOn   bool // acc.store or acc.file: every INVITE relayed gets a dialog
@@ -405,8 +426,15 @@ func newRoutes(env *routing.Env) (*routing.Routes, error) {
 	if m, _ := env.Module("sst").(*sst.SST); m.Enabled() {
 		p.sst = m
 	}
-	if p.accOn || p.th.HideCalls() || p.th.HideTrunks() || p.sst != nil {
+	if p.accOn || p.th.HideCalls() || p.th.HideTrunks() || p.sst != nil || p.fraud != nil {
 		p.dlg, _ = env.Module("dialog").(*dialog.Dialog)
+	}
+	if p.fraud != nil && p.dlg == nil {
+		// As OpenSIPS's fraud_detection, which does not load without the
+		// dialog module: only a dialog's end tells a BYE that ended the
+		// call from one that went elsewhere, and without it any BYE
+		// freed the caller's place under the concurrent-call limits.
+		return nil, errors.New("provider: the fraud module counts concurrent calls by their dialogs: the dialog module (modules/dialog) must be compiled in with it")
 	}
 	p.nh, _ = env.Module("nathelper").(*nathelper.NATHelper)
 	p.trace, _ = env.Module("siptrace").(*siptrace.SipTrace)
@@ -568,13 +596,9 @@ func (p *routes) inDialog(c *routing.Ctx) {
 		if p.nh.Enabled() && c.R.DialogRouteParam(nathelper.RouteParam) != nil {
 			c.SetFlag(nathelper.FlagNATReplies) // the dialog has a side behind NAT
 		}
-		if p.dlg != nil {
-			p.dlg.MatchDialog(c) // a BYE ends the dialog: the call's record is written
-		}
+		matched := p.dlg != nil && p.dlg.MatchDialog(c) // a BYE ends the dialog: the call's record is written
 		auth.ConsumeCredentials(c)
-		if c.IsMethod(parser.MethodBye) && (p.dlg == nil || !p.dlg.IsInDialog(c)) {
-			// A BYE ends the call the fraud limits count; with dialogs,
-			// only one that ended its dialog (not an early dialog's).
+		if c.IsMethod(parser.MethodBye) && p.byeEndedCall(c, matched) {
 			p.fraud.CallEnded(c)
 		}
 		p.uac.Restore(c) // what uac_auth and uac_replace_* did to the dialog's first request
@@ -613,7 +637,9 @@ func (p *routes) hiddenCall(c *routing.Ctx, v topohiding.Verdict) {
 	if v == topohiding.Matched {
 		p.natDetect(c) // force_rport and the SDP of a party behind NAT
 		auth.ConsumeCredentials(c)
-		p.fraud.CallEnded(c)
+		if c.IsMethod(parser.MethodBye) && p.byeEndedCall(c, true) {
+			p.fraud.CallEnded(c) // Match ended the dialog: not while it rings
+		}
 		if p.rtp.Enabled() {
 			p.rtp.Manage(c, nil, p.afterDialogMedia)
 			return
@@ -636,6 +662,21 @@ func (p *routes) hiddenCall(c *routing.Ctx, v topohiding.Verdict) {
 		return
 	}
 	refuse(c, 481, "Call/Transaction Does Not Exist")
+}
+
+// byeEndedCall reports whether a BYE, matched to its dialog or not
+// (MatchDialog, topology hiding's Match), ends the call the fraud limits
+// count (route(fraud_release)): one of a call with a dialog only when it
+// ended that dialog, so not a BYE while the call rings, with another To
+// tag, or one the dialog module did not let reach the other party; any
+// BYE of a call without one (relayed while its profile had no
+// concurrent_calls threshold: nothing else tells them apart).
+func (p *routes) byeEndedCall(c *routing.Ctx, matched bool) bool {
+	if p.dlg == nil {
+		return true
+	}
+	hasDialog, ended := p.dlg.DialogEnded(c)
+	return !hasDialog || matched && ended
 }
 
 // pikeCheck is pike_check_req: a source over its rate (now banned: the
@@ -970,20 +1011,25 @@ func (p *routes) natReply(c *routing.ReplyCtx) {
 // relayCall relays a new request after the fraud limits (route[fraud]):
 // an INVITE of an authenticated local subscriber is checked against the
 // profile fraud.profile; critical gets 403 (482 when the INVITE has the
-// Call-ID and From tag of a call in progress), a warning goes on. With
+// Call-ID and From tag of a call in progress), a warning goes on; one
+// it counted under a profile with a concurrent_calls threshold gets its
+// dialog, whose end alone frees its place (byeEndedCall). With
 // accounting on, an INVITE gets its dialog (route[acc]), marked for a
 // missed call when it goes to a subscriber's phones (toSubscriber). An
 // INVITE to or from a trunk (trunk: to a drouting gateway, from a
 // trusted gateway) is hidden with topohiding.trunks, any INVITE with
 // topohiding.calls (route[hide]): it gets its dialog for that too.
 func (p *routes) relayCall(c *routing.Ctx, authenticated, toSubscriber, trunk bool) {
+	counted := false // in the caller's concurrent calls, under a limit of them
 	if profile := p.fraud.Profile(); profile != 0 && authenticated && c.IsMethod(parser.MethodInvite) {
 		var buf [256]byte
 		caller := fraud.AppendCaller(buf[:0], c)
 		// The number as routed (after the dial plan), as the drouting
 		// rules and the carrier see it: as dialled, a rule for +49900
 		// was passed by dialling 0900.
-		if p.fraud.Check(c, caller, c.RUser(), profile) == fraud.Critical {
+		res := p.fraud.Check(c, caller, c.RUser(), profile)
+		counted = res != fraud.NoRule && res != fraud.Critical && p.fraud.CountsConcurrent(profile)
+		if res == fraud.Critical {
 			if p.fraud.CallInUse(c, caller) {
 				// The Call-ID and From tag of a call in progress: a
 				// merged request (RFC 3261 §8.2.2.2), a second call
@@ -1001,7 +1047,9 @@ func (p *routes) relayCall(c *routing.Ctx, authenticated, toSubscriber, trunk bo
 		c.R.SetRecordRouteParam(trunkParamB, natYes)
 	}
 	hide := p.th.HideCalls() || trunk && p.th.HideTrunks()
-	if p.dlg != nil && c.IsMethod(parser.MethodInvite) && (p.accOn || hide || p.sst != nil) {
+	// A call counted under a concurrent limit gets its dialog too: only
+	// the dialog's end frees its place (byeEndedCall).
+	if p.dlg != nil && c.IsMethod(parser.MethodInvite) && (p.accOn || hide || p.sst != nil || counted) {
 		if !p.sst.CheckMin(c) { // sstCheckMin(1): 422 or 400, before there is a dialog to record
 			p.fraud.CallFailed(c)
 			return
