@@ -13,6 +13,15 @@ import (
 // validate.
 var ErrMalformedCDR = errors.New("malformed call record")
 
+// ErrCDRRefused is returned by AddCDRs when the database refused a
+// record's values by a rule of its own that CheckCDR does not know (a
+// constraint or a trigger an operator added, a value out of a column's
+// range): that record would be refused again, while the database takes
+// others. The batch was not written (all or none). Any other error (the
+// database unreachable, locked, read-only, full) says nothing about the
+// records.
+var ErrCDRRefused = errors.New("call record refused by the database")
+
 // CDR is one call's record: a row of the acc table (every call, answered
 // or failed), or of missed_calls (failed calls to our subscribers that
 // the route marked). modules/acc writes them from the dialogs' events.
@@ -209,7 +218,8 @@ func cdrWhere(f *CDRFilter) (string, []any) {
 
 // AddCDRs writes records in one transaction, each in its table (acc or
 // missed_calls), all or none, and sets their IDs. A record that does not
-// validate fails the whole batch before anything is written.
+// validate fails the whole batch before anything is written; one the
+// database refuses fails it with an error wrapping ErrCDRRefused.
 func (s *Store) AddCDRs(ctx context.Context, cs []CDR) error {
 	for i := range cs {
 		if err := CheckCDR(&cs[i]); err != nil {
@@ -219,7 +229,19 @@ func (s *Store) AddCDRs(ctx context.Context, cs []CDR) error {
 	if len(cs) == 0 {
 		return nil
 	}
-	return s.b.AddCDRs(ctx, cs)
+	err := s.b.AddCDRs(ctx, cs)
+	if err != nil && refusedRow(err) {
+		return fmt.Errorf("%w: %w", ErrCDRRefused, err)
+	}
+	return err
+}
+
+// refusedRow tells an error about the values of a row (a constraint, a
+// trigger's refusal, a value a column cannot hold) from one about the
+// database (unreachable, locked, read-only, full, a statement it does not
+// know), on every backend.
+func refusedRow(err error) bool {
+	return sqliteRefusedRow(err) || pgRefusedRow(err) || myRefusedRow(err)
 }
 
 // ForEachCDR calls fn with every record f selects, streamed (an export

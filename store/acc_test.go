@@ -142,6 +142,36 @@ func TestCDRForgedText(t *testing.T) {
 	})
 }
 
+// TestCDRRefusedByDatabase: a record the database refuses by a rule
+// CheckCDR does not know (here a CHECK constraint, on SQLite a trigger,
+// as an operator may add) fails its batch with ErrCDRRefused, so that
+// modules/acc can leave that record out and write the others; an error
+// about the database (closed, unreachable) is not ErrCDRRefused.
+func TestCDRRefusedByDatabase(t *testing.T) {
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		s := db.open(t, Options{})
+		if db.driver == DriverSQLite {
+			db.execRaw(t, s, `CREATE TRIGGER no_boom BEFORE INSERT ON acc_data WHEN NEW.call_id = 'boom'
+				BEGIN SELECT RAISE(ABORT, 'no boom'); END`)
+		} else {
+			db.execRaw(t, s, `ALTER TABLE acc ADD CONSTRAINT no_boom CHECK (call_id <> 'boom')`)
+		}
+		const t0 = int64(1_700_000_000_000)
+		err := s.AddCDRs(ctx, []CDR{cdrAt("fine", "alice", "bob", t0, false), cdrAt("boom", "alice", "bob", t0, false)})
+		if !errors.Is(err, ErrCDRRefused) {
+			t.Fatalf("refused row: %v, want ErrCDRRefused", err)
+		}
+		if n := db.count(t, s, "acc"); n != 0 {
+			t.Fatalf("%d rows written of a refused batch", n)
+		}
+		must(t, s.AddCDRs(ctx, []CDR{cdrAt("fine", "alice", "bob", t0, false)}))
+		s.Close()
+		if err := s.AddCDRs(ctx, []CDR{cdrAt("closed", "alice", "bob", t0, false)}); err == nil || errors.Is(err, ErrCDRRefused) {
+			t.Fatalf("closed store: %v, want an error other than ErrCDRRefused", err)
+		}
+	})
+}
+
 // TestSQLiteCDRIndexes: on SQLite the call records keep only the start
 // time and Call-ID indexes (migration 12), on the data tables (migration
 // 14), and the store's connections keep statement journals in memory; a

@@ -158,6 +158,24 @@ func myCode(err error) uint16 {
 
 func myUnique(err error) bool { return myCode(err) == myDuplicate }
 
+// myRefusedRow: a constraint (NOT NULL, UNIQUE, a foreign key, CHECK), a
+// trigger's SIGNAL, a value a column cannot hold (strict mode).
+func myRefusedRow(err error) bool {
+	switch myCode(err) {
+	case 1048, // ER_BAD_NULL_ERROR
+		myDuplicate, myRowIsReferenced, myNoReferencedRow,
+		1264, // ER_WARN_DATA_OUT_OF_RANGE
+		1292, // ER_TRUNCATED_WRONG_VALUE
+		1366, // ER_TRUNCATED_WRONG_VALUE_FOR_FIELD
+		1406, // ER_DATA_TOO_LONG
+		1644, // ER_SIGNAL_EXCEPTION: a trigger's SIGNAL SQLSTATE '45000'
+		3819, // MySQL: ER_CHECK_CONSTRAINT_VIOLATED
+		4025: // MariaDB: ER_CONSTRAINT_FAILED
+		return true
+	}
+	return false
+}
+
 // myForeignKey: a parent row missing, or still referenced.
 func myForeignKey(err error) bool {
 	c := myCode(err)

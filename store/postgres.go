@@ -362,6 +362,14 @@ func pgCode(err error) string {
 
 func pgUnique(err error) bool { return pgCode(err) == pgUniqueViolation }
 
+// pgRefusedRow: class 22 (data exception: a value out of range, too long),
+// class 23 (integrity constraint violation) or P0001, a trigger's RAISE
+// EXCEPTION.
+func pgRefusedRow(err error) bool {
+	c := pgCode(err)
+	return strings.HasPrefix(c, "22") || strings.HasPrefix(c, "23") || c == "P0001"
+}
+
 // rowScanner is a row of either a query or QueryRow.
 type rowScanner = interface{ Scan(...any) error }
 

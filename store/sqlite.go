@@ -204,6 +204,16 @@ func isUnique(err error) bool {
 
 func isForeignKey(err error) bool { return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY }
 
+// sqliteRefusedRow: a constraint (NOT NULL, CHECK, UNIQUE, a trigger's
+// RAISE), a value too large or of the wrong type.
+func sqliteRefusedRow(err error) bool {
+	switch sqliteCode(err) & 0xff {
+	case sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISMATCH:
+		return true
+	}
+	return false
+}
+
 func sqliteCode(err error) int {
 	var se *sqlite.Error
 	if errors.As(err, &se) {

@@ -164,6 +164,7 @@ type Acc struct {
 	writeErr [2]*metrics.Counter
 	batches  *metrics.Counter // batches written: records per transaction is written ÷ batches
 	lost     [2]*metrics.Counter
+	backlog  [2]atomic.Int64 // records a sink keeps to try again, set by the writer
 }
 
 // Sinks, the index of the per-sink counters.
@@ -265,4 +266,7 @@ func (a *Acc) registerMetrics(set *metrics.Set) {
 	}
 	a.batches = set.NewCounter("switchboard_acc_batches_total")
 	set.NewGauge("switchboard_acc_queue_length", func() float64 { return float64(len(a.queue)) })
+	for i, sink := range []string{"store", "file"} {
+		set.NewGauge(`switchboard_acc_backlog{sink="`+sink+`"}`, func() float64 { return float64(a.backlog[i].Load()) })
+	}
 }

@@ -61,11 +61,17 @@ func (s *syncBuffer) String() string {
 // unless start is false (the writer then does not run until Stop).
 func newEnv(t testing.TB, s *Settings, start bool) *env {
 	t.Helper()
+	return newEnvStore(t, s, start, store.Options{})
+}
+
+// newEnvStore is newEnv on a store opened with opts.
+func newEnvStore(t testing.TB, s *Settings, start bool, opts store.Options) *env {
+	t.Helper()
 	if s == nil {
 		s = DefaultSettings()
 	}
 	dir := t.TempDir()
-	st, err := store.Open(dir, store.Options{})
+	st, err := store.Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package acc
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -10,11 +11,37 @@ import (
 	"switchboard/store"
 )
 
-// retryWaits are the pauses between attempts to write a batch to the
-// store; after the last one the batch is given up (counted, logged with
-// its Call-IDs). While the module stops there is one attempt: the server
-// is exiting.
-var retryWaits = []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second}
+// storeRetryWaits are the pauses after consecutive failed attempts to
+// write to the store (the last one repeats), as fileRetryWaits are the
+// file's: the records are kept meanwhile (storeSink), and each batch that
+// comes waits for the pause as well.
+var storeRetryWaits = []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 2 * time.Second, 5 * time.Second}
+
+// storeSink is what the writer keeps for the store. Used by the writer
+// goroutine only.
+//
+// Records the store does not take (a database locked, restarting,
+// unreachable) stay in pending, in order, and are written before any
+// later record, after a pause (storeRetryWaits): an outage loses nothing
+// until pending passes its bound (keepForStore). The records in pending
+// have passed store.CheckCDR, so a database that takes writes takes them;
+// one it refuses by a rule of its own is left out at the next attempt
+// (storeCDRs).
+type storeSink struct {
+	pending []store.CDR
+
+	failures     int       // consecutive failed attempts
+	retryAt      time.Time // the next attempt after a failure
+	lastErr      error     // the last failure's, for the records lost at Stop
+	failedAtStop bool      // an attempt failed after Stop: the server is exiting, no other
+}
+
+// drop removes the first n records kept (written or given up).
+func (st *storeSink) drop(n int) {
+	m := copy(st.pending, st.pending[n:])
+	clear(st.pending[m:]) // the records' strings go
+	st.pending = st.pending[:m]
+}
 
 // storeTimeout bounds one attempt.
 const storeTimeout = 10 * time.Second
@@ -27,14 +54,18 @@ const storeTimeout = 10 * time.Second
 // relaying its call (bench/results/dialog.md); the writer sleeps through
 // the wait rather than waking for each record as it comes, so a batch
 // costs it two wake-ups whatever its size. Stop ends the wait. While the
-// file keeps records it could not write, the writer also wakes to try
-// them again (fileRetryWaits). run returns once Stop closed the queue and
-// every record queued before was written (or given up, counted and
-// logged).
+// store or the file keeps records it could not write, the writer also
+// wakes to try them again (storeRetryWaits, fileRetryWaits), and goes on
+// taking records off the queue meanwhile. run returns once Stop closed
+// the queue and every record queued before was written (or given up,
+// counted and logged).
 func (a *Acc) run() {
 	defer close(a.done)
 	f := fileSink{log: a.log}
+	var st storeSink
+	defer a.showBacklog(&st, &f)
 	defer a.stopFile(&f)
+	defer a.stopStore(&st)
 	batch := make([]*record, 0, a.batchSize)
 	cdrs := make([]store.CDR, 0, a.batchSize)
 	var text fieldtext.Fields // the records' strings, one copy a record
@@ -45,15 +76,17 @@ func (a *Acc) run() {
 	for {
 		var r *record
 		ok := true
-		if len(f.pending) == 0 {
+		if at, kept := retryAt(&st, &f); !kept {
 			r, ok = <-a.queue
 		} else {
-			retry.Reset(time.Until(f.retryAt))
+			retry.Reset(time.Until(at))
 			select {
 			case r, ok = <-a.queue:
 				retry.Stop()
 			case <-retry.C:
+				a.flushStore(&st)
 				a.flushFile(&f)
+				a.showBacklog(&st, &f)
 				continue
 			}
 		}
@@ -79,7 +112,8 @@ func (a *Acc) run() {
 				batch[i] = nil
 			}
 			a.batches.Inc()
-			a.write(cdrs, &f)
+			a.write(cdrs, &st, &f)
+			a.showBacklog(&st, &f)
 			if !full {
 				break
 			}
@@ -105,15 +139,40 @@ func (a *Acc) take(batch []*record) []*record {
 	return batch
 }
 
+// retryAt tells when the writer must try a sink again without a batch
+// coming: kept is false while neither keeps records.
+func retryAt(st *storeSink, f *fileSink) (at time.Time, kept bool) {
+	switch {
+	case len(st.pending) > 0 && len(f.pending) > 0:
+		if f.retryAt.Before(st.retryAt) {
+			return f.retryAt, true
+		}
+		return st.retryAt, true
+	case len(st.pending) > 0:
+		return st.retryAt, true
+	case len(f.pending) > 0:
+		return f.retryAt, true
+	}
+	return time.Time{}, false
+}
+
 // write writes one batch to the sinks: the store first, so that the file
-// has the records' IDs. The file keeps what it cannot write for the next
-// attempt.
-func (a *Acc) write(cdrs []store.CDR, f *fileSink) {
+// has the records' IDs (those the store took at once; the file does not
+// wait for a store that is failing). Each sink keeps what it cannot write
+// for the next attempt.
+func (a *Acc) write(cdrs []store.CDR, st *storeSink, f *fileSink) {
+	a.flushStore(st) // what the store kept goes first: the records stay in order
 	if a.toStore.Load() {
-		a.writeStore(cdrs)
+		a.writeStore(st, cdrs)
 	}
 	a.keepForFile(f, cdrs)
 	a.flushFile(f)
+}
+
+// showBacklog sets the gauges of the records the sinks keep.
+func (a *Acc) showBacklog(st *storeSink, f *fileSink) {
+	a.backlog[sinkStore].Store(int64(len(st.pending)))
+	a.backlog[sinkFile].Store(int64(len(f.pending)))
 }
 
 // keepForFile adds a batch to the records waiting for the file, at most
@@ -179,9 +238,10 @@ func (a *Acc) loseFile(lost []store.CDR, path, msg string) {
 	a.log.Error(msg, "file", path, "records", len(lost), "call_ids", callIDs(lost))
 }
 
-// writeStore writes a batch in one transaction, trying again after a
-// failure (a database that went away) before giving it up.
-func (a *Acc) writeStore(cdrs []store.CDR) {
+// writeStore writes a batch to the store in one transaction, or, while
+// the store keeps records it could not write, behind them. Records the
+// store does not take are kept for the next attempt (flushStore).
+func (a *Acc) writeStore(st *storeSink, cdrs []store.CDR) {
 	// A record the store would refuse would fail the whole batch: it is
 	// left out on its own, loudly. The module's records always pass, so
 	// the batch is copied only when one does not.
@@ -206,32 +266,143 @@ func (a *Acc) writeStore(cdrs []store.CDR) {
 	if len(ok) == 0 {
 		return
 	}
-	for attempt := 0; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		err := a.st.AddCDRs(ctx, ok)
-		cancel()
-		if err == nil {
-			a.written[sinkStore].Add(len(ok))
-			for j, i := range at {
-				cdrs[i].ID = ok[j].ID // for the file (ok is cdrs when at is nil)
-			}
-			return
-		}
-		a.writeErr[sinkStore].Inc()
-		// The ids the rolled-back transaction gave are not the records':
-		// the store gives them again, and the file would show one twice.
-		for i := range ok {
-			ok[i].ID = 0
-		}
-		if attempt == len(retryWaits) || a.stopping() {
-			a.lost[sinkStore].Add(len(ok))
-			a.log.Error("acc: call records not written to the store", "records", len(ok), "err", err,
-				"call_ids", callIDs(ok))
-			return
-		}
-		a.log.Warn("acc: store write failed, trying again", "records", len(ok), "err", err, "in", retryWaits[attempt].String())
-		time.Sleep(retryWaits[attempt])
+	if len(st.pending) > 0 {
+		// The store failed, or the pause after its failure runs: the
+		// batch waits behind the records kept before it.
+		a.keepForStore(st, ok)
+		return
 	}
+	kept, err := a.storeCDRs(ok)
+	for j, i := range at {
+		cdrs[i].ID = ok[j].ID // for the file (ok is cdrs when at is nil)
+	}
+	if err != nil {
+		a.keepForStore(st, kept)
+		a.storeFailed(st, err)
+	}
+}
+
+// flushStore writes the records the store kept, oldest first, batch_size
+// in one transaction, unless the pause after a failure still runs. After
+// Stop the pause is not waited for, and once an attempt failed there is
+// no other: the server is exiting, and each attempt may wait out the
+// store's timeouts.
+func (a *Acc) flushStore(st *storeSink) {
+	if len(st.pending) == 0 {
+		return
+	}
+	if !a.toStore.Load() { // acc.store turned off by a reload
+		a.loseStore(st.pending, "acc: acc.store turned off: records not yet written to the store given up")
+		st.drop(len(st.pending))
+		st.failures = 0
+		return
+	}
+	if stopping := a.stopping(); st.failedAtStop || (!stopping && time.Now().Before(st.retryAt)) {
+		return
+	}
+	for done := 0; done < len(st.pending); {
+		end := min(len(st.pending), done+a.batchSize)
+		kept, err := a.storeCDRs(st.pending[done:end]) // kept: the batch's last records
+		if err != nil {
+			st.drop(end - len(kept))
+			a.storeFailed(st, err)
+			return
+		}
+		done = end
+	}
+	st.drop(len(st.pending))
+	st.failures = 0
+}
+
+// storeCDRs writes records to the store in one transaction and returns
+// those it did not take: none, or after a failure the records from the
+// first one not written on, without ids. A record the database refuses by
+// a rule of its own (store.ErrCDRRefused: a trigger, a constraint
+// CheckCDR does not know) fails the whole transaction and would fail
+// every attempt: the records are then written one at a time, each refused
+// one given up (counted, logged), until the store fails otherwise.
+func (a *Acc) storeCDRs(cs []store.CDR) ([]store.CDR, error) {
+	err := a.addCDRs(cs)
+	if err == nil {
+		return nil, nil
+	}
+	if !errors.Is(err, store.ErrCDRRefused) {
+		return cs, err
+	}
+	for i := range cs {
+		err := a.addCDRs(cs[i : i+1])
+		switch {
+		case err == nil:
+		case errors.Is(err, store.ErrCDRRefused):
+			a.lost[sinkStore].Inc()
+			a.log.Error("acc: call record refused by the store", "call_id", cs[i].CallID, "err", err)
+		default:
+			return cs[i:], err
+		}
+	}
+	return nil, nil
+}
+
+// addCDRs is one attempt to write records in one transaction.
+func (a *Acc) addCDRs(cs []store.CDR) error {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	err := a.st.AddCDRs(ctx, cs)
+	cancel()
+	if err == nil {
+		a.written[sinkStore].Add(len(cs))
+		return nil
+	}
+	a.writeErr[sinkStore].Inc()
+	// The ids the rolled-back transaction gave are not the records': the
+	// store gives them again, and the file would show one twice.
+	for i := range cs {
+		cs[i].ID = 0
+	}
+	return err
+}
+
+// keepForStore adds records to those waiting for the store, at most
+// queue_size + batch_size of them (as many as the queue and a batch
+// hold, as the file keeps): past that, records are given up, counted and
+// logged.
+func (a *Acc) keepForStore(st *storeSink, cs []store.CDR) {
+	room := max(0, a.queueSize+a.batchSize-len(st.pending))
+	if len(cs) > room {
+		a.loseStore(cs[room:],
+			"acc: records not written to the store, more than it keeps to try again (acc.queue_size + acc.batch_size): given up")
+		cs = cs[:room]
+	}
+	st.pending = append(st.pending, cs...)
+}
+
+// storeFailed sets the pause before the next attempt.
+func (a *Acc) storeFailed(st *storeSink, err error) {
+	st.lastErr = err
+	if a.stopping() {
+		st.failedAtStop = true
+		return
+	}
+	pause := storeRetryWaits[min(st.failures, len(storeRetryWaits)-1)]
+	st.failures++
+	st.retryAt = time.Now().Add(pause)
+	a.h.Warn("acc: records not written to the store, kept to try again", "records", len(st.pending), "err", err,
+		"in", pause.String())
+}
+
+// stopStore writes what the store still keeps, at Stop, once more, and
+// says how many records were lost when that fails too.
+func (a *Acc) stopStore(st *storeSink) {
+	a.flushStore(st)
+	if len(st.pending) > 0 {
+		a.loseStore(st.pending, "acc: records not written to the store before the stop: lost", "err", st.lastErr)
+		st.drop(len(st.pending))
+	}
+}
+
+// loseStore counts and logs records the store will not get.
+func (a *Acc) loseStore(lost []store.CDR, msg string, args ...any) {
+	a.lost[sinkStore].Add(len(lost))
+	a.log.Error(msg, append(args, "records", len(lost), "call_ids", callIDs(lost))...)
 }
 
 // stopping reports whether Stop was called.
