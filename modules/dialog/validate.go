@@ -462,12 +462,14 @@ func scanContactURI(data []byte) (uri []byte, ok bool) {
 	return na.URI, true
 }
 
-// indexCRLF is the index of the first CRLF in b at or after i, -1 if none.
+// indexCRLF is the index of the CRLF ending the line that starts at i in
+// b; -1 when there is none, or the line ends in a bare LF (which the
+// parser takes for a line's end too: the scan leaves such a message to
+// it).
 func indexCRLF(b []byte, i int) int {
-	if j := bytes.Index(b[i:], crlf); j >= 0 {
-		return i + j
+	j := bytes.IndexByte(b[i:], '\n')
+	if j < 1 || b[i+j-1] != '\r' {
+		return -1
 	}
-	return -1
+	return i + j - 1
 }
-
-var crlf = []byte("\r\n")

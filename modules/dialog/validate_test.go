@@ -490,3 +490,31 @@ func TestGoesToCopyOfTarget(t *testing.T) {
 		}
 	}
 }
+
+// FuzzContactSent: for any message that parses (the proxy sends nothing
+// else), contactSent (the line scan, the parse when the scan gives up)
+// answers what the full parse answers.
+// `go test -fuzz FuzzContactSent ./modules/dialog/` searches further.
+func FuzzContactSent(f *testing.F) {
+	for _, c := range []string{
+		"Contact: <sip:bob@192.0.2.1:5062;transport=tcp>;expires=60\r\n",
+		"m: sip:bob@[2001:db8::1]:5062\r\n",
+		"CONTACT :  \"Bob\" <sip:bob@192.0.2.1>\r\n",
+		"Contact: <sip:bob@192.0.2.1>,\r\n <sip:bob@192.0.2.2>\r\n",
+		"Contact: \"a,b\" <sip:bob@192.0.2.1>\r\n",
+		"Contact: *\r\n",
+		"",
+	} {
+		f.Add([]byte(sentHead + c + "Content-Length: 0\r\n\r\n"))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var m parser.Message
+		if m.Parse(data) != nil {
+			return
+		}
+		got, want := contactSent(data), contactParsed(data)
+		if string(got) != string(want) {
+			t.Fatalf("%q: contactSent %q, the parse %q", data, got, want)
+		}
+	})
+}
