@@ -32,7 +32,9 @@
 //
 // `switchboard check-config` runs steps 1 and 2. A module whose settings
 // can change without a restart implements Reloader; a SIGHUP (or the
-// reload management command) calls it with the new settings.
+// reload management command) checks the new settings of every module
+// whose section changed first (Reloader.CheckReload, Set.CheckReload), and
+// hands them over (Reloader.Reload, Set.Reload) only once all passed.
 package modules
 
 import (
@@ -140,10 +142,34 @@ type Instance interface {
 }
 
 // Reloader is implemented by an Instance whose settings can change while
-// the server runs. Reload gets settings that passed Check; an error keeps
-// the old ones (and is logged).
+// the server runs. A reload is all or nothing as far as can be known
+// before anything changes (Kamailio's and OpenSIPS's expectation, Caddy's
+// provision and validate before the new config is put in force): the
+// server calls CheckReload of every module whose section changed, and
+// Reload of each only when none refused, so that a refusal leaves every
+// module (and the server's own keys) as they were.
 type Reloader interface {
+	// CheckReload reports why settings that passed Check cannot be put in
+	// force now, changing nothing: a key only a restart applies
+	// (NeedRestart), a table in the store over a new size limit. A
+	// *KeyError (or several, errors.Join) names the key.
+	CheckReload(settings any) error
+	// Reload puts settings that passed CheckReload in force. It fails
+	// only on what could not be checked beforehand (a socket that cannot
+	// be opened, a table grown past its limit since the check); the
+	// module then keeps its old settings, all of them.
 	Reload(settings any) error
+}
+
+// NeedRestart is what CheckReload returns for the keys (of those named)
+// whose new value only a restart puts in force: a *KeyError for each,
+// joined; nil when keys is empty.
+func NeedRestart(keys ...string) error {
+	errs := make([]error, len(keys))
+	for i, k := range keys {
+		errs[i] = &KeyError{Key: k, Msg: "changed, and takes effect only at the next start (a restart)"}
+	}
+	return errors.Join(errs...)
 }
 
 // OutboundWatcher is implemented by an Instance that sends on sockets of

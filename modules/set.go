@@ -217,10 +217,17 @@ func (s *Set) Drain(ctx context.Context) {
 	}
 }
 
-// Reload hands changed settings to the modules that implement Reloader.
-// changed reports, for each module whose settings differ, whether it took
-// them (true) or needs a restart (false); errors are logged by the caller.
-func (s *Set) Reload(settings map[string]any, differ func(name string) bool) (applied, restart []string, errs []error) {
+// CheckReload is the first step of a reload: every module whose section
+// differs from the one in force (differ) and that implements Reloader is
+// asked whether it can take the new settings (CheckReload), changing
+// nothing. err joins every refusal, each a *KeyError whose key is the
+// module's section and key ("dialog.persist"): when it is not nil the
+// reload must apply nothing. reload names the modules to hand their
+// settings to (Reload) once the server's own keys passed too; restart
+// those whose section changed but that take no settings while running
+// (no Reloader): they keep theirs until the next start.
+func (s *Set) CheckReload(settings map[string]any, differ func(name string) bool) (reload, restart []string, err error) {
+	var errs []error
 	for i, d := range s.defs {
 		if !differ(d.Name) {
 			continue
@@ -230,13 +237,62 @@ func (s *Set) Reload(settings map[string]any, differ func(name string) bool) (ap
 			restart = append(restart, d.Name)
 			continue
 		}
+		if err := r.CheckReload(settings[d.Name]); err != nil {
+			errs = append(errs, inSection(d.Name, err)...)
+			continue
+		}
+		reload = append(reload, d.Name)
+	}
+	if len(errs) > 0 {
+		return nil, restart, errors.Join(errs...)
+	}
+	return reload, restart, nil
+}
+
+// Reload hands the settings CheckReload passed to the modules named in
+// reload, in the set's (dependency) order. A module's Reload fails only on
+// what its check could not know (a socket that cannot be opened, a table
+// grown past its limit meanwhile): that module keeps all its old
+// settings, its error is returned, and the modules after it are still
+// applied, so that as much of the file as can be is in force; applied
+// names those that took theirs.
+func (s *Set) Reload(settings map[string]any, reload []string) (applied []string, errs []error) {
+	want := make(map[string]bool, len(reload))
+	for _, n := range reload {
+		want[n] = true
+	}
+	for i, d := range s.defs {
+		r, ok := s.inst[i].(Reloader)
+		if !ok || !want[d.Name] {
+			continue
+		}
 		if err := r.Reload(settings[d.Name]); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", d.Name, err))
+			errs = append(errs, inSection(d.Name, err)...)
 			continue
 		}
 		applied = append(applied, d.Name)
 	}
-	return applied, restart, errs
+	return applied, errs
+}
+
+// inSection puts the module's name in front of each of err's keys (err
+// may join several): "persist" becomes "dialog.persist".
+func inSection(name string, err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, inSection(name, e)...)
+		}
+		return out
+	}
+	if ke, ok := err.(*KeyError); ok {
+		key := name
+		if ke.Key != "" {
+			key += "." + ke.Key
+		}
+		return []error{&KeyError{Key: key, Msg: ke.Msg}}
+	}
+	return []error{fmt.Errorf("%s: %w", name, err)}
 }
 
 // OutboundChanged tells the modules that implement OutboundWatcher that

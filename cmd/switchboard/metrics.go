@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"strings"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -90,10 +92,16 @@ func (s *server) registerCommands() {
 		},
 	})
 	s.mgmt.Register("reload", mgmt.Command{
-		Help: "re-read the configuration file and apply what can change without restart (as SIGHUP)",
+		Help: "re-read the configuration file and apply what can change without restart (as SIGHUP); a file or a module's settings refused changes nothing, and the error names the key",
 		Run: func(context.Context, json.RawMessage) (any, error) {
-			s.reload()
-			return "reloaded; see the server log for what was applied", nil
+			applied, restart, err := s.reload()
+			if err != nil && applied == nil {
+				return nil, err
+			}
+			if err != nil {
+				return nil, fmt.Errorf("applied %s; not applied: %w", strings.Join(applied, ","), err)
+			}
+			return map[string][]string{"applied": nonNil(applied), "need_restart": nonNil(restart)}, nil
 		},
 	})
 	s.mgmt.Register("domains", mgmt.Command{
@@ -103,4 +111,12 @@ func (s *server) registerCommands() {
 			return s.domains.List(), nil
 		},
 	})
+}
+
+// nonNil is l, or an empty list for JSON's [] rather than null.
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
 }

@@ -257,3 +257,62 @@ func TestE2ESIGTERMDuringStart(t *testing.T) {
 		}
 	}
 }
+
+// TestE2EReloadAllOrNothing: a reload whose file lowers a rate-limit
+// pipe, raises log.level and turns dialog.persist off (a key that takes
+// effect only at the next start) applies none of them: the reload command
+// answers an error naming dialog.persist, the log says nothing was
+// applied, and the pipe and the level stay as they were. Before, the pipe
+// and the level changed while the dialog module kept its settings, and
+// the command answered "reloaded". The same file without the persist
+// change applies both.
+func TestE2EReloadAllOrNothing(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "ratelimit:\n  pipes:\n    - {name: invite, limit: 100, interval: 60s, methods: [INVITE]}\n")
+	pipeLimit := func() string {
+		t.Helper()
+		code, body := srv.api("ratelimit.list", `{"pipe":"invite"}`)
+		if code != 200 {
+			t.Fatalf("ratelimit.list: %d %s", code, body)
+		}
+		_, after, ok := strings.Cut(string(body), `"limit":`)
+		if !ok {
+			t.Fatalf("ratelimit.list shows no limit: %s", body)
+		}
+		n, _, _ := strings.Cut(after, ",")
+		return strings.TrimSpace(n)
+	}
+	level := func() string {
+		t.Helper()
+		_, body := srv.api("log.level", "")
+		return string(body)
+	}
+	before := level()
+
+	srv.editConfig(t, "dialog:\n  persist: false\n", "limit: 100", "limit: 1", "level: debug", "level: info")
+	code, body := srv.api("reload", "")
+	if code == 200 || !strings.Contains(string(body), "dialog.persist") {
+		t.Errorf("reload with dialog.persist changed answered %d %s; want an error naming dialog.persist", code, body)
+	}
+	if !srv.logged("reload: configuration not applied", "dialog.persist") {
+		t.Errorf("no refusal naming dialog.persist logged:\n%s", srv.Log)
+	}
+	if got := pipeLimit(); got != "100" {
+		t.Errorf("after the refused reload the pipe's limit is %s, want the old 100", got)
+	}
+	if got := level(); got != before {
+		t.Errorf("after the refused reload log.level shows %s, want the old %s", got, before)
+	}
+
+	srv.editConfig(t, "", "dialog:\n  persist: false\n", "")
+	code, body = srv.api("reload", "")
+	if code != 200 || !strings.Contains(string(body), "ratelimit") {
+		t.Errorf("reload answered %d %s; want ratelimit applied", code, body)
+	}
+	if got := pipeLimit(); got != "1" {
+		t.Errorf("after the reload the pipe's limit is %s, want 1", got)
+	}
+	if got := level(); got == before {
+		t.Errorf("after the reload log.level still shows %s", got)
+	}
+}

@@ -518,28 +518,49 @@ func (s *server) stop() {
 // even when it did not change, for certificates renewed in place),
 // outbound.allow, and the sections of the modules that can take theirs
 // (Reloader). Every other key that changed needs a restart, and the log
-// line says which (restartKeys); a section that failed to apply is logged
-// as an error and stays as it was.
-func (s *server) reload() {
+// line says which (restartKeys).
+//
+// It is all or nothing as far as can be known beforehand: a file with an
+// error, or a module refusing its new settings (a bad value, a key only a
+// restart applies: modules.Set.CheckReload), changes nothing at all, and
+// the error names every module and key at fault. Only then are the
+// server's keys and the modules' sections applied, the modules in their
+// dependency order; what fails then (a certificate file removed since it
+// was read, a collector's socket that does not open) keeps its old
+// settings, is logged as an error and returned with the rest applied, and
+// the "reloaded" line lists what was.
+func (s *server) reload() (applied, restart []string, err error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	var reloaded []string
 	cfg, err := loadConfig(s.cfgPath, s.sets)
 	if err != nil {
 		s.log.Error("reload: configuration not applied", "err", err)
-		return
+		return nil, nil, err
+	}
+	modsReload, modsRestart, err := s.mods.CheckReload(cfg.Modules, func(name string) bool {
+		return fmt.Sprint(cfg.Modules[name]) != fmt.Sprint(s.cfg.Modules[name])
+	})
+	if err != nil {
+		err = fmt.Errorf("nothing applied: %w", err)
+		s.log.Error("reload: configuration not applied", "err", err)
+		return nil, nil, err
 	}
 	if cfg.Log.Level != s.cfg.Log.Level {
 		s.level.Set(parseLevel(cfg.Log.Level))
 		s.cfg.Log.Level = cfg.Log.Level
-		reloaded = append(reloaded, "log.level")
+		applied = append(applied, "log.level")
 	}
 	if strings.Join(cfg.Domains, ",") != strings.Join(s.cfg.Domains, ",") {
 		s.cfg.Domains = cfg.Domains
 		s.domains.Replace(s.localNames())
-		reloaded = append(reloaded, "domains")
+		applied = append(applied, "domains")
 	}
-	reloaded = append(reloaded, s.reloadTLS(cfg)...)
+	tlsApplied, tlsErr := s.reloadTLS(cfg)
+	applied = append(applied, tlsApplied...)
+	var errs []error
+	if tlsErr != nil {
+		errs = append(errs, tlsErr)
+	}
 	// outbound.allow is checked at every send: the core takes the new list
 	// at once (the modules' configured destinations were checked against
 	// it when cfg was loaded); the modules that send on sockets of their
@@ -550,25 +571,25 @@ func (s *server) reload() {
 		o := cfg.Outbound
 		o.Resolver = s.cfg.Outbound.Resolver // at the next start
 		s.cfg.Outbound = o
-		reloaded = append(reloaded, "outbound.allow")
+		applied = append(applied, "outbound.allow")
 	}
-	restart := restartKeys(s.cfg, cfg)
-	// Modules whose settings changed take them if they can (Reloader).
-	applied, needRestart, errs := s.mods.Reload(cfg.Modules, func(name string) bool {
-		return fmt.Sprint(cfg.Modules[name]) != fmt.Sprint(s.cfg.Modules[name])
-	})
+	restart = restartKeys(s.cfg, cfg)
+	// The modules whose sections passed CheckReload take them.
+	modsApplied, modsErrs := s.mods.Reload(cfg.Modules, modsReload)
 	if allowChanged {
-		errs = append(errs, s.mods.OutboundChanged()...)
+		modsErrs = append(modsErrs, s.mods.OutboundChanged()...)
 	}
-	for _, err := range errs {
+	for _, err := range modsErrs {
 		s.log.Error("reload: module settings not applied", "err", err)
 	}
-	for _, name := range applied {
+	errs = append(errs, modsErrs...)
+	for _, name := range modsApplied {
 		s.cfg.Modules[name] = cfg.Modules[name]
 	}
-	reloaded = append(reloaded, applied...)
-	restart = append(restart, needRestart...)
-	s.log.Info("reloaded", "applied", strings.Join(reloaded, ","), "need_restart", strings.Join(restart, ","))
+	applied = append(applied, modsApplied...)
+	restart = append(restart, modsRestart...)
+	s.log.Info("reloaded", "applied", strings.Join(applied, ","), "need_restart", strings.Join(restart, ","))
+	return applied, restart, errors.Join(errs...)
 }
 
 // reloadTLS puts the tls section of cfg in force in the transport, new
@@ -576,8 +597,9 @@ func (s *server) reload() {
 // list as applied: "tls" when the section changed, "tls certificates"
 // when only the files were read again. Without a tls or wss listener the
 // section is not used (a listener added needs a restart, which takes it).
-// An error is logged and leaves the settings in force as they were.
-func (s *server) reloadTLS(cfg *config.Config) []string {
+// An error is logged and returned, and leaves the settings in force as
+// they were.
+func (s *server) reloadTLS(cfg *config.Config) ([]string, error) {
 	changed := cfg.TLS != s.cfg.TLS
 	var tc transport.Config
 	setTLS(&tc, cfg.TLS)
@@ -585,17 +607,17 @@ func (s *server) reloadTLS(cfg *config.Config) []string {
 	switch {
 	case errors.Is(err, transport.ErrNoTLS):
 		if !changed {
-			return nil
+			return nil, nil
 		}
 	case err != nil:
 		s.log.Error("reload: tls not applied; the certificates and settings in force stay", "err", err)
-		return nil
+		return nil, fmt.Errorf("tls: %w", err)
 	}
 	s.cfg.TLS = cfg.TLS
 	if changed {
-		return []string{"tls"}
+		return []string{"tls"}, nil
 	}
-	return []string{"tls certificates"}
+	return []string{"tls certificates"}, nil
 }
 
 // restartKeys lists the keys that differ between the configuration in

@@ -18,7 +18,6 @@ package acc
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -235,21 +234,35 @@ func (a *Acc) Stop() {
 	})
 }
 
-// Reload applies changed settings: store, failed, batch_wait and the file keys at
-// once (the file is reopened before the next batch); queue_size and
-// batch_size, and turning accounting on or off, at the next start.
-func (a *Acc) Reload(v any) error {
+// CheckReload refuses what takes effect at the next start: queue_size,
+// batch_size, and turning accounting on or off (acc.store, acc.file), as
+// well as store: true without the store.
+func (a *Acc) CheckReload(v any) error {
 	s := v.(*Settings)
 	if s.enabled() != a.on {
-		return errors.New("turning accounting on or off (acc.store, acc.file) takes effect at the next start")
+		return errors.New("turning accounting on or off (acc.store, acc.file) takes effect only at the next start")
 	}
 	if s.Store && a.st == nil {
-		return errors.New("store: true needs the store")
+		return modules.Errorf("store", "true needs the store")
 	}
-	a.apply(s)
-	if s.QueueSize != a.queueSize || s.BatchSize != a.batchSize {
-		return fmt.Errorf("queue_size and batch_size take effect at the next start")
+	var keys []string
+	if s.QueueSize != a.queueSize {
+		keys = append(keys, "queue_size")
 	}
+	if s.BatchSize != a.batchSize {
+		keys = append(keys, "batch_size")
+	}
+	return modules.NeedRestart(keys...)
+}
+
+// Reload applies changed settings: store, failed, batch_wait and the file
+// keys at once (the file is reopened before the next batch). Settings
+// CheckReload refuses change nothing.
+func (a *Acc) Reload(v any) error {
+	if err := a.CheckReload(v); err != nil {
+		return err
+	}
+	a.apply(v.(*Settings))
 	return nil
 }
 

@@ -118,6 +118,14 @@ func (a *Aliases) Start() error {
 // Stop ends the poller.
 func (a *Aliases) Stop() { a.tab.Stop() }
 
+// CheckReload refuses a max_entries the table in the store is over.
+func (a *Aliases) CheckReload(v any) error {
+	if err := a.tab.CheckReload(int64(v.(*Settings).MaxEntries)); err != nil {
+		return modules.Errorf("max_entries", "%v", err)
+	}
+	return nil
+}
+
 // Reload applies changed settings (SIGHUP); a changed max_entries loads
 // the table again, and if it is over the new limit the old settings stay.
 func (a *Aliases) Reload(v any) error {

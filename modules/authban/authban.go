@@ -358,21 +358,40 @@ func (b *Authban) Stop() {
 	b.wg.Wait()
 }
 
-// Reload applies new thresholds and times at once; the table sizes and
-// windows take effect at the next start.
+// CheckReload refuses window, account_window, max_sources and
+// max_accounts: the tables are made with them at start.
+func (b *Authban) CheckReload(v any) error {
+	s := v.(*Settings)
+	b.mu.Lock()
+	old := b.set
+	b.mu.Unlock()
+	var keys []string
+	for _, k := range []struct {
+		key     string
+		changed bool
+	}{
+		{"window", s.Window != old.Window},
+		{"account_window", s.AccountWindow != old.AccountWindow},
+		{"max_sources", s.MaxSources != old.MaxSources},
+		{"max_accounts", s.MaxAccounts != old.MaxAccounts},
+	} {
+		if k.changed {
+			keys = append(keys, k.key)
+		}
+	}
+	return modules.NeedRestart(keys...)
+}
+
+// Reload applies new thresholds and times at once. Settings CheckReload
+// refuses change nothing.
 func (b *Authban) Reload(v any) error {
+	if err := b.CheckReload(v); err != nil {
+		return err
+	}
 	s := v.(*Settings)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	old := b.set
 	b.params.Store(paramsOf(s))
-	keep := *s
-	if s.Window != old.Window || s.AccountWindow != old.AccountWindow || s.MaxSources != old.MaxSources || s.MaxAccounts != old.MaxAccounts {
-		keep.Window, keep.AccountWindow, keep.MaxSources, keep.MaxAccounts = old.Window, old.AccountWindow, old.MaxSources, old.MaxAccounts
-		if b.host != nil {
-			b.host.Logger().Warn("authban.window, account_window, max_sources and max_accounts change at the next start")
-		}
-	}
-	b.set = keep
+	b.set = *s
 	return nil
 }

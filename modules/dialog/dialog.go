@@ -250,6 +250,10 @@ type Dialog struct {
 	// nodes' (dialog.sharing: redis); nil otherwise.
 	share   *sharer
 	sharing string
+	// redis and takeoverDelay are the settings share was made with, kept
+	// for a reload to refuse a change (it takes a restart).
+	redis         rediscfg.Settings
+	takeoverDelay time.Duration
 
 	// Figures, updated under the dialog's shard lock. remote counts
 	// the copies of other nodes' dialogs (not in the others).
@@ -296,7 +300,7 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 	d.persist, d.writeInterval = s.Persist, s.WriteInterval
 	d.registerMetrics(h.Metrics)
 	d.registerCommands(h)
-	d.sharing = s.Sharing
+	d.sharing, d.redis, d.takeoverDelay = s.Sharing, s.Redis, s.TakeoverDelay
 	if s.Sharing == SharingRedis {
 		rs := s.Redis
 		if rs.Addr == "" {
@@ -373,26 +377,48 @@ func (d *Dialog) Stop() {
 	}
 }
 
+// CheckReload refuses the keys that take effect at the next start:
+// max_dialogs, persist, write_interval, sharing, profiles, and with
+// sharing on its redis settings and takeover_delay.
+func (d *Dialog) CheckReload(v any) error {
+	s := v.(*Settings)
+	var keys []string
+	if s.MaxDialogs != d.maxDialogs {
+		keys = append(keys, "max_dialogs")
+	}
+	if s.Persist != d.persist {
+		keys = append(keys, "persist")
+	}
+	if s.WriteInterval != d.writeInterval {
+		keys = append(keys, "write_interval")
+	}
+	if s.Sharing != d.sharing && !(s.Sharing == "" && d.sharing == SharingNone) {
+		keys = append(keys, "sharing")
+	} else if d.share != nil {
+		if s.Redis != d.redis {
+			keys = append(keys, "redis")
+		}
+		if s.TakeoverDelay != d.takeoverDelay {
+			keys = append(keys, "takeover_delay")
+		}
+	}
+	if !sameProfiles(d.profiles, s.Profiles) {
+		keys = append(keys, "profiles")
+	}
+	return modules.NeedRestart(keys...)
+}
+
 // Reload applies a changed default_timeout to dialogs created from now
-// on, and a changed drain_timeout and ping_interval; max_dialogs,
-// profiles, persist and write_interval take effect at the next start.
+// on, and a changed drain_timeout and ping_interval. Settings CheckReload
+// refuses change nothing.
 func (d *Dialog) Reload(v any) error {
+	if err := d.CheckReload(v); err != nil {
+		return err
+	}
 	s := v.(*Settings)
 	d.timeout.Store(s.DefaultTimeout.Milliseconds())
 	d.drainTimeout.Store(s.DrainTimeout.Milliseconds())
 	d.pingInterval.Store(s.PingInterval.Milliseconds())
-	if s.MaxDialogs != d.maxDialogs {
-		return errors.New("max_dialogs takes effect at the next start")
-	}
-	if s.Persist != d.persist || s.WriteInterval != d.writeInterval {
-		return errors.New("persist and write_interval take effect at the next start")
-	}
-	if s.Sharing != d.sharing && !(s.Sharing == "" && d.sharing == SharingNone) {
-		return errors.New("sharing takes effect at the next start")
-	}
-	if !sameProfiles(d.profiles, s.Profiles) {
-		return errors.New("profiles take effect at the next start")
-	}
 	return nil
 }
 

@@ -839,6 +839,15 @@ func TestReload(t *testing.T) {
 	if err := e.d.Reload(s); err == nil || !strings.Contains(err.Error(), "profiles") {
 		t.Fatalf("profiles changed: %v", err)
 	}
+	// A refused reload applies none of its keys: default_timeout stays.
+	s = DefaultSettings()
+	s.DefaultTimeout, s.Persist = time.Minute, false
+	if err := e.d.Reload(s); err == nil || !strings.Contains(err.Error(), "persist") {
+		t.Fatalf("persist changed: %v", err)
+	}
+	if got := e.d.timeout.Load(); got != 3000 {
+		t.Errorf("default_timeout is %d ms after a refused reload, want the 3000 in force", got)
+	}
 }
 
 // TestDrain: with drain_timeout 0 a drain leaves the calls up; with

@@ -120,6 +120,14 @@ func (d *Dialplan) Start() error {
 // Stop ends the poller.
 func (d *Dialplan) Stop() { d.tab.Stop() }
 
+// CheckReload refuses a max_rules the table in the store is over.
+func (d *Dialplan) CheckReload(v any) error {
+	if err := d.tab.CheckReload(int64(v.(*Settings).MaxRules)); err != nil {
+		return modules.Errorf("max_rules", "%v", err)
+	}
+	return nil
+}
+
 // Reload applies changed settings (SIGHUP): poll_interval at the next
 // poll; a changed max_rules loads the table again, and if the table is
 // over the new limit the old settings stay.

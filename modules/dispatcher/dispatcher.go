@@ -374,14 +374,49 @@ func (d *Dispatcher) load(ctx context.Context) (int64, Summary, error) {
 	return 0, Summary{}, err
 }
 
+// CheckReload refuses poll_interval and max_calls, which take effect at
+// the next start, and a max_destinations below the destinations of the
+// table in the store. A table that grows past it before Reload loads it
+// fails there.
+func (d *Dispatcher) CheckReload(v any) error {
+	s := v.(*Settings)
+	if err := d.checkRestart(s); err != nil {
+		return err
+	}
+	if int64(s.MaxDestinations) == d.maxDests.Load() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rows, err := d.st.ListDispatcherDests(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the dispatcher table for max_destinations: %w", err)
+	}
+	if len(rows) > s.MaxDestinations {
+		return modules.Errorf("max_destinations", "%d: the dispatcher table has %d destinations", s.MaxDestinations, len(rows))
+	}
+	return nil
+}
+
+func (d *Dispatcher) checkRestart(s *Settings) error {
+	var keys []string
+	if s.PollInterval != d.fixed[0] {
+		keys = append(keys, "poll_interval")
+	}
+	if s.MaxCalls != d.fixed[1] {
+		keys = append(keys, "max_calls")
+	}
+	return modules.NeedRestart(keys...)
+}
+
 // Reload applies changed settings (modules.Reloader): the probe keys,
 // call_timeout and the dispatch keys take effect at once, a changed
 // max_destinations reloads the table; poll_interval and max_calls need a
 // restart.
 func (d *Dispatcher) Reload(v any) error {
 	s := v.(*Settings)
-	if s.PollInterval != d.fixed[0] || s.MaxCalls != d.fixed[1] {
-		return errors.New("poll_interval and max_calls take effect at the next start")
+	if err := d.checkRestart(s); err != nil {
+		return err
 	}
 	oldMax := d.maxDests.Load()
 	d.apply(s)

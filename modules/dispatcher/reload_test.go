@@ -291,6 +291,10 @@ func TestMaxDestinations(t *testing.T) {
 		t.Fatalf("raised: %v, %d in use", err, len(e.d.List(1)))
 	}
 	s2.MaxDestinations = 1
+	// The reload's check refuses it first, naming the key, changing nothing.
+	if err := e.d.CheckReload(&s2); err == nil || !strings.Contains(err.Error(), "max_destinations") || e.d.maxDests.Load() != 3 {
+		t.Fatalf("check of a bound below the table: %v, max %d", err, e.d.maxDests.Load())
+	}
 	if err := e.d.Reload(&s2); err == nil || e.d.maxDests.Load() != 3 || len(e.d.List(1)) != 3 {
 		t.Fatalf("lowered below the table: %v, max %d", err, e.d.maxDests.Load())
 	}

@@ -242,14 +242,36 @@ func (d *Drouting) apply(s *Settings) error {
 	return nil
 }
 
-// Reload applies changed settings (modules.Reloader): everything but
-// max_calls, max_rules, max_gateways, max_carriers and poll_interval.
-func (d *Drouting) Reload(v any) error {
+// CheckReload refuses max_calls, max_rules, max_gateways, max_carriers and
+// poll_interval, which take effect at the next start, and a timezone that
+// cannot be loaded.
+func (d *Drouting) CheckReload(v any) error {
 	s := v.(*Settings)
-	if [4]int{s.MaxCalls, s.MaxRules, s.MaxGateways, s.MaxCarriers} != d.max || s.PollInterval != d.poll {
-		return errors.New("max_calls, max_rules, max_gateways, max_carriers and poll_interval take effect at the next start")
+	var keys []string
+	for i, n := range [4]int{s.MaxCalls, s.MaxRules, s.MaxGateways, s.MaxCarriers} {
+		if n != d.max[i] {
+			keys = append(keys, [4]string{"max_calls", "max_rules", "max_gateways", "max_carriers"}[i])
+		}
 	}
-	return d.apply(s)
+	if s.PollInterval != d.poll {
+		keys = append(keys, "poll_interval")
+	}
+	if err := modules.NeedRestart(keys...); err != nil {
+		return err
+	}
+	if _, err := loadZone(s.Timezone); err != nil {
+		return modules.Errorf("timezone", "%q: %v", s.Timezone, err)
+	}
+	return nil
+}
+
+// Reload applies changed settings (modules.Reloader): everything but
+// what CheckReload refuses.
+func (d *Drouting) Reload(v any) error {
+	if err := d.CheckReload(v); err != nil {
+		return err
+	}
+	return d.apply(v.(*Settings))
 }
 
 // Group is the routing group the provider and drouting route sets use for

@@ -130,6 +130,10 @@ func (m *Module) OutboundChanged() error {
 	return nil
 }
 
+// CheckReload accepts every settings that passed Check: the webhooks are
+// replaced at once (Reload).
+func (m *Module) CheckReload(any) error { return nil }
+
 // Reload applies new settings: the webhooks of the configuration are
 // replaced (their queues lost), as is one added at run time under a name
 // the configuration now uses; the others added at run time stay.

@@ -292,14 +292,41 @@ func (f *Fraud) LoadRules(ctx context.Context) error {
 	return nil
 }
 
+// CheckReload refuses the keys that take effect at the next start and a
+// timezone that cannot be loaded.
+func (f *Fraud) CheckReload(v any) error {
+	s := v.(*Settings)
+	var keys []string
+	for _, k := range []struct {
+		key     string
+		changed bool
+	}{
+		{"max_callers", s.MaxCallers != f.max[0]},
+		{"max_calls", s.MaxCalls != f.max[1]},
+		{"max_events", s.MaxEvents != f.events.size()},
+		{"poll_interval", s.PollInterval != f.poll},
+	} {
+		if k.changed {
+			keys = append(keys, k.key)
+		}
+	}
+	if err := modules.NeedRestart(keys...); err != nil {
+		return err
+	}
+	if _, err := loadZone(s.Timezone); err != nil {
+		return modules.Errorf("timezone", "%q: %v", s.Timezone, err)
+	}
+	return nil
+}
+
 // Reload applies changed settings (modules.Reloader): profile, timezone
 // and call_timeout (for calls counted from then on). max_callers,
 // max_calls, max_events and poll_interval need a restart.
 func (f *Fraud) Reload(v any) error {
-	s := v.(*Settings)
-	if s.MaxCallers != f.max[0] || s.MaxCalls != f.max[1] || s.MaxEvents != f.events.size() || s.PollInterval != f.poll {
-		return errors.New("max_callers, max_calls, max_events and poll_interval take effect at the next start")
+	if err := f.CheckReload(v); err != nil {
+		return err
 	}
+	s := v.(*Settings)
 	loc, err := loadZone(s.Timezone)
 	if err != nil {
 		return err

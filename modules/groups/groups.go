@@ -111,6 +111,14 @@ func (g *Groups) Start() error {
 // Stop ends the poller.
 func (g *Groups) Stop() { g.tab.Stop() }
 
+// CheckReload refuses a max_entries the table in the store is over.
+func (g *Groups) CheckReload(v any) error {
+	if err := g.tab.CheckReload(int64(v.(*Settings).MaxEntries)); err != nil {
+		return modules.Errorf("max_entries", "%v", err)
+	}
+	return nil
+}
+
 // Reload applies changed settings (SIGHUP); a changed max_entries loads
 // the table again, and if it is over the new limit the old settings stay.
 func (g *Groups) Reload(v any) error {

@@ -275,6 +275,18 @@ func (n *NATHelper) Stop() { n.ka.stop() }
 // interval, method and limits, from the next request and the next ping.
 func (n *NATHelper) Reload(settings any) error { return n.apply(settings.(*Settings)) }
 
+// CheckReload checks what apply parses; every key applies at once.
+func (n *NATHelper) CheckReload(settings any) error {
+	s := settings.(*Settings)
+	if _, err := ParseFlags(s.NATTests); err != nil {
+		return modules.Errorf("nat_tests", "%v", err)
+	}
+	if _, err := ParseSDPFlags(s.FixSDP); err != nil {
+		return modules.Errorf("fix_sdp", "%v", err)
+	}
+	return nil
+}
+
 func (n *NATHelper) registerCommands(h *modules.Host) {
 	h.Command("nathelper.ping", mgmt.Command{
 		Help: `NAT keepalive state, or {"enable":false} to pause it and {"enable":true} to resume (OpenSIPS nh_enable_ping)`,

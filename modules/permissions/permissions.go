@@ -187,6 +187,26 @@ func (p *Permissions) Stop() {
 	p.wg.Wait()
 }
 
+// CheckReload refuses a max_entries below the entries of the address
+// table in the store. A table that grows past it before Reload loads it
+// fails there.
+func (p *Permissions) CheckReload(settings any) error {
+	s := settings.(*Settings)
+	if int64(s.MaxEntries) == p.maxEntries.Load() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rows, err := p.st.ListAddresses(ctx, 0)
+	if err != nil {
+		return fmt.Errorf("reading the address table for max_entries: %w", err)
+	}
+	if len(rows) > s.MaxEntries {
+		return modules.Errorf("max_entries", "%d: the address table has %d entries", s.MaxEntries, len(rows))
+	}
+	return nil
+}
+
 // Reload takes new settings (SIGHUP). A changed pattern_on or max_entries
 // reloads the table; if that fails the old settings and table stay.
 func (p *Permissions) Reload(settings any) error {

@@ -217,13 +217,21 @@ func TestModuleManualBansAndExemptPeer(t *testing.T) {
 	}
 }
 
-// Reload changes the limit at once; ipv6_prefix waits for a restart.
+// Reload changes the limit at once; a reload that also changes
+// ipv6_prefix, which waits for a restart, is refused whole.
 func TestModuleReload(t *testing.T) {
 	b := buildModule(t, DefaultSettings())
 	a := netip.MustParseAddr("192.0.2.30")
 	s := DefaultSettings()
 	s.MaxRequests = 2
 	s.IPv6Prefix = 48
+	if err := b.p.Reload(s); err == nil || !strings.Contains(err.Error(), "ipv6_prefix") {
+		t.Fatalf("ipv6_prefix changed: %v, want it refused", err)
+	}
+	if b.p.v6bits != 64 || b.p.params.Load().max == 2 {
+		t.Fatal("a refused reload changed the settings in force")
+	}
+	s.IPv6Prefix = 64
 	if err := b.p.Reload(s); err != nil {
 		t.Fatal(err)
 	}
@@ -231,9 +239,6 @@ func TestModuleReload(t *testing.T) {
 	b.p.CheckAddr(a)
 	if b.p.CheckAddr(a) {
 		t.Fatal("the reloaded limit is not applied")
-	}
-	if b.p.v6bits != 64 {
-		t.Fatal("ipv6_prefix changed without a restart")
 	}
 	s.Exempt = []string{"192.0.2.30"}
 	if err := b.p.Reload(s); err != nil {

@@ -437,12 +437,36 @@ func (p *Pike) sweep() {
 	}
 }
 
-// Reload applies new settings. The rate table is rebuilt (counts start
-// again) when window or max_sources change; ipv6_prefix and max_bans
-// take effect at the next start, since bans in force are keyed by them.
-func (p *Pike) Reload(v any) error {
+// CheckReload refuses ipv6_prefix and max_bans, which take effect at the
+// next start since the bans in force are keyed by them, and an exempt
+// list that does not parse.
+func (p *Pike) CheckReload(v any) error {
 	s := v.(*Settings)
-	pr, err := paramsOf(s, p.v6bits) // ipv6_prefix changes at the next start
+	if _, err := paramsOf(s, p.v6bits); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	old := p.set
+	p.mu.Unlock()
+	var keys []string
+	if s.IPv6Prefix != old.IPv6Prefix {
+		keys = append(keys, "ipv6_prefix")
+	}
+	if s.MaxBans != old.MaxBans {
+		keys = append(keys, "max_bans")
+	}
+	return modules.NeedRestart(keys...)
+}
+
+// Reload applies new settings. The rate table is rebuilt (counts start
+// again) when window or max_sources change. Settings CheckReload refuses
+// change nothing.
+func (p *Pike) Reload(v any) error {
+	if err := p.CheckReload(v); err != nil {
+		return err
+	}
+	s := v.(*Settings)
+	pr, err := paramsOf(s, p.v6bits)
 	if err != nil {
 		return err
 	}
@@ -454,13 +478,6 @@ func (p *Pike) Reload(v any) error {
 		p.hitsBefore.Add(prev.Stats(p.clock.Now()).Hits) // checks_total keeps growing
 	}
 	p.params.Store(pr)
-	keep := *s
-	if s.IPv6Prefix != old.IPv6Prefix || s.MaxBans != old.MaxBans {
-		keep.IPv6Prefix, keep.MaxBans = old.IPv6Prefix, old.MaxBans
-		if p.host != nil {
-			p.host.Logger().Warn("pike.ipv6_prefix and pike.max_bans change at the next start")
-		}
-	}
-	p.set = keep
+	p.set = *s
 	return nil
 }

@@ -346,6 +346,10 @@ func (r *RateLimit) Stop() {
 // current ones, and the limits set through the management API with them.
 func (r *RateLimit) Reload(v any) error { return r.apply(v.(*Settings)) }
 
+// CheckReload implements modules.Reloader: the pipes are checked as at
+// start; every key applies at once.
+func (r *RateLimit) CheckReload(v any) error { return check(v.(*Settings)) }
+
 // Pipe returns the handle of the pipe named name, for a route to keep. A
 // name that is not configured gets a handle that passes every request
 // until a reload configures it.

@@ -605,14 +605,46 @@ func (e *Engine) Stop() {
 	e.client.Close()
 }
 
+// CheckReload refuses bind_address, poll_interval and max_calls, which
+// take effect at the next start, and an instance that no local address
+// reaches (another address family than bind_address, no route). Whether
+// a new instance's control socket can be bound is known only when Reload
+// binds it.
+func (e *Engine) CheckReload(settings any) error {
+	s := settings.(*Settings)
+	var keys []string
+	for i, k := range [3]string{"bind_address", "poll_interval", "max_calls"} {
+		if [3]any{s.BindAddress, s.PollInterval, s.MaxCalls}[i] != e.fixed[i] {
+			keys = append(keys, k)
+		}
+	}
+	if err := modules.NeedRestart(keys...); err != nil {
+		return err
+	}
+	conf, err := s.parseInstances()
+	if err != nil {
+		return err
+	}
+	for _, c := range conf {
+		if e.bind.IsValid() {
+			if e.bind.Is4() != c.addr.Addr().Unmap().Is4() {
+				return modules.Errorf(c.key(), "%s cannot be reached from bind_address %s (another address family)", c.addr, e.bind)
+			}
+		} else if _, err := ng.LocalFor(c.addr); err != nil {
+			return modules.Errorf(c.key(), "no local address reaches %s: %v", c.addr, err)
+		}
+	}
+	return nil
+}
+
 // Reload applies changed settings: instances (a new one joins, a removed
 // one leaves; those kept keep their state), flags, on_unavailable,
 // default_set and call_timeout. The timings take effect at the next
-// start, as do bind_address, poll_interval and max_calls.
+// start, as do bind_address, poll_interval and max_calls (CheckReload).
 func (e *Engine) Reload(settings any) error {
 	s := settings.(*Settings)
-	if s.BindAddress != e.fixed[0] || s.PollInterval != e.fixed[1] || s.MaxCalls != e.fixed[2] {
-		return errors.New("bind_address, poll_interval and max_calls take effect at the next start")
+	if err := e.CheckReload(s); err != nil {
+		return err
 	}
 	conf, err := s.parseInstances()
 	if err != nil {

@@ -220,6 +220,10 @@ func (s *Scanner) Stop() {}
 // keep counting.
 func (s *Scanner) Reload(v any) error { return s.apply(v.(*Settings)) }
 
+// CheckReload implements modules.Reloader: the patterns and fingerprints
+// are checked as at start; every key applies at once.
+func (s *Scanner) CheckReload(v any) error { return check(v.(*Settings)) }
+
 // Match returns the rule (pattern or fingerprint, as configured) that the
 // request matches, and whether one does. It only looks.
 func (s *Scanner) Match(c *routing.Ctx) (string, bool) {

@@ -271,14 +271,42 @@ func (t *SipTrace) Stop() {
 	t.started = false
 }
 
+// CheckReload refuses queue_size and max_message once the queue exists,
+// and collectors that do not parse. Their addresses were checked against
+// the new outbound.allow when the file was read (CheckOutbound); whether
+// a new collector's socket opens is known only when Reload opens it.
+func (t *SipTrace) CheckReload(v any) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.checkReloadLocked(v.(*Settings))
+}
+
+func (t *SipTrace) checkReloadLocked(s *Settings) error {
+	if t.q.Load() != nil {
+		var keys []string
+		if s.QueueSize != t.cur.QueueSize {
+			keys = append(keys, "queue_size")
+		}
+		if s.MaxMessage != t.cur.MaxMessage {
+			keys = append(keys, "max_message")
+		}
+		if err := modules.NeedRestart(keys...); err != nil {
+			return err
+		}
+	}
+	_, err := parseCollectors(s.Collectors)
+	return err
+}
+
 // Reload takes new settings (SIGHUP). queue_size and max_message cannot
-// change once the queue exists.
+// change once the queue exists (CheckReload); a collector that cannot be
+// opened keeps the settings in force.
 func (t *SipTrace) Reload(v any) error {
 	s := v.(*Settings)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.q.Load() != nil && (s.QueueSize != t.cur.QueueSize || s.MaxMessage != t.cur.MaxMessage) {
-		return errors.New("queue_size and max_message take effect at the next restart")
+	if err := t.checkReloadLocked(s); err != nil {
+		return err
 	}
 	m, _ := parseMode(s.Mode)
 	if err := t.applyLocked(s, newState(m, s.SampleRate, s.NodeID, s.Password, s.Logs)); err != nil {

@@ -7,7 +7,6 @@
 package sst
 
 import (
-	"errors"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -167,15 +166,21 @@ func (m *SST) Start() error { return nil }
 // Stop does nothing.
 func (m *SST) Stop() {}
 
-// Reload applies min_se, interval, reject_too_small and grace to the
-// calls from now on; enabled needs a restart (the route set is built with
-// it).
-func (m *SST) Reload(v any) error {
-	s := v.(*Settings)
-	m.cfg.Store(compile(s))
-	if s.Enabled != m.enabled {
-		return errors.New("enabled takes effect at the next start")
+// CheckReload refuses a changed enabled: the route set is built with it.
+func (m *SST) CheckReload(v any) error {
+	if v.(*Settings).Enabled != m.enabled {
+		return modules.NeedRestart("enabled")
 	}
+	return nil
+}
+
+// Reload applies min_se, interval, reject_too_small and grace to the
+// calls from now on; with enabled changed (CheckReload) nothing.
+func (m *SST) Reload(v any) error {
+	if err := m.CheckReload(v); err != nil {
+		return err
+	}
+	m.cfg.Store(compile(v.(*Settings)))
 	return nil
 }
 

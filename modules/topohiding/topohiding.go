@@ -150,12 +150,27 @@ func (th *TopoHiding) Stop() {}
 // Reload refuses changes: a new param or contact_user would stop the
 // calls in progress from matching, and the route sets read calls and
 // trunks when they are built.
-func (th *TopoHiding) Reload(v any) error {
+func (th *TopoHiding) Reload(v any) error { return th.CheckReload(v) }
+
+// CheckReload names the keys that changed: each takes effect at the next
+// start.
+func (th *TopoHiding) CheckReload(v any) error {
 	s := v.(*Settings)
-	if s.Param != th.param || s.ContactUser != th.user || s.Calls != th.calls || s.Trunks != th.trunks {
-		return errors.New("topohiding settings take effect at the next start")
+	var keys []string
+	for _, k := range []struct {
+		key     string
+		changed bool
+	}{
+		{"param", s.Param != th.param},
+		{"contact_user", s.ContactUser != th.user},
+		{"calls", s.Calls != th.calls},
+		{"trunks", s.Trunks != th.trunks},
+	} {
+		if k.changed {
+			keys = append(keys, k.key)
+		}
 	}
-	return nil
+	return modules.NeedRestart(keys...)
 }
 
 // HideCalls reports whether topohiding.calls is on: the calls and

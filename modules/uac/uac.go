@@ -213,6 +213,10 @@ func (u *UAC) Reload(settings any) error {
 	return nil
 }
 
+// CheckReload accepts every settings that passed Check: each key applies
+// at once.
+func (u *UAC) CheckReload(any) error { return nil }
+
 func (u *UAC) loadedCredsVersion() int64 {
 	u.reloadMu.Lock()
 	defer u.reloadMu.Unlock()

@@ -102,6 +102,22 @@ func (s *Snapshot[T]) Start() {
 // Stop ends the poll loop.
 func (s *Snapshot[T]) Stop() { s.poller.Stop() }
 
+// CheckReload reports whether the table in the store fits a new limit,
+// building it and keeping nothing (nil when limit is the one in force).
+// Reload builds it again: a table grown past the limit meanwhile fails
+// there.
+func (s *Snapshot[T]) CheckReload(limit int64) error {
+	if limit == s.limit.Load() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, _, err := s.spec.Build(ctx, s.cur.Load(), limit)
+	return err
+}
+
 // Reload applies changed settings (SIGHUP): the interval at the next
 // poll; a changed limit loads the table again, and if the table is over
 // the new limit the old settings stay.

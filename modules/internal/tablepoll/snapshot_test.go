@@ -114,6 +114,28 @@ func TestSnapshotReload(t *testing.T) {
 	}
 }
 
+// TestSnapshotCheckReload: a limit the table in the store is over is
+// refused before anything changes, one it fits passes, and neither swaps
+// a table in nor changes the limit (Reload does, once every module's
+// check passed).
+func TestSnapshotCheckReload(t *testing.T) {
+	st := &fakeStore{rows: 5, version: 1}
+	s, _, _ := newTestSnapshot(t, st, 10)
+	if _, err := s.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cur := s.Current()
+	if err := s.CheckReload(4); err == nil {
+		t.Error("limit 4 under 5 rows passed the check")
+	}
+	if err := s.CheckReload(5); err != nil {
+		t.Errorf("limit 5 over 5 rows: %v", err)
+	}
+	if s.Current() != cur || s.Limit() != 10 {
+		t.Errorf("a check changed the table (%v) or the limit (%d)", s.Current() != cur, s.Limit())
+	}
+}
+
 // TestSnapshotPolls: once started, a write in the store (its version
 // moves) is loaded within the interval.
 func TestSnapshotPolls(t *testing.T) {
