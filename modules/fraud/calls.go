@@ -1,6 +1,7 @@
 package fraud
 
 import (
+	"switchboard/modules/dialog"
 	"switchboard/modules/internal/calltrack"
 	"switchboard/routing"
 	"switchboard/shards"
@@ -91,13 +92,55 @@ func (f *Fraud) CountsConcurrent(profile int) bool {
 	return t != nil && t.concurrent
 }
 
+// BindDialog binds the call of c, an initial INVITE Check counted, to
+// its dialog, which d, the dialog module this one was built with, made
+// of it (CreateDialog, after Check): the dialog's end releases the call,
+// whatever ended it (a BYE of either party, the dialog's timeout, the
+// session timer, a failed ping, dialog.end, a drain), once, as OpenSIPS's
+// fraud_detection releases it from the dialog's end callbacks. A BYE
+// (CallEnded) then releases it no more: the dialog module tells a BYE
+// that ended the call from one sent elsewhere, with another To tag, or
+// on the signed Route of another call with the same Call-ID; the table
+// cannot. The INVITE's failure (CallFailed, Reply) still releases it.
+// A 2xx the dialog cannot keep (its end "failed" with the 2xx's code)
+// ends the dialog and not the call, which stays counted until
+// call_timeout. False, nothing bound: c's transaction counted no call
+// (a spiral, the table full, Critical), c has no dialog, or d is not the
+// module's (the call is then released by a BYE, as without a dialog).
+// It allocates nothing.
+func (f *Fraud) BindDialog(c *routing.Ctx, d *dialog.Dialog) bool {
+	if f == nil || d == nil || d != f.dlg || f.tracker != Tracker(f.calls) {
+		return false
+	}
+	return f.calls.Bind(c, uint64(c.Value(dialog.SlotDialog)))
+}
+
+// dialogEvent is the dialog module's subscriber: a dialog's end releases
+// the call bound to it. It runs with the dialog's shard locked and takes
+// the call table's lock, then the counter's: neither is ever held while
+// the dialog module is called.
+func (f *Fraud) dialogEvent(ev *dialog.Event) {
+	if ev.Kind != dialog.EventEnded {
+		return
+	}
+	if ev.Reason == dialog.ReasonFailed && ev.Code < 300 {
+		// A 2xx the dialog could not keep (a To tag over 1 KiB): the
+		// dialog is gone, the call goes on. Released, a callee
+		// answering so would keep its caller's calls uncounted.
+		return
+	}
+	f.calls.EndDialog(ev.CallID, ev.FromTag, ev.ID)
+}
+
 // CallEnded releases the call of a BYE the route relays (in-dialog, after
-// loose_route): the call is over whichever side hung up. A route that
-// keeps dialogs calls it only for a BYE that ended the call's dialog (see
-// CountsConcurrent): the table keeps no To tags nor targets, and cannot
-// tell that BYE from one sent elsewhere, with another To tag, or while
-// the call rings. It does nothing for other methods, or when the call is
-// not tracked.
+// loose_route): the call is over whichever side hung up. It is for calls
+// without a dialog: one bound to its dialog (BindDialog) is released by
+// the dialog's end, and CallEnded leaves it. A route that keeps dialogs
+// calls it only for a BYE that ended the call's dialog or names none
+// (see CountsConcurrent): the table keeps no To tags nor targets, and
+// cannot tell that BYE from one sent elsewhere, with another To tag, or
+// while the call rings. It does nothing for other methods, or when the
+// call is not tracked.
 func (f *Fraud) CallEnded(c *routing.Ctx) {
 	if f != nil {
 		f.calls.CallEnded(c)

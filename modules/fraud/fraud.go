@@ -17,8 +17,9 @@
 //
 // Counters are kept per (caller, profile, matched prefix) in a bounded
 // sharded table. Concurrent calls are counted from the moment Check lets a
-// call through until it ends: a final non-2xx response, a BYE, or a safety
-// timeout, since the proxy keeps no dialog state (see README.md).
+// call through until it ends: a final non-2xx response, the end of the
+// call's dialog (BindDialog: whatever ended it), a BYE for a call without
+// one, or a safety timeout (see README.md).
 package fraud
 
 import (
@@ -32,6 +33,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"switchboard/modules"
+	"switchboard/modules/dialog"
 	"switchboard/modules/internal/calltrack"
 	"switchboard/shards"
 	"switchboard/store"
@@ -111,8 +113,12 @@ func init() {
 		Doc:      "fraud limits per caller and called prefix (OpenSIPS fraud_detection)",
 		Settings: func() any { return DefaultSettings() },
 		Check:    checkSettings,
-		New:      newModule,
-		CLI:      cliCommands,
+		// The dialog module's events end the calls bound to dialogs
+		// (BindDialog), as OpenSIPS's fraud_detection ends them from
+		// the dialog's callbacks.
+		Uses: []string{"dialog"},
+		New:  newModule,
+		CLI:  cliCommands,
 	})
 }
 
@@ -131,7 +137,8 @@ type Fraud struct {
 	perShard int   // counter entries per shard
 	calls    *calltrack.Table[Lease]
 	tracker  Tracker
-	timeout  atomic.Int64 // ms
+	dlg      *dialog.Dialog // whose ended dialogs end the calls bound to them; nil without the module
+	timeout  atomic.Int64   // ms
 
 	events eventLog
 
@@ -177,6 +184,10 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 		return nil, err
 	}
 	f.tracker = f.calls
+	if d, _ := h.Module("dialog").(*dialog.Dialog); d != nil {
+		f.dlg = d
+		d.Subscribe(f.dialogEvent)
+	}
 	f.registerMetrics(h.Metrics)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"switchboard/modules"
 	"switchboard/modules/auth"
@@ -28,6 +29,12 @@ import (
 // newFraudHarness is newHarness with the fraud module built as the server
 // builds it (settings: profile 1, UTC) and the given rules in the store.
 func newFraudHarness(t *testing.T, rules ...store.FraudRule) (*harness, *fraud.Fraud) {
+	return newFraudHarnessWith(t, nil, rules...)
+}
+
+// newFraudHarnessWith is newFraudHarness with the dialog module's
+// settings (nil: its defaults).
+func newFraudHarnessWith(t *testing.T, dlgSettings *dialog.Settings, rules ...store.FraudRule) (*harness, *fraud.Fraud) {
 	h := &harness{t: t}
 	h.l = transport.Listener{Proto: transport.UDP, Local: netip.MustParseAddrPort("127.0.0.1:5060"), AdvertisedHost: "127.0.0.1", AdvertisedPort: 5060}
 	h.ls = []*transport.Listener{&h.l}
@@ -60,8 +67,12 @@ func newFraudHarness(t *testing.T, rules ...store.FraudRule) (*harness, *fraud.F
 	settings.Timezone = "UTC"
 	// The dialog module too, as the server has it (with its defaults):
 	// the fraud limits count concurrent calls by their dialogs.
+	mods := map[string]any{"fraud": settings}
+	if dlgSettings != nil {
+		mods["dialog"] = dlgSettings
+	}
 	set, err := modules.Build(modules.Services{Store: st, Clock: h.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		map[string]any{"fraud": settings}, "fraud", "dialog")
+		mods, "fraud", "dialog")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,5 +443,243 @@ func TestHiddenEarlyByeKeepsConcurrentCount(t *testing.T) {
 	}
 	if s := aliceDials(h, "sip:bob@example.com", ""); !isINVITE(s) {
 		t.Fatalf("alice's call once the first ended: %s %q", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+	}
+}
+
+// oneCallAtATime is the fraud harness with a rule allowing alice one
+// call to 0900 at a time (concurrent_calls_critical 2: the second call
+// in progress is refused) and dialogs timed out after a minute. up
+// places a call of hers, answered, and checks that her next call gets
+// 403 meanwhile; free checks that no dialog is left and her place is
+// free.
+func oneCallAtATime(t *testing.T) (h *harness, up func(tag string) sentMsg, free func(after string)) {
+	ds := dialog.DefaultSettings()
+	ds.DefaultTimeout = time.Minute
+	h, f := newFraudHarnessWith(t, ds,
+		store.FraudRule{Profile: 1, Prefix: "0900", ConcurrentCalls: store.FraudLimit{Critical: 2}})
+	const gw, alice = "127.0.0.2:5090", "alice@example.com"
+	n := 100
+	up = func(tag string) sentMsg {
+		t.Helper()
+		n++
+		inv := aliceDials(h, fmt.Sprintf("sip:0900%d@%s", n, gw), "")
+		if inv.dst != gw || !isINVITE(inv) {
+			t.Fatalf("call %s: %s %q", tag, inv.dst, strings.SplitN(inv.data, "\r\n", 2)[0])
+		}
+		if s := h.send(gw, respondWith(t, inv, 200, tag, fmt.Sprintf("sip:0900%d@%s", n, gw)), final); status(s.data) != "200 OK" {
+			t.Fatalf("call %s's 200 upstream: %+v", tag, s)
+		}
+		if c := concurrentOf(f, alice, "0900"); c != 1 {
+			t.Fatalf("alice has %d calls in progress with call %s up, want 1", c, tag)
+		}
+		if s := aliceDials(h, "sip:0900999@"+gw, ""); status(s.data) != "403 Forbidden" {
+			t.Fatalf("a call while call %s is up: %s %q, want 403 Forbidden", tag, s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+		}
+		return inv
+	}
+	free = func(after string) {
+		t.Helper()
+		if l := h.dlg.List("", 0); len(l) != 0 {
+			t.Fatalf("dialogs after %s: %+v", after, l)
+		}
+		if c := concurrentOf(f, alice, "0900"); c != 0 {
+			t.Fatalf("alice has %d calls in progress after %s, want 0", c, after)
+		}
+	}
+	return h, up, free
+}
+
+// isProxyBye is a BYE of the proxy's own (a dialog's timeout, dialog.end).
+func isProxyBye(s sentMsg) bool {
+	return strings.HasPrefix(s.data, "BYE ") && strings.Contains(s.data, "dialog ended by the proxy")
+}
+
+// sentSoon waits until n messages want matches were sent since the last
+// send: the dialog module sends its BYEs and CANCELs from a goroutine of
+// its own.
+func (h *harness) sentSoon(n int, want func(sentMsg) bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := 0
+		h.mu.Lock()
+		for _, s := range h.sent {
+			if want(s) {
+				got++
+			}
+		}
+		sent := h.sent
+		h.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%d of %d messages sent; sent: %+v", got, n, sent)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestDialogTimeoutFreesConcurrentCount: a call counted under
+// concurrent_calls_critical has a dialog, and only a BYE that ended it
+// freed its place. A dialog the proxy ends at its timeout
+// (dialog.default_timeout, a route's SetTimeout: a prepaid limit) is
+// ended with the proxy's own BYEs: no BYE of the parties passes through
+// the route, and the caller's place stayed counted until
+// fraud.call_timeout (4 h): alice, allowed one call at a time, was
+// refused every call for hours after her call was cut. The dialog's end,
+// whatever ended it, now frees the place: her next call is relayed.
+func TestDialogTimeoutFreesConcurrentCount(t *testing.T) {
+	h, up, free := oneCallAtATime(t)
+	up("t1")
+	h.clock.Advance(61 * time.Second)
+	h.sentSoon(2, isProxyBye) // a BYE each way
+	free("the dialog's timeout")
+	up("t2")
+}
+
+// TestDialogEndFreesConcurrentCount: a call ended from the management
+// API (dialog.end, switchboard dialog end) frees its caller's place, as
+// its timeout does.
+func TestDialogEndFreesConcurrentCount(t *testing.T) {
+	h, up, free := oneCallAtATime(t)
+	up("m1")
+	l := h.dlg.List("", 0)
+	if len(l) != 1 {
+		t.Fatalf("dialogs: %+v", l)
+	}
+	if _, err := h.dlg.End(l[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	h.sentSoon(2, isProxyBye)
+	free("dialog.end")
+	up("m2")
+}
+
+// TestByeFreesConcurrentCountOnce: the callee's BYE ends the dialog,
+// which frees the place once: the next call counts 1 (its own) and the
+// one after it gets 403; its BYE frees it in turn.
+func TestByeFreesConcurrentCountOnce(t *testing.T) {
+	h, up, free := oneCallAtATime(t)
+	const gw = "127.0.0.2:5090"
+	for _, tag := range []string{"b1", "b2", "b3"} {
+		inv := up(tag) // the call before ended: counted 1, the next gets 403
+		s := h.send(gw, byeOf(inv, gw, "sip:x@127.0.0.1:5062", "<"+strings.Fields(inv.data)[1]+">;tag="+tag, headerValue(inv.data, "From")),
+			func(s sentMsg) bool { return final(s) || strings.HasPrefix(s.data, "BYE ") })
+		if s.dst != "127.0.0.1:5062" || !strings.HasPrefix(s.data, "BYE ") {
+			t.Fatalf("the callee's BYE of call %s: %s %q", tag, s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+		}
+		free("the callee's BYE of call " + tag)
+	}
+}
+
+// TestUnansweredCallFreedOnce: a call that is never answered is freed
+// by its INVITE's failure and its early dialog ends with it: once, both
+// when the callee refuses it (486) and when the dialog's timeout cancels
+// it while it rings. The next call counts 1, its own, and the one after
+// it gets 403.
+func TestUnansweredCallFreedOnce(t *testing.T) {
+	h, up, free := oneCallAtATime(t)
+	const gw = "127.0.0.2:5090"
+	ringing := func(n string) sentMsg {
+		t.Helper()
+		inv := aliceDials(h, "sip:0900"+n+"@"+gw, "")
+		if inv.dst != gw || !isINVITE(inv) {
+			t.Fatalf("call %s: %s %q", n, inv.dst, strings.SplitN(inv.data, "\r\n", 2)[0])
+		}
+		h.send(gw, respondWith(t, inv, 180, "r"+n, "sip:0900"+n+"@"+gw), func(s sentMsg) bool { return strings.HasPrefix(s.data, "SIP/2.0 180") })
+		return inv
+	}
+	inv := ringing("200")
+	if s := h.send(gw, respondWith(t, inv, 486, "r200", "sip:0900200@"+gw), final); status(s.data) != "486 Busy Here" {
+		t.Fatalf("the 486 upstream: %+v", s)
+	}
+	free("the callee's 486")
+	up("u1")
+	h.clock.Advance(61 * time.Second) // u1's dialog times out too: a BYE each way
+	h.sentSoon(2, isProxyBye)
+	free("u1's timeout")
+
+	inv = ringing("201")
+	h.clock.Advance(61 * time.Second)
+	h.sentSoon(1, func(s sentMsg) bool { return s.dst == gw && strings.HasPrefix(s.data, "CANCEL ") })
+	free("the ringing dialog's timeout")
+	if s := h.send(gw, respondWith(t, inv, 487, "r201", "sip:0900201@"+gw), final); status(s.data) != "487 Request Terminated" {
+		t.Fatalf("the 487 upstream: %+v", s)
+	}
+	free("the 487")
+	up("u2")
+}
+
+// TestForgedByeWithoutDialogKeepsCount: a call counted under a
+// concurrent limit is freed by its dialog's end alone. A BYE on the
+// signed Route of another call of alice's with the same Call-ID (to a
+// number without a rule: no dialog, its Route without a dialog id),
+// carrying the counted call's From tag and the other call's as To tag,
+// verifies (the signature covers the Call-ID and either tag), names no
+// dialog, and was taken for the BYE of a call without one: it freed the
+// counted call's place while that call went on. It frees nothing now:
+// alice's next call still gets 403.
+func TestForgedByeWithoutDialogKeepsCount(t *testing.T) {
+	h, f := newFraudHarness(t,
+		store.FraudRule{Profile: 1, Prefix: "0900", ConcurrentCalls: store.FraudLimit{Critical: 2}})
+	const gw, alicePhone = "127.0.0.2:5090", "127.0.0.1:6100"
+	const alice = "alice@example.com"
+	inv := aliceDials(h, "sip:0900100@"+gw, "")
+	if inv.dst != gw || !isINVITE(inv) || !strings.Contains(headerValue(inv.data, "Record-Route"), ";did=") {
+		t.Fatalf("the counted call: %s %q", inv.dst, inv.data)
+	}
+	if s := h.send(gw, respondWith(t, inv, 200, "gw1", "sip:0900100@"+gw), final); status(s.data) != "200 OK" {
+		t.Fatalf("its 200 upstream: %+v", s)
+	}
+	// Another call on the same Call-ID, with a From tag of its own, to
+	// 0800: no rule, no dialog.
+	callID := headerValue(inv.data, "Call-ID")
+	sameCallID := func(m string) string {
+		return regexp.MustCompile(`Call-ID: c\d+\r\n`).ReplaceAllString(m, "Call-ID: "+callID+"\r\n")
+	}
+	r := h.reply(alicePhone, sameCallID(req("INVITE", "sip:0800100@"+gw, alice, "0800100@"+gw, "")))
+	other := h.send(alicePhone, sameCallID(req("INVITE", "sip:0800100@"+gw, alice, "0800100@"+gw,
+		creds(r, "Proxy-Authorization", "alice", "alice-pw", "INVITE", "sip:0800100@"+gw))), finalOrRequest)
+	if !isINVITE(other) || strings.Contains(headerValue(other.data, "Record-Route"), ";did=") {
+		t.Fatalf("the call to 0800: %q", other.data)
+	}
+	otherTag := regexp.MustCompile(`;tag=(f\d+)`).FindStringSubmatch(headerValue(other.data, "From"))[1]
+	forged := byeOf(other, alicePhone, "sip:0800100@"+gw, headerValue(inv.data, "From"), "<sip:0800100@"+gw+">;tag="+otherTag)
+	if s := h.send(alicePhone, forged, finalOrRequest); !strings.HasPrefix(s.data, "BYE ") {
+		t.Fatalf("the forged BYE: %s %q", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+	}
+	if c := concurrentOf(f, alice, "0900"); c != 1 {
+		t.Fatalf("alice has %d calls in progress after the forged BYE, want 1", c)
+	}
+	if s := aliceDials(h, "sip:0900101@"+gw, ""); status(s.data) != "403 Forbidden" {
+		t.Fatalf("her next call, the counted one up: %s %q, want 403 Forbidden", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+	}
+}
+
+// TestUnkeptAnswerKeepsCount: a 2xx the dialog cannot keep (a To tag
+// over 1 KiB) ends the dialog at once while the call goes on; that end
+// is not the call's, and its place stays counted (until
+// fraud.call_timeout): a callee answering so cannot have the caller's
+// calls go uncounted.
+func TestUnkeptAnswerKeepsCount(t *testing.T) {
+	h, f := newFraudHarness(t,
+		store.FraudRule{Profile: 1, Prefix: "0900", ConcurrentCalls: store.FraudLimit{Critical: 2}})
+	const gw = "127.0.0.2:5090"
+	inv := aliceDials(h, "sip:0900100@"+gw, "")
+	if inv.dst != gw || !isINVITE(inv) {
+		t.Fatalf("the call: %s %q", inv.dst, strings.SplitN(inv.data, "\r\n", 2)[0])
+	}
+	if s := h.send(gw, respondWith(t, inv, 200, strings.Repeat("g", 1100), "sip:0900100@"+gw), final); status(s.data) != "200 OK" {
+		t.Fatalf("its 200 upstream: %+v", s)
+	}
+	if l := h.dlg.List("", 0); len(l) != 0 {
+		t.Fatalf("dialogs after the unkept 2xx: %+v", l)
+	}
+	if c := concurrentOf(f, "alice@example.com", "0900"); c != 1 {
+		t.Fatalf("alice has %d calls in progress, want 1", c)
+	}
+	if s := aliceDials(h, "sip:0900101@"+gw, ""); status(s.data) != "403 Forbidden" {
+		t.Fatalf("her next call: %s %q, want 403 Forbidden", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
 	}
 }

@@ -10,7 +10,7 @@
 //	    if ($ua =~ "friendly-scanner" || ...) drop;  # scanner: patterns and fingerprints, no answer
 //	    if (is_method("INVITE") || has_totag()) sip_trace("hep", "t");  # siptrace.mode: route
 //	    if (topology_hiding_match()) {           # to the Contact of a hidden call: the other party
-//	        route(nat_detect); route(fraud_release) for a BYE that ended the dialog; t_relay(); exit;
+//	        route(nat_detect); route(fraud_release) for a BYE of a call without its dialog bound; t_relay(); exit;
 //	    }                                        # a token that does not verify: 403; of a call that ended: 481
 //	    if (has_totag()) {                       # in-dialog
 //	        if (loose_route()) {                 # our signed Record-Route only
@@ -27,7 +27,8 @@
 //	            if (check_route_param("nat=yes")) setflag(NAT_REPLIES);
 //	            match_dialog();                  # a BYE ends the call's dialog (its record written)
 //	            if (is_method("BYE") && ($DLG_ended_by_it || !$DLG_did)) route(fraud_release);
-//	            # the call's dialog ended by this BYE; a call without a dialog: any BYE
+//	            # a call bound to its dialog is freed by the dialog's end (route[acc]), not
+//	            # here; one with a dialog not bound: this BYE ended it; without a dialog: any BYE
 //	            uac_restore_from(); uac_restore_to();   # and the CSeq after uac_auth
 //	            t_relay(); exit;
 //	        }
@@ -98,6 +99,8 @@
 //	route[acc] {                                 # accounting on (acc.store or acc.file), or $counted
 //	    if (is_method("INVITE")) {
 //	        if (!create_dialog()) { sl_send_reply(503, "Too Many Calls"); exit; }  # dialog.max_dialogs
+//	        if ($counted) fraud_bind_dialog();   # the dialog's end frees its place, whatever
+//	                                             # ends it (DLGCB_TERMINATED, DLGCB_EXPIRED)
 //	        if ($acc) do_accounting("db", "cdr|failed");  # the record is written when the dialog ends
 //	    }
 //	}
@@ -182,14 +185,21 @@
 // module (it does not load without it), and so does this route set: a
 // call Check counted ($rc 1 or -1) under a profile with a
 // concurrent_calls threshold gets a dialog even without accounting, and
-// a BYE frees its place only when it ended that dialog (DialogEnded): a
-// BYE while the call rings, with another To tag, or one the dialog
-// module did not let reach the other party frees nothing. Without the
-// dialog, any BYE on the call's signed Route freed it, wherever it went
-// and whatever its To tag: a caller with concurrent_calls_critical 3
-// sent a BYE addressed to herself for each call and had any number up.
-// A call that has no dialog (counted while its profile had no such
-// threshold: the rules changed since) is freed by any BYE, as before.
+// is bound to it (fraud BindDialog): the fraud module follows the dialog
+// module's events, and the dialog's end frees the place, whatever ended
+// it: a BYE that reached the other party, the dialog's timeout, the
+// session timer, a failed ping, dialog.end, a drain. The proxy's own
+// BYEs do not pass through this route: freed only by BYEs, such a call
+// stayed counted until fraud.call_timeout (4 h), its caller refused all
+// that time under a limit of one call. A BYE while the call rings, with
+// another To tag, one the dialog module did not let reach the other
+// party, or one on the Route of another call with the same Call-ID
+// frees nothing. Without the dialog, any BYE on the call's signed Route
+// freed it, wherever it went and whatever its To tag: a caller with
+// concurrent_calls_critical 3 sent a BYE addressed to herself for each
+// call and had any number up. A call that has no dialog (counted while
+// its profile had no such threshold: the rules changed since) is freed
+// by any BYE, as before.
 // Calls are not given dialogs for rules without concurrent thresholds
 // (calls per minute, of the day, sequential), nor when the profile is 0
 // or no rule matched. The route set is not built with the fraud module
@@ -670,7 +680,9 @@ func (p *routes) hiddenCall(c *routing.Ctx, v topohiding.Verdict) {
 // ended that dialog, so not a BYE while the call rings, with another To
 // tag, or one the dialog module did not let reach the other party; any
 // BYE of a call without one (relayed while its profile had no
-// concurrent_calls threshold: nothing else tells them apart).
+// concurrent_calls threshold: nothing else tells them apart). A call
+// bound to its dialog (BindDialog) is left by CallEnded whatever this
+// says: the dialog's end frees it, once.
 func (p *routes) byeEndedCall(c *routing.Ctx, matched bool) bool {
 	if p.dlg == nil {
 		return true
@@ -1013,7 +1025,7 @@ func (p *routes) natReply(c *routing.ReplyCtx) {
 // profile fraud.profile; critical gets 403 (482 when the INVITE has the
 // Call-ID and From tag of a call in progress), a warning goes on; one
 // it counted under a profile with a concurrent_calls threshold gets its
-// dialog, whose end alone frees its place (byeEndedCall). With
+// dialog, bound to it: the dialog's end alone frees its place. With
 // accounting on, an INVITE gets its dialog (route[acc]), marked for a
 // missed call when it goes to a subscriber's phones (toSubscriber). An
 // INVITE to or from a trunk (trunk: to a drouting gateway, from a
@@ -1048,7 +1060,7 @@ func (p *routes) relayCall(c *routing.Ctx, authenticated, toSubscriber, trunk bo
 	}
 	hide := p.th.HideCalls() || trunk && p.th.HideTrunks()
 	// A call counted under a concurrent limit gets its dialog too: only
-	// the dialog's end frees its place (byeEndedCall).
+	// the dialog's end frees its place (BindDialog).
 	if p.dlg != nil && c.IsMethod(parser.MethodInvite) && (p.accOn || hide || p.sst != nil || counted) {
 		if !p.sst.CheckMin(c) { // sstCheckMin(1): 422 or 400, before there is a dialog to record
 			p.fraud.CallFailed(c)
@@ -1058,6 +1070,12 @@ func (p *routes) relayCall(c *routing.Ctx, authenticated, toSubscriber, trunk bo
 			p.fraud.CallFailed(c)
 			refuse(c, 503, "Too Many Calls") // dialog.max_dialogs
 			return
+		}
+		if counted {
+			// Its place is freed when the dialog ends, whatever ends
+			// it: a BYE, its timeout, the session timer, a failed ping,
+			// dialog.end, a drain.
+			p.fraud.BindDialog(c, p.dlg)
 		}
 		p.sst.Manage(c) // Session-Expires raised to min_se, or sst.interval added
 		if toSubscriber && p.accOn {

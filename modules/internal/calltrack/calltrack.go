@@ -5,7 +5,11 @@
 // Release takes off its counter); the proxy keeps no dialog state, so a
 // call ends when the route relays its BYE (CallEnded), when its INVITE
 // will not be answered 2xx (CallFailed from the failure route, Reply for
-// the finals that skip it) or when its safety timeout passes (Sweep).
+// the finals that skip it) or when its safety timeout passes (Sweep). A
+// call the route gave a dialog can be bound to it (Bind): it then ends
+// with that dialog, whatever ended it (EndDialog, from the dialog
+// module's events), and a BYE no longer ends it: only the dialog module
+// tells a BYE that ended the call from one that went elsewhere.
 //
 // A call is a dialog as its INVITE starts it: the Call-ID and the From
 // tag. Calls that share a Call-ID but not a From tag are calls apart (a
@@ -97,13 +101,14 @@ type Table[L Lease] struct {
 
 // call is a tracked call: its lease, the INVITE transaction that made it
 // (only that transaction's failure releases it; a request of the same
-// caller that passed through it is its spiral), the hash of its caller
-// and its deadline.
+// caller that passed through it is its spiral), the hash of its caller,
+// its deadline and the dialog it is bound to (Bind; 0: none).
 type call[L Lease] struct {
 	lease    L
 	inv      txn.Ref
 	caller   uint64
 	deadline int64 // ms
+	dialog   uint64
 }
 
 // Tracking is what Claim did with an initial INVITE.
@@ -242,8 +247,54 @@ func (t *Table[L]) InUse(c *routing.Ctx, caller []byte) bool {
 }
 
 // End releases the call with callID and the From tag fromTag; with inv
-// not the zero Ref only when that INVITE transaction made it.
+// not the zero Ref only when that INVITE transaction made it. With the
+// zero Ref (a BYE), not a call bound to a dialog: only that dialog's end
+// releases it (EndDialog), or its INVITE's failure.
 func (t *Table[L]) End(callID, fromTag []byte, inv txn.Ref) bool {
+	return t.end(callID, fromTag, func(v *call[L]) bool {
+		if inv == (txn.Ref{}) {
+			return v.dialog == 0
+		}
+		return sameTxn(v.inv, inv)
+	})
+}
+
+// Bind binds the call of c, an initial INVITE the table tracks for its
+// transaction, to dialog, the id of the dialog a dialog module made of
+// it: from then on a BYE (CallEnded) releases it no more, the dialog's
+// end does (EndDialog), whatever ended it. The table cannot tell a BYE
+// that ended the call from one sent elsewhere, with another To tag, or
+// on the signed Route of another call with the same Call-ID; the dialog
+// module can. False: c's transaction tracks no call here (c is a
+// spiral, the table was full, the call was released already).
+func (t *Table[L]) Bind(c *routing.Ctx, dialog uint64) bool {
+	tx := c.R.Ref()
+	if dialog == 0 || t.n.Load() == 0 || tx == (txn.Ref{}) {
+		return false
+	}
+	h, k := t.key(c.CallID(), c.FTag())
+	s := t.tbl.Shard(h)
+	s.Lock()
+	defer s.Unlock()
+	e := s.Get(h, k[:])
+	if e == nil || !sameTxn(e.Value.inv, tx) {
+		return false
+	}
+	e.Value.dialog = dialog
+	return true
+}
+
+// EndDialog releases the call with callID and the From tag fromTag when
+// it is bound to dialog (Bind): the dialog ended. A dialog of another
+// INVITE with the same Call-ID and From tag (one the module did not
+// count, given a dialog of its own) releases nothing.
+func (t *Table[L]) EndDialog(callID, fromTag []byte, dialog uint64) bool {
+	return dialog != 0 && t.end(callID, fromTag, func(v *call[L]) bool { return v.dialog == dialog })
+}
+
+// end releases the call with callID and the From tag fromTag when ok
+// says it is the one to end.
+func (t *Table[L]) end(callID, fromTag []byte, ok func(*call[L]) bool) bool {
 	if t.n.Load() == 0 {
 		return false
 	}
@@ -251,7 +302,7 @@ func (t *Table[L]) End(callID, fromTag []byte, inv txn.Ref) bool {
 	s := t.tbl.Shard(h)
 	s.Lock()
 	e := s.Get(h, k[:])
-	if e == nil || inv != (txn.Ref{}) && !sameTxn(e.Value.inv, inv) {
+	if e == nil || !ok(&e.Value) {
 		s.Unlock()
 		return false
 	}
@@ -288,7 +339,8 @@ func (t *Table[L]) Sweep(now int64) {
 // CallEnded releases the call of a BYE the route relays (in-dialog, after
 // loose_route): the call is over whichever side hung up. The caller's BYE
 // has the call's From tag in its From, the callee's in its To. It does
-// nothing for other methods, or when the call is not tracked.
+// nothing for other methods, when the call is not tracked, or when it is
+// bound to a dialog (Bind: that dialog's end releases it).
 func (t *Table[L]) CallEnded(c *routing.Ctx) {
 	if c.IsMethod(parser.MethodBye) && !t.End(c.CallID(), c.FTag(), txn.Ref{}) {
 		t.End(c.CallID(), c.TTag(), txn.Ref{})

@@ -298,9 +298,17 @@ func TestTrackAndEndAllocateNothing(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("%v allocations per tracked and released call", allocs)
 		}
+		allocs = testing.AllocsPerRun(100, func() {
+			e.tbl.Claim(c, l, caller)
+			e.tbl.Bind(c, 7)
+			e.tbl.EndDialog(c.CallID(), c.FTag(), 7)
+		})
+		if allocs != 0 {
+			t.Errorf("%v allocations per call bound to its dialog and released by its end", allocs)
+		}
 	})
-	if n.Load() != 102 {
-		t.Fatalf("%d releases, want 102", n.Load())
+	if n.Load() != 203 {
+		t.Fatalf("%d releases, want 203", n.Load())
 	}
 }
 
@@ -432,5 +440,56 @@ func TestSpiralIsTheCallersOnly(t *testing.T) {
 			t.Fatalf("call of %q, back as %q's: released %d, %d; %d tracked; want 0, 0, 1",
 				tc.tracked, tc.spiral, n.Load(), m.Load(), e.tbl.Len())
 		}
+	}
+}
+
+// TestBoundCallEndsWithItsDialog: a call bound to its dialog (Bind) is
+// released by that dialog's end (EndDialog), once, whatever ended it:
+// not by a BYE (CallEnded), which the table cannot tell from one sent
+// elsewhere or on another call's signed Route with the same Call-ID and
+// the call's From tag; not by the end of another dialog with its Call-ID
+// and From tag (an INVITE the module did not count, given a dialog of
+// its own). Only the transaction that was tracked binds it; its failure
+// still releases it.
+func TestBoundCallEndsWithItsDialog(t *testing.T) {
+	e := newEnv(t, 10, false)
+	var n atomic.Int32
+	inv := routetest.Request("INVITE", "sip:bob@example.com", "")
+	var callID, tag []byte
+	var tx txn.Ref
+	e.in(inv, func(c *routing.Ctx) {
+		if !e.tbl.Track(c, lease{"a", &n}) || e.tbl.Bind(c, 0) || !e.tbl.Bind(c, 41) {
+			t.Fatal("not tracked and bound")
+		}
+		callID, tag, tx = append(callID, c.CallID()...), append(tag, c.FTag()...), c.R.Ref()
+	})
+	// Another transaction with its Call-ID and From tag binds nothing.
+	e.in(inDialog(inv, "INVITE", "7", "other"), func(c *routing.Ctx) {
+		if e.tbl.Bind(c, 42) {
+			t.Fatal("another transaction bound the call")
+		}
+	})
+	e.in(inDialog(inv, "BYE", "4", "bye"), e.tbl.CallEnded)
+	e.in(fromCallee(inDialog(inv, "BYE", "1", "bye2")), e.tbl.CallEnded)
+	if e.tbl.EndDialog(callID, tag, 42) || e.tbl.EndDialog(callID, tag, 0) || e.tbl.EndDialog(callID, []byte("other"), 41) {
+		t.Fatal("ended by another dialog")
+	}
+	if n.Load() != 0 || e.tbl.Len() != 1 {
+		t.Fatalf("released %d by BYEs or another dialog's end, %d tracked", n.Load(), e.tbl.Len())
+	}
+	if !e.tbl.EndDialog(callID, tag, 41) || e.tbl.EndDialog(callID, tag, 41) || n.Load() != 1 || e.tbl.Len() != 0 {
+		t.Fatalf("its dialog's end, twice: released %d, %d tracked", n.Load(), e.tbl.Len())
+	}
+	// Bound, it still ends with its INVITE's failure; its dialog's end
+	// after that releases nothing.
+	var m atomic.Int32
+	inv = routetest.Request("INVITE", "sip:bob@example.com", "")
+	e.in(inv, func(c *routing.Ctx) {
+		e.tbl.Track(c, lease{"b", &m})
+		e.tbl.Bind(c, 43)
+		callID, tag, tx = append(callID[:0], c.CallID()...), append(tag[:0], c.FTag()...), c.R.Ref()
+	})
+	if !e.tbl.End(callID, tag, tx) || e.tbl.EndDialog(callID, tag, 43) || m.Load() != 1 {
+		t.Fatalf("the INVITE's failure, then its dialog's end: released %d", m.Load())
 	}
 }
