@@ -94,8 +94,9 @@ type Config struct {
 	// SkipSourceCheck accepts a nonce from any address, not only the one
 	// it was sent to (digest.go): for front proxies that spread one
 	// phone's requests over several addresses. Then a wrong password
-	// from a forged UDP source counts as one again, and authban's
-	// account lock can be set off by forged sources.
+	// from a forged UDP source counts as one again, authban's account
+	// lock can be set off by forged sources, and every failure counts
+	// against its source address (SourceUnchecked).
 	SkipSourceCheck bool
 	// RegisterWithoutAuth tells the route set that REGISTER is to be saved
 	// without authentication (auth.register: false): for registrar

@@ -107,9 +107,15 @@ func (a *Auth) Authorize(c *routing.Ctx, o Options, next Next) {
 		next(c, NoCredentials)
 		return
 	}
+	// The nonce must be one we sent to the address the answer comes from
+	// (digest.go). It is read first, as it says whether the answer's
+	// sender receives packets at its source: a failure before it is
+	// checked (a bad name, a digest uri of another request) is held
+	// against the address only with such a nonce (Source).
+	exp, seq, ours := a.decodeNonce(cr.Nonce, c.SrcIP())
 	if len(cr.Username) == 0 || len(cr.Username)+len(realm) > 320 {
 		a.failed.Add(1)
-		a.tell(c, &cr, FailMalformed)
+		a.tell(c, &cr, FailMalformed, ours)
 		next(c, InvalidCredentials)
 		return
 	}
@@ -118,7 +124,7 @@ func (a *Auth) Authorize(c *routing.Ctx, o Options, next Next) {
 		// server SHOULD answer 400). Checked before the subscriber is
 		// looked up, so the answer says nothing about the user.
 		a.badURI.Add(1)
-		a.tell(c, &cr, FailBadURI)
+		a.tell(c, &cr, FailBadURI, ours)
 		if c.IsMethod(parser.MethodAck) {
 			next(c, InvalidCredentials) // an ACK cannot be answered
 			return
@@ -126,13 +132,12 @@ func (a *Auth) Authorize(c *routing.Ctx, o Options, next Next) {
 		c.ReplyStateless(400, "Digest URI Mismatch", nil)
 		return
 	}
-	// The nonce must be one we sent to the address the answer comes from
-	// (digest.go). Checked before the subscriber is looked up: an answer
-	// that fails it says nothing about the password (it was never
-	// compared, and the answer is the same whatever it is), so it is no
-	// password failure and does not count toward an account's lock; it
-	// costs no store read either.
-	exp, seq, ours := a.decodeNonce(cr.Nonce, c.SrcIP())
+	// A nonce not sent to the answer's address fails before the
+	// subscriber is looked up: the answer says nothing about the
+	// password (it was never compared, and the answer is the same
+	// whatever it is), nor whether the name is a subscriber's, so it is
+	// no password failure, counts toward no account's lock and, with
+	// auth.check_source, against no address; it costs no store read.
 	if !ours {
 		a.notOurs(c, &cr)
 		next(c, InvalidCredentials)
@@ -272,7 +277,7 @@ func findCredentials(m *parser.Message, proxy bool, realm []byte, cr *parser.Aut
 func (a *Auth) notOurs(c *routing.Ctx, cr *parser.Auth) {
 	a.failed.Add(1)
 	a.foreign.Add(1)
-	a.tell(c, cr, FailNonce)
+	a.tell(c, cr, FailNonce, false)
 }
 
 // check verifies credentials cr against the cached subscriber v; exp and
@@ -287,19 +292,19 @@ func (a *Auth) check(c *routing.Ctx, o Options, v *cred, cr *parser.Auth, sc *sc
 	}
 	if !ok || len(cr.Nonce) == 0 || len(cr.Response) != hexSize[alg.h] {
 		a.failed.Add(1)
-		a.tell(c, cr, FailMalformed)
+		a.tell(c, cr, FailMalformed, true)
 		return InvalidCredentials
 	}
 	nc := uint32(1) // without qop a nonce is good for one request
 	if len(cr.QOP) > 0 {
 		if !parser.EqualFold(cr.QOP, []byte("auth")) || len(cr.CNonce) == 0 {
 			a.failed.Add(1)
-			a.tell(c, cr, FailMalformed)
+			a.tell(c, cr, FailMalformed, true)
 			return InvalidCredentials
 		}
 		if nc, ok = parseNC(cr.NC); !ok {
 			a.failed.Add(1)
-			a.tell(c, cr, FailMalformed)
+			a.tell(c, cr, FailMalformed, true)
 			return InvalidCredentials
 		}
 	}
@@ -318,7 +323,7 @@ func (a *Auth) check(c *routing.Ctx, o Options, v *cred, cr *parser.Auth, sc *sc
 	match := equalHex(sc, cr.Response, want)
 	if !known || !match || locked {
 		a.failed.Add(1)
-		a.tell(c, cr, failureOf(known, match))
+		a.tell(c, cr, failureOf(known, match), true)
 		return InvalidCredentials
 	}
 	switch st := a.useNonce(exp, seq, nc); st {
@@ -333,16 +338,16 @@ func (a *Auth) check(c *routing.Ctx, o Options, v *cred, cr *parser.Auth, sc *sc
 		// the same answer as the first; anything else is a replay.
 		if !c.IsMethod(parser.MethodRegister) || !a.retransmission(seq, c) {
 			a.stale.Add(1)
-			a.tell(c, cr, FailReplay)
+			a.tell(c, cr, FailReplay, true)
 			return StaleNonce
 		}
 		a.retrans.Add(1)
 	default:
 		a.stale.Add(1)
 		if st == nonceExpired {
-			a.tell(c, cr, FailExpired)
+			a.tell(c, cr, FailExpired, true)
 		} else {
-			a.tell(c, cr, FailReplay)
+			a.tell(c, cr, FailReplay, true)
 		}
 		return StaleNonce
 	}

@@ -14,7 +14,7 @@ import (
 // recordingGuard keeps what it is told and locks the accounts in locked.
 type recordingGuard struct {
 	mu     sync.Mutex
-	told   []string // "src user realm why"
+	told   []string // "src user realm why from"
 	locked map[string]bool
 	asked  int
 }
@@ -26,9 +26,9 @@ func (g *recordingGuard) Locked(user, realm []byte) bool {
 	return g.locked[string(user)+"@"+strings.ToLower(string(realm))]
 }
 
-func (g *recordingGuard) Failed(src netip.Addr, user, realm []byte, why Failure) {
+func (g *recordingGuard) Failed(src netip.Addr, user, realm []byte, why Failure, from Source) {
 	g.mu.Lock()
-	g.told = append(g.told, src.String()+" "+string(user)+" "+string(realm)+" "+why.String())
+	g.told = append(g.told, src.String()+" "+string(user)+" "+string(realm)+" "+why.String()+" "+from.String())
 	g.mu.Unlock()
 }
 
@@ -58,23 +58,82 @@ func TestGuardToldOfFailures(t *testing.T) {
 	}
 	expect("a challenge")
 	h.requestFrom(src, u.msg(u.answer(ch, 1, "wrong")))
-	expect("wrong password", "192.0.2.5 alice example.com password")
+	expect("wrong password", "192.0.2.5 alice example.com password proven")
 	ghost := &ua{user: "ghost", method: "REGISTER"}
 	h.requestFrom(src, ghost.msg(ghost.answer(ch, 1, "x")))
-	expect("unknown user", "192.0.2.5 ghost example.com unknown_user")
+	expect("unknown user", "192.0.2.5 ghost example.com unknown_user proven")
 	if r := h.requestFrom(src, u.msg(u.answer(ch, 2, "secret"))); status(r) != "200 OK" {
 		t.Fatal(r)
 	}
 	expect("right password")
 	replay := &ua{user: "alice", method: "REGISTER", seq: 100}
 	h.requestFrom(src, replay.msg(replay.answer(ch, 2, "secret")))
-	expect("replayed nonce-count", "192.0.2.5 alice example.com replay")
+	expect("replayed nonce-count", "192.0.2.5 alice example.com replay proven")
 	bad := &ua{user: "alice", method: "REGISTER", duri: "sip:elsewhere.example.net"}
 	h.requestFrom(src, bad.msg(bad.answer(ch, 3, "secret")))
-	expect("digest uri of another request", "192.0.2.5 alice example.com bad_uri")
+	expect("digest uri of another request", "192.0.2.5 alice example.com bad_uri proven")
 	h.clock.Advance(31 * time.Second)
 	h.requestFrom(src, u.msg(u.answer(ch, 4, "secret")))
-	expect("expired nonce", "192.0.2.5 alice example.com expired")
+	expect("expired nonce", "192.0.2.5 alice example.com expired proven")
+	// The password is compared before the nonce's freshness, so a wrong
+	// one on an expired nonce sent to the address is a password failure
+	// held against it: a cracker keeping one old nonce is counted.
+	h.requestFrom(src, u.msg(u.answer(ch, 5, "wrong")))
+	expect("expired nonce, wrong password", "192.0.2.5 alice example.com password proven")
+}
+
+// The guard is told whether an answer shows that its sender receives
+// packets at its source (Source): only with a nonce sent to that
+// address, whatever failed, checked before or after the nonce. An
+// unknown name with another address's nonce is "nonce": the nonce is
+// checked before the name is looked up.
+func TestGuardToldWhetherSourceProven(t *testing.T) {
+	h := newHarness(t, Config{})
+	g := &recordingGuard{}
+	h.a.SetGuard(g)
+	u := &ua{user: "alice", method: "REGISTER"}
+	own := pick(t, h.requestFrom("192.0.2.5:5062", u.msg("")), "MD5")
+	other := pick(t, h.requestFrom("203.0.113.66:5062", u.msg("")), "MD5")
+	madeUp := own
+	madeUp.nonce = strings.Repeat("A", len(own.nonce))
+	noName := &ua{user: "alice", method: "REGISTER", noName: true}
+	badURI := &ua{user: "alice", method: "REGISTER", duri: "sip:elsewhere.example.net"}
+	ghost := &ua{user: "ghost", method: "REGISTER"}
+	for _, c := range []struct {
+		what, status, told string
+		u                  *ua
+		ch                 challenge
+	}{
+		{"no name, own nonce", "401 Unauthorized", "malformed proven", noName, own},
+		{"no name, another address's nonce", "401 Unauthorized", "malformed unproven", noName, other},
+		{"no name, a made-up nonce", "401 Unauthorized", "malformed unproven", noName, madeUp},
+		{"another uri, own nonce", "400 Digest URI Mismatch", "bad_uri proven", badURI, own},
+		{"another uri, another address's nonce", "400 Digest URI Mismatch", "bad_uri unproven", badURI, other},
+		{"another uri, a made-up nonce", "400 Digest URI Mismatch", "bad_uri unproven", badURI, madeUp},
+		{"unknown name, own nonce", "401 Unauthorized", "unknown_user proven", ghost, own},
+		{"unknown name, another address's nonce", "401 Unauthorized", "nonce unproven", ghost, other},
+		{"wrong password, another address's nonce", "401 Unauthorized", "nonce unproven", u, other},
+		{"wrong password, own nonce", "401 Unauthorized", "password proven", u, own},
+	} {
+		r := h.requestFrom("192.0.2.5:5062", c.u.msg(c.u.answer(c.ch, 1, "wrong")))
+		if status(r) != c.status {
+			t.Fatalf("%s: %s", c.what, r)
+		}
+		got := g.take()
+		if len(got) != 1 || !strings.HasSuffix(got[0], " "+c.told) || !strings.HasPrefix(got[0], "192.0.2.5 ") {
+			t.Fatalf("%s: the guard was told %q, want %q", c.what, got, c.told)
+		}
+	}
+	// Without the source check no answer proves anything.
+	h2 := newHarness(t, Config{SkipSourceCheck: true})
+	g2 := &recordingGuard{}
+	h2.a.SetGuard(g2)
+	own = pick(t, h2.requestFrom("192.0.2.5:5062", u.msg("")), "MD5")
+	h2.requestFrom("192.0.2.5:5062", badURI.msg(badURI.answer(own, 1, "x")))
+	h2.requestFrom("198.51.100.1:5062", u.msg(u.answer(madeUp, 1, "x")))
+	if got := g2.take(); strings.Join(got, "|") != "192.0.2.5 alice example.com bad_uri unchecked|198.51.100.1 alice example.com nonce unchecked" {
+		t.Fatalf("without the source check the guard was told %q", got)
+	}
 }
 
 // A locked account answers the right password exactly as a wrong one:
@@ -101,7 +160,7 @@ func TestLockedAccountLooksLikeWrongPassword(t *testing.T) {
 	if status(right) != "401 Unauthorized" || challenges(right)[0].stale || norm(right) != norm(wrong) {
 		t.Fatalf("locked account, right password:\n%s\nwrong password:\n%s", right, wrong)
 	}
-	if got := g.take(); len(got) != 2 || !strings.HasSuffix(got[0], " password") || !strings.HasSuffix(got[1], " locked") {
+	if got := g.take(); len(got) != 2 || !strings.HasSuffix(got[0], " password proven") || !strings.HasSuffix(got[1], " locked proven") {
 		t.Fatalf("guard told %q", got)
 	}
 	// The cached path too (the first answer above read the store).
@@ -142,8 +201,8 @@ func TestGuardedAuthorizeAllocatesNothing(t *testing.T) {
 
 type nopGuard struct{}
 
-func (nopGuard) Locked(user, realm []byte) bool             { return false }
-func (nopGuard) Failed(netip.Addr, []byte, []byte, Failure) {}
+func (nopGuard) Locked(user, realm []byte) bool                     { return false }
+func (nopGuard) Failed(netip.Addr, []byte, []byte, Failure, Source) {}
 
 // TestNonceBoundToSource: a nonce is good only from the address it was
 // issued to (an IPv4 address, an IPv6 /64; any port, any transport), as
@@ -176,7 +235,7 @@ func TestNonceBoundToSource(t *testing.T) {
 			t.Fatalf("nonce of 192.0.2.5 answered from %s (%s): %s", src, pw, r)
 		}
 		addr := netip.MustParseAddrPort(src).Addr().String()
-		if got := g.take(); len(got) != 1 || got[0] != addr+" alice example.com nonce" {
+		if got := g.take(); len(got) != 1 || got[0] != addr+" alice example.com nonce unproven" {
 			t.Fatalf("from %s the guard was told %q", src, got)
 		}
 	}
@@ -188,7 +247,7 @@ func TestNonceBoundToSource(t *testing.T) {
 	if r := h.requestFrom("192.0.2.5:5062", ghost.msg(ghost.answer(forged, 1, "x"))); status(r) != "401 Unauthorized" || challenges(r)[0].stale {
 		t.Fatalf("forged nonce: %s", r)
 	}
-	if got := g.take(); len(got) != 1 || got[0] != "192.0.2.5 ghost-nonce example.com nonce" {
+	if got := g.take(); len(got) != 1 || got[0] != "192.0.2.5 ghost-nonce example.com nonce unproven" {
 		t.Fatalf("forged nonce: the guard was told %q", got)
 	}
 	if n := h.a.Stats().CacheMisses; n != misses {
@@ -199,7 +258,7 @@ func TestNonceBoundToSource(t *testing.T) {
 	if r := h.requestFrom("192.0.2.5:40000", u.msg(u.answer(ch, 20, "wrong"))); status(r) != "401 Unauthorized" {
 		t.Fatalf("wrong password from another port: %s", r)
 	}
-	if got := g.take(); len(got) != 1 || got[0] != "192.0.2.5 alice example.com password" {
+	if got := g.take(); len(got) != 1 || got[0] != "192.0.2.5 alice example.com password proven" {
 		t.Fatalf("wrong password from the nonce's address: the guard was told %q", got)
 	}
 	if r := h.requestFrom("192.0.2.5:40000", u.msg(u.answer(ch, 21, "secret"))); status(r) != "200 OK" {
@@ -248,7 +307,7 @@ func TestNonceBoundToSource(t *testing.T) {
 	h3.a.SetGuard(g3)
 	ch = pick(t, h3.requestFrom("192.0.2.7:5062", u.msg("")), "MD5")
 	h3.requestFrom("198.51.100.1:5060", u.msg(u.answer(ch, 1, "wrong")))
-	if got := g3.take(); len(got) != 1 || got[0] != "198.51.100.1 alice example.com password" {
+	if got := g3.take(); len(got) != 1 || got[0] != "198.51.100.1 alice example.com password unchecked" {
 		t.Fatalf("without the source check the guard was told %q", got)
 	}
 	if r := h3.requestFrom("192.0.2.8:5062", u.msg(u.answer(ch, 2, "secret"))); status(r) != "200 OK" {

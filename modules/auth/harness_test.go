@@ -185,6 +185,8 @@ type ua struct {
 	// computed for (both default to the AOR's URI, or the domain for
 	// REGISTER).
 	ruri, duri string
+	// noName sends username="" in the credentials.
+	noName bool
 }
 
 // target is the URI the request is for.
@@ -269,8 +271,12 @@ func (u *ua) answer(ch challenge, nc int, password string) string {
 	if ch.header == "Proxy" {
 		name = "Proxy-Authorization"
 	}
+	user := u.user
+	if u.noName {
+		user = ""
+	}
 	return fmt.Sprintf(`%s: Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", algorithm=%s, cnonce="%s", qop=auth, nc=%s`,
-		name, u.user, ch.realm, ch.nonce, uri, resp, ch.alg, cnonce, ncs)
+		name, user, ch.realm, ch.nonce, uri, resp, ch.alg, cnonce, ncs)
 }
 
 func status(resp string) string {

@@ -6,8 +6,12 @@
 //
 //   - An address whose answers fail max_failures times within window
 //     (wrong password, unknown user, replayed nonce-count, digest uri of
-//     another request, malformed credentials, a nonce not sent to it) is
-//     banned for ban_time.
+//     another request, malformed credentials) is banned for ban_time.
+//     Only answers carrying a nonce auth sent to that address count
+//     (auth.Source): the sender receives packets there. Answers with
+//     any other nonce, which anyone forging the address over UDP can
+//     send, are counted by why but ban nobody (unless auth.check_source
+//     is off: then no nonce proves anything and every failure counts).
 //   - An account (user@domain) that answers with a wrong password come
 //     from account_sources different addresses within account_window is
 //     locked for lock_time: slow cracking spread over many addresses,
@@ -203,11 +207,22 @@ func (b *Authban) Locked(user, realm []byte) bool {
 }
 
 // Failed is the auth Guard's report of a failed answer: it counts it
-// against the address, and a wrong password against the account too.
-func (b *Authban) Failed(src netip.Addr, user, realm []byte, why auth.Failure) {
+// against the address when the answer shows that its sender receives
+// packets there, and a wrong password against the account too.
+func (b *Authban) Failed(src netip.Addr, user, realm []byte, why auth.Failure, from auth.Source) {
 	b.failures[why&15].Add(1)
 	if why == auth.FailExpired || why == auth.FailLocked {
 		return // a phone's normal retry; the owner's password during a lock
+	}
+	if from == auth.SourceUnproven {
+		// No nonce sent to src: anyone can send this with src forged
+		// over UDP, and counting it would let a few datagrams ban a
+		// customer's or a trunk's address. A cracker loses nothing by
+		// it: its password is compared only on a nonce sent to where it
+		// sends from, which is counted. With auth.check_source off
+		// (SourceUnchecked) nothing is proven and src is counted as it
+		// always was.
+		return
 	}
 	if b.pike.Exempt(src) {
 		return
@@ -227,8 +242,9 @@ func (b *Authban) Failed(src netip.Addr, user, realm []byte, why auth.Failure) {
 		}
 	}
 	if why != auth.FailPassword || pr.accountSources == 0 {
-		// Only a wrong password on a nonce sent to src shows that src is
-		// the sender's own address; FailNonce is what a forged one sends.
+		// Only a wrong password counts toward the account: it comes on a
+		// nonce sent to src (or with auth.check_source off, any of ours);
+		// FailNonce is what a forged source sends.
 		return
 	}
 	ak, pk := b.keys(user, realm, src)

@@ -53,16 +53,16 @@ func TestAddressBannedAfterMaxFailures(t *testing.T) {
 	b, p, clock := newAuthban(t, nil)
 	kinds := []auth.Failure{auth.FailPassword, auth.FailUnknownUser, auth.FailReplay, auth.FailBadURI, auth.FailMalformed}
 	for i := 0; i < 9; i++ {
-		b.Failed(srcA, alice, realm, kinds[i%len(kinds)])
-		b.Failed(srcA, alice, realm, auth.FailExpired)
-		b.Failed(srcA, alice, realm, auth.FailLocked)
-		b.Failed(srcHost, alice, realm, auth.FailPassword)
+		b.Failed(srcA, alice, realm, kinds[i%len(kinds)], auth.SourceProven)
+		b.Failed(srcA, alice, realm, auth.FailExpired, auth.SourceProven)
+		b.Failed(srcA, alice, realm, auth.FailLocked, auth.SourceProven)
+		b.Failed(srcHost, alice, realm, auth.FailPassword, auth.SourceProven)
 		clock.Advance(time.Second)
 	}
 	if p.Banned(srcA) {
 		t.Fatal("banned after 9 failures")
 	}
-	b.Failed(srcA, []byte("ghost"), realm, auth.FailUnknownUser)
+	b.Failed(srcA, []byte("ghost"), realm, auth.FailUnknownUser, auth.SourceProven)
 	if !p.Banned(srcA) || p.Banned(srcHost) {
 		t.Fatalf("after the 10th failure: banned %v, exempt host banned %v", p.Banned(srcA), p.Banned(srcHost))
 	}
@@ -72,7 +72,7 @@ func TestAddressBannedAfterMaxFailures(t *testing.T) {
 	// Failures spread wider than the window never add up to a ban.
 	other := netip.MustParseAddr("192.0.2.11")
 	for i := 0; i < 30; i++ {
-		b.Failed(other, alice, realm, auth.FailPassword)
+		b.Failed(other, alice, realm, auth.FailPassword, auth.SourceProven)
 		clock.Advance(2 * time.Minute) // 5 per window of 10 minutes
 	}
 	if p.Banned(other) {
@@ -80,6 +80,36 @@ func TestAddressBannedAfterMaxFailures(t *testing.T) {
 	}
 	if b.bans.Load() != 1 {
 		t.Fatalf("bans %d", b.bans.Load())
+	}
+}
+
+// An answer that does not show that its sender receives packets at its
+// source (auth.SourceUnproven: no nonce sent there) counts by why but
+// toward no ban and no lock, however many; with auth.check_source off
+// (SourceUnchecked) every failure counts as before.
+func TestUnprovenFailuresBanNobody(t *testing.T) {
+	b, p, _ := newAuthban(t, nil)
+	kinds := []auth.Failure{auth.FailNonce, auth.FailMalformed, auth.FailBadURI, auth.FailPassword, auth.FailUnknownUser}
+	for i := 0; i < 100; i++ {
+		b.Failed(addr(i%5), alice, realm, kinds[i%len(kinds)], auth.SourceUnproven)
+	}
+	if p.Banned(addr(0)) || b.Locked(alice, realm) || b.bans.Load() != 0 {
+		t.Fatal("unproven failures banned or locked")
+	}
+	if n := b.failures[auth.FailNonce].Load(); n != 20 {
+		t.Fatalf("nonce failures counted %d", n)
+	}
+	for i := 1; i <= 10; i++ {
+		b.Failed(srcA, alice, realm, auth.FailNonce, auth.SourceUnchecked)
+		if p.Banned(srcA) != (i == 10) {
+			t.Fatalf("after %d unchecked failures: banned %v", i, p.Banned(srcA))
+		}
+	}
+	for i := 0; i < 5; i++ {
+		b.Failed(addr(100+i), alice, realm, auth.FailPassword, auth.SourceUnchecked)
+	}
+	if !b.Locked(alice, realm) {
+		t.Fatal("wrong passwords from 5 addresses without the source check did not lock")
 	}
 }
 
@@ -104,7 +134,7 @@ func TestExemptIPv6TrunkNotBannedByNeighbourFailures(t *testing.T) {
 	trunk := netip.MustParseAddr("2001:db8:1:2::10")
 	bad := netip.MustParseAddr("2001:db8:1:2::bad")
 	for i := 0; i < 10; i++ {
-		b.Failed(bad, []byte("ghost"), realm, auth.FailUnknownUser)
+		b.Failed(bad, []byte("ghost"), realm, auth.FailUnknownUser, auth.SourceProven)
 	}
 	if !p.Admit(trunk) || p.Banned(trunk) {
 		t.Fatal("exempt trunk banned by 10 failures of a spoofed address in its /64")
@@ -117,7 +147,7 @@ func TestExemptIPv6TrunkNotBannedByNeighbourFailures(t *testing.T) {
 	}
 	// Elsewhere an IPv6 source is still its /64.
 	for i := 0; i < 10; i++ {
-		b.Failed(netip.MustParseAddr("2001:db8:9:9::"+strconv.Itoa(i+1)), []byte("ghost"), realm, auth.FailUnknownUser)
+		b.Failed(netip.MustParseAddr("2001:db8:9:9::"+strconv.Itoa(i+1)), []byte("ghost"), realm, auth.FailUnknownUser, auth.SourceProven)
 	}
 	if !p.Banned(netip.MustParseAddr("2001:db8:9:9::abcd")) {
 		t.Fatal("failures spread over a /64 without an exempt address did not ban it")
@@ -131,17 +161,17 @@ func TestAccountLockedByManyAddresses(t *testing.T) {
 	b, p, clock := newAuthban(t, nil)
 	for i := 0; i < 4; i++ {
 		for j := 0; j < 3; j++ { // each address stays under max_failures
-			b.Failed(addr(i), alice, realm, auth.FailPassword)
+			b.Failed(addr(i), alice, realm, auth.FailPassword, auth.SourceProven)
 		}
-		b.Failed(addr(100+i), []byte("ghost"), realm, auth.FailUnknownUser)
-		b.Failed(addr(200+i), []byte("bob"), realm, auth.FailPassword)
+		b.Failed(addr(100+i), []byte("ghost"), realm, auth.FailUnknownUser, auth.SourceProven)
+		b.Failed(addr(200+i), []byte("bob"), realm, auth.FailPassword, auth.SourceProven)
 		clock.Advance(time.Minute)
 	}
-	b.Failed(addr(300), alice, realm, auth.FailReplay)
+	b.Failed(addr(300), alice, realm, auth.FailReplay, auth.SourceProven)
 	if b.Locked(alice, realm) {
 		t.Fatal("locked by 4 addresses")
 	}
-	b.Failed(addr(4), alice, []byte("EXAMPLE.com"), auth.FailPassword)
+	b.Failed(addr(4), alice, []byte("EXAMPLE.com"), auth.FailPassword, auth.SourceProven)
 	if !b.Locked(alice, realm) || !b.Locked(alice, []byte("Example.COM")) {
 		t.Fatal("not locked by the 5th address")
 	}
@@ -166,7 +196,7 @@ func TestAccountLockedByManyAddresses(t *testing.T) {
 	}
 	// The addresses counted were forgotten with the lock: one more does
 	// not lock again.
-	b.Failed(addr(5), alice, realm, auth.FailPassword)
+	b.Failed(addr(5), alice, realm, auth.FailPassword, auth.SourceProven)
 	if b.Locked(alice, realm) {
 		t.Fatal("locked again by one address")
 	}
@@ -183,8 +213,8 @@ func TestTablesBounded(t *testing.T) {
 	for i := 0; i < 200_000; i++ {
 		user = append(user[:0], "u"...)
 		user = append(user, byte('a'+i%26), byte('a'+i/26%26), byte('a'+i/676%26), byte('a'+i/17576%26))
-		b.Failed(addr(i), user, realm, auth.FailPassword)
-		b.Failed(addr(i+1), user, realm, auth.FailPassword)
+		b.Failed(addr(i), user, realm, auth.FailPassword, auth.SourceProven)
+		b.Failed(addr(i+1), user, realm, auth.FailPassword, auth.SourceProven)
 		if i%1000 == 0 {
 			clock.Advance(time.Millisecond)
 		}
@@ -208,8 +238,8 @@ func TestGuardAllocatesNothing(t *testing.T) {
 	i := 0
 	if a := testing.AllocsPerRun(1000, func() {
 		i++
-		b.Failed(addr(i), alice, realm, auth.FailPassword)
-		b.Failed(srcA, alice, realm, auth.FailUnknownUser)
+		b.Failed(addr(i), alice, realm, auth.FailPassword, auth.SourceProven)
+		b.Failed(srcA, alice, realm, auth.FailUnknownUser, auth.SourceProven)
 		b.Locked(alice, realm)
 		clock.Advance(time.Millisecond)
 	}); a != 0 {
@@ -238,7 +268,7 @@ func BenchmarkGuard(b *testing.B) {
 	b.Run("failed", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			ab.Failed(addr(i&0xffff), alice, realm, auth.FailPassword)
+			ab.Failed(addr(i&0xffff), alice, realm, auth.FailPassword, auth.SourceProven)
 		}
 	})
 }
@@ -304,7 +334,7 @@ func TestModuleCommandsAndMetrics(t *testing.T) {
 		t.Fatalf("unlock all: %d %s", code, body)
 	}
 	for i := 0; i < 10; i++ {
-		b.Failed(srcA, alice, realm, auth.FailPassword)
+		b.Failed(srcA, alice, realm, auth.FailPassword, auth.SourceProven)
 	}
 	var buf bytes.Buffer
 	ms.WritePrometheus(&buf)
@@ -342,7 +372,7 @@ func TestLockRaisesEvent(t *testing.T) {
 	defer set.Stop()
 	b := set.Get("authban").(*Authban)
 	for i := range 5 {
-		b.Failed(addr(i), alice, realm, auth.FailPassword)
+		b.Failed(addr(i), alice, realm, auth.FailPassword, auth.SourceProven)
 	}
 	select {
 	case e := <-sub.C():
