@@ -5,6 +5,7 @@ import (
 
 	"switchboard/parser"
 	"switchboard/routing"
+	"switchboard/txn"
 )
 
 // UACAuth answers the challenge of the failure route's best response, a
@@ -56,6 +57,16 @@ func (u *UAC) UACAuth(c *routing.FailureCtx) bool {
 		chName, ansName, ansHdr = parser.HdrProxyAuthenticate, "Proxy-Authorization", parser.HdrProxyAuthorization
 	}
 	proto, dst := b.Destination()
+	if answersSoFar(r) >= maxAuthAnswers {
+		// A next hop
+		// that challenges every answer again (a nonce called stale each
+		// time, a new realm for a credential of any realm) would
+		// otherwise get a digest of the trunk's password for a nonce of
+		// its choosing per attempt, up to txn.MaxBranches.
+		u.authRejected.Inc()
+		u.host.Warn("uac: the next hop keeps challenging our credentials", "dst", dst.String(), "answers", maxAuthAnswers)
+		return false
+	}
 	sc := u.scratches.Get().(*scratch)
 	defer u.scratches.Put(sc)
 	t := u.creds.Load()
@@ -131,3 +142,21 @@ const (
 	paramFrom = "uacf" // the From replaced: original and new URI, encrypted
 	paramTo   = "uact" // the To replaced
 )
+
+// maxAuthAnswers is how many challenges UACAuth answers for one request:
+// one, and two more for a stale nonce or a second realm.
+const maxAuthAnswers = 3
+
+// answersSoFar is how many challenges UACAuth answered for the request:
+// each gave it the next CSeq number, counted from the one its client sent
+// plus, for the caller's request inside a dialog, the offset Restore
+// added (uacc).
+func answersSoFar(r *txn.Request) int64 {
+	base := int64(r.ClientCSeq())
+	if r.Msg.ToTag() != nil && r.Downstream() {
+		if n, ok := parseUint(r.DialogRouteParam(paramCSeq), 1000); ok {
+			base += int64(n)
+		}
+	}
+	return int64(r.Msg.CSeq().Num) - base
+}

@@ -1,6 +1,7 @@
 package uac
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -229,4 +230,79 @@ func TestUACAuthQuotedURI(t *testing.T) {
 		t.Fatalf("INVITE sent again with %q", header(again[0], "Proxy-Authorization"))
 	}
 	one(t, sent, caller, "SIP/2.0 407")
+}
+
+// TestUACAuthChallengeLoopBounded: a next hop that answers every
+// credential with another challenge, each with a new nonce marked stale
+// (or, for a gateway credential of any realm, each for a new realm), gets
+// at most maxAuthAnswers digests of the trunk's password per request, as
+// the registrant's stale limit does: then its 407 goes to the caller.
+// Before, it got one per attempt up to txn.MaxBranches (15), each a
+// digest for a nonce and realm of its choosing.
+func TestUACAuthChallengeLoopBounded(t *testing.T) {
+	f := build(t, nil, func(st *store.Store) {
+		trunkCredential(st)
+		if _, err := st.AddUACCredential(ctx, store.UACCredential{Gateway: "127.0.0.8:5090", Username: "trunk9", Password: "pw9"}); err != nil {
+			panic(err)
+		}
+	}, nil)
+	h := routetest.New(t, nil)
+	trunkRoutes(h, f.u, nil)
+	for _, c := range []struct {
+		name, gw  string
+		challenge func(i int) string
+	}{
+		{"stale", carrier, func(i int) string {
+			return fmt.Sprintf("Proxy-Authenticate: Digest realm=\"carrier.example\", nonce=\"n%d\", stale=true\r\n", i)
+		}},
+		{"new realm", "127.0.0.8:5090", func(i int) string {
+			return fmt.Sprintf("Proxy-Authenticate: Digest realm=\"r%d.example\", nonce=\"n%d\"\r\n", i, i)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h.Receive(caller, invite("sip:+4930123@"+c.gw))
+			req := one(t, h.Take(), c.gw, "INVITE ")
+			answered := 0
+			var toCaller []string
+			for i := 0; i < 20; i++ {
+				h.Receive(c.gw, respond(t, req, 407, fmt.Sprintf("c%d", i), c.challenge(i)))
+				sent := h.Take()
+				toCaller = sentTo(sent, caller, "SIP/2.0 407")
+				again := sentTo(sent, c.gw, "INVITE ")
+				if len(again) == 0 {
+					break
+				}
+				answered++
+				req = again[0]
+			}
+			if answered != maxAuthAnswers || len(toCaller) != 1 {
+				t.Fatalf("the next hop got %d digests, the caller %d 407s; want %d and 1", answered, len(toCaller), maxAuthAnswers)
+			}
+		})
+	}
+
+	// The bound counts a request's own answers: the caller's BYE in a
+	// dialog whose INVITE took all three (uacc=3) is still answered.
+	inv := invite("sip:+4930123@" + carrier)
+	h.Receive(caller, inv)
+	req := one(t, h.Take(), carrier, "INVITE ")
+	for i := 0; i < maxAuthAnswers; i++ {
+		h.Receive(carrier, respond(t, req, 407, "c0", fmt.Sprintf("Proxy-Authenticate: Digest realm=\"carrier.example\", nonce=\"d%d\", stale=true\r\n", i)))
+		req = one(t, h.Take(), carrier, "INVITE ")
+	}
+	rr := header(req, "Record-Route")
+	if !strings.Contains(rr, ";uacc=3;") {
+		t.Fatalf("Record-Route %q", rr)
+	}
+	h.Receive(carrier, respond(t, req, 200, "c1", "Record-Route: "+rr+"\r\nContact: <sip:gw@"+carrier+">\r\n"))
+	h.Take()
+	callID, from, to := header(inv, "Call-ID"), header(inv, "From"), header(inv, "To")+";tag=c1"
+	h.Receive(caller, inDialog("BYE", "sip:gw@"+carrier, "bye1", from, to, callID, "2", rr))
+	bye := one(t, h.Take(), carrier, "BYE ")
+	h.Receive(carrier, respond(t, bye, 407, "", "Proxy-Authenticate: Digest realm=\"carrier.example\", nonce=\"b1\"\r\n"))
+	again := one(t, h.Take(), carrier, "BYE ")
+	checkDigest(t, header(again, "Proxy-Authorization"), "BYE", "trunk1", "carrier.example", "s3cret", "b1")
+	if header(again, "CSeq") != "6 BYE" {
+		t.Errorf("the BYE answered: CSeq %q, want 6", header(again, "CSeq"))
+	}
 }
