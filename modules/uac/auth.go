@@ -33,6 +33,23 @@ import (
 // re-INVITE would put them out of step (that needs the dialog module).
 // Allocation-free; false on a nil *UAC (a route set without the module).
 func (u *UAC) UACAuth(c *routing.FailureCtx) bool {
+	return u.uacAuth(c, true)
+}
+
+// UACAuthOwnGateway is UACAuth with only the credentials stored for the
+// challenged branch's destination (their gateway column): a credential
+// for a realm alone, which answers any next hop, is not used. For a
+// branch whose destination the route does not know for a carrier's (a
+// subscriber's phone, an address called as another domain): whoever is
+// there can challenge with the carrier's realm and a nonce of its
+// choosing. Allocation-free; false on a nil *UAC.
+func (u *UAC) UACAuthOwnGateway(c *routing.FailureCtx) bool {
+	return u.uacAuth(c, false)
+}
+
+// uacAuth is UACAuth; anyHop says whether credentials for a realm alone
+// may answer.
+func (u *UAC) uacAuth(c *routing.FailureCtx, anyHop bool) bool {
 	if u == nil {
 		return false // the module is not loaded
 	}
@@ -79,7 +96,7 @@ func (u *UAC) UACAuth(c *routing.FailureCtx) bool {
 		if !ok {
 			continue
 		}
-		cr := t.lookup(dst, sc.ch.Realm)
+		cr := t.lookup(dst, sc.ch.Realm, anyHop)
 		if cr == nil || !cr.usable(alg, sc.ch.Realm) {
 			continue
 		}

@@ -29,9 +29,9 @@ type credTable struct {
 }
 
 // lookup returns the credential for a challenge of realm from dst: the
-// most specific first (address and port, then address, then realm only;
-// under a gateway, its realm before "any realm").
-func (t *credTable) lookup(dst netip.AddrPort, realm []byte) *cred {
+// most specific first (address and port, then address, then realm only
+// when anyHop; under a gateway, its realm before "any realm").
+func (t *credTable) lookup(dst netip.AddrPort, realm []byte, anyHop bool) *cred {
 	a := dst.Addr().Unmap()
 	for _, gw := range [2]netip.AddrPort{netip.AddrPortFrom(a, dst.Port()), netip.AddrPortFrom(a, 0)} {
 		if m := t.byGateway[gw]; m != nil {
@@ -42,6 +42,9 @@ func (t *credTable) lookup(dst netip.AddrPort, realm []byte) *cred {
 				return c
 			}
 		}
+	}
+	if !anyHop {
+		return nil
 	}
 	return t.byRealm[string(realm)]
 }

@@ -33,8 +33,8 @@ func TestCredentialsReloadWithoutRestart(t *testing.T) {
 		t.Fatalf("cred-add: %q %v", out, err)
 	}
 	gw := netip.MustParseAddrPort("192.0.2.10:5060")
-	waitFor(t, 2*time.Second, "credential in use", func() bool { return f.u.creds.Load().lookup(gw, []byte("carrier.example")) != nil })
-	if f.u.creds.Load().lookup(netip.MustParseAddrPort("192.0.2.10:5070"), []byte("carrier.example")) != nil {
+	waitFor(t, 2*time.Second, "credential in use", func() bool { return f.u.creds.Load().lookup(gw, []byte("carrier.example"), true) != nil })
+	if f.u.creds.Load().lookup(netip.MustParseAddrPort("192.0.2.10:5070"), []byte("carrier.example"), true) != nil {
 		t.Error("a credential bound to port 5060 answers for 5070")
 	}
 	out, _ = runCLI(t, cli, "cred-list")

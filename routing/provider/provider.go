@@ -140,7 +140,8 @@
 //	    }
 //	}
 //	failure_route[next_contacts] {               # lower-q contacts, one group at a time
-//	    if (t_check_status("401|407") && uac_auth()) { t_relay(); exit; }  # a trunk's challenge (hidden: the offset in the dialog)
+//	    if (t_check_status("401|407") && uac_auth()) { t_relay(); exit; }  # a trunk's challenge (hidden: the offset in the dialog);
+//	                                             # realm-only credentials only for a branch to a gateway (goes_to_gw)
 //	    if (t_next_contacts()) { t_relay(); exit; }
 //	    if (t_check_status("408|5[0-9][0-9]") && use_next_gw()) { t_relay(); exit; }
 //	    route(fraud_release);                    # the call failed
@@ -914,7 +915,7 @@ func (p *routes) toPSTN(c *routing.Ctx) {
 // failure tries the next q-group of contacts, or the next gateway of a
 // call to the PSTN, if any; otherwise the best response goes upstream.
 func (p *routes) failure(c *routing.FailureCtx) {
-	if !c.Canceled() && p.uac.UACAuth(c) {
+	if !c.Canceled() && p.answerChallenge(c) {
 		if p.th.Hidden(c.Ctx) {
 			// uac_auth record-routes the INVITE to keep the CSeq offset;
 			// a hidden call has no Record-Route of ours: its dialog
@@ -933,6 +934,25 @@ func (p *routes) failure(c *routing.FailureCtx) {
 	}
 	p.fraud.CallFailed(c.Ctx)
 	p.rtp.ManageFailure(c, nil) // the call failed: its media session ends
+}
+
+// answerChallenge answers the best response's 401/407 with a trunk's
+// credentials (uac_auth): any credential for a branch to a gateway of the
+// drouting tables (by its address, any port), only one stored for the
+// branch's own address otherwise (a peer called as another domain). A
+// credential stored for a realm alone (uac_auth's, any next hop) would
+// answer a 407 with the carrier's realm from anyone a call reaches: a
+// subscriber's phone, an address a subscriber calls as another domain,
+// each getting a digest of the trunk's password for a nonce of its
+// choosing (a dictionary attack offline, or the carrier's own nonce
+// answered for it to call on the trunk's account).
+func (p *routes) answerChallenge(c *routing.FailureCtx) bool {
+	if b := c.R.BestBranch(); b != nil {
+		if _, dst := b.Destination(); p.dr.IsGWAddr(dst.Addr()) {
+			return p.uac.UACAuth(c)
+		}
+	}
+	return p.uac.UACAuthOwnGateway(c)
 }
 
 // reply is the reply route: finals that end an INVITE without the failure
