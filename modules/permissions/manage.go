@@ -29,12 +29,48 @@ type entryView struct {
 	Pattern string `json:"pattern,omitempty"`
 	Info    string `json:"info,omitempty"`
 	Created int64  `json:"created"`
+	Warning string `json:"warning,omitempty"`
 }
 
 func view(a store.Address) entryView {
 	return entryView{ID: a.ID, Group: a.Group, IP: a.IP, Mask: a.Mask, Port: a.Port, Proto: a.Proto,
-		Pattern: a.Pattern, Info: a.ContextInfo, Created: a.Created}
+		Pattern: a.Pattern, Info: a.ContextInfo, Created: a.Created, Warning: broadWarning(a)}
 }
+
+// Prefixes wider than these hold more of the Internet than any one
+// network's block (IANA gave out IPv4 by /8 at most; the RIRs hold IPv6
+// /12s and give their largest members about a /19): no gateway list
+// needs them, and a mistyped mask or a copied lab entry does.
+const (
+	broadBits4 = 8
+	broadBits6 = 16
+)
+
+// broadWarning says, for an entry wider than broadBits4 or broadBits6,
+// what it trusts; "" for any other.
+func broadWarning(a store.Address) string {
+	ip, err := netip.ParseAddr(a.IP)
+	if err != nil {
+		return ""
+	}
+	is4 := ip.Unmap().Is4()
+	if is4 && a.Mask >= broadBits4 || !is4 && a.Mask >= broadBits6 {
+		return ""
+	}
+	what := "much of the Internet"
+	switch {
+	case a.Mask == 0 && is4:
+		what = "every IPv4 source"
+	case a.Mask == 0:
+		what = "every IPv6 source"
+	}
+	return "trusts " + what + " (" + a.Prefix() + ") in group " + strconv.Itoa(a.Group) +
+		": in the provider's trusted group each calls subscribers unchallenged, in pike.exempt_group none is banned"
+}
+
+// udpNote is what the CLI adds for an entry that accepts UDP, whose
+// source address anyone without ingress filtering can forge.
+const udpNote = "note: UDP sources can be forged; --proto tcp or tls for a peer that can use them (docs: modules/permissions)"
 
 func views(as []store.Address) []entryView {
 	out := make([]entryView, 0, len(as))
@@ -259,6 +295,12 @@ func cliAdd(ctx context.Context, st *store.Store, args []string, out io.Writer) 
 		return err
 	}
 	fmt.Fprintf(out, "added id %d: %s\n", e.ID, describe(e))
+	if w := broadWarning(e); w != "" {
+		fmt.Fprintln(out, "warning: "+w)
+	}
+	if e.Proto == "any" || e.Proto == "udp" {
+		fmt.Fprintln(out, udpNote)
+	}
 	return nil
 }
 

@@ -298,6 +298,15 @@ func (p *Permissions) reload(ctx context.Context) (*table, error) {
 		p.log.Error("permissions: "+err.Error(), "entries", len(rows), "max_entries", max)
 		return nil, err
 	}
+	broad := 0
+	for _, a := range rows {
+		if w := broadWarning(a); w != "" {
+			if broad < 10 {
+				p.log.Warn("permissions: entry "+w, "id", a.ID)
+			}
+			broad++
+		}
+	}
 	logged := 0
 	t := buildTable(rows, subject(p.subj.Load()), p.tab.Load(), func(a store.Address, err error) {
 		if logged < 10 {

@@ -354,7 +354,7 @@ func TestCheckSettings(t *testing.T) {
 func TestCLI(t *testing.T) {
 	f := build(t, nil, nil)
 	out, err := f.cli(t, "add", "--group", "2", "192.0.2.0/24", "--port", "5060", "--proto", "udp", "--pattern", `^sip:\+49`, "--info", "DE")
-	if err != nil || out != "added id 1: group 2 192.0.2.0/24 port 5060 proto udp pattern \"^sip:\\\\+49\" info \"DE\"\n" {
+	if err != nil || out != "added id 1: group 2 192.0.2.0/24 port 5060 proto udp pattern \"^sip:\\\\+49\" info \"DE\"\n"+udpNote+"\n" {
 		t.Fatalf("add: %q, %v", out, err)
 	}
 	if _, err := f.cli(t, "add", "2001:db8::1"); err != nil {
@@ -420,5 +420,68 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBroadEntriesWarned: an entry wider than any one network's block
+// (0.0.0.0/0, a /7, ::/0) makes every source, or much of the Internet, a
+// trusted one: in the provider route set each of them calls subscribers
+// unchallenged with the identity it asserts, and pike.exempt_group leaves
+// them unbanned. It is taken (OpenSIPS takes it; a lab may want it) but
+// the CLI and the API say so when it is added or listed, and each load
+// logs it. An entry that accepts UDP gets a note from the CLI that UDP
+// sources can be forged; one for TCP or TLS does not.
+func TestBroadEntriesWarned(t *testing.T) {
+	var logs bytes.Buffer
+	f := &fixture{dir: t.TempDir(), m: metrics.NewSet()}
+	var err error
+	if f.st, err = store.Open(f.dir, store.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.st.Close() })
+	for _, c := range []struct {
+		args          []string
+		warning, note bool
+	}{
+		{[]string{"0.0.0.0/0"}, true, true},
+		{[]string{"::/0", "--proto", "tls"}, true, false},
+		{[]string{"64.0.0.0/7", "--proto", "udp"}, true, true},
+		{[]string{"10.0.0.0/8"}, false, true},
+		{[]string{"2001:db8::/32", "--proto", "tcp"}, false, false},
+		{[]string{"192.0.2.10", "--proto", "tls"}, false, false},
+	} {
+		out, err := f.cli(t, "add", c.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(out, "warning: trusts"); got != c.warning {
+			t.Errorf("add %v: warning %v, want %v:\n%s", c.args, got, c.warning, out)
+		}
+		if got := strings.Contains(out, "UDP sources can be forged"); got != c.note {
+			t.Errorf("add %v: UDP note %v, want %v:\n%s", c.args, got, c.note, out)
+		}
+	}
+	as, err := f.st.ListAddresses(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warned := 0
+	for _, a := range as {
+		if view(a).Warning != "" {
+			warned++
+		}
+	}
+	if warned != 3 {
+		t.Errorf("%d entries listed with a warning, want 3", warned)
+	}
+	s := defaultSettings().(*Settings)
+	f.set, err = modules.Build(modules.Services{Store: f.st, Clock: shards.NewManualClock(1_700_000_000_000), Metrics: f.m,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, map[string]any{"permissions": s}, "permissions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.set.Stop)
+	if n := strings.Count(logs.String(), "permissions: entry trusts"); n != 3 {
+		t.Errorf("the load logged %d broad entries, want 3:\n%s", n, logs.String())
 	}
 }
