@@ -107,3 +107,37 @@ func TestTrustedGateways(t *testing.T) {
 		t.Errorf("trusted_group 0: %s", r)
 	}
 }
+
+// TestSpoofedTrustedGateway: what a UDP packet with a trusted gateway's
+// source address gets, sent by someone else (a network without ingress
+// filtering): its INVITE reaches any subscriber unchallenged, with the
+// P-Asserted-Identity it wrote (a bank's number, say) and its own Contact,
+// as the gateway's would; its REGISTER is challenged and its calls to the
+// PSTN or another domain are refused, as anyone's. The answers go to the
+// gateway's address (the packet's source), not to the forger's Via. The
+// defence is an entry for TCP or TLS (modules/permissions README).
+func TestSpoofedTrustedGateway(t *testing.T) {
+	h := newHarness(t, true, Options{TrustedGroup: 1})
+	const phone, gateway = "127.0.0.1:6000", "127.0.0.2:5060"
+	if r := registerBob(t, h, phone, "sip:bob@"+phone); status(r) != "200 OK" {
+		t.Fatalf("REGISTER: %s", r)
+	}
+	forged := strings.Replace(req("INVITE", "sip:bob@example.com", "+18005550100@example.com", "bob@example.com",
+		"Contact: <sip:x@127.0.0.66:5060>\r\nP-Asserted-Identity: <sip:+18005550100@bank.example>\r\n"),
+		"Via: SIP/2.0/UDP 127.0.0.1:5062", "Via: SIP/2.0/UDP 127.0.0.66:5060", 1)
+	inv := h.send(gateway, forged, func(s sentMsg) bool { return isINVITE(s) || final(s) })
+	if inv.dst != phone || headerValue(inv.data, "P-Asserted-Identity") != "<sip:+18005550100@bank.example>" {
+		t.Fatalf("the forged INVITE got %s:\n%s", inv.dst, inv.data)
+	}
+	ringing := h.send(phone, strings.Replace(respond(inv.data, 180), "Content-Length:", "Contact: <sip:bob@"+phone+">\r\nContent-Length:", 1),
+		func(s sentMsg) bool { return strings.HasPrefix(s.data, "SIP/2.0 180") })
+	if ringing.dst != gateway {
+		t.Errorf("the 180 went to %s, want the gateway's address", ringing.dst)
+	}
+	if r := h.reply(gateway, req("REGISTER", "sip:example.com", "bob@example.com", "bob@example.com", "")); status(r) != "401 Unauthorized" {
+		t.Errorf("forged REGISTER: %s", r)
+	}
+	if r := h.reply(gateway, req("INVITE", "sip:x@127.0.0.9:5090", "+4930123456@gw.example.net", "x@127.0.0.9", "")); status(r) != "403 Relay Forbidden" {
+		t.Errorf("forged call to another domain: %s", r)
+	}
+}
