@@ -69,6 +69,35 @@ func TestContactAtGatewayRefused(t *testing.T) {
 	}
 }
 
+// TestPathAtGatewayRefused: a subscriber's REGISTER with a Path whose
+// first hop is a gateway's address (a Path a phone writes itself: only
+// an edge proxy should) sent every call to the subscriber, an outsider's
+// unauthenticated call too, to that gateway, which trusts us as its
+// trunk: a number of his choosing in the Contact, called on our account.
+// It gets the 403 a Contact at a gateway gets; a Path to another address
+// is stored as before.
+func TestPathAtGatewayRefused(t *testing.T) {
+	h := newHarnessWith(t, true, Options{TrustedGroup: 1}, withDrouting(t))
+	for _, path := range []string{"<sip:192.0.2.1;lr>, <sip:" + gwAddr + ";lr>", "<sip:edge.example.net;lr;maddr=127.0.0.7>",
+		"<sip:127.0.0.7:5999;lr>", "<sip:" + gwAddr + ";lr>"} {
+		r := h.reply("127.0.0.1:5062", req("REGISTER", "sip:example.com", "bob@example.com", "bob@example.com", ""))
+		r = h.reply("127.0.0.1:5062", req("REGISTER", "sip:example.com", "bob@example.com", "bob@example.com",
+			"Contact: <sip:+19005551234@192.0.2.50>\r\nPath: "+path+"\r\nSupported: path\r\n"+creds(r, "Authorization", "bob", "bob-pw", "REGISTER", "sip:example.com")))
+		if status(r) != "403 Forbidden (contact at a gateway)" {
+			t.Errorf("REGISTER with Path %s: %s", path, status(r))
+		}
+	}
+	if s := h.send("127.0.0.1:7000", req("INVITE", "sip:bob@example.com", "x@example.net", "bob@example.com", ""), finalOrRequest); s.dst == gwAddr {
+		t.Fatalf("an outsider's call to bob went to the gateway:\n%s", s.data)
+	}
+	r := h.reply("127.0.0.1:5062", req("REGISTER", "sip:example.com", "bob@example.com", "bob@example.com", ""))
+	r = h.reply("127.0.0.1:5062", req("REGISTER", "sip:example.com", "bob@example.com", "bob@example.com",
+		"Contact: <sip:bob@192.0.2.50>\r\nPath: <sip:127.0.0.30:5060;lr>\r\nSupported: path\r\n"+creds(r, "Authorization", "bob", "bob-pw", "REGISTER", "sip:example.com")))
+	if status(r) != "200 OK" {
+		t.Fatalf("REGISTER with a Path to an edge proxy: %s", r)
+	}
+}
+
 // TestDirectToGatewayRefused: a subscriber's request to a gateway's
 // address as if to another domain is refused: calls to the PSTN go by
 // the drouting rules (a prefix no rule has, a gateway switched off).

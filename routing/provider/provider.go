@@ -301,9 +301,9 @@
 //
 // Nothing else reaches a gateway (goes_to_gw, by the next hop's address
 // whatever its port): a subscriber's request to a gateway's address as if
-// to another domain gets 403, so does a REGISTER whose Contact (or its
-// maddr) is a gateway's address (every call to that subscriber, an
-// outsider's too, would go there), and a request inside a dialog whose
+// to another domain gets 403, so does a REGISTER whose Contact or Path
+// (or a maddr) names a gateway's address (every call to that subscriber,
+// an outsider's too, would go there), and a request inside a dialog whose
 // Request-URI, or a Route after ours, is a gateway's, unless our
 // Record-Route of the dialog, signed, marks a call to or from a trunk
 // (the "trk" parameter relayCall adds): the signature binds our Route to
@@ -768,24 +768,28 @@ func (p *routes) registerAuthorized(c *routing.Ctx, res auth.Result) {
 	p.reg.SaveWith(c, p.natRegister(c, registrar.SaveOptions{Authenticated: true}))
 }
 
-// contactAtGateway reports whether a Contact of a REGISTER names the
-// address of a drouting gateway.
+// contactAtGateway reports whether a Contact of a REGISTER, or a URI of
+// its Path, names the address of a drouting gateway. The registrar sends
+// calls to a binding with Path through the Path's URIs, and a phone can
+// write a Path as easily as an edge proxy.
 func (p *routes) contactAtGateway(c *routing.Ctx) bool {
 	if p.dr == nil {
 		return false
 	}
-	it := c.Msg().NameAddrs(parser.HdrContact)
-	for it.Next() {
-		var u parser.URI
-		if it.NameAddr.Star || u.Parse(it.NameAddr.URI) != nil {
-			continue
-		}
-		host := u.Host
-		if m, ok := u.Param("maddr"); ok {
-			host = m
-		}
-		if a, ok := parser.ParseIP(host); ok && p.dr.IsGWAddr(a) { // brackets or not, no allocation
-			return true
+	for _, h := range [2]parser.HeaderName{parser.HdrContact, parser.HdrPath} {
+		it := c.Msg().NameAddrs(h)
+		for it.Next() {
+			var u parser.URI
+			if it.NameAddr.Star || u.Parse(it.NameAddr.URI) != nil {
+				continue
+			}
+			host := u.Host
+			if m, ok := u.Param("maddr"); ok {
+				host = m
+			}
+			if a, ok := parser.ParseIP(host); ok && p.dr.IsGWAddr(a) { // brackets or not, no allocation
+				return true
+			}
 		}
 	}
 	return false
