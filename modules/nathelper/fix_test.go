@@ -1,6 +1,7 @@
 package nathelper
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"switchboard/modules/registrar"
 	"switchboard/parser"
+	"switchboard/parser/sdp"
 	"switchboard/routing"
 )
 
@@ -259,5 +261,53 @@ func TestHostPortWithoutZone(t *testing.T) {
 	a := netip.MustParseAddr("fe80::1%eth0")
 	if got := string(appendHostPort(nil, a, 5060)); got != "[fe80::1]:5060" {
 		t.Fatalf("%s", got)
+	}
+}
+
+// TestFixNATedSDPBounded: what a body built to make the rewrite costly
+// gets. Sixteen m= sections (parser/sdp's MaxMedia) each with a private
+// c= are all rewritten; a seventeenth section, or more lines than
+// MaxLines, makes a body the SDP parser refuses: it is relayed as it
+// came, untouched, and PrivateSDP does not hold for it (the proxy spends
+// one bounded parse on it, nothing more). A second c= in a section is
+// refused the same way. An IPv6 source gets c=IN IP6 in brackets-free
+// form.
+func TestFixNATedSDPBounded(t *testing.T) {
+	f := build(t, nil, nil)
+	sections := func(n int) string {
+		var b strings.Builder
+		b.WriteString("v=0\r\no=phone 1 1 IN IP4 192.168.1.10\r\ns=-\r\nt=0 0\r\n")
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&b, "m=audio %d RTP/AVP 0\r\nc=IN IP4 192.168.1.10\r\n", 4000+2*i)
+		}
+		return b.String()
+	}
+	via := "192.168.1.10:5062"
+	out := f.relayed(t, "127.0.0.1:40100", req("INVITE", "sip:bob@127.0.0.5:5080", via, "", sections(sdp.MaxMedia)), func(c *routing.Ctx) {
+		f.n.FixNATedSDP(c, DefaultSDPFlags)
+	})
+	if b := bodyOf(t, out); strings.Count(b, "c=IN IP4 127.0.0.1\r\n") != sdp.MaxMedia || strings.Contains(b, "192.168.1.10") {
+		t.Fatalf("%d sections: body\n%s", sdp.MaxMedia, b)
+	}
+	manyLines := sections(1) + strings.Repeat("a=x\r\n", sdp.MaxLines)
+	twoC := sections(1) + "c=IN IP4 192.168.1.11\r\n"
+	for name, body := range map[string]string{"17 sections": sections(sdp.MaxMedia + 1), "too many lines": manyLines, "two c= in a section": twoC} {
+		msg := req("INVITE", "sip:bob@127.0.0.5:5080", via, "", body)
+		if f.inRoute(t, "127.0.0.1:40101", msg, func(c *routing.Ctx) bool { return f.n.NATUACTest(c, PrivateSDP) }) {
+			t.Errorf("%s: PrivateSDP holds for a body that does not parse", name)
+		}
+		var fixed bool
+		out := f.relayed(t, "127.0.0.1:40102", req("INVITE", "sip:bob@127.0.0.5:5080", via, "", body), func(c *routing.Ctx) {
+			fixed = f.n.FixNATedSDP(c, DefaultSDPFlags|AddNoRTPProxy)
+		})
+		if fixed || bodyOf(t, out) != body {
+			t.Errorf("%s: fixed %v, body relayed changed", name, fixed)
+		}
+	}
+	out = f.relayed(t, "[::1]:40103", req("INVITE", "sip:bob@127.0.0.5:5080", via, "", sections(1)), func(c *routing.Ctx) {
+		f.n.FixNATedSDP(c, DefaultSDPFlags)
+	})
+	if b := bodyOf(t, out); !strings.Contains(b, "o=phone 1 1 IN IP6 ::1\r\n") || !strings.Contains(b, "c=IN IP6 ::1\r\n") {
+		t.Fatalf("IPv6 source: body\n%s", b)
 	}
 }

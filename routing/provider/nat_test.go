@@ -112,3 +112,31 @@ func hdr(msg, name string) string {
 	}
 	return ""
 }
+
+// TestSpoofedRegisterReachesNoVictim: a subscriber who wants the proxy's
+// keepalives and calls sent to a victim's address fetches a nonce at his
+// own address and sends his REGISTER, password right, with the victim's
+// source address (UDP, no ingress filtering). The nonce is good only
+// from the address it was sent to (auth.check_source): the forged
+// REGISTER gets one 401, at the victim, no binding is stored, so nothing
+// is pinged there and a call to him goes nowhere (480). His Contact,
+// Via and received parameter naming the victim from his own address
+// store his own source (TestFixNATedRegisterForged).
+func TestSpoofedRegisterReachesNoVictim(t *testing.T) {
+	h := newHarnessWith(t, true, Options{}, withNAT(t, true))
+	const own, victim = "127.0.0.1:6000", "127.0.0.99:5060"
+	reg := func(extra string) string {
+		return behindNAT(req("REGISTER", "sip:example.com", "bob@example.com", "bob@example.com", "Contact: <sip:bob@127.0.0.1:5062>\r\n"+extra), "192.168.1.10:5062")
+	}
+	r := h.send(own, reg(""), final)
+	if status(r.data) != "401 Unauthorized" {
+		t.Fatalf("REGISTER: %s", r.data)
+	}
+	forged := h.send(victim, reg(creds(r.data, "Authorization", "bob", "bob-pw", "REGISTER", "sip:example.com")), final)
+	if forged.dst != victim || status(forged.data) != "401 Unauthorized" {
+		t.Fatalf("the spoofed REGISTER got %s at %s", status(forged.data), forged.dst)
+	}
+	if s := h.send("127.0.0.1:7000", req("INVITE", "sip:bob@example.com", "x@example.net", "bob@example.com", ""), finalOrRequest); status(s.data) != "480 Temporarily Unavailable" {
+		t.Fatalf("a call to bob after the spoofed REGISTER went to %s: %q", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+	}
+}
