@@ -306,3 +306,25 @@ func TestUACAuthChallengeLoopBounded(t *testing.T) {
 		t.Errorf("the BYE answered: CSeq %q, want 6", header(again, "CSeq"))
 	}
 }
+
+// TestUACAuthForgedSource: a 407 with the carrier's realm sent from
+// another address than the gateway's (a forger who learned the branch,
+// the source spoofed or not) is matched to the transaction by its Via
+// like any response, but the answer goes where the challenged request
+// went, to the gateway: the forger receives no digest, and the gateway
+// gets one over the forger's nonce, which it refuses.
+func TestUACAuthForgedSource(t *testing.T) {
+	f := build(t, nil, trunkCredential, nil)
+	h := routetest.New(t, nil)
+	trunkRoutes(h, f.u, nil)
+	const forger = "127.0.0.66:5090"
+	h.Receive(caller, invite("sip:+4930123@"+carrier))
+	first := one(t, h.Take(), carrier, "INVITE ")
+	h.Receive(forger, respond(t, first, 407, "c0", "Proxy-Authenticate: Digest realm=\"carrier.example\", nonce=\"forged\"\r\n"))
+	sent := h.Take()
+	if n := len(sentTo(sent, forger, "")); n != 0 {
+		t.Fatalf("%d messages sent to the forger", n)
+	}
+	again := one(t, sent, carrier, "INVITE ")
+	checkDigest(t, header(again, "Proxy-Authorization"), "INVITE", "trunk1", "carrier.example", "s3cret", "forged")
+}
