@@ -328,3 +328,36 @@ func TestUACAuthForgedSource(t *testing.T) {
 	again := one(t, sent, carrier, "INVITE ")
 	checkDigest(t, header(again, "Proxy-Authorization"), "INVITE", "trunk1", "carrier.example", "s3cret", "forged")
 }
+
+// TestUACAuthNoOtherTrunksCredentials: a gateway that has credentials of
+// its own gets only those. Challenging with the realm of another trunk
+// whose credential is stored for a realm alone (any next hop), carrier A
+// got a digest of carrier B's password for a nonce of its choosing; now
+// its 407 goes to the caller. A next hop without credentials of its own
+// is still answered with the realm's, as uac_auth does.
+func TestUACAuthNoOtherTrunksCredentials(t *testing.T) {
+	f := build(t, nil, func(st *store.Store) {
+		trunkCredential(st)
+		if _, err := st.AddUACCredential(ctx, store.UACCredential{Realm: "carrier-b.example", Username: "trunkB", Password: "pwB"}); err != nil {
+			panic(err)
+		}
+	}, nil)
+	h := routetest.New(t, nil)
+	trunkRoutes(h, f.u, nil)
+	const challenge = "Proxy-Authenticate: Digest realm=\"carrier-b.example\", nonce=\"fish\"\r\n"
+	h.Receive(caller, invite("sip:+4930123@"+carrier))
+	first := one(t, h.Take(), carrier, "INVITE ")
+	h.Receive(carrier, respond(t, first, 407, "c0", challenge))
+	sent := h.Take()
+	if again := sentTo(sent, carrier, "INVITE "); len(again) != 0 {
+		t.Fatalf("carrier A got trunk B's credentials: %s", header(again[0], "Proxy-Authorization"))
+	}
+	one(t, sent, caller, "SIP/2.0 407")
+
+	const other = "127.0.0.9:5090"
+	h.Receive(caller, invite("sip:+4930123@"+other))
+	first = one(t, h.Take(), other, "INVITE ")
+	h.Receive(other, respond(t, first, 407, "c0", challenge))
+	again := one(t, h.Take(), other, "INVITE ")
+	checkDigest(t, header(again, "Proxy-Authorization"), "INVITE", "trunkB", "carrier-b.example", "pwB", "fish")
+}

@@ -17,12 +17,14 @@ type cred struct {
 }
 
 // credTable is an immutable snapshot of the uac_credentials table, swapped
-// whole on reload. A lookup is at most five map probes and allocates
+// whole on reload. A lookup is at most six map probes and allocates
 // nothing.
 type credTable struct {
 	// byGateway: credentials bound to a next hop, by its address and port
 	// (port 0: any port of that address), then by realm ("" any).
 	byGateway map[netip.AddrPort]map[string]*cred
+	// gateways: the addresses byGateway has credentials for, any port.
+	gateways map[netip.Addr]struct{}
 	// byRealm: credentials for any next hop, by realm.
 	byRealm map[string]*cred
 	n       int
@@ -30,7 +32,10 @@ type credTable struct {
 
 // lookup returns the credential for a challenge of realm from dst: the
 // most specific first (address and port, then address, then realm only
-// when anyHop; under a gateway, its realm before "any realm").
+// when anyHop; under a gateway, its realm before "any realm"). A gateway
+// with credentials of its own gets only those: a credential for a realm
+// alone answering it would give one carrier a digest of another's
+// password, for the other's realm and a nonce of its choosing.
 func (t *credTable) lookup(dst netip.AddrPort, realm []byte, anyHop bool) *cred {
 	a := dst.Addr().Unmap()
 	for _, gw := range [2]netip.AddrPort{netip.AddrPortFrom(a, dst.Port()), netip.AddrPortFrom(a, 0)} {
@@ -43,7 +48,7 @@ func (t *credTable) lookup(dst netip.AddrPort, realm []byte, anyHop bool) *cred 
 			}
 		}
 	}
-	if !anyHop {
+	if _, own := t.gateways[a]; own || !anyHop {
 		return nil
 	}
 	return t.byRealm[string(realm)]
@@ -52,7 +57,7 @@ func (t *credTable) lookup(dst netip.AddrPort, realm []byte, anyHop bool) *cred 
 // buildCredTable builds a snapshot from the stored rows; rows that do not
 // validate (edited by hand in the database) are skipped and reported.
 func buildCredTable(rows []store.UACCredential) (*credTable, []error) {
-	t := &credTable{byGateway: map[netip.AddrPort]map[string]*cred{}, byRealm: map[string]*cred{}}
+	t := &credTable{byGateway: map[netip.AddrPort]map[string]*cred{}, gateways: map[netip.Addr]struct{}{}, byRealm: map[string]*cred{}}
 	var skipped []error
 	for _, r := range rows {
 		if err := store.CheckUACCredential(&r); err != nil {
@@ -77,6 +82,7 @@ func buildCredTable(rows []store.UACCredential) (*credTable, []error) {
 			t.byGateway[gw] = m
 		}
 		m[r.Realm] = c
+		t.gateways[gw.Addr()] = struct{}{}
 		t.n++
 	}
 	return t, skipped
