@@ -418,9 +418,12 @@ func (d *Dispatcher) Reload(v any) error {
 	if err := d.checkRestart(s); err != nil {
 		return err
 	}
-	oldMax := d.maxDests.Load()
-	d.apply(s)
-	if int64(s.MaxDestinations) != oldMax {
+	// The table first, under the new bound alone: when it does not load,
+	// the module keeps all its settings, not the bound alone (the dispatch
+	// and probe keys were in force, a mix of both files that ctl reload
+	// reported as not applied).
+	if oldMax := d.maxDests.Load(); int64(s.MaxDestinations) != oldMax {
+		d.maxDests.Store(int64(s.MaxDestinations))
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if _, err := d.LoadTable(ctx); err != nil {
@@ -428,6 +431,7 @@ func (d *Dispatcher) Reload(v any) error {
 			return err
 		}
 	}
+	d.apply(s)
 	d.kickProbes()
 	return nil
 }

@@ -450,3 +450,36 @@ func TestSelectDuringReloads(t *testing.T) {
 	stop.Store(true)
 	<-done
 }
+
+// A Reload whose table load fails (the table grew past a new
+// max_destinations after the reload's check, or the store went down)
+// keeps every setting in force, as modules.Reloader says: it had put the
+// dispatch set, the algorithm, the probe keys and call_timeout in force
+// and restored only the bound, so the server ran a mix of both files
+// while ctl reload said the dispatcher took nothing.
+func TestFailedReloadKeepsAllSettings(t *testing.T) {
+	s := DefaultSettings()
+	s.MaxDestinations = 3
+	s.ProbeInterval = 0
+	rows := []store.DispatcherDest{dst(1, 5071), dst(1, 5072)}
+	e := newEnv(t, envOptions{settings: s, rows: rows})
+	set, alg := e.d.Dispatch()
+	timeout, probe := e.d.timeout.Load(), e.d.probe.Load()
+
+	s2 := *s
+	s2.MaxDestinations = 2
+	s2.DispatchSet, s2.DispatchAlgorithm, s2.ProbeFailures = set+6, "weight", int(probe.failures)+2
+	s2.CallTimeout = 2 * time.Duration(timeout) * time.Millisecond
+	if err := e.d.CheckReload(&s2); err != nil {
+		t.Fatal(err)
+	}
+	e.st.AddDispatcherDest(ctx, dst(1, 5073)) // between the check and the reload
+	if err := e.d.Reload(&s2); err == nil {
+		t.Fatal("a table over the new bound loaded")
+	}
+	if gotSet, gotAlg := e.d.Dispatch(); gotSet != set || gotAlg != alg || e.d.maxDests.Load() != 3 ||
+		e.d.timeout.Load() != timeout || e.d.probe.Load() != probe {
+		t.Fatalf("after a failed reload: dispatch %d %v (was %d %v), max %d, timeout %d (was %d), probe failures %d (was %d)",
+			gotSet, gotAlg, set, alg, e.d.maxDests.Load(), e.d.timeout.Load(), timeout, e.d.probe.Load().failures, probe.failures)
+	}
+}
