@@ -104,3 +104,46 @@ func TestSettingsChecked(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReloadMaxBelowTables: a reload that lowers max_credentials or
+// max_registrations below the rows of the table in the store is refused
+// by CheckReload, naming the key, as every other module's limit below its
+// table is (docs/configuration.md, Reload): it was taken as applied, and
+// from then on every change to that table failed to load (an operator's
+// new credential never used, an error at each poll) until the limit was
+// raised again.
+func TestReloadMaxBelowTables(t *testing.T) {
+	f := build(t, nil, func(st *store.Store) {
+		for _, u := range []string{"trunk1", "trunk2"} {
+			if _, err := st.AddUACCredential(ctx, store.UACCredential{Realm: u + ".example", Username: u, Password: "s3cret"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, aor := range []string{"sip:+4930100@carrier.example", "sip:+4930101@carrier.example"} {
+			if _, err := st.AddUACRegistration(ctx, store.UACRegistration{AOR: aor, Registrar: "sip:carrier.example", Password: "pw"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}, nil)
+	for _, c := range []struct {
+		key  string
+		edit func(*Settings)
+	}{
+		{"max_credentials", func(s *Settings) { s.MaxCredentials = 1 }},
+		{"max_registrations", func(s *Settings) { s.MaxRegistrations = 1 }},
+	} {
+		s := defaultSettings().(*Settings)
+		s.PollInterval = 20 * time.Millisecond
+		c.edit(s)
+		var ke *modules.KeyError
+		if err := f.u.CheckReload(s); !errors.As(err, &ke) || ke.Key != c.key {
+			t.Errorf("%s below the table's 2 rows: CheckReload %v, want an error naming it", c.key, err)
+		}
+	}
+	s := defaultSettings().(*Settings)
+	s.PollInterval = 20 * time.Millisecond
+	s.MaxCredentials, s.MaxRegistrations = 2, 2 // as many as the tables hold
+	if err := f.u.CheckReload(s); err != nil {
+		t.Fatalf("limits the tables fit: %v", err)
+	}
+}

@@ -206,16 +206,42 @@ func (u *UAC) Stop() {
 	u.reg.stopAll()
 }
 
-// Reload takes new settings (SIGHUP); limits that the tables in use
-// exceed take effect at their next reload.
+// Reload takes new settings (SIGHUP), which CheckReload passed.
 func (u *UAC) Reload(settings any) error {
 	u.apply(settings.(*Settings))
 	return nil
 }
 
-// CheckReload accepts every settings that passed Check: each key applies
-// at once.
-func (u *UAC) CheckReload(any) error { return nil }
+// CheckReload refuses a max_credentials or max_registrations below the
+// rows of its table in the store (or a table it cannot read then), as the
+// other modules refuse a limit below their tables: taken, the limit left
+// the table in use as it was and failed every later load of it, an
+// operator's new credential or registration never used. Every other key
+// applies at once.
+func (u *UAC) CheckReload(settings any) error {
+	s := settings.(*Settings)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if int64(s.MaxCredentials) != u.maxCreds.Load() {
+		rows, err := u.st.ListUACCredentials(ctx)
+		if err != nil {
+			return fmt.Errorf("reading the uac_credentials table for max_credentials: %w", err)
+		}
+		if len(rows) > s.MaxCredentials {
+			return modules.Errorf("max_credentials", "%d: the uac_credentials table has %d rows", s.MaxCredentials, len(rows))
+		}
+	}
+	if int64(s.MaxRegistrations) != u.maxReg.Load() {
+		rows, err := u.st.ListUACRegistrations(ctx)
+		if err != nil {
+			return fmt.Errorf("reading the uac_registrations table for max_registrations: %w", err)
+		}
+		if len(rows) > s.MaxRegistrations {
+			return modules.Errorf("max_registrations", "%d: the uac_registrations table has %d rows", s.MaxRegistrations, len(rows))
+		}
+	}
+	return nil
+}
 
 func (u *UAC) loadedCredsVersion() int64 {
 	u.reloadMu.Lock()
