@@ -265,6 +265,7 @@ type Dialog struct {
 	misrouted                             *metrics.Counter
 	routeFixed                            *metrics.Counter
 	byeSent, byeFailed                    *metrics.Counter
+	byeElsewhere                          *metrics.Counter // byeFromElsewhere
 	cancels, pings                        *metrics.Counter
 	unkeptAnswers                         *metrics.Counter
 }
@@ -439,6 +440,7 @@ func (d *Dialog) registerMetrics(set *metrics.Set) {
 	d.routeFixed = set.NewCounter("switchboard_dialog_route_fixed_total")
 	d.byeSent = set.NewCounter("switchboard_dialog_byes_sent_total")
 	d.byeFailed = set.NewCounter("switchboard_dialog_bye_failures_total")
+	d.byeElsewhere = set.NewCounter("switchboard_dialog_byes_from_elsewhere_total")
 	d.cancels = set.NewCounter("switchboard_dialog_cancels_sent_total")
 	d.pings = set.NewCounter("switchboard_dialog_pings_sent_total")
 	d.unkeptAnswers = set.NewCounter("switchboard_dialog_unkept_answers_total")

@@ -1081,3 +1081,61 @@ func TestDialogEnded(t *testing.T) {
 		}
 	}
 }
+
+// TestByeFromElsewhere: a BYE of the callee's side (the tags swapped)
+// that does not come from the callee's address (where the INVITE was
+// relayed) but from another one, as the caller sends it posing as the
+// callee, addressed to herself: it goes to the caller's target, ends the
+// dialog, and the proxy sends its own BYE to the callee as well. Before,
+// the callee never had a BYE and the call went on there while the dialog
+// was over (its record written, its places in profiles freed, its
+// timeout gone). The callee's own BYE from its address gets no second
+// one, nor the caller's from hers.
+func TestByeFromElsewhere(t *testing.T) {
+	e := newEnv(t, nil)
+	c := e.invite("elsewhere-1")
+	c.respond(0, 200, "b1")
+	c.inDialog("ACK", true, "b1", 10)
+	forged := *c
+	forged.src = "127.0.0.7:5070" // not the callee's 127.0.0.1
+	sent := forged.inDialog("BYE", false, "b1", 1)
+	if e.ended(ReasonBye) != 1 {
+		t.Fatalf("ended by a BYE: %d", e.ended(ReasonBye))
+	}
+	if len(sent) < 2 { // the proxy's BYE goes out from the module's goroutine
+		sent = append(sent, e.waitSent(t, 2-len(sent))...)
+	}
+	toCaller, toCallee := 0, 0
+	for _, m := range sent {
+		switch {
+		case strings.HasPrefix(m.Data, "BYE sip:alice@"):
+			toCaller++
+		case strings.HasPrefix(m.Data, "BYE sip:bob@") && m.Dst.String() == calleeAddr &&
+			header(m.Data, "Call-ID") == "elsewhere-1" && strings.Contains(header(m.Data, "To"), "tag=b1"):
+			toCallee++
+		}
+	}
+	if toCaller != 1 || toCallee != 1 {
+		t.Fatalf("sent %d BYEs to the caller (hers, relayed) and %d to the callee (the proxy's), want 1 and 1: %v", toCaller, toCallee, sent)
+	}
+	if got := e.d.byeElsewhere.Get(); got != 1 {
+		t.Fatalf("switchboard_dialog_byes_from_elsewhere_total %d", got)
+	}
+
+	for i, fromCaller := range []bool{false, true} {
+		id := "elsewhere-own-" + itoa(i+2)
+		c := e.invite(id)
+		c.respond(0, 200, "b2")
+		c.inDialog("ACK", true, "b2", 10)
+		if sent := c.inDialog("BYE", fromCaller, "b2", 11); len(sent) != 1 {
+			t.Fatalf("%s: the party's own BYE: %v", id, sent)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if more := e.Take(); len(more) != 0 {
+			t.Fatalf("%s: sent after the party's own BYE: %v", id, more)
+		}
+	}
+	if got := e.d.byeElsewhere.Get(); got != 1 {
+		t.Fatalf("switchboard_dialog_byes_from_elsewhere_total %d after the parties' own BYEs", got)
+	}
+}

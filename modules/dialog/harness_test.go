@@ -135,6 +135,9 @@ type call struct {
 	// targets are the callee's Contact URIs by To tag (respond): the
 	// caller's requests are addressed to them.
 	targets map[string]string
+	// src, when set, is where inDialog's requests come from, whichever
+	// party's they are.
+	src string
 }
 
 // invite sends an initial INVITE from the caller, with a Record-Route of
@@ -238,6 +241,9 @@ func (c *call) inDialogTo(method string, fromCaller bool, calleeTag string, cseq
 	}
 	if ruri == "" {
 		ruri = target
+	}
+	if c.src != "" {
+		src = c.src
 	}
 	if route == nil {
 		route = c.routeFrom(fromCaller)

@@ -1,6 +1,7 @@
 package dialog
 
 import (
+	"net/netip"
 	"time"
 
 	"switchboard/parser"
@@ -231,7 +232,8 @@ func (d *Dialog) DialogEnded(c *routing.Ctx) (hasDialog, ended bool) {
 // swapped for the callee; an early dialog's To tags while it is early).
 // It records the request's CSeq for the BYEs the proxy may have to send,
 // ends the confirmed dialog on a BYE (either side; a BYE in the early
-// state is matched and ends nothing), and for a re-INVITE or UPDATE
+// state is matched and ends nothing; one from elsewhere than the side's
+// first hop also gets the proxy's BYE to that side, byeFromElsewhere), and for a re-INVITE or UPDATE
 // watches the 2xx to refresh both targets. Any other request's route may
 // then change the dialog (SetTimeout, SetValue, SetFlag, SetProfile).
 // A request of the confirmed dialog that does not go to the other
@@ -324,6 +326,7 @@ func (d *Dialog) match(c *routing.Ctx, id uint64, from Side, buf, ruri, next []b
 		// answered next without a dialog: no record, its profiles'
 		// places free, no timeout.
 		if g.state == stConfirmed {
+			d.byeFromElsewhere(e, side, c.R.Src)
 			d.finish(s, e, ReasonBye, side, false)
 		}
 		s.Unlock()
@@ -747,6 +750,34 @@ func (d *Dialog) finish(s *shards.Shard[dlg], e *shards.Entry[dlg], why Reason, 
 		d.queueEnd(e)
 	}
 	d.end(s, e, why, by)
+}
+
+// byeFromElsewhere is for the BYE of side that ends confirmed dialog e,
+// received from src: when src is not the address of that side's first
+// hop (where the proxy's own requests to it go: the address the caller's
+// INVITE came from, the callee's the INVITE was relayed to), the proxy
+// also sends its own BYE to that side. Nothing tells a party's BYE from
+// one the other party sent with the tags swapped, as if from it,
+// addressed to herself: that BYE goes to her as the dialog's, and ended
+// the dialog (its record written, her place under the fraud limits and
+// in the profiles freed) while the side it claims to come from never had
+// a BYE, the call going on there (a gateway billing it). A party that
+// did send it answers the proxy's BYE 481. The shard is locked.
+func (d *Dialog) byeFromElsewhere(e *shards.Entry[dlg], side Side, src netip.AddrPort) {
+	g := &e.Value
+	i := toCaller
+	if side == Callee {
+		if !g.hasCallee {
+			return
+		}
+		i = toCallee
+	}
+	hop := g.hop[i].AddrPort()
+	if !hop.IsValid() || !src.IsValid() || hop.Addr() == src.Addr().Unmap() {
+		return
+	}
+	d.byeElsewhere.Inc()
+	d.byes.push(bye{proto: g.proto[i], dst: hop, msg: d.appendBye(nil, e, i)})
 }
 
 // queueEnd queues what ends e on the wire: a BYE to each side of a

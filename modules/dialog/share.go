@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -209,6 +210,7 @@ type fetchJob struct {
 	cseq           uint32
 	method         parser.Method
 	from           Side
+	src            netip.AddrPort // where the request came from (byeFromElsewhere)
 	at             int64
 	watch          bool
 	// ruri and next are a BYE's Request-URI and next hop: it ends the
@@ -454,7 +456,7 @@ func (sh *sharer) fetch(c *routing.Ctx, h, id uint64, from Side, ruri, next []by
 		return
 	}
 	j := fetchJob{h: h, id: id, callID: string(m.CallID()), fromTag: string(m.FromTag()), toTag: string(m.ToTag()),
-		cseq: m.CSeq().Num, method: meth, from: from, at: sh.d.clock.Now()}
+		cseq: m.CSeq().Num, method: meth, from: from, src: c.R.Src, at: sh.d.clock.Now()}
 	if meth == parser.MethodBye {
 		j.ruri, j.next = string(ruri), string(next)
 	}
@@ -938,6 +940,9 @@ func (sh *sharer) apply(j *fetchJob, fields map[string]string) {
 		}
 	}
 	if j.method == parser.MethodBye {
+		if g.state == stConfirmed {
+			d.byeFromElsewhere(e, side, j.src)
+		}
 		// The end is the BYE's arrival, not the read's.
 		sh.endAt(s, e, ReasonBye, side, false, j.at)
 	}

@@ -577,3 +577,35 @@ func TestShareMisroutedByeOnAnotherNode(t *testing.T) {
 		t.Fatalf("B's end event: %+v", ev)
 	}
 }
+
+// TestShareByeFromElsewhere: the callee's side BYE of a call set up
+// through A, landing on B from another address than the callee's (the
+// caller posing as the callee, addressed to herself): B relays it, reads
+// the dialog, ends it, and sends the proxy's own BYE to the callee, as
+// the node that holds a dialog does (TestByeFromElsewhere).
+func TestShareByeFromElsewhere(t *testing.T) {
+	rs := startRedis(t)
+	now := time.Now().UnixMilli()
+	a := newSharedNode(t, rs, "a", now, nil)
+	b := newSharedNode(t, rs, "b", now, nil)
+	c := a.answered(t, "share-elsewhere-x")
+	forged := c.on(b)
+	forged.src = "127.0.0.7:5070"
+	sent := forged.inDialog("BYE", false, "btag-share-elsewhere-x", 1)
+	waitUntil(t, "B's end event", func() bool { return len(b.ev.list()) == 1 })
+	if len(sent) < 2 {
+		sent = append(sent, b.waitSent(t, 2-len(sent))...)
+	}
+	toCaller, toCallee := 0, 0
+	for _, m := range sent {
+		switch {
+		case strings.HasPrefix(m.Data, "BYE sip:alice@"):
+			toCaller++
+		case strings.HasPrefix(m.Data, "BYE sip:bob@") && m.Dst.String() == calleeAddr:
+			toCallee++
+		}
+	}
+	if toCaller != 1 || toCallee != 1 {
+		t.Fatalf("B sent %d BYEs to the caller (the one relayed) and %d to the callee (its own), want 1 and 1: %v", toCaller, toCallee, sent)
+	}
+}

@@ -683,3 +683,62 @@ func TestUnkeptAnswerKeepsCount(t *testing.T) {
 		t.Fatalf("her next call: %s %q, want 403 Forbidden", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
 	}
 }
+
+// TestByeAsCalleeEndsCallAtCallee: alice's BYE of her answered call with
+// the tags swapped, as the callee would send it (From with the callee's
+// tag, To with hers), sent from her own phone and addressed to herself.
+// To the dialog it is the callee's BYE to the caller, going to the
+// caller's target: it ended the dialog and freed her place under
+// concurrent_calls_critical, while the gateway got no BYE and the call
+// went on there, billed by the carrier, with her count at 0 and the
+// call's record written as ended. A BYE that ends a dialog but does not
+// come from the address of the side it claims (the callee's: the gateway
+// the call was relayed to) now has the proxy send its own BYE to that
+// side: the call ends at the gateway too, and the place it frees is that
+// of a call that ended. The gateway's own BYE gets no second one.
+func TestByeAsCalleeEndsCallAtCallee(t *testing.T) {
+	h, f := newFraudHarness(t,
+		store.FraudRule{Profile: 1, Prefix: "0900", ConcurrentCalls: store.FraudLimit{Critical: 2}})
+	const alicePhone, aliceContact, gw = "127.0.0.1:6100", "sip:x@127.0.0.1:5062", "127.0.0.2:5090"
+	const alice = "alice@example.com"
+	call := func(n string) (inv sentMsg, calleeSide string) {
+		t.Helper()
+		inv = aliceDials(h, "sip:0900"+n+"@"+gw, "")
+		if inv.dst != gw || !isINVITE(inv) {
+			t.Fatalf("her call: %s %q", inv.dst, strings.SplitN(inv.data, "\r\n", 2)[0])
+		}
+		if up := h.send(gw, respondWith(t, inv, 200, "gw"+n, "sip:0900"+n+"@"+gw), final); status(up.data) != "200 OK" {
+			t.Fatalf("the 200 upstream: %+v", up)
+		}
+		return inv, "<" + strings.Fields(inv.data)[1] + ">;tag=gw" + n
+	}
+	byeAtGateway := func(s sentMsg) bool { return s.dst == gw && strings.HasPrefix(s.data, "BYE ") }
+
+	inv, calleeSide := call("100")
+	s := h.send(alicePhone, byeOf(inv, alicePhone, aliceContact, calleeSide, headerValue(inv.data, "From")), byeAtGateway)
+	if !strings.HasPrefix(s.data, "BYE sip:0900100@"+gw+" ") || !strings.Contains(s.data, "tag=gw100") {
+		t.Fatalf("the BYE to the gateway after hers posing as the callee:\n%s", s.data)
+	}
+	if n := concurrentOf(f, alice, "0900"); n != 0 {
+		t.Fatalf("alice has %d calls in progress once the call ended at both ends, want 0", n)
+	}
+
+	// The gateway's own BYE of another call: relayed to her, and the
+	// gateway gets nothing more.
+	inv, calleeSide = call("101")
+	s = h.send(gw, byeOf(inv, gw, aliceContact, calleeSide, headerValue(inv.data, "From")), func(s sentMsg) bool { return strings.HasPrefix(s.data, "BYE ") })
+	if s.dst != "127.0.0.1:5062" {
+		t.Fatalf("the gateway's BYE: %s %q", s.dst, strings.SplitN(s.data, "\r\n", 2)[0])
+	}
+	time.Sleep(100 * time.Millisecond)
+	h.mu.Lock()
+	for _, m := range h.sent {
+		if byeAtGateway(m) {
+			t.Errorf("a BYE went back to the gateway after its own:\n%s", m.data)
+		}
+	}
+	h.mu.Unlock()
+	if n := concurrentOf(f, alice, "0900"); n != 0 {
+		t.Fatalf("alice has %d calls in progress after the gateway's BYE, want 0", n)
+	}
+}
