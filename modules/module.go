@@ -34,7 +34,8 @@
 // can change without a restart implements Reloader; a SIGHUP (or the
 // reload management command) checks the new settings of every module
 // whose section changed first (Reloader.CheckReload, Set.CheckReload), and
-// hands them over (Reloader.Reload, Set.Reload) only once all passed.
+// hands them over (Reloader.Reload, Set.Reload) only once none was
+// refused; a key only a restart applies is listed, not refused.
 package modules
 
 import (
@@ -147,27 +148,36 @@ type Instance interface {
 // provision and validate before the new config is put in force): the
 // server calls CheckReload of every module whose section changed, and
 // Reload of each only when none refused, so that a refusal leaves every
-// module (and the server's own keys) as they were.
+// module (and the server's own keys) as they were. A key whose new value
+// only a restart puts in force is no refusal, as the server's own listen
+// or storage are not: it is listed as needing a restart ("dialog.persist")
+// and the rest of the file is applied.
 type Reloader interface {
-	// CheckReload reports why settings that passed Check cannot be put in
-	// force now, changing nothing: a key only a restart applies
-	// (NeedRestart), a table in the store over a new size limit. A
-	// *KeyError (or several, errors.Join) names the key.
+	// CheckReload reports, changing nothing, the keys of settings that
+	// passed Check whose new value only a restart puts in force
+	// (NeedRestart), and why the settings cannot be put in force now: a
+	// table in the store over a new size limit, a zone that does not
+	// load. A *KeyError (or several, errors.Join) names each key; one
+	// that is not a NeedRestart's refuses the whole reload.
 	CheckReload(settings any) error
-	// Reload puts settings that passed CheckReload in force. It fails
-	// only on what could not be checked beforehand (a socket that cannot
-	// be opened, a table grown past its limit since the check); the
-	// module then keeps its old settings, all of them.
+	// Reload puts settings that CheckReload did not refuse in force. The
+	// keys CheckReload named as needing a restart keep their value in
+	// force, written into settings so that they describe what runs (the
+	// server keeps them as the section in force, and a later reload of
+	// the same file names those keys again); the others are applied. It
+	// fails only on what could not be checked beforehand (a socket that
+	// cannot be opened, a table grown past its limit since the check);
+	// the module then keeps its old settings, all of them.
 	Reload(settings any) error
 }
 
 // NeedRestart is what CheckReload returns for the keys (of those named)
-// whose new value only a restart puts in force: a *KeyError for each,
-// joined; nil when keys is empty.
+// whose new value only a restart puts in force: a *KeyError marked
+// Restart for each, joined; nil when keys is empty.
 func NeedRestart(keys ...string) error {
 	errs := make([]error, len(keys))
 	for i, k := range keys {
-		errs[i] = &KeyError{Key: k, Msg: "changed, and takes effect only at the next start (a restart)"}
+		errs[i] = &KeyError{Key: k, Msg: "changed, and takes effect only at the next start (a restart)", Restart: true}
 	}
 	return errors.Join(errs...)
 }
@@ -196,6 +206,9 @@ type Drainer interface {
 type KeyError struct {
 	Key string
 	Msg string
+	// Restart marks a changed key whose new value only a restart puts in
+	// force (NeedRestart): a reload lists it and applies the rest.
+	Restart bool
 }
 
 func (e *KeyError) Error() string {

@@ -221,11 +221,13 @@ func (s *Set) Drain(ctx context.Context) {
 // differs from the one in force (differ) and that implements Reloader is
 // asked whether it can take the new settings (CheckReload), changing
 // nothing. err joins every refusal, each a *KeyError whose key is the
-// module's section and key ("dialog.persist"): when it is not nil the
+// module's section and key ("dialplan.max_rules"): when it is not nil the
 // reload must apply nothing. reload names the modules to hand their
-// settings to (Reload) once the server's own keys passed too; restart
-// those whose section changed but that take no settings while running
-// (no Reloader): they keep theirs until the next start.
+// settings to (Reload) once the server's own keys passed too. restart
+// lists what keeps its value in force until the next start, as the
+// server's own restart keys: the keys a module named with NeedRestart
+// ("dialog.persist"; the module applies its other keys), and the sections
+// of modules that take no settings while running (no Reloader).
 func (s *Set) CheckReload(settings map[string]any, differ func(name string) bool) (reload, restart []string, err error) {
 	var errs []error
 	for i, d := range s.defs {
@@ -237,11 +239,20 @@ func (s *Set) CheckReload(settings map[string]any, differ func(name string) bool
 			restart = append(restart, d.Name)
 			continue
 		}
+		refused := false
 		if err := r.CheckReload(settings[d.Name]); err != nil {
-			errs = append(errs, inSection(d.Name, err)...)
-			continue
+			for _, e := range inSection(d.Name, err) {
+				if ke, ok := e.(*KeyError); ok && ke.Restart {
+					restart = append(restart, ke.Key)
+					continue
+				}
+				errs = append(errs, e)
+				refused = true
+			}
 		}
-		reload = append(reload, d.Name)
+		if !refused {
+			reload = append(reload, d.Name)
+		}
 	}
 	if len(errs) > 0 {
 		return nil, restart, errors.Join(errs...)
@@ -254,9 +265,12 @@ func (s *Set) CheckReload(settings map[string]any, differ func(name string) bool
 // what its check could not know (a socket that cannot be opened, a table
 // grown past its limit meanwhile): that module keeps all its old
 // settings, its error is returned, and the modules after it are still
-// applied, so that as much of the file as can be is in force; applied
-// names those that took theirs.
-func (s *Set) Reload(settings map[string]any, reload []string) (applied []string, errs []error) {
+// applied, so that as much of the file as can be is in force. applied
+// names those that took settings of theirs: a module whose section still
+// differs from the one in force (differ) once Reload wrote back the
+// values it keeps until a restart, so that one whose only change was such
+// a key is not listed.
+func (s *Set) Reload(settings map[string]any, reload []string, differ func(name string) bool) (applied []string, errs []error) {
 	want := make(map[string]bool, len(reload))
 	for _, n := range reload {
 		want[n] = true
@@ -270,7 +284,9 @@ func (s *Set) Reload(settings map[string]any, reload []string) (applied []string
 			errs = append(errs, inSection(d.Name, err)...)
 			continue
 		}
-		applied = append(applied, d.Name)
+		if differ(d.Name) {
+			applied = append(applied, d.Name)
+		}
 	}
 	return applied, errs
 }
@@ -290,7 +306,7 @@ func inSection(name string, err error) []error {
 		if ke.Key != "" {
 			key += "." + ke.Key
 		}
-		return []error{&KeyError{Key: key, Msg: ke.Msg}}
+		return []error{&KeyError{Key: key, Msg: ke.Msg, Restart: ke.Restart}}
 	}
 	return []error{fmt.Errorf("%s: %w", name, err)}
 }

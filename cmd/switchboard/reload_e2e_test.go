@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -259,13 +260,19 @@ func TestE2ESIGTERMDuringStart(t *testing.T) {
 }
 
 // TestE2EReloadAllOrNothing: a reload whose file lowers a rate-limit
-// pipe, raises log.level and turns dialog.persist off (a key that takes
-// effect only at the next start) applies none of them: the reload command
-// answers an error naming dialog.persist, the log says nothing was
-// applied, and the pipe and the level stay as they were. Before, the pipe
-// and the level changed while the dialog module kept its settings, and
-// the command answered "reloaded". The same file without the persist
-// change applies both.
+// pipe, raises log.level and lowers dialplan.max_rules below the two
+// rules of the table in the store (a refusal) applies none of them: the
+// reload command answers an error naming dialplan.max_rules, the log says
+// nothing was applied, and the pipe and the level stay as they were.
+// Before e7a71a4, the pipe and the level changed while the dialplan
+// module kept its settings, and the command answered "reloaded".
+//
+// A key that takes effect only at the next start is no refusal, for a
+// module as for the server's listen: the same file with dialog.persist
+// turned off instead applies the pipe and the level, keeps persist, and
+// lists dialog.persist in need_restart, in the "reloaded" line and the
+// command's answer, again at the next reload of that file. Before, it
+// refused the whole reload as max_rules does.
 func TestE2EReloadAllOrNothing(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, "ratelimit:\n  pipes:\n    - {name: invite, limit: 100, interval: 60s, methods: [INVITE]}\n")
@@ -288,14 +295,19 @@ func TestE2EReloadAllOrNothing(t *testing.T) {
 		return string(body)
 	}
 	before := level()
-
-	srv.editConfig(t, "dialog:\n  persist: false\n", "limit: 100", "limit: 1", "level: debug", "level: info")
-	code, body := srv.api("reload", "")
-	if code == 200 || !strings.Contains(string(body), "dialog.persist") {
-		t.Errorf("reload with dialog.persist changed answered %d %s; want an error naming dialog.persist", code, body)
+	for _, exp := range []string{"1", "2"} {
+		if code, body := srv.api("dialplan.add", `{"dpid":1,"match_op":"prefix","match_exp":"`+exp+`","repl_exp":"x"}`); code != 200 {
+			t.Fatalf("dialplan.add: %d %s", code, body)
+		}
 	}
-	if !srv.logged("reload: configuration not applied", "dialog.persist") {
-		t.Errorf("no refusal naming dialog.persist logged:\n%s", srv.Log)
+
+	srv.editConfig(t, "dialplan:\n  max_rules: 1\n", "limit: 100", "limit: 1", "level: debug", "level: info")
+	code, body := srv.api("reload", "")
+	if code == 200 || !strings.Contains(string(body), "dialplan.max_rules") {
+		t.Errorf("reload with dialplan.max_rules below the table answered %d %s; want an error naming dialplan.max_rules", code, body)
+	}
+	if !srv.logged("reload: configuration not applied", "dialplan.max_rules") {
+		t.Errorf("no refusal naming dialplan.max_rules logged:\n%s", srv.Log)
 	}
 	if got := pipeLimit(); got != "100" {
 		t.Errorf("after the refused reload the pipe's limit is %s, want the old 100", got)
@@ -304,15 +316,28 @@ func TestE2EReloadAllOrNothing(t *testing.T) {
 		t.Errorf("after the refused reload log.level shows %s, want the old %s", got, before)
 	}
 
-	srv.editConfig(t, "", "dialog:\n  persist: false\n", "")
+	srv.editConfig(t, "dialog:\n  persist: false\n", "dialplan:\n  max_rules: 1\n", "")
 	code, body = srv.api("reload", "")
-	if code != 200 || !strings.Contains(string(body), "ratelimit") {
-		t.Errorf("reload answered %d %s; want ratelimit applied", code, body)
+	var answer struct {
+		Result struct {
+			Applied     []string `json:"applied"`
+			NeedRestart []string `json:"need_restart"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal(body, &answer); code != 200 || err != nil ||
+		strings.Join(answer.Result.Applied, ",") != "log.level,ratelimit" || strings.Join(answer.Result.NeedRestart, ",") != "dialog.persist" {
+		t.Errorf("reload with dialog.persist changed answered %d %s; want log.level and ratelimit applied, dialog.persist in need_restart", code, body)
+	}
+	if !srv.logged(`msg=reloaded applied=log.level,ratelimit need_restart=dialog.persist`) {
+		t.Errorf("no reloaded line listing dialog.persist as needing a restart:\n%s", srv.Log)
 	}
 	if got := pipeLimit(); got != "1" {
 		t.Errorf("after the reload the pipe's limit is %s, want 1", got)
 	}
 	if got := level(); got == before {
 		t.Errorf("after the reload log.level still shows %s", got)
+	}
+	if line := srv.reloadLine(t); !strings.Contains(line, `applied="" need_restart=dialog.persist`) {
+		t.Errorf("the same file reloaded again logged %q; want nothing applied, dialog.persist still needing a restart", line)
 	}
 }

@@ -517,18 +517,20 @@ func (s *server) stop() {
 // running: log.level, domains, the tls section (the files are read again
 // even when it did not change, for certificates renewed in place),
 // outbound.allow, and the sections of the modules that can take theirs
-// (Reloader). Every other key that changed needs a restart, and the log
-// line says which (restartKeys).
+// (Reloader). Every other key that changed needs a restart, the server's
+// (restartKeys) and the modules' alike ("listen", "dialog.persist": their
+// values in force stay until the next start), and the "reloaded" line and
+// the result list them; the rest of the file is applied all the same.
 //
 // It is all or nothing as far as can be known beforehand: a file with an
-// error, or a module refusing its new settings (a bad value, a key only a
-// restart applies: modules.Set.CheckReload), changes nothing at all, and
-// the error names every module and key at fault. Only then are the
-// server's keys and the modules' sections applied, the modules in their
-// dependency order; what fails then (a certificate file removed since it
-// was read, a collector's socket that does not open) keeps its old
-// settings, is logged as an error and returned with the rest applied, and
-// the "reloaded" line lists what was.
+// error, or a module refusing its new settings (a table in the store over
+// a new limit, a zone that does not load: modules.Set.CheckReload),
+// changes nothing at all, and the error names every module and key at
+// fault. Only then are the server's keys and the modules' sections
+// applied, the modules in their dependency order; what fails then (a
+// certificate file removed since it was read, a collector's socket that
+// does not open) keeps its old settings, is logged as an error and
+// returned with the rest applied, and the "reloaded" line lists what was.
 func (s *server) reload() (applied, restart []string, err error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
@@ -537,9 +539,10 @@ func (s *server) reload() (applied, restart []string, err error) {
 		s.log.Error("reload: configuration not applied", "err", err)
 		return nil, nil, err
 	}
-	modsReload, modsRestart, err := s.mods.CheckReload(cfg.Modules, func(name string) bool {
+	differ := func(name string) bool {
 		return fmt.Sprint(cfg.Modules[name]) != fmt.Sprint(s.cfg.Modules[name])
-	})
+	}
+	modsReload, modsRestart, err := s.mods.CheckReload(cfg.Modules, differ)
 	if err != nil {
 		err = fmt.Errorf("nothing applied: %w", err)
 		s.log.Error("reload: configuration not applied", "err", err)
@@ -574,8 +577,10 @@ func (s *server) reload() (applied, restart []string, err error) {
 		applied = append(applied, "outbound.allow")
 	}
 	restart = restartKeys(s.cfg, cfg)
-	// The modules whose sections passed CheckReload take them.
-	modsApplied, modsErrs := s.mods.Reload(cfg.Modules, modsReload)
+	// The modules whose sections passed CheckReload take them, keeping
+	// the keys it listed in modsRestart as they are (written back into
+	// cfg.Modules, the sections in force from now on).
+	modsApplied, modsErrs := s.mods.Reload(cfg.Modules, modsReload, differ)
 	if allowChanged {
 		modsErrs = append(modsErrs, s.mods.OutboundChanged()...)
 	}

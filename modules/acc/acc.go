@@ -234,35 +234,59 @@ func (a *Acc) Stop() {
 	})
 }
 
-// CheckReload refuses what takes effect at the next start: queue_size,
-// batch_size, and turning accounting on or off (acc.store, acc.file), as
-// well as store: true without the store.
+// CheckReload names the keys that take effect at the next start
+// (keepRestartKeys), and refuses store: true without the store.
 func (a *Acc) CheckReload(v any) error {
-	s := v.(*Settings)
-	if s.enabled() != a.on {
-		return errors.New("turning accounting on or off (acc.store, acc.file) takes effect only at the next start")
-	}
+	s := *v.(*Settings)
 	if s.Store && a.st == nil {
 		return modules.Errorf("store", "true needs the store")
 	}
-	var keys []string
+	return modules.NeedRestart(a.keepRestartKeys(&s)...)
+}
+
+// keepRestartKeys writes into s the value in force of each key that
+// takes effect only at the next start and that s changes, and returns
+// those keys: queue_size and batch_size, and store and file when they
+// turn accounting on or off (the queue, the writer and the dialog events
+// are set up at start; with accounting on, they move from one sink to
+// the other at once).
+func (a *Acc) keepRestartKeys(s *Settings) (keys []string) {
+	if s.enabled() != a.on {
+		store, file := a.toStore.Load(), ""
+		if f := a.file.Load(); f != nil {
+			file = f.path
+		}
+		if s.Store != store {
+			s.Store = store
+			keys = append(keys, "store")
+		}
+		if s.File != file {
+			s.File = file
+			keys = append(keys, "file")
+		}
+	}
 	if s.QueueSize != a.queueSize {
+		s.QueueSize = a.queueSize
 		keys = append(keys, "queue_size")
 	}
 	if s.BatchSize != a.batchSize {
+		s.BatchSize = a.batchSize
 		keys = append(keys, "batch_size")
 	}
-	return modules.NeedRestart(keys...)
+	return keys
 }
 
 // Reload applies changed settings: store, failed, batch_wait and the file
-// keys at once (the file is reopened before the next batch). Settings
-// CheckReload refuses change nothing.
+// keys at once (the file is reopened before the next batch); the keys
+// that take effect at the next start keep their values in force
+// (keepRestartKeys).
 func (a *Acc) Reload(v any) error {
-	if err := a.CheckReload(v); err != nil {
-		return err
+	s := v.(*Settings)
+	if s.Store && a.st == nil {
+		return modules.Errorf("store", "true needs the store")
 	}
-	a.apply(v.(*Settings))
+	a.keepRestartKeys(s)
+	a.apply(s)
 	return nil
 }
 

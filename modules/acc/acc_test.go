@@ -328,7 +328,8 @@ func TestSettingsChecked(t *testing.T) {
 }
 
 // TestReload: the file keys and store/failed apply at once; the queue's
-// size and turning accounting off need a restart.
+// size and turning accounting off need a restart: CheckReload names them
+// (not a refusal), and Reload applies the rest and keeps them in force.
 func TestReload(t *testing.T) {
 	e := newEnv(t, nil, true)
 	s := DefaultSettings()
@@ -342,15 +343,49 @@ func TestReload(t *testing.T) {
 		t.Fatalf("not applied: %+v", f)
 	}
 	s2 := *s
-	s2.QueueSize = 5
-	if err := e.a.Reload(&s2); err == nil || !strings.Contains(err.Error(), "queue_size") {
-		t.Fatalf("queue_size: %v", err)
+	s2.QueueSize, s2.Failed = 5, true
+	if keys := restartKeys(e.a.CheckReload(&s2)); keys != "queue_size" {
+		t.Fatalf("queue_size: CheckReload names %q as needing a restart, want queue_size", keys)
 	}
+	if err := e.a.Reload(&s2); err != nil || s2.QueueSize != s.QueueSize || !e.a.failed.Load() {
+		t.Fatalf("queue_size: %v, settings left with %d, failed %v", err, s2.QueueSize, e.a.failed.Load())
+	}
+	// Off: store and file stay as they are, format is applied.
 	s3 := *s
-	s3.Store, s3.File = false, ""
-	if err := e.a.Reload(&s3); err == nil || !strings.Contains(err.Error(), "next start") {
-		t.Fatalf("off: %v", err)
+	s3.Store, s3.File, s3.Format = false, "", "csv"
+	if keys := restartKeys(e.a.CheckReload(&s3)); keys != "store,file" {
+		t.Fatalf("off: CheckReload names %q as needing a restart, want store,file", keys)
 	}
+	if err := e.a.Reload(&s3); err != nil || s3.Store != s.Store || s3.File != s.File {
+		t.Fatalf("off: %v, settings left with store %v, file %q", err, s3.Store, s3.File)
+	}
+	if f := e.a.file.Load(); f == nil || f.path != s.File || f.format != "csv" || e.a.toStore.Load() != s.Store {
+		t.Fatalf("off: in force %+v, store %v; want the file kept, in csv", f, e.a.toStore.Load())
+	}
+}
+
+// restartKeys lists the keys err names as needing a restart; an error
+// that names none makes it answer "refused: " and the error.
+func restartKeys(err error) string {
+	var keys []string
+	for _, one := range inJoin(err) {
+		var ke *modules.KeyError
+		if !errors.As(one, &ke) || !ke.Restart {
+			return "refused: " + one.Error()
+		}
+		keys = append(keys, ke.Key)
+	}
+	return strings.Join(keys, ",")
+}
+
+func inJoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err == nil {
+		return nil
+	}
+	return []error{err}
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -374,37 +374,44 @@ func (b *Authban) Stop() {
 	b.wg.Wait()
 }
 
-// CheckReload refuses window, account_window, max_sources and
-// max_accounts: the tables are made with them at start.
+// CheckReload names window, account_window, max_sources and
+// max_accounts where they change (keepRestartKeys); it refuses nothing.
 func (b *Authban) CheckReload(v any) error {
-	s := v.(*Settings)
+	s := *v.(*Settings)
+	return modules.NeedRestart(b.keepRestartKeys(&s)...)
+}
+
+// keepRestartKeys writes into s the values in force of window,
+// account_window, max_sources and max_accounts where s changes them, and
+// returns those keys: the tables are made with them at start.
+func (b *Authban) keepRestartKeys(s *Settings) (keys []string) {
 	b.mu.Lock()
 	old := b.set
 	b.mu.Unlock()
-	var keys []string
-	for _, k := range []struct {
-		key     string
-		changed bool
-	}{
-		{"window", s.Window != old.Window},
-		{"account_window", s.AccountWindow != old.AccountWindow},
-		{"max_sources", s.MaxSources != old.MaxSources},
-		{"max_accounts", s.MaxAccounts != old.MaxAccounts},
-	} {
-		if k.changed {
-			keys = append(keys, k.key)
-		}
+	if s.Window != old.Window {
+		s.Window = old.Window
+		keys = append(keys, "window")
 	}
-	return modules.NeedRestart(keys...)
+	if s.AccountWindow != old.AccountWindow {
+		s.AccountWindow = old.AccountWindow
+		keys = append(keys, "account_window")
+	}
+	if s.MaxSources != old.MaxSources {
+		s.MaxSources = old.MaxSources
+		keys = append(keys, "max_sources")
+	}
+	if s.MaxAccounts != old.MaxAccounts {
+		s.MaxAccounts = old.MaxAccounts
+		keys = append(keys, "max_accounts")
+	}
+	return keys
 }
 
-// Reload applies new thresholds and times at once. Settings CheckReload
-// refuses change nothing.
+// Reload applies new thresholds and times at once; the keys the tables
+// are made with keep their values in force (keepRestartKeys).
 func (b *Authban) Reload(v any) error {
-	if err := b.CheckReload(v); err != nil {
-		return err
-	}
 	s := v.(*Settings)
+	b.keepRestartKeys(s)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.params.Store(paramsOf(s))

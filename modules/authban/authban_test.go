@@ -3,6 +3,7 @@ package authban
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http/httptest"
 	"net/netip"
 	"strconv"
@@ -381,5 +382,34 @@ func TestLockRaisesEvent(t *testing.T) {
 		}
 	case <-time.After(3 * time.Second):
 		t.Fatal("no E_AUTHBAN_LOCKED within 3 s")
+	}
+}
+
+// TestReloadKeepsRestartKeys: a reload that changes max_failures and
+// window applies max_failures (two failures ban) and keeps window, which
+// the tables are made with: CheckReload names it as needing a restart
+// rather than refusing the reload, and the settings handed over say the
+// window in force. Before, the whole reload was refused and max_failures
+// stayed at its old value.
+func TestReloadKeepsRestartKeys(t *testing.T) {
+	b, p, _ := newAuthban(t, nil)
+	s := DefaultSettings()
+	s.MaxFailures = 2
+	s.Window = 2 * DefaultSettings().Window
+	var ke *modules.KeyError
+	if err := b.CheckReload(s); !errors.As(err, &ke) || !ke.Restart || ke.Key != "window" {
+		t.Fatalf("window changed: CheckReload %v, want window named as needing a restart", err)
+	}
+	if err := b.Reload(s); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if s.Window != DefaultSettings().Window || b.set.Window != DefaultSettings().Window {
+		t.Errorf("window is %s in the settings, %s in force; want the old %s kept", s.Window, b.set.Window, DefaultSettings().Window)
+	}
+	for i := 0; i < 2; i++ {
+		b.Failed(srcA, alice, realm, auth.FailPassword, auth.SourceProven)
+	}
+	if !p.Banned(srcA) {
+		t.Error("two failures did not ban with max_failures 2 reloaded")
 	}
 }

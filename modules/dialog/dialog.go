@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -230,6 +231,9 @@ type Dialog struct {
 
 	profiles []*Profile
 	byName   map[string]*Profile
+	// profileSettings are the settings profiles were made with, which a
+	// reload keeps until the next start (keepRestartKeys).
+	profileSettings []ProfileSettings
 
 	subs   []func(*Event) // set before Start
 	events sync.Pool      // *Event, for emit
@@ -251,7 +255,7 @@ type Dialog struct {
 	share   *sharer
 	sharing string
 	// redis and takeoverDelay are the settings share was made with, kept
-	// for a reload to refuse a change (it takes a restart).
+	// for a reload to keep them until the next start.
 	redis         rediscfg.Settings
 	takeoverDelay time.Duration
 
@@ -296,6 +300,7 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 	d.maxDialogs = s.MaxDialogs
 	d.byes.wake = make(chan struct{}, 1)
 	d.profiles, d.byName = newProfiles(s.Profiles)
+	d.profileSettings = slices.Clone(s.Profiles)
 	d.drainTimeout.Store(s.DrainTimeout.Milliseconds())
 	d.pingInterval.Store(s.PingInterval.Milliseconds())
 	d.persist, d.writeInterval = s.Persist, s.WriteInterval
@@ -378,49 +383,70 @@ func (d *Dialog) Stop() {
 	}
 }
 
-// CheckReload refuses the keys that take effect at the next start:
-// max_dialogs, persist, write_interval, sharing, profiles, and with
-// sharing on its redis settings and takeover_delay.
+// CheckReload names the keys that take effect at the next start
+// (keepRestartKeys); it refuses nothing.
 func (d *Dialog) CheckReload(v any) error {
-	s := v.(*Settings)
-	var keys []string
-	if s.MaxDialogs != d.maxDialogs {
-		keys = append(keys, "max_dialogs")
-	}
-	if s.Persist != d.persist {
-		keys = append(keys, "persist")
-	}
-	if s.WriteInterval != d.writeInterval {
-		keys = append(keys, "write_interval")
-	}
-	if s.Sharing != d.sharing && !(s.Sharing == "" && d.sharing == SharingNone) {
-		keys = append(keys, "sharing")
-	} else if d.share != nil {
-		if s.Redis != d.redis {
-			keys = append(keys, "redis")
-		}
-		if s.TakeoverDelay != d.takeoverDelay {
-			keys = append(keys, "takeover_delay")
-		}
-	}
-	if !sameProfiles(d.profiles, s.Profiles) {
-		keys = append(keys, "profiles")
-	}
-	return modules.NeedRestart(keys...)
+	s := *v.(*Settings)
+	return modules.NeedRestart(d.keepRestartKeys(&s)...)
 }
 
 // Reload applies a changed default_timeout to dialogs created from now
-// on, and a changed drain_timeout and ping_interval. Settings CheckReload
-// refuses change nothing.
+// on, and a changed drain_timeout and ping_interval; the keys that take
+// effect at the next start keep their values in force (keepRestartKeys).
 func (d *Dialog) Reload(v any) error {
-	if err := d.CheckReload(v); err != nil {
-		return err
-	}
 	s := v.(*Settings)
+	d.keepRestartKeys(s)
 	d.timeout.Store(s.DefaultTimeout.Milliseconds())
 	d.drainTimeout.Store(s.DrainTimeout.Milliseconds())
 	d.pingInterval.Store(s.PingInterval.Milliseconds())
 	return nil
+}
+
+// keepRestartKeys writes into s the value in force of each key that
+// takes effect only at the next start and that s changes: max_dialogs,
+// persist, write_interval, sharing, profiles, and with sharing on its
+// redis settings and takeover_delay (with it off they are not used). It
+// returns those keys.
+func (d *Dialog) keepRestartKeys(s *Settings) (keys []string) {
+	if s.MaxDialogs != d.maxDialogs {
+		s.MaxDialogs = d.maxDialogs
+		keys = append(keys, "max_dialogs")
+	}
+	if s.Persist != d.persist {
+		s.Persist = d.persist
+		keys = append(keys, "persist")
+	}
+	if s.WriteInterval != d.writeInterval {
+		s.WriteInterval = d.writeInterval
+		keys = append(keys, "write_interval")
+	}
+	if sharingMode(s.Sharing) != sharingMode(d.sharing) {
+		s.Sharing = d.sharing
+		keys = append(keys, "sharing")
+	}
+	if d.share != nil {
+		if s.Redis != d.redis {
+			s.Redis = d.redis
+			keys = append(keys, "redis")
+		}
+		if s.TakeoverDelay != d.takeoverDelay {
+			s.TakeoverDelay = d.takeoverDelay
+			keys = append(keys, "takeover_delay")
+		}
+	}
+	if !sameProfiles(d.profiles, s.Profiles) {
+		s.Profiles = slices.Clone(d.profileSettings)
+		keys = append(keys, "profiles")
+	}
+	return keys
+}
+
+// sharingMode is dialog.sharing with "" (left empty) read as none.
+func sharingMode(s string) string {
+	if s == "" {
+		return SharingNone
+	}
+	return s
 }
 
 func (d *Dialog) registerMetrics(set *metrics.Set) {

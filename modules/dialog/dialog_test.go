@@ -2,6 +2,7 @@ package dialog
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -818,7 +819,10 @@ func TestTableFull(t *testing.T) {
 }
 
 // TestReload: default_timeout applies to dialogs created after the
-// reload; max_dialogs and profiles ask for a restart.
+// reload; max_dialogs, profiles and persist take effect at the next start:
+// CheckReload names them as needing a restart (no refusal), and Reload
+// applies the other keys and keeps their values in force, written back
+// into the settings.
 func TestReload(t *testing.T) {
 	e := newEnv(t, nil)
 	s := DefaultSettings()
@@ -831,22 +835,40 @@ func TestReload(t *testing.T) {
 	e.clock.Advance(3 * time.Second)
 	e.wantCount(t, 0, 0, 0)
 	s.MaxDialogs++
-	if err := e.d.Reload(s); err == nil || !strings.Contains(err.Error(), "max_dialogs") {
-		t.Fatalf("max_dialogs changed: %v", err)
+	wantRestart(t, e.d.CheckReload(s), "max_dialogs")
+	if err := e.d.Reload(s); err != nil || s.MaxDialogs != e.d.maxDialogs {
+		t.Fatalf("max_dialogs changed: %v, settings left with %d, want the %d in force", err, s.MaxDialogs, e.d.maxDialogs)
 	}
 	s = DefaultSettings()
 	s.Profiles = []ProfileSettings{{Name: "x"}}
-	if err := e.d.Reload(s); err == nil || !strings.Contains(err.Error(), "profiles") {
-		t.Fatalf("profiles changed: %v", err)
+	wantRestart(t, e.d.CheckReload(s), "profiles")
+	if err := e.d.Reload(s); err != nil || len(s.Profiles) != 0 || len(e.d.profiles) != 0 {
+		t.Fatalf("profiles changed: %v, settings left with %v", err, s.Profiles)
 	}
-	// A refused reload applies none of its keys: default_timeout stays.
+	// The other keys of a reload that changes persist are applied.
 	s = DefaultSettings()
 	s.DefaultTimeout, s.Persist = time.Minute, false
-	if err := e.d.Reload(s); err == nil || !strings.Contains(err.Error(), "persist") {
-		t.Fatalf("persist changed: %v", err)
+	wantRestart(t, e.d.CheckReload(s), "persist")
+	if s.Persist {
+		t.Error("CheckReload changed the settings it checked")
 	}
-	if got := e.d.timeout.Load(); got != 3000 {
-		t.Errorf("default_timeout is %d ms after a refused reload, want the 3000 in force", got)
+	if err := e.d.Reload(s); err != nil || !s.Persist || !e.d.persist {
+		t.Fatalf("persist changed: %v, settings say persist %v, want the true in force", err, s.Persist)
+	}
+	if got := e.d.timeout.Load(); got != 60_000 {
+		t.Errorf("default_timeout is %d ms after the reload, want 60000", got)
+	}
+	if err := e.d.CheckReload(s); err != nil {
+		t.Errorf("the settings as kept still differ from those in force: %v", err)
+	}
+}
+
+// wantRestart fails unless err names exactly key as needing a restart.
+func wantRestart(t *testing.T, err error, key string) {
+	t.Helper()
+	var ke *modules.KeyError
+	if !errors.As(err, &ke) || !ke.Restart || ke.Key != key {
+		t.Errorf("CheckReload: %v, want %s named as needing a restart", err, key)
 	}
 }
 

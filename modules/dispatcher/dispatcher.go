@@ -182,8 +182,10 @@ type Dispatcher struct {
 	dispAlg   atomic.Uint32
 
 	maxDests atomic.Int64
-	fixed    [2]any // poll_interval, max_calls: need a restart
+	// poll and maxCalls are poll_interval and max_calls, which take
+	// effect at the next start (keepRestartKeys).
 	poll     time.Duration
+	maxCalls int
 
 	poller *tablepoll.Poller
 	stop   chan struct{}
@@ -230,7 +232,7 @@ func newModule(h *modules.Host, v any) (modules.Instance, error) {
 	d := &Dispatcher{h: h, st: h.Store, clock: h.Clock, log: h.Logger(), set: h.Metrics,
 		states: map[stateKey]*dstate{}, counters: map[int]*setCounters{},
 		pinger: &optionsPinger{}, wakeup: make(chan struct{}, 1), poll: s.PollInterval,
-		fixed: [2]any{s.PollInterval, s.MaxCalls}}
+		maxCalls: s.MaxCalls}
 	d.apply(s)
 	var err error
 	d.calls, err = calltrack.New[Lease](calltrack.Config{Clock: h.Clock, Shards: h.Shards, MaxCalls: s.MaxCalls,
@@ -374,50 +376,50 @@ func (d *Dispatcher) load(ctx context.Context) (int64, Summary, error) {
 	return 0, Summary{}, err
 }
 
-// CheckReload refuses poll_interval and max_calls, which take effect at
-// the next start, and a max_destinations below the destinations of the
-// table in the store. A table that grows past it before Reload loads it
-// fails there.
+// CheckReload names poll_interval and max_calls, which take effect at
+// the next start (keepRestartKeys), and refuses a max_destinations below
+// the destinations of the table in the store. A table that grows past it
+// before Reload loads it fails there.
 func (d *Dispatcher) CheckReload(v any) error {
-	s := v.(*Settings)
-	if err := d.checkRestart(s); err != nil {
-		return err
-	}
+	s := *v.(*Settings)
+	restart := modules.NeedRestart(d.keepRestartKeys(&s)...)
 	if int64(s.MaxDestinations) == d.maxDests.Load() {
-		return nil
+		return restart
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rows, err := d.st.ListDispatcherDests(ctx)
 	if err != nil {
-		return fmt.Errorf("reading the dispatcher table for max_destinations: %w", err)
+		return errors.Join(restart, fmt.Errorf("reading the dispatcher table for max_destinations: %w", err))
 	}
 	if len(rows) > s.MaxDestinations {
-		return modules.Errorf("max_destinations", "%d: the dispatcher table has %d destinations", s.MaxDestinations, len(rows))
+		return errors.Join(restart, modules.Errorf("max_destinations", "%d: the dispatcher table has %d destinations", s.MaxDestinations, len(rows)))
 	}
-	return nil
+	return restart
 }
 
-func (d *Dispatcher) checkRestart(s *Settings) error {
-	var keys []string
-	if s.PollInterval != d.fixed[0] {
+// keepRestartKeys writes into s the values in force of poll_interval and
+// max_calls where s changes them, and returns those keys: the poller and
+// the call table are made with them at start.
+func (d *Dispatcher) keepRestartKeys(s *Settings) (keys []string) {
+	if s.PollInterval != d.poll {
+		s.PollInterval = d.poll
 		keys = append(keys, "poll_interval")
 	}
-	if s.MaxCalls != d.fixed[1] {
+	if s.MaxCalls != d.maxCalls {
+		s.MaxCalls = d.maxCalls
 		keys = append(keys, "max_calls")
 	}
-	return modules.NeedRestart(keys...)
+	return keys
 }
 
 // Reload applies changed settings (modules.Reloader): the probe keys,
 // call_timeout and the dispatch keys take effect at once, a changed
-// max_destinations reloads the table; poll_interval and max_calls need a
-// restart.
+// max_destinations reloads the table; poll_interval and max_calls keep
+// their values in force until the next start (keepRestartKeys).
 func (d *Dispatcher) Reload(v any) error {
 	s := v.(*Settings)
-	if err := d.checkRestart(s); err != nil {
-		return err
-	}
+	d.keepRestartKeys(s)
 	// The table first, under the new bound alone: when it does not load,
 	// the module keeps all its settings, not the bound alone (the dispatch
 	// and probe keys were in force, a mix of both files that ctl reload

@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -364,7 +365,8 @@ func asKeyError(err error, ke **modules.KeyError) bool {
 }
 
 // A SIGHUP applies the probe keys, call_timeout and the dispatch keys;
-// poll_interval and max_calls need a restart.
+// poll_interval and max_calls need a restart: CheckReload names them
+// (not a refusal), Reload applies the rest and keeps them.
 func TestReloadSettings(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	s := DefaultSettings()
@@ -376,9 +378,16 @@ func TestReloadSettings(t *testing.T) {
 	if set, alg := e.d.Dispatch(); set != 7 || alg != Weight || e.d.probe.Load().failures != 5 {
 		t.Fatalf("dispatch %d %v, failures %d", set, alg, e.d.probe.Load().failures)
 	}
-	s.MaxCalls = 500
-	if err := e.d.Reload(s); err == nil || !strings.Contains(err.Error(), "max_calls") {
-		t.Fatalf("max_calls changed: %v", err)
+	s.MaxCalls, s.DispatchSet = 500, 8
+	var ke *modules.KeyError
+	if err := e.d.CheckReload(s); !errors.As(err, &ke) || !ke.Restart || ke.Key != "max_calls" {
+		t.Fatalf("max_calls changed: CheckReload %v, want it named as needing a restart", err)
+	}
+	if err := e.d.Reload(s); err != nil || s.MaxCalls != DefaultSettings().MaxCalls {
+		t.Fatalf("max_calls changed: %v, settings left with %d", err, s.MaxCalls)
+	}
+	if set, _ := e.d.Dispatch(); set != 8 {
+		t.Fatalf("dispatch_set %d after a reload with max_calls changed, want 8", set)
 	}
 }
 

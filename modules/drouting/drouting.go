@@ -242,36 +242,43 @@ func (d *Drouting) apply(s *Settings) error {
 	return nil
 }
 
-// CheckReload refuses max_calls, max_rules, max_gateways, max_carriers and
-// poll_interval, which take effect at the next start, and a timezone that
-// cannot be loaded.
+// CheckReload names max_calls, max_rules, max_gateways, max_carriers and
+// poll_interval, which take effect at the next start (keepRestartKeys),
+// and refuses a timezone that cannot be loaded.
 func (d *Drouting) CheckReload(v any) error {
-	s := v.(*Settings)
-	var keys []string
-	for i, n := range [4]int{s.MaxCalls, s.MaxRules, s.MaxGateways, s.MaxCarriers} {
-		if n != d.max[i] {
+	s := *v.(*Settings)
+	keys := d.keepRestartKeys(&s)
+	if _, err := loadZone(s.Timezone); err != nil {
+		return modules.Errorf("timezone", "%q: %v", s.Timezone, err)
+	}
+	return modules.NeedRestart(keys...)
+}
+
+// keepRestartKeys writes into s the values in force of max_calls,
+// max_rules, max_gateways, max_carriers and poll_interval where s
+// changes them, and returns those keys: the tables and the poller are
+// made with them at start.
+func (d *Drouting) keepRestartKeys(s *Settings) (keys []string) {
+	for i, n := range [4]*int{&s.MaxCalls, &s.MaxRules, &s.MaxGateways, &s.MaxCarriers} {
+		if *n != d.max[i] {
+			*n = d.max[i]
 			keys = append(keys, [4]string{"max_calls", "max_rules", "max_gateways", "max_carriers"}[i])
 		}
 	}
 	if s.PollInterval != d.poll {
+		s.PollInterval = d.poll
 		keys = append(keys, "poll_interval")
 	}
-	if err := modules.NeedRestart(keys...); err != nil {
-		return err
-	}
-	if _, err := loadZone(s.Timezone); err != nil {
-		return modules.Errorf("timezone", "%q: %v", s.Timezone, err)
-	}
-	return nil
+	return keys
 }
 
-// Reload applies changed settings (modules.Reloader): everything but
-// what CheckReload refuses.
+// Reload applies changed settings (modules.Reloader): everything but the
+// keys that keep their values in force until the next start
+// (keepRestartKeys).
 func (d *Drouting) Reload(v any) error {
-	if err := d.CheckReload(v); err != nil {
-		return err
-	}
-	return d.apply(v.(*Settings))
+	s := v.(*Settings)
+	d.keepRestartKeys(s)
+	return d.apply(s)
 }
 
 // Group is the routing group the provider and drouting route sets use for

@@ -209,9 +209,19 @@ func TestSettings(t *testing.T) {
 	if m, _ := e.d.wall.Load().at(monday10); m != 19*60 {
 		t.Errorf("10:00 UTC is minute %d in Tokyo", m)
 	}
-	s.MaxCalls = 2048
-	if err := e.d.Reload(s); err == nil || !strings.Contains(err.Error(), "next start") {
-		t.Fatalf("max_calls changed: %v", err)
+	// max_calls takes effect at the next start: named as needing a
+	// restart, not refused; the group changed with it is applied.
+	s.MaxCalls, s.Group = 2048, 4
+	var ke *modules.KeyError
+	if err := e.d.CheckReload(s); !errors.As(err, &ke) || !ke.Restart || ke.Key != "max_calls" {
+		t.Fatalf("max_calls changed: CheckReload %v, want it named as needing a restart", err)
+	}
+	if err := e.d.Reload(s); err != nil || e.d.Group() != 4 || s.MaxCalls != DefaultSettings().MaxCalls {
+		t.Fatalf("max_calls changed: %v, group %d, settings left with max_calls %d", err, e.d.Group(), s.MaxCalls)
+	}
+	s.Timezone = "Nowhere/Atlantis"
+	if err := e.d.CheckReload(s); !errors.As(err, &ke) || ke.Restart || ke.Key != "timezone" {
+		t.Fatalf("a timezone that does not load: CheckReload %v, want it refused", err)
 	}
 }
 

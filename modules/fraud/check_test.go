@@ -312,6 +312,10 @@ func TestSettingsChecked(t *testing.T) {
 	}
 }
 
+// TestReloadSettings: profile and timezone are applied at once; a new
+// max_callers, with a new profile, is named as needing a restart (not a
+// refusal) and kept, the profile applied; a timezone that does not load
+// is refused.
 func TestReloadSettings(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	s := DefaultSettings()
@@ -319,9 +323,17 @@ func TestReloadSettings(t *testing.T) {
 	if err := e.f.Reload(s); err != nil || e.f.Profile() != 7 {
 		t.Fatalf("reload: %v, profile %d", err, e.f.Profile())
 	}
-	s.MaxCallers = 1000
-	if err := e.f.Reload(s); err == nil {
-		t.Fatal("a new table size was taken without a restart")
+	s.MaxCallers, s.Profile = 1000, 8
+	var ke *modules.KeyError
+	if err := e.f.CheckReload(s); !errors.As(err, &ke) || !ke.Restart || ke.Key != "max_callers" {
+		t.Fatalf("max_callers changed: CheckReload %v, want it named as needing a restart", err)
+	}
+	if err := e.f.Reload(s); err != nil || e.f.Profile() != 8 || s.MaxCallers != DefaultSettings().MaxCallers || e.f.max[0] != DefaultSettings().MaxCallers {
+		t.Fatalf("reload with max_callers changed: %v, profile %d, max_callers %d in the settings", err, e.f.Profile(), s.MaxCallers)
+	}
+	s.Timezone = "Nowhere/Atlantis"
+	if err := e.f.CheckReload(s); !errors.As(err, &ke) || ke.Restart || ke.Key != "timezone" {
+		t.Fatalf("a timezone that does not load: CheckReload %v, want it refused", err)
 	}
 }
 

@@ -303,41 +303,48 @@ func (f *Fraud) LoadRules(ctx context.Context) error {
 	return nil
 }
 
-// CheckReload refuses the keys that take effect at the next start and a
-// timezone that cannot be loaded.
+// CheckReload names the keys that take effect at the next start
+// (keepRestartKeys) and refuses a timezone that cannot be loaded.
 func (f *Fraud) CheckReload(v any) error {
-	s := v.(*Settings)
-	var keys []string
-	for _, k := range []struct {
-		key     string
-		changed bool
-	}{
-		{"max_callers", s.MaxCallers != f.max[0]},
-		{"max_calls", s.MaxCalls != f.max[1]},
-		{"max_events", s.MaxEvents != f.events.size()},
-		{"poll_interval", s.PollInterval != f.poll},
-	} {
-		if k.changed {
-			keys = append(keys, k.key)
-		}
-	}
-	if err := modules.NeedRestart(keys...); err != nil {
-		return err
-	}
+	s := *v.(*Settings)
+	keys := f.keepRestartKeys(&s)
 	if _, err := loadZone(s.Timezone); err != nil {
 		return modules.Errorf("timezone", "%q: %v", s.Timezone, err)
 	}
-	return nil
+	return modules.NeedRestart(keys...)
+}
+
+// keepRestartKeys writes into s the values in force of max_callers,
+// max_calls, max_events and poll_interval where s changes them, and
+// returns those keys: the tables and the poller are made with them at
+// start.
+func (f *Fraud) keepRestartKeys(s *Settings) (keys []string) {
+	if s.MaxCallers != f.max[0] {
+		s.MaxCallers = f.max[0]
+		keys = append(keys, "max_callers")
+	}
+	if s.MaxCalls != f.max[1] {
+		s.MaxCalls = f.max[1]
+		keys = append(keys, "max_calls")
+	}
+	if s.MaxEvents != f.events.size() {
+		s.MaxEvents = f.events.size()
+		keys = append(keys, "max_events")
+	}
+	if s.PollInterval != f.poll {
+		s.PollInterval = f.poll
+		keys = append(keys, "poll_interval")
+	}
+	return keys
 }
 
 // Reload applies changed settings (modules.Reloader): profile, timezone
 // and call_timeout (for calls counted from then on). max_callers,
-// max_calls, max_events and poll_interval need a restart.
+// max_calls, max_events and poll_interval keep their values in force
+// until the next start (keepRestartKeys).
 func (f *Fraud) Reload(v any) error {
-	if err := f.CheckReload(v); err != nil {
-		return err
-	}
 	s := v.(*Settings)
+	f.keepRestartKeys(s)
 	loc, err := loadZone(s.Timezone)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -217,23 +218,25 @@ func TestModuleManualBansAndExemptPeer(t *testing.T) {
 	}
 }
 
-// Reload changes the limit at once; a reload that also changes
-// ipv6_prefix, which waits for a restart, is refused whole.
+// Reload changes the limit at once; ipv6_prefix, changed with it, waits
+// for a restart: CheckReload names it as needing one (not a refusal), and
+// Reload applies the limit and keeps the prefix in force, in the settings
+// too.
 func TestModuleReload(t *testing.T) {
 	b := buildModule(t, DefaultSettings())
 	a := netip.MustParseAddr("192.0.2.30")
 	s := DefaultSettings()
 	s.MaxRequests = 2
 	s.IPv6Prefix = 48
-	if err := b.p.Reload(s); err == nil || !strings.Contains(err.Error(), "ipv6_prefix") {
-		t.Fatalf("ipv6_prefix changed: %v, want it refused", err)
+	var ke *modules.KeyError
+	if err := b.p.CheckReload(s); !errors.As(err, &ke) || !ke.Restart || ke.Key != "ipv6_prefix" {
+		t.Fatalf("ipv6_prefix changed: CheckReload %v, want it named as needing a restart", err)
 	}
-	if b.p.v6bits != 64 || b.p.params.Load().max == 2 {
-		t.Fatal("a refused reload changed the settings in force")
-	}
-	s.IPv6Prefix = 64
 	if err := b.p.Reload(s); err != nil {
 		t.Fatal(err)
+	}
+	if b.p.v6bits != 64 || s.IPv6Prefix != 64 || b.p.set.IPv6Prefix != 64 {
+		t.Fatalf("ipv6_prefix changed without a restart: %d bits, settings %d", b.p.v6bits, s.IPv6Prefix)
 	}
 	b.p.CheckAddr(a)
 	b.p.CheckAddr(a)

@@ -437,35 +437,42 @@ func (p *Pike) sweep() {
 	}
 }
 
-// CheckReload refuses ipv6_prefix and max_bans, which take effect at the
-// next start since the bans in force are keyed by them, and an exempt
-// list that does not parse.
+// CheckReload names ipv6_prefix and max_bans, which take effect at the
+// next start (keepRestartKeys), and refuses an exempt list that does not
+// parse.
 func (p *Pike) CheckReload(v any) error {
-	s := v.(*Settings)
-	if _, err := paramsOf(s, p.v6bits); err != nil {
+	s := *v.(*Settings)
+	keys := p.keepRestartKeys(&s)
+	if _, err := paramsOf(&s, p.v6bits); err != nil {
 		return err
-	}
-	p.mu.Lock()
-	old := p.set
-	p.mu.Unlock()
-	var keys []string
-	if s.IPv6Prefix != old.IPv6Prefix {
-		keys = append(keys, "ipv6_prefix")
-	}
-	if s.MaxBans != old.MaxBans {
-		keys = append(keys, "max_bans")
 	}
 	return modules.NeedRestart(keys...)
 }
 
-// Reload applies new settings. The rate table is rebuilt (counts start
-// again) when window or max_sources change. Settings CheckReload refuses
-// change nothing.
-func (p *Pike) Reload(v any) error {
-	if err := p.CheckReload(v); err != nil {
-		return err
+// keepRestartKeys writes into s the values in force of ipv6_prefix and
+// max_bans where s changes them, and returns those keys: the bans in
+// force are keyed and bounded by them until the next start.
+func (p *Pike) keepRestartKeys(s *Settings) (keys []string) {
+	p.mu.Lock()
+	old := p.set
+	p.mu.Unlock()
+	if s.IPv6Prefix != old.IPv6Prefix {
+		s.IPv6Prefix = old.IPv6Prefix
+		keys = append(keys, "ipv6_prefix")
 	}
+	if s.MaxBans != old.MaxBans {
+		s.MaxBans = old.MaxBans
+		keys = append(keys, "max_bans")
+	}
+	return keys
+}
+
+// Reload applies new settings. The rate table is rebuilt (counts start
+// again) when window or max_sources change; ipv6_prefix and max_bans
+// keep their values in force (keepRestartKeys).
+func (p *Pike) Reload(v any) error {
 	s := v.(*Settings)
+	p.keepRestartKeys(s)
 	pr, err := paramsOf(s, p.v6bits)
 	if err != nil {
 		return err

@@ -310,7 +310,10 @@ func TestParseFlags(t *testing.T) {
 
 // TestReload: a reload adds and removes instances, keeps the state of
 // those kept (an operator's disable stays), and applies flags and
-// on_unavailable; the module is off without instances.
+// on_unavailable; the module is off without instances. One that also
+// changes max_calls and timeout, which take effect at the next start, is
+// not refused: CheckReload names them as needing a restart, and Reload
+// applies the flags and keeps them in force.
 func TestReload(t *testing.T) {
 	p1, p2 := newNGPeer(t), newNGPeer(t)
 	u1, u2 := "udp:"+p1.conn.LocalAddr().String(), "udp:"+p2.conn.LocalAddr().String()
@@ -333,6 +336,22 @@ func TestReload(t *testing.T) {
 	}
 	if e.DefaultFlags().String() != "ICE=force" || !e.relayOnFail.Load() {
 		t.Fatal("flags or on_unavailable not applied")
+	}
+	s3 := *s2
+	s3.MaxCalls, s3.Timeout, s3.Flags = 7, 2*s2.Timeout, "ICE=remove"
+	err := e.CheckReload(&s3)
+	var keys []string
+	for _, one := range err.(interface{ Unwrap() []error }).Unwrap() {
+		if ke, ok := one.(*modules.KeyError); ok && ke.Restart {
+			keys = append(keys, ke.Key)
+		}
+	}
+	if strings.Join(keys, ",") != "max_calls,timeout" {
+		t.Fatalf("CheckReload: %v, want max_calls and timeout named as needing a restart", err)
+	}
+	if err := e.Reload(&s3); err != nil || e.DefaultFlags().String() != "ICE=remove" || s3.MaxCalls != s2.MaxCalls || s3.Timeout != s2.Timeout {
+		t.Fatalf("reload with max_calls and timeout changed: %v, flags %s, settings left with max_calls %d, timeout %s",
+			err, e.DefaultFlags(), s3.MaxCalls, s3.Timeout)
 	}
 	if err := e.Reload(DefaultSettings()); err != nil || e.Enabled() || len(e.List()) != 0 {
 		t.Fatalf("without instances: enabled %v, %v", e.Enabled(), err)

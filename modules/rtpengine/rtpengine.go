@@ -286,7 +286,9 @@ type Engine struct {
 	relayOnFail atomic.Bool
 	pingEvery   time.Duration
 	pollEvery   time.Duration
-	fixed       [3]any // bind_address, poll_interval, max_calls: at the next start
+	// started are the settings the module was made with: those of the
+	// keys only a restart applies stay in force (keepRestartKeys).
+	started     Settings
 	calls       *callTable
 	callTimeout atomic.Int64 // ms
 
@@ -329,7 +331,7 @@ func newModule(h *modules.Host, settings any) (modules.Instance, error) {
 	e := &Engine{h: h, st: h.Store, stop: make(chan struct{}), pingEvery: s.PingInterval, pollEvery: s.PollInterval,
 		commands: map[string]*metrics.Counter{}, errors: map[string]*metrics.Counter{},
 		states: map[instKey]*ng.Instance{}, stored: map[instKey]bool{},
-		fixed: [3]any{s.BindAddress, s.PollInterval, s.MaxCalls}, calls: newCallTable(s.MaxCalls)}
+		started: *s, calls: newCallTable(s.MaxCalls)}
 	e.bind, _ = s.bindAddr() // checked
 	e.maxHeldAcks = maxHeldAcks
 	e.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
@@ -605,22 +607,14 @@ func (e *Engine) Stop() {
 	e.client.Close()
 }
 
-// CheckReload refuses bind_address, poll_interval and max_calls, which
-// take effect at the next start, and an instance that no local address
+// CheckReload names the keys that take effect at the next start
+// (keepRestartKeys), and refuses an instance that no local address
 // reaches (another address family than bind_address, no route). Whether
 // a new instance's control socket can be bound is known only when Reload
 // binds it.
 func (e *Engine) CheckReload(settings any) error {
-	s := settings.(*Settings)
-	var keys []string
-	for i, k := range [3]string{"bind_address", "poll_interval", "max_calls"} {
-		if [3]any{s.BindAddress, s.PollInterval, s.MaxCalls}[i] != e.fixed[i] {
-			keys = append(keys, k)
-		}
-	}
-	if err := modules.NeedRestart(keys...); err != nil {
-		return err
-	}
+	s := *settings.(*Settings)
+	keys := e.keepRestartKeys(&s)
 	conf, err := s.parseInstances()
 	if err != nil {
 		return err
@@ -634,18 +628,54 @@ func (e *Engine) CheckReload(settings any) error {
 			return modules.Errorf(c.key(), "no local address reaches %s: %v", c.addr, err)
 		}
 	}
-	return nil
+	return modules.NeedRestart(keys...)
+}
+
+// keepRestartKeys writes into s the value in force of each key that
+// takes effect only at the next start and that s changes, and returns
+// those keys: bind_address, poll_interval and max_calls, and the timings
+// the ng client is made with (timeout, retries, disable_timeout,
+// ping_interval).
+func (e *Engine) keepRestartKeys(s *Settings) (keys []string) {
+	in := &e.started
+	if s.BindAddress != in.BindAddress {
+		s.BindAddress = in.BindAddress
+		keys = append(keys, "bind_address")
+	}
+	if s.PollInterval != in.PollInterval {
+		s.PollInterval = in.PollInterval
+		keys = append(keys, "poll_interval")
+	}
+	if s.MaxCalls != in.MaxCalls {
+		s.MaxCalls = in.MaxCalls
+		keys = append(keys, "max_calls")
+	}
+	if s.Timeout != in.Timeout {
+		s.Timeout = in.Timeout
+		keys = append(keys, "timeout")
+	}
+	if s.Retries != in.Retries {
+		s.Retries = in.Retries
+		keys = append(keys, "retries")
+	}
+	if s.DisableTimeout != in.DisableTimeout {
+		s.DisableTimeout = in.DisableTimeout
+		keys = append(keys, "disable_timeout")
+	}
+	if s.PingInterval != in.PingInterval {
+		s.PingInterval = in.PingInterval
+		keys = append(keys, "ping_interval")
+	}
+	return keys
 }
 
 // Reload applies changed settings: instances (a new one joins, a removed
 // one leaves; those kept keep their state), flags, on_unavailable,
-// default_set and call_timeout. The timings take effect at the next
-// start, as do bind_address, poll_interval and max_calls (CheckReload).
+// default_set and call_timeout. The other keys keep their values in force
+// until the next start (keepRestartKeys).
 func (e *Engine) Reload(settings any) error {
 	s := settings.(*Settings)
-	if err := e.CheckReload(s); err != nil {
-		return err
-	}
+	e.keepRestartKeys(s)
 	conf, err := s.parseInstances()
 	if err != nil {
 		return err

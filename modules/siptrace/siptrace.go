@@ -271,41 +271,50 @@ func (t *SipTrace) Stop() {
 	t.started = false
 }
 
-// CheckReload refuses queue_size and max_message once the queue exists,
-// and collectors that do not parse. Their addresses were checked against
-// the new outbound.allow when the file was read (CheckOutbound); whether
-// a new collector's socket opens is known only when Reload opens it.
+// CheckReload names queue_size and max_message once the queue exists
+// (keepRestartKeysLocked), and refuses collectors that do not parse. Their
+// addresses were checked against the new outbound.allow when the file was
+// read (CheckOutbound); whether a new collector's socket opens is known
+// only when Reload opens it.
 func (t *SipTrace) CheckReload(v any) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.checkReloadLocked(v.(*Settings))
-}
-
-func (t *SipTrace) checkReloadLocked(s *Settings) error {
-	if t.q.Load() != nil {
-		var keys []string
-		if s.QueueSize != t.cur.QueueSize {
-			keys = append(keys, "queue_size")
-		}
-		if s.MaxMessage != t.cur.MaxMessage {
-			keys = append(keys, "max_message")
-		}
-		if err := modules.NeedRestart(keys...); err != nil {
-			return err
-		}
+	s := *v.(*Settings)
+	keys := t.keepRestartKeysLocked(&s)
+	if _, err := parseCollectors(s.Collectors); err != nil {
+		return err
 	}
-	_, err := parseCollectors(s.Collectors)
-	return err
+	return modules.NeedRestart(keys...)
 }
 
-// Reload takes new settings (SIGHUP). queue_size and max_message cannot
-// change once the queue exists (CheckReload); a collector that cannot be
-// opened keeps the settings in force.
+// keepRestartKeysLocked writes into s the values in force of queue_size
+// and max_message where s changes them once the queue exists (it is made
+// with them: before, they are taken with the first collector), and
+// returns those keys. t.mu is held.
+func (t *SipTrace) keepRestartKeysLocked(s *Settings) (keys []string) {
+	if t.q.Load() == nil {
+		return nil
+	}
+	if s.QueueSize != t.cur.QueueSize {
+		s.QueueSize = t.cur.QueueSize
+		keys = append(keys, "queue_size")
+	}
+	if s.MaxMessage != t.cur.MaxMessage {
+		s.MaxMessage = t.cur.MaxMessage
+		keys = append(keys, "max_message")
+	}
+	return keys
+}
+
+// Reload takes new settings (SIGHUP). queue_size and max_message keep
+// their values in force once the queue exists (keepRestartKeysLocked); a
+// collector that cannot be opened keeps the settings in force.
 func (t *SipTrace) Reload(v any) error {
 	s := v.(*Settings)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.checkReloadLocked(s); err != nil {
+	t.keepRestartKeysLocked(s)
+	if _, err := parseCollectors(s.Collectors); err != nil {
 		return err
 	}
 	m, _ := parseMode(s.Mode)

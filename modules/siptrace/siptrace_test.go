@@ -3,6 +3,7 @@ package siptrace
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -386,7 +387,9 @@ func TestCollectorOutsideAllowList(t *testing.T) {
 }
 
 // TestReload: new collectors, mode and node id apply without a restart;
-// a collector kept keeps its counters; the queue's size needs a restart.
+// a collector kept keeps its counters; the queue's size needs a restart:
+// named so by CheckReload (not a refusal), kept by Reload, which applies
+// the node id changed with it.
 func TestReload(t *testing.T) {
 	c1, c2 := newCollector(t), newCollector(t)
 	tm := start(t, settings("all", c1.addr()), nil)
@@ -408,9 +411,18 @@ func TestReload(t *testing.T) {
 	if v := tm.metric(t, `switchboard_siptrace_packets_sent_total{collector="udp:`+c1.addr()+`"}`); v != "2" {
 		t.Errorf("kept collector: sent %s, want 2", v)
 	}
-	s.QueueSize = 4096
-	if err := tm.st.Reload(s); err == nil || !strings.Contains(err.Error(), "restart") {
-		t.Fatalf("queue_size changed on reload: %v", err)
+	queueSize := s.QueueSize
+	s.QueueSize, s.NodeID = 4096, 78
+	var ke *modules.KeyError
+	if err := tm.st.CheckReload(s); !errors.As(err, &ke) || !ke.Restart || ke.Key != "queue_size" {
+		t.Fatalf("queue_size changed: CheckReload %v, want it named as needing a restart", err)
+	}
+	if err := tm.st.Reload(s); err != nil || s.QueueSize != queueSize {
+		t.Fatalf("queue_size changed on reload: %v, settings left with %d", err, s.QueueSize)
+	}
+	tm.st.Sent(l, uas, []byte(options("r-3")))
+	if r := c1.next(t); r.NodeID != 78 {
+		t.Errorf("node id %d after a reload with queue_size changed, want 78", r.NodeID)
 	}
 }
 

@@ -166,21 +166,30 @@ func (m *SST) Start() error { return nil }
 // Stop does nothing.
 func (m *SST) Stop() {}
 
-// CheckReload refuses a changed enabled: the route set is built with it.
+// CheckReload names a changed enabled as needing a restart
+// (keepRestartKeys); it refuses nothing.
 func (m *SST) CheckReload(v any) error {
-	if v.(*Settings).Enabled != m.enabled {
-		return modules.NeedRestart("enabled")
+	s := *v.(*Settings)
+	return modules.NeedRestart(m.keepRestartKeys(&s)...)
+}
+
+// keepRestartKeys writes the enabled in force into s where s changes it,
+// and returns that key: the route set is built with it.
+func (m *SST) keepRestartKeys(s *Settings) (keys []string) {
+	if s.Enabled != m.enabled {
+		s.Enabled = m.enabled
+		keys = append(keys, "enabled")
 	}
-	return nil
+	return keys
 }
 
 // Reload applies min_se, interval, reject_too_small and grace to the
-// calls from now on; with enabled changed (CheckReload) nothing.
+// calls from now on; enabled keeps its value in force until the next
+// start (keepRestartKeys).
 func (m *SST) Reload(v any) error {
-	if err := m.CheckReload(v); err != nil {
-		return err
-	}
-	m.cfg.Store(compile(v.(*Settings)))
+	s := v.(*Settings)
+	m.keepRestartKeys(s)
+	m.cfg.Store(compile(s))
 	return nil
 }
 

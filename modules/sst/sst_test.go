@@ -1,6 +1,7 @@
 package sst
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -532,5 +533,26 @@ func TestSlotsApart(t *testing.T) {
 		if SlotSST == other {
 			t.Fatalf("SlotSST %d is another module's", SlotSST)
 		}
+	}
+}
+
+// TestReloadKeepsEnabled: a reload that turns enabled off and raises
+// min_se applies min_se and keeps the session timers on, as the route set
+// was built with them: CheckReload names enabled as needing a restart
+// rather than refusing the reload, and the settings handed over say
+// enabled. Before, min_se stayed at its old value until a restart.
+func TestReloadKeepsEnabled(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	s := DefaultSettings()
+	s.Enabled, s.MinSE = false, 1800
+	var ke *modules.KeyError
+	if err := e.m.CheckReload(s); !errors.As(err, &ke) || !ke.Restart || ke.Key != "enabled" {
+		t.Fatalf("enabled changed: CheckReload %v, want enabled named as needing a restart", err)
+	}
+	if err := e.m.Reload(s); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Enabled || !e.m.Enabled() || e.m.cfg.Load().minSE != 1800 {
+		t.Errorf("after the reload: enabled %v (settings %v), min_se %d; want enabled kept and min_se 1800", e.m.Enabled(), s.Enabled, e.m.cfg.Load().minSE)
 	}
 }

@@ -147,30 +147,43 @@ func (th *TopoHiding) Start() error { return nil }
 // Stop does nothing.
 func (th *TopoHiding) Stop() {}
 
-// Reload refuses changes: a new param or contact_user would stop the
-// calls in progress from matching, and the route sets read calls and
-// trunks when they are built.
-func (th *TopoHiding) Reload(v any) error { return th.CheckReload(v) }
+// Reload keeps every key's value in force until the next start
+// (keepRestartKeys): a new param or contact_user would stop the calls in
+// progress from matching, and the route sets read calls and trunks when
+// they are built.
+func (th *TopoHiding) Reload(v any) error {
+	th.keepRestartKeys(v.(*Settings))
+	return nil
+}
 
 // CheckReload names the keys that changed: each takes effect at the next
-// start.
+// start (keepRestartKeys).
 func (th *TopoHiding) CheckReload(v any) error {
-	s := v.(*Settings)
-	var keys []string
-	for _, k := range []struct {
-		key     string
-		changed bool
-	}{
-		{"param", s.Param != th.param},
-		{"contact_user", s.ContactUser != th.user},
-		{"calls", s.Calls != th.calls},
-		{"trunks", s.Trunks != th.trunks},
-	} {
-		if k.changed {
-			keys = append(keys, k.key)
-		}
+	s := *v.(*Settings)
+	return modules.NeedRestart(th.keepRestartKeys(&s)...)
+}
+
+// keepRestartKeys writes into s the value in force of each key s
+// changes, and returns those keys: all of them take effect at the next
+// start.
+func (th *TopoHiding) keepRestartKeys(s *Settings) (keys []string) {
+	if s.Param != th.param {
+		s.Param = th.param
+		keys = append(keys, "param")
 	}
-	return modules.NeedRestart(keys...)
+	if s.ContactUser != th.user {
+		s.ContactUser = th.user
+		keys = append(keys, "contact_user")
+	}
+	if s.Calls != th.calls {
+		s.Calls = th.calls
+		keys = append(keys, "calls")
+	}
+	if s.Trunks != th.trunks {
+		s.Trunks = th.trunks
+		keys = append(keys, "trunks")
+	}
+	return keys
 }
 
 // HideCalls reports whether topohiding.calls is on: the calls and

@@ -387,3 +387,30 @@ func TestHiddenCallSurvivesRestart(t *testing.T) {
 		t.Fatalf("the BYE left %d dialogs", n)
 	}
 }
+
+// TestReloadKeepsSettings: every key takes effect at the next start (a new
+// param would stop the calls in progress from matching): a reload that
+// changes param and calls is not refused, CheckReload names both as
+// needing a restart, and Reload keeps the values in force, in the
+// settings handed over too.
+func TestReloadKeepsSettings(t *testing.T) {
+	e := newEnv(t, nil)
+	s := DefaultSettings()
+	s.Param, s.Calls = "other", !s.Calls
+	err := e.th.CheckReload(s)
+	var keys []string
+	for _, one := range err.(interface{ Unwrap() []error }).Unwrap() {
+		if ke, ok := one.(*modules.KeyError); ok && ke.Restart {
+			keys = append(keys, ke.Key)
+		}
+	}
+	if strings.Join(keys, ",") != "param,calls" {
+		t.Fatalf("CheckReload: %v, want param and calls named as needing a restart", err)
+	}
+	if err := e.th.Reload(s); err != nil {
+		t.Fatal(err)
+	}
+	if d := DefaultSettings(); *s != *d || e.th.param != d.Param || e.th.calls != d.Calls {
+		t.Errorf("after the reload the settings say %+v, param %q in force; want the defaults kept", s, e.th.param)
+	}
+}
