@@ -373,6 +373,42 @@ func TestSameResource(t *testing.T) {
 	}
 }
 
+// TestSameResourceManyParameters: a digest uri and Request-URI of 10,000
+// parameters each (40 KB, one datagram, no credentials needed to get
+// there) are not compared parameter by parameter, each looked for among
+// the other's, which took seconds of CPU: they are the same resource
+// only byte for byte (the sender gets 400 Digest URI Mismatch
+// otherwise). 32 parameters are still compared as RFC 3261 §19.1.4 says.
+func TestSameResourceManyParameters(t *testing.T) {
+	many := "sip:alice@example.com" + strings.Repeat(";a", 10000)
+	start := time.Now()
+	if sameResource([]byte(many), []byte("sip:alice@example.com"+strings.Repeat(";b", 10000))) {
+		t.Error("10,000 parameters, none in both: the same resource")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("10,000 parameters compared in %v", d)
+	}
+	if sameResource([]byte(many), []byte("SIP"+many[3:])) {
+		t.Error("10,000 parameters spelt otherwise: the same resource")
+	}
+	if !sameResource([]byte(many), []byte(many)) {
+		t.Error("10,000 parameters byte for byte: not the same resource")
+	}
+	headers := "sip:alice@example.com?" + strings.Repeat("a=1&", 32) + "b=2"
+	if sameResource([]byte(headers), []byte("SIP"+headers[3:])) {
+		t.Error("33 headers spelt otherwise: the same resource")
+	}
+	for _, n := range []int{31, 32} {
+		params := "sip:alice@example.com" + strings.Repeat(";p", n)
+		if !sameResource([]byte(params), []byte("SIP"+params[3:])) {
+			t.Errorf("%d parameters spelt otherwise: not the same resource", n)
+		}
+	}
+	if sameResource([]byte("sip:alice@example.com"+strings.Repeat(";p", 33)), []byte("SIP:alice@example.com"+strings.Repeat(";p", 33))) {
+		t.Error("33 parameters spelt otherwise: the same resource")
+	}
+}
+
 // TestRegisterRetransmission: a REGISTER is answered statelessly, so its
 // retransmission (the same bytes, same branch, same nonce-count) reaches
 // the route again and must get the 200 again, not 401 stale; the same
