@@ -366,6 +366,12 @@ func TestSameResource(t *testing.T) {
 		{"tel:+15551234", "TEL:+15551234", false},
 		{"", "sip:example.com", false},
 		{"sip:alice@example.com;a=%zz", "sip:alice@example.com;a=%zz", true},
+		// A parameter or header given twice counts once, with its first
+		// value, in both URIs.
+		{"sip:alice@example.com;a=1;a=2", "SIP:alice@example.com;a=1;a=2", true},
+		{"sip:alice@example.com;a=1;A=2", "sip:alice@example.com;a=1", true},
+		{"sip:alice@example.com;a=2;a=1", "sip:alice@example.com;a=1", false},
+		{"sip:alice@example.com?s=1&s=2", "SIP:alice@example.com?s=1&s=2", true},
 	} {
 		if got := sameResource([]byte(tc.a), []byte(tc.b)); got != tc.same {
 			t.Errorf("sameResource(%q, %q) = %v", tc.a, tc.b, got)

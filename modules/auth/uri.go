@@ -57,7 +57,7 @@ func tooMany(list []byte, sep byte) bool {
 // sameParams compares uri-parameters by RFC 3261 §19.1.4.
 func sameParams(a, b []byte) bool {
 	ok := true
-	eachPair(a, ';', func(name, val []byte) bool {
+	eachFirstPair(a, ';', func(name, val []byte) bool {
 		if v, found := pairValue(b, ';', name); found {
 			ok = equalEscaped(val, v, true)
 		} else {
@@ -97,7 +97,7 @@ func sameHeaders(a, b []byte) bool {
 
 func subsetHeaders(a, b []byte) bool {
 	ok := true
-	eachPair(a, '&', func(name, val []byte) bool {
+	eachFirstPair(a, '&', func(name, val []byte) bool {
 		v, found := pairValue(b, '&', name)
 		ok = found && equalEscaped(val, v, true)
 		return ok
@@ -123,6 +123,23 @@ func eachPair(list []byte, sep byte, fn func(name, val []byte) bool) {
 			return
 		}
 	}
+}
+
+// eachFirstPair is eachPair for the first item of each name: a name
+// given twice (";x=1;x=2") counts once, with its first value, as
+// pairValue reads the other list's. Comparing every item of one list with
+// the first of its name in the other made a URI differ from itself spelt
+// otherwise, and a from b but not b from a. Lists hold at most
+// maxComparedItems items here, so looking back is cheap.
+func eachFirstPair(list []byte, sep byte, fn func(name, val []byte) bool) {
+	all := list
+	eachPair(list, sep, func(name, val []byte) bool {
+		before := all[:cap(all)-cap(name)] // name is a view into all: what came before it
+		if _, seen := pairValue(before, sep, name); seen {
+			return true
+		}
+		return fn(name, val)
+	})
 }
 
 // pairValue finds name (without case) in list.
