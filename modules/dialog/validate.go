@@ -289,10 +289,19 @@ func sameURI(a, b *parser.URI, hostPort bool) bool {
 			return false
 		}
 	}
-	for p := a.Params; len(p) > 0; {
+	// A parameter given twice (";x=1;x=2") counts once, with its first
+	// value, as uriParam reads b's: comparing each of a's with the first
+	// of b's made a URI differ from itself spelt otherwise, and a from b
+	// but not b from a. At most maxComparedParams: looking back is cheap.
+	for p, at := a.Params, 0; len(p) > 0; {
 		var seg []byte
 		seg, p = cut(p, ';')
 		name, va := cut(seg, '=')
+		before := a.Params[:at]
+		at += len(seg) + 1
+		if _, seen := uriParam(before, name); seen {
+			continue
+		}
 		if vb, ok := uriParam(b.Params, name); ok && !parser.EqualFold(va, vb) {
 			return false
 		}

@@ -226,6 +226,11 @@ func TestSameURI(t *testing.T) {
 		{"sip:bob@192.0.2.4", "sip:bob@host4.example.com", false},
 		{"sip:bob@192.0.2.4", "sip:bob@192.0.2.4?subject=x", false},
 		{"sip:bob:pw@192.0.2.4", "sip:bob@192.0.2.4", false},
+		// A parameter given twice counts once, with its first value.
+		{"sip:carol@chicago.com;x=1;x=2", "SIP:carol@chicago.com;x=1;x=2", true},
+		{"sip:carol@chicago.com;x=1", "sip:carol@chicago.com;x=1;X=2", true},
+		{"sip:carol@chicago.com;x=2;x=1", "sip:carol@chicago.com;x=1", false},
+		{"sip:carol@chicago.com;x=1;y=2", "sip:carol@chicago.com;x=3;y=2", false},
 	} {
 		var a, b parser.URI
 		if a.Parse([]byte(c.a)) != nil || b.Parse([]byte(c.b)) != nil {
