@@ -134,6 +134,9 @@ func TestBadRequests(t *testing.T) {
 	for _, tc := range []struct{ hdr, want string }{
 		{"Contact: <mailto:x@example.com>\r\n", "400 Bad Contact"},
 		{"Contact: <sip:@>\r\n", "400 Bad Contact"},
+		// An instance that is not UTF-8 would not read back the same
+		// from Redis on another node, nor from PostgreSQL.
+		{"Contact: <sip:fred@192.0.2.1>;+sip.instance=\"<urn:uuid:\xfe>\";reg-id=1\r\n", "400 Bad Contact"},
 	} {
 		if resp := h.request("127.0.0.1:5062", register("fred", "c1", 1, tc.hdr)); statusOf(resp) != tc.want {
 			t.Errorf("%q: %s", tc.hdr, statusOf(resp))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"strconv"
+	"unicode/utf8"
 	"unsafe"
 
 	"switchboard/modules"
@@ -154,6 +155,13 @@ func (r *Registrar) save(c *routing.Ctx, sc *scratch, o SaveOptions) int {
 			ci.q = int16(min(q, 1000))
 		}
 		ci.instance = na.Instance()
+		if !utf8.Valid(ci.instance) {
+			// An instance is a URN (RFC 5626 §4.1). Bytes that are not
+			// UTF-8 would come back as U+FFFD from Redis on another node
+			// (JSON) and from PostgreSQL after a restart (pgText): a
+			// binding of another key there.
+			return reply(c, 400, "Bad Contact", nil)
+		}
 		if id := na.RegID(); id > 0 && ci.instance != nil {
 			ci.regID = uint32(id)
 		}
