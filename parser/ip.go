@@ -1,6 +1,7 @@
 package parser
 
 import (
+	"bytes"
 	"net/netip"
 	"unsafe"
 )
@@ -18,17 +19,15 @@ func ParseIP(b []byte) (netip.Addr, bool) {
 		}
 		b = b[1 : len(b)-1]
 	}
-	v4 := true
-	for _, ch := range b {
-		if ch == ':' {
-			v4 = false
-			break
+	// A colon anywhere makes it IPv6, whose first group may hold a letter
+	// (fe80::1, 2a01:4f8::1): deciding on the characters before the
+	// first colon took those for hostnames.
+	if bytes.IndexByte(b, ':') < 0 {
+		for _, ch := range b {
+			if (ch < '0' || ch > '9') && ch != '.' {
+				return netip.Addr{}, false
+			}
 		}
-		if (ch < '0' || ch > '9') && ch != '.' {
-			return netip.Addr{}, false
-		}
-	}
-	if v4 {
 		var a [4]byte
 		k, n, digits := 0, 0, 0
 		for _, ch := range b {
