@@ -210,7 +210,10 @@ func (a *Auth) decodeNonce(n []byte, src netip.Addr) (exp int64, seq uint32, ok 
 		return 0, 0, false
 	}
 	var raw, want [nonceRaw]byte
-	if _, err := base64.RawURLEncoding.Decode(raw[:], n); err != nil {
+	// All 24 bytes: the decoder skips CR and LF, so a nonce with one in
+	// place of its last character decoded to 23 and a zero, and opened
+	// when its MAC's last byte was zero (one nonce in 256).
+	if k, err := base64.RawURLEncoding.Decode(raw[:], n); err != nil || k != nonceRaw {
 		return 0, 0, false
 	}
 	copy(want[:8], raw[:8])
