@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"switchboard/modules/internal/routetest"
+	"switchboard/parser"
 	"switchboard/routing"
 	"switchboard/store"
 )
@@ -103,6 +104,14 @@ func TestUACAuthProxyChallenge(t *testing.T) {
 	h.Receive(caller, prack)
 	if r := one(t, h.Take(), carrier, "PRACK "); header(r, "CSeq") != "4 PRACK" || header(r, "RAck") != "1 2 INVITE" {
 		t.Errorf("the caller's PRACK: CSeq %q, RAck %q, want 4 PRACK, 1 2 INVITE", header(r, "CSeq"), header(r, "RAck"))
+	}
+	// The same with the RAck folded over two lines, which the parser reads.
+	prack = strings.Replace(inDialog("PRACK", "sip:gw@"+carrier, "prack2", from, to, callID, "4", rr), "Content-Length:", "RAck: 2\r\n 1 INVITE\r\nContent-Length:", 1)
+	h.Receive(caller, prack)
+	r := one(t, h.Take(), carrier, "PRACK ")
+	var m parser.Message
+	if err := m.Parse([]byte(r)); err != nil || strings.Join(strings.Fields(string(m.Get(parser.HdrRAck))), " ") != "2 2 INVITE" {
+		t.Errorf("the caller's PRACK with a folded RAck: RAck %q (%v), want 2 2 INVITE", m.Get(parser.HdrRAck), err)
 	}
 }
 

@@ -18,7 +18,9 @@ func Shift(r *txn.Request, ed *parser.Editor, m *parser.Message, n uint32) bool 
 	if v := m.Get(parser.HdrRAck); v != nil {
 		j := digits(v, 0)
 		k := j
-		for k < len(v) && (v[k] == ' ' || v[k] == '\t') {
+		// Linear white space, a fold's line end included: the parser
+		// keeps a folded value's bytes as they came.
+		for k < len(v) && (v[k] == ' ' || v[k] == '\t' || v[k] == '\r' || v[k] == '\n') {
 			k++
 		}
 		e := digits(v, k)
