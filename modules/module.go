@@ -182,6 +182,18 @@ func NeedRestart(keys ...string) error {
 	return errors.Join(errs...)
 }
 
+// KeepInForce is one line of a module's list of the keys only a restart
+// applies: when the new settings change key name (*v), it puts the value
+// in force (inForce) back into them, for Reload to apply the others, and
+// appends name to keys, for CheckReload to list it (NeedRestart).
+func KeepInForce[T comparable](keys []string, name string, v *T, inForce T) []string {
+	if *v == inForce {
+		return keys
+	}
+	*v = inForce
+	return append(keys, name)
+}
+
 // OutboundWatcher is implemented by an Instance that sends on sockets of
 // its own to destinations it checked against outbound.allow when it took
 // them (Originator.Allowed): a reload that changed the list calls

@@ -171,3 +171,14 @@ func TestEveryReloaderChecks(t *testing.T) {
 		t.Errorf("%d modules are Reloaders, want the 20 of modules/all at least", reloaders)
 	}
 }
+
+// TestKeepInForce: a changed restart-only key gets its value in force
+// back and is named; an unchanged one is left alone and not named.
+func TestKeepInForce(t *testing.T) {
+	persist, interval := false, 2
+	keys := modules.KeepInForce(nil, "persist", &persist, true)
+	keys = modules.KeepInForce(keys, "write_interval", &interval, 2)
+	if !persist || interval != 2 || len(keys) != 1 || keys[0] != "persist" {
+		t.Fatalf("persist %v, interval %d, keys %v", persist, interval, keys)
+	}
+}

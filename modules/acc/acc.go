@@ -256,23 +256,11 @@ func (a *Acc) keepRestartKeys(s *Settings) (keys []string) {
 		if f := a.file.Load(); f != nil {
 			file = f.path
 		}
-		if s.Store != store {
-			s.Store = store
-			keys = append(keys, "store")
-		}
-		if s.File != file {
-			s.File = file
-			keys = append(keys, "file")
-		}
+		keys = modules.KeepInForce(keys, "store", &s.Store, store)
+		keys = modules.KeepInForce(keys, "file", &s.File, file)
 	}
-	if s.QueueSize != a.queueSize {
-		s.QueueSize = a.queueSize
-		keys = append(keys, "queue_size")
-	}
-	if s.BatchSize != a.batchSize {
-		s.BatchSize = a.batchSize
-		keys = append(keys, "batch_size")
-	}
+	keys = modules.KeepInForce(keys, "queue_size", &s.QueueSize, a.queueSize)
+	keys = modules.KeepInForce(keys, "batch_size", &s.BatchSize, a.batchSize)
 	return keys
 }
 

@@ -388,22 +388,10 @@ func (b *Authban) keepRestartKeys(s *Settings) (keys []string) {
 	b.mu.Lock()
 	old := b.set
 	b.mu.Unlock()
-	if s.Window != old.Window {
-		s.Window = old.Window
-		keys = append(keys, "window")
-	}
-	if s.AccountWindow != old.AccountWindow {
-		s.AccountWindow = old.AccountWindow
-		keys = append(keys, "account_window")
-	}
-	if s.MaxSources != old.MaxSources {
-		s.MaxSources = old.MaxSources
-		keys = append(keys, "max_sources")
-	}
-	if s.MaxAccounts != old.MaxAccounts {
-		s.MaxAccounts = old.MaxAccounts
-		keys = append(keys, "max_accounts")
-	}
+	keys = modules.KeepInForce(keys, "window", &s.Window, old.Window)
+	keys = modules.KeepInForce(keys, "account_window", &s.AccountWindow, old.AccountWindow)
+	keys = modules.KeepInForce(keys, "max_sources", &s.MaxSources, old.MaxSources)
+	keys = modules.KeepInForce(keys, "max_accounts", &s.MaxAccounts, old.MaxAccounts)
 	return keys
 }
 

@@ -408,31 +408,16 @@ func (d *Dialog) Reload(v any) error {
 // redis settings and takeover_delay (with it off they are not used). It
 // returns those keys.
 func (d *Dialog) keepRestartKeys(s *Settings) (keys []string) {
-	if s.MaxDialogs != d.maxDialogs {
-		s.MaxDialogs = d.maxDialogs
-		keys = append(keys, "max_dialogs")
-	}
-	if s.Persist != d.persist {
-		s.Persist = d.persist
-		keys = append(keys, "persist")
-	}
-	if s.WriteInterval != d.writeInterval {
-		s.WriteInterval = d.writeInterval
-		keys = append(keys, "write_interval")
-	}
+	keys = modules.KeepInForce(keys, "max_dialogs", &s.MaxDialogs, d.maxDialogs)
+	keys = modules.KeepInForce(keys, "persist", &s.Persist, d.persist)
+	keys = modules.KeepInForce(keys, "write_interval", &s.WriteInterval, d.writeInterval)
 	if sharingMode(s.Sharing) != sharingMode(d.sharing) {
 		s.Sharing = d.sharing
 		keys = append(keys, "sharing")
 	}
 	if d.share != nil {
-		if s.Redis != d.redis {
-			s.Redis = d.redis
-			keys = append(keys, "redis")
-		}
-		if s.TakeoverDelay != d.takeoverDelay {
-			s.TakeoverDelay = d.takeoverDelay
-			keys = append(keys, "takeover_delay")
-		}
+		keys = modules.KeepInForce(keys, "redis", &s.Redis, d.redis)
+		keys = modules.KeepInForce(keys, "takeover_delay", &s.TakeoverDelay, d.takeoverDelay)
 	}
 	if !sameProfiles(d.profiles, s.Profiles) {
 		s.Profiles = slices.Clone(d.profileSettings)

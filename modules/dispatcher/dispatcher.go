@@ -402,14 +402,8 @@ func (d *Dispatcher) CheckReload(v any) error {
 // max_calls where s changes them, and returns those keys: the poller and
 // the call table are made with them at start.
 func (d *Dispatcher) keepRestartKeys(s *Settings) (keys []string) {
-	if s.PollInterval != d.poll {
-		s.PollInterval = d.poll
-		keys = append(keys, "poll_interval")
-	}
-	if s.MaxCalls != d.maxCalls {
-		s.MaxCalls = d.maxCalls
-		keys = append(keys, "max_calls")
-	}
+	keys = modules.KeepInForce(keys, "poll_interval", &s.PollInterval, d.poll)
+	keys = modules.KeepInForce(keys, "max_calls", &s.MaxCalls, d.maxCalls)
 	return keys
 }
 

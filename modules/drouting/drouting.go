@@ -265,10 +265,7 @@ func (d *Drouting) keepRestartKeys(s *Settings) (keys []string) {
 			keys = append(keys, [4]string{"max_calls", "max_rules", "max_gateways", "max_carriers"}[i])
 		}
 	}
-	if s.PollInterval != d.poll {
-		s.PollInterval = d.poll
-		keys = append(keys, "poll_interval")
-	}
+	keys = modules.KeepInForce(keys, "poll_interval", &s.PollInterval, d.poll)
 	return keys
 }
 

@@ -319,22 +319,10 @@ func (f *Fraud) CheckReload(v any) error {
 // returns those keys: the tables and the poller are made with them at
 // start.
 func (f *Fraud) keepRestartKeys(s *Settings) (keys []string) {
-	if s.MaxCallers != f.max[0] {
-		s.MaxCallers = f.max[0]
-		keys = append(keys, "max_callers")
-	}
-	if s.MaxCalls != f.max[1] {
-		s.MaxCalls = f.max[1]
-		keys = append(keys, "max_calls")
-	}
-	if s.MaxEvents != f.events.size() {
-		s.MaxEvents = f.events.size()
-		keys = append(keys, "max_events")
-	}
-	if s.PollInterval != f.poll {
-		s.PollInterval = f.poll
-		keys = append(keys, "poll_interval")
-	}
+	keys = modules.KeepInForce(keys, "max_callers", &s.MaxCallers, f.max[0])
+	keys = modules.KeepInForce(keys, "max_calls", &s.MaxCalls, f.max[1])
+	keys = modules.KeepInForce(keys, "max_events", &s.MaxEvents, f.events.size())
+	keys = modules.KeepInForce(keys, "poll_interval", &s.PollInterval, f.poll)
 	return keys
 }
 

@@ -460,10 +460,7 @@ func (p *Pike) keepRestartKeys(s *Settings) (keys []string) {
 		s.IPv6Prefix = old.IPv6Prefix
 		keys = append(keys, "ipv6_prefix")
 	}
-	if s.MaxBans != old.MaxBans {
-		s.MaxBans = old.MaxBans
-		keys = append(keys, "max_bans")
-	}
+	keys = modules.KeepInForce(keys, "max_bans", &s.MaxBans, old.MaxBans)
 	return keys
 }
 

@@ -638,34 +638,13 @@ func (e *Engine) CheckReload(settings any) error {
 // ping_interval).
 func (e *Engine) keepRestartKeys(s *Settings) (keys []string) {
 	in := &e.started
-	if s.BindAddress != in.BindAddress {
-		s.BindAddress = in.BindAddress
-		keys = append(keys, "bind_address")
-	}
-	if s.PollInterval != in.PollInterval {
-		s.PollInterval = in.PollInterval
-		keys = append(keys, "poll_interval")
-	}
-	if s.MaxCalls != in.MaxCalls {
-		s.MaxCalls = in.MaxCalls
-		keys = append(keys, "max_calls")
-	}
-	if s.Timeout != in.Timeout {
-		s.Timeout = in.Timeout
-		keys = append(keys, "timeout")
-	}
-	if s.Retries != in.Retries {
-		s.Retries = in.Retries
-		keys = append(keys, "retries")
-	}
-	if s.DisableTimeout != in.DisableTimeout {
-		s.DisableTimeout = in.DisableTimeout
-		keys = append(keys, "disable_timeout")
-	}
-	if s.PingInterval != in.PingInterval {
-		s.PingInterval = in.PingInterval
-		keys = append(keys, "ping_interval")
-	}
+	keys = modules.KeepInForce(keys, "bind_address", &s.BindAddress, in.BindAddress)
+	keys = modules.KeepInForce(keys, "poll_interval", &s.PollInterval, in.PollInterval)
+	keys = modules.KeepInForce(keys, "max_calls", &s.MaxCalls, in.MaxCalls)
+	keys = modules.KeepInForce(keys, "timeout", &s.Timeout, in.Timeout)
+	keys = modules.KeepInForce(keys, "retries", &s.Retries, in.Retries)
+	keys = modules.KeepInForce(keys, "disable_timeout", &s.DisableTimeout, in.DisableTimeout)
+	keys = modules.KeepInForce(keys, "ping_interval", &s.PingInterval, in.PingInterval)
 	return keys
 }
 

@@ -295,14 +295,8 @@ func (t *SipTrace) keepRestartKeysLocked(s *Settings) (keys []string) {
 	if t.q.Load() == nil {
 		return nil
 	}
-	if s.QueueSize != t.cur.QueueSize {
-		s.QueueSize = t.cur.QueueSize
-		keys = append(keys, "queue_size")
-	}
-	if s.MaxMessage != t.cur.MaxMessage {
-		s.MaxMessage = t.cur.MaxMessage
-		keys = append(keys, "max_message")
-	}
+	keys = modules.KeepInForce(keys, "queue_size", &s.QueueSize, t.cur.QueueSize)
+	keys = modules.KeepInForce(keys, "max_message", &s.MaxMessage, t.cur.MaxMessage)
 	return keys
 }
 

@@ -176,10 +176,7 @@ func (m *SST) CheckReload(v any) error {
 // keepRestartKeys writes the enabled in force into s where s changes it,
 // and returns that key: the route set is built with it.
 func (m *SST) keepRestartKeys(s *Settings) (keys []string) {
-	if s.Enabled != m.enabled {
-		s.Enabled = m.enabled
-		keys = append(keys, "enabled")
-	}
+	keys = modules.KeepInForce(keys, "enabled", &s.Enabled, m.enabled)
 	return keys
 }
 

@@ -167,22 +167,10 @@ func (th *TopoHiding) CheckReload(v any) error {
 // changes, and returns those keys: all of them take effect at the next
 // start.
 func (th *TopoHiding) keepRestartKeys(s *Settings) (keys []string) {
-	if s.Param != th.param {
-		s.Param = th.param
-		keys = append(keys, "param")
-	}
-	if s.ContactUser != th.user {
-		s.ContactUser = th.user
-		keys = append(keys, "contact_user")
-	}
-	if s.Calls != th.calls {
-		s.Calls = th.calls
-		keys = append(keys, "calls")
-	}
-	if s.Trunks != th.trunks {
-		s.Trunks = th.trunks
-		keys = append(keys, "trunks")
-	}
+	keys = modules.KeepInForce(keys, "param", &s.Param, th.param)
+	keys = modules.KeepInForce(keys, "contact_user", &s.ContactUser, th.user)
+	keys = modules.KeepInForce(keys, "calls", &s.Calls, th.calls)
+	keys = modules.KeepInForce(keys, "trunks", &s.Trunks, th.trunks)
 	return keys
 }
 
