@@ -166,6 +166,9 @@ type call struct {
 	calleeTag string
 	cseq      int // the caller's
 	ccseq     int // the callee's
+	// callerSrc is where the caller's requests come from: P1, or the
+	// caller's NAT for a call without proxies (directCall).
+	callerSrc string
 }
 
 // invite sends an initial INVITE from the caller through P1 and returns
@@ -252,7 +255,11 @@ func (c *call) fromCaller(method, ruriCT, toTag, extra string) []routetest.Sent 
 	if method == "ACK" {
 		cseq = "10"
 	}
-	return c.send(p1Addr, method+" "+uri(ruriCT)+" SIP/2.0\r\n"+
+	src := p1Addr
+	if c.callerSrc != "" {
+		src = c.callerSrc
+	}
+	return c.send(src, method+" "+uri(ruriCT)+" SIP/2.0\r\n"+
 		"Via: SIP/2.0/UDP "+p1Addr+";branch=z9hG4bKp1-"+method+cseq+c.callID+"\r\n"+
 		"Via: SIP/2.0/UDP "+callerUA+";branch=z9hG4bKua-"+method+cseq+c.callID+"\r\n"+
 		"Max-Forwards: 69\r\n"+

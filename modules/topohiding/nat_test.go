@@ -23,7 +23,7 @@ const (
 // Record-Route either.
 func directCall(e *env, callID string) *call {
 	e.t.Helper()
-	c := &call{e: e, callID: callID, fromTag: "atag-" + callID, cseq: 10}
+	c := &call{e: e, callID: callID, fromTag: "atag-" + callID, cseq: 10, callerSrc: natPublic}
 	c.invite = "INVITE sip:bob@" + calleeAddr + " SIP/2.0\r\n" +
 		"Via: SIP/2.0/UDP 192.168.1.10:5062;branch=z9hG4bKua-" + callID + ";rport\r\n" +
 		"Max-Forwards: 70\r\n" +
