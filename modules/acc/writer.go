@@ -234,8 +234,10 @@ func (a *Acc) stopFile(f *fileSink) {
 
 // loseFile counts and logs records the file will not get.
 func (a *Acc) loseFile(lost []store.CDR, path, msg string) {
-	a.lost[sinkFile].Add(len(lost))
+	// Logged before counted: whoever sees the count (a test, a scrape
+	// then a look at the log) finds the line that says which calls.
 	a.log.Error(msg, "file", path, "records", len(lost), "call_ids", callIDs(lost))
+	a.lost[sinkFile].Add(len(lost))
 }
 
 // writeStore writes a batch to the store in one transaction, or, while
@@ -254,8 +256,8 @@ func (a *Acc) writeStore(st *storeSink, cdrs []store.CDR) {
 			}
 			continue
 		}
-		a.lost[sinkStore].Inc()
 		a.log.Error("acc: call record refused by the store", "err", err)
+		a.lost[sinkStore].Inc()
 		if at == nil {
 			ok, at = make([]store.CDR, 0, len(cdrs)), make([]int, 0, len(cdrs))
 			for j := range i {
@@ -334,8 +336,8 @@ func (a *Acc) storeCDRs(cs []store.CDR) ([]store.CDR, error) {
 		switch {
 		case err == nil:
 		case errors.Is(err, store.ErrCDRRefused):
-			a.lost[sinkStore].Inc()
 			a.log.Error("acc: call record refused by the store", "call_id", cs[i].CallID, "err", err)
+			a.lost[sinkStore].Inc()
 		default:
 			return cs[i:], err
 		}
@@ -401,8 +403,8 @@ func (a *Acc) stopStore(st *storeSink) {
 
 // loseStore counts and logs records the store will not get.
 func (a *Acc) loseStore(lost []store.CDR, msg string, args ...any) {
+	a.log.Error(msg, append(args, "records", len(lost), "call_ids", callIDs(lost))...) // before counted, as in loseFile
 	a.lost[sinkStore].Add(len(lost))
-	a.log.Error(msg, append(args, "records", len(lost), "call_ids", callIDs(lost))...)
 }
 
 // stopping reports whether Stop was called.
